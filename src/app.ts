@@ -1,0 +1,164 @@
+// buildApp(deps) → { server, start, stop }: wires the gateway's parts around stores that the
+// caller opened (src/main.ts in production, test/support in tests).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config.js';
+import { KeyAuthenticator, type KeyLookup } from './gateway/auth.js';
+import { createRequestHandler } from './gateway/http.js';
+import { RateLimiter } from './gateway/limits.js';
+import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
+import { TokenVerifier, type AccessTokenLookup } from './gateway/tokens.js';
+import { UpstreamClient } from './gateway/upstream.js';
+import { LiveBus } from './live/events.js';
+import { createMetrics, type JournalStatsSource } from './metrics.js';
+import type { Receipt, ReceiptDraft } from './receipts/receipt.js';
+import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
+import { TargetHealth } from './routing/health.js';
+
+export interface AppStore extends KeyLookup, AccessTokenLookup, CatalogStore {
+  ensureTeam(name: string): Promise<{ id: string }>;
+  createApiKey(input: { teamId: string; name: string }): Promise<{ apiKey: { id: string; teamId: string }; secret: string }>;
+}
+
+export interface AppJournal extends JournalStatsSource {
+  append(draft: ReceiptDraft): Promise<Receipt>;
+  flush(): Promise<void>;
+}
+
+export interface AppDeps {
+  config: Config;
+  log: Logger;
+  store: AppStore;
+  journal: AppJournal;
+  jwks: () => object;
+  findStoredReceipt: (id: string) => Promise<Receipt | null>;
+  adminToken: string;
+  /** Store checks for /readyz: name → throws when not ready. */
+  readinessChecks: Record<string, () => Promise<unknown>>;
+}
+
+export interface App {
+  server: http.Server;
+  bus: LiveBus;
+  catalog: CatalogSource;
+  health: TargetHealth;
+  keys: KeyAuthenticator;
+  /** Resolves with the bound port. */
+  start(): Promise<number>;
+  /** Stops accepting, lets in-flight requests finish (bounded), flushes receipts. */
+  stop(): Promise<void>;
+}
+
+/** Receipts made moments ago may not be in ClickHouse yet; serve them from memory. */
+class RecentReceipts implements ReceiptSink {
+  private readonly recent = new Map<string, Receipt>();
+
+  constructor(
+    private readonly journal: AppJournal,
+    private readonly limit = 10_000,
+  ) {}
+
+  async append(draft: ReceiptDraft): Promise<Receipt> {
+    const receipt = await this.journal.append(draft);
+    if (this.recent.size >= this.limit) this.recent.delete(this.recent.keys().next().value!);
+    this.recent.set(receipt.receipt_id, receipt);
+    return receipt;
+  }
+
+  get(id: string): Receipt | undefined {
+    return this.recent.get(id);
+  }
+}
+
+export function buildApp(deps: AppDeps): App {
+  const { config, log, store } = deps;
+  const metrics = createMetrics();
+  metrics.watchJournal(deps.journal);
+  const bus = new LiveBus();
+  const catalog = new CatalogSource(store, (err) => log.warn({ err: String(err) }, 'catalog refresh failed; keeping the last good catalog'));
+  const health = new TargetHealth(config.breaker);
+  const keys = new KeyAuthenticator(store, config.authCacheMs);
+  const tokens = new TokenVerifier(deps.adminToken, store);
+  const upstream = new UpstreamClient(config.timeouts);
+  const recent = new RecentReceipts(deps.journal);
+  const pipeline = new Pipeline({
+    config,
+    auth: keys,
+    limiter: new RateLimiter(),
+    catalog: () => catalog.catalog,
+    health,
+    upstream,
+    receipts: recent,
+    bus,
+    metrics,
+    log,
+  });
+
+  let draining = false;
+  const handler = createRequestHandler({
+    pipeline,
+    keys,
+    tokens,
+    catalog: () => catalog.catalog,
+    receipts: { find: async (id) => recent.get(id) ?? deps.findStoredReceipt(id) },
+    jwks: deps.jwks,
+    metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
+    ready: async () => {
+      const checks: Record<string, string> = {};
+      let ok = true;
+      for (const [name, check] of Object.entries(deps.readinessChecks)) {
+        try {
+          await check();
+          checks[name] = 'ok';
+        } catch (err) {
+          ok = false;
+          checks[name] = err instanceof Error ? err.message.slice(0, 200) : 'failed';
+        }
+      }
+      return { ok, checks };
+    },
+    maxBodyBytes: config.maxBodyBytes,
+    createKey: async ({ team, name }) => {
+      const t = await store.ensureTeam(team);
+      const created = await store.createApiKey({ teamId: t.id, name });
+      await catalog.refresh();
+      return { id: created.apiKey.id, teamId: created.apiKey.teamId, secret: created.secret };
+    },
+    isDraining: () => draining,
+  });
+
+  const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
+  // The proxy's latency budget is sub-millisecond: never wait for Nagle.
+  server.on('connection', (socket) => socket.setNoDelay(true));
+
+  return {
+    server,
+    bus,
+    catalog,
+    health,
+    keys,
+    async start() {
+      await catalog.load();
+      catalog.startPolling(config.catalogRefreshMs);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return (server.address() as AddressInfo).port;
+    },
+    async stop() {
+      draining = true;
+      catalog.stopPolling();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, config.drainTimeoutMs).unref());
+      await Promise.race([closed, deadline]);
+      server.closeAllConnections();
+      await upstream.close();
+      await deps.journal.flush().catch((err) => log.error({ err: String(err) }, 'receipt flush at shutdown failed; the WAL keeps them for replay'));
+    },
+  };
+}

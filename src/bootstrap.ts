@@ -1,0 +1,123 @@
+// Configuration without GraphQL: provider presets from well-known environment variables,
+// and the declarative file (TOLLGATE_CONFIG=tollgate.yaml) upserted at start.
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { Config } from './config.js';
+import { PRESETS, type ProviderKind } from './providers/presets.js';
+import type { PriceInput } from './routing/catalog.js';
+
+export interface BootstrapStore {
+  upsertProvider(input: { name: string; kind: ProviderKind; baseUrl?: string | null; apiKey?: string | null; timeoutMs?: number | null; extraHeaders?: Record<string, string>; modelMap?: Record<string, string> }): Promise<unknown>;
+  upsertRoute(input: DeclaredRoute): Promise<unknown>;
+  setPrice(input: DeclaredPrice): Promise<unknown>;
+  currentPrices(): Promise<PriceInput[]>;
+  ensureTeam(name: string): Promise<unknown>;
+}
+
+const kind = z.enum(['OPENAI_COMPATIBLE', 'OPENROUTER', 'ARK', 'OPENAI', 'DEEPSEEK', 'QWEN', 'ZHIPU', 'SIMULATED']);
+const strategy = z.enum(['PRIORITY', 'WEIGHTED', 'LEAST_LATENCY', 'LOWEST_COST']);
+const name = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits, . _ : - only');
+
+const ProviderDecl = z.strictObject({
+  name,
+  kind,
+  baseUrl: z.url().optional(),
+  apiKey: z.string().optional(),
+  timeoutMs: z.number().int().positive().optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  modelMap: z.record(z.string(), z.string()).optional(),
+});
+const RouteDecl = z.strictObject({
+  name: z.string().min(1).max(128),
+  strategy: strategy.default('PRIORITY'),
+  retries: z.number().int().min(0).max(10).optional(),
+  timeoutMs: z.number().int().positive().optional(),
+  cache: z
+    .strictObject({ mode: z.enum(['OFF', 'EXACT', 'SEMANTIC']), ttlSeconds: z.number().int().positive().optional(), similarityThreshold: z.number().min(0).max(1).optional() })
+    .optional(),
+  targets: z
+    .array(z.strictObject({ provider: name, model: z.string().min(1), weight: z.number().min(0).optional(), priority: z.number().int().optional() }))
+    .min(1),
+});
+const PriceDecl = z.strictObject({
+  provider: name,
+  model: z.string().min(1),
+  inputPerMTokUsd: z.number().min(0),
+  outputPerMTokUsd: z.number().min(0),
+  cachedInputPerMTokUsd: z.number().min(0).optional(),
+  source: z.string().optional(),
+});
+const ConfigFile = z.strictObject({
+  providers: z.array(ProviderDecl).default([]),
+  routes: z.array(RouteDecl).default([]),
+  prices: z.array(PriceDecl).default([]),
+  teams: z.array(z.union([name, z.strictObject({ name })])).default([]),
+});
+
+export type DeclaredRoute = z.infer<typeof RouteDecl>;
+export type DeclaredPrice = z.infer<typeof PriceDecl>;
+
+/** `${VAR}` → the variable's value; an unset variable is an error, not an empty secret. */
+export function substituteEnv(text: string, env: Readonly<Record<string, string | undefined>>): string {
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
+    const value = env[variable];
+    if (value === undefined) throw new Error(`config file references \${${variable}}, which is not set`);
+    return value;
+  });
+}
+
+export async function loadConfigFile(path: string, env: Readonly<Record<string, string | undefined>>) {
+  const text = await readFile(path, 'utf8');
+  const parsed = ConfigFile.safeParse(parseYaml(substituteEnv(text, env)) ?? {});
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid config file ${path}: ${problems}`);
+  }
+  return parsed.data;
+}
+
+/** Upserts presets and the declarative file. Returns what it did, for the start banner. */
+export async function bootstrap(config: Config, store: BootstrapStore): Promise<string[]> {
+  const done: string[] = [];
+  const presets: Array<[ProviderKind, string | undefined]> = [
+    ['OPENROUTER', config.presetKeys.openrouter],
+    ['ARK', config.presetKeys.ark],
+    ['OPENAI', config.presetKeys.openai],
+    ['DEEPSEEK', config.presetKeys.deepseek],
+  ];
+  for (const [k, apiKey] of presets) {
+    if (!apiKey) continue;
+    await store.upsertProvider({ name: PRESETS[k].defaultName, kind: k, apiKey });
+    done.push(`provider ${PRESETS[k].defaultName} (from environment)`);
+  }
+  if (!config.configFile) return done;
+
+  const file = await loadConfigFile(config.configFile, config.envForReferences);
+  for (const t of file.teams) await store.ensureTeam(typeof t === 'string' ? t : t.name);
+  for (const p of file.providers) {
+    await store.upsertProvider({
+      name: p.name,
+      kind: p.kind,
+      baseUrl: p.baseUrl ?? null,
+      apiKey: p.apiKey,
+      timeoutMs: p.timeoutMs ?? null,
+      extraHeaders: p.headers ?? {},
+      modelMap: p.modelMap ?? {},
+    });
+  }
+  for (const r of file.routes) await store.upsertRoute(r);
+  // A price is versioned: only an actual change makes a new version.
+  const current = new Map((await store.currentPrices()).map((p) => [`${p.provider}/${p.model}`, p]));
+  for (const p of file.prices) {
+    const was = current.get(`${p.provider}/${p.model}`);
+    const same =
+      was &&
+      was.inputPerMTokUsd === p.inputPerMTokUsd &&
+      was.outputPerMTokUsd === p.outputPerMTokUsd &&
+      (was.cachedInputPerMTokUsd ?? undefined) === p.cachedInputPerMTokUsd;
+    if (!same) await store.setPrice(p);
+  }
+  done.push(`${config.configFile}: ${file.providers.length} providers, ${file.routes.length} routes, ${file.prices.length} prices, ${file.teams.length} teams`);
+  return done;
+}

@@ -1,0 +1,593 @@
+// The proxy path for /v1/chat/completions and /v1/embeddings:
+//   auth → body → validate → resolve route → limits → attempts (failover) → respond → receipt.
+// Every request ends in exactly one receipt, appended to the WAL before the response
+// completes (for streams: before the closing receipt event).
+import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { StringDecoder } from 'node:string_decoder';
+import { v7 as uuidv7 } from 'uuid';
+import type { Config } from '../config.js';
+import type { Candidate, DecisionOutcome, LiveBus } from '../live/events.js';
+import type { Metrics } from '../metrics.js';
+import type { Attempt, CacheStatus, Receipt, ReceiptDraft, ReceiptStatus } from '../receipts/receipt.js';
+import { roundMs } from '../receipts/receipt.js';
+import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
+import type { TargetHealth } from '../routing/health.js';
+import { orderTargets } from '../routing/strategy.js';
+import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
+import { readRequestBody, readUpstreamBody } from './body.js';
+import {
+  GatewayError,
+  fromUpstreamClientError,
+  modelNotFound,
+  routeForbidden,
+  serviceUnavailable,
+  upstreamFailed,
+} from './errors.js';
+import type { RateLimiter } from './limits.js';
+import { SseRelay, sseEvent } from './sse.js';
+import { UpstreamFailure, classify, parseRetryAfter, type UpstreamClient } from './upstream.js';
+import { costOf, estimateCompletionTokens, estimatePromptTokens, readUsage, type Usage } from './usage.js';
+import { parseJsonBody, validateChat, validateEmbeddings } from './validate.js';
+
+export type Endpoint = 'chat' | 'embeddings';
+
+const UPSTREAM_PATH: Record<Endpoint, string> = { chat: '/chat/completions', embeddings: '/embeddings' };
+const ENDPOINT_NAME: Record<Endpoint, string> = { chat: '/v1/chat/completions', embeddings: '/v1/embeddings' };
+const ZERO_USAGE: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, estimated: false };
+const MAX_BACKOFF_MS = 2_000;
+const MAX_ERROR_BODY = 64 * 1024;
+
+export interface ReceiptSink {
+  append(draft: ReceiptDraft): Promise<Receipt>;
+}
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface PipelineDeps {
+  config: Config;
+  auth: KeyAuthenticator;
+  limiter: RateLimiter;
+  catalog: () => Catalog;
+  health: TargetHealth;
+  upstream: UpstreamClient;
+  receipts: ReceiptSink;
+  bus: LiveBus;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Why the signal fired: the client went away, or the route's total timeout passed. */
+class ClientGone extends Error {}
+
+/** Everything one request accumulates on its way to its receipt. */
+class Exchange {
+  readonly requestId: string;
+  readonly receiptId = uuidv7();
+  readonly startedAt = Date.now();
+  readonly t0 = performance.now();
+  key: ApiKeyRecord | null = null;
+  feature: string | null = null;
+  taskId: string | null = null;
+  endUser: string | null = null;
+  requestedModel: string | null = null;
+  route: Route | null = null;
+  target: Target | null = null;
+  attempts: Attempt[] = [];
+  upstreamMs = 0;
+  ttftMs: number | null = null;
+  requestSha256 = '';
+  stream = false;
+  responseHeaders: Record<string, string> = {};
+  cacheStatus: CacheStatus = 'bypass';
+
+  constructor(
+    readonly endpoint: Endpoint,
+    req: IncomingMessage,
+  ) {
+    const given = req.headers['x-request-id'];
+    this.requestId = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+  }
+
+  elapsed(): number {
+    return performance.now() - this.t0;
+  }
+}
+
+export class Pipeline {
+  constructor(private readonly deps: PipelineDeps) {}
+
+  async handle(endpoint: Endpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ex = new Exchange(endpoint, req);
+    try {
+      ex.key = await this.authenticate(req.headers.authorization);
+      const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
+      ex.requestSha256 = createHash('sha256').update(raw).digest('hex');
+      const body = parseJsonBody(raw);
+      if (endpoint === 'chat') validateChat(body);
+      else validateEmbeddings(body);
+      ex.requestedModel = body.model as string;
+      ex.stream = endpoint === 'chat' && body.stream === true;
+      attribute(ex, req, body);
+
+      const route = this.deps.catalog().resolve(ex.requestedModel);
+      if (!route || route.targets.length === 0) throw modelNotFound(ex.requestedModel);
+      ex.route = route;
+      if (!isRouteAllowed(ex.key.allowedRoutes, route)) throw routeForbidden(route.name);
+      ex.responseHeaders = this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit).headers;
+
+      await this.forward(ex, route, body, res);
+    } catch (err) {
+      await this.fail(ex, res, err);
+    }
+  }
+
+  private async authenticate(authorization: string | undefined): Promise<ApiKeyRecord> {
+    try {
+      return await this.deps.auth.authenticate(authorization);
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      this.deps.log.error({ err: String(err) }, 'key lookup failed');
+      throw serviceUnavailable('Tollgate cannot verify API keys right now; try again shortly.');
+    }
+  }
+
+  // ── Routing and failover ─────────────────────────────────────────────────────────────
+
+  private async forward(ex: Exchange, route: Route, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+    const { config, health } = this.deps;
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort(new ClientGone('client closed the connection'));
+    };
+    res.on('close', onClose);
+    const totalMs = route.timeoutMs ?? route.targets[0]?.provider.timeoutMs ?? config.timeouts.totalMs;
+    const totalTimer = setTimeout(() => controller.abort(new UpstreamFailure('timeout_total', 'request exceeded its total timeout')), totalMs);
+    try {
+      const order = orderTargets(route, health);
+      const candidates = this.deps.bus.decisions.hasListeners ? this.candidates(order) : [];
+      let lastFailure: UpstreamFailure | null = null;
+      for (let round = 0; round <= route.retries; round++) {
+        if (round > 0) await backoff(round, controller.signal);
+        for (const target of order) {
+          if (controller.signal.aborted) break;
+          const admission = health.admit(target.key);
+          if (!admission.ok) {
+            this.decide(ex, target, 'SKIPPED', admission.reason, null, candidates);
+            continue;
+          }
+          const outcome = await this.attempt(ex, target, body, res, controller.signal, candidates);
+          if (outcome === 'answered') return;
+          lastFailure = outcome;
+        }
+        if (controller.signal.aborted) break;
+      }
+      const reason = controller.signal.reason;
+      if (reason instanceof ClientGone) return await this.cancelled(ex);
+      const failure = reason instanceof UpstreamFailure ? reason : lastFailure;
+      const message = ex.attempts.length === 0
+        ? 'No upstream target is available for this route right now (all circuits open or cooling down).'
+        : `All upstream targets failed (${ex.attempts.length} attempt${ex.attempts.length === 1 ? '' : 's'}; last: ${failure?.message ?? 'unknown error'}).`;
+      throw upstreamFailed(message, failure?.isTimeout ?? false);
+    } finally {
+      clearTimeout(totalTimer);
+      res.off('close', onClose);
+    }
+  }
+
+  /**
+   * One call to one target. Returns 'answered' once the client has its response (success,
+   * or an upstream 4xx passed through), or the failure to fail over from.
+   */
+  private async attempt(
+    ex: Exchange,
+    target: Target,
+    body: Record<string, unknown>,
+    res: ServerResponse,
+    signal: AbortSignal,
+    candidates: Candidate[],
+  ): Promise<'answered' | UpstreamFailure> {
+    const { health, upstream, metrics } = this.deps;
+    const attemptNo = ex.attempts.length + 1;
+    this.decide(ex, target, 'ATTEMPT', null, null, candidates, attemptNo);
+    const started = performance.now();
+    const finishAttempt = (status: number, error: string | null) => {
+      const latency = performance.now() - started;
+      ex.upstreamMs += latency;
+      ex.attempts.push({ provider: target.provider.name, model: target.model, status, error, latency_ms: roundMs(latency) });
+      metrics.upstreamAttempts.inc({ provider: target.provider.name, outcome: error ? 'failure' : 'success' });
+      return latency;
+    };
+    const failover = (failure: UpstreamFailure, status: number, retryAfterMs?: number): UpstreamFailure => {
+      const latency = finishAttempt(status, failure.kind);
+      if (failure.kind === 'aborted' || signal.reason instanceof ClientGone) health.release(target.key);
+      else health.onFailure(target.key, { retryAfterMs, latencyMs: latency });
+      this.decide(ex, target, 'FAILOVER', failure.kind, latency, candidates, attemptNo);
+      return failure;
+    };
+
+    const upstreamBody = JSON.stringify(
+      ex.stream
+        ? { ...body, model: target.upstreamModel, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
+        : { ...body, model: target.upstreamModel },
+    );
+
+    let response;
+    try {
+      response = await upstream.post(target.provider, UPSTREAM_PATH[ex.endpoint], upstreamBody, signal);
+    } catch (err) {
+      return failover(classify(err, signal), 0);
+    }
+
+    if (response.status < 200 || response.status >= 300) {
+      let errorBody: unknown = null;
+      try {
+        const buf = await readUpstreamBody(response.body, MAX_ERROR_BODY);
+        errorBody = JSON.parse(buf.toString('utf8'));
+      } catch {
+        response.body.destroy();
+      }
+      const status = response.status;
+      if (status === 429) {
+        const retryAfterMs = parseRetryAfter(response.headers['retry-after']) ?? 1_000;
+        return failover(new UpstreamFailure('network_error', `upstream rate limited (429)`), status, retryAfterMs);
+      }
+      if (status >= 500 || status === 408) {
+        return failover(new UpstreamFailure('network_error', `upstream answered ${status}`), status);
+      }
+      // Any other 4xx is about the request itself: no failover, the client gets it back.
+      const latency = finishAttempt(status, `http_${status}`);
+      health.release(target.key);
+      this.decide(ex, target, 'FAILED', `http_${status}`, latency, candidates, attemptNo);
+      ex.target = target;
+      await this.fail(ex, res, fromUpstreamClientError(status, errorBody), 'error');
+      return 'answered';
+    }
+
+    ex.target = target;
+    if (ex.stream) return this.relayStream(ex, target, body, response.body, res, signal, { finishAttempt, failover, candidates, attemptNo });
+
+    let buf: Buffer;
+    let parsed: any;
+    try {
+      buf = await readUpstreamBody(response.body);
+      parsed = JSON.parse(buf.toString('utf8'));
+    } catch (err) {
+      ex.target = null;
+      const failure = err instanceof SyntaxError ? new UpstreamFailure('network_error', 'upstream sent invalid JSON') : classify(err, signal);
+      return failover(failure, err instanceof SyntaxError ? response.status : 0);
+    }
+    const latency = finishAttempt(response.status, null);
+    health.onSuccess(target.key, latency);
+    this.decide(ex, target, 'SUCCESS', null, latency, candidates, attemptNo);
+
+    const usage = await this.usageOf(readUsage(parsed?.usage), body, () => collectText(parsed));
+    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens);
+    await this.appendReceipt(ex, 'ok', response.status, null, usage, sha256(buf));
+    this.writeHead(ex, res, response.status, 'application/json');
+    res.end(buf);
+    this.observe(ex, response.status, null);
+    return 'answered';
+  }
+
+  private async relayStream(
+    ex: Exchange,
+    target: Target,
+    body: Record<string, unknown>,
+    upstreamBody: AsyncIterable<Buffer> & { destroy(): void },
+    res: ServerResponse,
+    signal: AbortSignal,
+    attempt: {
+      finishAttempt: (status: number, error: string | null) => number;
+      failover: (failure: UpstreamFailure, status: number) => UpstreamFailure;
+      candidates: Candidate[];
+      attemptNo: number;
+    },
+  ): Promise<'answered' | UpstreamFailure> {
+    const clientWantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    const relay = new SseRelay(clientWantsUsage);
+    const decoder = new StringDecoder('utf8');
+    const responseHash = createHash('sha256');
+    let started = false;
+    let breakage: UpstreamFailure | null = null;
+    try {
+      for await (const chunk of upstreamBody) {
+        const out = relay.push(decoder.write(chunk));
+        if (!out) continue;
+        if (!started) {
+          // Nothing has reached the client yet: an error event up front can still fail over.
+          if (relay.tally.upstreamError && relay.tally.contentChunks === 0) {
+            upstreamBody.destroy();
+            ex.target = null;
+            return attempt.failover(new UpstreamFailure('network_error', 'upstream stream began with an error'), 200);
+          }
+          started = true;
+          ex.ttftMs = ex.elapsed();
+          this.writeHead(ex, res, 200, 'text/event-stream');
+        }
+        responseHash.update(out);
+        if (!res.write(out)) await drained(res, signal);
+      }
+      const tail = relay.push(decoder.end()) + relay.rest();
+      if (tail && started) {
+        responseHash.update(tail);
+        res.write(tail);
+      }
+      if (!relay.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended without [DONE]');
+    } catch (err) {
+      breakage = classify(err, signal);
+    }
+
+    if (!started) {
+      ex.target = null;
+      return attempt.failover(breakage ?? new UpstreamFailure('network_error', 'upstream stream was empty'), 200);
+    }
+
+    // From here on the client has bytes: no failover, whatever happens.
+    const tally = relay.tally;
+    const usage = await this.usageOf(readUsage(tally.usage), body, () => tally.deliveredText);
+    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens);
+    if (signal.reason instanceof ClientGone) {
+      attempt.finishAttempt(200, 'client_cancelled');
+      this.deps.health.release(target.key);
+      this.decide(ex, target, 'CANCELLED', 'client_cancelled', null, attempt.candidates, attempt.attemptNo);
+      await this.appendReceipt(ex, 'cancelled', 499, 'client_cancelled', usage, responseHash.digest('hex'));
+      this.observe(ex, 499, 'client_cancelled');
+      return 'answered';
+    }
+    if (breakage) {
+      const latency = attempt.finishAttempt(200, breakage.kind);
+      this.deps.health.onFailure(target.key, { latencyMs: latency });
+      this.decide(ex, target, 'FAILED', `mid_stream_${breakage.kind}`, latency, attempt.candidates, attempt.attemptNo);
+      const errorEvent = sseEvent('error', {
+        error: {
+          message: `The upstream stream broke after the response started (${breakage.message}); the answer is incomplete.`,
+          type: 'api_error',
+          param: null,
+          code: 'upstream_stream_interrupted',
+        },
+      });
+      res.write(errorEvent);
+      const receipt = await this.appendReceipt(ex, 'partial', 200, 'upstream_stream_interrupted', usage, responseHash.digest('hex'));
+      res.end(receiptEvent(receipt));
+      this.observe(ex, 200, 'upstream_stream_interrupted');
+      return 'answered';
+    }
+
+    const latency = attempt.finishAttempt(200, null);
+    this.deps.health.onSuccess(target.key, latency);
+    this.decide(ex, target, 'SUCCESS', null, latency, attempt.candidates, attempt.attemptNo);
+    // [DONE] first: SDKs stop reading there and need not wait for the WAL.
+    res.write('data: [DONE]\n\n');
+    const receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, responseHash.digest('hex'));
+    res.end(receiptEvent(receipt));
+    this.observe(ex, 200, null);
+    return 'answered';
+  }
+
+  private async usageOf(reported: Omit<Usage, 'estimated'> | null, body: Record<string, unknown>, deliveredText: () => string): Promise<Usage> {
+    if (reported) return { ...reported, estimated: false };
+    return {
+      promptTokens: await estimatePromptTokens(body),
+      completionTokens: await estimateCompletionTokens(deliveredText()),
+      cachedTokens: 0,
+      estimated: true,
+    };
+  }
+
+  // ── Endings ──────────────────────────────────────────────────────────────────────────
+
+  private async cancelled(ex: Exchange): Promise<void> {
+    this.decide(ex, null, 'CANCELLED', 'client_cancelled', null, []);
+    await this.appendReceipt(ex, 'cancelled', 499, 'client_cancelled', ZERO_USAGE, null);
+    this.observe(ex, 499, 'client_cancelled');
+  }
+
+  /** Answers an error (OpenAI shape) after its receipt is in the WAL. */
+  private async fail(ex: Exchange, res: ServerResponse, err: unknown, status?: ReceiptStatus): Promise<void> {
+    let error: GatewayError;
+    if (err instanceof GatewayError) error = err;
+    else {
+      this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), requestId: ex.requestId }, 'unexpected error in proxy path');
+      error = new GatewayError(500, 'api_error', 'internal_error', 'Tollgate failed to process the request.');
+    }
+    const receiptStatus: ReceiptStatus = status ?? (error.status >= 500 ? 'error' : 'rejected');
+    if (receiptStatus === 'rejected') this.decide(ex, null, 'REJECTED', error.code, null, []);
+    else if (!ex.target) this.decide(ex, null, 'FAILED', error.code, null, []);
+    try {
+      await this.appendReceipt(ex, receiptStatus, error.status, error.code ?? error.type, ZERO_USAGE, null);
+    } catch (walErr) {
+      this.deps.log.error({ err: String(walErr) }, 'could not append receipt');
+    }
+    this.observe(ex, error.status, error.code ?? error.type);
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    for (const [k, v] of Object.entries(error.headers)) ex.responseHeaders[k] = v;
+    // The rest of an oversized body is not worth reading.
+    if (error.status === 413) ex.responseHeaders.connection = 'close';
+    this.writeHead(ex, res, error.status, 'application/json');
+    res.end(JSON.stringify(error.body()));
+  }
+
+  private writeHead(ex: Exchange, res: ServerResponse, status: number, contentType: string): void {
+    const h = ex.responseHeaders;
+    h['content-type'] = contentType;
+    h['x-request-id'] = ex.requestId;
+    h['x-tollgate-receipt-id'] = ex.receiptId;
+    h['x-tollgate-cache'] = ex.cacheStatus;
+    h['x-tollgate-attempts'] = String(ex.attempts.length);
+    if (ex.route) h['x-tollgate-route'] = ex.route.name;
+    if (ex.target) {
+      h['x-tollgate-provider'] = ex.target.provider.name;
+      h['x-tollgate-model'] = ex.target.model;
+    }
+    if (contentType === 'text/event-stream') {
+      h['cache-control'] = 'no-cache';
+      h['x-accel-buffering'] = 'no';
+    }
+    res.writeHead(status, h);
+  }
+
+  private appendReceipt(
+    ex: Exchange,
+    status: ReceiptStatus,
+    httpStatus: number,
+    errorCode: string | null,
+    usage: Usage,
+    responseSha256: string | null,
+  ): Promise<Receipt> {
+    const latency = ex.elapsed();
+    const target = ex.target;
+    const price = target?.price ?? null;
+    const cost = target ? costOf(usage, price) : null;
+    const hadUpstream = ex.attempts.length > 0;
+    return this.deps.receipts.append({
+      receipt_id: ex.receiptId,
+      request_id: ex.requestId,
+      started_at: new Date(ex.startedAt).toISOString(),
+      finished_at: new Date(ex.startedAt + latency).toISOString(),
+      team_id: ex.key?.teamId ?? null,
+      api_key_id: ex.key?.id ?? null,
+      feature: ex.feature,
+      task_id: ex.taskId,
+      end_user: ex.endUser,
+      endpoint: ENDPOINT_NAME[ex.endpoint],
+      requested_model: ex.requestedModel,
+      route: ex.route?.name ?? null,
+      strategy: ex.route?.strategy ?? null,
+      provider: target?.provider.name ?? null,
+      model: target?.model ?? null,
+      attempts: ex.attempts,
+      status,
+      http_status: httpStatus,
+      error_code: errorCode,
+      stream: ex.stream,
+      ttft_ms: ex.ttftMs === null ? null : roundMs(ex.ttftMs),
+      latency_ms: roundMs(latency),
+      upstream_ms: hadUpstream ? roundMs(ex.upstreamMs) : null,
+      overhead_ms: hadUpstream ? roundMs(Math.max(0, latency - ex.upstreamMs)) : null,
+      prompt_tokens: usage.promptTokens,
+      completion_tokens: usage.completionTokens,
+      cached_tokens: usage.cachedTokens,
+      usage_estimated: usage.estimated,
+      cost_usd: cost,
+      price_version: cost === null ? null : (price?.version ?? null),
+      cache_status: ex.cacheStatus,
+      cache_similarity: null,
+      saved_cost_usd: null,
+      request_sha256: ex.requestSha256 || sha256(Buffer.alloc(0)),
+      response_sha256: responseSha256,
+    });
+  }
+
+  private observe(ex: Exchange, status: number, errorCode: string | null): void {
+    const { metrics } = this.deps;
+    const endpoint = ENDPOINT_NAME[ex.endpoint];
+    const seconds = ex.elapsed() / 1000;
+    metrics.requests.inc({ endpoint, status: String(status) });
+    metrics.latency.observe({ endpoint, stream: String(ex.stream) }, seconds);
+    if (errorCode) metrics.errors.inc({ endpoint, code: errorCode });
+    if (ex.attempts.length > 0) metrics.overhead.observe(Math.max(0, seconds - ex.upstreamMs / 1000));
+  }
+
+  // ── Live decisions ───────────────────────────────────────────────────────────────────
+
+  private candidates(order: Target[]): Candidate[] {
+    const { health } = this.deps;
+    return order.map((t) => ({
+      provider: t.provider.name,
+      model: t.model,
+      state: health.state(t.key),
+      ewmaLatencyMs: health.ewma(t.key) ?? null,
+    }));
+  }
+
+  private decide(
+    ex: Exchange,
+    target: Target | null,
+    outcome: DecisionOutcome,
+    reason: string | null,
+    latencyMs: number | null,
+    candidates: Candidate[],
+    attempt = ex.attempts.length,
+  ): void {
+    const topic = this.deps.bus.decisions;
+    if (!topic.hasListeners) return;
+    topic.publish({
+      requestId: ex.requestId,
+      receiptId: ex.receiptId,
+      at: new Date().toISOString(),
+      teamId: ex.key?.teamId ?? null,
+      apiKeyId: ex.key?.id ?? null,
+      feature: ex.feature,
+      requestedModel: ex.requestedModel ?? '',
+      route: ex.route?.name ?? null,
+      strategy: ex.route?.strategy ?? null,
+      attempt,
+      provider: target?.provider.name ?? null,
+      model: target?.model ?? null,
+      outcome,
+      reason,
+      latencyMs: latencyMs === null ? null : roundMs(latencyMs),
+      candidates,
+    });
+  }
+}
+
+/** Attribution: headers win over the body (DESIGN §4). Empty strings count as absent. */
+function attribute(ex: Exchange, req: IncomingMessage, body: Record<string, unknown>): void {
+  const metadata = (body.metadata ?? {}) as Record<string, unknown>;
+  ex.feature = pick(req.headers['x-tollgate-feature'], metadata.feature);
+  ex.taskId = pick(req.headers['x-tollgate-task-id'], metadata.task_id);
+  ex.endUser = pick(req.headers['x-tollgate-user'], body.user);
+}
+
+function pick(header: string | string[] | undefined, fallback: unknown): string | null {
+  const h = Array.isArray(header) ? header[0] : header;
+  if (h && h.trim()) return h.trim().slice(0, 256);
+  if (typeof fallback === 'string' && fallback.trim()) return fallback.trim().slice(0, 256);
+  return null;
+}
+
+function collectText(parsed: any): string {
+  let text = '';
+  for (const c of parsed?.choices ?? []) {
+    if (typeof c?.message?.content === 'string') text += c.message.content;
+    for (const tc of c?.message?.tool_calls ?? []) if (typeof tc?.function?.arguments === 'string') text += tc.function.arguments;
+  }
+  return text;
+}
+
+function receiptEvent(receipt: Receipt): string {
+  return sseEvent('tollgate.receipt', { receipt_id: receipt.receipt_id, cost_usd: receipt.cost_usd, status: receipt.status });
+}
+
+function sha256(buf: Buffer): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+/** Exponential backoff with full jitter between retry rounds; wakes early on abort. */
+function backoff(round: number, signal: AbortSignal): Promise<void> {
+  const ms = Math.random() * Math.min(MAX_BACKOFF_MS, 100 * 2 ** (round - 1));
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  await once(res, 'drain', { signal }).catch(() => undefined);
+}

@@ -1,0 +1,83 @@
+// Composition root for `tollgate start`: config → stores → app → listen; SIGTERM drains.
+import path from 'node:path';
+import { pino } from 'pino';
+import type { Config } from './config.js';
+import { openRuntime, type Runtime } from './runtime.js';
+import { claimDataDir } from './store/data-dir.js';
+
+export function createLogger(config: Config) {
+  return pino({
+    level: config.logLevel,
+    base: { service: 'tollgate' },
+    // Belt and braces: nothing logs these, and if something ever does, they are censored.
+    redact: ['authorization', 'apiKey', 'secret', 'token', '*.authorization', '*.apiKey', '*.secret', '*.token'],
+  });
+}
+
+export interface Started {
+  runtime: Runtime;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startServer(config: Config, opts: { installSignalHandlers?: boolean; quiet?: boolean } = {}): Promise<Started> {
+  const log = createLogger(config);
+  const claim = claimDataDir(config.dataDir);
+  let runtime: Runtime;
+  try {
+    runtime = await openRuntime(config, log);
+  } catch (err) {
+    claim.release();
+    throw err;
+  }
+  const port = await runtime.app.start();
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  claim.setUrl(url);
+  if (!opts.quiet) printBanner(config, runtime, url);
+
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info('draining: no new connections, finishing in-flight requests, flushing receipts');
+      await runtime.close();
+      claim.release();
+      log.info('stopped');
+    })());
+
+  if (opts.installSignalHandlers) {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        stop().then(
+          () => process.exit(0),
+          (err) => {
+            log.error({ err: String(err) }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      });
+    }
+  }
+  return { runtime, url, stop };
+}
+
+function printBanner(config: Config, rt: Runtime, url: string): void {
+  const lines = [
+    '',
+    `Tollgate is listening on ${url}`,
+    `  OpenAI base_url   ${url}/v1`,
+    `  health            ${url}/healthz   ${url}/readyz   ${url}/metrics`,
+    `  receipt keys      ${url}/.well-known/tollgate/receipt-keys`,
+    `  data dir          ${config.dataDir}`,
+    `  config store      ${rt.configDb.kind === 'pglite' ? `PGlite (embedded) in ${path.join(config.dataDir, 'pg')}` : 'PostgreSQL (DATABASE_URL)'}`,
+    `  receipts store    ${rt.clickhouse.kind === 'chdb' ? `chDB (embedded ClickHouse) in ${path.join(config.dataDir, 'clickhouse')}` : `ClickHouse server (${config.clickhouse?.url})`}`,
+    `  receipt WAL       ${path.join(config.dataDir, 'wal')}`,
+    ...rt.bootstrapped.map((b) => `  configured        ${b}`),
+    rt.adminToken.created
+      ? `  admin token       ${rt.adminToken.token}   (shown once; also in ${path.join(config.dataDir, 'admin-token')}, mode 0600)`
+      : `  admin token       ${config.adminToken ? 'from TOLLGATE_ADMIN_TOKEN' : `in ${path.join(config.dataDir, 'admin-token')}`}`,
+    '',
+    'Make an API key:   npx tollgate keys create --team my-team',
+    '',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}

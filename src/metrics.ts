@@ -1,0 +1,68 @@
+// Prometheus metrics. One registry per app instance (tests run several apps in one process).
+import client from 'prom-client';
+
+export interface JournalStatsSource {
+  stats(): { pendingRecords: number; pendingSegments: number; insertedRecords: number; insertErrors: number; appendedRecords: number };
+}
+
+export function createMetrics() {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'tollgate_process_' });
+
+  const requests = new client.Counter({
+    name: 'tollgate_requests_total',
+    help: 'Proxied API requests by endpoint and HTTP status',
+    labelNames: ['endpoint', 'status'] as const,
+    registers: [registry],
+  });
+  const errors = new client.Counter({
+    name: 'tollgate_request_errors_total',
+    help: 'Requests answered with an error, by error code',
+    labelNames: ['endpoint', 'code'] as const,
+    registers: [registry],
+  });
+  const latency = new client.Histogram({
+    name: 'tollgate_request_duration_seconds',
+    help: 'Time from request start to the last byte of the response',
+    labelNames: ['endpoint', 'stream'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [registry],
+  });
+  const overhead = new client.Histogram({
+    name: 'tollgate_overhead_seconds',
+    help: 'Time the gateway added on top of the upstream call',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+    registers: [registry],
+  });
+  const upstreamAttempts = new client.Counter({
+    name: 'tollgate_upstream_attempts_total',
+    help: 'Calls to upstream providers by provider and outcome',
+    labelNames: ['provider', 'outcome'] as const,
+    registers: [registry],
+  });
+
+  let journal: JournalStatsSource | null = null;
+  const stat = (pick: (s: ReturnType<JournalStatsSource['stats']>) => number) =>
+    function (this: client.Gauge) {
+      if (journal) this.set(pick(journal.stats()));
+    };
+  new client.Gauge({ name: 'tollgate_receipts_appended', help: 'Receipts appended to the WAL since start', registers: [registry], collect: stat((s) => s.appendedRecords) });
+  new client.Gauge({ name: 'tollgate_receipts_written', help: 'Receipts acknowledged by ClickHouse since start', registers: [registry], collect: stat((s) => s.insertedRecords) });
+  new client.Gauge({ name: 'tollgate_receipts_queued', help: 'Receipts in the WAL not yet acknowledged by ClickHouse', registers: [registry], collect: stat((s) => s.pendingRecords) });
+  new client.Gauge({ name: 'tollgate_wal_segments', help: 'WAL segments not yet released (WAL depth)', registers: [registry], collect: stat((s) => s.pendingSegments) });
+  new client.Gauge({ name: 'tollgate_receipt_insert_errors', help: 'Failed ClickHouse inserts (retried) since start', registers: [registry], collect: stat((s) => s.insertErrors) });
+
+  return {
+    registry,
+    requests,
+    errors,
+    latency,
+    overhead,
+    upstreamAttempts,
+    watchJournal(source: JournalStatsSource) {
+      journal = source;
+    },
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,63 @@
+// Providers are data: an OpenAI-compatible provider is a base URL, an auth header, a model
+// name mapping and a few quirks. Adding a provider is adding a row here (or a `Provider`
+// row with kind OPENAI_COMPATIBLE and a base URL), never a new code path.
+
+export type ProviderKind =
+  | 'OPENAI_COMPATIBLE'
+  | 'OPENROUTER'
+  | 'ARK'
+  | 'OPENAI'
+  | 'DEEPSEEK'
+  | 'QWEN'
+  | 'ZHIPU'
+  | 'SIMULATED';
+
+export interface ProviderPreset {
+  kind: ProviderKind;
+  /** Default name for auto-configured providers; also the `provider/model` pin prefix. */
+  defaultName: string;
+  baseUrl: string | null;
+  /** How the credential is sent. All of today's presets use a bearer token. */
+  authHeader: 'authorization' | 'api-key';
+  /** Headers the provider wants on every request (OpenRouter attribution, …). */
+  headers: Record<string, string>;
+  /** Whether the provider honours `stream_options.include_usage`. */
+  streamUsage: boolean;
+  /** Whether the provider serves `/embeddings`. */
+  embeddings: boolean;
+}
+
+const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defaultName' | 'baseUrl'>): ProviderPreset => ({
+  authHeader: 'authorization',
+  headers: {},
+  streamUsage: true,
+  embeddings: true,
+  ...p,
+});
+
+export const PRESETS: Record<ProviderKind, ProviderPreset> = {
+  OPENROUTER: preset({
+    kind: 'OPENROUTER',
+    defaultName: 'openrouter',
+    baseUrl: 'https://openrouter.ai/api/v1',
+    // OpenRouter uses these to attribute traffic; harmless elsewhere.
+    headers: { 'x-title': 'Tollgate' },
+    embeddings: false,
+  }),
+  // Volcengine ARK (Doubao). Model names (doubao-seed-1-6-250615) and endpoint ids (ep-…) are
+  // both valid `model` values upstream, so no mapping is needed.
+  ARK: preset({ kind: 'ARK', defaultName: 'ark', baseUrl: 'https://ark.cn-beijing.volces.com/api/v3' }),
+  OPENAI: preset({ kind: 'OPENAI', defaultName: 'openai', baseUrl: 'https://api.openai.com/v1' }),
+  DEEPSEEK: preset({ kind: 'DEEPSEEK', defaultName: 'deepseek', baseUrl: 'https://api.deepseek.com/v1', embeddings: false }),
+  // Alibaba DashScope in OpenAI-compatible mode.
+  QWEN: preset({ kind: 'QWEN', defaultName: 'qwen', baseUrl: 'https://dashscope.aliyuncs.com/compatible-mode/v1' }),
+  // Zhipu GLM: OpenAI-compatible under /api/paas/v4.
+  ZHIPU: preset({ kind: 'ZHIPU', defaultName: 'zhipu', baseUrl: 'https://open.bigmodel.cn/api/paas/v4' }),
+  OPENAI_COMPATIBLE: preset({ kind: 'OPENAI_COMPATIBLE', defaultName: 'custom', baseUrl: null }),
+  // The loopback simulator (src/providers/simulated.ts); its base URL is given at runtime.
+  SIMULATED: preset({ kind: 'SIMULATED', defaultName: 'simulated', baseUrl: null }),
+};
+
+export function isProviderKind(v: string): v is ProviderKind {
+  return Object.hasOwn(PRESETS, v);
+}

@@ -1,0 +1,74 @@
+// The receipt: one per request, exactly the object that is signed (DESIGN §6).
+// Field names are the ClickHouse column names. Every value must survive the round trip
+// through ClickHouse unchanged, because GET /v1/receipts/{id} rebuilds this object from the
+// stored row and the signature must still verify:
+//   - timestamps are ISO-8601 strings with milliseconds and a `Z` (DateTime64(3, 'UTC'));
+//   - money is a number rounded to 9 decimals (Decimal(18, 9)), or null when unpriced;
+//   - durations are numbers rounded to 3 decimals (Float64);
+//   - absent attribution is null (stored as '' in ClickHouse, so it can be in sort keys).
+
+export type ReceiptStatus = 'ok' | 'error' | 'partial' | 'rejected' | 'cancelled';
+export type CacheStatus = 'miss' | 'exact' | 'semantic' | 'bypass';
+
+export interface Attempt {
+  provider: string;
+  model: string;
+  /** HTTP status the upstream answered, 0 when it never answered (connection error, timeout). */
+  status: number;
+  /** Short machine-readable reason (`timeout_first_byte`, `connect_refused`, `http_503`, …), null on success. */
+  error: string | null;
+  latency_ms: number;
+}
+
+export interface UnsignedReceipt {
+  receipt_id: string;
+  request_id: string;
+  instance_id: string;
+  started_at: string;
+  finished_at: string;
+  team_id: string | null;
+  api_key_id: string | null;
+  feature: string | null;
+  task_id: string | null;
+  end_user: string | null;
+  endpoint: string;
+  requested_model: string | null;
+  route: string | null;
+  strategy: string | null;
+  provider: string | null;
+  model: string | null;
+  attempts: Attempt[];
+  status: ReceiptStatus;
+  http_status: number;
+  error_code: string | null;
+  stream: boolean;
+  ttft_ms: number | null;
+  latency_ms: number;
+  upstream_ms: number | null;
+  overhead_ms: number | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens: number;
+  usage_estimated: boolean;
+  cost_usd: number | null;
+  price_version: number | null;
+  cache_status: CacheStatus;
+  cache_similarity: number | null;
+  saved_cost_usd: number | null;
+  request_sha256: string;
+  response_sha256: string | null;
+  seq: number;
+  prev_hash: string;
+  key_id: string;
+}
+
+export interface Receipt extends UnsignedReceipt {
+  /** base64url Ed25519 over the RFC 8785 canonical JSON of the receipt without this field. */
+  signature: string;
+}
+
+/** Receipt content before the chain (seq, prev_hash) and the signing key are attached. */
+export type ReceiptDraft = Omit<UnsignedReceipt, 'seq' | 'prev_hash' | 'key_id' | 'instance_id'>;
+
+export const roundMs = (ms: number): number => Math.round(ms * 1000) / 1000;
+export const roundUsd = (usd: number): number => Math.round(usd * 1e9) / 1e9;

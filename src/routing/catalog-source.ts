@@ -1,0 +1,64 @@
+// Keeps the live Catalog current: loads it from the config store at start, then polls the
+// store's catalog version (one tiny query) and rebuilds only when it changed. A failing
+// store keeps the last good catalog: routing must not stop because Postgres blinked.
+import { Catalog, type PriceInput, type ProviderInput, type RouteInput } from './catalog.js';
+
+export interface CatalogStore {
+  catalogVersion(): Promise<string>;
+  loadProvidersWithSecrets(): Promise<ProviderInput[]>;
+  listRoutes(): Promise<RouteInput[]>;
+  currentPrices(): Promise<PriceInput[]>;
+}
+
+export class CatalogSource {
+  private current: Catalog = new Catalog([], [], [], 'empty');
+  private timer: NodeJS.Timeout | null = null;
+  private refreshing: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: CatalogStore,
+    private readonly onError: (err: unknown) => void = () => undefined,
+  ) {}
+
+  get catalog(): Catalog {
+    return this.current;
+  }
+
+  async load(): Promise<Catalog> {
+    const version = await this.store.catalogVersion();
+    const [providers, routes, prices] = await Promise.all([
+      this.store.loadProvidersWithSecrets(),
+      this.store.listRoutes(),
+      this.store.currentPrices(),
+    ]);
+    this.current = new Catalog(providers, routes, prices, version);
+    return this.current;
+  }
+
+  /** Reloads if the store's version moved; concurrent callers share one reload. */
+  refresh(): Promise<void> {
+    if (!this.refreshing) {
+      this.refreshing = (async () => {
+        try {
+          if ((await this.store.catalogVersion()) !== this.current.version) await this.load();
+        } catch (err) {
+          this.onError(err);
+        }
+      })().finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  startPolling(intervalMs: number): void {
+    this.stopPolling();
+    this.timer = setInterval(() => void this.refresh(), intervalMs);
+    this.timer.unref();
+  }
+
+  stopPolling(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,180 @@
+// An immutable snapshot of providers, routes and prices, built from the config store and
+// swapped atomically when the store's catalog version changes. The hot path only reads it.
+import { PRESETS, type ProviderKind, type ProviderPreset } from '../providers/presets.js';
+
+export type Strategy = 'PRIORITY' | 'WEIGHTED' | 'LEAST_LATENCY' | 'LOWEST_COST';
+export type CacheMode = 'OFF' | 'EXACT' | 'SEMANTIC';
+
+export interface ProviderInput {
+  name: string;
+  kind: ProviderKind;
+  baseUrl: string | null;
+  apiKey: string | null;
+  timeoutMs: number | null;
+  extraHeaders: Record<string, string>;
+  modelMap: Record<string, string>;
+}
+
+export interface RouteInput {
+  name: string;
+  strategy: Strategy;
+  retries: number;
+  timeoutMs: number | null;
+  cache: { mode: CacheMode; ttlSeconds: number | null; similarityThreshold: number | null };
+  targets: Array<{ provider: string; model: string; weight: number; priority: number }>;
+}
+
+export interface PriceInput {
+  version: number;
+  provider: string;
+  model: string;
+  inputPerMTokUsd: number;
+  outputPerMTokUsd: number;
+  cachedInputPerMTokUsd: number | null;
+}
+
+export interface Provider {
+  name: string;
+  kind: ProviderKind;
+  preset: ProviderPreset;
+  /** e.g. https://openrouter.ai — undici pools are keyed by origin. */
+  origin: string;
+  /** e.g. /api/v1 — prefixed to /chat/completions. */
+  basePath: string;
+  /** Precomputed request headers (auth + preset + extra), so the hot path only spreads them. */
+  headers: Record<string, string>;
+  timeoutMs: number | null;
+  modelMap: Record<string, string>;
+}
+
+export interface Target {
+  /** `provider/model`: the unit of health, breakers and prices. */
+  key: string;
+  provider: Provider;
+  model: string;
+  upstreamModel: string;
+  weight: number;
+  priority: number;
+  price: PriceInput | null;
+}
+
+export interface Route {
+  name: string;
+  strategy: Strategy | 'PINNED';
+  retries: number;
+  timeoutMs: number | null;
+  cache: RouteInput['cache'];
+  targets: Target[];
+  pinned: boolean;
+}
+
+export class Catalog {
+  readonly providers = new Map<string, Provider>();
+  readonly routes = new Map<string, Route>();
+  private readonly prices = new Map<string, PriceInput>();
+  private readonly pinnedCache = new Map<string, Route>();
+
+  constructor(
+    providers: ProviderInput[],
+    routes: RouteInput[],
+    prices: PriceInput[],
+    readonly version: string,
+    private readonly defaultRetries = 1,
+  ) {
+    for (const p of prices) this.prices.set(`${p.provider}/${p.model}`, p);
+    for (const p of providers) {
+      const provider = buildProvider(p);
+      if (provider) this.providers.set(p.name, provider);
+    }
+    for (const r of routes) {
+      const targets = r.targets.flatMap((t) => {
+        const provider = this.providers.get(t.provider);
+        return provider ? [this.target(provider, t.model, t.weight, t.priority)] : [];
+      });
+      this.routes.set(r.name, { ...r, targets, pinned: false });
+    }
+  }
+
+  /** A route name (alias) or `provider/model`; null when neither exists. */
+  resolve(model: string): Route | null {
+    const route = this.routes.get(model);
+    if (route) return route;
+    const slash = model.indexOf('/');
+    if (slash <= 0 || slash === model.length - 1) return null;
+    const provider = this.providers.get(model.slice(0, slash));
+    if (!provider) return null;
+    let pinned = this.pinnedCache.get(model);
+    if (!pinned) {
+      pinned = {
+        name: model,
+        strategy: 'PINNED',
+        retries: this.defaultRetries,
+        timeoutMs: null,
+        cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null },
+        targets: [this.target(provider, model.slice(slash + 1), 1, 0)],
+        pinned: true,
+      };
+      // Bounded: pins are client-chosen strings.
+      if (this.pinnedCache.size > 10_000) this.pinnedCache.clear();
+      this.pinnedCache.set(model, pinned);
+    }
+    return pinned;
+  }
+
+  price(provider: string, model: string): PriceInput | null {
+    return this.prices.get(`${provider}/${model}`) ?? null;
+  }
+
+  /** Every `provider/model` the catalog knows of (route targets and priced models). */
+  knownPins(): string[] {
+    const pins = new Set<string>();
+    for (const r of this.routes.values()) for (const t of r.targets) pins.add(t.key);
+    for (const key of this.prices.keys()) if (this.providers.has(key.slice(0, key.indexOf('/')))) pins.add(key);
+    return [...pins].sort();
+  }
+
+  private target(provider: Provider, model: string, weight: number, priority: number): Target {
+    return {
+      key: `${provider.name}/${model}`,
+      provider,
+      model,
+      upstreamModel: provider.modelMap[model] ?? model,
+      weight: weight > 0 ? weight : 0,
+      priority,
+      price: this.price(provider.name, model),
+    };
+  }
+}
+
+function buildProvider(p: ProviderInput): Provider | null {
+  const preset = PRESETS[p.kind];
+  const base = p.baseUrl ?? preset.baseUrl;
+  if (!base) return null; // a generic provider without a base URL cannot be called
+  const url = new URL(base);
+  const headers: Record<string, string> = { ...preset.headers, ...p.extraHeaders };
+  if (p.apiKey) {
+    if (preset.authHeader === 'api-key') headers['api-key'] = p.apiKey;
+    else headers.authorization = `Bearer ${p.apiKey}`;
+  }
+  return {
+    name: p.name,
+    kind: p.kind,
+    preset,
+    origin: url.origin,
+    basePath: url.pathname.replace(/\/+$/, ''),
+    headers,
+    timeoutMs: p.timeoutMs,
+    modelMap: p.modelMap,
+  };
+}
+
+/** Route names are allowed per key; `provider/*` allows every pin on that provider. */
+export function isRouteAllowed(allowed: readonly string[], route: Route): boolean {
+  if (allowed.length === 0) return true;
+  if (allowed.includes(route.name)) return true;
+  if (route.pinned) {
+    const provider = route.name.slice(0, route.name.indexOf('/'));
+    return allowed.includes(`${provider}/*`);
+  }
+  return false;
+}

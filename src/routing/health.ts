@@ -1,0 +1,105 @@
+// Per-target health: a circuit breaker (closed → open after N consecutive failures → half-open
+// after a cooldown, where one probe decides), a Retry-After cooldown after 429s, and an EWMA
+// of latency for LEAST_LATENCY. Keyed by `provider/model`, in-process: each instance judges
+// the upstreams it talks to.
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+export type Admission =
+  | { ok: true; probe: boolean }
+  | { ok: false; reason: 'circuit_open' | 'cooling_down' | 'probe_in_flight'; untilMs: number };
+
+interface Entry {
+  consecutiveFailures: number;
+  openedAt: number;
+  state: BreakerState;
+  probeInFlight: boolean;
+  cooldownUntil: number;
+  ewmaMs: number | undefined;
+}
+
+const EWMA_ALPHA = 0.3;
+
+export class TargetHealth {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(
+    private readonly opts: { failures: number; cooldownMs: number },
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private entry(key: string): Entry {
+    let e = this.entries.get(key);
+    if (!e) {
+      e = { consecutiveFailures: 0, openedAt: 0, state: 'closed', probeInFlight: false, cooldownUntil: 0, ewmaMs: undefined };
+      this.entries.set(key, e);
+    }
+    return e;
+  }
+
+  state(key: string): BreakerState {
+    const e = this.entries.get(key);
+    if (!e) return 'closed';
+    if (e.state === 'open' && this.now() - e.openedAt >= this.opts.cooldownMs) return 'half_open';
+    return e.state;
+  }
+
+  /** Whether a request may go to this target now; reserves the probe slot when half-open. */
+  admit(key: string): Admission {
+    const e = this.entries.get(key);
+    if (!e) return { ok: true, probe: false };
+    const now = this.now();
+    if (e.cooldownUntil > now) return { ok: false, reason: 'cooling_down', untilMs: e.cooldownUntil };
+    if (e.state === 'open') {
+      if (now - e.openedAt < this.opts.cooldownMs) {
+        return { ok: false, reason: 'circuit_open', untilMs: e.openedAt + this.opts.cooldownMs };
+      }
+      e.state = 'half_open';
+    }
+    if (e.state === 'half_open') {
+      if (e.probeInFlight) return { ok: false, reason: 'probe_in_flight', untilMs: now };
+      e.probeInFlight = true;
+      return { ok: true, probe: true };
+    }
+    return { ok: true, probe: false };
+  }
+
+  onSuccess(key: string, latencyMs: number): void {
+    const e = this.entry(key);
+    e.consecutiveFailures = 0;
+    e.state = 'closed';
+    e.probeInFlight = false;
+    e.ewmaMs = e.ewmaMs === undefined ? latencyMs : e.ewmaMs + EWMA_ALPHA * (latencyMs - e.ewmaMs);
+  }
+
+  /** `retryAfterMs` (from a 429) keeps the target out of rotation without counting as broken. */
+  onFailure(key: string, opts: { retryAfterMs?: number; latencyMs?: number } = {}): void {
+    const e = this.entry(key);
+    const now = this.now();
+    e.probeInFlight = false;
+    if (opts.retryAfterMs !== undefined) {
+      e.cooldownUntil = Math.max(e.cooldownUntil, now + opts.retryAfterMs);
+      return;
+    }
+    e.consecutiveFailures++;
+    if (e.state === 'half_open' || e.consecutiveFailures >= this.opts.failures) {
+      e.state = 'open';
+      e.openedAt = now;
+    }
+    // Failures count as slow for LEAST_LATENCY so a broken target sinks in the order.
+    if (opts.latencyMs !== undefined) {
+      const penalty = Math.max(opts.latencyMs, e.ewmaMs ?? 0) * 2;
+      e.ewmaMs = e.ewmaMs === undefined ? penalty : e.ewmaMs + EWMA_ALPHA * (penalty - e.ewmaMs);
+    }
+  }
+
+  /** A request that ended for reasons unrelated to the target (client gone) frees its probe slot. */
+  release(key: string): void {
+    const e = this.entries.get(key);
+    if (e) e.probeInFlight = false;
+  }
+
+  ewma(key: string): number | undefined {
+    return this.entries.get(key)?.ewmaMs;
+  }
+}

@@ -1,0 +1,119 @@
+// Opens the stores in order (config DB → ClickHouse → receipt journal), applies migrations,
+// bootstraps configuration, and builds the app. Used by `tollgate start` and by tests, so
+// both run exactly the same wiring.
+import { buildApp, type App } from './app.js';
+import { bootstrap } from './bootstrap.js';
+import type { Config } from './config.js';
+import type { Logger } from './gateway/pipeline.js';
+import { ReceiptJournal } from './receipts/journal.js';
+import { fetchReceipt } from './receipts/rows.js';
+import { ReceiptSigner } from './receipts/signer.js';
+import { AdminStore } from './store/admin-store.js';
+import { migrateClickHouse } from './store/clickhouse-migrate.js';
+import { openClickHouse, type ClickHouseStore } from './store/clickhouse.js';
+import { ensureAdminToken } from './store/credentials.js';
+import { migrateConfigDb } from './store/prisma-migrate.js';
+import { openConfigDb, type ConfigDb } from './store/prisma.js';
+import { SecretBox } from './store/secret-box.js';
+
+export interface Runtime {
+  app: App;
+  adminStore: AdminStore;
+  configDb: ConfigDb;
+  clickhouse: ClickHouseStore;
+  journal: ReceiptJournal;
+  signer: ReceiptSigner;
+  adminToken: { token: string; created: boolean };
+  bootstrapped: string[];
+  /** Stops the app (drain) and closes every store. */
+  close(): Promise<void>;
+}
+
+export interface Stores {
+  configDb: ConfigDb;
+  adminStore: AdminStore;
+  clickhouse: ClickHouseStore;
+  close(): Promise<void>;
+}
+
+/** Config DB and ClickHouse, migrated. Also what `tollgate migrate` runs. */
+export async function openStores(config: Config, log: Logger): Promise<Stores> {
+  const configDb = await openConfigDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  let clickhouse: ClickHouseStore | null = null;
+  try {
+    const pg = await migrateConfigDb(configDb);
+    if (pg.applied.length) log.info({ applied: pg.applied }, 'config database migrated');
+    clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir });
+    const ch = await migrateClickHouse(clickhouse.client, { cluster: config.clickhouse?.cluster });
+    if (ch.applied.length) log.info({ applied: ch.applied }, 'clickhouse migrated');
+    const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });
+    const adminStore = new AdminStore(configDb.prisma, secretBox);
+    const ch2 = clickhouse;
+    return {
+      configDb,
+      adminStore,
+      clickhouse: ch2,
+      close: async () => {
+        await ch2.close();
+        await configDb.close();
+      },
+    };
+  } catch (err) {
+    await clickhouse?.close().catch(() => undefined);
+    await configDb.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
+  const stores = await openStores(config, log);
+  const { configDb, adminStore, clickhouse } = stores;
+  try {
+    const bootstrapped = await bootstrap(config, adminStore);
+    const adminToken = await ensureAdminToken({ dataDir: config.dataDir, configured: config.adminToken });
+    const signer = await ReceiptSigner.open(config.dataDir);
+    const journal = await ReceiptJournal.open({
+      dataDir: config.dataDir,
+      signer,
+      clickhouse: clickhouse.client,
+      sync: config.walSync,
+      batchMaxRows: config.batchMaxRows,
+      batchMaxMs: config.batchMaxMs,
+      log: (msg, fields) => log.warn(fields ?? {}, msg),
+    });
+    const app = buildApp({
+      config,
+      log,
+      store: adminStore,
+      journal,
+      jwks: () => signer.jwks(),
+      findStoredReceipt: (id) => fetchReceipt(clickhouse.client, id),
+      adminToken: adminToken.token,
+      readinessChecks: {
+        config_db: () => configDb.prisma.$queryRaw`SELECT 1`,
+        clickhouse: async () => {
+          const r = await clickhouse.client.ping();
+          if (!r.success) throw r.error;
+        },
+      },
+    });
+    return {
+      app,
+      adminStore,
+      configDb,
+      clickhouse,
+      journal,
+      signer,
+      adminToken,
+      bootstrapped,
+      async close() {
+        await app.stop();
+        await journal.close();
+        await stores.close();
+      },
+    };
+  } catch (err) {
+    await stores.close().catch(() => undefined);
+    throw err;
+  }
+}

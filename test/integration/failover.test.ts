@@ -1,0 +1,240 @@
+// Failover, timeouts, breakers, mid-stream breaks and cancellation, driven by the simulated
+// provider's behaviours and observed through the official client and the receipts.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RoutingDecision } from '../../src/live/events.js';
+import { startTestGateway, type TestGateway } from '../support/gateway.js';
+
+let gw: TestGateway;
+let secret: string;
+let routeNo = 0;
+
+beforeAll(async () => {
+  gw = await startTestGateway({
+    env: {
+      TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '400',
+      TOLLGATE_IDLE_TIMEOUT_MS: '400',
+      TOLLGATE_BREAKER_FAILURES: '3',
+      TOLLGATE_BREAKER_COOLDOWN_MS: '800',
+    },
+  });
+  secret = (await gw.createKey('team-failover')).secret;
+  await gw.started.runtime.adminStore.upsertProvider({ name: 'dead', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:1/v1' });
+});
+afterAll(async () => {
+  await gw?.close();
+});
+
+/** A fresh two-target route (unique models, so breaker state never leaks between tests). */
+async function freshRoute(primaryProvider = 'sim', retries = 0): Promise<{ route: string; primary: string; backup: string }> {
+  routeNo++;
+  const route = `fo-${routeNo}`;
+  const primary = `primary-${routeNo}`;
+  const backup = `backup-${routeNo}`;
+  await gw.started.runtime.adminStore.upsertRoute({
+    name: route,
+    strategy: 'PRIORITY',
+    retries,
+    targets: [
+      { provider: primaryProvider, model: primary, priority: 0 },
+      { provider: 'sim-b', model: backup, priority: 1 },
+    ],
+  });
+  await gw.started.runtime.adminStore.setPrice({ provider: 'sim-b', model: backup, inputPerMTokUsd: 1, outputPerMTokUsd: 1 });
+  await gw.started.runtime.app.catalog.load();
+  return { route, primary, backup };
+}
+
+async function receipt(id: string | null): Promise<Record<string, any>> {
+  expect(id).toBeTruthy();
+  const res = await fetch(`${gw.baseURL}/receipts/${id}`, { headers: { authorization: `Bearer ${secret}` } });
+  expect(res.status).toBe(200);
+  return res.json() as Promise<Record<string, any>>;
+}
+
+async function chat(route: string, extra: Record<string, unknown> = {}) {
+  return gw
+    .client(secret)
+    .chat.completions.create({ model: route, messages: [{ role: 'user', content: 'hello there' }], ...extra } as any)
+    .withResponse();
+}
+
+describe('failover before the first byte', () => {
+  it('fails over on a 500 and bills only the answer', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { status: 500, times: 1 });
+    const { data, response } = await chat(route);
+    expect(data.model).toBe(backup);
+    expect(response.headers.get('x-tollgate-attempts')).toBe('2');
+    const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
+    expect(r.status).toBe('ok');
+    expect(r.attempts.map((a: any) => [a.model, a.status, a.error])).toEqual([
+      [primary, 500, 'network_error'],
+      [backup, 200, null],
+    ]);
+    expect(r.provider).toBe('sim-b');
+    expect(r.cost_usd).toBeCloseTo((data.usage!.prompt_tokens + data.usage!.completion_tokens) / 1e6, 12);
+  });
+
+  it('fails over on a 429 and keeps the target out until Retry-After passes', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { status: 429, retryAfterSeconds: 2, times: 1 });
+    const first = await chat(route);
+    expect(first.data.model).toBe(backup);
+    const second = await chat(route);
+    expect(second.data.model).toBe(backup);
+    // The primary was skipped, not called: one attempt, and the simulator saw no new request for it.
+    expect(second.response.headers.get('x-tollgate-attempts')).toBe('1');
+    expect(gw.sim.requests.filter((r) => r.body?.model === primary)).toHaveLength(1);
+  });
+
+  it('fails over when the upstream hangs before headers (first-byte timeout)', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { hang: 'before-headers', times: 1 });
+    const t0 = Date.now();
+    const { data, response } = await chat(route);
+    expect(data.model).toBe(backup);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
+    const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
+    expect(r.attempts[0]).toMatchObject({ model: primary, status: 0, error: 'timeout_first_byte' });
+  });
+
+  it('fails over on connection refused', async () => {
+    const { route, backup } = await freshRoute('dead');
+    const { data, response } = await chat(route);
+    expect(data.model).toBe(backup);
+    const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
+    expect(r.attempts[0]).toMatchObject({ provider: 'dead', status: 0, error: 'connect_refused' });
+  });
+
+  it('does not fail over on a 400: the client gets the upstream error, sanitized', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { status: 400, times: 1 });
+    const err: any = await chat(route).catch((e) => e);
+    expect(err.status).toBe(400);
+    expect(err.error?.type ?? err.type).toBeTruthy();
+    expect(gw.sim.requests.filter((r) => r.body?.model === backup)).toHaveLength(0);
+    const r = await receipt(err.headers?.get?.('x-tollgate-receipt-id') ?? err.headers?.['x-tollgate-receipt-id']);
+    expect(r.status).toBe('error');
+    expect(r.http_status).toBe(400);
+  });
+
+  it('answers 502 when every target fails, and 504 when they time out', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { status: 503, times: 1 });
+    gw.sim.behave(backup, { status: 502, times: 1 });
+    const err: any = await chat(route).catch((e) => e);
+    expect(err.status).toBe(502);
+    expect(err.error).toMatchObject({ type: 'api_error', code: 'upstream_error' });
+
+    const t = await freshRoute();
+    gw.sim.behave(t.primary, { hang: 'before-headers', times: 1 });
+    gw.sim.behave(t.backup, { hang: 'before-headers', times: 1 });
+    const timeout: any = await chat(t.route).catch((e) => e);
+    expect(timeout.status).toBe(504);
+  });
+
+  it('retries a failing single target with backoff when the route allows retries', async () => {
+    routeNo++;
+    const model = `solo-${routeNo}`;
+    await gw.started.runtime.adminStore.upsertRoute({ name: `solo-${routeNo}`, strategy: 'PRIORITY', retries: 2, targets: [{ provider: 'sim', model }] });
+    await gw.started.runtime.app.catalog.load();
+    gw.sim.behave(model, { status: 503, times: 2 });
+    const { response } = await chat(`solo-${routeNo}`);
+    expect(response.headers.get('x-tollgate-attempts')).toBe('3');
+  });
+});
+
+describe('circuit breaker', () => {
+  it('opens after consecutive failures, then half-opens with one probe', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { status: 500, times: 3 });
+    for (let i = 0; i < 3; i++) expect((await chat(route)).data.model).toBe(backup);
+    expect(gw.started.runtime.app.health.state(`sim/${primary}`)).toBe('open');
+
+    const decisions: RoutingDecision[] = [];
+    const unsubscribe = gw.started.runtime.app.bus.decisions.subscribe((d) => decisions.push(d));
+    const skipped = await chat(route);
+    unsubscribe();
+    expect(skipped.response.headers.get('x-tollgate-attempts')).toBe('1');
+    expect(decisions.find((d) => d.outcome === 'SKIPPED')).toMatchObject({ model: primary, reason: 'circuit_open' });
+    expect(gw.sim.requests.filter((r) => r.body?.model === primary)).toHaveLength(3);
+
+    await new Promise((r) => setTimeout(r, 900));
+    expect(gw.started.runtime.app.health.state(`sim/${primary}`)).toBe('half_open');
+    const probe = await chat(route);
+    expect(probe.data.model).toBe(primary);
+    expect(gw.started.runtime.app.health.state(`sim/${primary}`)).toBe('closed');
+  });
+});
+
+describe('streams', () => {
+  it('never fails over after the first byte: a broken stream gets an error event and a partial receipt', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { breakAfterChunks: 3, completionTokens: 20, times: 1 });
+    const res = await fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'tell me a long story' }] }),
+    });
+    const text = await res.text();
+    expect(text).toContain('event: error');
+    expect(text).toContain('upstream_stream_interrupted');
+    expect(text).not.toContain('data: [DONE]');
+    expect(gw.sim.requests.filter((r) => r.body?.model === backup)).toHaveLength(0);
+    const r = await receipt(res.headers.get('x-tollgate-receipt-id'));
+    expect(r.status).toBe('partial');
+    expect(r.usage_estimated).toBe(true);
+    expect(r.completion_tokens).toBeGreaterThan(0);
+    expect(r.completion_tokens).toBeLessThan(20);
+
+    // The official client surfaces it as an error, after the chunks it did get.
+    gw.sim.behave(primary, { breakAfterChunks: 3, completionTokens: 20, times: 1 });
+    const stream = await gw.client(secret).chat.completions.create({ model: route, stream: true, messages: [{ role: 'user', content: 'again' }] });
+    let got = 0;
+    const thrown = await (async () => {
+      for await (const chunk of stream) if (chunk.choices[0]?.delta?.content) got++;
+    })().catch((e) => e);
+    expect(thrown).toBeInstanceOf(Error);
+    expect(got).toBeGreaterThan(0);
+  });
+
+  it('aborts the upstream and writes a cancelled receipt when the client goes away', async () => {
+    const { route, primary } = await freshRoute();
+    gw.sim.behave(primary, { dripMs: 150, completionTokens: 50, times: 1 });
+    const controller = new AbortController();
+    const res = await fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'slow' }] }),
+      signal: controller.signal,
+    });
+    const id = res.headers.get('x-tollgate-receipt-id');
+    const reader = res.body!.getReader();
+    await reader.read();
+    controller.abort();
+    const deadline = Date.now() + 3000;
+    let r: Record<string, any> | null = null;
+    while (Date.now() < deadline) {
+      const got = await fetch(`${gw.baseURL}/receipts/${id}`, { headers: { authorization: `Bearer ${secret}` } });
+      if (got.status === 200) {
+        r = (await got.json()) as Record<string, any>;
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(r?.status).toBe('cancelled');
+    expect(r?.http_status).toBe(499);
+    // The upstream connection was closed too (nothing left streaming to nobody).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(gw.sim.connections()).toBeLessThanOrEqual(1);
+  });
+
+  it('fails over when an upstream idles past the idle timeout before any byte reached the client', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { hang: 'after-headers', times: 1 });
+    const stream = await gw.client(secret).chat.completions.create({ model: route, stream: true, messages: [{ role: 'user', content: 'x' }] });
+    let model = '';
+    for await (const chunk of stream) model = chunk.model;
+    expect(model).toBe(backup);
+  });
+});

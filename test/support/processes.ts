@@ -1,0 +1,53 @@
+// Tollgate as a child process, started through the real CLI, for tests that kill -9 it,
+// restart it, or run two of them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const entry = path.join(root, 'test/support/server-process.ts');
+
+export interface ServerProcess {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string>;
+}
+
+export function runTollgate(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | string> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+    cwd: root,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, TOLLGATE_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  return { child, output: () => out, exited };
+}
+
+/** Starts `tollgate start` and waits until it has written its URL and answers /readyz. */
+export async function startTollgateProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ServerProcess> {
+  const proc = runTollgate(['start'], { TOLLGATE_PORT: '0', ...env });
+  const deadline = Date.now() + timeoutMs;
+  let exitedEarly: number | string | null = null;
+  void proc.exited.then((code) => (exitedEarly = code));
+  while (Date.now() < deadline) {
+    if (exitedEarly !== null) throw new Error(`tollgate exited (${exitedEarly}) during start:\n${proc.output()}`);
+    try {
+      const owner = JSON.parse(await readFile(path.join(env.TOLLGATE_DATA_DIR!, 'owner.json'), 'utf8'));
+      if (owner.pid === proc.child.pid && owner.url) {
+        const ready = await fetch(`${owner.url}/readyz`).catch(() => null);
+        if (ready?.ok) return { ...proc, url: owner.url };
+      }
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.child.kill('SIGKILL');
+  throw new Error(`tollgate did not become ready:\n${proc.output()}`);
+}

@@ -1,0 +1,148 @@
+// RateLimiter: per-key RPM/TPM with a sliding-window counter, on an injected clock.
+import { describe, expect, it } from 'vitest';
+import { GatewayError } from '../../src/gateway/errors.js';
+import { RateLimiter } from '../../src/gateway/limits.js';
+
+function clock(start = 0) {
+  const c = { t: start, now: () => c.t };
+  return c;
+}
+
+function rejection(fn: () => unknown): GatewayError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(GatewayError);
+    return err as GatewayError;
+  }
+  throw new Error('expected a 429');
+}
+
+describe('RateLimiter: RPM', () => {
+  it('admits exactly N requests in a window, then answers 429 with retry-after and x-ratelimit headers', () => {
+    const c = clock(10_000); // 10 s into a window: 50 s until it resets
+    const rl = new RateLimiter(c.now);
+    const remaining: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const a = rl.admit('k', 5, null);
+      remaining.push(a.headers['x-ratelimit-remaining-requests']!);
+      expect(a.headers['x-ratelimit-limit-requests']).toBe('5');
+      expect(a.requests).toMatchObject({ limit: 5 });
+    }
+    expect(remaining).toEqual(['4', '3', '2', '1', '0']);
+
+    const e = rejection(() => rl.admit('k', 5, null));
+    expect(e.status).toBe(429);
+    expect(e.type).toBe('rate_limit_error');
+    expect(e.code).toBe('rate_limit_exceeded');
+    expect(e.headers['retry-after']).toBe('50');
+    expect(e.headers['x-ratelimit-limit-requests']).toBe('5');
+    expect(e.headers['x-ratelimit-remaining-requests']).toBe('0');
+    expect(e.headers['x-ratelimit-reset-requests']).toBe('50s');
+    // Still rejected a moment later; rejected requests do not count (see the sliding test below).
+    c.t += 1_000;
+    expect(rejection(() => rl.admit('k', 5, null)).headers['retry-after']).toBe('49');
+  });
+
+  it('retry-after is at least 1 s even at the very end of a window', () => {
+    const c = clock(59_999);
+    const rl = new RateLimiter(c.now);
+    rl.admit('k', 1, null);
+    expect(Number(rejection(() => rl.admit('k', 1, null)).headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  });
+
+  it('sliding window: the previous window counts in full at its end and decays linearly after', () => {
+    const c = clock(0);
+    const rl = new RateLimiter(c.now);
+    for (let i = 0; i < 4; i++) rl.admit('k', 4, null);
+    rejection(() => rl.admit('k', 4, null));
+
+    // Start of the next window: the previous 4 still weigh 4 × 1.0.
+    c.t = 60_000;
+    rejection(() => rl.admit('k', 4, null));
+
+    // Half-way: 4 × 0.5 = 2 used, so exactly 2 more fit.
+    c.t = 90_000;
+    rl.admit('k', 4, null);
+    rl.admit('k', 4, null);
+    rejection(() => rl.admit('k', 4, null));
+
+    // Next window: the 2 admitted at 90 s become the previous window (weight 1 at its start).
+    c.t = 120_000;
+    rl.admit('k', 4, null);
+    rl.admit('k', 4, null);
+    rejection(() => rl.admit('k', 4, null));
+  });
+
+  it('a gap of more than one window forgets everything', () => {
+    const c = clock(0);
+    const rl = new RateLimiter(c.now);
+    for (let i = 0; i < 3; i++) rl.admit('k', 3, null);
+    c.t = 125_000; // two windows later
+    for (let i = 0; i < 3; i++) rl.admit('k', 3, null);
+    rejection(() => rl.admit('k', 3, null));
+  });
+
+  it('keys are independent', () => {
+    const rl = new RateLimiter(clock(0).now);
+    rl.admit('a', 1, null);
+    rejection(() => rl.admit('a', 1, null));
+    expect(() => rl.admit('b', 1, null)).not.toThrow();
+    rejection(() => rl.admit('b', 1, null));
+  });
+
+  it('null or 0 limits mean unlimited and set no headers', () => {
+    const rl = new RateLimiter(clock(0).now);
+    for (let i = 0; i < 1000; i++) {
+      const a = rl.admit('k', null, null);
+      expect(a.headers).toEqual({});
+    }
+    expect(() => rl.admit('k', 0, 0)).not.toThrow();
+  });
+});
+
+describe('RateLimiter: TPM', () => {
+  it('admits while recorded tokens are under the limit and blocks once they reach it', () => {
+    const c = clock(0);
+    const rl = new RateLimiter(c.now);
+    expect(rl.admit('k', null, 100).headers['x-ratelimit-remaining-tokens']).toBe('100');
+    rl.recordTokens('k', 60);
+    const a = rl.admit('k', null, 100);
+    expect(a.headers['x-ratelimit-limit-tokens']).toBe('100');
+    expect(a.headers['x-ratelimit-remaining-tokens']).toBe('40');
+    rl.recordTokens('k', 40);
+    const e = rejection(() => rl.admit('k', null, 100));
+    expect(e.status).toBe(429);
+    expect(e.headers['x-ratelimit-remaining-tokens']).toBe('0');
+    expect(Number(e.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(e.message).toMatch(/tokens per minute/);
+  });
+
+  it('tokens decay with the sliding window', () => {
+    const c = clock(0);
+    const rl = new RateLimiter(c.now);
+    rl.recordTokens('k', 100);
+    rejection(() => rl.admit('k', null, 100));
+    c.t = 60_000 + 30_000; // previous window at half weight: 50 used
+    expect(rl.admit('k', null, 100).headers['x-ratelimit-remaining-tokens']).toBe('50');
+  });
+
+  it('recordTokens ignores zero/negative amounts and is per key', () => {
+    const rl = new RateLimiter(clock(0).now);
+    rl.recordTokens('k', 100);
+    rl.recordTokens('k', -100);
+    rl.recordTokens('k', 0);
+    rejection(() => rl.admit('k', null, 100));
+    expect(() => rl.admit('other', null, 100)).not.toThrow();
+  });
+
+  it('a TPM rejection does not consume an RPM slot', () => {
+    const c = clock(0);
+    const rl = new RateLimiter(c.now);
+    rl.recordTokens('k', 10);
+    for (let i = 0; i < 5; i++) rejection(() => rl.admit('k', 2, 10));
+    // Had the 5 rejections counted as requests, remaining-requests would be 0 here.
+    const e = rejection(() => rl.admit('k', 2, 10));
+    expect(e.headers['x-ratelimit-remaining-requests']).toBe('1');
+  });
+});

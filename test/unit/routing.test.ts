@@ -1,0 +1,414 @@
+// Catalog resolution, target ordering strategies and the per-target circuit breaker.
+import { describe, expect, it } from 'vitest';
+import { Catalog, isRouteAllowed, type PriceInput, type ProviderInput, type Route, type RouteInput } from '../../src/routing/catalog.js';
+import { TargetHealth } from '../../src/routing/health.js';
+import { orderTargets } from '../../src/routing/strategy.js';
+
+const provider = (over: Partial<ProviderInput> & Pick<ProviderInput, 'name' | 'kind'>): ProviderInput => ({
+  baseUrl: null,
+  apiKey: null,
+  timeoutMs: null,
+  extraHeaders: {},
+  modelMap: {},
+  ...over,
+});
+
+const route = (name: string, targets: RouteInput['targets'], strategy: RouteInput['strategy'] = 'PRIORITY'): RouteInput => ({
+  name,
+  strategy,
+  retries: 2,
+  timeoutMs: null,
+  cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null },
+  targets,
+});
+
+const price = (p: string, model: string, input: number, output: number): PriceInput => ({
+  version: 1,
+  provider: p,
+  model,
+  inputPerMTokUsd: input,
+  outputPerMTokUsd: output,
+  cachedInputPerMTokUsd: null,
+});
+
+function catalog() {
+  return new Catalog(
+    [
+      provider({ name: 'openrouter', kind: 'OPENROUTER', apiKey: 'sk-or-secret' }),
+      provider({ name: 'ark', kind: 'ARK', apiKey: 'ark-secret', modelMap: { doubao: 'ep-20250101-abc' } }),
+      provider({ name: 'local', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9999/v1/', extraHeaders: { 'x-extra': '1' } }),
+      provider({ name: 'nourl', kind: 'OPENAI_COMPATIBLE' }), // no base URL: cannot be called
+    ],
+    [
+      route('chat-default', [
+        { provider: 'openrouter', model: 'openai/gpt-4o-mini', weight: 1, priority: 1 },
+        { provider: 'ark', model: 'doubao', weight: 1, priority: 2 },
+        { provider: 'ghost', model: 'x', weight: 1, priority: 0 }, // unknown provider: dropped
+        { provider: 'nourl', model: 'y', weight: 1, priority: 0 }, // unusable provider: dropped
+      ]),
+    ],
+    [price('openrouter', 'openai/gpt-4o-mini', 0.15, 0.6), price('ark', 'doubao', 0.1, 0.2)],
+    'v1',
+    3,
+  );
+}
+
+describe('Catalog', () => {
+  it('resolves a route name to its route, dropping targets whose provider is unknown or unusable', () => {
+    const r = catalog().resolve('chat-default')!;
+    expect(r.pinned).toBe(false);
+    expect(r.strategy).toBe('PRIORITY');
+    expect(r.targets.map((t) => t.key)).toEqual(['openrouter/openai/gpt-4o-mini', 'ark/doubao']);
+  });
+
+  it('resolves provider/model pins, splitting at the first slash only', () => {
+    const c = catalog();
+    const r = c.resolve('openrouter/openai/gpt-4o-mini')!;
+    expect(r.pinned).toBe(true);
+    expect(r.strategy).toBe('PINNED');
+    expect(r.name).toBe('openrouter/openai/gpt-4o-mini');
+    expect(r.retries).toBe(3); // the catalog default
+    expect(r.targets).toHaveLength(1);
+    expect(r.targets[0]).toMatchObject({ key: 'openrouter/openai/gpt-4o-mini', model: 'openai/gpt-4o-mini', upstreamModel: 'openai/gpt-4o-mini' });
+    expect(r.targets[0]!.provider.name).toBe('openrouter');
+    expect(r.targets[0]!.price).toMatchObject({ inputPerMTokUsd: 0.15 });
+    expect(c.resolve('ark/ep-20250615-xyz')!.targets[0]!.model).toBe('ep-20250615-xyz');
+    // The same pin resolves to the same (cached) route.
+    expect(c.resolve('openrouter/openai/gpt-4o-mini')).toBe(r);
+  });
+
+  it('returns null for unknown routes, unknown providers and malformed pins', () => {
+    const c = catalog();
+    for (const m of ['nope', 'ghost/model', 'nourl/model', 'openrouter/', 'ark/', '/doubao', '', 'chat-default/x', 'OPENROUTER/x']) {
+      expect(c.resolve(m), m).toBeNull();
+    }
+  });
+
+  it('applies the provider modelMap to the upstream model, for routes and pins', () => {
+    const c = catalog();
+    const viaRoute = c.resolve('chat-default')!.targets.find((t) => t.provider.name === 'ark')!;
+    expect(viaRoute.model).toBe('doubao');
+    expect(viaRoute.upstreamModel).toBe('ep-20250101-abc');
+    expect(c.resolve('ark/doubao')!.targets[0]!.upstreamModel).toBe('ep-20250101-abc');
+    expect(c.resolve('ark/other')!.targets[0]!.upstreamModel).toBe('other');
+  });
+
+  it('builds origin, basePath and auth headers from presets and overrides', () => {
+    const c = catalog();
+    const or = c.providers.get('openrouter')!;
+    expect(or.origin).toBe('https://openrouter.ai');
+    expect(or.basePath).toBe('/api/v1');
+    expect(or.headers.authorization).toBe('Bearer sk-or-secret');
+    expect(or.headers['x-title']).toBe('Tollgate');
+    const local = c.providers.get('local')!;
+    expect(local.origin).toBe('http://127.0.0.1:9999');
+    expect(local.basePath).toBe('/v1'); // trailing slash trimmed
+    expect(local.headers).toEqual({ 'x-extra': '1' }); // no key: no authorization header
+    expect(c.providers.has('nourl')).toBe(false);
+  });
+
+  it('clamps negative weights to 0 and looks up prices', () => {
+    const c = new Catalog(
+      [provider({ name: 'p', kind: 'OPENAI' })],
+      [route('r', [{ provider: 'p', model: 'm', weight: -3, priority: 0 }])],
+      [],
+      'v',
+    );
+    expect(c.resolve('r')!.targets[0]!.weight).toBe(0);
+    expect(c.resolve('r')!.targets[0]!.price).toBeNull();
+    expect(catalog().price('ark', 'doubao')).toMatchObject({ outputPerMTokUsd: 0.2 });
+    expect(catalog().price('ark', 'nope')).toBeNull();
+  });
+
+  it('knownPins lists route targets and priced models of known providers', () => {
+    const c = new Catalog(
+      [provider({ name: 'p', kind: 'OPENAI' })],
+      [route('r', [{ provider: 'p', model: 'a', weight: 1, priority: 0 }])],
+      [price('p', 'b', 1, 1), price('gone', 'c', 1, 1)],
+      'v',
+    );
+    expect(c.knownPins()).toEqual(['p/a', 'p/b']);
+  });
+});
+
+describe('isRouteAllowed', () => {
+  const c = catalog();
+  const named = c.resolve('chat-default')!;
+  const pin = c.resolve('openrouter/openai/gpt-4o-mini')!;
+  const arkPin = c.resolve('ark/doubao')!;
+
+  it('an empty list allows everything', () => {
+    expect(isRouteAllowed([], named)).toBe(true);
+    expect(isRouteAllowed([], pin)).toBe(true);
+  });
+
+  it('route names allow exactly that route', () => {
+    expect(isRouteAllowed(['chat-default'], named)).toBe(true);
+    expect(isRouteAllowed(['chat-default'], pin)).toBe(false);
+    expect(isRouteAllowed(['other'], named)).toBe(false);
+  });
+
+  it('provider/* allows every pin on that provider and nothing else', () => {
+    expect(isRouteAllowed(['openrouter/*'], pin)).toBe(true);
+    expect(isRouteAllowed(['openrouter/*'], arkPin)).toBe(false);
+    expect(isRouteAllowed(['openrouter/*'], named)).toBe(false);
+    expect(isRouteAllowed(['openrouter/openai/*'], pin)).toBe(false);
+  });
+
+  it('an exact pin allows that pin only', () => {
+    expect(isRouteAllowed(['openrouter/openai/gpt-4o-mini'], pin)).toBe(true);
+    expect(isRouteAllowed(['openrouter/openai/gpt-4o-mini'], c.resolve('openrouter/openai/gpt-4o')!)).toBe(false);
+  });
+});
+
+/** Deterministic PRNG (mulberry32). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function strategyRoute(strategy: RouteInput['strategy'], targets: Array<{ model: string; weight?: number; priority?: number }>, prices: PriceInput[] = []): Route {
+  const c = new Catalog(
+    [provider({ name: 'p', kind: 'OPENAI' })],
+    [route('r', targets.map((t) => ({ provider: 'p', model: t.model, weight: t.weight ?? 1, priority: t.priority ?? 0 })), strategy)],
+    prices,
+    'v',
+  );
+  return c.resolve('r')!;
+}
+
+const models = (ts: Array<{ model: string }>) => ts.map((t) => t.model);
+
+describe('orderTargets', () => {
+  const health = () => new TargetHealth({ failures: 3, cooldownMs: 1_000 }, () => 0);
+
+  it('PRIORITY orders by ascending priority, stable for ties', () => {
+    const r = strategyRoute('PRIORITY', [
+      { model: 'c', priority: 5 },
+      { model: 'a', priority: 1 },
+      { model: 'b1', priority: 3 },
+      { model: 'b2', priority: 3 },
+    ]);
+    expect(models(orderTargets(r, health()))).toEqual(['a', 'b1', 'b2', 'c']);
+  });
+
+  it('returns a copy, never the route’s own array', () => {
+    const r = strategyRoute('PRIORITY', [{ model: 'only' }]);
+    const out = orderTargets(r, health());
+    expect(out).not.toBe(r.targets);
+    out.pop();
+    expect(r.targets).toHaveLength(1);
+  });
+
+  it('WEIGHTED picks first roughly in proportion to weight over 10k draws; zero weight is never first', () => {
+    const r = strategyRoute('WEIGHTED', [
+      { model: 'w1', weight: 1 },
+      { model: 'w0', weight: 0 },
+      { model: 'w2', weight: 2 },
+      { model: 'w7', weight: 7 },
+    ]);
+    const random = seeded(42);
+    const first: Record<string, number> = { w0: 0, w1: 0, w2: 0, w7: 0 };
+    for (let i = 0; i < 10_000; i++) {
+      const order = orderTargets(r, health(), random);
+      if (order.length !== 4) throw new Error('a target went missing');
+      first[order[0]!.model]!++;
+      if (order[3]!.model !== 'w0') throw new Error('zero-weight target must come last');
+    }
+    expect(first.w0).toBe(0);
+    expect(first.w1 / 10_000).toBeCloseTo(0.1, 1);
+    expect(first.w2 / 10_000).toBeCloseTo(0.2, 1);
+    expect(first.w7 / 10_000).toBeCloseTo(0.7, 1);
+    expect(Math.abs(first.w7 / 10_000 - 0.7)).toBeLessThan(0.03);
+    expect(Math.abs(first.w1 / 10_000 - 0.1)).toBeLessThan(0.02);
+  });
+
+  it('WEIGHTED with equal weights is roughly uniform and uses the injected random', () => {
+    const r = strategyRoute('WEIGHTED', [{ model: 'a' }, { model: 'b' }]);
+    const a = models(orderTargets(r, health(), seeded(7)));
+    const b = models(orderTargets(r, health(), seeded(7)));
+    expect(a).toEqual(b);
+    const random = seeded(1);
+    let aFirst = 0;
+    for (let i = 0; i < 10_000; i++) if (orderTargets(r, health(), random)[0]!.model === 'a') aFirst++;
+    expect(aFirst).toBeGreaterThan(4_700);
+    expect(aFirst).toBeLessThan(5_300);
+  });
+
+  it('LEAST_LATENCY prefers lower EWMA and puts unmeasured targets first', () => {
+    const h = health();
+    const r = strategyRoute('LEAST_LATENCY', [
+      { model: 'slow', priority: 0 },
+      { model: 'fast', priority: 1 },
+      { model: 'new', priority: 2 },
+    ]);
+    h.onSuccess('p/slow', 900);
+    h.onSuccess('p/fast', 100);
+    expect(models(orderTargets(r, h))).toEqual(['new', 'fast', 'slow']);
+    // Make 'fast' slow: EWMA 100 → many 2000 ms samples.
+    for (let i = 0; i < 10; i++) h.onSuccess('p/fast', 2_000);
+    expect(models(orderTargets(r, h))).toEqual(['new', 'slow', 'fast']);
+  });
+
+  it('LEAST_LATENCY ties break by priority', () => {
+    const r = strategyRoute('LEAST_LATENCY', [
+      { model: 'b', priority: 2 },
+      { model: 'a', priority: 1 },
+    ]);
+    expect(models(orderTargets(r, health()))).toEqual(['a', 'b']);
+  });
+
+  it('LOWEST_COST orders by blended price and puts unpriced targets last (by priority)', () => {
+    const r = strategyRoute(
+      'LOWEST_COST',
+      [
+        { model: 'unpriced-b', priority: 2 },
+        { model: 'pricey', priority: 0 },
+        { model: 'unpriced-a', priority: 1 },
+        { model: 'cheap', priority: 9 },
+        { model: 'free', priority: 9 },
+      ],
+      [price('p', 'pricey', 5, 15), price('p', 'cheap', 0.5, 1.5), price('p', 'free', 0, 0)],
+    );
+    expect(models(orderTargets(r, health()))).toEqual(['free', 'cheap', 'pricey', 'unpriced-a', 'unpriced-b']);
+  });
+
+  it('LOWEST_COST weighs input 3:1 over output', () => {
+    // a: (3*1 + 10)/4 = 3.25 ; b: (3*3 + 1)/4 = 2.5  → b first although its input is dearer.
+    const r = strategyRoute('LOWEST_COST', [{ model: 'a' }, { model: 'b' }], [price('p', 'a', 1, 10), price('p', 'b', 3, 1)]);
+    expect(models(orderTargets(r, health()))).toEqual(['b', 'a']);
+  });
+});
+
+describe('TargetHealth', () => {
+  const K = 'p/m';
+  function setup() {
+    const c = { t: 1_000 };
+    const h = new TargetHealth({ failures: 3, cooldownMs: 10_000 }, () => c.t);
+    return { c, h };
+  }
+
+  it('starts closed and admits without a probe', () => {
+    const { h } = setup();
+    expect(h.state(K)).toBe('closed');
+    expect(h.admit(K)).toEqual({ ok: true, probe: false });
+    expect(h.ewma(K)).toBeUndefined();
+  });
+
+  it('opens after N consecutive failures and rejects while open', () => {
+    const { h, c } = setup();
+    h.onFailure(K);
+    h.onFailure(K);
+    expect(h.state(K)).toBe('closed');
+    expect(h.admit(K).ok).toBe(true);
+    h.onFailure(K);
+    expect(h.state(K)).toBe('open');
+    expect(h.admit(K)).toEqual({ ok: false, reason: 'circuit_open', untilMs: c.t + 10_000 });
+    c.t += 9_999;
+    expect(h.admit(K)).toMatchObject({ ok: false, reason: 'circuit_open' });
+  });
+
+  it('a success resets the consecutive-failure count', () => {
+    const { h } = setup();
+    h.onFailure(K);
+    h.onFailure(K);
+    h.onSuccess(K, 10);
+    h.onFailure(K);
+    h.onFailure(K);
+    expect(h.state(K)).toBe('closed');
+  });
+
+  function openIt(h: TargetHealth) {
+    for (let i = 0; i < 3; i++) h.onFailure(K);
+  }
+
+  it('half-open after the cooldown admits exactly one probe', () => {
+    const { h, c } = setup();
+    openIt(h);
+    c.t += 10_000;
+    expect(h.state(K)).toBe('half_open');
+    expect(h.admit(K)).toEqual({ ok: true, probe: true });
+    expect(h.admit(K)).toMatchObject({ ok: false, reason: 'probe_in_flight' });
+    expect(h.admit(K)).toMatchObject({ ok: false, reason: 'probe_in_flight' });
+  });
+
+  it('probe success closes the breaker', () => {
+    const { h, c } = setup();
+    openIt(h);
+    c.t += 10_000;
+    h.admit(K);
+    h.onSuccess(K, 50);
+    expect(h.state(K)).toBe('closed');
+    expect(h.admit(K)).toEqual({ ok: true, probe: false });
+    expect(h.admit(K)).toEqual({ ok: true, probe: false });
+    // And it takes N fresh failures to open again.
+    h.onFailure(K);
+    expect(h.state(K)).toBe('closed');
+  });
+
+  it('probe failure reopens at once for another full cooldown', () => {
+    const { h, c } = setup();
+    openIt(h);
+    c.t += 10_000;
+    expect(h.admit(K).ok).toBe(true);
+    h.onFailure(K);
+    expect(h.state(K)).toBe('open');
+    expect(h.admit(K)).toEqual({ ok: false, reason: 'circuit_open', untilMs: c.t + 10_000 });
+    c.t += 10_000;
+    expect(h.admit(K)).toEqual({ ok: true, probe: true });
+  });
+
+  it('release frees the probe slot', () => {
+    const { h, c } = setup();
+    openIt(h);
+    c.t += 10_000;
+    expect(h.admit(K)).toEqual({ ok: true, probe: true });
+    h.release(K);
+    expect(h.state(K)).toBe('half_open');
+    expect(h.admit(K)).toEqual({ ok: true, probe: true });
+    h.release('unknown/target'); // no-op, no throw
+  });
+
+  it('a 429 retryAfter cools the target down without opening the breaker', () => {
+    const { h, c } = setup();
+    for (let i = 0; i < 10; i++) h.onFailure(K, { retryAfterMs: 2_000 });
+    expect(h.state(K)).toBe('closed');
+    expect(h.admit(K)).toEqual({ ok: false, reason: 'cooling_down', untilMs: c.t + 2_000 });
+    c.t += 2_000;
+    expect(h.admit(K)).toEqual({ ok: true, probe: false });
+    // The 429s did not count towards the breaker: 2 real failures leave it closed.
+    h.onFailure(K);
+    h.onFailure(K);
+    expect(h.state(K)).toBe('closed');
+  });
+
+  it('a shorter retryAfter never shortens an existing cooldown', () => {
+    const { h, c } = setup();
+    h.onFailure(K, { retryAfterMs: 5_000 });
+    h.onFailure(K, { retryAfterMs: 100 });
+    expect(h.admit(K)).toMatchObject({ ok: false, reason: 'cooling_down', untilMs: c.t + 5_000 });
+  });
+
+  it('keys are independent', () => {
+    const { h } = setup();
+    openIt(h);
+    expect(h.state('p/other')).toBe('closed');
+    expect(h.admit('p/other').ok).toBe(true);
+  });
+
+  it('tracks an EWMA of latency; failures with latency push it up', () => {
+    const { h } = setup();
+    h.onSuccess(K, 100);
+    expect(h.ewma(K)).toBe(100);
+    h.onSuccess(K, 200);
+    expect(h.ewma(K)).toBeCloseTo(130, 6);
+    h.onFailure(K, { latencyMs: 50 }); // penalty = max(50, 130) * 2 = 260
+    expect(h.ewma(K)).toBeCloseTo(130 + 0.3 * (260 - 130), 6);
+  });
+});
