@@ -9,7 +9,7 @@ import { ReceiptJournal } from './receipts/journal.js';
 import { fetchReceipt } from './receipts/rows.js';
 import { ReceiptSigner } from './receipts/signer.js';
 import { AdminStore } from './store/admin-store.js';
-import { migrateClickHouse } from './store/clickhouse-migrate.js';
+import { MigrationError, migrateClickHouse, pendingMigrations } from './store/clickhouse-migrate.js';
 import { openClickHouse, type ClickHouseStore } from './store/clickhouse.js';
 import { ensureAdminToken } from './store/credentials.js';
 import { migrateConfigDb } from './store/prisma-migrate.js';
@@ -44,8 +44,7 @@ export async function openStores(config: Config, log: Logger): Promise<Stores> {
     const pg = await migrateConfigDb(configDb);
     if (pg.applied.length) log.info({ applied: pg.applied }, 'config database migrated');
     clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir });
-    const ch = await migrateClickHouse(clickhouse.client, { cluster: config.clickhouse?.cluster });
-    if (ch.applied.length) log.info({ applied: ch.applied }, 'clickhouse migrated');
+    await migrateReceiptsStore(clickhouse, config, log);
     const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });
     const adminStore = new AdminStore(configDb.prisma, secretBox);
     const ch2 = clickhouse;
@@ -65,6 +64,34 @@ export async function openStores(config: Config, log: Logger): Promise<Stores> {
   }
 }
 
+/**
+ * The embedded engine is local: a failure is fatal. A ClickHouse server may be down while the
+ * gateway starts; requests still flow (receipts wait in the WAL) and the migrations are
+ * retried in the background until they apply. /readyz says not ready until then.
+ */
+async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config, log: Logger): Promise<void> {
+  const attempt = async () => {
+    const ch = await migrateClickHouse(clickhouse.client, { cluster: config.clickhouse?.cluster });
+    if (ch.applied.length) log.info({ applied: ch.applied }, 'clickhouse migrated');
+  };
+  if (clickhouse.kind === 'chdb') return attempt();
+  try {
+    await attempt();
+  } catch (err) {
+    if (err instanceof MigrationError && !(err.cause instanceof Error && /ECONNREFUSED|ETIMEDOUT|socket|timeout/i.test(err.cause.message))) throw err;
+    log.warn({ err: String(err) }, 'ClickHouse is unreachable; starting anyway, receipts wait in the WAL');
+    const retry = async (delayMs: number): Promise<void> => {
+      await new Promise((r) => setTimeout(r, delayMs).unref());
+      try {
+        await attempt();
+      } catch {
+        return retry(Math.min(delayMs * 2, 30_000));
+      }
+    };
+    void retry(1_000);
+  }
+}
+
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
   const stores = await openStores(config, log);
   const { configDb, adminStore, clickhouse } = stores;
@@ -79,6 +106,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       sync: config.walSync,
       batchMaxRows: config.batchMaxRows,
       batchMaxMs: config.batchMaxMs,
+      cluster: config.clickhouse?.cluster,
       log: (msg, fields) => log.warn(fields ?? {}, msg),
     });
     const app = buildApp({
@@ -87,13 +115,17 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       store: adminStore,
       journal,
       jwks: () => signer.jwks(),
-      findStoredReceipt: (id) => fetchReceipt(clickhouse.client, id),
+      findStoredReceipt: (id) => fetchReceipt(clickhouse.client, id, config.clickhouse?.cluster ? { table: 'receipts_distributed' } : undefined),
       adminToken: adminToken.token,
       readinessChecks: {
         config_db: () => configDb.prisma.$queryRaw`SELECT 1`,
         clickhouse: async () => {
           const r = await clickhouse.client.ping();
           if (!r.success) throw r.error;
+        },
+        clickhouse_migrations: async () => {
+          const pending = await pendingMigrations(clickhouse.client);
+          if (pending.length) throw new Error(`pending: ${pending.join(', ')}`);
         },
       },
     });

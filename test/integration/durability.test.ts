@@ -62,6 +62,7 @@ async function createKey(): Promise<string> {
 /** Sends requests from `workers` loops until stopped; returns the receipt ids of completed ones. */
 function load(url: string, secret: string, workers: number) {
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: secret, maxRetries: 0, timeout: 10_000 });
+  const task = (w: number, i: number) => ({ headers: { 'x-tollgate-task-id': `task-${w}-${Math.floor(i / 5)}` } });
   const completed: string[] = [];
   let stop = false;
   const loops = Array.from({ length: workers }, async (_, w) => {
@@ -69,14 +70,14 @@ function load(url: string, secret: string, workers: number) {
       try {
         if ((w + i) % 3 === 0) {
           const { data, response } = await client.chat.completions
-            .create({ model: 'chat-default', stream: true, messages: [{ role: 'user', content: `s ${w} ${i}` }] })
+            .create({ model: 'chat-default', stream: true, messages: [{ role: 'user', content: `s ${w} ${i}` }] }, task(w, i))
             .withResponse();
           let done = false;
           for await (const chunk of data) if (chunk.choices[0]?.finish_reason) done = true;
           if (done) completed.push(response.headers.get('x-tollgate-receipt-id')!);
         } else {
           const { response } = await client.chat.completions
-            .create({ model: 'chat-default', messages: [{ role: 'user', content: `j ${w} ${i}` }] })
+            .create({ model: 'chat-default', messages: [{ role: 'user', content: `j ${w} ${i}` }] }, task(w, i))
             .withResponse();
           completed.push(response.headers.get('x-tollgate-receipt-id')!);
         }
@@ -137,8 +138,11 @@ describe('durability', () => {
 
       const hourly = await q('SELECT sum(requests) AS requests FROM receipts_hourly');
       expect(Number(hourly.requests)).toBe(Number(totals.rows));
-      const tasks = await q("SELECT count() AS n FROM receipts WHERE task_id != ''");
-      expect(Number(tasks.n)).toBe(0);
+      const tasks = await q('SELECT sum(requests) AS requests, count() AS tasks FROM (SELECT task_id, sum(requests) AS requests FROM task_costs GROUP BY team_id, task_id)');
+      const raw = await q("SELECT count() AS requests, uniqExact(task_id) AS tasks FROM receipts WHERE task_id != ''");
+      expect(Number(tasks.requests)).toBe(Number(raw.requests));
+      expect(Number(tasks.tasks)).toBe(Number(raw.tasks));
+      expect(Number(raw.requests)).toBe(Number(totals.rows));
     } finally {
       await ch.close();
     }

@@ -80,7 +80,7 @@ describe('receipt signatures', () => {
 
   it('tollgate verify-receipt checks a receipt file offline', async () => {
     const res = await fetch(`${gw.baseURL}/receipts/${ids[1]}`, { headers: { authorization: `Bearer ${secret}` } });
-    const receipt = await res.json();
+    const receipt = (await res.json()) as Receipt;
     const file = path.join(gw.dataDir, 'receipt.json');
     const keysFile = path.join(gw.dataDir, 'keys.json');
     await writeFile(keysFile, JSON.stringify(jwks));

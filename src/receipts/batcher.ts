@@ -1,0 +1,159 @@
+// Moves sealed WAL segments into ClickHouse, oldest first, one at a time (DESIGN §7).
+//
+// A segment is one insert whose insert_deduplication_token names its exact content, so an
+// insert that is retried (timeout after success, crash before the file was deleted) is a
+// no-op in `receipts` and, with deduplicate_blocks_in_dependent_materialized_views, in
+// every rollup. The file is deleted only after the insert was acknowledged; failures are
+// retried with capped exponential backoff forever: a receipt is never dropped.
+import { unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { receiptToRow } from './rows.js';
+import { readSegment, segmentFileName, sha256Hex, writeHead } from './wal.js';
+
+export type LogFn = (msg: string, fields?: object) => void;
+
+export interface SealedSegment {
+  number: number;
+  /** Complete lines in the file (for stats; the insert reads the file). */
+  records: number;
+}
+
+export interface BatcherOptions {
+  walDir: string;
+  instanceId: string;
+  client: ClickHouseClient;
+  /** `receipts`, or `receipts_distributed` on a cluster. */
+  table: string;
+  distributed: boolean;
+  /** fsync head.json (TOLLGATE_WAL_SYNC=fsync). */
+  durable: boolean;
+  retryMaxDelayMs: number;
+  log: LogFn;
+  onInserted: (segment: SealedSegment, receipts: number) => void;
+}
+
+export class SegmentBatcher {
+  readonly #o: BatcherOptions;
+  readonly #queue: SealedSegment[] = [];
+  readonly #abort = new AbortController();
+  #running: Promise<void> | null = null;
+  #stopped = false;
+  #wake: (() => void) | null = null;
+  insertedRecords = 0;
+  insertErrors = 0;
+
+  constructor(options: BatcherOptions) {
+    this.#o = options;
+  }
+
+  /** Sealed segments not inserted yet, oldest first. */
+  get queue(): readonly SealedSegment[] {
+    return this.#queue;
+  }
+
+  enqueue(segment: SealedSegment): void {
+    if (this.#stopped) return;
+    this.#queue.push(segment);
+    this.#running ??= this.#run().finally(() => {
+      this.#running = null;
+    });
+  }
+
+  /**
+   * Stops after the current attempt; an insert in flight is aborted and a file is never
+   * touched after stop, because a journal reopened on the same WAL owns the files then.
+   */
+  stop(): void {
+    this.#stopped = true;
+    this.#abort.abort(new Error('receipt journal closed'));
+    this.#wake?.();
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    while (!this.#stopped && this.#queue.length > 0) {
+      const segment = this.#queue[0];
+      try {
+        const inserted = await this.#insert(segment);
+        if (this.#stopped) return;
+        this.#queue.shift();
+        if (failures > 0) this.#o.log('receipts insert succeeded again', { segment: segment.number, failedAttempts: failures });
+        failures = 0;
+        this.insertedRecords += inserted;
+        this.#o.onInserted(segment, inserted);
+      } catch (err) {
+        if (this.#stopped) return;
+        failures++;
+        this.insertErrors++;
+        // Equal jitter: at least half the capped exponential delay, so instances that lost
+        // ClickHouse together do not retry in lockstep.
+        const cap = Math.min(this.#o.retryMaxDelayMs, 100 * 2 ** Math.min(failures - 1, 20));
+        const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
+        // The first failures, then about once a minute at the default cap.
+        if (failures <= 3 || failures % 12 === 0) {
+          this.#o.log('receipts insert failed, will retry', {
+            segment: segment.number,
+            records: segment.records,
+            attempt: failures,
+            retryInMs: delay,
+            pendingSegments: this.#queue.length,
+            error: (err as Error).message,
+          });
+        }
+        await this.#sleep(delay);
+      }
+    }
+  }
+
+  async #insert(segment: SealedSegment): Promise<number> {
+    const { walDir, instanceId, client, table } = this.#o;
+    const file = path.join(walDir, segmentFileName(segment.number));
+    const { receipts, lastLine, invalidLines } = await readSegment(file);
+    if (invalidLines > 0) {
+      // Only a write cut short by a crash leaves such lines, and its append never resolved.
+      this.#o.log('receipts WAL segment has incomplete lines, skipping them', { segment: segment.number, invalidLines });
+    }
+    if (receipts.length > 0 && lastLine !== null) {
+      // The last line's hash chains over every line before it: with the instance and the
+      // segment number, the token names exactly this content, even if a WAL were reset.
+      const lastHash = sha256Hex(lastLine);
+      await client.insert({
+        table,
+        values: receipts.map(receiptToRow),
+        format: 'JSONEachRow',
+        abort_signal: this.#abort.signal,
+        clickhouse_settings: {
+          insert_deduplicate: 1,
+          insert_deduplication_token: `${instanceId}:${segment.number}:${lastHash}`,
+          deduplicate_blocks_in_dependent_materialized_views: 1,
+          // An async insert is acknowledged before it is written: not an acknowledgement.
+          async_insert: 0,
+          ...(this.#o.distributed ? { distributed_foreground_insert: 1 } : {}),
+        },
+      });
+      if (this.#stopped) return 0;
+      // Before the last segment disappears, the chain head and the segment counter must
+      // survive somewhere: a new segment must never reuse this number.
+      const last = receipts[receipts.length - 1];
+      await writeHead(walDir, { segment: segment.number, seq: last.seq, hash: lastHash }, this.#o.durable);
+    }
+    if (this.#stopped) return 0;
+    await unlink(file);
+    return receipts.length;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = () => {
+        this.#wake = null;
+        done();
+      };
+    });
+  }
+}

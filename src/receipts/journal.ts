@@ -1,0 +1,430 @@
+// The receipts journal (DESIGN §7): sign → append to the local WAL (group commit) → the
+// request completes → a sealed segment is inserted into ClickHouse → the segment is deleted.
+//
+// A request waits only for its receipt's line to reach the WAL: one write syscall for all
+// the receipts appended in the same event-loop turn (plus fdatasync with sync='fsync').
+// ClickHouse being down or slow never blocks an append; segments accumulate and drain when
+// it is back. After kill -9 at any point, reopening finds the chain head on disk and
+// replays every sealed segment; deduplication tokens make a replay exactly-once.
+import { closeSync, fdatasync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { RECEIPTS_DISTRIBUTED_TABLE } from '../store/clickhouse-migrate.js';
+import { SegmentBatcher, type LogFn } from './batcher.js';
+import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipt.js';
+import { unsignedReceipt } from './rows.js';
+import { canonicalReceiptTexts, type ReceiptSigner } from './signer.js';
+import { GENESIS_PREV_HASH } from './verify.js';
+import {
+  WAL_DIR,
+  countRecords,
+  listSegments,
+  loadInstanceId,
+  lockWal,
+  readHead,
+  repairTail,
+  segmentFileName,
+  sha256Hex,
+  syncDir,
+  type ChainHead,
+} from './wal.js';
+
+const fdatasyncAsync = promisify(fdatasync);
+
+export interface ReceiptJournalOptions {
+  dataDir: string;
+  signer: ReceiptSigner;
+  clickhouse: ClickHouseClient;
+  /** `write` survives a crash of the process; `fsync` also a crash of the machine. */
+  sync: 'write' | 'fsync';
+  /** A segment is sealed (becomes one insert) at this many receipts… */
+  batchMaxRows: number;
+  /** …or this long after its first receipt. */
+  batchMaxMs: number;
+  log?: LogFn;
+  /** Cluster mode: insert through the Distributed table made by migrateClickHouse({ cluster }). */
+  cluster?: string;
+  /** How long close() waits for pending segments to be inserted (default 5 s). */
+  closeTimeoutMs?: number;
+  /** Cap of the insert retry backoff (default 5 s). */
+  retryMaxDelayMs?: number;
+}
+
+export interface ReceiptJournalStats {
+  /** Receipts in the WAL not yet acknowledged by ClickHouse. */
+  pendingRecords: number;
+  /** WAL segments holding them (the open one included). */
+  pendingSegments: number;
+  /** Receipts inserted by this process. */
+  insertedRecords: number;
+  /** Failed insert attempts (each is retried). */
+  insertErrors: number;
+  /** Appends that reached the WAL in this process. */
+  appendedRecords: number;
+}
+
+/** The segment receiving appends. */
+interface OpenSegment {
+  number: number;
+  fd: number;
+  bytes: number;
+  records: number;
+  timer: NodeJS.Timeout | null;
+  /** Created by this process and its directory entry not fsynced yet. */
+  fresh: boolean;
+}
+
+/** Appends of one event-loop turn, written together. */
+interface Group {
+  lines: string[];
+  hashes: string[];
+  before: ChainHead;
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class ReceiptJournal {
+  readonly instanceId: string;
+  readonly #signer: ReceiptSigner;
+  readonly #dir: string;
+  readonly #fsync: boolean;
+  readonly #maxRows: number;
+  readonly #maxMs: number;
+  readonly #closeTimeoutMs: number;
+  readonly #log: LogFn;
+  readonly #batcher: SegmentBatcher;
+  readonly #releaseLock: () => void;
+
+  #chain: ChainHead;
+  #nextSegment: number;
+  #active: OpenSegment | null = null;
+  #group: Group | null = null;
+  #commitScheduled = false;
+  #committing = false;
+  /** fsync mode: sealed while their last lines are being synced; closed after the sync. */
+  #holdSealed = false;
+  readonly #held: OpenSegment[] = [];
+  #flushWaiters: Array<{ upTo: number; resolve: () => void; reject: (err: Error) => void }> = [];
+  #appended = 0;
+  #closed = false;
+
+  private constructor(o: ReceiptJournalOptions, init: { instanceId: string; dir: string; chain: ChainHead; nextSegment: number; releaseLock: () => void }) {
+    this.instanceId = init.instanceId;
+    this.#signer = o.signer;
+    this.#dir = init.dir;
+    this.#fsync = o.sync === 'fsync';
+    this.#maxRows = Math.max(1, Math.floor(o.batchMaxRows));
+    this.#maxMs = Math.max(1, o.batchMaxMs);
+    this.#closeTimeoutMs = o.closeTimeoutMs ?? 5000;
+    this.#log = o.log ?? (() => undefined);
+    this.#chain = init.chain;
+    this.#nextSegment = init.nextSegment;
+    this.#releaseLock = init.releaseLock;
+    this.#batcher = new SegmentBatcher({
+      walDir: init.dir,
+      instanceId: init.instanceId,
+      client: o.clickhouse,
+      table: o.cluster ? RECEIPTS_DISTRIBUTED_TABLE : 'receipts',
+      distributed: Boolean(o.cluster),
+      durable: this.#fsync,
+      retryMaxDelayMs: o.retryMaxDelayMs ?? 5000,
+      log: this.#log,
+      onInserted: () => this.#notifyFlushWaiters(),
+    });
+  }
+
+  /**
+   * Opens the WAL in `${dataDir}/wal`, recovers it after a crash (torn tail cut off, chain
+   * head found, the last segment sealed) and starts replaying every sealed segment.
+   */
+  static async open(o: ReceiptJournalOptions): Promise<ReceiptJournal> {
+    const dir = path.join(o.dataDir, WAL_DIR);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const releaseLock = lockWal(dir);
+    try {
+      const instanceId = await loadInstanceId(o.dataDir);
+      const log = o.log ?? (() => undefined);
+      const segments = await listSegments(dir);
+      const head = await readHead(dir);
+
+      // Only the newest segment can be torn. Segments left empty by the repair never held
+      // an acknowledged receipt: drop them and look at the one before.
+      let chain: ChainHead | null = null;
+      while (segments.length > 0 && chain === null) {
+        const newest = segments[segments.length - 1];
+        const file = path.join(dir, segmentFileName(newest));
+        const repaired = await repairTail(file);
+        if (repaired.truncatedBytes > 0) log('receipts WAL: cut a torn tail off the last segment', { segment: newest, bytes: repaired.truncatedBytes });
+        if (repaired.lastLine === null) {
+          await unlink(file);
+          segments.pop();
+          continue;
+        }
+        chain = { seq: (JSON.parse(repaired.lastLine) as Receipt).seq, hash: sha256Hex(repaired.lastLine) };
+      }
+      chain ??= head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_PREV_HASH };
+      const nextSegment = Math.max(segments.at(-1) ?? 0, head?.segment ?? 0) + 1;
+
+      const journal = new ReceiptJournal(o, { instanceId, dir, chain, nextSegment, releaseLock });
+      const pending = segments.map((n) => ({ number: n, records: countRecords(path.join(dir, segmentFileName(n))) }));
+      if (pending.length > 0) {
+        log('receipts WAL: replaying segments left by the previous run', {
+          segments: pending.length,
+          records: pending.reduce((s, p) => s + p.records, 0),
+        });
+      }
+      for (const segment of pending) journal.#batcher.enqueue(segment);
+      return journal;
+    } catch (err) {
+      releaseLock();
+      throw err;
+    }
+  }
+
+  /**
+   * Chains, signs and appends a receipt. Resolves once its line is in the WAL (written, or
+   * synced with sync='fsync'); rejects if the draft cannot be stored or the write fails.
+   */
+  append(draft: ReceiptDraft): Promise<Receipt> {
+    if (this.#closed) return Promise.reject(new Error('receipt journal is closed'));
+    let unsigned: UnsignedReceipt;
+    try {
+      unsigned = unsignedReceipt(draft, {
+        instance_id: this.instanceId,
+        seq: this.#chain.seq + 1,
+        prev_hash: this.#chain.hash,
+        key_id: this.#signer.keyId,
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const texts = canonicalReceiptTexts(unsigned);
+    const signature = this.#signer.signCanonical(texts.unsigned);
+    const line = texts.signed(signature);
+    const hash = sha256Hex(line);
+    const group = (this.#group ??= newGroup(this.#chain));
+    this.#chain = { seq: unsigned.seq, hash };
+    group.lines.push(line);
+    group.hashes.push(hash);
+    if (!this.#commitScheduled) {
+      this.#commitScheduled = true;
+      setImmediate(() => void this.#commit());
+    }
+    const receipt: Receipt = { ...unsigned, signature };
+    return group.done.then(() => receipt);
+  }
+
+  /** Seals the open segment and waits until every receipt appended so far is in ClickHouse. */
+  async flush(): Promise<void> {
+    const group = this.#group;
+    if (group) await group.done.catch(() => undefined);
+    this.#seal();
+    const upTo = this.#nextSegment - 1;
+    if (this.#oldestPendingSegment() > upTo) return;
+    await new Promise<void>((resolve, reject) => this.#flushWaiters.push({ upTo, resolve, reject }));
+  }
+
+  /**
+   * Stops accepting appends, flushes with a bounded wait, stops the batcher and closes the
+   * files. Receipts not inserted by then stay in the WAL for the next start.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.flush(),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, this.#closeTimeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    const stats = this.stats();
+    if (stats.pendingRecords > 0) {
+      this.#log('receipts journal closed with receipts not yet in ClickHouse; they stay in the WAL for the next start', {
+        pendingRecords: stats.pendingRecords,
+        pendingSegments: stats.pendingSegments,
+      });
+    }
+    this.#batcher.stop();
+    this.#seal();
+    this.#releaseHeld();
+    if (this.#active) {
+      // Only a segment whose first write failed is still open; recovery removes it.
+      if (this.#active.timer) clearTimeout(this.#active.timer);
+      closeSync(this.#active.fd);
+      this.#active = null;
+    }
+    const err = new Error('receipt journal closed before its receipts were inserted');
+    for (const w of this.#flushWaiters) w.reject(err);
+    this.#flushWaiters = [];
+    this.#releaseLock();
+  }
+
+  stats(): ReceiptJournalStats {
+    const queued = this.#batcher.queue;
+    const active = this.#active && this.#active.records > 0 ? this.#active : null;
+    let pendingRecords = active ? active.records : 0;
+    for (const s of this.#held) pendingRecords += s.records;
+    for (const s of queued) pendingRecords += s.records;
+    return {
+      pendingRecords,
+      pendingSegments: (active ? 1 : 0) + this.#held.length + queued.length,
+      insertedRecords: this.#batcher.insertedRecords,
+      insertErrors: this.#batcher.insertErrors,
+      appendedRecords: this.#appended,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Group commit
+
+  async #commit(): Promise<void> {
+    this.#commitScheduled = false;
+    if (this.#committing) return; // the running commit picks the new group up
+    this.#committing = true;
+    try {
+      for (let group = this.#group; group !== null; group = this.#group) {
+        this.#group = null;
+        // With fsync, segments filled by this group stay open until their lines are synced.
+        this.#holdSealed = this.#fsync;
+        try {
+          const touched = this.#write(group);
+          if (this.#fsync) await this.#sync(touched);
+          this.#appended += group.lines.length;
+          group.resolve();
+        } catch (err) {
+          this.#log('receipts WAL write failed', { records: group.lines.length, error: (err as Error).message });
+          group.reject(err);
+        } finally {
+          this.#holdSealed = false;
+          this.#releaseHeld();
+        }
+      }
+    } finally {
+      this.#committing = false;
+    }
+  }
+
+  /** Writes a group's lines: one write per segment it spans. Returns the segments written. */
+  #write(group: Group): OpenSegment[] {
+    const touched: OpenSegment[] = [];
+    let written = 0;
+    try {
+      while (written < group.lines.length) {
+        const segment = this.#active ?? this.#openSegment();
+        const n = Math.min(group.lines.length - written, this.#maxRows - segment.records);
+        const chunk = n === group.lines.length ? group.lines : group.lines.slice(written, written + n);
+        const buf = Buffer.from(chunk.join('\n') + '\n', 'utf8');
+        try {
+          writeFully(segment.fd, buf, segment.bytes);
+        } catch (err) {
+          // Leave no partial line behind; if that fails too, the segment ends here (the
+          // reader skips a torn tail, but no line may follow one).
+          try {
+            ftruncateSync(segment.fd, segment.bytes);
+          } catch {
+            this.#seal();
+          }
+          throw err;
+        }
+        if (segment.records === 0) segment.timer = setTimeout(() => this.#seal(), this.#maxMs).unref();
+        segment.bytes += buf.length;
+        segment.records += n;
+        if (!touched.includes(segment)) touched.push(segment);
+        written += n;
+        if (segment.records >= this.#maxRows) this.#seal();
+      }
+    } catch (err) {
+      // The unwritten receipts of this group were never acknowledged: put the chain back on
+      // the last line on disk, so that the next receipts take their seq and link to it.
+      this.#chain = written === 0 ? group.before : { seq: group.before.seq + written, hash: group.hashes[written - 1] };
+      throw err;
+    }
+    return touched;
+  }
+
+  async #sync(segments: OpenSegment[]): Promise<void> {
+    await Promise.all(segments.map((s) => fdatasyncAsync(s.fd)));
+    // A new file's directory entry must be durable too, or the file can vanish with the machine.
+    if (segments.some((s) => s.fresh)) {
+      await syncDir(this.#dir);
+      for (const s of segments) s.fresh = false;
+    }
+  }
+
+  #openSegment(): OpenSegment {
+    const number = this.#nextSegment++;
+    const fd = openSync(path.join(this.#dir, segmentFileName(number)), 'wx', 0o600);
+    this.#active = { number, fd, bytes: 0, records: 0, timer: null, fresh: true };
+    return this.#active;
+  }
+
+  /** Ends the open segment: no more lines go into it, and the batcher may insert it. */
+  #seal(): void {
+    const segment = this.#active;
+    if (!segment || segment.records === 0) return;
+    this.#active = null;
+    if (segment.timer) clearTimeout(segment.timer);
+    this.#held.push(segment);
+    if (!this.#holdSealed) this.#releaseHeld();
+  }
+
+  #releaseHeld(): void {
+    if (this.#holdSealed) return;
+    for (const segment of this.#held.splice(0)) {
+      try {
+        closeSync(segment.fd);
+      } catch (err) {
+        this.#log('receipts WAL: closing a segment failed', { segment: segment.number, error: (err as Error).message });
+      }
+      this.#batcher.enqueue({ number: segment.number, records: segment.records });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // flush()
+
+  #oldestPendingSegment(): number {
+    let oldest = Infinity;
+    if (this.#active && this.#active.records > 0) oldest = this.#active.number;
+    if (this.#held.length > 0) oldest = Math.min(oldest, this.#held[0].number);
+    const queued = this.#batcher.queue;
+    if (queued.length > 0) oldest = Math.min(oldest, queued[0].number);
+    return oldest;
+  }
+
+  #notifyFlushWaiters(): void {
+    if (this.#flushWaiters.length === 0) return;
+    const oldest = this.#oldestPendingSegment();
+    this.#flushWaiters = this.#flushWaiters.filter((w) => {
+      if (oldest > w.upTo) w.resolve();
+      return oldest <= w.upTo;
+    });
+  }
+}
+
+function newGroup(before: ChainHead): Group {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Rejections reach every append through .then(); this keeps an unobserved group quiet.
+  done.catch(() => undefined);
+  return { lines: [], hashes: [], before, done, resolve, reject };
+}
+
+function writeFully(fd: number, buf: Buffer, position: number): void {
+  for (let offset = 0; offset < buf.length; ) {
+    offset += writeSync(fd, buf, offset, buf.length - offset, position + offset);
+  }
+}
+

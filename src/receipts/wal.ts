@@ -1,0 +1,223 @@
+// On-disk format of the receipts write-ahead log (DESIGN §7), `${dataDir}/wal/`:
+//
+//   000000000042.jsonl   a segment: one receipt per line, the canonical JSON of the signed
+//                        receipt (so sha256 of a line is the next receipt's prev_hash).
+//                        Numbers increase forever; a segment is one ClickHouse insert.
+//   head.json            {segment, seq, hash} of the last segment deleted after its insert
+//                        was acknowledged: the chain head and segment counter when no
+//                        segment is left on disk.
+//   LOCK                 pid of the process that owns this WAL.
+//
+// Only the newest segment can have a torn tail (a crash in the middle of a write); every
+// older one was complete when the next was started.
+import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, constants, openSync, readFileSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { link, open, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Receipt } from './receipt.js';
+
+export const WAL_DIR = 'wal';
+export const HEAD_FILE = 'head.json';
+const SEGMENT_FILE = /^(\d{12})\.jsonl$/;
+
+export const segmentFileName = (n: number): string => `${String(n).padStart(12, '0')}.jsonl`;
+
+export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+export interface ChainHead {
+  seq: number;
+  /** sha256 hex of the last receipt's canonical JSON (signature included). */
+  hash: string;
+}
+
+export interface WalHead extends ChainHead {
+  segment: number;
+}
+
+/** Segment numbers present in the WAL directory, ascending. */
+export async function listSegments(dir: string): Promise<number[]> {
+  const numbers: number[] = [];
+  for (const name of await readdir(dir)) {
+    const m = SEGMENT_FILE.exec(name);
+    if (m) numbers.push(Number(m[1]));
+  }
+  return numbers.sort((a, b) => a - b);
+}
+
+export async function readHead(dir: string): Promise<WalHead | null> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dir, HEAD_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  const head = JSON.parse(text) as WalHead;
+  if (!Number.isSafeInteger(head.segment) || !Number.isSafeInteger(head.seq) || typeof head.hash !== 'string') {
+    throw new Error(`corrupt ${path.join(dir, HEAD_FILE)}: ${text}`);
+  }
+  return head;
+}
+
+/** Replaces head.json atomically (write a temporary file, then rename over). */
+export async function writeHead(dir: string, head: WalHead, durable: boolean): Promise<void> {
+  const file = path.join(dir, HEAD_FILE);
+  const tmp = `${file}.tmp`;
+  const handle = await open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(JSON.stringify(head));
+    if (durable) await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  if (durable) await syncDir(dir);
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface SegmentContent {
+  receipts: Receipt[];
+  /** The last complete line (the newest receipt's canonical JSON), null if none. */
+  lastLine: string | null;
+  /** Lines that are not complete JSON (a torn tail); they were never acknowledged. */
+  invalidLines: number;
+}
+
+export async function readSegment(file: string): Promise<SegmentContent> {
+  const text = await readFile(file, 'utf8');
+  const pieces = text.split('\n');
+  // The piece after the last '\n' is '' for a complete file, or a torn line.
+  let invalidLines = pieces.pop() ? 1 : 0;
+  const receipts: Receipt[] = [];
+  let lastLine: string | null = null;
+  for (const line of pieces) {
+    try {
+      receipts.push(JSON.parse(line) as Receipt);
+      lastLine = line;
+    } catch {
+      invalidLines++;
+    }
+  }
+  return { receipts, lastLine, invalidLines };
+}
+
+/**
+ * Cuts a torn tail off a segment: bytes after the last newline, then complete lines at the
+ * end that do not parse (e.g. zeros left by a crash of the machine). Returns the last valid
+ * line, or null when nothing valid is left.
+ */
+export async function repairTail(file: string): Promise<{ lastLine: string | null; truncatedBytes: number; records: number }> {
+  const buf = await readFile(file);
+  let end = buf.lastIndexOf(0x0a) + 1; // bytes [0, end) are newline-terminated lines
+  let lastLine: string | null = null;
+  while (end > 0) {
+    // (a negative offset would make lastIndexOf count from the end of the buffer)
+    const start = end >= 2 ? buf.lastIndexOf(0x0a, end - 2) + 1 : 0;
+    const line = buf.toString('utf8', start, end - 1);
+    try {
+      JSON.parse(line);
+      lastLine = line;
+      break;
+    } catch {
+      end = start;
+    }
+  }
+  if (end < buf.length) await truncate(file, end);
+  return { lastLine, truncatedBytes: buf.length - end, records: countNewlines(buf, end) };
+}
+
+function countNewlines(buf: Buffer, end: number): number {
+  let n = 0;
+  for (let i = buf.indexOf(0x0a); i !== -1 && i < end; i = buf.indexOf(0x0a, i + 1)) n++;
+  return n;
+}
+
+/** Number of complete lines of a segment, read in bounded memory. */
+export function countRecords(file: string): number {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    let n = 0;
+    for (let read; (read = readSync(fd, buf, 0, buf.length, null)) > 0; ) n += countNewlines(buf, read);
+    return n;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** `${dataDir}/instance-id`: this gateway's identity in receipts, created once. */
+export async function loadInstanceId(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'instance-id');
+  try {
+    const id = (await readFile(file, 'utf8')).trim();
+    if (id) return id;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  // Written under a temporary name and linked into place: never a torn or half-created id,
+  // and a concurrent starter's id wins consistently.
+  const tmp = `${file}.${randomUUID()}.tmp`;
+  await writeFile(tmp, randomUUID() + '\n', { mode: 0o644 });
+  try {
+    await link(tmp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+  return (await readFile(file, 'utf8')).trim();
+}
+
+// Locks held by this process: a second journal on the same directory in one process is as
+// wrong as one in another process.
+const heldLocks = new Set<string>();
+
+/**
+ * Takes `wal/LOCK` for this process; throws if a live process holds it. A lock left by a
+ * dead process (kill -9) is taken over. Returns the release function.
+ */
+export function lockWal(dir: string): () => void {
+  const file = path.join(dir, 'LOCK');
+  if (heldLocks.has(file)) throw new Error(`the receipts WAL ${dir} is already open in this process`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 2) throw err;
+      const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
+      if (pid > 0 && pid !== process.pid && processAlive(pid)) {
+        throw new Error(`the receipts WAL ${dir} is in use by process ${pid}; only one Tollgate process may use a data directory`);
+      }
+      unlinkSync(file); // stale: its owner is gone
+    }
+  }
+  heldLocks.add(file);
+  return () => {
+    if (!heldLocks.delete(file)) return;
+    try {
+      unlinkSync(file);
+    } catch {
+      // already gone: nothing to release
+    }
+  };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,124 @@
+// The receipts store (DESIGN §2): a ClickHouse server over HTTP when a URL is configured,
+// otherwise chDB (the ClickHouse engine in-process) in `${dataDir}/clickhouse`. Both are
+// driven through the same `@clickhouse/client` API.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+
+export interface ClickHouseStore {
+  client: ClickHouseClient;
+  kind: 'chdb' | 'server';
+  close(): Promise<void>;
+}
+
+export interface OpenClickHouseOptions {
+  /** Server URL (`http://host:8123`). Without it the embedded engine (chDB) is used. */
+  url?: string;
+  username?: string;
+  password?: string;
+  /**
+   * Server database; it must exist. Ignored by the embedded engine, whose data directory is
+   * private to Tollgate and always uses `default` (chdb/connection has no database option).
+   */
+  database?: string;
+  /** Where the embedded engine keeps its data: `${dataDir}/clickhouse`. */
+  dataDir: string;
+  requestTimeoutMs?: number;
+}
+
+type ClientConfig = NonNullable<Parameters<typeof createClient>[0]>;
+type Connection = NonNullable<ClientConfig['connection']>;
+
+export async function openClickHouse(opts: OpenClickHouseOptions): Promise<ClickHouseStore> {
+  if (opts.url) {
+    // No network traffic here: a gateway must be able to start while ClickHouse is down
+    // (receipts wait in the WAL).
+    const client = createClient({
+      url: opts.url,
+      username: opts.username,
+      password: opts.password,
+      database: opts.database,
+      request_timeout: opts.requestTimeoutMs,
+      application: 'tollgate',
+    });
+    return { client, kind: 'server', close: () => client.close() };
+  }
+
+  const { createChdbConnection } = await loadChdb();
+  const dir = path.join(opts.dataDir, 'clickhouse');
+  await mkdir(dir, { recursive: true });
+  // chDB binds one data directory per process: opening a second, different path while
+  // this one is open throws "only one active data directory per process".
+  const raw = createChdbConnection({ path: dir });
+  const connection = await withPerQuerySettings(raw);
+  const client = createClient({ connection, request_timeout: opts.requestTimeoutMs });
+  return { client, kind: 'chdb', close: () => client.close() };
+}
+
+interface ChdbConnectionModule {
+  createChdbConnection(opts: { path: string }): Connection;
+}
+
+async function loadChdb(): Promise<ChdbConnectionModule> {
+  // chdb is an optional dependency (~540 MB): a variable specifier keeps TypeScript and
+  // bundlers from requiring it when it was installed with --omit=optional.
+  const specifier = 'chdb/connection';
+  try {
+    return (await import(specifier)) as ChdbConnectionModule;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+      throw new Error(
+        'No ClickHouse URL is configured (CLICKHOUSE_URL) and the embedded engine is not installed: ' +
+          'install the optional dependency with `npm install chdb`, or point CLICKHOUSE_URL at a ClickHouse server.',
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+type Settings = Record<string, unknown>;
+
+/**
+ * chdb/connection applies `clickhouse_settings` as `SET …; <query>` on its single session,
+ * so a setting passed with one query stays in force for every later query of the process
+ * (an `insert_deduplication_token` leaking into someone else's insert, a
+ * `date_time_output_format` changing every reader's dates). On a server, settings are per
+ * query. This wrapper restores server semantics: every setting that any earlier call
+ * changed and this call does not set is reset to the value it had when the session opened.
+ * chDB runs one query at a time per session, so the `SET …; query` pairs cannot interleave.
+ */
+async function withPerQuerySettings(connection: Connection): Promise<Connection> {
+  const rs = await connection.query({ query: 'SELECT name, value FROM system.settings FORMAT JSONEachRow' });
+  const baseline = new Map<string, string>();
+  let text = '';
+  for await (const chunk of rs.stream) text += chunk.toString();
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const { name, value } = JSON.parse(line) as { name: string; value: string };
+    baseline.set(name, value);
+  }
+  const touched = new Set<string>();
+  const isolate = <P extends { clickhouse_settings?: Settings }>(params: P): P => {
+    const own = params.clickhouse_settings ?? {};
+    const settings: Settings = {};
+    for (const name of touched) {
+      if (!(name in own) && baseline.has(name)) settings[name] = baseline.get(name);
+    }
+    for (const [name, value] of Object.entries(own)) {
+      if (value === undefined) continue;
+      settings[name] = value;
+      touched.add(name);
+    }
+    return { ...params, clickhouse_settings: settings };
+  };
+  return {
+    ping: (p) => connection.ping(p),
+    query: (p) => connection.query(isolate(p)),
+    insert: (p) => connection.insert(isolate(p)),
+    command: (p) => connection.command(isolate(p)),
+    exec: (p) => connection.exec(isolate(p)),
+    close: () => connection.close(),
+  };
+}

@@ -1,0 +1,686 @@
+// The configuration store: migrations, durability, secrets at rest, data access rules.
+// Runs on embedded PGlite by default, and on PostgreSQL when DATABASE_URL is set (each
+// database used here is created fresh from that URL and dropped afterwards).
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AdminStore, AdminStoreError } from '../../src/store/admin-store.js';
+import {
+  ensureAdminToken,
+  generateAccessTokenSecret,
+  generateApiKeySecret,
+  hashSecret,
+  isWellFormedAccessToken,
+  isWellFormedApiKey,
+} from '../../src/store/credentials.js';
+import { defaultMigrationsDir, migrateConfigDb, MigrationError, readMigrations } from '../../src/store/prisma-migrate.js';
+import { ConfigDbLockedError, openConfigDb, type ConfigDb } from '../../src/store/prisma.js';
+import { SecretBox, SecretBoxError } from '../../src/store/secret-box.js';
+
+const BASE_URL = process.env.DATABASE_URL || undefined;
+const KIND = BASE_URL ? 'postgres' : 'pglite';
+const LONG = 120_000;
+
+const cleanups: Array<() => Promise<void>> = [];
+
+async function tempDir(tag: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `tollgate-cfg-${tag}-`));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A new, empty database of the kind under test: its own data dir, or its own PG database. */
+async function freshTarget(tag: string): Promise<{ dataDir: string; databaseUrl?: string }> {
+  const dataDir = await tempDir(tag);
+  if (!BASE_URL) return { dataDir };
+  const name = `tollgate_cfg_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: BASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  cleanups.push(async () => {
+    const c = new pg.Client({ connectionString: BASE_URL });
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await c.end();
+  });
+  const url = new URL(BASE_URL);
+  url.pathname = `/${name}`;
+  return { dataDir, databaseUrl: url.toString() };
+}
+
+function expectStoreError(code: string) {
+  return (err: unknown) => {
+    expect(err).toBeInstanceOf(AdminStoreError);
+    expect((err as AdminStoreError).code).toBe(code);
+    return true;
+  };
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  const err = await p.then(
+    () => new Error('expected a rejection'),
+    (e: unknown) => e,
+  );
+  expectStoreError(code)(err);
+}
+
+let target: { dataDir: string; databaseUrl?: string };
+let db: ConfigDb;
+let box: SecretBox;
+let store: AdminStore;
+let firstMigration: { applied: string[]; modified: string[] };
+
+beforeAll(async () => {
+  target = await freshTarget('main');
+  db = await openConfigDb(target);
+  firstMigration = await migrateConfigDb(db);
+  box = await SecretBox.open({ dataDir: target.dataDir });
+  store = new AdminStore(db.prisma, box);
+}, LONG);
+
+afterAll(async () => {
+  await db?.close();
+  for (const c of cleanups.reverse()) await c().catch(() => {});
+}, LONG);
+
+describe(`config store on ${KIND}`, () => {
+  describe('migrations', () => {
+    it('applies every migration once, records it like Prisma, and is idempotent', async () => {
+      const files = readMigrations();
+      expect(files.length).toBeGreaterThan(0);
+      expect(firstMigration.applied).toEqual(files.map((f) => f.name));
+
+      const again = await migrateConfigDb(db);
+      expect(again).toEqual({ applied: [], modified: [] });
+
+      const rows = await db.prisma.$queryRaw<
+        {
+          migration_name: string;
+          checksum: string;
+          finished_at: Date | null;
+          rolled_back_at: Date | null;
+          started_at: Date;
+          applied_steps_count: number;
+        }[]
+      >`SELECT * FROM "_prisma_migrations" ORDER BY migration_name`;
+      expect(rows.map((r) => r.migration_name)).toEqual(files.map((f) => f.name));
+      for (const [i, r] of rows.entries()) {
+        const bytes = readFileSync(path.join(defaultMigrationsDir(), files[i]!.name, 'migration.sql'));
+        expect(r.checksum).toBe(createHash('sha256').update(bytes).digest('hex'));
+        expect(r.finished_at).toBeInstanceOf(Date);
+        expect(r.finished_at!.getTime()).toBeGreaterThanOrEqual(r.started_at.getTime());
+        expect(r.rolled_back_at).toBeNull();
+        expect(r.applied_steps_count).toBe(1);
+      }
+      // The tables the schema declares exist.
+      const tables = await db.prisma.$queryRaw<{ t: string }[]>`
+        SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'public'`;
+      expect(tables.map((t) => t.t)).toEqual(
+        expect.arrayContaining(['Team', 'ApiKey', 'AccessToken', 'Provider', 'Route', 'RouteTarget', 'Price', 'Budget', 'Setting']),
+      );
+    });
+
+    it(
+      'serializes concurrent runners, reports edited files, and rolls back a failing migration whole',
+      async () => {
+        const t = await freshTarget('race');
+        // Two independent stores on the same database (on PGlite: the same store twice,
+        // which still exercises the lock path).
+        const a = await openConfigDb(t);
+        const b = t.databaseUrl ? await openConfigDb(t) : a;
+        try {
+          const [ra, rb] = await Promise.all([migrateConfigDb(a), migrateConfigDb(b)]);
+          const names = readMigrations().map((f) => f.name);
+          expect([...ra.applied, ...rb.applied].sort()).toEqual(names);
+          const count = await a.prisma.$queryRaw<{ n: bigint }[]>`SELECT count(*) AS n FROM "_prisma_migrations"`;
+          expect(Number(count[0]!.n)).toBe(names.length);
+
+          // A private copy of the migrations folder with extra files.
+          const dir = path.join(await tempDir('migrations'), 'migrations');
+          cpSync(defaultMigrationsDir(), dir, { recursive: true });
+          const extra = path.join(dir, '29990101000000_extra');
+          mkdirSync(extra);
+          writeFileSync(path.join(extra, 'migration.sql'), 'CREATE TABLE "ExtraThing" ("id" INTEGER PRIMARY KEY);\n');
+          expect((await migrateConfigDb(a, { migrationsDir: dir })).applied).toEqual(['29990101000000_extra']);
+
+          writeFileSync(path.join(extra, 'migration.sql'), 'CREATE TABLE "ExtraThing" ("id" BIGINT PRIMARY KEY);\n');
+          expect(await migrateConfigDb(a, { migrationsDir: dir })).toEqual({
+            applied: [],
+            modified: ['29990101000000_extra'],
+          });
+
+          const bad = path.join(dir, '29990102000000_bad');
+          mkdirSync(bad);
+          writeFileSync(
+            path.join(bad, 'migration.sql'),
+            'CREATE TABLE "HalfDone" ("id" INTEGER);\nSELECT * FROM "does_not_exist";\n',
+          );
+          const err = await migrateConfigDb(a, { migrationsDir: dir }).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(MigrationError);
+          expect((err as MigrationError).migration).toBe('29990102000000_bad');
+          const half = await a.prisma.$queryRaw<{ t: string | null }[]>`SELECT to_regclass('"HalfDone"')::text AS t`;
+          expect(half[0]!.t).toBeNull();
+          const recorded = await a.prisma.$queryRaw<{ n: bigint }[]>`
+            SELECT count(*) AS n FROM "_prisma_migrations" WHERE migration_name = '29990102000000_bad'`;
+          expect(Number(recorded[0]!.n)).toBe(0);
+          // The connection is still usable after the failure.
+          expect((await migrateConfigDb(a)).applied).toEqual([]);
+        } finally {
+          if (b !== a) await b.close();
+          await a.close();
+        }
+      },
+      LONG,
+    );
+  });
+
+  describe('durability', () => {
+    it(
+      'keeps committed data across close and reopen, also after a process died holding it',
+      async () => {
+        const t = await freshTarget('reopen');
+        const first = await openConfigDb(t);
+        await migrateConfigDb(first);
+        const s1 = new AdminStore(first.prisma, await SecretBox.open({ dataDir: t.dataDir }));
+        const team = await s1.createTeam('durable-team');
+        const { secret } = await s1.createApiKey({ teamId: team.id, name: 'k' });
+        await s1.upsertProvider({ name: 'durable', kind: 'OPENAI', apiKey: 'sk-durable' });
+        const version = await s1.catalogVersion();
+        await first.close();
+        await first.close(); // idempotent
+
+        // Leave what a process killed with -9 would leave: its lock and its socket directory.
+        const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+        writeFileSync(path.join(t.dataDir, 'pg.lock'), `${dead} stale`);
+        const staleSocketDir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-pg-'));
+        writeFileSync(path.join(t.dataDir, 'pg.socket-dir'), staleSocketDir);
+
+        const second = await openConfigDb(t);
+        if (!t.databaseUrl) expect(existsSync(staleSocketDir)).toBe(false);
+        rmSync(staleSocketDir, { recursive: true, force: true });
+        try {
+          expect((await migrateConfigDb(second)).applied).toEqual([]);
+          const s2 = new AdminStore(second.prisma, await SecretBox.open({ dataDir: t.dataDir }));
+          expect((await s2.getTeam(team.id))?.name).toBe('durable-team');
+          expect((await s2.findApiKeyBySecretHash(hashSecret(secret)))?.teamId).toBe(team.id);
+          expect((await s2.loadProvidersWithSecrets())[0]?.apiKey).toBe('sk-durable');
+          expect(await s2.catalogVersion()).toBe(version);
+        } finally {
+          await second.close();
+        }
+      },
+      LONG,
+    );
+
+    it.runIf(KIND === 'pglite')('refuses a second open of the same embedded database', async () => {
+      const err = await openConfigDb({ dataDir: target.dataDir }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigDbLockedError);
+      // The first store is unaffected.
+      expect(await store.listTeams()).toBeInstanceOf(Array);
+    });
+  });
+
+  describe('teams', () => {
+    it('creates, refuses duplicates, ensures idempotently', async () => {
+      const t = await store.createTeam('alpha');
+      await rejectsWith(store.createTeam('alpha'), 'CONFLICT');
+      expect((await store.ensureTeam('alpha')).id).toBe(t.id);
+      const [x, y] = await Promise.all([store.ensureTeam('beta'), store.ensureTeam('beta')]);
+      expect(x.id).toBe(y.id);
+      expect((await store.listTeams()).filter((team) => team.name === 'beta')).toHaveLength(1);
+      expect(await store.getTeam('not-a-uuid')).toBeNull();
+      expect(await store.getTeam('00000000-0000-4000-8000-000000000000')).toBeNull();
+      await rejectsWith(store.createTeam('  '), 'INVALID_INPUT');
+      await rejectsWith(store.createTeam('bad\nname'), 'INVALID_INPUT');
+    });
+  });
+
+  describe('API keys', () => {
+    it('returns the secret once, stores only its hash, finds by hash, revokes', async () => {
+      const team = await store.ensureTeam('keys-team');
+      const expiresAt = new Date(Date.now() + 86_400_000);
+      const { apiKey, secret } = await store.createApiKey({
+        teamId: team.id,
+        name: 'backend',
+        rpmLimit: 60,
+        tpmLimit: 100_000,
+        expiresAt,
+        allowedRoutes: ['chat-default', 'chat-default', 'embed'],
+      });
+      expect(isWellFormedApiKey(secret)).toBe(true);
+      expect(secret.startsWith(apiKey.displayPrefix)).toBe(true);
+      expect(apiKey.displayPrefix.length).toBeLessThan(secret.length / 2);
+      expect(apiKey).toMatchObject({
+        teamId: team.id,
+        name: 'backend',
+        rpmLimit: 60,
+        tpmLimit: 100_000,
+        allowedRoutes: ['chat-default', 'embed'],
+        revokedAt: null,
+      });
+      expect(apiKey.expiresAt?.getTime()).toBe(expiresAt.getTime());
+
+      // Nothing in the stored row is the secret; the hash is SHA-256 of it.
+      const raw = await db.prisma.$queryRaw<Record<string, unknown>[]>`SELECT * FROM "ApiKey" WHERE id = ${apiKey.id}::uuid`;
+      expect(raw).toHaveLength(1);
+      const dump = JSON.stringify(raw[0]);
+      expect(dump).not.toContain(secret);
+      expect(dump).not.toContain(secret.slice(apiKey.displayPrefix.length));
+      expect(raw[0]!.secretHash).toBe(createHash('sha256').update(secret).digest('hex'));
+
+      const found = await store.findApiKeyBySecretHash(hashSecret(secret));
+      expect(found?.id).toBe(apiKey.id);
+      expect(await store.findApiKeyBySecretHash(hashSecret(generateApiKeySecret()))).toBeNull();
+      expect(await store.findApiKeyBySecretHash('not-a-hash')).toBeNull();
+
+      const revoked = await store.revokeApiKey(apiKey.id);
+      expect(revoked.revokedAt).toBeInstanceOf(Date);
+      const again = await store.revokeApiKey(apiKey.id);
+      expect(again.revokedAt?.getTime()).toBe(revoked.revokedAt!.getTime());
+      expect((await store.findApiKeyBySecretHash(hashSecret(secret)))?.revokedAt).toBeInstanceOf(Date);
+
+      await store.touchApiKey(apiKey.id, new Date('2030-01-01T00:00:00Z'));
+      expect((await store.getApiKey(apiKey.id))?.lastUsedAt?.toISOString()).toBe('2030-01-01T00:00:00.000Z');
+
+      expect((await store.listApiKeys(team.id)).map((k) => k.id)).toEqual([apiKey.id]);
+      await rejectsWith(store.revokeApiKey('00000000-0000-4000-8000-000000000000'), 'NOT_FOUND');
+      await rejectsWith(store.createApiKey({ teamId: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
+      await rejectsWith(store.createApiKey({ teamId: team.id, name: 'x', rpmLimit: -1 }), 'INVALID_INPUT');
+      await rejectsWith(store.createApiKey({ teamId: team.id, name: 'x', allowedRoutes: ['a/b'] }), 'INVALID_INPUT');
+    });
+
+    it('keeps an already expired key findable (the gateway decides) with its expiry', async () => {
+      const team = await store.ensureTeam('keys-team');
+      const past = new Date(Date.now() - 1000);
+      const { secret } = await store.createApiKey({ teamId: team.id, name: 'old', expiresAt: past.toISOString() });
+      const found = await store.findApiKeyBySecretHash(hashSecret(secret));
+      expect(found?.expiresAt?.getTime()).toBe(past.getTime());
+      expect(found!.expiresAt!.getTime()).toBeLessThan(Date.now());
+    });
+  });
+
+  describe('access tokens', () => {
+    it('creates team-bound analyst tokens, stored as hashes only', async () => {
+      const team = await store.ensureTeam('analysts');
+      const { token, secret } = await store.createAccessToken({ name: 'bi', role: 'ANALYST', teamId: team.id });
+      expect(isWellFormedAccessToken(secret)).toBe(true);
+      expect(isWellFormedApiKey(secret)).toBe(false);
+      expect(token).toMatchObject({ name: 'bi', role: 'ANALYST', teamId: team.id, revokedAt: null });
+      const raw = await db.prisma.$queryRaw<Record<string, unknown>[]>`SELECT * FROM "AccessToken" WHERE id = ${token.id}::uuid`;
+      expect(JSON.stringify(raw[0])).not.toContain(secret);
+      expect((await store.findAccessTokenBySecretHash(hashSecret(secret)))?.id).toBe(token.id);
+      expect((await store.revokeAccessToken(token.id)).revokedAt).toBeInstanceOf(Date);
+      const admin = await store.createAccessToken({ name: 'ops', role: 'ADMIN' });
+      expect(admin.token.teamId).toBeNull();
+      await rejectsWith(store.createAccessToken({ name: 'x', role: 'OWNER' as never }), 'INVALID_INPUT');
+    });
+  });
+
+  describe('providers', () => {
+    it('seals the API key at rest, never lists it, and detects tampering', async () => {
+      const plain = 'sk-or-v1-0123456789abcdef-very-secret';
+      const info = await store.upsertProvider({
+        name: 'openrouter',
+        kind: 'OPENROUTER',
+        baseUrl: 'https://openrouter.ai/api/v1',
+        apiKey: plain,
+        timeoutMs: 30_000,
+        extraHeaders: { 'HTTP-Referer': 'https://example.test' },
+        modelMap: { 'gpt-4o-mini': 'openai/gpt-4o-mini' },
+      });
+      expect(info.hasApiKey).toBe(true);
+      expect(info).not.toHaveProperty('apiKey');
+
+      const raw = await db.prisma.$queryRaw<{ apiKeyCiphertext: string }[]>`
+        SELECT "apiKeyCiphertext" FROM "Provider" WHERE name = 'openrouter'`;
+      const sealed = raw[0]!.apiKeyCiphertext;
+      expect(sealed).not.toContain(plain);
+      expect(sealed).not.toContain(Buffer.from(plain).toString('base64url'));
+      expect(sealed.startsWith('v1.')).toBe(true);
+      expect(box.open(sealed, 'tollgate/provider/openrouter/apiKey')).toBe(plain);
+
+      const listed = await store.listProviders();
+      expect(JSON.stringify(listed)).not.toContain(plain);
+      const loaded = (await store.loadProvidersWithSecrets()).find((p) => p.name === 'openrouter');
+      expect(loaded).toMatchObject({
+        apiKey: plain,
+        baseUrl: 'https://openrouter.ai/api/v1',
+        timeoutMs: 30_000,
+        extraHeaders: { 'HTTP-Referer': 'https://example.test' },
+        modelMap: { 'gpt-4o-mini': 'openai/gpt-4o-mini' },
+      });
+
+      // A ciphertext copied onto another provider's row does not open there (bound by name).
+      await store.upsertProvider({ name: 'copycat', kind: 'OPENAI' });
+      await db.prisma.$executeRaw`UPDATE "Provider" SET "apiKeyCiphertext" = ${sealed} WHERE name = 'copycat'`;
+      await rejectsWith(store.loadProvidersWithSecrets(), 'SECRET_UNREADABLE');
+      await store.upsertProvider({ name: 'copycat', kind: 'OPENAI', apiKey: null });
+
+      // Flip one character of the ciphertext part: authentication fails.
+      const parts = sealed.split('.');
+      const ct = parts[3]!;
+      parts[3] = (ct[0] === 'A' ? 'B' : 'A') + ct.slice(1);
+      await db.prisma.$executeRaw`UPDATE "Provider" SET "apiKeyCiphertext" = ${parts.join('.')} WHERE name = 'openrouter'`;
+      await rejectsWith(store.loadProvidersWithSecrets(), 'SECRET_UNREADABLE');
+      await db.prisma.$executeRaw`UPDATE "Provider" SET "apiKeyCiphertext" = ${sealed} WHERE name = 'openrouter'`;
+      expect((await store.loadProvidersWithSecrets()).find((p) => p.name === 'openrouter')?.apiKey).toBe(plain);
+    });
+
+    it('upserts by name: undefined keeps a field, null clears it', async () => {
+      const first = await store.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: 'ark-1', timeoutMs: 1000 });
+      const second = await store.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://ark.example.test/api/v3' });
+      expect(second.id).toBe(first.id);
+      const rows = await db.prisma.provider.count({ where: { name: 'ark' } });
+      expect(rows).toBe(1);
+      let ark = (await store.loadProvidersWithSecrets()).find((p) => p.name === 'ark')!;
+      expect(ark).toMatchObject({ apiKey: 'ark-1', timeoutMs: 1000, baseUrl: 'https://ark.example.test/api/v3' });
+
+      await store.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: 'ark-2', timeoutMs: null });
+      ark = (await store.loadProvidersWithSecrets()).find((p) => p.name === 'ark')!;
+      expect(ark).toMatchObject({ apiKey: 'ark-2', timeoutMs: null });
+
+      const cleared = await store.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: null });
+      expect(cleared.hasApiKey).toBe(false);
+      expect((await store.loadProvidersWithSecrets()).find((p) => p.name === 'ark')?.apiKey).toBeNull();
+
+      await rejectsWith(store.upsertProvider({ name: 'a/b', kind: 'OPENAI' }), 'INVALID_INPUT');
+      await rejectsWith(store.upsertProvider({ name: 'x', kind: 'NOPE' as never }), 'INVALID_INPUT');
+      await rejectsWith(store.upsertProvider({ name: 'x', kind: 'OPENAI', baseUrl: 'file:///etc/passwd' }), 'INVALID_INPUT');
+      await rejectsWith(
+        store.upsertProvider({ name: 'x', kind: 'OPENAI', extraHeaders: { 'bad header': 'v' } }),
+        'INVALID_INPUT',
+      );
+    });
+  });
+
+  describe('routes', () => {
+    it('replaces a route and its targets atomically, keeping target order', async () => {
+      const r1 = await store.upsertRoute({
+        name: 'chat-default',
+        strategy: 'PRIORITY',
+        targets: [
+          { provider: 'openrouter', model: 'openai/gpt-4o-mini' },
+          { provider: 'ark', model: 'doubao-seed-1-6-250615', priority: 1 },
+          { provider: 'deepseek', model: 'deepseek-chat', weight: 3, priority: 2 },
+        ],
+        cache: { mode: 'SEMANTIC', ttlSeconds: 600, similarityThreshold: 0.95 },
+        retries: 2,
+        timeoutMs: 20_000,
+      });
+      expect(r1.targets.map((t) => t.model)).toEqual(['openai/gpt-4o-mini', 'doubao-seed-1-6-250615', 'deepseek-chat']);
+      expect(r1.targets[2]).toEqual({ provider: 'deepseek', model: 'deepseek-chat', weight: 3, priority: 2 });
+      expect(r1.cache).toEqual({ mode: 'SEMANTIC', ttlSeconds: 600, similarityThreshold: 0.95 });
+
+      const r2 = await store.upsertRoute({
+        name: 'chat-default',
+        strategy: 'WEIGHTED',
+        targets: [
+          { provider: 'ark', model: 'b', weight: 1 },
+          { provider: 'openrouter', model: 'a', weight: 2 },
+        ],
+      });
+      expect(r2.id).toBe(r1.id);
+      expect(r2).toMatchObject({ strategy: 'WEIGHTED', retries: 1, timeoutMs: null });
+      expect(r2.cache).toEqual({ mode: 'OFF', ttlSeconds: null, similarityThreshold: null });
+      expect(r2.targets).toEqual([
+        { provider: 'ark', model: 'b', weight: 1, priority: 0 },
+        { provider: 'openrouter', model: 'a', weight: 2, priority: 0 },
+      ]);
+      const stored = await db.prisma.routeTarget.count({ where: { routeId: r1.id } });
+      expect(stored).toBe(2);
+      const listed = (await store.listRoutes()).find((r) => r.name === 'chat-default');
+      expect(listed?.targets.map((t) => t.provider)).toEqual(['ark', 'openrouter']);
+
+      // An invalid replacement changes nothing.
+      await rejectsWith(store.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [] }), 'INVALID_INPUT');
+      await rejectsWith(
+        store.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'a', model: 'm', weight: -1 }] }),
+        'INVALID_INPUT',
+      );
+      expect((await store.listRoutes()).find((r) => r.name === 'chat-default')?.strategy).toBe('WEIGHTED');
+    });
+  });
+
+  describe('prices', () => {
+    it('adds a version per set and serves the latest per provider+model, in USD', async () => {
+      const v1 = await store.setPrice({ provider: 'openrouter', model: 'openai/gpt-4o-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
+      const v2 = await store.setPrice({
+        provider: 'openrouter',
+        model: 'openai/gpt-4o-mini',
+        inputPerMTokUsd: 0.1,
+        outputPerMTokUsd: 0.4,
+        cachedInputPerMTokUsd: 0.025,
+        source: 'test',
+      });
+      expect(v2.version).toBeGreaterThan(v1.version);
+      const cny = await store.setPrice({
+        provider: 'ark',
+        model: 'doubao',
+        inputPerMTokUsd: 0.8,
+        outputPerMTokUsd: 8,
+        currency: 'cny',
+        usdRate: 0.14,
+      });
+      expect(cny).toMatchObject({ currency: 'CNY', usdRate: 0.14, inputPerMTokUsd: 0.112, outputPerMTokUsd: 1.12 });
+
+      const current = await store.currentPrices();
+      const mini = current.filter((p) => p.provider === 'openrouter' && p.model === 'openai/gpt-4o-mini');
+      expect(mini).toHaveLength(1);
+      expect(mini[0]).toMatchObject({
+        version: v2.version,
+        inputPerMTokUsd: 0.1,
+        outputPerMTokUsd: 0.4,
+        cachedInputPerMTokUsd: 0.025,
+      });
+      expect(current.find((p) => p.provider === 'ark')).toMatchObject({ version: cny.version, inputPerMTokUsd: 0.112 });
+      expect((await store.priceHistory('openrouter', 'openai/gpt-4o-mini')).map((p) => p.version)).toEqual([v2.version, v1.version]);
+
+      await rejectsWith(
+        store.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'EUR' }),
+        'INVALID_INPUT',
+      );
+      await rejectsWith(store.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: -1, outputPerMTokUsd: 1 }), 'INVALID_INPUT');
+    });
+  });
+
+  describe('budgets', () => {
+    it('upserts on scope + target + period, also when the target columns are null', async () => {
+      const team = await store.ensureTeam('budget-team');
+      const b1 = await store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'MONTH', limitUsd: 100, action: 'ALERT' });
+      const b2 = await store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'MONTH', limitUsd: 250.5, action: 'BLOCK' });
+      expect(b2.id).toBe(b1.id);
+      expect(b2).toMatchObject({ limitUsd: 250.5, action: 'BLOCK' });
+      const day = await store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 10, action: 'BLOCK' });
+      expect(day.id).not.toBe(b1.id);
+
+      // A FEATURE budget for all teams has teamId and apiKeyId null: still one row.
+      const f1 = await store.setBudget({ scope: 'FEATURE', feature: 'summarize', period: 'DAY', limitUsd: 5, action: 'ALERT' });
+      const f2 = await store.setBudget({ scope: 'FEATURE', feature: 'summarize', period: 'DAY', limitUsd: 6, action: 'ALERT' });
+      expect(f2.id).toBe(f1.id);
+      const scoped = await store.setBudget({ scope: 'FEATURE', feature: 'summarize', teamId: team.id, period: 'DAY', limitUsd: 1, action: 'BLOCK' });
+      expect(scoped.id).not.toBe(f1.id);
+
+      const { apiKey } = await store.createApiKey({ teamId: team.id, name: 'budgeted' });
+      const kb = await store.setBudget({
+        scope: 'API_KEY',
+        apiKeyId: apiKey.id,
+        period: 'TOTAL',
+        limitUsd: 1,
+        action: 'BLOCK',
+        webhookUrl: 'https://hooks.example.test/x',
+      });
+      expect(kb).toMatchObject({ teamId: team.id, apiKeyId: apiKey.id, webhookUrl: 'https://hooks.example.test/x' });
+
+      const all = await store.listBudgets();
+      expect(all.filter((b) => b.scope === 'FEATURE' && b.feature === 'summarize')).toHaveLength(2);
+      expect(all.filter((b) => b.scope === 'TEAM' && b.teamId === team.id)).toHaveLength(2);
+
+      await rejectsWith(store.setBudget({ scope: 'TEAM', period: 'DAY', limitUsd: 1, action: 'BLOCK' }), 'INVALID_INPUT');
+      await rejectsWith(store.setBudget({ scope: 'FEATURE', period: 'DAY', limitUsd: 1, action: 'BLOCK' }), 'INVALID_INPUT');
+      await rejectsWith(
+        store.setBudget({ scope: 'API_KEY', apiKeyId: '00000000-0000-4000-8000-000000000000', period: 'DAY', limitUsd: 1, action: 'BLOCK' }),
+        'NOT_FOUND',
+      );
+      await rejectsWith(store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 0, action: 'BLOCK' }), 'INVALID_INPUT');
+    });
+  });
+
+  describe('catalog version', () => {
+    it('is bumped by every mutation, not by reads, and never loses a concurrent bump', async () => {
+      const v = async () => BigInt(await store.catalogVersion());
+      let last = await v();
+      const expectBump = async (what: string, op: () => Promise<unknown>) => {
+        await op();
+        const now = await v();
+        expect(now, what).toBeGreaterThan(last);
+        last = now;
+      };
+      const team = await store.ensureTeam('catalog-team');
+      last = await v();
+      let keyId = '';
+      await expectBump('createApiKey', async () => {
+        keyId = (await store.createApiKey({ teamId: team.id, name: 'c' })).apiKey.id;
+      });
+      await expectBump('revokeApiKey', () => store.revokeApiKey(keyId));
+      await expectBump('upsertProvider', () => store.upsertProvider({ name: 'cat', kind: 'SIMULATED' }));
+      await expectBump('upsertRoute', () => store.upsertRoute({ name: 'cat', strategy: 'PRIORITY', targets: [{ provider: 'cat', model: 'm' }] }));
+      await expectBump('setPrice', () => store.setPrice({ provider: 'cat', model: 'm', inputPerMTokUsd: 1, outputPerMTokUsd: 2 }));
+      await expectBump('setBudget', () => store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'TOTAL', limitUsd: 9, action: 'ALERT' }));
+
+      await store.listProviders();
+      await store.listRoutes();
+      await store.currentPrices();
+      await store.findApiKeyBySecretHash('0'.repeat(64));
+      await store.touchApiKey(keyId);
+      expect(await v()).toBe(last);
+
+      // A failed mutation does not bump (the bump is in its transaction).
+      await rejectsWith(store.createApiKey({ teamId: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
+      expect(await v()).toBe(last);
+
+      const bumps = await Promise.all(Array.from({ length: 10 }, () => store.bumpCatalogVersion()));
+      expect(new Set(bumps).size).toBe(10);
+      expect(await v()).toBe(last + 10n);
+    });
+  });
+});
+
+describe('credentials', () => {
+  it('generates checksummed keys and rejects malformed ones without a lookup', () => {
+    const key = generateApiKeySecret();
+    expect(key).toMatch(/^tg-[0-9A-Za-z]{49}$/);
+    expect(isWellFormedApiKey(key)).toBe(true);
+    expect(generateApiKeySecret()).not.toBe(key);
+    // One changed character breaks the checksum.
+    const i = 10;
+    const flipped = key.slice(0, i) + (key[i] === 'a' ? 'b' : 'a') + key.slice(i + 1);
+    expect(isWellFormedApiKey(flipped)).toBe(false);
+    expect(isWellFormedApiKey(key.slice(0, -1))).toBe(false);
+    expect(isWellFormedApiKey(key + 'x')).toBe(false);
+    expect(isWellFormedApiKey(key.replace('tg-', 'tx-'))).toBe(false);
+    expect(isWellFormedApiKey(key.slice(0, 20) + '-' + key.slice(21))).toBe(false);
+    expect(isWellFormedApiKey('')).toBe(false);
+    expect(isWellFormedApiKey('sk-' + key.slice(3))).toBe(false);
+
+    const token = generateAccessTokenSecret();
+    expect(token).toMatch(/^tga-[0-9A-Za-z]{49}$/);
+    expect(isWellFormedAccessToken(token)).toBe(true);
+    expect(isWellFormedAccessToken(key)).toBe(false);
+    expect(isWellFormedApiKey(token)).toBe(false);
+
+    expect(hashSecret('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+
+  it('creates the admin token once with mode 0600, and prefers a configured one', async () => {
+    const dir = await tempDir('admin');
+    const first = await ensureAdminToken({ dataDir: dir });
+    expect(first.created).toBe(true);
+    expect(isWellFormedAccessToken(first.token)).toBe(true);
+    const file = path.join(dir, 'admin-token');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, 'utf8').trim()).toBe(first.token);
+    const second = await ensureAdminToken({ dataDir: dir });
+    expect(second).toEqual({ token: first.token, created: false });
+
+    const other = await tempDir('admin-configured');
+    expect(await ensureAdminToken({ dataDir: other, configured: ' my-configured-token ' })).toEqual({
+      token: 'my-configured-token',
+      created: false,
+    });
+    expect(() => statSync(path.join(other, 'admin-token'))).toThrow();
+  });
+});
+
+describe('SecretBox', () => {
+  it('creates secret.key with mode 0600 once and reuses it', async () => {
+    const dir = await tempDir('box');
+    const a = await SecretBox.open({ dataDir: dir });
+    const file = path.join(dir, 'secret.key');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const content = readFileSync(file, 'utf8');
+    const sealed = a.seal('hello');
+    const b = await SecretBox.open({ dataDir: dir });
+    expect(readFileSync(file, 'utf8')).toBe(content);
+    expect(b.open(sealed)).toBe('hello');
+    expect(b.keySource).toBe('key-file');
+
+    // Concurrent first opens agree on one key.
+    const dir2 = await tempDir('box-race');
+    const boxes = await Promise.all(Array.from({ length: 5 }, () => SecretBox.open({ dataDir: dir2 })));
+    const s = boxes[0]!.seal('x');
+    for (const bx of boxes) expect(bx.open(s)).toBe('x');
+
+    // A damaged key file is an error, never silently replaced.
+    const dir3 = await tempDir('box-damaged');
+    writeFileSync(path.join(dir3, 'secret.key'), 'garbage\n');
+    await expect(SecretBox.open({ dataDir: dir3 })).rejects.toBeInstanceOf(SecretBoxError);
+    expect(readFileSync(path.join(dir3, 'secret.key'), 'utf8')).toBe('garbage\n');
+  });
+
+  it('accepts hex, base64 and base64url keys and passphrases; rejects weak ones', async () => {
+    const dir = await tempDir('box-config');
+    const raw = Buffer.alloc(32, 7);
+    const hex = await SecretBox.open({ dataDir: dir, secretKey: raw.toString('hex') });
+    const b64 = await SecretBox.open({ dataDir: dir, secretKey: raw.toString('base64') });
+    const b64u = await SecretBox.open({ dataDir: dir, secretKey: raw.toString('base64url') });
+    expect(hex.keySource).toBe('configured-key');
+    const sealed = hex.seal('same key');
+    expect(b64.open(sealed)).toBe('same key');
+    expect(b64u.open(sealed)).toBe('same key');
+    expect(() => statSync(path.join(dir, 'secret.key'))).toThrow(); // no key file when configured
+
+    const p1 = await SecretBox.open({ dataDir: dir, secretKey: 'correct horse battery staple' });
+    const p2 = await SecretBox.open({ dataDir: dir, secretKey: 'correct horse battery staple' });
+    expect(p1.keySource).toBe('configured-passphrase');
+    expect(p2.open(p1.seal('pass'))).toBe('pass');
+    expect(() => hex.open(p1.seal('pass'))).toThrow(SecretBoxError);
+    await expect(SecretBox.open({ dataDir: dir, secretKey: 'short' })).rejects.toBeInstanceOf(SecretBoxError);
+  });
+
+  it('detects tampering with any part, a wrong key, or a wrong context', () => {
+    const box1 = SecretBox.fromKey(Buffer.alloc(32, 1));
+    const box2 = SecretBox.fromKey(Buffer.alloc(32, 2));
+    const sealed = box1.seal('top secret', 'ctx');
+    expect(sealed).toMatch(/^v1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]+$/);
+    expect(box1.seal('top secret', 'ctx')).not.toBe(sealed); // random IV
+    expect(box1.open(sealed, 'ctx')).toBe('top secret');
+    const parts = sealed.split('.');
+    for (const i of [1, 2, 3]) {
+      const p = [...parts];
+      const s = p[i]!;
+      p[i] = (s[0] === 'A' ? 'B' : 'A') + s.slice(1);
+      expect(() => box1.open(p.join('.'), 'ctx')).toThrow(SecretBoxError);
+    }
+    expect(() => box1.open(sealed, 'other')).toThrow(SecretBoxError);
+    expect(() => box1.open(sealed)).toThrow(SecretBoxError);
+    expect(() => box2.open(sealed, 'ctx')).toThrow(SecretBoxError);
+    expect(() => box1.open('v2.' + parts.slice(1).join('.'), 'ctx')).toThrow(SecretBoxError);
+    expect(() => box1.open('top secret')).toThrow(SecretBoxError);
+  });
+});

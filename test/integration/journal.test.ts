@@ -1,0 +1,559 @@
+// The receipts pipeline against the embedded ClickHouse (chDB): migrations, the WAL and
+// its group commit, the batcher, crash recovery and exactly-once replay, ClickHouse
+// outages, and reading receipts back with valid signatures.
+//
+// chDB allows one data directory per process, so every test shares one store; tests keep
+// apart by team id (and instance id), and each journal has its own WAL directory.
+import { spawn } from 'node:child_process';
+import fs, { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { syncBuiltinESMExports } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { v7 as uuidv7 } from 'uuid';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReceiptJournal, type ReceiptJournalOptions } from '../../src/receipts/journal.js';
+import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
+import { fetchReceipt, rowToReceipt } from '../../src/receipts/rows.js';
+import { ReceiptSigner } from '../../src/receipts/signer.js';
+import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
+import { openClickHouse, type ClickHouseStore } from '../../src/store/clickhouse.js';
+import {
+  MigrationError,
+  clusterStatements,
+  loadMigrations,
+  migrateClickHouse,
+  migrationsDir,
+  splitStatements,
+} from '../../src/store/clickhouse-migrate.js';
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'tollgate-journal-test-'));
+let store: ClickHouseStore;
+
+beforeAll(async () => {
+  store = await openClickHouse({ dataDir: root });
+  await migrateClickHouse(store.client);
+}, 60_000);
+
+afterAll(async () => {
+  await store?.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------------------------------
+// helpers
+
+let draftCounter = 0;
+/** Receipt drafts with the values that are hard to round-trip, varied by a counter. */
+function draft(team: string, overrides: Partial<ReceiptDraft> = {}): ReceiptDraft {
+  const i = draftCounter++;
+  const failed = i % 4 === 3;
+  return {
+    receipt_id: uuidv7(),
+    request_id: `req_${i}`,
+    started_at: new Date(Date.UTC(2026, 10, 21, 22, 0, 0) + i * 61_001).toISOString(),
+    finished_at: new Date(Date.UTC(2026, 10, 21, 22, 0, 1) + i * 61_001).toISOString(),
+    team_id: team,
+    api_key_id: i % 3 === 0 ? null : `key_${i % 2}`,
+    feature: [null, 'résumé ✨', '要約', 'chat "quoted"\n'][i % 4],
+    task_id: i % 2 === 0 ? `task_${i % 5}` : null,
+    end_user: i % 5 === 0 ? null : `user_${i % 3}`,
+    endpoint: i % 7 === 0 ? '/v1/embeddings' : '/v1/chat/completions',
+    requested_model: 'chat-default',
+    route: i % 6 === 0 ? null : 'chat-default',
+    strategy: 'PRIORITY',
+    provider: 'openrouter',
+    model: `openai/gpt-4o-mini-${i % 2}`,
+    attempts: failed
+      ? [
+          { provider: 'ark', model: 'doubao', status: 0, error: 'timeout_first_byte', latency_ms: 30_000.125 },
+          { provider: 'openrouter', model: 'gpt', status: 503, error: 'http_503', latency_ms: 0.001 },
+        ]
+      : [{ provider: 'openrouter', model: 'gpt', status: 200, error: null, latency_ms: 812.3456 }],
+    status: failed ? 'error' : 'ok',
+    http_status: failed ? 502 : 200,
+    error_code: failed ? 'upstream_error' : null,
+    stream: i % 2 === 1,
+    ttft_ms: i % 3 === 0 ? null : 230.125 + i / 1000,
+    latency_ms: 1333.5 + i / 7,
+    upstream_ms: i % 2 === 0 ? null : 1300.25,
+    overhead_ms: 0.333,
+    prompt_tokens: 1200 + i,
+    completion_tokens: failed ? 0 : 340,
+    cached_tokens: i % 4,
+    usage_estimated: i % 5 === 0,
+    cost_usd: i % 5 === 2 ? null : [1.5e-7, 0.000384, 1.234567891, 0][i % 4],
+    price_version: i % 5 === 2 ? null : 3,
+    cache_status: (['miss', 'exact', 'semantic', 'bypass'] as const)[i % 4],
+    cache_similarity: i % 4 === 2 ? 0.9731 : null,
+    saved_cost_usd: i % 4 === 1 ? 0.002 : null,
+    request_sha256: 'a'.repeat(64),
+    response_sha256: failed ? null : 'b'.repeat(64),
+    ...overrides,
+  };
+}
+
+async function rows<T = Record<string, unknown>>(query: string, params: Record<string, unknown> = {}): Promise<T[]> {
+  const rs = await store.client.query({
+    query,
+    query_params: params,
+    format: 'JSONEachRow',
+    clickhouse_settings: { output_format_json_quote_64bit_integers: 0, output_format_json_quote_decimals: 0 },
+  });
+  return rs.json<T>();
+}
+
+/** What a team's receipts add up to in `receipts` and in every rollup. */
+async function totals(team: string) {
+  const [t] = await rows<Record<string, number>>(
+    `SELECT
+       (SELECT count() FROM receipts WHERE team_id = {team:String}) AS receipts,
+       (SELECT uniqExact(receipt_id) FROM receipts WHERE team_id = {team:String}) AS unique_ids,
+       (SELECT sum(requests) FROM receipts_hourly WHERE team_id = {team:String}) AS hourly_requests,
+       (SELECT sum(errors) FROM receipts_hourly WHERE team_id = {team:String}) AS hourly_errors,
+       (SELECT countIf(status != 'ok') FROM receipts WHERE team_id = {team:String}) AS receipt_errors,
+       (SELECT toFloat64(sum(cost_usd)) FROM receipts WHERE team_id = {team:String}) AS cost,
+       (SELECT toFloat64(sum(cost_usd)) FROM receipts_hourly WHERE team_id = {team:String}) AS hourly_cost,
+       (SELECT sum(prompt_tokens) FROM receipts WHERE team_id = {team:String}) AS prompt_tokens,
+       (SELECT sum(prompt_tokens) FROM receipts_hourly WHERE team_id = {team:String}) AS hourly_prompt_tokens,
+       (SELECT countIf(task_id != '') FROM receipts WHERE team_id = {team:String}) AS task_receipts,
+       (SELECT sum(requests) FROM task_costs WHERE team_id = {team:String}) AS task_requests,
+       (SELECT toFloat64(sum(cost_usd)) FROM task_costs WHERE team_id = {team:String}) AS task_cost`,
+    { team },
+  );
+  return t;
+}
+
+/** Asserts that `n` receipts of the team are stored exactly once everywhere. */
+async function expectExactlyOnce(team: string, n: number) {
+  const t = await totals(team);
+  expect(t.receipts).toBe(n);
+  expect(t.unique_ids).toBe(n);
+  expect(t.hourly_requests).toBe(n);
+  expect(t.hourly_errors).toBe(t.receipt_errors);
+  expect(t.hourly_prompt_tokens).toBe(t.prompt_tokens);
+  expect(t.hourly_cost).toBeCloseTo(t.cost, 9);
+  expect(t.task_requests).toBe(t.task_receipts);
+  const withTasks = await rows<{ c: number }>(`SELECT toFloat64(sum(cost_usd)) AS c FROM receipts WHERE team_id = {team:String} AND task_id != ''`, { team });
+  expect(t.task_cost).toBeCloseTo(withTasks[0].c, 9);
+  return t;
+}
+
+async function storedReceipts(instanceId: string): Promise<Receipt[]> {
+  const found = await rows(`SELECT * FROM receipts WHERE instance_id = {id:String} ORDER BY seq`, { id: instanceId });
+  return found.map(rowToReceipt);
+}
+
+const segmentsIn = (dataDir: string) => readdirSync(path.join(dataDir, 'wal')).filter((f) => f.endsWith('.jsonl')).sort();
+
+async function openJournal(name: string, overrides: Partial<ReceiptJournalOptions> = {}) {
+  const dataDir = path.join(root, name);
+  const signer = await ReceiptSigner.open(dataDir);
+  const journal = await ReceiptJournal.open({
+    dataDir,
+    signer,
+    clickhouse: store.client,
+    sync: 'write',
+    batchMaxRows: 10,
+    batchMaxMs: 20,
+    retryMaxDelayMs: 200,
+    closeTimeoutMs: 2000,
+    ...overrides,
+  });
+  return { journal, signer, dataDir };
+}
+
+/** A client whose inserts go to the real store through `insert`, everything else unchanged. */
+function clientWithInsert(insert: (params: Parameters<ClickHouseClient['insert']>[0]) => Promise<unknown>): ClickHouseClient {
+  return new Proxy(store.client, {
+    get: (target, prop, receiver) => (prop === 'insert' ? insert : Reflect.get(target, prop, receiver)),
+  });
+}
+
+async function until(condition: () => boolean, timeoutMs = 10_000) {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+describe('ClickHouse store (chDB)', () => {
+  it('keeps a setting given to one query out of the next query', async () => {
+    const iso = await store.client.query({
+      query: `SELECT toDateTime64('2026-11-21 22:00:00.123', 3, 'UTC') AS t`,
+      format: 'JSONEachRow',
+      clickhouse_settings: { date_time_output_format: 'iso' },
+    });
+    expect(await iso.json()).toEqual([{ t: '2026-11-21T22:00:00.123Z' }]);
+    const plain = await store.client.query({ query: `SELECT toDateTime64('2026-11-21 22:00:00.123', 3, 'UTC') AS t`, format: 'JSONEachRow' });
+    expect(await plain.json()).toEqual([{ t: '2026-11-21 22:00:00.123' }]);
+  });
+
+  it('refuses a second data directory in the same process', async () => {
+    await expect(openClickHouse({ dataDir: path.join(root, 'other-store') })).rejects.toThrow(/only one active data directory per process/);
+    // …and the open store is unaffected.
+    expect(await (await store.client.query({ query: 'SELECT 1 AS one', format: 'JSONEachRow' })).json()).toEqual([{ one: 1 }]);
+  });
+});
+
+describe('migrations', () => {
+  it('are applied once, recorded with their checksums, and idempotent', async () => {
+    expect(await migrateClickHouse(store.client)).toEqual({ applied: [] });
+    const files = await loadMigrations(migrationsDir());
+    const recorded = await rows<{ name: string; sha256: string }>(`SELECT name, sha256 FROM tollgate_migrations ORDER BY name`);
+    expect(recorded).toEqual(files.map((f) => ({ name: f.name, sha256: f.sha256 })));
+    expect(recorded.map((r) => r.name)).toEqual(expect.arrayContaining(['001_receipts.sql', '002_rollups.sql']));
+    const tables = await rows<{ name: string; engine: string }>(
+      `SELECT name, engine FROM system.tables WHERE database = currentDatabase() AND name NOT LIKE '.%' ORDER BY name`,
+    );
+    expect(tables).toEqual(
+      expect.arrayContaining([
+        { name: 'receipts', engine: 'MergeTree' },
+        { name: 'receipts_hourly', engine: 'AggregatingMergeTree' },
+        { name: 'receipts_hourly_mv', engine: 'MaterializedView' },
+        { name: 'task_costs', engine: 'AggregatingMergeTree' },
+        { name: 'task_costs_mv', engine: 'MaterializedView' },
+        { name: 'task_outcomes', engine: 'ReplacingMergeTree' },
+        { name: 'tollgate_migrations', engine: 'MergeTree' },
+      ]),
+    );
+    // Every view target keeps a deduplication log, or a replayed batch would double its rows.
+    const windows = await rows<{ name: string }>(
+      `SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'
+         AND create_table_query LIKE '%non_replicated_deduplication_window = 10000%' ORDER BY name`,
+    );
+    expect(windows.map((t) => t.name)).toEqual(expect.arrayContaining(['receipts', 'receipts_hourly', 'task_costs']));
+  });
+
+  it('applies a new file once, and refuses to run when an applied file changed', async () => {
+    const dir = path.join(root, 'migrations-copy');
+    mkdirSync(dir);
+    for (const f of readdirSync(migrationsDir())) copyFileSync(path.join(migrationsDir(), f), path.join(dir, f));
+    writeFileSync(path.join(dir, '003_test.sql'), 'CREATE TABLE IF NOT EXISTS migration_test (x UInt8) ENGINE = MergeTree ORDER BY x;\n');
+    expect(await migrateClickHouse(store.client, { dir })).toEqual({ applied: ['003_test.sql'] });
+    expect(await migrateClickHouse(store.client, { dir })).toEqual({ applied: [] });
+
+    // Same content with CRLF line ends is not a change.
+    const crlf = readFileSync(path.join(dir, '002_rollups.sql'), 'utf8').replace(/\n/g, '\r\n');
+    writeFileSync(path.join(dir, '002_rollups.sql'), crlf);
+    expect(await migrateClickHouse(store.client, { dir })).toEqual({ applied: [] });
+
+    appendFileSync(path.join(dir, '001_receipts.sql'), '-- an innocent-looking edit\n');
+    writeFileSync(path.join(dir, '004_never.sql'), 'CREATE TABLE IF NOT EXISTS never_created (x UInt8) ENGINE = MergeTree ORDER BY x;\n');
+    const failure = migrateClickHouse(store.client, { dir });
+    await expect(failure).rejects.toThrow(MigrationError);
+    await expect(failure).rejects.toThrow(/001_receipts\.sql was changed after it was applied/);
+    // Nothing after a changed file runs.
+    expect(await rows(`SELECT name FROM system.tables WHERE name = 'never_created'`)).toEqual([]);
+  });
+
+  it('splits statements on a semicolon at the end of a line, ignoring comment lines', () => {
+    expect(splitStatements('-- a; comment;\nSELECT 1;\n\nSELECT \';\' ;  \n-- trailing;\n')).toEqual(['SELECT 1', "SELECT ';'"]);
+    const statements = readFileSync(path.join(migrationsDir(), '002_rollups.sql'), 'utf8');
+    expect(splitStatements(statements)).toHaveLength(5);
+  });
+
+  it('rewrites statements for a cluster', () => {
+    expect(clusterStatements('CREATE TABLE IF NOT EXISTS receipts\n(\n    x UInt8\n)\nENGINE = MergeTree\nORDER BY x\nSETTINGS non_replicated_deduplication_window = 10000', 'prod')).toEqual([
+      "CREATE TABLE IF NOT EXISTS receipts ON CLUSTER 'prod'\n(\n    x UInt8\n)\nENGINE = ReplicatedMergeTree\nORDER BY x\nSETTINGS replicated_deduplication_window = 10000",
+      "CREATE TABLE IF NOT EXISTS receipts_distributed ON CLUSTER 'prod' AS receipts ENGINE = Distributed('prod', currentDatabase(), receipts, cityHash64(team_id))",
+    ]);
+    expect(clusterStatements('CREATE TABLE IF NOT EXISTS t (v DateTime) ENGINE = ReplacingMergeTree(v) ORDER BY v', '{cluster}')).toEqual([
+      "CREATE TABLE IF NOT EXISTS t ON CLUSTER '{cluster}' (v DateTime) ENGINE = ReplicatedReplacingMergeTree(v) ORDER BY v",
+    ]);
+    expect(clusterStatements('ALTER TABLE receipts ADD COLUMN y UInt8', 'c')).toEqual(["ALTER TABLE receipts ON CLUSTER 'c' ADD COLUMN y UInt8"]);
+    expect(clusterStatements('INSERT INTO t SELECT 1', 'c')).toEqual(['INSERT INTO t SELECT 1']);
+    expect(() => clusterStatements('SELECT 1', "x'; DROP")).toThrow(MigrationError);
+
+    // The real files: every object is created on the cluster, every table is replicated.
+    return loadMigrations(migrationsDir()).then((files) => {
+      const out = files.flatMap((f) => f.statements.flatMap((s) => clusterStatements(s, 'c')));
+      expect(out).toHaveLength(files.reduce((n, f) => n + f.statements.length, 0) + 1);
+      for (const s of out) expect(s).toMatch(/^CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS \w+ ON CLUSTER 'c'\s/);
+      const engines = out.map((s) => /ENGINE = (\w+)/.exec(s)?.[1]).filter(Boolean);
+      expect(engines.slice(0, 5)).toEqual(['ReplicatedMergeTree', 'Distributed', 'ReplicatedAggregatingMergeTree', 'ReplicatedAggregatingMergeTree', 'ReplicatedReplacingMergeTree']);
+      expect(out.join('\n')).not.toMatch(/non_replicated/);
+      expect(out.filter((s) => s.includes('MATERIALIZED VIEW')).length).toBeGreaterThanOrEqual(2);
+    });
+  });
+});
+
+describe('receipt journal', () => {
+  it('appends land in ClickHouse after flush, and read back with valid signatures', async () => {
+    const team = 'team_flush';
+    const { journal, signer, dataDir } = await openJournal('flush');
+    const appended: Receipt[] = [];
+    for (let i = 0; i < 5; i++) appended.push(await journal.append(draft(team)));
+    appended.push(...(await Promise.all(Array.from({ length: 25 }, () => journal.append(draft(team))))));
+    appended.push(await journal.append(draft(team, { team_id: team, feature: null, api_key_id: null, end_user: null, cost_usd: null, attempts: [] })));
+    expect(journal.stats().appendedRecords).toBe(31);
+    expect(journal.stats().pendingRecords).toBeGreaterThan(0);
+
+    await journal.flush();
+    expect(journal.stats()).toMatchObject({ pendingRecords: 0, pendingSegments: 0, insertedRecords: 31, appendedRecords: 31 });
+    expect(segmentsIn(dataDir)).toEqual([]);
+    await expectExactlyOnce(team, 31);
+
+    for (const r of appended) {
+      const stored = await fetchReceipt(store.client, r.receipt_id);
+      expect(stored).toEqual(r);
+      expect(verifyReceipt(stored!, signer.jwks())).toEqual({ valid: true });
+    }
+    expect(await fetchReceipt(store.client, uuidv7())).toBeNull();
+    expect(await fetchReceipt(store.client, "nope' OR 1=1")).toBeNull();
+
+    const chain = await storedReceipts(journal.instanceId);
+    expect(chain.map((r) => r.seq)).toEqual(appended.map((_, i) => i + 1));
+    expect(chain[0].prev_hash).toBe(GENESIS_PREV_HASH);
+    expect(verifyChain(chain)).toEqual({ valid: true, breaks: [] });
+    await journal.close();
+  });
+
+  it('writes the appends of one event-loop turn with one write', async () => {
+    const never = clientWithInsert(() => new Promise(() => undefined));
+    const { journal, dataDir } = await openJournal('group-commit', { clickhouse: never, batchMaxRows: 20, batchMaxMs: 60_000, closeTimeoutMs: 10 });
+    const writeSync = fs.writeSync;
+    let writes = 0;
+    fs.writeSync = ((...args: Parameters<typeof fs.writeSync>) => {
+      writes++;
+      return (writeSync as (...a: unknown[]) => number)(...args);
+    }) as typeof fs.writeSync;
+    syncBuiltinESMExports();
+    try {
+      await Promise.all(Array.from({ length: 15 }, () => journal.append(draft('team_group'))));
+      expect(writes).toBe(1);
+      // 30 more in one turn fill segment 1 (5), segment 2 (20) and start segment 3 (5):
+      // one write per segment.
+      await Promise.all(Array.from({ length: 30 }, () => journal.append(draft('team_group'))));
+      expect(writes).toBe(4);
+      await journal.append(draft('team_group'));
+      await journal.append(draft('team_group'));
+      expect(writes).toBe(6);
+    } finally {
+      fs.writeSync = writeSync;
+      syncBuiltinESMExports();
+    }
+    expect(segmentsIn(dataDir)).toHaveLength(3);
+    expect(journal.stats()).toMatchObject({ pendingRecords: 47, pendingSegments: 3, appendedRecords: 47 });
+    const lines = segmentsIn(dataDir).map((f) => readFileSync(path.join(dataDir, 'wal', f), 'utf8').split('\n').length - 1);
+    expect(lines).toEqual([20, 20, 7]);
+    await journal.close();
+  });
+
+  it('counts an insert once when its acknowledgement was lost and it is retried', async () => {
+    const team = 'team_lost_ack';
+    let calls = 0;
+    const flaky = clientWithInsert(async (params) => {
+      calls++;
+      const result = await store.client.insert(params);
+      if (calls === 1) throw new Error('socket hang up');
+      return result;
+    });
+    const { journal } = await openJournal('lost-ack', { clickhouse: flaky });
+    await Promise.all(Array.from({ length: 25 }, () => journal.append(draft(team))));
+    await journal.flush();
+    expect(calls).toBeGreaterThan(3);
+    expect(journal.stats().insertErrors).toBe(1);
+    await expectExactlyOnce(team, 25);
+    await journal.close();
+  });
+
+  it('replays exactly once after a crash between an acknowledged insert and the segment delete', async () => {
+    const team = 'team_crash_window';
+    let firstInsertDone!: () => void;
+    const inserted = new Promise<void>((r) => (firstInsertDone = r));
+    // Inserts for real, then "crashes": the acknowledgement never reaches the journal.
+    const crashing = clientWithInsert(async (params) => {
+      await store.client.insert(params);
+      firstInsertDone();
+      return new Promise(() => undefined);
+    });
+    const first = await openJournal('crash-window', { clickhouse: crashing, closeTimeoutMs: 50 });
+    const before = await Promise.all(Array.from({ length: 35 }, () => first.journal.append(draft(team))));
+    await inserted;
+    await first.journal.close();
+    expect(segmentsIn(first.dataDir)).toEqual(['000000000001.jsonl', '000000000002.jsonl', '000000000003.jsonl', '000000000004.jsonl']);
+    expect((await totals(team)).receipts).toBe(10); // segment 1 is in ClickHouse and still in the WAL
+
+    const logs: string[] = [];
+    const second = await openJournal('crash-window', { log: (msg) => logs.push(msg) });
+    expect(second.journal.instanceId).toBe(first.journal.instanceId);
+    await second.journal.flush();
+    expect(logs).toContain('receipts WAL: replaying segments left by the previous run');
+    expect(second.journal.stats().insertedRecords).toBe(35);
+    await expectExactlyOnce(team, 35);
+
+    const next = await second.journal.append(draft(team));
+    expect(next.seq).toBe(36);
+    expect(next.prev_hash).toBe(receiptHash(before[34]));
+    await second.journal.flush();
+    const chain = await storedReceipts(second.journal.instanceId);
+    expect(chain).toHaveLength(36);
+    expect(verifyChain(chain)).toEqual({ valid: true, breaks: [] });
+    await second.journal.close();
+  });
+
+  it('cuts a torn last line off at open and continues the chain after the last whole receipt', async () => {
+    const team = 'team_torn';
+    const down = clientWithInsert(() => Promise.reject(new Error('ClickHouse is down')));
+    const first = await openJournal('torn', { clickhouse: down, batchMaxMs: 60_000, closeTimeoutMs: 10 });
+    const receipts = await Promise.all(Array.from({ length: 3 }, () => first.journal.append(draft(team))));
+    await first.journal.close();
+    const [segment] = segmentsIn(first.dataDir);
+    // A crash of the machine can also leave zeros; a crash of the process, half a line.
+    const torn = '\u0000'.repeat(8) + '\n' + '{"api_key_id":null,"attempts":[{"error":nu';
+    appendFileSync(path.join(first.dataDir, 'wal', segment), torn);
+
+    const logs: Array<{ msg: string; fields?: object }> = [];
+    const second = await openJournal('torn', { clickhouse: down, batchMaxMs: 60_000, closeTimeoutMs: 10, log: (msg, fields) => logs.push({ msg, fields }) });
+    expect(logs).toContainEqual({ msg: 'receipts WAL: cut a torn tail off the last segment', fields: { segment: 1, bytes: torn.length } });
+    expect(readFileSync(path.join(first.dataDir, 'wal', segment), 'utf8').endsWith('}\n')).toBe(true);
+    const next = await second.journal.append(draft(team));
+    expect(next.seq).toBe(4);
+    expect(next.prev_hash).toBe(receiptHash(receipts[2]));
+    await second.journal.close();
+
+    const third = await openJournal('torn');
+    await third.journal.flush();
+    await expectExactlyOnce(team, 4);
+    expect(verifyChain(await storedReceipts(third.journal.instanceId))).toEqual({ valid: true, breaks: [] });
+    await third.journal.close();
+  });
+
+  it('keeps accepting receipts while ClickHouse is down, and drains the WAL when it is back', async () => {
+    const team = 'team_outage';
+    let up = false;
+    const outage = clientWithInsert((params) => (up ? store.client.insert(params) : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123'))));
+    const { journal, dataDir } = await openJournal('outage', { clickhouse: outage, batchMaxRows: 5 });
+    for (let i = 0; i < 6; i++) await Promise.all(Array.from({ length: 4 }, () => journal.append(draft(team))));
+    await until(() => journal.stats().insertErrors >= 2);
+    expect(journal.stats()).toMatchObject({ pendingRecords: 24, insertedRecords: 0, appendedRecords: 24 });
+    expect(journal.stats().pendingSegments).toBeGreaterThanOrEqual(5);
+    expect(segmentsIn(dataDir).length).toBeGreaterThanOrEqual(5);
+    expect((await totals(team)).receipts).toBe(0);
+
+    up = true;
+    await journal.flush();
+    expect(journal.stats()).toMatchObject({ pendingRecords: 0, pendingSegments: 0, insertedRecords: 24 });
+    await expectExactlyOnce(team, 24);
+    await journal.close();
+  });
+
+  it('survives a client that points at a closed port, and replays at the next start', async () => {
+    const team = 'team_closed_port';
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+    const unreachable = createClient({ url: `http://127.0.0.1:${port}`, request_timeout: 1000, log: { level: ClickHouseLogLevel.OFF } });
+    const first = await openJournal('closed-port', { clickhouse: unreachable, closeTimeoutMs: 100 });
+    const appended = await Promise.all(Array.from({ length: 7 }, () => first.journal.append(draft(team))));
+    expect(appended).toHaveLength(7);
+    await until(() => first.journal.stats().insertErrors >= 1);
+    await first.journal.close();
+    await unreachable.close();
+    expect(segmentsIn(first.dataDir).length).toBeGreaterThan(0);
+
+    const second = await openJournal('closed-port');
+    await second.journal.flush();
+    await expectExactlyOnce(team, 7);
+    await second.journal.close();
+  });
+
+  it('works with fsync, and continues instance id and seq across restarts with an empty WAL', async () => {
+    const team = 'team_fsync';
+    const first = await openJournal('fsync', { sync: 'fsync' });
+    await Promise.all(Array.from({ length: 12 }, () => first.journal.append(draft(team))));
+    await first.journal.append(draft(team));
+    await first.journal.close();
+    expect(segmentsIn(first.dataDir)).toEqual([]);
+    expect(JSON.parse(readFileSync(path.join(first.dataDir, 'wal', 'head.json'), 'utf8'))).toMatchObject({ seq: 13, segment: 2 });
+
+    const second = await openJournal('fsync', { sync: 'fsync' });
+    expect(second.journal.instanceId).toBe(first.journal.instanceId);
+    const r = await second.journal.append(draft(team));
+    expect(r.seq).toBe(14);
+    await second.journal.flush();
+    // The segment counter continued too: segment numbers (and insert tokens) are never reused.
+    expect(JSON.parse(readFileSync(path.join(first.dataDir, 'wal', 'head.json'), 'utf8'))).toMatchObject({ seq: 14, segment: 3 });
+    await expectExactlyOnce(team, 14);
+    expect(verifyChain(await storedReceipts(r.instance_id)).valid).toBe(true);
+    await second.journal.close();
+  });
+
+  it('refuses a second journal on the same WAL, and bad drafts without touching the chain', async () => {
+    const { journal } = await openJournal('lock');
+    await expect(openJournal('lock')).rejects.toThrow(/already open in this process/);
+    await expect(journal.append(draft('team_lock', { receipt_id: 'nope' }))).rejects.toThrow(/receipt_id must be a UUID/);
+    expect((await journal.append(draft('team_lock'))).seq).toBe(1);
+    await journal.close();
+    await expect(journal.append(draft('team_lock'))).rejects.toThrow(/closed/);
+  });
+});
+
+describe('kill -9', () => {
+  const child = fileURLToPath(new URL('./journal-crash-child.ts', import.meta.url));
+
+  /** Runs the child until it has reported `minResolved` resolved appends (and a bit more), then SIGKILLs it. */
+  function runUntilKilled(walDir: string, team: string, minResolved: number, extraMs: number) {
+    return new Promise<Map<number, string>>((resolve, reject) => {
+      const proc = spawn(process.execPath, ['--import', 'tsx', child, root, walDir, team], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const resolved = new Map<number, string>();
+      let buffer = '';
+      let stderr = '';
+      let killing = false;
+      proc.stdout.setEncoding('utf8');
+      proc.stdout.on('data', (chunk: string) => {
+        buffer += chunk;
+        const lines = buffer.split('\n');
+        buffer = lines.pop()!;
+        for (const line of lines) {
+          const [seq, id] = line.split(' ');
+          if (id) resolved.set(Number(seq), id);
+        }
+        if (!killing && resolved.size >= minResolved) {
+          killing = true;
+          setTimeout(() => proc.kill('SIGKILL'), extraMs);
+        }
+      });
+      proc.stderr.on('data', (chunk) => (stderr += chunk));
+      proc.on('close', (code, signal) => {
+        if (signal === 'SIGKILL') resolve(resolved);
+        else reject(new Error(`child exited with ${code ?? signal}: ${stderr}`));
+      });
+    });
+  }
+
+  it('loses no acknowledged receipt and duplicates none, through two crashes', async () => {
+    const team = 'team_kill9';
+    const walDir = path.join(root, 'kill9');
+    // One chDB data directory per process: the child owns the store while it runs.
+    await store.close();
+    const run1 = await runUntilKilled(walDir, team, 400, 37);
+    const run2 = await runUntilKilled(walDir, team, 300, 5);
+    store = await openClickHouse({ dataDir: root });
+
+    const signer = await ReceiptSigner.open(walDir);
+    const journal = await ReceiptJournal.open({ dataDir: walDir, signer, clickhouse: store.client, sync: 'write', batchMaxRows: 40, batchMaxMs: 15 });
+    await journal.flush();
+    await journal.close();
+
+    const chain = await storedReceipts(journal.instanceId);
+    const stored = new Set(chain.map((r) => r.receipt_id));
+    for (const [seq, id] of [...run1, ...run2]) expect(stored.has(id), `seq ${seq}`).toBe(true);
+    // Every line that reached the WAL was replayed once: seqs 1..n without a gap or a repeat.
+    expect(chain.map((r) => r.seq)).toEqual(chain.map((_, i) => i + 1));
+    expect(chain.length).toBeGreaterThanOrEqual(run1.size + run2.size);
+    expect(Math.min(...run2.keys())).toBeGreaterThan(Math.max(...run1.keys()));
+    await expectExactlyOnce(team, chain.length);
+    expect(verifyChain(chain)).toEqual({ valid: true, breaks: [] });
+    for (const r of chain.filter((_, i) => i % 50 === 0)) expect(verifyReceipt(r, signer.jwks()).valid).toBe(true);
+  }, 120_000);
+});

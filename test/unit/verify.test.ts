@@ -1,0 +1,286 @@
+// Receipt signing and verification without ClickHouse: the signer's key file, the
+// canonical form, verifyReceipt against single-field edits and wrong keys, the hash chain
+// (deletion, edit, reorder), the draft normalization and the receipt ⇄ row mapping.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ClickHouseClient } from '@clickhouse/client';
+import * as canonicalizeModule from 'canonicalize';
+import { v7 as uuidv7 } from 'uuid';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReceiptJournal } from '../../src/receipts/journal.js';
+import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
+import { InvalidReceiptError, receiptToRow, rowToReceipt, unsignedReceipt, usdToDecimal } from '../../src/receipts/rows.js';
+import { ReceiptSigner, SIGNING_KEY_FILE, canonicalReceiptJson } from '../../src/receipts/signer.js';
+import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
+
+const canonicalize = ((canonicalizeModule as unknown as { default?: (v: unknown) => string }).default ??
+  canonicalizeModule) as unknown as (v: unknown) => string;
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'tollgate-verify-test-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** A draft with the awkward values that must survive canonicalization and storage. */
+function draft(overrides: Partial<ReceiptDraft> = {}): ReceiptDraft {
+  return {
+    receipt_id: uuidv7(),
+    request_id: 'req_01',
+    started_at: '2026-11-21T22:00:00.123Z',
+    finished_at: '2026-11-21T22:00:01.5Z',
+    team_id: 'team_a',
+    api_key_id: null,
+    feature: 'résumé ✨ 要約 "quoted" \\ back\nslash',
+    task_id: 'task-1',
+    end_user: null,
+    endpoint: '/v1/chat/completions',
+    requested_model: 'chat-default',
+    route: 'chat-default',
+    strategy: 'PRIORITY',
+    provider: 'openrouter',
+    model: 'openai/gpt-4o-mini',
+    attempts: [
+      { provider: 'ark', model: 'doubao-seed-1-6-250615', status: 0, error: 'timeout_first_byte', latency_ms: 30000.0004 },
+      { provider: 'openrouter', model: 'openai/gpt-4o-mini', status: 200, error: null, latency_ms: 812.125 },
+    ],
+    status: 'ok',
+    http_status: 200,
+    error_code: null,
+    stream: true,
+    ttft_ms: 230.1256,
+    latency_ms: 1333.5,
+    upstream_ms: null,
+    overhead_ms: 0.001,
+    prompt_tokens: 1200,
+    completion_tokens: 0,
+    cached_tokens: 0,
+    usage_estimated: true,
+    cost_usd: 1.5e-7,
+    price_version: null,
+    cache_status: 'miss',
+    cache_similarity: null,
+    saved_cost_usd: 0,
+    request_sha256: 'a'.repeat(64),
+    response_sha256: null,
+    ...overrides,
+  };
+}
+
+function signed(signer: ReceiptSigner, d: ReceiptDraft = draft(), seq = 1, prev = GENESIS_PREV_HASH): Receipt {
+  const unsigned = unsignedReceipt(d, { instance_id: 'instance-1', seq, prev_hash: prev, key_id: signer.keyId });
+  return { ...unsigned, signature: signer.sign(unsigned) };
+}
+
+describe('ReceiptSigner', () => {
+  it('creates the key file once (0600) and keeps the same key id', async () => {
+    const dir = path.join(tmp, 'signer');
+    const a = await ReceiptSigner.open(dir);
+    const b = await ReceiptSigner.open(dir);
+    expect(b.keyId).toBe(a.keyId);
+    expect(a.keyId).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(statSync(path.join(dir, SIGNING_KEY_FILE)).mode & 0o777).toBe(0o600);
+    const { keys } = a.jwks();
+    expect(keys).toEqual([{ kty: 'OKP', crv: 'Ed25519', kid: a.keyId, x: expect.any(String), use: 'sig', alg: 'EdDSA' }]);
+    expect(Buffer.from(keys[0].x, 'base64url')).toHaveLength(32);
+    // A receipt signed by the reopened signer verifies with the first one's keys.
+    expect(verifyReceipt(signed(b), a.jwks())).toEqual({ valid: true });
+  });
+
+  it('opens concurrently without two keys', async () => {
+    const dir = path.join(tmp, 'signer-race');
+    const signers = await Promise.all(Array.from({ length: 8 }, () => ReceiptSigner.open(dir)));
+    expect(new Set(signers.map((s) => s.keyId)).size).toBe(1);
+  });
+});
+
+describe('canonical JSON', () => {
+  it('the fast receipt serializer equals RFC 8785 canonicalize, with and without signature', () => {
+    const signer = ReceiptSigner.ephemeral();
+    const variants: Array<Partial<ReceiptDraft>> = [
+      {},
+      { cost_usd: null, saved_cost_usd: null, attempts: [], feature: null, team_id: null, ttft_ms: null },
+      { cost_usd: 123456.123456789, latency_ms: 1e-7, cache_similarity: 0.987654321, price_version: 4294967295 },
+      { feature: '\u0000\u001f\u2028\u2029 😀 \ud800 lone', end_user: '</script>', error_code: 'upstream_error' },
+      { attempts: [{ provider: 'p', model: 'm', status: 65535, error: '', latency_ms: -0 }] },
+    ];
+    for (const v of variants) {
+      const r = signed(signer, draft(v));
+      const { signature, ...unsigned } = r;
+      expect(canonicalReceiptJson(unsigned)).toBe(canonicalize(unsigned));
+      expect(canonicalReceiptJson(unsigned, signature)).toBe(canonicalize(r));
+      expect(JSON.parse(canonicalReceiptJson(unsigned, signature))).toEqual(r);
+    }
+  });
+});
+
+describe('verifyReceipt', () => {
+  const signer = ReceiptSigner.ephemeral();
+  const receipt = signed(signer);
+
+  it('accepts an untouched receipt', () => {
+    expect(verifyReceipt(receipt, signer.jwks())).toEqual({ valid: true });
+    // Key order of the object does not matter: the signature is over the canonical form.
+    const reversed = Object.fromEntries(Object.entries(receipt).reverse());
+    expect(verifyReceipt(reversed, signer.jwks()).valid).toBe(true);
+  });
+
+  it('rejects a change to any single field', () => {
+    const changed = (value: unknown): unknown => {
+      if (value === null) return 'x';
+      if (typeof value === 'string') return value + 'x';
+      if (typeof value === 'number') return value + 1;
+      if (typeof value === 'boolean') return !value;
+      if (Array.isArray(value)) return value.slice(1);
+      throw new Error('unexpected field type');
+    };
+    const fields = Object.keys(receipt).filter((k) => k !== 'signature' && k !== 'key_id');
+    expect(fields.length).toBeGreaterThan(35);
+    for (const field of fields) {
+      const edited = { ...receipt, [field]: changed(receipt[field as keyof Receipt]) };
+      const result = verifyReceipt(edited, signer.jwks());
+      expect(result, field).toEqual({ valid: false, reason: 'signature does not match' });
+    }
+    // An added field or a nested edit is a change too.
+    expect(verifyReceipt({ ...receipt, extra: 1 }, signer.jwks()).valid).toBe(false);
+    const attempts = receipt.attempts.map((a, i) => (i === 0 ? { ...a, error: null } : a));
+    expect(verifyReceipt({ ...receipt, attempts }, signer.jwks()).valid).toBe(false);
+    // A money change below a cent still counts.
+    expect(verifyReceipt({ ...receipt, cost_usd: 1.6e-7 }, signer.jwks()).valid).toBe(false);
+  });
+
+  it('rejects a wrong key, an unknown key id, and a damaged signature', () => {
+    const other = ReceiptSigner.ephemeral();
+    expect(verifyReceipt(receipt, other.jwks())).toEqual({ valid: false, reason: `unknown key_id ${receipt.key_id}` });
+    // Another key published under this receipt's key id.
+    const impostor = { keys: [{ ...other.jwks().keys[0], kid: receipt.key_id }] };
+    expect(verifyReceipt(receipt, impostor)).toEqual({ valid: false, reason: 'signature does not match' });
+    // Signed by another key that claims this key id.
+    const forged = { ...receipt, signature: other.sign(unsignedOf(receipt)) };
+    expect(verifyReceipt(forged, signer.jwks()).valid).toBe(false);
+    const flipped = receipt.signature.slice(0, 10) + (receipt.signature[10] === 'A' ? 'B' : 'A') + receipt.signature.slice(11);
+    expect(verifyReceipt({ ...receipt, signature: flipped }, signer.jwks()).valid).toBe(false);
+    expect(verifyReceipt({ ...receipt, signature: '' }, signer.jwks())).toEqual({ valid: false, reason: 'missing signature' });
+    expect(verifyReceipt({ ...receipt, signature: 'abc' }, signer.jwks())).toEqual({ valid: false, reason: 'malformed signature' });
+    expect(verifyReceipt({ ...receipt, key_id: undefined }, signer.jwks())).toEqual({ valid: false, reason: 'missing key_id' });
+    expect(verifyReceipt(receipt, { keys: [{ kty: 'RSA', kid: receipt.key_id }] }).valid).toBe(false);
+  });
+});
+
+function unsignedOf(r: Receipt) {
+  const { signature: _signature, ...unsigned } = r;
+  return unsigned;
+}
+
+describe('verifyChain', () => {
+  let chain: Receipt[];
+  let signer: ReceiptSigner;
+
+  beforeAll(async () => {
+    // The real journal builds the chain; its batcher talks to a client that accepts all.
+    const dataDir = path.join(tmp, 'chain');
+    signer = await ReceiptSigner.open(dataDir);
+    const client = { insert: async () => ({}) } as unknown as ClickHouseClient;
+    const journal = await ReceiptJournal.open({ dataDir, signer, clickhouse: client, sync: 'write', batchMaxRows: 3, batchMaxMs: 1000 });
+    chain = [];
+    for (let i = 0; i < 4; i++) chain.push(await journal.append(draft({ request_id: `req_${i}` })));
+    chain.push(...(await Promise.all([5, 6, 7].map((i) => journal.append(draft({ request_id: `req_${i}`, cost_usd: null }))))));
+    await journal.close();
+  });
+
+  it('accepts a complete chain that starts at the genesis hash', () => {
+    expect(chain.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(chain[0].prev_hash).toBe(GENESIS_PREV_HASH);
+    expect(chain[1].prev_hash).toBe(receiptHash(chain[0]));
+    expect(verifyChain(chain)).toEqual({ valid: true, breaks: [] });
+    for (const r of chain) expect(verifyReceipt(r, signer.jwks()).valid).toBe(true);
+    // A window of the chain is fine too.
+    expect(verifyChain(chain.slice(2)).valid).toBe(true);
+  });
+
+  it('detects a deleted receipt', () => {
+    const result = verifyChain(chain.filter((r) => r.seq !== 4));
+    expect(result.valid).toBe(false);
+    expect(result.breaks).toEqual([{ seq: 5, reason: 'gap: seq 4..4 missing' }]);
+  });
+
+  it('detects an edited receipt on its successor', () => {
+    const edited = chain.map((r) => (r.seq === 3 ? { ...r, cost_usd: 0.5 } : r));
+    expect(verifyChain(edited).breaks).toEqual([{ seq: 4, reason: 'prev_hash does not match receipt 3' }]);
+    // Re-signing with another key does not help: the successor still points at the original.
+    const other = ReceiptSigner.ephemeral();
+    const resigned = chain.map((r) => (r.seq === 3 ? { ...r, cost_usd: 0.5, signature: other.sign({ ...unsignedOf(r), cost_usd: 0.5 }) } : r));
+    expect(verifyChain(resigned).valid).toBe(false);
+  });
+
+  it('detects reordered and repeated receipts', () => {
+    const swapped = [chain[0], chain[2], chain[1], ...chain.slice(3)];
+    const result = verifyChain(swapped);
+    expect(result.valid).toBe(false);
+    expect(result.breaks.map((b) => b.seq)).toContain(3);
+    expect(verifyChain([...chain.slice(0, 3), chain[2], ...chain.slice(3)]).valid).toBe(false);
+    // Renumbering to hide a deletion breaks the hash link instead.
+    const renumbered = [chain[0], chain[1], { ...chain[3], seq: 3 }];
+    expect(verifyChain(renumbered).breaks).toEqual([{ seq: 3, reason: 'prev_hash does not match receipt 2' }]);
+  });
+
+  it('requires the genesis hash on seq 1 and one instance', () => {
+    expect(verifyChain([{ ...chain[0], prev_hash: 'f'.repeat(64) }]).valid).toBe(false);
+    expect(verifyChain([chain[0], { ...chain[1], instance_id: 'another' }]).valid).toBe(false);
+  });
+});
+
+describe('draft normalization and row mapping', () => {
+  const chainFields = { instance_id: 'i', seq: 9, prev_hash: GENESIS_PREV_HASH, key_id: 'k' };
+
+  it('stores absent attribution as null, rounds money and durations, normalizes times', () => {
+    const u = unsignedReceipt(
+      draft({ feature: '', team_id: undefined as unknown as null, cost_usd: 0.1234567891234, ttft_ms: 1.23456, started_at: '2026-11-21T23:00:00+01:00' }),
+      chainFields,
+    );
+    expect(u.feature).toBeNull();
+    expect(u.team_id).toBeNull();
+    expect(u.cost_usd).toBe(0.123456789);
+    expect(u.ttft_ms).toBe(1.235);
+    expect(u.started_at).toBe('2026-11-21T22:00:00.000Z');
+    expect(u.finished_at).toBe('2026-11-21T22:00:01.500Z');
+    expect(Object.keys(u)).not.toContain('extra');
+    expect(Object.keys(unsignedReceipt({ ...draft(), extra: 1 } as ReceiptDraft, chainFields))).not.toContain('extra');
+  });
+
+  it('refuses values that no column can hold', () => {
+    const bad: Array<Partial<ReceiptDraft>> = [
+      { receipt_id: 'not-a-uuid' },
+      { started_at: 'yesterday' },
+      { latency_ms: Number.NaN },
+      { prompt_tokens: -1 },
+      { prompt_tokens: 1.5 },
+      { http_status: 70000 },
+      { cost_usd: Number.POSITIVE_INFINITY },
+      { status: 'weird' as 'ok' },
+      { cache_status: 'HIT' as 'miss' },
+    ];
+    for (const b of bad) expect(() => unsignedReceipt(draft(b), chainFields), JSON.stringify(b)).toThrow(InvalidReceiptError);
+  });
+
+  it('maps a receipt to a row and back unchanged', () => {
+    const signer = ReceiptSigner.ephemeral();
+    for (const v of [{}, { cost_usd: null, saved_cost_usd: 12.000000001, team_id: null, response_sha256: 'b'.repeat(64) }]) {
+      const r = signed(signer, draft(v));
+      const row = receiptToRow(r);
+      expect(row.feature).toBe(r.feature ?? '');
+      expect(row.api_key_id).toBe('');
+      expect(row.started_at).toBe('2026-11-21 22:00:00.123');
+      const back = rowToReceipt(JSON.parse(JSON.stringify(row)));
+      expect(back).toEqual(r);
+      expect(verifyReceipt(back, signer.jwks()).valid).toBe(true);
+    }
+    expect(usdToDecimal(1.5e-7)).toBe('0.000000150');
+    expect(usdToDecimal(-2.5)).toBe('-2.500000000');
+    expect(usdToDecimal(999999.999999999)).toBe('999999.999999999');
+    // Every amount a receipt can hold comes back from its decimal text as the same number.
+    for (let i = 0; i < 10000; i++) {
+      const usd = unsignedReceipt(draft({ cost_usd: (Math.random() - 0.1) * 10 ** (Math.random() * 12 - 6) }), chainFields).cost_usd!;
+      expect(Number(usdToDecimal(usd))).toBe(usd);
+    }
+    expect(() => unsignedReceipt(draft({ cost_usd: 1e6 }), chainFields)).toThrow(InvalidReceiptError);
+  });
+});
