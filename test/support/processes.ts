@@ -17,7 +17,9 @@ export interface ServerProcess {
 }
 
 export function runTollgate(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | string> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+  // NODE_ARGS: extra flags for node itself (profiling: `--cpu-prof`), not allowed in NODE_OPTIONS.
+  const nodeArgs = env.NODE_ARGS ? env.NODE_ARGS.split(' ') : [];
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', entry, ...args], {
     cwd: root,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, TOLLGATE_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
