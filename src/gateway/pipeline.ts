@@ -2,7 +2,7 @@
 //   auth → body → validate → resolve route → limits → attempts (failover) → respond → receipt.
 // Every request ends in exactly one receipt, appended to the WAL before the response
 // completes (for streams: before the closing receipt event).
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, hash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -108,7 +108,7 @@ export class Pipeline {
     try {
       ex.key = await this.authenticate(req.headers.authorization);
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
-      ex.requestSha256 = createHash('sha256').update(raw).digest('hex');
+      ex.requestSha256 = hash('sha256', raw);
       const body = parseJsonBody(raw);
       if (endpoint === 'chat') validateChat(body);
       else validateEmbeddings(body);
@@ -571,7 +571,7 @@ function receiptEvent(receipt: Receipt): string {
 }
 
 function sha256(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
+  return hash('sha256', buf);
 }
 
 /** Exponential backoff with full jitter between retry rounds; wakes early on abort. */

@@ -135,7 +135,9 @@ async function openPglite(dataDir: string): Promise<ConfigDb> {
   let socketDir: string | undefined;
   let pool: pg.Pool | undefined;
   try {
-    pglite = await PGlite.create({ dataDir: path.join(dataDir, 'pg') });
+    // The configuration data is tiny; PGlite's default 128 MB of shared buffers would be
+    // most of the gateway's resident memory (measured: 293 MB → 179 MB RSS at open).
+    pglite = await PGlite.create({ dataDir: path.join(dataDir, 'pg'), postgresqlconf: 'shared_buffers = 16MB' });
 
     // mkdtemp creates the directory with mode 0700. Its path is noted in the data dir, so
     // that the next open removes it if this process dies without close() (kill -9).
