@@ -1,8 +1,14 @@
+import { createRequire } from 'node:module';
 import { defineConfig } from 'vitest/config';
+
+const require = createRequire(import.meta.url);
 
 // Each test file runs in its own process: the embedded ClickHouse (chDB) allows one session
 // per process, and files must not share a data dir.
 export default defineConfig({
+  // graphql 16 has no exports map: Node hands yoga and Pothos its CommonJS build while Vite
+  // would give src/ the .mjs one, and two graphql copies break `instanceof GraphQLError`.
+  resolve: { alias: [{ find: /^graphql$/, replacement: require.resolve('graphql') }] },
   test: {
     include: ['test/**/*.test.ts'],
     pool: 'forks',

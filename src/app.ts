@@ -10,8 +10,10 @@ import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
 import { TokenVerifier, type AccessTokenLookup } from './gateway/tokens.js';
 import { UpstreamClient } from './gateway/upstream.js';
 import { LiveBus } from './live/events.js';
+import type { GraphQLServices } from './graphql/context.js';
+import { createGraphQL } from './graphql/yoga.js';
 import { createMetrics, type JournalStatsSource } from './metrics.js';
-import type { Receipt, ReceiptDraft } from './receipts/receipt.js';
+import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.js';
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
 
@@ -21,7 +23,10 @@ export interface AppStore extends KeyLookup, AccessTokenLookup, CatalogStore {
 }
 
 export interface AppJournal extends JournalStatsSource {
-  append(draft: ReceiptDraft): Promise<Receipt>;
+  /** Resolves once the receipt is in the WAL; signing happens off the request path. */
+  append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
+  /** Signs on demand (a receipt asked for before its batch was signed). */
+  sign(receipt: UnsignedReceipt): Receipt;
   flush(): Promise<void>;
 }
 
@@ -35,6 +40,12 @@ export interface AppDeps {
   adminToken: string;
   /** Store checks for /readyz: name → throws when not ready. */
   readinessChecks: Record<string, () => Promise<unknown>>;
+  /** Called after an admin change that affects admission (other instances must hear of it). */
+  onConfigChanged?: () => void;
+  /** The stores the GraphQL API reads and writes; no GraphQL endpoint without them. */
+  graphql?: Pick<GraphQLServices, 'prisma' | 'admin' | 'clickhouse' | 'receiptsTable' | 'analyticsTimeoutMs'> & {
+    persistedOperations?: Record<string, string>;
+  };
 }
 
 export interface App {
@@ -51,14 +62,14 @@ export interface App {
 
 /** Receipts made moments ago may not be in ClickHouse yet; serve them from memory. */
 class RecentReceipts implements ReceiptSink {
-  private readonly recent = new Map<string, Receipt>();
+  private readonly recent = new Map<string, UnsignedReceipt>();
 
   constructor(
     private readonly journal: AppJournal,
     private readonly limit = 10_000,
   ) {}
 
-  async append(draft: ReceiptDraft): Promise<Receipt> {
+  async append(draft: ReceiptDraft): Promise<UnsignedReceipt> {
     const receipt = await this.journal.append(draft);
     if (this.recent.size >= this.limit) this.recent.delete(this.recent.keys().next().value!);
     this.recent.set(receipt.receipt_id, receipt);
@@ -66,7 +77,8 @@ class RecentReceipts implements ReceiptSink {
   }
 
   get(id: string): Receipt | undefined {
-    return this.recent.get(id);
+    const unsigned = this.recent.get(id);
+    return unsigned ? this.journal.sign(unsigned) : undefined;
   }
 }
 
@@ -75,6 +87,7 @@ export function buildApp(deps: AppDeps): App {
   const metrics = createMetrics();
   metrics.watchJournal(deps.journal);
   const bus = new LiveBus();
+  metrics.watchBus(bus);
   const catalog = new CatalogSource(store, (err) => log.warn({ err: String(err) }, 'catalog refresh failed; keeping the last good catalog'));
   const health = new TargetHealth(config.breaker);
   const keys = new KeyAuthenticator(store, config.authCacheMs);
@@ -94,13 +107,32 @@ export function buildApp(deps: AppDeps): App {
     log,
   });
 
+  const findReceipt = async (id: string) => recent.get(id) ?? deps.findStoredReceipt(id);
+  const graphql = deps.graphql
+    ? createGraphQL(
+        {
+          ...deps.graphql,
+          bus,
+          tokens,
+          jwks: deps.jwks as GraphQLServices['jwks'],
+          findReceipt,
+          configChanged: async () => {
+            keys.invalidate();
+            deps.onConfigChanged?.();
+            await catalog.refresh();
+          },
+        },
+        { production: config.production, persistedOperations: deps.graphql.persistedOperations },
+      )
+    : null;
+
   let draining = false;
   const handler = createRequestHandler({
     pipeline,
     keys,
     tokens,
     catalog: () => catalog.catalog,
-    receipts: { find: async (id) => recent.get(id) ?? deps.findStoredReceipt(id) },
+    receipts: { find: findReceipt },
     jwks: deps.jwks,
     metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
     ready: async () => {
@@ -125,11 +157,22 @@ export function buildApp(deps: AppDeps): App {
       return { id: created.apiKey.id, teamId: created.apiKey.teamId, secret: created.secret };
     },
     isDraining: () => draining,
+    // With TOLLGATE_ADMIN_PORT, /graphql lives on its own port instead.
+    graphql: graphql && !config.adminPort ? graphql.handle : undefined,
   });
 
-  const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
+  const serverOptions = { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 };
+  const server = http.createServer(serverOptions, handler);
   // The proxy's latency budget is sub-millisecond: never wait for Nagle.
   server.on('connection', (socket) => socket.setNoDelay(true));
+  const adminServer =
+    graphql && config.adminPort
+      ? http.createServer(serverOptions, (req, res) => {
+          if ((req.url ?? '').split('?')[0] === '/graphql') return graphql.handle(req, res);
+          res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"Only /graphql is served on the admin port.","type":"invalid_request_error","param":null,"code":"not_found"}}');
+        })
+      : null;
+  const websocket = graphql ? graphql.attachWebSocket(adminServer ?? server) : null;
 
   return {
     server,
@@ -140,18 +183,16 @@ export function buildApp(deps: AppDeps): App {
     async start() {
       await catalog.load();
       catalog.startPolling(config.catalogRefreshMs);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.port, config.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listen(server, config.port, config.host);
+      if (adminServer) await listen(adminServer, config.adminPort, config.host);
       return (server.address() as AddressInfo).port;
     },
     async stop() {
       draining = true;
       catalog.stopPolling();
+      await websocket?.close();
+      adminServer?.close();
+      adminServer?.closeAllConnections();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, config.drainTimeoutMs).unref());
@@ -161,4 +202,14 @@ export function buildApp(deps: AppDeps): App {
       await deps.journal.flush().catch((err) => log.error({ err: String(err) }, 'receipt flush at shutdown failed; the WAL keeps them for replay'));
     },
   };
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }

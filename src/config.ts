@@ -45,6 +45,9 @@ const EnvSchema = z.object({
   TOLLGATE_IDLE_TIMEOUT_MS: intFrom(60_000, 1),
   TOLLGATE_TOTAL_TIMEOUT_MS: intFrom(600_000, 1),
   TOLLGATE_DRAIN_TIMEOUT_MS: intFrom(30_000, 0),
+  TOLLGATE_ANALYTICS_TIMEOUT_MS: intFrom(10_000, 100),
+  /** A JSON file {hash: query}: when set, /graphql runs only these operations. */
+  TOLLGATE_PERSISTED_OPERATIONS: optionalString,
   DATABASE_URL: optionalString,
   CLICKHOUSE_URL: optionalString,
   CLICKHOUSE_USER: optionalString,
@@ -85,6 +88,9 @@ export interface Config {
   breaker: { failures: number; cooldownMs: number };
   timeouts: TimeoutConfig;
   drainTimeoutMs: number;
+  /** Upper bound for one analytics query (ClickHouse max_execution_time). */
+  analyticsTimeoutMs: number;
+  persistedOperationsFile?: string;
   databaseUrl?: string;
   clickhouse?: { url: string; username?: string; password?: string; database?: string; cluster?: string };
   redisUrl?: string;
@@ -127,6 +133,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       totalMs: e.TOLLGATE_TOTAL_TIMEOUT_MS,
     },
     drainTimeoutMs: e.TOLLGATE_DRAIN_TIMEOUT_MS,
+    analyticsTimeoutMs: e.TOLLGATE_ANALYTICS_TIMEOUT_MS,
+    persistedOperationsFile: e.TOLLGATE_PERSISTED_OPERATIONS,
     databaseUrl: e.DATABASE_URL,
     clickhouse: e.CLICKHOUSE_URL
       ? {

@@ -52,6 +52,24 @@ export function createMetrics() {
   new client.Gauge({ name: 'tollgate_wal_segments', help: 'WAL segments not yet released (WAL depth)', registers: [registry], collect: stat((s) => s.pendingSegments) });
   new client.Gauge({ name: 'tollgate_receipt_insert_errors', help: 'Failed ClickHouse inserts (retried) since start', registers: [registry], collect: stat((s) => s.insertErrors) });
 
+  let bus: { droppedTotal: number; subscriberCount: number } | null = null;
+  new client.Gauge({
+    name: 'tollgate_live_subscribers',
+    help: 'Live subscriptions (GraphQL routingDecisions/budgetEvents) on this instance',
+    registers: [registry],
+    collect() {
+      if (bus) this.set(bus.subscriberCount);
+    },
+  });
+  new client.Gauge({
+    name: 'tollgate_live_dropped_events',
+    help: 'Live events dropped for slow subscribers since start (bounded per-subscriber buffers)',
+    registers: [registry],
+    collect() {
+      if (bus) this.set(bus.droppedTotal);
+    },
+  });
+
   return {
     registry,
     requests,
@@ -61,6 +79,9 @@ export function createMetrics() {
     upstreamAttempts,
     watchJournal(source: JournalStatsSource) {
       journal = source;
+    },
+    watchBus(source: { droppedTotal: number; subscriberCount: number }) {
+      bus = source;
     },
   };
 }

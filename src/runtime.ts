@@ -1,10 +1,12 @@
 // Opens the stores in order (config DB → ClickHouse → receipt journal), applies migrations,
 // bootstraps configuration, and builds the app. Used by `tollgate start` and by tests, so
 // both run exactly the same wiring.
+import { readFile } from 'node:fs/promises';
 import { buildApp, type App } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import type { Config } from './config.js';
 import type { Logger } from './gateway/pipeline.js';
+import { defaultInstanceId, startRedisBridge, type RedisBridge } from './live/redis-bridge.js';
 import { ReceiptJournal } from './receipts/journal.js';
 import { fetchReceipt } from './receipts/rows.js';
 import { ReceiptSigner } from './receipts/signer.js';
@@ -25,6 +27,8 @@ export interface Runtime {
   signer: ReceiptSigner;
   adminToken: { token: string; created: boolean };
   bootstrapped: string[];
+  /** Cross-instance live events and key revocations, when REDIS_URL is set. */
+  bridge: RedisBridge | null;
   /** Stops the app (drain) and closes every store. */
   close(): Promise<void>;
 }
@@ -109,6 +113,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       cluster: config.clickhouse?.cluster,
       log: (msg, fields) => log.warn(fields ?? {}, msg),
     });
+    let bridge: RedisBridge | null = null;
     const app = buildApp({
       config,
       log,
@@ -117,6 +122,18 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       jwks: () => signer.jwks(),
       findStoredReceipt: (id) => fetchReceipt(clickhouse.client, id, config.clickhouse?.cluster ? { table: 'receipts_distributed' } : undefined),
       adminToken: adminToken.token,
+      // A revoked key must stop working on every instance, not only this one.
+      onConfigChanged: () => bridge?.publishKeyRevoked('*'),
+      graphql: {
+        prisma: configDb.prisma,
+        admin: adminStore,
+        clickhouse: clickhouse.client,
+        receiptsTable: config.clickhouse?.cluster ? 'receipts_distributed' : 'receipts',
+        analyticsTimeoutMs: config.analyticsTimeoutMs,
+        persistedOperations: config.persistedOperationsFile
+          ? (JSON.parse(await readFile(config.persistedOperationsFile, 'utf8')) as Record<string, string>)
+          : undefined,
+      },
       readinessChecks: {
         config_db: () => configDb.prisma.$queryRaw`SELECT 1`,
         clickhouse: async () => {
@@ -129,8 +146,11 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
         },
       },
     });
+    bridge = config.redisUrl ? startRedisBridge(app.bus, { url: config.redisUrl, instanceId: defaultInstanceId(), log }) : null;
+    bridge?.onKeyRevoked(() => app.keys.invalidate());
     return {
       app,
+      bridge,
       adminStore,
       configDb,
       clickhouse,
@@ -140,6 +160,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       bootstrapped,
       async close() {
         await app.stop();
+        await bridge?.close();
         await journal.close();
         await stores.close();
       },

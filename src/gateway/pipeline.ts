@@ -11,7 +11,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Config } from '../config.js';
 import type { Candidate, DecisionOutcome, LiveBus } from '../live/events.js';
 import type { Metrics } from '../metrics.js';
-import type { Attempt, CacheStatus, Receipt, ReceiptDraft, ReceiptStatus } from '../receipts/receipt.js';
+import type { Attempt, CacheStatus, ReceiptDraft, ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
@@ -41,7 +41,7 @@ const MAX_BACKOFF_MS = 2_000;
 const MAX_ERROR_BODY = 64 * 1024;
 
 export interface ReceiptSink {
-  append(draft: ReceiptDraft): Promise<Receipt>;
+  append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
 }
 
 export interface Logger {
@@ -443,7 +443,7 @@ export class Pipeline {
     errorCode: string | null,
     usage: Usage,
     responseSha256: string | null,
-  ): Promise<Receipt> {
+  ): Promise<UnsignedReceipt> {
     const latency = ex.elapsed();
     const target = ex.target;
     const price = target?.price ?? null;
@@ -566,7 +566,7 @@ function collectText(parsed: any): string {
   return text;
 }
 
-function receiptEvent(receipt: Receipt): string {
+function receiptEvent(receipt: UnsignedReceipt): string {
   return sseEvent('tollgate.receipt', { receipt_id: receipt.receipt_id, cost_usd: receipt.cost_usd, status: receipt.status });
 }
 

@@ -1,5 +1,7 @@
 // Typed live events and the in-process bus they travel on. The GraphQL subscriptions read
-// from here; a Redis bridge (when REDIS_URL is set) republishes across instances.
+// from here; a Redis bridge (src/live/redis-bridge.ts, when REDIS_URL is set) republishes
+// across instances.
+import { LiveStream, type Delivered } from './stream.js';
 
 export type DecisionOutcome =
   | 'ATTEMPT' // a target was chosen and is being called
@@ -9,6 +11,8 @@ export type DecisionOutcome =
   | 'FAILED' // the request failed for good
   | 'REJECTED' // refused before routing (auth, validation, limits)
   | 'CANCELLED';
+
+export const DECISION_OUTCOMES: readonly DecisionOutcome[] = ['ATTEMPT', 'SUCCESS', 'FAILOVER', 'SKIPPED', 'FAILED', 'REJECTED', 'CANCELLED'];
 
 export interface Candidate {
   provider: string;
@@ -36,14 +40,46 @@ export interface RoutingDecision {
   candidates: Candidate[];
 }
 
+export type BudgetEventKind =
+  | 'THRESHOLD' // spend crossed `thresholdPct` of the limit (alerting)
+  | 'EXCEEDED' // spend reached the limit (action ALERT: requests continue)
+  | 'BLOCKED' // a request was refused because the budget is exhausted (action BLOCK)
+  | 'RESET'; // a new period started, spend back to 0
+
+export const BUDGET_EVENT_KINDS: readonly BudgetEventKind[] = ['THRESHOLD', 'EXCEEDED', 'BLOCKED', 'RESET'];
+
+export interface BudgetEvent {
+  /** The team the budget belongs to (the key's team for API_KEY budgets). */
+  teamId: string | null;
+  budgetId: string;
+  kind: BudgetEventKind;
+  scope: 'TEAM' | 'API_KEY' | 'FEATURE';
+  apiKeyId: string | null;
+  feature: string | null;
+  period: 'DAY' | 'MONTH' | 'TOTAL';
+  action: 'BLOCK' | 'ALERT';
+  spentUsd: number;
+  limitUsd: number;
+  /** For THRESHOLD: the percentage crossed (e.g. 80). */
+  thresholdPct: number | null;
+  /** The request that caused the event, when there is one. */
+  requestId: string | null;
+  at: string;
+}
+
 type Listener<T> = (event: T) => void;
 
 /** A synchronous fan-out. Publishing with no listeners costs one array length check. */
 export class Topic<T> {
   private listeners: Listener<T>[] = [];
+  private watchers: Array<(count: number) => void> = [];
 
   get hasListeners(): boolean {
     return this.listeners.length > 0;
+  }
+
+  get listenerCount(): number {
+    return this.listeners.length;
   }
 
   publish(event: T): void {
@@ -58,12 +94,93 @@ export class Topic<T> {
 
   subscribe(listener: Listener<T>): () => void {
     this.listeners = [...this.listeners, listener];
+    this.changed();
+    let done = false;
     return () => {
+      if (done) return;
+      done = true;
       this.listeners = this.listeners.filter((l) => l !== listener);
+      this.changed();
     };
+  }
+
+  /** Called with the listener count whenever a listener comes or goes (the Redis bridge uses it). */
+  watch(watcher: (count: number) => void): () => void {
+    this.watchers = [...this.watchers, watcher];
+    return () => {
+      this.watchers = this.watchers.filter((w) => w !== watcher);
+    };
+  }
+
+  private changed(): void {
+    const count = this.listeners.length;
+    for (const w of this.watchers) {
+      try {
+        w(count);
+      } catch {
+        // ignore
+      }
+    }
   }
 }
 
+export interface StreamOptions {
+  /** Events kept for a subscriber that has not taken them yet; beyond it the oldest are dropped. */
+  capacity?: number;
+}
+
+/** Default per-subscriber buffer. */
+export const DEFAULT_SUBSCRIBER_CAPACITY = 1000;
+
 export class LiveBus {
   readonly decisions = new Topic<RoutingDecision>();
+  /** Budget thresholds crossed and blocks (emitted by the budget enforcement). */
+  readonly budgets = new Topic<BudgetEvent>();
+  /** Buffer size given to each new subscription. */
+  subscriberCapacity = DEFAULT_SUBSCRIBER_CAPACITY;
+
+  private dropped = 0;
+  private readonly streams = new Set<LiveStream<any>>();
+
+  /**
+   * A subscriber's bounded queue over `topic`, as an async iterator (what GraphQL subscribe
+   * resolvers return). `accept` runs synchronously in the publisher: keep it cheap. When the
+   * subscriber falls `capacity` events behind, the OLDEST queued events are dropped (a live
+   * view prefers the present), counted per subscriber and in `droppedTotal`, and the next
+   * delivered event carries `droppedBefore` = how many were dropped since the previous one.
+   * The publisher never waits: a push is O(1) whatever the subscriber does.
+   */
+  stream<T extends object>(topic: Topic<T>, accept: (event: T) => boolean = () => true, options: StreamOptions = {}): LiveStream<T> {
+    const stream: LiveStream<T> = new LiveStream<T>(options.capacity ?? this.subscriberCapacity, {
+      onDrop: () => {
+        this.dropped++;
+      },
+      onClose: () => {
+        unsubscribe();
+        this.streams.delete(stream);
+      },
+    });
+    const unsubscribe = topic.subscribe((event) => {
+      if (accept(event)) stream.push(event);
+    });
+    this.streams.add(stream);
+    return stream;
+  }
+
+  /** Events dropped for slow subscribers since start, all subscriptions together (for /metrics). */
+  get droppedTotal(): number {
+    return this.dropped;
+  }
+
+  /** Open subscriptions (GraphQL ones included). */
+  get subscriberCount(): number {
+    return this.streams.size;
+  }
+
+  /** Per open subscription: dropped so far and currently queued. */
+  subscriberStats(): Array<{ dropped: number; queued: number; capacity: number }> {
+    return [...this.streams].map((s) => ({ dropped: s.dropped, queued: s.queued, capacity: s.capacity }));
+  }
 }
+
+export type { Delivered, LiveStream };

@@ -5,11 +5,17 @@
 // no-op in `receipts` and, with deduplicate_blocks_in_dependent_materialized_views, in
 // every rollup. The file is deleted only after the insert was acknowledged; failures are
 // retried with capped exponential backoff forever: a receipt is never dropped.
+//
+// The insert body (signed receipts as JSONEachRow rows) is made by a SegmentPreparer, in a
+// worker thread; this thread only sends the bytes, as they are, with `exec`
+// (`client.insert` would serialize row objects again).
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { receiptToRow } from './rows.js';
-import { readSegment, segmentFileName, sha256Hex, writeHead } from './wal.js';
+import type { PreparedSegment, SegmentPreparer } from './segment-preparer.js';
+import { segmentFileName, writeHead } from './wal.js';
 
 export type LogFn = (msg: string, fields?: object) => void;
 
@@ -23,6 +29,7 @@ export interface BatcherOptions {
   walDir: string;
   instanceId: string;
   client: ClickHouseClient;
+  preparer: SegmentPreparer;
   /** `receipts`, or `receipts_distributed` on a cluster. */
   table: string;
   distributed: boolean;
@@ -38,6 +45,8 @@ export class SegmentBatcher {
   readonly #queue: SealedSegment[] = [];
   readonly #abort = new AbortController();
   #running: Promise<void> | null = null;
+  /** The oldest segment's insert body, kept while its insert is retried (a sealed file never changes). */
+  #prepared: { number: number; body: PreparedSegment } | null = null;
   #stopped = false;
   #wake: (() => void) | null = null;
   insertedRecords = 0;
@@ -64,10 +73,11 @@ export class SegmentBatcher {
    * Stops after the current attempt; an insert in flight is aborted and a file is never
    * touched after stop, because a journal reopened on the same WAL owns the files then.
    */
-  stop(): void {
+  stop(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort(new Error('receipt journal closed'));
     this.#wake?.();
+    return this.#o.preparer.close();
   }
 
   async #run(): Promise<void> {
@@ -78,6 +88,7 @@ export class SegmentBatcher {
         const inserted = await this.#insert(segment);
         if (this.#stopped) return;
         this.#queue.shift();
+        this.#prepared = null;
         if (failures > 0) this.#o.log('receipts insert succeeded again', { segment: segment.number, failedAttempts: failures });
         failures = 0;
         this.insertedRecords += inserted;
@@ -109,38 +120,44 @@ export class SegmentBatcher {
   async #insert(segment: SealedSegment): Promise<number> {
     const { walDir, instanceId, client, table } = this.#o;
     const file = path.join(walDir, segmentFileName(segment.number));
-    const { receipts, lastLine, invalidLines } = await readSegment(file);
-    if (invalidLines > 0) {
-      // Only a write cut short by a crash leaves such lines, and its append never resolved.
-      this.#o.log('receipts WAL segment has incomplete lines, skipping them', { segment: segment.number, invalidLines });
+    // A retried insert sends the body made for its first attempt again: no second signing.
+    let prepared = this.#prepared?.number === segment.number ? this.#prepared.body : null;
+    if (!prepared) {
+      this.#prepared = null;
+      prepared = await this.#o.preparer.prepare(file);
+      this.#prepared = { number: segment.number, body: prepared };
     }
-    if (receipts.length > 0 && lastLine !== null) {
+    if (this.#stopped) return 0;
+    if (prepared.invalidLines > 0) {
+      // Only a write cut short by a crash leaves such lines, and its append never resolved.
+      this.#o.log('receipts WAL segment has incomplete lines, skipping them', { segment: segment.number, invalidLines: prepared.invalidLines });
+    }
+    if (prepared.records > 0) {
       // The last line's hash chains over every line before it: with the instance and the
       // segment number, the token names exactly this content, even if a WAL were reset.
-      const lastHash = sha256Hex(lastLine);
-      await client.insert({
-        table,
-        values: receipts.map(receiptToRow),
-        format: 'JSONEachRow',
+      const result = await client.exec({
+        query: `INSERT INTO ${table} FORMAT JSONEachRow`,
+        values: Readable.from([Buffer.from(prepared.body.buffer, prepared.body.byteOffset, prepared.body.byteLength)], { objectMode: false }),
         abort_signal: this.#abort.signal,
         clickhouse_settings: {
           insert_deduplicate: 1,
-          insert_deduplication_token: `${instanceId}:${segment.number}:${lastHash}`,
+          insert_deduplication_token: `${instanceId}:${segment.number}:${prepared.lastLineHash}`,
           deduplicate_blocks_in_dependent_materialized_views: 1,
           // An async insert is acknowledged before it is written: not an acknowledgement.
           async_insert: 0,
           ...(this.#o.distributed ? { distributed_foreground_insert: 1 } : {}),
         },
       });
+      // The (empty) response must be read to the end, or an HTTP socket stays busy.
+      await finished(result.stream.resume());
       if (this.#stopped) return 0;
       // Before the last segment disappears, the chain head and the segment counter must
       // survive somewhere: a new segment must never reuse this number.
-      const last = receipts[receipts.length - 1];
-      await writeHead(walDir, { segment: segment.number, seq: last.seq, hash: lastHash }, this.#o.durable);
+      await writeHead(walDir, { segment: segment.number, seq: prepared.lastSeq, hash: prepared.chainHash }, this.#o.durable);
     }
     if (this.#stopped) return 0;
     await unlink(file);
-    return receipts.length;
+    return prepared.records;
   }
 
   #sleep(ms: number): Promise<void> {

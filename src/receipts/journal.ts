@@ -1,8 +1,16 @@
-// The receipts journal (DESIGN §7): sign → append to the local WAL (group commit) → the
-// request completes → a sealed segment is inserted into ClickHouse → the segment is deleted.
+// The receipts journal (DESIGN §7): chain → append to the local WAL (group commit) → the
+// request completes → a sealed segment is signed and inserted into ClickHouse → the
+// segment is deleted.
 //
 // A request waits only for its receipt's line to reach the WAL: one write syscall for all
 // the receipts appended in the same event-loop turn (plus fdatasync with sync='fsync').
+// The line is the canonical JSON of the receipt without signature, which is both the text
+// its signature covers and what the next receipt's prev_hash hashes (verify.ts), so the
+// append path never signs: the request path costs one serialization and one sha256.
+// Signing (Ed25519, ~60 µs a receipt) happens when a sealed segment is prepared for its
+// insert, in a worker thread (segment-preparer.ts); a receipt asked for before that is
+// signed on demand with sign(). Signatures are deterministic, so both give the same bytes.
+//
 // ClickHouse being down or slow never blocks an append; segments accumulate and drain when
 // it is back. After kill -9 at any point, reopening finds the chain head on disk and
 // replays every sealed segment; deduplication tokens make a replay exactly-once.
@@ -15,10 +23,12 @@ import { RECEIPTS_DISTRIBUTED_TABLE } from '../store/clickhouse-migrate.js';
 import { SegmentBatcher, type LogFn } from './batcher.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipt.js';
 import { unsignedReceipt } from './rows.js';
-import { canonicalReceiptTexts, type ReceiptSigner } from './signer.js';
+import { SegmentWorker, type SegmentPreparer } from './segment-preparer.js';
+import { ReceiptSigner, canonicalUnsignedJson } from './signer.js';
 import { GENESIS_PREV_HASH } from './verify.js';
 import {
   WAL_DIR,
+  chainHeadOfLine,
   countRecords,
   listSegments,
   loadInstanceId,
@@ -50,6 +60,11 @@ export interface ReceiptJournalOptions {
   closeTimeoutMs?: number;
   /** Cap of the insert retry backoff (default 5 s). */
   retryMaxDelayMs?: number;
+  /**
+   * Where sealed segments are signed and turned into insert bodies; default: one worker
+   * thread (SegmentWorker). Closed by close().
+   */
+  preparer?: SegmentPreparer;
 }
 
 export interface ReceiptJournalStats {
@@ -127,6 +142,7 @@ export class ReceiptJournal {
       walDir: init.dir,
       instanceId: init.instanceId,
       client: o.clickhouse,
+      preparer: o.preparer ?? new SegmentWorker(ReceiptSigner.privateKeyOf(o.signer), o.signer.keyId),
       table: o.cluster ? RECEIPTS_DISTRIBUTED_TABLE : 'receipts',
       distributed: Boolean(o.cluster),
       durable: this.#fsync,
@@ -163,7 +179,7 @@ export class ReceiptJournal {
           segments.pop();
           continue;
         }
-        chain = { seq: (JSON.parse(repaired.lastLine) as Receipt).seq, hash: sha256Hex(repaired.lastLine) };
+        chain = chainHeadOfLine(repaired.lastLine);
       }
       chain ??= head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_PREV_HASH };
       const nextSegment = Math.max(segments.at(-1) ?? 0, head?.segment ?? 0) + 1;
@@ -185,14 +201,16 @@ export class ReceiptJournal {
   }
 
   /**
-   * Chains, signs and appends a receipt. Resolves once its line is in the WAL (written, or
-   * synced with sync='fsync'); rejects if the draft cannot be stored or the write fails.
+   * Normalizes and chains a receipt and appends it to the WAL. Resolves, once its line is
+   * in the WAL (written, or synced with sync='fsync'), with the receipt as stored, not yet
+   * signed: it is signed with its segment, off the main thread, and sign() gives the same
+   * signature now. Rejects if the draft cannot be stored or the write fails.
    */
-  append(draft: ReceiptDraft): Promise<Receipt> {
+  append(draft: ReceiptDraft): Promise<UnsignedReceipt> {
     if (this.#closed) return Promise.reject(new Error('receipt journal is closed'));
-    let unsigned: UnsignedReceipt;
+    let receipt: UnsignedReceipt;
     try {
-      unsigned = unsignedReceipt(draft, {
+      receipt = unsignedReceipt(draft, {
         instance_id: this.instanceId,
         seq: this.#chain.seq + 1,
         prev_hash: this.#chain.hash,
@@ -201,20 +219,26 @@ export class ReceiptJournal {
     } catch (err) {
       return Promise.reject(err);
     }
-    const texts = canonicalReceiptTexts(unsigned);
-    const signature = this.#signer.signCanonical(texts.unsigned);
-    const line = texts.signed(signature);
+    const line = canonicalUnsignedJson(receipt);
     const hash = sha256Hex(line);
     const group = (this.#group ??= newGroup(this.#chain));
-    this.#chain = { seq: unsigned.seq, hash };
+    this.#chain = { seq: receipt.seq, hash };
     group.lines.push(line);
     group.hashes.push(hash);
     if (!this.#commitScheduled) {
       this.#commitScheduled = true;
       setImmediate(() => void this.#commit());
     }
-    const receipt: Receipt = { ...unsigned, signature };
     return group.done.then(() => receipt);
+  }
+
+  /**
+   * The receipt as served (DESIGN §6), signed here, on the calling thread (~60 µs): for a
+   * receipt asked for before it is in ClickHouse. Ed25519 is deterministic, so this is
+   * exactly the signature stored with it. `receipt` must be as append() returned it.
+   */
+  sign(receipt: UnsignedReceipt): Receipt {
+    return { ...receipt, signature: this.#signer.sign(receipt) };
   }
 
   /** Seals the open segment and waits until every receipt appended so far is in ClickHouse. */
@@ -252,7 +276,7 @@ export class ReceiptJournal {
         pendingSegments: stats.pendingSegments,
       });
     }
-    this.#batcher.stop();
+    await this.#batcher.stop();
     this.#seal();
     this.#releaseHeld();
     if (this.#active) {

@@ -199,9 +199,44 @@ function optionalUsd(v: unknown, field: string): number | null {
   return roundUsd(usd) + 0;
 }
 function timestamp(v: unknown, field: string): string {
+  // The gateway's own times are already in the stored form: skip Date.parse and toISOString.
+  if (typeof v === 'string' && isStoredTimestamp(v)) return v;
   const ms = typeof v === 'string' ? Date.parse(v) : NaN;
   if (!(ms >= MIN_TIME && ms <= MAX_TIME)) throw new InvalidReceiptError(`${field} must be an ISO-8601 time: ${String(v)}`);
   return new Date(ms).toISOString();
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Whether `s` is exactly what toISOString() gives for a time in [1970, 2298]:
+ * `YYYY-MM-DDTHH:MM:SS.mmmZ` with every field in range (so Date.parse would not roll it over).
+ */
+function isStoredTimestamp(s: string): boolean {
+  if (s.length !== 24) return false;
+  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(10) !== 84 || s.charCodeAt(13) !== 58) return false; // - - T :
+  if (s.charCodeAt(16) !== 58 || s.charCodeAt(19) !== 46 || s.charCodeAt(23) !== 90) return false; // : . Z
+  const year = digits(s, 0, 4);
+  const month = digits(s, 5, 2);
+  const day = digits(s, 8, 2);
+  if (year < 1970 || year > 2298 || month < 1 || month > 12 || day < 1) return false;
+  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  if (day > DAYS_IN_MONTH[month - 1] + (leap ? 1 : 0)) return false;
+  const hour = digits(s, 11, 2);
+  const minute = digits(s, 14, 2);
+  const second = digits(s, 17, 2);
+  return hour >= 0 && hour <= 23 && minute >= 0 && minute <= 59 && second >= 0 && second <= 59 && digits(s, 20, 3) >= 0;
+}
+
+/** The decimal number of `s[start, start + n)`, -1 if any of them is not a digit. */
+function digits(s: string, start: number, n: number): number {
+  let value = 0;
+  for (let i = start; i < start + n; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    value = value * 10 + d;
+  }
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------

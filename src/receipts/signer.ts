@@ -6,7 +6,6 @@ import { constants } from 'node:fs';
 import { chmod, link, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Attempt, UnsignedReceipt } from './receipt.js';
-import { RECEIPT_FIELDS } from './rows.js';
 
 export const SIGNING_KEY_FILE = 'receipt-signing-key.pem';
 
@@ -64,13 +63,23 @@ export class ReceiptSigner {
     return { keys: [{ ...this.#jwk }] };
   }
 
+  /** The signature of a normalized receipt (its `signature` field, if any, is ignored). */
   sign(unsigned: UnsignedReceipt): string {
-    return this.signCanonical(canonicalReceiptJson(unsigned));
+    return this.signCanonical(canonicalUnsignedJson(unsigned));
   }
 
-  /** Signature of an already canonical JSON text (the journal's hot path serializes once). */
+  /** Signature of an already canonical JSON text. */
   signCanonical(canonical: string): string {
     return sign(null, Buffer.from(canonical, 'utf8'), this.#privateKey).toString('base64url');
+  }
+
+  /**
+   * The private key, for the receipts journal's batch worker (a KeyObject can be posted to
+   * a worker thread). Not for anything else: the key never leaves the process.
+   * @internal
+   */
+  static privateKeyOf(signer: ReceiptSigner): KeyObject {
+    return signer.#privateKey;
   }
 }
 
@@ -109,51 +118,71 @@ async function createKeyFile(file: string): Promise<string> {
 // Canonical JSON of a receipt.
 //
 // Equal to the `canonicalize` package (RFC 8785) for every normalized receipt, which the
-// tests check, but about five times faster: the keys are known, so they are sorted once
-// here instead of on every call. Primitives are serialized with JSON.stringify, exactly
-// as RFC 8785 (ECMAScript number and string serialization) requires.
+// tests check, but several times faster: the keys are known, so they are written in their
+// sorted order here instead of being sorted on every call, and every field is read
+// directly. Values are serialized with JSON.stringify, exactly as RFC 8785 (ECMAScript
+// number and string serialization) requires; null, booleans and finite numbers included.
+//
+// RFC 8785 sorts by UTF-16 code units; the keys are ASCII, so that is plain string order.
+// `signature` sorts between `seq` and `started_at`: the members before it are the head of
+// the text, the members after it the tail, and the unsigned and the signed text share both.
 
-// RFC 8785 sorts by UTF-16 code units; the keys are ASCII, so the default sort is that.
-// `signature` sorts between `seq` and `started_at`: the keys before it form the head of
-// the text, the keys after it the tail, and the signed and the stored text share both.
-const SORTED_KEYS = RECEIPT_FIELDS.filter((k) => k !== 'signature').sort();
-const HEAD_KEYS = SORTED_KEYS.filter((k) => k < 'signature');
-const TAIL_KEYS = SORTED_KEYS.filter((k) => k > 'signature');
+const j = JSON.stringify;
 
 function attemptsJson(attempts: Attempt[]): string {
   let out = '[';
   for (let i = 0; i < attempts.length; i++) {
     const a = attempts[i];
     if (i > 0) out += ',';
-    out +=
-      `{"error":${JSON.stringify(a.error)},"latency_ms":${JSON.stringify(a.latency_ms)},` +
-      `"model":${JSON.stringify(a.model)},"provider":${JSON.stringify(a.provider)},"status":${JSON.stringify(a.status)}}`;
+    out += `{"error":${j(a.error)},"latency_ms":${j(a.latency_ms)},"model":${j(a.model)},"provider":${j(a.provider)},"status":${j(a.status)}}`;
   }
   return out + ']';
 }
 
-function members(r: UnsignedReceipt, keys: readonly (keyof UnsignedReceipt)[]): string {
-  let out = '';
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i];
-    if (i > 0) out += ',';
-    out += '"' + key + '":' + (key === 'attempts' ? attemptsJson(r.attempts) : JSON.stringify(r[key]));
-  }
-  return out;
+/** Members before `signature`, from `{`. */
+function head(r: UnsignedReceipt): string {
+  return (
+    `{"api_key_id":${j(r.api_key_id)},"attempts":${attemptsJson(r.attempts)},"cache_similarity":${j(r.cache_similarity)}` +
+    `,"cache_status":${j(r.cache_status)},"cached_tokens":${j(r.cached_tokens)},"completion_tokens":${j(r.completion_tokens)}` +
+    `,"cost_usd":${j(r.cost_usd)},"end_user":${j(r.end_user)},"endpoint":${j(r.endpoint)},"error_code":${j(r.error_code)}` +
+    `,"feature":${j(r.feature)},"finished_at":${j(r.finished_at)},"http_status":${j(r.http_status)},"instance_id":${j(r.instance_id)}` +
+    `,"key_id":${j(r.key_id)},"latency_ms":${j(r.latency_ms)},"model":${j(r.model)},"overhead_ms":${j(r.overhead_ms)}` +
+    `,"prev_hash":${j(r.prev_hash)},"price_version":${j(r.price_version)},"prompt_tokens":${j(r.prompt_tokens)},"provider":${j(r.provider)}` +
+    `,"receipt_id":${j(r.receipt_id)},"request_id":${j(r.request_id)},"request_sha256":${j(r.request_sha256)}` +
+    `,"requested_model":${j(r.requested_model)},"response_sha256":${j(r.response_sha256)},"route":${j(r.route)}` +
+    `,"saved_cost_usd":${j(r.saved_cost_usd)},"seq":${j(r.seq)}`
+  );
+}
+
+/** Members after `signature`, to `}`. */
+function tail(r: UnsignedReceipt): string {
+  return (
+    `"started_at":${j(r.started_at)},"status":${j(r.status)},"strategy":${j(r.strategy)},"stream":${j(r.stream)}` +
+    `,"task_id":${j(r.task_id)},"team_id":${j(r.team_id)},"ttft_ms":${j(r.ttft_ms)},"upstream_ms":${j(r.upstream_ms)}` +
+    `,"usage_estimated":${j(r.usage_estimated)}}`
+  );
+}
+
+/**
+ * Canonical JSON of a normalized receipt without its signature: the signed text, the WAL
+ * line, and (its sha256) the next receipt's prev_hash. Fields other than the receipt's
+ * (a `signature` among them) are ignored.
+ */
+export function canonicalUnsignedJson(r: UnsignedReceipt): string {
+  return head(r) + ',' + tail(r);
 }
 
 /**
  * Canonical JSON of a normalized receipt: `unsigned` is the signed text, `signed(sig)` the
- * text with the signature (the WAL line; its sha256 is the next receipt's prev_hash).
+ * text of the receipt with that signature.
  */
 export function canonicalReceiptTexts(r: UnsignedReceipt): { unsigned: string; signed: (signature: string) => string } {
-  const head = '{' + members(r, HEAD_KEYS);
-  const tail = members(r, TAIL_KEYS) + '}';
-  return { unsigned: head + ',' + tail, signed: (signature) => head + ',"signature":' + JSON.stringify(signature) + ',' + tail };
+  const h = head(r);
+  const t = tail(r);
+  return { unsigned: h + ',' + t, signed: (signature) => h + ',"signature":' + j(signature) + ',' + t };
 }
 
 /** Canonical JSON of a normalized receipt, with `signature` when it is given. */
 export function canonicalReceiptJson(r: UnsignedReceipt, signature?: string): string {
-  const texts = canonicalReceiptTexts(r);
-  return signature === undefined ? texts.unsigned : texts.signed(signature);
+  return signature === undefined ? canonicalUnsignedJson(r) : head(r) + ',"signature":' + j(signature) + ',' + tail(r);
 }

@@ -6,7 +6,15 @@
 //               /.well-known/tollgate/receipt-keys.
 //   seq         1, 2, 3, … per gateway instance (`instance_id`).
 //   prev_hash   sha256 hex of the canonical JSON of the previous receipt of the same
-//               instance, signature included; 64 zeros for an instance's first receipt.
+//               instance WITHOUT its `signature` (the very text that receipt's signature
+//               covers); 64 zeros for an instance's first receipt.
+//
+// Why the chain leaves signatures out: receipt N's signature covers its prev_hash, which
+// is H(receipt N-1 without signature), and that content is covered by N-1's own
+// signature. Deleting, editing, inserting or reordering a receipt therefore still breaks
+// either a signature or a link, exactly as with a chain over signed receipts; but no
+// signature depends on another one, so the gateway can chain and log a receipt at once
+// and sign it later, off the request path (src/receipts/journal.ts).
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import * as canonicalizeModule from 'canonicalize';
 
@@ -49,9 +57,13 @@ export function canonicalJson(value: unknown): string {
   return text;
 }
 
-/** sha256 hex of the receipt's canonical JSON, signature included: the next receipt's prev_hash. */
+/**
+ * The chain hash of a receipt, i.e. the next receipt's prev_hash: sha256 hex of its
+ * canonical JSON without `signature` (signed or not, the hash is the same).
+ */
 export function receiptHash(receipt: object): string {
-  return createHash('sha256').update(canonicalJson(receipt), 'utf8').digest('hex');
+  const { signature: _signature, ...unsigned } = receipt as Record<string, unknown>;
+  return createHash('sha256').update(canonicalJson(unsigned), 'utf8').digest('hex');
 }
 
 // Public keys by `x`: importing a JWK costs more than verifying with it.
@@ -97,10 +109,11 @@ export function verifyReceipt(receipt: object, jwks: { keys: ReadonlyArray<JwkLi
 
 /**
  * Checks the hash chain of one instance's receipts, given sorted by seq: every seq follows
- * the previous one and every prev_hash is the hash of the previous receipt. A deleted
- * receipt shows as a gap, an edited one as a prev_hash mismatch on its successor (the last
- * receipt is covered by its own signature: verify those with verifyReceipt). A sequence
- * may start anywhere; if it starts at seq 1 its prev_hash must be 64 zeros.
+ * the previous one and every prev_hash is receiptHash of the previous receipt (its
+ * canonical JSON without signature). A deleted receipt shows as a gap, an edited one as a
+ * prev_hash mismatch on its successor (the last receipt is covered by its own signature:
+ * verify those with verifyReceipt). A sequence may start anywhere; if it starts at seq 1
+ * its prev_hash must be 64 zeros.
  */
 export function verifyChain(receipts: ReadonlyArray<ChainLink>): ChainVerification {
   const breaks: ChainVerification['breaks'] = [];

@@ -1,7 +1,10 @@
 // On-disk format of the receipts write-ahead log (DESIGN §7), `${dataDir}/wal/`:
 //
-//   000000000042.jsonl   a segment: one receipt per line, the canonical JSON of the signed
-//                        receipt (so sha256 of a line is the next receipt's prev_hash).
+//   000000000042.jsonl   a segment: one receipt per line, the canonical JSON of the receipt
+//                        WITHOUT its signature (the text the signature covers; sha256 of a
+//                        line is the next receipt's prev_hash). Receipts are signed when
+//                        their segment is prepared for ClickHouse (Ed25519 is
+//                        deterministic: preparing a segment again gives the same rows).
 //                        Numbers increase forever; a segment is one ClickHouse insert.
 //   head.json            {segment, seq, hash} of the last segment deleted after its insert
 //                        was acknowledged: the chain head and segment counter when no
@@ -10,11 +13,12 @@
 //
 // Only the newest segment can have a torn tail (a crash in the middle of a write); every
 // older one was complete when the next was started.
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { closeSync, constants, openSync, readFileSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { link, open, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Receipt } from './receipt.js';
+import type { UnsignedReceipt } from './receipt.js';
+import { canonicalUnsignedJson } from './signer.js';
 
 export const WAL_DIR = 'wal';
 export const HEAD_FILE = 'head.json';
@@ -22,12 +26,23 @@ const SEGMENT_FILE = /^(\d{12})\.jsonl$/;
 
 export const segmentFileName = (n: number): string => `${String(n).padStart(12, '0')}.jsonl`;
 
-export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+/** sha256 hex of a text's UTF-8 bytes (one-shot: no Hash object). */
+export const sha256Hex = (text: string): string => hash('sha256', text);
 
 export interface ChainHead {
   seq: number;
-  /** sha256 hex of the last receipt's canonical JSON (signature included). */
+  /** sha256 hex of the last receipt's canonical JSON without signature: the next prev_hash. */
   hash: string;
+}
+
+/**
+ * The chain head a WAL line leaves: its seq, and the hash of its receipt without signature.
+ * That is sha256 of the line itself, except for a line written by a version that logged
+ * signed receipts (it has a `signature` member), whose signature is left out.
+ */
+export function chainHeadOfLine(line: string): ChainHead {
+  const r = JSON.parse(line) as UnsignedReceipt & { signature?: unknown };
+  return { seq: r.seq, hash: r.signature === undefined ? sha256Hex(line) : sha256Hex(canonicalUnsignedJson(r)) };
 }
 
 export interface WalHead extends ChainHead {
@@ -81,32 +96,6 @@ export async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-export interface SegmentContent {
-  receipts: Receipt[];
-  /** The last complete line (the newest receipt's canonical JSON), null if none. */
-  lastLine: string | null;
-  /** Lines that are not complete JSON (a torn tail); they were never acknowledged. */
-  invalidLines: number;
-}
-
-export async function readSegment(file: string): Promise<SegmentContent> {
-  const text = await readFile(file, 'utf8');
-  const pieces = text.split('\n');
-  // The piece after the last '\n' is '' for a complete file, or a torn line.
-  let invalidLines = pieces.pop() ? 1 : 0;
-  const receipts: Receipt[] = [];
-  let lastLine: string | null = null;
-  for (const line of pieces) {
-    try {
-      receipts.push(JSON.parse(line) as Receipt);
-      lastLine = line;
-    } catch {
-      invalidLines++;
-    }
-  }
-  return { receipts, lastLine, invalidLines };
 }
 
 /**

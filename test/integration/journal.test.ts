@@ -15,9 +15,11 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickh
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal, type ReceiptJournalOptions } from '../../src/receipts/journal.js';
-import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
-import { fetchReceipt, rowToReceipt } from '../../src/receipts/rows.js';
-import { ReceiptSigner } from '../../src/receipts/signer.js';
+import type { Receipt, ReceiptDraft, UnsignedReceipt } from '../../src/receipts/receipt.js';
+import { fetchReceipt, rowToReceipt, unsignedReceipt } from '../../src/receipts/rows.js';
+import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
+import { ReceiptSigner, SIGNING_KEY_FILE, canonicalReceiptJson } from '../../src/receipts/signer.js';
+import { sha256Hex } from '../../src/receipts/wal.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 import { openClickHouse, type ClickHouseStore } from '../../src/store/clickhouse.js';
 import {
@@ -165,10 +167,15 @@ async function openJournal(name: string, overrides: Partial<ReceiptJournalOption
   return { journal, signer, dataDir };
 }
 
-/** A client whose inserts go to the real store through `insert`, everything else unchanged. */
-function clientWithInsert(insert: (params: Parameters<ClickHouseClient['insert']>[0]) => Promise<unknown>): ClickHouseClient {
+type ExecParams = Parameters<ClickHouseClient['exec']>[0];
+
+/**
+ * A client whose `exec` calls (the journal inserts its batches with exec, sending the
+ * prepared JSONEachRow body as is) go through `insert`, everything else unchanged.
+ */
+function clientWithInsert(insert: (params: ExecParams) => Promise<unknown>): ClickHouseClient {
   return new Proxy(store.client, {
-    get: (target, prop, receiver) => (prop === 'insert' ? insert : Reflect.get(target, prop, receiver)),
+    get: (target, prop, receiver) => (prop === 'exec' ? insert : Reflect.get(target, prop, receiver)),
   });
 }
 
@@ -287,7 +294,7 @@ describe('receipt journal', () => {
   it('appends land in ClickHouse after flush, and read back with valid signatures', async () => {
     const team = 'team_flush';
     const { journal, signer, dataDir } = await openJournal('flush');
-    const appended: Receipt[] = [];
+    const appended: UnsignedReceipt[] = [];
     for (let i = 0; i < 5; i++) appended.push(await journal.append(draft(team)));
     appended.push(...(await Promise.all(Array.from({ length: 25 }, () => journal.append(draft(team))))));
     appended.push(await journal.append(draft(team, { team_id: team, feature: null, api_key_id: null, end_user: null, cost_usd: null, attempts: [] })));
@@ -301,7 +308,8 @@ describe('receipt journal', () => {
 
     for (const r of appended) {
       const stored = await fetchReceipt(store.client, r.receipt_id);
-      expect(stored).toEqual(r);
+      // Signed by the worker for the insert, or on demand: the same bytes.
+      expect(stored).toEqual(journal.sign(r));
       expect(verifyReceipt(stored!, signer.jwks())).toEqual({ valid: true });
     }
     expect(await fetchReceipt(store.client, uuidv7())).toBeNull();
@@ -350,7 +358,7 @@ describe('receipt journal', () => {
     let calls = 0;
     const flaky = clientWithInsert(async (params) => {
       calls++;
-      const result = await store.client.insert(params);
+      const result = await store.client.exec(params);
       if (calls === 1) throw new Error('socket hang up');
       return result;
     });
@@ -369,7 +377,7 @@ describe('receipt journal', () => {
     const inserted = new Promise<void>((r) => (firstInsertDone = r));
     // Inserts for real, then "crashes": the acknowledgement never reaches the journal.
     const crashing = clientWithInsert(async (params) => {
-      await store.client.insert(params);
+      await store.client.exec(params);
       firstInsertDone();
       return new Promise(() => undefined);
     });
@@ -428,7 +436,7 @@ describe('receipt journal', () => {
   it('keeps accepting receipts while ClickHouse is down, and drains the WAL when it is back', async () => {
     const team = 'team_outage';
     let up = false;
-    const outage = clientWithInsert((params) => (up ? store.client.insert(params) : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123'))));
+    const outage = clientWithInsert((params) => (up ? store.client.exec(params) : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123'))));
     const { journal, dataDir } = await openJournal('outage', { clickhouse: outage, batchMaxRows: 5 });
     for (let i = 0; i < 6; i++) await Promise.all(Array.from({ length: 4 }, () => journal.append(draft(team))));
     await until(() => journal.stats().insertErrors >= 2);
@@ -495,6 +503,121 @@ describe('receipt journal', () => {
     expect((await journal.append(draft('team_lock'))).seq).toBe(1);
     await journal.close();
     await expect(journal.append(draft('team_lock'))).rejects.toThrow(/closed/);
+  });
+});
+
+describe('signing off the request path', () => {
+  it('serves a receipt appended but not yet signed: sign() verifies and equals what is stored later', async () => {
+    const team = 'team_sign_on_demand';
+    let up = false;
+    const gated = clientWithInsert((params) => (up ? store.client.exec(params) : Promise.reject(new Error('ClickHouse is down'))));
+    const { journal, signer } = await openJournal('sign-on-demand', { clickhouse: gated, batchMaxRows: 4 });
+    const appended = await Promise.all(Array.from({ length: 6 }, () => journal.append(draft(team))));
+    // The journal hands out the receipt before any signature exists.
+    for (const r of appended) expect(r).not.toHaveProperty('signature');
+    const served = appended.map((r) => journal.sign(r));
+    for (const r of served) expect(verifyReceipt(r, signer.jwks())).toEqual({ valid: true });
+    expect(verifyChain(served)).toEqual({ valid: true, breaks: [] });
+    // Signing again (or in the worker) gives the same bytes: Ed25519 is deterministic.
+    expect(journal.sign(served[0])).toEqual(served[0]);
+    expect((await fetchReceipt(store.client, appended[0].receipt_id))).toBeNull();
+
+    up = true;
+    await journal.flush();
+    await expectExactlyOnce(team, 6);
+    for (const r of served) expect(await fetchReceipt(store.client, r.receipt_id)).toEqual(r);
+    await journal.close();
+  });
+
+  it('retries a batch whose worker thread died mid-batch: nothing lost, nothing doubled', async () => {
+    const team = 'team_worker_crash';
+    const dataDir = path.join(root, 'worker-crash');
+    const signer = await ReceiptSigner.open(dataDir);
+    const worker = new SegmentWorker(ReceiptSigner.privateKeyOf(signer), signer.keyId);
+    let prepares = 0;
+    const killedWhile: string[] = [];
+    // The thread is killed while it prepares the first segment, and again with the third.
+    const preparer = {
+      prepare(file: string) {
+        const prepared = worker.prepare(file);
+        if (++prepares === 1 || prepares === 3) {
+          killedWhile.push(path.basename(file));
+          void worker.kill();
+        }
+        return prepared;
+      },
+      close: () => worker.close(),
+    };
+    const { journal } = await openJournal('worker-crash', { preparer, batchMaxRows: 10 });
+    const appended = await Promise.all(Array.from({ length: 35 }, () => journal.append(draft(team))));
+    await journal.flush();
+    expect(killedWhile).toEqual(['000000000001.jsonl', '000000000002.jsonl']);
+    expect(worker.started).toBe(3);
+    expect(journal.stats()).toMatchObject({ insertErrors: 2, insertedRecords: 35, pendingRecords: 0 });
+    await expectExactlyOnce(team, 35);
+    const chain = await storedReceipts(journal.instanceId);
+    expect(chain.map((r) => r.receipt_id)).toEqual(appended.map((r) => r.receipt_id));
+    expect(verifyChain(chain)).toEqual({ valid: true, breaks: [] });
+    for (const r of chain) expect(verifyReceipt(r, signer.jwks()).valid).toBe(true);
+    await journal.close();
+    await expect(worker.prepare(path.join(dataDir, 'wal', 'x.jsonl'))).rejects.toThrow(/closed/);
+  });
+
+  it('never stores a receipt under a signing key other than the one it names', async () => {
+    const team = 'team_key_swap';
+    const down = clientWithInsert(() => Promise.reject(new Error('ClickHouse is down')));
+    const first = await openJournal('key-swap', { clickhouse: down, closeTimeoutMs: 10 });
+    await Promise.all(Array.from({ length: 3 }, () => first.journal.append(draft(team))));
+    await first.journal.close();
+    // The key file is lost and a new key is made: the WAL's receipts name the old one.
+    rmSync(path.join(first.dataDir, SIGNING_KEY_FILE));
+    const logs: Array<{ msg: string; fields?: object }> = [];
+    const second = await openJournal('key-swap', { closeTimeoutMs: 10, log: (msg, fields) => logs.push({ msg, fields }) });
+    expect(second.signer.keyId).not.toBe(first.signer.keyId);
+    await until(() => second.journal.stats().insertErrors >= 1);
+    const failure = logs.find((l) => l.msg === 'receipts insert failed, will retry');
+    expect(failure?.fields).toMatchObject({ error: expect.stringMatching(/names signing key .* restore the receipt-signing-key\.pem/) });
+    expect((await totals(team)).receipts).toBe(0);
+    expect(second.journal.stats().pendingRecords).toBe(3);
+    await second.journal.close();
+  });
+
+  it('replays a WAL of signed lines written by the previous version, then chains on', async () => {
+    const team = 'team_legacy_wal';
+    const dataDir = path.join(root, 'legacy-wal');
+    const walDir = path.join(dataDir, 'wal');
+    mkdirSync(walDir, { recursive: true });
+    const instanceId = uuidv7();
+    writeFileSync(path.join(dataDir, 'instance-id'), instanceId + '\n');
+    const signer = await ReceiptSigner.open(dataDir);
+    // The old format: signed canonical JSON per line, prev_hash over the signed line.
+    const lines: string[] = [];
+    let prev = GENESIS_PREV_HASH;
+    for (let seq = 1; seq <= 4; seq++) {
+      const u = unsignedReceipt(draft(team), { instance_id: instanceId, seq, prev_hash: prev, key_id: signer.keyId });
+      lines.push(canonicalReceiptJson(u, signer.sign(u)));
+      prev = sha256Hex(lines.at(-1)!);
+    }
+    writeFileSync(path.join(walDir, '000000000001.jsonl'), lines.join('\n') + '\n');
+    const tokens: string[] = [];
+    const recording = clientWithInsert((params) => {
+      tokens.push(String(params.clickhouse_settings?.insert_deduplication_token));
+      return store.client.exec(params);
+    });
+    const { journal } = await openJournal('legacy-wal', { clickhouse: recording });
+    await journal.flush();
+    // Same token as the previous version gave this segment: a replay of an insert it made is a no-op.
+    expect(tokens).toEqual([`${instanceId}:1:${sha256Hex(lines[3])}`]);
+    const next = await journal.append(draft(team));
+    expect(next.seq).toBe(5);
+    await journal.flush();
+    const stored = await storedReceipts(instanceId);
+    expect(stored.map((r) => canonicalReceiptJson(r, r.signature))).toEqual(lines.concat(canonicalReceiptJson(next, journal.sign(next).signature)));
+    for (const r of stored) expect(verifyReceipt(r, signer.jwks()).valid).toBe(true);
+    // The new receipt links to the last old one by the current definition.
+    expect(next.prev_hash).toBe(receiptHash(stored[3]));
+    await expectExactlyOnce(team, 5);
+    await journal.close();
   });
 });
 

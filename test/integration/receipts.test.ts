@@ -59,6 +59,22 @@ describe('receipt signatures', () => {
     expect((await fetchReceipt(client, ids[1]!))!.stream).toBe(true);
   });
 
+  it('serves a receipt made a moment ago, before it is in ClickHouse, signed as it is stored', async () => {
+    const { response } = await gw
+      .client(secret)
+      .chat.completions.create({ model: 'chat-default', messages: [{ role: 'user', content: 'a fresh one' }] })
+      .withResponse();
+    const id = response.headers.get('x-tollgate-receipt-id')!;
+    // Straight from the gateway's memory: appended unsigned, signed when it is asked for.
+    const res = await fetch(`${gw.baseURL}/receipts/${id}`, { headers: { authorization: `Bearer ${secret}` } });
+    expect(res.status).toBe(200);
+    const served = (await res.json()) as Receipt;
+    expect(verifyReceipt(served, jwks)).toEqual({ valid: true });
+    // The worker signs the same bytes for ClickHouse.
+    await gw.started.runtime.journal.flush();
+    expect(await fetchReceipt(gw.started.runtime.clickhouse.client, id)).toEqual(served);
+  });
+
   it('fails verification when any field changes, or with another key', async () => {
     const res = await fetch(`${gw.baseURL}/receipts/${ids[0]}`, { headers: { authorization: `Bearer ${secret}` } });
     const receipt = (await res.json()) as Receipt;

@@ -1,9 +1,12 @@
 // Receipt signing and verification without ClickHouse: the signer's key file, the
 // canonical form, verifyReceipt against single-field edits and wrong keys, the hash chain
-// (deletion, edit, reorder), the draft normalization and the receipt ⇄ row mapping.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+// (its definition; deletion, edit, reorder), the draft normalization and the receipt ⇄ row
+// mapping.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import * as canonicalizeModule from 'canonicalize';
 import { v7 as uuidv7 } from 'uuid';
@@ -11,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal } from '../../src/receipts/journal.js';
 import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
 import { InvalidReceiptError, receiptToRow, rowToReceipt, unsignedReceipt, usdToDecimal } from '../../src/receipts/rows.js';
-import { ReceiptSigner, SIGNING_KEY_FILE, canonicalReceiptJson } from '../../src/receipts/signer.js';
+import { ReceiptSigner, SIGNING_KEY_FILE, canonicalReceiptJson, canonicalUnsignedJson } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 
 const canonicalize = ((canonicalizeModule as unknown as { default?: (v: unknown) => string }).default ??
@@ -173,16 +176,27 @@ function unsignedOf(r: Receipt) {
 describe('verifyChain', () => {
   let chain: Receipt[];
   let signer: ReceiptSigner;
+  /** The WAL lines the journal wrote, read before its segments were "inserted". */
+  const walLines: string[] = [];
 
   beforeAll(async () => {
     // The real journal builds the chain; its batcher talks to a client that accepts all.
     const dataDir = path.join(tmp, 'chain');
     signer = await ReceiptSigner.open(dataDir);
-    const client = { insert: async () => ({}) } as unknown as ClickHouseClient;
+    const walDir = path.join(dataDir, 'wal');
+    const client = {
+      exec: async () => {
+        for (const f of readdirSync(walDir).filter((n) => n.endsWith('.jsonl')).sort()) {
+          for (const line of readFileSync(path.join(walDir, f), 'utf8').split('\n').filter(Boolean)) if (!walLines.includes(line)) walLines.push(line);
+        }
+        return { stream: Readable.from([]) };
+      },
+    } as unknown as ClickHouseClient;
     const journal = await ReceiptJournal.open({ dataDir, signer, clickhouse: client, sync: 'write', batchMaxRows: 3, batchMaxMs: 1000 });
     chain = [];
-    for (let i = 0; i < 4; i++) chain.push(await journal.append(draft({ request_id: `req_${i}` })));
-    chain.push(...(await Promise.all([5, 6, 7].map((i) => journal.append(draft({ request_id: `req_${i}`, cost_usd: null }))))));
+    for (let i = 0; i < 4; i++) chain.push(journal.sign(await journal.append(draft({ request_id: `req_${i}` }))));
+    const burst = await Promise.all([5, 6, 7].map((i) => journal.append(draft({ request_id: `req_${i}`, cost_usd: null }))));
+    chain.push(...burst.map((r) => journal.sign(r)));
     await journal.close();
   });
 
@@ -194,6 +208,37 @@ describe('verifyChain', () => {
     for (const r of chain) expect(verifyReceipt(r, signer.jwks()).valid).toBe(true);
     // A window of the chain is fine too.
     expect(verifyChain(chain.slice(2)).valid).toBe(true);
+  });
+
+  it('defines prev_hash as sha256 of the previous receipt without its signature', () => {
+    const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+    for (let i = 1; i < chain.length; i++) {
+      const previous = unsignedOf(chain[i - 1]);
+      // The RFC 8785 text of the unsigned receipt: exactly what its signature covers.
+      expect(chain[i].prev_hash).toBe(sha256(canonicalize(previous)));
+      expect(chain[i].prev_hash).not.toBe(sha256(canonicalize(chain[i - 1])));
+    }
+    // receiptHash is the same for the signed and the unsigned receipt.
+    expect(receiptHash(chain[2])).toBe(receiptHash(unsignedOf(chain[2])));
+    // The WAL holds that very text, one line per receipt, so sha256(line) chains the WAL too.
+    expect(walLines).toEqual(chain.map((r) => canonicalUnsignedJson(r)));
+    for (let i = 1; i < chain.length; i++) expect(chain[i].prev_hash).toBe(sha256(walLines[i - 1]));
+  });
+
+  it('keeps the chain independent of signatures, which verifyReceipt checks', () => {
+    // A replaced signature does not touch any link, but the receipt no longer verifies.
+    const other = ReceiptSigner.ephemeral();
+    const resigned = chain.map((r) => (r.seq === 3 ? { ...r, signature: other.sign(unsignedOf(r)) } : r));
+    expect(verifyChain(resigned).valid).toBe(true);
+    expect(verifyReceipt(resigned[2], signer.jwks())).toEqual({ valid: false, reason: 'signature does not match' });
+    // Editing a receipt and relinking its successor breaks both their signatures (and the
+    // link to the successor's successor).
+    const edited = chain.map((r) => (r.seq === 3 ? { ...r, cost_usd: 0.5 } : r));
+    const relinked = edited.map((r) => (r.seq === 4 ? { ...r, prev_hash: receiptHash(edited[2]) } : r));
+    expect(verifyChain(relinked.slice(0, 4)).valid).toBe(true);
+    expect(verifyChain(relinked).breaks).toEqual([{ seq: 5, reason: 'prev_hash does not match receipt 4' }]);
+    expect(verifyReceipt(relinked[2], signer.jwks()).valid).toBe(false);
+    expect(verifyReceipt(relinked[3], signer.jwks()).valid).toBe(false);
   });
 
   it('detects a deleted receipt', () => {
@@ -244,6 +289,32 @@ describe('draft normalization and row mapping', () => {
     expect(u.finished_at).toBe('2026-11-21T22:00:01.500Z');
     expect(Object.keys(u)).not.toContain('extra');
     expect(Object.keys(unsignedReceipt({ ...draft(), extra: 1 } as ReceiptDraft, chainFields))).not.toContain('extra');
+  });
+
+  it('keeps a time already in stored form and normalizes any other, exactly as Date does', () => {
+    const [min, max] = [Date.UTC(1970, 0, 1), Date.UTC(2299, 11, 31)];
+    const viaDate = (v: string) => {
+      const ms = Date.parse(v);
+      return ms >= min && ms <= max ? new Date(ms).toISOString() : 'invalid';
+    };
+    const normalized = (v: string) => {
+      try {
+        return unsignedReceipt(draft({ started_at: v }), chainFields).started_at;
+      } catch (err) {
+        if (err instanceof InvalidReceiptError) return 'invalid';
+        throw err;
+      }
+    };
+    const samples = [
+      '2024-02-29T12:00:00.000Z', '2026-02-29T12:00:00.000Z', '2000-02-29T00:00:00.000Z', '2100-02-29T00:00:00.000Z',
+      '2026-04-31T00:00:00.000Z', '2026-01-01T24:00:00.000Z', '2026-12-31T23:59:60.000Z', '2026-12-31T23:60:00.000Z',
+      '2026-00-10T00:00:00.000Z', '2026-13-10T00:00:00.000Z', '2026-01-00T00:00:00.000Z', '2026-1x-01T00:00:00.000Z',
+      '1969-12-31T23:59:59.999Z', '1970-01-01T00:00:00.000Z', '2298-12-31T23:59:59.999Z', '2299-06-01T00:00:00.000Z',
+      '2299-12-31T00:00:00.001Z', '+002026-11-21T22:00:00.000Z', '2026-11-21T22:00:00.123+00:00', '2026-11-21T22:00:00Z',
+      '2026-11-21 22:00:00.123Z', '2026-11-21T22:00:00.1234', '2026-11-21T22:00:00.-12Z',
+    ];
+    for (let i = 0; i < 5000; i++) samples.push(new Date(Date.UTC(1965, 0, 1) + Math.random() * (Date.UTC(2305, 0, 1) - Date.UTC(1965, 0, 1))).toISOString());
+    for (const v of samples) expect(normalized(v), v).toBe(viaDate(v));
   });
 
   it('refuses values that no column can hold', () => {

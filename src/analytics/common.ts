@@ -1,0 +1,244 @@
+// Shared pieces of the analytics queries: filter, team scoping, dimensions (a fixed
+// whitelist of columns), the choice between the hourly rollup and raw receipts, and the
+// query runner with its time bound.
+import type { ClickHouseClient } from '@clickhouse/client';
+// createGraphQLError (not `new GraphQLError`): it builds the error with the same `graphql`
+// module instance as yoga, so yoga's `instanceof` check recognizes it and does not mask it
+// even where two copies of `graphql` are loaded (ESM/CJS, e.g. under vitest).
+import { createGraphQLError } from 'graphql-yoga';
+import { sql, trusted, type SqlFragment } from './sql.js';
+
+export const DIMENSIONS = ['MODEL', 'PROVIDER', 'ROUTE', 'TEAM', 'FEATURE', 'API_KEY', 'END_USER', 'STATUS', 'CACHE_STATUS'] as const;
+export type Dimension = (typeof DIMENSIONS)[number];
+
+export const RECEIPT_STATUSES = ['OK', 'ERROR', 'PARTIAL', 'REJECTED', 'CANCELLED'] as const;
+export type ReceiptStatusEnum = (typeof RECEIPT_STATUSES)[number];
+
+/** Dimension → column (the same name in `receipts` and `receipts_hourly`, except END_USER). */
+export const DIMENSION_COLUMN: Readonly<Record<Dimension, string>> = {
+  MODEL: 'model',
+  PROVIDER: 'provider',
+  ROUTE: 'route',
+  TEAM: 'team_id',
+  FEATURE: 'feature',
+  API_KEY: 'api_key_id',
+  END_USER: 'end_user',
+  STATUS: 'status',
+  CACHE_STATUS: 'cache_status',
+};
+
+/** Dimension → output alias of its column and GroupKey field. */
+export const DIMENSION_ALIAS: Readonly<Record<Dimension, string>> = {
+  MODEL: 'k_model',
+  PROVIDER: 'k_provider',
+  ROUTE: 'k_route',
+  TEAM: 'k_team_id',
+  FEATURE: 'k_feature',
+  API_KEY: 'k_api_key_id',
+  END_USER: 'k_end_user',
+  STATUS: 'k_status',
+  CACHE_STATUS: 'k_cache_status',
+};
+
+export const GROUP_KEY_FIELD: Readonly<Record<Dimension, keyof GroupKey>> = {
+  MODEL: 'model',
+  PROVIDER: 'provider',
+  ROUTE: 'route',
+  TEAM: 'teamId',
+  FEATURE: 'feature',
+  API_KEY: 'apiKeyId',
+  END_USER: 'endUser',
+  STATUS: 'status',
+  CACHE_STATUS: 'cacheStatus',
+};
+
+export interface GroupKey {
+  model?: string | null;
+  provider?: string | null;
+  route?: string | null;
+  teamId?: string | null;
+  feature?: string | null;
+  apiKeyId?: string | null;
+  endUser?: string | null;
+  status?: string | null;
+  cacheStatus?: string | null;
+}
+
+export interface AnalyticsFilter {
+  from: Date;
+  to: Date;
+  teamIds?: readonly string[] | null;
+  features?: readonly string[] | null;
+  models?: readonly string[] | null;
+  providers?: readonly string[] | null;
+  routes?: readonly string[] | null;
+  apiKeyIds?: readonly string[] | null;
+  endUsers?: readonly string[] | null;
+  statuses?: readonly ReceiptStatusEnum[] | null;
+}
+
+export interface Principal {
+  role: 'ADMIN' | 'ANALYST';
+  teamId: string | null;
+}
+
+export interface AnalyticsContext {
+  clickhouse: ClickHouseClient;
+  receiptsTable: string;
+  analyticsTimeoutMs: number;
+  principal: Principal | null;
+}
+
+export function badInput(message: string): Error {
+  return createGraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } });
+}
+
+/**
+ * The filter a principal may run: a team-bound token sees only its team, whatever teamIds
+ * says (asking for other teams yields the intersection, i.e. possibly nothing).
+ */
+export function scopeFilter(filter: AnalyticsFilter, principal: Principal | null): AnalyticsFilter {
+  if (!(filter.from instanceof Date) || !(filter.to instanceof Date) || Number.isNaN(filter.from.getTime()) || Number.isNaN(filter.to.getTime())) {
+    throw badInput('filter.from and filter.to must be valid DateTimes.');
+  }
+  if (filter.to.getTime() < filter.from.getTime()) throw badInput('filter.to must not be before filter.from.');
+  const teamId = principal?.teamId ?? null;
+  if (teamId === null) return filter;
+  const teamIds = filter.teamIds == null ? [teamId] : filter.teamIds.includes(teamId) ? [teamId] : [];
+  return { ...filter, teamIds };
+}
+
+export function uniqueDimensions(groupBy: readonly Dimension[] | null | undefined): Dimension[] {
+  const out: Dimension[] = [];
+  for (const d of groupBy ?? []) {
+    if (!DIMENSIONS.includes(d)) throw badInput(`unknown dimension ${String(d)}`);
+    if (!out.includes(d)) out.push(d);
+  }
+  return out;
+}
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * receipts_hourly answers a question exactly when the range is whole hours and neither the
+ * filter nor the grouping needs end_user (not a rollup dimension).
+ */
+export function rollupAnswers(filter: AnalyticsFilter, dims: readonly Dimension[]): boolean {
+  return (
+    filter.from.getTime() % HOUR_MS === 0 &&
+    filter.to.getTime() % HOUR_MS === 0 &&
+    filter.endUsers == null &&
+    !dims.includes('END_USER')
+  );
+}
+
+export type Source = 'raw' | 'rollup';
+
+const TIME_COLUMN: Readonly<Record<Source, string>> = { raw: 'started_at', rollup: 'hour' };
+
+/** WHERE conditions for a filter (time range [from, to)), on either source. */
+export function filterConditions(filter: AnalyticsFilter, source: Source): SqlFragment {
+  const time = trusted(TIME_COLUMN, source);
+  const parts: SqlFragment[] = [sql`${time} >= ${filter.from}`, sql`${time} < ${filter.to}`];
+  const inList = (dim: Dimension, values: readonly string[] | null | undefined) => {
+    if (values == null) return;
+    parts.push(sql`${trusted(DIMENSION_COLUMN, dim)} IN ${[...values]}`);
+  };
+  inList('TEAM', filter.teamIds);
+  inList('FEATURE', filter.features);
+  inList('MODEL', filter.models);
+  inList('PROVIDER', filter.providers);
+  inList('ROUTE', filter.routes);
+  inList('API_KEY', filter.apiKeyIds);
+  if (filter.endUsers != null) {
+    if (source === 'rollup') throw new Error('end_user is not a rollup column');
+    inList('END_USER', filter.endUsers);
+  }
+  if (filter.statuses != null) inList('STATUS', filter.statuses.map((s) => s.toLowerCase()));
+  return sql.join(parts, ' AND ');
+}
+
+/** `col AS k_col, …` for SELECT, with a leading comma when not empty (or nothing). */
+export function dimensionSelect(dims: readonly Dimension[]): SqlFragment {
+  return sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_COLUMN, d)} AS ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+}
+
+/** `GROUP BY k_a, k_b` or nothing. */
+export function groupByClause(dims: readonly Dimension[], extra: SqlFragment[] = []): SqlFragment {
+  const cols = [...extra, ...dims.map((d) => trusted(DIMENSION_ALIAS, d))];
+  return cols.length === 0 ? sql.empty() : sql`GROUP BY ${sql.join(cols)}`;
+}
+
+export function orderByClause(dims: readonly Dimension[], extra: SqlFragment[] = []): SqlFragment {
+  const cols = [...extra, ...dims.map((d) => trusted(DIMENSION_ALIAS, d))];
+  return cols.length === 0 ? sql.empty() : sql`ORDER BY ${sql.join(cols)}`;
+}
+
+/** GroupKey of a result row: only grouped dimensions are set; '' (absent) becomes null. */
+export function groupKeyOf(row: Record<string, unknown>, dims: readonly Dimension[]): GroupKey {
+  const key: GroupKey = {};
+  for (const d of dims) {
+    const v = row[DIMENSION_ALIAS[d]];
+    key[GROUP_KEY_FIELD[d]] = v === null || v === undefined || v === '' ? null : String(v);
+  }
+  return key;
+}
+
+export function groupKeyString(row: Record<string, unknown>, dims: readonly Dimension[]): string {
+  return JSON.stringify(dims.map((d) => String(row[DIMENSION_ALIAS[d]] ?? '')));
+}
+
+/** True when the scoped filter can match nothing (an empty IN list). */
+export function matchesNothing(filter: AnalyticsFilter): boolean {
+  return [filter.teamIds, filter.features, filter.models, filter.providers, filter.routes, filter.apiKeyIds, filter.endUsers, filter.statuses].some(
+    (l) => l != null && l.length === 0,
+  );
+}
+
+export const ROLLUP_TABLE = 'receipts_hourly';
+
+/** `FROM <table>`: the receipts table from configuration, or the rollup. */
+export function fromTable(ctx: AnalyticsContext, source: Source): SqlFragment {
+  const table = source === 'rollup' ? ROLLUP_TABLE : ctx.receiptsTable;
+  return sql`${sql.typed(table, 'Identifier')}`;
+}
+
+/** Settings of every analytics query: bounded time, numbers as JSON numbers. */
+export function querySettings(ctx: AnalyticsContext): Record<string, unknown> {
+  return {
+    max_execution_time: Math.max(0.001, ctx.analyticsTimeoutMs / 1000),
+    timeout_overflow_mode: 'throw',
+    output_format_json_quote_64bit_integers: 0,
+    output_format_json_quote_decimals: 0,
+    output_format_json_quote_denormals: 0,
+    date_time_output_format: 'simple',
+    output_format_json_named_tuples_as_objects: 1,
+  };
+}
+
+export async function runQuery<T = Record<string, unknown>>(ctx: AnalyticsContext, q: SqlFragment): Promise<T[]> {
+  const { query, query_params } = q.toQuery();
+  try {
+    const rs = await ctx.clickhouse.query({ query, query_params, format: 'JSONEachRow', clickhouse_settings: querySettings(ctx) as never });
+    return await rs.json<T>();
+  } catch (err) {
+    const message = (err as Error)?.message ?? String(err);
+    if (/TIMEOUT_EXCEEDED|Timeout exceeded|code: 159/i.test(message)) {
+      throw createGraphQLError('The analytics query took too long; narrow the range or the grouping.', {
+        extensions: { code: 'ANALYTICS_TIMEOUT' },
+      });
+    }
+    throw err;
+  }
+}
+
+/** A ClickHouse number that may be null, NaN (`null` in JSON) or a string. */
+export function numOrNull(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+export function num(v: unknown): number {
+  return numOrNull(v) ?? 0;
+}

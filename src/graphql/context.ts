@@ -1,0 +1,33 @@
+// What every resolver receives. Built per HTTP request and per websocket operation from the
+// same function, so auth is identical on both transports.
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { PrismaClient } from '@prisma/client';
+import type { Principal, TokenVerifier } from '../gateway/tokens.js';
+import type { LiveBus } from '../live/events.js';
+import type { Receipt } from '../receipts/receipt.js';
+import type { AdminStore } from '../store/admin-store.js';
+
+export interface GraphQLServices {
+  prisma: PrismaClient;
+  admin: AdminStore;
+  clickhouse: ClickHouseClient;
+  /** Table to read receipts from (`receipts`, or `receipts_distributed` on a cluster). */
+  receiptsTable: string;
+  bus: LiveBus;
+  tokens: TokenVerifier;
+  jwks: () => { keys: Array<Record<string, string>> };
+  findReceipt: (id: string) => Promise<Receipt | null>;
+  /** Called after a mutation that changes what the proxy routes or who it admits. */
+  configChanged: () => Promise<void>;
+  /** Upper bound for one analytics query in ClickHouse. */
+  analyticsTimeoutMs: number;
+}
+
+export interface GraphQLContext extends GraphQLServices {
+  principal: Principal | null;
+}
+
+export async function createContext(services: GraphQLServices, authorization: string | undefined): Promise<GraphQLContext> {
+  const principal = await services.tokens.verify(authorization);
+  return { ...services, principal };
+}

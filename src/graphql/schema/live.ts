@@ -1,0 +1,160 @@
+// Subscriptions: `routingDecisions(filter)` and `budgetEvents(teamId)`, streamed from the
+// LiveBus through a bounded per-subscriber queue (src/live/stream.ts). A team-bound token
+// only ever receives its own team's events: the team filter is forced, whatever the query says.
+import {
+  BUDGET_EVENT_KINDS,
+  DECISION_OUTCOMES,
+  type BudgetEvent,
+  type Candidate,
+  type Delivered,
+  type RoutingDecision,
+} from '../../live/events.js';
+import type { Builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
+
+interface DecisionFilterInput {
+  teamIds?: readonly string[] | null;
+  routes?: readonly string[] | null;
+  models?: readonly string[] | null;
+  providers?: readonly string[] | null;
+  outcomes?: readonly string[] | null;
+  requestedModels?: readonly string[] | null;
+  apiKeyIds?: readonly string[] | null;
+  features?: readonly string[] | null;
+}
+
+const setOf = (xs: readonly string[] | null | undefined) => (xs && xs.length > 0 ? new Set(xs) : null);
+
+/** The team filter a principal gets: a team-bound token sees its team only, whatever it asked. */
+function forcedTeams(ctx: GraphQLContext, asked: readonly string[] | null | undefined): Set<string> | null {
+  const bound = ctx.principal?.teamId ?? null;
+  if (bound !== null) return new Set([bound]);
+  return setOf(asked);
+}
+
+/** Compiles a filter into one cheap predicate (it runs inside the proxy's publish call). */
+export function decisionPredicate(ctx: GraphQLContext, filter: DecisionFilterInput | null | undefined): (d: RoutingDecision) => boolean {
+  const teams = forcedTeams(ctx, filter?.teamIds);
+  const routes = setOf(filter?.routes);
+  const models = setOf(filter?.models);
+  const providers = setOf(filter?.providers);
+  const outcomes = setOf(filter?.outcomes);
+  const requested = setOf(filter?.requestedModels);
+  const keys = setOf(filter?.apiKeyIds);
+  const features = setOf(filter?.features);
+  return (d) =>
+    (!teams || (d.teamId !== null && teams.has(d.teamId))) &&
+    (!routes || (d.route !== null && routes.has(d.route))) &&
+    (!models || (d.model !== null && models.has(d.model))) &&
+    (!providers || (d.provider !== null && providers.has(d.provider))) &&
+    (!outcomes || outcomes.has(d.outcome)) &&
+    (!requested || requested.has(d.requestedModel)) &&
+    (!keys || (d.apiKeyId !== null && keys.has(d.apiKeyId))) &&
+    (!features || (d.feature !== null && features.has(d.feature)));
+}
+
+export function registerLive(builder: Builder) {
+  const DecisionOutcomeEnum = builder.enumType('DecisionOutcome', { values: DECISION_OUTCOMES });
+  const BreakerStateEnum = builder.enumType('BreakerState', {
+    values: { CLOSED: { value: 'closed' }, OPEN: { value: 'open' }, HALF_OPEN: { value: 'half_open' } } as const,
+  });
+  const BudgetEventKindEnum = builder.enumType('BudgetEventKind', { values: BUDGET_EVENT_KINDS });
+
+  const CandidateRef = builder.objectRef<Candidate>('Candidate');
+  CandidateRef.implement({
+    description: 'A target the route could use for this request, with its health at decision time.',
+    fields: (t) => ({
+      provider: t.exposeString('provider'),
+      model: t.exposeString('model'),
+      state: t.field({ type: BreakerStateEnum, resolve: (c) => c.state }),
+      ewmaLatencyMs: t.exposeFloat('ewmaLatencyMs', { nullable: true }),
+    }),
+  });
+
+  const RoutingDecisionRef = builder.objectRef<Delivered<RoutingDecision>>('RoutingDecision');
+  RoutingDecisionRef.implement({
+    description: 'One routing step of one request: every attempt, failover, skip and final outcome.',
+    fields: (t) => ({
+      requestId: t.exposeID('requestId'),
+      receiptId: t.exposeID('receiptId', { nullable: true }),
+      at: t.field({ type: 'DateTime', resolve: (d) => d.at }),
+      teamId: t.exposeID('teamId', { nullable: true }),
+      apiKeyId: t.exposeID('apiKeyId', { nullable: true }),
+      feature: t.exposeString('feature', { nullable: true }),
+      requestedModel: t.exposeString('requestedModel'),
+      route: t.exposeString('route', { nullable: true }),
+      strategy: t.exposeString('strategy', { nullable: true }),
+      attempt: t.exposeInt('attempt'),
+      provider: t.exposeString('provider', { nullable: true }),
+      model: t.exposeString('model', { nullable: true }),
+      outcome: t.field({ type: DecisionOutcomeEnum, resolve: (d) => d.outcome }),
+      reason: t.exposeString('reason', { nullable: true }),
+      latencyMs: t.exposeFloat('latencyMs', { nullable: true }),
+      candidates: t.field({ type: [CandidateRef], resolve: (d) => d.candidates }),
+      droppedBefore: t.exposeInt('droppedBefore', {
+        description:
+          'Events this subscriber missed just before this one because it read too slowly (its buffer was full; the oldest were dropped). 0 normally.',
+      }),
+    }),
+  });
+
+  const BudgetEventRef = builder.objectRef<Delivered<BudgetEvent>>('BudgetEvent');
+  BudgetEventRef.implement({
+    description: 'A budget threshold crossed, a limit reached, a request blocked, or a period reset.',
+    fields: (t) => ({
+      teamId: t.exposeID('teamId', { nullable: true }),
+      budgetId: t.exposeID('budgetId'),
+      kind: t.field({ type: BudgetEventKindEnum, resolve: (e) => e.kind }),
+      scope: t.exposeString('scope', { description: 'TEAM, API_KEY or FEATURE' }),
+      apiKeyId: t.exposeID('apiKeyId', { nullable: true }),
+      feature: t.exposeString('feature', { nullable: true }),
+      period: t.exposeString('period', { description: 'DAY, MONTH or TOTAL' }),
+      action: t.exposeString('action', { description: 'BLOCK or ALERT' }),
+      spentUsd: t.exposeFloat('spentUsd'),
+      limitUsd: t.exposeFloat('limitUsd'),
+      thresholdPct: t.exposeFloat('thresholdPct', { nullable: true }),
+      requestId: t.exposeID('requestId', { nullable: true }),
+      at: t.field({ type: 'DateTime', resolve: (e) => e.at }),
+      droppedBefore: t.exposeInt('droppedBefore'),
+    }),
+  });
+
+  const DecisionFilter = builder.inputType('DecisionFilter', {
+    description: 'Every list is an OR of its values; lists are ANDed. A team-bound token always gets its own team only.',
+    fields: (t) => ({
+      teamIds: t.idList({ required: false }),
+      routes: t.stringList({ required: false }),
+      models: t.stringList({ required: false, description: 'The provider model an attempt used' }),
+      providers: t.stringList({ required: false }),
+      outcomes: t.field({ type: [DecisionOutcomeEnum], required: false }),
+      requestedModels: t.stringList({ required: false, description: 'The model string the client sent' }),
+      apiKeyIds: t.idList({ required: false }),
+      features: t.stringList({ required: false }),
+    }),
+  });
+
+  builder.subscriptionField('routingDecisions', (t) =>
+    t.field({
+      type: RoutingDecisionRef,
+      description: 'Every routing decision, every attempt, as it happens (this instance, and the others when Redis is configured).',
+      authScopes: { authenticated: true },
+      args: { filter: t.arg({ type: DecisionFilter, required: false }) },
+      subscribe: (_root, args, ctx) => ctx.bus.stream(ctx.bus.decisions, decisionPredicate(ctx, args.filter as DecisionFilterInput | null)),
+      resolve: (event) => event,
+    }),
+  );
+
+  builder.subscriptionField('budgetEvents', (t) =>
+    t.field({
+      type: BudgetEventRef,
+      description: 'Budget thresholds crossed and blocks. A team-bound token gets its own team only, whatever `teamId` says.',
+      authScopes: { authenticated: true },
+      args: { teamId: t.arg.id({ required: false }) },
+      subscribe: (_root, args, ctx) => {
+        const teams = forcedTeams(ctx, args.teamId ? [String(args.teamId)] : null);
+        return ctx.bus.stream(ctx.bus.budgets, (e) => !teams || (e.teamId !== null && teams.has(e.teamId)));
+      },
+      resolve: (event) => event,
+    }),
+  );
+}

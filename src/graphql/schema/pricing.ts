@@ -1,0 +1,182 @@
+// Prices and budgets (DESIGN §8). Any token reads prices; only a global admin sets them.
+// Budgets: an ADMIN sets them (a team-bound one only for its own team); a team-bound token
+// sees only its team's budgets. Enforcement lives elsewhere: this is just the table.
+//
+// Price and Budget are plugin-prisma objects (`budgets { team }` is one Prisma call);
+// mutations go through the AdminStore and re-read the row with the planned selection.
+import { BudgetAction, BudgetPeriod, BudgetScope, Prisma } from '../../store/prisma.js';
+import type { Builder } from '../builder.js';
+import { TeamRef, boundTeam, canSeeTeam, forbidden, isUuid, notFound, store, teamScopedWhere } from './teams.js';
+
+/** A stored amount in USD: converted with `usdRate` when the price was set in another currency. */
+function usd(row: { currency: string; usdRate: Prisma.Decimal | null }, amount: Prisma.Decimal): number {
+  const v = new Prisma.Decimal(amount);
+  const rate = row.currency === 'USD' || row.usdRate === null ? null : new Prisma.Decimal(row.usdRate);
+  return (rate ? v.mul(rate) : v).toDecimalPlaces(9).toNumber();
+}
+
+export function registerPricing(builder: Builder) {
+  const BudgetScopeEnum = builder.enumType(BudgetScope, { name: 'BudgetScope' });
+  const BudgetPeriodEnum = builder.enumType(BudgetPeriod, { name: 'BudgetPeriod' });
+  const BudgetActionEnum = builder.enumType(BudgetAction, { name: 'BudgetAction' });
+
+  const Price = builder.prismaObject('Price', {
+    description: 'The current price of one provider+model, per million tokens, in USD.',
+    fields: (t) => ({
+      version: t.exposeInt('id', { description: 'The price version receipts carry (`price_version`).' }),
+      provider: t.exposeString('provider'),
+      model: t.exposeString('model'),
+      inputPerMTokUsd: t.float({ resolve: (p) => usd(p, p.inputPerMTok) }),
+      outputPerMTokUsd: t.float({ resolve: (p) => usd(p, p.outputPerMTok) }),
+      cachedInputPerMTokUsd: t.float({ nullable: true, resolve: (p) => (p.cachedInputPerMTok === null ? null : usd(p, p.cachedInputPerMTok)) }),
+      currency: t.exposeString('currency', { description: 'The currency the price was entered in.' }),
+      usdRate: t.float({
+        nullable: true,
+        description: 'USD per unit of `currency` when it is not USD.',
+        resolve: (p) => (p.currency === 'USD' || p.usdRate === null ? null : new Prisma.Decimal(p.usdRate).toNumber()),
+      }),
+      source: t.exposeString('source', { nullable: true }),
+      effectiveFrom: t.expose('effectiveFrom', { type: 'DateTime' }),
+      createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    }),
+  });
+
+  const Budget = builder.prismaObject('Budget', {
+    fields: (t) => ({
+      id: t.exposeID('id'),
+      scope: t.expose('scope', { type: BudgetScopeEnum }),
+      teamId: t.exposeID('teamId', { nullable: true }),
+      team: t.field({
+        type: TeamRef,
+        nullable: true,
+        // Planned by plugin-prisma like a relation; a team the token may not see reads as null.
+        select: (_args, _ctx, nestedSelection) => ({ team: nestedSelection(true) }),
+        resolve: (b, _args, ctx) => (b.team && canSeeTeam(ctx, b.team.id) ? b.team : null),
+      }),
+      apiKeyId: t.exposeID('apiKeyId', { nullable: true }),
+      feature: t.exposeString('feature', { nullable: true }),
+      period: t.expose('period', { type: BudgetPeriodEnum }),
+      limitUsd: t.float({ resolve: (b) => new Prisma.Decimal(b.limitUsd).toNumber() }),
+      action: t.expose('action', { type: BudgetActionEnum }),
+      createdAt: t.expose('createdAt', { type: 'DateTime' }),
+      updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    }),
+  });
+
+  const PriceInput = builder.inputType('PriceInput', {
+    fields: (t) => ({
+      provider: t.string({ required: true }),
+      model: t.string({ required: true }),
+      inputPerMTokUsd: t.float({ required: true }),
+      outputPerMTokUsd: t.float({ required: true }),
+      cachedInputPerMTokUsd: t.float(),
+      currency: t.string({ description: 'ISO 4217 code the amounts are in (default USD); others need usdRate.' }),
+      usdRate: t.float({ description: 'USD per unit of currency.' }),
+      source: t.string(),
+      effectiveFrom: t.field({ type: 'DateTime' }),
+    }),
+  });
+
+  const BudgetInput = builder.inputType('BudgetInput', {
+    description: 'TEAM needs teamId; API_KEY needs apiKeyId; FEATURE needs feature and may name a teamId.',
+    fields: (t) => ({
+      scope: t.field({ type: BudgetScopeEnum, required: true }),
+      teamId: t.id(),
+      apiKeyId: t.id(),
+      feature: t.string(),
+      period: t.field({ type: BudgetPeriodEnum, required: true }),
+      limitUsd: t.float({ required: true }),
+      action: t.field({ type: BudgetActionEnum, required: true }),
+    }),
+  });
+
+  builder.queryFields((t) => ({
+    prices: t.prismaField({
+      type: [Price],
+      authScopes: { authenticated: true },
+      description: 'The current price of every provider+model.',
+      resolve: async (query, _root, _args, ctx) => {
+        // The current version of each provider+model (DISTINCT ON, served by the
+        // (provider, model, id) index), then those rows with the planned selection.
+        const current = await ctx.prisma.$queryRaw<Array<{ id: number }>>`
+          SELECT DISTINCT ON ("provider", "model") "id"
+          FROM "Price"
+          ORDER BY "provider", "model", "id" DESC`;
+        if (current.length === 0) return [];
+        return ctx.prisma.price.findMany({
+          ...query,
+          where: { id: { in: current.map((r) => Number(r.id)) } },
+          orderBy: [{ provider: 'asc' }, { model: 'asc' }],
+        });
+      },
+    }),
+    budgets: t.prismaField({
+      type: [Budget],
+      authScopes: { authenticated: true },
+      description: "Every budget (a team-bound token: its own team's).",
+      resolve: (query, _root, _args, ctx) =>
+        ctx.prisma.budget.findMany({ ...query, where: teamScopedWhere(ctx), orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] }),
+    }),
+  }));
+
+  builder.mutationFields((t) => ({
+    setPrice: t.prismaField({
+      type: Price,
+      authScopes: { globalAdmin: true },
+      args: { input: t.arg({ type: PriceInput, required: true }) },
+      resolve: async (query, _root, { input }, ctx) => {
+        const price = await store(() =>
+          ctx.admin.setPrice({
+            provider: input.provider,
+            model: input.model,
+            inputPerMTokUsd: input.inputPerMTokUsd,
+            outputPerMTokUsd: input.outputPerMTokUsd,
+            cachedInputPerMTokUsd: input.cachedInputPerMTokUsd,
+            currency: input.currency ?? undefined,
+            usdRate: input.usdRate,
+            source: input.source,
+            effectiveFrom: input.effectiveFrom ?? undefined,
+          }),
+        );
+        await ctx.configChanged();
+        return ctx.prisma.price.findUniqueOrThrow({ ...query, where: { id: price.version } });
+      },
+    }),
+
+    setBudget: t.prismaField({
+      type: Budget,
+      authScopes: { admin: true },
+      args: { input: t.arg({ type: BudgetInput, required: true }) },
+      resolve: async (query, _root, { input }, ctx) => {
+        const teamId = input.teamId == null ? null : String(input.teamId);
+        const apiKeyId = input.apiKeyId == null ? null : String(input.apiKeyId);
+        // A team-bound admin: only budgets of its own team (another team's reads as not found).
+        if (boundTeam(ctx) !== null) {
+          if (input.scope === 'API_KEY') {
+            if (apiKeyId !== null && isUuid(apiKeyId)) {
+              const key = await store(() => ctx.admin.getApiKey(apiKeyId));
+              if (!key || !canSeeTeam(ctx, key.teamId)) throw notFound('API key');
+            }
+          } else if (teamId === null) {
+            if (input.scope === 'FEATURE') throw forbidden('A team-bound token may only set budgets of its own team (set teamId).');
+          } else if (!canSeeTeam(ctx, teamId)) {
+            throw notFound('team');
+          }
+        }
+        const budget = await store(() =>
+          ctx.admin.setBudget({
+            scope: input.scope,
+            teamId,
+            apiKeyId,
+            feature: input.feature,
+            period: input.period,
+            limitUsd: input.limitUsd,
+            action: input.action,
+          }),
+        );
+        await ctx.configChanged();
+        return ctx.prisma.budget.findUniqueOrThrow({ ...query, where: { id: budget.id } });
+      },
+    }),
+  }));
+}

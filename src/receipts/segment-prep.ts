@@ -1,0 +1,78 @@
+// Turns one sealed WAL segment into the body of its ClickHouse insert (DESIGN §7): every
+// line signed, mapped to a `receipts` row, and written as JSONEachRow text. Runs in the
+// journal's worker thread (segment-worker.ts), off the request path and the main thread.
+//
+// The result is a pure function of the file and the key: Ed25519 signatures are
+// deterministic, so a segment prepared again after a crash or a failed insert gives the
+// same rows, byte for byte, under the same deduplication token.
+import { sign, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { Receipt } from './receipt.js';
+import { receiptToRow } from './rows.js';
+import { chainHeadOfLine, sha256Hex } from './wal.js';
+
+export interface PreparedSegment {
+  /** The insert body: one JSONEachRow row per receipt (UTF-8, its own ArrayBuffer, transferable). */
+  body: Uint8Array;
+  /** Receipts in the body. */
+  records: number;
+  /** Lines that are not complete JSON (a torn tail, never acknowledged); skipped. */
+  invalidLines: number;
+  /** seq of the last receipt (0 when there is none). */
+  lastSeq: number;
+  /** sha256 hex of the last line as stored: names the segment's content in the dedup token. */
+  lastLineHash: string;
+  /** Chain hash of the last receipt (head.json); equals lastLineHash for unsigned lines. */
+  chainHash: string;
+}
+
+export class SigningKeyMismatchError extends Error {}
+
+const NEWLINE = 0x0a;
+
+export async function prepareSegment(file: string, key: KeyObject, keyId: string): Promise<PreparedSegment> {
+  const buf = await readFile(file);
+  const rows: string[] = [];
+  let invalidLines = 0;
+  let lastLine: string | null = null;
+  let lastSeq = 0;
+  let start = 0;
+  for (let end = buf.indexOf(NEWLINE); end !== -1; start = end + 1, end = buf.indexOf(NEWLINE, start)) {
+    const line = buf.toString('utf8', start, end);
+    let receipt: Receipt;
+    try {
+      receipt = JSON.parse(line) as Receipt;
+    } catch {
+      invalidLines++;
+      continue;
+    }
+    // A line written by an older version is already signed; every other line is the
+    // canonical text its signature covers, so the line's bytes are signed as they are.
+    if (receipt.signature === undefined) {
+      if (receipt.key_id !== keyId) {
+        throw new SigningKeyMismatchError(
+          `receipt seq ${receipt.seq} names signing key ${receipt.key_id}, but the signing key of this data directory is ${keyId}: ` +
+            'restore the receipt-signing-key.pem that signed it',
+        );
+      }
+      receipt.signature = sign(null, buf.subarray(start, end), key).toString('base64url');
+    }
+    rows.push(JSON.stringify(receiptToRow(receipt)));
+    lastLine = line;
+    lastSeq = receipt.seq;
+  }
+  // Bytes after the last newline are a torn line.
+  if (start < buf.length) invalidLines++;
+  if (lastLine === null) {
+    return { body: new Uint8Array(0), records: 0, invalidLines, lastSeq: 0, lastLineHash: '', chainHash: '' };
+  }
+  const lastLineHash = sha256Hex(lastLine);
+  return {
+    body: new TextEncoder().encode(rows.join('\n') + '\n'),
+    records: rows.length,
+    invalidLines,
+    lastSeq,
+    lastLineHash,
+    chainHash: chainHeadOfLine(lastLine).hash,
+  };
+}

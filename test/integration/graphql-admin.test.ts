@@ -1,0 +1,544 @@
+// GraphQL admin API (DESIGN §8, issue 3 §3 "Admin"): teams, API keys, access tokens,
+// providers, routes, prices and budgets, end to end against a real gateway.
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { gql as rawGql, type GraphQLResult } from '../support/graphql.js';
+
+let gw: TestGateway;
+let url: string;
+let admin: string;
+let analyst: string;
+let teamAdmin: string; // ADMIN bound to team A
+let gatewayKey: string; // a gateway API key (tg-…): not a GraphQL token
+let teamA: { id: string; name: string };
+let teamB: { id: string; name: string };
+let keyB: { id: string; secret: string };
+
+/** Every response body seen, to check that no secret or hash ever comes back. */
+const responses: string[] = [];
+const secretsThatMustNotAppear: string[] = [];
+
+async function gql<T = any>(token: string | null, query: string, variables: Record<string, unknown> = {}): Promise<GraphQLResult<T>> {
+  const r = await rawGql<T>(url, token, query, variables);
+  responses.push(JSON.stringify(r));
+  return r;
+}
+
+async function ok<T = any>(token: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const r = await gql<T>(token, query, variables);
+  if (r.errors?.length || !r.data) throw new Error(`GraphQL error: ${JSON.stringify(r.errors)}`);
+  return r.data;
+}
+
+function codeOf(r: GraphQLResult): unknown {
+  return r.errors?.[0]?.extensions?.code;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+let seq = 0;
+const unique = (p: string) => `${p}-${Date.now().toString(36)}-${++seq}`;
+
+function chat(secret: string, model = 'chat-default') {
+  return fetch(`${gw.baseURL}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 8 }),
+  });
+}
+
+beforeAll(async () => {
+  gw = await startTestGateway();
+  // SQL-counting tests capture every statement on the pool: the catalog's background poll
+  // (which reads providers) must not land inside a capture window. Mutations still refresh
+  // the catalog themselves (configChanged), so the proxy stays current.
+  gw.started.runtime.app.catalog.stopPolling();
+  url = gw.url;
+  admin = gw.adminToken;
+  const store = gw.started.runtime.adminStore;
+  teamA = await store.createTeam(unique('team-a'));
+  teamB = await store.createTeam(unique('team-b'));
+  analyst = (await store.createAccessToken({ name: 'analyst', role: 'ANALYST' })).secret;
+  teamAdmin = (await store.createAccessToken({ name: 'team-a-admin', role: 'ADMIN', teamId: teamA.id })).secret;
+  const k = await gw.createKey(teamA.name);
+  gatewayKey = k.secret;
+  const kb = await store.createApiKey({ teamId: teamB.id, name: 'b-key' });
+  keyB = { id: kb.apiKey.id, secret: kb.secret };
+  secretsThatMustNotAppear.push(sha256(gatewayKey), sha256(keyB.secret), sha256(teamAdmin), sha256(analyst));
+  await gw.started.runtime.app.catalog.refresh();
+});
+
+afterAll(async () => {
+  await gw?.close();
+});
+
+const API_KEY_FIELDS = 'id name teamId displayPrefix rpmLimit tpmLimit allowedRoutes expiresAt revokedAt createdAt lastUsedAt team { id name }';
+
+describe('teams', () => {
+  it('createTeam creates; team(id) and teams read it; duplicates and bad names are refused', async () => {
+    const name = unique('gql-team');
+    const { createTeam } = await ok(admin, 'mutation($n: String!) { createTeam(input: { name: $n }) { id name createdAt apiKeys { id } } }', { n: name });
+    expect(createTeam).toMatchObject({ name, apiKeys: [] });
+    expect(new Date(createTeam.createdAt).getTime()).toBeGreaterThan(0);
+
+    const { team } = await ok(admin, 'query($id: ID!) { team(id: $id) { id name } }', { id: createTeam.id });
+    expect(team).toEqual({ id: createTeam.id, name });
+    const { teams } = await ok(admin, '{ teams { id name } }');
+    expect(teams.map((t: { name: string }) => t.name)).toContain(name);
+
+    const dup = await gql(admin, 'mutation($n: String!) { createTeam(input: { name: $n }) { id } }', { n: name });
+    expect(codeOf(dup)).toBe('CONFLICT');
+    const bad = await gql(admin, 'mutation { createTeam(input: { name: "  " }) { id } }');
+    expect(codeOf(bad)).toBe('BAD_USER_INPUT');
+
+    // Unknown and malformed ids read as not found.
+    expect((await ok(admin, '{ team(id: "00000000-0000-4000-8000-000000000000") { id } }')).team).toBeNull();
+    expect((await ok(admin, '{ team(id: "not-a-uuid") { id } }')).team).toBeNull();
+  });
+});
+
+describe('API keys', () => {
+  it('createApiKey returns the secret once; the key works at once and is refused within 1 s of revokeApiKey', async () => {
+    const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
+    const { createApiKey } = await ok(
+      admin,
+      `mutation($in: CreateApiKeyInput!) { createApiKey(input: $in) { secret apiKey { ${API_KEY_FIELDS} } } }`,
+      { in: { teamId: teamA.id, name: 'ci', rpmLimit: 600, tpmLimit: 100000, expiresAt, allowedRoutes: ['chat-default'] } },
+    );
+    const { secret, apiKey } = createApiKey;
+    secretsThatMustNotAppear.push(sha256(secret));
+    expect(secret).toMatch(/^tg-/);
+    expect(secret.startsWith(apiKey.displayPrefix)).toBe(true);
+    expect(apiKey).toMatchObject({
+      name: 'ci',
+      teamId: teamA.id,
+      team: { id: teamA.id, name: teamA.name },
+      rpmLimit: 600,
+      tpmLimit: 100000,
+      allowedRoutes: ['chat-default'],
+      expiresAt,
+      revokedAt: null,
+      lastUsedAt: null,
+    });
+
+    // Usable by the proxy immediately.
+    const first = await chat(secret);
+    expect(first.status).toBe(200);
+    await first.text();
+
+    // Shown once: a later read has the key but no secret field at all.
+    const { apiKeys } = await ok(admin, `query($t: ID) { apiKeys(teamId: $t) { ${API_KEY_FIELDS} } }`, { t: teamA.id });
+    const listed = apiKeys.find((k: { id: string }) => k.id === apiKey.id);
+    expect(listed).toBeDefined();
+    expect(JSON.stringify(apiKeys)).not.toContain(secret);
+    const noSecretField = await gql(admin, '{ apiKeys { id secret } }');
+    expect(noSecretField.errors?.[0]?.message).toMatch(/Cannot query field "secret"/);
+    const noHashField = await gql(admin, '{ apiKeys { id secretHash } }');
+    expect(noHashField.errors?.[0]?.message).toMatch(/Cannot query field "secretHash"/);
+
+    // Revoke: refused by the proxy within 1 s.
+    const { revokeApiKey } = await ok(admin, 'mutation($id: ID!) { revokeApiKey(id: $id) { id revokedAt } }', { id: apiKey.id });
+    expect(revokeApiKey.id).toBe(apiKey.id);
+    expect(revokeApiKey.revokedAt).not.toBeNull();
+    const revokedAt = Date.now();
+    let status = 0;
+    while (Date.now() - revokedAt < 1000) {
+      const res = await chat(secret);
+      status = res.status;
+      await res.text();
+      if (status === 401) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toBe(401);
+
+    // Revoking again keeps the first time; an unknown key is NOT_FOUND.
+    const again = await ok(admin, 'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }', { id: apiKey.id });
+    expect(again.revokeApiKey.revokedAt).toBe(revokeApiKey.revokedAt);
+    const missing = await gql(admin, 'mutation { revokeApiKey(id: "00000000-0000-4000-8000-000000000000") { id } }');
+    expect(codeOf(missing)).toBe('NOT_FOUND');
+  });
+
+  it('validation errors carry BAD_USER_INPUT; an unknown team is NOT_FOUND', async () => {
+    const q = 'mutation($in: CreateApiKeyInput!) { createApiKey(input: $in) { secret } }';
+    expect(codeOf(await gql(admin, q, { in: { teamId: teamA.id, name: '' } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { teamId: teamA.id, name: 'x', rpmLimit: -1 } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { teamId: teamA.id, name: 'x', allowedRoutes: ['a/b'] } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { teamId: 'nope', name: 'x' } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { teamId: '00000000-0000-4000-8000-000000000000', name: 'x' } }))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(admin, '{ apiKeys(teamId: "nope") { id } }'))).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('access tokens', () => {
+  it('createAccessToken returns a working token once; a team-bound admin only for its own team', async () => {
+    const q = 'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id name role teamId revokedAt createdAt team { id } } } }';
+    const { createAccessToken } = await ok(admin, q, { in: { name: 'dash', role: 'ANALYST' } });
+    secretsThatMustNotAppear.push(sha256(createAccessToken.secret));
+    expect(createAccessToken.token).toMatchObject({ name: 'dash', role: 'ANALYST', teamId: null, revokedAt: null, team: null });
+    const { viewer } = await ok(createAccessToken.secret, '{ viewer { role teamId tokenId } }');
+    expect(viewer).toEqual({ role: 'ANALYST', teamId: null, tokenId: createAccessToken.token.id });
+
+    const own = await ok(teamAdmin, q, { in: { name: 'a-analyst', role: 'ANALYST', teamId: teamA.id } });
+    secretsThatMustNotAppear.push(sha256(own.createAccessToken.secret));
+    expect(own.createAccessToken.token).toMatchObject({ role: 'ANALYST', teamId: teamA.id, team: { id: teamA.id } });
+    const bound = await ok(own.createAccessToken.secret, '{ viewer { teamId } teams { id } }');
+    expect(bound.viewer.teamId).toBe(teamA.id);
+    expect(bound.teams).toEqual([{ id: teamA.id }]);
+
+    expect(codeOf(await gql(teamAdmin, q, { in: { name: 'x', role: 'ADMIN', teamId: teamB.id } }))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(teamAdmin, q, { in: { name: 'x', role: 'ADMIN' } }))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(admin, q, { in: { name: '', role: 'ADMIN' } }))).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('providers and routes', () => {
+  const upsertProvider = 'mutation($in: ProviderInput!) { upsertProvider(input: $in) { id name kind baseUrl timeoutMs hasApiKey } }';
+
+  it('provider secrets are write-only; upsert replaces by name', async () => {
+    const rawSecret = `sk-graphql-upstream-${Math.random().toString(36).slice(2)}`;
+    secretsThatMustNotAppear.push(rawSecret);
+    const created = await ok(admin, upsertProvider, {
+      in: { name: 'gql-prov', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://example.invalid/v1', apiKey: rawSecret, timeoutMs: 5000 },
+    });
+    expect(created.upsertProvider).toMatchObject({ name: 'gql-prov', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://example.invalid/v1', timeoutMs: 5000, hasApiKey: true });
+
+    const { providers } = await ok(admin, '{ providers { id name kind baseUrl timeoutMs hasApiKey } }');
+    expect(providers.find((p: { name: string }) => p.name === 'gql-prov')).toMatchObject({ hasApiKey: true });
+    expect(providers.find((p: { name: string }) => p.name === 'sim')).toMatchObject({ kind: 'SIMULATED', hasApiKey: true });
+    expect(codeOf(await gql(admin, '{ providers { apiKey } }'))).toBe('GRAPHQL_VALIDATION_FAILED');
+
+    // Same name replaces; an omitted apiKey keeps the stored one.
+    const replaced = await ok(admin, upsertProvider, { in: { name: 'gql-prov', kind: 'DEEPSEEK', baseUrl: 'https://other.invalid' } });
+    expect(replaced.upsertProvider).toMatchObject({ id: created.upsertProvider.id, kind: 'DEEPSEEK', baseUrl: 'https://other.invalid', timeoutMs: 5000, hasApiKey: true });
+    const after = (await ok(admin, '{ providers { name } }')).providers.filter((p: { name: string }) => p.name === 'gql-prov');
+    expect(after).toHaveLength(1);
+    // An explicit null removes it.
+    const cleared = await ok(admin, upsertProvider, { in: { name: 'gql-prov', kind: 'DEEPSEEK', apiKey: null } });
+    expect(cleared.upsertProvider.hasApiKey).toBe(false);
+
+    expect(codeOf(await gql(admin, upsertProvider, { in: { name: 'bad', kind: 'OPENAI', baseUrl: 'ftp://x' } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, upsertProvider, { in: { name: 'a/b', kind: 'OPENAI' } }))).toBe('BAD_USER_INPUT');
+  });
+
+  it('upsertRoute creates and replaces a route; the proxy uses it at once', async () => {
+    const q = `mutation($in: RouteInput!) { upsertRoute(input: $in) {
+      id name strategy retries timeoutMs cache { mode ttlSeconds similarityThreshold } targets { provider model weight priority } } }`;
+    const created = await ok(admin, q, { in: { name: 'gql-route', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }] } });
+    expect(created.upsertRoute).toMatchObject({
+      name: 'gql-route',
+      strategy: 'PRIORITY',
+      retries: 1,
+      timeoutMs: null,
+      cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null },
+      targets: [{ provider: 'sim', model: 'sim-large', weight: 1, priority: 0 }],
+    });
+    const key = await gw.createKey(teamA.name);
+    const res = await chat(key.secret, 'gql-route');
+    expect(res.status).toBe(200);
+    await res.text();
+
+    const replaced = await ok(admin, q, {
+      in: {
+        name: 'gql-route',
+        strategy: 'WEIGHTED',
+        retries: 2,
+        timeoutMs: 9000,
+        cache: { mode: 'EXACT', ttlSeconds: 60 },
+        targets: [
+          { provider: 'sim', model: 'sim-large', weight: 3 },
+          { provider: 'sim-b', model: 'backup', weight: 1, priority: 2 },
+        ],
+      },
+    });
+    expect(replaced.upsertRoute).toMatchObject({
+      id: created.upsertRoute.id,
+      strategy: 'WEIGHTED',
+      retries: 2,
+      timeoutMs: 9000,
+      cache: { mode: 'EXACT', ttlSeconds: 60, similarityThreshold: null },
+      targets: [
+        { provider: 'sim', model: 'sim-large', weight: 3, priority: 0 },
+        { provider: 'sim-b', model: 'backup', weight: 1, priority: 2 },
+      ],
+    });
+    const { routes } = await ok(admin, '{ routes { name strategy targets { provider } } }');
+    const mine = routes.filter((r: { name: string }) => r.name === 'gql-route');
+    expect(mine).toEqual([{ name: 'gql-route', strategy: 'WEIGHTED', targets: [{ provider: 'sim' }, { provider: 'sim-b' }] }]);
+    expect(routes.map((r: { name: string }) => r.name)).toContain('chat-default');
+
+    expect(codeOf(await gql(admin, q, { in: { name: 'empty', strategy: 'PRIORITY', targets: [] } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { name: 'r', strategy: 'PRIORITY', retries: 99, targets: [{ provider: 'sim', model: 'm' }] } }))).toBe('BAD_USER_INPUT');
+    expect(
+      codeOf(await gql(admin, q, { in: { name: 'r', strategy: 'PRIORITY', cache: { mode: 'SEMANTIC', similarityThreshold: 2 }, targets: [{ provider: 'sim', model: 'm' }] } })),
+    ).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('prices and budgets', () => {
+  it('setPrice records a new version that replaces the current one', async () => {
+    const q = `mutation($in: PriceInput!) { setPrice(input: $in) {
+      version provider model inputPerMTokUsd outputPerMTokUsd cachedInputPerMTokUsd currency source effectiveFrom createdAt } }`;
+    const before = (await ok(admin, '{ prices { version provider model inputPerMTokUsd } }')).prices.find(
+      (p: { provider: string; model: string }) => p.provider === 'sim' && p.model === 'sim-large',
+    );
+    expect(before.inputPerMTokUsd).toBe(0.15);
+    const { setPrice } = await ok(admin, q, { in: { provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.2, outputPerMTokUsd: 0.8, cachedInputPerMTokUsd: 0.05 } });
+    expect(setPrice).toMatchObject({ provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.2, outputPerMTokUsd: 0.8, cachedInputPerMTokUsd: 0.05, currency: 'USD' });
+    expect(setPrice.version).toBeGreaterThan(before.version);
+    const current = (await ok(admin, '{ prices { version provider model } }')).prices.filter(
+      (p: { provider: string; model: string }) => p.provider === 'sim' && p.model === 'sim-large',
+    );
+    expect(current).toEqual([{ version: setPrice.version, provider: 'sim', model: 'sim-large' }]);
+
+    expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: -1, outputPerMTokUsd: 1 } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'CNY' } }))).toBe('BAD_USER_INPUT');
+  });
+
+  it('setBudget upserts by scope+target+period; team-bound tokens see their own budgets only', async () => {
+    const q = 'mutation($in: BudgetInput!) { setBudget(input: $in) { id scope teamId apiKeyId feature period limitUsd action createdAt team { id } } }';
+    const first = await ok(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'MONTH', limitUsd: 100, action: 'ALERT' } });
+    expect(first.setBudget).toMatchObject({ scope: 'TEAM', teamId: teamA.id, apiKeyId: null, feature: null, period: 'MONTH', limitUsd: 100, action: 'ALERT', team: { id: teamA.id } });
+    const second = await ok(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'MONTH', limitUsd: 250.5, action: 'BLOCK' } });
+    expect(second.setBudget).toMatchObject({ id: first.setBudget.id, limitUsd: 250.5, action: 'BLOCK' });
+
+    const keyBudget = await ok(admin, q, { in: { scope: 'API_KEY', apiKeyId: keyB.id, period: 'DAY', limitUsd: 5, action: 'BLOCK' } });
+    expect(keyBudget.setBudget).toMatchObject({ scope: 'API_KEY', apiKeyId: keyB.id, teamId: teamB.id });
+    const feature = await ok(admin, q, { in: { scope: 'FEATURE', feature: 'summarize', period: 'TOTAL', limitUsd: 1000, action: 'ALERT' } });
+    expect(feature.setBudget).toMatchObject({ scope: 'FEATURE', feature: 'summarize', teamId: null, team: null });
+
+    const all = (await ok(admin, '{ budgets { id } }')).budgets.map((b: { id: string }) => b.id);
+    expect(all).toEqual(expect.arrayContaining([first.setBudget.id, keyBudget.setBudget.id, feature.setBudget.id]));
+    expect(all.filter((id: string) => id === first.setBudget.id)).toHaveLength(1);
+    const mine = (await ok(teamAdmin, '{ budgets { id teamId } }')).budgets;
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.every((b: { teamId: string }) => b.teamId === teamA.id)).toBe(true);
+
+    expect(codeOf(await gql(admin, q, { in: { scope: 'TEAM', period: 'DAY', limitUsd: 1, action: 'BLOCK' } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'DAY', limitUsd: 0, action: 'BLOCK' } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { scope: 'FEATURE', period: 'DAY', limitUsd: 1, action: 'BLOCK' } }))).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('auth matrix', () => {
+  type Who = 'none' | 'garbage' | 'apiKey' | 'analyst' | 'teamAdmin' | 'admin';
+  const WHO: Who[] = ['none', 'garbage', 'apiKey', 'analyst', 'teamAdmin', 'admin'];
+  const tokenOf = (w: Who): string | null =>
+    ({ none: null, garbage: 'garbage-token', apiKey: gatewayKey, analyst, teamAdmin, admin })[w];
+
+  // Each case builds fresh variables (mutations must not collide between callers).
+  interface Case {
+    field: string;
+    query: string;
+    vars: () => Promise<Record<string, unknown>> | Record<string, unknown>;
+    /** Allowed callers; everyone else gets UNAUTHENTICATED (no valid token) or FORBIDDEN. */
+    allowed: Who[];
+  }
+  const readers: Who[] = ['analyst', 'teamAdmin', 'admin'];
+  const admins: Who[] = ['teamAdmin', 'admin'];
+  const globalOnly: Who[] = ['admin'];
+  const cases: Case[] = [
+    { field: 'teams', query: '{ teams { id } }', vars: () => ({}), allowed: readers },
+    { field: 'team', query: 'query($id: ID!) { team(id: $id) { id } }', vars: () => ({ id: teamA.id }), allowed: readers },
+    { field: 'apiKeys', query: '{ apiKeys { id } }', vars: () => ({}), allowed: readers },
+    { field: 'providers', query: '{ providers { name } }', vars: () => ({}), allowed: readers },
+    { field: 'routes', query: '{ routes { name } }', vars: () => ({}), allowed: readers },
+    { field: 'prices', query: '{ prices { version } }', vars: () => ({}), allowed: readers },
+    { field: 'budgets', query: '{ budgets { id } }', vars: () => ({}), allowed: readers },
+    {
+      field: 'createTeam',
+      query: 'mutation($n: String!) { createTeam(input: { name: $n }) { id } }',
+      vars: () => ({ n: unique('m-team') }),
+      allowed: globalOnly,
+    },
+    {
+      field: 'createApiKey',
+      query: 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "m" }) { secret } }',
+      vars: () => ({ t: teamA.id }),
+      allowed: admins,
+    },
+    {
+      field: 'revokeApiKey',
+      query: 'mutation($id: ID!) { revokeApiKey(id: $id) { id } }',
+      vars: async () => ({ id: (await gw.started.runtime.adminStore.createApiKey({ teamId: teamA.id, name: 'to-revoke' })).apiKey.id }),
+      allowed: admins,
+    },
+    {
+      field: 'createAccessToken',
+      query: 'mutation($t: ID) { createAccessToken(input: { name: "m", role: ANALYST, teamId: $t }) { secret } }',
+      vars: () => ({ t: teamA.id }),
+      allowed: admins,
+    },
+    {
+      field: 'upsertProvider',
+      query: 'mutation($n: String!) { upsertProvider(input: { name: $n, kind: SIMULATED }) { id } }',
+      vars: () => ({ n: unique('m-prov') }),
+      allowed: globalOnly,
+    },
+    {
+      field: 'upsertRoute',
+      query: 'mutation($n: String!) { upsertRoute(input: { name: $n, strategy: PRIORITY, targets: [{ provider: "sim", model: "sim-large" }] }) { id } }',
+      vars: () => ({ n: unique('m-route') }),
+      allowed: globalOnly,
+    },
+    {
+      field: 'setPrice',
+      query: 'mutation($m: String!) { setPrice(input: { provider: "sim", model: $m, inputPerMTokUsd: 1, outputPerMTokUsd: 2 }) { version } }',
+      vars: () => ({ m: unique('m-model') }),
+      allowed: globalOnly,
+    },
+    {
+      field: 'setBudget',
+      query: 'mutation($t: ID) { setBudget(input: { scope: TEAM, teamId: $t, period: DAY, limitUsd: 3, action: ALERT }) { id } }',
+      vars: () => ({ t: teamA.id }),
+      allowed: admins,
+    },
+  ];
+
+  for (const c of cases) {
+    it(`${c.field}`, async () => {
+      const outcome: Record<string, string> = {};
+      for (const who of WHO) {
+        const r = await gql(tokenOf(who), c.query, await c.vars());
+        outcome[who] = r.errors?.length ? String(codeOf(r)) : r.data?.[c.field] === undefined ? 'missing' : 'ok';
+      }
+      const expected: Record<string, string> = {};
+      for (const who of WHO) {
+        expected[who] = c.allowed.includes(who) ? 'ok' : ['none', 'garbage', 'apiKey'].includes(who) ? 'UNAUTHENTICATED' : 'FORBIDDEN';
+      }
+      expect(outcome).toEqual(expected);
+    });
+  }
+});
+
+describe('team-bound tokens', () => {
+  it('see their own team only: another team reads as not found', async () => {
+    expect((await ok(teamAdmin, 'query($id: ID!) { team(id: $id) { id } }', { id: teamB.id })).team).toBeNull();
+    expect((await ok(teamAdmin, 'query($id: ID!) { team(id: $id) { id } }', { id: teamA.id })).team).toEqual({ id: teamA.id });
+    expect((await ok(teamAdmin, '{ teams { id } }')).teams).toEqual([{ id: teamA.id }]);
+
+    const keys = (await ok(teamAdmin, '{ apiKeys { id teamId team { id } } }')).apiKeys;
+    expect(keys.length).toBeGreaterThan(0);
+    expect(keys.every((k: { teamId: string; team: { id: string } }) => k.teamId === teamA.id && k.team.id === teamA.id)).toBe(true);
+    expect((await ok(teamAdmin, 'query($t: ID) { apiKeys(teamId: $t) { id } }', { t: teamB.id })).apiKeys).toEqual([]);
+    expect((await ok(analyst, 'query($t: ID) { apiKeys(teamId: $t) { id } }', { t: teamB.id })).apiKeys.map((k: { id: string }) => k.id)).toContain(keyB.id);
+  });
+
+  it("fail with NOT_FOUND on another team's objects, and change nothing", async () => {
+    const revoke = await gql(teamAdmin, 'mutation($id: ID!) { revokeApiKey(id: $id) { id } }', { id: keyB.id });
+    expect(codeOf(revoke)).toBe('NOT_FOUND');
+    expect((await gw.started.runtime.adminStore.getApiKey(keyB.id))?.revokedAt).toBeNull();
+    const res = await chat(keyB.secret);
+    expect(res.status).toBe(200);
+    await res.text();
+
+    const create = await gql(teamAdmin, 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "x" }) { secret } }', { t: teamB.id });
+    expect(codeOf(create)).toBe('NOT_FOUND');
+    const budget = await gql(teamAdmin, 'mutation($t: ID) { setBudget(input: { scope: TEAM, teamId: $t, period: DAY, limitUsd: 1, action: BLOCK }) { id } }', {
+      t: teamB.id,
+    });
+    expect(codeOf(budget)).toBe('NOT_FOUND');
+    const keyBudget = await gql(teamAdmin, 'mutation($k: ID) { setBudget(input: { scope: API_KEY, apiKeyId: $k, period: DAY, limitUsd: 1, action: BLOCK }) { id } }', {
+      k: keyB.id,
+    });
+    expect(codeOf(keyBudget)).toBe('NOT_FOUND');
+    const globalFeature = await gql(teamAdmin, 'mutation { setBudget(input: { scope: FEATURE, feature: "f", period: DAY, limitUsd: 1, action: BLOCK }) { id } }');
+    expect(codeOf(globalFeature)).toBe('FORBIDDEN');
+    const ownFeature = await ok(teamAdmin, 'mutation($t: ID) { setBudget(input: { scope: FEATURE, teamId: $t, feature: "f", period: DAY, limitUsd: 1, action: BLOCK }) { teamId } }', {
+      t: teamA.id,
+    });
+    expect(ownFeature.setBudget.teamId).toBe(teamA.id);
+  });
+});
+
+/**
+ * Runs `fn` while recording the SQL text of every statement the config database receives
+ * whose text matches `tables` (the catalog poller's reads of "Setting" are left out that way).
+ */
+async function captureSql<T>(tables: RegExp, fn: () => Promise<T>): Promise<{ result: T; sql: string[] }> {
+  const pool = gw.started.runtime.configDb.pool;
+  const original = pool.query;
+  const bound = original.bind(pool) as (...args: unknown[]) => unknown;
+  const sql: string[] = [];
+  (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    const q = args[0];
+    const text = typeof q === 'string' ? q : (q as { text?: string })?.text ?? '';
+    if (tables.test(text)) sql.push(text);
+    return bound(...args);
+  };
+  try {
+    return { result: await fn(), sql };
+  } finally {
+    (pool as unknown as { query: unknown }).query = original;
+  }
+}
+
+describe('N+1', () => {
+  it('teams { apiKeys { team { name } } } costs a bounded number of SQL queries, whatever the row count', async () => {
+    const store = gw.started.runtime.adminStore;
+    const measure = async () => {
+      // Count the statements that touch teams or keys.
+      const { result, sql } = await captureSql(/"(Team|ApiKey)"/, () => ok(admin, '{ teams { name apiKeys { name team { name } } } }'));
+      const { teams } = result;
+      return { queries: sql.length, teams: teams.length, keys: teams.reduce((n: number, t: { apiKeys: unknown[] }) => n + t.apiKeys.length, 0) };
+    };
+    for (let i = 0; i < 5; i++) {
+      const t = await store.createTeam(unique('n1-small'));
+      for (let j = 0; j < 2; j++) await store.createApiKey({ teamId: t.id, name: `k${j}` });
+    }
+    const small = await measure();
+    for (let i = 0; i < 20; i++) {
+      const t = await store.createTeam(unique('n1-big'));
+      for (let j = 0; j < 3; j++) await store.createApiKey({ teamId: t.id, name: `k${j}` });
+    }
+    const big = await measure();
+    expect(big.teams).toBeGreaterThanOrEqual(small.teams + 20);
+    expect(big.keys).toBeGreaterThanOrEqual(small.keys + 60);
+    expect(small.queries).toBeGreaterThan(0); // the counter sees Prisma's statements
+    // teams, keys of those teams, teams of those keys: one query per level.
+    expect(big.queries).toBeLessThanOrEqual(3);
+    expect(big.queries).toBe(small.queries);
+  });
+
+  it('routes { targets } and budgets { team } are one statement per level', async () => {
+    const store = gw.started.runtime.adminStore;
+    for (let i = 0; i < 3; i++) {
+      await store.upsertRoute({ name: unique('n1-route'), strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'a' }, { provider: 'sim', model: 'b' }] });
+      const t = await store.createTeam(unique('n1-budget'));
+      await store.setBudget({ scope: 'TEAM', teamId: t.id, period: 'DAY', limitUsd: 1, action: 'ALERT' });
+    }
+    const routes = await captureSql(/"Route(Target)?"/, () => ok(admin, '{ routes { name targets { provider model } } }'));
+    expect(routes.result.routes.length).toBeGreaterThan(1);
+    expect(routes.sql.length).toBeLessThanOrEqual(2);
+    const budgets = await captureSql(/"(Budget|Team)"/, () => ok(admin, '{ budgets { id team { name } } }'));
+    expect(budgets.result.budgets.length).toBeGreaterThan(1);
+    expect(budgets.sql.length).toBeLessThanOrEqual(2);
+  });
+
+  it('never reads a stored secret hash, nor a provider ciphertext unless hasApiKey is asked for', async () => {
+    const keys = await captureSql(/"(Team|ApiKey)"/, () =>
+      ok(admin, `{ apiKeys { ${API_KEY_FIELDS} } teams { apiKeys { id name } } }`),
+    );
+    expect(keys.sql.length).toBeGreaterThan(0);
+    for (const text of keys.sql) expect(text).not.toContain('secretHash');
+
+    const providers = await captureSql(/"Provider"/, () => ok(admin, '{ providers { id name kind baseUrl timeoutMs createdAt updatedAt } }'));
+    expect(providers.sql.length).toBe(1);
+    expect(providers.sql[0]).not.toContain('apiKeyCiphertext');
+    // hasApiKey needs it server-side (only the boolean is returned).
+    const withFlag = await captureSql(/"Provider"/, () => ok(admin, '{ providers { name hasApiKey } }'));
+    expect(withFlag.sql.join('\n')).toContain('apiKeyCiphertext');
+    expect(withFlag.sql.join('\n')).not.toContain('extraHeaders');
+  });
+});
+
+describe('secrets', () => {
+  it('no response ever carried a stored hash or a provider secret', () => {
+    expect(responses.length).toBeGreaterThan(50);
+    expect(secretsThatMustNotAppear.length).toBeGreaterThanOrEqual(4);
+    const all = responses.join('\n');
+    for (const s of secretsThatMustNotAppear) expect(all).not.toContain(s);
+    // The upstream secrets of the test gateway's own providers either.
+    expect(all).not.toContain('sim-upstream-secret');
+  });
+});
