@@ -2,7 +2,9 @@
 // caller opened (src/main.ts in production, test/support in tests).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { TaskOutcomeInput, recordTaskOutcome } from './analytics/outcomes.js';
 import type { Config } from './config.js';
+import { badRequest, serviceUnavailable } from './gateway/errors.js';
 import { KeyAuthenticator, type KeyLookup } from './gateway/auth.js';
 import { createRequestHandler } from './gateway/http.js';
 import { RateLimiter } from './gateway/limits.js';
@@ -155,6 +157,16 @@ export function buildApp(deps: AppDeps): App {
       const created = await store.createApiKey({ teamId: t.id, name });
       await catalog.refresh();
       return { id: created.apiKey.id, teamId: created.apiKey.teamId, secret: created.secret };
+    },
+    recordOutcome: async (teamId, body) => {
+      if (!deps.graphql) throw serviceUnavailable('Task outcomes need the receipts store.');
+      const parsed = TaskOutcomeInput.safeParse(body);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        throw badRequest(`Invalid value for '${issue.path.join('.') || 'body'}': ${issue.message}.`, issue.path.join('.') || null);
+      }
+      const outcome = await recordTaskOutcome(deps.graphql.clickhouse, teamId, parsed.data);
+      return { task_id: outcome.taskId, success: outcome.success, score: outcome.score, note: outcome.note, recorded_at: outcome.recordedAt.toISOString() };
     },
     isDraining: () => draining,
     // With TOLLGATE_ADMIN_PORT, /graphql lives on its own port instead.

@@ -22,12 +22,15 @@ export interface HttpDeps {
   maxBodyBytes: number;
   /** Creates a key for the CLI when this server owns the data dir. */
   createKey: (input: { team: string; name: string }) => Promise<{ id: string; teamId: string; secret: string }>;
-  /** Mounted at /graphql when present (the GraphQL issue). */
+  /** Records a task verdict for the caller's team (POST /v1/tasks/{taskId}/outcome). */
+  recordOutcome: (teamId: string, body: unknown) => Promise<object>;
+  /** Mounted at /graphql when present. */
   graphql?: (req: IncomingMessage, res: ServerResponse) => void;
   isDraining: () => boolean;
 }
 
 const RECEIPT_PATH = /^\/v1\/receipts\/([0-9a-fA-F-]{36})$/;
+const OUTCOME_PATH = /^\/v1\/tasks\/([^/]{1,256})\/outcome$/;
 
 export function createRequestHandler(deps: HttpDeps) {
   return function handle(req: IncomingMessage, res: ServerResponse): void {
@@ -55,6 +58,19 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
     if (method !== 'GET') throw methodNotAllowed();
     if (!receiptMatch) throw notFound('Receipt');
     return serveReceipt(deps, receiptMatch[1]!.toLowerCase(), req, res);
+  }
+  const outcomeMatch = OUTCOME_PATH.exec(path);
+  if (outcomeMatch) {
+    if (method !== 'POST') throw methodNotAllowed();
+    const key = await deps.keys.authenticate(req.headers.authorization);
+    let taskId: string;
+    try {
+      taskId = decodeURIComponent(outcomeMatch[1]!);
+    } catch {
+      throw badRequest('Task id is not valid URL encoding.', 'taskId');
+    }
+    const body = parseJsonBody(await readRequestBody(req, 64 * 1024));
+    return sendJson(res, 200, await deps.recordOutcome(key.teamId, { ...body, taskId }));
   }
   if (path === '/graphql' && deps.graphql) return deps.graphql(req, res);
   switch (path) {

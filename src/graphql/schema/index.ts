@@ -4,6 +4,7 @@ import { registerAnalytics } from './analytics.js';
 import { registerLive } from './live.js';
 import { registerPricing } from './pricing.js';
 import { registerProviders } from './providers.js';
+import { registerTasks } from './tasks.js';
 import { registerTeams } from './teams.js';
 import { registerViewer } from './viewer.js';
 
@@ -14,6 +15,7 @@ export function buildSchema() {
   registerProviders(builder);
   registerPricing(builder);
   registerAnalytics(builder);
+  registerTasks(builder);
   registerLive(builder);
   return builder.toSchema({ sortSchema: true });
 }

@@ -1,0 +1,52 @@
+// Task outcomes: a verdict per (team, task), latest wins (ReplacingMergeTree on recorded_at).
+// Written by the recordTaskOutcome mutation and POST /v1/tasks/{taskId}/outcome; read by
+// costPerTask.
+import type { ClickHouseClient } from '@clickhouse/client';
+import { z } from 'zod';
+
+export const TaskOutcomeInput = z.strictObject({
+  taskId: z.string().trim().min(1).max(256),
+  success: z.boolean(),
+  score: z.number().finite().nullish(),
+  note: z.string().max(2000).nullish(),
+});
+
+export interface TaskOutcome {
+  teamId: string;
+  taskId: string;
+  success: boolean;
+  score: number | null;
+  note: string | null;
+  recordedAt: Date;
+}
+
+export async function recordTaskOutcome(
+  clickhouse: ClickHouseClient,
+  teamId: string,
+  input: z.infer<typeof TaskOutcomeInput>,
+  now: Date = new Date(),
+): Promise<TaskOutcome> {
+  const outcome: TaskOutcome = {
+    teamId,
+    taskId: input.taskId,
+    success: input.success,
+    score: input.score ?? null,
+    note: input.note ?? null,
+    recordedAt: now,
+  };
+  await clickhouse.insert({
+    table: 'task_outcomes',
+    format: 'JSONEachRow',
+    values: [
+      {
+        team_id: teamId,
+        task_id: outcome.taskId,
+        success: outcome.success,
+        score: outcome.score,
+        note: outcome.note ?? '',
+        recorded_at: now.toISOString().replace('T', ' ').replace('Z', ''),
+      },
+    ],
+  });
+  return outcome;
+}

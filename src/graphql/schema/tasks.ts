@@ -1,0 +1,48 @@
+// recordTaskOutcome: marks a task succeeded or failed; costPerTask reads the latest verdict.
+import { GraphQLError } from 'graphql';
+import { TaskOutcomeInput, recordTaskOutcome, type TaskOutcome } from '../../analytics/outcomes.js';
+import { invalidInput, type Builder } from '../builder.js';
+
+export function registerTasks(builder: Builder) {
+  const Outcome = builder.objectRef<TaskOutcome>('TaskOutcome').implement({
+    fields: (t) => ({
+      teamId: t.exposeID('teamId'),
+      taskId: t.exposeString('taskId'),
+      success: t.exposeBoolean('success'),
+      score: t.exposeFloat('score', { nullable: true }),
+      note: t.exposeString('note', { nullable: true }),
+      recordedAt: t.field({ type: 'DateTime', resolve: (o) => o.recordedAt }),
+    }),
+  });
+  const Input = builder.inputType('TaskOutcomeInput', {
+    fields: (t) => ({
+      taskId: t.string({ required: true }),
+      success: t.boolean({ required: true }),
+      score: t.float(),
+      note: t.string(),
+      teamId: t.id({ description: 'Required for a token not bound to a team; a team-bound token records for its own team.' }),
+    }),
+  });
+
+  builder.mutationField('recordTaskOutcome', (t) =>
+    t.field({
+      type: Outcome,
+      authScopes: { admin: true },
+      args: { input: t.arg({ type: Input, required: true }) },
+      resolve: async (_root, { input }, ctx) => {
+        const bound = ctx.principal!.teamId;
+        const teamId = bound ?? (input.teamId ? String(input.teamId) : null);
+        if (!teamId) throw invalidInput('teamId is required for a token that is not bound to a team.', 'teamId');
+        if (bound && input.teamId && String(input.teamId) !== bound) {
+          throw new GraphQLError('Team not found.', { extensions: { code: 'NOT_FOUND' } });
+        }
+        if (!bound && !(await ctx.prisma.team.findUnique({ where: { id: teamId }, select: { id: true } }).catch(() => null))) {
+          throw new GraphQLError('Team not found.', { extensions: { code: 'NOT_FOUND' } });
+        }
+        const parsed = TaskOutcomeInput.safeParse({ taskId: input.taskId, success: input.success, score: input.score, note: input.note });
+        if (!parsed.success) throw invalidInput(parsed.error.issues[0]!.message, String(parsed.error.issues[0]!.path[0] ?? ''));
+        return recordTaskOutcome(ctx.clickhouse, teamId, parsed.data);
+      },
+    }),
+  );
+}
