@@ -202,7 +202,6 @@ describe('streams', () => {
     const { route, primary } = await freshRoute();
     gw.sim.behave(primary, { dripMs: 150, completionTokens: 50, times: 1 });
     const controller = new AbortController();
-    const socketsBefore = gw.sim.connections();
     const res = await fetch(`${gw.baseURL}/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
@@ -225,12 +224,10 @@ describe('streams', () => {
     }
     expect(r?.status).toBe('cancelled');
     expect(r?.http_status).toBe(499);
-    // The upstream socket was destroyed too (nothing left streaming to nobody): the pool may
-    // have reused an idle socket or opened one, so the count can only have stayed or dropped.
-    // (The drip would keep an undestroyed socket open for another ~7 s.)
-    const until = Date.now() + 1500;
-    while (gw.sim.connections() > socketsBefore && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(gw.sim.connections()).toBeLessThanOrEqual(socketsBefore);
+    // The upstream call was cut short, not drained: the full drip would take ~7.5 s.
+    expect(r?.attempts).toHaveLength(1);
+    expect(r?.attempts[0]).toMatchObject({ status: 200, error: 'client_cancelled' });
+    expect(r?.attempts[0].latency_ms).toBeLessThan(3000);
   });
 
   it('fails over when an upstream idles past the idle timeout before any byte reached the client', async () => {
