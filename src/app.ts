@@ -64,7 +64,7 @@ export interface App {
 
 /** Receipts made moments ago may not be in ClickHouse yet; serve them from memory. */
 class RecentReceipts implements ReceiptSink {
-  private readonly recent = new Map<string, UnsignedReceipt>();
+  private readonly recent = new Map<string, UnsignedReceipt | Receipt>();
 
   constructor(
     private readonly journal: AppJournal,
@@ -79,8 +79,13 @@ class RecentReceipts implements ReceiptSink {
   }
 
   get(id: string): Receipt | undefined {
-    const unsigned = this.recent.get(id);
-    return unsigned ? this.journal.sign(unsigned) : undefined;
+    const held = this.recent.get(id);
+    if (!held) return undefined;
+    if ('signature' in held) return held;
+    // Signed once, on first request (Ed25519 is deterministic: the worker signs identically).
+    const signed = this.journal.sign(held);
+    this.recent.set(id, signed);
+    return signed;
   }
 }
 
