@@ -19,6 +19,7 @@ import { link, open, readdir, readFile, rename, truncate, unlink, writeFile } fr
 import path from 'node:path';
 import type { UnsignedReceipt } from './receipt.js';
 import { canonicalUnsignedJson } from './signer.js';
+import { isAlive } from '../store/data-dir.js';
 
 export const WAL_DIR = 'wal';
 export const HEAD_FILE = 'head.json';
@@ -185,7 +186,7 @@ export function lockWal(dir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 2) throw err;
       const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
-      if (pid > 0 && pid !== process.pid && processAlive(pid)) {
+      if (pid > 0 && pid !== process.pid && isAlive(pid)) {
         throw new Error(`the receipts WAL ${dir} is in use by process ${pid}; only one Tollgate process may use a data directory`);
       }
       unlinkSync(file); // stale: its owner is gone
@@ -200,13 +201,4 @@ export function lockWal(dir: string): () => void {
       // already gone: nothing to release
     }
   };
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -1,37 +1,15 @@
 // An immutable snapshot of providers, routes and prices, built from the config store and
 // swapped atomically when the store's catalog version changes. The hot path only reads it.
 import { PRESETS, type ProviderKind, type ProviderPreset } from '../providers/presets.js';
+import type { PriceRecord, ProviderRecord, RouteRecord } from '../store/admin-store.js';
 
 export type Strategy = 'PRIORITY' | 'WEIGHTED' | 'LEAST_LATENCY' | 'LOWEST_COST';
 export type CacheMode = 'OFF' | 'EXACT' | 'SEMANTIC';
 
-export interface ProviderInput {
-  name: string;
-  kind: ProviderKind;
-  baseUrl: string | null;
-  apiKey: string | null;
-  timeoutMs: number | null;
-  extraHeaders: Record<string, string>;
-  modelMap: Record<string, string>;
-}
-
-export interface RouteInput {
-  name: string;
-  strategy: Strategy;
-  retries: number;
-  timeoutMs: number | null;
-  cache: { mode: CacheMode; ttlSeconds: number | null; similarityThreshold: number | null };
-  targets: Array<{ provider: string; model: string; weight: number; priority: number }>;
-}
-
-export interface PriceInput {
-  version: number;
-  provider: string;
-  model: string;
-  inputPerMTokUsd: number;
-  outputPerMTokUsd: number;
-  cachedInputPerMTokUsd: number | null;
-}
+// The catalog is built from the config store's records (the gateway's view: secrets decrypted).
+export type ProviderInput = Omit<ProviderRecord, 'id'>;
+export type RouteInput = Omit<RouteRecord, 'id' | 'createdAt' | 'updatedAt'>;
+export type PriceInput = Pick<PriceRecord, 'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd'>;
 
 export interface Provider {
   name: string;

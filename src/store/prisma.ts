@@ -28,6 +28,7 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from '@prisma/client';
 import pg from 'pg';
+import { isAlive } from './data-dir.js';
 
 export { Prisma, PrismaClient } from '@prisma/client';
 export {
@@ -286,14 +287,4 @@ function acquireLock(lockFile: string): () => void {
     }
   }
   throw new Error(`could not acquire ${lockFile}`);
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
