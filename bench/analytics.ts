@@ -9,12 +9,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  latency, scopeFilter, uniqueDimensions, runQuery,
+  latency, usage, cacheStats, timeSeries, costPerTask, scopeFilter, uniqueDimensions, runQuery,
   type AnalyticsContext, type AnalyticsFilter, type Dimension,
 } from '../src/analytics/index.js';
 import { usageQuery } from '../src/analytics/usage.js';
 import { cacheStatsQuery } from '../src/analytics/cacheStats.js';
-import { latencyRollupQuery } from '../src/analytics/latency.js';
+import { latencyRollupQuery, latencyExactQuery, EXACT_BELOW } from '../src/analytics/latency.js';
+import { DIMENSION_ALIAS, DIMENSION_COLUMN } from '../src/analytics/common.js';
+import { sql, trusted } from '../src/analytics/sql.js';
 import { timeSeriesQuery } from '../src/analytics/timeSeries.js';
 import { costPerTaskQuery } from '../src/analytics/costPerTask.js';
 import { insertSyntheticReceipts } from '../src/analytics/synthetic.js';
@@ -38,8 +40,33 @@ try {
   let t = performance.now();
   await insertSyntheticReceipts(ch.client, { rows: ROWS, from, spanMs: to.getTime() - from.getTime(), teams: 10, models: 5, features: 8 });
   const insertMs = performance.now() - t;
-  await ch.client.command({ query: 'OPTIMIZE TABLE receipts_hourly FINAL', clickhouse_settings: { max_execution_time: 0 } as never });
   console.log(`inserted ${ROWS.toLocaleString()} receipts in ${(insertMs / 1000).toFixed(1)} s`);
+  // Settle the rollups the way a long-running deployment would: ClickHouse merges parts in
+  // the background, so an AggregatingMergeTree that has been up for a while holds about one
+  // row per key. A freshly bulk-loaded one still holds one row per key per inserted block
+  // (and per unmerged part); OPTIMIZE … FINAL does those merges up front. Documented step,
+  // reported in the JSON as `settle`.
+  const settle: Record<string, unknown> = { step: 'OPTIMIZE TABLE … FINAL on the rollups after the load (stands in for background merges)' };
+  for (const table of ['receipts_hourly', 'task_costs']) {
+    t = performance.now();
+    await ch.client.command({ query: `OPTIMIZE TABLE ${table} FINAL`, clickhouse_settings: { max_execution_time: 0 } as never });
+    settle[`${table}Seconds`] = +((performance.now() - t) / 1000).toFixed(1);
+  }
+  const scalar = async (query: string) => {
+    const rs = await ch.client.query({ query, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } as never });
+    return (await rs.json<Record<string, unknown>>())[0] ?? {};
+  };
+  const tables: Record<string, unknown> = {};
+  for (const table of ['receipts', 'receipts_hourly', 'task_costs']) {
+    tables[table] = await scalar(`SELECT sum(rows) AS rows, count() AS parts, sum(bytes_on_disk) AS bytes FROM system.parts WHERE active AND database = currentDatabase() AND table = '${table}'`);
+  }
+  const shape = await scalar(`SELECT uniqExact(team_id) AS teams, uniqExact(api_key_id) AS apiKeys, uniqExact(feature) AS features,
+      uniqExact(model) AS models, uniqExact(provider) AS providers, uniqExact(end_user) AS endUsers, uniqExact(task_id) - 1 AS tasks,
+      round(countIf(status != 'ok') / count(), 4) AS errorRate, round(countIf(cache_status IN ('exact', 'semantic')) / count(), 4) AS cacheHitRate,
+      round(countIf(cache_status = 'bypass') / count(), 4) AS cacheBypassRate, min(started_at) AS first, max(started_at) AS last FROM receipts`);
+  console.log('settle', JSON.stringify(settle));
+  console.log('tables', JSON.stringify(tables));
+  console.log('data shape', JSON.stringify(shape));
 
   const ctx: AnalyticsContext = { clickhouse: ch.client, receiptsTable: 'receipts', analyticsTimeoutMs: 60_000, principal: { role: 'ADMIN', teamId: null } };
   const graphql = createGraphQL(
@@ -56,17 +83,52 @@ try {
 
   const filter: AnalyticsFilter = scopeFilter({ from, to }, ctx.principal);
   const dims: Dimension[] = uniqueDimensions(['MODEL', 'TEAM', 'FEATURE']);
+  // The latency resolver sends the rollup query and, when some groups have fewer than
+  // EXACT_BELOW requests, a second exact query on raw receipts for those groups. The direct
+  // side sends the same statements (the exact one with the same restriction), so the ratio
+  // compares like with like.
+  const latencyDirect = async () => {
+    const approx = await runQuery(ctx, latencyRollupQuery(ctx, filter, dims));
+    const small = approx.filter((r) => Number(r.m_requests) < EXACT_BELOW);
+    if (small.length === 0) return approx;
+    const restrict = sql.join(dims.map((d) => sql` AND ${trusted(DIMENSION_COLUMN, d)} IN ${[...new Set(small.map((r) => String(r[DIMENSION_ALIAS[d]] ?? '')))]}`), ' ');
+    return runQuery(ctx, latencyExactQuery(ctx, filter, dims, restrict));
+  };
   const key = 'key { model teamId feature }';
-  const cases: Array<{ name: string; source: string; gql: string; vars?: Record<string, unknown>; direct: () => Promise<unknown> }> = [
-    { name: 'usage', source: usageQuery(ctx, filter, dims).source, gql: `usage(filter: $f, groupBy: $g) { ${key} requests errors promptTokens completionTokens costUsd unpricedRequests }`, direct: () => runQuery(ctx, usageQuery(ctx, filter, dims).query) },
-    { name: 'latency', source: 'rollup', gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`, direct: () => runQuery(ctx, latencyRollupQuery(ctx, filter, dims)) },
-    { name: 'cacheStats', source: cacheStatsQuery(ctx, filter, dims).source, gql: `cacheStats(filter: $f, groupBy: $g) { ${key} requests hits exactHits semanticHits hitRate savedCostUsd }`, direct: () => runQuery(ctx, cacheStatsQuery(ctx, filter, dims).query) },
-    { name: 'timeSeries DAY', source: timeSeriesQuery(ctx, filter, 'DAY', dims).source, gql: `timeSeries(filter: $f, interval: DAY, groupBy: $g) { start ${key} requests errors costUsd }`, direct: () => runQuery(ctx, timeSeriesQuery(ctx, filter, 'DAY', dims).query) },
-    { name: 'costPerTask', source: 'raw', gql: `costPerTask(filter: $f, groupBy: $g) { ${key} tasks succeededTasks failedTasks requests costUsd costPerTaskUsd costPerSucceededTaskUsd }`, direct: () => runQuery(ctx, costPerTaskQuery(ctx, filter, dims) as SqlFragment) },
+  const cases: Array<{ name: string; source: string; gql: string; vars?: Record<string, unknown>; direct: () => Promise<unknown>; library: () => Promise<unknown>; sqlOf: () => SqlFragment }> = [
+    { name: 'usage', source: usageQuery(ctx, filter, dims).source, gql: `usage(filter: $f, groupBy: $g) { ${key} requests errors promptTokens completionTokens costUsd unpricedRequests }`, direct: () => runQuery(ctx, usageQuery(ctx, filter, dims).query), sqlOf: () => usageQuery(ctx, filter, dims).query, library: () => usage(ctx, filter, dims) },
+    { name: 'latency', source: 'rollup' as string, gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`, direct: () => latencyDirect(), sqlOf: () => latencyRollupQuery(ctx, filter, dims), library: () => latency(ctx, filter, dims) },
+    { name: 'cacheStats', source: cacheStatsQuery(ctx, filter, dims).source, gql: `cacheStats(filter: $f, groupBy: $g) { ${key} requests hits exactHits semanticHits hitRate savedCostUsd }`, direct: () => runQuery(ctx, cacheStatsQuery(ctx, filter, dims).query), sqlOf: () => cacheStatsQuery(ctx, filter, dims).query, library: () => cacheStats(ctx, filter, dims) },
+    { name: 'timeSeries DAY', source: timeSeriesQuery(ctx, filter, 'DAY', dims).source, gql: `timeSeries(filter: $f, interval: DAY, groupBy: $g) { start ${key} requests errors costUsd }`, direct: () => runQuery(ctx, timeSeriesQuery(ctx, filter, 'DAY', dims).query), sqlOf: () => timeSeriesQuery(ctx, filter, 'DAY', dims).query, library: () => timeSeries(ctx, filter, 'DAY', dims) },
+    { name: 'costPerTask', source: 'raw', gql: `costPerTask(filter: $f, groupBy: $g) { ${key} tasks succeededTasks failedTasks requests costUsd costPerTaskUsd costPerSucceededTaskUsd }`, direct: () => runQuery(ctx, costPerTaskQuery(ctx, filter, dims) as SqlFragment), sqlOf: () => costPerTaskQuery(ctx, filter, dims) as SqlFragment, library: () => costPerTask(ctx, filter, dims) },
   ];
   // The latency row must have come from the rollup alone for the comparison to be fair.
   const probe = await latency(ctx, filter, dims);
   const allTdigest = probe.every((r) => r.method === 'tdigest');
+  const exactGroups = probe.filter((r) => r.method === 'exact').length;
+  // The 30-day window is hour-aligned, so every rollup-capable query must read receipts_hourly.
+  if (exactGroups > 0) cases.find((c) => c.name === 'latency')!.source = 'rollup+exact';
+  const hourAligned = from.getTime() % 3_600_000 === 0 && to.getTime() % 3_600_000 === 0;
+  console.log(`window ${from.toISOString()} .. ${to.toISOString()} hour-aligned=${hourAligned}; latency groups ${probe.length}, exact (raw) ${exactGroups}`);
+
+  // Server-side view of one direct run per query: elapsed inside the engine, rows/bytes read
+  // (rows read ≈ receipts_hourly rows means the rollup answered), and the tables read.
+  const serverStats = async (q: SqlFragment) => {
+    const { query, query_params } = q.toQuery();
+    const rs = await ch.client.query({ query, query_params, format: 'JSON', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } as never });
+    const j = (await rs.json()) as unknown as { rows: number; statistics?: { elapsed: number; rows_read: number; bytes_read: number } };
+    const ex = await ch.client.query({ query: `EXPLAIN indexes = 1 ${query}`, query_params, format: 'TabSeparatedRaw' });
+    const plan = await ex.text();
+    const readsFrom = [...new Set([...plan.matchAll(/ReadFromMergeTree \((?:[\w.]*\.)?(\w+)\)/g)].map((m) => m[1]))];
+    const granules = [...plan.matchAll(/Granules: (\d+\/\d+)/g)].map((m) => m[1]);
+    return {
+      resultRows: j.rows,
+      serverElapsedMs: j.statistics ? +(j.statistics.elapsed * 1000).toFixed(1) : null,
+      rowsRead: j.statistics?.rows_read ?? null,
+      bytesRead: j.statistics?.bytes_read ?? null,
+      readsFrom, granules,
+    };
+  };
 
   const pct = (xs: number[], q: number) => {
     const s = [...xs].sort((a, b) => a - b);
@@ -86,24 +148,38 @@ try {
     // warm-up
     await c.direct();
     await viaGraphQL();
+    await c.library();
     const g: number[] = [];
     const d: number[] = [];
+    const l: number[] = [];
     for (let i = 0; i < ITER; i++) {
-      // alternate so caches and background merges affect both equally
+      // interleave so caches and background merges affect all three equally
       t = performance.now(); await c.direct(); d.push(performance.now() - t);
       t = performance.now(); await viaGraphQL(); g.push(performance.now() - t);
+      t = performance.now(); await c.library(); l.push(performance.now() - t);
     }
+    const srv = await serverStats(c.sqlOf());
+    console.log(`  ${c.name}: server ${srv.serverElapsedMs} ms, read ${srv.rowsRead} rows from ${srv.readsFrom.join('+')}, granules ${srv.granules.join(' ')}, ${srv.resultRows} result rows`);
     const row = {
       query: c.name, source: c.source,
       graphqlP50Ms: +pct(g, 0.5).toFixed(1), graphqlP95Ms: +pct(g, 0.95).toFixed(1),
       directP50Ms: +pct(d, 0.5).toFixed(1), directP95Ms: +pct(d, 0.95).toFixed(1),
       ratioP50: +(pct(g, 0.5) / pct(d, 0.5)).toFixed(3), ratioP95: +(pct(g, 0.95) / pct(d, 0.95)).toFixed(3),
+      // the exported resolver function without GraphQL: SQL + row mapping
+      libraryP50Ms: +pct(l, 0.5).toFixed(1),
+      resultRows: srv.resultRows, serverMs: srv.serverElapsedMs, rowsRead: srv.rowsRead, readsFrom: srv.readsFrom.join('+'),
     };
     results.push(row);
     console.log(JSON.stringify(row));
   }
   console.table(results);
-  const out = { rows: ROWS, insertSeconds: +(insertMs / 1000).toFixed(1), iterations: ITER, groupBy: dims, latencyAllTdigest: allTdigest, at: new Date().toISOString(), results };
+  const out = {
+    rows: ROWS, insertSeconds: +(insertMs / 1000).toFixed(1), settle, tables, dataShape: shape,
+    window: { from: from.toISOString(), to: to.toISOString(), hourAligned },
+    iterations: ITER, groupBy: dims, latencyAllTdigest: allTdigest, latencyExactGroups: exactGroups, latencyGroups: probe.length,
+    machine: { cpus: os.cpus().length, loadavg: os.loadavg().map((x) => +x.toFixed(2)) },
+    at: new Date().toISOString(), results,
+  };
   const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
   await mkdir(resultsDir, { recursive: true });
   await writeFile(path.join(resultsDir, 'analytics.json'), JSON.stringify(out, null, 2) + '\n');

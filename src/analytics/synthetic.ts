@@ -1,5 +1,21 @@
 // Synthetic receipts for the scale test and the benchmark: `INSERT … SELECT … FROM numbers()`
 // straight into `receipts` (the materialized views fill the rollups). Not used by the gateway.
+//
+// The dimensions are correlated the way a real deployment's are, so the hourly rollup
+// compresses the way it would in production (independent random dimensions would give it
+// nearly one row per receipt):
+//   * requests come in sessions of 4 consecutive receipts (same team, feature, key, model,
+//     end user); a quarter of the sessions are tasks (task_id), so a task is 4 requests;
+//   * teams are uniform; each team has 3–4 features (from a global pool of `features`),
+//     and each feature calls through one of the team's 2–3 api keys;
+//   * each (team, feature) uses a primary model (75 %) and a secondary one (25 %); the
+//     provider is determined by the model, and so is the price and the latency scale;
+//   * about a quarter of the (team, feature) pairs bypass the cache; elsewhere 6 % exact
+//     hits, 2 % semantic hits, the rest misses. Cache hits cost 0 and save the price;
+//   * status: 2.5 % 'error' (502), 0.3 % 'cancelled' (499, streams only), the rest 'ok';
+//   * `endUsersPerTeam` end users per team (default 200);
+//   * 2 % of the non-hit requests are unpriced (cost_usd NULL).
+// Receipts are spread uniformly over [from, from + spanMs) in `number` order.
 import type { ClickHouseClient } from '@clickhouse/client';
 import { RECEIPT_FIELDS } from '../receipts/rows.js';
 import { sql, trusted } from './sql.js';
@@ -13,7 +29,9 @@ export interface SyntheticOptions {
   spanMs: number;
   teams?: number;
   models?: number;
+  /** Size of the global feature pool; each team uses 3–4 of them. */
   features?: number;
+  endUsersPerTeam?: number;
   /** Offset added to `number`, so several inserts make distinct receipts. */
   offset?: number;
   /** Rows per INSERT (default 1M). */
@@ -21,14 +39,15 @@ export interface SyntheticOptions {
 }
 
 /**
- * Latency: log-normal around ~60 ms with a long tail; ttft 40 % of it for streams (half the
- * rows); overhead ~1-3 ms; 3 % errors; 5 % exact cache hits; 2 % unpriced.
+ * Latency: log-normal around ~60 ms (scaled per model) with a long tail; ttft 40 % of it for
+ * streams (half the rows); overhead ~1-3 ms. See the file comment for the dimensions.
  */
 export async function insertSyntheticReceipts(client: ClickHouseClient, o: SyntheticOptions): Promise<void> {
   const chunk = o.chunk ?? 1_000_000;
-  const teams = o.teams ?? 10;
-  const models = o.models ?? 5;
-  const features = o.features ?? 8;
+  const teams = Math.max(1, o.teams ?? 10);
+  const models = Math.max(1, o.models ?? 5);
+  const features = Math.max(1, o.features ?? 8);
+  const users = Math.max(1, o.endUsersPerTeam ?? 200);
   for (let start = 0; start < o.rows; start += chunk) {
     const n = Math.min(chunk, o.rows - start);
     const base = (o.offset ?? 0) + start;
@@ -39,35 +58,48 @@ export async function insertSyntheticReceipts(client: ClickHouseClient, o: Synth
         'synthetic' AS instance_id,
         addMilliseconds(${o.from}, intDiv(n * ${Math.floor(o.spanMs)}, ${Math.max(1, o.rows + (o.offset ?? 0))})) AS started_at,
         addMilliseconds(started_at, toInt64(latency_ms)) AS finished_at,
-        concat('team-', toString(cityHash64(n, 1) % ${teams})) AS team_id,
-        concat('key-', toString(cityHash64(n, 2) % ${teams * 3})) AS api_key_id,
-        concat('feature-', toString(cityHash64(n, 3) % ${features})) AS feature,
-        if(cityHash64(n, 4) % 4 = 0, concat('task-', toString(intDiv(n, 4))), '') AS task_id,
-        concat('user-', toString(cityHash64(n, 5) % 1000)) AS end_user,
+        -- session: 4 consecutive receipts share team, feature, key, model choice and end user
+        intDiv(n, 4) AS s,
+        toUInt32(cityHash64(s, 1) % ${teams}) AS t,
+        toUInt32(least(3 + t % 2, ${features})) AS team_features,
+        toUInt32(cityHash64(s, 3) % team_features) AS fi,
+        toUInt32((t * 3 + fi) % ${features}) AS gf,
+        toUInt32(if(cityHash64(s, 6) % 100 < 75, (t + fi) % ${models}, (t + fi + 1) % ${models})) AS m,
+        cityHash64(t, gf, 99) % 4 = 0 AS bypass_cache,
+        concat('team-', toString(t)) AS team_id,
+        concat('key-', toString(t), '-', toString(fi % (2 + t % 2))) AS api_key_id,
+        concat('feature-', toString(gf)) AS feature,
+        if(cityHash64(s, 4) % 4 = 0, concat('task-', toString(s)), '') AS task_id,
+        concat('user-', toString(t), '-', toString(cityHash64(s, 5) % ${users})) AS end_user,
         '/v1/chat/completions' AS endpoint,
-        concat('model-', toString(cityHash64(n, 6) % ${models})) AS requested_model,
+        concat('model-', toString(m)) AS requested_model,
         'chat-default' AS route,
         'PRIORITY' AS strategy,
-        if(cityHash64(n, 7) % 2 = 0, 'sim', 'sim-b') AS provider,
+        if(m % 2 = 0, 'sim', 'sim-b') AS provider,
         requested_model AS model,
-        [tuple(provider, model, toUInt16(if(status = 'ok', 200, 500)), if(status = 'ok', NULL, 'http_500'), latency_ms)] AS attempts,
-        if(cityHash64(n, 8) % 100 < 3, 'error', 'ok') AS status,
-        toUInt16(if(status = 'ok', 200, 502)) AS http_status,
-        if(status = 'ok', '', 'upstream_error') AS error_code,
+        [tuple(provider, model, toUInt16(http_status), if(status = 'error', 'http_502', NULL), latency_ms)] AS attempts,
+        cityHash64(n, 8) % 1000 AS status_draw,
+        multiIf(cache_status IN ('exact', 'semantic'), 'ok', status_draw < 25, 'error', status_draw < 28 AND stream, 'cancelled', 'ok') AS status,
+        toUInt16(multiIf(status = 'ok', 200, status = 'error', 502, 499)) AS http_status,
+        multiIf(status = 'error', 'upstream_error', status = 'cancelled', 'client_cancelled', '') AS error_code,
         cityHash64(n, 9) % 2 = 0 AS stream,
         if(stream, round(latency_ms * 0.4, 3), NULL) AS ttft_ms,
-        round(5 + exp(4 + 0.8 * randNormal(0, 1, n)), 3) AS latency_ms,
+        round(5 + exp(4 + 0.1 * (m % 4) + 0.8 * randNormal(0, 1, n)), 3) AS latency_ms,
         round(latency_ms - overhead_ms, 3) AS upstream_ms,
         round(1 + (cityHash64(n, 10) % 2000) / 1000, 3) AS overhead_ms,
         toUInt32(20 + cityHash64(n, 11) % 2000) AS prompt_tokens,
         toUInt32(cityHash64(n, 12) % 500) AS completion_tokens,
         toUInt32(0) AS cached_tokens,
         false AS usage_estimated,
-        if(cityHash64(n, 13) % 100 < 2, NULL, toDecimal64((prompt_tokens * 0.15 + completion_tokens * 0.6) / 1000000, 9)) AS cost_usd,
+        (prompt_tokens * (0.15 * (1 + m % 4)) + completion_tokens * (0.6 * (1 + m % 4))) / 1000000 AS price,
+        cityHash64(n, 14) % 100 AS cache_draw,
+        multiIf(bypass_cache, 'bypass', cache_draw < 6, 'exact', cache_draw < 8, 'semantic', 'miss') AS cache_status,
+        if(cache_status = 'semantic', 0.9 + (cityHash64(n, 15) % 1000) / 10000, NULL) AS cache_similarity,
+        multiIf(cache_status IN ('exact', 'semantic'), toNullable(toDecimal64(0, 9)),
+                cityHash64(n, 13) % 100 < 2, NULL,
+                toNullable(toDecimal64(price, 9))) AS cost_usd,
         if(cost_usd IS NULL, NULL, toUInt32(1)) AS price_version,
-        if(cityHash64(n, 14) % 100 < 5, 'exact', 'miss') AS cache_status,
-        NULL AS cache_similarity,
-        if(cache_status = 'exact', toDecimal64(0.0001, 9), NULL) AS saved_cost_usd,
+        if(cache_status IN ('exact', 'semantic'), toDecimal64(price, 9), NULL) AS saved_cost_usd,
         hex(SHA256(toString(n))) AS request_sha256,
         '' AS response_sha256,
         toUInt64(n + 1) AS seq,
@@ -79,4 +111,3 @@ export async function insertSyntheticReceipts(client: ClickHouseClient, o: Synth
     await client.command({ query, query_params, clickhouse_settings: { max_execution_time: 0 } as never });
   }
 }
-
