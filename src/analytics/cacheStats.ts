@@ -1,7 +1,6 @@
 // cacheStats: cache hits (exact, semantic), hit rate and the cost they saved, per group.
 import {
-  dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, matchesNothing, num, orderByClause,
-  rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
+  groupKeyOf, groupedSelect, matchesNothing, num, rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
   type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
 } from './common.js';
 import { sql } from './sql.js';
@@ -29,13 +28,7 @@ export function cacheStatsQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, 
             countIf(cache_status = 'exact') AS m_exact_hits,
             countIf(cache_status = 'semantic') AS m_semantic_hits,
             toFloat64(sum(ifNull(saved_cost_usd, toDecimal64(0, 9)))) AS m_saved_cost_usd`;
-  const query = sql`SELECT ${measures}${dimensionSelect(dims)}
-    FROM ${fromTable(ctx, source)}
-    WHERE ${filterConditions(filter, source)}
-    ${groupByClause(dims)}
-    ${dims.length === 0 ? sql`HAVING m_requests > 0` : sql.empty()}
-    ${orderByClause(dims)}`;
-  return { source, query };
+  return { source, query: groupedSelect(ctx, source, measures, filter, dims) };
 }
 
 export async function cacheStats(ctx: AnalyticsContext, rawFilter: AnalyticsFilter, groupBy?: readonly Dimension[] | null): Promise<CacheRow[]> {

@@ -203,6 +203,26 @@ export function fromTable(ctx: AnalyticsContext, source: Source): SqlFragment {
   return sql`${sql.typed(table, 'Identifier')}`;
 }
 
+/**
+ * The shape most questions share: measures (aliased m_*) per group, over the filtered source.
+ * Without dimensions the one total row is dropped when nothing matched.
+ */
+export function groupedSelect(
+  ctx: AnalyticsContext,
+  source: Source,
+  measures: SqlFragment,
+  filter: AnalyticsFilter,
+  dims: readonly Dimension[],
+  restrict: SqlFragment = sql.empty(),
+): SqlFragment {
+  return sql`SELECT ${measures}${dimensionSelect(dims)}
+    FROM ${fromTable(ctx, source)}
+    WHERE ${filterConditions(filter, source)}${restrict}
+    ${groupByClause(dims)}
+    ${dims.length === 0 ? sql`HAVING m_requests > 0` : sql.empty()}
+    ${orderByClause(dims)}`;
+}
+
 /** Settings of every analytics query: bounded time, numbers as JSON numbers. */
 export function querySettings(ctx: AnalyticsContext): Record<string, unknown> {
   return {

@@ -6,8 +6,8 @@
 // exactly (quantilesExact) from raw receipts, restricted to those groups' dimension values.
 // Otherwise everything is computed exactly from raw receipts.
 import {
-  DIMENSION_ALIAS, DIMENSION_COLUMN, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, groupKeyString, matchesNothing,
-  num, numOrNull, orderByClause, rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
+  DIMENSION_ALIAS, DIMENSION_COLUMN, groupKeyOf, groupKeyString, groupedSelect, matchesNothing,
+  num, numOrNull, rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
   type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
 } from './common.js';
 import { sql, trusted, type SqlFragment } from './sql.js';
@@ -34,29 +34,21 @@ export interface LatencyRow {
 const LEVELS = sql`0.5, 0.9, 0.95, 0.99`;
 
 export function latencyRollupQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims: Dimension[]): SqlFragment {
-  return sql`SELECT toUInt64(sum(requests)) AS m_requests,
+  const measures = sql`toUInt64(sum(requests)) AS m_requests,
       quantilesTDigestMerge(${LEVELS})(latency_tdigest) AS m_lat,
       quantilesTDigestMerge(${LEVELS})(ttft_tdigest) AS m_ttft,
-      quantilesTDigestMerge(${LEVELS})(overhead_tdigest) AS m_ovh${dimensionSelect(dims)}
-    FROM ${fromTable(ctx, 'rollup')}
-    WHERE ${filterConditions(filter, 'rollup')}
-    ${groupByClause(dims)}
-    ${dims.length === 0 ? sql`HAVING m_requests > 0` : sql.empty()}
-    ${orderByClause(dims)}`;
+      quantilesTDigestMerge(${LEVELS})(overhead_tdigest) AS m_ovh`;
+  return groupedSelect(ctx, 'rollup', measures, filter, dims);
 }
 
 export function latencyExactQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims: Dimension[], restrict?: SqlFragment): SqlFragment {
-  return sql`SELECT count() AS m_requests,
+  const measures = sql`count() AS m_requests,
       quantilesExact(${LEVELS})(latency_ms) AS m_lat,
       countIf(ttft_ms IS NOT NULL) AS m_ttft_n,
       quantilesExact(${LEVELS})(ttft_ms) AS m_ttft,
       countIf(overhead_ms IS NOT NULL) AS m_ovh_n,
-      quantilesExact(${LEVELS})(overhead_ms) AS m_ovh${dimensionSelect(dims)}
-    FROM ${fromTable(ctx, 'raw')}
-    WHERE ${filterConditions(filter, 'raw')}${restrict ?? sql.empty()}
-    ${groupByClause(dims)}
-    ${dims.length === 0 ? sql`HAVING m_requests > 0` : sql.empty()}
-    ${orderByClause(dims)}`;
+      quantilesExact(${LEVELS})(overhead_ms) AS m_ovh`;
+  return groupedSelect(ctx, 'raw', measures, filter, dims, restrict);
 }
 
 function q(arr: unknown, i: number, present = true): number | null {

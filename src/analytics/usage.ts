@@ -1,7 +1,6 @@
 // usage: requests, errors, tokens and cost per group.
 import {
-  dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, matchesNothing, num, orderByClause,
-  rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
+  groupKeyOf, groupedSelect, matchesNothing, num, rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
   type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
 } from './common.js';
 import { sql } from './sql.js';
@@ -30,13 +29,7 @@ export function usageQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims:
             sum(prompt_tokens) AS m_prompt_tokens, sum(completion_tokens) AS m_completion_tokens,
             sum(cached_tokens) AS m_cached_tokens, toFloat64(sum(ifNull(cost_usd, toDecimal64(0, 9)))) AS m_cost_usd,
             countIf(cost_usd IS NULL) AS m_unpriced_requests`;
-  const query = sql`SELECT ${measures}${dimensionSelect(dims)}
-    FROM ${fromTable(ctx, source)}
-    WHERE ${filterConditions(filter, source)}
-    ${groupByClause(dims)}
-    ${dims.length === 0 ? sql`HAVING m_requests > 0` : sql.empty()}
-    ${orderByClause(dims)}`;
-  return { source, query };
+  return { source, query: groupedSelect(ctx, source, measures, filter, dims) };
 }
 
 export async function usage(ctx: AnalyticsContext, rawFilter: AnalyticsFilter, groupBy?: readonly Dimension[] | null): Promise<UsageRow[]> {
