@@ -24,8 +24,9 @@ export class CatalogSource {
     return this.current;
   }
 
-  async load(): Promise<Catalog> {
-    const version = await this.store.catalogVersion();
+  /** `knownVersion`: the version the caller just read, so it is not asked for twice. */
+  async load(knownVersion?: string): Promise<Catalog> {
+    const version = knownVersion ?? (await this.store.catalogVersion());
     const [providers, routes, prices] = await Promise.all([
       this.store.loadProvidersWithSecrets(),
       this.store.listRoutes(),
@@ -40,7 +41,8 @@ export class CatalogSource {
     if (!this.refreshing) {
       this.refreshing = (async () => {
         try {
-          if ((await this.store.catalogVersion()) !== this.current.version) await this.load();
+          const version = await this.store.catalogVersion();
+          if (version !== this.current.version) await this.load(version);
         } catch (err) {
           this.onError(err);
         }
