@@ -2,22 +2,22 @@
 //   auth → body → validate → resolve route → limits → attempts (failover) → respond → receipt.
 // Every request ends in exactly one receipt, appended to the WAL before the response
 // completes (for streams: before the closing receipt event).
-import { createHash, hash, randomUUID } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
-import { v7 as uuidv7 } from 'uuid';
 import type { Config } from '../config.js';
 import type { Candidate, DecisionOutcome, LiveBus } from '../live/events.js';
 import type { Metrics } from '../metrics.js';
-import type { Attempt, CacheStatus, ReceiptDraft, ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
+import type { ReceiptDraft, ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
 import { orderTargets } from '../routing/strategy.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
+import { ENDPOINT_NAME, Exchange, type Endpoint } from './exchange.js';
 import {
   GatewayError,
   fromUpstreamClientError,
@@ -29,16 +29,15 @@ import {
 import type { RateLimiter } from './limits.js';
 import { SseRelay, sseEvent } from './sse.js';
 import { UpstreamFailure, classify, parseRetryAfter, type UpstreamClient } from './upstream.js';
-import { costOf, estimateCompletionTokens, estimatePromptTokens, readUsage, type Usage } from './usage.js';
+import { estimateCompletionTokens, estimatePromptTokens, readUsage, type Usage } from './usage.js';
 import { parseJsonBody, validateChat, validateEmbeddings } from './validate.js';
 
-export type Endpoint = 'chat' | 'embeddings';
-
 const UPSTREAM_PATH: Record<Endpoint, string> = { chat: '/chat/completions', embeddings: '/embeddings' };
-const ENDPOINT_NAME: Record<Endpoint, string> = { chat: '/v1/chat/completions', embeddings: '/v1/embeddings' };
 const ZERO_USAGE: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, estimated: false };
 const MAX_BACKOFF_MS = 2_000;
 const MAX_ERROR_BODY = 64 * 1024;
+
+export type { Endpoint };
 
 export interface ReceiptSink {
   append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
@@ -66,39 +65,6 @@ export interface PipelineDeps {
 /** Why the signal fired: the client went away, or the route's total timeout passed. */
 class ClientGone extends Error {}
 
-/** Everything one request accumulates on its way to its receipt. */
-class Exchange {
-  readonly requestId: string;
-  readonly receiptId = uuidv7();
-  readonly startedAt = Date.now();
-  readonly t0 = performance.now();
-  key: ApiKeyRecord | null = null;
-  feature: string | null = null;
-  taskId: string | null = null;
-  endUser: string | null = null;
-  requestedModel: string | null = null;
-  route: Route | null = null;
-  target: Target | null = null;
-  attempts: Attempt[] = [];
-  upstreamMs = 0;
-  ttftMs: number | null = null;
-  requestSha256 = '';
-  stream = false;
-  responseHeaders: Record<string, string> = {};
-  cacheStatus: CacheStatus = 'bypass';
-
-  constructor(
-    readonly endpoint: Endpoint,
-    req: IncomingMessage,
-  ) {
-    const given = req.headers['x-request-id'];
-    this.requestId = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
-  }
-
-  elapsed(): number {
-    return performance.now() - this.t0;
-  }
-}
 
 export class Pipeline {
   constructor(private readonly deps: PipelineDeps) {}
@@ -114,7 +80,7 @@ export class Pipeline {
       else validateEmbeddings(body);
       ex.requestedModel = body.model as string;
       ex.stream = endpoint === 'chat' && body.stream === true;
-      attribute(ex, req, body);
+      ex.attribute(req, body);
 
       const route = this.deps.catalog().resolve(ex.requestedModel);
       if (!route || route.targets.length === 0) throw modelNotFound(ex.requestedModel);
@@ -444,48 +410,7 @@ export class Pipeline {
     usage: Usage,
     responseSha256: string | null,
   ): Promise<UnsignedReceipt> {
-    const latency = ex.elapsed();
-    const target = ex.target;
-    const price = target?.price ?? null;
-    const cost = target ? costOf(usage, price) : null;
-    const hadUpstream = ex.attempts.length > 0;
-    return this.deps.receipts.append({
-      receipt_id: ex.receiptId,
-      request_id: ex.requestId,
-      started_at: new Date(ex.startedAt).toISOString(),
-      finished_at: new Date(ex.startedAt + latency).toISOString(),
-      team_id: ex.key?.teamId ?? null,
-      api_key_id: ex.key?.id ?? null,
-      feature: ex.feature,
-      task_id: ex.taskId,
-      end_user: ex.endUser,
-      endpoint: ENDPOINT_NAME[ex.endpoint],
-      requested_model: ex.requestedModel,
-      route: ex.route?.name ?? null,
-      strategy: ex.route?.strategy ?? null,
-      provider: target?.provider.name ?? null,
-      model: target?.model ?? null,
-      attempts: ex.attempts,
-      status,
-      http_status: httpStatus,
-      error_code: errorCode,
-      stream: ex.stream,
-      ttft_ms: ex.ttftMs === null ? null : roundMs(ex.ttftMs),
-      latency_ms: roundMs(latency),
-      upstream_ms: hadUpstream ? roundMs(ex.upstreamMs) : null,
-      overhead_ms: hadUpstream ? roundMs(Math.max(0, latency - ex.upstreamMs)) : null,
-      prompt_tokens: usage.promptTokens,
-      completion_tokens: usage.completionTokens,
-      cached_tokens: usage.cachedTokens,
-      usage_estimated: usage.estimated,
-      cost_usd: cost,
-      price_version: cost === null ? null : (price?.version ?? null),
-      cache_status: ex.cacheStatus,
-      cache_similarity: null,
-      saved_cost_usd: null,
-      request_sha256: ex.requestSha256 || sha256(Buffer.alloc(0)),
-      response_sha256: responseSha256,
-    });
+    return this.deps.receipts.append(ex.toReceiptDraft(status, httpStatus, errorCode, usage, responseSha256));
   }
 
   private observe(ex: Exchange, status: number, errorCode: string | null): void {
@@ -542,20 +467,6 @@ export class Pipeline {
   }
 }
 
-/** Attribution: headers win over the body (DESIGN §4). Empty strings count as absent. */
-function attribute(ex: Exchange, req: IncomingMessage, body: Record<string, unknown>): void {
-  const metadata = (body.metadata ?? {}) as Record<string, unknown>;
-  ex.feature = pick(req.headers['x-tollgate-feature'], metadata.feature);
-  ex.taskId = pick(req.headers['x-tollgate-task-id'], metadata.task_id);
-  ex.endUser = pick(req.headers['x-tollgate-user'], body.user);
-}
-
-function pick(header: string | string[] | undefined, fallback: unknown): string | null {
-  const h = Array.isArray(header) ? header[0] : header;
-  if (h && h.trim()) return h.trim().slice(0, 256);
-  if (typeof fallback === 'string' && fallback.trim()) return fallback.trim().slice(0, 256);
-  return null;
-}
 
 function collectText(parsed: any): string {
   let text = '';
