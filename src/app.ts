@@ -6,6 +6,8 @@ import { TaskOutcomeInput, recordTaskOutcome } from './analytics/outcomes.js';
 import type { Config } from './config.js';
 import { badRequest, serviceUnavailable } from './gateway/errors.js';
 import { KeyAuthenticator, type KeyLookup } from './gateway/auth.js';
+import type { AnswerStore } from './cache/store.js';
+import { CacheStage } from './gateway/cache.js';
 import { createRequestHandler } from './gateway/http.js';
 import { RateLimiter } from './gateway/limits.js';
 import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
@@ -42,6 +44,8 @@ export interface AppDeps {
   adminToken: string;
   /** Store checks for /readyz: name → throws when not ready. */
   readinessChecks: Record<string, () => Promise<unknown>>;
+  /** The response cache's storage; none = no caching. */
+  answers?: AnswerStore | null;
   /** Called after an admin change that affects admission (other instances must hear of it). */
   onConfigChanged?: () => void;
   /** The stores the GraphQL API reads and writes; no GraphQL endpoint without them. */
@@ -101,6 +105,10 @@ export function buildApp(deps: AppDeps): App {
   const tokens = new TokenVerifier(deps.adminToken, store);
   const upstream = new UpstreamClient(config.timeouts);
   const recent = new RecentReceipts(deps.journal);
+  if (deps.answers) metrics.watchCache(deps.answers);
+  const cache = deps.answers
+    ? new CacheStage(deps.answers, () => catalog.catalog, upstream, (err, what) => log.warn({ err: String(err) }, `${what} failed`))
+    : null;
   const pipeline = new Pipeline({
     config,
     auth: keys,
@@ -109,6 +117,7 @@ export function buildApp(deps: AppDeps): App {
     health,
     upstream,
     receipts: recent,
+    cache,
     bus,
     metrics,
     log,

@@ -34,7 +34,14 @@ const RouteDecl = z.strictObject({
   retries: z.number().int().min(0).max(10).optional(),
   timeoutMs: z.number().int().positive().optional(),
   cache: z
-    .strictObject({ mode: z.enum(['OFF', 'EXACT', 'SEMANTIC']), ttlSeconds: z.number().int().positive().optional(), similarityThreshold: z.number().min(0).max(1).optional() })
+    .strictObject({
+      mode: z.enum(['OFF', 'EXACT', 'SEMANTIC']),
+      ttlSeconds: z.number().int().positive().optional(),
+      similarityThreshold: z.number().min(0).max(1).optional(),
+      embeddingModel: z.string().min(1).optional(),
+      cacheSampled: z.boolean().optional(),
+      cacheToolCalls: z.boolean().optional(),
+    })
     .optional(),
   targets: z
     .array(z.strictObject({ provider: name, model: z.string().min(1), weight: z.number().min(0).optional(), priority: z.number().int().optional() }))

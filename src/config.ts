@@ -46,6 +46,9 @@ const EnvSchema = z.object({
   TOLLGATE_TOTAL_TIMEOUT_MS: intFrom(600_000, 1),
   TOLLGATE_DRAIN_TIMEOUT_MS: intFrom(30_000, 0),
   TOLLGATE_ANALYTICS_TIMEOUT_MS: intFrom(10_000, 100),
+  /** Response cache memory bound (bytes of cached answers held in this process). */
+  TOLLGATE_CACHE_MAX_BYTES: intFrom(256 * 1024 * 1024, 0),
+  TOLLGATE_CACHE_MAX_ENTRY_BYTES: intFrom(1024 * 1024, 1024),
   /** A JSON file {hash: query}: when set, /graphql runs only these operations. */
   TOLLGATE_PERSISTED_OPERATIONS: optionalString,
   DATABASE_URL: optionalString,
@@ -90,6 +93,8 @@ export interface Config {
   drainTimeoutMs: number;
   /** Upper bound for one analytics query (ClickHouse max_execution_time). */
   analyticsTimeoutMs: number;
+  /** Response cache: bytes held in memory (0 turns the cache off) and the largest answer kept. */
+  cache: { maxBytes: number; maxEntryBytes: number };
   persistedOperationsFile?: string;
   databaseUrl?: string;
   clickhouse?: { url: string; username?: string; password?: string; database?: string; cluster?: string };
@@ -134,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     },
     drainTimeoutMs: e.TOLLGATE_DRAIN_TIMEOUT_MS,
     analyticsTimeoutMs: e.TOLLGATE_ANALYTICS_TIMEOUT_MS,
+    cache: { maxBytes: e.TOLLGATE_CACHE_MAX_BYTES, maxEntryBytes: e.TOLLGATE_CACHE_MAX_ENTRY_BYTES },
     persistedOperationsFile: e.TOLLGATE_PERSISTED_OPERATIONS,
     databaseUrl: e.DATABASE_URL,
     clickhouse: e.CLICKHOUSE_URL

@@ -1,5 +1,6 @@
 // Prometheus metrics. One registry per app instance (tests run several apps in one process).
 import client from 'prom-client';
+import type { CacheStats } from './cache/store.js';
 
 export interface JournalStatsSource {
   stats(): { pendingRecords: number; pendingSegments: number; insertedRecords: number; insertErrors: number; appendedRecords: number };
@@ -41,6 +42,24 @@ export function createMetrics() {
     registers: [registry],
   });
 
+  const cacheRequests = new client.Counter({
+    name: 'tollgate_cache_requests_total',
+    help: 'Proxied requests by cache status (miss, exact, semantic, bypass)',
+    labelNames: ['status'] as const,
+    registers: [registry],
+  });
+  let cache: { stats(): CacheStats } | null = null;
+  const cacheStat = (pick: (s: CacheStats) => number) =>
+    function (this: client.Gauge) {
+      if (cache) this.set(pick(cache.stats()));
+    };
+  new client.Gauge({ name: 'tollgate_cache_entries', help: 'Answers held in the response cache', registers: [registry], collect: cacheStat((s) => s.entries) });
+  new client.Gauge({ name: 'tollgate_cache_bytes', help: 'Approximate bytes held by the response cache (bounded by TOLLGATE_CACHE_MAX_BYTES)', registers: [registry], collect: cacheStat((s) => s.bytes) });
+  new client.Gauge({ name: 'tollgate_cache_semantic_entries', help: 'Answers in the semantic index', registers: [registry], collect: cacheStat((s) => s.semanticEntries) });
+  new client.Gauge({ name: 'tollgate_cache_evictions', help: 'Answers evicted to stay under the size limit, since start', registers: [registry], collect: cacheStat((s) => s.evictions) });
+  new client.Gauge({ name: 'tollgate_cache_expirations', help: 'Answers dropped when their TTL passed, since start', registers: [registry], collect: cacheStat((s) => s.expirations) });
+  new client.Gauge({ name: 'tollgate_cache_redis_errors', help: 'Failed Redis cache reads/writes (treated as misses), since start', registers: [registry], collect: cacheStat((s) => s.redisErrors) });
+
   let journal: JournalStatsSource | null = null;
   const stat = (pick: (s: ReturnType<JournalStatsSource['stats']>) => number) =>
     function (this: client.Gauge) {
@@ -77,6 +96,10 @@ export function createMetrics() {
     latency,
     overhead,
     upstreamAttempts,
+    cacheRequests,
+    watchCache(source: { stats(): CacheStats }) {
+      cache = source;
+    },
     watchJournal(source: JournalStatsSource) {
       journal = source;
     },

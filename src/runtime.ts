@@ -2,7 +2,10 @@
 // bootstraps configuration, and builds the app. Used by `tollgate start` and by tests, so
 // both run exactly the same wiring.
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Redis } from 'ioredis';
 import { buildApp, type App } from './app.js';
+import { AnswerStore } from './cache/store.js';
 import { bootstrap } from './bootstrap.js';
 import type { Config } from './config.js';
 import type { Logger } from './gateway/pipeline.js';
@@ -27,6 +30,8 @@ export interface Runtime {
   signer: ReceiptSigner;
   adminToken: { token: string; created: boolean };
   bootstrapped: string[];
+  /** The response cache's storage (null when TOLLGATE_CACHE_MAX_BYTES=0). */
+  answers: AnswerStore | null;
   /** Cross-instance live events and key revocations, when REDIS_URL is set. */
   bridge: RedisBridge | null;
   /** Stops the app (drain) and closes every store. */
@@ -113,8 +118,10 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       cluster: config.clickhouse?.cluster,
       log: (msg, fields) => log.warn(fields ?? {}, msg),
     });
+    const answers = await openAnswerStore(config, log);
     let bridge: RedisBridge | null = null;
     const app = buildApp({
+      answers,
       config,
       log,
       store: adminStore,
@@ -150,6 +157,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     bridge?.onKeyRevoked(() => app.keys.invalidate());
     return {
       app,
+      answers,
       bridge,
       adminStore,
       configDb,
@@ -160,6 +168,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       bootstrapped,
       async close() {
         await app.stop();
+        await answers?.close();
         await bridge?.close();
         await journal.close();
         await stores.close();
@@ -169,4 +178,24 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     await stores.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The response cache: in memory with a log in the data directory; exact answers also in Redis
+ * when REDIS_URL is set (shared by every instance). A Redis that is down makes lookups miss,
+ * never fail: ioredis does not queue commands while disconnected, and each gets one try.
+ */
+async function openAnswerStore(config: Config, log: Logger): Promise<AnswerStore | null> {
+  if (config.cache.maxBytes === 0) return null;
+  const redis = config.redisUrl
+    ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: 'tollgate-cache', lazyConnect: false })
+    : null;
+  redis?.on('error', () => undefined); // counted per failed command instead (tollgate_cache_redis_errors)
+  return AnswerStore.open({
+    maxBytes: config.cache.maxBytes,
+    maxEntryBytes: config.cache.maxEntryBytes,
+    dir: path.join(config.dataDir, 'cache'),
+    redis,
+    onError: (err, what) => log.warn({ err: String(err) }, `${what} failed`),
+  });
 }

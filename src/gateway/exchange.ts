@@ -34,6 +34,8 @@ export class Exchange {
   stream = false;
   responseHeaders: Record<string, string> = {};
   cacheStatus: CacheStatus = 'bypass';
+  /** Set when the answer came from the cache: where it originally came from, and what it cost then. */
+  cacheHit: { similarity: number; savedCostUsd: number | null; provider: string; model: string } | null = null;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -59,8 +61,10 @@ export class Exchange {
   toReceiptDraft(status: ReceiptStatus, httpStatus: number, errorCode: string | null, usage: Usage, responseSha256: string | null): ReceiptDraft {
     const latency = this.elapsed();
     const target = this.target;
+    const hit = this.cacheHit;
     const price = target?.price ?? null;
-    const cost = target ? costOf(usage, price) : null;
+    // A cache hit costs nothing; what it saved is what the original answer cost.
+    const cost = hit ? 0 : target ? costOf(usage, price) : null;
     const hadUpstream = this.attempts.length > 0;
     return {
         receipt_id: this.receiptId,
@@ -76,8 +80,8 @@ export class Exchange {
         requested_model: this.requestedModel,
         route: this.route?.name ?? null,
         strategy: this.route?.strategy ?? null,
-        provider: target?.provider.name ?? null,
-        model: target?.model ?? null,
+        provider: hit?.provider ?? target?.provider.name ?? null,
+        model: hit?.model ?? target?.model ?? null,
         attempts: this.attempts,
         status,
         http_status: httpStatus,
@@ -92,10 +96,10 @@ export class Exchange {
         cached_tokens: usage.cachedTokens,
         usage_estimated: usage.estimated,
         cost_usd: cost,
-        price_version: cost === null ? null : (price?.version ?? null),
+        price_version: cost === null || hit ? null : (price?.version ?? null),
         cache_status: this.cacheStatus,
-        cache_similarity: null,
-        saved_cost_usd: null,
+        cache_similarity: hit ? hit.similarity : null,
+        saved_cost_usd: hit ? hit.savedCostUsd : null,
         request_sha256: this.requestSha256 || EMPTY_SHA256,
         response_sha256: responseSha256,
     };

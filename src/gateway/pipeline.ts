@@ -16,7 +16,9 @@ import { isRouteAllowed, type Catalog, type Route, type Target } from '../routin
 import type { TargetHealth } from '../routing/health.js';
 import { orderTargets } from '../routing/strategy.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
+import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../cache/replay.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
+import type { CacheHit, CacheLookup, CacheStage } from './cache.js';
 import { ENDPOINT_NAME, Exchange, type Endpoint } from './exchange.js';
 import {
   GatewayError,
@@ -57,6 +59,8 @@ export interface PipelineDeps {
   health: TargetHealth;
   upstream: UpstreamClient;
   receipts: ReceiptSink;
+  /** Absent: no response cache at all. */
+  cache?: CacheStage | null;
   bus: LiveBus;
   metrics: Metrics;
   log: Logger;
@@ -88,7 +92,9 @@ export class Pipeline {
       if (!isRouteAllowed(ex.key.allowedRoutes, route)) throw routeForbidden(route.name);
       ex.responseHeaders = this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit).headers;
 
-      await this.forward(ex, route, body, res);
+      const cached = await this.lookInCache(ex, route, body, req.headers['x-tollgate-cache']);
+      if (cached.hit) return await this.answerFromCache(ex, cached.hit, body, res);
+      await this.forward(ex, route, body, res, cached.lookup);
     } catch (err) {
       await this.fail(ex, res, err);
     }
@@ -106,7 +112,58 @@ export class Pipeline {
 
   // ── Routing and failover ─────────────────────────────────────────────────────────────
 
-  private async forward(ex: Exchange, route: Route, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+  // ── Cache ────────────────────────────────────────────────────────────────────────────
+
+  private async lookInCache(
+    ex: Exchange,
+    route: Route,
+    body: Record<string, unknown>,
+    header: string | string[] | undefined,
+  ): Promise<{ hit: CacheHit | null; lookup: CacheLookup | null }> {
+    const cache = this.deps.cache;
+    const plan = cache?.plan(ex.endpoint, ex.key!.teamId, route, body, header);
+    if (!cache || !plan) return { hit: null, lookup: null };
+    ex.cacheStatus = plan.lookup ? 'miss' : 'bypass';
+    return cache.lookup(plan);
+  }
+
+  private async answerFromCache(ex: Exchange, hit: CacheHit, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+    const { entry } = hit;
+    ex.cacheStatus = hit.status;
+    ex.cacheHit = { similarity: hit.similarity, savedCostUsd: entry.costUsd, provider: entry.provider, model: entry.model };
+    ex.responseHeaders['x-tollgate-cache-similarity'] = hit.similarity.toFixed(4);
+    this.decide(ex, null, 'SUCCESS', `cache_${hit.status}`, null, []);
+    const usage: Usage = { ...(readUsage(entry.body.usage) ?? ZERO_USAGE), estimated: false };
+    const id = ex.endpoint === 'chat' ? `chatcmpl-${ex.receiptId.replaceAll('-', '')}` : '';
+    if (!ex.stream) {
+      const json = JSON.stringify(replayJson(entry.body, id));
+      await this.appendReceipt(ex, 'ok', 200, null, usage, sha256(Buffer.from(json)));
+      this.writeHead(ex, res, 200, 'application/json');
+      res.end(json);
+    } else {
+      const wantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+      const events = replaySse(entry.body as unknown as ChatCompletion, id, wantsUsage).join('');
+      ex.ttftMs = ex.elapsed();
+      this.writeHead(ex, res, 200, 'text/event-stream');
+      res.write(events);
+      res.write('data: [DONE]\n\n');
+      const receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, sha256(Buffer.from(events)));
+      res.end(receiptEvent(receipt));
+    }
+    this.observe(ex, 200, null);
+  }
+
+  /** After a complete, successful answer: keep it for the next identical (or similar) request. */
+  private remember(ex: Exchange, lookup: CacheLookup | null, answer: unknown, costUsd: number | null, target: Target): void {
+    if (!lookup || !this.deps.cache || !answer || typeof answer !== 'object') return;
+    this.deps.cache
+      .store(lookup, answer as Record<string, unknown>, costUsd, target.provider.name, target.model)
+      .catch((err: unknown) => this.deps.log.warn({ err: String(err), requestId: ex.requestId }, 'could not store the answer in the cache'));
+  }
+
+  // ── Routing and failover ─────────────────────────────────────────────────────────────
+
+  private async forward(ex: Exchange, route: Route, body: Record<string, unknown>, res: ServerResponse, lookup: CacheLookup | null): Promise<void> {
     const { config, health } = this.deps;
     const controller = new AbortController();
     const onClose = () => {
@@ -128,7 +185,7 @@ export class Pipeline {
             this.decide(ex, target, 'SKIPPED', admission.reason, null, candidates);
             continue;
           }
-          const outcome = await this.attempt(ex, target, body, res, controller.signal, candidates);
+          const outcome = await this.attempt(ex, target, body, res, controller.signal, candidates, lookup);
           if (outcome === 'answered') return;
           lastFailure = outcome;
         }
@@ -158,6 +215,7 @@ export class Pipeline {
     res: ServerResponse,
     signal: AbortSignal,
     candidates: Candidate[],
+    lookup: CacheLookup | null,
   ): Promise<'answered' | UpstreamFailure> {
     const { health, upstream, metrics } = this.deps;
     const attemptNo = ex.attempts.length + 1;
@@ -217,7 +275,7 @@ export class Pipeline {
     }
 
     ex.target = target;
-    if (ex.stream) return this.relayStream(ex, target, body, response.body, res, signal, { finishAttempt, failover, candidates, attemptNo });
+    if (ex.stream) return this.relayStream(ex, target, body, response.body, res, signal, { finishAttempt, failover, candidates, attemptNo }, lookup);
 
     let buf: Buffer;
     let parsed: any;
@@ -235,10 +293,11 @@ export class Pipeline {
 
     const usage = await this.usageOf(readUsage(parsed?.usage), body, () => collectText(parsed));
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens);
-    await this.appendReceipt(ex, 'ok', response.status, null, usage, sha256(buf));
+    const receipt = await this.appendReceipt(ex, 'ok', response.status, null, usage, sha256(buf));
     this.writeHead(ex, res, response.status, 'application/json');
     res.end(buf);
     this.observe(ex, response.status, null);
+    this.remember(ex, lookup, parsed, receipt.cost_usd, target);
     return 'answered';
   }
 
@@ -255,9 +314,11 @@ export class Pipeline {
       candidates: Candidate[];
       attemptNo: number;
     },
+    lookup: CacheLookup | null,
   ): Promise<'answered' | UpstreamFailure> {
     const clientWantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-    const relay = new SseRelay(clientWantsUsage);
+    const assembler = lookup ? new StreamAssembler() : null;
+    const relay = new SseRelay(clientWantsUsage, assembler ? (chunk) => assembler.add(chunk) : undefined);
     const decoder = new StringDecoder('utf8');
     const responseHash = createHash('sha256');
     let started = false;
@@ -334,6 +395,7 @@ export class Pipeline {
     const receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, responseHash.digest('hex'));
     res.end(receiptEvent(receipt));
     this.observe(ex, 200, null);
+    this.remember(ex, lookup, assembler?.completion(), receipt.cost_usd, target);
     return 'answered';
   }
 
@@ -391,9 +453,11 @@ export class Pipeline {
     h['x-tollgate-cache'] = ex.cacheStatus;
     h['x-tollgate-attempts'] = String(ex.attempts.length);
     if (ex.route) h['x-tollgate-route'] = ex.route.name;
-    if (ex.target) {
-      h['x-tollgate-provider'] = ex.target.provider.name;
-      h['x-tollgate-model'] = ex.target.model;
+    const provider = ex.cacheHit?.provider ?? ex.target?.provider.name;
+    const model = ex.cacheHit?.model ?? ex.target?.model;
+    if (provider && model) {
+      h['x-tollgate-provider'] = provider;
+      h['x-tollgate-model'] = model;
     }
     if (contentType === 'text/event-stream') {
       h['cache-control'] = 'no-cache';
@@ -418,6 +482,7 @@ export class Pipeline {
     const endpoint = ENDPOINT_NAME[ex.endpoint];
     const seconds = ex.elapsed() / 1000;
     metrics.requests.inc({ endpoint, status: String(status) });
+    metrics.cacheRequests.inc({ status: ex.cacheStatus });
     metrics.latency.observe({ endpoint, stream: String(ex.stream) }, seconds);
     if (errorCode) metrics.errors.inc({ endpoint, code: errorCode });
     if (ex.attempts.length > 0) metrics.overhead.observe(Math.max(0, seconds - ex.upstreamMs / 1000));

@@ -17,8 +17,14 @@ export class SseRelay {
   private pendingCR = false;
   readonly tally: StreamTally = { usage: null, deliveredText: '', contentChunks: 0, done: false, upstreamError: null };
 
-  /** @param forwardUsageChunk whether the client asked for the usage chunk itself. */
-  constructor(private readonly forwardUsageChunk: boolean) {}
+  /**
+   * @param forwardUsageChunk whether the client asked for the usage chunk itself.
+   * @param onChunk sees every parsed chunk (the cache assembles the complete answer from them).
+   */
+  constructor(
+    private readonly forwardUsageChunk: boolean,
+    private readonly onChunk?: (chunk: unknown) => void,
+  ) {}
 
   /** Returns the text to send to the client now ('' when nothing is complete yet). */
   push(chunk: string): string {
@@ -66,6 +72,7 @@ export class SseRelay {
       return `${event}\n\n`;
     }
     if (parsed?.error) this.tally.upstreamError = parsed.error;
+    this.onChunk?.(parsed);
     if (parsed?.usage) this.tally.usage = parsed.usage;
     const choices = parsed?.choices;
     // A usage-only chunk (choices empty or absent) is Tollgate's to read, unless the client asked.

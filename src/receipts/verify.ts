@@ -21,7 +21,7 @@ import * as canonicalizeModule from 'canonicalize';
 // `canonicalize` is CommonJS whose typings declare an ES default export: under NodeNext the
 // function is the namespace's `default`, whatever the loader (Node, vitest, a bundler).
 type Serialize = (input: unknown) => string | undefined;
-const canonicalize: Serialize =
+export const canonicalize: Serialize =
   (canonicalizeModule as unknown as { default?: Serialize }).default ?? (canonicalizeModule as unknown as Serialize);
 
 export const GENESIS_PREV_HASH = '0'.repeat(64);

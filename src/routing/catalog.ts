@@ -88,7 +88,7 @@ export class Catalog {
         strategy: 'PINNED',
         retries: this.defaultRetries,
         timeoutMs: null,
-        cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null },
+        cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false },
         targets: [this.target(provider, model.slice(slash + 1), 1, 0)],
         pinned: true,
       };

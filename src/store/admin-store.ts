@@ -109,13 +109,25 @@ export interface RouteTargetRecord {
   priority: number;
 }
 
+export interface CachePolicyRecord {
+  mode: CacheMode;
+  ttlSeconds: number | null;
+  similarityThreshold: number | null;
+  /** SEMANTIC: a route or provider/model serving /v1/embeddings; null = the local embedder. */
+  embeddingModel: string | null;
+  /** Cache answers to sampled requests (temperature > 0 without a seed, n > 1). */
+  cacheSampled: boolean;
+  /** Cache answers that call tools. */
+  cacheToolCalls: boolean;
+}
+
 export interface RouteRecord {
   id: string;
   name: string;
   strategy: RouteStrategy;
   retries: number;
   timeoutMs: number | null;
-  cache: { mode: CacheMode; ttlSeconds: number | null; similarityThreshold: number | null };
+  cache: CachePolicyRecord;
   /** In the order given (position). */
   targets: RouteTargetRecord[];
   createdAt: Date;
@@ -249,6 +261,9 @@ const upsertRouteInput = z.object({
       mode: z.enum(CacheMode),
       ttlSeconds: positiveInt.nullish(),
       similarityThreshold: z.number().min(0).max(1).nullish(),
+      embeddingModel: modelName.nullish(),
+      cacheSampled: z.boolean().nullish(),
+      cacheToolCalls: z.boolean().nullish(),
     })
     .nullish(),
 });
@@ -582,6 +597,9 @@ export class AdminStore {
       cacheMode: p.cache?.mode ?? CacheMode.OFF,
       cacheTtlSeconds: p.cache?.ttlSeconds ?? null,
       cacheSimilarityThreshold: p.cache?.similarityThreshold ?? null,
+      cacheEmbeddingModel: p.cache?.embeddingModel ?? null,
+      cacheSampled: p.cache?.cacheSampled ?? false,
+      cacheToolCalls: p.cache?.cacheToolCalls ?? false,
     };
     const targets = p.targets.map((t, position) => ({
       providerName: t.provider,
@@ -798,7 +816,14 @@ function toRoute(r: RouteRow): RouteRecord {
     strategy: r.strategy,
     retries: r.retries,
     timeoutMs: r.timeoutMs,
-    cache: { mode: r.cacheMode, ttlSeconds: r.cacheTtlSeconds, similarityThreshold: r.cacheSimilarityThreshold },
+    cache: {
+      mode: r.cacheMode,
+      ttlSeconds: r.cacheTtlSeconds,
+      similarityThreshold: r.cacheSimilarityThreshold,
+      embeddingModel: r.cacheEmbeddingModel,
+      cacheSampled: r.cacheSampled,
+      cacheToolCalls: r.cacheToolCalls,
+    },
     targets: [...r.targets]
       .sort((a, b) => a.position - b.position)
       .map((t) => ({ provider: t.providerName, model: t.model, weight: t.weight, priority: t.priority })),

@@ -109,8 +109,11 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     async close() {
       await started.stop();
       await sim.close();
-      await db?.drop().catch(() => undefined);
-      if (!opts.keepDataDir) await rm(dataDir, { recursive: true, force: true });
+      // Kept state means the database too: a test restarts on it.
+      if (!opts.keepDataDir) {
+        await db?.drop().catch(() => undefined);
+        await rm(dataDir, { recursive: true, force: true });
+      }
     },
   };
 }

@@ -30,7 +30,7 @@ class FakeStore implements CatalogStore {
         strategy: 'PRIORITY',
         retries: 1,
         timeoutMs: null,
-        cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null },
+        cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false },
         targets: [{ provider: 'p', model: 'm', weight: 1, priority: 0 }],
       },
     ];

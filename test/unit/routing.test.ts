@@ -18,7 +18,7 @@ const route = (name: string, targets: RouteInput['targets'], strategy: RouteInpu
   strategy,
   retries: 2,
   timeoutMs: null,
-  cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null },
+  cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false },
   targets,
 });
 

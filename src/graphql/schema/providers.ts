@@ -7,6 +7,7 @@
 // of the requested fields are read, and the ciphertext only to compute `hasApiKey`.
 // Mutations go through the AdminStore and re-read the row with the planned selection.
 import { CacheMode, ProviderKind, RouteStrategy } from '../../store/prisma.js';
+import type { CachePolicyRecord } from '../../store/admin-store.js';
 import type { Builder } from '../builder.js';
 import { store } from './teams.js';
 
@@ -34,17 +35,16 @@ export function registerProviders(builder: Builder) {
     }),
   });
 
-  interface CachePolicyShape {
-    mode: CacheMode;
-    ttlSeconds: number | null;
-    similarityThreshold: number | null;
-  }
+  type CachePolicyShape = CachePolicyRecord;
   const CachePolicy = builder.objectRef<CachePolicyShape>('CachePolicy');
   CachePolicy.implement({
     fields: (t) => ({
       mode: t.field({ type: CacheModeEnum, resolve: (c) => c.mode }),
       ttlSeconds: t.exposeInt('ttlSeconds', { nullable: true }),
       similarityThreshold: t.exposeFloat('similarityThreshold', { nullable: true }),
+      embeddingModel: t.exposeString('embeddingModel', { nullable: true, description: 'SEMANTIC: the embeddings route or provider/model; null = the local embedder.' }),
+      cacheSampled: t.exposeBoolean('cacheSampled', { description: 'Answers to sampled requests (temperature > 0 without seed, n > 1) are cached too.' }),
+      cacheToolCalls: t.exposeBoolean('cacheToolCalls', { description: 'Answers that call tools are cached too.' }),
     }),
   });
 
@@ -66,7 +66,14 @@ export function registerProviders(builder: Builder) {
       timeoutMs: t.exposeInt('timeoutMs', { nullable: true }),
       cache: t.field({
         type: CachePolicy,
-        resolve: (r): CachePolicyShape => ({ mode: r.cacheMode, ttlSeconds: r.cacheTtlSeconds, similarityThreshold: r.cacheSimilarityThreshold }),
+        resolve: (r): CachePolicyShape => ({
+          mode: r.cacheMode,
+          ttlSeconds: r.cacheTtlSeconds,
+          similarityThreshold: r.cacheSimilarityThreshold,
+          embeddingModel: r.cacheEmbeddingModel,
+          cacheSampled: r.cacheSampled,
+          cacheToolCalls: r.cacheToolCalls,
+        }),
       }),
       targets: t.relation('targets', { description: 'In the order given.', query: { orderBy: { position: 'asc' } } }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
@@ -98,6 +105,9 @@ export function registerProviders(builder: Builder) {
       mode: t.field({ type: CacheModeEnum, required: true }),
       ttlSeconds: t.int(),
       similarityThreshold: t.float(),
+      embeddingModel: t.string(),
+      cacheSampled: t.boolean(),
+      cacheToolCalls: t.boolean(),
     }),
   });
 
@@ -163,9 +173,7 @@ export function registerProviders(builder: Builder) {
             })),
             retries: input.retries,
             timeoutMs: input.timeoutMs,
-            cache: input.cache
-              ? { mode: input.cache.mode, ttlSeconds: input.cache.ttlSeconds, similarityThreshold: input.cache.similarityThreshold }
-              : input.cache,
+            cache: input.cache,
           }),
         );
         await ctx.configChanged();

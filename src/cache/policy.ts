@@ -1,0 +1,119 @@
+// What may be cached, and under which key.
+//
+// The rule (README "Caching"): a route's cache mode applies only to requests whose answer is
+// meant to be reproducible:
+//   - embeddings: always;
+//   - chat: n absent or 1, and temperature 0 or an explicit seed. Temperature absent means the
+//     provider's default (1): sampled. Routes opt into caching sampled answers (cacheSampled).
+// Answers that call tools are stored only when the route allows it (cacheToolCalls). Errors,
+// partial and cancelled streams are never stored (the pipeline stores only complete answers).
+// `x-tollgate-cache: no-cache` skips the lookup but stores; `no-store` does neither.
+import { hash } from 'node:crypto';
+import { canonicalize } from '../receipts/verify.js';
+import type { Route } from '../routing/catalog.js';
+
+/**
+ * Chosen from the threshold sweep of `npm run eval:cache` (bench/results/cache-eval.json): the
+ * lowest threshold with no false hit on the labelled set (0.900 had one, 0.7 %).
+ */
+export const DEFAULT_SIMILARITY_THRESHOLD = 0.925;
+export const DEFAULT_TTL_SECONDS = 3600;
+
+/** Fields that never change the answer: who asked, how it is delivered, bookkeeping. */
+const NOT_PART_OF_THE_QUESTION = ['model', 'user', 'stream', 'stream_options', 'metadata', 'store', 'service_tier', 'prompt_cache_key', 'safety_identifier'];
+
+export type CacheEndpoint = 'chat' | 'embeddings';
+
+export interface CachePlan {
+  teamId: string;
+  routeName: string;
+  /** Look for a stored answer before calling upstream. */
+  lookup: boolean;
+  /** Store a complete answer afterwards. */
+  store: boolean;
+  semantic: boolean;
+  ttlMs: number;
+  threshold: number;
+  /** Team + route + endpoint + the canonical request: the exact-match key. */
+  exactKey: string;
+  /** For semantic lookups: the last user turn, and a hash of everything else in the request. */
+  lastUserText: string | null;
+  context: string;
+  /** Answers with tool calls may be stored. */
+  toolCalls: boolean;
+  embeddingModel: string | null;
+}
+
+export function planCache(
+  endpoint: CacheEndpoint,
+  teamId: string,
+  route: Route,
+  body: Record<string, unknown>,
+  header: string | undefined,
+): CachePlan | null {
+  const policy = route.cache;
+  if (!policy || policy.mode === 'OFF') return null;
+  const directive = (header ?? '').trim().toLowerCase();
+  if (directive === 'no-store') return null;
+  if (endpoint === 'chat' && !policy.cacheSampled && isSampled(body)) return null;
+
+  const question = canonicalQuestion(body);
+  const exactKey = digest([teamId, route.name, endpoint, question]);
+  const semantic = policy.mode === 'SEMANTIC' && endpoint === 'chat';
+  let lastUserText: string | null = null;
+  let context = '';
+  if (semantic) {
+    const messages = question.messages as unknown[];
+    const last = messages[messages.length - 1] as { role?: unknown; content?: unknown } | undefined;
+    if (last?.role === 'user' && typeof last.content === 'string') {
+      lastUserText = last.content;
+      context = digest([teamId, route.name, endpoint, { ...question, messages: messages.slice(0, -1) }]);
+    }
+  }
+  return {
+    teamId,
+    routeName: route.name,
+    lookup: directive !== 'no-cache',
+    store: true,
+    semantic: semantic && lastUserText !== null,
+    ttlMs: (policy.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000,
+    threshold: policy.similarityThreshold ?? DEFAULT_SIMILARITY_THRESHOLD,
+    exactKey,
+    lastUserText,
+    context,
+    toolCalls: policy.cacheToolCalls,
+    embeddingModel: policy.embeddingModel,
+  };
+}
+
+/** Sampled: the same request may rightly get a different answer each time. */
+export function isSampled(body: Record<string, unknown>): boolean {
+  if (typeof body.n === 'number' && body.n > 1) return true;
+  if (body.temperature === 0) return false;
+  return typeof body.seed !== 'number';
+}
+
+/**
+ * The request reduced to what determines the answer: bookkeeping fields dropped, and message
+ * content given as an array of text parts folded into one string (the same prompt either way).
+ * Key order and whitespace disappear in canonical JSON (RFC 8785).
+ */
+export function canonicalQuestion(body: Record<string, unknown>): Record<string, unknown> {
+  const question: Record<string, unknown> = { ...body };
+  for (const field of NOT_PART_OF_THE_QUESTION) delete question[field];
+  if (Array.isArray(body.messages)) question.messages = body.messages.map(normalizeMessage);
+  return question;
+}
+
+function normalizeMessage(message: unknown): unknown {
+  if (!message || typeof message !== 'object') return message;
+  const m = message as Record<string, unknown>;
+  if (!Array.isArray(m.content)) return m;
+  const parts = m.content as Array<{ type?: unknown; text?: unknown }>;
+  if (!parts.every((p) => p && p.type === 'text' && typeof p.text === 'string')) return m;
+  return { ...m, content: parts.map((p) => p.text).join('') };
+}
+
+function digest(value: unknown): string {
+  return hash('sha256', canonicalize(value) ?? '');
+}

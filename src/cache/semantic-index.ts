@@ -1,0 +1,77 @@
+// The semantic side of the cache: which stored entry, if any, answers a new prompt.
+//
+// A hit needs all three:
+//  - the same namespace (team + route + embedder) and the same conversation context (every
+//    message before the last user turn, tools, sampling parameters: hashed by the caller);
+//  - cosine similarity of the last user turns at or above the route's threshold;
+//  - agreement on the details that change an answer (numbers, negations, units, dates, names:
+//    see text.ts), which embeddings are known to blur.
+import { analyze, detailsAgree, type TextAnalysis } from './text.js';
+import { DenseIndex, isSparse, SparseIndex, type Vector, type VectorIndex } from './vector-index.js';
+
+/** Candidates examined per lookup: the nearest may fail the detail check while the next passes. */
+const CANDIDATES = 8;
+
+interface Member {
+  key: string;
+  context: string;
+  analysis: TextAnalysis;
+}
+
+interface Namespace {
+  index: VectorIndex;
+  members: Map<number, Member>;
+}
+
+export interface SemanticMatch {
+  key: string;
+  similarity: number;
+}
+
+export class SemanticIndex {
+  private readonly namespaces = new Map<string, Namespace>();
+  private readonly byKey = new Map<string, { namespace: string; label: number }>();
+  private nextLabel = 1;
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  add(namespace: string, key: string, context: string, text: string, vector: Vector): void {
+    this.remove(key);
+    let ns = this.namespaces.get(namespace);
+    if (!ns) this.namespaces.set(namespace, (ns = { index: isSparse(vector) ? new SparseIndex() : new DenseIndex(), members: new Map() }));
+    const label = this.nextLabel++;
+    ns.index.add(label, vector as never);
+    ns.members.set(label, { key, context, analysis: analyze(text) });
+    this.byKey.set(key, { namespace, label });
+  }
+
+  remove(key: string): void {
+    const at = this.byKey.get(key);
+    if (!at) return;
+    this.byKey.delete(key);
+    const ns = this.namespaces.get(at.namespace)!;
+    ns.index.remove(at.label);
+    ns.members.delete(at.label);
+    if (ns.members.size === 0) this.namespaces.delete(at.namespace);
+  }
+
+  /**
+   * The most similar entry at or above `threshold` whose details agree, or null.
+   * `checkDetails: false` exists for the evaluation, to measure what the detail check buys.
+   */
+  find(namespace: string, context: string, text: string, vector: Vector, threshold: number, checkDetails = true): SemanticMatch | null {
+    const ns = this.namespaces.get(namespace);
+    if (!ns) return null;
+    const neighbours = ns.index.search(vector as never, CANDIDATES, (label) => ns.members.get(label)?.context === context);
+    let analysis: TextAnalysis | null = null;
+    for (const { label, similarity } of neighbours) {
+      if (similarity < threshold) break;
+      const member = ns.members.get(label)!;
+      analysis ??= analyze(text);
+      if (!checkDetails || detailsAgree(analysis, member.analysis)) return { key: member.key, similarity: Math.min(1, similarity) };
+    }
+    return null;
+  }
+}

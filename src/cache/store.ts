@@ -1,0 +1,245 @@
+// Where cached answers live.
+//
+// In process: an LRU bounded by bytes (lru-cache) with a TTL per entry; what it evicts or
+// expires leaves the semantic index too. Every stored entry is appended to a log in the data
+// directory, replayed at start, so entries survive a restart; the log is rewritten from the
+// live entries once it grows past twice the byte limit. Losing the last few lines in a crash
+// only costs a few future misses: a cache, unlike the receipt WAL, never fsyncs.
+// With Redis: exact entries are also written there (with the same TTL), so every instance
+// finds what any instance stored; this instance's memory stays a first-level cache in front.
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Redis } from 'ioredis';
+import { LRUCache } from 'lru-cache';
+import { SemanticIndex, type SemanticMatch } from './semantic-index.js';
+import { isSparse, type Vector } from './vector-index.js';
+
+export interface CachedAnswer {
+  key: string;
+  teamId: string;
+  createdAt: number;
+  expiresAt: number;
+  /** The answer: a chat.completion object, or an embeddings list response. */
+  body: Record<string, unknown>;
+  /** What the original request cost (null when unpriced): a hit's saved cost. */
+  costUsd: number | null;
+  provider: string;
+  model: string;
+  semantic: { namespace: string; context: string; text: string } | null;
+}
+
+export interface CacheStats {
+  entries: number;
+  bytes: number;
+  semanticEntries: number;
+  evictions: number;
+  expirations: number;
+  redisErrors: number;
+}
+
+export interface AnswerStoreOptions {
+  maxBytes: number;
+  /** Answers larger than this are not cached (one huge answer must not flush the rest). */
+  maxEntryBytes: number;
+  /** Directory for the persistence log; none = memory only. */
+  dir?: string;
+  /** Owned: disconnected by close(). */
+  redis?: Redis | null;
+  onError?: (err: unknown, what: string) => void;
+  now?: () => number;
+}
+
+const REDIS_PREFIX = 'tollgate:cache:v1:';
+const LOG_FILE = 'answers.jsonl';
+
+interface LogLine extends CachedAnswer {
+  vector?: { ids: number[]; weights: number[] } | { dense: string };
+}
+
+export class AnswerStore {
+  private readonly lru: LRUCache<string, CachedAnswer>;
+  private readonly semantic = new SemanticIndex();
+  private readonly vectors = new Map<string, Vector>();
+  private log: WriteStream | null = null;
+  private logBytes = 0;
+  private compacting: Promise<void> | null = null;
+  private readonly counters = { evictions: 0, expirations: 0, redisErrors: 0 };
+  private readonly now: () => number;
+
+  private constructor(private readonly opts: AnswerStoreOptions) {
+    this.now = opts.now ?? Date.now;
+    this.lru = new LRUCache<string, CachedAnswer>({
+      maxSize: opts.maxBytes,
+      maxEntrySize: opts.maxEntryBytes,
+      sizeCalculation: (entry) => entrySize(entry),
+      ttlAutopurge: false,
+      // lru-cache's clock must be ours too, for tests with a controlled clock.
+      perf: { now: () => this.now() },
+      dispose: (_entry, key, reason) => {
+        if (reason === 'set') return; // replaced by a newer entry for the same key
+        this.semantic.remove(key);
+        this.vectors.delete(key);
+        if (reason === 'evict') this.counters.evictions++;
+        if (reason === 'expire') this.counters.expirations++;
+      },
+    });
+  }
+
+  static async open(opts: AnswerStoreOptions): Promise<AnswerStore> {
+    const store = new AnswerStore(opts);
+    if (opts.dir) await store.load(opts.dir);
+    return store;
+  }
+
+  stats(): CacheStats {
+    return { entries: this.lru.size, bytes: this.lru.calculatedSize, semanticEntries: this.semantic.size, ...this.counters };
+  }
+
+  async getExact(key: string): Promise<CachedAnswer | null> {
+    const local = this.lru.get(key);
+    if (local) return local;
+    const redis = this.opts.redis;
+    if (!redis) return null;
+    let raw: string | null;
+    try {
+      raw = await redis.get(REDIS_PREFIX + key);
+    } catch (err) {
+      this.redisFailed(err, 'cache lookup');
+      return null;
+    }
+    if (!raw) return null;
+    const entry = JSON.parse(raw) as CachedAnswer;
+    if (entry.expiresAt <= this.now()) return null;
+    this.lru.set(key, { ...entry, semantic: null }, { ttl: entry.expiresAt - this.now() });
+    return entry;
+  }
+
+  findSimilar(namespace: string, context: string, text: string, vector: Vector, threshold: number): { entry: CachedAnswer; similarity: number } | null {
+    let match: SemanticMatch | null;
+    // An expired entry still in the index is dropped on the get below; look again without it.
+    while ((match = this.semantic.find(namespace, context, text, vector, threshold))) {
+      const entry = this.lru.get(match.key);
+      if (entry) return { entry, similarity: match.similarity };
+      this.semantic.remove(match.key);
+    }
+    return null;
+  }
+
+  async put(entry: CachedAnswer, vector: Vector | null): Promise<void> {
+    const ttl = entry.expiresAt - this.now();
+    if (ttl <= 0) return;
+    const line = serialize(entry, vector);
+    if (line.length > this.opts.maxEntryBytes) return;
+    this.remember(entry, vector, ttl);
+    if (this.log) {
+      this.log.write(`${line}\n`);
+      this.logBytes += line.length + 1;
+      if (this.logBytes > 2 * this.opts.maxBytes) void this.compact();
+    }
+    if (this.opts.redis) {
+      const shared = JSON.stringify({ ...entry, semantic: null });
+      await this.opts.redis.set(REDIS_PREFIX + entry.key, shared, 'PX', ttl).catch((err: unknown) => this.redisFailed(err, 'cache store'));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.compacting;
+    await endStream(this.log);
+    this.log = null;
+    this.opts.redis?.disconnect();
+  }
+
+  private remember(entry: CachedAnswer, vector: Vector | null, ttl: number): void {
+    this.lru.set(entry.key, entry, { ttl });
+    if (!this.lru.has(entry.key)) return; // too large for this cache
+    if (entry.semantic && vector) {
+      this.vectors.set(entry.key, vector);
+      this.semantic.add(entry.semantic.namespace, entry.key, entry.semantic.context, entry.semantic.text, vector);
+    }
+  }
+
+  private async load(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, LOG_FILE);
+    const size = await stat(file).then((s) => s.size, () => 0);
+    if (size > 0) {
+      const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
+      for await (const line of lines) {
+        if (!line.trim()) continue;
+        let parsed: LogLine;
+        try {
+          parsed = JSON.parse(line) as LogLine;
+        } catch {
+          continue; // a line torn by a crash
+        }
+        const ttl = parsed.expiresAt - this.now();
+        if (ttl <= 0) continue;
+        const { vector, ...entry } = parsed;
+        this.remember(entry, deserializeVector(vector), ttl);
+      }
+    }
+    this.logBytes = size;
+    this.log = createWriteStream(file, { flags: 'a' });
+    this.log.on('error', (err) => this.opts.onError?.(err, 'cache log'));
+    if (this.logBytes > 2 * this.opts.maxBytes) await this.compact();
+  }
+
+  /** Rewrites the log with only the live entries, oldest first (so a reload keeps LRU order). */
+  private compact(): Promise<void> {
+    if (this.compacting || !this.log || !this.opts.dir) return this.compacting ?? Promise.resolve();
+    const dir = this.opts.dir;
+    this.compacting = (async () => {
+      const file = path.join(dir, LOG_FILE);
+      const lines: string[] = [];
+      for (const [key, entry] of [...this.lru.entries()].reverse()) lines.push(serialize(entry, this.vectors.get(key) ?? null));
+      const body = lines.length ? `${lines.join('\n')}\n` : '';
+      await writeFile(`${file}.tmp`, body);
+      const old = this.log;
+      await rename(`${file}.tmp`, file);
+      this.log = createWriteStream(file, { flags: 'a' });
+      this.log.on('error', (err) => this.opts.onError?.(err, 'cache log'));
+      this.logBytes = Buffer.byteLength(body);
+      await endStream(old);
+    })()
+      .catch((err: unknown) => this.opts.onError?.(err, 'cache log compaction'))
+      .finally(() => {
+        this.compacting = null;
+      });
+    return this.compacting;
+  }
+
+  private redisFailed(err: unknown, what: string): void {
+    this.counters.redisErrors++;
+    this.opts.onError?.(err, what);
+  }
+}
+
+function entrySize(entry: CachedAnswer): number {
+  // Approximate bytes held: the JSON of the answer plus fixed overhead per entry.
+  return 256 + JSON.stringify(entry.body).length * 2 + (entry.semantic ? entry.semantic.text.length * 2 + 512 : 0);
+}
+
+function serialize(entry: CachedAnswer, vector: Vector | null): string {
+  const line: LogLine = { ...entry };
+  if (vector) {
+    line.vector = isSparse(vector)
+      ? { ids: Array.from(vector.ids), weights: Array.from(vector.weights) }
+      : { dense: Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString('base64') };
+  }
+  return JSON.stringify(line);
+}
+
+function deserializeVector(v: LogLine['vector']): Vector | null {
+  if (!v) return null;
+  if ('dense' in v) {
+    const buf = Buffer.from(v.dense, 'base64');
+    return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  }
+  return { ids: Uint32Array.from(v.ids), weights: Float32Array.from(v.weights) };
+}
+
+function endStream(stream: WriteStream | null): Promise<void> {
+  return new Promise((resolve) => (stream ? stream.end(() => resolve()) : resolve()));
+}

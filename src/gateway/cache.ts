@@ -1,0 +1,102 @@
+// The cache stage of the proxy path: plan (may this request use the cache?), look up (exact,
+// then semantic), and store a complete answer after a miss. The rules are in cache/policy.ts.
+import { LocalEmbedder, ProviderEmbedder, type Embedder } from '../cache/embedders.js';
+import { planCache, type CacheEndpoint, type CachePlan } from '../cache/policy.js';
+import { callsTools, type ChatCompletion } from '../cache/replay.js';
+import type { AnswerStore, CachedAnswer } from '../cache/store.js';
+import type { Vector } from '../cache/vector-index.js';
+import type { CacheStatus } from '../receipts/receipt.js';
+import type { Catalog, Route } from '../routing/catalog.js';
+import { readUpstreamBody } from './body.js';
+import type { UpstreamClient } from './upstream.js';
+
+export interface CacheHit {
+  status: Extract<CacheStatus, 'exact' | 'semantic'>;
+  entry: CachedAnswer;
+  similarity: number;
+}
+
+/** What a lookup learned that the store after a miss can reuse. */
+export interface CacheLookup {
+  plan: CachePlan;
+  namespace: string | null;
+  vector: Vector | null;
+}
+
+const MAX_EMBEDDING_RESPONSE = 4 * 1024 * 1024;
+/** A slow embeddings model must not hold the request long: past this, the lookup is a miss. */
+const EMBEDDING_TIMEOUT_MS = 5_000;
+
+export class CacheStage {
+  private readonly local = new LocalEmbedder();
+
+  constructor(
+    private readonly answers: AnswerStore,
+    private readonly catalog: () => Catalog,
+    private readonly upstream: UpstreamClient,
+    private readonly onError: (err: unknown, what: string) => void,
+  ) {}
+
+  plan(endpoint: CacheEndpoint, teamId: string, route: Route, body: Record<string, unknown>, header: string | string[] | undefined): CachePlan | null {
+    return planCache(endpoint, teamId, route, body, Array.isArray(header) ? header[0] : header);
+  }
+
+  /** Exact first, then semantic. Returns the hit, and what a later store needs. */
+  async lookup(plan: CachePlan, signal?: AbortSignal): Promise<{ hit: CacheHit | null; lookup: CacheLookup }> {
+    const lookup: CacheLookup = { plan, namespace: null, vector: null };
+    if (plan.lookup) {
+      const exact = await this.answers.getExact(plan.exactKey);
+      if (exact) return { hit: { status: 'exact', entry: exact, similarity: 1 }, lookup };
+    }
+    if (!plan.semantic || plan.lastUserText === null) return { hit: null, lookup };
+    const embedder = this.embedderFor(plan);
+    if (!embedder) return { hit: null, lookup };
+    try {
+      lookup.vector = await embedder.embed(plan.lastUserText, signal);
+      lookup.namespace = `${plan.teamId}\u0000${plan.routeName}\u0000${embedder.id}`;
+    } catch (err) {
+      this.onError(err, 'embedding for the semantic cache');
+      return { hit: null, lookup };
+    }
+    if (!plan.lookup) return { hit: null, lookup };
+    const similar = this.answers.findSimilar(lookup.namespace, plan.context, plan.lastUserText, lookup.vector, plan.threshold);
+    return { hit: similar ? { status: 'semantic', entry: similar.entry, similarity: similar.similarity } : null, lookup };
+  }
+
+  /** Stores a complete answer (never errors, partial or cancelled streams: callers decide). */
+  async store(lookup: CacheLookup, answer: Record<string, unknown>, costUsd: number | null, provider: string, model: string): Promise<void> {
+    const { plan } = lookup;
+    if (!plan.store) return;
+    if (answer.object === 'chat.completion' && !plan.toolCalls && callsTools(answer as unknown as ChatCompletion)) return;
+    const now = Date.now();
+    const entry: CachedAnswer = {
+      key: plan.exactKey,
+      teamId: plan.teamId,
+      createdAt: now,
+      expiresAt: now + plan.ttlMs,
+      body: answer,
+      costUsd,
+      provider,
+      model,
+      semantic: lookup.namespace && plan.lastUserText !== null ? { namespace: lookup.namespace, context: plan.context, text: plan.lastUserText } : null,
+    };
+    await this.answers.put(entry, lookup.namespace ? lookup.vector : null);
+  }
+
+  /** The local embedder, or the route's embeddings model called through our upstream layer. */
+  private embedderFor(plan: CachePlan): Embedder | null {
+    if (!plan.embeddingModel) return this.local;
+    const route = this.catalog().resolve(plan.embeddingModel);
+    const target = route?.targets[0];
+    if (!target) {
+      this.onError(new Error(`embedding model '${plan.embeddingModel}' is not configured`), 'semantic cache');
+      return null;
+    }
+    return new ProviderEmbedder(`provider:${target.key}`, async (input, signal = AbortSignal.timeout(EMBEDDING_TIMEOUT_MS)) => {
+      const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal);
+      const buf = await readUpstreamBody(response.body, MAX_EMBEDDING_RESPONSE);
+      if (response.status !== 200) throw new Error(`embeddings call answered ${response.status}`);
+      return JSON.parse(buf.toString('utf8'));
+    });
+  }
+}
