@@ -15,7 +15,8 @@ const CANDIDATES = 8;
 interface Member {
   key: string;
   context: string;
-  analysis: TextAnalysis;
+  /** The stored prompt, analysed only when it is a candidate (memory over CPU: it is rare). */
+  text: string;
 }
 
 interface Namespace {
@@ -43,7 +44,7 @@ export class SemanticIndex {
     if (!ns) this.namespaces.set(namespace, (ns = { index: isSparse(vector) ? new SparseIndex() : new DenseIndex(), members: new Map() }));
     const label = this.nextLabel++;
     ns.index.add(label, vector as never);
-    ns.members.set(label, { key, context, analysis: analyze(text) });
+    ns.members.set(label, { key, context, text });
     this.byKey.set(key, { namespace, label });
   }
 
@@ -57,6 +58,11 @@ export class SemanticIndex {
     if (ns.members.size === 0) this.namespaces.delete(at.namespace);
   }
 
+  vectorOf(key: string): Vector | undefined {
+    const at = this.byKey.get(key);
+    return at ? this.namespaces.get(at.namespace)?.index.get(at.label) : undefined;
+  }
+
   /**
    * The most similar entry at or above `threshold` whose details agree, or null.
    * `checkDetails: false` exists for the evaluation, to measure what the detail check buys.
@@ -64,13 +70,13 @@ export class SemanticIndex {
   find(namespace: string, context: string, text: string, vector: Vector, threshold: number, checkDetails = true): SemanticMatch | null {
     const ns = this.namespaces.get(namespace);
     if (!ns) return null;
-    const neighbours = ns.index.search(vector as never, CANDIDATES, (label) => ns.members.get(label)?.context === context);
+    const neighbours = ns.index.search(vector as never, CANDIDATES, (label) => ns.members.get(label)?.context === context, threshold);
     let analysis: TextAnalysis | null = null;
     for (const { label, similarity } of neighbours) {
       if (similarity < threshold) break;
       const member = ns.members.get(label)!;
       analysis ??= analyze(text);
-      if (!checkDetails || detailsAgree(analysis, member.analysis)) return { key: member.key, similarity: Math.min(1, similarity) };
+      if (!checkDetails || detailsAgree(analysis, analyze(member.text))) return { key: member.key, similarity: Math.min(1, similarity) };
     }
     return null;
   }

@@ -21,8 +21,8 @@ export interface CachedAnswer {
   teamId: string;
   createdAt: number;
   expiresAt: number;
-  /** The answer: a chat.completion object, or an embeddings list response. */
-  body: Record<string, unknown>;
+  /** The answer as JSON text (a chat.completion, or an embeddings list): compact, parsed on a hit. */
+  answer: string;
   /** What the original request cost (null when unpriced): a hit's saved cost. */
   costUsd: number | null;
   provider: string;
@@ -61,7 +61,6 @@ interface LogLine extends CachedAnswer {
 export class AnswerStore {
   private readonly lru: LRUCache<string, CachedAnswer>;
   private readonly semantic = new SemanticIndex();
-  private readonly vectors = new Map<string, Vector>();
   private log: WriteStream | null = null;
   private logBytes = 0;
   private compacting: Promise<void> | null = null;
@@ -75,12 +74,13 @@ export class AnswerStore {
       maxEntrySize: opts.maxEntryBytes,
       sizeCalculation: (entry) => entrySize(entry),
       ttlAutopurge: false,
+      // Read the clock on every check (the default caches it for 1 ms on a timer).
+      ttlResolution: 0,
       // lru-cache's clock must be ours too, for tests with a controlled clock.
       perf: { now: () => this.now() },
       dispose: (_entry, key, reason) => {
         if (reason === 'set') return; // replaced by a newer entry for the same key
         this.semantic.remove(key);
-        this.vectors.delete(key);
         if (reason === 'evict') this.counters.evictions++;
         if (reason === 'expire') this.counters.expirations++;
       },
@@ -155,7 +155,6 @@ export class AnswerStore {
     this.lru.set(entry.key, entry, { ttl });
     if (!this.lru.has(entry.key)) return; // too large for this cache
     if (entry.semantic && vector) {
-      this.vectors.set(entry.key, vector);
       this.semantic.add(entry.semantic.namespace, entry.key, entry.semantic.context, entry.semantic.text, vector);
     }
   }
@@ -193,7 +192,7 @@ export class AnswerStore {
     this.compacting = (async () => {
       const file = path.join(dir, LOG_FILE);
       const lines: string[] = [];
-      for (const [key, entry] of [...this.lru.entries()].reverse()) lines.push(serialize(entry, this.vectors.get(key) ?? null));
+      for (const [key, entry] of [...this.lru.entries()].reverse()) lines.push(serialize(entry, this.semantic.vectorOf(key) ?? null));
       const body = lines.length ? `${lines.join('\n')}\n` : '';
       await writeFile(`${file}.tmp`, body);
       const old = this.log;
@@ -217,8 +216,8 @@ export class AnswerStore {
 }
 
 function entrySize(entry: CachedAnswer): number {
-  // Approximate bytes held: the JSON of the answer plus fixed overhead per entry.
-  return 256 + JSON.stringify(entry.body).length * 2 + (entry.semantic ? entry.semantic.text.length * 2 + 512 : 0);
+  // Approximate bytes held: the answer's text, the prompt and its vector, fixed overhead.
+  return 300 + entry.answer.length + (entry.semantic ? entry.semantic.text.length + 600 : 0);
 }
 
 function serialize(entry: CachedAnswer, vector: Vector | null): string {

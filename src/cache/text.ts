@@ -109,6 +109,12 @@ export function analyze(text: string): TextAnalysis {
       tokens.push(n);
       continue;
     }
+    if (!/[\p{L}\p{N}]/u.test(word)) {
+      // An operator: "==" and "===" ask different questions.
+      details.push(word);
+      tokens.push(word);
+      continue;
+    }
     const lower = word.toLowerCase();
     // "product A but not product B": a lone capital mid-sentence is a label, not the article.
     if (/^\p{Lu}$/u.test(word) && word !== 'I' && !atStart && !shouting) {
@@ -155,9 +161,11 @@ function roleFrames(tokens: string[]): string[] {
 /** ALL CAPS or Title Case Text Says Nothing About Names. */
 function isShouting(text: string): boolean {
   const words = text.match(/\p{L}+/gu) ?? [];
-  if (words.length < 3) return false;
-  const capitalised = words.filter((w) => /^\p{Lu}/u.test(w)).length;
-  return capitalised / words.length > 0.6;
+  const letters = words.join('');
+  const upper = letters.replace(/\P{Lu}/gu, '').length;
+  if (words.length >= 2 && upper / letters.length > 0.6) return true;
+  // Short questions are often mostly names ("Who founded Microsoft?"): title case needs more words.
+  return words.length >= 4 && words.filter((w) => /^\p{Lu}/u.test(w)).length / words.length > 0.6;
 }
 
 /**

@@ -26,8 +26,12 @@ export interface VectorIndex<V extends Vector = Vector> {
   readonly size: number;
   add(label: number, vector: V): void;
   remove(label: number): void;
-  /** Up to k labels accepted by `accept`, most similar first (cosine similarity). */
-  search(vector: V, k: number, accept: (label: number) => boolean): Neighbour[];
+  get(label: number): V | undefined;
+  /**
+   * Up to k labels accepted by `accept`, most similar first (cosine similarity). Indexes may
+   * skip anything below `minSimilarity`.
+   */
+  search(vector: V, k: number, accept: (label: number) => boolean, minSimilarity?: number): Neighbour[];
 }
 
 export function isSparse(v: Vector): v is SparseVector {
@@ -35,54 +39,96 @@ export function isSparse(v: Vector): v is SparseVector {
 }
 
 export class SparseIndex implements VectorIndex<SparseVector> {
-  /** feature id → labels holding it, and the weight each gives it. */
-  private readonly postings = new Map<number, { labels: number[]; weights: number[] }>();
-  private readonly vectors = new Map<number, SparseVector>();
-  /** Removed labels still listed in postings; compacted away once they outnumber the live. */
+  /**
+   * feature id → the slots holding it. Most features (word pairs) belong to one entry, so a
+   * lone slot is stored as the number itself: no array per feature. Postings may still list
+   * freed or reused slots: every candidate is scored against the vector in its slot now, so a
+   * stale posting costs a little time, never a wrong answer; compaction clears them.
+   */
+  private readonly postings = new Map<number, number | number[]>();
+  private readonly slotOf = new Map<number, number>();
+  private vectors: Array<SparseVector | undefined> = [];
+  private labels: number[] = [];
+  private readonly free: number[] = [];
+  /** Marks candidates already seen in this search (epoch-stamped: no clearing between searches). */
+  private seen = new Uint32Array(1024);
+  private epoch = 0;
   private stale = 0;
 
   get size(): number {
-    return this.vectors.size;
+    return this.slotOf.size;
   }
 
   add(label: number, vector: SparseVector): void {
-    if (this.vectors.has(label)) this.remove(label);
-    this.vectors.set(label, vector);
-    for (let i = 0; i < vector.ids.length; i++) {
-      let list = this.postings.get(vector.ids[i]);
-      if (!list) this.postings.set(vector.ids[i], (list = { labels: [], weights: [] }));
-      list.labels.push(label);
-      list.weights.push(vector.weights[i]);
+    this.remove(label);
+    const slot = this.free.pop() ?? this.vectors.length;
+    this.vectors[slot] = vector;
+    this.labels[slot] = label;
+    this.slotOf.set(label, slot);
+    for (const id of vector.ids) {
+      const held = this.postings.get(id);
+      if (held === undefined) this.postings.set(id, slot);
+      else if (typeof held === 'number') {
+        if (held !== slot) this.postings.set(id, [held, slot]);
+      } else held.push(slot);
     }
   }
 
   remove(label: number): void {
-    if (!this.vectors.delete(label)) return;
-    if (++this.stale > 1024 && this.stale > this.vectors.size) this.compact();
+    const slot = this.slotOf.get(label);
+    if (slot === undefined) return;
+    this.slotOf.delete(label);
+    this.vectors[slot] = undefined;
+    this.free.push(slot);
+    if (++this.stale > 1024 && this.stale > this.slotOf.size) this.compact();
   }
 
-  search(vector: SparseVector, k: number, accept: (label: number) => boolean): Neighbour[] {
-    const scores = new Map<number, number>();
-    for (let i = 0; i < vector.ids.length; i++) {
-      const list = this.postings.get(vector.ids[i]);
-      if (!list) continue;
-      const w = vector.weights[i];
-      const { labels, weights } = list;
-      for (let j = 0; j < labels.length; j++) scores.set(labels[j], (scores.get(labels[j]) ?? 0) + w * weights[j]);
-    }
+  get(label: number): SparseVector | undefined {
+    const slot = this.slotOf.get(label);
+    return slot === undefined ? undefined : this.vectors[slot];
+  }
+
+  /**
+   * Exact top-k by cosine. Candidates come from the postings of the query's rarest features
+   * only: an entry sharing none of a set of features whose squared weights add up to more
+   * than 1 - min² has cosine below min (Cauchy–Schwarz on the rest), so common words' long
+   * posting lists are never walked when a threshold is given ("prefix filtering").
+   */
+  search(vector: SparseVector, k: number, accept: (label: number) => boolean, minSimilarity = 0): Neighbour[] {
+    const lists = Array.from(vector.ids, (id, i) => ({ held: this.postings.get(id), weight: vector.weights[i] }));
+    const length = (held: number | number[] | undefined) => (held === undefined ? 0 : typeof held === 'number' ? 1 : held.length);
+    lists.sort((a, b) => length(a.held) - length(b.held));
+    if (this.seen.length < this.vectors.length) this.seen = new Uint32Array(this.vectors.length * 2);
+    const epoch = (this.epoch = (this.epoch + 1) >>> 0 || 1);
+    const floor = minSimilarity > 0 ? minSimilarity * minSimilarity : -1;
     const best: Neighbour[] = [];
-    for (const [label, similarity] of scores) {
-      if (best.length === k && similarity <= best[k - 1].similarity) continue;
-      if (!this.vectors.has(label) || !accept(label)) continue;
-      insertSorted(best, { label, similarity }, k);
+    const consider = (slot: number) => {
+      if (this.seen[slot] === epoch) return;
+      this.seen[slot] = epoch;
+      const stored = this.vectors[slot];
+      if (!stored) return;
+      const similarity = dot(vector, stored);
+      if (similarity < minSimilarity || (best.length === k && similarity <= best[k - 1].similarity)) return;
+      const label = this.labels[slot];
+      if (accept(label)) insertSorted(best, { label, similarity }, k);
+    };
+    let rest = 1;
+    for (const { held, weight } of lists) {
+      if (rest < floor) break;
+      if (typeof held === 'number') consider(held);
+      else if (held) for (const slot of held) consider(slot);
+      rest -= weight * weight;
     }
     return best;
   }
 
   private compact(): void {
+    const live = [...this.slotOf].map(([label, slot]) => [label, this.vectors[slot]!] as const);
     this.postings.clear();
-    const live = [...this.vectors];
-    this.vectors.clear();
+    this.slotOf.clear();
+    this.vectors = [];
+    this.labels = [];
+    this.free.length = 0;
     this.stale = 0;
     for (const [label, vector] of live) this.add(label, vector);
   }
@@ -114,6 +160,10 @@ export class DenseIndex implements VectorIndex<Float32Array> {
     this.index.markDelete(label);
   }
 
+  get(label: number): Float32Array | undefined {
+    return this.index && this.live.has(label) ? Float32Array.from(this.index.getPoint(label)) : undefined;
+  }
+
   search(vector: Float32Array, k: number, accept: (label: number) => boolean): Neighbour[] {
     if (!this.index || this.live.size === 0 || vector.length !== this.index.getNumDimensions()) return [];
     const n = Math.min(k, this.live.size);
@@ -134,6 +184,17 @@ export class DenseIndex implements VectorIndex<Float32Array> {
     this.index = index;
     return index;
   }
+}
+
+/** Dot product of two sparse vectors (ids ascending): one merge pass. */
+function dot(a: SparseVector, b: SparseVector): number {
+  let sum = 0;
+  for (let i = 0, j = 0; i < a.ids.length && j < b.ids.length; ) {
+    if (a.ids[i] === b.ids[j]) sum += a.weights[i++] * b.weights[j++];
+    else if (a.ids[i] < b.ids[j]) i++;
+    else j++;
+  }
+  return sum;
 }
 
 function insertSorted(best: Neighbour[], item: Neighbour, k: number): void {

@@ -68,13 +68,14 @@ export class CacheStage {
     const { plan } = lookup;
     if (!plan.store) return;
     if (answer.object === 'chat.completion' && !plan.toolCalls && callsTools(answer as unknown as ChatCompletion)) return;
+    const json = JSON.stringify(answer);
     const now = Date.now();
     const entry: CachedAnswer = {
       key: plan.exactKey,
       teamId: plan.teamId,
       createdAt: now,
       expiresAt: now + plan.ttlMs,
-      body: answer,
+      answer: json,
       costUsd,
       provider,
       model,

@@ -133,16 +133,17 @@ export class Pipeline {
     ex.cacheHit = { similarity: hit.similarity, savedCostUsd: entry.costUsd, provider: entry.provider, model: entry.model };
     ex.responseHeaders['x-tollgate-cache-similarity'] = hit.similarity.toFixed(4);
     this.decide(ex, null, 'SUCCESS', `cache_${hit.status}`, null, []);
-    const usage: Usage = { ...(readUsage(entry.body.usage) ?? ZERO_USAGE), estimated: false };
+    const stored = JSON.parse(entry.answer) as Record<string, unknown>;
+    const usage: Usage = { ...(readUsage(stored.usage) ?? ZERO_USAGE), estimated: false };
     const id = ex.endpoint === 'chat' ? `chatcmpl-${ex.receiptId.replaceAll('-', '')}` : '';
     if (!ex.stream) {
-      const json = JSON.stringify(replayJson(entry.body, id));
+      const json = JSON.stringify(replayJson(stored, id));
       await this.appendReceipt(ex, 'ok', 200, null, usage, sha256(Buffer.from(json)));
       this.writeHead(ex, res, 200, 'application/json');
       res.end(json);
     } else {
       const wantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-      const events = replaySse(entry.body as unknown as ChatCompletion, id, wantsUsage).join('');
+      const events = replaySse(stored as unknown as ChatCompletion, id, wantsUsage).join('');
       ex.ttftMs = ex.elapsed();
       this.writeHead(ex, res, 200, 'text/event-stream');
       res.write(events);

@@ -1,0 +1,234 @@
+// Cache building blocks without the proxy: the cacheability rule and keys, text analysis,
+// vector indexes, replay, and the answer store (TTL on a controlled clock, eviction, log).
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LocalEmbedder } from '../../src/cache/embedders.js';
+import { canonicalQuestion, isSampled, planCache } from '../../src/cache/policy.js';
+import { replaySse, StreamAssembler } from '../../src/cache/replay.js';
+import { AnswerStore, type CachedAnswer } from '../../src/cache/store.js';
+import { analyze, detailsAgree } from '../../src/cache/text.js';
+import { DenseIndex, SparseIndex } from '../../src/cache/vector-index.js';
+import type { Route } from '../../src/routing/catalog.js';
+
+const route = (cache: Partial<Route['cache']> = {}): Route => ({
+  name: 'r',
+  strategy: 'PRIORITY',
+  retries: 0,
+  timeoutMs: null,
+  cache: { mode: 'EXACT', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false, ...cache },
+  targets: [],
+  pinned: false,
+});
+const chat = (content: string, extra: Record<string, unknown> = {}) => ({ model: 'r', temperature: 0, messages: [{ role: 'user', content }], ...extra });
+
+describe('cache policy', () => {
+  it('treats requests as sampled unless temperature is 0 or a seed is given, and n ≤ 1', () => {
+    expect(isSampled({})).toBe(true);
+    expect(isSampled({ temperature: 1 })).toBe(true);
+    expect(isSampled({ temperature: 0 })).toBe(false);
+    expect(isSampled({ temperature: 0.8, seed: 7 })).toBe(false);
+    expect(isSampled({ temperature: 0, n: 2 })).toBe(true);
+    expect(planCache('chat', 't', route(), { model: 'r', messages: [] }, undefined)).toBeNull();
+    expect(planCache('chat', 't', route({ cacheSampled: true }), { model: 'r', messages: [] }, undefined)).not.toBeNull();
+    // Embeddings are deterministic: always cacheable.
+    expect(planCache('embeddings', 't', route(), { model: 'r', input: 'x' }, undefined)).not.toBeNull();
+  });
+
+  it('keys ignore key order, bookkeeping fields and text-part arrays, but not anything that changes the answer', () => {
+    const key = (body: Record<string, unknown>, team = 't') => planCache('chat', team, route(), body, undefined)!.exactKey;
+    const base = key(chat('hello'));
+    expect(key({ messages: [{ content: 'hello', role: 'user' }], temperature: 0, model: 'other-alias' })).toBe(base);
+    expect(key(chat('hello', { user: 'u1', metadata: { a: 1 }, stream: true, stream_options: { include_usage: true } }))).toBe(base);
+    expect(key({ ...chat('x'), messages: [{ role: 'user', content: [{ type: 'text', text: 'hel' }, { type: 'text', text: 'lo' }] }] })).toBe(base);
+    expect(key(chat('hello'), 'other-team')).not.toBe(base);
+    for (const change of [{ max_tokens: 5 }, { tools: [] }, { response_format: { type: 'json_object' } }, { top_p: 0.5 }, { seed: 1 }]) {
+      expect(key(chat('hello', change)), JSON.stringify(change)).not.toBe(base);
+    }
+    expect(canonicalQuestion(chat('hello', { user: 'x' }))).not.toHaveProperty('user');
+  });
+
+  it('honours no-cache and no-store; other header values mean the default', () => {
+    expect(planCache('chat', 't', route(), chat('a'), 'no-store')).toBeNull();
+    expect(planCache('chat', 't', route(), chat('a'), 'no-cache')).toMatchObject({ lookup: false, store: true });
+    expect(planCache('chat', 't', route(), chat('a'), 'default')).toMatchObject({ lookup: true, store: true });
+    expect(planCache('chat', 't', route(), chat('a'), '"; DROP TABLE x; --')).toMatchObject({ lookup: true });
+    expect(planCache('chat', 't', route({ mode: 'OFF' }), chat('a'), undefined)).toBeNull();
+  });
+
+  it('semantic plans separate the last user turn from its context', () => {
+    const p1 = planCache('chat', 't', route({ mode: 'SEMANTIC' }), chat('What is 2+2?'), undefined)!;
+    const p2 = planCache('chat', 't', route({ mode: 'SEMANTIC' }), { ...chat('x'), messages: [{ role: 'system', content: 'Be brief' }, { role: 'user', content: 'What is 2+2?' }] }, undefined)!;
+    expect(p1.semantic).toBe(true);
+    expect(p1.lastUserText).toBe('What is 2+2?');
+    expect(p1.context).not.toBe(p2.context);
+    // The last turn is the assistant's: nothing to match semantically.
+    const p3 = planCache('chat', 't', route({ mode: 'SEMANTIC' }), { ...chat('x'), messages: [{ role: 'assistant', content: 'hi' }] }, undefined)!;
+    expect(p3.semantic).toBe(false);
+  });
+});
+
+describe('text analysis', () => {
+  const agree = (a: string, b: string) => detailsAgree(analyze(a), analyze(b));
+  it('agrees across case, punctuation, filler and clause order', () => {
+    expect(agree('What is the capital of France?', 'hey, what is the capital of france')).toBe(true);
+    expect(agree('In Python, how do I reverse a list?', 'How do I reverse a list in Python?')).toBe(true);
+    expect(agree('Give me five ideas', 'give me 5 ideas please')).toBe(true);
+    expect(agree("Why isn't it working?", 'why is it not working')).toBe(true);
+  });
+  it('disagrees on numbers, negations, units, dates, names and roles', () => {
+    expect(agree('What is 15% of 240?', 'What is 15% of 250?')).toBe(false);
+    expect(agree('Is it safe?', 'Is it not safe?')).toBe(false);
+    expect(agree('Convert 5 km to miles', 'Convert 5 miles to km')).toBe(false);
+    expect(agree('Meeting on Monday', 'Meeting on Tuesday')).toBe(false);
+    expect(agree('Who founded Microsoft?', 'Who founded Apple?')).toBe(false);
+    expect(agree('Migrate from MySQL to PostgreSQL', 'Migrate from PostgreSQL to MySQL')).toBe(false);
+    expect(agree('Convert 3pm Eastern to London time', 'Convert 3am Eastern to London time')).toBe(false);
+    expect(agree('What is the difference between == and === in JS?', 'What is the difference between = and == in JS?')).toBe(false);
+  });
+});
+
+describe('vector indexes', () => {
+  const embedder = new LocalEmbedder();
+  it('the sparse index returns exact cosine top-k, with or without a threshold, and forgets removed entries', () => {
+    const index = new SparseIndex();
+    const texts = ['the quick brown fox', 'a quick brown dog', 'lazy dogs sleep all day', 'foxes are quick and brown'];
+    texts.forEach((t, i) => index.add(i + 1, embedder.embedSync(t)));
+    const q = embedder.embedSync('quick brown fox');
+    const all = index.search(q, 4, () => true);
+    expect(all[0].label).toBe(1);
+    for (const n of all) {
+      const v = index.get(n.label)!;
+      let dot = 0;
+      for (let i = 0; i < q.ids.length; i++) {
+        const j = v.ids.indexOf(q.ids[i]);
+        if (j >= 0) dot += q.weights[i] * v.weights[j];
+      }
+      expect(n.similarity).toBeCloseTo(dot, 6);
+    }
+    // With a threshold, the same neighbours above it (prefix filtering is exact).
+    expect(index.search(q, 4, () => true, 0.5)).toEqual(all.filter((n) => n.similarity >= 0.5));
+    expect(index.search(q, 4, (l) => l !== 1)[0].label).not.toBe(1);
+    index.remove(1);
+    expect(index.search(q, 4, () => true).map((n) => n.label)).not.toContain(1);
+    expect(index.size).toBe(3);
+  });
+
+  it('the dense (HNSW) index finds the nearest vector, grows past its capacity and reuses deleted slots', () => {
+    const index = new DenseIndex(4);
+    const vec = (i: number) => Float32Array.from({ length: 16 }, (_, d) => Math.sin(i * 7 + d) + (d === i % 16 ? 3 : 0));
+    for (let i = 1; i <= 40; i++) index.add(i, vec(i));
+    expect(index.size).toBe(40);
+    expect(index.search(vec(17), 3, () => true)[0]).toMatchObject({ label: 17 });
+    expect(index.search(vec(17), 1, () => true)[0].similarity).toBeCloseTo(1, 5);
+    for (let i = 1; i <= 30; i++) index.remove(i);
+    for (let i = 41; i <= 60; i++) index.add(i, vec(i));
+    expect(index.size).toBe(30);
+    expect(index.search(vec(17), 5, () => true).map((n) => n.label)).not.toContain(17);
+    expect(index.search(vec(55), 1, (l) => l !== 55)[0].label).not.toBe(55);
+  });
+});
+
+describe('stream assembly and replay', () => {
+  it('rebuilds a completion from chunks and replays it chunk by chunk with the same text', () => {
+    const assembler = new StreamAssembler();
+    const base = { id: 'c1', object: 'chat.completion.chunk', created: 5, model: 'm' };
+    assembler.add({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' } }] });
+    for (const piece of ['Hello', ', ', 'wor', 'ld  ', '!']) assembler.add({ ...base, choices: [{ index: 0, delta: { content: piece } }] });
+    assembler.add({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+    assembler.add({ ...base, choices: [], usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 } });
+    const completion = assembler.completion()!;
+    expect(completion.choices[0]).toMatchObject({ message: { role: 'assistant', content: 'Hello, world  !' }, finish_reason: 'stop' });
+    const events = replaySse(completion, 'new-id', true);
+    const chunks = events.map((e) => JSON.parse(e.slice('data: '.length)));
+    expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('Hello, world  !');
+    expect(chunks.every((c) => c.id === 'new-id' && c.object === 'chat.completion.chunk')).toBe(true);
+    expect(chunks.at(-1).usage).toEqual({ prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 });
+    expect(replaySse(completion, 'x', false).some((e) => e.includes('"usage"'))).toBe(false);
+  });
+
+  it('assembles streamed tool calls', () => {
+    const a = new StreamAssembler();
+    const base = { id: 'c', created: 1, model: 'm' };
+    a.add({ ...base, choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"ci' } }] } }] });
+    a.add({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: 'ty":"Oslo"}' } }] }, finish_reason: 'tool_calls' }] });
+    expect(a.completion()!.choices[0].message.tool_calls).toEqual([{ id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"city":"Oslo"}' } }]);
+  });
+});
+
+describe('answer store', () => {
+  let dir: string | null = null;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = null;
+  });
+  const entry = (key: string, now: number, ttlMs = 60_000, extra: Partial<CachedAnswer> = {}): CachedAnswer => ({
+    key,
+    teamId: 't',
+    createdAt: now,
+    expiresAt: now + ttlMs,
+    answer: JSON.stringify({ object: 'chat.completion', text: `answer ${key}`.padEnd(200, '.') }),
+    costUsd: 0.5,
+    provider: 'p',
+    model: 'm',
+    semantic: null,
+    ...extra,
+  });
+
+  it('expires entries on a controlled clock', async () => {
+    let now = 1_000_000;
+    const store = await AnswerStore.open({ maxBytes: 1e6, maxEntryBytes: 1e5, now: () => now });
+    await store.put(entry('a', now, 1_000), null);
+    expect(await store.getExact('a')).not.toBeNull();
+    now += 999;
+    expect(await store.getExact('a')).not.toBeNull();
+    now += 2;
+    expect(await store.getExact('a')).toBeNull();
+    expect(store.stats().expirations).toBe(1);
+  });
+
+  it('stays under its byte limit by evicting the least recently used, semantic index included', async () => {
+    const embedder = new LocalEmbedder();
+    const store = await AnswerStore.open({ maxBytes: 10_000, maxEntryBytes: 5_000 });
+    for (let i = 0; i < 50; i++) {
+      const text = `question number ${i} about caching`;
+      await store.put(entry(`k${i}`, Date.now(), 60_000, { semantic: { namespace: 'ns', context: 'c', text } }), embedder.embedSync(text));
+      await store.getExact('k0'); // keep k0 recently used
+    }
+    const stats = store.stats();
+    expect(stats.bytes).toBeLessThanOrEqual(10_000);
+    expect(stats.evictions).toBeGreaterThan(0);
+    expect(stats.semanticEntries).toBe(stats.entries);
+    expect(await store.getExact('k0')).not.toBeNull();
+    expect(await store.getExact('k1')).toBeNull();
+    expect(store.findSimilar('ns', 'c', 'question number 1 about caching', embedder.embedSync('question number 1 about caching'), 0.9)).toBeNull();
+    expect(store.findSimilar('ns', 'c', 'Question number 49 about caching?', embedder.embedSync('Question number 49 about caching?'), 0.9)?.entry.key).toBe('k49');
+    // An answer larger than the per-entry limit is not kept at all.
+    await store.put(entry('huge', Date.now(), 60_000, { answer: 'x'.repeat(6_000) }), null);
+    expect(await store.getExact('huge')).toBeNull();
+  });
+
+  it('reloads live entries from its log, skips expired and torn lines, and compacts the log', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-unit-'));
+    let now = 5_000_000;
+    const embedder = new LocalEmbedder();
+    const first = await AnswerStore.open({ maxBytes: 20_000, maxEntryBytes: 5_000, dir, now: () => now });
+    await first.put(entry('short', now, 1_000), null);
+    await first.put(entry('long', now, 600_000, { semantic: { namespace: 'ns', context: 'c', text: 'How do I rotate a PDF?' } }), embedder.embedSync('How do I rotate a PDF?'));
+    await first.close();
+    await readFile(path.join(dir, 'answers.jsonl'), 'utf8').then((s) => expect(s.split('\n').filter(Boolean)).toHaveLength(2));
+    const { appendFile } = await import('node:fs/promises');
+    await appendFile(path.join(dir, 'answers.jsonl'), '{"key":"torn","teamId"');
+    now += 5_000;
+    const second = await AnswerStore.open({ maxBytes: 20_000, maxEntryBytes: 5_000, dir, now: () => now });
+    expect(await second.getExact('short')).toBeNull();
+    expect(await second.getExact('long')).not.toBeNull();
+    expect(second.findSimilar('ns', 'c', 'how do i rotate a pdf', embedder.embedSync('how do i rotate a pdf'), 0.9)?.entry.key).toBe('long');
+    // Writing far more than twice the limit triggers a rewrite down to the live entries.
+    for (let i = 0; i < 400; i++) await second.put(entry(`bulk${i}`, now), null);
+    await second.close();
+    const size = (await stat(path.join(dir, 'answers.jsonl'))).size;
+    expect(size).toBeLessThan(2 * 20_000 + 5_000);
+  });
+});
