@@ -3,7 +3,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { PrismaClient } from '@prisma/client';
 import type { Principal, TokenVerifier } from '../gateway/tokens.js';
-import type { LiveBus } from '../live/events.js';
+import type { LiveBus, LiveStreamOpener } from '../live/events.js';
 import type { Receipt } from '../receipts/receipt.js';
 import type { AdminStore } from '../store/admin-store.js';
 
@@ -25,6 +25,11 @@ export interface GraphQLServices {
 
 export interface GraphQLContext extends GraphQLServices {
   principal: Principal | null;
+  /**
+   * Set only for the one shared execution of a websocket fan-out group (src/live/fanout.ts):
+   * subscription resolvers open their event stream through it instead of `bus.stream`.
+   */
+  openLiveStream?: LiveStreamOpener;
 }
 
 export async function createContext(services: GraphQLServices, authorization: string | undefined): Promise<GraphQLContext> {

@@ -1,6 +1,8 @@
 // GraphQL over HTTP (GET, POST, SSE subscriptions) with graphql-yoga, and over websockets
 // with graphql-ws. The websocket server runs yoga's envelop (`getEnveloped`), so context,
 // auth and every limit below apply to websocket operations exactly as to HTTP ones.
+// Websocket subscriptions go through the fan-out (src/live/fanout.ts): identical ones share
+// one execution per event and each socket's frames are written in batches.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
@@ -8,12 +10,13 @@ import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { usePersistedOperations } from '@graphql-yoga/plugin-persisted-operations';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { GraphQLError, type ExecutionArgs, type execute as graphqlExecute } from 'graphql';
 import { CloseCode, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type Plugin } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
-import { createContext, type GraphQLServices } from './context.js';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { WsFanout, type SubscribeFn } from '../live/fanout.js';
+import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
 import { buildSchema } from './schema/index.js';
 
 export interface GraphQLOptions {
@@ -35,6 +38,29 @@ export const DEFAULT_LIMITS = {
 
 interface WsContextExtra {
   wsAuthorization?: string;
+}
+
+/** What graphql-ws's execute/subscribe hooks need beyond the execution arguments. */
+interface WsOperation {
+  execute: typeof graphqlExecute;
+  subscribe: SubscribeFn;
+  socket: WebSocket;
+  id: string;
+  /** Subscriptions with the same key share one execution (see fanoutKey). */
+  key: string;
+}
+
+/**
+ * Everything a subscription's results depend on: the operation text, its name and variables,
+ * and the principal's role and team. Auth scopes (src/graphql/builder.ts) and the forced team
+ * filter (schema/live.ts) read nothing else of the principal, so subscriptions with the same
+ * key get the same events and the same bytes, whichever token each came with (each token is
+ * still verified at connection_init and at every subscribe). If scopes ever read more of the
+ * principal, add it here.
+ */
+function fanoutKey(payload: SubscribePayload, ctx: GraphQLContext): string {
+  const p = ctx.principal;
+  return JSON.stringify([payload.query, payload.operationName ?? null, payload.variables ?? null, p?.kind ?? null, p?.role ?? null, p?.teamId ?? null]);
 }
 
 export function createGraphQL(services: GraphQLServices, options: GraphQLOptions) {
@@ -80,6 +106,8 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
       }
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     });
+    const fanout = new WsFanout(services.bus);
+    const operations = new WeakMap<ExecutionArgs, WsOperation>();
     const authorizationOf = (params: Record<string, unknown> | undefined) =>
       typeof params?.authorization === 'string' ? params.authorization : undefined;
 
@@ -88,7 +116,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
         connectionInitWaitTimeout: limits.connectionInitMs,
         // A bad or missing token: close 4403 (Forbidden) right at connection_init.
         onConnect: async (ctx) => (await services.tokens.verify(authorizationOf(ctx.connectionParams))) !== null,
-        onSubscribe: async (ctx, _id, payload: SubscribePayload) => {
+        onSubscribe: async (ctx, id, payload: SubscribePayload) => {
           const authorization = authorizationOf(ctx.connectionParams);
           // The token is checked again on every subscribe: a revoked token stops here.
           if ((await services.tokens.verify(authorization)) === null) {
@@ -110,18 +138,17 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
           }
           const errors = validate(schema, document);
           if (errors.length > 0) return errors;
-          const args: ExecutionArgs = {
-            schema,
-            document,
-            operationName: payload.operationName,
-            variableValues: payload.variables,
-            contextValue: await contextFactory(),
-            rootValue: { execute, subscribe },
-          };
+          // yoga's `context` option above (createContext) makes it a GraphQLContext; envelop's type does not know.
+          const contextValue = (await contextFactory()) as unknown as GraphQLContext;
+          const args: ExecutionArgs = { schema, document, operationName: payload.operationName, variableValues: payload.variables, contextValue };
+          operations.set(args, { execute, subscribe: subscribe as SubscribeFn, socket: ctx.extra.socket, id, key: fanoutKey(payload, contextValue) });
           return args;
         },
-        execute: (args: ExecutionArgs) => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args),
-        subscribe: (args: ExecutionArgs) => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args),
+        execute: (args: ExecutionArgs) => operations.get(args)!.execute(args),
+        subscribe: (args: ExecutionArgs) => {
+          const op = operations.get(args)!;
+          return fanout.subscribe({ key: op.key, args, subscribe: op.subscribe, socket: op.socket, id: op.id });
+        },
       },
       wss,
     );

@@ -1,7 +1,7 @@
 // Typed live events and the in-process bus they travel on. The GraphQL subscriptions read
 // from here; a Redis bridge (src/live/redis-bridge.ts, when REDIS_URL is set) republishes
 // across instances.
-import { LiveStream, type Delivered } from './stream.js';
+import { LiveStream, type Delivered, type LiveStreamHooks } from './stream.js';
 
 export type DecisionOutcome =
   | 'ATTEMPT' // a target was chosen and is being called
@@ -132,6 +132,16 @@ export interface StreamOptions {
 /** Default per-subscriber buffer. */
 export const DEFAULT_SUBSCRIBER_CAPACITY = 1000;
 
+/** What the bus reports per open subscription (a LiveStream, or a websocket fan-out member). */
+export interface SubscriberStats {
+  readonly dropped: number;
+  readonly queued: number;
+  readonly capacity: number;
+}
+
+/** How a subscription resolver opens its event stream (see GraphQLContext.openLiveStream). */
+export type LiveStreamOpener = <T extends object>(topic: Topic<T>, accept: (event: T) => boolean) => AsyncIterableIterator<Delivered<T>>;
+
 export class LiveBus {
   readonly decisions = new Topic<RoutingDecision>();
   /** Budget thresholds crossed and blocks (emitted by the budget enforcement). */
@@ -140,7 +150,7 @@ export class LiveBus {
   subscriberCapacity = DEFAULT_SUBSCRIBER_CAPACITY;
 
   private dropped = 0;
-  private readonly streams = new Set<LiveStream<any>>();
+  private readonly subscribers = new Set<SubscriberStats>();
 
   /**
    * A subscriber's bounded queue over `topic`, as an async iterator (what GraphQL subscribe
@@ -151,20 +161,41 @@ export class LiveBus {
    * The publisher never waits: a push is O(1) whatever the subscriber does.
    */
   stream<T extends object>(topic: Topic<T>, accept: (event: T) => boolean = () => true, options: StreamOptions = {}): LiveStream<T> {
-    const stream: LiveStream<T> = new LiveStream<T>(options.capacity ?? this.subscriberCapacity, {
-      onDrop: () => {
-        this.dropped++;
-      },
+    const stream: LiveStream<T> = this.source(topic, accept, options.capacity ?? this.subscriberCapacity, {
+      onDrop: () => this.countDropped(1),
+      onClose: () => this.subscribers.delete(stream),
+    });
+    this.subscribers.add(stream);
+    return stream;
+  }
+
+  /**
+   * The same bounded queue over `topic`, but not counted as a subscriber: for a websocket
+   * fan-out group, whose members are the subscribers (src/live/fanout.ts); `hooks` do the
+   * counting.
+   */
+  source<T extends object>(topic: Topic<T>, accept: (event: T) => boolean, capacity: number, hooks: LiveStreamHooks): LiveStream<T> {
+    const stream = new LiveStream<T>(capacity, {
+      ...hooks,
       onClose: () => {
         unsubscribe();
-        this.streams.delete(stream);
+        hooks.onClose?.();
       },
     });
     const unsubscribe = topic.subscribe((event) => {
       if (accept(event)) stream.push(event);
     });
-    this.streams.add(stream);
     return stream;
+  }
+
+  /** Counts an open subscription that is not a LiveStream of this bus; returns its removal. */
+  track(subscriber: SubscriberStats): () => void {
+    this.subscribers.add(subscriber);
+    return () => this.subscribers.delete(subscriber);
+  }
+
+  countDropped(n: number): void {
+    this.dropped += n;
   }
 
   /** Events dropped for slow subscribers since start, all subscriptions together (for /metrics). */
@@ -174,12 +205,12 @@ export class LiveBus {
 
   /** Open subscriptions (GraphQL ones included). */
   get subscriberCount(): number {
-    return this.streams.size;
+    return this.subscribers.size;
   }
 
   /** Per open subscription: dropped so far and currently queued. */
   subscriberStats(): Array<{ dropped: number; queued: number; capacity: number }> {
-    return [...this.streams].map((s) => ({ dropped: s.dropped, queued: s.queued, capacity: s.capacity }));
+    return [...this.subscribers].map((s) => ({ dropped: s.dropped, queued: s.queued, capacity: s.capacity }));
   }
 }
 

@@ -8,6 +8,8 @@ export type Delivered<T> = T & { droppedBefore: number };
 export interface LiveStreamHooks {
   onDrop?: () => void;
   onClose?: () => void;
+  /** Sees each event as it is handed to the consumer (the websocket fan-out pairs results with events). */
+  onDeliver?: (event: Delivered<any>) => void;
 }
 
 /**
@@ -162,6 +164,8 @@ export class LiveStream<T extends object> implements AsyncIterableIterator<Deliv
   private deliver(event: T): Delivered<T> {
     const droppedBefore = this.pendingDrops;
     this.pendingDrops = 0;
-    return { ...event, droppedBefore };
+    const delivered = { ...event, droppedBefore };
+    this.hooks.onDeliver?.(delivered);
+    return delivered;
   }
 }

@@ -415,7 +415,7 @@ describe(`config store on ${KIND}`, () => {
       });
       expect(r1.targets.map((t) => t.model)).toEqual(['openai/gpt-4o-mini', 'doubao-seed-1-6-250615', 'deepseek-chat']);
       expect(r1.targets[2]).toEqual({ provider: 'deepseek', model: 'deepseek-chat', weight: 3, priority: 2 });
-      expect(r1.cache).toEqual({ mode: 'SEMANTIC', ttlSeconds: 600, similarityThreshold: 0.95 });
+      expect(r1.cache).toEqual({ mode: 'SEMANTIC', ttlSeconds: 600, similarityThreshold: 0.95, embeddingModel: null, cacheSampled: false, cacheToolCalls: false });
 
       const r2 = await store.upsertRoute({
         name: 'chat-default',

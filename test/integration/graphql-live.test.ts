@@ -160,6 +160,9 @@ describe('routingDecisions over graphql-ws', () => {
     const noFilter = await subscribe<D>(client, q, 'routingDecisions');
     const askOther = await subscribe<D>(client, q, 'routingDecisions', { f: { teamIds: [teamB.teamId] } });
     const admin = await subscribe<D>(wsClient(gw.adminToken), q, 'routingDecisions', { f: { teamIds: [teamB.teamId] } });
+    // The same operation text and variables as `noFilter`: websocket subscriptions that match
+    // share one execution (src/live/fanout.ts), but never across principals that see different things.
+    const adminSameQuery = await subscribe<D>(wsClient(gw.adminToken), q, 'routingDecisions');
 
     const a = await chat(teamA.secret);
     const b = await chat(teamB.secret);
@@ -171,6 +174,8 @@ describe('routingDecisions over graphql-ws', () => {
     expect(askOther.events.every((e) => e.teamId === teamA.teamId)).toBe(true);
     expect(admin.events.every((e) => e.teamId === teamB.teamId)).toBe(true);
     expect(noFilter.events.some((e) => e.requestId === b.requestId)).toBe(false);
+    await until(() => adminSameQuery.events.some((e) => e.requestId === b.requestId && e.outcome === 'SUCCESS'), 5_000, 'admin sees team b');
+    expect(adminSameQuery.events.some((e) => e.requestId === a.requestId)).toBe(true);
 
     // budgetEvents: the same forced filter.
     const bq = 'subscription($t: ID) { budgetEvents(teamId: $t) { teamId budgetId kind spentUsd limitUsd at droppedBefore } }';
@@ -200,7 +205,7 @@ describe('routingDecisions over graphql-ws', () => {
     expect(bBound.events.map((e) => e.budgetId)).toEqual(['budget-a']);
     expect(bAdminB.events.map((e) => e.budgetId)).toEqual(['budget-b']);
     expect(bAdminAll.events.map((e) => e.budgetId)).toEqual(['budget-b', 'budget-a']);
-    for (const s of [noFilter, askOther, admin, bBound, bAdminAll, bAdminB]) s.stop();
+    for (const s of [noFilter, askOther, admin, adminSameQuery, bBound, bAdminAll, bAdminB]) s.stop();
   });
 
   it('closes with 4408 when connection_init does not come within 3 s', async () => {

@@ -1,5 +1,6 @@
 // Subscriptions: `routingDecisions(filter)` and `budgetEvents(teamId)`, streamed from the
-// LiveBus through a bounded per-subscriber queue (src/live/stream.ts). A team-bound token
+// LiveBus through a bounded per-subscriber queue (src/live/stream.ts); over websockets, identical
+// subscriptions share one execution per event (src/live/fanout.ts). A team-bound token
 // only ever receives its own team's events: the team filter is forced, whatever the query says.
 import {
   BUDGET_EVENT_KINDS,
@@ -8,6 +9,7 @@ import {
   type Candidate,
   type Delivered,
   type RoutingDecision,
+  type Topic,
 } from '../../live/events.js';
 import type { Builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -51,6 +53,11 @@ export function decisionPredicate(ctx: GraphQLContext, filter: DecisionFilterInp
     (!requested || requested.has(d.requestedModel)) &&
     (!keys || (d.apiKeyId !== null && keys.has(d.apiKeyId))) &&
     (!features || (d.feature !== null && features.has(d.feature)));
+}
+
+/** The subscription's event stream: its own bus stream, or its websocket fan-out group's. */
+function openStream<T extends object>(ctx: GraphQLContext, topic: Topic<T>, accept: (event: T) => boolean): AsyncIterableIterator<Delivered<T>> {
+  return ctx.openLiveStream ? ctx.openLiveStream(topic, accept) : ctx.bus.stream(topic, accept);
 }
 
 export function registerLive(builder: Builder) {
@@ -139,7 +146,7 @@ export function registerLive(builder: Builder) {
       description: 'Every routing decision, every attempt, as it happens (this instance, and the others when Redis is configured).',
       authScopes: { authenticated: true },
       args: { filter: t.arg({ type: DecisionFilter, required: false }) },
-      subscribe: (_root, args, ctx) => ctx.bus.stream(ctx.bus.decisions, decisionPredicate(ctx, args.filter as DecisionFilterInput | null)),
+      subscribe: (_root, args, ctx) => openStream(ctx, ctx.bus.decisions, decisionPredicate(ctx, args.filter as DecisionFilterInput | null)),
       resolve: (event) => event,
     }),
   );
@@ -152,7 +159,7 @@ export function registerLive(builder: Builder) {
       args: { teamId: t.arg.id({ required: false }) },
       subscribe: (_root, args, ctx) => {
         const teams = forcedTeams(ctx, args.teamId ? [String(args.teamId)] : null);
-        return ctx.bus.stream(ctx.bus.budgets, (e) => !teams || (e.teamId !== null && teams.has(e.teamId)));
+        return openStream(ctx, ctx.bus.budgets, (e) => !teams || (e.teamId !== null && teams.has(e.teamId)));
       },
       resolve: (event) => event,
     }),

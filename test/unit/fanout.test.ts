@@ -1,0 +1,221 @@
+// The websocket fan-out (src/live/fanout.ts) with a stand-in for envelop's subscribe and for
+// the sockets: one execution per event per group, graphql-ws's frame format, per-member
+// bounded queues whose gaps are reported in that member's own droppedBefore.
+import type { DocumentNode, ExecutionArgs, GraphQLSchema } from 'graphql';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { WebSocket } from 'ws';
+import { LiveBus, type LiveStreamOpener, type RoutingDecision } from '../../src/live/events.js';
+import { WsFanout, type SubscribeFn } from '../../src/live/fanout.js';
+
+function decision(requestId: string, teamId = 'team-1'): RoutingDecision {
+  return {
+    requestId,
+    receiptId: null,
+    at: new Date().toISOString(),
+    teamId,
+    apiKeyId: null,
+    feature: null,
+    requestedModel: 'm',
+    route: null,
+    strategy: null,
+    attempt: 1,
+    provider: null,
+    model: null,
+    outcome: 'SUCCESS',
+    reason: null,
+    latencyMs: null,
+    candidates: [],
+  };
+}
+
+/** Stands in for envelop's subscribe: opens the stream like the schema's resolver and "executes" each event. */
+function fakeSubscribe(bus: LiveBus, accept: (d: RoutingDecision) => boolean = () => true) {
+  const counts = { subscribes: 0, executions: 0 };
+  const subscribe: SubscribeFn = (args) => {
+    counts.subscribes++;
+    const open = (args.contextValue as { openLiveStream: LiveStreamOpener }).openLiveStream;
+    const source = open(bus.decisions, accept);
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => {
+          const r = await source.next();
+          if (r.done) return { done: true as const, value: undefined };
+          counts.executions++;
+          return { done: false as const, value: { data: { d: { requestId: r.value.requestId, droppedBefore: r.value.droppedBefore } } } };
+        },
+        return: async () => {
+          await source.return?.();
+          return { done: true as const, value: undefined };
+        },
+      }),
+    };
+  };
+  return { subscribe, counts };
+}
+
+interface Frame {
+  id: string;
+  type: string;
+  payload: { data: { d: { requestId: string; droppedBefore: number } } };
+}
+
+/** A socket whose write callbacks can be held back, like a client that stopped reading. */
+function fakeSocket() {
+  const frames: Frame[] = [];
+  const held: Array<() => void> = [];
+  let blocked = false;
+  const socket = {
+    OPEN: 1,
+    readyState: 1,
+    send(data: string, cb?: (err?: Error) => void) {
+      frames.push(JSON.parse(data));
+      if (cb) (blocked ? held : []).push(() => cb());
+      if (cb && !blocked) setImmediate(() => cb());
+    },
+  };
+  return {
+    socket: socket as unknown as WebSocket,
+    frames,
+    ids: () => frames.map((f) => f.payload.data.d.requestId),
+    block: () => void (blocked = true),
+    unblock: () => {
+      blocked = false;
+      for (const h of held.splice(0)) h();
+    },
+  };
+}
+
+const args = (): ExecutionArgs => ({ schema: {} as GraphQLSchema, document: {} as DocumentNode, contextValue: {} });
+
+const open: Array<AsyncIterator<unknown>> = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((it) => it.return?.()));
+});
+
+async function join(fanout: WsFanout, key: string, subscribe: SubscribeFn, socket: WebSocket, id: string) {
+  const result = await fanout.subscribe({ key, args: args(), subscribe, socket, id });
+  const it = (result as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  open.push(it);
+  return it;
+}
+
+describe('websocket fan-out', () => {
+  it('executes each event once per group and writes it to every member in graphql-ws format', async () => {
+    const bus = new LiveBus();
+    const fanout = new WsFanout(bus);
+    const { subscribe, counts } = fakeSubscribe(bus);
+    const a = fakeSocket();
+    const b = fakeSocket();
+    const subA = await join(fanout, 'k', subscribe, a.socket, 'sub-a');
+    const subB1 = await join(fanout, 'k', subscribe, b.socket, 'sub-b1');
+    await join(fanout, 'k', subscribe, b.socket, 'sub-b2'); // a second subscription on the same socket
+    expect(bus.subscriberCount).toBe(3);
+    expect(fanout.groupCount).toBe(1);
+    expect(bus.decisions.listenerCount).toBe(1);
+
+    for (let i = 0; i < 5; i++) bus.decisions.publish(decision(`r${i}`));
+    await vi.waitFor(() => expect(b.frames).toHaveLength(10));
+    await vi.waitFor(() => expect(a.frames).toHaveLength(5));
+    expect(counts).toEqual({ subscribes: 1, executions: 5 });
+    expect(a.frames[0]).toEqual({ id: 'sub-a', type: 'next', payload: { data: { d: { requestId: 'r0', droppedBefore: 0 } } } });
+    expect(a.ids()).toEqual(['r0', 'r1', 'r2', 'r3', 'r4']);
+    for (const id of ['sub-b1', 'sub-b2']) expect(b.frames.filter((f) => f.id === id).map((f) => f.payload.data.d.requestId)).toEqual(a.ids());
+
+    // Leaving: the group goes with its last member, and with it the topic listener.
+    await subA.return!();
+    await subB1.return!();
+    expect(bus.subscriberCount).toBe(1);
+    expect(fanout.groupCount).toBe(1);
+    await open[2]!.return!();
+    expect(bus.subscriberCount).toBe(0);
+    expect(fanout.groupCount).toBe(0);
+    await vi.waitFor(() => expect(bus.decisions.hasListeners).toBe(false));
+  });
+
+  it('keeps different keys apart', async () => {
+    const bus = new LiveBus();
+    const fanout = new WsFanout(bus);
+    const team1 = fakeSubscribe(bus, (d) => d.teamId === 'team-1');
+    const team2 = fakeSubscribe(bus, (d) => d.teamId === 'team-2');
+    const s1 = fakeSocket();
+    const s2 = fakeSocket();
+    await join(fanout, 'team-1', team1.subscribe, s1.socket, '1');
+    await join(fanout, 'team-2', team2.subscribe, s2.socket, '2');
+    expect(fanout.groupCount).toBe(2);
+    bus.decisions.publish(decision('x', 'team-1'));
+    bus.decisions.publish(decision('y', 'team-2'));
+    await vi.waitFor(() => expect(s1.ids()).toEqual(['x']));
+    await vi.waitFor(() => expect(s2.ids()).toEqual(['y']));
+    expect(team1.counts.executions).toBe(1);
+    expect(team2.counts.executions).toBe(1);
+  });
+
+  it('drops the oldest for a member whose socket stalls, and reports the gap in its own droppedBefore only', async () => {
+    const bus = new LiveBus();
+    bus.subscriberCapacity = 3;
+    const fanout = new WsFanout(bus);
+    const { subscribe } = fakeSubscribe(bus);
+    const fast = fakeSocket();
+    const slow = fakeSocket();
+    await join(fanout, 'k', subscribe, fast.socket, 'fast');
+    await join(fanout, 'k', subscribe, slow.socket, 'slow');
+
+    slow.block(); // r0 is written but its write never completes: nothing more goes to this socket
+    bus.decisions.publish(decision('r0'));
+    await vi.waitFor(() => expect(slow.frames).toHaveLength(1));
+    // One at a time, so that only the slow member (not the shared execution) falls behind.
+    for (let i = 1; i < 10; i++) {
+      bus.decisions.publish(decision(`r${i}`));
+      await vi.waitFor(() => expect(fast.frames).toHaveLength(i + 1));
+    }
+    expect(slow.frames).toHaveLength(1);
+    expect(bus.droppedTotal).toBe(6); // r1..r6: the queue of 3 keeps r7, r8, r9
+    expect(bus.subscriberStats().map((s) => s.dropped).sort()).toEqual([0, 6]);
+
+    slow.unblock();
+    await vi.waitFor(() => expect(slow.frames).toHaveLength(4));
+    expect(slow.frames.map((f) => [f.payload.data.d.requestId, f.payload.data.d.droppedBefore])).toEqual([
+      ['r0', 0],
+      ['r7', 6],
+      ['r8', 0],
+      ['r9', 0],
+    ]);
+    expect(fast.frames.every((f) => f.payload.data.d.droppedBefore === 0)).toBe(true);
+    expect(fast.ids()).toEqual(Array.from({ length: 10 }, (_, i) => `r${i}`));
+  });
+
+  it('hands an error result to the first subscriber and lets the others run on their own', async () => {
+    const bus = new LiveBus();
+    const fanout = new WsFanout(bus);
+    let calls = 0;
+    const refused: SubscribeFn = async () => {
+      calls++;
+      return { errors: [] };
+    };
+    const s = fakeSocket();
+    const [first, second] = await Promise.all([
+      fanout.subscribe({ key: 'k', args: args(), subscribe: refused, socket: s.socket, id: '1' }),
+      fanout.subscribe({ key: 'k', args: args(), subscribe: refused, socket: s.socket, id: '2' }),
+    ]);
+    expect(first).toEqual({ errors: [] });
+    expect(second).toEqual({ errors: [] });
+    expect(calls).toBe(2);
+    expect(fanout.groupCount).toBe(0);
+    expect(bus.subscriberCount).toBe(0);
+  });
+
+  it('forgets a group whose subscribe threw, so the next subscriber starts afresh', async () => {
+    const bus = new LiveBus();
+    const fanout = new WsFanout(bus);
+    const s = fakeSocket();
+    const broken: SubscribeFn = () => {
+      throw new Error('boom');
+    };
+    await expect(fanout.subscribe({ key: 'k', args: args(), subscribe: broken, socket: s.socket, id: '1' })).rejects.toThrow('boom');
+    expect(fanout.groupCount).toBe(0);
+    const { subscribe } = fakeSubscribe(bus);
+    await join(fanout, 'k', subscribe, s.socket, '2');
+    bus.decisions.publish(decision('r0'));
+    await vi.waitFor(() => expect(s.ids()).toEqual(['r0']));
+  });
+});
