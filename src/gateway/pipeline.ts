@@ -132,7 +132,7 @@ export class Pipeline {
     ex.cacheStatus = hit.status;
     ex.cacheHit = { similarity: hit.similarity, savedCostUsd: entry.costUsd, provider: entry.provider, model: entry.model };
     ex.responseHeaders['x-tollgate-cache-similarity'] = hit.similarity.toFixed(4);
-    this.decide(ex, null, 'SUCCESS', `cache_${hit.status}`, null, []);
+    this.decide(ex, null, 'CACHE_HIT', `cache_${hit.status}`, null, []);
     const stored = JSON.parse(entry.answer) as Record<string, unknown>;
     const usage: Usage = { ...(readUsage(stored.usage) ?? ZERO_USAGE), estimated: false };
     const id = ex.endpoint === 'chat' ? `chatcmpl-${ex.receiptId.replaceAll('-', '')}` : '';
@@ -523,8 +523,8 @@ export class Pipeline {
       route: ex.route?.name ?? null,
       strategy: ex.route?.strategy ?? null,
       attempt,
-      provider: target?.provider.name ?? null,
-      model: target?.model ?? null,
+      provider: target?.provider.name ?? ex.cacheHit?.provider ?? null,
+      model: target?.model ?? ex.cacheHit?.model ?? null,
       outcome,
       reason,
       latencyMs: latencyMs === null ? null : roundMs(latencyMs),

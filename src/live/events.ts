@@ -10,9 +10,10 @@ export type DecisionOutcome =
   | 'SKIPPED' // a candidate was not tried (breaker open, cooling down after 429, …)
   | 'FAILED' // the request failed for good
   | 'REJECTED' // refused before routing (auth, validation, limits)
-  | 'CANCELLED';
+  | 'CANCELLED'
+  | 'CACHE_HIT'; // answered from the response cache (reason: cache_exact | cache_semantic)
 
-export const DECISION_OUTCOMES: readonly DecisionOutcome[] = ['ATTEMPT', 'SUCCESS', 'FAILOVER', 'SKIPPED', 'FAILED', 'REJECTED', 'CANCELLED'];
+export const DECISION_OUTCOMES: readonly DecisionOutcome[] = ['ATTEMPT', 'SUCCESS', 'FAILOVER', 'SKIPPED', 'FAILED', 'REJECTED', 'CANCELLED', 'CACHE_HIT'];
 
 export interface Candidate {
   provider: string;

@@ -60,7 +60,11 @@ describe('exact cache', () => {
   it('answers a repeated deterministic request from the cache, without calling upstream', async () => {
     const first = await ask(secretA, { model: 'exact', messages: msg('What is a monad?') });
     const calls = upstreamCalls('m-exact');
+    const decisions: any[] = [];
+    const unsubscribe = gw.started.runtime.app.bus.decisions.subscribe((d) => decisions.push(d));
     const second = await ask(secretA, { model: 'exact', messages: msg('What is a monad?') });
+    unsubscribe();
+    expect(decisions).toEqual([expect.objectContaining({ outcome: 'CACHE_HIT', reason: 'cache_exact', receiptId: second.receiptId, provider: 'sim', model: 'm-exact' })]);
     expect([first.cache, second.cache]).toEqual(['miss', 'exact']);
     expect(second.text).toBe(first.text);
     expect(second.usage).toEqual(first.usage);
