@@ -6,6 +6,11 @@ import { TaskOutcomeInput, recordTaskOutcome } from './analytics/outcomes.js';
 import type { Config } from './config.js';
 import { badRequest, serviceUnavailable } from './gateway/errors.js';
 import { KeyAuthenticator, type KeyLookup } from './gateway/auth.js';
+import { createHmac } from 'node:crypto';
+import type { BudgetCounters } from './budgets/counters.js';
+import { BudgetEnforcer } from './budgets/enforcer.js';
+import { spentInWindow } from './budgets/spend.js';
+import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
 import { CacheStage } from './gateway/cache.js';
 import { createRequestHandler } from './gateway/http.js';
@@ -46,6 +51,8 @@ export interface AppDeps {
   readinessChecks: Record<string, () => Promise<unknown>>;
   /** The response cache's storage; none = no caching. */
   answers?: AnswerStore | null;
+  /** Budget counters (Redis or this process); budgets are enforced only with the receipts store too. */
+  budgetCounters?: BudgetCounters;
   /** Called after an admin change that affects admission (other instances must hear of it). */
   onConfigChanged?: () => void;
   /** The stores the GraphQL API reads and writes; no GraphQL endpoint without them. */
@@ -60,6 +67,8 @@ export interface App {
   catalog: CatalogSource;
   health: TargetHealth;
   keys: KeyAuthenticator;
+  budgets: BudgetEnforcer | null;
+  webhooks: WebhookSender;
   /** Resolves with the bound port. */
   start(): Promise<number>;
   /** Stops accepting, lets in-flight requests finish (bounded), flushes receipts. */
@@ -109,6 +118,22 @@ export function buildApp(deps: AppDeps): App {
   const cache = deps.answers
     ? new CacheStage(deps.answers, () => catalog.catalog, upstream, (err, what) => log.warn({ err: String(err) }, `${what} failed`))
     : null;
+  const webhooks = new WebhookSender({
+    secret: config.budgets.webhookSecret ?? createHmac('sha256', deps.adminToken).update('tollgate budget webhooks').digest('hex'),
+    onError: (err, what) => log.warn({ err: String(err) }, `${what} failed`),
+  });
+  const receiptsStore = deps.graphql;
+  const budgets =
+    deps.budgetCounters && receiptsStore
+      ? new BudgetEnforcer({
+          counters: deps.budgetCounters,
+          budgets: () => catalog.budgets,
+          spentSince: (budget, window) => spentInWindow(receiptsStore.clickhouse, receiptsStore.receiptsTable, budget, window),
+          bus,
+          notify: (budget, event) => webhooks.send(budget.webhookUrl!, event),
+          onError: (err, what) => log.warn({ err: String(err) }, `${what} failed`),
+        })
+      : null;
   const pipeline = new Pipeline({
     config,
     auth: keys,
@@ -118,6 +143,7 @@ export function buildApp(deps: AppDeps): App {
     upstream,
     receipts: recent,
     cache,
+    budgets,
     bus,
     metrics,
     log,
@@ -206,6 +232,8 @@ export function buildApp(deps: AppDeps): App {
     catalog,
     health,
     keys,
+    budgets,
+    webhooks,
     async start() {
       await catalog.load();
       catalog.startPolling(config.catalogRefreshMs);

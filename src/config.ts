@@ -46,6 +46,10 @@ const EnvSchema = z.object({
   TOLLGATE_TOTAL_TIMEOUT_MS: intFrom(600_000, 1),
   TOLLGATE_DRAIN_TIMEOUT_MS: intFrom(30_000, 0),
   TOLLGATE_ANALYTICS_TIMEOUT_MS: intFrom(10_000, 100),
+  /** HMAC key for budget webhooks (default: derived from the admin token). */
+  TOLLGATE_WEBHOOK_SECRET: optionalString,
+  /** Completion tokens a budget reserves for a request that sets no max_tokens. */
+  TOLLGATE_BUDGET_DEFAULT_MAX_TOKENS: intFrom(4096, 1),
   /** Response cache memory bound (bytes of cached answers held in this process). */
   TOLLGATE_CACHE_MAX_BYTES: intFrom(256 * 1024 * 1024, 0),
   TOLLGATE_CACHE_MAX_ENTRY_BYTES: intFrom(1024 * 1024, 1024),
@@ -93,6 +97,7 @@ export interface Config {
   drainTimeoutMs: number;
   /** Upper bound for one analytics query (ClickHouse max_execution_time). */
   analyticsTimeoutMs: number;
+  budgets: { webhookSecret?: string; defaultMaxTokens: number };
   /** Response cache: bytes held in memory (0 turns the cache off) and the largest answer kept. */
   cache: { maxBytes: number; maxEntryBytes: number };
   persistedOperationsFile?: string;
@@ -139,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     },
     drainTimeoutMs: e.TOLLGATE_DRAIN_TIMEOUT_MS,
     analyticsTimeoutMs: e.TOLLGATE_ANALYTICS_TIMEOUT_MS,
+    budgets: { webhookSecret: e.TOLLGATE_WEBHOOK_SECRET, defaultMaxTokens: e.TOLLGATE_BUDGET_DEFAULT_MAX_TOKENS },
     cache: { maxBytes: e.TOLLGATE_CACHE_MAX_BYTES, maxEntryBytes: e.TOLLGATE_CACHE_MAX_ENTRY_BYTES },
     persistedOperationsFile: e.TOLLGATE_PERSISTED_OPERATIONS,
     databaseUrl: e.DATABASE_URL,

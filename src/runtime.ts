@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { buildApp, type App } from './app.js';
+import { MemoryCounters, RedisCounters } from './budgets/counters.js';
 import { AnswerStore } from './cache/store.js';
 import { bootstrap } from './bootstrap.js';
 import type { Config } from './config.js';
@@ -118,10 +119,12 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       cluster: config.clickhouse?.cluster,
       log: (msg, fields) => log.warn(fields ?? {}, msg),
     });
-    const answers = await openAnswerStore(config, log);
+    const redis = openCommandRedis(config);
+    const answers = await openAnswerStore(config, redis, log);
     let bridge: RedisBridge | null = null;
     const app = buildApp({
       answers,
+      budgetCounters: redis ? new RedisCounters(redis) : new MemoryCounters(),
       config,
       log,
       store: adminStore,
@@ -169,6 +172,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       async close() {
         await app.stop();
         await answers?.close();
+        redis?.disconnect();
         await bridge?.close();
         await journal.close();
         await stores.close();
@@ -181,16 +185,20 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
 }
 
 /**
- * The response cache: in memory with a log in the data directory; exact answers also in Redis
- * when REDIS_URL is set (shared by every instance). A Redis that is down makes lookups miss,
- * never fail: ioredis does not queue commands while disconnected, and each gets one try.
+ * The Redis connection for the cache and budget counters (live events have their own, in the
+ * bridge). Commands fail at once while Redis is down instead of queueing: each caller decides
+ * what that means (the cache misses, budgets fail closed or open).
  */
-async function openAnswerStore(config: Config, log: Logger): Promise<AnswerStore | null> {
+function openCommandRedis(config: Config): Redis | null {
+  if (!config.redisUrl) return null;
+  const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: 'tollgate-commands' });
+  redis.on('error', () => undefined); // reported per failed command by the cache and the budgets
+  return redis;
+}
+
+/** The response cache: in memory with a log in the data directory; exact answers also in Redis. */
+async function openAnswerStore(config: Config, redis: Redis | null, log: Logger): Promise<AnswerStore | null> {
   if (config.cache.maxBytes === 0) return null;
-  const redis = config.redisUrl
-    ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: 'tollgate-cache', lazyConnect: false })
-    : null;
-  redis?.on('error', () => undefined); // counted per failed command instead (tollgate_cache_redis_errors)
   return AnswerStore.open({
     maxBytes: config.cache.maxBytes,
     maxEntryBytes: config.cache.maxEntryBytes,

@@ -45,7 +45,6 @@ export interface AnswerStoreOptions {
   maxEntryBytes: number;
   /** Directory for the persistence log; none = memory only. */
   dir?: string;
-  /** Owned: disconnected by close(). */
   redis?: Redis | null;
   onError?: (err: unknown, what: string) => void;
   now?: () => number;
@@ -148,7 +147,6 @@ export class AnswerStore {
     await this.compacting;
     await endStream(this.log);
     this.log = null;
-    this.opts.redis?.disconnect();
   }
 
   private remember(entry: CachedAnswer, vector: Vector | null, ttl: number): void {

@@ -58,6 +58,11 @@ export const rateLimited = (message: string, retryAfterSeconds: number, headers:
 
 export const budgetExceeded = (message: string) => new GatewayError(429, 'insufficient_quota', 'budget_exceeded', message);
 
+export const budgetStoreUnavailable = () =>
+  new GatewayError(503, 'api_error', 'budget_store_unavailable', 'Budgets cannot be checked right now (their counter store is unreachable); try again shortly.', null, {
+    'retry-after': '1',
+  });
+
 export const notFound = (what: string) => new GatewayError(404, 'invalid_request_error', 'not_found', `${what} not found.`);
 
 export const methodNotAllowed = () =>

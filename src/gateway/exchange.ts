@@ -3,6 +3,7 @@ import { hash, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { v7 as uuidv7 } from 'uuid';
+import type { BudgetTicket } from '../budgets/enforcer.js';
 import type { Attempt, CacheStatus, ReceiptDraft, ReceiptStatus } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import type { Route, Target } from '../routing/catalog.js';
@@ -34,6 +35,8 @@ export class Exchange {
   stream = false;
   responseHeaders: Record<string, string> = {};
   cacheStatus: CacheStatus = 'bypass';
+  /** The budget reservation this request holds until its receipt settles it. */
+  budgetTicket: BudgetTicket | null = null;
   /** Set when the answer came from the cache: where it originally came from, and what it cost then. */
   cacheHit: { similarity: number; savedCostUsd: number | null; provider: string; model: string } | null = null;
 

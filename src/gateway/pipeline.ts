@@ -18,6 +18,7 @@ import { orderTargets } from '../routing/strategy.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../cache/replay.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
+import type { BudgetEnforcer } from '../budgets/enforcer.js';
 import type { CacheHit, CacheLookup, CacheStage } from './cache.js';
 import { ENDPOINT_NAME, Exchange, type Endpoint } from './exchange.js';
 import {
@@ -31,7 +32,7 @@ import {
 import type { RateLimiter } from './limits.js';
 import { SseRelay, sseEvent } from './sse.js';
 import { UpstreamFailure, classify, parseRetryAfter, type UpstreamClient } from './upstream.js';
-import { estimateCompletionTokens, estimatePromptTokens, readUsage, type Usage } from './usage.js';
+import { estimateCompletionTokens, estimatePromptTokens, maxCostOf, readUsage, type Usage } from './usage.js';
 import { parseJsonBody, validateChat, validateEmbeddings } from './validate.js';
 
 const UPSTREAM_PATH: Record<Endpoint, string> = { chat: '/chat/completions', embeddings: '/embeddings' };
@@ -61,6 +62,8 @@ export interface PipelineDeps {
   receipts: ReceiptSink;
   /** Absent: no response cache at all. */
   cache?: CacheStage | null;
+  /** Absent: budgets are not enforced. */
+  budgets?: BudgetEnforcer | null;
   bus: LiveBus;
   metrics: Metrics;
   log: Logger;
@@ -91,6 +94,12 @@ export class Pipeline {
       ex.route = route;
       if (!isRouteAllowed(ex.key.allowedRoutes, route)) throw routeForbidden(route.name);
       ex.responseHeaders = this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit).headers;
+      const budgets = this.deps.budgets;
+      if (budgets) {
+        const { key } = ex;
+        const subject = { teamId: key.teamId, apiKeyId: key.id, feature: ex.feature };
+        ex.budgetTicket = await budgets.admit(subject, () => maxCostOf(route.targets, body, this.deps.config.budgets.defaultMaxTokens), ex.requestId);
+      }
 
       const cached = await this.lookInCache(ex, route, body, req.headers['x-tollgate-cache']);
       if (cached.hit) return await this.answerFromCache(ex, cached.hit, body, res);
@@ -475,7 +484,14 @@ export class Pipeline {
     usage: Usage,
     responseSha256: string | null,
   ): Promise<UnsignedReceipt> {
-    return this.deps.receipts.append(ex.toReceiptDraft(status, httpStatus, errorCode, usage, responseSha256));
+    const draft = ex.toReceiptDraft(status, httpStatus, errorCode, usage, responseSha256);
+    // Every request ends in exactly one receipt: that is where its budget reservation settles.
+    const ticket = ex.budgetTicket;
+    if (ticket) {
+      ex.budgetTicket = null;
+      void this.deps.budgets!.settle(ticket, draft.cost_usd, ex.requestId);
+    }
+    return this.deps.receipts.append(draft);
   }
 
   private observe(ex: Exchange, status: number, errorCode: string | null): void {

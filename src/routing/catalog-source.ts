@@ -1,6 +1,7 @@
 // Keeps the live Catalog current: loads it from the config store at start, then polls the
 // store's catalog version (one tiny query) and rebuilds only when it changed. A failing
 // store keeps the last good catalog: routing must not stop because Postgres blinked.
+import type { BudgetRecord } from '../store/admin-store.js';
 import { Catalog, type PriceInput, type ProviderInput, type RouteInput } from './catalog.js';
 
 export interface CatalogStore {
@@ -8,10 +9,12 @@ export interface CatalogStore {
   loadProvidersWithSecrets(): Promise<ProviderInput[]>;
   listRoutes(): Promise<RouteInput[]>;
   currentPrices(): Promise<PriceInput[]>;
+  listBudgets(): Promise<BudgetRecord[]>;
 }
 
 export class CatalogSource {
   private current: Catalog = new Catalog([], [], [], 'empty');
+  private currentBudgets: readonly BudgetRecord[] = [];
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
 
@@ -24,15 +27,22 @@ export class CatalogSource {
     return this.current;
   }
 
+  /** Budgets change with the same catalog version as routes and prices. */
+  get budgets(): readonly BudgetRecord[] {
+    return this.currentBudgets;
+  }
+
   /** `knownVersion`: the version the caller just read, so it is not asked for twice. */
   async load(knownVersion?: string): Promise<Catalog> {
     const version = knownVersion ?? (await this.store.catalogVersion());
-    const [providers, routes, prices] = await Promise.all([
+    const [providers, routes, prices, budgets] = await Promise.all([
       this.store.loadProvidersWithSecrets(),
       this.store.listRoutes(),
       this.store.currentPrices(),
+      this.store.listBudgets(),
     ]);
     this.current = new Catalog(providers, routes, prices, version);
+    this.currentBudgets = budgets;
     return this.current;
   }
 

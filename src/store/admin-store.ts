@@ -162,6 +162,8 @@ export interface BudgetRecord {
   limitUsd: number;
   action: BudgetAction;
   webhookUrl: string | null;
+  /** When the counter store is unreachable: admit (true) or refuse with 503 (false). */
+  failOpen: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -306,6 +308,7 @@ const setBudgetInput = z.object({
   limitUsd: z.number().positive().max(1e12),
   action: z.enum(BudgetAction),
   webhookUrl: httpUrl.nullish(),
+  failOpen: z.boolean().nullish(),
 });
 /**
  * TEAM needs teamId; API_KEY needs apiKeyId; FEATURE needs feature and may name a teamId
@@ -656,6 +659,25 @@ export class AdminStore {
     return toPrice(row);
   }
 
+  /**
+   * Like setPrice, but records a new version only when something billed differs from the
+   * current version (amounts, currency, rate): re-importing the same price list is a no-op
+   * and leaves the version receipts carry unchanged. `source` alone does not make a version.
+   */
+  async setPriceIfChanged(input: SetPriceInput): Promise<{ price: PriceRecord; created: boolean }> {
+    const p = parse(setPriceInput, input);
+    const latest = await this.prisma.price.findFirst({ where: { provider: p.provider, model: p.model }, orderBy: { id: 'desc' } });
+    if (latest && samePrice(latest, p)) return { price: toPrice(latest), created: false };
+    return { price: await this.setPrice(input), created: true };
+  }
+
+  /** One price version by its id (the `price_version` receipts carry); null if unknown. */
+  async getPriceVersion(version: number): Promise<PriceRecord | null> {
+    if (!Number.isSafeInteger(version) || version <= 0 || version > 2_147_483_647) return null;
+    const row = await this.prisma.price.findUnique({ where: { id: version } });
+    return row ? toPrice(row) : null;
+  }
+
   /** The latest version of every provider+model price, in USD. */
   async currentPrices(): Promise<PriceRecord[]> {
     // DISTINCT ON picks the highest id per (provider, model), served by the
@@ -714,6 +736,7 @@ export class AdminStore {
         limitUsd: decimal(p.limitUsd),
         action: p.action,
         webhookUrl: p.webhookUrl ?? null,
+        failOpen: p.failOpen ?? false,
       };
       return tx.budget.upsert({
         where: { scope_targetKey_period: { scope: p.scope, targetKey, period: p.period } },
@@ -745,6 +768,20 @@ async function requireTeam(tx: Tx, teamId: string): Promise<void> {
 /** Numbers to Decimal through their shortest decimal string, so 0.15 stays 0.15. */
 function decimal(n: number): Prisma.Decimal {
   return new Prisma.Decimal(String(n));
+}
+
+/** Whether a stored price bills exactly like a validated setPrice input. */
+function samePrice(row: PriceRow, p: z.output<typeof setPriceInput>): boolean {
+  const currency = p.currency ?? 'USD';
+  const eq = (a: Prisma.Decimal.Value | null, b: number | null | undefined) =>
+    a === null || b == null ? a === null && b == null : new Prisma.Decimal(a).equals(decimal(b));
+  return (
+    row.currency === currency &&
+    eq(row.inputPerMTok, p.inputPerMTokUsd) &&
+    eq(row.outputPerMTok, p.outputPerMTokUsd) &&
+    eq(row.cachedInputPerMTok, p.cachedInputPerMTokUsd) &&
+    (currency === 'USD' || eq(row.usdRate, p.usdRate))
+  );
 }
 
 /** Maps Prisma's known errors to store errors; anything else passes through. */
@@ -865,6 +902,7 @@ function toBudget(r: BudgetRow): BudgetRecord {
     limitUsd: new Prisma.Decimal(r.limitUsd).toNumber(),
     action: r.action,
     webhookUrl: r.webhookUrl,
+    failOpen: r.failOpen,
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
   };

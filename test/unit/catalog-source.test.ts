@@ -38,6 +38,9 @@ class FakeStore implements CatalogStore {
   async currentPrices(): Promise<PriceInput[]> {
     return [];
   }
+  async listBudgets() {
+    return [];
+  }
 }
 
 describe('CatalogSource', () => {

@@ -1,0 +1,31 @@
+// What a budget's subject has spent in a period, summed from the receipts in ClickHouse:
+// the source the counters are rebuilt from after a restart, on a new instance, or when a
+// counter expired.
+import type { ClickHouseClient } from '@clickhouse/client';
+import { sql, TypedParam } from '../analytics/sql.js';
+import type { BudgetRecord } from '../store/admin-store.js';
+import type { PeriodWindow } from './periods.js';
+
+export async function spentInWindow(client: ClickHouseClient, table: string, budget: BudgetRecord, window: PeriodWindow): Promise<number> {
+  const subject =
+    budget.scope === 'TEAM'
+      ? sql`team_id = ${budget.teamId}`
+      : budget.scope === 'API_KEY'
+        ? sql`api_key_id = ${budget.apiKeyId}`
+        : budget.teamId
+          ? sql`feature = ${budget.feature} AND team_id = ${budget.teamId}`
+          : sql`feature = ${budget.feature}`;
+  const end = window.endMs === null ? sql`` : sql` AND started_at < fromUnixTimestamp64Milli(${new TypedParam(window.endMs, 'Int64')})`;
+  const q = sql`SELECT toFloat64(sum(ifNull(cost_usd, 0))) AS spent FROM ${tableName(table)}
+    WHERE ${subject} AND started_at >= fromUnixTimestamp64Milli(${new TypedParam(window.startMs, 'Int64')})${end}`;
+  const { query, query_params } = q.toQuery();
+  const rs = await client.query({ query, query_params, format: 'JSONEachRow' });
+  const rows = (await rs.json()) as Array<{ spent: number }>;
+  return Number(rows[0]?.spent ?? 0);
+}
+
+function tableName(table: string) {
+  if (table === 'receipts') return sql`receipts`;
+  if (table === 'receipts_distributed') return sql`receipts_distributed`;
+  throw new Error(`unknown receipts table ${table}`);
+}
