@@ -14,7 +14,7 @@ import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
 import { CacheStage } from './gateway/cache.js';
 import { createRequestHandler } from './gateway/http.js';
-import { RateLimiter } from './gateway/limits.js';
+import { RateLimiter, type WindowStore } from './gateway/limits.js';
 import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
 import { TokenVerifier, type AccessTokenLookup } from './gateway/tokens.js';
 import { UpstreamClient } from './gateway/upstream.js';
@@ -53,6 +53,8 @@ export interface AppDeps {
   answers?: AnswerStore | null;
   /** Budget counters (Redis or this process); budgets are enforced only with the receipts store too. */
   budgetCounters?: BudgetCounters;
+  /** Rate-limit windows shared by every instance (Redis); none = this process's own. */
+  rateWindows?: WindowStore | null;
   /** Called after an admin change that affects admission (other instances must hear of it). */
   onConfigChanged?: () => void;
   /** The stores the GraphQL API reads and writes; no GraphQL endpoint without them. */
@@ -137,7 +139,7 @@ export function buildApp(deps: AppDeps): App {
   const pipeline = new Pipeline({
     config,
     auth: keys,
-    limiter: new RateLimiter(),
+    limiter: new RateLimiter(Date.now, deps.rateWindows ?? null, (err) => log.warn({ err: String(err) }, 'shared rate-limit windows unreachable; counting in this process')),
     catalog: () => catalog.catalog,
     health,
     upstream,

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { buildApp, type App } from './app.js';
 import { MemoryCounters, RedisCounters } from './budgets/counters.js';
+import { RedisWindows } from './gateway/limits.js';
 import { AnswerStore } from './cache/store.js';
 import { bootstrap } from './bootstrap.js';
 import type { Config } from './config.js';
@@ -125,6 +126,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     const app = buildApp({
       answers,
       budgetCounters: redis ? new RedisCounters(redis) : new MemoryCounters(),
+      rateWindows: redis ? new RedisWindows(redis) : null,
       config,
       log,
       store: adminStore,

@@ -1,16 +1,16 @@
 // Per-key RPM and TPM limits with a sliding-window counter: the current minute's count plus
 // the previous minute's count weighted by how much of it still overlaps the last 60 s. It
 // needs two numbers per key and window, and is within a few percent of an exact log.
-// In-process for now; the budgets issue moves the counters to Redis for multi-instance use.
+//
+// Windows live in this process (MemoryWindows), or in Redis (RedisWindows) so that every
+// instance counts against the same limit: there one Lua script checks both limits and counts
+// the request, atomically. If Redis cannot be reached, the limiter falls back to this
+// process's own windows (limits then hold per instance) rather than refusing traffic.
+// Tokens are known only after the response: they count against the following requests.
+import type { Redis } from 'ioredis';
 import { rateLimited } from './errors.js';
 
 const WINDOW_MS = 60_000;
-
-interface Window {
-  start: number;
-  current: number;
-  previous: number;
-}
 
 export interface LimitSnapshot {
   limit: number;
@@ -25,79 +25,151 @@ export interface Admission {
   headers: Record<string, string>;
 }
 
-class SlidingWindow {
-  private readonly windows = new Map<string, Window>();
+/** What a window store reports for one key: what is used, and whether the request was counted. */
+export interface Take {
+  requestsUsed: number;
+  tokensUsed: number;
+  /** null: admitted and counted; otherwise the limit that refused it. */
+  refusedBy: 'requests' | 'tokens' | null;
+}
 
-  constructor(private readonly now: () => number) {}
+export interface WindowStore {
+  /** Checks used + 1 ≤ rpm and used tokens < tpm; counts the request only if both hold. */
+  take(keyId: string, rpm: number | null, tpm: number | null, now: number): Promise<Take>;
+  addTokens(keyId: string, tokens: number, now: number): Promise<void>;
+}
 
-  private window(key: string): Window {
-    const now = this.now();
+/** Weight of the previous minute still inside the last 60 s. */
+function overlap(now: number): number {
+  return (WINDOW_MS - (now % WINDOW_MS)) / WINDOW_MS;
+}
+
+export class MemoryWindows implements WindowStore {
+  private readonly windows = new Map<string, { start: number; current: number; previous: number }>();
+
+  async take(keyId: string, rpm: number | null, tpm: number | null, now: number): Promise<Take> {
+    const requestsUsed = this.used(`r:${keyId}`, now);
+    const tokensUsed = this.used(`t:${keyId}`, now);
+    const refusedBy = rpm && requestsUsed + 1 > rpm ? 'requests' : tpm && tokensUsed >= tpm ? 'tokens' : null;
+    if (!refusedBy && rpm) this.window(`r:${keyId}`, now).current += 1;
+    return { requestsUsed, tokensUsed, refusedBy };
+  }
+
+  async addTokens(keyId: string, tokens: number, now: number): Promise<void> {
+    this.window(`t:${keyId}`, now).current += tokens;
+  }
+
+  private used(key: string, now: number): number {
+    const w = this.window(key, now);
+    return w.current + w.previous * overlap(now);
+  }
+
+  private window(key: string, now: number) {
     const start = now - (now % WINDOW_MS);
     let w = this.windows.get(key);
-    if (!w) {
-      w = { start, current: 0, previous: 0 };
-      this.windows.set(key, w);
-    } else if (w.start !== start) {
+    if (!w) this.windows.set(key, (w = { start, current: 0, previous: 0 }));
+    else if (w.start !== start) {
       w.previous = start - w.start === WINDOW_MS ? w.current : 0;
       w.current = 0;
       w.start = start;
     }
     return w;
   }
+}
 
-  used(key: string): { used: number; resetMs: number } {
-    const w = this.window(key);
-    const elapsed = this.now() - w.start;
-    const used = w.current + w.previous * ((WINDOW_MS - elapsed) / WINDOW_MS);
-    return { used, resetMs: WINDOW_MS - elapsed };
+// KEYS: requests current, requests previous, tokens current, tokens previous.
+// ARGV: rpm (0 = none), tpm (0 = none), weight of the previous minute.
+const TAKE = `
+local weight = tonumber(ARGV[3])
+local r = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(redis.call('GET', KEYS[2]) or '0') * weight
+local t = tonumber(redis.call('GET', KEYS[3]) or '0') + tonumber(redis.call('GET', KEYS[4]) or '0') * weight
+local rpm = tonumber(ARGV[1])
+local tpm = tonumber(ARGV[2])
+local refused = 0
+if rpm > 0 and r + 1 > rpm then refused = 1 elseif tpm > 0 and t >= tpm then refused = 2 end
+if refused == 0 and rpm > 0 then
+  redis.call('INCR', KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], 180000)
+end
+return {refused, tostring(r), tostring(t)}
+`;
+
+export class RedisWindows implements WindowStore {
+  private readonly redis: Redis & { rateTake(n: number, ...args: Array<string | number>): Promise<[number, string, string]> };
+
+  constructor(
+    redis: Redis,
+    private readonly prefix = 'tollgate:rl:',
+  ) {
+    redis.defineCommand('rateTake', { lua: TAKE });
+    this.redis = redis as RedisWindows['redis'];
   }
 
-  add(key: string, amount: number): void {
-    this.window(key).current += amount;
+  async take(keyId: string, rpm: number | null, tpm: number | null, now: number): Promise<Take> {
+    const minute = Math.floor(now / WINDOW_MS);
+    const k = (kind: string, m: number) => `${this.prefix}${keyId}:${kind}:${m}`;
+    const [refused, r, t] = await this.redis.rateTake(4, k('r', minute), k('r', minute - 1), k('t', minute), k('t', minute - 1), rpm ?? 0, tpm ?? 0, overlap(now));
+    return { requestsUsed: Number(r), tokensUsed: Number(t), refusedBy: refused === 1 ? 'requests' : refused === 2 ? 'tokens' : null };
+  }
+
+  async addTokens(keyId: string, tokens: number, now: number): Promise<void> {
+    const key = `${this.prefix}${keyId}:t:${Math.floor(now / WINDOW_MS)}`;
+    await this.redis.multi().incrby(key, tokens).pexpire(key, 180_000).exec();
   }
 }
 
 export class RateLimiter {
-  private readonly requests: SlidingWindow;
-  private readonly tokens: SlidingWindow;
+  private readonly local = new MemoryWindows();
 
-  constructor(now: () => number = Date.now) {
-    this.requests = new SlidingWindow(now);
-    this.tokens = new SlidingWindow(now);
-  }
+  constructor(
+    private readonly now: () => number = Date.now,
+    /** Shared windows (Redis); without it, this process's own. */
+    private readonly shared: WindowStore | null = null,
+    private readonly onError: (err: unknown) => void = () => undefined,
+  ) {}
 
   /** Admits one request for the key or throws a 429 with Retry-After; counts the request. */
-  admit(keyId: string, rpm: number | null, tpm: number | null): Admission {
+  async admit(keyId: string, rpm: number | null, tpm: number | null): Promise<Admission> {
     const headers: Record<string, string> = {};
     const admission: Admission = { headers };
+    if (!rpm && !tpm) return admission;
+    const now = this.now();
+    const taken = await this.take(keyId, rpm, tpm, now);
+    const resetMs = WINDOW_MS - (now % WINDOW_MS);
     if (rpm) {
-      const { used, resetMs } = this.requests.used(keyId);
-      const snap = { limit: rpm, remaining: Math.max(0, Math.floor(rpm - used - 1)), resetMs };
-      setHeaders(headers, 'requests', snap);
-      if (used + 1 > rpm) {
-        throw rateLimited(`Rate limit reached: ${rpm} requests per minute for this key.`, resetMs / 1000, {
-          ...headers,
-          'x-ratelimit-remaining-requests': '0',
-        });
-      }
-      admission.requests = snap;
+      // What is left after this request, as OpenAI reports it.
+      admission.requests = { limit: rpm, remaining: Math.max(0, Math.floor(rpm - taken.requestsUsed - 1)), resetMs };
+      setHeaders(headers, 'requests', admission.requests);
     }
     if (tpm) {
-      const { used, resetMs } = this.tokens.used(keyId);
-      const snap = { limit: tpm, remaining: Math.max(0, Math.floor(tpm - used)), resetMs };
-      setHeaders(headers, 'tokens', snap);
-      if (used >= tpm) {
-        throw rateLimited(`Rate limit reached: ${tpm} tokens per minute for this key.`, resetMs / 1000, headers);
-      }
-      admission.tokens = snap;
+      admission.tokens = { limit: tpm, remaining: Math.max(0, Math.floor(tpm - taken.tokensUsed)), resetMs };
+      setHeaders(headers, 'tokens', admission.tokens);
     }
-    if (rpm) this.requests.add(keyId, 1);
+    if (taken.refusedBy === 'requests') {
+      throw rateLimited(`Rate limit reached: ${rpm} requests per minute for this key.`, resetMs / 1000, { ...headers, 'x-ratelimit-remaining-requests': '0' });
+    }
+    if (taken.refusedBy === 'tokens') throw rateLimited(`Rate limit reached: ${tpm} tokens per minute for this key.`, resetMs / 1000, headers);
     return admission;
   }
 
-  /** Tokens are known only after the response; they count against the following requests. */
-  recordTokens(keyId: string, tokens: number): void {
-    if (tokens > 0) this.tokens.add(keyId, tokens);
+  recordTokens(keyId: string, tokens: number, tpm: number | null): void {
+    if (tokens <= 0 || !tpm) return;
+    const now = this.now();
+    const store = this.shared ?? this.local;
+    store.addTokens(keyId, tokens, now).catch((err: unknown) => {
+      this.onError(err);
+      void this.local.addTokens(keyId, tokens, now);
+    });
+  }
+
+  private async take(keyId: string, rpm: number | null, tpm: number | null, now: number): Promise<Take> {
+    if (!this.shared) return this.local.take(keyId, rpm, tpm, now);
+    try {
+      return await this.shared.take(keyId, rpm, tpm, now);
+    } catch (err) {
+      this.onError(err);
+      return this.local.take(keyId, rpm, tpm, now);
+    }
   }
 }
 

@@ -93,7 +93,7 @@ export class Pipeline {
       if (!route || route.targets.length === 0) throw modelNotFound(ex.requestedModel);
       ex.route = route;
       if (!isRouteAllowed(ex.key.allowedRoutes, route)) throw routeForbidden(route.name);
-      ex.responseHeaders = this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit).headers;
+      ex.responseHeaders = (await this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit)).headers;
       const budgets = this.deps.budgets;
       if (budgets) {
         const { key } = ex;
@@ -302,7 +302,7 @@ export class Pipeline {
     this.decide(ex, target, 'SUCCESS', null, latency, candidates, attemptNo);
 
     const usage = await this.usageOf(readUsage(parsed?.usage), body, () => collectText(parsed));
-    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens);
+    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
     const receipt = await this.appendReceipt(ex, 'ok', response.status, null, usage, sha256(buf));
     this.writeHead(ex, res, response.status, 'application/json');
     res.end(buf);
@@ -369,7 +369,7 @@ export class Pipeline {
     // From here on the client has bytes: no failover, whatever happens.
     const tally = relay.tally;
     const usage = await this.usageOf(readUsage(tally.usage), body, () => tally.deliveredText);
-    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens);
+    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
     if (signal.reason instanceof ClientGone) {
       attempt.finishAttempt(200, 'client_cancelled');
       this.deps.health.release(target.key);

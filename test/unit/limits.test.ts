@@ -8,9 +8,9 @@ function clock(start = 0) {
   return c;
 }
 
-function rejection(fn: () => unknown): GatewayError {
+async function rejection(fn: () => Promise<unknown>): Promise<GatewayError> {
   try {
-    fn();
+    await fn();
   } catch (err) {
     expect(err).toBeInstanceOf(GatewayError);
     return err as GatewayError;
@@ -19,19 +19,19 @@ function rejection(fn: () => unknown): GatewayError {
 }
 
 describe('RateLimiter: RPM', () => {
-  it('admits exactly N requests in a window, then answers 429 with retry-after and x-ratelimit headers', () => {
+  it('admits exactly N requests in a window, then answers 429 with retry-after and x-ratelimit headers', async () => {
     const c = clock(10_000); // 10 s into a window: 50 s until it resets
     const rl = new RateLimiter(c.now);
     const remaining: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const a = rl.admit('k', 5, null);
+      const a = await rl.admit('k', 5, null);
       remaining.push(a.headers['x-ratelimit-remaining-requests']!);
       expect(a.headers['x-ratelimit-limit-requests']).toBe('5');
       expect(a.requests).toMatchObject({ limit: 5 });
     }
     expect(remaining).toEqual(['4', '3', '2', '1', '0']);
 
-    const e = rejection(() => rl.admit('k', 5, null));
+    const e = await rejection(() => rl.admit('k', 5, null));
     expect(e.status).toBe(429);
     expect(e.type).toBe('rate_limit_error');
     expect(e.code).toBe('rate_limit_exceeded');
@@ -41,108 +41,108 @@ describe('RateLimiter: RPM', () => {
     expect(e.headers['x-ratelimit-reset-requests']).toBe('50s');
     // Still rejected a moment later; rejected requests do not count (see the sliding test below).
     c.t += 1_000;
-    expect(rejection(() => rl.admit('k', 5, null)).headers['retry-after']).toBe('49');
+    expect((await rejection(() => rl.admit('k', 5, null))).headers['retry-after']).toBe('49');
   });
 
-  it('retry-after is at least 1 s even at the very end of a window', () => {
+  it('retry-after is at least 1 s even at the very end of a window', async () => {
     const c = clock(59_999);
     const rl = new RateLimiter(c.now);
-    rl.admit('k', 1, null);
-    expect(Number(rejection(() => rl.admit('k', 1, null)).headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    await rl.admit('k', 1, null);
+    expect(Number((await rejection(() => rl.admit('k', 1, null))).headers['retry-after'])).toBeGreaterThanOrEqual(1);
   });
 
-  it('sliding window: the previous window counts in full at its end and decays linearly after', () => {
+  it('sliding window: the previous window counts in full at its end and decays linearly after', async () => {
     const c = clock(0);
     const rl = new RateLimiter(c.now);
-    for (let i = 0; i < 4; i++) rl.admit('k', 4, null);
-    rejection(() => rl.admit('k', 4, null));
+    for (let i = 0; i < 4; i++) await rl.admit('k', 4, null);
+    await rejection(() => rl.admit('k', 4, null));
 
     // Start of the next window: the previous 4 still weigh 4 × 1.0.
     c.t = 60_000;
-    rejection(() => rl.admit('k', 4, null));
+    await rejection(() => rl.admit('k', 4, null));
 
     // Half-way: 4 × 0.5 = 2 used, so exactly 2 more fit.
     c.t = 90_000;
-    rl.admit('k', 4, null);
-    rl.admit('k', 4, null);
-    rejection(() => rl.admit('k', 4, null));
+    await rl.admit('k', 4, null);
+    await rl.admit('k', 4, null);
+    await rejection(() => rl.admit('k', 4, null));
 
     // Next window: the 2 admitted at 90 s become the previous window (weight 1 at its start).
     c.t = 120_000;
-    rl.admit('k', 4, null);
-    rl.admit('k', 4, null);
-    rejection(() => rl.admit('k', 4, null));
+    await rl.admit('k', 4, null);
+    await rl.admit('k', 4, null);
+    await rejection(() => rl.admit('k', 4, null));
   });
 
-  it('a gap of more than one window forgets everything', () => {
+  it('a gap of more than one window forgets everything', async () => {
     const c = clock(0);
     const rl = new RateLimiter(c.now);
-    for (let i = 0; i < 3; i++) rl.admit('k', 3, null);
+    for (let i = 0; i < 3; i++) await rl.admit('k', 3, null);
     c.t = 125_000; // two windows later
-    for (let i = 0; i < 3; i++) rl.admit('k', 3, null);
-    rejection(() => rl.admit('k', 3, null));
+    for (let i = 0; i < 3; i++) await rl.admit('k', 3, null);
+    await rejection(() => rl.admit('k', 3, null));
   });
 
-  it('keys are independent', () => {
+  it('keys are independent', async () => {
     const rl = new RateLimiter(clock(0).now);
-    rl.admit('a', 1, null);
-    rejection(() => rl.admit('a', 1, null));
-    expect(() => rl.admit('b', 1, null)).not.toThrow();
-    rejection(() => rl.admit('b', 1, null));
+    await rl.admit('a', 1, null);
+    await rejection(() => rl.admit('a', 1, null));
+    await expect(rl.admit('b', 1, null)).resolves.toBeDefined();
+    await rejection(() => rl.admit('b', 1, null));
   });
 
-  it('null or 0 limits mean unlimited and set no headers', () => {
+  it('null or 0 limits mean unlimited and set no headers', async () => {
     const rl = new RateLimiter(clock(0).now);
     for (let i = 0; i < 1000; i++) {
-      const a = rl.admit('k', null, null);
+      const a = await rl.admit('k', null, null);
       expect(a.headers).toEqual({});
     }
-    expect(() => rl.admit('k', 0, 0)).not.toThrow();
+    await expect(rl.admit('k', 0, 0)).resolves.toEqual({ headers: {} });
   });
 });
 
 describe('RateLimiter: TPM', () => {
-  it('admits while recorded tokens are under the limit and blocks once they reach it', () => {
+  it('admits while recorded tokens are under the limit and blocks once they reach it', async () => {
     const c = clock(0);
     const rl = new RateLimiter(c.now);
-    expect(rl.admit('k', null, 100).headers['x-ratelimit-remaining-tokens']).toBe('100');
-    rl.recordTokens('k', 60);
-    const a = rl.admit('k', null, 100);
+    expect((await rl.admit('k', null, 100)).headers['x-ratelimit-remaining-tokens']).toBe('100');
+    rl.recordTokens('k', 60, 100);
+    const a = await rl.admit('k', null, 100);
     expect(a.headers['x-ratelimit-limit-tokens']).toBe('100');
     expect(a.headers['x-ratelimit-remaining-tokens']).toBe('40');
-    rl.recordTokens('k', 40);
-    const e = rejection(() => rl.admit('k', null, 100));
+    rl.recordTokens('k', 40, 100);
+    const e = await rejection(() => rl.admit('k', null, 100));
     expect(e.status).toBe(429);
     expect(e.headers['x-ratelimit-remaining-tokens']).toBe('0');
     expect(Number(e.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(e.message).toMatch(/tokens per minute/);
   });
 
-  it('tokens decay with the sliding window', () => {
+  it('tokens decay with the sliding window', async () => {
     const c = clock(0);
     const rl = new RateLimiter(c.now);
-    rl.recordTokens('k', 100);
-    rejection(() => rl.admit('k', null, 100));
+    rl.recordTokens('k', 100, 100);
+    await rejection(() => rl.admit('k', null, 100));
     c.t = 60_000 + 30_000; // previous window at half weight: 50 used
-    expect(rl.admit('k', null, 100).headers['x-ratelimit-remaining-tokens']).toBe('50');
+    expect((await rl.admit('k', null, 100)).headers['x-ratelimit-remaining-tokens']).toBe('50');
   });
 
-  it('recordTokens ignores zero/negative amounts and is per key', () => {
+  it('recordTokens ignores zero/negative amounts and is per key', async () => {
     const rl = new RateLimiter(clock(0).now);
-    rl.recordTokens('k', 100);
-    rl.recordTokens('k', -100);
-    rl.recordTokens('k', 0);
-    rejection(() => rl.admit('k', null, 100));
-    expect(() => rl.admit('other', null, 100)).not.toThrow();
+    rl.recordTokens('k', 100, 100);
+    rl.recordTokens('k', -100, 100);
+    rl.recordTokens('k', 0, 100);
+    await rejection(() => rl.admit('k', null, 100));
+    await expect(rl.admit('other', null, 100)).resolves.toBeDefined();
   });
 
-  it('a TPM rejection does not consume an RPM slot', () => {
+  it('a TPM rejection does not consume an RPM slot', async () => {
     const c = clock(0);
     const rl = new RateLimiter(c.now);
-    rl.recordTokens('k', 10);
-    for (let i = 0; i < 5; i++) rejection(() => rl.admit('k', 2, 10));
+    rl.recordTokens('k', 10, 100);
+    for (let i = 0; i < 5; i++) await rejection(() => rl.admit('k', 2, 10));
     // Had the 5 rejections counted as requests, remaining-requests would be 0 here.
-    const e = rejection(() => rl.admit('k', 2, 10));
+    const e = await rejection(() => rl.admit('k', 2, 10));
     expect(e.headers['x-ratelimit-remaining-requests']).toBe('1');
   });
 });
