@@ -14,7 +14,7 @@ import {
 } from '../src/analytics/index.js';
 import { usageQuery } from '../src/analytics/usage.js';
 import { cacheStatsQuery } from '../src/analytics/cacheStats.js';
-import { latencyRollupQuery, latencyExactQuery, EXACT_BELOW } from '../src/analytics/latency.js';
+import { latencySketchQuery, latencyExactQuery, EXACT_BELOW } from '../src/analytics/latency.js';
 import { DIMENSION_ALIAS, DIMENSION_COLUMN } from '../src/analytics/common.js';
 import { sql, trusted } from '../src/analytics/sql.js';
 import { timeSeriesQuery } from '../src/analytics/timeSeries.js';
@@ -47,7 +47,7 @@ try {
   // (and per unmerged part); OPTIMIZE … FINAL does those merges up front. Documented step,
   // reported in the JSON as `settle`.
   const settle: Record<string, unknown> = { step: 'OPTIMIZE TABLE … FINAL on the rollups after the load (stands in for background merges)' };
-  for (const table of ['receipts_hourly', 'task_costs']) {
+  for (const table of ['receipts_hourly', 'latency_daily', 'task_costs']) {
     t = performance.now();
     await ch.client.command({ query: `OPTIMIZE TABLE ${table} FINAL`, clickhouse_settings: { max_execution_time: 0 } as never });
     settle[`${table}Seconds`] = +((performance.now() - t) / 1000).toFixed(1);
@@ -57,7 +57,7 @@ try {
     return (await rs.json<Record<string, unknown>>())[0] ?? {};
   };
   const tables: Record<string, unknown> = {};
-  for (const table of ['receipts', 'receipts_hourly', 'task_costs']) {
+  for (const table of ['receipts', 'receipts_hourly', 'latency_daily', 'task_costs']) {
     tables[table] = await scalar(`SELECT sum(rows) AS rows, count() AS parts, sum(bytes_on_disk) AS bytes FROM system.parts WHERE active AND database = currentDatabase() AND table = '${table}'`);
   }
   const shape = await scalar(`SELECT uniqExact(team_id) AS teams, uniqExact(api_key_id) AS apiKeys, uniqExact(feature) AS features,
@@ -83,28 +83,33 @@ try {
 
   const filter: AnalyticsFilter = scopeFilter({ from, to }, ctx.principal);
   const dims: Dimension[] = uniqueDimensions(['MODEL', 'TEAM', 'FEATURE']);
-  // The latency resolver sends the rollup query and, when some groups have fewer than
+  // The latency resolver sends the sketch query (latency_daily + raw edges) and, when some groups have fewer than
   // EXACT_BELOW requests, a second exact query on raw receipts for those groups. The direct
   // side sends the same statements (the exact one with the same restriction), so the ratio
   // compares like with like.
   const latencyDirect = async () => {
-    const approx = await runQuery(ctx, latencyRollupQuery(ctx, filter, dims));
+    const approx = await runQuery(ctx, latencySketchQuery(ctx, filter, dims));
     const small = approx.filter((r) => Number(r.m_requests) < EXACT_BELOW);
     if (small.length === 0) return approx;
     const restrict = sql.join(dims.map((d) => sql` AND ${trusted(DIMENSION_COLUMN, d)} IN ${[...new Set(small.map((r) => String(r[DIMENSION_ALIAS[d]] ?? '')))]}`), ' ');
     return runQuery(ctx, latencyExactQuery(ctx, filter, dims, restrict));
   };
   const key = 'key { model teamId feature }';
-  const cases: Array<{ name: string; source: string; gql: string; vars?: Record<string, unknown>; direct: () => Promise<unknown>; library: () => Promise<unknown>; sqlOf: () => SqlFragment }> = [
+  const unaligned = { from: new Date(from.getTime() + 13 * 3_600_000 + 17 * 60_000 + 250), to: new Date(to.getTime() - 5 * 3_600_000 - 41_000) };
+  const unalignedFilter = scopeFilter(unaligned, ctx.principal);
+  const cases: Array<{ name: string; source: string; gql: string; window?: { from: Date; to: Date }; vars?: Record<string, unknown>; direct: () => Promise<unknown>; library: () => Promise<unknown>; sqlOf: () => SqlFragment }> = [
     { name: 'usage', source: usageQuery(ctx, filter, dims).source, gql: `usage(filter: $f, groupBy: $g) { ${key} requests errors promptTokens completionTokens costUsd unpricedRequests }`, direct: () => runQuery(ctx, usageQuery(ctx, filter, dims).query), sqlOf: () => usageQuery(ctx, filter, dims).query, library: () => usage(ctx, filter, dims) },
-    { name: 'latency', source: 'rollup' as string, gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`, direct: () => latencyDirect(), sqlOf: () => latencyRollupQuery(ctx, filter, dims), library: () => latency(ctx, filter, dims) },
+    { name: 'latency', source: 'rollup' as string, gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`, direct: () => latencyDirect(), sqlOf: () => latencySketchQuery(ctx, filter, dims), library: () => latency(ctx, filter, dims) },
+    // "The last 30 days" as a dashboard asks it: neither end on a day (or hour) boundary, so
+    // latency_daily answers the 29 whole days and raw receipts the two partial ones.
+    { name: 'latency unaligned', source: 'rollup+raw edges', window: unaligned, gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`, direct: () => runQuery(ctx, latencySketchQuery(ctx, unalignedFilter, dims)), sqlOf: () => latencySketchQuery(ctx, unalignedFilter, dims), library: () => latency(ctx, unalignedFilter, dims) },
     { name: 'cacheStats', source: cacheStatsQuery(ctx, filter, dims).source, gql: `cacheStats(filter: $f, groupBy: $g) { ${key} requests hits exactHits semanticHits hitRate savedCostUsd }`, direct: () => runQuery(ctx, cacheStatsQuery(ctx, filter, dims).query), sqlOf: () => cacheStatsQuery(ctx, filter, dims).query, library: () => cacheStats(ctx, filter, dims) },
     { name: 'timeSeries DAY', source: timeSeriesQuery(ctx, filter, 'DAY', dims).source, gql: `timeSeries(filter: $f, interval: DAY, groupBy: $g) { start ${key} requests errors costUsd }`, direct: () => runQuery(ctx, timeSeriesQuery(ctx, filter, 'DAY', dims).query), sqlOf: () => timeSeriesQuery(ctx, filter, 'DAY', dims).query, library: () => timeSeries(ctx, filter, 'DAY', dims) },
     { name: 'costPerTask', source: 'raw', gql: `costPerTask(filter: $f, groupBy: $g) { ${key} tasks succeededTasks failedTasks requests costUsd costPerTaskUsd costPerSucceededTaskUsd }`, direct: () => runQuery(ctx, costPerTaskQuery(ctx, filter, dims) as SqlFragment), sqlOf: () => costPerTaskQuery(ctx, filter, dims) as SqlFragment, library: () => costPerTask(ctx, filter, dims) },
   ];
   // The latency row must have come from the rollup alone for the comparison to be fair.
   const probe = await latency(ctx, filter, dims);
-  const allTdigest = probe.every((r) => r.method === 'tdigest');
+  const allSketch = probe.every((r) => r.method === 'sketch');
   const exactGroups = probe.filter((r) => r.method === 'exact').length;
   // The 30-day window is hour-aligned, so every rollup-capable query must read receipts_hourly.
   if (exactGroups > 0) cases.find((c) => c.name === 'latency')!.source = 'rollup+exact';
@@ -138,7 +143,7 @@ try {
   for (const c of cases) {
     const body = JSON.stringify({
       query: `query($f: AnalyticsFilter!, $g: [Dimension!]) { ${c.gql} }`,
-      variables: { f: { from: from.toISOString(), to: to.toISOString() }, g: dims },
+      variables: { f: { from: (c.window ?? { from }).from.toISOString(), to: (c.window ?? { to }).to.toISOString() }, g: dims },
     });
     const viaGraphQL = async () => {
       const res = await graphql.yoga.fetch('http://bench/graphql', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, body });
@@ -176,7 +181,7 @@ try {
   const out = {
     rows: ROWS, insertSeconds: +(insertMs / 1000).toFixed(1), settle, tables, dataShape: shape,
     window: { from: from.toISOString(), to: to.toISOString(), hourAligned },
-    iterations: ITER, groupBy: dims, latencyAllTdigest: allTdigest, latencyExactGroups: exactGroups, latencyGroups: probe.length,
+    iterations: ITER, groupBy: dims, latencyAllSketch: allSketch, latencyExactGroups: exactGroups, latencyGroups: probe.length,
     machine: { cpus: os.cpus().length, loadavg: os.loadavg().map((x) => +x.toFixed(2)) },
     at: new Date().toISOString(), results,
   };

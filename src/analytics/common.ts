@@ -133,11 +133,13 @@ export function rollupAnswers(filter: AnalyticsFilter, dims: readonly Dimension[
 }
 
 export type Source = 'raw' | 'rollup';
+/** Every table the analytics read: the two general sources and latency's daily rollup. */
+export type Table = Source | 'latencyDaily';
 
-const TIME_COLUMN: Readonly<Record<Source, string>> = { raw: 'started_at', rollup: 'hour' };
+const TIME_COLUMN: Readonly<Record<Table, string>> = { raw: 'started_at', rollup: 'hour', latencyDaily: 'day' };
 
-/** WHERE conditions for a filter (time range [from, to)), on either source. */
-export function filterConditions(filter: AnalyticsFilter, source: Source): SqlFragment {
+/** WHERE conditions for a filter (time range [from, to)), on any of the tables. */
+export function filterConditions(filter: AnalyticsFilter, source: Table): SqlFragment {
   const time = trusted(TIME_COLUMN, source);
   const parts: SqlFragment[] = [sql`${time} >= ${filter.from}`, sql`${time} < ${filter.to}`];
   const inList = (dim: Dimension, values: readonly string[] | null | undefined) => {
@@ -151,7 +153,7 @@ export function filterConditions(filter: AnalyticsFilter, source: Source): SqlFr
   inList('ROUTE', filter.routes);
   inList('API_KEY', filter.apiKeyIds);
   if (filter.endUsers != null) {
-    if (source === 'rollup') throw new Error('end_user is not a rollup column');
+    if (source !== 'raw') throw new Error('end_user is not a rollup column');
     inList('END_USER', filter.endUsers);
   }
   if (filter.statuses != null) inList('STATUS', filter.statuses.map((s) => s.toLowerCase()));
@@ -196,10 +198,12 @@ export function matchesNothing(filter: AnalyticsFilter): boolean {
 }
 
 export const ROLLUP_TABLE = 'receipts_hourly';
+/** Daily DDSketch latency states (clickhouse/migrations/003_latency_daily.sql). */
+export const LATENCY_DAILY_TABLE = 'latency_daily';
 
-/** `FROM <table>`: the receipts table from configuration, or the rollup. */
-export function fromTable(ctx: AnalyticsContext, source: Source): SqlFragment {
-  const table = source === 'rollup' ? ROLLUP_TABLE : ctx.receiptsTable;
+/** `FROM <table>`: the receipts table from configuration, or a rollup. */
+export function fromTable(ctx: AnalyticsContext, source: Table): SqlFragment {
+  const table = source === 'rollup' ? ROLLUP_TABLE : source === 'latencyDaily' ? LATENCY_DAILY_TABLE : ctx.receiptsTable;
   return sql`${sql.typed(table, 'Identifier')}`;
 }
 

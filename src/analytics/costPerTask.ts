@@ -5,7 +5,8 @@
 // latest outcome in task_outcomes, else the status of its last request among them
 // ((started_at, seq) order), `ok` meaning succeeded. With a grouping, a task counts in every
 // group it has requests in, with those requests' cost, and its verdict is the task's own.
-// Raw receipts: a per-task join the rollups cannot answer for an arbitrary window.
+// Raw receipts (one scan): a per-task question the rollups cannot answer for an arbitrary
+// window (task_costs covers a task's whole life).
 import {
   dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, matchesNothing, num, orderByClause,
   runQuery, scopeFilter, uniqueDimensions,
@@ -26,41 +27,45 @@ export interface TaskCostRow {
 }
 
 export function costPerTaskQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims: Dimension[]) {
-  const where = filterConditions(filter, 'raw');
-  const outerDims = sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+  const keys = sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+  // One scan of receipts: per (team, task, group) the group's requests and cost, and the
+  // group's latest request ((started_at, seq)) with its status. When a grouping can split a
+  // task (any dimension but TEAM), the task's last status is the latest over its groups: a
+  // window over the task. The hash in front of the partition key only makes the window's
+  // sort cheaper (~1.5× here); team and task after it keep the partitions exact.
+  const splitsTasks = dims.some((d) => d !== 'TEAM');
+  const taskLastStatus = splitsTasks
+    ? sql`argMax(last_status, last_at) OVER (PARTITION BY cityHash64(t_team, t_task), t_team, t_task)`
+    : sql`last_status`;
+  // A task's verdict: its latest outcome if it has one, else its last request's status. The
+  // outcomes are two sets of (team, task), read for the scoped teams only: a set lookup per
+  // task, where a JOIN let the planner build its hash table from the big side (3× slower).
+  const outcomeTeams = filter.teamIds == null ? sql.empty() : sql`WHERE team_id IN ${[...filter.teamIds]}`;
   return sql`SELECT count() AS m_tasks,
-      countIf(if(o.has_outcome = 1, o.o_success, s.last_status = 'ok')) AS m_succeeded,
-      sum(g.requests) AS m_requests,
-      toFloat64(sum(g.cost)) AS m_cost_usd,
-      sum(g.unpriced) AS m_unpriced_requests${outerDims}
+      countIf(if(
+        (t_team, t_task) IN (SELECT toString(team_id), task_id FROM task_outcomes ${outcomeTeams}),
+        (t_team, t_task) IN (SELECT toString(team_id) AS o_team, task_id AS o_task FROM task_outcomes ${outcomeTeams}
+                             GROUP BY o_team, o_task HAVING argMax(success, recorded_at)),
+        task_last_status = 'ok')) AS m_succeeded,
+      sum(requests) AS m_requests,
+      toFloat64(sum(cost)) AS m_cost_usd,
+      sum(unpriced) AS m_unpriced_requests${keys}
     FROM
     (
-      SELECT team_id AS t_team, task_id AS t_task, count() AS requests,
-             sum(ifNull(cost_usd, toDecimal64(0, 9))) AS cost, countIf(cost_usd IS NULL) AS unpriced${dimensionSelect(dims)}
-      FROM ${fromTable(ctx, 'raw')}
-      WHERE ${where} AND task_id != ''
-      GROUP BY t_team, t_task${sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`), ' ')}
-    ) AS g
-    INNER JOIN
-    (
-      SELECT team_id AS t_team, task_id AS t_task, argMax(toString(status), (started_at, seq)) AS last_status
-      FROM ${fromTable(ctx, 'raw')}
-      WHERE ${where} AND task_id != ''
-      GROUP BY t_team, t_task
-    ) AS s ON g.t_team = s.t_team AND g.t_task = s.t_task
-    LEFT JOIN
-    (
-      SELECT toString(team_id) AS t_team, task_id AS t_task, argMax(success, recorded_at) AS o_success, toUInt8(1) AS has_outcome
-      FROM task_outcomes
-      WHERE (team_id, task_id) IN (
-        SELECT team_id, task_id FROM ${fromTable(ctx, 'raw')} WHERE ${where} AND task_id != ''
+      SELECT *, ${taskLastStatus} AS task_last_status
+      FROM
+      (
+        SELECT toString(team_id) AS t_team, task_id AS t_task, count() AS requests,
+               sum(ifNull(cost_usd, toDecimal64(0, 9))) AS cost, countIf(cost_usd IS NULL) AS unpriced,
+               max((started_at, seq)) AS last_at, argMax(toString(status), (started_at, seq)) AS last_status${dimensionSelect(dims)}
+        FROM ${fromTable(ctx, 'raw')}
+        WHERE ${filterConditions(filter, 'raw')} AND task_id != ''
+        GROUP BY t_team, t_task${keys}
       )
-      GROUP BY t_team, t_task
-    ) AS o ON g.t_team = o.t_team AND g.t_task = o.t_task
+    )
     ${groupByClause(dims)}
     ${dims.length === 0 ? sql`HAVING m_tasks > 0` : sql.empty()}
-    ${orderByClause(dims)}
-    SETTINGS join_use_nulls = 0`;
+    ${orderByClause(dims)}`;
 }
 
 export async function costPerTask(ctx: AnalyticsContext, rawFilter: AnalyticsFilter, groupBy?: readonly Dimension[] | null): Promise<TaskCostRow[]> {

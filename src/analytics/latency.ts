@@ -1,13 +1,21 @@
 // latency: percentiles of total latency, time to first token and gateway overhead.
 //
-// Accuracy (DESIGN §8): exact below 10k requests in a group, within 2 % above. When the
-// rollup answers the range, one cheap query over receipts_hourly gives every group's count
-// and its TDigest percentiles; groups with fewer than 10k requests are then recomputed
-// exactly (quantilesExact) from raw receipts, restricted to those groups' dimension values.
-// Otherwise everything is computed exactly from raw receipts.
+// Accuracy (DESIGN §8): exact below 10k requests in a group, within 2 % above.
+//
+// When the range holds at least one whole UTC day and neither the filter nor the grouping
+// needs end_user, one query merges DDSketch states (relative accuracy 1 %): the whole days
+// from latency_daily (migration 003), the partial days at either end from raw receipts,
+// sketched on the fly into states of the same type. That gives every group's count and its
+// approximate percentiles; groups with fewer than 10k requests are then recomputed exactly
+// (quantilesExact) from raw receipts, restricted to those groups' dimension values.
+// Otherwise (a range shorter than a day, or end_user) everything is computed exactly from
+// raw receipts: at most a day of receipts, which costs less than merging hourly states.
+//
+// receipts_hourly's TDigest states are not read here: a month of them merges about as
+// slowly as a scan of the raw receipts (see 003_latency_daily.sql).
 import {
-  DIMENSION_ALIAS, DIMENSION_COLUMN, groupKeyOf, groupKeyString, groupedSelect, matchesNothing,
-  num, numOrNull, rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
+  DIMENSION_ALIAS, DIMENSION_COLUMN, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, groupKeyString,
+  groupedSelect, matchesNothing, num, numOrNull, orderByClause, runQuery, scopeFilter, uniqueDimensions,
   type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
 } from './common.js';
 import { sql, trusted, type SqlFragment } from './sql.js';
@@ -27,18 +35,59 @@ export interface LatencyRow {
   ttftP99Ms: number | null;
   overheadP50Ms: number | null;
   overheadP99Ms: number | null;
-  /** How the percentiles were computed: `exact` or `tdigest`. */
-  method: 'exact' | 'tdigest';
+  /** How the percentiles were computed: `exact`, or from DDSketch states (`sketch`, within 1 %). */
+  method: 'exact' | 'sketch';
 }
 
 const LEVELS = sql`0.5, 0.9, 0.95, 0.99`;
+/** quantilesDD parameters: relative accuracy, then LEVELS. Must match latency_daily's column types. */
+const DD = sql`0.01, ${LEVELS}`;
 
-export function latencyRollupQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims: Dimension[]): SqlFragment {
-  const measures = sql`toUInt64(sum(requests)) AS m_requests,
-      quantilesTDigestMerge(${LEVELS})(latency_tdigest) AS m_lat,
-      quantilesTDigestMerge(${LEVELS})(ttft_tdigest) AS m_ttft,
-      quantilesTDigestMerge(${LEVELS})(overhead_tdigest) AS m_ovh`;
-  return groupedSelect(ctx, 'rollup', measures, filter, dims);
+const DAY_MS = 86_400_000;
+
+/** The whole UTC days inside [from, to), or null when there is none. */
+export function wholeDays(filter: AnalyticsFilter): { from: Date; to: Date } | null {
+  const from = Math.ceil(filter.from.getTime() / DAY_MS) * DAY_MS;
+  const to = Math.floor(filter.to.getTime() / DAY_MS) * DAY_MS;
+  return from < to ? { from: new Date(from), to: new Date(to) } : null;
+}
+
+/** True when latencySketchQuery can answer: whole days in the range, no end_user. */
+export function sketchAnswers(filter: AnalyticsFilter, dims: readonly Dimension[]): boolean {
+  return wholeDays(filter) !== null && filter.endUsers == null && !dims.includes('END_USER');
+}
+
+/**
+ * Per group: the request count and merged DDSketch percentiles. Whole days come from
+ * latency_daily, the partial days at the ends from raw receipts (same state type), so the
+ * union merges as one sketch per group.
+ */
+export function latencySketchQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims: Dimension[]): SqlFragment {
+  const days = wholeDays(filter);
+  if (days === null) throw new Error('latencySketchQuery needs a range with a whole day');
+  const keys = dimensionSelect(dims);
+  const parts: SqlFragment[] = [
+    sql`SELECT toUInt64(requests) AS n, latency_dd AS lat, ttft_dd AS ttft, overhead_dd AS ovh${keys}
+      FROM ${fromTable(ctx, 'latencyDaily')}
+      WHERE ${filterConditions({ ...filter, ...days }, 'latencyDaily')}`,
+  ];
+  for (const edge of [{ from: filter.from, to: days.from }, { from: days.to, to: filter.to }]) {
+    if (edge.from.getTime() >= edge.to.getTime()) continue;
+    parts.push(sql`SELECT count() AS n, quantilesDDState(${DD})(latency_ms) AS lat,
+        quantilesDDState(${DD})(ttft_ms) AS ttft, quantilesDDState(${DD})(overhead_ms) AS ovh${keys}
+      FROM ${fromTable(ctx, 'raw')}
+      WHERE ${filterConditions({ ...filter, ...edge }, 'raw')}
+      ${groupByClause(dims)}`);
+  }
+  const outerKeys = sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+  return sql`SELECT toUInt64(sum(n)) AS m_requests,
+      quantilesDDMerge(${DD})(lat) AS m_lat,
+      quantilesDDMerge(${DD})(ttft) AS m_ttft,
+      quantilesDDMerge(${DD})(ovh) AS m_ovh${outerKeys}
+    FROM (${sql.join(parts, ' UNION ALL ')})
+    ${groupByClause(dims)}
+    ${dims.length === 0 ? sql`HAVING m_requests > 0` : sql.empty()}
+    ${orderByClause(dims)}`;
 }
 
 export function latencyExactQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims: Dimension[], restrict?: SqlFragment): SqlFragment {
@@ -56,10 +105,11 @@ function q(arr: unknown, i: number, present = true): number | null {
   return numOrNull(arr[i]);
 }
 
-function toRow(r: Record<string, unknown>, dims: Dimension[], method: 'exact' | 'tdigest'): LatencyRow {
+function toRow(r: Record<string, unknown>, dims: Dimension[], method: LatencyRow['method']): LatencyRow {
   const requests = num(r.m_requests);
-  const ttftPresent = method === 'tdigest' || num(r.m_ttft_n) > 0;
-  const ovhPresent = method === 'tdigest' || num(r.m_ovh_n) > 0;
+  // A sketch with no values merges to NaN (null in JSON); exact quantiles of nothing are 0.
+  const ttftPresent = method === 'sketch' || num(r.m_ttft_n) > 0;
+  const ovhPresent = method === 'sketch' || num(r.m_ovh_n) > 0;
   return {
     key: groupKeyOf(r, dims),
     requests,
@@ -80,12 +130,12 @@ export async function latency(ctx: AnalyticsContext, rawFilter: AnalyticsFilter,
   const filter = scopeFilter(rawFilter, ctx.principal);
   const dims = uniqueDimensions(groupBy);
   if (matchesNothing(filter)) return [];
-  if (!rollupAnswers(filter, dims)) {
+  if (!sketchAnswers(filter, dims)) {
     return (await runQuery(ctx, latencyExactQuery(ctx, filter, dims))).map((r) => toRow(r, dims, 'exact'));
   }
-  const approx = await runQuery(ctx, latencyRollupQuery(ctx, filter, dims));
+  const approx = await runQuery(ctx, latencySketchQuery(ctx, filter, dims));
   const small = approx.filter((r) => num(r.m_requests) < EXACT_BELOW);
-  if (small.length === 0) return approx.map((r) => toRow(r, dims, 'tdigest'));
+  if (small.length === 0) return approx.map((r) => toRow(r, dims, 'sketch'));
 
   // Exact percentiles for the small groups: raw receipts restricted to a superset of those
   // groups (each dimension's values among them), then matched back by group key.
@@ -99,8 +149,8 @@ export async function latency(ctx: AnalyticsContext, rawFilter: AnalyticsFilter,
   const exact = await runQuery(ctx, latencyExactQuery(ctx, filter, dims, restrict));
   const exactByKey = new Map(exact.map((r) => [groupKeyString(r, dims), r]));
   return approx.map((r) => {
-    if (num(r.m_requests) >= EXACT_BELOW) return toRow(r, dims, 'tdigest');
+    if (num(r.m_requests) >= EXACT_BELOW) return toRow(r, dims, 'sketch');
     const e = exactByKey.get(groupKeyString(r, dims));
-    return e ? toRow(e, dims, 'exact') : toRow(r, dims, 'tdigest');
+    return e ? toRow(e, dims, 'exact') : toRow(r, dims, 'sketch');
   });
 }

@@ -69,7 +69,7 @@ export function sql(strings: TemplateStringsArray, ...values: unknown[]): SqlFra
 }
 
 /** Fragments joined by a literal separator. */
-sql.join = (parts: readonly SqlFragment[], separator: ', ' | ' AND ' | ' OR ' | ' ' = ', '): SqlFragment => {
+sql.join = (parts: readonly SqlFragment[], separator: ', ' | ' AND ' | ' OR ' | ' ' | ' UNION ALL ' = ', '): SqlFragment => {
   if (parts.length === 0) return new SqlFragment([''], []);
   const strings = ['', ...parts.slice(1).map(() => separator), ''];
   return new SqlFragment(strings, [...parts]);

@@ -166,7 +166,7 @@ export function registerAnalytics(builder: Builder) {
       ttftP99Ms: t.exposeFloat('ttftP99Ms', { nullable: true }),
       overheadP50Ms: t.exposeFloat('overheadP50Ms', { nullable: true }),
       overheadP99Ms: t.exposeFloat('overheadP99Ms', { nullable: true }),
-      exact: t.boolean({ description: 'Exact percentiles (below 10k requests), else TDigest within 2 %', resolve: (r) => r.method === 'exact' }),
+      exact: t.boolean({ description: 'Exact percentiles (below 10k requests), else from a sketch, within 2 %', resolve: (r) => r.method === 'exact' }),
     }),
   });
 
