@@ -160,6 +160,12 @@ export function buildApp(deps: AppDeps): App {
           tokens,
           jwks: deps.jwks as GraphQLServices['jwks'],
           findReceipt,
+          budgetStatus: budgets
+            ? async (id) => {
+                const budget = catalog.budgets.find((b) => b.id === id) ?? (await store.listBudgets()).find((b) => b.id === id);
+                return budget ? budgets.status(budget) : null;
+              }
+            : undefined,
           configChanged: async () => {
             keys.invalidate();
             deps.onConfigChanged?.();

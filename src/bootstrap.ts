@@ -5,13 +5,16 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Config } from './config.js';
 import { PRESETS, type ProviderKind } from './providers/presets.js';
+import { PRICE_SNAPSHOT, importSnapshot, type SnapshotTarget } from './pricing/snapshot.js';
 import type { PriceInput } from './routing/catalog.js';
+import type { PriceRecord, SetPriceInput } from './store/admin-store.js';
 
 export interface BootstrapStore {
   upsertProvider(input: { name: string; kind: ProviderKind; baseUrl?: string | null; apiKey?: string | null; timeoutMs?: number | null; extraHeaders?: Record<string, string>; modelMap?: Record<string, string> }): Promise<unknown>;
   upsertRoute(input: DeclaredRoute): Promise<unknown>;
   setPrice(input: DeclaredPrice): Promise<unknown>;
   currentPrices(): Promise<PriceInput[]>;
+  setPriceIfChanged(input: SetPriceInput): Promise<{ price: PriceRecord; created: boolean }>;
   ensureTeam(name: string): Promise<unknown>;
 }
 
@@ -93,14 +96,30 @@ export async function bootstrap(config: Config, store: BootstrapStore): Promise<
     ['OPENAI', config.presetKeys.openai],
     ['DEEPSEEK', config.presetKeys.deepseek],
   ];
+  const fromEnvironment: SnapshotTarget[] = [];
   for (const [k, apiKey] of presets) {
     if (!apiKey) continue;
     await store.upsertProvider({ name: PRESETS[k].defaultName, kind: k, apiKey });
+    fromEnvironment.push({ name: PRESETS[k].defaultName, kind: k });
     done.push(`provider ${PRESETS[k].defaultName} (from environment)`);
   }
-  if (!config.configFile) return done;
+  if (config.configFile) done.push(await applyConfigFile(config.configFile, config, store));
 
-  const file = await loadConfigFile(config.configFile, config.envForReferences);
+  // After the file, so that its prices win: the snapshot only fills in models that have no
+  // price at all, which also makes every later start a no-op.
+  if (fromEnvironment.length) {
+    const imported = await importSnapshot(store, fromEnvironment, { onlyMissing: true });
+    if (imported.created.length) {
+      done.push(
+        `${imported.created.length} prices for ${fromEnvironment.map((t) => t.name).join(', ')}: vendor list prices as of ${PRICE_SNAPSHOT.asOf}, check them`,
+      );
+    }
+  }
+  return done;
+}
+
+async function applyConfigFile(configFile: string, config: Config, store: BootstrapStore): Promise<string> {
+  const file = await loadConfigFile(configFile, config.envForReferences);
   for (const t of file.teams) await store.ensureTeam(typeof t === 'string' ? t : t.name);
   for (const p of file.providers) {
     await store.upsertProvider({
@@ -125,6 +144,5 @@ export async function bootstrap(config: Config, store: BootstrapStore): Promise<
       (was.cachedInputPerMTokUsd ?? undefined) === p.cachedInputPerMTokUsd;
     if (!same) await store.setPrice(p);
   }
-  done.push(`${config.configFile}: ${file.providers.length} providers, ${file.routes.length} routes, ${file.prices.length} prices, ${file.teams.length} teams`);
-  return done;
+  return `${configFile}: ${file.providers.length} providers, ${file.routes.length} routes, ${file.prices.length} prices, ${file.teams.length} teams`;
 }

@@ -1,11 +1,13 @@
-// `tollgate <command>`: start, migrate, demo, keys create, verify-receipt.
+// `tollgate <command>`: start, migrate, demo, keys create, prices, verify-receipt.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from './config.js';
 import { createLogger, startServer } from './main.js';
+import { repriceReceipts, type RepricingResult } from './pricing/reprice.js';
+import { importSnapshot } from './pricing/snapshot.js';
 import { verifyReceipt } from './receipts/verify.js';
-import { openStores } from './runtime.js';
+import { openStores, type Stores } from './runtime.js';
 import { claimDataDir, readOwner } from './store/data-dir.js';
 
 const USAGE = `Usage: tollgate <command>
@@ -15,6 +17,13 @@ const USAGE = `Usage: tollgate <command>
   demo [--requests N]                 start Tollgate with a simulated provider and send traffic
   keys create --team T [--name N] [--json]
                                       create an API key (and the team if missing)
+  prices import-snapshot [--provider NAME ...] [--missing-only] [--json]
+                                      price configured providers from the list prices
+                                      shipped with Tollgate (a new version only where changed)
+  prices reprice --from T --to T --provider P --model M [--version N] [--apply] [--json]
+                                      recompute receipt costs in [from, to) with a price
+                                      version (default: current); --apply writes them to
+                                      receipt_repricings (receipts stay as signed)
   verify-receipt <file> [--keys F | --url U]
                                       verify a receipt's signature offline
 `;
@@ -30,6 +39,8 @@ export async function runCli(argv: string[]): Promise<number> {
       return migrate(config);
     case 'keys':
       return keys(config, rest);
+    case 'prices':
+      return prices(config, rest);
     case 'verify-receipt':
       return verify(rest);
     case 'demo': {
@@ -112,6 +123,184 @@ async function keys(config: Config, args: string[]): Promise<number> {
     );
   }
   return 0;
+}
+
+// --- prices -------------------------------------------------------------------------------
+
+interface ImportedPrice {
+  version: number;
+  provider: string;
+  model: string;
+  inputPerMTokUsd: number;
+  outputPerMTokUsd: number;
+  cachedInputPerMTokUsd: number | null;
+  currency: string;
+  usdRate: number | null;
+}
+interface ImportOutcome {
+  snapshot: string;
+  asOf: string;
+  created: ImportedPrice[];
+  unchanged: number;
+  skipped: number;
+}
+
+const PRICE_FIELDS = 'version provider model inputPerMTokUsd outputPerMTokUsd cachedInputPerMTokUsd currency usdRate';
+
+async function prices(config: Config, args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'import-snapshot') return importPriceSnapshot(config, rest);
+  if (sub === 'reprice') return reprice(config, rest);
+  process.stderr.write(USAGE);
+  return 2;
+}
+
+async function importPriceSnapshot(config: Config, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      provider: { type: 'string', multiple: true },
+      'missing-only': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const names = values.provider ?? null;
+  const onlyMissing = values['missing-only'];
+  const outcome = await withAdmin<ImportOutcome>(
+    config,
+    async (graphql) =>
+      (
+        await graphql(
+          `mutation ($input: ImportPriceSnapshotInput) {
+            importPriceSnapshot(input: $input) { snapshot asOf unchanged skipped created { ${PRICE_FIELDS} } }
+          }`,
+          { input: { providers: names, onlyMissing } },
+        )
+      ).importPriceSnapshot as ImportOutcome,
+    async (stores) => {
+      const providers = await stores.adminStore.listProviders();
+      const unknown = (names ?? []).filter((n) => !providers.some((p) => p.name === n));
+      if (unknown.length) throw new Error(`no provider named ${unknown.map((n) => `"${n}"`).join(', ')}`);
+      const targets = names ? providers.filter((p) => names.includes(p.name)) : providers;
+      return importSnapshot(stores.adminStore, targets, { onlyMissing });
+    },
+  );
+  if (values.json) {
+    process.stdout.write(JSON.stringify(outcome) + '\n');
+    return 0;
+  }
+  const lines = outcome.created.map((p) => {
+    const cached = p.cachedInputPerMTokUsd === null ? '' : `, cached input ${p.cachedInputPerMTokUsd}`;
+    const entered = p.currency === 'USD' ? '' : ` (entered in ${p.currency}, 1 ${p.currency} = ${p.usdRate} USD)`;
+    return `  ${p.provider}/${p.model}  version ${p.version}: input ${p.inputPerMTokUsd}, output ${p.outputPerMTokUsd}${cached} USD per 1M tokens${entered}\n`;
+  });
+  process.stdout.write(
+    `Price snapshot ${outcome.snapshot}: vendor list prices as of ${outcome.asOf}. Check them against the vendors' pricing pages.\n` +
+      lines.join('') +
+      `${outcome.created.length} new price versions, ${outcome.unchanged} unchanged, ${outcome.skipped} skipped (already priced).\n`,
+  );
+  return 0;
+}
+
+async function reprice(config: Config, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      provider: { type: 'string' },
+      model: { type: 'string' },
+      version: { type: 'string' },
+      apply: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const from = values.from ? new Date(values.from) : null;
+  const to = values.to ? new Date(values.to) : null;
+  const version = values.version === undefined ? null : Number(values.version);
+  if (!from || !to || Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || !values.provider || !values.model || (version !== null && !Number.isInteger(version))) {
+    process.stderr.write('prices reprice --from <ISO time> --to <ISO time> --provider P --model M [--version N] [--apply] [--json]\n');
+    return 2;
+  }
+  const input = { from, to, provider: values.provider, model: values.model, priceVersion: version, apply: values.apply };
+  const result = await withAdmin<RepricingResult>(
+    config,
+    async (graphql) =>
+      (
+        await graphql(
+          `mutation ($input: RepriceReceiptsInput!) {
+            repriceReceipts(input: $input) { priceVersion applied written
+              rows { provider model receipts unpricedBefore originalCostUsd recomputedCostUsd deltaUsd pending } }
+          }`,
+          { input: { ...input, from: from.toISOString(), to: to.toISOString() } },
+        )
+      ).repriceReceipts as RepricingResult,
+    (stores) =>
+      repriceReceipts(
+        {
+          clickhouse: stores.clickhouse.client,
+          receiptsTable: config.clickhouse?.cluster ? 'receipts_distributed' : 'receipts',
+          prices: stores.adminStore,
+        },
+        input,
+      ),
+  );
+  if (values.json) {
+    process.stdout.write(JSON.stringify(result) + '\n');
+    return 0;
+  }
+  const rows = result.rows.map(
+    (r) =>
+      `  ${r.provider}/${r.model}: ${r.receipts} receipts (${r.unpricedBefore} unpriced), original ${r.originalCostUsd} USD, ` +
+      `recomputed ${r.recomputedCostUsd} USD, delta ${r.deltaUsd} USD, ${r.pending} to write\n`,
+  );
+  process.stdout.write(
+    `Price version ${result.priceVersion}, ${from.toISOString()} to ${to.toISOString()}:\n` +
+      (rows.length ? rows.join('') : '  no receipts in range\n') +
+      (result.applied
+        ? `${result.written} re-priced costs written to receipt_repricings (receipts are unchanged).\n`
+        : 'Dry run: nothing written. Add --apply to record the recomputed costs.\n'),
+  );
+  return 0;
+}
+
+type GraphQLCall = (query: string, variables: Record<string, unknown>) => Promise<Record<string, unknown>>;
+
+/**
+ * Runs an admin operation through the server that owns the data dir (its GraphQL API, with
+ * the admin token), or on the stores directly when no server runs (DESIGN §3).
+ */
+async function withAdmin<T>(config: Config, remote: (graphql: GraphQLCall) => Promise<T>, local: (stores: Stores) => Promise<T>): Promise<T> {
+  const owner = readOwner(config.dataDir);
+  if (owner) {
+    if (!owner.url) throw new Error(`Tollgate (pid ${owner.pid}) is starting; try again in a moment.`);
+    const token = config.adminToken ?? (await readFile(path.join(config.dataDir, 'admin-token'), 'utf8')).trim();
+    const endpoint = new URL('/graphql', owner.url);
+    if (config.adminPort) endpoint.port = String(config.adminPort); // GraphQL on its own port
+    return remote(async (query, variables) => {
+      const res = await fetch(endpoint, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ query, variables }),
+      });
+      const body = (await res.json().catch(() => null)) as { data?: Record<string, unknown>; errors?: Array<{ message: string }> } | null;
+      if (!body?.data || body.errors?.length) {
+        throw new Error(`server refused: ${body?.errors?.map((e) => e.message).join('; ') ?? `HTTP ${res.status}`}`);
+      }
+      return body.data;
+    });
+  }
+  const claim = claimDataDir(config.dataDir);
+  try {
+    const stores = await openStores(config, createLogger({ ...config, logLevel: 'warn' }));
+    try {
+      return await local(stores);
+    } finally {
+      await stores.close();
+    }
+  } finally {
+    claim.release();
+  }
 }
 
 async function verify(args: string[]): Promise<number> {

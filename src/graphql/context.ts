@@ -4,6 +4,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { PrismaClient } from '@prisma/client';
 import type { Principal, TokenVerifier } from '../gateway/tokens.js';
 import type { LiveBus, LiveStreamOpener } from '../live/events.js';
+import type { BudgetStatus } from '../budgets/enforcer.js';
 import type { Receipt } from '../receipts/receipt.js';
 import type { AdminStore } from '../store/admin-store.js';
 
@@ -21,6 +22,8 @@ export interface GraphQLServices {
   configChanged: () => Promise<void>;
   /** Upper bound for one analytics query in ClickHouse. */
   analyticsTimeoutMs: number;
+  /** Live spend of a budget in its current period; absent when budgets are not enforced. */
+  budgetStatus?: (budgetId: string) => Promise<BudgetStatus | null>;
 }
 
 export interface GraphQLContext extends GraphQLServices {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxCostOf } from '../../src/gateway/usage.js';
 import type { BudgetEvent } from '../../src/live/events.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { gqlOk } from '../support/graphql.js';
 
 const PRICE = { inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 }; // $0.001 per token: numbers stay readable
 const WEBHOOK_SECRET = 'whsec-budget-test';
@@ -92,6 +93,13 @@ describe('budgets on one gateway', () => {
     expect(status.spentUsd + estimate).toBeGreaterThan(limitUsd); // it stopped only when it had to
     expect(status.reservedUsd).toBe(0);
     expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(2);
+    // The budgets query shows the same live figures.
+    const d = await gqlOk(gw.url, gw.adminToken, '{ budgets { id limitUsd spentUsd reservedUsd remainingUsd periodStart failOpen hasWebhook } }');
+    const row = d.budgets.find((b: any) => b.id === budget.id);
+    expect(row).toMatchObject({ limitUsd, reservedUsd: 0, failOpen: false, hasWebhook: false });
+    expect(row.spentUsd).toBeCloseTo(status.spentUsd, 9);
+    expect(row.remainingUsd).toBeCloseTo(limitUsd - status.spentUsd, 9);
+    expect(new Date(row.periodStart).toISOString()).toBe(new Date(new Date().toISOString().slice(0, 10)).toISOString());
     // Another team is not affected.
     expect((await call(gw, (await gw.createKey('team-free')).secret, 'hello there')).status).toBe(200);
     expect(events.some((e) => e.kind === 'BLOCKED' && e.budgetId === budget.id)).toBe(true);
@@ -152,7 +160,9 @@ describe('without the counter store', () => {
       const open = await gw.createKey('team-open');
       const free = await gw.createKey('team-unbudgeted');
       await gw.started.runtime.adminStore.setBudget({ scope: 'TEAM', teamId: closed.teamId, period: 'DAY', limitUsd: 10, action: 'BLOCK' });
-      await gw.started.runtime.adminStore.setBudget({ scope: 'TEAM', teamId: open.teamId, period: 'DAY', limitUsd: 10, action: 'BLOCK', failOpen: true });
+      await gqlOk(gw.url, gw.adminToken, 'mutation($i: BudgetInput!) { setBudget(input: $i) { id failOpen } }', {
+        i: { scope: 'TEAM', teamId: open.teamId, period: 'DAY', limitUsd: 10, action: 'BLOCK', failOpen: true },
+      });
       await gw.started.runtime.app.catalog.refresh();
       const refused = await call(gw, closed.secret, 'x');
       expect(refused).toMatchObject({ status: 503, code: 'budget_store_unavailable' });

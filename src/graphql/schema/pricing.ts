@@ -1,11 +1,17 @@
-// Prices and budgets (DESIGN §8). Any token reads prices; only a global admin sets them.
+// Prices and budgets (DESIGN §8). Any token reads prices; only a global admin sets them,
+// imports the shipped price snapshot or re-prices receipts (src/pricing/).
 // Budgets: an ADMIN sets them (a team-bound one only for its own team); a team-bound token
 // sees only its team's budgets. Enforcement lives elsewhere: this is just the table.
 //
 // Price and Budget are plugin-prisma objects (`budgets { team }` is one Prisma call);
 // mutations go through the AdminStore and re-read the row with the planned selection.
+import { GraphQLError } from 'graphql';
+import { importSnapshot, type SnapshotImport } from '../../pricing/snapshot.js';
+import { RepriceError, repriceReceipts, type RepricingResult, type RepricingRow } from '../../pricing/reprice.js';
 import { BudgetAction, BudgetPeriod, BudgetScope, Prisma } from '../../store/prisma.js';
-import type { Builder } from '../builder.js';
+import type { BudgetStatus } from '../../budgets/enforcer.js';
+import { invalidInput, type Builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
 import { TeamRef, boundTeam, canSeeTeam, forbidden, isUuid, notFound, store, teamScopedWhere } from './teams.js';
 
 /** A stored amount in USD: converted with `usdRate` when the price was set in another currency. */
@@ -58,6 +64,13 @@ export function registerPricing(builder: Builder) {
       period: t.expose('period', { type: BudgetPeriodEnum }),
       limitUsd: t.float({ resolve: (b) => new Prisma.Decimal(b.limitUsd).toNumber() }),
       action: t.expose('action', { type: BudgetActionEnum }),
+      failOpen: t.exposeBoolean('failOpen', { description: 'When the counter store is unreachable: admit (true) or refuse with 503 (false).' }),
+      hasWebhook: t.boolean({ description: 'Whether alerts are also POSTed to a webhook (the URL itself is write-only).', resolve: (b) => b.webhookUrl !== null }),
+      // Live figures of the current period (UTC boundaries), from the enforcement counters.
+      spentUsd: t.float({ nullable: true, description: 'Spent in the current period (settled receipts).', resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.spentUsd ?? null }),
+      reservedUsd: t.float({ nullable: true, description: 'Held by requests in flight (their estimated maximum cost).', resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.reservedUsd ?? null }),
+      remainingUsd: t.float({ nullable: true, description: 'limitUsd - spent - reserved, not below 0.', resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.remainingUsd ?? null }),
+      periodStart: t.field({ type: 'DateTime', nullable: true, resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.periodStart ?? null }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
       updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     }),
@@ -87,6 +100,69 @@ export function registerPricing(builder: Builder) {
       period: t.field({ type: BudgetPeriodEnum, required: true }),
       limitUsd: t.float({ required: true }),
       action: t.field({ type: BudgetActionEnum, required: true }),
+      webhookUrl: t.string({ description: 'http(s) URL that receives each budget event, signed (x-tollgate-signature).' }),
+      failOpen: t.boolean({ description: 'Admit requests when the counter store is unreachable (default false: 503).' }),
+    }),
+  });
+
+  const SnapshotImportRef = builder.objectRef<SnapshotImport>('PriceSnapshotImport');
+  SnapshotImportRef.implement({
+    description: 'What importing the price snapshot shipped with Tollgate did.',
+    fields: (t) => ({
+      snapshot: t.exposeString('snapshot'),
+      asOf: t.exposeString('asOf', { description: 'The date (YYYY-MM-DD) the list prices were taken: check them against the vendors.' }),
+      created: t.field({
+        type: [Price],
+        description: 'The price versions created.',
+        resolve: (r, _args, ctx) =>
+          r.created.length === 0
+            ? []
+            : ctx.prisma.price.findMany({ where: { id: { in: r.created.map((p) => p.version) } }, orderBy: { id: 'asc' } }),
+      }),
+      unchanged: t.exposeInt('unchanged', { description: 'Entries whose current version already bills the same.' }),
+      skipped: t.exposeInt('skipped', { description: 'Entries left alone because the model already had a price (onlyMissing).' }),
+    }),
+  });
+
+  const RepricingRowRef = builder.objectRef<RepricingRow>('RepricingRow');
+  RepricingRowRef.implement({
+    fields: (t) => ({
+      provider: t.exposeString('provider'),
+      model: t.exposeString('model'),
+      receipts: t.exposeInt('receipts', { description: 'Receipts in range (cache hits, which cost 0, excluded).' }),
+      unpricedBefore: t.exposeInt('unpricedBefore', { description: 'Receipts whose signed cost is null (unpriced).' }),
+      originalCostUsd: t.exposeFloat('originalCostUsd', { description: 'Sum of the signed costs (unpriced receipts add nothing).' }),
+      recomputedCostUsd: t.exposeFloat('recomputedCostUsd'),
+      deltaUsd: t.exposeFloat('deltaUsd', { description: 'recomputedCostUsd - originalCostUsd.' }),
+      pending: t.exposeInt('pending', { description: 'Receipts an apply would write (not yet re-priced to this version and cost).' }),
+    }),
+  });
+
+  const RepricingResultRef = builder.objectRef<RepricingResult>('RepricingResult');
+  RepricingResultRef.implement({
+    fields: (t) => ({
+      priceVersion: t.exposeInt('priceVersion'),
+      applied: t.exposeBoolean('applied'),
+      written: t.exposeInt('written', { description: 'Rows written to receipt_repricings (0 for a dry run).' }),
+      rows: t.field({ type: [RepricingRowRef], resolve: (r) => r.rows }),
+    }),
+  });
+
+  const ImportPriceSnapshotInput = builder.inputType('ImportPriceSnapshotInput', {
+    fields: (t) => ({
+      providers: t.stringList({ description: 'Provider names to price (default: every configured provider).' }),
+      onlyMissing: t.boolean({ description: 'Leave models that already have a price alone (default false).' }),
+    }),
+  });
+
+  const RepriceReceiptsInput = builder.inputType('RepriceReceiptsInput', {
+    fields: (t) => ({
+      from: t.field({ type: 'DateTime', required: true }),
+      to: t.field({ type: 'DateTime', required: true }),
+      provider: t.string({ required: true }),
+      model: t.string({ required: true }),
+      priceVersion: t.int({ description: "A version of this provider+model's price (default: the current one)." }),
+      apply: t.boolean({ required: true, description: 'false: dry run; true: write the recomputed costs to receipt_repricings.' }),
     }),
   });
 
@@ -143,6 +219,42 @@ export function registerPricing(builder: Builder) {
       },
     }),
 
+    importPriceSnapshot: t.field({
+      type: SnapshotImportRef,
+      authScopes: { globalAdmin: true },
+      description: 'Prices configured providers from the list prices shipped with Tollgate (mapped by provider kind).',
+      args: { input: t.arg({ type: ImportPriceSnapshotInput }) },
+      resolve: async (_root, { input }, ctx) => {
+        const providers = await store(() => ctx.admin.listProviders());
+        const names = input?.providers ?? null;
+        for (const name of names ?? []) if (!providers.some((p) => p.name === name)) throw notFound(`provider "${name}"`);
+        const targets = names ? providers.filter((p) => names.includes(p.name)) : providers;
+        const result = await store(() => importSnapshot(ctx.admin, targets, { onlyMissing: input?.onlyMissing ?? false }));
+        if (result.created.length) await ctx.configChanged();
+        return result;
+      },
+    }),
+
+    repriceReceipts: t.field({
+      type: RepricingResultRef,
+      authScopes: { globalAdmin: true },
+      description:
+        'Recomputes the cost of receipts in [from, to) from their tokens and a price version. Receipts stay as signed; ' +
+        'with apply the recomputed costs go to the receipt_repricings table.',
+      args: { input: t.arg({ type: RepriceReceiptsInput, required: true }) },
+      resolve: async (_root, { input }, ctx) => {
+        try {
+          return await repriceReceipts(
+            { clickhouse: ctx.clickhouse, receiptsTable: ctx.receiptsTable, prices: ctx.admin },
+            { ...input, priceVersion: input.priceVersion ?? null },
+          );
+        } catch (err) {
+          if (err instanceof RepriceError) throw err.code === 'NOT_FOUND' ? new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } }) : invalidInput(err.message);
+          throw err;
+        }
+      },
+    }),
+
     setBudget: t.prismaField({
       type: Budget,
       authScopes: { admin: true },
@@ -172,6 +284,8 @@ export function registerPricing(builder: Builder) {
             period: input.period,
             limitUsd: input.limitUsd,
             action: input.action,
+            webhookUrl: input.webhookUrl,
+            failOpen: input.failOpen,
           }),
         );
         await ctx.configChanged();
@@ -179,4 +293,14 @@ export function registerPricing(builder: Builder) {
       },
     }),
   }));
+}
+
+/** One status read per budget per operation, however many of its figures are selected. */
+const statusMemo = new WeakMap<GraphQLContext, Map<string, Promise<BudgetStatus | null>>>();
+function budgetStatusOf(budgetId: string, ctx: GraphQLContext): Promise<BudgetStatus | null> {
+  let memo = statusMemo.get(ctx);
+  if (!memo) statusMemo.set(ctx, (memo = new Map()));
+  let status = memo.get(budgetId);
+  if (!status) memo.set(budgetId, (status = ctx.budgetStatus?.(budgetId) ?? Promise.resolve(null)));
+  return status;
 }

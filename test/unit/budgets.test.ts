@@ -1,0 +1,153 @@
+// Budget enforcement on a controlled clock, with the in-process counters: UTC period
+// boundaries, rollover, thresholds, reservations released by settlement, and which budgets
+// cover which requests. The spend "source of truth" is a ledger kept by the test, as the
+// receipts would be.
+import { describe, expect, it } from 'vitest';
+import { MemoryCounters } from '../../src/budgets/counters.js';
+import { BudgetEnforcer, type BudgetSubject } from '../../src/budgets/enforcer.js';
+import { periodWindow } from '../../src/budgets/periods.js';
+import { GatewayError } from '../../src/gateway/errors.js';
+import { LiveBus, type BudgetEvent } from '../../src/live/events.js';
+import type { BudgetRecord } from '../../src/store/admin-store.js';
+
+const subject: BudgetSubject = { teamId: 'team-1', apiKeyId: 'key-1', feature: 'chat' };
+
+function budget(over: Partial<BudgetRecord> = {}): BudgetRecord {
+  return {
+    id: 'b1',
+    scope: 'TEAM',
+    teamId: 'team-1',
+    apiKeyId: null,
+    feature: null,
+    period: 'DAY',
+    limitUsd: 1,
+    action: 'BLOCK',
+    webhookUrl: null,
+    failOpen: false,
+    createdAt: new Date(0),
+    updatedAt: new Date(0),
+    ...over,
+  };
+}
+
+function setup(budgets: BudgetRecord[], start: string) {
+  const clock = { t: Date.parse(start) };
+  const ledger: Array<{ at: number; usd: number }> = [];
+  const events: BudgetEvent[] = [];
+  const bus = new LiveBus();
+  bus.budgets.subscribe((e) => events.push(e));
+  const enforcer = new BudgetEnforcer({
+    counters: new MemoryCounters(() => clock.t),
+    budgets: () => budgets,
+    spentSince: async (_b, w) => ledger.filter((r) => r.at >= w.startMs && (w.endMs === null || r.at < w.endMs)).reduce((s, r) => s + r.usd, 0),
+    bus,
+    onError: (err) => {
+      throw err;
+    },
+    now: () => clock.t,
+  });
+  /** One request: admit with `estimate`, settle with `cost` (recorded in the ledger like a receipt). */
+  const spend = async (estimate: number, cost: number) => {
+    const ticket = await enforcer.admit(subject, async () => estimate, 'req');
+    ledger.push({ at: clock.t, usd: cost });
+    if (ticket) await enforcer.settle(ticket, cost, 'req');
+  };
+  return { clock, ledger, events, enforcer, spend };
+}
+
+async function refusal(p: Promise<unknown>): Promise<GatewayError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(GatewayError);
+    return err as GatewayError;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('budget periods', () => {
+  it('use UTC boundaries', () => {
+    const t = Date.parse('2026-03-31T23:59:59.999Z');
+    expect(periodWindow('DAY', t)).toEqual({ id: '2026-03-31', startMs: Date.parse('2026-03-31T00:00:00Z'), endMs: Date.parse('2026-04-01T00:00:00Z') });
+    expect(periodWindow('MONTH', t)).toEqual({ id: '2026-03', startMs: Date.parse('2026-03-01T00:00:00Z'), endMs: Date.parse('2026-04-01T00:00:00Z') });
+    expect(periodWindow('MONTH', Date.parse('2026-12-15T12:00:00Z')).endMs).toBe(Date.parse('2027-01-01T00:00:00Z'));
+    expect(periodWindow('TOTAL', t)).toEqual({ id: 'total', startMs: 0, endMs: null });
+  });
+});
+
+describe('budget enforcement', () => {
+  it('blocks at the limit and starts again at the next UTC midnight', async () => {
+    const { clock, spend, enforcer } = setup([budget()], '2026-11-21T23:00:00Z');
+    for (let i = 0; i < 4; i++) await spend(0.25, 0.25);
+    const e = await refusal(enforcer.admit(subject, async () => 0.01, 'r'));
+    expect([e.status, e.type, e.code]).toEqual([429, 'insufficient_quota', 'budget_exceeded']);
+    clock.t = Date.parse('2026-11-21T23:59:59.999Z');
+    await refusal(enforcer.admit(subject, async () => 0.01, 'r'));
+    clock.t = Date.parse('2026-11-22T00:00:00.000Z');
+    expect(await enforcer.admit(subject, async () => 0.5, 'r')).not.toBeNull();
+  });
+
+  it('a MONTH budget keeps counting across days; TOTAL never resets', async () => {
+    const month = setup([budget({ period: 'MONTH' })], '2026-11-01T10:00:00Z');
+    await month.spend(0.6, 0.6);
+    month.clock.t = Date.parse('2026-11-20T10:00:00Z');
+    await refusal(month.enforcer.admit(subject, async () => 0.5, 'r'));
+    month.clock.t = Date.parse('2026-12-01T00:00:00Z');
+    expect(await month.enforcer.admit(subject, async () => 0.5, 'r')).not.toBeNull();
+
+    const total = setup([budget({ period: 'TOTAL' })], '2026-01-01T00:00:00Z');
+    await total.spend(0.9, 0.9);
+    total.clock.t = Date.parse('2030-01-01T00:00:00Z');
+    await refusal(total.enforcer.admit(subject, async () => 0.2, 'r'));
+  });
+
+  it('reservations hold the estimate until settled, and settlement books the actual cost', async () => {
+    const { enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
+    const held = [await enforcer.admit(subject, async () => 0.4, 'a'), await enforcer.admit(subject, async () => 0.4, 'b')];
+    await refusal(enforcer.admit(subject, async () => 0.4, 'c'));
+    expect(await enforcer.status(budget())).toMatchObject({ spentUsd: 0, reservedUsd: 0.8 });
+    await enforcer.settle(held[0]!, 0.1, 'a');
+    expect(await enforcer.status(budget())).toMatchObject({ spentUsd: 0.1, reservedUsd: 0.4 });
+    expect(await enforcer.admit(subject, async () => 0.4, 'c')).not.toBeNull();
+    await enforcer.settle(held[1]!, null, 'b'); // unpriced: books nothing
+    const s = await enforcer.status(budget());
+    expect(s.spentUsd).toBeCloseTo(0.1, 12);
+    expect(s.reservedUsd).toBeCloseTo(0.4, 12);
+    expect(s.remainingUsd).toBeCloseTo(0.5, 12);
+  });
+
+  it('rebuilds spend from the source of truth for a counter it has not seen', async () => {
+    const { ledger, clock, enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
+    ledger.push({ at: clock.t - 3_600_000, usd: 0.95 }, { at: clock.t - 86_400_000, usd: 5 }); // yesterday does not count
+    await refusal(enforcer.admit(subject, async () => 0.1, 'r'));
+    expect(await enforcer.admit(subject, async () => 0.05, 'r')).not.toBeNull();
+  });
+
+  it('ALERT budgets count and report thresholds once each, but never block', async () => {
+    const { spend, events } = setup([budget({ action: 'ALERT' })], '2026-11-21T12:00:00Z');
+    for (let i = 0; i < 12; i++) await spend(0.1, 0.1);
+    expect(events.map((e) => `${e.kind}:${e.thresholdPct}`)).toEqual(['THRESHOLD:50', 'THRESHOLD:80', 'EXCEEDED:100']);
+    expect(events[2].spentUsd).toBeCloseTo(1, 9);
+  });
+
+  it('covers requests by team, key and feature (any team, or the budget team only)', () => {
+    const budgets = [
+      budget({ id: 'team' }),
+      budget({ id: 'other-team', teamId: 'team-2' }),
+      budget({ id: 'key', scope: 'API_KEY', apiKeyId: 'key-1' }),
+      budget({ id: 'feature-all', scope: 'FEATURE', teamId: null, feature: 'chat' }),
+      budget({ id: 'feature-team-2', scope: 'FEATURE', teamId: 'team-2', feature: 'chat' }),
+      budget({ id: 'other-feature', scope: 'FEATURE', teamId: null, feature: 'search' }),
+    ];
+    const { enforcer } = setup(budgets, '2026-11-21T12:00:00Z');
+    expect(enforcer.covering(subject).map((b) => b.id)).toEqual(['team', 'key', 'feature-all']);
+    expect(enforcer.covering({ ...subject, feature: null }).map((b) => b.id)).toEqual(['team', 'key']);
+  });
+
+  it('a request covered by several budgets is refused by the first that cannot fit it, and reserves on none', async () => {
+    const budgets = [budget({ id: 'team', limitUsd: 10 }), budget({ id: 'key', scope: 'API_KEY', apiKeyId: 'key-1', limitUsd: 0.3 })];
+    const { enforcer } = setup(budgets, '2026-11-21T12:00:00Z');
+    await refusal(enforcer.admit(subject, async () => 0.5, 'r'));
+    expect((await enforcer.status(budgets[0])).reservedUsd).toBe(0);
+  });
+});
