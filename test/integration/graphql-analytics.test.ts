@@ -274,7 +274,7 @@ describe('analytics truth', () => {
     };
     expect(succeeded(`${teamA}|t3`)).toBe(false); // its last request was the 400
     expect(succeeded(`${teamA}|t4`)).toBe(true);
-    for (const dims of [[], ['TEAM'], ['TEAM', 'FEATURE'], ['MODEL']] as Dim[][]) {
+    for (const dims of [[], ['TEAM'], ['TEAM', 'FEATURE'], ['MODEL'], ['END_USER'], ['TEAM', 'END_USER']] as Dim[][]) {
       const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $g: [Dimension!]) {
         costPerTask(filter: $f, groupBy: $g) { ${KEY_SELECTION} tasks succeededTasks failedTasks requests costUsd unpricedRequests costPerTaskUsd costPerSucceededTaskUsd } }`,
         { f: filterVar(), g: dims });
