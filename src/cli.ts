@@ -8,6 +8,7 @@ import { repriceReceipts, type RepricingResult } from './pricing/reprice.js';
 import { importSnapshot } from './pricing/snapshot.js';
 import { verifyReceipt } from './receipts/verify.js';
 import { openStores, type Stores } from './runtime.js';
+import type { PriceRecord } from './store/admin-store.js';
 import { claimDataDir, readOwner } from './store/data-dir.js';
 
 const USAGE = `Usage: tollgate <command>
@@ -127,16 +128,7 @@ async function keys(config: Config, args: string[]): Promise<number> {
 
 // --- prices -------------------------------------------------------------------------------
 
-interface ImportedPrice {
-  version: number;
-  provider: string;
-  model: string;
-  inputPerMTokUsd: number;
-  outputPerMTokUsd: number;
-  cachedInputPerMTokUsd: number | null;
-  currency: string;
-  usdRate: number | null;
-}
+type ImportedPrice = Pick<PriceRecord, 'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd' | 'currency' | 'usdRate'>;
 interface ImportOutcome {
   snapshot: string;
   asOf: string;

@@ -853,14 +853,7 @@ function toRoute(r: RouteRow): RouteRecord {
     strategy: r.strategy,
     retries: r.retries,
     timeoutMs: r.timeoutMs,
-    cache: {
-      mode: r.cacheMode,
-      ttlSeconds: r.cacheTtlSeconds,
-      similarityThreshold: r.cacheSimilarityThreshold,
-      embeddingModel: r.cacheEmbeddingModel,
-      cacheSampled: r.cacheSampled,
-      cacheToolCalls: r.cacheToolCalls,
-    },
+    cache: cachePolicyOf(r),
     targets: [...r.targets]
       .sort((a, b) => a.position - b.position)
       .map((t) => ({ provider: t.providerName, model: t.model, weight: t.weight, priority: t.priority })),
@@ -888,6 +881,18 @@ function toPrice(r: PriceRow): PriceRecord {
     source: r.source,
     effectiveFrom: r.effectiveFrom,
     createdAt: r.createdAt,
+  };
+}
+
+/** A Route row's cache columns as one policy (the GraphQL Route type reads the same). */
+export function cachePolicyOf(r: Prisma.RouteGetPayload<object>): CachePolicyRecord {
+  return {
+    mode: r.cacheMode,
+    ttlSeconds: r.cacheTtlSeconds,
+    similarityThreshold: r.cacheSimilarityThreshold,
+    embeddingModel: r.cacheEmbeddingModel,
+    cacheSampled: r.cacheSampled,
+    cacheToolCalls: r.cacheToolCalls,
   };
 }
 

@@ -1,14 +1,11 @@
 // The exact cache shared across instances through Redis, and a Redis that is down.
 // The two-instance part needs the machine's Redis and PostgreSQL (REDIS_URL and DATABASE_URL,
 // set by .ci/run for `npm run test:stores`); the first block always runs.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
 import { scratchDatabase, startTestGateway } from '../support/gateway.js';
-import { runTollgate, startTollgateProcess, type ServerProcess } from '../support/processes.js';
+import { runTollgate, startInstances, type Instances, type ServerProcess } from '../support/processes.js';
 
 const REDIS_URL = process.env.REDIS_URL;
 const msg = (content: string) => [{ role: 'user' as const, content }];
@@ -36,48 +33,34 @@ describe('cache with an unreachable Redis (always runs)', () => {
 describe.runIf(REDIS_URL && process.env.DATABASE_URL)('exact cache shared by two instances through Redis', () => {
   let sim: SimulatedProvider;
   let db: Awaited<ReturnType<typeof scratchDatabase>>;
-  const dirs: string[] = [];
-  const procs: ServerProcess[] = [];
+  let instances: Instances;
+  let procs: ServerProcess[];
   let secret: string;
 
   beforeAll(async () => {
     sim = await startSimulatedProvider();
     db = await scratchDatabase();
-    const start = async (name: string) => {
-      const dataDir = await mkdtemp(path.join(os.tmpdir(), `tollgate-cache-redis-${name}-`));
-      dirs.push(dataDir);
-      const configFile = path.join(dataDir, 'tollgate.yaml');
-      await writeFile(
-        configFile,
-        [
-          'providers:',
-          `  - { name: sim, kind: SIMULATED, baseUrl: "${sim.url}" }`,
-          'routes:',
-          '  - name: exact',
-          '    strategy: PRIORITY',
-          '    cache: { mode: EXACT, ttlSeconds: 600 }',
-          '    targets: [{ provider: sim, model: m-shared }]',
-          'teams: [shared]',
-        ].join('\n'),
-      );
-      return { TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, DATABASE_URL: db!.url, REDIS_URL: REDIS_URL! };
-    };
-    const envA = await start('a');
-    procs.push(await startTollgateProcess(envA));
-    procs.push(await startTollgateProcess(await start('b')));
-    const key = runTollgate(['keys', 'create', '--team', 'shared', '--json'], envA);
+    const yaml = [
+      'providers:',
+      `  - { name: sim, kind: SIMULATED, baseUrl: "${sim.url}" }`,
+      'routes:',
+      '  - name: exact',
+      '    strategy: PRIORITY',
+      '    cache: { mode: EXACT, ttlSeconds: 600 }',
+      '    targets: [{ provider: sim, model: m-shared }]',
+      'teams: [shared]',
+    ];
+    instances = await startInstances(2, yaml, { DATABASE_URL: db!.url, REDIS_URL: REDIS_URL! });
+    procs = instances.procs;
+    const key = runTollgate(['keys', 'create', '--team', 'shared', '--json'], instances.envs[0]);
     expect(await key.exited).toBe(0);
     secret = JSON.parse(key.output().trim().split('\n').at(-1)!).secret;
   }, 120_000);
 
   afterAll(async () => {
-    for (const p of procs) {
-      p.child.kill('SIGTERM');
-      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 10_000))]);
-    }
+    await instances?.close();
     await sim?.close();
     await db?.drop().catch(() => undefined);
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
   it('an answer stored by instance A is served by instance B without calling upstream', async () => {

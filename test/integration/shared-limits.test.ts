@@ -2,15 +2,12 @@
 // key's RPM and a team's budget are one limit, whichever instance a request reaches.
 // Needs REDIS_URL and DATABASE_URL (npm run test:stores in .ci/run); the first block always runs.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RateLimiter, type WindowStore } from '../../src/gateway/limits.js';
 import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
 import { gqlOk } from '../support/graphql.js';
 import { scratchDatabase } from '../support/gateway.js';
-import { startTollgateProcess, type ServerProcess } from '../support/processes.js';
+import { startInstances, type Instances, type ServerProcess } from '../support/processes.js';
 
 const REDIS_URL = process.env.REDIS_URL;
 
@@ -32,44 +29,33 @@ describe('rate limiter with unreachable shared windows (always runs)', () => {
 describe.runIf(REDIS_URL && process.env.DATABASE_URL)('two instances sharing Redis', () => {
   let sim: SimulatedProvider;
   let db: Awaited<ReturnType<typeof scratchDatabase>>;
-  const dirs: string[] = [];
-  const procs: ServerProcess[] = [];
+  let instances: Instances;
+  let procs: ServerProcess[];
   const adminToken = `tga-shared-${randomBytes(12).toString('hex')}`;
   let teamId: string;
 
   beforeAll(async () => {
     sim = await startSimulatedProvider();
     db = await scratchDatabase();
-    for (const name of ['a', 'b']) {
-      const dataDir = await mkdtemp(path.join(os.tmpdir(), `tollgate-shared-${name}-`));
-      dirs.push(dataDir);
-      const configFile = path.join(dataDir, 'tollgate.yaml');
-      await writeFile(
-        configFile,
-        [
-          'providers:',
-          `  - { name: sim, kind: SIMULATED, baseUrl: "${sim.url}" }`,
-          'routes:',
-          '  - { name: chat, strategy: PRIORITY, targets: [{ provider: sim, model: m }] }',
-          'prices:',
-          '  - { provider: sim, model: m, inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 }',
-          'teams: [shared]',
-        ].join('\n'),
-      );
-      procs.push(await startTollgateProcess({ TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_ADMIN_TOKEN: adminToken, DATABASE_URL: db!.url, REDIS_URL: REDIS_URL! }));
-    }
+    const yaml = [
+      'providers:',
+      `  - { name: sim, kind: SIMULATED, baseUrl: "${sim.url}" }`,
+      'routes:',
+      '  - { name: chat, strategy: PRIORITY, targets: [{ provider: sim, model: m }] }',
+      'prices:',
+      '  - { provider: sim, model: m, inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 }',
+      'teams: [shared]',
+    ];
+    instances = await startInstances(2, yaml, { TOLLGATE_ADMIN_TOKEN: adminToken, DATABASE_URL: db!.url, REDIS_URL: REDIS_URL! });
+    procs = instances.procs;
     const teams = await gqlOk(procs[0].url, adminToken, '{ teams { id name } }');
     teamId = teams.teams.find((t: any) => t.name === 'shared').id;
   }, 120_000);
 
   afterAll(async () => {
-    for (const p of procs) {
-      p.child.kill('SIGTERM');
-      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 10_000))]);
-    }
+    await instances?.close();
     await sim?.close();
     await db?.drop().catch(() => undefined);
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
   const createKey = async (input: Record<string, unknown>) =>

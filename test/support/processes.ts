@@ -1,7 +1,8 @@
 // Tollgate as a child process, started through the real CLI, for tests that kill -9 it,
 // restart it, or run two of them.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -52,4 +53,41 @@ export async function startTollgateProcess(env: Record<string, string>, timeoutM
   }
   proc.child.kill('SIGKILL');
   throw new Error(`tollgate did not become ready:\n${proc.output()}`);
+}
+
+export interface Instances {
+  procs: ServerProcess[];
+  /** Each instance's environment (to run CLI commands against its data dir). */
+  envs: Array<Record<string, string>>;
+  /** SIGTERM (graceful drain), then removes the data dirs. */
+  close(): Promise<void>;
+}
+
+/** `count` Tollgate processes, each with its own data dir, all bootstrapped from the same YAML lines. */
+export async function startInstances(count: number, yaml: string[], env: Record<string, string>): Promise<Instances> {
+  const dirs: string[] = [];
+  const procs: ServerProcess[] = [];
+  const envs: Array<Record<string, string>> = [];
+  const close = async () => {
+    for (const p of procs) {
+      p.child.kill('SIGTERM');
+      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 10_000))]);
+    }
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < count; i++) {
+      const dataDir = await mkdtemp(path.join(os.tmpdir(), `tollgate-instance-${i}-`));
+      dirs.push(dataDir);
+      const configFile = path.join(dataDir, 'tollgate.yaml');
+      await writeFile(configFile, yaml.join('\n'));
+      const instanceEnv = { TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, ...env };
+      envs.push(instanceEnv);
+      procs.push(await startTollgateProcess(instanceEnv));
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { procs, envs, close };
 }

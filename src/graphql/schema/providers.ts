@@ -7,7 +7,7 @@
 // of the requested fields are read, and the ciphertext only to compute `hasApiKey`.
 // Mutations go through the AdminStore and re-read the row with the planned selection.
 import { CacheMode, ProviderKind, RouteStrategy } from '../../store/prisma.js';
-import type { CachePolicyRecord } from '../../store/admin-store.js';
+import { cachePolicyOf, type CachePolicyRecord } from '../../store/admin-store.js';
 import type { Builder } from '../builder.js';
 import { store } from './teams.js';
 
@@ -35,8 +35,7 @@ export function registerProviders(builder: Builder) {
     }),
   });
 
-  type CachePolicyShape = CachePolicyRecord;
-  const CachePolicy = builder.objectRef<CachePolicyShape>('CachePolicy');
+  const CachePolicy = builder.objectRef<CachePolicyRecord>('CachePolicy');
   CachePolicy.implement({
     fields: (t) => ({
       mode: t.field({ type: CacheModeEnum, resolve: (c) => c.mode }),
@@ -66,14 +65,7 @@ export function registerProviders(builder: Builder) {
       timeoutMs: t.exposeInt('timeoutMs', { nullable: true }),
       cache: t.field({
         type: CachePolicy,
-        resolve: (r): CachePolicyShape => ({
-          mode: r.cacheMode,
-          ttlSeconds: r.cacheTtlSeconds,
-          similarityThreshold: r.cacheSimilarityThreshold,
-          embeddingModel: r.cacheEmbeddingModel,
-          cacheSampled: r.cacheSampled,
-          cacheToolCalls: r.cacheToolCalls,
-        }),
+        resolve: (r) => cachePolicyOf(r),
       }),
       targets: t.relation('targets', { description: 'In the order given.', query: { orderBy: { position: 'asc' } } }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
