@@ -427,7 +427,7 @@ describe(`config store on ${KIND}`, () => {
       });
       expect(r2.id).toBe(r1.id);
       expect(r2).toMatchObject({ strategy: 'WEIGHTED', retries: 1, timeoutMs: null });
-      expect(r2.cache).toEqual({ mode: 'OFF', ttlSeconds: null, similarityThreshold: null });
+      expect(r2.cache).toEqual({ mode: 'OFF', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false });
       expect(r2.targets).toEqual([
         { provider: 'ark', model: 'b', weight: 1, priority: 0 },
         { provider: 'openrouter', model: 'a', weight: 2, priority: 0 },
