@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { v7 as uuidv7 } from 'uuid';
 import type { BudgetTicket } from '../budgets/enforcer.js';
+import type { CacheLookup } from './cache.js';
 import type { Attempt, CacheStatus, ReceiptDraft, ReceiptStatus } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import type { Route, Target } from '../routing/catalog.js';
@@ -35,6 +36,8 @@ export class Exchange {
   stream = false;
   responseHeaders: Record<string, string> = {};
   cacheStatus: CacheStatus = 'bypass';
+  /** A cache miss's lookup: what storing the answer afterwards needs (key, vector). */
+  cacheLookup: CacheLookup | null = null;
   /** The budget reservation this request holds until its receipt settles it. */
   budgetTicket: BudgetTicket | null = null;
   /** Set when the answer came from the cache: where it originally came from, and what it cost then. */

@@ -15,11 +15,11 @@ import { roundMs } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
 import { orderTargets } from '../routing/strategy.js';
-import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
-import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../cache/replay.js';
-import { readRequestBody, readUpstreamBody } from './body.js';
 import type { BudgetEnforcer } from '../budgets/enforcer.js';
-import type { CacheHit, CacheLookup, CacheStage } from './cache.js';
+import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../cache/replay.js';
+import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
+import { readRequestBody, readUpstreamBody } from './body.js';
+import type { CacheHit, CacheStage } from './cache.js';
 import { ENDPOINT_NAME, Exchange, type Endpoint } from './exchange.js';
 import {
   GatewayError,
@@ -101,9 +101,9 @@ export class Pipeline {
         ex.budgetTicket = await budgets.admit(subject, () => maxCostOf(route.targets, body, this.deps.config.budgets.defaultMaxTokens), ex.requestId);
       }
 
-      const cached = await this.lookInCache(ex, route, body, req.headers['x-tollgate-cache']);
-      if (cached.hit) return await this.answerFromCache(ex, cached.hit, body, res);
-      await this.forward(ex, route, body, res, cached.lookup);
+      const hit = await this.lookInCache(ex, route, body, req.headers['x-tollgate-cache']);
+      if (hit) return await this.answerFromCache(ex, hit, body, res);
+      await this.forward(ex, route, body, res);
     } catch (err) {
       await this.fail(ex, res, err);
     }
@@ -119,8 +119,6 @@ export class Pipeline {
     }
   }
 
-  // ── Routing and failover ─────────────────────────────────────────────────────────────
-
   // ── Cache ────────────────────────────────────────────────────────────────────────────
 
   private async lookInCache(
@@ -128,12 +126,14 @@ export class Pipeline {
     route: Route,
     body: Record<string, unknown>,
     header: string | string[] | undefined,
-  ): Promise<{ hit: CacheHit | null; lookup: CacheLookup | null }> {
+  ): Promise<CacheHit | null> {
     const cache = this.deps.cache;
     const plan = cache?.plan(ex.endpoint, ex.key!.teamId, route, body, header);
-    if (!cache || !plan) return { hit: null, lookup: null };
+    if (!cache || !plan) return null;
     ex.cacheStatus = plan.lookup ? 'miss' : 'bypass';
-    return cache.lookup(plan);
+    const { hit, lookup } = await cache.lookup(plan);
+    ex.cacheLookup = lookup;
+    return hit;
   }
 
   private async answerFromCache(ex: Exchange, hit: CacheHit, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
@@ -164,16 +164,16 @@ export class Pipeline {
   }
 
   /** After a complete, successful answer: keep it for the next identical (or similar) request. */
-  private remember(ex: Exchange, lookup: CacheLookup | null, answer: unknown, costUsd: number | null, target: Target): void {
-    if (!lookup || !this.deps.cache || !answer || typeof answer !== 'object') return;
+  private remember(ex: Exchange, answer: unknown, costUsd: number | null, target: Target): void {
+    if (!ex.cacheLookup || !this.deps.cache || !answer || typeof answer !== 'object') return;
     this.deps.cache
-      .store(lookup, answer as Record<string, unknown>, costUsd, target.provider.name, target.model)
+      .store(ex.cacheLookup, answer as Record<string, unknown>, costUsd, target.provider.name, target.model)
       .catch((err: unknown) => this.deps.log.warn({ err: String(err), requestId: ex.requestId }, 'could not store the answer in the cache'));
   }
 
   // ── Routing and failover ─────────────────────────────────────────────────────────────
 
-  private async forward(ex: Exchange, route: Route, body: Record<string, unknown>, res: ServerResponse, lookup: CacheLookup | null): Promise<void> {
+  private async forward(ex: Exchange, route: Route, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
     const { config, health } = this.deps;
     const controller = new AbortController();
     const onClose = () => {
@@ -195,7 +195,7 @@ export class Pipeline {
             this.decide(ex, target, 'SKIPPED', admission.reason, null, candidates);
             continue;
           }
-          const outcome = await this.attempt(ex, target, body, res, controller.signal, candidates, lookup);
+          const outcome = await this.attempt(ex, target, body, res, controller.signal, candidates);
           if (outcome === 'answered') return;
           lastFailure = outcome;
         }
@@ -225,7 +225,6 @@ export class Pipeline {
     res: ServerResponse,
     signal: AbortSignal,
     candidates: Candidate[],
-    lookup: CacheLookup | null,
   ): Promise<'answered' | UpstreamFailure> {
     const { health, upstream, metrics } = this.deps;
     const attemptNo = ex.attempts.length + 1;
@@ -285,7 +284,7 @@ export class Pipeline {
     }
 
     ex.target = target;
-    if (ex.stream) return this.relayStream(ex, target, body, response.body, res, signal, { finishAttempt, failover, candidates, attemptNo }, lookup);
+    if (ex.stream) return this.relayStream(ex, target, body, response.body, res, signal, { finishAttempt, failover, candidates, attemptNo });
 
     let buf: Buffer;
     let parsed: any;
@@ -307,7 +306,7 @@ export class Pipeline {
     this.writeHead(ex, res, response.status, 'application/json');
     res.end(buf);
     this.observe(ex, response.status, null);
-    this.remember(ex, lookup, parsed, receipt.cost_usd, target);
+    this.remember(ex, parsed, receipt.cost_usd, target);
     return 'answered';
   }
 
@@ -324,10 +323,9 @@ export class Pipeline {
       candidates: Candidate[];
       attemptNo: number;
     },
-    lookup: CacheLookup | null,
   ): Promise<'answered' | UpstreamFailure> {
     const clientWantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-    const assembler = lookup ? new StreamAssembler() : null;
+    const assembler = ex.cacheLookup ? new StreamAssembler() : null;
     const relay = new SseRelay(clientWantsUsage, assembler ? (chunk) => assembler.add(chunk) : undefined);
     const decoder = new StringDecoder('utf8');
     const responseHash = createHash('sha256');
@@ -405,7 +403,7 @@ export class Pipeline {
     const receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, responseHash.digest('hex'));
     res.end(receiptEvent(receipt));
     this.observe(ex, 200, null);
-    this.remember(ex, lookup, assembler?.completion(), receipt.cost_usd, target);
+    this.remember(ex, assembler?.completion(), receipt.cost_usd, target);
     return 'answered';
   }
 
