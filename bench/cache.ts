@@ -16,8 +16,9 @@ import { startSimulatedProvider } from '../src/providers/simulated.js';
 import type { Route } from '../src/routing/catalog.js';
 
 const ENTRIES = Number(process.env.ENTRIES ?? 100_000);
-const LOOKUPS = 20_000;
-const E2E_REQUESTS = 400;
+// Smaller values only for smoke-testing the runner (BENCH_QUICK=1 npm run bench).
+const LOOKUPS = Number(process.env.CACHE_BENCH_LOOKUPS ?? 20_000);
+const E2E_REQUESTS = Number(process.env.CACHE_BENCH_E2E ?? 400);
 
 // ── Synthetic prompts: Zipf-distributed words from a 5,000-word vocabulary, 6–24 words ──
 let seed = 42;

@@ -16,8 +16,10 @@ import { runTollgate, startTollgateProcess } from '../test/support/processes.js'
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const LAT_PER_ROUND = 200;
-const TP_ROUNDS = 3;
-const TP_SECONDS = 4;
+// Smaller values only for smoke-testing the runner (BENCH_QUICK=1 npm run bench).
+const TP_ROUNDS = Number(process.env.BENCH_TP_ROUNDS ?? 3);
+const TP_SECONDS = Number(process.env.BENCH_TP_SECONDS ?? 4);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 300);
 const TP_CONCURRENCY = 32;
 
 type Arm = 'direct' | 'bare' | 'tollgate';
@@ -92,7 +94,7 @@ async function main() {
   }
 
   // ── warm-up ──
-  for (const arm of ARMS) for (let i = 0; i < 300; i++) await once(arm);
+  for (const arm of ARMS) for (let i = 0; i < WARMUP; i++) await once(arm);
 
   // ── latency at concurrency 1, interleaved rounds ──
   const lat: Record<Arm, number[]> = { direct: [], bare: [], tollgate: [] };

@@ -1,0 +1,264 @@
+// npm run bench — every benchmark in sequence, then one results table: bench/RESULTS.md.
+//
+// Each bench runs as its own npm script (so its flags, e.g. --expose-gc, stay in package.json)
+// and writes its JSON under bench/results/; this runner only reads those files. It does not
+// measure anything itself.
+//
+//   BENCH_QUICK=1   small sizes (through each bench's own env options): smoke-tests the runner
+//                   in a few minutes; the figures are then NOT comparable with the targets
+//   BENCH_RUNS=N    run each bench N times and report the median of each figure over the runs
+//                   (default 1; within one run, benches that do rounds already report medians)
+//
+// Also read when present, never run from here: bench/results/faults.json (the fault suite) and
+// bench/results/soak.json (`npm run soak`, too long for this runner).
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { machine, median } from './support/stats.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const resultsDir = path.join(here, 'results');
+const QUICK = process.env.BENCH_QUICK === '1';
+const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 1));
+
+interface Target {
+  op: '≤' | '≥' | '=';
+  value: number;
+  text?: string;
+}
+interface Figure {
+  /** Stable key, so a figure's values from several runs can be put together. */
+  id: string;
+  label: string;
+  value: number;
+  unit: string;
+  target?: Target;
+  /** How the bench measured it (rounds, sizes). */
+  note?: string;
+}
+interface Bench {
+  script: string;
+  json: string;
+  /** Env for BENCH_QUICK=1: the bench's own size options, smaller. */
+  quickEnv: Record<string, string>;
+  figures: (j: any) => Figure[];
+}
+
+const ms = (value: number, target?: Target) => ({ value, unit: 'ms', target });
+
+const BENCHES: Bench[] = [
+  {
+    script: 'bench:proxy',
+    json: 'proxy.json',
+    quickEnv: { BENCH_ROUNDS: '2', BENCH_TP_ROUNDS: '1', BENCH_TP_SECONDS: '1', BENCH_WARMUP: '50' },
+    figures: (j) => {
+      const lat = `${j.latencyC1Ms.tollgate.n} requests per arm, c=1, interleaved with direct`;
+      return [
+        { id: 'proxy.p50', label: 'proxy added latency p50 (c=1)', ...ms(j.addedLatencyMs.p50, { op: '≤', value: 0.4 }), note: lat },
+        { id: 'proxy.p99', label: 'proxy added latency p99 (c=1)', ...ms(j.addedLatencyMs.p99, { op: '≤', value: 1 }), note: lat },
+        { id: 'proxy.tp', label: 'throughput vs bare pass-through proxy', value: j.throughputRatioVsBare, unit: '×', target: { op: '≥', value: 0.7 }, note: `median over rounds, c=${j.concurrency}; Tollgate ${Math.round(j.throughputRps.tollgate)} rps, bare ${Math.round(j.throughputRps.bare)} rps` },
+        { id: 'proxy.ttft', label: 'stream added TTFT', ...ms(j.streamAddedTtftMs, { op: '≤', value: 1 }), note: 'median TTFT, Tollgate − direct' },
+        { id: 'proxy.rss', label: 'Tollgate RSS under load', value: j.tollgateRssMb, unit: 'MB', target: { op: '≤', value: 200 }, note: 'max over throughput rounds (VmRSS, embedded stores included)' },
+      ];
+    },
+  },
+  {
+    script: 'bench:analytics',
+    json: 'analytics.json',
+    quickEnv: { ANALYTICS_BENCH_ROWS: '100000', ANALYTICS_BENCH_ITER: '5' },
+    figures: (j) =>
+      (j.results as any[]).flatMap((r): Figure[] => {
+        const rollup = String(r.source).includes('rollup');
+        const note = `${Number(j.rows).toLocaleString('en')} receipts, ${j.iterations} iterations, reads ${r.readsFrom}`;
+        return [
+          { id: `analytics.${r.query}.p95`, label: `analytics ${r.query} (${r.source}) GraphQL p95`, ...ms(r.graphqlP95Ms, rollup ? { op: '≤', value: 150 } : undefined), note },
+          { id: `analytics.${r.query}.ratio`, label: `analytics ${r.query} GraphQL / direct SQL (p50)`, value: r.ratioP50, unit: '×', target: { op: '≤', value: 1.15 }, note: `p95 ratio ${r.ratioP95}` },
+        ];
+      }),
+  },
+  {
+    script: 'bench:subscriptions',
+    json: 'subscriptions.json',
+    quickEnv: { BENCH_SUBSCRIBERS: '20', BENCH_UNFILTERED: '2', BENCH_TEAMS: '4', BENCH_RPS: '100', BENCH_SECONDS: '2', BENCH_ROUNDS: '1' },
+    figures: (j) => {
+      const s = j.summary.subs;
+      const p = j.params;
+      const note = `${p.subscribers} subscribers, ${Math.round(s.decisionsPerSecond)} decisions/s, ${p.rounds}×${p.seconds} s; other processes used ${(s.foreignCpuCores ?? 0).toFixed(2)} cores meanwhile`;
+      return [
+        { id: 'subs.p99', label: 'subscription delivery p99', ...ms(s.deliveryP99Ms, { op: '≤', value: 50 }), note },
+        { id: 'subs.lost', label: 'subscription events lost or dropped', value: s.lostEvents + s.droppedBefore, unit: 'events', target: { op: '=', value: 0 }, note: `${s.expectedEvents} expected` },
+        // "Unchanged" has no number in the issue; 1 ms (the proxy's own p99 budget) is this
+        // table's reading of it.
+        { id: 'subs.added', label: 'proxy p50 with subscribers − without', ...ms(j.addedProxyLatency.p50Ms, { op: '≤', value: 1, text: '≈ 0 (≤ 1 ms)' }), note: `p99 difference ${j.addedProxyLatency.p99Ms.toFixed(1)} ms` },
+      ];
+    },
+  },
+  {
+    script: 'bench:cache',
+    json: 'cache.json',
+    quickEnv: { ENTRIES: '5000', CACHE_BENCH_LOOKUPS: '2000', CACHE_BENCH_E2E: '40' },
+    figures: (j) => {
+      const note = `${Number(j.entries).toLocaleString('en')} entries, ${j.lookupMs.exact.n} lookups`;
+      return [
+        { id: 'cache.exact', label: 'cache exact lookup p99', ...ms(j.lookupMs.exact.p99, { op: '≤', value: 0.2 }), note },
+        { id: 'cache.semantic', label: 'cache semantic lookup (local embedder) p99', ...ms(j.lookupMs.semanticLocal.p99, { op: '≤', value: 2 }), note: `${note}, embed + search` },
+        { id: 'cache.heap', label: 'cache heap per 100k entries', value: j.memory.heapMbPer100k, unit: 'MB', note: 'no target' },
+      ];
+    },
+  },
+  {
+    script: 'eval:cache',
+    json: 'cache-eval.json',
+    quickEnv: {}, // a fixed labelled set of pairs; already quick
+    figures: (j) => [
+      { id: 'eval.false', label: `semantic false hits at the default threshold (${j.defaultThreshold})`, value: j.atDefault.falseHitRateOnMustMiss * 100, unit: '%', target: { op: '≤', value: 1 }, note: `${j.pairs} labelled pairs; precision ${(j.atDefault.precision * 100).toFixed(1)} %, recall ${(j.atDefault.recall * 100).toFixed(1)} %` },
+    ],
+  },
+];
+
+interface BenchOutcome {
+  script: string;
+  runs: Array<{ exit: number | string; seconds: number; wroteJson: boolean }>;
+  /** Per figure id, the values over the runs that wrote their JSON. */
+  values: Map<string, { figure: Figure; values: number[] }>;
+}
+
+function runScript(script: string, env: Record<string, string>): Promise<number | string> {
+  return new Promise((resolve) => {
+    const child = spawn('npm', ['run', '--silent', script], { stdio: 'inherit', env: { ...process.env, ...env } });
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? -1));
+  });
+}
+
+const mtime = (file: string) => (existsSync(file) ? statSync(file).mtimeMs : 0);
+const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const machineAtStart = machine(); // load average before our own benches add to it
+  const outcomes: BenchOutcome[] = [];
+  for (const bench of BENCHES) {
+    const outcome: BenchOutcome = { script: bench.script, runs: [], values: new Map() };
+    outcomes.push(outcome);
+    const file = path.join(resultsDir, bench.json);
+    for (let run = 0; run < RUNS; run++) {
+      console.log(`\n━━ npm run ${bench.script}${RUNS > 1 ? ` (run ${run + 1}/${RUNS})` : ''}${QUICK ? ' [quick]' : ''}`);
+      const t0 = Date.now();
+      const exit = await runScript(bench.script, QUICK ? bench.quickEnv : {});
+      // A failed bench may leave an older JSON behind: only a file written by this run counts.
+      const wroteJson = mtime(file) >= t0;
+      outcome.runs.push({ exit, seconds: (Date.now() - t0) / 1000, wroteJson });
+      if (!wroteJson) continue;
+      for (const figure of bench.figures(readJson(file))) {
+        const entry = outcome.values.get(figure.id) ?? { figure, values: [] };
+        entry.figure = figure; // the last run's note
+        entry.values.push(figure.value);
+        outcome.values.set(figure.id, entry);
+      }
+    }
+  }
+
+  const markdown = render(startedAt, machineAtStart, outcomes);
+  await writeFile(path.join(here, 'RESULTS.md'), markdown);
+  console.log(`\n${markdown}`);
+  console.log('wrote bench/RESULTS.md');
+  if (outcomes.some((o) => o.runs.some((r) => r.exit !== 0 || !r.wroteJson))) process.exitCode = 1;
+}
+
+// ── rendering ────────────────────────────────────────────────────────────────────────────
+
+function fmt(value: number, unit: string): string {
+  if (!Number.isFinite(value)) return '—';
+  const digits = unit === 'ms' && Math.abs(value) < 10 ? 3 : unit === '×' ? 2 : unit === 'events' ? 0 : 1;
+  return `${value.toFixed(digits)}${unit === '×' ? '×' : ` ${unit}`}`;
+}
+function verdict(value: number, t?: Target): string {
+  if (!t) return '';
+  if (!Number.isFinite(value)) return 'FAIL';
+  const ok = t.op === '≤' ? value <= t.value : t.op === '≥' ? value >= t.value : value === t.value;
+  return ok ? 'PASS' : 'FAIL';
+}
+const targetText = (t: Target | undefined, unit: string) => (t ? (t.text ?? `${t.op} ${t.value}${unit === '×' ? '×' : ` ${unit}`}`) : '—');
+const cell = (s: string) => s.replace(/\|/g, '\\|');
+
+function render(startedAt: Date, m: ReturnType<typeof machine>, outcomes: BenchOutcome[]): string {
+  const lines: string[] = [];
+  lines.push('# Benchmark results', '');
+  lines.push('Generated by `npm run bench` (`bench/run-all.ts`) from the JSON files the benchmarks write under `bench/results/`. Do not edit by hand.', '');
+  if (QUICK) lines.push('> **QUICK MODE (`BENCH_QUICK=1`)** — every bench ran with reduced sizes to smoke-test the runner. These figures are **not** comparable with the targets; PASS/FAIL below means nothing.', '');
+  lines.push(`- Date: ${startedAt.toISOString()}`);
+  lines.push(`- Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGb} GB memory, Node ${m.node}`);
+  lines.push(`- Load average at start (1 / 5 / 15 min): ${m.loadAverage.join(' / ')}${m.loadAverage[0]! > m.cores * 0.5 ? ' — the machine was already busy: latencies measure waiting for a core as much as Tollgate' : ''}`);
+  lines.push(`- Runs per bench: ${RUNS}${RUNS > 1 ? ' (each figure is the median over the runs; the range is in the notes)' : ''}`, '');
+
+  lines.push('| figure | target | measured | result | how measured |', '| --- | --- | --- | --- | --- |');
+  for (const o of outcomes) {
+    if (o.values.size === 0) {
+      lines.push(`| **${o.script}**: no result | | | FAIL | exit ${o.runs.map((r) => r.exit).join(', ')}; no JSON written |`);
+      continue;
+    }
+    for (const { figure, values } of o.values.values()) {
+      const value = median(values);
+      const range = values.length > 1 ? `; runs ${fmt(Math.min(...values), figure.unit)} … ${fmt(Math.max(...values), figure.unit)}` : '';
+      lines.push(`| ${cell(figure.label)} | ${targetText(figure.target, figure.unit)} | ${fmt(value, figure.unit)} | ${verdict(value, figure.target)} | ${cell((figure.note ?? '') + range)} |`);
+    }
+  }
+  for (const row of faultRows()) lines.push(row);
+  for (const row of soakRows()) lines.push(row);
+
+  lines.push('', '## Runs', '', '| bench | exit | seconds | JSON written |', '| --- | --- | --- | --- |');
+  for (const o of outcomes) for (const r of o.runs) lines.push(`| \`npm run ${o.script}\` | ${r.exit} | ${r.seconds.toFixed(0)} | ${r.wroteJson ? 'yes' : 'no'} |`);
+  lines.push(
+    '',
+    'Notes: "added" figures are Tollgate minus the same request sent directly to the simulated provider, interleaved in one run, so a busy machine moves both arms. ' +
+      'Medians over rounds are computed by each bench (proxy throughput: median of its rounds; TTFT: median of all streams). ' +
+      'The subscriptions target "proxy latency unchanged" has no number in the issue; this table reads it as a p50 difference ≤ 1 ms.',
+    '',
+  );
+  return lines.join('\n');
+}
+
+/** The fault suite is written by another bench/test; its JSON shape is read defensively. */
+function faultRows(): string[] {
+  const file = path.join(resultsDir, 'faults.json');
+  if (!existsSync(file)) return ['| fault suite | all scenarios pass | not run | | `bench/results/faults.json` absent |'];
+  try {
+    const j = readJson(file);
+    const when = j.date ?? j.at ?? new Date(mtime(file)).toISOString();
+    const list: any[] | undefined = [j.scenarios, j.results, j.tests, j.cases].find(Array.isArray);
+    if (list) {
+      const passed = list.filter((x) => x?.pass === true || x?.passed === true || x?.ok === true || x?.status === 'pass' || x?.status === 'passed').length;
+      const failedNames = list.filter((x) => !(x?.pass === true || x?.passed === true || x?.ok === true || x?.status === 'pass' || x?.status === 'passed')).map((x) => x?.name ?? x?.title ?? '?');
+      return [`| fault suite | all scenarios pass | ${passed} / ${list.length} | ${passed === list.length ? 'PASS' : 'FAIL'} | ${cell(`faults.json of ${when}${failedNames.length ? `; failing: ${failedNames.join(', ')}` : ''}`)} |`];
+    }
+    if (typeof j.pass === 'boolean' || typeof j.passed === 'boolean') {
+      const ok = j.pass ?? j.passed;
+      return [`| fault suite | all scenarios pass | ${ok ? 'pass' : 'fail'} | ${ok ? 'PASS' : 'FAIL'} | faults.json of ${when} |`];
+    }
+    return [`| fault suite | all scenarios pass | see file | | faults.json of ${when}: unrecognised shape (keys ${cell(Object.keys(j).join(', '))}) |`];
+  } catch (err) {
+    return [`| fault suite | all scenarios pass | unreadable | FAIL | ${cell(String(err))} |`];
+  }
+}
+
+/** The last `npm run soak`, if any: too long to run here, but it belongs in the table. */
+function soakRows(): string[] {
+  const file = path.join(resultsDir, 'soak.json');
+  if (!existsSync(file)) return ['| soak (`npm run soak`) | RSS flat, receipts = requests, p99 stable | not run | | `bench/results/soak.json` absent |'];
+  const j = readJson(file);
+  const c = j.checks;
+  const pf = (b: boolean | null) => (b === null ? 'n/a' : b ? 'PASS' : 'FAIL');
+  const when = `soak of ${j.date}, ${j.params.minutes} min at ${j.params.rps} req/s`;
+  return [
+    `| soak: RSS slope after warm-up | ≤ ${c.rssFlat.bound} MB/min | ${fmt(c.rssFlat.value, 'MB/min')} | ${pf(c.rssFlat.pass)} | ${when}; max RSS ${fmt(j.rssMaxMb, 'MB')} |`,
+    `| soak: receipts = requests | all found, no duplicate | ${c.receiptsEqualRequests.value.receipts} / ${c.receiptsEqualRequests.value.sent} | ${pf(c.receiptsEqualRequests.pass)} | ${c.receiptsEqualRequests.value.completedFound} of ${c.receiptsEqualRequests.value.completed} completed ids found |`,
+    `| soak: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
+  ];
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
