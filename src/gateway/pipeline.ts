@@ -344,7 +344,8 @@ export class Pipeline {
           }
           started = true;
           ex.ttftMs = ex.elapsed();
-          this.writeHead(ex, res, 200, 'text/event-stream');
+          // The attempt that is streaming is recorded when it ends: count it in the header now.
+          this.writeHead(ex, res, 200, 'text/event-stream', attempt.attemptNo);
         }
         responseHash.update(out);
         if (!res.write(out)) await drained(res, signal);
@@ -453,13 +454,13 @@ export class Pipeline {
     res.end(JSON.stringify(error.body()));
   }
 
-  private writeHead(ex: Exchange, res: ServerResponse, status: number, contentType: string): void {
+  private writeHead(ex: Exchange, res: ServerResponse, status: number, contentType: string, attempts = ex.attempts.length): void {
     const h = ex.responseHeaders;
     h['content-type'] = contentType;
     h['x-request-id'] = ex.requestId;
     h['x-tollgate-receipt-id'] = ex.receiptId;
     h['x-tollgate-cache'] = ex.cacheStatus;
-    h['x-tollgate-attempts'] = String(ex.attempts.length);
+    h['x-tollgate-attempts'] = String(attempts);
     if (ex.route) h['x-tollgate-route'] = ex.route.name;
     const provider = ex.cacheHit?.provider ?? ex.target?.provider.name;
     const model = ex.cacheHit?.model ?? ex.target?.model;

@@ -19,6 +19,7 @@ import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { GatewayError } from '../gateway/errors.js';
 import { RECEIPTS_DISTRIBUTED_TABLE } from '../store/clickhouse-migrate.js';
 import { SegmentBatcher, type LogFn } from './batcher.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipt.js';
@@ -325,7 +326,7 @@ export class ReceiptJournal {
           group.resolve();
         } catch (err) {
           this.#log('receipts WAL write failed', { records: group.lines.length, error: (err as Error).message });
-          group.reject(err);
+          group.reject(walUnavailable(err));
         } finally {
           this.#holdSealed = false;
           this.#releaseHeld();
@@ -432,6 +433,23 @@ export class ReceiptJournal {
       return oldest <= w.upTo;
     });
   }
+}
+
+/**
+ * Policy when the WAL cannot be appended (disk full, quota, I/O error): the request is
+ * refused, never answered without its receipt and never dropped silently. The pipeline
+ * answers a GatewayError as is, so this becomes an OpenAI-shaped 503 with Retry-After instead
+ * of a generic 500 (a full disk is an outage of this instance, not a bug; a load balancer
+ * should retry elsewhere). Found by test/faults/wal-full.test.ts.
+ */
+function walUnavailable(err: unknown): unknown {
+  if (err instanceof GatewayError) return err;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'it cannot be written';
+  const refused = new GatewayError(503, 'api_error', 'receipts_unavailable', `Tollgate cannot record receipts right now (${reason}); try again shortly.`, null, {
+    'retry-after': '5',
+  });
+  return Object.assign(refused, { cause: err });
 }
 
 function newGroup(before: ChainHead): Group {

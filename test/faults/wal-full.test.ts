@@ -1,0 +1,89 @@
+// Fault 4: the WAL's disk is full. A real full filesystem: a 1 MiB tmpfs mounted on
+// `$TOLLGATE_DATA_DIR/wal` (needs root, as on the CI machines), filled with a filler file.
+//
+// Policy: a receipt that cannot reach the WAL means the response is refused with an error —
+// never an answer without a receipt, never a silent drop. While the disk is full, JSON
+// requests get an OpenAI-shaped 5xx; a stream (whose bytes already went out) is cut before
+// its closing `event: tollgate.receipt`, so the client can tell it has no receipt. When space
+// comes back, requests succeed again and the chain continues without a gap.
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, open, rm, unlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { chat, expectNothingLost } from './support.js';
+
+let dataDir: string;
+let walDir: string;
+let gw: TestGateway;
+let secret: string;
+let mounted = false;
+const completed: string[] = [];
+let sent = 0;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-faults-wal-'));
+  walDir = path.join(dataDir, 'wal');
+  await mkdir(walDir, { mode: 0o700 });
+  // Fails loudly (and the suite with it) where tmpfs cannot be mounted: no silent skip.
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', walDir]);
+  mounted = true;
+  gw = await startTestGateway({ dataDir });
+  secret = (await gw.createKey('team-wal')).secret;
+});
+afterAll(async () => {
+  await gw?.close().catch(() => undefined);
+  if (mounted) execFileSync('umount', ['-l', walDir]);
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+async function fill(): Promise<string> {
+  const file = path.join(walDir, 'filler');
+  const fh = await open(file, 'w');
+  const block = Buffer.alloc(4096, 0x78);
+  try {
+    for (;;) await fh.write(block);
+  } catch (err) {
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+  } finally {
+    await fh.close();
+  }
+  return file;
+}
+
+async function send(stream: boolean, tag: string) {
+  sent++;
+  const r = await chat(gw.baseURL, secret, { model: 'chat-default', stream, messages: [{ role: 'user', content: tag }] });
+  if (r.completed && r.receiptId) completed.push(r.receiptId);
+  return r;
+}
+
+describe('WAL disk full', () => {
+  it('refuses to answer without a receipt while full, and recovers when space returns', async () => {
+    for (let i = 0; i < 5; i++) expect((await send(i % 2 === 0, `before ${i}`)).completed).toBe(true);
+    await gw.started.runtime.journal.flush();
+
+    const filler = await fill();
+    const json = await send(false, 'full json');
+    const stream = await send(true, 'full stream');
+    console.log(`[faults] WAL full: JSON → ${json.status} ${json.text.slice(0, 160)}; stream → ${stream.status}, receipt event: ${/tollgate\.receipt/.test(stream.text)}, [DONE]: ${stream.text.includes('[DONE]')}`);
+    // JSON: refused with an OpenAI-shaped 503 that says why, and no receipt was stored.
+    expect(json.status).toBe(503);
+    expect(JSON.parse(json.text).error).toMatchObject({ type: 'api_error', code: 'receipts_unavailable' });
+    expect(json.completed).toBe(false);
+    // Stream: its bytes went out before the receipt could be written; it ends without the
+    // receipt event (the marker of a billed, complete stream).
+    expect(stream.completed).toBe(false);
+    expect(stream.text).not.toMatch(/event: tollgate\.receipt/);
+
+    await unlink(filler);
+    for (let i = 0; i < 5; i++) expect((await send(i % 2 === 0, `after ${i}`)).completed).toBe(true);
+    await gw.started.runtime.journal.flush();
+    // Every response that completed has its receipt; the refused ones have none, and the
+    // chain has no gap where they failed.
+    const report = await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, total: completed.length });
+    expect(report.rows).toBe(10);
+    expect(sent).toBe(12);
+  }, 60_000);
+});
