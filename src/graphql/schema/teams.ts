@@ -16,6 +16,7 @@ import type { EnumRef, ObjectRef } from '@pothos/core';
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import { GraphQLError } from 'graphql';
 import { AdminStoreError, type TeamRecord } from '../../store/admin-store.js';
+import { Prisma } from '../../store/prisma.js';
 import type { Builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 
@@ -50,7 +51,23 @@ export function toGraphQLError(err: unknown): unknown {
         return new GraphQLError('Internal error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
     }
   }
+  if (isStoreUnreachable(err)) {
+    return new GraphQLError('The configuration store is unreachable; try again shortly.', {
+      extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503 } },
+    });
+  }
   return err;
+}
+
+// Prisma's codes for "cannot reach / lost the database" (P1001 unreachable, P1002 timed out,
+// P1008 operation timed out, P1017 server closed the connection), and the driver's own errors.
+const UNREACHABLE_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017']);
+
+function isStoreUnreachable(err: unknown): boolean {
+  if (err instanceof Prisma.PrismaClientInitializationError) return true;
+  if (err instanceof Prisma.PrismaClientKnownRequestError && UNREACHABLE_CODES.has(err.code)) return true;
+  const message = err instanceof Error ? err.message : '';
+  return /closed the connection|ECONNREFUSED|ECONNRESET|Connection terminated|Can't reach database/i.test(message);
 }
 
 /** Runs an AdminStore call, translating its errors. */
