@@ -482,7 +482,10 @@ describe('receipt journal', () => {
     await first.journal.append(draft(team));
     await first.journal.close();
     expect(segmentsIn(first.dataDir)).toEqual([]);
-    expect(JSON.parse(readFileSync(path.join(first.dataDir, 'wal', 'head.json'), 'utf8'))).toMatchObject({ seq: 13, segment: 2 });
+    // 13 receipts in at least two segments (batches of at most 10; a slow fsync may split more).
+    const head = JSON.parse(readFileSync(path.join(first.dataDir, 'wal', 'head.json'), 'utf8'));
+    expect(head.seq).toBe(13);
+    expect(head.segment).toBeGreaterThanOrEqual(2);
 
     const second = await openJournal('fsync', { sync: 'fsync' });
     expect(second.journal.instanceId).toBe(first.journal.instanceId);
@@ -490,7 +493,7 @@ describe('receipt journal', () => {
     expect(r.seq).toBe(14);
     await second.journal.flush();
     // The segment counter continued too: segment numbers (and insert tokens) are never reused.
-    expect(JSON.parse(readFileSync(path.join(first.dataDir, 'wal', 'head.json'), 'utf8'))).toMatchObject({ seq: 14, segment: 3 });
+    expect(JSON.parse(readFileSync(path.join(first.dataDir, 'wal', 'head.json'), 'utf8'))).toMatchObject({ seq: 14, segment: head.segment + 1 });
     await expectExactlyOnce(team, 14);
     expect(verifyChain(await storedReceipts(r.instance_id)).valid).toBe(true);
     await second.journal.close();
