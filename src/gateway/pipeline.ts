@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import type { Config } from '../config.js';
-import type { Candidate, DecisionOutcome, LiveBus } from '../live/events.js';
+import type { Candidate, LiveBus } from '../live/events.js';
 import type { Metrics } from '../metrics.js';
 import type { ReceiptDraft, ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
@@ -20,6 +20,7 @@ import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
+import { candidatesOf, publishDecision } from './decisions.js';
 import { ENDPOINT_NAME, Exchange, type Endpoint } from './exchange.js';
 import {
   GatewayError,
@@ -141,7 +142,7 @@ export class Pipeline {
     ex.cacheStatus = hit.status;
     ex.cacheHit = { similarity: hit.similarity, savedCostUsd: entry.costUsd, provider: entry.provider, model: entry.model };
     ex.responseHeaders['x-tollgate-cache-similarity'] = hit.similarity.toFixed(4);
-    this.decide(ex, null, 'CACHE_HIT', `cache_${hit.status}`, null, []);
+    publishDecision(this.deps.bus, ex, null, 'CACHE_HIT', `cache_${hit.status}`, null, []);
     const stored = JSON.parse(entry.answer) as Record<string, unknown>;
     const usage: Usage = { ...(readUsage(stored.usage) ?? ZERO_USAGE), estimated: false };
     const id = ex.endpoint === 'chat' ? `chatcmpl-${ex.receiptId.replaceAll('-', '')}` : '';
@@ -184,7 +185,7 @@ export class Pipeline {
     const totalTimer = setTimeout(() => controller.abort(new UpstreamFailure('timeout_total', 'request exceeded its total timeout')), totalMs);
     try {
       const order = orderTargets(route, health);
-      const candidates = this.deps.bus.decisions.hasListeners ? this.candidates(order) : [];
+      const candidates = this.deps.bus.decisions.hasListeners ? candidatesOf(order, this.deps.health) : [];
       let lastFailure: UpstreamFailure | null = null;
       for (let round = 0; round <= route.retries; round++) {
         if (round > 0) await backoff(round, controller.signal);
@@ -192,7 +193,7 @@ export class Pipeline {
           if (controller.signal.aborted) break;
           const admission = health.admit(target.key);
           if (!admission.ok) {
-            this.decide(ex, target, 'SKIPPED', admission.reason, null, candidates);
+            publishDecision(this.deps.bus, ex, target, 'SKIPPED', admission.reason, null, candidates);
             continue;
           }
           const outcome = await this.attempt(ex, target, body, res, controller.signal, candidates);
@@ -228,7 +229,7 @@ export class Pipeline {
   ): Promise<'answered' | UpstreamFailure> {
     const { health, upstream, metrics } = this.deps;
     const attemptNo = ex.attempts.length + 1;
-    this.decide(ex, target, 'ATTEMPT', null, null, candidates, attemptNo);
+    publishDecision(this.deps.bus, ex, target, 'ATTEMPT', null, null, candidates, attemptNo);
     const started = performance.now();
     const finishAttempt = (status: number, error: string | null) => {
       const latency = performance.now() - started;
@@ -241,7 +242,7 @@ export class Pipeline {
       const latency = finishAttempt(status, failure.kind);
       if (failure.kind === 'aborted' || signal.reason instanceof ClientGone) health.release(target.key);
       else health.onFailure(target.key, { retryAfterMs, latencyMs: latency });
-      this.decide(ex, target, 'FAILOVER', failure.kind, latency, candidates, attemptNo);
+      publishDecision(this.deps.bus, ex, target, 'FAILOVER', failure.kind, latency, candidates, attemptNo);
       return failure;
     };
 
@@ -277,7 +278,7 @@ export class Pipeline {
       // Any other 4xx is about the request itself: no failover, the client gets it back.
       const latency = finishAttempt(status, `http_${status}`);
       health.release(target.key);
-      this.decide(ex, target, 'FAILED', `http_${status}`, latency, candidates, attemptNo);
+      publishDecision(this.deps.bus, ex, target, 'FAILED', `http_${status}`, latency, candidates, attemptNo);
       ex.target = target;
       await this.fail(ex, res, fromUpstreamClientError(status, errorBody), 'error');
       return 'answered';
@@ -298,7 +299,7 @@ export class Pipeline {
     }
     const latency = finishAttempt(response.status, null);
     health.onSuccess(target.key, latency);
-    this.decide(ex, target, 'SUCCESS', null, latency, candidates, attemptNo);
+    publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, candidates, attemptNo);
 
     const usage = await this.usageOf(readUsage(parsed?.usage), body, () => collectText(parsed));
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
@@ -372,7 +373,7 @@ export class Pipeline {
     if (signal.reason instanceof ClientGone) {
       attempt.finishAttempt(200, 'client_cancelled');
       this.deps.health.release(target.key);
-      this.decide(ex, target, 'CANCELLED', 'client_cancelled', null, attempt.candidates, attempt.attemptNo);
+      publishDecision(this.deps.bus, ex, target, 'CANCELLED', 'client_cancelled', null, attempt.candidates, attempt.attemptNo);
       await this.appendReceipt(ex, 'cancelled', 499, 'client_cancelled', usage, responseHash.digest('hex'));
       this.observe(ex, 499, 'client_cancelled');
       return 'answered';
@@ -380,7 +381,7 @@ export class Pipeline {
     if (breakage) {
       const latency = attempt.finishAttempt(200, breakage.kind);
       this.deps.health.onFailure(target.key, { latencyMs: latency });
-      this.decide(ex, target, 'FAILED', `mid_stream_${breakage.kind}`, latency, attempt.candidates, attempt.attemptNo);
+      publishDecision(this.deps.bus, ex, target, 'FAILED', `mid_stream_${breakage.kind}`, latency, attempt.candidates, attempt.attemptNo);
       const errorEvent = sseEvent('error', {
         error: {
           message: `The upstream stream broke after the response started (${breakage.message}); the answer is incomplete.`,
@@ -398,7 +399,7 @@ export class Pipeline {
 
     const latency = attempt.finishAttempt(200, null);
     this.deps.health.onSuccess(target.key, latency);
-    this.decide(ex, target, 'SUCCESS', null, latency, attempt.candidates, attempt.attemptNo);
+    publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, attempt.candidates, attempt.attemptNo);
     // [DONE] first: SDKs stop reading there and need not wait for the WAL.
     res.write('data: [DONE]\n\n');
     const receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, responseHash.digest('hex'));
@@ -421,7 +422,7 @@ export class Pipeline {
   // ── Endings ──────────────────────────────────────────────────────────────────────────
 
   private async cancelled(ex: Exchange): Promise<void> {
-    this.decide(ex, null, 'CANCELLED', 'client_cancelled', null, []);
+    publishDecision(this.deps.bus, ex, null, 'CANCELLED', 'client_cancelled', null, []);
     await this.appendReceipt(ex, 'cancelled', 499, 'client_cancelled', ZERO_USAGE, null);
     this.observe(ex, 499, 'client_cancelled');
   }
@@ -435,8 +436,8 @@ export class Pipeline {
       error = new GatewayError(500, 'api_error', 'internal_error', 'Tollgate failed to process the request.');
     }
     const receiptStatus: ReceiptStatus = status ?? (error.status >= 500 ? 'error' : 'rejected');
-    if (receiptStatus === 'rejected') this.decide(ex, null, 'REJECTED', error.code, null, []);
-    else if (!ex.target) this.decide(ex, null, 'FAILED', error.code, null, []);
+    if (receiptStatus === 'rejected') publishDecision(this.deps.bus, ex, null, 'REJECTED', error.code, null, []);
+    else if (!ex.target) publishDecision(this.deps.bus, ex, null, 'FAILED', error.code, null, []);
     try {
       await this.appendReceipt(ex, receiptStatus, error.status, error.code ?? error.type, ZERO_USAGE, null);
     } catch (walErr) {
@@ -503,51 +504,7 @@ export class Pipeline {
     if (errorCode) metrics.errors.inc({ endpoint, code: errorCode });
     if (ex.attempts.length > 0) metrics.overhead.observe(Math.max(0, seconds - ex.upstreamMs / 1000));
   }
-
-  // ── Live decisions ───────────────────────────────────────────────────────────────────
-
-  private candidates(order: Target[]): Candidate[] {
-    const { health } = this.deps;
-    return order.map((t) => ({
-      provider: t.provider.name,
-      model: t.model,
-      state: health.state(t.key),
-      ewmaLatencyMs: health.ewma(t.key) ?? null,
-    }));
-  }
-
-  private decide(
-    ex: Exchange,
-    target: Target | null,
-    outcome: DecisionOutcome,
-    reason: string | null,
-    latencyMs: number | null,
-    candidates: Candidate[],
-    attempt = ex.attempts.length,
-  ): void {
-    const topic = this.deps.bus.decisions;
-    if (!topic.hasListeners) return;
-    topic.publish({
-      requestId: ex.requestId,
-      receiptId: ex.receiptId,
-      at: new Date().toISOString(),
-      teamId: ex.key?.teamId ?? null,
-      apiKeyId: ex.key?.id ?? null,
-      feature: ex.feature,
-      requestedModel: ex.requestedModel ?? '',
-      route: ex.route?.name ?? null,
-      strategy: ex.route?.strategy ?? null,
-      attempt,
-      provider: target?.provider.name ?? ex.cacheHit?.provider ?? null,
-      model: target?.model ?? ex.cacheHit?.model ?? null,
-      outcome,
-      reason,
-      latencyMs: latencyMs === null ? null : roundMs(latencyMs),
-      candidates,
-    });
-  }
 }
-
 
 function collectText(parsed: any): string {
   let text = '';
