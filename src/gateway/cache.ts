@@ -6,7 +6,7 @@ import { callsTools, type ChatCompletion } from '../cache/replay.js';
 import type { AnswerStore, CachedAnswer } from '../cache/store.js';
 import type { Vector } from '../cache/vector-index.js';
 import type { CacheStatus } from '../receipts/receipt.js';
-import type { Catalog, Route } from '../routing/catalog.js';
+import type { Catalog, Route, Target } from '../routing/catalog.js';
 import { readUpstreamBody } from './body.js';
 import type { UpstreamClient } from './upstream.js';
 
@@ -29,6 +29,8 @@ const EMBEDDING_TIMEOUT_MS = 5_000;
 
 export class CacheStage {
   private readonly local = new LocalEmbedder();
+  /** One embedder per target; a catalog refresh makes new targets, so stale ones fall away. */
+  private readonly providerEmbedders = new WeakMap<Target, ProviderEmbedder>();
 
   constructor(
     private readonly answers: AnswerStore,
@@ -93,11 +95,16 @@ export class CacheStage {
       this.onError(new Error(`embedding model '${plan.embeddingModel}' is not configured`), 'semantic cache');
       return null;
     }
-    return new ProviderEmbedder(`provider:${target.key}`, async (input, signal = AbortSignal.timeout(EMBEDDING_TIMEOUT_MS)) => {
-      const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal);
-      const buf = await readUpstreamBody(response.body, MAX_EMBEDDING_RESPONSE);
-      if (response.status !== 200) throw new Error(`embeddings call answered ${response.status}`);
-      return JSON.parse(buf.toString('utf8'));
-    });
+    let embedder = this.providerEmbedders.get(target);
+    if (!embedder) {
+      embedder = new ProviderEmbedder(`provider:${target.key}`, async (input, signal = AbortSignal.timeout(EMBEDDING_TIMEOUT_MS)) => {
+        const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal);
+        const buf = await readUpstreamBody(response.body, MAX_EMBEDDING_RESPONSE);
+        if (response.status !== 200) throw new Error(`embeddings call answered ${response.status}`);
+        return JSON.parse(buf.toString('utf8'));
+      });
+      this.providerEmbedders.set(target, embedder);
+    }
+    return embedder;
   }
 }
