@@ -157,9 +157,7 @@ export class Pipeline {
       ex.ttftMs = ex.elapsed();
       this.writeHead(ex, res, 200, 'text/event-stream');
       res.write(events);
-      res.write('data: [DONE]\n\n');
-      const receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, sha256(Buffer.from(events)));
-      res.end(receiptEvent(receipt));
+      if (!(await this.endStream(ex, res, usage, sha256(Buffer.from(events))))) return;
     }
     this.observe(ex, 200, null);
   }
@@ -400,13 +398,34 @@ export class Pipeline {
     const latency = attempt.finishAttempt(200, null);
     this.deps.health.onSuccess(target.key, latency);
     publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, attempt.candidates, attempt.attemptNo);
-    // [DONE] first: SDKs stop reading there and need not wait for the WAL.
-    res.write('data: [DONE]\n\n');
-    const receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, responseHash.digest('hex'));
-    res.end(receiptEvent(receipt));
+    const receipt = await this.endStream(ex, res, usage, responseHash.digest('hex'));
+    if (!receipt) return 'answered';
     this.observe(ex, 200, null);
     this.remember(ex, assembler?.completion(), receipt.cost_usd, target);
     return 'answered';
+  }
+
+  /**
+   * Ends a stream whose answer was delivered whole. `[DONE]` goes out only once the receipt is
+   * in the WAL (a write, not a flush: well under a millisecond), so no client ever holds a
+   * complete answer that has no receipt. If the WAL refuses it, the stream ends with an error
+   * event instead, which the OpenAI SDKs raise as an APIError. Returns null then.
+   */
+  private async endStream(ex: Exchange, res: ServerResponse, usage: Usage, responseSha256: string): Promise<UnsignedReceipt | null> {
+    let receipt: UnsignedReceipt;
+    try {
+      receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, responseSha256);
+    } catch (err) {
+      const error = err instanceof GatewayError ? err : new GatewayError(503, 'api_error', 'receipts_unavailable', 'Tollgate could not record the receipt of this answer.');
+      this.deps.log.error({ err: String(err), requestId: ex.requestId }, 'stream ended without its receipt');
+      res.end(sseEvent('error', error.body()));
+      this.observe(ex, error.status, error.code ?? error.type);
+      return null;
+    }
+    // The receipt event follows [DONE] because SDKs stop at [DONE]: they would hand an event
+    // before it to the application as if it were a chunk.
+    res.end(`data: [DONE]\n\n${receiptEvent(receipt)}`);
+    return receipt;
   }
 
   private async usageOf(reported: Omit<Usage, 'estimated'> | null, body: Record<string, unknown>, deliveredText: () => string): Promise<Usage> {

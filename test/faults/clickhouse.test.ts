@@ -85,14 +85,15 @@ async function traffic(n: number, tag: string): Promise<{ ok: number; maxMs: num
 const count = async () => Number(((await (await direct.query({ query: 'SELECT count() AS n FROM receipts', format: 'JSONEachRow' })).json()) as any[])[0].n);
 
 describe('ClickHouse faults (server path over HTTP)', () => {
-  it('is served by the test endpoint: migrations applied, receipts land', async () => {
+  it('is served by the test endpoint: migrations applied, receipts land', async ({ annotate }) => {
     await traffic(10, 'warm');
     await gw.runtime.journal.flush();
     expect(await count()).toBe(10);
     expect((await fetch(`${gw.url}/readyz`)).status).toBe(200);
+    await annotate(`10 requests → 10 receipts in ClickHouse over HTTP (${(await ch.stats()).statements} statements served), /readyz 200`, 'observed');
   });
 
-  it('down for a while: traffic unaffected, the WAL grows, full replay on recovery, no duplicate', async () => {
+  it('down for a while: traffic unaffected, the WAL grows, full replay on recovery, no duplicate', async ({ annotate }) => {
     const before = await count();
     proxy.setMode('reset');
     const t0 = Date.now();
@@ -104,7 +105,7 @@ describe('ClickHouse faults (server path over HTTP)', () => {
     const queued = await metric(gw.url, 'tollgate_receipts_queued');
     const segments = await metric(gw.url, 'tollgate_wal_segments');
     const errors = await metric(gw.url, 'tollgate_receipt_insert_errors');
-    console.log(`[faults] ClickHouse down: 60 requests in ${outageTraffic} ms (max ${during.maxMs} ms), WAL ${segments} segments / ${queued} receipts queued, ${errors} failed inserts`);
+    await annotate(`ClickHouse down: 60 requests in ${outageTraffic} ms (max ${during.maxMs} ms), WAL ${segments} segments / ${queued} receipts queued, ${errors} failed inserts`, 'observed');
     expect(queued).toBe(60);
     expect(segments).toBeGreaterThanOrEqual(1);
     expect(errors).toBeGreaterThan(0);
@@ -114,12 +115,12 @@ describe('ClickHouse faults (server path over HTTP)', () => {
     proxy.setMode('pass');
     const t1 = Date.now();
     await eventually(async () => (await metric(gw.url, 'tollgate_receipts_queued')) === 0, 20_000, 'WAL replay');
-    console.log(`[faults] ClickHouse back: WAL drained in ${Date.now() - t1} ms`);
+    await annotate(`ClickHouse back: WAL drained in ${Date.now() - t1} ms`, 'observed');
     expect(await metric(gw.url, 'tollgate_wal_segments')).toBe(0);
     expect(await count()).toBe(before + 60);
   }, 90_000);
 
-  it(`slow past the client timeout (${CLICKHOUSE_TIMEOUT_MS} ms): the retried insert is deduplicated`, async () => {
+  it(`slow past the client timeout (${CLICKHOUSE_TIMEOUT_MS} ms): the retried insert is deduplicated`, async ({ annotate }) => {
     const before = await count();
     const tokensBefore = (await ch.stats()).tokens;
     proxy.setDelay(CLICKHOUSE_TIMEOUT_MS + 1000); // every answer from ClickHouse arrives after the client gave up
@@ -151,15 +152,16 @@ describe('ClickHouse faults (server path over HTTP)', () => {
     }
     await eventually(async () => (await metric(gw.url, 'tollgate_receipts_queued')) === 0, 30_000, 'WAL drained');
     const { tokens } = await ch.stats();
-    console.log(`[faults] ClickHouse slow: ${retried.length} insert(s) sent ≥ 2 times with one token, e.g. ${JSON.stringify(retried[0])}; rows ${await count()}`);
+    await annotate(`ClickHouse slow: ${retried.length} insert(s) sent ≥ 2 times with one token, e.g. ${JSON.stringify(retried[0])}; rows ${await count()}`, 'observed');
     expect(await count()).toBe(before + 20);
     expect(Object.values(tokens).some((n) => n >= 2)).toBe(true);
   }, 90_000);
 
-  it('nothing lost: one receipt per completed response, spend and chain check out', async () => {
+  it('nothing lost: one receipt per completed response, spend and chain check out', async ({ annotate }) => {
     await gw.runtime.journal.flush();
     const jwks = await (await fetch(`${gw.url}/.well-known/tollgate/receipt-keys`)).json();
     const report = await expectNothingLost(direct, { completed, clientCosts, jwks: jwks as any, total: completed.length });
     expect(report.rows).toBe(90);
+    await annotate(`${completed.length} completed → ${report.rows} receipts, no duplicate after the outage and the retried inserts; spend $${report.spendUsd.toFixed(6)} = rollup = client-reported; chain and signatures verify`, 'observed');
   }, 90_000);
 });

@@ -59,7 +59,7 @@ afterAll(async () => {
 });
 
 describe('kill -9 during a flush', () => {
-  it('replays the insert that ClickHouse applied but never acknowledged, exactly once', async () => {
+  it('replays the insert that ClickHouse applied but never acknowledged, exactly once', async ({ annotate }) => {
     const first = await startTollgateProcess(env);
     const keyProc = runTollgate(['keys', 'create', '--team', 'crash', '--json'], env);
     expect(await keyProc.exited).toBe(0);
@@ -84,7 +84,7 @@ describe('kill -9 during a flush', () => {
     const peek = createClient({ url: ch.url });
     const applied = Number(((await (await peek.query({ query: 'SELECT count() AS n FROM receipts', format: 'JSONEachRow' })).json()) as any[])[0].n);
     await peek.close();
-    console.log(`[faults] kill -9 during a flush: ${completed.length} completed, ${applied} rows applied by ClickHouse before the kill, ${walBefore.length} WAL segments left`);
+    await annotate(`kill -9 during a flush: ${completed.length} completed, ${applied} rows applied by ClickHouse before the kill, ${walBefore.length} WAL segments left`, 'observed');
     // The kill really landed mid-flush: some rows applied, and their segment still in the WAL.
     expect(applied).toBeGreaterThan(0);
     expect(walBefore.length).toBeGreaterThan(0);

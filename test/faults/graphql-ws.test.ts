@@ -43,7 +43,7 @@ async function idleSockets(n: number): Promise<{ codes: Map<number, number>; clo
 }
 
 describe('1000 idle websockets without connection_init', () => {
-  it('closes every one with 4408 after ~3 s, and memory is flat afterwards', async () => {
+  it('closes every one with 4408 after ~3 s, and memory is flat afterwards', async ({ annotate }) => {
     await idleSockets(100); // warm-up (ws, yoga, JIT)
     gc();
     const rss0 = process.memoryUsage().rss;
@@ -56,9 +56,8 @@ describe('1000 idle websockets without connection_init', () => {
     const rssDelta = process.memoryUsage().rss - rss0;
     const heapDelta = process.memoryUsage().heapUsed - heap0;
     const p = (q: number) => closedAfterMs[Math.floor((closedAfterMs.length - 1) * q)]!;
-    console.log(
-      `[faults] 1000 idle websockets: closes ${JSON.stringify([...codes])} in ${took} ms (open→close min ${p(0)} / p50 ${p(0.5)} / max ${p(1)} ms), ` +
-        `heap Δ ${(heapDelta / 2 ** 20).toFixed(1)} MiB, RSS Δ ${(rssDelta / 2 ** 20).toFixed(1)} MiB`,
+    await annotate(`1000 idle websockets: closes ${JSON.stringify([...codes])} in ${took} ms (open→close min ${p(0)} / p50 ${p(0.5)} / max ${p(1)} ms), ` +
+        `heap Δ ${(heapDelta / 2 ** 20).toFixed(1)} MiB, RSS Δ ${(rssDelta / 2 ** 20).toFixed(1)} MiB`, 'observed'
     );
     expect(codes.get(4408)).toBe(1000);
     expect(closedAfterMs).toHaveLength(1000);

@@ -31,7 +31,7 @@ describe.runIf(REDIS_URL)('Redis stopped mid-run', () => {
     await proxy?.close();
   });
 
-  it('budgets fail closed (or open), rate limits and the cache fall back, events flow, nothing is lost', async () => {
+  it('budgets fail closed (or open), rate limits and the cache fall back, events flow, nothing is lost', async ({ annotate }) => {
     const budgeted = await gw.createKey('team-budgeted');
     const failOpen = await gw.createKey('team-fail-open');
     const limited = await gw.createKey('team-limited', { rpmLimit: 1000 });
@@ -77,6 +77,10 @@ describe.runIf(REDIS_URL)('Redis stopped mid-run', () => {
     await eventually(async () => (await send(budgeted.secret, 'after')).status === 200, 20_000, 'budgets admit again after Redis returns');
 
     await gw.started.runtime.journal.flush();
-    await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, maxExtra: 10 });
+    const report = await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, maxExtra: 10 });
+    await annotate(
+      `Redis down: budget (fail-closed) → 503 budget_store_unavailable, failOpen budget → 200, rate limit counted locally (200), exact cache served from memory (${gw.started.runtime.answers!.stats().redisErrors} Redis errors counted), ${decisions.length} live decisions delivered; back: admitted again; ${completed.length} completed → ${report.rows} receipts`,
+      'observed',
+    );
   });
 });

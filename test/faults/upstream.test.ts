@@ -89,7 +89,7 @@ describe('upstream faults before the first byte: fail over, bill one success', (
     ['503', { status: 503 }],
     ['429 + Retry-After', { status: 429, retryAfterSeconds: 1 }],
   ] as const) {
-    it(`${label}: the backup answers, the receipt bills only the backup`, async () => {
+    it(`${label}: the backup answers, the receipt bills only the backup`, async ({ annotate }) => {
       const { name, primary, backup } = await route();
       gw.sim.behave(primary, { ...behaviour, times: 1 });
       // The 503 case streams (its cost arrives in the closing receipt event); the others are JSON.
@@ -108,10 +108,11 @@ describe('upstream faults before the first byte: fail over, bill one success', (
       // Billed at the backup's price (1 $/MTok both ways), not the primary's (3 $/MTok).
       expect(rec.cost_usd).toBeCloseTo((rec.prompt_tokens + rec.completion_tokens) / 1e6, 12);
       if (stream) expect(r.cost).toBe(rec.cost_usd);
+      await annotate(`${label}${stream ? ' (streamed)' : ''}: 200 from ${rec.model} after attempts ${JSON.stringify(rec.attempts.map((a: any) => a.status))}, billed $${rec.cost_usd} (backup price)`, 'observed');
     });
   }
 
-  it('400: no failover, the client gets the 400, nothing billed', async () => {
+  it('400: no failover, the client gets the 400, nothing billed', async ({ annotate }) => {
     const { name, primary, backup } = await route();
     gw.sim.behave(primary, { status: 400, times: 1 });
     const r = await send(name);
@@ -123,20 +124,23 @@ describe('upstream faults before the first byte: fail over, bill one success', (
     expect(rec.http_status).toBe(400);
     expect(rec.attempts).toHaveLength(1);
     expect(rec.cost_usd ?? 0).toBe(0);
+    await annotate(`400 → client got 400 (${JSON.parse(r.text).error.type}), 1 attempt, backup calls 0, receipt status ${rec.status}, cost ${rec.cost_usd ?? 0}`, 'observed');
   });
 
-  it('connection refused: fails over at once', async () => {
+  it('connection refused: fails over at once', async ({ annotate }) => {
     const { name, backup } = await route('refused');
     const t0 = Date.now();
     const r = await send(name);
+    const took = Date.now() - t0;
     expect(r.status).toBe(200);
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(took).toBeLessThan(1000);
     const rec = await receipt(r.receiptId);
     expect(rec.model).toBe(backup);
     expect(rec.attempts[0]).toMatchObject({ provider: 'refused', status: 0, error: 'connect_refused' });
+    await annotate(`connection refused → answered by the backup in ${took} ms, first attempt error ${rec.attempts[0].error}`, 'observed');
   });
 
-  it('hang before headers: first-byte timeout (400 ms) then failover; 504 when it is the only target', async () => {
+  it('hang before headers: first-byte timeout (400 ms) then failover; 504 when it is the only target', async ({ annotate }) => {
     const { name, primary, backup } = await route();
     gw.sim.behave(primary, { hang: 'before-headers', times: 1 });
     const t0 = Date.now();
@@ -153,14 +157,16 @@ describe('upstream faults before the first byte: fail over, bill one success', (
     gw.sim.behave(solo.primary, { hang: 'before-headers', times: 1 });
     const t1 = Date.now();
     const timedOut = await send(solo.name);
+    const soloTook = Date.now() - t1;
     expect(timedOut.status).toBe(504);
-    expect(Date.now() - t1).toBeLessThan(2000);
+    expect(soloTook).toBeLessThan(2000);
+    await annotate(`hang before headers → backup answered after ${took} ms (timeout_first_byte); single target → 504 after ${soloTook} ms`, 'observed');
     expect(JSON.parse(timedOut.text).error).toMatchObject({ type: 'api_error', code: 'upstream_error' });
   });
 });
 
 describe('upstream faults after the first byte: never fail over', () => {
-  it('reset mid-stream: SSE error event, partial receipt with the tokens delivered, backup never called', async () => {
+  it('reset mid-stream: SSE error event, partial receipt with the tokens delivered, backup never called', async ({ annotate }) => {
     const { name, primary, backup } = await route();
     gw.sim.behave(primary, { breakAfterChunks: 3, completionTokens: 20, times: 1 });
     const r = await send(name, { stream: true });
@@ -177,9 +183,10 @@ describe('upstream faults after the first byte: never fail over', () => {
     // The partial answer is billed for what was delivered, and the client is told so.
     expect(rec.cost_usd).toBeGreaterThan(0);
     expect(r.text).toMatch(/event: tollgate\.receipt\ndata: .*"status":"partial"/);
+    await annotate(`reset after 3 chunks → SSE error upstream_stream_interrupted, no [DONE], partial receipt billing ${rec.completion_tokens} of 20 completion tokens ($${rec.cost_usd}), backup calls 0`, 'observed');
   });
 
-  it('slow drip past the idle timeout: cut after 400 ms of silence, partial receipt, no failover', async () => {
+  it('slow drip past the idle timeout: cut after 400 ms of silence, partial receipt, no failover', async ({ annotate }) => {
     const { name, primary, backup } = await route();
     gw.sim.behave(primary, { dripMs: 1500, completionTokens: 10, times: 1 });
     const t0 = Date.now();
@@ -193,11 +200,12 @@ describe('upstream faults after the first byte: never fail over', () => {
     expect(rec.status).toBe('partial');
     expect(rec.attempts).toHaveLength(1);
     expect(rec.attempts[0].error).toBe('timeout_idle');
+    await annotate(`1.5 s drip → stream cut after ${took} ms with an SSE error (timeout_idle), partial receipt, backup calls 0`, 'observed');
   });
 });
 
 describe('every target failing under load', () => {
-  it('answers fast 502/503s, bounded retries and upstream calls, no memory or connection growth', async () => {
+  it('answers fast 502/503s, bounded retries and upstream calls, no memory or connection growth', async ({ annotate }) => {
     const { name, primary, backup } = await route('sim', 1);
     gw.sim.behave(primary, { status: 503 });
     gw.sim.behave(backup, { status: 502 });
@@ -243,13 +251,12 @@ describe('every target failing under load', () => {
     const second = await measure();
     const mib = (b: number) => (b / 2 ** 20).toFixed(1);
     for (const [i, run] of [first, second].entries()) {
-      console.log(
-        `[faults] all targets failing, burst ${i + 1}: ${N} requests in ${run.seconds.toFixed(1)} s, statuses ${JSON.stringify([...run.statuses])}, ` +
-          `p50 ${run.p50.toFixed(1)} ms, p99 ${run.p99.toFixed(1)} ms, max attempts ${run.attemptsMax}, heap Δ ${mib(run.heapDelta)} MiB, RSS Δ ${mib(run.rssDelta)} MiB, sim connections ${gw.sim.connections()}`,
+      await annotate(`all targets failing, burst ${i + 1}: ${N} requests in ${run.seconds.toFixed(1)} s, statuses ${JSON.stringify([...run.statuses])}, ` +
+          `p50 ${run.p50.toFixed(1)} ms, p99 ${run.p99.toFixed(1)} ms, max attempts ${run.attemptsMax}, heap Δ ${mib(run.heapDelta)} MiB, RSS Δ ${mib(run.rssDelta)} MiB, sim connections ${gw.sim.connections()}`, 'observed'
       );
     }
     const upstreamCalls = calls(primary) - before.primary + (calls(backup) - before.backup);
-    console.log(`[faults] upstream calls for ${2 * N + 200} failing requests: ${upstreamCalls}`);
+    await annotate(`upstream calls for ${2 * N + 200} failing requests: ${upstreamCalls}`, 'observed');
 
     for (const run of [first, second]) {
       // Only gateway errors, and fast: no request waits on a timeout or in a queue (the
@@ -272,11 +279,12 @@ describe('every target failing under load', () => {
 });
 
 describe('nothing lost', () => {
-  it('every request sent has exactly one receipt; spend, chain and signatures check out', async () => {
+  it('every request sent has exactly one receipt; spend, chain and signatures check out', async ({ annotate }) => {
     await gw.started.runtime.journal.flush();
     const jwks = await (await fetch(`${gw.url}/.well-known/tollgate/receipt-keys`)).json();
     const report = await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, clientCosts, jwks: jwks as any, total: sent });
     expect(report.rows).toBe(sent);
     expect(completed.length).toBeGreaterThanOrEqual(5);
+    await annotate(`${sent} requests sent → ${report.rows} receipts (${completed.length} completed, each found once), spend $${report.spendUsd.toFixed(6)} = rollup = client-reported, chain and signatures verify`, 'observed');
   }, 60_000);
 });

@@ -60,21 +60,23 @@ async function send(stream: boolean, tag: string) {
 }
 
 describe('WAL disk full', () => {
-  it('refuses to answer without a receipt while full, and recovers when space returns', async () => {
+  it('refuses to answer without a receipt while full, and recovers when space returns', async ({ annotate }) => {
     for (let i = 0; i < 5; i++) expect((await send(i % 2 === 0, `before ${i}`)).completed).toBe(true);
     await gw.started.runtime.journal.flush();
 
     const filler = await fill();
     const json = await send(false, 'full json');
     const stream = await send(true, 'full stream');
-    console.log(`[faults] WAL full: JSON → ${json.status} ${json.text.slice(0, 160)}; stream → ${stream.status}, receipt event: ${/tollgate\.receipt/.test(stream.text)}, [DONE]: ${stream.text.includes('[DONE]')}`);
+    await annotate(`WAL full: JSON → ${json.status} ${json.text.slice(0, 160)}; stream → ${stream.status}, receipt event: ${/tollgate\.receipt/.test(stream.text)}, [DONE]: ${stream.text.includes('[DONE]')}`, 'observed');
     // JSON: refused with an OpenAI-shaped 503 that says why, and no receipt was stored.
     expect(json.status).toBe(503);
     expect(JSON.parse(json.text).error).toMatchObject({ type: 'api_error', code: 'receipts_unavailable' });
     expect(json.completed).toBe(false);
-    // Stream: its bytes went out before the receipt could be written; it ends without the
-    // receipt event (the marker of a billed, complete stream).
+    // Stream: its content went out before the receipt could be written; it ends with an error
+    // event instead of [DONE], so no client takes it for a complete, recorded answer.
     expect(stream.completed).toBe(false);
+    expect(stream.text).not.toContain('data: [DONE]');
+    expect(stream.text).toMatch(/event: error\ndata: .*"code":"receipts_unavailable"/);
     expect(stream.text).not.toMatch(/event: tollgate\.receipt/);
 
     await unlink(filler);
