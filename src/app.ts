@@ -25,6 +25,7 @@ import { createMetrics, type JournalStatsSource } from './metrics.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.js';
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
+import { RetryBudgets } from './routing/retry-budget.js';
 
 export interface AppStore extends KeyLookup, AccessTokenLookup, CatalogStore {
   ensureTeam(name: string): Promise<{ id: string }>;
@@ -112,6 +113,7 @@ export function buildApp(deps: AppDeps): App {
   metrics.watchBus(bus);
   const catalog = new CatalogSource(store, (err) => log.warn({ err: String(err) }, 'catalog refresh failed; keeping the last good catalog'));
   const health = new TargetHealth(config.breaker);
+  const retryBudgets = new RetryBudgets(config.retryBudget);
   const keys = new KeyAuthenticator(store, config.authCacheMs);
   const tokens = new TokenVerifier(deps.adminToken, store);
   const upstream = new UpstreamClient(config.timeouts);
@@ -142,6 +144,7 @@ export function buildApp(deps: AppDeps): App {
     limiter: new RateLimiter(Date.now, deps.rateWindows ?? null, (err) => log.warn({ err: String(err) }, 'shared rate-limit windows unreachable; counting in this process')),
     catalog: () => catalog.catalog,
     health,
+    retryBudgets,
     upstream,
     receipts: recent,
     cache,

@@ -1,6 +1,7 @@
 // The only module that reads the environment. Everything else receives a Config.
 import path from 'node:path';
 import { z } from 'zod';
+import type { RetryBudgetOptions } from './routing/retry-budget.js';
 
 const optionalString = z
   .string()
@@ -40,6 +41,9 @@ const EnvSchema = z.object({
   TOLLGATE_CATALOG_REFRESH_MS: intFrom(2000, 100),
   TOLLGATE_BREAKER_FAILURES: intFrom(5, 1),
   TOLLGATE_BREAKER_COOLDOWN_MS: intFrom(30_000, 1),
+  /** Retry budget per route: retries per 100 requests (10 s window), and the floor per second. */
+  TOLLGATE_RETRY_BUDGET_PERCENT: intFrom(20, 0),
+  TOLLGATE_RETRY_BUDGET_MIN_PER_SECOND: intFrom(10, 0),
   TOLLGATE_CONNECT_TIMEOUT_MS: intFrom(5_000, 1),
   TOLLGATE_FIRST_BYTE_TIMEOUT_MS: intFrom(60_000, 1),
   TOLLGATE_IDLE_TIMEOUT_MS: intFrom(60_000, 1),
@@ -93,6 +97,7 @@ export interface Config {
   authCacheMs: number;
   catalogRefreshMs: number;
   breaker: { failures: number; cooldownMs: number };
+  retryBudget: RetryBudgetOptions;
   timeouts: TimeoutConfig;
   drainTimeoutMs: number;
   /** Upper bound for one analytics query (ClickHouse max_execution_time). */
@@ -136,6 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     authCacheMs: e.TOLLGATE_AUTH_CACHE_MS,
     catalogRefreshMs: e.TOLLGATE_CATALOG_REFRESH_MS,
     breaker: { failures: e.TOLLGATE_BREAKER_FAILURES, cooldownMs: e.TOLLGATE_BREAKER_COOLDOWN_MS },
+    retryBudget: { percent: e.TOLLGATE_RETRY_BUDGET_PERCENT, minPerSecond: e.TOLLGATE_RETRY_BUDGET_MIN_PER_SECOND, windowSeconds: 10 },
     timeouts: {
       connectMs: e.TOLLGATE_CONNECT_TIMEOUT_MS,
       firstByteMs: e.TOLLGATE_FIRST_BYTE_TIMEOUT_MS,

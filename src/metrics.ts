@@ -35,6 +35,12 @@ export function createMetrics() {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
     registers: [registry],
   });
+  const retriesRefused = new client.Counter({
+    name: 'tollgate_retries_refused_total',
+    help: 'Retries and failovers not made because the route\'s retry budget was spent, by route',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
   const upstreamAttempts = new client.Counter({
     name: 'tollgate_upstream_attempts_total',
     help: 'Calls to upstream providers by provider and outcome',
@@ -96,6 +102,7 @@ export function createMetrics() {
     latency,
     overhead,
     upstreamAttempts,
+    retriesRefused,
     cacheRequests,
     watchCache(source: { stats(): CacheStats }) {
       cache = source;

@@ -14,6 +14,7 @@ import type { ReceiptDraft, ReceiptStatus, UnsignedReceipt } from '../receipts/r
 import { roundMs } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
+import type { RetryBudgets } from '../routing/retry-budget.js';
 import { orderTargets } from '../routing/strategy.js';
 import type { BudgetEnforcer } from '../budgets/enforcer.js';
 import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../cache/replay.js';
@@ -59,6 +60,7 @@ export interface PipelineDeps {
   limiter: RateLimiter;
   catalog: () => Catalog;
   health: TargetHealth;
+  retryBudgets: RetryBudgets;
   upstream: UpstreamClient;
   receipts: ReceiptSink;
   /** Absent: no response cache at all. */
@@ -184,28 +186,37 @@ export class Pipeline {
     try {
       const order = orderTargets(route, health);
       const candidates = this.deps.bus.decisions.hasListeners ? candidatesOf(order, this.deps.health) : [];
+      const budget = this.deps.retryBudgets.for(route.name);
+      budget.request();
       let lastFailure: UpstreamFailure | null = null;
-      for (let round = 0; round <= route.retries; round++) {
+      let outOfBudget = false;
+      attempts: for (let round = 0; round <= route.retries; round++) {
         if (round > 0) await backoff(round, controller.signal);
         for (const target of order) {
-          if (controller.signal.aborted) break;
+          if (controller.signal.aborted) break attempts;
           const admission = health.admit(target.key);
           if (!admission.ok) {
             publishDecision(this.deps.bus, ex, target, 'SKIPPED', admission.reason, null, candidates);
             continue;
           }
+          if (ex.attempts.length > 0 && !budget.tryRetry()) {
+            health.release(target.key); // admitted, never called
+            publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'retry_budget_exhausted', null, candidates);
+            this.deps.metrics.retriesRefused.inc({ route: route.name });
+            outOfBudget = true;
+            break attempts;
+          }
           const outcome = await this.attempt(ex, target, body, res, controller.signal, candidates);
           if (outcome === 'answered') return;
           lastFailure = outcome;
         }
-        if (controller.signal.aborted) break;
       }
       const reason = controller.signal.reason;
       if (reason instanceof ClientGone) return await this.cancelled(ex);
       const failure = reason instanceof UpstreamFailure ? reason : lastFailure;
       const message = ex.attempts.length === 0
         ? 'No upstream target is available for this route right now (all circuits open or cooling down).'
-        : `All upstream targets failed (${ex.attempts.length} attempt${ex.attempts.length === 1 ? '' : 's'}; last: ${failure?.message ?? 'unknown error'}).`;
+        : `All upstream targets failed (${ex.attempts.length} attempt${ex.attempts.length === 1 ? '' : 's'}${outOfBudget ? ', then the route\'s retry budget ran out' : ''}; last: ${failure?.message ?? 'unknown error'}).`;
       throw upstreamFailed(message, failure?.isTimeout ?? false);
     } finally {
       clearTimeout(totalTimer);
