@@ -1,7 +1,13 @@
-// npm run bench:proxy — three arms side by side, interleaved, in one process tree:
-//   direct   → the simulated provider (its own process)
-//   bare     → a 20-line undici pass-through proxy (its own process): the Node proxy limit
-//   tollgate → Tollgate with receipts on (its own process, embedded stores)
+// npm run bench:proxy — the arms side by side, interleaved, in one process tree:
+//   direct       → the simulated provider (its own process)
+//   bare         → a 20-line undici pass-through proxy (its own process): the Node proxy limit
+//   tollgate     → Tollgate with receipts on (its own process, embedded stores: chDB and
+//                  PGlite inside the process)
+//   tollgate-ext → only when DATABASE_URL is set: a second Tollgate, same config, with
+//                  external stores as in production: CLICKHOUSE_URL → the test-only ClickHouse
+//                  HTTP endpoint (test/faults/clickhouse-http.ts: chDB in its own process) and
+//                  DATABASE_URL → a scratch database on DATABASE_URL's server (dropped at the
+//                  end). Without DATABASE_URL it is skipped and proxy.json says so.
 // Prints a table and writes bench/results/proxy.json. Ratios and differences are computed
 // within one run, so a noisy shared machine moves all arms together.
 import { fork, type ChildProcess } from 'node:child_process';
@@ -10,8 +16,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { Pool } from 'undici';
-import { runTollgate, startTollgateProcess } from '../test/support/processes.js';
+import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
+import { runTollgate, startTollgateProcess, type ServerProcess } from '../test/support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -21,9 +29,18 @@ const TP_ROUNDS = Number(process.env.BENCH_TP_ROUNDS ?? 3);
 const TP_SECONDS = Number(process.env.BENCH_TP_SECONDS ?? 4);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 300);
 const TP_CONCURRENCY = 32;
+const EXTERNAL_DB = process.env.DATABASE_URL;
+/** Tollgate runs as deployed: the compiled CLI (dist/), not src/ through tsx. */
+const BUILT = { built: true };
 
-type Arm = 'direct' | 'bare' | 'tollgate';
-const ARMS: Arm[] = ['direct', 'bare', 'tollgate'];
+type Arm = 'direct' | 'bare' | 'tollgate' | 'tollgate-ext';
+type ProxyArm = Exclude<Arm, 'direct'>;
+const BASE_ARMS = ['direct', 'bare', 'tollgate'] as const;
+const ARMS: Arm[] = EXTERNAL_DB ? [...BASE_ARMS, 'tollgate-ext'] : [...BASE_ARMS];
+const isTollgate = (arm: Arm) => arm === 'tollgate' || arm === 'tollgate-ext';
+/** One value per arm that runs (no 'tollgate-ext' entry when it is skipped). */
+const perArm = <T>(make: (arm: Arm) => T) => Object.fromEntries(ARMS.map((a) => [a, make(a)])) as Record<Arm, T>;
+const baseOnly = <T>(r: Record<Arm, T>) => Object.fromEntries(BASE_ARMS.map((a) => [a, r[a]])) as Record<(typeof BASE_ARMS)[number], T>;
 
 function forkTs(file: string, args: string[]): Promise<{ child: ChildProcess; message: any }> {
   const child = fork(path.join(here, file), args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -45,35 +62,112 @@ function rssMb(pid: number): number {
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
+// Teardown: everything started registers its undo here; run last-in first-out, in `finally`
+// and on SIGINT / SIGTERM, so an error mid-bench still stops Tollgate, closes the ClickHouse
+// endpoint and drops the scratch database.
+const cleanups: Array<{ what: string; run: () => unknown }> = [];
+const defer = (what: string, run: () => unknown) => void cleanups.push({ what, run });
+async function cleanup(): Promise<void> {
+  for (let c = cleanups.pop(); c; c = cleanups.pop()) {
+    try {
+      await c.run();
+    } catch (err) {
+      console.warn(`proxy bench: cleanup "${c.what}" failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void cleanup().finally(() => process.exit(130)));
+}
+
+/** SIGTERM (graceful drain and flush), SIGKILL if it has not exited after 30 s. */
+async function stopTollgate(p: ServerProcess): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGTERM');
+  const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref());
+  if ((await Promise.race([p.exited, timeout])) === 'timeout') {
+    console.warn('proxy bench: Tollgate did not exit 30 s after SIGTERM; SIGKILL');
+    p.child.kill('SIGKILL');
+    await p.exited;
+  }
+}
+
+/** An API key created by the CLI against the stores of the instance that `env` describes. */
+async function createKey(env: Record<string, string>): Promise<string> {
+  const proc = runTollgate(['keys', 'create', '--team', 'bench', '--json'], env, BUILT);
+  const code = await proc.exited;
+  if (code !== 0) throw new Error(`tollgate keys create exited ${code}:\n${proc.output()}`);
+  return JSON.parse(proc.output().trim().split('\n').at(-1)!).secret;
+}
+
+/** A fresh database on DATABASE_URL's server, as scratchDatabase() in test/support/gateway.ts
+ * does; not imported from there, which would load all of src/ into the load generator. */
+async function scratchDatabase(base: string): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  const name = `tollgate_bench_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: base });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), name, drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+
 async function main() {
   const sim = await forkTs('support/sim-process.ts', [JSON.stringify({ completionTokens: 16 })]);
+  defer('stop the simulated provider', () => sim.child.disconnect());
   const simUrl: string = sim.message.url;
   const bare = await forkTs('support/bare-proxy.ts', [simUrl]);
+  defer('stop the bare proxy', () => bare.child.kill());
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-'));
+  defer('remove the data dir', () => rm(dataDir, { recursive: true, force: true }));
   const configFile = path.join(dataDir, 'tollgate.yaml');
   await writeFile(
     configFile,
     `providers:\n  - { name: sim, kind: SIMULATED, baseUrl: "${simUrl}" }\nroutes:\n  - name: chat-default\n    strategy: PRIORITY\n    targets: [{ provider: sim, model: sim-chat }]\nprices:\n  - { provider: sim, model: sim-chat, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`,
   );
+  // runTollgate passes only PATH and HOME from this process: the embedded arm stays embedded
+  // even when DATABASE_URL is set here.
   const env = { TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn' };
-  const tollgate = await startTollgateProcess(env);
-  const keyProc = runTollgate(['keys', 'create', '--team', 'bench', '--json'], env);
-  await keyProc.exited;
-  const secret: string = JSON.parse(keyProc.output().trim().split('\n').at(-1)!).secret;
+  const tollgate = await startTollgateProcess(env, BUILT);
+  defer('stop Tollgate (embedded stores)', () => stopTollgate(tollgate));
+  const secret = await createKey(env);
 
-  const bases: Record<Arm, URL> = {
-    direct: new URL(simUrl),
-    bare: new URL(`http://127.0.0.1:${bare.message.port}/v1`),
-    tollgate: new URL(`${tollgate.url}/v1`),
-  };
-  const pools = Object.fromEntries(ARMS.map((a) => [a, new Pool(bases[a].origin, { connections: 64 })])) as Record<Arm, Pool>;
-  const headers = { 'content-type': 'application/json', authorization: `Bearer ${secret}` };
-  const jsonBody = (arm: Arm) => JSON.stringify({ model: arm === 'tollgate' ? 'chat-default' : 'sim-chat', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] });
-  const streamBody = (arm: Arm) => JSON.stringify({ model: arm === 'tollgate' ? 'chat-default' : 'sim-chat', stream: true, messages: [{ role: 'user', content: 'Stream to the benchmark.' }] });
+  // ── the external-stores arm: same config, its own data dir, ClickHouse over HTTP, PostgreSQL ──
+  let ext: { proc: ServerProcess; chPid: number; secret: string; postgres: string } | null = null;
+  if (EXTERNAL_DB) {
+    const extDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-ext-'));
+    defer('remove the external arm\'s dir', () => rm(extDir, { recursive: true, force: true }));
+    const db = await scratchDatabase(EXTERNAL_DB);
+    defer(`drop the scratch database ${db.name}`, () => db.drop());
+    const ch = await startClickHouseHttp(path.join(extDir, 'clickhouse-http'));
+    defer('close the ClickHouse endpoint', () => ch.close());
+    const extEnv = { ...env, TOLLGATE_DATA_DIR: path.join(extDir, 'data'), CLICKHOUSE_URL: ch.url, DATABASE_URL: db.url };
+    const proc = await startTollgateProcess(extEnv, BUILT);
+    defer('stop Tollgate (external stores)', () => stopTollgate(proc));
+    ext = { proc, chPid: ch.child.pid!, secret: await createKey(extEnv), postgres: `scratch database ${db.name} on ${new URL(db.url).host}` };
+  }
+
+  const bases = perArm((a) => {
+    if (a === 'direct') return new URL(simUrl);
+    if (a === 'bare') return new URL(`http://127.0.0.1:${bare.message.port}/v1`);
+    return new URL(`${(a === 'tollgate' ? tollgate : ext!.proc).url}/v1`);
+  });
+  const pools = perArm((a) => new Pool(bases[a].origin, { connections: 64 }));
+  defer('close the client pools', () => Promise.all(ARMS.map((a) => pools[a].close())));
+  const headers = perArm((a) => ({ 'content-type': 'application/json', authorization: `Bearer ${a === 'tollgate-ext' ? ext!.secret : secret}` }));
+  const jsonBody = (arm: Arm) => JSON.stringify({ model: isTollgate(arm) ? 'chat-default' : 'sim-chat', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] });
+  const streamBody = (arm: Arm) => JSON.stringify({ model: isTollgate(arm) ? 'chat-default' : 'sim-chat', stream: true, messages: [{ role: 'user', content: 'Stream to the benchmark.' }] });
 
   async function once(arm: Arm): Promise<number> {
     const t0 = performance.now();
-    const res = await pools[arm].request({ method: 'POST', path: `${bases[arm].pathname}/chat/completions`, headers, body: jsonBody(arm) });
+    const res = await pools[arm].request({ method: 'POST', path: `${bases[arm].pathname}/chat/completions`, headers: headers[arm], body: jsonBody(arm) });
     await res.body.arrayBuffer();
     if (res.statusCode !== 200) throw new Error(`${arm}: HTTP ${res.statusCode}`);
     return performance.now() - t0;
@@ -81,7 +175,7 @@ async function main() {
 
   async function streamOnce(arm: Arm): Promise<{ ttft: number; events: number }> {
     const t0 = performance.now();
-    const res = await pools[arm].request({ method: 'POST', path: `${bases[arm].pathname}/chat/completions`, headers, body: streamBody(arm) });
+    const res = await pools[arm].request({ method: 'POST', path: `${bases[arm].pathname}/chat/completions`, headers: headers[arm], body: streamBody(arm) });
     let ttft = -1;
     let text = '';
     for await (const chunk of res.body) {
@@ -97,25 +191,25 @@ async function main() {
   for (const arm of ARMS) for (let i = 0; i < WARMUP; i++) await once(arm);
 
   // ── latency at concurrency 1, interleaved rounds ──
-  const lat: Record<Arm, number[]> = { direct: [], bare: [], tollgate: [] };
+  const lat = perArm((): number[] => []);
   for (let round = 0; round < LAT_ROUNDS; round++) {
     for (const arm of ARMS) for (let i = 0; i < LAT_PER_ROUND; i++) lat[arm].push(await once(arm));
   }
-  const latStats = Object.fromEntries(
-    ARMS.map((a) => {
-      const s = [...lat[a]].sort((x, y) => x - y);
-      return [a, { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length }];
-    }),
-  ) as Record<Arm, { p50: number; p99: number; n: number }>;
+  const latStats = perArm((a) => {
+    const s = [...lat[a]].sort((x, y) => x - y);
+    return { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length };
+  });
 
   // ── throughput at fixed concurrency, interleaved ──
-  const rps: Record<Arm, number[]> = { direct: [], bare: [], tollgate: [] };
-  const cpuPer1k: Record<'bare' | 'tollgate', number[]> = { bare: [], tollgate: [] };
-  let rssMax = 0;
-  const pids = { bare: bare.child.pid!, tollgate: tollgate.child.pid! };
+  const rps = perArm((): number[] => []);
+  const cpuPer1k = perArm((): number[] => []);
+  const rssMax = perArm(() => 0);
+  let chRssMax = 0;
+  const pids: Partial<Record<ProxyArm, number>> = { bare: bare.child.pid!, tollgate: tollgate.child.pid!, ...(ext ? { 'tollgate-ext': ext.proc.child.pid! } : {}) };
   for (let round = 0; round < TP_ROUNDS; round++) {
     for (const arm of ARMS) {
-      const cpu0 = arm !== 'direct' ? cpuSeconds(pids[arm]) : 0;
+      const pid = arm !== 'direct' ? pids[arm]! : 0;
+      const cpu0 = pid ? cpuSeconds(pid) : 0;
       let done = 0;
       const end = performance.now() + TP_SECONDS * 1000;
       await Promise.all(
@@ -127,14 +221,16 @@ async function main() {
         }),
       );
       rps[arm].push(done / TP_SECONDS);
-      if (arm !== 'direct') cpuPer1k[arm].push(((cpuSeconds(pids[arm]) - cpu0) / done) * 1000);
-      if (arm === 'tollgate') rssMax = Math.max(rssMax, rssMb(pids.tollgate));
+      if (pid) cpuPer1k[arm].push(((cpuSeconds(pid) - cpu0) / done) * 1000);
+      if (isTollgate(arm)) rssMax[arm] = Math.max(rssMax[arm], rssMb(pid));
+      // The endpoint takes tollgate-ext's receipt batches, which may land after its round.
+      if (ext) chRssMax = Math.max(chRssMax, rssMb(ext.chPid));
     }
   }
 
   // ── streaming TTFT at concurrency 1, interleaved ──
-  const ttft: Record<Arm, number[]> = { direct: [], bare: [], tollgate: [] };
-  const events: Record<Arm, number[]> = { direct: [], bare: [], tollgate: [] };
+  const ttft = perArm((): number[] => []);
+  const events = perArm((): number[] => []);
   for (let round = 0; round < LAT_ROUNDS; round++) {
     for (const arm of ARMS) {
       for (let i = 0; i < 50; i++) {
@@ -144,36 +240,75 @@ async function main() {
       }
     }
   }
-  const ttftStats = Object.fromEntries(ARMS.map((a) => [a, median(ttft[a])])) as Record<Arm, number>;
+  const ttftStats = perArm((a) => median(ttft[a]));
+  const rpsMedian = perArm((a) => median(rps[a]));
+
+  const externalStores = ext
+    ? {
+        clickhouse: 'CLICKHOUSE_URL → test-only ClickHouse HTTP endpoint over chDB (test/faults/clickhouse-http.ts), its own process',
+        postgres: `DATABASE_URL → ${ext.postgres}, dropped at the end`,
+        latencyC1Ms: latStats['tollgate-ext'],
+        addedLatencyMs: { p50: latStats['tollgate-ext'].p50 - latStats.direct.p50, p99: latStats['tollgate-ext'].p99 - latStats.direct.p99 },
+        throughputRps: rpsMedian['tollgate-ext'],
+        throughputRatioVsBare: rpsMedian['tollgate-ext'] / rpsMedian.bare,
+        streamTtftMs: ttftStats['tollgate-ext'],
+        streamAddedTtftMs: ttftStats['tollgate-ext'] - ttftStats.direct,
+        streamEventsPerResponse: median(events['tollgate-ext']),
+        cpuSecondsPer1k: median(cpuPer1k['tollgate-ext']),
+        /** Max VmRSS of the Tollgate process over the throughput rounds. */
+        tollgateRssMb: rssMax['tollgate-ext'],
+        /** Info: max VmRSS of the ClickHouse endpoint process, sampled after every throughput round. */
+        clickhouseEndpointRssMb: chRssMax,
+      }
+    : null;
 
   const results = {
     date: new Date().toISOString(),
     machine: { cores: os.cpus().length, memoryGb: Math.round(os.totalmem() / 2 ** 30), node: process.version, cpu: os.cpus()[0]?.model },
-    latencyC1Ms: latStats,
+    latencyC1Ms: baseOnly(latStats),
     addedLatencyMs: { p50: latStats.tollgate.p50 - latStats.direct.p50, p99: latStats.tollgate.p99 - latStats.direct.p99 },
     bareAddedLatencyMs: { p50: latStats.bare.p50 - latStats.direct.p50, p99: latStats.bare.p99 - latStats.direct.p99 },
-    throughputRps: Object.fromEntries(ARMS.map((a) => [a, median(rps[a])])),
-    throughputRatioVsBare: median(rps.tollgate) / median(rps.bare),
-    streamTtftMs: ttftStats,
+    throughputRps: baseOnly(rpsMedian),
+    throughputRatioVsBare: rpsMedian.tollgate / rpsMedian.bare,
+    streamTtftMs: baseOnly(ttftStats),
     streamAddedTtftMs: ttftStats.tollgate - ttftStats.direct,
-    streamEventsPerResponse: Object.fromEntries(ARMS.map((a) => [a, median(events[a])])),
+    streamEventsPerResponse: baseOnly(perArm((a) => median(events[a]))),
     cpuSecondsPer1k: { bare: median(cpuPer1k.bare), tollgate: median(cpuPer1k.tollgate) },
-    tollgateRssMb: rssMax,
+    tollgateRssMb: rssMax.tollgate,
     concurrency: TP_CONCURRENCY,
     targets: { addedP50Ms: 0.4, addedP99Ms: 1, throughputRatio: 0.7, streamAddedTtftMs: 1, rssMb: 200 },
+    /** The tollgate-ext arm (ClickHouse over HTTP, PostgreSQL); null when it was skipped. */
+    externalStores,
+    ...(externalStores ? {} : { externalStoresSkipped: 'DATABASE_URL not set (the external-stores arm needs a PostgreSQL server for its scratch database)' }),
   };
 
   const f = (n: number) => n.toFixed(3);
+  const x = results.externalStores;
+  const names = x ? 'direct / bare / tollgate / tollgate-ext' : 'direct / bare / tollgate';
   const rows: Array<[string, string, string]> = [
-    ['added latency p50 (c=1)', `${f(results.addedLatencyMs.p50)} ms`, '≤ 0.4 ms'],
-    ['added latency p99 (c=1)', `${f(results.addedLatencyMs.p99)} ms`, '≤ 1 ms'],
+    ['added latency p50 (c=1), embedded stores', `${f(results.addedLatencyMs.p50)} ms`, '≤ 0.4 ms'],
+    ['added latency p99 (c=1), embedded stores', `${f(results.addedLatencyMs.p99)} ms`, '≤ 1 ms'],
+    ...(x
+      ? ([
+          ['added latency p50 (c=1), external stores', `${f(x.addedLatencyMs.p50)} ms`, '≤ 0.4 ms'],
+          ['added latency p99 (c=1), external stores', `${f(x.addedLatencyMs.p99)} ms`, '≤ 1 ms'],
+        ] as Array<[string, string, string]>)
+      : []),
     ['bare proxy added p50 / p99', `${f(results.bareAddedLatencyMs.p50)} / ${f(results.bareAddedLatencyMs.p99)} ms`, '(reference)'],
-    [`throughput c=${TP_CONCURRENCY} direct / bare / tollgate`, ARMS.map((a) => Math.round(results.throughputRps[a]!)).join(' / ') + ' rps', ''],
-    ['throughput vs bare proxy', `${results.throughputRatioVsBare.toFixed(2)}×`, '≥ 0.7×'],
-    ['stream added TTFT (median)', `${f(results.streamAddedTtftMs)} ms`, '≤ 1 ms'],
-    ['stream events direct / tollgate', `${results.streamEventsPerResponse.direct} / ${results.streamEventsPerResponse.tollgate}`, 'one for one'],
-    ['CPU-s per 1k req bare / tollgate', `${f(results.cpuSecondsPer1k.bare)} / ${f(results.cpuSecondsPer1k.tollgate)}`, ''],
-    ['tollgate RSS under load', `${rssMax.toFixed(0)} MB`, '≤ 200 MB'],
+    [`throughput c=${TP_CONCURRENCY} ${names}`, ARMS.map((a) => Math.round(rpsMedian[a])).join(' / ') + ' rps', ''],
+    ['throughput vs bare proxy, embedded stores', `${results.throughputRatioVsBare.toFixed(2)}×`, '≥ 0.7×'],
+    ...(x ? ([['throughput vs bare proxy, external stores', `${x.throughputRatioVsBare.toFixed(2)}×`, '≥ 0.7×']] as Array<[string, string, string]>) : []),
+    ['stream added TTFT (median), embedded stores', `${f(results.streamAddedTtftMs)} ms`, '≤ 1 ms'],
+    ...(x ? ([['stream added TTFT (median), external stores', `${f(x.streamAddedTtftMs)} ms`, '≤ 1 ms']] as Array<[string, string, string]>) : []),
+    [`stream events ${names.replace('bare / ', '')}`, ARMS.filter((a) => a !== 'bare').map((a) => median(events[a])).join(' / '), 'one for one'],
+    [`CPU-s per 1k req ${names.replace('direct / ', '')}`, ARMS.filter((a) => a !== 'direct').map((a) => f(median(cpuPer1k[a]))).join(' / '), ''],
+    ['tollgate RSS under load, embedded stores', `${rssMax.tollgate.toFixed(0)} MB`, '≤ 200 MB'],
+    ...(x
+      ? ([
+          ['tollgate RSS under load, external stores', `${x.tollgateRssMb.toFixed(0)} MB`, '≤ 200 MB'],
+          ['ClickHouse test endpoint RSS (chDB)', `${x.clickhouseEndpointRssMb.toFixed(0)} MB`, '(info)'],
+        ] as Array<[string, string, string]>)
+      : ([['external stores arm (tollgate-ext)', 'skipped', 'DATABASE_URL not set']] as Array<[string, string, string]>)),
   ];
   const w = Math.max(...rows.map((r) => r[0].length));
   process.stdout.write(`\nproxy benchmark (${results.machine.cores} cores, node ${process.version})\n`);
@@ -182,16 +317,11 @@ async function main() {
   await mkdir(path.dirname(out), { recursive: true });
   await writeFile(out, JSON.stringify(results, null, 2));
   process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
-
-  await Promise.all(ARMS.map((a) => pools[a].close()));
-  tollgate.child.kill('SIGTERM');
-  await tollgate.exited;
-  bare.child.kill();
-  sim.child.disconnect();
-  await rm(dataDir, { recursive: true, force: true });
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+main()
+  .finally(cleanup)
+  .catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });

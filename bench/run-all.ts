@@ -9,8 +9,10 @@
 //   BENCH_RUNS=N    run each bench N times and report the median of each figure over the runs
 //                   (default 1; within one run, benches that do rounds already report medians)
 //
-// Also read when present, never run from here: bench/results/faults.json (the fault suite) and
-// bench/results/soak.json (`npm run soak`, too long for this runner).
+// Then it runs the fault suite (`npm run test:faults`, whose reporter writes
+// bench/results/faults.json). With DATABASE_URL and REDIS_URL set, its PostgreSQL- and
+// Redis-stop scenarios run too; otherwise the table says they were skipped.
+// Read when present, never run from here: bench/results/soak.json (`npm run soak`, 10 minutes).
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -55,12 +57,25 @@ const BENCHES: Bench[] = [
     quickEnv: { BENCH_ROUNDS: '2', BENCH_TP_ROUNDS: '1', BENCH_TP_SECONDS: '1', BENCH_WARMUP: '50' },
     figures: (j) => {
       const lat = `${j.latencyC1Ms.tollgate.n} requests per arm, c=1, interleaved with direct`;
+      // The tollgate-ext arm (bench/proxy.ts, with DATABASE_URL): CLICKHOUSE_URL → the test
+      // ClickHouse HTTP endpoint (chDB in its own process), DATABASE_URL → a scratch database.
+      const x = j.externalStores;
+      const extFigures: Figure[] = x
+        ? [
+            { id: 'proxy.ext.p50', label: 'proxy added latency p50 (c=1, external stores)', ...ms(x.addedLatencyMs.p50, { op: '≤', value: 0.4 }), note: `${x.latencyC1Ms.n} requests, c=1, interleaved with direct and the embedded-stores arm` },
+            { id: 'proxy.ext.p99', label: 'proxy added latency p99 (c=1, external stores)', ...ms(x.addedLatencyMs.p99, { op: '≤', value: 1 }), note: `${x.latencyC1Ms.n} requests, c=1, interleaved with direct and the embedded-stores arm` },
+            { id: 'proxy.ext.tp', label: 'throughput vs bare pass-through proxy (external stores)', value: x.throughputRatioVsBare, unit: '×', target: { op: '≥', value: 0.7 }, note: `median over rounds, c=${j.concurrency}; Tollgate ${Math.round(x.throughputRps)} rps, bare ${Math.round(j.throughputRps.bare)} rps` },
+            { id: 'proxy.ext.ttft', label: 'stream added TTFT (external stores)', ...ms(x.streamAddedTtftMs, { op: '≤', value: 1 }), note: 'median TTFT, Tollgate − direct' },
+            { id: 'proxy.ext.rss', label: 'Tollgate RSS under load (external stores)', value: x.tollgateRssMb, unit: 'MB', target: { op: '≤', value: 200 }, note: `max over throughput rounds (VmRSS of the Tollgate process; ClickHouse over HTTP: test endpoint over chDB, its own process, max ${Math.round(x.clickhouseEndpointRssMb)} MB, not counted; PostgreSQL: scratch database)` },
+          ]
+        : [{ id: 'proxy.ext', label: 'proxy with external stores (ClickHouse over HTTP, PostgreSQL)', value: NaN, unit: '', note: `skipped: ${j.externalStoresSkipped ?? 'no externalStores in proxy.json'}` }];
       return [
-        { id: 'proxy.p50', label: 'proxy added latency p50 (c=1)', ...ms(j.addedLatencyMs.p50, { op: '≤', value: 0.4 }), note: lat },
-        { id: 'proxy.p99', label: 'proxy added latency p99 (c=1)', ...ms(j.addedLatencyMs.p99, { op: '≤', value: 1 }), note: lat },
-        { id: 'proxy.tp', label: 'throughput vs bare pass-through proxy', value: j.throughputRatioVsBare, unit: '×', target: { op: '≥', value: 0.7 }, note: `median over rounds, c=${j.concurrency}; Tollgate ${Math.round(j.throughputRps.tollgate)} rps, bare ${Math.round(j.throughputRps.bare)} rps` },
-        { id: 'proxy.ttft', label: 'stream added TTFT', ...ms(j.streamAddedTtftMs, { op: '≤', value: 1 }), note: 'median TTFT, Tollgate − direct' },
-        { id: 'proxy.rss', label: 'Tollgate RSS under load', value: j.tollgateRssMb, unit: 'MB', target: { op: '≤', value: 200 }, note: 'max over throughput rounds (VmRSS, embedded stores included)' },
+        { id: 'proxy.p50', label: 'proxy added latency p50 (c=1, embedded stores)', ...ms(j.addedLatencyMs.p50, { op: '≤', value: 0.4 }), note: lat },
+        { id: 'proxy.p99', label: 'proxy added latency p99 (c=1, embedded stores)', ...ms(j.addedLatencyMs.p99, { op: '≤', value: 1 }), note: lat },
+        { id: 'proxy.tp', label: 'throughput vs bare pass-through proxy (embedded stores)', value: j.throughputRatioVsBare, unit: '×', target: { op: '≥', value: 0.7 }, note: `median over rounds, c=${j.concurrency}; Tollgate ${Math.round(j.throughputRps.tollgate)} rps, bare ${Math.round(j.throughputRps.bare)} rps` },
+        { id: 'proxy.ttft', label: 'stream added TTFT (embedded stores)', ...ms(j.streamAddedTtftMs, { op: '≤', value: 1 }), note: 'median TTFT, Tollgate − direct' },
+        { id: 'proxy.rss', label: 'Tollgate RSS under load (embedded stores)', value: j.tollgateRssMb, unit: 'MB', target: { op: '≤', value: 200 }, note: 'max over throughput rounds (VmRSS, embedded stores included)' },
+        ...extFigures,
       ];
     },
   },
@@ -160,11 +175,17 @@ async function main(): Promise<void> {
     }
   }
 
-  const markdown = render(startedAt, machineAtStart, outcomes);
+  console.log('\n━━ npm run test:faults');
+  const faultsOutcome: BenchOutcome = { script: 'test:faults', runs: [], values: new Map() };
+  const t0 = Date.now();
+  const exit = await runScript('test:faults', {});
+  faultsOutcome.runs.push({ exit, seconds: (Date.now() - t0) / 1000, wroteJson: mtime(path.join(resultsDir, 'faults.json')) >= t0 });
+
+  const markdown = render(startedAt, machineAtStart, outcomes, faultsOutcome);
   await writeFile(path.join(here, 'RESULTS.md'), markdown);
   console.log(`\n${markdown}`);
   console.log('wrote bench/RESULTS.md');
-  if (outcomes.some((o) => o.runs.some((r) => r.exit !== 0 || !r.wroteJson))) process.exitCode = 1;
+  if ([...outcomes, faultsOutcome].some((o) => o.runs.some((r) => r.exit !== 0 || !r.wroteJson))) process.exitCode = 1;
 }
 
 // ── rendering ────────────────────────────────────────────────────────────────────────────
@@ -183,7 +204,7 @@ function verdict(value: number, t?: Target): string {
 const targetText = (t: Target | undefined, unit: string) => (t ? (t.text ?? `${t.op} ${t.value}${unit === '×' ? '×' : ` ${unit}`}`) : '—');
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 
-function render(startedAt: Date, m: ReturnType<typeof machine>, outcomes: BenchOutcome[]): string {
+function render(startedAt: Date, m: ReturnType<typeof machine>, outcomes: BenchOutcome[], faultsOutcome: BenchOutcome): string {
   const lines: string[] = [];
   lines.push('# Benchmark results', '');
   lines.push('Generated by `npm run bench` (`bench/run-all.ts`) from the JSON files the benchmarks write under `bench/results/`. Do not edit by hand.', '');
@@ -205,11 +226,13 @@ function render(startedAt: Date, m: ReturnType<typeof machine>, outcomes: BenchO
       lines.push(`| ${cell(figure.label)} | ${targetText(figure.target, figure.unit)} | ${fmt(value, figure.unit)} | ${verdict(value, figure.target)} | ${cell((figure.note ?? '') + range)} |`);
     }
   }
-  for (const row of faultRows()) lines.push(row);
+  const faults = readFaults();
+  for (const row of faultRows(faults)) lines.push(row);
   for (const row of soakRows()) lines.push(row);
 
+  lines.push(...faultSection(faults));
   lines.push('', '## Runs', '', '| bench | exit | seconds | JSON written |', '| --- | --- | --- | --- |');
-  for (const o of outcomes) for (const r of o.runs) lines.push(`| \`npm run ${o.script}\` | ${r.exit} | ${r.seconds.toFixed(0)} | ${r.wroteJson ? 'yes' : 'no'} |`);
+  for (const o of [...outcomes, faultsOutcome]) for (const r of o.runs) lines.push(`| \`npm run ${o.script}\` | ${r.exit} | ${r.seconds.toFixed(0)} | ${r.wroteJson ? 'yes' : 'no'} |`);
   lines.push(
     '',
     'Notes: "added" figures are Tollgate minus the same request sent directly to the simulated provider, interleaved in one run, so a busy machine moves both arms. ' +
@@ -220,41 +243,57 @@ function render(startedAt: Date, m: ReturnType<typeof machine>, outcomes: BenchO
   return lines.join('\n');
 }
 
-/** The fault suite is written by another bench/test; its JSON shape is read defensively. */
-function faultRows(): string[] {
+/** The fault suite's summary (bench/results/faults.json, written by test/faults/summary-reporter.ts). */
+function readFaults(): FaultSummary | null {
   const file = path.join(resultsDir, 'faults.json');
-  if (!existsSync(file)) return ['| fault suite | all scenarios pass | not run | | `bench/results/faults.json` absent |'];
-  try {
-    const j = readJson(file);
-    const when = j.date ?? j.at ?? new Date(mtime(file)).toISOString();
-    const list: any[] | undefined = [j.scenarios, j.results, j.tests, j.cases].find(Array.isArray);
-    if (list) {
-      const passed = list.filter((x) => x?.pass === true || x?.passed === true || x?.ok === true || x?.status === 'pass' || x?.status === 'passed').length;
-      const failedNames = list.filter((x) => !(x?.pass === true || x?.passed === true || x?.ok === true || x?.status === 'pass' || x?.status === 'passed')).map((x) => x?.name ?? x?.title ?? '?');
-      return [`| fault suite | all scenarios pass | ${passed} / ${list.length} | ${passed === list.length ? 'PASS' : 'FAIL'} | ${cell(`faults.json of ${when}${failedNames.length ? `; failing: ${failedNames.join(', ')}` : ''}`)} |`];
-    }
-    if (typeof j.pass === 'boolean' || typeof j.passed === 'boolean') {
-      const ok = j.pass ?? j.passed;
-      return [`| fault suite | all scenarios pass | ${ok ? 'pass' : 'fail'} | ${ok ? 'PASS' : 'FAIL'} | faults.json of ${when} |`];
-    }
-    return [`| fault suite | all scenarios pass | see file | | faults.json of ${when}: unrecognised shape (keys ${cell(Object.keys(j).join(', '))}) |`];
-  } catch (err) {
-    return [`| fault suite | all scenarios pass | unreadable | FAIL | ${cell(String(err))} |`];
+  return existsSync(file) ? (readJson(file) as FaultSummary) : null;
+}
+interface FaultSummary {
+  date: string;
+  passed: number;
+  failed: number;
+  skipped: number;
+  scenarios: Array<{ file: string; name: string; status: string; durationMs: number; observed: string[]; errors?: string[] }>;
+}
+
+function faultRows(f: FaultSummary | null): string[] {
+  if (!f) return ['| fault suite | all scenarios pass | not run | FAIL | `bench/results/faults.json` absent |'];
+  const skipped = f.scenarios.filter((s) => s.status === 'skipped').map((s) => s.file);
+  const note = `\`npm run test:faults\` of ${f.date}${skipped.length ? `; skipped (service not configured): ${[...new Set(skipped)].join(', ')}` : ''}`;
+  return [`| fault suite: scenarios passed | all that ran | ${f.passed} / ${f.passed + f.failed} | ${f.failed === 0 && f.passed > 0 ? 'PASS' : 'FAIL'} | ${cell(note)} |`];
+}
+
+/** One line per fault scenario, with what it observed. */
+function faultSection(f: FaultSummary | null): string[] {
+  if (!f) return [];
+  const lines = ['', '## Fault suite', '', `\`npm run test:faults\`, ${f.date}: ${f.passed} passed, ${f.failed} failed, ${f.skipped} skipped.`, '', '| scenario | result | seconds | observed |', '| --- | --- | --- | --- |'];
+  for (const s of f.scenarios) {
+    const observed = s.status === 'failed' ? (s.errors ?? []).join('; ') : s.observed.join('; ');
+    lines.push(`| ${cell(`${s.file.replace(/^test\/faults\//, '')}: ${s.name}`)} | ${s.status} | ${(s.durationMs / 1000).toFixed(1)} | ${cell(observed.replace(/\n/g, ' '))} |`);
   }
+  return lines;
 }
 
 /** The last `npm run soak`, if any: too long to run here, but it belongs in the table. */
 function soakRows(): string[] {
-  const file = path.join(resultsDir, 'soak.json');
-  if (!existsSync(file)) return ['| soak (`npm run soak`) | RSS flat, receipts = requests, p99 stable | not run | | `bench/results/soak.json` absent |'];
+  const external = path.join(resultsDir, 'soak-external.json');
+  return [...soakRowsOf('soak.json'), ...(existsSync(external) ? soakRowsOf('soak-external.json') : [])];
+}
+
+function soakRowsOf(name: string): string[] {
+  const file = path.join(resultsDir, name);
+  if (!existsSync(file)) return [`| soak (\`npm run soak\`) | RSS flat, receipts = requests, p99 stable | not run | | \`bench/results/${name}\` absent |`];
   const j = readJson(file);
   const c = j.checks;
   const pf = (b: boolean | null) => (b === null ? 'n/a' : b ? 'PASS' : 'FAIL');
+  // soak.json files from before SOAK_STORES existed ran embedded.
+  const stores = j.params.stores ?? 'embedded';
   const when = `soak of ${j.date}, ${j.params.minutes} min at ${j.params.rps} req/s`;
   return [
-    `| soak: RSS slope after warm-up | ≤ ${c.rssFlat.bound} MB/min | ${fmt(c.rssFlat.value, 'MB/min')} | ${pf(c.rssFlat.pass)} | ${when}; max RSS ${fmt(j.rssMaxMb, 'MB')} |`,
-    `| soak: receipts = requests | all found, no duplicate | ${c.receiptsEqualRequests.value.receipts} / ${c.receiptsEqualRequests.value.sent} | ${pf(c.receiptsEqualRequests.pass)} | ${c.receiptsEqualRequests.value.completedFound} of ${c.receiptsEqualRequests.value.completed} completed ids found |`,
-    `| soak: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
+    `| soak, ${stores} stores: RSS slope after warm-up | ≤ ${c.rssFlat.bound} MB/min | ${fmt(c.rssFlat.value, 'MB/min')} | ${pf(c.rssFlat.pass)} | ${when}; max RSS ${fmt(j.rssMaxMb, 'MB')} |`,
+    ...(c.heapFlat ? [`| soak, ${stores} stores: JS heap slope after warm-up | ≤ ${c.heapFlat.bound} MB/min | ${fmt(c.heapFlat.value, 'MB/min')} | ${pf(c.heapFlat.pass)} | max heap used ${fmt(j.heapMaxMb, 'MB')} |`] : []),
+    `| soak, ${stores} stores: receipts = requests | all found, no duplicate | ${c.receiptsEqualRequests.value.receipts} / ${c.receiptsEqualRequests.value.sent} | ${pf(c.receiptsEqualRequests.pass)} | ${c.receiptsEqualRequests.value.completedFound} of ${c.receiptsEqualRequests.value.completed} completed ids found |`,
+    `| soak, ${stores} stores: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
   ];
 }
 

@@ -2,7 +2,14 @@
 //
 //   sim       the simulated provider (its own process): models soak-50, soak-100, soak-150 and
 //             soak-300 answer after that many ms
-//   tollgate  a real Tollgate child process, embedded stores, its own temp data dir
+//   tollgate  a real Tollgate child process, its own temp data dir (WAL), and its stores per
+//             SOAK_STORES:
+//               embedded (default)  chDB and PGlite inside the Tollgate process
+//               external            as in production, out of process: ClickHouse is the test-only
+//                                   HTTP endpoint over chDB in its own child process
+//                                   (test/faults/clickhouse-http.ts, CLICKHOUSE_URL); PostgreSQL
+//                                   is a scratch database on DATABASE_URL's server (required in
+//                                   this mode), dropped at the end
 //   load      this process: open loop, SOAK_RPS requests/s (default 50) through the official
 //             `openai` client, at most SOAK_CONCURRENCY (default 64) in flight, for
 //             SOAK_MINUTES (default 10)
@@ -12,22 +19,29 @@
 // requests stream; ~2 % get an injected upstream 5xx on the route's primary target, which the
 // route fails over to its backup. The cache TTL is short (2 min) so that entries expire and are
 // refilled during the run: the cache stays busy but bounded, and a growing RSS means a leak,
-// not a filling cache.
+// not a filling cache. Traffic and checks are the same in both store modes.
 //
-// Measured: the Tollgate process's RSS every 10 s (/proc/<pid>/status VmRSS); per minute the
-// client-observed added latency (response time − the answering model's configured latency, for
-// non-streamed, uncached, single-attempt requests) and the gateway's own overhead_ms from the
-// receipts; at the end, after SIGTERM drains the WAL, every completed request's
-// x-tollgate-receipt-id looked up in the receipts table. Prints a verdict table and writes
-// bench/results/soak.json.
+// Measured: every 10 s the Tollgate process's RSS (/proc/<pid>/status VmRSS) and its V8 heap
+// used and external memory (from its /metrics). In embedded mode the RSS includes the native
+// engines' memory, which the V8 heap does not: a flat heap under a rising RSS points at the
+// engines, a rising heap at Tollgate's own JS. In external mode the ClickHouse endpoint's RSS
+// is sampled too (info only: where the engine's memory went). Per minute, the client-observed
+// added latency (response time − the answering model's configured latency, for non-streamed,
+// uncached, single-attempt requests) and the gateway's own overhead_ms from the receipts; at
+// the end, after SIGTERM drains the WAL, every completed request's x-tollgate-receipt-id looked
+// up in the receipts table (read from wherever Tollgate wrote it). Prints a verdict table and
+// writes bench/results/soak.json (soak-external.json with SOAK_STORES=external).
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import OpenAI, { APIError } from 'openai';
 import { openClickHouse } from '../src/store/clickhouse.js';
-import { runTollgate, startTollgateProcess } from '../test/support/processes.js';
+import { startClickHouseHttp, type ClickHouseHttp } from '../test/faults/clickhouse-http.js';
+import { scratchDatabase } from '../test/support/gateway.js';
+import { runTollgate, startTollgateProcess, type ServerProcess } from '../test/support/processes.js';
 import { machine, percentile, rssMb, slope } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -45,6 +59,9 @@ const DIRECT_SHARE = num('SOAK_DIRECT_SHARE', 0.05);
 const RSS_SLOPE_MAX_MB_PER_MIN = num('SOAK_RSS_SLOPE_MAX', 2);
 const P99_RATIO_MAX = num('SOAK_P99_RATIO_MAX', 1.5);
 const RSS_SAMPLE_MS = 10_000;
+const STORES = process.env.SOAK_STORES ?? 'embedded';
+const EXTERNAL = STORES === 'external';
+const MB = 2 ** 20;
 
 /** Each model's configured upstream latency, in ms. */
 const MODEL_LATENCY: Record<string, number> = { 'soak-50': 50, 'soak-100': 100, 'soak-150': 150, 'soak-300': 300 };
@@ -99,6 +116,18 @@ interface Sample {
   model: string | null;
 }
 
+/** The Tollgate process's V8 heap, from its /metrics, in MB. */
+interface HeapSample {
+  at: number;
+  usedMb: number;
+  externalMb: number;
+}
+
+/** An unlabelled sample's value in Prometheus text (NaN when absent). */
+function metricValue(text: string, name: string): number {
+  return Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? NaN);
+}
+
 function forkTs(file: string, args: string[]): Promise<{ child: ChildProcess; message: any }> {
   const child = fork(path.join(here, file), args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
@@ -109,45 +138,78 @@ function forkTs(file: string, args: string[]): Promise<{ child: ChildProcess; me
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
+  if (STORES !== 'embedded' && STORES !== 'external') {
+    console.error(`soak: SOAK_STORES must be "embedded" (default) or "external", not "${STORES}"`);
+    process.exit(2);
+  }
+  if (EXTERNAL && !process.env.DATABASE_URL) {
+    console.error(
+      'soak: SOAK_STORES=external needs DATABASE_URL, a PostgreSQL server on which a scratch database is created (and dropped at the end), ' +
+        'e.g. DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres',
+    );
+    process.exit(2);
+  }
   const startedAt = new Date();
   const machineAtStart = machine();
   const sim = await forkTs('support/soak-sim.ts', [JSON.stringify({ ...MODEL_LATENCY, [CONTROL.model]: CONTROL.latencyMs })]);
   const simUrl: string = sim.message.url;
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-soak-'));
-  const configFile = path.join(dataDir, 'tollgate.yaml');
-  const route = (name: string, primary: string, cache: string) =>
-    `  - name: ${name}\n    strategy: PRIORITY\n    retries: 0\n${cache}    targets:\n      - { provider: sim-primary, model: ${primary}, priority: 0 }\n      - { provider: sim-backup, model: ${BACKUP}, priority: 1 }\n`;
-  await writeFile(
-    configFile,
-    'providers:\n' +
-      `  - { name: sim-primary, kind: SIMULATED, baseUrl: "${simUrl}" }\n` +
-      `  - { name: sim-backup, kind: SIMULATED, baseUrl: "${simUrl}" }\n` +
-      'routes:\n' +
-      route(ROUTES.exact.route, ROUTES.exact.primary, '    cache: { mode: EXACT, ttlSeconds: 120 }\n') +
-      route(ROUTES.semantic.route, ROUTES.semantic.primary, '    cache: { mode: SEMANTIC, ttlSeconds: 120 }\n') +
-      route(ROUTES.nocache.route, ROUTES.nocache.primary, '') +
-      'prices:\n' +
-      Object.keys(MODEL_LATENCY)
-        .flatMap((m) => ['sim-primary', 'sim-backup'].map((p) => `  - { provider: ${p}, model: ${m}, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`))
-        .join('') +
-      'teams: [soak]\n',
-  );
-  const env = { TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn' };
-  const tollgate = await startTollgateProcess(env);
-  const pid = tollgate.child.pid!;
+  let clickhouseHttp: ClickHouseHttp | undefined;
+  let db: Awaited<ReturnType<typeof scratchDatabase>>;
+  let started: ServerProcess | undefined;
   let tollgateExited = false;
   try {
-    const keyProc = runTollgate(['keys', 'create', '--team', 'soak', '--json'], env);
+    const configFile = path.join(dataDir, 'tollgate.yaml');
+    const route = (name: string, primary: string, cache: string) =>
+      `  - name: ${name}\n    strategy: PRIORITY\n    retries: 0\n${cache}    targets:\n      - { provider: sim-primary, model: ${primary}, priority: 0 }\n      - { provider: sim-backup, model: ${BACKUP}, priority: 1 }\n`;
+    await writeFile(
+      configFile,
+      'providers:\n' +
+        `  - { name: sim-primary, kind: SIMULATED, baseUrl: "${simUrl}" }\n` +
+        `  - { name: sim-backup, kind: SIMULATED, baseUrl: "${simUrl}" }\n` +
+        'routes:\n' +
+        route(ROUTES.exact.route, ROUTES.exact.primary, '    cache: { mode: EXACT, ttlSeconds: 120 }\n') +
+        route(ROUTES.semantic.route, ROUTES.semantic.primary, '    cache: { mode: SEMANTIC, ttlSeconds: 120 }\n') +
+        route(ROUTES.nocache.route, ROUTES.nocache.primary, '') +
+        'prices:\n' +
+        Object.keys(MODEL_LATENCY)
+          .flatMap((m) => ['sim-primary', 'sim-backup'].map((p) => `  - { provider: ${p}, model: ${m}, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`))
+          .join('') +
+        'teams: [soak]\n',
+    );
+    if (EXTERNAL) {
+      // Inside the soak's data dir, so that the rm at the end removes it too.
+      clickhouseHttp = await startClickHouseHttp(path.join(dataDir, 'clickhouse-http'));
+      db = await scratchDatabase();
+    }
+    const env: Record<string, string> = {
+      TOLLGATE_DATA_DIR: dataDir,
+      TOLLGATE_CONFIG: configFile,
+      TOLLGATE_LOG_LEVEL: 'warn',
+      ...(clickhouseHttp && db ? { CLICKHOUSE_URL: clickhouseHttp.url, DATABASE_URL: db.url } : {}),
+    };
+    started = await startTollgateProcess(env, { built: true }); // as deployed: dist/, not src/ through tsx
+    const tollgate = started;
+    const pid = tollgate.child.pid!;
+    const clickhousePid = clickhouseHttp?.child.pid;
+    const keyProc = runTollgate(['keys', 'create', '--team', 'soak', '--json'], env, { built: true });
     await keyProc.exited;
     const secret: string = JSON.parse(keyProc.output().trim().split('\n').at(-1)!).secret;
     const client = new OpenAI({ baseURL: `${tollgate.url}/v1`, apiKey: secret, maxRetries: 0, timeout: 30_000 });
     const direct = new OpenAI({ baseURL: simUrl, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });
 
-    console.log(`soak: ${MINUTES} min at ${RPS} req/s (≤ ${CONCURRENCY} in flight), tollgate pid ${pid}, data dir ${dataDir}`);
+    const storesText =
+      clickhouseHttp && db
+        ? `external (ClickHouse: test endpoint over chDB, pid ${clickhousePid}, ${clickhouseHttp.url}; PostgreSQL: scratch database ${new URL(db.url).pathname.slice(1)} on ${new URL(db.url).host})`
+        : 'embedded (chDB and PGlite in the Tollgate process)';
+    console.log(`soak: ${MINUTES} min at ${RPS} req/s (≤ ${CONCURRENCY} in flight), stores ${storesText}, tollgate pid ${pid}, data dir ${dataDir}`);
     const samples: Sample[] = [];
     /** Control arm: seconds since start and time beyond the configured latency, straight to the simulator. */
     const directSamples: Array<{ at: number; addedMs: number }> = [];
     const rss: Array<{ at: number; mb: number }> = [];
+    const heap: HeapSample[] = [];
+    /** External mode only: the ClickHouse endpoint process's RSS. */
+    const clickhouseRss: Array<{ at: number; mb: number }> = [];
     let injected = 0;
     let shed = 0;
     let controlErrors = 0;
@@ -202,9 +264,25 @@ async function main(): Promise<void> {
     const durationMs = MINUTES * 60_000;
     const start = performance.now();
     const startWallMs = Date.now(); // receipts are bucketed into the same minutes as the samples
-    const sampleRss = () => rss.push({ at: (performance.now() - start) / 1000, mb: rssMb(pid) });
-    sampleRss();
-    const rssTimer = setInterval(sampleRss, RSS_SAMPLE_MS);
+    // RSS is read at the tick; heap used and external memory come from Tollgate's /metrics
+    // (prom-client reads process.memoryUsage() when scraped), a few ms later, under the same `at`.
+    const sampleMemory = async () => {
+      const at = (performance.now() - start) / 1000;
+      rss.push({ at, mb: rssMb(pid) });
+      if (clickhousePid !== undefined) clickhouseRss.push({ at, mb: rssMb(clickhousePid) });
+      try {
+        const text = await (await fetch(`${tollgate.url}/metrics`)).text();
+        const usedMb = metricValue(text, 'tollgate_process_nodejs_heap_size_used_bytes') / MB;
+        const externalMb = metricValue(text, 'tollgate_process_nodejs_external_memory_bytes') / MB;
+        if (!Number.isFinite(usedMb) || !Number.isFinite(externalMb)) throw new Error('heap metrics missing from /metrics');
+        heap.push({ at, usedMb, externalMb });
+      } catch (err) {
+        // A missed heap sample is reported, not fatal: the RSS sample above is already taken.
+        console.warn(`  heap sample at ${at.toFixed(0)} s failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
+    let lastSample = sampleMemory();
+    const memoryTimer = setInterval(() => (lastSample = sampleMemory()), RSS_SAMPLE_MS);
     let lastReported = 0;
     const inflight = new Set<Promise<void>>();
     let n = 0;
@@ -229,19 +307,20 @@ async function main(): Promise<void> {
       const minute = Math.floor(elapsed / 60_000);
       if (minute > lastReported) {
         lastReported = minute;
-        const row = minuteRows(samples, directSamples, rss).find((r) => r.minute === minute - 1);
-        if (row) console.log(`  minute ${minute}: ${row.requests} req, ${row.errors} errors, hits ${row.cacheHits}, added p50 ${row.addedP50Ms.toFixed(2)} / p99 ${row.addedP99Ms.toFixed(2)} ms (direct ${row.directP50Ms.toFixed(2)} / ${row.directP99Ms.toFixed(2)}), RSS ${row.rssMb.toFixed(0)} MB`);
+        const row = minuteRows(samples, directSamples, rss, heap, clickhouseRss).find((r) => r.minute === minute - 1);
+        if (row) console.log(`  minute ${minute}: ${row.requests} req, ${row.errors} errors, hits ${row.cacheHits}, added p50 ${row.addedP50Ms.toFixed(2)} / p99 ${row.addedP99Ms.toFixed(2)} ms (direct ${row.directP50Ms.toFixed(2)} / ${row.directP99Ms.toFixed(2)}), RSS ${row.rssMb.toFixed(0)} MB, heap ${row.heapMb.toFixed(0)} MB${EXTERNAL ? `, ClickHouse endpoint RSS ${row.clickhouseRssMb.toFixed(0)} MB` : ''}`);
       }
       await sleep(10 - (elapsed % 10));
     }
     await Promise.all(inflight);
-    sampleRss();
-    clearInterval(rssTimer);
+    clearInterval(memoryTimer);
+    await lastSample;
+    await sampleMemory();
     const loadSeconds = (performance.now() - start) / 1000;
 
     // What the process says before it stops: appended to the WAL vs acknowledged by ClickHouse.
     const metricsText = await (await fetch(`${tollgate.url}/metrics`)).text();
-    const gauge = (name: string) => Number(metricsText.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? NaN);
+    const gauge = (name: string) => metricValue(metricsText, name);
     const metrics = { receiptsAppended: gauge('tollgate_receipts_appended'), receiptsWritten: gauge('tollgate_receipts_written'), receiptsQueued: gauge('tollgate_receipts_queued') };
 
     // SIGTERM drains the WAL into ClickHouse; then the receipts table is read directly.
@@ -250,11 +329,16 @@ async function main(): Promise<void> {
     const exitCode = await Promise.race([tollgate.exited, new Promise<string>((r) => (drainTimer = setTimeout(() => r('timeout'), 120_000)))]);
     clearTimeout(drainTimer); // a pending timer would keep this process alive after the verdict
     tollgateExited = exitCode !== 'timeout';
-    const ch = await openClickHouse({ dataDir });
+    // From wherever Tollgate wrote them: the endpoint in external mode, else its chDB data dir.
+    // Over HTTP, 5000 ids in the URL exceed Node's 16 KB header limit (the endpoint resets the
+    // connection): the client sends such parameters as multipart form parts instead.
+    const ch: ClickHouseClient = clickhouseHttp
+      ? createClient({ url: clickhouseHttp.url, use_multipart_params_auto: true })
+      : (await openClickHouse({ dataDir })).client;
     let receipts: { rows: number; uniqueIds: number; completedFound: number; overheadPerMinute: Array<{ minute: number; p50: number; p99: number; n: number }> };
     try {
       const q = async (query: string, params: Record<string, unknown> = {}) =>
-        (await (await ch.client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } as never })).json()) as any[];
+        (await (await ch.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } as never })).json()) as any[];
       const [totals] = await q('SELECT count() AS rows, uniqExact(receipt_id) AS ids FROM receipts');
       // A completed response without the header counts as not found.
       const completedIds = samples.filter((s) => s.ok && s.receiptId !== null).map((s) => s.receiptId!);
@@ -280,12 +364,17 @@ async function main(): Promise<void> {
     }
 
     // ── verdict ──
-    const perMinute = minuteRows(samples, directSamples, rss).map((r) => ({ ...r, overheadP50Ms: receipts.overheadPerMinute.find((o) => o.minute === r.minute)?.p50 ?? NaN, overheadP99Ms: receipts.overheadPerMinute.find((o) => o.minute === r.minute)?.p99 ?? NaN }));
+    const perMinute = minuteRows(samples, directSamples, rss, heap, clickhouseRss).map((r) => ({ ...r, overheadP50Ms: receipts.overheadPerMinute.find((o) => o.minute === r.minute)?.p50 ?? NaN, overheadP99Ms: receipts.overheadPerMinute.find((o) => o.minute === r.minute)?.p99 ?? NaN }));
     const sent = samples.length;
     const completed = samples.filter((s) => s.ok).length;
     const failed = sent - completed;
-    const warm = rss.filter((r) => r.at >= loadSeconds / 3);
-    const rssSlope = slope(warm.map((r) => [r.at / 60, r.mb])); // MB per minute
+    // MB per minute over the samples after warm-up (the first third of the run).
+    const slopeAfterWarmUp = <T extends { at: number }>(xs: T[], mb: (x: T) => number) =>
+      slope(xs.filter((x) => x.at >= loadSeconds / 3).map((x): [number, number] => [x.at / 60, mb(x)]));
+    const rssSlope = slopeAfterWarmUp(rss, (r) => r.mb);
+    const heapSlope = slopeAfterWarmUp(heap, (h) => h.usedMb);
+    const externalMemorySlope = slopeAfterWarmUp(heap, (h) => h.externalMb);
+    const clickhouseRssSlope = slopeAfterWarmUp(clickhouseRss, (r) => r.mb);
     const second = perMinute[1] ?? perMinute[0];
     const last = perMinute.at(-1);
     const p99Ratio = second && last ? last.addedP99Ms / second.addedP99Ms : NaN;
@@ -294,6 +383,8 @@ async function main(): Promise<void> {
     const failovers = samples.filter((s) => s.attempts > 1).length;
     const checks = {
       rssFlat: { value: rssSlope, bound: RSS_SLOPE_MAX_MB_PER_MIN, pass: rssSlope <= RSS_SLOPE_MAX_MB_PER_MIN },
+      // Same bound as RSS: the JS heap is the part of the RSS that is Tollgate's own code.
+      heapFlat: { value: heapSlope, bound: RSS_SLOPE_MAX_MB_PER_MIN, pass: heapSlope <= RSS_SLOPE_MAX_MB_PER_MIN },
       receiptsEqualRequests: {
         value: { sent, receipts: receipts.rows, uniqueIds: receipts.uniqueIds, completed, completedFound: receipts.completedFound },
         pass: receipts.rows === sent && receipts.uniqueIds === receipts.rows && receipts.completedFound === completed,
@@ -303,6 +394,7 @@ async function main(): Promise<void> {
       noShed: { value: shed, pass: shed === 0 },
     };
     const rssMax = Math.max(...rss.map((r) => r.mb));
+    const heapMax = Math.max(...heap.map((h) => h.usedMb));
     const sorted = (xs: number[]) => xs.sort((a, b) => a - b);
     const addedAll = sorted(samples.filter(addedSampleable).map((s) => s.ms - MODEL_LATENCY[s.model!]!));
     const directAll = sorted(directSamples.map((d) => d.addedMs));
@@ -315,31 +407,39 @@ async function main(): Promise<void> {
 
     const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '—');
     console.log(`\nper minute (ms; added = client time − configured upstream latency; direct = the same straight to the simulator, the control; overhead = receipts' overhead_ms)`);
-    console.log('minute | requests | errors | cache hits | failovers | added p50 | added p99 | direct p50 | direct p99 | overhead p50 | overhead p99 | RSS MB');
+    console.log(`minute | requests | errors | cache hits | failovers | added p50 | added p99 | direct p50 | direct p99 | overhead p50 | overhead p99 | RSS MB | heap MB${EXTERNAL ? ' | CH RSS MB' : ''}`);
     for (const r of perMinute) {
       console.log(
-        `${String(r.minute + 1).padStart(6)} | ${String(r.requests).padStart(8)} | ${String(r.errors).padStart(6)} | ${String(r.cacheHits).padStart(10)} | ${String(r.failovers).padStart(9)} | ${f(r.addedP50Ms).padStart(9)} | ${f(r.addedP99Ms).padStart(9)} | ${f(r.directP50Ms).padStart(10)} | ${f(r.directP99Ms).padStart(10)} | ${f(r.overheadP50Ms).padStart(12)} | ${f(r.overheadP99Ms).padStart(12)} | ${f(r.rssMb, 0).padStart(6)}`,
+        `${String(r.minute + 1).padStart(6)} | ${String(r.requests).padStart(8)} | ${String(r.errors).padStart(6)} | ${String(r.cacheHits).padStart(10)} | ${String(r.failovers).padStart(9)} | ${f(r.addedP50Ms).padStart(9)} | ${f(r.addedP99Ms).padStart(9)} | ${f(r.directP50Ms).padStart(10)} | ${f(r.directP99Ms).padStart(10)} | ${f(r.overheadP50Ms).padStart(12)} | ${f(r.overheadP99Ms).padStart(12)} | ${f(r.rssMb, 0).padStart(6)} | ${f(r.heapMb, 0).padStart(7)}` +
+          (EXTERNAL ? ` | ${f(r.clickhouseRssMb, 0).padStart(9)}` : ''),
       );
     }
+    if (EXTERNAL) console.log('(CH RSS = the ClickHouse endpoint process, where the engine runs in this mode)');
     const pf = (b: boolean | null) => (b === null ? 'n/a' : b ? 'PASS' : 'FAIL');
     const short = p99Comparable ? '' : ' (run < 3 min: same minute)';
     const rows: Array<[string, string, string, string]> = [
       ['RSS slope after warm-up (last 2/3)', `${f(rssSlope)} MB/min (max ${f(rssMax, 0)} MB)`, `≤ ${RSS_SLOPE_MAX_MB_PER_MIN} MB/min`, pf(checks.rssFlat.pass)],
+      ['JS heap slope after warm-up (last 2/3)', `${f(heapSlope)} MB/min (max ${f(heapMax, 0)} MB; external memory ${f(externalMemorySlope)} MB/min)`, `≤ ${RSS_SLOPE_MAX_MB_PER_MIN} MB/min`, pf(checks.heapFlat.pass)],
       ['receipts = requests', `${receipts.rows} receipts / ${sent} sent; ${receipts.completedFound} of ${completed} completed ids found`, 'all, no duplicate', pf(checks.receiptsEqualRequests.pass)],
       [`added p99 last / second minute${short}`, `${f(last?.addedP99Ms ?? NaN)} / ${f(second?.addedP99Ms ?? NaN)} ms = ${f(p99Ratio)}×`, `≤ ${P99_RATIO_MAX}×`, pf(checks.p99Stable.pass)],
       ['requests failed (client saw an error)', `${failed} (${injected} failures injected, ${failovers} failed over)`, '0', pf(checks.noClientErrors.pass)],
       ['requests shed (concurrency bound)', String(shed), '0', pf(checks.noShed.pass)],
       ['added p50 / p99, whole run (direct control)', `${f(overall.addedP50Ms)} / ${f(overall.addedP99Ms)} ms (${f(overall.directP50Ms)} / ${f(overall.directP99Ms)} ms)`, '', 'info'],
     ];
+    if (EXTERNAL) {
+      const chFirst = clickhouseRss[0]?.mb ?? NaN;
+      const chLast = clickhouseRss.at(-1)?.mb ?? NaN;
+      rows.push(['ClickHouse endpoint RSS (own process)', `${f(chFirst, 0)} → ${f(chLast, 0)} MB, ${f(clickhouseRssSlope)} MB/min after warm-up`, '', 'info']);
+    }
     const w0 = Math.max(...rows.map((r) => r[0].length));
     const w1 = Math.max(...rows.map((r) => r[1].length));
-    console.log(`\nsoak verdict (${machineAtStart.cores} cores, node ${process.version}, load ${machineAtStart.loadAverage.join(' ')} at start)`);
+    console.log(`\nsoak verdict (stores ${STORES}, ${machineAtStart.cores} cores, node ${process.version}, load ${machineAtStart.loadAverage.join(' ')} at start)`);
     for (const [k, v, t, p] of rows) console.log(`  ${k.padEnd(w0)}  ${v.padEnd(w1)}  ${t.padEnd(18)} ${p}`);
 
     const out = {
       date: startedAt.toISOString(),
       machine: machineAtStart,
-      params: { minutes: MINUTES, rps: RPS, concurrency: CONCURRENCY, streamShare: STREAM_SHARE, failShare: FAIL_SHARE, directShare: DIRECT_SHARE, modelLatencyMs: MODEL_LATENCY, routes: ROUTES },
+      params: { stores: STORES, minutes: MINUTES, rps: RPS, concurrency: CONCURRENCY, streamShare: STREAM_SHARE, failShare: FAIL_SHARE, directShare: DIRECT_SHARE, modelLatencyMs: MODEL_LATENCY, routes: ROUTES },
       loadSeconds,
       sent,
       completed,
@@ -355,20 +455,29 @@ async function main(): Promise<void> {
       receipts: { rows: receipts.rows, uniqueIds: receipts.uniqueIds, completedFound: receipts.completedFound },
       rssSamples: rss,
       rssMaxMb: rssMax,
+      heapSamples: heap,
+      heapMaxMb: heapMax,
+      heapSlopeMbPerMin: heapSlope,
+      externalMemorySlopeMbPerMin: externalMemorySlope,
+      ...(EXTERNAL ? { clickhouseRssSamples: clickhouseRss, clickhouseRssSlopeMbPerMin: clickhouseRssSlope } : {}),
       overall,
       perMinute,
       checks,
       pass: Object.values(checks).every((c) => c.pass !== false),
     };
     await mkdir(path.join(here, 'results'), { recursive: true });
-    await writeFile(path.join(here, 'results', 'soak.json'), `${JSON.stringify(out, null, 2)}\n`);
-    console.log(`\nwrote bench/results/soak.json — ${out.pass ? 'PASS' : 'FAIL'}`);
+    // One file per stores mode, so that bench/RESULTS.md can show both.
+    const file = STORES === 'external' ? 'soak-external.json' : 'soak.json';
+    await writeFile(path.join(here, 'results', file), `${JSON.stringify(out, null, 2)}\n`);
+    console.log(`\nwrote bench/results/${file} — ${out.pass ? 'PASS' : 'FAIL'}`);
     if (!out.pass) process.exitCode = 1;
   } finally {
-    if (!tollgateExited) {
-      tollgate.child.kill('SIGKILL');
-      await tollgate.exited;
+    if (started && !tollgateExited) {
+      started.child.kill('SIGKILL');
+      await started.exited;
     }
+    await clickhouseHttp?.close();
+    await db?.drop().catch((err) => console.warn(`soak: could not drop the scratch database: ${err instanceof Error ? err.message : String(err)}`));
     sim.child.disconnect();
     await rm(dataDir, { recursive: true, force: true });
   }
@@ -383,8 +492,14 @@ function addedSampleable(s: Sample): boolean {
   return s.ok && !s.stream && s.attempts === 1 && s.model !== null && s.model in MODEL_LATENCY && s.cache !== 'exact' && s.cache !== 'semantic';
 }
 
-/** Per minute of load: requests, errors, hits, failovers, client-side added latency, last RSS. */
-function minuteRows(samples: Sample[], directSamples: Array<{ at: number; addedMs: number }>, rss: Array<{ at: number; mb: number }>) {
+/** Per minute of load: requests, errors, hits, failovers, client-side added latency, last memory samples. */
+function minuteRows(
+  samples: Sample[],
+  directSamples: Array<{ at: number; addedMs: number }>,
+  rss: Array<{ at: number; mb: number }>,
+  heap: HeapSample[],
+  clickhouseRss: Array<{ at: number; mb: number }>,
+) {
   const byMinute = new Map<number, Sample[]>();
   for (const s of samples) {
     const m = Math.floor(s.at / 60);
@@ -401,7 +516,7 @@ function minuteRows(samples: Sample[], directSamples: Array<{ at: number; addedM
         .map((s) => s.ms - MODEL_LATENCY[s.model!]!)
         .sort((a, b) => a - b);
       const control = directSamples.filter((d) => Math.floor(d.at / 60) === minute).map((d) => d.addedMs).sort((a, b) => a - b);
-      const rssInMinute = rss.filter((r) => r.at < (minute + 1) * 60);
+      const lastBy = <T extends { at: number }>(xs: T[]) => xs.filter((x) => x.at < (minute + 1) * 60).at(-1);
       return {
         minute,
         requests: list.length,
@@ -414,7 +529,9 @@ function minuteRows(samples: Sample[], directSamples: Array<{ at: number; addedM
         directN: control.length,
         directP50Ms: percentile(control, 50),
         directP99Ms: percentile(control, 99),
-        rssMb: rssInMinute.at(-1)?.mb ?? NaN,
+        rssMb: lastBy(rss)?.mb ?? NaN,
+        heapMb: lastBy(heap)?.usedMb ?? NaN,
+        clickhouseRssMb: lastBy(clickhouseRss)?.mb ?? NaN,
       };
     });
 }

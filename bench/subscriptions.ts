@@ -152,7 +152,7 @@ async function main(): Promise<void> {
     `providers:\n  - { name: sim, kind: SIMULATED, baseUrl: "${simUrl}" }\nroutes:\n  - name: chat-default\n    strategy: PRIORITY\n    targets: [{ provider: sim, model: sim-chat }]\nprices:\n  - { provider: sim, model: sim-chat, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`,
   );
   const adminToken = `bench-admin-${randomBytes(16).toString('hex')}`;
-  const tollgate = await startTollgateProcess({ TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn', TOLLGATE_ADMIN_TOKEN: adminToken, ...(process.env.BENCH_NODE_ARGS ? { NODE_ARGS: process.env.BENCH_NODE_ARGS } : {}) });
+  const tollgate = await startTollgateProcess({ TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn', TOLLGATE_ADMIN_TOKEN: adminToken, ...(process.env.BENCH_NODE_ARGS ? { NODE_ARGS: process.env.BENCH_NODE_ARGS } : {}) }, { built: true }); // as deployed: dist/
   let subs: ChildProcess | null = null;
   try {
     // Teams and one key each, through the GraphQL API.

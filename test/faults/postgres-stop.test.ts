@@ -37,11 +37,20 @@ describe.runIf(DATABASE_URL)('PostgreSQL stopped mid-run', () => {
       if (r.completed) completed.push(r.receiptId!);
       return r;
     };
+    // A team whose budget is already too small for one more request.
+    const capped = await gw.createKey('team-capped');
+    await gw.started.runtime.adminStore.setBudget({ scope: 'TEAM', teamId: capped.teamId, period: 'DAY', limitUsd: 0.000001, action: 'BLOCK' });
+    await gw.started.runtime.app.catalog.refresh();
     expect((await send(known.secret, 'before')).status).toBe(200);
+    expect((await send(capped.secret, 'before')).status).toBe(429);
 
     proxy.setMode('reset');
     await new Promise((r) => setTimeout(r, 300)); // past the auth cache TTL: lookups now hit the dead store
     for (let i = 0; i < 5; i++) expect((await send(known.secret, `during ${i}`)).status).toBe(200);
+    // Budgets keep being enforced from the last good catalog (they live there, not in PostgreSQL's answers per request).
+    const cappedDuring = await send(capped.secret, 'during');
+    expect(cappedDuring.status).toBe(429);
+    expect(JSON.parse(cappedDuring.text).error.code).toBe('budget_exceeded');
     const unknown = await send(generateApiKeySecret(), 'unknown');
     expect(unknown.status).toBe(503); // a well-formed key nobody has seen: cannot be verified now
     const mutation = await gql(gw.url, gw.adminToken, 'mutation { upsertRoute(input: { name: "x", strategy: PRIORITY, targets: [{ provider: "sim", model: "m" }] }) { id } }');
@@ -54,7 +63,7 @@ describe.runIf(DATABASE_URL)('PostgreSQL stopped mid-run', () => {
     expect((await send(known.secret, 'after')).status).toBe(200);
 
     await gw.started.runtime.journal.flush();
-    const report = await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, maxExtra: 5 });
-    await annotate(`PostgreSQL down: known key 5/5 answered from the auth cache, unknown key → 503, admin mutation → 503 SERVICE_UNAVAILABLE; back: admin answers again; ${completed.length} completed → ${report.rows} receipts (refusals included), chain verifies`, 'observed');
+    const report = await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, maxExtra: 7 });
+    await annotate(`PostgreSQL down: known key 5/5 answered from the auth cache, over-budget team still 429 budget_exceeded (last good catalog), unknown key → 503, admin mutation → 503 SERVICE_UNAVAILABLE; back: admin answers again; ${completed.length} completed → ${report.rows} receipts (refusals included), chain verifies`, 'observed');
   });
 });
