@@ -120,6 +120,8 @@ interface Sample {
 interface HeapSample {
   at: number;
   usedMb: number;
+  /** Committed by V8 (RSS counts it): may grow while usedMb stays flat. */
+  totalMb: number;
   externalMb: number;
 }
 
@@ -273,9 +275,10 @@ async function main(): Promise<void> {
       try {
         const text = await (await fetch(`${tollgate.url}/metrics`)).text();
         const usedMb = metricValue(text, 'tollgate_process_nodejs_heap_size_used_bytes') / MB;
+        const totalMb = metricValue(text, 'tollgate_process_nodejs_heap_size_total_bytes') / MB;
         const externalMb = metricValue(text, 'tollgate_process_nodejs_external_memory_bytes') / MB;
         if (!Number.isFinite(usedMb) || !Number.isFinite(externalMb)) throw new Error('heap metrics missing from /metrics');
-        heap.push({ at, usedMb, externalMb });
+        heap.push({ at, usedMb, totalMb, externalMb });
       } catch (err) {
         // A missed heap sample is reported, not fatal: the RSS sample above is already taken.
         console.warn(`  heap sample at ${at.toFixed(0)} s failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -374,6 +377,7 @@ async function main(): Promise<void> {
     const rssSlope = slopeAfterWarmUp(rss, (r) => r.mb);
     const heapSlope = slopeAfterWarmUp(heap, (h) => h.usedMb);
     const externalMemorySlope = slopeAfterWarmUp(heap, (h) => h.externalMb);
+    const heapTotalSlope = slopeAfterWarmUp(heap, (h) => h.totalMb);
     const clickhouseRssSlope = slopeAfterWarmUp(clickhouseRss, (r) => r.mb);
     const second = perMinute[1] ?? perMinute[0];
     const last = perMinute.at(-1);
@@ -419,7 +423,7 @@ async function main(): Promise<void> {
     const short = p99Comparable ? '' : ' (run < 3 min: same minute)';
     const rows: Array<[string, string, string, string]> = [
       ['RSS slope after warm-up (last 2/3)', `${f(rssSlope)} MB/min (max ${f(rssMax, 0)} MB)`, `≤ ${RSS_SLOPE_MAX_MB_PER_MIN} MB/min`, pf(checks.rssFlat.pass)],
-      ['JS heap slope after warm-up (last 2/3)', `${f(heapSlope)} MB/min (max ${f(heapMax, 0)} MB; external memory ${f(externalMemorySlope)} MB/min)`, `≤ ${RSS_SLOPE_MAX_MB_PER_MIN} MB/min`, pf(checks.heapFlat.pass)],
+      ['JS heap slope after warm-up (last 2/3)', `${f(heapSlope)} MB/min (max ${f(heapMax, 0)} MB; committed ${f(heapTotalSlope)}, external ${f(externalMemorySlope)} MB/min)`, `≤ ${RSS_SLOPE_MAX_MB_PER_MIN} MB/min`, pf(checks.heapFlat.pass)],
       ['receipts = requests', `${receipts.rows} receipts / ${sent} sent; ${receipts.completedFound} of ${completed} completed ids found`, 'all, no duplicate', pf(checks.receiptsEqualRequests.pass)],
       [`added p99 last / second minute${short}`, `${f(last?.addedP99Ms ?? NaN)} / ${f(second?.addedP99Ms ?? NaN)} ms = ${f(p99Ratio)}×`, `≤ ${P99_RATIO_MAX}×`, pf(checks.p99Stable.pass)],
       ['requests failed (client saw an error)', `${failed} (${injected} failures injected, ${failovers} failed over)`, '0', pf(checks.noClientErrors.pass)],
@@ -459,6 +463,7 @@ async function main(): Promise<void> {
       heapMaxMb: heapMax,
       heapSlopeMbPerMin: heapSlope,
       externalMemorySlopeMbPerMin: externalMemorySlope,
+      heapTotalSlopeMbPerMin: heapTotalSlope,
       ...(EXTERNAL ? { clickhouseRssSamples: clickhouseRss, clickhouseRssSlopeMbPerMin: clickhouseRssSlope } : {}),
       overall,
       perMinute,

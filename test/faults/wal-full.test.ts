@@ -67,7 +67,12 @@ describe('WAL disk full', () => {
     const filler = await fill();
     const json = await send(false, 'full json');
     const stream = await send(true, 'full stream');
-    await annotate(`WAL full: JSON → ${json.status} ${json.text.slice(0, 160)}; stream → ${stream.status}, receipt event: ${/tollgate\.receipt/.test(stream.text)}, [DONE]: ${stream.text.includes('[DONE]')}`, 'observed');
+    const streamEnd = /event: error\ndata: (.*)\n/.exec(stream.text)?.[1];
+    await annotate(
+      `WAL full: JSON → ${json.status} ${JSON.parse(json.text).error?.code} (Retry-After ${json.headers.get('retry-after')}); ` +
+        `stream → content, then ${streamEnd ? `SSE error ${JSON.parse(streamEnd).error?.code}` : 'no error event'}, [DONE] ${stream.text.includes('[DONE]') ? 'sent' : 'not sent'}, receipt event ${/tollgate\.receipt/.test(stream.text) ? 'sent' : 'not sent'}`,
+      'observed',
+    );
     // JSON: refused with an OpenAI-shaped 503 that says why, and no receipt was stored.
     expect(json.status).toBe(503);
     expect(JSON.parse(json.text).error).toMatchObject({ type: 'api_error', code: 'receipts_unavailable' });
