@@ -1,7 +1,7 @@
 // The proxy path for /v1/chat/completions and /v1/embeddings:
 //   auth → body → validate → resolve route → limits → attempts (failover) → respond → receipt.
 // Every request ends in exactly one receipt, appended to the WAL before the response
-// completes (for streams: before the closing receipt event).
+// completes (for streams: before [DONE]); endings.ts writes those endings.
 import { createHash, hash } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -10,7 +10,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Config } from '../config.js';
 import type { Candidate, LiveBus } from '../live/events.js';
 import type { Metrics } from '../metrics.js';
-import type { ReceiptDraft, ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
+import type { ReceiptDraft, UnsignedReceipt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
@@ -22,7 +22,8 @@ import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
 import { candidatesOf, publishDecision } from './decisions.js';
-import { ENDPOINT_NAME, Exchange, type Endpoint } from './exchange.js';
+import { Endings, receiptEvent, ZERO_USAGE } from './endings.js';
+import { Exchange, type Endpoint } from './exchange.js';
 import {
   GatewayError,
   fromUpstreamClientError,
@@ -38,7 +39,6 @@ import { estimateCompletionTokens, estimatePromptTokens, maxCostOf, readUsage, t
 import { parseJsonBody, validateChat, validateEmbeddings } from './validate.js';
 
 const UPSTREAM_PATH: Record<Endpoint, string> = { chat: '/chat/completions', embeddings: '/embeddings' };
-const ZERO_USAGE: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, estimated: false };
 const MAX_BACKOFF_MS = 2_000;
 const MAX_ERROR_BODY = 64 * 1024;
 
@@ -77,7 +77,11 @@ class ClientGone extends Error {}
 
 
 export class Pipeline {
-  constructor(private readonly deps: PipelineDeps) {}
+  private readonly endings: Endings;
+
+  constructor(private readonly deps: PipelineDeps) {
+    this.endings = new Endings(deps);
+  }
 
   async handle(endpoint: Endpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ex = new Exchange(endpoint, req);
@@ -108,7 +112,7 @@ export class Pipeline {
       if (hit) return await this.answerFromCache(ex, hit, body, res);
       await this.forward(ex, route, body, res);
     } catch (err) {
-      await this.fail(ex, res, err);
+      await this.endings.fail(ex, res, err);
     }
   }
 
@@ -150,18 +154,18 @@ export class Pipeline {
     const id = ex.endpoint === 'chat' ? `chatcmpl-${ex.receiptId.replaceAll('-', '')}` : '';
     if (!ex.stream) {
       const json = JSON.stringify(replayJson(stored, id));
-      await this.appendReceipt(ex, 'ok', 200, null, usage, sha256(Buffer.from(json)));
-      this.writeHead(ex, res, 200, 'application/json');
+      await this.endings.appendReceipt(ex, 'ok', 200, null, usage, sha256(Buffer.from(json)));
+      this.endings.writeHead(ex, res, 200, 'application/json');
       res.end(json);
+      this.endings.observe(ex, 200, null);
     } else {
       const wantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
       const events = replaySse(stored as unknown as ChatCompletion, id, wantsUsage).join('');
       ex.ttftMs = ex.elapsed();
-      this.writeHead(ex, res, 200, 'text/event-stream');
+      this.endings.writeHead(ex, res, 200, 'text/event-stream');
       res.write(events);
-      if (!(await this.endStream(ex, res, usage, sha256(Buffer.from(events))))) return;
+      await this.endings.endStream(ex, res, usage, sha256(Buffer.from(events)));
     }
-    this.observe(ex, 200, null);
   }
 
   /** After a complete, successful answer: keep it for the next identical (or similar) request. */
@@ -212,7 +216,7 @@ export class Pipeline {
         }
       }
       const reason = controller.signal.reason;
-      if (reason instanceof ClientGone) return await this.cancelled(ex);
+      if (reason instanceof ClientGone) return await this.endings.cancelled(ex);
       const failure = reason instanceof UpstreamFailure ? reason : lastFailure;
       const message = ex.attempts.length === 0
         ? 'No upstream target is available for this route right now (all circuits open or cooling down).'
@@ -289,7 +293,7 @@ export class Pipeline {
       health.release(target.key);
       publishDecision(this.deps.bus, ex, target, 'FAILED', `http_${status}`, latency, candidates, attemptNo);
       ex.target = target;
-      await this.fail(ex, res, fromUpstreamClientError(status, errorBody), 'error');
+      await this.endings.fail(ex, res, fromUpstreamClientError(status, errorBody), 'error');
       return 'answered';
     }
 
@@ -310,12 +314,12 @@ export class Pipeline {
     health.onSuccess(target.key, latency);
     publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, candidates, attemptNo);
 
-    const usage = await this.usageOf(readUsage(parsed?.usage), body, () => collectText(parsed));
+    const usage = await usageOf(readUsage(parsed?.usage), body, () => collectText(parsed));
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
-    const receipt = await this.appendReceipt(ex, 'ok', response.status, null, usage, sha256(buf));
-    this.writeHead(ex, res, response.status, 'application/json');
+    const receipt = await this.endings.appendReceipt(ex, 'ok', response.status, null, usage, sha256(buf));
+    this.endings.writeHead(ex, res, response.status, 'application/json');
     res.end(buf);
-    this.observe(ex, response.status, null);
+    this.endings.observe(ex, response.status, null);
     this.remember(ex, parsed, receipt.cost_usd, target);
     return 'answered';
   }
@@ -355,7 +359,7 @@ export class Pipeline {
           started = true;
           ex.ttftMs = ex.elapsed();
           // The attempt that is streaming is recorded when it ends: count it in the header now.
-          this.writeHead(ex, res, 200, 'text/event-stream', attempt.attemptNo);
+          this.endings.writeHead(ex, res, 200, 'text/event-stream', attempt.attemptNo);
         }
         responseHash.update(out);
         if (!res.write(out)) await drained(res, signal);
@@ -377,14 +381,14 @@ export class Pipeline {
 
     // From here on the client has bytes: no failover, whatever happens.
     const tally = relay.tally;
-    const usage = await this.usageOf(readUsage(tally.usage), body, () => tally.deliveredText);
+    const usage = await usageOf(readUsage(tally.usage), body, () => tally.deliveredText);
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
     if (signal.reason instanceof ClientGone) {
       attempt.finishAttempt(200, 'client_cancelled');
       this.deps.health.release(target.key);
       publishDecision(this.deps.bus, ex, target, 'CANCELLED', 'client_cancelled', null, attempt.candidates, attempt.attemptNo);
-      await this.appendReceipt(ex, 'cancelled', 499, 'client_cancelled', usage, responseHash.digest('hex'));
-      this.observe(ex, 499, 'client_cancelled');
+      await this.endings.appendReceipt(ex, 'cancelled', 499, 'client_cancelled', usage, responseHash.digest('hex'));
+      this.endings.observe(ex, 499, 'client_cancelled');
       return 'answered';
     }
     if (breakage) {
@@ -400,140 +404,32 @@ export class Pipeline {
         },
       });
       res.write(errorEvent);
-      const receipt = await this.appendReceipt(ex, 'partial', 200, 'upstream_stream_interrupted', usage, responseHash.digest('hex'));
+      const receipt = await this.endings.appendReceipt(ex, 'partial', 200, 'upstream_stream_interrupted', usage, responseHash.digest('hex'));
       res.end(receiptEvent(receipt));
-      this.observe(ex, 200, 'upstream_stream_interrupted');
+      this.endings.observe(ex, 200, 'upstream_stream_interrupted');
       return 'answered';
     }
 
     const latency = attempt.finishAttempt(200, null);
     this.deps.health.onSuccess(target.key, latency);
     publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, attempt.candidates, attempt.attemptNo);
-    const receipt = await this.endStream(ex, res, usage, responseHash.digest('hex'));
-    if (!receipt) return 'answered';
-    this.observe(ex, 200, null);
-    this.remember(ex, assembler?.completion(), receipt.cost_usd, target);
+    const receipt = await this.endings.endStream(ex, res, usage, responseHash.digest('hex'));
+    if (receipt) this.remember(ex, assembler?.completion(), receipt.cost_usd, target);
     return 'answered';
   }
 
-  /**
-   * Ends a stream whose answer was delivered whole. `[DONE]` goes out only once the receipt is
-   * in the WAL (a write, not a flush: well under a millisecond), so no client ever holds a
-   * complete answer that has no receipt. If the WAL refuses it, the stream ends with an error
-   * event instead, which the OpenAI SDKs raise as an APIError. Returns null then.
-   */
-  private async endStream(ex: Exchange, res: ServerResponse, usage: Usage, responseSha256: string): Promise<UnsignedReceipt | null> {
-    let receipt: UnsignedReceipt;
-    try {
-      receipt = await this.appendReceipt(ex, 'ok', 200, null, usage, responseSha256);
-    } catch (err) {
-      const error = err instanceof GatewayError ? err : new GatewayError(503, 'api_error', 'receipts_unavailable', 'Tollgate could not record the receipt of this answer.');
-      this.deps.log.error({ err: String(err), requestId: ex.requestId }, 'stream ended without its receipt');
-      res.end(sseEvent('error', error.body()));
-      this.observe(ex, error.status, error.code ?? error.type);
-      return null;
-    }
-    // The receipt event follows [DONE] because SDKs stop at [DONE]: they would hand an event
-    // before it to the application as if it were a chunk.
-    res.end(`data: [DONE]\n\n${receiptEvent(receipt)}`);
-    return receipt;
-  }
 
-  private async usageOf(reported: Omit<Usage, 'estimated'> | null, body: Record<string, unknown>, deliveredText: () => string): Promise<Usage> {
-    if (reported) return { ...reported, estimated: false };
-    return {
-      promptTokens: await estimatePromptTokens(body),
-      completionTokens: await estimateCompletionTokens(deliveredText()),
-      cachedTokens: 0,
-      estimated: true,
-    };
-  }
+}
 
-  // ── Endings ──────────────────────────────────────────────────────────────────────────
-
-  private async cancelled(ex: Exchange): Promise<void> {
-    publishDecision(this.deps.bus, ex, null, 'CANCELLED', 'client_cancelled', null, []);
-    await this.appendReceipt(ex, 'cancelled', 499, 'client_cancelled', ZERO_USAGE, null);
-    this.observe(ex, 499, 'client_cancelled');
-  }
-
-  /** Answers an error (OpenAI shape) after its receipt is in the WAL. */
-  private async fail(ex: Exchange, res: ServerResponse, err: unknown, status?: ReceiptStatus): Promise<void> {
-    let error: GatewayError;
-    if (err instanceof GatewayError) error = err;
-    else {
-      this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), requestId: ex.requestId }, 'unexpected error in proxy path');
-      error = new GatewayError(500, 'api_error', 'internal_error', 'Tollgate failed to process the request.');
-    }
-    const receiptStatus: ReceiptStatus = status ?? (error.status >= 500 ? 'error' : 'rejected');
-    if (receiptStatus === 'rejected') publishDecision(this.deps.bus, ex, null, 'REJECTED', error.code, null, []);
-    else if (!ex.target) publishDecision(this.deps.bus, ex, null, 'FAILED', error.code, null, []);
-    try {
-      await this.appendReceipt(ex, receiptStatus, error.status, error.code ?? error.type, ZERO_USAGE, null);
-    } catch (walErr) {
-      this.deps.log.error({ err: String(walErr) }, 'could not append receipt');
-    }
-    this.observe(ex, error.status, error.code ?? error.type);
-    if (res.headersSent || res.destroyed) {
-      res.destroy();
-      return;
-    }
-    for (const [k, v] of Object.entries(error.headers)) ex.responseHeaders[k] = v;
-    // The rest of an oversized body is not worth reading.
-    if (error.status === 413) ex.responseHeaders.connection = 'close';
-    this.writeHead(ex, res, error.status, 'application/json');
-    res.end(JSON.stringify(error.body()));
-  }
-
-  private writeHead(ex: Exchange, res: ServerResponse, status: number, contentType: string, attempts = ex.attempts.length): void {
-    const h = ex.responseHeaders;
-    h['content-type'] = contentType;
-    h['x-request-id'] = ex.requestId;
-    h['x-tollgate-receipt-id'] = ex.receiptId;
-    h['x-tollgate-cache'] = ex.cacheStatus;
-    h['x-tollgate-attempts'] = String(attempts);
-    if (ex.route) h['x-tollgate-route'] = ex.route.name;
-    const provider = ex.cacheHit?.provider ?? ex.target?.provider.name;
-    const model = ex.cacheHit?.model ?? ex.target?.model;
-    if (provider && model) {
-      h['x-tollgate-provider'] = provider;
-      h['x-tollgate-model'] = model;
-    }
-    if (contentType === 'text/event-stream') {
-      h['cache-control'] = 'no-cache';
-      h['x-accel-buffering'] = 'no';
-    }
-    res.writeHead(status, h);
-  }
-
-  private appendReceipt(
-    ex: Exchange,
-    status: ReceiptStatus,
-    httpStatus: number,
-    errorCode: string | null,
-    usage: Usage,
-    responseSha256: string | null,
-  ): Promise<UnsignedReceipt> {
-    const draft = ex.toReceiptDraft(status, httpStatus, errorCode, usage, responseSha256);
-    // Every request ends in exactly one receipt: that is where its budget reservation settles.
-    const ticket = ex.budgetTicket;
-    if (ticket) {
-      ex.budgetTicket = null;
-      void this.deps.budgets!.settle(ticket, draft.cost_usd, ex.requestId);
-    }
-    return this.deps.receipts.append(draft);
-  }
-
-  private observe(ex: Exchange, status: number, errorCode: string | null): void {
-    const { metrics } = this.deps;
-    const endpoint = ENDPOINT_NAME[ex.endpoint];
-    const seconds = ex.elapsed() / 1000;
-    metrics.requests.inc({ endpoint, status: String(status) });
-    metrics.cacheRequests.inc({ status: ex.cacheStatus });
-    metrics.latency.observe({ endpoint, stream: String(ex.stream) }, seconds);
-    if (errorCode) metrics.errors.inc({ endpoint, code: errorCode });
-    if (ex.attempts.length > 0) metrics.overhead.observe(Math.max(0, seconds - ex.upstreamMs / 1000));
-  }
+/** The usage the upstream reported, or an estimate from the request and the text delivered. */
+async function usageOf(reported: Omit<Usage, 'estimated'> | null, body: Record<string, unknown>, deliveredText: () => string): Promise<Usage> {
+  if (reported) return { ...reported, estimated: false };
+  return {
+    promptTokens: await estimatePromptTokens(body),
+    completionTokens: await estimateCompletionTokens(deliveredText()),
+    cachedTokens: 0,
+    estimated: true,
+  };
 }
 
 function collectText(parsed: any): string {
@@ -543,10 +439,6 @@ function collectText(parsed: any): string {
     for (const tc of c?.message?.tool_calls ?? []) if (typeof tc?.function?.arguments === 'string') text += tc.function.arguments;
   }
   return text;
-}
-
-function receiptEvent(receipt: UnsignedReceipt): string {
-  return sseEvent('tollgate.receipt', { receipt_id: receipt.receipt_id, cost_usd: receipt.cost_usd, status: receipt.status });
 }
 
 function sha256(buf: Buffer): string {
