@@ -13,18 +13,20 @@
 //           oldest dropped (and counted) when its socket does not keep up. The event right
 //           after such a gap is executed again for that member alone, so that its
 //           `droppedBefore` is its own.
-//   writer  one per socket: the frames of all its members go out together, corked into one
-//           syscall, at most every MIN_WRITE_INTERVAL_MS; nothing more is written until the
-//           previous batch has reached the kernel, so a client that stops reading fills its
-//           members' queues (which then drop) instead of the server's memory.
+//   writer  one per socket (src/live/socket-writer.ts): the frames of all its members go out
+//           together, corked into one syscall, at most every MIN_WRITE_INTERVAL_MS; nothing more
+//           is written until the previous batch has reached the kernel, so a client that stops
+//           reading fills its members' queues (which then drop) instead of the server's memory.
 //
 // Members are what the bus counts as subscribers (subscriberCount, subscriberStats); group
 // streams are not. graphql-ws still owns the protocol: the member is the async iterator its
 // `subscribe` hook returns, and `return()` (client `complete`, socket closed) ends it. The
-// member never yields: its `next` frames are written here, in graphql-ws's exact format.
+// member never yields: its `next` frames, built here in graphql-ws's exact format, are written
+// by its socket's writer.
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import type { WebSocket } from 'ws';
 import type { Delivered, LiveBus, LiveStreamOpener, SubscriberStats } from './events.js';
+import { SocketWriters, type SocketWriter } from './socket-writer.js';
 
 type OperationResult = AsyncIterable<ExecutionResult> | ExecutionResult;
 /** envelop's `subscribe` (yoga.getEnveloped): plugins and masking apply to each result. */
@@ -44,16 +46,14 @@ const isAsyncIterable = (x: unknown): x is AsyncIterable<ExecutionResult> =>
   typeof x === 'object' && x !== null && typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 
 /** The `payload` of a graphql-ws `next` message, as graphql-ws itself would write it. */
-export function nextPayload(result: ExecutionResult): string {
+function nextPayload(result: ExecutionResult): string {
   const { errors, ...rest } = result;
   return JSON.stringify(errors ? { ...rest, errors: errors.map((e) => e.toJSON()) } : rest);
 }
 
 export class WsFanout {
   private readonly groups = new Map<string, Group>();
-  private readonly writers = new WeakMap<WebSocket, SocketWriter>();
-  private readonly dirty = new Set<SocketWriter>();
-  private flushScheduled = false;
+  private readonly writers = new SocketWriters();
 
   constructor(readonly bus: LiveBus) {}
 
@@ -71,7 +71,7 @@ export class WsFanout {
     // gets that result; the others run on their own, exactly as without the fan-out.
     if (standalone !== null) return existing ? sub.subscribe(sub.args) : standalone;
     if (group.closed) return this.subscribe(sub); // it ended while we waited: start afresh
-    const member = group.join(this.writerFor(sub.socket), sub.id);
+    const member = group.join(this.writers.for(sub.socket), sub.id);
     group.run();
     return member;
   }
@@ -83,30 +83,6 @@ export class WsFanout {
 
   forget(group: Group): void {
     if (this.groups.get(group.key) === group) this.groups.delete(group.key);
-  }
-
-  /** Flushes `writer` on the next turn, with every other socket that has frames by then. */
-  schedule(writer: SocketWriter): void {
-    this.dirty.add(writer);
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(this.flushAll);
-  }
-
-  private readonly flushAll = (): void => {
-    this.flushScheduled = false;
-    const writers = [...this.dirty];
-    this.dirty.clear();
-    for (const w of writers) w.flush();
-  };
-
-  private writerFor(socket: WebSocket): SocketWriter {
-    let writer = this.writers.get(socket);
-    if (!writer) {
-      writer = new SocketWriter(this, socket);
-      this.writers.set(socket, writer);
-    }
-    return writer;
   }
 }
 
@@ -371,77 +347,5 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
     this.waiter = null;
     w?.resolve({ value: undefined, done: true });
     return true;
-  }
-}
-
-/** ws has no public cork(); its underlying net.Socket does, and coalesces the frames into one write. */
-function rawSocket(socket: WebSocket): { cork(): void; uncork(): void } | undefined {
-  return (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-}
-
-/**
- * A socket written less than this ago gets its next frames batched until then: a busy socket
- * (an unfiltered dashboard) costs one write per interval instead of one per event, while a
- * quiet one is written at once. Small beside the delivery target (tens of ms).
- */
-export const MIN_WRITE_INTERVAL_MS = 5;
-
-class SocketWriter {
-  /** Members with frames to write. */
-  private readonly pending = new Set<Member>();
-  /** The last batch has not reached the kernel yet. */
-  private writing = false;
-  private lastWrite = -Infinity;
-  private timer: NodeJS.Timeout | null = null;
-
-  constructor(
-    private readonly fanout: WsFanout,
-    private readonly socket: WebSocket,
-  ) {}
-
-  mark(member: Member): void {
-    this.pending.add(member);
-    this.request();
-  }
-
-  remove(member: Member): void {
-    this.pending.delete(member);
-  }
-
-  /** Asks for a flush: on the next turn, or when the write interval has passed. */
-  private request(): void {
-    if (this.writing || this.timer) return;
-    const wait = this.lastWrite + MIN_WRITE_INTERVAL_MS - performance.now();
-    if (wait <= 0) {
-      this.fanout.schedule(this);
-      return;
-    }
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.fanout.schedule(this);
-    }, wait);
-  }
-
-  flush(): void {
-    if (this.writing || this.timer || this.pending.size === 0) return;
-    if (this.socket.readyState !== this.socket.OPEN) {
-      this.pending.clear();
-      return;
-    }
-    const frames: string[] = [];
-    for (const m of this.pending) m.drainInto(frames); // a member waiting on a re-execution marks itself again
-    this.pending.clear();
-    if (frames.length === 0) return;
-    this.lastWrite = performance.now();
-    const raw = rawSocket(this.socket);
-    raw?.cork();
-    const last = frames.length - 1;
-    for (let i = 0; i < last; i++) this.socket.send(frames[i]!);
-    this.writing = true;
-    this.socket.send(frames[last]!, () => {
-      this.writing = false;
-      if (this.pending.size > 0) this.request();
-    });
-    raw?.uncork();
   }
 }
