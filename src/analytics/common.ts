@@ -165,6 +165,11 @@ export function dimensionSelect(dims: readonly Dimension[]): SqlFragment {
   return sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_COLUMN, d)} AS ${trusted(DIMENSION_ALIAS, d)}`), ' ');
 }
 
+/** `, k_a, k_b` (the aliases dimensionSelect gave, for an outer SELECT), or nothing. */
+export function dimensionAliases(dims: readonly Dimension[]): SqlFragment {
+  return sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+}
+
 /** `GROUP BY k_a, k_b` or nothing. */
 export function groupByClause(dims: readonly Dimension[], extra: SqlFragment[] = []): SqlFragment {
   const cols = [...extra, ...dims.map((d) => trusted(DIMENSION_ALIAS, d))];

@@ -8,11 +8,11 @@
 // Raw receipts (one scan): a per-task question the rollups cannot answer for an arbitrary
 // window (task_costs covers a task's whole life).
 import {
-  dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, matchesNothing, num, orderByClause,
+  dimensionAliases, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, matchesNothing, num, orderByClause,
   runQuery, scopeFilter, uniqueDimensions,
-  type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey, DIMENSION_ALIAS,
+  type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
 } from './common.js';
-import { sql, trusted } from './sql.js';
+import { sql } from './sql.js';
 
 export interface TaskCostRow {
   key: GroupKey;
@@ -27,7 +27,7 @@ export interface TaskCostRow {
 }
 
 export function costPerTaskQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims: Dimension[]) {
-  const keys = sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+  const keys = dimensionAliases(dims);
   // One scan of receipts: per (team, task, group) the group's requests and cost, and the
   // group's latest request ((started_at, seq)) with its status. When a grouping can split a
   // task (any dimension but TEAM), the task's last status is the latest over its groups: a

@@ -14,7 +14,7 @@
 // receipts_hourly's TDigest states are not read here: a month of them merges about as
 // slowly as a scan of the raw receipts (see 003_latency_daily.sql).
 import {
-  DIMENSION_ALIAS, DIMENSION_COLUMN, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, groupKeyString,
+  DIMENSION_ALIAS, DIMENSION_COLUMN, dimensionAliases, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, groupKeyString,
   groupedSelect, matchesNothing, num, numOrNull, orderByClause, runQuery, scopeFilter, uniqueDimensions,
   type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
 } from './common.js';
@@ -79,7 +79,7 @@ export function latencySketchQuery(ctx: AnalyticsContext, filter: AnalyticsFilte
       WHERE ${filterConditions({ ...filter, ...edge }, 'raw')}
       ${groupByClause(dims)}`);
   }
-  const outerKeys = sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+  const outerKeys = dimensionAliases(dims);
   return sql`SELECT toUInt64(sum(n)) AS m_requests,
       quantilesDDMerge(${DD})(lat) AS m_lat,
       quantilesDDMerge(${DD})(ttft) AS m_ttft,
