@@ -74,14 +74,14 @@ export class BudgetEnforcer {
     const now = this.now();
     const ticket: BudgetTicket = {
       items: budgets.map((budget) => {
-        const window = periodWindow(budget.period, now);
-        return { budget, key: `${budget.id}:${window.id}`, amount, ttlMs: window.endMs === null ? null : window.endMs - now + COUNTER_GRACE_MS };
+        const { key, ttlMs } = counterSlot(budget, now);
+        return { budget, key, amount, ttlMs };
       }),
     };
-    const items: ReserveItem[] = ticket.items.map(({ budget, key, amount: a, ttlMs }) => ({
+    const items: ReserveItem[] = ticket.items.map(({ budget, key, ttlMs }) => ({
       key,
       limit: budget.action === 'BLOCK' ? Math.round(budget.limitUsd * NANO) : null,
-      amount: a,
+      amount,
       ttlMs,
     }));
     try {
@@ -133,9 +133,8 @@ export class BudgetEnforcer {
 
   /** Spent, reserved and remaining in the current period (the budgets query). */
   async status(budget: BudgetRecord): Promise<BudgetStatus> {
-    const now = this.now();
-    const window = periodWindow(budget.period, now);
-    const [state] = await this.deps.counters.read([`${budget.id}:${window.id}`]);
+    const { window, key } = counterSlot(budget, this.now());
+    const [state] = await this.deps.counters.read([key]);
     const spentUsd = state?.loaded ? state.spent / NANO : await this.deps.spentSince(budget, window);
     const reservedUsd = (state?.reserved ?? 0) / NANO;
     return {
@@ -148,10 +147,9 @@ export class BudgetEnforcer {
   }
 
   private async load(budget: BudgetRecord, now: number): Promise<void> {
-    const window = periodWindow(budget.period, now);
+    const { window, key, ttlMs } = counterSlot(budget, now);
     const spent = await this.deps.spentSince(budget, window);
-    const ttlMs = window.endMs === null ? null : window.endMs - now + COUNTER_GRACE_MS;
-    await this.deps.counters.load(`${budget.id}:${window.id}`, Math.round(spent * NANO), ttlMs);
+    await this.deps.counters.load(key, Math.round(spent * NANO), ttlMs);
   }
 
   private blocked(budget: BudgetRecord, subject: BudgetSubject, spentUsd: number, requestId: string): void {
@@ -180,6 +178,12 @@ export class BudgetEnforcer {
     this.deps.bus.budgets.publish(event);
     if (budget.webhookUrl) this.deps.notify?.(budget, event);
   }
+}
+
+/** A budget's counter in the period `now` falls in: its key, and how long it lives. */
+function counterSlot(budget: BudgetRecord, now: number): { window: PeriodWindow; key: string; ttlMs: number | null } {
+  const window = periodWindow(budget.period, now);
+  return { window, key: `${budget.id}:${window.id}`, ttlMs: window.endMs === null ? null : window.endMs - now + COUNTER_GRACE_MS };
 }
 
 function covers(b: BudgetRecord, s: BudgetSubject): boolean {

@@ -2,7 +2,7 @@
 // the source the counters are rebuilt from after a restart, on a new instance, or when a
 // counter expired.
 import type { ClickHouseClient } from '@clickhouse/client';
-import { sql, TypedParam } from '../analytics/sql.js';
+import { sql } from '../analytics/sql.js';
 import type { BudgetRecord } from '../store/admin-store.js';
 import type { PeriodWindow } from './periods.js';
 
@@ -15,17 +15,11 @@ export async function spentInWindow(client: ClickHouseClient, table: string, bud
         : budget.teamId
           ? sql`feature = ${budget.feature} AND team_id = ${budget.teamId}`
           : sql`feature = ${budget.feature}`;
-  const end = window.endMs === null ? sql`` : sql` AND started_at < fromUnixTimestamp64Milli(${new TypedParam(window.endMs, 'Int64')})`;
-  const q = sql`SELECT toFloat64(sum(ifNull(cost_usd, 0))) AS spent FROM ${tableName(table)}
-    WHERE ${subject} AND started_at >= fromUnixTimestamp64Milli(${new TypedParam(window.startMs, 'Int64')})${end}`;
+  const end = window.endMs === null ? sql`` : sql` AND started_at < fromUnixTimestamp64Milli(${sql.typed(window.endMs, 'Int64')})`;
+  const q = sql`SELECT toFloat64(sum(ifNull(cost_usd, 0))) AS spent FROM ${sql.typed(table, 'Identifier')}
+    WHERE ${subject} AND started_at >= fromUnixTimestamp64Milli(${sql.typed(window.startMs, 'Int64')})${end}`;
   const { query, query_params } = q.toQuery();
   const rs = await client.query({ query, query_params, format: 'JSONEachRow' });
   const rows = (await rs.json()) as Array<{ spent: number }>;
   return Number(rows[0]?.spent ?? 0);
-}
-
-function tableName(table: string) {
-  if (table === 'receipts') return sql`receipts`;
-  if (table === 'receipts_distributed') return sql`receipts_distributed`;
-  throw new Error(`unknown receipts table ${table}`);
 }

@@ -107,14 +107,19 @@ export class RedisWindows implements WindowStore {
 
   async take(keyId: string, rpm: number | null, tpm: number | null, now: number): Promise<Take> {
     const minute = Math.floor(now / WINDOW_MS);
-    const k = (kind: string, m: number) => `${this.prefix}${keyId}:${kind}:${m}`;
+    const k = (kind: 'r' | 't', m: number) => this.key(keyId, kind, m);
     const [refused, r, t] = await this.redis.rateTake(4, k('r', minute), k('r', minute - 1), k('t', minute), k('t', minute - 1), rpm ?? 0, tpm ?? 0, overlap(now));
     return { requestsUsed: Number(r), tokensUsed: Number(t), refusedBy: refused === 1 ? 'requests' : refused === 2 ? 'tokens' : null };
   }
 
   async addTokens(keyId: string, tokens: number, now: number): Promise<void> {
-    const key = `${this.prefix}${keyId}:t:${Math.floor(now / WINDOW_MS)}`;
+    const key = this.key(keyId, 't', Math.floor(now / WINDOW_MS));
     await this.redis.multi().incrby(key, tokens).pexpire(key, 180_000).exec();
+  }
+
+  /** One key per limit kind (r: requests, t: tokens) and minute; take and addTokens must agree. */
+  private key(keyId: string, kind: 'r' | 't', minute: number): string {
+    return `${this.prefix}${keyId}:${kind}:${minute}`;
   }
 }
 

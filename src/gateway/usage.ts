@@ -20,7 +20,6 @@ function tokenCounter(): Promise<CountTokens> {
   return counter;
 }
 
-/** OpenAI's chat format adds ~3 tokens per message and 3 for the reply priming. */
 /**
  * The most a request can cost on a route: prompt tokens (estimated) plus the completion
  * tokens it allows (max_completion_tokens, max_tokens, or `defaultMaxTokens`) times n, at the
@@ -38,6 +37,7 @@ export async function maxCostOf(targets: ReadonlyArray<{ price: PriceInput | nul
   return max;
 }
 
+/** OpenAI's chat format adds ~3 tokens per message and 3 for the reply priming. */
 export async function estimatePromptTokens(body: Record<string, unknown>): Promise<number> {
   const count = await tokenCounter();
   const messages = Array.isArray(body.messages) ? body.messages : [];
