@@ -1,6 +1,7 @@
 // The exact cache shared across instances through Redis, and a Redis that is down.
 // The two-instance part needs the machine's Redis and PostgreSQL (REDIS_URL and DATABASE_URL,
 // set by .ci/run for `npm run test:stores`); the first block always runs.
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
@@ -71,7 +72,13 @@ describe.runIf(REDIS_URL && process.env.DATABASE_URL)('exact cache shared by two
     };
     const content = `shared question ${Date.now()}`;
     const calls = () => sim.requests.filter((r) => r.body?.messages?.[0]?.content === content).length;
+    // A shares its answer with Redis just after answering: wait for that write before asking B.
+    const redis = new Redis(REDIS_URL!);
+    const shared = async () => (await redis.keys('tollgate:cache:v1:*')).length;
+    const before = await shared();
     const a = await ask(procs[0].url, content);
+    for (const deadline = Date.now() + 5_000; (await shared()) <= before && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    redis.disconnect();
     const b = await ask(procs[1].url, content);
     expect([a.cache, b.cache]).toEqual(['miss', 'exact']);
     expect(b.text).toBe(a.text);
