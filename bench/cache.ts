@@ -127,12 +127,12 @@ const sim = await startSimulatedProvider({ record: false });
 const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-cache-'));
 const started = await startServer(loadConfig({ TOLLGATE_DATA_DIR: dataDir, TOLLGATE_PORT: '0', TOLLGATE_LOG_LEVEL: 'silent' } as NodeJS.ProcessEnv), { quiet: true });
 const admin = started.runtime.adminStore;
-await admin.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url });
-await admin.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
-await admin.upsertRoute({ name: 'semantic', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'SEMANTIC' } });
+await admin.providers.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url });
+await admin.providers.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
+await admin.providers.upsertRoute({ name: 'semantic', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'SEMANTIC' } });
 await started.runtime.app.catalog.load();
-const team = await admin.ensureTeam('bench');
-const { secret } = await admin.createApiKey({ teamId: team.id, name: 'bench' });
+const team = await admin.teams.ensureTeam('bench');
+const { secret } = await admin.teams.createApiKey({ teamId: team.id, name: 'bench' });
 const call = async (model: string, content: string, cacheHeader?: string) => {
   const s = performance.now();
   const res = await fetch(`${started.url}/v1/chat/completions`, {

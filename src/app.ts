@@ -12,6 +12,7 @@ import { BudgetEnforcer } from './budgets/enforcer.js';
 import { spentInWindow } from './budgets/spend.js';
 import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
+import type { BudgetRecord } from './store/admin/pricing.js';
 import { CacheStage } from './gateway/cache.js';
 import { createRequestHandler } from './gateway/http.js';
 import { RateLimiter, type WindowStore } from './gateway/limits.js';
@@ -27,9 +28,13 @@ import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
 import { RetryBudgets } from './routing/retry-budget.js';
 
-export interface AppStore extends KeyLookup, AccessTokenLookup, CatalogStore {
-  ensureTeam(name: string): Promise<{ id: string }>;
-  createApiKey(input: { teamId: string; name: string }): Promise<{ apiKey: { id: string; teamId: string }; secret: string }>;
+export interface AppStore extends CatalogStore {
+  teams: KeyLookup &
+    AccessTokenLookup & {
+      ensureTeam(name: string): Promise<{ id: string }>;
+      createApiKey(input: { teamId: string; name: string }): Promise<{ apiKey: { id: string; teamId: string }; secret: string }>;
+    };
+  pricing: { listBudgets(): Promise<BudgetRecord[]> };
 }
 
 export interface AppJournal extends JournalStatsSource {
@@ -114,8 +119,8 @@ export function buildApp(deps: AppDeps): App {
   const catalog = new CatalogSource(store, (err) => log.warn({ err: String(err) }, 'catalog refresh failed; keeping the last good catalog'));
   const health = new TargetHealth(config.breaker);
   const retryBudgets = new RetryBudgets(config.retryBudget);
-  const keys = new KeyAuthenticator(store, config.authCacheMs);
-  const tokens = new TokenVerifier(deps.adminToken, store);
+  const keys = new KeyAuthenticator(store.teams, config.authCacheMs);
+  const tokens = new TokenVerifier(deps.adminToken, store.teams);
   const upstream = new UpstreamClient(config.timeouts);
   const recent = new RecentReceipts(deps.journal);
   if (deps.answers) metrics.watchCache(deps.answers);
@@ -165,7 +170,7 @@ export function buildApp(deps: AppDeps): App {
           findReceipt,
           budgetStatus: budgets
             ? async (id) => {
-                const budget = catalog.budgets.find((b) => b.id === id) ?? (await store.listBudgets()).find((b) => b.id === id);
+                const budget = catalog.budgets.find((b) => b.id === id) ?? (await store.pricing.listBudgets()).find((b) => b.id === id);
                 return budget ? budgets.status(budget) : null;
               }
             : undefined,
@@ -204,8 +209,8 @@ export function buildApp(deps: AppDeps): App {
     },
     maxBodyBytes: config.maxBodyBytes,
     createKey: async ({ team, name }) => {
-      const t = await store.ensureTeam(team);
-      const created = await store.createApiKey({ teamId: t.id, name });
+      const t = await store.teams.ensureTeam(team);
+      const created = await store.teams.createApiKey({ teamId: t.id, name });
       await catalog.refresh();
       return { id: created.apiKey.id, teamId: created.apiKey.teamId, secret: created.secret };
     },

@@ -7,15 +7,19 @@ import type { Config } from './config.js';
 import { PRESETS, type ProviderKind } from './providers/presets.js';
 import { PRICE_SNAPSHOT, importSnapshot, type SnapshotTarget } from './pricing/snapshot.js';
 import type { PriceInput } from './routing/catalog.js';
-import type { PriceRecord, SetPriceInput } from './store/admin-store.js';
+import type { PriceRecord, SetPriceInput } from './store/admin/pricing.js';
 
 export interface BootstrapStore {
-  upsertProvider(input: { name: string; kind: ProviderKind; baseUrl?: string | null; apiKey?: string | null; timeoutMs?: number | null; extraHeaders?: Record<string, string>; modelMap?: Record<string, string> }): Promise<unknown>;
-  upsertRoute(input: DeclaredRoute): Promise<unknown>;
-  setPrice(input: DeclaredPrice): Promise<unknown>;
-  currentPrices(): Promise<PriceInput[]>;
-  setPriceIfChanged(input: SetPriceInput): Promise<{ price: PriceRecord; created: boolean }>;
-  ensureTeam(name: string): Promise<unknown>;
+  teams: { ensureTeam(name: string): Promise<unknown> };
+  providers: {
+    upsertProvider(input: { name: string; kind: ProviderKind; baseUrl?: string | null; apiKey?: string | null; timeoutMs?: number | null; extraHeaders?: Record<string, string>; modelMap?: Record<string, string> }): Promise<unknown>;
+    upsertRoute(input: DeclaredRoute): Promise<unknown>;
+  };
+  pricing: {
+    setPrice(input: DeclaredPrice): Promise<unknown>;
+    currentPrices(): Promise<PriceInput[]>;
+    setPriceIfChanged(input: SetPriceInput): Promise<{ price: PriceRecord; created: boolean }>;
+  };
 }
 
 const kind = z.enum(['OPENAI_COMPATIBLE', 'OPENROUTER', 'ARK', 'OPENAI', 'DEEPSEEK', 'QWEN', 'ZHIPU', 'SIMULATED']);
@@ -99,7 +103,7 @@ export async function bootstrap(config: Config, store: BootstrapStore): Promise<
   const fromEnvironment: SnapshotTarget[] = [];
   for (const [k, apiKey] of presets) {
     if (!apiKey) continue;
-    await store.upsertProvider({ name: PRESETS[k].defaultName, kind: k, apiKey });
+    await store.providers.upsertProvider({ name: PRESETS[k].defaultName, kind: k, apiKey });
     fromEnvironment.push({ name: PRESETS[k].defaultName, kind: k });
     done.push(`provider ${PRESETS[k].defaultName} (from environment)`);
   }
@@ -108,7 +112,7 @@ export async function bootstrap(config: Config, store: BootstrapStore): Promise<
   // After the file, so that its prices win: the snapshot only fills in models that have no
   // price at all, which also makes every later start a no-op.
   if (fromEnvironment.length) {
-    const imported = await importSnapshot(store, fromEnvironment, { onlyMissing: true });
+    const imported = await importSnapshot(store.pricing, fromEnvironment, { onlyMissing: true });
     if (imported.created.length) {
       done.push(
         `${imported.created.length} prices for ${fromEnvironment.map((t) => t.name).join(', ')}: vendor list prices as of ${PRICE_SNAPSHOT.asOf}, check them`,
@@ -120,9 +124,9 @@ export async function bootstrap(config: Config, store: BootstrapStore): Promise<
 
 async function applyConfigFile(configFile: string, config: Config, store: BootstrapStore): Promise<string> {
   const file = await loadConfigFile(configFile, config.envForReferences);
-  for (const t of file.teams) await store.ensureTeam(typeof t === 'string' ? t : t.name);
+  for (const t of file.teams) await store.teams.ensureTeam(typeof t === 'string' ? t : t.name);
   for (const p of file.providers) {
-    await store.upsertProvider({
+    await store.providers.upsertProvider({
       name: p.name,
       kind: p.kind,
       baseUrl: p.baseUrl ?? null,
@@ -132,9 +136,9 @@ async function applyConfigFile(configFile: string, config: Config, store: Bootst
       modelMap: p.modelMap ?? {},
     });
   }
-  for (const r of file.routes) await store.upsertRoute(r);
+  for (const r of file.routes) await store.providers.upsertRoute(r);
   // A price is versioned: only an actual change makes a new version.
-  const current = new Map((await store.currentPrices()).map((p) => [`${p.provider}/${p.model}`, p]));
+  const current = new Map((await store.pricing.currentPrices()).map((p) => [`${p.provider}/${p.model}`, p]));
   for (const p of file.prices) {
     const was = current.get(`${p.provider}/${p.model}`);
     const same =
@@ -142,7 +146,7 @@ async function applyConfigFile(configFile: string, config: Config, store: Bootst
       was.inputPerMTokUsd === p.inputPerMTokUsd &&
       was.outputPerMTokUsd === p.outputPerMTokUsd &&
       (was.cachedInputPerMTokUsd ?? undefined) === p.cachedInputPerMTokUsd;
-    if (!same) await store.setPrice(p);
+    if (!same) await store.pricing.setPrice(p);
   }
   return `${configFile}: ${file.providers.length} providers, ${file.routes.length} routes, ${file.prices.length} prices, ${file.teams.length} teams`;
 }

@@ -8,7 +8,7 @@ import { repriceReceipts, type RepricingResult } from './pricing/reprice.js';
 import { importSnapshot } from './pricing/snapshot.js';
 import { verifyReceipt } from './receipts/verify.js';
 import { openStores, type Stores } from './runtime.js';
-import type { PriceRecord } from './store/admin-store.js';
+import type { PriceRecord } from './store/admin/pricing.js';
 import { claimDataDir, readOwner } from './store/data-dir.js';
 
 const USAGE = `Usage: tollgate <command>
@@ -106,8 +106,8 @@ async function keys(config: Config, args: string[]): Promise<number> {
     try {
       const stores = await openStores(config, createLogger({ ...config, logLevel: 'warn' }));
       try {
-        const t = await stores.adminStore.ensureTeam(team);
-        const k = await stores.adminStore.createApiKey({ teamId: t.id, name });
+        const t = await stores.adminStore.teams.ensureTeam(team);
+        const k = await stores.adminStore.teams.createApiKey({ teamId: t.id, name });
         created = { id: k.apiKey.id, teamId: k.apiKey.teamId, secret: k.secret };
       } finally {
         await stores.close();
@@ -170,11 +170,11 @@ async function importPriceSnapshot(config: Config, args: string[]): Promise<numb
         )
       ).importPriceSnapshot as ImportOutcome,
     async (stores) => {
-      const providers = await stores.adminStore.listProviders();
+      const providers = await stores.adminStore.providers.listProviders();
       const unknown = (names ?? []).filter((n) => !providers.some((p) => p.name === n));
       if (unknown.length) throw new Error(`no provider named ${unknown.map((n) => `"${n}"`).join(', ')}`);
       const targets = names ? providers.filter((p) => names.includes(p.name)) : providers;
-      return importSnapshot(stores.adminStore, targets, { onlyMissing });
+      return importSnapshot(stores.adminStore.pricing, targets, { onlyMissing });
     },
   );
   if (values.json) {
@@ -232,7 +232,7 @@ async function reprice(config: Config, args: string[]): Promise<number> {
         {
           clickhouse: stores.clickhouse.client,
           receiptsTable: config.clickhouse?.cluster ? 'receipts_distributed' : 'receipts',
-          prices: stores.adminStore,
+          prices: stores.adminStore.pricing,
         },
         input,
       ),

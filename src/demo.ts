@@ -25,9 +25,9 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
   const sim = await startSimulatedProvider({ defaults: { latencyMs: 60, ttftMs: 40, tokensPerSecond: 400, completionTokens: 40 }, record: false });
   const server = await startServer(config, { installSignalHandlers: !values.exit });
   const store = server.runtime.adminStore;
-  await store.upsertProvider({ name: 'sim-primary', kind: 'SIMULATED', baseUrl: sim.url });
-  await store.upsertProvider({ name: 'sim-backup', kind: 'SIMULATED', baseUrl: sim.url });
-  await store.upsertRoute({
+  await store.providers.upsertProvider({ name: 'sim-primary', kind: 'SIMULATED', baseUrl: sim.url });
+  await store.providers.upsertProvider({ name: 'sim-backup', kind: 'SIMULATED', baseUrl: sim.url });
+  await store.providers.upsertRoute({
     name: 'chat-default',
     strategy: 'PRIORITY',
     retries: 1,
@@ -36,7 +36,7 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
       { provider: 'sim-backup', model: 'sim-chat-mini', priority: 1 },
     ],
   });
-  await store.upsertRoute({
+  await store.providers.upsertRoute({
     name: 'chat-fast',
     strategy: 'LEAST_LATENCY',
     targets: [
@@ -44,19 +44,19 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
       { provider: 'sim-backup', model: 'sim-chat-mini' },
     ],
   });
-  await store.upsertRoute({ name: 'embed-default', strategy: 'PRIORITY', targets: [{ provider: 'sim-primary', model: 'sim-embed' }] });
-  await store.setPrice({ provider: 'sim-primary', model: 'sim-chat', inputPerMTokUsd: 2.5, outputPerMTokUsd: 10, source: 'demo' });
-  await store.setPrice({ provider: 'sim-backup', model: 'sim-chat-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6, source: 'demo' });
-  await store.setPrice({ provider: 'sim-primary', model: 'sim-chat-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6, source: 'demo' });
-  await store.setPrice({ provider: 'sim-primary', model: 'sim-embed', inputPerMTokUsd: 0.02, outputPerMTokUsd: 0, source: 'demo' });
+  await store.providers.upsertRoute({ name: 'embed-default', strategy: 'PRIORITY', targets: [{ provider: 'sim-primary', model: 'sim-embed' }] });
+  await store.pricing.setPrice({ provider: 'sim-primary', model: 'sim-chat', inputPerMTokUsd: 2.5, outputPerMTokUsd: 10, source: 'demo' });
+  await store.pricing.setPrice({ provider: 'sim-backup', model: 'sim-chat-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6, source: 'demo' });
+  await store.pricing.setPrice({ provider: 'sim-primary', model: 'sim-chat-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6, source: 'demo' });
+  await store.pricing.setPrice({ provider: 'sim-primary', model: 'sim-embed', inputPerMTokUsd: 0.02, outputPerMTokUsd: 0, source: 'demo' });
   await server.runtime.app.catalog.load();
   // Some weather: the primary fails now and then, so failover shows up in receipts.
   sim.behave('sim-chat', { status: 503, times: Math.ceil(total / 20) });
 
   const clients = await Promise.all(
     ['growth', 'platform'].map(async (team) => {
-      const t = await store.ensureTeam(team);
-      const { secret } = await store.createApiKey({ teamId: t.id, name: 'demo' });
+      const t = await store.teams.ensureTeam(team);
+      const { secret } = await store.teams.createApiKey({ teamId: t.id, name: 'demo' });
       return new OpenAI({ baseURL: `${server.url}/v1`, apiKey: secret, maxRetries: 0 });
     }),
   );

@@ -12,7 +12,7 @@
 // If the counter store is unreachable, a budget fails closed (503) unless it is set failOpen.
 import { budgetExceeded, budgetStoreUnavailable, GatewayError } from '../gateway/errors.js';
 import type { BudgetEvent, LiveBus } from '../live/events.js';
-import type { BudgetRecord } from '../store/admin-store.js';
+import type { BudgetRecord } from '../store/admin/pricing.js';
 import { NANO, type BudgetCounters, type ReserveItem } from './counters.js';
 import { periodWindow, type PeriodWindow } from './periods.js';
 

@@ -3,7 +3,7 @@
 // counter expired.
 import type { ClickHouseClient } from '@clickhouse/client';
 import { sql } from '../analytics/sql.js';
-import type { BudgetRecord } from '../store/admin-store.js';
+import type { BudgetRecord } from '../store/admin/pricing.js';
 import type { PeriodWindow } from './periods.js';
 
 export async function spentInWindow(client: ClickHouseClient, table: string, budget: BudgetRecord, window: PeriodWindow): Promise<number> {

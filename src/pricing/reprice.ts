@@ -15,7 +15,7 @@
 // Cache hits are left out: they cost 0 by definition (DESIGN §6), whatever the price.
 import type { ClickHouseClient } from '@clickhouse/client';
 import { sql, trusted, type SqlFragment } from '../analytics/sql.js';
-import type { PriceRecord } from '../store/admin-store.js';
+import type { PriceRecord } from '../store/admin/pricing.js';
 
 export interface RepriceInput {
   from: Date;

@@ -5,7 +5,7 @@
 // versioning, so receipts keep pointing at the version they were billed with, and an
 // import that changes nothing creates no version.
 import type { ProviderKind } from '../providers/presets.js';
-import type { PriceRecord, SetPriceInput } from '../store/admin-store.js';
+import type { PriceRecord, SetPriceInput } from '../store/admin/pricing.js';
 import { SNAPSHOT_2025_10 } from './snapshot-2025-10.js';
 
 export interface SnapshotEntry {

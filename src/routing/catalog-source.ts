@@ -1,15 +1,12 @@
 // Keeps the live Catalog current: loads it from the config store at start, then polls the
 // store's catalog version (one tiny query) and rebuilds only when it changed. A failing
 // store keeps the last good catalog: routing must not stop because Postgres blinked.
-import type { BudgetRecord } from '../store/admin-store.js';
+import type { BudgetRecord } from '../store/admin/pricing.js';
 import { Catalog, type PriceInput, type ProviderInput, type RouteInput } from './catalog.js';
 
 export interface CatalogStore {
   catalogVersion(): Promise<string>;
-  loadProvidersWithSecrets(): Promise<ProviderInput[]>;
-  listRoutes(): Promise<RouteInput[]>;
-  currentPrices(): Promise<PriceInput[]>;
-  listBudgets(): Promise<BudgetRecord[]>;
+  loadCatalog(): Promise<{ providers: ProviderInput[]; routes: RouteInput[]; prices: PriceInput[]; budgets: BudgetRecord[] }>;
 }
 
 export class CatalogSource {
@@ -35,12 +32,7 @@ export class CatalogSource {
   /** `knownVersion`: the version the caller just read, so it is not asked for twice. */
   async load(knownVersion?: string): Promise<Catalog> {
     const version = knownVersion ?? (await this.store.catalogVersion());
-    const [providers, routes, prices, budgets] = await Promise.all([
-      this.store.loadProvidersWithSecrets(),
-      this.store.listRoutes(),
-      this.store.currentPrices(),
-      this.store.listBudgets(),
-    ]);
+    const { providers, routes, prices, budgets } = await this.store.loadCatalog();
     this.current = new Catalog(providers, routes, prices, version);
     this.currentBudgets = budgets;
     return this.current;

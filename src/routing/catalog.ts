@@ -1,7 +1,8 @@
 // An immutable snapshot of providers, routes and prices, built from the config store and
 // swapped atomically when the store's catalog version changes. The hot path only reads it.
 import { PRESETS, type ProviderKind, type ProviderPreset } from '../providers/presets.js';
-import type { PriceRecord, ProviderRecord, RouteRecord } from '../store/admin-store.js';
+import type { PriceRecord } from '../store/admin/pricing.js';
+import type { ProviderRecord, RouteRecord } from '../store/admin/providers.js';
 
 export type Strategy = 'PRIORITY' | 'WEIGHTED' | 'LEAST_LATENCY' | 'LOWEST_COST';
 export type CacheMode = 'OFF' | 'EXACT' | 'SEMANTIC';

@@ -44,12 +44,12 @@ beforeAll(async () => {
   (config.clickhouse as { requestTimeoutMs?: number }).requestTimeoutMs = CLICKHOUSE_TIMEOUT_MS;
   gw = await startServer(config, { quiet: true });
   const store = gw.runtime.adminStore;
-  await store.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'x' });
-  await store.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-chat' }] });
-  await store.setPrice({ provider: 'sim', model: 'sim-chat', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
+  await store.providers.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'x' });
+  await store.providers.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-chat' }] });
+  await store.pricing.setPrice({ provider: 'sim', model: 'sim-chat', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
   await gw.runtime.app.catalog.load();
-  const team = await store.ensureTeam('team-ch');
-  secret = (await store.createApiKey({ teamId: team.id, name: 'faults' })).secret;
+  const team = await store.teams.ensureTeam('team-ch');
+  secret = (await store.teams.createApiKey({ teamId: team.id, name: 'faults' })).secret;
   direct = createClient({ url: ch.url });
 }, 120_000);
 afterAll(async () => {

@@ -39,7 +39,7 @@ describe.runIf(DATABASE_URL)('PostgreSQL stopped mid-run', () => {
     };
     // A team whose budget is already too small for one more request.
     const capped = await gw.createKey('team-capped');
-    await gw.started.runtime.adminStore.setBudget({ scope: 'TEAM', teamId: capped.teamId, period: 'DAY', limitUsd: 0.000001, action: 'BLOCK' });
+    await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'TEAM', teamId: capped.teamId, period: 'DAY', limitUsd: 0.000001, action: 'BLOCK' });
     await gw.started.runtime.app.catalog.refresh();
     expect((await send(known.secret, 'before')).status).toBe(200);
     expect((await send(capped.secret, 'before')).status).toBe(429);

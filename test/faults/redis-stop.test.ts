@@ -23,7 +23,7 @@ describe.runIf(REDIS_URL)('Redis stopped mid-run', () => {
     proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 6379) });
     gw = await startTestGateway({ env: { REDIS_URL: proxy.via(REDIS_URL!) } });
     const store = gw.started.runtime.adminStore;
-    await store.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }], cache: { mode: 'EXACT' } });
+    await store.providers.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }], cache: { mode: 'EXACT' } });
     await gw.started.runtime.app.catalog.refresh();
   });
   afterAll(async () => {
@@ -36,8 +36,8 @@ describe.runIf(REDIS_URL)('Redis stopped mid-run', () => {
     const failOpen = await gw.createKey('team-fail-open');
     const limited = await gw.createKey('team-limited', { rpmLimit: 1000 });
     const store = gw.started.runtime.adminStore;
-    await store.setBudget({ scope: 'TEAM', teamId: budgeted.teamId, period: 'DAY', limitUsd: 100, action: 'BLOCK' });
-    await store.setBudget({ scope: 'TEAM', teamId: failOpen.teamId, period: 'DAY', limitUsd: 100, action: 'BLOCK', failOpen: true });
+    await store.pricing.setBudget({ scope: 'TEAM', teamId: budgeted.teamId, period: 'DAY', limitUsd: 100, action: 'BLOCK' });
+    await store.pricing.setBudget({ scope: 'TEAM', teamId: failOpen.teamId, period: 'DAY', limitUsd: 100, action: 'BLOCK', failOpen: true });
     await gw.started.runtime.app.catalog.refresh();
     const send = async (secret: string, content: string, model = 'chat-default') => {
       const r = await chat(gw.baseURL, secret, { model, temperature: 0, messages: [{ role: 'user', content }] });

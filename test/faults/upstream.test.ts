@@ -36,7 +36,7 @@ beforeAll(async () => {
     },
   });
   secret = (await gw.createKey('team-faults')).secret;
-  await gw.started.runtime.adminStore.upsertProvider({ name: 'refused', kind: 'OPENAI_COMPATIBLE', baseUrl: `http://127.0.0.1:${await freePort()}/v1` });
+  await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'refused', kind: 'OPENAI_COMPATIBLE', baseUrl: `http://127.0.0.1:${await freePort()}/v1` });
 });
 afterAll(async () => {
   await gw?.close();
@@ -48,7 +48,7 @@ async function route(primaryProvider = 'sim', retries = 0, single = false) {
   const primary = `p-${routeNo}`;
   const backup = `b-${routeNo}`;
   const store = gw.started.runtime.adminStore;
-  await store.upsertRoute({
+  await store.providers.upsertRoute({
     name,
     strategy: 'PRIORITY',
     retries,
@@ -59,8 +59,8 @@ async function route(primaryProvider = 'sim', retries = 0, single = false) {
           { provider: 'sim-b', model: backup, priority: 1 },
         ],
   });
-  if (primaryProvider === 'sim') await store.setPrice({ provider: 'sim', model: primary, inputPerMTokUsd: 3, outputPerMTokUsd: 3 });
-  await store.setPrice({ provider: 'sim-b', model: backup, inputPerMTokUsd: 1, outputPerMTokUsd: 1 });
+  if (primaryProvider === 'sim') await store.pricing.setPrice({ provider: 'sim', model: primary, inputPerMTokUsd: 3, outputPerMTokUsd: 3 });
+  await store.pricing.setPrice({ provider: 'sim-b', model: backup, inputPerMTokUsd: 1, outputPerMTokUsd: 1 });
   await gw.started.runtime.app.catalog.load();
   return { name, primary, backup };
 }

@@ -34,8 +34,8 @@ async function call(gw: TestGateway, secret: string, content: string, headers: R
 
 async function setup(gw: TestGateway) {
   const store = gw.started.runtime.adminStore;
-  await store.upsertRoute({ name: 'budgeted', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm-budget' }] });
-  await store.setPrice({ provider: 'sim', model: 'm-budget', ...PRICE });
+  await store.providers.upsertRoute({ name: 'budgeted', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm-budget' }] });
+  await store.pricing.setPrice({ provider: 'sim', model: 'm-budget', ...PRICE });
   await gw.started.runtime.app.catalog.refresh();
 }
 
@@ -77,7 +77,7 @@ describe('budgets on one gateway', () => {
     const key = await gw.createKey('team-seq');
     const estimate = await estimateOf('hello there');
     const limitUsd = 0.05;
-    const budget = await gw.started.runtime.adminStore.setBudget({ scope: 'TEAM', teamId: key.teamId, period: 'DAY', limitUsd, action: 'BLOCK' });
+    const budget = await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'TEAM', teamId: key.teamId, period: 'DAY', limitUsd, action: 'BLOCK' });
     await gw.started.runtime.app.catalog.refresh();
     const statuses: number[] = [];
     let blocked: Awaited<ReturnType<typeof call>> | null = null;
@@ -109,7 +109,7 @@ describe('budgets on one gateway', () => {
     const key = await gw.createKey('team-burst');
     const estimate = await estimateOf('burst');
     const limitUsd = estimate * 2.5;
-    const budget = await gw.started.runtime.adminStore.setBudget({ scope: 'API_KEY', apiKeyId: key.id, period: 'MONTH', limitUsd, action: 'BLOCK' });
+    const budget = await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'API_KEY', apiKeyId: key.id, period: 'MONTH', limitUsd, action: 'BLOCK' });
     await gw.started.runtime.app.catalog.refresh();
     gw.sim.behave('m-budget', { latencyMs: 300, times: 50 });
     const results = await Promise.all(Array.from({ length: 50 }, () => call(gw, key.secret, 'burst')));
@@ -128,7 +128,7 @@ describe('budgets on one gateway', () => {
 
   it('ALERT budgets never block; 50/80/100 % are reported once each, also to a signed, retried webhook', async () => {
     const key = await gw.createKey('team-alert');
-    const budget = await gw.started.runtime.adminStore.setBudget({ scope: 'FEATURE', feature: 'summaries', teamId: key.teamId, period: 'DAY', limitUsd: 0.02, action: 'ALERT', webhookUrl: hookUrl });
+    const budget = await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'FEATURE', feature: 'summaries', teamId: key.teamId, period: 'DAY', limitUsd: 0.02, action: 'ALERT', webhookUrl: hookUrl });
     await gw.started.runtime.app.catalog.refresh();
     for (let i = 0; i < 6; i++) expect((await call(gw, key.secret, 'alert me', { 'x-tollgate-feature': 'summaries' })).status).toBe(200);
     // Requests without the feature are not covered.
@@ -159,7 +159,7 @@ describe('without the counter store', () => {
       const closed = await gw.createKey('team-closed');
       const open = await gw.createKey('team-open');
       const free = await gw.createKey('team-unbudgeted');
-      await gw.started.runtime.adminStore.setBudget({ scope: 'TEAM', teamId: closed.teamId, period: 'DAY', limitUsd: 10, action: 'BLOCK' });
+      await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'TEAM', teamId: closed.teamId, period: 'DAY', limitUsd: 10, action: 'BLOCK' });
       await gqlOk(gw.url, gw.adminToken, 'mutation($i: BudgetInput!) { setBudget(input: $i) { id failOpen } }', {
         i: { scope: 'TEAM', teamId: open.teamId, period: 'DAY', limitUsd: 10, action: 'BLOCK', failOpen: true },
       });
@@ -180,7 +180,7 @@ describe('after a restart', () => {
     const dataDir = first.dataDir;
     await setup(first);
     const key = await first.createKey('team-restart');
-    const budget = await first.started.runtime.adminStore.setBudget({ scope: 'TEAM', teamId: key.teamId, period: 'TOTAL', limitUsd: 0.04, action: 'BLOCK' });
+    const budget = await first.started.runtime.adminStore.pricing.setBudget({ scope: 'TEAM', teamId: key.teamId, period: 'TOTAL', limitUsd: 0.04, action: 'BLOCK' });
     await first.started.runtime.app.catalog.refresh();
     let last = 200;
     for (let i = 0; i < 10 && last === 200; i++) last = (await call(first, key.secret, 'restart')).status;

@@ -12,7 +12,7 @@ let secretB: string;
 const receiptIds: string[] = [];
 
 async function route(name: string, model: string, cache: Record<string, unknown>, provider = 'sim') {
-  await gw.started.runtime.adminStore.upsertRoute({ name, strategy: 'PRIORITY', targets: [{ provider, model }], cache: cache as any });
+  await gw.started.runtime.adminStore.providers.upsertRoute({ name, strategy: 'PRIORITY', targets: [{ provider, model }], cache: cache as any });
   await gw.started.runtime.app.catalog.refresh();
 }
 
@@ -49,7 +49,7 @@ beforeAll(async () => {
   await route('sampled-ok', 'm-sampled', { mode: 'EXACT', cacheSampled: true });
   await route('tools-ok', 'm-tools-ok', { mode: 'EXACT', cacheToolCalls: true });
   await route('short-ttl', 'm-ttl', { mode: 'EXACT', ttlSeconds: 1 });
-  await gw.started.runtime.adminStore.setPrice({ provider: 'sim', model: 'm-exact', inputPerMTokUsd: 2, outputPerMTokUsd: 8 });
+  await gw.started.runtime.adminStore.pricing.setPrice({ provider: 'sim', model: 'm-exact', inputPerMTokUsd: 2, outputPerMTokUsd: 8 });
   await gw.started.runtime.app.catalog.refresh();
 });
 afterAll(async () => {

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdminStore, AdminStoreError } from '../../src/store/admin-store.js';
+import { AdminStore } from '../../src/store/admin-store.js';
+import { AdminStoreError, Mutations } from '../../src/store/admin/validators.js';
 import {
   ensureAdminToken,
   generateAccessTokenSecret,
@@ -188,9 +189,9 @@ describe(`config store on ${KIND}`, () => {
         const first = await openConfigDb(t);
         await migrateConfigDb(first);
         const s1 = new AdminStore(first.prisma, await SecretBox.open({ dataDir: t.dataDir }));
-        const team = await s1.createTeam('durable-team');
-        const { secret } = await s1.createApiKey({ teamId: team.id, name: 'k' });
-        await s1.upsertProvider({ name: 'durable', kind: 'OPENAI', apiKey: 'sk-durable' });
+        const team = await s1.teams.createTeam('durable-team');
+        const { secret } = await s1.teams.createApiKey({ teamId: team.id, name: 'k' });
+        await s1.providers.upsertProvider({ name: 'durable', kind: 'OPENAI', apiKey: 'sk-durable' });
         const version = await s1.catalogVersion();
         await first.close();
         await first.close(); // idempotent
@@ -207,9 +208,9 @@ describe(`config store on ${KIND}`, () => {
         try {
           expect((await migrateConfigDb(second)).applied).toEqual([]);
           const s2 = new AdminStore(second.prisma, await SecretBox.open({ dataDir: t.dataDir }));
-          expect((await s2.getTeam(team.id))?.name).toBe('durable-team');
-          expect((await s2.findApiKeyBySecretHash(hashSecret(secret)))?.teamId).toBe(team.id);
-          expect((await s2.loadProvidersWithSecrets())[0]?.apiKey).toBe('sk-durable');
+          expect((await s2.teams.getTeam(team.id))?.name).toBe('durable-team');
+          expect((await s2.teams.findApiKeyBySecretHash(hashSecret(secret)))?.teamId).toBe(team.id);
+          expect((await s2.providers.loadProvidersWithSecrets())[0]?.apiKey).toBe('sk-durable');
           expect(await s2.catalogVersion()).toBe(version);
         } finally {
           await second.close();
@@ -222,30 +223,30 @@ describe(`config store on ${KIND}`, () => {
       const err = await openConfigDb({ dataDir: target.dataDir }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ConfigDbLockedError);
       // The first store is unaffected.
-      expect(await store.listTeams()).toBeInstanceOf(Array);
+      expect(await store.teams.listTeams()).toBeInstanceOf(Array);
     });
   });
 
   describe('teams', () => {
     it('creates, refuses duplicates, ensures idempotently', async () => {
-      const t = await store.createTeam('alpha');
-      await rejectsWith(store.createTeam('alpha'), 'CONFLICT');
-      expect((await store.ensureTeam('alpha')).id).toBe(t.id);
-      const [x, y] = await Promise.all([store.ensureTeam('beta'), store.ensureTeam('beta')]);
+      const t = await store.teams.createTeam('alpha');
+      await rejectsWith(store.teams.createTeam('alpha'), 'CONFLICT');
+      expect((await store.teams.ensureTeam('alpha')).id).toBe(t.id);
+      const [x, y] = await Promise.all([store.teams.ensureTeam('beta'), store.teams.ensureTeam('beta')]);
       expect(x.id).toBe(y.id);
-      expect((await store.listTeams()).filter((team) => team.name === 'beta')).toHaveLength(1);
-      expect(await store.getTeam('not-a-uuid')).toBeNull();
-      expect(await store.getTeam('00000000-0000-4000-8000-000000000000')).toBeNull();
-      await rejectsWith(store.createTeam('  '), 'INVALID_INPUT');
-      await rejectsWith(store.createTeam('bad\nname'), 'INVALID_INPUT');
+      expect((await store.teams.listTeams()).filter((team) => team.name === 'beta')).toHaveLength(1);
+      expect(await store.teams.getTeam('not-a-uuid')).toBeNull();
+      expect(await store.teams.getTeam('00000000-0000-4000-8000-000000000000')).toBeNull();
+      await rejectsWith(store.teams.createTeam('  '), 'INVALID_INPUT');
+      await rejectsWith(store.teams.createTeam('bad\nname'), 'INVALID_INPUT');
     });
   });
 
   describe('API keys', () => {
     it('returns the secret once, stores only its hash, finds by hash, revokes', async () => {
-      const team = await store.ensureTeam('keys-team');
+      const team = await store.teams.ensureTeam('keys-team');
       const expiresAt = new Date(Date.now() + 86_400_000);
-      const { apiKey, secret } = await store.createApiKey({
+      const { apiKey, secret } = await store.teams.createApiKey({
         teamId: team.id,
         name: 'backend',
         rpmLimit: 60,
@@ -274,32 +275,32 @@ describe(`config store on ${KIND}`, () => {
       expect(dump).not.toContain(secret.slice(apiKey.displayPrefix.length));
       expect(raw[0]!.secretHash).toBe(createHash('sha256').update(secret).digest('hex'));
 
-      const found = await store.findApiKeyBySecretHash(hashSecret(secret));
+      const found = await store.teams.findApiKeyBySecretHash(hashSecret(secret));
       expect(found?.id).toBe(apiKey.id);
-      expect(await store.findApiKeyBySecretHash(hashSecret(generateApiKeySecret()))).toBeNull();
-      expect(await store.findApiKeyBySecretHash('not-a-hash')).toBeNull();
+      expect(await store.teams.findApiKeyBySecretHash(hashSecret(generateApiKeySecret()))).toBeNull();
+      expect(await store.teams.findApiKeyBySecretHash('not-a-hash')).toBeNull();
 
-      const revoked = await store.revokeApiKey(apiKey.id);
+      const revoked = await store.teams.revokeApiKey(apiKey.id);
       expect(revoked.revokedAt).toBeInstanceOf(Date);
-      const again = await store.revokeApiKey(apiKey.id);
+      const again = await store.teams.revokeApiKey(apiKey.id);
       expect(again.revokedAt?.getTime()).toBe(revoked.revokedAt!.getTime());
-      expect((await store.findApiKeyBySecretHash(hashSecret(secret)))?.revokedAt).toBeInstanceOf(Date);
+      expect((await store.teams.findApiKeyBySecretHash(hashSecret(secret)))?.revokedAt).toBeInstanceOf(Date);
 
-      await store.touchApiKey(apiKey.id, new Date('2030-01-01T00:00:00Z'));
-      expect((await store.getApiKey(apiKey.id))?.lastUsedAt?.toISOString()).toBe('2030-01-01T00:00:00.000Z');
+      await store.teams.touchApiKey(apiKey.id, new Date('2030-01-01T00:00:00Z'));
+      expect((await store.teams.getApiKey(apiKey.id))?.lastUsedAt?.toISOString()).toBe('2030-01-01T00:00:00.000Z');
 
-      expect((await store.listApiKeys(team.id)).map((k) => k.id)).toEqual([apiKey.id]);
-      await rejectsWith(store.revokeApiKey('00000000-0000-4000-8000-000000000000'), 'NOT_FOUND');
-      await rejectsWith(store.createApiKey({ teamId: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
-      await rejectsWith(store.createApiKey({ teamId: team.id, name: 'x', rpmLimit: -1 }), 'INVALID_INPUT');
-      await rejectsWith(store.createApiKey({ teamId: team.id, name: 'x', allowedRoutes: ['a/b'] }), 'INVALID_INPUT');
+      expect((await store.teams.listApiKeys(team.id)).map((k) => k.id)).toEqual([apiKey.id]);
+      await rejectsWith(store.teams.revokeApiKey('00000000-0000-4000-8000-000000000000'), 'NOT_FOUND');
+      await rejectsWith(store.teams.createApiKey({ teamId: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
+      await rejectsWith(store.teams.createApiKey({ teamId: team.id, name: 'x', rpmLimit: -1 }), 'INVALID_INPUT');
+      await rejectsWith(store.teams.createApiKey({ teamId: team.id, name: 'x', allowedRoutes: ['a/b'] }), 'INVALID_INPUT');
     });
 
     it('keeps an already expired key findable (the gateway decides) with its expiry', async () => {
-      const team = await store.ensureTeam('keys-team');
+      const team = await store.teams.ensureTeam('keys-team');
       const past = new Date(Date.now() - 1000);
-      const { secret } = await store.createApiKey({ teamId: team.id, name: 'old', expiresAt: past.toISOString() });
-      const found = await store.findApiKeyBySecretHash(hashSecret(secret));
+      const { secret } = await store.teams.createApiKey({ teamId: team.id, name: 'old', expiresAt: past.toISOString() });
+      const found = await store.teams.findApiKeyBySecretHash(hashSecret(secret));
       expect(found?.expiresAt?.getTime()).toBe(past.getTime());
       expect(found!.expiresAt!.getTime()).toBeLessThan(Date.now());
     });
@@ -307,25 +308,25 @@ describe(`config store on ${KIND}`, () => {
 
   describe('access tokens', () => {
     it('creates team-bound analyst tokens, stored as hashes only', async () => {
-      const team = await store.ensureTeam('analysts');
-      const { token, secret } = await store.createAccessToken({ name: 'bi', role: 'ANALYST', teamId: team.id });
+      const team = await store.teams.ensureTeam('analysts');
+      const { token, secret } = await store.teams.createAccessToken({ name: 'bi', role: 'ANALYST', teamId: team.id });
       expect(isWellFormedAccessToken(secret)).toBe(true);
       expect(isWellFormedApiKey(secret)).toBe(false);
       expect(token).toMatchObject({ name: 'bi', role: 'ANALYST', teamId: team.id, revokedAt: null });
       const raw = await db.prisma.$queryRaw<Record<string, unknown>[]>`SELECT * FROM "AccessToken" WHERE id = ${token.id}::uuid`;
       expect(JSON.stringify(raw[0])).not.toContain(secret);
-      expect((await store.findAccessTokenBySecretHash(hashSecret(secret)))?.id).toBe(token.id);
-      expect((await store.revokeAccessToken(token.id)).revokedAt).toBeInstanceOf(Date);
-      const admin = await store.createAccessToken({ name: 'ops', role: 'ADMIN' });
+      expect((await store.teams.findAccessTokenBySecretHash(hashSecret(secret)))?.id).toBe(token.id);
+      expect((await store.teams.revokeAccessToken(token.id)).revokedAt).toBeInstanceOf(Date);
+      const admin = await store.teams.createAccessToken({ name: 'ops', role: 'ADMIN' });
       expect(admin.token.teamId).toBeNull();
-      await rejectsWith(store.createAccessToken({ name: 'x', role: 'OWNER' as never }), 'INVALID_INPUT');
+      await rejectsWith(store.teams.createAccessToken({ name: 'x', role: 'OWNER' as never }), 'INVALID_INPUT');
     });
   });
 
   describe('providers', () => {
     it('seals the API key at rest, never lists it, and detects tampering', async () => {
       const plain = 'sk-or-v1-0123456789abcdef-very-secret';
-      const info = await store.upsertProvider({
+      const info = await store.providers.upsertProvider({
         name: 'openrouter',
         kind: 'OPENROUTER',
         baseUrl: 'https://openrouter.ai/api/v1',
@@ -345,9 +346,9 @@ describe(`config store on ${KIND}`, () => {
       expect(sealed.startsWith('v1.')).toBe(true);
       expect(box.open(sealed, 'tollgate/provider/openrouter/apiKey')).toBe(plain);
 
-      const listed = await store.listProviders();
+      const listed = await store.providers.listProviders();
       expect(JSON.stringify(listed)).not.toContain(plain);
-      const loaded = (await store.loadProvidersWithSecrets()).find((p) => p.name === 'openrouter');
+      const loaded = (await store.providers.loadProvidersWithSecrets()).find((p) => p.name === 'openrouter');
       expect(loaded).toMatchObject({
         apiKey: plain,
         baseUrl: 'https://openrouter.ai/api/v1',
@@ -357,43 +358,43 @@ describe(`config store on ${KIND}`, () => {
       });
 
       // A ciphertext copied onto another provider's row does not open there (bound by name).
-      await store.upsertProvider({ name: 'copycat', kind: 'OPENAI' });
+      await store.providers.upsertProvider({ name: 'copycat', kind: 'OPENAI' });
       await db.prisma.$executeRaw`UPDATE "Provider" SET "apiKeyCiphertext" = ${sealed} WHERE name = 'copycat'`;
-      await rejectsWith(store.loadProvidersWithSecrets(), 'SECRET_UNREADABLE');
-      await store.upsertProvider({ name: 'copycat', kind: 'OPENAI', apiKey: null });
+      await rejectsWith(store.providers.loadProvidersWithSecrets(), 'SECRET_UNREADABLE');
+      await store.providers.upsertProvider({ name: 'copycat', kind: 'OPENAI', apiKey: null });
 
       // Flip one character of the ciphertext part: authentication fails.
       const parts = sealed.split('.');
       const ct = parts[3]!;
       parts[3] = (ct[0] === 'A' ? 'B' : 'A') + ct.slice(1);
       await db.prisma.$executeRaw`UPDATE "Provider" SET "apiKeyCiphertext" = ${parts.join('.')} WHERE name = 'openrouter'`;
-      await rejectsWith(store.loadProvidersWithSecrets(), 'SECRET_UNREADABLE');
+      await rejectsWith(store.providers.loadProvidersWithSecrets(), 'SECRET_UNREADABLE');
       await db.prisma.$executeRaw`UPDATE "Provider" SET "apiKeyCiphertext" = ${sealed} WHERE name = 'openrouter'`;
-      expect((await store.loadProvidersWithSecrets()).find((p) => p.name === 'openrouter')?.apiKey).toBe(plain);
+      expect((await store.providers.loadProvidersWithSecrets()).find((p) => p.name === 'openrouter')?.apiKey).toBe(plain);
     });
 
     it('upserts by name: undefined keeps a field, null clears it', async () => {
-      const first = await store.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: 'ark-1', timeoutMs: 1000 });
-      const second = await store.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://ark.example.test/api/v3' });
+      const first = await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: 'ark-1', timeoutMs: 1000 });
+      const second = await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://ark.example.test/api/v3' });
       expect(second.id).toBe(first.id);
       const rows = await db.prisma.provider.count({ where: { name: 'ark' } });
       expect(rows).toBe(1);
-      let ark = (await store.loadProvidersWithSecrets()).find((p) => p.name === 'ark')!;
+      let ark = (await store.providers.loadProvidersWithSecrets()).find((p) => p.name === 'ark')!;
       expect(ark).toMatchObject({ apiKey: 'ark-1', timeoutMs: 1000, baseUrl: 'https://ark.example.test/api/v3' });
 
-      await store.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: 'ark-2', timeoutMs: null });
-      ark = (await store.loadProvidersWithSecrets()).find((p) => p.name === 'ark')!;
+      await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: 'ark-2', timeoutMs: null });
+      ark = (await store.providers.loadProvidersWithSecrets()).find((p) => p.name === 'ark')!;
       expect(ark).toMatchObject({ apiKey: 'ark-2', timeoutMs: null });
 
-      const cleared = await store.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: null });
+      const cleared = await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: null });
       expect(cleared.hasApiKey).toBe(false);
-      expect((await store.loadProvidersWithSecrets()).find((p) => p.name === 'ark')?.apiKey).toBeNull();
+      expect((await store.providers.loadProvidersWithSecrets()).find((p) => p.name === 'ark')?.apiKey).toBeNull();
 
-      await rejectsWith(store.upsertProvider({ name: 'a/b', kind: 'OPENAI' }), 'INVALID_INPUT');
-      await rejectsWith(store.upsertProvider({ name: 'x', kind: 'NOPE' as never }), 'INVALID_INPUT');
-      await rejectsWith(store.upsertProvider({ name: 'x', kind: 'OPENAI', baseUrl: 'file:///etc/passwd' }), 'INVALID_INPUT');
+      await rejectsWith(store.providers.upsertProvider({ name: 'a/b', kind: 'OPENAI' }), 'INVALID_INPUT');
+      await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'NOPE' as never }), 'INVALID_INPUT');
+      await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'OPENAI', baseUrl: 'file:///etc/passwd' }), 'INVALID_INPUT');
       await rejectsWith(
-        store.upsertProvider({ name: 'x', kind: 'OPENAI', extraHeaders: { 'bad header': 'v' } }),
+        store.providers.upsertProvider({ name: 'x', kind: 'OPENAI', extraHeaders: { 'bad header': 'v' } }),
         'INVALID_INPUT',
       );
     });
@@ -401,7 +402,7 @@ describe(`config store on ${KIND}`, () => {
 
   describe('routes', () => {
     it('replaces a route and its targets atomically, keeping target order', async () => {
-      const r1 = await store.upsertRoute({
+      const r1 = await store.providers.upsertRoute({
         name: 'chat-default',
         strategy: 'PRIORITY',
         targets: [
@@ -417,7 +418,7 @@ describe(`config store on ${KIND}`, () => {
       expect(r1.targets[2]).toEqual({ provider: 'deepseek', model: 'deepseek-chat', weight: 3, priority: 2 });
       expect(r1.cache).toEqual({ mode: 'SEMANTIC', ttlSeconds: 600, similarityThreshold: 0.95, embeddingModel: null, cacheSampled: false, cacheToolCalls: false });
 
-      const r2 = await store.upsertRoute({
+      const r2 = await store.providers.upsertRoute({
         name: 'chat-default',
         strategy: 'WEIGHTED',
         targets: [
@@ -434,23 +435,23 @@ describe(`config store on ${KIND}`, () => {
       ]);
       const stored = await db.prisma.routeTarget.count({ where: { routeId: r1.id } });
       expect(stored).toBe(2);
-      const listed = (await store.listRoutes()).find((r) => r.name === 'chat-default');
+      const listed = (await store.providers.listRoutes()).find((r) => r.name === 'chat-default');
       expect(listed?.targets.map((t) => t.provider)).toEqual(['ark', 'openrouter']);
 
       // An invalid replacement changes nothing.
-      await rejectsWith(store.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [] }), 'INVALID_INPUT');
+      await rejectsWith(store.providers.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [] }), 'INVALID_INPUT');
       await rejectsWith(
-        store.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'a', model: 'm', weight: -1 }] }),
+        store.providers.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'a', model: 'm', weight: -1 }] }),
         'INVALID_INPUT',
       );
-      expect((await store.listRoutes()).find((r) => r.name === 'chat-default')?.strategy).toBe('WEIGHTED');
+      expect((await store.providers.listRoutes()).find((r) => r.name === 'chat-default')?.strategy).toBe('WEIGHTED');
     });
   });
 
   describe('prices', () => {
     it('adds a version per set and serves the latest per provider+model, in USD', async () => {
-      const v1 = await store.setPrice({ provider: 'openrouter', model: 'openai/gpt-4o-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
-      const v2 = await store.setPrice({
+      const v1 = await store.pricing.setPrice({ provider: 'openrouter', model: 'openai/gpt-4o-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
+      const v2 = await store.pricing.setPrice({
         provider: 'openrouter',
         model: 'openai/gpt-4o-mini',
         inputPerMTokUsd: 0.1,
@@ -459,7 +460,7 @@ describe(`config store on ${KIND}`, () => {
         source: 'test',
       });
       expect(v2.version).toBeGreaterThan(v1.version);
-      const cny = await store.setPrice({
+      const cny = await store.pricing.setPrice({
         provider: 'ark',
         model: 'doubao',
         inputPerMTokUsd: 0.8,
@@ -469,7 +470,7 @@ describe(`config store on ${KIND}`, () => {
       });
       expect(cny).toMatchObject({ currency: 'CNY', usdRate: 0.14, inputPerMTokUsd: 0.112, outputPerMTokUsd: 1.12 });
 
-      const current = await store.currentPrices();
+      const current = await store.pricing.currentPrices();
       const mini = current.filter((p) => p.provider === 'openrouter' && p.model === 'openai/gpt-4o-mini');
       expect(mini).toHaveLength(1);
       expect(mini[0]).toMatchObject({
@@ -479,35 +480,35 @@ describe(`config store on ${KIND}`, () => {
         cachedInputPerMTokUsd: 0.025,
       });
       expect(current.find((p) => p.provider === 'ark')).toMatchObject({ version: cny.version, inputPerMTokUsd: 0.112 });
-      expect((await store.priceHistory('openrouter', 'openai/gpt-4o-mini')).map((p) => p.version)).toEqual([v2.version, v1.version]);
+      expect((await store.pricing.priceHistory('openrouter', 'openai/gpt-4o-mini')).map((p) => p.version)).toEqual([v2.version, v1.version]);
 
       await rejectsWith(
-        store.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'EUR' }),
+        store.pricing.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'EUR' }),
         'INVALID_INPUT',
       );
-      await rejectsWith(store.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: -1, outputPerMTokUsd: 1 }), 'INVALID_INPUT');
+      await rejectsWith(store.pricing.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: -1, outputPerMTokUsd: 1 }), 'INVALID_INPUT');
     });
   });
 
   describe('budgets', () => {
     it('upserts on scope + target + period, also when the target columns are null', async () => {
-      const team = await store.ensureTeam('budget-team');
-      const b1 = await store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'MONTH', limitUsd: 100, action: 'ALERT' });
-      const b2 = await store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'MONTH', limitUsd: 250.5, action: 'BLOCK' });
+      const team = await store.teams.ensureTeam('budget-team');
+      const b1 = await store.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'MONTH', limitUsd: 100, action: 'ALERT' });
+      const b2 = await store.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'MONTH', limitUsd: 250.5, action: 'BLOCK' });
       expect(b2.id).toBe(b1.id);
       expect(b2).toMatchObject({ limitUsd: 250.5, action: 'BLOCK' });
-      const day = await store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 10, action: 'BLOCK' });
+      const day = await store.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 10, action: 'BLOCK' });
       expect(day.id).not.toBe(b1.id);
 
       // A FEATURE budget for all teams has teamId and apiKeyId null: still one row.
-      const f1 = await store.setBudget({ scope: 'FEATURE', feature: 'summarize', period: 'DAY', limitUsd: 5, action: 'ALERT' });
-      const f2 = await store.setBudget({ scope: 'FEATURE', feature: 'summarize', period: 'DAY', limitUsd: 6, action: 'ALERT' });
+      const f1 = await store.pricing.setBudget({ scope: 'FEATURE', feature: 'summarize', period: 'DAY', limitUsd: 5, action: 'ALERT' });
+      const f2 = await store.pricing.setBudget({ scope: 'FEATURE', feature: 'summarize', period: 'DAY', limitUsd: 6, action: 'ALERT' });
       expect(f2.id).toBe(f1.id);
-      const scoped = await store.setBudget({ scope: 'FEATURE', feature: 'summarize', teamId: team.id, period: 'DAY', limitUsd: 1, action: 'BLOCK' });
+      const scoped = await store.pricing.setBudget({ scope: 'FEATURE', feature: 'summarize', teamId: team.id, period: 'DAY', limitUsd: 1, action: 'BLOCK' });
       expect(scoped.id).not.toBe(f1.id);
 
-      const { apiKey } = await store.createApiKey({ teamId: team.id, name: 'budgeted' });
-      const kb = await store.setBudget({
+      const { apiKey } = await store.teams.createApiKey({ teamId: team.id, name: 'budgeted' });
+      const kb = await store.pricing.setBudget({
         scope: 'API_KEY',
         apiKeyId: apiKey.id,
         period: 'TOTAL',
@@ -517,17 +518,17 @@ describe(`config store on ${KIND}`, () => {
       });
       expect(kb).toMatchObject({ teamId: team.id, apiKeyId: apiKey.id, webhookUrl: 'https://hooks.example.test/x' });
 
-      const all = await store.listBudgets();
+      const all = await store.pricing.listBudgets();
       expect(all.filter((b) => b.scope === 'FEATURE' && b.feature === 'summarize')).toHaveLength(2);
       expect(all.filter((b) => b.scope === 'TEAM' && b.teamId === team.id)).toHaveLength(2);
 
-      await rejectsWith(store.setBudget({ scope: 'TEAM', period: 'DAY', limitUsd: 1, action: 'BLOCK' }), 'INVALID_INPUT');
-      await rejectsWith(store.setBudget({ scope: 'FEATURE', period: 'DAY', limitUsd: 1, action: 'BLOCK' }), 'INVALID_INPUT');
+      await rejectsWith(store.pricing.setBudget({ scope: 'TEAM', period: 'DAY', limitUsd: 1, action: 'BLOCK' }), 'INVALID_INPUT');
+      await rejectsWith(store.pricing.setBudget({ scope: 'FEATURE', period: 'DAY', limitUsd: 1, action: 'BLOCK' }), 'INVALID_INPUT');
       await rejectsWith(
-        store.setBudget({ scope: 'API_KEY', apiKeyId: '00000000-0000-4000-8000-000000000000', period: 'DAY', limitUsd: 1, action: 'BLOCK' }),
+        store.pricing.setBudget({ scope: 'API_KEY', apiKeyId: '00000000-0000-4000-8000-000000000000', period: 'DAY', limitUsd: 1, action: 'BLOCK' }),
         'NOT_FOUND',
       );
-      await rejectsWith(store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 0, action: 'BLOCK' }), 'INVALID_INPUT');
+      await rejectsWith(store.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 0, action: 'BLOCK' }), 'INVALID_INPUT');
     });
   });
 
@@ -541,30 +542,30 @@ describe(`config store on ${KIND}`, () => {
         expect(now, what).toBeGreaterThan(last);
         last = now;
       };
-      const team = await store.ensureTeam('catalog-team');
+      const team = await store.teams.ensureTeam('catalog-team');
       last = await v();
       let keyId = '';
       await expectBump('createApiKey', async () => {
-        keyId = (await store.createApiKey({ teamId: team.id, name: 'c' })).apiKey.id;
+        keyId = (await store.teams.createApiKey({ teamId: team.id, name: 'c' })).apiKey.id;
       });
-      await expectBump('revokeApiKey', () => store.revokeApiKey(keyId));
-      await expectBump('upsertProvider', () => store.upsertProvider({ name: 'cat', kind: 'SIMULATED' }));
-      await expectBump('upsertRoute', () => store.upsertRoute({ name: 'cat', strategy: 'PRIORITY', targets: [{ provider: 'cat', model: 'm' }] }));
-      await expectBump('setPrice', () => store.setPrice({ provider: 'cat', model: 'm', inputPerMTokUsd: 1, outputPerMTokUsd: 2 }));
-      await expectBump('setBudget', () => store.setBudget({ scope: 'TEAM', teamId: team.id, period: 'TOTAL', limitUsd: 9, action: 'ALERT' }));
+      await expectBump('revokeApiKey', () => store.teams.revokeApiKey(keyId));
+      await expectBump('upsertProvider', () => store.providers.upsertProvider({ name: 'cat', kind: 'SIMULATED' }));
+      await expectBump('upsertRoute', () => store.providers.upsertRoute({ name: 'cat', strategy: 'PRIORITY', targets: [{ provider: 'cat', model: 'm' }] }));
+      await expectBump('setPrice', () => store.pricing.setPrice({ provider: 'cat', model: 'm', inputPerMTokUsd: 1, outputPerMTokUsd: 2 }));
+      await expectBump('setBudget', () => store.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'TOTAL', limitUsd: 9, action: 'ALERT' }));
 
-      await store.listProviders();
-      await store.listRoutes();
-      await store.currentPrices();
-      await store.findApiKeyBySecretHash('0'.repeat(64));
-      await store.touchApiKey(keyId);
+      await store.providers.listProviders();
+      await store.providers.listRoutes();
+      await store.pricing.currentPrices();
+      await store.teams.findApiKeyBySecretHash('0'.repeat(64));
+      await store.teams.touchApiKey(keyId);
       expect(await v()).toBe(last);
 
       // A failed mutation does not bump (the bump is in its transaction).
-      await rejectsWith(store.createApiKey({ teamId: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
+      await rejectsWith(store.teams.createApiKey({ teamId: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
       expect(await v()).toBe(last);
 
-      const bumps = await Promise.all(Array.from({ length: 10 }, () => store.bumpCatalogVersion()));
+      const bumps = await Promise.all(Array.from({ length: 10 }, () => new Mutations(db.prisma).bumpCatalogVersion()));
       expect(new Set(bumps).size).toBe(10);
       expect(await v()).toBe(last + 10n);
     });

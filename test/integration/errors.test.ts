@@ -47,7 +47,7 @@ describe('401: one answer for every kind of bad key', () => {
   it('no key, garbage, unknown, revoked and expired keys all get the same 401', async () => {
     const store = gw.started.runtime.adminStore;
     const revoked = await gw.createKey('team-errors');
-    await store.revokeApiKey(revoked.id);
+    await store.teams.revokeApiKey(revoked.id);
     const expired = await gw.createKey('team-errors', { expiresAt: new Date(Date.now() - 1000) });
     const unknown = `tg-${'A'.repeat(43)}`;
     const answers = await Promise.all([

@@ -18,7 +18,7 @@ beforeAll(async () => {
     },
   });
   secret = (await gw.createKey('team-failover')).secret;
-  await gw.started.runtime.adminStore.upsertProvider({ name: 'dead', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:1/v1' });
+  await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'dead', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:1/v1' });
 });
 afterAll(async () => {
   await gw?.close();
@@ -30,7 +30,7 @@ async function freshRoute(primaryProvider = 'sim', retries = 0): Promise<{ route
   const route = `fo-${routeNo}`;
   const primary = `primary-${routeNo}`;
   const backup = `backup-${routeNo}`;
-  await gw.started.runtime.adminStore.upsertRoute({
+  await gw.started.runtime.adminStore.providers.upsertRoute({
     name: route,
     strategy: 'PRIORITY',
     retries,
@@ -39,7 +39,7 @@ async function freshRoute(primaryProvider = 'sim', retries = 0): Promise<{ route
       { provider: 'sim-b', model: backup, priority: 1 },
     ],
   });
-  await gw.started.runtime.adminStore.setPrice({ provider: 'sim-b', model: backup, inputPerMTokUsd: 1, outputPerMTokUsd: 1 });
+  await gw.started.runtime.adminStore.pricing.setPrice({ provider: 'sim-b', model: backup, inputPerMTokUsd: 1, outputPerMTokUsd: 1 });
   await gw.started.runtime.app.catalog.load();
   return { route, primary, backup };
 }
@@ -136,7 +136,7 @@ describe('failover before the first byte', () => {
   it('retries a failing single target with backoff when the route allows retries', async () => {
     routeNo++;
     const model = `solo-${routeNo}`;
-    await gw.started.runtime.adminStore.upsertRoute({ name: `solo-${routeNo}`, strategy: 'PRIORITY', retries: 2, targets: [{ provider: 'sim', model }] });
+    await gw.started.runtime.adminStore.providers.upsertRoute({ name: `solo-${routeNo}`, strategy: 'PRIORITY', retries: 2, targets: [{ provider: 'sim', model }] });
     await gw.started.runtime.app.catalog.load();
     gw.sim.behave(model, { status: 503, times: 2 });
     const { response } = await chat(`solo-${routeNo}`);

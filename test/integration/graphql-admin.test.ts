@@ -57,13 +57,13 @@ beforeAll(async () => {
   url = gw.url;
   admin = gw.adminToken;
   const store = gw.started.runtime.adminStore;
-  teamA = await store.createTeam(unique('team-a'));
-  teamB = await store.createTeam(unique('team-b'));
-  analyst = (await store.createAccessToken({ name: 'analyst', role: 'ANALYST' })).secret;
-  teamAdmin = (await store.createAccessToken({ name: 'team-a-admin', role: 'ADMIN', teamId: teamA.id })).secret;
+  teamA = await store.teams.createTeam(unique('team-a'));
+  teamB = await store.teams.createTeam(unique('team-b'));
+  analyst = (await store.teams.createAccessToken({ name: 'analyst', role: 'ANALYST' })).secret;
+  teamAdmin = (await store.teams.createAccessToken({ name: 'team-a-admin', role: 'ADMIN', teamId: teamA.id })).secret;
   const k = await gw.createKey(teamA.name);
   gatewayKey = k.secret;
-  const kb = await store.createApiKey({ teamId: teamB.id, name: 'b-key' });
+  const kb = await store.teams.createApiKey({ teamId: teamB.id, name: 'b-key' });
   keyB = { id: kb.apiKey.id, secret: kb.secret };
   secretsThatMustNotAppear.push(sha256(gatewayKey), sha256(keyB.secret), sha256(teamAdmin), sha256(analyst));
   await gw.started.runtime.app.catalog.refresh();
@@ -360,7 +360,7 @@ describe('auth matrix', () => {
     {
       field: 'revokeApiKey',
       query: 'mutation($id: ID!) { revokeApiKey(id: $id) { id } }',
-      vars: async () => ({ id: (await gw.started.runtime.adminStore.createApiKey({ teamId: teamA.id, name: 'to-revoke' })).apiKey.id }),
+      vars: async () => ({ id: (await gw.started.runtime.adminStore.teams.createApiKey({ teamId: teamA.id, name: 'to-revoke' })).apiKey.id }),
       allowed: admins,
     },
     {
@@ -427,7 +427,7 @@ describe('team-bound tokens', () => {
   it("fail with NOT_FOUND on another team's objects, and change nothing", async () => {
     const revoke = await gql(teamAdmin, 'mutation($id: ID!) { revokeApiKey(id: $id) { id } }', { id: keyB.id });
     expect(codeOf(revoke)).toBe('NOT_FOUND');
-    expect((await gw.started.runtime.adminStore.getApiKey(keyB.id))?.revokedAt).toBeNull();
+    expect((await gw.started.runtime.adminStore.teams.getApiKey(keyB.id))?.revokedAt).toBeNull();
     const res = await chat(keyB.secret);
     expect(res.status).toBe(200);
     await res.text();
@@ -483,13 +483,13 @@ describe('N+1', () => {
       return { queries: sql.length, teams: teams.length, keys: teams.reduce((n: number, t: { apiKeys: unknown[] }) => n + t.apiKeys.length, 0) };
     };
     for (let i = 0; i < 5; i++) {
-      const t = await store.createTeam(unique('n1-small'));
-      for (let j = 0; j < 2; j++) await store.createApiKey({ teamId: t.id, name: `k${j}` });
+      const t = await store.teams.createTeam(unique('n1-small'));
+      for (let j = 0; j < 2; j++) await store.teams.createApiKey({ teamId: t.id, name: `k${j}` });
     }
     const small = await measure();
     for (let i = 0; i < 20; i++) {
-      const t = await store.createTeam(unique('n1-big'));
-      for (let j = 0; j < 3; j++) await store.createApiKey({ teamId: t.id, name: `k${j}` });
+      const t = await store.teams.createTeam(unique('n1-big'));
+      for (let j = 0; j < 3; j++) await store.teams.createApiKey({ teamId: t.id, name: `k${j}` });
     }
     const big = await measure();
     expect(big.teams).toBeGreaterThanOrEqual(small.teams + 20);
@@ -503,9 +503,9 @@ describe('N+1', () => {
   it('routes { targets } and budgets { team } are one statement per level', async () => {
     const store = gw.started.runtime.adminStore;
     for (let i = 0; i < 3; i++) {
-      await store.upsertRoute({ name: unique('n1-route'), strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'a' }, { provider: 'sim', model: 'b' }] });
-      const t = await store.createTeam(unique('n1-budget'));
-      await store.setBudget({ scope: 'TEAM', teamId: t.id, period: 'DAY', limitUsd: 1, action: 'ALERT' });
+      await store.providers.upsertRoute({ name: unique('n1-route'), strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'a' }, { provider: 'sim', model: 'b' }] });
+      const t = await store.teams.createTeam(unique('n1-budget'));
+      await store.pricing.setBudget({ scope: 'TEAM', teamId: t.id, period: 'DAY', limitUsd: 1, action: 'ALERT' });
     }
     const routes = await captureSql(/"Route(Target)?"/, () => ok(admin, '{ routes { name targets { provider model } } }'));
     expect(routes.result.routes.length).toBeGreaterThan(1);

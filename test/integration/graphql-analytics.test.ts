@@ -373,7 +373,7 @@ describe('analytics truth', () => {
   });
 
   it('a team-bound ANALYST token sees only its team', async () => {
-    const { secret } = await gw.started.runtime.adminStore.createAccessToken({ name: 'analyst-a', role: 'ANALYST', teamId: teamA });
+    const { secret } = await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'analyst-a', role: 'ANALYST', teamId: teamA });
     const mine = all.filter((r) => r.teamId === teamA);
     const q = `query($f: AnalyticsFilter!) { usage(filter: $f, groupBy: [TEAM]) { key { teamId } requests }
       costPerTask(filter: $f, groupBy: [TEAM]) { key { teamId } tasks } latency(filter: $f) { requests } cacheStats(filter: $f) { requests }

@@ -153,7 +153,7 @@ describe('routingDecisions over graphql-ws', () => {
 
   it('gives a team-bound token its own team only, whatever its filter says (decisions and budget events)', async () => {
     const store = gw.started.runtime.adminStore;
-    const bound = await store.createAccessToken({ name: 'live-a-analyst', role: 'ANALYST', teamId: teamA.teamId });
+    const bound = await store.teams.createAccessToken({ name: 'live-a-analyst', role: 'ANALYST', teamId: teamA.teamId });
     const client = wsClient(bound.secret);
     const q = 'subscription($f: DecisionFilter) { routingDecisions(filter: $f) { requestId teamId outcome } }';
     type D = Pick<RoutingDecision, 'requestId' | 'teamId' | 'outcome'>;

@@ -60,7 +60,7 @@ describe('task outcomes', () => {
     expect((await postOutcome('task-ok', { success: true }, 'tg-nope')).status).toBe(401);
     const noTeam = await gql(gw.url, gw.adminToken, `mutation { recordTaskOutcome(input: {taskId: "t", success: true}) { taskId } }`);
     expect(noTeam.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
-    const { secret } = await gw.started.runtime.adminStore.createAccessToken({ name: 'ro', role: 'ANALYST' });
+    const { secret } = await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'ro', role: 'ANALYST' });
     const analyst = await gql(gw.url, secret, `mutation { recordTaskOutcome(input: {taskId: "t", success: true, teamId: "${key.teamId}"}) { taskId } }`);
     expect(analyst.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     const injected = await postOutcome("x' OR 1=1 --", { success: true });

@@ -62,9 +62,9 @@ beforeAll(async () => {
   // Presets from the environment: OpenRouter and DeepSeek get the snapshot at start.
   gw = await startTestGateway({ env: { OPENROUTER_API_KEY: 'sk-or-test', DEEPSEEK_API_KEY: 'sk-ds-test' } });
   admin = gw.adminToken;
-  analyst = (await store().createAccessToken({ name: 'analyst', role: 'ANALYST' })).secret;
-  const team = await store().ensureTeam('team-pricing');
-  teamAdmin = (await store().createAccessToken({ name: 'team-admin', role: 'ADMIN', teamId: team.id })).secret;
+  analyst = (await store().teams.createAccessToken({ name: 'analyst', role: 'ANALYST' })).secret;
+  const team = await store().teams.ensureTeam('team-pricing');
+  teamAdmin = (await store().teams.createAccessToken({ name: 'team-admin', role: 'ADMIN', teamId: team.id })).secret;
   secret = (await gw.createKey('team-pricing')).secret;
 
   const client = gw.client(secret);
@@ -84,7 +84,7 @@ beforeAll(async () => {
   }
   await gw.started.runtime.journal.flush();
   to = new Date(Date.now() + 60_000);
-  pricedVersion = (await store().currentPrices()).find((p) => p.provider === PRICED.provider && p.model === PRICED.model)!.version;
+  pricedVersion = (await store().pricing.currentPrices()).find((p) => p.provider === PRICED.provider && p.model === PRICED.model)!.version;
 });
 
 afterAll(async () => {
@@ -93,7 +93,7 @@ afterAll(async () => {
 
 describe('price snapshot', () => {
   it('is imported at start for the presets configured from the environment, and only for them', async () => {
-    const prices = await store().currentPrices();
+    const prices = await store().pricing.currentPrices();
     const of = (provider: string) => prices.filter((p) => p.provider === provider);
     const kindCount = (kind: string) => PRICE_SNAPSHOT.entries.filter((e) => e.kind === kind).length;
     expect(of('openrouter')).toHaveLength(kindCount('OPENROUTER'));
@@ -108,16 +108,16 @@ describe('price snapshot', () => {
   });
 
   it('a later start creates no version and never overrides an operator price', async () => {
-    await store().setPrice({ provider: 'openrouter', model: 'openai/gpt-4o', inputPerMTokUsd: 2, outputPerMTokUsd: 9, source: 'negotiated' });
-    const before = await store().currentPrices();
+    await store().pricing.setPrice({ provider: 'openrouter', model: 'openai/gpt-4o', inputPerMTokUsd: 2, outputPerMTokUsd: 9, source: 'negotiated' });
+    const before = await store().pricing.currentPrices();
     const done = await bootstrap(gw.config, store());
     expect(done.some((b) => b.includes(PRICE_SNAPSHOT.asOf))).toBe(false);
-    expect(await store().currentPrices()).toEqual(before);
-    expect((await store().priceHistory('openrouter', 'openai/gpt-4o-mini')).length).toBe(1);
+    expect(await store().pricing.currentPrices()).toEqual(before);
+    expect((await store().pricing.priceHistory('openrouter', 'openai/gpt-4o-mini')).length).toBe(1);
   });
 
   it('importPriceSnapshot prices a provider by kind, CNY kept with its rate; again = no new version', async () => {
-    await store().upsertProvider({ name: 'glm', kind: 'ZHIPU', apiKey: 'k' });
+    await store().providers.upsertProvider({ name: 'glm', kind: 'ZHIPU', apiKey: 'k' });
     const q = `mutation ($input: ImportPriceSnapshotInput) { importPriceSnapshot(input: $input) {
       snapshot asOf unchanged skipped created { version provider model inputPerMTokUsd outputPerMTokUsd cachedInputPerMTokUsd currency usdRate source } } }`;
     const zhipu = PRICE_SNAPSHOT.entries.filter((e) => e.kind === 'ZHIPU');
@@ -180,7 +180,7 @@ describe('repriceReceipts', () => {
   });
 
   it('dry run: counts, original and recomputed totals match an independent computation; nothing is written', async () => {
-    const price = await store().setPrice({ provider: UNPRICED.provider, model: UNPRICED.model, inputPerMTokUsd: 1.1, outputPerMTokUsd: 4.4 });
+    const price = await store().pricing.setPrice({ provider: UNPRICED.provider, model: UNPRICED.model, inputPerMTokUsd: 1.1, outputPerMTokUsd: 4.4 });
     const receipts = await receiptsOf(unpricedIds);
     const expected = receipts.reduce((s, r) => s + expectedCost(r, { input: 1.1, output: 4.4 }), 0);
     expect(expected).toBeGreaterThan(0);
@@ -207,14 +207,14 @@ describe('repriceReceipts', () => {
     expect(Math.abs(same.deltaUsd)).toBeLessThan(1e-8);
 
     // A new current version: recomputed with it, delta against the signed costs.
-    const v2 = await store().setPrice({ ...PRICED, inputPerMTokUsd: 0.3, outputPerMTokUsd: 1.5, cachedInputPerMTokUsd: 0.03 });
+    const v2 = await store().pricing.setPrice({ ...PRICED, inputPerMTokUsd: 0.3, outputPerMTokUsd: 1.5, cachedInputPerMTokUsd: 0.03 });
     const expected = receipts.reduce((s, r) => s + expectedCost(r, { input: 0.3, output: 1.5, cached: 0.03 }), 0);
     const data = (await reprice(PRICED)).data.repriceReceipts;
     expect(data.priceVersion).toBe(v2.version);
     expect(data.rows[0].recomputedCostUsd).toBeCloseTo(expected, 9);
     expect(data.rows[0].deltaUsd).toBeCloseTo(expected - original, 9);
     // Restore the test gateway's price for whoever reads it next.
-    await store().setPrice({ ...PRICED, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
+    await store().pricing.setPrice({ ...PRICED, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
   });
 
   it('bills cached prompt tokens at the cached price and leaves cache hits (cost 0) out', async () => {
@@ -225,7 +225,7 @@ describe('repriceReceipts', () => {
     const miss = { ...base, receipt_id: randomUUID(), prompt_tokens: 1000, cached_tokens: 400, completion_tokens: 50, cache_status: 'miss' as const };
     const hit = { ...base, receipt_id: randomUUID(), prompt_tokens: 1000, cached_tokens: 0, completion_tokens: 50, cache_status: 'exact' as const, cost_usd: 0 };
     await ch().insert({ table: 'receipts', values: [receiptToRow(miss), receiptToRow(hit)], format: 'JSONEachRow' });
-    await store().setPrice({ ...model, inputPerMTokUsd: 2, outputPerMTokUsd: 8, cachedInputPerMTokUsd: 0.5 });
+    await store().pricing.setPrice({ ...model, inputPerMTokUsd: 2, outputPerMTokUsd: 8, cachedInputPerMTokUsd: 0.5 });
     const row = (await reprice(model)).data.repriceReceipts.rows[0];
     expect(row).toMatchObject({ receipts: 1, unpricedBefore: 1 });
     // 600 × 2 + 400 × 0.5 + 50 × 8 = 1800 per million
@@ -233,7 +233,7 @@ describe('repriceReceipts', () => {
   });
 
   it('apply writes one row per receipt; applying again writes nothing; a new version supersedes', async () => {
-    const current = (await store().currentPrices()).find((p) => p.provider === UNPRICED.provider && p.model === UNPRICED.model)!;
+    const current = (await store().pricing.currentPrices()).find((p) => p.provider === UNPRICED.provider && p.model === UNPRICED.model)!;
     const receipts = await receiptsOf(unpricedIds);
 
     const applied = (await reprice({ ...UNPRICED, apply: true })).data.repriceReceipts;
@@ -254,7 +254,7 @@ describe('repriceReceipts', () => {
     // Receipts are untouched: still unpriced as signed.
     for (const r of await receiptsOf(unpricedIds)) expect(r.cost_usd).toBeNull();
 
-    const v2 = await store().setPrice({ ...UNPRICED, inputPerMTokUsd: 2.2, outputPerMTokUsd: 8.8 });
+    const v2 = await store().pricing.setPrice({ ...UNPRICED, inputPerMTokUsd: 2.2, outputPerMTokUsd: 8.8 });
     expect((await reprice({ ...UNPRICED, apply: true })).data.repriceReceipts.written).toBe(unpricedIds.length);
     const latest = await ch().query({
       query: `SELECT argMax(price_version, repriced_at) AS v, count() AS n FROM receipt_repricings WHERE receipt_id IN {ids:Array(UUID)} GROUP BY receipt_id`,
@@ -280,7 +280,7 @@ describe('repriceReceipts', () => {
   });
 
   it('is for global admins only', async () => {
-    await store().setPrice({ ...UNPRICED, inputPerMTokUsd: 3.3, outputPerMTokUsd: 9.9 });
+    await store().pricing.setPrice({ ...UNPRICED, inputPerMTokUsd: 3.3, outputPerMTokUsd: 9.9 });
     const before = (await repricingRows(unpricedIds)).length;
     for (const token of [analyst, teamAdmin]) {
       const r = await reprice({ ...UNPRICED, apply: true }, token);

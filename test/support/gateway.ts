@@ -71,10 +71,10 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   const config = loadConfig(env as NodeJS.ProcessEnv);
   const started = await startServer(config, { quiet: true });
   const store = started.runtime.adminStore;
-  await store.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'sim-upstream-secret' });
-  await store.upsertProvider({ name: 'sim-b', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'sim-upstream-secret-b' });
-  await store.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }] });
-  await store.upsertRoute({
+  await store.providers.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'sim-upstream-secret' });
+  await store.providers.upsertProvider({ name: 'sim-b', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'sim-upstream-secret-b' });
+  await store.providers.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }] });
+  await store.providers.upsertRoute({
     name: 'failover',
     strategy: 'PRIORITY',
     retries: 0,
@@ -83,11 +83,11 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
       { provider: 'sim-b', model: 'backup', priority: 1 },
     ],
   });
-  await store.upsertRoute({ name: 'embed-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-embed' }] });
-  await store.setPrice({ provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
-  await store.setPrice({ provider: 'sim', model: 'primary', inputPerMTokUsd: 1, outputPerMTokUsd: 2 });
-  await store.setPrice({ provider: 'sim-b', model: 'backup', inputPerMTokUsd: 0.5, outputPerMTokUsd: 1.5, cachedInputPerMTokUsd: 0.25 });
-  await store.setPrice({ provider: 'sim', model: 'sim-embed', inputPerMTokUsd: 0.02, outputPerMTokUsd: 0 });
+  await store.providers.upsertRoute({ name: 'embed-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-embed' }] });
+  await store.pricing.setPrice({ provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
+  await store.pricing.setPrice({ provider: 'sim', model: 'primary', inputPerMTokUsd: 1, outputPerMTokUsd: 2 });
+  await store.pricing.setPrice({ provider: 'sim-b', model: 'backup', inputPerMTokUsd: 0.5, outputPerMTokUsd: 1.5, cachedInputPerMTokUsd: 0.25 });
+  await store.pricing.setPrice({ provider: 'sim', model: 'sim-embed', inputPerMTokUsd: 0.02, outputPerMTokUsd: 0 });
   await started.runtime.app.catalog.load();
 
   return {
@@ -99,8 +99,8 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     config,
     adminToken: started.runtime.adminToken.token,
     async createKey(team = 'team-a', keyOpts = {}) {
-      const t = await store.ensureTeam(team);
-      const k = await store.createApiKey({ teamId: t.id, name: 'test', ...keyOpts });
+      const t = await store.teams.ensureTeam(team);
+      const k = await store.teams.createApiKey({ teamId: t.id, name: 'test', ...keyOpts });
       return { secret: k.secret, id: k.apiKey.id, teamId: t.id };
     },
     client(secret, clientOpts = {}) {

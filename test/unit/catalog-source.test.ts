@@ -41,6 +41,10 @@ class FakeStore implements CatalogStore {
   async listBudgets() {
     return [];
   }
+  async loadCatalog() {
+    const [providers, routes, prices, budgets] = await Promise.all([this.loadProvidersWithSecrets(), this.listRoutes(), this.currentPrices(), this.listBudgets()]);
+    return { providers, routes, prices, budgets };
+  }
 }
 
 describe('CatalogSource', () => {

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { PRICE_SNAPSHOT, importSnapshot, planSnapshotPrices, type PriceSnapshot, type SnapshotStore } from '../../src/pricing/snapshot.js';
 import { isProviderKind } from '../../src/providers/presets.js';
-import type { PriceRecord, SetPriceInput } from '../../src/store/admin-store.js';
+import type { PriceRecord, SetPriceInput } from '../../src/store/admin/pricing.js';
 
 describe('the shipped snapshot', () => {
   it('has dated, sourced, non-negative entries, one per kind and model', () => {

@@ -202,7 +202,7 @@ export function registerPricing(builder: Builder) {
       args: { input: t.arg({ type: PriceInput, required: true }) },
       resolve: async (query, _root, { input }, ctx) => {
         const price = await store(() =>
-          ctx.admin.setPrice({
+          ctx.admin.pricing.setPrice({
             provider: input.provider,
             model: input.model,
             inputPerMTokUsd: input.inputPerMTokUsd,
@@ -225,11 +225,11 @@ export function registerPricing(builder: Builder) {
       description: 'Prices configured providers from the list prices shipped with Tollgate (mapped by provider kind).',
       args: { input: t.arg({ type: ImportPriceSnapshotInput }) },
       resolve: async (_root, { input }, ctx) => {
-        const providers = await store(() => ctx.admin.listProviders());
+        const providers = await store(() => ctx.admin.providers.listProviders());
         const names = input?.providers ?? null;
         for (const name of names ?? []) if (!providers.some((p) => p.name === name)) throw notFound(`provider "${name}"`);
         const targets = names ? providers.filter((p) => names.includes(p.name)) : providers;
-        const result = await store(() => importSnapshot(ctx.admin, targets, { onlyMissing: input?.onlyMissing ?? false }));
+        const result = await store(() => importSnapshot(ctx.admin.pricing, targets, { onlyMissing: input?.onlyMissing ?? false }));
         if (result.created.length) await ctx.configChanged();
         return result;
       },
@@ -245,7 +245,7 @@ export function registerPricing(builder: Builder) {
       resolve: async (_root, { input }, ctx) => {
         try {
           return await repriceReceipts(
-            { clickhouse: ctx.clickhouse, receiptsTable: ctx.receiptsTable, prices: ctx.admin },
+            { clickhouse: ctx.clickhouse, receiptsTable: ctx.receiptsTable, prices: ctx.admin.pricing },
             { ...input, priceVersion: input.priceVersion ?? null },
           );
         } catch (err) {
@@ -266,7 +266,7 @@ export function registerPricing(builder: Builder) {
         if (boundTeam(ctx) !== null) {
           if (input.scope === 'API_KEY') {
             if (apiKeyId !== null && isUuid(apiKeyId)) {
-              const key = await store(() => ctx.admin.getApiKey(apiKeyId));
+              const key = await store(() => ctx.admin.teams.getApiKey(apiKeyId));
               if (!key || !canSeeTeam(ctx, key.teamId)) throw notFound('API key');
             }
           } else if (teamId === null) {
@@ -276,7 +276,7 @@ export function registerPricing(builder: Builder) {
           }
         }
         const budget = await store(() =>
-          ctx.admin.setBudget({
+          ctx.admin.pricing.setBudget({
             scope: input.scope,
             teamId,
             apiKeyId,

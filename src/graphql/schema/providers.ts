@@ -7,7 +7,7 @@
 // of the requested fields are read, and the ciphertext only to compute `hasApiKey`.
 // Mutations go through the AdminStore and re-read the row with the planned selection.
 import { CacheMode, ProviderKind, RouteStrategy } from '../../store/prisma.js';
-import { cachePolicyOf, type CachePolicyRecord } from '../../store/admin-store.js';
+import { cachePolicyOf, type CachePolicyRecord } from '../../store/admin/providers.js';
 import type { Builder } from '../builder.js';
 import { store } from './teams.js';
 
@@ -136,7 +136,7 @@ export function registerProviders(builder: Builder) {
       resolve: async (query, _root, { input }, ctx) => {
         // Keys left out of the input stay out (keep the stored value); explicit nulls clear.
         const provider = await store(() =>
-          ctx.admin.upsertProvider({
+          ctx.admin.providers.upsertProvider({
             name: input.name,
             kind: input.kind,
             ...('baseUrl' in input ? { baseUrl: input.baseUrl } : {}),
@@ -154,7 +154,7 @@ export function registerProviders(builder: Builder) {
       args: { input: t.arg({ type: RouteInput, required: true }) },
       resolve: async (query, _root, { input }, ctx) => {
         const route = await store(() =>
-          ctx.admin.upsertRoute({
+          ctx.admin.providers.upsertRoute({
             name: input.name,
             strategy: input.strategy,
             targets: input.targets.map((tg) => ({

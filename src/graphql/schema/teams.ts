@@ -15,7 +15,8 @@
 import type { EnumRef, ObjectRef } from '@pothos/core';
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import { GraphQLError } from 'graphql';
-import { AdminStoreError, type TeamRecord } from '../../store/admin-store.js';
+import type { TeamRecord } from '../../store/admin/teams.js';
+import { AdminStoreError } from '../../store/admin/validators.js';
 import { Prisma } from '../../store/prisma.js';
 import type { Builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -327,7 +328,7 @@ export function registerTeams(builder: Builder) {
       authScopes: { globalAdmin: true },
       args: { input: t.arg({ type: CreateTeamInput, required: true }) },
       resolve: async (query, _root, { input }, ctx) => {
-        const team = await store(() => ctx.admin.createTeam(input.name));
+        const team = await store(() => ctx.admin.teams.createTeam(input.name));
         return ctx.prisma.team.findUniqueOrThrow({ ...query, where: { id: team.id } });
       },
     }),
@@ -340,7 +341,7 @@ export function registerTeams(builder: Builder) {
         const teamId = String(input.teamId);
         if (!canSeeTeam(ctx, teamId)) throw notFound('team');
         const created = await store(() =>
-          ctx.admin.createApiKey({
+          ctx.admin.teams.createApiKey({
             teamId,
             name: input.name,
             rpmLimit: input.rpmLimit,
@@ -364,9 +365,9 @@ export function registerTeams(builder: Builder) {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
-        const existing = await store(() => ctx.admin.getApiKey(id));
+        const existing = await store(() => ctx.admin.teams.getApiKey(id));
         if (!existing || !canSeeTeam(ctx, existing.teamId)) throw notFound('API key');
-        await store(() => ctx.admin.revokeApiKey(id));
+        await store(() => ctx.admin.teams.revokeApiKey(id));
         await ctx.configChanged();
         return ctx.prisma.apiKey.findUniqueOrThrow({ ...query, where: { id } });
       },
@@ -384,7 +385,7 @@ export function registerTeams(builder: Builder) {
           if (teamId === null) throw forbidden('A team-bound token may only create tokens bound to its own team (set teamId).');
           if (teamId !== bound) throw notFound('team');
         }
-        const created = await store(() => ctx.admin.createAccessToken({ name: input.name, role: input.role, teamId }));
+        const created = await store(() => ctx.admin.teams.createAccessToken({ name: input.name, role: input.role, teamId }));
         const token = await ctx.prisma.accessToken.findUniqueOrThrow({
           ...queryFromInfo({ context: ctx, info, path: ['token'], select: { id: true } }),
           where: { id: created.token.id },

@@ -1,0 +1,265 @@
+// Prices and budgets (GraphQL: src/graphql/schema/pricing.ts). A price is versioned: every
+// change is a new row, and receipts name the version they were billed with. A budget is
+// upserted by scope + target + period.
+import { z } from 'zod';
+import { BudgetAction, BudgetPeriod, BudgetScope, Prisma, type PrismaClient } from '../prisma.js';
+import { AdminStoreError, Mutations, decimal, date, httpUrl, label, modelName, parse, requireTeam, slug, usd, uuid } from './validators.js';
+
+export interface PriceRecord {
+  /** The Price row id: the `price_version` receipts carry. */
+  version: number;
+  provider: string;
+  model: string;
+  /** USD per million tokens (converted with `usdRate` when the price was set in another currency). */
+  inputPerMTokUsd: number;
+  outputPerMTokUsd: number;
+  cachedInputPerMTokUsd: number | null;
+  /** As entered. */
+  currency: string;
+  usdRate: number | null;
+  source: string | null;
+  effectiveFrom: Date;
+  createdAt: Date;
+}
+
+export interface BudgetRecord {
+  id: string;
+  scope: BudgetScope;
+  /** TEAM: the team; API_KEY: the key's team; FEATURE: the team it is limited to, or null for all. */
+  teamId: string | null;
+  apiKeyId: string | null;
+  feature: string | null;
+  period: BudgetPeriod;
+  limitUsd: number;
+  action: BudgetAction;
+  webhookUrl: string | null;
+  /** When the counter store is unreachable: admit (true) or refuse with 503 (false). */
+  failOpen: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const setPriceInput = z
+  .object({
+    provider: slug,
+    model: modelName,
+    inputPerMTokUsd: usd,
+    outputPerMTokUsd: usd,
+    cachedInputPerMTokUsd: usd.nullish(),
+    currency: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z]{3}$/, 'must be an ISO 4217 code')
+      .transform((s) => s.toUpperCase())
+      .optional(),
+    usdRate: z.number().positive().max(1e6).nullish(),
+    source: z.string().trim().max(512).nullish(),
+    effectiveFrom: date.optional(),
+  })
+  .refine((p) => (p.currency ?? 'USD') === 'USD' || p.usdRate != null, {
+    message: 'usdRate (USD per unit of currency) is required when currency is not USD',
+    path: ['usdRate'],
+  });
+/**
+ * Amounts are per million tokens in `currency` (default USD; the `…Usd` names are the
+ * GraphQL contract's). For another currency, `usdRate` converts to USD.
+ */
+export type SetPriceInput = z.input<typeof setPriceInput>;
+
+const setBudgetInput = z.object({
+  scope: z.enum(BudgetScope),
+  teamId: uuid.nullish(),
+  apiKeyId: uuid.nullish(),
+  feature: label.nullish(),
+  period: z.enum(BudgetPeriod),
+  limitUsd: z.number().positive().max(1e12),
+  action: z.enum(BudgetAction),
+  webhookUrl: httpUrl.nullish(),
+  failOpen: z.boolean().nullish(),
+});
+/**
+ * TEAM needs teamId; API_KEY needs apiKeyId; FEATURE needs feature and may name a teamId
+ * to limit the feature within one team.
+ */
+export type SetBudgetInput = z.input<typeof setBudgetInput>;
+
+type PriceRow = Prisma.PriceGetPayload<object>;
+type BudgetRow = Prisma.BudgetGetPayload<object>;
+
+export class PricingStore {
+  private readonly prisma: PrismaClient;
+
+  constructor(private readonly mutations: Mutations) {
+    this.prisma = mutations.prisma;
+  }
+
+  // --- prices -------------------------------------------------------------------------
+
+  /** Records a new price version for provider+model; it becomes the current one. */
+  async setPrice(input: SetPriceInput): Promise<PriceRecord> {
+    const p = parse(setPriceInput, input);
+    const currency = p.currency ?? 'USD';
+    const row = await this.mutations.run((tx) =>
+      tx.price.create({
+        data: {
+          provider: p.provider,
+          model: p.model,
+          inputPerMTok: decimal(p.inputPerMTokUsd),
+          outputPerMTok: decimal(p.outputPerMTokUsd),
+          cachedInputPerMTok: p.cachedInputPerMTokUsd == null ? null : decimal(p.cachedInputPerMTokUsd),
+          currency,
+          usdRate: currency === 'USD' || p.usdRate == null ? null : decimal(p.usdRate),
+          source: p.source ?? null,
+          effectiveFrom: p.effectiveFrom ?? new Date(),
+        },
+      }),
+    );
+    return toPrice(row);
+  }
+
+  /**
+   * Like setPrice, but records a new version only when something billed differs from the
+   * current version (amounts, currency, rate): re-importing the same price list is a no-op
+   * and leaves the version receipts carry unchanged. `source` alone does not make a version.
+   */
+  async setPriceIfChanged(input: SetPriceInput): Promise<{ price: PriceRecord; created: boolean }> {
+    const p = parse(setPriceInput, input);
+    const latest = await this.prisma.price.findFirst({ where: { provider: p.provider, model: p.model }, orderBy: { id: 'desc' } });
+    if (latest && samePrice(latest, p)) return { price: toPrice(latest), created: false };
+    return { price: await this.setPrice(input), created: true };
+  }
+
+  /** One price version by its id (the `price_version` receipts carry); null if unknown. */
+  async getPriceVersion(version: number): Promise<PriceRecord | null> {
+    if (!Number.isSafeInteger(version) || version <= 0 || version > 2_147_483_647) return null;
+    const row = await this.prisma.price.findUnique({ where: { id: version } });
+    return row ? toPrice(row) : null;
+  }
+
+  /** The latest version of every provider+model price, in USD. */
+  async currentPrices(): Promise<PriceRecord[]> {
+    // DISTINCT ON picks the highest id per (provider, model), served by the
+    // (provider, model, id) index.
+    const rows = await this.prisma.$queryRaw<PriceRow[]>`
+      SELECT DISTINCT ON ("provider", "model") *
+      FROM "Price"
+      ORDER BY "provider", "model", "id" DESC`;
+    return rows.map(toPrice);
+  }
+
+  /** Every version of one provider+model price, newest first. */
+  async priceHistory(provider: string, model: string): Promise<PriceRecord[]> {
+    const rows = await this.prisma.price.findMany({ where: { provider, model }, orderBy: { id: 'desc' } });
+    return rows.map(toPrice);
+  }
+
+  // --- budgets ------------------------------------------------------------------------
+
+  /** Creates or replaces the budget of scope+target+period. */
+  async setBudget(input: SetBudgetInput): Promise<BudgetRecord> {
+    const p = parse(setBudgetInput, input);
+    const row = await this.mutations.run(async (tx) => {
+      let teamId: string | null = null;
+      let apiKeyId: string | null = null;
+      let feature: string | null = null;
+      let targetKey: string;
+      switch (p.scope) {
+        case BudgetScope.TEAM:
+          if (!p.teamId) throw new AdminStoreError('INVALID_INPUT', 'teamId: required for a TEAM budget');
+          await requireTeam(tx, p.teamId);
+          teamId = p.teamId;
+          targetKey = `team:${teamId}`;
+          break;
+        case BudgetScope.API_KEY: {
+          if (!p.apiKeyId) throw new AdminStoreError('INVALID_INPUT', 'apiKeyId: required for an API_KEY budget');
+          const key = await tx.apiKey.findUnique({ where: { id: p.apiKeyId } });
+          if (!key) throw new AdminStoreError('NOT_FOUND', 'API key not found');
+          apiKeyId = key.id;
+          teamId = key.teamId;
+          targetKey = `api_key:${apiKeyId}`;
+          break;
+        }
+        case BudgetScope.FEATURE:
+          if (!p.feature) throw new AdminStoreError('INVALID_INPUT', 'feature: required for a FEATURE budget');
+          if (p.teamId) await requireTeam(tx, p.teamId);
+          feature = p.feature;
+          teamId = p.teamId ?? null;
+          targetKey = `feature:${teamId ?? '*'}:${feature}`;
+          break;
+      }
+      const fields = {
+        teamId,
+        apiKeyId,
+        feature,
+        limitUsd: decimal(p.limitUsd),
+        action: p.action,
+        webhookUrl: p.webhookUrl ?? null,
+        failOpen: p.failOpen ?? false,
+      };
+      return tx.budget.upsert({
+        where: { scope_targetKey_period: { scope: p.scope, targetKey, period: p.period } },
+        create: { scope: p.scope, targetKey, period: p.period, ...fields },
+        update: fields,
+      });
+    });
+    return toBudget(row);
+  }
+
+  async listBudgets(): Promise<BudgetRecord[]> {
+    const rows = await this.prisma.budget.findMany({ orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] });
+    return rows.map(toBudget);
+  }
+}
+
+/** Whether a stored price bills exactly like a validated setPrice input. */
+function samePrice(row: PriceRow, p: z.output<typeof setPriceInput>): boolean {
+  const currency = p.currency ?? 'USD';
+  const eq = (a: Prisma.Decimal.Value | null, b: number | null | undefined) =>
+    a === null || b == null ? a === null && b == null : new Prisma.Decimal(a).equals(decimal(b));
+  return (
+    row.currency === currency &&
+    eq(row.inputPerMTok, p.inputPerMTokUsd) &&
+    eq(row.outputPerMTok, p.outputPerMTokUsd) &&
+    eq(row.cachedInputPerMTok, p.cachedInputPerMTokUsd) &&
+    (currency === 'USD' || eq(row.usdRate, p.usdRate))
+  );
+}
+
+function toPrice(r: PriceRow): PriceRecord {
+  // $queryRaw rows carry the same column names; numeric columns come back as Decimal.
+  const rate = r.currency === 'USD' || r.usdRate === null ? null : new Prisma.Decimal(r.usdRate);
+  const usdOf = (d: Prisma.Decimal.Value) => {
+    const v = new Prisma.Decimal(d);
+    return (rate ? v.mul(rate) : v).toDecimalPlaces(9).toNumber();
+  };
+  return {
+    version: Number(r.id),
+    provider: r.provider,
+    model: r.model,
+    inputPerMTokUsd: usdOf(r.inputPerMTok),
+    outputPerMTokUsd: usdOf(r.outputPerMTok),
+    cachedInputPerMTokUsd: r.cachedInputPerMTok === null ? null : usdOf(r.cachedInputPerMTok),
+    currency: r.currency,
+    usdRate: rate ? rate.toNumber() : null,
+    source: r.source,
+    effectiveFrom: r.effectiveFrom,
+    createdAt: r.createdAt,
+  };
+}
+
+function toBudget(r: BudgetRow): BudgetRecord {
+  return {
+    id: r.id,
+    scope: r.scope,
+    teamId: r.teamId,
+    apiKeyId: r.apiKeyId,
+    feature: r.feature,
+    period: r.period,
+    limitUsd: new Prisma.Decimal(r.limitUsd).toNumber(),
+    action: r.action,
+    webhookUrl: r.webhookUrl,
+    failOpen: r.failOpen,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+  };
+}

@@ -1,0 +1,227 @@
+// Teams, their API keys, and access tokens (GraphQL: src/graphql/schema/teams.ts).
+// Secrets are returned once, by the create calls, and stored only as SHA-256.
+import { z } from 'zod';
+import { AccessRole, Prisma, type PrismaClient } from '../prisma.js';
+import { displayPrefixOf, generateAccessTokenSecret, generateApiKeySecret, hashSecret } from '../credentials.js';
+import { AdminStoreError, Mutations, SHA256_HEX, UUID, date, label, parse, positiveInt, requireTeam, slug, uuid } from './validators.js';
+
+export interface TeamRecord {
+  id: string;
+  name: string;
+  createdAt: Date;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  teamId: string;
+  name: string;
+  displayPrefix: string;
+  rpmLimit: number | null;
+  tpmLimit: number | null;
+  /** Route names this key may use; empty = all. */
+  allowedRoutes: string[];
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  createdAt: Date;
+  lastUsedAt: Date | null;
+}
+
+export interface AccessTokenRecord {
+  id: string;
+  name: string;
+  role: AccessRole;
+  teamId: string | null;
+  revokedAt: Date | null;
+  createdAt: Date;
+}
+
+const createApiKeyInput = z.object({
+  teamId: uuid,
+  name: label,
+  rpmLimit: positiveInt.nullish(),
+  tpmLimit: positiveInt.nullish(),
+  expiresAt: date.nullish(),
+  allowedRoutes: z.array(slug).max(1000).nullish(),
+});
+export type CreateApiKeyInput = z.input<typeof createApiKeyInput>;
+
+const createAccessTokenInput = z.object({
+  name: label,
+  role: z.enum(AccessRole),
+  teamId: uuid.nullish(),
+});
+export type CreateAccessTokenInput = z.input<typeof createAccessTokenInput>;
+
+type ApiKeyRow = Prisma.ApiKeyGetPayload<object>;
+
+export class TeamStore {
+  private readonly prisma: PrismaClient;
+
+  constructor(private readonly mutations: Mutations) {
+    this.prisma = mutations.prisma;
+  }
+
+  // --- teams --------------------------------------------------------------------------
+
+  async createTeam(name: string): Promise<TeamRecord> {
+    const n = parse(label, name);
+    return this.mutations.run(async (tx) => {
+      const existing = await tx.team.findUnique({ where: { name: n } });
+      if (existing) throw new AdminStoreError('CONFLICT', `team "${n}" already exists`);
+      return toTeam(await tx.team.create({ data: { name: n } }));
+    });
+  }
+
+  /** The team with this name, created if missing (safe against concurrent callers). */
+  async ensureTeam(name: string): Promise<TeamRecord> {
+    const n = parse(label, name);
+    const found = await this.prisma.team.findUnique({ where: { name: n } });
+    if (found) return toTeam(found);
+    try {
+      return await this.createTeam(n);
+    } catch (err) {
+      // Lost a race with another creator: theirs is as good as ours.
+      if (err instanceof AdminStoreError && err.code === 'CONFLICT') {
+        const again = await this.prisma.team.findUnique({ where: { name: n } });
+        if (again) return toTeam(again);
+      }
+      throw err;
+    }
+  }
+
+  async listTeams(): Promise<TeamRecord[]> {
+    return (await this.prisma.team.findMany({ orderBy: { name: 'asc' } })).map(toTeam);
+  }
+
+  async getTeam(id: string): Promise<TeamRecord | null> {
+    if (!UUID.test(id)) return null;
+    const row = await this.prisma.team.findUnique({ where: { id } });
+    return row ? toTeam(row) : null;
+  }
+
+  // --- API keys -----------------------------------------------------------------------
+
+  /** Creates a key; `secret` is returned here only, the store keeps its hash. */
+  async createApiKey(input: CreateApiKeyInput): Promise<{ apiKey: ApiKeyRecord; secret: string }> {
+    const p = parse(createApiKeyInput, input);
+    const secret = generateApiKeySecret();
+    const apiKey = await this.mutations.run(async (tx) => {
+      await requireTeam(tx, p.teamId);
+      return tx.apiKey.create({
+        data: {
+          teamId: p.teamId,
+          name: p.name,
+          displayPrefix: displayPrefixOf(secret),
+          secretHash: hashSecret(secret),
+          rpmLimit: p.rpmLimit ?? null,
+          tpmLimit: p.tpmLimit ?? null,
+          expiresAt: p.expiresAt ?? null,
+          allowedRoutes: [...new Set(p.allowedRoutes ?? [])],
+        },
+      });
+    });
+    return { apiKey: toApiKey(apiKey), secret };
+  }
+
+  /** Revokes a key (idempotent: a second revoke keeps the first time). */
+  async revokeApiKey(id: string): Promise<ApiKeyRecord> {
+    if (!UUID.test(id)) throw new AdminStoreError('NOT_FOUND', 'API key not found');
+    return this.mutations.run(async (tx) => {
+      const row = await tx.apiKey.findUnique({ where: { id } });
+      if (!row) throw new AdminStoreError('NOT_FOUND', 'API key not found');
+      if (row.revokedAt) return toApiKey(row);
+      return toApiKey(await tx.apiKey.update({ where: { id }, data: { revokedAt: new Date() } }));
+    });
+  }
+
+  async listApiKeys(teamId?: string): Promise<ApiKeyRecord[]> {
+    if (teamId !== undefined && !UUID.test(teamId)) return [];
+    const rows = await this.prisma.apiKey.findMany({
+      where: teamId === undefined ? {} : { teamId },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    });
+    return rows.map(toApiKey);
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | null> {
+    if (!UUID.test(id)) return null;
+    const row = await this.prisma.apiKey.findUnique({ where: { id } });
+    return row ? toApiKey(row) : null;
+  }
+
+  /**
+   * The key whose secret hashes to `hash`, revoked and expired ones included (the caller
+   * decides, and answers all of them alike). Null for an unknown or malformed hash.
+   */
+  async findApiKeyBySecretHash(hash: string): Promise<ApiKeyRecord | null> {
+    if (!SHA256_HEX.test(hash)) return null;
+    const row = await this.prisma.apiKey.findUnique({ where: { secretHash: hash } });
+    return row ? toApiKey(row) : null;
+  }
+
+  /** Records use (not a catalog change: no version bump). Best effort for the caller. */
+  async touchApiKey(id: string, at: Date = new Date()): Promise<void> {
+    if (!UUID.test(id)) return;
+    await this.prisma.apiKey.updateMany({ where: { id }, data: { lastUsedAt: at } });
+  }
+
+  // --- access tokens ------------------------------------------------------------------
+
+  async createAccessToken(input: CreateAccessTokenInput): Promise<{ token: AccessTokenRecord; secret: string }> {
+    const p = parse(createAccessTokenInput, input);
+    const secret = generateAccessTokenSecret();
+    const token = await this.mutations.run(async (tx) => {
+      if (p.teamId) await requireTeam(tx, p.teamId);
+      return tx.accessToken.create({
+        data: { name: p.name, role: p.role, teamId: p.teamId ?? null, secretHash: hashSecret(secret) },
+      });
+    });
+    return { token: toAccessToken(token), secret };
+  }
+
+  async revokeAccessToken(id: string): Promise<AccessTokenRecord> {
+    if (!UUID.test(id)) throw new AdminStoreError('NOT_FOUND', 'access token not found');
+    return this.mutations.run(async (tx) => {
+      const row = await tx.accessToken.findUnique({ where: { id } });
+      if (!row) throw new AdminStoreError('NOT_FOUND', 'access token not found');
+      if (row.revokedAt) return toAccessToken(row);
+      return toAccessToken(await tx.accessToken.update({ where: { id }, data: { revokedAt: new Date() } }));
+    });
+  }
+
+  async listAccessTokens(): Promise<AccessTokenRecord[]> {
+    const rows = await this.prisma.accessToken.findMany({ orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] });
+    return rows.map(toAccessToken);
+  }
+
+  /** Revoked tokens included (the caller rejects them). Null for unknown or malformed. */
+  async findAccessTokenBySecretHash(hash: string): Promise<AccessTokenRecord | null> {
+    if (!SHA256_HEX.test(hash)) return null;
+    const row = await this.prisma.accessToken.findUnique({ where: { secretHash: hash } });
+    return row ? toAccessToken(row) : null;
+  }
+}
+
+function toTeam(r: { id: string; name: string; createdAt: Date }): TeamRecord {
+  return { id: r.id, name: r.name, createdAt: r.createdAt };
+}
+
+function toApiKey(r: ApiKeyRow): ApiKeyRecord {
+  return {
+    id: r.id,
+    teamId: r.teamId,
+    name: r.name,
+    displayPrefix: r.displayPrefix,
+    rpmLimit: r.rpmLimit,
+    tpmLimit: r.tpmLimit,
+    allowedRoutes: r.allowedRoutes,
+    expiresAt: r.expiresAt,
+    revokedAt: r.revokedAt,
+    createdAt: r.createdAt,
+    lastUsedAt: r.lastUsedAt,
+  };
+}
+
+function toAccessToken(r: Prisma.AccessTokenGetPayload<object>): AccessTokenRecord {
+  return { id: r.id, name: r.name, role: r.role, teamId: r.teamId, revokedAt: r.revokedAt, createdAt: r.createdAt };
+}
