@@ -13,6 +13,11 @@ import { spentInWindow } from './budgets/spend.js';
 import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
 import type { BudgetRecord } from './store/admin/pricing.js';
+import type { ResponseStore } from './store/responses.js';
+import { chatProtocol } from './protocols/chat.js';
+import { embeddingsProtocol } from './protocols/embeddings.js';
+import type { ClientProtocol } from './protocols/protocol.js';
+import { responsesProtocol } from './protocols/responses/protocol.js';
 import { CacheStage } from './gateway/cache.js';
 import { createRequestHandler } from './gateway/http.js';
 import { RateLimiter, type WindowStore } from './gateway/limits.js';
@@ -55,6 +60,8 @@ export interface AppDeps {
   adminToken: string;
   /** Store checks for /readyz: name → throws when not ready. */
   readinessChecks: Record<string, () => Promise<unknown>>;
+  /** Stored Responses API answers; none = `store` is ignored and previous_response_id unknown. */
+  responses?: ResponseStore | null;
   /** The response cache's storage; none = no caching. */
   answers?: AnswerStore | null;
   /** Budget counters (Redis or this process); budgets are enforced only with the receipts store too. */
@@ -185,8 +192,15 @@ export function buildApp(deps: AppDeps): App {
     : null;
 
   let draining = false;
+  let purge: NodeJS.Timeout | null = null;
+  const responses = deps.responses ?? null;
+  const protocols = new Map<string, ClientProtocol>(
+    [chatProtocol, responsesProtocol(responses), embeddingsProtocol].map((p) => [p.path, p]),
+  );
   const handler = createRequestHandler({
     pipeline,
+    protocols,
+    responses,
     keys,
     tokens,
     catalog: () => catalog.catalog,
@@ -253,6 +267,7 @@ export function buildApp(deps: AppDeps): App {
     async start() {
       await catalog.load();
       catalog.startPolling(config.catalogRefreshMs);
+      if (responses) purge = setInterval(() => void responses.purgeExpired().catch((err) => log.warn({ err: String(err) }, 'purging expired responses failed')), 3_600_000).unref();
       await listen(server, config.port, config.host);
       if (adminServer) await listen(adminServer, config.adminPort, config.host);
       return (server.address() as AddressInfo).port;
@@ -260,6 +275,7 @@ export function buildApp(deps: AppDeps): App {
     async stop() {
       draining = true;
       catalog.stopPolling();
+      if (purge) clearInterval(purge);
       await websocket?.close();
       adminServer?.close();
       adminServer?.closeAllConnections();

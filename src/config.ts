@@ -57,6 +57,8 @@ const EnvSchema = z.object({
   /** Response cache memory bound (bytes of cached answers held in this process). */
   TOLLGATE_CACHE_MAX_BYTES: intFrom(256 * 1024 * 1024, 0),
   TOLLGATE_CACHE_MAX_ENTRY_BYTES: intFrom(1024 * 1024, 1024),
+  /** How long stored Responses API answers are kept for previous_response_id and GET. */
+  TOLLGATE_RESPONSES_RETENTION_HOURS: intFrom(720, 1),
   /** A JSON file {hash: query}: when set, /graphql runs only these operations. */
   TOLLGATE_PERSISTED_OPERATIONS: optionalString,
   DATABASE_URL: optionalString,
@@ -105,6 +107,8 @@ export interface Config {
   budgets: { webhookSecret?: string; defaultMaxTokens: number };
   /** Response cache: bytes held in memory (0 turns the cache off) and the largest answer kept. */
   cache: { maxBytes: number; maxEntryBytes: number };
+  /** Stored Responses API answers expire after this long. */
+  responsesRetentionMs: number;
   persistedOperationsFile?: string;
   databaseUrl?: string;
   clickhouse?: { url: string; username?: string; password?: string; database?: string; cluster?: string };
@@ -152,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     analyticsTimeoutMs: e.TOLLGATE_ANALYTICS_TIMEOUT_MS,
     budgets: { webhookSecret: e.TOLLGATE_WEBHOOK_SECRET, defaultMaxTokens: e.TOLLGATE_BUDGET_DEFAULT_MAX_TOKENS },
     cache: { maxBytes: e.TOLLGATE_CACHE_MAX_BYTES, maxEntryBytes: e.TOLLGATE_CACHE_MAX_ENTRY_BYTES },
+    responsesRetentionMs: e.TOLLGATE_RESPONSES_RETENTION_HOURS * 3_600_000,
     persistedOperationsFile: e.TOLLGATE_PERSISTED_OPERATIONS,
     databaseUrl: e.DATABASE_URL,
     clickhouse: e.CLICKHOUSE_URL

@@ -16,6 +16,7 @@ import { ReceiptJournal } from './receipts/journal.js';
 import { fetchReceipt } from './receipts/rows.js';
 import { ReceiptSigner } from './receipts/signer.js';
 import { AdminStore } from './store/admin-store.js';
+import { ResponseStore } from './store/responses.js';
 import { MigrationError, migrateClickHouse, pendingMigrations } from './store/clickhouse-migrate.js';
 import { openClickHouse, type ClickHouseStore } from './store/clickhouse.js';
 import { ensureAdminToken } from './store/credentials.js';
@@ -122,9 +123,11 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     });
     const redis = openCommandRedis(config);
     const answers = await openAnswerStore(config, redis, log);
+    const responses = new ResponseStore(configDb.prisma, config.responsesRetentionMs, (err) => log.warn({ err: String(err) }, 'could not store a Responses API answer'));
     let bridge: RedisBridge | null = null;
     const app = buildApp({
       answers,
+      responses,
       budgetCounters: redis ? new RedisCounters(redis) : new MemoryCounters(),
       rateWindows: redis ? new RedisWindows(redis) : null,
       config,
@@ -173,6 +176,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       bootstrapped,
       async close() {
         await app.stop();
+        await responses.flush();
         await answers?.close();
         redis?.disconnect();
         await bridge?.close();

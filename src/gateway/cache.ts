@@ -2,7 +2,8 @@
 // then semantic), and store a complete answer after a miss. The rules are in cache/policy.ts.
 import { LocalEmbedder, ProviderEmbedder, type Embedder } from '../cache/embedders.js';
 import { planCache, type CacheEndpoint, type CachePlan } from '../cache/policy.js';
-import { callsTools, type ChatCompletion } from '../cache/replay.js';
+import { callsTools } from '../protocols/assemble.js';
+import type { ChatCompletion } from '../protocols/canonical.js';
 import type { AnswerStore, CachedAnswer } from '../cache/store.js';
 import type { Vector } from '../cache/vector-index.js';
 import type { CacheStatus } from '../receipts/receipt.js';

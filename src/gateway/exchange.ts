@@ -4,16 +4,14 @@ import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { v7 as uuidv7 } from 'uuid';
 import type { BudgetTicket } from '../budgets/enforcer.js';
-import type { CacheLookup } from './cache.js';
-import type { Attempt, CacheStatus, ReceiptDraft, ReceiptStatus } from '../receipts/receipt.js';
+import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocols/protocol.js';
+import type { Attempt, CacheStatus, ReceiptDraft, ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import type { Route, Target } from '../routing/catalog.js';
 import type { ApiKeyRecord } from './auth.js';
+import type { CacheLookup } from './cache.js';
 import { costOf, type Usage } from './usage.js';
 
-export type Endpoint = 'chat' | 'embeddings';
-
-export const ENDPOINT_NAME: Record<Endpoint, string> = { chat: '/v1/chat/completions', embeddings: '/v1/embeddings' };
 const EMPTY_SHA256 = hash('sha256', '');
 
 /** Everything one request accumulates on its way to its receipt. */
@@ -23,8 +21,10 @@ export class Exchange {
   readonly startedAt = Date.now();
   readonly t0 = performance.now();
   key: ApiKeyRecord | null = null;
+  parsed: ParsedRequest | null = null;
   feature: string | null = null;
   taskId: string | null = null;
+  taskType: string | null = null;
   endUser: string | null = null;
   requestedModel: string | null = null;
   route: Route | null = null;
@@ -42,9 +42,13 @@ export class Exchange {
   budgetTicket: BudgetTicket | null = null;
   /** Set when the answer came from the cache: where it originally came from, and what it cost then. */
   cacheHit: { similarity: number; savedCostUsd: number | null; provider: string; model: string } | null = null;
+  /** The one receipt, once its append was attempted (endings.ts: exactly one per request). */
+  receipt: Promise<UnsignedReceipt> | null = null;
+  /** Its append succeeded: the request's outcome is on record and must not change. */
+  recorded = false;
 
   constructor(
-    readonly endpoint: Endpoint,
+    readonly protocol: ClientProtocol,
     req: IncomingMessage,
   ) {
     const given = req.headers['x-request-id'];
@@ -56,11 +60,17 @@ export class Exchange {
   }
 
   /** Attribution: headers win over the body (DESIGN §4). Empty strings count as absent. */
-  attribute(req: IncomingMessage, body: Record<string, unknown>): void {
-    const metadata = (body.metadata ?? {}) as Record<string, unknown>;
+  attribute(req: IncomingMessage, parsed: ParsedRequest): void {
+    const { metadata } = parsed;
     this.feature = pick(req.headers['x-tollgate-feature'], metadata.feature);
     this.taskId = pick(req.headers['x-tollgate-task-id'], metadata.task_id);
-    this.endUser = pick(req.headers['x-tollgate-user'], body.user);
+    this.taskType = pick(req.headers['x-tollgate-task-type'], metadata.task_type);
+    this.endUser = pick(req.headers['x-tollgate-user'], parsed.endUser);
+  }
+
+  /** What a protocol needs to render this request's answer. */
+  renderContext(): RenderContext {
+    return { id: this.protocol.answerId(this.receiptId), teamId: this.key!.teamId, created: Math.floor(this.startedAt / 1000), request: this.parsed! };
   }
 
   /** The receipt content for how this request ended. */
@@ -73,41 +83,41 @@ export class Exchange {
     const cost = hit ? 0 : target ? costOf(usage, price) : null;
     const hadUpstream = this.attempts.length > 0;
     return {
-        receipt_id: this.receiptId,
-        request_id: this.requestId,
-        started_at: new Date(this.startedAt).toISOString(),
-        finished_at: new Date(this.startedAt + latency).toISOString(),
-        team_id: this.key?.teamId ?? null,
-        api_key_id: this.key?.id ?? null,
-        feature: this.feature,
-        task_id: this.taskId,
-        end_user: this.endUser,
-        endpoint: ENDPOINT_NAME[this.endpoint],
-        requested_model: this.requestedModel,
-        route: this.route?.name ?? null,
-        strategy: this.route?.strategy ?? null,
-        provider: hit?.provider ?? target?.provider.name ?? null,
-        model: hit?.model ?? target?.model ?? null,
-        attempts: this.attempts,
-        status,
-        http_status: httpStatus,
-        error_code: errorCode,
-        stream: this.stream,
-        ttft_ms: this.ttftMs === null ? null : roundMs(this.ttftMs),
-        latency_ms: roundMs(latency),
-        upstream_ms: hadUpstream ? roundMs(this.upstreamMs) : null,
-        overhead_ms: hadUpstream ? roundMs(Math.max(0, latency - this.upstreamMs)) : null,
-        prompt_tokens: usage.promptTokens,
-        completion_tokens: usage.completionTokens,
-        cached_tokens: usage.cachedTokens,
-        usage_estimated: usage.estimated,
-        cost_usd: cost,
-        price_version: cost === null || hit ? null : (price?.version ?? null),
-        cache_status: this.cacheStatus,
-        cache_similarity: hit ? hit.similarity : null,
-        saved_cost_usd: hit ? hit.savedCostUsd : null,
-        request_sha256: this.requestSha256 || EMPTY_SHA256,
-        response_sha256: responseSha256,
+      receipt_id: this.receiptId,
+      request_id: this.requestId,
+      started_at: new Date(this.startedAt).toISOString(),
+      finished_at: new Date(this.startedAt + latency).toISOString(),
+      team_id: this.key?.teamId ?? null,
+      api_key_id: this.key?.id ?? null,
+      feature: this.feature,
+      task_id: this.taskId,
+      end_user: this.endUser,
+      endpoint: this.protocol.path,
+      requested_model: this.requestedModel,
+      route: this.route?.name ?? null,
+      strategy: this.route?.strategy ?? null,
+      provider: hit?.provider ?? target?.provider.name ?? null,
+      model: hit?.model ?? target?.model ?? null,
+      attempts: this.attempts,
+      status,
+      http_status: httpStatus,
+      error_code: errorCode,
+      stream: this.stream,
+      ttft_ms: this.ttftMs === null ? null : roundMs(this.ttftMs),
+      latency_ms: roundMs(latency),
+      upstream_ms: hadUpstream ? roundMs(this.upstreamMs) : null,
+      overhead_ms: hadUpstream ? roundMs(Math.max(0, latency - this.upstreamMs)) : null,
+      prompt_tokens: usage.promptTokens,
+      completion_tokens: usage.completionTokens,
+      cached_tokens: usage.cachedTokens,
+      usage_estimated: usage.estimated,
+      cost_usd: cost,
+      price_version: cost === null || hit ? null : (price?.version ?? null),
+      cache_status: this.cacheStatus,
+      cache_similarity: hit ? hit.similarity : null,
+      saved_cost_usd: hit ? hit.savedCostUsd : null,
+      request_sha256: this.requestSha256 || EMPTY_SHA256,
+      response_sha256: responseSha256,
     };
   }
 }

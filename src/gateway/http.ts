@@ -1,7 +1,10 @@
 // The gateway's HTTP surface (DESIGN §4) on plain node:http: the proxy path is hot, and a
 // framework's routing and body plumbing would be most of the gateway's added latency.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientProtocol } from '../protocols/protocol.js';
+import { deleteStoredResponse, storedResponse } from '../protocols/responses/protocol.js';
 import type { Receipt } from '../receipts/receipt.js';
+import type { ResponseStore } from '../store/responses.js';
 import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody } from './body.js';
@@ -12,6 +15,10 @@ import { parseJsonBody } from './validate.js';
 
 export interface HttpDeps {
   pipeline: Pipeline;
+  /** The proxied paths (POST), each with the client protocol spoken there. */
+  protocols: ReadonlyMap<string, ClientProtocol>;
+  /** Stored Responses API answers (GET/DELETE /v1/responses/{id}). */
+  responses: ResponseStore | null;
   keys: KeyAuthenticator;
   tokens: TokenVerifier;
   catalog: () => Catalog;
@@ -30,6 +37,7 @@ export interface HttpDeps {
 }
 
 const RECEIPT_PATH = /^\/v1\/receipts\/([0-9a-fA-F-]{36})$/;
+const RESPONSE_PATH = /^\/v1\/responses\/([A-Za-z0-9_-]{1,128})$/;
 const OUTCOME_PATH = /^\/v1\/tasks\/([^/]{1,256})\/outcome$/;
 
 export function createRequestHandler(deps: HttpDeps) {
@@ -43,10 +51,20 @@ export function createRequestHandler(deps: HttpDeps) {
 
 async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const method = req.method ?? 'GET';
-  if (path === '/v1/chat/completions' || path === '/v1/embeddings') {
+  const protocol = deps.protocols.get(path);
+  if (protocol) {
     if (method !== 'POST') throw methodNotAllowed();
     if (deps.isDraining()) res.setHeader('connection', 'close');
-    return deps.pipeline.handle(path === '/v1/chat/completions' ? 'chat' : 'embeddings', req, res);
+    return deps.pipeline.handle(protocol, req, res);
+  }
+  const responseMatch = RESPONSE_PATH.exec(path);
+  if (responseMatch) {
+    // Reads and deletes of stored responses are not model calls: no receipt (DESIGN §6).
+    if (method !== 'GET' && method !== 'DELETE') throw methodNotAllowed();
+    const key = await deps.keys.authenticate(req.headers.authorization);
+    const id = responseMatch[1]!;
+    const body = method === 'GET' ? await storedResponse(deps.responses, key.teamId, id) : await deleteStoredResponse(deps.responses, key.teamId, id);
+    return sendJson(res, 200, body);
   }
   if (path === '/v1/models') {
     if (method !== 'GET') throw methodNotAllowed();

@@ -1,48 +1,50 @@
-// The proxy path for /v1/chat/completions and /v1/embeddings:
-//   auth → body → validate → resolve route → limits → attempts (failover) → respond → receipt.
+// The proxy path, the same for every client protocol (src/protocols/):
+//   auth → body → parse (canonical form) → resolve route → limits → cache → attempts
+//   (failover) → respond → receipt.
 // Every request ends in exactly one receipt, appended to the WAL before the response
-// completes (for streams: before [DONE]); endings.ts writes those endings.
+// completes (for streams: before their closing event); endings.ts writes those endings.
 import { createHash, hash } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
+import type { BudgetEnforcer } from '../budgets/enforcer.js';
 import type { Config } from '../config.js';
 import type { Candidate, LiveBus } from '../live/events.js';
 import type { Metrics } from '../metrics.js';
+import { completionChunks } from '../protocols/assemble.js';
+import type { ChatCompletion } from '../protocols/canonical.js';
+import type { ClientProtocol, ParsedRequest, StreamPump } from '../protocols/protocol.js';
+import { Transcoder } from '../protocols/transcode.js';
+import { adapterFor } from '../providers/adapter.js';
 import type { ReceiptDraft, UnsignedReceipt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
 import type { RetryBudgets } from '../routing/retry-budget.js';
 import { orderTargets } from '../routing/strategy.js';
-import type { BudgetEnforcer } from '../budgets/enforcer.js';
-import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../cache/replay.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
 import { candidatesOf, publishDecision } from './decisions.js';
-import { Endings, receiptEvent, ZERO_USAGE } from './endings.js';
-import { Exchange, type Endpoint } from './exchange.js';
+import { Endings, ZERO_USAGE } from './endings.js';
+import { Exchange } from './exchange.js';
 import {
   GatewayError,
-  fromUpstreamClientError,
+  badRequest,
   modelNotFound,
+  rateLimited,
   routeForbidden,
   serviceUnavailable,
   upstreamFailed,
 } from './errors.js';
 import type { RateLimiter } from './limits.js';
-import { SseRelay, sseEvent } from './sse.js';
 import { UpstreamFailure, classify, parseRetryAfter, type UpstreamClient } from './upstream.js';
 import { estimateCompletionTokens, estimatePromptTokens, maxCostOf, readUsage, type Usage } from './usage.js';
-import { parseJsonBody, validateChat, validateEmbeddings } from './validate.js';
+import { parseJsonBody } from './validate.js';
 
-const UPSTREAM_PATH: Record<Endpoint, string> = { chat: '/chat/completions', embeddings: '/embeddings' };
 const MAX_BACKOFF_MS = 2_000;
 const MAX_ERROR_BODY = 64 * 1024;
-
-export type { Endpoint };
 
 export interface ReceiptSink {
   append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
@@ -75,6 +77,13 @@ export interface PipelineDeps {
 /** Why the signal fired: the client went away, or the route's total timeout passed. */
 class ClientGone extends Error {}
 
+/** Why an attempt did not answer: the failure to fail over from, and any Retry-After hint. */
+interface Unanswered {
+  failure: UpstreamFailure;
+  /** The upstream answered 429. */
+  rateLimited: boolean;
+  retryAfterMs?: number;
+}
 
 export class Pipeline {
   private readonly endings: Endings;
@@ -83,34 +92,36 @@ export class Pipeline {
     this.endings = new Endings(deps);
   }
 
-  async handle(endpoint: Endpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const ex = new Exchange(endpoint, req);
+  async handle(protocol: ClientProtocol, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ex = new Exchange(protocol, req);
     try {
-      ex.key = await this.authenticate(req.headers.authorization);
+      ex.key = await this.authenticate(protocol.authorization(req));
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
       ex.requestSha256 = hash('sha256', raw);
-      const body = parseJsonBody(raw);
-      if (endpoint === 'chat') validateChat(body);
-      else validateEmbeddings(body);
-      ex.requestedModel = body.model as string;
-      ex.stream = endpoint === 'chat' && body.stream === true;
-      ex.attribute(req, body);
+      const parsed = protocol.parse(parseJsonBody(raw));
+      ex.parsed = parsed;
+      ex.requestedModel = parsed.model;
+      ex.stream = parsed.stream;
+      ex.attribute(req, parsed);
+      await protocol.prepare?.(parsed, ex.key.teamId);
 
-      const route = this.deps.catalog().resolve(ex.requestedModel);
-      if (!route || route.targets.length === 0) throw modelNotFound(ex.requestedModel);
+      const route = this.deps.catalog().resolve(parsed.model);
+      if (!route || route.targets.length === 0) throw modelNotFound(parsed.model);
       ex.route = route;
       if (!isRouteAllowed(ex.key.allowedRoutes, route)) throw routeForbidden(route.name);
+      const served = servingRoute(route, protocol, parsed);
       ex.responseHeaders = (await this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit)).headers;
       const budgets = this.deps.budgets;
       if (budgets) {
         const { key } = ex;
         const subject = { teamId: key.teamId, apiKeyId: key.id, feature: ex.feature };
-        ex.budgetTicket = await budgets.admit(subject, () => maxCostOf(route.targets, body, this.deps.config.budgets.defaultMaxTokens), ex.requestId);
+        const request = parsed.chat ?? parsed.body;
+        ex.budgetTicket = await budgets.admit(subject, () => maxCostOf(served.targets, request, this.deps.config.budgets.defaultMaxTokens), ex.requestId);
       }
 
-      const hit = await this.lookInCache(ex, route, body, req.headers['x-tollgate-cache']);
-      if (hit) return await this.answerFromCache(ex, hit, body, res);
-      await this.forward(ex, route, body, res);
+      const hit = await this.lookInCache(ex, route, parsed, req.headers['x-tollgate-cache']);
+      if (hit) return await this.answerFromCache(ex, hit, res);
+      await this.forward(ex, served, res);
     } catch (err) {
       await this.endings.fail(ex, res, err);
     }
@@ -128,14 +139,10 @@ export class Pipeline {
 
   // ── Cache ────────────────────────────────────────────────────────────────────────────
 
-  private async lookInCache(
-    ex: Exchange,
-    route: Route,
-    body: Record<string, unknown>,
-    header: string | string[] | undefined,
-  ): Promise<CacheHit | null> {
+  private async lookInCache(ex: Exchange, route: Route, parsed: ParsedRequest, header: string | string[] | undefined): Promise<CacheHit | null> {
     const cache = this.deps.cache;
-    const plan = cache?.plan(ex.endpoint, ex.key!.teamId, route, body, header);
+    // Chat-like protocols share one canonical question, and so their answers.
+    const plan = cache?.plan(parsed.chat ? 'chat' : 'embeddings', ex.key!.teamId, route, parsed.chat ?? parsed.body, header);
     if (!cache || !plan) return null;
     ex.cacheStatus = plan.lookup ? 'miss' : 'bypass';
     const { hit, lookup } = await cache.lookup(plan);
@@ -143,7 +150,7 @@ export class Pipeline {
     return hit;
   }
 
-  private async answerFromCache(ex: Exchange, hit: CacheHit, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+  private async answerFromCache(ex: Exchange, hit: CacheHit, res: ServerResponse): Promise<void> {
     const { entry } = hit;
     ex.cacheStatus = hit.status;
     ex.cacheHit = { similarity: hit.similarity, savedCostUsd: entry.costUsd, provider: entry.provider, model: entry.model };
@@ -151,21 +158,21 @@ export class Pipeline {
     publishDecision(this.deps.bus, ex, null, 'CACHE_HIT', `cache_${hit.status}`, null, []);
     const stored = JSON.parse(entry.answer) as Record<string, unknown>;
     const usage: Usage = { ...(readUsage(stored.usage) ?? ZERO_USAGE), estimated: false };
-    const id = ex.endpoint === 'chat' ? `chatcmpl-${ex.receiptId.replaceAll('-', '')}` : '';
+    const ctx = ex.renderContext();
+    // A fresh answer: new id and time, same content and usage.
+    const answer = stored.object === 'chat.completion' ? ({ ...stored, id: ctx.id, created: Math.floor(Date.now() / 1000) } as unknown as ChatCompletion) : stored;
     if (!ex.stream) {
-      const json = JSON.stringify(replayJson(stored, id));
-      await this.endings.appendReceipt(ex, 'ok', 200, null, usage, sha256(Buffer.from(json)));
-      this.endings.writeHead(ex, res, 200, 'application/json');
-      res.end(json);
-      this.endings.observe(ex, 200, null);
-    } else {
-      const wantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-      const events = replaySse(stored as unknown as ChatCompletion, id, wantsUsage).join('');
-      ex.ttftMs = ex.elapsed();
-      this.endings.writeHead(ex, res, 200, 'text/event-stream');
-      res.write(events);
-      await this.endings.endStream(ex, res, usage, sha256(Buffer.from(events)));
+      const json = JSON.stringify(ex.protocol.render(answer as ChatCompletion, ctx));
+      await this.endings.respond(ex, res, 200, json, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: sha256(json) });
+      return;
     }
+    const replay = new Transcoder(FINISHED, ex.protocol.encoder(ctx));
+    const events = replay.encode(completionChunks(answer as ChatCompletion, ctx.id));
+    const responseHash = createHash('sha256').update(events);
+    ex.ttftMs = ex.elapsed();
+    this.endings.startStream(ex, res, 0);
+    res.write(events);
+    await this.endings.endStream(ex, res, replay, usage, responseHash);
   }
 
   /** After a complete, successful answer: keep it for the next identical (or similar) request. */
@@ -178,7 +185,7 @@ export class Pipeline {
 
   // ── Routing and failover ─────────────────────────────────────────────────────────────
 
-  private async forward(ex: Exchange, route: Route, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+  private async forward(ex: Exchange, route: Route, res: ServerResponse): Promise<void> {
     const { config, health } = this.deps;
     const controller = new AbortController();
     const onClose = () => {
@@ -192,8 +199,12 @@ export class Pipeline {
       const candidates = this.deps.bus.decisions.hasListeners ? candidatesOf(order, this.deps.health) : [];
       const budget = this.deps.retryBudgets.for(route.name);
       budget.request();
-      let lastFailure: UpstreamFailure | null = null;
+      let last: Unanswered | null = null;
       let outOfBudget = false;
+      // DESIGN §4: when every target was rate-limited or is cooling after a 429 (and none
+      // failed otherwise), the client gets a 429 with the smallest wait, not a 502.
+      let onlyRateLimited = true;
+      let soonestRetryMs = Number.POSITIVE_INFINITY;
       attempts: for (let round = 0; round <= route.retries; round++) {
         if (round > 0) await backoff(round, controller.signal);
         for (const target of order) {
@@ -201,6 +212,8 @@ export class Pipeline {
           const admission = health.admit(target.key);
           if (!admission.ok) {
             publishDecision(this.deps.bus, ex, target, 'SKIPPED', admission.reason, null, candidates);
+            if (admission.reason === 'cooling_down') soonestRetryMs = Math.min(soonestRetryMs, admission.untilMs - Date.now());
+            else onlyRateLimited = false;
             continue;
           }
           if (ex.attempts.length > 0 && !budget.tryRetry()) {
@@ -210,17 +223,30 @@ export class Pipeline {
             outOfBudget = true;
             break attempts;
           }
-          const outcome = await this.attempt(ex, target, body, res, controller.signal, candidates);
+          const outcome = await this.attempt(ex, target, res, controller.signal, candidates);
           if (outcome === 'answered') return;
-          lastFailure = outcome;
+          last = outcome;
+          if (outcome.rateLimited) soonestRetryMs = Math.min(soonestRetryMs, outcome.retryAfterMs ?? Number.POSITIVE_INFINITY);
+          else onlyRateLimited = false;
         }
       }
       const reason = controller.signal.reason;
-      if (reason instanceof ClientGone) return await this.endings.cancelled(ex);
-      const failure = reason instanceof UpstreamFailure ? reason : lastFailure;
-      const message = ex.attempts.length === 0
-        ? 'No upstream target is available for this route right now (all circuits open or cooling down).'
-        : `All upstream targets failed (${ex.attempts.length} attempt${ex.attempts.length === 1 ? '' : 's'}${outOfBudget ? ', then the route\'s retry budget ran out' : ''}; last: ${failure?.message ?? 'unknown error'}).`;
+      if (reason instanceof ClientGone) {
+        publishDecision(this.deps.bus, ex, null, 'CANCELLED', 'client_cancelled', null, []);
+        return await this.endings.cancelled(ex);
+      }
+      if (onlyRateLimited && !outOfBudget && !(reason instanceof UpstreamFailure)) {
+        const waitMs = Number.isFinite(soonestRetryMs) ? soonestRetryMs : this.deps.config.breaker.cooldownMs;
+        throw rateLimited(
+          `Every upstream target of '${route.name.slice(0, 200)}' is rate limited; retry after the wait the upstream asked for.`,
+          Math.max(1, waitMs) / 1000,
+        );
+      }
+      const failure = reason instanceof UpstreamFailure ? reason : last?.failure;
+      const message =
+        ex.attempts.length === 0
+          ? 'No upstream target is available for this route right now (all circuits open or cooling down).'
+          : `All upstream targets failed (${ex.attempts.length} attempt${ex.attempts.length === 1 ? '' : 's'}${outOfBudget ? ", then the route's retry budget ran out" : ''}; last: ${failure?.message ?? 'unknown error'}).`;
       throw upstreamFailed(message, failure?.isTimeout ?? false);
     } finally {
       clearTimeout(totalTimer);
@@ -230,17 +256,12 @@ export class Pipeline {
 
   /**
    * One call to one target. Returns 'answered' once the client has its response (success,
-   * or an upstream 4xx passed through), or the failure to fail over from.
+   * or an upstream 4xx passed through), or what to fail over from.
    */
-  private async attempt(
-    ex: Exchange,
-    target: Target,
-    body: Record<string, unknown>,
-    res: ServerResponse,
-    signal: AbortSignal,
-    candidates: Candidate[],
-  ): Promise<'answered' | UpstreamFailure> {
+  private async attempt(ex: Exchange, target: Target, res: ServerResponse, signal: AbortSignal, candidates: Candidate[]): Promise<'answered' | Unanswered> {
     const { health, upstream, metrics } = this.deps;
+    const protocol = ex.protocol;
+    const parsed = ex.parsed!;
     const attemptNo = ex.attempts.length + 1;
     publishDecision(this.deps.bus, ex, target, 'ATTEMPT', null, null, candidates, attemptNo);
     const started = performance.now();
@@ -251,23 +272,22 @@ export class Pipeline {
       metrics.upstreamAttempts.inc({ provider: target.provider.name, outcome: error ? 'failure' : 'success' });
       return latency;
     };
-    const failover = (failure: UpstreamFailure, status: number, retryAfterMs?: number): UpstreamFailure => {
+    const failover = (failure: UpstreamFailure, status: number, retryAfterMs?: number): Unanswered => {
       const latency = finishAttempt(status, failure.kind);
       if (failure.kind === 'aborted' || signal.reason instanceof ClientGone) health.release(target.key);
       else health.onFailure(target.key, { retryAfterMs, latencyMs: latency });
       publishDecision(this.deps.bus, ex, target, 'FAILOVER', failure.kind, latency, candidates, attemptNo);
-      return failure;
+      return { failure, rateLimited: status === 429, retryAfterMs };
     };
 
-    const upstreamBody = JSON.stringify(
-      ex.stream
-        ? { ...body, model: target.upstreamModel, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
-        : { ...body, model: target.upstreamModel },
-    );
+    // Same protocol on both sides: the client's body goes through; otherwise it is translated.
+    const adapter = adapterFor(target.provider);
+    const native = adapter.wires.has(protocol.wire);
+    const request = native ? adapter.passthrough(protocol.wire, parsed.body, target, ex.stream) : adapter.request(parsed.chat!, target, ex.stream);
 
     let response;
     try {
-      response = await upstream.post(target.provider, UPSTREAM_PATH[ex.endpoint], upstreamBody, signal);
+      response = await upstream.post(target.provider, request.path, request.body, signal);
     } catch (err) {
       return failover(classify(err, signal), 0);
     }
@@ -293,18 +313,22 @@ export class Pipeline {
       health.release(target.key);
       publishDecision(this.deps.bus, ex, target, 'FAILED', `http_${status}`, latency, candidates, attemptNo);
       ex.target = target;
-      await this.endings.fail(ex, res, fromUpstreamClientError(status, errorBody), 'error');
+      await this.endings.fail(ex, res, adapter.error(status, errorBody), 'error');
       return 'answered';
     }
 
     ex.target = target;
-    if (ex.stream) return this.relayStream(ex, target, body, response.body, res, signal, { finishAttempt, failover, candidates, attemptNo });
+    if (ex.stream) {
+      const pump = native ? protocol.relay!(parsed, ex.cacheLookup !== null) : new Transcoder(adapter.decoder(), protocol.encoder(ex.renderContext()));
+      return this.relayStream(ex, target, pump, response.body, res, signal, { finishAttempt, failover, candidates, attemptNo });
+    }
 
     let buf: Buffer;
-    let parsed: any;
+    let answer: ChatCompletion;
     try {
       buf = await readUpstreamBody(response.body);
-      parsed = JSON.parse(buf.toString('utf8'));
+      const json = JSON.parse(buf.toString('utf8'));
+      answer = native ? json : adapter.answer(json);
     } catch (err) {
       ex.target = null;
       const failure = err instanceof SyntaxError ? new UpstreamFailure('network_error', 'upstream sent invalid JSON') : classify(err, signal);
@@ -314,44 +338,39 @@ export class Pipeline {
     health.onSuccess(target.key, latency);
     publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, candidates, attemptNo);
 
-    const usage = await usageOf(readUsage(parsed?.usage), body, () => collectText(parsed));
+    const usage = await usageOf(readUsage(answer?.usage), parsed, () => collectText(answer));
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
-    const receipt = await this.endings.appendReceipt(ex, 'ok', response.status, null, usage, sha256(buf));
-    this.endings.writeHead(ex, res, response.status, 'application/json');
-    res.end(buf);
-    this.endings.observe(ex, response.status, null);
-    this.remember(ex, parsed, receipt.cost_usd, target);
+    const body = native ? buf : JSON.stringify(protocol.render(answer, ex.renderContext()));
+    const receipt = await this.endings.respond(ex, res, response.status, body, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: sha256(body) });
+    this.remember(ex, answer, receipt.cost_usd, target);
     return 'answered';
   }
 
   private async relayStream(
     ex: Exchange,
     target: Target,
-    body: Record<string, unknown>,
+    pump: StreamPump,
     upstreamBody: AsyncIterable<Buffer> & { destroy(): void },
     res: ServerResponse,
     signal: AbortSignal,
     attempt: {
       finishAttempt: (status: number, error: string | null) => number;
-      failover: (failure: UpstreamFailure, status: number) => UpstreamFailure;
+      failover: (failure: UpstreamFailure, status: number) => Unanswered;
       candidates: Candidate[];
       attemptNo: number;
     },
-  ): Promise<'answered' | UpstreamFailure> {
-    const clientWantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-    const assembler = ex.cacheLookup ? new StreamAssembler() : null;
-    const relay = new SseRelay(clientWantsUsage, assembler ? (chunk) => assembler.add(chunk) : undefined);
+  ): Promise<'answered' | Unanswered> {
     const decoder = new StringDecoder('utf8');
     const responseHash = createHash('sha256');
     let started = false;
     let breakage: UpstreamFailure | null = null;
     try {
       for await (const chunk of upstreamBody) {
-        const out = relay.push(decoder.write(chunk));
+        const out = pump.push(decoder.write(chunk));
         if (!out) continue;
         if (!started) {
           // Nothing has reached the client yet: an error event up front can still fail over.
-          if (relay.tally.upstreamError && relay.tally.contentChunks === 0) {
+          if (pump.tally.upstreamError && pump.tally.contentChunks === 0) {
             upstreamBody.destroy();
             ex.target = null;
             return attempt.failover(new UpstreamFailure('network_error', 'upstream stream began with an error'), 200);
@@ -359,17 +378,17 @@ export class Pipeline {
           started = true;
           ex.ttftMs = ex.elapsed();
           // The attempt that is streaming is recorded when it ends: count it in the header now.
-          this.endings.writeHead(ex, res, 200, 'text/event-stream', attempt.attemptNo);
+          this.endings.startStream(ex, res, attempt.attemptNo);
         }
         responseHash.update(out);
         if (!res.write(out)) await drained(res, signal);
       }
-      const tail = relay.push(decoder.end()) + relay.rest();
+      const tail = pump.push(decoder.end()) + pump.end();
       if (tail && started) {
         responseHash.update(tail);
         res.write(tail);
       }
-      if (!relay.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended without [DONE]');
+      if (!pump.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
     } catch (err) {
       breakage = classify(err, signal);
     }
@@ -380,54 +399,65 @@ export class Pipeline {
     }
 
     // From here on the client has bytes: no failover, whatever happens.
-    const tally = relay.tally;
-    const usage = await usageOf(readUsage(tally.usage), body, () => tally.deliveredText);
+    const tally = pump.tally;
+    const usage = await usageOf(readUsage(tally.usage), ex.parsed!, () => tally.deliveredText);
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
     if (signal.reason instanceof ClientGone) {
       attempt.finishAttempt(200, 'client_cancelled');
       this.deps.health.release(target.key);
       publishDecision(this.deps.bus, ex, target, 'CANCELLED', 'client_cancelled', null, attempt.candidates, attempt.attemptNo);
-      await this.endings.appendReceipt(ex, 'cancelled', 499, 'client_cancelled', usage, responseHash.digest('hex'));
-      this.endings.observe(ex, 499, 'client_cancelled');
+      await this.endings.cancelled(ex, usage, responseHash.digest('hex'));
       return 'answered';
     }
     if (breakage) {
       const latency = attempt.finishAttempt(200, breakage.kind);
       this.deps.health.onFailure(target.key, { latencyMs: latency });
       publishDecision(this.deps.bus, ex, target, 'FAILED', `mid_stream_${breakage.kind}`, latency, attempt.candidates, attempt.attemptNo);
-      const errorEvent = sseEvent('error', {
-        error: {
-          message: `The upstream stream broke after the response started (${breakage.message}); the answer is incomplete.`,
-          type: 'api_error',
-          param: null,
-          code: 'upstream_stream_interrupted',
-        },
-      });
-      res.write(errorEvent);
-      const receipt = await this.endings.appendReceipt(ex, 'partial', 200, 'upstream_stream_interrupted', usage, responseHash.digest('hex'));
-      res.end(receiptEvent(receipt));
-      this.endings.observe(ex, 200, 'upstream_stream_interrupted');
+      const error = new GatewayError(
+        502,
+        'api_error',
+        'upstream_stream_interrupted',
+        `The upstream stream broke after the response started (${breakage.message}); the answer is incomplete.`,
+      );
+      await this.endings.breakStream(ex, res, pump, error, usage, responseHash);
       return 'answered';
     }
 
     const latency = attempt.finishAttempt(200, null);
     this.deps.health.onSuccess(target.key, latency);
     publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, attempt.candidates, attempt.attemptNo);
-    const receipt = await this.endings.endStream(ex, res, usage, responseHash.digest('hex'));
-    if (receipt) this.remember(ex, assembler?.completion(), receipt.cost_usd, target);
+    const receipt = await this.endings.endStream(ex, res, pump, usage, responseHash);
+    if (receipt) this.remember(ex, pump.completion(), receipt.cost_usd, target);
     return 'answered';
   }
+}
 
+/** A decoder that has nothing more to say: a cache replay feeds its chunks directly. */
+const FINISHED = { push: () => [], end: () => [], done: true };
 
+/**
+ * The route with the targets that can serve this request: all of them, unless the request
+ * can only go to an upstream that speaks its protocol natively (then a route with none of
+ * those is a 400).
+ */
+function servingRoute(route: Route, protocol: ClientProtocol, parsed: ParsedRequest): Route {
+  if (!parsed.nativeOnly) return route;
+  const targets = route.targets.filter((t) => adapterFor(t.provider).wires.has(protocol.wire));
+  if (targets.length === 0) {
+    throw badRequest(`The route '${route.name.slice(0, 200)}' cannot serve this request: ${parsed.nativeOnly.reason}.`, parsed.nativeOnly.param, 'unsupported_value');
+  }
+  return targets.length === route.targets.length ? route : { ...route, targets };
 }
 
 /** The usage the upstream reported, or an estimate from the request and the text delivered. */
-async function usageOf(reported: Omit<Usage, 'estimated'> | null, body: Record<string, unknown>, deliveredText: () => string): Promise<Usage> {
+async function usageOf(reported: Omit<Usage, 'estimated'> | null, parsed: ParsedRequest, deliveredText: () => string): Promise<Usage> {
   if (reported) return { ...reported, estimated: false };
   return {
-    promptTokens: await estimatePromptTokens(body),
+    promptTokens: await estimatePromptTokens(parsed.chat ?? parsed.body),
     completionTokens: await estimateCompletionTokens(deliveredText()),
     cachedTokens: 0,
+    cacheWriteTokens: 0,
+    reasoningTokens: 0,
     estimated: true,
   };
 }
@@ -441,8 +471,8 @@ function collectText(parsed: any): string {
   return text;
 }
 
-function sha256(buf: Buffer): string {
-  return hash('sha256', buf);
+function sha256(body: string | Buffer): string {
+  return hash('sha256', body);
 }
 
 /** Exponential backoff with full jitter between retry rounds; wakes early on abort. */

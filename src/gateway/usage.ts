@@ -2,12 +2,20 @@
 // provider that omits it, a stream that broke) it is estimated with a BPE tokenizer
 // (o200k, gpt-tokenizer) and the receipt says `usage_estimated`.
 import type { PriceInput } from '../routing/catalog.js';
+import type { ChatUsage } from '../protocols/canonical.js';
 import { roundUsd } from '../receipts/receipt.js';
 
+/**
+ * Token usage in one meaning whatever the upstream (DESIGN §6): prompt = all input tokens,
+ * cache reads and writes included; cached = cache reads; cacheWrite = cache writes;
+ * completion = all output tokens, reasoning included; reasoning = the reasoning part.
+ */
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  cacheWriteTokens: number;
+  reasoningTokens: number;
   estimated: boolean;
 }
 
@@ -66,24 +74,47 @@ export async function estimateCompletionTokens(text: string): Promise<number> {
   return (await tokenCounter())(text);
 }
 
-/** Reads an OpenAI `usage` object; null when absent or malformed. */
+/** Reads a canonical (OpenAI) `usage` object; null when absent or malformed. */
 export function readUsage(usage: unknown): Omit<Usage, 'estimated'> | null {
   if (!usage || typeof usage !== 'object') return null;
   const u = usage as Record<string, unknown>;
   const prompt = u.prompt_tokens;
   if (typeof prompt !== 'number') return null;
-  const completion = typeof u.completion_tokens === 'number' ? u.completion_tokens : 0;
-  const details = u.prompt_tokens_details as { cached_tokens?: unknown } | undefined;
-  const cached = typeof details?.cached_tokens === 'number' ? details.cached_tokens : 0;
-  return { promptTokens: prompt, completionTokens: completion, cachedTokens: cached };
+  const count = (v: unknown) => (typeof v === 'number' && v >= 0 ? v : 0);
+  const input = u.prompt_tokens_details as { cached_tokens?: unknown; cache_write_tokens?: unknown } | null | undefined;
+  const output = u.completion_tokens_details as { reasoning_tokens?: unknown } | null | undefined;
+  return {
+    promptTokens: prompt,
+    completionTokens: count(u.completion_tokens),
+    cachedTokens: count(input?.cached_tokens),
+    cacheWriteTokens: count(input?.cache_write_tokens),
+    reasoningTokens: count(output?.reasoning_tokens),
+  };
 }
 
-/** Cost in USD, or null when the model has no price (unpriced is never free). */
+/** Normalised usage back in the canonical shape (what a protocol's closing events report). */
+export function toChatUsage(usage: Usage): ChatUsage {
+  return {
+    prompt_tokens: usage.promptTokens,
+    completion_tokens: usage.completionTokens,
+    total_tokens: usage.promptTokens + usage.completionTokens,
+    prompt_tokens_details: { cached_tokens: usage.cachedTokens, ...(usage.cacheWriteTokens ? { cache_write_tokens: usage.cacheWriteTokens } : {}) },
+    completion_tokens_details: { reasoning_tokens: usage.reasoningTokens },
+  };
+}
+
+/**
+ * Cost in USD, or null when the model has no price (unpriced is never free): uncached input
+ * at the input price, cache reads at the cached-input price, cache writes at the cache-write
+ * price (each falling back to the input price), output at the output price.
+ */
 export function costOf(usage: Usage, price: PriceInput | null): number | null {
   if (!price) return null;
   const cached = Math.min(usage.cachedTokens, usage.promptTokens);
+  const written = Math.min(usage.cacheWriteTokens, usage.promptTokens - cached);
   const cachedRate = price.cachedInputPerMTokUsd ?? price.inputPerMTokUsd;
+  const writeRate = (price as { cacheWritePerMTokUsd?: number | null }).cacheWritePerMTokUsd ?? price.inputPerMTokUsd;
   const usd =
-    ((usage.promptTokens - cached) * price.inputPerMTokUsd + cached * cachedRate + usage.completionTokens * price.outputPerMTokUsd) / 1e6;
+    ((usage.promptTokens - cached - written) * price.inputPerMTokUsd + cached * cachedRate + written * writeRate + usage.completionTokens * price.outputPerMTokUsd) / 1e6;
   return roundUsd(usd);
 }

@@ -89,7 +89,7 @@ export function validateEmbeddings(body: Record<string, unknown>): EmbeddingRequ
   return check(EmbeddingsRequest, body);
 }
 
-function check<T>(schema: z.ZodType<T>, body: Record<string, unknown>): T {
+export function check<T>(schema: z.ZodType<T>, body: Record<string, unknown>): T {
   const result = schema.safeParse(body);
   if (result.success) return result.data;
   throw toBadRequest(result.error, body);

@@ -25,6 +25,11 @@ export interface ProviderPreset {
   streamUsage: boolean;
   /** Whether the provider serves `/embeddings`. */
   embeddings: boolean;
+  /**
+   * The field a translated request's output limit goes in: OpenAI and OpenRouter take
+   * `max_completion_tokens`; most compatible APIs know only the older `max_tokens`.
+   */
+  maxTokensField: 'max_completion_tokens' | 'max_tokens';
 }
 
 const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defaultName' | 'baseUrl'>): ProviderPreset => ({
@@ -32,6 +37,7 @@ const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defa
   headers: {},
   streamUsage: true,
   embeddings: true,
+  maxTokensField: 'max_tokens',
   ...p,
 });
 
@@ -43,11 +49,12 @@ export const PRESETS: Record<ProviderKind, ProviderPreset> = {
     // OpenRouter uses these to attribute traffic; harmless elsewhere.
     headers: { 'x-title': 'Tollgate' },
     embeddings: false,
+    maxTokensField: 'max_completion_tokens',
   }),
   // Volcengine ARK (Doubao). Model names (doubao-seed-1-6-250615) and endpoint ids (ep-…) are
   // both valid `model` values upstream, so no mapping is needed.
   ARK: preset({ kind: 'ARK', defaultName: 'ark', baseUrl: 'https://ark.cn-beijing.volces.com/api/v3' }),
-  OPENAI: preset({ kind: 'OPENAI', defaultName: 'openai', baseUrl: 'https://api.openai.com/v1' }),
+  OPENAI: preset({ kind: 'OPENAI', defaultName: 'openai', baseUrl: 'https://api.openai.com/v1', maxTokensField: 'max_completion_tokens' }),
   DEEPSEEK: preset({ kind: 'DEEPSEEK', defaultName: 'deepseek', baseUrl: 'https://api.deepseek.com/v1', embeddings: false }),
   // Alibaba DashScope in OpenAI-compatible mode.
   QWEN: preset({ kind: 'QWEN', defaultName: 'qwen', baseUrl: 'https://dashscope.aliyuncs.com/compatible-mode/v1' }),

@@ -16,7 +16,7 @@ import { verifyChain, verifyReceipt, type JwkLike } from '../../src/receipts/ver
 export interface NothingLostOptions {
   /** Receipt ids of responses that completed (the client got the whole answer). */
   completed: string[];
-  /** Costs the client was told (receipt id → cost_usd), e.g. from `event: tollgate.receipt`. */
+  /** Costs the client was told (receipt id → cost_usd), e.g. from the `: tollgate-receipt` line. */
   clientCosts?: Map<string, number | null>;
   /** The gateway's JWK set: every stored signature is verified with it. */
   jwks?: { keys: ReadonlyArray<JwkLike> };
@@ -126,7 +126,7 @@ export async function eventually<T>(fn: () => Promise<T> | T, timeoutMs = 15_000
 
 /**
  * One chat completion through raw fetch. Streams are read to the end; the cost comes from the
- * closing `event: tollgate.receipt`. `completed` is true when the client got the whole answer
+ * closing `: tollgate-receipt` comment line. `completed` is true when the client got the whole answer
  * (JSON 200, or a stream that reached [DONE] and its receipt event).
  */
 export async function chat(
@@ -149,7 +149,7 @@ export async function chat(
   }
   const receiptId = res.headers.get('x-tollgate-receipt-id');
   if (body.stream) {
-    const m = /event: tollgate\.receipt\ndata: (.*)\n/.exec(text);
+    const m = /^: tollgate-receipt (.*)$/m.exec(text);
     const ev = m ? (JSON.parse(m[1]!) as { receipt_id: string; cost_usd: number | null; status: string }) : null;
     const completed = res.status === 200 && text.includes('data: [DONE]') && ev?.status === 'ok';
     return { status: res.status, receiptId, completed, cost: ev?.cost_usd, text, headers: res.headers };

@@ -182,7 +182,7 @@ describe('upstream faults after the first byte: never fail over', () => {
     expect(rec.completion_tokens).toBeLessThan(20);
     // The partial answer is billed for what was delivered, and the client is told so.
     expect(rec.cost_usd).toBeGreaterThan(0);
-    expect(r.text).toMatch(/event: tollgate\.receipt\ndata: .*"status":"partial"/);
+    expect(r.text).toMatch(/\n: tollgate-receipt .*"status":"partial"/);
     await annotate(`reset after 3 chunks → SSE error upstream_stream_interrupted, no [DONE], partial receipt billing ${rec.completion_tokens} of 20 completion tokens ($${rec.cost_usd}), backup calls 0`, 'observed');
   });
 

@@ -4,7 +4,7 @@
 // Policy: a receipt that cannot reach the WAL means the response is refused with an error —
 // never an answer without a receipt, never a silent drop. While the disk is full, JSON
 // requests get an OpenAI-shaped 5xx; a stream (whose bytes already went out) is cut before
-// its closing `event: tollgate.receipt`, so the client can tell it has no receipt. When space
+// its closing `: tollgate-receipt` line, so the client can tell it has no receipt. When space
 // comes back, requests succeed again and the chain continues without a gap.
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, open, rm, unlink } from 'node:fs/promises';
@@ -70,7 +70,7 @@ describe('WAL disk full', () => {
     const streamEnd = /event: error\ndata: (.*)\n/.exec(stream.text)?.[1];
     await annotate(
       `WAL full: JSON → ${json.status} ${JSON.parse(json.text).error?.code} (Retry-After ${json.headers.get('retry-after')}); ` +
-        `stream → content, then ${streamEnd ? `SSE error ${JSON.parse(streamEnd).error?.code}` : 'no error event'}, [DONE] ${stream.text.includes('[DONE]') ? 'sent' : 'not sent'}, receipt event ${/tollgate\.receipt/.test(stream.text) ? 'sent' : 'not sent'}`,
+        `stream → content, then ${streamEnd ? `SSE error ${JSON.parse(streamEnd).error?.code}` : 'no error event'}, [DONE] ${stream.text.includes('[DONE]') ? 'sent' : 'not sent'}, receipt line ${/: tollgate-receipt /.test(stream.text) ? 'sent' : 'not sent'}`,
       'observed',
     );
     // JSON: refused with an OpenAI-shaped 503 that says why, and no receipt was stored.
@@ -82,7 +82,7 @@ describe('WAL disk full', () => {
     expect(stream.completed).toBe(false);
     expect(stream.text).not.toContain('data: [DONE]');
     expect(stream.text).toMatch(/event: error\ndata: .*"code":"receipts_unavailable"/);
-    expect(stream.text).not.toMatch(/event: tollgate\.receipt/);
+    expect(stream.text).not.toMatch(/: tollgate-receipt /);
 
     await unlink(filler);
     for (let i = 0; i < 5; i++) expect((await send(i % 2 === 0, `after ${i}`)).completed).toBe(true);

@@ -140,7 +140,7 @@ describe('streaming', () => {
     expect(chunks.filter((c) => c.choices[0]?.delta?.content).length).toBeGreaterThan(3);
     expect(chunks.filter((c) => c.choices[0]?.finish_reason === 'stop')).toHaveLength(1);
     expect(chunks.at(-1).usage).toEqual(first.usage);
-    expect(raw).toContain('event: tollgate.receipt');
+    expect(raw).toContain(': tollgate-receipt ');
   });
 
   it('a streamed answer serves a JSON request, and a JSON answer a streamed one', async () => {

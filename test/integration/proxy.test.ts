@@ -67,7 +67,7 @@ describe('chat completions', () => {
     expect(usage).toMatchObject({ prompt_tokens: expect.any(Number), completion_tokens: expect.any(Number) });
   });
 
-  it('sends the tollgate.receipt event after [DONE] for clients that read on', async () => {
+  it('ends the stream with the receipt as an SSE comment after [DONE], for clients that read on', async () => {
     const res = await fetch(`${gw.baseURL}/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
@@ -76,10 +76,12 @@ describe('chat completions', () => {
     expect(res.headers.get('content-type')).toBe('text/event-stream');
     const text = await res.text();
     const done = text.indexOf('data: [DONE]');
-    const receipt = text.indexOf('event: tollgate.receipt');
+    const receipt = text.indexOf('\n: tollgate-receipt ');
     expect(done).toBeGreaterThan(0);
     expect(receipt).toBeGreaterThan(done);
-    const payload = JSON.parse(text.slice(receipt).split('\n')[1]!.slice('data: '.length));
+    expect(text.endsWith('\n\n')).toBe(true);
+    expect(text.indexOf('event:')).toBe(-1); // nothing an SSE parser would hand to the application
+    const payload = JSON.parse(text.slice(receipt + '\n: tollgate-receipt '.length).split('\n')[0]!);
     expect(payload.receipt_id).toBe(res.headers.get('x-tollgate-receipt-id'));
     expect(typeof payload.cost_usd).toBe('number');
   });

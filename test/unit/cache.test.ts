@@ -6,7 +6,12 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalEmbedder } from '../../src/cache/embedders.js';
 import { canonicalQuestion, isSampled, planCache } from '../../src/cache/policy.js';
-import { replaySse, StreamAssembler } from '../../src/cache/replay.js';
+import { StreamAssembler, completionChunks } from '../../src/protocols/assemble.js';
+import { ChatEncoder } from '../../src/protocols/chat.js';
+
+/** The chat SSE events a cache replay writes (before [DONE]). */
+const replaySse = (completion: Parameters<typeof completionChunks>[0], id: string, includeUsage: boolean) =>
+  completionChunks(completion, id).map((c) => new ChatEncoder(includeUsage).push(c)).filter(Boolean);
 import { AnswerStore, type CachedAnswer } from '../../src/cache/store.js';
 import { analyze, detailsAgree } from '../../src/cache/text.js';
 import { DenseIndex, SparseIndex } from '../../src/cache/vector-index.js';

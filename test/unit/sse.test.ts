@@ -1,7 +1,8 @@
-// SseRelay: incremental SSE parsing of upstream chat.completion.chunk streams.
+// ChatRelay: incremental SSE parsing of upstream chat.completion.chunk streams, relayed to a chat client.
 import { StringDecoder } from 'node:string_decoder';
 import { describe, expect, it } from 'vitest';
-import { SseRelay, sseEvent } from '../../src/gateway/sse.js';
+import { ChatRelay } from '../../src/protocols/chat.js';
+import { receiptComment, sseEvent } from '../../src/protocols/sse.js';
 
 const chunk = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [{ index: 0, delta }], ...extra });
@@ -24,17 +25,17 @@ const EXPECTED_TEXT = 'héllo 世界 🎉{"q":"ü"}';
 
 /** Feeds byte chunks through a StringDecoder exactly like the pipeline does. */
 function runBytes(byteChunks: Buffer[], forwardUsage = false) {
-  const relay = new SseRelay(forwardUsage);
+  const relay = new ChatRelay(forwardUsage, false);
   const decoder = new StringDecoder('utf8');
   let out = '';
   for (const b of byteChunks) out += relay.push(decoder.write(b));
   const tail = decoder.end();
   if (tail) out += relay.push(tail);
-  out += relay.rest();
+  out += relay.end();
   return { out, tally: relay.tally };
 }
 
-describe('SseRelay: framing', () => {
+describe('ChatRelay: framing', () => {
   const whole = runBytes([Buffer.from(STREAM, 'utf8')]);
 
   it('processes a whole stream: forwards events, drops [DONE] and the usage-only chunk, tallies text', () => {
@@ -71,7 +72,7 @@ describe('SseRelay: framing', () => {
   });
 
   it('returns only complete events: nothing until the blank line arrives', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     const ev = `data: ${chunk({ content: 'a' })}`;
     expect(relay.push(ev)).toBe('');
     expect(relay.push('\n')).toBe('');
@@ -81,7 +82,7 @@ describe('SseRelay: framing', () => {
   });
 
   it('one push with several events returns all of them in order', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     const a = `data: ${chunk({ content: 'a' })}`;
     const b = `data: ${chunk({ content: 'b' })}`;
     expect(relay.push(`${a}\n\n${b}\n\n`)).toBe(`${a}\n\n${b}\n\n`);
@@ -90,7 +91,7 @@ describe('SseRelay: framing', () => {
   });
 
   it('handles CRLF separators, including one split across pushes', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     const a = `data: ${chunk({ content: 'x' })}`;
     const b = `data: ${chunk({ content: 'y' })}`;
     let out = relay.push(`${a}\r\n\r`);
@@ -105,21 +106,21 @@ describe('SseRelay: framing', () => {
   });
 
   it('parses data lines with CRLF line ends inside one event (multi-line data)', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     // An event split over two data: lines is joined with \n before JSON.parse.
     relay.push(`event: message\r\ndata: {"choices":[{"delta":\r\ndata: {"content":"z"}}]}\r\n\r\n`);
     expect(relay.tally.deliveredText).toBe('z');
   });
 
   it('accepts `data:` without the optional space', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     relay.push(`data:${chunk({ content: 'q' })}\n\ndata:[DONE]\n\n`);
     expect(relay.tally.deliveredText).toBe('q');
     expect(relay.tally.done).toBe(true);
   });
 
   it('forwards comments / keep-alives and non-JSON data unchanged', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     expect(relay.push(': OPENROUTER PROCESSING\n\n')).toBe(': OPENROUTER PROCESSING\n\n');
     expect(relay.push(':\n\n')).toBe(':\n\n');
     expect(relay.push('data: not json\n\n')).toBe('data: not json\n\n');
@@ -128,7 +129,7 @@ describe('SseRelay: framing', () => {
   });
 
   it('detects [DONE] and does not forward it, but still forwards what came before in the same push', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     const a = `data: ${chunk({ content: 'a' })}`;
     expect(relay.tally.done).toBe(false);
     expect(relay.push(`${a}\n\ndata: [DONE]\n\n`)).toBe(`${a}\n\n`);
@@ -136,24 +137,24 @@ describe('SseRelay: framing', () => {
   });
 });
 
-describe('SseRelay: usage', () => {
+describe('ChatRelay: usage', () => {
   const usageOnly = `data: ${JSON.stringify({ id: 'c1', choices: [], usage })}\n\n`;
 
   it('drops the usage-only chunk (choices: []) when the client did not ask for usage, but records it', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     expect(relay.push(usageOnly)).toBe('');
     expect(relay.tally.usage).toEqual(usage);
   });
 
   it('forwards the usage-only chunk when forwardUsageChunk is set', () => {
-    const relay = new SseRelay(true);
+    const relay = new ChatRelay(true, false);
     expect(relay.push(usageOnly)).toBe(usageOnly);
     expect(relay.tally.usage).toEqual(usage);
   });
 
   it('strips usage riding on a content chunk unless asked, keeping the content', () => {
     const ev = `data: ${chunk({ content: 'end' }, { usage })}\n\n`;
-    const stripped = new SseRelay(false);
+    const stripped = new ChatRelay(false, false);
     const out = stripped.push(ev);
     const parsed = JSON.parse(out.slice('data: '.length));
     expect(parsed).not.toHaveProperty('usage');
@@ -162,29 +163,29 @@ describe('SseRelay: usage', () => {
     expect(stripped.tally.usage).toEqual(usage);
     expect(stripped.tally.deliveredText).toBe('end');
 
-    const kept = new SseRelay(true);
+    const kept = new ChatRelay(true, false);
     expect(kept.push(ev)).toBe(ev);
     expect(kept.tally.usage).toEqual(usage);
   });
 
   it('keeps the last usage seen', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     relay.push(`data: ${chunk({ content: 'a' }, { usage: { ...usage, completion_tokens: 1 } })}\n\n`);
     relay.push(usageOnly);
     expect(relay.tally.usage).toEqual(usage);
   });
 
   it('does not treat usage: null as usage', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     const ev = `data: ${chunk({ content: 'a' }, { usage: null })}\n\n`;
     expect(relay.push(ev)).toBe(ev);
     expect(relay.tally.usage).toBeNull();
   });
 });
 
-describe('SseRelay: tally', () => {
+describe('ChatRelay: tally', () => {
   it('counts content chunks and accumulates content plus tool-call arguments across choices', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     relay.push(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'A' } }, { index: 1, delta: { content: 'B' } }] })}\n\n`);
     relay.push(
       `data: ${JSON.stringify({
@@ -198,7 +199,7 @@ describe('SseRelay: tally', () => {
   });
 
   it('records an upstream error object and still forwards it', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     const err = { message: 'overloaded', type: 'server_error', code: 502 };
     const ev = `data: ${JSON.stringify({ error: err })}\n\n`;
     expect(relay.push(ev)).toBe(ev);
@@ -207,41 +208,49 @@ describe('SseRelay: tally', () => {
   });
 
   it('records an error that arrives as a named `event: error`', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     relay.push(`event: error\ndata: {"error":{"message":"boom"}}\n\n`);
     expect(relay.tally.upstreamError).toEqual({ message: 'boom' });
   });
 });
 
-describe('SseRelay: rest()', () => {
+describe('ChatRelay: rest()', () => {
   it('handles a final event that has no terminating blank line', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     const ev = `data: ${chunk({ content: 'tail' })}`;
     expect(relay.push(ev)).toBe('');
-    expect(relay.rest()).toBe(`${ev}\n\n`);
+    expect(relay.end()).toBe(`${ev}\n\n`);
     expect(relay.tally.deliveredText).toBe('tail');
     // rest() empties the buffer.
-    expect(relay.rest()).toBe('');
+    expect(relay.end()).toBe('');
   });
 
   it('detects a [DONE] without a blank line', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     relay.push(`data: ${chunk({ content: 'a' })}\n\ndata: [DONE]\n`);
     expect(relay.tally.done).toBe(false);
-    expect(relay.rest()).toBe('');
+    expect(relay.end()).toBe('');
     expect(relay.tally.done).toBe(true);
   });
 
   it('returns nothing for whitespace-only leftovers', () => {
-    const relay = new SseRelay(false);
+    const relay = new ChatRelay(false, false);
     relay.push(`data: ${chunk({ content: 'a' })}\n\n\n`);
-    expect(relay.rest()).toBe('');
+    expect(relay.end()).toBe('');
   });
 });
 
 describe('sseEvent', () => {
   it('formats named and unnamed events', () => {
     expect(sseEvent(null, { a: 1 })).toBe('data: {"a":1}\n\n');
-    expect(sseEvent('tollgate.receipt', 'x')).toBe('event: tollgate.receipt\ndata: x\n\n');
+    expect(sseEvent('response.created', 'x')).toBe('event: response.created\ndata: x\n\n');
+  });
+
+  it('writes the receipt as an SSE comment line, which SSE parsers skip', () => {
+    const line = receiptComment({ receipt_id: 'r1', cost_usd: 0.5, status: 'ok' });
+    expect(line).toBe(': tollgate-receipt {"receipt_id":"r1","cost_usd":0.5,"status":"ok"}\n\n');
+    const relay = new ChatRelay(false, false);
+    expect(relay.push(line)).toBe(line); // a comment: forwarded, never parsed as data
+    expect(relay.tally.contentChunks).toBe(0);
   });
 });

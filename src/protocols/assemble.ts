@@ -1,36 +1,14 @@
-// Cached answers are stored as one chat.completion object, whatever form the original took,
-// and replayed in the form the new request asks for: JSON, or SSE when `stream: true`.
-import { sseEvent } from '../gateway/sse.js';
+// Canonical answers and canonical streams, each made from the other: a stream's chunks are
+// assembled into the complete answer (for the cache, acceptance checks and stored
+// responses), and a complete answer is replayed as chunks (cache hits on streamed requests).
+import type { ChatChunk, ChatCompletion, ChatUsage, Choice } from './canonical.js';
+import type { StreamTally } from './protocol.js';
 
-interface ToolCall {
-  index?: number;
-  id?: string;
-  type?: string;
-  function: { name: string; arguments: string };
-}
-
-interface Choice {
-  index: number;
-  message: { role: string; content: string | null; refusal?: string | null; tool_calls?: ToolCall[] };
-  finish_reason: string | null;
-  logprobs?: unknown;
-}
-
-export interface ChatCompletion {
-  id: string;
-  object: 'chat.completion';
-  created: number;
-  model: string;
-  choices: Choice[];
-  usage?: unknown;
-  system_fingerprint?: string | null;
-}
-
-/** Rebuilds the complete answer from a stream's chunks, for storing. */
+/** Rebuilds the complete answer from a stream's chunks. */
 export class StreamAssembler {
   private readonly choices = new Map<number, Choice>();
   private head: { id: string; created: number; model: string; system_fingerprint?: string | null } | null = null;
-  private usage: unknown = undefined;
+  private usage: ChatUsage | null = null;
 
   add(chunk: any): void {
     if (!chunk || typeof chunk !== 'object') return;
@@ -49,7 +27,6 @@ export class StreamAssembler {
         const at = typeof tc.index === 'number' ? tc.index : calls.length;
         const call = (calls[at] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
         if (tc.id) call.id = tc.id;
-        if (tc.type) call.type = tc.type;
         if (tc.function?.name) call.function.name += tc.function.name;
         if (typeof tc.function?.arguments === 'string') call.function.arguments += tc.function.arguments;
       }
@@ -76,41 +53,55 @@ export function callsTools(completion: ChatCompletion): boolean {
   return completion.choices.some((c) => (c.message.tool_calls?.length ?? 0) > 0 || c.finish_reason === 'tool_calls' || c.finish_reason === 'function_call');
 }
 
-/** The stored answer as a fresh JSON response (new id and time; same content and usage). */
-export function replayJson(stored: Record<string, unknown>, id: string): Record<string, unknown> {
-  if (stored.object !== 'chat.completion') return stored; // embeddings: returned as stored
-  return { ...stored, id, created: Math.floor(Date.now() / 1000) };
-}
-
 /**
- * The stored answer as an SSE stream, shaped like a provider's: a role chunk, content in
- * word-sized chunks, tool-call deltas, a final chunk with finish_reason, the usage chunk when
- * asked for. The caller writes [DONE].
+ * A complete answer as a stream, shaped like a provider's: a role chunk, content in
+ * word-sized chunks, tool-call deltas, a final chunk with finish_reason, then a usage-only
+ * chunk (encoders drop it when the client did not ask for it).
  */
-export function replaySse(completion: ChatCompletion, id: string, includeUsage: boolean): string[] {
-  const created = Math.floor(Date.now() / 1000);
-  const base = { id, object: 'chat.completion.chunk', created, model: completion.model, system_fingerprint: completion.system_fingerprint ?? null };
-  const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => sseEvent(null, { ...base, choices, ...extra });
-  const events: string[] = [];
+export function completionChunks(completion: ChatCompletion, id: string, created = Math.floor(Date.now() / 1000)): ChatChunk[] {
+  const base = { id, object: 'chat.completion.chunk' as const, created, model: completion.model, system_fingerprint: completion.system_fingerprint ?? null };
+  const chunks: ChatChunk[] = [];
   for (const c of completion.choices) {
     const { index } = c;
-    events.push(chunk([{ index, delta: { role: c.message.role, content: '' }, logprobs: null, finish_reason: null }]));
+    chunks.push({ ...base, choices: [{ index, delta: { role: c.message.role, content: '' }, logprobs: null, finish_reason: null }] });
     for (const piece of wordChunks(c.message.content ?? '')) {
-      events.push(chunk([{ index, delta: { content: piece }, logprobs: null, finish_reason: null }]));
+      chunks.push({ ...base, choices: [{ index, delta: { content: piece }, logprobs: null, finish_reason: null }] });
     }
-    if (c.message.refusal) events.push(chunk([{ index, delta: { refusal: c.message.refusal }, logprobs: null, finish_reason: null }]));
+    if (c.message.refusal) chunks.push({ ...base, choices: [{ index, delta: { refusal: c.message.refusal }, logprobs: null, finish_reason: null }] });
     (c.message.tool_calls ?? []).forEach((call, at) => {
-      events.push(
-        chunk([{ index, delta: { tool_calls: [{ index: at, id: call.id, type: call.type ?? 'function', function: call.function }] }, logprobs: null, finish_reason: null }]),
-      );
+      chunks.push({
+        ...base,
+        choices: [{ index, delta: { tool_calls: [{ index: at, id: call.id, type: call.type ?? 'function', function: call.function }] }, logprobs: null, finish_reason: null }],
+      });
     });
-    events.push(chunk([{ index, delta: {}, logprobs: null, finish_reason: c.finish_reason ?? 'stop' }]));
+    chunks.push({ ...base, choices: [{ index, delta: {}, logprobs: null, finish_reason: c.finish_reason ?? 'stop' }] });
   }
-  if (includeUsage && completion.usage) events.push(chunk([], { usage: completion.usage }));
-  return events;
+  if (completion.usage) chunks.push({ ...base, choices: [], usage: completion.usage });
+  return chunks;
 }
 
 /** Word-sized pieces (each with its following whitespace), like a tokenizer's stream. */
 function wordChunks(text: string): string[] {
   return text.match(/\s*\S+\s*/g) ?? (text ? [text] : []);
+}
+
+/** What a receipt needs from one canonical chunk: usage, delivered text, upstream errors. */
+export function tallyChunk(tally: StreamTally, chunk: any): void {
+  if (chunk?.error) tally.upstreamError = chunk.error;
+  if (chunk?.usage) tally.usage = chunk.usage;
+  const choices = chunk?.choices;
+  if (!Array.isArray(choices)) return;
+  for (const c of choices) {
+    const delta = c?.delta;
+    if (typeof delta?.content === 'string' && delta.content) {
+      tally.deliveredText += delta.content;
+      tally.contentChunks++;
+    }
+    if (Array.isArray(delta?.tool_calls)) {
+      for (const tc of delta.tool_calls) {
+        const args = tc?.function?.arguments;
+        if (typeof args === 'string') tally.deliveredText += args;
+      }
+    }
+  }
 }

@@ -1,0 +1,167 @@
+// OpenAI chat completions (POST /v1/chat/completions): the canonical form itself, so parsing
+// is validation, rendering is the identity, and an OpenAI-compatible upstream is a byte
+// passthrough (ChatRelay) that only reads what the receipt needs.
+import type { GatewayError } from '../gateway/errors.js';
+import { validateChat } from '../gateway/validate.js';
+import { StreamAssembler, tallyChunk } from './assemble.js';
+import type { ChatChunk, ChatCompletion, ChatRequest } from './canonical.js';
+import { newTally, type ClientProtocol, type ParsedRequest, type StreamEncoder, type StreamPump } from './protocol.js';
+import { SseFramer, eventData, sseEvent } from './sse.js';
+
+export const chatProtocol: ClientProtocol = {
+  endpoint: 'chat',
+  path: '/v1/chat/completions',
+  wire: 'chat',
+  authorization: (req) => req.headers.authorization,
+  parse(body): ParsedRequest {
+    validateChat(body);
+    const chat = body as ChatRequest;
+    return {
+      body,
+      chat,
+      model: chat.model,
+      stream: chat.stream === true,
+      includeUsage: chat.stream_options?.include_usage === true,
+      endUser: typeof chat.user === 'string' ? chat.user : null,
+      metadata: chat.metadata ?? {},
+    };
+  },
+  answerId: (receiptId) => `chatcmpl-${receiptId.replaceAll('-', '')}`,
+  errorBody: (error) => error.body(),
+  render: (answer) => answer,
+  encoder: (ctx) => new ChatEncoder(ctx.request.includeUsage),
+  relay: (parsed, assemble) => new ChatRelay(parsed.includeUsage, assemble),
+};
+
+/** Canonical chunks as chat SSE; the usage chunk only when the client asked for it. */
+export class ChatEncoder implements StreamEncoder {
+  constructor(private readonly includeUsage: boolean) {}
+
+  push(chunk: ChatChunk): string {
+    if (!Array.isArray(chunk.choices)) return '';
+    if (chunk.usage && !this.includeUsage) {
+      if (chunk.choices.length === 0) return '';
+      const { usage: _dropped, ...rest } = chunk;
+      return `data: ${JSON.stringify(rest)}\n\n`;
+    }
+    return `data: ${JSON.stringify(chunk)}\n\n`;
+  }
+
+  close(): string {
+    return 'data: [DONE]\n\n';
+  }
+
+  fail(error: GatewayError): string {
+    return sseEvent('error', error.body());
+  }
+}
+
+/**
+ * An OpenAI-compatible upstream's chat stream relayed to a chat client. Each upstream chunk
+ * becomes at most one client write of complete events, forwarded as the upstream sent them,
+ * except `[DONE]` (the pipeline writes it after the receipt) and the usage chunk (Tollgate
+ * always asks for it; the client gets it only if it asked too).
+ */
+export class ChatRelay implements StreamPump {
+  readonly tally = newTally();
+  private readonly framer = new SseFramer();
+  private readonly encoder: ChatEncoder;
+  private readonly assembler: StreamAssembler | null;
+
+  /** `assemble`: keep the whole answer (for the cache); costs a little per chunk. */
+  constructor(
+    private readonly includeUsage: boolean,
+    assemble: boolean,
+  ) {
+    this.encoder = new ChatEncoder(includeUsage);
+    this.assembler = assemble ? new StreamAssembler() : null;
+  }
+
+  push(text: string): string {
+    let out = '';
+    for (const event of this.framer.push(text)) out += this.handle(event);
+    return out;
+  }
+
+  end(): string {
+    const rest = this.framer.rest();
+    return rest === null ? '' : this.handle(rest);
+  }
+
+  completion(): ChatCompletion | null {
+    return this.assembler?.completion() ?? null;
+  }
+
+  close(): string {
+    return this.encoder.close();
+  }
+
+  fail(error: GatewayError): string {
+    return this.encoder.fail(error);
+  }
+
+  private handle(event: string): string {
+    const data = eventData(event);
+    if (data === null) return `${event}\n\n`; // comments, keep-alives: forward as they are
+    if (data === '[DONE]') {
+      this.tally.done = true;
+      return '';
+    }
+    let parsed: any;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      return `${event}\n\n`;
+    }
+    tallyChunk(this.tally, parsed);
+    this.assembler?.add(parsed);
+    if (parsed?.usage && !this.includeUsage) {
+      // Usage Tollgate asked for and the client did not: a usage-only chunk is dropped, usage
+      // riding on a content chunk (some providers do this) is stripped.
+      const choices = parsed.choices;
+      if (!Array.isArray(choices) || choices.length === 0) return '';
+      delete parsed.usage;
+      return `${replaceData(event, JSON.stringify(parsed))}\n\n`;
+    }
+    return `${event}\n\n`;
+  }
+}
+
+/** The event with its data replaced, keeping `event:`/`id:` lines. */
+function replaceData(event: string, data: string): string {
+  const kept = event.split('\n').filter((line) => !line.startsWith('data:'));
+  return [...kept, `data: ${data}`].join('\n');
+}
+
+/** An OpenAI-compatible upstream's chat stream as canonical chunks (for other protocols' clients). */
+export class ChatDecoder {
+  done = false;
+  private readonly framer = new SseFramer();
+
+  push(text: string): ChatChunk[] {
+    return this.decode(this.framer.push(text));
+  }
+
+  end(): ChatChunk[] {
+    const rest = this.framer.rest();
+    return rest === null ? [] : this.decode([rest]);
+  }
+
+  private decode(events: string[]): ChatChunk[] {
+    const chunks: ChatChunk[] = [];
+    for (const event of events) {
+      const data = eventData(event);
+      if (data === null) continue;
+      if (data === '[DONE]') {
+        this.done = true;
+        continue;
+      }
+      try {
+        chunks.push(JSON.parse(data));
+      } catch {
+        // not JSON: nothing a client of another protocol could use
+      }
+    }
+    return chunks;
+  }
+}

@@ -1,0 +1,82 @@
+// The OpenAI Responses API (POST /v1/responses) as a client protocol: requests translated
+// into the canonical chat form, answers rendered as `response` objects or typed events, and
+// answers kept (unless `store: false`) for previous_response_id and GET /v1/responses/{id}.
+import { GatewayError } from '../../gateway/errors.js';
+import type { ResponseStore } from '../../store/responses.js';
+import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocol.js';
+import { renderResponse, type ResponseObject, type ResponseShell } from './render.js';
+import { itemsToMessages, parseResponsesRequest, type TranslatedRequest } from './request.js';
+import { ResponsesEncoder } from './stream.js';
+
+export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
+  const translated = (parsed: ParsedRequest) => parsed.state as TranslatedRequest;
+  const shell = (ctx: RenderContext): ResponseShell => ({ id: ctx.id, created: ctx.created, model: ctx.request.model, body: translated(ctx.request).body });
+  const keep = (ctx: RenderContext, response: ResponseObject) => {
+    const t = translated(ctx.request);
+    if (!store || t.body.store === false) return;
+    store.save({ id: ctx.id, teamId: ctx.teamId, previousId: t.body.previous_response_id ?? null, input: t.items, response });
+  };
+
+  return {
+    endpoint: 'responses',
+    path: '/v1/responses',
+    wire: 'responses',
+    authorization: (req) => req.headers.authorization,
+    parse(body): ParsedRequest {
+      const t = parseResponsesRequest(body);
+      return {
+        body,
+        chat: t.chat,
+        model: t.body.model,
+        stream: t.body.stream === true,
+        includeUsage: false,
+        endUser: t.body.user ?? null,
+        metadata: t.body.metadata ?? {},
+        nativeOnly: t.builtinTools.length
+          ? { reason: `the built-in tool '${t.builtinTools[0]!.slice(0, 64)}' runs only on an upstream that speaks the Responses API natively`, param: 'tools' }
+          : undefined,
+        state: t,
+      };
+    },
+    async prepare(parsed, teamId) {
+      const t = translated(parsed);
+      const previous = t.body.previous_response_id;
+      if (!previous) return;
+      const items = store ? await store.conversation(teamId, previous) : null;
+      if (!items) {
+        throw new GatewayError(404, 'invalid_request_error', 'previous_response_not_found', `Previous response with id '${previous.slice(0, 128)}' not found.`, 'previous_response_id');
+      }
+      // The earlier turns come after this request's instructions, before its new input.
+      const history = itemsToMessages(items, 'previous_response_id');
+      const messages = parsed.chat!.messages;
+      const system = t.body.instructions ? 1 : 0;
+      messages.splice(system, 0, ...history);
+    },
+    answerId: (receiptId) => `resp_${receiptId.replaceAll('-', '')}`,
+    errorBody: (error) => error.body(),
+    render(answer, ctx) {
+      const response = renderResponse(answer, shell(ctx));
+      keep(ctx, response);
+      return response;
+    },
+    encoder: (ctx) => new ResponsesEncoder(shell(ctx), (response) => keep(ctx, response)),
+  };
+}
+
+/** GET /v1/responses/{id}: the stored response object, this team's only. */
+export async function storedResponse(store: ResponseStore | null, teamId: string, id: string): Promise<unknown> {
+  const found = store ? await store.get(teamId, id) : null;
+  if (!found) throw responseNotFound(id);
+  return found.response;
+}
+
+/** DELETE /v1/responses/{id}. */
+export async function deleteStoredResponse(store: ResponseStore | null, teamId: string, id: string): Promise<unknown> {
+  if (!store || !(await store.delete(teamId, id))) throw responseNotFound(id);
+  return { id, object: 'response', deleted: true };
+}
+
+function responseNotFound(id: string): GatewayError {
+  return new GatewayError(404, 'invalid_request_error', 'not_found', `No response found with id '${id.slice(0, 128)}'.`, 'response_id');
+}
+

@@ -1,0 +1,82 @@
+// Server-sent events: framing of an incoming stream into events, and writing events. Every
+// protocol's streams are SSE (OpenAI chat: `data:` only; Responses and Anthropic: `event:`
+// plus `data:`), and every stream Tollgate writes ends with its receipt as an SSE comment.
+
+/**
+ * Splits an SSE byte stream (already decoded to text) into complete events. SSE allows CRLF,
+ * LF and lone CR line ends; folding them to LF makes event boundaries one search. A CR at the
+ * end of a piece waits for the next one (it may be half of a CRLF).
+ */
+export class SseFramer {
+  private buffer = '';
+  private pendingCR = false;
+
+  /** The complete events (without their blank-line terminator) that `text` finished. */
+  push(text: string): string[] {
+    this.buffer += this.normalize(text);
+    const events: string[] = [];
+    let start = 0;
+    for (let end = this.buffer.indexOf('\n\n'); end !== -1; end = this.buffer.indexOf('\n\n', start)) {
+      events.push(this.buffer.slice(start, end));
+      start = end + 2;
+    }
+    this.buffer = start === 0 ? this.buffer : this.buffer.slice(start);
+    return events;
+  }
+
+  /** What is left without a terminating blank line (a stream that ended oddly), or null. */
+  rest(): string | null {
+    const rest = this.buffer;
+    this.buffer = '';
+    this.pendingCR = false;
+    return rest.trim() ? rest : null;
+  }
+
+  private normalize(chunk: string): string {
+    let text = this.pendingCR ? `\r${chunk}` : chunk;
+    this.pendingCR = text.endsWith('\r');
+    if (this.pendingCR) text = text.slice(0, -1);
+    return text.includes('\r') ? text.replace(/\r\n?/g, '\n') : text;
+  }
+}
+
+/** The joined `data:` lines of one event, or null when it has none. */
+export function eventData(event: string): string | null {
+  let data: string | null = null;
+  let from = 0;
+  while (from <= event.length) {
+    let to = event.indexOf('\n', from);
+    if (to === -1) to = event.length;
+    if (event.startsWith('data:', from)) {
+      const value = event.charCodeAt(from + 5) === 32 ? event.slice(from + 6, to) : event.slice(from + 5, to);
+      data = data === null ? value : `${data}\n${value}`;
+    }
+    from = to + 1;
+  }
+  return data;
+}
+
+/** The `event:` name of one event, or null (a plain `data:` event is a "message"). */
+export function eventName(event: string): string | null {
+  let from = 0;
+  while (from < event.length) {
+    let to = event.indexOf('\n', from);
+    if (to === -1) to = event.length;
+    if (event.startsWith('event:', from)) return event.slice(from + 6, to).trim();
+    from = to + 1;
+  }
+  return null;
+}
+
+export function sseEvent(name: string | null, data: unknown): string {
+  const payload = typeof data === 'string' ? data : JSON.stringify(data);
+  return name ? `event: ${name}\ndata: ${payload}\n\n` : `data: ${payload}\n\n`;
+}
+
+/**
+ * The last line of every stream Tollgate writes (DESIGN §4): an SSE comment, which every SSE
+ * parser ignores, so no SDK sees it, while clients that want a stream's cost can read it.
+ */
+export function receiptComment(receipt: { receipt_id: string; cost_usd: number | null; status: string }): string {
+  return `: tollgate-receipt ${JSON.stringify({ receipt_id: receipt.receipt_id, cost_usd: receipt.cost_usd, status: receipt.status })}\n\n`;
+}
