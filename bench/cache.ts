@@ -12,7 +12,7 @@ import { planCache } from '../src/cache/policy.js';
 import { AnswerStore, type CachedAnswer } from '../src/cache/store.js';
 import { loadConfig } from '../src/config.js';
 import { startServer } from '../src/main.js';
-import { startSimulatedProvider } from '../src/providers/simulated.js';
+import { startSimulatedProvider } from '../src/sim/simulated.js';
 import type { Route } from '../src/routing/catalog.js';
 
 const ENTRIES = Number(process.env.ENTRIES ?? 100_000);

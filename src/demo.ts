@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 import type { Config } from './config.js';
 import { startServer } from './main.js';
-import { startSimulatedProvider } from './providers/simulated.js';
+import { startSimulatedProvider } from './sim/simulated.js';
 
 const FEATURES = ['search', 'support-bot', 'summarize', 'agent'];
 const PROMPTS = [

@@ -3,7 +3,7 @@
 // knows what the upstream cost for every answer (by the x-tollgate-model header).
 // IPC { model, status } queues one failure for that model's next request: the load generator
 // injects upstream failures this way, so their rate follows the request rate.
-import { startSimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider } from '../../src/sim/simulated.js';
 
 const latencies = JSON.parse(process.argv[2] ?? '{}') as Record<string, number>;
 const sim = await startSimulatedProvider({ record: false, defaults: { completionTokens: 16 } });

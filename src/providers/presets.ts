@@ -61,7 +61,7 @@ export const PRESETS: Record<ProviderKind, ProviderPreset> = {
   // Zhipu GLM: OpenAI-compatible under /api/paas/v4.
   ZHIPU: preset({ kind: 'ZHIPU', defaultName: 'zhipu', baseUrl: 'https://open.bigmodel.cn/api/paas/v4' }),
   OPENAI_COMPATIBLE: preset({ kind: 'OPENAI_COMPATIBLE', defaultName: 'custom', baseUrl: null }),
-  // The loopback simulator (src/providers/simulated.ts); its base URL is given at runtime.
+  // The loopback simulator (src/sim/simulated.ts); its base URL is given at runtime.
   SIMULATED: preset({ kind: 'SIMULATED', defaultName: 'simulated', baseUrl: null }),
 };
 

@@ -9,7 +9,7 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { startServer, type Started } from '../../src/main.js';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
 import { startClickHouseHttp, type ClickHouseHttp } from './clickhouse-http.js';
 import { chat, eventually, expectNothingLost, metric } from './support.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';

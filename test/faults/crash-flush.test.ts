@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
 import { scratchDatabase } from '../support/gateway.js';
 import { runTollgate, startTollgateProcess } from '../support/processes.js';
 import { startClickHouseHttp, type ClickHouseHttp } from './clickhouse-http.js';

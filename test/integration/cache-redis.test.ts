@@ -4,7 +4,7 @@
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
 import { scratchDatabase, startTestGateway } from '../support/gateway.js';
 import { runTollgate, startInstances, type Instances, type ServerProcess } from '../support/processes.js';
 

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
 import { openClickHouse } from '../../src/store/clickhouse.js';
 import { scratchDatabase } from '../support/gateway.js';
 import { runTollgate, startTollgateProcess } from '../support/processes.js';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { LiveBus, type BudgetEvent, type RoutingDecision } from '../../src/live/events.js';
 import { startRedisBridge, type RedisBridge } from '../../src/live/redis-bridge.js';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
 import { runTollgate, startTollgateProcess, type ServerProcess } from '../support/processes.js';
 
 const REDIS_URL = process.env.REDIS_URL;

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RateLimiter, type WindowStore } from '../../src/gateway/limits.js';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
 import { gqlOk } from '../support/graphql.js';
 import { scratchDatabase } from '../support/gateway.js';
 import { startInstances, type Instances, type ServerProcess } from '../support/processes.js';

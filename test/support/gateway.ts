@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import pg from 'pg';
 import { loadConfig, type Config } from '../../src/config.js';
 import { startServer, type Started } from '../../src/main.js';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
 
 export interface TestGateway {
   url: string;

@@ -2,7 +2,7 @@
 // so will the gateway's clients. Retries are off so every status reaches the test as-is.
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, SIM_EMBEDDING_DIMS, type SimulatedProvider } from '../../src/providers/simulated.js';
+import { startSimulatedProvider, SIM_EMBEDDING_DIMS, type SimulatedProvider } from '../../src/sim/simulated.js';
 
 let sim: SimulatedProvider;
 let client: OpenAI;
