@@ -3,7 +3,7 @@
 //
 // Order: (started_at DESC, receipt_id DESC), a total order. The cursor is opaque to clients:
 // base64url of JSON [started_at ms, receipt_id] of the last receipt of a page.
-import { fetchReceipt, RECEIPT_FIELDS, rowToReceipt } from '../receipts/rows.js';
+import { fetchReceipt, RECEIPT_COLUMNS, rowToReceipt } from '../receipts/rows.js';
 import type { Receipt } from '../receipts/receipt.js';
 import { verifyReceipt as verifySignature, type JwkLike } from '../receipts/verify.js';
 import {
@@ -38,7 +38,7 @@ export function decodeCursor(cursor: string): { at: Date; id: string } {
   throw badInput('invalid cursor');
 }
 
-const COLUMNS: Readonly<Record<'all', string>> = { all: RECEIPT_FIELDS.join(', ') };
+const COLUMNS: Readonly<Record<'all', string>> = { all: RECEIPT_COLUMNS.join(', ') };
 
 export async function receipts(
   ctx: AnalyticsContext,

@@ -17,10 +17,10 @@
 //   * 2 % of the non-hit requests are unpriced (cost_usd NULL).
 // Receipts are spread uniformly over [from, from + spanMs) in `number` order.
 import type { ClickHouseClient } from '@clickhouse/client';
-import { RECEIPT_FIELDS } from '../receipts/rows.js';
+import { RECEIPT_V1_FIELDS } from '../receipts/rows.js';
 import { sql, trusted } from './sql.js';
 
-const COLS: Readonly<Record<'all', string>> = { all: RECEIPT_FIELDS.join(', ') };
+const COLS: Readonly<Record<'all', string>> = { all: RECEIPT_V1_FIELDS.join(', ') };
 
 export interface SyntheticOptions {
   rows: number;

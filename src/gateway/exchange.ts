@@ -5,8 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { v7 as uuidv7 } from 'uuid';
 import type { BudgetTicket } from '../budgets/enforcer.js';
 import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocols/protocol.js';
-import type { Attempt, CacheStatus, ReceiptDraft, ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
-import { roundMs } from '../receipts/receipt.js';
+import { RECEIPT_VERSION, roundMs, type Attempt, type CacheStatus, type ReceiptDraft, type ReceiptStatus, type UnsignedReceipt } from '../receipts/receipt.js';
 import type { Route, Target } from '../routing/catalog.js';
 import type { ApiKeyRecord } from './auth.js';
 import type { CacheLookup } from './cache.js';
@@ -42,6 +41,13 @@ export class Exchange {
   budgetTicket: BudgetTicket | null = null;
   /** Set when the answer came from the cache: where it originally came from, and what it cost then. */
   cacheHit: { similarity: number; savedCostUsd: number | null; provider: string; model: string } | null = null;
+  /** Provenance of the routing decision (DESIGN §5), set by the router when it applies. */
+  rule: string | null = null;
+  classifierTier: string | null = null;
+  experiment: string | null = null;
+  variant: string | null = null;
+  /** CASCADE: whether the answer given passed its acceptance checks (null: none ran). */
+  accepted: boolean | null = null;
   /** The one receipt, once its append was attempted (endings.ts: exactly one per request). */
   receipt: Promise<UnsignedReceipt> | null = null;
   /** Its append succeeded: the request's outcome is on record and must not change. */
@@ -82,7 +88,22 @@ export class Exchange {
     // A cache hit costs nothing; what it saved is what the original answer cost.
     const cost = hit ? 0 : target ? costOf(usage, price) : null;
     const hadUpstream = this.attempts.length > 0;
+    // The attempt that answered carries the answer's tokens and cost; the others, none.
+    const answering = target && !hit ? this.attempts.length - 1 : -1;
+    const attempts = this.attempts.map((a, i): Attempt => {
+      if (a.prompt_tokens !== undefined) return a; // a cascade step, settled when it was checked
+      const mine = i === answering;
+      return {
+        ...a,
+        prompt_tokens: mine ? usage.promptTokens : null,
+        completion_tokens: mine ? usage.completionTokens : null,
+        cost_usd: mine ? cost : null,
+        accepted: mine ? this.accepted : null,
+        reject_reason: null,
+      };
+    });
     return {
+      receipt_version: RECEIPT_VERSION,
       receipt_id: this.receiptId,
       request_id: this.requestId,
       started_at: new Date(this.startedAt).toISOString(),
@@ -98,7 +119,7 @@ export class Exchange {
       strategy: this.route?.strategy ?? null,
       provider: hit?.provider ?? target?.provider.name ?? null,
       model: hit?.model ?? target?.model ?? null,
-      attempts: this.attempts,
+      attempts,
       status,
       http_status: httpStatus,
       error_code: errorCode,
@@ -118,6 +139,14 @@ export class Exchange {
       saved_cost_usd: hit ? hit.savedCostUsd : null,
       request_sha256: this.requestSha256 || EMPTY_SHA256,
       response_sha256: responseSha256,
+      task_type: this.taskType,
+      rule: this.rule,
+      classifier_tier: this.classifierTier,
+      experiment: this.experiment,
+      variant: this.variant,
+      accepted: this.accepted,
+      reasoning_tokens: usage.reasoningTokens,
+      cache_write_tokens: usage.cacheWriteTokens,
     };
   }
 }

@@ -18,9 +18,43 @@ export interface Attempt {
   /** Short machine-readable reason (`timeout_first_byte`, `connect_refused`, `http_503`, …), null on success. */
   error: string | null;
   latency_ms: number;
+  // Version 2 on (present, maybe null, exactly when the receipt's receipt_version is 2):
+  /** Tokens and cost of this attempt alone (the receipt's are sums over attempts). */
+  prompt_tokens?: number | null;
+  completion_tokens?: number | null;
+  cost_usd?: number | null;
+  /** CASCADE: whether this answer passed the route's acceptance checks, and if not, why. */
+  accepted?: boolean | null;
+  reject_reason?: string | null;
 }
 
-export interface UnsignedReceipt {
+/**
+ * Receipt format versions (DESIGN §6). A receipt's signed object is exactly the fields of its
+ * version, so receipts written before a field existed keep verifying. Version 1 has no
+ * `receipt_version` field; from version 2 on every receipt names its version.
+ */
+export const RECEIPT_VERSION = 2;
+
+/** The fields version 2 adds (and its attempts: see Attempt). */
+export interface ReceiptV2Fields {
+  receipt_version: 2;
+  task_type: string | null;
+  /** The routing rule that decided, when one did. */
+  rule: string | null;
+  classifier_tier: string | null;
+  experiment: string | null;
+  /** The bare variant name. */
+  variant: string | null;
+  /** CASCADE: whether the answer given passed the acceptance checks (null: no checks ran). */
+  accepted: boolean | null;
+  /** The reasoning part of completion_tokens. */
+  reasoning_tokens: number;
+  /** Prompt tokens written to the provider's prompt cache (part of prompt_tokens). */
+  cache_write_tokens: number;
+}
+
+/** The version 1 fields, which every receipt has. */
+export interface UnsignedReceiptV1 {
   receipt_id: string;
   request_id: string;
   instance_id: string;
@@ -61,6 +95,9 @@ export interface UnsignedReceipt {
   prev_hash: string;
   key_id: string;
 }
+
+/** A receipt of any version: version 2 fields are present exactly when receipt_version is 2. */
+export type UnsignedReceipt = UnsignedReceiptV1 & Partial<ReceiptV2Fields>;
 
 export interface Receipt extends UnsignedReceipt {
   /** base64url Ed25519 over the RFC 8785 canonical JSON of the receipt without this field. */

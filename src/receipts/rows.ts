@@ -18,8 +18,8 @@ import {
   type UnsignedReceipt,
 } from './receipt.js';
 
-/** Receipt fields in their documented order (DESIGN §6); also the SELECT column list. */
-export const RECEIPT_FIELDS = [
+/** Version 1's receipt fields in their documented order (DESIGN §6). */
+export const RECEIPT_V1_FIELDS = [
   'receipt_id', 'request_id', 'instance_id', 'started_at', 'finished_at',
   'team_id', 'api_key_id', 'feature', 'task_id', 'end_user',
   'endpoint', 'requested_model', 'route', 'strategy', 'provider', 'model', 'attempts',
@@ -30,10 +30,21 @@ export const RECEIPT_FIELDS = [
   'request_sha256', 'response_sha256', 'seq', 'prev_hash', 'key_id', 'signature',
 ] as const satisfies ReadonlyArray<keyof Receipt>;
 
+/** Every receipt field, version 2 included. */
+export const RECEIPT_FIELDS = [
+  ...RECEIPT_V1_FIELDS,
+  'receipt_version', 'task_type', 'rule', 'classifier_tier', 'experiment', 'variant',
+  'accepted', 'reasoning_tokens', 'cache_write_tokens',
+] as const satisfies ReadonlyArray<keyof Receipt>;
+
+/** The columns that store a receipt: its fields, and the per-attempt additions of version 2. */
+export const RECEIPT_COLUMNS = [...RECEIPT_FIELDS, 'attempt_usage'] as const;
+
 /** Optional strings, stored as '' when absent. */
 const OPTIONAL_STRINGS = [
   'team_id', 'api_key_id', 'feature', 'task_id', 'end_user', 'requested_model',
   'route', 'strategy', 'provider', 'model', 'error_code', 'response_sha256',
+  'task_type', 'rule', 'classifier_tier', 'experiment', 'variant',
 ] as const;
 type OptionalStringField = (typeof OPTIONAL_STRINGS)[number];
 
@@ -93,6 +104,25 @@ export interface ReceiptRow {
   prev_hash: string;
   key_id: string;
   signature: string;
+  receipt_version: number;
+  task_type: string;
+  rule: string;
+  classifier_tier: string;
+  experiment: string;
+  variant: string;
+  accepted: boolean | null;
+  reasoning_tokens: number;
+  cache_write_tokens: number;
+  attempt_usage: AttemptUsageRow[];
+}
+
+/** Version 2's per-attempt fields, parallel to `attempts` (empty for version 1). */
+interface AttemptUsageRow {
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  cost_usd: string | null;
+  accepted: boolean | null;
+  reject_reason: string | null;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -114,7 +144,9 @@ export function unsignedReceipt(d: ReceiptDraft, chain: ChainFields): UnsignedRe
   if (!STATUSES.has(d.status)) throw new InvalidReceiptError(`invalid status ${JSON.stringify(d.status)}`);
   if (!CACHE_STATUSES.has(d.cache_status)) throw new InvalidReceiptError(`invalid cache_status ${JSON.stringify(d.cache_status)}`);
   if (!Array.isArray(d.attempts)) throw new InvalidReceiptError('attempts must be an array');
-  return {
+  const v2 = d.receipt_version === 2;
+  if (d.receipt_version !== undefined && !v2) throw new InvalidReceiptError(`unknown receipt_version ${JSON.stringify(d.receipt_version)}`);
+  const receipt: UnsignedReceipt = {
     receipt_id: receiptId,
     request_id: requiredString(d.request_id, 'request_id'),
     instance_id: chain.instance_id,
@@ -131,14 +163,24 @@ export function unsignedReceipt(d: ReceiptDraft, chain: ChainFields): UnsignedRe
     strategy: optionalString(d.strategy, 'strategy'),
     provider: optionalString(d.provider, 'provider'),
     model: optionalString(d.model, 'model'),
-    attempts: d.attempts.map((a, i) => ({
-      provider: requiredString(a?.provider, `attempts[${i}].provider`),
-      model: requiredString(a?.model, `attempts[${i}].model`),
-      status: integer(a?.status, `attempts[${i}].status`, 0xffff),
-      // Nullable(String) in the tuple: '' and null are both kept as they are.
-      error: a?.error === null || a?.error === undefined ? null : requiredString(a.error, `attempts[${i}].error`),
-      latency_ms: ms(a?.latency_ms, `attempts[${i}].latency_ms`),
-    })),
+    attempts: d.attempts.map((a, i) => {
+      const attempt: Attempt = {
+        provider: requiredString(a?.provider, `attempts[${i}].provider`),
+        model: requiredString(a?.model, `attempts[${i}].model`),
+        status: integer(a?.status, `attempts[${i}].status`, 0xffff),
+        // Nullable(String) in the tuple: '' and null are both kept as they are.
+        error: nullableString(a?.error, `attempts[${i}].error`),
+        latency_ms: ms(a?.latency_ms, `attempts[${i}].latency_ms`),
+      };
+      if (v2) {
+        attempt.prompt_tokens = optionalInteger(a?.prompt_tokens, `attempts[${i}].prompt_tokens`, 0xffffffff);
+        attempt.completion_tokens = optionalInteger(a?.completion_tokens, `attempts[${i}].completion_tokens`, 0xffffffff);
+        attempt.cost_usd = optionalUsd(a?.cost_usd, `attempts[${i}].cost_usd`);
+        attempt.accepted = optionalBoolean(a?.accepted);
+        attempt.reject_reason = nullableString(a?.reject_reason, `attempts[${i}].reject_reason`);
+      }
+      return attempt;
+    }),
     status: d.status,
     http_status: integer(d.http_status, 'http_status', 0xffff),
     error_code: optionalString(d.error_code, 'error_code'),
@@ -162,6 +204,18 @@ export function unsignedReceipt(d: ReceiptDraft, chain: ChainFields): UnsignedRe
     prev_hash: chain.prev_hash,
     key_id: chain.key_id,
   };
+  if (v2) {
+    receipt.receipt_version = 2;
+    receipt.task_type = optionalString(d.task_type, 'task_type');
+    receipt.rule = optionalString(d.rule, 'rule');
+    receipt.classifier_tier = optionalString(d.classifier_tier, 'classifier_tier');
+    receipt.experiment = optionalString(d.experiment, 'experiment');
+    receipt.variant = optionalString(d.variant, 'variant');
+    receipt.accepted = optionalBoolean(d.accepted);
+    receipt.reasoning_tokens = integer(d.reasoning_tokens ?? 0, 'reasoning_tokens', 0xffffffff);
+    receipt.cache_write_tokens = integer(d.cache_write_tokens ?? 0, 'cache_write_tokens', 0xffffffff);
+  }
+  return receipt;
 }
 
 // Lone UTF-16 surrogates cannot be stored as UTF-8; they would come back as U+FFFD and
@@ -176,6 +230,15 @@ function requiredString(v: unknown, field: string): string {
 function optionalString(v: unknown, field: string): string | null {
   if (v === null || v === undefined || v === '') return null;
   return requiredString(v, field);
+}
+function nullableString(v: unknown, field: string): string | null {
+  return v === null || v === undefined ? null : requiredString(v, field);
+}
+function optionalBoolean(v: unknown): boolean | null {
+  return v === null || v === undefined ? null : Boolean(v);
+}
+function optionalInteger(v: unknown, field: string, max: number): number | null {
+  return v === null || v === undefined ? null : integer(v, field, max);
 }
 function finite(v: unknown, field: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidReceiptError(`${field} must be a finite number`);
@@ -284,6 +347,25 @@ export function receiptToRow(r: Receipt): ReceiptRow {
     prev_hash: r.prev_hash,
     key_id: r.key_id,
     signature: r.signature,
+    receipt_version: r.receipt_version ?? 1,
+    task_type: r.task_type ?? '',
+    rule: r.rule ?? '',
+    classifier_tier: r.classifier_tier ?? '',
+    experiment: r.experiment ?? '',
+    variant: r.variant ?? '',
+    accepted: r.accepted ?? null,
+    reasoning_tokens: r.reasoning_tokens ?? 0,
+    cache_write_tokens: r.cache_write_tokens ?? 0,
+    attempt_usage:
+      r.receipt_version === 2
+        ? r.attempts.map((a) => ({
+            prompt_tokens: a.prompt_tokens ?? null,
+            completion_tokens: a.completion_tokens ?? null,
+            cost_usd: a.cost_usd === null || a.cost_usd === undefined ? null : usdToDecimal(a.cost_usd),
+            accepted: a.accepted ?? null,
+            reject_reason: a.reject_reason ?? null,
+          }))
+        : [],
   };
 }
 
@@ -301,7 +383,7 @@ export function rowToReceipt(row: Record<string, unknown>): Receipt {
   const num = (k: keyof Receipt) => Number(row[k]);
   const optNum = (k: keyof Receipt) => (row[k] === null || row[k] === undefined ? null : Number(row[k]));
   const bool = (k: keyof Receipt) => row[k] === true || row[k] === 1 || row[k] === '1' || row[k] === 'true';
-  return {
+  const receipt: Receipt = {
     receipt_id: str('receipt_id'),
     request_id: str('request_id'),
     instance_id: str('instance_id'),
@@ -343,6 +425,33 @@ export function rowToReceipt(row: Record<string, unknown>): Receipt {
     key_id: str('key_id'),
     signature: str('signature'),
   };
+  if (num('receipt_version') !== 2) return receipt; // version 1: exactly the fields it was signed with
+  const usage = Array.isArray(row.attempt_usage) ? row.attempt_usage : [];
+  receipt.attempts.forEach((a, i) => Object.assign(a, attemptUsageFromRow(usage[i])));
+  receipt.receipt_version = 2;
+  receipt.task_type = opt('task_type');
+  receipt.rule = opt('rule');
+  receipt.classifier_tier = opt('classifier_tier');
+  receipt.experiment = opt('experiment');
+  receipt.variant = opt('variant');
+  receipt.accepted = row.accepted === null || row.accepted === undefined ? null : bool('accepted');
+  receipt.reasoning_tokens = num('reasoning_tokens');
+  receipt.cache_write_tokens = num('cache_write_tokens');
+  return receipt;
+}
+
+function attemptUsageFromRow(u: unknown): Pick<Attempt, 'prompt_tokens' | 'completion_tokens' | 'cost_usd' | 'accepted' | 'reject_reason'> {
+  const [prompt, completion, cost, accepted, reason] = Array.isArray(u)
+    ? u
+    : [(u as AttemptUsageRow)?.prompt_tokens, (u as AttemptUsageRow)?.completion_tokens, (u as AttemptUsageRow)?.cost_usd, (u as AttemptUsageRow)?.accepted, (u as AttemptUsageRow)?.reject_reason];
+  const optNum = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    prompt_tokens: optNum(prompt),
+    completion_tokens: optNum(completion),
+    cost_usd: optNum(cost),
+    accepted: accepted === null || accepted === undefined ? null : accepted === true || accepted === 1 || accepted === 'true',
+    reject_reason: reason === null || reason === undefined ? null : String(reason),
+  };
 }
 
 function attemptFromRow(a: unknown): Attempt {
@@ -380,7 +489,7 @@ export function usdToDecimal(usd: number): string {
 // ---------------------------------------------------------------------------------------
 // Reading
 
-const SELECT_COLUMNS = RECEIPT_FIELDS.join(', ');
+const SELECT_COLUMNS = RECEIPT_COLUMNS.join(', ');
 
 /**
  * The stored receipt with this id, rebuilt so that its signature verifies, or null.

@@ -118,10 +118,10 @@ async function createKeyFile(file: string): Promise<string> {
 // Canonical JSON of a receipt.
 //
 // Equal to the `canonicalize` package (RFC 8785) for every normalized receipt, which the
-// tests check, but several times faster: the keys are known, so they are written in their
-// sorted order here instead of being sorted on every call, and every field is read
-// directly. Values are serialized with JSON.stringify, exactly as RFC 8785 (ECMAScript
-// number and string serialization) requires; null, booleans and finite numbers included.
+// tests check, but several times faster: the keys of each receipt version are known, so
+// they are sorted once here instead of on every call, and every field is read directly.
+// Values are serialized with JSON.stringify, exactly as RFC 8785 (ECMAScript number and
+// string serialization) requires; null, booleans and finite numbers included.
 //
 // RFC 8785 sorts by UTF-16 code units; the keys are ASCII, so that is plain string order.
 // `signature` sorts between `seq` and `started_at`: the members before it are the head of
@@ -129,47 +129,66 @@ async function createKeyFile(file: string): Promise<string> {
 
 const j = JSON.stringify;
 
-function attemptsJson(attempts: Attempt[]): string {
-  let out = '[';
-  for (let i = 0; i < attempts.length; i++) {
-    const a = attempts[i];
-    if (i > 0) out += ',';
-    out += `{"error":${j(a.error)},"latency_ms":${j(a.latency_ms)},"model":${j(a.model)},"provider":${j(a.provider)},"status":${j(a.status)}}`;
+const V1_KEYS = [
+  'api_key_id', 'attempts', 'cache_similarity', 'cache_status', 'cached_tokens', 'completion_tokens', 'cost_usd',
+  'end_user', 'endpoint', 'error_code', 'feature', 'finished_at', 'http_status', 'instance_id', 'key_id', 'latency_ms',
+  'model', 'overhead_ms', 'prev_hash', 'price_version', 'prompt_tokens', 'provider', 'receipt_id', 'request_id',
+  'request_sha256', 'requested_model', 'response_sha256', 'route', 'saved_cost_usd', 'seq', 'started_at', 'status',
+  'strategy', 'stream', 'task_id', 'team_id', 'ttft_ms', 'upstream_ms', 'usage_estimated',
+] as const;
+const V2_KEYS = [
+  ...V1_KEYS, 'receipt_version', 'task_type', 'rule', 'classifier_tier', 'experiment', 'variant', 'accepted', 'reasoning_tokens', 'cache_write_tokens',
+].sort();
+const V1_ATTEMPT_KEYS = ['error', 'latency_ms', 'model', 'provider', 'status'] as const;
+const V2_ATTEMPT_KEYS = [...V1_ATTEMPT_KEYS, 'prompt_tokens', 'completion_tokens', 'cost_usd', 'accepted', 'reject_reason'].sort();
+
+interface Layout {
+  /** Members before `signature`, each as [key, `"key":` or `,"key":`]. */
+  head: Array<[string, string]>;
+  tail: Array<[string, string]>;
+  attempt: Array<[string, string]>;
+}
+
+function layout(keys: readonly string[], attemptKeys: readonly string[]): Layout {
+  const prefixed = (list: readonly string[]) => list.map((k, i): [string, string] => [k, `${i === 0 ? '' : ','}${j(k)}:`]);
+  return {
+    head: prefixed(keys.filter((k) => k < 'signature')),
+    tail: prefixed(keys.filter((k) => k > 'signature')),
+    attempt: prefixed(attemptKeys),
+  };
+}
+
+const LAYOUTS = { 1: layout(V1_KEYS, V1_ATTEMPT_KEYS), 2: layout(V2_KEYS, V2_ATTEMPT_KEYS) };
+
+function members(obj: Record<string, unknown>, list: Array<[string, string]>, attempts: Array<[string, string]> | null): string {
+  let out = '';
+  for (const [key, prefix] of list) {
+    out += prefix;
+    out += key === 'attempts' && attempts ? attemptsJson(obj.attempts as Attempt[], attempts) : j(obj[key]);
   }
+  return out;
+}
+
+function attemptsJson(list: Attempt[], keys: Array<[string, string]>): string {
+  let out = '[';
+  for (let i = 0; i < list.length; i++) out += `${i > 0 ? ',' : ''}{${members(list[i] as unknown as Record<string, unknown>, keys, null)}}`;
   return out + ']';
 }
 
-/** Members before `signature`, from `{`. */
-function head(r: UnsignedReceipt): string {
-  return (
-    `{"api_key_id":${j(r.api_key_id)},"attempts":${attemptsJson(r.attempts)},"cache_similarity":${j(r.cache_similarity)}` +
-    `,"cache_status":${j(r.cache_status)},"cached_tokens":${j(r.cached_tokens)},"completion_tokens":${j(r.completion_tokens)}` +
-    `,"cost_usd":${j(r.cost_usd)},"end_user":${j(r.end_user)},"endpoint":${j(r.endpoint)},"error_code":${j(r.error_code)}` +
-    `,"feature":${j(r.feature)},"finished_at":${j(r.finished_at)},"http_status":${j(r.http_status)},"instance_id":${j(r.instance_id)}` +
-    `,"key_id":${j(r.key_id)},"latency_ms":${j(r.latency_ms)},"model":${j(r.model)},"overhead_ms":${j(r.overhead_ms)}` +
-    `,"prev_hash":${j(r.prev_hash)},"price_version":${j(r.price_version)},"prompt_tokens":${j(r.prompt_tokens)},"provider":${j(r.provider)}` +
-    `,"receipt_id":${j(r.receipt_id)},"request_id":${j(r.request_id)},"request_sha256":${j(r.request_sha256)}` +
-    `,"requested_model":${j(r.requested_model)},"response_sha256":${j(r.response_sha256)},"route":${j(r.route)}` +
-    `,"saved_cost_usd":${j(r.saved_cost_usd)},"seq":${j(r.seq)}`
-  );
-}
-
-/** Members after `signature`, to `}`. */
-function tail(r: UnsignedReceipt): string {
-  return (
-    `"started_at":${j(r.started_at)},"status":${j(r.status)},"strategy":${j(r.strategy)},"stream":${j(r.stream)}` +
-    `,"task_id":${j(r.task_id)},"team_id":${j(r.team_id)},"ttft_ms":${j(r.ttft_ms)},"upstream_ms":${j(r.upstream_ms)}` +
-    `,"usage_estimated":${j(r.usage_estimated)}}`
-  );
+function texts(r: UnsignedReceipt): { head: string; tail: string } {
+  const l = r.receipt_version === 2 ? LAYOUTS[2] : LAYOUTS[1];
+  const obj = r as unknown as Record<string, unknown>;
+  return { head: `{${members(obj, l.head, l.attempt)}`, tail: `${members(obj, l.tail, l.attempt)}}` };
 }
 
 /**
  * Canonical JSON of a normalized receipt without its signature: the signed text, the WAL
  * line, and (its sha256) the next receipt's prev_hash. Fields other than the receipt's
- * (a `signature` among them) are ignored.
+ * version's (a `signature` among them) are ignored.
  */
 export function canonicalUnsignedJson(r: UnsignedReceipt): string {
-  return head(r) + ',' + tail(r);
+  const { head, tail } = texts(r);
+  return `${head},${tail}`;
 }
 
 /**
@@ -177,12 +196,11 @@ export function canonicalUnsignedJson(r: UnsignedReceipt): string {
  * text of the receipt with that signature.
  */
 export function canonicalReceiptTexts(r: UnsignedReceipt): { unsigned: string; signed: (signature: string) => string } {
-  const h = head(r);
-  const t = tail(r);
-  return { unsigned: h + ',' + t, signed: (signature) => h + ',"signature":' + j(signature) + ',' + t };
+  const { head, tail } = texts(r);
+  return { unsigned: `${head},${tail}`, signed: (signature) => `${head},"signature":${j(signature)},${tail}` };
 }
 
 /** Canonical JSON of a normalized receipt, with `signature` when it is given. */
 export function canonicalReceiptJson(r: UnsignedReceipt, signature?: string): string {
-  return signature === undefined ? canonicalUnsignedJson(r) : head(r) + ',"signature":' + j(signature) + ',' + tail(r);
+  return signature === undefined ? canonicalUnsignedJson(r) : canonicalReceiptTexts(r).signed(signature);
 }

@@ -154,7 +154,8 @@ const CREATE_OR_ALTER =
  *     server's default_replica_path / default_replica_name, so no arguments are added);
  *   - `non_replicated_deduplication_window` becomes `replicated_deduplication_window`;
  *   - after `CREATE TABLE … receipts`, a Distributed table `receipts_distributed` over it,
- *     sharded by team so that a team's rows (and its rollup rows) stay on one shard.
+ *     sharded by team so that a team's rows (and its rollup rows) stay on one shard; after
+ *     `ALTER TABLE receipts`, the same change to that table.
  * Other statements (INSERT … SELECT backfills) are returned unchanged and run on the
  * node the client is connected to.
  */
@@ -173,6 +174,10 @@ export function clusterStatements(sql: string, cluster: string): string[] {
       `CREATE TABLE IF NOT EXISTS ${RECEIPTS_DISTRIBUTED_TABLE} ${onCluster} AS receipts ` +
         `ENGINE = Distributed('${cluster}', currentDatabase(), receipts, cityHash64(team_id))`,
     );
+  }
+  // The Distributed table mirrors the columns of `receipts`: it gains what receipts gains.
+  if (/^\s*ALTER\s+TABLE/i.test(head) && name === 'receipts') {
+    statements.push(`${head}${RECEIPTS_DISTRIBUTED_TABLE} ${onCluster}${sql.slice(match[0].length)}`);
   }
   return statements;
 }

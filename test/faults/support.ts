@@ -10,7 +10,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { expect } from 'vitest';
 import type { Receipt } from '../../src/receipts/receipt.js';
-import { RECEIPT_FIELDS, rowToReceipt } from '../../src/receipts/rows.js';
+import { RECEIPT_COLUMNS, rowToReceipt } from '../../src/receipts/rows.js';
 import { verifyChain, verifyReceipt, type JwkLike } from '../../src/receipts/verify.js';
 
 export interface NothingLostOptions {
@@ -75,7 +75,7 @@ export async function expectNothingLost(client: ClickHouseClient, o: NothingLost
   }
 
   // Chain and signatures, per instance, from seq 1.
-  const all = (await rows(client, `SELECT ${RECEIPT_FIELDS.join(', ')} FROM receipts ORDER BY instance_id, seq`)).map(rowToReceipt) as Receipt[];
+  const all = (await rows(client, `SELECT ${RECEIPT_COLUMNS.join(', ')} FROM receipts ORDER BY instance_id, seq`)).map(rowToReceipt) as Receipt[];
   const byInstance = new Map<string, Receipt[]>();
   for (const r of all) {
     const list = byInstance.get(r.instance_id) ?? [];
