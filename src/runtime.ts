@@ -163,6 +163,12 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     });
     bridge = config.redisUrl ? startRedisBridge(app.bus, { url: config.redisUrl, instanceId: defaultInstanceId(), log }) : null;
     bridge?.onKeyRevoked(() => app.keys.invalidate());
+    if (bridge) {
+      // A target's Retry-After holds for every instance (DESIGN §4).
+      const peers = bridge;
+      bridge.onCooldown((target, ms) => app.health.coolDown(target, ms));
+      app.health.onCooldown = (target, ms) => peers.publishCooldown(target, ms);
+    }
     return {
       app,
       answers,

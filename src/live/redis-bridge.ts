@@ -17,6 +17,9 @@
 // subscriptions are restored.
 //
 // `<prefix>:keys` carries API-key revocations: publishKeyRevoked(keyId) / onKeyRevoked(cb).
+// `<prefix>:cooldowns` carries upstream Retry-After cooldowns (DESIGN §4): a target that
+// answered 429 on one instance is skipped by all of them for as long as it asked.
+// Durations travel, not times, so clock skew between instances does not matter.
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -61,6 +64,9 @@ export interface RedisBridge {
   readonly instanceId: string;
   /** Broadcast that an API key was revoked (other instances drop it from their auth cache). */
   publishKeyRevoked(keyId: string): void;
+  /** Tells the other instances that `target` (provider/model) asked for a pause of `ms`. */
+  publishCooldown(target: string, ms: number): void;
+  onCooldown(cb: (target: string, ms: number) => void): () => void;
   /** Revocations announced by OTHER instances. Returns an unsubscribe function. */
   onKeyRevoked(cb: (keyId: string) => void): () => void;
   stats(): RedisBridgeStats;
@@ -81,6 +87,15 @@ interface CtlMessage {
   type: 'interest' | 'query';
   topics?: TopicName[];
 }
+interface CooldownMessage {
+  from: string;
+  target: string;
+  ms: number;
+}
+
+/** Upstreams' Retry-After is capped where it is read (gateway/upstream.ts); so is a peer's. */
+const MAX_COOLDOWN_MS = 60_000;
+
 interface KeysMessage {
   from: string;
   keyIds: string[];
@@ -108,6 +123,7 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
   const liveChannel = `${prefix}:live`;
   const ctlChannel = `${prefix}:ctl`;
   const keysChannel = `${prefix}:keys`;
+  const cooldownsChannel = `${prefix}:cooldowns`;
   const maxBacklog = options.maxBacklog ?? 10_000;
   const maxBatch = options.maxBatch ?? 256;
   const heartbeatMs = options.heartbeatMs ?? 2_000;
@@ -245,6 +261,7 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
 
   // ── Inbound ────────────────────────────────────────────────────────────────────────────
   const revokedCallbacks = new Set<(keyId: string) => void>();
+  const cooldownCallbacks = new Set<(target: string, ms: number) => void>();
 
   function deliver<T>(topic: Topic<T>, events: T[] | undefined): void {
     if (!events || !topic.hasListeners) return;
@@ -285,6 +302,10 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
         else remoteInterest[t].delete(m.from);
         updateForwarder(t);
       }
+    } else if (channel === cooldownsChannel) {
+      const m = msg as CooldownMessage;
+      if (typeof m.target !== 'string' || typeof m.ms !== 'number' || !(m.ms > 0)) return;
+      for (const cb of cooldownCallbacks) cb(m.target, Math.min(m.ms, MAX_COOLDOWN_MS));
     } else if (channel === keysChannel) {
       const m = msg as KeysMessage;
       if (!Array.isArray(m.keyIds)) return;
@@ -304,7 +325,7 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
   let resolveReady!: () => void;
   const ready = new Promise<void>((resolve) => (resolveReady = resolve));
   const subscribeAll = () =>
-    sub.subscribe(liveChannel, ctlChannel, keysChannel).then(
+    sub.subscribe(liveChannel, ctlChannel, keysChannel, cooldownsChannel).then(
       () => {
         resolveReady();
         // Ask the others who is listening; announce our own interest.
@@ -344,6 +365,15 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
       revokedCallbacks.add(cb);
       return () => revokedCallbacks.delete(cb);
     },
+    publishCooldown(target: string, ms: number) {
+      // Best effort and never queued: a cooldown heard late is worth little.
+      if (closed || pub.status !== 'ready') return;
+      pub.publish(cooldownsChannel, JSON.stringify({ from: me, target, ms } satisfies CooldownMessage)).catch(() => undefined);
+    },
+    onCooldown(cb) {
+      cooldownCallbacks.add(cb);
+      return () => cooldownCallbacks.delete(cb);
+    },
     stats() {
       return {
         connected: pub.status === 'ready' && sub.status === 'ready',
@@ -368,6 +398,7 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
       backlog = [];
       backlogHead = 0;
       revokedCallbacks.clear();
+      cooldownCallbacks.clear();
       await Promise.all([end(pub), end(sub)]);
     },
   };

@@ -22,6 +22,8 @@ const EWMA_ALPHA = 0.3;
 
 export class TargetHealth {
   private readonly entries = new Map<string, Entry>();
+  /** Told of each Retry-After cooldown this instance starts (the Redis bridge shares them). */
+  onCooldown: ((key: string, ms: number) => void) | null = null;
 
   constructor(
     private readonly opts: { failures: number; cooldownMs: number },
@@ -78,7 +80,8 @@ export class TargetHealth {
     const now = this.now();
     e.probeInFlight = false;
     if (opts.retryAfterMs !== undefined) {
-      e.cooldownUntil = Math.max(e.cooldownUntil, now + opts.retryAfterMs);
+      this.coolDown(key, opts.retryAfterMs);
+      this.onCooldown?.(key, opts.retryAfterMs);
       return;
     }
     e.consecutiveFailures++;
@@ -91,6 +94,15 @@ export class TargetHealth {
       const penalty = Math.max(opts.latencyMs, e.ewmaMs ?? 0) * 2;
       e.ewmaMs = e.ewmaMs === undefined ? penalty : e.ewmaMs + EWMA_ALPHA * (penalty - e.ewmaMs);
     }
+  }
+
+  /**
+   * Keeps the target out of rotation for `ms` (a 429's Retry-After, here or on another
+   * instance) without counting it as broken.
+   */
+  coolDown(key: string, ms: number): void {
+    const e = this.entry(key);
+    e.cooldownUntil = Math.max(e.cooldownUntil, this.now() + ms);
   }
 
   /** A request that ended for reasons unrelated to the target (client gone) frees its probe slot. */

@@ -159,7 +159,7 @@ describe('openai SDK: responses.create', () => {
   it('store: false keeps nothing', async () => {
     const client = gw.client(key.secret);
     const r = await client.responses.create({ model: 'chat-default', input: 'Forget me.', store: false });
-    expect(r.store).toBe(false);
+    expect((r as { store?: boolean }).store).toBe(false);
     expect((await client.responses.retrieve(r.id).catch((e) => e)).status).toBe(404);
     const cont = await client.responses.create({ model: 'chat-default', input: 'x', previous_response_id: r.id }).catch((e) => e);
     expect(cont.status).toBe(404);

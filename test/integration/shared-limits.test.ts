@@ -42,6 +42,7 @@ describe.runIf(REDIS_URL && process.env.DATABASE_URL)('two instances sharing Red
       `  - { name: sim, kind: SIMULATED, baseUrl: "${sim.url}" }`,
       'routes:',
       '  - { name: chat, strategy: PRIORITY, targets: [{ provider: sim, model: m }] }',
+      '  - { name: limited, strategy: PRIORITY, retries: 0, targets: [{ provider: sim, model: rl }] }',
       'prices:',
       '  - { provider: sim, model: m, inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 }',
       'teams: [shared]',
@@ -101,5 +102,26 @@ describe.runIf(REDIS_URL && process.env.DATABASE_URL)('two instances sharing Red
     // Spend of what was served (each instance has its own receipts store): never above the limit.
     const spent = admitted.reduce((sum, r) => sum + ((r.body.usage.prompt_tokens + r.body.usage.completion_tokens) * 1000) / 1e6, 0);
     expect(spent).toBeLessThanOrEqual(budget.limitUsd + 1e-9);
+  });
+
+  it("an upstream's Retry-After holds for both instances: the other one does not call it either", async () => {
+    const { secret } = await createKey({});
+    sim.behave('rl', { status: 429, retryAfterSeconds: 20 });
+    const ask = (url: string) =>
+      fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'limited', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+    const upstreamCalls = () => sim.requests.filter((r) => r.body?.model === 'rl').length;
+    const first = await ask(procs[0].url);
+    expect(first.status).toBe(429);
+    expect(first.headers.get('retry-after')).toBe('20');
+    expect(upstreamCalls()).toBe(1);
+    await new Promise((r) => setTimeout(r, 300)); // one Redis pub/sub hop
+    const second = await ask(procs[1].url);
+    expect(second.status).toBe(429);
+    expect(Number(second.headers.get('retry-after'))).toBeGreaterThan(15);
+    expect(upstreamCalls()).toBe(1);
   });
 });
