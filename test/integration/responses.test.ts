@@ -375,3 +375,20 @@ describe('429 semantics (DESIGN §4)', () => {
     expect(err.code).toBe('upstream_error');
   });
 });
+
+describe('LangChain JS (@langchain/openai 1.4)', () => {
+  it('ChatOpenAI over chat completions and over the Responses API, invoke and stream', async () => {
+    const { ChatOpenAI } = await import('@langchain/openai');
+    for (const useResponsesApi of [false, true]) {
+      const model = new ChatOpenAI({ model: 'chat-default', apiKey: key.secret, configuration: { baseURL: gw.baseURL }, useResponsesApi, maxRetries: 0 });
+      const answer = await model.invoke('Say hello.');
+      expect(answer.text.split(' ').length, `useResponsesApi: ${useResponsesApi}`).toBeGreaterThan(3);
+      expect(answer.usage_metadata?.output_tokens).toBe(8);
+      let streamed = '';
+      for await (const chunk of await model.stream('Stream hello.')) streamed += chunk.text;
+      expect(streamed.length).toBeGreaterThan(0);
+    }
+    const paths = gw.sim.requests.map((r) => r.path);
+    expect(paths.every((p) => p.endsWith('/chat/completions'))).toBe(true);
+  });
+});
