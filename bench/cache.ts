@@ -43,6 +43,9 @@ const route: Route = {
   cache: { mode: 'SEMANTIC', ttlSeconds: 86_400, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false },
   targets: [],
   pinned: false,
+  rules: [],
+  rulesReadPromptTokens: false,
+  accept: [],
 };
 const answerBody = (text: string) => ({
   id: 'chatcmpl-bench',
@@ -128,8 +131,8 @@ const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-cache-'));
 const started = await startServer(loadConfig({ TOLLGATE_DATA_DIR: dataDir, TOLLGATE_PORT: '0', TOLLGATE_LOG_LEVEL: 'silent' } as NodeJS.ProcessEnv), { quiet: true });
 const admin = started.runtime.adminStore;
 await admin.providers.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url });
-await admin.providers.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
-await admin.providers.upsertRoute({ name: 'semantic', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'SEMANTIC' } });
+await admin.routing.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
+await admin.routing.upsertRoute({ name: 'semantic', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'SEMANTIC' } });
 await started.runtime.app.catalog.load();
 const team = await admin.teams.ensureTeam('bench');
 const { secret } = await admin.teams.createApiKey({ teamId: team.id, name: 'bench' });

@@ -13,8 +13,8 @@ export interface BootstrapStore {
   teams: { ensureTeam(name: string): Promise<unknown> };
   providers: {
     upsertProvider(input: { name: string; kind: ProviderKind; baseUrl?: string | null; apiKey?: string | null; timeoutMs?: number | null; extraHeaders?: Record<string, string>; modelMap?: Record<string, string> }): Promise<unknown>;
-    upsertRoute(input: DeclaredRoute): Promise<unknown>;
   };
+  routing: { applyRouting(batch: { routes: DeclaredRoute[]; experiments: DeclaredExperiment[] }): Promise<unknown> };
   pricing: {
     setPrice(input: DeclaredPrice): Promise<unknown>;
     currentPrices(): Promise<PriceInput[]>;
@@ -23,8 +23,14 @@ export interface BootstrapStore {
 }
 
 const kind = z.enum(['OPENAI_COMPATIBLE', 'OPENROUTER', 'ARK', 'OPENAI', 'DEEPSEEK', 'QWEN', 'ZHIPU', 'SIMULATED']);
-const strategy = z.enum(['PRIORITY', 'WEIGHTED', 'LEAST_LATENCY', 'LOWEST_COST']);
 const name = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits, . _ : - only');
+const strategy = z.enum(['PRIORITY', 'WEIGHTED', 'LEAST_LATENCY', 'LOWEST_COST', 'CASCADE']);
+const TargetDecl = z.strictObject({ provider: name, model: z.string().min(1), weight: z.number().min(0).optional(), priority: z.number().int().optional() });
+/** `accept: [json, tool_args]` in the file (DESIGN §5); the enum's names elsewhere. */
+const acceptCheck = z
+  .string()
+  .transform((s) => s.toUpperCase())
+  .pipe(z.enum(['JSON', 'TOOL_ARGS', 'NOT_TRUNCATED', 'NON_EMPTY', 'NOT_REFUSED']));
 
 const ProviderDecl = z.strictObject({
   name,
@@ -50,9 +56,16 @@ const RouteDecl = z.strictObject({
       cacheToolCalls: z.boolean().optional(),
     })
     .optional(),
-  targets: z
-    .array(z.strictObject({ provider: name, model: z.string().min(1), weight: z.number().min(0).optional(), priority: z.number().int().optional() }))
-    .min(1),
+  targets: z.array(TargetDecl).min(1),
+  rules: z.array(z.strictObject({ name: z.string().min(1), when: z.string(), targets: z.array(TargetDecl).optional(), route: name.optional() })).optional(),
+  accept: z.array(acceptCheck).optional(),
+});
+const ExperimentDecl = z.strictObject({
+  name,
+  route: name,
+  stickyBy: z.enum(['END_USER', 'TASK', 'API_KEY', 'REQUEST']).default('END_USER'),
+  active: z.boolean().optional(),
+  variants: z.array(z.strictObject({ name, weight: z.number().min(0), targets: z.array(TargetDecl).optional(), route: name.optional() })).min(1),
 });
 const PriceDecl = z.strictObject({
   provider: name,
@@ -65,11 +78,13 @@ const PriceDecl = z.strictObject({
 const ConfigFile = z.strictObject({
   providers: z.array(ProviderDecl).default([]),
   routes: z.array(RouteDecl).default([]),
+  experiments: z.array(ExperimentDecl).default([]),
   prices: z.array(PriceDecl).default([]),
   teams: z.array(z.union([name, z.strictObject({ name })])).default([]),
 });
 
 export type DeclaredRoute = z.infer<typeof RouteDecl>;
+export type DeclaredExperiment = z.infer<typeof ExperimentDecl>;
 export type DeclaredPrice = z.infer<typeof PriceDecl>;
 
 /** `${VAR}` → the variable's value; an unset variable is an error, not an empty secret. */
@@ -136,7 +151,8 @@ async function applyConfigFile(configFile: string, config: Config, store: Bootst
       modelMap: p.modelMap ?? {},
     });
   }
-  for (const r of file.routes) await store.providers.upsertRoute(r);
+  // Routes and experiments land together, so they may refer to each other in any order.
+  await store.routing.applyRouting({ routes: file.routes, experiments: file.experiments });
   // A price is versioned: only an actual change makes a new version.
   const current = new Map((await store.pricing.currentPrices()).map((p) => [`${p.provider}/${p.model}`, p]));
   for (const p of file.prices) {
@@ -148,5 +164,5 @@ async function applyConfigFile(configFile: string, config: Config, store: Bootst
       (was.cachedInputPerMTokUsd ?? undefined) === p.cachedInputPerMTokUsd;
     if (!same) await store.pricing.setPrice(p);
   }
-  return `${configFile}: ${file.providers.length} providers, ${file.routes.length} routes, ${file.prices.length} prices, ${file.teams.length} teams`;
+  return `${configFile}: ${file.providers.length} providers, ${file.routes.length} routes, ${file.experiments.length} experiments, ${file.prices.length} prices, ${file.teams.length} teams`;
 }

@@ -27,7 +27,7 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
   const store = server.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'sim-primary', kind: 'SIMULATED', baseUrl: sim.url });
   await store.providers.upsertProvider({ name: 'sim-backup', kind: 'SIMULATED', baseUrl: sim.url });
-  await store.providers.upsertRoute({
+  await store.routing.upsertRoute({
     name: 'chat-default',
     strategy: 'PRIORITY',
     retries: 1,
@@ -36,7 +36,7 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
       { provider: 'sim-backup', model: 'sim-chat-mini', priority: 1 },
     ],
   });
-  await store.providers.upsertRoute({
+  await store.routing.upsertRoute({
     name: 'chat-fast',
     strategy: 'LEAST_LATENCY',
     targets: [
@@ -44,7 +44,7 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
       { provider: 'sim-backup', model: 'sim-chat-mini' },
     ],
   });
-  await store.providers.upsertRoute({ name: 'embed-default', strategy: 'PRIORITY', targets: [{ provider: 'sim-primary', model: 'sim-embed' }] });
+  await store.routing.upsertRoute({ name: 'embed-default', strategy: 'PRIORITY', targets: [{ provider: 'sim-primary', model: 'sim-embed' }] });
   await store.pricing.setPrice({ provider: 'sim-primary', model: 'sim-chat', inputPerMTokUsd: 2.5, outputPerMTokUsd: 10, source: 'demo' });
   await store.pricing.setPrice({ provider: 'sim-backup', model: 'sim-chat-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6, source: 'demo' });
   await store.pricing.setPrice({ provider: 'sim-primary', model: 'sim-chat-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6, source: 'demo' });

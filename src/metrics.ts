@@ -41,6 +41,12 @@ export function createMetrics() {
     labelNames: ['route'] as const,
     registers: [registry],
   });
+  const ruleErrors = new client.Counter({
+    name: 'tollgate_rule_errors_total',
+    help: "Routing rules whose `when` failed to evaluate (counted as false), by route and rule",
+    labelNames: ['route', 'rule'] as const,
+    registers: [registry],
+  });
   const upstreamAttempts = new client.Counter({
     name: 'tollgate_upstream_attempts_total',
     help: 'Calls to upstream providers by provider and outcome',
@@ -103,6 +109,7 @@ export function createMetrics() {
     overhead,
     upstreamAttempts,
     retriesRefused,
+    ruleErrors,
     cacheRequests,
     watchCache(source: { stats(): CacheStats }) {
       cache = source;

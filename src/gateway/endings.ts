@@ -146,6 +146,9 @@ export class Endings {
     h['x-tollgate-cache'] = ex.cacheStatus;
     h['x-tollgate-attempts'] = String(attempts);
     if (ex.route) h['x-tollgate-route'] = headerValue(ex.route.name);
+    if (ex.rule) h['x-tollgate-rule'] = headerValue(ex.rule);
+    if (ex.experiment && ex.variant) h['x-tollgate-variant'] = headerValue(`${ex.experiment}/${ex.variant}`);
+    if (ex.accepted === false) h['x-tollgate-accepted'] = 'false';
     const provider = ex.cacheHit?.provider ?? ex.target?.provider.name;
     const model = ex.cacheHit?.model ?? ex.target?.model;
     if (provider && model) {

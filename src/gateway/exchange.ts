@@ -1,12 +1,13 @@
 // One request's state on its way through the pipeline, and the receipt it ends in.
 import { hash, randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { v7 as uuidv7 } from 'uuid';
 import type { BudgetTicket } from '../budgets/enforcer.js';
 import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocols/protocol.js';
 import { RECEIPT_VERSION, roundMs, type Attempt, type CacheStatus, type ReceiptDraft, type ReceiptStatus, type UnsignedReceipt } from '../receipts/receipt.js';
 import type { Route, Target } from '../routing/catalog.js';
+import type { DecisionRequest } from '../routing/facts.js';
 import type { ApiKeyRecord } from './auth.js';
 import type { CacheLookup } from './cache.js';
 import { costOf, type Usage } from './usage.js';
@@ -26,7 +27,10 @@ export class Exchange {
   taskType: string | null = null;
   endUser: string | null = null;
   requestedModel: string | null = null;
+  /** The route the client named. */
   route: Route | null = null;
+  /** The route that serves it, after experiment and rules (DESIGN §5); its strategy ran. */
+  served: Route | null = null;
   target: Target | null = null;
   attempts: Attempt[] = [];
   upstreamMs = 0;
@@ -74,6 +78,29 @@ export class Exchange {
     this.endUser = pick(req.headers['x-tollgate-user'], parsed.endUser);
   }
 
+  /** The request as the router sees it (rules, experiments, the classifier). */
+  decisionRequest(headers: IncomingHttpHeaders, teamName: string): DecisionRequest {
+    const parsed = this.parsed!;
+    const key = this.key!;
+    return {
+      endpoint: this.protocol.endpoint,
+      model: parsed.model,
+      chat: parsed.chat,
+      stream: parsed.stream,
+      feature: this.feature,
+      taskId: this.taskId,
+      taskType: this.taskType,
+      endUser: this.endUser,
+      teamId: key.teamId,
+      team: teamName,
+      apiKeyId: key.id,
+      apiKeyName: key.name,
+      requestId: this.requestId,
+      headers,
+      metadata: parsed.metadata,
+    };
+  }
+
   /** What a protocol needs to render this request's answer. */
   renderContext(): RenderContext {
     return { id: this.protocol.answerId(this.receiptId), teamId: this.key!.teamId, created: Math.floor(this.startedAt / 1000), request: this.parsed! };
@@ -116,7 +143,7 @@ export class Exchange {
       endpoint: this.protocol.path,
       requested_model: this.requestedModel,
       route: this.route?.name ?? null,
-      strategy: this.route?.strategy ?? null,
+      strategy: (this.served ?? this.route)?.strategy ?? null,
       provider: hit?.provider ?? target?.provider.name ?? null,
       model: hit?.model ?? target?.model ?? null,
       attempts,

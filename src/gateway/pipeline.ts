@@ -22,6 +22,7 @@ import { roundMs } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
 import type { RetryBudgets } from '../routing/retry-budget.js';
+import { decideRoute, type DecideHooks } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
@@ -72,6 +73,8 @@ export interface PipelineDeps {
   bus: LiveBus;
   metrics: Metrics;
   log: Logger;
+  /** The prompt classifier rules may read (routing/classifier.ts). */
+  classify: DecideHooks['classify'];
 }
 
 /** Why the signal fired: the client went away, or the route's total timeout passed. */
@@ -87,9 +90,17 @@ interface Unanswered {
 
 export class Pipeline {
   private readonly endings: Endings;
+  private readonly decideHooks: DecideHooks;
 
   constructor(private readonly deps: PipelineDeps) {
     this.endings = new Endings(deps);
+    this.decideHooks = {
+      classify: deps.classify,
+      onRuleError: (route, rule, err) => {
+        deps.metrics.ruleErrors.inc({ route, rule });
+        deps.log.warn({ route, rule, err: String(err).split('\n')[0] }, 'routing rule failed to evaluate; counted as false');
+      },
+    };
   }
 
   async handle(protocol: ClientProtocol, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -105,11 +116,18 @@ export class Pipeline {
       ex.attribute(req, parsed);
       await protocol.prepare?.(parsed, ex.key.teamId);
 
-      const route = this.deps.catalog().resolve(parsed.model);
+      const catalog = this.deps.catalog();
+      const route = catalog.resolve(parsed.model);
       if (!route || route.targets.length === 0) throw modelNotFound(parsed.model);
       ex.route = route;
       if (!isRouteAllowed(ex.key.allowedRoutes, route)) throw routeForbidden(route.name);
-      const served = servingRoute(route, protocol, parsed);
+      const decision = decideRoute(catalog, route, ex.decisionRequest(req.headers, catalog.teams.get(ex.key.teamId) ?? ''), this.decideHooks);
+      ex.rule = decision.rule;
+      ex.classifierTier = decision.classifier?.tier ?? null;
+      ex.experiment = decision.experiment;
+      ex.variant = decision.variant;
+      const served = servingRoute(decision.route, protocol, parsed);
+      ex.served = served;
       ex.responseHeaders = (await this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit)).headers;
       const budgets = this.deps.budgets;
       if (budgets) {

@@ -2,11 +2,18 @@
 // store's catalog version (one tiny query) and rebuilds only when it changed. A failing
 // store keeps the last good catalog: routing must not stop because Postgres blinked.
 import type { BudgetRecord } from '../store/admin/pricing.js';
-import { Catalog, type PriceInput, type ProviderInput, type RouteInput } from './catalog.js';
+import { Catalog, type ExperimentInput, type PriceInput, type ProviderInput, type RouteInput } from './catalog.js';
 
 export interface CatalogStore {
   catalogVersion(): Promise<string>;
-  loadCatalog(): Promise<{ providers: ProviderInput[]; routes: RouteInput[]; prices: PriceInput[]; budgets: BudgetRecord[] }>;
+  loadCatalog(): Promise<{
+    providers: ProviderInput[];
+    routes: RouteInput[];
+    prices: PriceInput[];
+    budgets: BudgetRecord[];
+    experiments?: ExperimentInput[];
+    teams?: ReadonlyArray<{ id: string; name: string }>;
+  }>;
 }
 
 export class CatalogSource {
@@ -32,8 +39,12 @@ export class CatalogSource {
   /** `knownVersion`: the version the caller just read, so it is not asked for twice. */
   async load(knownVersion?: string): Promise<Catalog> {
     const version = knownVersion ?? (await this.store.catalogVersion());
-    const { providers, routes, prices, budgets } = await this.store.loadCatalog();
-    this.current = new Catalog(providers, routes, prices, version);
+    const { providers, routes, prices, budgets, experiments, teams } = await this.store.loadCatalog();
+    this.current = new Catalog(providers, routes, prices, version, {
+      experiments,
+      teams,
+      onRuleError: (route, rule, err) => this.onError(new Error(`route ${route}: rule ${rule} no longer compiles (${String(err)}); left out`)),
+    });
     this.currentBudgets = budgets;
     return this.current;
   }

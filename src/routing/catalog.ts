@@ -1,15 +1,21 @@
-// An immutable snapshot of providers, routes and prices, built from the config store and
-// swapped atomically when the store's catalog version changes. The hot path only reads it.
+// An immutable snapshot of providers, routes (with their compiled rules), experiments, prices
+// and team names, built from the config store and swapped atomically when the store's catalog
+// version changes. The hot path only reads it.
 import { PRESETS, type ProviderKind, type ProviderPreset } from '../providers/presets.js';
 import type { PriceRecord } from '../store/admin/pricing.js';
-import type { ProviderRecord, RouteRecord } from '../store/admin/providers.js';
+import type { ProviderRecord } from '../store/admin/providers.js';
+import type { ExperimentRecord, RouteRecord, RouteTargetRecord } from '../store/admin/routing.js';
+import { compileCondition, type CompiledCondition } from './rules.js';
 
-export type Strategy = 'PRIORITY' | 'WEIGHTED' | 'LEAST_LATENCY' | 'LOWEST_COST';
+export type Strategy = 'PRIORITY' | 'WEIGHTED' | 'LEAST_LATENCY' | 'LOWEST_COST' | 'CASCADE';
+export type AcceptCheck = RouteRecord['accept'][number];
+export type StickyBy = ExperimentRecord['stickyBy'];
 export type CacheMode = 'OFF' | 'EXACT' | 'SEMANTIC';
 
 // The catalog is built from the config store's records (the gateway's view: secrets decrypted).
 export type ProviderInput = Omit<ProviderRecord, 'id'>;
 export type RouteInput = Omit<RouteRecord, 'id' | 'createdAt' | 'updatedAt'>;
+export type ExperimentInput = Omit<ExperimentRecord, 'id' | 'createdAt' | 'updatedAt'>;
 export type PriceInput = Pick<PriceRecord, 'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd'>;
 
 export interface Provider {
@@ -45,33 +51,102 @@ export interface Route {
   cache: RouteInput['cache'];
   targets: Target[];
   pinned: boolean;
+  /** In order; the first whose condition holds decides (DESIGN §5). */
+  rules: RouteRule[];
+  /** Some rule reads `request.promptTokens` (so the estimate is worth making). */
+  rulesReadPromptTokens: boolean;
+  /** CASCADE: what ends the climb. */
+  accept: AcceptCheck[];
+}
+
+export interface RouteRule {
+  name: string;
+  condition: CompiledCondition;
+  /** Replaces the route's targets… */
+  targets: Target[] | null;
+  /** …or hands the request to another route (which runs its own rules). */
+  route: string | null;
+}
+
+export interface Experiment {
+  name: string;
+  route: string;
+  stickyBy: StickyBy;
+  variants: Variant[];
+}
+
+export interface Variant {
+  name: string;
+  weight: number;
+  /** Neither targets nor route: the control (the route as configured). */
+  targets: Target[] | null;
+  route: string | null;
+}
+
+export interface CatalogExtras {
+  experiments?: ExperimentInput[];
+  teams?: ReadonlyArray<{ id: string; name: string }>;
+  defaultRetries?: number;
+  /** A rule that no longer compiles (saved by an older version) is left out and reported. */
+  onRuleError?: (route: string, rule: string, err: unknown) => void;
 }
 
 export class Catalog {
   readonly providers = new Map<string, Provider>();
   readonly routes = new Map<string, Route>();
+  /** The active experiment of each route that has one. */
+  readonly experiments = new Map<string, Experiment>();
+  /** Team id → name (`request.team` in rules). */
+  readonly teams = new Map<string, string>();
   private readonly prices = new Map<string, PriceInput>();
   private readonly pinnedCache = new Map<string, Route>();
+  private readonly defaultRetries: number;
 
   constructor(
     providers: ProviderInput[],
     routes: RouteInput[],
     prices: PriceInput[],
     readonly version: string,
-    private readonly defaultRetries = 1,
+    extras: CatalogExtras = {},
   ) {
+    this.defaultRetries = extras.defaultRetries ?? 1;
     for (const p of prices) this.prices.set(`${p.provider}/${p.model}`, p);
     for (const p of providers) {
       const provider = buildProvider(p);
       if (provider) this.providers.set(p.name, provider);
     }
+    for (const t of extras.teams ?? []) this.teams.set(t.id, t.name);
     for (const r of routes) {
-      const targets = r.targets.flatMap((t) => {
-        const provider = this.providers.get(t.provider);
-        return provider ? [this.target(provider, t.model, t.weight, t.priority)] : [];
+      const rules: RouteRule[] = [];
+      for (const rule of r.rules ?? []) {
+        try {
+          rules.push({ name: rule.name, condition: compileCondition(rule.when), targets: rule.targets ? this.targets(rule.targets) : null, route: rule.route ?? null });
+        } catch (err) {
+          extras.onRuleError?.(r.name, rule.name, err);
+        }
+      }
+      this.routes.set(r.name, {
+        ...r,
+        targets: this.targets(r.targets),
+        pinned: false,
+        rules,
+        rulesReadPromptTokens: rules.some((rule) => rule.condition.readsPromptTokens),
+        accept: r.accept ?? [],
       });
-      this.routes.set(r.name, { ...r, targets, pinned: false });
     }
+    for (const e of extras.experiments ?? []) {
+      if (!e.active) continue;
+      const variants = e.variants.map((v) => ({ name: v.name, weight: v.weight, targets: v.targets ? this.targets(v.targets) : null, route: v.route ?? null }));
+      this.experiments.set(e.route, { name: e.name, route: e.route, stickyBy: e.stickyBy, variants });
+    }
+  }
+
+  /** Targets whose provider is configured (saving refuses others; older data may have them). */
+  private targets(records: readonly RouteTargetRecord[]): Target[] {
+    return records.flatMap((t) => {
+      const provider = this.providers.get(t.provider);
+      return provider ? [this.target(provider, t.model, t.weight, t.priority)] : [];
+    });
   }
 
   /** A route name (alias) or `provider/model`; null when neither exists. */
@@ -92,6 +167,9 @@ export class Catalog {
         cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false },
         targets: [this.target(provider, model.slice(slash + 1), 1, 0)],
         pinned: true,
+        rules: [],
+        rulesReadPromptTokens: false,
+        accept: [],
       };
       // Bounded: pins are client-chosen strings.
       if (this.pinnedCache.size > 10_000) this.pinnedCache.clear();

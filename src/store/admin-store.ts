@@ -15,21 +15,25 @@
 import type { PrismaClient } from './prisma.js';
 import type { SecretBox } from './secret-box.js';
 import { PricingStore, type BudgetRecord, type PriceRecord } from './admin/pricing.js';
-import { ProviderStore, type ProviderRecord, type RouteRecord } from './admin/providers.js';
-import { TeamStore } from './admin/teams.js';
+import { ProviderStore, type ProviderRecord } from './admin/providers.js';
+import { RoutingStore, type ExperimentRecord, type RouteRecord } from './admin/routing.js';
+import { TeamStore, type TeamRecord } from './admin/teams.js';
 import { Mutations } from './admin/validators.js';
 
 /** What a gateway needs to build its catalog: everything, with provider secrets in clear. */
 export interface CatalogRecords {
   providers: ProviderRecord[];
   routes: RouteRecord[];
+  experiments: ExperimentRecord[];
   prices: PriceRecord[];
   budgets: BudgetRecord[];
+  teams: TeamRecord[];
 }
 
 export class AdminStore {
   readonly teams: TeamStore;
   readonly providers: ProviderStore;
+  readonly routing: RoutingStore;
   readonly pricing: PricingStore;
   private readonly mutations: Mutations;
 
@@ -37,6 +41,7 @@ export class AdminStore {
     this.mutations = new Mutations(prisma);
     this.teams = new TeamStore(this.mutations);
     this.providers = new ProviderStore(this.mutations, secretBox);
+    this.routing = new RoutingStore(this.mutations);
     this.pricing = new PricingStore(this.mutations);
   }
 
@@ -47,12 +52,14 @@ export class AdminStore {
 
   /** The gateway's one read across domains. */
   async loadCatalog(): Promise<CatalogRecords> {
-    const [providers, routes, prices, budgets] = await Promise.all([
+    const [providers, routes, experiments, prices, budgets, teams] = await Promise.all([
       this.providers.loadProvidersWithSecrets(),
-      this.providers.listRoutes(),
+      this.routing.listRoutes(),
+      this.routing.listExperiments(),
       this.pricing.currentPrices(),
       this.pricing.listBudgets(),
+      this.teams.listTeams(),
     ]);
-    return { providers, routes, prices, budgets };
+    return { providers, routes, experiments, prices, budgets, teams };
   }
 }

@@ -32,6 +32,7 @@ import { isAlive } from './data-dir.js';
 
 export { Prisma, PrismaClient } from '@prisma/client';
 export {
+  AcceptCheck,
   AccessRole,
   BudgetAction,
   BudgetPeriod,
@@ -39,6 +40,7 @@ export {
   CacheMode,
   ProviderKind,
   RouteStrategy,
+  StickyBy,
 } from '@prisma/client';
 
 export interface ConfigDb {

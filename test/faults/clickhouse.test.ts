@@ -45,7 +45,7 @@ beforeAll(async () => {
   gw = await startServer(config, { quiet: true });
   const store = gw.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'x' });
-  await store.providers.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-chat' }] });
+  await store.routing.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-chat' }] });
   await store.pricing.setPrice({ provider: 'sim', model: 'sim-chat', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
   await gw.runtime.app.catalog.load();
   const team = await store.teams.ensureTeam('team-ch');

@@ -23,7 +23,7 @@ describe.runIf(REDIS_URL)('Redis stopped mid-run', () => {
     proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 6379) });
     gw = await startTestGateway({ env: { REDIS_URL: proxy.via(REDIS_URL!) } });
     const store = gw.started.runtime.adminStore;
-    await store.providers.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }], cache: { mode: 'EXACT' } });
+    await store.routing.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }], cache: { mode: 'EXACT' } });
     await gw.started.runtime.app.catalog.refresh();
   });
   afterAll(async () => {

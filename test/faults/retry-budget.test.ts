@@ -24,7 +24,7 @@ beforeAll(async () => {
   });
   secret = (await gw.createKey('team-budget')).secret;
   const store = gw.started.runtime.adminStore;
-  await store.providers.upsertRoute({
+  await store.routing.upsertRoute({
     name: 'storm',
     strategy: 'PRIORITY',
     retries: 2,

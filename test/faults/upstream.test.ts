@@ -48,7 +48,7 @@ async function route(primaryProvider = 'sim', retries = 0, single = false) {
   const primary = `p-${routeNo}`;
   const backup = `b-${routeNo}`;
   const store = gw.started.runtime.adminStore;
-  await store.providers.upsertRoute({
+  await store.routing.upsertRoute({
     name,
     strategy: 'PRIORITY',
     retries,

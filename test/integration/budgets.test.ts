@@ -34,7 +34,7 @@ async function call(gw: TestGateway, secret: string, content: string, headers: R
 
 async function setup(gw: TestGateway) {
   const store = gw.started.runtime.adminStore;
-  await store.providers.upsertRoute({ name: 'budgeted', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm-budget' }] });
+  await store.routing.upsertRoute({ name: 'budgeted', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm-budget' }] });
   await store.pricing.setPrice({ provider: 'sim', model: 'm-budget', ...PRICE });
   await gw.started.runtime.app.catalog.refresh();
 }

@@ -11,7 +11,7 @@ describe('bounded memory and restart', () => {
     const small = await startTestGateway({ env: { TOLLGATE_CACHE_MAX_BYTES: '12000', REDIS_URL: '' } });
     try {
       const secret = (await small.createKey('team-small')).secret;
-      await small.started.runtime.adminStore.providers.upsertRoute({ name: 'exact', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
+      await small.started.runtime.adminStore.routing.upsertRoute({ name: 'exact', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
       await small.started.runtime.app.catalog.refresh();
       const client = small.client(secret);
       const headerOf = async (i: number) => {
@@ -34,7 +34,7 @@ describe('bounded memory and restart', () => {
     const first = await startTestGateway({ keepDataDir: true, env: { REDIS_URL: '' } });
     const dataDir = first.dataDir;
     const store = first.started.runtime.adminStore;
-    await store.providers.upsertRoute({ name: 'persist', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'SEMANTIC' } });
+    await store.routing.upsertRoute({ name: 'persist', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'SEMANTIC' } });
     await first.started.runtime.app.catalog.refresh();
     const key = await first.createKey('team-p');
     const call = async (gwx: TestGateway, content: string) => {

@@ -15,7 +15,7 @@ describe('cache with an unreachable Redis (always runs)', () => {
   it('keeps answering, caches in process, and counts the Redis errors', async () => {
     const gw = await startTestGateway({ env: { REDIS_URL: 'redis://127.0.0.1:1' } });
     try {
-      await gw.started.runtime.adminStore.providers.upsertRoute({ name: 'exact', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
+      await gw.started.runtime.adminStore.routing.upsertRoute({ name: 'exact', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
       await gw.started.runtime.app.catalog.refresh();
       const client = gw.client((await gw.createKey('team-r')).secret);
       const statuses: Array<string | null> = [];

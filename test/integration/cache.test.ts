@@ -12,7 +12,7 @@ let secretB: string;
 const receiptIds: string[] = [];
 
 async function route(name: string, model: string, cache: Record<string, unknown>, provider = 'sim') {
-  await gw.started.runtime.adminStore.providers.upsertRoute({ name, strategy: 'PRIORITY', targets: [{ provider, model }], cache: cache as any });
+  await gw.started.runtime.adminStore.routing.upsertRoute({ name, strategy: 'PRIORITY', targets: [{ provider, model }], cache: cache as any });
   await gw.started.runtime.app.catalog.refresh();
 }
 

@@ -402,7 +402,7 @@ describe(`config store on ${KIND}`, () => {
 
   describe('routes', () => {
     it('replaces a route and its targets atomically, keeping target order', async () => {
-      const r1 = await store.providers.upsertRoute({
+      const r1 = await store.routing.upsertRoute({
         name: 'chat-default',
         strategy: 'PRIORITY',
         targets: [
@@ -418,7 +418,7 @@ describe(`config store on ${KIND}`, () => {
       expect(r1.targets[2]).toEqual({ provider: 'deepseek', model: 'deepseek-chat', weight: 3, priority: 2 });
       expect(r1.cache).toEqual({ mode: 'SEMANTIC', ttlSeconds: 600, similarityThreshold: 0.95, embeddingModel: null, cacheSampled: false, cacheToolCalls: false });
 
-      const r2 = await store.providers.upsertRoute({
+      const r2 = await store.routing.upsertRoute({
         name: 'chat-default',
         strategy: 'WEIGHTED',
         targets: [
@@ -435,16 +435,16 @@ describe(`config store on ${KIND}`, () => {
       ]);
       const stored = await db.prisma.routeTarget.count({ where: { routeId: r1.id } });
       expect(stored).toBe(2);
-      const listed = (await store.providers.listRoutes()).find((r) => r.name === 'chat-default');
+      const listed = (await store.routing.listRoutes()).find((r) => r.name === 'chat-default');
       expect(listed?.targets.map((t) => t.provider)).toEqual(['ark', 'openrouter']);
 
       // An invalid replacement changes nothing.
-      await rejectsWith(store.providers.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [] }), 'INVALID_INPUT');
+      await rejectsWith(store.routing.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [] }), 'INVALID_INPUT');
       await rejectsWith(
-        store.providers.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'a', model: 'm', weight: -1 }] }),
+        store.routing.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'a', model: 'm', weight: -1 }] }),
         'INVALID_INPUT',
       );
-      expect((await store.providers.listRoutes()).find((r) => r.name === 'chat-default')?.strategy).toBe('WEIGHTED');
+      expect((await store.routing.listRoutes()).find((r) => r.name === 'chat-default')?.strategy).toBe('WEIGHTED');
     });
   });
 
@@ -550,12 +550,12 @@ describe(`config store on ${KIND}`, () => {
       });
       await expectBump('revokeApiKey', () => store.teams.revokeApiKey(keyId));
       await expectBump('upsertProvider', () => store.providers.upsertProvider({ name: 'cat', kind: 'SIMULATED' }));
-      await expectBump('upsertRoute', () => store.providers.upsertRoute({ name: 'cat', strategy: 'PRIORITY', targets: [{ provider: 'cat', model: 'm' }] }));
+      await expectBump('upsertRoute', () => store.routing.upsertRoute({ name: 'cat', strategy: 'PRIORITY', targets: [{ provider: 'cat', model: 'm' }] }));
       await expectBump('setPrice', () => store.pricing.setPrice({ provider: 'cat', model: 'm', inputPerMTokUsd: 1, outputPerMTokUsd: 2 }));
       await expectBump('setBudget', () => store.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'TOTAL', limitUsd: 9, action: 'ALERT' }));
 
       await store.providers.listProviders();
-      await store.providers.listRoutes();
+      await store.routing.listRoutes();
       await store.pricing.currentPrices();
       await store.teams.findApiKeyBySecretHash('0'.repeat(64));
       await store.teams.touchApiKey(keyId);

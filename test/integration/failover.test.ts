@@ -30,7 +30,7 @@ async function freshRoute(primaryProvider = 'sim', retries = 0): Promise<{ route
   const route = `fo-${routeNo}`;
   const primary = `primary-${routeNo}`;
   const backup = `backup-${routeNo}`;
-  await gw.started.runtime.adminStore.providers.upsertRoute({
+  await gw.started.runtime.adminStore.routing.upsertRoute({
     name: route,
     strategy: 'PRIORITY',
     retries,
@@ -136,7 +136,7 @@ describe('failover before the first byte', () => {
   it('retries a failing single target with backoff when the route allows retries', async () => {
     routeNo++;
     const model = `solo-${routeNo}`;
-    await gw.started.runtime.adminStore.providers.upsertRoute({ name: `solo-${routeNo}`, strategy: 'PRIORITY', retries: 2, targets: [{ provider: 'sim', model }] });
+    await gw.started.runtime.adminStore.routing.upsertRoute({ name: `solo-${routeNo}`, strategy: 'PRIORITY', retries: 2, targets: [{ provider: 'sim', model }] });
     await gw.started.runtime.app.catalog.load();
     gw.sim.behave(model, { status: 503, times: 2 });
     const { response } = await chat(`solo-${routeNo}`);

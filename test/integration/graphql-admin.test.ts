@@ -503,7 +503,7 @@ describe('N+1', () => {
   it('routes { targets } and budgets { team } are one statement per level', async () => {
     const store = gw.started.runtime.adminStore;
     for (let i = 0; i < 3; i++) {
-      await store.providers.upsertRoute({ name: unique('n1-route'), strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'a' }, { provider: 'sim', model: 'b' }] });
+      await store.routing.upsertRoute({ name: unique('n1-route'), strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'a' }, { provider: 'sim', model: 'b' }] });
       const t = await store.teams.createTeam(unique('n1-budget'));
       await store.pricing.setBudget({ scope: 'TEAM', teamId: t.id, period: 'DAY', limitUsd: 1, action: 'ALERT' });
     }

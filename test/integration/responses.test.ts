@@ -346,7 +346,7 @@ describe('bad input on /v1/responses', () => {
 describe('429 semantics (DESIGN §4)', () => {
   it('every target rate limited: 429 with the smallest Retry-After, then the targets sit out without upstream calls', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.providers.upsertRoute({ name: 'limited', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'sim', model: 'rl-a' }, { provider: 'sim-b', model: 'rl-b' }] });
+    await store.routing.upsertRoute({ name: 'limited', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'sim', model: 'rl-a' }, { provider: 'sim-b', model: 'rl-b' }] });
     await gw.started.runtime.app.catalog.refresh();
     gw.sim.behave('rl-a', { status: 429, retryAfterSeconds: 30 });
     gw.sim.behave('rl-b', { status: 429, retryAfterSeconds: 7 });
@@ -366,7 +366,7 @@ describe('429 semantics (DESIGN §4)', () => {
 
   it('a mix of 429 and another failure is a 502', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.providers.upsertRoute({ name: 'mixed', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'sim', model: 'mx-a' }, { provider: 'sim-b', model: 'mx-b' }] });
+    await store.routing.upsertRoute({ name: 'mixed', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'sim', model: 'mx-a' }, { provider: 'sim-b', model: 'mx-b' }] });
     await gw.started.runtime.app.catalog.refresh();
     gw.sim.behave('mx-a', { status: 429, retryAfterSeconds: 5 });
     gw.sim.behave('mx-b', { status: 503 });

@@ -73,8 +73,8 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   const store = started.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'sim-upstream-secret' });
   await store.providers.upsertProvider({ name: 'sim-b', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'sim-upstream-secret-b' });
-  await store.providers.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }] });
-  await store.providers.upsertRoute({
+  await store.routing.upsertRoute({ name: 'chat-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }] });
+  await store.routing.upsertRoute({
     name: 'failover',
     strategy: 'PRIORITY',
     retries: 0,
@@ -83,7 +83,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
       { provider: 'sim-b', model: 'backup', priority: 1 },
     ],
   });
-  await store.providers.upsertRoute({ name: 'embed-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-embed' }] });
+  await store.routing.upsertRoute({ name: 'embed-default', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-embed' }] });
   await store.pricing.setPrice({ provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 });
   await store.pricing.setPrice({ provider: 'sim', model: 'primary', inputPerMTokUsd: 1, outputPerMTokUsd: 2 });
   await store.pricing.setPrice({ provider: 'sim-b', model: 'backup', inputPerMTokUsd: 0.5, outputPerMTokUsd: 1.5, cachedInputPerMTokUsd: 0.25 });

@@ -25,6 +25,9 @@ const route = (cache: Partial<Route['cache']> = {}): Route => ({
   cache: { mode: 'EXACT', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false, ...cache },
   targets: [],
   pinned: false,
+  rules: [],
+  rulesReadPromptTokens: false,
+  accept: [],
 });
 const chat = (content: string, extra: Record<string, unknown> = {}) => ({ model: 'r', temperature: 0, messages: [{ role: 'user', content }], ...extra });
 

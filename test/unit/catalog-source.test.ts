@@ -32,6 +32,8 @@ class FakeStore implements CatalogStore {
         timeoutMs: null,
         cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false },
         targets: [{ provider: 'p', model: 'm', weight: 1, priority: 0 }],
+        rules: [],
+        accept: [],
       },
     ];
   }

@@ -20,6 +20,8 @@ const route = (name: string, targets: RouteInput['targets'], strategy: RouteInpu
   timeoutMs: null,
   cache: { mode: 'OFF', ttlSeconds: null, similarityThreshold: null, embeddingModel: null, cacheSampled: false, cacheToolCalls: false },
   targets,
+  rules: [],
+  accept: [],
 });
 
 const price = (p: string, model: string, input: number, output: number): PriceInput => ({
@@ -49,7 +51,7 @@ function catalog() {
     ],
     [price('openrouter', 'openai/gpt-4o-mini', 0.15, 0.6), price('ark', 'doubao', 0.1, 0.2)],
     'v1',
-    3,
+    { defaultRetries: 3 },
   );
 }
 

@@ -7,7 +7,7 @@
 // of the requested fields are read, and the ciphertext only to compute `hasApiKey`.
 // Mutations go through the AdminStore and re-read the row with the planned selection.
 import { CacheMode, ProviderKind, RouteStrategy } from '../../store/prisma.js';
-import { cachePolicyOf, type CachePolicyRecord } from '../../store/admin/providers.js';
+import { cachePolicyOf, type CachePolicyRecord } from '../../store/admin/routing.js';
 import type { Builder } from '../builder.js';
 import { store } from './teams.js';
 
@@ -154,7 +154,7 @@ export function registerProviders(builder: Builder) {
       args: { input: t.arg({ type: RouteInput, required: true }) },
       resolve: async (query, _root, { input }, ctx) => {
         const route = await store(() =>
-          ctx.admin.providers.upsertRoute({
+          ctx.admin.routing.upsertRoute({
             name: input.name,
             strategy: input.strategy,
             targets: input.targets.map((tg) => ({

@@ -1,21 +1,10 @@
-// Providers and routes (GraphQL: src/graphql/schema/providers.ts). Provider API keys are
-// sealed with the SecretBox and only loadProvidersWithSecrets() (the gateway) sees them in
-// clear. Upserts: the same provider or route name replaces the old one.
+// Providers (GraphQL: src/graphql/schema/providers.ts). Provider API keys are sealed with the
+// SecretBox and only loadProvidersWithSecrets() (the gateway) sees them in clear. Upserts: the
+// same provider name replaces the old one.
 import { z } from 'zod';
-import { CacheMode, Prisma, ProviderKind, RouteStrategy, type PrismaClient } from '../prisma.js';
+import { Prisma, ProviderKind, type PrismaClient } from '../prisma.js';
 import type { SecretBox } from '../secret-box.js';
-import {
-  AdminStoreError,
-  HEADER_NAME,
-  Mutations,
-  asStringMap,
-  httpUrl,
-  modelName,
-  parse,
-  positiveInt,
-  slug,
-  stringMap,
-} from './validators.js';
+import { AdminStoreError, HEADER_NAME, Mutations, asStringMap, httpUrl, parse, positiveInt, slug, stringMap } from './validators.js';
 
 /** A provider as any admin may see it: the API key is write-only. */
 export interface ProviderInfo {
@@ -43,38 +32,6 @@ export interface ProviderRecord {
   modelMap: Record<string, string>;
 }
 
-export interface RouteTargetRecord {
-  provider: string;
-  model: string;
-  weight: number;
-  priority: number;
-}
-
-export interface CachePolicyRecord {
-  mode: CacheMode;
-  ttlSeconds: number | null;
-  similarityThreshold: number | null;
-  /** SEMANTIC: a route or provider/model serving /v1/embeddings; null = the local embedder. */
-  embeddingModel: string | null;
-  /** Cache answers to sampled requests (temperature > 0 without a seed, n > 1). */
-  cacheSampled: boolean;
-  /** Cache answers that call tools. */
-  cacheToolCalls: boolean;
-}
-
-export interface RouteRecord {
-  id: string;
-  name: string;
-  strategy: RouteStrategy;
-  retries: number;
-  timeoutMs: number | null;
-  cache: CachePolicyRecord;
-  /** In the order given (position). */
-  targets: RouteTargetRecord[];
-  createdAt: Date;
-  updatedAt: Date;
-}
-
 const upsertProviderInput = z.object({
   name: slug,
   kind: z.enum(ProviderKind),
@@ -90,38 +47,7 @@ const upsertProviderInput = z.object({
  */
 export type UpsertProviderInput = z.input<typeof upsertProviderInput>;
 
-const upsertRouteInput = z.object({
-  name: slug,
-  strategy: z.enum(RouteStrategy),
-  targets: z
-    .array(
-      z.object({
-        provider: slug,
-        model: modelName,
-        weight: z.number().nonnegative().max(1e6).optional(),
-        priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
-      }),
-    )
-    .min(1)
-    .max(64),
-  retries: z.number().int().min(0).max(10).nullish(),
-  timeoutMs: positiveInt.nullish(),
-  cache: z
-    .object({
-      mode: z.enum(CacheMode),
-      ttlSeconds: positiveInt.nullish(),
-      similarityThreshold: z.number().min(0).max(1).nullish(),
-      embeddingModel: modelName.nullish(),
-      cacheSampled: z.boolean().nullish(),
-      cacheToolCalls: z.boolean().nullish(),
-    })
-    .nullish(),
-});
-/** A route is replaced whole: absent fields take their defaults (retries 1, cache OFF). */
-export type UpsertRouteInput = z.input<typeof upsertRouteInput>;
-
 type ProviderRow = Prisma.ProviderGetPayload<object>;
-type RouteRow = Prisma.RouteGetPayload<{ include: { targets: true } }>;
 
 export class ProviderStore {
   private readonly prisma: PrismaClient;
@@ -204,53 +130,6 @@ export class ProviderStore {
       };
     });
   }
-
-  // --- routes -------------------------------------------------------------------------
-
-  /** Creates or replaces a route; its targets are replaced atomically. */
-  async upsertRoute(input: UpsertRouteInput): Promise<RouteRecord> {
-    const p = parse(upsertRouteInput, input);
-    const fields = {
-      strategy: p.strategy,
-      retries: p.retries ?? 1,
-      timeoutMs: p.timeoutMs ?? null,
-      cacheMode: p.cache?.mode ?? CacheMode.OFF,
-      cacheTtlSeconds: p.cache?.ttlSeconds ?? null,
-      cacheSimilarityThreshold: p.cache?.similarityThreshold ?? null,
-      cacheEmbeddingModel: p.cache?.embeddingModel ?? null,
-      cacheSampled: p.cache?.cacheSampled ?? false,
-      cacheToolCalls: p.cache?.cacheToolCalls ?? false,
-    };
-    const targets = p.targets.map((t, position) => ({
-      providerName: t.provider,
-      model: t.model,
-      weight: t.weight ?? 1,
-      priority: t.priority ?? 0,
-      position,
-    }));
-    const row = await this.mutations.run(async (tx) => {
-      const route = await tx.route.upsert({
-        where: { name: p.name },
-        create: { name: p.name, ...fields },
-        update: fields,
-      });
-      await tx.routeTarget.deleteMany({ where: { routeId: route.id } });
-      await tx.routeTarget.createMany({ data: targets.map((t) => ({ ...t, routeId: route.id })) });
-      return tx.route.findUniqueOrThrow({
-        where: { id: route.id },
-        include: { targets: { orderBy: { position: 'asc' } } },
-      });
-    });
-    return toRoute(row);
-  }
-
-  async listRoutes(): Promise<RouteRecord[]> {
-    const rows = await this.prisma.route.findMany({
-      orderBy: { name: 'asc' },
-      include: { targets: { orderBy: { position: 'asc' } } },
-    });
-    return rows.map(toRoute);
-  }
 }
 
 function providerAad(name: string): string {
@@ -269,33 +148,5 @@ function toProviderInfo(r: ProviderRow): ProviderInfo {
     modelMap: asStringMap(r.modelMap),
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
-  };
-}
-
-function toRoute(r: RouteRow): RouteRecord {
-  return {
-    id: r.id,
-    name: r.name,
-    strategy: r.strategy,
-    retries: r.retries,
-    timeoutMs: r.timeoutMs,
-    cache: cachePolicyOf(r),
-    targets: [...r.targets]
-      .sort((a, b) => a.position - b.position)
-      .map((t) => ({ provider: t.providerName, model: t.model, weight: t.weight, priority: t.priority })),
-    createdAt: r.createdAt,
-    updatedAt: r.updatedAt,
-  };
-}
-
-/** A Route row's cache columns as one policy (the GraphQL Route type reads the same). */
-export function cachePolicyOf(r: Prisma.RouteGetPayload<object>): CachePolicyRecord {
-  return {
-    mode: r.cacheMode,
-    ttlSeconds: r.cacheTtlSeconds,
-    similarityThreshold: r.cacheSimilarityThreshold,
-    embeddingModel: r.cacheEmbeddingModel,
-    cacheSampled: r.cacheSampled,
-    cacheToolCalls: r.cacheToolCalls,
   };
 }
