@@ -1,0 +1,430 @@
+// What the prompt classifier reads from a text, in one pass over its characters.
+//
+// The hot path must stay well under 0.2 ms on a 2k-token prompt, so nothing here builds
+// strings or arrays per word: words (English) are hashed as they are read (FNV-1a over the
+// lower-cased characters, spaces between the words of a phrase) and looked up in a table of
+// cue words and phrases of up to three words; Chinese text is looked up by its one-, two- and
+// three-character windows. Texts longer than SAMPLE_CHARS are read head and tail only (the
+// request is almost always at one end of a pasted text); the skipped middle is counted by size.
+//
+// Where a cue sits matters: "summarize this in one line" followed by an article about design
+// trade-offs asks for a summary, not a design. A text is cut into paragraphs at blank lines;
+// short first and last paragraphs are the request ("instruction"), the rest is pasted material
+// (as is anything between ``` fences), whose cues count for less (see combineParagraphs).
+
+/** Cue families: each word or phrase in LEXICON belongs to one. */
+export const Cue = {
+  /** hi, thanks, ok, 你好, 谢谢 */
+  Greeting: 0,
+  /** what is, who, how many, define, 是什么, 多少 */
+  Lookup: 1,
+  /** convert, translate, 换算, 翻译 */
+  Convert: 2,
+  /** summarize, rewrite, extract, draft an email, 总结, 提取, 润色 */
+  Edit: 3,
+  /** explain, difference, compare, 解释, 区别 */
+  Explain: 4,
+  /** function, query, regex, script, 函数, 脚本 */
+  Snippet: 5,
+  /** design, implement, refactor, migrate, debug, 设计, 实现, 重构 */
+  Build: 6,
+  /** distributed, concurrency, throughput, tenant, 分布式, 高可用 */
+  Systems: 7,
+  /** prove, derive, induction, 证明, 推导 */
+  Proof: 8,
+  /** probability, integral, eigenvalue, prime, 概率, 方程 */
+  Math: 9,
+  /** algorithm, complexity, dynamic programming, subarray, 算法, 复杂度 */
+  Algorithm: 10,
+  /** show your reasoning, optimal strategy, how many ways, 推理过程 */
+  Deliberate: 11,
+  /** must, without, at most, guarantee, 必须, 不超过 */
+  Constraint: 12,
+  /** first, then, finally, step, phase, 首先, 然后 */
+  Steps: 13,
+} as const;
+export const CUE_COUNT = 14;
+
+// One entry per line of each family: words and phrases separated by ' | '. Inflections are
+// listed, not stemmed: a stemmer per word would cost more than the whole lookup.
+const LEXICON: Record<keyof typeof Cue, string> = {
+  Greeting: `hi | hello | hey | hiya | thanks | thank | thx | ty | cheers | bye | goodbye | ok | okay | cool | great | awesome | good morning | good night | good afternoon | have a great | 你好 | 您好 | 谢谢 | 多谢 | 感谢 | 早上好 | 晚安 | 收到 | 好的 | 再见 | 哈喽`,
+  Lookup: `what is | what's | what are | who | who's | when | where | which | how many | how much | how long | how far | how old | define | definition | meaning | mean | means | stand for | stands for | capital | synonym | antonym | opposite | plural | spell | roughly | approximately | default | version | is it | do you | can i | how do i | what time | what year | name three | refund | invoice | password | account | shipping | ship | order | 什么 | 是什么 | 什么是 | 哪里 | 哪个 | 哪些 | 多少 | 几号 | 几点 | 是谁 | 意思 | 多远 | 多长 | 多久 | 吗 | 怎么 | 如何 | 发货 | 退款 | 发票 | 密码 | 订单 | 客服`,
+  Convert: `convert | conversion | translate | translation | you say | format this | format as | capitalize | uppercase | lowercase | celsius | fahrenheit | kilometers | kilometres | miles | ounces | teaspoons | centimeters | 换算 | 等于 | 翻译 | 怎么说 | 英文 | 英语 | 转成`,
+  Edit: `summarize | summarise | summary | summarizing | tl;dr | tldr | one line | one sentence | one paragraph | rewrite | rephrase | paraphrase | proofread | grammar | typo | typos | extract | pull | classify | sentiment | email | reply | draft | post | tweet | caption | cover letter | story | poem | haiku | ideas | slogan | bullet | bullets | bullet points | markdown | table | csv | tone | professional | polite | friendly | shorten | docstrings | comments | commit message | readme | description | 总结 | 概括 | 摘要 | 提取 | 改写 | 润色 | 口语 | 邮件 | 周报 | 文案 | 起名 | 名字 | 要点 | 一句话 | 介绍 | 推荐`,
+  Explain: `explain | explanation | difference | differences | compare | comparison | versus | vs | why | how does | how do | what does | pros and cons | in simple terms | plain words | example | 解释 | 区别 | 原理 | 为什么 | 优缺点 | 通俗 | 例子 | 做什么`,
+  Snippet: `function | query | regex | regular expression | script | snippet | one-liner | command | sql | dockerfile | unit test | unit tests | cron | bash | css | component | 函数 | 正则 | 正则表达式 | 脚本 | 查询 | 命令 | 组件 | 单元测试`,
+  Build: `design | designing | architect | architecture | implement | implementing | implementation | build | building | refactor | refactoring | restructure | migrate | migrating | migration | optimize | optimise | optimizing | debug | debugging | diagnose | investigate | redesign | rewrite it | scale | scaling | deploy | deployment | pipeline | spec | specification | roadmap | runbook | postmortem | operator | framework | backend | full-stack | end-to-end | infrastructure | terraform | set up | integrate | trade-offs | tradeoffs | trade-off | 设计 | 实现 | 重构 | 迁移 | 优化 | 架构 | 排查 | 部署 | 方案 | 搭建 | 改造 | 技术方案 | 系统 | 框架`,
+  Systems: `distributed | concurrency | concurrent | concurrently | thread-safe | parallel | scalable | scalability | throughput | latency | consistency | consistent | replication | replicas | sharding | shard | shards | partitions | failover | idempotent | idempotency | idempotently | race | deadlock | deadlocks | high availability | multi-tenant | tenant | tenants | microservices | kubernetes | kafka | raft | consensus | leader election | region | regions | qps | retries | backoff | rollback | observability | vulnerabilities | security | oauth | authentication | auth | tls | websocket | websockets | webhook | crdt | crdts | compiler | interpreter | parser | emulator | operating system | cache | caching | queue | database schema | schema | load | downtime | reconciliation | ledger | real-time | 分布式 | 并发 | 高可用 | 一致性 | 吞吐 | 延迟 | 分片 | 分库 | 分表 | 限流 | 熔断 | 降级 | 灰度 | 回滚 | 容灾 | 幂等 | 集群 | 多租户 | 秒杀 | 缓存 | 队列 | 重试 | 监控 | 故障 | 权限 | 实时 | 同步 | 高峰 | 百万 | 千万 | 数据库`,
+  Proof: `prove | proves | proving | proof | show that | derive | derivation | deriving | induction | rigorous | rigorously | justify | contradiction | correctness | lower bound | upper bound | is correct | 证明 | 推导 | 归纳 | 定理 | 反证 | 正确性 | 通项`,
+  Math: `theorem | lemma | probability | probabilities | expected | expectation | variance | integral | derivative | limit | eigenvalue | eigenvalues | matrix | equation | equations | polynomial | prime | primes | divisible | divides | integer | integers | modulo | factorial | extrema | maximize | minimize | maximum | minimum | recurrence | irrational | rational | converge | vertices | inequality | bayes | binomial | distribution | dice | cards | coins | compounded | gradient | differentiate | differentiating | solve | solving | 概率 | 期望 | 方差 | 方程 | 极限 | 积分 | 导数 | 矩阵 | 素数 | 整除 | 数列 | 最大值 | 最小值 | 函数 f | 无理数 | 顶点 | 区间 | 公式 | 梯度`,
+  Algorithm: `algorithm | algorithms | complexity | time complexity | linear time | constant time | in-place | in place | extra space | amortized | worst case | worst-case | data structure | dynamic programming | dp | greedy | subarray | substring | subsequence | sorted arrays | sorted | graph | directed | tree | nodes | edges | heap | comparisons | memory limit | 算法 | 复杂度 | 时间复杂度 | 空间 | 贪心 | 动态规划 | 状态转移 | 数组 | 有向图 | 最长 | 最短 | 排序 | 矩阵中`,
+  Deliberate: `puzzle | riddle | reasoning | walk through | step by step | show the steps | show your | explain carefully | optimal | optimally | strategy | how many ways | in how many | who wins | minimum number | at least one | counterexample | valid | argument | verify | knights | knaves | weighings | justify each | 推理 | 推理过程 | 过程 | 理由 | 最少 | 最多 | 至少 | 几只 | 真话 | 说谎 | 能否`,
+  Constraint: `must | without | at most | at least | no more than | less than | under | within | only | exactly | ensure | guarantee | guarantees | never | limit | bounded | constraint | constraints | requirement | requirements | keep | preserve | identical | 要求 | 必须 | 不能 | 不超过 | 低于 | 保证 | 限制 | 以内 | 保持 | 不变 | 不丢 | 不重`,
+  Steps: `first | then | finally | next | step | steps | phase | phases | afterwards | also | plus | and then | 首先 | 然后 | 最后 | 步骤 | 其次 | 分阶段 | 包括 | 以及 | 并且 | 并`,
+};
+
+// Words that are ordinary in code or in every sentence do not appear above on purpose
+// ("list", "make", "write", "help"): they say nothing about how hard a request is.
+
+/** Counters for one stretch of text (a paragraph, or all of the material). */
+export interface TextCounts {
+  /** Position-independent cue counts by Cue family. */
+  cues: Float64Array;
+  /** English words, numbers and Chinese characters/1.7: a token-like size. */
+  tokens: number;
+  numbers: number;
+  /** , 、 (and ， as half): several in a request usually mean a list of requirements. */
+  commas: number;
+  questions: number;
+  /** Lines starting with "1." / "2)" / "-" / "*" / "•". */
+  listLines: number;
+  /** ^ ² ³ √ ∑ ∫ ≤ ≥ ≠ ∞ = and friends, outside code. */
+  mathSymbols: number;
+  /** O(…), Θ(…), Ω(…): an asked-for complexity bound. */
+  bounds: number;
+  /** Ends with ':' — introduces pasted material. */
+  introducesMaterial: boolean;
+  /** Starts right after a code block: prose after pasted code is about the code. */
+  afterCode: boolean;
+}
+
+export interface PromptFeatures {
+  /** The request itself: short first and last paragraphs. */
+  instruction: TextCounts;
+  /** Pasted material: the other paragraphs (cues only; counted separately so they weigh less). */
+  material: TextCounts;
+  /** Lines between ``` fences. */
+  codeLines: number;
+  /** Characters of the text (all of it, also the part not read). */
+  chars: number;
+}
+
+/** Read at most this many characters from each end of a text. */
+export const SAMPLE_CHARS = 2000;
+/** Besides the shorter end, the other end of a text is part of the request when this short. */
+const SHORT_PARAGRAPH_TOKENS = 15;
+/** … or, right after a code block, up to this long. */
+const AFTER_CODE_TOKENS = 60;
+const CJK_CHARS_PER_TOKEN = 1.7;
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+const fnvStep = (h: number, code: number) => Math.imul(h ^ code, FNV_PRIME) >>> 0;
+const SPACE = 32;
+
+interface Lexicon {
+  /** hash of a lower-cased English word or phrase → Cue */
+  words: Map<number, number>;
+  /** hashes of words and two-word phrases that begin a longer entry: only then look further */
+  phraseStarts: Set<number>;
+  /** Chinese windows: 1 char → code, 2 chars → a*65536+b, 3 chars → (a*65536+b)*65536+c */
+  cjk: Map<number, number>;
+  /** the longest Chinese entry starting with each first character, to skip useless windows */
+  cjkLongest: Map<number, number>;
+}
+
+function buildLexicon(): Lexicon {
+  const lexicon: Lexicon = { words: new Map(), phraseStarts: new Set(), cjk: new Map(), cjkLongest: new Map() };
+  for (const [family, list] of Object.entries(LEXICON)) {
+    const cue = Cue[family as keyof typeof Cue];
+    for (const entry of list.split('|').map((e) => e.trim()).filter(Boolean)) {
+      if (isCjk(entry.charCodeAt(0))) {
+        const codes = [...entry].map((c) => c.charCodeAt(0));
+        if (codes.length > 3 || !codes.every(isCjk)) continue; // mixed entries ("函数 f") are English-side only
+        lexicon.cjk.set(codes.reduce((key, c) => key * 65536 + c, 0), cue);
+        lexicon.cjkLongest.set(codes[0], Math.max(lexicon.cjkLongest.get(codes[0]) ?? 0, codes.length));
+        continue;
+      }
+      const words = entry.toLowerCase().split(' ');
+      let h = FNV_OFFSET;
+      words.forEach((word, i) => {
+        if (i > 0) {
+          lexicon.phraseStarts.add(h);
+          h = fnvStep(h, SPACE);
+        }
+        for (let j = 0; j < word.length; j++) h = fnvStep(h, word.charCodeAt(j));
+      });
+      lexicon.words.set(h, cue);
+    }
+  }
+  return lexicon;
+}
+
+function isCjk(code: number): boolean {
+  return (code >= 0x4e00 && code <= 0x9fff) || (code >= 0x3400 && code <= 0x4dbf);
+}
+
+const LEX = buildLexicon();
+
+function emptyCounts(): TextCounts {
+  return { cues: new Float64Array(CUE_COUNT), tokens: 0, numbers: 0, commas: 0, questions: 0, listLines: 0, mathSymbols: 0, bounds: 0, introducesMaterial: false, afterCode: false };
+}
+
+function addInto(into: TextCounts, from: TextCounts): void {
+  for (let i = 0; i < CUE_COUNT; i++) into.cues[i] += from.cues[i];
+  into.tokens += from.tokens;
+  into.numbers += from.numbers;
+  into.commas += from.commas;
+  into.questions += from.questions;
+  into.listLines += from.listLines;
+  into.mathSymbols += from.mathSymbols;
+  into.bounds += from.bounds;
+}
+
+/** Characters that count as math notation when they appear outside code. */
+const MATH_SYMBOLS = new Set([...'^²³√∑∫≤≥≠∞π±∈∀∃⇒→×÷=θλ₁₂₃ₙ⁵'].map((c) => c.charCodeAt(0)));
+
+/**
+ * One pass over the text. Splits it into paragraphs (first, middle, last), counts cues and
+ * structure per paragraph, and finally decides which paragraphs are the request.
+ */
+export function readPrompt(text: string): PromptFeatures {
+  const length = text.length;
+  const sampled = length > 2 * SAMPLE_CHARS;
+  const paragraphs: TextCounts[] = [];
+  let current = emptyCounts();
+  const material = emptyCounts();
+  let codeLines = 0;
+  // Quoted words are mentioned, not asked for ("what does \"prove\" mean when baking?"), and
+  // so is what follows a short lead-in like "Translate this into French:": both are material.
+  let quoted = false;
+  let leadIn = false;
+  let into = current;
+
+  // Word state: hashes of the current word, of "previous current" and "prev2 prev current".
+  let inWord = false;
+  let wordIsNumber = false;
+  let h1 = FNV_OFFSET;
+  let h2 = 0;
+  let h3 = 0;
+  let prevWord = 0; // hash of the previous word (0: none, the chain was broken)
+  let prevPair = 0; // hash of the previous two-word phrase (0: none)
+  // Chinese state: the previous two Chinese characters (0: none).
+  let cjk1 = 0;
+  let cjk2 = 0;
+  // Line state.
+  let lineStart = true;
+  let blankRun = 0; // consecutive newlines with only spaces between them
+  let inFence = false;
+  let lastVisible = 0; // last non-space character code of the current paragraph
+
+  const endWord = () => {
+    if (!inWord) return;
+    inWord = false;
+    into.tokens++;
+    if (wordIsNumber) {
+      into.numbers++;
+      prevWord = prevPair = 0;
+      return;
+    }
+    const single = LEX.words.get(h1);
+    if (single !== undefined) into.cues[single]++;
+    if (prevWord !== 0) {
+      const pair = LEX.words.get(h2);
+      if (pair !== undefined) into.cues[pair]++;
+      if (prevPair !== 0) {
+        const triple = LEX.words.get(h3);
+        if (triple !== undefined) into.cues[triple]++;
+      }
+    }
+    prevPair = prevWord !== 0 && LEX.phraseStarts.has(h2) ? h2 : 0;
+    prevWord = LEX.phraseStarts.has(h1) ? h1 : 0;
+  };
+  const breakPhrase = () => {
+    endWord();
+    prevWord = prevPair = 0;
+    cjk1 = cjk2 = 0;
+  };
+  const endParagraph = () => {
+    breakPhrase();
+    current.introducesMaterial = lastVisible === 58 /* : */ || lastVisible === 0xff1a; /* ： */
+    if (current.tokens > 0 || paragraphs.length === 0) paragraphs.push(current);
+    into = current = emptyCounts();
+    quoted = leadIn = false;
+    lastVisible = 0;
+  };
+  const aside = (isQuoted: boolean, isLeadIn: boolean) => {
+    breakPhrase();
+    quoted = isQuoted;
+    leadIn = isLeadIn;
+    into = quoted || leadIn ? material : current;
+  };
+
+  const scan = (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      let c = text.charCodeAt(i);
+      if (c === 10 /* \n */) {
+        breakPhrase();
+        if (inFence) codeLines++;
+        lineStart = true;
+        if (++blankRun === 2 && !inFence) endParagraph();
+        continue;
+      }
+      if (c === 32 || c === 9 || c === 13) {
+        endWord();
+        continue;
+      }
+      if (lineStart) {
+        lineStart = false;
+        blankRun = 0;
+        if (c === 96 /* ` */ && text.charCodeAt(i + 1) === 96 && text.charCodeAt(i + 2) === 96) {
+          breakPhrase();
+          inFence = !inFence;
+          // A code block ends the paragraph that introduced it: "Refactor this:\n```…```".
+          if (inFence) endParagraph();
+          else current.afterCode = true;
+          i = skipToLineEnd(text, i, to) - 1;
+          continue;
+        }
+        const marker = inFence ? 0 : listMarkerLength(text, i, to);
+        if (marker > 0) {
+          current.listLines++;
+          i += marker - 1; // "1." is a marker, not a number
+          continue;
+        }
+      }
+      if (inFence) continue; // code is material: counted by lines, its words are not cues
+      lastVisible = c;
+      if (c >= 65 && c <= 90) c += 32; // ASCII lower case
+      if (c === 0x2019) c = 39; // ’ → '
+      if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 39 || c === 45 || c === 59 || (c >= 0xc0 && c <= 0x24f)) {
+        // Letters, digits, apostrophe, hyphen and ';' (for "tl;dr") continue a word.
+        if (!inWord) {
+          if (c === 39 || c === 45 || c === 59) continue;
+          inWord = true;
+          wordIsNumber = c >= 48 && c <= 57;
+          h1 = FNV_OFFSET;
+          h2 = prevWord !== 0 ? fnvStep(prevWord, SPACE) : 0;
+          h3 = prevPair !== 0 ? fnvStep(prevPair, SPACE) : 0;
+        }
+        h1 = fnvStep(h1, c);
+        h2 = fnvStep(h2, c);
+        h3 = fnvStep(h3, c);
+        continue;
+      }
+      endWord();
+      if (isCjk(c)) {
+        into.tokens += 1 / CJK_CHARS_PER_TOKEN;
+        lookupCjk(into.cues, c, cjk1, cjk2);
+        cjk2 = cjk1;
+        cjk1 = c;
+        continue;
+      }
+      cjk1 = cjk2 = 0;
+      prevWord = prevPair = 0;
+      if (c === 34 /* " */ || c === 96 /* ` */) aside(!quoted, leadIn);
+      else if (c === 0x201c || c === 0x300c || c === 0x300e) aside(true, leadIn);
+      else if (c === 0x201d || c === 0x300d || c === 0x300f) aside(false, leadIn);
+      else if ((c === 58 || c === 0xff1a) && !leadIn && isLeadIn(current, text.charCodeAt(i + 1))) aside(quoted, true);
+      else if (c === 0xff0c) into.commas += 0.5; // Chinese prose separates clauses with ，
+      else if (c === 44 || c === 0x3001) into.commas++;
+      else if (c === 63 || c === 0xff1f) into.questions++;
+      else if (c === 40 /* ( */ && isBoundMarker(text, i)) into.bounds++;
+      else if (MATH_SYMBOLS.has(c)) into.mathSymbols++;
+    }
+  };
+
+  if (sampled) {
+    scan(0, SAMPLE_CHARS);
+    // The skipped middle is material: a paragraph break keeps head and tail apart.
+    endParagraph();
+    const middle = paragraphs.length;
+    // Inside a code block at the cut? Then the tail has an odd number of fences.
+    inFence = countFences(text, length - SAMPLE_CHARS) % 2 === 1;
+    scan(length - SAMPLE_CHARS, length);
+    endParagraph();
+    paragraphs.splice(middle, 0, sizeOfSkipped(length - 2 * SAMPLE_CHARS, paragraphs));
+  } else {
+    scan(0, length);
+    endParagraph();
+  }
+  return combineParagraphs(paragraphs, material, codeLines * (sampled ? length / (2 * SAMPLE_CHARS) : 1), length);
+}
+
+/** Words before a colon that hand over a text to work on: "Translate this into French: …". */
+const LEAD_IN_MAX_TOKENS = 12;
+
+function isLeadIn(soFar: TextCounts, next: number): boolean {
+  const handsOver = soFar.cues[Cue.Edit] + soFar.cues[Cue.Convert] + soFar.cues[Cue.Explain] > 0;
+  // "3:45" is a time, not a lead-in: the colon must be followed by a space or a line end.
+  const endsClause = next === 32 || next === 10 || next === 13 || Number.isNaN(next) || next >= 0x3000;
+  return handsOver && endsClause && soFar.tokens <= LEAD_IN_MAX_TOKENS;
+}
+
+/** The unread middle of a long text, as material of the same density as what was read. */
+function sizeOfSkipped(chars: number, read: TextCounts[]): TextCounts {
+  const skipped = emptyCounts();
+  const tokens = read.reduce((sum, p) => sum + p.tokens, 0);
+  skipped.tokens = (tokens / (2 * SAMPLE_CHARS)) * chars;
+  return skipped;
+}
+
+/**
+ * A single paragraph is the request whatever its size. Otherwise the request is the shorter of
+ * the first and last paragraphs, plus the other one when it is short too (a question after a
+ * pasted log), when it is the first and ends with a colon ("Summarize this:"), or when it is
+ * the last and follows a code block (prose after pasted code is about the code). Everything in
+ * between is material.
+ */
+function combineParagraphs(paragraphs: TextCounts[], material: TextCounts, codeLines: number, chars: number): PromptFeatures {
+  const instruction = emptyCounts();
+  if (paragraphs.length <= 1) {
+    if (paragraphs[0]) addInto(instruction, paragraphs[0]);
+    return { instruction, material, codeLines, chars };
+  }
+  const first = paragraphs[0];
+  const last = paragraphs[paragraphs.length - 1];
+  const firstIsShorter = first.tokens <= last.tokens;
+  const firstIn = firstIsShorter || first.tokens <= SHORT_PARAGRAPH_TOKENS || first.introducesMaterial;
+  const lastIn = !firstIsShorter || last.tokens <= SHORT_PARAGRAPH_TOKENS || (last.afterCode && last.tokens <= AFTER_CODE_TOKENS);
+  paragraphs.forEach((p, i) => {
+    const inInstruction = (i === 0 && firstIn) || (i === paragraphs.length - 1 && lastIn);
+    addInto(inInstruction ? instruction : material, p);
+  });
+  return { instruction, material, codeLines, chars };
+}
+
+function lookupCjk(cues: Float64Array, c: number, prev: number, prev2: number): void {
+  // Windows ending at c: "c", "prev c", "prev2 prev c" (each counted once, where it ends).
+  const one = LEX.cjk.get(c);
+  if (one !== undefined) cues[one]++;
+  if (prev !== 0 && (LEX.cjkLongest.get(prev) ?? 0) >= 2) {
+    const two = LEX.cjk.get(prev * 65536 + c);
+    if (two !== undefined) cues[two]++;
+  }
+  if (prev2 !== 0 && (LEX.cjkLongest.get(prev2) ?? 0) >= 3) {
+    const three = LEX.cjk.get((prev2 * 65536 + prev) * 65536 + c);
+    if (three !== undefined) cues[three]++;
+  }
+}
+
+/** "O(n log n)", "Θ(n)", "O(1)": a capital O/Θ/Ω right before "(", not ending a word. */
+function isBoundMarker(text: string, i: number): boolean {
+  const before = text.charCodeAt(i - 1);
+  if (before !== 79 && before !== 0x398 && before !== 0x3a9) return false;
+  const beforeThat = i >= 2 ? text.charCodeAt(i - 2) : 32;
+  return !((beforeThat >= 65 && beforeThat <= 90) || (beforeThat >= 97 && beforeThat <= 122));
+}
+
+/** The length of a list marker at the start of a line ("1. ", "12) ", "- ", "* ", "• "), or 0. */
+function listMarkerLength(text: string, i: number, to: number): number {
+  const c = text.charCodeAt(i);
+  if (c === 45 || c === 42 || c === 0x2022) return text.charCodeAt(i + 1) === 32 ? 1 : 0;
+  let j = i;
+  while (j < to && j < i + 3 && text.charCodeAt(j) >= 48 && text.charCodeAt(j) <= 57) j++;
+  if (j === i) return 0;
+  const after = text.charCodeAt(j);
+  return after === 46 || after === 41 || after === 0x3001 ? j + 1 - i : 0;
+}
+
+function countFences(text: string, from: number): number {
+  let n = 0;
+  for (let i = text.indexOf('```', from); i !== -1; i = text.indexOf('```', i + 3)) n++;
+  return n;
+}
+
+function skipToLineEnd(text: string, i: number, to: number): number {
+  const end = text.indexOf('\n', i);
+  return end === -1 || end > to ? to : end;
+}
