@@ -12,13 +12,14 @@
 // (a second "prove" adds less than the first, a fifth almost nothing), so repeating a word does
 // not make a prompt hard; families are weighted and summed into an effort score, cut into
 // tiers at two thresholds. Hard prompts are REASONING when the reasoning families outweigh the
-// engineering ones. The confidence grows with the distance from the nearest tier boundary.
+// engineering ones. The confidence grows with the distance from the nearest tier boundary (for
+// a hard prompt, also with the margin between reasoning and engineering).
 //
 // Written here rather than taken from a library: no maintained JavaScript package classifies
 // prompt difficulty, and the routers that do (LiteLLM's, RouteLLM) are Python or need a model.
 // The weights were tuned on the `tune` part of test/data/router-eval.jsonl only; `npm run
 // eval:router` reports the held-out part separately.
-import { Cue, readPrompt, type PromptFeatures } from './prompt-features.js';
+import { Cue, readPrompt, type TextCounts } from './prompt-features.js';
 
 export type Tier = 'SIMPLE' | 'MEDIUM' | 'COMPLEX' | 'REASONING';
 export const TIERS: readonly Tier[] = ['SIMPLE', 'MEDIUM', 'COMPLEX', 'REASONING'];
@@ -40,7 +41,7 @@ export interface ClassifierInput {
 
 export interface Classification {
   tier: Tier;
-  /** 0–1: how far the prompt's score is from the nearest tier boundary. */
+  /** 0–1: grows with the distance of the prompt's score from the nearest tier boundary. */
   confidence: number;
 }
 
@@ -60,7 +61,7 @@ const W = {
   bias: -1.0,
   /** × log2(1 + request tokens / 8) */
   length: 1.0,
-  /** × log2(1 + (material tokens + 6 per code line) / 40) */
+  /** × log2(1 + (material tokens + 6 per code line) / 40), at most MATERIAL_LOG_CAP */
   material: 0.25,
   greeting: -2.5,
   lookup: -1.1,
@@ -94,6 +95,10 @@ const W = {
   images: 0.3,
 } as const;
 
+/** A pasted text's size says little past a page (~600 tokens): log2(1 + 600 / 40) = 4. */
+const MATERIAL_LOG_CAP = 4;
+/** However much material mentions a domain, it counts as at most one mention in the request. */
+const MATERIAL_CUE_CAP = 1;
 /** Cues in pasted material count this much of cues in the request. */
 const MATERIAL_WEIGHT = 0.25;
 /** Cues in the earlier turns of a conversation count this much. */
@@ -127,7 +132,7 @@ export function scorePrompt(input: ClassifierInput): ScoredPrompt {
   // need not be hard.
   const asked = (family: number) => req.cues[family] + CONTEXT_WEIGHT * (context?.cues[family] ?? 0);
   const cue = (family: number) => saturate(asked(family));
-  const domain = (family: number) => saturate(asked(family) + MATERIAL_WEIGHT * material.cues[family]);
+  const domain = (family: number) => saturate(asked(family) + Math.min(MATERIAL_CUE_CAP, MATERIAL_WEIGHT * material.cues[family]));
   // A greeting inside a long request is politeness, not the request; lookups and conversions
   // are short questions, and "how many" in a long word problem is not a lookup.
   const greetingShort = Math.min(1, 6 / req.tokens);
@@ -154,7 +159,7 @@ export function scorePrompt(input: ClassifierInput): ScoredPrompt {
   const contributions: Record<string, number> = {
     bias: W.bias,
     length: W.length * log2p(req.tokens / 8),
-    material: W.material * log2p((material.tokens + 6 * codeLines) / 40),
+    material: W.material * Math.min(MATERIAL_LOG_CAP, log2p((material.tokens + 6 * codeLines) / 40)),
     greeting: W.greeting * cue(Cue.Greeting) * greetingShort,
     lookup: W.lookup * cue(Cue.Lookup) * lookupShort,
     convert: W.convert * cue(Cue.Convert) * lookupShort,
@@ -171,13 +176,11 @@ export function scorePrompt(input: ClassifierInput): ScoredPrompt {
     longOutput: input.maxTokens >= 4000 ? W.longOutput : 0,
     images: input.hasImages ? W.images : 0,
   };
-  let effort = 0;
-  for (const key in contributions) {
-    effort += contributions[key];
-    if (contributions[key] === 0) delete contributions[key];
-  }
+  const effort = sum(contributions);
+  const nonZero: Record<string, number> = {};
+  for (const key in contributions) if (contributions[key] !== 0) nonZero[key] = contributions[key];
   const { tier, confidence } = decide(effort, sum(reasoning), sum(engineering));
-  return { tier, confidence, effort, contributions };
+  return { tier, confidence, effort, contributions: nonZero };
 }
 
 /** Tier from the effort score; among hard prompts, reasoning vs engineering evidence. */
@@ -203,7 +206,7 @@ export function findLastUserTurn(messages: ClassifierMessage[]): number {
  * thread-safe" after a page of code is a code task. The system prompt is left out: it is the
  * same for every request of an application and says little about this one.
  */
-function readContext(messages: ClassifierMessage[], lastUser: number): PromptFeatures['instruction'] & { codeLines: number } | null {
+function readContext(messages: ClassifierMessage[], lastUser: number): (TextCounts & { codeLines: number }) | null {
   const parts: string[] = [];
   let budget = CONTEXT_CHARS;
   for (let i = lastUser - 1; i >= 0 && budget > 0; i--) {
