@@ -19,7 +19,8 @@
 // prompt difficulty, and the routers that do (LiteLLM's, RouteLLM) are Python or need a model.
 // The weights were tuned on the `tune` part of test/data/router-eval.jsonl only; `npm run
 // eval:router` reports the held-out part separately.
-import { Cue, readPrompt, type TextCounts } from './prompt-features.js';
+import { readPrompt, type TextCounts } from './prompt-features.js';
+import { Cue } from './prompt-lexicon.js';
 
 export type Tier = 'SIMPLE' | 'MEDIUM' | 'COMPLEX' | 'REASONING';
 export const TIERS: readonly Tier[] = ['SIMPLE', 'MEDIUM', 'COMPLEX', 'REASONING'];
