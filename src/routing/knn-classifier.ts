@@ -5,8 +5,8 @@
 // embedders (src/cache/embedders.ts): the local one needs no network and matches shared words,
 // a provider embedding model also matches paraphrases. Neighbours vote with their cosine
 // similarity; the confidence is the winning tier's share of the vote. When the examples say
-// little (no neighbour shares anything with the prompt, or the vote is split below
-// `minConfidence`), the built-in scorer decides instead.
+// little (no neighbour is similar enough, or the vote is split below `minConfidence`), the
+// built-in scorer decides instead.
 import type { Embedder } from '../cache/embedders.js';
 import { DenseIndex, isSparse, SparseIndex, type Vector, type VectorIndex } from '../cache/vector-index.js';
 import { classifyPrompt, findLastUserTurn, TIERS, type Classification, type ClassifierInput, type Tier } from './classifier.js';
@@ -57,10 +57,6 @@ export class KnnClassifier {
     return new KnnClassifier(embedder, index!, examples.map((e) => e.tier), options.k ?? 5, options.minConfidence ?? 0.6, options.minSimilarity ?? 0.2);
   }
 
-  get size(): number {
-    return this.tiers.length;
-  }
-
   async classify(input: ClassifierInput, signal?: AbortSignal): Promise<KnnClassification> {
     const text = input.messages[findLastUserTurn(input.messages)]?.text ?? '';
     if (text.trim() === '') return { ...classifyPrompt(input), source: 'scorer' };
@@ -72,7 +68,7 @@ export class KnnClassifier {
       votes.set(this.tiers[label], (votes.get(this.tiers[label]) ?? 0) + similarity);
       total += similarity;
     }
-    let best: Tier | null = null;
+    let best: Tier | null = null; // a tie goes to the simpler tier
     for (const tier of TIERS) if ((votes.get(tier) ?? 0) > (best ? votes.get(best)! : 0)) best = tier;
     const confidence = best ? votes.get(best)! / total : 0;
     if (!best || confidence < this.minConfidence) return { ...classifyPrompt(input), source: 'scorer' };
