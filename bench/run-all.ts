@@ -124,6 +124,20 @@ const BENCHES: Bench[] = [
     },
   },
   {
+    script: 'eval:router',
+    json: 'router-eval.json',
+    quickEnv: { ROUTER_EVAL_RUNS: '2000' },
+    figures: (j) => {
+      const h = j.scorer.holdout;
+      const note = `${h.prompts} held-out prompts of ${j.prompts}; tune split ${(j.scorer.tune.binaryAccuracy * 100).toFixed(1)} %`;
+      return [
+        { id: 'router.binary', label: 'classifier: simple vs hard side right (holdout)', value: h.binaryAccuracy * 100, unit: '%', target: { op: '≥', value: 85 }, note },
+        { id: 'router.side', label: 'classifier: the worse side (holdout)', value: Math.min(h.simpleSideAccuracy, h.hardSideAccuracy) * 100, unit: '%', target: { op: '≥', value: 75 }, note: `simple side ${(h.simpleSideAccuracy * 100).toFixed(1)} %, hard side ${(h.hardSideAccuracy * 100).toFixed(1)} %` },
+        { id: 'router.p99', label: 'classifier time p99 (~2k-token prompt)', ...ms(j.timing.p99Ms, { op: '≤', value: 0.2 }), note: `the slower of English and Chinese, ${j.timing.en.runs} calls each in bursts of ${j.timing.burst}; p50 ${(Math.max(j.timing.en.p50Us, j.timing.zh.p50Us) / 1000).toFixed(3)} ms` },
+      ];
+    },
+  },
+  {
     script: 'eval:cache',
     json: 'cache-eval.json',
     quickEnv: {}, // a fixed labelled set of pairs; already quick
