@@ -32,6 +32,7 @@ import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
 import { RetryBudgets } from './routing/retry-budget.js';
+import { classifyPrompt } from './routing/classifier.js';
 
 export interface AppStore extends CatalogStore {
   teams: KeyLookup &
@@ -164,6 +165,7 @@ export function buildApp(deps: AppDeps): App {
     bus,
     metrics,
     log,
+    classify: classifyPrompt,
   });
 
   const findReceipt = async (id: string) => recent.get(id) ?? deps.findStoredReceipt(id);

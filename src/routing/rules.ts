@@ -7,8 +7,7 @@
 // not discovered at 3 a.m. The context is typed classes (no per-evaluation conversion):
 // about a microsecond per rule.
 import { Environment } from '@marcbachmann/cel-js';
-
-export type Tier = 'SIMPLE' | 'MEDIUM' | 'COMPLEX' | 'REASONING';
+import type { Tier } from './classifier.js';
 
 /** `request.*` in a rule: what the client sent and who it is. Ints are bigints (CEL's int). */
 export class RequestFacts {
