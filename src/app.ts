@@ -13,13 +13,15 @@ import { spentInWindow } from './budgets/spend.js';
 import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
 import { CacheStage } from './gateway/cache.js';
-import { createRequestHandler } from './gateway/http.js';
+import { corsPolicy } from './gateway/cors.js';
+import { createAdminRequestHandler, createRequestHandler } from './gateway/http.js';
 import { RateLimiter, type WindowStore } from './gateway/limits.js';
 import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
 import { TokenVerifier, type AccessTokenLookup } from './gateway/tokens.js';
 import { UpstreamClient } from './gateway/upstream.js';
 import { LiveBus } from './live/events.js';
 import type { GraphQLServices } from './graphql/context.js';
+import { AdminStoreError } from './store/admin-store.js';
 import { createGraphQL } from './graphql/yoga.js';
 import { createMetrics, type JournalStatsSource } from './metrics.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.js';
@@ -180,7 +182,9 @@ export function buildApp(deps: AppDeps): App {
     : null;
 
   let draining = false;
+  const cors = corsPolicy(config.corsOrigins);
   const handler = createRequestHandler({
+    cors,
     pipeline,
     keys,
     tokens,
@@ -204,8 +208,8 @@ export function buildApp(deps: AppDeps): App {
     },
     maxBodyBytes: config.maxBodyBytes,
     createKey: async ({ team, name }) => {
-      const t = await store.ensureTeam(team);
-      const created = await store.createApiKey({ teamId: t.id, name });
+      const t = await refusedAs('team', () => store.ensureTeam(team));
+      const created = await refusedAs('name', () => store.createApiKey({ teamId: t.id, name }));
       await catalog.refresh();
       return { id: created.apiKey.id, teamId: created.apiKey.teamId, secret: created.secret };
     },
@@ -229,12 +233,7 @@ export function buildApp(deps: AppDeps): App {
   // The proxy's latency budget is sub-millisecond: never wait for Nagle.
   server.on('connection', (socket) => socket.setNoDelay(true));
   const adminServer =
-    graphql && config.adminPort
-      ? http.createServer(serverOptions, (req, res) => {
-          if ((req.url ?? '').split('?')[0] === '/graphql') return graphql.handle(req, res);
-          res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"Only /graphql is served on the admin port.","type":"invalid_request_error","param":null,"code":"not_found"}}');
-        })
-      : null;
+    graphql && config.adminPort ? http.createServer(serverOptions, createAdminRequestHandler({ cors, graphql: graphql.handle })) : null;
   const websocket = graphql ? graphql.attachWebSocket(adminServer ?? server) : null;
 
   return {
@@ -267,6 +266,19 @@ export function buildApp(deps: AppDeps): App {
       await deps.journal.flush().catch((err) => log.error({ err: String(err) }, 'receipt flush at shutdown failed; the WAL keeps them for replay'));
     },
   };
+}
+
+/**
+ * The store's verdict on the one request parameter it was given (a name with control
+ * characters, too long, …): 400 naming that parameter, not a 500.
+ */
+async function refusedAs<T>(param: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (!(err instanceof AdminStoreError) || err.code !== 'INVALID_INPUT') throw err;
+    throw badRequest(`Invalid '${param}': ${err.message.replace(/^[\w.]+: /, '')}.`, param);
+  }
 }
 
 function listen(server: http.Server, port: number, host: string): Promise<void> {

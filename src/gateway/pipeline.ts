@@ -18,7 +18,7 @@ import type { RetryBudgets } from '../routing/retry-budget.js';
 import { orderTargets } from '../routing/strategy.js';
 import type { BudgetEnforcer } from '../budgets/enforcer.js';
 import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../cache/replay.js';
-import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
+import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
 import { candidatesOf, publishDecision } from './decisions.js';
@@ -86,6 +86,7 @@ export class Pipeline {
   async handle(endpoint: Endpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ex = new Exchange(endpoint, req);
     try {
+      assertCredentialsOnce(req.rawHeaders);
       ex.key = await this.authenticate(req.headers.authorization);
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
       ex.requestSha256 = hash('sha256', raw);
