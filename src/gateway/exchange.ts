@@ -9,6 +9,7 @@ import type { Attempt, CacheStatus, ReceiptDraft, ReceiptStatus } from '../recei
 import { roundMs } from '../receipts/receipt.js';
 import type { Route, Target } from '../routing/catalog.js';
 import type { ApiKeyRecord } from './auth.js';
+import { badRequest } from './errors.js';
 import { costOf, type Usage } from './usage.js';
 
 export type Endpoint = 'chat' | 'embeddings';
@@ -58,9 +59,9 @@ export class Exchange {
   /** Attribution: headers win over the body (DESIGN §4). Empty strings count as absent. */
   attribute(req: IncomingMessage, body: Record<string, unknown>): void {
     const metadata = (body.metadata ?? {}) as Record<string, unknown>;
-    this.feature = pick(req.headers['x-tollgate-feature'], metadata.feature);
-    this.taskId = pick(req.headers['x-tollgate-task-id'], metadata.task_id);
-    this.endUser = pick(req.headers['x-tollgate-user'], body.user);
+    this.feature = pick(req.headers, 'x-tollgate-feature', metadata.feature, 'metadata.feature');
+    this.taskId = pick(req.headers, 'x-tollgate-task-id', metadata.task_id, 'metadata.task_id');
+    this.endUser = pick(req.headers, 'x-tollgate-user', body.user, 'user');
   }
 
   /** The receipt content for how this request ended. */
@@ -112,9 +113,23 @@ export class Exchange {
   }
 }
 
-function pick(header: string | string[] | undefined, fallback: unknown): string | null {
+function pick(headers: IncomingMessage['headers'], name: string, fallback: unknown, bodyParam: string): string | null {
+  const header = headers[name];
   const h = Array.isArray(header) ? header[0] : header;
-  if (h && h.trim()) return h.trim().slice(0, 256);
-  if (typeof fallback === 'string' && fallback.trim()) return fallback.trim().slice(0, 256);
+  if (h && h.trim()) return attribution(h, name);
+  if (typeof fallback === 'string' && fallback.trim()) return attribution(fallback, bodyParam);
   return null;
+}
+
+const CONTROL = /\p{Cc}/u;
+
+/**
+ * Attribution values are names (features, task ids, end users): one with a control character
+ * (a tab in a header, anything in the body) could not be named back where names are checked
+ * (a FEATURE budget, a task outcome), so it is refused (400, param: where it came from).
+ */
+function attribution(value: string, param: string): string {
+  const v = value.trim();
+  if (CONTROL.test(v)) throw badRequest(`'${param}' must not contain control characters.`, param);
+  return v.slice(0, 256);
 }

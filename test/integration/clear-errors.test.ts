@@ -2,6 +2,7 @@
 // (BAD_USER_INPUT naming the field, 400 with `param`), never a 500 or a store's failure; a
 // repeated credential header is refused on every endpoint; cross-origin access is an
 // allowlist, never a credentialed wildcard. (Production: graphql-production.test.ts.)
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corsHeaders, openAIError, preflight, rawRequest } from '../support/http.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -24,7 +25,7 @@ afterAll(async () => {
   await gw?.close();
 });
 
-const chat = { model: 'chat-default', messages: [{ role: 'user', content: 'hi' }] };
+const chat = { model: 'chat-default', messages: [{ role: 'user' as const, content: 'hi' }] };
 
 function badUserInput(r: GraphQLResult, field?: string) {
   expect(r.errors?.length, JSON.stringify(r)).toBeGreaterThan(0);
@@ -201,6 +202,34 @@ describe('control characters in names', () => {
     const fine = await postJson('/v1/tasks/task-rest/outcome', key.secret, { success: true, note: 'two\nlines' });
     expect(fine.status).toBe(200);
     expect(fine.body).toMatchObject({ task_id: 'task-rest', note: 'two\nlines' });
+  });
+});
+
+describe('control characters in attribution', () => {
+  it('are refused on the proxy (400, param: header or body field), with the receipt of the refusal', async () => {
+    const client = gw.client(key.secret);
+    const cases: Array<{ headers?: Record<string, string>; metadata?: Record<string, string>; user?: string; param: string }> = [
+      { headers: { 'x-tollgate-task-id': 'task\tone' }, param: 'x-tollgate-task-id' },
+      { headers: { 'x-tollgate-feature': 'sum\tmarize' }, param: 'x-tollgate-feature' },
+      { metadata: { task_id: 'task\u0000two' }, param: 'metadata.task_id' },
+      { metadata: { feature: 'clear\u001b[2Jscreen' }, param: 'metadata.feature' },
+      { user: 'user\nname', param: 'user' },
+    ];
+    for (const c of cases) {
+      const err = await client.chat.completions
+        .create({ ...chat, ...(c.metadata ? { metadata: c.metadata } : {}), ...(c.user ? { user: c.user } : {}) }, { headers: c.headers })
+        .catch((e: unknown) => e);
+      expect(err, c.param).toBeInstanceOf(OpenAI.APIError);
+      if (!(err instanceof OpenAI.APIError)) continue;
+      expect(err.status).toBe(400);
+      expect(err.error).toMatchObject({ type: 'invalid_request_error', param: c.param });
+      const receiptId = err.headers.get('x-tollgate-receipt-id');
+      const receipt = await fetch(`${gw.url}/v1/receipts/${receiptId}`, { headers: { authorization: `Bearer ${admin}` } });
+      expect(await receipt.json()).toMatchObject({ receipt_id: receiptId, status: 'rejected', http_status: 400 });
+    }
+    // Trimmed whitespace around a value is not part of it.
+    const fine = await client.chat.completions.create(chat, { headers: { 'x-tollgate-task-id': '  task-three\t' } }).withResponse();
+    expect(fine.response.status).toBe(200);
   });
 });
 
