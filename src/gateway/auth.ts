@@ -91,6 +91,7 @@ export function bearer(authorization: string | undefined): string | null {
 
 /** Headers that carry credentials: each may come at most once. */
 const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'];
+const CREDENTIAL_HEADER_LENGTHS = new Set(CREDENTIAL_HEADERS.map((h) => h.length));
 
 /**
  * Refuses a request that repeats a credential header (400, param: the header). Node keeps the
@@ -101,6 +102,8 @@ const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'];
 export function assertCredentialsOnce(rawHeaders: readonly string[]): void {
   const seen: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
+    // Hot path (every request): most names are ruled out by length, without lower-casing.
+    if (!CREDENTIAL_HEADER_LENGTHS.has(rawHeaders[i]!.length)) continue;
     const name = rawHeaders[i]!.toLowerCase();
     if (!CREDENTIAL_HEADERS.includes(name)) continue;
     if (seen.includes(name)) throw badRequest(`The '${name}' header may be sent only once.`, name);
