@@ -19,13 +19,15 @@ import { embeddingsProtocol } from './protocols/embeddings.js';
 import type { ClientProtocol } from './protocols/protocol.js';
 import { responsesProtocol } from './protocols/responses/protocol.js';
 import { CacheStage } from './gateway/cache.js';
-import { createRequestHandler } from './gateway/http.js';
+import { corsPolicy } from './gateway/cors.js';
+import { createAdminRequestHandler, createRequestHandler } from './gateway/http.js';
 import { RateLimiter, type WindowStore } from './gateway/limits.js';
 import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
 import { TokenVerifier, type AccessTokenLookup } from './gateway/tokens.js';
 import { UpstreamClient } from './gateway/upstream.js';
 import { LiveBus } from './live/events.js';
 import type { GraphQLServices } from './graphql/context.js';
+import { AdminStoreError } from './store/admin/validators.js';
 import { createGraphQL } from './graphql/yoga.js';
 import { createMetrics, type JournalStatsSource } from './metrics.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.js';
@@ -199,7 +201,9 @@ export function buildApp(deps: AppDeps): App {
   const protocols = new Map<string, ClientProtocol>(
     [chatProtocol, responsesProtocol(responses), embeddingsProtocol].map((p) => [p.path, p]),
   );
+  const cors = corsPolicy(config.corsOrigins);
   const handler = createRequestHandler({
+    cors,
     pipeline,
     protocols,
     responses,
@@ -225,8 +229,8 @@ export function buildApp(deps: AppDeps): App {
     },
     maxBodyBytes: config.maxBodyBytes,
     createKey: async ({ team, name }) => {
-      const t = await store.teams.ensureTeam(team);
-      const created = await store.teams.createApiKey({ teamId: t.id, name });
+      const t = await refusedAs('team', () => store.teams.ensureTeam(team));
+      const created = await refusedAs('name', () => store.teams.createApiKey({ teamId: t.id, name }));
       await catalog.refresh();
       return { id: created.apiKey.id, teamId: created.apiKey.teamId, secret: created.secret };
     },
@@ -250,12 +254,7 @@ export function buildApp(deps: AppDeps): App {
   // The proxy's latency budget is sub-millisecond: never wait for Nagle.
   server.on('connection', (socket) => socket.setNoDelay(true));
   const adminServer =
-    graphql && config.adminPort
-      ? http.createServer(serverOptions, (req, res) => {
-          if ((req.url ?? '').split('?')[0] === '/graphql') return graphql.handle(req, res);
-          res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"Only /graphql is served on the admin port.","type":"invalid_request_error","param":null,"code":"not_found"}}');
-        })
-      : null;
+    graphql && config.adminPort ? http.createServer(serverOptions, createAdminRequestHandler({ cors, graphql: graphql.handle })) : null;
   const websocket = graphql ? graphql.attachWebSocket(adminServer ?? server) : null;
 
   return {
@@ -290,6 +289,19 @@ export function buildApp(deps: AppDeps): App {
       await deps.journal.flush().catch((err) => log.error({ err: String(err) }, 'receipt flush at shutdown failed; the WAL keeps them for replay'));
     },
   };
+}
+
+/**
+ * The store's verdict on the one request parameter it was given (a name with control
+ * characters, too long, …): 400 naming that parameter, not a 500.
+ */
+async function refusedAs<T>(param: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (!(err instanceof AdminStoreError) || err.code !== 'INVALID_INPUT') throw err;
+    throw badRequest(`Invalid '${param}': ${err.message.replace(/^[\w.]+: /, '')}.`, param);
+  }
 }
 
 function listen(server: http.Server, port: number, host: string): Promise<void> {

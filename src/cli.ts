@@ -9,7 +9,7 @@ import { importSnapshot } from './pricing/snapshot.js';
 import { verifyReceipt } from './receipts/verify.js';
 import { openStores, type Stores } from './runtime.js';
 import type { PriceRecord } from './store/admin/pricing.js';
-import { claimDataDir, readOwner } from './store/data-dir.js';
+import { claimDataDir, describeOwner, findOwner } from './store/data-dir.js';
 
 const USAGE = `Usage: tollgate <command>
 
@@ -60,12 +60,12 @@ export async function runCli(argv: string[]): Promise<number> {
 }
 
 async function migrate(config: Config): Promise<number> {
-  const owner = readOwner(config.dataDir);
+  const owner = await findOwner(config.dataDir);
   if (owner) {
-    process.stdout.write(`Tollgate (pid ${owner.pid}) owns ${config.dataDir} and applied migrations when it started; nothing to do.\n`);
+    process.stdout.write(`Tollgate (${describeOwner(owner)}) owns ${config.dataDir} and applied migrations when it started; nothing to do.\n`);
     return 0;
   }
-  const claim = claimDataDir(config.dataDir);
+  const claim = await claimDataDir(config.dataDir);
   try {
     const stores = await openStores(config, createLogger(config));
     await stores.close();
@@ -89,10 +89,10 @@ async function keys(config: Config, args: string[]): Promise<number> {
   const team = values.team;
   const name = values.name ?? 'cli';
   let created: { id: string; teamId: string; secret: string };
-  const owner = readOwner(config.dataDir);
+  const owner = await findOwner(config.dataDir);
   if (owner) {
     // The running server owns the embedded stores: ask it, with the admin token.
-    if (!owner.url) throw new Error(`Tollgate (pid ${owner.pid}) is starting; try again in a moment.`);
+    if (!owner.url) throw new Error(`Tollgate (${describeOwner(owner)}) is starting; try again in a moment.`);
     const token = config.adminToken ?? (await readFile(path.join(config.dataDir, 'admin-token'), 'utf8')).trim();
     const res = await fetch(`${owner.url}/admin/v1/keys`, {
       method: 'POST',
@@ -102,7 +102,7 @@ async function keys(config: Config, args: string[]): Promise<number> {
     if (!res.ok) throw new Error(`server refused to create the key: ${res.status} ${await res.text()}`);
     created = (await res.json()) as typeof created;
   } else {
-    const claim = claimDataDir(config.dataDir);
+    const claim = await claimDataDir(config.dataDir);
     try {
       const stores = await openStores(config, createLogger({ ...config, logLevel: 'warn' }));
       try {
@@ -263,9 +263,9 @@ type GraphQLCall = (query: string, variables: Record<string, unknown>) => Promis
  * the admin token), or on the stores directly when no server runs (DESIGN §3).
  */
 async function withAdmin<T>(config: Config, remote: (graphql: GraphQLCall) => Promise<T>, local: (stores: Stores) => Promise<T>): Promise<T> {
-  const owner = readOwner(config.dataDir);
+  const owner = await findOwner(config.dataDir);
   if (owner) {
-    if (!owner.url) throw new Error(`Tollgate (pid ${owner.pid}) is starting; try again in a moment.`);
+    if (!owner.url) throw new Error(`Tollgate (${describeOwner(owner)}) is starting; try again in a moment.`);
     const token = config.adminToken ?? (await readFile(path.join(config.dataDir, 'admin-token'), 'utf8')).trim();
     const endpoint = new URL('/graphql', owner.url);
     if (config.adminPort) endpoint.port = String(config.adminPort); // GraphQL on its own port
@@ -282,7 +282,7 @@ async function withAdmin<T>(config: Config, remote: (graphql: GraphQLCall) => Pr
       return body.data;
     });
   }
-  const claim = claimDataDir(config.dataDir);
+  const claim = await claimDataDir(config.dataDir);
   try {
     const stores = await openStores(config, createLogger({ ...config, logLevel: 'warn' }));
     try {

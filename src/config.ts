@@ -22,6 +22,51 @@ const intFrom = (def: number, min = 0) =>
       return n;
     });
 
+/**
+ * A connection URL with one of these schemes. The error names the variable but never shows
+ * the value: connection URLs carry passwords.
+ */
+const connectionUrl = (...protocols: string[]) =>
+  optionalString.refine((v) => v === undefined || hasProtocol(v, protocols), {
+    message: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')} (value not shown: it may hold a password)`,
+  });
+
+function hasProtocol(value: string, protocols: string[]): boolean {
+  try {
+    return protocols.includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * TOLLGATE_CORS_ORIGINS: origins (`https://app.example.com`) whose pages may call Tollgate from
+ * a browser, comma-separated, or `*` for any page (never with credentials). Default: none.
+ */
+const corsOrigins = optionalString.transform((v, ctx) => {
+  const origins: string[] = [];
+  for (const entry of (v ?? '').split(',').map((o) => o.trim()).filter(Boolean)) {
+    const origin = entry === '*' ? '*' : originOf(entry);
+    if (origin === null) {
+      ctx.addIssue({ code: 'custom', message: `'${entry.slice(0, 100)}' is not an origin (scheme://host[:port]) or *` });
+      return z.NEVER;
+    }
+    origins.push(origin);
+  }
+  return origins;
+});
+
+/** The origin a browser would send for `entry`, if it names one: http(s), no path or query. */
+function originOf(entry: string): string | null {
+  try {
+    const url = new URL(entry);
+    const bare = url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
+    return (url.protocol === 'http:' || url.protocol === 'https:') && bare ? url.origin : null;
+  } catch {
+    return null;
+  }
+}
+
 const EnvSchema = z.object({
   NODE_ENV: optionalString,
   TOLLGATE_PORT: intFrom(8787),
@@ -61,13 +106,14 @@ const EnvSchema = z.object({
   TOLLGATE_RESPONSES_RETENTION_HOURS: intFrom(720, 1),
   /** A JSON file {hash: query}: when set, /graphql runs only these operations. */
   TOLLGATE_PERSISTED_OPERATIONS: optionalString,
-  DATABASE_URL: optionalString,
-  CLICKHOUSE_URL: optionalString,
+  TOLLGATE_CORS_ORIGINS: corsOrigins,
+  DATABASE_URL: connectionUrl('postgres:', 'postgresql:'),
+  CLICKHOUSE_URL: connectionUrl('http:', 'https:'),
   CLICKHOUSE_USER: optionalString,
   CLICKHOUSE_PASSWORD: optionalString,
   CLICKHOUSE_DATABASE: optionalString,
   CLICKHOUSE_CLUSTER: optionalString,
-  REDIS_URL: optionalString,
+  REDIS_URL: connectionUrl('redis:', 'rediss:'),
   OPENROUTER_API_KEY: optionalString,
   ARK_API_KEY: optionalString,
   OPENAI_API_KEY: optionalString,
@@ -110,6 +156,8 @@ export interface Config {
   /** Stored Responses API answers expire after this long. */
   responsesRetentionMs: number;
   persistedOperationsFile?: string;
+  /** Origins whose browser pages may call Tollgate (CORS); `*` = any; empty = none. */
+  corsOrigins: string[];
   databaseUrl?: string;
   clickhouse?: { url: string; username?: string; password?: string; database?: string; cluster?: string };
   redisUrl?: string;
@@ -158,6 +206,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     cache: { maxBytes: e.TOLLGATE_CACHE_MAX_BYTES, maxEntryBytes: e.TOLLGATE_CACHE_MAX_ENTRY_BYTES },
     responsesRetentionMs: e.TOLLGATE_RESPONSES_RETENTION_HOURS * 3_600_000,
     persistedOperationsFile: e.TOLLGATE_PERSISTED_OPERATIONS,
+    corsOrigins: e.TOLLGATE_CORS_ORIGINS,
     databaseUrl: e.DATABASE_URL,
     clickhouse: e.CLICKHOUSE_URL
       ? {

@@ -22,7 +22,7 @@ export interface Started {
 
 export async function startServer(config: Config, opts: { installSignalHandlers?: boolean; quiet?: boolean } = {}): Promise<Started> {
   const log = createLogger(config);
-  const claim = claimDataDir(config.dataDir);
+  const claim = await claimDataDir(config.dataDir);
   let runtime: Runtime;
   try {
     runtime = await openRuntime(config, log);

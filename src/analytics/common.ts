@@ -102,10 +102,23 @@ export function scopeFilter(filter: AnalyticsFilter, principal: Principal | null
     throw badInput('filter.from and filter.to must be valid DateTimes.');
   }
   if (filter.to.getTime() < filter.from.getTime()) throw badInput('filter.to must not be before filter.from.');
+  const range = { from: clampToReceiptTime(filter.from), to: clampToReceiptTime(filter.to) };
   const teamId = principal?.teamId ?? null;
-  if (teamId === null) return filter;
+  if (teamId === null) return { ...filter, ...range };
   const teamIds = filter.teamIds == null ? [teamId] : filter.teamIds.includes(teamId) ? [teamId] : [];
-  return { ...filter, teamIds };
+  return { ...filter, ...range, teamIds };
+}
+
+// The range ClickHouse documents for DateTime64 (1900 to 2299; the last hour left out so that
+// both ends stay whole hours for the rollups). No receipt lies outside it, so clamping a
+// range like 0001..9999 ("everything") changes no answer, and no server version is ever
+// asked to parse a time it may reject or wrap.
+const EARLIEST_RECEIPT_MS = Date.UTC(1900, 0, 1);
+const LATEST_RECEIPT_MS = Date.UTC(2299, 11, 31, 23);
+
+function clampToReceiptTime(d: Date): Date {
+  const ms = d.getTime();
+  return ms < EARLIEST_RECEIPT_MS ? new Date(EARLIEST_RECEIPT_MS) : ms > LATEST_RECEIPT_MS ? new Date(LATEST_RECEIPT_MS) : d;
 }
 
 export function uniqueDimensions(groupBy: readonly Dimension[] | null | undefined): Dimension[] {

@@ -4,11 +4,16 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 
+// A task id is a name (receipts, logs, URLs, terminals): no control characters at all. A note
+// is free text: tabs and line breaks are fine, other control characters (ESC, NUL, …) are not.
+const NO_CONTROL = /^\P{Cc}*$/u;
+const NO_CONTROL_BUT_LINES = /^(?:[\t\n\r]|\P{Cc})*$/u;
+
 export const TaskOutcomeInput = z.strictObject({
-  taskId: z.string().trim().min(1).max(256),
+  taskId: z.string().trim().min(1).max(256).regex(NO_CONTROL, 'must not contain control characters'),
   success: z.boolean(),
   score: z.number().finite().nullish(),
-  note: z.string().max(2000).nullish(),
+  note: z.string().max(2000).regex(NO_CONTROL_BUT_LINES, 'must not contain control characters other than tabs and line breaks').nullish(),
 });
 
 export interface TaskOutcome {

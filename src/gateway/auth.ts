@@ -2,7 +2,7 @@
 // are held or looked up; the secret itself is never stored or logged. Revocation reaches the
 // proxy within the cache TTL (1 s by default), or at once through `invalidate`.
 import { createHash } from 'node:crypto';
-import { invalidApiKey } from './errors.js';
+import { badRequest, invalidApiKey } from './errors.js';
 
 export interface ApiKeyRecord {
   id: string;
@@ -87,4 +87,26 @@ export function bearer(authorization: string | undefined): string | null {
   if (!authorization) return null;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
   return match ? match[1]! : null;
+}
+
+/** Headers that carry credentials: each may come at most once. */
+const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'];
+const CREDENTIAL_HEADER_LENGTHS = new Set(CREDENTIAL_HEADERS.map((h) => h.length));
+
+/**
+ * Refuses a request that repeats a credential header (400, param: the header). Node keeps the
+ * first `authorization` and drops the others, and joins repeated `x-api-key`s with ", ", while
+ * a proxy in front may go by the last one: the two would disagree about who is calling. Only
+ * the raw headers still show every copy.
+ */
+export function assertCredentialsOnce(rawHeaders: readonly string[]): void {
+  const seen: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    // Hot path (every request): most names are ruled out by length, without lower-casing.
+    if (!CREDENTIAL_HEADER_LENGTHS.has(rawHeaders[i]!.length)) continue;
+    const name = rawHeaders[i]!.toLowerCase();
+    if (!CREDENTIAL_HEADERS.includes(name)) continue;
+    if (seen.includes(name)) throw badRequest(`The '${name}' header may be sent only once.`, name);
+    seen.push(name);
+  }
 }

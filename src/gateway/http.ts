@@ -6,8 +6,9 @@ import { deleteStoredResponse, storedResponse } from '../protocols/responses/pro
 import type { Receipt } from '../receipts/receipt.js';
 import type { ResponseStore } from '../store/responses.js';
 import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
-import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
+import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
 import { readRequestBody } from './body.js';
+import type { CorsPolicy } from './cors.js';
 import { GatewayError, badRequest, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';
 import type { Pipeline } from './pipeline.js';
 import type { Principal, TokenVerifier } from './tokens.js';
@@ -34,6 +35,7 @@ export interface HttpDeps {
   /** Mounted at /graphql when present. */
   graphql?: (req: IncomingMessage, res: ServerResponse) => void;
   isDraining: () => boolean;
+  cors: CorsPolicy;
 }
 
 const RECEIPT_PATH = /^\/v1\/receipts\/([0-9a-fA-F-]{36})$/;
@@ -42,6 +44,7 @@ const OUTCOME_PATH = /^\/v1\/tasks\/([^/]{1,256})\/outcome$/;
 
 export function createRequestHandler(deps: HttpDeps) {
   return function handle(req: IncomingMessage, res: ServerResponse): void {
+    if (deps.cors(req, res)) return; // a preflight, answered
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -55,6 +58,7 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   if (protocol) {
     if (method !== 'POST') throw methodNotAllowed();
     if (deps.isDraining()) res.setHeader('connection', 'close');
+    // The pipeline checks the credential headers itself: a refusal there leaves a receipt.
     return deps.pipeline.handle(protocol, req, res);
   }
   const responseMatch = RESPONSE_PATH.exec(path);
@@ -66,6 +70,7 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
     const body = method === 'GET' ? await storedResponse(deps.responses, key.teamId, id) : await deleteStoredResponse(deps.responses, key.teamId, id);
     return sendJson(res, 200, body);
   }
+  assertCredentialsOnce(req.rawHeaders);
   if (path === '/v1/models') {
     if (method !== 'GET') throw methodNotAllowed();
     const key = await deps.keys.authenticate(req.headers.authorization);
@@ -113,6 +118,20 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
     default:
       throw notFound(`Path '${path.slice(0, 200)}'`);
   }
+}
+
+/** The admin port (TOLLGATE_ADMIN_PORT): /graphql only, under the same CORS and header rules. */
+export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graphql: (req: IncomingMessage, res: ServerResponse) => void }) {
+  return function handle(req: IncomingMessage, res: ServerResponse): void {
+    if (deps.cors(req, res)) return;
+    try {
+      assertCredentialsOnce(req.rawHeaders);
+      if ((req.url ?? '').split('?')[0] !== '/graphql') throw new GatewayError(404, 'invalid_request_error', 'not_found', 'Only /graphql is served on the admin port.');
+      deps.graphql(req, res);
+    } catch (err) {
+      sendError(res, err);
+    }
+  };
 }
 
 function listModels(catalog: Catalog, key: ApiKeyRecord) {

@@ -24,7 +24,7 @@ import type { TargetHealth } from '../routing/health.js';
 import type { RetryBudgets } from '../routing/retry-budget.js';
 import { decideRoute, type DecideHooks } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
-import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
+import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
 import { candidatesOf, publishDecision } from './decisions.js';
@@ -106,6 +106,7 @@ export class Pipeline {
   async handle(protocol: ClientProtocol, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ex = new Exchange(protocol, req);
     try {
+      assertCredentialsOnce(req.rawHeaders);
       ex.key = await this.authenticate(protocol.authorization(req));
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
       ex.requestSha256 = hash('sha256', raw);

@@ -6,6 +6,7 @@ import type PrismaTypes from '@pothos/plugin-prisma/generated';
 import { getDatamodel } from '@pothos/plugin-prisma/generated';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import { GraphQLError } from 'graphql';
+import { z } from 'zod';
 import type { GraphQLContext } from './context.js';
 
 export interface SchemaTypes {
@@ -54,11 +55,7 @@ export function createBuilder() {
 
   builder.scalarType('DateTime', {
     serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value).toISOString()),
-    parseValue: (value) => {
-      const date = typeof value === 'string' || typeof value === 'number' ? new Date(value) : null;
-      if (!date || Number.isNaN(date.getTime())) throw new GraphQLError('DateTime must be an ISO-8601 string.', { extensions: { code: 'BAD_USER_INPUT' } });
-      return date;
-    },
+    parseValue: parseDateTime,
   });
   builder.scalarType('JSON', { serialize: (v) => v, parseValue: (v) => v });
   builder.queryType({});
@@ -68,6 +65,28 @@ export function createBuilder() {
 }
 
 export type Builder = ReturnType<typeof createBuilder>;
+
+// DateTime inputs. Strings are checked by zod, not by `new Date`, whose parser takes "1" for
+// 2001 and rolls 2026-02-30 into March. Years 0000–9999 only: a JS Date reaches year 275760,
+// but Postgres, ClickHouse and ISO-8601's basic form do not, and such a value must be the
+// caller's error (BAD_USER_INPUT), never a store's failure.
+const DATE_TIME_STRING = z.union([z.iso.datetime({ offset: true }), z.iso.date()]);
+const EARLIEST_MS = Date.parse('0000-01-01T00:00:00Z');
+const LATEST_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** An RFC 3339 date-time with its offset, a date (UTC midnight), or epoch milliseconds. */
+export function parseDateTime(value: unknown): Date {
+  let ms = Number.NaN;
+  if (typeof value === 'string' && DATE_TIME_STRING.safeParse(value).success) ms = Date.parse(value);
+  else if (typeof value === 'number' && Number.isInteger(value)) ms = value;
+  if (!(ms >= EARLIEST_MS && ms <= LATEST_MS)) {
+    throw new GraphQLError(
+      'DateTime must be an ISO-8601 date-time with a time zone (2026-01-31T12:00:00Z), a date (2026-01-31) or epoch milliseconds, in the years 0000 to 9999.',
+      { extensions: { code: 'BAD_USER_INPUT' } },
+    );
+  }
+  return new Date(ms);
+}
 
 /** Input validation failures: a GraphQL error with a stable code. */
 export function invalidInput(message: string, field?: string): GraphQLError {

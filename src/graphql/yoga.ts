@@ -13,7 +13,7 @@ import { usePersistedOperations } from '@graphql-yoga/plugin-persisted-operation
 import { GraphQLError, type ExecutionArgs, type execute as graphqlExecute } from 'graphql';
 import { CloseCode, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { createYoga, type Plugin } from 'graphql-yoga';
+import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WsFanout, type SubscribeFn } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
@@ -63,6 +63,28 @@ function fanoutKey(payload: SubscribePayload, ctx: GraphQLContext): string {
   return JSON.stringify([payload.query, payload.operationName ?? null, payload.variables ?? null, p?.kind ?? null, p?.role ?? null, p?.teamId ?? null]);
 }
 
+const SUGGESTION = /\s*Did you mean [^]*\?$/;
+
+/**
+ * Without graphql-js's "Did you mean …?" (fields, arguments, types, enum values): in production,
+ * where introspection is off, suggestions would give the schema away name by name. Validation
+ * errors (HTTP and websockets) lose them in blockSuggestions, errors from variables (execution)
+ * in yoga's error masking. Not graphql-armor's block-field-suggestions: it misses enum values
+ * ("Did you mean the enum value …?") and variables.
+ */
+function withoutSuggestions<E extends Error>(error: E): E {
+  error.message = error.message.replace(SUGGESTION, '');
+  return error;
+}
+
+function blockSuggestions(): Plugin {
+  return {
+    onValidate: () => ({ result, setResult }) => {
+      if (result.length > 0) setResult(result.map(withoutSuggestions));
+    },
+  };
+}
+
 export function createGraphQL(services: GraphQLServices, options: GraphQLOptions) {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const plugins: Plugin[] = [
@@ -71,7 +93,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     costLimitPlugin({ maxCost: limits.cost, exposeLimits: true }),
     maxTokensPlugin({ n: limits.tokens }),
   ];
-  if (options.production) plugins.push(useDisableIntrospection());
+  if (options.production) plugins.push(useDisableIntrospection(), blockSuggestions());
   if (options.persistedOperations) {
     const store = options.persistedOperations;
     plugins.push(usePersistedOperations({ getPersistedOperation: (hash) => store[hash] ?? null, allowArbitraryOperations: false }));
@@ -82,8 +104,13 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     graphqlEndpoint: '/graphql',
     graphiql: !options.production,
     landingPage: false,
+    // CORS is one policy for every endpoint (src/gateway/cors.ts); yoga's default reflects
+    // any origin with credentials.
+    cors: false,
     batching: { limit: limits.batch },
-    maskedErrors: true,
+    maskedErrors: options.production
+      ? { maskError: (error, message, isDev) => withoutSuggestions(maskError(error, message, isDev)) }
+      : true,
     plugins,
     context: async (initial) => {
       const authorization = initial.wsAuthorization ?? initial.request?.headers.get('authorization') ?? undefined;

@@ -160,7 +160,7 @@ export class ReceiptJournal {
   static async open(o: ReceiptJournalOptions): Promise<ReceiptJournal> {
     const dir = path.join(o.dataDir, WAL_DIR);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const releaseLock = lockWal(dir);
+    const releaseLock = await lockWal(dir);
     try {
       const instanceId = await loadInstanceId(o.dataDir);
       const log = o.log ?? (() => undefined);

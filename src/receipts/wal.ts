@@ -14,12 +14,12 @@
 // Only the newest segment can have a torn tail (a crash in the middle of a write); every
 // older one was complete when the next was started.
 import { hash, randomUUID } from 'node:crypto';
-import { closeSync, constants, openSync, readFileSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { link, open, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { UnsignedReceipt } from './receipt.js';
 import { canonicalUnsignedJson } from './signer.js';
-import { isAlive } from '../store/data-dir.js';
+import { takeLock } from '../store/process-lock.js';
 
 export const WAL_DIR = 'wal';
 export const HEAD_FILE = 'head.json';
@@ -171,34 +171,24 @@ export async function loadInstanceId(dataDir: string): Promise<string> {
 const heldLocks = new Set<string>();
 
 /**
- * Takes `wal/LOCK` for this process; throws if a live process holds it. A lock left by a
- * dead process (kill -9) is taken over. Returns the release function.
+ * Takes `wal/LOCK` for this process; throws if a live process holds it. The lock is released
+ * by the kernel when its holder dies (store/process-lock.ts), so one left by a process killed
+ * with -9 is taken over. Returns the release function.
  */
-export function lockWal(dir: string): () => void {
+export async function lockWal(dir: string): Promise<() => void> {
   const file = path.join(dir, 'LOCK');
   if (heldLocks.has(file)) throw new Error(`the receipts WAL ${dir} is already open in this process`);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 2) throw err;
-      const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
-      if (pid > 0 && pid !== process.pid && isAlive(pid)) {
-        throw new Error(`the receipts WAL ${dir} is in use by process ${pid}; only one Tollgate process may use a data directory`);
-      }
-      unlinkSync(file); // stale: its owner is gone
-    }
-  }
   heldLocks.add(file);
+  const attempt = await takeLock(file).catch((err: unknown) => {
+    heldLocks.delete(file);
+    throw err;
+  });
+  if (!('held' in attempt)) {
+    heldLocks.delete(file);
+    const holder = attempt.holderPid === null ? 'another process' : `process ${attempt.holderPid}`;
+    throw new Error(`the receipts WAL ${dir} is in use by ${holder}; only one Tollgate process may use a data directory`);
+  }
   return () => {
-    if (!heldLocks.delete(file)) return;
-    try {
-      unlinkSync(file);
-    } catch {
-      // already gone: nothing to release
-    }
+    if (heldLocks.delete(file)) attempt.held.release();
   };
 }

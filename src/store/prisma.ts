@@ -18,8 +18,7 @@
 // extended query protocol (a Parse from one connection can land between another
 // connection's Parse and Execute). One connection keeps every statement and every
 // transaction strictly serial, which is what PGlite does internally anyway.
-import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,7 +27,7 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from '@prisma/client';
 import pg from 'pg';
-import { isAlive } from './data-dir.js';
+import { takeLock } from './process-lock.js';
 
 export { Prisma, PrismaClient } from '@prisma/client';
 export {
@@ -66,10 +65,10 @@ export class ConfigDbLockedError extends Error {
   readonly code = 'CONFIG_DB_LOCKED';
   constructor(
     readonly lockFile: string,
-    readonly ownerPid: number,
+    readonly ownerPid: number | null,
   ) {
     super(
-      `the embedded config database ${path.dirname(lockFile)}/pg is in use by process ${ownerPid}; ` +
+      `the embedded config database ${path.dirname(lockFile)}/pg is in use by ${ownerPid === null ? 'another process' : `process ${ownerPid}`}; ` +
         'stop that process or go through its admin API',
     );
   }
@@ -131,7 +130,7 @@ async function openPostgres(databaseUrl: string): Promise<ConfigDb> {
 
 async function openPglite(dataDir: string): Promise<ConfigDb> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const releaseLock = acquireLock(path.join(dataDir, 'pg.lock'));
+  const releaseLock = await acquireLock(path.join(dataDir, 'pg.lock'));
   const socketNote = path.join(dataDir, 'pg.socket-dir');
   let pglite: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
@@ -246,47 +245,13 @@ async function waitForNoConnections(server: PGLiteSocketServer): Promise<void> {
   }
 }
 
-/** Lock files this process holds (to tell "open twice here" from "left by a dead process"). */
-const heldLocks = new Set<string>();
-
 /**
  * PGlite must never be opened by two processes at once (each would write the same files
- * without any coordination). A lock file holding the owner's pid, created exclusively;
- * a lock whose process is gone is stale and taken over.
+ * without any coordination), nor twice by one: a lock the kernel releases with its holder
+ * (process-lock.ts), so a lock left by a process killed with -9 is taken over.
  */
-function acquireLock(lockFile: string): () => void {
-  const token = `${process.pid} ${randomUUID()}`;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lockFile, 'wx', 0o600);
-      writeSync(fd, token);
-      closeSync(fd);
-      heldLocks.add(lockFile);
-      return () => {
-        heldLocks.delete(lockFile);
-        // Only remove the lock if it is still ours.
-        try {
-          if (readFileSync(lockFile, 'utf8') === token) rmSync(lockFile, { force: true });
-        } catch {
-          // already gone
-        }
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let ownerPid = NaN;
-      try {
-        ownerPid = Number(readFileSync(lockFile, 'utf8').split(' ')[0]);
-      } catch {
-        // vanished between open and read: retry
-      }
-      // Our own pid on a lock we do not hold is a previous incarnation (a container
-      // restarted with the same pid, typically 1): stale.
-      const ours = ownerPid === process.pid;
-      if (ours ? heldLocks.has(lockFile) : isAlive(ownerPid)) {
-        throw new ConfigDbLockedError(lockFile, ownerPid);
-      }
-      rmSync(lockFile, { force: true });
-    }
-  }
-  throw new Error(`could not acquire ${lockFile}`);
+async function acquireLock(lockFile: string): Promise<() => void> {
+  const attempt = await takeLock(lockFile);
+  if ('held' in attempt) return () => attempt.held.release();
+  throw new ConfigDbLockedError(lockFile, attempt.holderPid);
 }

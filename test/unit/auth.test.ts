@@ -1,7 +1,7 @@
 // KeyAuthenticator against a fake KeyLookup and an injected clock.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { KeyAuthenticator, bearer, type ApiKeyRecord, type KeyLookup } from '../../src/gateway/auth.js';
+import { KeyAuthenticator, assertCredentialsOnce, bearer, type ApiKeyRecord, type KeyLookup } from '../../src/gateway/auth.js';
 import { GatewayError, invalidApiKey } from '../../src/gateway/errors.js';
 
 const SECRET = 'tg-' + 'a1B2c3D4e5F6g7H8i9J0kL';
@@ -215,5 +215,27 @@ describe('bearer()', () => {
     expect(bearer('Bearer a b')).toBeNull();
     expect(bearer('Basic abc')).toBeNull();
     expect(bearer(undefined)).toBeNull();
+  });
+});
+
+describe('assertCredentialsOnce', () => {
+  const refusal = (raw: string[]) => {
+    try {
+      assertCredentialsOnce(raw);
+    } catch (err) {
+      expect(err).toBeInstanceOf(GatewayError);
+      return (err as GatewayError).body().error;
+    }
+    return null;
+  };
+
+  it('refuses a repeated Authorization or x-api-key, in any case, naming it', () => {
+    expect(refusal(['Authorization', 'Bearer a', 'Host', 'x', 'authorization', 'Bearer b'])).toMatchObject({ type: 'invalid_request_error', param: 'authorization' });
+    expect(refusal(['X-Api-Key', 'a', 'x-api-key', 'a'])).toMatchObject({ param: 'x-api-key' });
+  });
+
+  it('lets each come once, together too', () => {
+    expect(refusal(['Authorization', 'Bearer a', 'x-api-key', 'b', 'X-Tollgate-Feature', 'f', 'X-Tollgate-Feature', 'g'])).toBeNull();
+    expect(refusal([])).toBeNull();
   });
 });

@@ -32,7 +32,7 @@ export function registerTasks(builder: Builder) {
       resolve: async (_root, { input }, ctx) => {
         const bound = ctx.principal!.teamId;
         const teamId = bound ?? (input.teamId ? String(input.teamId) : null);
-        if (!teamId) throw invalidInput('teamId is required for a token that is not bound to a team.', 'teamId');
+        if (!teamId) throw invalidInput('input.teamId is required for a token that is not bound to a team.', 'input.teamId');
         if (bound && input.teamId && String(input.teamId) !== bound) {
           throw new GraphQLError('Team not found.', { extensions: { code: 'NOT_FOUND' } });
         }
@@ -40,7 +40,11 @@ export function registerTasks(builder: Builder) {
           throw new GraphQLError('Team not found.', { extensions: { code: 'NOT_FOUND' } });
         }
         const parsed = TaskOutcomeInput.safeParse({ taskId: input.taskId, success: input.success, score: input.score, note: input.note });
-        if (!parsed.success) throw invalidInput(parsed.error.issues[0]!.message, String(parsed.error.issues[0]!.path[0] ?? ''));
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0]!;
+          const field = ['input', ...issue.path].join('.');
+          throw invalidInput(`${field}: ${issue.message}`, field);
+        }
         return recordTaskOutcome(ctx.clickhouse, teamId, parsed.data);
       },
     }),

@@ -18,7 +18,7 @@ import { GraphQLError } from 'graphql';
 import type { TeamRecord } from '../../store/admin/teams.js';
 import { AdminStoreError } from '../../store/admin/validators.js';
 import { Prisma } from '../../store/prisma.js';
-import type { Builder } from '../builder.js';
+import { invalidInput, type Builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 
 // ---------------------------------------------------------------------------------------
@@ -38,12 +38,21 @@ export function forbidden(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'FORBIDDEN' } });
 }
 
-/** AdminStoreError → GraphQLError with a stable `extensions.code`; anything else as is. */
-export function toGraphQLError(err: unknown): unknown {
+/**
+ * AdminStoreError → GraphQLError with a stable `extensions.code`; anything else as is.
+ * INVALID_INPUT names the offending field as a path in the operation's arguments
+ * (`extensions.field`, e.g. `input.targets.0.model`): the store reports it relative to the
+ * value it validated, which the caller passed as `argument` (`input`, or `input.name` when the
+ * store was given that one string).
+ */
+export function toGraphQLError(err: unknown, argument = 'input'): unknown {
   if (err instanceof AdminStoreError) {
     switch (err.code) {
-      case 'INVALID_INPUT':
-        return new GraphQLError(err.message, { extensions: { code: 'BAD_USER_INPUT' } });
+      case 'INVALID_INPUT': {
+        const { path, reason } = invalidInputParts(err);
+        const field = path === null ? argument : `${argument}.${path}`;
+        return new GraphQLError(`${field}: ${reason}`, { extensions: { code: 'BAD_USER_INPUT', field } });
+      }
       case 'NOT_FOUND':
         return new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } });
       case 'CONFLICT':
@@ -71,12 +80,22 @@ function isStoreUnreachable(err: unknown): boolean {
   return /closed the connection|ECONNREFUSED|ECONNRESET|Connection terminated|Can't reach database/i.test(message);
 }
 
-/** Runs an AdminStore call, translating its errors. */
-export async function store<T>(fn: () => Promise<T>): Promise<T> {
+/**
+ * The store's INVALID_INPUT messages read `<path>: <reason>`, the path relative to the value it
+ * validated (`input` when that value was a single string).
+ */
+function invalidInputParts(err: AdminStoreError): { path: string | null; reason: string } {
+  const match = /^([\w.]+): ([^]*)$/.exec(err.message);
+  if (!match) return { path: null, reason: err.message };
+  return { path: match[1] === 'input' ? null : match[1]!, reason: match[2]! };
+}
+
+/** Runs an AdminStore call, translating its errors (see toGraphQLError for `argument`). */
+export async function store<T>(fn: () => Promise<T>, argument?: string): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw toGraphQLError(err);
+    throw toGraphQLError(err, argument);
   }
 }
 
@@ -309,7 +328,7 @@ export function registerTeams(builder: Builder) {
       args: { teamId: t.arg.id() },
       resolve: (query, _root, args, ctx) => {
         const teamId = args.teamId == null ? null : String(args.teamId);
-        if (teamId !== null && !isUuid(teamId)) throw new GraphQLError('teamId: must be a UUID', { extensions: { code: 'BAD_USER_INPUT' } });
+        if (teamId !== null && !isUuid(teamId)) throw invalidInput('teamId: must be a UUID', 'teamId');
         if (teamId !== null && !canSeeTeam(ctx, teamId)) return [];
         return ctx.prisma.apiKey.findMany({
           ...query,
@@ -328,7 +347,7 @@ export function registerTeams(builder: Builder) {
       authScopes: { globalAdmin: true },
       args: { input: t.arg({ type: CreateTeamInput, required: true }) },
       resolve: async (query, _root, { input }, ctx) => {
-        const team = await store(() => ctx.admin.teams.createTeam(input.name));
+        const team = await store(() => ctx.admin.teams.createTeam(input.name), 'input.name');
         return ctx.prisma.team.findUniqueOrThrow({ ...query, where: { id: team.id } });
       },
     }),

@@ -56,7 +56,7 @@ export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 // Names show up in logs, receipts and URLs; no control characters anywhere.
 // eslint-disable-next-line no-control-regex
-export const NO_CONTROL = /^[^\u0000-\u001f\u007f]*$/;
+export const NO_CONTROL = /^\P{Cc}*$/u;
 // RFC 9110 token characters.
 export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
