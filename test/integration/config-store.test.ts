@@ -402,6 +402,7 @@ describe(`config store on ${KIND}`, () => {
 
   describe('routes', () => {
     it('replaces a route and its targets atomically, keeping target order', async () => {
+      for (const name of ['openrouter', 'ark', 'deepseek']) await store.providers.upsertProvider({ name, kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
       const r1 = await store.routing.upsertRoute({
         name: 'chat-default',
         strategy: 'PRIORITY',
@@ -445,6 +446,66 @@ describe(`config store on ${KIND}`, () => {
         'INVALID_INPUT',
       );
       expect((await store.routing.listRoutes()).find((r) => r.name === 'chat-default')?.strategy).toBe('WEIGHTED');
+    });
+
+    it('refuses a routing change that would break the configuration, naming the field, and keeps the old one', async () => {
+      await store.providers.upsertProvider({ name: 'p1', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
+      const base = { strategy: 'PRIORITY' as const, targets: [{ provider: 'p1', model: 'm' }] };
+      await store.routing.upsertRoute({ name: 'strong', ...base });
+      await store.routing.upsertRoute({ name: 'smart', ...base, rules: [{ name: 'hard', when: 'request.promptTokens > 6000', route: 'strong' }] });
+      const refused = async (input: Parameters<typeof store.routing.upsertRoute>[0], message: RegExp) => {
+        const err = await store.routing.upsertRoute(input).then(() => null, (e) => e);
+        expect(err).toBeInstanceOf(AdminStoreError);
+        expect(err.code).toBe('INVALID_INPUT');
+        expect(err.message).toMatch(message);
+      };
+      await refused({ name: 'smart', ...base, rules: [{ name: 'bad', when: 'request.promptTokens >', route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL/);
+      await refused({ name: 'smart', ...base, rules: [{ name: 'typo', when: 'request.promptTokenz > 1', route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL: .*promptTokenz/);
+      await refused({ name: 'smart', ...base, rules: [{ name: 'str', when: 'request.promptTokens > "many"', route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL/);
+      await refused({ name: 'smart', ...base, rules: [{ name: 'num', when: 'request.promptTokens', route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL: must be a bool/);
+      await refused({ name: 'smart', strategy: 'PRIORITY', targets: [{ provider: 'nope', model: 'm' }] }, /^targets\[0\]\.provider: unknown provider "nope"/);
+      await refused({ name: 'smart', ...base, rules: [{ name: 'r', when: 'true', targets: [{ provider: 'nope', model: 'm' }] }] }, /^rules\[0\]\.targets\[0\]\.provider/);
+      await refused({ name: 'smart', ...base, rules: [{ name: 'r', when: 'true', route: 'missing' }] }, /^rules\[0\]\.route: unknown route "missing"/);
+      await refused({ name: 'smart', ...base, rules: [{ name: 'r', when: 'true' }] }, /^rules\[0\]: a rule needs either targets or a route/);
+      await refused({ name: 'strong', ...base, rules: [{ name: 'back', when: 'true', route: 'smart' }] }, /^rules\[0\]\.route: rules lead in a circle: strong → smart → strong/);
+      await refused({ name: 'smart', ...base, rules: [{ name: 'self', when: 'true', route: 'smart' }] }, /circle: smart → smart/);
+      await refused({ name: 'smart', ...base, strategy: 'CASCADE' }, /^accept: a CASCADE route needs at least one acceptance check/);
+      const kept = (await store.routing.listRoutes()).find((r) => r.name === 'smart')!;
+      expect(kept.rules).toEqual([{ name: 'hard', when: 'request.promptTokens > 6000', targets: null, route: 'strong' }]);
+
+      const experiment = { name: 'ab', route: 'smart', stickyBy: 'END_USER' as const, variants: [{ name: 'control', weight: 90 }, { name: 'cand', weight: 10, targets: [{ provider: 'p1', model: 'cheap' }] }] };
+      expect((await store.routing.upsertExperiment(experiment)).variants).toHaveLength(2);
+      const refusedExperiment = async (input: Parameters<typeof store.routing.upsertExperiment>[0], message: RegExp) => {
+        const err = await store.routing.upsertExperiment(input).then(() => null, (e) => e);
+        expect(err?.code).toBe('INVALID_INPUT');
+        expect(err.message).toMatch(message);
+      };
+      await refusedExperiment({ ...experiment, variants: [{ name: 'a', weight: 0 }, { name: 'b', weight: 0 }] }, /^variants: variant weights sum to 0/);
+      await refusedExperiment({ ...experiment, route: 'missing' }, /^route: unknown route/);
+      await refusedExperiment({ ...experiment, name: 'ab2' }, /^route: route "smart" already has an active experiment \("ab"\)/);
+      await refusedExperiment({ ...experiment, variants: [{ name: 'a', weight: 1, route: 'missing' }] }, /^variants\[0\]\.route: unknown route/);
+      expect(await store.routing.upsertExperiment({ ...experiment, name: 'ab2', active: false })).toMatchObject({ active: false });
+      expect((await store.routing.listExperiments()).map((e) => e.name)).toEqual(['ab', 'ab2']);
+      expect(await store.routing.deleteExperiment('ab2')).toBe(true);
+      expect(await store.routing.deleteExperiment('ab2')).toBe(false);
+    });
+
+    it('applies a batch of routes and experiments whole: forward references work, a bad one rolls all back', async () => {
+      await store.providers.upsertProvider({ name: 'p2', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
+      const t = [{ provider: 'p2', model: 'm' }];
+      await store.routing.applyRouting({
+        routes: [
+          { name: 'front', strategy: 'PRIORITY', targets: t, rules: [{ name: 'to-back', when: 'request.hasTools', route: 'back' }] },
+          { name: 'back', strategy: 'PRIORITY', targets: t },
+        ],
+        experiments: [{ name: 'front-ab', route: 'front', stickyBy: 'API_KEY', variants: [{ name: 'control', weight: 1 }] }],
+      });
+      expect((await store.routing.listRoutes()).map((r) => r.name)).toEqual(expect.arrayContaining(['front', 'back']));
+      const err = await store.routing
+        .applyRouting({ routes: [{ name: 'front2', strategy: 'PRIORITY', targets: t }, { name: 'back2', strategy: 'PRIORITY', targets: [{ provider: 'ghost', model: 'm' }] }], experiments: [] })
+        .then(() => null, (e) => e);
+      expect(err.message).toMatch(/route back2: targets\[0\]\.provider: unknown provider "ghost"/);
+      expect((await store.routing.listRoutes()).map((r) => r.name)).not.toContain('front2');
     });
   });
 
