@@ -27,6 +27,7 @@ import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
 import { RetryBudgets } from './routing/retry-budget.js';
+import { redactSecrets } from './redact.js';
 
 export interface AppStore extends CatalogStore {
   teams: KeyLookup &
@@ -202,7 +203,8 @@ export function buildApp(deps: AppDeps): App {
           checks[name] = 'ok';
         } catch (err) {
           ok = false;
-          checks[name] = err instanceof Error ? err.message.slice(0, 200) : 'failed';
+          // A store's error may quote its URL: credentials in it are masked.
+          checks[name] = err instanceof Error ? redactSecrets(err.message).slice(0, 200) : 'failed';
         }
       }
       return { ok, checks };
