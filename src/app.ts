@@ -12,6 +12,7 @@ import { BudgetEnforcer } from './budgets/enforcer.js';
 import { spentInWindow } from './budgets/spend.js';
 import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
+import type { Actor } from './store/admin/audit.js';
 import type { BudgetRecord } from './store/admin/pricing.js';
 import { CacheStage } from './gateway/cache.js';
 import { createRequestHandler } from './gateway/http.js';
@@ -30,6 +31,8 @@ import { RetryBudgets } from './routing/retry-budget.js';
 import { redactSecrets } from './redact.js';
 
 export interface AppStore extends CatalogStore {
+  /** The same store, naming `actor` in the audit log. */
+  as(actor: Actor): AppStore;
   teams: KeyLookup &
     AccessTokenLookup & {
       ensureTeam(name: string): Promise<{ id: string }>;
@@ -76,6 +79,7 @@ export interface App {
   catalog: CatalogSource;
   health: TargetHealth;
   keys: KeyAuthenticator;
+  tokens: TokenVerifier;
   budgets: BudgetEnforcer | null;
   webhooks: WebhookSender;
   /** Resolves with the bound port. */
@@ -121,7 +125,12 @@ export function buildApp(deps: AppDeps): App {
   const health = new TargetHealth(config.breaker);
   const retryBudgets = new RetryBudgets(config.retryBudget);
   const keys = new KeyAuthenticator(store.teams, config.authCacheMs);
-  const tokens = new TokenVerifier(deps.adminToken, store.teams);
+  const tokens = new TokenVerifier(deps.adminToken, store.teams, {
+    cacheMs: config.authCacheMs,
+    trustedProxies: config.trustedProxies,
+    oidc: config.oidc,
+    onError: (err, what) => log.warn({ err: String(err) }, `${what} failed; identity provider tokens are refused until it works`),
+  });
   const upstream = new UpstreamClient(config.timeouts);
   const recent = new RecentReceipts(deps.journal);
   if (deps.answers) metrics.watchCache(deps.answers);
@@ -177,6 +186,7 @@ export function buildApp(deps: AppDeps): App {
             : undefined,
           configChanged: async () => {
             keys.invalidate();
+            tokens.invalidate();
             deps.onConfigChanged?.();
             await catalog.refresh();
           },
@@ -210,9 +220,11 @@ export function buildApp(deps: AppDeps): App {
       return { ok, checks };
     },
     maxBodyBytes: config.maxBodyBytes,
-    createKey: async ({ team, name }) => {
-      const t = await store.teams.ensureTeam(team);
-      const created = await store.teams.createApiKey({ teamId: t.id, name });
+    trustedProxies: config.trustedProxies,
+    createKey: async ({ team, name }, actor) => {
+      const teams = store.as(actor).teams;
+      const t = await teams.ensureTeam(team);
+      const created = await teams.createApiKey({ teamId: t.id, name });
       await catalog.refresh();
       return { id: created.apiKey.id, teamId: created.apiKey.teamId, secret: created.secret };
     },
@@ -250,6 +262,7 @@ export function buildApp(deps: AppDeps): App {
     catalog,
     health,
     keys,
+    tokens,
     budgets,
     webhooks,
     async start() {

@@ -159,7 +159,10 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       },
     });
     bridge = config.redisUrl ? startRedisBridge(app.bus, { url: config.redisUrl, instanceId: defaultInstanceId(), log }) : null;
-    bridge?.onKeyRevoked(() => app.keys.invalidate());
+    bridge?.onKeyRevoked(() => {
+      app.keys.invalidate();
+      app.tokens.invalidate();
+    });
     return {
       app,
       answers,

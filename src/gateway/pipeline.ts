@@ -18,6 +18,7 @@ import type { RetryBudgets } from '../routing/retry-budget.js';
 import { orderTargets } from '../routing/strategy.js';
 import type { BudgetEnforcer } from '../budgets/enforcer.js';
 import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../cache/replay.js';
+import { assertAllowedFrom } from './allowed-cidrs.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
@@ -87,6 +88,8 @@ export class Pipeline {
     const ex = new Exchange(endpoint, req);
     try {
       ex.key = await this.authenticate(req.headers.authorization);
+      // A key with an IP allowlist used from elsewhere: 403 ip_not_allowed, with its receipt.
+      assertAllowedFrom(ex.key.allowedCidrs, req, this.deps.config.trustedProxies);
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
       ex.requestSha256 = hash('sha256', raw);
       const body = parseJsonBody(raw);

@@ -150,8 +150,9 @@ export class ProviderStore {
       extraHeaders: json(p.extraHeaders),
       modelMap: json(p.modelMap),
     };
-    const row = await this.mutations.run((tx) =>
-      tx.provider.upsert({
+    const row = await this.mutations.run('upsertProvider', async (tx, audit) => {
+      const before = await tx.provider.findUnique({ where: { name: p.name } });
+      const after = await tx.provider.upsert({
         where: { name: p.name },
         create: {
           name: p.name,
@@ -164,8 +165,10 @@ export class ProviderStore {
         },
         // `undefined` fields are left out of the UPDATE: the stored value stays.
         update: data,
-      }),
-    );
+      });
+      audit.change(`provider:${p.name}`, null, before && providerAudit(before), { ...providerAudit(after), apiKeyChanged: p.apiKey !== undefined });
+      return after;
+    });
     return toProviderInfo(row);
   }
 
@@ -228,7 +231,8 @@ export class ProviderStore {
       priority: t.priority ?? 0,
       position,
     }));
-    const row = await this.mutations.run(async (tx) => {
+    const row = await this.mutations.run('upsertRoute', async (tx, audit) => {
+      const before = await tx.route.findUnique({ where: { name: p.name }, include: { targets: true } });
       const route = await tx.route.upsert({
         where: { name: p.name },
         create: { name: p.name, ...fields },
@@ -236,10 +240,12 @@ export class ProviderStore {
       });
       await tx.routeTarget.deleteMany({ where: { routeId: route.id } });
       await tx.routeTarget.createMany({ data: targets.map((t) => ({ ...t, routeId: route.id })) });
-      return tx.route.findUniqueOrThrow({
+      const after = await tx.route.findUniqueOrThrow({
         where: { id: route.id },
         include: { targets: { orderBy: { position: 'asc' } } },
       });
+      audit.change(`route:${p.name}`, null, before && toRoute(before), toRoute(after));
+      return after;
     });
     return toRoute(row);
   }
@@ -270,6 +276,16 @@ function toProviderInfo(r: ProviderRow): ProviderInfo {
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
   };
+}
+
+/**
+ * A provider as the audit log records it: never its API key (only whether it has one), extra
+ * header names without their values (they may be credentials); credentials inside the base
+ * URL are masked when the entry is written.
+ */
+function providerAudit(r: ProviderRow) {
+  const { id, createdAt, updatedAt, extraHeaders, ...info } = toProviderInfo(r);
+  return { ...info, extraHeaders: Object.keys(extraHeaders) };
 }
 
 function toRoute(r: RouteRow): RouteRecord {
