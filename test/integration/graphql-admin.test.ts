@@ -326,6 +326,9 @@ describe('audit log', () => {
   it('pages with first/after and refuses a bad cursor or page size', async () => {
     const first = (await ok(admin, log, { first: 3 })).auditLog;
     expect(first.edges).toHaveLength(3);
+    const { auditLog: counted } = await ok(admin, '{ auditLog(first: 0) { totalCount edges { cursor } } }');
+    expect(counted.edges).toEqual([]);
+    expect(counted.totalCount).toBe(await gw.started.runtime.configDb.prisma.auditEntry.count());
     expect(first.pageInfo).toEqual({ hasNextPage: true, endCursor: first.edges[2].cursor });
     const second = (await ok(admin, log, { first: 3, after: first.pageInfo.endCursor })).auditLog;
     const both = (await ok(admin, log, { first: 6 })).auditLog.edges.map((e: { cursor: string }) => e.cursor);

@@ -39,6 +39,7 @@ export function registerAudit(builder: Builder) {
     fields: (t) => ({
       edges: t.field({ type: [AuditEdge], resolve: (p) => p.entries }),
       pageInfo: t.field({ type: PageInfoRef, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.endCursor }) }),
+      totalCount: t.int({ description: 'Entries matching the filter, on all pages.', resolve: (p) => store(() => p.totalCount()) }),
     }),
   });
 

@@ -30,6 +30,8 @@ export interface AuditPage {
   entries: Array<{ entry: AuditEntryRecord; cursor: string }>;
   hasNextPage: boolean;
   endCursor: string | null;
+  /** Entries matching the filter on all pages (counted only when asked for). */
+  totalCount: () => Promise<number>;
 }
 
 export const AUDIT_DEFAULT_PAGE = 50;
@@ -45,19 +47,29 @@ export class AuditLog {
       throw new AdminStoreError('INVALID_INPUT', `first: must be between 0 and ${AUDIT_MAX_PAGE}`);
     }
     const before = after ? decodeCursor(after) : null;
-    const where: Prisma.AuditEntryWhereInput = {
+    const matching: Prisma.AuditEntryWhereInput = {
       ...(query.from || query.to ? { at: { ...(query.from ? { gte: query.from } : {}), ...(query.to ? { lt: query.to } : {}) } } : {}),
       ...(query.actors ? { actor: { in: [...query.actors] } } : {}),
       ...(query.actions ? { action: { in: [...query.actions] } } : {}),
       ...(query.teamId ? { teamId: query.teamId } : {}),
-      ...(before !== null ? { id: { lt: before } } : {}),
     };
     // One row more than asked tells whether there is a next page.
-    const rows = await this.prisma.auditEntry.findMany({ where, orderBy: { id: 'desc' }, take: limit + 1 });
+    const rows = await this.prisma.auditEntry.findMany({
+      where: before === null ? matching : { ...matching, id: { lt: before } },
+      orderBy: { id: 'desc' },
+      take: limit + 1,
+    });
     const page = rows.slice(0, limit).map((r) => ({ entry: toRecord(r), cursor: encodeCursor(r.id) }));
-    return { entries: page, hasNextPage: rows.length > limit, endCursor: page.at(-1)?.cursor ?? null };
+    return {
+      entries: page,
+      hasNextPage: rows.length > limit,
+      endCursor: page.at(-1)?.cursor ?? null,
+      totalCount: () => this.prisma.auditEntry.count({ where: matching }),
+    };
   }
 }
+
+const MAX_BIGINT = 2n ** 63n - 1n;
 
 function encodeCursor(id: bigint): string {
   return Buffer.from(`audit:${id}`, 'utf8').toString('base64url');
@@ -65,7 +77,7 @@ function encodeCursor(id: bigint): string {
 
 function decodeCursor(cursor: string): bigint {
   const m = /^audit:(\d{1,19})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!m) throw new AdminStoreError('INVALID_INPUT', 'after: invalid cursor');
+  if (!m || BigInt(m[1]!) > MAX_BIGINT) throw new AdminStoreError('INVALID_INPUT', 'after: invalid cursor');
   return BigInt(m[1]!);
 }
 
