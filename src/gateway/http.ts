@@ -3,9 +3,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CidrList } from '../net/ip.js';
 import type { Receipt } from '../receipts/receipt.js';
+import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
 import type { Actor } from '../store/admin/audit.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
-import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody } from './body.js';
 import { GatewayError, badRequest, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';

@@ -9,10 +9,11 @@
 //
 // Team-bound tokens see and act on their own team only: another team's object reads as
 // not found (null, or absent from lists — applied as `where` conditions) and a mutation on
-// it fails with NOT_FOUND. Access tokens are listed for ADMIN tokens only (a team-bound admin:
-// its own team's tokens, which are the ones it may create and revoke). Secrets (API key and access token) appear only in the Created*
-// payloads; the stored hashes are never selected (ApiKey and AccessToken are in `select`
-// mode: only the columns of the requested fields are read) nor exposed.
+// it fails with NOT_FOUND. Access tokens are listed for ADMIN tokens only (a team-bound
+// admin: its own team's tokens, which are the ones it may create and revoke). Secrets (API
+// key and access token) appear only in the Created* payloads; the stored hashes are never
+// selected (ApiKey and AccessToken are in `select` mode: only the columns of the requested
+// fields are read) nor exposed.
 import type { EnumRef, ObjectRef } from '@pothos/core';
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import { GraphQLError } from 'graphql';

@@ -34,8 +34,8 @@ export interface AuditPage {
   totalCount: () => Promise<number>;
 }
 
-export const AUDIT_DEFAULT_PAGE = 50;
-export const AUDIT_MAX_PAGE = 500;
+const AUDIT_DEFAULT_PAGE = 50;
+const AUDIT_MAX_PAGE = 500;
 
 /** Newest first; the cursor is the entry's id (insertion order), opaque to clients. */
 export class AuditLog {

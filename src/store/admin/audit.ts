@@ -3,9 +3,9 @@
 // entry per mutation in the transaction of the change itself, so an entry exists exactly
 // when its change does.
 //
-// Append-only: this module only inserts and reads; nothing in Tollgate updates or deletes an
-// entry, and the 'audit_and_network_policy' migration adds a trigger that makes the database
-// refuse UPDATE, DELETE and TRUNCATE on the table as well.
+// Append-only: this module only inserts (audit-log.ts only reads); nothing in Tollgate updates
+// or deletes an entry, and the 'audit_and_network_policy' migration adds triggers that make
+// the database refuse UPDATE, DELETE and TRUNCATE on the table as well.
 //
 // Secrets never: each domain describes its change with a snapshot that leaves secrets out (no
 // key or token secret or hash, no provider API key, extra header names without values), and
@@ -45,7 +45,7 @@ export class AuditNote {
 const SECRET_FIELDS = new Set(['secret', 'secretHash', 'apiKey', 'apiKeyCiphertext', 'password', 'token']);
 
 /** A snapshot as stored JSON: Dates as ISO strings, secret fields dropped, URL credentials masked. */
-export function auditJson(value: unknown): Prisma.InputJsonValue | typeof Prisma.DbNull {
+function auditJson(value: unknown): Prisma.InputJsonValue | typeof Prisma.DbNull {
   if (value === null || value === undefined) return Prisma.DbNull;
   const plain = JSON.parse(JSON.stringify(value, (key, v: unknown) => (SECRET_FIELDS.has(key) ? undefined : v))) as unknown;
   return redactDeep(plain) as Prisma.InputJsonValue;

@@ -97,7 +97,7 @@ export const cidrs = z
     z.string().transform((s, ctx) => {
       const cidr = normalizeCidr(s);
       if (cidr === null) {
-        ctx.addIssue({ code: 'custom', message: `'${s.slice(0, 100)}' is not an IP address or CIDR range` });
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(s.slice(0, 100))} is not an IP address or CIDR range` });
         return z.NEVER;
       }
       return cidr;
