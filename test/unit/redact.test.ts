@@ -2,6 +2,8 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config.js';
+import { WebhookSender } from '../../src/budgets/webhooks.js';
+import type { BudgetEvent } from '../../src/live/events.js';
 import { createLogger, printBanner } from '../../src/main.js';
 import { redactDeep, redactSecrets } from '../../src/redact.js';
 import type { Runtime } from '../../src/runtime.js';
@@ -79,5 +81,16 @@ describe('where URLs are printed', () => {
     expect(banner).toContain('ClickHouse server (https://default:***@ch.example.com:8443/?password=***)');
     expect(banner).not.toContain('banner-pass');
     expect(banner).not.toContain('also-secret');
+  });
+
+  it('a failed budget webhook is reported without the credentials in its URL', async () => {
+    const reported: string[] = [];
+    const sender = new WebhookSender({ secret: 's', backoffMs: 1, onError: (err) => reported.push(String(err)) });
+    // fetch refuses a URL with credentials, and quotes it in its own error message.
+    sender.send('http://hook-user:hook-pass@127.0.0.1:9/budget?token=hook-token', { teamId: 't' } as unknown as BudgetEvent);
+    await sender.drain();
+    expect(reported).toHaveLength(1);
+    expect(reported[0]).toContain('http://hook-user:***@127.0.0.1:9/budget?token=***');
+    expect(reported[0]).not.toMatch(/hook-pass|hook-token/);
   });
 });
