@@ -22,6 +22,8 @@ import { costPerTaskQuery } from '../src/analytics/costPerTask.js';
 import { insertSyntheticReceipts } from '../src/analytics/synthetic.js';
 import type { SqlFragment } from '../src/analytics/sql.js';
 import { TokenVerifier } from '../src/gateway/tokens.js';
+import { CidrList } from '../src/net/ip.js';
+import { AdminStore } from '../src/store/admin-store.js';
 import { createGraphQL } from '../src/graphql/yoga.js';
 import { openClickHouse } from '../src/store/clickhouse.js';
 import { migrateClickHouse } from '../src/store/clickhouse-migrate.js';
@@ -74,7 +76,9 @@ try {
       clickhouse: ch.client,
       receiptsTable: 'receipts',
       analyticsTimeoutMs: 60_000,
-      tokens: new TokenVerifier(ADMIN, { findAccessTokenBySecretHash: async () => null }),
+      tokens: new TokenVerifier(ADMIN, { findAccessTokenBySecretHash: async () => null, teamIdByName: async () => null }, { cacheMs: 0, trustedProxies: CidrList.parse([]), onError: () => undefined }),
+      // Never reached by analytics queries; each request's context names its actor on it.
+      admin: new AdminStore(undefined as never, undefined as never),
       jwks: () => ({ keys: [] }),
       findReceipt: async () => null,
     } as never,

@@ -12,6 +12,7 @@ import { BudgetEnforcer } from './budgets/enforcer.js';
 import { spentInWindow } from './budgets/spend.js';
 import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
+import type { Actor } from './store/admin/audit.js';
 import type { BudgetRecord } from './store/admin/pricing.js';
 import type { ResponseStore } from './store/responses.js';
 import { chatProtocol } from './protocols/chat.js';
@@ -35,8 +36,11 @@ import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
 import { RetryBudgets } from './routing/retry-budget.js';
 import { classifyPrompt } from './routing/classifier.js';
+import { redactSecrets } from './redact.js';
 
 export interface AppStore extends CatalogStore {
+  /** The same store, naming `actor` in the audit log. */
+  as(actor: Actor): AppStore;
   teams: KeyLookup &
     AccessTokenLookup & {
       ensureTeam(name: string): Promise<{ id: string }>;
@@ -85,6 +89,7 @@ export interface App {
   catalog: CatalogSource;
   health: TargetHealth;
   keys: KeyAuthenticator;
+  tokens: TokenVerifier;
   budgets: BudgetEnforcer | null;
   webhooks: WebhookSender;
   /** Resolves with the bound port. */
@@ -130,7 +135,12 @@ export function buildApp(deps: AppDeps): App {
   const health = new TargetHealth(config.breaker);
   const retryBudgets = new RetryBudgets(config.retryBudget);
   const keys = new KeyAuthenticator(store.teams, config.authCacheMs);
-  const tokens = new TokenVerifier(deps.adminToken, store.teams);
+  const tokens = new TokenVerifier(deps.adminToken, store.teams, {
+    cacheMs: config.authCacheMs,
+    trustedProxies: config.trustedProxies,
+    oidc: config.oidc,
+    onError: (err, what) => log.warn({ err: String(err) }, `${what} failed; identity provider tokens are refused until it works`),
+  });
   const upstream = new UpstreamClient(config.timeouts);
   const recent = new RecentReceipts(deps.journal);
   if (deps.answers) metrics.watchCache(deps.answers);
@@ -187,6 +197,7 @@ export function buildApp(deps: AppDeps): App {
             : undefined,
           configChanged: async () => {
             keys.invalidate();
+            tokens.invalidate();
             deps.onConfigChanged?.();
             await catalog.refresh();
           },
@@ -222,15 +233,18 @@ export function buildApp(deps: AppDeps): App {
           checks[name] = 'ok';
         } catch (err) {
           ok = false;
-          checks[name] = err instanceof Error ? err.message.slice(0, 200) : 'failed';
+          // A store's error may quote its URL: credentials in it are masked.
+          checks[name] = err instanceof Error ? redactSecrets(err.message).slice(0, 200) : 'failed';
         }
       }
       return { ok, checks };
     },
     maxBodyBytes: config.maxBodyBytes,
-    createKey: async ({ team, name }) => {
-      const t = await refusedAs('team', () => store.teams.ensureTeam(team));
-      const created = await refusedAs('name', () => store.teams.createApiKey({ teamId: t.id, name }));
+    trustedProxies: config.trustedProxies,
+    createKey: async ({ team, name }, actor) => {
+      const teams = store.as(actor).teams;
+      const t = await refusedAs('team', () => teams.ensureTeam(team));
+      const created = await refusedAs('name', () => teams.createApiKey({ teamId: t.id, name }));
       await catalog.refresh();
       return { id: created.apiKey.id, teamId: created.apiKey.teamId, secret: created.secret };
     },
@@ -263,6 +277,7 @@ export function buildApp(deps: AppDeps): App {
     catalog,
     health,
     keys,
+    tokens,
     budgets,
     webhooks,
     async start() {

@@ -1,6 +1,8 @@
 // The only module that reads the environment. Everything else receives a Config.
 import path from 'node:path';
 import { z } from 'zod';
+import { httpsOrLoopbackProblem } from './gateway/oidc.js';
+import { CidrList } from './net/ip.js';
 import type { RetryBudgetOptions } from './routing/retry-budget.js';
 
 const optionalString = z
@@ -67,6 +69,27 @@ function originOf(entry: string): string | null {
   }
 }
 
+/** A comma- or space-separated list; empty entries dropped. */
+const listOf = <T>(parse: (entries: string[]) => T) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const entries = (v ?? '').split(/[\s,]+/).filter(Boolean);
+      try {
+        return parse(entries);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    });
+
+/** An identity provider's issuer: https, or http on loopback only (its keys decide who is admin). */
+const issuerUrl = optionalString.superRefine((v, ctx) => {
+  const problem = v === undefined ? null : httpsOrLoopbackProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
 const EnvSchema = z.object({
   NODE_ENV: optionalString,
   TOLLGATE_PORT: intFrom(8787),
@@ -78,6 +101,14 @@ const EnvSchema = z.object({
   TOLLGATE_SECRET_KEY: optionalString,
   TOLLGATE_MAX_BODY_BYTES: intFrom(4 * 1024 * 1024, 1024),
   TOLLGATE_LOG_LEVEL: optionalString,
+  /** Proxies whose X-Forwarded-For is believed (CIDRs). */
+  TOLLGATE_TRUSTED_PROXIES: listOf((entries) => CidrList.parse(entries)),
+  /** OIDC/JWT bearer tokens on GraphQL and GET /v1/receipts/{id}, beside Tollgate's own tokens. */
+  TOLLGATE_OIDC_ISSUER: issuerUrl,
+  /** Accepted `aud` values (comma-separated); required with TOLLGATE_OIDC_ISSUER. */
+  TOLLGATE_OIDC_AUDIENCE: listOf((entries) => entries),
+  TOLLGATE_OIDC_ROLE_CLAIM: optionalString,
+  TOLLGATE_OIDC_TEAM_CLAIM: optionalString,
   /** WAL durability: `write` survives a process crash (kill -9); `fsync` also survives power loss. */
   TOLLGATE_WAL_SYNC: z.enum(['write', 'fsync']).optional().default('write'),
   TOLLGATE_BATCH_MAX_ROWS: intFrom(5000, 1),
@@ -138,6 +169,10 @@ export interface Config {
   adminToken?: string;
   secretKey?: string;
   maxBodyBytes: number;
+  /** Peers whose X-Forwarded-For names the client address. */
+  trustedProxies: CidrList;
+  /** Identity provider whose JWTs are GraphQL tokens too; absent: none. */
+  oidc?: OidcConfig;
   logLevel: string;
   walSync: 'write' | 'fsync';
   batchMaxRows: number;
@@ -167,6 +202,15 @@ export interface Config {
   envForReferences: Readonly<Record<string, string | undefined>>;
 }
 
+export interface OidcConfig {
+  issuer: string;
+  audiences: string[];
+  /** Claim holding the role, `ADMIN` or `ANALYST` (a string, or an array of strings). */
+  roleClaim: string;
+  /** Claim holding the name of the team the token is bound to; absent claim = not bound. */
+  teamClaim: string;
+}
+
 export class ConfigError extends Error {}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
@@ -176,6 +220,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     throw new ConfigError(`invalid environment: ${problems}`);
   }
   const e = parsed.data;
+  if (e.TOLLGATE_OIDC_ISSUER && e.TOLLGATE_OIDC_AUDIENCE.length === 0) {
+    throw new ConfigError('invalid environment: TOLLGATE_OIDC_AUDIENCE is required with TOLLGATE_OIDC_ISSUER (tokens for other applications must not be accepted)');
+  }
   const config: Config = {
     production: e.NODE_ENV === 'production',
     host: e.TOLLGATE_HOST ?? '127.0.0.1',
@@ -186,6 +233,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     adminToken: e.TOLLGATE_ADMIN_TOKEN,
     secretKey: e.TOLLGATE_SECRET_KEY,
     maxBodyBytes: e.TOLLGATE_MAX_BODY_BYTES,
+    trustedProxies: e.TOLLGATE_TRUSTED_PROXIES,
+    oidc: e.TOLLGATE_OIDC_ISSUER
+      ? {
+          issuer: e.TOLLGATE_OIDC_ISSUER,
+          audiences: e.TOLLGATE_OIDC_AUDIENCE,
+          roleClaim: e.TOLLGATE_OIDC_ROLE_CLAIM ?? 'tollgate_role',
+          teamClaim: e.TOLLGATE_OIDC_TEAM_CLAIM ?? 'tollgate_team',
+        }
+      : undefined,
     logLevel: e.TOLLGATE_LOG_LEVEL ?? 'info',
     walSync: e.TOLLGATE_WAL_SYNC,
     batchMaxRows: e.TOLLGATE_BATCH_MAX_ROWS,

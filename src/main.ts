@@ -1,17 +1,29 @@
 // Composition root for `tollgate start`: config → stores → app → listen; SIGTERM drains.
 import path from 'node:path';
-import { pino } from 'pino';
+import { pino, type DestinationStream } from 'pino';
 import type { Config } from './config.js';
+import { redactDeep, redactSecrets } from './redact.js';
 import { openRuntime, type Runtime } from './runtime.js';
 import { claimDataDir } from './store/data-dir.js';
 
-export function createLogger(config: Config) {
-  return pino({
-    level: config.logLevel,
-    base: { service: 'tollgate' },
-    // Belt and braces: nothing logs these, and if something ever does, they are censored.
-    redact: ['authorization', 'apiKey', 'secret', 'token', '*.authorization', '*.apiKey', '*.secret', '*.token'],
-  });
+export function createLogger(config: Config, destination?: DestinationStream) {
+  return pino(
+    {
+      level: config.logLevel,
+      base: { service: 'tollgate' },
+      // Belt and braces: nothing logs these, and if something ever does, they are censored.
+      redact: ['authorization', 'apiKey', 'secret', 'token', '*.authorization', '*.apiKey', '*.secret', '*.token'],
+      // Credentials inside URLs (an error quoting DATABASE_URL, a webhook URL with ?token=)
+      // are masked in every field and message of every line.
+      formatters: { log: (fields) => redactDeep(fields) as Record<string, unknown> },
+      hooks: {
+        logMethod(args, method) {
+          method.apply(this, args.map((a) => (typeof a === 'string' ? redactSecrets(a) : a)) as typeof args);
+        },
+      },
+    },
+    destination,
+  );
 }
 
 export interface Started {
@@ -60,7 +72,7 @@ export async function startServer(config: Config, opts: { installSignalHandlers?
   return { runtime, url, stop };
 }
 
-function printBanner(config: Config, rt: Runtime, url: string): void {
+export function printBanner(config: Config, rt: Runtime, url: string): void {
   const lines = [
     '',
     `Tollgate is listening on ${url}`,
@@ -69,7 +81,7 @@ function printBanner(config: Config, rt: Runtime, url: string): void {
     `  receipt keys      ${url}/.well-known/tollgate/receipt-keys`,
     `  data dir          ${config.dataDir}`,
     `  config store      ${rt.configDb.kind === 'pglite' ? `PGlite (embedded) in ${path.join(config.dataDir, 'pg')}` : 'PostgreSQL (DATABASE_URL)'}`,
-    `  receipts store    ${rt.clickhouse.kind === 'chdb' ? `chDB (embedded ClickHouse) in ${path.join(config.dataDir, 'clickhouse')}` : `ClickHouse server (${config.clickhouse?.url})`}`,
+    `  receipts store    ${rt.clickhouse.kind === 'chdb' ? `chDB (embedded ClickHouse) in ${path.join(config.dataDir, 'clickhouse')}` : `ClickHouse server (${redactSecrets(config.clickhouse?.url ?? '')})`}`,
     `  receipt WAL       ${path.join(config.dataDir, 'wal')}`,
     ...rt.bootstrapped.map((b) => `  configured        ${b}`),
     rt.adminToken.created

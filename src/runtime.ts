@@ -162,7 +162,10 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       },
     });
     bridge = config.redisUrl ? startRedisBridge(app.bus, { url: config.redisUrl, instanceId: defaultInstanceId(), log }) : null;
-    bridge?.onKeyRevoked(() => app.keys.invalidate());
+    bridge?.onKeyRevoked(() => {
+      app.keys.invalidate();
+      app.tokens.invalidate();
+    });
     if (bridge) {
       // A target's Retry-After holds for every instance (DESIGN §4).
       const peers = bridge;

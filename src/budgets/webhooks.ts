@@ -6,6 +6,7 @@
 // timestamps, so a captured delivery cannot be replayed later.
 import { createHmac } from 'node:crypto';
 import type { BudgetEvent } from '../live/events.js';
+import { redactSecrets } from '../redact.js';
 
 const ATTEMPTS = 5;
 const ATTEMPT_TIMEOUT_MS = 5_000;
@@ -59,6 +60,7 @@ export class WebhookSender {
       }
       if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, base * 2 ** (attempt - 1) * (0.5 + Math.random() / 2)));
     }
-    this.opts.onError(new Error(`${url}: ${last}`), 'budget webhook delivery');
+    // fetch's own errors quote the URL too: mask credentials in the whole message.
+    this.opts.onError(new Error(redactSecrets(`${url}: ${last}`)), 'budget webhook delivery');
   }
 }

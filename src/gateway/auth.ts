@@ -1,7 +1,9 @@
-// API key authentication with a short in-memory cache of hashed keys. Only SHA-256 hashes
-// are held or looked up; the secret itself is never stored or logged. Revocation reaches the
-// proxy within the cache TTL (1 s by default), or at once through `invalidate`.
+// API key authentication with a short in-memory cache of hashed keys (auth-cache.ts). Only
+// SHA-256 hashes are held or looked up; the secret itself is never stored or logged.
+// Revocation reaches the proxy within the cache TTL (1 s by default), or at once through
+// `invalidate`.
 import { createHash } from 'node:crypto';
+import { LookupCache } from './auth-cache.js';
 import { badRequest, invalidApiKey } from './errors.js';
 
 export interface ApiKeyRecord {
@@ -11,6 +13,8 @@ export interface ApiKeyRecord {
   rpmLimit: number | null;
   tpmLimit: number | null;
   allowedRoutes: string[];
+  /** Client address ranges this key may be used from; empty = anywhere. */
+  allowedCidrs: string[];
   expiresAt: Date | null;
   revokedAt: Date | null;
 }
@@ -19,67 +23,32 @@ export interface KeyLookup {
   findApiKeyBySecretHash(hash: string): Promise<ApiKeyRecord | null>;
 }
 
-interface CacheEntry {
-  key: ApiKeyRecord | null;
-  fetchedAt: number;
-}
-
-const MAX_CACHE_ENTRIES = 50_000;
 const KEY_SHAPE = /^tg-[A-Za-z0-9_-]{20,200}$/;
 
 export class KeyAuthenticator {
-  private readonly cache = new Map<string, CacheEntry>();
-  private readonly inflight = new Map<string, Promise<ApiKeyRecord | null>>();
+  private readonly cache: LookupCache<ApiKeyRecord>;
 
   constructor(
-    private readonly lookup: KeyLookup,
-    private readonly ttlMs: number,
+    lookup: KeyLookup,
+    ttlMs: number,
     private readonly isWellFormed: (secret: string) => boolean = (s) => KEY_SHAPE.test(s),
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.cache = new LookupCache((hash) => lookup.findApiKeyBySecretHash(hash), ttlMs, now);
+  }
 
   /** Resolves the key for an Authorization header or throws the one 401 every failure shares. */
   async authenticate(authorization: string | undefined): Promise<ApiKeyRecord> {
     const secret = bearer(authorization);
     if (!secret || !this.isWellFormed(secret)) throw invalidApiKey();
     const hash = createHash('sha256').update(secret).digest('hex');
-    const key = await this.resolve(hash);
+    const key = await this.cache.get(hash);
     if (!key || key.revokedAt || (key.expiresAt && key.expiresAt.getTime() <= this.now())) throw invalidApiKey();
     return key;
   }
 
   invalidate(hash?: string): void {
-    if (hash) this.cache.delete(hash);
-    else this.cache.clear();
-  }
-
-  private async resolve(hash: string): Promise<ApiKeyRecord | null> {
-    const cached = this.cache.get(hash);
-    if (cached && this.now() - cached.fetchedAt < this.ttlMs) return cached.key;
-    // One lookup per hash at a time: a burst with a fresh key makes one query, not hundreds.
-    let pending = this.inflight.get(hash);
-    if (!pending) {
-      pending = this.lookup
-        .findApiKeyBySecretHash(hash)
-        .then((key) => {
-          if (this.cache.size >= MAX_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
-          this.cache.set(hash, { key, fetchedAt: this.now() });
-          return key;
-        })
-        .catch((err) => {
-          // The config store is down: a key we already knew keeps working (stale but
-          // known; re-checked after another TTL, so only one request per TTL waits on the
-          // broken store); an unknown one cannot be checked and is refused.
-          if (cached) {
-            cached.fetchedAt = this.now();
-            return cached.key;
-          }
-          throw err;
-        })
-        .finally(() => this.inflight.delete(hash));
-      this.inflight.set(hash, pending);
-    }
-    return pending;
+    this.cache.invalidate(hash);
   }
 }
 

@@ -50,6 +50,9 @@ export const modelNotFound = (model: string) =>
 export const routeForbidden = (route: string) =>
   new GatewayError(403, 'permission_error', 'route_not_allowed', `This API key may not use '${route}'.`, 'model');
 
+export const ipNotAllowed = () =>
+  new GatewayError(403, 'permission_error', 'ip_not_allowed', 'This key or token may not be used from your address.');
+
 export const rateLimited = (message: string, retryAfterSeconds: number, headers: Record<string, string> = {}) =>
   new GatewayError(429, 'rate_limit_error', 'rate_limit_exceeded', message, null, {
     ...headers,

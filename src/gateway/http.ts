@@ -3,9 +3,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientProtocol } from '../protocols/protocol.js';
 import { deleteStoredResponse, storedResponse } from '../protocols/responses/protocol.js';
+import type { CidrList } from '../net/ip.js';
 import type { Receipt } from '../receipts/receipt.js';
 import type { ResponseStore } from '../store/responses.js';
 import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
+import type { Actor } from '../store/admin/audit.js';
+import { assertAllowedFrom } from './allowed-cidrs.js';
 import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
 import { readRequestBody } from './body.js';
 import type { CorsPolicy } from './cors.js';
@@ -28,8 +31,10 @@ export interface HttpDeps {
   metrics: { contentType: string; render(): Promise<string> };
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   maxBodyBytes: number;
-  /** Creates a key for the CLI when this server owns the data dir. */
-  createKey: (input: { team: string; name: string }) => Promise<{ id: string; teamId: string; secret: string }>;
+  /** Peers whose X-Forwarded-For names the client address (for key and token allowlists). */
+  trustedProxies: CidrList;
+  /** Creates a key for the CLI when this server owns the data dir; `actor` for the audit log. */
+  createKey: (input: { team: string; name: string }, actor: Actor) => Promise<{ id: string; teamId: string; secret: string }>;
   /** Records a task verdict for the caller's team (POST /v1/tasks/{taskId}/outcome). */
   recordOutcome: (teamId: string, body: unknown) => Promise<object>;
   /** Mounted at /graphql when present. */
@@ -73,7 +78,7 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   assertCredentialsOnce(req.rawHeaders);
   if (path === '/v1/models') {
     if (method !== 'GET') throw methodNotAllowed();
-    const key = await deps.keys.authenticate(req.headers.authorization);
+    const key = await authenticateKey(deps, req);
     return sendJson(res, 200, listModels(deps.catalog(), key));
   }
   const receiptMatch = RECEIPT_PATH.exec(path);
@@ -85,7 +90,7 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   const outcomeMatch = OUTCOME_PATH.exec(path);
   if (outcomeMatch) {
     if (method !== 'POST') throw methodNotAllowed();
-    const key = await deps.keys.authenticate(req.headers.authorization);
+    const key = await authenticateKey(deps, req);
     let taskId: string;
     try {
       taskId = decodeURIComponent(outcomeMatch[1]!);
@@ -134,6 +139,13 @@ export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graph
   };
 }
 
+/** The gateway key of a REST request, used from an address its allowlist admits (else 403). */
+async function authenticateKey(deps: HttpDeps, req: IncomingMessage): Promise<ApiKeyRecord> {
+  const key = await deps.keys.authenticate(req.headers.authorization);
+  assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
+  return key;
+}
+
 function listModels(catalog: Catalog, key: ApiKeyRecord) {
   const data: Array<{ id: string; object: 'model'; created: number; owned_by: string }> = [];
   for (const route of catalog.routes.values()) {
@@ -150,12 +162,15 @@ function listModels(catalog: Catalog, key: ApiKeyRecord) {
   return { object: 'list', data };
 }
 
-/** A gateway key sees its own team's receipts; admin and analyst tokens per their scope. */
+/**
+ * A gateway key sees its own team's receipts; admin, analyst and OIDC tokens per their scope.
+ * A key or token used from outside its allowlist: 403.
+ */
 async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const principal = await deps.tokens.verify(req.headers.authorization);
+  const principal = await deps.tokens.verify(req.headers.authorization, req);
   let teamId: string | null = null;
   if (principal) teamId = principal.teamId;
-  else teamId = (await deps.keys.authenticate(req.headers.authorization)).teamId;
+  else teamId = (await authenticateKey(deps, req)).teamId;
   const receipt = await deps.receipts.find(id);
   // Another team's receipt reads exactly like a missing one.
   if (!receipt || (teamId !== null && receipt.team_id !== teamId)) throw notFound('Receipt');
@@ -164,14 +179,14 @@ async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, re
 
 async function createKeyForCli(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'POST') throw methodNotAllowed();
-  const principal: Principal | null = await deps.tokens.verify(req.headers.authorization);
+  const principal: Principal | null = await deps.tokens.verify(req.headers.authorization, req);
   if (!principal || principal.role !== 'ADMIN' || principal.teamId) {
     throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
   }
   const body = parseJsonBody(await readRequestBody(req, 64 * 1024));
   if (typeof body.team !== 'string' || !body.team.trim()) throw badRequest("'team' must be a non-empty string.", 'team');
   const name = typeof body.name === 'string' && body.name.trim() ? body.name.trim() : 'cli';
-  return sendJson(res, 201, await deps.createKey({ team: body.team.trim(), name }));
+  return sendJson(res, 201, await deps.createKey({ team: body.team.trim(), name }, principal.actor));
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -24,6 +24,7 @@ import type { TargetHealth } from '../routing/health.js';
 import type { RetryBudgets } from '../routing/retry-budget.js';
 import { decideRoute, type DecideHooks } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
+import { assertAllowedFrom } from './allowed-cidrs.js';
 import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
@@ -108,6 +109,8 @@ export class Pipeline {
     try {
       assertCredentialsOnce(req.rawHeaders);
       ex.key = await this.authenticate(protocol.authorization(req));
+      // A key with an IP allowlist used from elsewhere: 403 ip_not_allowed, with its receipt.
+      assertAllowedFrom(ex.key.allowedCidrs, req, this.deps.config.trustedProxies);
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
       ex.requestSha256 = hash('sha256', raw);
       const parsed = protocol.parse(parseJsonBody(raw));

@@ -1,7 +1,10 @@
 // What every resolver receives. Built per HTTP request and per websocket operation from the
 // same function, so auth is identical on both transports.
+import type { IncomingMessage } from 'node:http';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { PrismaClient } from '@prisma/client';
+import { GraphQLError } from 'graphql';
+import { GatewayError } from '../gateway/errors.js';
 import type { Principal, TokenVerifier } from '../gateway/tokens.js';
 import type { LiveBus, LiveStreamOpener } from '../live/events.js';
 import type { BudgetStatus } from '../budgets/enforcer.js';
@@ -28,6 +31,8 @@ export interface GraphQLServices {
 
 export interface GraphQLContext extends GraphQLServices {
   principal: Principal | null;
+  /** The admin store, naming this principal as the actor of every change in the audit log. */
+  admin: AdminStore;
   /**
    * Set only for the one shared execution of a websocket fan-out group (src/live/fanout.ts):
    * subscription resolvers open their event stream through it instead of `bus.stream`.
@@ -35,7 +40,19 @@ export interface GraphQLContext extends GraphQLServices {
   openLiveStream?: LiveStreamOpener;
 }
 
-export async function createContext(services: GraphQLServices, authorization: string | undefined): Promise<GraphQLContext> {
-  const principal = await services.tokens.verify(authorization);
-  return { ...services, principal };
+/**
+ * `req`: the HTTP request (or the websocket's upgrade request), whose client address an access
+ * token's allowlist is checked against; a token used from elsewhere is a FORBIDDEN error.
+ */
+export async function createContext(services: GraphQLServices, authorization: string | undefined, req: IncomingMessage | undefined): Promise<GraphQLContext> {
+  let principal: Principal | null;
+  try {
+    principal = await services.tokens.verify(authorization, req);
+  } catch (err) {
+    if (err instanceof GatewayError && err.code === 'ip_not_allowed') {
+      throw new GraphQLError(err.message, { extensions: { code: 'FORBIDDEN', http: { status: 403 } } });
+    }
+    throw err;
+  }
+  return { ...services, principal, admin: principal ? services.admin.as(principal.actor) : services.admin };
 }

@@ -15,6 +15,7 @@ import { CloseCode, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { GatewayError } from '../gateway/errors.js';
 import { WsFanout, type SubscribeFn } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
 import { buildSchema } from './schema/index.js';
@@ -114,7 +115,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     plugins,
     context: async (initial) => {
       const authorization = initial.wsAuthorization ?? initial.request?.headers.get('authorization') ?? undefined;
-      return createContext(services, authorization);
+      return createContext(services, authorization, initial.req);
     },
   });
 
@@ -137,16 +138,22 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     const operations = new WeakMap<ExecutionArgs, WsOperation>();
     const authorizationOf = (params: Record<string, unknown> | undefined) =>
       typeof params?.authorization === 'string' ? params.authorization : undefined;
+    const principalOf = (params: Record<string, unknown> | undefined, req: IncomingMessage) =>
+      services.tokens.verify(authorizationOf(params), req).catch((err: unknown) => {
+        if (err instanceof GatewayError && err.code === 'ip_not_allowed') return null;
+        throw err;
+      });
 
     const disposable = useServer(
       {
         connectionInitWaitTimeout: limits.connectionInitMs,
-        // A bad or missing token: close 4403 (Forbidden) right at connection_init.
-        onConnect: async (ctx) => (await services.tokens.verify(authorizationOf(ctx.connectionParams))) !== null,
+        // A bad or missing token, or one used from outside its allowlist: close 4403 (Forbidden)
+        // right at connection_init.
+        onConnect: async (ctx) => (await principalOf(ctx.connectionParams, ctx.extra.request)) !== null,
         onSubscribe: async (ctx, id, payload: SubscribePayload) => {
           const authorization = authorizationOf(ctx.connectionParams);
           // The token is checked again on every subscribe: a revoked token stops here.
-          if ((await services.tokens.verify(authorization)) === null) {
+          if ((await principalOf(ctx.connectionParams, ctx.extra.request)) === null) {
             ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden');
             return [new GraphQLError('Token no longer valid.', { extensions: { code: 'UNAUTHENTICATED' } })];
           }

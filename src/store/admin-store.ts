@@ -7,13 +7,17 @@
 //   - secrets: API key and access token secrets are returned once and stored only as
 //     SHA-256; provider API keys are sealed with the SecretBox and only the gateway's
 //     catalog load ever sees them in clear;
-//   - every mutation bumps the catalog version in the same transaction, so gateways poll
-//     one cheap row (catalogVersion()) to know when to reload providers, routes, prices,
-//     keys and budgets;
+//   - every mutation writes its audit entry (who, what, before/after without secrets) and
+//     bumps the catalog version in the same transaction, so gateways poll one cheap row
+//     (catalogVersion()) to know when to reload providers, routes, prices, keys and budgets;
+//   - who: a store made with `as(actor)` names that actor in the audit log (GraphQL gives
+//     each request's context one); the plain store is the `system` (start-up config, CLI);
 //   - upserts: the same provider name, route name, provider+model (price, as a new
 //     version) or scope+target+period (budget) replaces the old one (DESIGN §8).
 import type { PrismaClient } from './prisma.js';
 import type { SecretBox } from './secret-box.js';
+import { SYSTEM_ACTOR, type Actor } from './admin/audit.js';
+import { AuditLog } from './admin/audit-log.js';
 import { PricingStore, type BudgetRecord, type PriceRecord } from './admin/pricing.js';
 import { ProviderStore, type ProviderRecord } from './admin/providers.js';
 import { RoutingStore, type ExperimentRecord, type RouteRecord } from './admin/routing.js';
@@ -35,14 +39,25 @@ export class AdminStore {
   readonly providers: ProviderStore;
   readonly routing: RoutingStore;
   readonly pricing: PricingStore;
+  readonly audit: AuditLog;
   private readonly mutations: Mutations;
 
-  constructor(prisma: PrismaClient, secretBox: SecretBox) {
-    this.mutations = new Mutations(prisma);
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly secretBox: SecretBox,
+    actor: Actor = SYSTEM_ACTOR,
+  ) {
+    this.mutations = new Mutations(prisma, actor);
     this.teams = new TeamStore(this.mutations);
     this.providers = new ProviderStore(this.mutations, secretBox);
     this.routing = new RoutingStore(this.mutations);
     this.pricing = new PricingStore(this.mutations);
+    this.audit = new AuditLog(prisma);
+  }
+
+  /** The same store, naming `actor` in the audit log for every change made through it. */
+  as(actor: Actor): AdminStore {
+    return new AdminStore(this.prisma, this.secretBox, actor);
   }
 
   /** Opaque; changes with every mutation of any domain. */

@@ -1,7 +1,7 @@
 // The configuration store: migrations, durability, secrets at rest, data access rules.
 // Runs on embedded PGlite by default, and on PostgreSQL when DATABASE_URL is set (each
 // database used here is created fresh from that URL and dropped afterwards).
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -123,7 +123,7 @@ describe(`config store on ${KIND}`, () => {
       const tables = await db.prisma.$queryRaw<{ t: string }[]>`
         SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'public'`;
       expect(tables.map((t) => t.t)).toEqual(
-        expect.arrayContaining(['Team', 'ApiKey', 'AccessToken', 'Provider', 'Route', 'RouteTarget', 'Price', 'Budget', 'Setting']),
+        expect.arrayContaining(['Team', 'ApiKey', 'AccessToken', 'Provider', 'Route', 'RouteTarget', 'Price', 'Budget', 'Setting', 'AuditEntry']),
       );
     });
 
@@ -296,6 +296,21 @@ describe(`config store on ${KIND}`, () => {
       await rejectsWith(store.teams.createApiKey({ teamId: team.id, name: 'x', allowedRoutes: ['a/b'] }), 'INVALID_INPUT');
     });
 
+    it('stores allowedCidrs normalized (IPv4 and IPv6), deduplicated; refuses what is not a range', async () => {
+      const team = await store.teams.ensureTeam('keys-team');
+      const { apiKey, secret } = await store.teams.createApiKey({
+        teamId: team.id,
+        name: 'office',
+        allowedCidrs: ['10.1.2.3/8', '10.0.0.0/8', '2001:DB8::1/32', '192.0.2.7'],
+      });
+      expect(apiKey.allowedCidrs).toEqual(['10.0.0.0/8', '2001:db8::/32', '192.0.2.7/32']);
+      expect((await store.teams.findApiKeyBySecretHash(hashSecret(secret)))?.allowedCidrs).toEqual(apiKey.allowedCidrs);
+      expect((await store.teams.createApiKey({ teamId: team.id, name: 'anywhere' })).apiKey.allowedCidrs).toEqual([]);
+      for (const bad of ['10.0.0.0/33', 'example.com', '']) {
+        await rejectsWith(store.teams.createApiKey({ teamId: team.id, name: 'x', allowedCidrs: [bad] }), 'INVALID_INPUT');
+      }
+    });
+
     it('keeps an already expired key findable (the gateway decides) with its expiry', async () => {
       const team = await store.teams.ensureTeam('keys-team');
       const past = new Date(Date.now() - 1000);
@@ -320,6 +335,15 @@ describe(`config store on ${KIND}`, () => {
       const admin = await store.teams.createAccessToken({ name: 'ops', role: 'ADMIN' });
       expect(admin.token.teamId).toBeNull();
       await rejectsWith(store.teams.createAccessToken({ name: 'x', role: 'OWNER' as never }), 'INVALID_INPUT');
+    });
+
+    it('stores an expiry and an IP allowlist, and finds expired tokens too (the verifier decides)', async () => {
+      const expiresAt = new Date(Date.now() - 1000);
+      const { token, secret } = await store.teams.createAccessToken({ name: 'ci', role: 'ADMIN', expiresAt, allowedCidrs: ['::1', '127.0.0.0/8'] });
+      expect(token).toMatchObject({ allowedCidrs: ['::1/128', '127.0.0.0/8'], expiresAt });
+      expect(await store.teams.findAccessTokenBySecretHash(hashSecret(secret))).toMatchObject({ id: token.id, name: 'ci', expiresAt, allowedCidrs: token.allowedCidrs });
+      await rejectsWith(store.teams.createAccessToken({ name: 'x', role: 'ADMIN', allowedCidrs: ['not-an-ip'] }), 'INVALID_INPUT');
+      await rejectsWith(store.teams.createAccessToken({ name: 'x', role: 'ADMIN', expiresAt: 'tomorrow' as never }), 'INVALID_INPUT');
     });
   });
 
@@ -590,6 +614,103 @@ describe(`config store on ${KIND}`, () => {
         'NOT_FOUND',
       );
       await rejectsWith(store.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 0, action: 'BLOCK' }), 'INVALID_INPUT');
+    });
+  });
+
+  describe('audit log', () => {
+    it('every mutation appends one entry in its own transaction, naming the actor; a failed one appends none', async () => {
+      const actor = { id: `token:${randomUUID()}`, name: 'auditor' };
+      const as = store.as(actor);
+      const mine = async () => (await store.audit.list({ actors: [actor.id] }, 500)).entries.map((e) => e.entry);
+
+      const team = await as.teams.createTeam(`audit-${randomUUID().slice(0, 8)}`);
+      const { apiKey } = await as.teams.createApiKey({ teamId: team.id, name: 'k', allowedCidrs: ['10.0.0.0/8'] });
+      await as.teams.revokeApiKey(apiKey.id);
+      const { token } = await as.teams.createAccessToken({ name: 't', role: 'ANALYST', teamId: team.id });
+      await as.teams.revokeAccessToken(token.id);
+      await as.providers.upsertProvider({ name: 'audit-p', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://u:base-url-pass@llm.example.com/v1?key=query-key', apiKey: 'sk-audit-plain-secret', extraHeaders: { 'x-api-key': 'header-secret' } });
+      await as.providers.upsertProvider({ name: 'audit-p', kind: 'OPENAI_COMPATIBLE', timeoutMs: 5000 });
+      await as.routing.upsertRoute({ name: 'audit-r', strategy: 'PRIORITY', targets: [{ provider: 'audit-p', model: 'm' }] });
+      await as.pricing.setPrice({ provider: 'audit-p', model: 'm', inputPerMTokUsd: 1, outputPerMTokUsd: 2 });
+      await as.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 5, action: 'ALERT', webhookUrl: 'https://hooks.example.com/b?token=hook-token' });
+
+      const before = (await mine()).length;
+      await rejectsWith(as.teams.createApiKey({ teamId: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
+      await rejectsWith(as.teams.createTeam(team.name), 'CONFLICT');
+      expect((await mine()).length).toBe(before);
+
+      const entries = (await mine()).reverse();
+      expect(entries.map((e) => e.action)).toEqual([
+        'createTeam', 'createApiKey', 'revokeApiKey', 'createAccessToken', 'revokeAccessToken',
+        'upsertProvider', 'upsertProvider', 'upsertRoute', 'setPrice', 'setBudget',
+      ]);
+      expect(entries.every((e) => e.actor === actor.id && e.actorName === 'auditor')).toBe(true);
+      expect(entries.map((e) => e.target)).toEqual([
+        `team:${team.id}`, `api_key:${apiKey.id}`, `api_key:${apiKey.id}`, `access_token:${token.id}`, `access_token:${token.id}`,
+        'provider:audit-p', 'provider:audit-p', 'route:audit-r', 'price:audit-p/m', expect.stringMatching(/^budget:/),
+      ]);
+      expect(entries.map((e) => e.teamId)).toEqual([team.id, team.id, team.id, team.id, team.id, null, null, null, null, team.id]);
+      const [, createKey, revokeKey, , , provider1, provider2, , , budget] = entries;
+      expect(createKey!.before).toBeNull();
+      expect(createKey!.after).toMatchObject({ id: apiKey.id, name: 'k', allowedCidrs: ['10.0.0.0/8'], revokedAt: null });
+      expect(revokeKey!.before).toMatchObject({ revokedAt: null });
+      expect((revokeKey!.after as { revokedAt: string }).revokedAt).toMatch(/^\d{4}-/);
+      expect(provider1!.before).toBeNull();
+      expect(provider1!.after).toMatchObject({ name: 'audit-p', hasApiKey: true, apiKeyChanged: true, extraHeaders: ['x-api-key'], baseUrl: 'https://u:***@llm.example.com/v1?key=***' });
+      expect(provider2!.before).toMatchObject({ timeoutMs: null });
+      expect(provider2!.after).toMatchObject({ timeoutMs: 5000, hasApiKey: true, apiKeyChanged: false });
+      expect(budget!.after).toMatchObject({ limitUsd: 5, webhookUrl: 'https://hooks.example.com/b?token=***' });
+
+      // Secrets never: not in the API rows, not in the database.
+      const raw = JSON.stringify(await db.prisma.$queryRaw`SELECT "actor", "action", "target", "before"::text, "after"::text FROM "AuditEntry"`);
+      for (const secret of ['sk-audit-plain-secret', 'header-secret', 'base-url-pass', 'query-key', 'hook-token', 'secretHash', 'apiKeyCiphertext']) {
+        expect(raw).not.toContain(secret);
+      }
+    });
+
+    it('lists newest first with filters and cursor pages', async () => {
+      const actor = { id: `oidc:${randomUUID()}`, name: null };
+      const as = store.as(actor);
+      const t0 = new Date();
+      const teams = [];
+      for (let i = 0; i < 5; i++) teams.push(await as.teams.createTeam(`page-${randomUUID().slice(0, 8)}`));
+      const keyTeam = teams[0]!;
+      const key = await as.teams.createApiKey({ teamId: keyTeam.id, name: 'k' });
+
+      const all = await store.audit.list({ actors: [actor.id] });
+      expect(all.entries.map((e) => e.entry.action)).toEqual(['createApiKey', ...Array(5).fill('createTeam')]);
+      expect(all.entries.map((e) => e.entry.target)).toEqual([`api_key:${key.apiKey.id}`, ...[...teams].reverse().map((t) => `team:${t.id}`)]);
+
+      const seen: string[] = [];
+      let after: string | null = null;
+      for (;;) {
+        const page = await store.audit.list({ actors: [actor.id] }, 2, after);
+        seen.push(...page.entries.map((e) => e.entry.id));
+        if (!page.hasNextPage) break;
+        expect(page.entries).toHaveLength(2);
+        after = page.endCursor;
+      }
+      expect(seen).toEqual(all.entries.map((e) => e.entry.id));
+
+      expect((await store.audit.list({ actors: [actor.id], actions: ['createApiKey'] })).entries).toHaveLength(1);
+      expect((await store.audit.list({ actors: [actor.id], teamId: keyTeam.id })).entries.map((e) => e.entry.action)).toEqual(['createApiKey', 'createTeam']);
+      expect((await store.audit.list({ actors: [actor.id], from: new Date(Date.now() + 60_000) })).entries).toHaveLength(0);
+      expect((await store.audit.list({ actors: [actor.id], to: t0 })).entries).toHaveLength(0);
+      expect((await store.audit.list({ actors: [actor.id], from: t0 })).entries).toHaveLength(6);
+      await rejectsWith(store.audit.list({}, 501), 'INVALID_INPUT');
+      await rejectsWith(store.audit.list({}, 10, 'bm90LWEtY3Vyc29y'), 'INVALID_INPUT');
+    });
+
+    it('is append-only in the database too: UPDATE, DELETE and TRUNCATE are refused', async () => {
+      await store.teams.createTeam(`ro-${randomUUID().slice(0, 8)}`);
+      const count = async () => (await db.prisma.$queryRaw<{ n: bigint }[]>`SELECT count(*) AS n FROM "AuditEntry"`)[0]!.n;
+      const n = await count();
+      await expect(db.prisma.$executeRaw`UPDATE "AuditEntry" SET "actor" = 'someone-else'`).rejects.toThrow(/append-only/);
+      await expect(db.prisma.$executeRaw`DELETE FROM "AuditEntry"`).rejects.toThrow(/append-only/);
+      await expect(db.prisma.$executeRaw`TRUNCATE "AuditEntry"`).rejects.toThrow(/append-only/);
+      expect(await count()).toBe(n);
+      const actors = await db.prisma.$queryRaw<{ n: bigint }[]>`SELECT count(*) AS n FROM "AuditEntry" WHERE "actor" = 'someone-else'`;
+      expect(actors[0]!.n).toBe(0n);
     });
   });
 

@@ -192,6 +192,153 @@ describe('access tokens', () => {
   });
 });
 
+describe('access token lifecycle', () => {
+  const create = 'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id name teamId allowedCidrs expiresAt revokedAt } } }';
+  const revoke = 'mutation($id: ID!) { revokeAccessToken(id: $id) { id revokedAt } }';
+  const viewer = '{ viewer { tokenId actor actorName } }';
+
+  it("accessTokens lists tokens without secrets: all for a global admin, its own team's for a team-bound one", async () => {
+    const global = (await ok(admin, create, { in: { name: 'list-global', role: 'ANALYST' } })).createAccessToken;
+    const inA = (await ok(admin, create, { in: { name: 'list-a', role: 'ANALYST', teamId: teamA.id } })).createAccessToken;
+    const inB = (await ok(admin, create, { in: { name: 'list-b', role: 'ANALYST', teamId: teamB.id } })).createAccessToken;
+    secretsThatMustNotAppear.push(sha256(global.secret), sha256(inA.secret), sha256(inB.secret));
+    const q = '{ accessTokens { id name role teamId allowedCidrs expiresAt revokedAt createdAt team { id } } }';
+    const all = (await ok(admin, q)).accessTokens.map((t: { id: string }) => t.id);
+    expect(all).toEqual(expect.arrayContaining([global.token.id, inA.token.id, inB.token.id]));
+    const mine = (await ok(teamAdmin, q)).accessTokens;
+    expect(mine.map((t: { id: string }) => t.id)).toContain(inA.token.id);
+    expect(mine.every((t: { teamId: string }) => t.teamId === teamA.id)).toBe(true);
+    // The type has no field that could carry a secret.
+    expect(codeOf(await gql(admin, '{ accessTokens { secret } }'))).toBe('GRAPHQL_VALIDATION_FAILED');
+    expect(codeOf(await gql(admin, '{ accessTokens { secretHash } }'))).toBe('GRAPHQL_VALIDATION_FAILED');
+  });
+
+  it('revokeAccessToken: the token is refused at once here, and within the auth cache window when revoked elsewhere', async () => {
+    const t = (await ok(admin, create, { in: { name: 'to-revoke', role: 'ANALYST' } })).createAccessToken;
+    expect((await ok(t.secret, viewer)).viewer).toEqual({ tokenId: t.token.id, actor: `token:${t.token.id}`, actorName: 'to-revoke' });
+    const r = await ok(admin, revoke, { id: t.token.id });
+    expect(r.revokeAccessToken.revokedAt).toEqual(expect.any(String));
+    expect(codeOf(await gql(t.secret, viewer))).toBe('UNAUTHENTICATED');
+    // Idempotent: a second revoke keeps the first time.
+    expect((await ok(admin, revoke, { id: t.token.id })).revokeAccessToken.revokedAt).toBe(r.revokeAccessToken.revokedAt);
+
+    // Revoked by another instance (straight in the store: nothing here is told): refused once the cached answer ages out.
+    const u = (await ok(admin, create, { in: { name: 'revoked-elsewhere', role: 'ANALYST' } })).createAccessToken;
+    await ok(u.secret, viewer);
+    const revokedAt = Date.now();
+    await gw.started.runtime.adminStore.teams.revokeAccessToken(u.token.id);
+    let refusedAfter = -1;
+    while (Date.now() - revokedAt < 5_000) {
+      if (codeOf(await gql(u.secret, viewer)) === 'UNAUTHENTICATED') {
+        refusedAfter = Date.now() - revokedAt;
+        break;
+      }
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(refusedAfter).toBeGreaterThanOrEqual(0);
+    expect(refusedAfter).toBeLessThanOrEqual(gw.config.authCacheMs + 500);
+  });
+
+  it("a team-bound admin revokes its own team's tokens only; others read as not found", async () => {
+    const inB = await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'b-token', role: 'ANALYST', teamId: teamB.id });
+    const global = await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'g-token', role: 'ANALYST' });
+    expect(codeOf(await gql(teamAdmin, revoke, { id: inB.token.id }))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(teamAdmin, revoke, { id: global.token.id }))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(admin, revoke, { id: '00000000-0000-4000-8000-000000000000' }))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(admin, revoke, { id: 'not-a-uuid' }))).toBe('NOT_FOUND');
+    expect((await ok(inB.secret, viewer)).viewer.tokenId).toBe(inB.token.id);
+    const inA = (await ok(teamAdmin, create, { in: { name: 'a-token', role: 'ANALYST', teamId: teamA.id } })).createAccessToken;
+    await ok(teamAdmin, revoke, { id: inA.token.id });
+    expect(codeOf(await gql(inA.secret, viewer))).toBe('UNAUTHENTICATED');
+  });
+
+  it('expiresAt: an expired token is refused exactly like an unknown one', async () => {
+    const expiresAt = new Date(Date.now() + 1_500).toISOString();
+    const t = (await ok(admin, create, { in: { name: 'short-lived', role: 'ANALYST', expiresAt } })).createAccessToken;
+    expect(t.token.expiresAt).toBe(expiresAt);
+    expect((await ok(t.secret, viewer)).viewer.tokenId).toBe(t.token.id);
+    await new Promise((res) => setTimeout(res, 1_600));
+    const expired = await gql(t.secret, viewer);
+    const unknown = await gql(`tga-${'Q'.repeat(40)}`, viewer);
+    expect(codeOf(expired)).toBe('UNAUTHENTICATED');
+    expect({ status: expired.status, errors: expired.errors }).toEqual({ status: unknown.status, errors: unknown.errors });
+    // Through the REST receipt endpoint too.
+    const rest = (secret: string) => fetch(`${gw.url}/v1/receipts/00000000-0000-4000-8000-000000000000`, { headers: { authorization: `Bearer ${secret}` } });
+    const [a, b] = await Promise.all([rest(t.secret), rest(`tga-${'Q'.repeat(40)}`)]);
+    expect([a.status, await a.text()]).toEqual([b.status, await b.text()]);
+  });
+
+  it('allowedCidrs are validated and returned normalized, on keys and on tokens', async () => {
+    const t = (await ok(admin, create, { in: { name: 'cidr', role: 'ANALYST', allowedCidrs: ['10.9.8.7/8', '2001:DB8::/32', '127.0.0.1'] } })).createAccessToken;
+    expect(t.token.allowedCidrs).toEqual(['10.0.0.0/8', '2001:db8::/32', '127.0.0.1/32']);
+    const bad = await gql(admin, create, { in: { name: 'cidr', role: 'ANALYST', allowedCidrs: ['10.0.0.0/40'] } });
+    expect(codeOf(bad)).toBe('BAD_USER_INPUT');
+    expect(bad.errors?.[0]?.message).toMatch(/allowedCidrs/);
+    const key = 'mutation($in: CreateApiKeyInput!) { createApiKey(input: $in) { apiKey { allowedCidrs } } }';
+    expect((await ok(admin, key, { in: { teamId: teamA.id, name: 'cidr', allowedCidrs: ['::1'] } })).createApiKey.apiKey.allowedCidrs).toEqual(['::1/128']);
+    expect(codeOf(await gql(admin, key, { in: { teamId: teamA.id, name: 'cidr', allowedCidrs: ['localhost'] } }))).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('audit log', () => {
+  const log = `query($f: AuditFilter, $first: Int, $after: String) { auditLog(filter: $f, first: $first, after: $after) {
+    edges { cursor node { at actor actorName action target teamId before after } } pageInfo { hasNextPage endCursor } } }`;
+
+  it('records who changed what, before and after, newest first, without secrets', async () => {
+    const providerSecret = `sk-audit-${Math.random().toString(36).slice(2)}`;
+    secretsThatMustNotAppear.push(providerSecret);
+    const since = new Date().toISOString();
+    await ok(admin, 'mutation($in: ProviderInput!) { upsertProvider(input: $in) { id } }', {
+      in: { name: 'audited', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://u:audit-url-pass@llm.example.com/v1', apiKey: providerSecret },
+    });
+    const created = (await ok(teamAdmin, 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "audited" }) { secret apiKey { id } } }', { t: teamA.id })).createApiKey;
+    secretsThatMustNotAppear.push(sha256(created.secret));
+    const { viewer } = await ok(teamAdmin, '{ viewer { actor actorName } }');
+
+    const entries = (await ok(admin, log, { f: { from: since } })).auditLog.edges.map((e: { node: unknown }) => e.node);
+    expect(entries.map((e: { action: string }) => e.action)).toEqual(['createApiKey', 'upsertProvider']);
+    const [key, provider] = entries;
+    expect(key).toMatchObject({ actor: viewer.actor, actorName: 'team-a-admin', target: `api_key:${created.apiKey.id}`, teamId: teamA.id, before: null });
+    expect(key.after).toMatchObject({ id: created.apiKey.id, name: 'audited', teamId: teamA.id });
+    expect(provider).toMatchObject({ actor: 'admin', actorName: null, target: 'provider:audited', teamId: null, before: null });
+    expect(provider.after).toMatchObject({ name: 'audited', hasApiKey: true, apiKeyChanged: true, baseUrl: 'https://u:***@llm.example.com/v1' });
+    const text = JSON.stringify(entries);
+    for (const secret of [providerSecret, created.secret, sha256(created.secret), 'audit-url-pass']) expect(text).not.toContain(secret);
+
+    // Filters: actors and actions.
+    const byActor = (await ok(admin, log, { f: { from: since, actors: [viewer.actor] } })).auditLog.edges;
+    expect(byActor.map((e: { node: { action: string } }) => e.node.action)).toEqual(['createApiKey']);
+    const byAction = (await ok(admin, log, { f: { from: since, actions: ['upsertProvider'] } })).auditLog.edges;
+    expect(byAction.map((e: { node: { target: string } }) => e.node.target)).toEqual(['provider:audited']);
+    expect((await ok(admin, log, { f: { to: since, actions: ['upsertProvider'] } })).auditLog.edges.some((e: { node: { target: string } }) => e.node.target === 'provider:audited')).toBe(false);
+  });
+
+  it("a team-bound admin sees the entries about its team only", async () => {
+    await ok(admin, 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "b-audited" }) { apiKey { id } } }', { t: teamB.id });
+    const all = (await ok(admin, log, { first: 500 })).auditLog.edges.map((e: { node: { teamId: string | null } }) => e.node.teamId);
+    expect(all).toContain(teamB.id);
+    expect(all).toContain(null);
+    const mine = (await ok(teamAdmin, log, { first: 500 })).auditLog.edges.map((e: { node: { teamId: string | null } }) => e.node.teamId);
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.every((t: string | null) => t === teamA.id)).toBe(true);
+  });
+
+  it('pages with first/after and refuses a bad cursor or page size', async () => {
+    const first = (await ok(admin, log, { first: 3 })).auditLog;
+    expect(first.edges).toHaveLength(3);
+    const { auditLog: counted } = await ok(admin, '{ auditLog(first: 0) { totalCount edges { cursor } } }');
+    expect(counted.edges).toEqual([]);
+    expect(counted.totalCount).toBe(await gw.started.runtime.configDb.prisma.auditEntry.count());
+    expect(first.pageInfo).toEqual({ hasNextPage: true, endCursor: first.edges[2].cursor });
+    const second = (await ok(admin, log, { first: 3, after: first.pageInfo.endCursor })).auditLog;
+    const both = (await ok(admin, log, { first: 6 })).auditLog.edges.map((e: { cursor: string }) => e.cursor);
+    expect([...first.edges, ...second.edges].map((e: { cursor: string }) => e.cursor)).toEqual(both);
+    expect(both).toHaveLength(6);
+    expect(codeOf(await gql(admin, log, { first: 501 }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, log, { after: 'garbage' }))).toBe('BAD_USER_INPUT');
+  });
+});
+
 describe('providers and routes', () => {
   const upsertProvider = 'mutation($in: ProviderInput!) { upsertProvider(input: $in) { id name kind baseUrl timeoutMs hasApiKey } }';
 
@@ -219,6 +366,14 @@ describe('providers and routes', () => {
 
     expect(codeOf(await gql(admin, upsertProvider, { in: { name: 'bad', kind: 'OPENAI', baseUrl: 'ftp://x' } }))).toBe('BAD_USER_INPUT');
     expect(codeOf(await gql(admin, upsertProvider, { in: { name: 'a/b', kind: 'OPENAI' } }))).toBe('BAD_USER_INPUT');
+  });
+
+  it('credentials inside a provider base URL are never returned', async () => {
+    secretsThatMustNotAppear.push('url-password-1', 'url-query-key-2');
+    const r = await ok(admin, upsertProvider, { in: { name: 'url-creds', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://svc:url-password-1@llm.example.com/v1?key=url-query-key-2&api-version=1' } });
+    expect(r.upsertProvider.baseUrl).toBe('https://svc:***@llm.example.com/v1?key=***&api-version=1');
+    const { providers } = await ok(analyst, '{ providers { name baseUrl } }');
+    expect(providers.find((p: { name: string }) => p.name === 'url-creds').baseUrl).toBe('https://svc:***@llm.example.com/v1?key=***&api-version=1');
   });
 
   it('upsertRoute creates and replaces a route; the proxy uses it at once', async () => {
@@ -345,6 +500,14 @@ describe('auth matrix', () => {
     { field: 'routes', query: '{ routes { name } }', vars: () => ({}), allowed: readers },
     { field: 'prices', query: '{ prices { version } }', vars: () => ({}), allowed: readers },
     { field: 'budgets', query: '{ budgets { id } }', vars: () => ({}), allowed: readers },
+    { field: 'accessTokens', query: '{ accessTokens { id } }', vars: () => ({}), allowed: admins },
+    { field: 'auditLog', query: '{ auditLog(first: 1) { edges { cursor } } }', vars: () => ({}), allowed: admins },
+    {
+      field: 'revokeAccessToken',
+      query: 'mutation($id: ID!) { revokeAccessToken(id: $id) { id } }',
+      vars: async () => ({ id: (await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'to-revoke', role: 'ANALYST', teamId: teamA.id })).token.id }),
+      allowed: admins,
+    },
     {
       field: 'createTeam',
       query: 'mutation($n: String!) { createTeam(input: { name: $n }) { id } }',

@@ -19,7 +19,7 @@ export interface TestGateway {
   config: Config;
   adminToken: string;
   /** Creates a key for `team` (team created if missing) and returns its secret. */
-  createKey(team?: string, opts?: { rpmLimit?: number; tpmLimit?: number; allowedRoutes?: string[]; expiresAt?: Date }): Promise<{ secret: string; id: string; teamId: string }>;
+  createKey(team?: string, opts?: { rpmLimit?: number; tpmLimit?: number; allowedRoutes?: string[]; allowedCidrs?: string[]; expiresAt?: Date }): Promise<{ secret: string; id: string; teamId: string }>;
   client(secret: string, opts?: { maxRetries?: number; timeout?: number; defaultHeaders?: Record<string, string> }): OpenAI;
   /** Stops the gateway (drain + flush) and removes everything. */
   close(): Promise<void>;

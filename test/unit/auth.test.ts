@@ -15,6 +15,7 @@ const record = (over: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({
   rpmLimit: null,
   tpmLimit: null,
   allowedRoutes: [],
+  allowedCidrs: [],
   expiresAt: null,
   revokedAt: null,
   ...over,

@@ -1,6 +1,7 @@
 // Assembles the schema: one builder, one file per domain.
 import { createBuilder } from '../builder.js';
 import { registerAnalytics } from './analytics.js';
+import { registerAudit } from './audit.js';
 import { registerLive } from './live.js';
 import { registerPricing } from './pricing.js';
 import { registerProviders } from './providers.js';
@@ -15,6 +16,7 @@ export function buildSchema() {
   registerProviders(builder);
   registerPricing(builder);
   registerAnalytics(builder);
+  registerAudit(builder);
   registerTasks(builder);
   registerLive(builder);
   return builder.toSchema({ sortSchema: true });

@@ -8,6 +8,7 @@
 // Mutations go through the AdminStore and re-read the row with the planned selection.
 import { CacheMode, ProviderKind, RouteStrategy } from '../../store/prisma.js';
 import { cachePolicyOf, type CachePolicyRecord } from '../../store/admin/routing.js';
+import { redactUrl } from '../../redact.js';
 import type { Builder } from '../builder.js';
 import { store } from './teams.js';
 
@@ -22,7 +23,12 @@ export function registerProviders(builder: Builder) {
       id: t.exposeID('id'),
       name: t.exposeString('name'),
       kind: t.expose('kind', { type: ProviderKindEnum }),
-      baseUrl: t.exposeString('baseUrl', { nullable: true }),
+      baseUrl: t.string({
+        nullable: true,
+        description: 'Credentials inside the URL (user:password@, ?key=…) are masked.',
+        select: { baseUrl: true },
+        resolve: (p) => redactUrl(p.baseUrl),
+      }),
       timeoutMs: t.exposeInt('timeoutMs', { nullable: true }),
       hasApiKey: t.boolean({
         description: 'Whether an upstream API key is stored (it is never returned).',

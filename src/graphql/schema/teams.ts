@@ -9,9 +9,11 @@
 //
 // Team-bound tokens see and act on their own team only: another team's object reads as
 // not found (null, or absent from lists — applied as `where` conditions) and a mutation on
-// it fails with NOT_FOUND. Secrets (API key and access token) appear only in the Created*
-// payloads; the stored hashes are never selected (ApiKey and AccessToken are in `select`
-// mode: only the columns of the requested fields are read) nor exposed.
+// it fails with NOT_FOUND. Access tokens are listed for ADMIN tokens only (a team-bound
+// admin: its own team's tokens, which are the ones it may create and revoke). Secrets (API
+// key and access token) appear only in the Created* payloads; the stored hashes are never
+// selected (ApiKey and AccessToken are in `select` mode: only the columns of the requested
+// fields are read) nor exposed.
 import type { EnumRef, ObjectRef } from '@pothos/core';
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import { GraphQLError } from 'graphql';
@@ -230,6 +232,7 @@ export function registerTeams(builder: Builder) {
       rpmLimit: t.exposeInt('rpmLimit', { nullable: true }),
       tpmLimit: t.exposeInt('tpmLimit', { nullable: true }),
       allowedRoutes: t.exposeStringList('allowedRoutes', { description: 'Route names this key may use; empty = all.' }),
+      allowedCidrs: t.exposeStringList('allowedCidrs', { description: 'Client address ranges this key may be used from (normalized CIDRs); empty = anywhere.' }),
       expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true }),
       revokedAt: t.expose('revokedAt', { type: 'DateTime', nullable: true }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
@@ -252,6 +255,8 @@ export function registerTeams(builder: Builder) {
         select: (_args, _ctx, nestedSelection) => ({ team: nestedSelection(true) }),
         resolve: (tok, _args, ctx) => (tok.team && canSeeTeam(ctx, tok.team.id) ? tok.team : null),
       }),
+      allowedCidrs: t.exposeStringList('allowedCidrs', { description: 'Client address ranges this token may be used from (normalized CIDRs); empty = anywhere.' }),
+      expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true, description: 'After this the token is refused like an unknown one.' }),
       revokedAt: t.expose('revokedAt', { type: 'DateTime', nullable: true }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
     }),
@@ -289,6 +294,7 @@ export function registerTeams(builder: Builder) {
       tpmLimit: t.int(),
       expiresAt: t.field({ type: 'DateTime' }),
       allowedRoutes: t.stringList(),
+      allowedCidrs: t.stringList({ description: 'IPv4/IPv6 CIDRs (or single addresses) the key may be used from; absent or empty = anywhere.' }),
     }),
   });
 
@@ -297,6 +303,8 @@ export function registerTeams(builder: Builder) {
       name: t.string({ required: true }),
       role: t.field({ type: AccessRole, required: true }),
       teamId: t.id({ description: 'Bind the token to this team (required for a team-bound caller: its own team).' }),
+      expiresAt: t.field({ type: 'DateTime', description: 'After this the token is refused like an unknown one; absent = never.' }),
+      allowedCidrs: t.stringList({ description: 'IPv4/IPv6 CIDRs (or single addresses) the token may be used from; absent or empty = anywhere.' }),
     }),
   });
 
@@ -337,6 +345,12 @@ export function registerTeams(builder: Builder) {
         });
       },
     }),
+    accessTokens: t.prismaField({
+      type: [AccessToken],
+      authScopes: { admin: true },
+      description: "Access tokens, revoked and expired ones included, never their secrets (a team-bound admin: its own team's).",
+      resolve: (query, _root, _args, ctx) => ctx.prisma.accessToken.findMany({ ...query, where: teamScopedWhere(ctx), orderBy: API_KEY_ORDER }),
+    }),
   }));
 
   // --- mutations ----------------------------------------------------------------------
@@ -367,6 +381,7 @@ export function registerTeams(builder: Builder) {
             tpmLimit: input.tpmLimit,
             expiresAt: input.expiresAt,
             allowedRoutes: input.allowedRoutes,
+            allowedCidrs: input.allowedCidrs,
           }),
         );
         await ctx.configChanged();
@@ -404,12 +419,30 @@ export function registerTeams(builder: Builder) {
           if (teamId === null) throw forbidden('A team-bound token may only create tokens bound to its own team (set teamId).');
           if (teamId !== bound) throw notFound('team');
         }
-        const created = await store(() => ctx.admin.teams.createAccessToken({ name: input.name, role: input.role, teamId }));
+        const created = await store(() =>
+          ctx.admin.teams.createAccessToken({ name: input.name, role: input.role, teamId, expiresAt: input.expiresAt, allowedCidrs: input.allowedCidrs }),
+        );
         const token = await ctx.prisma.accessToken.findUniqueOrThrow({
           ...queryFromInfo({ context: ctx, info, path: ['token'], select: { id: true } }),
           where: { id: created.token.id },
         });
         return { token, secret: created.secret };
+      },
+    }),
+
+    revokeAccessToken: t.prismaField({
+      type: AccessToken,
+      authScopes: { admin: true },
+      description: 'Refused from then on (within the auth cache window on other instances; at once with Redis). Idempotent.',
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (query, _root, args, ctx) => {
+        const id = String(args.id);
+        const existing = isUuid(id) ? await ctx.prisma.accessToken.findUnique({ where: { id }, select: { teamId: true } }) : null;
+        // A global token's teamId is null: only a global admin sees it.
+        if (!existing || !canSeeTeam(ctx, existing.teamId)) throw notFound('access token');
+        await store(() => ctx.admin.teams.revokeAccessToken(id));
+        await ctx.configChanged();
+        return ctx.prisma.accessToken.findUniqueOrThrow({ ...query, where: { id } });
       },
     }),
   }));

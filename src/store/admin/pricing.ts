@@ -99,8 +99,9 @@ export class PricingStore {
   async setPrice(input: SetPriceInput): Promise<PriceRecord> {
     const p = parse(setPriceInput, input);
     const currency = p.currency ?? 'USD';
-    const row = await this.mutations.run((tx) =>
-      tx.price.create({
+    const row = await this.mutations.run('setPrice', async (tx, audit) => {
+      const before = await tx.price.findFirst({ where: { provider: p.provider, model: p.model }, orderBy: { id: 'desc' } });
+      const after = await tx.price.create({
         data: {
           provider: p.provider,
           model: p.model,
@@ -112,8 +113,10 @@ export class PricingStore {
           source: p.source ?? null,
           effectiveFrom: p.effectiveFrom ?? new Date(),
         },
-      }),
-    );
+      });
+      audit.change(`price:${p.provider}/${p.model}`, null, before && toPrice(before), toPrice(after));
+      return after;
+    });
     return toPrice(row);
   }
 
@@ -158,7 +161,7 @@ export class PricingStore {
   /** Creates or replaces the budget of scope+target+period. */
   async setBudget(input: SetBudgetInput): Promise<BudgetRecord> {
     const p = parse(setBudgetInput, input);
-    const row = await this.mutations.run(async (tx) => {
+    const row = await this.mutations.run('setBudget', async (tx, audit) => {
       let teamId: string | null = null;
       let apiKeyId: string | null = null;
       let feature: string | null = null;
@@ -196,11 +199,12 @@ export class PricingStore {
         webhookUrl: p.webhookUrl ?? null,
         failOpen: p.failOpen ?? false,
       };
-      return tx.budget.upsert({
-        where: { scope_targetKey_period: { scope: p.scope, targetKey, period: p.period } },
-        create: { scope: p.scope, targetKey, period: p.period, ...fields },
-        update: fields,
-      });
+      const where = { scope_targetKey_period: { scope: p.scope, targetKey, period: p.period } };
+      const before = await tx.budget.findUnique({ where });
+      const after = await tx.budget.upsert({ where, create: { scope: p.scope, targetKey, period: p.period, ...fields }, update: fields });
+      // The webhook URL's credentials are masked when the entry is written.
+      audit.change(`budget:${after.id}`, after.teamId, before && toBudget(before), toBudget(after));
+      return after;
     });
     return toBudget(row);
   }

@@ -76,8 +76,9 @@ export class ProviderStore {
       extraHeaders: json(p.extraHeaders),
       modelMap: json(p.modelMap),
     };
-    const row = await this.mutations.run((tx) =>
-      tx.provider.upsert({
+    const row = await this.mutations.run('upsertProvider', async (tx, audit) => {
+      const before = await tx.provider.findUnique({ where: { name: p.name } });
+      const after = await tx.provider.upsert({
         where: { name: p.name },
         create: {
           name: p.name,
@@ -90,8 +91,10 @@ export class ProviderStore {
         },
         // `undefined` fields are left out of the UPDATE: the stored value stays.
         update: data,
-      }),
-    );
+      });
+      audit.change(`provider:${p.name}`, null, before && providerAudit(before), { ...providerAudit(after), apiKeyChanged: p.apiKey !== undefined });
+      return after;
+    });
     return toProviderInfo(row);
   }
 
@@ -149,4 +152,14 @@ function toProviderInfo(r: ProviderRow): ProviderInfo {
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
   };
+}
+
+/**
+ * A provider as the audit log records it: never its API key (only whether it has one), extra
+ * header names without their values (they may be credentials); credentials inside the base
+ * URL are masked when the entry is written.
+ */
+function providerAudit(r: ProviderRow) {
+  const { id, createdAt, updatedAt, extraHeaders, ...info } = toProviderInfo(r);
+  return { ...info, extraHeaders: Object.keys(extraHeaders) };
 }

@@ -131,9 +131,11 @@ export class RoutingStore {
   /** Creates or replaces a route, its targets and rules atomically; refused if it breaks the configuration. */
   async upsertRoute(input: UpsertRouteInput): Promise<RouteRecord> {
     const p = parse(upsertRouteInput, input);
-    const row = await this.mutations.run(async (tx) => {
+    const row = await this.mutations.run('upsertRoute', async (tx, audit) => {
+      const before = await tx.route.findUnique({ where: { name: p.name }, include: withTargets });
       const route = await writeRoute(tx, p);
       await assertValid(tx, { route: p.name });
+      audit.change(`route:${p.name}`, null, before && toRoute(before), toRoute(route));
       return route;
     });
     return toRoute(row);
@@ -146,9 +148,11 @@ export class RoutingStore {
   /** Creates or replaces an experiment; refused if it breaks the configuration. */
   async upsertExperiment(input: UpsertExperimentInput): Promise<ExperimentRecord> {
     const p = parse(upsertExperimentInput, input);
-    const row = await this.mutations.run(async (tx) => {
+    const row = await this.mutations.run('upsertExperiment', async (tx, audit) => {
+      const before = await tx.experiment.findUnique({ where: { name: p.name } });
       const experiment = await writeExperiment(tx, p);
       await assertValid(tx, { experiment: p.name });
+      audit.change(`experiment:${p.name}`, null, before && toExperiment(before), toExperiment(experiment));
       return experiment;
     });
     return toExperiment(row);
@@ -157,7 +161,13 @@ export class RoutingStore {
   /** False when there was no such experiment. */
   async deleteExperiment(name: string): Promise<boolean> {
     const n = parse(slug, name);
-    return this.mutations.run(async (tx) => (await tx.experiment.deleteMany({ where: { name: n } })).count > 0);
+    return this.mutations.run('deleteExperiment', async (tx, audit) => {
+      const before = await tx.experiment.findUnique({ where: { name: n } });
+      if (!before) return false;
+      await tx.experiment.delete({ where: { name: n } });
+      audit.change(`experiment:${n}`, null, toExperiment(before), null);
+      return true;
+    });
   }
 
   async listExperiments(): Promise<ExperimentRecord[]> {
@@ -168,16 +178,18 @@ export class RoutingStore {
    * Several routes and experiments at once, as one change (a declarative file, DESIGN §5):
    * names may refer to anything in the same batch, and the batch lands whole or not at all.
    */
-  async applyRouting(batch: { routes: UpsertRouteInput[]; experiments: UpsertExperimentInput[] }, tx?: Tx): Promise<void> {
+  async applyRouting(batch: { routes: UpsertRouteInput[]; experiments: UpsertExperimentInput[] }): Promise<void> {
     const routes = batch.routes.map((r, i) => parseAt(upsertRouteInput, r, `routes[${i}]`));
     const experiments = batch.experiments.map((e, i) => parseAt(upsertExperimentInput, e, `experiments[${i}]`));
-    const apply = async (t: Tx) => {
-      for (const r of routes) await writeRoute(t, r);
-      for (const e of experiments) await writeExperiment(t, e);
-      await assertValid(t);
-    };
-    if (tx) await apply(tx);
-    else await this.mutations.run(apply);
+    if (routes.length === 0 && experiments.length === 0) return;
+    await this.mutations.run('applyRouting', async (tx, audit) => {
+      const written = [];
+      for (const r of routes) written.push(toRoute(await writeRoute(tx, r)));
+      const trials = [];
+      for (const e of experiments) trials.push(toExperiment(await writeExperiment(tx, e)));
+      await assertValid(tx);
+      audit.change('routing', null, null, { routes: written, experiments: trials });
+    });
   }
 }
 

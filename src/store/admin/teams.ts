@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { AccessRole, Prisma, type PrismaClient } from '../prisma.js';
 import { displayPrefixOf, generateAccessTokenSecret, generateApiKeySecret, hashSecret } from '../credentials.js';
-import { AdminStoreError, Mutations, SHA256_HEX, UUID, date, label, parse, positiveInt, requireTeam, slug, uuid } from './validators.js';
+import { AdminStoreError, Mutations, SHA256_HEX, UUID, cidrs, date, label, parse, positiveInt, requireTeam, slug, uuid } from './validators.js';
 
 export interface TeamRecord {
   id: string;
@@ -20,6 +20,8 @@ export interface ApiKeyRecord {
   tpmLimit: number | null;
   /** Route names this key may use; empty = all. */
   allowedRoutes: string[];
+  /** Client address ranges (normalized CIDRs) this key may be used from; empty = anywhere. */
+  allowedCidrs: string[];
   expiresAt: Date | null;
   revokedAt: Date | null;
   createdAt: Date;
@@ -31,6 +33,9 @@ export interface AccessTokenRecord {
   name: string;
   role: AccessRole;
   teamId: string | null;
+  /** Client address ranges (normalized CIDRs) this token may be used from; empty = anywhere. */
+  allowedCidrs: string[];
+  expiresAt: Date | null;
   revokedAt: Date | null;
   createdAt: Date;
 }
@@ -42,6 +47,7 @@ const createApiKeyInput = z.object({
   tpmLimit: positiveInt.nullish(),
   expiresAt: date.nullish(),
   allowedRoutes: z.array(slug).max(1000).nullish(),
+  allowedCidrs: cidrs.nullish(),
 });
 export type CreateApiKeyInput = z.input<typeof createApiKeyInput>;
 
@@ -49,6 +55,8 @@ const createAccessTokenInput = z.object({
   name: label,
   role: z.enum(AccessRole),
   teamId: uuid.nullish(),
+  expiresAt: date.nullish(),
+  allowedCidrs: cidrs.nullish(),
 });
 export type CreateAccessTokenInput = z.input<typeof createAccessTokenInput>;
 
@@ -65,10 +73,12 @@ export class TeamStore {
 
   async createTeam(name: string): Promise<TeamRecord> {
     const n = parse(label, name);
-    return this.mutations.run(async (tx) => {
+    return this.mutations.run('createTeam', async (tx, audit) => {
       const existing = await tx.team.findUnique({ where: { name: n } });
       if (existing) throw new AdminStoreError('CONFLICT', `team "${n}" already exists`);
-      return toTeam(await tx.team.create({ data: { name: n } }));
+      const team = toTeam(await tx.team.create({ data: { name: n } }));
+      audit.change(`team:${team.id}`, team.id, null, team);
+      return team;
     });
   }
 
@@ -93,6 +103,12 @@ export class TeamStore {
     return (await this.prisma.team.findMany({ orderBy: { name: 'asc' } })).map(toTeam);
   }
 
+  /** The id of the team with this name, or null (OIDC team claims name teams). */
+  async teamIdByName(name: string): Promise<string | null> {
+    const row = await this.prisma.team.findUnique({ where: { name }, select: { id: true } });
+    return row?.id ?? null;
+  }
+
   async getTeam(id: string): Promise<TeamRecord | null> {
     if (!UUID.test(id)) return null;
     const row = await this.prisma.team.findUnique({ where: { id } });
@@ -105,9 +121,9 @@ export class TeamStore {
   async createApiKey(input: CreateApiKeyInput): Promise<{ apiKey: ApiKeyRecord; secret: string }> {
     const p = parse(createApiKeyInput, input);
     const secret = generateApiKeySecret();
-    const apiKey = await this.mutations.run(async (tx) => {
+    const apiKey = await this.mutations.run('createApiKey', async (tx, audit) => {
       await requireTeam(tx, p.teamId);
-      return tx.apiKey.create({
+      const row = await tx.apiKey.create({
         data: {
           teamId: p.teamId,
           name: p.name,
@@ -117,8 +133,11 @@ export class TeamStore {
           tpmLimit: p.tpmLimit ?? null,
           expiresAt: p.expiresAt ?? null,
           allowedRoutes: [...new Set(p.allowedRoutes ?? [])],
+          allowedCidrs: p.allowedCidrs ?? [],
         },
       });
+      audit.change(`api_key:${row.id}`, row.teamId, null, toApiKey(row));
+      return row;
     });
     return { apiKey: toApiKey(apiKey), secret };
   }
@@ -126,11 +145,12 @@ export class TeamStore {
   /** Revokes a key (idempotent: a second revoke keeps the first time). */
   async revokeApiKey(id: string): Promise<ApiKeyRecord> {
     if (!UUID.test(id)) throw new AdminStoreError('NOT_FOUND', 'API key not found');
-    return this.mutations.run(async (tx) => {
+    return this.mutations.run('revokeApiKey', async (tx, audit) => {
       const row = await tx.apiKey.findUnique({ where: { id } });
       if (!row) throw new AdminStoreError('NOT_FOUND', 'API key not found');
-      if (row.revokedAt) return toApiKey(row);
-      return toApiKey(await tx.apiKey.update({ where: { id }, data: { revokedAt: new Date() } }));
+      const after = row.revokedAt ? row : await tx.apiKey.update({ where: { id }, data: { revokedAt: new Date() } });
+      audit.change(`api_key:${id}`, row.teamId, toApiKey(row), toApiKey(after));
+      return toApiKey(after);
     });
   }
 
@@ -170,22 +190,32 @@ export class TeamStore {
   async createAccessToken(input: CreateAccessTokenInput): Promise<{ token: AccessTokenRecord; secret: string }> {
     const p = parse(createAccessTokenInput, input);
     const secret = generateAccessTokenSecret();
-    const token = await this.mutations.run(async (tx) => {
+    const token = await this.mutations.run('createAccessToken', async (tx, audit) => {
       if (p.teamId) await requireTeam(tx, p.teamId);
-      return tx.accessToken.create({
-        data: { name: p.name, role: p.role, teamId: p.teamId ?? null, secretHash: hashSecret(secret) },
+      const row = await tx.accessToken.create({
+        data: {
+          name: p.name,
+          role: p.role,
+          teamId: p.teamId ?? null,
+          secretHash: hashSecret(secret),
+          expiresAt: p.expiresAt ?? null,
+          allowedCidrs: p.allowedCidrs ?? [],
+        },
       });
+      audit.change(`access_token:${row.id}`, row.teamId, null, toAccessToken(row));
+      return row;
     });
     return { token: toAccessToken(token), secret };
   }
 
   async revokeAccessToken(id: string): Promise<AccessTokenRecord> {
     if (!UUID.test(id)) throw new AdminStoreError('NOT_FOUND', 'access token not found');
-    return this.mutations.run(async (tx) => {
+    return this.mutations.run('revokeAccessToken', async (tx, audit) => {
       const row = await tx.accessToken.findUnique({ where: { id } });
       if (!row) throw new AdminStoreError('NOT_FOUND', 'access token not found');
-      if (row.revokedAt) return toAccessToken(row);
-      return toAccessToken(await tx.accessToken.update({ where: { id }, data: { revokedAt: new Date() } }));
+      const after = row.revokedAt ? row : await tx.accessToken.update({ where: { id }, data: { revokedAt: new Date() } });
+      audit.change(`access_token:${id}`, row.teamId, toAccessToken(row), toAccessToken(after));
+      return toAccessToken(after);
     });
   }
 
@@ -194,7 +224,7 @@ export class TeamStore {
     return rows.map(toAccessToken);
   }
 
-  /** Revoked tokens included (the caller rejects them). Null for unknown or malformed. */
+  /** Revoked and expired tokens included (the caller rejects them). Null for unknown or malformed. */
   async findAccessTokenBySecretHash(hash: string): Promise<AccessTokenRecord | null> {
     if (!SHA256_HEX.test(hash)) return null;
     const row = await this.prisma.accessToken.findUnique({ where: { secretHash: hash } });
@@ -215,6 +245,7 @@ function toApiKey(r: ApiKeyRow): ApiKeyRecord {
     rpmLimit: r.rpmLimit,
     tpmLimit: r.tpmLimit,
     allowedRoutes: r.allowedRoutes,
+    allowedCidrs: r.allowedCidrs,
     expiresAt: r.expiresAt,
     revokedAt: r.revokedAt,
     createdAt: r.createdAt,
@@ -223,5 +254,14 @@ function toApiKey(r: ApiKeyRow): ApiKeyRecord {
 }
 
 function toAccessToken(r: Prisma.AccessTokenGetPayload<object>): AccessTokenRecord {
-  return { id: r.id, name: r.name, role: r.role, teamId: r.teamId, revokedAt: r.revokedAt, createdAt: r.createdAt };
+  return {
+    id: r.id,
+    name: r.name,
+    role: r.role,
+    teamId: r.teamId,
+    allowedCidrs: r.allowedCidrs,
+    expiresAt: r.expiresAt,
+    revokedAt: r.revokedAt,
+    createdAt: r.createdAt,
+  };
 }

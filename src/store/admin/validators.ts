@@ -1,8 +1,11 @@
 // What every admin domain shares: the error type callers see, input validation (zod) and
 // its building blocks, Prisma error translation, and the one transaction shape every
-// mutation uses (it bumps the catalog version, so gateways know to reload).
+// mutation uses (it writes the change's audit entry and bumps the catalog version, so
+// gateways know to reload).
 import { z } from 'zod';
+import { normalizeCidr } from '../../gateway/allowed-cidrs.js';
 import { Prisma, type PrismaClient } from '../prisma.js';
+import { AuditNote, SYSTEM_ACTOR, appendAuditEntry, type Actor } from './audit.js';
 
 export type Tx = Prisma.TransactionClient;
 
@@ -88,6 +91,20 @@ export const httpUrl = z
   }, 'must be an http(s) URL');
 export const date = z.union([z.date(), z.iso.datetime({ offset: true })]).transform((d) => (d instanceof Date ? d : new Date(d)));
 export const usd = z.number().nonnegative().max(1e9);
+/** IP allowlist entries (IPv4 or IPv6 CIDRs, or single addresses), stored normalized and deduplicated. */
+export const cidrs = z
+  .array(
+    z.string().transform((s, ctx) => {
+      const cidr = normalizeCidr(s);
+      if (cidr === null) {
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(s.slice(0, 100))} is not an IP address or CIDR range` });
+        return z.NEVER;
+      }
+      return cidr;
+    }),
+  )
+  .max(100)
+  .transform((list) => [...new Set(list)]);
 export const stringMap = (keyPattern?: RegExp) =>
   z.record(keyPattern ? z.string().regex(keyPattern) : z.string().min(1), z.string().max(8192).regex(NO_CONTROL));
 
@@ -114,12 +131,16 @@ export async function requireTeam(tx: Tx, teamId: string): Promise<void> {
 const CATALOG_VERSION_KEY = 'catalog_version';
 
 /**
- * Every mutation runs through here, in a transaction that also bumps the catalog version,
- * so gateways poll one cheap row to know when to reload providers, routes, prices, keys
- * and budgets.
+ * Every mutation runs through here, in a transaction that also writes its audit entry (who,
+ * what, before/after without secrets) and bumps the catalog version, so gateways poll one
+ * cheap row to know when to reload providers, routes, prices, keys and budgets.
  */
 export class Mutations {
-  constructor(readonly prisma: PrismaClient) {}
+  constructor(
+    readonly prisma: PrismaClient,
+    /** Who the audit log names for every change made through this instance. */
+    readonly actor: Actor = SYSTEM_ACTOR,
+  ) {}
 
   /**
    * A counter bumped by every mutation, as an opaque string ("0" on a fresh database):
@@ -140,11 +161,16 @@ export class Mutations {
     return rows[0]!.value;
   }
 
-  /** Runs `fn` in a transaction that also bumps the catalog version. */
-  run<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in a transaction that also appends the audit entry of `action` (the mutation's
+   * GraphQL name; `fn` describes its change on the note) and bumps the catalog version.
+   */
+  run<T>(action: string, fn: (tx: Tx, audit: AuditNote) => Promise<T>): Promise<T> {
     return this.prisma
       .$transaction(async (tx) => {
-        const result = await fn(tx);
+        const audit = new AuditNote();
+        const result = await fn(tx, audit);
+        await appendAuditEntry(tx, this.actor, action, audit);
         await this.bumpCatalogVersion(tx);
         return result;
       })
