@@ -70,7 +70,7 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   if (responseMatch) {
     // Reads and deletes of stored responses are not model calls: no receipt (DESIGN §6).
     if (method !== 'GET' && method !== 'DELETE') throw methodNotAllowed();
-    const key = await deps.keys.authenticate(req.headers.authorization);
+    const key = await authenticateKey(deps, req);
     const id = responseMatch[1]!;
     const body = method === 'GET' ? await storedResponse(deps.responses, key.teamId, id) : await deleteStoredResponse(deps.responses, key.teamId, id);
     return sendJson(res, 200, body);

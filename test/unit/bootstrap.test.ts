@@ -87,7 +87,7 @@ prices:
   });
 
   it('an empty file is an empty config', async () => {
-    expect(await loadConfigFile(await write(''), {})).toEqual({ providers: [], routes: [], prices: [], teams: [] });
+    expect(await loadConfigFile(await write(''), {})).toEqual({ providers: [], routes: [], experiments: [], prices: [], teams: [] });
   });
 
   it('a referenced but unset variable fails the load', async () => {
