@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Receipt } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
+import type { AuthThrottle } from './auth-throttle.js';
 import { readRequestBody } from './body.js';
 import { GatewayError, badRequest, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';
 import type { Pipeline } from './pipeline.js';
@@ -14,6 +15,8 @@ export interface HttpDeps {
   pipeline: Pipeline;
   keys: KeyAuthenticator;
   tokens: TokenVerifier;
+  /** Every credential check here goes through it: refused ones count per client address. */
+  authThrottle: AuthThrottle;
   catalog: () => Catalog;
   receipts: { find(id: string): Promise<Receipt | null> };
   jwks: () => object;
@@ -25,7 +28,7 @@ export interface HttpDeps {
   /** Records a task verdict for the caller's team (POST /v1/tasks/{taskId}/outcome). */
   recordOutcome: (teamId: string, body: unknown) => Promise<object>;
   /** Mounted at /graphql when present. */
-  graphql?: (req: IncomingMessage, res: ServerResponse) => void;
+  graphql?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   isDraining: () => boolean;
 }
 
@@ -33,12 +36,18 @@ const RECEIPT_PATH = /^\/v1\/receipts\/([0-9a-fA-F-]{36})$/;
 const OUTCOME_PATH = /^\/v1\/tasks\/([^/]{1,256})\/outcome$/;
 
 export function createRequestHandler(deps: HttpDeps) {
-  return function handle(req: IncomingMessage, res: ServerResponse): void {
+  /** Resolves when the request is handled (receipt included): shutdown waits for it. */
+  return function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    route(deps, path, req, res).catch((err) => sendError(res, err));
+    return route(deps, path, req, res).catch((err) => sendError(res, err));
   };
+}
+
+/** The API key of `req` (401 when none is valid), through the failed-authentication throttle. */
+function authenticateKey(deps: HttpDeps, req: IncomingMessage): Promise<ApiKeyRecord> {
+  return deps.authThrottle.guard(req, () => deps.keys.authenticate(req.headers.authorization));
 }
 
 async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -50,7 +59,7 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   }
   if (path === '/v1/models') {
     if (method !== 'GET') throw methodNotAllowed();
-    const key = await deps.keys.authenticate(req.headers.authorization);
+    const key = await authenticateKey(deps, req);
     return sendJson(res, 200, listModels(deps.catalog(), key));
   }
   const receiptMatch = RECEIPT_PATH.exec(path);
@@ -62,7 +71,7 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   const outcomeMatch = OUTCOME_PATH.exec(path);
   if (outcomeMatch) {
     if (method !== 'POST') throw methodNotAllowed();
-    const key = await deps.keys.authenticate(req.headers.authorization);
+    const key = await authenticateKey(deps, req);
     let taskId: string;
     try {
       taskId = decodeURIComponent(outcomeMatch[1]!);
@@ -115,10 +124,10 @@ function listModels(catalog: Catalog, key: ApiKeyRecord) {
 
 /** A gateway key sees its own team's receipts; admin and analyst tokens per their scope. */
 async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const principal = await deps.tokens.verify(req.headers.authorization);
-  let teamId: string | null = null;
-  if (principal) teamId = principal.teamId;
-  else teamId = (await deps.keys.authenticate(req.headers.authorization)).teamId;
+  const teamId = await deps.authThrottle.guard(req, async () => {
+    const principal = await deps.tokens.verify(req.headers.authorization);
+    return principal ? principal.teamId : (await deps.keys.authenticate(req.headers.authorization)).teamId;
+  });
   const receipt = await deps.receipts.find(id);
   // Another team's receipt reads exactly like a missing one.
   if (!receipt || (teamId !== null && receipt.team_id !== teamId)) throw notFound('Receipt');
@@ -127,10 +136,12 @@ async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, re
 
 async function createKeyForCli(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'POST') throw methodNotAllowed();
-  const principal: Principal | null = await deps.tokens.verify(req.headers.authorization);
-  if (!principal || principal.role !== 'ADMIN' || principal.teamId) {
-    throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
-  }
+  await deps.authThrottle.guard(req, async () => {
+    const principal: Principal | null = await deps.tokens.verify(req.headers.authorization);
+    if (!principal || principal.role !== 'ADMIN' || principal.teamId) {
+      throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
+    }
+  });
   const body = parseJsonBody(await readRequestBody(req, 64 * 1024));
   if (typeof body.team !== 'string' || !body.team.trim()) throw badRequest("'team' must be a non-empty string.", 'team');
   const name = typeof body.name === 'string' && body.name.trim() ? body.name.trim() : 'cli';

@@ -21,6 +21,7 @@ import { replayJson, replaySse, StreamAssembler, type ChatCompletion } from '../
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
+import type { Ingress } from './ingress.js';
 import { candidatesOf, publishDecision } from './decisions.js';
 import { Endings, receiptEvent, ZERO_USAGE } from './endings.js';
 import { Exchange, type Endpoint } from './exchange.js';
@@ -57,6 +58,8 @@ export interface Logger {
 export interface PipelineDeps {
   config: Config;
   auth: KeyAuthenticator;
+  /** Loop marker and failed-authentication throttle, before the key is looked at. */
+  ingress: Ingress;
   limiter: RateLimiter;
   catalog: () => Catalog;
   health: TargetHealth;
@@ -86,7 +89,7 @@ export class Pipeline {
   async handle(endpoint: Endpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ex = new Exchange(endpoint, req);
     try {
-      ex.key = await this.authenticate(req.headers.authorization);
+      ex.key = await this.deps.ingress.admit(req, () => this.authenticate(req.headers.authorization));
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
       ex.requestSha256 = hash('sha256', raw);
       const body = parseJsonBody(raw);
@@ -285,7 +288,8 @@ export class Pipeline {
         const retryAfterMs = parseRetryAfter(response.headers['retry-after']) ?? 1_000;
         return failover(new UpstreamFailure('network_error', `upstream rate limited (429)`), status, retryAfterMs);
       }
-      if (status >= 500 || status === 408) {
+      // 508: the provider is (a path back to) this Tollgate; another try goes round again.
+      if ((status >= 500 && status !== 508) || status === 408) {
         return failover(new UpstreamFailure('network_error', `upstream answered ${status}`), status);
       }
       // Any other 4xx is about the request itself: no failover, the client gets it back.
