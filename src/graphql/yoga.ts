@@ -182,7 +182,6 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
               }),
             ];
           }
-          fanout.checkBuffer(ctx.extra.socket);
           const authorization = authorizationOf(ctx.connectionParams);
           // The token is checked again on every subscribe: a revoked token stops here.
           if ((await services.tokens.verify(authorization)) === null) {
@@ -210,7 +209,8 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
           operations.set(args, { execute, subscribe: subscribe as SubscribeFn, socket: ctx.extra.socket, id, key: fanoutKey(payload, contextValue) });
           return args;
         },
-        // What graphql-ws writes itself counts against the socket's byte limit too.
+        // What graphql-ws writes itself (query results, subscriptions that run on their own)
+        // counts against the socket's byte limit too: checked before each result.
         onNext: (ctx) => void fanout.checkBuffer(ctx.extra.socket),
         execute: (args: ExecutionArgs) => operations.get(args)!.execute(args),
         subscribe: (args: ExecutionArgs) => {

@@ -63,10 +63,7 @@ export class WsFanout {
     this.writers = new SocketWriters(limits);
   }
 
-  /**
-   * Closes `socket` as a slow consumer if it is over its byte limit: for what graphql-ws writes
-   * itself (query results, subscriptions that run on their own), checked before each result.
-   */
+  /** Closes `socket` as a slow consumer if it is over its byte limit (what graphql-ws writes itself). */
   checkBuffer(socket: WebSocket): void {
     this.writers.for(socket).checkBuffer();
   }

@@ -26,7 +26,7 @@ export interface WriterLimits {
 }
 
 /** Close code and reason for a socket that fell too far behind (1008: policy violation). */
-export const SLOW_CONSUMER = { code: 1008, reason: 'slow consumer' } as const;
+const SLOW_CONSUMER = { code: 1008, reason: 'slow consumer' } as const;
 
 /** The writers of one fan-out, one per socket; those with frames are flushed together. */
 export class SocketWriters {
