@@ -3,6 +3,8 @@
 // default 4 MiB): a client that opens many subscriptions and stops reading is closed with 1008
 // "slow consumer" while the server's memory for it stays bounded, and a client that reads on
 // the same server loses nothing.
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { createClient, type Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -10,6 +12,13 @@ import type { LiveBus, RoutingDecision } from '../../src/live/events.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+/** Heap in use after a full collection: what the server (in this process) really holds. */
+const heapUsed = () => {
+  gc();
+  return process.memoryUsage().heapUsed;
+};
 const MAX_SUBSCRIPTIONS = 120;
 const MAX_BUFFER = 4 * 1024 * 1024; // the default
 
@@ -51,7 +60,7 @@ async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Pro
 async function metric(name: string): Promise<number> {
   const text = await (await fetch(`${gw.url}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : NaN;
+  return line ? Number(line.split(' ')[1]) : 0;
 }
 
 const FIELDS = 'requestId droppedBefore route provider model outcome candidates { provider model state ewmaLatencyMs }';
@@ -128,6 +137,7 @@ describe('a socket that stops reading', () => {
     for (let i = 0; i < 100; i++) slow.ws.send(JSON.stringify({ id: `s${i}`, type: 'subscribe', payload: { query: subscription(i) } }));
     await until(() => bus.subscriberCount === before + 101, 'the stalled client to subscribe');
     slow.ws.pause();
+    const heapBefore = heapUsed();
 
     // ~1.7 kB per event and subscription: 170 kB per event on the stalled socket. Loopback
     // kernel buffers take a few MB first; without the limit the server would hold up to
@@ -139,9 +149,11 @@ describe('a socket that stops reading', () => {
       peakBuffered = Math.max(peakBuffered, await metric('tollgate_ws_buffered_bytes'));
       await sleep(5);
     }
+    const heapGrowth = heapUsed() - heapBefore;
     expect(await metric('tollgate_ws_slow_consumer_closes_total')).toBe(slowClosesBefore + 1);
-    // Bounded: the limit, plus the event that crossed it.
+    // Bounded: the limit, plus the event that crossed it; and nothing of it is held afterwards.
     expect(peakBuffered).toBeLessThan(MAX_BUFFER + 200 * 1024);
+    expect(heapGrowth).toBeLessThan(16 * 1024 * 1024); // without the limit: ~45 MB after 1000 events
     // Its subscriptions ended with it (the reader's remains) and what they held is let go.
     expect(bus.subscriberCount).toBe(before + 1);
     expect(await metric('tollgate_ws_buffered_bytes')).toBeLessThan(MAX_BUFFER);
