@@ -1,11 +1,12 @@
 // buildApp(deps) → { server, start, stop }: wires the gateway's parts around stores that the
 // caller opened (src/main.ts in production, test/support in tests).
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TaskOutcomeInput, recordTaskOutcome } from './analytics/outcomes.js';
 import type { Config } from './config.js';
 import { badRequest, serviceUnavailable } from './gateway/errors.js';
 import { KeyAuthenticator, type KeyLookup } from './gateway/auth.js';
+import { AuthThrottle } from './gateway/auth-throttle.js';
 import { createHmac } from 'node:crypto';
 import type { BudgetCounters } from './budgets/counters.js';
 import { BudgetEnforcer } from './budgets/enforcer.js';
@@ -22,6 +23,8 @@ import { responsesProtocol } from './protocols/responses/protocol.js';
 import { CacheStage } from './gateway/cache.js';
 import { corsPolicy } from './gateway/cors.js';
 import { createAdminRequestHandler, createRequestHandler } from './gateway/http.js';
+import { InboundServer } from './gateway/inbound.js';
+import { Ingress } from './gateway/ingress.js';
 import { RateLimiter, type WindowStore } from './gateway/limits.js';
 import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
 import { TokenVerifier, type AccessTokenLookup } from './gateway/tokens.js';
@@ -31,6 +34,8 @@ import type { GraphQLServices } from './graphql/context.js';
 import { AdminStoreError } from './store/admin/validators.js';
 import { createGraphQL } from './graphql/yoga.js';
 import { createMetrics, type JournalStatsSource } from './metrics.js';
+import { webhookAgent, type Listener } from './net/egress.js';
+import { deploymentMarker } from './net/hop.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.js';
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
@@ -141,7 +146,15 @@ export function buildApp(deps: AppDeps): App {
     oidc: config.oidc,
     onError: (err, what) => log.warn({ err: String(err) }, `${what} failed; identity provider tokens are refused until it works`),
   });
-  const upstream = new UpstreamClient(config.timeouts);
+  const authThrottle = new AuthThrottle({ limit: config.authFailLimit, trustedProxies: config.trustedProxies });
+  const hopMarker = deploymentMarker(deps.adminToken);
+  // Tollgate's own sockets, once listening: no provider may point at them.
+  const listeners = (): Listener[] =>
+    [inbound, adminInbound].flatMap((s) => {
+      const address = s?.server.address();
+      return address && typeof address === 'object' ? [{ address: address.address, port: address.port }] : [];
+    });
+  const upstream = new UpstreamClient(config.timeouts, { hopMarker, listeners });
   const recent = new RecentReceipts(deps.journal);
   if (deps.answers) metrics.watchCache(deps.answers);
   const cache = deps.answers
@@ -149,6 +162,7 @@ export function buildApp(deps: AppDeps): App {
     : null;
   const webhooks = new WebhookSender({
     secret: config.budgets.webhookSecret ?? createHmac('sha256', deps.adminToken).update('tollgate budget webhooks').digest('hex'),
+    dispatcher: webhookAgent(config.egressAllow, { timeout: config.timeouts.connectMs }),
     onError: (err, what) => log.warn({ err: String(err) }, `${what} failed`),
   });
   const receiptsStore = deps.graphql;
@@ -166,6 +180,7 @@ export function buildApp(deps: AppDeps): App {
   const pipeline = new Pipeline({
     config,
     auth: keys,
+    ingress: new Ingress(hopMarker, authThrottle),
     limiter: new RateLimiter(Date.now, deps.rateWindows ?? null, (err) => log.warn({ err: String(err) }, 'shared rate-limit windows unreachable; counting in this process')),
     catalog: () => catalog.catalog,
     health,
@@ -202,7 +217,13 @@ export function buildApp(deps: AppDeps): App {
             await catalog.refresh();
           },
         },
-        { production: config.production, persistedOperations: deps.graphql.persistedOperations },
+        {
+          production: config.production,
+          persistedOperations: deps.graphql.persistedOperations,
+          authThrottle,
+          onSlowConsumer: () => metrics.wsSlowConsumers.inc(),
+          limits: { bodyBytes: config.maxBodyBytes, wsSubscriptions: config.websocket.maxSubscriptions, wsBufferBytes: config.websocket.maxBufferBytes },
+        },
       )
     : null;
 
@@ -220,6 +241,7 @@ export function buildApp(deps: AppDeps): App {
     responses,
     keys,
     tokens,
+    authThrottle,
     catalog: () => catalog.catalog,
     receipts: { find: findReceipt },
     jwks: deps.jwks,
@@ -263,13 +285,15 @@ export function buildApp(deps: AppDeps): App {
     graphql: graphql && !config.adminPort ? graphql.handle : undefined,
   });
 
-  const serverOptions = { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 };
-  const server = http.createServer(serverOptions, handler);
-  // The proxy's latency budget is sub-millisecond: never wait for Nagle.
-  server.on('connection', (socket) => socket.setNoDelay(true));
-  const adminServer =
-    graphql && config.adminPort ? http.createServer(serverOptions, createAdminRequestHandler({ cors, graphql: graphql.handle })) : null;
-  const websocket = graphql ? graphql.attachWebSocket(adminServer ?? server) : null;
+  const timeouts = { headersMs: config.inbound.headersTimeoutMs, requestMs: config.inbound.requestTimeoutMs };
+  const inbound = new InboundServer(timeouts, handler);
+  const adminInbound =
+    graphql && config.adminPort
+      ? new InboundServer(timeouts, createAdminRequestHandler({ cors, graphql: graphql.handle }))
+      : null;
+  const server = inbound.server;
+  const websocket = graphql ? graphql.attachWebSocket(adminInbound?.server ?? server) : null;
+  if (websocket) metrics.watchWebsockets(websocket);
 
   return {
     server,
@@ -284,8 +308,8 @@ export function buildApp(deps: AppDeps): App {
       await catalog.load();
       catalog.startPolling(config.catalogRefreshMs);
       if (responses) purge = setInterval(() => void responses.purgeExpired().catch((err) => log.warn({ err: String(err) }, 'purging expired responses failed')), 3_600_000).unref();
-      await listen(server, config.port, config.host);
-      if (adminServer) await listen(adminServer, config.adminPort, config.host);
+      await inbound.listen(config.port, config.host);
+      if (adminInbound) await adminInbound.listen(config.adminPort, config.host);
       return (server.address() as AddressInfo).port;
     },
     async stop() {
@@ -293,14 +317,11 @@ export function buildApp(deps: AppDeps): App {
       catalog.stopPolling();
       if (purge) clearInterval(purge);
       await websocket?.close();
-      adminServer?.close();
-      adminServer?.closeAllConnections();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const deadline = new Promise<void>((resolve) => setTimeout(resolve, config.drainTimeoutMs).unref());
-      await Promise.race([closed, deadline]);
-      server.closeAllConnections();
+      adminInbound?.closeAll();
+      await inbound.drain(config.drainTimeoutMs);
+      inbound.closeAll();
       await upstream.close();
+      await webhooks.close();
       await deps.journal.flush().catch((err) => log.error({ err: String(err) }, 'receipt flush at shutdown failed; the WAL keeps them for replay'));
     },
   };
@@ -317,14 +338,4 @@ async function refusedAs<T>(param: string, call: () => Promise<T>): Promise<T> {
     if (!(err instanceof AdminStoreError) || err.code !== 'INVALID_INPUT') throw err;
     throw badRequest(`Invalid '${param}': ${err.message.replace(/^[\w.]+: /, '')}.`, param);
   }
-}
-
-function listen(server: http.Server, port: number, host: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
 }

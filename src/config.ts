@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { httpsOrLoopbackProblem } from './gateway/oidc.js';
-import { CidrList } from './net/ip.js';
+import { CidrList, parseCidr } from './net/ip.js';
 import type { RetryBudgetOptions } from './routing/retry-budget.js';
 
 const optionalString = z
@@ -90,6 +90,23 @@ const issuerUrl = optionalString.superRefine((v, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$/;
+
+/** TOLLGATE_EGRESS_ALLOW: CIDRs (or single addresses) and host names, told apart by their form. */
+function egressAllowList(entries: string[]): { hosts: string[]; cidrs: CidrList } {
+  const hosts: string[] = [];
+  const cidrs: string[] = [];
+  for (const entry of entries) {
+    if (parseCidr(entry)) cidrs.push(entry);
+    else {
+      const host = entry.toLowerCase().replace(/\.$/, '');
+      if (!HOSTNAME.test(host)) throw new Error(`'${entry}' is neither a host name nor an IP address or CIDR range`);
+      hosts.push(host);
+    }
+  }
+  return { hosts, cidrs: CidrList.parse(cidrs) };
+}
+
 const EnvSchema = z.object({
   NODE_ENV: optionalString,
   TOLLGATE_PORT: intFrom(8787),
@@ -101,8 +118,18 @@ const EnvSchema = z.object({
   TOLLGATE_SECRET_KEY: optionalString,
   TOLLGATE_MAX_BODY_BYTES: intFrom(4 * 1024 * 1024, 1024),
   TOLLGATE_LOG_LEVEL: optionalString,
+  /** Request side of every port: headers, and the whole request, must arrive within these. */
+  TOLLGATE_HEADERS_TIMEOUT_MS: intFrom(15_000, 1),
+  TOLLGATE_REQUEST_TIMEOUT_MS: intFrom(60_000, 1),
+  /** graphql-ws: operations open at once on one socket, and bytes waiting to be sent to it. */
+  TOLLGATE_WS_MAX_SUBSCRIPTIONS: intFrom(100, 1),
+  TOLLGATE_WS_MAX_BUFFER_BYTES: intFrom(4 * 1024 * 1024, 64 * 1024),
+  /** Failed authentications allowed per client address and minute (0: unlimited). */
+  TOLLGATE_AUTH_FAIL_LIMIT: intFrom(50, 0),
   /** Proxies whose X-Forwarded-For is believed (CIDRs). */
   TOLLGATE_TRUSTED_PROXIES: listOf((entries) => CidrList.parse(entries)),
+  /** Non-public destinations budget webhooks may reach anyway (host names and CIDRs). */
+  TOLLGATE_EGRESS_ALLOW: listOf(egressAllowList),
   /** OIDC/JWT bearer tokens on GraphQL and GET /v1/receipts/{id}, beside Tollgate's own tokens. */
   TOLLGATE_OIDC_ISSUER: issuerUrl,
   /** Accepted `aud` values (comma-separated); required with TOLLGATE_OIDC_ISSUER. */
@@ -169,8 +196,16 @@ export interface Config {
   adminToken?: string;
   secretKey?: string;
   maxBodyBytes: number;
+  /** Request side of every port (slowloris): headers and the whole request must arrive within these. */
+  inbound: { headersTimeoutMs: number; requestTimeoutMs: number };
+  /** graphql-ws limits per socket. */
+  websocket: { maxSubscriptions: number; maxBufferBytes: number };
+  /** Failed authentications per client address and minute before 429 (0: unlimited). */
+  authFailLimit: number;
   /** Peers whose X-Forwarded-For names the client address. */
   trustedProxies: CidrList;
+  /** Non-public destinations that budget webhooks may reach anyway. */
+  egressAllow: { hosts: string[]; cidrs: CidrList };
   /** Identity provider whose JWTs are GraphQL tokens too; absent: none. */
   oidc?: OidcConfig;
   logLevel: string;
@@ -223,6 +258,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   if (e.TOLLGATE_OIDC_ISSUER && e.TOLLGATE_OIDC_AUDIENCE.length === 0) {
     throw new ConfigError('invalid environment: TOLLGATE_OIDC_AUDIENCE is required with TOLLGATE_OIDC_ISSUER (tokens for other applications must not be accepted)');
   }
+  // Node refuses a headers timeout longer than the request timeout.
+  if (e.TOLLGATE_HEADERS_TIMEOUT_MS > e.TOLLGATE_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('invalid environment: TOLLGATE_HEADERS_TIMEOUT_MS must not exceed TOLLGATE_REQUEST_TIMEOUT_MS');
+  }
   const config: Config = {
     production: e.NODE_ENV === 'production',
     host: e.TOLLGATE_HOST ?? '127.0.0.1',
@@ -233,7 +272,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     adminToken: e.TOLLGATE_ADMIN_TOKEN,
     secretKey: e.TOLLGATE_SECRET_KEY,
     maxBodyBytes: e.TOLLGATE_MAX_BODY_BYTES,
+    inbound: { headersTimeoutMs: e.TOLLGATE_HEADERS_TIMEOUT_MS, requestTimeoutMs: e.TOLLGATE_REQUEST_TIMEOUT_MS },
+    websocket: { maxSubscriptions: e.TOLLGATE_WS_MAX_SUBSCRIPTIONS, maxBufferBytes: e.TOLLGATE_WS_MAX_BUFFER_BYTES },
+    authFailLimit: e.TOLLGATE_AUTH_FAIL_LIMIT,
     trustedProxies: e.TOLLGATE_TRUSTED_PROXIES,
+    egressAllow: e.TOLLGATE_EGRESS_ALLOW,
     oidc: e.TOLLGATE_OIDC_ISSUER
       ? {
           issuer: e.TOLLGATE_OIDC_ISSUER,

@@ -101,8 +101,24 @@ export function createMetrics() {
     },
   });
 
+  const wsSlowConsumers = new client.Counter({
+    name: 'tollgate_ws_slow_consumer_closes_total',
+    help: 'Websockets closed (1008 "slow consumer") because their unsent bytes passed TOLLGATE_WS_MAX_BUFFER_BYTES',
+    registers: [registry],
+  });
+  let websockets: { bufferedBytes(): number } | null = null;
+  new client.Gauge({
+    name: 'tollgate_ws_buffered_bytes',
+    help: 'Bytes waiting to be sent to websocket subscribers, all sockets together',
+    registers: [registry],
+    collect() {
+      if (websockets) this.set(websockets.bufferedBytes());
+    },
+  });
+
   return {
     registry,
+    wsSlowConsumers,
     requests,
     errors,
     latency,
@@ -119,6 +135,9 @@ export function createMetrics() {
     },
     watchBus(source: { droppedTotal: number; subscriberCount: number }) {
       bus = source;
+    },
+    watchWebsockets(source: { bufferedBytes(): number }) {
+      websockets = source;
     },
   };
 }

@@ -1,11 +1,14 @@
 // Reading request and upstream bodies with hard size limits.
 import type { IncomingMessage } from 'node:http';
-import { bodyTooLarge } from './errors.js';
+import { bodyTooLarge, requestTimeout } from './errors.js';
+import { cutForTime } from './inbound.js';
 
 /** Reads the whole request body, refusing (413) as soon as it passes `limit` bytes. */
 export function readRequestBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(bodyTooLarge(limit));
+  // Cut while we were still authenticating: its 'error' has passed, and no 'end' will come.
+  if (req.destroyed && !req.complete) return Promise.reject(cutForTime(req) ? requestTimeout() : new Error('request aborted'));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -24,7 +27,8 @@ export function readRequestBody(req: IncomingMessage, limit: number): Promise<Bu
     };
     const onError = (err: Error) => {
       cleanup();
-      reject(err);
+      // Cut by the server (request timeout, or shutdown while it was still arriving): a 408 in its receipt.
+      reject(cutForTime(req) ? requestTimeout() : err);
     };
     const cleanup = () => {
       req.off('data', onData);

@@ -59,6 +59,29 @@ export const rateLimited = (message: string, retryAfterSeconds: number, headers:
     'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))),
   });
 
+export const authRateLimited = (retryAfterSeconds: number) =>
+  new GatewayError(
+    429,
+    'rate_limit_error',
+    'auth_rate_limited',
+    'Too many failed authentications from this address; try again later.',
+    null,
+    { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+  );
+
+/** The request carries this deployment's own x-tollgate-hop marker: a provider points back at Tollgate. */
+export const loopDetected = () =>
+  new GatewayError(
+    508,
+    'api_error',
+    'loop_detected',
+    'This request came from this Tollgate itself: a provider\'s base URL points back at Tollgate. Check the providers\' base URLs.',
+  );
+
+/** The server cut a request whose headers or body did not arrive in time. */
+export const requestTimeout = () =>
+  new GatewayError(408, 'invalid_request_error', 'request_timeout', 'The request was not received in time.');
+
 export const budgetExceeded = (message: string) => new GatewayError(429, 'insufficient_quota', 'budget_exceeded', message);
 
 export const budgetStoreUnavailable = () =>

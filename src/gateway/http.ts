@@ -10,6 +10,7 @@ import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
 import type { Actor } from '../store/admin/audit.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
 import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
+import type { AuthThrottle } from './auth-throttle.js';
 import { readRequestBody } from './body.js';
 import type { CorsPolicy } from './cors.js';
 import { GatewayError, badRequest, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';
@@ -25,6 +26,8 @@ export interface HttpDeps {
   responses: ResponseStore | null;
   keys: KeyAuthenticator;
   tokens: TokenVerifier;
+  /** Every credential check here goes through it: refused ones count per client address. */
+  authThrottle: AuthThrottle;
   catalog: () => Catalog;
   receipts: { find(id: string): Promise<Receipt | null> };
   jwks: () => object;
@@ -38,7 +41,7 @@ export interface HttpDeps {
   /** Records a task verdict for the caller's team (POST /v1/tasks/{taskId}/outcome). */
   recordOutcome: (teamId: string, body: unknown) => Promise<object>;
   /** Mounted at /graphql when present. */
-  graphql?: (req: IncomingMessage, res: ServerResponse) => void;
+  graphql?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   isDraining: () => boolean;
   cors: CorsPolicy;
 }
@@ -48,12 +51,13 @@ const RESPONSE_PATH = /^\/v1\/responses\/([A-Za-z0-9_-]{1,128})$/;
 const OUTCOME_PATH = /^\/v1\/tasks\/([^/]{1,256})\/outcome$/;
 
 export function createRequestHandler(deps: HttpDeps) {
-  return function handle(req: IncomingMessage, res: ServerResponse): void {
-    if (deps.cors(req, res)) return; // a preflight, answered
+  /** Resolves when the request is handled (receipt included): shutdown waits for it. */
+  return function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (deps.cors(req, res)) return Promise.resolve(); // a preflight, answered
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    route(deps, path, req, res).catch((err) => sendError(res, err));
+    return route(deps, path, req, res).catch((err) => sendError(res, err));
   };
 }
 
@@ -139,9 +143,12 @@ export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graph
   };
 }
 
-/** The gateway key of a REST request, used from an address its allowlist admits (else 403). */
+/**
+ * The gateway key of a REST request (401 when none is valid, through the failed-authentication
+ * throttle), used from an address its allowlist admits (else 403).
+ */
 async function authenticateKey(deps: HttpDeps, req: IncomingMessage): Promise<ApiKeyRecord> {
-  const key = await deps.keys.authenticate(req.headers.authorization);
+  const key = await deps.authThrottle.guard(req, () => deps.keys.authenticate(req.headers.authorization));
   assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
   return key;
 }
@@ -167,10 +174,10 @@ function listModels(catalog: Catalog, key: ApiKeyRecord) {
  * A key or token used from outside its allowlist: 403.
  */
 async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const principal = await deps.tokens.verify(req.headers.authorization, req);
-  let teamId: string | null = null;
-  if (principal) teamId = principal.teamId;
-  else teamId = (await authenticateKey(deps, req)).teamId;
+  const teamId = await deps.authThrottle.guard(req, async () => {
+    const principal = await deps.tokens.verify(req.headers.authorization, req);
+    return principal ? principal.teamId : (await authenticateKey(deps, req)).teamId;
+  });
   const receipt = await deps.receipts.find(id);
   // Another team's receipt reads exactly like a missing one.
   if (!receipt || (teamId !== null && receipt.team_id !== teamId)) throw notFound('Receipt');
@@ -179,10 +186,13 @@ async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, re
 
 async function createKeyForCli(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'POST') throw methodNotAllowed();
-  const principal: Principal | null = await deps.tokens.verify(req.headers.authorization, req);
-  if (!principal || principal.role !== 'ADMIN' || principal.teamId) {
-    throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
-  }
+  const principal = await deps.authThrottle.guard(req, async () => {
+    const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req);
+    if (!found || found.role !== 'ADMIN' || found.teamId) {
+      throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
+    }
+    return found;
+  });
   const body = parseJsonBody(await readRequestBody(req, 64 * 1024));
   if (typeof body.team !== 'string' || !body.team.trim()) throw badRequest("'team' must be a non-empty string.", 'team');
   const name = typeof body.name === 'string' && body.name.trim() ? body.name.trim() : 'cli';

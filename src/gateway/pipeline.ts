@@ -28,6 +28,7 @@ import { assertAllowedFrom } from './allowed-cidrs.js';
 import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
+import type { Ingress } from './ingress.js';
 import { candidatesOf, publishDecision } from './decisions.js';
 import { Endings, ZERO_USAGE } from './endings.js';
 import { Exchange } from './exchange.js';
@@ -61,6 +62,8 @@ export interface Logger {
 export interface PipelineDeps {
   config: Config;
   auth: KeyAuthenticator;
+  /** Loop marker and failed-authentication throttle, before the key is looked at. */
+  ingress: Ingress;
   limiter: RateLimiter;
   catalog: () => Catalog;
   health: TargetHealth;
@@ -108,7 +111,7 @@ export class Pipeline {
     const ex = new Exchange(protocol, req);
     try {
       assertCredentialsOnce(req.rawHeaders);
-      ex.key = await this.authenticate(protocol.authorization(req));
+      ex.key = await this.deps.ingress.admit(req, () => this.authenticate(protocol.authorization(req)));
       // A key with an IP allowlist used from elsewhere: 403 ip_not_allowed, with its receipt.
       assertAllowedFrom(ex.key.allowedCidrs, req, this.deps.config.trustedProxies);
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
@@ -327,7 +330,8 @@ export class Pipeline {
         const retryAfterMs = parseRetryAfter(response.headers['retry-after']) ?? 1_000;
         return failover(new UpstreamFailure('network_error', `upstream rate limited (429)`), status, retryAfterMs);
       }
-      if (status >= 500 || status === 408) {
+      // 508: the provider is (a path back to) this Tollgate; another try goes round again.
+      if ((status >= 500 && status !== 508) || status === 408) {
         return failover(new UpstreamFailure('network_error', `upstream answered ${status}`), status);
       }
       // Any other 4xx is about the request itself: no failover, the client gets it back.

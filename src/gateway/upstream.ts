@@ -1,7 +1,9 @@
 // Upstream HTTP: one undici Pool per provider origin, per-request timeouts, and a single
 // classification of what went wrong so routing can decide whether to fail over.
-import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import { Pool, errors as undiciErrors, type Dispatcher, type buildConnector } from 'undici';
 import type { TimeoutConfig } from '../config.js';
+import { policedConnector, providerPolicy, type Listener, type Resolver } from '../net/egress.js';
+import { HOP_HEADER } from '../net/hop.js';
 import type { Provider } from '../routing/catalog.js';
 
 export type FailureKind =
@@ -32,10 +34,29 @@ export interface UpstreamResponse {
   body: Dispatcher.ResponseData['body'];
 }
 
+export interface UpstreamOptions {
+  /** This deployment's loop marker, sent as x-tollgate-hop on every upstream request. */
+  hopMarker?: string;
+  /** Tollgate's own listening sockets: no provider may point at them. */
+  listeners?: () => readonly Listener[];
+  /** DNS (tests): the system resolver by default. */
+  resolve?: Resolver;
+}
+
 export class UpstreamClient {
   private readonly pools = new Map<string, Pool>();
+  /** Every connection goes through the provider policy (no cloud metadata, not Tollgate itself). */
+  private readonly connect: buildConnector.connector;
+  private readonly hopHeaders: Record<string, string>;
 
-  constructor(private readonly timeouts: TimeoutConfig) {}
+  constructor(
+    private readonly timeouts: TimeoutConfig,
+    options: UpstreamOptions = {},
+  ) {
+    const listeners = options.listeners ?? (() => []);
+    this.connect = policedConnector(providerPolicy(listeners), { timeout: timeouts.connectMs, resolve: options.resolve });
+    this.hopHeaders = options.hopMarker ? { [HOP_HEADER]: options.hopMarker } : {};
+  }
 
   private pool(origin: string): Pool {
     let pool = this.pools.get(origin);
@@ -43,7 +64,7 @@ export class UpstreamClient {
       pool = new Pool(origin, {
         connections: 256,
         pipelining: 1,
-        connect: { timeout: this.timeouts.connectMs },
+        connect: this.connect,
         keepAliveTimeout: 30_000,
         // Timeouts are set per request; these are only the pool's ceilings.
         headersTimeout: 0,
@@ -64,7 +85,7 @@ export class UpstreamClient {
       const res = await this.pool(provider.origin).request({
         method: 'POST',
         path: provider.basePath + path,
-        headers: { ...provider.headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        headers: { ...provider.headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...this.hopHeaders },
         body,
         signal,
         headersTimeout: firstByteMs ?? this.timeouts.firstByteMs,
@@ -99,6 +120,10 @@ export function classify(err: unknown, signal?: AbortSignal): UpstreamFailure {
   }
   if (err instanceof undiciErrors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new UpstreamFailure('connect_timeout', 'connecting to upstream timed out');
+  }
+  if (code === 'EGRESS_DENIED') {
+    // The reason names internal addresses: clients read these messages, so it stays out.
+    return new UpstreamFailure('connect_refused', "Tollgate's egress policy refused the provider's address");
   }
   const causeCode = (err as { cause?: { code?: string } })?.cause?.code;
   if (code === 'ECONNREFUSED' || causeCode === 'ECONNREFUSED') {

@@ -3,6 +3,9 @@
 // auth and every limit below apply to websocket operations exactly as to HTTP ones.
 // Websocket subscriptions go through the fan-out (src/live/fanout.ts): identical ones share
 // one execution per event and each socket's frames are written in batches.
+// Bounded per client: request bodies (TOLLGATE_MAX_BODY_BYTES, 413), operations open on one
+// socket (TOLLGATE_WS_MAX_SUBSCRIPTIONS), a socket's unsent bytes (TOLLGATE_WS_MAX_BUFFER_BYTES,
+// then 1008 "slow consumer"), and failed token checks per address (429, like the proxy).
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
@@ -15,6 +18,8 @@ import { CloseCode, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { AuthThrottle } from '../gateway/auth-throttle.js';
+import { readRequestBody } from '../gateway/body.js';
 import { GatewayError } from '../gateway/errors.js';
 import { WsFanout, type SubscribeFn } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
@@ -25,6 +30,10 @@ export interface GraphQLOptions {
   /** When set, only these operations (hash → query) may run: persisted-operations mode. */
   persistedOperations?: Record<string, string>;
   limits?: Partial<typeof DEFAULT_LIMITS>;
+  /** Counts refused tokens per client address and refuses addresses over the limit. */
+  authThrottle?: AuthThrottle;
+  /** Called when a websocket is closed for falling behind (for /metrics). */
+  onSlowConsumer?: () => void;
 }
 
 export const DEFAULT_LIMITS = {
@@ -35,7 +44,29 @@ export const DEFAULT_LIMITS = {
   batch: 10,
   /** graphql-ws: close with 4408 when connection_init has not come within this. */
   connectionInitMs: 3000,
+  /** Request body bytes (413 beyond). */
+  bodyBytes: 4 * 1024 * 1024,
+  /** graphql-ws: operations open at once on one socket; the next one gets an error. */
+  wsSubscriptions: 100,
+  /** graphql-ws: bytes not yet sent to one socket before it is closed as a slow consumer. */
+  wsBufferBytes: 4 * 1024 * 1024,
 };
+
+/** graphql-ws close code for a connection refused by the failed-authentication throttle. */
+const TOO_MANY_FAILED_AUTHENTICATIONS = 4429;
+
+/** A refusal before yoga runs, in GraphQL's response shape (`extensions.code` upper-cased). */
+function refuse(res: ServerResponse, err: unknown): void {
+  if (!(err instanceof GatewayError) || res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ errors: [{ message: err.message, extensions: { code: (err.code ?? err.type).toUpperCase() } }] });
+  // The rest of an oversized or late body is not worth reading.
+  const close = err.status === 413 || err.status === 408 ? { connection: 'close' } : {};
+  res.writeHead(err.status, { 'content-type': 'application/json', ...err.headers, ...close });
+  res.end(body);
+}
 
 interface WsContextExtra {
   wsAuthorization?: string;
@@ -115,12 +146,25 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     plugins,
     context: async (initial) => {
       const authorization = initial.wsAuthorization ?? initial.request?.headers.get('authorization') ?? undefined;
-      return createContext(services, authorization, initial.req);
+      const context = await createContext(services, authorization, initial.req);
+      // A token sent over HTTP and refused counts against its address (websockets count at connection_init).
+      if (authorization && !context.principal && !initial.wsAuthorization && initial.req) options.authThrottle?.fail(initial.req);
+      return context;
     },
   });
 
-  function handle(req: IncomingMessage, res: ServerResponse): void {
-    void yoga(req, res);
+  /** Reads the body within the size limit before yoga (which would take 25 MB). */
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      options.authThrottle?.check(req);
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        // whatwg-node takes a body already read from `req.body`.
+        (req as IncomingMessage & { body?: Buffer }).body = await readRequestBody(req, limits.bodyBytes);
+      }
+    } catch (err) {
+      return refuse(res, err);
+    }
+    await yoga(req, res);
   }
 
   /** graphql-ws on the same server and path, subprotocol graphql-transport-ws. */
@@ -134,7 +178,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
       }
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     });
-    const fanout = new WsFanout(services.bus);
+    const fanout = new WsFanout(services.bus, { maxBufferedBytes: limits.wsBufferBytes, onSlowConsumer: options.onSlowConsumer ?? (() => undefined) });
     const operations = new WeakMap<ExecutionArgs, WsOperation>();
     const authorizationOf = (params: Record<string, unknown> | undefined) =>
       typeof params?.authorization === 'string' ? params.authorization : undefined;
@@ -148,9 +192,29 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
       {
         connectionInitWaitTimeout: limits.connectionInitMs,
         // A bad or missing token, or one used from outside its allowlist: close 4403 (Forbidden)
-        // right at connection_init.
-        onConnect: async (ctx) => (await principalOf(ctx.connectionParams, ctx.extra.request)) !== null,
+        // right at connection_init; from an address over the failed-authentication limit: 4429,
+        // whatever the token.
+        onConnect: async (ctx) => {
+          const throttle = options.authThrottle;
+          try {
+            throttle?.check(ctx.extra.request);
+          } catch (err) {
+            ctx.extra.socket.close(TOO_MANY_FAILED_AUTHENTICATIONS, err instanceof Error ? err.message : 'Too many failed authentications');
+            return false;
+          }
+          const principal = await principalOf(ctx.connectionParams, ctx.extra.request);
+          if (!principal) throttle?.fail(ctx.extra.request);
+          return principal !== null;
+        },
         onSubscribe: async (ctx, id, payload: SubscribePayload) => {
+          // graphql-ws has already entered this one in ctx.subscriptions.
+          if (Object.keys(ctx.subscriptions).length > limits.wsSubscriptions) {
+            return [
+              new GraphQLError(`Too many operations on this connection (at most ${limits.wsSubscriptions}); complete one first.`, {
+                extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
+              }),
+            ];
+          }
           const authorization = authorizationOf(ctx.connectionParams);
           // The token is checked again on every subscribe: a revoked token stops here.
           if ((await principalOf(ctx.connectionParams, ctx.extra.request)) === null) {
@@ -178,6 +242,9 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
           operations.set(args, { execute, subscribe: subscribe as SubscribeFn, socket: ctx.extra.socket, id, key: fanoutKey(payload, contextValue) });
           return args;
         },
+        // What graphql-ws writes itself (query results, subscriptions that run on their own)
+        // counts against the socket's byte limit too: checked before each result.
+        onNext: (ctx) => void fanout.checkBuffer(ctx.extra.socket),
         execute: (args: ExecutionArgs) => operations.get(args)!.execute(args),
         subscribe: (args: ExecutionArgs) => {
           const op = operations.get(args)!;
@@ -188,6 +255,8 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     );
     return {
       wss,
+      /** Bytes waiting to be sent to websocket subscribers (for /metrics). */
+      bufferedBytes: () => fanout.bufferedBytes,
       close: async () => {
         for (const client of wss.clients) client.terminate();
         await disposable.dispose();

@@ -16,7 +16,8 @@
 //   writer  one per socket (src/live/socket-writer.ts): the frames of all its members go out
 //           together, corked into one syscall, at most every MIN_WRITE_INTERVAL_MS; nothing more
 //           is written until the previous batch has reached the kernel, so a client that stops
-//           reading fills its members' queues (which then drop) instead of the server's memory.
+//           reading fills its members' queues instead of the kernel's. The writer counts the
+//           socket's unsent bytes and closes it (1008 "slow consumer") past the limit.
 //
 // Members are what the bus counts as subscribers (subscriberCount, subscriberStats); group
 // streams are not. graphql-ws still owns the protocol: the member is the async iterator its
@@ -26,7 +27,7 @@
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import type { WebSocket } from 'ws';
 import type { Delivered, LiveBus, LiveStreamOpener, SubscriberStats } from './events.js';
-import { SocketWriters, type SocketWriter } from './socket-writer.js';
+import { SocketWriters, type SocketWriter, type WriterLimits } from './socket-writer.js';
 
 type OperationResult = AsyncIterable<ExecutionResult> | ExecutionResult;
 /** envelop's `subscribe` (yoga.getEnveloped): plugins and masking apply to each result. */
@@ -53,9 +54,24 @@ function nextPayload(result: ExecutionResult): string {
 
 export class WsFanout {
   private readonly groups = new Map<string, Group>();
-  private readonly writers = new SocketWriters();
+  private readonly writers: SocketWriters;
 
-  constructor(readonly bus: LiveBus) {}
+  constructor(
+    readonly bus: LiveBus,
+    limits?: WriterLimits,
+  ) {
+    this.writers = new SocketWriters(limits);
+  }
+
+  /** Closes `socket` as a slow consumer if it is over its byte limit (what graphql-ws writes itself). */
+  checkBuffer(socket: WebSocket): void {
+    this.writers.for(socket).checkBuffer();
+  }
+
+  /** Bytes waiting to be sent to websocket subscribers, all sockets together. */
+  get bufferedBytes(): number {
+    return this.writers.bufferedBytes;
+  }
 
   /** What graphql-ws's `subscribe` hook returns for one subscription. */
   async subscribe(sub: FanoutSubscription): Promise<OperationResult> {
@@ -91,6 +107,8 @@ interface Shared {
   /** The event it was executed from (undefined only if the stream did not say). */
   event: Delivered<object> | undefined;
   payload: string;
+  /** UTF-8 size of the payload, counted once for every member that queues it. */
+  bytes: number;
 }
 
 class Group {
@@ -186,7 +204,8 @@ class Group {
       for (;;) {
         const next = await results.next();
         if (next.done || this.closed) break;
-        const shared: Shared = { event: this.executing.shift(), payload: nextPayload(next.value) };
+        const payload = nextPayload(next.value);
+        const shared: Shared = { event: this.executing.shift(), payload, bytes: Buffer.byteLength(payload) };
         for (const m of this.members) m.push(shared);
       }
     } catch (err) {
@@ -230,6 +249,8 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
   /** The queue's head executed again with this member's own droppedBefore (in flight while payload is null). */
   private again: { item: Shared; gap: number; payload: string | null } | null = null;
   private readonly prefix: string;
+  /** Bytes of the frames in the queue (what the socket's writer counts against its limit). */
+  private bytes = 0;
   private readonly untrack: () => void;
   private ended = false;
   private waiter: { resolve: (r: IteratorResult<ExecutionResult>) => void; reject: (err: unknown) => void } | null = null;
@@ -244,18 +265,29 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
     this.gaps = new Array(this.capacity).fill(0);
     this.prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
     this.untrack = group.fanout.bus.track(this);
+    writer.add(this);
+  }
+
+  private frameBytes(item: Shared): number {
+    return this.prefix.length + item.bytes + 1;
   }
 
   get queued(): number {
     return this.size;
   }
 
-  /** O(1); when the queue is full the oldest goes, and the next one carries the gap. */
+  /**
+   * When the queue is full (in events, or in bytes: its share of the socket's limit) the oldest
+   * go, and the next one carries the gap. O(1) per event dropped.
+   */
   push(item: Shared): void {
     if (this.ended) return;
     let gap = 0;
-    if (this.size === this.capacity) {
-      gap = 1 + this.gaps[this.head]!;
+    let delta = this.frameBytes(item);
+    const maxBytes = this.writer.sourceMaxBytes;
+    while (this.size > 0 && (this.size === this.capacity || this.bytes + delta > maxBytes)) {
+      gap += 1 + this.gaps[this.head]!;
+      delta -= this.frameBytes(this.ring[this.head]!);
       this.ring[this.head] = undefined;
       this.head = (this.head + 1) % this.capacity;
       this.size--;
@@ -267,11 +299,19 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
     this.gaps[slot] = 0;
     this.gaps[this.head] += gap; // the new head (the item itself when the queue was emptied)
     this.size++;
+    this.bytes += delta;
     this.writer.mark(this);
+    this.writer.queue(delta); // last: it may close the socket and end this member
   }
 
   /** Appends its queued frames to `frames`; stops at a head that is being executed again. */
   drainInto(frames: string[]): void {
+    const before = this.bytes;
+    this.takeInto(frames);
+    this.writer.queue(this.bytes - before);
+  }
+
+  private takeInto(frames: string[]): void {
     while (this.size > 0) {
       const item = this.ring[this.head]!;
       const gap = this.gaps[this.head]!;
@@ -287,6 +327,7 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
         this.again = null;
       }
       frames.push(this.prefix + payload + '}');
+      this.bytes -= this.frameBytes(item);
       this.ring[this.head] = undefined;
       this.gaps[this.head] = 0;
       this.head = (this.head + 1) % this.capacity;
@@ -317,6 +358,11 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
     return Promise.resolve({ value: undefined, done: true });
   }
 
+  /** Its socket was closed as a slow consumer: the same as the subscriber going away. */
+  stop(): void {
+    void this.return();
+  }
+
   throw(err?: unknown): Promise<IteratorResult<ExecutionResult>> {
     void this.return();
     return Promise.reject(err);
@@ -340,6 +386,8 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
     this.ended = true;
     this.ring.fill(undefined);
     this.size = 0;
+    this.writer.queue(-this.bytes);
+    this.bytes = 0;
     this.again = null;
     this.untrack();
     this.writer.remove(this);

@@ -1,29 +1,59 @@
 // Per-socket batched writes for the websocket fan-out (src/live/fanout.ts): one writer per
 // socket; the frames of all its members go out together, corked into one syscall, at most
 // every MIN_WRITE_INTERVAL_MS; nothing more is written until the previous batch has reached
-// the kernel, so a client that stops reading fills its members' queues (which then drop)
-// instead of the server's memory.
+// the kernel, so a client that stops reading fills its members' queues instead of the kernel's.
+//
+// A socket's unsent bytes (its members' queues plus what ws holds for it) are bounded by
+// TOLLGATE_WS_MAX_BUFFER_BYTES. One member queues at most a quarter of that: a subscription
+// that falls behind drops its oldest events (and says so in droppedBefore) long before its
+// socket is in danger. Only many subscriptions on a socket that stops reading pass the limit
+// together; that socket is closed (1008 "slow consumer") and its members end, so it costs a
+// few MiB, not a thousand events per subscription. Clients that keep up never get near it.
 import type { WebSocket } from 'ws';
 
 /** What a writer drains: a fan-out member's queue of ready frames. */
 export interface FrameSource {
   /** Appends its queued frames to `frames`; one that cannot give them all yet marks itself again. */
   drainInto(frames: string[]): void;
+  /** The socket was closed for falling behind: end, and let go of what is queued. */
+  stop(): void;
 }
+
+export interface WriterLimits {
+  /** Unsent bytes a socket may have before it is closed as a slow consumer. */
+  maxBufferedBytes: number;
+  onSlowConsumer: () => void;
+}
+
+/** Close code and reason for a socket that fell too far behind (1008: policy violation). */
+const SLOW_CONSUMER = { code: 1008, reason: 'slow consumer' } as const;
 
 /** The writers of one fan-out, one per socket; those with frames are flushed together. */
 export class SocketWriters {
-  private readonly writers = new WeakMap<WebSocket, SocketWriter>();
+  private readonly writers = new Map<WebSocket, SocketWriter>();
   private readonly dirty = new Set<SocketWriter>();
   private flushScheduled = false;
+
+  constructor(readonly limits: WriterLimits = { maxBufferedBytes: Infinity, onSlowConsumer: () => undefined }) {}
 
   for(socket: WebSocket): SocketWriter {
     let writer = this.writers.get(socket);
     if (!writer) {
       writer = new SocketWriter(this, socket);
-      this.writers.set(socket, writer);
+      // A socket already closed would never say so again: it is not kept.
+      if (socket.readyState !== socket.CLOSED) {
+        this.writers.set(socket, writer);
+        socket.once('close', () => this.writers.delete(socket));
+      }
     }
     return writer;
+  }
+
+  /** Bytes waiting to be sent to every socket (for /metrics). */
+  get bufferedBytes(): number {
+    let total = 0;
+    for (const w of this.writers.values()) total += w.unsentBytes;
+    return total;
   }
 
   /** Flushes `writer` on the next turn, with every other socket that has frames by then. */
@@ -55,8 +85,14 @@ function rawSocket(socket: WebSocket): { cork(): void; uncork(): void } | undefi
 const MIN_WRITE_INTERVAL_MS = 5;
 
 export class SocketWriter {
-  /** Sources (fan-out members) with frames to write. */
+  /** Every source (fan-out member) writing to this socket. */
+  private readonly sources = new Set<FrameSource>();
+  /** Sources with frames to write. */
   private readonly pending = new Set<FrameSource>();
+  /** Bytes of the frames its sources hold, not yet handed to ws. */
+  private queued = 0;
+  /** Closed as a slow consumer. */
+  private closed = false;
   /** The last batch has not reached the kernel yet. */
   private writing = false;
   private lastWrite = -Infinity;
@@ -67,13 +103,45 @@ export class SocketWriter {
     private readonly socket: WebSocket,
   ) {}
 
+  add(source: FrameSource): void {
+    this.sources.add(source);
+  }
+
+  remove(source: FrameSource): void {
+    this.sources.delete(source);
+    this.pending.delete(source);
+  }
+
   mark(source: FrameSource): void {
     this.pending.add(source);
     this.request();
   }
 
-  remove(source: FrameSource): void {
-    this.pending.delete(source);
+  /** A source queued (positive) or let go of (negative) this many bytes of frames. */
+  queue(bytes: number): void {
+    this.queued += bytes;
+    if (bytes > 0) this.checkBuffer();
+  }
+
+  /** Bytes one source may queue (it drops its oldest beyond): a quarter of the socket's limit. */
+  get sourceMaxBytes(): number {
+    return this.writers.limits.maxBufferedBytes / 4;
+  }
+
+  /** Queued here plus held by ws and the socket: what this client has not received yet. */
+  get unsentBytes(): number {
+    return this.queued + this.socket.bufferedAmount;
+  }
+
+  /** Closes the socket (1008 "slow consumer") once its unsent bytes pass the limit. */
+  checkBuffer(): void {
+    const { maxBufferedBytes, onSlowConsumer } = this.writers.limits;
+    if (this.closed || this.unsentBytes <= maxBufferedBytes) return;
+    this.closed = true;
+    onSlowConsumer();
+    this.socket.close(SLOW_CONSUMER.code, SLOW_CONSUMER.reason);
+    for (const source of [...this.sources]) source.stop();
+    this.pending.clear();
   }
 
   /** Asks for a flush: on the next turn, or when the write interval has passed. */
@@ -92,7 +160,7 @@ export class SocketWriter {
 
   flush(): void {
     if (this.writing || this.timer || this.pending.size === 0) return;
-    if (this.socket.readyState !== this.socket.OPEN) {
+    if (this.closed || this.socket.readyState !== this.socket.OPEN) {
       this.pending.clear();
       return;
     }

@@ -64,7 +64,8 @@ describe('budgets on one gateway', () => {
     });
     await new Promise<void>((r) => hookServer.listen(0, '127.0.0.1', r));
     hookUrl = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`;
-    gw = await startTestGateway({ env: { TOLLGATE_WEBHOOK_SECRET: WEBHOOK_SECRET } });
+    // The webhook receiver is on loopback, which the egress policy allows only when listed.
+    gw = await startTestGateway({ env: { TOLLGATE_WEBHOOK_SECRET: WEBHOOK_SECRET, TOLLGATE_EGRESS_ALLOW: '127.0.0.1' } });
     await setup(gw);
     gw.started.runtime.app.bus.budgets.subscribe((e) => events.push(e));
   });

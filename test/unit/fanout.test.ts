@@ -59,27 +59,44 @@ interface Frame {
   payload: { data: { d: { requestId: string; droppedBefore: number } } };
 }
 
-/** A socket whose write callbacks can be held back, like a client that stopped reading. */
+/**
+ * A socket whose writes can be held back, like a client that stopped reading: while blocked,
+ * what is sent stays in `bufferedAmount` (as in ws) and write callbacks wait.
+ */
 function fakeSocket() {
   const frames: Frame[] = [];
   const held: Array<() => void> = [];
   let blocked = false;
+  const closed: Array<{ code: number; reason: string }> = [];
   const socket = {
     OPEN: 1,
+    CLOSED: 3,
     readyState: 1,
+    bufferedAmount: 0,
     send(data: string, cb?: (err?: Error) => void) {
       frames.push(JSON.parse(data));
-      if (cb) (blocked ? held : []).push(() => cb());
-      if (cb && !blocked) setImmediate(() => cb());
+      if (!blocked) {
+        if (cb) setImmediate(() => cb());
+        return;
+      }
+      socket.bufferedAmount += Buffer.byteLength(data);
+      held.push(() => cb?.());
+    },
+    once: () => socket,
+    close(code: number, reason: string) {
+      socket.readyState = 2; // CLOSING
+      closed.push({ code, reason });
     },
   };
   return {
     socket: socket as unknown as WebSocket,
     frames,
+    closed,
     ids: () => frames.map((f) => f.payload.data.d.requestId),
     block: () => void (blocked = true),
     unblock: () => {
       blocked = false;
+      socket.bufferedAmount = 0;
       for (const h of held.splice(0)) h();
     },
   };
@@ -182,6 +199,63 @@ describe('websocket fan-out', () => {
     ]);
     expect(fast.frames.every((f) => f.payload.data.d.droppedBefore === 0)).toBe(true);
     expect(fast.ids()).toEqual(Array.from({ length: 10 }, (_, i) => `r${i}`));
+  });
+
+  it('closes a socket whose unsent bytes pass the limit (1008 "slow consumer"), ends its members and lets go of their queues', async () => {
+    const bus = new LiveBus();
+    let slowConsumers = 0;
+    const fanout = new WsFanout(bus, { maxBufferedBytes: 4_000, onSlowConsumer: () => slowConsumers++ });
+    const fast = fakeSocket();
+    const slow = fakeSocket();
+    const slowSubs = [];
+    // Different keys: every subscription has its own queue and payloads.
+    for (let i = 0; i < 5; i++) {
+      const { subscribe } = fakeSubscribe(bus);
+      await join(fanout, `k${i}`, subscribe, fast.socket, `fast-${i}`);
+      slowSubs.push(await join(fanout, `k${i}`, subscribe, slow.socket, `slow-${i}`));
+    }
+    expect(bus.subscriberCount).toBe(10);
+
+    slow.block();
+    for (let i = 0; i < 100; i++) {
+      bus.decisions.publish(decision(`r${i}`));
+      // Unsent bytes never pile up beyond the limit (plus the event that crossed it); without
+      // it the slow socket would hold ~50 kB by the end.
+      expect(fanout.bufferedBytes).toBeLessThan(4_000 + 5 * 200);
+      await vi.waitFor(() => expect(fast.frames).toHaveLength(5 * (i + 1)), { interval: 1 });
+    }
+    expect(fast.closed).toEqual([]);
+    expect(slow.closed).toEqual([{ code: 1008, reason: 'slow consumer' }]);
+    expect(slowConsumers).toBe(1);
+    // Its members ended like subscribers that went away; what they held is released.
+    expect(bus.subscriberCount).toBe(5);
+    expect(await slowSubs[0]!.next()).toEqual({ value: undefined, done: true });
+    expect(slow.frames.length).toBeLessThan(100);
+    // The reader lost nothing.
+    for (let i = 0; i < 5; i++) {
+      expect(fast.frames.filter((f) => f.id === `fast-${i}`).map((f) => f.payload.data.d.requestId)).toEqual(Array.from({ length: 100 }, (_, n) => `r${n}`));
+    }
+    expect(fast.frames.every((f) => f.payload.data.d.droppedBefore === 0)).toBe(true);
+    expect(fanout.bufferedBytes).toBe(slow.socket.bufferedAmount);
+  });
+
+  it('a single subscription that falls behind drops its oldest within its share of the byte limit; its socket stays open', async () => {
+    const bus = new LiveBus();
+    const fanout = new WsFanout(bus, { maxBufferedBytes: 4_000, onSlowConsumer: () => undefined });
+    const { subscribe } = fakeSubscribe(bus);
+    const s = fakeSocket();
+    await join(fanout, 'k', subscribe, s.socket, 'only');
+    s.block();
+    bus.decisions.publish(decision('r0'));
+    await vi.waitFor(() => expect(s.frames).toHaveLength(1));
+    for (let i = 1; i < 100; i++) bus.decisions.publish(decision(`r${i}`));
+    await vi.waitFor(() => expect(bus.droppedTotal).toBeGreaterThan(0));
+    expect(fanout.bufferedBytes).toBeLessThanOrEqual(1_000 + s.socket.bufferedAmount); // a quarter of 4 000, plus r0
+    expect(s.closed).toEqual([]);
+    s.unblock();
+    await vi.waitFor(() => expect(s.ids().at(-1)).toBe('r99'));
+    const got = s.frames.map((f) => f.payload.data.d);
+    expect(got.length + got.reduce((n, d) => n + d.droppedBefore, 0)).toBe(100);
   });
 
   it('hands an error result to the first subscriber and lets the others run on their own', async () => {

@@ -3,8 +3,10 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { WebhookSender } from '../../src/budgets/webhooks.js';
+import { webhookAgent } from '../../src/net/egress.js';
 import type { BudgetEvent } from '../../src/live/events.js';
 import { createLogger, printBanner } from '../../src/main.js';
+import { CidrList } from '../../src/net/ip.js';
 import { redactDeep, redactSecrets } from '../../src/redact.js';
 import type { Runtime } from '../../src/runtime.js';
 
@@ -85,7 +87,7 @@ describe('where URLs are printed', () => {
 
   it('a failed budget webhook is reported without the credentials in its URL', async () => {
     const reported: string[] = [];
-    const sender = new WebhookSender({ secret: 's', backoffMs: 1, onError: (err) => reported.push(String(err)) });
+    const sender = new WebhookSender({ secret: 's', backoffMs: 1, dispatcher: webhookAgent({ hosts: ['127.0.0.1'], cidrs: CidrList.parse(['127.0.0.1/32']) }, { timeout: 1_000 }), onError: (err) => reported.push(String(err)) });
     // fetch refuses a URL with credentials, and quotes it in its own error message.
     sender.send('http://hook-user:hook-pass@127.0.0.1:9/budget?token=hook-token', { teamId: 't' } as unknown as BudgetEvent);
     await sender.drain();

@@ -1,0 +1,31 @@
+// The settings added for the edges (src/config.ts): defaults, lists, and errors that name the variable.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { parseIp } from '../../src/net/ip.js';
+
+describe('edge settings', () => {
+  it('has sane defaults', () => {
+    const c = loadConfig({});
+    expect(c.inbound).toEqual({ headersTimeoutMs: 15_000, requestTimeoutMs: 60_000 });
+    expect(c.websocket).toEqual({ maxSubscriptions: 100, maxBufferBytes: 4 * 1024 * 1024 });
+    expect(c.authFailLimit).toBe(50);
+    expect(c.trustedProxies.size).toBe(0);
+    expect(c.egressAllow.hosts).toEqual([]);
+    expect(c.egressAllow.cidrs.size).toBe(0);
+  });
+
+  it('reads lists of CIDRs and host names', () => {
+    const c = loadConfig({ TOLLGATE_TRUSTED_PROXIES: '10.0.0.0/8, fd00::/8', TOLLGATE_EGRESS_ALLOW: 'Hooks.Internal., 192.168.1.0/24 127.0.0.1' });
+    expect(c.trustedProxies.has(parseIp('10.9.9.9')!)).toBe(true);
+    expect(c.egressAllow.hosts).toEqual(['hooks.internal']);
+    expect(c.egressAllow.cidrs.has(parseIp('192.168.1.7')!)).toBe(true);
+    expect(c.egressAllow.cidrs.has(parseIp('127.0.0.1')!)).toBe(true);
+  });
+
+  it('names the variable and the entry that is wrong', () => {
+    expect(() => loadConfig({ TOLLGATE_TRUSTED_PROXIES: '10.0.0.0/8,10.0.0.0/40' })).toThrow(/TOLLGATE_TRUSTED_PROXIES: '10\.0\.0\.0\/40' is not an IP address or CIDR range/);
+    expect(() => loadConfig({ TOLLGATE_EGRESS_ALLOW: 'http://hooks.internal' })).toThrow(/TOLLGATE_EGRESS_ALLOW: 'http:\/\/hooks\.internal' is neither a host name/);
+    expect(() => loadConfig({ TOLLGATE_HEADERS_TIMEOUT_MS: '90000' })).toThrow(ConfigError);
+    expect(() => loadConfig({ TOLLGATE_WS_MAX_BUFFER_BYTES: '1000' })).toThrow(/TOLLGATE_WS_MAX_BUFFER_BYTES/);
+  });
+});
