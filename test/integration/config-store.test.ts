@@ -474,6 +474,11 @@ describe(`config store on ${KIND}`, () => {
 
     it('refuses a routing change that would break the configuration, naming the field, and keeps the old one', async () => {
       await store.providers.upsertProvider({ name: 'p1', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
+      // A provider may be local (vLLM, Ollama), but never a cloud metadata endpoint.
+      for (const baseUrl of ['http://169.254.169.254/latest', 'http://metadata.google.internal/v1', 'http://[fe80::1]/v1']) {
+        const err = await store.providers.upsertProvider({ name: 'meta', kind: 'OPENAI_COMPATIBLE', baseUrl }).then(() => null, (e) => e);
+        expect(err?.message, baseUrl).toMatch(/^baseUrl: /);
+      }
       const base = { strategy: 'PRIORITY' as const, targets: [{ provider: 'p1', model: 'm' }] };
       await store.routing.upsertRoute({ name: 'strong', ...base });
       await store.routing.upsertRoute({ name: 'smart', ...base, rules: [{ name: 'hard', when: 'request.promptTokens > 6000', route: 'strong' }] });

@@ -1,6 +1,7 @@
 // Providers (GraphQL: src/graphql/schema/providers.ts). Provider API keys are sealed with the
 // SecretBox and only loadProvidersWithSecrets() (the gateway) sees them in clear. Upserts: the
 // same provider name replaces the old one.
+import { providerBaseUrlProblem } from '../../net/egress.js';
 import { z } from 'zod';
 import { Prisma, ProviderKind, type PrismaClient } from '../prisma.js';
 import type { SecretBox } from '../secret-box.js';
@@ -35,7 +36,13 @@ export interface ProviderRecord {
 const upsertProviderInput = z.object({
   name: slug,
   kind: z.enum(ProviderKind),
-  baseUrl: httpUrl.nullish(),
+  // Cloud metadata endpoints are never a provider (src/net/egress.ts checks again when connecting).
+  baseUrl: httpUrl
+    .superRefine((url, ctx) => {
+      const problem = providerBaseUrlProblem(url);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .nullish(),
   apiKey: z.string().trim().min(1).max(8192).nullish(),
   timeoutMs: positiveInt.nullish(),
   extraHeaders: stringMap(HEADER_NAME).nullish(),
