@@ -174,9 +174,13 @@ function listModels(catalog: Catalog, key: ApiKeyRecord) {
  * A key or token used from outside its allowlist: 403.
  */
 async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // One failed authentication at most per request: the key is tried inside the same guard.
   const teamId = await deps.authThrottle.guard(req, async () => {
     const principal = await deps.tokens.verify(req.headers.authorization, req);
-    return principal ? principal.teamId : (await authenticateKey(deps, req)).teamId;
+    if (principal) return principal.teamId;
+    const key = await deps.keys.authenticate(req.headers.authorization);
+    assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
+    return key.teamId;
   });
   const receipt = await deps.receipts.find(id);
   // Another team's receipt reads exactly like a missing one.
