@@ -349,9 +349,3 @@ function skipToLineEnd(text: string, i: number, to: number): number {
   return end === -1 || end > to ? to : end;
 }
 
-// V8 optimizes the scanner's loop for the branches it has seen taken. After a long run of
-// English-only prompts, the first Chinese one deoptimizes it ("insufficient type feedback"), and
-// V8 was seen running it unoptimized for thousands of calls after that (0.25 ms instead of 0.04
-// ms on a 2k-token prompt). One read at load of a text that takes every branch (English,
-// Chinese, code, quotes, lists, lead-ins, bounds, math) gives V8 the whole picture up front.
-readPrompt('Hi "there": 设计一个分布式系统，并证明它“正确”。\n\n```js\nx = 1;\n```\n\nThen: 1. O(n) 「a」 ≤ 3:45 tl;dr, ok?');
