@@ -52,7 +52,6 @@ const SHORT_PARAGRAPH_TOKENS = 15;
 const AFTER_CODE_TOKENS = 60;
 const CJK_CHARS_PER_TOKEN = 1.7;
 
-
 function emptyCounts(): TextCounts {
   return { cues: new Float64Array(CUE_COUNT), tokens: 0, numbers: 0, commas: 0, questions: 0, listLines: 0, mathSymbols: 0, bounds: 0, introducesMaterial: false, afterCode: false };
 }
@@ -152,7 +151,7 @@ class PromptReader {
   private scan(from: number, to: number): void {
     const { text } = this;
     for (let i = from; i < to; i++) {
-      let c = text.charCodeAt(i);
+      const c = text.charCodeAt(i);
       if (c === 10 /* \n */) {
         this.breakPhrase();
         if (this.inFence) this.codeLines++;
