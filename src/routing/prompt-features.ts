@@ -52,7 +52,6 @@ const SHORT_PARAGRAPH_TOKENS = 15;
 const AFTER_CODE_TOKENS = 60;
 const CJK_CHARS_PER_TOKEN = 1.7;
 
-
 function emptyCounts(): TextCounts {
   return { cues: new Float64Array(CUE_COUNT), tokens: 0, numbers: 0, commas: 0, questions: 0, listLines: 0, mathSymbols: 0, bounds: 0, introducesMaterial: false, afterCode: false };
 }
@@ -75,8 +74,14 @@ function addInto(into: TextCounts, from: TextCounts): void {
   into.bounds += from.bounds;
 }
 
-/** Characters that count as math notation when they appear outside code. */
-const MATH_SYMBOLS = new Set([...'^²³√∑∫≤≥≠∞π±∈∀∃⇒→×÷=θλ₁₂₃ₙ⁵'].map((c) => c.charCodeAt(0)));
+/** Characters that count as math notation when they appear outside code (1 by char code). */
+const MATH_SYMBOL = new Uint8Array(0x2300);
+for (const c of '^²³√∑∫≤≥≠∞π±∈∀∃⇒→×÷=θλ₁₂₃ₙ⁵') MATH_SYMBOL[c.charCodeAt(0)] = 1;
+
+/** Letters and digits start a word (lower-case ASCII, digits, Latin letters with accents). */
+const isWordStart = (c: number) => (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || (c >= 0xc0 && c <= 0x24f);
+/** … and apostrophe, hyphen and ';' ("tl;dr") continue one; c is lower-cased already. */
+const isWordChar = (c: number) => (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 39 || c === 45 || c === 59 || (c >= 0xc0 && c <= 0x24f);
 
 /**
  * One pass over the text. Splits it into paragraphs (first, middle, last), counts cues and
@@ -105,12 +110,7 @@ class PromptReader {
   private quoted = false;
   private leadIn = false;
   private into = this.current;
-  // Word state: hashes of the current word, of "previous current" and "prev2 prev current".
-  private inWord = false;
-  private wordIsNumber = false;
-  private h1 = FNV_OFFSET;
-  private h2 = 0;
-  private h3 = 0;
+  // Phrase state: the words before the current one, as far as they may begin a phrase.
   private prevWord = 0; // hash of the previous word when it may start a phrase (0: none)
   private prevPair = 0; // hash of the previous two-word phrase when it may start one (0: none)
   // Chinese state: the previous three Chinese characters (0: none).
@@ -151,7 +151,7 @@ class PromptReader {
   private scan(from: number, to: number): void {
     const { text } = this;
     for (let i = from; i < to; i++) {
-      let c = text.charCodeAt(i);
+      const c = text.charCodeAt(i);
       if (c === 10 /* \n */) {
         this.breakPhrase();
         if (this.inFence) this.codeLines++;
@@ -159,10 +159,7 @@ class PromptReader {
         if (++this.blankRun === 2 && !this.inFence) this.endParagraph();
         continue;
       }
-      if (c === 32 || c === 9 || c === 13) {
-        this.endWord();
-        continue;
-      }
+      if (c === 32 || c === 9 || c === 13) continue;
       if (this.lineStart) {
         this.lineStart = false;
         this.blankRun = 0;
@@ -182,27 +179,18 @@ class PromptReader {
           continue;
         }
       }
-      if (this.inFence) continue; // code is material: counted by lines, its words are not cues
-      this.lastVisible = c;
-      if (c >= 65 && c <= 90) c += 32; // ASCII lower case
-      if (c === 0x2019) c = 39; // ’ → '
-      if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 39 || c === 45 || c === 59 || (c >= 0xc0 && c <= 0x24f)) {
-        // Letters, digits, apostrophe, hyphen and ';' (for "tl;dr") continue a word.
-        if (!this.inWord) {
-          if (c === 39 || c === 45 || c === 59) continue;
-          this.inWord = true;
-          this.wordIsNumber = c >= 48 && c <= 57;
-          this.h1 = FNV_OFFSET;
-          this.h2 = this.prevWord !== 0 ? fnvStep(this.prevWord, SPACE) : 0;
-          this.h3 = this.prevPair !== 0 ? fnvStep(this.prevPair, SPACE) : 0;
-        }
-        this.h1 = fnvStep(this.h1, c);
-        this.h2 = fnvStep(this.h2, c);
-        this.h3 = fnvStep(this.h3, c);
+      if (this.inFence) {
+        // Code is material: counted by lines, its words are not cues.
+        i = skipToLineEnd(text, i, to) - 1;
         continue;
       }
-      this.endWord();
+      this.lastVisible = c;
+      if (isWordStart(c)) {
+        i = this.readWord(i, to) - 1;
+        continue;
+      }
       if (isCjk(c)) {
+        this.prevWord = this.prevPair = 0;
         this.into.tokens += 1 / CJK_CHARS_PER_TOKEN;
         lookupCjk(this.into.cues, c, this.cjk1, this.cjk2, this.cjk3);
         this.cjk3 = this.cjk2;
@@ -221,36 +209,57 @@ class PromptReader {
       else if (c === 44 || c === 0x3001) into.commas++;
       else if (c === 63 || c === 0xff1f) into.questions++;
       else if (c === 40 /* ( */ && isBoundMarker(text, i)) into.bounds++;
-      else if (MATH_SYMBOLS.has(c)) into.mathSymbols++;
+      else if (c < MATH_SYMBOL.length && MATH_SYMBOL[c] === 1) into.mathSymbols++;
     }
   }
 
-  private endWord(): void {
-    if (!this.inWord) return;
-    this.inWord = false;
+  /**
+   * Reads the word (letters, digits, and inside a word ' - ;) starting at i, hashing it alone
+   * and as the end of a two- and three-word phrase, and counts its cues. Returns where it ends.
+   */
+  private readWord(start: number, to: number): number {
+    const { text } = this;
+    let h1 = FNV_OFFSET;
+    let h2 = this.prevWord !== 0 ? fnvStep(this.prevWord, SPACE) : 0;
+    let h3 = this.prevPair !== 0 ? fnvStep(this.prevPair, SPACE) : 0;
+    let i = start;
+    let last = 0;
+    for (; i < to; i++) {
+      let c = text.charCodeAt(i);
+      if (c >= 65 && c <= 90) c += 32; // ASCII lower case
+      else if (c === 0x2019) c = 39; // ’ → '
+      if (!isWordChar(c)) break;
+      h1 = fnvStep(h1, c);
+      h2 = fnvStep(h2, c);
+      h3 = fnvStep(h3, c);
+      last = c;
+    }
+    this.lastVisible = last;
+    this.cjk1 = this.cjk2 = this.cjk3 = 0;
     const into = this.into;
     into.tokens++;
-    if (this.wordIsNumber) {
+    const first = text.charCodeAt(start);
+    if (first >= 48 && first <= 57) {
       into.numbers++;
       this.prevWord = this.prevPair = 0;
-      return;
+      return i;
     }
-    const single = LEX.words.get(this.h1);
+    const single = LEX.words.get(h1);
     if (single !== undefined) into.cues[single]++;
     if (this.prevWord !== 0) {
-      const pair = LEX.words.get(this.h2);
+      const pair = LEX.words.get(h2);
       if (pair !== undefined) into.cues[pair]++;
       if (this.prevPair !== 0) {
-        const triple = LEX.words.get(this.h3);
+        const triple = LEX.words.get(h3);
         if (triple !== undefined) into.cues[triple]++;
       }
     }
-    this.prevPair = this.prevWord !== 0 && LEX.phraseStarts.has(this.h2) ? this.h2 : 0;
-    this.prevWord = LEX.phraseStarts.has(this.h1) ? this.h1 : 0;
+    this.prevPair = this.prevWord !== 0 && LEX.phraseStarts.has(h2) ? h2 : 0;
+    this.prevWord = LEX.phraseStarts.has(h1) ? h1 : 0;
+    return i;
   }
 
   private breakPhrase(): void {
-    this.endWord();
     this.prevWord = this.prevPair = 0;
     this.cjk1 = this.cjk2 = this.cjk3 = 0;
   }
@@ -339,9 +348,3 @@ function skipToLineEnd(text: string, i: number, to: number): number {
   return end === -1 || end > to ? to : end;
 }
 
-// V8 optimizes the scanner's loop for the branches it has seen taken. After a long run of
-// English-only prompts, the first Chinese one deoptimizes it ("insufficient type feedback"), and
-// V8 was seen running it unoptimized for thousands of calls after that (0.25 ms instead of 0.04
-// ms on a 2k-token prompt). One read at load of a text that takes every branch (English,
-// Chinese, code, quotes, lists, lead-ins, bounds, math) gives V8 the whole picture up front.
-readPrompt('Hi "there": 设计一个分布式系统，并证明它“正确”。\n\n```js\nx = 1;\n```\n\nThen: 1. O(n) 「a」 ≤ 3:45 tl;dr, ok?');

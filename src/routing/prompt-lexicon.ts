@@ -70,13 +70,22 @@ const cjkPair = (a: number, b: number) => (a - 0x3400) * 32768 + (b - 0x3400);
 const cjkHash = (codes: number[]) => codes.reduce(fnvStep, FNV_OFFSET);
 export const SPACE = 32;
 
+const CUE_MASK = 0x0f; // room for 15 families (CUE_COUNT is 14)
+const STARTS_PAIR = 0x10;
+const STARTS_LONG = 0x20;
+
 interface Lexicon {
   /** hash of a lower-cased English word or phrase → Cue */
   words: Map<number, number>;
   /** hashes of words and two-word phrases that begin a longer entry: only then look further */
   phraseStarts: Set<number>;
-  /** Chinese entries of one character (by code), two (by cjkPair) and three or four (by cjkHash) */
-  cjk1: Map<number, number>;
+  /**
+   * Per Chinese character (by code): CUE_MASK holds its own entry's family + 1 (0: none), and
+   * STARTS_PAIR / STARTS_LONG say whether it begins a two- or a longer entry. One array read
+   * per character decides whether any table needs asking.
+   */
+  cjkChar: Uint8Array;
+  /** Chinese entries of two characters (by cjkPair) and of three or four (by cjkHash) */
   cjk2: Map<number, number>;
   cjkLong: Map<number, number>;
   /** the first two characters of each three- or four-character entry: only then hash the window */
@@ -84,7 +93,7 @@ interface Lexicon {
 }
 
 function buildLexicon(): Lexicon {
-  const lexicon: Lexicon = { words: new Map(), phraseStarts: new Set(), cjk1: new Map(), cjk2: new Map(), cjkLong: new Map(), cjkLongStarts: new Set() };
+  const lexicon: Lexicon = { words: new Map(), phraseStarts: new Set(), cjkChar: new Uint8Array(0xa000), cjk2: new Map(), cjkLong: new Map(), cjkLongStarts: new Set() };
   for (const [family, list] of Object.entries(LEXICON)) {
     const cue = Cue[family as keyof typeof Cue];
     for (const entry of list.split('|').map((e) => e.trim()).filter(Boolean)) {
@@ -92,10 +101,16 @@ function buildLexicon(): Lexicon {
         const codes = [...entry].map((c) => c.charCodeAt(0));
         if (!codes.every(isCjk)) continue; // mixed entries ("函数 f") are English-side only
         if (codes.length > 4) throw new Error(`Chinese lexicon entries have at most four characters: ${entry}`);
-        const [table, key] =
-          codes.length === 1 ? [lexicon.cjk1, codes[0]] : codes.length === 2 ? [lexicon.cjk2, cjkPair(codes[0], codes[1])] : [lexicon.cjkLong, cjkHash(codes)];
-        if (table.has(key)) throw new Error(`lexicon entry "${entry}" repeats another (or its hash does)`);
+        const repeated = () => new Error(`lexicon entry "${entry}" repeats another (or its hash does)`);
+        if (codes.length === 1) {
+          if (lexicon.cjkChar[codes[0]] & CUE_MASK) throw repeated();
+          lexicon.cjkChar[codes[0]] |= cue + 1;
+          continue;
+        }
+        const [table, key] = codes.length === 2 ? [lexicon.cjk2, cjkPair(codes[0], codes[1])] : [lexicon.cjkLong, cjkHash(codes)];
+        if (table.has(key)) throw repeated();
         table.set(key, cue);
+        lexicon.cjkChar[codes[0]] |= codes.length === 2 ? STARTS_PAIR : STARTS_LONG;
         if (codes.length > 2) lexicon.cjkLongStarts.add(cjkPair(codes[0], codes[1]));
         continue;
       }
@@ -125,16 +140,18 @@ export const LEX = buildLexicon();
 
 /** Chinese windows ending at c: "c", "p1 c", "p2 p1 c", "p3 p2 p1 c" (0: no such character). */
 export function lookupCjk(cues: Float64Array, c: number, p1: number, p2: number, p3: number): void {
-  const one = LEX.cjk1.get(c);
-  if (one !== undefined) cues[one]++;
-  if (p1 === 0) return;
-  const two = LEX.cjk2.get(cjkPair(p1, c));
-  if (two !== undefined) cues[two]++;
-  if (p2 !== 0 && LEX.cjkLongStarts.has(cjkPair(p2, p1))) {
+  const chars = LEX.cjkChar;
+  const own = chars[c] & CUE_MASK;
+  if (own !== 0) cues[own - 1]++;
+  if (p1 !== 0 && chars[p1] & STARTS_PAIR) {
+    const two = LEX.cjk2.get(cjkPair(p1, c));
+    if (two !== undefined) cues[two]++;
+  }
+  if (p2 !== 0 && chars[p2] & STARTS_LONG && LEX.cjkLongStarts.has(cjkPair(p2, p1))) {
     const three = LEX.cjkLong.get(fnvStep(fnvStep(fnvStep(FNV_OFFSET, p2), p1), c));
     if (three !== undefined) cues[three]++;
   }
-  if (p3 !== 0 && LEX.cjkLongStarts.has(cjkPair(p3, p2))) {
+  if (p3 !== 0 && chars[p3] & STARTS_LONG && LEX.cjkLongStarts.has(cjkPair(p3, p2))) {
     const four = LEX.cjkLong.get(fnvStep(fnvStep(fnvStep(fnvStep(FNV_OFFSET, p3), p2), p1), c));
     if (four !== undefined) cues[four]++;
   }
