@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { decode, encode } from 'gpt-tokenizer';
 import { LocalEmbedder } from '../src/cache/embedders.js';
-import { classifyPrompt, TIERS, type Classification, type ClassifierInput, type Tier } from '../src/routing/classifier.js';
+import { classifyPrompt, TIERS, warmUpClassifier, type Classification, type ClassifierInput, type Tier } from '../src/routing/classifier.js';
 import { KnnClassifier } from '../src/routing/knn-classifier.js';
 import { machine, percentile } from './support/stats.js';
 
@@ -91,6 +91,7 @@ function calibration(outcomes: Array<{ row: Row; got: Classification }>) {
 }
 
 // ── the built-in scorer ──────────────────────────────────────────────────────────────────
+warmUpClassifier(); // as the gateway does when it starts
 const scored = rows.map((row) => ({ row, got: classifyPrompt(asInput(row.text)) }));
 const tune = score(scored.filter((o) => o.row.split === 'tune'));
 const holdout = score(scored.filter((o) => o.row.split === 'holdout'));

@@ -40,7 +40,7 @@ import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
 import { RetryBudgets } from './routing/retry-budget.js';
-import { classifyPrompt } from './routing/classifier.js';
+import { classifyPrompt, warmUpClassifier } from './routing/classifier.js';
 import { redactSecrets } from './redact.js';
 
 export interface AppStore extends CatalogStore {
@@ -306,6 +306,7 @@ export function buildApp(deps: AppDeps): App {
     webhooks,
     async start() {
       await catalog.load();
+      warmUpClassifier();
       catalog.startPolling(config.catalogRefreshMs);
       if (responses) purge = setInterval(() => void responses.purgeExpired().catch((err) => log.warn({ err: String(err) }, 'purging expired responses failed')), 3_600_000).unref();
       await inbound.listen(config.port, config.host);
