@@ -2,6 +2,7 @@
 // framework's routing and body plumbing would be most of the gateway's added latency.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientProtocol } from '../protocols/protocol.js';
+import { COUNT_TOKENS_PATH, serveCountTokens } from '../protocols/messages/protocol.js';
 import { deleteStoredResponse, storedResponse } from '../protocols/responses/protocol.js';
 import type { Receipt } from '../receipts/receipt.js';
 import type { ResponseStore } from '../store/responses.js';
@@ -53,10 +54,12 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   const method = req.method ?? 'GET';
   const protocol = deps.protocols.get(path);
   if (protocol) {
-    if (method !== 'POST') throw methodNotAllowed();
+    if (method !== 'POST') return sendJson(res, 405, protocol.errorBody(methodNotAllowed()));
     if (deps.isDraining()) res.setHeader('connection', 'close');
     return deps.pipeline.handle(protocol, req, res);
   }
+  // Anthropic's token counter: not a model call (no receipt), errors in Anthropic's shape.
+  if (path === COUNT_TOKENS_PATH) return serveCountTokens(deps, req, res);
   const responseMatch = RESPONSE_PATH.exec(path);
   if (responseMatch) {
     // Reads and deletes of stored responses are not model calls: no receipt (DESIGN §6).

@@ -10,7 +10,8 @@ export type CacheMode = 'OFF' | 'EXACT' | 'SEMANTIC';
 // The catalog is built from the config store's records (the gateway's view: secrets decrypted).
 export type ProviderInput = Omit<ProviderRecord, 'id'>;
 export type RouteInput = Omit<RouteRecord, 'id' | 'createdAt' | 'updatedAt'>;
-export type PriceInput = Pick<PriceRecord, 'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd'>;
+export type PriceInput = Pick<PriceRecord, 'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd'> &
+  Partial<Pick<PriceRecord, 'cacheWritePerMTokUsd'>>;
 
 export interface Provider {
   name: string;
@@ -132,8 +133,8 @@ function buildProvider(p: ProviderInput): Provider | null {
   const url = new URL(base);
   const headers: Record<string, string> = { ...preset.headers, ...p.extraHeaders };
   if (p.apiKey) {
-    if (preset.authHeader === 'api-key') headers['api-key'] = p.apiKey;
-    else headers.authorization = `Bearer ${p.apiKey}`;
+    if (preset.authHeader === 'authorization') headers.authorization = `Bearer ${p.apiKey}`;
+    else headers[preset.authHeader] = p.apiKey;
   }
   return {
     name: p.name,
