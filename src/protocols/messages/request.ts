@@ -15,7 +15,7 @@ const content = z.union([z.string(), z.array(block).max(100_000)]);
 const fields = {
   model: z.string().min(1).max(256),
   max_tokens: z.number().int().min(1),
-  messages: z.array(z.looseObject({ role: z.enum(['user', 'assistant']), content })).min(1).max(100_000),
+  messages: z.array(z.looseObject({ role: z.enum(['user', 'assistant', 'system']), content })).min(1).max(100_000),
   system: content.nullish(),
   stop_sequences: z.array(z.string()).max(1024).nullish(),
   temperature: z.number().min(0).max(1).nullish(),
@@ -77,12 +77,13 @@ export function parseMessagesRequest(raw: Record<string, unknown>, countOnly = f
   if (body.thinking && body.thinking.type !== 'disabled') native('extended thinking', 'thinking');
 
   const messages: ChatMessage[] = [];
-  const system = systemText(body.system);
+  const system = body.system ? systemText(body.system, 'system') : '';
   if (system) messages.push({ role: 'system', content: system });
   body.messages.forEach((m, i) => {
-    const at = `messages[${i}]`;
-    if (m.role === 'user') messages.push(...userTurn(m.content, `${at}.content`, native));
-    else messages.push(assistantTurn(m.content, `${at}.content`, native));
+    const at = `messages[${i}].content`;
+    if (m.role === 'user') messages.push(...userTurn(m.content, at, native));
+    else if (m.role === 'assistant') messages.push(assistantTurn(m.content, at, native));
+    else messages.push({ role: 'system', content: systemText(m.content, at) });
   });
   if (body.messages.at(-1)!.role === 'assistant') native('continuing a prefilled assistant message', `messages[${body.messages.length - 1}]`);
 
@@ -110,13 +111,13 @@ export function parseMessagesRequest(raw: Record<string, unknown>, countOnly = f
 
 const TOOL_CHOICE: Record<string, ToolChoice | undefined> = { auto: 'auto', any: 'required', none: 'none' };
 
-function systemText(system: MessagesBody['system']): string {
-  if (!system) return '';
+/** The top-level `system`, or a system message's content (text blocks only). */
+function systemText(system: string | Array<Record<string, unknown>>, at: string): string {
   if (typeof system === 'string') return system;
   return system
     .map((b, i) => {
-      if (b.type !== 'text') throw badRequest(`System blocks of type '${b.type.slice(0, 64)}' are not supported (supported: text).`, `system[${i}].type`, 'unsupported_value');
-      return textOf(b, `system[${i}]`);
+      if (b.type !== 'text') throw badRequest(`System blocks of type '${String(b.type).slice(0, 64)}' are not supported (supported: text).`, `${at}[${i}].type`, 'unsupported_value');
+      return textOf(b, `${at}[${i}]`);
     })
     .join('\n\n');
 }

@@ -94,7 +94,12 @@ export function errorTypeOf(status: number): string {
   return ERROR_TYPES[status] ?? (status >= 500 ? 'api_error' : 'invalid_request_error');
 }
 
-/** Any error in Anthropic's shape. The message already names the field where one is at fault. */
+/**
+ * Any error in Anthropic's shape. It has no `param`: the field at fault is named in the
+ * message (`messages[0].content[1].type: …`, as Anthropic does) unless the message names it.
+ */
 export function messagesErrorBody(error: GatewayError) {
-  return { type: 'error' as const, error: { type: errorTypeOf(error.status), message: error.message } };
+  const { param } = error;
+  const message = param && !error.message.includes(`'${param}'`) ? `${param}: ${error.message}` : error.message;
+  return { type: 'error' as const, error: { type: errorTypeOf(error.status), message } };
 }
