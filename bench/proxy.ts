@@ -3,6 +3,8 @@
 //   bare         → a 20-line undici pass-through proxy (its own process): the Node proxy limit
 //   tollgate     → Tollgate with receipts on (its own process, embedded stores: chDB and
 //                  PGlite inside the process)
+//   protocols    → the tollgate arm again, one protocol per round (chat completions, Responses,
+//                  Anthropic Messages; the same question), to show what translating a protocol costs
 //   tollgate-ext → only when DATABASE_URL is set: a second Tollgate, same config, with
 //                  external stores as in production: CLICKHOUSE_URL → the test-only ClickHouse
 //                  HTTP endpoint (test/faults/clickhouse-http.ts: chDB in its own process) and
@@ -187,6 +189,22 @@ async function main() {
     return { ttft, events };
   }
 
+  /** Tollgate (embedded stores) answering the same question in each client protocol. */
+  const protocols = {
+    chat: { path: '/v1/chat/completions', body: jsonBody('tollgate') },
+    // store: false, so the number is the translation's cost, not the stored response's write.
+    responses: { path: '/v1/responses', body: JSON.stringify({ model: 'chat-default', input: 'Say hello to the benchmark.', store: false }) },
+    messages: { path: '/v1/messages', body: JSON.stringify({ model: 'chat-default', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] }) },
+  };
+  type Protocol = keyof typeof protocols;
+  async function protocolOnce(protocol: Protocol): Promise<number> {
+    const t0 = performance.now();
+    const res = await pools.tollgate.request({ method: 'POST', path: protocols[protocol].path, headers: headers.tollgate, body: protocols[protocol].body });
+    await res.body.arrayBuffer();
+    if (res.statusCode !== 200) throw new Error(`tollgate ${protocol}: HTTP ${res.statusCode}`);
+    return performance.now() - t0;
+  }
+
   // ── warm-up ──
   for (const arm of ARMS) for (let i = 0; i < WARMUP; i++) await once(arm);
 
@@ -199,6 +217,21 @@ async function main() {
     const s = [...lat[a]].sort((x, y) => x - y);
     return { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length };
   });
+
+  // ── the same at concurrency 1 per client protocol, interleaved ──
+  const protocolNames = Object.keys(protocols) as Protocol[];
+  const protoLat = Object.fromEntries(protocolNames.map((p) => [p, [] as number[]])) as Record<Protocol, number[]>;
+  for (const p of protocolNames) for (let i = 0; i < WARMUP; i++) await protocolOnce(p);
+  for (let round = 0; round < LAT_ROUNDS; round++) {
+    for (const p of protocolNames) for (let i = 0; i < LAT_PER_ROUND; i++) protoLat[p].push(await protocolOnce(p));
+  }
+  const protoStats = Object.fromEntries(
+    protocolNames.map((p) => {
+      const s = [...protoLat[p]].sort((x, y) => x - y);
+      return [p, { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length, p50OverChatMs: 0 }];
+    }),
+  ) as Record<Protocol, { p50: number; p99: number; n: number; p50OverChatMs: number }>;
+  for (const p of protocolNames) protoStats[p].p50OverChatMs = protoStats[p].p50 - protoStats.chat.p50;
 
   // ── throughput at fixed concurrency, interleaved ──
   const rps = perArm((): number[] => []);
@@ -275,8 +308,10 @@ async function main() {
     streamEventsPerResponse: baseOnly(perArm((a) => median(events[a]))),
     cpuSecondsPer1k: { bare: median(cpuPer1k.bare), tollgate: median(cpuPer1k.tollgate) },
     tollgateRssMb: rssMax.tollgate,
+    /** Tollgate (embedded) at c=1 per client protocol; p50OverChatMs: what translation adds. */
+    protocolLatencyMs: protoStats,
     concurrency: TP_CONCURRENCY,
-    targets: { addedP50Ms: 0.4, addedP99Ms: 1, throughputRatio: 0.7, streamAddedTtftMs: 1, rssMb: 200 },
+    targets: { addedP50Ms: 0.4, addedP99Ms: 1, throughputRatio: 0.7, streamAddedTtftMs: 1, rssMb: 200, protocolP50OverChatMs: 0.05 },
     /** The tollgate-ext arm (ClickHouse over HTTP, PostgreSQL); null when it was skipped. */
     externalStores,
     ...(externalStores ? {} : { externalStoresSkipped: 'DATABASE_URL not set (the external-stores arm needs a PostgreSQL server for its scratch database)' }),
@@ -303,6 +338,9 @@ async function main() {
     [`stream events ${names.replace('bare / ', '')}`, ARMS.filter((a) => a !== 'bare').map((a) => median(events[a])).join(' / '), 'one for one'],
     [`CPU-s per 1k req ${names.replace('direct / ', '')}`, ARMS.filter((a) => a !== 'direct').map((a) => f(median(cpuPer1k[a]))).join(' / '), ''],
     ['tollgate RSS under load, embedded stores', `${rssMax.tollgate.toFixed(0)} MB`, '≤ 200 MB'],
+    ...protocolNames
+      .filter((p) => p !== 'chat')
+      .map((p): [string, string, string] => [`${protocols[p].path} p50 over chat (c=1)`, `${f(protoStats[p].p50OverChatMs)} ms (${f(protoStats[p].p50)} vs ${f(protoStats.chat.p50)})`, '≤ 0.05 ms']),
     ...(x
       ? ([
           ['tollgate RSS under load, external stores', `${x.tollgateRssMb.toFixed(0)} MB`, '≤ 200 MB'],

@@ -65,13 +65,15 @@ const NATIVE_BLOCKS = new Set(['document', 'search_result', 'server_tool_use', '
 const SUPPORTED_BLOCKS = 'text, image, document, tool_use, tool_result, thinking, redacted_thinking';
 
 type NativeOnly = NonNullable<ParsedRequest['nativeOnly']>;
+/** Records that `what` (at `param`) needs an Anthropic upstream. */
+type Native = (what: string, param: string) => void;
 
 /** Validates and translates; `countOnly` (count_tokens) does not require max_tokens. */
 export function parseMessagesRequest(raw: Record<string, unknown>, countOnly = false): { body: MessagesBody; chat: ChatRequest; nativeOnly?: NativeOnly } {
   const body = check(countOnly ? CountTokensRequest : MessagesRequest, raw);
   let nativeOnly: NativeOnly | undefined;
   // The first reason found is the one reported.
-  const native = (what: string, param: string) => void (nativeOnly ??= { reason: `${what} needs an upstream that speaks the Anthropic Messages API`, param });
+  const native: Native = (what, param) => void (nativeOnly ??= { reason: `${what} needs an upstream that speaks the Anthropic Messages API`, param });
 
   for (const [field, what] of Object.entries(NATIVE_FIELDS)) if (raw[field] != null) native(what, field);
   if (body.thinking && body.thinking.type !== 'disabled') native('extended thinking', 'thinking');
@@ -126,7 +128,7 @@ function systemText(system: string | Array<Record<string, unknown>>, at: string)
  * A user turn: its tool results become `tool` messages (first, as Anthropic orders them), the
  * rest one user message.
  */
-function userTurn(content: string | Array<Record<string, unknown>>, at: string, native: (what: string, param: string) => void): ChatMessage[] {
+function userTurn(content: string | Array<Record<string, unknown>>, at: string, native: Native): ChatMessage[] {
   if (typeof content === 'string') return [{ role: 'user', content }];
   const results: ChatMessage[] = [];
   const parts: ContentPart[] = [];
@@ -153,7 +155,7 @@ function userTurn(content: string | Array<Record<string, unknown>>, at: string, 
 }
 
 /** An assistant turn: text and tool calls; its thinking blocks are the model's own notes, which no chat upstream takes back. */
-function assistantTurn(content: string | Array<Record<string, unknown>>, at: string, native: (what: string, param: string) => void): ChatMessage {
+function assistantTurn(content: string | Array<Record<string, unknown>>, at: string, native: Native): ChatMessage {
   if (typeof content === 'string') return { role: 'assistant', content };
   let text = '';
   const calls: ToolCall[] = [];
@@ -179,7 +181,7 @@ function assistantTurn(content: string | Array<Record<string, unknown>>, at: str
   return calls.length ? { role: 'assistant', content: text || null, tool_calls: calls } : { role: 'assistant', content: text };
 }
 
-function toolResult(b: Record<string, unknown>, at: string, native: (what: string, param: string) => void): ChatMessage {
+function toolResult(b: Record<string, unknown>, at: string, native: Native): ChatMessage {
   const id = requiredString(b.tool_use_id, `${at}.tool_use_id`);
   let text: string;
   if (b.content === undefined || b.content === null) text = '';
@@ -199,7 +201,7 @@ function toolResult(b: Record<string, unknown>, at: string, native: (what: strin
   return { role: 'tool', tool_call_id: id, content: b.is_error === true ? `Error: ${text}` : text };
 }
 
-function imagePart(source: unknown, at: string, native: (what: string, param: string) => void): ContentPart {
+function imagePart(source: unknown, at: string, native: Native): ContentPart {
   const s = (source ?? {}) as Record<string, unknown>;
   if (s.type === 'base64') {
     const mediaType = requiredString(s.media_type, `${at}.media_type`);
@@ -214,7 +216,7 @@ function imagePart(source: unknown, at: string, native: (what: string, param: st
 }
 
 /** A block that is not text in a turn: native-only when Anthropic knows it, else a 400. */
-function nonText(type: unknown, at: string, native: (what: string, param: string) => void, role: 'user' | 'assistant'): void {
+function nonText(type: unknown, at: string, native: Native, role: 'user' | 'assistant'): void {
   const name = String(type).slice(0, 64);
   if (NATIVE_BLOCKS.has(name) || name.endsWith('_tool_result')) return native(`a '${name}' block`, `${at}.type`);
   if (name === 'tool_use' || name === 'tool_result' || name === 'thinking' || name === 'redacted_thinking' || name === 'image') {
@@ -223,7 +225,7 @@ function nonText(type: unknown, at: string, native: (what: string, param: string
   throw badRequest(`Content blocks of type '${name}' are not supported (supported: ${SUPPORTED_BLOCKS}).`, `${at}.type`, 'unsupported_value');
 }
 
-function translateTools(tools: NonNullable<MessagesBody['tools']>, native: (what: string, param: string) => void): FunctionTool[] {
+function translateTools(tools: NonNullable<MessagesBody['tools']>, native: Native): FunctionTool[] {
   const out: FunctionTool[] = [];
   tools.forEach((tool, i) => {
     if (tool.type && tool.type !== 'custom') return native(`the server tool '${tool.type.slice(0, 64)}'`, `tools[${i}].type`);
