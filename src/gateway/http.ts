@@ -59,7 +59,10 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
     return deps.pipeline.handle(protocol, req, res);
   }
   // Anthropic's token counter: not a model call (no receipt), errors in Anthropic's shape.
-  if (path === COUNT_TOKENS_PATH) return serveCountTokens(deps, req, res);
+  if (path === COUNT_TOKENS_PATH) {
+    const authenticate = (_req: IncomingMessage, authorization: string | undefined) => deps.keys.authenticate(authorization);
+    return serveCountTokens({ authenticate, catalog: deps.catalog, maxBodyBytes: deps.maxBodyBytes }, req, res);
+  }
   const responseMatch = RESPONSE_PATH.exec(path);
   if (responseMatch) {
     // Reads and deletes of stored responses are not model calls: no receipt (DESIGN §6).

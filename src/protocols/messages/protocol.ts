@@ -53,7 +53,8 @@ export const messagesProtocol: ClientProtocol = {
 export const COUNT_TOKENS_PATH = '/v1/messages/count_tokens';
 
 export interface CountTokensDeps {
-  keys: { authenticate(authorization: string | undefined): Promise<ApiKeyRecord> };
+  /** The key behind this credential (an Authorization value), checked as every REST request's is. */
+  authenticate(req: IncomingMessage, authorization: string | undefined): Promise<ApiKeyRecord>;
   catalog: () => Catalog;
   maxBodyBytes: number;
 }
@@ -68,7 +69,7 @@ export async function serveCountTokens(deps: CountTokensDeps, req: IncomingMessa
   let body: unknown;
   try {
     if (req.method !== 'POST') throw methodNotAllowed();
-    const key = await deps.keys.authenticate(authorization(req)).catch((err) => {
+    const key = await deps.authenticate(req, authorization(req)).catch((err) => {
       throw err instanceof GatewayError ? err : serviceUnavailable('Tollgate cannot verify API keys right now; try again shortly.');
     });
     const { chat } = parseMessagesRequest(parseJsonBody(await readRequestBody(req, deps.maxBodyBytes)), true);
