@@ -3,8 +3,8 @@
 //   bare         → a 20-line undici pass-through proxy (its own process): the Node proxy limit
 //   tollgate     → Tollgate with receipts on (its own process, embedded stores: chDB and
 //                  PGlite inside the process)
-//   protocols    → the tollgate arm again, one protocol per round (chat completions, Responses;
-//                  the same question), to show what translating a protocol costs
+//   protocols    → the tollgate arm again, one protocol per round (chat completions, Responses,
+//                  Anthropic Messages; the same question), to show what translating a protocol costs
 //   tollgate-ext → only when DATABASE_URL is set: a second Tollgate, same config, with
 //                  external stores as in production: CLICKHOUSE_URL → the test-only ClickHouse
 //                  HTTP endpoint (test/faults/clickhouse-http.ts: chDB in its own process) and
@@ -194,6 +194,7 @@ async function main() {
     chat: { path: '/v1/chat/completions', body: jsonBody('tollgate') },
     // store: false, so the number is the translation's cost, not the stored response's write.
     responses: { path: '/v1/responses', body: JSON.stringify({ model: 'chat-default', input: 'Say hello to the benchmark.', store: false }) },
+    messages: { path: '/v1/messages', body: JSON.stringify({ model: 'chat-default', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] }) },
   };
   type Protocol = keyof typeof protocols;
   async function protocolOnce(protocol: Protocol): Promise<number> {

@@ -18,6 +18,7 @@ import type { BudgetRecord } from './store/admin/pricing.js';
 import type { ResponseStore } from './store/responses.js';
 import { chatProtocol } from './protocols/chat.js';
 import { embeddingsProtocol } from './protocols/embeddings.js';
+import { messagesProtocol } from './protocols/messages/protocol.js';
 import type { ClientProtocol } from './protocols/protocol.js';
 import { responsesProtocol } from './protocols/responses/protocol.js';
 import { CacheStage } from './gateway/cache.js';
@@ -231,7 +232,7 @@ export function buildApp(deps: AppDeps): App {
   let purge: NodeJS.Timeout | null = null;
   const responses = deps.responses ?? null;
   const protocols = new Map<string, ClientProtocol>(
-    [chatProtocol, responsesProtocol(responses), embeddingsProtocol].map((p) => [p.path, p]),
+    [chatProtocol, responsesProtocol(responses), messagesProtocol, embeddingsProtocol].map((p) => [p.path, p]),
   );
   const cors = corsPolicy(config.corsOrigins);
   const handler = createRequestHandler({

@@ -22,7 +22,7 @@ export interface BootstrapStore {
   };
 }
 
-const kind = z.enum(['OPENAI_COMPATIBLE', 'OPENROUTER', 'ARK', 'OPENAI', 'DEEPSEEK', 'QWEN', 'ZHIPU', 'SIMULATED']);
+const kind = z.enum(['OPENAI_COMPATIBLE', 'OPENROUTER', 'ARK', 'OPENAI', 'DEEPSEEK', 'QWEN', 'ZHIPU', 'ANTHROPIC', 'SIMULATED']);
 const name = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits, . _ : - only');
 const strategy = z.enum(['PRIORITY', 'WEIGHTED', 'LEAST_LATENCY', 'LOWEST_COST', 'CASCADE']);
 const TargetDecl = z.strictObject({ provider: name, model: z.string().min(1), weight: z.number().min(0).optional(), priority: z.number().int().optional() });
@@ -73,6 +73,7 @@ const PriceDecl = z.strictObject({
   inputPerMTokUsd: z.number().min(0),
   outputPerMTokUsd: z.number().min(0),
   cachedInputPerMTokUsd: z.number().min(0).optional(),
+  cacheWritePerMTokUsd: z.number().min(0).optional(),
   source: z.string().optional(),
 });
 const ConfigFile = z.strictObject({
@@ -114,6 +115,9 @@ export async function bootstrap(config: Config, store: BootstrapStore): Promise<
     ['ARK', config.presetKeys.ark],
     ['OPENAI', config.presetKeys.openai],
     ['DEEPSEEK', config.presetKeys.deepseek],
+    ['QWEN', config.presetKeys.qwen],
+    ['ZHIPU', config.presetKeys.zhipu],
+    ['ANTHROPIC', config.presetKeys.anthropic],
   ];
   const fromEnvironment: SnapshotTarget[] = [];
   for (const [k, apiKey] of presets) {
@@ -161,7 +165,8 @@ async function applyConfigFile(configFile: string, config: Config, store: Bootst
       was &&
       was.inputPerMTokUsd === p.inputPerMTokUsd &&
       was.outputPerMTokUsd === p.outputPerMTokUsd &&
-      (was.cachedInputPerMTokUsd ?? undefined) === p.cachedInputPerMTokUsd;
+      (was.cachedInputPerMTokUsd ?? undefined) === p.cachedInputPerMTokUsd &&
+      (was.cacheWritePerMTokUsd ?? undefined) === p.cacheWritePerMTokUsd;
     if (!same) await store.pricing.setPrice(p);
   }
   return `${configFile}: ${file.providers.length} providers, ${file.routes.length} routes, ${file.experiments.length} experiments, ${file.prices.length} prices, ${file.teams.length} teams`;

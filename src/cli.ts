@@ -128,7 +128,10 @@ async function keys(config: Config, args: string[]): Promise<number> {
 
 // --- prices -------------------------------------------------------------------------------
 
-type ImportedPrice = Pick<PriceRecord, 'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd' | 'currency' | 'usdRate'>;
+type ImportedPrice = Pick<
+  PriceRecord,
+  'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd' | 'cacheWritePerMTokUsd' | 'currency' | 'usdRate'
+>;
 interface ImportOutcome {
   snapshot: string;
   asOf: string;
@@ -137,7 +140,7 @@ interface ImportOutcome {
   skipped: number;
 }
 
-const PRICE_FIELDS = 'version provider model inputPerMTokUsd outputPerMTokUsd cachedInputPerMTokUsd currency usdRate';
+const PRICE_FIELDS = 'version provider model inputPerMTokUsd outputPerMTokUsd cachedInputPerMTokUsd cacheWritePerMTokUsd currency usdRate';
 
 async function prices(config: Config, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
@@ -182,7 +185,9 @@ async function importPriceSnapshot(config: Config, args: string[]): Promise<numb
     return 0;
   }
   const lines = outcome.created.map((p) => {
-    const cached = p.cachedInputPerMTokUsd === null ? '' : `, cached input ${p.cachedInputPerMTokUsd}`;
+    const cached =
+      (p.cachedInputPerMTokUsd === null ? '' : `, cached input ${p.cachedInputPerMTokUsd}`) +
+      (p.cacheWritePerMTokUsd == null ? '' : `, cache write ${p.cacheWritePerMTokUsd}`);
     const entered = p.currency === 'USD' ? '' : ` (entered in ${p.currency}, 1 ${p.currency} = ${p.usdRate} USD)`;
     return `  ${p.provider}/${p.model}  version ${p.version}: input ${p.inputPerMTokUsd}, output ${p.outputPerMTokUsd}${cached} USD per 1M tokens${entered}\n`;
   });

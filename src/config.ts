@@ -176,6 +176,11 @@ const EnvSchema = z.object({
   ARK_API_KEY: optionalString,
   OPENAI_API_KEY: optionalString,
   DEEPSEEK_API_KEY: optionalString,
+  QWEN_API_KEY: optionalString,
+  /** Alibaba's own name for the Qwen (DashScope) key; QWEN_API_KEY wins when both are set. */
+  DASHSCOPE_API_KEY: optionalString,
+  ZHIPU_API_KEY: optionalString,
+  ANTHROPIC_API_KEY: optionalString,
 });
 
 export interface TimeoutConfig {
@@ -232,7 +237,7 @@ export interface Config {
   clickhouse?: { url: string; username?: string; password?: string; database?: string; cluster?: string };
   redisUrl?: string;
   /** Provider presets configured from well-known environment variables. */
-  presetKeys: { openrouter?: string; ark?: string; openai?: string; deepseek?: string };
+  presetKeys: { openrouter?: string; ark?: string; openai?: string; deepseek?: string; qwen?: string; zhipu?: string; anthropic?: string };
   /** Raw environment, only for `${VAR}` references inside the declarative config file. */
   envForReferences: Readonly<Record<string, string | undefined>>;
 }
@@ -322,6 +327,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       ark: e.ARK_API_KEY,
       openai: e.OPENAI_API_KEY,
       deepseek: e.DEEPSEEK_API_KEY,
+      qwen: e.QWEN_API_KEY ?? e.DASHSCOPE_API_KEY,
+      zhipu: e.ZHIPU_API_KEY,
+      anthropic: e.ANTHROPIC_API_KEY,
     },
     envForReferences: { ...env },
   };

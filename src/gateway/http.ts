@@ -2,6 +2,7 @@
 // framework's routing and body plumbing would be most of the gateway's added latency.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientProtocol } from '../protocols/protocol.js';
+import { COUNT_TOKENS_PATH, serveCountTokens } from '../protocols/messages/protocol.js';
 import { deleteStoredResponse, storedResponse } from '../protocols/responses/protocol.js';
 import type { CidrList } from '../net/ip.js';
 import type { Receipt } from '../receipts/receipt.js';
@@ -65,10 +66,16 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   const method = req.method ?? 'GET';
   const protocol = deps.protocols.get(path);
   if (protocol) {
-    if (method !== 'POST') throw methodNotAllowed();
+    if (method !== 'POST') return sendJson(res, 405, protocol.errorBody(methodNotAllowed()));
     if (deps.isDraining()) res.setHeader('connection', 'close');
     // The pipeline checks the credential headers itself: a refusal there leaves a receipt.
     return deps.pipeline.handle(protocol, req, res);
+  }
+  // Anthropic's token counter: not a model call (no receipt), errors in Anthropic's shape.
+  if (path === COUNT_TOKENS_PATH) {
+    assertCredentialsOnce(req.rawHeaders);
+    const authenticate = (r: IncomingMessage, authorization: string | undefined) => authenticateKey(deps, r, authorization);
+    return serveCountTokens({ authenticate, catalog: deps.catalog, maxBodyBytes: deps.maxBodyBytes }, req, res);
   }
   const responseMatch = RESPONSE_PATH.exec(path);
   if (responseMatch) {
@@ -147,8 +154,8 @@ export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graph
  * The gateway key of a REST request (401 when none is valid, through the failed-authentication
  * throttle), used from an address its allowlist admits (else 403).
  */
-async function authenticateKey(deps: HttpDeps, req: IncomingMessage): Promise<ApiKeyRecord> {
-  const key = await deps.authThrottle.guard(req, () => deps.keys.authenticate(req.headers.authorization));
+async function authenticateKey(deps: HttpDeps, req: IncomingMessage, authorization = req.headers.authorization): Promise<ApiKeyRecord> {
+  const key = await deps.authThrottle.guard(req, () => deps.keys.authenticate(authorization));
   assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
   return key;
 }

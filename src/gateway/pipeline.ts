@@ -308,7 +308,13 @@ export class Pipeline {
     // Same protocol on both sides: the client's body goes through; otherwise it is translated.
     const adapter = adapterFor(target.provider);
     const native = adapter.wires.has(protocol.wire);
-    const request = native ? adapter.passthrough(protocol.wire, parsed.body, target, ex.stream) : adapter.request(parsed.chat!, target, ex.stream);
+    let request;
+    try {
+      request = native ? adapter.passthrough(protocol.wire, parsed.body, target, ex.stream) : adapter.request(parsed.chat!, target, ex.stream);
+    } catch (err) {
+      health.release(target.key); // admitted, never called: what the upstream cannot take is a 400
+      throw err;
+    }
 
     let response;
     try {
@@ -354,7 +360,8 @@ export class Pipeline {
     try {
       buf = await readUpstreamBody(response.body);
       const json = JSON.parse(buf.toString('utf8'));
-      answer = native ? json : adapter.answer(json);
+      // Chat-like answers are read as canonical (receipt, cache) even when they pass through.
+      answer = native && !parsed.chat ? json : adapter.answer(json);
     } catch (err) {
       ex.target = null;
       const failure = err instanceof SyntaxError ? new UpstreamFailure('network_error', 'upstream sent invalid JSON') : classify(err, signal);

@@ -113,7 +113,7 @@ export function costOf(usage: Usage, price: PriceInput | null): number | null {
   const cached = Math.min(usage.cachedTokens, usage.promptTokens);
   const written = Math.min(usage.cacheWriteTokens, usage.promptTokens - cached);
   const cachedRate = price.cachedInputPerMTokUsd ?? price.inputPerMTokUsd;
-  const writeRate = (price as { cacheWritePerMTokUsd?: number | null }).cacheWritePerMTokUsd ?? price.inputPerMTokUsd;
+  const writeRate = price.cacheWritePerMTokUsd ?? price.inputPerMTokUsd;
   const usd =
     ((usage.promptTokens - cached - written) * price.inputPerMTokUsd + cached * cachedRate + written * writeRate + usage.completionTokens * price.outputPerMTokUsd) / 1e6;
   return roundUsd(usd);

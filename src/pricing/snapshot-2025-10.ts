@@ -15,7 +15,10 @@
 //   - `cachedInputPerMTok` is null where the vendor's cache discount is not a plain per-token
 //     price (or we do not know it well enough): cached tokens are then billed at the input
 //     price, which overstates rather than understates the cost.
-import type { PriceSnapshot } from './snapshot.js';
+//   - `cacheWritePerMTok` is set where the vendor bills writing the prompt cache above the
+//     input price (Anthropic: 1.25 × input for the default 5-minute cache; 1-hour cache writes
+//     list 2 × input and are billed at the 5-minute price here, which understates them).
+import type { PriceSnapshot, SnapshotEntry } from './snapshot.js';
 
 const OPENAI = 'https://openai.com/api/pricing/';
 const OPENROUTER = 'https://openrouter.ai/models';
@@ -23,6 +26,7 @@ const DEEPSEEK = 'https://api-docs.deepseek.com/quick_start/pricing';
 const ARK = 'https://www.volcengine.com/product/ark';
 const QWEN = 'https://help.aliyun.com/zh/model-studio/models';
 const ZHIPU = 'https://bigmodel.cn/pricing';
+const ANTHROPIC = 'https://docs.anthropic.com/en/docs/about-claude/pricing';
 const AS_OF = '2025-10-01';
 
 export const SNAPSHOT_2025_10: PriceSnapshot = {
@@ -53,18 +57,25 @@ export const SNAPSHOT_2025_10: PriceSnapshot = {
     { kind: 'OPENROUTER', model: 'openai/gpt-4o', currency: 'USD', inputPerMTok: 2.5, outputPerMTok: 10, cachedInputPerMTok: 1.25, source: OPENROUTER, asOf: AS_OF },
     { kind: 'OPENROUTER', model: 'openai/gpt-4o-mini', currency: 'USD', inputPerMTok: 0.15, outputPerMTok: 0.6, cachedInputPerMTok: 0.075, source: OPENROUTER, asOf: AS_OF },
     {
-      kind: 'OPENROUTER', model: 'anthropic/claude-sonnet-4', currency: 'USD', inputPerMTok: 3, outputPerMTok: 15, cachedInputPerMTok: 0.3, source: OPENROUTER, asOf: AS_OF,
-      note: 'prompts up to 200k tokens; cache writes (billed above the input price) are not modelled',
+      kind: 'OPENROUTER', model: 'anthropic/claude-sonnet-4', currency: 'USD', inputPerMTok: 3, outputPerMTok: 15, cachedInputPerMTok: 0.3, cacheWritePerMTok: 3.75, source: OPENROUTER, asOf: AS_OF,
+      note: 'prompts up to 200k tokens; cache writes are billed only when the usage reports them',
     },
     {
-      kind: 'OPENROUTER', model: 'anthropic/claude-3.5-haiku', currency: 'USD', inputPerMTok: 0.8, outputPerMTok: 4, cachedInputPerMTok: 0.08, source: OPENROUTER, asOf: AS_OF,
-      note: 'cache writes (billed above the input price) are not modelled',
+      kind: 'OPENROUTER', model: 'anthropic/claude-3.5-haiku', currency: 'USD', inputPerMTok: 0.8, outputPerMTok: 4, cachedInputPerMTok: 0.08, cacheWritePerMTok: 1, source: OPENROUTER, asOf: AS_OF,
+      note: 'cache writes are billed only when the usage reports them',
     },
     {
       kind: 'OPENROUTER', model: 'google/gemini-2.5-pro', currency: 'USD', inputPerMTok: 1.25, outputPerMTok: 10, cachedInputPerMTok: null, source: OPENROUTER, asOf: AS_OF,
       note: 'prompts up to 200k tokens (longer prompts are priced higher)',
     },
     { kind: 'OPENROUTER', model: 'google/gemini-2.5-flash', currency: 'USD', inputPerMTok: 0.3, outputPerMTok: 2.5, cachedInputPerMTok: null, source: OPENROUTER, asOf: AS_OF },
+
+    // --- Anthropic (USD), the Messages API's model ids and aliases ------------------------
+    // Sonnet 4 and 4.5 list higher prices for prompts over 200k tokens (1M context beta).
+    ...anthropic(['claude-sonnet-4-5', 'claude-sonnet-4-5-20250929', 'claude-sonnet-4-20250514', 'claude-3-7-sonnet-20250219'], 3, 15, 'prompts up to 200k tokens'),
+    ...anthropic(['claude-opus-4-1', 'claude-opus-4-1-20250805', 'claude-opus-4-20250514'], 15, 75),
+    ...anthropic(['claude-3-5-haiku-latest', 'claude-3-5-haiku-20241022'], 0.8, 4),
+    ...anthropic(['claude-3-haiku-20240307'], 0.25, 1.25),
 
     // --- DeepSeek (USD list; the CNY list is 2 / 3 / 0.2 CNY) -----------------------------
     // Prices of DeepSeek-V3.2-Exp, in effect from 2025-09-29; both endpoints serve it.
@@ -119,3 +130,19 @@ export const SNAPSHOT_2025_10: PriceSnapshot = {
     },
   ],
 };
+
+/** Anthropic's list: cache reads at 0.1 × input, (5-minute) cache writes at 1.25 × input. */
+function anthropic(models: string[], input: number, output: number, note?: string): SnapshotEntry[] {
+  return models.map((model) => ({
+    kind: 'ANTHROPIC',
+    model,
+    currency: 'USD',
+    inputPerMTok: input,
+    outputPerMTok: output,
+    cachedInputPerMTok: Number((input * 0.1).toFixed(4)),
+    cacheWritePerMTok: Number((input * 1.25).toFixed(4)),
+    source: ANTHROPIC,
+    asOf: AS_OF,
+    ...(note ? { note } : {}),
+  }));
+}

@@ -18,6 +18,8 @@ export interface SnapshotEntry {
   outputPerMTok: number;
   /** Null: cached prompt tokens are billed at the input price. */
   cachedInputPerMTok: number | null;
+  /** Prompt tokens written to the provider's cache (Anthropic); absent: billed at the input price. */
+  cacheWritePerMTok?: number | null;
   /** The vendor's pricing page. */
   source: string;
   /** YYYY-MM-DD: when this list price was taken. */
@@ -80,6 +82,7 @@ function toPriceInput(provider: string, model: string, e: SnapshotEntry, snapsho
     inputPerMTokUsd: e.inputPerMTok,
     outputPerMTokUsd: e.outputPerMTok,
     cachedInputPerMTokUsd: e.cachedInputPerMTok,
+    cacheWritePerMTokUsd: e.cacheWritePerMTok ?? null,
     currency: e.currency,
     usdRate: rate,
     source: `${e.source} (list price as of ${e.asOf}, Tollgate price snapshot ${snapshot.id}${usd ? '' : `, ${e.currency}→USD ${rate}`})`,

@@ -6,6 +6,7 @@ import type { ChatCompletion, ChatRequest } from '../protocols/canonical.js';
 import type { Wire } from '../protocols/protocol.js';
 import type { ChunkDecoder } from '../protocols/transcode.js';
 import type { Provider, Target } from '../routing/catalog.js';
+import { anthropic } from './anthropic.js';
 import { openAiCompatible } from './openai-compatible.js';
 
 export interface UpstreamRequest {
@@ -19,9 +20,9 @@ export interface UpstreamAdapter {
   readonly wires: ReadonlySet<Wire>;
   /** A client's body, for a protocol the upstream speaks, retargeted at `target`. */
   passthrough(wire: Wire, body: Record<string, unknown>, target: Target, stream: boolean): UpstreamRequest;
-  /** The canonical request in this upstream's own protocol. */
+  /** The canonical request in this upstream's own protocol; a 400 GatewayError for what it cannot take. */
   request(chat: ChatRequest, target: Target, stream: boolean): UpstreamRequest;
-  /** A complete answer to `request`, as canonical. Throws when it is not one. */
+  /** A complete answer (to `request`, or to a passthrough of a chat-like wire), as canonical. Throws when it is not one. */
   answer(json: unknown): ChatCompletion;
   /** A stream answering `request`, as canonical chunks. */
   decoder(): ChunkDecoder;
@@ -29,7 +30,7 @@ export interface UpstreamAdapter {
   error(status: number, body: unknown): GatewayError;
 }
 
-/** Providers are data: the adapter follows from the provider's kind. */
-export function adapterFor(_provider: Provider): UpstreamAdapter {
-  return openAiCompatible;
+/** Providers are data: the adapter follows from the API the provider's preset speaks. */
+export function adapterFor(provider: Provider): UpstreamAdapter {
+  return provider.preset.api === 'anthropic' ? anthropic : openAiCompatible;
 }

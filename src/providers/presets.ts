@@ -1,6 +1,7 @@
 // Providers are data: an OpenAI-compatible provider is a base URL, an auth header, a model
 // name mapping and a few quirks. Adding a provider is adding a row here (or a `Provider`
-// row with kind OPENAI_COMPATIBLE and a base URL), never a new code path.
+// row with kind OPENAI_COMPATIBLE and a base URL), never a new code path. Anthropic is the one
+// provider with its own API (adapter.ts picks the adapter from `api`).
 
 export type ProviderKind =
   | 'OPENAI_COMPATIBLE'
@@ -10,6 +11,7 @@ export type ProviderKind =
   | 'DEEPSEEK'
   | 'QWEN'
   | 'ZHIPU'
+  | 'ANTHROPIC'
   | 'SIMULATED';
 
 export interface ProviderPreset {
@@ -17,8 +19,10 @@ export interface ProviderPreset {
   /** Default name for auto-configured providers; also the `provider/model` pin prefix. */
   defaultName: string;
   baseUrl: string | null;
-  /** How the credential is sent. All of today's presets use a bearer token. */
-  authHeader: 'authorization' | 'api-key';
+  /** The API the provider speaks: which adapter (src/providers/) talks to it. */
+  api: 'openai-compatible' | 'anthropic';
+  /** How the credential is sent: `Authorization: Bearer …`, or the key alone in this header. */
+  authHeader: 'authorization' | 'api-key' | 'x-api-key';
   /** Headers the provider wants on every request (OpenRouter attribution, …). */
   headers: Record<string, string>;
   /** Whether the provider honours `stream_options.include_usage`. */
@@ -33,6 +37,7 @@ export interface ProviderPreset {
 }
 
 const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defaultName' | 'baseUrl'>): ProviderPreset => ({
+  api: 'openai-compatible',
   authHeader: 'authorization',
   headers: {},
   streamUsage: true,
@@ -60,6 +65,16 @@ export const PRESETS: Record<ProviderKind, ProviderPreset> = {
   QWEN: preset({ kind: 'QWEN', defaultName: 'qwen', baseUrl: 'https://dashscope.aliyuncs.com/compatible-mode/v1' }),
   // Zhipu GLM: OpenAI-compatible under /api/paas/v4.
   ZHIPU: preset({ kind: 'ZHIPU', defaultName: 'zhipu', baseUrl: 'https://open.bigmodel.cn/api/paas/v4' }),
+  // Anthropic's Messages API ({baseUrl}/v1/messages): its own adapter, not OpenAI-compatible.
+  ANTHROPIC: preset({
+    kind: 'ANTHROPIC',
+    defaultName: 'anthropic',
+    baseUrl: 'https://api.anthropic.com',
+    api: 'anthropic',
+    authHeader: 'x-api-key',
+    headers: { 'anthropic-version': '2023-06-01' },
+    embeddings: false,
+  }),
   OPENAI_COMPATIBLE: preset({ kind: 'OPENAI_COMPATIBLE', defaultName: 'custom', baseUrl: null }),
   // The loopback simulator (src/sim/simulated.ts); its base URL is given at runtime.
   SIMULATED: preset({ kind: 'SIMULATED', defaultName: 'simulated', baseUrl: null }),

@@ -16,7 +16,8 @@ export type CacheMode = 'OFF' | 'EXACT' | 'SEMANTIC';
 export type ProviderInput = Omit<ProviderRecord, 'id'>;
 export type RouteInput = Omit<RouteRecord, 'id' | 'createdAt' | 'updatedAt'>;
 export type ExperimentInput = Omit<ExperimentRecord, 'id' | 'createdAt' | 'updatedAt'>;
-export type PriceInput = Pick<PriceRecord, 'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd'>;
+export type PriceInput = Pick<PriceRecord, 'version' | 'provider' | 'model' | 'inputPerMTokUsd' | 'outputPerMTokUsd' | 'cachedInputPerMTokUsd'> &
+  Partial<Pick<PriceRecord, 'cacheWritePerMTokUsd'>>;
 
 export interface Provider {
   name: string;
@@ -210,8 +211,8 @@ function buildProvider(p: ProviderInput): Provider | null {
   const url = new URL(base);
   const headers: Record<string, string> = { ...preset.headers, ...p.extraHeaders };
   if (p.apiKey) {
-    if (preset.authHeader === 'api-key') headers['api-key'] = p.apiKey;
-    else headers.authorization = `Bearer ${p.apiKey}`;
+    if (preset.authHeader === 'authorization') headers.authorization = `Bearer ${p.apiKey}`;
+    else headers[preset.authHeader] = p.apiKey;
   }
   return {
     name: p.name,

@@ -59,8 +59,9 @@ async function repricingRows(receiptIds: string[]) {
 }
 
 beforeAll(async () => {
-  // Presets from the environment: OpenRouter and DeepSeek get the snapshot at start.
-  gw = await startTestGateway({ env: { OPENROUTER_API_KEY: 'sk-or-test', DEEPSEEK_API_KEY: 'sk-ds-test' } });
+  // Presets from the environment: OpenRouter, DeepSeek, Qwen (by DashScope's name for its key)
+  // and Anthropic get the snapshot at start.
+  gw = await startTestGateway({ env: { OPENROUTER_API_KEY: 'sk-or-test', DEEPSEEK_API_KEY: 'sk-ds-test', DASHSCOPE_API_KEY: 'sk-dashscope-test', ANTHROPIC_API_KEY: 'sk-ant-test' } });
   admin = gw.adminToken;
   analyst = (await store().teams.createAccessToken({ name: 'analyst', role: 'ANALYST' })).secret;
   const team = await store().teams.ensureTeam('team-pricing');
@@ -91,6 +92,21 @@ afterAll(async () => {
   await gw?.close();
 });
 
+describe('cache-write prices', () => {
+  it('setPrice takes cacheWritePerMTokUsd, prices return it, and a change makes a version', async () => {
+    const q = `mutation($in: PriceInput!) { setPrice(input: $in) { version cachedInputPerMTokUsd cacheWritePerMTokUsd } }`;
+    const model = { provider: 'claude-direct', model: 'claude-test-write' };
+    const set = (await gqlOk(gw.url, admin, q, { in: { ...model, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 3.75 } })).setPrice;
+    expect(set).toMatchObject({ cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 3.75 });
+    const listed = (await gqlOk(gw.url, admin, '{ prices { provider model cacheWritePerMTokUsd } }')).prices.find((p: any) => p.model === model.model);
+    expect(listed.cacheWritePerMTokUsd).toBe(3.75);
+    const same = await store().pricing.setPriceIfChanged({ ...model, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 3.75 });
+    expect(same).toMatchObject({ created: false, price: { version: set.version } });
+    const changed = await store().pricing.setPriceIfChanged({ ...model, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 6 });
+    expect(changed).toMatchObject({ created: true, price: { cacheWritePerMTokUsd: 6 } });
+  });
+});
+
 describe('price snapshot', () => {
   it('is imported at start for the presets configured from the environment, and only for them', async () => {
     const prices = await store().pricing.currentPrices();
@@ -98,7 +114,22 @@ describe('price snapshot', () => {
     const kindCount = (kind: string) => PRICE_SNAPSHOT.entries.filter((e) => e.kind === kind).length;
     expect(of('openrouter')).toHaveLength(kindCount('OPENROUTER'));
     expect(of('deepseek')).toHaveLength(kindCount('DEEPSEEK'));
+    expect(of('qwen')).toHaveLength(kindCount('QWEN'));
+    expect(of('anthropic')).toHaveLength(kindCount('ANTHROPIC'));
     expect(of('ark')).toHaveLength(0);
+    expect(of('zhipu')).toHaveLength(0);
+    expect(prices.find((p) => p.provider === 'anthropic' && p.model === 'claude-sonnet-4-5')).toMatchObject({
+      inputPerMTokUsd: 3,
+      outputPerMTokUsd: 15,
+      cachedInputPerMTokUsd: 0.3,
+      cacheWritePerMTokUsd: 3.75,
+    });
+    // The Anthropic preset sends its key as x-api-key, with the API version it speaks.
+    expect(gw.started.runtime.app.catalog.catalog.providers.get('anthropic')).toMatchObject({
+      origin: 'https://api.anthropic.com',
+      basePath: '',
+      headers: { 'x-api-key': 'sk-ant-test', 'anthropic-version': '2023-06-01' },
+    });
     expect(of('openai')).toHaveLength(0);
     const mini = prices.find((p) => p.provider === 'openrouter' && p.model === 'openai/gpt-4o-mini')!;
     expect(mini).toMatchObject({ inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6, cachedInputPerMTokUsd: 0.075, currency: 'USD' });

@@ -104,8 +104,11 @@ prices:
   });
 
   it('rejects a bad provider kind, naming the path', async () => {
-    const text = 'providers:\n  - name: p\n    kind: ANTHROPIC\n';
+    const text = 'providers:\n  - name: p\n    kind: GEMINI\n';
     await expect(loadConfigFile(await write(text), {})).rejects.toThrow(/providers\.0\.kind/);
+    const anthropic = await loadConfigFile(await write('providers:\n  - { name: claude, kind: ANTHROPIC, apiKey: k }\nprices:\n  - { provider: claude, model: m, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cacheWritePerMTokUsd: 3.75 }\n'), {});
+    expect(anthropic.providers[0]!.kind).toBe('ANTHROPIC');
+    expect(anthropic.prices[0]!.cacheWritePerMTokUsd).toBe(3.75);
   });
 
   it('rejects a bad strategy, a bad provider name and a route without targets', async () => {

@@ -16,7 +16,7 @@ describe('the shipped snapshot', () => {
       seen.add(where);
       expect(e.source, where).toMatch(/^https:\/\/[^\s]+$/);
       expect(e.asOf, where).toMatch(/^\d{4}-\d{2}-\d{2}$/);
-      for (const v of [e.inputPerMTok, e.outputPerMTok, e.cachedInputPerMTok ?? 0]) {
+      for (const v of [e.inputPerMTok, e.outputPerMTok, e.cachedInputPerMTok ?? 0, e.cacheWritePerMTok ?? 0]) {
         expect(Number.isFinite(v) && v >= 0, where).toBe(true);
         // The store keeps 9 decimals; a list price never needs more than 4.
         expect(Number(v.toFixed(4)), where).toBe(v);
@@ -25,11 +25,18 @@ describe('the shipped snapshot', () => {
     }
   });
 
-  it('covers the six vendor kinds the issue names', () => {
+  it('covers every vendor kind with a preset', () => {
     const kinds = new Set(PRICE_SNAPSHOT.entries.map((e) => e.kind));
-    expect([...kinds].sort()).toEqual(['ARK', 'DEEPSEEK', 'OPENAI', 'OPENROUTER', 'QWEN', 'ZHIPU']);
+    expect([...kinds].sort()).toEqual(['ANTHROPIC', 'ARK', 'DEEPSEEK', 'OPENAI', 'OPENROUTER', 'QWEN', 'ZHIPU']);
     // CNY-listed vendors stay in CNY (converted by the store with the recorded rate).
     for (const e of PRICE_SNAPSHOT.entries) if (['ARK', 'QWEN', 'ZHIPU'].includes(e.kind)) expect(e.currency, e.model).toBe('CNY');
+  });
+
+  it('prices Anthropic cache reads at a tenth of the input price and cache writes at 1.25 times it', () => {
+    const sonnet = PRICE_SNAPSHOT.entries.find((e) => e.kind === 'ANTHROPIC' && e.model === 'claude-sonnet-4-5');
+    expect(sonnet).toMatchObject({ currency: 'USD', inputPerMTok: 3, outputPerMTok: 15, cachedInputPerMTok: 0.3, cacheWritePerMTok: 3.75 });
+    const [planned] = planSnapshotPrices([{ name: 'anthropic', kind: 'ANTHROPIC' }]).filter((p) => p.model === 'claude-3-5-haiku-20241022');
+    expect(planned).toMatchObject({ provider: 'anthropic', inputPerMTokUsd: 0.8, cachedInputPerMTokUsd: 0.08, cacheWritePerMTokUsd: 1 });
   });
 });
 

@@ -35,6 +35,11 @@ export function registerPricing(builder: Builder) {
       inputPerMTokUsd: t.float({ resolve: (p) => usd(p, p.inputPerMTok) }),
       outputPerMTokUsd: t.float({ resolve: (p) => usd(p, p.outputPerMTok) }),
       cachedInputPerMTokUsd: t.float({ nullable: true, resolve: (p) => (p.cachedInputPerMTok === null ? null : usd(p, p.cachedInputPerMTok)) }),
+      cacheWritePerMTokUsd: t.float({
+        nullable: true,
+        description: "Prompt tokens written to the provider's cache (Anthropic cache creation); null: billed at the input price.",
+        resolve: (p) => (p.cacheWritePerMTok === null ? null : usd(p, p.cacheWritePerMTok)),
+      }),
       currency: t.exposeString('currency', { description: 'The currency the price was entered in.' }),
       usdRate: t.float({
         nullable: true,
@@ -83,6 +88,7 @@ export function registerPricing(builder: Builder) {
       inputPerMTokUsd: t.float({ required: true }),
       outputPerMTokUsd: t.float({ required: true }),
       cachedInputPerMTokUsd: t.float(),
+      cacheWritePerMTokUsd: t.float({ description: "Prompt tokens written to the provider's cache (Anthropic cache creation); omitted: the input price." }),
       currency: t.string({ description: 'ISO 4217 code the amounts are in (default USD); others need usdRate.' }),
       usdRate: t.float({ description: 'USD per unit of currency.' }),
       source: t.string(),
@@ -208,6 +214,7 @@ export function registerPricing(builder: Builder) {
             inputPerMTokUsd: input.inputPerMTokUsd,
             outputPerMTokUsd: input.outputPerMTokUsd,
             cachedInputPerMTokUsd: input.cachedInputPerMTokUsd,
+            cacheWritePerMTokUsd: input.cacheWritePerMTokUsd,
             currency: input.currency ?? undefined,
             usdRate: input.usdRate,
             source: input.source,

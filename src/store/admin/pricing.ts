@@ -14,6 +14,8 @@ export interface PriceRecord {
   inputPerMTokUsd: number;
   outputPerMTokUsd: number;
   cachedInputPerMTokUsd: number | null;
+  /** Prompt tokens written to the provider's cache (Anthropic cache creation); null: billed at the input price. */
+  cacheWritePerMTokUsd: number | null;
   /** As entered. */
   currency: string;
   usdRate: number | null;
@@ -46,6 +48,7 @@ const setPriceInput = z
     inputPerMTokUsd: usd,
     outputPerMTokUsd: usd,
     cachedInputPerMTokUsd: usd.nullish(),
+    cacheWritePerMTokUsd: usd.nullish(),
     currency: z
       .string()
       .trim()
@@ -108,6 +111,7 @@ export class PricingStore {
           inputPerMTok: decimal(p.inputPerMTokUsd),
           outputPerMTok: decimal(p.outputPerMTokUsd),
           cachedInputPerMTok: p.cachedInputPerMTokUsd == null ? null : decimal(p.cachedInputPerMTokUsd),
+          cacheWritePerMTok: p.cacheWritePerMTokUsd == null ? null : decimal(p.cacheWritePerMTokUsd),
           currency,
           usdRate: currency === 'USD' || p.usdRate == null ? null : decimal(p.usdRate),
           source: p.source ?? null,
@@ -225,6 +229,7 @@ function samePrice(row: PriceRow, p: z.output<typeof setPriceInput>): boolean {
     eq(row.inputPerMTok, p.inputPerMTokUsd) &&
     eq(row.outputPerMTok, p.outputPerMTokUsd) &&
     eq(row.cachedInputPerMTok, p.cachedInputPerMTokUsd) &&
+    eq(row.cacheWritePerMTok, p.cacheWritePerMTokUsd) &&
     (currency === 'USD' || eq(row.usdRate, p.usdRate))
   );
 }
@@ -243,6 +248,7 @@ function toPrice(r: PriceRow): PriceRecord {
     inputPerMTokUsd: usdOf(r.inputPerMTok),
     outputPerMTokUsd: usdOf(r.outputPerMTok),
     cachedInputPerMTokUsd: r.cachedInputPerMTok === null ? null : usdOf(r.cachedInputPerMTok),
+    cacheWritePerMTokUsd: r.cacheWritePerMTok === null ? null : usdOf(r.cacheWritePerMTok),
     currency: r.currency,
     usdRate: rate ? rate.toNumber() : null,
     source: r.source,
