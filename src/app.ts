@@ -13,6 +13,7 @@ import { spentInWindow } from './budgets/spend.js';
 import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
 import { CacheStage } from './gateway/cache.js';
+import { isConsolePath } from './gateway/console.js';
 import { createRequestHandler } from './gateway/http.js';
 import { RateLimiter, type WindowStore } from './gateway/limits.js';
 import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
@@ -231,8 +232,9 @@ export function buildApp(deps: AppDeps): App {
   const adminServer =
     graphql && config.adminPort
       ? http.createServer(serverOptions, (req, res) => {
-          if ((req.url ?? '').split('?')[0] === '/graphql') return graphql.handle(req, res);
-          res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"Only /graphql is served on the admin port.","type":"invalid_request_error","param":null,"code":"not_found"}}');
+          const path = (req.url ?? '').split('?')[0]!;
+          if (path === '/graphql' || isConsolePath(path)) return graphql.handle(req, res);
+          res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"message":"Only /graphql and /console are served on the admin port.","type":"invalid_request_error","param":null,"code":"not_found"}}');
         })
       : null;
   const websocket = graphql ? graphql.attachWebSocket(adminServer ?? server) : null;

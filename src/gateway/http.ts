@@ -5,6 +5,7 @@ import type { Receipt } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
 import type { ApiKeyRecord, KeyAuthenticator } from './auth.js';
 import { readRequestBody } from './body.js';
+import { isConsolePath } from './console.js';
 import { GatewayError, badRequest, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';
 import type { Pipeline } from './pipeline.js';
 import type { Principal, TokenVerifier } from './tokens.js';
@@ -24,7 +25,7 @@ export interface HttpDeps {
   createKey: (input: { team: string; name: string }) => Promise<{ id: string; teamId: string; secret: string }>;
   /** Records a task verdict for the caller's team (POST /v1/tasks/{taskId}/outcome). */
   recordOutcome: (teamId: string, body: unknown) => Promise<object>;
-  /** Mounted at /graphql when present. */
+  /** Mounted at /graphql and /console when present. */
   graphql?: (req: IncomingMessage, res: ServerResponse) => void;
   isDraining: () => boolean;
 }
@@ -72,7 +73,8 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
     const body = parseJsonBody(await readRequestBody(req, 64 * 1024));
     return sendJson(res, 200, await deps.recordOutcome(key.teamId, { ...body, taskId }));
   }
-  if (path === '/graphql' && deps.graphql) return deps.graphql(req, res);
+  // The console (and GraphiQL's assets) go with /graphql: same origin, same port.
+  if ((path === '/graphql' || isConsolePath(path)) && deps.graphql) return deps.graphql(req, res);
   switch (path) {
     case '/healthz':
       return sendJson(res, 200, { status: 'ok' });

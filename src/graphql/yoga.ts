@@ -15,6 +15,7 @@ import { CloseCode, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { createConsoleHandler, GRAPHIQL_DEFAULT_QUERY, isConsolePath, renderGraphiQLPage } from '../gateway/console.js';
 import { WsFanout, type SubscribeFn } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
 import { buildSchema } from './schema/index.js';
@@ -80,7 +81,9 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
   const yoga = createYoga<{ req?: IncomingMessage } & WsContextExtra>({
     schema: buildSchema(),
     graphqlEndpoint: '/graphql',
-    graphiql: !options.production,
+    // Served offline: its bundle comes from this process (src/gateway/console.ts), never a CDN.
+    graphiql: options.production ? false : { defaultQuery: GRAPHIQL_DEFAULT_QUERY },
+    renderGraphiQL: renderGraphiQLPage,
     landingPage: false,
     batching: { limit: limits.batch },
     maskedErrors: true,
@@ -91,7 +94,19 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     },
   });
 
+  // The console and GraphiQL's assets travel with /graphql (same origin, same port).
+  const serveConsole = createConsoleHandler({ graphiql: !options.production });
+
+  /** /graphql, and the console's paths (isConsolePath). */
   function handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (isConsolePath(path)) {
+      serveConsole(req, res, path).catch(() => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end();
+      });
+      return;
+    }
     void yoga(req, res);
   }
 
