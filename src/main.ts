@@ -1,6 +1,7 @@
 // Composition root for `tollgate start`: config → stores → app → listen; SIGTERM drains.
 import path from 'node:path';
 import { pino } from 'pino';
+import { graphqlUrlFor } from './admin-client.js';
 import type { Config } from './config.js';
 import { openRuntime, type Runtime } from './runtime.js';
 import { claimDataDir } from './store/data-dir.js';
@@ -60,11 +61,14 @@ export async function startServer(config: Config, opts: { installSignalHandlers?
   return { runtime, url, stop };
 }
 
-function printBanner(config: Config, rt: Runtime, url: string): void {
+export function printBanner(config: Config, rt: Runtime, url: string): void {
+  const graphql = graphqlUrlFor(url, config);
   const lines = [
     '',
     `Tollgate is listening on ${url}`,
     `  OpenAI base_url   ${url}/v1`,
+    `  console           ${new URL('/console', graphql)}   (sign in with the admin token)`,
+    `  GraphQL           ${graphql}${config.production ? '' : '   (GraphiQL when opened in a browser)'}`,
     `  health            ${url}/healthz   ${url}/readyz   ${url}/metrics`,
     `  receipt keys      ${url}/.well-known/tollgate/receipt-keys`,
     `  data dir          ${config.dataDir}`,
@@ -76,6 +80,15 @@ function printBanner(config: Config, rt: Runtime, url: string): void {
       ? `  admin token       ${rt.adminToken.token}   (shown once; also in ${path.join(config.dataDir, 'admin-token')}, mode 0600)`
       : `  admin token       ${config.adminToken ? 'from TOLLGATE_ADMIN_TOKEN' : `in ${path.join(config.dataDir, 'admin-token')}`}`,
     '',
+    ...(rt.app.catalog.catalog.providers.size === 0
+      ? [
+          'No provider is configured yet, so there is nothing to route to. Two ways forward:',
+          '  - set a provider key and restart, e.g.  OPENROUTER_API_KEY=sk-or-… npm start',
+          '    (or ARK_API_KEY, OPENAI_API_KEY, DEEPSEEK_API_KEY; or providers in TOLLGATE_CONFIG=tollgate.yaml)',
+          '  - or see it work with simulated traffic: run  npx tollgate demo  beside this server',
+          '',
+        ]
+      : []),
     'Make an API key:   npx tollgate keys create --team my-team',
     '',
   ];
