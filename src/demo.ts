@@ -15,7 +15,7 @@ import { startSimulatedProvider, type SimulatedProvider } from './providers/simu
 const NAMES = {
   primary: 'demo-sim-primary',
   backup: 'demo-sim-backup',
-  chat: 'demo-chat', // priority: primary, then backup (failover)
+  chat: 'demo-chat', // priority: the primary's large model, then the backup's small one (failover)
   fast: 'demo-chat-fast', // least latency, streamed
   faq: 'demo-faq', // exact cache: repeated questions are answered from it
   embed: 'demo-embed',
@@ -45,7 +45,6 @@ const PRICES = [
   { provider: NAMES.primary, model: 'sim-chat', inputPerMTokUsd: 2.5, outputPerMTokUsd: 10, cachedInputPerMTokUsd: 1.25 },
   { provider: NAMES.primary, model: 'sim-chat-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 },
   { provider: NAMES.backup, model: 'sim-chat-mini', inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 },
-  { provider: NAMES.backup, model: 'sim-chat', inputPerMTokUsd: 3, outputPerMTokUsd: 12 },
   { provider: NAMES.primary, model: 'sim-embed', inputPerMTokUsd: 0.02, outputPerMTokUsd: 0 },
 ];
 
@@ -124,7 +123,8 @@ async function configure(server: ServerAccess, sim: SimulatedProvider): Promise<
         retries: 1,
         targets: [
           { provider: NAMES.primary, model: 'sim-chat', priority: 0 },
-          { provider: NAMES.backup, model: 'sim-chat', priority: 1 },
+          // A smaller model elsewhere: the primary's bad moments do not reach it.
+          { provider: NAMES.backup, model: 'sim-chat-mini', priority: 1 },
         ],
       },
       fast: {
@@ -164,9 +164,10 @@ async function sendTraffic(
   const stats: Stats = { sent: 0, ok: 0, failed: 0 };
   const clients = teams.map((t) => ({ ...t, sent: 0, openai: new OpenAI({ baseURL: `${server.url}/v1`, apiKey: t.secret, maxRetries: 0, timeout: 30_000 }) }));
   const inFlight = new Set<Promise<void>>();
-  const weather = setInterval(() => changeWeather(sim), 1000);
+  const changeWeather = weatherFor(sim);
+  changeWeather();
+  const weather = setInterval(changeWeather, 1000);
   const progress = setInterval(() => process.stdout.write(`demo: ${stats.sent} requests sent (${stats.ok} answered, ${stats.failed} errors)\n`), 15_000);
-  changeWeather(sim);
   try {
     while (!signal.aborted) {
       await sleep(-Math.log(1 - Math.random()) * (1000 / rate), undefined, { signal }).catch(() => undefined);
@@ -188,13 +189,21 @@ async function sendTraffic(
   return stats;
 }
 
-/** Latencies drift, and the primary has bad moments: failovers and a breaker now and then. */
-function changeWeather(sim: SimulatedProvider): void {
-  const jitter = (base: number) => Math.round(base * (0.6 + Math.random() * 0.9));
-  sim.behave('sim-chat', { latencyMs: jitter(220), ttftMs: jitter(150), tokensPerSecond: 120, completionTokens: 60 });
-  sim.behave('sim-chat-mini', { latencyMs: jitter(70), ttftMs: jitter(45), tokensPerSecond: 350, completionTokens: 35 });
-  sim.behave('sim-embed', { latencyMs: jitter(25) });
-  if (Math.random() < 0.08) sim.behave('sim-chat', { status: 503, times: 1 + Math.floor(Math.random() * 4) });
+/**
+ * Latencies drift, and now and then the primary's large model has an outage of a few seconds:
+ * requests fail over, and a long one opens its breaker, which closes again once the outage
+ * is over (a standing behaviour, so failures never pile up while no request reaches it).
+ */
+function weatherFor(sim: SimulatedProvider): () => void {
+  let outageUntil = 0;
+  return () => {
+    const now = Date.now();
+    if (now >= outageUntil && Math.random() < 0.03) outageUntil = now + 1000 + Math.random() * 6000;
+    const jitter = (base: number) => Math.round(base * (0.6 + Math.random() * 0.9));
+    sim.behave('sim-chat', { latencyMs: jitter(220), ttftMs: jitter(150), tokensPerSecond: 120, completionTokens: 60, ...(now < outageUntil ? { status: 503 } : {}) });
+    sim.behave('sim-chat-mini', { latencyMs: jitter(70), ttftMs: jitter(45), tokensPerSecond: 350, completionTokens: 35 });
+    sim.behave('sim-embed', { latencyMs: jitter(25) });
+  };
 }
 
 /** The n-th request of a team: tasks of three requests each, one feature per task. */
@@ -211,7 +220,8 @@ async function oneRequest(client: { team: string; features: string[]; secret: st
     const stream = await client.openai.chat.completions.create({ model: NAMES.fast, messages, stream: true }, { headers });
     for await (const _ of stream) void _;
   } else if (roll < 0.85) {
-    await client.openai.chat.completions.create({ model: NAMES.faq, messages: [{ role: 'user', content: pick(FAQ) }] }, { headers });
+    // Temperature 0: a deterministic question, which the route's exact cache may answer.
+    await client.openai.chat.completions.create({ model: NAMES.faq, temperature: 0, messages: [{ role: 'user', content: pick(FAQ) }] }, { headers });
   } else if (roll < 0.97) {
     await client.openai.embeddings.create({ model: NAMES.embed, input: pick(PROMPTS) }, { headers });
   } else {

@@ -76,7 +76,12 @@ export class LiveModel {
   /** Decisions received since the last reset. */
   received = 0;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  /** The second this panel started listening: the chart starts there (or a minute back). */
+  private readonly firstSecond: number;
+
+  constructor(private readonly now: () => number = Date.now) {
+    this.firstSecond = Math.floor(now() / 1000);
+  }
 
   add(d: Decision): void {
     this.received++;
@@ -152,11 +157,16 @@ export class LiveModel {
     return { total: perSecond(total), byTarget: new Map([...byTarget].map(([k, c]) => [k, perSecond(c)])) };
   }
 
-  /** The chart's columns: unix seconds, then requests, errors, failovers, cache hits per second. */
+  /**
+   * The chart's columns: unix seconds, then requests, errors, failovers, cache hits per
+   * second; from when the panel started listening (at least the last minute), up to the last
+   * HISTORY_SECONDS.
+   */
   series(): [number[], number[], number[], number[], number[]] {
     const end = Math.floor(this.now() / 1000);
+    const from = Math.max(end - HISTORY_SECONDS + 1, Math.min(this.firstSecond, end - 59));
     const cols: [number[], number[], number[], number[], number[]] = [[], [], [], [], []];
-    for (let s = end - HISTORY_SECONDS + 1; s <= end; s++) {
+    for (let s = from; s <= end; s++) {
       const c = this.seconds.get(s)?.total ?? zero();
       cols[0].push(s);
       cols[1].push(c.requests);

@@ -48,12 +48,12 @@ export function liveView(ctx: Ctx): View {
     { class: 'view live' },
     h('div', { class: 'toolbar' }, teamSel, routeSel, providerSel, pauseBtn, pausedNote, h('span', { class: 'spacer' }), droppedNote, status),
     tiles,
-    h('div', { class: 'panel' }, h('h2', {}, 'Requests, errors, failovers and cache hits per second (last 5 minutes)'), chartBox),
+    h('div', { class: 'panel' }, h('h2', {}, 'Requests, errors, failovers and cache hits per second (up to the last 5 minutes)'), chartBox),
     h(
       'div',
       { class: 'panel' },
       h('h2', {}, `By provider and model (rates over the last 10 s; cost over the last ${COST_WINDOW_S} s)`),
-      h('table', { class: 'grid', id: 'live-targets' }, h('thead', {}, row('th', ['provider/model', 'requests/s', 'errors/s', 'failovers/s', 'cache hits/s', 'cost/s'])), targetsBody),
+      h('table', { class: 'grid numbers', id: 'live-targets' }, h('thead', {}, row('th', ['provider/model', 'requests/s', 'errors/s', 'failovers/s', 'cache hits/s', 'cost/s'])), targetsBody),
     ),
     h(
       'div',

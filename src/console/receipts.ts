@@ -1,10 +1,9 @@
 // Receipts: the latest ones, and one looked up by id with its attempts and its signature
 // verified here in the browser against the published keys (verify.ts).
-import canonicalize from 'canonicalize';
 import type { Ctx, View } from './context.js';
 import { fill, h } from './dom.js';
 import { clock, count, ms, usd } from './format.js';
-import { verifyInBrowser, type Jwk } from './verify.js';
+import { canonicalize, verifyInBrowser, type Jwk } from './verify.js';
 
 interface Attempt {
   provider: string;

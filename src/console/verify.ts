@@ -2,7 +2,13 @@
 // server: Ed25519 (WebCrypto) over the RFC 8785 canonical JSON of the signed object, made
 // by the same `canonicalize` package, with the key named by key_id in the JWK set that
 // Tollgate publishes.
-import canonicalize from 'canonicalize';
+import * as canonicalizeModule from 'canonicalize';
+
+// `canonicalize` is CommonJS whose typings declare an ES default export: the function is the
+// namespace's `default` for the bundler and for Node (the unit tests) alike.
+type Serialize = (input: unknown) => string | undefined;
+export const canonicalize: Serialize =
+  (canonicalizeModule as unknown as { default?: Serialize }).default ?? (canonicalizeModule as unknown as Serialize);
 
 export interface Jwk {
   kty?: string;

@@ -67,8 +67,10 @@ export function createConsoleHandler(opts: ConsoleOptions) {
     let p = loaded.get(path);
     if (!p) {
       p = loadAsset(path, dir, opts.graphiql);
-      // A console not built yet may be built while the server runs: retry a miss next time.
-      void p.then((a) => a ?? loaded.delete(path));
+      // A console not built yet may be built while the server runs: a miss or a read error
+      // is tried again next time.
+      const forget = () => void loaded.delete(path);
+      p.then((a) => a ?? forget(), forget);
       loaded.set(path, p);
     }
     return p;
