@@ -8,29 +8,22 @@ import { execFileSync } from 'node:child_process';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const src = path.join(root, 'src/console');
-export const CONSOLE_OUT = path.join(root, 'dist/console');
+const out = path.join(root, 'dist/console');
 
-export async function buildConsole({ typecheck = true } = {}) {
-  if (typecheck) {
-    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-    execFileSync(process.execPath, [tsc, '-p', path.join(src, 'tsconfig.json')], { stdio: 'inherit', cwd: root });
-  }
-  await mkdir(CONSOLE_OUT, { recursive: true });
-  const common = { bundle: true, minify: true, platform: 'browser', target: ['chrome111', 'firefox115', 'safari16.4'], logLevel: 'warning', absWorkingDir: root };
-  await Promise.all([
-    // console.js (an ES module) and console.css (its imported styles, uPlot's included).
-    build({ ...common, entryPoints: [path.join(src, 'console.ts')], outdir: CONSOLE_OUT, format: 'esm' }),
-    // A classic script: GraphiQL's page runs it before GraphiQL's own bundle.
-    build({ ...common, entryPoints: [path.join(src, 'graphiql-boot.ts')], outdir: CONSOLE_OUT, format: 'iife' }),
-  ]);
-  await copyFile(path.join(src, 'index.html'), path.join(CONSOLE_OUT, 'index.html'));
-}
+const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+execFileSync(process.execPath, [tsc, '-p', path.join(src, 'tsconfig.json')], { stdio: 'inherit', cwd: root });
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  await buildConsole();
-}
+await mkdir(out, { recursive: true });
+const common = { bundle: true, minify: true, platform: 'browser', target: ['chrome111', 'firefox115', 'safari16.4'], logLevel: 'warning', absWorkingDir: root };
+await Promise.all([
+  // console.js (an ES module) and console.css (its imported styles, uPlot's included).
+  build({ ...common, entryPoints: [path.join(src, 'console.ts')], outdir: out, format: 'esm' }),
+  // A classic script: GraphiQL's page runs it before GraphiQL's own bundle.
+  build({ ...common, entryPoints: [path.join(src, 'graphiql-boot.ts')], outdir: out, format: 'iife' }),
+]);
+await copyFile(path.join(src, 'index.html'), path.join(out, 'index.html'));

@@ -50,7 +50,7 @@ const PRICES = [
 
 const MAX_IN_FLIGHT = 64;
 
-export function parseDuration(text: string | undefined): number | null {
+function parseDuration(text: string | undefined): number | null {
   if (text === undefined) return null;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (!m) throw new Error(`--duration: expected a number of seconds or e.g. 90s, 5m, 1h; got '${text}'`);

@@ -47,7 +47,7 @@ interface Series {
 }
 
 const KEY = 'key { model provider route feature teamId team { name } }';
-export const ANALYTICS_QUERY = `query ConsoleAnalytics($filter: AnalyticsFilter!, $groupBy: [Dimension!]) {
+const ANALYTICS_QUERY = `query ConsoleAnalytics($filter: AnalyticsFilter!, $groupBy: [Dimension!]) {
   totalUsage: usage(filter: $filter) { requests errors costUsd unpricedRequests }
   totalTasks: costPerTask(filter: $filter) { tasks succeededTasks costPerTaskUsd costPerSucceededTaskUsd }
   totalLatency: latency(filter: $filter) { p50Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms }
@@ -69,7 +69,7 @@ function keyValue(key: Key, dim: Dimension): string {
 }
 const keyLabel = (key: Key, dim: Dimension): string => (dim === 'TEAM' ? (key.team?.name ?? key.teamId) : keyValue(key, dim)) || '(none)';
 
-export function intervalFor(spanMs: number): Interval {
+function intervalFor(spanMs: number): Interval {
   return spanMs <= 6 * 3_600_000 ? 'MINUTE' : spanMs <= 7 * 86_400_000 ? 'HOUR' : 'DAY';
 }
 
@@ -245,7 +245,7 @@ export function analyticsView(ctx: Ctx): View {
     const per = interval.toLowerCase();
     trafficTitle.textContent = `Requests, errors and cache hits per ${per}`;
     trafficChart?.destroy();
-    trafficChart = lineChart(trafficBox, { series: [{ label: 'requests' }, { label: 'errors' }, { label: 'cache hits' }], bars: false, value: count });
+    trafficChart = lineChart(trafficBox, { series: [{ label: 'requests' }, { label: 'errors' }, { label: 'cache hits' }], value: count });
     trafficChart.setData([xs.map((t) => t / 1000), requests, errors, hits]);
 
     // Cost per bucket for the most expensive groups; the rest summed as "other".

@@ -8,20 +8,17 @@ export interface Chart {
   destroy(): void;
 }
 
-export interface ChartOptions {
+interface ChartOptions {
   series: Array<{ label: string; color?: string }>;
   /** How the y values read in the legend (e.g. "$0.0012", "3.2/s"). */
   value?: (v: number | null) => string;
   height?: number;
-  /** Bars (for analytics buckets) instead of lines. */
-  bars?: boolean;
 }
 
 const AXIS = { stroke: '#9aa4b2', grid: { stroke: '#2a3140', width: 1 }, ticks: { stroke: '#2a3140', width: 1 } };
 
 export function lineChart(container: HTMLElement, opts: ChartOptions): Chart {
   const value = opts.value ?? ((v: number | null) => (v === null ? '—' : String(v)));
-  const paths = opts.bars ? uPlot.paths.bars!({ size: [0.8, 40] }) : undefined;
   const width = () => Math.max(300, container.clientWidth);
   const plot = new uPlot(
     {
@@ -43,9 +40,7 @@ export function lineChart(container: HTMLElement, opts: ChartOptions): Chart {
         ...opts.series.map((s, i) => ({
           label: s.label,
           stroke: s.color ?? PALETTE[i % PALETTE.length],
-          fill: opts.bars ? `${s.color ?? PALETTE[i % PALETTE.length]}99` : undefined,
           width: 2,
-          paths,
           points: { show: false },
           value: (_u: uPlot, v: number | null) => value(v),
         })),

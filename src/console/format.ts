@@ -2,7 +2,7 @@
 // data-value (see cell() in the views), so what is shown can be checked against the
 // GraphQL answer it came from. No DOM here: tests import this file.
 
-export const NONE = '—';
+const NONE = '—';
 
 /** Dollars: cents from $1 up, else three significant digits (LLM calls cost fractions of a cent). */
 export function usd(v: number | null | undefined): string {

@@ -51,7 +51,7 @@ const CONSOLE_CSP =
 
 const asset = (body: Buffer, type: string): Asset => ({ body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
 
-export interface ConsoleOptions {
+interface ConsoleOptions {
   /** GraphiQL is on (not in production): serve its bundle too. */
   graphiql: boolean;
   /** Where the built console is (default: dist/console). */

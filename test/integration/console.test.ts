@@ -13,7 +13,6 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 let gw: TestGateway;
 let browser: Browser;
-const contexts: OfflineContext[] = [];
 
 beforeAll(async () => {
   // The console as `npm install` builds it, from the sources under test.
@@ -29,7 +28,6 @@ afterAll(async () => {
 /** A fresh offline browser context; every test ends by checking that none of them reached out. */
 async function offlinePage(): Promise<{ page: Page; offline: OfflineContext }> {
   const offline = await offlineContext(browser);
-  contexts.push(offline);
   return { page: await offline.newPage(), offline };
 }
 
