@@ -65,8 +65,10 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
 
   const stop = new AbortController();
   const onSignal = () => stop.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Every signal until the end is ours (`on`: under `npm run demo`, Ctrl-C arrives twice), so
+  // the server this demo started always drains and releases the data dir.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   const sim = await startSimulatedProvider({ record: false, defaults: { latencyMs: 60, ttftMs: 40, tokensPerSecond: 400, completionTokens: 40 } });
   let own: Started | null = null;
@@ -94,10 +96,10 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
     process.stdout.write(`\ndemo: sent ${stats.sent} requests (${stats.ok} answered, ${stats.failed} errors).\n`);
     return 0;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     await own?.stop();
     await sim.close();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

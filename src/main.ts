@@ -46,8 +46,11 @@ export async function startServer(config: Config, opts: { installSignalHandlers?
     })());
 
   if (opts.installSignalHandlers) {
+    // `on`, not `once`: Ctrl-C under `npm start` delivers SIGINT twice (the terminal signals
+    // the process group, and npm forwards its own), and a second one must not kill the drain
+    // halfway. stop() runs once; the drain is bounded by TOLLGATE_DRAIN_TIMEOUT_MS.
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(signal, () => {
+      process.on(signal, () => {
         stop().then(
           () => process.exit(0),
           (err) => {
