@@ -1,7 +1,7 @@
 // `tollgate <command>`: start, migrate, demo, keys create, prices, verify-receipt.
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { createKeyThrough, graphqlClient, owningServer, type GraphQLCall } from './admin-client.js';
 import { loadConfig, type Config } from './config.js';
 import { createLogger, startServer } from './main.js';
 import { repriceReceipts, type RepricingResult } from './pricing/reprice.js';
@@ -15,7 +15,9 @@ const USAGE = `Usage: tollgate <command>
 
   start                               start the gateway (default)
   migrate                             apply config-store and ClickHouse migrations
-  demo [--requests N]                 start Tollgate with a simulated provider and send traffic
+  demo [--duration D] [--rate R]      send realistic traffic (a simulated provider) through the
+                                      running Tollgate, or one it starts; D like 90s, 5m (default:
+                                      until Ctrl-C), R requests per second (default 5)
   keys create --team T [--name N] [--json]
                                       create an API key (and the team if missing)
   prices import-snapshot [--provider NAME ...] [--missing-only] [--json]
@@ -89,18 +91,10 @@ async function keys(config: Config, args: string[]): Promise<number> {
   const team = values.team;
   const name = values.name ?? 'cli';
   let created: { id: string; teamId: string; secret: string };
-  const owner = await findOwner(config.dataDir);
-  if (owner) {
+  const server = await owningServer(config);
+  if (server) {
     // The running server owns the embedded stores: ask it, with the admin token.
-    if (!owner.url) throw new Error(`Tollgate (${describeOwner(owner)}) is starting; try again in a moment.`);
-    const token = config.adminToken ?? (await readFile(path.join(config.dataDir, 'admin-token'), 'utf8')).trim();
-    const res = await fetch(`${owner.url}/admin/v1/keys`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ team, name }),
-    });
-    if (!res.ok) throw new Error(`server refused to create the key: ${res.status} ${await res.text()}`);
-    created = (await res.json()) as typeof created;
+    created = await createKeyThrough(server, team, name);
   } else {
     const claim = await claimDataDir(config.dataDir);
     try {
@@ -261,32 +255,13 @@ async function reprice(config: Config, args: string[]): Promise<number> {
   return 0;
 }
 
-type GraphQLCall = (query: string, variables: Record<string, unknown>) => Promise<Record<string, unknown>>;
-
 /**
  * Runs an admin operation through the server that owns the data dir (its GraphQL API, with
  * the admin token), or on the stores directly when no server runs (DESIGN §3).
  */
 async function withAdmin<T>(config: Config, remote: (graphql: GraphQLCall) => Promise<T>, local: (stores: Stores) => Promise<T>): Promise<T> {
-  const owner = await findOwner(config.dataDir);
-  if (owner) {
-    if (!owner.url) throw new Error(`Tollgate (${describeOwner(owner)}) is starting; try again in a moment.`);
-    const token = config.adminToken ?? (await readFile(path.join(config.dataDir, 'admin-token'), 'utf8')).trim();
-    const endpoint = new URL('/graphql', owner.url);
-    if (config.adminPort) endpoint.port = String(config.adminPort); // GraphQL on its own port
-    return remote(async (query, variables) => {
-      const res = await fetch(endpoint, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ query, variables }),
-      });
-      const body = (await res.json().catch(() => null)) as { data?: Record<string, unknown>; errors?: Array<{ message: string }> } | null;
-      if (!body?.data || body.errors?.length) {
-        throw new Error(`server refused: ${body?.errors?.map((e) => e.message).join('; ') ?? `HTTP ${res.status}`}`);
-      }
-      return body.data;
-    });
-  }
+  const server = await owningServer(config);
+  if (server) return remote(graphqlClient(server));
   const claim = await claimDataDir(config.dataDir);
   try {
     const stores = await openStores(config, createLogger({ ...config, logLevel: 'warn' }));

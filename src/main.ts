@@ -1,6 +1,7 @@
 // Composition root for `tollgate start`: config → stores → app → listen; SIGTERM drains.
 import path from 'node:path';
 import { pino, type DestinationStream } from 'pino';
+import { graphqlUrlFor } from './admin-client.js';
 import type { Config } from './config.js';
 import { redactDeep, redactSecrets } from './redact.js';
 import { openRuntime, type Runtime } from './runtime.js';
@@ -57,8 +58,11 @@ export async function startServer(config: Config, opts: { installSignalHandlers?
     })());
 
   if (opts.installSignalHandlers) {
+    // `on`, not `once`: Ctrl-C under `npm start` delivers SIGINT twice (the terminal signals
+    // the process group, and npm forwards its own), and a second one must not kill the drain
+    // halfway. stop() runs once; the drain is bounded by TOLLGATE_DRAIN_TIMEOUT_MS.
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(signal, () => {
+      process.on(signal, () => {
         stop().then(
           () => process.exit(0),
           (err) => {
@@ -73,10 +77,13 @@ export async function startServer(config: Config, opts: { installSignalHandlers?
 }
 
 export function printBanner(config: Config, rt: Runtime, url: string): void {
+  const graphql = graphqlUrlFor(url, config);
   const lines = [
     '',
     `Tollgate is listening on ${url}`,
     `  OpenAI base_url   ${url}/v1`,
+    `  console           ${new URL('/console', graphql)}   (sign in with the admin token)`,
+    `  GraphQL           ${graphql}${config.production ? '' : '   (GraphiQL when opened in a browser)'}`,
     `  health            ${url}/healthz   ${url}/readyz   ${url}/metrics`,
     `  receipt keys      ${url}/.well-known/tollgate/receipt-keys`,
     `  data dir          ${config.dataDir}`,
@@ -88,6 +95,15 @@ export function printBanner(config: Config, rt: Runtime, url: string): void {
       ? `  admin token       ${rt.adminToken.token}   (shown once; also in ${path.join(config.dataDir, 'admin-token')}, mode 0600)`
       : `  admin token       ${config.adminToken ? 'from TOLLGATE_ADMIN_TOKEN' : `in ${path.join(config.dataDir, 'admin-token')}`}`,
     '',
+    ...(rt.app.catalog.catalog.providers.size === 0
+      ? [
+          'No provider is configured yet, so there is nothing to route to. Two ways forward:',
+          '  - set a provider key and restart, e.g.  OPENROUTER_API_KEY=sk-or-… npm start',
+          '    (or ARK_API_KEY, OPENAI_API_KEY, DEEPSEEK_API_KEY; or providers in TOLLGATE_CONFIG=tollgate.yaml)',
+          '  - or see it work with simulated traffic: run  npx tollgate demo  beside this server',
+          '',
+        ]
+      : []),
     'Make an API key:   npx tollgate keys create --team my-team',
     '',
   ];

@@ -14,6 +14,7 @@ import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from 
 import type { AuthThrottle } from './auth-throttle.js';
 import { readRequestBody } from './body.js';
 import type { CorsPolicy } from './cors.js';
+import { isConsolePath } from './console.js';
 import { GatewayError, badRequest, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';
 import type { Pipeline } from './pipeline.js';
 import type { Principal, TokenVerifier } from './tokens.js';
@@ -41,7 +42,7 @@ export interface HttpDeps {
   createKey: (input: { team: string; name: string }, actor: Actor) => Promise<{ id: string; teamId: string; secret: string }>;
   /** Records a task verdict for the caller's team (POST /v1/tasks/{taskId}/outcome). */
   recordOutcome: (teamId: string, body: unknown) => Promise<object>;
-  /** Mounted at /graphql when present. */
+  /** Mounted at /graphql and /console when present. */
   graphql?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   isDraining: () => boolean;
   cors: CorsPolicy;
@@ -111,7 +112,8 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
     const body = parseJsonBody(await readRequestBody(req, 64 * 1024));
     return sendJson(res, 200, await deps.recordOutcome(key.teamId, { ...body, taskId }));
   }
-  if (path === '/graphql' && deps.graphql) return deps.graphql(req, res);
+  // The console (and GraphiQL's assets) go with /graphql: same origin, same port.
+  if ((path === '/graphql' || isConsolePath(path)) && deps.graphql) return deps.graphql(req, res);
   switch (path) {
     case '/healthz':
       return sendJson(res, 200, { status: 'ok' });
@@ -137,13 +139,14 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
 }
 
 /** The admin port (TOLLGATE_ADMIN_PORT): /graphql only, under the same CORS and header rules. */
-export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graphql: (req: IncomingMessage, res: ServerResponse) => void }) {
-  return function handle(req: IncomingMessage, res: ServerResponse): void {
+export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graphql: (req: IncomingMessage, res: ServerResponse) => Promise<void> }) {
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (deps.cors(req, res)) return;
     try {
       assertCredentialsOnce(req.rawHeaders);
-      if ((req.url ?? '').split('?')[0] !== '/graphql') throw new GatewayError(404, 'invalid_request_error', 'not_found', 'Only /graphql is served on the admin port.');
-      deps.graphql(req, res);
+      const path = (req.url ?? '').split('?')[0]!;
+      if (path !== '/graphql' && !isConsolePath(path)) throw new GatewayError(404, 'invalid_request_error', 'not_found', 'Only /graphql and /console are served on the admin port.');
+      await deps.graphql(req, res);
     } catch (err) {
       sendError(res, err);
     }

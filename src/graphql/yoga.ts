@@ -21,6 +21,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { AuthThrottle } from '../gateway/auth-throttle.js';
 import { readRequestBody } from '../gateway/body.js';
 import { GatewayError } from '../gateway/errors.js';
+import { createConsoleHandler, GRAPHIQL_DEFAULT_QUERY, isConsolePath, renderGraphiQLPage } from '../gateway/console.js';
 import { WsFanout, type SubscribeFn } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
 import { buildSchema } from './schema/index.js';
@@ -134,7 +135,9 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
   const yoga = createYoga<{ req?: IncomingMessage } & WsContextExtra>({
     schema: buildSchema(),
     graphqlEndpoint: '/graphql',
-    graphiql: !options.production,
+    // Served offline: its bundle comes from this process (src/gateway/console.ts), never a CDN.
+    graphiql: options.production ? false : { defaultQuery: GRAPHIQL_DEFAULT_QUERY },
+    renderGraphiQL: renderGraphiQLPage,
     landingPage: false,
     // CORS is one policy for every endpoint (src/gateway/cors.ts); yoga's default reflects
     // any origin with credentials.
@@ -153,8 +156,22 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     },
   });
 
-  /** Reads the body within the size limit before yoga (which would take 25 MB). */
+  // The console and GraphiQL's assets travel with /graphql (same origin, same port).
+  const serveConsole = createConsoleHandler({ graphiql: !options.production });
+
+  /**
+   * /graphql, and the console's paths (isConsolePath). GraphQL bodies are read within the
+   * size limit before yoga (which would take 25 MB).
+   */
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (isConsolePath(path)) {
+      await serveConsole(req, res, path).catch(() => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end();
+      });
+      return;
+    }
     try {
       options.authThrottle?.check(req);
       if (req.method !== 'GET' && req.method !== 'HEAD') {

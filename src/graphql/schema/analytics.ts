@@ -249,6 +249,12 @@ export function registerAnalytics(builder: Builder) {
       instanceId: t.string({ resolve: (r) => r.instance_id }),
       signature: t.string({ resolve: (r) => r.signature }),
       keyId: t.string({ resolve: (r) => r.key_id }),
+      signedJson: t.field({
+        type: 'JSON',
+        description:
+          'The exact signed object: the receipt as GET /v1/receipts/{id} serves it, without `signature`. Its RFC 8785 canonical JSON is what the Ed25519 signature covers, so a browser can verify it against /.well-known/tollgate/receipt-keys.',
+        resolve: ({ signature: _signature, ...signed }) => signed,
+      }),
     }),
   });
 

@@ -1,0 +1,57 @@
+// Receipt signatures checked in the browser, the way src/receipts/verify.ts does on the
+// server: Ed25519 (WebCrypto) over the RFC 8785 canonical JSON of the signed object, made
+// by the same `canonicalize` package, with the key named by key_id in the JWK set that
+// Tollgate publishes.
+import * as canonicalizeModule from 'canonicalize';
+
+// `canonicalize` is CommonJS whose typings declare an ES default export: the function is the
+// namespace's `default` for the bundler and for Node (the unit tests) alike.
+type Serialize = (input: unknown) => string | undefined;
+export const canonicalize: Serialize =
+  (canonicalizeModule as unknown as { default?: Serialize }).default ?? (canonicalizeModule as unknown as Serialize);
+
+export interface Jwk {
+  kty?: string;
+  crv?: string;
+  kid?: string;
+  x?: string;
+}
+
+export type BrowserVerification =
+  | { status: 'valid'; keyId: string }
+  | { status: 'invalid'; reason: string }
+  /** This browser cannot check (no WebCrypto Ed25519, or not a secure context). */
+  | { status: 'unavailable'; reason: string };
+
+function base64urlBytes(s: string): Uint8Array<ArrayBuffer> | null {
+  if (!/^[A-Za-z0-9_-]*$/.test(s)) return null;
+  const b64 = s.replaceAll('-', '+').replaceAll('_', '/') + '='.repeat((4 - (s.length % 4)) % 4);
+  try {
+    return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  } catch {
+    return null;
+  }
+}
+
+export async function verifyInBrowser(signed: Record<string, unknown>, signature: string, jwks: { keys?: Jwk[] }): Promise<BrowserVerification> {
+  if (!globalThis.crypto?.subtle) {
+    return { status: 'unavailable', reason: 'WebCrypto is only available on HTTPS or localhost pages.' };
+  }
+  const keyId = signed.key_id;
+  if (typeof keyId !== 'string') return { status: 'invalid', reason: 'the receipt names no key_id' };
+  const jwk = jwks.keys?.find((k) => k.kid === keyId);
+  if (!jwk) return { status: 'invalid', reason: `key ${keyId} is not in the published key set` };
+  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') return { status: 'invalid', reason: `key ${keyId} is not an Ed25519 key` };
+  const sig = base64urlBytes(signature);
+  if (!sig || sig.length !== 64) return { status: 'invalid', reason: 'the signature is not 64 bytes of base64url' };
+  const text = canonicalize(signed);
+  if (text === undefined) return { status: 'invalid', reason: 'the receipt cannot be canonicalized' };
+  let key: CryptoKey;
+  try {
+    key = await crypto.subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, false, ['verify']);
+  } catch {
+    return { status: 'unavailable', reason: 'this browser has no Ed25519 in WebCrypto' };
+  }
+  const ok = await crypto.subtle.verify({ name: 'Ed25519' }, key, sig, new TextEncoder().encode(text));
+  return ok ? { status: 'valid', keyId } : { status: 'invalid', reason: 'the signature does not match the receipt' };
+}

@@ -1,0 +1,383 @@
+// The console (/console) and GraphiQL in Debian's Chromium, against a real Tollgate, with every
+// non-loopback request blocked and recorded: nothing may be fetched from elsewhere.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, offlineContext, type OfflineContext } from '../support/browser.js';
+import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { gql, gqlOk } from '../support/graphql.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+let gw: TestGateway;
+let browser: Browser;
+
+beforeAll(async () => {
+  // The console as `npm install` builds it, from the sources under test.
+  execFileSync(process.execPath, [path.join(root, 'scripts/build-console.mjs')], { cwd: root, stdio: 'inherit' });
+  [gw, browser] = await Promise.all([startTestGateway(), launchChromium()]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await gw?.close();
+});
+
+/** A fresh offline browser context; every test ends by checking that none of them reached out. */
+async function offlinePage(): Promise<{ page: Page; offline: OfflineContext }> {
+  const offline = await offlineContext(browser);
+  return { page: await offline.newPage(), offline };
+}
+
+async function signIn(page: Page, token: string): Promise<void> {
+  await page.goto(`${gw.url}/console`);
+  await page.fill('#signin-token', token);
+  await page.click('#signin-form button[type=submit]');
+  await page.waitForSelector('#viewer');
+}
+
+const waitLive = (page: Page) => page.waitForSelector('#live-status[data-state="live"]', { timeout: 10_000 });
+
+async function chat(secret: string, model = 'chat-default', headers: Record<string, string> = {}): Promise<string> {
+  const { response } = await gw.client(secret).chat.completions.create({ model, messages: [{ role: 'user', content: `hello ${Math.random()}` }] }, { headers }).withResponse();
+  return response.headers.get('x-tollgate-receipt-id')!;
+}
+
+const decisionRow = (page: Page, receiptId: string) => page.locator(`tr.decision[data-receipt-id="${receiptId}"]`);
+
+/** An assertion retried until it holds (vitest's expect.poll), 5 s unless told. */
+const poll = <T>(read: () => Promise<T>, timeout = 5000) => expect.poll(read, { timeout, interval: 50 });
+
+/** Text in GraphiQL's editors (Monaco draws spaces as no-break spaces). */
+const editorText = (page: Page, selector: string) => page.locator(selector).innerText().then((t) => t.replaceAll('\u00a0', ' '));
+
+/**
+ * Waits until the panel's subscription is in place (a websocket being up does not say the
+ * subscribe message has reached the server yet): requests until one shows.
+ */
+async function untilSubscribed(page: Page, secret: string, model = 'chat-default'): Promise<void> {
+  for (let i = 0; i < 20; i++) {
+    const id = await chat(secret, model);
+    if (await decisionRow(page, id).waitFor({ timeout: 500 }).then(() => true, () => false)) return;
+  }
+  throw new Error('the live panel never showed a request');
+}
+
+function expectOffline(offline: OfflineContext): void {
+  expect(offline.attempted).toEqual([]);
+}
+
+describe('console in Chromium, offline', () => {
+  it('loads and signs in with nothing but loopback, and says so in its CSP', async () => {
+    const { page, offline } = await offlinePage();
+    const requested: string[] = [];
+    page.on('request', (r) => requested.push(r.url()));
+    const response = await page.goto(`${gw.url}/console`);
+    expect(response?.status()).toBe(200);
+    expect(response?.headers()['content-security-policy']).toContain("default-src 'self'");
+    await page.locator('#signin-form').waitFor({ state: 'visible' });
+    await page.fill('#signin-token', gw.adminToken);
+    await page.click('#signin-form button[type=submit]');
+    await waitLive(page);
+    expect(await page.textContent('#viewer')).toContain('admin token');
+    await page.click('nav a[data-view="analytics"]');
+    await page.waitForSelector('section.analytics[data-state="ready"]');
+    await page.click('nav a[data-view="receipts"]');
+    await page.waitForSelector('#receipt-body table');
+    await page.locator('#open-graphiql').waitFor({ state: 'visible' });
+    // Every request went to this Tollgate; the token is in no URL.
+    expect(requested.length).toBeGreaterThan(3);
+    for (const url of requested) {
+      expect(url.startsWith(gw.url) || url.startsWith('data:')).toBe(true);
+      expect(url).not.toContain(gw.adminToken);
+    }
+    expectOffline(offline);
+  });
+
+  it('shows a request on the live panel within a second, with its hops and candidates; pause and filter work', async () => {
+    const { secret } = await gw.createKey('live-team');
+    const { page, offline } = await offlinePage();
+    await signIn(page, gw.adminToken);
+    await waitLive(page);
+    await untilSubscribed(page, secret);
+
+    const started = performance.now();
+    const receiptId = await chat(secret, 'chat-default', { 'x-tollgate-feature': 'search' });
+    await decisionRow(page, receiptId).waitFor({ timeout: 1000 });
+    const ms = performance.now() - started;
+    expect(ms).toBeLessThan(1000);
+    const row = decisionRow(page, receiptId);
+    expect(await row.getAttribute('data-outcome')).toBe('SUCCESS');
+    await poll(() => row.textContent()).toContain('search');
+    await poll(() => row.textContent()).toContain('sim/sim-large');
+
+    // A failover: the failed hop, then the one that answered; the candidates on click.
+    gw.sim.behave('primary', { status: 503, times: 1 });
+    const failedOver = await chat(secret, 'failover');
+    const hops = decisionRow(page, failedOver).locator('.chip');
+    await poll(() => hops.first().textContent(), 1000).toContain('sim/primary ✗');
+    await poll(() => hops.nth(1).textContent()).toContain('sim-b/backup ✓');
+    await decisionRow(page, failedOver).click();
+    const detail = page.locator('tr.detail');
+    await poll(() => detail.textContent()).toContain('sim/primary');
+    await poll(() => detail.textContent()).toContain('sim-b/backup');
+    await detail.locator(`a[href="#/receipts/${failedOver}"]`).waitFor({ state: 'visible' });
+    await poll(() => page.locator('.tile[data-metric="failovers"] .value').textContent()).not.toBe('0.00');
+
+    // Paused: the list holds still and counts what it holds back.
+    await page.click('#live-pause');
+    const whilePaused = await chat(secret);
+    await poll(() => page.locator('#live-paused-note').textContent()).toMatch(/Paused: [1-9]\d* new decisions/);
+    expect(await decisionRow(page, whilePaused).count()).toBe(0);
+    await page.click('#live-pause');
+    await decisionRow(page, whilePaused).waitFor({ timeout: 1000 });
+
+    // Filtered to one route: another route's requests do not show.
+    await page.selectOption('#live-route', 'failover');
+    await untilSubscribed(page, secret, 'failover');
+    const otherRoute = await chat(secret, 'chat-default');
+    const sameRoute = await chat(secret, 'failover');
+    await decisionRow(page, sameRoute).waitFor({ timeout: 1000 });
+    expect(await decisionRow(page, otherRoute).count()).toBe(0);
+    expectOffline(offline);
+  });
+
+  it('shows analytics equal to the GraphQL answers for known traffic', async () => {
+    const x = await gw.createKey('analytics-x');
+    const y = await gw.createKey('analytics-y');
+    const sent = { x: 0, y: 0 };
+    for (let i = 0; i < 4; i++) {
+      await chat(x.secret, 'chat-default', { 'x-tollgate-feature': 'search', 'x-tollgate-task-id': `ax-${i % 2}` });
+      sent.x++;
+    }
+    gw.sim.behave('primary', { status: 503, times: 1 });
+    await chat(x.secret, 'failover', { 'x-tollgate-feature': 'agent', 'x-tollgate-task-id': 'ax-2' });
+    sent.x++;
+    const stream = await gw.client(y.secret).chat.completions.create(
+      { model: 'chat-default', stream: true, messages: [{ role: 'user', content: 'stream please' }] },
+      { headers: { 'x-tollgate-feature': 'summarize', 'x-tollgate-task-id': 'ay-0' } },
+    );
+    for await (const _ of stream) void _;
+    await gw.client(y.secret).embeddings.create({ model: 'embed-default', input: 'vectors' }, { headers: { 'x-tollgate-feature': 'summarize' } });
+    sent.y += 2;
+    await fetch(`${gw.url}/v1/tasks/ax-0/outcome`, { method: 'POST', headers: { authorization: `Bearer ${x.secret}`, 'content-type': 'application/json' }, body: '{"success": false}' });
+    await gw.started.runtime.journal.flush();
+
+    const { page, offline } = await offlinePage();
+    await signIn(page, gw.adminToken);
+    await page.click('nav a[data-view="analytics"]');
+    for (const dim of ['MODEL', 'TEAM', 'FEATURE']) {
+      await page.selectOption('#analytics-group', dim);
+      await page.waitForSelector(`#analytics-range[data-group="${dim}"]`);
+      await page.waitForSelector('section.analytics[data-state="ready"]');
+      await expectPageEqualsGraphQL(page, dim);
+    }
+    // Known traffic: one team's numbers, on the page and from GraphQL alike.
+    await page.selectOption('#analytics-team', x.teamId);
+    await page.waitForSelector('section.analytics[data-state="ready"]');
+    await poll(() => page.locator('[data-query="totalUsage"][data-field="requests"]').getAttribute('data-value')).toBe(String(sent.x));
+    await poll(() => page.locator('[data-query="totalTasks"][data-field="tasks"]').getAttribute('data-value')).toBe('3');
+    const feature = page.locator('#analytics-cost tr[data-key="search"] [data-field="requests"]');
+    await page.selectOption('#analytics-group', 'FEATURE');
+    await poll(() => feature.getAttribute('data-value')).toBe('4');
+    await poll(() => page.locator('#analytics-cost tr[data-key="search"] [data-field="succeededTasks"]').getAttribute('data-value')).toBe('1');
+    await expectPageEqualsGraphQL(page, 'FEATURE', [x.teamId]);
+    expectOffline(offline);
+  });
+
+  it('gives a team-bound token its own team only', async () => {
+    const a = await gw.createKey('scoped-a');
+    const b = await gw.createKey('scoped-b');
+    const { createAccessToken } = await gqlOk(gw.url, gw.adminToken, 'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret } }', {
+      input: { name: 'scoped analyst', role: 'ANALYST', teamId: a.teamId },
+    });
+    const { page, offline } = await offlinePage();
+    await signIn(page, createAccessToken.secret);
+    await poll(() => page.locator('#viewer').textContent()).toBe('analyst token · team scoped-a');
+    await waitLive(page);
+    expect(await page.locator('#live-team option').allTextContents()).toEqual(['All teams', 'scoped-a']);
+    await untilSubscribed(page, a.secret);
+    const theirs = await chat(b.secret);
+    const ours = await chat(a.secret);
+    await decisionRow(page, ours).waitFor({ timeout: 1000 });
+    expect(await decisionRow(page, theirs).count()).toBe(0);
+
+    await gw.started.runtime.journal.flush();
+    await page.click('nav a[data-view="analytics"]');
+    await page.selectOption('#analytics-group', 'TEAM');
+    await page.waitForSelector('#analytics-range[data-group="TEAM"]');
+    await page.waitForSelector('section.analytics[data-state="ready"]');
+    const keys = await page.locator('#analytics-cost tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-key')));
+    expect(keys).toEqual([a.teamId]);
+
+    await page.goto(`${gw.url}/console#/receipts/${theirs}`);
+    await page.locator('#receipt-missing').waitFor({ state: 'visible' });
+    await page.goto(`${gw.url}/console#/receipts/${ours}`);
+    await poll(() => page.locator('#receipt-verification').getAttribute('data-status')).toBe('valid');
+    expectOffline(offline);
+  });
+
+  it('verifies a receipt in the browser, and notices a receipt that was changed', async () => {
+    const { secret } = await gw.createKey('receipts-team');
+    gw.sim.behave('primary', { status: 503, times: 1 });
+    const id = await chat(secret, 'failover');
+    await gw.started.runtime.journal.flush();
+
+    // signedJson is exactly the REST receipt without its signature.
+    const rest = await (await fetch(`${gw.url}/v1/receipts/${id}`, { headers: { authorization: `Bearer ${gw.adminToken}` } })).json();
+    const { receipt } = await gqlOk(gw.url, gw.adminToken, 'query ($id: ID!) { receipt(id: $id) { signature signedJson } }', { id });
+    const { signature, ...signed } = rest;
+    expect(receipt.signedJson).toEqual(signed);
+    expect(receipt.signature).toBe(signature);
+
+    const { page, offline } = await offlinePage();
+    await signIn(page, gw.adminToken);
+    await page.goto(`${gw.url}/console#/receipts/${id}`);
+    await poll(() => page.locator('#receipt-verification').getAttribute('data-status')).toBe('valid');
+    await poll(() => page.locator('#receipt-verification').textContent()).toContain('verified in this browser');
+    await poll(() => page.locator('#receipt-attempts tbody tr').count()).toBe(2);
+    await poll(() => page.locator('#receipt-attempts').textContent()).toContain('503');
+
+    // The same receipt with its cost edited in transit: the browser's check fails.
+    await page.route(`${gw.url}/graphql`, async (route) => {
+      if (!route.request().postData()?.includes('ConsoleReceipt')) return route.continue();
+      const response = await route.fetch();
+      const json = await response.json();
+      json.data.receipt.signedJson.cost_usd = 0;
+      return route.fulfill({ response, json });
+    });
+    await page.reload();
+    await poll(() => page.locator('#receipt-verification').getAttribute('data-status')).toBe('invalid');
+    await poll(() => page.locator('#receipt-verification').textContent()).toContain('does not match');
+    expectOffline(offline);
+  });
+
+  it('runs GraphiQL offline, with the token filled in only when opened from the console', async () => {
+    const { page, offline } = await offlinePage();
+    await signIn(page, gw.adminToken);
+    await page.locator('#open-graphiql').waitFor({ state: 'visible' });
+    const [graphiql] = await Promise.all([offline.context.waitForEvent('page'), page.click('#open-graphiql')]);
+    await graphiql.waitForSelector('.graphiql-container', { timeout: 20_000 });
+    await poll(() => editorText(graphiql, 'body')).toContain(`"Authorization": "Bearer ${gw.adminToken}"`);
+    await graphiql.click('.graphiql-execute-button');
+    await poll(() => editorText(graphiql, '.graphiql-response'), 10_000).toContain('"kind": "admin"');
+    expectOffline(offline);
+
+    // Opened by itself (no console, a fresh browser): no token anywhere.
+    const direct = await offlinePage();
+    await direct.page.goto(`${gw.url}/graphql`);
+    await direct.page.waitForSelector('.graphiql-container', { timeout: 20_000 });
+    await direct.page.click('.graphiql-execute-button');
+    await poll(() => editorText(direct.page, '.graphiql-response'), 10_000).toContain('UNAUTHENTICATED');
+    expect(await direct.page.content()).not.toContain(gw.adminToken);
+    expectOffline(direct.offline);
+  });
+
+  it('sends a wrong or no longer valid token back to sign-in with a clear message', async () => {
+    const { page, offline } = await offlinePage();
+    await page.goto(`${gw.url}/console`);
+    await page.fill('#signin-token', 'tga-not-a-real-token');
+    await page.click('#signin-form button[type=submit]');
+    await poll(() => page.locator('#signin-message').textContent()).toContain('That token was not accepted');
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+
+    // Signed in, then the token is revoked: the next query ends the session.
+    const { createAccessToken } = await gqlOk(gw.url, gw.adminToken, 'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret token { id } } }', {
+      input: { name: 'short-lived', role: 'ANALYST' },
+    });
+    await signIn(page, createAccessToken.secret);
+    await waitLive(page);
+    await gw.started.runtime.configDb.prisma.accessToken.update({ where: { id: createAccessToken.token.id }, data: { revokedAt: new Date() } });
+    await page.click('nav a[data-view="analytics"]');
+    await poll(() => page.locator('#signin-message').textContent()).toContain('Your session ended');
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    expect(page.url()).not.toContain(createAccessToken.secret);
+    expect((await gql(gw.url, createAccessToken.secret, '{ viewer { role } }')).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expectOffline(offline);
+  });
+
+  it('says when the live stream drops, and reconnects with backoff', async () => {
+    const { secret } = await gw.createKey('reconnect-team');
+    const { page, offline } = await offlinePage();
+    const sockets: Array<{ close(o?: { code?: number; reason?: string }): Promise<void> }> = [];
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      ws.connectToServer();
+      sockets.push(ws);
+    });
+    await signIn(page, gw.adminToken);
+    await waitLive(page);
+    expect(sockets).toHaveLength(1);
+
+    await sockets[0]!.close({ code: 1001, reason: 'dropped by the test' });
+    const status = page.locator('#live-status');
+    await poll(() => status.getAttribute('data-state')).toBe('reconnecting');
+    await poll(() => status.textContent()).toMatch(/Connection lost: reconnecting in \d+ s \(attempt 1\)/);
+    await poll(() => status.getAttribute('data-state'), 10_000).toBe('live');
+    expect(sockets).toHaveLength(2);
+    // The subscription is back: new requests show again.
+    await untilSubscribed(page, secret);
+    expectOffline(offline);
+  });
+});
+
+describe('console assets', () => {
+  it('serves only its own files, read-only', async () => {
+    expect((await fetch(`${gw.url}/console/../package.json`)).status).toBe(404);
+    expect((await fetch(`${gw.url}/console/nope.js`)).status).toBe(404);
+    expect((await fetch(`${gw.url}/console/`, { method: 'POST' })).status).toBe(405);
+    const js = await fetch(`${gw.url}/console/console.js`);
+    expect(js.headers.get('content-type')).toMatch(/^text\/javascript/);
+    const etag = js.headers.get('etag')!;
+    expect((await fetch(`${gw.url}/console/console.js`, { headers: { 'if-none-match': etag } })).status).toBe(304);
+  });
+});
+
+/**
+ * Every number the analytics page shows (with its data-query, data-field and row data-key)
+ * equals the answer to the same question asked here, with the page's own range.
+ */
+async function expectPageEqualsGraphQL(page: Page, dim: string, teamIds?: string[]): Promise<void> {
+  const shown = await page.evaluate(() => {
+    const note = document.getElementById('analytics-range')!;
+    const cells = [...document.querySelectorAll<HTMLElement>('section.analytics [data-query][data-field]')].map((el) => ({
+      query: el.dataset.query!,
+      field: el.dataset.field!,
+      key: el.closest('tr')?.dataset.key ?? null,
+      value: JSON.parse(el.dataset.value!) as number | null,
+      text: el.textContent,
+    }));
+    return { from: note.dataset.from!, to: note.dataset.to!, cells };
+  });
+  const filter = { from: shown.from, to: shown.to, ...(teamIds ? { teamIds } : {}) };
+  const key = 'key { model teamId feature }';
+  const answers = await gqlOk(
+    gw.url,
+    gw.adminToken,
+    `query ($filter: AnalyticsFilter!, $groupBy: [Dimension!]) {
+      totalUsage: usage(filter: $filter) { requests errors costUsd }
+      totalTasks: costPerTask(filter: $filter) { tasks costPerTaskUsd costPerSucceededTaskUsd }
+      totalLatency: latency(filter: $filter) { p50Ms p95Ms p99Ms ttftP50Ms ttftP95Ms }
+      totalCache: cacheStats(filter: $filter) { hitRate savedCostUsd }
+      usage(filter: $filter, groupBy: $groupBy) { ${key} requests errors costUsd }
+      costPerTask(filter: $filter, groupBy: $groupBy) { ${key} tasks succeededTasks costPerTaskUsd costPerSucceededTaskUsd }
+      latency(filter: $filter, groupBy: $groupBy) { ${key} requests p50Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms }
+      cacheStats(filter: $filter, groupBy: $groupBy) { ${key} requests hits hitRate savedCostUsd }
+    }`,
+    { filter, groupBy: [dim] },
+  );
+  const keyOf = (k: { model: string | null; teamId: string | null; feature: string | null }) => ({ MODEL: k.model, TEAM: k.teamId, FEATURE: k.feature })[dim] ?? '';
+  expect(shown.cells.length).toBeGreaterThan(13);
+  for (const c of shown.cells) {
+    const rows = answers[c.query] as Array<Record<string, any>>;
+    const row = c.key === null ? rows[0] : rows.find((r) => keyOf(r.key) === c.key);
+    expect({ ...c, value: c.value }, `${c.query}.${c.field} for ${c.key ?? 'all'}`).toEqual({ ...c, value: row ? (row[c.field] ?? null) : null });
+    expect(c.text).not.toBe('');
+  }
+  // And nothing GraphQL answered is missing from the page.
+  for (const q of ['usage', 'costPerTask', 'latency', 'cacheStats']) {
+    for (const r of answers[q]) expect(shown.cells.some((c) => c.query === q && c.key === keyOf(r.key))).toBe(true);
+  }
+  expect(answers.totalUsage[0].requests).toBeGreaterThan(0);
+}
