@@ -43,6 +43,8 @@ import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { TargetHealth } from './routing/health.js';
 import { RetryBudgets } from './routing/retry-budget.js';
 import { classifyPrompt, warmUpClassifier } from './routing/classifier.js';
+import type { DecideHooks } from './routing/decide.js';
+import { explainRoute } from './routing/explain.js';
 import { redactSecrets } from './redact.js';
 
 export interface AppStore extends CatalogStore {
@@ -179,6 +181,14 @@ export function buildApp(deps: AppDeps): App {
           onError: (err, what) => log.warn({ err: String(err) }, `${what} failed`),
         })
       : null;
+  // The router's hooks, shared by the pipeline and explainRoute.
+  const decideHooks: DecideHooks = {
+    classify: classifyPrompt,
+    onRuleError: (route, rule, err) => {
+      metrics.ruleErrors.inc({ route, rule });
+      log.warn({ route, rule, err: String(err).split('\n')[0] }, 'routing rule failed to evaluate; counted as false');
+    },
+  };
   const pipeline = new Pipeline({
     config,
     auth: keys,
@@ -194,7 +204,7 @@ export function buildApp(deps: AppDeps): App {
     bus,
     metrics,
     log,
-    classify: classifyPrompt,
+    decide: decideHooks,
   });
 
   const findReceipt = async (id: string) => recent.get(id) ?? deps.findStoredReceipt(id);
@@ -206,6 +216,11 @@ export function buildApp(deps: AppDeps): App {
           tokens,
           jwks: deps.jwks as GraphQLServices['jwks'],
           findReceipt,
+          explainRoute: (input) =>
+            explainRoute(
+              { catalog: () => catalog.catalog, health, retryBudgets, hooks: decideHooks },
+              { body: input.body, protocol: [...protocols.values()].find((p) => p.endpoint === input.endpoint)!, headers: input.headers, team: input.team },
+            ),
           budgetStatus: budgets
             ? async (id) => {
                 const budget = catalog.budgets.find((b) => b.id === id) ?? (await store.pricing.listBudgets()).find((b) => b.id === id);

@@ -13,6 +13,7 @@ export function candidatesOf(order: Target[], health: TargetHealth): Candidate[]
     model: t.model,
     state: health.state(t.key),
     ewmaLatencyMs: health.ewma(t.key) ?? null,
+    skipReason: health.skipReason(t.key),
   }));
 }
 
@@ -25,6 +26,7 @@ export function publishDecision(
   latencyMs: number | null,
   candidates: Candidate[],
   attempt = ex.attempts.length,
+  acceptance: { accepted: boolean; rejectReason: string | null } | null = null,
 ): void {
   const topic = bus.decisions;
   if (!topic.hasListeners) return;
@@ -45,5 +47,11 @@ export function publishDecision(
     reason,
     latencyMs: latencyMs === null ? null : roundMs(latencyMs),
     candidates,
+    rule: ex.rule,
+    classifierTier: ex.classifierTier,
+    experiment: ex.experiment,
+    variant: ex.variant,
+    accepted: acceptance?.accepted ?? null,
+    rejectReason: acceptance?.rejectReason ?? null,
   });
 }

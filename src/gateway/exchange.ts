@@ -9,8 +9,8 @@ import { RECEIPT_VERSION, roundMs, type Attempt, type CacheStatus, type ReceiptD
 import type { Route, Target } from '../routing/catalog.js';
 import type { DecisionRequest } from '../routing/facts.js';
 import type { ApiKeyRecord } from './auth.js';
+import { attributionOf } from './attribution.js';
 import type { CacheLookup } from './cache.js';
-import { badRequest } from './errors.js';
 import { costOf, type Usage } from './usage.js';
 
 const EMPTY_SHA256 = hash('sha256', '');
@@ -72,11 +72,7 @@ export class Exchange {
 
   /** Attribution: headers win over the body (DESIGN §4). Empty strings count as absent. */
   attribute(req: IncomingMessage, parsed: ParsedRequest): void {
-    const { metadata } = parsed;
-    this.feature = pick(req.headers, 'x-tollgate-feature', metadata.feature, 'metadata.feature');
-    this.taskId = pick(req.headers, 'x-tollgate-task-id', metadata.task_id, 'metadata.task_id');
-    this.taskType = pick(req.headers, 'x-tollgate-task-type', metadata.task_type, 'metadata.task_type');
-    this.endUser = pick(req.headers, 'x-tollgate-user', parsed.endUser, 'user');
+    Object.assign(this, attributionOf(req.headers, parsed));
   }
 
   /** The request as the router sees it (rules, experiments, the classifier). */
@@ -177,25 +173,4 @@ export class Exchange {
       cache_write_tokens: usage.cacheWriteTokens,
     };
   }
-}
-
-function pick(headers: IncomingMessage['headers'], name: string, fallback: unknown, bodyParam: string): string | null {
-  const header = headers[name];
-  const h = Array.isArray(header) ? header[0] : header;
-  if (h && h.trim()) return attribution(h, name);
-  if (typeof fallback === 'string' && fallback.trim()) return attribution(fallback, bodyParam);
-  return null;
-}
-
-const CONTROL = /\p{Cc}/u;
-
-/**
- * Attribution values are names (features, task ids, end users): one with a control character
- * (a tab in a header, anything in the body) could not be named back where names are checked
- * (a FEATURE budget, a task outcome), so it is refused (400, param: where it came from).
- */
-function attribution(value: string, param: string): string {
-  const v = value.trim();
-  if (CONTROL.test(v)) throw badRequest(`'${param}' must not contain control characters.`, param);
-  return v.slice(0, 256);
 }

@@ -77,8 +77,8 @@ export interface PipelineDeps {
   bus: LiveBus;
   metrics: Metrics;
   log: Logger;
-  /** The prompt classifier rules may read (routing/classifier.ts). */
-  classify: DecideHooks['classify'];
+  /** The prompt classifier rules may read, and what to do with a rule that fails to evaluate. */
+  decide: DecideHooks;
 }
 
 /** Why the signal fired: the client went away, or the route's total timeout passed. */
@@ -94,17 +94,9 @@ interface Unanswered {
 
 export class Pipeline {
   private readonly endings: Endings;
-  private readonly decideHooks: DecideHooks;
 
   constructor(private readonly deps: PipelineDeps) {
     this.endings = new Endings(deps);
-    this.decideHooks = {
-      classify: deps.classify,
-      onRuleError: (route, rule, err) => {
-        deps.metrics.ruleErrors.inc({ route, rule });
-        deps.log.warn({ route, rule, err: String(err).split('\n')[0] }, 'routing rule failed to evaluate; counted as false');
-      },
-    };
   }
 
   async handle(protocol: ClientProtocol, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -128,7 +120,7 @@ export class Pipeline {
       if (!route || route.targets.length === 0) throw modelNotFound(parsed.model);
       ex.route = route;
       if (!isRouteAllowed(ex.key.allowedRoutes, route)) throw routeForbidden(route.name);
-      const decision = decideRoute(catalog, route, ex.decisionRequest(req.headers, catalog.teams.get(ex.key.teamId) ?? ''), this.decideHooks);
+      const decision = decideRoute(catalog, route, ex.decisionRequest(req.headers, catalog.teams.get(ex.key.teamId) ?? ''), this.deps.decide);
       ex.rule = decision.rule;
       ex.classifierTier = decision.classifier?.tier ?? null;
       ex.experiment = decision.experiment;

@@ -8,7 +8,9 @@ import { GatewayError } from '../gateway/errors.js';
 import type { Principal, TokenVerifier } from '../gateway/tokens.js';
 import type { LiveBus, LiveStreamOpener } from '../live/events.js';
 import type { BudgetStatus } from '../budgets/enforcer.js';
+import type { Endpoint } from '../protocols/protocol.js';
 import type { Receipt } from '../receipts/receipt.js';
+import type { RouteExplanation } from '../routing/explain.js';
 import type { AdminStore } from '../store/admin-store.js';
 
 export interface GraphQLServices {
@@ -25,6 +27,8 @@ export interface GraphQLServices {
   configChanged: () => Promise<void>;
   /** Upper bound for one analytics query in ClickHouse. */
   analyticsTimeoutMs: number;
+  /** A dry run of the router for a request body (absent: not offered). */
+  explainRoute?: (input: { body: Record<string, unknown>; endpoint: Endpoint; headers: Record<string, string>; team: { id: string; name: string } | null }) => RouteExplanation;
   /** Live spend of a budget in its current period; absent when budgets are not enforced. */
   budgetStatus?: (budgetId: string) => Promise<BudgetStatus | null>;
 }

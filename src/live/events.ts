@@ -20,6 +20,8 @@ export interface Candidate {
   model: string;
   state: 'closed' | 'open' | 'half_open';
   ewmaLatencyMs: number | null;
+  /** Why it will be (or was) skipped: circuit_open, cooling_down, probe_in_flight, …; null: tried. */
+  skipReason?: string | null;
 }
 
 export interface RoutingDecision {
@@ -39,6 +41,14 @@ export interface RoutingDecision {
   reason: string | null;
   latencyMs: number | null;
   candidates: Candidate[];
+  /** What decided (DESIGN §5): the rule, the classifier's tier, the experiment and variant. */
+  rule?: string | null;
+  classifierTier?: string | null;
+  experiment?: string | null;
+  variant?: string | null;
+  /** CASCADE: whether this step's answer passed the acceptance checks, and if not, why. */
+  accepted?: boolean | null;
+  rejectReason?: string | null;
 }
 
 export type BudgetEventKind =

@@ -66,6 +66,17 @@ export class TargetHealth {
     return { ok: true, probe: false };
   }
 
+  /** Why a request would skip this target now, or null (reserves nothing: for explanations). */
+  skipReason(key: string): 'circuit_open' | 'cooling_down' | 'probe_in_flight' | null {
+    const e = this.entries.get(key);
+    if (!e) return null;
+    const now = this.now();
+    if (e.cooldownUntil > now) return 'cooling_down';
+    if (e.state === 'open' && now - e.openedAt < this.opts.cooldownMs) return 'circuit_open';
+    if (this.state(key) === 'half_open' && e.probeInFlight) return 'probe_in_flight';
+    return null;
+  }
+
   onSuccess(key: string, latencyMs: number): void {
     const e = this.entry(key);
     e.consecutiveFailures = 0;

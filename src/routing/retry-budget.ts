@@ -42,8 +42,14 @@ export class RetryBudget {
 
   /** Counts and allows a retry if the budget has room; false means: do not retry. */
   tryRetry(): boolean {
-    const current = this.bucket();
-    const second = this.seconds[current]!;
+    if (!this.hasRoom()) return false;
+    this.retries[this.bucket()]!++;
+    return true;
+  }
+
+  /** Whether one more retry would be allowed now (counts nothing). */
+  hasRoom(): boolean {
+    const second = this.seconds[this.bucket()]!;
     let requests = 0;
     let retries = 0;
     for (let i = 0; i < this.seconds.length; i++) {
@@ -52,9 +58,7 @@ export class RetryBudget {
       retries += this.retries[i]!;
     }
     const allowed = this.opts.minPerSecond * this.opts.windowSeconds + (this.opts.percent / 100) * requests;
-    if (retries + 1 > allowed) return false;
-    this.retries[current]!++;
-    return true;
+    return retries + 1 <= allowed;
   }
 
   /** The bucket of the current second, emptied first if it last held an older second. */

@@ -15,6 +15,7 @@ export function orderTargets(route: Route, health: TargetHealth, random: () => n
     case 'LOWEST_COST':
       return stableSort(targets, (a, b) => costRank(a) - costRank(b) || a.priority - b.priority);
     case 'PRIORITY':
+    case 'CASCADE': // cheap first, strongest last: the order given (priorities first)
     case 'PINNED':
     default:
       return stableSort(targets, (a, b) => a.priority - b.priority);

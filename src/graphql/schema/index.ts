@@ -2,9 +2,10 @@
 import { createBuilder } from '../builder.js';
 import { registerAnalytics } from './analytics.js';
 import { registerAudit } from './audit.js';
-import { registerLive } from './live.js';
+import { registerCandidate, registerLive } from './live.js';
 import { registerPricing } from './pricing.js';
 import { registerProviders } from './providers.js';
+import { registerRouting } from './routing.js';
 import { registerTasks } from './tasks.js';
 import { registerTeams } from './teams.js';
 import { registerViewer } from './viewer.js';
@@ -14,10 +15,12 @@ export function buildSchema() {
   registerViewer(builder);
   registerTeams(builder);
   registerProviders(builder);
+  const candidate = registerCandidate(builder);
+  registerRouting(builder, candidate);
   registerPricing(builder);
   registerAnalytics(builder);
   registerAudit(builder);
   registerTasks(builder);
-  registerLive(builder);
+  registerLive(builder, candidate);
   return builder.toSchema({ sortSchema: true });
 }

@@ -60,13 +60,14 @@ function openStream<T extends object>(ctx: GraphQLContext, topic: Topic<T>, acce
   return ctx.openLiveStream ? ctx.openLiveStream(topic, accept) : ctx.bus.stream(topic, accept);
 }
 
-export function registerLive(builder: Builder) {
-  const DecisionOutcomeEnum = builder.enumType('DecisionOutcome', { values: DECISION_OUTCOMES });
+/**
+ * `Candidate`, shared by live decisions and explainRoute (schema/routing.ts): a target a route
+ * could use, with its health and why it is skipped.
+ */
+export function registerCandidate(builder: Builder) {
   const BreakerStateEnum = builder.enumType('BreakerState', {
     values: { CLOSED: { value: 'closed' }, OPEN: { value: 'open' }, HALF_OPEN: { value: 'half_open' } } as const,
   });
-  const BudgetEventKindEnum = builder.enumType('BudgetEventKind', { values: BUDGET_EVENT_KINDS });
-
   const CandidateRef = builder.objectRef<Candidate>('Candidate');
   CandidateRef.implement({
     description: 'A target the route could use for this request, with its health at decision time.',
@@ -75,8 +76,19 @@ export function registerLive(builder: Builder) {
       model: t.exposeString('model'),
       state: t.field({ type: BreakerStateEnum, resolve: (c) => c.state }),
       ewmaLatencyMs: t.exposeFloat('ewmaLatencyMs', { nullable: true }),
+      skipReason: t.string({
+        nullable: true,
+        description: 'Why it is skipped: circuit_open, cooling_down, probe_in_flight, retry_budget_exhausted, budget_exceeded; null when it would be tried.',
+        resolve: (c) => c.skipReason ?? null,
+      }),
     }),
   });
+  return CandidateRef;
+}
+
+export function registerLive(builder: Builder, CandidateRef: ReturnType<typeof registerCandidate>) {
+  const DecisionOutcomeEnum = builder.enumType('DecisionOutcome', { values: DECISION_OUTCOMES });
+  const BudgetEventKindEnum = builder.enumType('BudgetEventKind', { values: BUDGET_EVENT_KINDS });
 
   const RoutingDecisionRef = builder.objectRef<Delivered<RoutingDecision>>('RoutingDecision');
   RoutingDecisionRef.implement({
@@ -98,6 +110,12 @@ export function registerLive(builder: Builder) {
       reason: t.exposeString('reason', { nullable: true }),
       latencyMs: t.exposeFloat('latencyMs', { nullable: true }),
       candidates: t.field({ type: [CandidateRef], resolve: (d) => d.candidates }),
+      rule: t.string({ nullable: true, description: 'The routing rule that decided, when one did.', resolve: (d) => d.rule ?? null }),
+      classifierTier: t.string({ nullable: true, description: "The prompt classifier's tier, when a rule read it.", resolve: (d) => d.classifierTier ?? null }),
+      experiment: t.string({ nullable: true, resolve: (d) => d.experiment ?? null }),
+      variant: t.string({ nullable: true, description: 'The bare variant name.', resolve: (d) => d.variant ?? null }),
+      accepted: t.boolean({ nullable: true, description: "CASCADE: whether this step's answer passed the acceptance checks.", resolve: (d) => d.accepted ?? null }),
+      rejectReason: t.string({ nullable: true, description: 'CASCADE: why the answer failed them.', resolve: (d) => d.rejectReason ?? null }),
       droppedBefore: t.exposeInt('droppedBefore', {
         description:
           'Events this subscriber missed just before this one because it read too slowly (its buffer was full; the oldest were dropped). 0 normally.',

@@ -87,9 +87,11 @@ function isStoreUnreachable(err: unknown): boolean {
  * validated (`input` when that value was a single string).
  */
 function invalidInputParts(err: AdminStoreError): { path: string | null; reason: string } {
-  const match = /^([\w.]+): ([^]*)$/.exec(err.message);
+  const match = /^([\w.[\]]+): ([^]*)$/.exec(err.message);
   if (!match) return { path: null, reason: err.message };
-  return { path: match[1] === 'input' ? null : match[1]!, reason: match[2]! };
+  // `rules[1].when` → `rules.1.when`, the form of GraphQL argument paths.
+  const path = match[1]!.replace(/\[(\d+)\]/g, '.$1');
+  return { path: path === 'input' ? null : path, reason: match[2]! };
 }
 
 /** Runs an AdminStore call, translating its errors (see toGraphQLError for `argument`). */

@@ -1,0 +1,110 @@
+// explainRoute (DESIGN §8): what the router would do with a request body, without calling a
+// provider or writing a receipt. The same parse (the client protocol's codec) and the same
+// decision (decide.ts) as a real request; the candidates in the order they would be tried,
+// each with its breaker state and why it would be skipped.
+import type { IncomingHttpHeaders } from 'node:http';
+import { attributionOf } from '../gateway/attribution.js';
+import type { ClientProtocol } from '../protocols/protocol.js';
+import type { Catalog, Route } from './catalog.js';
+import { decideRoute, type DecideHooks } from './decide.js';
+import type { BreakerState, TargetHealth } from './health.js';
+import type { RetryBudgets } from './retry-budget.js';
+import { orderTargets } from './strategy.js';
+
+export interface ExplainRequest {
+  /** The body a client would send, in `protocol`'s wire format. */
+  body: Record<string, unknown>;
+  protocol: ClientProtocol;
+  /** Lower-case names. */
+  headers: IncomingHttpHeaders;
+  team: { id: string; name: string } | null;
+}
+
+export interface ExplainedCandidate {
+  provider: string;
+  model: string;
+  state: BreakerState;
+  ewmaLatencyMs: number | null;
+  /** circuit_open, cooling_down, probe_in_flight, retry_budget_exhausted; null: it would be tried. */
+  skipReason: string | null;
+}
+
+export interface RouteExplanation {
+  route: string | null;
+  rule: string | null;
+  classifierTier: string | null;
+  classifierConfidence: number | null;
+  experiment: string | null;
+  variant: string | null;
+  strategy: string | null;
+  /** The route the request would be served by, when a rule or variant hands it on. */
+  servedBy: string | null;
+  candidates: ExplainedCandidate[];
+}
+
+export interface ExplainDeps {
+  catalog: () => Catalog;
+  health: TargetHealth;
+  retryBudgets: RetryBudgets;
+  hooks: DecideHooks;
+}
+
+/** Throws the protocol's 400 (a GatewayError) when the body is not a valid request. */
+export function explainRoute(deps: ExplainDeps, input: ExplainRequest, now = new Date()): RouteExplanation {
+  const parsed = input.protocol.parse(input.body);
+  const catalog = deps.catalog();
+  const requested = catalog.resolve(parsed.model);
+  const empty: RouteExplanation = {
+    route: null,
+    rule: null,
+    classifierTier: null,
+    classifierConfidence: null,
+    experiment: null,
+    variant: null,
+    strategy: null,
+    servedBy: null,
+    candidates: [],
+  };
+  if (!requested) return empty;
+  const attribution = attributionOf(input.headers, parsed);
+  const decision = decideRoute(
+    catalog,
+    requested,
+    {
+      endpoint: input.protocol.endpoint,
+      model: parsed.model,
+      chat: parsed.chat,
+      stream: parsed.stream,
+      ...attribution,
+      teamId: input.team?.id ?? '',
+      team: input.team?.name ?? '',
+      apiKeyId: '',
+      apiKeyName: '',
+      requestId: 'explain',
+      headers: input.headers,
+      metadata: parsed.metadata,
+    },
+    deps.hooks,
+    now,
+  );
+  const served: Route = decision.route;
+  const budget = deps.retryBudgets.for(requested.name);
+  let tried = 0;
+  const candidates = orderTargets(served, deps.health, () => 0.5).map((t): ExplainedCandidate => {
+    let skipReason: string | null = deps.health.skipReason(t.key);
+    if (!skipReason && tried > 0 && !budget.hasRoom()) skipReason = 'retry_budget_exhausted';
+    if (!skipReason) tried++;
+    return { provider: t.provider.name, model: t.model, state: deps.health.state(t.key), ewmaLatencyMs: deps.health.ewma(t.key) ?? null, skipReason };
+  });
+  return {
+    route: requested.name,
+    rule: decision.rule,
+    classifierTier: decision.classifier?.tier ?? null,
+    classifierConfidence: decision.classifier?.confidence ?? null,
+    experiment: decision.experiment,
+    variant: decision.variant,
+    strategy: served.strategy,
+    servedBy: served.name === requested.name ? null : served.name,
+    candidates,
+  };
+}
