@@ -21,6 +21,7 @@ export class CatalogSource {
   private currentBudgets: readonly BudgetRecord[] = [];
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
 
   constructor(
     private readonly store: CatalogStore,
@@ -49,20 +50,29 @@ export class CatalogSource {
     return this.current;
   }
 
-  /** Reloads if the store's version moved; concurrent callers share one reload. */
+  /**
+   * Reloads if the store's version moved; concurrent callers share one reload. A caller that
+   * arrives while one is running may have just written to the store after it read the
+   * version: it waits for one more check (shared too), so it always sees its own write.
+   */
   refresh(): Promise<void> {
-    if (!this.refreshing) {
-      this.refreshing = (async () => {
-        try {
-          const version = await this.store.catalogVersion();
-          if (version !== this.current.version) await this.load(version);
-        } catch (err) {
-          this.onError(err);
-        }
-      })().finally(() => {
-        this.refreshing = null;
+    if (this.refreshing) {
+      this.queued ??= this.refreshing.then(() => {
+        this.queued = null;
+        return this.refresh();
       });
+      return this.queued;
     }
+    this.refreshing = (async () => {
+      try {
+        const version = await this.store.catalogVersion();
+        if (version !== this.current.version) await this.load(version);
+      } catch (err) {
+        this.onError(err);
+      }
+    })().finally(() => {
+      this.refreshing = null;
+    });
     return this.refreshing;
   }
 

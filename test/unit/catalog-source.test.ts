@@ -120,27 +120,31 @@ describe('CatalogSource', () => {
     expect(src.catalog.version).toBe('v2');
   });
 
-  it('concurrent refresh() calls share one version query', async () => {
+  it('callers arriving during a refresh share one follow-up check, which sees a write made meanwhile', async () => {
     const store = new FakeStore();
     const src = new CatalogSource(store);
     await src.load();
     store.versionCalls = 0;
     let open!: () => void;
     store.gate = new Promise<void>((r) => (open = r));
-    store.version = 'v2';
-    const a = src.refresh();
-    const b = src.refresh();
-    expect(b).toBe(a);
+    const a = src.refresh(); // reads 'v1' once the gate opens: nothing to reload
     expect(store.versionCalls).toBe(1);
+    // A write lands after that refresh began; its writers ask for a refresh.
+    store.version = 'v2';
+    store.routeName = 'renamed';
+    const b = src.refresh();
+    const c = src.refresh();
+    expect(c).toBe(b);
+    expect(b).not.toBe(a);
     open();
-    await Promise.all([a, b]);
-    expect(store.loads).toBe(2); // one reload, not two
-    expect(src.catalog.version).toBe('v2');
+    await Promise.all([a, b, c]);
+    expect(store.versionCalls).toBe(2); // the first check and one shared follow-up
+    expect(store.loads).toBe(2); // one reload
+    expect(src.catalog.resolve('renamed')).not.toBeNull();
     // After it settles, a new refresh makes a new query.
     store.gate = null;
-    const before = store.versionCalls;
     await src.refresh();
-    expect(store.versionCalls).toBe(before + 1);
+    expect(store.versionCalls).toBe(3);
     expect(store.loads).toBe(2);
   });
 
