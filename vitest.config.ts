@@ -14,6 +14,7 @@ export default defineConfig({
     // The fault-injection suite (several minutes: kill -9, 1000 websockets, outages) runs on
     // its own: `npm run test:faults` (a CLI path filter overrides this exclude).
     exclude: ['**/node_modules/**', ...(process.argv.some((a) => a.includes('test/faults')) ? [] : ['test/faults/**'])],
+    globalSetup: ['test/support/pg-template.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 30_000,

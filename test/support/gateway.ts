@@ -1,11 +1,12 @@
 // Starts a real Tollgate (embedded stores in a temp dir, or the machine's PostgreSQL when
 // DATABASE_URL is set: then a fresh database per test file) in front of the loopback
 // simulated provider, and hands out OpenAI clients for it.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import pg from 'pg';
+import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { startServer, type Started } from '../../src/main.js';
 import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
@@ -57,6 +58,9 @@ export async function scratchDatabase(): Promise<{ url: string; drop(): Promise<
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<TestGateway> {
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'tollgate-test-')));
   const db = opts.dataDir ? undefined : await scratchDatabase();
+  // A fresh embedded database starts as a copy of the run's migrated one (pg-template.ts).
+  const template = opts.dataDir || db ? '' : inject('pgTemplateDir');
+  if (template) await cp(path.join(template, 'pg'), path.join(dataDir, 'pg'), { recursive: true });
   const sim = await startSimulatedProvider();
   const env: Record<string, string | undefined> = {
     TOLLGATE_DATA_DIR: dataDir,
