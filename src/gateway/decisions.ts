@@ -39,7 +39,7 @@ export function publishDecision(
     feature: ex.feature,
     requestedModel: ex.requestedModel ?? '',
     route: ex.route?.name ?? null,
-    strategy: ex.route?.strategy ?? null,
+    strategy: (ex.served ?? ex.route)?.strategy ?? null,
     attempt,
     provider: target?.provider.name ?? ex.cacheHit?.provider ?? null,
     model: target?.model ?? ex.cacheHit?.model ?? null,

@@ -6,8 +6,12 @@
 // Exchange, and every head is built (and its values made safe) *before* the receipt, so
 // nothing after the receipt can fail into a second one or into an error for an answer the
 // receipt already calls good.
+import { createHash, hash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { completionChunks } from '../protocols/assemble.js';
+import type { ChatCompletion } from '../protocols/canonical.js';
 import type { StreamPump } from '../protocols/protocol.js';
+import { Transcoder } from '../protocols/transcode.js';
 import { receiptComment } from '../protocols/sse.js';
 import type { ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import { publishDecision } from './decisions.js';
@@ -17,6 +21,9 @@ import type { PipelineDeps } from './pipeline.js';
 import { toChatUsage, type Usage } from './usage.js';
 
 export const ZERO_USAGE: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, estimated: false };
+
+/** A decoder that has nothing more to say: a replay feeds its chunks directly. */
+const FINISHED = { push: () => [], end: () => [], done: true };
 
 const receiptsUnavailable = () => new GatewayError(503, 'api_error', 'receipts_unavailable', 'Tollgate could not record the receipt of this answer.');
 
@@ -37,6 +44,24 @@ export class Endings {
     res.end(body);
     this.observe(ex, status, outcome.errorCode);
     return receipt;
+  }
+
+  /**
+   * A complete canonical answer (a cache hit, a cascade's pick): as this protocol's JSON, or
+   * replayed as its stream when the client asked for one.
+   */
+  async deliver(ex: Exchange, res: ServerResponse, answer: ChatCompletion, usage: Usage): Promise<UnsignedReceipt | null> {
+    const ctx = ex.renderContext();
+    if (!ex.stream) {
+      const json = JSON.stringify(ex.protocol.render(answer, ctx));
+      return this.respond(ex, res, 200, json, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: hash('sha256', json) });
+    }
+    const replay = new Transcoder(FINISHED, ex.protocol.encoder(ctx));
+    const events = replay.encode(completionChunks(answer, ctx.id));
+    ex.ttftMs = ex.elapsed();
+    this.startStream(ex, res, ex.attempts.length);
+    res.write(events);
+    return this.endStream(ex, res, replay, usage, createHash('sha256').update(events));
   }
 
   /** The head of a stream, at its first byte. `attempts` counts the streaming attempt. */

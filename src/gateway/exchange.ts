@@ -53,6 +53,8 @@ export class Exchange {
   variant: string | null = null;
   /** CASCADE: whether the answer given passed its acceptance checks (null: none ran). */
   accepted: boolean | null = null;
+  /** CASCADE: the tokens and cost of every step climbed so far, which the receipt bills. */
+  climb: { usage: Usage; cost: number | null } | null = null;
   /** The one receipt, once its append was attempted (endings.ts: exactly one per request). */
   receipt: Promise<UnsignedReceipt> | null = null;
   /** Its append succeeded: the request's outcome is on record and must not change. */
@@ -109,11 +111,13 @@ export class Exchange {
     const target = this.target;
     const hit = this.cacheHit;
     const price = target?.price ?? null;
+    // A cascade bills every step it climbed (DESIGN §5), whichever answer the client got.
+    if (this.climb) usage = this.climb.usage;
     // A cache hit costs nothing; what it saved is what the original answer cost.
-    const cost = hit ? 0 : target ? costOf(usage, price) : null;
+    const cost = hit ? 0 : this.climb ? this.climb.cost : target ? costOf(usage, price) : null;
     const hadUpstream = this.attempts.length > 0;
     // The attempt that answered carries the answer's tokens and cost; the others, none.
-    const answering = target && !hit ? this.attempts.length - 1 : -1;
+    const answering = target && !hit && !this.climb ? this.attempts.length - 1 : -1;
     const attempts = this.attempts.map((a, i): Attempt => {
       if (a.prompt_tokens !== undefined) return a; // a cascade step, settled when it was checked
       const mine = i === answering;

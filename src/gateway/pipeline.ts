@@ -3,31 +3,28 @@
 //   (failover) → respond → receipt.
 // Every request ends in exactly one receipt, appended to the WAL before the response
 // completes (for streams: before their closing event); endings.ts writes those endings.
-import { createHash, hash } from 'node:crypto';
-import { once } from 'node:events';
+import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { performance } from 'node:perf_hooks';
-import { StringDecoder } from 'node:string_decoder';
 import type { BudgetEnforcer } from '../budgets/enforcer.js';
 import type { Config } from '../config.js';
-import type { Candidate, LiveBus } from '../live/events.js';
+import type { LiveBus } from '../live/events.js';
 import type { Metrics } from '../metrics.js';
-import { completionChunks } from '../protocols/assemble.js';
 import type { ChatCompletion } from '../protocols/canonical.js';
-import type { ClientProtocol, ParsedRequest, StreamPump } from '../protocols/protocol.js';
+import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
 import { adapterFor } from '../providers/adapter.js';
 import type { ReceiptDraft, UnsignedReceipt } from '../receipts/receipt.js';
-import { roundMs } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
 import type { RetryBudgets } from '../routing/retry-budget.js';
 import { decideRoute, type DecideHooks } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
+import { AttemptLog, ClientGone, answerText, send, usageOf, type Unanswered } from './attempt.js';
 import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
+import { Cascade, cascadeStep, climbTotals, isCascade, type CascadeStep } from './cascade.js';
 import type { Ingress } from './ingress.js';
 import { candidatesOf, publishDecision } from './decisions.js';
 import { Endings, ZERO_USAGE } from './endings.js';
@@ -42,12 +39,12 @@ import {
   upstreamFailed,
 } from './errors.js';
 import type { RateLimiter } from './limits.js';
-import { UpstreamFailure, classify, parseRetryAfter, type UpstreamClient } from './upstream.js';
-import { estimateCompletionTokens, estimatePromptTokens, maxCostOf, readUsage, type Usage } from './usage.js';
+import { relayStream } from './stream-relay.js';
+import { UpstreamFailure, classify, type UpstreamClient } from './upstream.js';
+import { maxCostOf, readUsage, type Usage } from './usage.js';
 import { parseJsonBody } from './validate.js';
 
 const MAX_BACKOFF_MS = 2_000;
-const MAX_ERROR_BODY = 64 * 1024;
 
 export interface ReceiptSink {
   append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
@@ -79,17 +76,6 @@ export interface PipelineDeps {
   log: Logger;
   /** The prompt classifier rules may read, and what to do with a rule that fails to evaluate. */
   decide: DecideHooks;
-}
-
-/** Why the signal fired: the client went away, or the route's total timeout passed. */
-class ClientGone extends Error {}
-
-/** Why an attempt did not answer: the failure to fail over from, and any Retry-After hint. */
-interface Unanswered {
-  failure: UpstreamFailure;
-  /** The upstream answered 429. */
-  rateLimited: boolean;
-  retryAfterMs?: number;
 }
 
 export class Pipeline {
@@ -133,7 +119,8 @@ export class Pipeline {
         const { key } = ex;
         const subject = { teamId: key.teamId, apiKeyId: key.id, feature: ex.feature };
         const request = parsed.chat ?? parsed.body;
-        ex.budgetTicket = await budgets.admit(subject, () => maxCostOf(served.targets, request, this.deps.config.budgets.defaultMaxTokens), ex.requestId);
+        const climbs = isCascade(served, parsed);
+        ex.budgetTicket = await budgets.admit(subject, () => maxCostOf(served.targets, request, this.deps.config.budgets.defaultMaxTokens, climbs), ex.requestId);
       }
 
       const hit = await this.lookInCache(ex, route, parsed, req.headers['x-tollgate-cache']);
@@ -175,21 +162,9 @@ export class Pipeline {
     publishDecision(this.deps.bus, ex, null, 'CACHE_HIT', `cache_${hit.status}`, null, []);
     const stored = JSON.parse(entry.answer) as Record<string, unknown>;
     const usage: Usage = { ...(readUsage(stored.usage) ?? ZERO_USAGE), estimated: false };
-    const ctx = ex.renderContext();
     // A fresh answer: new id and time, same content and usage.
-    const answer = stored.object === 'chat.completion' ? ({ ...stored, id: ctx.id, created: Math.floor(Date.now() / 1000) } as unknown as ChatCompletion) : stored;
-    if (!ex.stream) {
-      const json = JSON.stringify(ex.protocol.render(answer as ChatCompletion, ctx));
-      await this.endings.respond(ex, res, 200, json, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: sha256(json) });
-      return;
-    }
-    const replay = new Transcoder(FINISHED, ex.protocol.encoder(ctx));
-    const events = replay.encode(completionChunks(answer as ChatCompletion, ctx.id));
-    const responseHash = createHash('sha256').update(events);
-    ex.ttftMs = ex.elapsed();
-    this.endings.startStream(ex, res, 0);
-    res.write(events);
-    await this.endings.endStream(ex, res, replay, usage, responseHash);
+    const answer = stored.object === 'chat.completion' ? { ...stored, id: ex.renderContext().id, created: Math.floor(Date.now() / 1000) } : stored;
+    await this.endings.deliver(ex, res, answer as unknown as ChatCompletion, usage);
   }
 
   /** After a complete, successful answer: keep it for the next identical (or similar) request. */
@@ -205,6 +180,7 @@ export class Pipeline {
   private async forward(ex: Exchange, route: Route, res: ServerResponse): Promise<void> {
     const { config, health } = this.deps;
     const controller = new AbortController();
+    const signal = controller.signal;
     const onClose = () => {
       if (!res.writableFinished) controller.abort(new ClientGone('client closed the connection'));
     };
@@ -216,16 +192,19 @@ export class Pipeline {
       const candidates = this.deps.bus.decisions.hasListeners ? candidatesOf(order, this.deps.health) : [];
       const budget = this.deps.retryBudgets.for(route.name);
       budget.request();
+      // A cascade climbs its steps once, cheap first (DESIGN §5); `retries` does not re-run it.
+      const cascade = isCascade(route, ex.parsed!) ? new Cascade(route.accept) : null;
+      const rounds = cascade ? 0 : route.retries;
       let last: Unanswered | null = null;
       let outOfBudget = false;
       // DESIGN §4: when every target was rate-limited or is cooling after a 429 (and none
       // failed otherwise), the client gets a 429 with the smallest wait, not a 502.
       let onlyRateLimited = true;
       let soonestRetryMs = Number.POSITIVE_INFINITY;
-      attempts: for (let round = 0; round <= route.retries; round++) {
-        if (round > 0) await backoff(round, controller.signal);
+      attempts: for (let round = 0; round <= rounds; round++) {
+        if (round > 0) await backoff(round, signal);
         for (const target of order) {
-          if (controller.signal.aborted) break attempts;
+          if (signal.aborted) break attempts;
           const admission = health.admit(target.key);
           if (!admission.ok) {
             publishDecision(this.deps.bus, ex, target, 'SKIPPED', admission.reason, null, candidates);
@@ -233,25 +212,30 @@ export class Pipeline {
             else onlyRateLimited = false;
             continue;
           }
-          if (ex.attempts.length > 0 && !budget.tryRetry()) {
+          // Climbing past a rejected answer is an escalation, not a retry: the budget is for failures.
+          if (ex.attempts.length > 0 && !cascade?.escalating && !budget.tryRetry()) {
             health.release(target.key); // admitted, never called
             publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'retry_budget_exhausted', null, candidates);
             this.deps.metrics.retriesRefused.inc({ route: route.name });
             outOfBudget = true;
             break attempts;
           }
-          const outcome = await this.attempt(ex, target, res, controller.signal, candidates);
+          const log = new AttemptLog(this.deps, ex, target, candidates, signal);
+          const outcome = cascade ? await this.climb(ex, cascade, log, res, signal) : await this.attempt(ex, log, res, signal);
           if (outcome === 'answered') return;
+          if (outcome === 'rejected') continue;
           last = outcome;
           if (outcome.rateLimited) soonestRetryMs = Math.min(soonestRetryMs, outcome.retryAfterMs ?? Number.POSITIVE_INFINITY);
           else onlyRateLimited = false;
         }
       }
-      const reason = controller.signal.reason;
+      const reason = signal.reason;
       if (reason instanceof ClientGone) {
         publishDecision(this.deps.bus, ex, null, 'CANCELLED', 'client_cancelled', null, []);
         return await this.endings.cancelled(ex);
       }
+      // Steps answered, none acceptably, and no stronger one could: the best there is (DESIGN §5).
+      if (cascade?.lastAnswer) return await this.settleClimb(ex, cascade.lastAnswer, res);
       if (onlyRateLimited && !outOfBudget && !(reason instanceof UpstreamFailure)) {
         const waitMs = Number.isFinite(soonestRetryMs) ? soonestRetryMs : this.deps.config.breaker.cooldownMs;
         throw rateLimited(
@@ -275,27 +259,10 @@ export class Pipeline {
    * One call to one target. Returns 'answered' once the client has its response (success,
    * or an upstream 4xx passed through), or what to fail over from.
    */
-  private async attempt(ex: Exchange, target: Target, res: ServerResponse, signal: AbortSignal, candidates: Candidate[]): Promise<'answered' | Unanswered> {
-    const { health, upstream, metrics } = this.deps;
-    const protocol = ex.protocol;
+  private async attempt(ex: Exchange, log: AttemptLog, res: ServerResponse, signal: AbortSignal): Promise<'answered' | Unanswered> {
+    const { protocol } = ex;
     const parsed = ex.parsed!;
-    const attemptNo = ex.attempts.length + 1;
-    publishDecision(this.deps.bus, ex, target, 'ATTEMPT', null, null, candidates, attemptNo);
-    const started = performance.now();
-    const finishAttempt = (status: number, error: string | null) => {
-      const latency = performance.now() - started;
-      ex.upstreamMs += latency;
-      ex.attempts.push({ provider: target.provider.name, model: target.model, status, error, latency_ms: roundMs(latency) });
-      metrics.upstreamAttempts.inc({ provider: target.provider.name, outcome: error ? 'failure' : 'success' });
-      return latency;
-    };
-    const failover = (failure: UpstreamFailure, status: number, retryAfterMs?: number): Unanswered => {
-      const latency = finishAttempt(status, failure.kind);
-      if (failure.kind === 'aborted' || signal.reason instanceof ClientGone) health.release(target.key);
-      else health.onFailure(target.key, { retryAfterMs, latencyMs: latency });
-      publishDecision(this.deps.bus, ex, target, 'FAILOVER', failure.kind, latency, candidates, attemptNo);
-      return { failure, rateLimited: status === 429, retryAfterMs };
-    };
+    const { target } = log;
 
     // Same protocol on both sides: the client's body goes through; otherwise it is translated.
     const adapter = adapterFor(target.provider);
@@ -304,47 +271,25 @@ export class Pipeline {
     try {
       request = native ? adapter.passthrough(protocol.wire, parsed.body, target, ex.stream) : adapter.request(parsed.chat!, target, ex.stream);
     } catch (err) {
-      health.release(target.key); // admitted, never called: what the upstream cannot take is a 400
+      log.release(); // admitted, never called: what the upstream cannot take is a 400
       throw err;
     }
-
-    let response;
-    try {
-      response = await upstream.post(target.provider, request.path, request.body, signal);
-    } catch (err) {
-      return failover(classify(err, signal), 0);
-    }
-
-    if (response.status < 200 || response.status >= 300) {
-      let errorBody: unknown = null;
-      try {
-        const buf = await readUpstreamBody(response.body, MAX_ERROR_BODY);
-        errorBody = JSON.parse(buf.toString('utf8'));
-      } catch {
-        response.body.destroy();
-      }
-      const status = response.status;
-      if (status === 429) {
-        const retryAfterMs = parseRetryAfter(response.headers['retry-after']) ?? 1_000;
-        return failover(new UpstreamFailure('network_error', `upstream rate limited (429)`), status, retryAfterMs);
-      }
-      // 508: the provider is (a path back to) this Tollgate; another try goes round again.
-      if ((status >= 500 && status !== 508) || status === 408) {
-        return failover(new UpstreamFailure('network_error', `upstream answered ${status}`), status);
-      }
-      // Any other 4xx is about the request itself: no failover, the client gets it back.
-      const latency = finishAttempt(status, `http_${status}`);
-      health.release(target.key);
-      publishDecision(this.deps.bus, ex, target, 'FAILED', `http_${status}`, latency, candidates, attemptNo);
-      ex.target = target;
-      await this.endings.fail(ex, res, adapter.error(status, errorBody), 'error');
+    const sent = await send(this.deps, log, adapter, request, signal);
+    if ('unanswered' in sent) return sent.unanswered;
+    ex.target = target;
+    if ('refused' in sent) {
+      // A 4xx about the request itself: no failover, the client gets it back.
+      await this.endings.fail(ex, res, sent.refused, 'error');
       return 'answered';
     }
+    const response = sent.ok;
 
-    ex.target = target;
     if (ex.stream) {
       const pump = native ? protocol.relay!(parsed, ex.cacheLookup !== null) : new Transcoder(adapter.decoder(), protocol.encoder(ex.renderContext()));
-      return this.relayStream(ex, target, pump, response.body, res, signal, { finishAttempt, failover, candidates, attemptNo });
+      const relayed = await relayStream(this.deps, this.endings, ex, log, pump, response.body, res, signal);
+      if ('unanswered' in relayed) return relayed.unanswered;
+      if (relayed.receipt) this.remember(ex, pump.completion(), relayed.receipt.cost_usd, target);
+      return 'answered';
     }
 
     let buf: Buffer;
@@ -357,13 +302,11 @@ export class Pipeline {
     } catch (err) {
       ex.target = null;
       const failure = err instanceof SyntaxError ? new UpstreamFailure('network_error', 'upstream sent invalid JSON') : classify(err, signal);
-      return failover(failure, err instanceof SyntaxError ? response.status : 0);
+      return log.failover(failure, err instanceof SyntaxError ? response.status : 0);
     }
-    const latency = finishAttempt(response.status, null);
-    health.onSuccess(target.key, latency);
-    publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, candidates, attemptNo);
+    log.succeeded(response.status);
 
-    const usage = await usageOf(readUsage(answer?.usage), parsed, () => collectText(answer));
+    const usage = await usageOf(readUsage(answer?.usage), parsed, () => answerText(answer));
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
     const body = native ? buf : JSON.stringify(protocol.render(answer, ex.renderContext()));
     const receipt = await this.endings.respond(ex, res, response.status, body, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: sha256(body) });
@@ -371,94 +314,37 @@ export class Pipeline {
     return 'answered';
   }
 
-  private async relayStream(
-    ex: Exchange,
-    target: Target,
-    pump: StreamPump,
-    upstreamBody: AsyncIterable<Buffer> & { destroy(): void },
-    res: ServerResponse,
-    signal: AbortSignal,
-    attempt: {
-      finishAttempt: (status: number, error: string | null) => number;
-      failover: (failure: UpstreamFailure, status: number) => Unanswered;
-      candidates: Candidate[];
-      attemptNo: number;
-    },
-  ): Promise<'answered' | Unanswered> {
-    const decoder = new StringDecoder('utf8');
-    const responseHash = createHash('sha256');
-    let started = false;
-    let breakage: UpstreamFailure | null = null;
-    try {
-      for await (const chunk of upstreamBody) {
-        const out = pump.push(decoder.write(chunk));
-        if (!out) continue;
-        if (!started) {
-          // Nothing has reached the client yet: an error event up front can still fail over.
-          if (pump.tally.upstreamError && pump.tally.contentChunks === 0) {
-            upstreamBody.destroy();
-            ex.target = null;
-            return attempt.failover(new UpstreamFailure('network_error', 'upstream stream began with an error'), 200);
-          }
-          started = true;
-          ex.ttftMs = ex.elapsed();
-          // The attempt that is streaming is recorded when it ends: count it in the header now.
-          this.endings.startStream(ex, res, attempt.attemptNo);
-        }
-        responseHash.update(out);
-        if (!res.write(out)) await drained(res, signal);
-      }
-      const tail = pump.push(decoder.end()) + pump.end();
-      if (tail && started) {
-        responseHash.update(tail);
-        res.write(tail);
-      }
-      if (!pump.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
-    } catch (err) {
-      breakage = classify(err, signal);
+  /**
+   * One step of a cascade: an accepted answer goes to the client; a rejected one means
+   * climbing on ('rejected'); a failure fails over; a 4xx goes back to the client.
+   */
+  private async climb(ex: Exchange, cascade: Cascade, log: AttemptLog, res: ServerResponse, signal: AbortSignal): Promise<'answered' | 'rejected' | Unanswered> {
+    const outcome = await cascadeStep(this.deps, ex, log, cascade.accept, signal);
+    if ('unanswered' in outcome) {
+      cascade.escalating = false;
+      return outcome.unanswered;
     }
-
-    if (!started) {
-      ex.target = null;
-      return attempt.failover(breakage ?? new UpstreamFailure('network_error', 'upstream stream was empty'), 200);
-    }
-
-    // From here on the client has bytes: no failover, whatever happens.
-    const tally = pump.tally;
-    const usage = await usageOf(readUsage(tally.usage), ex.parsed!, () => tally.deliveredText);
-    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
-    if (signal.reason instanceof ClientGone) {
-      attempt.finishAttempt(200, 'client_cancelled');
-      this.deps.health.release(target.key);
-      publishDecision(this.deps.bus, ex, target, 'CANCELLED', 'client_cancelled', null, attempt.candidates, attempt.attemptNo);
-      await this.endings.cancelled(ex, usage, responseHash.digest('hex'));
+    ex.target = log.target;
+    if ('refused' in outcome) {
+      await this.endings.fail(ex, res, outcome.refused, 'error');
       return 'answered';
     }
-    if (breakage) {
-      const latency = attempt.finishAttempt(200, breakage.kind);
-      this.deps.health.onFailure(target.key, { latencyMs: latency });
-      publishDecision(this.deps.bus, ex, target, 'FAILED', `mid_stream_${breakage.kind}`, latency, attempt.candidates, attempt.attemptNo);
-      const error = new GatewayError(
-        502,
-        'api_error',
-        'upstream_stream_interrupted',
-        `The upstream stream broke after the response started (${breakage.message}); the answer is incomplete.`,
-      );
-      await this.endings.breakStream(ex, res, pump, error, usage, responseHash);
-      return 'answered';
-    }
-
-    const latency = attempt.finishAttempt(200, null);
-    this.deps.health.onSuccess(target.key, latency);
-    publishDecision(this.deps.bus, ex, target, 'SUCCESS', null, latency, attempt.candidates, attempt.attemptNo);
-    const receipt = await this.endings.endStream(ex, res, pump, usage, responseHash);
-    if (receipt) this.remember(ex, pump.completion(), receipt.cost_usd, target);
+    cascade.answered(outcome.step);
+    ex.climb = climbTotals(cascade.steps);
+    this.deps.limiter.recordTokens(ex.key!.id, outcome.step.usage.promptTokens + outcome.step.usage.completionTokens, ex.key!.tpmLimit);
+    if (!outcome.step.verdict.accepted) return 'rejected';
+    await this.settleClimb(ex, outcome.step, res);
     return 'answered';
   }
-}
 
-/** A decoder that has nothing more to say: a cache replay feeds its chunks directly. */
-const FINISHED = { push: () => [], end: () => [], done: true };
+  /** The client gets the answer the cascade settled on; only an accepted one is remembered. */
+  private async settleClimb(ex: Exchange, step: CascadeStep, res: ServerResponse): Promise<void> {
+    ex.target = step.target;
+    ex.accepted = step.verdict.accepted;
+    const receipt = await this.endings.deliver(ex, res, step.answer, step.usage);
+    if (receipt && step.verdict.accepted) this.remember(ex, step.answer, receipt.cost_usd, step.target);
+  }
+}
 
 /**
  * The route with the targets that can serve this request: all of them, unless the request
@@ -472,28 +358,6 @@ function servingRoute(route: Route, protocol: ClientProtocol, parsed: ParsedRequ
     throw badRequest(`The route '${route.name.slice(0, 200)}' cannot serve this request: ${parsed.nativeOnly.reason}.`, parsed.nativeOnly.param, 'unsupported_value');
   }
   return targets.length === route.targets.length ? route : { ...route, targets };
-}
-
-/** The usage the upstream reported, or an estimate from the request and the text delivered. */
-async function usageOf(reported: Omit<Usage, 'estimated'> | null, parsed: ParsedRequest, deliveredText: () => string): Promise<Usage> {
-  if (reported) return { ...reported, estimated: false };
-  return {
-    promptTokens: await estimatePromptTokens(parsed.chat ?? parsed.body),
-    completionTokens: await estimateCompletionTokens(deliveredText()),
-    cachedTokens: 0,
-    cacheWriteTokens: 0,
-    reasoningTokens: 0,
-    estimated: true,
-  };
-}
-
-function collectText(parsed: any): string {
-  let text = '';
-  for (const c of parsed?.choices ?? []) {
-    if (typeof c?.message?.content === 'string') text += c.message.content;
-    for (const tc of c?.message?.tool_calls ?? []) if (typeof tc?.function?.arguments === 'string') text += tc.function.arguments;
-  }
-  return text;
 }
 
 function sha256(body: string | Buffer): string {
@@ -514,6 +378,3 @@ function backoff(round: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
-  await once(res, 'drain', { signal }).catch(() => undefined);
-}

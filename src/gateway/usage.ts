@@ -31,16 +31,24 @@ function tokenCounter(): Promise<CountTokens> {
 /**
  * The most a request can cost on a route: prompt tokens (estimated) plus the completion
  * tokens it allows (max_completion_tokens, max_tokens, or `defaultMaxTokens`) times n, at the
- * dearest target's prices (failover may land anywhere). Unpriced targets count as 0.
+ * dearest target's prices (failover may land anywhere), or at every target's prices added up
+ * for a cascade, which may pay each step. Unpriced targets count as 0.
  */
-export async function maxCostOf(targets: ReadonlyArray<{ price: PriceInput | null }>, body: Record<string, unknown>, defaultMaxTokens: number): Promise<number> {
+export async function maxCostOf(
+  targets: ReadonlyArray<{ price: PriceInput | null }>,
+  body: Record<string, unknown>,
+  defaultMaxTokens: number,
+  paysEveryTarget = false,
+): Promise<number> {
   const prompt = Array.isArray(body.messages) ? await estimatePromptTokens(body) : Math.ceil(JSON.stringify(body.input ?? '').length / 2);
   const positive = (v: unknown) => (typeof v === 'number' && v > 0 ? v : undefined);
   const perChoice = Array.isArray(body.messages) ? (positive(body.max_completion_tokens) ?? positive(body.max_tokens) ?? defaultMaxTokens) : 0;
   const completion = perChoice * (positive(body.n) ?? 1);
   let max = 0;
   for (const { price } of targets) {
-    if (price) max = Math.max(max, (prompt * price.inputPerMTokUsd + completion * price.outputPerMTokUsd) / 1e6);
+    if (!price) continue;
+    const cost = (prompt * price.inputPerMTokUsd + completion * price.outputPerMTokUsd) / 1e6;
+    max = paysEveryTarget ? max + cost : Math.max(max, cost);
   }
   return max;
 }

@@ -33,7 +33,9 @@ export interface ChoicePlan {
   /** Text (or JSON text) answer, or one tool call whose arguments are streamed as pieces. */
   tool: { id: string; name: string } | undefined;
   pieces: string[];
-  finish: 'stop' | 'length' | 'tool_calls';
+  finish: 'stop' | 'length' | 'tool_calls' | 'content_filter';
+  /** The pieces are a refusal, not an answer. */
+  refusal: boolean;
   /** The stop sequence the text was cut at, if any. */
   stopSequence: string | undefined;
 }
@@ -94,8 +96,10 @@ export function planChoices(req: AnswerRequest, b: SimBehaviour, prompt: PromptS
     const rng = mulberry32(prompt.hash ^ Math.imul(i + 1, 0x9e3779b9));
     let pieces: string[];
     let toolCall: ChoicePlan['tool'];
-    if (tool) {
-      const args = JSON.stringify(sampleSchema(tool.parameters ?? { type: 'object', properties: {} }, rng));
+    if (b.refusal !== undefined) {
+      pieces = splitWords(b.refusal);
+    } else if (tool) {
+      const args = b.toolArguments ?? JSON.stringify(sampleSchema(tool.parameters ?? { type: 'object', properties: {} }, rng));
       pieces = splitEven(args, count);
       toolCall = { id: `${idPrefix}${(++ids.n).toString(36)}`, name: tool.name };
     } else if (b.content !== undefined) {
@@ -119,7 +123,8 @@ export function planChoices(req: AnswerRequest, b: SimBehaviour, prompt: PromptS
       pieces = pieces.slice(0, req.maxTokens); // like OpenAI: cut, even mid-JSON
       finish = 'length';
     }
-    plans.push({ tool: toolCall, pieces, finish, stopSequence: finish === 'stop' ? stopSequence : undefined });
+    finish = b.finishReason ?? finish;
+    plans.push({ tool: toolCall, pieces, finish, refusal: b.refusal !== undefined, stopSequence: finish === 'stop' ? stopSequence : undefined });
   }
   return plans;
 }

@@ -107,6 +107,7 @@ function answerRequest(body: any, maxTokens: number): AnswerRequest {
 function stopReason(plan: ChoicePlan): string {
   if (plan.finish === 'tool_calls') return 'tool_use';
   if (plan.finish === 'length') return 'max_tokens';
+  if (plan.refusal || plan.finish === 'content_filter') return 'refusal';
   return plan.stopSequence === undefined ? 'end_turn' : 'stop_sequence';
 }
 

@@ -48,6 +48,12 @@ export interface SimBehaviour {
   times?: number;
   /** Fixed answer text (else a deterministic text derived from the prompt). Used as-is in JSON mode. */
   content?: string;
+  /** A tool call's arguments, as-is (valid JSON or not), instead of ones sampled from its schema. */
+  toolArguments?: string;
+  /** Refuse: this text as the refusal (OpenAI `refusal`, Anthropic stop reason `refusal`). */
+  refusal?: string;
+  /** Stop for this reason whatever the answer (a truncation, a content filter). */
+  finishReason?: 'length' | 'content_filter';
 }
 
 /** Models listed by GET /models, besides any model named in behave(). Any model name is accepted. */

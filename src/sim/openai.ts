@@ -127,7 +127,9 @@ export async function chat(res: http.ServerResponse, body: any, book: BehaviourB
           refusal: null,
           annotations: [],
         }
-      : { role: 'assistant', content: p.pieces.join(''), refusal: null, annotations: [] },
+      : p.refusal
+        ? { role: 'assistant', content: null, refusal: p.pieces.join(''), annotations: [] }
+        : { role: 'assistant', content: p.pieces.join(''), refusal: null, annotations: [] },
     logprobs: null,
     finish_reason: p.finish,
   }));
@@ -225,7 +227,7 @@ async function streamChat(
         return false;
       }
       const piece = JSON.stringify(p.pieces[step]);
-      res.write(chunk(i, p.tool ? `{"tool_calls":[{"index":0,"function":{"arguments":${piece}}}]}` : `{"content":${piece}}`, 'null'));
+      res.write(chunk(i, p.tool ? `{"tool_calls":[{"index":0,"function":{"arguments":${piece}}}]}` : p.refusal ? `{"refusal":${piece}}` : `{"content":${piece}}`, 'null'));
       sent++;
     }
     return true;

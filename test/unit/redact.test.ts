@@ -77,7 +77,13 @@ describe('where URLs are printed', () => {
       return true;
     });
     // printBanner reads only these parts of the runtime.
-    const runtime = { configDb: { kind: 'postgres' }, clickhouse: { kind: 'server' }, bootstrapped: [], adminToken: { token: 't', created: false } } as unknown as Runtime;
+    const runtime = {
+      configDb: { kind: 'postgres' },
+      clickhouse: { kind: 'server' },
+      bootstrapped: [],
+      adminToken: { token: 't', created: false },
+      app: { catalog: { catalog: { providers: new Map() } } },
+    } as unknown as Runtime;
     printBanner(config, runtime, 'http://127.0.0.1:8787');
     const banner = written.join('');
     expect(banner).toContain('ClickHouse server (https://default:***@ch.example.com:8443/?password=***)');

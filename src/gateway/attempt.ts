@@ -1,0 +1,147 @@
+// One call to one upstream target, as the receipt and the live feed record it: the decision
+// events (ATTEMPT, then SUCCESS / FAILOVER / FAILED / CANCELLED), the Attempt entry with its
+// latency, the target's health, and the classification of what the upstream answered.
+import { performance } from 'node:perf_hooks';
+import type { Candidate } from '../live/events.js';
+import type { ParsedRequest } from '../protocols/protocol.js';
+import type { UpstreamAdapter, UpstreamRequest } from '../providers/adapter.js';
+import type { Attempt } from '../receipts/receipt.js';
+import { roundMs } from '../receipts/receipt.js';
+import type { Target } from '../routing/catalog.js';
+import { readUpstreamBody } from './body.js';
+import { publishDecision } from './decisions.js';
+import type { GatewayError } from './errors.js';
+import type { Exchange } from './exchange.js';
+import type { PipelineDeps } from './pipeline.js';
+import { UpstreamFailure, classify, parseRetryAfter, type UpstreamResponse } from './upstream.js';
+import { estimateCompletionTokens, estimatePromptTokens, type Usage } from './usage.js';
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+/** Why the signal fired: the client went away (else: the route's total timeout passed). */
+export class ClientGone extends Error {}
+
+/** Why an attempt did not answer: the failure to fail over from, and any Retry-After hint. */
+export interface Unanswered {
+  failure: UpstreamFailure;
+  /** The upstream answered 429. */
+  rateLimited: boolean;
+  retryAfterMs?: number;
+}
+
+/** What the upstream did with a request: answered (2xx), failed, or refused it (a 4xx for the client). */
+export type Sent = { ok: UpstreamResponse } | { unanswered: Unanswered } | { refused: GatewayError };
+
+export type AttemptDeps = Pick<PipelineDeps, 'health' | 'metrics' | 'bus' | 'upstream'>;
+
+export class AttemptLog {
+  readonly number: number;
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly deps: AttemptDeps,
+    private readonly ex: Exchange,
+    readonly target: Target,
+    readonly candidates: Candidate[],
+    private readonly signal: AbortSignal,
+  ) {
+    this.number = ex.attempts.length + 1;
+    publishDecision(deps.bus, ex, target, 'ATTEMPT', null, null, candidates, this.number);
+  }
+
+  /** Records the attempt in the receipt; its latency. */
+  finish(status: number, error: string | null): number {
+    const latency = performance.now() - this.started;
+    this.ex.upstreamMs += latency;
+    this.ex.attempts.push({ provider: this.target.provider.name, model: this.target.model, status, error, latency_ms: roundMs(latency) });
+    this.deps.metrics.upstreamAttempts.inc({ provider: this.target.provider.name, outcome: error ? 'failure' : 'success' });
+    return latency;
+  }
+
+  /** The attempt's Attempt entry, once finished (for what a cascade adds to it). */
+  get entry(): Attempt | undefined {
+    return this.ex.attempts[this.number - 1];
+  }
+
+  failover(failure: UpstreamFailure, status: number, retryAfterMs?: number): Unanswered {
+    const latency = this.finish(status, failure.kind);
+    if (failure.kind === 'aborted' || this.signal.reason instanceof ClientGone) this.deps.health.release(this.target.key);
+    else this.deps.health.onFailure(this.target.key, { retryAfterMs, latencyMs: latency });
+    publishDecision(this.deps.bus, this.ex, this.target, 'FAILOVER', failure.kind, latency, this.candidates, this.number);
+    return { failure, rateLimited: status === 429, retryAfterMs };
+  }
+
+  succeeded(status: number, acceptance: { accepted: boolean; rejectReason: string | null } | null = null): void {
+    const latency = this.finish(status, null);
+    this.deps.health.onSuccess(this.target.key, latency);
+    publishDecision(this.deps.bus, this.ex, this.target, 'SUCCESS', null, latency, this.candidates, this.number, acceptance);
+  }
+
+  /** The upstream refused the request itself (a 4xx other than 429): no failover. */
+  refused(status: number): void {
+    const latency = this.finish(status, `http_${status}`);
+    this.deps.health.release(this.target.key);
+    publishDecision(this.deps.bus, this.ex, this.target, 'FAILED', `http_${status}`, latency, this.candidates, this.number);
+  }
+
+  /** Admitted but never called (the request cannot be put to this upstream). */
+  release(): void {
+    this.deps.health.release(this.target.key);
+  }
+}
+
+/**
+ * Posts a request and classifies the answer: 2xx, or something to fail over from (connection
+ * errors, timeouts, 429 with its Retry-After, 5xx, 408), or a refusal of the request itself.
+ */
+export async function send(deps: AttemptDeps, log: AttemptLog, adapter: UpstreamAdapter, request: UpstreamRequest, signal: AbortSignal): Promise<Sent> {
+  let response: UpstreamResponse;
+  try {
+    response = await deps.upstream.post(log.target.provider, request.path, request.body, signal);
+  } catch (err) {
+    return { unanswered: log.failover(classify(err, signal), 0) };
+  }
+  if (response.status >= 200 && response.status < 300) return { ok: response };
+
+  let errorBody: unknown = null;
+  try {
+    const buf = await readUpstreamBody(response.body, MAX_ERROR_BODY);
+    errorBody = JSON.parse(buf.toString('utf8'));
+  } catch {
+    response.body.destroy();
+  }
+  const status = response.status;
+  if (status === 429) {
+    const retryAfterMs = parseRetryAfter(response.headers['retry-after']) ?? 1_000;
+    return { unanswered: log.failover(new UpstreamFailure('network_error', `upstream rate limited (429)`), status, retryAfterMs) };
+  }
+  // 508: the provider is (a path back to) this Tollgate; another try goes round again.
+  if ((status >= 500 && status !== 508) || status === 408) {
+    return { unanswered: log.failover(new UpstreamFailure('network_error', `upstream answered ${status}`), status) };
+  }
+  log.refused(status);
+  return { refused: adapter.error(status, errorBody) };
+}
+
+/** The usage the upstream reported, or an estimate from the request and the text delivered. */
+export async function usageOf(reported: Omit<Usage, 'estimated'> | null, parsed: ParsedRequest, deliveredText: () => string): Promise<Usage> {
+  if (reported) return { ...reported, estimated: false };
+  return {
+    promptTokens: await estimatePromptTokens(parsed.chat ?? parsed.body),
+    completionTokens: await estimateCompletionTokens(deliveredText()),
+    cachedTokens: 0,
+    cacheWriteTokens: 0,
+    reasoningTokens: 0,
+    estimated: true,
+  };
+}
+
+/** The text and tool arguments of a canonical answer (for an estimate when usage is missing). */
+export function answerText(answer: any): string {
+  let text = '';
+  for (const c of answer?.choices ?? []) {
+    if (typeof c?.message?.content === 'string') text += c.message.content;
+    for (const tc of c?.message?.tool_calls ?? []) if (typeof tc?.function?.arguments === 'string') text += tc.function.arguments;
+  }
+  return text;
+}

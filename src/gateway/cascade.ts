@@ -1,0 +1,98 @@
+// One step of a CASCADE (DESIGN §5): cheap first, strongest last. Each step is asked for a
+// complete answer (never streamed upstream: it is checked whole before anything reaches the
+// client), which is then held against the route's acceptance checks (routing/accept.ts). The
+// step's tokens, cost and verdict go on its Attempt; the pipeline decides whether to climb.
+import type { ChatCompletion } from '../protocols/canonical.js';
+import { adapterFor } from '../providers/adapter.js';
+import { checkAnswer, type Verdict } from '../routing/accept.js';
+import type { ParsedRequest } from '../protocols/protocol.js';
+import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
+import { answerText, send, usageOf, type AttemptDeps, type AttemptLog, type Sent } from './attempt.js';
+import { readUpstreamBody } from './body.js';
+import type { Exchange } from './exchange.js';
+import { UpstreamFailure, classify } from './upstream.js';
+import { costOf, readUsage, type Usage } from './usage.js';
+
+export interface CascadeStep {
+  target: Target;
+  answer: ChatCompletion;
+  usage: Usage;
+  cost: number | null;
+  verdict: Verdict;
+}
+
+export async function cascadeStep(deps: AttemptDeps, ex: Exchange, log: AttemptLog, accept: readonly AcceptCheck[], signal: AbortSignal): Promise<Exclude<Sent, { ok: unknown }> | { step: CascadeStep }> {
+  const { target } = log;
+  const chat = ex.parsed!.chat!;
+  const adapter = adapterFor(target.provider);
+  let request;
+  try {
+    request = adapter.request(chat, target, false);
+  } catch (err) {
+    log.release(); // admitted, never called: what the upstream cannot take is a 400
+    throw err;
+  }
+  const sent = await send(deps, log, adapter, request, signal);
+  if (!('ok' in sent)) return sent;
+
+  let answer: ChatCompletion;
+  try {
+    const buf = await readUpstreamBody(sent.ok.body);
+    answer = adapter.answer(JSON.parse(buf.toString('utf8')));
+  } catch (err) {
+    const failure = err instanceof SyntaxError ? new UpstreamFailure('network_error', 'upstream sent invalid JSON') : classify(err, signal);
+    return { unanswered: log.failover(failure, err instanceof SyntaxError ? sent.ok.status : 0) };
+  }
+  const usage = await usageOf(readUsage(answer.usage), ex.parsed!, () => answerText(answer));
+  const cost = costOf(usage, target.price);
+  const verdict = checkAnswer(accept, chat, answer);
+  log.succeeded(sent.ok.status, verdict);
+  Object.assign(log.entry!, {
+    prompt_tokens: usage.promptTokens,
+    completion_tokens: usage.completionTokens,
+    cost_usd: cost,
+    accepted: verdict.accepted,
+    reject_reason: verdict.rejectReason,
+  });
+  return { step: { target, answer, usage, cost, verdict } };
+}
+
+/** What the receipt says of a climb: the tokens of every step added up, and their costs. */
+export function climbTotals(steps: readonly CascadeStep[]): { usage: Usage; cost: number | null } {
+  const usage: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, estimated: false };
+  let cost: number | null = 0;
+  for (const s of steps) {
+    usage.promptTokens += s.usage.promptTokens;
+    usage.completionTokens += s.usage.completionTokens;
+    usage.cachedTokens += s.usage.cachedTokens;
+    usage.cacheWriteTokens += s.usage.cacheWriteTokens;
+    usage.reasoningTokens += s.usage.reasoningTokens;
+    usage.estimated ||= s.usage.estimated;
+    // An unpriced step makes the total unknown: never a fake sum.
+    cost = cost === null || s.cost === null ? null : cost + s.cost;
+  }
+  return { usage, cost };
+}
+
+/** A climb in progress: the steps that answered, and whether the next call escalates past a rejection. */
+export class Cascade {
+  readonly steps: CascadeStep[] = [];
+  /** The last step answered and was rejected: calling the next one is not a retry. */
+  escalating = false;
+
+  constructor(readonly accept: readonly AcceptCheck[]) {}
+
+  answered(step: CascadeStep): void {
+    this.steps.push(step);
+    this.escalating = !step.verdict.accepted;
+  }
+
+  get lastAnswer(): CascadeStep | null {
+    return this.steps.at(-1) ?? null;
+  }
+}
+
+/** Cascades check whole chat answers; a request that can only pass through natively cannot climb. */
+export function isCascade(route: Route, parsed: ParsedRequest): boolean {
+  return route.strategy === 'CASCADE' && parsed.chat !== null && !parsed.nativeOnly;
+}

@@ -1,0 +1,100 @@
+// An upstream stream on its way to the client. Until its first byte reaches the client the
+// attempt may still fail over; after it, never (DESIGN §5): a stream that breaks gets an error
+// event in the client's protocol and a `partial` receipt with the tokens actually delivered.
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { StringDecoder } from 'node:string_decoder';
+import type { StreamPump } from '../protocols/protocol.js';
+import type { UnsignedReceipt } from '../receipts/receipt.js';
+import { ClientGone, usageOf, type AttemptLog, type Unanswered } from './attempt.js';
+import { publishDecision } from './decisions.js';
+import type { Endings } from './endings.js';
+import { GatewayError } from './errors.js';
+import type { Exchange } from './exchange.js';
+import type { PipelineDeps } from './pipeline.js';
+import { UpstreamFailure, classify } from './upstream.js';
+import { readUsage } from './usage.js';
+
+export type Relayed = { unanswered: Unanswered } | { delivered: true; receipt: UnsignedReceipt | null };
+
+export async function relayStream(
+  deps: Pick<PipelineDeps, 'limiter' | 'health' | 'bus'>,
+  endings: Endings,
+  ex: Exchange,
+  log: AttemptLog,
+  pump: StreamPump,
+  upstreamBody: AsyncIterable<Buffer> & { destroy(): void },
+  res: ServerResponse,
+  signal: AbortSignal,
+): Promise<Relayed> {
+  const decoder = new StringDecoder('utf8');
+  const responseHash = createHash('sha256');
+  let started = false;
+  let breakage: UpstreamFailure | null = null;
+  try {
+    for await (const chunk of upstreamBody) {
+      const out = pump.push(decoder.write(chunk));
+      if (!out) continue;
+      if (!started) {
+        // Nothing has reached the client yet: an error event up front can still fail over.
+        if (pump.tally.upstreamError && pump.tally.contentChunks === 0) {
+          upstreamBody.destroy();
+          ex.target = null;
+          return { unanswered: log.failover(new UpstreamFailure('network_error', 'upstream stream began with an error'), 200) };
+        }
+        started = true;
+        ex.ttftMs = ex.elapsed();
+        // The attempt that is streaming is recorded when it ends: count it in the header now.
+        endings.startStream(ex, res, log.number);
+      }
+      responseHash.update(out);
+      if (!res.write(out)) await drained(res, signal);
+    }
+    const tail = pump.push(decoder.end()) + pump.end();
+    if (tail && started) {
+      responseHash.update(tail);
+      res.write(tail);
+    }
+    if (!pump.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
+  } catch (err) {
+    breakage = classify(err, signal);
+  }
+
+  if (!started) {
+    ex.target = null;
+    return { unanswered: log.failover(breakage ?? new UpstreamFailure('network_error', 'upstream stream was empty'), 200) };
+  }
+
+  // From here on the client has bytes: no failover, whatever happens.
+  const tally = pump.tally;
+  const usage = await usageOf(readUsage(tally.usage), ex.parsed!, () => tally.deliveredText);
+  deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
+  if (signal.reason instanceof ClientGone) {
+    log.finish(200, 'client_cancelled');
+    log.release();
+    publishDecision(deps.bus, ex, log.target, 'CANCELLED', 'client_cancelled', null, log.candidates, log.number);
+    await endings.cancelled(ex, usage, responseHash.digest('hex'));
+    return { delivered: true, receipt: null };
+  }
+  if (breakage) {
+    const latency = log.finish(200, breakage.kind);
+    deps.health.onFailure(log.target.key, { latencyMs: latency });
+    publishDecision(deps.bus, ex, log.target, 'FAILED', `mid_stream_${breakage.kind}`, latency, log.candidates, log.number);
+    const error = new GatewayError(
+      502,
+      'api_error',
+      'upstream_stream_interrupted',
+      `The upstream stream broke after the response started (${breakage.message}); the answer is incomplete.`,
+    );
+    await endings.breakStream(ex, res, pump, error, usage, responseHash);
+    return { delivered: true, receipt: null };
+  }
+
+  log.succeeded(200);
+  return { delivered: true, receipt: await endings.endStream(ex, res, pump, usage, responseHash) };
+}
+
+async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  await once(res, 'drain', { signal }).catch(() => undefined);
+}

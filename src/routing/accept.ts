@@ -1,0 +1,104 @@
+// A CASCADE's acceptance checks (DESIGN §5): what makes an answer good enough to stop
+// climbing to a stronger (dearer) model.
+//   json           only for requests that ask for JSON: the content parses, and validates
+//                  against the request's json_schema when it carries one (ajv);
+//   tool_args      each tool call names a tool of the request, and its arguments validate
+//                  against that tool's `parameters`;
+//   not_truncated  the answer did not stop at its token limit;
+//   non_empty      it says something (text, or a tool call);
+//   not_refused    the model did not refuse (a refusal field, or a content filter stop).
+import { Ajv, type ValidateFunction } from 'ajv';
+import type { ChatCompletion, ChatRequest } from '../protocols/canonical.js';
+import type { AcceptCheck } from './catalog.js';
+
+export type Verdict = { accepted: true; rejectReason: null } | { accepted: false; rejectReason: string };
+
+const ACCEPTED: Verdict = { accepted: true, rejectReason: null };
+const reject = (check: string, why: string): Verdict => ({ accepted: false, rejectReason: `${check}: ${why}`.slice(0, 500) });
+
+// One validator per distinct schema (requests repeat theirs); bounded like any cache of client data.
+const ajv = new Ajv({ strict: false, allErrors: false, validateFormats: false });
+const validators = new Map<string, ValidateFunction | Error>();
+const MAX_VALIDATORS = 1000;
+
+function validatorFor(schema: unknown): ValidateFunction | Error {
+  const key = JSON.stringify(schema);
+  let v = validators.get(key);
+  if (!v) {
+    try {
+      v = ajv.compile(schema as object);
+    } catch (err) {
+      v = err instanceof Error ? err : new Error(String(err));
+    }
+    if (validators.size >= MAX_VALIDATORS) validators.delete(validators.keys().next().value!);
+    validators.set(key, v);
+  }
+  return v;
+}
+
+function schemaProblem(schema: unknown, value: unknown): string | null {
+  const validate = validatorFor(schema);
+  if (validate instanceof Error) return `the request's schema does not compile (${validate.message.slice(0, 100)})`;
+  if (validate(value)) return null;
+  const e = validate.errors?.[0];
+  return e ? `${e.instancePath || '/'} ${e.message ?? 'is invalid'}` : 'does not match the schema';
+}
+
+// The order checks run in, whatever order the route lists them: the first failure named is
+// the root cause (a refusal is also empty; a truncated JSON answer is also invalid JSON).
+const ORDER: readonly AcceptCheck[] = ['NOT_REFUSED', 'NOT_TRUNCATED', 'NON_EMPTY', 'JSON', 'TOOL_ARGS'];
+
+/** The first of the route's checks the answer fails; accepted otherwise. */
+export function checkAnswer(checks: readonly AcceptCheck[], request: ChatRequest, answer: ChatCompletion): Verdict {
+  const choice = answer.choices[0];
+  if (!choice) return reject('non_empty', 'no choices');
+  const message = choice.message;
+  for (const check of ORDER) {
+    if (!checks.includes(check)) continue;
+    switch (check) {
+      case 'JSON': {
+        const format = request.response_format;
+        if (!format || format.type === 'text') break; // a plain-text request: nothing to check
+        let value: unknown;
+        try {
+          value = JSON.parse(message.content ?? '');
+        } catch {
+          return reject('json', 'the content is not valid JSON');
+        }
+        if (format.type === 'json_schema' && format.json_schema?.schema) {
+          const problem = schemaProblem(format.json_schema.schema, value);
+          if (problem) return reject('json', problem);
+        }
+        break;
+      }
+      case 'TOOL_ARGS': {
+        for (const call of message.tool_calls ?? []) {
+          const tool = request.tools?.find((t) => t.function.name === call.function.name);
+          if (!tool) return reject('tool_args', `${call.function.name}: not a tool of the request`);
+          let args: unknown;
+          try {
+            args = JSON.parse(call.function.arguments || '{}');
+          } catch {
+            return reject('tool_args', `${call.function.name}: the arguments are not valid JSON`);
+          }
+          if (tool.function.parameters) {
+            const problem = schemaProblem(tool.function.parameters, args);
+            if (problem) return reject('tool_args', `${call.function.name}: ${problem}`);
+          }
+        }
+        break;
+      }
+      case 'NOT_TRUNCATED':
+        if (choice.finish_reason === 'length') return reject('not_truncated', 'the answer stopped at its token limit');
+        break;
+      case 'NON_EMPTY':
+        if (!(message.content ?? '').trim() && !(message.tool_calls?.length ?? 0)) return reject('non_empty', 'the answer is empty');
+        break;
+      case 'NOT_REFUSED':
+        if (message.refusal) return reject('not_refused', 'the model refused');
+        if (choice.finish_reason === 'content_filter') return reject('not_refused', 'stopped by a content filter');
+        break;
+    }
+  }
+  return ACCEPTED;
+}
