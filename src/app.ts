@@ -44,6 +44,7 @@ import { TargetHealth } from './routing/health.js';
 import { RetryBudgets } from './routing/retry-budget.js';
 import { classifyPrompt, warmUpClassifier } from './routing/classifier.js';
 import { redactSecrets } from './redact.js';
+import type { Tracing } from './telemetry/tracing.js';
 
 export interface AppStore extends CatalogStore {
   /** The same store, naming `actor` in the audit log. */
@@ -88,6 +89,8 @@ export interface AppDeps {
   graphql?: Pick<GraphQLServices, 'prisma' | 'admin' | 'clickhouse' | 'receiptsTable' | 'analyticsTimeoutMs'> & {
     persistedOperations?: Record<string, string>;
   };
+  /** OpenTelemetry spans for proxied requests; none = tracing off. */
+  tracing?: Tracing | null;
 }
 
 export interface App {
@@ -195,6 +198,7 @@ export function buildApp(deps: AppDeps): App {
     metrics,
     log,
     classify: classifyPrompt,
+    tracing: deps.tracing,
   });
 
   const findReceipt = async (id: string) => recent.get(id) ?? deps.findStoredReceipt(id);

@@ -23,6 +23,7 @@ import { isRouteAllowed, type Catalog, type Route, type Target } from '../routin
 import type { TargetHealth } from '../routing/health.js';
 import type { RetryBudgets } from '../routing/retry-budget.js';
 import { decideRoute, type DecideHooks } from '../routing/decide.js';
+import type { Tracing } from '../telemetry/tracing.js';
 import { orderTargets } from '../routing/strategy.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
 import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
@@ -79,6 +80,8 @@ export interface PipelineDeps {
   log: Logger;
   /** The prompt classifier rules may read (routing/classifier.ts). */
   classify: DecideHooks['classify'];
+  /** OpenTelemetry spans; absent: tracing is off. */
+  tracing?: Tracing | null;
 }
 
 /** Why the signal fired: the client went away, or the route's total timeout passed. */
@@ -109,6 +112,7 @@ export class Pipeline {
 
   async handle(protocol: ClientProtocol, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ex = new Exchange(protocol, req);
+    ex.trace = this.deps.tracing?.startRequest(req.headers, protocol) ?? null;
     try {
       assertCredentialsOnce(req.rawHeaders);
       ex.key = await this.deps.ingress.admit(req, () => this.authenticate(protocol.authorization(req)));
@@ -295,6 +299,7 @@ export class Pipeline {
       ex.upstreamMs += latency;
       ex.attempts.push({ provider: target.provider.name, model: target.model, status, error, latency_ms: roundMs(latency) });
       metrics.upstreamAttempts.inc({ provider: target.provider.name, outcome: error ? 'failure' : 'success' });
+      span?.end(status, error);
       return latency;
     };
     const failover = (failure: UpstreamFailure, status: number, retryAfterMs?: number): Unanswered => {
@@ -316,9 +321,11 @@ export class Pipeline {
       throw err;
     }
 
+    // The attempt's span (declared here, ended by finishAttempt): its context goes upstream.
+    const span = ex.trace?.startAttempt(target) ?? null;
     let response;
     try {
-      response = await upstream.post(target.provider, request.path, request.body, signal);
+      response = await upstream.post(target.provider, request.path, request.body, signal, { headers: span?.headers });
     } catch (err) {
       return failover(classify(err, signal), 0);
     }
