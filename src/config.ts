@@ -403,9 +403,9 @@ function tracingConfig(e: z.infer<typeof EnvSchema>): TracingConfig | undefined 
   // OTEL_EXPORTER_OTLP_ENDPOINT is the collector's base URL; the traces one is used as is.
   const url = e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined);
   const exporters = (e.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map((x) => x.trim().toLowerCase());
-  const unsupported = exporters.filter((x) => x !== 'otlp' && x !== 'none');
-  if (unsupported.length) throw new ConfigError(`invalid environment: OTEL_TRACES_EXPORTER: Tollgate exports traces over OTLP only ('otlp' or 'none'), not '${unsupported[0]!.slice(0, 50)}'`);
   if (!url || e.OTEL_SDK_DISABLED?.toLowerCase() === 'true' || exporters.includes('none')) return undefined;
+  const unsupported = exporters.find((x) => x !== 'otlp');
+  if (unsupported) throw new ConfigError(`invalid environment: OTEL_TRACES_EXPORTER: Tollgate exports traces over OTLP only ('otlp' or 'none'), not '${unsupported.slice(0, 50)}'`);
   return {
     url,
     protocol: e.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? e.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf',
