@@ -274,9 +274,9 @@ async function main(): Promise<void> {
       if (clickhousePid !== undefined) clickhouseRss.push({ at, mb: rssMb(clickhousePid) });
       try {
         const text = await (await fetch(`${tollgate.url}/metrics`)).text();
-        const usedMb = metricValue(text, 'tollgate_process_nodejs_heap_size_used_bytes') / MB;
-        const totalMb = metricValue(text, 'tollgate_process_nodejs_heap_size_total_bytes') / MB;
-        const externalMb = metricValue(text, 'tollgate_process_nodejs_external_memory_bytes') / MB;
+        const usedMb = metricValue(text, 'tollgate_nodejs_heap_size_used_bytes') / MB;
+        const totalMb = metricValue(text, 'tollgate_nodejs_heap_size_total_bytes') / MB;
+        const externalMb = metricValue(text, 'tollgate_nodejs_external_memory_bytes') / MB;
         if (!Number.isFinite(usedMb) || !Number.isFinite(externalMb)) throw new Error('heap metrics missing from /metrics');
         heap.push({ at, usedMb, totalMb, externalMb });
       } catch (err) {

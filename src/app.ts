@@ -46,6 +46,7 @@ import { classifyPrompt, warmUpClassifier } from './routing/classifier.js';
 import type { DecideHooks } from './routing/decide.js';
 import { explainRoute } from './routing/explain.js';
 import { redactSecrets } from './redact.js';
+import type { Tracing } from './telemetry/tracing.js';
 
 export interface AppStore extends CatalogStore {
   /** The same store, naming `actor` in the audit log. */
@@ -90,6 +91,8 @@ export interface AppDeps {
   graphql?: Pick<GraphQLServices, 'prisma' | 'admin' | 'clickhouse' | 'receiptsTable' | 'analyticsTimeoutMs'> & {
     persistedOperations?: Record<string, string>;
   };
+  /** OpenTelemetry spans for proxied requests; none = tracing off. */
+  tracing?: Tracing | null;
 }
 
 export interface App {
@@ -205,6 +208,7 @@ export function buildApp(deps: AppDeps): App {
     metrics,
     log,
     decide: decideHooks,
+    tracing: deps.tracing,
   });
 
   const findReceipt = async (id: string) => recent.get(id) ?? deps.findStoredReceipt(id);

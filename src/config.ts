@@ -4,18 +4,20 @@ import { z } from 'zod';
 import { httpsOrLoopbackProblem } from './gateway/oidc.js';
 import { CidrList, parseCidr } from './net/ip.js';
 import type { RetryBudgetOptions } from './routing/retry-budget.js';
+import { TRACE_SAMPLERS, type TracingConfig } from './telemetry/tracing.js';
 
 const optionalString = z
   .string()
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
-const intFrom = (def: number, min = 0) =>
+/** An integer >= min; absent or blank: undefined. */
+const integer = (min: number) =>
   z
     .string()
     .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === '') return def;
+    .transform((v, ctx): number | undefined => {
+      if (v === undefined || v.trim() === '') return undefined;
       const n = Number(v);
       if (!Number.isInteger(n) || n < min) {
         ctx.addIssue({ code: 'custom', message: `must be an integer >= ${min}` });
@@ -23,6 +25,8 @@ const intFrom = (def: number, min = 0) =>
       }
       return n;
     });
+
+const intFrom = (def: number, min = 0) => integer(min).transform((n) => n ?? def);
 
 /**
  * A connection URL with one of these schemes. The error names the variable but never shows
@@ -89,6 +93,38 @@ const issuerUrl = optionalString.superRefine((v, ctx) => {
   const problem = v === undefined ? null : httpsOrLoopbackProblem(v);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
+
+/**
+ * OpenTelemetry's `key=value,key2=value2` lists (OTEL_EXPORTER_OTLP_HEADERS,
+ * OTEL_RESOURCE_ATTRIBUTES), values percent-decoded. Errors never show a value: headers carry
+ * collectors' API keys.
+ */
+const keyValueList = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    const pairs: Record<string, string> = {};
+    const entries = (v ?? '').split(',').map((e) => e.trim()).filter(Boolean);
+    for (const [i, entry] of entries.entries()) {
+      const eq = entry.indexOf('=');
+      const key = entry.slice(0, Math.max(0, eq)).trim();
+      let value: string | undefined;
+      try {
+        value = decodeURIComponent(entry.slice(eq + 1).trim());
+      } catch {
+        value = undefined;
+      }
+      if (!key || value === undefined) {
+        ctx.addIssue({ code: 'custom', message: `entry ${i + 1} is not key=value with a percent-encoded value (value not shown: it may hold a secret)` });
+        return z.NEVER;
+      }
+      pairs[key] = value;
+    }
+    return pairs;
+  });
+
+const otlpProtocol = z.enum(['http/protobuf', 'http/json']).optional();
+const otlpCompression = z.enum(['gzip', 'none']).optional();
 
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$/;
 
@@ -181,6 +217,28 @@ const EnvSchema = z.object({
   DASHSCOPE_API_KEY: optionalString,
   ZHIPU_API_KEY: optionalString,
   ANTHROPIC_API_KEY: optionalString,
+  // OpenTelemetry's standard variables (traces only; README "Observability"). The TRACES_
+  // variants win over the general ones, as the OpenTelemetry specification says.
+  OTEL_SDK_DISABLED: optionalString,
+  OTEL_TRACES_EXPORTER: optionalString,
+  OTEL_EXPORTER_OTLP_ENDPOINT: connectionUrl('http:', 'https:'),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: connectionUrl('http:', 'https:'),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol,
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol,
+  OTEL_EXPORTER_OTLP_HEADERS: keyValueList,
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: keyValueList,
+  OTEL_EXPORTER_OTLP_TIMEOUT: integer(1),
+  OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: integer(1),
+  OTEL_EXPORTER_OTLP_COMPRESSION: otlpCompression,
+  OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: otlpCompression,
+  OTEL_SERVICE_NAME: optionalString,
+  OTEL_RESOURCE_ATTRIBUTES: keyValueList,
+  OTEL_TRACES_SAMPLER: z.enum(TRACE_SAMPLERS).optional(),
+  OTEL_TRACES_SAMPLER_ARG: optionalString.refine((v) => v === undefined || (Number(v) >= 0 && Number(v) <= 1), { message: 'must be a number from 0 to 1' }),
+  OTEL_BSP_SCHEDULE_DELAY: intFrom(5_000, 0),
+  OTEL_BSP_EXPORT_TIMEOUT: intFrom(30_000, 1),
+  OTEL_BSP_MAX_QUEUE_SIZE: intFrom(2_048, 1),
+  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: intFrom(512, 1),
 });
 
 export interface TimeoutConfig {
@@ -238,6 +296,8 @@ export interface Config {
   redisUrl?: string;
   /** Provider presets configured from well-known environment variables. */
   presetKeys: { openrouter?: string; ark?: string; openai?: string; deepseek?: string; qwen?: string; zhipu?: string; anthropic?: string };
+  /** OpenTelemetry traces; absent: off (no OTLP endpoint set, or OTEL_SDK_DISABLED). */
+  tracing?: TracingConfig;
   /** Raw environment, only for `${VAR}` references inside the declarative config file. */
   envForReferences: Readonly<Record<string, string | undefined>>;
 }
@@ -331,7 +391,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       zhipu: e.ZHIPU_API_KEY,
       anthropic: e.ANTHROPIC_API_KEY,
     },
+    tracing: tracingConfig(e),
     envForReferences: { ...env },
   };
   return { ...config, ...overrides };
+}
+
+/** Traces are exported when an OTLP endpoint is set and the SDK is not disabled. */
+function tracingConfig(e: z.infer<typeof EnvSchema>): TracingConfig | undefined {
+  const base = e.OTEL_EXPORTER_OTLP_ENDPOINT;
+  // OTEL_EXPORTER_OTLP_ENDPOINT is the collector's base URL; the traces one is used as is.
+  const url = e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined);
+  const exporters = (e.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map((x) => x.trim().toLowerCase());
+  if (!url || e.OTEL_SDK_DISABLED?.toLowerCase() === 'true' || exporters.includes('none')) return undefined;
+  const unsupported = exporters.find((x) => x !== 'otlp');
+  if (unsupported) throw new ConfigError(`invalid environment: OTEL_TRACES_EXPORTER: Tollgate exports traces over OTLP only ('otlp' or 'none'), not '${unsupported.slice(0, 50)}'`);
+  return {
+    url,
+    protocol: e.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? e.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf',
+    headers: { ...e.OTEL_EXPORTER_OTLP_HEADERS, ...e.OTEL_EXPORTER_OTLP_TRACES_HEADERS },
+    timeoutMs: e.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT ?? e.OTEL_EXPORTER_OTLP_TIMEOUT ?? 10_000,
+    compression: e.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION ?? e.OTEL_EXPORTER_OTLP_COMPRESSION ?? 'none',
+    resource: { ...e.OTEL_RESOURCE_ATTRIBUTES, 'service.name': e.OTEL_SERVICE_NAME ?? e.OTEL_RESOURCE_ATTRIBUTES['service.name'] ?? 'tollgate' },
+    sampler: e.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on',
+    samplerRatio: e.OTEL_TRACES_SAMPLER_ARG === undefined ? 1 : Number(e.OTEL_TRACES_SAMPLER_ARG),
+    batch: {
+      scheduleDelayMs: e.OTEL_BSP_SCHEDULE_DELAY,
+      exportTimeoutMs: e.OTEL_BSP_EXPORT_TIMEOUT,
+      maxQueueSize: e.OTEL_BSP_MAX_QUEUE_SIZE,
+      maxExportBatchSize: e.OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    },
+  };
 }

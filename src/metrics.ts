@@ -8,7 +8,8 @@ export interface JournalStatsSource {
 
 export function createMetrics() {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'tollgate_process_' });
+  // Node's defaults (process_*, nodejs_*) under tollgate_ like every other name: tollgate_process_cpu_seconds_total.
+  client.collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
 
   const requests = new client.Counter({
     name: 'tollgate_requests_total',

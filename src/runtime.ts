@@ -23,6 +23,7 @@ import { ensureAdminToken } from './store/credentials.js';
 import { migrateConfigDb } from './store/prisma-migrate.js';
 import { openConfigDb, type ConfigDb } from './store/prisma.js';
 import { SecretBox } from './store/secret-box.js';
+import { openTracing, type Tracing } from './telemetry/tracing.js';
 
 export interface Runtime {
   app: App;
@@ -125,7 +126,10 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     const answers = await openAnswerStore(config, redis, log);
     const responses = new ResponseStore(configDb.prisma, config.responsesRetentionMs, (err) => log.warn({ err: String(err) }, 'could not store a Responses API answer'));
     let bridge: RedisBridge | null = null;
+    // Only with an OTLP endpoint configured is the OpenTelemetry SDK loaded at all.
+    const tracing: Tracing | null = config.tracing ? await openTracing(config.tracing, log) : null;
     const app = buildApp({
+      tracing,
       answers,
       responses,
       budgetCounters: redis ? new RedisCounters(redis) : new MemoryCounters(),
@@ -185,6 +189,8 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       bootstrapped,
       async close() {
         await app.stop();
+        // After the drain: the last requests' spans are exported too.
+        await tracing?.shutdown();
         await responses.flush();
         await answers?.close();
         redis?.disconnect();

@@ -8,6 +8,7 @@ import type { UpstreamAdapter, UpstreamRequest } from '../providers/adapter.js';
 import type { Attempt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import type { Target } from '../routing/catalog.js';
+import type { AttemptTrace } from '../telemetry/tracing.js';
 import { readUpstreamBody } from './body.js';
 import { publishDecision } from './decisions.js';
 import type { GatewayError } from './errors.js';
@@ -37,6 +38,8 @@ export type AttemptDeps = Pick<PipelineDeps, 'health' | 'metrics' | 'bus' | 'ups
 export class AttemptLog {
   readonly number: number;
   private readonly started = performance.now();
+  /** The attempt's span (tracing on), started when the call is made. */
+  private span: AttemptTrace | null = null;
 
   constructor(
     private readonly deps: AttemptDeps,
@@ -49,8 +52,15 @@ export class AttemptLog {
     publishDecision(deps.bus, ex, target, 'ATTEMPT', null, null, candidates, this.number);
   }
 
+  /** The call is going out: its span starts, and its trace context goes with it. */
+  calling(): Record<string, string> | undefined {
+    this.span = this.ex.trace?.startAttempt(this.target) ?? null;
+    return this.span?.headers;
+  }
+
   /** Records the attempt in the receipt; its latency. */
   finish(status: number, error: string | null): number {
+    this.span?.end(status, error);
     const latency = performance.now() - this.started;
     this.ex.upstreamMs += latency;
     this.ex.attempts.push({ provider: this.target.provider.name, model: this.target.model, status, error, latency_ms: roundMs(latency) });
@@ -97,7 +107,7 @@ export class AttemptLog {
 export async function send(deps: AttemptDeps, log: AttemptLog, adapter: UpstreamAdapter, request: UpstreamRequest, signal: AbortSignal): Promise<Sent> {
   let response: UpstreamResponse;
   try {
-    response = await deps.upstream.post(log.target.provider, request.path, request.body, signal);
+    response = await deps.upstream.post(log.target.provider, request.path, request.body, signal, { headers: log.calling() });
   } catch (err) {
     return { unanswered: log.failover(classify(err, signal), 0) };
   }

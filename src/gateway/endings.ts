@@ -191,6 +191,7 @@ export class Endings {
   private record(ex: Exchange, status: ReceiptStatus, httpStatus: number, errorCode: string | null, usage: Usage, responseSha256: string | null): Promise<UnsignedReceipt> {
     if (ex.receipt) return ex.receipt;
     const draft = ex.toReceiptDraft(status, httpStatus, errorCode, usage, responseSha256);
+    ex.trace?.recorded(draft);
     // Every request ends in exactly one receipt: that is where its budget reservation settles.
     const ticket = ex.budgetTicket;
     if (ticket) {
@@ -213,6 +214,7 @@ export class Endings {
     metrics.latency.observe({ endpoint, stream: String(ex.stream) }, seconds);
     if (errorCode) metrics.errors.inc({ endpoint, code: errorCode });
     if (ex.attempts.length > 0) metrics.overhead.observe(Math.max(0, seconds - ex.upstreamMs / 1000));
+    ex.trace?.end(status, errorCode);
   }
 }
 

@@ -8,6 +8,7 @@ import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocols/
 import { RECEIPT_VERSION, roundMs, type Attempt, type CacheStatus, type ReceiptDraft, type ReceiptStatus, type UnsignedReceipt } from '../receipts/receipt.js';
 import type { Route, Target } from '../routing/catalog.js';
 import type { DecisionRequest } from '../routing/facts.js';
+import type { RequestTrace } from '../telemetry/tracing.js';
 import type { ApiKeyRecord } from './auth.js';
 import { attributionOf } from './attribution.js';
 import type { CacheLookup } from './cache.js';
@@ -59,6 +60,8 @@ export class Exchange {
   receipt: Promise<UnsignedReceipt> | null = null;
   /** Its append succeeded: the request's outcome is on record and must not change. */
   recorded = false;
+  /** Its OpenTelemetry span; null when tracing is off. */
+  trace: RequestTrace | null = null;
 
   constructor(
     readonly protocol: ClientProtocol,

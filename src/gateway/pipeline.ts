@@ -19,6 +19,7 @@ import type { TargetHealth } from '../routing/health.js';
 import type { RetryBudgets } from '../routing/retry-budget.js';
 import { decideRoute, type DecideHooks } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
+import type { Tracing } from '../telemetry/tracing.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
 import { AttemptLog, ClientGone, answerText, send, usageOf, type Unanswered } from './attempt.js';
 import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
@@ -76,6 +77,8 @@ export interface PipelineDeps {
   log: Logger;
   /** The prompt classifier rules may read, and what to do with a rule that fails to evaluate. */
   decide: DecideHooks;
+  /** OpenTelemetry spans; absent: tracing is off. */
+  tracing?: Tracing | null;
 }
 
 export class Pipeline {
@@ -87,6 +90,7 @@ export class Pipeline {
 
   async handle(protocol: ClientProtocol, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ex = new Exchange(protocol, req);
+    ex.trace = this.deps.tracing?.startRequest(req.headers, protocol) ?? null;
     try {
       assertCredentialsOnce(req.rawHeaders);
       ex.key = await this.deps.ingress.admit(req, () => this.authenticate(protocol.authorization(req)));

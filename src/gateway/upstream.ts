@@ -78,17 +78,18 @@ export class UpstreamClient {
   /**
    * POSTs `body` to `provider.basePath + path`. Resolves once response headers arrive (any
    * status); rejects with an UpstreamFailure when none do. `signal` aborts (client gone or
-   * total timeout); idle time between body chunks is bounded by `idleMs`.
+   * total timeout); idle time between body chunks is bounded by `idleMs`. `headers` (trace
+   * context) go first, so they can never replace the provider's own or the loop marker.
    */
-  async post(provider: Provider, path: string, body: string, signal: AbortSignal, firstByteMs?: number): Promise<UpstreamResponse> {
+  async post(provider: Provider, path: string, body: string, signal: AbortSignal, options: { firstByteMs?: number; headers?: Record<string, string> } = {}): Promise<UpstreamResponse> {
     try {
       const res = await this.pool(provider.origin).request({
         method: 'POST',
         path: provider.basePath + path,
-        headers: { ...provider.headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...this.hopHeaders },
+        headers: { ...options.headers, ...provider.headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...this.hopHeaders },
         body,
         signal,
-        headersTimeout: firstByteMs ?? this.timeouts.firstByteMs,
+        headersTimeout: options.firstByteMs ?? this.timeouts.firstByteMs,
         bodyTimeout: this.timeouts.idleMs,
       });
       return { status: res.statusCode, headers: res.headers, body: res.body };

@@ -59,3 +59,71 @@ describe('TOLLGATE_CORS_ORIGINS', () => {
     expect(refusal({ TOLLGATE_CORS_ORIGINS: value })).toContain('TOLLGATE_CORS_ORIGINS');
   });
 });
+
+describe('OpenTelemetry variables', () => {
+  it('leave tracing off unless an OTLP endpoint is set', () => {
+    expect(loadConfig({}).tracing).toBeUndefined();
+    expect(loadConfig({ OTEL_SERVICE_NAME: 'gw', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).tracing).toBeUndefined();
+  });
+
+  it('take the OpenTelemetry defaults, the traces URL under the base endpoint', () => {
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracing).toEqual({
+      url: 'http://collector:4318/v1/traces',
+      protocol: 'http/protobuf',
+      headers: {},
+      timeoutMs: 10_000,
+      compression: 'none',
+      resource: { 'service.name': 'tollgate' },
+      sampler: 'parentbased_always_on',
+      samplerRatio: 1,
+      batch: { scheduleDelayMs: 5_000, exportTimeoutMs: 30_000, maxQueueSize: 2_048, maxExportBatchSize: 512 },
+    });
+  });
+
+  it('let the TRACES_ variants win, decode headers and resource attributes, and read the sampler', () => {
+    const tracing = loadConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example.com/otlp/v1/traces',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
+      OTEL_EXPORTER_OTLP_HEADERS: 'x-team=gw, authorization=Basic%20YWJj',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-team=traces',
+      OTEL_EXPORTER_OTLP_TIMEOUT: '3000',
+      OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'gzip',
+      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=prod,service.name=ignored',
+      OTEL_SERVICE_NAME: 'tollgate-eu',
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0.25',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+    }).tracing;
+    expect(tracing).toMatchObject({
+      url: 'https://traces.example.com/otlp/v1/traces',
+      protocol: 'http/json',
+      headers: { 'x-team': 'traces', authorization: 'Basic YWJj' },
+      timeoutMs: 3000,
+      compression: 'gzip',
+      resource: { 'deployment.environment.name': 'prod', 'service.name': 'tollgate-eu' },
+      sampler: 'parentbased_traceidratio',
+      samplerRatio: 0.25,
+      batch: { scheduleDelayMs: 100 },
+    });
+  });
+
+  it('turn off with OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER=none', () => {
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracing).toBeUndefined();
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_TRACES_EXPORTER: 'none' }).tracing).toBeUndefined();
+  });
+
+  it('refuse what Tollgate cannot do, naming the variable, never showing a header value', () => {
+    expect(refusal({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toContain('OTEL_EXPORTER_OTLP_PROTOCOL');
+    expect(refusal({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'zipkin' })).toContain('OTEL_TRACES_EXPORTER');
+    expect(refusal({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' })).toContain('OTEL_EXPORTER_OTLP_ENDPOINT');
+    expect(refusal({ OTEL_TRACES_SAMPLER_ARG: '2' })).toContain('OTEL_TRACES_SAMPLER_ARG');
+    expect(refusal({ OTEL_TRACES_SAMPLER: 'jaeger_remote' })).toContain('OTEL_TRACES_SAMPLER');
+    for (const headers of ['api-key-hunter2-secret', 'k=%zzhunter2-secret']) {
+      const message = refusal({ OTEL_EXPORTER_OTLP_HEADERS: headers });
+      expect(message).toContain('OTEL_EXPORTER_OTLP_HEADERS');
+      expect(message).not.toContain('hunter2');
+    }
+  });
+});

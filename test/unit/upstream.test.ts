@@ -147,7 +147,7 @@ describe('UpstreamClient on loopback sockets', () => {
 
   it("a server that never answers → 'timeout_first_byte' with a small firstByteMs", async () => {
     const started = Date.now();
-    const err = await client.post(provider(`http://127.0.0.1:${port}`), '/hang', '{}', new AbortController().signal, 150).catch((e) => e);
+    const err = await client.post(provider(`http://127.0.0.1:${port}`), '/hang', '{}', new AbortController().signal, { firstByteMs: 150 }).catch((e) => e);
     expect(err).toBeInstanceOf(UpstreamFailure);
     expect((err as UpstreamFailure).kind).toBe('timeout_first_byte');
     expect((err as UpstreamFailure).isTimeout).toBe(true);
