@@ -12,7 +12,6 @@
 //                  end). Without DATABASE_URL it is skipped and proxy.json says so.
 // Prints a table and writes bench/results/proxy.json. Ratios and differences are computed
 // within one run, so a noisy shared machine moves all arms together.
-import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -21,7 +20,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
-import { runTollgate, startTollgateProcess, type ServerProcess } from '../test/support/processes.js';
+import { startTollgateProcess, type ServerProcess } from '../test/support/processes.js';
+import { BUILT, Cleanups, createKey, forkTs, stopTollgate } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -32,8 +32,6 @@ const TP_SECONDS = Number(process.env.BENCH_TP_SECONDS ?? 4);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 300);
 const TP_CONCURRENCY = 32;
 const EXTERNAL_DB = process.env.DATABASE_URL;
-/** Tollgate runs as deployed: the compiled CLI (dist/), not src/ through tsx. */
-const BUILT = { built: true };
 
 type Arm = 'direct' | 'bare' | 'tollgate' | 'tollgate-ext';
 type ProxyArm = Exclude<Arm, 'direct'>;
@@ -43,14 +41,6 @@ const isTollgate = (arm: Arm) => arm === 'tollgate' || arm === 'tollgate-ext';
 /** One value per arm that runs (no 'tollgate-ext' entry when it is skipped). */
 const perArm = <T>(make: (arm: Arm) => T) => Object.fromEntries(ARMS.map((a) => [a, make(a)])) as Record<Arm, T>;
 const baseOnly = <T>(r: Record<Arm, T>) => Object.fromEntries(BASE_ARMS.map((a) => [a, r[a]])) as Record<(typeof BASE_ARMS)[number], T>;
-
-function forkTs(file: string, args: string[]): Promise<{ child: ChildProcess; message: any }> {
-  const child = fork(path.join(here, file), args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('message', (message) => resolve({ child, message }));
-    child.once('exit', (code) => reject(new Error(`${file} exited ${code}`)));
-  });
-}
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
@@ -64,43 +54,8 @@ function rssMb(pid: number): number {
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
-// Teardown: everything started registers its undo here; run last-in first-out, in `finally`
-// and on SIGINT / SIGTERM, so an error mid-bench still stops Tollgate, closes the ClickHouse
-// endpoint and drops the scratch database.
-const cleanups: Array<{ what: string; run: () => unknown }> = [];
-const defer = (what: string, run: () => unknown) => void cleanups.push({ what, run });
-async function cleanup(): Promise<void> {
-  for (let c = cleanups.pop(); c; c = cleanups.pop()) {
-    try {
-      await c.run();
-    } catch (err) {
-      console.warn(`proxy bench: cleanup "${c.what}" failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => void cleanup().finally(() => process.exit(130)));
-}
-
-/** SIGTERM (graceful drain and flush), SIGKILL if it has not exited after 30 s. */
-async function stopTollgate(p: ServerProcess): Promise<void> {
-  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-  p.child.kill('SIGTERM');
-  const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref());
-  if ((await Promise.race([p.exited, timeout])) === 'timeout') {
-    console.warn('proxy bench: Tollgate did not exit 30 s after SIGTERM; SIGKILL');
-    p.child.kill('SIGKILL');
-    await p.exited;
-  }
-}
-
-/** An API key created by the CLI against the stores of the instance that `env` describes. */
-async function createKey(env: Record<string, string>): Promise<string> {
-  const proc = runTollgate(['keys', 'create', '--team', 'bench', '--json'], env, BUILT);
-  const code = await proc.exited;
-  if (code !== 0) throw new Error(`tollgate keys create exited ${code}:\n${proc.output()}`);
-  return JSON.parse(proc.output().trim().split('\n').at(-1)!).secret;
-}
+const cleanups = new Cleanups('proxy bench');
+const defer = (what: string, run: () => unknown) => cleanups.defer(what, run);
 
 /** A fresh database on DATABASE_URL's server, as scratchDatabase() in test/support/gateway.ts
  * does; not imported from there, which would load all of src/ into the load generator. */
@@ -122,10 +77,10 @@ async function scratchDatabase(base: string): Promise<{ url: string; name: strin
 }
 
 async function main() {
-  const sim = await forkTs('support/sim-process.ts', [JSON.stringify({ completionTokens: 16 })]);
+  const sim = await forkTs(path.join(here, 'support/sim-process.ts'), [JSON.stringify({ completionTokens: 16 })]);
   defer('stop the simulated provider', () => sim.child.disconnect());
   const simUrl: string = sim.message.url;
-  const bare = await forkTs('support/bare-proxy.ts', [simUrl]);
+  const bare = await forkTs(path.join(here, 'support/bare-proxy.ts'), [simUrl]);
   defer('stop the bare proxy', () => bare.child.kill());
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-'));
   defer('remove the data dir', () => rm(dataDir, { recursive: true, force: true }));
@@ -358,7 +313,7 @@ async function main() {
 }
 
 main()
-  .finally(cleanup)
+  .finally(() => cleanups.run())
   .catch((err) => {
     console.error(err);
     process.exit(1);

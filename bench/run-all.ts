@@ -138,6 +138,22 @@ const BENCHES: Bench[] = [
     },
   },
   {
+    script: 'bench:routing',
+    json: 'routing.json',
+    quickEnv: { ROUTING_BENCH_DECISIONS: '2000', ROUTING_BENCH_REQUESTS: '200', ROUTING_BENCH_WARMUP: '50' },
+    figures: (j) => {
+      const d = j.decisionUs;
+      const a = j.proxy.addedLatencyMs;
+      const us = (x: { p50: number; p99: number; n: number }) => ({ value: x.p99 / 1000, unit: 'ms', note: `p50 ${x.p50.toFixed(1)} µs, ${x.n} calls in bursts of 50` });
+      const n = j.proxy.latencyMs.short.ruled.n;
+      return [
+        { id: 'routing.decide.short', label: `routing decision p99, ${j.rules} rules + classifier (short prompt)`, ...us(d.rules100Short) },
+        { id: 'routing.decide.long', label: `routing decision p99, ${j.rules} rules + classifier (~2k-token prompt)`, ...us(d.rules100Long) },
+        { id: 'routing.proxy.on', label: `proxy added latency p50 with ${j.rules} rules (c=1)`, ...ms(a.short.rulesOn.p50), note: `rules off: ${a.short.rulesOff.p50.toFixed(3)} ms, same run, ${n} requests per arm interleaved` },
+      ];
+    },
+  },
+  {
     script: 'eval:cache',
     json: 'cache-eval.json',
     quickEnv: {}, // a fixed labelled set of pairs; already quick

@@ -31,7 +31,6 @@
 // the end, after SIGTERM drains the WAL, every completed request's x-tollgate-receipt-id looked
 // up in the receipts table (read from wherever Tollgate wrote it). Prints a verdict table and
 // writes bench/results/soak.json (soak-external.json with SOAK_STORES=external).
-import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,6 +42,7 @@ import { startClickHouseHttp, type ClickHouseHttp } from '../test/faults/clickho
 import { scratchDatabase } from '../test/support/gateway.js';
 import { runTollgate, startTollgateProcess, type ServerProcess } from '../test/support/processes.js';
 import { machine, percentile, rssMb, slope } from './support/stats.js';
+import { forkTs } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -130,13 +130,6 @@ function metricValue(text: string, name: string): number {
   return Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? NaN);
 }
 
-function forkTs(file: string, args: string[]): Promise<{ child: ChildProcess; message: any }> {
-  const child = fork(path.join(here, file), args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('message', (message) => resolve({ child, message }));
-    child.once('exit', (code) => reject(new Error(`${file} exited ${code}`)));
-  });
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
@@ -153,7 +146,7 @@ async function main(): Promise<void> {
   }
   const startedAt = new Date();
   const machineAtStart = machine();
-  const sim = await forkTs('support/soak-sim.ts', [JSON.stringify({ ...MODEL_LATENCY, [CONTROL.model]: CONTROL.latencyMs })]);
+  const sim = await forkTs(path.join(here, 'support/soak-sim.ts'), [JSON.stringify({ ...MODEL_LATENCY, [CONTROL.model]: CONTROL.latencyMs })]);
   const simUrl: string = sim.message.url;
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-soak-'));
   let clickhouseHttp: ClickHouseHttp | undefined;

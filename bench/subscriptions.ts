@@ -18,7 +18,7 @@
 // someone else's build makes every latency here a measure of waiting for a core, and the run
 // says so.
 // Prints a table and writes bench/results/subscriptions.json.
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -29,6 +29,7 @@ import { createClient, type Client } from 'graphql-ws';
 import { Pool } from 'undici';
 import WebSocket from 'ws';
 import { startTollgateProcess } from '../test/support/processes.js';
+import { forkTs } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -121,13 +122,6 @@ async function subscriberProcess(): Promise<void> {
 }
 
 // ── the load generator / coordinator ─────────────────────────────────────────────────────
-function forkTs(file: string, args: string[]): Promise<{ child: ChildProcess; message: any }> {
-  const child = fork(file, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('message', (message) => resolve({ child, message }));
-    child.once('exit', (code) => reject(new Error(`${file} exited ${code}`)));
-  });
-}
 function ask<T = any>(child: ChildProcess, msg: object): Promise<T> {
   return new Promise((resolve) => {
     child.once('message', (m) => resolve(m as T));
