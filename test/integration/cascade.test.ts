@@ -298,6 +298,24 @@ describe('a cheap-first cascade', () => {
     }
   });
 
+  it('explainRoute shows the climb in order, and calls nobody', async () => {
+    const d = await gqlOk(
+      gw.url,
+      gw.adminToken,
+      `query($r: ExplainRouteInput!) { explainRoute(input: $r) { route strategy candidates { provider model skipReason } } }`,
+      { r: { request: { model: 'smart', messages: [{ role: 'user', content: 'hi' }] }, teamId: key.teamId } },
+    );
+    expect(d.explainRoute).toEqual({
+      route: 'smart',
+      strategy: 'CASCADE',
+      candidates: [
+        { provider: 'sim', model: 'cheap', skipReason: null },
+        { provider: 'sim-b', model: 'strong', skipReason: null },
+      ],
+    });
+    expect(gw.sim.requests).toHaveLength(0);
+  });
+
   it('budgets reserve what every step could cost', async () => {
     const targets = [{ price: { inputPerMTokUsd: 1, outputPerMTokUsd: 2 } }, { price: { inputPerMTokUsd: 10, outputPerMTokUsd: 30 } }] as any;
     const body = { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 };

@@ -142,4 +142,29 @@ describe('an A/B experiment sticky by end user', () => {
       expect((await ask(gw, user)).variant).toBe(assigned.get(user));
     }
   });
+
+  it('raising a variant\'s weight moves only users from the others to it', async () => {
+    await gw.started.runtime.adminStore.routing.upsertExperiment({
+      name: 'ab',
+      route: 'exp-chat',
+      stickyBy: 'END_USER',
+      variants: [
+        { name: 'control', weight: 70 },
+        { name: 'candidate', weight: 30, targets: [{ provider: 'sim', model: 'candidate-model' }] },
+      ],
+    });
+    await gw.started.runtime.app.catalog.refresh();
+    let moved = 0;
+    for (let i = 0; i < USERS; i += 20) {
+      const answers = await Promise.all(Array.from({ length: 20 }, (_, j) => ask(gw, `user-${i + j}`)));
+      answers.forEach((a, j) => {
+        const before = assigned.get(`user-${i + j}`);
+        if (before === 'ab/candidate') expect(a.variant).toBe('ab/candidate'); // nobody leaves the growing variant
+        else if (a.variant === 'ab/candidate') moved++;
+      });
+    }
+    // About a tenth of all users move (0.3 − 0.2), every one of them from the control.
+    expect(moved).toBeGreaterThan(USERS * 0.1 - 3 * Math.sqrt(USERS * 0.1));
+    expect(moved).toBeLessThan(USERS * 0.1 + 3 * Math.sqrt(USERS * 0.1));
+  });
 });
