@@ -4,6 +4,7 @@
 // schema, truncation, emptiness, refusals, bad tool arguments) climbs; the controls do not.
 // Failures fail over, 4xx go back, everything rejected ends in the last answer marked not
 // accepted. One receipt per request, with the steps' tokens and costs added up.
+import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RoutingDecision } from '../../src/live/events.js';
 import type { Receipt } from '../../src/receipts/receipt.js';
@@ -25,6 +26,7 @@ beforeAll(async () => {
   key = await gw.createKey('team-cascade');
   const store = gw.started.runtime.adminStore;
   await store.routing.upsertRoute({ name: 'smart', strategy: 'CASCADE', accept: [...ALL_CHECKS], targets: [CHEAP, STRONG], cache: { mode: 'EXACT' } as any });
+  await store.routing.upsertRoute({ name: 'strong-only', strategy: 'PRIORITY', targets: [STRONG] });
   await store.routing.upsertRoute({ name: 'lenient', strategy: 'CASCADE', accept: ['NON_EMPTY'], targets: [CHEAP, STRONG] });
   await store.pricing.setPrice({ ...CHEAP, inputPerMTokUsd: 1, outputPerMTokUsd: 2 });
   await store.pricing.setPrice({ ...STRONG, inputPerMTokUsd: 10, outputPerMTokUsd: 30 });
@@ -281,6 +283,18 @@ describe('a cheap-first cascade', () => {
     expect(() => JSON.parse(data.output_text)).not.toThrow();
   });
 
+  it('Anthropic Messages climb too', async () => {
+    gw.sim.behave('cheap', { refusal: 'I would rather not.', times: 1 });
+    const claude = new Anthropic({ baseURL: gw.url, apiKey: key.secret, maxRetries: 0, defaultHeaders: { 'x-tollgate-cache': 'no-store' } });
+    const { data, response } = await claude.messages.create({ model: 'smart', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello' }] }).withResponse();
+    receiptIds.push(response.headers.get('x-tollgate-receipt-id')!);
+    expect(upstreamModels()).toEqual(['cheap', 'strong']);
+    expect(data.stop_reason).toBe('end_turn');
+    expect(data.content[0]).toMatchObject({ type: 'text' });
+    const receipt = await receiptOf(response.headers.get('x-tollgate-receipt-id')!);
+    expect(receipt.attempts.map((a) => a.reject_reason)).toEqual(['not_refused: the model refused', null]);
+  });
+
   it('live decisions say which step was rejected and why', async () => {
     const decisions: RoutingDecision[] = [];
     const unsubscribe = gw.started.runtime.app.bus.decisions.subscribe((d) => decisions.push(d));
@@ -342,5 +356,38 @@ describe('a cheap-first cascade', () => {
     expect(row.succeededTasks).toBe(2);
     expect(row.costUsd).toBeCloseTo(receipts[0].cost_usd! + receipts[1].cost_usd!, 9);
     expect(row.costPerSucceededTaskUsd).toBeCloseTo(row.costUsd / 2, 9);
+  });
+
+  it('cheap first beats always-strong on cost per succeeded task (the README example)', async () => {
+    const client = gw.client(key.secret);
+    const run = async (route: string, task: string) => {
+      const { response } = await client.chat.completions
+        .create(
+          { model: route, temperature: 0, response_format: { type: 'json_object' }, messages: [{ role: 'user', content: `Extract the city from ticket ${task} as JSON.` }] },
+          { headers: { 'x-tollgate-task-id': task, 'x-tollgate-feature': 'extract-city', 'x-tollgate-cache': 'no-store' } },
+        )
+        .withResponse();
+      receiptIds.push(response.headers.get('x-tollgate-receipt-id')!);
+    };
+    // The cheap model fumbles the JSON on 4 tickets in 20; those climb to the strong one.
+    gw.sim.behave('cheap', { content: 'The city is Paris.', times: 4 });
+    for (let i = 0; i < 20; i++) await run('smart', `smart-${i}`);
+    for (let i = 0; i < 20; i++) await run('strong-only', `strong-${i}`);
+    expect(upstreamModels().filter((m) => m === 'strong')).toHaveLength(4 + 20);
+    const receipts = (await storedReceipts(gw, key.teamId)).filter((r) => r.feature === 'extract-city'); // flushes the WAL
+
+    const d = await gqlOk(
+      gw.url,
+      gw.adminToken,
+      `query($f: AnalyticsFilter!) { costPerTask(filter: $f, groupBy: [ROUTE]) { key { route } tasks succeededTasks costUsd costPerSucceededTaskUsd } }`,
+      { f: { from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString(), features: ['extract-city'] } },
+    );
+    const byRoute = Object.fromEntries(d.costPerTask.map((r: any) => [r.key.route, r]));
+    for (const route of ['smart', 'strong-only']) {
+      const mine = receipts.filter((r) => r.route === route);
+      expect(byRoute[route]).toMatchObject({ tasks: 20, succeededTasks: 20 });
+      expect(byRoute[route].costUsd).toBeCloseTo(mine.reduce((sum, r) => sum + r.cost_usd!, 0), 9);
+    }
+    expect(byRoute.smart.costPerSucceededTaskUsd).toBeLessThan(byRoute['strong-only'].costPerSucceededTaskUsd / 3);
   });
 });
