@@ -10,6 +10,7 @@ import { roundMs } from '../receipts/receipt.js';
 import type { Target } from '../routing/catalog.js';
 import type { AttemptTrace } from '../telemetry/tracing.js';
 import { readUpstreamBody } from './body.js';
+import type { Cancellation } from './cancellation.js';
 import { publishDecision } from './decisions.js';
 import type { GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
@@ -46,7 +47,7 @@ export class AttemptLog {
     private readonly ex: Exchange,
     readonly target: Target,
     readonly candidates: Candidate[],
-    private readonly signal: AbortSignal,
+    private readonly signal: Cancellation,
   ) {
     this.number = ex.attempts.length + 1;
     publishDecision(deps.bus, ex, target, 'ATTEMPT', null, null, candidates, this.number);
@@ -104,7 +105,7 @@ export class AttemptLog {
  * Posts a request and classifies the answer: 2xx, or something to fail over from (connection
  * errors, timeouts, 429 with its Retry-After, 5xx, 408), or a refusal of the request itself.
  */
-export async function send(deps: AttemptDeps, log: AttemptLog, adapter: UpstreamAdapter, request: UpstreamRequest, signal: AbortSignal): Promise<Sent> {
+export async function send(deps: AttemptDeps, log: AttemptLog, adapter: UpstreamAdapter, request: UpstreamRequest, signal: Cancellation): Promise<Sent> {
   let response: UpstreamResponse;
   try {
     response = await deps.upstream.post(log.target.provider, request.path, request.body, signal, { headers: log.calling() });

@@ -9,6 +9,7 @@ import type { ParsedRequest } from '../protocols/protocol.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
 import { answerText, send, usageOf, type AttemptDeps, type AttemptLog, type Sent } from './attempt.js';
 import { readUpstreamBody } from './body.js';
+import type { Cancellation } from './cancellation.js';
 import type { Exchange } from './exchange.js';
 import { UpstreamFailure, classify } from './upstream.js';
 import { costOf, readUsage, type Usage } from './usage.js';
@@ -21,7 +22,7 @@ export interface CascadeStep {
   verdict: Verdict;
 }
 
-export async function cascadeStep(deps: AttemptDeps, ex: Exchange, log: AttemptLog, accept: readonly AcceptCheck[], signal: AbortSignal): Promise<Exclude<Sent, { ok: unknown }> | { step: CascadeStep }> {
+export async function cascadeStep(deps: AttemptDeps, ex: Exchange, log: AttemptLog, accept: readonly AcceptCheck[], signal: Cancellation): Promise<Exclude<Sent, { ok: unknown }> | { step: CascadeStep }> {
   const { target } = log;
   const chat = ex.parsed!.chat!;
   const adapter = adapterFor(target.provider);

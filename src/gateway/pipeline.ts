@@ -25,6 +25,7 @@ import { AttemptLog, ClientGone, answerText, send, usageOf, type Unanswered } fr
 import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
+import { Cancellation, whenCancelled } from './cancellation.js';
 import { Cascade, cascadeStep, climbTotals, isCascade, type CascadeStep } from './cascade.js';
 import type { Ingress } from './ingress.js';
 import { candidatesOf, publishDecision } from './decisions.js';
@@ -183,14 +184,13 @@ export class Pipeline {
 
   private async forward(ex: Exchange, route: Route, res: ServerResponse): Promise<void> {
     const { config, health } = this.deps;
-    const controller = new AbortController();
-    const signal = controller.signal;
+    const signal = new Cancellation();
     const onClose = () => {
-      if (!res.writableFinished) controller.abort(new ClientGone('client closed the connection'));
+      if (!res.writableFinished) signal.abort(new ClientGone('client closed the connection'));
     };
     res.on('close', onClose);
     const totalMs = route.timeoutMs ?? route.targets[0]?.provider.timeoutMs ?? config.timeouts.totalMs;
-    const totalTimer = setTimeout(() => controller.abort(new UpstreamFailure('timeout_total', 'request exceeded its total timeout')), totalMs);
+    const totalTimer = setTimeout(() => signal.abort(new UpstreamFailure('timeout_total', 'request exceeded its total timeout')), totalMs);
     try {
       const order = orderTargets(route, health);
       const candidates = this.deps.bus.decisions.hasListeners ? candidatesOf(order, this.deps.health) : [];
@@ -263,7 +263,7 @@ export class Pipeline {
    * One call to one target. Returns 'answered' once the client has its response (success,
    * or an upstream 4xx passed through), or what to fail over from.
    */
-  private async attempt(ex: Exchange, log: AttemptLog, res: ServerResponse, signal: AbortSignal): Promise<'answered' | Unanswered> {
+  private async attempt(ex: Exchange, log: AttemptLog, res: ServerResponse, signal: Cancellation): Promise<'answered' | Unanswered> {
     const { protocol } = ex;
     const parsed = ex.parsed!;
     const { target } = log;
@@ -322,7 +322,7 @@ export class Pipeline {
    * One step of a cascade: an accepted answer goes to the client; a rejected one means
    * climbing on ('rejected'); a failure fails over; a 4xx goes back to the client.
    */
-  private async climb(ex: Exchange, cascade: Cascade, log: AttemptLog, res: ServerResponse, signal: AbortSignal): Promise<'answered' | 'rejected' | Unanswered> {
+  private async climb(ex: Exchange, cascade: Cascade, log: AttemptLog, res: ServerResponse, signal: Cancellation): Promise<'answered' | 'rejected' | Unanswered> {
     const outcome = await cascadeStep(this.deps, ex, log, cascade.accept, signal);
     if ('unanswered' in outcome) {
       cascade.escalating = false;
@@ -369,16 +369,16 @@ function sha256(body: string | Buffer): string {
 }
 
 /** Exponential backoff with full jitter between retry rounds; wakes early on abort. */
-function backoff(round: number, signal: AbortSignal): Promise<void> {
+function backoff(round: number, signal: Cancellation): Promise<void> {
   const ms = Math.random() * Math.min(MAX_BACKOFF_MS, 100 * 2 ** (round - 1));
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
+    const stopListening = whenCancelled(signal, done);
     function done() {
       clearTimeout(timer);
-      signal.removeEventListener('abort', done);
+      stopListening();
       resolve();
     }
-    signal.addEventListener('abort', done, { once: true });
   });
 }
 

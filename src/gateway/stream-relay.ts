@@ -2,12 +2,12 @@
 // attempt may still fail over; after it, never (DESIGN §5): a stream that breaks gets an error
 // event in the client's protocol and a `partial` receipt with the tokens actually delivered.
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
 import type { StreamPump } from '../protocols/protocol.js';
 import type { UnsignedReceipt } from '../receipts/receipt.js';
 import { ClientGone, usageOf, type AttemptLog, type Unanswered } from './attempt.js';
+import { whenCancelled, type Cancellation } from './cancellation.js';
 import { publishDecision } from './decisions.js';
 import type { Endings } from './endings.js';
 import { GatewayError } from './errors.js';
@@ -26,7 +26,7 @@ export async function relayStream(
   pump: StreamPump,
   upstreamBody: AsyncIterable<Buffer> & { destroy(): void },
   res: ServerResponse,
-  signal: AbortSignal,
+  signal: Cancellation,
 ): Promise<Relayed> {
   const decoder = new StringDecoder('utf8');
   const responseHash = createHash('sha256');
@@ -95,6 +95,16 @@ export async function relayStream(
   return { delivered: true, receipt: await endings.endStream(ex, res, pump, usage, responseHash) };
 }
 
-async function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
-  await once(res, 'drain', { signal }).catch(() => undefined);
+/** The client has read enough to take more, or the request is cancelled. */
+function drained(res: ServerResponse, signal: Cancellation): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const stopListening = whenCancelled(signal, done);
+    res.once('drain', done);
+    function done() {
+      stopListening();
+      res.removeListener('drain', done);
+      resolve();
+    }
+  });
 }

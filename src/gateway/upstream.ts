@@ -5,6 +5,7 @@ import type { TimeoutConfig } from '../config.js';
 import { policedConnector, providerPolicy, type Listener, type Resolver } from '../net/egress.js';
 import { HOP_HEADER } from '../net/hop.js';
 import type { Provider } from '../routing/catalog.js';
+import type { UpstreamSignal } from './cancellation.js';
 
 export type FailureKind =
   | 'connect_refused'
@@ -81,7 +82,7 @@ export class UpstreamClient {
    * total timeout); idle time between body chunks is bounded by `idleMs`. `headers` (trace
    * context) go first, so they can never replace the provider's own or the loop marker.
    */
-  async post(provider: Provider, path: string, body: string, signal: AbortSignal, options: { firstByteMs?: number; headers?: Record<string, string> } = {}): Promise<UpstreamResponse> {
+  async post(provider: Provider, path: string, body: string, signal: UpstreamSignal, options: { firstByteMs?: number; headers?: Record<string, string> } = {}): Promise<UpstreamResponse> {
     try {
       const res = await this.pool(provider.origin).request({
         method: 'POST',
@@ -105,7 +106,7 @@ export class UpstreamClient {
 }
 
 /** Maps undici / socket errors to the failure kinds routing and receipts speak. */
-export function classify(err: unknown, signal?: AbortSignal): UpstreamFailure {
+export function classify(err: unknown, signal?: UpstreamSignal): UpstreamFailure {
   if (err instanceof UpstreamFailure) return err;
   if (signal?.aborted) {
     const reason = signal.reason;

