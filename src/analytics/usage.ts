@@ -2,8 +2,8 @@
 //
 // Reasoning tokens (receipt version 2) are not in receipts_hourly, which predates them: a
 // question that asks for them reads raw receipts even where the rollup would answer the
-// rest, so that the questions that do not ask keep the rollup's speed. Raw answers always
-// carry them.
+// rest. They are summed only when asked for, so that the questions that do not ask read
+// exactly what they read before (the rollup, or no extra column of raw receipts).
 import {
   groupKeyOf, groupedSelect, matchesNothing, num, rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
   type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
@@ -39,8 +39,8 @@ export function usageQuery(ctx: AnalyticsContext, filter: AnalyticsFilter, dims:
             toUInt64(sum(unpriced_requests)) AS m_unpriced_requests`
       : sql`count() AS m_requests, countIf(status != 'ok') AS m_errors,
             sum(prompt_tokens) AS m_prompt_tokens, sum(completion_tokens) AS m_completion_tokens,
-            sum(cached_tokens) AS m_cached_tokens, sum(reasoning_tokens) AS m_reasoning_tokens, toFloat64(sum(ifNull(cost_usd, toDecimal64(0, 9)))) AS m_cost_usd,
-            countIf(cost_usd IS NULL) AS m_unpriced_requests`;
+            sum(cached_tokens) AS m_cached_tokens, toFloat64(sum(ifNull(cost_usd, toDecimal64(0, 9)))) AS m_cost_usd,
+            countIf(cost_usd IS NULL) AS m_unpriced_requests${opts.reasoningTokens ? sql`, sum(reasoning_tokens) AS m_reasoning_tokens` : sql.empty()}`;
   return { source, query: groupedSelect(ctx, source, measures, filter, dims) };
 }
 
