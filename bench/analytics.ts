@@ -41,7 +41,7 @@ try {
   const from = new Date(Date.UTC(2026, 9, 1));
   const to = new Date(from.getTime() + 30 * 86_400_000);
   let t = performance.now();
-  await insertSyntheticReceipts(ch.client, { rows: ROWS, from, spanMs: to.getTime() - from.getTime(), teams: 10, models: 5, features: 8 });
+  await insertSyntheticReceipts(ch.client, { rows: ROWS, from, spanMs: to.getTime() - from.getTime(), teams: 10, models: 5, features: 8, receiptVersion: 2 });
   const insertMs = performance.now() - t;
   console.log(`inserted ${ROWS.toLocaleString()} receipts in ${(insertMs / 1000).toFixed(1)} s`);
   // Settle the rollups the way a long-running deployment would: ClickHouse merges parts in
