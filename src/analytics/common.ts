@@ -213,12 +213,12 @@ export function filterConditions(filter: AnalyticsFilter, source: Table): SqlFra
   inList('PROVIDER', filter.providers);
   inList('ROUTE', filter.routes);
   inList('API_KEY', filter.apiKeyIds);
-  if (filter.statuses != null) inList('STATUS', filter.statuses.map((s) => s.toLowerCase()));
   for (const [dim, values] of rawOnlyLists(filter)) {
     if (values == null) continue;
     if (source !== 'raw') throw new Error(`${DIMENSION_COLUMN[dim]} is not a rollup column`);
     inList(dim, values);
   }
+  if (filter.statuses != null) inList('STATUS', filter.statuses.map((s) => s.toLowerCase()));
   return sql.join(parts, ' AND ');
 }
 
