@@ -1,7 +1,8 @@
 // Analytics benchmark: N synthetic receipts (default 10M; `--rows N` or ANALYTICS_BENCH_ROWS)
 // in a temp embedded ClickHouse with the real migrations, then every analytics query over
 // 30 days grouped by MODEL × TEAM × FEATURE, through GraphQL (yoga.fetch, admin token) and
-// as the same SQL sent directly. Prints p50/p95 and the GraphQL/direct ratio; writes
+// as the same SQL sent directly; then the routing questions, which read raw receipts (usage by
+// team × variant, experimentResults over experiment `ab`). Prints p50/p95 and the GraphQL/direct ratio; writes
 // bench/results/analytics.json. Targets: p95 ≤ 150 ms for rollup-backed queries at 10M,
 // GraphQL ≤ 1.15× direct SQL.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -9,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  latency, usage, cacheStats, timeSeries, costPerTask, scopeFilter, uniqueDimensions, runQuery,
+  latency, usage, cacheStats, timeSeries, costPerTask, experimentResults, scopeFilter, uniqueDimensions, runQuery,
   type AnalyticsContext, type AnalyticsFilter, type Dimension,
 } from '../src/analytics/index.js';
 import { usageQuery } from '../src/analytics/usage.js';
@@ -40,7 +41,7 @@ try {
   const from = new Date(Date.UTC(2026, 9, 1));
   const to = new Date(from.getTime() + 30 * 86_400_000);
   let t = performance.now();
-  await insertSyntheticReceipts(ch.client, { rows: ROWS, from, spanMs: to.getTime() - from.getTime(), teams: 10, models: 5, features: 8 });
+  await insertSyntheticReceipts(ch.client, { rows: ROWS, from, spanMs: to.getTime() - from.getTime(), teams: 10, models: 5, features: 8, receiptVersion: 2 });
   const insertMs = performance.now() - t;
   console.log(`inserted ${ROWS.toLocaleString()} receipts in ${(insertMs / 1000).toFixed(1)} s`);
   // Settle the rollups the way a long-running deployment would: ClickHouse merges parts in
@@ -111,6 +112,19 @@ try {
     { name: 'timeSeries DAY', source: timeSeriesQuery(ctx, filter, 'DAY', dims).source, gql: `timeSeries(filter: $f, interval: DAY, groupBy: $g) { start ${key} requests errors costUsd }`, direct: () => runQuery(ctx, timeSeriesQuery(ctx, filter, 'DAY', dims).query), sqlOf: () => timeSeriesQuery(ctx, filter, 'DAY', dims).query, library: () => timeSeries(ctx, filter, 'DAY', dims) },
     { name: 'costPerTask', source: 'raw', gql: `costPerTask(filter: $f, groupBy: $g) { ${key} tasks succeededTasks failedTasks requests costUsd costPerTaskUsd costPerSucceededTaskUsd }`, direct: () => runQuery(ctx, costPerTaskQuery(ctx, filter, dims) as SqlFragment), sqlOf: () => costPerTaskQuery(ctx, filter, dims) as SqlFragment, library: () => costPerTask(ctx, filter, dims) },
   ];
+  // Routing questions (receipt version 2 columns, raw receipts only; see common.ts).
+  const byVariant = uniqueDimensions(['TEAM', 'VARIANT']);
+  const experimentFilter: AnalyticsFilter = { ...filter, experiments: ['ab'] };
+  const VARIANT: Dimension[] = ['VARIANT'];
+  cases.push(
+    { name: 'usage by TEAM×VARIANT', source: usageQuery(ctx, filter, byVariant).source, vars: { g: byVariant }, gql: `usage(filter: $f, groupBy: $g) { key { teamId variant } requests errors promptTokens completionTokens costUsd unpricedRequests }`, direct: () => runQuery(ctx, usageQuery(ctx, filter, byVariant).query), sqlOf: () => usageQuery(ctx, filter, byVariant).query, library: () => usage(ctx, filter, byVariant) },
+    // Three statements (usage, exact latency, costPerTask by VARIANT), sent in parallel on both sides; server stats are usage's.
+    {
+      name: 'experimentResults', source: 'raw ×3', gql: `experimentResults(name: "ab", filter: $f) { variant requests errorRate p50Ms p95Ms costUsd tasks succeededTasks successRate successRateLow successRateHigh costPerSucceededTaskUsd }`,
+      direct: () => Promise.all([runQuery(ctx, usageQuery(ctx, experimentFilter, VARIANT).query), runQuery(ctx, latencyExactQuery(ctx, experimentFilter, VARIANT)), runQuery(ctx, costPerTaskQuery(ctx, experimentFilter, VARIANT))]),
+      sqlOf: () => usageQuery(ctx, experimentFilter, VARIANT).query, library: () => experimentResults(ctx, 'ab', filter),
+    },
+  );
   // The latency row must have come from the rollup alone for the comparison to be fair.
   const probe = await latency(ctx, filter, dims);
   const allSketch = probe.every((r) => r.method === 'sketch');
@@ -145,9 +159,10 @@ try {
   };
   const results: Array<Record<string, unknown>> = [];
   for (const c of cases) {
+    const usesGroupBy = c.gql.includes('$g');
     const body = JSON.stringify({
-      query: `query($f: AnalyticsFilter!, $g: [Dimension!]) { ${c.gql} }`,
-      variables: { f: { from: (c.window ?? { from }).from.toISOString(), to: (c.window ?? { to }).to.toISOString() }, g: dims },
+      query: `query($f: AnalyticsFilter!${usesGroupBy ? ', $g: [Dimension!]' : ''}) { ${c.gql} }`,
+      variables: { f: { from: (c.window ?? { from }).from.toISOString(), to: (c.window ?? { to }).to.toISOString() }, ...(usesGroupBy ? { g: dims } : {}), ...c.vars },
     });
     const viaGraphQL = async () => {
       const res = await graphql.yoga.fetch('http://bench/graphql', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, body });

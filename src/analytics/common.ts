@@ -8,13 +8,19 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { createGraphQLError } from 'graphql-yoga';
 import { sql, trusted, type SqlFragment } from './sql.js';
 
-export const DIMENSIONS = ['MODEL', 'PROVIDER', 'ROUTE', 'TEAM', 'FEATURE', 'API_KEY', 'END_USER', 'STATUS', 'CACHE_STATUS'] as const;
+export const DIMENSIONS = [
+  'MODEL', 'PROVIDER', 'ROUTE', 'TEAM', 'FEATURE', 'API_KEY', 'END_USER', 'STATUS', 'CACHE_STATUS',
+  'TASK_TYPE', 'RULE', 'EXPERIMENT', 'VARIANT',
+] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
 
 export const RECEIPT_STATUSES = ['OK', 'ERROR', 'PARTIAL', 'REJECTED', 'CANCELLED'] as const;
 export type ReceiptStatusEnum = (typeof RECEIPT_STATUSES)[number];
 
-/** Dimension → column (the same name in `receipts` and `receipts_hourly`, except END_USER). */
+/**
+ * Dimension → column (the same name in `receipts` and `receipts_hourly`, except the
+ * RAW_ONLY_DIMENSIONS, which only `receipts` has).
+ */
 export const DIMENSION_COLUMN: Readonly<Record<Dimension, string>> = {
   MODEL: 'model',
   PROVIDER: 'provider',
@@ -25,7 +31,20 @@ export const DIMENSION_COLUMN: Readonly<Record<Dimension, string>> = {
   END_USER: 'end_user',
   STATUS: 'status',
   CACHE_STATUS: 'cache_status',
+  TASK_TYPE: 'task_type',
+  RULE: 'rule',
+  EXPERIMENT: 'experiment',
+  VARIANT: 'variant',
 };
+
+/**
+ * Dimensions only raw receipts have. END_USER by design (see 002_rollups.sql); the routing
+ * dimensions (receipt version 2, 005_receipt_v2.sql) because the rollups predate them and
+ * adding them would multiply every rollup row by rule × experiment × variant × task type
+ * for the questions that never ask about routing. A question that groups or filters by one
+ * of them reads `receipts`, where these columns are LowCardinality and cheap to scan.
+ */
+export const RAW_ONLY_DIMENSIONS: readonly Dimension[] = ['END_USER', 'TASK_TYPE', 'RULE', 'EXPERIMENT', 'VARIANT'];
 
 /** Dimension → output alias of its column and GroupKey field. */
 export const DIMENSION_ALIAS: Readonly<Record<Dimension, string>> = {
@@ -38,6 +57,10 @@ export const DIMENSION_ALIAS: Readonly<Record<Dimension, string>> = {
   END_USER: 'k_end_user',
   STATUS: 'k_status',
   CACHE_STATUS: 'k_cache_status',
+  TASK_TYPE: 'k_task_type',
+  RULE: 'k_rule',
+  EXPERIMENT: 'k_experiment',
+  VARIANT: 'k_variant',
 };
 
 export const GROUP_KEY_FIELD: Readonly<Record<Dimension, keyof GroupKey>> = {
@@ -50,6 +73,10 @@ export const GROUP_KEY_FIELD: Readonly<Record<Dimension, keyof GroupKey>> = {
   END_USER: 'endUser',
   STATUS: 'status',
   CACHE_STATUS: 'cacheStatus',
+  TASK_TYPE: 'taskType',
+  RULE: 'rule',
+  EXPERIMENT: 'experiment',
+  VARIANT: 'variant',
 };
 
 export interface GroupKey {
@@ -62,6 +89,11 @@ export interface GroupKey {
   endUser?: string | null;
   status?: string | null;
   cacheStatus?: string | null;
+  taskType?: string | null;
+  rule?: string | null;
+  experiment?: string | null;
+  /** The bare variant name (as in the receipt). */
+  variant?: string | null;
 }
 
 export interface AnalyticsFilter {
@@ -75,6 +107,27 @@ export interface AnalyticsFilter {
   apiKeyIds?: readonly string[] | null;
   endUsers?: readonly string[] | null;
   statuses?: readonly ReceiptStatusEnum[] | null;
+  taskTypes?: readonly string[] | null;
+  rules?: readonly string[] | null;
+  experiments?: readonly string[] | null;
+  /** Bare variant names. */
+  variants?: readonly string[] | null;
+}
+
+/** The filter's lists on RAW_ONLY_DIMENSIONS, by dimension. */
+function rawOnlyLists(filter: AnalyticsFilter): Array<[Dimension, readonly string[] | null | undefined]> {
+  return [
+    ['END_USER', filter.endUsers],
+    ['TASK_TYPE', filter.taskTypes],
+    ['RULE', filter.rules],
+    ['EXPERIMENT', filter.experiments],
+    ['VARIANT', filter.variants],
+  ];
+}
+
+/** True when the filter or the grouping needs a column only raw receipts have. */
+export function needsRawReceipts(filter: AnalyticsFilter, dims: readonly Dimension[]): boolean {
+  return rawOnlyLists(filter).some(([, values]) => values != null) || dims.some((d) => RAW_ONLY_DIMENSIONS.includes(d));
 }
 
 export interface Principal {
@@ -134,15 +187,10 @@ const HOUR_MS = 3_600_000;
 
 /**
  * receipts_hourly answers a question exactly when the range is whole hours and neither the
- * filter nor the grouping needs end_user (not a rollup dimension).
+ * filter nor the grouping needs a column it lacks (end_user, the routing dimensions).
  */
 export function rollupAnswers(filter: AnalyticsFilter, dims: readonly Dimension[]): boolean {
-  return (
-    filter.from.getTime() % HOUR_MS === 0 &&
-    filter.to.getTime() % HOUR_MS === 0 &&
-    filter.endUsers == null &&
-    !dims.includes('END_USER')
-  );
+  return filter.from.getTime() % HOUR_MS === 0 && filter.to.getTime() % HOUR_MS === 0 && !needsRawReceipts(filter, dims);
 }
 
 export type Source = 'raw' | 'rollup';
@@ -165,9 +213,10 @@ export function filterConditions(filter: AnalyticsFilter, source: Table): SqlFra
   inList('PROVIDER', filter.providers);
   inList('ROUTE', filter.routes);
   inList('API_KEY', filter.apiKeyIds);
-  if (filter.endUsers != null) {
-    if (source !== 'raw') throw new Error('end_user is not a rollup column');
-    inList('END_USER', filter.endUsers);
+  for (const [dim, values] of rawOnlyLists(filter)) {
+    if (values == null) continue;
+    if (source !== 'raw') throw new Error(`${DIMENSION_COLUMN[dim]} is not a rollup column`);
+    inList(dim, values);
   }
   if (filter.statuses != null) inList('STATUS', filter.statuses.map((s) => s.toLowerCase()));
   return sql.join(parts, ' AND ');
@@ -210,9 +259,10 @@ export function groupKeyString(row: Record<string, unknown>, dims: readonly Dime
 
 /** True when the scoped filter can match nothing (an empty IN list). */
 export function matchesNothing(filter: AnalyticsFilter): boolean {
-  return [filter.teamIds, filter.features, filter.models, filter.providers, filter.routes, filter.apiKeyIds, filter.endUsers, filter.statuses].some(
-    (l) => l != null && l.length === 0,
-  );
+  return [
+    filter.teamIds, filter.features, filter.models, filter.providers, filter.routes, filter.apiKeyIds, filter.statuses,
+    ...rawOnlyLists(filter).map(([, values]) => values),
+  ].some((l) => l != null && l.length === 0);
 }
 
 export const ROLLUP_TABLE = 'receipts_hourly';

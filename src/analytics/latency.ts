@@ -3,19 +3,21 @@
 // Accuracy (DESIGN §8): exact below 10k requests in a group, within 2 % above.
 //
 // When the range holds at least one whole UTC day and neither the filter nor the grouping
-// needs end_user, one query merges DDSketch states (relative accuracy 1 %): the whole days
-// from latency_daily (migration 003), the partial days at either end from raw receipts,
-// sketched on the fly into states of the same type. That gives every group's count and its
-// approximate percentiles; groups with fewer than 10k requests are then recomputed exactly
-// (quantilesExact) from raw receipts, restricted to those groups' dimension values.
-// Otherwise (a range shorter than a day, or end_user) everything is computed exactly from
-// raw receipts: at most a day of receipts, which costs less than merging hourly states.
+// needs a raw-only column (end_user, the routing dimensions), one query merges DDSketch
+// states (relative accuracy 1 %): the whole days from latency_daily (migration 003), the
+// partial days at either end from raw receipts, sketched on the fly into states of the same
+// type. That gives every group's count and its approximate percentiles; groups with fewer
+// than 10k requests are then recomputed exactly (quantilesExact) from raw receipts,
+// restricted to those groups' dimension values.
+// Otherwise everything is computed exactly from raw receipts: for a range shorter than a
+// day that is at most a day of receipts, which costs less than merging hourly states; for a
+// raw-only column there is no sketch to merge, and exact is within any promised accuracy.
 //
 // receipts_hourly's TDigest states are not read here: a month of them merges about as
 // slowly as a scan of the raw receipts (see 003_latency_daily.sql).
 import {
   DIMENSION_ALIAS, DIMENSION_COLUMN, dimensionAliases, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, groupKeyString,
-  groupedSelect, matchesNothing, num, numOrNull, orderByClause, runQuery, scopeFilter, uniqueDimensions,
+  groupedSelect, matchesNothing, needsRawReceipts, num, numOrNull, orderByClause, runQuery, scopeFilter, uniqueDimensions,
   type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
 } from './common.js';
 import { sql, trusted, type SqlFragment } from './sql.js';
@@ -52,9 +54,12 @@ export function wholeDays(filter: AnalyticsFilter): { from: Date; to: Date } | n
   return from < to ? { from: new Date(from), to: new Date(to) } : null;
 }
 
-/** True when latencySketchQuery can answer: whole days in the range, no end_user. */
+/**
+ * True when latencySketchQuery can answer: whole days in the range, and no column that
+ * latency_daily lacks (end_user, the routing dimensions) in the filter or the grouping.
+ */
 export function sketchAnswers(filter: AnalyticsFilter, dims: readonly Dimension[]): boolean {
-  return wholeDays(filter) !== null && filter.endUsers == null && !dims.includes('END_USER');
+  return wholeDays(filter) !== null && !needsRawReceipts(filter, dims);
 }
 
 /**

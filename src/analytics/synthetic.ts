@@ -14,13 +14,19 @@
 //     hits, 2 % semantic hits, the rest misses. Cache hits cost 0 and save the price;
 //   * status: 2.5 % 'error' (502), 0.3 % 'cancelled' (499, streams only), the rest 'ok';
 //   * `endUsersPerTeam` end users per team (default 200);
-//   * 2 % of the non-hit requests are unpriced (cost_usd NULL).
+//   * 2 % of the non-hit requests are unpriced (cost_usd NULL);
+//   * with `receiptVersion: 2` (for a schema with 005_receipt_v2.sql): a session has a task type (classify, summarize, extract,
+//     or none, a quarter each); half the (team, feature) pairs are in experiment `ab`, where
+//     a session is `control` (80 %) or `candidate` (20 %); control's classify sessions are
+//     decided by rule `classify-rule`; candidate answers carry reasoning tokens (30 % of the
+//     completion). Each attempt carries its tokens and cost.
 // Receipts are spread uniformly over [from, from + spanMs) in `number` order.
 import type { ClickHouseClient } from '@clickhouse/client';
-import { RECEIPT_V1_FIELDS } from '../receipts/rows.js';
+import { RECEIPT_COLUMNS, RECEIPT_V1_FIELDS } from '../receipts/rows.js';
 import { sql, trusted } from './sql.js';
 
-const COLS: Readonly<Record<'all', string>> = { all: RECEIPT_V1_FIELDS.join(', ') };
+/** The columns written, per receipt version (version 1 works on a schema before 005). */
+const COLS: Readonly<Record<'v1' | 'v2', string>> = { v1: RECEIPT_V1_FIELDS.join(', '), v2: RECEIPT_COLUMNS.join(', ') };
 
 export interface SyntheticOptions {
   rows: number;
@@ -36,6 +42,8 @@ export interface SyntheticOptions {
   offset?: number;
   /** Rows per INSERT (default 1M). */
   chunk?: number;
+  /** 2: also the version 2 columns (routing dimensions, reasoning tokens); default 1. */
+  receiptVersion?: 1 | 2;
 }
 
 /**
@@ -48,11 +56,12 @@ export async function insertSyntheticReceipts(client: ClickHouseClient, o: Synth
   const models = Math.max(1, o.models ?? 5);
   const features = Math.max(1, o.features ?? 8);
   const users = Math.max(1, o.endUsersPerTeam ?? 200);
+  const cols = trusted(COLS, o.receiptVersion === 2 ? 'v2' : 'v1');
   for (let start = 0; start < o.rows; start += chunk) {
     const n = Math.min(chunk, o.rows - start);
     const base = (o.offset ?? 0) + start;
-    const q = sql`INSERT INTO receipts (${trusted(COLS, 'all')})
-      SELECT ${trusted(COLS, 'all')} FROM (SELECT
+    const q = sql`INSERT INTO receipts (${cols})
+      SELECT ${cols} FROM (SELECT
         generateUUIDv4(n) AS receipt_id,
         concat('req-', toString(n)) AS request_id,
         'synthetic' AS instance_id,
@@ -105,7 +114,18 @@ export async function insertSyntheticReceipts(client: ClickHouseClient, o: Synth
         toUInt64(n + 1) AS seq,
         '' AS prev_hash,
         'synthetic' AS key_id,
-        '' AS signature
+        '' AS signature,
+        toUInt8(2) AS receipt_version,
+        ['classify', 'summarize', 'extract', ''][1 + cityHash64(s, 20) % 4] AS task_type,
+        if(cityHash64(t, gf, 21) % 2 = 0, 'ab', '') AS experiment,
+        multiIf(experiment = '', '', cityHash64(s, 22) % 10 < 8, 'control', 'candidate') AS variant,
+        if(task_type = 'classify' AND variant != 'candidate', 'classify-rule', '') AS rule,
+        '' AS classifier_tier,
+        CAST(NULL AS Nullable(Bool)) AS accepted,
+        toUInt32(if(variant = 'candidate', intDiv(completion_tokens * 3, 10), 0)) AS reasoning_tokens,
+        toUInt32(0) AS cache_write_tokens,
+        CAST([(prompt_tokens, completion_tokens, cost_usd, NULL, NULL)]
+             AS Array(Tuple(Nullable(UInt32), Nullable(UInt32), Nullable(Decimal(18, 9)), Nullable(Bool), Nullable(String)))) AS attempt_usage
       FROM (SELECT number + ${base} AS n FROM numbers(${n})))`;
     const { query, query_params } = q.toQuery();
     await client.command({ query, query_params, clickhouse_settings: { max_execution_time: 0 } as never });

@@ -44,6 +44,11 @@ export interface SimBehaviour {
   cacheReadTokens?: number;
   /** Anthropic wire only: prompt tokens reported as written to the cache (cache_creation_input_tokens). */
   cacheWriteTokens?: number;
+  /**
+   * OpenAI wire only: output tokens reported as reasoning, on top of the answer's own tokens
+   * (in completion_tokens and completion_tokens_details.reasoning_tokens).
+   */
+  reasoningTokens?: number;
   /** Apply this behaviour to the next N matching requests only, then fall back. */
   times?: number;
   /** Fixed answer text (else a deterministic text derived from the prompt). Used as-is in JSON mode. */

@@ -103,7 +103,7 @@ export async function chat(res: http.ServerResponse, body: any, book: BehaviourB
   const plans = planChoices(answerRequest(body), b, prompt, n, ids, 'call_sim');
   let completionTokens = 0;
   for (const p of plans) completionTokens += p.pieces.length;
-  const usage = b.omitUsage ? undefined : usageJson(prompt.tokens, completionTokens, b.cacheReadTokens ?? 0);
+  const usage = b.omitUsage ? undefined : usageJson(prompt.tokens, completionTokens, b.cacheReadTokens ?? 0, b.reasoningTokens ?? 0);
   const id = `chatcmpl-sim${(++ids.n).toString(36)}`;
   const created = Math.floor(Date.now() / 1000);
 
@@ -171,13 +171,14 @@ function answerRequest(body: any): AnswerRequest {
   };
 }
 
-/** OpenAI's usage object; cache reads come on top of the prompt's estimate. */
-function usageJson(promptTokens: number, completionTokens: number, cachedTokens: number): string {
+/** OpenAI's usage object; cache reads come on top of the prompt's estimate, reasoning on top of the answer's. */
+function usageJson(promptTokens: number, answerTokens: number, cachedTokens: number, reasoningTokens: number): string {
   const prompt = promptTokens + cachedTokens;
+  const completion = answerTokens + reasoningTokens;
   return (
-    `{"prompt_tokens":${prompt},"completion_tokens":${completionTokens},"total_tokens":${prompt + completionTokens},` +
+    `{"prompt_tokens":${prompt},"completion_tokens":${completion},"total_tokens":${prompt + completion},` +
     `"prompt_tokens_details":{"cached_tokens":${cachedTokens},"audio_tokens":0},` +
-    `"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`
+    `"completion_tokens_details":{"reasoning_tokens":${reasoningTokens},"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`
   );
 }
 

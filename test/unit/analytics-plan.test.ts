@@ -22,6 +22,8 @@ describe('latency plan', () => {
     expect(sketchAnswers({ from: day(1), to: day(2) }, ['END_USER'])).toBe(false);
     expect(sketchAnswers({ from: day(1), to: day(2), endUsers: ['u'] }, [])).toBe(false);
     expect(sketchAnswers({ from: day(1, H), to: day(2) }, [])).toBe(false);
+    expect(sketchAnswers({ from: day(1), to: day(2) }, ['VARIANT'])).toBe(false);
+    expect(sketchAnswers({ from: day(1), to: day(2), taskTypes: ['t'] }, [])).toBe(false);
   });
 
   it('reads latency_daily for whole days and raw receipts only for the partial days at the ends', () => {

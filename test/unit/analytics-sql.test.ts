@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DIMENSION_COLUMN, filterConditions, rollupAnswers, scopeFilter } from '../../src/analytics/common.js';
+import { DIMENSION_COLUMN, filterConditions, matchesNothing, rollupAnswers, scopeFilter } from '../../src/analytics/common.js';
 import { sql, trusted } from '../../src/analytics/sql.js';
 import { teamBatcher } from '../../src/graphql/schema/analytics.js';
 
@@ -37,6 +37,17 @@ describe('sql tagged template', () => {
     expect(rollupAnswers({ from, to }, ['END_USER'])).toBe(false);
     expect(rollupAnswers({ from, to, endUsers: ['u'] }, [])).toBe(false);
     expect(rollupAnswers({ from: new Date(from.getTime() + 1), to }, [])).toBe(false);
+    // the routing dimensions (receipt version 2) are not rollup columns either
+    for (const dim of ['TASK_TYPE', 'RULE', 'EXPERIMENT', 'VARIANT'] as const) expect(rollupAnswers({ from, to }, ['MODEL', dim]), dim).toBe(false);
+    for (const list of ['taskTypes', 'rules', 'experiments', 'variants'] as const) {
+      expect(rollupAnswers({ from, to, [list]: ['x'] }, []), list).toBe(false);
+      expect(() => filterConditions({ from, to, [list]: ['x'] }, 'rollup'), list).toThrow(/not a rollup column/);
+    }
+    const routing = filterConditions({ from, to, taskTypes: ['a'], rules: ['b'], experiments: ['c'], variants: ['d'] }, 'raw').toQuery();
+    expect(routing.query).toBe(
+      "started_at >= {p0:DateTime64(3, 'UTC')} AND started_at < {p1:DateTime64(3, 'UTC')} AND task_type IN {p2:Array(String)} AND rule IN {p3:Array(String)} AND experiment IN {p4:Array(String)} AND variant IN {p5:Array(String)}",
+    );
+    expect(matchesNothing({ from, to, variants: [] })).toBe(true);
   });
 });
 

@@ -1,11 +1,12 @@
 // Analytics over receipts (DESIGN §8): usage, costPerTask, latency, cacheStats, timeSeries,
-// receipts, receipt, verifyReceipt. The queries live in src/analytics (parameterized SQL);
-// this file maps them to GraphQL. Every field needs a valid token (ADMIN or ANALYST); a
-// team-bound token only ever sees its own team.
+// experimentResults, receipts, receipt, verifyReceipt. The queries live in src/analytics
+// (parameterized SQL); this file maps them to GraphQL. Every field needs a valid token
+// (ADMIN or ANALYST); a team-bound token only ever sees its own team.
+import type { GraphQLResolveInfo, SelectionSetNode } from 'graphql';
 import {
-  costPerTask, DIMENSIONS, INTERVALS, latency, RECEIPT_STATUSES, receipt, receipts, timeSeries, usage, verifyReceipt, cacheStats,
+  costPerTask, DIMENSIONS, experimentResults, INTERVALS, latency, RECEIPT_STATUSES, receipt, receipts, timeSeries, usage, verifyReceipt, cacheStats,
   type AnalyticsFilter, type CacheRow, type GroupKey, type LatencyRow, type ReceiptConnection, type ReceiptVerification,
-  type TaskCostRow, type TimeBucket, type UsageRow,
+  type TaskCostRow, type TimeBucket, type UsageRow, type VariantResult,
 } from '../../analytics/index.js';
 import type { Attempt, Receipt } from '../../receipts/receipt.js';
 import type { Builder } from '../builder.js';
@@ -76,6 +77,23 @@ export function teamBatcher(ctx: GraphQLContext): TeamBatcher {
 
 const STATUS_UPPER = (s: string) => s.toUpperCase() as (typeof RECEIPT_STATUSES)[number];
 
+/**
+ * Whether the query selects `field` on the objects this resolver returns (directly, or in an
+ * inline fragment or a named fragment). Lets a question skip work nobody asked for.
+ */
+function selectsField(info: GraphQLResolveInfo, field: string): boolean {
+  const visit = (set: SelectionSetNode | undefined, seen: Set<string>): boolean =>
+    (set?.selections ?? []).some((s) => {
+      if (s.kind === 'Field') return s.name.value === field;
+      if (s.kind === 'InlineFragment') return visit(s.selectionSet, seen);
+      const name = s.name.value;
+      if (seen.has(name)) return false;
+      seen.add(name);
+      return visit(info.fragments[name]?.selectionSet, seen);
+    });
+  return info.fieldNodes.some((node) => visit(node.selectionSet, new Set()));
+}
+
 export function registerAnalytics(builder: Builder) {
   const Dimension = builder.enumType('Dimension', { values: DIMENSIONS });
   const Interval = builder.enumType('Interval', { values: INTERVALS });
@@ -93,6 +111,10 @@ export function registerAnalytics(builder: Builder) {
       apiKeyIds: t.idList({ required: false }),
       endUsers: t.stringList({ required: false }),
       statuses: t.field({ type: [ReceiptStatus], required: false }),
+      taskTypes: t.stringList({ required: false }),
+      rules: t.stringList({ required: false, description: 'Routing rules that decided' }),
+      experiments: t.stringList({ required: false }),
+      variants: t.stringList({ required: false, description: 'Bare variant names' }),
     }),
   });
 
@@ -120,6 +142,10 @@ export function registerAnalytics(builder: Builder) {
       endUser: t.string({ nullable: true, resolve: (k) => k.endUser ?? null }),
       status: t.string({ nullable: true, resolve: (k) => k.status ?? null }),
       cacheStatus: t.string({ nullable: true, resolve: (k) => k.cacheStatus ?? null }),
+      taskType: t.string({ nullable: true, resolve: (k) => k.taskType ?? null }),
+      rule: t.string({ nullable: true, resolve: (k) => k.rule ?? null }),
+      experiment: t.string({ nullable: true, resolve: (k) => k.experiment ?? null }),
+      variant: t.string({ nullable: true, resolve: (k) => k.variant ?? null }),
     }),
   });
 
@@ -132,6 +158,14 @@ export function registerAnalytics(builder: Builder) {
       promptTokens: t.exposeFloat('promptTokens'),
       completionTokens: t.exposeFloat('completionTokens'),
       cachedTokens: t.exposeFloat('cachedTokens'),
+      reasoningTokens: t.float({
+        description: 'The reasoning part of completionTokens',
+        resolve: (r) => {
+          // The usage resolver asks for them whenever this field is selected.
+          if (r.reasoningTokens === null) throw new Error('reasoningTokens was not computed');
+          return r.reasoningTokens;
+        },
+      }),
       costUsd: t.exposeFloat('costUsd', { description: 'Cost of the priced requests; see unpricedRequests' }),
       unpricedRequests: t.exposeInt('unpricedRequests', { description: 'Requests without a price: not in costUsd' }),
     }),
@@ -206,6 +240,12 @@ export function registerAnalytics(builder: Builder) {
       status: t.exposeInt('status', { description: 'Upstream HTTP status, 0 when it never answered' }),
       error: t.exposeString('error', { nullable: true }),
       latencyMs: t.float({ resolve: (a) => a.latency_ms }),
+      // Receipt version 2 on; null on version 1 receipts.
+      promptTokens: t.int({ nullable: true, resolve: (a) => a.prompt_tokens ?? null }),
+      completionTokens: t.int({ nullable: true, resolve: (a) => a.completion_tokens ?? null }),
+      costUsd: t.float({ nullable: true, resolve: (a) => a.cost_usd ?? null }),
+      accepted: t.boolean({ nullable: true, description: 'CASCADE: whether this answer passed the acceptance checks', resolve: (a) => a.accepted ?? null }),
+      rejectReason: t.string({ nullable: true, description: 'CASCADE: why the answer was not accepted', resolve: (a) => a.reject_reason ?? null }),
     }),
   });
 
@@ -213,6 +253,7 @@ export function registerAnalytics(builder: Builder) {
   ReceiptRef.implement({
     fields: (t) => ({
       receiptId: t.id({ resolve: (r) => r.receipt_id }),
+      receiptVersion: t.int({ description: 'Receipt format version (DESIGN §6); version 1 receipts have no field for it', resolve: (r) => r.receipt_version ?? 1 }),
       requestId: t.string({ resolve: (r) => r.request_id }),
       startedAt: t.field({ type: 'DateTime', resolve: (r) => r.started_at }),
       finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (r) => r.finished_at }),
@@ -244,6 +285,15 @@ export function registerAnalytics(builder: Builder) {
       cacheStatus: t.string({ nullable: true, resolve: (r) => r.cache_status }),
       cacheSimilarity: t.float({ nullable: true, resolve: (r) => r.cache_similarity }),
       savedCostUsd: t.float({ nullable: true, resolve: (r) => r.saved_cost_usd }),
+      // Receipt version 2 on; null on version 1 receipts.
+      taskType: t.string({ nullable: true, resolve: (r) => r.task_type ?? null }),
+      rule: t.string({ nullable: true, resolve: (r) => r.rule ?? null }),
+      classifierTier: t.string({ nullable: true, resolve: (r) => r.classifier_tier ?? null }),
+      experiment: t.string({ nullable: true, resolve: (r) => r.experiment ?? null }),
+      variant: t.string({ nullable: true, description: 'The bare variant name', resolve: (r) => r.variant ?? null }),
+      accepted: t.boolean({ nullable: true, description: 'CASCADE: whether the answer given passed the acceptance checks', resolve: (r) => r.accepted ?? null }),
+      reasoningTokens: t.int({ nullable: true, resolve: (r) => r.reasoning_tokens ?? null }),
+      cacheWriteTokens: t.int({ nullable: true, resolve: (r) => r.cache_write_tokens ?? null }),
       attempts: t.field({ type: [AttemptRef], resolve: (r) => r.attempts }),
       seq: t.float({ resolve: (r) => r.seq }),
       instanceId: t.string({ resolve: (r) => r.instance_id }),
@@ -255,6 +305,25 @@ export function registerAnalytics(builder: Builder) {
           'The exact signed object: the receipt as GET /v1/receipts/{id} serves it, without `signature`. Its RFC 8785 canonical JSON is what the Ed25519 signature covers, so a browser can verify it against /.well-known/tollgate/receipt-keys.',
         resolve: ({ signature: _signature, ...signed }) => signed,
       }),
+    }),
+  });
+
+  const VariantResultRef = builder.objectRef<VariantResult>('VariantResult');
+  VariantResultRef.implement({
+    description: "One variant of an experiment over the filter's window.",
+    fields: (t) => ({
+      variant: t.exposeString('variant'),
+      requests: t.exposeInt('requests'),
+      errorRate: t.exposeFloat('errorRate', { description: 'Receipts whose status is not ok, over requests' }),
+      p50Ms: t.exposeFloat('p50Ms', { nullable: true }),
+      p95Ms: t.exposeFloat('p95Ms', { nullable: true }),
+      costUsd: t.exposeFloat('costUsd'),
+      tasks: t.exposeInt('tasks'),
+      succeededTasks: t.exposeInt('succeededTasks'),
+      successRate: t.exposeFloat('successRate', { nullable: true }),
+      successRateLow: t.exposeFloat('successRateLow', { nullable: true, description: '95 % Wilson score interval, low end' }),
+      successRateHigh: t.exposeFloat('successRateHigh', { nullable: true, description: '95 % Wilson score interval, high end' }),
+      costPerSucceededTaskUsd: t.exposeFloat('costPerSucceededTaskUsd', { nullable: true }),
     }),
   });
 
@@ -296,6 +365,10 @@ export function registerAnalytics(builder: Builder) {
     apiKeyIds?: Array<string | number> | null;
     endUsers?: string[] | null;
     statuses?: Array<(typeof RECEIPT_STATUSES)[number]> | null;
+    taskTypes?: string[] | null;
+    rules?: string[] | null;
+    experiments?: string[] | null;
+    variants?: string[] | null;
   }): AnalyticsFilter => ({
     from: f.from,
     to: f.to,
@@ -307,6 +380,10 @@ export function registerAnalytics(builder: Builder) {
     apiKeyIds: f.apiKeyIds?.map(String) ?? null,
     endUsers: f.endUsers ?? null,
     statuses: f.statuses ?? null,
+    taskTypes: f.taskTypes ?? null,
+    rules: f.rules ?? null,
+    experiments: f.experiments ?? null,
+    variants: f.variants ?? null,
   });
 
   builder.queryFields((t) => ({
@@ -314,7 +391,7 @@ export function registerAnalytics(builder: Builder) {
       type: [UsageRowRef],
       authScopes: { authenticated: true },
       args: { filter: t.arg({ type: AnalyticsFilterInput, required: true }), groupBy: t.arg({ type: [Dimension], required: false }) },
-      resolve: (_root, args, ctx) => usage(ctx, toFilter(args.filter), args.groupBy),
+      resolve: (_root, args, ctx, info) => usage(ctx, toFilter(args.filter), args.groupBy, { reasoningTokens: selectsField(info, 'reasoningTokens') }),
     }),
     costPerTask: t.field({
       type: [TaskCostRowRef],
@@ -343,6 +420,13 @@ export function registerAnalytics(builder: Builder) {
         groupBy: t.arg({ type: [Dimension], required: false }),
       },
       resolve: (_root, args, ctx) => timeSeries(ctx, toFilter(args.filter), args.interval, args.groupBy),
+    }),
+    experimentResults: t.field({
+      type: [VariantResultRef],
+      authScopes: { authenticated: true },
+      description: "Each variant of the experiment over the filter's window (its receipts only)",
+      args: { name: t.arg.string({ required: true }), filter: t.arg({ type: AnalyticsFilterInput, required: true }) },
+      resolve: (_root, args, ctx) => experimentResults(ctx, args.name, toFilter(args.filter)),
     }),
     receipts: t.field({
       type: ReceiptConnectionRef,
