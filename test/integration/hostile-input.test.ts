@@ -80,6 +80,9 @@ function bodyFor(endpoint: string, m: string, a: Attribution, stream: boolean): 
   }
 }
 
+/** DESIGN §4: the header wins when it holds anything but blanks, else the body; trimmed, at most 256 characters. */
+const attributed = (header: string, body: string): string | null => (header.trim() ? header.trim().slice(0, 256) : body.trim() ? body.trim().slice(0, 256) : null);
+
 /** Header values fetch can send as they are (visible ASCII and Latin-1); others percent-encoded. */
 const asHeader = (s: string) => (/^[\t\x20-\x7e\x80-\xff]*$/.test(s) && s.trim() === s ? s : headerValue(s));
 
@@ -121,6 +124,7 @@ describe('one receipt per request, whatever the input', () => {
     const key = await gw.createKey(`team-hostile-messages-${stream}`);
     const messagesModel = fc.oneof(model, hostile.map((s) => `claude/${s}`));
     const receiptIds: Array<string | null> = [];
+    const expectedEndUser = new Map<string, string | null>();
     await fc.assert(
       fc.asyncProperty(messagesModel, attribution, fc.boolean(), fc.boolean(), async (m, a, viaHeaders, bearer) => {
         // Anthropic SDKs send the key as x-api-key; some clients send a Bearer token. Both count.
@@ -145,11 +149,15 @@ describe('one receipt per request, whatever the input', () => {
         else expect(JSON.parse(text)).toMatchObject({ type: 'message', role: 'assistant' });
         const route = res.headers.get('x-tollgate-route');
         if (route !== null) expect(decodeURIComponent(route)).toBe(m);
+        // Where it was answered, the end user is the header's value, else metadata.user_id.
+        if (res.status === 200) expectedEndUser.set(res.headers.get('x-tollgate-receipt-id')!, attributed(viaHeaders ? headers['x-tollgate-user']! : '', a.user));
       }),
       { numRuns: 25, seed: 20261205 },
     );
     const stored = await expectOneReceiptEach(gw, key.teamId, receiptIds);
     expect(stored.every((r) => r.endpoint === '/v1/messages')).toBe(true);
+    expect(expectedEndUser.size).toBeGreaterThan(0);
+    for (const r of stored) if (expectedEndUser.has(r.receipt_id)) expect(r.end_user, r.receipt_id).toBe(expectedEndUser.get(r.receipt_id));
     // The property reached past validation too: some answers came from an upstream, some were refused.
     expect(stored.some((r) => r.status === 'ok')).toBe(true);
     expect(stored.some((r) => r.status === 'rejected')).toBe(true);
@@ -182,6 +190,7 @@ describe('one receipt per request, whatever the input', () => {
   it('the official openai client: hostile attribution headers (default and per request) and metadata', async () => {
     const key = await gw.createKey('team-hostile-sdk-headers');
     const receiptIds: Array<string | null> = [];
+    const expected = new Map<string, { feature: string | null; task_id: string | null; end_user: string | null }>();
     let answered = 0;
     await fc.assert(
       fc.asyncProperty(attribution, attribution, fc.constantFrom('chat', 'chat-stream', 'responses', 'responses-stream', 'embeddings'), async (d, a, call) => {
@@ -217,7 +226,11 @@ describe('one receipt per request, whatever the input', () => {
         try {
           const response = await run();
           answered++;
-          receiptIds.push(response.headers.get('x-tollgate-receipt-id'));
+          const id = response.headers.get('x-tollgate-receipt-id');
+          receiptIds.push(id);
+          // A request's own header overrides the client's default; either beats the body.
+          const inBody = call === 'embeddings' ? { feature: '', taskId: '' } : { feature: a.feature, taskId: a.taskId };
+          expected.set(id!, { feature: attributed(asHeader(d.feature), inBody.feature), task_id: attributed(headers['x-tollgate-task-id'], inBody.taskId), end_user: attributed(headers['x-tollgate-user'], a.user) });
         } catch (err) {
           if (!(err instanceof APIError) || err.status === undefined) throw err;
           expect(err.status, err.message).toBeLessThan(500);
@@ -227,7 +240,8 @@ describe('one receipt per request, whatever the input', () => {
       { numRuns: 30, seed: 20261207 },
     );
     expect(answered).toBeGreaterThan(0);
-    await expectOneReceiptEach(gw, key.teamId, receiptIds);
+    const stored = await expectOneReceiptEach(gw, key.teamId, receiptIds);
+    for (const r of stored) if (expected.has(r.receipt_id)) expect({ feature: r.feature, task_id: r.task_id, end_user: r.end_user }, r.receipt_id).toEqual(expected.get(r.receipt_id));
   });
 
   it('the official openai client, with a Chinese model alias pinned and streamed', async () => {
