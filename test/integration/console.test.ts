@@ -1,28 +1,39 @@
 // The console (/console) and GraphiQL in Debian's Chromium, against a real Tollgate, with every
 // non-loopback request blocked and recorded: nothing may be fetched from elsewhere.
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { rate, usd } from '../../src/console/format.js';
 import { launchChromium, offlineContext, type OfflineContext } from '../support/browser.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { gql, gqlOk } from '../support/graphql.js';
+import { startIdentityProvider, type TestIdentityProvider } from '../support/identity-provider.js';
+import { startTollgateProcess } from '../support/processes.js';
+import { storedReceipts } from '../support/receipts.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 let gw: TestGateway;
 let browser: Browser;
+/** A local OIDC identity provider (real JWKS over loopback) the gateway trusts for sign-in. */
+let idp: TestIdentityProvider;
 
 beforeAll(async () => {
   // The console as `npm install` builds it, from the sources under test.
   execFileSync(process.execPath, [path.join(root, 'scripts/build-console.mjs')], { cwd: root, stdio: 'inherit' });
-  [gw, browser] = await Promise.all([startTestGateway(), launchChromium()]);
+  idp = await startIdentityProvider();
+  [gw, browser] = await Promise.all([startTestGateway({ env: { TOLLGATE_OIDC_ISSUER: idp.issuer, TOLLGATE_OIDC_AUDIENCE: idp.audience } }), launchChromium()]);
 });
 
 afterAll(async () => {
   await browser?.close();
   await gw?.close();
+  await idp?.close();
 });
 
 /** A fresh offline browser context; every test ends by checking that none of them reached out. */
@@ -299,6 +310,120 @@ describe('console in Chromium, offline', () => {
     expectOffline(offline);
   });
 
+  it('an expired access token is refused at sign-in, and a session whose token expires goes back to sign-in', async () => {
+    const { page, offline } = await offlinePage();
+    const create = (expiresAt: Date) =>
+      gqlOk(gw.url, gw.adminToken, 'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret token { expiresAt } } }', {
+        input: { name: `expiring-${expiresAt.getTime()}`, role: 'ANALYST', expiresAt: expiresAt.toISOString() },
+      }).then((r) => r.createAccessToken as { secret: string; token: { expiresAt: string } });
+
+    // A token valid for a few seconds: accepted now, refused once its expiresAt has passed.
+    const expiresAt = new Date(Date.now() + 4000);
+    const shortLived = await create(expiresAt);
+    expect(new Date(shortLived.token.expiresAt).getTime()).toBe(expiresAt.getTime());
+    await signIn(page, shortLived.secret);
+    await waitLive(page);
+    expect(await page.textContent('#viewer')).toContain('analyst token');
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt.getTime() - Date.now()) + 250));
+    // The next query the console makes ends the session.
+    await page.click('nav a[data-view="analytics"]');
+    await poll(() => page.locator('#signin-message').textContent()).toContain('Your session ended');
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    expect(page.url()).not.toContain(shortLived.secret);
+
+    // Signing in again with it is refused like an unknown token.
+    await page.fill('#signin-token', shortLived.secret);
+    await page.click('#signin-form button[type=submit]');
+    await poll(() => page.locator('#signin-message').textContent()).toContain('That token was not accepted');
+    expect(await page.locator('#viewer').count()).toBe(0);
+    expect((await gql(gw.url, shortLived.secret, '{ viewer { role } }')).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expectOffline(offline);
+  });
+
+  it('signs in with an OIDC token from the identity provider, role and team from its claims; an expired one is refused', async () => {
+    const team = await gw.createKey('oidc-console-team');
+    const admin = await idp.sign({ sub: 'ada', tollgate_role: 'ADMIN' });
+    const { page, offline } = await offlinePage();
+    const requested: string[] = [];
+    page.on('request', (r) => requested.push(r.url()));
+    await signIn(page, admin);
+    await waitLive(page);
+    await poll(() => page.locator('#viewer').textContent()).toBe('admin token · all teams');
+    await page.click('nav a[data-view="analytics"]');
+    await page.waitForSelector('section.analytics[data-state="ready"]');
+    for (const url of requested) expect(url).not.toContain(admin);
+
+    // A team-scoped analyst from the identity provider sees its own team only.
+    const scoped = await idp.sign({ sub: 'carol', tollgate_role: 'ANALYST', tollgate_team: 'oidc-console-team' }, { key: 'ec' });
+    const second = await offlinePage();
+    await signIn(second.page, scoped);
+    await poll(() => second.page.locator('#viewer').textContent()).toBe('analyst token · team oidc-console-team');
+    await waitLive(second.page);
+    expect(await second.page.locator('#live-team option').allTextContents()).toEqual(['All teams', 'oidc-console-team']);
+    await untilSubscribed(second.page, team.secret);
+
+    // An expired token from the same provider goes nowhere.
+    const expired = await idp.sign({ sub: 'ada', tollgate_role: 'ADMIN', exp: Math.floor(Date.now() / 1000) - 120 });
+    const third = await offlinePage();
+    await third.page.goto(`${gw.url}/console`);
+    await third.page.fill('#signin-token', expired);
+    await third.page.click('#signin-form button[type=submit]');
+    await poll(() => third.page.locator('#signin-message').textContent()).toContain('That token was not accepted');
+    expect(await third.page.evaluate(() => sessionStorage.length)).toBe(0);
+    for (const o of [offline, second.offline, third.offline]) expectOffline(o);
+  });
+
+  it('the live tiles (requests, errors, cache hits, failovers, cost per second) agree with the requests sent', async () => {
+    const store = gw.started.runtime.adminStore;
+    await store.routing.upsertRoute({ name: 'tiles-cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }], cache: { mode: 'EXACT', cacheSampled: true } as any });
+    await gw.started.runtime.app.catalog.refresh();
+    // The team exists before sign-in, so the console lists it in its team filter.
+    const tiles = await gw.createKey('tiles-team');
+    const { page, offline } = await offlinePage();
+    await signIn(page, gw.adminToken);
+    await waitLive(page);
+    await page.selectOption('#live-team', tiles.teamId);
+    await untilSubscribed(page, tiles.secret);
+    const probes = await page.locator('tr.decision').count();
+
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await chat(tiles.secret));
+    // Two upstream 4xx answers: errors, not failovers.
+    gw.sim.behave('tiles-broken', { status: 400, times: 2 });
+    for (let i = 0; i < 2; i++) {
+      const err = await gw.client(tiles.secret).chat.completions.create({ model: 'sim/tiles-broken', messages: [{ role: 'user', content: 'x' }] }).catch((e) => e);
+      expect(err.status).toBe(400);
+      ids.push(err.headers.get('x-tollgate-receipt-id'));
+    }
+    // One miss, then two answers from the cache.
+    const cached = { model: 'tiles-cached', messages: [{ role: 'user' as const, content: 'the same question' }] };
+    for (let i = 0; i < 3; i++) {
+      const { response } = await gw.client(tiles.secret).chat.completions.create(cached).withResponse();
+      expect(response.headers.get('x-tollgate-cache')).toBe(i === 0 ? 'miss' : 'exact');
+      ids.push(response.headers.get('x-tollgate-receipt-id')!);
+    }
+    for (const id of ids) await decisionRow(page, id).waitFor({ timeout: 2000 });
+    const sent = probes + ids.length;
+    expect(await page.locator('tr.decision').count()).toBe(sent);
+
+    // Rates are counts over the last 10 s, per second; everything above happened inside them.
+    const tile = (metric: string) => page.locator(`.tile[data-metric="${metric}"] .value`).textContent();
+    await poll(() => tile('requests'), 3000).toBe(rate(sent / 10));
+    expect(await tile('errors')).toBe(rate(2 / 10));
+    expect(await tile('cache-hits')).toBe(rate(2 / 10));
+    expect(await tile('failovers')).toBe(rate(0));
+    const errorsByTarget = page.locator('#live-targets tr[data-target="sim/tiles-broken"] td');
+    expect(await errorsByTarget.nth(2).textContent()).toBe(rate(2 / 10));
+
+    // Cost per second: the team's cost over the last minute (from the receipts), over 60 s.
+    const cost = (await storedReceipts(gw, tiles.teamId)).reduce((sum, r) => sum + (r.cost_usd ?? 0), 0);
+    expect(cost).toBeGreaterThan(0);
+    const shownCost = async () => Number((await tile('cost'))!.replace('$', ''));
+    await poll(shownCost, 8000).toBeCloseTo(cost / 60, 12);
+    expect(await tile('cost')).toBe(usd(cost / 60));
+    expectOffline(offline);
+  });
+
   it('says when the live stream drops, and reconnects with backoff', async () => {
     const { secret } = await gw.createKey('reconnect-team');
     const { page, offline } = await offlinePage();
@@ -321,6 +446,71 @@ describe('console in Chromium, offline', () => {
     await untilSubscribed(page, secret);
     expectOffline(offline);
   });
+});
+
+describe('console secrets stay out of the logs', () => {
+  it('no token used in a console session (admin, access token, OIDC, a wrong one) appears in the gateway\'s log output', async () => {
+    // A gateway of its own, as a process, so everything it writes (stdout and stderr, at debug
+    // level) is captured; the admin token comes from the environment so the banner never prints it.
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-console-logs-'));
+    const template = inject('pgTemplateDir');
+    if (template) await cp(path.join(template, 'pg'), path.join(dataDir, 'pg'), { recursive: true });
+    const adminToken = `tga-${randomBytes(24).toString('base64url')}`;
+    const proc = await startTollgateProcess({
+      TOLLGATE_DATA_DIR: dataDir,
+      TOLLGATE_ADMIN_TOKEN: adminToken,
+      TOLLGATE_LOG_LEVEL: 'debug',
+      TOLLGATE_OIDC_ISSUER: idp.issuer,
+      TOLLGATE_OIDC_AUDIENCE: idp.audience,
+      ...(process.env.CLICKHOUSE_URL ? { CLICKHOUSE_URL: process.env.CLICKHOUSE_URL } : {}),
+      ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+    });
+    const secrets: Record<string, string> = { adminToken };
+    try {
+      const { createAccessToken } = await gqlOk(proc.url, adminToken, 'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret token { id } } }', {
+        input: { name: 'log-check', role: 'ANALYST' },
+      });
+      const oidc = await idp.sign({ sub: 'ada', tollgate_role: 'ADMIN' });
+      const wrong = `tga-${randomBytes(24).toString('base64url')}`;
+      Object.assign(secrets, { accessToken: createAccessToken.secret, oidc, wrong });
+
+      const { page, offline } = await offlinePage();
+      for (const token of [adminToken, createAccessToken.secret, oidc]) {
+        await page.goto(`${proc.url}/console`);
+        await page.fill('#signin-token', token);
+        await page.click('#signin-form button[type=submit]');
+        await page.waitForSelector('#live-status[data-state="live"]', { timeout: 10_000 });
+        await page.click('nav a[data-view="analytics"]');
+        await page.waitForSelector('section.analytics[data-state="ready"]');
+        await page.click('nav a[data-view="receipts"]');
+        await page.click('#signout');
+        await page.locator('#signin-form').waitFor({ state: 'visible' });
+      }
+      await page.fill('#signin-token', wrong);
+      await page.click('#signin-form button[type=submit]');
+      await poll(() => page.locator('#signin-message').textContent()).toContain('That token was not accepted');
+      // The revoked access token is tried once more: a refusal must not quote it either.
+      await gqlOk(proc.url, adminToken, 'mutation ($id: ID!) { revokeAccessToken(id: $id) { id } }', { id: createAccessToken.token.id });
+      await page.fill('#signin-token', createAccessToken.secret);
+      await page.click('#signin-form button[type=submit]');
+      await poll(() => page.locator('#signin-message').textContent()).toContain('That token was not accepted');
+      expectOffline(offline);
+    } finally {
+      proc.child.kill('SIGTERM');
+      await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 15_000))]);
+      await rm(dataDir, { recursive: true, force: true });
+    }
+    const output = proc.output();
+    // The capture works: it holds the server's JSON log lines from start to drain (Tollgate
+    // logs no line per request, so a leak would come from an error or warning path).
+    expect(output).toContain('"msg":"clickhouse migrated"');
+    expect(output).toContain('Tollgate is listening on');
+    expect(output).toContain('"msg":"stopped"');
+    expect(Object.keys(secrets)).toEqual(['adminToken', 'accessToken', 'oidc', 'wrong']);
+    // Neither whole nor in part: each secret's tail (past any fixed prefix), and a JWT's signature.
+    const leaked = Object.entries(secrets).filter(([, secret]) => output.includes(secret) || output.includes(secret.slice(-20)));
+    expect(leaked.map(([name]) => name)).toEqual([]);
+  }, 120_000);
 });
 
 describe('console assets', () => {

@@ -6,15 +6,20 @@
 // answer must be a non-5xx with a receipt id; each id stored once; every receipt verifies.
 import net from 'node:net';
 import fc from 'fast-check';
+import { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerValue } from '../../src/gateway/endings.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { expectOneReceiptEach } from '../support/receipts.js';
+import { expectOneReceiptEach, storedReceipts } from '../support/receipts.js';
 
 let gw: TestGateway;
 
 beforeAll(async () => {
   gw = await startTestGateway();
+  // An Anthropic upstream too, so pinned Messages requests take the native pass-through path
+  // (where metadata.user_id travels upstream) as well as the translated one.
+  await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
+  await gw.started.runtime.app.catalog.refresh();
 }, 120_000);
 afterAll(async () => {
   await gw?.close();
@@ -75,6 +80,9 @@ function bodyFor(endpoint: string, m: string, a: Attribution, stream: boolean): 
   }
 }
 
+/** DESIGN §4: the header wins when it holds anything but blanks, else the body; trimmed, at most 256 characters. */
+const attributed = (header: string, body: string): string | null => (header.trim() ? header.trim().slice(0, 256) : body.trim() ? body.trim().slice(0, 256) : null);
+
 /** Header values fetch can send as they are (visible ASCII and Latin-1); others percent-encoded. */
 const asHeader = (s: string) => (/^[\t\x20-\x7e\x80-\xff]*$/.test(s) && s.trim() === s ? s : headerValue(s));
 
@@ -110,6 +118,130 @@ describe('one receipt per request, whatever the input', () => {
       { numRuns: 25, seed: 20261204 },
     );
     await expectOneReceiptEach(gw, key.teamId, receiptIds);
+  });
+
+  it.each([false, true])('/v1/messages (stream: %s): hostile attribution in headers and metadata.user_id', async (stream) => {
+    const key = await gw.createKey(`team-hostile-messages-${stream}`);
+    const messagesModel = fc.oneof(model, hostile.map((s) => `claude/${s}`));
+    const receiptIds: Array<string | null> = [];
+    const expectedEndUser = new Map<string, string | null>();
+    await fc.assert(
+      fc.asyncProperty(messagesModel, attribution, fc.boolean(), fc.boolean(), async (m, a, viaHeaders, bearer) => {
+        // Anthropic SDKs send the key as x-api-key; some clients send a Bearer token. Both count.
+        const headers: Record<string, string> = bearer
+          ? { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' }
+          : { 'x-api-key': key.secret, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' };
+        if (viaHeaders) {
+          headers['x-tollgate-feature'] = asHeader(a.feature);
+          headers['x-tollgate-task-id'] = asHeader(a.taskId);
+          headers['x-tollgate-task-type'] = asHeader(a.taskType);
+          headers['x-tollgate-user'] = asHeader(a.user);
+        }
+        // Anthropic's metadata knows only user_id (the end user); Tollgate's own keys ride beside it.
+        const metadata = { user_id: a.user, feature: a.feature, task_id: a.taskId, task_type: a.taskType, [a.metadataKey || 'k']: a.metadataValue };
+        const body = { model: m, max_tokens: 64, system: a.metadataValue, messages: [{ role: 'user', content: `hello ${a.metadataValue}` }], metadata, stream };
+        const res = await fetch(`${gw.url}/v1/messages`, { method: 'POST', headers, body: JSON.stringify(body) });
+        const text = await res.text();
+        receiptIds.push(res.headers.get('x-tollgate-receipt-id'));
+        expect(res.status, text.slice(0, 300)).toBeLessThan(500);
+        if (res.status >= 400) expect(JSON.parse(text)).toMatchObject({ type: 'error', error: { type: expect.any(String), message: expect.any(String) } });
+        else if (stream) expect(text).toContain('event: message_stop');
+        else expect(JSON.parse(text)).toMatchObject({ type: 'message', role: 'assistant' });
+        const route = res.headers.get('x-tollgate-route');
+        if (route !== null) expect(decodeURIComponent(route)).toBe(m);
+        // Where it was answered, the end user is the header's value, else metadata.user_id.
+        if (res.status === 200) expectedEndUser.set(res.headers.get('x-tollgate-receipt-id')!, attributed(viaHeaders ? headers['x-tollgate-user']! : '', a.user));
+      }),
+      { numRuns: 25, seed: 20261205 },
+    );
+    const stored = await expectOneReceiptEach(gw, key.teamId, receiptIds);
+    expect(stored.every((r) => r.endpoint === '/v1/messages')).toBe(true);
+    expect(expectedEndUser.size).toBeGreaterThan(0);
+    for (const r of stored) if (expectedEndUser.has(r.receipt_id)) expect(r.end_user, r.receipt_id).toBe(expectedEndUser.get(r.receipt_id));
+    // The property reached past validation too: some answers came from an upstream, some were refused.
+    expect(stored.some((r) => r.status === 'ok')).toBe(true);
+    expect(stored.some((r) => r.status === 'rejected')).toBe(true);
+  });
+
+  it('/v1/messages/count_tokens: hostile models and metadata never 5xx and write no receipt', async () => {
+    const key = await gw.createKey('team-hostile-count-tokens');
+    const statuses: number[] = [];
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(model, hostile.map((s) => `claude/${s}`)), attribution, async (m, a) => {
+        const body = { model: m, system: a.feature, messages: [{ role: 'user', content: `count ${a.metadataValue}` }], metadata: { user_id: a.user, [a.metadataKey || 'k']: a.metadataValue } };
+        const res = await fetch(`${gw.url}/v1/messages/count_tokens`, {
+          method: 'POST',
+          headers: { 'x-api-key': key.secret, 'content-type': 'application/json', 'x-tollgate-feature': asHeader(a.feature), 'x-tollgate-user': asHeader(a.user) },
+          body: JSON.stringify(body),
+        });
+        const json = await res.json();
+        statuses.push(res.status);
+        expect(res.status, JSON.stringify(json).slice(0, 300)).toBeLessThan(500);
+        if (res.status === 200) expect(json.input_tokens).toBeGreaterThan(0);
+        else expect(json).toMatchObject({ type: 'error', error: { type: expect.any(String) } });
+        expect(res.headers.get('x-tollgate-receipt-id')).toBeNull();
+      }),
+      { numRuns: 25, seed: 20261206 },
+    );
+    expect(statuses).toContain(200);
+    expect(await storedReceipts(gw, key.teamId)).toEqual([]);
+  });
+
+  it('the official openai client: hostile attribution headers (default and per request) and metadata', async () => {
+    const key = await gw.createKey('team-hostile-sdk-headers');
+    const receiptIds: Array<string | null> = [];
+    const expected = new Map<string, { feature: string | null; task_id: string | null; end_user: string | null }>();
+    let answered = 0;
+    await fc.assert(
+      fc.asyncProperty(attribution, attribution, fc.constantFrom('chat', 'chat-stream', 'responses', 'responses-stream', 'embeddings'), async (d, a, call) => {
+        // The client's defaultHeaders carry one set; a request's own headers override some of them.
+        const client = gw.client(key.secret, {
+          defaultHeaders: { 'x-tollgate-feature': asHeader(d.feature), 'x-tollgate-task-type': asHeader(d.taskType), 'x-tollgate-user': asHeader(d.user) },
+        });
+        const headers = { 'x-tollgate-task-id': asHeader(a.taskId), 'x-tollgate-user': asHeader(a.user) };
+        const metadata = { feature: a.feature, task_id: a.taskId, task_type: a.taskType, [a.metadataKey || 'k']: a.metadataValue };
+        // openai's metadata values are strings up to 512 characters; the client does not check.
+        const run = async () => {
+          switch (call) {
+            case 'chat':
+            case 'chat-stream': {
+              const stream = call === 'chat-stream';
+              const r = await client.chat.completions
+                .create({ model: 'chat-default', messages: [{ role: 'user', content: a.metadataValue || 'hi' }], metadata, user: a.user, stream } as any, { headers })
+                .withResponse();
+              if (stream) for await (const _ of r.data as any) void _;
+              return r.response;
+            }
+            case 'responses':
+            case 'responses-stream': {
+              const stream = call === 'responses-stream';
+              const r = await client.responses.create({ model: 'chat-default', input: a.metadataValue || 'hi', metadata, user: a.user, stream } as any, { headers }).withResponse();
+              if (stream) for await (const _ of r.data as any) void _;
+              return r.response;
+            }
+            default:
+              return (await client.embeddings.create({ model: 'embed-default', input: a.metadataValue || 'hi', user: a.user }, { headers }).withResponse()).response;
+          }
+        };
+        try {
+          const response = await run();
+          answered++;
+          const id = response.headers.get('x-tollgate-receipt-id');
+          receiptIds.push(id);
+          // A request's own header overrides the client's default; either beats the body.
+          const inBody = call === 'embeddings' ? { feature: '', taskId: '' } : { feature: a.feature, taskId: a.taskId };
+          expected.set(id!, { feature: attributed(asHeader(d.feature), inBody.feature), task_id: attributed(headers['x-tollgate-task-id'], inBody.taskId), end_user: attributed(headers['x-tollgate-user'], a.user) });
+        } catch (err) {
+          if (!(err instanceof APIError) || err.status === undefined) throw err;
+          expect(err.status, err.message).toBeLessThan(500);
+          receiptIds.push(err.headers?.get('x-tollgate-receipt-id') ?? null);
+        }
+      }),
+      { numRuns: 30, seed: 20261207 },
+    );
+    expect(answered).toBeGreaterThan(0);
+    const stored = await expectOneReceiptEach(gw, key.teamId, receiptIds);
+    for (const r of stored) if (expected.has(r.receipt_id)) expect({ feature: r.feature, task_id: r.task_id, end_user: r.end_user }, r.receipt_id).toEqual(expected.get(r.receipt_id));
   });
 
   it('the official openai client, with a Chinese model alias pinned and streamed', async () => {

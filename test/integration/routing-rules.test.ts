@@ -160,6 +160,16 @@ describe('bad configuration is refused, and the running catalog keeps serving', 
       i: { name: 'strong', strategy: 'PRIORITY', targets: T('strong-model'), rules: [{ name: 'back', when: 'request.stream', route: 'smart' }] },
     });
     expect(r.errors?.[0]?.message).toMatch(/strong → smart → strong/);
+    // Nothing of the refused rule was kept: 'strong' still has no rules, a streamed request to it
+    // (the refused rule's condition) still reaches its own model, and 'smart' still delegates to it.
+    await gw.started.runtime.app.catalog.refresh();
+    expect((await gqlOk(gw.url, gw.adminToken, '{ routes { name rules { name } } }')).routes.find((x: any) => x.name === 'strong').rules).toEqual([]);
+    const before = gw.sim.requests.length;
+    const { data: stream, response } = await gw.client(key.secret).chat.completions.create({ model: 'strong', messages: [{ role: 'user', content: 'hi' }], stream: true }).withResponse();
+    for await (const _ of stream) void _;
+    expect(response.headers.get('x-tollgate-rule')).toBeNull();
+    expect(gw.sim.requests.slice(before).map((q) => q.body.model)).toEqual(['strong-model']);
+    expect(await ask('hi', { headers: { 'x-tier': 'gold' } })).toMatchObject({ upstreamModel: 'gold-model', rule: 'gold-header' });
   });
 
   it('an invalid declarative file stops the start with a clear error; names may refer forward within a file', async () => {
@@ -213,6 +223,53 @@ describe('explainRoute', () => {
 
     expect(gw.sim.requests.length).toBe(calls);
     expect((await storedReceipts(gw, key.teamId)).length).toBe(receipts);
+  });
+
+  it('candidates in try order with why each is skipped: an open circuit, a Retry-After cool-down, a healthy one', async () => {
+    const store = gw.started.runtime.adminStore;
+    await store.routing.upsertRoute({
+      name: 'guarded',
+      strategy: 'PRIORITY',
+      retries: 0,
+      targets: [
+        { provider: 'sim', model: 'broken-model', priority: 0 },
+        { provider: 'sim-b', model: 'limited-model', priority: 1 },
+        { provider: 'sim', model: 'healthy-model', priority: 2 },
+      ],
+    });
+    await gw.started.runtime.app.catalog.refresh();
+    const client = gw.client(key.secret);
+    const pinned = (model: string) => client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] }).catch((e) => e);
+    const reached = (model: string) => gw.sim.requests.filter((q) => q.body?.model === model).length;
+
+    // broken-model fails (500) until the breaker opens (TOLLGATE_BREAKER_FAILURES, default 5):
+    // then a request to it is refused without reaching the simulator.
+    gw.sim.behave('broken-model', { status: 500, times: 100 });
+    for (let i = 0; i < 10; i++) {
+      const before = reached('broken-model');
+      expect((await pinned('sim/broken-model')).status).toBe(502);
+      if (reached('broken-model') === before) break;
+    }
+    // limited-model answers 429 with Retry-After: 60 once; it cools down without counting as broken.
+    gw.sim.behave('limited-model', { status: 429, retryAfterSeconds: 60, times: 1 });
+    expect((await pinned('sim-b/limited-model')).status).toBe(429);
+
+    const calls = gw.sim.requests.length;
+    const r = await explain({ request: { model: 'guarded', messages: [{ role: 'user', content: 'hi' }] } });
+    expect(r.errors).toBeUndefined();
+    expect(r.data.explainRoute).toMatchObject({ route: 'guarded', rule: null, strategy: 'PRIORITY', servedBy: null });
+    expect(r.data.explainRoute.candidates.map((c: any) => [c.provider, c.model, c.state, c.skipReason])).toEqual([
+      ['sim', 'broken-model', 'OPEN', 'circuit_open'],
+      ['sim-b', 'limited-model', 'CLOSED', 'cooling_down'],
+      ['sim', 'healthy-model', 'CLOSED', null],
+    ]);
+    expect(gw.sim.requests.length).toBe(calls);
+
+    // The real request does what the explanation said: one attempt, on the healthy target.
+    const { data, response } = await client.chat.completions.create({ model: 'guarded', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    expect(data.model).toBe('healthy-model');
+    expect(response.headers.get('x-tollgate-attempts')).toBe('1');
+    expect(gw.sim.requests.slice(calls).map((q) => q.body.model)).toEqual(['healthy-model']);
   });
 
   it('an invalid body or endpoint is a BAD_USER_INPUT, an unknown model an empty explanation', async () => {
