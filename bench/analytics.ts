@@ -206,7 +206,7 @@ try {
   };
   const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
   await mkdir(resultsDir, { recursive: true });
-  await writeFile(path.join(resultsDir, 'analytics.json'), JSON.stringify(out, null, 2) + '\n');
+  await writeFile(path.join(resultsDir, 'analytics.json'), `${JSON.stringify(out, null, 2)}\n`);
   console.log(`wrote ${path.join(resultsDir, 'analytics.json')}`);
 } finally {
   await ch.close();

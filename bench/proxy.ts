@@ -402,7 +402,7 @@ async function main() {
         ] as Array<[string, string, string]>)
       : []),
     ['bare proxy added p50 / p99', `${f(results.bareAddedLatencyMs.p50)} / ${f(results.bareAddedLatencyMs.p99)} ms`, '(reference)'],
-    [`throughput c=${TP_CONCURRENCY} ${names}`, ARMS.map((a) => Math.round(rpsMedian[a])).join(' / ') + ' rps', ''],
+    [`throughput c=${TP_CONCURRENCY} ${names}`, `${ARMS.map((a) => Math.round(rpsMedian[a])).join(' / ')} rps`, ''],
     ['throughput vs bare proxy, embedded stores', `${results.throughputRatioVsBare.toFixed(2)}×`, '≥ 0.6×'],
     ...(x ? ([['throughput vs bare proxy, external stores', `${x.throughputRatioVsBare.toFixed(2)}×`, '≥ 0.6×']] as Array<[string, string, string]>) : []),
     ['stream added TTFT (median), embedded stores', `${f(results.streamAddedTtftMs)} ms`, '≤ 1 ms'],

@@ -62,7 +62,7 @@ const route = (name: string, rules: RouteInput['rules']): RouteInput => ({
 });
 
 const SHORT = 'What is the capital of France?';
-const LONG = Array.from({ length: 180 }, (_, i) => `Paragraph ${i}: the quarterly report lists revenue, churn and support tickets by region.`).join('\n') + '\nSummarize the report in three bullet points.';
+const LONG = `${Array.from({ length: 180 }, (_, i) => `Paragraph ${i}: the quarterly report lists revenue, churn and support tickets by region.`).join('\n')}\nSummarize the report in three bullet points.`;
 
 function decisionRequest(text: string): DecisionRequest {
   const chat: ChatRequest = { model: 'ruled', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }] } as ChatRequest;

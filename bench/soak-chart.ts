@@ -31,7 +31,7 @@ const PANEL_H = 300;
 const M = { left: 60, right: 20, top: 40, bottom: 40 };
 
 /** Least-squares line through the points: [slope, intercept]. */
-function fit(points: Array<[number, number]>): [number, number] {
+function leastSquares(points: Array<[number, number]>): [number, number] {
   const n = points.length;
   const mx = points.reduce((s, p) => s + p[0], 0) / n;
   const my = points.reduce((s, p) => s + p[1], 0) / n;
@@ -72,7 +72,7 @@ function panel(title: string, series: Series[], top: number): string {
 function seriesOf(soak: Soak): Series[] {
   const rss = soak.rssSamples.map((r): [number, number] => [r.at / 60, r.mb]);
   const warm = soak.loadSeconds / 3 / 60;
-  const [slope, intercept] = fit(rss.filter((p) => p[0] >= warm));
+  const [slope, intercept] = leastSquares(rss.filter((p) => p[0] >= warm));
   const end = soak.loadSeconds / 60;
   return [
     { label: 'RSS (VmRSS)', color: '#1f77b4', points: rss },

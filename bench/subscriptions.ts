@@ -198,7 +198,7 @@ async function main(): Promise<void> {
         await sleep(Math.max(0, next - performance.now()));
       }
       await Promise.all(inflight);
-      const elapsed = (performance.now() - start) / 1000;
+      const _elapsed = (performance.now() - start) / 1000;
       return { latencies, perTeam, errors, sent: n, elapsed: seconds };
     }
 

@@ -141,7 +141,7 @@ export default {
       throw new Error(`prisma migrate diff failed (exit ${code})`);
     }
     // stdout is the SQL; the "Loaded Prisma config" notice goes to stderr.
-    const sql = stdout.trimEnd() + '\n';
+    const sql = `${stdout.trimEnd()}\n`;
     if (!/\S/.test(stdout) || /^-- This is an empty migration\./m.test(sql)) {
       console.log('schema unchanged: no migration written');
       return;

@@ -15,6 +15,7 @@ export interface ServerAccess {
   adminToken: string;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: each caller reads the fields its own query selected
 export type GraphQLCall = (query: string, variables?: Record<string, unknown>) => Promise<Record<string, any>>;
 
 /** Where GraphQL is for a server listening on `url`. */
@@ -40,6 +41,7 @@ export function graphqlClient(server: ServerAccess): GraphQLCall {
       headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ query, variables }),
     });
+    // biome-ignore lint/suspicious/noExplicitAny: as GraphQLCall
     const body = (await res.json().catch(() => null)) as { data?: Record<string, any>; errors?: Array<{ message: string }> } | null;
     if (!body?.data || body.errors?.length) {
       throw new Error(`server refused: ${body?.errors?.map((e) => e.message).join('; ') ?? `HTTP ${res.status}`}`);

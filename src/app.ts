@@ -26,7 +26,6 @@ import { corsPolicy } from './gateway/cors.js';
 import { createAdminRequestHandler, createRequestHandler } from './gateway/http.js';
 import { InboundServer } from './gateway/inbound.js';
 import { Ingress } from './gateway/ingress.js';
-import { isConsolePath } from './gateway/console.js';
 import { RateLimiter, type WindowStore } from './gateway/limits.js';
 import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
 import { TokenVerifier, type AccessTokenLookup } from './gateway/tokens.js';

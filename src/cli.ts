@@ -110,7 +110,7 @@ async function keys(config: Config, args: string[]): Promise<number> {
       claim.release();
     }
   }
-  if (values.json) process.stdout.write(JSON.stringify(created) + '\n');
+  if (values.json) process.stdout.write(`${JSON.stringify(created)}\n`);
   else {
     process.stdout.write(
       `Created API key ${created.id} for team '${team}'. The secret is shown once:\n\n  ${created.secret}\n\n` +
@@ -175,7 +175,7 @@ async function importPriceSnapshot(config: Config, args: string[]): Promise<numb
     },
   );
   if (values.json) {
-    process.stdout.write(JSON.stringify(outcome) + '\n');
+    process.stdout.write(`${JSON.stringify(outcome)}\n`);
     return 0;
   }
   const lines = outcome.created.map((p) => {
@@ -237,7 +237,7 @@ async function reprice(config: Config, args: string[]): Promise<number> {
       ),
   );
   if (values.json) {
-    process.stdout.write(JSON.stringify(result) + '\n');
+    process.stdout.write(`${JSON.stringify(result)}\n`);
     return 0;
   }
   const rows = result.rows.map(

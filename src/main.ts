@@ -107,5 +107,5 @@ export function printBanner(config: Config, rt: Runtime, url: string): void {
     'Make an API key:   npx tollgate keys create --team my-team',
     '',
   ];
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(`${lines.join('\n')}\n`);
 }

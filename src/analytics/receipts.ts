@@ -88,7 +88,7 @@ export async function receipt(ctx: ReceiptLookup, id: string): Promise<Receipt |
   let r = await ctx.findReceipt(normalized);
   // A receipt served from the gateway's recent-receipts memory may not be signed yet (the
   // journal signs off the request path): then the stored, signed copy is the answer.
-  if (!r || !r.signature) r = (await fetchReceipt(ctx.clickhouse, normalized, { table: ctx.receiptsTable })) ?? (r?.signature ? r : null);
+  if (!r?.signature) r = (await fetchReceipt(ctx.clickhouse, normalized, { table: ctx.receiptsTable })) ?? (r?.signature ? r : null);
   if (!r) return null;
   const teamId = ctx.principal?.teamId ?? null;
   if (teamId !== null && r.team_id !== teamId) return null;

@@ -86,7 +86,7 @@ sql.empty = (): SqlFragment => new SqlFragment([''], []);
  * a key not in the map throws. Nothing from input can reach the text.
  */
 export function trusted<K extends string>(map: Readonly<Record<K, string>>, key: K): SqlFragment {
-  if (!Object.prototype.hasOwnProperty.call(map, key)) throw new TypeError(`not a whitelisted SQL identifier: ${String(key)}`);
+  if (!Object.hasOwn(map, key)) throw new TypeError(`not a whitelisted SQL identifier: ${String(key)}`);
   const text = map[key];
   return Object.assign(new SqlFragment([text], []), { [TRUSTED]: true });
 }

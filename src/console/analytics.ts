@@ -3,7 +3,7 @@
 // come. Each number on screen keeps the raw GraphQL value in data-value, with data-query
 // and data-field naming where it came from.
 import { lineChart, PALETTE, type Chart } from './charts.js';
-import { type Ctx, type View } from './context.js';
+import type { Ctx, View } from './context.js';
 import { fill, h } from './dom.js';
 import { count, FORMAT, usd, type Kind } from './format.js';
 

@@ -71,7 +71,9 @@ async function enter(token: string): Promise<void> {
       if (name) return name;
       if (Date.now() - teamsLoadedAt > TEAMS_RELOAD_MS) {
         teamsLoadedAt = Date.now();
-        void ctx.query<{ teams: Array<{ id: string; name: string }> }>(TEAMS_QUERY).then((d) => d.teams.forEach((t) => ctx.teams.set(t.id, t.name)), () => undefined);
+        void ctx.query<{ teams: Array<{ id: string; name: string }> }>(TEAMS_QUERY).then((d) => {
+            for (const t of d.teams) ctx.teams.set(t.id, t.name);
+          }, () => undefined);
       }
       return id.slice(0, 8);
     },

@@ -43,7 +43,7 @@ export async function verifyInBrowser(signed: Record<string, unknown>, signature
   if (!jwk) return { status: 'invalid', reason: `key ${keyId} is not in the published key set` };
   if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') return { status: 'invalid', reason: `key ${keyId} is not an Ed25519 key` };
   const sig = base64urlBytes(signature);
-  if (!sig || sig.length !== 64) return { status: 'invalid', reason: 'the signature is not 64 bytes of base64url' };
+  if (sig?.length !== 64) return { status: 'invalid', reason: 'the signature is not 64 bytes of base64url' };
   const text = canonicalize(signed);
   if (text === undefined) return { status: 'invalid', reason: 'the receipt cannot be canonicalized' };
   let key: CryptoKey;

@@ -148,6 +148,7 @@ export async function usageOf(reported: Omit<Usage, 'estimated'> | null, parsed:
 }
 
 /** The text and tool arguments of a canonical answer (for an estimate when usage is missing). */
+// biome-ignore lint/suspicious/noExplicitAny: an upstream's answer, read defensively before any codec has checked it
 export function answerText(answer: any): string {
   let text = '';
   for (const c of answer?.choices ?? []) {

@@ -25,7 +25,7 @@ export function attributionOf(headers: IncomingHttpHeaders, parsed: ParsedReques
 function pick(headers: IncomingHttpHeaders, name: string, fallback: unknown, bodyParam: string): string | null {
   const header = headers[name];
   const h = Array.isArray(header) ? header[0] : header;
-  if (h && h.trim()) return attribution(h, name);
+  if (h?.trim()) return attribution(h, name);
   if (typeof fallback === 'string' && fallback.trim()) return attribution(fallback, bodyParam);
   return null;
 }

@@ -3,7 +3,7 @@
 // client), which is then held against the route's acceptance checks (routing/accept.ts). The
 // step's tokens, cost and verdict go on its Attempt; the pipeline decides whether to climb.
 import type { ChatCompletion } from '../protocols/canonical.js';
-import { adapterFor } from '../providers/adapter.js';
+import { adapterFor, type UpstreamRequest } from '../providers/adapter.js';
 import { checkAnswer, type Verdict } from '../routing/accept.js';
 import type { ParsedRequest } from '../protocols/protocol.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
@@ -26,7 +26,7 @@ export async function cascadeStep(deps: AttemptDeps, ex: Exchange, log: AttemptL
   const { target } = log;
   const chat = ex.parsed!.chat!;
   const adapter = adapterFor(target.provider);
-  let request;
+  let request: UpstreamRequest;
   try {
     request = adapter.request(chat, target, false);
   } catch (err) {

@@ -117,7 +117,7 @@ export function fromUpstreamClientError(status: number, upstreamBody: unknown): 
 const SECRET_PATTERNS = [
   /\b(sk|tg|tga|pk|rk)-[A-Za-z0-9_\-*.]{6,}/g, // OpenAI-style and our own keys
   /\bBearer\s+[A-Za-z0-9_\-.=]+/gi,
-  /\b[A-Za-z0-9_\-]{32,}\b/g, // long opaque tokens (ARK keys are UUID-like, hex blobs, …)
+  /\b[A-Za-z0-9_-]{32,}\b/g, // long opaque tokens (ARK keys are UUID-like, hex blobs, …)
   /https?:\/\/[^\s'"]+/g, // upstream URLs may carry credentials or internal hosts
 ];
 

@@ -202,7 +202,7 @@ async function createKeyForCli(deps: HttpDeps, req: IncomingMessage, res: Server
   if (req.method !== 'POST') throw methodNotAllowed();
   const principal = await deps.authThrottle.guard(req, async () => {
     const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req);
-    if (!found || found.role !== 'ADMIN' || found.teamId) {
+    if (found?.role !== 'ADMIN' || found.teamId) {
       throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
     }
     return found;

@@ -96,7 +96,7 @@ function fanoutKey(payload: SubscribePayload, ctx: GraphQLContext): string {
   return JSON.stringify([payload.query, payload.operationName ?? null, payload.variables ?? null, p?.kind ?? null, p?.role ?? null, p?.teamId ?? null]);
 }
 
-const SUGGESTION = /\s*Did you mean [^]*\?$/;
+const SUGGESTION = /\s*Did you mean [\s\S]*\?$/;
 
 /**
  * Without graphql-js's "Did you mean …?" (fields, arguments, types, enum values): in production,
@@ -245,7 +245,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
             params: payload,
             wsAuthorization: authorization,
           });
-          let document;
+          let document: ReturnType<typeof parse>;
           try {
             document = parse(payload.query);
           } catch (err) {

@@ -326,7 +326,7 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
         payload = again.payload;
         this.again = null;
       }
-      frames.push(this.prefix + payload + '}');
+      frames.push(`${this.prefix + payload}}`);
       this.bytes -= this.frameBytes(item);
       this.ring[this.head] = undefined;
       this.gaps[this.head] = 0;

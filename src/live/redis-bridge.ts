@@ -214,6 +214,7 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
   // ── Interest: forward a topic only while another instance has subscribers on it ────────
   const remoteInterest: Record<TopicName, Map<string, number>> = { decisions: new Map(), budgets: new Map() };
   const forwarders: Record<TopicName, (() => void) | null> = { decisions: null, budgets: null };
+  // biome-ignore lint/suspicious/noExplicitAny: the two topics' event types differ; callers forward events as they came
   const topicOf = (name: TopicName): Topic<any> => (name === 'decisions' ? bus.decisions : bus.budgets);
   // Our own forwarding listener does not count as local interest. Counted before it is
   // attached and after it is detached, because the topic's watchers run inside (un)subscribe.
@@ -278,7 +279,7 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
 
   sub.on('message', (channel: string, raw: string) => {
     if (closed) return;
-    let msg: any;
+    let msg: { from?: unknown } | null;
     try {
       msg = JSON.parse(raw);
     } catch {

@@ -9,6 +9,7 @@ export interface LiveStreamHooks {
   onDrop?: () => void;
   onClose?: () => void;
   /** Sees each event as it is handed to the consumer (the websocket fan-out pairs results with events). */
+  // biome-ignore lint/suspicious/noExplicitAny: one hook sees events of every topic's type
   onDeliver?: (event: Delivered<any>) => void;
 }
 
@@ -25,10 +26,12 @@ export interface LiveStreamHooks {
 export const DELIVERIES_PER_TURN = 128;
 
 class DeliveryScheduler {
+  // biome-ignore lint/suspicious/noExplicitAny: streams of every topic's event type, woken alike
   private ready = new Set<LiveStream<any>>();
   private scheduled = false;
   private budget = DELIVERIES_PER_TURN;
 
+  // biome-ignore lint/suspicious/noExplicitAny: as above
   wake(stream: LiveStream<any>): void {
     this.ready.add(stream);
     if (!this.scheduled) {

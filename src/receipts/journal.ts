@@ -346,7 +346,7 @@ export class ReceiptJournal {
         const segment = this.#active ?? this.#openSegment();
         const n = Math.min(group.lines.length - written, this.#maxRows - segment.records);
         const chunk = n === group.lines.length ? group.lines : group.lines.slice(written, written + n);
-        const buf = Buffer.from(chunk.join('\n') + '\n', 'utf8');
+        const buf = Buffer.from(`${chunk.join('\n')}\n`, 'utf8');
         try {
           writeFully(segment.fd, buf, segment.bytes);
         } catch (err) {

@@ -427,7 +427,7 @@ export function rowToReceipt(row: Record<string, unknown>): Receipt {
   };
   if (num('receipt_version') !== 2) return receipt; // version 1: exactly the fields it was signed with
   const usage = Array.isArray(row.attempt_usage) ? row.attempt_usage : [];
-  receipt.attempts.forEach((a, i) => Object.assign(a, attemptUsageFromRow(usage[i])));
+  for (const [i, a] of receipt.attempts.entries()) Object.assign(a, attemptUsageFromRow(usage[i]));
   receipt.receipt_version = 2;
   receipt.task_type = opt('task_type');
   receipt.rule = opt('rule');
@@ -469,13 +469,13 @@ function attemptFromRow(a: unknown): Attempt {
 
 /** '2026-11-21T22:00:00.123Z' → '2026-11-21 22:00:00.123' (parsed by every date_time_input_format). */
 export function isoToClickHouse(iso: string): string {
-  return iso.slice(0, 10) + ' ' + iso.slice(11, 23);
+  return `${iso.slice(0, 10)} ${iso.slice(11, 23)}`;
 }
 
 /** '2026-11-21 22:00:00.123' or '2026-11-21T22:00:00.123Z' → '2026-11-21T22:00:00.123Z'. */
 export function clickHouseToIso(value: string): string {
   if (value.length === 23 && value[10] === ' ') return `${value.slice(0, 10)}T${value.slice(11)}Z`;
-  return new Date(value.endsWith('Z') || value.includes('+') ? value : value + 'Z').toISOString();
+  return new Date(value.endsWith('Z') || value.includes('+') ? value : `${value}Z`).toISOString();
 }
 
 /** 1.5e-7 → '0.000000150': the exact 9-decimal value of a receipt's (rounded) amount. */

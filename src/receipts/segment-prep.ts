@@ -68,7 +68,7 @@ export async function prepareSegment(file: string, key: KeyObject, keyId: string
   }
   const lastLineHash = sha256Hex(lastLine);
   return {
-    body: new TextEncoder().encode(rows.join('\n') + '\n'),
+    body: new TextEncoder().encode(`${rows.join('\n')}\n`),
     records: rows.length,
     invalidLines,
     lastSeq,

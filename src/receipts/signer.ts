@@ -172,7 +172,7 @@ function members(obj: Record<string, unknown>, list: Array<[string, string]>, at
 function attemptsJson(list: Attempt[], keys: Array<[string, string]>): string {
   let out = '[';
   for (let i = 0; i < list.length; i++) out += `${i > 0 ? ',' : ''}{${members(list[i] as unknown as Record<string, unknown>, keys, null)}}`;
-  return out + ']';
+  return `${out}]`;
 }
 
 function texts(r: UnsignedReceipt): { head: string; tail: string } {

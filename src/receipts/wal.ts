@@ -136,7 +136,7 @@ export function countRecords(file: string): number {
   try {
     const buf = Buffer.allocUnsafe(1 << 20);
     let n = 0;
-    for (let read; (read = readSync(fd, buf, 0, buf.length, null)) > 0; ) n += countNewlines(buf, read);
+    for (let read: number; (read = readSync(fd, buf, 0, buf.length, null)) > 0; ) n += countNewlines(buf, read);
     return n;
   } finally {
     closeSync(fd);
@@ -155,7 +155,7 @@ export async function loadInstanceId(dataDir: string): Promise<string> {
   // Written under a temporary name and linked into place: never a torn or half-created id,
   // and a concurrent starter's id wins consistently.
   const tmp = `${file}.${randomUUID()}.tmp`;
-  await writeFile(tmp, randomUUID() + '\n', { mode: 0o644 });
+  await writeFile(tmp, `${randomUUID()}\n`, { mode: 0o644 });
   try {
     await link(tmp, file);
   } catch (err) {

@@ -197,7 +197,7 @@ export class Catalog {
       provider,
       model,
       upstreamModel: provider.modelMap[model] ?? model,
-      weight: weight > 0 ? weight : 0,
+      weight: Math.max(weight , 0),
       priority,
       price: this.price(provider.name, model),
     };

@@ -89,7 +89,6 @@ function stickyValue(e: Experiment, r: DecisionRequest): string {
       return r.taskId ? `task:${r.taskId}` : `key:${r.apiKeyId}`;
     case 'REQUEST':
       return `request:${r.requestId}`;
-    case 'API_KEY':
     default:
       return `key:${r.apiKeyId}`;
   }

@@ -130,19 +130,22 @@ function firstLine(err: unknown): string {
 /** `id` and `id.field` paths an expression reads (the whole variable when used bare). */
 function memberReads(ast: unknown): Set<string> {
   const reads = new Set<string>();
-  const walk = (node: any): void => {
+  type CelNode = { op?: unknown; args?: unknown };
+  const walk = (node: unknown): void => {
     if (!node || typeof node !== 'object') return;
-    if (node.op === '.' && node.args?.[0]?.op === 'id' && typeof node.args[1] === 'string') {
-      reads.add(`${node.args[0].args}.${node.args[1]}`);
-      if (node.args[0].args === 'classifier') reads.add('classifier');
+    const { op, args } = node as CelNode;
+    const target = Array.isArray(args) ? (args[0] as CelNode | undefined) : undefined;
+    if (op === '.' && target?.op === 'id' && typeof (args as unknown[])[1] === 'string') {
+      reads.add(`${target.args}.${(args as unknown[])[1]}`);
+      if (target.args === 'classifier') reads.add('classifier');
       return;
     }
-    if (node.op === 'id' && typeof node.args === 'string') {
-      reads.add(node.args);
+    if (op === 'id' && typeof args === 'string') {
+      reads.add(args);
       return;
     }
-    if (Array.isArray(node.args)) for (const a of node.args) walk(a);
-    else if (node.args && typeof node.args === 'object') walk(node.args);
+    if (Array.isArray(args)) for (const a of args) walk(a);
+    else if (args && typeof args === 'object') walk(args);
   };
   walk(ast);
   return reads;

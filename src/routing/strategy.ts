@@ -14,9 +14,6 @@ export function orderTargets(route: Route, health: TargetHealth, random: () => n
       return stableSort(targets, (a, b) => (health.ewma(a.key) ?? 0) - (health.ewma(b.key) ?? 0) || a.priority - b.priority);
     case 'LOWEST_COST':
       return stableSort(targets, (a, b) => costRank(a) - costRank(b) || a.priority - b.priority);
-    case 'PRIORITY':
-    case 'CASCADE': // cheap first, strongest last: the order given (priorities first)
-    case 'PINNED':
     default:
       return stableSort(targets, (a, b) => a.priority - b.priority);
   }
@@ -38,7 +35,7 @@ function stableSort<T>(items: readonly T[], cmp: (a: T, b: T) => number): T[] {
 /** Weighted random order without replacement (Efraimidis–Spirakis keys). */
 function weightedShuffle(targets: readonly Target[], random: () => number): Target[] {
   return targets
-    .map((t) => ({ t, k: t.weight > 0 ? Math.pow(random(), 1 / t.weight) : -1 }))
+    .map((t) => ({ t, k: t.weight > 0 ? random() ** (1 / t.weight) : -1 }))
     .sort((a, b) => b.k - a.k)
     .map((x) => x.t);
 }

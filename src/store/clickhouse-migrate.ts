@@ -138,7 +138,7 @@ export function migrationsDir(): string {
   for (;;) {
     if (existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'clickhouse', 'migrations');
     const parent = path.dirname(dir);
-    if (parent === dir) throw new MigrationError('cannot find the package root (package.json) above ' + fileURLToPath(import.meta.url));
+    if (parent === dir) throw new MigrationError(`cannot find the package root (package.json) above ${fileURLToPath(import.meta.url)}`);
     dir = parent;
   }
 }

@@ -41,7 +41,7 @@ function checksum(prefixAndBody: string): string {
 }
 
 function generate(prefix: string): string {
-  const body = base62(BigInt('0x' + randomBytes(32).toString('hex')), BODY_CHARS);
+  const body = base62(BigInt(`0x${randomBytes(32).toString('hex')}`), BODY_CHARS);
   return prefix + body + checksum(prefix + body);
 }
 

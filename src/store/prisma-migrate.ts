@@ -69,7 +69,7 @@ export function defaultMigrationsDir(): string {
       return path.join(dir, 'prisma', 'migrations');
     }
     const parent = path.dirname(dir);
-    if (parent === dir) throw new MigrationError('cannot find prisma/migrations above ' + fileURLToPath(import.meta.url));
+    if (parent === dir) throw new MigrationError(`cannot find prisma/migrations above ${fileURLToPath(import.meta.url)}`);
     dir = parent;
   }
 }

@@ -150,7 +150,7 @@ class OtelRequestTrace implements RequestTrace {
       if (r.reasoning_tokens) attributes['gen_ai.usage.reasoning.output_tokens'] = r.reasoning_tokens;
     }
     this.span.setAttributes(attributes);
-    this.finished.forEach((attempt, i) => attempt.close(r.attempts[i]));
+    for (const [i, attempt] of this.finished.entries()) attempt.close(r.attempts[i]);
   }
 
   end(httpStatus: number, errorCode: string | null): void {

@@ -69,7 +69,7 @@ async function traffic(n: number, tag: string): Promise<{ ok: number; maxMs: num
       Array.from({ length: Math.min(5, n - i) }, async (_, j) => {
         const stream = (i + j) % 2 === 0;
         const t0 = Date.now();
-        const r = await chat(gw.url + '/v1', secret, { model: 'chat-default', stream, messages: [{ role: 'user', content: `${tag} ${i + j}` }] });
+        const r = await chat(`${gw.url}/v1`, secret, { model: 'chat-default', stream, messages: [{ role: 'user', content: `${tag} ${i + j}` }] });
         maxMs = Math.max(maxMs, Date.now() - t0);
         if (r.completed && r.receiptId) {
           ok++;

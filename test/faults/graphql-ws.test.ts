@@ -19,7 +19,7 @@ afterAll(async () => {
 });
 
 async function idleSockets(n: number): Promise<{ codes: Map<number, number>; closedAfterMs: number[] }> {
-  const url = gw.url.replace(/^http/, 'ws') + '/graphql';
+  const url = `${gw.url.replace(/^http/, 'ws')}/graphql`;
   const codes = new Map<number, number>();
   const closedAfterMs: number[] = [];
   await Promise.all(

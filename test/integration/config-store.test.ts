@@ -770,11 +770,11 @@ describe('credentials', () => {
     const flipped = key.slice(0, i) + (key[i] === 'a' ? 'b' : 'a') + key.slice(i + 1);
     expect(isWellFormedApiKey(flipped)).toBe(false);
     expect(isWellFormedApiKey(key.slice(0, -1))).toBe(false);
-    expect(isWellFormedApiKey(key + 'x')).toBe(false);
+    expect(isWellFormedApiKey(`${key}x`)).toBe(false);
     expect(isWellFormedApiKey(key.replace('tg-', 'tx-'))).toBe(false);
-    expect(isWellFormedApiKey(key.slice(0, 20) + '-' + key.slice(21))).toBe(false);
+    expect(isWellFormedApiKey(`${key.slice(0, 20)}-${key.slice(21)}`)).toBe(false);
     expect(isWellFormedApiKey('')).toBe(false);
-    expect(isWellFormedApiKey('sk-' + key.slice(3))).toBe(false);
+    expect(isWellFormedApiKey(`sk-${key.slice(3)}`)).toBe(false);
 
     const token = generateAccessTokenSecret();
     expect(token).toMatch(/^tga-[0-9A-Za-z]{49}$/);
@@ -868,7 +868,7 @@ describe('SecretBox', () => {
     expect(() => box1.open(sealed, 'other')).toThrow(SecretBoxError);
     expect(() => box1.open(sealed)).toThrow(SecretBoxError);
     expect(() => box2.open(sealed, 'ctx')).toThrow(SecretBoxError);
-    expect(() => box1.open('v2.' + parts.slice(1).join('.'), 'ctx')).toThrow(SecretBoxError);
+    expect(() => box1.open(`v2.${parts.slice(1).join('.')}`, 'ctx')).toThrow(SecretBoxError);
     expect(() => box1.open('top secret')).toThrow(SecretBoxError);
   });
 });

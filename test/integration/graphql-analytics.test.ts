@@ -163,7 +163,7 @@ async function walk(token: string, filter: Record<string, unknown>, first: numbe
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-const statusLower = (r: R) => r.status.toLowerCase();
+const _statusLower = (r: R) => r.status.toLowerCase();
 
 const GROUPINGS: Dim[][] = [[], ['MODEL'], ['TEAM'], ['FEATURE', 'TEAM'], ['PROVIDER', 'ROUTE'], ['API_KEY'], ['END_USER'], ['STATUS', 'CACHE_STATUS'], ['MODEL', 'TEAM', 'FEATURE'], [...DIMS]];
 

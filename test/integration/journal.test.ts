@@ -421,7 +421,7 @@ describe('receipt journal', () => {
     await first.journal.close();
     const [segment] = segmentsIn(first.dataDir);
     // A crash of the machine can also leave zeros; a crash of the process, half a line.
-    const torn = '\u0000'.repeat(8) + '\n' + '{"api_key_id":null,"attempts":[{"error":nu';
+    const torn = `${'\u0000'.repeat(8)}\n{"api_key_id":null,"attempts":[{"error":nu`;
     appendFileSync(path.join(first.dataDir, 'wal', segment), torn);
 
     const logs: Array<{ msg: string; fields?: object }> = [];
@@ -598,7 +598,7 @@ describe('signing off the request path', () => {
     const walDir = path.join(dataDir, 'wal');
     mkdirSync(walDir, { recursive: true });
     const instanceId = uuidv7();
-    writeFileSync(path.join(dataDir, 'instance-id'), instanceId + '\n');
+    writeFileSync(path.join(dataDir, 'instance-id'), `${instanceId}\n`);
     const signer = await ReceiptSigner.open(dataDir);
     // The old format: signed canonical JSON per line, prev_hash over the signed line.
     const lines: string[] = [];
@@ -608,7 +608,7 @@ describe('signing off the request path', () => {
       lines.push(canonicalReceiptJson(u, signer.sign(u)));
       prev = sha256Hex(lines.at(-1)!);
     }
-    writeFileSync(path.join(walDir, '000000000001.jsonl'), lines.join('\n') + '\n');
+    writeFileSync(path.join(walDir, '000000000001.jsonl'), `${lines.join('\n')}\n`);
     const tokens: string[] = [];
     const recording = clientWithInsert((params) => {
       tokens.push(String(params.clickhouse_settings?.insert_deduplication_token));

@@ -269,7 +269,7 @@ describe('repriceReceipts', () => {
 
     const applied = (await reprice({ ...UNPRICED, apply: true })).data.repriceReceipts;
     expect(applied).toMatchObject({ applied: true, written: unpricedIds.length, priceVersion: current.version });
-    let rows = await repricingRows(unpricedIds);
+    const rows = await repricingRows(unpricedIds);
     expect(rows).toHaveLength(unpricedIds.length);
     for (const r of receipts) {
       const written = rows.find((w) => w.id === r.receipt_id)!;

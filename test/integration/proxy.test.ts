@@ -150,7 +150,7 @@ describe('embeddings and models', () => {
     const floats = await client.embeddings.create({ model: 'embed-default', input: 'hello', encoding_format: 'float' });
     expect(gw.sim.requests.at(-1)!.body.encoding_format).toBe('float');
     // Same text, same vector, whichever encoding carried it.
-    floats.data[0]!.embedding.forEach((v, i) => expect(v).toBeCloseTo(base64.data[0]!.embedding[i]!, 5));
+    for (const [i, v] of floats.data[0]!.embedding.entries()) expect(v).toBeCloseTo(base64.data[0]!.embedding[i]!, 5);
   });
 
   it('lists the routes and pins the key may use', async () => {

@@ -5,7 +5,7 @@ import { KeyAuthenticator, assertCredentialsOnce, bearer, type ApiKeyRecord, typ
 import { GatewayError, invalidApiKey } from '../../src/gateway/errors.js';
 
 const SECRET = 'tg-' + 'a1B2c3D4e5F6g7H8i9J0kL';
-const OTHER = 'tg-' + 'Z'.repeat(30);
+const OTHER = `tg-${'Z'.repeat(30)}`;
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 const record = (over: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({
@@ -94,10 +94,10 @@ describe('KeyAuthenticator', () => {
   it('unknown, revoked and expired keys are the same 401', async () => {
     const { auth, lookup, c } = setup();
     await expect401(auth.authenticate(`Bearer ${OTHER}`)); // unknown
-    const revoked = 'tg-' + 'r'.repeat(24);
-    const expired = 'tg-' + 'e'.repeat(24);
-    const expiresNow = 'tg-' + 'n'.repeat(24);
-    const future = 'tg-' + 'f'.repeat(24);
+    const revoked = `tg-${'r'.repeat(24)}`;
+    const expired = `tg-${'e'.repeat(24)}`;
+    const expiresNow = `tg-${'n'.repeat(24)}`;
+    const future = `tg-${'f'.repeat(24)}`;
     lookup.keys.set(sha(revoked), record({ revokedAt: new Date(c.t - 10) }));
     lookup.keys.set(sha(expired), record({ expiresAt: new Date(c.t - 1) }));
     lookup.keys.set(sha(expiresNow), record({ expiresAt: new Date(c.t) }));

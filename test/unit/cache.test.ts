@@ -102,7 +102,7 @@ describe('vector indexes', () => {
   it('the sparse index returns exact cosine top-k, with or without a threshold, and forgets removed entries', () => {
     const index = new SparseIndex();
     const texts = ['the quick brown fox', 'a quick brown dog', 'lazy dogs sleep all day', 'foxes are quick and brown'];
-    texts.forEach((t, i) => index.add(i + 1, embedder.embedSync(t)));
+    for (const [i, t] of texts.entries()) index.add(i + 1, embedder.embedSync(t));
     const q = embedder.embedSync('quick brown fox');
     const all = index.search(q, 4, () => true);
     expect(all[0].label).toBe(1);

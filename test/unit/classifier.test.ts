@@ -51,7 +51,7 @@ describe('built-in classifier: clear cases', () => {
   });
 
   it('reads pasted code by what is asked about it', () => {
-    const code = '```python\n' + Array.from({ length: 60 }, (_, i) => `def f${i}(x):\n    return x + ${i}`).join('\n') + '\n```';
+    const code = `\`\`\`python\n${Array.from({ length: 60 }, (_, i) => `def f${i}(x):\n    return x + ${i}`).join('\n')}\n\`\`\``;
     expect(isHard(tierOf(`Add a docstring to each function, nothing else.\n\n${code}`))).toBe(false);
     expect(tierOf(`Refactor this module into a package with a plugin registry, keep the public API identical, make it thread-safe, and add tests for every function.\n\n${code}`)).toBe('COMPLEX');
   });
@@ -88,7 +88,7 @@ describe('built-in classifier: edges', () => {
   });
 
   it('keeps the confidence within 0..1 and gives every prompt one of the four tiers', () => {
-    const texts = ['', 'ok', 'x'.repeat(50_000), '证明'.repeat(5000), '```\n' + 'a = 1;\n'.repeat(3000), '???!!!', ARTICLE, '1 2 3 4 5 6 7 8 9 10'];
+    const texts = ['', 'ok', 'x'.repeat(50_000), '证明'.repeat(5000), `\`\`\`\n${'a = 1;\n'.repeat(3000)}`, '???!!!', ARTICLE, '1 2 3 4 5 6 7 8 9 10'];
     for (const text of texts) {
       const { tier, confidence } = classifyPrompt(ask(text));
       expect(TIERS).toContain(tier);

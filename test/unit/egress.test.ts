@@ -38,7 +38,11 @@ async function receiver(handler: (req: http.IncomingMessage, res: http.ServerRes
     hits,
     connections: () => connections,
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 

@@ -87,7 +87,10 @@ it('sends the prepared rows as is, with the dedup token, and retries the same by
   const client = createClient({ url: `http://127.0.0.1:${port}`, log: { level: ClickHouseLogLevel.OFF } });
   const worker = new SegmentWorker(ReceiptSigner.privateKeyOf(signer), signer.keyId);
   const prepared: string[] = [];
-  const preparer = { prepare: (file: string) => (prepared.push(path.basename(file)), worker.prepare(file)), close: () => worker.close() };
+  const preparer = { prepare: (file: string) => {
+      prepared.push(path.basename(file));
+      return worker.prepare(file);
+    }, close: () => worker.close() };
   const journal = await ReceiptJournal.open({ dataDir, signer, clickhouse: client, sync: 'write', batchMaxRows: 5, batchMaxMs: 20, retryMaxDelayMs: 50, preparer });
   failNext = 1;
   const appended = await Promise.all(Array.from({ length: 7 }, (_, i) => journal.append(draft(i))));

@@ -16,7 +16,7 @@ function rejection(fn: () => unknown): GatewayError {
 const parse = (s: string) => parseJsonBody(Buffer.from(s, 'utf8'));
 
 /** `{"a":{"a":…{}…}}` with `levels` objects in total (the root counts as level 1). */
-const nestedObjects = (levels: number) => '{"a":'.repeat(levels - 1) + '{}' + '}'.repeat(levels - 1);
+const nestedObjects = (levels: number) => `${'{"a":'.repeat(levels - 1)}{}${'}'.repeat(levels - 1)}`;
 
 describe('parseJsonBody', () => {
   it('rejects an empty body', () => {
@@ -64,7 +64,7 @@ describe('parseJsonBody', () => {
     // root(1) → messages(2) → 63 more arrays → depth 65 at messages[0]…[0] (63 indices)
     const body = `{"messages":${'['.repeat(64)}${']'.repeat(64)}}`;
     const e = rejection(() => parse(body));
-    expect(e.param).toBe('messages' + '[0]'.repeat(63));
+    expect(e.param).toBe(`messages${'[0]'.repeat(63)}`);
     const ok = `{"messages":${'['.repeat(63)}${']'.repeat(63)}}`;
     expect(() => parse(ok)).not.toThrow();
   });
@@ -75,7 +75,7 @@ describe('parseJsonBody', () => {
     for (let i = 0; i < 61; i++) inner = `{"p":${inner}}`; // 62 objects
     const body = `{"tools":[{"function":${inner}}]}`; // root + array + object + 62 = 65
     const e = rejection(() => parse(body));
-    expect(e.param).toBe('tools[0].function' + '.p'.repeat(61));
+    expect(e.param).toBe(`tools[0].function${'.p'.repeat(61)}`);
   });
 
   it('survives a million-deep `[[[[…` (balanced and unbalanced) without crashing', () => {
@@ -87,7 +87,7 @@ describe('parseJsonBody', () => {
     const inObject = rejection(() => parse(`{"a":${'['.repeat(n)}${']'.repeat(n)}}`));
     expect(inObject.status).toBe(400);
     expect(inObject.message).toMatch(/nesting exceeds/);
-    expect(inObject.param).toBe('a' + '[0]'.repeat(63));
+    expect(inObject.param).toBe(`a${'[0]'.repeat(63)}`);
   });
 
   it('does not let `__proto__` keys pollute Object.prototype (parse or validate)', () => {

@@ -129,7 +129,7 @@ describe('verifyReceipt', () => {
   it('rejects a change to any single field', () => {
     const changed = (value: unknown): unknown => {
       if (value === null) return 'x';
-      if (typeof value === 'string') return value + 'x';
+      if (typeof value === 'string') return `${value}x`;
       if (typeof value === 'number') return value + 1;
       if (typeof value === 'boolean') return !value;
       if (Array.isArray(value)) return value.slice(1);

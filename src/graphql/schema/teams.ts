@@ -87,7 +87,7 @@ function isStoreUnreachable(err: unknown): boolean {
  * validated (`input` when that value was a single string).
  */
 function invalidInputParts(err: AdminStoreError): { path: string | null; reason: string } {
-  const match = /^([\w.[\]]+): ([^]*)$/.exec(err.message);
+  const match = /^([\w.[\]]+): ([\s\S]*)$/.exec(err.message);
   if (!match) return { path: null, reason: err.message };
   // `rules[1].when` → `rules.1.when`, the form of GraphQL argument paths.
   const path = match[1]!.replace(/\[(\d+)\]/g, '.$1');

@@ -1,6 +1,6 @@
 // Reading the audit log (written by audit.ts in each mutation's transaction): newest first,
 // filtered by time, actors, actions and team, with cursor pagination. Read-only by design.
-import { Prisma, type PrismaClient } from '../prisma.js';
+import type { Prisma, PrismaClient } from '../prisma.js';
 import { AdminStoreError } from './validators.js';
 
 export interface AuditEntryRecord {

@@ -5,7 +5,7 @@ import { providerBaseUrlProblem } from '../../net/egress.js';
 import { z } from 'zod';
 import { Prisma, ProviderKind, type PrismaClient } from '../prisma.js';
 import type { SecretBox } from '../secret-box.js';
-import { AdminStoreError, HEADER_NAME, Mutations, asStringMap, httpUrl, parse, positiveInt, slug, stringMap } from './validators.js';
+import { AdminStoreError, HEADER_NAME, type Mutations, asStringMap, httpUrl, parse, positiveInt, slug, stringMap } from './validators.js';
 
 /** A provider as any admin may see it: the API key is write-only. */
 export interface ProviderInfo {

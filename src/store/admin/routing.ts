@@ -5,8 +5,8 @@
 // named, and rolled back, so the running catalog never sees it.
 import { z } from 'zod';
 import { validateRouting, type RoutingProblem } from '../../routing/validate.js';
-import { AcceptCheck, CacheMode, Prisma, RouteStrategy, StickyBy, type PrismaClient } from '../prisma.js';
-import { AdminStoreError, Mutations, label, modelName, parse, positiveInt, slug, type Tx } from './validators.js';
+import { AcceptCheck, CacheMode, type Prisma, RouteStrategy, StickyBy, type PrismaClient } from '../prisma.js';
+import { AdminStoreError, type Mutations, label, modelName, parse, positiveInt, slug, type Tx } from './validators.js';
 
 export interface RouteTargetRecord {
   provider: string;
