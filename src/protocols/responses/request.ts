@@ -154,9 +154,16 @@ export function itemsToMessages(items: readonly Item[], where: string): ChatMess
       }
       case 'reasoning':
         return; // a reasoning model's own notes: no chat upstream takes them back
+      case 'web_search_call':
+      case 'file_search_call':
+      case 'code_interpreter_call':
+      case 'image_generation_call':
+        // A built-in tool a native upstream ran in an earlier turn: what it found is in the
+        // message after it, which is what a chat upstream gets.
+        return;
       default:
         throw badRequest(
-          `Input items of type '${String(type).slice(0, 64)}' are not supported (supported: message, function_call, function_call_output, reasoning).`,
+          `Input items of type '${String(type).slice(0, 64)}' are not supported (supported: message, function_call, function_call_output, reasoning, and built-in tool calls from earlier turns).`,
           `${at}.type`,
           'unsupported_value',
         );
