@@ -150,6 +150,9 @@ export class Pipeline {
 
   private async lookInCache(ex: Exchange, route: Route, parsed: ParsedRequest, header: string | string[] | undefined): Promise<CacheHit | null> {
     const cache = this.deps.cache;
+    // What only a native upstream can answer (a built-in tool, extended thinking) is not in
+    // the canonical question the cache is keyed by, nor in the canonical answer it keeps.
+    if (parsed.nativeOnly) return null;
     // Chat-like protocols share one canonical question, and so their answers.
     const plan = cache?.plan(parsed.chat ? 'chat' : 'embeddings', ex.key!.teamId, route, parsed.chat ?? parsed.body, header);
     if (!cache || !plan) return null;

@@ -29,8 +29,9 @@ beforeAll(async () => {
       { provider: 'sim-b', model: 'chat-backup', priority: 1 },
     ],
   });
+  await store.routing.upsertRoute({ name: 'r-cached', strategy: 'PRIORITY', targets: [{ provider: 'oai', model: 'gpt-cached' }], cache: { mode: 'EXACT', ttlSeconds: 600 } as any });
   await store.routing.upsertRoute({ name: 'r-hang', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'oai', model: 'native-hang' }] });
-  for (const model of ['gpt-native', 'native-first', 'native-hang']) {
+  for (const model of ['gpt-native', 'gpt-cached', 'native-first', 'native-hang']) {
     await store.pricing.setPrice({ provider: 'oai', model, inputPerMTokUsd: PRICE.in, outputPerMTokUsd: PRICE.out, cachedInputPerMTokUsd: PRICE.cached });
   }
   await store.pricing.setPrice({ provider: 'sim-b', model: 'chat-backup', inputPerMTokUsd: 0.5, outputPerMTokUsd: 1.5 });
@@ -194,6 +195,29 @@ describe('native passthrough', () => {
       { role: 'assistant', content: second.output_text },
       { role: 'user', content: 'Thanks.' },
     ]);
+  });
+});
+
+describe('cache', () => {
+  it('a native answer is cached like a translated one; a built-in tool request bypasses the cache', async () => {
+    const client = gw.client(key.secret);
+    const ask = (extra: Record<string, unknown> = {}) => client.responses.create({ model: 'r-cached', input: 'Cache me.', temperature: 0, ...extra } as any).withResponse();
+    const first = await ask();
+    const second = await ask();
+    expect([first.response.headers.get('x-tollgate-cache'), second.response.headers.get('x-tollgate-cache')]).toEqual(['miss', 'exact']);
+    expect(second.data.output_text).toBe(first.data.output_text);
+    expect(second.data.id).toBe(gatewayId(second.response.headers.get('x-tollgate-receipt-id')));
+    expect(second.data.usage).toMatchObject({ input_tokens: first.data.usage!.input_tokens, output_tokens: 8 });
+    expect(responsesCalls()).toHaveLength(1);
+
+    // Same question with web_search: not the cached answer, and not cached either.
+    const searched = await ask({ tools: [{ type: 'web_search' }] });
+    const again = await ask({ tools: [{ type: 'web_search' }] });
+    for (const r of [searched, again]) {
+      expect(r.response.headers.get('x-tollgate-cache')).toBe('bypass');
+      expect(r.data.output[0]!.type).toBe('web_search_call');
+    }
+    expect(responsesCalls()).toHaveLength(3);
   });
 });
 
