@@ -29,6 +29,15 @@ beforeAll(async () => {
       { provider: 'sim-b', model: 'chat-backup', priority: 1 },
     ],
   });
+  await store.routing.upsertRoute({
+    name: 'r-mixed-2',
+    strategy: 'PRIORITY',
+    retries: 0,
+    targets: [
+      { provider: 'oai', model: 'native-second', priority: 0 },
+      { provider: 'sim-b', model: 'chat-backup', priority: 1 },
+    ],
+  });
   await store.routing.upsertRoute({ name: 'r-cached', strategy: 'PRIORITY', targets: [{ provider: 'oai', model: 'gpt-cached' }], cache: { mode: 'EXACT', ttlSeconds: 600 } as any });
   await store.routing.upsertRoute({ name: 'r-hang', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'oai', model: 'native-hang' }] });
   for (const model of ['gpt-native', 'gpt-cached', 'native-first', 'native-hang']) {
@@ -161,11 +170,23 @@ describe('native passthrough', () => {
     expect(JSON.parse(call.arguments)).toHaveProperty('city');
     expect(responsesCalls()[0]!.body.tools).toEqual([weather]);
 
+    // Streamed: the arguments arrive as the upstream's deltas, and add up to the final call.
+    const stream = client.responses.stream({ model: 'r-native', input: 'Please call get_weather for Bergen.', tools: [weather], store: false });
+    let args = '';
+    for await (const event of stream) if (event.type === 'response.function_call_arguments.delta') args += event.delta;
+    const streamedResponse = await stream.finalResponse();
+    const streamed = streamedResponse.output.find((o) => o.type === 'function_call') as any;
+    expect(streamed.arguments).toBe(args);
+    expect(JSON.parse(args)).toHaveProperty('city');
+    expect(streamedResponse.id).toMatch(/^resp_[0-9a-f]{32}$/);
+    expect((await client.responses.retrieve(streamedResponse.id).catch((e) => e)).status).toBe(404); // store: false
+    expect((await client.responses.retrieve(first.id)).id).toBe(first.id);
+
     const second = await client.responses.create({ model: 'r-native', previous_response_id: first.id, input: [{ type: 'function_call_output', call_id: call.call_id, output: '{"temp":-3}' }], tools: [weather] });
     expect(second.previous_response_id).toBe(first.id);
     expect(second.output_text.length).toBeGreaterThan(0);
     // The upstream never saw the gateway's id: it got the conversation as input items.
-    const sent = responsesCalls()[1]!.body;
+    const sent = responsesCalls()[2]!.body;
     expect(sent).not.toHaveProperty('previous_response_id');
     expect(sent.input).toEqual([
       { type: 'message', role: 'user', content: 'Please call get_weather for Oslo.' },
@@ -288,6 +309,22 @@ describe('failures', () => {
     const final = await stream.finalResponse();
     expect(final.output_text).toBe(text);
     expect(chatCalls().at(-1)!.body.stream).toBe(true);
+  });
+
+  it("a native target's 4xx comes back to the client without failover; its 429 fails over", async () => {
+    const client = gw.client(key.secret);
+    gw.sim.behave('native-second', { status: 404, times: 1 });
+    const err: any = await client.responses.create({ model: 'r-mixed-2', input: 'Which model?' }).catch((e) => e);
+    expect(err.status).toBe(404);
+    expect(err.code).toBe('model_not_found');
+    expect(chatCalls()).toHaveLength(0);
+
+    gw.sim.behave('native-second', { status: 429, retryAfterSeconds: 1, times: 1 });
+    const { data: r, response } = await client.responses.create({ model: 'r-mixed-2', input: 'Rate limited?' }).withResponse();
+    expect(r.status).toBe('completed');
+    expect(response.headers.get('x-tollgate-model')).toBe('chat-backup');
+    expect(responsesCalls()).toHaveLength(2);
+    expect(chatCalls()).toHaveLength(1);
   });
 
   it('a stream that breaks mid-way ends with response.failed and exactly one partial receipt', async () => {
