@@ -285,6 +285,44 @@ describe('built-in tools', () => {
   });
 });
 
+describe('what only a native upstream takes', () => {
+  const fileInput = [{ role: 'user' as const, content: [{ type: 'input_text' as const, text: 'Summarise this file.' }, { type: 'input_file' as const, file_id: 'file-abc' }] }];
+
+  it('files, images by file id, computer items and allowed_tools pass through to a native target as sent', async () => {
+    const client = gw.client(key.secret);
+    const r = await client.responses.create({ model: 'r-native', input: fileInput });
+    expect(r.status).toBe('completed');
+    expect(responsesCalls()[0]!.body.input).toEqual(fileInput);
+
+    const image = [{ role: 'user' as const, content: [{ type: 'input_image' as const, file_id: 'file-img', detail: 'auto' as const }] }];
+    await client.responses.create({ model: 'r-native', input: image, tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'web_search' }] }, tools: [{ type: 'web_search' }] } as any);
+    expect(responsesCalls()[1]!.body).toMatchObject({ input: image, tool_choice: { type: 'allowed_tools' } });
+
+    // On a mixed route such a request skips the chat target.
+    await client.responses.create({ model: 'r-mixed', input: [{ type: 'computer_call_output', call_id: 'c1', output: { type: 'computer_screenshot', image_url: 'data:image/png;base64,AA==' } }] } as any);
+    expect(responsesCalls().at(-1)!.body.model).toBe('native-first');
+    expect(chatCalls()).toHaveLength(0);
+  });
+
+  it('is a 400 naming the field on a route without a native target, and keeps a continued conversation native', async () => {
+    const client = gw.client(key.secret);
+    const err: any = await client.responses.create({ model: 'chat-default', input: fileInput }).catch((e) => e);
+    expect(err.status).toBe(400);
+    expect(err.param).toBe('input[0].content[1].type');
+    expect(err.message).toContain('input_file');
+
+    // A stored turn holding a file input: continuing it needs a native upstream as well.
+    const first = await client.responses.create({ model: 'r-native', input: fileInput });
+    const cont: any = await client.responses.create({ model: 'chat-default', previous_response_id: first.id, input: 'And the second page?' }).catch((e) => e);
+    expect(cont.status).toBe(400);
+    expect(cont.param).toBe('previous_response_id[0].content[1].type');
+    const native = await client.responses.create({ model: 'r-native', previous_response_id: first.id, input: 'And the second page?' });
+    expect(native.previous_response_id).toBe(first.id);
+    expect(responsesCalls().at(-1)!.body.input).toEqual([...fileInput, expect.objectContaining({ type: 'message', role: 'assistant' }), { type: 'message', role: 'user', content: 'And the second page?' }]);
+    expect(chatCalls()).toHaveLength(0);
+  });
+});
+
 describe('failures', () => {
   it('a native target answering 500 fails over to a chat-only target, translated (JSON and stream)', async () => {
     const client = gw.client(key.secret);

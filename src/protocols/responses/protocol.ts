@@ -6,7 +6,7 @@ import type { ResponseStore } from '../../store/responses.js';
 import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocol.js';
 import { renderResponse, type ResponseObject, type ResponseShell } from './render.js';
 import { ResponsesRelay } from './relay.js';
-import { itemsToMessages, parseResponsesRequest, type Item, type TranslatedRequest } from './request.js';
+import { itemsToMessages, nativeOnlyCollector, parseResponsesRequest, type Item, type TranslatedRequest } from './request.js';
 import { ResponsesEncoder } from './stream.js';
 
 export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
@@ -33,9 +33,7 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
         includeUsage: false,
         endUser: t.body.user ?? null,
         metadata: t.body.metadata ?? {},
-        nativeOnly: t.builtinTools.length
-          ? { reason: `the built-in tool '${t.builtinTools[0]!.slice(0, 64)}' runs only on an upstream that speaks the Responses API natively`, param: 'tools' }
-          : undefined,
+        nativeOnly: t.nativeOnly,
         state: t,
       };
     },
@@ -47,8 +45,12 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
       if (!items) {
         throw new GatewayError(404, 'invalid_request_error', 'previous_response_not_found', `Previous response with id '${previous.slice(0, 128)}' not found.`, 'previous_response_id');
       }
-      // The earlier turns come after this request's instructions, before its new input.
-      const history = itemsToMessages(items, 'previous_response_id');
+      // The earlier turns come after this request's instructions, before its new input. What
+      // in them only a native upstream takes (an earlier native turn's items) keeps this
+      // request on native upstreams too.
+      const { native, found } = nativeOnlyCollector();
+      const history = itemsToMessages(items, 'previous_response_id', native);
+      parsed.nativeOnly ??= found();
       const messages = parsed.chat!.messages;
       const system = t.body.instructions ? 1 : 0;
       messages.splice(system, 0, ...history);
