@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/gateway/errors.js';
 import { ResponsesRelay } from '../../src/protocols/responses/relay.js';
 import { responseToCompletion } from '../../src/protocols/responses/decode.js';
+import { parseResponsesRequest } from '../../src/protocols/responses/request.js';
 
 const usage = { input_tokens: 120, input_tokens_details: { cached_tokens: 100 }, output_tokens: 30, output_tokens_details: { reasoning_tokens: 20 }, total_tokens: 150 };
 const canonicalUsage = { prompt_tokens: 120, completion_tokens: 30, total_tokens: 150, prompt_tokens_details: { cached_tokens: 100 }, completion_tokens_details: { reasoning_tokens: 20 } };
@@ -115,5 +116,43 @@ describe('ResponsesRelay', () => {
     const data = JSON.parse(event.split('\ndata: ')[1]!);
     expect(event.startsWith('event: response.failed\n')).toBe(true);
     expect(data).toMatchObject({ sequence_number: 2, response: { id: 'resp_gateway', status: 'failed', error: { code: 'server_error', message: 'The upstream stream broke.' } } });
+  });
+});
+
+describe('parseResponsesRequest: what only a native upstream takes', () => {
+  const user = (content: unknown[]) => ({ model: 'm', input: [{ role: 'user', content }] });
+
+  it('marks the request native-only with the first finding, and leaves it out of the canonical request', () => {
+    const t = parseResponsesRequest({ ...user([{ type: 'input_text', text: 'Read it.' }, { type: 'input_file', file_id: 'f' }]), tools: [{ type: 'web_search' }] });
+    // Tools are read before the input: the tool is the finding reported.
+    expect(t.nativeOnly).toEqual({ reason: "the built-in tool 'web_search' needs an upstream that speaks the Responses API natively", param: 'tools' });
+    expect(t.chat.messages).toEqual([{ role: 'user', content: 'Read it.' }]);
+    expect(t.chat).not.toHaveProperty('tools');
+
+    expect(parseResponsesRequest(user([{ type: 'input_file', file_id: 'f' }])).nativeOnly?.param).toBe('input[0].content[0].type');
+    expect(parseResponsesRequest(user([{ type: 'input_image', file_id: 'f' }])).nativeOnly?.param).toBe('input[0].content[0].image_url');
+    expect(parseResponsesRequest({ model: 'm', input: [{ type: 'item_reference', id: 'msg_1' }] }).nativeOnly?.param).toBe('input[0].type');
+    expect(parseResponsesRequest({ model: 'm', input: 'x', prompt: { id: 'pmpt_1' } }).nativeOnly?.param).toBe('prompt');
+    expect(parseResponsesRequest({ model: 'm', input: 'x', tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } }).nativeOnly?.param).toBe('tool_choice');
+    expect(parseResponsesRequest({ model: 'm', input: 'x', tools: [{ type: 'function', name: 'f' }] }).nativeOnly).toBeUndefined();
+  });
+
+  it('what no upstream can be given stays a 400; built-in tool calls of earlier turns are left out of a translation', () => {
+    expect(() => parseResponsesRequest({ model: 'm', input: 'x', conversation: { id: 'conv_1' } })).toThrow(/conversation/);
+    expect(() => parseResponsesRequest(user([{ type: 'input_video' }]))).toThrow(/input_video/);
+    expect(() => parseResponsesRequest(user([{ type: 'input_image' }]))).toThrow(/image_url/);
+    const t = parseResponsesRequest({
+      model: 'm',
+      input: [
+        { role: 'user', content: 'News?' },
+        { type: 'web_search_call', id: 'ws_1', status: 'completed' },
+        { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Here.' }] },
+      ],
+    });
+    expect(t.nativeOnly).toBeUndefined();
+    expect(t.chat.messages).toEqual([
+      { role: 'user', content: 'News?' },
+      { role: 'assistant', content: 'Here.' },
+    ]);
   });
 });
