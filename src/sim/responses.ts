@@ -9,20 +9,29 @@
 // item, then the message. The simulator stores nothing, so a previous_response_id is a 404,
 // as OpenAI answers an id it does not know.
 import type http from 'node:http';
-import { planChoices, positiveInt, scanPrompt, type AnswerRequest, type ChoicePlan } from './answer.js';
+import { type AnswerRequest, type ChoicePlan, planChoices, positiveInt, scanPrompt } from './answer.js';
 import type { BehaviourBook, SimBehaviour } from './behaviour.js';
-import { Exchange, breakConnection, sendJson, startEventStream } from './http.js';
+import { breakConnection, Exchange, sendJson, startEventStream } from './http.js';
 import { sendBehaviourError, sendError } from './openai.js';
 
 type Json = Record<string, any>;
 
 export async function responses(res: http.ServerResponse, body: any, book: BehaviourBook, ids: { n: number }): Promise<void> {
   const model = body.model;
-  if (typeof model !== 'string' || model.length === 0) return sendError(res, 400, "Missing required parameter: 'model'.", 'invalid_request_error', 'model', 'missing_required_parameter');
+  if (typeof model !== 'string' || model.length === 0)
+    return sendError(res, 400, "Missing required parameter: 'model'.", 'invalid_request_error', 'model', 'missing_required_parameter');
   const input = body.input;
-  if (typeof input !== 'string' && !Array.isArray(input)) return sendError(res, 400, "Missing required parameter: 'input'.", 'invalid_request_error', 'input', 'missing_required_parameter');
+  if (typeof input !== 'string' && !Array.isArray(input))
+    return sendError(res, 400, "Missing required parameter: 'input'.", 'invalid_request_error', 'input', 'missing_required_parameter');
   if (typeof body.previous_response_id === 'string') {
-    return sendError(res, 404, `Previous response with id '${body.previous_response_id.slice(0, 128)}' not found.`, 'invalid_request_error', 'previous_response_id', 'previous_response_not_found');
+    return sendError(
+      res,
+      404,
+      `Previous response with id '${body.previous_response_id.slice(0, 128)}' not found.`,
+      'invalid_request_error',
+      'previous_response_id',
+      'previous_response_not_found',
+    );
   }
 
   const b = book.resolve(model);
@@ -35,17 +44,23 @@ export async function responses(res: http.ServerResponse, body: any, book: Behav
   const prompt = scanPrompt(messagesOf(body), body.tools);
   const request = answerRequest(body);
   const plan = planChoices(request, b, prompt, 1, ids, 'call_sim')[0];
-  const searches = !plan.tool && request.toolChoice !== 'none' && Array.isArray(body.tools) && body.tools.some((t: any) => typeof t?.type === 'string' && t.type.startsWith('web_search'));
+  const searches =
+    !plan.tool &&
+    request.toolChoice !== 'none' &&
+    Array.isArray(body.tools) &&
+    body.tools.some((t: any) => typeof t?.type === 'string' && t.type.startsWith('web_search'));
   const n = (++ids.n).toString(36);
+  // Cache reads come on top of the prompt's estimate, reasoning on top of the answer's tokens (as on the chat wire).
   const cached = b.cacheReadTokens ?? 0;
+  const reasoning = b.reasoningTokens ?? 0;
   const usage = b.omitUsage
     ? null
     : {
         input_tokens: prompt.tokens + cached,
         input_tokens_details: { cached_tokens: cached },
-        output_tokens: plan.pieces.length,
-        output_tokens_details: { reasoning_tokens: 0 },
-        total_tokens: prompt.tokens + cached + plan.pieces.length,
+        output_tokens: plan.pieces.length + reasoning,
+        output_tokens_details: { reasoning_tokens: reasoning },
+        total_tokens: prompt.tokens + cached + plan.pieces.length + reasoning,
       };
   const shell = {
     id: `resp_sim${n}`,
@@ -66,7 +81,9 @@ export async function responses(res: http.ServerResponse, body: any, book: Behav
     truncation: 'disabled',
     user: body.user ?? null,
   };
-  const search = searches ? { type: 'web_search_call', id: `ws_sim${n}`, status: 'completed', action: { type: 'search', query: prompt.lastUserText ?? '' } } : null;
+  const search = searches
+    ? { type: 'web_search_call', id: `ws_sim${n}`, status: 'completed', action: { type: 'search', query: prompt.lastUserText ?? '' } }
+    : null;
   const item = outputItem(plan, n);
   const final = (output: Json[]) => ({
     ...shell,
@@ -118,7 +135,8 @@ function answerRequest(body: any): AnswerRequest {
     maxTokens: positiveInt(body.max_output_tokens),
     tools,
     toolChoice: choice === 'none' || choice === 'required' ? choice : choice?.type === 'function' ? { name: choice.name } : 'auto',
-    format: format?.type === 'json_schema' ? { type: 'json_schema', schema: format.schema } : format?.type === 'json_object' ? { type: 'json_object' } : undefined,
+    format:
+      format?.type === 'json_schema' ? { type: 'json_schema', schema: format.schema } : format?.type === 'json_object' ? { type: 'json_object' } : undefined,
     stop: [],
   };
 }
@@ -170,12 +188,20 @@ async function streamResponse(
   const call = item.type === 'function_call';
   const refusal = !call && item.content[0].type === 'refusal';
   const emptyPart = refusal ? { type: 'refusal', refusal: '' } : { type: 'output_text', text: '', annotations: [], logprobs: [] };
-  event('response.output_item.added', { output_index: at.output_index, item: call ? { ...item, arguments: '', status: 'in_progress' } : { ...item, status: 'in_progress', content: [] } });
+  event('response.output_item.added', {
+    output_index: at.output_index,
+    item: call ? { ...item, arguments: '', status: 'in_progress' } : { ...item, status: 'in_progress', content: [] },
+  });
   if (!call) event('response.content_part.added', { ...at, content_index: 0, part: emptyPart });
   const delta = (piece: string) =>
     call
       ? event('response.function_call_arguments.delta', { ...at, delta: piece })
-      : event(refusal ? 'response.refusal.delta' : 'response.output_text.delta', { ...at, content_index: 0, delta: piece, ...(refusal ? {} : { logprobs: [] }) });
+      : event(refusal ? 'response.refusal.delta' : 'response.output_text.delta', {
+          ...at,
+          content_index: 0,
+          delta: piece,
+          ...(refusal ? {} : { logprobs: [] }),
+        });
 
   const drip = b.dripMs ?? 0;
   const gap = b.tokensPerSecond ? 1000 / b.tokensPerSecond : 0;
@@ -199,7 +225,11 @@ async function streamResponse(
   const text = plan.pieces.join('');
   if (call) event('response.function_call_arguments.done', { ...at, name: item.name, arguments: text });
   else {
-    event(refusal ? 'response.refusal.done' : 'response.output_text.done', { ...at, content_index: 0, ...(refusal ? { refusal: text } : { text, logprobs: [] }) });
+    event(refusal ? 'response.refusal.done' : 'response.output_text.done', {
+      ...at,
+      content_index: 0,
+      ...(refusal ? { refusal: text } : { text, logprobs: [] }),
+    });
     event('response.content_part.done', { ...at, content_index: 0, part: item.content[0] });
   }
   event('response.output_item.done', { output_index: at.output_index, item });

@@ -38,7 +38,12 @@ beforeAll(async () => {
       { provider: 'sim-b', model: 'chat-backup', priority: 1 },
     ],
   });
-  await store.routing.upsertRoute({ name: 'r-cached', strategy: 'PRIORITY', targets: [{ provider: 'oai', model: 'gpt-cached' }], cache: { mode: 'EXACT', ttlSeconds: 600 } as any });
+  await store.routing.upsertRoute({
+    name: 'r-cached',
+    strategy: 'PRIORITY',
+    targets: [{ provider: 'oai', model: 'gpt-cached' }],
+    cache: { mode: 'EXACT', ttlSeconds: 600 } as any,
+  });
   await store.routing.upsertRoute({ name: 'r-hang', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'oai', model: 'native-hang' }] });
   for (const model of ['gpt-native', 'gpt-cached', 'native-first', 'native-hang']) {
     await store.pricing.setPrice({ provider: 'oai', model, inputPerMTokUsd: PRICE.in, outputPerMTokUsd: PRICE.out, cachedInputPerMTokUsd: PRICE.cached });
@@ -66,7 +71,10 @@ const gatewayId = (receiptId: string | null) => `resp_${receiptId!.replaceAll('-
 
 /** The simulator's prompt estimate for a Responses body (what it reports as input_tokens, before cache reads). */
 function promptEstimate(body: any): number {
-  const messages = [...(body.instructions ? [{ role: 'system', content: body.instructions }] : []), ...(typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : body.input)];
+  const messages = [
+    ...(body.instructions ? [{ role: 'system', content: body.instructions }] : []),
+    ...(typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : body.input),
+  ];
   return scanPrompt(messages, body.tools).tokens;
 }
 
@@ -79,7 +87,7 @@ const rawStream = (model: string, input: string, extra: Record<string, unknown> 
 
 describe('native passthrough', () => {
   it('JSON: the upstream gets the Responses body, the client its answer under the gateway id, the receipt its usage and cost', async () => {
-    gw.sim.behave('gpt-native', { cacheReadTokens: 4 });
+    gw.sim.behave('gpt-native', { cacheReadTokens: 4, reasoningTokens: 5 });
     const { data: r, response } = await gw
       .client(key.secret)
       .responses.create({ model: 'r-native', instructions: 'Be brief.', input: 'What is a gateway?', max_output_tokens: 50, metadata: { feature: 'docs' } })
@@ -90,7 +98,13 @@ describe('native passthrough', () => {
     expect(responsesCalls()).toHaveLength(1);
     const sent = responsesCalls()[0]!;
     expect(sent.headers.authorization).toBe('Bearer sk-oai-upstream');
-    expect(sent.body).toEqual({ model: 'gpt-native', instructions: 'Be brief.', input: 'What is a gateway?', max_output_tokens: 50, metadata: { feature: 'docs' } });
+    expect(sent.body).toEqual({
+      model: 'gpt-native',
+      instructions: 'Be brief.',
+      input: 'What is a gateway?',
+      max_output_tokens: 50,
+      metadata: { feature: 'docs' },
+    });
 
     // The upstream's answer (its item ids, its model), under the gateway's id.
     const receiptId = response.headers.get('x-tollgate-receipt-id');
@@ -100,13 +114,28 @@ describe('native passthrough', () => {
     expect(r.output[0]).toMatchObject({ type: 'message', id: expect.stringMatching(/^msg_sim/), role: 'assistant', status: 'completed' });
     expect(r.output_text.split(' ')).toHaveLength(8);
     const input = promptEstimate(sent.body) + 4;
-    expect(r.usage).toMatchObject({ input_tokens: input, input_tokens_details: { cached_tokens: 4 }, output_tokens: 8, output_tokens_details: { reasoning_tokens: 0 } });
+    expect(r.usage).toMatchObject({
+      input_tokens: input,
+      input_tokens_details: { cached_tokens: 4 },
+      output_tokens: 13,
+      output_tokens_details: { reasoning_tokens: 5 },
+    });
     expect(response.headers.get('x-tollgate-provider')).toBe('oai');
     expect(response.headers.get('x-tollgate-model')).toBe('gpt-native');
 
     const rec = await receipt(receiptId);
-    expect(rec).toMatchObject({ endpoint: '/v1/responses', status: 'ok', feature: 'docs', prompt_tokens: input, cached_tokens: 4, completion_tokens: 8, usage_estimated: false });
-    expect(rec.cost_usd).toBeCloseTo(((input - 4) * PRICE.in + 4 * PRICE.cached + 8 * PRICE.out) / 1e6, 12);
+    expect(rec).toMatchObject({
+      endpoint: '/v1/responses',
+      status: 'ok',
+      feature: 'docs',
+      prompt_tokens: input,
+      cached_tokens: 4,
+      completion_tokens: 13,
+      reasoning_tokens: 5,
+      usage_estimated: false,
+    });
+    // Reasoning is billed as output (it is part of output_tokens).
+    expect(rec.cost_usd).toBeCloseTo(((input - 4) * PRICE.in + 4 * PRICE.cached + 13 * PRICE.out) / 1e6, 12);
 
     // Stored as the client got it: GET /v1/responses/{id} answers the same object.
     const { output_text: _convenience, ...stored } = (await gw.client(key.secret).responses.retrieve(r.id)) as any;
@@ -162,7 +191,12 @@ describe('native passthrough', () => {
   });
 
   it('a function call passes through, and its output continues the conversation by previous_response_id', async () => {
-    const weather = { type: 'function' as const, name: 'get_weather', strict: true, parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false } };
+    const weather = {
+      type: 'function' as const,
+      name: 'get_weather',
+      strict: true,
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+    };
     const client = gw.client(key.secret);
     const first = await client.responses.create({ model: 'r-native', input: 'Please call get_weather for Oslo.', tools: [weather] });
     const call = first.output.find((o) => o.type === 'function_call') as any;
@@ -182,7 +216,12 @@ describe('native passthrough', () => {
     expect((await client.responses.retrieve(streamedResponse.id).catch((e) => e)).status).toBe(404); // store: false
     expect((await client.responses.retrieve(first.id)).id).toBe(first.id);
 
-    const second = await client.responses.create({ model: 'r-native', previous_response_id: first.id, input: [{ type: 'function_call_output', call_id: call.call_id, output: '{"temp":-3}' }], tools: [weather] });
+    const second = await client.responses.create({
+      model: 'r-native',
+      previous_response_id: first.id,
+      input: [{ type: 'function_call_output', call_id: call.call_id, output: '{"temp":-3}' }],
+      tools: [weather],
+    });
     expect(second.previous_response_id).toBe(first.id);
     expect(second.output_text.length).toBeGreaterThan(0);
     // The upstream never saw the gateway's id: it got the conversation as input items.
@@ -222,7 +261,8 @@ describe('native passthrough', () => {
 describe('cache', () => {
   it('a native answer is cached like a translated one; a built-in tool request bypasses the cache', async () => {
     const client = gw.client(key.secret);
-    const ask = (extra: Record<string, unknown> = {}) => client.responses.create({ model: 'r-cached', input: 'Cache me.', temperature: 0, ...extra } as any).withResponse();
+    const ask = (extra: Record<string, unknown> = {}) =>
+      client.responses.create({ model: 'r-cached', input: 'Cache me.', temperature: 0, ...extra } as any).withResponse();
     const first = await ask();
     const second = await ask();
     expect([first.response.headers.get('x-tollgate-cache'), second.response.headers.get('x-tollgate-cache')]).toEqual(['miss', 'exact']);
@@ -286,7 +326,15 @@ describe('built-in tools', () => {
 });
 
 describe('what only a native upstream takes', () => {
-  const fileInput = [{ role: 'user' as const, content: [{ type: 'input_text' as const, text: 'Summarise this file.' }, { type: 'input_file' as const, file_id: 'file-abc' }] }];
+  const fileInput = [
+    {
+      role: 'user' as const,
+      content: [
+        { type: 'input_text' as const, text: 'Summarise this file.' },
+        { type: 'input_file' as const, file_id: 'file-abc' },
+      ],
+    },
+  ];
 
   it('files, images by file id, computer items and allowed_tools pass through to a native target as sent', async () => {
     const client = gw.client(key.secret);
@@ -295,11 +343,19 @@ describe('what only a native upstream takes', () => {
     expect(responsesCalls()[0]!.body.input).toEqual(fileInput);
 
     const image = [{ role: 'user' as const, content: [{ type: 'input_image' as const, file_id: 'file-img', detail: 'auto' as const }] }];
-    await client.responses.create({ model: 'r-native', input: image, tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'web_search' }] }, tools: [{ type: 'web_search' }] } as any);
+    await client.responses.create({
+      model: 'r-native',
+      input: image,
+      tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'web_search' }] },
+      tools: [{ type: 'web_search' }],
+    } as any);
     expect(responsesCalls()[1]!.body).toMatchObject({ input: image, tool_choice: { type: 'allowed_tools' } });
 
     // On a mixed route such a request skips the chat target.
-    await client.responses.create({ model: 'r-mixed', input: [{ type: 'computer_call_output', call_id: 'c1', output: { type: 'computer_screenshot', image_url: 'data:image/png;base64,AA==' } }] } as any);
+    await client.responses.create({
+      model: 'r-mixed',
+      input: [{ type: 'computer_call_output', call_id: 'c1', output: { type: 'computer_screenshot', image_url: 'data:image/png;base64,AA==' } }],
+    } as any);
     expect(responsesCalls().at(-1)!.body.model).toBe('native-first');
     expect(chatCalls()).toHaveLength(0);
   });
@@ -318,7 +374,11 @@ describe('what only a native upstream takes', () => {
     expect(cont.param).toBe('previous_response_id[0].content[1].type');
     const native = await client.responses.create({ model: 'r-native', previous_response_id: first.id, input: 'And the second page?' });
     expect(native.previous_response_id).toBe(first.id);
-    expect(responsesCalls().at(-1)!.body.input).toEqual([...fileInput, expect.objectContaining({ type: 'message', role: 'assistant' }), { type: 'message', role: 'user', content: 'And the second page?' }]);
+    expect(responsesCalls().at(-1)!.body.input).toEqual([
+      ...fileInput,
+      expect.objectContaining({ type: 'message', role: 'assistant' }),
+      { type: 'message', role: 'user', content: 'And the second page?' },
+    ]);
     expect(chatCalls()).toHaveLength(0);
   });
 });

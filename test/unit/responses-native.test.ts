@@ -4,12 +4,24 @@
 // receipt.
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/gateway/errors.js';
-import { ResponsesRelay } from '../../src/protocols/responses/relay.js';
 import { responseToCompletion } from '../../src/protocols/responses/decode.js';
+import { ResponsesRelay } from '../../src/protocols/responses/relay.js';
 import { parseResponsesRequest } from '../../src/protocols/responses/request.js';
 
-const usage = { input_tokens: 120, input_tokens_details: { cached_tokens: 100 }, output_tokens: 30, output_tokens_details: { reasoning_tokens: 20 }, total_tokens: 150 };
-const canonicalUsage = { prompt_tokens: 120, completion_tokens: 30, total_tokens: 150, prompt_tokens_details: { cached_tokens: 100 }, completion_tokens_details: { reasoning_tokens: 20 } };
+const usage = {
+  input_tokens: 120,
+  input_tokens_details: { cached_tokens: 100 },
+  output_tokens: 30,
+  output_tokens_details: { reasoning_tokens: 20 },
+  total_tokens: 150,
+};
+const canonicalUsage = {
+  prompt_tokens: 120,
+  completion_tokens: 30,
+  total_tokens: 150,
+  prompt_tokens_details: { cached_tokens: 100 },
+  completion_tokens_details: { reasoning_tokens: 20 },
+};
 
 describe('responseToCompletion', () => {
   it('reads text, refusals, function calls, usage and how the response ended', () => {
@@ -22,7 +34,15 @@ describe('responseToCompletion', () => {
       output: [
         { type: 'reasoning', id: 'rs_1', summary: [] },
         { type: 'web_search_call', id: 'ws_1', status: 'completed' },
-        { type: 'message', id: 'msg_1', role: 'assistant', content: [{ type: 'output_text', text: 'Hello ', annotations: [] }, { type: 'output_text', text: 'there', annotations: [] }] },
+        {
+          type: 'message',
+          id: 'msg_1',
+          role: 'assistant',
+          content: [
+            { type: 'output_text', text: 'Hello ', annotations: [] },
+            { type: 'output_text', text: 'there', annotations: [] },
+          ],
+        },
         { type: 'function_call', id: 'fc_1', call_id: 'call_1', name: 'get_weather', arguments: '{"city":"Oslo"}' },
       ],
       usage,
@@ -30,10 +50,18 @@ describe('responseToCompletion', () => {
     expect(c).toMatchObject({ object: 'chat.completion', model: 'gpt-x', created: 1700000000, usage: canonicalUsage });
     expect(c.choices[0]).toMatchObject({
       finish_reason: 'tool_calls',
-      message: { role: 'assistant', content: 'Hello there', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] },
+      message: {
+        role: 'assistant',
+        content: 'Hello there',
+        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }],
+      },
     });
 
-    const cut = responseToCompletion({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, output: [{ type: 'message', content: [{ type: 'output_text', text: 'Hel' }] }] });
+    const cut = responseToCompletion({
+      status: 'incomplete',
+      incomplete_details: { reason: 'max_output_tokens' },
+      output: [{ type: 'message', content: [{ type: 'output_text', text: 'Hel' }] }],
+    });
     expect(cut.choices[0]!.finish_reason).toBe('length');
     expect(cut).not.toHaveProperty('usage');
     const refused = responseToCompletion({ status: 'completed', output: [{ type: 'message', content: [{ type: 'refusal', refusal: 'No.' }] }] });
@@ -46,15 +74,28 @@ describe('responseToCompletion', () => {
   });
 });
 
-const ev = (type: string, fields: Record<string, unknown>, seq: number) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq, ...fields })}\n\n`;
-const upstreamResponse = (status: string, extra: Record<string, unknown> = {}) => ({ id: 'resp_upstream', object: 'response', status, previous_response_id: null, output: [], usage: null, ...extra });
+const ev = (type: string, fields: Record<string, unknown>, seq: number) =>
+  `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq, ...fields })}\n\n`;
+const upstreamResponse = (status: string, extra: Record<string, unknown> = {}) => ({
+  id: 'resp_upstream',
+  object: 'response',
+  status,
+  previous_response_id: null,
+  output: [],
+  usage: null,
+  ...extra,
+});
 const identity = { id: 'resp_gateway', previousResponseId: 'resp_before' };
 
 describe('ResponsesRelay', () => {
   it('holds the opening events until content, rewrites response ids, holds the final event for close', () => {
     let stored: Record<string, unknown> | null = null;
     const relay = new ResponsesRelay(identity, true, (r) => (stored = r));
-    expect(relay.push(ev('response.created', { response: upstreamResponse('in_progress') }, 0) + ev('response.in_progress', { response: upstreamResponse('in_progress') }, 1))).toBe('');
+    expect(
+      relay.push(
+        ev('response.created', { response: upstreamResponse('in_progress') }, 0) + ev('response.in_progress', { response: upstreamResponse('in_progress') }, 1),
+      ),
+    ).toBe('');
 
     const item = { type: 'function_call', id: 'fc_1', call_id: 'call_1', name: 'lookup', arguments: '', status: 'in_progress' };
     const out = relay.push(
@@ -80,7 +121,12 @@ describe('ResponsesRelay', () => {
     expect(events[3]).toBe(ev('response.output_text.delta', { item_id: 'msg_1', output_index: 0, content_index: 0, delta: 'Hi' }, 3).trimEnd());
 
     const final = upstreamResponse('completed', { output: [{ type: 'message', content: [{ type: 'output_text', text: 'Hi' }] }], usage });
-    expect(relay.push(ev('response.function_call_arguments.delta', { item_id: 'fc_1', output_index: 1, delta: '1}' }, 6).slice(20) + ev('response.completed', { response: final }, 7))).toContain('"delta":"1}"');
+    expect(
+      relay.push(
+        ev('response.function_call_arguments.delta', { item_id: 'fc_1', output_index: 1, delta: '1}' }, 6).slice(20) +
+          ev('response.completed', { response: final }, 7),
+      ),
+    ).toContain('"delta":"1}"');
     relay.end();
     expect(relay.tally).toMatchObject({ done: true, upstreamError: null, deliveredText: 'Hi{"q":1}', usage: canonicalUsage });
     expect(stored).toBeNull(); // kept only once the answer is complete and recorded
@@ -107,7 +153,10 @@ describe('ResponsesRelay', () => {
 
   it('response.failed is an upstream error, never done; a break gets a response.failed numbered after the last event', () => {
     const failed = new ResponsesRelay(identity, false);
-    failed.push(ev('response.output_text.delta', { delta: 'x' }, 4) + ev('response.failed', { response: upstreamResponse('failed', { error: { code: 'server_error', message: 'boom' } }) }, 5));
+    failed.push(
+      ev('response.output_text.delta', { delta: 'x' }, 4) +
+        ev('response.failed', { response: upstreamResponse('failed', { error: { code: 'server_error', message: 'boom' } }) }, 5),
+    );
     expect(failed.tally).toMatchObject({ done: false, upstreamError: { code: 'server_error', message: 'boom' } });
 
     const broken = new ResponsesRelay(identity, false);
@@ -115,7 +164,10 @@ describe('ResponsesRelay', () => {
     const event = broken.fail(new GatewayError(502, 'api_error', 'upstream_stream_interrupted', 'The upstream stream broke.'));
     const data = JSON.parse(event.split('\ndata: ')[1]!);
     expect(event.startsWith('event: response.failed\n')).toBe(true);
-    expect(data).toMatchObject({ sequence_number: 2, response: { id: 'resp_gateway', status: 'failed', error: { code: 'server_error', message: 'The upstream stream broke.' } } });
+    expect(data).toMatchObject({
+      sequence_number: 2,
+      response: { id: 'resp_gateway', status: 'failed', error: { code: 'server_error', message: 'The upstream stream broke.' } },
+    });
   });
 });
 
@@ -123,7 +175,13 @@ describe('parseResponsesRequest: what only a native upstream takes', () => {
   const user = (content: unknown[]) => ({ model: 'm', input: [{ role: 'user', content }] });
 
   it('marks the request native-only with the first finding, and leaves it out of the canonical request', () => {
-    const t = parseResponsesRequest({ ...user([{ type: 'input_text', text: 'Read it.' }, { type: 'input_file', file_id: 'f' }]), tools: [{ type: 'web_search' }] });
+    const t = parseResponsesRequest({
+      ...user([
+        { type: 'input_text', text: 'Read it.' },
+        { type: 'input_file', file_id: 'f' },
+      ]),
+      tools: [{ type: 'web_search' }],
+    });
     // Tools are read before the input: the tool is the finding reported.
     expect(t.nativeOnly).toEqual({ reason: "the built-in tool 'web_search' needs an upstream that speaks the Responses API natively", param: 'tools' });
     expect(t.chat.messages).toEqual([{ role: 'user', content: 'Read it.' }]);
@@ -133,7 +191,9 @@ describe('parseResponsesRequest: what only a native upstream takes', () => {
     expect(parseResponsesRequest(user([{ type: 'input_image', file_id: 'f' }])).nativeOnly?.param).toBe('input[0].content[0].image_url');
     expect(parseResponsesRequest({ model: 'm', input: [{ type: 'item_reference', id: 'msg_1' }] }).nativeOnly?.param).toBe('input[0].type');
     expect(parseResponsesRequest({ model: 'm', input: 'x', prompt: { id: 'pmpt_1' } }).nativeOnly?.param).toBe('prompt');
-    expect(parseResponsesRequest({ model: 'm', input: 'x', tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } }).nativeOnly?.param).toBe('tool_choice');
+    expect(parseResponsesRequest({ model: 'm', input: 'x', tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } }).nativeOnly?.param).toBe(
+      'tool_choice',
+    );
     expect(parseResponsesRequest({ model: 'm', input: 'x', tools: [{ type: 'function', name: 'f' }] }).nativeOnly).toBeUndefined();
   });
 

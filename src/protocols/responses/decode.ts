@@ -52,7 +52,11 @@ export function responseToCompletion(json: unknown): ChatCompletion {
         else if (part?.type === 'refusal' && typeof part.refusal === 'string') refusal += part.refusal;
       }
     } else if (item?.type === 'function_call') {
-      calls.push({ id: String(item.call_id ?? ''), type: 'function', function: { name: String(item.name ?? ''), arguments: typeof item.arguments === 'string' ? item.arguments : '' } });
+      calls.push({
+        id: String(item.call_id ?? ''),
+        type: 'function',
+        function: { name: String(item.name ?? ''), arguments: typeof item.arguments === 'string' ? item.arguments : '' },
+      });
     }
   }
   const usage = canonicalUsage(r.usage);
@@ -116,7 +120,11 @@ export class ResponsesEventReader {
         const index = this.calls.size;
         this.calls.set(Number(e.output_index), index);
         const args = typeof item.arguments === 'string' ? item.arguments : '';
-        return [this.chunk({ tool_calls: [{ index, id: String(item.call_id ?? ''), type: 'function', function: { name: String(item.name ?? ''), arguments: args } }] })];
+        return [
+          this.chunk({
+            tool_calls: [{ index, id: String(item.call_id ?? ''), type: 'function', function: { name: String(item.name ?? ''), arguments: args } }],
+          }),
+        ];
       }
       case 'response.function_call_arguments.delta': {
         const index = this.calls.get(Number(e.output_index));

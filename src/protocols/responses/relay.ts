@@ -11,7 +11,7 @@ import type { GatewayError } from '../../gateway/errors.js';
 import { StreamAssembler, tallyChunk } from '../assemble.js';
 import type { ChatCompletion } from '../canonical.js';
 import { newTally, type StreamPump } from '../protocol.js';
-import { SseFramer, eventData, eventName, sseEvent } from '../sse.js';
+import { eventData, eventName, SseFramer, sseEvent } from '../sse.js';
 import { FINAL_EVENTS, ResponsesEventReader } from './decode.js';
 
 const OPENING_EVENTS = new Set(['response.created', 'response.in_progress', 'response.queued']);
@@ -69,7 +69,11 @@ export class ResponsesRelay implements StreamPump {
   /** The stream broke: a response.failed event, unless the upstream's own error already went out. */
   fail(error: GatewayError): string {
     if (this.forwardedError) return '';
-    const response = { ...(this.snapshot ?? { id: this.identity.id, object: 'response', output: [] }), status: 'failed', error: { code: 'server_error', message: error.message } };
+    const response = {
+      ...(this.snapshot ?? { id: this.identity.id, object: 'response', output: [] }),
+      status: 'failed',
+      error: { code: 'server_error', message: error.message },
+    };
     return sseEvent('response.failed', { type: 'response.failed', sequence_number: this.lastSequence + 1, response });
   }
 

@@ -208,7 +208,10 @@ export function itemsToMessages(items: readonly Item[], where: string, native: N
         // message after it, which is what a chat upstream gets.
         return;
       default:
-        if (typeof type === 'string' && NATIVE_ITEMS.has(type)) return native(`an input item of type '${type}'`, `${at}.type`);
+        if (typeof type === 'string' && NATIVE_ITEMS.has(type)) {
+          native(`an input item of type '${type}'`, `${at}.type`);
+          return;
+        }
         throw badRequest(
           `Input items of type '${String(type).slice(0, 64)}' are not supported (supported: message, function_call, function_call_output, reasoning, and built-in tool calls from earlier turns).`,
           `${at}.type`,
