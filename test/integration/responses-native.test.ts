@@ -255,6 +255,26 @@ describe('native passthrough', () => {
       { role: 'assistant', content: second.output_text },
       { role: 'user', content: 'Thanks.' },
     ]);
+
+    // And a streamed native turn continues it too: its response objects name the client's previous id.
+    const stream = client.responses.stream({ model: 'r-native', previous_response_id: third.id, input: 'Bye.' });
+    let created: any = null;
+    for await (const event of stream) if (event.type === 'response.created') created = event.response;
+    const fourth = await stream.finalResponse();
+    expect(created).toMatchObject({ id: fourth.id, previous_response_id: third.id });
+    expect(fourth.previous_response_id).toBe(third.id);
+    const sent = responsesCalls().at(-1)!.body;
+    expect(sent).not.toHaveProperty('previous_response_id');
+    expect(sent.input.map((i: any) => [i.role, typeof i.content === 'string' ? i.content : i.content[0].text])).toEqual([
+      ['user', 'My name is Ada.'],
+      ['assistant', first.output_text],
+      ['user', 'What is my name?'],
+      ['assistant', second.output_text],
+      ['user', 'Thanks.'],
+      ['assistant', third.output_text],
+      ['user', 'Bye.'],
+    ]);
+    expect((await client.responses.retrieve(fourth.id)).previous_response_id).toBe(third.id);
   });
 });
 
