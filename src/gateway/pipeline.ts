@@ -150,6 +150,9 @@ export class Pipeline {
 
   private async lookInCache(ex: Exchange, route: Route, parsed: ParsedRequest, header: string | string[] | undefined): Promise<CacheHit | null> {
     const cache = this.deps.cache;
+    // What only a native upstream can answer (a built-in tool, extended thinking) is not in
+    // the canonical question the cache is keyed by, nor in the canonical answer it keeps.
+    if (parsed.nativeOnly) return null;
     // Chat-like protocols share one canonical question, and so their answers.
     const plan = cache?.plan(parsed.chat ? 'chat' : 'embeddings', ex.key!.teamId, route, parsed.chat ?? parsed.body, header);
     if (!cache || !plan) return null;
@@ -289,7 +292,7 @@ export class Pipeline {
     const response = sent.ok;
 
     if (ex.stream) {
-      const pump = native ? protocol.relay!(parsed, ex.cacheLookup !== null) : new Transcoder(adapter.decoder(), protocol.encoder(ex.renderContext()));
+      const pump = native ? protocol.relay!(ex.renderContext(), ex.cacheLookup !== null) : new Transcoder(adapter.decoder(), protocol.encoder(ex.renderContext()));
       const relayed = await relayStream(this.deps, this.endings, ex, log, pump, response.body, res, signal);
       if ('unanswered' in relayed) return relayed.unanswered;
       if (relayed.receipt) this.remember(ex, pump.completion(), relayed.receipt.cost_usd, target);
@@ -297,12 +300,13 @@ export class Pipeline {
     }
 
     let buf: Buffer;
+    let json: unknown;
     let answer: ChatCompletion;
     try {
       buf = await readUpstreamBody(response.body);
-      const json = JSON.parse(buf.toString('utf8'));
+      json = JSON.parse(buf.toString('utf8'));
       // Chat-like answers are read as canonical (receipt, cache) even when they pass through.
-      answer = native && !parsed.chat ? json : adapter.answer(json);
+      answer = native && !parsed.chat ? (json as ChatCompletion) : adapter.answer(json, native ? protocol.wire : undefined);
     } catch (err) {
       ex.target = null;
       const failure = err instanceof SyntaxError ? new UpstreamFailure('network_error', 'upstream sent invalid JSON') : classify(err, signal);
@@ -312,7 +316,11 @@ export class Pipeline {
 
     const usage = await usageOf(readUsage(answer?.usage), parsed, () => answerText(answer));
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
-    const body = native ? buf : JSON.stringify(protocol.render(answer, ex.renderContext()));
+    const body = !native
+      ? JSON.stringify(protocol.render(answer, ex.renderContext()))
+      : protocol.relayAnswer
+        ? JSON.stringify(protocol.relayAnswer(json, ex.renderContext()))
+        : buf;
     const receipt = await this.endings.respond(ex, res, response.status, body, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: sha256(body) });
     this.remember(ex, answer, receipt.cost_usd, target);
     return 'answered';

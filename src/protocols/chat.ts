@@ -30,7 +30,7 @@ export const chatProtocol: ClientProtocol = {
   errorBody: (error) => error.body(),
   render: (answer) => answer,
   encoder: (ctx) => new ChatEncoder(ctx.request.includeUsage),
-  relay: (parsed, assemble) => new ChatRelay(parsed.includeUsage, assemble),
+  relay: (ctx, assemble) => new ChatRelay(ctx.request.includeUsage, assemble),
 };
 
 /** Canonical chunks as chat SSE; the usage chunk only when the client asked for it. */

@@ -13,7 +13,11 @@ export type Endpoint = 'chat' | 'responses' | 'messages' | 'embeddings';
 export type Wire = 'chat' | 'responses' | 'messages' | 'embeddings';
 
 export interface ParsedRequest {
-  /** The body as the client sent it (validated): forwarded as is to an upstream of the same wire. */
+  /**
+   * The body as the client sent it (validated): forwarded as is to an upstream of the same
+   * wire. `prepare` may make it self-contained (Responses: the stored conversation a
+   * previous_response_id points at, put into its input).
+   */
   body: Record<string, unknown>;
   /** The request in the canonical form (for chat completions: `body` itself; null for embeddings). */
   chat: ChatRequest | null;
@@ -68,7 +72,12 @@ export interface ClientProtocol {
    * A stream from an upstream that speaks this protocol natively, relayed to the client as
    * sent (`assemble`: also keep the whole answer, canonical, for the cache).
    */
-  relay?(parsed: ParsedRequest, assemble: boolean): StreamPump;
+  relay?(ctx: RenderContext, assemble: boolean): StreamPump;
+  /**
+   * A complete answer from an upstream that speaks this protocol natively, as the client gets
+   * it (Responses: under the gateway's id, and stored). Absent: the upstream's bytes as sent.
+   */
+  relayAnswer?(json: unknown, ctx: RenderContext): unknown;
 }
 
 export interface StreamEncoder {

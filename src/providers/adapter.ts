@@ -7,7 +7,7 @@ import type { Wire } from '../protocols/protocol.js';
 import type { ChunkDecoder } from '../protocols/transcode.js';
 import type { Provider, Target } from '../routing/catalog.js';
 import { anthropic } from './anthropic.js';
-import { openAiCompatible } from './openai-compatible.js';
+import { openAiCompatible, openAiWithResponses } from './openai-compatible.js';
 
 export interface UpstreamRequest {
   /** Appended to the provider's base path, e.g. `/chat/completions`. */
@@ -22,8 +22,11 @@ export interface UpstreamAdapter {
   passthrough(wire: Wire, body: Record<string, unknown>, target: Target, stream: boolean): UpstreamRequest;
   /** The canonical request in this upstream's own protocol; a 400 GatewayError for what it cannot take. */
   request(chat: ChatRequest, target: Target, stream: boolean): UpstreamRequest;
-  /** A complete answer (to `request`, or to a passthrough of a chat-like wire), as canonical. Throws when it is not one. */
-  answer(json: unknown): ChatCompletion;
+  /**
+   * A complete answer as canonical: to `request`, or (`passedThrough`: its wire) to a
+   * passthrough of a chat-like wire. Throws when it is not one.
+   */
+  answer(json: unknown, passedThrough?: Wire): ChatCompletion;
   /** A stream answering `request`, as canonical chunks. */
   decoder(): ChunkDecoder;
   /** An error status and body from this upstream (4xx other than 429) as the error the client gets. */
@@ -32,5 +35,6 @@ export interface UpstreamAdapter {
 
 /** Providers are data: the adapter follows from the API the provider's preset speaks. */
 export function adapterFor(provider: Provider): UpstreamAdapter {
-  return provider.preset.api === 'anthropic' ? anthropic : openAiCompatible;
+  if (provider.preset.api === 'anthropic') return anthropic;
+  return provider.preset.responses ? openAiWithResponses : openAiCompatible;
 }

@@ -1,48 +1,57 @@
 // Every provider that speaks OpenAI's chat completions (OpenRouter, ARK, OpenAI, DeepSeek,
 // Qwen, Zhipu, any compatible base URL, the simulator). Chat completions and embeddings from
 // clients pass through byte for byte apart from the model; other protocols are translated.
+// A provider whose preset serves the Responses API too (OpenAI) gets the variant that also
+// passes Responses requests through (`openAiWithResponses`).
 import { fromUpstreamClientError } from '../gateway/errors.js';
 import type { ChatCompletion, ChatRequest } from '../protocols/canonical.js';
 import { ChatDecoder } from '../protocols/chat.js';
 import type { Wire } from '../protocols/protocol.js';
+import { responseToCompletion } from '../protocols/responses/decode.js';
 import type { Target } from '../routing/catalog.js';
 import type { UpstreamAdapter, UpstreamRequest } from './adapter.js';
 
-const PATHS: Partial<Record<Wire, string>> = { chat: '/chat/completions', embeddings: '/embeddings' };
+const PATHS: Partial<Record<Wire, string>> = { chat: '/chat/completions', embeddings: '/embeddings', responses: '/responses' };
+
+function passthrough(wire: Wire, body: Record<string, unknown>, target: Target, stream: boolean): UpstreamRequest {
+  // Tollgate always asks a chat stream for its usage (receipts bill from it); the relay hides
+  // the usage chunk from a client that did not ask. Responses streams always end with it.
+  const upstreamBody =
+    stream && wire === 'chat'
+      ? { ...body, model: target.upstreamModel, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
+      : { ...body, model: target.upstreamModel };
+  return { path: PATHS[wire]!, body: JSON.stringify(upstreamBody) };
+}
+
+function request(chat: ChatRequest, target: Target, stream: boolean): UpstreamRequest {
+  const body: ChatRequest = { ...chat, model: target.upstreamModel };
+  const field = target.provider.preset.maxTokensField;
+  if (field === 'max_tokens' && body.max_completion_tokens !== undefined) {
+    body.max_tokens ??= body.max_completion_tokens;
+    delete body.max_completion_tokens;
+  }
+  if (stream) {
+    body.stream = true;
+    body.stream_options = { include_usage: true };
+  } else delete body.stream;
+  return { path: '/chat/completions', body: JSON.stringify(body) };
+}
+
+function answer(json: unknown, passedThrough?: Wire): ChatCompletion {
+  if (passedThrough === 'responses') return responseToCompletion(json);
+  const completion = json as ChatCompletion;
+  if (!completion || typeof completion !== 'object' || !Array.isArray(completion.choices)) throw new SyntaxError('upstream answer has no choices');
+  return completion;
+}
 
 export const openAiCompatible: UpstreamAdapter = {
   wires: new Set<Wire>(['chat', 'embeddings']),
-
-  passthrough(wire, body, target, stream): UpstreamRequest {
-    // Tollgate always asks a stream for its usage (receipts bill from it); the relay hides the
-    // usage chunk from a client that did not ask.
-    const upstreamBody = stream
-      ? { ...body, model: target.upstreamModel, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
-      : { ...body, model: target.upstreamModel };
-    return { path: PATHS[wire]!, body: JSON.stringify(upstreamBody) };
-  },
-
-  request(chat, target, stream): UpstreamRequest {
-    const body: ChatRequest = { ...chat, model: target.upstreamModel };
-    const field = target.provider.preset.maxTokensField;
-    if (field === 'max_tokens' && body.max_completion_tokens !== undefined) {
-      body.max_tokens ??= body.max_completion_tokens;
-      delete body.max_completion_tokens;
-    }
-    if (stream) {
-      body.stream = true;
-      body.stream_options = { include_usage: true };
-    } else delete body.stream;
-    return { path: '/chat/completions', body: JSON.stringify(body) };
-  },
-
-  answer(json): ChatCompletion {
-    const completion = json as ChatCompletion;
-    if (!completion || typeof completion !== 'object' || !Array.isArray(completion.choices)) throw new SyntaxError('upstream answer has no choices');
-    return completion;
-  },
-
+  passthrough,
+  request,
+  answer,
   decoder: () => new ChatDecoder(),
-
   error: (status, body) => fromUpstreamClientError(status, body),
 };
+
+/** An OpenAI-compatible provider that also serves POST /responses (its preset says so). */
+export const openAiWithResponses: UpstreamAdapter = { ...openAiCompatible, wires: new Set<Wire>(['chat', 'embeddings', 'responses']) };

@@ -1,7 +1,8 @@
 // Providers are data: an OpenAI-compatible provider is a base URL, an auth header, a model
 // name mapping and a few quirks. Adding a provider is adding a row here (or a `Provider`
 // row with kind OPENAI_COMPATIBLE and a base URL), never a new code path. Anthropic is the one
-// provider with its own API (adapter.ts picks the adapter from `api`).
+// provider with its own API (adapter.ts picks the adapter from `api`); OpenAI also speaks the
+// Responses API natively (`responses`).
 
 export type ProviderKind =
   | 'OPENAI_COMPATIBLE'
@@ -34,6 +35,13 @@ export interface ProviderPreset {
    * `max_completion_tokens`; most compatible APIs know only the older `max_tokens`.
    */
   maxTokensField: 'max_completion_tokens' | 'max_tokens';
+  /**
+   * Whether the provider serves OpenAI's Responses API (`POST {baseUrl}/responses`): then
+   * Responses clients' requests pass through to it natively (built-in tools such as
+   * web_search included) instead of being translated to chat completions. Only OpenAI's own
+   * API does; a compatible provider that gains it is a preset change here.
+   */
+  responses: boolean;
 }
 
 const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defaultName' | 'baseUrl'>): ProviderPreset => ({
@@ -43,6 +51,7 @@ const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defa
   streamUsage: true,
   embeddings: true,
   maxTokensField: 'max_tokens',
+  responses: false,
   ...p,
 });
 
@@ -59,7 +68,7 @@ export const PRESETS: Record<ProviderKind, ProviderPreset> = {
   // Volcengine ARK (Doubao). Model names (doubao-seed-1-6-250615) and endpoint ids (ep-…) are
   // both valid `model` values upstream, so no mapping is needed.
   ARK: preset({ kind: 'ARK', defaultName: 'ark', baseUrl: 'https://ark.cn-beijing.volces.com/api/v3' }),
-  OPENAI: preset({ kind: 'OPENAI', defaultName: 'openai', baseUrl: 'https://api.openai.com/v1', maxTokensField: 'max_completion_tokens' }),
+  OPENAI: preset({ kind: 'OPENAI', defaultName: 'openai', baseUrl: 'https://api.openai.com/v1', maxTokensField: 'max_completion_tokens', responses: true }),
   DEEPSEEK: preset({ kind: 'DEEPSEEK', defaultName: 'deepseek', baseUrl: 'https://api.deepseek.com/v1', embeddings: false }),
   // Alibaba DashScope in OpenAI-compatible mode.
   QWEN: preset({ kind: 'QWEN', defaultName: 'qwen', baseUrl: 'https://dashscope.aliyuncs.com/compatible-mode/v1' }),

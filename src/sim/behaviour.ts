@@ -46,7 +46,8 @@ export interface SimBehaviour {
   cacheWriteTokens?: number;
   /**
    * OpenAI wire only: output tokens reported as reasoning, on top of the answer's own tokens
-   * (in completion_tokens and completion_tokens_details.reasoning_tokens).
+   * (in completion_tokens and completion_tokens_details.reasoning_tokens; Responses: in
+   * output_tokens and output_tokens_details.reasoning_tokens).
    */
   reasoningTokens?: number;
   /** Apply this behaviour to the next N matching requests only, then fall back. */

@@ -41,7 +41,7 @@ export function internalError(res: http.ServerResponse, err: unknown): void {
  * An injected error status, in the shape OpenAI uses for it. 429 mirrors OpenAI's per-minute
  * request limit (type 'requests', code 'rate_limit_exceeded'); 5xx are 'server_error'.
  */
-function sendBehaviourError(res: http.ServerResponse, status: number, b: SimBehaviour, model: string): void {
+export function sendBehaviourError(res: http.ServerResponse, status: number, b: SimBehaviour, model: string): void {
   const extra = b.retryAfterSeconds !== undefined ? { 'retry-after': String(b.retryAfterSeconds) } : undefined;
   let message: string;
   let type: string;

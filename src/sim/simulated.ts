@@ -1,7 +1,8 @@
 /**
  * The simulated provider: a real loopback HTTP server (node:http, no framework) that speaks
- * the OpenAI wire (openai.ts) and the Anthropic Messages wire (anthropic.ts). Tollgate's
- * tests, the proxy benchmark and `tollgate demo` use it as the upstream, so it has to be:
+ * the OpenAI wire (openai.ts; the Responses API: responses.ts) and the Anthropic Messages wire
+ * (anthropic.ts). Tollgate's tests, the proxy benchmark and `tollgate demo` use it as the
+ * upstream, so it has to be:
  *
  * - fast: the benchmark compares Tollgate against this server directly, so per-request work is
  *   a JSON.parse, one pass over the prompt text (length + FNV-1a hash) and one JSON string.
@@ -13,7 +14,7 @@
  *   broken streams and cache usage, per model and for a bounded number of requests (`times`).
  *
  * Endpoints (with or without the `/v1` prefix): POST /chat/completions (JSON and SSE),
- * POST /embeddings, POST /messages (Anthropic, JSON and SSE), GET /models, GET /models/{id}.
+ * POST /responses (JSON and SSE, a web_search tool included), POST /embeddings, POST /messages (Anthropic, JSON and SSE), GET /models, GET /models/{id}.
  * Anything else is a 404 in OpenAI's error shape.
  */
 import http from 'node:http';
@@ -22,6 +23,7 @@ import { messages, sendAnthropicError } from './anthropic.js';
 import { BehaviourBook, OWNER, type SimBehaviour } from './behaviour.js';
 import { sendJson } from './http.js';
 import { chat, embeddings, internalError, sendError } from './openai.js';
+import { responses } from './responses.js';
 
 export { SIMULATED_MODELS, type SimBehaviour } from './behaviour.js';
 export { SIM_EMBEDDING_DIMS } from './openai.js';
@@ -152,11 +154,11 @@ export async function startSimulatedProvider(opts: SimulatedProviderOptions = {}
     }
     if (tooLarge) return sendError(res, 413, 'Request body too large.', 'invalid_request_error', null, null);
 
-    if (method === 'POST' && (route === '/chat/completions' || route === '/embeddings')) {
+    if (method === 'POST' && (route === '/chat/completions' || route === '/embeddings' || route === '/responses')) {
       if (badJson || body === null || typeof body !== 'object' || Array.isArray(body)) {
         return sendError(res, 400, 'We could not parse the JSON body of your request: expected a JSON object.', 'invalid_request_error', null, null);
       }
-      const task = route === '/chat/completions' ? chat(res, body, book, ids) : embeddings(res, body, book);
+      const task = route === '/chat/completions' ? chat(res, body, book, ids) : route === '/responses' ? responses(res, body, book, ids) : embeddings(res, body, book);
       task.catch((err) => internalError(res, err));
       return;
     }

@@ -47,7 +47,7 @@ export const messagesProtocol: ClientProtocol = {
   errorBody: messagesErrorBody,
   render: (answer, ctx) => renderMessage(answer, ctx.id, ctx.request.model),
   encoder: (ctx) => new MessagesEncoder(ctx.id, ctx.request.model),
-  relay: (_parsed, assemble) => new MessagesRelay(assemble),
+  relay: (_ctx, assemble) => new MessagesRelay(assemble),
 };
 
 export const COUNT_TOKENS_PATH = '/v1/messages/count_tokens';

@@ -5,13 +5,14 @@ import { GatewayError } from '../../gateway/errors.js';
 import type { ResponseStore } from '../../store/responses.js';
 import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocol.js';
 import { renderResponse, type ResponseObject, type ResponseShell } from './render.js';
-import { itemsToMessages, parseResponsesRequest, type TranslatedRequest } from './request.js';
+import { ResponsesRelay } from './relay.js';
+import { itemsToMessages, nativeOnlyCollector, parseResponsesRequest, type Item, type TranslatedRequest } from './request.js';
 import { ResponsesEncoder } from './stream.js';
 
 export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
   const translated = (parsed: ParsedRequest) => parsed.state as TranslatedRequest;
   const shell = (ctx: RenderContext): ResponseShell => ({ id: ctx.id, created: ctx.created, model: ctx.request.model, body: translated(ctx.request).body });
-  const keep = (ctx: RenderContext, response: ResponseObject) => {
+  const keep = (ctx: RenderContext, response: ResponseObject | Record<string, unknown>) => {
     const t = translated(ctx.request);
     if (!store || t.body.store === false) return;
     store.save({ id: ctx.id, teamId: ctx.teamId, previousId: t.body.previous_response_id ?? null, input: t.items, response });
@@ -32,9 +33,7 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
         includeUsage: false,
         endUser: t.body.user ?? null,
         metadata: t.body.metadata ?? {},
-        nativeOnly: t.builtinTools.length
-          ? { reason: `the built-in tool '${t.builtinTools[0]!.slice(0, 64)}' runs only on an upstream that speaks the Responses API natively`, param: 'tools' }
-          : undefined,
+        nativeOnly: t.nativeOnly,
         state: t,
       };
     },
@@ -46,11 +45,21 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
       if (!items) {
         throw new GatewayError(404, 'invalid_request_error', 'previous_response_not_found', `Previous response with id '${previous.slice(0, 128)}' not found.`, 'previous_response_id');
       }
-      // The earlier turns come after this request's instructions, before its new input.
-      const history = itemsToMessages(items, 'previous_response_id');
+      // The earlier turns come after this request's instructions, before its new input. What
+      // in them only a native upstream takes (an earlier native turn's items) keeps this
+      // request on native upstreams too.
+      const { native, found } = nativeOnlyCollector();
+      const history = itemsToMessages(items, 'previous_response_id', native);
+      parsed.nativeOnly ??= found();
       const messages = parsed.chat!.messages;
       const system = t.body.instructions ? 1 : 0;
       messages.splice(system, 0, ...history);
+      // A native upstream gets the conversation too, as input items: the gateway keeps
+      // conversations (so they may move between upstreams), and the upstream never saw the
+      // gateway's response ids.
+      const body: Record<string, unknown> = { ...parsed.body, input: [...items.map(forUpstream), ...t.items] };
+      delete body.previous_response_id;
+      parsed.body = body;
     },
     answerId: (receiptId) => `resp_${receiptId.replaceAll('-', '')}`,
     errorBody: (error) => error.body(),
@@ -60,7 +69,25 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
       return response;
     },
     encoder: (ctx) => new ResponsesEncoder(shell(ctx), (response) => keep(ctx, response)),
+    relayAnswer(json, ctx) {
+      const response = { ...(json as Record<string, unknown>), id: ctx.id, previous_response_id: translated(ctx.request).body.previous_response_id ?? null };
+      keep(ctx, response);
+      return response;
+    },
+    relay: (ctx, assemble) =>
+      new ResponsesRelay({ id: ctx.id, previousResponseId: translated(ctx.request).body.previous_response_id ?? null }, assemble, (response) => keep(ctx, response)),
   };
+}
+
+/**
+ * A stored item as input for a native upstream: message and function-call ids were minted by
+ * the gateway or another upstream and mean nothing to this one (a reasoning item keeps its
+ * id: that is how an upstream finds its own reasoning again).
+ */
+function forUpstream(item: Item): Item {
+  if (item.type !== 'message' && item.type !== 'function_call' && item.type !== undefined) return item;
+  const { id: _id, ...rest } = item;
+  return rest;
 }
 
 /** GET /v1/responses/{id}: the stored response object, this team's only. */

@@ -1,0 +1,123 @@
+// A native Responses upstream's stream relayed to a Responses client: events go out as the
+// upstream sent them (its sequence numbers, item ids and deltas), read on the way for the
+// receipt (usage from response.completed, delivered text from the deltas) and, when the answer
+// may be cached, assembled into the canonical answer. Two things differ from byte-for-byte:
+// the `response` objects carry the gateway's id (resp_…, the one previous_response_id and
+// GET /v1/responses/{id} know) and the client's previous_response_id; and two kinds of events
+// are held: response.created / in_progress until something follows them, so an error the
+// upstream sends right after them can still fail over; and the final response.completed (or
+// response.incomplete), which the pipeline writes only once the receipt is in the WAL.
+import type { GatewayError } from '../../gateway/errors.js';
+import { StreamAssembler, tallyChunk } from '../assemble.js';
+import type { ChatCompletion } from '../canonical.js';
+import { newTally, type StreamPump } from '../protocol.js';
+import { eventData, eventName, SseFramer, sseEvent } from '../sse.js';
+import { FINAL_EVENTS, ResponsesEventReader } from './decode.js';
+
+const OPENING_EVENTS = new Set(['response.created', 'response.in_progress', 'response.queued']);
+
+export interface RelayedIdentity {
+  /** The gateway's id for this response (resp_…). */
+  id: string;
+  /** The client's previous_response_id (the upstream never saw it: Tollgate sent the history). */
+  previousResponseId: string | null;
+}
+
+export class ResponsesRelay implements StreamPump {
+  readonly tally = newTally();
+  private readonly framer = new SseFramer();
+  private readonly reader = new ResponsesEventReader();
+  private readonly assembler: StreamAssembler | null;
+  private held = '';
+  private holding = true;
+  private final: { text: string; response: Record<string, unknown> } | null = null;
+  private forwardedError = false;
+  /** The latest response object seen (rewritten), for a response.failed of our own. */
+  private snapshot: Record<string, unknown> | null = null;
+  private lastSequence = -1;
+
+  constructor(
+    private readonly identity: RelayedIdentity,
+    assemble: boolean,
+    /** Sees the final response object as the client gets it (stored for previous_response_id). */
+    private readonly onFinal: (response: Record<string, unknown>) => void = () => undefined,
+  ) {
+    this.assembler = assemble ? new StreamAssembler() : null;
+  }
+
+  push(text: string): string {
+    let out = '';
+    for (const event of this.framer.push(text)) out += this.handle(event);
+    return out;
+  }
+
+  end(): string {
+    const rest = this.framer.rest();
+    return (rest === null ? '' : this.handle(rest)) + this.release();
+  }
+
+  completion(): ChatCompletion | null {
+    return this.assembler?.completion() ?? null;
+  }
+
+  /** The held final event; the answer is complete (and its receipt recorded): it is kept. */
+  close(): string {
+    if (this.final) this.onFinal(this.final.response);
+    return this.release() + (this.final?.text ?? '');
+  }
+
+  /** The stream broke: a response.failed event, unless the upstream's own error already went out. */
+  fail(error: GatewayError): string {
+    if (this.forwardedError) return '';
+    const response = {
+      ...(this.snapshot ?? { id: this.identity.id, object: 'response', output: [] }),
+      status: 'failed',
+      error: { code: 'server_error', message: error.message },
+    };
+    return sseEvent('response.failed', { type: 'response.failed', sequence_number: this.lastSequence + 1, response });
+  }
+
+  private handle(event: string): string {
+    const raw = eventData(event);
+    let data: Record<string, any> | undefined;
+    try {
+      data = raw === null ? undefined : JSON.parse(raw);
+    } catch {
+      data = undefined; // not JSON: relayed as is, read as nothing
+    }
+    for (const chunk of data === undefined ? [] : this.reader.read(data)) {
+      tallyChunk(this.tally, chunk);
+      this.assembler?.add(chunk);
+    }
+    this.tally.done = this.reader.done;
+    if (this.reader.error) this.tally.upstreamError = this.reader.error;
+    if (typeof data?.sequence_number === 'number') this.lastSequence = Math.max(this.lastSequence, data.sequence_number);
+
+    const type = typeof data?.type === 'string' ? data.type : null;
+    const text = data?.response && typeof data.response === 'object' ? this.rewritten(event, data) : `${event}\n\n`;
+    if (type && FINAL_EVENTS.has(type)) {
+      this.final = { text, response: data!.response };
+      return '';
+    }
+    if (type && OPENING_EVENTS.has(type) && this.holding) {
+      this.held += text;
+      return '';
+    }
+    if (type === 'error' || type === 'response.failed') this.forwardedError = true;
+    return this.release() + text;
+  }
+
+  /** The event with its response object under the gateway's id. */
+  private rewritten(event: string, data: Record<string, any>): string {
+    data.response = { ...data.response, id: this.identity.id, previous_response_id: this.identity.previousResponseId };
+    this.snapshot = data.response;
+    return sseEvent(eventName(event), data);
+  }
+
+  private release(): string {
+    const held = this.held;
+    this.holding = false;
+    this.held = '';
+    return held;
+  }
+}
