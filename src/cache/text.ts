@@ -59,7 +59,7 @@ const CONTRACTIONS: Array<[RegExp, string]> = [
 
 // Sentence punctuation; a number (decimals, thousands separators, an attached unit: 3pm, 5GB);
 // an operator (==, ===, ->, &&: code questions differ by them); a run of letters/digits.
-const TOKEN = /[.!?:;\n]|\d[\d,]*(?:\.\d+)?[\p{L}%°]*|(?=[!-]*[=<>&|+*\/%^~])[=<>&|+*\/%^~!-]{2,}|[\p{L}\p{N}°]+/gu;
+const TOKEN = /[.!?:;\n]|\d[\d,]*(?:\.\d+)?[\p{L}%°]*|(?=[!-]*[=<>&|+*/%^~])[=<>&|+*/%^~!-]{2,}|[\p{L}\p{N}°]+/gu;
 
 /** Ways of asking that add nothing to the question (removed before tokenizing). */
 const FILLER_PHRASES =

@@ -12,7 +12,7 @@ import type { Metrics } from '../metrics.js';
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
-import { adapterFor } from '../providers/adapter.js';
+import { adapterFor, type UpstreamRequest } from '../providers/adapter.js';
 import type { ReceiptDraft, UnsignedReceipt } from '../receipts/receipt.js';
 import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
 import type { TargetHealth } from '../routing/health.js';
@@ -274,7 +274,7 @@ export class Pipeline {
     // Same protocol on both sides: the client's body goes through; otherwise it is translated.
     const adapter = adapterFor(target.provider);
     const native = adapter.wires.has(protocol.wire);
-    let request;
+    let request: UpstreamRequest;
     try {
       request = native ? adapter.passthrough(protocol.wire, parsed.body, target, ex.stream) : adapter.request(parsed.chat!, target, ex.stream);
     } catch (err) {

@@ -121,7 +121,7 @@ export async function startSimulatedProvider(opts: SimulatedProviderOptions = {}
     let route = path.startsWith('/v1/') ? path.slice(3) : path;
     if (route.length > 1 && route.endsWith('/')) route = route.slice(0, -1);
 
-    let body: any = undefined;
+    let body: any ;
     let badJson = false;
     if (raw.length > 0) {
       try {

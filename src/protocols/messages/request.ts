@@ -218,7 +218,10 @@ function imagePart(source: unknown, at: string, native: Native): ContentPart {
 /** A block that is not text in a turn: native-only when Anthropic knows it, else a 400. */
 function nonText(type: unknown, at: string, native: Native, role: 'user' | 'assistant'): void {
   const name = String(type).slice(0, 64);
-  if (NATIVE_BLOCKS.has(name) || name.endsWith('_tool_result')) return native(`a '${name}' block`, `${at}.type`);
+  if (NATIVE_BLOCKS.has(name) || name.endsWith('_tool_result')) {
+    native(`a '${name}' block`, `${at}.type`);
+    return;
+  }
   if (name === 'tool_use' || name === 'tool_result' || name === 'thinking' || name === 'redacted_thinking' || name === 'image') {
     throw badRequest(`A '${name}' block cannot appear in a ${role} message.`, `${at}.type`, 'invalid_value');
   }
@@ -227,14 +230,17 @@ function nonText(type: unknown, at: string, native: Native, role: 'user' | 'assi
 
 function translateTools(tools: NonNullable<MessagesBody['tools']>, native: Native): FunctionTool[] {
   const out: FunctionTool[] = [];
-  tools.forEach((tool, i) => {
-    if (tool.type && tool.type !== 'custom') return native(`the server tool '${tool.type.slice(0, 64)}'`, `tools[${i}].type`);
+  for (const [i, tool] of tools.entries()) {
+    if (tool.type && tool.type !== 'custom') {
+      native(`the server tool '${tool.type.slice(0, 64)}'`, `tools[${i}].type`);
+      continue;
+    }
     if (!tool.input_schema) throw badRequest(`Missing required parameter: 'tools[${i}].input_schema'.`, `tools[${i}].input_schema`, 'missing_required_parameter');
     out.push({
       type: 'function',
       function: { name: tool.name, ...(tool.description ? { description: tool.description } : {}), parameters: tool.input_schema },
     });
-  });
+  }
   return out;
 }
 
