@@ -1,0 +1,165 @@
+// POST /v1/messages on the shared pipeline, through the official @anthropic-ai/sdk: budgets
+// (an Anthropic-shaped 429 with a receipt), live routing decisions on the GraphQL
+// subscription, and the semantic cache answering a reworded question as a message — to an
+// Anthropic upstream and to an OpenAI-compatible one.
+import Anthropic from '@anthropic-ai/sdk';
+import { createClient, type Client } from 'graphql-ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { RoutingDecision } from '../../src/live/events.js';
+import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { storedReceipts } from '../support/receipts.js';
+
+let gw: TestGateway;
+let key: { secret: string; id: string; teamId: string };
+let claude: Anthropic;
+const wsClients: Client[] = [];
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+const upstreamCalls = (model: string) => gw.sim.requests.filter((r) => r.body?.model === model).length;
+
+async function receipt(id: string | null, secret = key.secret): Promise<any> {
+  const res = await fetch(`${gw.baseURL}/receipts/${id}`, { headers: { authorization: `Bearer ${secret}` } });
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+async function ask(model: string, content: string, client = claude) {
+  const { data, response } = await client.messages.create({ model, max_tokens: 64, temperature: 0, messages: [{ role: 'user', content }] }).withResponse();
+  return {
+    message: data,
+    cache: response.headers.get('x-tollgate-cache'),
+    similarity: response.headers.get('x-tollgate-cache-similarity'),
+    receiptId: response.headers.get('x-tollgate-receipt-id'),
+    requestId: response.headers.get('x-request-id'),
+  };
+}
+
+beforeAll(async () => {
+  gw = await startTestGateway();
+  const store = gw.started.runtime.adminStore;
+  await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
+  await store.routing.upsertRoute({ name: 'mp-claude', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'claude', model: 'claude-plain' }] });
+  await store.routing.upsertRoute({ name: 'mp-sem-claude', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-sem' }], cache: { mode: 'SEMANTIC', ttlSeconds: 600 } as any });
+  await store.routing.upsertRoute({ name: 'mp-sem-openai', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'gpt-sem' }], cache: { mode: 'SEMANTIC', ttlSeconds: 600 } as any });
+  await store.routing.upsertRoute({ name: 'mp-budget', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-budget' }] });
+  await store.pricing.setPrice({ provider: 'claude', model: 'claude-sem', inputPerMTokUsd: 3, outputPerMTokUsd: 15 });
+  await store.pricing.setPrice({ provider: 'claude', model: 'claude-budget', inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 });
+  await gw.started.runtime.app.catalog.refresh();
+  key = await gw.createKey('team-msg-pipeline');
+  claude = new Anthropic({ baseURL: gw.url, apiKey: key.secret, maxRetries: 0 });
+}, 120_000);
+afterAll(async () => {
+  await Promise.all(wsClients.map((c) => c.dispose()));
+  await gw?.close();
+});
+
+describe('budgets on /v1/messages', () => {
+  it('an exhausted budget is a 429 in Anthropic shape (rate_limit_error) with a receipt; the SDK raises RateLimitError; nothing goes upstream', async () => {
+    const team = await gw.createKey('team-msg-budget');
+    await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'TEAM', teamId: team.teamId, period: 'DAY', limitUsd: 0.000001, action: 'BLOCK' });
+    await gw.started.runtime.app.catalog.refresh();
+    const body = { model: 'mp-budget', max_tokens: 16, messages: [{ role: 'user', content: 'over budget' }] };
+
+    const raw = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': team.secret, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(raw.status).toBe(429);
+    expect(await raw.json()).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringMatching(/budget is exhausted/) } });
+    const rec = await receipt(raw.headers.get('x-tollgate-receipt-id'), team.secret);
+    expect(rec).toMatchObject({ endpoint: '/v1/messages', status: 'rejected', http_status: 429, error_code: 'budget_exceeded', cost_usd: null });
+
+    const client = new Anthropic({ baseURL: gw.url, apiKey: team.secret, maxRetries: 0 });
+    const err: any = await client.messages.create(body as any).catch((e) => e);
+    expect(err).toBeInstanceOf(Anthropic.RateLimitError);
+    expect(err.status).toBe(429);
+    expect(err.error).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringMatching(/budget is exhausted/) } });
+    // The streaming form is refused the same way, before any event.
+    const streamErr: any = await client.messages.stream(body as any).finalMessage().catch((e) => e);
+    expect(streamErr).toBeInstanceOf(Anthropic.RateLimitError);
+    expect(upstreamCalls('claude-budget')).toBe(0);
+    const stored = await storedReceipts(gw, team.teamId);
+    expect(stored.map((r) => [r.endpoint, r.error_code])).toEqual(Array(3).fill(['/v1/messages', 'budget_exceeded']));
+  });
+});
+
+describe('live routing decisions for a Messages request', () => {
+  it('an answered request and a budget refusal arrive on the routingDecisions subscription', async () => {
+    const client = createClient({ url: `${gw.url.replace(/^http/, 'ws')}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${gw.adminToken}` }, retryAttempts: 0 });
+    wsClients.push(client);
+    const bus = gw.started.runtime.app.bus;
+    const before = bus.subscriberCount;
+    const events: RoutingDecision[] = [];
+    const errors: unknown[] = [];
+    const stop = client.subscribe<{ routingDecisions: RoutingDecision }>(
+      { query: 'subscription($f: DecisionFilter) { routingDecisions(filter: $f) { requestId receiptId teamId apiKeyId requestedModel route provider model attempt outcome reason } }', variables: { f: { routes: ['mp-claude', 'mp-budget'] } } },
+      { next: (r) => (r.data ? events.push(r.data.routingDecisions) : errors.push(r.errors)), error: (e) => errors.push(e), complete: () => undefined },
+    );
+    await until(() => bus.subscriberCount > before || errors.length > 0, 5_000, 'subscription to open');
+
+    const answered = await ask('mp-claude', 'Decide for me.');
+    const blockedTeam = await gw.createKey('team-msg-budget-live');
+    await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'TEAM', teamId: blockedTeam.teamId, period: 'DAY', limitUsd: 0.000001, action: 'BLOCK' });
+    await gw.started.runtime.app.catalog.refresh();
+    const blocked: any = await new Anthropic({ baseURL: gw.url, apiKey: blockedTeam.secret, maxRetries: 0 }).messages
+      .create({ model: 'mp-budget', max_tokens: 16, messages: [{ role: 'user', content: 'no' }] })
+      .catch((e) => e);
+    expect(blocked).toBeInstanceOf(Anthropic.RateLimitError);
+    const blockedRequestId = blocked.headers.get('x-request-id');
+    await until(() => events.some((e) => e.requestId === blockedRequestId), 5_000, 'the refusal decision');
+    stop();
+    expect(errors).toEqual([]);
+
+    const mine = events.filter((e) => e.requestId === answered.requestId);
+    expect(mine.map((e) => e.outcome)).toEqual(['ATTEMPT', 'SUCCESS']);
+    for (const e of mine) {
+      expect(e).toMatchObject({ receiptId: answered.receiptId, teamId: key.teamId, apiKeyId: key.id, requestedModel: 'mp-claude', route: 'mp-claude', provider: 'claude', model: 'claude-plain', attempt: 1 });
+    }
+    expect(events.filter((e) => e.requestId === blockedRequestId)).toEqual([
+      expect.objectContaining({ outcome: 'REJECTED', reason: 'budget_exceeded', teamId: blockedTeam.teamId, receiptId: blocked.headers.get('x-tollgate-receipt-id') }),
+    ]);
+    expect(await receipt(answered.receiptId)).toMatchObject({ endpoint: '/v1/messages', route: 'mp-claude', provider: 'claude' });
+  });
+});
+
+describe('semantic cache on /v1/messages', () => {
+  for (const [upstream, route, model] of [
+    ['an Anthropic', 'mp-sem-claude', 'claude-sem'],
+    ['an OpenAI-compatible', 'mp-sem-openai', 'gpt-sem'],
+  ] as const) {
+    it(`a reworded question is answered from the cache as a message (${upstream} upstream), no upstream call, receipt semantic`, async () => {
+      const first = await ask(route, 'What is the capital of France?');
+      const calls = upstreamCalls(model);
+      expect(calls).toBe(1);
+      const reworded = await ask(route, 'hey, could you tell me what the capital of france is');
+      expect([first.cache, reworded.cache]).toEqual(['miss', 'semantic']);
+      expect(upstreamCalls(model)).toBe(calls);
+      expect(Number(reworded.similarity)).toBeGreaterThan(0.9);
+      expect(reworded.message).toMatchObject({ type: 'message', role: 'assistant', content: first.message.content, stop_reason: first.message.stop_reason, usage: first.message.usage });
+      expect(reworded.message.id).toMatch(/^msg_[0-9a-f]{32}$/);
+      expect(reworded.message.id).not.toBe(first.message.id);
+      const rec = await receipt(reworded.receiptId);
+      expect(rec).toMatchObject({ endpoint: '/v1/messages', cache_status: 'semantic', cost_usd: 0, model });
+      expect(rec.cache_similarity).toBeGreaterThan(0.9);
+
+      // Streamed, the hit replays as Anthropic's events and the SDK assembles the same message.
+      const stream = claude.messages.stream({ model: route, max_tokens: 64, temperature: 0, messages: [{ role: 'user', content: 'could you tell me the capital of France?' }] });
+      const final = await stream.finalMessage();
+      expect(stream.response!.headers.get('x-tollgate-cache')).toBe('semantic');
+      expect(final.content).toEqual(first.message.content);
+      expect(upstreamCalls(model)).toBe(calls);
+
+      expect((await ask(route, 'What is the capital of Spain?')).cache).toBe('miss');
+    });
+  }
+});
