@@ -54,8 +54,11 @@ async function create(body: Record<string, unknown>, secret = key.secret) {
 /** An output item without its per-response ids, to compare two answers' shapes. */
 const withoutIds = (output: unknown[]) => JSON.parse(JSON.stringify(output, (k, v) => (k === 'id' ? undefined : v)));
 
+/** Short, so that a test can wait it out (chDB allows one gateway per test process). */
+const RETENTION_MS = 4_000;
+
 beforeAll(async () => {
-  gw = await startTestGateway();
+  gw = await startTestGateway({ env: { TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '1500' }, config: { responsesRetentionMs: RETENTION_MS } });
   key = await gw.createKey('team-resp-pipeline');
   await route('r-exact', 'rp-exact', { cache: { mode: 'EXACT', ttlSeconds: 600 } });
   await route('r-sem', 'rp-sem', { cache: { mode: 'SEMANTIC', ttlSeconds: 600 } });
@@ -209,5 +212,262 @@ describe('live routing decisions for a Responses request', () => {
     expect(events.filter((e) => e.requestId === hit.requestId)).toEqual([expect.objectContaining({ outcome: 'CACHE_HIT', reason: 'cache_exact', route: 'r-exact', receiptId: hit.receiptId })]);
     // The decision's receipt is the Responses request's.
     expect(await receipt(answered.receiptId)).toMatchObject({ endpoint: '/v1/responses', route: 'chat-default' });
+  });
+});
+
+/** A raw streamed Responses request: its typed events (type + data) and the receipt trailer. */
+async function rawStream(body: Record<string, unknown>, secret = key.secret) {
+  const res = await fetch(`${gw.baseURL}/responses`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
+  expect(res.status).toBe(200);
+  const text = await res.text();
+  const events = text
+    .split('\n\n')
+    .filter((block) => block.startsWith('event: '))
+    .map((block) => {
+      const [head, data] = block.split('\ndata: ');
+      return { type: head!.slice('event: '.length), data: JSON.parse(data!) };
+    });
+  const trailerLine = text.trimEnd().split('\n').at(-1)!;
+  expect(trailerLine.startsWith(': tollgate-receipt ')).toBe(true);
+  const trailer = JSON.parse(trailerLine.slice(': tollgate-receipt '.length));
+  return { events, trailer, receiptId: res.headers.get('x-tollgate-receipt-id'), text };
+}
+
+describe('/v1/responses streams that do not complete', () => {
+  it('an upstream break mid-stream ends with response.failed after the deltas sent, and exactly one partial receipt', async () => {
+    const team = await gw.createKey('team-resp-break');
+    await route('r-break', 'rp-break');
+    gw.sim.behave('rp-break', { breakAfterChunks: 3, completionTokens: 8, times: 1 });
+    const { events, trailer, receiptId, text } = await rawStream({ model: 'r-break', input: 'Break while streaming.' }, team.secret);
+    const types = events.map((e) => e.type);
+    expect(types.slice(0, 2)).toEqual(['response.created', 'response.in_progress']);
+    expect(types.filter((t) => t === 'response.output_text.delta')).toHaveLength(3);
+    expect(types.at(-1)).toBe('response.failed');
+    expect(types).not.toContain('response.completed');
+    expect(text).not.toContain('[DONE]');
+    expect(events.map((e) => e.data.sequence_number)).toEqual(events.map((_, i) => i));
+    const failed = events.at(-1)!.data.response;
+    expect(failed).toMatchObject({ object: 'response', status: 'failed', error: { code: expect.any(String), message: expect.stringContaining('upstream stream broke') } });
+    expect(failed.id).toBe(events[0]!.data.response.id);
+    expect(trailer).toMatchObject({ receipt_id: receiptId, status: 'partial' });
+
+    const stored = await storedReceipts(gw, team.teamId);
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toMatchObject({ receipt_id: receiptId, endpoint: '/v1/responses', status: 'partial', stream: true, error_code: 'upstream_stream_interrupted' });
+    // A failed stream is not kept for previous_response_id.
+    expect((await gw.client(team.secret).responses.retrieve(failed.id).catch((e) => e)).status).toBe(404);
+  });
+
+  it('the openai SDK surfaces the break: responses.stream yields response.failed and its final response has status failed', async () => {
+    await route('r-break', 'rp-break');
+    gw.sim.behave('rp-break', { breakAfterChunks: 2, completionTokens: 8, times: 1 });
+    const stream = gw.client(key.secret).responses.stream({ model: 'r-break', input: 'Break the SDK stream.' });
+    const seen: string[] = [];
+    let text = '';
+    let failedEvent: any = null;
+    stream.on('response.output_text.delta', (e) => void (text += e.delta));
+    for await (const e of stream) {
+      seen.push(e.type);
+      if (e.type === 'response.failed') failedEvent = e;
+    }
+    expect(seen.at(-1)).toBe('response.failed');
+    expect(failedEvent.response.error.message).toContain('upstream stream broke');
+    const final = await stream.finalResponse();
+    expect(final.status).toBe('failed');
+    expect(final.error).toMatchObject({ message: expect.stringContaining('upstream stream broke') });
+    expect(text.length).toBeGreaterThan(0);
+  });
+
+  it('upstream finish_reason length streamed: response.incomplete with incomplete_details, usage, and an ok receipt', async () => {
+    await route('r-length', 'rp-length');
+    gw.sim.behave('rp-length', { finishReason: 'length', completionTokens: 5 });
+    const { events, trailer, receiptId } = await rawStream({ model: 'r-length', input: 'Run out of tokens.' });
+    const types = events.map((e) => e.type);
+    expect(types.at(-1)).toBe('response.incomplete');
+    expect(types).not.toContain('response.completed');
+    expect(types).not.toContain('response.failed');
+    const done = events.find((e) => e.type === 'response.output_item.done')!.data.item;
+    expect(done).toMatchObject({ type: 'message', status: 'incomplete' });
+    const response = events.at(-1)!.data.response;
+    expect(response).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, usage: { output_tokens: 5 } });
+    expect(response.output[0].content[0].text.length).toBeGreaterThan(0);
+    expect(trailer).toMatchObject({ receipt_id: receiptId, status: 'ok' });
+    expect(await receipt(receiptId)).toMatchObject({ endpoint: '/v1/responses', status: 'ok', completion_tokens: 5 });
+
+    // The SDK's stream helper ends on it and hands back the incomplete response.
+    const stream = gw.client(key.secret).responses.stream({ model: 'r-length', input: 'Run out of tokens again.' });
+    let incomplete: any = null;
+    for await (const e of stream) if (e.type === 'response.incomplete') incomplete = e;
+    expect(incomplete).not.toBeNull();
+    const final = await stream.finalResponse();
+    expect(final).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } });
+    expect(final.output_text.length).toBeGreaterThan(0);
+    // Kept like any answer: the stored one says incomplete too.
+    expect(await gw.client(key.secret).responses.retrieve(final.id)).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } });
+  });
+});
+
+describe('stored responses: team scope, and no receipts for GET and DELETE', () => {
+  it("another team's DELETE is a 404 and the owner still retrieves it; GET and DELETE write no receipt", async () => {
+    const owner = await gw.createKey('team-resp-owner');
+    const stranger = await gw.createKey('team-resp-stranger');
+    const created = await create({ model: 'chat-default', input: 'Keep me.' }, owner.secret);
+    const ownerReceipts = (await storedReceipts(gw, owner.teamId)).length;
+    expect(ownerReceipts).toBe(1);
+
+    const del = await fetch(`${gw.baseURL}/responses/${created.r.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${stranger.secret}` } });
+    expect(del.status).toBe(404);
+    expect(await del.json()).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', param: 'response_id', code: 'not_found' } });
+    expect(del.headers.get('x-tollgate-receipt-id')).toBeNull();
+    const sdkDel: any = await gw.client(stranger.secret).responses.delete(created.r.id).catch((e) => e);
+    expect(sdkDel).toBeInstanceOf(OpenAI.NotFoundError);
+
+    const kept = await gw.client(owner.secret).responses.retrieve(created.r.id);
+    expect(kept).toMatchObject({ id: created.r.id, status: 'completed', output_text: created.r.output_text });
+    const get = await fetch(`${gw.baseURL}/responses/${created.r.id}`, { headers: { authorization: `Bearer ${owner.secret}` } });
+    expect(get.status).toBe(200);
+    expect(get.headers.get('x-tollgate-receipt-id')).toBeNull();
+    expect(await gw.client(owner.secret).responses.delete(created.r.id)).toEqual({ id: created.r.id, object: 'response', deleted: true });
+    expect((await gw.client(owner.secret).responses.retrieve(created.r.id).catch((e) => e)).status).toBe(404);
+    expect((await gw.client(owner.secret).responses.delete(created.r.id).catch((e) => e)).status).toBe(404);
+
+    // Only the create left a receipt, for either team.
+    expect(await storedReceipts(gw, owner.teamId)).toHaveLength(ownerReceipts);
+    expect(await storedReceipts(gw, stranger.teamId)).toHaveLength(0);
+  });
+});
+
+describe('429 semantics on /v1/responses (DESIGN §4)', () => {
+  async function twoTargets(name: string, a: string, b: string) {
+    await gw.started.runtime.adminStore.routing.upsertRoute({
+      name,
+      strategy: 'PRIORITY',
+      retries: 0,
+      targets: [
+        { provider: 'sim', model: a, priority: 0 },
+        { provider: 'sim-b', model: b, priority: 1 },
+      ],
+    });
+    await gw.started.runtime.app.catalog.refresh();
+  }
+  const fail = (model: string) => gw.client(key.secret).responses.create({ model, input: 'x' }).catch((e) => e as any);
+
+  it('one target 429, the last timing out: 504 api_error / upstream_error, no Retry-After', async () => {
+    await twoTargets('r-429-timeout', 'rt-a', 'rt-b');
+    gw.sim.behave('rt-a', { status: 429, retryAfterSeconds: 5 });
+    gw.sim.behave('rt-b', { hang: 'before-headers' });
+    const err = await fail('r-429-timeout');
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect(err.status).toBe(504);
+    expect(err.error).toMatchObject({ type: 'api_error', code: 'upstream_error' });
+    expect(err.headers.get('retry-after')).toBeNull();
+    expect(upstreamCalls('rt-a') + upstreamCalls('rt-b')).toBe(2);
+    expect(await receipt(err.headers.get('x-tollgate-receipt-id'))).toMatchObject({ endpoint: '/v1/responses', status: 'error', http_status: 504 });
+  });
+
+  it('a timeout first and a 429 last: 502 (the last failure was not a timeout)', async () => {
+    await twoTargets('r-timeout-429', 'rt-c', 'rt-d');
+    gw.sim.behave('rt-c', { hang: 'before-headers' });
+    gw.sim.behave('rt-d', { status: 429, retryAfterSeconds: 5 });
+    const err = await fail('r-timeout-429');
+    expect(err.status).toBe(502);
+    expect(err.error).toMatchObject({ type: 'api_error', code: 'upstream_error' });
+  });
+
+  it('every target 429 without a Retry-After hint: 429 rate_limit_exceeded, Retry-After the implied 1 s cool-down, during which no upstream is called', async () => {
+    await twoTargets('r-429-nohint', 'rt-e', 'rt-f');
+    gw.sim.behave('rt-e', { status: 429 });
+    gw.sim.behave('rt-f', { status: 429 });
+    const post = () =>
+      fetch(`${gw.baseURL}/responses`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'r-429-nohint', input: 'x' }),
+      });
+    const res = await post();
+    expect(res.status).toBe(429);
+    expect(await res.json()).toEqual({ error: { message: expect.stringContaining('rate limited'), type: 'rate_limit_error', param: null, code: 'rate_limit_exceeded' } });
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await receipt(res.headers.get('x-tollgate-receipt-id'))).toMatchObject({ endpoint: '/v1/responses', http_status: 429, error_code: 'rate_limit_exceeded' });
+    const calls = upstreamCalls('rt-e') + upstreamCalls('rt-f');
+    expect(calls).toBe(2);
+    // Within the second both targets sit out; after it they are tried again.
+    expect((await post()).status).toBe(429);
+    expect(upstreamCalls('rt-e') + upstreamCalls('rt-f')).toBe(calls);
+    await sleep(1_100);
+    gw.sim.behave('rt-e', {});
+    const after = await create({ model: 'r-429-nohint', input: 'x' });
+    expect(after.r.status).toBe('completed');
+    expect(upstreamCalls('rt-e')).toBe(2);
+  });
+
+  it('every target 429 on a stream request: the 429 comes before any event, and the SDK raises RateLimitError with Retry-After', async () => {
+    await twoTargets('r-429-stream', 'rt-g', 'rt-h');
+    gw.sim.behave('rt-g', { status: 429, retryAfterSeconds: 9 });
+    gw.sim.behave('rt-h', { status: 429, retryAfterSeconds: 4 });
+    const stream = gw.client(key.secret).responses.stream({ model: 'r-429-stream', input: 'x' });
+    const err: any = await stream.finalResponse().catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(err.code).toBe('rate_limit_exceeded');
+    expect(err.headers.get('retry-after')).toBe('4');
+  });
+});
+
+describe('Vercel AI SDK (ai 6 + @ai-sdk/openai 3) on .chat', () => {
+  const chatModel = () => createOpenAI({ baseURL: gw.baseURL, apiKey: key.secret }).chat('chat-default');
+  const lastChatBody = () => gw.sim.requests.filter((r) => r.path.endsWith('/chat/completions')).at(-1)!.body;
+
+  it('generateText: text, finish reason, usage and the receipt of a chat completions request', async () => {
+    const r = await generateText({ model: chatModel(), system: 'Be brief.', prompt: 'Say something.' });
+    expect(r.text.split(' ').length).toBeGreaterThan(3);
+    expect(r.finishReason).toBe('stop');
+    expect(r.usage.outputTokens).toBe(8);
+    expect(lastChatBody().messages).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Say something.' },
+    ]);
+    const receiptId = r.response.headers?.['x-tollgate-receipt-id'];
+    expect(await receipt(receiptId ?? null)).toMatchObject({ endpoint: '/v1/chat/completions', completion_tokens: 8, status: 'ok' });
+  });
+
+  it('generateObject: a json_schema response_format upstream, an object that fits the schema back', async () => {
+    const schema = { type: 'object', properties: { title: { type: 'string' }, year: { type: 'integer' } }, required: ['title', 'year'], additionalProperties: false } as const;
+    const { object, finishReason } = await generateObject({ model: chatModel(), schema: jsonSchema<{ title: string; year: number }>(schema as any), schemaName: 'film', prompt: 'Name a film.' });
+    expect(finishReason).toBe('stop');
+    expect(typeof object.title).toBe('string');
+    expect(Number.isInteger(object.year)).toBe(true);
+    expect(lastChatBody().response_format).toMatchObject({ type: 'json_schema', json_schema: { name: 'film', schema: expect.objectContaining({ required: ['title', 'year'] }) } });
+  });
+
+  it('tools: the model calls one, the SDK runs it, the result goes back as a tool message, and the loop ends with text', async () => {
+    const calls: string[] = [];
+    const r = await generateText({
+      model: chatModel(),
+      prompt: 'Use get_weather for Rome.',
+      tools: {
+        get_weather: tool({
+          description: 'Weather in a city',
+          inputSchema: jsonSchema<{ city: string }>({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false }),
+          execute: async ({ city }) => {
+            calls.push(city);
+            return { temp: 18 };
+          },
+        }),
+      },
+      stopWhen: ({ steps }) => steps.length >= 3,
+    });
+    expect(calls).toHaveLength(1);
+    expect(r.steps.map((s) => s.finishReason)).toEqual(['tool-calls', 'stop']);
+    expect(r.text.length).toBeGreaterThan(0);
+    const second = lastChatBody();
+    const toolMessage = second.messages.find((m: any) => m.role === 'tool');
+    expect(JSON.parse(toolMessage.content)).toEqual({ temp: 18 });
+    const assistant = second.messages.find((m: any) => m.role === 'assistant');
+    expect(assistant.tool_calls[0]).toMatchObject({ id: toolMessage.tool_call_id, type: 'function', function: { name: 'get_weather' } });
+    expect(JSON.parse(assistant.tool_calls[0].function.arguments)).toEqual({ city: calls[0] });
   });
 });
