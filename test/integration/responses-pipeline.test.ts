@@ -341,6 +341,31 @@ describe('stored responses: team scope, and no receipts for GET and DELETE', () 
   });
 });
 
+describe('stored responses expire after the retention', () => {
+  it('within the retention a response is retrievable and continuable; after it, GET and DELETE are 404 and previous_response_id is 404 previous_response_not_found', async () => {
+    const k = await gw.createKey('team-resp-retention');
+    const client = gw.client(k.secret);
+    const r = await client.responses.create({ model: 'chat-default', input: 'Remember me briefly.' });
+    const created = Date.now();
+    expect((await client.responses.retrieve(r.id)).id).toBe(r.id);
+    const cont = await client.responses.create({ model: 'chat-default', input: 'Go on.', previous_response_id: r.id });
+    expect(cont.previous_response_id).toBe(r.id);
+
+    await sleep(Math.max(0, created + RETENTION_MS + 300 - Date.now()));
+    const gone: any = await client.responses.retrieve(r.id).catch((e) => e);
+    expect(gone).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(gone.code).toBe('not_found');
+    const expired: any = await client.responses.create({ model: 'chat-default', input: 'Still there?', previous_response_id: r.id }).catch((e) => e);
+    expect(expired.status).toBe(404);
+    expect(expired.code).toBe('previous_response_not_found');
+    expect(expired.param).toBe('previous_response_id');
+    expect((await client.responses.delete(r.id).catch((e) => e)).status).toBe(404);
+    // A chain whose newest turn expired is gone too (the continuation was created a moment later).
+    await sleep(300);
+    expect((await client.responses.create({ model: 'chat-default', input: 'x', previous_response_id: cont.id }).catch((e) => e)).status).toBe(404);
+  });
+});
+
 describe('429 semantics on /v1/responses (DESIGN §4)', () => {
   async function twoTargets(name: string, a: string, b: string) {
     await gw.started.runtime.adminStore.routing.upsertRoute({
