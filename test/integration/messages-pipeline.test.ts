@@ -1,12 +1,16 @@
 // POST /v1/messages on the shared pipeline, through the official @anthropic-ai/sdk: budgets
 // (an Anthropic-shaped 429 with a receipt), live routing decisions on the GraphQL
 // subscription, and the semantic cache answering a reworded question as a message — to an
-// Anthropic upstream and to an OpenAI-compatible one.
+// Anthropic upstream and to an OpenAI-compatible one; and the presets the environment creates
+// (ZHIPU_API_KEY, QWEN_API_KEY over DASHSCOPE_API_KEY), reached by a Messages client.
 import Anthropic from '@anthropic-ai/sdk';
 import { createClient, type Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { bootstrap } from '../../src/bootstrap.js';
+import { loadConfig } from '../../src/config.js';
 import type { RoutingDecision } from '../../src/live/events.js';
+import { PRICE_SNAPSHOT } from '../../src/pricing/snapshot.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { storedReceipts } from '../support/receipts.js';
 
@@ -33,7 +37,10 @@ async function receipt(id: string | null, secret = key.secret): Promise<any> {
 }
 
 async function ask(model: string, content: string, client = claude) {
-  const { data, response } = await client.messages.create({ model, max_tokens: 64, temperature: 0, messages: [{ role: 'user', content }] }).withResponse();
+  const { data, response } = await client.messages
+    // temperature 0 makes the answer cacheable; this SDK version's types leave the field out.
+    .create({ model, max_tokens: 64, temperature: 0, messages: [{ role: 'user', content }] } as Anthropic.MessageCreateParamsNonStreaming)
+    .withResponse();
   return {
     message: data,
     cache: response.headers.get('x-tollgate-cache'),
@@ -162,4 +169,55 @@ describe('semantic cache on /v1/messages', () => {
       expect((await ask(route, 'What is the capital of Spain?')).cache).toBe('miss');
     });
   }
+});
+
+describe('presets from the environment (DESIGN §5 Providers)', () => {
+  /** What a start with these variables does: loadConfig reads them, bootstrap creates the presets. */
+  async function startWith(env: Record<string, string>) {
+    const config = loadConfig({ TOLLGATE_DATA_DIR: gw.dataDir, ...env });
+    const done = await bootstrap(config, gw.started.runtime.adminStore);
+    await gw.started.runtime.app.catalog.refresh();
+    return { config, done };
+  }
+  const provider = (name: string) => gw.started.runtime.app.catalog.catalog.providers.get(name);
+
+  it('QWEN_API_KEY wins over DASHSCOPE_API_KEY; DASHSCOPE_API_KEY alone is the Qwen key', () => {
+    expect(loadConfig({ QWEN_API_KEY: 'sk-qwen', DASHSCOPE_API_KEY: 'sk-dash' }).presetKeys.qwen).toBe('sk-qwen');
+    expect(loadConfig({ DASHSCOPE_API_KEY: 'sk-dash' }).presetKeys.qwen).toBe('sk-dash');
+    expect(loadConfig({}).presetKeys.qwen).toBeUndefined();
+    expect(loadConfig({ ZHIPU_API_KEY: 'sk-zhipu' }).presetKeys.zhipu).toBe('sk-zhipu');
+  });
+
+  it('ZHIPU_API_KEY and QWEN_API_KEY (beside DASHSCOPE_API_KEY) create zhipu and qwen with their base URLs, Bearer keys and snapshot prices', async () => {
+    const { done } = await startWith({ ZHIPU_API_KEY: 'sk-zhipu-test', QWEN_API_KEY: 'sk-qwen-test', DASHSCOPE_API_KEY: 'sk-dashscope-ignored' });
+    expect(done).toEqual(expect.arrayContaining(['provider qwen (from environment)', 'provider zhipu (from environment)']));
+    expect(done.some((d) => d.includes('prices for') && d.includes('qwen') && d.includes('zhipu'))).toBe(true);
+    expect(provider('zhipu')).toMatchObject({ kind: 'ZHIPU', origin: 'https://open.bigmodel.cn', basePath: '/api/paas/v4', headers: { authorization: 'Bearer sk-zhipu-test' } });
+    expect(provider('qwen')).toMatchObject({ kind: 'QWEN', origin: 'https://dashscope.aliyuncs.com', basePath: '/compatible-mode/v1', headers: { authorization: 'Bearer sk-qwen-test' } });
+    expect(JSON.stringify(provider('qwen'))).not.toContain('sk-dashscope-ignored');
+
+    const prices = await gw.started.runtime.adminStore.pricing.currentPrices();
+    const kindCount = (kind: string) => PRICE_SNAPSHOT.entries.filter((e) => e.kind === kind).length;
+    expect(kindCount('ZHIPU')).toBeGreaterThan(0);
+    expect(prices.filter((p) => p.provider === 'zhipu')).toHaveLength(kindCount('ZHIPU'));
+    expect(prices.filter((p) => p.provider === 'qwen')).toHaveLength(kindCount('QWEN'));
+    expect(prices.find((p) => p.provider === 'zhipu' && p.model === 'glm-4.5')!.source).toContain(PRICE_SNAPSHOT.asOf);
+  });
+
+  it('a Messages client reaches the zhipu preset (pointed at the simulator) with its key, billed at the snapshot price', async () => {
+    // Same preset, its base URL moved to the simulator: the key and the prices stay.
+    await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'zhipu', kind: 'ZHIPU', baseUrl: gw.sim.url });
+    await gw.started.runtime.app.catalog.refresh();
+    const { data, response } = await claude.messages.create({ model: 'zhipu/glm-4.5', max_tokens: 32, messages: [{ role: 'user', content: 'Hello GLM.' }] }).withResponse();
+    expect(data).toMatchObject({ type: 'message', role: 'assistant', stop_reason: 'end_turn' });
+    const sent = gw.sim.requests.at(-1)!;
+    expect(sent.path).toBe('/v1/chat/completions');
+    expect(sent.headers.authorization).toBe('Bearer sk-zhipu-test');
+    expect(sent.body.model).toBe('glm-4.5');
+    const price = (await gw.started.runtime.adminStore.pricing.currentPrices()).find((p) => p.provider === 'zhipu' && p.model === 'glm-4.5')!;
+    const rec = await receipt(response.headers.get('x-tollgate-receipt-id'));
+    expect(rec).toMatchObject({ endpoint: '/v1/messages', provider: 'zhipu', model: 'glm-4.5', price_version: price.version, prompt_tokens: data.usage.input_tokens, completion_tokens: data.usage.output_tokens });
+    expect(rec.cost_usd).toBeCloseTo((data.usage.input_tokens * price.inputPerMTokUsd + data.usage.output_tokens * price.outputPerMTokUsd) / 1e6, 12);
+    expect(rec.cost_usd).toBeGreaterThan(0);
+  });
 });
