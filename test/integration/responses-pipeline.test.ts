@@ -172,8 +172,12 @@ describe('budgets on /v1/responses', () => {
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
     expect(err.code).toBe('budget_exceeded');
     expect(err.type).toBe('insufficient_quota');
+    // Streamed, the refusal comes before any event: the SDK's stream helper raises the same error.
+    const streamErr: any = await gw.client(team.secret).responses.stream({ model: 'r-budget', input: 'stream it', max_output_tokens: 16 }).finalResponse().catch((e) => e);
+    expect(streamErr).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(streamErr.code).toBe('budget_exceeded');
     expect(upstreamCalls('rp-budget')).toBe(0);
-    expect((await storedReceipts(gw, team.teamId)).map((r) => r.error_code)).toEqual(['budget_exceeded', 'budget_exceeded']);
+    expect((await storedReceipts(gw, team.teamId)).map((r) => [r.endpoint, r.error_code])).toEqual(Array(3).fill(['/v1/responses', 'budget_exceeded']));
   });
 });
 
@@ -240,9 +244,20 @@ async function rawStream(body: Record<string, unknown>, secret = key.secret) {
 describe('/v1/responses streams that do not complete', () => {
   it('an upstream break mid-stream ends with response.failed after the deltas sent, and exactly one partial receipt', async () => {
     const team = await gw.createKey('team-resp-break');
-    await route('r-break', 'rp-break');
+    // A backup target: after the first byte the stream never fails over to it.
+    await gw.started.runtime.adminStore.routing.upsertRoute({
+      name: 'r-break-two',
+      strategy: 'PRIORITY',
+      retries: 0,
+      targets: [
+        { provider: 'sim', model: 'rp-break', priority: 0 },
+        { provider: 'sim-b', model: 'rp-break-backup', priority: 1 },
+      ],
+    });
+    await gw.started.runtime.adminStore.pricing.setPrice({ provider: 'sim', model: 'rp-break', inputPerMTokUsd: 1, outputPerMTokUsd: 4 });
+    await gw.started.runtime.app.catalog.refresh();
     gw.sim.behave('rp-break', { breakAfterChunks: 3, completionTokens: 8, times: 1 });
-    const { events, trailer, receiptId, text } = await rawStream({ model: 'r-break', input: 'Break while streaming.' }, team.secret);
+    const { events, trailer, receiptId, text } = await rawStream({ model: 'r-break-two', input: 'Break while streaming.' }, team.secret);
     const types = events.map((e) => e.type);
     expect(types.slice(0, 2)).toEqual(['response.created', 'response.in_progress']);
     expect(types.filter((t) => t === 'response.output_text.delta')).toHaveLength(3);
@@ -258,6 +273,13 @@ describe('/v1/responses streams that do not complete', () => {
     const stored = await storedReceipts(gw, team.teamId);
     expect(stored).toHaveLength(1);
     expect(stored[0]).toMatchObject({ receipt_id: receiptId, endpoint: '/v1/responses', status: 'partial', stream: true, error_code: 'upstream_stream_interrupted' });
+    // Billed for what was delivered (estimated: the upstream never sent its usage), as the trailer said.
+    expect(stored[0]!.usage_estimated).toBe(true);
+    expect(stored[0]!.completion_tokens).toBeGreaterThan(0);
+    expect(stored[0]!.completion_tokens).toBeLessThan(8);
+    expect(stored[0]!.cost_usd).toBeGreaterThan(0);
+    expect(trailer.cost_usd).toBe(stored[0]!.cost_usd);
+    expect(upstreamCalls('rp-break-backup')).toBe(0);
     // A failed stream is not kept for previous_response_id.
     expect((await gw.client(team.secret).responses.retrieve(failed.id).catch((e) => e)).status).toBe(404);
   });
