@@ -51,7 +51,7 @@ async function ask(model: string, content: string, client = claude) {
 }
 
 beforeAll(async () => {
-  gw = await startTestGateway();
+  gw = await startTestGateway({ env: { TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '1500' } });
   const store = gw.started.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
   await store.routing.upsertRoute({ name: 'mp-claude', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'claude', model: 'claude-plain' }] });
@@ -136,6 +136,50 @@ describe('live routing decisions for a Messages request', () => {
       expect.objectContaining({ outcome: 'REJECTED', reason: 'budget_exceeded', teamId: blockedTeam.teamId, receiptId: blocked.headers.get('x-tollgate-receipt-id') }),
     ]);
     expect(await receipt(answered.receiptId)).toMatchObject({ endpoint: '/v1/messages', route: 'mp-claude', provider: 'claude' });
+  });
+});
+
+describe('429 semantics on /v1/messages (DESIGN §4)', () => {
+  async function twoTargets(name: string, a: string, b: string) {
+    await gw.started.runtime.adminStore.routing.upsertRoute({
+      name,
+      strategy: 'PRIORITY',
+      retries: 0,
+      targets: [
+        { provider: 'claude', model: a, priority: 0 },
+        { provider: 'sim', model: b, priority: 1 },
+      ],
+    });
+    await gw.started.runtime.app.catalog.refresh();
+  }
+  const send = (model: string) => claude.messages.create({ model, max_tokens: 16, messages: [{ role: 'user', content: 'x' }] }).catch((e) => e as any);
+
+  it('one target 429, the last timing out: 504 api_error in Anthropic shape, no Retry-After, and a receipt', async () => {
+    await twoTargets('mp-429-timeout', 'mt-a', 'mt-b');
+    gw.sim.behave('mt-a', { status: 429, retryAfterSeconds: 5 });
+    gw.sim.behave('mt-b', { hang: 'before-headers' });
+    const err = await send('mp-429-timeout');
+    expect(err).toBeInstanceOf(Anthropic.APIError);
+    expect(err.status).toBe(504);
+    expect(err.error).toEqual({ type: 'error', error: { type: 'api_error', message: expect.any(String) } });
+    expect(err.headers.get('retry-after')).toBeNull();
+    expect(upstreamCalls('mt-a') + upstreamCalls('mt-b')).toBe(2);
+    expect(await receipt(err.headers.get('x-tollgate-receipt-id'))).toMatchObject({ endpoint: '/v1/messages', status: 'error', http_status: 504, error_code: 'upstream_error' });
+  });
+
+  it('every target 429 (an Anthropic and an OpenAI-compatible one): 429 rate_limit_error with the smallest Retry-After; then they sit out', async () => {
+    await twoTargets('mp-429-all', 'mt-c', 'mt-d');
+    gw.sim.behave('mt-c', { status: 429, retryAfterSeconds: 8 });
+    gw.sim.behave('mt-d', { status: 429, retryAfterSeconds: 3 });
+    const err = await send('mp-429-all');
+    expect(err).toBeInstanceOf(Anthropic.RateLimitError);
+    expect(err.error).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringContaining('rate limited') } });
+    expect(err.headers.get('retry-after')).toBe('3');
+    const calls = upstreamCalls('mt-c') + upstreamCalls('mt-d');
+    const again = await send('mp-429-all');
+    expect(again).toBeInstanceOf(Anthropic.RateLimitError);
+    expect(Number(again.headers.get('retry-after'))).toBeLessThanOrEqual(3);
+    expect(upstreamCalls('mt-c') + upstreamCalls('mt-d')).toBe(calls);
   });
 });
 

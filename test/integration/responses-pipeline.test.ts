@@ -149,6 +149,31 @@ describe('cache on /v1/responses', () => {
   });
 });
 
+describe('cache details on /v1/responses', () => {
+  it('different instructions, or a different earlier conversation, are misses; the same conversation by previous_response_id is a hit', async () => {
+    const input = 'What is the tallest mountain?';
+    expect((await create({ model: 'r-sem', input })).cache).toBe('miss');
+    expect((await create({ model: 'r-sem', instructions: 'Answer in French.', input })).cache).toBe('miss');
+    // A conversation continued from a stored response carries its history into the question.
+    const earlier = await create({ model: 'r-exact', input: 'My name is Ada.' });
+    const continued = await create({ model: 'r-exact', input: 'What is my name?', previous_response_id: earlier.r.id });
+    expect(continued.cache).toBe('miss');
+    expect((await create({ model: 'r-exact', input: 'What is my name?' })).cache).toBe('miss');
+    expect((await create({ model: 'r-exact', input: 'What is my name?', previous_response_id: earlier.r.id })).cache).toBe('exact');
+  });
+
+  it('x-tollgate-cache: no-store answers without storing; store: false on a hit keeps no stored response', async () => {
+    const input = 'Directive on responses.';
+    const noStore = await gw.client(key.secret, { defaultHeaders: { 'x-tollgate-cache': 'no-store' } }).responses.create({ model: 'r-exact', input, temperature: 0 }).withResponse();
+    expect(noStore.response.headers.get('x-tollgate-cache')).toBe('bypass');
+    expect((await create({ model: 'r-exact', input })).cache).toBe('miss');
+    const hit = await create({ model: 'r-exact', input, store: false });
+    expect(hit.cache).toBe('exact');
+    expect((hit.r as { store?: boolean }).store).toBe(false);
+    expect((await gw.client(key.secret).responses.retrieve(hit.r.id).catch((e) => e)).status).toBe(404);
+  });
+});
+
 describe('budgets on /v1/responses', () => {
   it('an exhausted budget is an OpenAI-shaped 429 insufficient_quota / budget_exceeded with a receipt, and nothing goes upstream', async () => {
     const team = await gw.createKey('team-resp-budget');
