@@ -206,6 +206,35 @@ describe('budgets on /v1/responses', () => {
   });
 });
 
+describe('budget accounting on /v1/responses', () => {
+  it('an answered, a cached, a broken-stream and an incomplete request each settle their reservation: spend = the receipts, nothing left reserved', async () => {
+    const team = await gw.createKey('team-resp-spend');
+    await route('r-spend', 'rp-spend', { cache: { mode: 'EXACT', ttlSeconds: 600 } });
+    await gw.started.runtime.adminStore.pricing.setPrice({ provider: 'sim', model: 'rp-spend', inputPerMTokUsd: 10, outputPerMTokUsd: 40 });
+    const budget = await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'TEAM', teamId: team.teamId, period: 'DAY', limitUsd: 100, action: 'BLOCK' });
+    await gw.started.runtime.app.catalog.refresh();
+
+    const answered = await create({ model: 'r-spend', input: 'Spend a little.' }, team.secret);
+    const cached = await create({ model: 'r-spend', input: 'Spend a little.' }, team.secret);
+    expect(cached.cache).toBe('exact');
+    gw.sim.behave('rp-spend', { breakAfterChunks: 2, times: 1 });
+    const broken = await rawStream({ model: 'r-spend', input: 'Break and bill.' }, team.secret);
+    expect(broken.trailer.status).toBe('partial');
+    gw.sim.behave('rp-spend', { finishReason: 'length', times: 1 });
+    const cut = await rawStream({ model: 'r-spend', input: 'Cut me short.' }, team.secret);
+    expect(cut.events.at(-1)!.type).toBe('response.incomplete');
+
+    const receipts = await storedReceipts(gw, team.teamId);
+    expect(receipts.map((r) => r.receipt_id)).toEqual([answered.receiptId, cached.receiptId, broken.receiptId, cut.receiptId]);
+    expect(receipts.map((r) => r.cost_usd! > 0)).toEqual([true, false, true, true]);
+    const billed = receipts.reduce((sum, r) => sum + (r.cost_usd ?? 0), 0);
+    const record = gw.started.runtime.app.catalog.budgets.find((b) => b.id === budget.id)!;
+    const status = await gw.started.runtime.app.budgets!.status(record);
+    expect(status.reservedUsd).toBe(0);
+    expect(status.spentUsd).toBeCloseTo(billed, 9);
+  });
+});
+
 describe('live routing decisions for a Responses request', () => {
   it('arrive on the routingDecisions subscription with route, model and the receipt of the /v1/responses answer', async () => {
     const client = createClient({
@@ -229,7 +258,9 @@ describe('live routing decisions for a Responses request', () => {
     const cachedInput = 'Decide from the cache.';
     await create({ model: 'r-exact', input: cachedInput });
     const hit = await create({ model: 'r-exact', input: cachedInput });
-    await until(() => events.some((e) => e.requestId === hit.requestId), 5_000, 'the cache hit decision');
+    gw.sim.behave('primary', { status: 500, times: 1 });
+    const failedOver = await create({ model: 'failover', input: 'Fail over for me.', temperature: 0.5 });
+    await until(() => [hit.requestId, failedOver.requestId].every((id) => events.some((e) => e.requestId === id && (e.outcome === 'SUCCESS' || e.outcome === 'CACHE_HIT'))), 5_000, 'the last decisions');
     stop();
     expect(errors).toEqual([]);
 
@@ -239,6 +270,12 @@ describe('live routing decisions for a Responses request', () => {
       expect(e).toMatchObject({ receiptId: answered.receiptId, teamId: key.teamId, apiKeyId: key.id, requestedModel: 'chat-default', route: 'chat-default', provider: 'sim', model: 'sim-large', attempt: 1 });
     }
     expect(events.filter((e) => e.requestId === hit.requestId)).toEqual([expect.objectContaining({ outcome: 'CACHE_HIT', reason: 'cache_exact', route: 'r-exact', receiptId: hit.receiptId })]);
+    expect(events.filter((e) => e.requestId === failedOver.requestId).map((e) => `${e.outcome}:${e.provider}/${e.model}`)).toEqual([
+      'ATTEMPT:sim/primary',
+      'FAILOVER:sim/primary',
+      'ATTEMPT:sim-b/backup',
+      'SUCCESS:sim-b/backup',
+    ]);
     // The decision's receipt is the Responses request's.
     expect(await receipt(answered.receiptId)).toMatchObject({ endpoint: '/v1/responses', route: 'chat-default' });
   });
