@@ -150,6 +150,13 @@ export class Pipeline {
 
   private async lookInCache(ex: Exchange, route: Route, parsed: ParsedRequest, header: string | string[] | undefined): Promise<CacheHit | null> {
     const cache = this.deps.cache;
+    // A native-only request says things its canonical question leaves out (a document block,
+    // extended thinking, top_k, a server tool): keyed on that question it would be answered
+    // with another request's answer, so it is neither looked up nor stored.
+    if (cache && parsed.chat && parsed.nativeOnly) {
+      ex.cacheStatus = 'bypass';
+      return null;
+    }
     // Chat-like protocols share one canonical question, and so their answers.
     const plan = cache?.plan(parsed.chat ? 'chat' : 'embeddings', ex.key!.teamId, route, parsed.chat ?? parsed.body, header);
     if (!cache || !plan) return null;

@@ -215,6 +215,40 @@ describe('semantic cache on /v1/messages', () => {
   }
 });
 
+describe('cache on /v1/messages: what only Anthropic reads is part of the question', () => {
+  it('requests that differ only in a document block, extended thinking or top_k are never answered from one another', async () => {
+    const store = gw.started.runtime.adminStore;
+    await store.routing.upsertRoute({ name: 'mp-exact-claude', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-exact' }], cache: { mode: 'EXACT', cacheSampled: true } as any });
+    await store.routing.upsertRoute({ name: 'mp-sem-native', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-sem-native' }], cache: { mode: 'SEMANTIC', cacheSampled: true } as any });
+    await gw.started.runtime.app.catalog.refresh();
+    const doc = (text: string) => ({ type: 'document', source: { type: 'text', media_type: 'text/plain', data: text } });
+    const question = { type: 'text', text: 'What does the document say the code is?' };
+    const call = async (model: string, extra: Record<string, unknown>, content: unknown[]) => {
+      const { response } = await claude.messages.create({ model, max_tokens: 2048, messages: [{ role: 'user', content }], ...extra } as any).withResponse();
+      return response.headers.get('x-tollgate-cache');
+    };
+    for (const [route, model] of [
+      ['mp-exact-claude', 'claude-exact'],
+      ['mp-sem-native', 'claude-sem-native'],
+    ] as const) {
+      const before = upstreamCalls(model);
+      // Each native-only request goes upstream and is not kept: the cache says bypass.
+      const a = await call(route, {}, [doc('The code is 1111.'), question]);
+      const b = await call(route, {}, [doc('The code is 2222.'), question]);
+      const again = await call(route, {}, [doc('The code is 1111.'), question]);
+      const thinking = await call(route, { thinking: { type: 'enabled', budget_tokens: 1024 } }, [question]);
+      const topK = await call(route, { top_k: 5 }, [question]);
+      expect({ a, b, again, thinking, topK }, route).toEqual({ a: 'bypass', b: 'bypass', again: 'bypass', thinking: 'bypass', topK: 'bypass' });
+      // The plain question was never stored by them.
+      expect(await call(route, {}, [question]), route).toBe('miss');
+      expect(upstreamCalls(model) - before).toBe(6);
+    }
+    // A plain question on the same route still caches.
+    expect(await call('mp-exact-claude', {}, [{ type: 'text', text: 'Plain and cacheable.' }])).toBe('miss');
+    expect(await call('mp-exact-claude', {}, [{ type: 'text', text: 'Plain and cacheable.' }])).toBe('exact');
+  });
+});
+
 describe('presets from the environment (DESIGN §5 Providers)', () => {
   /** What a start with these variables does: loadConfig reads them, bootstrap creates the presets. */
   async function startWith(env: Record<string, string>) {
