@@ -150,9 +150,13 @@ export class Pipeline {
 
   private async lookInCache(ex: Exchange, route: Route, parsed: ParsedRequest, header: string | string[] | undefined): Promise<CacheHit | null> {
     const cache = this.deps.cache;
-    // What only a native upstream can answer (a built-in tool, extended thinking) is not in
-    // the canonical question the cache is keyed by, nor in the canonical answer it keeps.
-    if (parsed.nativeOnly) return null;
+    // A native-only request says things its canonical question leaves out (a built-in or
+    // server tool, a document block, extended thinking, top_k): keyed on that question it
+    // would be answered with another request's answer, so it is neither looked up nor stored.
+    if (cache && parsed.nativeOnly) {
+      ex.cacheStatus = 'bypass';
+      return null;
+    }
     // Chat-like protocols share one canonical question, and so their answers.
     const plan = cache?.plan(parsed.chat ? 'chat' : 'embeddings', ex.key!.teamId, route, parsed.chat ?? parsed.body, header);
     if (!cache || !plan) return null;

@@ -102,7 +102,9 @@ export class ResponseStore {
       this.pending.delete(id);
       await Promise.all(this.writes); // let its write land, then delete the row
     }
-    const { count } = await this.prisma.storedResponse.deleteMany({ where: { id, teamId } });
+    // An expired response is already gone for GET and previous_response_id, so DELETE says 404
+    // too; the purge removes its row.
+    const { count } = await this.prisma.storedResponse.deleteMany({ where: { id, teamId, expiresAt: { gt: new Date() } } });
     return count > 0 || held !== undefined;
   }
 

@@ -31,6 +31,8 @@ export interface TestGatewayOptions {
   /** Keep the data dir (to restart on it). */
   dataDir?: string;
   keepDataDir?: boolean;
+  /** Settings no environment variable can reach (e.g. a retention shorter than the variable's unit). */
+  config?: Partial<Config>;
 }
 
 /** A fresh PostgreSQL database per call when DATABASE_URL is set; undefined otherwise. */
@@ -72,7 +74,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     ...(db ? { DATABASE_URL: db.url } : {}),
     ...opts.env,
   };
-  const config = loadConfig(env as NodeJS.ProcessEnv);
+  const config: Config = { ...loadConfig(env as NodeJS.ProcessEnv), ...opts.config };
   const started = await startServer(config, { quiet: true });
   const store = started.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url, apiKey: 'sim-upstream-secret' });
