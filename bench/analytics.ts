@@ -9,23 +9,33 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  latency, usage, cacheStats, timeSeries, costPerTask, experimentResults, scopeFilter, uniqueDimensions, runQuery,
-  type AnalyticsContext, type AnalyticsFilter, type Dimension,
-} from '../src/analytics/index.js';
-import { usageQuery } from '../src/analytics/usage.js';
 import { cacheStatsQuery } from '../src/analytics/cacheStats.js';
-import { latencySketchQuery, latencyExactQuery, EXACT_BELOW } from '../src/analytics/latency.js';
 import { DIMENSION_ALIAS, DIMENSION_COLUMN } from '../src/analytics/common.js';
-import { sql, trusted } from '../src/analytics/sql.js';
-import { timeSeriesQuery } from '../src/analytics/timeSeries.js';
 import { costPerTaskQuery } from '../src/analytics/costPerTask.js';
-import { insertSyntheticReceipts } from '../src/analytics/synthetic.js';
+import {
+  type AnalyticsContext,
+  type AnalyticsFilter,
+  cacheStats,
+  costPerTask,
+  type Dimension,
+  experimentResults,
+  latency,
+  runQuery,
+  scopeFilter,
+  timeSeries,
+  uniqueDimensions,
+  usage,
+} from '../src/analytics/index.js';
+import { EXACT_BELOW, latencyExactQuery, latencySketchQuery } from '../src/analytics/latency.js';
 import type { SqlFragment } from '../src/analytics/sql.js';
+import { sql, trusted } from '../src/analytics/sql.js';
+import { insertSyntheticReceipts } from '../src/analytics/synthetic.js';
+import { timeSeriesQuery } from '../src/analytics/timeSeries.js';
+import { usageQuery } from '../src/analytics/usage.js';
 import { TokenVerifier } from '../src/gateway/tokens.js';
+import { createGraphQL } from '../src/graphql/yoga.js';
 import { CidrList } from '../src/net/ip.js';
 import { AdminStore } from '../src/store/admin-store.js';
-import { createGraphQL } from '../src/graphql/yoga.js';
 import { openClickHouse } from '../src/store/clickhouse.js';
 import { migrateClickHouse } from '../src/store/clickhouse-migrate.js';
 
@@ -61,7 +71,9 @@ try {
   };
   const tables: Record<string, unknown> = {};
   for (const table of ['receipts', 'receipts_hourly', 'latency_daily', 'task_costs']) {
-    tables[table] = await scalar(`SELECT sum(rows) AS rows, count() AS parts, sum(bytes_on_disk) AS bytes FROM system.parts WHERE active AND database = currentDatabase() AND table = '${table}'`);
+    tables[table] = await scalar(
+      `SELECT sum(rows) AS rows, count() AS parts, sum(bytes_on_disk) AS bytes FROM system.parts WHERE active AND database = currentDatabase() AND table = '${table}'`,
+    );
   }
   const shape = await scalar(`SELECT uniqExact(team_id) AS teams, uniqExact(api_key_id) AS apiKeys, uniqExact(feature) AS features,
       uniqExact(model) AS models, uniqExact(provider) AS providers, uniqExact(end_user) AS endUsers, uniqExact(task_id) - 1 AS tasks,
@@ -77,7 +89,11 @@ try {
       clickhouse: ch.client,
       receiptsTable: 'receipts',
       analyticsTimeoutMs: 60_000,
-      tokens: new TokenVerifier(ADMIN, { findAccessTokenBySecretHash: async () => null, teamIdByName: async () => null }, { cacheMs: 0, trustedProxies: CidrList.parse([]), onError: () => undefined }),
+      tokens: new TokenVerifier(
+        ADMIN,
+        { findAccessTokenBySecretHash: async () => null, teamIdByName: async () => null },
+        { cacheMs: 0, trustedProxies: CidrList.parse([]), onError: () => undefined },
+      ),
       // Never reached by analytics queries; each request's context names its actor on it.
       admin: new AdminStore(undefined as never, undefined as never),
       jwks: () => ({ keys: [] }),
@@ -96,33 +112,104 @@ try {
     const approx = await runQuery(ctx, latencySketchQuery(ctx, filter, dims));
     const small = approx.filter((r) => Number(r.m_requests) < EXACT_BELOW);
     if (small.length === 0) return approx;
-    const restrict = sql.join(dims.map((d) => sql` AND ${trusted(DIMENSION_COLUMN, d)} IN ${[...new Set(small.map((r) => String(r[DIMENSION_ALIAS[d]] ?? '')))]}`), ' ');
+    const restrict = sql.join(
+      dims.map((d) => sql` AND ${trusted(DIMENSION_COLUMN, d)} IN ${[...new Set(small.map((r) => String(r[DIMENSION_ALIAS[d]] ?? '')))]}`),
+      ' ',
+    );
     return runQuery(ctx, latencyExactQuery(ctx, filter, dims, restrict));
   };
   const key = 'key { model teamId feature }';
   const unaligned = { from: new Date(from.getTime() + 13 * 3_600_000 + 17 * 60_000 + 250), to: new Date(to.getTime() - 5 * 3_600_000 - 41_000) };
   const unalignedFilter = scopeFilter(unaligned, ctx.principal);
-  const cases: Array<{ name: string; source: string; gql: string; window?: { from: Date; to: Date }; vars?: Record<string, unknown>; direct: () => Promise<unknown>; library: () => Promise<unknown>; sqlOf: () => SqlFragment }> = [
-    { name: 'usage', source: usageQuery(ctx, filter, dims).source, gql: `usage(filter: $f, groupBy: $g) { ${key} requests errors promptTokens completionTokens costUsd unpricedRequests }`, direct: () => runQuery(ctx, usageQuery(ctx, filter, dims).query), sqlOf: () => usageQuery(ctx, filter, dims).query, library: () => usage(ctx, filter, dims) },
-    { name: 'latency', source: 'rollup' as string, gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`, direct: () => latencyDirect(), sqlOf: () => latencySketchQuery(ctx, filter, dims), library: () => latency(ctx, filter, dims) },
+  const cases: Array<{
+    name: string;
+    source: string;
+    gql: string;
+    window?: { from: Date; to: Date };
+    vars?: Record<string, unknown>;
+    direct: () => Promise<unknown>;
+    library: () => Promise<unknown>;
+    sqlOf: () => SqlFragment;
+  }> = [
+    {
+      name: 'usage',
+      source: usageQuery(ctx, filter, dims).source,
+      gql: `usage(filter: $f, groupBy: $g) { ${key} requests errors promptTokens completionTokens costUsd unpricedRequests }`,
+      direct: () => runQuery(ctx, usageQuery(ctx, filter, dims).query),
+      sqlOf: () => usageQuery(ctx, filter, dims).query,
+      library: () => usage(ctx, filter, dims),
+    },
+    {
+      name: 'latency',
+      source: 'rollup' as string,
+      gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`,
+      direct: () => latencyDirect(),
+      sqlOf: () => latencySketchQuery(ctx, filter, dims),
+      library: () => latency(ctx, filter, dims),
+    },
     // "The last 30 days" as a dashboard asks it: neither end on a day (or hour) boundary, so
     // latency_daily answers the 29 whole days and raw receipts the two partial ones.
-    { name: 'latency unaligned', source: 'rollup+raw edges', window: unaligned, gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`, direct: () => runQuery(ctx, latencySketchQuery(ctx, unalignedFilter, dims)), sqlOf: () => latencySketchQuery(ctx, unalignedFilter, dims), library: () => latency(ctx, unalignedFilter, dims) },
-    { name: 'cacheStats', source: cacheStatsQuery(ctx, filter, dims).source, gql: `cacheStats(filter: $f, groupBy: $g) { ${key} requests hits exactHits semanticHits hitRate savedCostUsd }`, direct: () => runQuery(ctx, cacheStatsQuery(ctx, filter, dims).query), sqlOf: () => cacheStatsQuery(ctx, filter, dims).query, library: () => cacheStats(ctx, filter, dims) },
-    { name: 'timeSeries DAY', source: timeSeriesQuery(ctx, filter, 'DAY', dims).source, gql: `timeSeries(filter: $f, interval: DAY, groupBy: $g) { start ${key} requests errors costUsd }`, direct: () => runQuery(ctx, timeSeriesQuery(ctx, filter, 'DAY', dims).query), sqlOf: () => timeSeriesQuery(ctx, filter, 'DAY', dims).query, library: () => timeSeries(ctx, filter, 'DAY', dims) },
-    { name: 'costPerTask', source: 'raw', gql: `costPerTask(filter: $f, groupBy: $g) { ${key} tasks succeededTasks failedTasks requests costUsd costPerTaskUsd costPerSucceededTaskUsd }`, direct: () => runQuery(ctx, costPerTaskQuery(ctx, filter, dims) as SqlFragment), sqlOf: () => costPerTaskQuery(ctx, filter, dims) as SqlFragment, library: () => costPerTask(ctx, filter, dims) },
+    {
+      name: 'latency unaligned',
+      source: 'rollup+raw edges',
+      window: unaligned,
+      gql: `latency(filter: $f, groupBy: $g) { ${key} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms }`,
+      direct: () => runQuery(ctx, latencySketchQuery(ctx, unalignedFilter, dims)),
+      sqlOf: () => latencySketchQuery(ctx, unalignedFilter, dims),
+      library: () => latency(ctx, unalignedFilter, dims),
+    },
+    {
+      name: 'cacheStats',
+      source: cacheStatsQuery(ctx, filter, dims).source,
+      gql: `cacheStats(filter: $f, groupBy: $g) { ${key} requests hits exactHits semanticHits hitRate savedCostUsd }`,
+      direct: () => runQuery(ctx, cacheStatsQuery(ctx, filter, dims).query),
+      sqlOf: () => cacheStatsQuery(ctx, filter, dims).query,
+      library: () => cacheStats(ctx, filter, dims),
+    },
+    {
+      name: 'timeSeries DAY',
+      source: timeSeriesQuery(ctx, filter, 'DAY', dims).source,
+      gql: `timeSeries(filter: $f, interval: DAY, groupBy: $g) { start ${key} requests errors costUsd }`,
+      direct: () => runQuery(ctx, timeSeriesQuery(ctx, filter, 'DAY', dims).query),
+      sqlOf: () => timeSeriesQuery(ctx, filter, 'DAY', dims).query,
+      library: () => timeSeries(ctx, filter, 'DAY', dims),
+    },
+    {
+      name: 'costPerTask',
+      source: 'raw',
+      gql: `costPerTask(filter: $f, groupBy: $g) { ${key} tasks succeededTasks failedTasks requests costUsd costPerTaskUsd costPerSucceededTaskUsd }`,
+      direct: () => runQuery(ctx, costPerTaskQuery(ctx, filter, dims) as SqlFragment),
+      sqlOf: () => costPerTaskQuery(ctx, filter, dims) as SqlFragment,
+      library: () => costPerTask(ctx, filter, dims),
+    },
   ];
   // Routing questions (receipt version 2 columns, raw receipts only; see common.ts).
   const byVariant = uniqueDimensions(['TEAM', 'VARIANT']);
   const experimentFilter: AnalyticsFilter = { ...filter, experiments: ['ab'] };
   const VARIANT: Dimension[] = ['VARIANT'];
   cases.push(
-    { name: 'usage by TEAM×VARIANT', source: usageQuery(ctx, filter, byVariant).source, vars: { g: byVariant }, gql: `usage(filter: $f, groupBy: $g) { key { teamId variant } requests errors promptTokens completionTokens costUsd unpricedRequests }`, direct: () => runQuery(ctx, usageQuery(ctx, filter, byVariant).query), sqlOf: () => usageQuery(ctx, filter, byVariant).query, library: () => usage(ctx, filter, byVariant) },
+    {
+      name: 'usage by TEAM×VARIANT',
+      source: usageQuery(ctx, filter, byVariant).source,
+      vars: { g: byVariant },
+      gql: `usage(filter: $f, groupBy: $g) { key { teamId variant } requests errors promptTokens completionTokens costUsd unpricedRequests }`,
+      direct: () => runQuery(ctx, usageQuery(ctx, filter, byVariant).query),
+      sqlOf: () => usageQuery(ctx, filter, byVariant).query,
+      library: () => usage(ctx, filter, byVariant),
+    },
     // Three statements (usage, exact latency, costPerTask by VARIANT), sent in parallel on both sides; server stats are usage's.
     {
-      name: 'experimentResults', source: 'raw ×3', gql: `experimentResults(name: "ab", filter: $f) { variant requests errorRate p50Ms p95Ms costUsd tasks succeededTasks successRate successRateLow successRateHigh costPerSucceededTaskUsd }`,
-      direct: () => Promise.all([runQuery(ctx, usageQuery(ctx, experimentFilter, VARIANT).query), runQuery(ctx, latencyExactQuery(ctx, experimentFilter, VARIANT)), runQuery(ctx, costPerTaskQuery(ctx, experimentFilter, VARIANT))]),
-      sqlOf: () => usageQuery(ctx, experimentFilter, VARIANT).query, library: () => experimentResults(ctx, 'ab', filter),
+      name: 'experimentResults',
+      source: 'raw ×3',
+      gql: `experimentResults(name: "ab", filter: $f) { variant requests errorRate p50Ms p95Ms costUsd tasks succeededTasks successRate successRateLow successRateHigh costPerSucceededTaskUsd }`,
+      direct: () =>
+        Promise.all([
+          runQuery(ctx, usageQuery(ctx, experimentFilter, VARIANT).query),
+          runQuery(ctx, latencyExactQuery(ctx, experimentFilter, VARIANT)),
+          runQuery(ctx, costPerTaskQuery(ctx, experimentFilter, VARIANT)),
+        ]),
+      sqlOf: () => usageQuery(ctx, experimentFilter, VARIANT).query,
+      library: () => experimentResults(ctx, 'ab', filter),
     },
   );
   // The latency row must have come from the rollup alone for the comparison to be fair.
@@ -149,7 +236,8 @@ try {
       serverElapsedMs: j.statistics ? +(j.statistics.elapsed * 1000).toFixed(1) : null,
       rowsRead: j.statistics?.rows_read ?? null,
       bytesRead: j.statistics?.bytes_read ?? null,
-      readsFrom, granules,
+      readsFrom,
+      granules,
     };
   };
 
@@ -162,10 +250,18 @@ try {
     const usesGroupBy = c.gql.includes('$g');
     const body = JSON.stringify({
       query: `query($f: AnalyticsFilter!${usesGroupBy ? ', $g: [Dimension!]' : ''}) { ${c.gql} }`,
-      variables: { f: { from: (c.window ?? { from }).from.toISOString(), to: (c.window ?? { to }).to.toISOString() }, ...(usesGroupBy ? { g: dims } : {}), ...c.vars },
+      variables: {
+        f: { from: (c.window ?? { from }).from.toISOString(), to: (c.window ?? { to }).to.toISOString() },
+        ...(usesGroupBy ? { g: dims } : {}),
+        ...c.vars,
+      },
     });
     const viaGraphQL = async () => {
-      const res = await graphql.yoga.fetch('http://bench/graphql', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, body });
+      const res = await graphql.yoga.fetch('http://bench/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+        body,
+      });
       const json = (await res.json()) as { errors?: unknown };
       if (json.errors) throw new Error(JSON.stringify(json.errors));
     };
@@ -178,31 +274,55 @@ try {
     const l: number[] = [];
     for (let i = 0; i < ITER; i++) {
       // interleave so caches and background merges affect all three equally
-      t = performance.now(); await c.direct(); d.push(performance.now() - t);
-      t = performance.now(); await viaGraphQL(); g.push(performance.now() - t);
-      t = performance.now(); await c.library(); l.push(performance.now() - t);
+      t = performance.now();
+      await c.direct();
+      d.push(performance.now() - t);
+      t = performance.now();
+      await viaGraphQL();
+      g.push(performance.now() - t);
+      t = performance.now();
+      await c.library();
+      l.push(performance.now() - t);
     }
     const srv = await serverStats(c.sqlOf());
-    console.log(`  ${c.name}: server ${srv.serverElapsedMs} ms, read ${srv.rowsRead} rows from ${srv.readsFrom.join('+')}, granules ${srv.granules.join(' ')}, ${srv.resultRows} result rows`);
+    console.log(
+      `  ${c.name}: server ${srv.serverElapsedMs} ms, read ${srv.rowsRead} rows from ${srv.readsFrom.join('+')}, granules ${srv.granules.join(' ')}, ${srv.resultRows} result rows`,
+    );
     const row = {
-      query: c.name, source: c.source,
-      graphqlP50Ms: +pct(g, 0.5).toFixed(1), graphqlP95Ms: +pct(g, 0.95).toFixed(1),
-      directP50Ms: +pct(d, 0.5).toFixed(1), directP95Ms: +pct(d, 0.95).toFixed(1),
-      ratioP50: +(pct(g, 0.5) / pct(d, 0.5)).toFixed(3), ratioP95: +(pct(g, 0.95) / pct(d, 0.95)).toFixed(3),
+      query: c.name,
+      source: c.source,
+      graphqlP50Ms: +pct(g, 0.5).toFixed(1),
+      graphqlP95Ms: +pct(g, 0.95).toFixed(1),
+      directP50Ms: +pct(d, 0.5).toFixed(1),
+      directP95Ms: +pct(d, 0.95).toFixed(1),
+      ratioP50: +(pct(g, 0.5) / pct(d, 0.5)).toFixed(3),
+      ratioP95: +(pct(g, 0.95) / pct(d, 0.95)).toFixed(3),
       // the exported resolver function without GraphQL: SQL + row mapping
       libraryP50Ms: +pct(l, 0.5).toFixed(1),
-      resultRows: srv.resultRows, serverMs: srv.serverElapsedMs, rowsRead: srv.rowsRead, readsFrom: srv.readsFrom.join('+'),
+      resultRows: srv.resultRows,
+      serverMs: srv.serverElapsedMs,
+      rowsRead: srv.rowsRead,
+      readsFrom: srv.readsFrom.join('+'),
     };
     results.push(row);
     console.log(JSON.stringify(row));
   }
   console.table(results);
   const out = {
-    rows: ROWS, insertSeconds: +(insertMs / 1000).toFixed(1), settle, tables, dataShape: shape,
+    rows: ROWS,
+    insertSeconds: +(insertMs / 1000).toFixed(1),
+    settle,
+    tables,
+    dataShape: shape,
     window: { from: from.toISOString(), to: to.toISOString(), hourAligned },
-    iterations: ITER, groupBy: dims, latencyAllSketch: allSketch, latencyExactGroups: exactGroups, latencyGroups: probe.length,
+    iterations: ITER,
+    groupBy: dims,
+    latencyAllSketch: allSketch,
+    latencyExactGroups: exactGroups,
+    latencyGroups: probe.length,
     machine: { cpus: os.cpus().length, loadavg: os.loadavg().map((x) => +x.toFixed(2)) },
-    at: new Date().toISOString(), results,
+    at: new Date().toISOString(),
+    results,
   };
   const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
   await mkdir(resultsDir, { recursive: true });

@@ -12,8 +12,8 @@ import { planCache } from '../src/cache/policy.js';
 import { AnswerStore, type CachedAnswer } from '../src/cache/store.js';
 import { loadConfig } from '../src/config.js';
 import { startServer } from '../src/main.js';
-import { startSimulatedProvider } from '../src/sim/simulated.js';
 import type { Route } from '../src/routing/catalog.js';
+import { startSimulatedProvider } from '../src/sim/simulated.js';
 
 const ENTRIES = Number(process.env.ENTRIES ?? 100_000);
 // Smaller values only for smoke-testing the runner (BENCH_QUICK=1 npm run bench).
@@ -22,7 +22,7 @@ const E2E_REQUESTS = Number(process.env.CACHE_BENCH_E2E ?? 400);
 
 // ── Synthetic prompts: Zipf-distributed words from a 5,000-word vocabulary, 6–24 words ──
 let seed = 42;
-const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+const rand = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 const syllables = ['ka', 'lo', 'mi', 'ne', 'ru', 'ta', 'vo', 'shi', 'pe', 'dan', 'gor', 'lin', 'mar', 'tes', 'ur', 'zen'];
 const vocabulary = Array.from({ length: 5_000 }, (_, i) => {
   let w = '';
@@ -128,7 +128,9 @@ for (let i = 0; i < LOOKUPS; i++) {
 // ── End to end through the proxy: a miss (simulated upstream, no added latency) vs a hit ──
 const sim = await startSimulatedProvider({ record: false });
 const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-cache-'));
-const started = await startServer(loadConfig({ TOLLGATE_DATA_DIR: dataDir, TOLLGATE_PORT: '0', TOLLGATE_LOG_LEVEL: 'silent' } as NodeJS.ProcessEnv), { quiet: true });
+const started = await startServer(loadConfig({ TOLLGATE_DATA_DIR: dataDir, TOLLGATE_PORT: '0', TOLLGATE_LOG_LEVEL: 'silent' } as NodeJS.ProcessEnv), {
+  quiet: true,
+});
 const admin = started.runtime.adminStore;
 await admin.providers.upsertProvider({ name: 'sim', kind: 'SIMULATED', baseUrl: sim.url });
 await admin.routing.upsertRoute({ name: 'cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
@@ -185,16 +187,22 @@ const results = {
 };
 
 const f = (ms: number) => ms.toFixed(3);
-console.log(`\nCache benchmark: ${ENTRIES.toLocaleString()} entries in one namespace (filled in ${fillSeconds.toFixed(1)} s), ${results.machine.cpus} cores, Node ${process.version}\n`);
+console.log(
+  `\nCache benchmark: ${ENTRIES.toLocaleString()} entries in one namespace (filled in ${fillSeconds.toFixed(1)} s), ${results.machine.cpus} cores, Node ${process.version}\n`,
+);
 console.log('figure                               |     p50 |     p99 | target');
 console.log(`exact lookup                         | ${f(results.lookupMs.exact.p50)} | ${f(results.lookupMs.exact.p99)} | ≤ 0.2 ms`);
 console.log(`exact lookup incl. canonical key     | ${f(results.lookupMs.exactIncludingKey.p50)} | ${f(results.lookupMs.exactIncludingKey.p99)} | ≤ 0.2 ms`);
-console.log(`semantic lookup (local, embed+search)| ${f(results.lookupMs.semanticLocal.p50)} | ${f(results.lookupMs.semanticLocal.p99)} | ≤ 2 ms   (hit rate ${(results.lookupMs.semanticLocal.hitRate * 100).toFixed(1)} %, half the queries are rewordings)`);
+console.log(
+  `semantic lookup (local, embed+search)| ${f(results.lookupMs.semanticLocal.p50)} | ${f(results.lookupMs.semanticLocal.p99)} | ≤ 2 ms   (hit rate ${(results.lookupMs.semanticLocal.hitRate * 100).toFixed(1)} %, half the queries are rewordings)`,
+);
 console.log(`e2e miss (upstream on loopback)      | ${f(results.endToEndMs.miss.p50)} | ${f(results.endToEndMs.miss.p99)} |`);
 console.log(`e2e bypass (no-store)                | ${f(results.endToEndMs.bypass.p50)} | ${f(results.endToEndMs.bypass.p99)} |`);
 console.log(`e2e exact hit                        | ${f(results.endToEndMs.exactHit.p50)} | ${f(results.endToEndMs.exactHit.p99)} |`);
 console.log(`e2e semantic hit                     | ${f(results.endToEndMs.semanticHit.p50)} | ${f(results.endToEndMs.semanticHit.p99)} |`);
-console.log(`memory per 100k entries (heap)       | ${results.memory.heapMbPer100k.toFixed(0)} MB${results.memory.measuredWithGc ? '' : ' (run with --expose-gc for a settled figure)'}`);
+console.log(
+  `memory per 100k entries (heap)       | ${results.memory.heapMbPer100k.toFixed(0)} MB${results.memory.measuredWithGc ? '' : ' (run with --expose-gc for a settled figure)'}`,
+);
 
 await mkdir(new URL('./results/', import.meta.url), { recursive: true });
 await writeFile(new URL('./results/cache.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);

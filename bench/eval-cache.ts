@@ -6,8 +6,8 @@
 // without the detail check, and writes bench/results/cache-eval.json.
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { DEFAULT_SIMILARITY_THRESHOLD } from '../src/cache/policy.js';
 import { LocalEmbedder } from '../src/cache/embedders.js';
+import { DEFAULT_SIMILARITY_THRESHOLD } from '../src/cache/policy.js';
 import { SemanticIndex } from '../src/cache/semantic-index.js';
 
 interface Pair {
@@ -89,7 +89,9 @@ const sweep = thresholds.map((t) => ({ ...score(withCheck, t), embeddingOnly: sc
 const atDefault = score(withCheck, DEFAULT_SIMILARITY_THRESHOLD);
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-console.log(`\nSemantic cache evaluation: ${pairs.length} pairs (${pairs.filter((p) => p.expect === 'hit').length} should hit, ${pairs.filter((p) => p.expect === 'miss').length} must not), local embedder`);
+console.log(
+  `\nSemantic cache evaluation: ${pairs.length} pairs (${pairs.filter((p) => p.expect === 'hit').length} should hit, ${pairs.filter((p) => p.expect === 'miss').length} must not), local embedder`,
+);
 console.log('\nthreshold | precision | recall | false hits | false-hit rate (must-not-hit) | embedding only: precision / recall / false-hit rate');
 for (const r of sweep) {
   const mark = r.threshold === DEFAULT_SIMILARITY_THRESHOLD ? ' ◀ default' : '';
@@ -97,11 +99,15 @@ for (const r of sweep) {
     `${r.threshold.toFixed(3).padStart(9)} | ${pct(r.precision).padStart(9)} | ${pct(r.recall).padStart(6)} | ${String(r.falseHits).padStart(10)} | ${pct(r.falseHitRateOnMustMiss).padStart(29)} | ${pct(r.embeddingOnly.precision)} / ${pct(r.embeddingOnly.recall)} / ${pct(r.embeddingOnly.falseHitRateOnMustMiss)}${mark}`,
   );
 }
-console.log(`\nAt the default threshold ${DEFAULT_SIMILARITY_THRESHOLD}: precision ${pct(atDefault.precision)}, recall ${pct(atDefault.recall)}, false hits on must-not-hit pairs ${pct(atDefault.falseHitRateOnMustMiss)} (requirement ≤ 1 %)`);
+console.log(
+  `\nAt the default threshold ${DEFAULT_SIMILARITY_THRESHOLD}: precision ${pct(atDefault.precision)}, recall ${pct(atDefault.recall)}, false hits on must-not-hit pairs ${pct(atDefault.falseHitRateOnMustMiss)} (requirement ≤ 1 %)`,
+);
 const categories = perCategory(withCheck, DEFAULT_SIMILARITY_THRESHOLD);
 console.log('\ncategory | pairs | hits');
 for (const c of categories) console.log(`${c.category.padEnd(22)} | ${String(c.pairs).padStart(5)} | ${String(c.hits).padStart(4)} (${pct(c.rate)})`);
-const falseHits = withCheck.filter((o) => o.matched && !o.crossCorrect && o.similarity >= DEFAULT_SIMILARITY_THRESHOLD && !(o.pair.expect === 'hit' && o.matched === o.pair.id));
+const falseHits = withCheck.filter(
+  (o) => o.matched && !o.crossCorrect && o.similarity >= DEFAULT_SIMILARITY_THRESHOLD && !(o.pair.expect === 'hit' && o.matched === o.pair.id),
+);
 for (const o of falseHits) console.log(`false hit ${o.pair.id} → ${o.matched} (${o.similarity.toFixed(3)}): ${o.pair.query}`);
 
 await mkdir(new URL('./results/', import.meta.url), { recursive: true });

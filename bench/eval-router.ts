@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { decode, encode } from 'gpt-tokenizer';
 import { LocalEmbedder } from '../src/cache/embedders.js';
-import { classifyPrompt, TIERS, warmUpClassifier, type Classification, type ClassifierInput, type Tier } from '../src/routing/classifier.js';
+import { type Classification, type ClassifierInput, classifyPrompt, TIERS, type Tier, warmUpClassifier } from '../src/routing/classifier.js';
 import { KnnClassifier } from '../src/routing/knn-classifier.js';
 import { machine, percentile } from './support/stats.js';
 
@@ -72,8 +72,14 @@ type Score = ReturnType<typeof score>;
 
 function printScore(title: string, s: Score): void {
   console.log(`\n${title}: ${s.prompts} prompts (${s.sides.simple} simple side, ${s.sides.hard} hard side)`);
-  console.log(`  accuracy (4 tiers) ${pct(s.accuracy)} · binary ${pct(s.binaryAccuracy)} · simple side ${pct(s.simpleSideAccuracy)} · hard side ${pct(s.hardSideAccuracy)}`);
-  console.log(`  binary by language: ${Object.entries(s.binaryAccuracyByLang).map(([l, v]) => `${l} ${pct(v.binaryAccuracy)} (${v.prompts})`).join(' · ')}`);
+  console.log(
+    `  accuracy (4 tiers) ${pct(s.accuracy)} · binary ${pct(s.binaryAccuracy)} · simple side ${pct(s.simpleSideAccuracy)} · hard side ${pct(s.hardSideAccuracy)}`,
+  );
+  console.log(
+    `  binary by language: ${Object.entries(s.binaryAccuracyByLang)
+      .map(([l, v]) => `${l} ${pct(v.binaryAccuracy)} (${v.prompts})`)
+      .join(' · ')}`,
+  );
   console.log(`  labelled ↓ / classified → ${TIERS.map((t) => t.padStart(9)).join(' ')}`);
   for (const t of TIERS) console.log(`  ${t.padEnd(24)} ${TIERS.map((p) => String(s.confusion[t][p]).padStart(9)).join(' ')}`);
 }
@@ -100,7 +106,10 @@ printScore('Built-in scorer, tune split (the weights were set on these)', tune);
 printScore('Built-in scorer, holdout split (never used for tuning)', holdout);
 const confidence = calibration(scored);
 console.log('\n  confidence | prompts | tier right');
-for (const b of confidence) console.log(`  ${b.from.toFixed(1)}–${b.to.toFixed(1)}    | ${String(b.prompts).padStart(7)} | ${pct(b.accuracy)} (mean confidence ${b.meanConfidence.toFixed(2)})`);
+for (const b of confidence)
+  console.log(
+    `  ${b.from.toFixed(1)}–${b.to.toFixed(1)}    | ${String(b.prompts).padStart(7)} | ${pct(b.accuracy)} (mean confidence ${b.meanConfidence.toFixed(2)})`,
+  );
 // Only the tune split's mistakes are listed: whoever tunes the scorer must not see the holdout's.
 console.log('\n  tune prompts on the wrong side:');
 for (const { row, got } of scored) {
@@ -126,13 +135,19 @@ async function knnOn(minConfidence: number) {
 }
 const knnWithFallback = await knnOn(0.6);
 const knnAlone = await knnOn(0);
-printScore(`kNN (k=5, local embedder, ${tuneRows.length} tune examples) → holdout, scorer below 0.6 confidence [${knnWithFallback.decidedByVote} decided by the vote]`, knnWithFallback);
+printScore(
+  `kNN (k=5, local embedder, ${tuneRows.length} tune examples) → holdout, scorer below 0.6 confidence [${knnWithFallback.decidedByVote} decided by the vote]`,
+  knnWithFallback,
+);
 printScore('kNN alone (no fallback) → holdout', knnAlone);
 
 // ── speed: ~2k-token prompts, many runs ───────────────────────────────────────────────────
 /** Labelled prompts of one language, joined and cut at PROMPT_TOKENS tokens (o200k, gpt-tokenizer). */
 function promptOf(lang: string): { text: string; tokens: number } {
-  const texts = rows.filter((r) => r.lang === lang).map((r) => r.text).sort((a, b) => b.length - a.length);
+  const texts = rows
+    .filter((r) => r.lang === lang)
+    .map((r) => r.text)
+    .sort((a, b) => b.length - a.length);
   let joined = '';
   for (let i = 0; encode(joined).length < PROMPT_TOKENS; i++) joined += `${texts[i % texts.length]}\n\n`;
   const text = decode(encode(joined).slice(0, PROMPT_TOKENS));
@@ -182,14 +197,19 @@ async function time(prompts: Record<string, { text: string; tokens: number }>) {
     inputs.map(({ lang, micros }) => {
       micros.sort((a, b) => a - b);
       const { text, tokens } = prompts[lang];
-      return [lang, { tokens, chars: text.length, runs: micros.length, p50Us: percentile(micros, 50), p99Us: percentile(micros, 99), p999Us: percentile(micros, 99.9) }];
+      return [
+        lang,
+        { tokens, chars: text.length, runs: micros.length, p50Us: percentile(micros, 50), p99Us: percentile(micros, 99), p999Us: percentile(micros, 99.9) },
+      ];
     }),
   );
 }
 
 const timing = await time({ en: promptOf('en'), zh: promptOf('zh') });
 const load = machine().loadAverage;
-console.log(`\nTime per classification (4-message conversation, last turn ~${PROMPT_TOKENS} tokens; ${TIMED_RUNS} calls in bursts of ${BURST}; load average ${load.join(' / ')} on ${machine().cores} cores):`);
+console.log(
+  `\nTime per classification (4-message conversation, last turn ~${PROMPT_TOKENS} tokens; ${TIMED_RUNS} calls in bursts of ${BURST}; load average ${load.join(' / ')} on ${machine().cores} cores):`,
+);
 for (const [lang, t] of Object.entries(timing)) {
   console.log(`  ${lang}: ${t.tokens} tokens, ${t.chars} chars: p50 ${t.p50Us.toFixed(1)} µs, p99 ${t.p99Us.toFixed(1)} µs, p99.9 ${t.p999Us.toFixed(0)} µs`);
 }

@@ -24,10 +24,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
-import { startTollgateProcess, type ServerProcess } from '../test/support/processes.js';
 import { canonicalize } from '../src/receipts/verify.js';
-import { profileStart, selfTimeTable, type SelfTimeRow } from './support/cpu-profile.js';
+import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
+import { type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
+import { profileStart, type SelfTimeRow, selfTimeTable } from './support/cpu-profile.js';
 import { BUILT, Cleanups, createKey, forkTs, stopTollgate } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -51,14 +51,20 @@ const perArm = <T>(make: (arm: Arm) => T) => Object.fromEntries(ARMS.map((a) => 
 const baseOnly = <T>(r: Record<Arm, T>) => Object.fromEntries(BASE_ARMS.map((a) => [a, r[a]])) as Record<(typeof BASE_ARMS)[number], T>;
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100 Hz)
 }
 function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'))!;
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
@@ -140,7 +146,7 @@ interface ProfileResult {
  */
 async function profileTollgate(configFile: string, body: () => string): Promise<ProfileResult> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-prof-'));
-  defer('remove the profiled instance\'s dir', () => rm(dataDir, { recursive: true, force: true }));
+  defer("remove the profiled instance's dir", () => rm(dataDir, { recursive: true, force: true }));
   const profDir = path.join(dataDir, 'profiles');
   const env = { TOLLGATE_DATA_DIR: path.join(dataDir, 'data'), TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn' };
   const spawnedAt = performance.now();
@@ -204,7 +210,7 @@ async function main() {
   let ext: { proc: ServerProcess; chPid: number; secret: string; postgres: string } | null = null;
   if (EXTERNAL_DB) {
     const extDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-ext-'));
-    defer('remove the external arm\'s dir', () => rm(extDir, { recursive: true, force: true }));
+    defer("remove the external arm's dir", () => rm(extDir, { recursive: true, force: true }));
     const db = await scratchDatabase(EXTERNAL_DB);
     defer(`drop the scratch database ${db.name}`, () => db.drop());
     const ch = await startClickHouseHttp(path.join(extDir, 'clickhouse-http'));
@@ -223,8 +229,10 @@ async function main() {
   const pools = perArm((a) => new Pool(bases[a].origin, { connections: 64 }));
   defer('close the client pools', () => Promise.all(ARMS.map((a) => pools[a].close())));
   const headers = perArm((a) => ({ 'content-type': 'application/json', authorization: `Bearer ${a === 'tollgate-ext' ? ext!.secret : secret}` }));
-  const jsonBody = (arm: Arm) => JSON.stringify({ model: isTollgate(arm) ? 'chat-default' : 'sim-chat', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] });
-  const streamBody = (arm: Arm) => JSON.stringify({ model: isTollgate(arm) ? 'chat-default' : 'sim-chat', stream: true, messages: [{ role: 'user', content: 'Stream to the benchmark.' }] });
+  const jsonBody = (arm: Arm) =>
+    JSON.stringify({ model: isTollgate(arm) ? 'chat-default' : 'sim-chat', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] });
+  const streamBody = (arm: Arm) =>
+    JSON.stringify({ model: isTollgate(arm) ? 'chat-default' : 'sim-chat', stream: true, messages: [{ role: 'user', content: 'Stream to the benchmark.' }] });
 
   async function once(arm: Arm): Promise<number> {
     const t0 = performance.now();
@@ -253,7 +261,10 @@ async function main() {
     chat: { path: '/v1/chat/completions', body: jsonBody('tollgate') },
     // store: false, so the number is the translation's cost, not the stored response's write.
     responses: { path: '/v1/responses', body: JSON.stringify({ model: 'chat-default', input: 'Say hello to the benchmark.', store: false }) },
-    messages: { path: '/v1/messages', body: JSON.stringify({ model: 'chat-default', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] }) },
+    messages: {
+      path: '/v1/messages',
+      body: JSON.stringify({ model: 'chat-default', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] }),
+    },
   };
   type Protocol = keyof typeof protocols;
   async function protocolOnce(protocol: Protocol): Promise<number> {
@@ -297,7 +308,11 @@ async function main() {
   const cpuPer1k = perArm((): number[] => []);
   const rssMax = perArm(() => 0);
   let chRssMax = 0;
-  const pids: Partial<Record<ProxyArm, number>> = { bare: bare.child.pid!, tollgate: tollgate.child.pid!, ...(ext ? { 'tollgate-ext': ext.proc.child.pid! } : {}) };
+  const pids: Partial<Record<ProxyArm, number>> = {
+    bare: bare.child.pid!,
+    tollgate: tollgate.child.pid!,
+    ...(ext ? { 'tollgate-ext': ext.proc.child.pid! } : {}),
+  };
   for (let round = 0; round < TP_ROUNDS; round++) {
     for (const arm of ARMS) {
       const pid = arm !== 'direct' ? pids[arm]! : 0;
@@ -383,7 +398,16 @@ async function main() {
     /** Tollgate (embedded) at c=1 per client protocol; p50OverChatMs: what translation adds. */
     protocolLatencyMs: protoStats,
     concurrency: TP_CONCURRENCY,
-    targets: { addedP50Ms: 0.4, addedP99Ms: 1, throughputRatio: 0.6, cpuRatio: 2, streamAddedTtftMs: 1, rssMbEmbedded: 400, rssMbExternal: 200, protocolP50OverChatMs: 0.05 },
+    targets: {
+      addedP50Ms: 0.4,
+      addedP99Ms: 1,
+      throughputRatio: 0.6,
+      cpuRatio: 2,
+      streamAddedTtftMs: 1,
+      rssMbEmbedded: 400,
+      rssMbExternal: 200,
+      protocolP50OverChatMs: 0.05,
+    },
     /** The tollgate-ext arm (ClickHouse over HTTP, PostgreSQL); null when it was skipped. */
     externalStores,
     ...(externalStores ? {} : { externalStoresSkipped: 'DATABASE_URL not set (the external-stores arm needs a PostgreSQL server for its scratch database)' }),
@@ -407,14 +431,30 @@ async function main() {
     ...(x ? ([['throughput vs bare proxy, external stores', `${x.throughputRatioVsBare.toFixed(2)}×`, '≥ 0.6×']] as Array<[string, string, string]>) : []),
     ['stream added TTFT (median), embedded stores', `${f(results.streamAddedTtftMs)} ms`, '≤ 1 ms'],
     ...(x ? ([['stream added TTFT (median), external stores', `${f(x.streamAddedTtftMs)} ms`, '≤ 1 ms']] as Array<[string, string, string]>) : []),
-    [`stream events ${names.replace('bare / ', '')}`, ARMS.filter((a) => a !== 'bare').map((a) => median(events[a])).join(' / '), 'one for one'],
-    [`CPU µs per request ${names.replace('direct / ', '')}`, ARMS.filter((a) => a !== 'direct').map((a) => (median(cpuPer1k[a]) * 1000).toFixed(0)).join(' / '), ''],
+    [
+      `stream events ${names.replace('bare / ', '')}`,
+      ARMS.filter((a) => a !== 'bare')
+        .map((a) => median(events[a]))
+        .join(' / '),
+      'one for one',
+    ],
+    [
+      `CPU µs per request ${names.replace('direct / ', '')}`,
+      ARMS.filter((a) => a !== 'direct')
+        .map((a) => (median(cpuPer1k[a]) * 1000).toFixed(0))
+        .join(' / '),
+      '',
+    ],
     ['CPU per request, tollgate / bare', `${results.cpuRatioVsBare.toFixed(2)}×`, '≤ 2×'],
     ['  of which: one receipt signature (Ed25519)', `${results.receiptSignatureUs.toFixed(1)} µs`, '(in the segment worker)'],
     ['tollgate RSS under load, embedded stores', `${rssMax.tollgate.toFixed(0)} MB`, '≤ 400 MB'],
     ...protocolNames
       .filter((p) => p !== 'chat')
-      .map((p): [string, string, string] => [`${protocols[p].path} p50 over chat (c=1)`, `${f(protoStats[p].p50OverChatMs)} ms (${f(protoStats[p].p50)} vs ${f(protoStats.chat.p50)})`, '≤ 0.05 ms']),
+      .map((p): [string, string, string] => [
+        `${protocols[p].path} p50 over chat (c=1)`,
+        `${f(protoStats[p].p50OverChatMs)} ms (${f(protoStats[p].p50)} vs ${f(protoStats.chat.p50)})`,
+        '≤ 0.05 ms',
+      ]),
     ...(x
       ? ([
           ['tollgate RSS under load, external stores', `${x.tollgateRssMb.toFixed(0)} MB`, '≤ 200 MB'],
@@ -425,13 +465,19 @@ async function main() {
   const w = Math.max(...rows.map((r) => r[0].length));
   process.stdout.write(`\nproxy benchmark (${results.machine.cores} cores, node ${process.version})\n`);
   for (const [k, v, t] of rows) process.stdout.write(`  ${k.padEnd(w)}  ${v.padEnd(28)} ${t}\n`);
-  process.stdout.write(`\ntop ${profile.top.length} functions by self time, Tollgate main thread under c=${TP_CONCURRENCY} (${profile.rps.toFixed(0)} rps profiled; µs per request)\n`);
-  for (const r of profile.top) process.stdout.write(`  ${r.share.toFixed(1).padStart(5)} %  ${r.usPerRequest.toFixed(1).padStart(6)} µs  ${r.function}  ${r.location}\n`);
+  process.stdout.write(
+    `\ntop ${profile.top.length} functions by self time, Tollgate main thread under c=${TP_CONCURRENCY} (${profile.rps.toFixed(0)} rps profiled; µs per request)\n`,
+  );
+  for (const r of profile.top)
+    process.stdout.write(`  ${r.share.toFixed(1).padStart(5)} %  ${r.usPerRequest.toFixed(1).padStart(6)} µs  ${r.function}  ${r.location}\n`);
   process.stdout.write(`  threads: ${profile.threads.map((t) => `${t.thread} ${t.usPerRequest.toFixed(0)} µs/req`).join(', ')}\n`);
   const out = path.join(here, 'results', 'proxy.json');
   await mkdir(path.dirname(out), { recursive: true });
   await writeFile(out, JSON.stringify(results, null, 2));
-  await writeFile(path.join(here, 'results', 'proxy-profile.json'), JSON.stringify({ date: results.date, concurrency: TP_CONCURRENCY, seconds: PROFILE_SECONDS, ...profile }, null, 2));
+  await writeFile(
+    path.join(here, 'results', 'proxy-profile.json'),
+    JSON.stringify({ date: results.date, concurrency: TP_CONCURRENCY, seconds: PROFILE_SECONDS, ...profile }, null, 2),
+  );
   process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
 }
 

@@ -16,7 +16,7 @@ import { Pool } from 'undici';
 import type { ChatRequest } from '../src/protocols/canonical.js';
 import { Catalog, type RouteInput } from '../src/routing/catalog.js';
 import { classifyPrompt, warmUpClassifier } from '../src/routing/classifier.js';
-import { decideRoute, type DecideHooks } from '../src/routing/decide.js';
+import { type DecideHooks, decideRoute } from '../src/routing/decide.js';
 import type { DecisionRequest } from '../src/routing/facts.js';
 import { startTollgateProcess } from '../test/support/processes.js';
 import { BUILT, Cleanups, createKey, forkTs, stopTollgate } from './support/processes.js';
@@ -47,7 +47,11 @@ function hundredRules(): Array<{ name: string; when: string; targets: Array<{ pr
     (i: number) => `now.hourUtc == 25 || request.apiKey == "key-${i}"`,
     (i: number) => `classifier.tier == "REASONING" && classifier.confidence > 1.${i}`,
   ];
-  return Array.from({ length: RULES }, (_, i) => ({ name: `rule-${i}`, when: kinds[i % kinds.length]!(i), targets: [{ provider: 'sim', model: `rule-model-${i}` }] }));
+  return Array.from({ length: RULES }, (_, i) => ({
+    name: `rule-${i}`,
+    when: kinds[i % kinds.length]!(i),
+    targets: [{ provider: 'sim', model: `rule-model-${i}` }],
+  }));
 }
 
 const route = (name: string, rules: RouteInput['rules']): RouteInput => ({
@@ -65,7 +69,13 @@ const SHORT = 'What is the capital of France?';
 const LONG = `${Array.from({ length: 180 }, (_, i) => `Paragraph ${i}: the quarterly report lists revenue, churn and support tickets by region.`).join('\n')}\nSummarize the report in three bullet points.`;
 
 function decisionRequest(text: string): DecisionRequest {
-  const chat: ChatRequest = { model: 'ruled', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }] } as ChatRequest;
+  const chat: ChatRequest = {
+    model: 'ruled',
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: text },
+    ],
+  } as ChatRequest;
   return {
     endpoint: 'chat',
     model: 'ruled',
@@ -86,7 +96,12 @@ function decisionRequest(text: string): DecisionRequest {
 }
 
 /** Microseconds per decision, call by call, in bursts with pauses. */
-async function timeDecisions(catalog: Catalog, routeName: string, request: DecisionRequest, hooks: DecideHooks): Promise<{ p50: number; p99: number; n: number }> {
+async function timeDecisions(
+  catalog: Catalog,
+  routeName: string,
+  request: DecisionRequest,
+  hooks: DecideHooks,
+): Promise<{ p50: number; p99: number; n: number }> {
   const r = catalog.resolve(routeName)!;
   for (let i = 0; i < 500; i++) decideRoute(catalog, r, request, hooks);
   const us: number[] = [];
@@ -107,7 +122,13 @@ async function decisionPart() {
   const rules = hundredRules();
   const catalog = new Catalog(
     [{ name: 'sim', kind: 'SIMULATED', baseUrl: 'http://127.0.0.1:9/v1', apiKey: null, timeoutMs: null, extraHeaders: {}, modelMap: {} }],
-    [route('ruled', rules.map((r) => ({ ...r, targets: r.targets.map((t) => ({ ...t, weight: 1, priority: 0 })), route: null }))), route('plain', [])],
+    [
+      route(
+        'ruled',
+        rules.map((r) => ({ ...r, targets: r.targets.map((t) => ({ ...t, weight: 1, priority: 0 })), route: null })),
+      ),
+      route('plain', []),
+    ],
     [],
     'bench',
   );
@@ -149,7 +170,9 @@ async function proxyPart(cleanups: Cleanups) {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-routing-'));
   cleanups.defer('remove the data dir', () => rm(dataDir, { recursive: true, force: true }));
   const configFile = path.join(dataDir, 'tollgate.yaml');
-  const ruleLines = hundredRules().map((r) => `      - { name: ${r.name}, when: ${JSON.stringify(r.when)}, targets: [{ provider: sim, model: ${r.targets[0]!.model} }] }`);
+  const ruleLines = hundredRules().map(
+    (r) => `      - { name: ${r.name}, when: ${JSON.stringify(r.when)}, targets: [{ provider: sim, model: ${r.targets[0]!.model} }] }`,
+  );
   await writeFile(
     configFile,
     [
@@ -184,7 +207,14 @@ async function proxyPart(cleanups: Cleanups) {
 
   async function once(arm: Arm, text: string): Promise<number> {
     const { url, model, auth } = arms[arm];
-    const body = JSON.stringify({ model, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }], metadata: { source: 'bench' } });
+    const body = JSON.stringify({
+      model,
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: text },
+      ],
+      metadata: { source: 'bench' },
+    });
     const t0 = performance.now();
     const res = await pools[arm].request({
       method: 'POST',
@@ -198,7 +228,10 @@ async function proxyPart(cleanups: Cleanups) {
   }
 
   const out: Record<string, Record<Arm, { p50: number; p99: number; n: number }>> = {};
-  for (const [label, text] of [['short', SHORT], ['long', LONG]] as const) {
+  for (const [label, text] of [
+    ['short', SHORT],
+    ['long', LONG],
+  ] as const) {
     for (let i = 0; i < WARMUP; i++) for (const arm of names) await once(arm, text);
     const ms = Object.fromEntries(names.map((a) => [a, [] as number[]])) as Record<Arm, number[]>;
     // Interleaved request by request: a noisy moment hits every arm alike.
@@ -210,7 +243,10 @@ async function proxyPart(cleanups: Cleanups) {
       }),
     ) as Record<Arm, { p50: number; p99: number; n: number }>;
   }
-  const added = (label: string, arm: 'plain' | 'ruled') => ({ p50: out[label]![arm].p50 - out[label]!.direct.p50, p99: out[label]![arm].p99 - out[label]!.direct.p99 });
+  const added = (label: string, arm: 'plain' | 'ruled') => ({
+    p50: out[label]![arm].p50 - out[label]!.direct.p50,
+    p99: out[label]![arm].p99 - out[label]!.direct.p99,
+  });
   return {
     latencyMs: out,
     addedLatencyMs: {

@@ -62,19 +62,75 @@ const BENCHES: Bench[] = [
       const x = j.externalStores;
       const extFigures: Figure[] = x
         ? [
-            { id: 'proxy.ext.p50', label: 'proxy added latency p50 (c=1, external stores)', ...ms(x.addedLatencyMs.p50, { op: '≤', value: 0.4 }), note: `${x.latencyC1Ms.n} requests, c=1, interleaved with direct and the embedded-stores arm` },
-            { id: 'proxy.ext.p99', label: 'proxy added latency p99 (c=1, external stores)', ...ms(x.addedLatencyMs.p99, { op: '≤', value: 1 }), note: `${x.latencyC1Ms.n} requests, c=1, interleaved with direct and the embedded-stores arm` },
-            { id: 'proxy.ext.tp', label: 'throughput vs bare pass-through proxy (external stores)', value: x.throughputRatioVsBare, unit: '×', target: { op: '≥', value: 0.7 }, note: `median over rounds, c=${j.concurrency}; Tollgate ${Math.round(x.throughputRps)} rps, bare ${Math.round(j.throughputRps.bare)} rps` },
-            { id: 'proxy.ext.ttft', label: 'stream added TTFT (external stores)', ...ms(x.streamAddedTtftMs, { op: '≤', value: 1 }), note: 'median TTFT, Tollgate − direct' },
-            { id: 'proxy.ext.rss', label: 'Tollgate RSS under load (external stores)', value: x.tollgateRssMb, unit: 'MB', target: { op: '≤', value: 200 }, note: `max over throughput rounds (VmRSS of the Tollgate process; ClickHouse over HTTP: test endpoint over chDB, its own process, max ${Math.round(x.clickhouseEndpointRssMb)} MB, not counted; PostgreSQL: scratch database)` },
+            {
+              id: 'proxy.ext.p50',
+              label: 'proxy added latency p50 (c=1, external stores)',
+              ...ms(x.addedLatencyMs.p50, { op: '≤', value: 0.4 }),
+              note: `${x.latencyC1Ms.n} requests, c=1, interleaved with direct and the embedded-stores arm`,
+            },
+            {
+              id: 'proxy.ext.p99',
+              label: 'proxy added latency p99 (c=1, external stores)',
+              ...ms(x.addedLatencyMs.p99, { op: '≤', value: 1 }),
+              note: `${x.latencyC1Ms.n} requests, c=1, interleaved with direct and the embedded-stores arm`,
+            },
+            {
+              id: 'proxy.ext.tp',
+              label: 'throughput vs bare pass-through proxy (external stores)',
+              value: x.throughputRatioVsBare,
+              unit: '×',
+              target: { op: '≥', value: 0.7 },
+              note: `median over rounds, c=${j.concurrency}; Tollgate ${Math.round(x.throughputRps)} rps, bare ${Math.round(j.throughputRps.bare)} rps`,
+            },
+            {
+              id: 'proxy.ext.ttft',
+              label: 'stream added TTFT (external stores)',
+              ...ms(x.streamAddedTtftMs, { op: '≤', value: 1 }),
+              note: 'median TTFT, Tollgate − direct',
+            },
+            {
+              id: 'proxy.ext.rss',
+              label: 'Tollgate RSS under load (external stores)',
+              value: x.tollgateRssMb,
+              unit: 'MB',
+              target: { op: '≤', value: 200 },
+              note: `max over throughput rounds (VmRSS of the Tollgate process; ClickHouse over HTTP: test endpoint over chDB, its own process, max ${Math.round(x.clickhouseEndpointRssMb)} MB, not counted; PostgreSQL: scratch database)`,
+            },
           ]
-        : [{ id: 'proxy.ext', label: 'proxy with external stores (ClickHouse over HTTP, PostgreSQL)', value: NaN, unit: '', note: `skipped: ${j.externalStoresSkipped ?? 'no externalStores in proxy.json'}` }];
+        : [
+            {
+              id: 'proxy.ext',
+              label: 'proxy with external stores (ClickHouse over HTTP, PostgreSQL)',
+              value: NaN,
+              unit: '',
+              note: `skipped: ${j.externalStoresSkipped ?? 'no externalStores in proxy.json'}`,
+            },
+          ];
       return [
         { id: 'proxy.p50', label: 'proxy added latency p50 (c=1, embedded stores)', ...ms(j.addedLatencyMs.p50, { op: '≤', value: 0.4 }), note: lat },
         { id: 'proxy.p99', label: 'proxy added latency p99 (c=1, embedded stores)', ...ms(j.addedLatencyMs.p99, { op: '≤', value: 1 }), note: lat },
-        { id: 'proxy.tp', label: 'throughput vs bare pass-through proxy (embedded stores)', value: j.throughputRatioVsBare, unit: '×', target: { op: '≥', value: 0.7 }, note: `median over rounds, c=${j.concurrency}; Tollgate ${Math.round(j.throughputRps.tollgate)} rps, bare ${Math.round(j.throughputRps.bare)} rps` },
-        { id: 'proxy.ttft', label: 'stream added TTFT (embedded stores)', ...ms(j.streamAddedTtftMs, { op: '≤', value: 1 }), note: 'median TTFT, Tollgate − direct' },
-        { id: 'proxy.rss', label: 'Tollgate RSS under load (embedded stores)', value: j.tollgateRssMb, unit: 'MB', target: { op: '≤', value: 200 }, note: 'max over throughput rounds (VmRSS, embedded stores included)' },
+        {
+          id: 'proxy.tp',
+          label: 'throughput vs bare pass-through proxy (embedded stores)',
+          value: j.throughputRatioVsBare,
+          unit: '×',
+          target: { op: '≥', value: 0.7 },
+          note: `median over rounds, c=${j.concurrency}; Tollgate ${Math.round(j.throughputRps.tollgate)} rps, bare ${Math.round(j.throughputRps.bare)} rps`,
+        },
+        {
+          id: 'proxy.ttft',
+          label: 'stream added TTFT (embedded stores)',
+          ...ms(j.streamAddedTtftMs, { op: '≤', value: 1 }),
+          note: 'median TTFT, Tollgate − direct',
+        },
+        {
+          id: 'proxy.rss',
+          label: 'Tollgate RSS under load (embedded stores)',
+          value: j.tollgateRssMb,
+          unit: 'MB',
+          target: { op: '≤', value: 200 },
+          note: 'max over throughput rounds (VmRSS, embedded stores included)',
+        },
         ...extFigures,
       ];
     },
@@ -88,8 +144,20 @@ const BENCHES: Bench[] = [
         const rollup = String(r.source).includes('rollup');
         const note = `${Number(j.rows).toLocaleString('en')} receipts, ${j.iterations} iterations, reads ${r.readsFrom}`;
         return [
-          { id: `analytics.${r.query}.p95`, label: `analytics ${r.query} (${r.source}) GraphQL p95`, ...ms(r.graphqlP95Ms, rollup ? { op: '≤', value: 150 } : undefined), note },
-          { id: `analytics.${r.query}.ratio`, label: `analytics ${r.query} GraphQL / direct SQL (p50)`, value: r.ratioP50, unit: '×', target: { op: '≤', value: 1.15 }, note: `p95 ratio ${r.ratioP95}` },
+          {
+            id: `analytics.${r.query}.p95`,
+            label: `analytics ${r.query} (${r.source}) GraphQL p95`,
+            ...ms(r.graphqlP95Ms, rollup ? { op: '≤', value: 150 } : undefined),
+            note,
+          },
+          {
+            id: `analytics.${r.query}.ratio`,
+            label: `analytics ${r.query} GraphQL / direct SQL (p50)`,
+            value: r.ratioP50,
+            unit: '×',
+            target: { op: '≤', value: 1.15 },
+            note: `p95 ratio ${r.ratioP95}`,
+          },
         ];
       }),
   },
@@ -103,10 +171,22 @@ const BENCHES: Bench[] = [
       const note = `${p.subscribers} subscribers, ${Math.round(s.decisionsPerSecond)} decisions/s, ${p.rounds}×${p.seconds} s; other processes used ${(s.foreignCpuCores ?? 0).toFixed(2)} cores meanwhile`;
       return [
         { id: 'subs.p99', label: 'subscription delivery p99', ...ms(s.deliveryP99Ms, { op: '≤', value: 50 }), note },
-        { id: 'subs.lost', label: 'subscription events lost or dropped', value: s.lostEvents + s.droppedBefore, unit: 'events', target: { op: '=', value: 0 }, note: `${s.expectedEvents} expected` },
+        {
+          id: 'subs.lost',
+          label: 'subscription events lost or dropped',
+          value: s.lostEvents + s.droppedBefore,
+          unit: 'events',
+          target: { op: '=', value: 0 },
+          note: `${s.expectedEvents} expected`,
+        },
         // "Unchanged" has no number in the issue; 1 ms (the proxy's own p99 budget) is this
         // table's reading of it.
-        { id: 'subs.added', label: 'proxy p50 with subscribers − without', ...ms(j.addedProxyLatency.p50Ms, { op: '≤', value: 1, text: '≈ 0 (≤ 1 ms)' }), note: `p99 difference ${j.addedProxyLatency.p99Ms.toFixed(1)} ms` },
+        {
+          id: 'subs.added',
+          label: 'proxy p50 with subscribers − without',
+          ...ms(j.addedProxyLatency.p50Ms, { op: '≤', value: 1, text: '≈ 0 (≤ 1 ms)' }),
+          note: `p99 difference ${j.addedProxyLatency.p99Ms.toFixed(1)} ms`,
+        },
       ];
     },
   },
@@ -118,7 +198,12 @@ const BENCHES: Bench[] = [
       const note = `${Number(j.entries).toLocaleString('en')} entries, ${j.lookupMs.exact.n} lookups`;
       return [
         { id: 'cache.exact', label: 'cache exact lookup p99', ...ms(j.lookupMs.exact.p99, { op: '≤', value: 0.2 }), note },
-        { id: 'cache.semantic', label: 'cache semantic lookup (local embedder) p99', ...ms(j.lookupMs.semanticLocal.p99, { op: '≤', value: 2 }), note: `${note}, embed + search` },
+        {
+          id: 'cache.semantic',
+          label: 'cache semantic lookup (local embedder) p99',
+          ...ms(j.lookupMs.semanticLocal.p99, { op: '≤', value: 2 }),
+          note: `${note}, embed + search`,
+        },
         { id: 'cache.heap', label: 'cache heap per 100k entries', value: j.memory.heapMbPer100k, unit: 'MB', note: 'no target' },
       ];
     },
@@ -131,9 +216,28 @@ const BENCHES: Bench[] = [
       const h = j.scorer.holdout;
       const note = `${h.prompts} held-out prompts of ${j.prompts}; tune split ${(j.scorer.tune.binaryAccuracy * 100).toFixed(1)} %`;
       return [
-        { id: 'router.binary', label: 'classifier: simple vs hard side right (holdout)', value: h.binaryAccuracy * 100, unit: '%', target: { op: '≥', value: 85 }, note },
-        { id: 'router.side', label: 'classifier: the worse side (holdout)', value: Math.min(h.simpleSideAccuracy, h.hardSideAccuracy) * 100, unit: '%', target: { op: '≥', value: 75 }, note: `simple side ${(h.simpleSideAccuracy * 100).toFixed(1)} %, hard side ${(h.hardSideAccuracy * 100).toFixed(1)} %` },
-        { id: 'router.p99', label: 'classifier time p99 (~2k-token prompt)', ...ms(j.timing.p99Ms, { op: '≤', value: 0.2 }), note: `the slower of English and Chinese, ${j.timing.en.runs} calls each in bursts of ${j.timing.burst}; p50 ${(Math.max(j.timing.en.p50Us, j.timing.zh.p50Us) / 1000).toFixed(3)} ms` },
+        {
+          id: 'router.binary',
+          label: 'classifier: simple vs hard side right (holdout)',
+          value: h.binaryAccuracy * 100,
+          unit: '%',
+          target: { op: '≥', value: 85 },
+          note,
+        },
+        {
+          id: 'router.side',
+          label: 'classifier: the worse side (holdout)',
+          value: Math.min(h.simpleSideAccuracy, h.hardSideAccuracy) * 100,
+          unit: '%',
+          target: { op: '≥', value: 75 },
+          note: `simple side ${(h.simpleSideAccuracy * 100).toFixed(1)} %, hard side ${(h.hardSideAccuracy * 100).toFixed(1)} %`,
+        },
+        {
+          id: 'router.p99',
+          label: 'classifier time p99 (~2k-token prompt)',
+          ...ms(j.timing.p99Ms, { op: '≤', value: 0.2 }),
+          note: `the slower of English and Chinese, ${j.timing.en.runs} calls each in bursts of ${j.timing.burst}; p50 ${(Math.max(j.timing.en.p50Us, j.timing.zh.p50Us) / 1000).toFixed(3)} ms`,
+        },
       ];
     },
   },
@@ -144,12 +248,21 @@ const BENCHES: Bench[] = [
     figures: (j) => {
       const d = j.decisionUs;
       const a = j.proxy.addedLatencyMs;
-      const us = (x: { p50: number; p99: number; n: number }) => ({ value: x.p99 / 1000, unit: 'ms', note: `p50 ${x.p50.toFixed(1)} µs, ${x.n} calls in bursts of 50` });
+      const us = (x: { p50: number; p99: number; n: number }) => ({
+        value: x.p99 / 1000,
+        unit: 'ms',
+        note: `p50 ${x.p50.toFixed(1)} µs, ${x.n} calls in bursts of 50`,
+      });
       const n = j.proxy.latencyMs.short.ruled.n;
       return [
         { id: 'routing.decide.short', label: `routing decision p99, ${j.rules} rules + classifier (short prompt)`, ...us(d.rules100Short) },
         { id: 'routing.decide.long', label: `routing decision p99, ${j.rules} rules + classifier (~2k-token prompt)`, ...us(d.rules100Long) },
-        { id: 'routing.proxy.on', label: `proxy added latency p50 with ${j.rules} rules (c=1)`, ...ms(a.short.rulesOn.p50), note: `rules off: ${a.short.rulesOff.p50.toFixed(3)} ms, same run, ${n} requests per arm interleaved` },
+        {
+          id: 'routing.proxy.on',
+          label: `proxy added latency p50 with ${j.rules} rules (c=1)`,
+          ...ms(a.short.rulesOn.p50),
+          note: `rules off: ${a.short.rulesOff.p50.toFixed(3)} ms, same run, ${n} requests per arm interleaved`,
+        },
       ];
     },
   },
@@ -158,7 +271,14 @@ const BENCHES: Bench[] = [
     json: 'cache-eval.json',
     quickEnv: {}, // a fixed labelled set of pairs; already quick
     figures: (j) => [
-      { id: 'eval.false', label: `semantic false hits at the default threshold (${j.defaultThreshold})`, value: j.atDefault.falseHitRateOnMustMiss * 100, unit: '%', target: { op: '≤', value: 1 }, note: `${j.pairs} labelled pairs; precision ${(j.atDefault.precision * 100).toFixed(1)} %, recall ${(j.atDefault.recall * 100).toFixed(1)} %` },
+      {
+        id: 'eval.false',
+        label: `semantic false hits at the default threshold (${j.defaultThreshold})`,
+        value: j.atDefault.falseHitRateOnMustMiss * 100,
+        unit: '%',
+        target: { op: '≤', value: 1 },
+        note: `${j.pairs} labelled pairs; precision ${(j.atDefault.precision * 100).toFixed(1)} %, recall ${(j.atDefault.recall * 100).toFixed(1)} %`,
+      },
     ],
   },
 ];
@@ -238,10 +358,16 @@ function render(startedAt: Date, m: ReturnType<typeof machine>, outcomes: BenchO
   const lines: string[] = [];
   lines.push('# Benchmark results', '');
   lines.push('Generated by `npm run bench` (`bench/run-all.ts`) from the JSON files the benchmarks write under `bench/results/`. Do not edit by hand.', '');
-  if (QUICK) lines.push('> **QUICK MODE (`BENCH_QUICK=1`)** — every bench ran with reduced sizes to smoke-test the runner. These figures are **not** comparable with the targets; PASS/FAIL below means nothing.', '');
+  if (QUICK)
+    lines.push(
+      '> **QUICK MODE (`BENCH_QUICK=1`)** — every bench ran with reduced sizes to smoke-test the runner. These figures are **not** comparable with the targets; PASS/FAIL below means nothing.',
+      '',
+    );
   lines.push(`- Date: ${startedAt.toISOString()}`);
   lines.push(`- Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGb} GB memory, Node ${m.node}`);
-  lines.push(`- Load average at start (1 / 5 / 15 min): ${m.loadAverage.join(' / ')}${m.loadAverage[0]! > m.cores * 0.5 ? ' — the machine was already busy: latencies measure waiting for a core as much as Tollgate' : ''}`);
+  lines.push(
+    `- Load average at start (1 / 5 / 15 min): ${m.loadAverage.join(' / ')}${m.loadAverage[0]! > m.cores * 0.5 ? ' — the machine was already busy: latencies measure waiting for a core as much as Tollgate' : ''}`,
+  );
   lines.push(`- Runs per bench: ${RUNS}${RUNS > 1 ? ' (each figure is the median over the runs; the range is in the notes)' : ''}`, '');
 
   lines.push('| figure | target | measured | result | how measured |', '| --- | --- | --- | --- | --- |');
@@ -253,7 +379,9 @@ function render(startedAt: Date, m: ReturnType<typeof machine>, outcomes: BenchO
     for (const { figure, values } of o.values.values()) {
       const value = median(values);
       const range = values.length > 1 ? `; runs ${fmt(Math.min(...values), figure.unit)} … ${fmt(Math.max(...values), figure.unit)}` : '';
-      lines.push(`| ${cell(figure.label)} | ${targetText(figure.target, figure.unit)} | ${fmt(value, figure.unit)} | ${verdict(value, figure.target)} | ${cell((figure.note ?? '') + range)} |`);
+      lines.push(
+        `| ${cell(figure.label)} | ${targetText(figure.target, figure.unit)} | ${fmt(value, figure.unit)} | ${verdict(value, figure.target)} | ${cell((figure.note ?? '') + range)} |`,
+      );
     }
   }
   const faults = readFaults();
@@ -262,7 +390,8 @@ function render(startedAt: Date, m: ReturnType<typeof machine>, outcomes: BenchO
 
   lines.push(...faultSection(faults));
   lines.push('', '## Runs', '', '| bench | exit | seconds | JSON written |', '| --- | --- | --- | --- |');
-  for (const o of [...outcomes, faultsOutcome]) for (const r of o.runs) lines.push(`| \`npm run ${o.script}\` | ${r.exit} | ${r.seconds.toFixed(0)} | ${r.wroteJson ? 'yes' : 'no'} |`);
+  for (const o of [...outcomes, faultsOutcome])
+    for (const r of o.runs) lines.push(`| \`npm run ${o.script}\` | ${r.exit} | ${r.seconds.toFixed(0)} | ${r.wroteJson ? 'yes' : 'no'} |`);
   lines.push(
     '',
     'Notes: "added" figures are Tollgate minus the same request sent directly to the simulated provider, interleaved in one run, so a busy machine moves both arms. ' +
@@ -290,16 +419,28 @@ function faultRows(f: FaultSummary | null): string[] {
   if (!f) return ['| fault suite | all scenarios pass | not run | FAIL | `bench/results/faults.json` absent |'];
   const skipped = f.scenarios.filter((s) => s.status === 'skipped').map((s) => s.file);
   const note = `\`npm run test:faults\` of ${f.date}${skipped.length ? `; skipped (service not configured): ${[...new Set(skipped)].join(', ')}` : ''}`;
-  return [`| fault suite: scenarios passed | all that ran | ${f.passed} / ${f.passed + f.failed} | ${f.failed === 0 && f.passed > 0 ? 'PASS' : 'FAIL'} | ${cell(note)} |`];
+  return [
+    `| fault suite: scenarios passed | all that ran | ${f.passed} / ${f.passed + f.failed} | ${f.failed === 0 && f.passed > 0 ? 'PASS' : 'FAIL'} | ${cell(note)} |`,
+  ];
 }
 
 /** One line per fault scenario, with what it observed. */
 function faultSection(f: FaultSummary | null): string[] {
   if (!f) return [];
-  const lines = ['', '## Fault suite', '', `\`npm run test:faults\`, ${f.date}: ${f.passed} passed, ${f.failed} failed, ${f.skipped} skipped.`, '', '| scenario | result | seconds | observed |', '| --- | --- | --- | --- |'];
+  const lines = [
+    '',
+    '## Fault suite',
+    '',
+    `\`npm run test:faults\`, ${f.date}: ${f.passed} passed, ${f.failed} failed, ${f.skipped} skipped.`,
+    '',
+    '| scenario | result | seconds | observed |',
+    '| --- | --- | --- | --- |',
+  ];
   for (const s of f.scenarios) {
     const observed = s.status === 'failed' ? (s.errors ?? []).join('; ') : s.observed.join('; ');
-    lines.push(`| ${cell(`${s.file.replace(/^test\/faults\//, '')}: ${s.name}`)} | ${s.status} | ${(s.durationMs / 1000).toFixed(1)} | ${cell(observed.replace(/\n/g, ' '))} |`);
+    lines.push(
+      `| ${cell(`${s.file.replace(/^test\/faults\//, '')}: ${s.name}`)} | ${s.status} | ${(s.durationMs / 1000).toFixed(1)} | ${cell(observed.replace(/\n/g, ' '))} |`,
+    );
   }
   return lines;
 }
@@ -321,7 +462,11 @@ function soakRowsOf(name: string): string[] {
   const when = `soak of ${j.date}, ${j.params.minutes} min at ${j.params.rps} req/s`;
   return [
     `| soak, ${stores} stores: RSS slope after warm-up | ≤ ${c.rssFlat.bound} MB/min | ${fmt(c.rssFlat.value, 'MB/min')} | ${pf(c.rssFlat.pass)} | ${when}; max RSS ${fmt(j.rssMaxMb, 'MB')} |`,
-    ...(c.heapFlat ? [`| soak, ${stores} stores: JS heap slope after warm-up | ≤ ${c.heapFlat.bound} MB/min | ${fmt(c.heapFlat.value, 'MB/min')} | ${pf(c.heapFlat.pass)} | max heap used ${fmt(j.heapMaxMb, 'MB')} |`] : []),
+    ...(c.heapFlat
+      ? [
+          `| soak, ${stores} stores: JS heap slope after warm-up | ≤ ${c.heapFlat.bound} MB/min | ${fmt(c.heapFlat.value, 'MB/min')} | ${pf(c.heapFlat.pass)} | max heap used ${fmt(j.heapMaxMb, 'MB')} |`,
+        ]
+      : []),
     `| soak, ${stores} stores: receipts = requests | all found, no duplicate | ${c.receiptsEqualRequests.value.receipts} / ${c.receiptsEqualRequests.value.sent} | ${pf(c.receiptsEqualRequests.pass)} | ${c.receiptsEqualRequests.value.completedFound} of ${c.receiptsEqualRequests.value.completed} completed ids found |`,
     `| soak, ${stores} stores: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
   ];

@@ -77,7 +77,15 @@ function seriesOf(soak: Soak): Series[] {
   return [
     { label: 'RSS (VmRSS)', color: '#1f77b4', points: rss },
     { label: 'V8 heap used', color: '#2ca02c', points: soak.heapSamples.map((h): [number, number] => [h.at / 60, h.usedMb]) },
-    { label: `RSS trend after warm-up: ${slope.toFixed(2)} MB/min`, color: '#d62728', dashed: true, points: [[warm, slope * warm + intercept], [end, slope * end + intercept]] },
+    {
+      label: `RSS trend after warm-up: ${slope.toFixed(2)} MB/min`,
+      color: '#d62728',
+      dashed: true,
+      points: [
+        [warm, slope * warm + intercept],
+        [end, slope * end + intercept],
+      ],
+    },
   ];
 }
 
@@ -91,7 +99,11 @@ async function main() {
     .map((s) => ({ ...s, soak: JSON.parse(readFileSync(s.file, 'utf8')) as Soak }));
   if (!soaks.length) throw new Error('no soak results: run `npm run soak` (and SOAK_STORES=external npm run soak) first');
   const height = soaks.length * PANEL_H + 10;
-  const body = soaks.map((s, i) => panel(`Tollgate memory, ${s.what}, ${Math.round(s.soak.loadSeconds / 60)} min soak of ${s.soak.date.slice(0, 10)}`, seriesOf(s.soak), i * PANEL_H)).join('');
+  const body = soaks
+    .map((s, i) =>
+      panel(`Tollgate memory, ${s.what}, ${Math.round(s.soak.loadSeconds / 60)} min soak of ${s.soak.date.slice(0, 10)}`, seriesOf(s.soak), i * PANEL_H),
+    )
+    .join('');
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="DejaVu Sans, sans-serif"><rect width="100%" height="100%" fill="white"/>${body}</svg>`;
   const png = new Resvg(svg, { font: { loadSystemFonts: true } }).render().asPng();
   const out = path.join(here, 'soak-memory.png');

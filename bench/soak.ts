@@ -35,14 +35,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { type ClickHouseClient, createClient } from '@clickhouse/client';
 import OpenAI, { APIError } from 'openai';
 import { openClickHouse } from '../src/store/clickhouse.js';
-import { startClickHouseHttp, type ClickHouseHttp } from '../test/faults/clickhouse-http.js';
+import { type ClickHouseHttp, startClickHouseHttp } from '../test/faults/clickhouse-http.js';
 import { scratchDatabase } from '../test/support/gateway.js';
-import { runTollgate, startTollgateProcess, type ServerProcess } from '../test/support/processes.js';
-import { machine, percentile, rssMb, slope } from './support/stats.js';
+import { runTollgate, type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
 import { forkTs } from './support/processes.js';
+import { machine, percentile, rssMb, slope } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -228,7 +228,11 @@ async function main(): Promise<void> {
         sim.child.send({ model: ROUTES[req.kind].primary, status: rand() < 0.5 ? 500 : 503 });
         injected++;
       }
-      const body = { model: ROUTES[req.kind].route, messages: [{ role: 'user' as const, content: req.content }], ...(req.temperature === undefined ? {} : { temperature: req.temperature }) };
+      const body = {
+        model: ROUTES[req.kind].route,
+        messages: [{ role: 'user' as const, content: req.content }],
+        ...(req.temperature === undefined ? {} : { temperature: req.temperature }),
+      };
       const sample: Sample = { at, kind: req.kind, stream, ms: 0, ok: false, receiptId: null, cache: null, attempts: 0, model: null };
       const t0 = performance.now();
       let headers: Headers | undefined;
@@ -304,7 +308,10 @@ async function main(): Promise<void> {
       if (minute > lastReported) {
         lastReported = minute;
         const row = minuteRows(samples, directSamples, rss, heap, clickhouseRss).find((r) => r.minute === minute - 1);
-        if (row) console.log(`  minute ${minute}: ${row.requests} req, ${row.errors} errors, hits ${row.cacheHits}, added p50 ${row.addedP50Ms.toFixed(2)} / p99 ${row.addedP99Ms.toFixed(2)} ms (direct ${row.directP50Ms.toFixed(2)} / ${row.directP99Ms.toFixed(2)}), RSS ${row.rssMb.toFixed(0)} MB, heap ${row.heapMb.toFixed(0)} MB${EXTERNAL ? `, ClickHouse endpoint RSS ${row.clickhouseRssMb.toFixed(0)} MB` : ''}`);
+        if (row)
+          console.log(
+            `  minute ${minute}: ${row.requests} req, ${row.errors} errors, hits ${row.cacheHits}, added p50 ${row.addedP50Ms.toFixed(2)} / p99 ${row.addedP99Ms.toFixed(2)} ms (direct ${row.directP50Ms.toFixed(2)} / ${row.directP99Ms.toFixed(2)}), RSS ${row.rssMb.toFixed(0)} MB, heap ${row.heapMb.toFixed(0)} MB${EXTERNAL ? `, ClickHouse endpoint RSS ${row.clickhouseRssMb.toFixed(0)} MB` : ''}`,
+          );
       }
       await sleep(10 - (elapsed % 10));
     }
@@ -317,7 +324,11 @@ async function main(): Promise<void> {
     // What the process says before it stops: appended to the WAL vs acknowledged by ClickHouse.
     const metricsText = await (await fetch(`${tollgate.url}/metrics`)).text();
     const gauge = (name: string) => metricValue(metricsText, name);
-    const metrics = { receiptsAppended: gauge('tollgate_receipts_appended'), receiptsWritten: gauge('tollgate_receipts_written'), receiptsQueued: gauge('tollgate_receipts_queued') };
+    const metrics = {
+      receiptsAppended: gauge('tollgate_receipts_appended'),
+      receiptsWritten: gauge('tollgate_receipts_written'),
+      receiptsQueued: gauge('tollgate_receipts_queued'),
+    };
 
     // SIGTERM drains the WAL into ClickHouse; then the receipts table is read directly.
     tollgate.child.kill('SIGTERM');
@@ -331,17 +342,26 @@ async function main(): Promise<void> {
     const ch: ClickHouseClient = clickhouseHttp
       ? createClient({ url: clickhouseHttp.url, use_multipart_params_auto: true })
       : (await openClickHouse({ dataDir })).client;
-    let receipts: { rows: number; uniqueIds: number; completedFound: number; overheadPerMinute: Array<{ minute: number; p50: number; p99: number; n: number }> };
+    let receipts: {
+      rows: number;
+      uniqueIds: number;
+      completedFound: number;
+      overheadPerMinute: Array<{ minute: number; p50: number; p99: number; n: number }>;
+    };
     try {
       const q = async (query: string, params: Record<string, unknown> = {}) =>
-        (await (await ch.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } as never })).json()) as any[];
+        (await (
+          await ch.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } as never })
+        ).json()) as any[];
       const [totals] = await q('SELECT count() AS rows, uniqExact(receipt_id) AS ids FROM receipts');
       // A completed response without the header counts as not found.
       const completedIds = samples.filter((s) => s.ok && s.receiptId !== null).map((s) => s.receiptId!);
       let completedFound = 0;
       // In chunks: one query parameter with tens of thousands of ids is needlessly large.
       for (let i = 0; i < completedIds.length; i += 5000) {
-        const [r] = await q('SELECT uniqExact(receipt_id) AS u FROM receipts WHERE receipt_id IN {ids:Array(String)}', { ids: completedIds.slice(i, i + 5000) });
+        const [r] = await q('SELECT uniqExact(receipt_id) AS u FROM receipts WHERE receipt_id IN {ids:Array(String)}', {
+          ids: completedIds.slice(i, i + 5000),
+        });
         completedFound += Number(r.u);
       }
       const overhead = await q(
@@ -360,7 +380,11 @@ async function main(): Promise<void> {
     }
 
     // ── verdict ──
-    const perMinute = minuteRows(samples, directSamples, rss, heap, clickhouseRss).map((r) => ({ ...r, overheadP50Ms: receipts.overheadPerMinute.find((o) => o.minute === r.minute)?.p50 ?? NaN, overheadP99Ms: receipts.overheadPerMinute.find((o) => o.minute === r.minute)?.p99 ?? NaN }));
+    const perMinute = minuteRows(samples, directSamples, rss, heap, clickhouseRss).map((r) => ({
+      ...r,
+      overheadP50Ms: receipts.overheadPerMinute.find((o) => o.minute === r.minute)?.p50 ?? NaN,
+      overheadP99Ms: receipts.overheadPerMinute.find((o) => o.minute === r.minute)?.p99 ?? NaN,
+    }));
     const sent = samples.length;
     const completed = samples.filter((s) => s.ok).length;
     const failed = sent - completed;
@@ -386,7 +410,12 @@ async function main(): Promise<void> {
         value: { sent, receipts: receipts.rows, uniqueIds: receipts.uniqueIds, completed, completedFound: receipts.completedFound },
         pass: receipts.rows === sent && receipts.uniqueIds === receipts.rows && receipts.completedFound === completed,
       },
-      p99Stable: { value: p99Ratio, bound: P99_RATIO_MAX, pass: p99Comparable ? p99Ratio <= P99_RATIO_MAX : null, comparedMinutes: [second?.minute, last?.minute] },
+      p99Stable: {
+        value: p99Ratio,
+        bound: P99_RATIO_MAX,
+        pass: p99Comparable ? p99Ratio <= P99_RATIO_MAX : null,
+        comparedMinutes: [second?.minute, last?.minute],
+      },
       noClientErrors: { value: failed, pass: failed === 0 },
       noShed: { value: shed, pass: shed === 0 },
     };
@@ -403,8 +432,12 @@ async function main(): Promise<void> {
     };
 
     const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '—');
-    console.log(`\nper minute (ms; added = client time − configured upstream latency; direct = the same straight to the simulator, the control; overhead = receipts' overhead_ms)`);
-    console.log(`minute | requests | errors | cache hits | failovers | added p50 | added p99 | direct p50 | direct p99 | overhead p50 | overhead p99 | RSS MB | heap MB${EXTERNAL ? ' | CH RSS MB' : ''}`);
+    console.log(
+      `\nper minute (ms; added = client time − configured upstream latency; direct = the same straight to the simulator, the control; overhead = receipts' overhead_ms)`,
+    );
+    console.log(
+      `minute | requests | errors | cache hits | failovers | added p50 | added p99 | direct p50 | direct p99 | overhead p50 | overhead p99 | RSS MB | heap MB${EXTERNAL ? ' | CH RSS MB' : ''}`,
+    );
     for (const r of perMinute) {
       console.log(
         `${String(r.minute + 1).padStart(6)} | ${String(r.requests).padStart(8)} | ${String(r.errors).padStart(6)} | ${String(r.cacheHits).padStart(10)} | ${String(r.failovers).padStart(9)} | ${f(r.addedP50Ms).padStart(9)} | ${f(r.addedP99Ms).padStart(9)} | ${f(r.directP50Ms).padStart(10)} | ${f(r.directP99Ms).padStart(10)} | ${f(r.overheadP50Ms).padStart(12)} | ${f(r.overheadP99Ms).padStart(12)} | ${f(r.rssMb, 0).padStart(6)} | ${f(r.heapMb, 0).padStart(7)}` +
@@ -416,12 +449,32 @@ async function main(): Promise<void> {
     const short = p99Comparable ? '' : ' (run < 3 min: same minute)';
     const rows: Array<[string, string, string, string]> = [
       ['RSS slope after warm-up (last 2/3)', `${f(rssSlope)} MB/min (max ${f(rssMax, 0)} MB)`, `≤ ${RSS_SLOPE_MAX_MB_PER_MIN} MB/min`, pf(checks.rssFlat.pass)],
-      ['JS heap slope after warm-up (last 2/3)', `${f(heapSlope)} MB/min (max ${f(heapMax, 0)} MB; committed ${f(heapTotalSlope)}, external ${f(externalMemorySlope)} MB/min)`, `≤ ${RSS_SLOPE_MAX_MB_PER_MIN} MB/min`, pf(checks.heapFlat.pass)],
-      ['receipts = requests', `${receipts.rows} receipts / ${sent} sent; ${receipts.completedFound} of ${completed} completed ids found`, 'all, no duplicate', pf(checks.receiptsEqualRequests.pass)],
-      [`added p99 last / second minute${short}`, `${f(last?.addedP99Ms ?? NaN)} / ${f(second?.addedP99Ms ?? NaN)} ms = ${f(p99Ratio)}×`, `≤ ${P99_RATIO_MAX}×`, pf(checks.p99Stable.pass)],
+      [
+        'JS heap slope after warm-up (last 2/3)',
+        `${f(heapSlope)} MB/min (max ${f(heapMax, 0)} MB; committed ${f(heapTotalSlope)}, external ${f(externalMemorySlope)} MB/min)`,
+        `≤ ${RSS_SLOPE_MAX_MB_PER_MIN} MB/min`,
+        pf(checks.heapFlat.pass),
+      ],
+      [
+        'receipts = requests',
+        `${receipts.rows} receipts / ${sent} sent; ${receipts.completedFound} of ${completed} completed ids found`,
+        'all, no duplicate',
+        pf(checks.receiptsEqualRequests.pass),
+      ],
+      [
+        `added p99 last / second minute${short}`,
+        `${f(last?.addedP99Ms ?? NaN)} / ${f(second?.addedP99Ms ?? NaN)} ms = ${f(p99Ratio)}×`,
+        `≤ ${P99_RATIO_MAX}×`,
+        pf(checks.p99Stable.pass),
+      ],
       ['requests failed (client saw an error)', `${failed} (${injected} failures injected, ${failovers} failed over)`, '0', pf(checks.noClientErrors.pass)],
       ['requests shed (concurrency bound)', String(shed), '0', pf(checks.noShed.pass)],
-      ['added p50 / p99, whole run (direct control)', `${f(overall.addedP50Ms)} / ${f(overall.addedP99Ms)} ms (${f(overall.directP50Ms)} / ${f(overall.directP99Ms)} ms)`, '', 'info'],
+      [
+        'added p50 / p99, whole run (direct control)',
+        `${f(overall.addedP50Ms)} / ${f(overall.addedP99Ms)} ms (${f(overall.directP50Ms)} / ${f(overall.directP99Ms)} ms)`,
+        '',
+        'info',
+      ],
     ];
     if (EXTERNAL) {
       const chFirst = clickhouseRss[0]?.mb ?? NaN;
@@ -430,13 +483,25 @@ async function main(): Promise<void> {
     }
     const w0 = Math.max(...rows.map((r) => r[0].length));
     const w1 = Math.max(...rows.map((r) => r[1].length));
-    console.log(`\nsoak verdict (stores ${STORES}, ${machineAtStart.cores} cores, node ${process.version}, load ${machineAtStart.loadAverage.join(' ')} at start)`);
+    console.log(
+      `\nsoak verdict (stores ${STORES}, ${machineAtStart.cores} cores, node ${process.version}, load ${machineAtStart.loadAverage.join(' ')} at start)`,
+    );
     for (const [k, v, t, p] of rows) console.log(`  ${k.padEnd(w0)}  ${v.padEnd(w1)}  ${t.padEnd(18)} ${p}`);
 
     const out = {
       date: startedAt.toISOString(),
       machine: machineAtStart,
-      params: { stores: STORES, minutes: MINUTES, rps: RPS, concurrency: CONCURRENCY, streamShare: STREAM_SHARE, failShare: FAIL_SHARE, directShare: DIRECT_SHARE, modelLatencyMs: MODEL_LATENCY, routes: ROUTES },
+      params: {
+        stores: STORES,
+        minutes: MINUTES,
+        rps: RPS,
+        concurrency: CONCURRENCY,
+        streamShare: STREAM_SHARE,
+        failShare: FAIL_SHARE,
+        directShare: DIRECT_SHARE,
+        modelLatencyMs: MODEL_LATENCY,
+        routes: ROUTES,
+      },
       loadSeconds,
       sent,
       completed,
@@ -513,7 +578,10 @@ function minuteRows(
         .filter(addedSampleable)
         .map((s) => s.ms - MODEL_LATENCY[s.model!]!)
         .sort((a, b) => a - b);
-      const control = directSamples.filter((d) => Math.floor(d.at / 60) === minute).map((d) => d.addedMs).sort((a, b) => a - b);
+      const control = directSamples
+        .filter((d) => Math.floor(d.at / 60) === minute)
+        .map((d) => d.addedMs)
+        .sort((a, b) => a - b);
       const lastBy = <T extends { at: number }>(xs: T[]) => xs.filter((x) => x.at < (minute + 1) * 60).at(-1);
       return {
         minute,

@@ -19,13 +19,13 @@
 // says so.
 // Prints a table and writes bench/results/subscriptions.json.
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import { Pool } from 'undici';
 import WebSocket from 'ws';
 import { startTollgateProcess } from '../test/support/processes.js';
@@ -40,7 +40,8 @@ const RPS = env('BENCH_RPS', 500); // × 2 decisions = ~1000 decisions/s
 const SECONDS = env('BENCH_SECONDS', 8);
 const ROUNDS = env('BENCH_ROUNDS', 2);
 
-const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! : NaN);
+const percentile = (sorted: number[], p: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! : NaN;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -73,7 +74,14 @@ async function subscriberProcess(): Promise<void> {
     state = specs.map((s) => ({ team: s.team, seen: new Set<string>(), droppedBefore: 0, errors: 0 }));
     let open = 0;
     clients = specs.map((spec, i) => {
-      const client = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: false, on: { connected: () => open++ } });
+      const client = createClient({
+        url: wsUrl,
+        webSocketImpl: WebSocket,
+        connectionParams: { authorization: `Bearer ${token}` },
+        retryAttempts: 0,
+        lazy: false,
+        on: { connected: () => open++ },
+      });
       const filter = spec.team ? `(filter: { teamIds: ["${spec.team}"] })` : '';
       client.subscribe<{ routingDecisions: { requestId: string; outcome: string; at: string; droppedBefore: number } }>(
         { query: `subscription { routingDecisions${filter} { requestId outcome at droppedBefore teamId route provider model attempt } }` },
@@ -130,7 +138,11 @@ function ask<T = any>(child: ChildProcess, msg: object): Promise<T> {
 }
 
 async function gql(url: string, token: string, query: string, variables: object): Promise<any> {
-  const res = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+  });
   const body = (await res.json()) as { data?: any; errors?: unknown };
   if (body.errors || !body.data) throw new Error(`GraphQL: ${JSON.stringify(body.errors)}`);
   return body.data;
@@ -146,14 +158,25 @@ async function main(): Promise<void> {
     `providers:\n  - { name: sim, kind: SIMULATED, baseUrl: "${simUrl}" }\nroutes:\n  - name: chat-default\n    strategy: PRIORITY\n    targets: [{ provider: sim, model: sim-chat }]\nprices:\n  - { provider: sim, model: sim-chat, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`,
   );
   const adminToken = `bench-admin-${randomBytes(16).toString('hex')}`;
-  const tollgate = await startTollgateProcess({ TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn', TOLLGATE_ADMIN_TOKEN: adminToken, ...(process.env.BENCH_NODE_ARGS ? { NODE_ARGS: process.env.BENCH_NODE_ARGS } : {}) }, { built: true }); // as deployed: dist/
+  const tollgate = await startTollgateProcess(
+    {
+      TOLLGATE_DATA_DIR: dataDir,
+      TOLLGATE_CONFIG: configFile,
+      TOLLGATE_LOG_LEVEL: 'warn',
+      TOLLGATE_ADMIN_TOKEN: adminToken,
+      ...(process.env.BENCH_NODE_ARGS ? { NODE_ARGS: process.env.BENCH_NODE_ARGS } : {}),
+    },
+    { built: true },
+  ); // as deployed: dist/
   let subs: ChildProcess | null = null;
   try {
     // Teams and one key each, through the GraphQL API.
     const teams: Array<{ id: string; secret: string }> = [];
     for (let i = 0; i < TEAMS; i++) {
       const t = await gql(tollgate.url, adminToken, 'mutation($n: String!) { createTeam(input: { name: $n }) { id } }', { n: `bench-team-${i}` });
-      const k = await gql(tollgate.url, adminToken, 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "bench" }) { secret } }', { t: t.createTeam.id });
+      const k = await gql(tollgate.url, adminToken, 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "bench" }) { secret } }', {
+        t: t.createTeam.id,
+      });
       teams.push({ id: t.createTeam.id, secret: k.createApiKey.secret });
     }
     const specs: SubSpec[] = Array.from({ length: SUBSCRIBERS }, (_, i) => ({ team: i < UNFILTERED ? null : teams[(i - UNFILTERED) % TEAMS]!.id }));
@@ -182,7 +205,12 @@ async function main(): Promise<void> {
           const t0 = performance.now();
           inflight.push(
             pool
-              .request({ method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json', authorization: `Bearer ${team.secret}`, 'x-request-id': id }, body })
+              .request({
+                method: 'POST',
+                path: '/v1/chat/completions',
+                headers: { 'content-type': 'application/json', authorization: `Bearer ${team.secret}`, 'x-request-id': id },
+                body,
+              })
               .then(async (res) => {
                 await res.body.arrayBuffer();
                 if (res.statusCode !== 200) errors++;
@@ -205,9 +233,57 @@ async function main(): Promise<void> {
     await drive('warmup', 2);
 
     type ArmName = 'none' | 'subs';
-    const results: Record<ArmName, { proxy: number[]; delivery: number[]; sent: number; errors: number; seconds: number; expected: number; received: number; lostSubscribers: number; droppedBefore: number; subErrors: number; tollgateCpuSeconds: number; otherCpuSeconds: number; foreignCpuSeconds: number; stolenCpuSeconds: number }> = {
-      none: { proxy: [], delivery: [], sent: 0, errors: 0, seconds: 0, expected: 0, received: 0, lostSubscribers: 0, droppedBefore: 0, subErrors: 0, tollgateCpuSeconds: 0, otherCpuSeconds: 0, foreignCpuSeconds: 0, stolenCpuSeconds: 0 },
-      subs: { proxy: [], delivery: [], sent: 0, errors: 0, seconds: 0, expected: 0, received: 0, lostSubscribers: 0, droppedBefore: 0, subErrors: 0, tollgateCpuSeconds: 0, otherCpuSeconds: 0, foreignCpuSeconds: 0, stolenCpuSeconds: 0 },
+    const results: Record<
+      ArmName,
+      {
+        proxy: number[];
+        delivery: number[];
+        sent: number;
+        errors: number;
+        seconds: number;
+        expected: number;
+        received: number;
+        lostSubscribers: number;
+        droppedBefore: number;
+        subErrors: number;
+        tollgateCpuSeconds: number;
+        otherCpuSeconds: number;
+        foreignCpuSeconds: number;
+        stolenCpuSeconds: number;
+      }
+    > = {
+      none: {
+        proxy: [],
+        delivery: [],
+        sent: 0,
+        errors: 0,
+        seconds: 0,
+        expected: 0,
+        received: 0,
+        lostSubscribers: 0,
+        droppedBefore: 0,
+        subErrors: 0,
+        tollgateCpuSeconds: 0,
+        otherCpuSeconds: 0,
+        foreignCpuSeconds: 0,
+        stolenCpuSeconds: 0,
+      },
+      subs: {
+        proxy: [],
+        delivery: [],
+        sent: 0,
+        errors: 0,
+        seconds: 0,
+        expected: 0,
+        received: 0,
+        lostSubscribers: 0,
+        droppedBefore: 0,
+        subErrors: 0,
+        tollgateCpuSeconds: 0,
+        otherCpuSeconds: 0,
+        foreignCpuSeconds: 0,
+        stolenCpuSeconds: 0,
+      },
     };
     for (let round = 0; round < ROUNDS; round++) {
       for (const arm of ['none', 'subs'] as ArmName[]) {
@@ -300,7 +376,9 @@ async function main(): Promise<void> {
     const added = { p50Ms: summary.subs.proxyP50Ms! - summary.none.proxyP50Ms!, p99Ms: summary.subs.proxyP99Ms! - summary.none.proxyP99Ms! };
     // Tollgate's extra CPU in the `subs` arm per event delivered: what subscriptions cost,
     // and much less sensitive than latencies to what else the machine is doing.
-    const cpuUsPerDelivery = summary.subs.deliveries ? ((summary.subs.tollgateCpuCores! - summary.none.tollgateCpuCores!) * results.subs.seconds * 1e6) / summary.subs.deliveries : NaN;
+    const cpuUsPerDelivery = summary.subs.deliveries
+      ? ((summary.subs.tollgateCpuCores! - summary.none.tollgateCpuCores!) * results.subs.seconds * 1e6) / summary.subs.deliveries
+      : NaN;
     const pass = {
       deliveryP99: summary.subs.deliveryP99Ms! <= 50,
       zeroLost: summary.subs.lostEvents === 0 && summary.subs.droppedBefore === 0,
@@ -309,14 +387,21 @@ async function main(): Promise<void> {
 
     const fmt = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '—' : Number.isInteger(x) ? String(x) : x.toFixed(2));
     const rows = Object.keys(summary.subs);
-    console.log(`\nsubscriptions: ${SUBSCRIBERS} graphql-ws subscribers (${UNFILTERED} unfiltered, ${SUBSCRIBERS - UNFILTERED} filtered to one of ${TEAMS} teams), target ${RPS} req/s = ${2 * RPS} decisions/s, ${ROUNDS}×${SECONDS}s per arm`);
+    console.log(
+      `\nsubscriptions: ${SUBSCRIBERS} graphql-ws subscribers (${UNFILTERED} unfiltered, ${SUBSCRIBERS - UNFILTERED} filtered to one of ${TEAMS} teams), target ${RPS} req/s = ${2 * RPS} decisions/s, ${ROUNDS}×${SECONDS}s per arm`,
+    );
     console.log(`${'metric'.padEnd(22)} ${'none'.padStart(12)} ${'subs'.padStart(12)}`);
     for (const k of rows) console.log(`${k.padEnd(22)} ${fmt(summary.none[k]).padStart(12)} ${fmt(summary.subs[k]).padStart(12)}`);
     console.log(`added proxy latency    p50 ${fmt(added.p50Ms)} ms, p99 ${fmt(added.p99Ms)} ms`);
     console.log(`added tollgate CPU     ${fmt(cpuUsPerDelivery)} µs per delivery`);
     const foreign = Math.max(summary.none.foreignCpuCores! + summary.none.stolenCpuCores!, summary.subs.foreignCpuCores! + summary.subs.stolenCpuCores!);
-    if (foreign > 0.25) console.log(`WARNING                other processes and the hypervisor took up to ${fmt(foreign)} of ${os.cpus().length} cores during the run: latencies are not representative`);
-    console.log(`checks                 delivery p99 ≤ 50 ms: ${pass.deliveryP99 ? 'PASS' : 'FAIL'}; zero lost: ${pass.zeroLost ? 'PASS' : 'FAIL'}; no request errors: ${pass.noRequestErrors ? 'PASS' : 'FAIL'}`);
+    if (foreign > 0.25)
+      console.log(
+        `WARNING                other processes and the hypervisor took up to ${fmt(foreign)} of ${os.cpus().length} cores during the run: latencies are not representative`,
+      );
+    console.log(
+      `checks                 delivery p99 ≤ 50 ms: ${pass.deliveryP99 ? 'PASS' : 'FAIL'}; zero lost: ${pass.zeroLost ? 'PASS' : 'FAIL'}; no request errors: ${pass.noRequestErrors ? 'PASS' : 'FAIL'}`,
+    );
 
     await mkdir(path.join(here, 'results'), { recursive: true });
     await writeFile(

@@ -95,9 +95,7 @@ async function migration(name, fromFile) {
   if (!name || !/^[a-z0-9_]+$/.test(name)) {
     throw new Error('usage: node scripts/prisma-generate.mjs migration <name: [a-z0-9_]+> [--from old.prisma]');
   }
-  const existing = existsSync(migrationsDir)
-    ? readdirSync(migrationsDir).filter((d) => existsSync(path.join(migrationsDir, d, 'migration.sql')))
-    : [];
+  const existing = existsSync(migrationsDir) ? readdirSync(migrationsDir).filter((d) => existsSync(path.join(migrationsDir, d, 'migration.sql'))) : [];
   const work = mkdtempSync(path.join(os.tmpdir(), 'tollgate-migration-'));
   // Declared outside try so the finally can stop them.
   let pglite;
@@ -133,9 +131,7 @@ export default {
 };
 `,
     );
-    const { code, out, stdout } = await runPrisma([
-      'migrate', 'diff', '--config', config, ...from, '--to-schema-datamodel', schemaPath, '--script',
-    ]);
+    const { code, out, stdout } = await runPrisma(['migrate', 'diff', '--config', config, ...from, '--to-schema-datamodel', schemaPath, '--script']);
     if (code !== 0) {
       process.stderr.write(out);
       throw new Error(`prisma migrate diff failed (exit ${code})`);

@@ -1,50 +1,51 @@
 // buildApp(deps) → { server, start, stop }: wires the gateway's parts around stores that the
 // caller opened (src/main.ts in production, test/support in tests).
+
+import { createHmac } from 'node:crypto';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TaskOutcomeInput, recordTaskOutcome } from './analytics/outcomes.js';
-import type { Config } from './config.js';
-import { badRequest, serviceUnavailable } from './gateway/errors.js';
-import { KeyAuthenticator, type KeyLookup } from './gateway/auth.js';
-import { AuthThrottle } from './gateway/auth-throttle.js';
-import { createHmac } from 'node:crypto';
+import { recordTaskOutcome, TaskOutcomeInput } from './analytics/outcomes.js';
 import type { BudgetCounters } from './budgets/counters.js';
 import { BudgetEnforcer } from './budgets/enforcer.js';
 import { spentInWindow } from './budgets/spend.js';
 import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
-import type { Actor } from './store/admin/audit.js';
-import type { BudgetRecord } from './store/admin/pricing.js';
-import type { ResponseStore } from './store/responses.js';
+import type { Config } from './config.js';
+import { KeyAuthenticator, type KeyLookup } from './gateway/auth.js';
+import { AuthThrottle } from './gateway/auth-throttle.js';
+import { CacheStage } from './gateway/cache.js';
+import { corsPolicy } from './gateway/cors.js';
+import { badRequest, serviceUnavailable } from './gateway/errors.js';
+import { createAdminRequestHandler, createRequestHandler } from './gateway/http.js';
+import { InboundServer } from './gateway/inbound.js';
+import { Ingress } from './gateway/ingress.js';
+import { RateLimiter, type WindowStore } from './gateway/limits.js';
+import { type Logger, Pipeline, type ReceiptSink } from './gateway/pipeline.js';
+import { type AccessTokenLookup, TokenVerifier } from './gateway/tokens.js';
+import { UpstreamClient } from './gateway/upstream.js';
+import type { GraphQLServices } from './graphql/context.js';
+import { createGraphQL } from './graphql/yoga.js';
+import { LiveBus } from './live/events.js';
+import { createMetrics, type JournalStatsSource } from './metrics.js';
+import { type Listener, webhookAgent } from './net/egress.js';
+import { deploymentMarker } from './net/hop.js';
 import { chatProtocol } from './protocols/chat.js';
 import { embeddingsProtocol } from './protocols/embeddings.js';
 import { messagesProtocol } from './protocols/messages/protocol.js';
 import type { ClientProtocol } from './protocols/protocol.js';
 import { responsesProtocol } from './protocols/responses/protocol.js';
-import { CacheStage } from './gateway/cache.js';
-import { corsPolicy } from './gateway/cors.js';
-import { createAdminRequestHandler, createRequestHandler } from './gateway/http.js';
-import { InboundServer } from './gateway/inbound.js';
-import { Ingress } from './gateway/ingress.js';
-import { RateLimiter, type WindowStore } from './gateway/limits.js';
-import { Pipeline, type Logger, type ReceiptSink } from './gateway/pipeline.js';
-import { TokenVerifier, type AccessTokenLookup } from './gateway/tokens.js';
-import { UpstreamClient } from './gateway/upstream.js';
-import { LiveBus } from './live/events.js';
-import type { GraphQLServices } from './graphql/context.js';
-import { AdminStoreError } from './store/admin/validators.js';
-import { createGraphQL } from './graphql/yoga.js';
-import { createMetrics, type JournalStatsSource } from './metrics.js';
-import { webhookAgent, type Listener } from './net/egress.js';
-import { deploymentMarker } from './net/hop.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.js';
+import { redactSecrets } from './redact.js';
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
-import { TargetHealth } from './routing/health.js';
-import { RetryBudgets } from './routing/retry-budget.js';
 import { classifyPrompt, warmUpClassifier } from './routing/classifier.js';
 import type { DecideHooks } from './routing/decide.js';
 import { explainRoute } from './routing/explain.js';
-import { redactSecrets } from './redact.js';
+import { TargetHealth } from './routing/health.js';
+import { RetryBudgets } from './routing/retry-budget.js';
+import type { Actor } from './store/admin/audit.js';
+import type { BudgetRecord } from './store/admin/pricing.js';
+import { AdminStoreError } from './store/admin/validators.js';
+import type { ResponseStore } from './store/responses.js';
 import type { Tracing } from './telemetry/tracing.js';
 
 export interface AppStore extends CatalogStore {
@@ -164,7 +165,12 @@ export function buildApp(deps: AppDeps): App {
   const recent = new RecentReceipts(deps.journal);
   if (deps.answers) metrics.watchCache(deps.answers);
   const cache = deps.answers
-    ? new CacheStage(deps.answers, () => catalog.catalog, upstream, (err, what) => log.warn({ err: String(err) }, `${what} failed`))
+    ? new CacheStage(
+        deps.answers,
+        () => catalog.catalog,
+        upstream,
+        (err, what) => log.warn({ err: String(err) }, `${what} failed`),
+      )
     : null;
   const webhooks = new WebhookSender({
     secret: config.budgets.webhookSecret ?? createHmac('sha256', deps.adminToken).update('tollgate budget webhooks').digest('hex'),
@@ -195,7 +201,9 @@ export function buildApp(deps: AppDeps): App {
     config,
     auth: keys,
     ingress: new Ingress(hopMarker, authThrottle),
-    limiter: new RateLimiter(Date.now, deps.rateWindows ?? null, (err) => log.warn({ err: String(err) }, 'shared rate-limit windows unreachable; counting in this process')),
+    limiter: new RateLimiter(Date.now, deps.rateWindows ?? null, (err) =>
+      log.warn({ err: String(err) }, 'shared rate-limit windows unreachable; counting in this process'),
+    ),
     catalog: () => catalog.catalog,
     health,
     retryBudgets,
@@ -250,9 +258,7 @@ export function buildApp(deps: AppDeps): App {
   let draining = false;
   let purge: NodeJS.Timeout | null = null;
   const responses = deps.responses ?? null;
-  const protocols = new Map<string, ClientProtocol>(
-    [chatProtocol, responsesProtocol(responses), messagesProtocol, embeddingsProtocol].map((p) => [p.path, p]),
-  );
+  const protocols = new Map<string, ClientProtocol>([chatProtocol, responsesProtocol(responses), messagesProtocol, embeddingsProtocol].map((p) => [p.path, p]));
   const cors = corsPolicy(config.corsOrigins);
   const handler = createRequestHandler({
     cors,
@@ -307,10 +313,7 @@ export function buildApp(deps: AppDeps): App {
 
   const timeouts = { headersMs: config.inbound.headersTimeoutMs, requestMs: config.inbound.requestTimeoutMs };
   const inbound = new InboundServer(timeouts, handler);
-  const adminInbound =
-    graphql && config.adminPort
-      ? new InboundServer(timeouts, createAdminRequestHandler({ cors, graphql: graphql.handle }))
-      : null;
+  const adminInbound = graphql && config.adminPort ? new InboundServer(timeouts, createAdminRequestHandler({ cors, graphql: graphql.handle })) : null;
   const server = inbound.server;
   const websocket = graphql ? graphql.attachWebSocket(adminInbound?.server ?? server) : null;
   if (websocket) metrics.watchWebsockets(websocket);
@@ -328,7 +331,11 @@ export function buildApp(deps: AppDeps): App {
       await catalog.load();
       warmUpClassifier();
       catalog.startPolling(config.catalogRefreshMs);
-      if (responses) purge = setInterval(() => void responses.purgeExpired().catch((err) => log.warn({ err: String(err) }, 'purging expired responses failed')), 3_600_000).unref();
+      if (responses)
+        purge = setInterval(
+          () => void responses.purgeExpired().catch((err) => log.warn({ err: String(err) }, 'purging expired responses failed')),
+          3_600_000,
+        ).unref();
       await inbound.listen(config.port, config.host);
       if (adminInbound) await adminInbound.listen(config.adminPort, config.host);
       return (server.address() as AddressInfo).port;

@@ -4,15 +4,23 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Config } from './config.js';
+import { importSnapshot, PRICE_SNAPSHOT, type SnapshotTarget } from './pricing/snapshot.js';
 import { PRESETS, type ProviderKind } from './providers/presets.js';
-import { PRICE_SNAPSHOT, importSnapshot, type SnapshotTarget } from './pricing/snapshot.js';
 import type { PriceInput } from './routing/catalog.js';
 import type { PriceRecord, SetPriceInput } from './store/admin/pricing.js';
 
 export interface BootstrapStore {
   teams: { ensureTeam(name: string): Promise<unknown> };
   providers: {
-    upsertProvider(input: { name: string; kind: ProviderKind; baseUrl?: string | null; apiKey?: string | null; timeoutMs?: number | null; extraHeaders?: Record<string, string>; modelMap?: Record<string, string> }): Promise<unknown>;
+    upsertProvider(input: {
+      name: string;
+      kind: ProviderKind;
+      baseUrl?: string | null;
+      apiKey?: string | null;
+      timeoutMs?: number | null;
+      extraHeaders?: Record<string, string>;
+      modelMap?: Record<string, string>;
+    }): Promise<unknown>;
   };
   routing: { applyRouting(batch: { routes: DeclaredRoute[]; experiments: DeclaredExperiment[] }): Promise<unknown> };
   pricing: {
@@ -23,7 +31,11 @@ export interface BootstrapStore {
 }
 
 const kind = z.enum(['OPENAI_COMPATIBLE', 'OPENROUTER', 'ARK', 'OPENAI', 'DEEPSEEK', 'QWEN', 'ZHIPU', 'ANTHROPIC', 'SIMULATED']);
-const name = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits, . _ : - only');
+const name = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits, . _ : - only');
 const strategy = z.enum(['PRIORITY', 'WEIGHTED', 'LEAST_LATENCY', 'LOWEST_COST', 'CASCADE']);
 const TargetDecl = z.strictObject({ provider: name, model: z.string().min(1), weight: z.number().min(0).optional(), priority: z.number().int().optional() });
 /** `accept: [json, tool_args]` in the file (DESIGN §5); the enum's names elsewhere. */

@@ -1,10 +1,10 @@
 // `tollgate <command>`: start, migrate, demo, keys create, prices, verify-receipt.
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createKeyThrough, graphqlClient, owningServer, type GraphQLCall } from './admin-client.js';
-import { loadConfig, type Config } from './config.js';
+import { createKeyThrough, type GraphQLCall, graphqlClient, owningServer } from './admin-client.js';
+import { type Config, loadConfig } from './config.js';
 import { createLogger, startServer } from './main.js';
-import { repriceReceipts, type RepricingResult } from './pricing/reprice.js';
+import { type RepricingResult, repriceReceipts } from './pricing/reprice.js';
 import { importSnapshot } from './pricing/snapshot.js';
 import { verifyReceipt } from './receipts/verify.js';
 import { openStores, type Stores } from './runtime.js';
@@ -209,7 +209,15 @@ async function reprice(config: Config, args: string[]): Promise<number> {
   const from = values.from ? new Date(values.from) : null;
   const to = values.to ? new Date(values.to) : null;
   const version = values.version === undefined ? null : Number(values.version);
-  if (!from || !to || Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || !values.provider || !values.model || (version !== null && !Number.isInteger(version))) {
+  if (
+    !from ||
+    !to ||
+    Number.isNaN(from.getTime()) ||
+    Number.isNaN(to.getTime()) ||
+    !values.provider ||
+    !values.model ||
+    (version !== null && !Number.isInteger(version))
+  ) {
     process.stderr.write('prices reprice --from <ISO time> --to <ISO time> --provider P --model M [--version N] [--apply] [--json]\n');
     return 2;
   }

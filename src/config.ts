@@ -51,7 +51,10 @@ function hasProtocol(value: string, protocols: string[]): boolean {
  */
 const corsOrigins = optionalString.transform((v, ctx) => {
   const origins: string[] = [];
-  for (const entry of (v ?? '').split(',').map((o) => o.trim()).filter(Boolean)) {
+  for (const entry of (v ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean)) {
     const origin = entry === '*' ? '*' : originOf(entry);
     if (origin === null) {
       ctx.addIssue({ code: 'custom', message: `'${entry.slice(0, 100)}' is not an origin (scheme://host[:port]) or *` });
@@ -104,7 +107,10 @@ const keyValueList = z
   .optional()
   .transform((v, ctx) => {
     const pairs: Record<string, string> = {};
-    const entries = (v ?? '').split(',').map((e) => e.trim()).filter(Boolean);
+    const entries = (v ?? '')
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean);
     for (const [i, entry] of entries.entries()) {
       const eq = entry.indexOf('=');
       const key = entry.slice(0, Math.max(0, eq)).trim();
@@ -321,7 +327,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const e = parsed.data;
   if (e.TOLLGATE_OIDC_ISSUER && e.TOLLGATE_OIDC_AUDIENCE.length === 0) {
-    throw new ConfigError('invalid environment: TOLLGATE_OIDC_AUDIENCE is required with TOLLGATE_OIDC_ISSUER (tokens for other applications must not be accepted)');
+    throw new ConfigError(
+      'invalid environment: TOLLGATE_OIDC_AUDIENCE is required with TOLLGATE_OIDC_ISSUER (tokens for other applications must not be accepted)',
+    );
   }
   // Node refuses a headers timeout longer than the request timeout.
   if (e.TOLLGATE_HEADERS_TIMEOUT_MS > e.TOLLGATE_REQUEST_TIMEOUT_MS) {
@@ -405,7 +413,10 @@ function tracingConfig(e: z.infer<typeof EnvSchema>): TracingConfig | undefined 
   const exporters = (e.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map((x) => x.trim().toLowerCase());
   if (!url || e.OTEL_SDK_DISABLED?.toLowerCase() === 'true' || exporters.includes('none')) return undefined;
   const unsupported = exporters.find((x) => x !== 'otlp');
-  if (unsupported) throw new ConfigError(`invalid environment: OTEL_TRACES_EXPORTER: Tollgate exports traces over OTLP only ('otlp' or 'none'), not '${unsupported.slice(0, 50)}'`);
+  if (unsupported)
+    throw new ConfigError(
+      `invalid environment: OTEL_TRACES_EXPORTER: Tollgate exports traces over OTLP only ('otlp' or 'none'), not '${unsupported.slice(0, 50)}'`,
+    );
   return {
     url,
     protocol: e.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? e.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf',

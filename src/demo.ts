@@ -9,8 +9,8 @@ import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 import { createKeyThrough, graphqlClient, graphqlUrlFor, owningServer, type ServerAccess } from './admin-client.js';
 import type { Config } from './config.js';
-import { printBanner, startServer, type Started } from './main.js';
-import { startSimulatedProvider, type SimulatedProvider } from './sim/simulated.js';
+import { printBanner, type Started, startServer } from './main.js';
+import { type SimulatedProvider, startSimulatedProvider } from './sim/simulated.js';
 
 const NAMES = {
   primary: 'demo-sim-primary',
@@ -79,9 +79,7 @@ export async function runDemo(config: Config, args: string[]): Promise<number> {
       server = { url: own.url, graphqlUrl: graphqlUrlFor(own.url, config), adminToken: own.runtime.adminToken.token };
     }
     await configure(server, sim);
-    const clients = await Promise.all(
-      TEAMS.map(async (t) => ({ ...t, secret: (await createKeyThrough(server, t.team, 'demo')).secret })),
-    );
+    const clients = await Promise.all(TEAMS.map(async (t) => ({ ...t, secret: (await createKeyThrough(server, t.team, 'demo')).secret })));
     if (own) printBanner(config, own.runtime, own.url);
     const consoleUrl = new URL('/console', server.graphqlUrl);
     process.stdout.write(
@@ -174,7 +172,10 @@ async function sendTraffic(
     while (!signal.aborted) {
       await sleep(-Math.log(1 - Math.random()) * (1000 / rate), undefined, { signal }).catch(() => undefined);
       if (signal.aborted || inFlight.size >= MAX_IN_FLIGHT) continue;
-      const client = pick(clients, clients.map((c) => c.weight));
+      const client = pick(
+        clients,
+        clients.map((c) => c.weight),
+      );
       stats.sent++;
       const p = oneRequest(client, client.sent++, server.url).then(
         () => void stats.ok++,
@@ -202,7 +203,13 @@ function weatherFor(sim: SimulatedProvider): () => void {
     const now = Date.now();
     if (now >= outageUntil && Math.random() < 0.03) outageUntil = now + 1000 + Math.random() * 6000;
     const jitter = (base: number) => Math.round(base * (0.6 + Math.random() * 0.9));
-    sim.behave('sim-chat', { latencyMs: jitter(220), ttftMs: jitter(150), tokensPerSecond: 120, completionTokens: 60, ...(now < outageUntil ? { status: 503 } : {}) });
+    sim.behave('sim-chat', {
+      latencyMs: jitter(220),
+      ttftMs: jitter(150),
+      tokensPerSecond: 120,
+      completionTokens: 60,
+      ...(now < outageUntil ? { status: 503 } : {}),
+    });
     sim.behave('sim-chat-mini', { latencyMs: jitter(70), ttftMs: jitter(45), tokensPerSecond: 350, completionTokens: 35 });
     sim.behave('sim-embed', { latencyMs: jitter(25) });
   };

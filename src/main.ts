@@ -1,6 +1,6 @@
 // Composition root for `tollgate start`: config → stores → app → listen; SIGTERM drains.
 import path from 'node:path';
-import { pino, type DestinationStream } from 'pino';
+import { type DestinationStream, pino } from 'pino';
 import { graphqlUrlFor } from './admin-client.js';
 import type { Config } from './config.js';
 import { redactDeep, redactSecrets } from './redact.js';

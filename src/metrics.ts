@@ -38,13 +38,13 @@ export function createMetrics() {
   });
   const retriesRefused = new client.Counter({
     name: 'tollgate_retries_refused_total',
-    help: 'Retries and failovers not made because the route\'s retry budget was spent, by route',
+    help: "Retries and failovers not made because the route's retry budget was spent, by route",
     labelNames: ['route'] as const,
     registers: [registry],
   });
   const ruleErrors = new client.Counter({
     name: 'tollgate_rule_errors_total',
-    help: "Routing rules whose `when` failed to evaluate (counted as false), by route and rule",
+    help: 'Routing rules whose `when` failed to evaluate (counted as false), by route and rule',
     labelNames: ['route', 'rule'] as const,
     registers: [registry],
   });
@@ -67,22 +67,72 @@ export function createMetrics() {
       if (cache) this.set(pick(cache.stats()));
     };
   new client.Gauge({ name: 'tollgate_cache_entries', help: 'Answers held in the response cache', registers: [registry], collect: cacheStat((s) => s.entries) });
-  new client.Gauge({ name: 'tollgate_cache_bytes', help: 'Approximate bytes held by the response cache (bounded by TOLLGATE_CACHE_MAX_BYTES)', registers: [registry], collect: cacheStat((s) => s.bytes) });
-  new client.Gauge({ name: 'tollgate_cache_semantic_entries', help: 'Answers in the semantic index', registers: [registry], collect: cacheStat((s) => s.semanticEntries) });
-  new client.Gauge({ name: 'tollgate_cache_evictions', help: 'Answers evicted to stay under the size limit, since start', registers: [registry], collect: cacheStat((s) => s.evictions) });
-  new client.Gauge({ name: 'tollgate_cache_expirations', help: 'Answers dropped when their TTL passed, since start', registers: [registry], collect: cacheStat((s) => s.expirations) });
-  new client.Gauge({ name: 'tollgate_cache_redis_errors', help: 'Failed Redis cache reads/writes (treated as misses), since start', registers: [registry], collect: cacheStat((s) => s.redisErrors) });
+  new client.Gauge({
+    name: 'tollgate_cache_bytes',
+    help: 'Approximate bytes held by the response cache (bounded by TOLLGATE_CACHE_MAX_BYTES)',
+    registers: [registry],
+    collect: cacheStat((s) => s.bytes),
+  });
+  new client.Gauge({
+    name: 'tollgate_cache_semantic_entries',
+    help: 'Answers in the semantic index',
+    registers: [registry],
+    collect: cacheStat((s) => s.semanticEntries),
+  });
+  new client.Gauge({
+    name: 'tollgate_cache_evictions',
+    help: 'Answers evicted to stay under the size limit, since start',
+    registers: [registry],
+    collect: cacheStat((s) => s.evictions),
+  });
+  new client.Gauge({
+    name: 'tollgate_cache_expirations',
+    help: 'Answers dropped when their TTL passed, since start',
+    registers: [registry],
+    collect: cacheStat((s) => s.expirations),
+  });
+  new client.Gauge({
+    name: 'tollgate_cache_redis_errors',
+    help: 'Failed Redis cache reads/writes (treated as misses), since start',
+    registers: [registry],
+    collect: cacheStat((s) => s.redisErrors),
+  });
 
   let journal: JournalStatsSource | null = null;
   const stat = (pick: (s: ReturnType<JournalStatsSource['stats']>) => number) =>
     function (this: client.Gauge) {
       if (journal) this.set(pick(journal.stats()));
     };
-  new client.Gauge({ name: 'tollgate_receipts_appended', help: 'Receipts appended to the WAL since start', registers: [registry], collect: stat((s) => s.appendedRecords) });
-  new client.Gauge({ name: 'tollgate_receipts_written', help: 'Receipts acknowledged by ClickHouse since start', registers: [registry], collect: stat((s) => s.insertedRecords) });
-  new client.Gauge({ name: 'tollgate_receipts_queued', help: 'Receipts in the WAL not yet acknowledged by ClickHouse', registers: [registry], collect: stat((s) => s.pendingRecords) });
-  new client.Gauge({ name: 'tollgate_wal_segments', help: 'WAL segments not yet released (WAL depth)', registers: [registry], collect: stat((s) => s.pendingSegments) });
-  new client.Gauge({ name: 'tollgate_receipt_insert_errors', help: 'Failed ClickHouse inserts (retried) since start', registers: [registry], collect: stat((s) => s.insertErrors) });
+  new client.Gauge({
+    name: 'tollgate_receipts_appended',
+    help: 'Receipts appended to the WAL since start',
+    registers: [registry],
+    collect: stat((s) => s.appendedRecords),
+  });
+  new client.Gauge({
+    name: 'tollgate_receipts_written',
+    help: 'Receipts acknowledged by ClickHouse since start',
+    registers: [registry],
+    collect: stat((s) => s.insertedRecords),
+  });
+  new client.Gauge({
+    name: 'tollgate_receipts_queued',
+    help: 'Receipts in the WAL not yet acknowledged by ClickHouse',
+    registers: [registry],
+    collect: stat((s) => s.pendingRecords),
+  });
+  new client.Gauge({
+    name: 'tollgate_wal_segments',
+    help: 'WAL segments not yet released (WAL depth)',
+    registers: [registry],
+    collect: stat((s) => s.pendingSegments),
+  });
+  new client.Gauge({
+    name: 'tollgate_receipt_insert_errors',
+    help: 'Failed ClickHouse inserts (retried) since start',
+    registers: [registry],
+    collect: stat((s) => s.insertErrors),
+  });
 
   let bus: { droppedTotal: number; subscriberCount: number } | null = null;
   new client.Gauge({

@@ -4,24 +4,24 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { buildApp, type App } from './app.js';
-import { MemoryCounters, RedisCounters } from './budgets/counters.js';
-import { RedisWindows } from './gateway/limits.js';
-import { AnswerStore } from './cache/store.js';
+import { type App, buildApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
+import { MemoryCounters, RedisCounters } from './budgets/counters.js';
+import { AnswerStore } from './cache/store.js';
 import type { Config } from './config.js';
+import { RedisWindows } from './gateway/limits.js';
 import type { Logger } from './gateway/pipeline.js';
-import { defaultInstanceId, startRedisBridge, type RedisBridge } from './live/redis-bridge.js';
+import { defaultInstanceId, type RedisBridge, startRedisBridge } from './live/redis-bridge.js';
 import { ReceiptJournal } from './receipts/journal.js';
 import { fetchReceipt } from './receipts/rows.js';
 import { ReceiptSigner } from './receipts/signer.js';
 import { AdminStore } from './store/admin-store.js';
-import { ResponseStore } from './store/responses.js';
+import { type ClickHouseStore, openClickHouse } from './store/clickhouse.js';
 import { MigrationError, migrateClickHouse, pendingMigrations } from './store/clickhouse-migrate.js';
-import { openClickHouse, type ClickHouseStore } from './store/clickhouse.js';
 import { ensureAdminToken } from './store/credentials.js';
+import { type ConfigDb, openConfigDb } from './store/prisma.js';
 import { migrateConfigDb } from './store/prisma-migrate.js';
-import { openConfigDb, type ConfigDb } from './store/prisma.js';
+import { ResponseStore } from './store/responses.js';
 import { SecretBox } from './store/secret-box.js';
 import { openTracing, type Tracing } from './telemetry/tracing.js';
 
@@ -124,7 +124,9 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     });
     const redis = openCommandRedis(config);
     const answers = await openAnswerStore(config, redis, log);
-    const responses = new ResponseStore(configDb.prisma, config.responsesRetentionMs, (err) => log.warn({ err: String(err) }, 'could not store a Responses API answer'));
+    const responses = new ResponseStore(configDb.prisma, config.responsesRetentionMs, (err) =>
+      log.warn({ err: String(err) }, 'could not store a Responses API answer'),
+    );
     let bridge: RedisBridge | null = null;
     // Only with an OTLP endpoint configured is the OpenTelemetry SDK loaded at all.
     const tracing: Tracing | null = config.tracing ? await openTracing(config.tracing, log) : null;

@@ -94,7 +94,15 @@ export async function selfTimeByModule(file: string, root: string, window?: Samp
   const byModule = new Map<string, number>();
   for (const r of rows) {
     const loc = r.location.replace(/:\d+$/, '');
-    const module = !loc ? r.function : loc.startsWith('node:') ? loc.split('/').slice(0, 2).join('/') : loc.startsWith('dist/') || loc.startsWith('src/') ? loc : loc.split('/')[0]!.startsWith('@') ? loc.split('/').slice(0, 2).join('/') : loc.split('/')[0]!;
+    const module = !loc
+      ? r.function
+      : loc.startsWith('node:')
+        ? loc.split('/').slice(0, 2).join('/')
+        : loc.startsWith('dist/') || loc.startsWith('src/')
+          ? loc
+          : loc.split('/')[0]!.startsWith('@')
+            ? loc.split('/').slice(0, 2).join('/')
+            : loc.split('/')[0]!;
     byModule.set(module, (byModule.get(module) ?? 0) + r.selfMs);
   }
   return [...byModule].map(([module, selfMs]) => ({ module, selfMs, share: (selfMs / totalMs) * 100 })).sort((a, b) => b.selfMs - a.selfMs);

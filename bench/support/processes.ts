@@ -1,7 +1,7 @@
 // What the benches share for running their arms as processes: a forked TypeScript helper
 // (simulator, bare proxy, subscribers) that reports when ready, Tollgate stopped gracefully,
 // an API key made through the CLI, and teardown that runs even when a bench fails midway.
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { runTollgate, type ServerProcess } from '../../test/support/processes.js';
 
 /** Tollgate runs as deployed: the compiled CLI (dist/), not src/ through tsx. */

@@ -1,7 +1,17 @@
 // cacheStats: cache hits (exact, semantic), hit rate and the cost they saved, per group.
 import {
-  groupKeyOf, groupedSelect, matchesNothing, num, rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
-  type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
+  type AnalyticsContext,
+  type AnalyticsFilter,
+  type Dimension,
+  type GroupKey,
+  groupedSelect,
+  groupKeyOf,
+  matchesNothing,
+  num,
+  rollupAnswers,
+  runQuery,
+  scopeFilter,
+  uniqueDimensions,
 } from './common.js';
 import { sql } from './sql.js';
 

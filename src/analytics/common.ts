@@ -6,11 +6,22 @@ import type { ClickHouseClient } from '@clickhouse/client';
 // module instance as yoga, so yoga's `instanceof` check recognizes it and does not mask it
 // even where two copies of `graphql` are loaded (ESM/CJS, e.g. under vitest).
 import { createGraphQLError } from 'graphql-yoga';
-import { sql, trusted, type SqlFragment } from './sql.js';
+import { type SqlFragment, sql, trusted } from './sql.js';
 
 export const DIMENSIONS = [
-  'MODEL', 'PROVIDER', 'ROUTE', 'TEAM', 'FEATURE', 'API_KEY', 'END_USER', 'STATUS', 'CACHE_STATUS',
-  'TASK_TYPE', 'RULE', 'EXPERIMENT', 'VARIANT',
+  'MODEL',
+  'PROVIDER',
+  'ROUTE',
+  'TEAM',
+  'FEATURE',
+  'API_KEY',
+  'END_USER',
+  'STATUS',
+  'CACHE_STATUS',
+  'TASK_TYPE',
+  'RULE',
+  'EXPERIMENT',
+  'VARIANT',
 ] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
 
@@ -218,18 +229,28 @@ export function filterConditions(filter: AnalyticsFilter, source: Table): SqlFra
     if (source !== 'raw') throw new Error(`${DIMENSION_COLUMN[dim]} is not a rollup column`);
     inList(dim, values);
   }
-  if (filter.statuses != null) inList('STATUS', filter.statuses.map((s) => s.toLowerCase()));
+  if (filter.statuses != null)
+    inList(
+      'STATUS',
+      filter.statuses.map((s) => s.toLowerCase()),
+    );
   return sql.join(parts, ' AND ');
 }
 
 /** `col AS k_col, …` for SELECT, with a leading comma when not empty (or nothing). */
 export function dimensionSelect(dims: readonly Dimension[]): SqlFragment {
-  return sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_COLUMN, d)} AS ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+  return sql.join(
+    dims.map((d) => sql`, ${trusted(DIMENSION_COLUMN, d)} AS ${trusted(DIMENSION_ALIAS, d)}`),
+    ' ',
+  );
 }
 
 /** `, k_a, k_b` (the aliases dimensionSelect gave, for an outer SELECT), or nothing. */
 export function dimensionAliases(dims: readonly Dimension[]): SqlFragment {
-  return sql.join(dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`), ' ');
+  return sql.join(
+    dims.map((d) => sql`, ${trusted(DIMENSION_ALIAS, d)}`),
+    ' ',
+  );
 }
 
 /** `GROUP BY k_a, k_b` or nothing. */
@@ -260,7 +281,13 @@ export function groupKeyString(row: Record<string, unknown>, dims: readonly Dime
 /** True when the scoped filter can match nothing (an empty IN list). */
 export function matchesNothing(filter: AnalyticsFilter): boolean {
   return [
-    filter.teamIds, filter.features, filter.models, filter.providers, filter.routes, filter.apiKeyIds, filter.statuses,
+    filter.teamIds,
+    filter.features,
+    filter.models,
+    filter.providers,
+    filter.routes,
+    filter.apiKeyIds,
+    filter.statuses,
     ...rawOnlyLists(filter).map(([, values]) => values),
   ].some((l) => l != null && l.length === 0);
 }

@@ -8,9 +8,22 @@
 // Raw receipts (one scan): a per-task question the rollups cannot answer for an arbitrary
 // window (task_costs covers a task's whole life).
 import {
-  dimensionAliases, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, matchesNothing, num, orderByClause,
-  runQuery, scopeFilter, uniqueDimensions,
-  type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
+  type AnalyticsContext,
+  type AnalyticsFilter,
+  type Dimension,
+  dimensionAliases,
+  dimensionSelect,
+  filterConditions,
+  fromTable,
+  type GroupKey,
+  groupByClause,
+  groupKeyOf,
+  matchesNothing,
+  num,
+  orderByClause,
+  runQuery,
+  scopeFilter,
+  uniqueDimensions,
 } from './common.js';
 import { sql } from './sql.js';
 
@@ -34,9 +47,7 @@ export function costPerTaskQuery(ctx: AnalyticsContext, filter: AnalyticsFilter,
   // window over the task. The hash in front of the partition key only makes the window's
   // sort cheaper (~1.5× here); team and task after it keep the partitions exact.
   const splitsTasks = dims.some((d) => d !== 'TEAM');
-  const taskLastStatus = splitsTasks
-    ? sql`argMax(last_status, last_at) OVER (PARTITION BY cityHash64(t_team, t_task), t_team, t_task)`
-    : sql`last_status`;
+  const taskLastStatus = splitsTasks ? sql`argMax(last_status, last_at) OVER (PARTITION BY cityHash64(t_team, t_task), t_team, t_task)` : sql`last_status`;
   // A task's verdict: its latest outcome if it has one, else its last request's status. The
   // outcomes are two sets of (team, task), read for the scoped teams only: a set lookup per
   // task, where a JOIN let the planner build its hash table from the big side (3× slower).

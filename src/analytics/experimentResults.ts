@@ -11,8 +11,9 @@
 //
 // A variant appears when it has receipts in the window; variants are matched by their bare
 // name (the receipt's `variant`), within the named experiment only.
+
+import { type AnalyticsContext, type AnalyticsFilter, badInput, type Dimension } from './common.js';
 import { costPerTask } from './costPerTask.js';
-import { badInput, type AnalyticsContext, type AnalyticsFilter, type Dimension } from './common.js';
 import { latency } from './latency.js';
 import { usage } from './usage.js';
 

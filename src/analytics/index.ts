@@ -1,10 +1,11 @@
 // Analytics over receipts (DESIGN §8): one module per question, all parameterized SQL.
+
+export { type CacheRow, cacheStats } from './cacheStats.js';
 export * from './common.js';
-export { sql, trusted, SqlFragment } from './sql.js';
-export { usage, type UsageRow, type UsageOptions } from './usage.js';
-export { cacheStats, type CacheRow } from './cacheStats.js';
-export { latency, EXACT_BELOW, type LatencyRow } from './latency.js';
-export { timeSeries, INTERVALS, type Interval, type TimeBucket } from './timeSeries.js';
 export { costPerTask, type TaskCostRow } from './costPerTask.js';
-export { experimentResults, wilsonInterval, type VariantResult } from './experimentResults.js';
-export { receipts, receipt, verifyReceipt, encodeCursor, decodeCursor, type ReceiptConnection, type ReceiptVerification } from './receipts.js';
+export { experimentResults, type VariantResult, wilsonInterval } from './experimentResults.js';
+export { EXACT_BELOW, type LatencyRow, latency } from './latency.js';
+export { decodeCursor, encodeCursor, type ReceiptConnection, type ReceiptVerification, receipt, receipts, verifyReceipt } from './receipts.js';
+export { SqlFragment, sql, trusted } from './sql.js';
+export { INTERVALS, type Interval, type TimeBucket, timeSeries } from './timeSeries.js';
+export { type UsageOptions, type UsageRow, usage } from './usage.js';

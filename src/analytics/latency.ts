@@ -16,11 +16,30 @@
 // receipts_hourly's TDigest states are not read here: a month of them merges about as
 // slowly as a scan of the raw receipts (see 003_latency_daily.sql).
 import {
-  DIMENSION_ALIAS, DIMENSION_COLUMN, dimensionAliases, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, groupKeyString,
-  groupedSelect, matchesNothing, needsRawReceipts, num, numOrNull, orderByClause, runQuery, scopeFilter, uniqueDimensions,
-  type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
+  type AnalyticsContext,
+  type AnalyticsFilter,
+  DIMENSION_ALIAS,
+  DIMENSION_COLUMN,
+  type Dimension,
+  dimensionAliases,
+  dimensionSelect,
+  filterConditions,
+  fromTable,
+  type GroupKey,
+  groupByClause,
+  groupedSelect,
+  groupKeyOf,
+  groupKeyString,
+  matchesNothing,
+  needsRawReceipts,
+  num,
+  numOrNull,
+  orderByClause,
+  runQuery,
+  scopeFilter,
+  uniqueDimensions,
 } from './common.js';
-import { sql, trusted, type SqlFragment } from './sql.js';
+import { type SqlFragment, sql, trusted } from './sql.js';
 
 /** Groups with fewer requests than this get exact percentiles. */
 export const EXACT_BELOW = 10_000;
@@ -76,7 +95,10 @@ export function latencySketchQuery(ctx: AnalyticsContext, filter: AnalyticsFilte
       FROM ${fromTable(ctx, 'latencyDaily')}
       WHERE ${filterConditions({ ...filter, ...days }, 'latencyDaily')}`,
   ];
-  for (const edge of [{ from: filter.from, to: days.from }, { from: days.to, to: filter.to }]) {
+  for (const edge of [
+    { from: filter.from, to: days.from },
+    { from: days.to, to: filter.to },
+  ]) {
     if (edge.from.getTime() >= edge.to.getTime()) continue;
     parts.push(sql`SELECT count() AS n, quantilesDDState(${DD})(latency_ms) AS lat,
         quantilesDDState(${DD})(ttft_ms) AS ttft, quantilesDDState(${DD})(overhead_ms) AS ovh${keys}

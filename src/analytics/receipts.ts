@@ -3,12 +3,21 @@
 //
 // Order: (started_at DESC, receipt_id DESC), a total order. The cursor is opaque to clients:
 // base64url of JSON [started_at ms, receipt_id] of the last receipt of a page.
-import { fetchReceipt, RECEIPT_COLUMNS, rowToReceipt } from '../receipts/rows.js';
+
 import type { Receipt } from '../receipts/receipt.js';
-import { verifyReceipt as verifySignature, type JwkLike } from '../receipts/verify.js';
+import { fetchReceipt, RECEIPT_COLUMNS, rowToReceipt } from '../receipts/rows.js';
+import { type JwkLike, verifyReceipt as verifySignature } from '../receipts/verify.js';
 import {
-  badInput, filterConditions, fromTable, matchesNothing, num, runQuery, scopeFilter,
-  type AnalyticsContext, type AnalyticsFilter, type Principal,
+  type AnalyticsContext,
+  type AnalyticsFilter,
+  badInput,
+  filterConditions,
+  fromTable,
+  matchesNothing,
+  num,
+  type Principal,
+  runQuery,
+  scopeFilter,
 } from './common.js';
 import { sql, trusted } from './sql.js';
 
@@ -40,21 +49,14 @@ export function decodeCursor(cursor: string): { at: Date; id: string } {
 
 const COLUMNS: Readonly<Record<'all', string>> = { all: RECEIPT_COLUMNS.join(', ') };
 
-export async function receipts(
-  ctx: AnalyticsContext,
-  rawFilter: AnalyticsFilter,
-  first?: number | null,
-  after?: string | null,
-): Promise<ReceiptConnection> {
+export async function receipts(ctx: AnalyticsContext, rawFilter: AnalyticsFilter, first?: number | null, after?: string | null): Promise<ReceiptConnection> {
   const filter = scopeFilter(rawFilter, ctx.principal);
   const limit = first ?? DEFAULT_PAGE;
   if (!Number.isInteger(limit) || limit < 0 || limit > MAX_PAGE) throw badInput(`first must be between 0 and ${MAX_PAGE}`);
   const cursor = after ? decodeCursor(after) : null;
   if (matchesNothing(filter)) return { edges: [], pageInfo: { hasNextPage: false, endCursor: null }, totalCount: 0 };
   const where = filterConditions(filter, 'raw');
-  const page = cursor
-    ? sql` AND (started_at < ${cursor.at} OR (started_at = ${cursor.at} AND receipt_id < ${sql.typed(cursor.id, 'UUID')}))`
-    : sql.empty();
+  const page = cursor ? sql` AND (started_at < ${cursor.at} OR (started_at = ${cursor.at} AND receipt_id < ${sql.typed(cursor.id, 'UUID')}))` : sql.empty();
   const [rows, count] = await Promise.all([
     limit === 0
       ? Promise.resolve([])
@@ -102,10 +104,7 @@ export interface ReceiptVerification {
   keyId: string | null;
 }
 
-export async function verifyReceipt(
-  ctx: ReceiptLookup & { jwks: () => { keys: ReadonlyArray<JwkLike> } },
-  id: string,
-): Promise<ReceiptVerification> {
+export async function verifyReceipt(ctx: ReceiptLookup & { jwks: () => { keys: ReadonlyArray<JwkLike> } }, id: string): Promise<ReceiptVerification> {
   const r = await receipt(ctx, id);
   if (!r) return { valid: false, reason: 'receipt not found', receipt: null, keyId: null };
   const v = verifySignature(r, ctx.jwks());

@@ -1,9 +1,24 @@
 // timeSeries: usage per time bucket (MINUTE, HOUR, DAY) and group. Buckets with no requests
 // are not returned. HOUR and DAY read the rollup when it answers the range exactly.
 import {
-  badInput, dimensionSelect, filterConditions, fromTable, groupByClause, groupKeyOf, matchesNothing, num, orderByClause,
-  rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
-  type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey, type Source,
+  type AnalyticsContext,
+  type AnalyticsFilter,
+  badInput,
+  type Dimension,
+  dimensionSelect,
+  filterConditions,
+  fromTable,
+  type GroupKey,
+  groupByClause,
+  groupKeyOf,
+  matchesNothing,
+  num,
+  orderByClause,
+  rollupAnswers,
+  runQuery,
+  type Source,
+  scopeFilter,
+  uniqueDimensions,
 } from './common.js';
 import { sql, trusted } from './sql.js';
 
@@ -15,8 +30,8 @@ const INTERVAL_MS: Record<Interval, number> = { MINUTE: 60_000, HOUR: 3_600_000,
 export const MAX_BUCKETS = 50_000;
 
 const BUCKET_EXPR: Readonly<Record<`${Source}_${Interval}`, string>> = {
-  raw_MINUTE: "toStartOfMinute(started_at)",
-  raw_HOUR: "toStartOfHour(started_at)",
+  raw_MINUTE: 'toStartOfMinute(started_at)',
+  raw_HOUR: 'toStartOfHour(started_at)',
   raw_DAY: "toDateTime(toStartOfDay(started_at), 'UTC')",
   rollup_MINUTE: 'hour', // never used: a minute bucket needs raw receipts
   rollup_HOUR: 'hour',

@@ -5,8 +5,18 @@
 // rest. They are summed only when asked for, so that the questions that do not ask read
 // exactly what they read before (the rollup, or no extra column of raw receipts).
 import {
-  groupKeyOf, groupedSelect, matchesNothing, num, rollupAnswers, runQuery, scopeFilter, uniqueDimensions,
-  type AnalyticsContext, type AnalyticsFilter, type Dimension, type GroupKey,
+  type AnalyticsContext,
+  type AnalyticsFilter,
+  type Dimension,
+  type GroupKey,
+  groupedSelect,
+  groupKeyOf,
+  matchesNothing,
+  num,
+  rollupAnswers,
+  runQuery,
+  scopeFilter,
+  uniqueDimensions,
 } from './common.js';
 import { sql } from './sql.js';
 

@@ -13,8 +13,8 @@
 import { budgetExceeded, budgetStoreUnavailable, GatewayError } from '../gateway/errors.js';
 import type { BudgetEvent, LiveBus } from '../live/events.js';
 import type { BudgetRecord } from '../store/admin/pricing.js';
-import { NANO, type BudgetCounters, type ReserveItem } from './counters.js';
-import { periodWindow, type PeriodWindow } from './periods.js';
+import { type BudgetCounters, NANO, type ReserveItem } from './counters.js';
+import { type PeriodWindow, periodWindow } from './periods.js';
 
 const THRESHOLDS = [50, 80, 100];
 const BLOCK_EVENT_INTERVAL_MS = 5_000;
@@ -159,7 +159,14 @@ export class BudgetEnforcer {
     this.emit(budget, 'BLOCKED', spentUsd, null, requestId, subject.teamId);
   }
 
-  private emit(budget: BudgetRecord, kind: BudgetEvent['kind'], spentUsd: number, thresholdPct: number | null, requestId: string, teamId = budget.teamId): void {
+  private emit(
+    budget: BudgetRecord,
+    kind: BudgetEvent['kind'],
+    spentUsd: number,
+    thresholdPct: number | null,
+    requestId: string,
+    teamId = budget.teamId,
+  ): void {
     const event: BudgetEvent = {
       teamId,
       budgetId: budget.id,

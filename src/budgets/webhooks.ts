@@ -7,7 +7,7 @@
 // over `<t>.<body>`, keyed with the webhook secret; receivers check the HMAC and reject old
 // timestamps, so a captured delivery cannot be replayed later.
 import { createHmac } from 'node:crypto';
-import { request, type Dispatcher } from 'undici';
+import { type Dispatcher, request } from 'undici';
 import type { BudgetEvent } from '../live/events.js';
 import { redactSecrets } from '../redact.js';
 

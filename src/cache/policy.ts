@@ -44,13 +44,7 @@ export interface CachePlan {
   embeddingModel: string | null;
 }
 
-export function planCache(
-  endpoint: CacheEndpoint,
-  teamId: string,
-  route: Route,
-  body: Record<string, unknown>,
-  header: string | undefined,
-): CachePlan | null {
+export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route, body: Record<string, unknown>, header: string | undefined): CachePlan | null {
   const policy = route.cache;
   if (!policy || policy.mode === 'OFF') return null;
   const directive = (header ?? '').trim().toLowerCase();

@@ -160,7 +160,10 @@ export class AnswerStore {
   private async load(dir: string): Promise<void> {
     await mkdir(dir, { recursive: true });
     const file = path.join(dir, LOG_FILE);
-    const size = await stat(file).then((s) => s.size, () => 0);
+    const size = await stat(file).then(
+      (s) => s.size,
+      () => 0,
+    );
     if (size > 0) {
       const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
       for await (const line of lines) {

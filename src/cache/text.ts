@@ -10,7 +10,7 @@
 /** Words that change how a question is asked, never what it asks. */
 const FILLER = new Set(
   (
-    'a an the please pls kindly hey hi hello thanks thank thx sorry you your u me my i i\'m im we our us can could would will ' +
+    "a an the please pls kindly hey hi hello thanks thank thx sorry you your u me my i i'm im we our us can could would will " +
     'should shall may might must do does did just quickly quick really actually basically simply briefly ' +
     'tell explain wondering was were be been being am is are so um uh ok okay also like want need help ' +
     'to of in on at for with by about from as into it its this that these those there here some any ' +
@@ -74,8 +74,17 @@ const NUMBER_WORDS = new Set(
   ).split(' '),
 );
 
-const SMALL_NUMBERS = 'zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty'.split(' ');
-const TENS = new Map([['thirty', 30], ['forty', 40], ['fifty', 50], ['sixty', 60], ['seventy', 70], ['eighty', 80], ['ninety', 90]]);
+const SMALL_NUMBERS =
+  'zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty'.split(' ');
+const TENS = new Map([
+  ['thirty', 30],
+  ['forty', 40],
+  ['fifty', 50],
+  ['sixty', 60],
+  ['seventy', 70],
+  ['eighty', 80],
+  ['ninety', 90],
+]);
 
 export interface TextAnalysis {
   /** Content tokens in order (filler dropped, role words and negations kept), stemmed. */
@@ -130,8 +139,7 @@ export function analyze(text: string): TextAnalysis {
       details.push(value);
       tokens.push(value);
       continue;
-    }
-    else if (UNITS.has(lower) || DATE_WORDS.has(lower)) details.push(unitKey(lower));
+    } else if (UNITS.has(lower) || DATE_WORDS.has(lower)) details.push(unitKey(lower));
     if (FILLER.has(lower) && !ROLE_WORDS.has(lower) && !NEGATIONS.has(lower)) continue;
     const token = stem(lower);
     tokens.push(token);
@@ -210,13 +218,55 @@ function unitKey(word: string): string {
 }
 
 const UNIT_ALIASES: Record<string, string> = {
-  kilometer: 'km', kilometre: 'km', mile: 'mi', meter: 'm', metre: 'm', centimeter: 'cm', millimeter: 'mm',
-  inche: 'in', inch: 'in', foot: 'ft', feet: 'ft', kilogram: 'kg', gram: 'g', pound: 'lb', lb: 'lb', ounce: 'oz',
-  liter: 'l', litre: 'l', milliliter: 'ml', celsiu: 'c', celsius: 'c', '°c': 'c', fahrenheit: 'f', '°f': 'f',
-  byte: 'b', millisecond: 'ms', second: 's', sec: 's', minute: 'min', hour: 'h', hr: 'h', dollar: 'usd',
-  euro: 'eur', yuan: 'cny', rmb: 'cny', rupee: 'inr', percent: '%', sept: 'sep', january: 'jan', february: 'feb',
-  march: 'mar', april: 'apr', june: 'jun', july: 'jul', august: 'aug', september: 'sep', october: 'oct',
-  november: 'nov', december: 'dec',
+  kilometer: 'km',
+  kilometre: 'km',
+  mile: 'mi',
+  meter: 'm',
+  metre: 'm',
+  centimeter: 'cm',
+  millimeter: 'mm',
+  inche: 'in',
+  inch: 'in',
+  foot: 'ft',
+  feet: 'ft',
+  kilogram: 'kg',
+  gram: 'g',
+  pound: 'lb',
+  lb: 'lb',
+  ounce: 'oz',
+  liter: 'l',
+  litre: 'l',
+  milliliter: 'ml',
+  celsiu: 'c',
+  celsius: 'c',
+  '°c': 'c',
+  fahrenheit: 'f',
+  '°f': 'f',
+  byte: 'b',
+  millisecond: 'ms',
+  second: 's',
+  sec: 's',
+  minute: 'min',
+  hour: 'h',
+  hr: 'h',
+  dollar: 'usd',
+  euro: 'eur',
+  yuan: 'cny',
+  rmb: 'cny',
+  rupee: 'inr',
+  percent: '%',
+  sept: 'sep',
+  january: 'jan',
+  february: 'feb',
+  march: 'mar',
+  april: 'apr',
+  june: 'jun',
+  july: 'jul',
+  august: 'aug',
+  september: 'sep',
+  october: 'oct',
+  november: 'nov',
+  december: 'dec',
 };
 
 /** A deliberately light stemmer: plural and a few verb endings, enough for rewordings. */

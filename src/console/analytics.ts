@@ -2,10 +2,10 @@
 // `usage`, `costPerTask`, `latency`, `cacheStats` and `timeSeries` queries, shown as they
 // come. Each number on screen keeps the raw GraphQL value in data-value, with data-query
 // and data-field naming where it came from.
-import { lineChart, PALETTE, type Chart } from './charts.js';
+import { type Chart, lineChart, PALETTE } from './charts.js';
 import type { Ctx, View } from './context.js';
 import { fill, h } from './dom.js';
-import { count, FORMAT, usd, type Kind } from './format.js';
+import { count, FORMAT, type Kind, usd } from './format.js';
 
 const RANGES: ReadonlyArray<[string, number]> = [
   ['Last 15 minutes', 15 * 60_000],
@@ -74,11 +74,25 @@ function intervalFor(spanMs: number): Interval {
 }
 
 export function analyticsView(ctx: Ctx): View {
-  const rangeSel = h('select', { id: 'analytics-range-select', onchange: () => onRangeChange() }, ...RANGES.map(([label, span], i) => h('option', { value: span, selected: i === 1 }, label)), h('option', { value: 'custom' }, 'Custom…'));
+  const rangeSel = h(
+    'select',
+    { id: 'analytics-range-select', onchange: () => onRangeChange() },
+    ...RANGES.map(([label, span], i) => h('option', { value: span, selected: i === 1 }, label)),
+    h('option', { value: 'custom' }, 'Custom…'),
+  );
   const fromInput = h('input', { id: 'analytics-from', type: 'datetime-local', hidden: true });
   const toInput = h('input', { id: 'analytics-to', type: 'datetime-local', hidden: true });
-  const groupSel = h('select', { id: 'analytics-group', onchange: () => void refresh() }, ...DIMENSIONS.map((d) => h('option', { value: d }, `by ${d.toLowerCase()}`)));
-  const teamSel = h('select', { id: 'analytics-team', onchange: () => void refresh() }, h('option', { value: '' }, 'All teams'), ...[...ctx.teams].map(([id, name]) => h('option', { value: id }, name)));
+  const groupSel = h(
+    'select',
+    { id: 'analytics-group', onchange: () => void refresh() },
+    ...DIMENSIONS.map((d) => h('option', { value: d }, `by ${d.toLowerCase()}`)),
+  );
+  const teamSel = h(
+    'select',
+    { id: 'analytics-team', onchange: () => void refresh() },
+    h('option', { value: '' }, 'All teams'),
+    ...[...ctx.teams].map(([id, name]) => h('option', { value: id }, name)),
+  );
   const refreshBtn = h('button', { id: 'analytics-refresh', type: 'button', onclick: () => void refresh() }, 'Refresh');
   const rangeNote = h('div', { id: 'analytics-range', class: 'note' });
   const errorBox = h('div', { class: 'error', role: 'alert' });
@@ -196,31 +210,46 @@ export function analyticsView(ctx: Ctx): View {
     const sortBy = (rows: Row[], field: string) => [...rows].sort((x, y) => num(y, field) - num(x, field));
     fill(
       tables,
-      table('analytics-cost', `Cost ${label(dim)}`, ['requests', 'errors', 'cost', 'tasks', 'successful tasks', 'cost / task', 'cost / successful task'], costRows.map(([k, key]) =>
-        groupRow(k, keyLabel(key, dim), [
-          cell('usage', 'requests', usage.get(k), 'count'),
-          cell('usage', 'errors', usage.get(k), 'count'),
-          cell('usage', 'costUsd', usage.get(k), 'usd'),
-          cell('costPerTask', 'tasks', tasks.get(k), 'count'),
-          cell('costPerTask', 'succeededTasks', tasks.get(k), 'count'),
-          cell('costPerTask', 'costPerTaskUsd', tasks.get(k), 'usd'),
-          cell('costPerTask', 'costPerSucceededTaskUsd', tasks.get(k), 'usd'),
-        ]),
-      )),
-      table('analytics-latency', `Latency ${label(dim)}`, ['requests', 'p50', 'p95', 'p99', 'TTFT p50', 'TTFT p95', 'TTFT p99'], sortBy(a.latency, 'requests').map((r) =>
-        groupRow(keyValue(r.key, dim), keyLabel(r.key, dim), [
-          cell('latency', 'requests', r, 'count'),
-          ...(['p50Ms', 'p95Ms', 'p99Ms', 'ttftP50Ms', 'ttftP95Ms', 'ttftP99Ms'] as const).map((f) => cell('latency', f, r, 'ms')),
-        ]),
-      )),
-      table('analytics-cache', `Cache ${label(dim)}`, ['requests', 'hits', 'hit rate', 'savings'], sortBy(a.cacheStats, 'requests').map((r) =>
-        groupRow(keyValue(r.key, dim), keyLabel(r.key, dim), [
-          cell('cacheStats', 'requests', r, 'count'),
-          cell('cacheStats', 'hits', r, 'count'),
-          cell('cacheStats', 'hitRate', r, 'pct'),
-          cell('cacheStats', 'savedCostUsd', r, 'usd'),
-        ]),
-      )),
+      table(
+        'analytics-cost',
+        `Cost ${label(dim)}`,
+        ['requests', 'errors', 'cost', 'tasks', 'successful tasks', 'cost / task', 'cost / successful task'],
+        costRows.map(([k, key]) =>
+          groupRow(k, keyLabel(key, dim), [
+            cell('usage', 'requests', usage.get(k), 'count'),
+            cell('usage', 'errors', usage.get(k), 'count'),
+            cell('usage', 'costUsd', usage.get(k), 'usd'),
+            cell('costPerTask', 'tasks', tasks.get(k), 'count'),
+            cell('costPerTask', 'succeededTasks', tasks.get(k), 'count'),
+            cell('costPerTask', 'costPerTaskUsd', tasks.get(k), 'usd'),
+            cell('costPerTask', 'costPerSucceededTaskUsd', tasks.get(k), 'usd'),
+          ]),
+        ),
+      ),
+      table(
+        'analytics-latency',
+        `Latency ${label(dim)}`,
+        ['requests', 'p50', 'p95', 'p99', 'TTFT p50', 'TTFT p95', 'TTFT p99'],
+        sortBy(a.latency, 'requests').map((r) =>
+          groupRow(keyValue(r.key, dim), keyLabel(r.key, dim), [
+            cell('latency', 'requests', r, 'count'),
+            ...(['p50Ms', 'p95Ms', 'p99Ms', 'ttftP50Ms', 'ttftP95Ms', 'ttftP99Ms'] as const).map((f) => cell('latency', f, r, 'ms')),
+          ]),
+        ),
+      ),
+      table(
+        'analytics-cache',
+        `Cache ${label(dim)}`,
+        ['requests', 'hits', 'hit rate', 'savings'],
+        sortBy(a.cacheStats, 'requests').map((r) =>
+          groupRow(keyValue(r.key, dim), keyLabel(r.key, dim), [
+            cell('cacheStats', 'requests', r, 'count'),
+            cell('cacheStats', 'hits', r, 'count'),
+            cell('cacheStats', 'hitRate', r, 'pct'),
+            cell('cacheStats', 'savedCostUsd', r, 'usd'),
+          ]),
+        ),
+      ),
     );
   }
 
@@ -296,13 +325,22 @@ function num(row: Row | undefined, field: string): number {
 
 function stat(title: string, query: string, field: string, row: Row | undefined, kind: Kind): HTMLElement {
   const value = row ? (row[field] as number | null) : null;
-  return h('div', { class: 'tile' }, h('div', { class: 'label' }, title), h('div', { class: 'value', 'data-query': query, 'data-field': field, 'data-value': JSON.stringify(value), title: String(value) }, FORMAT[kind](value)));
+  return h(
+    'div',
+    { class: 'tile' },
+    h('div', { class: 'label' }, title),
+    h('div', { class: 'value', 'data-query': query, 'data-field': field, 'data-value': JSON.stringify(value), title: String(value) }, FORMAT[kind](value)),
+  );
 }
 
 /** A number from one GraphQL row, shown formatted, raw in data-value (null: no such row or no value). */
 function cell(query: string, field: string, row: Row | undefined, kind: Kind): HTMLTableCellElement {
   const value = row ? ((row[field] as number | null | undefined) ?? null) : null;
-  return h('td', { 'data-query': query, 'data-field': field, 'data-value': JSON.stringify(value), title: value === null ? '' : String(value) }, FORMAT[kind](value));
+  return h(
+    'td',
+    { 'data-query': query, 'data-field': field, 'data-value': JSON.stringify(value), title: value === null ? '' : String(value) },
+    FORMAT[kind](value),
+  );
 }
 
 function groupRow(key: string, text: string, cells: HTMLElement[]): HTMLTableRowElement {

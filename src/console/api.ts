@@ -2,7 +2,7 @@
 // graphql-ws for the live stream, on the origin that served the console. The token travels
 // in the Authorization header (HTTP) and the connection_init payload (websocket): never in a
 // URL, never in a log.
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 
 /** The token was refused (wrong, revoked or expired): the console goes back to sign-in. */
 export class AuthError extends Error {}
@@ -41,11 +41,7 @@ export async function graphql<T>(token: string, query: string, variables: Record
 
 export const fetchViewer = (token: string) => graphql<{ viewer: Viewer }>(token, 'query Viewer { viewer { kind role teamId } }').then((d) => d.viewer);
 
-export type LiveState =
-  | { state: 'connecting' }
-  | { state: 'live' }
-  | { state: 'lost' }
-  | { state: 'reconnecting'; attempt: number; inMs: number };
+export type LiveState = { state: 'connecting' } | { state: 'live' } | { state: 'lost' } | { state: 'reconnecting'; attempt: number; inMs: number };
 
 const FORBIDDEN = 4403;
 const isClose = (e: unknown): e is CloseEvent => typeof e === 'object' && e !== null && 'code' in e && 'reason' in e;

@@ -11,7 +11,8 @@ import { receiptsView } from './receipts.js';
 import { forgetToken, storedToken, storeToken } from './session.js';
 
 const MESSAGES = {
-  rejected: 'That token was not accepted. Use the admin token (printed at first start, kept in <data dir>/admin-token) or an access token made with createAccessToken.',
+  rejected:
+    'That token was not accepted. Use the admin token (printed at first start, kept in <data dir>/admin-token) or an access token made with createAccessToken.',
   ended: 'Your session ended: Tollgate no longer accepts this token (it was revoked, expired or replaced). Sign in again.',
 };
 
@@ -71,9 +72,12 @@ async function enter(token: string): Promise<void> {
       if (name) return name;
       if (Date.now() - teamsLoadedAt > TEAMS_RELOAD_MS) {
         teamsLoadedAt = Date.now();
-        void ctx.query<{ teams: Array<{ id: string; name: string }> }>(TEAMS_QUERY).then((d) => {
+        void ctx.query<{ teams: Array<{ id: string; name: string }> }>(TEAMS_QUERY).then(
+          (d) => {
             for (const t of d.teams) ctx.teams.set(t.id, t.name);
-          }, () => undefined);
+          },
+          () => undefined,
+        );
       }
       return id.slice(0, 8);
     },
@@ -107,18 +111,34 @@ function describe(viewer: Viewer, ctx: Ctx): string {
 }
 
 function renderShell(ctx: Ctx): void {
-  const graphiql = h('a', { id: 'open-graphiql', href: '/graphql', hidden: true, onclick: (e: Event) => {
-    e.preventDefault();
-    // A window with an opener: GraphiQL reads the token from this tab (graphiql-boot.ts).
-    window.open('/graphql', 'tollgate-graphiql');
-  } }, 'GraphiQL ↗');
+  const graphiql = h(
+    'a',
+    {
+      id: 'open-graphiql',
+      href: '/graphql',
+      hidden: true,
+      onclick: (e: Event) => {
+        e.preventDefault();
+        // A window with an opener: GraphiQL reads the token from this tab (graphiql-boot.ts).
+        window.open('/graphql', 'tollgate-graphiql');
+      },
+    },
+    'GraphiQL ↗',
+  );
   fill(
     byId('app'),
     h(
       'header',
       { class: 'top' },
       h('span', { class: 'brand' }, 'Tollgate'),
-      h('nav', {}, h('a', { href: '#/live', 'data-view': 'live' }, 'Live'), h('a', { href: '#/analytics', 'data-view': 'analytics' }, 'Analytics'), h('a', { href: '#/receipts', 'data-view': 'receipts' }, 'Receipts'), graphiql),
+      h(
+        'nav',
+        {},
+        h('a', { href: '#/live', 'data-view': 'live' }, 'Live'),
+        h('a', { href: '#/analytics', 'data-view': 'analytics' }, 'Analytics'),
+        h('a', { href: '#/receipts', 'data-view': 'receipts' }, 'Receipts'),
+        graphiql,
+      ),
       h('span', { class: 'spacer' }),
       h('span', { id: 'viewer', class: 'note' }, describe(ctx.viewer, ctx)),
       h('button', { id: 'signout', type: 'button', onclick: () => endSession(ctx, 'Signed out.') }, 'Sign out'),

@@ -3,12 +3,12 @@
 // candidates, skips and hops. Cost per second comes from the receipts (the `usage` query
 // over the last minute, every few seconds): decisions carry no cost.
 import type { Client } from 'graphql-ws';
-import { liveClient, type LiveState } from './api.js';
+import { type LiveState, liveClient } from './api.js';
 import { lineChart } from './charts.js';
 import type { Ctx, View } from './context.js';
 import { fill, h } from './dom.js';
 import { clock, ms, rate, usd } from './format.js';
-import { DECISION_FIELDS, LiveModel, targetKey, type Decision, type RequestTrace } from './live-model.js';
+import { DECISION_FIELDS, type Decision, LiveModel, type RequestTrace, targetKey } from './live-model.js';
 
 const SHOWN_REQUESTS = 60;
 const COST_WINDOW_S = 60;
@@ -53,13 +53,23 @@ export function liveView(ctx: Ctx): View {
       'div',
       { class: 'panel' },
       h('h2', {}, `By provider and model (rates over the last 10 s; cost over the last ${COST_WINDOW_S} s)`),
-      h('table', { class: 'grid numbers', id: 'live-targets' }, h('thead', {}, row('th', ['provider/model', 'requests/s', 'errors/s', 'failovers/s', 'cache hits/s', 'cost/s'])), targetsBody),
+      h(
+        'table',
+        { class: 'grid numbers', id: 'live-targets' },
+        h('thead', {}, row('th', ['provider/model', 'requests/s', 'errors/s', 'failovers/s', 'cache hits/s', 'cost/s'])),
+        targetsBody,
+      ),
     ),
     h(
       'div',
       { class: 'panel' },
       h('h2', {}, 'Last requests (click one for its candidates)'),
-      h('table', { class: 'grid decisions' }, h('thead', {}, row('th', ['time', 'team', 'route', 'feature', 'outcome', 'answered by', 'latency', 'path'])), decisionsBody),
+      h(
+        'table',
+        { class: 'grid decisions' },
+        h('thead', {}, row('th', ['time', 'team', 'route', 'feature', 'outcome', 'answered by', 'latency', 'path'])),
+        decisionsBody,
+      ),
     ),
   );
 
@@ -87,7 +97,10 @@ export function liveView(ctx: Ctx): View {
 
   function subscribe(): () => void {
     return client.subscribe<{ routingDecisions: Decision }>(
-      { query: `subscription LiveDecisions($filter: DecisionFilter) { routingDecisions(filter: $filter) { ${DECISION_FIELDS} } }`, variables: { filter: filter() } },
+      {
+        query: `subscription LiveDecisions($filter: DecisionFilter) { routingDecisions(filter: $filter) { ${DECISION_FIELDS} } }`,
+        variables: { filter: filter() },
+      },
       {
         next: (result) => {
           if (result.data) {
@@ -143,7 +156,9 @@ export function liveView(ctx: Ctx): View {
   }
 
   async function loadFilterOptions(): Promise<void> {
-    const data = await ctx.query<{ routes: Array<{ name: string }>; providers: Array<{ name: string }> }>('query LiveFilterOptions { routes { name } providers { name } }').catch(() => null);
+    const data = await ctx
+      .query<{ routes: Array<{ name: string }>; providers: Array<{ name: string }> }>('query LiveFilterOptions { routes { name } providers { name } }')
+      .catch(() => null);
     for (const [id, name] of ctx.teams) teamSel.append(h('option', { value: id }, name));
     for (const r of data?.routes ?? []) routeSel.append(h('option', { value: r.name }, r.name));
     for (const p of data?.providers ?? []) providerSel.append(h('option', { value: p.name }, p.name));
@@ -195,7 +210,11 @@ export function liveView(ctx: Ctx): View {
     fill(
       targetsBody,
       ...rows.map(({ k, c, cost }) =>
-        h('tr', { 'data-target': k }, ...[k, rate(c?.requests ?? 0), rate(c?.errors ?? 0), rate(c?.failovers ?? 0), rate(c?.cacheHits ?? 0), usd(cost)].map((v) => h('td', {}, v))),
+        h(
+          'tr',
+          { 'data-target': k },
+          ...[k, rate(c?.requests ?? 0), rate(c?.errors ?? 0), rate(c?.failovers ?? 0), rate(c?.cacheHits ?? 0), usd(cost)].map((v) => h('td', {}, v)),
+        ),
       ),
     );
     if (rows.length === 0) targetsBody.append(h('tr', {}, h('td', { colspan: 6, class: 'empty' }, 'No traffic yet.')));

@@ -3,7 +3,7 @@
 import type { Ctx, View } from './context.js';
 import { fill, h } from './dom.js';
 import { clock, count, ms, usd } from './format.js';
-import { canonicalize, verifyInBrowser, type Jwk } from './verify.js';
+import { canonicalize, type Jwk, verifyInBrowser } from './verify.js';
 
 interface Attempt {
   provider: string;
@@ -60,11 +60,26 @@ const LATEST_QUERY = `query ConsoleLatestReceipts($filter: AnalyticsFilter!) { r
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function receiptsView(ctx: Ctx, id: string | null): View {
-  const input = h('input', { id: 'receipt-id', type: 'search', placeholder: 'receipt id (from the x-tollgate-receipt-id header)', value: id ?? '', spellcheck: 'false', autocomplete: 'off' });
-  const form = h('form', { class: 'toolbar', onsubmit: (e: Event) => {
-    e.preventDefault();
-    location.hash = `#/receipts/${input.value.trim()}`;
-  } }, input, h('button', { type: 'submit' }, 'Look up'));
+  const input = h('input', {
+    id: 'receipt-id',
+    type: 'search',
+    placeholder: 'receipt id (from the x-tollgate-receipt-id header)',
+    value: id ?? '',
+    spellcheck: 'false',
+    autocomplete: 'off',
+  });
+  const form = h(
+    'form',
+    {
+      class: 'toolbar',
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        location.hash = `#/receipts/${input.value.trim()}`;
+      },
+    },
+    input,
+    h('button', { type: 'submit' }, 'Look up'),
+  );
   const body = h('div', { id: 'receipt-body' });
   const el = h('section', { class: 'view receipts' }, form, body);
   let stopped = false;
@@ -76,7 +91,9 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
     const from = new Date(to.getTime() - 7 * 86_400_000);
     fill(body, h('div', { class: 'note' }, 'Loading the latest receipts…'));
     try {
-      const data = await ctx.query<{ receipts: { totalCount: number; edges: Array<{ node: Receipt }> } }>(LATEST_QUERY, { filter: { from: from.toISOString(), to: to.toISOString() } });
+      const data = await ctx.query<{ receipts: { totalCount: number; edges: Array<{ node: Receipt }> } }>(LATEST_QUERY, {
+        filter: { from: from.toISOString(), to: to.toISOString() },
+      });
       if (stopped) return;
       const rows = data.receipts.edges.map(({ node: r }) =>
         h(
@@ -94,9 +111,17 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
       );
       fill(
         body,
-        h('div', { class: 'panel' }, h('h2', {}, `Latest receipts (${count(data.receipts.totalCount)} in the last 7 days)`),
-          h('table', { class: 'grid' }, h('thead', {}, h('tr', {}, ...['receipt', 'started', 'team', 'route', 'model', 'status', 'cost', 'latency'].map((c) => h('th', {}, c)))),
-            h('tbody', {}, ...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 8, class: 'empty' }, 'No receipts yet.'))])))),
+        h(
+          'div',
+          { class: 'panel' },
+          h('h2', {}, `Latest receipts (${count(data.receipts.totalCount)} in the last 7 days)`),
+          h(
+            'table',
+            { class: 'grid' },
+            h('thead', {}, h('tr', {}, ...['receipt', 'started', 'team', 'route', 'model', 'status', 'cost', 'latency'].map((c) => h('th', {}, c)))),
+            h('tbody', {}, ...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 8, class: 'empty' }, 'No receipts yet.'))])),
+          ),
+        ),
       );
     } catch (err) {
       if (!stopped) fill(body, h('div', { class: 'error', role: 'alert' }, `Could not load receipts: ${(err as Error).message}`));
@@ -146,14 +171,41 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
     fill(
       body,
       verdict,
-      h('div', { class: 'columns' },
-        h('div', { class: 'panel' }, h('h2', {}, 'Receipt'), h('table', { class: 'fields' }, h('tbody', {}, ...fields.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v)))))),
-        h('div', { class: 'panel' }, h('h2', {}, `Attempts (${r.attempts.length})`),
-          h('table', { class: 'grid', id: 'receipt-attempts' },
+      h(
+        'div',
+        { class: 'columns' },
+        h(
+          'div',
+          { class: 'panel' },
+          h('h2', {}, 'Receipt'),
+          h('table', { class: 'fields' }, h('tbody', {}, ...fields.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v))))),
+        ),
+        h(
+          'div',
+          { class: 'panel' },
+          h('h2', {}, `Attempts (${r.attempts.length})`),
+          h(
+            'table',
+            { class: 'grid', id: 'receipt-attempts' },
             h('thead', {}, h('tr', {}, ...['#', 'provider/model', 'status', 'error', 'latency'].map((c) => h('th', {}, c)))),
-            h('tbody', {}, ...(r.attempts.length
-              ? r.attempts.map((a, i) => h('tr', {}, h('td', {}, String(i + 1)), h('td', {}, `${a.provider}/${a.model}`), h('td', {}, a.status ? String(a.status) : 'no answer'), h('td', {}, a.error ?? '—'), h('td', {}, ms(a.latencyMs))))
-              : [h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No upstream attempt (a cache hit or a rejected request).'))]))),
+            h(
+              'tbody',
+              {},
+              ...(r.attempts.length
+                ? r.attempts.map((a, i) =>
+                    h(
+                      'tr',
+                      {},
+                      h('td', {}, String(i + 1)),
+                      h('td', {}, `${a.provider}/${a.model}`),
+                      h('td', {}, a.status ? String(a.status) : 'no answer'),
+                      h('td', {}, a.error ?? '—'),
+                      h('td', {}, ms(a.latencyMs)),
+                    ),
+                  )
+                : [h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No upstream attempt (a cache hit or a rejected request).'))]),
+            ),
+          ),
           h('details', {}, h('summary', {}, 'The signed text (RFC 8785 canonical JSON)'), h('pre', { class: 'signed' }, canonicalize(r.signedJson) ?? '')),
         ),
       ),
@@ -171,11 +223,16 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
     const v = await verifyInBrowser(r.signedJson, r.signature, jwks);
     if (stopped) return;
     verdict.dataset.status = v.status;
-    if (v.status === 'valid') verdict.textContent = `✓ Signature valid: verified in this browser (Ed25519, key ${v.keyId} from /.well-known/tollgate/receipt-keys).`;
+    if (v.status === 'valid')
+      verdict.textContent = `✓ Signature valid: verified in this browser (Ed25519, key ${v.keyId} from /.well-known/tollgate/receipt-keys).`;
     else if (v.status === 'invalid') verdict.textContent = `✗ Signature INVALID: ${v.reason}.`;
     else {
       // This browser cannot check; say so, and show what the server says.
-      const server = await ctx.query<{ verifyReceipt: { valid: boolean; reason: string | null } }>('query ($id: ID!) { verifyReceipt(id: $id) { valid reason } }', { id: r.receiptId }).catch(() => null);
+      const server = await ctx
+        .query<{ verifyReceipt: { valid: boolean; reason: string | null } }>('query ($id: ID!) { verifyReceipt(id: $id) { valid reason } }', {
+          id: r.receiptId,
+        })
+        .catch(() => null);
       verdict.textContent = `This browser cannot verify signatures here (${v.reason}). Tollgate's own check: ${server ? (server.verifyReceipt.valid ? 'valid' : `invalid (${server.verifyReceipt.reason})`) : 'unavailable'}.`;
     }
   }

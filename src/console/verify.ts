@@ -7,8 +7,7 @@ import * as canonicalizeModule from 'canonicalize';
 // `canonicalize` is CommonJS whose typings declare an ES default export: the function is the
 // namespace's `default` for the bundler and for Node (the unit tests) alike.
 type Serialize = (input: unknown) => string | undefined;
-export const canonicalize: Serialize =
-  (canonicalizeModule as unknown as { default?: Serialize }).default ?? (canonicalizeModule as unknown as Serialize);
+export const canonicalize: Serialize = (canonicalizeModule as unknown as { default?: Serialize }).default ?? (canonicalizeModule as unknown as Serialize);
 
 export interface Jwk {
   kty?: string;

@@ -15,7 +15,7 @@ import { publishDecision } from './decisions.js';
 import type { GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
 import type { PipelineDeps } from './pipeline.js';
-import { UpstreamFailure, classify, parseRetryAfter, type UpstreamResponse } from './upstream.js';
+import { classify, parseRetryAfter, UpstreamFailure, type UpstreamResponse } from './upstream.js';
 import { estimateCompletionTokens, estimatePromptTokens, type Usage } from './usage.js';
 
 const MAX_ERROR_BODY = 64 * 1024;

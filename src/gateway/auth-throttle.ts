@@ -75,5 +75,8 @@ export class AuthThrottle {
 function throttleKey(ip: IP | null): string {
   if (!ip) return 'unknown';
   if (ip.kind() === 'ipv4') return ip.toString();
-  return `${(ip as { parts: number[] }).parts.slice(0, 4).map((p) => p.toString(16)).join(':')}::/64`;
+  return `${(ip as { parts: number[] }).parts
+    .slice(0, 4)
+    .map((p) => p.toString(16))
+    .join(':')}::/64`;
 }

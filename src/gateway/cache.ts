@@ -1,11 +1,11 @@
 // The cache stage of the proxy path: plan (may this request use the cache?), look up (exact,
 // then semantic), and store a complete answer after a miss. The rules are in cache/policy.ts.
-import { LocalEmbedder, ProviderEmbedder, type Embedder } from '../cache/embedders.js';
-import { planCache, type CacheEndpoint, type CachePlan } from '../cache/policy.js';
-import { callsTools } from '../protocols/assemble.js';
-import type { ChatCompletion } from '../protocols/canonical.js';
+import { type Embedder, LocalEmbedder, ProviderEmbedder } from '../cache/embedders.js';
+import { type CacheEndpoint, type CachePlan, planCache } from '../cache/policy.js';
 import type { AnswerStore, CachedAnswer } from '../cache/store.js';
 import type { Vector } from '../cache/vector-index.js';
+import { callsTools } from '../protocols/assemble.js';
+import type { ChatCompletion } from '../protocols/canonical.js';
 import type { CacheStatus } from '../receipts/receipt.js';
 import type { Catalog, Route, Target } from '../routing/catalog.js';
 import { readUpstreamBody } from './body.js';

@@ -3,15 +3,15 @@
 // client), which is then held against the route's acceptance checks (routing/accept.ts). The
 // step's tokens, cost and verdict go on its Attempt; the pipeline decides whether to climb.
 import type { ChatCompletion } from '../protocols/canonical.js';
+import type { ParsedRequest } from '../protocols/protocol.js';
 import { adapterFor, type UpstreamRequest } from '../providers/adapter.js';
 import { checkAnswer, type Verdict } from '../routing/accept.js';
-import type { ParsedRequest } from '../protocols/protocol.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
-import { answerText, send, usageOf, type AttemptDeps, type AttemptLog, type Sent } from './attempt.js';
+import { type AttemptDeps, type AttemptLog, answerText, type Sent, send, usageOf } from './attempt.js';
 import { readUpstreamBody } from './body.js';
 import type { Cancellation } from './cancellation.js';
 import type { Exchange } from './exchange.js';
-import { UpstreamFailure, classify } from './upstream.js';
+import { classify, UpstreamFailure } from './upstream.js';
 import { costOf, readUsage, type Usage } from './usage.js';
 
 export interface CascadeStep {
@@ -22,7 +22,13 @@ export interface CascadeStep {
   verdict: Verdict;
 }
 
-export async function cascadeStep(deps: AttemptDeps, ex: Exchange, log: AttemptLog, accept: readonly AcceptCheck[], signal: Cancellation): Promise<Exclude<Sent, { ok: unknown }> | { step: CascadeStep }> {
+export async function cascadeStep(
+  deps: AttemptDeps,
+  ex: Exchange,
+  log: AttemptLog,
+  accept: readonly AcceptCheck[],
+  signal: Cancellation,
+): Promise<Exclude<Sent, { ok: unknown }> | { step: CascadeStep }> {
   const { target } = log;
   const chat = ex.parsed!.chat!;
   const adapter = adapterFor(target.provider);

@@ -4,7 +4,7 @@
 // were written by whoever sent the request and prove nothing; only the hops we trust vouch
 // for the one to their left.
 import type { IncomingMessage } from 'node:http';
-import { parseIp, type CidrList, type IP } from '../net/ip.js';
+import { type CidrList, type IP, parseIp } from '../net/ip.js';
 
 /** The client's address (IPv4-mapped IPv6 shown as IPv4); null only when the socket has none (it is gone). */
 export function clientAddress(req: IncomingMessage, trustedProxies: CidrList): IP | null {

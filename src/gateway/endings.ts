@@ -11,8 +11,8 @@ import type { ServerResponse } from 'node:http';
 import { completionChunks } from '../protocols/assemble.js';
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { StreamPump } from '../protocols/protocol.js';
-import { Transcoder } from '../protocols/transcode.js';
 import { receiptComment } from '../protocols/sse.js';
+import { Transcoder } from '../protocols/transcode.js';
 import type { ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import { publishDecision } from './decisions.js';
 import { GatewayError } from './errors.js';
@@ -104,7 +104,14 @@ export class Endings {
    * Ends a stream that broke after its first byte: an error event in the client's protocol,
    * a `partial` receipt with the tokens actually delivered, then the receipt line.
    */
-  async breakStream(ex: Exchange, res: ServerResponse, pump: StreamPump, error: GatewayError, usage: Usage, responseHash: { update(s: string): unknown; digest(enc: 'hex'): string }): Promise<void> {
+  async breakStream(
+    ex: Exchange,
+    res: ServerResponse,
+    pump: StreamPump,
+    error: GatewayError,
+    usage: Usage,
+    responseHash: { update(s: string): unknown; digest(enc: 'hex'): string },
+  ): Promise<void> {
     const failure = pump.fail(error);
     responseHash.update(failure);
     res.write(failure);
@@ -140,7 +147,9 @@ export class Endings {
     else if (!ex.target) publishDecision(this.deps.bus, ex, null, 'FAILED', error.code, null, []);
     if (res.headersSent || res.destroyed) {
       // A stream that already started: nothing more can be said to the client.
-      await this.record(ex, receiptStatus, error.status, code, ZERO_USAGE, null).catch((walErr) => this.deps.log.error({ err: String(walErr) }, 'could not append receipt'));
+      await this.record(ex, receiptStatus, error.status, code, ZERO_USAGE, null).catch((walErr) =>
+        this.deps.log.error({ err: String(walErr) }, 'could not append receipt'),
+      );
       this.observe(ex, error.status, code);
       res.destroy();
       return;
@@ -188,7 +197,14 @@ export class Endings {
   }
 
   /** Appends the request's one receipt (at most once, whatever calls it). */
-  private record(ex: Exchange, status: ReceiptStatus, httpStatus: number, errorCode: string | null, usage: Usage, responseSha256: string | null): Promise<UnsignedReceipt> {
+  private record(
+    ex: Exchange,
+    status: ReceiptStatus,
+    httpStatus: number,
+    errorCode: string | null,
+    usage: Usage,
+    responseSha256: string | null,
+  ): Promise<UnsignedReceipt> {
     if (ex.receipt) return ex.receipt;
     const draft = ex.toReceiptDraft(status, httpStatus, errorCode, usage, responseSha256);
     ex.trace?.recorded(draft);

@@ -25,18 +25,12 @@ export class GatewayError extends Error {
 // One message for every authentication failure, so a caller cannot tell a revoked key from
 // an unknown one.
 export const invalidApiKey = () =>
-  new GatewayError(
-    401,
-    'invalid_request_error',
-    'invalid_api_key',
-    'Incorrect API key provided. Check the key you are sending to Tollgate.',
-  );
+  new GatewayError(401, 'invalid_request_error', 'invalid_api_key', 'Incorrect API key provided. Check the key you are sending to Tollgate.');
 
 export const badRequest = (message: string, param: string | null, code: string | null = null) =>
   new GatewayError(400, 'invalid_request_error', code, message, param);
 
-export const bodyTooLarge = (limit: number) =>
-  new GatewayError(413, 'invalid_request_error', 'request_too_large', `Request body exceeds ${limit} bytes.`);
+export const bodyTooLarge = (limit: number) => new GatewayError(413, 'invalid_request_error', 'request_too_large', `Request body exceeds ${limit} bytes.`);
 
 export const modelNotFound = (model: string) =>
   new GatewayError(
@@ -50,8 +44,7 @@ export const modelNotFound = (model: string) =>
 export const routeForbidden = (route: string) =>
   new GatewayError(403, 'permission_error', 'route_not_allowed', `This API key may not use '${route}'.`, 'model');
 
-export const ipNotAllowed = () =>
-  new GatewayError(403, 'permission_error', 'ip_not_allowed', 'This key or token may not be used from your address.');
+export const ipNotAllowed = () => new GatewayError(403, 'permission_error', 'ip_not_allowed', 'This key or token may not be used from your address.');
 
 export const rateLimited = (message: string, retryAfterSeconds: number, headers: Record<string, string> = {}) =>
   new GatewayError(429, 'rate_limit_error', 'rate_limit_exceeded', message, null, {
@@ -60,14 +53,9 @@ export const rateLimited = (message: string, retryAfterSeconds: number, headers:
   });
 
 export const authRateLimited = (retryAfterSeconds: number) =>
-  new GatewayError(
-    429,
-    'rate_limit_error',
-    'auth_rate_limited',
-    'Too many failed authentications from this address; try again later.',
-    null,
-    { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
-  );
+  new GatewayError(429, 'rate_limit_error', 'auth_rate_limited', 'Too many failed authentications from this address; try again later.', null, {
+    'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))),
+  });
 
 /** The request carries this deployment's own x-tollgate-hop marker: a provider points back at Tollgate. */
 export const loopDetected = () =>
@@ -75,30 +63,33 @@ export const loopDetected = () =>
     508,
     'api_error',
     'loop_detected',
-    'This request came from this Tollgate itself: a provider\'s base URL points back at Tollgate. Check the providers\' base URLs.',
+    "This request came from this Tollgate itself: a provider's base URL points back at Tollgate. Check the providers' base URLs.",
   );
 
 /** The server cut a request whose headers or body did not arrive in time. */
-export const requestTimeout = () =>
-  new GatewayError(408, 'invalid_request_error', 'request_timeout', 'The request was not received in time.');
+export const requestTimeout = () => new GatewayError(408, 'invalid_request_error', 'request_timeout', 'The request was not received in time.');
 
 export const budgetExceeded = (message: string) => new GatewayError(429, 'insufficient_quota', 'budget_exceeded', message);
 
 export const budgetStoreUnavailable = () =>
-  new GatewayError(503, 'api_error', 'budget_store_unavailable', 'Budgets cannot be checked right now (their counter store is unreachable); try again shortly.', null, {
-    'retry-after': '1',
-  });
+  new GatewayError(
+    503,
+    'api_error',
+    'budget_store_unavailable',
+    'Budgets cannot be checked right now (their counter store is unreachable); try again shortly.',
+    null,
+    {
+      'retry-after': '1',
+    },
+  );
 
 export const notFound = (what: string) => new GatewayError(404, 'invalid_request_error', 'not_found', `${what} not found.`);
 
-export const methodNotAllowed = () =>
-  new GatewayError(405, 'invalid_request_error', 'method_not_allowed', 'Method not allowed for this path.');
+export const methodNotAllowed = () => new GatewayError(405, 'invalid_request_error', 'method_not_allowed', 'Method not allowed for this path.');
 
-export const upstreamFailed = (message: string, timeout: boolean) =>
-  new GatewayError(timeout ? 504 : 502, 'api_error', 'upstream_error', message);
+export const upstreamFailed = (message: string, timeout: boolean) => new GatewayError(timeout ? 504 : 502, 'api_error', 'upstream_error', message);
 
-export const serviceUnavailable = (message: string) =>
-  new GatewayError(503, 'api_error', 'service_unavailable', message);
+export const serviceUnavailable = (message: string) => new GatewayError(503, 'api_error', 'service_unavailable', message);
 
 /**
  * An upstream 4xx (other than 429) is the caller's problem, so it goes back with the same

@@ -5,12 +5,12 @@ import { performance } from 'node:perf_hooks';
 import { v7 as uuidv7 } from 'uuid';
 import type { BudgetTicket } from '../budgets/enforcer.js';
 import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocols/protocol.js';
-import { RECEIPT_VERSION, roundMs, type Attempt, type CacheStatus, type ReceiptDraft, type ReceiptStatus, type UnsignedReceipt } from '../receipts/receipt.js';
+import { type Attempt, type CacheStatus, RECEIPT_VERSION, type ReceiptDraft, type ReceiptStatus, roundMs, type UnsignedReceipt } from '../receipts/receipt.js';
 import type { Route, Target } from '../routing/catalog.js';
 import type { DecisionRequest } from '../routing/facts.js';
 import type { RequestTrace } from '../telemetry/tracing.js';
-import type { ApiKeyRecord } from './auth.js';
 import { attributionOf } from './attribution.js';
+import type { ApiKeyRecord } from './auth.js';
 import type { CacheLookup } from './cache.js';
 import { costOf, type Usage } from './usage.js';
 

@@ -1,21 +1,21 @@
 // The gateway's HTTP surface (DESIGN §4) on plain node:http: the proxy path is hot, and a
 // framework's routing and body plumbing would be most of the gateway's added latency.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ClientProtocol } from '../protocols/protocol.js';
-import { COUNT_TOKENS_PATH, serveCountTokens } from '../protocols/messages/protocol.js';
-import { deleteStoredResponse, storedResponse } from '../protocols/responses/protocol.js';
 import type { CidrList } from '../net/ip.js';
+import { COUNT_TOKENS_PATH, serveCountTokens } from '../protocols/messages/protocol.js';
+import type { ClientProtocol } from '../protocols/protocol.js';
+import { deleteStoredResponse, storedResponse } from '../protocols/responses/protocol.js';
 import type { Receipt } from '../receipts/receipt.js';
-import type { ResponseStore } from '../store/responses.js';
-import { isRouteAllowed, type Catalog } from '../routing/catalog.js';
+import { type Catalog, isRouteAllowed } from '../routing/catalog.js';
 import type { Actor } from '../store/admin/audit.js';
+import type { ResponseStore } from '../store/responses.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
-import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
+import { type ApiKeyRecord, assertCredentialsOnce, type KeyAuthenticator } from './auth.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import { readRequestBody } from './body.js';
-import type { CorsPolicy } from './cors.js';
 import { isConsolePath } from './console.js';
-import { GatewayError, badRequest, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';
+import type { CorsPolicy } from './cors.js';
+import { badRequest, GatewayError, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';
 import type { Pipeline } from './pipeline.js';
 import type { Principal, TokenVerifier } from './tokens.js';
 import { parseJsonBody } from './validate.js';
@@ -145,7 +145,8 @@ export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graph
     try {
       assertCredentialsOnce(req.rawHeaders);
       const path = (req.url ?? '').split('?')[0]!;
-      if (path !== '/graphql' && !isConsolePath(path)) throw new GatewayError(404, 'invalid_request_error', 'not_found', 'Only /graphql and /console are served on the admin port.');
+      if (path !== '/graphql' && !isConsolePath(path))
+        throw new GatewayError(404, 'invalid_request_error', 'not_found', 'Only /graphql and /console are served on the admin port.');
       await deps.graphql(req, res);
     } catch (err) {
       sendError(res, err);
@@ -233,4 +234,3 @@ function sendError(res: ServerResponse, err: unknown): void {
   res.writeHead(error.status, { 'content-type': 'application/json', ...error.headers });
   res.end(JSON.stringify(error.body()));
 }
-

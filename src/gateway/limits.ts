@@ -108,7 +108,16 @@ export class RedisWindows implements WindowStore {
   async take(keyId: string, rpm: number | null, tpm: number | null, now: number): Promise<Take> {
     const minute = Math.floor(now / WINDOW_MS);
     const k = (kind: 'r' | 't', m: number) => this.key(keyId, kind, m);
-    const [refused, r, t] = await this.redis.rateTake(4, k('r', minute), k('r', minute - 1), k('t', minute), k('t', minute - 1), rpm ?? 0, tpm ?? 0, overlap(now));
+    const [refused, r, t] = await this.redis.rateTake(
+      4,
+      k('r', minute),
+      k('r', minute - 1),
+      k('t', minute),
+      k('t', minute - 1),
+      rpm ?? 0,
+      tpm ?? 0,
+      overlap(now),
+    );
     return { requestsUsed: Number(r), tokensUsed: Number(t), refusedBy: refused === 1 ? 'requests' : refused === 2 ? 'tokens' : null };
   }
 

@@ -13,7 +13,7 @@
 //     that must exist (a token that names an unknown team is refused, never widened to all
 //     teams).
 // Every refusal looks the same to the caller (null), like an unknown Tollgate token.
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
 import type { OidcConfig } from '../config.js';
 
 const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];

@@ -14,35 +14,27 @@ import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
 import { adapterFor, type UpstreamRequest } from '../providers/adapter.js';
 import type { ReceiptDraft, UnsignedReceipt } from '../receipts/receipt.js';
-import { isRouteAllowed, type Catalog, type Route, type Target } from '../routing/catalog.js';
+import { type Catalog, isRouteAllowed, type Route, type Target } from '../routing/catalog.js';
+import { type DecideHooks, decideRoute } from '../routing/decide.js';
 import type { TargetHealth } from '../routing/health.js';
 import type { RetryBudgets } from '../routing/retry-budget.js';
-import { decideRoute, type DecideHooks } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
 import type { Tracing } from '../telemetry/tracing.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
-import { AttemptLog, ClientGone, answerText, send, usageOf, type Unanswered } from './attempt.js';
-import { assertCredentialsOnce, type ApiKeyRecord, type KeyAuthenticator } from './auth.js';
+import { AttemptLog, answerText, ClientGone, send, type Unanswered, usageOf } from './attempt.js';
+import { type ApiKeyRecord, assertCredentialsOnce, type KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
 import { Cancellation, whenCancelled } from './cancellation.js';
-import { Cascade, cascadeStep, climbTotals, isCascade, type CascadeStep } from './cascade.js';
-import type { Ingress } from './ingress.js';
+import { Cascade, type CascadeStep, cascadeStep, climbTotals, isCascade } from './cascade.js';
 import { candidatesOf, publishDecision } from './decisions.js';
 import { Endings, ZERO_USAGE } from './endings.js';
+import { badRequest, GatewayError, modelNotFound, rateLimited, routeForbidden, serviceUnavailable, upstreamFailed } from './errors.js';
 import { Exchange } from './exchange.js';
-import {
-  GatewayError,
-  badRequest,
-  modelNotFound,
-  rateLimited,
-  routeForbidden,
-  serviceUnavailable,
-  upstreamFailed,
-} from './errors.js';
+import type { Ingress } from './ingress.js';
 import type { RateLimiter } from './limits.js';
 import { relayStream } from './stream-relay.js';
-import { UpstreamFailure, classify, type UpstreamClient } from './upstream.js';
+import { classify, type UpstreamClient, UpstreamFailure } from './upstream.js';
 import { maxCostOf, readUsage, type Usage } from './usage.js';
 import { parseJsonBody } from './validate.js';
 
@@ -125,7 +117,11 @@ export class Pipeline {
         const subject = { teamId: key.teamId, apiKeyId: key.id, feature: ex.feature };
         const request = parsed.chat ?? parsed.body;
         const climbs = isCascade(served, parsed);
-        ex.budgetTicket = await budgets.admit(subject, () => maxCostOf(served.targets, request, this.deps.config.budgets.defaultMaxTokens, climbs), ex.requestId);
+        ex.budgetTicket = await budgets.admit(
+          subject,
+          () => maxCostOf(served.targets, request, this.deps.config.budgets.defaultMaxTokens, climbs),
+          ex.requestId,
+        );
       }
 
       const hit = await this.lookInCache(ex, route, parsed, req.headers['x-tollgate-cache']);
@@ -296,7 +292,9 @@ export class Pipeline {
     const response = sent.ok;
 
     if (ex.stream) {
-      const pump = native ? protocol.relay!(ex.renderContext(), ex.cacheLookup !== null) : new Transcoder(adapter.decoder(), protocol.encoder(ex.renderContext()));
+      const pump = native
+        ? protocol.relay!(ex.renderContext(), ex.cacheLookup !== null)
+        : new Transcoder(adapter.decoder(), protocol.encoder(ex.renderContext()));
       const relayed = await relayStream(this.deps, this.endings, ex, log, pump, response.body, res, signal);
       if ('unanswered' in relayed) return relayed.unanswered;
       if (relayed.receipt) this.remember(ex, pump.completion(), relayed.receipt.cost_usd, target);
@@ -334,7 +332,13 @@ export class Pipeline {
    * One step of a cascade: an accepted answer goes to the client; a rejected one means
    * climbing on ('rejected'); a failure fails over; a 4xx goes back to the client.
    */
-  private async climb(ex: Exchange, cascade: Cascade, log: AttemptLog, res: ServerResponse, signal: Cancellation): Promise<'answered' | 'rejected' | Unanswered> {
+  private async climb(
+    ex: Exchange,
+    cascade: Cascade,
+    log: AttemptLog,
+    res: ServerResponse,
+    signal: Cancellation,
+  ): Promise<'answered' | 'rejected' | Unanswered> {
     const outcome = await cascadeStep(this.deps, ex, log, cascade.accept, signal);
     if ('unanswered' in outcome) {
       cascade.escalating = false;
@@ -371,7 +375,11 @@ function servingRoute(route: Route, protocol: ClientProtocol, parsed: ParsedRequ
   if (!parsed.nativeOnly) return route;
   const targets = route.targets.filter((t) => adapterFor(t.provider).wires.has(protocol.wire));
   if (targets.length === 0) {
-    throw badRequest(`The route '${route.name.slice(0, 200)}' cannot serve this request: ${parsed.nativeOnly.reason}.`, parsed.nativeOnly.param, 'unsupported_value');
+    throw badRequest(
+      `The route '${route.name.slice(0, 200)}' cannot serve this request: ${parsed.nativeOnly.reason}.`,
+      parsed.nativeOnly.param,
+      'unsupported_value',
+    );
   }
   return targets.length === route.targets.length ? route : { ...route, targets };
 }
@@ -393,4 +401,3 @@ function backoff(round: number, signal: Cancellation): Promise<void> {
     }
   });
 }
-

@@ -6,14 +6,14 @@ import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
 import type { StreamPump } from '../protocols/protocol.js';
 import type { UnsignedReceipt } from '../receipts/receipt.js';
-import { ClientGone, usageOf, type AttemptLog, type Unanswered } from './attempt.js';
-import { whenCancelled, type Cancellation } from './cancellation.js';
+import { type AttemptLog, ClientGone, type Unanswered, usageOf } from './attempt.js';
+import { type Cancellation, whenCancelled } from './cancellation.js';
 import { publishDecision } from './decisions.js';
 import type { Endings } from './endings.js';
 import { GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
 import type { PipelineDeps } from './pipeline.js';
-import { UpstreamFailure, classify } from './upstream.js';
+import { classify, UpstreamFailure } from './upstream.js';
 import { readUsage } from './usage.js';
 
 export type Relayed = { unanswered: Unanswered } | { delivered: true; receipt: UnsignedReceipt | null };

@@ -12,10 +12,10 @@ import type { OidcConfig } from '../config.js';
 import type { CidrList } from '../net/ip.js';
 import type { Actor } from '../store/admin/audit.js';
 import { isAllowedFrom } from './allowed-cidrs.js';
-import { LookupCache } from './auth-cache.js';
 import { bearer } from './auth.js';
+import { LookupCache } from './auth-cache.js';
 import { ipNotAllowed } from './errors.js';
-import { OidcVerifier, looksLikeJwt } from './oidc.js';
+import { looksLikeJwt, OidcVerifier } from './oidc.js';
 
 export interface AccessTokenRecord {
   id: string;

@@ -1,8 +1,8 @@
 // Upstream HTTP: one undici Pool per provider origin, per-request timeouts, and a single
 // classification of what went wrong so routing can decide whether to fail over.
-import { Pool, errors as undiciErrors, type Dispatcher, type buildConnector } from 'undici';
+import { type buildConnector, type Dispatcher, Pool, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config.js';
-import { policedConnector, providerPolicy, type Listener, type Resolver } from '../net/egress.js';
+import { type Listener, policedConnector, providerPolicy, type Resolver } from '../net/egress.js';
 import { HOP_HEADER } from '../net/hop.js';
 import type { Provider } from '../routing/catalog.js';
 import type { UpstreamSignal } from './cancellation.js';
@@ -82,12 +82,24 @@ export class UpstreamClient {
    * total timeout); idle time between body chunks is bounded by `idleMs`. `headers` (trace
    * context) go first, so they can never replace the provider's own or the loop marker.
    */
-  async post(provider: Provider, path: string, body: string, signal: UpstreamSignal, options: { firstByteMs?: number; headers?: Record<string, string> } = {}): Promise<UpstreamResponse> {
+  async post(
+    provider: Provider,
+    path: string,
+    body: string,
+    signal: UpstreamSignal,
+    options: { firstByteMs?: number; headers?: Record<string, string> } = {},
+  ): Promise<UpstreamResponse> {
     try {
       const res = await this.pool(provider.origin).request({
         method: 'POST',
         path: provider.basePath + path,
-        headers: { ...options.headers, ...provider.headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...this.hopHeaders },
+        headers: {
+          ...options.headers,
+          ...provider.headers,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...this.hopHeaders,
+        },
         body,
         signal,
         headersTimeout: options.firstByteMs ?? this.timeouts.firstByteMs,

@@ -1,9 +1,10 @@
 // Token usage and cost. Usage comes from the upstream's `usage`; when it is missing (a
 // provider that omits it, a stream that broke) it is estimated with a BPE tokenizer
 // (o200k, gpt-tokenizer) and the receipt says `usage_estimated`.
-import type { PriceInput } from '../routing/catalog.js';
+
 import type { ChatUsage } from '../protocols/canonical.js';
 import { roundUsd } from '../receipts/receipt.js';
+import type { PriceInput } from '../routing/catalog.js';
 
 /**
  * Token usage in one meaning whatever the upstream (DESIGN §6): prompt = all input tokens,
@@ -123,6 +124,10 @@ export function costOf(usage: Usage, price: PriceInput | null): number | null {
   const cachedRate = price.cachedInputPerMTokUsd ?? price.inputPerMTokUsd;
   const writeRate = price.cacheWritePerMTokUsd ?? price.inputPerMTokUsd;
   const usd =
-    ((usage.promptTokens - cached - written) * price.inputPerMTokUsd + cached * cachedRate + written * writeRate + usage.completionTokens * price.outputPerMTokUsd) / 1e6;
+    ((usage.promptTokens - cached - written) * price.inputPerMTokUsd +
+      cached * cachedRate +
+      written * writeRate +
+      usage.completionTokens * price.outputPerMTokUsd) /
+    1e6;
   return roundUsd(usd);
 }

@@ -14,12 +14,16 @@ const message = z.looseObject({
   role,
   content: content.optional(),
   name: z.string().optional(),
-  tool_calls: z.array(z.looseObject({ id: z.string().optional(), type: z.string().optional(), function: z.looseObject({ name: z.string() }).optional() })).optional(),
+  tool_calls: z
+    .array(z.looseObject({ id: z.string().optional(), type: z.string().optional(), function: z.looseObject({ name: z.string() }).optional() }))
+    .optional(),
   tool_call_id: z.string().optional(),
 });
 const tool = z.looseObject({
   type: z.string(),
-  function: z.looseObject({ name: z.string().min(1).max(256), description: z.string().optional(), parameters: z.record(z.string(), z.unknown()).optional() }).optional(),
+  function: z
+    .looseObject({ name: z.string().min(1).max(256), description: z.string().optional(), parameters: z.record(z.string(), z.unknown()).optional() })
+    .optional(),
 });
 const metadata = z.record(z.string(), z.string().max(512));
 const stop = z.union([z.string(), z.array(z.string()).max(16), z.null()]);

@@ -4,10 +4,10 @@ import type { IncomingMessage } from 'node:http';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { PrismaClient } from '@prisma/client';
 import { GraphQLError } from 'graphql';
+import type { BudgetStatus } from '../budgets/enforcer.js';
 import { GatewayError } from '../gateway/errors.js';
 import type { Principal, TokenVerifier } from '../gateway/tokens.js';
 import type { LiveBus, LiveStreamOpener } from '../live/events.js';
-import type { BudgetStatus } from '../budgets/enforcer.js';
 import type { Endpoint } from '../protocols/protocol.js';
 import type { Receipt } from '../receipts/receipt.js';
 import type { RouteExplanation } from '../routing/explain.js';
@@ -28,7 +28,12 @@ export interface GraphQLServices {
   /** Upper bound for one analytics query in ClickHouse. */
   analyticsTimeoutMs: number;
   /** A dry run of the router for a request body (absent: not offered). */
-  explainRoute?: (input: { body: Record<string, unknown>; endpoint: Endpoint; headers: Record<string, string>; team: { id: string; name: string } | null }) => RouteExplanation;
+  explainRoute?: (input: {
+    body: Record<string, unknown>;
+    endpoint: Endpoint;
+    headers: Record<string, string>;
+    team: { id: string; name: string } | null;
+  }) => RouteExplanation;
   /** Live spend of a budget in its current period; absent when budgets are not enforced. */
   budgetStatus?: (budgetId: string) => Promise<BudgetStatus | null>;
 }

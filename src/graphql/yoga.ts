@@ -13,16 +13,16 @@ import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { usePersistedOperations } from '@graphql-yoga/plugin-persisted-operations';
-import { GraphQLError, type ExecutionArgs, type execute as graphqlExecute } from 'graphql';
+import { type ExecutionArgs, GraphQLError, type execute as graphqlExecute } from 'graphql';
 import { CloseCode, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import type { AuthThrottle } from '../gateway/auth-throttle.js';
 import { readRequestBody } from '../gateway/body.js';
-import { GatewayError } from '../gateway/errors.js';
 import { createConsoleHandler, GRAPHIQL_DEFAULT_QUERY, isConsolePath, renderGraphiQLPage } from '../gateway/console.js';
-import { WsFanout, type SubscribeFn } from '../live/fanout.js';
+import { GatewayError } from '../gateway/errors.js';
+import { type SubscribeFn, WsFanout } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
 import { buildSchema } from './schema/index.js';
 
@@ -112,9 +112,11 @@ function withoutSuggestions<E extends Error>(error: E): E {
 
 function blockSuggestions(): Plugin {
   return {
-    onValidate: () => ({ result, setResult }) => {
-      if (result.length > 0) setResult(result.map(withoutSuggestions));
-    },
+    onValidate:
+      () =>
+      ({ result, setResult }) => {
+        if (result.length > 0) setResult(result.map(withoutSuggestions));
+      },
   };
 }
 
@@ -143,9 +145,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     // any origin with credentials.
     cors: false,
     batching: { limit: limits.batch },
-    maskedErrors: options.production
-      ? { maskError: (error, message, isDev) => withoutSuggestions(maskError(error, message, isDev)) }
-      : true,
+    maskedErrors: options.production ? { maskError: (error, message, isDev) => withoutSuggestions(maskError(error, message, isDev)) } : true,
     plugins,
     context: async (initial) => {
       const authorization = initial.wsAuthorization ?? initial.request?.headers.get('authorization') ?? undefined;
@@ -197,8 +197,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     });
     const fanout = new WsFanout(services.bus, { maxBufferedBytes: limits.wsBufferBytes, onSlowConsumer: options.onSlowConsumer ?? (() => undefined) });
     const operations = new WeakMap<ExecutionArgs, WsOperation>();
-    const authorizationOf = (params: Record<string, unknown> | undefined) =>
-      typeof params?.authorization === 'string' ? params.authorization : undefined;
+    const authorizationOf = (params: Record<string, unknown> | undefined) => (typeof params?.authorization === 'string' ? params.authorization : undefined);
     const principalOf = (params: Record<string, unknown> | undefined, req: IncomingMessage) =>
       services.tokens.verify(authorizationOf(params), req).catch((err: unknown) => {
         if (err instanceof GatewayError && err.code === 'ip_not_allowed') return null;

@@ -1,7 +1,7 @@
 // Typed live events and the in-process bus they travel on. The GraphQL subscriptions read
 // from here; a Redis bridge (src/live/redis-bridge.ts, when REDIS_URL is set) republishes
 // across instances.
-import { LiveStream, type Delivered, type LiveStreamHooks } from './stream.js';
+import { type Delivered, LiveStream, type LiveStreamHooks } from './stream.js';
 
 export type DecisionOutcome =
   | 'ATTEMPT' // a target was chosen and is being called

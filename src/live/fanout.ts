@@ -27,7 +27,7 @@
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import type { WebSocket } from 'ws';
 import type { Delivered, LiveBus, LiveStreamOpener, SubscriberStats } from './events.js';
-import { SocketWriters, type SocketWriter, type WriterLimits } from './socket-writer.js';
+import { type SocketWriter, SocketWriters, type WriterLimits } from './socket-writer.js';
 
 type OperationResult = AsyncIterable<ExecutionResult> | ExecutionResult;
 /** envelop's `subscribe` (yoga.getEnveloped): plugins and masking apply to each result. */
@@ -339,12 +339,15 @@ class Member implements AsyncIterableIterator<ExecutionResult>, SubscriberStats 
     const again = { item, gap, payload: null as string | null };
     this.again = again;
     const event = item.event!;
-    this.group.executeAgain({ ...event, droppedBefore: event.droppedBefore + gap }).then(
-      (payload) => (again.payload = payload),
-      () => (again.payload = item.payload), // cannot happen with our resolvers; never stall the queue on it
-    ).finally(() => {
-      if (this.again === again && !this.ended) this.writer.mark(this);
-    });
+    this.group
+      .executeAgain({ ...event, droppedBefore: event.droppedBefore + gap })
+      .then(
+        (payload) => (again.payload = payload),
+        () => (again.payload = item.payload), // cannot happen with our resolvers; never stall the queue on it
+      )
+      .finally(() => {
+        if (this.again === again && !this.ended) this.writer.mark(this);
+      });
   }
 
   next(): Promise<IteratorResult<ExecutionResult>> {

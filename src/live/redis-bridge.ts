@@ -20,8 +20,9 @@
 // `<prefix>:cooldowns` carries upstream Retry-After cooldowns (DESIGN §4): a target that
 // answered 429 on one instance is skipped by all of them for as long as it asked.
 // Durations travel, not times, so clock skew between instances does not matter.
-import { hostname } from 'node:os';
+
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { BudgetEvent, LiveBus, RoutingDecision, Topic } from './events.js';
 

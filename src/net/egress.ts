@@ -11,10 +11,10 @@
 //   metadata services (link-local 169.254.0.0/16 and fe80::/10, a few well-known metadata
 //   addresses and names) and Tollgate's own listening sockets.
 import dns from 'node:dns';
-import os from 'node:os';
 import type { LookupFunction, Socket } from 'node:net';
+import os from 'node:os';
 import { Agent, buildConnector } from 'undici';
-import { parseIp, type CidrList, type IP } from './ip.js';
+import { type CidrList, type IP, parseIp } from './ip.js';
 
 /** A connection the policy refused; the upstream client reports it as a refused connection. */
 export class EgressDenied extends Error {
@@ -31,7 +31,11 @@ export interface DestinationPolicy {
 }
 
 /** What a DNS lookup function looks like to us (dns.lookup with `all: true`). */
-export type Resolver = (hostname: string, options: dns.LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void) => void;
+export type Resolver = (
+  hostname: string,
+  options: dns.LookupAllOptions,
+  callback: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void,
+) => void;
 
 const systemResolver: Resolver = (hostname, options, callback) => dns.lookup(hostname, options, callback);
 
@@ -133,7 +137,10 @@ export function providerBaseUrlProblem(baseUrl: string, listeners: readonly List
 
 /** Lower case, without IPv6 brackets or a trailing dot. */
 function bareHost(hostname: string): string {
-  return hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+  return hostname
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '');
 }
 
 /** dns.lookup that answers only the addresses `policy` allows (all of them for a trusted host). */

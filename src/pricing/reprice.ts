@@ -14,7 +14,7 @@
 //
 // Cache hits are left out: they cost 0 by definition (DESIGN §6), whatever the price.
 import type { ClickHouseClient } from '@clickhouse/client';
-import { sql, trusted, type SqlFragment } from '../analytics/sql.js';
+import { type SqlFragment, sql, trusted } from '../analytics/sql.js';
 import type { PriceRecord } from '../store/admin/pricing.js';
 
 export interface RepriceInput {
@@ -94,7 +94,15 @@ export async function repriceReceipts(deps: RepriceDeps, input: RepriceInput): P
       ORDER BY provider, model`.toQuery(),
     format: 'JSONEachRow',
   });
-  const raw = await rs.json<{ provider: string; model: string; receipts: string | number; unpriced_before: string | number; original: string; recomputed: string; pending: string | number }>();
+  const raw = await rs.json<{
+    provider: string;
+    model: string;
+    receipts: string | number;
+    unpriced_before: string | number;
+    original: string;
+    recomputed: string;
+    pending: string | number;
+  }>();
   const rows = raw.map((r) => {
     const original = Number(r.original);
     const recomputed = Number(r.recomputed);

@@ -12,7 +12,12 @@ export class StreamAssembler {
 
   add(chunk: any): void {
     if (!chunk || typeof chunk !== 'object') return;
-    this.head ??= { id: String(chunk.id ?? ''), created: Number(chunk.created ?? 0), model: String(chunk.model ?? ''), system_fingerprint: chunk.system_fingerprint };
+    this.head ??= {
+      id: String(chunk.id ?? ''),
+      created: Number(chunk.created ?? 0),
+      model: String(chunk.model ?? ''),
+      system_fingerprint: chunk.system_fingerprint,
+    };
     if (chunk.usage) this.usage = chunk.usage;
     for (const c of Array.isArray(chunk.choices) ? chunk.choices : []) {
       const index = typeof c?.index === 'number' ? c.index : 0;
@@ -71,7 +76,14 @@ export function completionChunks(completion: ChatCompletion, id: string, created
     (c.message.tool_calls ?? []).forEach((call, at) => {
       chunks.push({
         ...base,
-        choices: [{ index, delta: { tool_calls: [{ index: at, id: call.id, type: call.type ?? 'function', function: call.function }] }, logprobs: null, finish_reason: null }],
+        choices: [
+          {
+            index,
+            delta: { tool_calls: [{ index: at, id: call.id, type: call.type ?? 'function', function: call.function }] },
+            logprobs: null,
+            finish_reason: null,
+          },
+        ],
       });
     });
     chunks.push({ ...base, choices: [{ index, delta: {}, logprobs: null, finish_reason: c.finish_reason ?? 'stop' }] });

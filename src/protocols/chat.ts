@@ -5,8 +5,8 @@ import type { GatewayError } from '../gateway/errors.js';
 import { validateChat } from '../gateway/validate.js';
 import { StreamAssembler, tallyChunk } from './assemble.js';
 import type { ChatChunk, ChatCompletion, ChatRequest } from './canonical.js';
-import { newTally, type ClientProtocol, type ParsedRequest, type StreamEncoder, type StreamPump } from './protocol.js';
-import { SseFramer, eventData, sseEvent } from './sse.js';
+import { type ClientProtocol, newTally, type ParsedRequest, type StreamEncoder, type StreamPump } from './protocol.js';
+import { eventData, SseFramer, sseEvent } from './sse.js';
 
 export const chatProtocol: ClientProtocol = {
   endpoint: 'chat',

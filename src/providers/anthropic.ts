@@ -143,7 +143,8 @@ function userBlocks(content: ChatMessage['content'], at: string): Block[] {
 
 function userBlock(part: ContentPart, at: string): Block {
   if (part.type === 'text') return { type: 'text', text: part.text };
-  if (part.type !== 'image_url' || typeof part.image_url?.url !== 'string') throw unsupported(`content parts of type '${String(part.type).slice(0, 64)}'`, `${at}.type`);
+  if (part.type !== 'image_url' || typeof part.image_url?.url !== 'string')
+    throw unsupported(`content parts of type '${String(part.type).slice(0, 64)}'`, `${at}.type`);
   const url = part.image_url.url;
   const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
   return { type: 'image', source: data ? { type: 'base64', media_type: data[1], data: data[2] } : { type: 'url', url } };

@@ -4,16 +4,7 @@
 // provider with its own API (adapter.ts picks the adapter from `api`); OpenAI also speaks the
 // Responses API natively (`responses`).
 
-export type ProviderKind =
-  | 'OPENAI_COMPATIBLE'
-  | 'OPENROUTER'
-  | 'ARK'
-  | 'OPENAI'
-  | 'DEEPSEEK'
-  | 'QWEN'
-  | 'ZHIPU'
-  | 'ANTHROPIC'
-  | 'SIMULATED';
+export type ProviderKind = 'OPENAI_COMPATIBLE' | 'OPENROUTER' | 'ARK' | 'OPENAI' | 'DEEPSEEK' | 'QWEN' | 'ZHIPU' | 'ANTHROPIC' | 'SIMULATED';
 
 export interface ProviderPreset {
   kind: ProviderKind;

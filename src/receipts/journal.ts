@@ -21,14 +21,14 @@ import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { GatewayError } from '../gateway/errors.js';
 import { RECEIPTS_DISTRIBUTED_TABLE } from '../store/clickhouse-migrate.js';
-import { SegmentBatcher, type LogFn } from './batcher.js';
+import { type LogFn, SegmentBatcher } from './batcher.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipt.js';
 import { unsignedReceipt } from './rows.js';
-import { SegmentWorker, type SegmentPreparer } from './segment-preparer.js';
-import { ReceiptSigner, canonicalUnsignedJson } from './signer.js';
+import { type SegmentPreparer, SegmentWorker } from './segment-preparer.js';
+import { canonicalUnsignedJson, ReceiptSigner } from './signer.js';
 import { GENESIS_PREV_HASH } from './verify.js';
 import {
-  WAL_DIR,
+  type ChainHead,
   chainHeadOfLine,
   countRecords,
   listSegments,
@@ -39,7 +39,7 @@ import {
   segmentFileName,
   sha256Hex,
   syncDir,
-  type ChainHead,
+  WAL_DIR,
 } from './wal.js';
 
 const fdatasyncAsync = promisify(fdatasync);
@@ -446,9 +446,16 @@ function walUnavailable(err: unknown): unknown {
   if (err instanceof GatewayError) return err;
   const code = (err as NodeJS.ErrnoException | null)?.code;
   const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'it cannot be written';
-  const refused = new GatewayError(503, 'api_error', 'receipts_unavailable', `Tollgate cannot record receipts right now (${reason}); try again shortly.`, null, {
-    'retry-after': '5',
-  });
+  const refused = new GatewayError(
+    503,
+    'api_error',
+    'receipts_unavailable',
+    `Tollgate cannot record receipts right now (${reason}); try again shortly.`,
+    null,
+    {
+      'retry-after': '5',
+    },
+  );
   return Object.assign(refused, { cause: err });
 }
 
@@ -469,4 +476,3 @@ function writeFully(fd: number, buf: Buffer, position: number): void {
     offset += writeSync(fd, buf, offset, buf.length - offset, position + offset);
   }
 }
-

@@ -7,34 +7,64 @@
 //   - money: rounded to 9 decimals (Decimal(18, 9)); durations: rounded to 3 decimals;
 //   - nothing a column would reject (an unparseable row would block its whole WAL segment).
 import type { ClickHouseClient } from '@clickhouse/client';
-import {
-  roundMs,
-  roundUsd,
-  type Attempt,
-  type CacheStatus,
-  type Receipt,
-  type ReceiptDraft,
-  type ReceiptStatus,
-  type UnsignedReceipt,
-} from './receipt.js';
+import { type Attempt, type CacheStatus, type Receipt, type ReceiptDraft, type ReceiptStatus, roundMs, roundUsd, type UnsignedReceipt } from './receipt.js';
 
 /** Version 1's receipt fields in their documented order (DESIGN §6). */
 export const RECEIPT_V1_FIELDS = [
-  'receipt_id', 'request_id', 'instance_id', 'started_at', 'finished_at',
-  'team_id', 'api_key_id', 'feature', 'task_id', 'end_user',
-  'endpoint', 'requested_model', 'route', 'strategy', 'provider', 'model', 'attempts',
-  'status', 'http_status', 'error_code', 'stream',
-  'ttft_ms', 'latency_ms', 'upstream_ms', 'overhead_ms',
-  'prompt_tokens', 'completion_tokens', 'cached_tokens', 'usage_estimated',
-  'cost_usd', 'price_version', 'cache_status', 'cache_similarity', 'saved_cost_usd',
-  'request_sha256', 'response_sha256', 'seq', 'prev_hash', 'key_id', 'signature',
+  'receipt_id',
+  'request_id',
+  'instance_id',
+  'started_at',
+  'finished_at',
+  'team_id',
+  'api_key_id',
+  'feature',
+  'task_id',
+  'end_user',
+  'endpoint',
+  'requested_model',
+  'route',
+  'strategy',
+  'provider',
+  'model',
+  'attempts',
+  'status',
+  'http_status',
+  'error_code',
+  'stream',
+  'ttft_ms',
+  'latency_ms',
+  'upstream_ms',
+  'overhead_ms',
+  'prompt_tokens',
+  'completion_tokens',
+  'cached_tokens',
+  'usage_estimated',
+  'cost_usd',
+  'price_version',
+  'cache_status',
+  'cache_similarity',
+  'saved_cost_usd',
+  'request_sha256',
+  'response_sha256',
+  'seq',
+  'prev_hash',
+  'key_id',
+  'signature',
 ] as const satisfies ReadonlyArray<keyof Receipt>;
 
 /** Every receipt field, version 2 included. */
 export const RECEIPT_FIELDS = [
   ...RECEIPT_V1_FIELDS,
-  'receipt_version', 'task_type', 'rule', 'classifier_tier', 'experiment', 'variant',
-  'accepted', 'reasoning_tokens', 'cache_write_tokens',
+  'receipt_version',
+  'task_type',
+  'rule',
+  'classifier_tier',
+  'experiment',
+  'variant',
+  'accepted',
+  'reasoning_tokens',
+  'cache_write_tokens',
 ] as const satisfies ReadonlyArray<keyof Receipt>;
 
 /** The columns that store a receipt: its fields, and the per-attempt additions of version 2. */
@@ -42,9 +72,23 @@ export const RECEIPT_COLUMNS = [...RECEIPT_FIELDS, 'attempt_usage'] as const;
 
 /** Optional strings, stored as '' when absent. */
 const OPTIONAL_STRINGS = [
-  'team_id', 'api_key_id', 'feature', 'task_id', 'end_user', 'requested_model',
-  'route', 'strategy', 'provider', 'model', 'error_code', 'response_sha256',
-  'task_type', 'rule', 'classifier_tier', 'experiment', 'variant',
+  'team_id',
+  'api_key_id',
+  'feature',
+  'task_id',
+  'end_user',
+  'requested_model',
+  'route',
+  'strategy',
+  'provider',
+  'model',
+  'error_code',
+  'response_sha256',
+  'task_type',
+  'rule',
+  'classifier_tier',
+  'experiment',
+  'variant',
 ] as const;
 type OptionalStringField = (typeof OPTIONAL_STRINGS)[number];
 
@@ -443,7 +487,13 @@ export function rowToReceipt(row: Record<string, unknown>): Receipt {
 function attemptUsageFromRow(u: unknown): Pick<Attempt, 'prompt_tokens' | 'completion_tokens' | 'cost_usd' | 'accepted' | 'reject_reason'> {
   const [prompt, completion, cost, accepted, reason] = Array.isArray(u)
     ? u
-    : [(u as AttemptUsageRow)?.prompt_tokens, (u as AttemptUsageRow)?.completion_tokens, (u as AttemptUsageRow)?.cost_usd, (u as AttemptUsageRow)?.accepted, (u as AttemptUsageRow)?.reject_reason];
+    : [
+        (u as AttemptUsageRow)?.prompt_tokens,
+        (u as AttemptUsageRow)?.completion_tokens,
+        (u as AttemptUsageRow)?.cost_usd,
+        (u as AttemptUsageRow)?.accepted,
+        (u as AttemptUsageRow)?.reject_reason,
+      ];
   const optNum = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   return {
     prompt_tokens: optNum(prompt),
@@ -495,11 +545,7 @@ const SELECT_COLUMNS = RECEIPT_COLUMNS.join(', ');
  * The stored receipt with this id, rebuilt so that its signature verifies, or null.
  * `table` is `receipts_distributed` on a cluster.
  */
-export async function fetchReceipt(
-  client: ClickHouseClient,
-  receiptId: string,
-  opts: { table?: string } = {},
-): Promise<Receipt | null> {
+export async function fetchReceipt(client: ClickHouseClient, receiptId: string, opts: { table?: string } = {}): Promise<Receipt | null> {
   const id = receiptId.toLowerCase();
   if (!UUID.test(id)) return null; // not a receipt id; the UUID parameter would reject it
   const rs = await client.query({

@@ -5,7 +5,7 @@
 // The result is a pure function of the file and the key: Ed25519 signatures are
 // deterministic, so a segment prepared again after a crash or a failed insert gives the
 // same rows, byte for byte, under the same deduplication token.
-import { sign, type KeyObject } from 'node:crypto';
+import { type KeyObject, sign } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Receipt } from './receipt.js';
 import { receiptToRow } from './rows.js';

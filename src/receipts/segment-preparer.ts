@@ -1,10 +1,11 @@
 // Where sealed WAL segments are prepared for ClickHouse: in one worker thread (production),
 // or inline (tests, tools). See segment-prep.ts for what preparing means.
+
+import type { KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { KeyObject } from 'node:crypto';
-import { prepareSegment, SigningKeyMismatchError, type PreparedSegment } from './segment-prep.js';
+import { type PreparedSegment, prepareSegment, SigningKeyMismatchError } from './segment-prep.js';
 import type { PrepareRequest, PrepareResponse, SegmentWorkerData } from './segment-worker.js';
 
 export type { PreparedSegment } from './segment-prep.js';

@@ -1,7 +1,7 @@
 // Receipt signing (DESIGN §6): Ed25519 over the RFC 8785 canonical JSON of the receipt
 // without its `signature` field. The key pair is created once per data directory and its
 // public half is served as a JWK set at /.well-known/tollgate/receipt-keys.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, link, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -130,14 +130,57 @@ async function createKeyFile(file: string): Promise<string> {
 const j = JSON.stringify;
 
 const V1_KEYS = [
-  'api_key_id', 'attempts', 'cache_similarity', 'cache_status', 'cached_tokens', 'completion_tokens', 'cost_usd',
-  'end_user', 'endpoint', 'error_code', 'feature', 'finished_at', 'http_status', 'instance_id', 'key_id', 'latency_ms',
-  'model', 'overhead_ms', 'prev_hash', 'price_version', 'prompt_tokens', 'provider', 'receipt_id', 'request_id',
-  'request_sha256', 'requested_model', 'response_sha256', 'route', 'saved_cost_usd', 'seq', 'started_at', 'status',
-  'strategy', 'stream', 'task_id', 'team_id', 'ttft_ms', 'upstream_ms', 'usage_estimated',
+  'api_key_id',
+  'attempts',
+  'cache_similarity',
+  'cache_status',
+  'cached_tokens',
+  'completion_tokens',
+  'cost_usd',
+  'end_user',
+  'endpoint',
+  'error_code',
+  'feature',
+  'finished_at',
+  'http_status',
+  'instance_id',
+  'key_id',
+  'latency_ms',
+  'model',
+  'overhead_ms',
+  'prev_hash',
+  'price_version',
+  'prompt_tokens',
+  'provider',
+  'receipt_id',
+  'request_id',
+  'request_sha256',
+  'requested_model',
+  'response_sha256',
+  'route',
+  'saved_cost_usd',
+  'seq',
+  'started_at',
+  'status',
+  'strategy',
+  'stream',
+  'task_id',
+  'team_id',
+  'ttft_ms',
+  'upstream_ms',
+  'usage_estimated',
 ] as const;
 const V2_KEYS = [
-  ...V1_KEYS, 'receipt_version', 'task_type', 'rule', 'classifier_tier', 'experiment', 'variant', 'accepted', 'reasoning_tokens', 'cache_write_tokens',
+  ...V1_KEYS,
+  'receipt_version',
+  'task_type',
+  'rule',
+  'classifier_tier',
+  'experiment',
+  'variant',
+  'accepted',
+  'reasoning_tokens',
+  'cache_write_tokens',
 ].sort();
 const V1_ATTEMPT_KEYS = ['error', 'latency_ms', 'model', 'provider', 'status'] as const;
 const V2_ATTEMPT_KEYS = [...V1_ATTEMPT_KEYS, 'prompt_tokens', 'completion_tokens', 'cost_usd', 'accepted', 'reject_reason'].sort();

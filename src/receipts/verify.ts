@@ -15,14 +15,13 @@
 // either a signature or a link, exactly as with a chain over signed receipts; but no
 // signature depends on another one, so the gateway can chain and log a receipt at once
 // and sign it later, off the request path (src/receipts/journal.ts).
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject, verify } from 'node:crypto';
 import * as canonicalizeModule from 'canonicalize';
 
 // `canonicalize` is CommonJS whose typings declare an ES default export: under NodeNext the
 // function is the namespace's `default`, whatever the loader (Node, vitest, a bundler).
 type Serialize = (input: unknown) => string | undefined;
-export const canonicalize: Serialize =
-  (canonicalizeModule as unknown as { default?: Serialize }).default ?? (canonicalizeModule as unknown as Serialize);
+export const canonicalize: Serialize = (canonicalizeModule as unknown as { default?: Serialize }).default ?? (canonicalizeModule as unknown as Serialize);
 
 export const GENESIS_PREV_HASH = '0'.repeat(64);
 

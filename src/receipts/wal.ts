@@ -17,9 +17,9 @@ import { hash, randomUUID } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { link, open, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { takeLock } from '../store/process-lock.js';
 import type { UnsignedReceipt } from './receipt.js';
 import { canonicalUnsignedJson } from './signer.js';
-import { takeLock } from '../store/process-lock.js';
 
 export const WAL_DIR = 'wal';
 export const HEAD_FILE = 'head.json';

@@ -5,7 +5,7 @@ import { PRESETS, type ProviderKind, type ProviderPreset } from '../providers/pr
 import type { PriceRecord } from '../store/admin/pricing.js';
 import type { ProviderRecord } from '../store/admin/providers.js';
 import type { ExperimentRecord, RouteRecord, RouteTargetRecord } from '../store/admin/routing.js';
-import { compileCondition, type CompiledCondition } from './rules.js';
+import { type CompiledCondition, compileCondition } from './rules.js';
 
 export type Strategy = 'PRIORITY' | 'WEIGHTED' | 'LEAST_LATENCY' | 'LOWEST_COST' | 'CASCADE';
 export type AcceptCheck = RouteRecord['accept'][number];
@@ -121,7 +121,12 @@ export class Catalog {
       const rules: RouteRule[] = [];
       for (const rule of r.rules ?? []) {
         try {
-          rules.push({ name: rule.name, condition: compileCondition(rule.when), targets: rule.targets ? this.targets(rule.targets) : null, route: rule.route ?? null });
+          rules.push({
+            name: rule.name,
+            condition: compileCondition(rule.when),
+            targets: rule.targets ? this.targets(rule.targets) : null,
+            route: rule.route ?? null,
+          });
         } catch (err) {
           extras.onRuleError?.(r.name, rule.name, err);
         }
@@ -197,7 +202,7 @@ export class Catalog {
       provider,
       model,
       upstreamModel: provider.modelMap[model] ?? model,
-      weight: Math.max(weight , 0),
+      weight: Math.max(weight, 0),
       priority,
       price: this.price(provider.name, model),
     };

@@ -187,9 +187,24 @@ function evaluate(input: ClassifierInput) {
   const engineering = terms.build + terms.systems + terms.buildSystems + terms.snippet + terms.lists;
   const reasoning = terms.proof + terms.math + terms.proofMath + terms.algorithm + terms.deliberate + terms.mathSymbols + terms.bounds + terms.numbers;
   const effort =
-    terms.bias + terms.length + terms.material + terms.greeting + terms.lookup + terms.convert + terms.edit + terms.explain +
-    terms.constraint + terms.steps + terms.commas + terms.questions + engineering + reasoning +
-    terms.tools + terms.jsonSchema + terms.longOutput + terms.images;
+    terms.bias +
+    terms.length +
+    terms.material +
+    terms.greeting +
+    terms.lookup +
+    terms.convert +
+    terms.edit +
+    terms.explain +
+    terms.constraint +
+    terms.steps +
+    terms.commas +
+    terms.questions +
+    engineering +
+    reasoning +
+    terms.tools +
+    terms.jsonSchema +
+    terms.longOutput +
+    terms.images;
   return { terms, effort, reasoning, engineering };
 }
 
@@ -261,7 +276,15 @@ const WARM_UP = [
 export function warmUpClassifier(): void {
   for (const [i, text] of WARM_UP.entries()) {
     scorePrompt({
-      messages: i === 0 ? [{ role: 'user', text }] : [{ role: 'system', text: 'Be brief.' }, { role: 'user', text: 'hello' }, { role: 'assistant', text: 'Hi! How can I help?' }, { role: 'user', text }],
+      messages:
+        i === 0
+          ? [{ role: 'user', text }]
+          : [
+              { role: 'system', text: 'Be brief.' },
+              { role: 'user', text: 'hello' },
+              { role: 'assistant', text: 'Hi! How can I help?' },
+              { role: 'user', text },
+            ],
       hasTools: i === 1,
       hasImages: i === 2,
       jsonMode: i === 1 ? 'json_schema' : 'none',

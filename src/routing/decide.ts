@@ -8,7 +8,7 @@
 import { hash } from 'node:crypto';
 import type { Catalog, Experiment, Route, Variant } from './catalog.js';
 import type { Classification, ClassifierInput } from './classifier.js';
-import { classifierInput, nowFacts, requestFacts, type DecisionRequest } from './facts.js';
+import { classifierInput, type DecisionRequest, nowFacts, requestFacts } from './facts.js';
 import { ClassifierFacts, type RuleContext } from './rules.js';
 
 export interface RouteDecision {

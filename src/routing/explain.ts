@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { attributionOf } from '../gateway/attribution.js';
 import type { ClientProtocol } from '../protocols/protocol.js';
 import type { Catalog, Route } from './catalog.js';
-import { decideRoute, type DecideHooks } from './decide.js';
+import { type DecideHooks, decideRoute } from './decide.js';
 import type { BreakerState, TargetHealth } from './health.js';
 import type { RetryBudgets } from './retry-budget.js';
 import { orderTargets } from './strategy.js';

@@ -71,7 +71,13 @@ export function classifierInput(chat: ChatRequest | null): ClassifierInput {
     role: m.role === 'developer' ? ('system' as const) : m.role,
     text: textOf(m.content),
   }));
-  return { messages, hasTools: (chat?.tools?.length ?? 0) > 0, hasImages: chat ? hasImages(chat.messages) : false, jsonMode: jsonModeOf(chat), maxTokens: maxTokensOf(chat) };
+  return {
+    messages,
+    hasTools: (chat?.tools?.length ?? 0) > 0,
+    hasImages: chat ? hasImages(chat.messages) : false,
+    jsonMode: jsonModeOf(chat),
+    maxTokens: maxTokensOf(chat),
+  };
 }
 
 /**

@@ -5,9 +5,7 @@
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
-export type Admission =
-  | { ok: true; probe: boolean }
-  | { ok: false; reason: 'circuit_open' | 'cooling_down' | 'probe_in_flight'; untilMs: number };
+export type Admission = { ok: true; probe: boolean } | { ok: false; reason: 'circuit_open' | 'cooling_down' | 'probe_in_flight'; untilMs: number };
 
 interface Entry {
   consecutiveFailures: number;

@@ -9,7 +9,7 @@
 // built-in scorer decides instead.
 import type { Embedder } from '../cache/embedders.js';
 import { DenseIndex, isSparse, SparseIndex, type Vector, type VectorIndex } from '../cache/vector-index.js';
-import { classifyPrompt, findLastUserTurn, TIERS, type Classification, type ClassifierInput, type Tier } from './classifier.js';
+import { type Classification, type ClassifierInput, classifyPrompt, findLastUserTurn, TIERS, type Tier } from './classifier.js';
 import { SAMPLE_CHARS } from './prompt-features.js';
 
 export interface LabelledExample {
@@ -54,14 +54,23 @@ export class KnnClassifier {
       index ??= isSparse(vector) ? new SparseIndex() : new DenseIndex(examples.length);
       (index as VectorIndex<Vector>).add(label, vector);
     }
-    return new KnnClassifier(embedder, index!, examples.map((e) => e.tier), options.k ?? 5, options.minConfidence ?? 0.6, options.minSimilarity ?? 0.2);
+    return new KnnClassifier(
+      embedder,
+      index!,
+      examples.map((e) => e.tier),
+      options.k ?? 5,
+      options.minConfidence ?? 0.6,
+      options.minSimilarity ?? 0.2,
+    );
   }
 
   async classify(input: ClassifierInput, signal?: AbortSignal): Promise<KnnClassification> {
     const text = input.messages[findLastUserTurn(input.messages)]?.text ?? '';
     if (text.trim() === '') return { ...classifyPrompt(input), source: 'scorer' };
     const vector = await this.embedder.embed(sampleOf(text), signal);
-    const neighbours = (this.index as VectorIndex<Vector>).search(vector, this.k, () => true, this.minSimilarity).filter((n) => n.similarity >= this.minSimilarity);
+    const neighbours = (this.index as VectorIndex<Vector>)
+      .search(vector, this.k, () => true, this.minSimilarity)
+      .filter((n) => n.similarity >= this.minSimilarity);
     const votes = new Map<Tier, number>();
     let total = 0;
     for (const { label, similarity } of neighbours) {

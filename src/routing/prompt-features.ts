@@ -11,7 +11,7 @@
 // the first and last paragraphs are the request ("instruction") when short (see splitRequest),
 // the rest is pasted material, and so are code between ``` fences, quoted text and what follows
 // a lead-in like "Translate this into French:". The classifier weighs material's cues less.
-import { Cue, CUE_COUNT, FNV_OFFSET, fnvStep, isCjk, LEX, lookupCjk, SPACE } from './prompt-lexicon.js';
+import { CUE_COUNT, Cue, FNV_OFFSET, fnvStep, isCjk, LEX, lookupCjk, SPACE } from './prompt-lexicon.js';
 
 /** Counters for one stretch of text (a paragraph, or all of the material). */
 export interface TextCounts {
@@ -53,7 +53,18 @@ const AFTER_CODE_TOKENS = 60;
 const CJK_CHARS_PER_TOKEN = 1.7;
 
 function emptyCounts(): TextCounts {
-  return { cues: new Float64Array(CUE_COUNT), tokens: 0, numbers: 0, commas: 0, questions: 0, listLines: 0, mathSymbols: 0, bounds: 0, introducesMaterial: false, afterCode: false };
+  return {
+    cues: new Float64Array(CUE_COUNT),
+    tokens: 0,
+    numbers: 0,
+    commas: 0,
+    questions: 0,
+    listLines: 0,
+    mathSymbols: 0,
+    bounds: 0,
+    introducesMaterial: false,
+    afterCode: false,
+  };
 }
 
 function resetCounts(counts: TextCounts): TextCounts {
@@ -205,7 +216,8 @@ class PromptReader {
       else if (c === 0x201c || c === 0x300c || c === 0x300e) this.aside(true, this.leadIn);
       else if (c === 0x201d || c === 0x300d || c === 0x300f) this.aside(false, this.leadIn);
       else if ((c === 58 || c === 0xff1a) && !this.leadIn && isLeadIn(this.current, text.charCodeAt(i + 1))) this.aside(this.quoted, true);
-      else if (c === 0xff0c) into.commas += 0.5; // Chinese prose separates clauses with ，
+      else if (c === 0xff0c)
+        into.commas += 0.5; // Chinese prose separates clauses with ，
       else if (c === 44 || c === 0x3001) into.commas++;
       else if (c === 63 || c === 0xff1f) into.questions++;
       else if (c === 40 /* ( */ && isBoundMarker(text, i)) into.bounds++;
@@ -226,7 +238,8 @@ class PromptReader {
     let last = 0;
     for (; i < to; i++) {
       let c = text.charCodeAt(i);
-      if (c >= 65 && c <= 90) c += 32; // ASCII lower case
+      if (c >= 65 && c <= 90)
+        c += 32; // ASCII lower case
       else if (c === 0x2019) c = 39; // ’ → '
       if (!isWordChar(c)) break;
       h1 = fnvStep(h1, c);
@@ -347,4 +360,3 @@ function skipToLineEnd(text: string, i: number, to: number): number {
   const end = text.indexOf('\n', i);
   return end === -1 || end > to ? to : end;
 }
-

@@ -93,10 +93,20 @@ interface Lexicon {
 }
 
 function buildLexicon(): Lexicon {
-  const lexicon: Lexicon = { words: new Map(), phraseStarts: new Set(), cjkChar: new Uint8Array(0xa000), cjk2: new Map(), cjkLong: new Map(), cjkLongStarts: new Set() };
+  const lexicon: Lexicon = {
+    words: new Map(),
+    phraseStarts: new Set(),
+    cjkChar: new Uint8Array(0xa000),
+    cjk2: new Map(),
+    cjkLong: new Map(),
+    cjkLongStarts: new Set(),
+  };
   for (const [family, list] of Object.entries(LEXICON)) {
     const cue = Cue[family as keyof typeof Cue];
-    for (const entry of list.split('|').map((e) => e.trim()).filter(Boolean)) {
+    for (const entry of list
+      .split('|')
+      .map((e) => e.trim())
+      .filter(Boolean)) {
       if (isCjk(entry.charCodeAt(0))) {
         const codes = [...entry].map((c) => c.charCodeAt(0));
         if (!codes.every(isCjk)) continue; // mixed entries ("函数 f") are English-side only

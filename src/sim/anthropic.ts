@@ -6,9 +6,9 @@
 // a tool is called. Usage: input_tokens is the prompt's estimate; cacheReadTokens and
 // cacheWriteTokens are reported as cache_read_input_tokens and cache_creation_input_tokens.
 import type http from 'node:http';
-import { planChoices, positiveInt, scanPrompt, type AnswerRequest, type ChoicePlan } from './answer.js';
+import { type AnswerRequest, type ChoicePlan, planChoices, positiveInt, scanPrompt } from './answer.js';
 import type { BehaviourBook, SimBehaviour } from './behaviour.js';
-import { Exchange, breakConnection, sendJson, startEventStream } from './http.js';
+import { breakConnection, Exchange, sendJson, startEventStream } from './http.js';
 
 /** Anthropic's error types by status (https://docs.anthropic.com/en/api/errors). */
 const ERROR_TYPES: Record<number, string> = {
@@ -59,7 +59,12 @@ export async function messages(res: http.ServerResponse, body: any, book: Behavi
   const id = `msg_sim${(++ids.n).toString(36)}`;
   const usage = b.omitUsage
     ? null
-    : { input_tokens: prompt.tokens, cache_creation_input_tokens: b.cacheWriteTokens ?? 0, cache_read_input_tokens: b.cacheReadTokens ?? 0, output_tokens: plan.pieces.length };
+    : {
+        input_tokens: prompt.tokens,
+        cache_creation_input_tokens: b.cacheWriteTokens ?? 0,
+        cache_read_input_tokens: b.cacheReadTokens ?? 0,
+        output_tokens: plan.pieces.length,
+      };
 
   if (stream) return streamMessage(ex!, b, plan, id, model, usage);
 
@@ -91,7 +96,9 @@ export async function messages(res: http.ServerResponse, body: any, book: Behavi
 /** What shapes the answer, from a Messages body: custom tools only (server tools never run here). */
 function answerRequest(body: any, maxTokens: number): AnswerRequest {
   const tools = Array.isArray(body.tools)
-    ? body.tools.filter((t: any) => typeof t?.name === 'string' && (t.type === undefined || t.type === 'custom')).map((t: any) => ({ name: t.name, parameters: t.input_schema }))
+    ? body.tools
+        .filter((t: any) => typeof t?.name === 'string' && (t.type === undefined || t.type === 'custom'))
+        .map((t: any) => ({ name: t.name, parameters: t.input_schema }))
     : [];
   const choice = body.tool_choice?.type;
   const format = body.output_config?.format;

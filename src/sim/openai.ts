@@ -8,9 +8,9 @@
 // and `data: [DONE]`. A JSON answer is sent in one piece after latencyMs + ttftMs + the time
 // the tokens would take at tokensPerSecond (dripMs and breakAfterChunks only affect streams).
 import type http from 'node:http';
-import { fnv1a, mulberry32, planChoices, positiveInt, scanPrompt, type AnswerRequest, type ChoicePlan } from './answer.js';
+import { type AnswerRequest, type ChoicePlan, fnv1a, mulberry32, planChoices, positiveInt, scanPrompt } from './answer.js';
 import type { BehaviourBook, SimBehaviour } from './behaviour.js';
-import { Exchange, breakConnection, sendJson, startEventStream } from './http.js';
+import { breakConnection, Exchange, sendJson, startEventStream } from './http.js';
 
 export const SIM_EMBEDDING_DIMS = 256;
 
@@ -71,7 +71,6 @@ export function sendBehaviourError(res: http.ServerResponse, status: number, b: 
   }
   sendError(res, status, message, type, null, code, extra);
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Chat completions
@@ -207,8 +206,7 @@ async function streamChat(
   // Everything up to the choice object is the same for every chunk of this response.
   const head = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"service_tier":"default","system_fingerprint":"fp_sim","choices":[`;
   const tail = includeUsage ? '],"usage":null}\n\n' : ']}\n\n';
-  const chunk = (index: number, delta: string, finish: string) =>
-    `${head}{"index":${index},"delta":${delta},"logprobs":null,"finish_reason":${finish}}${tail}`;
+  const chunk = (index: number, delta: string, finish: string) => `${head}{"index":${index},"delta":${delta},"logprobs":null,"finish_reason":${finish}}${tail}`;
 
   const drip = b.dripMs ?? 0;
   const gap = b.tokensPerSecond ? 1000 / b.tokensPerSecond : 0;
@@ -228,7 +226,13 @@ async function streamChat(
         return false;
       }
       const piece = JSON.stringify(p.pieces[step]);
-      res.write(chunk(i, p.tool ? `{"tool_calls":[{"index":0,"function":{"arguments":${piece}}}]}` : p.refusal ? `{"refusal":${piece}}` : `{"content":${piece}}`, 'null'));
+      res.write(
+        chunk(
+          i,
+          p.tool ? `{"tool_calls":[{"index":0,"function":{"arguments":${piece}}}]}` : p.refusal ? `{"refusal":${piece}}` : `{"content":${piece}}`,
+          'null',
+        ),
+      );
       sent++;
     }
     return true;

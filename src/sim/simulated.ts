@@ -121,7 +121,7 @@ export async function startSimulatedProvider(opts: SimulatedProviderOptions = {}
     let route = path.startsWith('/v1/') ? path.slice(3) : path;
     if (route.length > 1 && route.endsWith('/')) route = route.slice(0, -1);
 
-    let body: any ;
+    let body: any;
     let badJson = false;
     if (raw.length > 0) {
       try {
@@ -144,7 +144,8 @@ export async function startSimulatedProvider(opts: SimulatedProviderOptions = {}
         return sendAnthropicError(res, 401, 'invalid x-api-key');
       }
       if (tooLarge) return sendAnthropicError(res, 413, 'Request exceeds the maximum allowed number of bytes.');
-      if (badJson || body === null || typeof body !== 'object' || Array.isArray(body)) return sendAnthropicError(res, 400, 'The request body is not valid JSON.');
+      if (badJson || body === null || typeof body !== 'object' || Array.isArray(body))
+        return sendAnthropicError(res, 400, 'The request body is not valid JSON.');
       messages(res, body, book, ids).catch((err) => internalError(res, err));
       return;
     }
@@ -158,7 +159,8 @@ export async function startSimulatedProvider(opts: SimulatedProviderOptions = {}
       if (badJson || body === null || typeof body !== 'object' || Array.isArray(body)) {
         return sendError(res, 400, 'We could not parse the JSON body of your request: expected a JSON object.', 'invalid_request_error', null, null);
       }
-      const task = route === '/chat/completions' ? chat(res, body, book, ids) : route === '/responses' ? responses(res, body, book, ids) : embeddings(res, body, book);
+      const task =
+        route === '/chat/completions' ? chat(res, body, book, ids) : route === '/responses' ? responses(res, body, book, ids) : embeddings(res, body, book);
       task.catch((err) => internalError(res, err));
       return;
     }
@@ -208,4 +210,3 @@ export async function startSimulatedProvider(opts: SimulatedProviderOptions = {}
     },
   };
 }
-

@@ -14,15 +14,16 @@
 //     each request's context one); the plain store is the `system` (start-up config, CLI);
 //   - upserts: the same provider name, route name, provider+model (price, as a new
 //     version) or scope+target+period (budget) replaces the old one (DESIGN §8).
+
+import { type Actor, SYSTEM_ACTOR } from './admin/audit.js';
+import { AuditLog } from './admin/audit-log.js';
+import { type BudgetRecord, type PriceRecord, PricingStore } from './admin/pricing.js';
+import { type ProviderRecord, ProviderStore } from './admin/providers.js';
+import { type ExperimentRecord, type RouteRecord, RoutingStore } from './admin/routing.js';
+import { type TeamRecord, TeamStore } from './admin/teams.js';
+import { Mutations } from './admin/validators.js';
 import type { PrismaClient } from './prisma.js';
 import type { SecretBox } from './secret-box.js';
-import { SYSTEM_ACTOR, type Actor } from './admin/audit.js';
-import { AuditLog } from './admin/audit-log.js';
-import { PricingStore, type BudgetRecord, type PriceRecord } from './admin/pricing.js';
-import { ProviderStore, type ProviderRecord } from './admin/providers.js';
-import { RoutingStore, type ExperimentRecord, type RouteRecord } from './admin/routing.js';
-import { TeamStore, type TeamRecord } from './admin/teams.js';
-import { Mutations } from './admin/validators.js';
 
 /** What a gateway needs to build its catalog: everything, with provider secrets in clear. */
 export interface CatalogRecords {

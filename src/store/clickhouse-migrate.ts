@@ -43,10 +43,7 @@ export class MigrationError extends Error {}
  * Apply pending migrations. Returns the names of the files applied by this call.
  * `dir` defaults to the package's `clickhouse/migrations` (tests point it elsewhere).
  */
-export async function migrateClickHouse(
-  client: ClickHouseClient,
-  opts: { cluster?: string; dir?: string } = {},
-): Promise<{ applied: string[] }> {
+export async function migrateClickHouse(client: ClickHouseClient, opts: { cluster?: string; dir?: string } = {}): Promise<{ applied: string[] }> {
   const files = await loadMigrations(opts.dir ?? migrationsDir());
   const run = async (sql: string) => {
     for (const statement of opts.cluster ? clusterStatements(sql, opts.cluster) : [sql]) {

@@ -3,7 +3,7 @@
 // driven through the same `@clickhouse/client` API.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { type ClickHouseClient, createClient } from '@clickhouse/client';
 
 export interface ClickHouseStore {
   client: ClickHouseClient;

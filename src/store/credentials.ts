@@ -88,10 +88,7 @@ export function displayPrefixOf(secret: string): string {
  * (atomically, never overwriting one written concurrently). `created` says whether it is
  * new, so the caller prints it only once.
  */
-export async function ensureAdminToken(opts: {
-  dataDir: string;
-  configured?: string;
-}): Promise<{ token: string; created: boolean }> {
+export async function ensureAdminToken(opts: { dataDir: string; configured?: string }): Promise<{ token: string; created: boolean }> {
   const configured = opts.configured?.trim();
   if (configured) return { token: configured, created: false };
 

@@ -95,10 +95,7 @@ interface MigrationRow {
   rolled_back_at: Date | null;
 }
 
-export async function migrateConfigDb(
-  db: ConfigDb,
-  opts: { migrationsDir?: string } = {},
-): Promise<MigrateResult> {
+export async function migrateConfigDb(db: ConfigDb, opts: { migrationsDir?: string } = {}): Promise<MigrateResult> {
   const files = readMigrations(opts.migrationsDir);
   // A dedicated connection: the advisory lock is per session, and migration files hold
   // several statements, which only the simple query protocol accepts (no parameters).
@@ -146,11 +143,7 @@ export async function migrateConfigDb(
           await client.query('ROLLBACK').catch(() => {
             broken = true;
           });
-          throw new MigrationError(
-            `migration ${m.name} failed and was rolled back: ${(err as Error).message}`,
-            m.name,
-            { cause: err },
-          );
+          throw new MigrationError(`migration ${m.name} failed and was rolled back: ${(err as Error).message}`, m.name, { cause: err });
         }
         applied.push(m.name);
       }
@@ -167,10 +160,7 @@ export async function migrateConfigDb(
 }
 
 /** Names of migration files not yet applied (for readiness checks). */
-export async function pendingConfigMigrations(
-  db: ConfigDb,
-  opts: { migrationsDir?: string } = {},
-): Promise<string[]> {
+export async function pendingConfigMigrations(db: ConfigDb, opts: { migrationsDir?: string } = {}): Promise<string[]> {
   const files = readMigrations(opts.migrationsDir);
   const exists = await db.prisma.$queryRaw<{ t: string | null }[]>`SELECT to_regclass('"_prisma_migrations"')::text AS t`;
   if (!exists[0]?.t) return files.map((f) => f.name);

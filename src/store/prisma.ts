@@ -32,7 +32,6 @@ import { PrismaClient } from '@prisma/client';
 import pg from 'pg';
 import { takeLock } from './process-lock.js';
 
-export { Prisma, PrismaClient } from '@prisma/client';
 export {
   AcceptCheck,
   AccessRole,
@@ -40,6 +39,8 @@ export {
   BudgetPeriod,
   BudgetScope,
   CacheMode,
+  Prisma,
+  PrismaClient,
   ProviderKind,
   RouteStrategy,
   StickyBy,

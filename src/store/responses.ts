@@ -61,7 +61,9 @@ export class ResponseStore {
     const held = this.pending.get(id);
     if (held) return held.teamId === teamId ? held : null;
     const row = await this.prisma.storedResponse.findFirst({ where: { id, teamId, expiresAt: { gt: new Date() } } });
-    return row ? { id: row.id, teamId: row.teamId, previousId: row.previousId, input: row.input as Item[], response: row.response as StoredResponse['response'] } : null;
+    return row
+      ? { id: row.id, teamId: row.teamId, previousId: row.previousId, input: row.input as Item[], response: row.response as StoredResponse['response'] }
+      : null;
   }
 
   /**

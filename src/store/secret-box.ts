@@ -19,7 +19,7 @@
 //      which fails if the file exists), so it is never overwritten, even by two processes
 //      starting at once. Losing this file makes stored provider keys unreadable: back it up
 //      with the data dir, or set TOLLGATE_SECRET_KEY.
-import { createCipheriv, createDecipheriv, randomBytes, scrypt as scryptCb, type ScryptOptions } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes, type ScryptOptions, scrypt as scryptCb } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -55,9 +55,7 @@ export class SecretBox {
       const raw = decodeRawKey(configured);
       if (raw) return new SecretBox(raw, 'configured-key');
       if (configured.length < MIN_PASSPHRASE_CHARS) {
-        throw new SecretBoxError(
-          `the secret key must be 32 bytes as hex or base64, or a passphrase of at least ${MIN_PASSPHRASE_CHARS} characters`,
-        );
+        throw new SecretBoxError(`the secret key must be 32 bytes as hex or base64, or a passphrase of at least ${MIN_PASSPHRASE_CHARS} characters`);
       }
       return new SecretBox(await deriveFromPassphrase(configured), 'configured-passphrase');
     }
@@ -120,9 +118,7 @@ function decodeRawKey(s: string): Buffer | null {
 function deriveFromPassphrase(passphrase: string): Promise<Buffer> {
   const options: ScryptOptions = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
   return new Promise((resolve, reject) =>
-    scryptCb(passphrase.normalize('NFKC'), PASSPHRASE_SALT, KEY_BYTES, options, (err, key) =>
-      err ? reject(err) : resolve(key),
-    ),
+    scryptCb(passphrase.normalize('NFKC'), PASSPHRASE_SALT, KEY_BYTES, options, (err, key) => (err ? reject(err) : resolve(key))),
   );
 }
 

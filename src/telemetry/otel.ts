@@ -6,8 +6,21 @@
 //     call), whose context goes upstream as `traceparent`.
 // Configuration comes only from the caller (src/config.ts): `@opentelemetry/sdk-trace` reads no
 // environment (unlike `sdk-trace-base`, which is now a shim adding process.env fallbacks to it).
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, defaultTextMapSetter, trace, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
-import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
+
+import type { IncomingHttpHeaders } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import {
+  type Attributes,
+  defaultTextMapGetter,
+  defaultTextMapSetter,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
+import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
@@ -16,17 +29,15 @@ import {
   AlwaysOnSampler,
   BatchSpanProcessor,
   ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-  TracerProvider,
   type ReadableSpan,
   type Sampler,
   type SpanExporter,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
 } from '@opentelemetry/sdk-trace';
-import type { IncomingHttpHeaders } from 'node:http';
-import { performance } from 'node:perf_hooks';
 import type { Endpoint } from '../protocols/protocol.js';
-import type { Attempt, ReceiptDraft } from '../receipts/receipt.js';
 import type { ProviderKind } from '../providers/presets.js';
+import type { Attempt, ReceiptDraft } from '../receipts/receipt.js';
 import type { Provider, Target } from '../routing/catalog.js';
 import type { AttemptTrace, RequestTrace, Tracing, TracingConfig, TracingLog } from './tracing.js';
 
@@ -71,7 +82,10 @@ export class OtelTracing implements Tracing {
     const operation = genAiOperation(protocol.endpoint);
     const span = this.tracer.startSpan(
       `POST ${protocol.path}`,
-      { kind: SpanKind.SERVER, attributes: { 'gen_ai.operation.name': operation, 'http.request.method': 'POST', 'http.route': protocol.path, 'url.path': protocol.path } },
+      {
+        kind: SpanKind.SERVER,
+        attributes: { 'gen_ai.operation.name': operation, 'http.request.method': 'POST', 'http.route': protocol.path, 'url.path': protocol.path },
+      },
       parent,
     );
     return new OtelRequestTrace(this.tracer, this.propagator, span, operation);
@@ -113,7 +127,11 @@ class OtelRequestTrace implements RequestTrace {
       'server.address': origin.hostname,
       'server.port': Number(origin.port) || (origin.protocol === 'https:' ? 443 : 80),
     };
-    const span = this.tracer.startSpan(`${this.operation} ${target.upstreamModel}`, { kind: SpanKind.CLIENT, attributes }, trace.setSpan(ROOT_CONTEXT, this.span));
+    const span = this.tracer.startSpan(
+      `${this.operation} ${target.upstreamModel}`,
+      { kind: SpanKind.CLIENT, attributes },
+      trace.setSpan(ROOT_CONTEXT, this.span),
+    );
     const headers: Record<string, string> = {};
     this.propagator.inject(trace.setSpan(ROOT_CONTEXT, span), headers, defaultTextMapSetter);
     return new OtelAttemptTrace(span, headers, (attempt) => this.finished.push(attempt));
@@ -200,7 +218,11 @@ class OtelAttemptTrace implements AttemptTrace {
 
 function samplerFor(config: TracingConfig): Sampler {
   const name = config.sampler;
-  const root = name.endsWith('always_off') ? new AlwaysOffSampler() : name.endsWith('traceidratio') ? new TraceIdRatioBasedSampler(config.samplerRatio) : new AlwaysOnSampler();
+  const root = name.endsWith('always_off')
+    ? new AlwaysOffSampler()
+    : name.endsWith('traceidratio')
+      ? new TraceIdRatioBasedSampler(config.samplerRatio)
+      : new AlwaysOnSampler();
   return name.startsWith('parentbased_') ? new ParentBasedSampler({ root }) : root;
 }
 

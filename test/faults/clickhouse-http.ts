@@ -23,7 +23,7 @@
 //
 // Usage: `startClickHouseHttp(dataDir)` from a test spawns `node --import tsx <this file> <dataDir>`
 // and resolves with its URL once it listens.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +33,20 @@ const self = fileURLToPath(import.meta.url);
 const root = path.resolve(path.dirname(self), '../..');
 
 // URL parameters that are not settings.
-const NOT_SETTINGS = new Set(['query', 'query_id', 'database', 'session_id', 'session_timeout', 'session_check', 'role', 'user', 'password', 'compress', 'decompress', 'quota_key']);
+const NOT_SETTINGS = new Set([
+  'query',
+  'query_id',
+  'database',
+  'session_id',
+  'session_timeout',
+  'session_check',
+  'role',
+  'user',
+  'password',
+  'compress',
+  'decompress',
+  'quota_key',
+]);
 
 export interface ClickHouseHttp {
   url: string;
@@ -184,7 +197,16 @@ async function serve(dataDir: string): Promise<void> {
       const headers: Record<string, string> = {
         'content-type': 'text/plain; charset=UTF-8',
         'x-clickhouse-query-id': url.searchParams.get('query_id') ?? '',
-        'x-clickhouse-summary': JSON.stringify({ read_rows: '0', read_bytes: '0', written_rows: '0', written_bytes: '0', total_rows_to_read: '0', result_rows: '0', result_bytes: '0', elapsed_ns: '0' }),
+        'x-clickhouse-summary': JSON.stringify({
+          read_rows: '0',
+          read_bytes: '0',
+          written_rows: '0',
+          written_bytes: '0',
+          total_rows_to_read: '0',
+          result_rows: '0',
+          result_bytes: '0',
+          elapsed_ns: '0',
+        }),
         'x-clickhouse-server-display-name': 'tollgate-test-chdb',
       };
       if (settings.default_format) headers['x-clickhouse-format'] = settings.default_format;

@@ -5,12 +5,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { type ClickHouseClient, createClient } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { startServer, type Started } from '../../src/main.js';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
-import { startClickHouseHttp, type ClickHouseHttp } from './clickhouse-http.js';
+import { type Started, startServer } from '../../src/main.js';
+import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
+import { type ClickHouseHttp, startClickHouseHttp } from './clickhouse-http.js';
 import { chat, eventually, expectNothingLost, metric } from './support.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
@@ -105,7 +105,10 @@ describe('ClickHouse faults (server path over HTTP)', () => {
     const queued = await metric(gw.url, 'tollgate_receipts_queued');
     const segments = await metric(gw.url, 'tollgate_wal_segments');
     const errors = await metric(gw.url, 'tollgate_receipt_insert_errors');
-    await annotate(`ClickHouse down: 60 requests in ${outageTraffic} ms (max ${during.maxMs} ms), WAL ${segments} segments / ${queued} receipts queued, ${errors} failed inserts`, 'observed');
+    await annotate(
+      `ClickHouse down: 60 requests in ${outageTraffic} ms (max ${during.maxMs} ms), WAL ${segments} segments / ${queued} receipts queued, ${errors} failed inserts`,
+      'observed',
+    );
     expect(queued).toBe(60);
     expect(segments).toBeGreaterThanOrEqual(1);
     expect(errors).toBeGreaterThan(0);
@@ -152,7 +155,10 @@ describe('ClickHouse faults (server path over HTTP)', () => {
     }
     await eventually(async () => (await metric(gw.url, 'tollgate_receipts_queued')) === 0, 30_000, 'WAL drained');
     const { tokens } = await ch.stats();
-    await annotate(`ClickHouse slow: ${retried.length} insert(s) sent ≥ 2 times with one token, e.g. ${JSON.stringify(retried[0])}; rows ${await count()}`, 'observed');
+    await annotate(
+      `ClickHouse slow: ${retried.length} insert(s) sent ≥ 2 times with one token, e.g. ${JSON.stringify(retried[0])}; rows ${await count()}`,
+      'observed',
+    );
     expect(await count()).toBe(before + 20);
     expect(Object.values(tokens).some((n) => n >= 2)).toBe(true);
   }, 90_000);
@@ -162,6 +168,9 @@ describe('ClickHouse faults (server path over HTTP)', () => {
     const jwks = await (await fetch(`${gw.url}/.well-known/tollgate/receipt-keys`)).json();
     const report = await expectNothingLost(direct, { completed, clientCosts, jwks: jwks as any, total: completed.length });
     expect(report.rows).toBe(90);
-    await annotate(`${completed.length} completed → ${report.rows} receipts, no duplicate after the outage and the retried inserts; spend $${report.spendUsd.toFixed(6)} = rollup = client-reported; chain and signatures verify`, 'observed');
+    await annotate(
+      `${completed.length} completed → ${report.rows} receipts, no duplicate after the outage and the retried inserts; spend $${report.spendUsd.toFixed(6)} = rollup = client-reported; chain and signatures verify`,
+      'observed',
+    );
   }, 90_000);
 });

@@ -8,10 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient } from '@clickhouse/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
+import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 import { scratchDatabase } from '../support/gateway.js';
 import { runTollgate, startTollgateProcess } from '../support/processes.js';
-import { startClickHouseHttp, type ClickHouseHttp } from './clickhouse-http.js';
+import { type ClickHouseHttp, startClickHouseHttp } from './clickhouse-http.js';
 import { chat, eventually, expectNothingLost } from './support.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
@@ -84,7 +84,10 @@ describe('kill -9 during a flush', () => {
     const peek = createClient({ url: ch.url });
     const applied = Number(((await (await peek.query({ query: 'SELECT count() AS n FROM receipts', format: 'JSONEachRow' })).json()) as any[])[0].n);
     await peek.close();
-    await annotate(`kill -9 during a flush: ${completed.length} completed, ${applied} rows applied by ClickHouse before the kill, ${walBefore.length} WAL segments left`, 'observed');
+    await annotate(
+      `kill -9 during a flush: ${completed.length} completed, ${applied} rows applied by ClickHouse before the kill, ${walBefore.length} WAL segments left`,
+      'observed',
+    );
     // The kill really landed mid-flush: some rows applied, and their segment still in the WAL.
     expect(applied).toBeGreaterThan(0);
     expect(walBefore.length).toBeGreaterThan(0);
@@ -95,7 +98,10 @@ describe('kill -9 during a flush', () => {
     expect(await second.exited).toBe(0);
 
     const { tokens } = await ch.stats();
-    expect(Object.values(tokens).some((n) => n >= 2), 'a segment was sent twice with one token').toBe(true);
+    expect(
+      Object.values(tokens).some((n) => n >= 2),
+      'a segment was sent twice with one token',
+    ).toBe(true);
     const client = createClient({ url: ch.url });
     try {
       const report = await expectNothingLost(client, { completed, clientCosts, total: completed.length });

@@ -2,8 +2,8 @@
 // closed with 4408 after the 3 s init timeout, and memory must come back flat.
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { expectNothingLost } from './support.js';
 
@@ -56,8 +56,10 @@ describe('1000 idle websockets without connection_init', () => {
     const rssDelta = process.memoryUsage().rss - rss0;
     const heapDelta = process.memoryUsage().heapUsed - heap0;
     const p = (q: number) => closedAfterMs[Math.floor((closedAfterMs.length - 1) * q)]!;
-    await annotate(`1000 idle websockets: closes ${JSON.stringify([...codes])} in ${took} ms (open→close min ${p(0)} / p50 ${p(0.5)} / max ${p(1)} ms), ` +
-        `heap Δ ${(heapDelta / 2 ** 20).toFixed(1)} MiB, RSS Δ ${(rssDelta / 2 ** 20).toFixed(1)} MiB`, 'observed'
+    await annotate(
+      `1000 idle websockets: closes ${JSON.stringify([...codes])} in ${took} ms (open→close min ${p(0)} / p50 ${p(0.5)} / max ${p(1)} ms), ` +
+        `heap Δ ${(heapDelta / 2 ** 20).toFixed(1)} MiB, RSS Δ ${(rssDelta / 2 ** 20).toFixed(1)} MiB`,
+      'observed',
     );
     expect(codes.get(4408)).toBe(1000);
     expect(closedAfterMs).toHaveLength(1000);
@@ -70,7 +72,10 @@ describe('1000 idle websockets without connection_init', () => {
     expect(rssDelta).toBeLessThan(48 * 2 ** 20);
     // The proxy is unaffected meanwhile.
     const { secret } = await gw.createKey('team-ws');
-    const { response } = await gw.client(secret).chat.completions.create({ model: 'chat-default', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    const { response } = await gw
+      .client(secret)
+      .chat.completions.create({ model: 'chat-default', messages: [{ role: 'user', content: 'hi' }] })
+      .withResponse();
     expect(response.status).toBe(200);
     await gw.started.runtime.journal.flush();
     await expectNothingLost(gw.started.runtime.clickhouse.client, { completed: [response.headers.get('x-tollgate-receipt-id')!], total: 1 });

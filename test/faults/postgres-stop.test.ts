@@ -4,8 +4,8 @@
 // error, and nothing is lost. Needs DATABASE_URL (the stores phase of .ci/run runs this file).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKeySecret } from '../../src/store/credentials.js';
-import { gql } from '../support/graphql.js';
 import { scratchDatabase, startTestGateway, type TestGateway } from '../support/gateway.js';
+import { gql } from '../support/graphql.js';
 import { chat, eventually, expectNothingLost } from './support.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
@@ -53,7 +53,11 @@ describe.runIf(DATABASE_URL)('PostgreSQL stopped mid-run', () => {
     expect(JSON.parse(cappedDuring.text).error.code).toBe('budget_exceeded');
     const unknown = await send(generateApiKeySecret(), 'unknown');
     expect(unknown.status).toBe(503); // a well-formed key nobody has seen: cannot be verified now
-    const mutation = await gql(gw.url, gw.adminToken, 'mutation { upsertRoute(input: { name: "x", strategy: PRIORITY, targets: [{ provider: "sim", model: "m" }] }) { id } }');
+    const mutation = await gql(
+      gw.url,
+      gw.adminToken,
+      'mutation { upsertRoute(input: { name: "x", strategy: PRIORITY, targets: [{ provider: "sim", model: "m" }] }) { id } }',
+    );
     expect(mutation.data?.upsertRoute ?? null).toBeNull();
     expect(mutation.status).toBe(503);
     expect(mutation.errors?.[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
@@ -64,6 +68,9 @@ describe.runIf(DATABASE_URL)('PostgreSQL stopped mid-run', () => {
 
     await gw.started.runtime.journal.flush();
     const report = await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, maxExtra: 7 });
-    await annotate(`PostgreSQL down: known key 5/5 answered from the auth cache, over-budget team still 429 budget_exceeded (last good catalog), unknown key → 503, admin mutation → 503 SERVICE_UNAVAILABLE; back: admin answers again; ${completed.length} completed → ${report.rows} receipts (refusals included), chain verifies`, 'observed');
+    await annotate(
+      `PostgreSQL down: known key 5/5 answered from the auth cache, over-budget team still 429 budget_exceeded (last good catalog), unknown key → 503, admin mutation → 503 SERVICE_UNAVAILABLE; back: admin answers again; ${completed.length} completed → ${report.rows} receipts (refusals included), chain verifies`,
+      'observed',
+    );
   });
 });

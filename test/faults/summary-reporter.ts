@@ -25,7 +25,10 @@ export default class FaultSummaryReporter implements Reporter {
           name: test.fullName,
           status: result.state, // passed | failed | skipped | pending
           durationMs: Math.round(test.diagnostic()?.duration ?? 0),
-          observed: test.annotations().filter((a) => a.type === 'observed').map((a) => a.message),
+          observed: test
+            .annotations()
+            .filter((a) => a.type === 'observed')
+            .map((a) => a.message),
           ...(result.state === 'failed' ? { errors: result.errors.map((e) => e.message) } : {}),
           ...(result.state === 'skipped' && result.note ? { skipReason: result.note } : {}),
         };

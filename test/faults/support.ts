@@ -11,7 +11,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { expect } from 'vitest';
 import type { Receipt } from '../../src/receipts/receipt.js';
 import { RECEIPT_COLUMNS, rowToReceipt } from '../../src/receipts/rows.js';
-import { verifyChain, verifyReceipt, type JwkLike } from '../../src/receipts/verify.js';
+import { type JwkLike, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 
 export interface NothingLostOptions {
   /** Receipt ids of responses that completed (the client got the whole answer). */
@@ -55,7 +55,11 @@ export async function expectNothingLost(client: ClickHouseClient, o: NothingLost
   const ids = [...new Set(o.completed)];
   expect(ids.length, 'completed responses have distinct receipt ids').toBe(o.completed.length);
   if (ids.length > 0) {
-    const [found] = await rows<{ n: number; u: number }>(client, 'SELECT count() AS n, uniqExact(receipt_id) AS u FROM receipts WHERE receipt_id IN {ids:Array(UUID)}', { ids });
+    const [found] = await rows<{ n: number; u: number }>(
+      client,
+      'SELECT count() AS n, uniqExact(receipt_id) AS u FROM receipts WHERE receipt_id IN {ids:Array(UUID)}',
+      { ids },
+    );
     expect(Number(found!.n), 'every completed response has exactly one receipt').toBe(ids.length);
     expect(Number(found!.u)).toBe(ids.length);
   }
@@ -63,14 +67,21 @@ export async function expectNothingLost(client: ClickHouseClient, o: NothingLost
   if (o.maxExtra !== undefined) expect(n - ids.length, 'receipts beyond the completed responses').toBeLessThanOrEqual(o.maxExtra);
 
   // Spend: the rollup the analytics read sums to the receipts, request for request.
-  const [hourly] = await rows<{ requests: number; spend: number }>(client, 'SELECT sum(requests) AS requests, toFloat64(sum(cost_usd)) AS spend FROM receipts_hourly');
+  const [hourly] = await rows<{ requests: number; spend: number }>(
+    client,
+    'SELECT sum(requests) AS requests, toFloat64(sum(cost_usd)) AS spend FROM receipts_hourly',
+  );
   expect(Number(hourly!.requests), 'receipts_hourly counts every receipt once').toBe(n);
   expect(close(Number(hourly!.spend), Number(totals!.spend)), `rollup spend ${hourly!.spend} = sum of receipt costs ${totals!.spend}`).toBe(true);
   if (o.clientCosts && o.clientCosts.size > 0) {
     const told = [...o.clientCosts.values()].reduce<number>((s, c) => s + (c ?? 0), 0);
-    const [stored] = await rows<{ spend: number }>(client, 'SELECT toFloat64(sum(ifNull(cost_usd, 0))) AS spend FROM receipts WHERE receipt_id IN {ids:Array(UUID)}', {
-      ids: [...o.clientCosts.keys()],
-    });
+    const [stored] = await rows<{ spend: number }>(
+      client,
+      'SELECT toFloat64(sum(ifNull(cost_usd, 0))) AS spend FROM receipts WHERE receipt_id IN {ids:Array(UUID)}',
+      {
+        ids: [...o.clientCosts.keys()],
+      },
+    );
     expect(close(Number(stored!.spend), told), `stored spend ${stored!.spend} = costs told to clients ${told}`).toBe(true);
   }
 

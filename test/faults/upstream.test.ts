@@ -36,7 +36,11 @@ beforeAll(async () => {
     },
   });
   secret = (await gw.createKey('team-faults')).secret;
-  await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'refused', kind: 'OPENAI_COMPATIBLE', baseUrl: `http://127.0.0.1:${await freePort()}/v1` });
+  await gw.started.runtime.adminStore.providers.upsertProvider({
+    name: 'refused',
+    kind: 'OPENAI_COMPATIBLE',
+    baseUrl: `http://127.0.0.1:${await freePort()}/v1`,
+  });
 });
 afterAll(async () => {
   await gw?.close();
@@ -108,7 +112,10 @@ describe('upstream faults before the first byte: fail over, bill one success', (
       // Billed at the backup's price (1 $/MTok both ways), not the primary's (3 $/MTok).
       expect(rec.cost_usd).toBeCloseTo((rec.prompt_tokens + rec.completion_tokens) / 1e6, 12);
       if (stream) expect(r.cost).toBe(rec.cost_usd);
-      await annotate(`${label}${stream ? ' (streamed)' : ''}: 200 from ${rec.model} after attempts ${JSON.stringify(rec.attempts.map((a: any) => a.status))}, billed $${rec.cost_usd} (backup price)`, 'observed');
+      await annotate(
+        `${label}${stream ? ' (streamed)' : ''}: 200 from ${rec.model} after attempts ${JSON.stringify(rec.attempts.map((a: any) => a.status))}, billed $${rec.cost_usd} (backup price)`,
+        'observed',
+      );
     });
   }
 
@@ -124,7 +131,10 @@ describe('upstream faults before the first byte: fail over, bill one success', (
     expect(rec.http_status).toBe(400);
     expect(rec.attempts).toHaveLength(1);
     expect(rec.cost_usd ?? 0).toBe(0);
-    await annotate(`400 → client got 400 (${JSON.parse(r.text).error.type}), 1 attempt, backup calls 0, receipt status ${rec.status}, cost ${rec.cost_usd ?? 0}`, 'observed');
+    await annotate(
+      `400 → client got 400 (${JSON.parse(r.text).error.type}), 1 attempt, backup calls 0, receipt status ${rec.status}, cost ${rec.cost_usd ?? 0}`,
+      'observed',
+    );
   });
 
   it('connection refused: fails over at once', async ({ annotate }) => {
@@ -183,7 +193,10 @@ describe('upstream faults after the first byte: never fail over', () => {
     // The partial answer is billed for what was delivered, and the client is told so.
     expect(rec.cost_usd).toBeGreaterThan(0);
     expect(r.text).toMatch(/\n: tollgate-receipt .*"status":"partial"/);
-    await annotate(`reset after 3 chunks → SSE error upstream_stream_interrupted, no [DONE], partial receipt billing ${rec.completion_tokens} of 20 completion tokens ($${rec.cost_usd}), backup calls 0`, 'observed');
+    await annotate(
+      `reset after 3 chunks → SSE error upstream_stream_interrupted, no [DONE], partial receipt billing ${rec.completion_tokens} of 20 completion tokens ($${rec.cost_usd}), backup calls 0`,
+      'observed',
+    );
   });
 
   it('slow drip past the idle timeout: cut after 400 ms of silence, partial receipt, no failover', async ({ annotate }) => {
@@ -251,8 +264,10 @@ describe('every target failing under load', () => {
     const second = await measure();
     const mib = (b: number) => (b / 2 ** 20).toFixed(1);
     for (const [i, run] of [first, second].entries()) {
-      await annotate(`all targets failing, burst ${i + 1}: ${N} requests in ${run.seconds.toFixed(1)} s, statuses ${JSON.stringify([...run.statuses])}, ` +
-          `p50 ${run.p50.toFixed(1)} ms, p99 ${run.p99.toFixed(1)} ms, max attempts ${run.attemptsMax}, heap Δ ${mib(run.heapDelta)} MiB, RSS Δ ${mib(run.rssDelta)} MiB, sim connections ${gw.sim.connections()}`, 'observed'
+      await annotate(
+        `all targets failing, burst ${i + 1}: ${N} requests in ${run.seconds.toFixed(1)} s, statuses ${JSON.stringify([...run.statuses])}, ` +
+          `p50 ${run.p50.toFixed(1)} ms, p99 ${run.p99.toFixed(1)} ms, max attempts ${run.attemptsMax}, heap Δ ${mib(run.heapDelta)} MiB, RSS Δ ${mib(run.rssDelta)} MiB, sim connections ${gw.sim.connections()}`,
+        'observed',
       );
     }
     const upstreamCalls = calls(primary) - before.primary + (calls(backup) - before.backup);
@@ -285,6 +300,9 @@ describe('nothing lost', () => {
     const report = await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, clientCosts, jwks: jwks as any, total: sent });
     expect(report.rows).toBe(sent);
     expect(completed.length).toBeGreaterThanOrEqual(5);
-    await annotate(`${sent} requests sent → ${report.rows} receipts (${completed.length} completed, each found once), spend $${report.spendUsd.toFixed(6)} = rollup = client-reported, chain and signatures verify`, 'observed');
+    await annotate(
+      `${sent} requests sent → ${report.rows} receipts (${completed.length} completed, each found once), spend $${report.spendUsd.toFixed(6)} = rollup = client-reported, chain and signatures verify`,
+      'observed',
+    );
   }, 60_000);
 });

@@ -6,8 +6,8 @@
 // task types, two teams, a task outcome, and a cascade. Every number is then recomputed here
 // from the receipts (read back through GraphQL `receipts`) and must be equal.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gqlOk } from '../support/graphql.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { gqlOk } from '../support/graphql.js';
 import { storedReceipts } from '../support/receipts.js';
 
 let gw: TestGateway;
@@ -20,14 +20,46 @@ let cascadeReceiptId = '';
 let t0 = 0;
 let t1 = 0;
 
-interface Attempt { provider: string; model: string; status: number; error: string | null; latencyMs: number;
-  promptTokens: number | null; completionTokens: number | null; costUsd: number | null; accepted: boolean | null; rejectReason: string | null }
+interface Attempt {
+  provider: string;
+  model: string;
+  status: number;
+  error: string | null;
+  latencyMs: number;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  costUsd: number | null;
+  accepted: boolean | null;
+  rejectReason: string | null;
+}
 interface R {
-  receiptId: string; startedAt: string; seq: number; teamId: string | null; taskId: string | null; route: string | null; model: string | null;
-  status: string; cacheStatus: string | null; costUsd: number | null; savedCostUsd: number | null;
-  promptTokens: number; completionTokens: number; cachedTokens: number; latencyMs: number; ttftMs: number | null; overheadMs: number | null;
-  receiptVersion: number; taskType: string | null; rule: string | null; classifierTier: string | null; experiment: string | null;
-  variant: string | null; accepted: boolean | null; reasoningTokens: number | null; cacheWriteTokens: number | null; attempts: Attempt[];
+  receiptId: string;
+  startedAt: string;
+  seq: number;
+  teamId: string | null;
+  taskId: string | null;
+  route: string | null;
+  model: string | null;
+  status: string;
+  cacheStatus: string | null;
+  costUsd: number | null;
+  savedCostUsd: number | null;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  latencyMs: number;
+  ttftMs: number | null;
+  overheadMs: number | null;
+  receiptVersion: number;
+  taskType: string | null;
+  rule: string | null;
+  classifierTier: string | null;
+  experiment: string | null;
+  variant: string | null;
+  accepted: boolean | null;
+  reasoningTokens: number | null;
+  cacheWriteTokens: number | null;
+  attempts: Attempt[];
 }
 const RECEIPT_FIELDS = `receiptId startedAt seq teamId taskId route model status cacheStatus costUsd savedCostUsd
   promptTokens completionTokens cachedTokens latencyMs ttftMs overheadMs
@@ -37,11 +69,32 @@ const RECEIPT_FIELDS = `receiptId startedAt seq teamId taskId route model status
 const NEW_DIMS = ['TASK_TYPE', 'RULE', 'EXPERIMENT', 'VARIANT'] as const;
 type Dim = (typeof NEW_DIMS)[number] | 'MODEL' | 'TEAM';
 const FIELD: Record<Dim, keyof R & keyof GroupKeyShape> = {
-  TASK_TYPE: 'taskType', RULE: 'rule', EXPERIMENT: 'experiment', VARIANT: 'variant', MODEL: 'model', TEAM: 'teamId',
+  TASK_TYPE: 'taskType',
+  RULE: 'rule',
+  EXPERIMENT: 'experiment',
+  VARIANT: 'variant',
+  MODEL: 'model',
+  TEAM: 'teamId',
 };
-interface GroupKeyShape { taskType: string | null; rule: string | null; experiment: string | null; variant: string | null; model: string | null; teamId: string | null }
+interface GroupKeyShape {
+  taskType: string | null;
+  rule: string | null;
+  experiment: string | null;
+  variant: string | null;
+  model: string | null;
+  teamId: string | null;
+}
 const KEY = 'key { taskType rule experiment variant model teamId }';
-const GROUPINGS: Dim[][] = [['TASK_TYPE'], ['RULE'], ['EXPERIMENT'], ['VARIANT'], ['EXPERIMENT', 'VARIANT'], ['VARIANT', 'MODEL'], ['TEAM', 'VARIANT'], [...NEW_DIMS]];
+const GROUPINGS: Dim[][] = [
+  ['TASK_TYPE'],
+  ['RULE'],
+  ['EXPERIMENT'],
+  ['VARIANT'],
+  ['EXPERIMENT', 'VARIANT'],
+  ['VARIANT', 'MODEL'],
+  ['TEAM', 'VARIANT'],
+  [...NEW_DIMS],
+];
 
 const keyOf = (r: R, dims: readonly Dim[]) => JSON.stringify(dims.map((d) => r[FIELD[d]] ?? null));
 const rowKey = (row: { key: GroupKeyShape }, dims: readonly Dim[]) => JSON.stringify(dims.map((d) => row.key[FIELD[d]] ?? null));
@@ -79,7 +132,9 @@ async function chat(secret: string, model: string, opts: { task?: string; taskTy
   try {
     if (opts.stream) {
       const s = await client.chat.completions.create({ model, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content }] });
-      for await (const _chunk of s) { /* drain */ }
+      for await (const _chunk of s) {
+        /* drain */
+      }
     } else {
       await client.chat.completions.create({ model, messages: [{ role: 'user', content }] });
     }
@@ -108,7 +163,15 @@ beforeAll(async () => {
           { name: 'hard', when: 'classifier.tier == "REASONING"', targets: sim('hard-model') },
         ],
       },
-      { name: 'smart', strategy: 'CASCADE', accept: ['NON_EMPTY'], targets: [{ provider: 'sim', model: 'cheap' }, { provider: 'sim-b', model: 'strong' }] },
+      {
+        name: 'smart',
+        strategy: 'CASCADE',
+        accept: ['NON_EMPTY'],
+        targets: [
+          { provider: 'sim', model: 'cheap' },
+          { provider: 'sim-b', model: 'strong' },
+        ],
+      },
     ],
     experiments: [
       {
@@ -123,8 +186,12 @@ beforeAll(async () => {
     ],
   } as any);
   for (const [provider, model, input, output] of [
-    ['sim', 'control-model', 1, 2], ['sim', 'candidate-model', 3, 5], ['sim', 'rule-model', 0.5, 1],
-    ['sim', 'hard-model', 7, 9], ['sim', 'cheap', 1, 2], ['sim-b', 'strong', 10, 30],
+    ['sim', 'control-model', 1, 2],
+    ['sim', 'candidate-model', 3, 5],
+    ['sim', 'rule-model', 0.5, 1],
+    ['sim', 'hard-model', 7, 9],
+    ['sim', 'cheap', 1, 2],
+    ['sim-b', 'strong', 10, 30],
   ] as const) {
     await store.pricing.setPrice({ provider, model, inputPerMTokUsd: input, outputPerMTokUsd: output });
   }
@@ -162,8 +229,9 @@ beforeAll(async () => {
   cascadeReceiptId = response.headers.get('x-tollgate-receipt-id')!;
   t1 = Date.now();
   await gw.started.runtime.journal.flush();
-  await gqlOk(gw.url, admin, `mutation($i: TaskOutcomeInput!) { recordTaskOutcome(input: $i) { taskId } }`,
-    { i: { teamId: keyA.teamId, taskId: OUTCOME_TASK, success: false } });
+  await gqlOk(gw.url, admin, `mutation($i: TaskOutcomeInput!) { recordTaskOutcome(input: $i) { taskId } }`, {
+    i: { teamId: keyA.teamId, taskId: OUTCOME_TASK, success: false },
+  });
   outcomes.set(`${keyA.teamId}|${OUTCOME_TASK}`, false);
   all = await walk(windowOf());
 }, 180_000);
@@ -177,9 +245,13 @@ async function walk(filter: Record<string, unknown>): Promise<R[]> {
   let after: string | null = null;
   for (;;) {
     // `first` as a variable: the cost limit multiplies a literal one into the query's cost.
-    const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $first: Int, $after: String) {
+    const d: any = await gqlOk(
+      gw.url,
+      admin,
+      `query($f: AnalyticsFilter!, $first: Int, $after: String) {
       receipts(filter: $f, first: $first, after: $after) { edges { node { ${RECEIPT_FIELDS} } } pageInfo { hasNextPage endCursor } } }`,
-    { f: filter, first: 500, after });
+      { f: filter, first: 500, after },
+    );
     out.push(...d.receipts.edges.map((e: any) => e.node));
     if (!d.receipts.pageInfo.hasNextPage) return out;
     after = d.receipts.pageInfo.endCursor;
@@ -189,8 +261,7 @@ async function walk(filter: Record<string, unknown>): Promise<R[]> {
 /** A task's verdict (DESIGN §8): its outcome if one was recorded, else its last request's status. */
 function succeeded(taskKey: string): boolean {
   if (outcomes.has(taskKey)) return outcomes.get(taskKey)!;
-  const rs = all.filter((r) => `${r.teamId}|${r.taskId}` === taskKey)
-    .sort((a, b) => Date.parse(a.startedAt) - Date.parse(b.startedAt) || a.seq - b.seq);
+  const rs = all.filter((r) => `${r.teamId}|${r.taskId}` === taskKey).sort((a, b) => Date.parse(a.startedAt) - Date.parse(b.startedAt) || a.seq - b.seq);
   return rs[rs.length - 1]!.status === 'OK';
 }
 
@@ -204,7 +275,10 @@ const SERIES = `hours: timeSeries(filter: $f, interval: HOUR, groupBy: $g) { sta
 /** Asks every question with filter f grouped by dims, and checks each number against the receipts rs. */
 async function expectEveryQuestionMatches(f: Record<string, unknown>, dims: Dim[], rs: R[]) {
   const label = `${JSON.stringify(f)} by [${dims}]`;
-  const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $g: [Dimension!]) { ${USAGE} ${LATENCY} ${CACHE} ${TASKS} ${SERIES} }`, { f, g: dims });
+  const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $g: [Dimension!]) { ${USAGE} ${LATENCY} ${CACHE} ${TASKS} ${SERIES} }`, {
+    f,
+    g: dims,
+  });
   const expected = groups(rs, dims);
   for (const q of ['usage', 'latency', 'cacheStats']) {
     expect(new Set(d[q].map((row: any) => rowKey(row, dims))), `${q} ${label}`).toEqual(new Set(expected.keys()));
@@ -213,8 +287,13 @@ async function expectEveryQuestionMatches(f: Record<string, unknown>, dims: Dim[
   for (const row of d.usage) {
     const g = expected.get(rowKey(row, dims))!;
     expect([row.requests, row.errors, row.promptTokens, row.completionTokens, row.cachedTokens, row.reasoningTokens, row.unpricedRequests], label).toEqual([
-      g.length, g.filter((r) => r.status !== 'OK').length, sum(g.map((r) => r.promptTokens)), sum(g.map((r) => r.completionTokens)),
-      sum(g.map((r) => r.cachedTokens)), sum(g.map((r) => r.reasoningTokens ?? 0)), g.filter((r) => r.costUsd === null).length,
+      g.length,
+      g.filter((r) => r.status !== 'OK').length,
+      sum(g.map((r) => r.promptTokens)),
+      sum(g.map((r) => r.completionTokens)),
+      sum(g.map((r) => r.cachedTokens)),
+      sum(g.map((r) => r.reasoningTokens ?? 0)),
+      g.filter((r) => r.costUsd === null).length,
     ]);
     expect(Math.abs(row.costUsd - sum(g.map((r) => r.costUsd ?? 0))), label).toBeLessThan(1e-9);
   }
@@ -224,35 +303,60 @@ async function expectEveryQuestionMatches(f: Record<string, unknown>, dims: Dim[
     const ttft = g.map((r) => r.ttftMs);
     const ovh = g.map((r) => r.overheadMs);
     expect(row, label).toEqual({
-      key: row.key, requests: g.length, exact: true,
-      p50Ms: quantileExact(lat, 0.5), p90Ms: quantileExact(lat, 0.9), p95Ms: quantileExact(lat, 0.95), p99Ms: quantileExact(lat, 0.99),
-      ttftP50Ms: quantileExact(ttft, 0.5), ttftP95Ms: quantileExact(ttft, 0.95), ttftP99Ms: quantileExact(ttft, 0.99),
-      overheadP50Ms: quantileExact(ovh, 0.5), overheadP99Ms: quantileExact(ovh, 0.99),
+      key: row.key,
+      requests: g.length,
+      exact: true,
+      p50Ms: quantileExact(lat, 0.5),
+      p90Ms: quantileExact(lat, 0.9),
+      p95Ms: quantileExact(lat, 0.95),
+      p99Ms: quantileExact(lat, 0.99),
+      ttftP50Ms: quantileExact(ttft, 0.5),
+      ttftP95Ms: quantileExact(ttft, 0.95),
+      ttftP99Ms: quantileExact(ttft, 0.99),
+      overheadP50Ms: quantileExact(ovh, 0.5),
+      overheadP99Ms: quantileExact(ovh, 0.99),
     });
   }
   for (const row of d.cacheStats) {
     const g = expected.get(rowKey(row, dims))!;
     const exact = g.filter((r) => r.cacheStatus === 'exact').length;
     const semantic = g.filter((r) => r.cacheStatus === 'semantic').length;
-    expect([row.requests, row.exactHits, row.semanticHits, row.hits, row.hitRate], label).toEqual([g.length, exact, semantic, exact + semantic, (exact + semantic) / g.length]);
+    expect([row.requests, row.exactHits, row.semanticHits, row.hits, row.hitRate], label).toEqual([
+      g.length,
+      exact,
+      semantic,
+      exact + semantic,
+      (exact + semantic) / g.length,
+    ]);
     expect(Math.abs(row.savedCostUsd - sum(g.map((r) => r.savedCostUsd ?? 0)))).toBeLessThan(1e-9);
   }
   // costPerTask: a task counts in every group it has requests in, with those requests' cost.
-  const taskGroups = groups(rs.filter((r) => r.taskId), dims);
+  const taskGroups = groups(
+    rs.filter((r) => r.taskId),
+    dims,
+  );
   expect(new Set(d.costPerTask.map((row: any) => rowKey(row, dims))), `costPerTask ${label}`).toEqual(new Set(taskGroups.keys()));
   for (const row of d.costPerTask) {
     const g = taskGroups.get(rowKey(row, dims))!;
     const tasks = [...new Set(g.map((r) => `${r.teamId}|${r.taskId}`))];
     const ok = tasks.filter(succeeded).length;
     const cost = sum(g.map((r) => r.costUsd ?? 0));
-    expect([row.tasks, row.succeededTasks, row.failedTasks, row.requests, row.unpricedRequests], label)
-      .toEqual([tasks.length, ok, tasks.length - ok, g.length, g.filter((r) => r.costUsd === null).length]);
+    expect([row.tasks, row.succeededTasks, row.failedTasks, row.requests, row.unpricedRequests], label).toEqual([
+      tasks.length,
+      ok,
+      tasks.length - ok,
+      g.length,
+      g.filter((r) => r.costUsd === null).length,
+    ]);
     expect(Math.abs(row.costUsd - cost)).toBeLessThan(1e-9);
     expect(Math.abs(row.costPerTaskUsd - cost / tasks.length)).toBeLessThan(1e-9);
     if (ok === 0) expect(row.costPerSucceededTaskUsd).toBeNull();
     else expect(Math.abs(row.costPerSucceededTaskUsd - cost / ok)).toBeLessThan(1e-9);
   }
-  for (const [q, size] of [['hours', 3_600_000], ['days', 86_400_000]] as const) {
+  for (const [q, size] of [
+    ['hours', 3_600_000],
+    ['days', 86_400_000],
+  ] as const) {
     const buckets = new Map<string, R[]>();
     for (const r of rs) {
       const k = `${Math.floor(Date.parse(r.startedAt) / size) * size}|${keyOf(r, dims)}`;
@@ -263,8 +367,12 @@ async function expectEveryQuestionMatches(f: Record<string, unknown>, dims: Dim[
       const g = buckets.get(`${Date.parse(b.start)}|${rowKey(b, dims)}`)!;
       expect(g, `${q} ${b.start} ${label}`).toBeDefined();
       expect([b.requests, b.errors, b.promptTokens, b.completionTokens, b.unpricedRequests, b.cacheHits], label).toEqual([
-        g.length, g.filter((r) => r.status !== 'OK').length, sum(g.map((r) => r.promptTokens)), sum(g.map((r) => r.completionTokens)),
-        g.filter((r) => r.costUsd === null).length, g.filter((r) => r.cacheStatus === 'exact' || r.cacheStatus === 'semantic').length,
+        g.length,
+        g.filter((r) => r.status !== 'OK').length,
+        sum(g.map((r) => r.promptTokens)),
+        sum(g.map((r) => r.completionTokens)),
+        g.filter((r) => r.costUsd === null).length,
+        g.filter((r) => r.cacheStatus === 'exact' || r.cacheStatus === 'semantic').length,
       ]);
       expect(Math.abs(b.costUsd - sum(g.map((r) => r.costUsd ?? 0)))).toBeLessThan(1e-9);
     }
@@ -279,8 +387,14 @@ describe('analytics by routing dimensions', () => {
     for (const v of ['control', 'candidate']) {
       // errors and tasks in each variant, so that error rates and success rates differ from 0 and 1
       const rs = all.filter((r) => r.variant === v);
-      expect(rs.some((r) => r.status !== 'OK'), v).toBe(true);
-      expect(rs.some((r) => r.status === 'OK'), v).toBe(true);
+      expect(
+        rs.some((r) => r.status !== 'OK'),
+        v,
+      ).toBe(true);
+      expect(
+        rs.some((r) => r.status === 'OK'),
+        v,
+      ).toBe(true);
       expect(new Set(rs.filter((r) => r.taskId).map((r) => r.taskId)).size, v).toBeGreaterThan(1);
     }
     // the control runs the route's rule, the candidate replaces targets and rules
@@ -314,23 +428,33 @@ describe('analytics by routing dimensions', () => {
       for (const dims of [[], ['MODEL'], ['VARIANT', 'TASK_TYPE']] as Dim[][]) {
         await expectEveryQuestionMatches(windowOf({ [field]: values }), dims, rs);
       }
-      const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $first: Int) { receipts(filter: $f, first: $first) { totalCount edges { node { receiptId } } } }`,
-        { f: windowOf({ [field]: values }), first: 500 });
+      const d: any = await gqlOk(
+        gw.url,
+        admin,
+        `query($f: AnalyticsFilter!, $first: Int) { receipts(filter: $f, first: $first) { totalCount edges { node { receiptId } } } }`,
+        { f: windowOf({ [field]: values }), first: 500 },
+      );
       expect(d.receipts.totalCount).toBe(rs.length);
       expect(new Set(d.receipts.edges.map((e: any) => e.node.receiptId))).toEqual(new Set(rs.map((r) => r.receiptId)));
       // an empty list matches nothing
-      const none: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { usage(filter: $f) { requests } costPerTask(filter: $f) { tasks } }`,
-        { f: windowOf({ [field]: [] }) });
+      const none: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { usage(filter: $f) { requests } costPerTask(filter: $f) { tasks } }`, {
+        f: windowOf({ [field]: [] }),
+      });
       expect(none).toEqual({ usage: [], costPerTask: [] });
     });
   }
 
   it('reasoningTokens on a range the hourly rollup answers (no routing dimension): the sum over the receipts', async () => {
-    const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) {
+    const d: any = await gqlOk(
+      gw.url,
+      admin,
+      `query($f: AnalyticsFilter!) {
       total: usage(filter: $f) { requests reasoningTokens }
       byModel: usage(filter: $f, groupBy: [MODEL]) { key { model } ...Reasoning }
       without: usage(filter: $f) { requests completionTokens } }
-      fragment Reasoning on UsageRow { requests reasoningTokens }`, { f: windowOf() });
+      fragment Reasoning on UsageRow { requests reasoningTokens }`,
+      { f: windowOf() },
+    );
     const reasoning = sum(all.map((r) => r.reasoningTokens ?? 0));
     expect(reasoning).toBeGreaterThan(0);
     expect(d.total).toEqual([{ requests: all.length, reasoningTokens: reasoning }]);
@@ -355,7 +479,10 @@ describe('experimentResults', () => {
   const RESULT = 'variant requests errorRate p50Ms p95Ms costUsd tasks succeededTasks successRate successRateLow successRateHigh costPerSucceededTaskUsd';
 
   function expectResults(got: any[], rs: R[]) {
-    const byVariant = groups(rs.filter((r) => r.experiment === 'ab'), ['VARIANT']);
+    const byVariant = groups(
+      rs.filter((r) => r.experiment === 'ab'),
+      ['VARIANT'],
+    );
     expect(new Set(got.map((v) => v.variant))).toEqual(new Set([...byVariant.keys()].map((k) => JSON.parse(k)[0])));
     for (const v of got) {
       const g = byVariant.get(JSON.stringify([v.variant]))!;
@@ -365,8 +492,18 @@ describe('experimentResults', () => {
       expect(v.variant === 'control' || v.variant === 'candidate').toBe(true);
       expect([v.requests, v.tasks, v.succeededTasks], v.variant).toEqual([g.length, tasks.length, ok]);
       expect(v.errorRate).toBe(g.filter((r) => r.status !== 'OK').length / g.length);
-      expect(v.p50Ms).toBe(quantileExact(g.map((r) => r.latencyMs), 0.5));
-      expect(v.p95Ms).toBe(quantileExact(g.map((r) => r.latencyMs), 0.95));
+      expect(v.p50Ms).toBe(
+        quantileExact(
+          g.map((r) => r.latencyMs),
+          0.5,
+        ),
+      );
+      expect(v.p95Ms).toBe(
+        quantileExact(
+          g.map((r) => r.latencyMs),
+          0.95,
+        ),
+      );
       expect(Math.abs(v.costUsd - sum(g.map((r) => r.costUsd ?? 0)))).toBeLessThan(1e-9);
       if (tasks.length === 0) {
         expect([v.successRate, v.successRateLow, v.successRateHigh, v.costPerSucceededTaskUsd]).toEqual([null, null, null, null]);
@@ -385,32 +522,53 @@ describe('experimentResults', () => {
 
   it('per variant: requests, error rate, p50/p95, cost, tasks and the Wilson interval equal the receipts', async () => {
     for (const aligned of [true, false]) {
-      const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { experimentResults(name: "ab", filter: $f) { ${RESULT} } }`, { f: windowOf({}, aligned) });
+      const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { experimentResults(name: "ab", filter: $f) { ${RESULT} } }`, {
+        f: windowOf({}, aligned),
+      });
       expect(d.experimentResults).toHaveLength(2);
       expectResults(d.experimentResults, all);
     }
     // the other filters narrow it like any question: one team, one task type
-    const d: any = await gqlOk(gw.url, admin, `query($a: AnalyticsFilter!, $b: AnalyticsFilter!) {
+    const d: any = await gqlOk(
+      gw.url,
+      admin,
+      `query($a: AnalyticsFilter!, $b: AnalyticsFilter!) {
       a: experimentResults(name: "ab", filter: $a) { ${RESULT} } b: experimentResults(name: "ab", filter: $b) { ${RESULT} } }`,
-    { a: windowOf({ teamIds: [keyB.teamId] }), b: windowOf({ taskTypes: ['summarize'] }) });
-    expectResults(d.a, all.filter((r) => r.teamId === keyB.teamId));
-    expectResults(d.b, all.filter((r) => r.taskType === 'summarize'));
+      { a: windowOf({ teamIds: [keyB.teamId] }), b: windowOf({ taskTypes: ['summarize'] }) },
+    );
+    expectResults(
+      d.a,
+      all.filter((r) => r.teamId === keyB.teamId),
+    );
+    expectResults(
+      d.b,
+      all.filter((r) => r.taskType === 'summarize'),
+    );
     // an experiment with no receipts, or a filter naming another experiment: no variants
-    const none: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $g: AnalyticsFilter!) {
+    const none: any = await gqlOk(
+      gw.url,
+      admin,
+      `query($f: AnalyticsFilter!, $g: AnalyticsFilter!) {
       x: experimentResults(name: "no-such-experiment", filter: $f) { variant } y: experimentResults(name: "ab", filter: $g) { variant } }`,
-    { f: windowOf(), g: windowOf({ experiments: ['other'] }) });
+      { f: windowOf(), g: windowOf({ experiments: ['other'] }) },
+    );
     expect(none).toEqual({ x: [], y: [] });
   });
 
   it("a team-bound token sees its team's variants only, whatever its filter says", async () => {
     const { secret } = await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'analyst-a', role: 'ANALYST', teamId: keyA.teamId });
     for (const teamIds of [undefined, [keyA.teamId, keyB.teamId]]) {
-      const d: any = await gqlOk(gw.url, secret, `query($f: AnalyticsFilter!) { experimentResults(name: "ab", filter: $f) { ${RESULT} } }`,
-        { f: windowOf(teamIds ? { teamIds } : {}) });
-      expectResults(d.experimentResults, all.filter((r) => r.teamId === keyA.teamId));
+      const d: any = await gqlOk(gw.url, secret, `query($f: AnalyticsFilter!) { experimentResults(name: "ab", filter: $f) { ${RESULT} } }`, {
+        f: windowOf(teamIds ? { teamIds } : {}),
+      });
+      expectResults(
+        d.experimentResults,
+        all.filter((r) => r.teamId === keyA.teamId),
+      );
     }
-    const other: any = await gqlOk(gw.url, secret, `query($f: AnalyticsFilter!) { experimentResults(name: "ab", filter: $f) { variant } }`,
-      { f: windowOf({ teamIds: [keyB.teamId] }) });
+    const other: any = await gqlOk(gw.url, secret, `query($f: AnalyticsFilter!) { experimentResults(name: "ab", filter: $f) { variant } }`, {
+      f: windowOf({ teamIds: [keyB.teamId] }),
+    });
     expect(other.experimentResults).toEqual([]);
   });
 });
@@ -419,9 +577,24 @@ describe('receipt fields of version 2', () => {
   it('a cascade that climbed: the receipt and its attempts carry tokens, costs and verdicts', async () => {
     const d: any = await gqlOk(gw.url, admin, `query($id: ID!) { receipt(id: $id) { ${RECEIPT_FIELDS} } }`, { id: cascadeReceiptId });
     const r: R = d.receipt;
-    expect(r).toMatchObject({ receiptVersion: 2, taskType: 'extract', taskId: 'cascade-task', route: 'smart', model: 'strong', status: 'OK', accepted: true,
-      experiment: null, variant: null, rule: null, reasoningTokens: 0, cacheWriteTokens: 0 });
-    expect(r.attempts.map((a) => [a.model, a.accepted])).toEqual([['cheap', false], ['strong', true]]);
+    expect(r).toMatchObject({
+      receiptVersion: 2,
+      taskType: 'extract',
+      taskId: 'cascade-task',
+      route: 'smart',
+      model: 'strong',
+      status: 'OK',
+      accepted: true,
+      experiment: null,
+      variant: null,
+      rule: null,
+      reasoningTokens: 0,
+      cacheWriteTokens: 0,
+    });
+    expect(r.attempts.map((a) => [a.model, a.accepted])).toEqual([
+      ['cheap', false],
+      ['strong', true],
+    ]);
     expect(r.attempts[0]!.rejectReason).toMatch(/^non_empty: /);
     expect(r.attempts[1]!.rejectReason).toBeNull();
     // the receipt's tokens and cost are the sums over its attempts, each priced at its own model
@@ -435,12 +608,25 @@ describe('receipt fields of version 2', () => {
     // GraphQL says what the signed receipt says.
     const stored = (await storedReceipts(gw, keyA.teamId)).find((x) => x.receipt_id === cascadeReceiptId)!;
     expect({
-      receiptVersion: r.receiptVersion, taskType: r.taskType, rule: r.rule, classifierTier: r.classifierTier, experiment: r.experiment, variant: r.variant,
-      accepted: r.accepted, reasoningTokens: r.reasoningTokens, cacheWriteTokens: r.cacheWriteTokens,
+      receiptVersion: r.receiptVersion,
+      taskType: r.taskType,
+      rule: r.rule,
+      classifierTier: r.classifierTier,
+      experiment: r.experiment,
+      variant: r.variant,
+      accepted: r.accepted,
+      reasoningTokens: r.reasoningTokens,
+      cacheWriteTokens: r.cacheWriteTokens,
       attempts: r.attempts.map((a) => [a.promptTokens, a.completionTokens, a.costUsd, a.accepted, a.rejectReason]),
     }).toEqual({
-      receiptVersion: stored.receipt_version, taskType: stored.task_type, rule: stored.rule, classifierTier: stored.classifier_tier,
-      experiment: stored.experiment, variant: stored.variant, accepted: stored.accepted, reasoningTokens: stored.reasoning_tokens,
+      receiptVersion: stored.receipt_version,
+      taskType: stored.task_type,
+      rule: stored.rule,
+      classifierTier: stored.classifier_tier,
+      experiment: stored.experiment,
+      variant: stored.variant,
+      accepted: stored.accepted,
+      reasoningTokens: stored.reasoning_tokens,
       cacheWriteTokens: stored.cache_write_tokens,
       attempts: stored.attempts.map((a) => [a.prompt_tokens, a.completion_tokens, a.cost_usd, a.accepted, a.reject_reason]),
     });
@@ -450,8 +636,14 @@ describe('receipt fields of version 2', () => {
     const stored = new Map((await storedReceipts(gw, keyA.teamId)).map((s) => [s.receipt_id, s]));
     for (const r of all.filter((x) => x.teamId === keyA.teamId)) {
       const s = stored.get(r.receiptId)!;
-      expect([r.taskType, r.rule, r.classifierTier, r.experiment, r.variant, r.reasoningTokens], r.receiptId)
-        .toEqual([s.task_type, s.rule, s.classifier_tier, s.experiment, s.variant, s.reasoning_tokens]);
+      expect([r.taskType, r.rule, r.classifierTier, r.experiment, r.variant, r.reasoningTokens], r.receiptId).toEqual([
+        s.task_type,
+        s.rule,
+        s.classifier_tier,
+        s.experiment,
+        s.variant,
+        s.reasoning_tokens,
+      ]);
     }
     // the control's rules ran the classifier; its tier is on the receipt
     expect(all.some((r) => r.variant === 'control' && r.classifierTier !== null)).toBe(true);

@@ -6,10 +6,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { latency, type AnalyticsContext } from '../../src/analytics/index.js';
+import { type AnalyticsContext, latency } from '../../src/analytics/index.js';
 import { clickHouseDateTime } from '../../src/analytics/sql.js';
 import { insertSyntheticReceipts } from '../../src/analytics/synthetic.js';
-import { openClickHouse, type ClickHouseStore } from '../../src/store/clickhouse.js';
+import { type ClickHouseStore, openClickHouse } from '../../src/store/clickhouse.js';
 import { migrateClickHouse } from '../../src/store/clickhouse-migrate.js';
 
 let dir: string;
@@ -54,7 +54,10 @@ const within = (got: number | null, want: number, rel = 0.02) => {
 
 describe('percentile accuracy at scale', () => {
   it('sketch p50/p90/p99 within 2 % of exact (100k receipts, one group and per model)', async () => {
-    for (const [dims, col] of [[[], null], [['MODEL'], 'model']] as const) {
+    for (const [dims, col] of [
+      [[], null],
+      [['MODEL'], 'model'],
+    ] as const) {
       const want = await exact(col);
       const rows = await latency(ctx, { from, to }, [...dims]);
       expect(rows.length).toBe(want.size);
@@ -76,7 +79,10 @@ describe('percentile accuracy at scale', () => {
   it('a range with partial days at both ends: whole days from the rollup, the ends from raw receipts, within 2 %', async () => {
     // [day 1 13:17:00.250, day 3 00:00): day 2 whole (latency_daily), the end of day 1 raw.
     const range = { from: new Date(from.getTime() + 13 * 3_600_000 + 17 * 60_000 + 250), to: new Date(to.getTime() + 86_400_000) };
-    for (const [dims, col] of [[[], null], [['MODEL'], 'model']] as const) {
+    for (const [dims, col] of [
+      [[], null],
+      [['MODEL'], 'model'],
+    ] as const) {
       const want = await exact(col, range);
       const rows = await latency(ctx, range, [...dims]);
       expect(rows.length).toBe(want.size);

@@ -30,7 +30,12 @@ async function chat(client: string, secret: string) {
     headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json', 'x-forwarded-for': client },
     body,
   });
-  return { status: res.status, json: (await res.json()) as any, receiptId: res.headers.get('x-tollgate-receipt-id'), retryAfter: res.headers.get('retry-after') };
+  return {
+    status: res.status,
+    json: (await res.json()) as any,
+    receiptId: res.headers.get('x-tollgate-receipt-id'),
+    retryAfter: res.headers.get('retry-after'),
+  };
 }
 
 async function receipt(id: string) {
@@ -96,7 +101,9 @@ describe('failed authentication throttle', () => {
       expect(r.errors?.length).toBeGreaterThan(0);
     }
     for (let i = 0; i < 2; i++) {
-      const r = await fetch(`${gw.baseURL}/receipts/00000000-0000-7000-8000-000000000000`, { headers: { authorization: 'Bearer wrong-token', 'x-forwarded-for': client } });
+      const r = await fetch(`${gw.baseURL}/receipts/00000000-0000-7000-8000-000000000000`, {
+        headers: { authorization: 'Bearer wrong-token', 'x-forwarded-for': client },
+      });
       expect(r.status).toBe(401);
     }
     const refused = await graphql(gw.adminToken);
@@ -126,7 +133,10 @@ describe('failed authentication throttle', () => {
       const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
       await new Promise((resolve) => ws.once('open', resolve));
       ws.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } }));
-      const acked = await Promise.race([new Promise((resolve) => ws.on('message', (m) => resolve(JSON.parse(String(m)).type === 'connection_ack'))), closed.then(() => false)]);
+      const acked = await Promise.race([
+        new Promise((resolve) => ws.on('message', (m) => resolve(JSON.parse(String(m)).type === 'connection_ack'))),
+        closed.then(() => false),
+      ]);
       ws.close();
       return acked ? 'ack' : await closed;
     };

@@ -3,9 +3,9 @@
 // signed webhooks, fail-closed without the counter store, and spend rebuilt after a restart.
 // Counters are in process here, and in Redis when REDIS_URL is set (npm run test:stores).
 import { createHmac } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxCostOf } from '../../src/gateway/usage.js';
 import type { BudgetEvent } from '../../src/live/events.js';
@@ -129,7 +129,15 @@ describe('budgets on one gateway', () => {
 
   it('ALERT budgets never block; 50/80/100 % are reported once each, also to a signed, retried webhook', async () => {
     const key = await gw.createKey('team-alert');
-    const budget = await gw.started.runtime.adminStore.pricing.setBudget({ scope: 'FEATURE', feature: 'summaries', teamId: key.teamId, period: 'DAY', limitUsd: 0.02, action: 'ALERT', webhookUrl: hookUrl });
+    const budget = await gw.started.runtime.adminStore.pricing.setBudget({
+      scope: 'FEATURE',
+      feature: 'summaries',
+      teamId: key.teamId,
+      period: 'DAY',
+      limitUsd: 0.02,
+      action: 'ALERT',
+      webhookUrl: hookUrl,
+    });
     await gw.started.runtime.app.catalog.refresh();
     for (let i = 0; i < 6; i++) expect((await call(gw, key.secret, 'alert me', { 'x-tollgate-feature': 'summaries' })).status).toBe(200);
     // Requests without the feature are not covered.
@@ -148,7 +156,12 @@ describe('budgets on one gateway', () => {
       expect(v1).toBe(createHmac('sha256', WEBHOOK_SECRET).update(`${t}.${h.body}`).digest('hex'));
     }
     // The retried first delivery arrives after the others: compare what arrived, not the order.
-    expect(hooks.map((h) => JSON.parse(h.body)).map((e) => `${e.kind}:${e.thresholdPct}`).sort()).toEqual(['EXCEEDED:100', 'THRESHOLD:50', 'THRESHOLD:80']);
+    expect(
+      hooks
+        .map((h) => JSON.parse(h.body))
+        .map((e) => `${e.kind}:${e.thresholdPct}`)
+        .sort(),
+    ).toEqual(['EXCEEDED:100', 'THRESHOLD:50', 'THRESHOLD:80']);
   });
 });
 
@@ -181,7 +194,13 @@ describe('after a restart', () => {
     const dataDir = first.dataDir;
     await setup(first);
     const key = await first.createKey('team-restart');
-    const budget = await first.started.runtime.adminStore.pricing.setBudget({ scope: 'TEAM', teamId: key.teamId, period: 'TOTAL', limitUsd: 0.04, action: 'BLOCK' });
+    const budget = await first.started.runtime.adminStore.pricing.setBudget({
+      scope: 'TEAM',
+      teamId: key.teamId,
+      period: 'TOTAL',
+      limitUsd: 0.04,
+      action: 'BLOCK',
+    });
     await first.started.runtime.app.catalog.refresh();
     let last = 200;
     for (let i = 0; i < 10 && last === 200; i++) last = (await call(first, key.secret, 'restart')).status;

@@ -11,7 +11,12 @@ describe('bounded memory and restart', () => {
     const small = await startTestGateway({ env: { TOLLGATE_CACHE_MAX_BYTES: '12000', REDIS_URL: '' } });
     try {
       const secret = (await small.createKey('team-small')).secret;
-      await small.started.runtime.adminStore.routing.upsertRoute({ name: 'exact', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
+      await small.started.runtime.adminStore.routing.upsertRoute({
+        name: 'exact',
+        strategy: 'PRIORITY',
+        targets: [{ provider: 'sim', model: 'm' }],
+        cache: { mode: 'EXACT' },
+      });
       await small.started.runtime.app.catalog.refresh();
       const client = small.client(secret);
       const headerOf = async (i: number) => {
@@ -38,7 +43,10 @@ describe('bounded memory and restart', () => {
     await first.started.runtime.app.catalog.refresh();
     const key = await first.createKey('team-p');
     const call = async (gwx: TestGateway, content: string) => {
-      const { response } = await gwx.client(key.secret).chat.completions.create({ model: 'persist', messages: msg(content), temperature: 0 }).withResponse();
+      const { response } = await gwx
+        .client(key.secret)
+        .chat.completions.create({ model: 'persist', messages: msg(content), temperature: 0 })
+        .withResponse();
       return response.headers.get('x-tollgate-cache');
     };
     expect(await call(first, 'How do I rotate a PDF?')).toBe('miss');

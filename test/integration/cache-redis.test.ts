@@ -4,9 +4,9 @@
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
+import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 import { scratchDatabase, startTestGateway } from '../support/gateway.js';
-import { runTollgate, startInstances, type Instances, type ServerProcess } from '../support/processes.js';
+import { type Instances, runTollgate, type ServerProcess, startInstances } from '../support/processes.js';
 
 const REDIS_URL = process.env.REDIS_URL;
 const msg = (content: string) => [{ role: 'user' as const, content }];
@@ -15,7 +15,12 @@ describe('cache with an unreachable Redis (always runs)', () => {
   it('keeps answering, caches in process, and counts the Redis errors', async () => {
     const gw = await startTestGateway({ env: { REDIS_URL: 'redis://127.0.0.1:1' } });
     try {
-      await gw.started.runtime.adminStore.routing.upsertRoute({ name: 'exact', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm' }], cache: { mode: 'EXACT' } });
+      await gw.started.runtime.adminStore.routing.upsertRoute({
+        name: 'exact',
+        strategy: 'PRIORITY',
+        targets: [{ provider: 'sim', model: 'm' }],
+        cache: { mode: 'EXACT' },
+      });
       await gw.started.runtime.app.catalog.refresh();
       const client = gw.client((await gw.createKey('team-r')).secret);
       const statuses: Array<string | null> = [];

@@ -3,8 +3,8 @@
 // cached, TTL, eviction, restart, receipts and cacheStats.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchReceipt } from '../../src/receipts/rows.js';
-import { gqlOk } from '../support/graphql.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { gqlOk } from '../support/graphql.js';
 
 let gw: TestGateway;
 let secretA: string;
@@ -33,7 +33,14 @@ async function ask(secret: string, body: Record<string, unknown>, headers: Recor
   }
   const receiptId = response.headers.get('x-tollgate-receipt-id')!;
   receiptIds.push(receiptId);
-  return { text, usage, data: data as any, cache: response.headers.get('x-tollgate-cache'), similarity: response.headers.get('x-tollgate-cache-similarity'), receiptId };
+  return {
+    text,
+    usage,
+    data: data as any,
+    cache: response.headers.get('x-tollgate-cache'),
+    similarity: response.headers.get('x-tollgate-cache-similarity'),
+    receiptId,
+  };
 }
 
 const upstreamCalls = (model: string) => gw.sim.requests.filter((r) => r.path.endsWith('/chat/completions') && r.body?.model === model).length;
@@ -64,7 +71,9 @@ describe('exact cache', () => {
     const unsubscribe = gw.started.runtime.app.bus.decisions.subscribe((d) => decisions.push(d));
     const second = await ask(secretA, { model: 'exact', messages: msg('What is a monad?') });
     unsubscribe();
-    expect(decisions).toEqual([expect.objectContaining({ outcome: 'CACHE_HIT', reason: 'cache_exact', receiptId: second.receiptId, provider: 'sim', model: 'm-exact' })]);
+    expect(decisions).toEqual([
+      expect.objectContaining({ outcome: 'CACHE_HIT', reason: 'cache_exact', receiptId: second.receiptId, provider: 'sim', model: 'm-exact' }),
+    ]);
     expect([first.cache, second.cache]).toEqual(['miss', 'exact']);
     expect(second.text).toBe(first.text);
     expect(second.usage).toEqual(first.usage);
@@ -76,7 +85,11 @@ describe('exact cache', () => {
     await ask(secretA, { model: 'exact', messages: msg('Key order test') });
     const raw = `{ "messages" : [ { "content" : "Key order test", "role" : "user" } ],
       "temperature": 0, "user": "someone-else", "metadata": {"feature": "x"}, "model": "exact" }`;
-    const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${secretA}`, 'content-type': 'application/json' }, body: raw });
+    const res = await fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secretA}`, 'content-type': 'application/json' },
+      body: raw,
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-tollgate-cache')).toBe('exact');
   });
@@ -134,7 +147,10 @@ describe('streaming', () => {
       body: JSON.stringify({ ...body, temperature: 0 }),
     });
     const raw = await res.text();
-    const data = raw.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    const data = raw
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: '))
+      .map((e) => e.slice(6));
     expect(data.at(-1)).toBe('[DONE]');
     const chunks = data.slice(0, -1).map((d) => JSON.parse(d));
     expect(chunks.filter((c) => c.choices[0]?.delta?.content).length).toBeGreaterThan(3);
@@ -185,7 +201,9 @@ describe('never cached', () => {
 
     gw.sim.behave('m-exact', { dripMs: 50, times: 1 });
     const controller = new AbortController();
-    const cancelled = await client.chat.completions.create({ model: 'exact', messages: msg('cancel me'), temperature: 0, stream: true } as any, { signal: controller.signal });
+    const cancelled = await client.chat.completions.create({ model: 'exact', messages: msg('cancel me'), temperature: 0, stream: true } as any, {
+      signal: controller.signal,
+    });
     await drain(cancelled, () => controller.abort());
     await new Promise((r) => setTimeout(r, 200));
     expect((await ask(secretA, { model: 'exact', messages: msg('cancel me') })).cache).toBe('miss');
@@ -219,7 +237,9 @@ describe('semantic cache (local embedder)', () => {
 
   it('a number that differs is a miss even when almost every word matches', async () => {
     await ask(secretA, { model: 'semantic', messages: msg('Convert 100 USD to EUR at today’s rate and explain the fees involved.') });
-    expect((await ask(secretA, { model: 'semantic', messages: msg('Convert 150 USD to EUR at today’s rate and explain the fees involved.') })).cache).toBe('miss');
+    expect((await ask(secretA, { model: 'semantic', messages: msg('Convert 150 USD to EUR at today’s rate and explain the fees involved.') })).cache).toBe(
+      'miss',
+    );
   });
 
   it('uses a provider embeddings model when the route names one', async () => {
@@ -260,9 +280,14 @@ describe('receipts and cacheStats', () => {
     const receipts = await Promise.all(receiptIds.map((id) => fetchReceipt(ch, id)));
     const mine = receipts.filter((r) => r !== null);
     expect(mine.length).toBe(receiptIds.length);
-    const d = await gqlOk(gw.url, gw.adminToken, `query($f: AnalyticsFilter!) { cacheStats(filter: $f, groupBy: [CACHE_STATUS]) { key { cacheStatus } requests hits exactHits semanticHits savedCostUsd } }`, {
-      f: { from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString() },
-    });
+    const d = await gqlOk(
+      gw.url,
+      gw.adminToken,
+      `query($f: AnalyticsFilter!) { cacheStats(filter: $f, groupBy: [CACHE_STATUS]) { key { cacheStatus } requests hits exactHits semanticHits savedCostUsd } }`,
+      {
+        f: { from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString() },
+      },
+    );
     const byStatus = new Map<string, any>(d.cacheStats.map((r: any) => [r.key.cacheStatus, r]));
     for (const status of ['miss', 'exact', 'semantic', 'bypass']) {
       const expected = mine.filter((r) => r!.cache_status === status);

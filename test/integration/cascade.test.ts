@@ -6,10 +6,10 @@
 // accepted. One receipt per request, with the steps' tokens and costs added up.
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { maxCostOf } from '../../src/gateway/usage.js';
 import type { RoutingDecision } from '../../src/live/events.js';
 import type { Receipt } from '../../src/receipts/receipt.js';
 import type { SimBehaviour } from '../../src/sim/behaviour.js';
-import { maxCostOf } from '../../src/gateway/usage.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { gqlOk } from '../support/graphql.js';
 import { expectOneReceiptEach, storedReceipts } from '../support/receipts.js';
@@ -68,7 +68,10 @@ async function ask(body: Record<string, unknown>, headers: Record<string, string
 }
 
 const CITY_SCHEMA = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false };
-const WEATHER_TOOL = { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
+const WEATHER_TOOL = {
+  type: 'function',
+  function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+};
 
 /** Each kind of answer the checks reject: the request, what the cheap step answers, why it climbs. */
 const REJECTIONS: Array<{ name: string; body: Record<string, unknown>; cheap: SimBehaviour; reason: RegExp; valid: (d: any) => void }> = [
@@ -177,7 +180,10 @@ describe('a cheap-first cascade', () => {
     // A truncated answer on a route that only checks for emptiness.
     gw.sim.reset();
     gw.sim.behave('cheap', { finishReason: 'length', times: 1 });
-    const { data, response } = await gw.client(key.secret).chat.completions.create({ model: 'lenient', messages: [{ role: 'user', content: 'hello' }] }).withResponse();
+    const { data, response } = await gw
+      .client(key.secret)
+      .chat.completions.create({ model: 'lenient', messages: [{ role: 'user', content: 'hello' }] })
+      .withResponse();
     receiptIds.push(response.headers.get('x-tollgate-receipt-id')!);
     expect(upstreamModels()).toEqual(['cheap']);
     expect(data.choices[0].finish_reason).toBe('length');
@@ -253,7 +259,13 @@ describe('a cheap-first cascade', () => {
     gw.sim.behave('cheap', { content: 'not json', times: 1 });
     const { data: stream, response } = await gw
       .client(key.secret, { defaultHeaders: { 'x-tollgate-cache': 'no-store' } })
-      .chat.completions.create({ model: 'smart', stream: true, stream_options: { include_usage: true }, response_format: { type: 'json_object' }, messages: [{ role: 'user', content: 'stream it' }] })
+      .chat.completions.create({
+        model: 'smart',
+        stream: true,
+        stream_options: { include_usage: true },
+        response_format: { type: 'json_object' },
+        messages: [{ role: 'user', content: 'stream it' }],
+      })
       .withResponse();
     let text = '';
     let usage: any = null;
@@ -286,7 +298,9 @@ describe('a cheap-first cascade', () => {
   it('Anthropic Messages climb too', async () => {
     gw.sim.behave('cheap', { refusal: 'I would rather not.', times: 1 });
     const claude = new Anthropic({ baseURL: gw.url, apiKey: key.secret, maxRetries: 0, defaultHeaders: { 'x-tollgate-cache': 'no-store' } });
-    const { data, response } = await claude.messages.create({ model: 'smart', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello' }] }).withResponse();
+    const { data, response } = await claude.messages
+      .create({ model: 'smart', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello' }] })
+      .withResponse();
     receiptIds.push(response.headers.get('x-tollgate-receipt-id')!);
     expect(upstreamModels()).toEqual(['cheap', 'strong']);
     expect(data.stop_reason).toBe('end_turn');
@@ -349,7 +363,9 @@ describe('a cheap-first cascade', () => {
       gw.url,
       gw.adminToken,
       `query($f: AnalyticsFilter!) { costPerTask(filter: $f) { tasks succeededTasks costUsd costPerSucceededTaskUsd } }`,
-      { f: { from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString(), teamIds: [key.teamId], routes: ['smart'] } },
+      {
+        f: { from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString(), teamIds: [key.teamId], routes: ['smart'] },
+      },
     );
     const row = d.costPerTask[0];
     expect(row.tasks).toBe(2);
@@ -363,7 +379,12 @@ describe('a cheap-first cascade', () => {
     const run = async (route: string, task: string) => {
       const { response } = await client.chat.completions
         .create(
-          { model: route, temperature: 0, response_format: { type: 'json_object' }, messages: [{ role: 'user', content: `Extract the city from ticket ${task} as JSON.` }] },
+          {
+            model: route,
+            temperature: 0,
+            response_format: { type: 'json_object' },
+            messages: [{ role: 'user', content: `Extract the city from ticket ${task} as JSON.` }],
+          },
           { headers: { 'x-tollgate-task-id': task, 'x-tollgate-feature': 'extract-city', 'x-tollgate-cache': 'no-store' } },
         )
         .withResponse();
@@ -386,7 +407,10 @@ describe('a cheap-first cascade', () => {
     for (const route of ['smart', 'strong-only']) {
       const mine = receipts.filter((r) => r.route === route);
       expect(byRoute[route]).toMatchObject({ tasks: 20, succeededTasks: 20 });
-      expect(byRoute[route].costUsd).toBeCloseTo(mine.reduce((sum, r) => sum + r.cost_usd!, 0), 9);
+      expect(byRoute[route].costUsd).toBeCloseTo(
+        mine.reduce((sum, r) => sum + r.cost_usd!, 0),
+        9,
+      );
     }
     expect(byRoute.smart.costPerSucceededTaskUsd).toBeLessThan(byRoute['strong-only'].costPerSucceededTaskUsd / 3);
   });

@@ -4,9 +4,9 @@
 // allowlist, never a credentialed wildcard. (Production: graphql-production.test.ts.)
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { corsHeaders, openAIError, preflight, rawRequest } from '../support/http.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { gql, gqlOk, type GraphQLResult } from '../support/graphql.js';
+import { type GraphQLResult, gql, gqlOk } from '../support/graphql.js';
+import { corsHeaders, openAIError, preflight, rawRequest } from '../support/http.js';
 
 const APP_ORIGIN = 'https://app.example.com';
 const EVIL_ORIGIN = 'https://evil.example';
@@ -85,7 +85,11 @@ describe('DateTime input', () => {
       await gql(gw.url, admin, `mutation($t: ID!) { createApiKey(input: {teamId: $t, name: "far", expiresAt: ${extreme}}) { secret } }`, { t: key.teamId }),
     );
     badUserInput(
-      await gql(gw.url, admin, `mutation { setPrice(input: {provider: "sim", model: "m", inputPerMTokUsd: 1, outputPerMTokUsd: 1, effectiveFrom: ${extreme}}) { version } }`),
+      await gql(
+        gw.url,
+        admin,
+        `mutation { setPrice(input: {provider: "sim", model: "m", inputPerMTokUsd: 1, outputPerMTokUsd: 1, effectiveFrom: ${extreme}}) { version } }`,
+      ),
     );
   });
 
@@ -95,11 +99,9 @@ describe('DateTime input', () => {
     await client.chat.completions.create({ ...chat, messages: [{ role: 'user', content: 'range 2' }] });
     await gw.started.runtime.journal.flush();
     const count = async (from: unknown, to: unknown) =>
-      (
-        await gqlOk(gw.url, admin, 'query($f: AnalyticsFilter!) { receipts(filter: $f) { totalCount } usage(filter: $f) { requests } }', {
-          f: { from, to, teamIds: [key.teamId] },
-        })
-      ) as { receipts: { totalCount: number }; usage: Array<{ requests: number }> };
+      (await gqlOk(gw.url, admin, 'query($f: AnalyticsFilter!) { receipts(filter: $f) { totalCount } usage(filter: $f) { requests } }', {
+        f: { from, to, teamIds: [key.teamId] },
+      })) as { receipts: { totalCount: number }; usage: Array<{ requests: number }> };
     const now = Date.now();
     const recent = await count(new Date(now - 3_600_000).toISOString(), new Date(now + 60_000).toISOString());
     expect(recent.receipts.totalCount).toBeGreaterThanOrEqual(2);
@@ -111,7 +113,12 @@ describe('DateTime input', () => {
 
 describe('control characters in names', () => {
   const cases: Array<{ mutation: string; query: string; vars: () => Record<string, unknown>; field: string }> = [
-    { mutation: 'createTeam', query: 'mutation($in: CreateTeamInput!) { createTeam(input: $in) { id } }', vars: () => ({ in: { name: 'bad\u0007team' } }), field: 'input.name' },
+    {
+      mutation: 'createTeam',
+      query: 'mutation($in: CreateTeamInput!) { createTeam(input: $in) { id } }',
+      vars: () => ({ in: { name: 'bad\u0007team' } }),
+      field: 'input.name',
+    },
     {
       mutation: 'createApiKey',
       query: 'mutation($in: CreateApiKeyInput!) { createApiKey(input: $in) { secret } }',
@@ -133,7 +140,16 @@ describe('control characters in names', () => {
     {
       mutation: 'upsertRoute',
       query: 'mutation($in: RouteInput!) { upsertRoute(input: $in) { id } }',
-      vars: () => ({ in: { name: 'r-ctl', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }, { provider: 'sim', model: 'a\u007fb' }] } }),
+      vars: () => ({
+        in: {
+          name: 'r-ctl',
+          strategy: 'PRIORITY',
+          targets: [
+            { provider: 'sim', model: 'sim-large' },
+            { provider: 'sim', model: 'a\u007fb' },
+          ],
+        },
+      }),
       field: 'input.targets.1.model',
     },
     {
@@ -257,12 +273,20 @@ describe('credential headers sent twice', () => {
       expect(openAIError(answer.body)).toMatchObject({ type: 'invalid_request_error', param: 'authorization' });
     }
 
-    const apiKeyTwice = await rawRequest(gw.url, ['POST /v1/chat/completions HTTP/1.1', 'content-type: application/json', `x-api-key: ${key.secret}`, `X-Api-Key: ${other}`], body);
+    const apiKeyTwice = await rawRequest(
+      gw.url,
+      ['POST /v1/chat/completions HTTP/1.1', 'content-type: application/json', `x-api-key: ${key.secret}`, `X-Api-Key: ${other}`],
+      body,
+    );
     expect(apiKeyTwice.status).toBe(400);
     expect(openAIError(apiKeyTwice.body)).toMatchObject({ type: 'invalid_request_error', param: 'x-api-key' });
 
     // Once is fine.
-    const once = await rawRequest(gw.url, ['POST /v1/chat/completions HTTP/1.1', 'content-type: application/json', `Authorization: Bearer ${key.secret}`], body);
+    const once = await rawRequest(
+      gw.url,
+      ['POST /v1/chat/completions HTTP/1.1', 'content-type: application/json', `Authorization: Bearer ${key.secret}`],
+      body,
+    );
     expect(once.status).toBe(200);
   });
 

@@ -1,16 +1,17 @@
 // The configuration store: migrations, durability, secrets at rest, data access rules.
 // Runs on embedded PGlite by default, and on PostgreSQL when DATABASE_URL is set (each
 // database used here is created fresh from that URL and dropped afterwards).
-import { createHash, randomUUID } from 'node:crypto';
+
 import { spawnSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdminStore } from '../../src/store/admin-store.js';
 import { AdminStoreError, Mutations } from '../../src/store/admin/validators.js';
+import { AdminStore } from '../../src/store/admin-store.js';
 import {
   ensureAdminToken,
   generateAccessTokenSecret,
@@ -19,8 +20,8 @@ import {
   isWellFormedAccessToken,
   isWellFormedApiKey,
 } from '../../src/store/credentials.js';
-import { defaultMigrationsDir, migrateConfigDb, MigrationError, readMigrations } from '../../src/store/prisma-migrate.js';
-import { ConfigDbLockedError, openConfigDb, type ConfigDb } from '../../src/store/prisma.js';
+import { type ConfigDb, ConfigDbLockedError, openConfigDb } from '../../src/store/prisma.js';
+import { defaultMigrationsDir, MigrationError, migrateConfigDb, readMigrations } from '../../src/store/prisma-migrate.js';
 import { SecretBox, SecretBoxError } from '../../src/store/secret-box.js';
 
 const BASE_URL = process.env.DATABASE_URL || undefined;
@@ -158,10 +159,7 @@ describe(`config store on ${KIND}`, () => {
 
           const bad = path.join(dir, '29990102000000_bad');
           mkdirSync(bad);
-          writeFileSync(
-            path.join(bad, 'migration.sql'),
-            'CREATE TABLE "HalfDone" ("id" INTEGER);\nSELECT * FROM "does_not_exist";\n',
-          );
+          writeFileSync(path.join(bad, 'migration.sql'), 'CREATE TABLE "HalfDone" ("id" INTEGER);\nSELECT * FROM "does_not_exist";\n');
           const err = await migrateConfigDb(a, { migrationsDir: dir }).catch((e: unknown) => e);
           expect(err).toBeInstanceOf(MigrationError);
           expect((err as MigrationError).migration).toBe('29990102000000_bad');
@@ -341,7 +339,12 @@ describe(`config store on ${KIND}`, () => {
       const expiresAt = new Date(Date.now() - 1000);
       const { token, secret } = await store.teams.createAccessToken({ name: 'ci', role: 'ADMIN', expiresAt, allowedCidrs: ['::1', '127.0.0.0/8'] });
       expect(token).toMatchObject({ allowedCidrs: ['::1/128', '127.0.0.0/8'], expiresAt });
-      expect(await store.teams.findAccessTokenBySecretHash(hashSecret(secret))).toMatchObject({ id: token.id, name: 'ci', expiresAt, allowedCidrs: token.allowedCidrs });
+      expect(await store.teams.findAccessTokenBySecretHash(hashSecret(secret))).toMatchObject({
+        id: token.id,
+        name: 'ci',
+        expiresAt,
+        allowedCidrs: token.allowedCidrs,
+      });
       await rejectsWith(store.teams.createAccessToken({ name: 'x', role: 'ADMIN', allowedCidrs: ['not-an-ip'] }), 'INVALID_INPUT');
       await rejectsWith(store.teams.createAccessToken({ name: 'x', role: 'ADMIN', expiresAt: 'tomorrow' as never }), 'INVALID_INPUT');
     });
@@ -417,16 +420,14 @@ describe(`config store on ${KIND}`, () => {
       await rejectsWith(store.providers.upsertProvider({ name: 'a/b', kind: 'OPENAI' }), 'INVALID_INPUT');
       await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'NOPE' as never }), 'INVALID_INPUT');
       await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'OPENAI', baseUrl: 'file:///etc/passwd' }), 'INVALID_INPUT');
-      await rejectsWith(
-        store.providers.upsertProvider({ name: 'x', kind: 'OPENAI', extraHeaders: { 'bad header': 'v' } }),
-        'INVALID_INPUT',
-      );
+      await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'OPENAI', extraHeaders: { 'bad header': 'v' } }), 'INVALID_INPUT');
     });
   });
 
   describe('routes', () => {
     it('replaces a route and its targets atomically, keeping target order', async () => {
-      for (const name of ['openrouter', 'ark', 'deepseek']) await store.providers.upsertProvider({ name, kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
+      for (const name of ['openrouter', 'ark', 'deepseek'])
+        await store.providers.upsertProvider({ name, kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
       const r1 = await store.routing.upsertRoute({
         name: 'chat-default',
         strategy: 'PRIORITY',
@@ -441,7 +442,14 @@ describe(`config store on ${KIND}`, () => {
       });
       expect(r1.targets.map((t) => t.model)).toEqual(['openai/gpt-4o-mini', 'doubao-seed-1-6-250615', 'deepseek-chat']);
       expect(r1.targets[2]).toEqual({ provider: 'deepseek', model: 'deepseek-chat', weight: 3, priority: 2 });
-      expect(r1.cache).toEqual({ mode: 'SEMANTIC', ttlSeconds: 600, similarityThreshold: 0.95, embeddingModel: null, cacheSampled: false, cacheToolCalls: false });
+      expect(r1.cache).toEqual({
+        mode: 'SEMANTIC',
+        ttlSeconds: 600,
+        similarityThreshold: 0.95,
+        embeddingModel: null,
+        cacheSampled: false,
+        cacheToolCalls: false,
+      });
 
       const r2 = await store.routing.upsertRoute({
         name: 'chat-default',
@@ -476,40 +484,81 @@ describe(`config store on ${KIND}`, () => {
       await store.providers.upsertProvider({ name: 'p1', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
       // A provider may be local (vLLM, Ollama), but never a cloud metadata endpoint.
       for (const baseUrl of ['http://169.254.169.254/latest', 'http://metadata.google.internal/v1', 'http://[fe80::1]/v1']) {
-        const err = await store.providers.upsertProvider({ name: 'meta', kind: 'OPENAI_COMPATIBLE', baseUrl }).then(() => null, (e) => e);
+        const err = await store.providers.upsertProvider({ name: 'meta', kind: 'OPENAI_COMPATIBLE', baseUrl }).then(
+          () => null,
+          (e) => e,
+        );
         expect(err?.message, baseUrl).toMatch(/^baseUrl: /);
       }
       const base = { strategy: 'PRIORITY' as const, targets: [{ provider: 'p1', model: 'm' }] };
       await store.routing.upsertRoute({ name: 'strong', ...base });
       await store.routing.upsertRoute({ name: 'smart', ...base, rules: [{ name: 'hard', when: 'request.promptTokens > 6000', route: 'strong' }] });
       const refused = async (input: Parameters<typeof store.routing.upsertRoute>[0], message: RegExp) => {
-        const err = await store.routing.upsertRoute(input).then(() => null, (e) => e);
+        const err = await store.routing.upsertRoute(input).then(
+          () => null,
+          (e) => e,
+        );
         expect(err).toBeInstanceOf(AdminStoreError);
         expect(err.code).toBe('INVALID_INPUT');
         expect(err.message).toMatch(message);
       };
       await refused({ name: 'smart', ...base, rules: [{ name: 'bad', when: 'request.promptTokens >', route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL/);
-      await refused({ name: 'smart', ...base, rules: [{ name: 'typo', when: 'request.promptTokenz > 1', route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL: .*promptTokenz/);
-      await refused({ name: 'smart', ...base, rules: [{ name: 'str', when: 'request.promptTokens > "many"', route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL/);
-      await refused({ name: 'smart', ...base, rules: [{ name: 'num', when: 'request.promptTokens', route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL: must be a bool/);
+      await refused(
+        { name: 'smart', ...base, rules: [{ name: 'typo', when: 'request.promptTokenz > 1', route: 'strong' }] },
+        /^rules\[0\]\.when: invalid CEL: .*promptTokenz/,
+      );
+      await refused(
+        { name: 'smart', ...base, rules: [{ name: 'str', when: 'request.promptTokens > "many"', route: 'strong' }] },
+        /^rules\[0\]\.when: invalid CEL/,
+      );
+      await refused(
+        { name: 'smart', ...base, rules: [{ name: 'num', when: 'request.promptTokens', route: 'strong' }] },
+        /^rules\[0\]\.when: invalid CEL: must be a bool/,
+      );
       await refused({ name: 'smart', strategy: 'PRIORITY', targets: [{ provider: 'nope', model: 'm' }] }, /^targets\[0\]\.provider: unknown provider "nope"/);
-      await refused({ name: 'smart', ...base, rules: [{ name: 'r', when: 'true', targets: [{ provider: 'nope', model: 'm' }] }] }, /^rules\[0\]\.targets\[0\]\.provider/);
+      await refused(
+        { name: 'smart', ...base, rules: [{ name: 'r', when: 'true', targets: [{ provider: 'nope', model: 'm' }] }] },
+        /^rules\[0\]\.targets\[0\]\.provider/,
+      );
       await refused({ name: 'smart', ...base, rules: [{ name: 'r', when: 'true', route: 'missing' }] }, /^rules\[0\]\.route: unknown route "missing"/);
       await refused({ name: 'smart', ...base, rules: [{ name: 'r', when: 'true' }] }, /^rules\[0\]: a rule needs either targets or a route/);
-      await refused({ name: 'strong', ...base, rules: [{ name: 'back', when: 'true', route: 'smart' }] }, /^rules\[0\]\.route: rules lead in a circle: strong → smart → strong/);
+      await refused(
+        { name: 'strong', ...base, rules: [{ name: 'back', when: 'true', route: 'smart' }] },
+        /^rules\[0\]\.route: rules lead in a circle: strong → smart → strong/,
+      );
       await refused({ name: 'smart', ...base, rules: [{ name: 'self', when: 'true', route: 'smart' }] }, /circle: smart → smart/);
       await refused({ name: 'smart', ...base, strategy: 'CASCADE' }, /^accept: a CASCADE route needs at least one acceptance check/);
       const kept = (await store.routing.listRoutes()).find((r) => r.name === 'smart')!;
       expect(kept.rules).toEqual([{ name: 'hard', when: 'request.promptTokens > 6000', targets: null, route: 'strong' }]);
 
-      const experiment = { name: 'ab', route: 'smart', stickyBy: 'END_USER' as const, variants: [{ name: 'control', weight: 90 }, { name: 'cand', weight: 10, targets: [{ provider: 'p1', model: 'cheap' }] }] };
+      const experiment = {
+        name: 'ab',
+        route: 'smart',
+        stickyBy: 'END_USER' as const,
+        variants: [
+          { name: 'control', weight: 90 },
+          { name: 'cand', weight: 10, targets: [{ provider: 'p1', model: 'cheap' }] },
+        ],
+      };
       expect((await store.routing.upsertExperiment(experiment)).variants).toHaveLength(2);
       const refusedExperiment = async (input: Parameters<typeof store.routing.upsertExperiment>[0], message: RegExp) => {
-        const err = await store.routing.upsertExperiment(input).then(() => null, (e) => e);
+        const err = await store.routing.upsertExperiment(input).then(
+          () => null,
+          (e) => e,
+        );
         expect(err?.code).toBe('INVALID_INPUT');
         expect(err.message).toMatch(message);
       };
-      await refusedExperiment({ ...experiment, variants: [{ name: 'a', weight: 0 }, { name: 'b', weight: 0 }] }, /^variants: variant weights sum to 0/);
+      await refusedExperiment(
+        {
+          ...experiment,
+          variants: [
+            { name: 'a', weight: 0 },
+            { name: 'b', weight: 0 },
+          ],
+        },
+        /^variants: variant weights sum to 0/,
+      );
       await refusedExperiment({ ...experiment, route: 'missing' }, /^route: unknown route/);
       await refusedExperiment({ ...experiment, name: 'ab2' }, /^route: route "smart" already has an active experiment \("ab"\)/);
       await refusedExperiment({ ...experiment, variants: [{ name: 'a', weight: 1, route: 'missing' }] }, /^variants\[0\]\.route: unknown route/);
@@ -531,8 +580,17 @@ describe(`config store on ${KIND}`, () => {
       });
       expect((await store.routing.listRoutes()).map((r) => r.name)).toEqual(expect.arrayContaining(['front', 'back']));
       const err = await store.routing
-        .applyRouting({ routes: [{ name: 'front2', strategy: 'PRIORITY', targets: t }, { name: 'back2', strategy: 'PRIORITY', targets: [{ provider: 'ghost', model: 'm' }] }], experiments: [] })
-        .then(() => null, (e) => e);
+        .applyRouting({
+          routes: [
+            { name: 'front2', strategy: 'PRIORITY', targets: t },
+            { name: 'back2', strategy: 'PRIORITY', targets: [{ provider: 'ghost', model: 'm' }] },
+          ],
+          experiments: [],
+        })
+        .then(
+          () => null,
+          (e) => e,
+        );
       expect(err.message).toMatch(/route back2: targets\[0\]\.provider: unknown provider "ghost"/);
       expect((await store.routing.listRoutes()).map((r) => r.name)).not.toContain('front2');
     });
@@ -572,10 +630,7 @@ describe(`config store on ${KIND}`, () => {
       expect(current.find((p) => p.provider === 'ark')).toMatchObject({ version: cny.version, inputPerMTokUsd: 0.112 });
       expect((await store.pricing.priceHistory('openrouter', 'openai/gpt-4o-mini')).map((p) => p.version)).toEqual([v2.version, v1.version]);
 
-      await rejectsWith(
-        store.pricing.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'EUR' }),
-        'INVALID_INPUT',
-      );
+      await rejectsWith(store.pricing.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'EUR' }), 'INVALID_INPUT');
       await rejectsWith(store.pricing.setPrice({ provider: 'ark', model: 'x', inputPerMTokUsd: -1, outputPerMTokUsd: 1 }), 'INVALID_INPUT');
     });
   });
@@ -633,11 +688,24 @@ describe(`config store on ${KIND}`, () => {
       await as.teams.revokeApiKey(apiKey.id);
       const { token } = await as.teams.createAccessToken({ name: 't', role: 'ANALYST', teamId: team.id });
       await as.teams.revokeAccessToken(token.id);
-      await as.providers.upsertProvider({ name: 'audit-p', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://u:base-url-pass@llm.example.com/v1?key=query-key', apiKey: 'sk-audit-plain-secret', extraHeaders: { 'x-api-key': 'header-secret' } });
+      await as.providers.upsertProvider({
+        name: 'audit-p',
+        kind: 'OPENAI_COMPATIBLE',
+        baseUrl: 'https://u:base-url-pass@llm.example.com/v1?key=query-key',
+        apiKey: 'sk-audit-plain-secret',
+        extraHeaders: { 'x-api-key': 'header-secret' },
+      });
       await as.providers.upsertProvider({ name: 'audit-p', kind: 'OPENAI_COMPATIBLE', timeoutMs: 5000 });
       await as.routing.upsertRoute({ name: 'audit-r', strategy: 'PRIORITY', targets: [{ provider: 'audit-p', model: 'm' }] });
       await as.pricing.setPrice({ provider: 'audit-p', model: 'm', inputPerMTokUsd: 1, outputPerMTokUsd: 2 });
-      await as.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'DAY', limitUsd: 5, action: 'ALERT', webhookUrl: 'https://hooks.example.com/b?token=hook-token' });
+      await as.pricing.setBudget({
+        scope: 'TEAM',
+        teamId: team.id,
+        period: 'DAY',
+        limitUsd: 5,
+        action: 'ALERT',
+        webhookUrl: 'https://hooks.example.com/b?token=hook-token',
+      });
 
       const before = (await mine()).length;
       await rejectsWith(as.teams.createApiKey({ teamId: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
@@ -646,13 +714,29 @@ describe(`config store on ${KIND}`, () => {
 
       const entries = (await mine()).reverse();
       expect(entries.map((e) => e.action)).toEqual([
-        'createTeam', 'createApiKey', 'revokeApiKey', 'createAccessToken', 'revokeAccessToken',
-        'upsertProvider', 'upsertProvider', 'upsertRoute', 'setPrice', 'setBudget',
+        'createTeam',
+        'createApiKey',
+        'revokeApiKey',
+        'createAccessToken',
+        'revokeAccessToken',
+        'upsertProvider',
+        'upsertProvider',
+        'upsertRoute',
+        'setPrice',
+        'setBudget',
       ]);
       expect(entries.every((e) => e.actor === actor.id && e.actorName === 'auditor')).toBe(true);
       expect(entries.map((e) => e.target)).toEqual([
-        `team:${team.id}`, `api_key:${apiKey.id}`, `api_key:${apiKey.id}`, `access_token:${token.id}`, `access_token:${token.id}`,
-        'provider:audit-p', 'provider:audit-p', 'route:audit-r', 'price:audit-p/m', expect.stringMatching(/^budget:/),
+        `team:${team.id}`,
+        `api_key:${apiKey.id}`,
+        `api_key:${apiKey.id}`,
+        `access_token:${token.id}`,
+        `access_token:${token.id}`,
+        'provider:audit-p',
+        'provider:audit-p',
+        'route:audit-r',
+        'price:audit-p/m',
+        expect.stringMatching(/^budget:/),
       ]);
       expect(entries.map((e) => e.teamId)).toEqual([team.id, team.id, team.id, team.id, team.id, null, null, null, null, team.id]);
       const [, createKey, revokeKey, , , provider1, provider2, , , budget] = entries;
@@ -661,7 +745,13 @@ describe(`config store on ${KIND}`, () => {
       expect(revokeKey!.before).toMatchObject({ revokedAt: null });
       expect((revokeKey!.after as { revokedAt: string }).revokedAt).toMatch(/^\d{4}-/);
       expect(provider1!.before).toBeNull();
-      expect(provider1!.after).toMatchObject({ name: 'audit-p', hasApiKey: true, apiKeyChanged: true, extraHeaders: ['x-api-key'], baseUrl: 'https://u:***@llm.example.com/v1?key=***' });
+      expect(provider1!.after).toMatchObject({
+        name: 'audit-p',
+        hasApiKey: true,
+        apiKeyChanged: true,
+        extraHeaders: ['x-api-key'],
+        baseUrl: 'https://u:***@llm.example.com/v1?key=***',
+      });
       expect(provider2!.before).toMatchObject({ timeoutMs: null });
       expect(provider2!.after).toMatchObject({ timeoutMs: 5000, hasApiKey: true, apiKeyChanged: false });
       expect(budget!.after).toMatchObject({ limitUsd: 5, webhookUrl: 'https://hooks.example.com/b?token=***' });

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { rate, usd } from '../../src/console/format.js';
-import { launchChromium, offlineContext, type OfflineContext } from '../support/browser.js';
+import { launchChromium, type OfflineContext, offlineContext } from '../support/browser.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { gql, gqlOk } from '../support/graphql.js';
 import { startIdentityProvider, type TestIdentityProvider } from '../support/identity-provider.js';
@@ -52,7 +52,10 @@ async function signIn(page: Page, token: string): Promise<void> {
 const waitLive = (page: Page) => page.waitForSelector('#live-status[data-state="live"]', { timeout: 10_000 });
 
 async function chat(secret: string, model = 'chat-default', headers: Record<string, string> = {}): Promise<string> {
-  const { response } = await gw.client(secret).chat.completions.create({ model, messages: [{ role: 'user', content: `hello ${Math.random()}` }] }, { headers }).withResponse();
+  const { response } = await gw
+    .client(secret)
+    .chat.completions.create({ model, messages: [{ role: 'user', content: `hello ${Math.random()}` }] }, { headers })
+    .withResponse();
   return response.headers.get('x-tollgate-receipt-id')!;
 }
 
@@ -62,7 +65,11 @@ const decisionRow = (page: Page, receiptId: string) => page.locator(`tr.decision
 const poll = <T>(read: () => Promise<T>, timeout = 5000) => expect.poll(read, { timeout, interval: 50 });
 
 /** Text in GraphiQL's editors (Monaco draws spaces as no-break spaces). */
-const editorText = (page: Page, selector: string) => page.locator(selector).innerText().then((t) => t.replaceAll('\u00a0', ' '));
+const editorText = (page: Page, selector: string) =>
+  page
+    .locator(selector)
+    .innerText()
+    .then((t) => t.replaceAll('\u00a0', ' '));
 
 /**
  * Waits until the panel's subscription is in place (a websocket being up does not say the
@@ -71,7 +78,15 @@ const editorText = (page: Page, selector: string) => page.locator(selector).inne
 async function untilSubscribed(page: Page, secret: string, model = 'chat-default'): Promise<void> {
   for (let i = 0; i < 20; i++) {
     const id = await chat(secret, model);
-    if (await decisionRow(page, id).waitFor({ timeout: 500 }).then(() => true, () => false)) return;
+    if (
+      await decisionRow(page, id)
+        .waitFor({ timeout: 500 })
+        .then(
+          () => true,
+          () => false,
+        )
+    )
+      return;
   }
   throw new Error('the live panel never showed a request');
 }
@@ -166,14 +181,20 @@ describe('console in Chromium, offline', () => {
     gw.sim.behave('primary', { status: 503, times: 1 });
     await chat(x.secret, 'failover', { 'x-tollgate-feature': 'agent', 'x-tollgate-task-id': 'ax-2' });
     sent.x++;
-    const stream = await gw.client(y.secret).chat.completions.create(
-      { model: 'chat-default', stream: true, messages: [{ role: 'user', content: 'stream please' }] },
-      { headers: { 'x-tollgate-feature': 'summarize', 'x-tollgate-task-id': 'ay-0' } },
-    );
+    const stream = await gw
+      .client(y.secret)
+      .chat.completions.create(
+        { model: 'chat-default', stream: true, messages: [{ role: 'user', content: 'stream please' }] },
+        { headers: { 'x-tollgate-feature': 'summarize', 'x-tollgate-task-id': 'ay-0' } },
+      );
     for await (const _ of stream) void _;
     await gw.client(y.secret).embeddings.create({ model: 'embed-default', input: 'vectors' }, { headers: { 'x-tollgate-feature': 'summarize' } });
     sent.y += 2;
-    await fetch(`${gw.url}/v1/tasks/ax-0/outcome`, { method: 'POST', headers: { authorization: `Bearer ${x.secret}`, 'content-type': 'application/json' }, body: '{"success": false}' });
+    await fetch(`${gw.url}/v1/tasks/ax-0/outcome`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${x.secret}`, 'content-type': 'application/json' },
+      body: '{"success": false}',
+    });
     await gw.started.runtime.journal.flush();
 
     const { page, offline } = await offlinePage();
@@ -201,9 +222,14 @@ describe('console in Chromium, offline', () => {
   it('gives a team-bound token its own team only', async () => {
     const a = await gw.createKey('scoped-a');
     const b = await gw.createKey('scoped-b');
-    const { createAccessToken } = await gqlOk(gw.url, gw.adminToken, 'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret } }', {
-      input: { name: 'scoped analyst', role: 'ANALYST', teamId: a.teamId },
-    });
+    const { createAccessToken } = await gqlOk(
+      gw.url,
+      gw.adminToken,
+      'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret } }',
+      {
+        input: { name: 'scoped analyst', role: 'ANALYST', teamId: a.teamId },
+      },
+    );
     const { page, offline } = await offlinePage();
     await signIn(page, createAccessToken.secret);
     await poll(() => page.locator('#viewer').textContent()).toBe('analyst token · team scoped-a');
@@ -295,9 +321,14 @@ describe('console in Chromium, offline', () => {
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
 
     // Signed in, then the token is revoked: the next query ends the session.
-    const { createAccessToken } = await gqlOk(gw.url, gw.adminToken, 'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret token { id } } }', {
-      input: { name: 'short-lived', role: 'ANALYST' },
-    });
+    const { createAccessToken } = await gqlOk(
+      gw.url,
+      gw.adminToken,
+      'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret token { id } } }',
+      {
+        input: { name: 'short-lived', role: 'ANALYST' },
+      },
+    );
     await signIn(page, createAccessToken.secret);
     await waitLive(page);
     // Revoked through the API: refused at once on this instance (elsewhere within the auth cache window).
@@ -375,7 +406,12 @@ describe('console in Chromium, offline', () => {
 
   it('the live tiles (requests, errors, cache hits, failovers, cost per second) agree with the requests sent', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.routing.upsertRoute({ name: 'tiles-cached', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'sim-large' }], cache: { mode: 'EXACT', cacheSampled: true } as any });
+    await store.routing.upsertRoute({
+      name: 'tiles-cached',
+      strategy: 'PRIORITY',
+      targets: [{ provider: 'sim', model: 'sim-large' }],
+      cache: { mode: 'EXACT', cacheSampled: true } as any,
+    });
     await gw.started.runtime.app.catalog.refresh();
     // The team exists before sign-in, so the console lists it in its team filter.
     const tiles = await gw.createKey('tiles-team');
@@ -391,7 +427,10 @@ describe('console in Chromium, offline', () => {
     // Two upstream 4xx answers: errors, not failovers.
     gw.sim.behave('tiles-broken', { status: 400, times: 2 });
     for (let i = 0; i < 2; i++) {
-      const err = await gw.client(tiles.secret).chat.completions.create({ model: 'sim/tiles-broken', messages: [{ role: 'user', content: 'x' }] }).catch((e) => e);
+      const err = await gw
+        .client(tiles.secret)
+        .chat.completions.create({ model: 'sim/tiles-broken', messages: [{ role: 'user', content: 'x' }] })
+        .catch((e) => e);
       expect(err.status).toBe(400);
       ids.push(err.headers.get('x-tollgate-receipt-id'));
     }
@@ -449,7 +488,7 @@ describe('console in Chromium, offline', () => {
 });
 
 describe('console secrets stay out of the logs', () => {
-  it('no token used in a console session (admin, access token, OIDC, a wrong one) appears in the gateway\'s log output', async () => {
+  it("no token used in a console session (admin, access token, OIDC, a wrong one) appears in the gateway's log output", async () => {
     // A gateway of its own, as a process, so everything it writes (stdout and stderr, at debug
     // level) is captured; the admin token comes from the environment so the banner never prints it.
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-console-logs-'));
@@ -467,9 +506,14 @@ describe('console secrets stay out of the logs', () => {
     });
     const secrets: Record<string, string> = { adminToken };
     try {
-      const { createAccessToken } = await gqlOk(proc.url, adminToken, 'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret token { id } } }', {
-        input: { name: 'log-check', role: 'ANALYST' },
-      });
+      const { createAccessToken } = await gqlOk(
+        proc.url,
+        adminToken,
+        'mutation ($input: CreateAccessTokenInput!) { createAccessToken(input: $input) { secret token { id } } }',
+        {
+          input: { name: 'log-check', role: 'ANALYST' },
+        },
+      );
       const oidc = await idp.sign({ sub: 'ada', tollgate_role: 'ADMIN' });
       const wrong = `tga-${randomBytes(24).toString('base64url')}`;
       Object.assign(secrets, { accessToken: createAccessToken.secret, oidc, wrong });
@@ -558,7 +602,8 @@ async function expectPageEqualsGraphQL(page: Page, dim: string, teamIds?: string
     }`,
     { filter, groupBy: [dim] },
   );
-  const keyOf = (k: { model: string | null; teamId: string | null; feature: string | null }) => ({ MODEL: k.model, TEAM: k.teamId, FEATURE: k.feature })[dim] ?? '';
+  const keyOf = (k: { model: string | null; teamId: string | null; feature: string | null }) =>
+    ({ MODEL: k.model, TEAM: k.teamId, FEATURE: k.feature })[dim] ?? '';
   expect(shown.cells.length).toBeGreaterThan(13);
   for (const c of shown.cells) {
     const rows = answers[c.query] as Array<Record<string, any>>;

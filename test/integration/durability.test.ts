@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
+import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 import { openClickHouse } from '../../src/store/clickhouse.js';
 import { scratchDatabase } from '../support/gateway.js';
 import { runTollgate, startTollgateProcess } from '../support/processes.js';
@@ -138,7 +138,9 @@ describe('durability', () => {
 
       const hourly = await q('SELECT sum(requests) AS requests FROM receipts_hourly');
       expect(Number(hourly.requests)).toBe(Number(totals.rows));
-      const tasks = await q('SELECT sum(requests) AS requests, count() AS tasks FROM (SELECT task_id, sum(requests) AS requests FROM task_costs GROUP BY team_id, task_id)');
+      const tasks = await q(
+        'SELECT sum(requests) AS requests, count() AS tasks FROM (SELECT task_id, sum(requests) AS requests FROM task_costs GROUP BY team_id, task_id)',
+      );
       const raw = await q("SELECT count() AS requests, uniqExact(task_id) AS tasks FROM receipts WHERE task_id != ''");
       expect(Number(tasks.requests)).toBe(Number(raw.requests));
       expect(Number(tasks.tasks)).toBe(Number(raw.tasks));

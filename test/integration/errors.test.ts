@@ -69,7 +69,10 @@ describe('401: one answer for every kind of bad key', () => {
   });
 
   it('the SDK sees an AuthenticationError', async () => {
-    const err: any = await gw.client('tg-wrong').chat.completions.create(ok as any).catch((e) => e);
+    const err: any = await gw
+      .client('tg-wrong')
+      .chat.completions.create(ok as any)
+      .catch((e) => e);
     expect(err.status).toBe(401);
     expect(err.code).toBe('invalid_api_key');
   });
@@ -178,7 +181,9 @@ describe('hostile bodies', () => {
   });
 
   it('__proto__ and constructor keys do not pollute anything', async () => {
-    const a = await post('{"model":"chat-default","messages":[{"role":"user","content":"x"}],"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}');
+    const a = await post(
+      '{"model":"chat-default","messages":[{"role":"user","content":"x"}],"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}',
+    );
     expect([200, 400]).toContain(a.status);
     expect(({} as any).polluted).toBeUndefined();
   });
@@ -187,7 +192,11 @@ describe('hostile bodies', () => {
     const res = await fetch(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
-      body: Buffer.concat([Buffer.from('{"model":"chat-default","messages":[{"role":"user","content":"'), Buffer.from([0xff, 0xfe, 0x00]), Buffer.from('"}]}')]),
+      body: Buffer.concat([
+        Buffer.from('{"model":"chat-default","messages":[{"role":"user","content":"'),
+        Buffer.from([0xff, 0xfe, 0x00]),
+        Buffer.from('"}]}'),
+      ]),
     });
     expect([200, 400]).toContain(res.status);
     const huge = await post({ ...ok, max_tokens: 1e308 });

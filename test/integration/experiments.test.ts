@@ -123,12 +123,13 @@ describe('an A/B experiment sticky by end user', () => {
 
   it('explainRoute names the variant a user would get', async () => {
     const user = 'user-7';
-    const d = await gqlOk(
-      gw.url,
-      gw.adminToken,
-      `query($r: ExplainRouteInput!) { explainRoute(input: $r) { experiment variant } }`,
-      { r: { request: { model: 'exp-chat', messages: [{ role: 'user', content: 'hello' }] }, headers: [{ name: 'x-tollgate-user', value: user }], teamId: key.teamId } },
-    );
+    const d = await gqlOk(gw.url, gw.adminToken, `query($r: ExplainRouteInput!) { explainRoute(input: $r) { experiment variant } }`, {
+      r: {
+        request: { model: 'exp-chat', messages: [{ role: 'user', content: 'hello' }] },
+        headers: [{ name: 'x-tollgate-user', value: user }],
+        teamId: key.teamId,
+      },
+    });
     expect(`${d.explainRoute.experiment}/${d.explainRoute.variant}`).toBe(assigned.get(user));
   });
 
@@ -143,7 +144,7 @@ describe('an A/B experiment sticky by end user', () => {
     }
   });
 
-  it('raising a variant\'s weight moves only users from the others to it', async () => {
+  it("raising a variant's weight moves only users from the others to it", async () => {
     await gw.started.runtime.adminStore.routing.upsertExperiment({
       name: 'ab',
       route: 'exp-chat',
@@ -159,7 +160,8 @@ describe('an A/B experiment sticky by end user', () => {
       const answers = await Promise.all(Array.from({ length: 20 }, (_, j) => ask(gw, `user-${i + j}`)));
       answers.forEach((a, j) => {
         const before = assigned.get(`user-${i + j}`);
-        if (before === 'ab/candidate') expect(a.variant).toBe('ab/candidate'); // nobody leaves the growing variant
+        if (before === 'ab/candidate')
+          expect(a.variant).toBe('ab/candidate'); // nobody leaves the growing variant
         else if (a.variant === 'ab/candidate') moved++;
       });
     }

@@ -136,7 +136,12 @@ describe('failover before the first byte', () => {
   it('retries a failing single target with backoff when the route allows retries', async () => {
     routeNo++;
     const model = `solo-${routeNo}`;
-    await gw.started.runtime.adminStore.routing.upsertRoute({ name: `solo-${routeNo}`, strategy: 'PRIORITY', retries: 2, targets: [{ provider: 'sim', model }] });
+    await gw.started.runtime.adminStore.routing.upsertRoute({
+      name: `solo-${routeNo}`,
+      strategy: 'PRIORITY',
+      retries: 2,
+      targets: [{ provider: 'sim', model }],
+    });
     await gw.started.runtime.app.catalog.load();
     gw.sim.behave(model, { status: 503, times: 2 });
     const { response } = await chat(`solo-${routeNo}`);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { gqlOk } from '../support/graphql.js';
-import { runTollgate, startTollgateProcess, type ServerProcess } from '../support/processes.js';
+import { runTollgate, type ServerProcess, startTollgateProcess } from '../support/processes.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dirs: string[] = [];
@@ -53,7 +53,11 @@ describe('first run', () => {
     // The user's own route, which the demo must not touch.
     const token = (await readFile(path.join(env.TOLLGATE_DATA_DIR, 'admin-token'), 'utf8')).trim();
     await gqlOk(server.url, token, 'mutation { upsertProvider(input: { name: "mine", kind: SIMULATED, baseUrl: "http://127.0.0.1:9/v1" }) { name } }');
-    await gqlOk(server.url, token, 'mutation { upsertRoute(input: { name: "chat-default", strategy: PRIORITY, targets: [{ provider: "mine", model: "my-model" }] }) { name } }');
+    await gqlOk(
+      server.url,
+      token,
+      'mutation { upsertRoute(input: { name: "chat-default", strategy: PRIORITY, targets: [{ provider: "mine", model: "my-model" }] }) { name } }',
+    );
 
     const demo = runTollgate(['demo', '--duration', '3', '--rate', '20'], env);
     expect(await Promise.race([demo.exited, new Promise((r) => setTimeout(() => r('timeout'), 60_000))])).toBe(0);

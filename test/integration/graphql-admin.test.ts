@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { gql as rawGql, type GraphQLResult } from '../support/graphql.js';
+import { type GraphQLResult, gql as rawGql } from '../support/graphql.js';
 
 let gw: TestGateway;
 let url: string;
@@ -101,11 +101,9 @@ describe('teams', () => {
 describe('API keys', () => {
   it('createApiKey returns the secret once; the key works at once and is refused within 1 s of revokeApiKey', async () => {
     const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
-    const { createApiKey } = await ok(
-      admin,
-      `mutation($in: CreateApiKeyInput!) { createApiKey(input: $in) { secret apiKey { ${API_KEY_FIELDS} } } }`,
-      { in: { teamId: teamA.id, name: 'ci', rpmLimit: 600, tpmLimit: 100000, expiresAt, allowedRoutes: ['chat-default'] } },
-    );
+    const { createApiKey } = await ok(admin, `mutation($in: CreateApiKeyInput!) { createApiKey(input: $in) { secret apiKey { ${API_KEY_FIELDS} } } }`, {
+      in: { teamId: teamA.id, name: 'ci', rpmLimit: 600, tpmLimit: 100000, expiresAt, allowedRoutes: ['chat-default'] },
+    });
     const { secret, apiKey } = createApiKey;
     secretsThatMustNotAppear.push(sha256(secret));
     expect(secret).toMatch(/^tg-/);
@@ -172,7 +170,8 @@ describe('API keys', () => {
 
 describe('access tokens', () => {
   it('createAccessToken returns a working token once; a team-bound admin only for its own team', async () => {
-    const q = 'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id name role teamId revokedAt createdAt team { id } } } }';
+    const q =
+      'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id name role teamId revokedAt createdAt team { id } } } }';
     const { createAccessToken } = await ok(admin, q, { in: { name: 'dash', role: 'ANALYST' } });
     secretsThatMustNotAppear.push(sha256(createAccessToken.secret));
     expect(createAccessToken.token).toMatchObject({ name: 'dash', role: 'ANALYST', teamId: null, revokedAt: null, team: null });
@@ -193,7 +192,8 @@ describe('access tokens', () => {
 });
 
 describe('access token lifecycle', () => {
-  const create = 'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id name teamId allowedCidrs expiresAt revokedAt } } }';
+  const create =
+    'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id name teamId allowedCidrs expiresAt revokedAt } } }';
   const revoke = 'mutation($id: ID!) { revokeAccessToken(id: $id) { id revokedAt } }';
   const viewer = '{ viewer { tokenId actor actorName } }';
 
@@ -269,7 +269,8 @@ describe('access token lifecycle', () => {
   });
 
   it('allowedCidrs are validated and returned normalized, on keys and on tokens', async () => {
-    const t = (await ok(admin, create, { in: { name: 'cidr', role: 'ANALYST', allowedCidrs: ['10.9.8.7/8', '2001:DB8::/32', '127.0.0.1'] } })).createAccessToken;
+    const t = (await ok(admin, create, { in: { name: 'cidr', role: 'ANALYST', allowedCidrs: ['10.9.8.7/8', '2001:DB8::/32', '127.0.0.1'] } }))
+      .createAccessToken;
     expect(t.token.allowedCidrs).toEqual(['10.0.0.0/8', '2001:db8::/32', '127.0.0.1/32']);
     const bad = await gql(admin, create, { in: { name: 'cidr', role: 'ANALYST', allowedCidrs: ['10.0.0.0/40'] } });
     expect(codeOf(bad)).toBe('BAD_USER_INPUT');
@@ -291,7 +292,9 @@ describe('audit log', () => {
     await ok(admin, 'mutation($in: ProviderInput!) { upsertProvider(input: $in) { id } }', {
       in: { name: 'audited', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://u:audit-url-pass@llm.example.com/v1', apiKey: providerSecret },
     });
-    const created = (await ok(teamAdmin, 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "audited" }) { secret apiKey { id } } }', { t: teamA.id })).createApiKey;
+    const created = (
+      await ok(teamAdmin, 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "audited" }) { secret apiKey { id } } }', { t: teamA.id })
+    ).createApiKey;
     secretsThatMustNotAppear.push(sha256(created.secret));
     const { viewer } = await ok(teamAdmin, '{ viewer { actor actorName } }');
 
@@ -310,10 +313,14 @@ describe('audit log', () => {
     expect(byActor.map((e: { node: { action: string } }) => e.node.action)).toEqual(['createApiKey']);
     const byAction = (await ok(admin, log, { f: { from: since, actions: ['upsertProvider'] } })).auditLog.edges;
     expect(byAction.map((e: { node: { target: string } }) => e.node.target)).toEqual(['provider:audited']);
-    expect((await ok(admin, log, { f: { to: since, actions: ['upsertProvider'] } })).auditLog.edges.some((e: { node: { target: string } }) => e.node.target === 'provider:audited')).toBe(false);
+    expect(
+      (await ok(admin, log, { f: { to: since, actions: ['upsertProvider'] } })).auditLog.edges.some(
+        (e: { node: { target: string } }) => e.node.target === 'provider:audited',
+      ),
+    ).toBe(false);
   });
 
-  it("a team-bound admin sees the entries about its team only", async () => {
+  it('a team-bound admin sees the entries about its team only', async () => {
     await ok(admin, 'mutation($t: ID!) { createApiKey(input: { teamId: $t, name: "b-audited" }) { apiKey { id } } }', { t: teamB.id });
     const all = (await ok(admin, log, { first: 500 })).auditLog.edges.map((e: { node: { teamId: string | null } }) => e.node.teamId);
     expect(all).toContain(teamB.id);
@@ -348,7 +355,13 @@ describe('providers and routes', () => {
     const created = await ok(admin, upsertProvider, {
       in: { name: 'gql-prov', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://example.invalid/v1', apiKey: rawSecret, timeoutMs: 5000 },
     });
-    expect(created.upsertProvider).toMatchObject({ name: 'gql-prov', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://example.invalid/v1', timeoutMs: 5000, hasApiKey: true });
+    expect(created.upsertProvider).toMatchObject({
+      name: 'gql-prov',
+      kind: 'OPENAI_COMPATIBLE',
+      baseUrl: 'https://example.invalid/v1',
+      timeoutMs: 5000,
+      hasApiKey: true,
+    });
 
     const { providers } = await ok(admin, '{ providers { id name kind baseUrl timeoutMs hasApiKey } }');
     expect(providers.find((p: { name: string }) => p.name === 'gql-prov')).toMatchObject({ hasApiKey: true });
@@ -357,7 +370,13 @@ describe('providers and routes', () => {
 
     // Same name replaces; an omitted apiKey keeps the stored one.
     const replaced = await ok(admin, upsertProvider, { in: { name: 'gql-prov', kind: 'DEEPSEEK', baseUrl: 'https://other.invalid' } });
-    expect(replaced.upsertProvider).toMatchObject({ id: created.upsertProvider.id, kind: 'DEEPSEEK', baseUrl: 'https://other.invalid', timeoutMs: 5000, hasApiKey: true });
+    expect(replaced.upsertProvider).toMatchObject({
+      id: created.upsertProvider.id,
+      kind: 'DEEPSEEK',
+      baseUrl: 'https://other.invalid',
+      timeoutMs: 5000,
+      hasApiKey: true,
+    });
     const after = (await ok(admin, '{ providers { name } }')).providers.filter((p: { name: string }) => p.name === 'gql-prov');
     expect(after).toHaveLength(1);
     // An explicit null removes it.
@@ -370,7 +389,9 @@ describe('providers and routes', () => {
 
   it('credentials inside a provider base URL are never returned', async () => {
     secretsThatMustNotAppear.push('url-password-1', 'url-query-key-2');
-    const r = await ok(admin, upsertProvider, { in: { name: 'url-creds', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://svc:url-password-1@llm.example.com/v1?key=url-query-key-2&api-version=1' } });
+    const r = await ok(admin, upsertProvider, {
+      in: { name: 'url-creds', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://svc:url-password-1@llm.example.com/v1?key=url-query-key-2&api-version=1' },
+    });
     expect(r.upsertProvider.baseUrl).toBe('https://svc:***@llm.example.com/v1?key=***&api-version=1');
     const { providers } = await ok(analyst, '{ providers { name baseUrl } }');
     expect(providers.find((p: { name: string }) => p.name === 'url-creds').baseUrl).toBe('https://svc:***@llm.example.com/v1?key=***&api-version=1');
@@ -423,9 +444,15 @@ describe('providers and routes', () => {
     expect(routes.map((r: { name: string }) => r.name)).toContain('chat-default');
 
     expect(codeOf(await gql(admin, q, { in: { name: 'empty', strategy: 'PRIORITY', targets: [] } }))).toBe('BAD_USER_INPUT');
-    expect(codeOf(await gql(admin, q, { in: { name: 'r', strategy: 'PRIORITY', retries: 99, targets: [{ provider: 'sim', model: 'm' }] } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { name: 'r', strategy: 'PRIORITY', retries: 99, targets: [{ provider: 'sim', model: 'm' }] } }))).toBe(
+      'BAD_USER_INPUT',
+    );
     expect(
-      codeOf(await gql(admin, q, { in: { name: 'r', strategy: 'PRIORITY', cache: { mode: 'SEMANTIC', similarityThreshold: 2 }, targets: [{ provider: 'sim', model: 'm' }] } })),
+      codeOf(
+        await gql(admin, q, {
+          in: { name: 'r', strategy: 'PRIORITY', cache: { mode: 'SEMANTIC', similarityThreshold: 2 }, targets: [{ provider: 'sim', model: 'm' }] },
+        }),
+      ),
     ).toBe('BAD_USER_INPUT');
   });
 });
@@ -438,8 +465,17 @@ describe('prices and budgets', () => {
       (p: { provider: string; model: string }) => p.provider === 'sim' && p.model === 'sim-large',
     );
     expect(before.inputPerMTokUsd).toBe(0.15);
-    const { setPrice } = await ok(admin, q, { in: { provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.2, outputPerMTokUsd: 0.8, cachedInputPerMTokUsd: 0.05 } });
-    expect(setPrice).toMatchObject({ provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.2, outputPerMTokUsd: 0.8, cachedInputPerMTokUsd: 0.05, currency: 'USD' });
+    const { setPrice } = await ok(admin, q, {
+      in: { provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.2, outputPerMTokUsd: 0.8, cachedInputPerMTokUsd: 0.05 },
+    });
+    expect(setPrice).toMatchObject({
+      provider: 'sim',
+      model: 'sim-large',
+      inputPerMTokUsd: 0.2,
+      outputPerMTokUsd: 0.8,
+      cachedInputPerMTokUsd: 0.05,
+      currency: 'USD',
+    });
     expect(setPrice.version).toBeGreaterThan(before.version);
     const current = (await ok(admin, '{ prices { version provider model } }')).prices.filter(
       (p: { provider: string; model: string }) => p.provider === 'sim' && p.model === 'sim-large',
@@ -447,13 +483,24 @@ describe('prices and budgets', () => {
     expect(current).toEqual([{ version: setPrice.version, provider: 'sim', model: 'sim-large' }]);
 
     expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: -1, outputPerMTokUsd: 1 } }))).toBe('BAD_USER_INPUT');
-    expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'CNY' } }))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'CNY' } }))).toBe(
+      'BAD_USER_INPUT',
+    );
   });
 
   it('setBudget upserts by scope+target+period; team-bound tokens see their own budgets only', async () => {
     const q = 'mutation($in: BudgetInput!) { setBudget(input: $in) { id scope teamId apiKeyId feature period limitUsd action createdAt team { id } } }';
     const first = await ok(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'MONTH', limitUsd: 100, action: 'ALERT' } });
-    expect(first.setBudget).toMatchObject({ scope: 'TEAM', teamId: teamA.id, apiKeyId: null, feature: null, period: 'MONTH', limitUsd: 100, action: 'ALERT', team: { id: teamA.id } });
+    expect(first.setBudget).toMatchObject({
+      scope: 'TEAM',
+      teamId: teamA.id,
+      apiKeyId: null,
+      feature: null,
+      period: 'MONTH',
+      limitUsd: 100,
+      action: 'ALERT',
+      team: { id: teamA.id },
+    });
     const second = await ok(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'MONTH', limitUsd: 250.5, action: 'BLOCK' } });
     expect(second.setBudget).toMatchObject({ id: first.setBudget.id, limitUsd: 250.5, action: 'BLOCK' });
 
@@ -478,8 +525,7 @@ describe('prices and budgets', () => {
 describe('auth matrix', () => {
   type Who = 'none' | 'garbage' | 'apiKey' | 'analyst' | 'teamAdmin' | 'admin';
   const WHO: Who[] = ['none', 'garbage', 'apiKey', 'analyst', 'teamAdmin', 'admin'];
-  const tokenOf = (w: Who): string | null =>
-    ({ none: null, garbage: 'garbage-token', apiKey: gatewayKey, analyst, teamAdmin, admin })[w];
+  const tokenOf = (w: Who): string | null => ({ none: null, garbage: 'garbage-token', apiKey: gatewayKey, analyst, teamAdmin, admin })[w];
 
   // Each case builds fresh variables (mutations must not collide between callers).
   interface Case {
@@ -505,7 +551,9 @@ describe('auth matrix', () => {
     {
       field: 'revokeAccessToken',
       query: 'mutation($id: ID!) { revokeAccessToken(id: $id) { id } }',
-      vars: async () => ({ id: (await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'to-revoke', role: 'ANALYST', teamId: teamA.id })).token.id }),
+      vars: async () => ({
+        id: (await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'to-revoke', role: 'ANALYST', teamId: teamA.id })).token.id,
+      }),
       allowed: admins,
     },
     {
@@ -601,15 +649,26 @@ describe('team-bound tokens', () => {
       t: teamB.id,
     });
     expect(codeOf(budget)).toBe('NOT_FOUND');
-    const keyBudget = await gql(teamAdmin, 'mutation($k: ID) { setBudget(input: { scope: API_KEY, apiKeyId: $k, period: DAY, limitUsd: 1, action: BLOCK }) { id } }', {
-      k: keyB.id,
-    });
+    const keyBudget = await gql(
+      teamAdmin,
+      'mutation($k: ID) { setBudget(input: { scope: API_KEY, apiKeyId: $k, period: DAY, limitUsd: 1, action: BLOCK }) { id } }',
+      {
+        k: keyB.id,
+      },
+    );
     expect(codeOf(keyBudget)).toBe('NOT_FOUND');
-    const globalFeature = await gql(teamAdmin, 'mutation { setBudget(input: { scope: FEATURE, feature: "f", period: DAY, limitUsd: 1, action: BLOCK }) { id } }');
+    const globalFeature = await gql(
+      teamAdmin,
+      'mutation { setBudget(input: { scope: FEATURE, feature: "f", period: DAY, limitUsd: 1, action: BLOCK }) { id } }',
+    );
     expect(codeOf(globalFeature)).toBe('FORBIDDEN');
-    const ownFeature = await ok(teamAdmin, 'mutation($t: ID) { setBudget(input: { scope: FEATURE, teamId: $t, feature: "f", period: DAY, limitUsd: 1, action: BLOCK }) { teamId } }', {
-      t: teamA.id,
-    });
+    const ownFeature = await ok(
+      teamAdmin,
+      'mutation($t: ID) { setBudget(input: { scope: FEATURE, teamId: $t, feature: "f", period: DAY, limitUsd: 1, action: BLOCK }) { teamId } }',
+      {
+        t: teamA.id,
+      },
+    );
     expect(ownFeature.setBudget.teamId).toBe(teamA.id);
   });
 });
@@ -625,7 +684,7 @@ async function captureSql<T>(tables: RegExp, fn: () => Promise<T>): Promise<{ re
   const sql: string[] = [];
   (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
     const q = args[0];
-    const text = typeof q === 'string' ? q : (q as { text?: string })?.text ?? '';
+    const text = typeof q === 'string' ? q : ((q as { text?: string })?.text ?? '');
     if (tables.test(text)) sql.push(text);
     return bound(...args);
   };
@@ -666,7 +725,14 @@ describe('N+1', () => {
   it('routes { targets } and budgets { team } are one statement per level', async () => {
     const store = gw.started.runtime.adminStore;
     for (let i = 0; i < 3; i++) {
-      await store.routing.upsertRoute({ name: unique('n1-route'), strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'a' }, { provider: 'sim', model: 'b' }] });
+      await store.routing.upsertRoute({
+        name: unique('n1-route'),
+        strategy: 'PRIORITY',
+        targets: [
+          { provider: 'sim', model: 'a' },
+          { provider: 'sim', model: 'b' },
+        ],
+      });
       const t = await store.teams.createTeam(unique('n1-budget'));
       await store.pricing.setBudget({ scope: 'TEAM', teamId: t.id, period: 'DAY', limitUsd: 1, action: 'ALERT' });
     }
@@ -679,9 +745,7 @@ describe('N+1', () => {
   });
 
   it('never reads a stored secret hash, nor a provider ciphertext unless hasApiKey is asked for', async () => {
-    const keys = await captureSql(/"(Team|ApiKey)"/, () =>
-      ok(admin, `{ apiKeys { ${API_KEY_FIELDS} } teams { apiKeys { id name } } }`),
-    );
+    const keys = await captureSql(/"(Team|ApiKey)"/, () => ok(admin, `{ apiKeys { ${API_KEY_FIELDS} } teams { apiKeys { id name } } }`));
     expect(keys.sql.length).toBeGreaterThan(0);
     for (const text of keys.sql) expect(text).not.toContain('secretHash');
 

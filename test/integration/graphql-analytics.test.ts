@@ -2,8 +2,8 @@
 // client; every analytics number is then recomputed here from the receipts and compared.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../src/analytics/sql.js';
-import { gql, gqlOk } from '../support/graphql.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { gql, gqlOk } from '../support/graphql.js';
 
 let gw: TestGateway;
 let admin: string;
@@ -18,10 +18,29 @@ let t1: number;
 let all: R[] = [];
 
 interface R {
-  receiptId: string; startedAt: string; teamId: string | null; apiKeyId: string | null; feature: string | null; taskId: string | null;
-  endUser: string | null; route: string | null; provider: string | null; model: string | null; status: string; cacheStatus: string | null;
-  costUsd: number | null; savedCostUsd: number | null; promptTokens: number; completionTokens: number; latencyMs: number; ttftMs: number | null;
-  overheadMs: number | null; stream: boolean; seq: number; signature: string; keyId: string;
+  receiptId: string;
+  startedAt: string;
+  teamId: string | null;
+  apiKeyId: string | null;
+  feature: string | null;
+  taskId: string | null;
+  endUser: string | null;
+  route: string | null;
+  provider: string | null;
+  model: string | null;
+  status: string;
+  cacheStatus: string | null;
+  costUsd: number | null;
+  savedCostUsd: number | null;
+  promptTokens: number;
+  completionTokens: number;
+  latencyMs: number;
+  ttftMs: number | null;
+  overheadMs: number | null;
+  stream: boolean;
+  seq: number;
+  signature: string;
+  keyId: string;
   attempts: Array<{ provider: string; model: string; status: number; error: string | null; latencyMs: number }>;
 }
 const RECEIPT_FIELDS = `receiptId startedAt teamId apiKeyId feature taskId endUser route provider model status cacheStatus costUsd savedCostUsd
@@ -30,21 +49,37 @@ const RECEIPT_FIELDS = `receiptId startedAt teamId apiKeyId feature taskId endUs
 const DIMS = ['MODEL', 'PROVIDER', 'ROUTE', 'TEAM', 'FEATURE', 'API_KEY', 'END_USER', 'STATUS', 'CACHE_STATUS'] as const;
 type Dim = (typeof DIMS)[number];
 const DIM_FIELD: Record<Dim, keyof R> = {
-  MODEL: 'model', PROVIDER: 'provider', ROUTE: 'route', TEAM: 'teamId', FEATURE: 'feature', API_KEY: 'apiKeyId', END_USER: 'endUser',
-  STATUS: 'status', CACHE_STATUS: 'cacheStatus',
+  MODEL: 'model',
+  PROVIDER: 'provider',
+  ROUTE: 'route',
+  TEAM: 'teamId',
+  FEATURE: 'feature',
+  API_KEY: 'apiKeyId',
+  END_USER: 'endUser',
+  STATUS: 'status',
+  CACHE_STATUS: 'cacheStatus',
 };
 const KEY_FIELD: Record<Dim, string> = {
-  MODEL: 'model', PROVIDER: 'provider', ROUTE: 'route', TEAM: 'teamId', FEATURE: 'feature', API_KEY: 'apiKeyId', END_USER: 'endUser',
-  STATUS: 'status', CACHE_STATUS: 'cacheStatus',
+  MODEL: 'model',
+  PROVIDER: 'provider',
+  ROUTE: 'route',
+  TEAM: 'teamId',
+  FEATURE: 'feature',
+  API_KEY: 'apiKeyId',
+  END_USER: 'endUser',
+  STATUS: 'status',
+  CACHE_STATUS: 'cacheStatus',
 };
 const KEY_SELECTION = 'key { model provider route teamId feature apiKeyId endUser status cacheStatus team { id name } }';
 
 /** Group key of a receipt as the API reports it (status lower-case like the stored value). */
 function keyOf(r: R, dims: readonly Dim[]): string {
-  return JSON.stringify(dims.map((d) => {
-    const v = r[DIM_FIELD[d]];
-    return d === 'STATUS' ? String(v).toLowerCase() : (v ?? null);
-  }));
+  return JSON.stringify(
+    dims.map((d) => {
+      const v = r[DIM_FIELD[d]];
+      return d === 'STATUS' ? String(v).toLowerCase() : (v ?? null);
+    }),
+  );
 }
 function apiKeyOf(row: any, dims: readonly Dim[]): string {
   return JSON.stringify(dims.map((d) => row.key[KEY_FIELD[d]] ?? null));
@@ -74,10 +109,15 @@ async function chat(secret: string, model: string, opts: { feature?: string; tas
   try {
     if (opts.stream) {
       const s = await client.chat.completions.create({
-        model, stream: true, stream_options: { include_usage: true }, user: opts.user,
+        model,
+        stream: true,
+        stream_options: { include_usage: true },
+        user: opts.user,
         messages: [{ role: 'user', content: `hello ${sent} ${'x'.repeat(sent * 7)}` }],
       });
-      for await (const _chunk of s) { /* drain */ }
+      for await (const _chunk of s) {
+        /* drain */
+      }
     } else {
       await client.chat.completions.create({ model, user: opts.user, messages: [{ role: 'user', content: `hi ${sent} ${'y'.repeat(sent * 5)}` }] });
     }
@@ -149,9 +189,13 @@ async function walk(token: string, filter: Record<string, unknown>, first: numbe
   const out: R[] = [];
   let after: string | null = null;
   for (let i = 0; i < 1000; i++) {
-    const d: any = await gqlOk(gw.url, token, `query($f: AnalyticsFilter!, $first: Int, $after: String) {
+    const d: any = await gqlOk(
+      gw.url,
+      token,
+      `query($f: AnalyticsFilter!, $first: Int, $after: String) {
       receipts(filter: $f, first: $first, after: $after) { totalCount edges { cursor node { ${RECEIPT_FIELDS} } } pageInfo { hasNextPage endCursor } } }`,
-      { f: filter, first, after });
+      { f: filter, first, after },
+    );
     out.push(...d.receipts.edges.map((e: any) => e.node));
     if (!d.receipts.pageInfo.hasNextPage) {
       expect(d.receipts.totalCount).toBe(out.length);
@@ -165,7 +209,18 @@ async function walk(token: string, filter: Record<string, unknown>, first: numbe
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const _statusLower = (r: R) => r.status.toLowerCase();
 
-const GROUPINGS: Dim[][] = [[], ['MODEL'], ['TEAM'], ['FEATURE', 'TEAM'], ['PROVIDER', 'ROUTE'], ['API_KEY'], ['END_USER'], ['STATUS', 'CACHE_STATUS'], ['MODEL', 'TEAM', 'FEATURE'], [...DIMS]];
+const GROUPINGS: Dim[][] = [
+  [],
+  ['MODEL'],
+  ['TEAM'],
+  ['FEATURE', 'TEAM'],
+  ['PROVIDER', 'ROUTE'],
+  ['API_KEY'],
+  ['END_USER'],
+  ['STATUS', 'CACHE_STATUS'],
+  ['MODEL', 'TEAM', 'FEATURE'],
+  [...DIMS],
+];
 
 describe('analytics truth', () => {
   it('has one receipt per request sent, with priced and unpriced ones', () => {
@@ -182,11 +237,15 @@ describe('analytics truth', () => {
   for (const aligned of [false, true]) {
     for (const dims of GROUPINGS) {
       it(`usage, latency, cacheStats by [${dims.join(',')}] (${aligned ? 'hour-aligned' : 'unaligned'})`, async () => {
-        const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $g: [Dimension!]) {
+        const d: any = await gqlOk(
+          gw.url,
+          admin,
+          `query($f: AnalyticsFilter!, $g: [Dimension!]) {
           usage(filter: $f, groupBy: $g) { ${KEY_SELECTION} requests errors promptTokens completionTokens costUsd unpricedRequests }
           latency(filter: $f, groupBy: $g) { ${KEY_SELECTION} requests p50Ms p90Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms overheadP50Ms overheadP99Ms exact }
           cacheStats(filter: $f, groupBy: $g) { ${KEY_SELECTION} requests hits exactHits semanticHits hitRate savedCostUsd } }`,
-          { f: filterVar({}, aligned), g: dims });
+          { f: filterVar({}, aligned), g: dims },
+        );
         const expected = groups(all, dims);
         for (const field of ['usage', 'latency', 'cacheStats']) {
           expect(d[field].length, field).toBe(expected.size);
@@ -215,11 +274,17 @@ describe('analytics truth', () => {
             expect(got!).toBeLessThanOrEqual(xs[Math.ceil(rank)]!);
           };
           const lat = rs.map((r) => r.latencyMs);
-          check(lat, 0.5, row.p50Ms); check(lat, 0.9, row.p90Ms); check(lat, 0.95, row.p95Ms); check(lat, 0.99, row.p99Ms);
+          check(lat, 0.5, row.p50Ms);
+          check(lat, 0.9, row.p90Ms);
+          check(lat, 0.95, row.p95Ms);
+          check(lat, 0.99, row.p99Ms);
           const ttft = rs.map((r) => r.ttftMs);
-          check(ttft, 0.5, row.ttftP50Ms); check(ttft, 0.95, row.ttftP95Ms); check(ttft, 0.99, row.ttftP99Ms);
+          check(ttft, 0.5, row.ttftP50Ms);
+          check(ttft, 0.95, row.ttftP95Ms);
+          check(ttft, 0.99, row.ttftP99Ms);
           const ovh = rs.map((r) => r.overheadMs);
-          check(ovh, 0.5, row.overheadP50Ms); check(ovh, 0.99, row.overheadP99Ms);
+          check(ovh, 0.5, row.overheadP50Ms);
+          check(ovh, 0.99, row.overheadP99Ms);
         }
         for (const row of d.cacheStats) {
           const rs = expected.get(apiKeyOf(row, dims))!;
@@ -237,9 +302,13 @@ describe('analytics truth', () => {
     for (const interval of ['MINUTE', 'HOUR', 'DAY'] as const) {
       for (const dims of [[], ['TEAM', 'MODEL']] as Dim[][]) {
         for (const aligned of [false, true]) {
-          const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $i: Interval!, $g: [Dimension!]) {
+          const d: any = await gqlOk(
+            gw.url,
+            admin,
+            `query($f: AnalyticsFilter!, $i: Interval!, $g: [Dimension!]) {
             timeSeries(filter: $f, interval: $i, groupBy: $g) { start ${KEY_SELECTION} requests errors promptTokens completionTokens costUsd unpricedRequests cacheHits } }`,
-            { f: filterVar({}, aligned), i: interval, g: dims });
+            { f: filterVar({}, aligned), i: interval, g: dims },
+          );
           const size = { MINUTE: 60_000, HOUR: 3_600_000, DAY: 86_400_000 }[interval];
           const expected = new Map<string, R[]>();
           for (const r of all) {
@@ -264,7 +333,11 @@ describe('analytics truth', () => {
 
   it('costPerTask: explicit outcomes win (latest), else the last request decides', async () => {
     // independent expectation
-    const outcomes = new Map<string, boolean>([[`${teamA}|t1`, true], [`${teamA}|t2`, false], [`${teamB}|t1`, true]]);
+    const outcomes = new Map<string, boolean>([
+      [`${teamA}|t1`, true],
+      [`${teamA}|t2`, false],
+      [`${teamB}|t1`, true],
+    ]);
     const tasks = new Map<string, R[]>();
     for (const r of all) if (r.taskId) tasks.set(`${r.teamId}|${r.taskId}`, [...(tasks.get(`${r.teamId}|${r.taskId}`) ?? []), r]);
     const succeeded = (k: string) => {
@@ -275,10 +348,17 @@ describe('analytics truth', () => {
     expect(succeeded(`${teamA}|t3`)).toBe(false); // its last request was the 400
     expect(succeeded(`${teamA}|t4`)).toBe(true);
     for (const dims of [[], ['TEAM'], ['TEAM', 'FEATURE'], ['MODEL'], ['END_USER'], ['TEAM', 'END_USER']] as Dim[][]) {
-      const d: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!, $g: [Dimension!]) {
+      const d: any = await gqlOk(
+        gw.url,
+        admin,
+        `query($f: AnalyticsFilter!, $g: [Dimension!]) {
         costPerTask(filter: $f, groupBy: $g) { ${KEY_SELECTION} tasks succeededTasks failedTasks requests costUsd unpricedRequests costPerTaskUsd costPerSucceededTaskUsd } }`,
-        { f: filterVar(), g: dims });
-      const expected = groups(all.filter((r) => r.taskId), dims);
+        { f: filterVar(), g: dims },
+      );
+      const expected = groups(
+        all.filter((r) => r.taskId),
+        dims,
+      );
       expect(d.costPerTask.length).toBe(expected.size);
       for (const row of d.costPerTask) {
         const rs = expected.get(apiKeyOf(row, dims))!;
@@ -317,7 +397,9 @@ describe('analytics truth', () => {
         const f = filterVar({ [field]: values }, aligned);
         const d: any = {
           ...(await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { usage(filter: $f) { requests costUsd } }`, { f })),
-          ...(await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { receipts(filter: $f, first: 100) { totalCount edges { node { receiptId } } } }`, { f })),
+          ...(await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { receipts(filter: $f, first: 100) { totalCount edges { node { receiptId } } } }`, {
+            f,
+          })),
         };
         const rs = all.filter(match);
         expect(rs.length, field).toBeGreaterThan(0);
@@ -328,19 +410,31 @@ describe('analytics truth', () => {
       }
     }
     // a range that excludes everything
-    const empty: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { usage(filter: $f) { requests } }`,
-      { f: { from: new Date(t0 - 7_200_000).toISOString(), to: new Date(t0 - 3_600_000).toISOString() } });
+    const empty: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { usage(filter: $f) { requests } }`, {
+      f: { from: new Date(t0 - 7_200_000).toISOString(), to: new Date(t0 - 3_600_000).toISOString() },
+    });
     expect(empty.usage).toEqual([]);
   });
 
   it('SQL injection payloads in every string filter match nothing and do not error', async () => {
-    const payloads = [`' OR 1=1 --`, `\\'); DROP TABLE receipts; --`, `search' OR '1'='1`, `x}{p0:String}`, `{p0:String}`, `') OR 1=1 UNION SELECT * FROM system.tables --`];
+    const payloads = [
+      `' OR 1=1 --`,
+      `\\'); DROP TABLE receipts; --`,
+      `search' OR '1'='1`,
+      `x}{p0:String}`,
+      `{p0:String}`,
+      `') OR 1=1 UNION SELECT * FROM system.tables --`,
+    ];
     for (const field of ['teamIds', 'features', 'models', 'providers', 'routes', 'apiKeyIds', 'endUsers']) {
       for (const p of payloads) {
-        const r = await gql(gw.url, admin, `query($f: AnalyticsFilter!) {
+        const r = await gql(
+          gw.url,
+          admin,
+          `query($f: AnalyticsFilter!) {
           usage(filter: $f, groupBy: [MODEL]) { requests } costPerTask(filter: $f) { tasks } latency(filter: $f) { requests }
           cacheStats(filter: $f) { requests } timeSeries(filter: $f, interval: HOUR) { requests } receipts(filter: $f) { totalCount } }`,
-          { f: filterVar({ [field]: [p] }) });
+          { f: filterVar({ [field]: [p] }) },
+        );
         expect(r.errors, `${field} ${p}`).toBeUndefined();
         expect(r.data.usage).toEqual([]);
         expect(r.data.costPerTask).toEqual([]);
@@ -356,7 +450,10 @@ describe('analytics truth', () => {
       expect(r.errors).toBeUndefined();
       expect(r.data.receipt).toBeNull();
       expect(r.data.verifyReceipt.valid).toBe(false);
-      const c = await gql(gw.url, admin, `query($f: AnalyticsFilter!, $a: String) { receipts(filter: $f, after: $a) { totalCount } }`, { f: filterVar(), a: p });
+      const c = await gql(gw.url, admin, `query($f: AnalyticsFilter!, $a: String) { receipts(filter: $f, after: $a) { totalCount } }`, {
+        f: filterVar(),
+        a: p,
+      });
       expect(c.errors?.[0]?.extensions?.code, JSON.stringify(c.errors) + p).toBe('BAD_USER_INPUT');
     }
     // the table is intact
@@ -398,8 +495,13 @@ describe('analytics truth', () => {
     // receipt(id): another team's reads as not found
     const bId = all.find((r) => r.teamId === teamB)!.receiptId;
     const aId = mine[0]!.receiptId;
-    const d: any = await gqlOk(gw.url, secret, `query($a: ID!, $b: ID!) { a: receipt(id: $a) { receiptId } b: receipt(id: $b) { receiptId }
-      va: verifyReceipt(id: $a) { valid } vb: verifyReceipt(id: $b) { valid reason receipt { receiptId } } }`, { a: aId, b: bId });
+    const d: any = await gqlOk(
+      gw.url,
+      secret,
+      `query($a: ID!, $b: ID!) { a: receipt(id: $a) { receiptId } b: receipt(id: $b) { receiptId }
+      va: verifyReceipt(id: $a) { valid } vb: verifyReceipt(id: $b) { valid reason receipt { receiptId } } }`,
+      { a: aId, b: bId },
+    );
     expect(d.a.receiptId).toBe(aId);
     expect(d.b).toBeNull();
     expect(d.va.valid).toBe(true);
@@ -408,13 +510,27 @@ describe('analytics truth', () => {
 
   it('receipt(id) and verifyReceipt(id) for the admin; every field needs a token', async () => {
     const r0 = all.find((r) => r.attempts.length === 2 && r.status === 'OK')!;
-    const d: any = await gqlOk(gw.url, admin, `query($id: ID!) { receipt(id: $id) { ${RECEIPT_FIELDS} }
-      verifyReceipt(id: $id) { valid reason keyId receipt { receiptId signature } } }`, { id: r0.receiptId.toUpperCase() });
+    const d: any = await gqlOk(
+      gw.url,
+      admin,
+      `query($id: ID!) { receipt(id: $id) { ${RECEIPT_FIELDS} }
+      verifyReceipt(id: $id) { valid reason keyId receipt { receiptId signature } } }`,
+      { id: r0.receiptId.toUpperCase() },
+    );
     expect(d.receipt).toEqual(r0);
-    expect(d.receipt.attempts.map((a: any) => [a.provider, a.model, a.status])).toEqual([['sim', 'primary', 500], ['sim-b', 'backup', 200]]);
+    expect(d.receipt.attempts.map((a: any) => [a.provider, a.model, a.status])).toEqual([
+      ['sim', 'primary', 500],
+      ['sim-b', 'backup', 200],
+    ]);
     expect(d.verifyReceipt).toEqual({ valid: true, reason: null, keyId: r0.keyId, receipt: { receiptId: r0.receiptId, signature: r0.signature } });
-    for (const field of ['usage(filter: $f) { requests }', 'receipts(filter: $f) { totalCount }', 'latency(filter: $f) { requests }',
-      'costPerTask(filter: $f) { tasks }', 'cacheStats(filter: $f) { requests }', 'timeSeries(filter: $f, interval: HOUR) { requests }']) {
+    for (const field of [
+      'usage(filter: $f) { requests }',
+      'receipts(filter: $f) { totalCount }',
+      'latency(filter: $f) { requests }',
+      'costPerTask(filter: $f) { tasks }',
+      'cacheStats(filter: $f) { requests }',
+      'timeSeries(filter: $f, interval: HOUR) { requests }',
+    ]) {
       const r = await gql(gw.url, null, `query($f: AnalyticsFilter!) { ${field} }`, { f: filterVar() });
       // The code is UNAUTHENTICATED under Node; under vitest builder.ts's `new GraphQLError` is
       // masked by yoga (two copies of graphql), so only the refusal itself is asserted here.

@@ -1,6 +1,6 @@
 // GraphQL subscriptions (routingDecisions, budgetEvents) over graphql-ws and over SSE, against
 // a real Tollgate in front of the simulated provider.
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { BudgetEvent, LiveBus, RoutingDecision } from '../../src/live/events.js';
@@ -55,7 +55,10 @@ async function subscribe<T>(client: Client, query: string, field: string, variab
 }
 
 async function chat(secret: string, model = 'chat-default') {
-  const { response } = await gw.client(secret).chat.completions.create({ model, messages: [{ role: 'user', content: 'hello' }] }).withResponse();
+  const { response } = await gw
+    .client(secret)
+    .chat.completions.create({ model, messages: [{ role: 'user', content: 'hello' }] })
+    .withResponse();
   return { requestId: response.headers.get('x-request-id')!, receiptId: response.headers.get('x-tollgate-receipt-id')! };
 }
 
@@ -107,7 +110,12 @@ describe('routingDecisions over graphql-ws', () => {
         expect(e.model).toBe('sim-large');
         expect(e.attempt).toBe(1);
         expect(e.droppedBefore).toBe(0);
-        expect(e.candidates).toEqual([{ provider: 'sim', model: 'sim-large', state: 'CLOSED', ewmaLatencyMs: expect.anything() }].map((c) => ({ ...c, ewmaLatencyMs: e.candidates[0]!.ewmaLatencyMs })));
+        expect(e.candidates).toEqual(
+          [{ provider: 'sim', model: 'sim-large', state: 'CLOSED', ewmaLatencyMs: expect.anything() }].map((c) => ({
+            ...c,
+            ewmaLatencyMs: e.candidates[0]!.ewmaLatencyMs,
+          })),
+        );
         expect(Number.isNaN(Date.parse(e.at))).toBe(false);
       }
       expect(mine[1]!.latencyMs).toBeGreaterThanOrEqual(0);
@@ -283,7 +291,10 @@ describe('routingDecisions over SSE (GraphQL over HTTP)', () => {
     const text = await res.text();
     // One error result, no event, stream completed, nothing left open on the bus. (The error
     // code itself is UNAUTHENTICATED from scope-auth, but yoga currently masks it: see report.)
-    const payloads = text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+    const payloads = text
+      .split('\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => JSON.parse(l.slice(6)));
     expect(payloads).toHaveLength(1);
     expect(payloads[0].errors).toHaveLength(1);
     expect(payloads[0].data ?? null).toBeNull();
@@ -352,7 +363,12 @@ describe('slow subscribers', () => {
       outcome: 'SUCCESS',
       reason: null,
       latencyMs: 1,
-      candidates: Array.from({ length: 40 }, (_, i) => ({ provider: `provider-${i}`, model: `model-with-a-long-name-${i}`, state: 'closed' as const, ewmaLatencyMs: 12.5 })),
+      candidates: Array.from({ length: 40 }, (_, i) => ({
+        provider: `provider-${i}`,
+        model: `model-with-a-long-name-${i}`,
+        state: 'closed' as const,
+        ewmaLatencyMs: 12.5,
+      })),
     };
     let published = 0;
     const slowStats = () => bus.subscriberStats().find((s) => s.dropped > 0);

@@ -109,7 +109,11 @@ describe('credential headers sent twice', () => {
     );
     expect(answer.status).toBe(400);
     expect(openAIError(answer.body)).toMatchObject({ type: 'invalid_request_error', param: 'authorization' });
-    const once = await rawRequest(graphqlUrl, ['POST /graphql HTTP/1.1', 'content-type: application/json', `authorization: Bearer ${gw.adminToken}`], '{"query":"{ viewer { role } }"}');
+    const once = await rawRequest(
+      graphqlUrl,
+      ['POST /graphql HTTP/1.1', 'content-type: application/json', `authorization: Bearer ${gw.adminToken}`],
+      '{"query":"{ viewer { role } }"}',
+    );
     expect(once.status).toBe(200);
   });
 });

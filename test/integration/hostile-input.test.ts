@@ -81,7 +81,8 @@ function bodyFor(endpoint: string, m: string, a: Attribution, stream: boolean): 
 }
 
 /** DESIGN §4: the header wins when it holds anything but blanks, else the body; trimmed, at most 256 characters. */
-const attributed = (header: string, body: string): string | null => (header.trim() ? header.trim().slice(0, 256) : body.trim() ? body.trim().slice(0, 256) : null);
+const attributed = (header: string, body: string): string | null =>
+  header.trim() ? header.trim().slice(0, 256) : body.trim() ? body.trim().slice(0, 256) : null;
 
 /** Header values fetch can send as they are (visible ASCII and Latin-1); others percent-encoded. */
 const asHeader = (s: string) => (/^[\t\x20-\x7e\x80-\xff]*$/.test(s) && s.trim() === s ? s : headerValue(s));
@@ -122,7 +123,10 @@ describe('one receipt per request, whatever the input', () => {
 
   it.each([false, true])('/v1/messages (stream: %s): hostile attribution in headers and metadata.user_id', async (stream) => {
     const key = await gw.createKey(`team-hostile-messages-${stream}`);
-    const messagesModel = fc.oneof(model, hostile.map((s) => `claude/${s}`));
+    const messagesModel = fc.oneof(
+      model,
+      hostile.map((s) => `claude/${s}`),
+    );
     const receiptIds: Array<string | null> = [];
     const expectedEndUser = new Map<string, string | null>();
     await fc.assert(
@@ -150,7 +154,8 @@ describe('one receipt per request, whatever the input', () => {
         const route = res.headers.get('x-tollgate-route');
         if (route !== null) expect(decodeURIComponent(route)).toBe(m);
         // Where it was answered, the end user is the header's value, else metadata.user_id.
-        if (res.status === 200) expectedEndUser.set(res.headers.get('x-tollgate-receipt-id')!, attributed(viaHeaders ? headers['x-tollgate-user']! : '', a.user));
+        if (res.status === 200)
+          expectedEndUser.set(res.headers.get('x-tollgate-receipt-id')!, attributed(viaHeaders ? headers['x-tollgate-user']! : '', a.user));
       }),
       { numRuns: 25, seed: 20261205 },
     );
@@ -167,20 +172,37 @@ describe('one receipt per request, whatever the input', () => {
     const key = await gw.createKey('team-hostile-count-tokens');
     const statuses: number[] = [];
     await fc.assert(
-      fc.asyncProperty(fc.oneof(model, hostile.map((s) => `claude/${s}`)), attribution, async (m, a) => {
-        const body = { model: m, system: a.feature, messages: [{ role: 'user', content: `count ${a.metadataValue}` }], metadata: { user_id: a.user, [a.metadataKey || 'k']: a.metadataValue } };
-        const res = await fetch(`${gw.url}/v1/messages/count_tokens`, {
-          method: 'POST',
-          headers: { 'x-api-key': key.secret, 'content-type': 'application/json', 'x-tollgate-feature': asHeader(a.feature), 'x-tollgate-user': asHeader(a.user) },
-          body: JSON.stringify(body),
-        });
-        const json = await res.json();
-        statuses.push(res.status);
-        expect(res.status, JSON.stringify(json).slice(0, 300)).toBeLessThan(500);
-        if (res.status === 200) expect(json.input_tokens).toBeGreaterThan(0);
-        else expect(json).toMatchObject({ type: 'error', error: { type: expect.any(String) } });
-        expect(res.headers.get('x-tollgate-receipt-id')).toBeNull();
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          model,
+          hostile.map((s) => `claude/${s}`),
+        ),
+        attribution,
+        async (m, a) => {
+          const body = {
+            model: m,
+            system: a.feature,
+            messages: [{ role: 'user', content: `count ${a.metadataValue}` }],
+            metadata: { user_id: a.user, [a.metadataKey || 'k']: a.metadataValue },
+          };
+          const res = await fetch(`${gw.url}/v1/messages/count_tokens`, {
+            method: 'POST',
+            headers: {
+              'x-api-key': key.secret,
+              'content-type': 'application/json',
+              'x-tollgate-feature': asHeader(a.feature),
+              'x-tollgate-user': asHeader(a.user),
+            },
+            body: JSON.stringify(body),
+          });
+          const json = await res.json();
+          statuses.push(res.status);
+          expect(res.status, JSON.stringify(json).slice(0, 300)).toBeLessThan(500);
+          if (res.status === 200) expect(json.input_tokens).toBeGreaterThan(0);
+          else expect(json).toMatchObject({ type: 'error', error: { type: expect.any(String) } });
+          expect(res.headers.get('x-tollgate-receipt-id')).toBeNull();
+        },
+      ),
       { numRuns: 25, seed: 20261206 },
     );
     expect(statuses).toContain(200);
@@ -207,7 +229,9 @@ describe('one receipt per request, whatever the input', () => {
             case 'chat-stream': {
               const stream = call === 'chat-stream';
               const r = await client.chat.completions
-                .create({ model: 'chat-default', messages: [{ role: 'user', content: a.metadataValue || 'hi' }], metadata, user: a.user, stream } as any, { headers })
+                .create({ model: 'chat-default', messages: [{ role: 'user', content: a.metadataValue || 'hi' }], metadata, user: a.user, stream } as any, {
+                  headers,
+                })
                 .withResponse();
               if (stream) for await (const _ of r.data as any) void _;
               return r.response;
@@ -215,12 +239,15 @@ describe('one receipt per request, whatever the input', () => {
             case 'responses':
             case 'responses-stream': {
               const stream = call === 'responses-stream';
-              const r = await client.responses.create({ model: 'chat-default', input: a.metadataValue || 'hi', metadata, user: a.user, stream } as any, { headers }).withResponse();
+              const r = await client.responses
+                .create({ model: 'chat-default', input: a.metadataValue || 'hi', metadata, user: a.user, stream } as any, { headers })
+                .withResponse();
               if (stream) for await (const _ of r.data as any) void _;
               return r.response;
             }
             default:
-              return (await client.embeddings.create({ model: 'embed-default', input: a.metadataValue || 'hi', user: a.user }, { headers }).withResponse()).response;
+              return (await client.embeddings.create({ model: 'embed-default', input: a.metadataValue || 'hi', user: a.user }, { headers }).withResponse())
+                .response;
           }
         };
         try {
@@ -230,7 +257,11 @@ describe('one receipt per request, whatever the input', () => {
           receiptIds.push(id);
           // A request's own header overrides the client's default; either beats the body.
           const inBody = call === 'embeddings' ? { feature: '', taskId: '' } : { feature: a.feature, taskId: a.taskId };
-          expected.set(id!, { feature: attributed(asHeader(d.feature), inBody.feature), task_id: attributed(headers['x-tollgate-task-id'], inBody.taskId), end_user: attributed(headers['x-tollgate-user'], a.user) });
+          expected.set(id!, {
+            feature: attributed(asHeader(d.feature), inBody.feature),
+            task_id: attributed(headers['x-tollgate-task-id'], inBody.taskId),
+            end_user: attributed(headers['x-tollgate-user'], a.user),
+          });
         } catch (err) {
           if (!(err instanceof APIError) || err.status === undefined) throw err;
           expect(err.status, err.message).toBeLessThan(500);
@@ -241,7 +272,9 @@ describe('one receipt per request, whatever the input', () => {
     );
     expect(answered).toBeGreaterThan(0);
     const stored = await expectOneReceiptEach(gw, key.teamId, receiptIds);
-    for (const r of stored) if (expected.has(r.receipt_id)) expect({ feature: r.feature, task_id: r.task_id, end_user: r.end_user }, r.receipt_id).toEqual(expected.get(r.receipt_id));
+    for (const r of stored)
+      if (expected.has(r.receipt_id))
+        expect({ feature: r.feature, task_id: r.task_id, end_user: r.end_user }, r.receipt_id).toEqual(expected.get(r.receipt_id));
   });
 
   it('the official openai client, with a Chinese model alias pinned and streamed', async () => {
@@ -269,8 +302,14 @@ describe('one receipt per request, whatever the input', () => {
     const ids: string[] = [];
     const cases: Array<{ headers: Buffer; body: string }> = [
       // UTF-8 bytes of 模型 as a header value: Node reads them as Latin-1.
-      { headers: Buffer.concat([Buffer.from('x-tollgate-feature: '), Buffer.from('模型', 'utf8'), Buffer.from('\r\n')]), body: JSON.stringify({ model: 'sim/ok-模型', messages: [{ role: 'user', content: 'x' }] }) },
-      { headers: Buffer.from('x-tollgate-task-type: caf\xe9\r\n', 'latin1'), body: JSON.stringify({ model: 'sim/a\r\nb', messages: [{ role: 'user', content: 'x' }], stream: true }) },
+      {
+        headers: Buffer.concat([Buffer.from('x-tollgate-feature: '), Buffer.from('模型', 'utf8'), Buffer.from('\r\n')]),
+        body: JSON.stringify({ model: 'sim/ok-模型', messages: [{ role: 'user', content: 'x' }] }),
+      },
+      {
+        headers: Buffer.from('x-tollgate-task-type: caf\xe9\r\n', 'latin1'),
+        body: JSON.stringify({ model: 'sim/a\r\nb', messages: [{ role: 'user', content: 'x' }], stream: true }),
+      },
       { headers: Buffer.from('x-tollgate-user: \xff\xfe\r\n', 'latin1'), body: JSON.stringify({ model: 'sim/nul\u0000', input: 'x' }) },
     ];
     for (const [i, c] of cases.entries()) {
@@ -310,7 +349,9 @@ function rawPost(path: string, secret: string, extraHeaders: Buffer, body: strin
     });
     socket.write(
       Buffer.concat([
-        Buffer.from(`POST ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${secret}\r\nContent-Type: application/json\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n`),
+        Buffer.from(
+          `POST ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${secret}\r\nContent-Type: application/json\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n`,
+        ),
         extraHeaders,
         Buffer.from('\r\n'),
         payload,

@@ -6,11 +6,11 @@
 //     from 127.0.0.1 are direct clients whose X-Forwarded-For proves nothing.
 import OpenAI from 'openai';
 import { Agent } from 'undici';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { gql, gqlOk } from '../support/graphql.js';
-import { startIdentityProvider, unsignedToken, type TestIdentityProvider } from '../support/identity-provider.js';
+import { startIdentityProvider, type TestIdentityProvider, unsignedToken } from '../support/identity-provider.js';
 
 let gw: TestGateway;
 let idp: TestIdentityProvider;
@@ -159,7 +159,14 @@ describe('OIDC bearer tokens', () => {
 
   it('valid ADMIN and ANALYST tokens work on GraphQL over HTTP, team-scoped ones see their team only', async () => {
     const admin = await idp.sign({ sub: 'ada', email: 'ada@example.com', tollgate_role: 'ADMIN' });
-    expect((await gqlOk(gw.url, admin, viewer)).viewer).toEqual({ kind: 'oidc', role: 'ADMIN', teamId: null, tokenId: null, actor: 'oidc:ada', actorName: 'ada@example.com' });
+    expect((await gqlOk(gw.url, admin, viewer)).viewer).toEqual({
+      kind: 'oidc',
+      role: 'ADMIN',
+      teamId: null,
+      tokenId: null,
+      actor: 'oidc:ada',
+      actorName: 'ada@example.com',
+    });
 
     const analyst = await idp.sign({ sub: 'bob', tollgate_role: 'ANALYST' }, { key: 'ec' });
     expect((await gqlOk(gw.url, analyst, '{ teams { id } }')).teams.length).toBeGreaterThanOrEqual(2);

@@ -2,8 +2,9 @@
 // slowloris attack sends them): headers and whole requests are bounded in time, /graphql
 // bodies in size, long streamed *responses* are not cut, and shutdown does not wait for a
 // request that is still arriving.
-import net from 'node:net';
+
 import type { AddressInfo } from 'node:net';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 
@@ -105,7 +106,9 @@ describe('request timeouts and body limits', () => {
   it('does not cut a streamed response that lasts longer than the request timeout', async () => {
     gw.sim.behave('long-stream', { tokensPerSecond: 4, completionTokens: 10 }); // ~2.5 s
     const t0 = Date.now();
-    const stream = await gw.client(secret).chat.completions.create({ model: 'sim/long-stream', messages: [{ role: 'user', content: 'take your time' }], stream: true });
+    const stream = await gw
+      .client(secret)
+      .chat.completions.create({ model: 'sim/long-stream', messages: [{ role: 'user', content: 'take your time' }], stream: true });
     let chunks = 0;
     let finish: string | null = null;
     for await (const chunk of stream) {
@@ -169,7 +172,9 @@ describe('shutdown while requests are still arriving', () => {
     // In flight and whole: a stream of ~1 s that must finish.
     gw.sim.behave('drain-stream', { tokensPerSecond: 10, completionTokens: 10 });
     const streamed = (async () => {
-      const stream = await gw.client(secret).chat.completions.create({ model: 'sim/drain-stream', messages: [{ role: 'user', content: 'finish me' }], stream: true });
+      const stream = await gw
+        .client(secret)
+        .chat.completions.create({ model: 'sim/drain-stream', messages: [{ role: 'user', content: 'finish me' }], stream: true });
       let text = '';
       for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
       return text;

@@ -6,30 +6,23 @@
 // apart by team id (and instance id), and each journal has its own WAL directory.
 import { spawn } from 'node:child_process';
 import fs, { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { syncBuiltinESMExports } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { type ClickHouseClient, ClickHouseLogLevel, createClient } from '@clickhouse/client';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal, type ReceiptJournalOptions } from '../../src/receipts/journal.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from '../../src/receipts/receipt.js';
 import { fetchReceipt, rowToReceipt, unsignedReceipt } from '../../src/receipts/rows.js';
 import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
-import { ReceiptSigner, SIGNING_KEY_FILE, canonicalReceiptJson } from '../../src/receipts/signer.js';
-import { sha256Hex } from '../../src/receipts/wal.js';
+import { canonicalReceiptJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
-import { openClickHouse, type ClickHouseStore } from '../../src/store/clickhouse.js';
-import {
-  MigrationError,
-  clusterStatements,
-  loadMigrations,
-  migrateClickHouse,
-  migrationsDir,
-  splitStatements,
-} from '../../src/store/clickhouse-migrate.js';
+import { sha256Hex } from '../../src/receipts/wal.js';
+import { type ClickHouseStore, openClickHouse } from '../../src/store/clickhouse.js';
+import { clusterStatements, loadMigrations, MigrationError, migrateClickHouse, migrationsDir, splitStatements } from '../../src/store/clickhouse-migrate.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'tollgate-journal-test-'));
 let store: ClickHouseStore;
@@ -148,7 +141,10 @@ async function storedReceipts(instanceId: string): Promise<Receipt[]> {
   return found.map(rowToReceipt);
 }
 
-const segmentsIn = (dataDir: string) => readdirSync(path.join(dataDir, 'wal')).filter((f) => f.endsWith('.jsonl')).sort();
+const segmentsIn = (dataDir: string) =>
+  readdirSync(path.join(dataDir, 'wal'))
+    .filter((f) => f.endsWith('.jsonl'))
+    .sort();
 
 async function openJournal(name: string, overrides: Partial<ReceiptJournalOptions> = {}) {
   const dataDir = path.join(root, name);
@@ -260,13 +256,18 @@ describe('migrations', () => {
   });
 
   it('splits statements on a semicolon at the end of a line, ignoring comment lines', () => {
-    expect(splitStatements('-- a; comment;\nSELECT 1;\n\nSELECT \';\' ;  \n-- trailing;\n')).toEqual(['SELECT 1', "SELECT ';'"]);
+    expect(splitStatements("-- a; comment;\nSELECT 1;\n\nSELECT ';' ;  \n-- trailing;\n")).toEqual(['SELECT 1', "SELECT ';'"]);
     const statements = readFileSync(path.join(migrationsDir(), '002_rollups.sql'), 'utf8');
     expect(splitStatements(statements)).toHaveLength(5);
   });
 
   it('rewrites statements for a cluster', () => {
-    expect(clusterStatements('CREATE TABLE IF NOT EXISTS receipts\n(\n    x UInt8\n)\nENGINE = MergeTree\nORDER BY x\nSETTINGS non_replicated_deduplication_window = 10000', 'prod')).toEqual([
+    expect(
+      clusterStatements(
+        'CREATE TABLE IF NOT EXISTS receipts\n(\n    x UInt8\n)\nENGINE = MergeTree\nORDER BY x\nSETTINGS non_replicated_deduplication_window = 10000',
+        'prod',
+      ),
+    ).toEqual([
       "CREATE TABLE IF NOT EXISTS receipts ON CLUSTER 'prod'\n(\n    x UInt8\n)\nENGINE = ReplicatedMergeTree\nORDER BY x\nSETTINGS replicated_deduplication_window = 10000",
       "CREATE TABLE IF NOT EXISTS receipts_distributed ON CLUSTER 'prod' AS receipts ENGINE = Distributed('prod', currentDatabase(), receipts, cityHash64(team_id))",
     ]);
@@ -290,7 +291,13 @@ describe('migrations', () => {
       expect(out).toHaveLength(files.reduce((n, f) => n + f.statements.length, 0) + 1 + receiptAlters);
       for (const s of out) expect(s).toMatch(/^(CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS|ALTER TABLE) \w+ ON CLUSTER 'c'\s/);
       const engines = out.map((s) => /ENGINE = (\w+)/.exec(s)?.[1]).filter(Boolean);
-      expect(engines.slice(0, 5)).toEqual(['ReplicatedMergeTree', 'Distributed', 'ReplicatedAggregatingMergeTree', 'ReplicatedAggregatingMergeTree', 'ReplicatedReplacingMergeTree']);
+      expect(engines.slice(0, 5)).toEqual([
+        'ReplicatedMergeTree',
+        'Distributed',
+        'ReplicatedAggregatingMergeTree',
+        'ReplicatedAggregatingMergeTree',
+        'ReplicatedReplacingMergeTree',
+      ]);
       expect(out.join('\n')).not.toMatch(/non_replicated/);
       expect(out.filter((s) => s.includes('MATERIALIZED VIEW')).length).toBeGreaterThanOrEqual(2);
     });
@@ -530,7 +537,7 @@ describe('signing off the request path', () => {
     expect(verifyChain(served)).toEqual({ valid: true, breaks: [] });
     // Signing again (or in the worker) gives the same bytes: Ed25519 is deterministic.
     expect(journal.sign(served[0])).toEqual(served[0]);
-    expect((await fetchReceipt(store.client, appended[0].receipt_id))).toBeNull();
+    expect(await fetchReceipt(store.client, appended[0].receipt_id)).toBeNull();
 
     up = true;
     await journal.flush();

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertSyntheticReceipts } from '../../src/analytics/synthetic.js';
-import { openClickHouse, type ClickHouseStore } from '../../src/store/clickhouse.js';
+import { type ClickHouseStore, openClickHouse } from '../../src/store/clickhouse.js';
 import { loadMigrations, migrateClickHouse, migrationsDir } from '../../src/store/clickhouse-migrate.js';
 
 let dir: string;

@@ -43,7 +43,12 @@ async function chat(model: string, headers: Record<string, string> = {}) {
     headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
   });
-  return { status: res.status, json: (await res.json()) as any, receiptId: res.headers.get('x-tollgate-receipt-id')!, attempts: res.headers.get('x-tollgate-attempts') };
+  return {
+    status: res.status,
+    json: (await res.json()) as any,
+    receiptId: res.headers.get('x-tollgate-receipt-id')!,
+    attempts: res.headers.get('x-tollgate-attempts'),
+  };
 }
 
 async function receipt(id: string) {
@@ -82,7 +87,9 @@ describe('loop protection', () => {
       const acceptedBefore = forwarder.accepted();
       const looped = await chat('loop/m');
       expect(looped.status).toBe(508);
-      expect(looped.json).toEqual({ error: { message: expect.stringContaining('points back at Tollgate'), type: 'api_error', param: null, code: 'loop_detected' } });
+      expect(looped.json).toEqual({
+        error: { message: expect.stringContaining('points back at Tollgate'), type: 'api_error', param: null, code: 'loop_detected' },
+      });
       // The client's request and the one that came back: two receipts, and nothing more.
       await expect.poll(() => appended() - before).toBe(2);
       expect(forwarder.accepted() - acceptedBefore).toBeLessThanOrEqual(1);
@@ -94,7 +101,7 @@ describe('loop protection', () => {
     expect((await chat('chat-default')).status).toBe(200);
   });
 
-  it("lets through a request marked by another deployment (Tollgate behind Tollgate)", async () => {
+  it('lets through a request marked by another deployment (Tollgate behind Tollgate)', async () => {
     const r = await chat('chat-default', { 'x-tollgate-hop': deploymentMarker('another deployment') });
     expect(r.status).toBe(200);
   });

@@ -59,7 +59,13 @@ describe.each(Object.entries(ROUTES))('@ai-sdk/anthropic → %s upstream', (upst
   });
 
   it('runs a tool loop: call, result, answer', async () => {
-    const r = await generateText({ model: anthropic(route), tools: { get_weather: weather }, stopWhen: stepCountIs(3), prompt: 'Please call get_weather for Paris', maxOutputTokens: 100 });
+    const r = await generateText({
+      model: anthropic(route),
+      tools: { get_weather: weather },
+      stopWhen: stepCountIs(3),
+      prompt: 'Please call get_weather for Paris',
+      maxOutputTokens: 100,
+    });
     expect(r.steps).toHaveLength(2);
     const [call] = r.steps[0]!.toolCalls;
     expect(call).toMatchObject({ toolName: 'get_weather', input: { city: expect.any(String), days: 1 } });
@@ -71,7 +77,14 @@ describe.each(Object.entries(ROUTES))('@ai-sdk/anthropic → %s upstream', (upst
 
   it('streams a tool loop without a stream error', async () => {
     const errors: unknown[] = [];
-    const r = streamText({ model: anthropic(route), tools: { get_weather: weather }, stopWhen: stepCountIs(3), prompt: 'Please call get_weather for Paris', maxOutputTokens: 100, onError: ({ error }) => void errors.push(error) });
+    const r = streamText({
+      model: anthropic(route),
+      tools: { get_weather: weather },
+      stopWhen: stepCountIs(3),
+      prompt: 'Please call get_weather for Paris',
+      maxOutputTokens: 100,
+      onError: ({ error }) => void errors.push(error),
+    });
     expect(await r.text).toBe(TEXT);
     expect(errors).toEqual([]);
     const steps = await r.steps;

@@ -16,7 +16,8 @@ beforeAll(async () => {
   const store = gw.started.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
   await store.providers.upsertProvider({ name: 'claude-b', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream-b' });
-  for (const name of ['m-claude', 'm-only']) await store.routing.upsertRoute({ name, strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'claude', model: 'claude-sim' }] });
+  for (const name of ['m-claude', 'm-only'])
+    await store.routing.upsertRoute({ name, strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'claude', model: 'claude-sim' }] });
   await store.routing.upsertRoute({
     name: 'm-mixed',
     strategy: 'PRIORITY',
@@ -83,7 +84,14 @@ describe('bad input: a 400 in Anthropic shape naming the field, nothing sent ups
     ['a tool role in messages', { ...ok, messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].role'],
     ['temperature above 1', { ...ok, temperature: 1.5 }, 'temperature'],
     ['stream as a string', { ...ok, stream: 'yes' }, 'stream'],
-    ['an unknown block type', withContent([{ type: 'text', text: 'a' }, { type: 'hologram', data: 'x' }]), 'messages[0].content[1].type'],
+    [
+      'an unknown block type',
+      withContent([
+        { type: 'text', text: 'a' },
+        { type: 'hologram', data: 'x' },
+      ]),
+      'messages[0].content[1].type',
+    ],
     ['an unknown system block type', { ...ok, system: [{ type: 'image', source: {} }] }, 'system[0].type'],
     ['a text block without text', withContent([{ type: 'text' }]), 'messages[0].content[0].text'],
     ['tool_use in a user message', withContent([{ type: 'tool_use', id: 't', name: 'f', input: {} }]), 'messages[0].content[0].type'],
@@ -119,7 +127,10 @@ describe('bad input: a 400 in Anthropic shape naming the field, nothing sent ups
 
 describe('the contract rows as the SDK raises them', () => {
   it('401 authentication_error for a bad key, in x-api-key or Bearer', async () => {
-    const badKeys: Array<Record<string, string>> = [{ 'x-api-key': 'tg-not-a-real-key-aaaaaaaaaaaaaaaaaaaa' }, { 'x-api-key': '', authorization: 'Bearer nope' }];
+    const badKeys: Array<Record<string, string>> = [
+      { 'x-api-key': 'tg-not-a-real-key-aaaaaaaaaaaaaaaaaaaa' },
+      { 'x-api-key': '', authorization: 'Bearer nope' },
+    ];
     for (const headers of badKeys) {
       const a = await post(ok, headers);
       expect(a.status).toBe(401);

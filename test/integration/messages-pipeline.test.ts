@@ -4,7 +4,7 @@
 // Anthropic upstream and to an OpenAI-compatible one; and the presets the environment creates
 // (ZHIPU_API_KEY, QWEN_API_KEY over DASHSCOPE_API_KEY), reached by a Messages client.
 import Anthropic from '@anthropic-ai/sdk';
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { bootstrap } from '../../src/bootstrap.js';
@@ -55,8 +55,18 @@ beforeAll(async () => {
   const store = gw.started.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
   await store.routing.upsertRoute({ name: 'mp-claude', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'claude', model: 'claude-plain' }] });
-  await store.routing.upsertRoute({ name: 'mp-sem-claude', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-sem' }], cache: { mode: 'SEMANTIC', ttlSeconds: 600 } as any });
-  await store.routing.upsertRoute({ name: 'mp-sem-openai', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'gpt-sem' }], cache: { mode: 'SEMANTIC', ttlSeconds: 600 } as any });
+  await store.routing.upsertRoute({
+    name: 'mp-sem-claude',
+    strategy: 'PRIORITY',
+    targets: [{ provider: 'claude', model: 'claude-sem' }],
+    cache: { mode: 'SEMANTIC', ttlSeconds: 600 } as any,
+  });
+  await store.routing.upsertRoute({
+    name: 'mp-sem-openai',
+    strategy: 'PRIORITY',
+    targets: [{ provider: 'sim', model: 'gpt-sem' }],
+    cache: { mode: 'SEMANTIC', ttlSeconds: 600 } as any,
+  });
   await store.routing.upsertRoute({ name: 'mp-budget', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-budget' }] });
   await store.pricing.setPrice({ provider: 'claude', model: 'claude-sem', inputPerMTokUsd: 3, outputPerMTokUsd: 15 });
   await store.pricing.setPrice({ provider: 'claude', model: 'claude-budget', inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 });
@@ -92,7 +102,10 @@ describe('budgets on /v1/messages', () => {
     expect(err.status).toBe(429);
     expect(err.error).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringMatching(/budget is exhausted/) } });
     // The streaming form is refused the same way, before any event.
-    const streamErr: any = await client.messages.stream(body as any).finalMessage().catch((e) => e);
+    const streamErr: any = await client.messages
+      .stream(body as any)
+      .finalMessage()
+      .catch((e) => e);
     expect(streamErr).toBeInstanceOf(Anthropic.RateLimitError);
     expect(upstreamCalls('claude-budget')).toBe(0);
     const stored = await storedReceipts(gw, team.teamId);
@@ -102,14 +115,23 @@ describe('budgets on /v1/messages', () => {
 
 describe('live routing decisions for a Messages request', () => {
   it('an answered request and a budget refusal arrive on the routingDecisions subscription', async () => {
-    const client = createClient({ url: `${gw.url.replace(/^http/, 'ws')}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${gw.adminToken}` }, retryAttempts: 0 });
+    const client = createClient({
+      url: `${gw.url.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${gw.adminToken}` },
+      retryAttempts: 0,
+    });
     wsClients.push(client);
     const bus = gw.started.runtime.app.bus;
     const before = bus.subscriberCount;
     const events: RoutingDecision[] = [];
     const errors: unknown[] = [];
     const stop = client.subscribe<{ routingDecisions: RoutingDecision }>(
-      { query: 'subscription($f: DecisionFilter) { routingDecisions(filter: $f) { requestId receiptId teamId apiKeyId requestedModel route provider model attempt outcome reason } }', variables: { f: { routes: ['mp-claude', 'mp-budget'] } } },
+      {
+        query:
+          'subscription($f: DecisionFilter) { routingDecisions(filter: $f) { requestId receiptId teamId apiKeyId requestedModel route provider model attempt outcome reason } }',
+        variables: { f: { routes: ['mp-claude', 'mp-budget'] } },
+      },
       { next: (r) => (r.data ? events.push(r.data.routingDecisions) : errors.push(r.errors)), error: (e) => errors.push(e), complete: () => undefined },
     );
     await until(() => bus.subscriberCount > before || errors.length > 0, 5_000, 'subscription to open');
@@ -130,10 +152,24 @@ describe('live routing decisions for a Messages request', () => {
     const mine = events.filter((e) => e.requestId === answered.requestId);
     expect(mine.map((e) => e.outcome)).toEqual(['ATTEMPT', 'SUCCESS']);
     for (const e of mine) {
-      expect(e).toMatchObject({ receiptId: answered.receiptId, teamId: key.teamId, apiKeyId: key.id, requestedModel: 'mp-claude', route: 'mp-claude', provider: 'claude', model: 'claude-plain', attempt: 1 });
+      expect(e).toMatchObject({
+        receiptId: answered.receiptId,
+        teamId: key.teamId,
+        apiKeyId: key.id,
+        requestedModel: 'mp-claude',
+        route: 'mp-claude',
+        provider: 'claude',
+        model: 'claude-plain',
+        attempt: 1,
+      });
     }
     expect(events.filter((e) => e.requestId === blockedRequestId)).toEqual([
-      expect.objectContaining({ outcome: 'REJECTED', reason: 'budget_exceeded', teamId: blockedTeam.teamId, receiptId: blocked.headers.get('x-tollgate-receipt-id') }),
+      expect.objectContaining({
+        outcome: 'REJECTED',
+        reason: 'budget_exceeded',
+        teamId: blockedTeam.teamId,
+        receiptId: blocked.headers.get('x-tollgate-receipt-id'),
+      }),
     ]);
     expect(await receipt(answered.receiptId)).toMatchObject({ endpoint: '/v1/messages', route: 'mp-claude', provider: 'claude' });
   });
@@ -164,7 +200,12 @@ describe('429 semantics on /v1/messages (DESIGN §4)', () => {
     expect(err.error).toEqual({ type: 'error', error: { type: 'api_error', message: expect.any(String) } });
     expect(err.headers.get('retry-after')).toBeNull();
     expect(upstreamCalls('mt-a') + upstreamCalls('mt-b')).toBe(2);
-    expect(await receipt(err.headers.get('x-tollgate-receipt-id'))).toMatchObject({ endpoint: '/v1/messages', status: 'error', http_status: 504, error_code: 'upstream_error' });
+    expect(await receipt(err.headers.get('x-tollgate-receipt-id'))).toMatchObject({
+      endpoint: '/v1/messages',
+      status: 'error',
+      http_status: 504,
+      error_code: 'upstream_error',
+    });
   });
 
   it('every target 429 (an Anthropic and an OpenAI-compatible one): 429 rate_limit_error with the smallest Retry-After; then they sit out', async () => {
@@ -196,7 +237,13 @@ describe('semantic cache on /v1/messages', () => {
       expect([first.cache, reworded.cache]).toEqual(['miss', 'semantic']);
       expect(upstreamCalls(model)).toBe(calls);
       expect(Number(reworded.similarity)).toBeGreaterThan(0.9);
-      expect(reworded.message).toMatchObject({ type: 'message', role: 'assistant', content: first.message.content, stop_reason: first.message.stop_reason, usage: first.message.usage });
+      expect(reworded.message).toMatchObject({
+        type: 'message',
+        role: 'assistant',
+        content: first.message.content,
+        stop_reason: first.message.stop_reason,
+        usage: first.message.usage,
+      });
       expect(reworded.message.id).toMatch(/^msg_[0-9a-f]{32}$/);
       expect(reworded.message.id).not.toBe(first.message.id);
       const rec = await receipt(reworded.receiptId);
@@ -204,7 +251,12 @@ describe('semantic cache on /v1/messages', () => {
       expect(rec.cache_similarity).toBeGreaterThan(0.9);
 
       // Streamed, the hit replays as Anthropic's events and the SDK assembles the same message.
-      const stream = claude.messages.stream({ model: route, max_tokens: 64, temperature: 0, messages: [{ role: 'user', content: 'could you tell me the capital of France?' }] });
+      const stream = claude.messages.stream({
+        model: route,
+        max_tokens: 64,
+        temperature: 0,
+        messages: [{ role: 'user', content: 'could you tell me the capital of France?' }],
+      });
       const final = await stream.finalMessage();
       expect(stream.response!.headers.get('x-tollgate-cache')).toBe('semantic');
       expect(final.content).toEqual(first.message.content);
@@ -218,8 +270,18 @@ describe('semantic cache on /v1/messages', () => {
 describe('cache on /v1/messages: what only Anthropic reads is part of the question', () => {
   it('requests that differ only in a document block, extended thinking or top_k are never answered from one another', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.routing.upsertRoute({ name: 'mp-exact-claude', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-exact' }], cache: { mode: 'EXACT', cacheSampled: true } as any });
-    await store.routing.upsertRoute({ name: 'mp-sem-native', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-sem-native' }], cache: { mode: 'SEMANTIC', cacheSampled: true } as any });
+    await store.routing.upsertRoute({
+      name: 'mp-exact-claude',
+      strategy: 'PRIORITY',
+      targets: [{ provider: 'claude', model: 'claude-exact' }],
+      cache: { mode: 'EXACT', cacheSampled: true } as any,
+    });
+    await store.routing.upsertRoute({
+      name: 'mp-sem-native',
+      strategy: 'PRIORITY',
+      targets: [{ provider: 'claude', model: 'claude-sem-native' }],
+      cache: { mode: 'SEMANTIC', cacheSampled: true } as any,
+    });
     await gw.started.runtime.app.catalog.refresh();
     const doc = (text: string) => ({ type: 'document', source: { type: 'text', media_type: 'text/plain', data: text } });
     const question = { type: 'text', text: 'What does the document say the code is?' };
@@ -270,8 +332,18 @@ describe('presets from the environment (DESIGN §5 Providers)', () => {
     const { done } = await startWith({ ZHIPU_API_KEY: 'sk-zhipu-test', QWEN_API_KEY: 'sk-qwen-test', DASHSCOPE_API_KEY: 'sk-dashscope-ignored' });
     expect(done).toEqual(expect.arrayContaining(['provider qwen (from environment)', 'provider zhipu (from environment)']));
     expect(done.some((d) => d.includes('prices for') && d.includes('qwen') && d.includes('zhipu'))).toBe(true);
-    expect(provider('zhipu')).toMatchObject({ kind: 'ZHIPU', origin: 'https://open.bigmodel.cn', basePath: '/api/paas/v4', headers: { authorization: 'Bearer sk-zhipu-test' } });
-    expect(provider('qwen')).toMatchObject({ kind: 'QWEN', origin: 'https://dashscope.aliyuncs.com', basePath: '/compatible-mode/v1', headers: { authorization: 'Bearer sk-qwen-test' } });
+    expect(provider('zhipu')).toMatchObject({
+      kind: 'ZHIPU',
+      origin: 'https://open.bigmodel.cn',
+      basePath: '/api/paas/v4',
+      headers: { authorization: 'Bearer sk-zhipu-test' },
+    });
+    expect(provider('qwen')).toMatchObject({
+      kind: 'QWEN',
+      origin: 'https://dashscope.aliyuncs.com',
+      basePath: '/compatible-mode/v1',
+      headers: { authorization: 'Bearer sk-qwen-test' },
+    });
     expect(JSON.stringify(provider('qwen'))).not.toContain('sk-dashscope-ignored');
 
     const prices = await gw.started.runtime.adminStore.pricing.currentPrices();
@@ -286,7 +358,9 @@ describe('presets from the environment (DESIGN §5 Providers)', () => {
     // Same preset, its base URL moved to the simulator: the key and the prices stay.
     await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'zhipu', kind: 'ZHIPU', baseUrl: gw.sim.url });
     await gw.started.runtime.app.catalog.refresh();
-    const { data, response } = await claude.messages.create({ model: 'zhipu/glm-4.5', max_tokens: 32, messages: [{ role: 'user', content: 'Hello GLM.' }] }).withResponse();
+    const { data, response } = await claude.messages
+      .create({ model: 'zhipu/glm-4.5', max_tokens: 32, messages: [{ role: 'user', content: 'Hello GLM.' }] })
+      .withResponse();
     expect(data).toMatchObject({ type: 'message', role: 'assistant', stop_reason: 'end_turn' });
     const sent = gw.sim.requests.at(-1)!;
     expect(sent.path).toBe('/v1/chat/completions');
@@ -294,7 +368,14 @@ describe('presets from the environment (DESIGN §5 Providers)', () => {
     expect(sent.body.model).toBe('glm-4.5');
     const price = (await gw.started.runtime.adminStore.pricing.currentPrices()).find((p) => p.provider === 'zhipu' && p.model === 'glm-4.5')!;
     const rec = await receipt(response.headers.get('x-tollgate-receipt-id'));
-    expect(rec).toMatchObject({ endpoint: '/v1/messages', provider: 'zhipu', model: 'glm-4.5', price_version: price.version, prompt_tokens: data.usage.input_tokens, completion_tokens: data.usage.output_tokens });
+    expect(rec).toMatchObject({
+      endpoint: '/v1/messages',
+      provider: 'zhipu',
+      model: 'glm-4.5',
+      price_version: price.version,
+      prompt_tokens: data.usage.input_tokens,
+      completion_tokens: data.usage.output_tokens,
+    });
     expect(rec.cost_usd).toBeCloseTo((data.usage.input_tokens * price.inputPerMTokUsd + data.usage.output_tokens * price.outputPerMTokUsd) / 1e6, 12);
     expect(rec.cost_usd).toBeGreaterThan(0);
   });

@@ -22,8 +22,24 @@ type Client = 'chat' | 'responses' | 'messages';
 const TEXT = 'Hello from the simulator.';
 const WORDS = 4; // the simulator answers a fixed text one word per token
 const UPSTREAMS = {
-  openai: { route: 'm-openai', provider: 'sim', model: 'gpt-sim', path: '/v1/chat/completions', cacheRead: 4, cacheWrite: 0, price: { in: 1, out: 2, cached: 0.5, write: null } },
-  anthropic: { route: 'm-claude', provider: 'claude', model: 'claude-sim', path: '/v1/messages', cacheRead: 40, cacheWrite: 12, price: { in: 3, out: 15, cached: 0.3, write: 3.75 } },
+  openai: {
+    route: 'm-openai',
+    provider: 'sim',
+    model: 'gpt-sim',
+    path: '/v1/chat/completions',
+    cacheRead: 4,
+    cacheWrite: 0,
+    price: { in: 1, out: 2, cached: 0.5, write: null },
+  },
+  anthropic: {
+    route: 'm-claude',
+    provider: 'claude',
+    model: 'claude-sim',
+    path: '/v1/messages',
+    cacheRead: 40,
+    cacheWrite: 12,
+    price: { in: 3, out: 15, cached: 0.3, write: 3.75 },
+  },
 } as const;
 const ENDPOINTS: Record<Client, string> = { chat: '/v1/chat/completions', responses: '/v1/responses', messages: '/v1/messages' };
 
@@ -90,7 +106,12 @@ async function ask(client: Client, up: Upstream, stream: boolean): Promise<Answe
       return {
         text: data.choices[0]!.message.content!,
         stop: data.choices[0]!.finish_reason,
-        usage: { prompt: u.prompt_tokens, cached: u.prompt_tokens_details!.cached_tokens!, written: (u.prompt_tokens_details as any).cache_write_tokens ?? 0, completion: u.completion_tokens },
+        usage: {
+          prompt: u.prompt_tokens,
+          cached: u.prompt_tokens_details!.cached_tokens!,
+          written: (u.prompt_tokens_details as any).cache_write_tokens ?? 0,
+          completion: u.completion_tokens,
+        },
         receiptId: response.headers.get('x-tollgate-receipt-id'),
       };
     }
@@ -108,7 +129,12 @@ async function ask(client: Client, up: Upstream, stream: boolean): Promise<Answe
     return {
       text,
       stop,
-      usage: { prompt: usage.prompt_tokens, cached: usage.prompt_tokens_details.cached_tokens, written: usage.prompt_tokens_details.cache_write_tokens ?? 0, completion: usage.completion_tokens },
+      usage: {
+        prompt: usage.prompt_tokens,
+        cached: usage.prompt_tokens_details.cached_tokens,
+        written: usage.prompt_tokens_details.cache_write_tokens ?? 0,
+        completion: usage.completion_tokens,
+      },
       receiptId: response.headers.get('x-tollgate-receipt-id'),
     };
   }
@@ -162,7 +188,8 @@ const STOP: Record<Client, string> = { chat: 'stop', responses: 'completed', mes
 
 describe('every client protocol reaches every upstream kind', () => {
   const cases: Array<[Client, Upstream, boolean]> = [];
-  for (const client of ['chat', 'responses', 'messages'] as const) for (const up of ['openai', 'anthropic'] as const) for (const stream of [false, true]) cases.push([client, up, stream]);
+  for (const client of ['chat', 'responses', 'messages'] as const)
+    for (const up of ['openai', 'anthropic'] as const) for (const stream of [false, true]) cases.push([client, up, stream]);
 
   it.each(cases)('%s client → %s upstream (stream: %s)', async (client, up, stream) => {
     const answer = await ask(client, up, stream);
@@ -221,7 +248,9 @@ interface ToolRound {
 }
 
 async function chatRound(model: string, stream: boolean): Promise<ToolRound> {
-  const tools: OpenAI.Chat.ChatCompletionTool[] = [{ type: 'function', function: { name: WEATHER.name, description: WEATHER.description, parameters: WEATHER.schema } }];
+  const tools: OpenAI.Chat.ChatCompletionTool[] = [
+    { type: 'function', function: { name: WEATHER.name, description: WEATHER.description, parameters: WEATHER.schema } },
+  ];
   const send = async (messages: OpenAI.Chat.ChatCompletionMessageParam[]) => {
     if (!stream) {
       const c = await openai.chat.completions.create({ model, tools, messages });
@@ -235,7 +264,11 @@ async function chatRound(model: string, stream: boolean): Promise<ToolRound> {
       if (d?.content) message.content = (message.content ?? '') + d.content;
       for (const tc of d?.tool_calls ?? []) {
         const calls = (message.tool_calls ??= []);
-        const call = (calls[tc.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } }) as OpenAI.Chat.ChatCompletionMessageFunctionToolCall;
+        const call = (calls[tc.index] ??= {
+          id: '',
+          type: 'function',
+          function: { name: '', arguments: '' },
+        }) as OpenAI.Chat.ChatCompletionMessageFunctionToolCall;
         if (tc.id) call.id = tc.id;
         if (tc.function?.name) call.function.name += tc.function.name;
         if (tc.function?.arguments) call.function.arguments += tc.function.arguments;
@@ -251,14 +284,20 @@ async function chatRound(model: string, stream: boolean): Promise<ToolRound> {
     call: { id: call.id, name: call.function.name, args: JSON.parse(call.function.arguments) },
     stop: first.stop,
     async reply(result) {
-      const second = await send([user, { role: 'assistant', content: null, tool_calls: first.message.tool_calls }, { role: 'tool', tool_call_id: call.id, content: result }]);
+      const second = await send([
+        user,
+        { role: 'assistant', content: null, tool_calls: first.message.tool_calls },
+        { role: 'tool', tool_call_id: call.id, content: result },
+      ]);
       return { text: second.message.content ?? '', stop: second.stop };
     },
   };
 }
 
 async function responsesRound(model: string, stream: boolean): Promise<ToolRound> {
-  const tools: OpenAI.Responses.Tool[] = [{ type: 'function', name: WEATHER.name, description: WEATHER.description, parameters: WEATHER.schema, strict: false }];
+  const tools: OpenAI.Responses.Tool[] = [
+    { type: 'function', name: WEATHER.name, description: WEATHER.description, parameters: WEATHER.schema, strict: false },
+  ];
   const send = async (input: OpenAI.Responses.ResponseInput): Promise<OpenAI.Responses.Response> => {
     if (!stream) return openai.responses.create({ model, tools, input });
     let final: OpenAI.Responses.Response | undefined;
@@ -272,8 +311,15 @@ async function responsesRound(model: string, stream: boolean): Promise<ToolRound
     call: { id: call.call_id, name: call.name, args: JSON.parse(call.arguments) },
     stop: first.status,
     async reply(result) {
-      const second = await send([user, { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments }, { type: 'function_call_output', call_id: call.call_id, output: result }]);
-      const text = second.output.flatMap((i) => (i.type === 'message' ? i.content : [])).map((c) => (c.type === 'output_text' ? c.text : '')).join('');
+      const second = await send([
+        user,
+        { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments },
+        { type: 'function_call_output', call_id: call.call_id, output: result },
+      ]);
+      const text = second.output
+        .flatMap((i) => (i.type === 'message' ? i.content : []))
+        .map((c) => (c.type === 'output_text' ? c.text : ''))
+        .join('');
       return { text, stop: second.status };
     },
   };
@@ -292,7 +338,11 @@ async function messagesRound(model: string, stream: boolean): Promise<ToolRound>
     call: { id: use.id, name: use.name, args: use.input as Record<string, unknown> },
     stop: first.stop_reason,
     async reply(result) {
-      const second = await send([user, { role: 'assistant', content: first.content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: result }] }]);
+      const second = await send([
+        user,
+        { role: 'assistant', content: first.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: result }] },
+      ]);
       return { text: second.content.map((b) => (b.type === 'text' ? b.text : '')).join(''), stop: second.stop_reason };
     },
   };
@@ -303,16 +353,27 @@ const TOOL_STOP: Record<Client, string> = { chat: 'tool_calls', responses: 'comp
 
 describe('tool calls round trip through every client × upstream', () => {
   const cases: Array<[Client, Upstream, boolean]> = [];
-  for (const client of ['chat', 'responses', 'messages'] as const) for (const up of ['openai', 'anthropic'] as const) for (const stream of [false, true]) cases.push([client, up, stream]);
+  for (const client of ['chat', 'responses', 'messages'] as const)
+    for (const up of ['openai', 'anthropic'] as const) for (const stream of [false, true]) cases.push([client, up, stream]);
 
   it.each(cases)('%s client → %s upstream (stream: %s)', async (client, up, stream) => {
     const round = await ROUNDS[client](UPSTREAMS[up].route, stream);
     expect(round.stop).toBe(TOOL_STOP[client]);
-    expect(round.call).toEqual({ id: expect.stringMatching(up === 'anthropic' ? /^toolu_sim/ : /^call_sim/), name: 'get_weather', args: { city: expect.any(String), days: 1 } });
+    expect(round.call).toEqual({
+      id: expect.stringMatching(up === 'anthropic' ? /^toolu_sim/ : /^call_sim/),
+      name: 'get_weather',
+      args: { city: expect.any(String), days: 1 },
+    });
     const callRequest = gw.sim.requests.at(-1)!.body;
     // The tool reached the upstream in its own protocol.
     if (up === 'anthropic') expect(callRequest.tools).toEqual([{ name: WEATHER.name, description: WEATHER.description, input_schema: WEATHER.schema }]);
-    else expect(callRequest.tools).toEqual([{ type: 'function', function: { name: WEATHER.name, description: WEATHER.description, parameters: WEATHER.schema, ...(client === 'responses' ? { strict: false } : {}) } }]);
+    else
+      expect(callRequest.tools).toEqual([
+        {
+          type: 'function',
+          function: { name: WEATHER.name, description: WEATHER.description, parameters: WEATHER.schema, ...(client === 'responses' ? { strict: false } : {}) },
+        },
+      ]);
 
     const final = await round.reply(RESULT);
     expect(final).toEqual({ text: TEXT, stop: STOP[client] });
@@ -341,7 +402,12 @@ async function postMessages(body: object, headers: Record<string, string> = {}) 
     body: JSON.stringify(body),
   });
   const text = await res.text();
-  return { status: res.status, text, json: res.headers.get('content-type') === 'application/json' ? JSON.parse(text) : null, receiptId: res.headers.get('x-tollgate-receipt-id') };
+  return {
+    status: res.status,
+    text,
+    json: res.headers.get('content-type') === 'application/json' ? JSON.parse(text) : null,
+    receiptId: res.headers.get('x-tollgate-receipt-id'),
+  };
 }
 
 describe('Messages client to an Anthropic upstream: a passthrough', () => {
@@ -353,22 +419,46 @@ describe('Messages client to an Anthropic upstream: a passthrough', () => {
       thinking: { type: 'enabled', budget_tokens: 1024 },
       system: [{ type: 'text', text: 'Be brief.', cache_control: { type: 'ephemeral' } }],
       metadata: { user_id: 'user-42', feature: 'passthrough' },
-      messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'A memo.' } }, { type: 'text', text: 'Summarise.' }] }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'A memo.' } },
+            { type: 'text', text: 'Summarise.' },
+          ],
+        },
+      ],
     };
     const a = await postMessages(body);
     expect(a.status).toBe(200);
     expect(gw.sim.requests.at(-1)!.body).toEqual({ ...body, model: 'claude-sim', metadata: { user_id: 'user-42' } });
     // The upstream's own message, untouched.
-    expect(a.json).toMatchObject({ id: expect.stringMatching(/^msg_sim/), type: 'message', model: 'claude-sim', content: [{ type: 'text', text: TEXT }], stop_reason: 'end_turn' });
+    expect(a.json).toMatchObject({
+      id: expect.stringMatching(/^msg_sim/),
+      type: 'message',
+      model: 'claude-sim',
+      content: [{ type: 'text', text: TEXT }],
+      stop_reason: 'end_turn',
+    });
     expect(await receipt(a.receiptId)).toMatchObject({ endpoint: '/v1/messages', feature: 'passthrough', end_user: 'user-42', status: 'ok' });
   });
 
   it('relays the event stream unchanged, message_stop after the receipt is written, then the receipt comment', async () => {
     const a = await postMessages({ model: 'm-claude', max_tokens: 100, stream: true, messages: [{ role: 'user', content: 'hi' }] });
     const names = [...a.text.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
-    expect(names).toEqual(['message_start', 'ping', 'content_block_start', ...Array(WORDS).fill('content_block_delta'), 'content_block_stop', 'message_delta', 'message_stop']);
+    expect(names).toEqual([
+      'message_start',
+      'ping',
+      'content_block_start',
+      ...Array(WORDS).fill('content_block_delta'),
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
     expect(a.text).toMatch(/^event: message_start\ndata: \{"type":"message_start","message":\{"id":"msg_sim/);
-    expect(a.text).toMatch(/event: message_stop\ndata: \{"type":"message_stop"\}\n\n: tollgate-receipt \{"receipt_id":"[0-9a-f-]{36}","cost_usd":[0-9.e-]+,"status":"ok"\}\n\n$/);
+    expect(a.text).toMatch(
+      /event: message_stop\ndata: \{"type":"message_stop"\}\n\n: tollgate-receipt \{"receipt_id":"[0-9a-f-]{36}","cost_usd":[0-9.e-]+,"status":"ok"\}\n\n$/,
+    );
   });
 
   it('keeps the stop reason only Anthropic knows (stop_sequence); translated answers say end_turn', async () => {
@@ -399,13 +489,29 @@ describe('what an OpenAI-compatible upstream cannot do is refused, naming the fi
     ['extended thinking', { thinking: { type: 'enabled', budget_tokens: 1024 } }, 'thinking'],
     ['top_k', { top_k: 5 }, 'top_k'],
     ['a server tool', { tools: [{ type: 'web_search_20250305', name: 'web_search' }] }, 'tools[0].type'],
-    ['a document block', { messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'url', url: 'https://example.com/a.pdf' } }] }] }, 'messages[0].content[0].type'],
-    ['a prefilled answer', { messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'Sure:' }] }, 'messages[1]'],
+    [
+      'a document block',
+      { messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'url', url: 'https://example.com/a.pdf' } }] }] },
+      'messages[0].content[0].type',
+    ],
+    [
+      'a prefilled answer',
+      {
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: 'Sure:' },
+        ],
+      },
+      'messages[1]',
+    ],
   ])('%s', async (_what, extra, field) => {
     const before = gw.sim.requests.length;
     const a = await postMessages({ model: 'm-openai', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }], ...extra });
     expect(a.status).toBe(400);
-    expect(a.json).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining("The route 'm-openai' cannot serve this request") } });
+    expect(a.json).toEqual({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: expect.stringContaining("The route 'm-openai' cannot serve this request") },
+    });
     expect(a.json.error.message).toContain('Anthropic Messages API');
     expect(a.json.error.message.startsWith(`${field}: `)).toBe(true);
     expect(gw.sim.requests.length).toBe(before);
@@ -430,7 +536,10 @@ describe('count_tokens', () => {
     const upstreamBefore = gw.sim.requests.length;
     const counted = await claude.messages.countTokens(body);
     expect(counted).toEqual({ input_tokens: await estimatePromptTokens(parseMessagesRequest(body, true).chat) });
-    const longer = await claude.messages.countTokens({ ...body, messages: [...body.messages, { role: 'assistant', content: 'About ten.' }, { role: 'user', content: 'And now?' }] });
+    const longer = await claude.messages.countTokens({
+      ...body,
+      messages: [...body.messages, { role: 'assistant', content: 'About ten.' }, { role: 'user', content: 'And now?' }],
+    });
     expect(longer.input_tokens).toBeGreaterThan(counted.input_tokens);
     expect(gw.sim.requests.length).toBe(upstreamBefore);
     await gw.started.runtime.journal.flush();
@@ -450,7 +559,11 @@ describe('count_tokens', () => {
 });
 
 async function receiptCount(teamId: string): Promise<number> {
-  const rs = await gw.started.runtime.clickhouse.client.query({ query: 'SELECT count() AS n FROM receipts WHERE team_id = {team:String}', query_params: { team: teamId }, format: 'JSONEachRow' });
+  const rs = await gw.started.runtime.clickhouse.client.query({
+    query: 'SELECT count() AS n FROM receipts WHERE team_id = {team:String}',
+    query_params: { team: teamId },
+    format: 'JSONEachRow',
+  });
   const [row] = await rs.json<{ n: string | number }>();
   return Number(row!.n);
 }
@@ -458,7 +571,12 @@ async function receiptCount(teamId: string): Promise<number> {
 describe('cache: one canonical answer serves every protocol', () => {
   it('a Messages request is answered from the cache as a message, JSON and streamed', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.routing.upsertRoute({ name: 'm-cached', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-sim' }], cache: { mode: 'EXACT', cacheSampled: true } as any });
+    await store.routing.upsertRoute({
+      name: 'm-cached',
+      strategy: 'PRIORITY',
+      targets: [{ provider: 'claude', model: 'claude-sim' }],
+      cache: { mode: 'EXACT', cacheSampled: true } as any,
+    });
     await gw.started.runtime.app.catalog.refresh();
     const params = { model: 'm-cached', max_tokens: 100, messages: [{ role: 'user' as const, content: 'cache me' }] };
     const first = await claude.messages.create(params).withResponse();

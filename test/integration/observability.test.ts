@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver.js';
+import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../support/otlp-receiver.js';
 
 const SERVER = 2;
 const CLIENT = 3;
@@ -115,9 +115,12 @@ describe('OpenTelemetry traces', () => {
   it('a stream whose first hop timed out: the hop says how it failed, the answering hop carries the tokens', async () => {
     const ctx = clientTrace();
     gw.sim.behave('primary', { hang: 'before-headers', times: 1 });
-    const stream = await gw
-      .client(secret, { defaultHeaders: ctx.headers })
-      .chat.completions.create({ model: 'failover', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'stream me' }] });
+    const stream = await gw.client(secret, { defaultHeaders: ctx.headers }).chat.completions.create({
+      model: 'failover',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'stream me' }],
+    });
     let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
     for await (const chunk of stream) usage = chunk.usage ?? usage;
     expect(usage).toBeDefined();
@@ -188,7 +191,8 @@ describe('OpenTelemetry traces', () => {
     const receiptId = response.headers.get('x-tollgate-receipt-id');
     const deadline = Date.now() + 10_000;
     let request: ReceivedSpan | undefined;
-    while (!(request = otlp.spans.find((s) => s.attributes['tollgate.receipt_id'] === receiptId)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    while (!(request = otlp.spans.find((s) => s.attributes['tollgate.receipt_id'] === receiptId)) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 25));
     expect(request).toBeDefined();
     expect(request!.parentSpanId).toBe('');
     expect(request!.name).toBe('POST /v1/embeddings');
@@ -203,15 +207,32 @@ describe('OpenTelemetry traces', () => {
 describe('/metrics', () => {
   it('serves every name under tollgate_ once: no doubled segment (tollgate_process_process_…)', async () => {
     const text = await (await fetch(`${gw.url}/metrics`)).text();
-    const names = [...new Set(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(/[{ ]/)[0]!))];
+    const names = [
+      ...new Set(
+        text
+          .split('\n')
+          .filter((l) => l && !l.startsWith('#'))
+          .map((l) => l.split(/[{ ]/)[0]!),
+      ),
+    ];
     expect(names.length).toBeGreaterThan(40);
     for (const name of names) {
       expect(name).toMatch(/^tollgate_[a-z0-9_]+$/);
       const segments = name.split('_');
-      expect(segments.filter((s, i) => s === segments[i + 1]), name).toEqual([]);
+      expect(
+        segments.filter((s, i) => s === segments[i + 1]),
+        name,
+      ).toEqual([]);
       expect(name.indexOf('tollgate', 1), name).toBe(-1);
     }
     // Node's defaults sit directly under tollgate_.
-    expect(names).toEqual(expect.arrayContaining(['tollgate_process_cpu_user_seconds_total', 'tollgate_process_resident_memory_bytes', 'tollgate_nodejs_eventloop_lag_seconds', 'tollgate_requests_total']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'tollgate_process_cpu_user_seconds_total',
+        'tollgate_process_resident_memory_bytes',
+        'tollgate_nodejs_eventloop_lag_seconds',
+        'tollgate_requests_total',
+      ]),
+    );
   });
 });

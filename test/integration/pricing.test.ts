@@ -4,10 +4,10 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap } from '../../src/bootstrap.js';
 import { PRICE_SNAPSHOT } from '../../src/pricing/snapshot.js';
-import { fetchReceipt, receiptToRow } from '../../src/receipts/rows.js';
 import type { Receipt } from '../../src/receipts/receipt.js';
+import { fetchReceipt, receiptToRow } from '../../src/receipts/rows.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { gql, gqlOk, type GraphQLResult } from '../support/graphql.js';
+import { type GraphQLResult, gql, gqlOk } from '../support/graphql.js';
 import { runTollgate } from '../support/processes.js';
 
 let gw: TestGateway;
@@ -34,7 +34,10 @@ async function receiptsOf(ids: string[]): Promise<Receipt[]> {
 }
 
 /** The gateway's formula, computed here independently of the SQL under test. */
-function expectedCost(r: Pick<Receipt, 'prompt_tokens' | 'completion_tokens' | 'cached_tokens'>, p: { input: number; output: number; cached?: number }): number {
+function expectedCost(
+  r: Pick<Receipt, 'prompt_tokens' | 'completion_tokens' | 'cached_tokens'>,
+  p: { input: number; output: number; cached?: number },
+): number {
   const cached = Math.min(r.cached_tokens, r.prompt_tokens);
   const usd = ((r.prompt_tokens - cached) * p.input + cached * (p.cached ?? p.input) + r.completion_tokens * p.output) / 1e6;
   return Math.round(usd * 1e9) / 1e9;
@@ -61,7 +64,9 @@ async function repricingRows(receiptIds: string[]) {
 beforeAll(async () => {
   // Presets from the environment: OpenRouter, DeepSeek, Qwen (by DashScope's name for its key)
   // and Anthropic get the snapshot at start.
-  gw = await startTestGateway({ env: { OPENROUTER_API_KEY: 'sk-or-test', DEEPSEEK_API_KEY: 'sk-ds-test', DASHSCOPE_API_KEY: 'sk-dashscope-test', ANTHROPIC_API_KEY: 'sk-ant-test' } });
+  gw = await startTestGateway({
+    env: { OPENROUTER_API_KEY: 'sk-or-test', DEEPSEEK_API_KEY: 'sk-ds-test', DASHSCOPE_API_KEY: 'sk-dashscope-test', ANTHROPIC_API_KEY: 'sk-ant-test' },
+  });
   admin = gw.adminToken;
   analyst = (await store().teams.createAccessToken({ name: 'analyst', role: 'ANALYST' })).secret;
   const team = await store().teams.ensureTeam('team-pricing');
@@ -78,7 +83,12 @@ beforeAll(async () => {
   for (let i = 0; i < 3; i++) {
     const stream = i === 1;
     const { response, data } = await client.chat.completions
-      .create({ model: 'chat-default', messages: [{ role: 'user', content: `priced question ${i} ${'more '.repeat(i * 5)}` }], stream, stream_options: stream ? { include_usage: true } : undefined } as any)
+      .create({
+        model: 'chat-default',
+        messages: [{ role: 'user', content: `priced question ${i} ${'more '.repeat(i * 5)}` }],
+        stream,
+        stream_options: stream ? { include_usage: true } : undefined,
+      } as any)
       .withResponse();
     if (stream) for await (const _ of data as any) void _;
     pricedIds.push(response.headers.get('x-tollgate-receipt-id')!);
@@ -96,13 +106,27 @@ describe('cache-write prices', () => {
   it('setPrice takes cacheWritePerMTokUsd, prices return it, and a change makes a version', async () => {
     const q = `mutation($in: PriceInput!) { setPrice(input: $in) { version cachedInputPerMTokUsd cacheWritePerMTokUsd } }`;
     const model = { provider: 'claude-direct', model: 'claude-test-write' };
-    const set = (await gqlOk(gw.url, admin, q, { in: { ...model, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 3.75 } })).setPrice;
+    const set = (
+      await gqlOk(gw.url, admin, q, { in: { ...model, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 3.75 } })
+    ).setPrice;
     expect(set).toMatchObject({ cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 3.75 });
     const listed = (await gqlOk(gw.url, admin, '{ prices { provider model cacheWritePerMTokUsd } }')).prices.find((p: any) => p.model === model.model);
     expect(listed.cacheWritePerMTokUsd).toBe(3.75);
-    const same = await store().pricing.setPriceIfChanged({ ...model, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 3.75 });
+    const same = await store().pricing.setPriceIfChanged({
+      ...model,
+      inputPerMTokUsd: 3,
+      outputPerMTokUsd: 15,
+      cachedInputPerMTokUsd: 0.3,
+      cacheWritePerMTokUsd: 3.75,
+    });
     expect(same).toMatchObject({ created: false, price: { version: set.version } });
-    const changed = await store().pricing.setPriceIfChanged({ ...model, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 6 });
+    const changed = await store().pricing.setPriceIfChanged({
+      ...model,
+      inputPerMTokUsd: 3,
+      outputPerMTokUsd: 15,
+      cachedInputPerMTokUsd: 0.3,
+      cacheWritePerMTokUsd: 6,
+    });
     expect(changed).toMatchObject({ created: true, price: { cacheWritePerMTokUsd: 6 } });
   });
 });
@@ -200,7 +224,10 @@ describe('unpriced is null, never 0', () => {
     expect(row(UNPRICED.model)).toMatchObject({ requests: unpricedIds.length, costUsd: 0, unpricedRequests: unpricedIds.length });
     const priced = await receiptsOf(pricedIds);
     expect(row(PRICED.model)).toMatchObject({ requests: pricedIds.length, unpricedRequests: 0 });
-    expect(row(PRICED.model).costUsd).toBeCloseTo(priced.reduce((s, r) => s + r.cost_usd!, 0), 9);
+    expect(row(PRICED.model).costUsd).toBeCloseTo(
+      priced.reduce((s, r) => s + r.cost_usd!, 0),
+      9,
+    );
   });
 });
 
@@ -219,7 +246,13 @@ describe('repriceReceipts', () => {
     expect(data).toMatchObject({ priceVersion: price.version, applied: false, written: 0 });
     expect(data.rows).toHaveLength(1);
     const row = data.rows[0];
-    expect(row).toMatchObject({ ...UNPRICED, receipts: unpricedIds.length, unpricedBefore: unpricedIds.length, originalCostUsd: 0, pending: unpricedIds.length });
+    expect(row).toMatchObject({
+      ...UNPRICED,
+      receipts: unpricedIds.length,
+      unpricedBefore: unpricedIds.length,
+      originalCostUsd: 0,
+      pending: unpricedIds.length,
+    });
     expect(row.recomputedCostUsd).toBeCloseTo(expected, 9);
     expect(row.deltaUsd).toBeCloseTo(expected, 9);
     expect(await repricingRows(unpricedIds)).toHaveLength(0);
@@ -254,7 +287,15 @@ describe('repriceReceipts', () => {
     const model = { provider: 'sim', model: `cached-${randomUUID().slice(0, 8)}` };
     const base = { ...template!, ...model, started_at: new Date().toISOString(), cost_usd: null, price_version: null };
     const miss = { ...base, receipt_id: randomUUID(), prompt_tokens: 1000, cached_tokens: 400, completion_tokens: 50, cache_status: 'miss' as const };
-    const hit = { ...base, receipt_id: randomUUID(), prompt_tokens: 1000, cached_tokens: 0, completion_tokens: 50, cache_status: 'exact' as const, cost_usd: 0 };
+    const hit = {
+      ...base,
+      receipt_id: randomUUID(),
+      prompt_tokens: 1000,
+      cached_tokens: 0,
+      completion_tokens: 50,
+      cache_status: 'exact' as const,
+      cost_usd: 0,
+    };
     await ch().insert({ table: 'receipts', values: [receiptToRow(miss), receiptToRow(hit)], format: 'JSONEachRow' });
     await store().pricing.setPrice({ ...model, inputPerMTokUsd: 2, outputPerMTokUsd: 8, cachedInputPerMTokUsd: 0.5 });
     const row = (await reprice(model)).data.repriceReceipts.rows[0];

@@ -7,10 +7,10 @@ import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceiptDraft } from '../../src/receipts/receipt.js';
-import { RECEIPT_V1_FIELDS, fetchReceipt, receiptToRow, unsignedReceipt } from '../../src/receipts/rows.js';
-import { ReceiptSigner, canonicalUnsignedJson } from '../../src/receipts/signer.js';
+import { fetchReceipt, RECEIPT_V1_FIELDS, receiptToRow, unsignedReceipt } from '../../src/receipts/rows.js';
+import { canonicalUnsignedJson, ReceiptSigner } from '../../src/receipts/signer.js';
 import { canonicalJson, verifyReceipt } from '../../src/receipts/verify.js';
-import { openClickHouse, type ClickHouseStore } from '../../src/store/clickhouse.js';
+import { type ClickHouseStore, openClickHouse } from '../../src/store/clickhouse.js';
 import { migrateClickHouse, migrationsDir } from '../../src/store/clickhouse-migrate.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'tollgate-receipt-versions-'));
@@ -110,8 +110,30 @@ describe('receipt versions', () => {
         reasoning_tokens: 7,
         cache_write_tokens: 4,
         attempts: [
-          { provider: 'sim', model: 'cheap', status: 200, error: null, latency_ms: 300.25, prompt_tokens: 12, completion_tokens: 10, cost_usd: 0.000001, accepted: false, reject_reason: 'json: not valid JSON' },
-          { provider: 'sim', model: 'strong', status: 200, error: null, latency_ms: 500.25, prompt_tokens: 12, completion_tokens: 20, cost_usd: 0.0000188, accepted: false, reject_reason: 'not_truncated' },
+          {
+            provider: 'sim',
+            model: 'cheap',
+            status: 200,
+            error: null,
+            latency_ms: 300.25,
+            prompt_tokens: 12,
+            completion_tokens: 10,
+            cost_usd: 0.000001,
+            accepted: false,
+            reject_reason: 'json: not valid JSON',
+          },
+          {
+            provider: 'sim',
+            model: 'strong',
+            status: 200,
+            error: null,
+            latency_ms: 500.25,
+            prompt_tokens: 12,
+            completion_tokens: 20,
+            cost_usd: 0.0000188,
+            accepted: false,
+            reject_reason: 'not_truncated',
+          },
         ],
       }),
       chain(2),
@@ -134,13 +156,27 @@ describe('receipt versions', () => {
       reasoning_tokens: 7,
       cache_write_tokens: 4,
     });
-    expect(back.attempts[0]).toEqual({ provider: 'sim', model: 'cheap', status: 200, error: null, latency_ms: 300.25, prompt_tokens: 12, completion_tokens: 10, cost_usd: 0.000001, accepted: false, reject_reason: 'json: not valid JSON' });
+    expect(back.attempts[0]).toEqual({
+      provider: 'sim',
+      model: 'cheap',
+      status: 200,
+      error: null,
+      latency_ms: 300.25,
+      prompt_tokens: 12,
+      completion_tokens: 10,
+      cost_usd: 0.000001,
+      accepted: false,
+      reject_reason: 'json: not valid JSON',
+    });
     expect(verifyReceipt(back, jwks)).toEqual({ valid: true });
     expect(verifyReceipt({ ...back, variant: 'control' }, jwks).valid).toBe(false);
   });
 
   it('a version 2 receipt with every new field absent stores and reads them as nulls and zeros', async () => {
-    const v2 = unsignedReceipt(draft({ receipt_version: 2, attempts: [{ provider: 'p', model: 'm', status: 0, error: 'connect_refused', latency_ms: 1 }] }), chain(3));
+    const v2 = unsignedReceipt(
+      draft({ receipt_version: 2, attempts: [{ provider: 'p', model: 'm', status: 0, error: 'connect_refused', latency_ms: 1 }] }),
+      chain(3),
+    );
     const signed = { ...v2, signature: signer.sign(v2) };
     await store.client.insert({ table: 'receipts', values: [receiptToRow(signed)], format: 'JSONEachRow' });
     const back = (await fetchReceipt(store.client, v2.receipt_id))!;

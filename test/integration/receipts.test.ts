@@ -4,9 +4,9 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli.js';
+import type { Receipt } from '../../src/receipts/receipt.js';
 import { fetchReceipt } from '../../src/receipts/rows.js';
 import { verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
-import type { Receipt } from '../../src/receipts/receipt.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 
 let gw: TestGateway;

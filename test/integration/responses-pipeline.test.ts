@@ -5,7 +5,7 @@
 // (retention, team scope, no receipts), the 429 rule (DESIGN §4), and the AI SDK on `.chat`.
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateObject, generateText, jsonSchema, tool } from 'ai';
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -41,7 +41,10 @@ async function receipt(id: string | null, secret = key.secret): Promise<any> {
 
 /** One Responses call: the response object and the gateway's headers. */
 async function create(body: Record<string, unknown>, secret = key.secret) {
-  const { data, response } = await gw.client(secret).responses.create({ temperature: 0, ...body } as any).withResponse();
+  const { data, response } = await gw
+    .client(secret)
+    .responses.create({ temperature: 0, ...body } as any)
+    .withResponse();
   return {
     r: data as OpenAI.Responses.Response,
     cache: response.headers.get('x-tollgate-cache'),
@@ -164,13 +167,23 @@ describe('cache details on /v1/responses', () => {
 
   it('x-tollgate-cache: no-store answers without storing; store: false on a hit keeps no stored response', async () => {
     const input = 'Directive on responses.';
-    const noStore = await gw.client(key.secret, { defaultHeaders: { 'x-tollgate-cache': 'no-store' } }).responses.create({ model: 'r-exact', input, temperature: 0 }).withResponse();
+    const noStore = await gw
+      .client(key.secret, { defaultHeaders: { 'x-tollgate-cache': 'no-store' } })
+      .responses.create({ model: 'r-exact', input, temperature: 0 })
+      .withResponse();
     expect(noStore.response.headers.get('x-tollgate-cache')).toBe('bypass');
     expect((await create({ model: 'r-exact', input })).cache).toBe('miss');
     const hit = await create({ model: 'r-exact', input, store: false });
     expect(hit.cache).toBe('exact');
     expect((hit.r as { store?: boolean }).store).toBe(false);
-    expect((await gw.client(key.secret).responses.retrieve(hit.r.id).catch((e) => e)).status).toBe(404);
+    expect(
+      (
+        await gw
+          .client(key.secret)
+          .responses.retrieve(hit.r.id)
+          .catch((e) => e)
+      ).status,
+    ).toBe(404);
   });
 });
 
@@ -188,17 +201,33 @@ describe('budgets on /v1/responses', () => {
       body: JSON.stringify({ model: 'r-budget', input: 'over budget', max_output_tokens: 16 }),
     });
     expect(raw.status).toBe(429);
-    expect(await raw.json()).toEqual({ error: { message: expect.stringMatching(/budget is exhausted/), type: 'insufficient_quota', param: null, code: 'budget_exceeded' } });
+    expect(await raw.json()).toEqual({
+      error: { message: expect.stringMatching(/budget is exhausted/), type: 'insufficient_quota', param: null, code: 'budget_exceeded' },
+    });
     const rec = await receipt(raw.headers.get('x-tollgate-receipt-id'), team.secret);
-    expect(rec).toMatchObject({ endpoint: '/v1/responses', status: 'rejected', http_status: 429, error_code: 'budget_exceeded', cost_usd: null, provider: null });
+    expect(rec).toMatchObject({
+      endpoint: '/v1/responses',
+      status: 'rejected',
+      http_status: 429,
+      error_code: 'budget_exceeded',
+      cost_usd: null,
+      provider: null,
+    });
 
     // The SDK raises its rate-limit class with the same body; and the upstream heard nothing.
-    const err: any = await gw.client(team.secret).responses.create({ model: 'r-budget', input: 'again', max_output_tokens: 16 }).catch((e) => e);
+    const err: any = await gw
+      .client(team.secret)
+      .responses.create({ model: 'r-budget', input: 'again', max_output_tokens: 16 })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
     expect(err.code).toBe('budget_exceeded');
     expect(err.type).toBe('insufficient_quota');
     // Streamed, the refusal comes before any event: the SDK's stream helper raises the same error.
-    const streamErr: any = await gw.client(team.secret).responses.stream({ model: 'r-budget', input: 'stream it', max_output_tokens: 16 }).finalResponse().catch((e) => e);
+    const streamErr: any = await gw
+      .client(team.secret)
+      .responses.stream({ model: 'r-budget', input: 'stream it', max_output_tokens: 16 })
+      .finalResponse()
+      .catch((e) => e);
     expect(streamErr).toBeInstanceOf(OpenAI.RateLimitError);
     expect(streamErr.code).toBe('budget_exceeded');
     expect(upstreamCalls('rp-budget')).toBe(0);
@@ -249,7 +278,9 @@ describe('live routing decisions for a Responses request', () => {
     const events: RoutingDecision[] = [];
     const errors: unknown[] = [];
     const stop = client.subscribe<{ routingDecisions: RoutingDecision }>(
-      { query: 'subscription { routingDecisions { requestId receiptId teamId apiKeyId requestedModel route strategy attempt provider model outcome reason } }' },
+      {
+        query: 'subscription { routingDecisions { requestId receiptId teamId apiKeyId requestedModel route strategy attempt provider model outcome reason } }',
+      },
       { next: (r) => (r.data ? events.push(r.data.routingDecisions) : errors.push(r.errors)), error: (e) => errors.push(e), complete: () => undefined },
     );
     await until(() => bus.subscriberCount > before || errors.length > 0, 5_000, 'subscription to open');
@@ -260,16 +291,32 @@ describe('live routing decisions for a Responses request', () => {
     const hit = await create({ model: 'r-exact', input: cachedInput });
     gw.sim.behave('primary', { status: 500, times: 1 });
     const failedOver = await create({ model: 'failover', input: 'Fail over for me.', temperature: 0.5 });
-    await until(() => [hit.requestId, failedOver.requestId].every((id) => events.some((e) => e.requestId === id && (e.outcome === 'SUCCESS' || e.outcome === 'CACHE_HIT'))), 5_000, 'the last decisions');
+    await until(
+      () =>
+        [hit.requestId, failedOver.requestId].every((id) => events.some((e) => e.requestId === id && (e.outcome === 'SUCCESS' || e.outcome === 'CACHE_HIT'))),
+      5_000,
+      'the last decisions',
+    );
     stop();
     expect(errors).toEqual([]);
 
     const mine = events.filter((e) => e.requestId === answered.requestId);
     expect(mine.map((e) => e.outcome)).toEqual(['ATTEMPT', 'SUCCESS']);
     for (const e of mine) {
-      expect(e).toMatchObject({ receiptId: answered.receiptId, teamId: key.teamId, apiKeyId: key.id, requestedModel: 'chat-default', route: 'chat-default', provider: 'sim', model: 'sim-large', attempt: 1 });
+      expect(e).toMatchObject({
+        receiptId: answered.receiptId,
+        teamId: key.teamId,
+        apiKeyId: key.id,
+        requestedModel: 'chat-default',
+        route: 'chat-default',
+        provider: 'sim',
+        model: 'sim-large',
+        attempt: 1,
+      });
     }
-    expect(events.filter((e) => e.requestId === hit.requestId)).toEqual([expect.objectContaining({ outcome: 'CACHE_HIT', reason: 'cache_exact', route: 'r-exact', receiptId: hit.receiptId })]);
+    expect(events.filter((e) => e.requestId === hit.requestId)).toEqual([
+      expect.objectContaining({ outcome: 'CACHE_HIT', reason: 'cache_exact', route: 'r-exact', receiptId: hit.receiptId }),
+    ]);
     expect(events.filter((e) => e.requestId === failedOver.requestId).map((e) => `${e.outcome}:${e.provider}/${e.model}`)).toEqual([
       'ATTEMPT:sim/primary',
       'FAILOVER:sim/primary',
@@ -328,13 +375,23 @@ describe('/v1/responses streams that do not complete', () => {
     expect(text).not.toContain('[DONE]');
     expect(events.map((e) => e.data.sequence_number)).toEqual(events.map((_, i) => i));
     const failed = events.at(-1)!.data.response;
-    expect(failed).toMatchObject({ object: 'response', status: 'failed', error: { code: expect.any(String), message: expect.stringContaining('upstream stream broke') } });
+    expect(failed).toMatchObject({
+      object: 'response',
+      status: 'failed',
+      error: { code: expect.any(String), message: expect.stringContaining('upstream stream broke') },
+    });
     expect(failed.id).toBe(events[0]!.data.response.id);
     expect(trailer).toMatchObject({ receipt_id: receiptId, status: 'partial' });
 
     const stored = await storedReceipts(gw, team.teamId);
     expect(stored).toHaveLength(1);
-    expect(stored[0]).toMatchObject({ receipt_id: receiptId, endpoint: '/v1/responses', status: 'partial', stream: true, error_code: 'upstream_stream_interrupted' });
+    expect(stored[0]).toMatchObject({
+      receipt_id: receiptId,
+      endpoint: '/v1/responses',
+      status: 'partial',
+      stream: true,
+      error_code: 'upstream_stream_interrupted',
+    });
     // Billed for what was delivered (estimated: the upstream never sent its usage), as the trailer said.
     expect(stored[0]!.usage_estimated).toBe(true);
     expect(stored[0]!.completion_tokens).toBeGreaterThan(0);
@@ -343,7 +400,14 @@ describe('/v1/responses streams that do not complete', () => {
     expect(trailer.cost_usd).toBe(stored[0]!.cost_usd);
     expect(upstreamCalls('rp-break-backup')).toBe(0);
     // A failed stream is not kept for previous_response_id.
-    expect((await gw.client(team.secret).responses.retrieve(failed.id).catch((e) => e)).status).toBe(404);
+    expect(
+      (
+        await gw
+          .client(team.secret)
+          .responses.retrieve(failed.id)
+          .catch((e) => e)
+      ).status,
+    ).toBe(404);
   });
 
   it('the openai SDK surfaces the break: responses.stream yields response.failed and its final response has status failed', async () => {
@@ -391,7 +455,10 @@ describe('/v1/responses streams that do not complete', () => {
     expect(final).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } });
     expect(final.output_text.length).toBeGreaterThan(0);
     // Kept like any answer: the stored one says incomplete too.
-    expect(await gw.client(key.secret).responses.retrieve(final.id)).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } });
+    expect(await gw.client(key.secret).responses.retrieve(final.id)).toMatchObject({
+      status: 'incomplete',
+      incomplete_details: { reason: 'max_output_tokens' },
+    });
   });
 });
 
@@ -407,7 +474,10 @@ describe('stored responses: team scope, and no receipts for GET and DELETE', () 
     expect(del.status).toBe(404);
     expect(await del.json()).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', param: 'response_id', code: 'not_found' } });
     expect(del.headers.get('x-tollgate-receipt-id')).toBeNull();
-    const sdkDel: any = await gw.client(stranger.secret).responses.delete(created.r.id).catch((e) => e);
+    const sdkDel: any = await gw
+      .client(stranger.secret)
+      .responses.delete(created.r.id)
+      .catch((e) => e);
     expect(sdkDel).toBeInstanceOf(OpenAI.NotFoundError);
 
     const kept = await gw.client(owner.secret).responses.retrieve(created.r.id);
@@ -416,8 +486,22 @@ describe('stored responses: team scope, and no receipts for GET and DELETE', () 
     expect(get.status).toBe(200);
     expect(get.headers.get('x-tollgate-receipt-id')).toBeNull();
     expect(await gw.client(owner.secret).responses.delete(created.r.id)).toEqual({ id: created.r.id, object: 'response', deleted: true });
-    expect((await gw.client(owner.secret).responses.retrieve(created.r.id).catch((e) => e)).status).toBe(404);
-    expect((await gw.client(owner.secret).responses.delete(created.r.id).catch((e) => e)).status).toBe(404);
+    expect(
+      (
+        await gw
+          .client(owner.secret)
+          .responses.retrieve(created.r.id)
+          .catch((e) => e)
+      ).status,
+    ).toBe(404);
+    expect(
+      (
+        await gw
+          .client(owner.secret)
+          .responses.delete(created.r.id)
+          .catch((e) => e)
+      ).status,
+    ).toBe(404);
 
     // Only the create left a receipt, for either team.
     expect(await storedReceipts(gw, owner.teamId)).toHaveLength(ownerReceipts);
@@ -463,7 +547,11 @@ describe('429 semantics on /v1/responses (DESIGN §4)', () => {
     });
     await gw.started.runtime.app.catalog.refresh();
   }
-  const fail = (model: string) => gw.client(key.secret).responses.create({ model, input: 'x' }).catch((e) => e as any);
+  const fail = (model: string) =>
+    gw
+      .client(key.secret)
+      .responses.create({ model, input: 'x' })
+      .catch((e) => e as any);
 
   it('one target 429, the last timing out: 504 api_error / upstream_error, no Retry-After', async () => {
     await twoTargets('r-429-timeout', 'rt-a', 'rt-b');
@@ -499,9 +587,15 @@ describe('429 semantics on /v1/responses (DESIGN §4)', () => {
       });
     const res = await post();
     expect(res.status).toBe(429);
-    expect(await res.json()).toEqual({ error: { message: expect.stringContaining('rate limited'), type: 'rate_limit_error', param: null, code: 'rate_limit_exceeded' } });
+    expect(await res.json()).toEqual({
+      error: { message: expect.stringContaining('rate limited'), type: 'rate_limit_error', param: null, code: 'rate_limit_exceeded' },
+    });
     expect(res.headers.get('retry-after')).toBe('1');
-    expect(await receipt(res.headers.get('x-tollgate-receipt-id'))).toMatchObject({ endpoint: '/v1/responses', http_status: 429, error_code: 'rate_limit_exceeded' });
+    expect(await receipt(res.headers.get('x-tollgate-receipt-id'))).toMatchObject({
+      endpoint: '/v1/responses',
+      http_status: 429,
+      error_code: 'rate_limit_exceeded',
+    });
     const calls = upstreamCalls('rt-e') + upstreamCalls('rt-f');
     expect(calls).toBe(2);
     // Within the second both targets sit out; after it they are tried again.
@@ -544,12 +638,25 @@ describe('Vercel AI SDK (ai 6 + @ai-sdk/openai 3) on .chat', () => {
   });
 
   it('generateObject: a json_schema response_format upstream, an object that fits the schema back', async () => {
-    const schema = { type: 'object', properties: { title: { type: 'string' }, year: { type: 'integer' } }, required: ['title', 'year'], additionalProperties: false } as const;
-    const { object, finishReason } = await generateObject({ model: chatModel(), schema: jsonSchema<{ title: string; year: number }>(schema as any), schemaName: 'film', prompt: 'Name a film.' });
+    const schema = {
+      type: 'object',
+      properties: { title: { type: 'string' }, year: { type: 'integer' } },
+      required: ['title', 'year'],
+      additionalProperties: false,
+    } as const;
+    const { object, finishReason } = await generateObject({
+      model: chatModel(),
+      schema: jsonSchema<{ title: string; year: number }>(schema as any),
+      schemaName: 'film',
+      prompt: 'Name a film.',
+    });
     expect(finishReason).toBe('stop');
     expect(typeof object.title).toBe('string');
     expect(Number.isInteger(object.year)).toBe(true);
-    expect(lastChatBody().response_format).toMatchObject({ type: 'json_schema', json_schema: { name: 'film', schema: expect.objectContaining({ required: ['title', 'year'] }) } });
+    expect(lastChatBody().response_format).toMatchObject({
+      type: 'json_schema',
+      json_schema: { name: 'film', schema: expect.objectContaining({ required: ['title', 'year'] }) },
+    });
   });
 
   it('tools: the model calls one, the SDK runs it, the result goes back as a tool message, and the loop ends with text', async () => {
@@ -560,7 +667,12 @@ describe('Vercel AI SDK (ai 6 + @ai-sdk/openai 3) on .chat', () => {
       tools: {
         get_weather: tool({
           description: 'Weather in a city',
-          inputSchema: jsonSchema<{ city: string }>({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false }),
+          inputSchema: jsonSchema<{ city: string }>({
+            type: 'object',
+            properties: { city: { type: 'string' } },
+            required: ['city'],
+            additionalProperties: false,
+          }),
           execute: async ({ city }) => {
             calls.push(city);
             return { temp: 18 };

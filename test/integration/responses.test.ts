@@ -45,7 +45,15 @@ describe('openai SDK: responses.create', () => {
   it('answers a string input, translated to chat and back, with usage, headers and a receipt', async () => {
     const client = gw.client(key.secret);
     const { data: r, response } = await client.responses
-      .create({ model: 'chat-default', instructions: 'Be brief.', input: 'What is a gateway?', max_output_tokens: 50, temperature: 0.2, user: 'u-1', metadata: { feature: 'docs' } })
+      .create({
+        model: 'chat-default',
+        instructions: 'Be brief.',
+        input: 'What is a gateway?',
+        max_output_tokens: 50,
+        temperature: 0.2,
+        user: 'u-1',
+        metadata: { feature: 'docs' },
+      })
       .withResponse();
     expect(r.id).toMatch(/^resp_[0-9a-f]{32}$/);
     expect(r.object).toBe('response');
@@ -55,7 +63,12 @@ describe('openai SDK: responses.create', () => {
     expect(r.output[0]).toMatchObject({ type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', annotations: [] }] });
     expect(r.instructions).toBe('Be brief.');
     expect(r.max_output_tokens).toBe(50);
-    expect(r.usage).toMatchObject({ input_tokens: expect.any(Number), output_tokens: 8, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } });
+    expect(r.usage).toMatchObject({
+      input_tokens: expect.any(Number),
+      output_tokens: 8,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens_details: { reasoning_tokens: 0 },
+    });
     expect(r.usage!.total_tokens).toBe(r.usage!.input_tokens + r.usage!.output_tokens);
 
     // What the chat upstream got: instructions as the system message, the input as the user's,
@@ -75,7 +88,15 @@ describe('openai SDK: responses.create', () => {
 
     expect(response.headers.get('x-tollgate-route')).toBe('chat-default');
     const rec = await receipt(response.headers.get('x-tollgate-receipt-id'));
-    expect(rec).toMatchObject({ endpoint: '/v1/responses', status: 'ok', receipt_version: 2, feature: 'docs', end_user: 'u-1', completion_tokens: 8, prompt_tokens: r.usage!.input_tokens });
+    expect(rec).toMatchObject({
+      endpoint: '/v1/responses',
+      status: 'ok',
+      receipt_version: 2,
+      feature: 'docs',
+      end_user: 'u-1',
+      completion_tokens: 8,
+      prompt_tokens: r.usage!.input_tokens,
+    });
     expect(rec.cost_usd).toBeGreaterThan(0);
   });
 
@@ -85,7 +106,13 @@ describe('openai SDK: responses.create', () => {
       model: 'chat-default',
       input: [
         { role: 'developer', content: 'Answer in French.' },
-        { role: 'user', content: [{ type: 'input_text', text: 'Look: ' }, { type: 'input_image', image_url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'input_text', text: 'Look: ' },
+            { type: 'input_image', image_url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' },
+          ],
+        },
         { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Une image.' }] } as any,
         { type: 'function_call', call_id: 'call_1', name: 'get_weather', arguments: '{"city":"Paris"}' },
         { type: 'function_call_output', call_id: 'call_1', output: '{"temp":21}' },
@@ -98,20 +125,41 @@ describe('openai SDK: responses.create', () => {
     const sent = upstreamBody();
     expect(sent.messages).toEqual([
       { role: 'system', content: 'Answer in French.' },
-      { role: 'user', content: [{ type: 'text', text: 'Look: ' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' } }] },
-      { role: 'assistant', content: 'Une image.', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Look: ' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'low' } },
+        ],
+      },
+      {
+        role: 'assistant',
+        content: 'Une image.',
+        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+      },
       { role: 'tool', tool_call_id: 'call_1', content: '{"temp":21}' },
       { role: 'user', content: 'And now?' },
     ]);
-    expect(sent.tools).toEqual([{ type: 'function', function: { name: 'get_weather', description: 'Weather in a city', parameters: weather.parameters, strict: true } }]);
+    expect(sent.tools).toEqual([
+      { type: 'function', function: { name: 'get_weather', description: 'Weather in a city', parameters: weather.parameters, strict: true } },
+    ]);
     expect(sent.tool_choice).toBe('auto');
     expect(sent.parallel_tool_calls).toBe(false);
   });
 
   it('structured output: text.format json_schema becomes response_format, and the answer parses', async () => {
     const client = gw.client(key.secret);
-    const schema = { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer' } }, required: ['name', 'age'], additionalProperties: false };
-    const r = await client.responses.create({ model: 'chat-default', input: 'Extract the person.', text: { format: { type: 'json_schema', name: 'person', schema, strict: true } } });
+    const schema = {
+      type: 'object',
+      properties: { name: { type: 'string' }, age: { type: 'integer' } },
+      required: ['name', 'age'],
+      additionalProperties: false,
+    };
+    const r = await client.responses.create({
+      model: 'chat-default',
+      input: 'Extract the person.',
+      text: { format: { type: 'json_schema', name: 'person', schema, strict: true } },
+    });
     expect(upstreamBody().response_format).toEqual({ type: 'json_schema', json_schema: { name: 'person', schema, strict: true } });
     const person = JSON.parse(r.output_text);
     expect(typeof person.name).toBe('string');
@@ -138,16 +186,26 @@ describe('openai SDK: responses.create', () => {
     // The upstream saw the whole conversation: the first turn's input and call, then the result.
     expect(upstreamBody().messages).toEqual([
       { role: 'user', content: 'Please call get_weather for Oslo.' },
-      { role: 'assistant', content: null, tool_calls: [{ id: (call as any).call_id, type: 'function', function: { name: 'get_weather', arguments: (call as any).arguments } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: (call as any).call_id, type: 'function', function: { name: 'get_weather', arguments: (call as any).arguments } }],
+      },
       { role: 'tool', tool_call_id: (call as any).call_id, content: '{"temp":-3}' },
     ]);
 
     const again = await client.responses.retrieve(second.id);
     expect(again).toMatchObject({ id: second.id, status: 'completed', output: second.output, usage: second.usage });
     // Another team's key reads it as missing.
-    const stranger = await gw.client(other.secret).responses.retrieve(second.id).catch((e) => e);
+    const stranger = await gw
+      .client(other.secret)
+      .responses.retrieve(second.id)
+      .catch((e) => e);
     expect(stranger.status).toBe(404);
-    const cont = await gw.client(other.secret).responses.create({ model: 'chat-default', input: 'x', previous_response_id: second.id }).catch((e) => e);
+    const cont = await gw
+      .client(other.secret)
+      .responses.create({ model: 'chat-default', input: 'x', previous_response_id: second.id })
+      .catch((e) => e);
     expect(cont.status).toBe(404);
     expect(cont.code).toBe('previous_response_not_found');
 
@@ -273,7 +331,12 @@ describe('Vercel AI SDK (ai 6 + @ai-sdk/openai 3)', () => {
   it('generateObject through json_schema', async () => {
     const { object } = await generateObject({
       model: provider()('chat-default'),
-      schema: jsonSchema<{ title: string; tags: string[] }>({ type: 'object', properties: { title: { type: 'string' }, tags: { type: 'array', items: { type: 'string' } } }, required: ['title', 'tags'], additionalProperties: false }),
+      schema: jsonSchema<{ title: string; tags: string[] }>({
+        type: 'object',
+        properties: { title: { type: 'string' }, tags: { type: 'array', items: { type: 'string' } } },
+        required: ['title', 'tags'],
+        additionalProperties: false,
+      }),
       prompt: 'Make a title and tags.',
     });
     expect(typeof object.title).toBe('string');
@@ -289,7 +352,12 @@ describe('Vercel AI SDK (ai 6 + @ai-sdk/openai 3)', () => {
       tools: {
         get_weather: tool({
           description: 'Weather in a city',
-          inputSchema: jsonSchema<{ city: string }>({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false }),
+          inputSchema: jsonSchema<{ city: string }>({
+            type: 'object',
+            properties: { city: { type: 'string' } },
+            required: ['city'],
+            additionalProperties: false,
+          }),
           execute: async ({ city }) => {
             calls.push(city);
             return { temp: 18 };
@@ -323,7 +391,12 @@ describe('bad input on /v1/responses', () => {
       [{ model: 'chat-default', input: 5 }, 400, 'input', 'invalid_value'],
       [{ model: 'chat-default', input: [{ type: 'computer_call_output', call_id: 'x' }] }, 400, 'input[0].type', 'unsupported_value'],
       [{ model: 'chat-default', input: [{ role: 'robot', content: 'x' }] }, 400, 'input[0].role', 'invalid_value'],
-      [{ model: 'chat-default', input: [{ role: 'user', content: [{ type: 'input_file', file_id: 'f' }] }] }, 400, 'input[0].content[0].type', 'unsupported_value'],
+      [
+        { model: 'chat-default', input: [{ role: 'user', content: [{ type: 'input_file', file_id: 'f' }] }] },
+        400,
+        'input[0].content[0].type',
+        'unsupported_value',
+      ],
       [{ model: 'chat-default', input: 'x', temperature: 'hot' }, 400, 'temperature', 'invalid_value'],
       [{ model: 'chat-default', input: 'x', text: { format: { type: 'json_schema' } } }, 400, 'text.format.name', 'missing_required_parameter'],
       [{ model: 'chat-default', input: 'x', background: true }, 400, 'background', 'unsupported_parameter'],
@@ -346,7 +419,15 @@ describe('bad input on /v1/responses', () => {
 describe('429 semantics (DESIGN §4)', () => {
   it('every target rate limited: 429 with the smallest Retry-After, then the targets sit out without upstream calls', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.routing.upsertRoute({ name: 'limited', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'sim', model: 'rl-a' }, { provider: 'sim-b', model: 'rl-b' }] });
+    await store.routing.upsertRoute({
+      name: 'limited',
+      strategy: 'PRIORITY',
+      retries: 0,
+      targets: [
+        { provider: 'sim', model: 'rl-a' },
+        { provider: 'sim-b', model: 'rl-b' },
+      ],
+    });
     await gw.started.runtime.app.catalog.refresh();
     gw.sim.behave('rl-a', { status: 429, retryAfterSeconds: 30 });
     gw.sim.behave('rl-b', { status: 429, retryAfterSeconds: 7 });
@@ -366,11 +447,22 @@ describe('429 semantics (DESIGN §4)', () => {
 
   it('a mix of 429 and another failure is a 502', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.routing.upsertRoute({ name: 'mixed', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'sim', model: 'mx-a' }, { provider: 'sim-b', model: 'mx-b' }] });
+    await store.routing.upsertRoute({
+      name: 'mixed',
+      strategy: 'PRIORITY',
+      retries: 0,
+      targets: [
+        { provider: 'sim', model: 'mx-a' },
+        { provider: 'sim-b', model: 'mx-b' },
+      ],
+    });
     await gw.started.runtime.app.catalog.refresh();
     gw.sim.behave('mx-a', { status: 429, retryAfterSeconds: 5 });
     gw.sim.behave('mx-b', { status: 503 });
-    const err: any = await gw.client(key.secret).chat.completions.create({ model: 'mixed', messages: [{ role: 'user', content: 'x' }] }).catch((e) => e);
+    const err: any = await gw
+      .client(key.secret)
+      .chat.completions.create({ model: 'mixed', messages: [{ role: 'user', content: 'x' }] })
+      .catch((e) => e);
     expect(err.status).toBe(502);
     expect(err.code).toBe('upstream_error');
   });

@@ -116,7 +116,12 @@ describe('rules decide where a request goes', () => {
 
   it('live decisions carry the rule and the classifier tier', async () => {
     const events: RoutingDecision[] = [];
-    const client = createClient({ url: `${gw.url.replace(/^http/, 'ws')}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${gw.adminToken}` }, retryAttempts: 0 });
+    const client = createClient({
+      url: `${gw.url.replace(/^http/, 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${gw.adminToken}` },
+      retryAttempts: 0,
+    });
     const before = gw.started.runtime.app.bus.subscriberCount;
     const stop = client.subscribe<{ routingDecisions: RoutingDecision }>(
       { query: 'subscription { routingDecisions(filter: { routes: ["smart"] }) { outcome rule classifierTier model } }' },
@@ -137,12 +142,19 @@ describe('rules decide where a request goes', () => {
 
 describe('bad configuration is refused, and the running catalog keeps serving', () => {
   const upsert = (rules: unknown[], targets = T('cheap-model')) =>
-    gql(gw.url, gw.adminToken, 'mutation($i: RouteInput!) { upsertRoute(input: $i) { name rules { name } } }', { i: { name: 'smart', strategy: 'PRIORITY', targets, rules } });
+    gql(gw.url, gw.adminToken, 'mutation($i: RouteInput!) { upsertRoute(input: $i) { name rules { name } } }', {
+      i: { name: 'smart', strategy: 'PRIORITY', targets, rules },
+    });
 
   it.each([
     ['invalid CEL', [{ name: 'r', when: 'request.promptTokens >', route: 'strong' }], 'input.rules.0.when', /invalid CEL/],
     ['a misspelt field', [{ name: 'r', when: 'request.promtTokens > 1', route: 'strong' }], 'input.rules.0.when', /promtTokens/],
-    ['an unknown target provider', [{ name: 'r', when: 'true', targets: [{ provider: 'nope', model: 'm' }] }], 'input.rules.0.targets.0.provider', /unknown provider/],
+    [
+      'an unknown target provider',
+      [{ name: 'r', when: 'true', targets: [{ provider: 'nope', model: 'm' }] }],
+      'input.rules.0.targets.0.provider',
+      /unknown provider/,
+    ],
     ['an unknown route', [{ name: 'r', when: 'true', route: 'missing' }], 'input.rules.0.route', /unknown route/],
     ['a cycle', [{ name: 'r', when: 'true', route: 'smart' }], 'input.rules.0.route', /circle/],
   ])('%s', async (_what, rules, field, message) => {
@@ -165,7 +177,10 @@ describe('bad configuration is refused, and the running catalog keeps serving', 
     await gw.started.runtime.app.catalog.refresh();
     expect((await gqlOk(gw.url, gw.adminToken, '{ routes { name rules { name } } }')).routes.find((x: any) => x.name === 'strong').rules).toEqual([]);
     const before = gw.sim.requests.length;
-    const { data: stream, response } = await gw.client(key.secret).chat.completions.create({ model: 'strong', messages: [{ role: 'user', content: 'hi' }], stream: true }).withResponse();
+    const { data: stream, response } = await gw
+      .client(key.secret)
+      .chat.completions.create({ model: 'strong', messages: [{ role: 'user', content: 'hi' }], stream: true })
+      .withResponse();
     for await (const _ of stream) void _;
     expect(response.headers.get('x-tollgate-rule')).toBeNull();
     expect(gw.sim.requests.slice(before).map((q) => q.body.model)).toEqual(['strong-model']);
@@ -179,12 +194,30 @@ describe('bad configuration is refused, and the running catalog keeps serving', 
       const sim = `  - { name: sim, kind: SIMULATED, baseUrl: "${gw.sim.url}" }`;
       await writeFile(
         file,
-        ['providers:', sim, 'routes:', '  - name: front', '    targets: [{ provider: sim, model: m }]', '    rules: [{ name: to-back, when: "request.hasTools", route: back }]', '  - { name: back, targets: [{ provider: sim, model: b }] }'].join('\n'),
+        [
+          'providers:',
+          sim,
+          'routes:',
+          '  - name: front',
+          '    targets: [{ provider: sim, model: m }]',
+          '    rules: [{ name: to-back, when: "request.hasTools", route: back }]',
+          '  - { name: back, targets: [{ provider: sim, model: b }] }',
+        ].join('\n'),
       );
       const good = runTollgate(['migrate'], { TOLLGATE_DATA_DIR: path.join(dir, 'good'), TOLLGATE_CONFIG: file });
       expect(await good.exited, good.output()).toBe(0);
 
-      await writeFile(file, ['providers:', sim, 'routes:', '  - name: front', '    targets: [{ provider: sim, model: m }]', '    rules: [{ name: broken, when: "request.model ==", route: back }]'].join('\n'));
+      await writeFile(
+        file,
+        [
+          'providers:',
+          sim,
+          'routes:',
+          '  - name: front',
+          '    targets: [{ provider: sim, model: m }]',
+          '    rules: [{ name: broken, when: "request.model ==", route: back }]',
+        ].join('\n'),
+      );
       const bad = runTollgate(['start'], { TOLLGATE_DATA_DIR: path.join(dir, 'bad'), TOLLGATE_CONFIG: file, TOLLGATE_PORT: '0' });
       const code = await bad.exited;
       expect(code).not.toBe(0);
@@ -198,18 +231,32 @@ describe('bad configuration is refused, and the running catalog keeps serving', 
 
 describe('explainRoute', () => {
   const explain = (input: Record<string, unknown>, token = gw.adminToken) =>
-    gql(gw.url, token, `query($i: ExplainRouteInput!) { explainRoute(input: $i) {
+    gql(
+      gw.url,
+      token,
+      `query($i: ExplainRouteInput!) { explainRoute(input: $i) {
       route rule classifierTier classifierConfidence experiment variant strategy servedBy
-      candidates { provider model state ewmaLatencyMs skipReason } } }`, { i: input });
+      candidates { provider model state ewmaLatencyMs skipReason } } }`,
+      { i: input },
+    );
 
   it('shows the rule, the classifier and the candidates, calls no provider and writes no receipt', async () => {
     const calls = gw.sim.requests.length;
     const receipts = (await storedReceipts(gw, key.teamId)).length;
     const r = await explain({
-      request: { model: 'smart', messages: [{ role: 'user', content: 'Design a lock-free queue for many producers and consumers and prove it linearizable; analyse its complexity.' }] },
+      request: {
+        model: 'smart',
+        messages: [{ role: 'user', content: 'Design a lock-free queue for many producers and consumers and prove it linearizable; analyse its complexity.' }],
+      },
     });
     expect(r.errors).toBeUndefined();
-    expect(r.data.explainRoute).toMatchObject({ route: 'smart', rule: 'hard', servedBy: 'strong', strategy: 'PRIORITY', candidates: [{ provider: 'sim', model: 'strong-model', state: 'CLOSED', skipReason: null }] });
+    expect(r.data.explainRoute).toMatchObject({
+      route: 'smart',
+      rule: 'hard',
+      servedBy: 'strong',
+      strategy: 'PRIORITY',
+      candidates: [{ provider: 'sim', model: 'strong-model', state: 'CLOSED', skipReason: null }],
+    });
     expect(['COMPLEX', 'REASONING']).toContain(r.data.explainRoute.classifierTier);
     expect(r.data.explainRoute.classifierConfidence).toBeGreaterThan(0);
 
@@ -217,9 +264,13 @@ describe('explainRoute', () => {
     expect(byHeader.data.explainRoute).toMatchObject({ rule: 'gold-header', classifierTier: null, candidates: [{ model: 'gold-model' }] });
     const vip = await gqlOk(gw.url, gw.adminToken, '{ teams { id name } }');
     const vipTeam = vip.teams.find((t: any) => t.name === 'team-vip');
-    expect((await explain({ request: { model: 'smart', messages: [{ role: 'user', content: 'hi' }] }, teamId: vipTeam.id })).data.explainRoute.rule).toBe('vip-team');
+    expect((await explain({ request: { model: 'smart', messages: [{ role: 'user', content: 'hi' }] }, teamId: vipTeam.id })).data.explainRoute.rule).toBe(
+      'vip-team',
+    );
     // A Responses body is explained in its own protocol.
-    expect((await explain({ request: { model: 'smart', input: 'hi', metadata: { task_type: 'extract' } }, endpoint: 'responses' })).data.explainRoute.rule).toBe('extract');
+    expect(
+      (await explain({ request: { model: 'smart', input: 'hi', metadata: { task_type: 'extract' } }, endpoint: 'responses' })).data.explainRoute.rule,
+    ).toBe('extract');
 
     expect(gw.sim.requests.length).toBe(calls);
     expect((await storedReceipts(gw, key.teamId)).length).toBe(receipts);
@@ -274,7 +325,13 @@ describe('explainRoute', () => {
 
   it('an invalid body or endpoint is a BAD_USER_INPUT, an unknown model an empty explanation', async () => {
     expect((await explain({ request: { model: 'smart' } })).errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.request' });
-    expect((await explain({ request: { model: 'smart', messages: [] }, endpoint: 'fax' })).errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.endpoint' });
-    expect((await explain({ request: { model: 'nowhere', messages: [{ role: 'user', content: 'x' }] } })).data.explainRoute).toMatchObject({ route: null, candidates: [] });
+    expect((await explain({ request: { model: 'smart', messages: [] }, endpoint: 'fax' })).errors?.[0]?.extensions).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      field: 'input.endpoint',
+    });
+    expect((await explain({ request: { model: 'nowhere', messages: [{ role: 'user', content: 'x' }] } })).data.explainRoute).toMatchObject({
+      route: null,
+      candidates: [],
+    });
   });
 });

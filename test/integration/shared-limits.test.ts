@@ -4,10 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RateLimiter, type WindowStore } from '../../src/gateway/limits.js';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
-import { gqlOk } from '../support/graphql.js';
+import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 import { scratchDatabase } from '../support/gateway.js';
-import { startInstances, type Instances, type ServerProcess } from '../support/processes.js';
+import { gqlOk } from '../support/graphql.js';
+import { type Instances, type ServerProcess, startInstances } from '../support/processes.js';
 
 const REDIS_URL = process.env.REDIS_URL;
 
@@ -18,7 +18,11 @@ describe('rate limiter with unreachable shared windows (always runs)', () => {
       take: () => Promise.reject(new Error('connection refused')),
       addTokens: () => Promise.reject(new Error('connection refused')),
     };
-    const rl = new RateLimiter(() => 0, broken, (err) => errors.push(err));
+    const rl = new RateLimiter(
+      () => 0,
+      broken,
+      (err) => errors.push(err),
+    );
     await rl.admit('k', 2, null);
     await rl.admit('k', 2, null);
     await expect(rl.admit('k', 2, null)).rejects.toMatchObject({ status: 429 });
@@ -60,7 +64,11 @@ describe.runIf(REDIS_URL && process.env.DATABASE_URL)('two instances sharing Red
   });
 
   const createKey = async (input: Record<string, unknown>) =>
-    (await gqlOk(procs[0].url, adminToken, 'mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret apiKey { id } } }', { i: { teamId, name: 'k', ...input } })).createApiKey;
+    (
+      await gqlOk(procs[0].url, adminToken, 'mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret apiKey { id } } }', {
+        i: { teamId, name: 'k', ...input },
+      })
+    ).createApiKey;
   const call = (url: string, secret: string) =>
     fetch(`${url}/v1/chat/completions`, {
       method: 'POST',

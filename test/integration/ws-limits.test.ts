@@ -5,7 +5,7 @@
 // the same server loses nothing.
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { LiveBus, RoutingDecision } from '../../src/live/events.js';
@@ -84,7 +84,12 @@ function decision(n: number): RoutingDecision {
     outcome: 'SUCCESS',
     reason: null,
     latencyMs: 1,
-    candidates: Array.from({ length: 8 }, (_, i) => ({ provider: `provider-${i}`, model: `model-with-a-long-name-${i}`, state: 'closed' as const, ewmaLatencyMs: 12.5 })),
+    candidates: Array.from({ length: 8 }, (_, i) => ({
+      provider: `provider-${i}`,
+      model: `model-with-a-long-name-${i}`,
+      state: 'closed' as const,
+      ewmaLatencyMs: 12.5,
+    })),
   };
 }
 

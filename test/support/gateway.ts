@@ -7,9 +7,9 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { loadConfig, type Config } from '../../src/config.js';
-import { startServer, type Started } from '../../src/main.js';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { type Started, startServer } from '../../src/main.js';
+import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 
 export interface TestGateway {
   url: string;
@@ -20,7 +20,10 @@ export interface TestGateway {
   config: Config;
   adminToken: string;
   /** Creates a key for `team` (team created if missing) and returns its secret. */
-  createKey(team?: string, opts?: { rpmLimit?: number; tpmLimit?: number; allowedRoutes?: string[]; allowedCidrs?: string[]; expiresAt?: Date }): Promise<{ secret: string; id: string; teamId: string }>;
+  createKey(
+    team?: string,
+    opts?: { rpmLimit?: number; tpmLimit?: number; allowedRoutes?: string[]; allowedCidrs?: string[]; expiresAt?: Date },
+  ): Promise<{ secret: string; id: string; teamId: string }>;
   client(secret: string, opts?: { maxRetries?: number; timeout?: number; defaultHeaders?: Record<string, string> }): OpenAI;
   /** Stops the gateway (drain + flush) and removes everything. */
   close(): Promise<void>;

@@ -3,7 +3,7 @@
 // A `rogue` key signs tokens too but is never published.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 
 type KeyName = 'rsa' | 'ec' | 'ed' | 'rogue';
 const ALG: Record<KeyName, string> = { rsa: 'RS256', ec: 'ES256', ed: 'EdDSA', rogue: 'RS256' };
@@ -30,7 +30,8 @@ export async function startIdentityProvider(audience = 'tollgate-test'): Promise
   const state = { jwksFetches: 0 };
   const server = http.createServer((req, res) => {
     const send = (body: unknown) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    if (req.url === '/idp/.well-known/openid-configuration') return send({ issuer, jwks_uri: `${issuer}/keys`, id_token_signing_alg_values_supported: ['RS256', 'ES256', 'EdDSA'] });
+    if (req.url === '/idp/.well-known/openid-configuration')
+      return send({ issuer, jwks_uri: `${issuer}/keys`, id_token_signing_alg_values_supported: ['RS256', 'ES256', 'EdDSA'] });
     if (req.url === '/idp/keys') {
       state.jwksFetches++;
       return send(jwks);

@@ -6,8 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { migrateConfigDb } from '../../src/store/prisma-migrate.js';
 import { openConfigDb } from '../../src/store/prisma.js';
+import { migrateConfigDb } from '../../src/store/prisma-migrate.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -1,6 +1,6 @@
 // Tollgate as a child process, started through the real CLI, for tests that kill -9 it,
 // restart it, or run two of them.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -25,7 +25,10 @@ export interface RunOptions {
 function assertBuildIsFresh(): void {
   const built = statSync(path.join(root, 'dist/cli.js'), { throwIfNoEntry: false })?.mtimeMs ?? 0;
   const newest = (dir: string): number =>
-    Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).mtimeMs)));
+    Math.max(
+      0,
+      ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).mtimeMs)),
+    );
   if (newest(path.join(root, 'src')) > built) throw new Error('dist/ is older than src/: run `npm run build` first');
 }
 

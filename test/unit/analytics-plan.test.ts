@@ -36,8 +36,14 @@ describe('latency plan', () => {
     expect(tablesRead(q)).toEqual(['latency_daily', 'receipts', 'receipts']);
     const times = Object.values(q.query_params).filter((v) => typeof v === 'string' && /^\d{4}-/.test(v));
     // daily [Oct 2, Oct 31), raw [from, Oct 2) and [Oct 31, to)
-    expect(times).toEqual(['2026-10-02 00:00:00.000', '2026-10-31 00:00:00.000', '2026-10-01 13:00:00.250', '2026-10-02 00:00:00.000',
-      '2026-10-31 00:00:00.000', '2026-10-31 05:00:00.000']);
+    expect(times).toEqual([
+      '2026-10-02 00:00:00.000',
+      '2026-10-31 00:00:00.000',
+      '2026-10-01 13:00:00.250',
+      '2026-10-02 00:00:00.000',
+      '2026-10-31 00:00:00.000',
+      '2026-10-31 05:00:00.000',
+    ]);
     expect(q.query).toContain('UNION ALL');
     expect(Object.values(q.query_params).filter((v) => Array.isArray(v))).toEqual([['f'], ['f'], ['f']]);
   });

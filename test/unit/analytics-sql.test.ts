@@ -27,7 +27,9 @@ describe('sql tagged template', () => {
     const from = new Date('2026-11-21T10:00:00Z');
     const to = new Date('2026-11-21T12:00:00Z');
     const f = filterConditions({ from, to, features: ["' OR 1=1 --"], statuses: ['ERROR'] }, 'raw').toQuery();
-    expect(f.query).toBe("started_at >= {p0:DateTime64(3, 'UTC')} AND started_at < {p1:DateTime64(3, 'UTC')} AND feature IN {p2:Array(String)} AND status IN {p3:Array(String)}");
+    expect(f.query).toBe(
+      "started_at >= {p0:DateTime64(3, 'UTC')} AND started_at < {p1:DateTime64(3, 'UTC')} AND feature IN {p2:Array(String)} AND status IN {p3:Array(String)}",
+    );
     expect(f.query_params.p3).toEqual(['error']);
     expect(scopeFilter({ from, to, teamIds: ['b'] }, { role: 'ANALYST', teamId: 'a' }).teamIds).toEqual([]);
     expect(scopeFilter({ from, to, teamIds: ['a', 'b'] }, { role: 'ANALYST', teamId: 'a' }).teamIds).toEqual(['a']);

@@ -37,7 +37,7 @@ describe('AuthThrottle', () => {
     expect((err as GatewayError).body().error).toMatchObject({ type: 'rate_limit_error', code: 'auth_rate_limited' });
     expect((err as GatewayError).headers['retry-after']).toBe('60');
     clock.now += 45_000;
-    expect((await t.guard(a, accept).catch((e: GatewayError) => e) as GatewayError).headers['retry-after']).toBe('15');
+    expect(((await t.guard(a, accept).catch((e: GatewayError) => e)) as GatewayError).headers['retry-after']).toBe('15');
     // Its minute over, it may try again (and fail again up to the limit).
     clock.now += 15_000;
     expect(await statusOf(t.guard(a, accept))).toBe('ok');

@@ -1,7 +1,7 @@
 // KeyAuthenticator against a fake KeyLookup and an injected clock.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { KeyAuthenticator, assertCredentialsOnce, bearer, type ApiKeyRecord, type KeyLookup } from '../../src/gateway/auth.js';
+import { type ApiKeyRecord, assertCredentialsOnce, bearer, KeyAuthenticator, type KeyLookup } from '../../src/gateway/auth.js';
 import { GatewayError, invalidApiKey } from '../../src/gateway/errors.js';
 
 const SECRET = 'tg-' + 'a1B2c3D4e5F6g7H8i9J0kL';
@@ -231,7 +231,10 @@ describe('assertCredentialsOnce', () => {
   };
 
   it('refuses a repeated Authorization or x-api-key, in any case, naming it', () => {
-    expect(refusal(['Authorization', 'Bearer a', 'Host', 'x', 'authorization', 'Bearer b'])).toMatchObject({ type: 'invalid_request_error', param: 'authorization' });
+    expect(refusal(['Authorization', 'Bearer a', 'Host', 'x', 'authorization', 'Bearer b'])).toMatchObject({
+      type: 'invalid_request_error',
+      param: 'authorization',
+    });
     expect(refusal(['X-Api-Key', 'a', 'x-api-key', 'a'])).toMatchObject({ param: 'x-api-key' });
   });
 

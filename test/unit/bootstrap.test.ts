@@ -106,7 +106,12 @@ prices:
   it('rejects a bad provider kind, naming the path', async () => {
     const text = 'providers:\n  - name: p\n    kind: GEMINI\n';
     await expect(loadConfigFile(await write(text), {})).rejects.toThrow(/providers\.0\.kind/);
-    const anthropic = await loadConfigFile(await write('providers:\n  - { name: claude, kind: ANTHROPIC, apiKey: k }\nprices:\n  - { provider: claude, model: m, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cacheWritePerMTokUsd: 3.75 }\n'), {});
+    const anthropic = await loadConfigFile(
+      await write(
+        'providers:\n  - { name: claude, kind: ANTHROPIC, apiKey: k }\nprices:\n  - { provider: claude, model: m, inputPerMTokUsd: 3, outputPerMTokUsd: 15, cacheWritePerMTokUsd: 3.75 }\n',
+      ),
+      {},
+    );
     expect(anthropic.providers[0]!.kind).toBe('ANTHROPIC');
     expect(anthropic.prices[0]!.cacheWritePerMTokUsd).toBe(3.75);
   });

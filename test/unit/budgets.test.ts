@@ -7,7 +7,7 @@ import { MemoryCounters } from '../../src/budgets/counters.js';
 import { BudgetEnforcer, type BudgetSubject } from '../../src/budgets/enforcer.js';
 import { periodWindow } from '../../src/budgets/periods.js';
 import { GatewayError } from '../../src/gateway/errors.js';
-import { LiveBus, type BudgetEvent } from '../../src/live/events.js';
+import { type BudgetEvent, LiveBus } from '../../src/live/events.js';
 import type { BudgetRecord } from '../../src/store/admin/pricing.js';
 
 const subject: BudgetSubject = { teamId: 'team-1', apiKeyId: 'key-1', feature: 'chat' };

@@ -6,12 +6,15 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalEmbedder } from '../../src/cache/embedders.js';
 import { canonicalQuestion, isSampled, planCache } from '../../src/cache/policy.js';
-import { StreamAssembler, completionChunks } from '../../src/protocols/assemble.js';
+import { completionChunks, StreamAssembler } from '../../src/protocols/assemble.js';
 import { ChatEncoder } from '../../src/protocols/chat.js';
 
 /** The chat SSE events a cache replay writes (before [DONE]). */
 const replaySse = (completion: Parameters<typeof completionChunks>[0], id: string, includeUsage: boolean) =>
-  completionChunks(completion, id).map((c) => new ChatEncoder(includeUsage).push(c)).filter(Boolean);
+  completionChunks(completion, id)
+    .map((c) => new ChatEncoder(includeUsage).push(c))
+    .filter(Boolean);
+
 import { AnswerStore, type CachedAnswer } from '../../src/cache/store.js';
 import { analyze, detailsAgree } from '../../src/cache/text.js';
 import { DenseIndex, SparseIndex } from '../../src/cache/vector-index.js';
@@ -49,7 +52,20 @@ describe('cache policy', () => {
     const base = key(chat('hello'));
     expect(key({ messages: [{ content: 'hello', role: 'user' }], temperature: 0, model: 'other-alias' })).toBe(base);
     expect(key(chat('hello', { user: 'u1', metadata: { a: 1 }, stream: true, stream_options: { include_usage: true } }))).toBe(base);
-    expect(key({ ...chat('x'), messages: [{ role: 'user', content: [{ type: 'text', text: 'hel' }, { type: 'text', text: 'lo' }] }] })).toBe(base);
+    expect(
+      key({
+        ...chat('x'),
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'hel' },
+              { type: 'text', text: 'lo' },
+            ],
+          },
+        ],
+      }),
+    ).toBe(base);
     expect(key(chat('hello'), 'other-team')).not.toBe(base);
     for (const change of [{ max_tokens: 5 }, { tools: [] }, { response_format: { type: 'json_object' } }, { top_p: 0.5 }, { seed: 1 }]) {
       expect(key(chat('hello', change)), JSON.stringify(change)).not.toBe(base);
@@ -67,7 +83,19 @@ describe('cache policy', () => {
 
   it('semantic plans separate the last user turn from its context', () => {
     const p1 = planCache('chat', 't', route({ mode: 'SEMANTIC' }), chat('What is 2+2?'), undefined)!;
-    const p2 = planCache('chat', 't', route({ mode: 'SEMANTIC' }), { ...chat('x'), messages: [{ role: 'system', content: 'Be brief' }, { role: 'user', content: 'What is 2+2?' }] }, undefined)!;
+    const p2 = planCache(
+      'chat',
+      't',
+      route({ mode: 'SEMANTIC' }),
+      {
+        ...chat('x'),
+        messages: [
+          { role: 'system', content: 'Be brief' },
+          { role: 'user', content: 'What is 2+2?' },
+        ],
+      },
+      undefined,
+    )!;
     expect(p1.semantic).toBe(true);
     expect(p1.lastUserText).toBe('What is 2+2?');
     expect(p1.context).not.toBe(p2.context);
@@ -159,9 +187,16 @@ describe('stream assembly and replay', () => {
   it('assembles streamed tool calls', () => {
     const a = new StreamAssembler();
     const base = { id: 'c', created: 1, model: 'm' };
-    a.add({ ...base, choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"ci' } }] } }] });
+    a.add({
+      ...base,
+      choices: [
+        { index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"ci' } }] } },
+      ],
+    });
     a.add({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: 'ty":"Oslo"}' } }] }, finish_reason: 'tool_calls' }] });
-    expect(a.completion()!.choices[0].message.tool_calls).toEqual([{ id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"city":"Oslo"}' } }]);
+    expect(a.completion()!.choices[0].message.tool_calls).toEqual([
+      { id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"city":"Oslo"}' } },
+    ]);
   });
 });
 
@@ -211,7 +246,9 @@ describe('answer store', () => {
     expect(await store.getExact('k0')).not.toBeNull();
     expect(await store.getExact('k1')).toBeNull();
     expect(store.findSimilar('ns', 'c', 'question number 1 about caching', embedder.embedSync('question number 1 about caching'), 0.9)).toBeNull();
-    expect(store.findSimilar('ns', 'c', 'Question number 49 about caching?', embedder.embedSync('Question number 49 about caching?'), 0.9)?.entry.key).toBe('k49');
+    expect(store.findSimilar('ns', 'c', 'Question number 49 about caching?', embedder.embedSync('Question number 49 about caching?'), 0.9)?.entry.key).toBe(
+      'k49',
+    );
     // An answer larger than the per-entry limit is not kept at all.
     await store.put(entry('huge', Date.now(), 60_000, { answer: 'x'.repeat(6_000) }), null);
     expect(await store.getExact('huge')).toBeNull();
@@ -223,7 +260,10 @@ describe('answer store', () => {
     const embedder = new LocalEmbedder();
     const first = await AnswerStore.open({ maxBytes: 20_000, maxEntryBytes: 5_000, dir, now: () => now });
     await first.put(entry('short', now, 1_000), null);
-    await first.put(entry('long', now, 600_000, { semantic: { namespace: 'ns', context: 'c', text: 'How do I rotate a PDF?' } }), embedder.embedSync('How do I rotate a PDF?'));
+    await first.put(
+      entry('long', now, 600_000, { semantic: { namespace: 'ns', context: 'c', text: 'How do I rotate a PDF?' } }),
+      embedder.embedSync('How do I rotate a PDF?'),
+    );
     await first.close();
     await readFile(path.join(dir, 'answers.jsonl'), 'utf8').then((s) => expect(s.split('\n').filter(Boolean)).toHaveLength(2));
     const { appendFile } = await import('node:fs/promises');

@@ -44,7 +44,12 @@ class FakeStore implements CatalogStore {
     return [];
   }
   async loadCatalog() {
-    const [providers, routes, prices, budgets] = await Promise.all([this.loadProvidersWithSecrets(), this.listRoutes(), this.currentPrices(), this.listBudgets()]);
+    const [providers, routes, prices, budgets] = await Promise.all([
+      this.loadProvidersWithSecrets(),
+      this.listRoutes(),
+      this.currentPrices(),
+      this.listBudgets(),
+    ]);
     return { providers, routes, prices, budgets };
   }
 }

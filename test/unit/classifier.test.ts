@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LocalEmbedder, ProviderEmbedder } from '../../src/cache/embedders.js';
-import { classifyPrompt, scorePrompt, TIERS, type ClassifierInput, type Tier } from '../../src/routing/classifier.js';
+import { type ClassifierInput, classifyPrompt, scorePrompt, TIERS, type Tier } from '../../src/routing/classifier.js';
 import { KnnClassifier } from '../../src/routing/knn-classifier.js';
 
 const ask = (text: string, extra: Partial<ClassifierInput> = {}): ClassifierInput => ({
@@ -53,7 +53,11 @@ describe('built-in classifier: clear cases', () => {
   it('reads pasted code by what is asked about it', () => {
     const code = `\`\`\`python\n${Array.from({ length: 60 }, (_, i) => `def f${i}(x):\n    return x + ${i}`).join('\n')}\n\`\`\``;
     expect(isHard(tierOf(`Add a docstring to each function, nothing else.\n\n${code}`))).toBe(false);
-    expect(tierOf(`Refactor this module into a package with a plugin registry, keep the public API identical, make it thread-safe, and add tests for every function.\n\n${code}`)).toBe('COMPLEX');
+    expect(
+      tierOf(
+        `Refactor this module into a package with a plugin registry, keep the public API identical, make it thread-safe, and add tests for every function.\n\n${code}`,
+      ),
+    ).toBe('COMPLEX');
   });
 });
 
@@ -115,7 +119,9 @@ describe('built-in classifier: edges', () => {
     expect(classifyPrompt({ ...ask(''), messages: [history[0], { role: 'user', text: 'What time is it in Tokyo?' }] }).tier).toBe('SIMPLE');
     // A follow-up to a hard conversation scores higher than the same follow-up alone.
     const followUp = 'Now make it work with several consumers too.';
-    expect(scorePrompt({ ...ask(''), messages: [...history.slice(0, 3), { role: 'user', text: followUp }] }).effort).toBeGreaterThan(scorePrompt(ask(followUp)).effort);
+    expect(scorePrompt({ ...ask(''), messages: [...history.slice(0, 3), { role: 'user', text: followUp }] }).effort).toBeGreaterThan(
+      scorePrompt(ask(followUp)).effort,
+    );
   });
 
   it('does not let repetition stand in for evidence: each cue family saturates', () => {

@@ -23,8 +23,12 @@ describe('edge settings', () => {
   });
 
   it('names the variable and the entry that is wrong', () => {
-    expect(() => loadConfig({ TOLLGATE_TRUSTED_PROXIES: '10.0.0.0/8,10.0.0.0/40' })).toThrow(/TOLLGATE_TRUSTED_PROXIES: '10\.0\.0\.0\/40' is not an IP address or CIDR range/);
-    expect(() => loadConfig({ TOLLGATE_EGRESS_ALLOW: 'http://hooks.internal' })).toThrow(/TOLLGATE_EGRESS_ALLOW: 'http:\/\/hooks\.internal' is neither a host name/);
+    expect(() => loadConfig({ TOLLGATE_TRUSTED_PROXIES: '10.0.0.0/8,10.0.0.0/40' })).toThrow(
+      /TOLLGATE_TRUSTED_PROXIES: '10\.0\.0\.0\/40' is not an IP address or CIDR range/,
+    );
+    expect(() => loadConfig({ TOLLGATE_EGRESS_ALLOW: 'http://hooks.internal' })).toThrow(
+      /TOLLGATE_EGRESS_ALLOW: 'http:\/\/hooks\.internal' is neither a host name/,
+    );
     expect(() => loadConfig({ TOLLGATE_HEADERS_TIMEOUT_MS: '90000' })).toThrow(ConfigError);
     expect(() => loadConfig({ TOLLGATE_WS_MAX_BUFFER_BYTES: '1000' })).toThrow(/TOLLGATE_WS_MAX_BUFFER_BYTES/);
   });

@@ -4,7 +4,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { describe, expect, it } from 'vitest';
 import { usd } from '../../src/console/format.js';
-import { LiveModel, RATE_SECONDS, type Decision } from '../../src/console/live-model.js';
+import { type Decision, LiveModel, RATE_SECONDS } from '../../src/console/live-model.js';
 import { verifyInBrowser } from '../../src/console/verify.js';
 import { unsignedReceipt } from '../../src/receipts/rows.js';
 import { ReceiptSigner } from '../../src/receipts/signer.js';
@@ -62,10 +62,16 @@ describe('verifyInBrowser', () => {
   });
 
   it('rejects an edited receipt, another key, an unknown key id and a damaged signature', async () => {
-    expect(await verifyInBrowser({ ...signedJson, cost_usd: 1.6e-7 }, signature, signer.jwks())).toEqual({ status: 'invalid', reason: 'the signature does not match the receipt' });
+    expect(await verifyInBrowser({ ...signedJson, cost_usd: 1.6e-7 }, signature, signer.jwks())).toEqual({
+      status: 'invalid',
+      reason: 'the signature does not match the receipt',
+    });
     const other = ReceiptSigner.ephemeral();
     expect((await verifyInBrowser(signedJson, signature, { keys: [{ ...other.jwks().keys[0]!, kid: signer.keyId }] })).status).toBe('invalid');
-    expect(await verifyInBrowser(signedJson, signature, other.jwks())).toEqual({ status: 'invalid', reason: `key ${signer.keyId} is not in the published key set` });
+    expect(await verifyInBrowser(signedJson, signature, other.jwks())).toEqual({
+      status: 'invalid',
+      reason: `key ${signer.keyId} is not in the published key set`,
+    });
     expect((await verifyInBrowser(signedJson, signature.slice(2), signer.jwks())).status).toBe('invalid');
     expect((await verifyInBrowser(signedJson, `${signature.slice(0, -1)}+`, signer.jwks())).status).toBe('invalid');
   });

@@ -1,14 +1,15 @@
 // Outbound policy (src/net/egress.ts) on real loopback sockets: what webhooks and providers may
 // reach, checked on resolved addresses at connection time (a resolver stands in for DNS that
 // points a public-looking name at loopback or at a metadata address).
+
+import type { LookupAddress } from 'node:dns';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { LookupAddress } from 'node:dns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebhookSender } from '../../src/budgets/webhooks.js';
 import { UpstreamClient, UpstreamFailure } from '../../src/gateway/upstream.js';
 import type { BudgetEvent } from '../../src/live/events.js';
-import { providerBaseUrlProblem, providerPolicy, webhookAgent, webhookPolicy, type Resolver } from '../../src/net/egress.js';
+import { providerBaseUrlProblem, providerPolicy, type Resolver, webhookAgent, webhookPolicy } from '../../src/net/egress.js';
 import { CidrList, parseIp } from '../../src/net/ip.js';
 import { PRESETS } from '../../src/providers/presets.js';
 import type { Provider } from '../../src/routing/catalog.js';
@@ -18,7 +19,10 @@ function resolver(table: Record<string, string[]>): Resolver {
   return (hostname, _options, callback) => {
     const addresses = table[hostname];
     if (!addresses) return callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), []);
-    callback(null, addresses.map((address): LookupAddress => ({ address, family: address.includes(':') ? 6 : 4 })));
+    callback(
+      null,
+      addresses.map((address): LookupAddress => ({ address, family: address.includes(':') ? 6 : 4 })),
+    );
   };
 }
 
@@ -181,7 +185,13 @@ describe('budget webhooks through the egress agent', () => {
 
   it('delivers where TOLLGATE_EGRESS_ALLOW says (a CIDR, or a host name whatever it resolves to)', async () => {
     expect(await deliver(`http://127.0.0.1:${hook.port}/hook`, { hosts: [], cidrs: CidrList.parse(['127.0.0.0/8']) })).toEqual([]);
-    expect(await deliver(`http://hooks.internal:${hook.port}/hook`, { hosts: ['hooks.internal'], cidrs: CidrList.parse([]) }, resolver({ 'hooks.internal': ['127.0.0.1'] }))).toEqual([]);
+    expect(
+      await deliver(
+        `http://hooks.internal:${hook.port}/hook`,
+        { hosts: ['hooks.internal'], cidrs: CidrList.parse([]) },
+        resolver({ 'hooks.internal': ['127.0.0.1'] }),
+      ),
+    ).toEqual([]);
     expect(hook.hits).toHaveLength(2);
     expect(hook.hits[0]!.headers['x-tollgate-signature']).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
     hook.hits.length = 0;
@@ -249,7 +259,13 @@ describe('upstream connections', () => {
     });
     try {
       const before = upstream.connections();
-      for (const url of ['http://169.254.169.254/latest', 'http://[fe80::1]:80/', 'http://metadata.google.internal/v1', 'http://innocent.example.com/v1', `http://127.0.0.1:${upstream.port}/v1`]) {
+      for (const url of [
+        'http://169.254.169.254/latest',
+        'http://[fe80::1]:80/',
+        'http://metadata.google.internal/v1',
+        'http://innocent.example.com/v1',
+        `http://127.0.0.1:${upstream.port}/v1`,
+      ]) {
         const failure = await failureOf(client, url);
         expect(failure, url).toBeInstanceOf(UpstreamFailure);
         expect(failure!.kind, url).toBe('connect_refused');

@@ -1,11 +1,11 @@
 // The OpenAI-shaped error helpers (DESIGN §4 error table).
 import { describe, expect, it } from 'vitest';
 import {
-  GatewayError,
   badRequest,
   bodyTooLarge,
   budgetExceeded,
   fromUpstreamClientError,
+  GatewayError,
   invalidApiKey,
   methodNotAllowed,
   modelNotFound,

@@ -5,7 +5,7 @@ import type { DocumentNode, ExecutionArgs, GraphQLSchema } from 'graphql';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { WebSocket } from 'ws';
 import { LiveBus, type LiveStreamOpener, type RoutingDecision } from '../../src/live/events.js';
-import { WsFanout, type SubscribeFn } from '../../src/live/fanout.js';
+import { type SubscribeFn, WsFanout } from '../../src/live/fanout.js';
 
 function decision(requestId: string, teamId = 'team-1'): RoutingDecision {
   return {
@@ -187,7 +187,12 @@ describe('websocket fan-out', () => {
     }
     expect(slow.frames).toHaveLength(1);
     expect(bus.droppedTotal).toBe(6); // r1..r6: the queue of 3 keeps r7, r8, r9
-    expect(bus.subscriberStats().map((s) => s.dropped).sort()).toEqual([0, 6]);
+    expect(
+      bus
+        .subscriberStats()
+        .map((s) => s.dropped)
+        .sort(),
+    ).toEqual([0, 6]);
 
     slow.unblock();
     await vi.waitFor(() => expect(slow.frames).toHaveLength(4));

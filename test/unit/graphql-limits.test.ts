@@ -3,18 +3,22 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { TokenVerifier } from '../../src/gateway/tokens.js';
-import { CidrList } from '../../src/net/ip.js';
-import { AdminStore } from '../../src/store/admin-store.js';
 import type { GraphQLServices } from '../../src/graphql/context.js';
 import { createGraphQL, type GraphQLOptions } from '../../src/graphql/yoga.js';
 import { LiveBus } from '../../src/live/events.js';
+import { CidrList } from '../../src/net/ip.js';
+import { AdminStore } from '../../src/store/admin-store.js';
 
 const ADMIN = 'admin-token-for-tests';
 
 function server(options: Partial<GraphQLOptions> = {}) {
   const services = {
     bus: new LiveBus(),
-    tokens: new TokenVerifier(ADMIN, { findAccessTokenBySecretHash: async () => null, teamIdByName: async () => null }, { cacheMs: 0, trustedProxies: CidrList.parse([]), onError: () => undefined }),
+    tokens: new TokenVerifier(
+      ADMIN,
+      { findAccessTokenBySecretHash: async () => null, teamIdByName: async () => null },
+      { cacheMs: 0, trustedProxies: CidrList.parse([]), onError: () => undefined },
+    ),
     // Never reached by these operations; each request's context names its actor on it.
     admin: new AdminStore(undefined as never, undefined as never),
     jwks: () => ({ keys: [] }),

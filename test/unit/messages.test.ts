@@ -3,7 +3,7 @@
 // and errors. The end-to-end behaviour with the official SDKs is in test/integration/messages*.
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/gateway/errors.js';
-import { StreamAssembler, completionChunks } from '../../src/protocols/assemble.js';
+import { completionChunks, StreamAssembler } from '../../src/protocols/assemble.js';
 import type { ChatChunk, ChatRequest } from '../../src/protocols/canonical.js';
 import { MessagesDecoder, messageToCompletion } from '../../src/protocols/messages/decode.js';
 import { MessagesRelay } from '../../src/protocols/messages/relay.js';
@@ -20,9 +20,19 @@ describe('Messages request → canonical', () => {
     const { chat, nativeOnly } = parseMessagesRequest({
       model: 'claude',
       max_tokens: 300,
-      system: [{ type: 'text', text: 'Be brief.' }, { type: 'text', text: 'Be kind.', cache_control: { type: 'ephemeral' } }],
+      system: [
+        { type: 'text', text: 'Be brief.' },
+        { type: 'text', text: 'Be kind.', cache_control: { type: 'ephemeral' } },
+      ],
       messages: [
-        { role: 'user', content: [{ type: 'text', text: 'Look: ' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBOR' } }, { type: 'image', source: { type: 'url', url: 'https://x.test/a.jpg' } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Look: ' },
+            { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBOR' } },
+            { type: 'image', source: { type: 'url', url: 'https://x.test/a.jpg' } },
+          ],
+        },
         {
           role: 'assistant',
           content: [
@@ -36,7 +46,15 @@ describe('Messages request → canonical', () => {
           role: 'user',
           content: [
             { type: 'tool_result', tool_use_id: 'toolu_1', content: 'found a' },
-            { type: 'tool_result', tool_use_id: 'toolu_2', is_error: true, content: [{ type: 'text', text: 'not ' }, { type: 'text', text: 'found' }] },
+            {
+              type: 'tool_result',
+              tool_use_id: 'toolu_2',
+              is_error: true,
+              content: [
+                { type: 'text', text: 'not ' },
+                { type: 'text', text: 'found' },
+              ],
+            },
             { type: 'text', text: 'Go on.' },
           ],
         },
@@ -80,7 +98,9 @@ describe('Messages request → canonical', () => {
         { role: 'system', content: 'Answer in French.' },
         { role: 'user', content: 'Bonjour' },
       ],
-      tools: [{ type: 'function', function: { name: 'lookup', description: 'Looks up', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }],
+      tools: [
+        { type: 'function', function: { name: 'lookup', description: 'Looks up', parameters: { type: 'object', properties: { q: { type: 'string' } } } } },
+      ],
       tool_choice: 'required',
       parallel_tool_calls: false,
       stop: ['END'],
@@ -103,10 +123,18 @@ describe('Messages request → canonical', () => {
   it('marks what only Anthropic can do as native-only, naming the field', () => {
     const base = { model: 'm', max_tokens: 5 };
     const user = (content: unknown[]) => ({ ...base, messages: [{ role: 'user', content }] });
-    expect(parseMessagesRequest(user([{ type: 'image', source: { type: 'file', file_id: 'f_1' } }])).nativeOnly?.param).toBe('messages[0].content[0].source.type');
-    expect(parseMessagesRequest(user([{ type: 'tool_result', tool_use_id: 't', content: [{ type: 'image', source: {} }] }])).nativeOnly?.param).toBe('messages[0].content[0].content[0].type');
-    expect(parseMessagesRequest(user([{ type: 'web_search_tool_result', tool_use_id: 't', content: [] }])).nativeOnly?.param).toBe('messages[0].content[0].type');
-    expect(parseMessagesRequest({ ...user(['x'].map((text) => ({ type: 'text', text }))), mcp_servers: [{ name: 's' }] }).nativeOnly?.param).toBe('mcp_servers');
+    expect(parseMessagesRequest(user([{ type: 'image', source: { type: 'file', file_id: 'f_1' } }])).nativeOnly?.param).toBe(
+      'messages[0].content[0].source.type',
+    );
+    expect(parseMessagesRequest(user([{ type: 'tool_result', tool_use_id: 't', content: [{ type: 'image', source: {} }] }])).nativeOnly?.param).toBe(
+      'messages[0].content[0].content[0].type',
+    );
+    expect(parseMessagesRequest(user([{ type: 'web_search_tool_result', tool_use_id: 't', content: [] }])).nativeOnly?.param).toBe(
+      'messages[0].content[0].type',
+    );
+    expect(parseMessagesRequest({ ...user(['x'].map((text) => ({ type: 'text', text }))), mcp_servers: [{ name: 's' }] }).nativeOnly?.param).toBe(
+      'mcp_servers',
+    );
     expect(parseMessagesRequest({ ...user([{ type: 'text', text: 'x' }]), thinking: { type: 'disabled' } }).nativeOnly).toBeUndefined();
   });
 
@@ -123,7 +151,14 @@ describe('canonical → Messages request (the Anthropic adapter)', () => {
       model: 'route',
       messages: [
         { role: 'system', content: 'Be brief.' },
-        { role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: 'data:image/jpeg;base64,/9j/4AAQ' } }, { type: 'image_url', image_url: { url: 'https://x.test/b.png' } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is this?' },
+            { type: 'image_url', image_url: { url: 'data:image/jpeg;base64,/9j/4AAQ' } },
+            { type: 'image_url', image_url: { url: 'https://x.test/b.png' } },
+          ],
+        },
         { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'look', arguments: '{"deep":true}' } }] },
         { role: 'tool', tool_call_id: 'call_1', content: 'a cat' },
         { role: 'developer', content: 'Answer in one word.' },
@@ -152,7 +187,13 @@ describe('canonical → Messages request (the Anthropic adapter)', () => {
           ],
         },
         { role: 'assistant', content: [{ type: 'tool_use', id: 'call_1', name: 'look', input: { deep: true } }] },
-        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'call_1', content: 'a cat' }, { type: 'text', text: 'So?' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'call_1', content: 'a cat' },
+            { type: 'text', text: 'So?' },
+          ],
+        },
       ],
       tools: [{ name: 'look', input_schema: { type: 'object', properties: { deep: { type: 'boolean' } } } }],
       tool_choice: { type: 'any', disable_parallel_tool_use: true },
@@ -165,10 +206,25 @@ describe('canonical → Messages request (the Anthropic adapter)', () => {
   });
 
   it('asks for JSON in words for json_object, and takes the request’s output limit', () => {
-    const body = toMessagesRequest({ model: 'r', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' }, max_completion_tokens: 77 }, 'c', false);
+    const body = toMessagesRequest(
+      { model: 'r', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' }, max_completion_tokens: 77 },
+      'c',
+      false,
+    );
     expect(body).toMatchObject({ max_tokens: 77, system: 'Respond with a single JSON object and nothing else.' });
     expect(body.stream).toBeUndefined();
-    expect(toMessagesRequest({ model: 'r', messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'f' } } }, 'c', false)).toMatchObject({
+    expect(
+      toMessagesRequest(
+        {
+          model: 'r',
+          messages: [{ role: 'user', content: 'x' }],
+          tools: [{ type: 'function', function: { name: 'f' } }],
+          tool_choice: { type: 'function', function: { name: 'f' } },
+        },
+        'c',
+        false,
+      ),
+    ).toMatchObject({
       tools: [{ name: 'f', input_schema: { type: 'object', properties: {} } }],
       tool_choice: { type: 'tool', name: 'f' },
     });
@@ -184,14 +240,23 @@ describe('canonical → Messages request (the Anthropic adapter)', () => {
       throw new Error('not refused');
     };
     expect(refuse({ n: 2 })).toMatchObject({ status: 400, param: 'n' });
-    expect(refuse({ messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: {} } as any] }] })).toMatchObject({ status: 400, param: 'messages[0].content[0].type' });
+    expect(refuse({ messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: {} } as any] }] })).toMatchObject({
+      status: 400,
+      param: 'messages[0].content[0].type',
+    });
     expect(refuse({ messages: [{ role: 'function' as any, content: 'x' }] })).toMatchObject({ status: 400, param: 'messages[0].role' });
   });
 });
 
 describe('usage (DESIGN §6)', () => {
   it('counts cache reads and writes in the prompt, and reverses exactly', () => {
-    const canonical = canonicalUsage({ input_tokens: 10, cache_read_input_tokens: 100, cache_creation_input_tokens: 30, output_tokens: 7, output_tokens_details: { thinking_tokens: 3 } });
+    const canonical = canonicalUsage({
+      input_tokens: 10,
+      cache_read_input_tokens: 100,
+      cache_creation_input_tokens: 30,
+      output_tokens: 7,
+      output_tokens_details: { thinking_tokens: 3 },
+    });
     expect(canonical).toEqual({
       prompt_tokens: 140,
       completion_tokens: 7,
@@ -205,7 +270,16 @@ describe('usage (DESIGN §6)', () => {
 });
 
 const STREAM = [
-  sse('message_start', { message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-x', content: [], usage: { input_tokens: 12, cache_read_input_tokens: 8, output_tokens: 1 } } }),
+  sse('message_start', {
+    message: {
+      id: 'msg_1',
+      type: 'message',
+      role: 'assistant',
+      model: 'claude-x',
+      content: [],
+      usage: { input_tokens: 12, cache_read_input_tokens: 8, output_tokens: 1 },
+    },
+  }),
   sse('ping'),
   sse('content_block_start', { index: 0, content_block: { type: 'thinking', thinking: '' } }),
   sse('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'Let me see.' } }),
@@ -236,7 +310,11 @@ describe('Messages stream → canonical chunks', () => {
         model: 'claude-x',
         choices: [
           {
-            message: { role: 'assistant', content: 'Calling now.', tool_calls: [{ id: 'toolu_9', type: 'function', function: { name: 'look', arguments: '{"deep":true}' } }] },
+            message: {
+              role: 'assistant',
+              content: 'Calling now.',
+              tool_calls: [{ id: 'toolu_9', type: 'function', function: { name: 'look', arguments: '{"deep":true}' } }],
+            },
             finish_reason: 'tool_calls',
           },
         ],
@@ -247,7 +325,11 @@ describe('Messages stream → canonical chunks', () => {
         id: 'msg_1',
         type: 'message',
         model: 'claude-x',
-        content: [{ type: 'thinking', thinking: 'Let me see.' }, { type: 'text', text: 'Calling now.' }, { type: 'tool_use', id: 'toolu_9', name: 'look', input: { deep: true } }],
+        content: [
+          { type: 'thinking', thinking: 'Let me see.' },
+          { type: 'text', text: 'Calling now.' },
+          { type: 'tool_use', id: 'toolu_9', name: 'look', input: { deep: true } },
+        ],
         stop_reason: 'tool_use',
         usage: { input_tokens: 12, cache_read_input_tokens: 8, output_tokens: 20 },
       });
@@ -271,7 +353,11 @@ describe('the native relay', () => {
     expect(relay.push(start)).toBe('');
     const out = relay.push(rest) + relay.end();
     expect(out).toBe(STREAM.replace(sse('message_stop'), ''));
-    expect(relay.tally).toMatchObject({ done: true, usage: canonicalUsage({ input_tokens: 12, cache_read_input_tokens: 8, output_tokens: 20 }), deliveredText: 'Calling now.{"deep":true}' });
+    expect(relay.tally).toMatchObject({
+      done: true,
+      usage: canonicalUsage({ input_tokens: 12, cache_read_input_tokens: 8, output_tokens: 20 }),
+      deliveredText: 'Calling now.{"deep":true}',
+    });
     expect(relay.completion()!.choices[0]!.message.tool_calls).toHaveLength(1);
     expect(relay.close()).toBe(sse('message_stop'));
   });
@@ -282,7 +368,9 @@ describe('the native relay', () => {
     expect(events(out).map((e) => e.type)).toEqual(['message_start', 'error']);
     expect(relay.tally.upstreamError).toEqual({ type: 'overloaded_error', message: 'Overloaded' });
     expect(relay.fail(new GatewayError(502, 'api_error', 'x', 'broken'))).toBe('');
-    expect(new MessagesRelay(false).fail(new GatewayError(502, 'api_error', 'x', 'broken'))).toBe(sse('error', { error: { type: 'api_error', message: 'broken' } }));
+    expect(new MessagesRelay(false).fail(new GatewayError(502, 'api_error', 'x', 'broken'))).toBe(
+      sse('error', { error: { type: 'api_error', message: 'broken' } }),
+    );
   });
 });
 
@@ -312,7 +400,16 @@ describe('canonical chunks → Messages events', () => {
     expect(events(out)).toEqual([
       {
         type: 'message_start',
-        message: { id: 'msg_abc', type: 'message', role: 'assistant', model: 'gpt-x', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 0 } },
+        message: {
+          id: 'msg_abc',
+          type: 'message',
+          role: 'assistant',
+          model: 'gpt-x',
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { input_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 0 },
+        },
       },
       { type: 'ping' },
       { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
@@ -325,7 +422,11 @@ describe('canonical chunks → Messages events', () => {
       { type: 'content_block_start', index: 2, content_block: { type: 'tool_use', id: 'call_b', name: 'look', input: {} } },
       { type: 'content_block_delta', index: 2, delta: { type: 'input_json_delta', partial_json: '{}' } },
       { type: 'content_block_stop', index: 2 },
-      { type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { input_tokens: 30, cache_creation_input_tokens: 0, cache_read_input_tokens: 20, output_tokens: 9 } },
+      {
+        type: 'message_delta',
+        delta: { stop_reason: 'tool_use', stop_sequence: null },
+        usage: { input_tokens: 30, cache_creation_input_tokens: 0, cache_read_input_tokens: 20, output_tokens: 9 },
+      },
       { type: 'message_stop' },
     ]);
     expect([...out.matchAll(/^event: (\w+)$/gm)].map((m) => m[1])).toEqual(events(out).map((e) => e.type));
@@ -333,9 +434,15 @@ describe('canonical chunks → Messages events', () => {
 
   it('replays a cached answer as a complete stream; an empty one still starts and stops', () => {
     const encoder = new MessagesEncoder('msg_x', 'route');
-    const replay = completionChunks(messageToCompletion({ id: 'm', content: [{ type: 'text', text: 'Cached words here' }], stop_reason: 'max_tokens', model: 'claude-x' }), 'msg_x');
+    const replay = completionChunks(
+      messageToCompletion({ id: 'm', content: [{ type: 'text', text: 'Cached words here' }], stop_reason: 'max_tokens', model: 'claude-x' }),
+      'msg_x',
+    );
     const out = replay.map((c) => encoder.push(c)).join('') + encoder.close(null);
-    const text = events(out).filter((e) => e.type === 'content_block_delta').map((e) => e.delta.text).join('');
+    const text = events(out)
+      .filter((e) => e.type === 'content_block_delta')
+      .map((e) => e.delta.text)
+      .join('');
     expect(text).toBe('Cached words here');
     expect(events(out).at(-2)).toMatchObject({ type: 'message_delta', delta: { stop_reason: 'max_tokens' } });
     expect(events(new MessagesEncoder('msg_y', 'route').close(null)).map((e) => e.type)).toEqual(['message_start', 'ping', 'message_delta', 'message_stop']);
@@ -361,9 +468,11 @@ describe('errors in Anthropic shape', () => {
   });
 
   it('names the field in the message unless the message already does', () => {
-    expect(messagesErrorBody(new GatewayError(400, 'invalid_request_error', null, 'Not supported.', 'messages[0].content[1].type')).error.message).toBe('messages[0].content[1].type: Not supported.');
-    expect(messagesErrorBody(new GatewayError(400, 'invalid_request_error', null, "Missing required parameter: 'max_tokens'.", 'max_tokens')).error.message).toBe(
-      "Missing required parameter: 'max_tokens'.",
+    expect(messagesErrorBody(new GatewayError(400, 'invalid_request_error', null, 'Not supported.', 'messages[0].content[1].type')).error.message).toBe(
+      'messages[0].content[1].type: Not supported.',
     );
+    expect(
+      messagesErrorBody(new GatewayError(400, 'invalid_request_error', null, "Missing required parameter: 'max_tokens'.", 'max_tokens')).error.message,
+    ).toBe("Missing required parameter: 'max_tokens'.");
   });
 });

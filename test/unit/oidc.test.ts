@@ -3,8 +3,8 @@
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, type OidcConfig } from '../../src/config.js';
-import { OidcVerifier, httpsOrLoopbackProblem } from '../../src/gateway/oidc.js';
-import { startIdentityProvider, unsignedToken, type TestIdentityProvider } from '../support/identity-provider.js';
+import { httpsOrLoopbackProblem, OidcVerifier } from '../../src/gateway/oidc.js';
+import { startIdentityProvider, type TestIdentityProvider, unsignedToken } from '../support/identity-provider.js';
 
 let idp: TestIdentityProvider;
 let config: OidcConfig;
@@ -47,7 +47,10 @@ describe('OidcVerifier', () => {
 
   it('uses the configured claim names', async () => {
     const v = verifier({ roleClaim: 'https://tollgate.example/role', teamClaim: 'grp' });
-    expect(await v.verify(await idp.sign({ 'https://tollgate.example/role': 'ANALYST', grp: 'team-a' }))).toMatchObject({ role: 'ANALYST', teamId: TEAMS.get('team-a') });
+    expect(await v.verify(await idp.sign({ 'https://tollgate.example/role': 'ANALYST', grp: 'team-a' }))).toMatchObject({
+      role: 'ANALYST',
+      teamId: TEAMS.get('team-a'),
+    });
     expect(await v.verify(await idp.sign({ tollgate_role: 'ANALYST' }))).toBeNull();
   });
 

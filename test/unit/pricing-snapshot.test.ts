@@ -1,7 +1,7 @@
 // The shipped price snapshot: well-formed data, mapped by provider kind onto configured
 // providers, and imported as price versions only where something changed.
 import { describe, expect, it } from 'vitest';
-import { PRICE_SNAPSHOT, importSnapshot, planSnapshotPrices, type PriceSnapshot, type SnapshotStore } from '../../src/pricing/snapshot.js';
+import { importSnapshot, PRICE_SNAPSHOT, type PriceSnapshot, planSnapshotPrices, type SnapshotStore } from '../../src/pricing/snapshot.js';
 import { isProviderKind } from '../../src/providers/presets.js';
 import type { PriceRecord, SetPriceInput } from '../../src/store/admin/pricing.js';
 
@@ -45,8 +45,26 @@ const SNAPSHOT: PriceSnapshot = {
   asOf: '2025-01-02',
   usdRates: { CNY: 0.125 },
   entries: [
-    { kind: 'OPENROUTER', model: 'openai/gpt-4o-mini', currency: 'USD', inputPerMTok: 0.15, outputPerMTok: 0.6, cachedInputPerMTok: 0.075, source: 'https://or.example/p', asOf: '2025-01-02' },
-    { kind: 'ARK', model: 'doubao-x', currency: 'CNY', inputPerMTok: 0.8, outputPerMTok: 8, cachedInputPerMTok: null, source: 'https://ark.example/p', asOf: '2025-01-01' },
+    {
+      kind: 'OPENROUTER',
+      model: 'openai/gpt-4o-mini',
+      currency: 'USD',
+      inputPerMTok: 0.15,
+      outputPerMTok: 0.6,
+      cachedInputPerMTok: 0.075,
+      source: 'https://or.example/p',
+      asOf: '2025-01-02',
+    },
+    {
+      kind: 'ARK',
+      model: 'doubao-x',
+      currency: 'CNY',
+      inputPerMTok: 0.8,
+      outputPerMTok: 8,
+      cachedInputPerMTok: null,
+      source: 'https://ark.example/p',
+      asOf: '2025-01-01',
+    },
   ],
 };
 
@@ -68,7 +86,15 @@ describe('planSnapshotPrices', () => {
 
   it('keeps CNY amounts in CNY with the snapshot rate, and records the rate in the source', () => {
     const [p] = planSnapshotPrices([{ name: 'ark', kind: 'ARK' }], SNAPSHOT);
-    expect(p).toMatchObject({ provider: 'ark', model: 'doubao-x', inputPerMTokUsd: 0.8, outputPerMTokUsd: 8, cachedInputPerMTokUsd: null, currency: 'CNY', usdRate: 0.125 });
+    expect(p).toMatchObject({
+      provider: 'ark',
+      model: 'doubao-x',
+      inputPerMTokUsd: 0.8,
+      outputPerMTokUsd: 8,
+      cachedInputPerMTokUsd: null,
+      currency: 'CNY',
+      usdRate: 0.125,
+    });
     expect(p!.source).toContain('CNY→USD 0.125');
   });
 

@@ -1,13 +1,13 @@
 // The data-dir lock (and the config-store and WAL locks, which use the same primitive) is
 // released by the kernel when its holder dies: no pid liveness check, so a pid reused by an
 // unrelated program blocks nothing, and kill -9 frees the lock.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { lockHolder, takeLock, type HeldLock, type LockAttempt } from '../../src/store/process-lock.js';
+import { type HeldLock, type LockAttempt, lockHolder, takeLock } from '../../src/store/process-lock.js';
 
 const holderScript = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../support/lock-holder.ts');
 const children: ChildProcess[] = [];

@@ -14,9 +14,9 @@ import { ReceiptJournal } from '../../src/receipts/journal.js';
 import type { ReceiptDraft } from '../../src/receipts/receipt.js';
 import { rowToReceipt } from '../../src/receipts/rows.js';
 import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
-import { ReceiptSigner, canonicalUnsignedJson } from '../../src/receipts/signer.js';
-import { sha256Hex } from '../../src/receipts/wal.js';
+import { canonicalUnsignedJson, ReceiptSigner } from '../../src/receipts/signer.js';
 import { verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
+import { sha256Hex } from '../../src/receipts/wal.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'tollgate-insert-http-'));
 const requests: Array<{ method: string; url: URL; body: string }> = [];
@@ -87,11 +87,23 @@ it('sends the prepared rows as is, with the dedup token, and retries the same by
   const client = createClient({ url: `http://127.0.0.1:${port}`, log: { level: ClickHouseLogLevel.OFF } });
   const worker = new SegmentWorker(ReceiptSigner.privateKeyOf(signer), signer.keyId);
   const prepared: string[] = [];
-  const preparer = { prepare: (file: string) => {
+  const preparer = {
+    prepare: (file: string) => {
       prepared.push(path.basename(file));
       return worker.prepare(file);
-    }, close: () => worker.close() };
-  const journal = await ReceiptJournal.open({ dataDir, signer, clickhouse: client, sync: 'write', batchMaxRows: 5, batchMaxMs: 20, retryMaxDelayMs: 50, preparer });
+    },
+    close: () => worker.close(),
+  };
+  const journal = await ReceiptJournal.open({
+    dataDir,
+    signer,
+    clickhouse: client,
+    sync: 'write',
+    batchMaxRows: 5,
+    batchMaxMs: 20,
+    retryMaxDelayMs: 50,
+    preparer,
+  });
   failNext = 1;
   const appended = await Promise.all(Array.from({ length: 7 }, (_, i) => journal.append(draft(i))));
   await journal.flush();

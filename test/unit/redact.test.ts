@@ -1,11 +1,11 @@
 // Credentials inside URLs are masked wherever Tollgate prints or returns a URL (issue 12 §4).
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from '../../src/config.js';
 import { WebhookSender } from '../../src/budgets/webhooks.js';
-import { webhookAgent } from '../../src/net/egress.js';
+import { loadConfig } from '../../src/config.js';
 import type { BudgetEvent } from '../../src/live/events.js';
 import { createLogger, printBanner } from '../../src/main.js';
+import { webhookAgent } from '../../src/net/egress.js';
 import { CidrList } from '../../src/net/ip.js';
 import { redactDeep, redactSecrets } from '../../src/redact.js';
 import type { Runtime } from '../../src/runtime.js';
@@ -19,8 +19,14 @@ describe('redactSecrets', () => {
     ['https://sk-live-abcdef@api.example.com/v1', 'https://***@api.example.com/v1'],
     ['https://api.example.com/v1?key=AIzaSecret&api-version=2024-06-01', 'https://api.example.com/v1?key=***&api-version=2024-06-01'],
     ['https://hooks.example.com/budget?team=a&token=abc123#frag', 'https://hooks.example.com/budget?team=a&token=***#frag'],
-    ['https://x.example.com/?api_key=1&apikey=2&access_token=3&client_secret=4&X-Amz-Signature=5&password=6', 'https://x.example.com/?api_key=***&apikey=***&access_token=***&client_secret=***&X-Amz-Signature=***&password=***'],
-    ['connect ECONNREFUSED while calling http://admin:topsecret@10.0.0.5:8123/ping (retrying)', 'connect ECONNREFUSED while calling http://admin:***@10.0.0.5:8123/ping (retrying)'],
+    [
+      'https://x.example.com/?api_key=1&apikey=2&access_token=3&client_secret=4&X-Amz-Signature=5&password=6',
+      'https://x.example.com/?api_key=***&apikey=***&access_token=***&client_secret=***&X-Amz-Signature=***&password=***',
+    ],
+    [
+      'connect ECONNREFUSED while calling http://admin:topsecret@10.0.0.5:8123/ping (retrying)',
+      'connect ECONNREFUSED while calling http://admin:***@10.0.0.5:8123/ping (retrying)',
+    ],
   ];
   it.each(cases)('%s', (input, expected) => {
     expect(redactSecrets(input)).toBe(expected);
@@ -93,7 +99,12 @@ describe('where URLs are printed', () => {
 
   it('a failed budget webhook is reported without the credentials in its URL', async () => {
     const reported: string[] = [];
-    const sender = new WebhookSender({ secret: 's', backoffMs: 1, dispatcher: webhookAgent({ hosts: ['127.0.0.1'], cidrs: CidrList.parse(['127.0.0.1/32']) }, { timeout: 1_000 }), onError: (err) => reported.push(String(err)) });
+    const sender = new WebhookSender({
+      secret: 's',
+      backoffMs: 1,
+      dispatcher: webhookAgent({ hosts: ['127.0.0.1'], cidrs: CidrList.parse(['127.0.0.1/32']) }, { timeout: 1_000 }),
+      onError: (err) => reported.push(String(err)),
+    });
     // fetch refuses a URL with credentials, and quotes it in its own error message.
     sender.send('http://hook-user:hook-pass@127.0.0.1:9/budget?token=hook-token', { teamId: 't' } as unknown as BudgetEvent);
     await sender.drain();

@@ -110,12 +110,7 @@ describe('Catalog', () => {
   });
 
   it('clamps negative weights to 0 and looks up prices', () => {
-    const c = new Catalog(
-      [provider({ name: 'p', kind: 'OPENAI' })],
-      [route('r', [{ provider: 'p', model: 'm', weight: -3, priority: 0 }])],
-      [],
-      'v',
-    );
+    const c = new Catalog([provider({ name: 'p', kind: 'OPENAI' })], [route('r', [{ provider: 'p', model: 'm', weight: -3, priority: 0 }])], [], 'v');
     expect(c.resolve('r')!.targets[0]!.weight).toBe(0);
     expect(c.resolve('r')!.targets[0]!.price).toBeNull();
     expect(catalog().price('ark', 'doubao')).toMatchObject({ outputPerMTokUsd: 0.2 });
@@ -175,10 +170,20 @@ function seeded(seed: number): () => number {
   };
 }
 
-function strategyRoute(strategy: RouteInput['strategy'], targets: Array<{ model: string; weight?: number; priority?: number }>, prices: PriceInput[] = []): Route {
+function strategyRoute(
+  strategy: RouteInput['strategy'],
+  targets: Array<{ model: string; weight?: number; priority?: number }>,
+  prices: PriceInput[] = [],
+): Route {
   const c = new Catalog(
     [provider({ name: 'p', kind: 'OPENAI' })],
-    [route('r', targets.map((t) => ({ provider: 'p', model: t.model, weight: t.weight ?? 1, priority: t.priority ?? 0 })), strategy)],
+    [
+      route(
+        'r',
+        targets.map((t) => ({ provider: 'p', model: t.model, weight: t.weight ?? 1, priority: t.priority ?? 0 })),
+        strategy,
+      ),
+    ],
     prices,
     'v',
   );

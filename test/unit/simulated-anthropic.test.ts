@@ -2,7 +2,7 @@
 // accepts what it sends (JSON, the event sequence, error bodies), so will Tollgate's adapter.
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, type SimulatedProvider } from '../../src/sim/simulated.js';
+import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 
 let sim: SimulatedProvider;
 let client: Anthropic;
@@ -61,7 +61,9 @@ describe('messages', () => {
     expect(use).toMatchObject({ type: 'tool_use', name: 'get_weather', id: expect.stringMatching(/^toolu_sim/) });
     expect(use.input).toEqual({ city: expect.any(String), days: 1 });
 
-    const streamed = await client.messages.stream({ model: 'claude-sim', max_tokens: 100, tools: [weather], tool_choice: { type: 'any' }, messages: ask('weather?') }).finalMessage();
+    const streamed = await client.messages
+      .stream({ model: 'claude-sim', max_tokens: 100, tools: [weather], tool_choice: { type: 'any' }, messages: ask('weather?') })
+      .finalMessage();
     expect(streamed.stop_reason).toBe('tool_use');
     expect((streamed.content[0] as Anthropic.ToolUseBlock).input).toEqual({ city: expect.any(String), days: 1 });
 
@@ -112,7 +114,9 @@ describe('behaviours and errors', () => {
     expect(await res.json()).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'max_tokens: Field required' } });
     const bad = await fetch(`${sim.origin}/v1/messages`, { method: 'POST', headers: { 'x-api-key': 'sk-ant-sim' }, body: '{' });
     expect(bad.status).toBe(400);
-    const wrong = await new Anthropic({ baseURL: sim.origin, apiKey: 'nope', maxRetries: 0 }).messages.create({ model: 'm', max_tokens: 1, messages: ask('x') }).catch((e) => e);
+    const wrong = await new Anthropic({ baseURL: sim.origin, apiKey: 'nope', maxRetries: 0 }).messages
+      .create({ model: 'm', max_tokens: 1, messages: ask('x') })
+      .catch((e) => e);
     expect(wrong).toBeInstanceOf(Anthropic.AuthenticationError);
   });
 

@@ -2,7 +2,7 @@
 // so will the gateway's clients. Retries are off so every status reaches the test as-is.
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulatedProvider, SIM_EMBEDDING_DIMS, type SimulatedProvider } from '../../src/sim/simulated.js';
+import { SIM_EMBEDDING_DIMS, type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 
 let sim: SimulatedProvider;
 let client: OpenAI;
@@ -209,11 +209,13 @@ describe('embeddings', () => {
     expect(floats.usage.prompt_tokens).toBeGreaterThan(0);
 
     // Word overlap drives similarity: what a semantic cache test needs.
-    const [a, b, c] = (await client.embeddings.create({
-      model: 'sim-embed',
-      input: ['What is the capital of France?', 'what is the capital of france', 'Quarterly revenue grew sharply'],
-      encoding_format: 'float',
-    })).data.map((d) => d.embedding);
+    const [a, b, c] = (
+      await client.embeddings.create({
+        model: 'sim-embed',
+        input: ['What is the capital of France?', 'what is the capital of france', 'Quarterly revenue grew sharply'],
+        encoding_format: 'float',
+      })
+    ).data.map((d) => d.embedding);
     expect(cosine(a, b)).toBeGreaterThan(0.99);
     expect(cosine(a, c)).toBeLessThan(0.5);
 
@@ -245,7 +247,10 @@ describe('behaviours', () => {
     sim.behave('sim-chat', { status: 400, times: 2 });
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) {
-      const r = await client.chat.completions.create({ model: 'sim-chat', messages: ask('x') }).then(() => 200, (e) => e.status);
+      const r = await client.chat.completions.create({ model: 'sim-chat', messages: ask('x') }).then(
+        () => 200,
+        (e) => e.status,
+      );
       statuses.push(r);
     }
     expect(statuses).toEqual([503, 400, 400, 200]);

@@ -186,10 +186,27 @@ describe('ChatRelay: usage', () => {
 describe('ChatRelay: tally', () => {
   it('counts content chunks and accumulates content plus tool-call arguments across choices', () => {
     const relay = new ChatRelay(false, false);
-    relay.push(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'A' } }, { index: 1, delta: { content: 'B' } }] })}\n\n`);
     relay.push(
       `data: ${JSON.stringify({
-        choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"a":' } }, { index: 1, function: { arguments: '1}' } }] } }],
+        choices: [
+          { index: 0, delta: { content: 'A' } },
+          { index: 1, delta: { content: 'B' } },
+        ],
+      })}\n\n`,
+    );
+    relay.push(
+      `data: ${JSON.stringify({
+        choices: [
+          {
+            index: 0,
+            delta: {
+              tool_calls: [
+                { index: 0, function: { arguments: '{"a":' } },
+                { index: 1, function: { arguments: '1}' } },
+              ],
+            },
+          },
+        ],
       })}\n\n`,
     );
     relay.push(`data: ${chunk({ content: '' })}\n\n`); // empty content does not count

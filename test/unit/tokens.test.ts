@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { isAllowedFrom, normalizeCidr } from '../../src/gateway/allowed-cidrs.js';
 import { GatewayError } from '../../src/gateway/errors.js';
-import { TokenVerifier, type AccessTokenRecord } from '../../src/gateway/tokens.js';
+import { type AccessTokenRecord, TokenVerifier } from '../../src/gateway/tokens.js';
 import { CidrList } from '../../src/net/ip.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -43,7 +43,11 @@ describe('TokenVerifier', () => {
   it('names the actor of the admin token and of an access token', async () => {
     const { verifier } = setup();
     expect((await verifier.verify(bearerOf(ADMIN_TOKEN), from('127.0.0.1')))?.actor).toEqual({ id: 'admin', name: null });
-    expect(await verifier.verify(bearerOf(TOKEN), from('127.0.0.1'))).toMatchObject({ kind: 'access_token', tokenId: 'tok-1', actor: { id: 'token:tok-1', name: 'ci' } });
+    expect(await verifier.verify(bearerOf(TOKEN), from('127.0.0.1'))).toMatchObject({
+      kind: 'access_token',
+      tokenId: 'tok-1',
+      actor: { id: 'token:tok-1', name: 'ci' },
+    });
   });
 
   it('an expired token is refused exactly like an unknown one', async () => {
@@ -91,7 +95,8 @@ describe('allowedCidrs', () => {
     expect(normalizeCidr(' 192.168.0.7 ')).toBe('192.168.0.7/32');
     expect(normalizeCidr('2001:DB8:0:0::1/32')).toBe('2001:db8::/32');
     expect(normalizeCidr('::1')).toBe('::1/128');
-    for (const bad of ['', '10.0.0.0/33', '::/129', '10.0.0/8', '127.1', 'example.com', '10.0.0.0/-1', '1.2.3.4/8/8']) expect(normalizeCidr(bad), bad).toBeNull();
+    for (const bad of ['', '10.0.0.0/33', '::/129', '10.0.0/8', '127.1', 'example.com', '10.0.0.0/-1', '1.2.3.4/8/8'])
+      expect(normalizeCidr(bad), bad).toBeNull();
   });
 
   it('X-Forwarded-For counts only when the peer is a trusted proxy', () => {

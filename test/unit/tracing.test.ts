@@ -5,7 +5,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Target } from '../../src/routing/catalog.js';
 import { openTracing, type TracingConfig } from '../../src/telemetry/tracing.js';
-import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
+import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver.js';
 
 let otlp: OtlpReceiver;
 beforeAll(async () => {
@@ -30,7 +30,12 @@ function config(over: Partial<TracingConfig> = {}): TracingConfig {
   };
 }
 
-const target = { key: 'eu-openai/gpt-x', model: 'gpt-x', upstreamModel: 'gpt-x-2026', provider: { name: 'eu-openai', kind: 'OPENAI', origin: 'https://api.openai.com' } } as unknown as Target;
+const target = {
+  key: 'eu-openai/gpt-x',
+  model: 'gpt-x',
+  upstreamModel: 'gpt-x-2026',
+  provider: { name: 'eu-openai', kind: 'OPENAI', origin: 'https://api.openai.com' },
+} as unknown as Target;
 const chat = { path: '/v1/chat/completions', endpoint: 'chat' } as const;
 const quietLog = () => ({ warn: vi.fn(), info: vi.fn() });
 
@@ -76,7 +81,14 @@ describe('tracing', () => {
 
   it('says once in the log that exporting fails', async () => {
     const log = quietLog();
-    const tracing = await openTracing(config({ url: 'http://127.0.0.1:1/v1/traces', timeoutMs: 300, batch: { scheduleDelayMs: 10, exportTimeoutMs: 300, maxQueueSize: 100, maxExportBatchSize: 1 } }), log);
+    const tracing = await openTracing(
+      config({
+        url: 'http://127.0.0.1:1/v1/traces',
+        timeoutMs: 300,
+        batch: { scheduleDelayMs: 10, exportTimeoutMs: 300, maxQueueSize: 100, maxExportBatchSize: 1 },
+      }),
+      log,
+    );
     for (let i = 0; i < 3; i++) tracing.startRequest({}, chat).end(200, null);
     await tracing.shutdown();
     expect(log.warn).toHaveBeenCalledTimes(1);

@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errors as undiciErrors } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { UpstreamClient, UpstreamFailure, classify, parseRetryAfter } from '../../src/gateway/upstream.js';
+import { classify, parseRetryAfter, UpstreamClient, UpstreamFailure } from '../../src/gateway/upstream.js';
 import { PRESETS } from '../../src/providers/presets.js';
 import type { Provider } from '../../src/routing/catalog.js';
 
@@ -154,7 +154,7 @@ describe('UpstreamClient on loopback sockets', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
-  it("an abort whose reason is an UpstreamFailure surfaces that failure", async () => {
+  it('an abort whose reason is an UpstreamFailure surfaces that failure', async () => {
     const ac = new AbortController();
     const total = new UpstreamFailure('timeout_total', 'total timeout');
     setTimeout(() => ac.abort(total), 50);

@@ -117,7 +117,13 @@ describe('validateChat', () => {
       ...base(),
       messages: [
         { role: 'system', content: 'be brief' },
-        { role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'image_url', image_url: { url: 'data:,' } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'hi' },
+            { type: 'image_url', image_url: { url: 'data:,' } },
+          ],
+        },
         { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }] },
         { role: 'tool', tool_call_id: 'c1', content: '{"ok":true}' },
       ],
@@ -171,7 +177,15 @@ describe('validateChat', () => {
 
   it('a wrong role names messages[i].role', () => {
     expect(rejection(() => validateChat({ ...base(), messages: [{ role: 'robot', content: 'x' }] })).param).toBe('messages[0].role');
-    const e = rejection(() => validateChat({ ...base(), messages: [{ role: 'user', content: 'a' }, { role: 'wizard', content: 'b' }] }));
+    const e = rejection(() =>
+      validateChat({
+        ...base(),
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'wizard', content: 'b' },
+        ],
+      }),
+    );
     expect(e.param).toBe('messages[1].role');
     const missing = rejection(() => validateChat({ ...base(), messages: [{ content: 'x' }] }));
     expect(missing.param).toBe('messages[0].role');
@@ -202,9 +216,7 @@ describe('validateChat', () => {
   it('checks the tools shape', () => {
     expect(rejection(() => validateChat({ ...base(), tools: {} })).param).toBe('tools');
     expect(rejection(() => validateChat({ ...base(), tools: [{ function: { name: 'f' } }] })).param).toBe('tools[0].type');
-    expect(rejection(() => validateChat({ ...base(), tools: [{ type: 'function', function: { name: '' } }] })).param).toBe(
-      'tools[0].function.name',
-    );
+    expect(rejection(() => validateChat({ ...base(), tools: [{ type: 'function', function: { name: '' } }] })).param).toBe('tools[0].function.name');
     expect(rejection(() => validateChat({ ...base(), tools: [{ type: 'function', function: { name: 'f', parameters: 'x' } }] })).param).toBe(
       'tools[0].function.parameters',
     );

@@ -3,7 +3,7 @@
 // (its definition; deletion, edit, reorder), the draft normalization and the receipt ⇄ row
 // mapping.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,11 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal } from '../../src/receipts/journal.js';
 import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
 import { InvalidReceiptError, receiptToRow, rowToReceipt, unsignedReceipt, usdToDecimal } from '../../src/receipts/rows.js';
-import { ReceiptSigner, SIGNING_KEY_FILE, canonicalReceiptJson, canonicalUnsignedJson } from '../../src/receipts/signer.js';
+import { canonicalReceiptJson, canonicalUnsignedJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 
-const canonicalize = ((canonicalizeModule as unknown as { default?: (v: unknown) => string }).default ??
-  canonicalizeModule) as unknown as (v: unknown) => string;
+const canonicalize = ((canonicalizeModule as unknown as { default?: (v: unknown) => string }).default ?? canonicalizeModule) as unknown as (
+  v: unknown,
+) => string;
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'tollgate-verify-test-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -186,7 +187,9 @@ describe('verifyChain', () => {
     const walDir = path.join(dataDir, 'wal');
     const client = {
       exec: async () => {
-        for (const f of readdirSync(walDir).filter((n) => n.endsWith('.jsonl')).sort()) {
+        for (const f of readdirSync(walDir)
+          .filter((n) => n.endsWith('.jsonl'))
+          .sort()) {
           for (const line of readFileSync(path.join(walDir, f), 'utf8').split('\n').filter(Boolean)) if (!walLines.includes(line)) walLines.push(line);
         }
         return { stream: Readable.from([]) };
@@ -306,12 +309,29 @@ describe('draft normalization and row mapping', () => {
       }
     };
     const samples = [
-      '2024-02-29T12:00:00.000Z', '2026-02-29T12:00:00.000Z', '2000-02-29T00:00:00.000Z', '2100-02-29T00:00:00.000Z',
-      '2026-04-31T00:00:00.000Z', '2026-01-01T24:00:00.000Z', '2026-12-31T23:59:60.000Z', '2026-12-31T23:60:00.000Z',
-      '2026-00-10T00:00:00.000Z', '2026-13-10T00:00:00.000Z', '2026-01-00T00:00:00.000Z', '2026-1x-01T00:00:00.000Z',
-      '1969-12-31T23:59:59.999Z', '1970-01-01T00:00:00.000Z', '2298-12-31T23:59:59.999Z', '2299-06-01T00:00:00.000Z',
-      '2299-12-31T00:00:00.001Z', '+002026-11-21T22:00:00.000Z', '2026-11-21T22:00:00.123+00:00', '2026-11-21T22:00:00Z',
-      '2026-11-21 22:00:00.123Z', '2026-11-21T22:00:00.1234', '2026-11-21T22:00:00.-12Z',
+      '2024-02-29T12:00:00.000Z',
+      '2026-02-29T12:00:00.000Z',
+      '2000-02-29T00:00:00.000Z',
+      '2100-02-29T00:00:00.000Z',
+      '2026-04-31T00:00:00.000Z',
+      '2026-01-01T24:00:00.000Z',
+      '2026-12-31T23:59:60.000Z',
+      '2026-12-31T23:60:00.000Z',
+      '2026-00-10T00:00:00.000Z',
+      '2026-13-10T00:00:00.000Z',
+      '2026-01-00T00:00:00.000Z',
+      '2026-1x-01T00:00:00.000Z',
+      '1969-12-31T23:59:59.999Z',
+      '1970-01-01T00:00:00.000Z',
+      '2298-12-31T23:59:59.999Z',
+      '2299-06-01T00:00:00.000Z',
+      '2299-12-31T00:00:00.001Z',
+      '+002026-11-21T22:00:00.000Z',
+      '2026-11-21T22:00:00.123+00:00',
+      '2026-11-21T22:00:00Z',
+      '2026-11-21 22:00:00.123Z',
+      '2026-11-21T22:00:00.1234',
+      '2026-11-21T22:00:00.-12Z',
     ];
     for (let i = 0; i < 5000; i++) samples.push(new Date(Date.UTC(1965, 0, 1) + Math.random() * (Date.UTC(2305, 0, 1) - Date.UTC(1965, 0, 1))).toISOString());
     for (const v of samples) expect(normalized(v), v).toBe(viaDate(v));

@@ -4,9 +4,28 @@
 // (ADMIN or ANALYST); a team-bound token only ever sees its own team.
 import type { GraphQLResolveInfo, SelectionSetNode } from 'graphql';
 import {
-  costPerTask, DIMENSIONS, experimentResults, INTERVALS, latency, RECEIPT_STATUSES, receipt, receipts, timeSeries, usage, verifyReceipt, cacheStats,
-  type AnalyticsFilter, type CacheRow, type GroupKey, type LatencyRow, type ReceiptConnection, type ReceiptVerification,
-  type TaskCostRow, type TimeBucket, type UsageRow, type VariantResult,
+  type AnalyticsFilter,
+  type CacheRow,
+  cacheStats,
+  costPerTask,
+  DIMENSIONS,
+  experimentResults,
+  type GroupKey,
+  INTERVALS,
+  type LatencyRow,
+  latency,
+  RECEIPT_STATUSES,
+  type ReceiptConnection,
+  type ReceiptVerification,
+  receipt,
+  receipts,
+  type TaskCostRow,
+  type TimeBucket,
+  timeSeries,
+  type UsageRow,
+  usage,
+  type VariantResult,
+  verifyReceipt,
 } from '../../analytics/index.js';
 import type { Attempt, Receipt } from '../../receipts/receipt.js';
 import type { Builder } from '../builder.js';
@@ -253,7 +272,10 @@ export function registerAnalytics(builder: Builder) {
   ReceiptRef.implement({
     fields: (t) => ({
       receiptId: t.id({ resolve: (r) => r.receipt_id }),
-      receiptVersion: t.int({ description: 'Receipt format version (DESIGN §6); version 1 receipts have no field for it', resolve: (r) => r.receipt_version ?? 1 }),
+      receiptVersion: t.int({
+        description: 'Receipt format version (DESIGN §6); version 1 receipts have no field for it',
+        resolve: (r) => r.receipt_version ?? 1,
+      }),
       requestId: t.string({ resolve: (r) => r.request_id }),
       startedAt: t.field({ type: 'DateTime', resolve: (r) => r.started_at }),
       finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (r) => r.finished_at }),
@@ -291,7 +313,11 @@ export function registerAnalytics(builder: Builder) {
       classifierTier: t.string({ nullable: true, resolve: (r) => r.classifier_tier ?? null }),
       experiment: t.string({ nullable: true, resolve: (r) => r.experiment ?? null }),
       variant: t.string({ nullable: true, description: 'The bare variant name', resolve: (r) => r.variant ?? null }),
-      accepted: t.boolean({ nullable: true, description: 'CASCADE: whether the answer given passed the acceptance checks', resolve: (r) => r.accepted ?? null }),
+      accepted: t.boolean({
+        nullable: true,
+        description: 'CASCADE: whether the answer given passed the acceptance checks',
+        resolve: (r) => r.accepted ?? null,
+      }),
       reasoningTokens: t.int({ nullable: true, resolve: (r) => r.reasoning_tokens ?? null }),
       cacheWriteTokens: t.int({ nullable: true, resolve: (r) => r.cache_write_tokens ?? null }),
       attempts: t.field({ type: [AttemptRef], resolve: (r) => r.attempts }),

@@ -4,9 +4,9 @@
 // only ever receives its own team's events: the team filter is forced, whatever the query says.
 import {
   BUDGET_EVENT_KINDS,
-  DECISION_OUTCOMES,
   type BudgetEvent,
   type Candidate,
+  DECISION_OUTCOMES,
   type Delivered,
   type RoutingDecision,
   type Topic,
@@ -114,7 +114,11 @@ export function registerLive(builder: Builder, CandidateRef: ReturnType<typeof r
       classifierTier: t.string({ nullable: true, description: "The prompt classifier's tier, when a rule read it.", resolve: (d) => d.classifierTier ?? null }),
       experiment: t.string({ nullable: true, resolve: (d) => d.experiment ?? null }),
       variant: t.string({ nullable: true, description: 'The bare variant name.', resolve: (d) => d.variant ?? null }),
-      accepted: t.boolean({ nullable: true, description: "CASCADE: whether this step's answer passed the acceptance checks.", resolve: (d) => d.accepted ?? null }),
+      accepted: t.boolean({
+        nullable: true,
+        description: "CASCADE: whether this step's answer passed the acceptance checks.",
+        resolve: (d) => d.accepted ?? null,
+      }),
       rejectReason: t.string({ nullable: true, description: 'CASCADE: why the answer failed them.', resolve: (d) => d.rejectReason ?? null }),
       droppedBefore: t.exposeInt('droppedBefore', {
         description:

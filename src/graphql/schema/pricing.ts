@@ -6,13 +6,13 @@
 // Price and Budget are plugin-prisma objects (`budgets { team }` is one Prisma call);
 // mutations go through the AdminStore and re-read the row with the planned selection.
 import { GraphQLError } from 'graphql';
-import { importSnapshot, type SnapshotImport } from '../../pricing/snapshot.js';
-import { RepriceError, repriceReceipts, type RepricingResult, type RepricingRow } from '../../pricing/reprice.js';
-import { BudgetAction, BudgetPeriod, BudgetScope, Prisma } from '../../store/prisma.js';
 import type { BudgetStatus } from '../../budgets/enforcer.js';
-import { invalidInput, type Builder } from '../builder.js';
+import { RepriceError, type RepricingResult, type RepricingRow, repriceReceipts } from '../../pricing/reprice.js';
+import { importSnapshot, type SnapshotImport } from '../../pricing/snapshot.js';
+import { BudgetAction, BudgetPeriod, BudgetScope, Prisma } from '../../store/prisma.js';
+import { type Builder, invalidInput } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { TeamRef, boundTeam, canSeeTeam, forbidden, isUuid, notFound, store, teamScopedWhere } from './teams.js';
+import { boundTeam, canSeeTeam, forbidden, isUuid, notFound, store, TeamRef, teamScopedWhere } from './teams.js';
 
 /** A stored amount in USD: converted with `usdRate` when the price was set in another currency. */
 function usd(row: { currency: string; usdRate: Prisma.Decimal | null }, amount: Prisma.Decimal): number {
@@ -70,11 +70,26 @@ export function registerPricing(builder: Builder) {
       limitUsd: t.float({ resolve: (b) => new Prisma.Decimal(b.limitUsd).toNumber() }),
       action: t.expose('action', { type: BudgetActionEnum }),
       failOpen: t.exposeBoolean('failOpen', { description: 'When the counter store is unreachable: admit (true) or refuse with 503 (false).' }),
-      hasWebhook: t.boolean({ description: 'Whether alerts are also POSTed to a webhook (the URL itself is write-only).', resolve: (b) => b.webhookUrl !== null }),
+      hasWebhook: t.boolean({
+        description: 'Whether alerts are also POSTed to a webhook (the URL itself is write-only).',
+        resolve: (b) => b.webhookUrl !== null,
+      }),
       // Live figures of the current period (UTC boundaries), from the enforcement counters.
-      spentUsd: t.float({ nullable: true, description: 'Spent in the current period (settled receipts).', resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.spentUsd ?? null }),
-      reservedUsd: t.float({ nullable: true, description: 'Held by requests in flight (their estimated maximum cost).', resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.reservedUsd ?? null }),
-      remainingUsd: t.float({ nullable: true, description: 'limitUsd - spent - reserved, not below 0.', resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.remainingUsd ?? null }),
+      spentUsd: t.float({
+        nullable: true,
+        description: 'Spent in the current period (settled receipts).',
+        resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.spentUsd ?? null,
+      }),
+      reservedUsd: t.float({
+        nullable: true,
+        description: 'Held by requests in flight (their estimated maximum cost).',
+        resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.reservedUsd ?? null,
+      }),
+      remainingUsd: t.float({
+        nullable: true,
+        description: 'limitUsd - spent - reserved, not below 0.',
+        resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.remainingUsd ?? null,
+      }),
       periodStart: t.field({ type: 'DateTime', nullable: true, resolve: async (b, _a, ctx) => (await budgetStatusOf(b.id, ctx))?.periodStart ?? null }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
       updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
@@ -121,9 +136,7 @@ export function registerPricing(builder: Builder) {
         type: [Price],
         description: 'The price versions created.',
         resolve: (r, _args, ctx) =>
-          r.created.length === 0
-            ? []
-            : ctx.prisma.price.findMany({ where: { id: { in: r.created.map((p) => p.version) } }, orderBy: { id: 'asc' } }),
+          r.created.length === 0 ? [] : ctx.prisma.price.findMany({ where: { id: { in: r.created.map((p) => p.version) } }, orderBy: { id: 'asc' } }),
       }),
       unchanged: t.exposeInt('unchanged', { description: 'Entries whose current version already bills the same.' }),
       skipped: t.exposeInt('skipped', { description: 'Entries left alone because the model already had a price (onlyMissing).' }),
@@ -256,7 +269,8 @@ export function registerPricing(builder: Builder) {
             { ...input, priceVersion: input.priceVersion ?? null },
           );
         } catch (err) {
-          if (err instanceof RepriceError) throw err.code === 'NOT_FOUND' ? new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } }) : invalidInput(err.message);
+          if (err instanceof RepriceError)
+            throw err.code === 'NOT_FOUND' ? new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } }) : invalidInput(err.message);
           throw err;
         }
       },

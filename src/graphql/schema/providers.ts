@@ -5,8 +5,9 @@
 // Provider is a plugin-prisma object in `select` mode: only the columns of the requested
 // fields are read, and the ciphertext only to compute `hasApiKey`.
 // Mutations go through the AdminStore and re-read the row with the planned selection.
-import { ProviderKind } from '../../store/prisma.js';
+
 import { redactUrl } from '../../redact.js';
+import { ProviderKind } from '../../store/prisma.js';
 import type { Builder } from '../builder.js';
 import { store } from './teams.js';
 

@@ -32,7 +32,10 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
       mode: t.field({ type: CacheModeEnum, resolve: (c) => c.mode }),
       ttlSeconds: t.exposeInt('ttlSeconds', { nullable: true }),
       similarityThreshold: t.exposeFloat('similarityThreshold', { nullable: true }),
-      embeddingModel: t.exposeString('embeddingModel', { nullable: true, description: 'SEMANTIC: the embeddings route or provider/model; null = the local embedder.' }),
+      embeddingModel: t.exposeString('embeddingModel', {
+        nullable: true,
+        description: 'SEMANTIC: the embeddings route or provider/model; null = the local embedder.',
+      }),
       cacheSampled: t.exposeBoolean('cacheSampled', { description: 'Answers to sampled requests (temperature > 0 without seed, n > 1) are cached too.' }),
       cacheToolCalls: t.exposeBoolean('cacheToolCalls', { description: 'Answers that call tools are cached too.' }),
     }),
@@ -67,7 +70,11 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
       timeoutMs: t.exposeInt('timeoutMs', { nullable: true }),
       cache: t.field({ type: CachePolicy, resolve: (r) => cachePolicyOf(r) }),
       targets: t.relation('targets', { description: 'In the order given (CASCADE: cheap first).', query: { orderBy: { position: 'asc' } } }),
-      rules: t.field({ type: [RouteRule], description: 'In order: the first that holds decides.', resolve: (r) => (Array.isArray(r.rules) ? (r.rules as unknown as RouteRuleRecord[]) : []) }),
+      rules: t.field({
+        type: [RouteRule],
+        description: 'In order: the first that holds decides.',
+        resolve: (r) => (Array.isArray(r.rules) ? (r.rules as unknown as RouteRuleRecord[]) : []),
+      }),
       accept: t.field({ type: [AcceptCheckEnum], description: 'CASCADE: the checks an answer must pass to end the climb.', resolve: (r) => r.accept }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
       updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
@@ -79,14 +86,19 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
     fields: (t) => ({
       name: t.exposeString('name'),
       weight: t.exposeFloat('weight'),
-      targets: t.field({ type: [RouteTarget], nullable: true, description: 'Replaces the route\'s targets and rules.', resolve: (v) => v.targets?.map(asTargetRow) as never }),
+      targets: t.field({
+        type: [RouteTarget],
+        nullable: true,
+        description: "Replaces the route's targets and rules.",
+        resolve: (v) => v.targets?.map(asTargetRow) as never,
+      }),
       route: t.exposeString('route', { nullable: true, description: 'Another route serves this variant (its rules run; no second experiment).' }),
     }),
   });
 
   const Experiment = builder.objectRef<ExperimentRecord>('Experiment');
   Experiment.implement({
-    description: 'Splits a route\'s traffic between variants, sticky by end user, task, key or request (DESIGN §5).',
+    description: "Splits a route's traffic between variants, sticky by end user, task, key or request (DESIGN §5).",
     fields: (t) => ({
       name: t.exposeString('name'),
       route: t.exposeString('route'),
@@ -135,7 +147,12 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
   });
 
   const VariantInput = builder.inputType('VariantInput', {
-    fields: (t) => ({ name: t.string({ required: true }), weight: t.float({ required: true }), targets: t.field({ type: [RouteTargetInput] }), route: t.string() }),
+    fields: (t) => ({
+      name: t.string({ required: true }),
+      weight: t.float({ required: true }),
+      targets: t.field({ type: [RouteTargetInput] }),
+      route: t.string(),
+    }),
   });
 
   const ExperimentInput = builder.inputType('ExperimentInput', {
@@ -173,7 +190,11 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
       variant: t.exposeString('variant', { nullable: true }),
       strategy: t.exposeString('strategy', { nullable: true }),
       servedBy: t.exposeString('servedBy', { nullable: true, description: 'The route that would serve it, when a rule or variant hands it on.' }),
-      candidates: t.field({ type: [Candidate], description: 'In try order (CASCADE: the climb), each with why it would be skipped.', resolve: (e) => e.candidates }),
+      candidates: t.field({
+        type: [Candidate],
+        description: 'In try order (CASCADE: the climb), each with why it would be skipped.',
+        resolve: (e) => e.candidates,
+      }),
     }),
   });
 
@@ -199,7 +220,9 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
         if (!ctx.explainRoute) throw new GraphQLError('explainRoute is not available here.', { extensions: { code: 'SERVICE_UNAVAILABLE' } });
         const request = input.request;
         if (!request || typeof request !== 'object' || Array.isArray(request)) {
-          throw new GraphQLError('input.request: must be a JSON object (the body a client would send).', { extensions: { code: 'BAD_USER_INPUT', field: 'input.request' } });
+          throw new GraphQLError('input.request: must be a JSON object (the body a client would send).', {
+            extensions: { code: 'BAD_USER_INPUT', field: 'input.request' },
+          });
         }
         const endpoint = input.endpoint ?? 'chat';
         if (!(ENDPOINTS as readonly string[]).includes(endpoint)) {
@@ -217,7 +240,9 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
         } catch (err) {
           // The request body is invalid for its protocol: the same 400 a client would get.
           if (err instanceof GatewayError && err.status < 500) {
-            throw new GraphQLError(`input.request${err.param ? `.${err.param}` : ''}: ${err.message}`, { extensions: { code: 'BAD_USER_INPUT', field: 'input.request' } });
+            throw new GraphQLError(`input.request${err.param ? `.${err.param}` : ''}: ${err.message}`, {
+              extensions: { code: 'BAD_USER_INPUT', field: 'input.request' },
+            });
           }
           throw err;
         }

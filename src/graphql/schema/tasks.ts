@@ -1,7 +1,7 @@
 // recordTaskOutcome: marks a task succeeded or failed; costPerTask reads the latest verdict.
 import { GraphQLError } from 'graphql';
-import { TaskOutcomeInput, recordTaskOutcome, type TaskOutcome } from '../../analytics/outcomes.js';
-import { invalidInput, type Builder } from '../builder.js';
+import { recordTaskOutcome, type TaskOutcome, TaskOutcomeInput } from '../../analytics/outcomes.js';
+import { type Builder, invalidInput } from '../builder.js';
 
 export function registerTasks(builder: Builder) {
   const Outcome = builder.objectRef<TaskOutcome>('TaskOutcome').implement({

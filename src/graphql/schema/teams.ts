@@ -20,7 +20,7 @@ import { GraphQLError } from 'graphql';
 import type { TeamRecord } from '../../store/admin/teams.js';
 import { AdminStoreError } from '../../store/admin/validators.js';
 import { Prisma } from '../../store/prisma.js';
-import { invalidInput, type Builder } from '../builder.js';
+import { type Builder, invalidInput } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 
 // ---------------------------------------------------------------------------------------
@@ -234,7 +234,9 @@ export function registerTeams(builder: Builder) {
       rpmLimit: t.exposeInt('rpmLimit', { nullable: true }),
       tpmLimit: t.exposeInt('tpmLimit', { nullable: true }),
       allowedRoutes: t.exposeStringList('allowedRoutes', { description: 'Route names this key may use; empty = all.' }),
-      allowedCidrs: t.exposeStringList('allowedCidrs', { description: 'Client address ranges this key may be used from (normalized CIDRs); empty = anywhere.' }),
+      allowedCidrs: t.exposeStringList('allowedCidrs', {
+        description: 'Client address ranges this key may be used from (normalized CIDRs); empty = anywhere.',
+      }),
       expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true }),
       revokedAt: t.expose('revokedAt', { type: 'DateTime', nullable: true }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
@@ -257,7 +259,9 @@ export function registerTeams(builder: Builder) {
         select: (_args, _ctx, nestedSelection) => ({ team: nestedSelection(true) }),
         resolve: (tok, _args, ctx) => (tok.team && canSeeTeam(ctx, tok.team.id) ? tok.team : null),
       }),
-      allowedCidrs: t.exposeStringList('allowedCidrs', { description: 'Client address ranges this token may be used from (normalized CIDRs); empty = anywhere.' }),
+      allowedCidrs: t.exposeStringList('allowedCidrs', {
+        description: 'Client address ranges this token may be used from (normalized CIDRs); empty = anywhere.',
+      }),
       expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true, description: 'After this the token is refused like an unknown one.' }),
       revokedAt: t.expose('revokedAt', { type: 'DateTime', nullable: true }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),

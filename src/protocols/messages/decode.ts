@@ -3,7 +3,7 @@
 // protocol, for the receipt's tally and for the cache). Upstream data is untrusted: every
 // field is read defensively.
 import type { ChatChunk, ChatCompletion, ChunkChoice, ToolCall } from '../canonical.js';
-import { SseFramer, eventData } from '../sse.js';
+import { eventData, SseFramer } from '../sse.js';
 import type { ChunkDecoder } from '../transcode.js';
 import { canonicalUsage, finishReasonOf, type MessagesUsage } from './wire.js';
 
@@ -68,7 +68,9 @@ export class MessagesEventReader {
         this.tools.set(data.index, index);
         // Deferred tool calls may come with their whole input at once.
         const input = block.input && typeof block.input === 'object' && Object.keys(block.input).length ? JSON.stringify(block.input) : '';
-        return this.delta({ tool_calls: [{ index, id: String(block.id ?? ''), type: 'function', function: { name: String(block.name ?? ''), arguments: input } }] });
+        return this.delta({
+          tool_calls: [{ index, id: String(block.id ?? ''), type: 'function', function: { name: String(block.name ?? ''), arguments: input } }],
+        });
       }
       case 'content_block_delta': {
         const d = data.delta ?? {};

@@ -5,16 +5,16 @@
 // in `x-api-key` or `Authorization: Bearer` (SDKs send either); `anthropic-version` is accepted
 // whatever it says.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApiKeyRecord } from '../../gateway/auth.js';
 import { readRequestBody } from '../../gateway/body.js';
 import { GatewayError, methodNotAllowed, modelNotFound, routeForbidden, serviceUnavailable } from '../../gateway/errors.js';
 import { estimatePromptTokens } from '../../gateway/usage.js';
 import { parseJsonBody } from '../../gateway/validate.js';
-import { isRouteAllowed, type Catalog } from '../../routing/catalog.js';
-import type { ApiKeyRecord } from '../../gateway/auth.js';
+import { type Catalog, isRouteAllowed } from '../../routing/catalog.js';
 import type { ClientProtocol, ParsedRequest } from '../protocol.js';
-import { parseMessagesRequest } from './request.js';
 import { MessagesRelay } from './relay.js';
 import { renderMessage } from './render.js';
+import { parseMessagesRequest } from './request.js';
 import { MessagesEncoder } from './stream.js';
 import { messagesErrorBody } from './wire.js';
 

@@ -15,7 +15,10 @@ const content = z.union([z.string(), z.array(block).max(100_000)]);
 const fields = {
   model: z.string().min(1).max(256),
   max_tokens: z.number().int().min(1),
-  messages: z.array(z.looseObject({ role: z.enum(['user', 'assistant', 'system']), content })).min(1).max(100_000),
+  messages: z
+    .array(z.looseObject({ role: z.enum(['user', 'assistant', 'system']), content }))
+    .min(1)
+    .max(100_000),
   system: content.nullish(),
   stop_sequences: z.array(z.string()).max(1024).nullish(),
   temperature: z.number().min(0).max(1).nullish(),
@@ -35,7 +38,11 @@ const fields = {
     .max(512)
     .nullish(),
   tool_choice: z
-    .looseObject({ type: z.enum(['auto', 'any', 'tool', 'none']), name: z.string().min(1).max(256).optional(), disable_parallel_tool_use: z.boolean().optional() })
+    .looseObject({
+      type: z.enum(['auto', 'any', 'tool', 'none']),
+      name: z.string().min(1).max(256).optional(),
+      disable_parallel_tool_use: z.boolean().optional(),
+    })
     .nullish(),
   thinking: z.looseObject({ type: z.string().min(1), budget_tokens: z.number().int().min(1).optional() }).nullish(),
   output_config: z
@@ -118,7 +125,12 @@ function systemText(system: string | Array<Record<string, unknown>>, at: string)
   if (typeof system === 'string') return system;
   return system
     .map((b, i) => {
-      if (b.type !== 'text') throw badRequest(`System blocks of type '${String(b.type).slice(0, 64)}' are not supported (supported: text).`, `${at}[${i}].type`, 'unsupported_value');
+      if (b.type !== 'text')
+        throw badRequest(
+          `System blocks of type '${String(b.type).slice(0, 64)}' are not supported (supported: text).`,
+          `${at}[${i}].type`,
+          'unsupported_value',
+        );
       return textOf(b, `${at}[${i}]`);
     })
     .join('\n\n');
@@ -167,8 +179,13 @@ function assistantTurn(content: string | Array<Record<string, unknown>>, at: str
         return;
       case 'tool_use': {
         const input = b.input ?? {};
-        if (typeof input !== 'object' || Array.isArray(input)) throw badRequest(`Invalid value for '${here}.input': expected an object.`, `${here}.input`, 'invalid_value');
-        calls.push({ id: requiredString(b.id, `${here}.id`), type: 'function', function: { name: requiredString(b.name, `${here}.name`), arguments: JSON.stringify(input) } });
+        if (typeof input !== 'object' || Array.isArray(input))
+          throw badRequest(`Invalid value for '${here}.input': expected an object.`, `${here}.input`, 'invalid_value');
+        calls.push({
+          id: requiredString(b.id, `${here}.id`),
+          type: 'function',
+          function: { name: requiredString(b.name, `${here}.name`), arguments: JSON.stringify(input) },
+        });
         return;
       }
       case 'thinking':
@@ -191,8 +208,14 @@ function toolResult(b: Record<string, unknown>, at: string, native: Native): Cha
       .map((part: Record<string, unknown>, i: number) => {
         const here = `${at}.content[${i}]`;
         if (part?.type === 'text') return textOf(part, here);
-        if (part?.type === 'image' || part?.type === 'document' || part?.type === 'search_result') native(`a ${part.type} inside a tool result`, `${here}.type`);
-        else throw badRequest(`Tool result content of type '${String(part?.type).slice(0, 64)}' is not supported (supported: text, image, document, search_result).`, `${here}.type`, 'unsupported_value');
+        if (part?.type === 'image' || part?.type === 'document' || part?.type === 'search_result')
+          native(`a ${part.type} inside a tool result`, `${here}.type`);
+        else
+          throw badRequest(
+            `Tool result content of type '${String(part?.type).slice(0, 64)}' is not supported (supported: text, image, document, search_result).`,
+            `${here}.type`,
+            'unsupported_value',
+          );
         return '';
       })
       .join('');
@@ -212,7 +235,11 @@ function imagePart(source: unknown, at: string, native: Native): ContentPart {
     native('an image given by file id', `${at}.type`);
     return { type: 'text', text: '' };
   }
-  throw badRequest(`Image sources of type '${String(s.type).slice(0, 64)}' are not supported (supported: base64, url, file).`, `${at}.type`, 'unsupported_value');
+  throw badRequest(
+    `Image sources of type '${String(s.type).slice(0, 64)}' are not supported (supported: base64, url, file).`,
+    `${at}.type`,
+    'unsupported_value',
+  );
 }
 
 /** A block that is not text in a turn: native-only when Anthropic knows it, else a 400. */
@@ -235,7 +262,8 @@ function translateTools(tools: NonNullable<MessagesBody['tools']>, native: Nativ
       native(`the server tool '${tool.type.slice(0, 64)}'`, `tools[${i}].type`);
       continue;
     }
-    if (!tool.input_schema) throw badRequest(`Missing required parameter: 'tools[${i}].input_schema'.`, `tools[${i}].input_schema`, 'missing_required_parameter');
+    if (!tool.input_schema)
+      throw badRequest(`Missing required parameter: 'tools[${i}].input_schema'.`, `tools[${i}].input_schema`, 'missing_required_parameter');
     out.push({
       type: 'function',
       function: { name: tool.name, ...(tool.description ? { description: tool.description } : {}), parameters: tool.input_schema },

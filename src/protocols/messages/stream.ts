@@ -54,7 +54,16 @@ export class MessagesEncoder implements StreamEncoder {
     if (this.started) return '';
     this.started = true;
     if (model) this.model = model;
-    const message = { id: this.id, type: 'message', role: 'assistant', model: this.model, content: [], stop_reason: null, stop_sequence: null, usage: messagesUsage(null) };
+    const message = {
+      id: this.id,
+      type: 'message',
+      role: 'assistant',
+      model: this.model,
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: messagesUsage(null),
+    };
     return event('message_start', { message }) + event('ping');
   }
 

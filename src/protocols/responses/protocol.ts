@@ -4,9 +4,9 @@
 import { GatewayError } from '../../gateway/errors.js';
 import type { ResponseStore } from '../../store/responses.js';
 import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocol.js';
-import { renderResponse, type ResponseObject, type ResponseShell } from './render.js';
 import { ResponsesRelay } from './relay.js';
-import { itemsToMessages, nativeOnlyCollector, parseResponsesRequest, type Item, type TranslatedRequest } from './request.js';
+import { type ResponseObject, type ResponseShell, renderResponse } from './render.js';
+import { type Item, itemsToMessages, nativeOnlyCollector, parseResponsesRequest, type TranslatedRequest } from './request.js';
 import { ResponsesEncoder } from './stream.js';
 
 export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
@@ -43,7 +43,13 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
       if (!previous) return;
       const items = store ? await store.conversation(teamId, previous) : null;
       if (!items) {
-        throw new GatewayError(404, 'invalid_request_error', 'previous_response_not_found', `Previous response with id '${previous.slice(0, 128)}' not found.`, 'previous_response_id');
+        throw new GatewayError(
+          404,
+          'invalid_request_error',
+          'previous_response_not_found',
+          `Previous response with id '${previous.slice(0, 128)}' not found.`,
+          'previous_response_id',
+        );
       }
       // The earlier turns come after this request's instructions, before its new input. What
       // in them only a native upstream takes (an earlier native turn's items) keeps this
@@ -75,7 +81,9 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
       return response;
     },
     relay: (ctx, assemble) =>
-      new ResponsesRelay({ id: ctx.id, previousResponseId: translated(ctx.request).body.previous_response_id ?? null }, assemble, (response) => keep(ctx, response)),
+      new ResponsesRelay({ id: ctx.id, previousResponseId: translated(ctx.request).body.previous_response_id ?? null }, assemble, (response) =>
+        keep(ctx, response),
+      ),
   };
 }
 
@@ -106,4 +114,3 @@ export async function deleteStoredResponse(store: ResponseStore | null, teamId: 
 function responseNotFound(id: string): GatewayError {
   return new GatewayError(404, 'invalid_request_error', 'not_found', `No response found with id '${id.slice(0, 128)}'.`, 'response_id');
 }
-

@@ -15,7 +15,10 @@ const ResponsesRequest = z.looseObject({
   model: z.string().min(1).max(256),
   input: z.union([z.string(), z.array(z.looseObject({})).max(4096)]),
   instructions: z.string().nullish(),
-  tools: z.array(z.looseObject({ type: z.string().min(1) })).max(512).nullish(),
+  tools: z
+    .array(z.looseObject({ type: z.string().min(1) }))
+    .max(512)
+    .nullish(),
   tool_choice: z.union([z.enum(['auto', 'none', 'required']), z.looseObject({ type: z.string() })]).nullish(),
   parallel_tool_calls: z.boolean().nullish(),
   text: z
@@ -112,10 +115,15 @@ export function parseResponsesRequest(raw: Record<string, unknown>): TranslatedR
     if (raw[field] !== undefined && raw[field] !== null) throw badRequest(why, field, 'unsupported_parameter');
   }
   const { native, found } = nativeOnlyCollector();
-  if (body.background) throw badRequest('Background responses are not supported: send the request without background, or stream it.', 'background', 'unsupported_parameter');
+  if (body.background)
+    throw badRequest('Background responses are not supported: send the request without background, or stream it.', 'background', 'unsupported_parameter');
   const format = body.text?.format;
   if (format?.type === 'json_schema' && (!format.name || !format.schema)) {
-    throw badRequest("text.format of type 'json_schema' needs a 'name' and a 'schema'.", format.name ? 'text.format.schema' : 'text.format.name', 'missing_required_parameter');
+    throw badRequest(
+      "text.format of type 'json_schema' needs a 'name' and a 'schema'.",
+      format.name ? 'text.format.schema' : 'text.format.name',
+      'missing_required_parameter',
+    );
   }
 
   const items: Item[] = typeof body.input === 'string' ? [{ type: 'message', role: 'user', content: body.input }] : (body.input as Item[]);
@@ -246,7 +254,12 @@ function contentPart(part: unknown, at: string, native: Native): ContentPart | n
         native('an image given by file id', `${at}.image_url`);
         return null;
       }
-      if (!url) throw badRequest('Images must be given as image_url (a URL or a data: URL) or, for a native Responses upstream, a file_id.', `${at}.image_url`, 'unsupported_value');
+      if (!url)
+        throw badRequest(
+          'Images must be given as image_url (a URL or a data: URL) or, for a native Responses upstream, a file_id.',
+          `${at}.image_url`,
+          'unsupported_value',
+        );
       const detail = p.detail === 'low' || p.detail === 'high' ? p.detail : 'auto';
       return { type: 'image_url', image_url: { url, detail } };
     }
@@ -254,7 +267,11 @@ function contentPart(part: unknown, at: string, native: Native): ContentPart | n
       native("a file ('input_file')", `${at}.type`);
       return null;
     default:
-      throw badRequest(`Content parts of type '${String(p.type).slice(0, 64)}' are not supported (supported: input_text, input_image, input_file, output_text, refusal).`, `${at}.type`, 'unsupported_value');
+      throw badRequest(
+        `Content parts of type '${String(p.type).slice(0, 64)}' are not supported (supported: input_text, input_image, input_file, output_text, refusal).`,
+        `${at}.type`,
+        'unsupported_value',
+      );
   }
 }
 
@@ -273,7 +290,8 @@ function translateToolChoice(choice: ResponsesBody['tool_choice'], native: Nativ
   if (choice === undefined || choice === null) return undefined;
   if (typeof choice === 'string') return choice;
   if (choice.type === 'function') {
-    if (typeof choice.name !== 'string' || !choice.name) throw badRequest('tool_choice of type function needs a name.', 'tool_choice.name', 'missing_required_parameter');
+    if (typeof choice.name !== 'string' || !choice.name)
+      throw badRequest('tool_choice of type function needs a name.', 'tool_choice.name', 'missing_required_parameter');
     return { type: 'function', function: { name: choice.name } };
   }
   if (choice.type === 'allowed_tools') {

@@ -7,15 +7,15 @@ import type { ChatChunk, ChatUsage } from '../canonical.js';
 import type { StreamEncoder } from '../protocol.js';
 import { sseEvent } from '../sse.js';
 import {
-  functionCallItemId,
-  messageItemId,
-  responseObject,
-  statusOf,
   type FunctionCallItem,
+  functionCallItemId,
   type MessageItem,
+  messageItemId,
   type OutputItem,
   type ResponseObject,
   type ResponseShell,
+  responseObject,
+  statusOf,
 } from './render.js';
 
 interface OpenMessage {
@@ -170,7 +170,10 @@ export class ResponsesEncoder implements StreamEncoder {
     );
   }
 
-  private snapshot(status: ResponseObject['status'], extra: { usage?: ChatUsage | null; incomplete?: { reason: string } | null; error?: { code: string; message: string } } = {}) {
+  private snapshot(
+    status: ResponseObject['status'],
+    extra: { usage?: ChatUsage | null; incomplete?: { reason: string } | null; error?: { code: string; message: string } } = {},
+  ) {
     return responseObject(this.shell, {
       status,
       output: status === 'in_progress' ? [] : this.output.map((item) => structuredClone(item)),

@@ -3,7 +3,7 @@
 // upserted by scope + target + period.
 import { z } from 'zod';
 import { BudgetAction, BudgetPeriod, BudgetScope, Prisma, type PrismaClient } from '../prisma.js';
-import { AdminStoreError, type Mutations, decimal, date, httpUrl, label, modelName, parse, requireTeam, slug, usd, uuid } from './validators.js';
+import { AdminStoreError, date, decimal, httpUrl, label, type Mutations, modelName, parse, requireTeam, slug, usd, uuid } from './validators.js';
 
 export interface PriceRecord {
   /** The Price row id: the `price_version` receipts carry. */

@@ -1,11 +1,12 @@
 // Providers (GraphQL: src/graphql/schema/providers.ts). Provider API keys are sealed with the
 // SecretBox and only loadProvidersWithSecrets() (the gateway) sees them in clear. Upserts: the
 // same provider name replaces the old one.
-import { providerBaseUrlProblem } from '../../net/egress.js';
+
 import { z } from 'zod';
-import { Prisma, ProviderKind, type PrismaClient } from '../prisma.js';
+import { providerBaseUrlProblem } from '../../net/egress.js';
+import { Prisma, type PrismaClient, ProviderKind } from '../prisma.js';
 import type { SecretBox } from '../secret-box.js';
-import { AdminStoreError, HEADER_NAME, type Mutations, asStringMap, httpUrl, parse, positiveInt, slug, stringMap } from './validators.js';
+import { AdminStoreError, asStringMap, HEADER_NAME, httpUrl, type Mutations, parse, positiveInt, slug, stringMap } from './validators.js';
 
 /** A provider as any admin may see it: the API key is write-only. */
 export interface ProviderInfo {
@@ -71,10 +72,8 @@ export class ProviderStore {
   async upsertProvider(input: UpsertProviderInput): Promise<ProviderInfo> {
     const p = parse(upsertProviderInput, input);
     // Sealed outside the transaction (pure CPU), bound to the provider's name.
-    const sealed =
-      p.apiKey === undefined ? undefined : p.apiKey === null ? null : this.secretBox.seal(p.apiKey, providerAad(p.name));
-    const json = (v: Record<string, string> | null | undefined) =>
-      v === undefined ? undefined : v === null ? Prisma.DbNull : v;
+    const sealed = p.apiKey === undefined ? undefined : p.apiKey === null ? null : this.secretBox.seal(p.apiKey, providerAad(p.name));
+    const json = (v: Record<string, string> | null | undefined) => (v === undefined ? undefined : v === null ? Prisma.DbNull : v);
     const data = {
       kind: p.kind,
       baseUrl: p.baseUrl,

@@ -4,9 +4,9 @@
 // (src/routing/validate.ts): a change that would leave it broken is refused, with the field
 // named, and rolled back, so the running catalog never sees it.
 import { z } from 'zod';
-import { validateRouting, type RoutingProblem } from '../../routing/validate.js';
-import { AcceptCheck, CacheMode, type Prisma, RouteStrategy, StickyBy, type PrismaClient } from '../prisma.js';
-import { AdminStoreError, type Mutations, label, modelName, parse, positiveInt, slug, type Tx } from './validators.js';
+import { type RoutingProblem, validateRouting } from '../../routing/validate.js';
+import { AcceptCheck, CacheMode, type Prisma, type PrismaClient, RouteStrategy, StickyBy } from '../prisma.js';
+import { AdminStoreError, label, type Mutations, modelName, parse, positiveInt, slug, type Tx } from './validators.js';
 
 export interface RouteTargetRecord {
   provider: string;
@@ -213,13 +213,25 @@ async function writeRoute(tx: Tx, p: z.output<typeof upsertRouteInput>): Promise
     cacheEmbeddingModel: p.cache?.embeddingModel ?? null,
     cacheSampled: p.cache?.cacheSampled ?? false,
     cacheToolCalls: p.cache?.cacheToolCalls ?? false,
-    rules: (p.rules ?? []).map((r) => ({ name: r.name, when: r.when, targets: r.targets?.length ? r.targets.map(targetRecord) : null, route: r.route ?? null })) as unknown as Prisma.InputJsonArray,
+    rules: (p.rules ?? []).map((r) => ({
+      name: r.name,
+      when: r.when,
+      targets: r.targets?.length ? r.targets.map(targetRecord) : null,
+      route: r.route ?? null,
+    })) as unknown as Prisma.InputJsonArray,
     accept: [...new Set(p.accept ?? [])],
   };
   const route = await tx.route.upsert({ where: { name: p.name }, create: { name: p.name, ...fields }, update: fields });
   await tx.routeTarget.deleteMany({ where: { routeId: route.id } });
   await tx.routeTarget.createMany({
-    data: p.targets.map((t, position) => ({ routeId: route.id, providerName: t.provider, model: t.model, weight: t.weight ?? 1, priority: t.priority ?? 0, position })),
+    data: p.targets.map((t, position) => ({
+      routeId: route.id,
+      providerName: t.provider,
+      model: t.model,
+      weight: t.weight ?? 1,
+      priority: t.priority ?? 0,
+      position,
+    })),
   });
   return tx.route.findUniqueOrThrow({ where: { id: route.id }, include: withTargets });
 }
@@ -229,7 +241,12 @@ async function writeExperiment(tx: Tx, p: z.output<typeof upsertExperimentInput>
     route: p.route,
     stickyBy: p.stickyBy,
     active: p.active ?? true,
-    variants: p.variants.map((v) => ({ name: v.name, weight: v.weight, targets: v.targets?.length ? v.targets.map(targetRecord) : null, route: v.route ?? null })) as unknown as Prisma.InputJsonArray,
+    variants: p.variants.map((v) => ({
+      name: v.name,
+      weight: v.weight,
+      targets: v.targets?.length ? v.targets.map(targetRecord) : null,
+      route: v.route ?? null,
+    })) as unknown as Prisma.InputJsonArray,
   };
   return tx.experiment.upsert({ where: { name: p.name }, create: { name: p.name, ...fields }, update: fields });
 }

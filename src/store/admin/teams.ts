@@ -1,9 +1,9 @@
 // Teams, their API keys, and access tokens (GraphQL: src/graphql/schema/teams.ts).
 // Secrets are returned once, by the create calls, and stored only as SHA-256.
 import { z } from 'zod';
-import { AccessRole, type Prisma, type PrismaClient } from '../prisma.js';
 import { displayPrefixOf, generateAccessTokenSecret, generateApiKeySecret, hashSecret } from '../credentials.js';
-import { AdminStoreError, type Mutations, SHA256_HEX, UUID, cidrs, date, label, parse, positiveInt, requireTeam, slug, uuid } from './validators.js';
+import { AccessRole, type Prisma, type PrismaClient } from '../prisma.js';
+import { AdminStoreError, cidrs, date, label, type Mutations, parse, positiveInt, requireTeam, SHA256_HEX, slug, UUID, uuid } from './validators.js';
 
 export interface TeamRecord {
   id: string;

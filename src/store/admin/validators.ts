@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { normalizeCidr } from '../../gateway/allowed-cidrs.js';
 import { Prisma, type PrismaClient } from '../prisma.js';
-import { AuditNote, SYSTEM_ACTOR, appendAuditEntry, type Actor } from './audit.js';
+import { type Actor, AuditNote, appendAuditEntry, SYSTEM_ACTOR } from './audit.js';
 
 export type Tx = Prisma.TransactionClient;
 
