@@ -14,6 +14,7 @@ import type { Config } from './config.js';
 import { KeyAuthenticator, type KeyLookup } from './gateway/auth.js';
 import { AuthThrottle } from './gateway/auth-throttle.js';
 import { CacheStage } from './gateway/cache.js';
+import { isCascade } from './gateway/cascade.js';
 import { corsPolicy } from './gateway/cors.js';
 import { badRequest, serviceUnavailable } from './gateway/errors.js';
 import { createAdminRequestHandler, createRequestHandler } from './gateway/http.js';
@@ -23,6 +24,7 @@ import { RateLimiter, type WindowStore } from './gateway/limits.js';
 import { type Logger, Pipeline, type ReceiptSink } from './gateway/pipeline.js';
 import { type AccessTokenLookup, TokenVerifier } from './gateway/tokens.js';
 import { UpstreamClient } from './gateway/upstream.js';
+import { maxCostOf } from './gateway/usage.js';
 import type { GraphQLServices } from './graphql/context.js';
 import { createGraphQL } from './graphql/yoga.js';
 import { LiveBus } from './live/events.js';
@@ -229,7 +231,19 @@ export function buildApp(deps: AppDeps): App {
           findReceipt,
           explainRoute: (input) =>
             explainRoute(
-              { catalog: () => catalog.catalog, health, retryBudgets, hooks: decideHooks },
+              {
+                catalog: () => catalog.catalog,
+                health,
+                retryBudgets,
+                hooks: decideHooks,
+                budgetHasRoom: budgets
+                  ? async (subject, served, parsed) =>
+                      budgets.hasRoom(
+                        subject,
+                        await maxCostOf(served.targets, parsed.chat ?? parsed.body, config.budgets.defaultMaxTokens, isCascade(served, parsed)),
+                      )
+                  : undefined,
+              },
               { body: input.body, protocol: [...protocols.values()].find((p) => p.endpoint === input.endpoint)!, headers: input.headers, team: input.team },
             ),
           budgetStatus: budgets

@@ -131,6 +131,18 @@ export class BudgetEnforcer {
     });
   }
 
+  /**
+   * Whether every BLOCK budget covering `subject` has room for `estimateUsd` now, as `admit`
+   * would find it (explainRoute: a request without room is refused before any target).
+   */
+  async hasRoom(subject: BudgetSubject, estimateUsd: number): Promise<boolean> {
+    for (const budget of this.covering(subject)) {
+      if (budget.action !== 'BLOCK') continue;
+      if ((await this.status(budget)).remainingUsd < estimateUsd) return false;
+    }
+    return true;
+  }
+
   /** Spent, reserved and remaining in the current period (the budgets query). */
   async status(budget: BudgetRecord): Promise<BudgetStatus> {
     const { window, key } = counterSlot(budget, this.now());

@@ -3,8 +3,9 @@
 // decision (decide.ts) as a real request; the candidates in the order they would be tried,
 // each with its breaker state and why it would be skipped.
 import type { IncomingHttpHeaders } from 'node:http';
+import type { BudgetSubject } from '../budgets/enforcer.js';
 import { attributionOf } from '../gateway/attribution.js';
-import type { ClientProtocol } from '../protocols/protocol.js';
+import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import type { Catalog, Route } from './catalog.js';
 import { type DecideHooks, decideRoute } from './decide.js';
 import type { BreakerState, TargetHealth } from './health.js';
@@ -25,7 +26,7 @@ export interface ExplainedCandidate {
   model: string;
   state: BreakerState;
   ewmaLatencyMs: number | null;
-  /** circuit_open, cooling_down, probe_in_flight, retry_budget_exhausted; null: it would be tried. */
+  /** budget_exceeded, circuit_open, cooling_down, probe_in_flight, retry_budget_exhausted; null: it would be tried. */
   skipReason: string | null;
 }
 
@@ -47,10 +48,15 @@ export interface ExplainDeps {
   health: TargetHealth;
   retryBudgets: RetryBudgets;
   hooks: DecideHooks;
+  /**
+   * False when a BLOCK budget covering the request has no room for its reservation on
+   * `served`: the request would be refused before any target (all skipped, budget_exceeded).
+   */
+  budgetHasRoom?: (subject: BudgetSubject, served: Route, parsed: ParsedRequest) => Promise<boolean>;
 }
 
 /** Throws the protocol's 400 (a GatewayError) when the body is not a valid request. */
-export function explainRoute(deps: ExplainDeps, input: ExplainRequest, now = new Date()): RouteExplanation {
+export async function explainRoute(deps: ExplainDeps, input: ExplainRequest, now = new Date()): Promise<RouteExplanation> {
   const parsed = input.protocol.parse(input.body);
   const catalog = deps.catalog();
   const requested = catalog.resolve(parsed.model);
@@ -88,10 +94,15 @@ export function explainRoute(deps: ExplainDeps, input: ExplainRequest, now = new
     now,
   );
   const served: Route = decision.route;
+  // Budgets are checked before any target is tried (an explanation without a team has none).
+  const overBudget =
+    input.team !== null &&
+    deps.budgetHasRoom !== undefined &&
+    !(await deps.budgetHasRoom({ teamId: input.team.id, apiKeyId: '', feature: attribution.feature }, served, parsed));
   const budget = deps.retryBudgets.for(requested.name);
   let tried = 0;
   const candidates = orderTargets(served, deps.health, () => 0.5).map((t): ExplainedCandidate => {
-    let skipReason: string | null = deps.health.skipReason(t.key);
+    let skipReason: string | null = overBudget ? 'budget_exceeded' : deps.health.skipReason(t.key);
     if (!skipReason && tried > 0 && !budget.hasRoom()) skipReason = 'retry_budget_exhausted';
     if (!skipReason) tried++;
     return { provider: t.provider.name, model: t.model, state: deps.health.state(t.key), ewmaLatencyMs: deps.health.ewma(t.key) ?? null, skipReason };

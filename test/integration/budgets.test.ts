@@ -106,6 +106,38 @@ describe('budgets on one gateway', () => {
     expect(events.some((e) => e.kind === 'BLOCKED' && e.budgetId === budget.id)).toBe(true);
   });
 
+  it('explainRoute marks every candidate budget_exceeded when the team has no room, as the request then is refused', async () => {
+    const key = await gw.createKey('team-explain');
+    const other = await gw.createKey('team-explain-other');
+    // Room for less than one request's reservation: the next request is refused whole.
+    await gw.started.runtime.adminStore.pricing.setBudget({
+      scope: 'TEAM',
+      teamId: key.teamId,
+      period: 'DAY',
+      limitUsd: (await estimateOf('hello there')) / 2,
+      action: 'BLOCK',
+    });
+    await gw.started.runtime.app.catalog.refresh();
+    const explain = async (teamId: string) => {
+      const d = await gqlOk(
+        gw.url,
+        gw.adminToken,
+        'query($input: ExplainRouteInput!) { explainRoute(input: $input) { route candidates { provider model skipReason } } }',
+        {
+          input: { request: body('hello there'), teamId },
+        },
+      );
+      return d.explainRoute.candidates.map((c: any) => [c.model, c.skipReason]);
+    };
+    const calls = gw.sim.requests.length;
+    expect(await explain(key.teamId)).toEqual([['m-budget', 'budget_exceeded']]);
+    expect(await explain(other.teamId)).toEqual([['m-budget', null]]);
+    expect(gw.sim.requests.length).toBe(calls); // an explanation calls no provider
+    // What the explanation said: this team's request is refused, the other team's answered.
+    expect(await call(gw, key.secret, 'hello there')).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    expect((await call(gw, other.secret, 'hello there')).status).toBe(200);
+  });
+
   it('a burst of 50 concurrent requests against a budget that fits 2 never overshoots it', async () => {
     const key = await gw.createKey('team-burst');
     const estimate = await estimateOf('burst');

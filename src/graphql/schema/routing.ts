@@ -236,7 +236,7 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
         const headers: Record<string, string> = {};
         for (const h of input.headers ?? []) headers[h.name.toLowerCase()] = h.value;
         try {
-          return ctx.explainRoute({ body: request as Record<string, unknown>, endpoint: endpoint as (typeof ENDPOINTS)[number], headers, team });
+          return await ctx.explainRoute({ body: request as Record<string, unknown>, endpoint: endpoint as (typeof ENDPOINTS)[number], headers, team });
         } catch (err) {
           // The request body is invalid for its protocol: the same 400 a client would get.
           if (err instanceof GatewayError && err.status < 500) {
