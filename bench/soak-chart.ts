@@ -59,7 +59,7 @@ function panel(title: string, series: Series[], top: number): string {
   }
   const step = x1 > 20 ? 5 : 1;
   for (let x = 0; x <= x1; x += step) svg += `<text x="${sx(x)}" y="${top + PANEL_H - M.bottom + 16}" font-size="11" text-anchor="middle">${x}</text>`;
-  svg += `<text x="${W - M.right}" y="${top + PANEL_H - 6}" font-size="11" text-anchor="end">minutes of load</text><text x="12" y="${top + M.top - 8}" font-size="11">MB</text>`;
+  svg += `<text x="12" y="${top + M.top - 8}" font-size="11">MB</text>`;
   series.forEach((s, i) => {
     const d = s.points.map((p, j) => `${j ? 'L' : 'M'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(' ');
     svg += `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.dashed ? 1.5 : 2}"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`;
