@@ -56,7 +56,7 @@ const FAIL_SHARE = num('SOAK_FAIL_SHARE', 0.02);
 // scheduling; the control shows how much of it Tollgate is not responsible for.
 const DIRECT_SHARE = num('SOAK_DIRECT_SHARE', 0.05);
 // Verdict bounds. A leak of ~0.7 KB per request at 50 req/s is 2 MB/min.
-const RSS_SLOPE_MAX_MB_PER_MIN = num('SOAK_RSS_SLOPE_MAX', 2);
+const RSS_SLOPE_MAX_MB_PER_MIN = num('SOAK_RSS_SLOPE_MAX', 0.2);
 const P99_RATIO_MAX = num('SOAK_P99_RATIO_MAX', 1.5);
 const RSS_SAMPLE_MS = 10_000;
 const STORES = process.env.SOAK_STORES ?? 'embedded';
