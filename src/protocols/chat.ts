@@ -1,11 +1,13 @@
 // OpenAI chat completions (POST /v1/chat/completions): the canonical form itself, so parsing
 // is validation, rendering is the identity, and an OpenAI-compatible upstream is a byte
 // passthrough (ChatRelay) that only reads what the receipt needs.
+
 import type { GatewayError } from '../gateway/errors.js';
 import { validateChat } from '../gateway/validate.js';
-import { StreamAssembler, tallyChunk } from './assemble.js';
-import type { ChatChunk, ChatCompletion, ChatRequest } from './canonical.js';
-import { type ClientProtocol, newTally, type ParsedRequest, type StreamEncoder, type StreamPump } from './protocol.js';
+import { tallyChunk } from './assemble.js';
+import type { ChatChunk, ChatRequest } from './canonical.js';
+import { EventRelay } from './event-relay.js';
+import type { ClientProtocol, ParsedRequest, StreamEncoder } from './protocol.js';
 import { eventData, SseFramer, sseEvent } from './sse.js';
 
 export const chatProtocol: ClientProtocol = {
@@ -62,34 +64,15 @@ export class ChatEncoder implements StreamEncoder {
  * except `[DONE]` (the pipeline writes it after the receipt) and the usage chunk (Tollgate
  * always asks for it; the client gets it only if it asked too).
  */
-export class ChatRelay implements StreamPump {
-  readonly tally = newTally();
-  private readonly framer = new SseFramer();
+export class ChatRelay extends EventRelay {
   private readonly encoder: ChatEncoder;
-  private readonly assembler: StreamAssembler | null;
 
-  /** `assemble`: keep the whole answer (for the cache); costs a little per chunk. */
   constructor(
     private readonly includeUsage: boolean,
     assemble: boolean,
   ) {
+    super(assemble);
     this.encoder = new ChatEncoder(includeUsage);
-    this.assembler = assemble ? new StreamAssembler() : null;
-  }
-
-  push(text: string): string {
-    let out = '';
-    for (const event of this.framer.push(text)) out += this.handle(event);
-    return out;
-  }
-
-  end(): string {
-    const rest = this.framer.rest();
-    return rest === null ? '' : this.handle(rest);
-  }
-
-  completion(): ChatCompletion | null {
-    return this.assembler?.completion() ?? null;
   }
 
   close(): string {
@@ -100,7 +83,7 @@ export class ChatRelay implements StreamPump {
     return this.encoder.fail(error);
   }
 
-  private handle(event: string): string {
+  protected handle(event: string): string {
     const data = eventData(event);
     if (data === null) return `${event}\n\n`; // comments, keep-alives: forward as they are
     if (data === '[DONE]') {

@@ -7,11 +7,11 @@
 // are held: response.created / in_progress until something follows them, so an error the
 // upstream sends right after them can still fail over; and the final response.completed (or
 // response.incomplete), which the pipeline writes only once the receipt is in the WAL.
+
 import type { GatewayError } from '../../gateway/errors.js';
-import { StreamAssembler, tallyChunk } from '../assemble.js';
-import type { ChatCompletion } from '../canonical.js';
-import { newTally, type StreamPump } from '../protocol.js';
-import { eventData, eventName, SseFramer, sseEvent } from '../sse.js';
+import { tallyChunk } from '../assemble.js';
+import { EventRelay } from '../event-relay.js';
+import { eventData, eventName, sseEvent } from '../sse.js';
 import { FINAL_EVENTS, ResponsesEventReader } from './decode.js';
 
 const OPENING_EVENTS = new Set(['response.created', 'response.in_progress', 'response.queued']);
@@ -23,11 +23,8 @@ export interface RelayedIdentity {
   previousResponseId: string | null;
 }
 
-export class ResponsesRelay implements StreamPump {
-  readonly tally = newTally();
-  private readonly framer = new SseFramer();
+export class ResponsesRelay extends EventRelay {
   private readonly reader = new ResponsesEventReader();
-  private readonly assembler: StreamAssembler | null;
   private held = '';
   private holding = true;
   private final: { text: string; response: Record<string, unknown> } | null = null;
@@ -42,22 +39,7 @@ export class ResponsesRelay implements StreamPump {
     /** Sees the final response object as the client gets it (stored for previous_response_id). */
     private readonly onFinal: (response: Record<string, unknown>) => void = () => undefined,
   ) {
-    this.assembler = assemble ? new StreamAssembler() : null;
-  }
-
-  push(text: string): string {
-    let out = '';
-    for (const event of this.framer.push(text)) out += this.handle(event);
-    return out;
-  }
-
-  end(): string {
-    const rest = this.framer.rest();
-    return (rest === null ? '' : this.handle(rest)) + this.release();
-  }
-
-  completion(): ChatCompletion | null {
-    return this.assembler?.completion() ?? null;
+    super(assemble);
   }
 
   /** The held final event; the answer is complete (and its receipt recorded): it is kept. */
@@ -77,7 +59,7 @@ export class ResponsesRelay implements StreamPump {
     return sseEvent('response.failed', { type: 'response.failed', sequence_number: this.lastSequence + 1, response });
   }
 
-  private handle(event: string): string {
+  protected handle(event: string): string {
     const raw = eventData(event);
     let data: Record<string, any> | undefined;
     try {
@@ -114,7 +96,7 @@ export class ResponsesRelay implements StreamPump {
     return sseEvent(eventName(event), data);
   }
 
-  private release(): string {
+  protected override release(): string {
     const held = this.held;
     this.holding = false;
     this.held = '';
