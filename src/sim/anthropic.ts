@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import { type AnswerRequest, type ChoicePlan, planChoices, positiveInt, scanPrompt } from './answer.js';
 import type { BehaviourBook, SimBehaviour } from './behaviour.js';
-import { breakConnection, Exchange, sendJson, startEventStream } from './http.js';
+import { Exchange, sendJson, sendPaced, startEventStream } from './http.js';
 
 /** Anthropic's error types by status (https://docs.anthropic.com/en/api/errors). */
 const ERROR_TYPES: Record<number, string> = {
@@ -159,25 +159,7 @@ async function streamMessage(
       delta: plan.tool ? { type: 'input_json_delta', partial_json: piece } : { type: 'text_delta', text: piece },
     });
 
-  const drip = b.dripMs ?? 0;
-  const gap = b.tokensPerSecond ? 1000 / b.tokensPerSecond : 0;
-  const breakAfter = b.breakAfterChunks;
-  let due = performance.now();
-  for (let i = 0; i < plan.pieces.length; i++) {
-    if (breakAfter !== undefined && i >= breakAfter) return breakConnection(res);
-    if (i > 0) {
-      if (gap > 0 || drip > 0) {
-        due += gap;
-        if (!(await ex.sleep(Math.max(drip, due - performance.now())))) return;
-        if (drip > gap) due = performance.now();
-      } else if (res.writableNeedDrain && !(await ex.drained())) return;
-      if (ex.gone) return;
-    }
-    res.write(delta(plan.pieces[i]));
-    if (i === 0 && b.hang === 'after-first-chunk') return;
-  }
-  if (breakAfter !== undefined && breakAfter <= plan.pieces.length) return breakConnection(res);
-  if (drip > 0 && !(await ex.sleep(drip))) return;
+  if (!(await sendPaced(ex, b, plan.pieces, (piece) => res.write(delta(piece))))) return;
   res.write(event('content_block_stop', { type: 'content_block_stop', index: 0 }));
   res.write(
     event('message_delta', {

@@ -1,6 +1,7 @@
 // Per-request plumbing shared by the simulator's wires: cancellable waits tied to the
 // response's lifetime, a deliberate mid-stream break, and the heads of JSON and SSE answers.
 import type http from 'node:http';
+import type { SimBehaviour } from './behaviour.js';
 
 /**
  * Waits that end early when the client goes away or close() destroys the socket, so that no
@@ -64,6 +65,40 @@ export function breakConnection(res: http.ServerResponse): void {
   const socket = res.socket;
   if (!socket) return;
   socket.end(() => socket.destroy());
+}
+
+/**
+ * Sends the pieces of a streamed answer one by one at the behaviour's pace: tokensPerSecond
+ * apart, or dripMs when slower, else as fast as the socket drains; breaks the connection after
+ * breakAfterChunks pieces, and stops after the first with hang 'after-first-chunk'. False when the
+ * stream ended early (client gone, broken, hung): the caller sends nothing more.
+ */
+export async function sendPaced(ex: Exchange, b: SimBehaviour, pieces: readonly string[], send: (piece: string) => void): Promise<boolean> {
+  const drip = b.dripMs ?? 0;
+  const gap = b.tokensPerSecond ? 1000 / b.tokensPerSecond : 0;
+  let due = performance.now();
+  for (let i = 0; i < pieces.length; i++) {
+    if (b.breakAfterChunks !== undefined && i >= b.breakAfterChunks) {
+      breakConnection(ex.res);
+      return false;
+    }
+    if (i > 0) {
+      if (gap > 0 || drip > 0) {
+        due += gap;
+        if (!(await ex.sleep(Math.max(drip, due - performance.now())))) return false;
+        if (drip > gap) due = performance.now();
+      } else if (ex.res.writableNeedDrain && !(await ex.drained())) return false;
+      if (ex.gone) return false;
+    }
+    send(pieces[i]!);
+    if (i === 0 && b.hang === 'after-first-chunk') return false;
+  }
+  if (b.breakAfterChunks !== undefined && b.breakAfterChunks <= pieces.length) {
+    breakConnection(ex.res);
+    return false;
+  }
+  // The same pause before what closes the stream.
+  return drip > 0 ? ex.sleep(drip) : true;
 }
 
 export function sendJson(res: http.ServerResponse, status: number, body: string, extra?: Record<string, string>): void {

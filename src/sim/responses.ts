@@ -11,7 +11,7 @@
 import type http from 'node:http';
 import { type AnswerRequest, type ChoicePlan, planChoices, positiveInt, scanPrompt } from './answer.js';
 import type { BehaviourBook, SimBehaviour } from './behaviour.js';
-import { breakConnection, Exchange, sendJson, startEventStream } from './http.js';
+import { Exchange, sendJson, sendPaced, startEventStream } from './http.js';
 import { sendBehaviourError, sendError } from './openai.js';
 
 type Json = Record<string, any>;
@@ -203,25 +203,7 @@ async function streamResponse(
           ...(refusal ? {} : { logprobs: [] }),
         });
 
-  const drip = b.dripMs ?? 0;
-  const gap = b.tokensPerSecond ? 1000 / b.tokensPerSecond : 0;
-  const breakAfter = b.breakAfterChunks;
-  let due = performance.now();
-  for (let i = 0; i < plan.pieces.length; i++) {
-    if (breakAfter !== undefined && i >= breakAfter) return breakConnection(res);
-    if (i > 0) {
-      if (gap > 0 || drip > 0) {
-        due += gap;
-        if (!(await ex.sleep(Math.max(drip, due - performance.now())))) return;
-        if (drip > gap) due = performance.now();
-      } else if (res.writableNeedDrain && !(await ex.drained())) return;
-      if (ex.gone) return;
-    }
-    delta(plan.pieces[i]);
-    if (i === 0 && b.hang === 'after-first-chunk') return;
-  }
-  if (breakAfter !== undefined && breakAfter <= plan.pieces.length) return breakConnection(res);
-  if (drip > 0 && !(await ex.sleep(drip))) return;
+  if (!(await sendPaced(ex, b, plan.pieces, delta))) return;
   const text = plan.pieces.join('');
   if (call) event('response.function_call_arguments.done', { ...at, name: item.name, arguments: text });
   else {
