@@ -256,11 +256,20 @@ async function main() {
     return { ttft, events };
   }
 
-  /** Tollgate (embedded stores) answering the same question in each client protocol. */
+  /**
+   * Tollgate (embedded stores) answering the same question in each client protocol, with the
+   * same output limit (Messages requires one), so the upstream is asked the same thing.
+   */
   const protocols = {
-    chat: { path: '/v1/chat/completions', body: jsonBody('tollgate') },
+    chat: {
+      path: '/v1/chat/completions',
+      body: JSON.stringify({ model: 'chat-default', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] }),
+    },
     // store: false, so the number is the translation's cost, not the stored response's write.
-    responses: { path: '/v1/responses', body: JSON.stringify({ model: 'chat-default', input: 'Say hello to the benchmark.', store: false }) },
+    responses: {
+      path: '/v1/responses',
+      body: JSON.stringify({ model: 'chat-default', input: 'Say hello to the benchmark.', max_output_tokens: 64, store: false }),
+    },
     messages: {
       path: '/v1/messages',
       body: JSON.stringify({ model: 'chat-default', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] }),
