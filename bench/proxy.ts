@@ -17,7 +17,7 @@
 // Prints a table and writes bench/results/proxy.json. Ratios and differences are computed
 // within one run, so a noisy shared machine moves all arms together.
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,6 +60,29 @@ const median = (xs: number[]) =>
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100 Hz)
+}
+/**
+ * CPU seconds of a process's threads in three groups: the main (event-loop) thread; the other
+ * Node threads (the receipt worker that signs segments, V8's GC helpers, libuv's pool: Node 20
+ * names them all "node"); and the embedded ClickHouse engine's own threads (chDB names its
+ * pools: ThreadPool, MergeMutate, …). A thread that exited between two reads is not counted.
+ */
+type ThreadGroups = { main: number; node: number; engine: number };
+function cpuByThreadGroup(pid: number): ThreadGroups {
+  const groups: ThreadGroups = { main: 0, node: 0, engine: 0 };
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / 100;
+    groups[tid === String(pid) ? 'main' : name === 'node' ? 'node' : 'engine'] += seconds;
+  }
+  return groups;
 }
 function rssMb(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
@@ -315,6 +338,7 @@ async function main() {
   // ── throughput at fixed concurrency, interleaved ──
   const rps = perArm((): number[] => []);
   const cpuPer1k = perArm((): number[] => []);
+  const threadUs = perArm(() => ({ main: [] as number[], node: [] as number[], engine: [] as number[] }));
   const rssMax = perArm(() => 0);
   let chRssMax = 0;
   const pids: Partial<Record<ProxyArm, number>> = {
@@ -326,6 +350,7 @@ async function main() {
     for (const arm of ARMS) {
       const pid = arm !== 'direct' ? pids[arm]! : 0;
       const cpu0 = pid ? cpuSeconds(pid) : 0;
+      const threads0 = isTollgate(arm) ? cpuByThreadGroup(pid) : null;
       let done = 0;
       const end = performance.now() + TP_SECONDS * 1000;
       await Promise.all(
@@ -338,6 +363,10 @@ async function main() {
       );
       rps[arm].push(done / TP_SECONDS);
       if (pid) cpuPer1k[arm].push(((cpuSeconds(pid) - cpu0) / done) * 1000);
+      if (threads0) {
+        const threads1 = cpuByThreadGroup(pid);
+        for (const g of ['main', 'node', 'engine'] as const) threadUs[arm][g].push(((threads1[g] - threads0[g]) / done) * 1e6);
+      }
       if (isTollgate(arm)) rssMax[arm] = Math.max(rssMax[arm], rssMb(pid));
       // The endpoint takes tollgate-ext's receipt batches, which may land after its round.
       if (ext) chRssMax = Math.max(chRssMax, rssMb(ext.chPid));
@@ -363,6 +392,8 @@ async function main() {
   const profile = await profileTollgate(configFile, () => jsonBody('tollgate'));
 
   const ttftStats = perArm((a) => median(ttft[a]));
+  /** Median µs per request of each thread group (main / other Node threads / chDB engine). */
+  const byThread = (arm: Arm) => ({ main: median(threadUs[arm].main), node: median(threadUs[arm].node), engine: median(threadUs[arm].engine) });
   const rpsMedian = perArm((a) => median(rps[a]));
 
   const externalStores = ext
@@ -377,6 +408,8 @@ async function main() {
         streamAddedTtftMs: ttftStats['tollgate-ext'] - ttftStats.direct,
         streamEventsPerResponse: median(events['tollgate-ext']),
         cpuSecondsPer1k: median(cpuPer1k['tollgate-ext']),
+        cpuUsPerRequestByThread: byThread('tollgate-ext'),
+        cpuRatioVsBare: median(cpuPer1k['tollgate-ext']) / median(cpuPer1k.bare),
         /** Max VmRSS of the Tollgate process over the throughput rounds. */
         tollgateRssMb: rssMax['tollgate-ext'],
         /** Info: max VmRSS of the ClickHouse endpoint process, sampled after every throughput round. */
@@ -399,6 +432,8 @@ async function main() {
     /** CPU time of all the process's threads (/proc utime + stime) per request, c=32. */
     cpuUsPerRequest: Object.fromEntries(ARMS.filter((a) => a !== 'direct').map((a) => [a, median(cpuPer1k[a]) * 1000])),
     cpuRatioVsBare: median(cpuPer1k.tollgate) / median(cpuPer1k.bare),
+    /** The Tollgate arm's CPU per request by thread group: main (event loop), other Node threads (receipt worker, GC, libuv), engine (chDB). */
+    cpuUsPerRequestByThread: byThread('tollgate'),
     /** One Ed25519 signature over a real receipt's RFC 8785 JSON, in this process (median of 2000). */
     receiptSignatureUs: signatureUs,
     /** The profiled instance's throughput and CPU per request (slower than unprofiled: the profiler samples). */
@@ -455,6 +490,10 @@ async function main() {
       '',
     ],
     ['CPU per request, tollgate / bare', `${results.cpuRatioVsBare.toFixed(2)}×`, '≤ 2×'],
+    ...ARMS.filter(isTollgate).map((a): [string, string, string] => {
+      const t = byThread(a);
+      return [`  ${a}: main / other Node threads / chDB engine`, `${t.main.toFixed(0)} / ${t.node.toFixed(0)} / ${t.engine.toFixed(0)} µs`, ''];
+    }),
     ['  of which: one receipt signature (Ed25519)', `${results.receiptSignatureUs.toFixed(1)} µs`, '(in the segment worker)'],
     ['tollgate RSS under load, embedded stores', `${rssMax.tollgate.toFixed(0)} MB`, '≤ 400 MB'],
     ...protocolNames

@@ -114,7 +114,12 @@ export interface App {
 
 /** Receipts made moments ago may not be in ClickHouse yet; serve them from memory. */
 class RecentReceipts implements ReceiptSink {
-  private readonly recent = new Map<string, UnsignedReceipt | Receipt>();
+  // Two generations instead of one map trimmed from its front: deleting a Map's oldest key
+  // and asking keys().next() again walks the deleted slots, which showed up in the proxy's
+  // profile. When the young one is full it becomes the old one (the previous old is dropped),
+  // so the last limit/2 to limit receipts are always held.
+  private young = new Map<string, UnsignedReceipt | Receipt>();
+  private old = new Map<string, UnsignedReceipt | Receipt>();
 
   constructor(
     private readonly journal: AppJournal,
@@ -123,18 +128,22 @@ class RecentReceipts implements ReceiptSink {
 
   async append(draft: ReceiptDraft): Promise<UnsignedReceipt> {
     const receipt = await this.journal.append(draft);
-    if (this.recent.size >= this.limit) this.recent.delete(this.recent.keys().next().value!);
-    this.recent.set(receipt.receipt_id, receipt);
+    if (this.young.size >= this.limit / 2) {
+      this.old = this.young;
+      this.young = new Map();
+    }
+    this.young.set(receipt.receipt_id, receipt);
     return receipt;
   }
 
   get(id: string): Receipt | undefined {
-    const held = this.recent.get(id);
+    const generation = this.young.has(id) ? this.young : this.old;
+    const held = generation.get(id);
     if (!held) return undefined;
     if ('signature' in held) return held;
     // Signed once, on first request (Ed25519 is deterministic: the worker signs identically).
     const signed = this.journal.sign(held);
-    this.recent.set(id, signed);
+    generation.set(id, signed);
     return signed;
   }
 }

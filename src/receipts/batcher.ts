@@ -6,7 +6,7 @@
 // every rollup. The file is deleted only after the insert was acknowledged; failures are
 // retried with capped exponential backoff forever: a receipt is never dropped.
 //
-// The insert body (signed receipts as JSONEachRow rows) is made by a SegmentPreparer, in a
+// The insert body (signed receipts as JSONCompactEachRow rows) is made by a SegmentPreparer, in a
 // worker thread; this thread only sends the bytes, as they are, with `exec`
 // (`client.insert` would serialize row objects again).
 import { unlink } from 'node:fs/promises';
@@ -14,6 +14,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { insertStatement } from './rows.js';
 import type { PreparedSegment, SegmentPreparer } from './segment-preparer.js';
 import { segmentFileName, writeHead } from './wal.js';
 
@@ -136,7 +137,7 @@ export class SegmentBatcher {
       // The last line's hash chains over every line before it: with the instance and the
       // segment number, the token names exactly this content, even if a WAL were reset.
       const result = await client.exec({
-        query: `INSERT INTO ${table} FORMAT JSONEachRow`,
+        query: insertStatement(table),
         values: Readable.from([Buffer.from(prepared.body.buffer, prepared.body.byteOffset, prepared.body.byteLength)], { objectMode: false }),
         abort_signal: this.#abort.signal,
         clickhouse_settings: {

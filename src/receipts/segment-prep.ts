@@ -1,5 +1,5 @@
 // Turns one sealed WAL segment into the body of its ClickHouse insert (DESIGN §7): every
-// line signed, mapped to a `receipts` row, and written as JSONEachRow text. Runs in the
+// line signed, mapped to a `receipts` row, and written as JSONCompactEachRow text (rows.ts). Runs in the
 // journal's worker thread (segment-worker.ts), off the request path and the main thread.
 //
 // The result is a pure function of the file and the key: Ed25519 signatures are
@@ -8,11 +8,11 @@
 import { type KeyObject, sign } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Receipt } from './receipt.js';
-import { receiptToRow } from './rows.js';
+import { receiptToInsertValues } from './rows.js';
 import { chainHeadOfLine, sha256Hex } from './wal.js';
 
 export interface PreparedSegment {
-  /** The insert body: one JSONEachRow row per receipt (UTF-8, its own ArrayBuffer, transferable). */
+  /** The insert body: one JSONCompactEachRow row per receipt (UTF-8, its own ArrayBuffer, transferable). */
   body: Uint8Array;
   /** Receipts in the body. */
   records: number;
@@ -57,7 +57,7 @@ export async function prepareSegment(file: string, key: KeyObject, keyId: string
       }
       receipt.signature = sign(null, buf.subarray(start, end), key).toString('base64url');
     }
-    rows.push(JSON.stringify(receiptToRow(receipt)));
+    rows.push(JSON.stringify(receiptToInsertValues(receipt)));
     lastLine = line;
     lastSeq = receipt.seq;
   }

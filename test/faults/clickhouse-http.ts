@@ -8,7 +8,7 @@
 //
 //   GET  /ping                        → "Ok.\n"
 //   POST /?query=…&param_x=…&<setting>=…   SQL in `query`, and the request body is data
-//                                      (exec / insert: `INSERT … FORMAT JSONEachRow` + rows)
+//                                      (exec / insert: `INSERT … FORMAT <format>` + rows)
 //   POST /?param_x=…&<setting>=…      SQL in the body (query / command)
 //   multipart/form-data bodies         (`query` and `param_*` parts, clickhouse-js's long-params mode)
 //   settings                           every other URL parameter; applied to that statement

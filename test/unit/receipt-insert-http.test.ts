@@ -12,7 +12,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ReceiptJournal } from '../../src/receipts/journal.js';
 import type { ReceiptDraft } from '../../src/receipts/receipt.js';
-import { rowToReceipt } from '../../src/receipts/rows.js';
+import { RECEIPT_COLUMNS, rowToReceipt } from '../../src/receipts/rows.js';
 import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
 import { canonicalUnsignedJson, ReceiptSigner } from '../../src/receipts/signer.js';
 import { verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
@@ -117,7 +117,7 @@ it('sends the prepared rows as is, with the dedup token, and retries the same by
   expect(failed.body).toBe(first.body);
   for (const r of requests) {
     expect(r.method).toBe('POST');
-    expect(r.url.searchParams.get('query')).toBe('INSERT INTO receipts FORMAT JSONEachRow');
+    expect(r.url.searchParams.get('query')).toBe(`INSERT INTO receipts (${RECEIPT_COLUMNS.join(', ')}) FORMAT JSONCompactEachRow`);
     expect(r.url.searchParams.get('insert_deduplicate')).toBe('1');
     expect(r.url.searchParams.get('deduplicate_blocks_in_dependent_materialized_views')).toBe('1');
     expect(r.url.searchParams.get('async_insert')).toBe('0');
@@ -129,12 +129,14 @@ it('sends the prepared rows as is, with the dedup token, and retries the same by
   expect(first.url.searchParams.get('insert_deduplication_token')).toBe(`${journal.instanceId}:1:${sha256Hex(canonicalUnsignedJson(appended[4]))}`);
   expect(second.url.searchParams.get('insert_deduplication_token')).toBe(`${journal.instanceId}:2:${sha256Hex(canonicalUnsignedJson(appended[6]))}`);
 
-  // Every row is the stored form of a signed receipt that verifies, in chain order.
-  const receipts = [...lines(first.body), ...lines(second.body)].map((l) => rowToReceipt(JSON.parse(l)));
+  // Every row is the stored form of a signed receipt that verifies, in chain order: its values
+  // in RECEIPT_COLUMNS order.
+  const asRow = (line: string) => Object.fromEntries(RECEIPT_COLUMNS.map((c, i) => [c, (JSON.parse(line) as unknown[])[i]]));
+  const receipts = [...lines(first.body), ...lines(second.body)].map((l) => rowToReceipt(asRow(l)));
   expect(receipts).toEqual(appended.map((r) => journal.sign(r)));
   for (const r of receipts) expect(verifyReceipt(r, signer.jwks())).toEqual({ valid: true });
   expect(verifyChain(receipts).valid).toBe(true);
-  const row = JSON.parse(lines(first.body)[1]);
+  const row = asRow(lines(first.body)[1]!);
   expect(row).toMatchObject({ started_at: '2026-11-21 22:00:00.123', feature: 'résumé ✨', api_key_id: '', cost_usd: '0.000000150' });
   // Acknowledged: the WAL segments are gone.
   expect(readdirSync(path.join(dataDir, 'wal')).filter((f) => f.endsWith('.jsonl'))).toEqual([]);
