@@ -1,6 +1,9 @@
 // npm run bench:proxy — the arms side by side, interleaved, in one process tree:
 //   direct       → the simulated provider (its own process)
 //   bare         → a 20-line undici pass-through proxy (its own process): the Node proxy limit
+//   floor        → throughput rounds only: Tollgate's own inbound server and upstream client
+//                  with an empty handler (bench/support/floor-proxy.ts); Tollgate − floor is
+//                  what the pipeline costs
 //   tollgate     → Tollgate with receipts on (its own process, embedded stores: chDB and
 //                  PGlite inside the process)
 //   protocols    → the tollgate arm again, one protocol per round (chat completions, Responses,
@@ -27,7 +30,7 @@ import { Pool } from 'undici';
 import { canonicalize } from '../src/receipts/verify.js';
 import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
 import { type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
-import { profileStart, type SelfTimeRow, selfTimeTable } from './support/cpu-profile.js';
+import { profileStart, type SelfTimeRow, selfTimeByModule, selfTimeTable } from './support/cpu-profile.js';
 import { BUILT, Cleanups, createKey, forkTs, stopTollgate } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -41,13 +44,15 @@ const TP_CONCURRENCY = 32;
 const PROFILE_SECONDS = Number(process.env.BENCH_PROFILE_SECONDS ?? 8);
 const EXTERNAL_DB = process.env.DATABASE_URL;
 
-type Arm = 'direct' | 'bare' | 'tollgate' | 'tollgate-ext';
+type Arm = 'direct' | 'bare' | 'floor' | 'tollgate' | 'tollgate-ext';
 type ProxyArm = Exclude<Arm, 'direct'>;
 const BASE_ARMS = ['direct', 'bare', 'tollgate'] as const;
 const ARMS: Arm[] = EXTERNAL_DB ? [...BASE_ARMS, 'tollgate-ext'] : [...BASE_ARMS];
+/** The throughput rounds also run the floor: Tollgate's own server and upstream client, empty handler. */
+const TP_ARMS: Arm[] = [...ARMS.slice(0, 2), 'floor', ...ARMS.slice(2)];
 const isTollgate = (arm: Arm) => arm === 'tollgate' || arm === 'tollgate-ext';
 /** One value per arm that runs (no 'tollgate-ext' entry when it is skipped). */
-const perArm = <T>(make: (arm: Arm) => T) => Object.fromEntries(ARMS.map((a) => [a, make(a)])) as Record<Arm, T>;
+const perArm = <T>(make: (arm: Arm) => T, arms = ARMS) => Object.fromEntries(arms.map((a) => [a, make(a)])) as Record<Arm, T>;
 const baseOnly = <T>(r: Record<Arm, T>) => Object.fromEntries(BASE_ARMS.map((a) => [a, r[a]])) as Record<(typeof BASE_ARMS)[number], T>;
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
@@ -159,6 +164,8 @@ interface ProfileResult {
   rps: number;
   cpuUsPerRequest: number;
   top: Array<SelfTimeRow & { usPerRequest: number }>;
+  /** The main thread's self time by where the code lives (our modules by file, libraries by package, Node by area). */
+  byModule: Array<{ module: string; share: number; usPerRequest: number }>;
   /** Each profiled thread's sampled time per request (main, segment worker, …). */
   threads: Array<{ thread: string; usPerRequest: number }>;
 }
@@ -196,6 +203,7 @@ async function profileTollgate(configFile: string, body: () => string): Promise<
   const root = path.resolve(here, '..');
   const threads: ProfileResult['threads'] = [];
   let top: ProfileResult['top'] = [];
+  let byModule: ProfileResult['byModule'] = [];
   files.sort((a, b) => threadOf(a) - threadOf(b));
   // The main thread's clock starts a little after spawn (the window is off by that much, some
   // ms); workers start later and are cut on the main thread's clock.
@@ -204,9 +212,13 @@ async function profileTollgate(configFile: string, body: () => string): Promise<
     const { rows, totalMs } = await selfTimeTable(path.join(profDir, f), root, 15, { ...window, originUs });
     const thread = threadOf(f) === 0 ? 'main' : `worker ${threadOf(f)}`;
     threads.push({ thread, usPerRequest: (totalMs / done) * 1000 });
-    if (threadOf(f) === 0) top = rows.map((r) => ({ ...r, usPerRequest: (r.selfMs / done) * 1000 }));
+    if (threadOf(f) === 0) {
+      top = rows.map((r) => ({ ...r, usPerRequest: (r.selfMs / done) * 1000 }));
+      const modules = await selfTimeByModule(path.join(profDir, f), root, { ...window, originUs });
+      byModule = modules.slice(0, 15).map((m) => ({ module: m.module, share: m.share, usPerRequest: (m.selfMs / done) * 1000 }));
+    }
   }
-  return { rps: done / PROFILE_SECONDS, cpuUsPerRequest: (cpu / done) * 1e6, top, threads };
+  return { rps: done / PROFILE_SECONDS, cpuUsPerRequest: (cpu / done) * 1e6, top, byModule, threads };
 }
 
 async function main() {
@@ -215,6 +227,8 @@ async function main() {
   const simUrl: string = sim.message.url;
   const bare = await forkTs(path.join(here, 'support/bare-proxy.ts'), [simUrl]);
   defer('stop the bare proxy', () => bare.child.kill());
+  const floor = await forkTs(path.join(here, 'support/floor-proxy.ts'), [simUrl]);
+  defer('stop the floor proxy', () => floor.child.kill());
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-'));
   defer('remove the data dir', () => rm(dataDir, { recursive: true, force: true }));
   const configFile = path.join(dataDir, 'tollgate.yaml');
@@ -247,11 +261,12 @@ async function main() {
   const bases = perArm((a) => {
     if (a === 'direct') return new URL(simUrl);
     if (a === 'bare') return new URL(`http://127.0.0.1:${bare.message.port}/v1`);
+    if (a === 'floor') return new URL(`http://127.0.0.1:${floor.message.port}/v1`);
     return new URL(`${(a === 'tollgate' ? tollgate : ext!.proc).url}/v1`);
-  });
-  const pools = perArm((a) => new Pool(bases[a].origin, { connections: 64 }));
-  defer('close the client pools', () => Promise.all(ARMS.map((a) => pools[a].close())));
-  const headers = perArm((a) => ({ 'content-type': 'application/json', authorization: `Bearer ${a === 'tollgate-ext' ? ext!.secret : secret}` }));
+  }, TP_ARMS);
+  const pools = perArm((a) => new Pool(bases[a].origin, { connections: 64 }), TP_ARMS);
+  defer('close the client pools', () => Promise.all(TP_ARMS.map((a) => pools[a].close())));
+  const headers = perArm((a) => ({ 'content-type': 'application/json', authorization: `Bearer ${a === 'tollgate-ext' ? ext!.secret : secret}` }), TP_ARMS);
   const jsonBody = (arm: Arm) =>
     JSON.stringify({ model: isTollgate(arm) ? 'chat-default' : 'sim-chat', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] });
   const streamBody = (arm: Arm) =>
@@ -336,18 +351,20 @@ async function main() {
   for (const p of protocolNames) protoStats[p].p50OverChatMs = protoStats[p].p50 - protoStats.chat.p50;
 
   // ── throughput at fixed concurrency, interleaved ──
-  const rps = perArm((): number[] => []);
-  const cpuPer1k = perArm((): number[] => []);
+  const rps = perArm((): number[] => [], TP_ARMS);
+  const cpuPer1k = perArm((): number[] => [], TP_ARMS);
   const threadUs = perArm(() => ({ main: [] as number[], node: [] as number[], engine: [] as number[] }));
   const rssMax = perArm(() => 0);
   let chRssMax = 0;
   const pids: Partial<Record<ProxyArm, number>> = {
     bare: bare.child.pid!,
+    floor: floor.child.pid!,
     tollgate: tollgate.child.pid!,
     ...(ext ? { 'tollgate-ext': ext.proc.child.pid! } : {}),
   };
+  for (let i = 0; i < WARMUP; i++) await once('floor');
   for (let round = 0; round < TP_ROUNDS; round++) {
-    for (const arm of ARMS) {
+    for (const arm of TP_ARMS) {
       const pid = arm !== 'direct' ? pids[arm]! : 0;
       const cpu0 = pid ? cpuSeconds(pid) : 0;
       const threads0 = isTollgate(arm) ? cpuByThreadGroup(pid) : null;
@@ -394,7 +411,7 @@ async function main() {
   const ttftStats = perArm((a) => median(ttft[a]));
   /** Median µs per request of each thread group (main / other Node threads / chDB engine). */
   const byThread = (arm: Arm) => ({ main: median(threadUs[arm].main), node: median(threadUs[arm].node), engine: median(threadUs[arm].engine) });
-  const rpsMedian = perArm((a) => median(rps[a]));
+  const rpsMedian = perArm((a) => median(rps[a]), TP_ARMS);
 
   const externalStores = ext
     ? {
@@ -430,7 +447,9 @@ async function main() {
     streamEventsPerResponse: baseOnly(perArm((a) => median(events[a]))),
     cpuSecondsPer1k: { bare: median(cpuPer1k.bare), tollgate: median(cpuPer1k.tollgate) },
     /** CPU time of all the process's threads (/proc utime + stime) per request, c=32. */
-    cpuUsPerRequest: Object.fromEntries(ARMS.filter((a) => a !== 'direct').map((a) => [a, median(cpuPer1k[a]) * 1000])),
+    cpuUsPerRequest: Object.fromEntries(TP_ARMS.filter((a) => a !== 'direct').map((a) => [a, median(cpuPer1k[a]) * 1000])),
+    /** Tollgate's server and upstream client with an empty handler (bench/support/floor-proxy.ts): the transport's floor. */
+    floor: { throughputRps: rpsMedian.floor, cpuUsPerRequest: median(cpuPer1k.floor) * 1000, throughputRatioVsBare: rpsMedian.floor / rpsMedian.bare },
     cpuRatioVsBare: median(cpuPer1k.tollgate) / median(cpuPer1k.bare),
     /** The Tollgate arm's CPU per request by thread group: main (event loop), other Node threads (receipt worker, GC, libuv), engine (chDB). */
     cpuUsPerRequestByThread: byThread('tollgate'),
@@ -471,6 +490,11 @@ async function main() {
       : []),
     ['bare proxy added p50 / p99', `${f(results.bareAddedLatencyMs.p50)} / ${f(results.bareAddedLatencyMs.p99)} ms`, '(reference)'],
     [`throughput c=${TP_CONCURRENCY} ${names}`, `${ARMS.map((a) => Math.round(rpsMedian[a])).join(' / ')} rps`, ''],
+    [
+      'floor (Tollgate server + upstream client, empty handler)',
+      `${Math.round(rpsMedian.floor)} rps, ${(median(cpuPer1k.floor) * 1000).toFixed(0)} µs CPU per request`,
+      '(reference)',
+    ],
     ['throughput vs bare proxy, embedded stores', `${results.throughputRatioVsBare.toFixed(2)}×`, '≥ 0.6×'],
     ...(x ? ([['throughput vs bare proxy, external stores', `${x.throughputRatioVsBare.toFixed(2)}×`, '≥ 0.6×']] as Array<[string, string, string]>) : []),
     ['stream added TTFT (median), embedded stores', `${f(results.streamAddedTtftMs)} ms`, '≤ 1 ms'],
@@ -518,6 +542,8 @@ async function main() {
   );
   for (const r of profile.top)
     process.stdout.write(`  ${r.share.toFixed(1).padStart(5)} %  ${r.usPerRequest.toFixed(1).padStart(6)} µs  ${r.function}  ${r.location}\n`);
+  process.stdout.write('\nthe same samples by module (main thread)\n');
+  for (const m of profile.byModule) process.stdout.write(`  ${m.share.toFixed(1).padStart(5)} %  ${m.usPerRequest.toFixed(1).padStart(6)} µs  ${m.module}\n`);
   process.stdout.write(`  threads: ${profile.threads.map((t) => `${t.thread} ${t.usPerRequest.toFixed(0)} µs/req`).join(', ')}\n`);
   const out = path.join(here, 'results', 'proxy.json');
   await mkdir(path.dirname(out), { recursive: true });

@@ -63,6 +63,7 @@ const BENCHES: Bench[] = [
         (t
           ? `; main thread ${Math.round(t.main)}, other Node threads ${Math.round(t.node)} (receipt signing worker, GC, libuv), chDB engine threads ${Math.round(t.engine)}`
           : '') +
+        (j.floor ? `; floor (Tollgate's server and upstream client, empty handler) ${Math.round(j.floor.cpuUsPerRequest)} µs` : '') +
         `; one Ed25519 receipt signature ${j.receiptSignatureUs.toFixed(1)} µs`;
       // The tollgate-ext arm (bench/proxy.ts, with DATABASE_URL): CLICKHOUSE_URL → the test
       // ClickHouse HTTP endpoint (chDB in its own process), DATABASE_URL → a scratch database.
