@@ -53,10 +53,7 @@ export function createBuilder() {
     },
   });
 
-  builder.scalarType('DateTime', {
-    serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value).toISOString()),
-    parseValue: parseDateTime,
-  });
+  builder.scalarType('DateTime', { serialize: serializeDateTime(), parseValue: parseDateTime });
   builder.scalarType('JSON', { serialize: (v) => v, parseValue: (v) => v });
   builder.queryType({});
   builder.mutationType({});
@@ -65,6 +62,25 @@ export function createBuilder() {
 }
 
 export type Builder = ReturnType<typeof createBuilder>;
+
+/**
+ * DateTime outputs as ISO strings. Remembers the last one: a list's rows often share a time
+ * (timeSeries returns every group of a bucket in a row, 70 per day in bench:analytics), and
+ * toISOString was ~10 % of the GraphQL time of a 2,100-row answer.
+ */
+function serializeDateTime(): (value: unknown) => string {
+  let lastMs = Number.NaN;
+  let lastIso = '';
+  return (value) => {
+    const ms = value instanceof Date ? value.getTime() : new Date(value as string | number).getTime();
+    if (ms !== lastMs) {
+      // toISOString throws on an invalid time (NaN never equals lastMs), as before.
+      lastIso = new Date(ms).toISOString();
+      lastMs = ms;
+    }
+    return lastIso;
+  };
+}
 
 // DateTime inputs. Strings are checked by zod, not by `new Date`, whose parser takes "1" for
 // 2001 and rolls 2026-02-30 into March. Years 0000–9999 only: a JS Date reaches year 275760,
