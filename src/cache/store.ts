@@ -168,10 +168,12 @@ export class AnswerStore {
   }
 
   private remember(entry: CachedAnswer, vector: Vector | null, ttl: number): void {
-    this.lru.set(entry.key, pack(entry), { ttl });
+    const held = pack(entry);
+    this.lru.set(entry.key, held, { ttl });
     if (!this.lru.has(entry.key)) return; // too large for this cache
     if (entry.semantic && vector) {
-      this.semantic.add(entry.semantic.namespace, entry.key, entry.semantic.context, entry.semantic.text, vector);
+      // Hold the index's shared copies of the namespace and context strings, not this request's.
+      held.semantic = this.semantic.add(entry.semantic.namespace, entry.key, entry.semantic.context, entry.semantic.text, vector);
     }
   }
 
