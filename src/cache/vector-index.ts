@@ -77,7 +77,9 @@ export class SparseIndex implements VectorIndex<SparseVector> {
   private stale = 0;
 
   constructor() {
-    this.reset(1024, 1024 * 32);
+    // Small to begin with: there is an index per namespace (team + route + embedder), and
+    // most hold few entries. The arrays double as they fill.
+    this.reset(16, 512);
   }
 
   get size(): number {
@@ -238,7 +240,7 @@ export class SparseIndex implements VectorIndex<SparseVector> {
     this.slots = 0;
     this.slotOf.clear();
     this.free.length = 0;
-    let capacity = 1024;
+    let capacity = 64;
     while (capacity * 3 < features * 4) capacity *= 2;
     this.tableKey = new Uint32Array(capacity);
     this.tableHead = new Int32Array(capacity).fill(-1);
@@ -255,14 +257,14 @@ export class SparseIndex implements VectorIndex<SparseVector> {
     const live = [...this.slotOf].map(([label, slot]) => [label, this.start[slot], this.length[slot]] as const);
     const { ids, weights } = this;
     const features = live.reduce((sum, [, , n]) => sum + n, 0);
-    this.reset(Math.max(1024, live.length), Math.max(1024, features));
+    this.reset(Math.max(16, live.length), Math.max(512, features));
     for (const [label, from, n] of live) this.add(label, { ids: ids.subarray(from, from + n), weights: weights.subarray(from, from + n) });
   }
 }
 
 /** A typed array with room for at least `needed` elements: doubled, contents kept. */
 function grown<T extends Uint32Array | Int32Array | Float32Array | Float64Array>(array: T, needed: number): T {
-  let capacity = Math.max(1024, array.length);
+  let capacity = Math.max(64, array.length);
   while (capacity < needed) capacity *= 2;
   const next = new (array.constructor as new (n: number) => T)(capacity);
   next.set(array as never);
