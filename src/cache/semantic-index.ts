@@ -20,6 +20,7 @@ interface Member {
 }
 
 interface Namespace {
+  name: string;
   index: VectorIndex;
   members: Map<number, Member>;
 }
@@ -32,20 +33,34 @@ export interface SemanticMatch {
 export class SemanticIndex {
   private readonly namespaces = new Map<string, Namespace>();
   private readonly byKey = new Map<string, { namespace: string; label: number }>();
+  /**
+   * One copy of each context string, counted: most entries of a route share their context
+   * (the same system prompt and parameters), and a 64-character hash per entry was 8 MB per
+   * 100k entries in bench:cache.
+   */
+  private readonly contexts = new Map<string, { context: string; refs: number }>();
   private nextLabel = 1;
 
   get size(): number {
     return this.byKey.size;
   }
 
-  add(namespace: string, key: string, context: string, text: string, vector: Vector): void {
+  /**
+   * Returns the namespace and context as this index keeps them (one shared copy of each), for
+   * the caller to hold instead of its own.
+   */
+  add(namespace: string, key: string, context: string, text: string, vector: Vector): { namespace: string; context: string; text: string } {
     this.remove(key);
     let ns = this.namespaces.get(namespace);
-    if (!ns) this.namespaces.set(namespace, (ns = { index: isSparse(vector) ? new SparseIndex() : new DenseIndex(), members: new Map() }));
+    if (!ns) this.namespaces.set(namespace, (ns = { name: namespace, index: isSparse(vector) ? new SparseIndex() : new DenseIndex(), members: new Map() }));
+    let shared = this.contexts.get(context);
+    if (!shared) this.contexts.set(context, (shared = { context, refs: 0 }));
+    shared.refs++;
     const label = this.nextLabel++;
     ns.index.add(label, vector as never);
-    ns.members.set(label, { key, context, text });
-    this.byKey.set(key, { namespace, label });
+    ns.members.set(label, { key, context: shared.context, text });
+    this.byKey.set(key, { namespace: ns.name, label });
+    return { namespace: ns.name, context: shared.context, text };
   }
 
   remove(key: string): void {
@@ -54,7 +69,10 @@ export class SemanticIndex {
     this.byKey.delete(key);
     const ns = this.namespaces.get(at.namespace)!;
     ns.index.remove(at.label);
+    const member = ns.members.get(at.label)!;
     ns.members.delete(at.label);
+    const shared = this.contexts.get(member.context);
+    if (shared && --shared.refs === 0) this.contexts.delete(member.context);
     if (ns.members.size === 0) this.namespaces.delete(at.namespace);
   }
 

@@ -39,21 +39,48 @@ export function isSparse(v: Vector): v is SparseVector {
 }
 
 export class SparseIndex implements VectorIndex<SparseVector> {
-  /**
-   * feature id → the slots holding it. Most features (word pairs) belong to one entry, so a
-   * lone slot is stored as the number itself: no array per feature. Postings may still list
-   * freed or reused slots: every candidate is scored against the vector in its slot now, so a
-   * stale posting costs a little time, never a wrong answer; compaction clears them.
-   */
-  private readonly postings = new Map<number, number | number[]>();
+  // Everything lives in a few typed arrays rather than an object, two typed arrays and Map
+  // entries per stored vector: at 100k entries (30 features each) those objects were 126 MB of
+  // JS heap (bench:cache). Freed vectors and their postings stay in the arrays as garbage until
+  // compaction rebuilds them from the live vectors.
+
+  /** The vectors' features, back to back: a slot's vector is `length[slot]` features from `start[slot]`. */
+  private ids = new Uint32Array(0);
+  private weights = new Float32Array(0);
+  private used = 0;
+  private start = new Uint32Array(0);
+  private length = new Uint32Array(0);
+  /** Slot → label, NaN for a free slot. */
+  private labels = new Float64Array(0);
+  private slots = 0;
   private readonly slotOf = new Map<number, number>();
-  private vectors: Array<SparseVector | undefined> = [];
-  private labels: number[] = [];
   private readonly free: number[] = [];
+
+  /**
+   * feature id → its postings (the slots holding it), as a linked list in insertion order
+   * through `nodeSlot`/`nodeNext`. Open addressing: `tableHead` is -1 where nothing is stored.
+   * Postings may list freed or reused slots: every candidate is scored against the vector in
+   * its slot now, so a stale posting costs a little time, never a wrong answer.
+   */
+  private tableKey = new Uint32Array(0);
+  private tableHead = new Int32Array(0);
+  private tableTail = new Int32Array(0);
+  private tableCount = new Uint32Array(0);
+  private features = 0;
+  private nodeSlot = new Int32Array(0);
+  private nodeNext = new Int32Array(0);
+  private nodes = 0;
+
   /** Marks candidates already seen in this search (epoch-stamped: no clearing between searches). */
   private seen = new Uint32Array(1024);
   private epoch = 0;
   private stale = 0;
+
+  constructor() {
+    // Small to begin with: there is an index per namespace (team + route + embedder), and
+    // most hold few entries. The arrays double as they fill.
+    this.reset(16, 512);
+  }
 
   get size(): number {
     return this.slotOf.size;
@@ -61,31 +88,37 @@ export class SparseIndex implements VectorIndex<SparseVector> {
 
   add(label: number, vector: SparseVector): void {
     this.remove(label);
-    const slot = this.free.pop() ?? this.vectors.length;
-    this.vectors[slot] = vector;
+    const n = vector.ids.length;
+    const slot = this.free.pop() ?? this.newSlot();
+    if (this.used + n > this.ids.length) {
+      this.ids = grown(this.ids, this.used + n);
+      this.weights = grown(this.weights, this.used + n);
+    }
+    this.ids.set(vector.ids, this.used);
+    this.weights.set(vector.weights, this.used);
+    this.start[slot] = this.used;
+    this.length[slot] = n;
+    this.used += n;
     this.labels[slot] = label;
     this.slotOf.set(label, slot);
-    for (const id of vector.ids) {
-      const held = this.postings.get(id);
-      if (held === undefined) this.postings.set(id, slot);
-      else if (typeof held === 'number') {
-        if (held !== slot) this.postings.set(id, [held, slot]);
-      } else held.push(slot);
-    }
+    for (let i = 0; i < n; i++) this.post(vector.ids[i], slot);
   }
 
   remove(label: number): void {
     const slot = this.slotOf.get(label);
     if (slot === undefined) return;
     this.slotOf.delete(label);
-    this.vectors[slot] = undefined;
+    this.labels[slot] = Number.NaN;
     this.free.push(slot);
     if (++this.stale > 1024 && this.stale > this.slotOf.size) this.compact();
   }
 
   get(label: number): SparseVector | undefined {
     const slot = this.slotOf.get(label);
-    return slot === undefined ? undefined : this.vectors[slot];
+    if (slot === undefined) return undefined;
+    const from = this.start[slot];
+    const to = from + this.length[slot];
+    return { ids: this.ids.slice(from, to), weights: this.weights.slice(from, to) };
   }
 
   /**
@@ -95,43 +128,152 @@ export class SparseIndex implements VectorIndex<SparseVector> {
    * posting lists are never walked when a threshold is given ("prefix filtering").
    */
   search(vector: SparseVector, k: number, accept: (label: number) => boolean, minSimilarity = 0): Neighbour[] {
-    const lists = Array.from(vector.ids, (id, i) => ({ held: this.postings.get(id), weight: vector.weights[i] }));
-    const length = (held: number | number[] | undefined) => (held === undefined ? 0 : typeof held === 'number' ? 1 : held.length);
-    lists.sort((a, b) => length(a.held) - length(b.held));
-    if (this.seen.length < this.vectors.length) this.seen = new Uint32Array(this.vectors.length * 2);
+    const lists = Array.from(vector.ids, (id, i) => {
+      const at = this.find(id);
+      return { head: at < 0 ? -1 : this.tableHead[at], count: at < 0 ? 0 : this.tableCount[at], weight: vector.weights[i] };
+    });
+    lists.sort((a, b) => a.count - b.count);
+    if (this.seen.length < this.slots) this.seen = new Uint32Array(this.slots * 2);
     const epoch = (this.epoch = (this.epoch + 1) >>> 0 || 1);
     const floor = minSimilarity > 0 ? minSimilarity * minSimilarity : -1;
     const best: Neighbour[] = [];
-    const consider = (slot: number) => {
-      if (this.seen[slot] === epoch) return;
-      this.seen[slot] = epoch;
-      const stored = this.vectors[slot];
-      if (!stored) return;
-      const similarity = dot(vector, stored);
-      if (similarity < minSimilarity || (best.length === k && similarity <= best[k - 1].similarity)) return;
-      const label = this.labels[slot];
-      if (accept(label)) insertSorted(best, { label, similarity }, k);
-    };
     let rest = 1;
-    for (const { held, weight } of lists) {
+    for (const { head, weight } of lists) {
       if (rest < floor) break;
-      if (typeof held === 'number') consider(held);
-      else if (held) for (const slot of held) consider(slot);
+      for (let node = head; node >= 0; node = this.nodeNext[node]) {
+        const slot = this.nodeSlot[node];
+        if (this.seen[slot] === epoch) continue;
+        this.seen[slot] = epoch;
+        const label = this.labels[slot];
+        if (Number.isNaN(label)) continue;
+        const similarity = this.dot(vector, slot);
+        if (similarity < minSimilarity || (best.length === k && similarity <= best[k - 1].similarity)) continue;
+        if (accept(label)) insertSorted(best, { label, similarity }, k);
+      }
       rest -= weight * weight;
     }
     return best;
   }
 
-  private compact(): void {
-    const live = [...this.slotOf].map(([label, slot]) => [label, this.vectors[slot]!] as const);
-    this.postings.clear();
-    this.slotOf.clear();
-    this.vectors = [];
-    this.labels = [];
-    this.free.length = 0;
-    this.stale = 0;
-    for (const [label, vector] of live) this.add(label, vector);
+  /** Dot product of a query with the vector in a slot (ids ascending in both): one merge pass. */
+  private dot(a: SparseVector, slot: number): number {
+    const ids = this.ids;
+    const weights = this.weights;
+    const end = this.start[slot] + this.length[slot];
+    let sum = 0;
+    for (let i = 0, j = this.start[slot]; i < a.ids.length && j < end; ) {
+      if (a.ids[i] === ids[j]) sum += a.weights[i++] * weights[j++];
+      else if (a.ids[i] < ids[j]) i++;
+      else j++;
+    }
+    return sum;
   }
+
+  private newSlot(): number {
+    if (this.slots === this.labels.length) {
+      this.start = grown(this.start, this.slots + 1);
+      this.length = grown(this.length, this.slots + 1);
+      this.labels = grown(this.labels, this.slots + 1);
+    }
+    return this.slots++;
+  }
+
+  /** Where feature `id` sits in the table, or -1. */
+  private find(id: number): number {
+    const mask = this.tableKey.length - 1;
+    for (let at = mix(id) & mask; ; at = (at + 1) & mask) {
+      if (this.tableHead[at] < 0) return -1;
+      if (this.tableKey[at] === id) return at;
+    }
+  }
+
+  private post(id: number, slot: number): void {
+    if (this.nodes === this.nodeSlot.length) {
+      this.nodeSlot = grown(this.nodeSlot, this.nodes + 1);
+      this.nodeNext = grown(this.nodeNext, this.nodes + 1);
+    }
+    const node = this.nodes++;
+    this.nodeSlot[node] = slot;
+    this.nodeNext[node] = -1;
+    const mask = this.tableKey.length - 1;
+    let at = mix(id) & mask;
+    while (this.tableHead[at] >= 0 && this.tableKey[at] !== id) at = (at + 1) & mask;
+    if (this.tableHead[at] < 0) {
+      this.tableKey[at] = id;
+      this.tableHead[at] = node;
+      this.tableTail[at] = node;
+      this.tableCount[at] = 1;
+      // Keep the table at most 3/4 full: linear probing slows down sharply above that.
+      if (++this.features * 4 > this.tableKey.length * 3) this.rehash(this.tableKey.length * 2);
+    } else {
+      this.nodeNext[this.tableTail[at]] = node;
+      this.tableTail[at] = node;
+      this.tableCount[at]++;
+    }
+  }
+
+  private rehash(capacity: number): void {
+    const { tableKey, tableHead, tableTail, tableCount } = this;
+    this.tableKey = new Uint32Array(capacity);
+    this.tableHead = new Int32Array(capacity).fill(-1);
+    this.tableTail = new Int32Array(capacity);
+    this.tableCount = new Uint32Array(capacity);
+    const mask = capacity - 1;
+    for (let i = 0; i < tableKey.length; i++) {
+      if (tableHead[i] < 0) continue;
+      let at = mix(tableKey[i]) & mask;
+      while (this.tableHead[at] >= 0) at = (at + 1) & mask;
+      this.tableKey[at] = tableKey[i];
+      this.tableHead[at] = tableHead[i];
+      this.tableTail[at] = tableTail[i];
+      this.tableCount[at] = tableCount[i];
+    }
+  }
+
+  private reset(slots: number, features: number): void {
+    this.ids = new Uint32Array(features);
+    this.weights = new Float32Array(features);
+    this.used = 0;
+    this.start = new Uint32Array(slots);
+    this.length = new Uint32Array(slots);
+    this.labels = new Float64Array(slots);
+    this.slots = 0;
+    this.slotOf.clear();
+    this.free.length = 0;
+    let capacity = 64;
+    while (capacity * 3 < features * 4) capacity *= 2;
+    this.tableKey = new Uint32Array(capacity);
+    this.tableHead = new Int32Array(capacity).fill(-1);
+    this.tableTail = new Int32Array(capacity);
+    this.tableCount = new Uint32Array(capacity);
+    this.features = 0;
+    this.nodeSlot = new Int32Array(features);
+    this.nodeNext = new Int32Array(features);
+    this.nodes = 0;
+    this.stale = 0;
+  }
+
+  private compact(): void {
+    const live = [...this.slotOf].map(([label, slot]) => [label, this.start[slot], this.length[slot]] as const);
+    const { ids, weights } = this;
+    const features = live.reduce((sum, [, , n]) => sum + n, 0);
+    this.reset(Math.max(16, live.length), Math.max(512, features));
+    for (const [label, from, n] of live) this.add(label, { ids: ids.subarray(from, from + n), weights: weights.subarray(from, from + n) });
+  }
+}
+
+/** A typed array with room for at least `needed` elements: doubled, contents kept. */
+function grown<T extends Uint32Array | Int32Array | Float32Array | Float64Array>(array: T, needed: number): T {
+  let capacity = Math.max(64, array.length);
+  while (capacity < needed) capacity *= 2;
+  const next = new (array.constructor as new (n: number) => T)(capacity);
+  next.set(array as never);
+  return next;
+}
+
+/** Spreads feature ids over the table (they are FNV hashes, but their low bits are what is used). */
+function mix(id: number): number {
+  return Math.imul(id ^ (id >>> 16), 0x45d9f3b) >>> 0;
 }
 
 export class DenseIndex implements VectorIndex<Float32Array> {
@@ -184,17 +326,6 @@ export class DenseIndex implements VectorIndex<Float32Array> {
     this.index = index;
     return index;
   }
-}
-
-/** Dot product of two sparse vectors (ids ascending): one merge pass. */
-function dot(a: SparseVector, b: SparseVector): number {
-  let sum = 0;
-  for (let i = 0, j = 0; i < a.ids.length && j < b.ids.length; ) {
-    if (a.ids[i] === b.ids[j]) sum += a.weights[i++] * b.weights[j++];
-    else if (a.ids[i] < b.ids[j]) i++;
-    else j++;
-  }
-  return sum;
 }
 
 function insertSorted(best: Neighbour[], item: Neighbour, k: number): void {

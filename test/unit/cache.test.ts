@@ -151,6 +151,50 @@ describe('vector indexes', () => {
     expect(index.size).toBe(3);
   });
 
+  it('the sparse index stays exact past its initial arrays, through removals, slot reuse and compaction', () => {
+    // 3,000 entries of ~20 features outgrow the first 1,024 slots, 32k postings and the feature
+    // table; removing most of them then triggers compaction. Every search is checked against
+    // brute force over the live vectors.
+    const index = new SparseIndex();
+    const live = new Map<number, ReturnType<typeof embedder.embedSync>>();
+    const text = (i: number) => `topic ${i % 97} item ${i} about ${(i * 7) % 13} and ${(i * 11) % 31} with part ${i % 5} ${i * 3}`;
+    const add = (label: number, t: string) => {
+      live.set(label, embedder.embedSync(t));
+      index.add(label, live.get(label)!);
+    };
+    for (let i = 1; i <= 3_000; i++) add(i, text(i));
+    for (let i = 1; i <= 3_000; i++) {
+      if (i % 4 === 0) continue;
+      index.remove(i);
+      live.delete(i);
+    }
+    for (let i = 3_001; i <= 3_400; i++) add(i, text(i));
+    add(8, text(9)); // a live label again, with another vector
+    expect(index.size).toBe(live.size);
+    const cosine = (a: { ids: Uint32Array; weights: Float32Array }, b: { ids: Uint32Array; weights: Float32Array }) => {
+      let sum = 0;
+      for (let i = 0; i < a.ids.length; i++) {
+        const j = b.ids.indexOf(a.ids[i]);
+        if (j >= 0) sum += a.weights[i] * b.weights[j];
+      }
+      return sum;
+    };
+    for (const probe of [4, 8, 1_000, 2_996, 3_001, 3_399]) {
+      const q = embedder.embedSync(text(probe === 8 ? 9 : probe));
+      const expected = [...live].map(([label, v]) => ({ label, similarity: cosine(q, v) })).sort((a, b) => b.similarity - a.similarity);
+      const found = index.search(q, 5, () => true, 0.3);
+      expect(found[0].label).toBe(probe);
+      expect(found.map((n) => n.similarity)).toEqual(
+        expected
+          .filter((n) => n.similarity >= 0.3)
+          .slice(0, 5)
+          .map((n) => expect.closeTo(n.similarity, 5)),
+      );
+      expect(Array.from(index.get(probe)!.ids)).toEqual(Array.from(live.get(probe)!.ids));
+    }
+    expect(index.get(1)).toBeUndefined();
+  });
+
   it('the dense (HNSW) index finds the nearest vector, grows past its capacity and reuses deleted slots', () => {
     const index = new DenseIndex(4);
     const vec = (i: number) => Float32Array.from({ length: 16 }, (_, d) => Math.sin(i * 7 + d) + (d === i % 16 ? 3 : 0));
@@ -252,6 +296,25 @@ describe('answer store', () => {
     // An answer larger than the per-entry limit is not kept at all.
     await store.put(entry('huge', Date.now(), 60_000, { answer: 'x'.repeat(6_000) }), null);
     expect(await store.getExact('huge')).toBeNull();
+  });
+
+  it('gives back long answers (held deflated) exactly, through exact and semantic hits and a reload', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-unit-'));
+    const embedder = new LocalEmbedder();
+    const answer = JSON.stringify({ object: 'chat.completion', text: 'Grüße, 世界 — «answer» 🚀 '.repeat(40) });
+    const first = await AnswerStore.open({ maxBytes: 1e6, maxEntryBytes: 1e5, dir });
+    const text = 'How long does a PDF rotation take?';
+    await first.put(entry('long', Date.now(), 600_000, { answer, semantic: { namespace: 'ns', context: 'c', text } }), embedder.embedSync(text));
+    expect((await first.getExact('long'))?.answer).toBe(answer);
+    const similar = first.findSimilar('ns', 'c', 'how long does a pdf rotation take', embedder.embedSync('how long does a pdf rotation take'), 0.9);
+    expect(similar?.entry.answer).toBe(answer);
+    expect(similar?.entry.semantic).toEqual({ namespace: 'ns', context: 'c', text });
+    // The byte limit still counts the answer as given, not as packed.
+    expect(first.stats().bytes).toBeGreaterThan(answer.length);
+    await first.close();
+    const second = await AnswerStore.open({ maxBytes: 1e6, maxEntryBytes: 1e5, dir });
+    expect((await second.getExact('long'))?.answer).toBe(answer);
+    await second.close();
   });
 
   it('reloads live entries from its log, skips expired and torn lines, and compacts the log', async () => {
