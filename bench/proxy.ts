@@ -70,7 +70,9 @@ function cpuSeconds(pid: number): number {
  * CPU seconds of a process's threads in three groups: the main (event-loop) thread; the other
  * Node threads (the receipt worker that signs segments, V8's GC helpers, libuv's pool: Node 20
  * names them all "node"); and the embedded ClickHouse engine's own threads (chDB names its
- * pools: ThreadPool, MergeMutate, …). A thread that exited between two reads is not counted.
+ * pools: ThreadPool, MergeMutate, …), taken as the rest of the process's CPU, so threads that
+ * exited count too. Node 20 leaves its threads unnamed ("node"); a later Node that names them
+ * would move them into the engine group.
  */
 type ThreadGroups = { main: number; node: number; engine: number };
 function cpuByThreadGroup(pid: number): ThreadGroups {
@@ -85,8 +87,12 @@ function cpuByThreadGroup(pid: number): ThreadGroups {
     const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const seconds = (Number(fields[11]) + Number(fields[12])) / 100;
-    groups[tid === String(pid) ? 'main' : name === 'node' ? 'node' : 'engine'] += seconds;
+    if (tid === String(pid)) groups.main += seconds;
+    else if (name === 'node') groups.node += seconds;
   }
+  // The engine's threads come and go: what the process used beyond the main and Node threads
+  // (counted whole, dead threads included, by /proc/<pid>/stat) is theirs.
+  groups.engine = cpuSeconds(pid) - groups.main - groups.node;
   return groups;
 }
 function rssMb(pid: number): number {

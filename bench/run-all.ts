@@ -488,8 +488,8 @@ function faultSection(f: FaultSummary | null): string[] {
 
 /**
  * The last `npm run soak` of each store kind: too long to run here, but it belongs in the
- * table. When its JSON is not on this machine (bench/results/ is not in git, and a fresh
- * clone has none), the rows of the table being replaced are kept, marked as carried over.
+ * table. When its JSON is not here (a soak not run since bench/results/ was kept in git), the
+ * rows of the table being replaced are kept, marked as carried over.
  */
 function soakRows(previousTable: string): string[] {
   return [...soakRowsOf('soak.json', 'embedded', previousTable), ...soakRowsOf('soak-external.json', 'external', previousTable)];
@@ -519,7 +519,7 @@ function soakRowsOf(name: string, stores: 'embedded' | 'external', previousTable
         ]
       : []),
     `| soak, ${ran} stores: receipts = requests | all found, no duplicate | ${c.receiptsEqualRequests.value.receipts} / ${c.receiptsEqualRequests.value.sent} | ${pf(c.receiptsEqualRequests.pass)} | ${c.receiptsEqualRequests.value.completedFound} of ${c.receiptsEqualRequests.value.completed} completed ids found |`,
-    `| soak, ${stores} stores: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
+    `| soak, ${ran} stores: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
   ];
 }
 

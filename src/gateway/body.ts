@@ -49,7 +49,11 @@ export function readRequestBody(req: IncomingMessage, limit: number): Promise<Bu
  */
 export function readUpstreamBody(body: Readable, limit = 64 * 1024 * 1024): Promise<Buffer> {
   // Destroyed before we got to it (an abort while the caller was busy): its events have passed.
-  if (body.destroyed) return Promise.reject(body.errored ?? prematureClose());
+  // Its 'error' may still be on its way (undici emits it a turn later): it must find a listener.
+  if (body.destroyed) {
+    body.on('error', ignore);
+    return Promise.reject(body.errored ?? prematureClose());
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
