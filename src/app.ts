@@ -21,7 +21,7 @@ import { createAdminRequestHandler, createRequestHandler } from './gateway/http.
 import { InboundServer } from './gateway/inbound.js';
 import { Ingress } from './gateway/ingress.js';
 import { RateLimiter, type WindowStore } from './gateway/limits.js';
-import { type Logger, Pipeline, type ReceiptSink } from './gateway/pipeline.js';
+import { type Logger, Pipeline } from './gateway/pipeline.js';
 import { type AccessTokenLookup, TokenVerifier } from './gateway/tokens.js';
 import { UpstreamClient } from './gateway/upstream.js';
 import { maxCostOf } from './gateway/usage.js';
@@ -36,7 +36,8 @@ import { embeddingsProtocol } from './protocols/embeddings.js';
 import { messagesProtocol } from './protocols/messages/protocol.js';
 import type { ClientProtocol } from './protocols/protocol.js';
 import { responsesProtocol } from './protocols/responses/protocol.js';
-import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.js';
+import type { Receipt } from './receipts/receipt.js';
+import { type LandingJournal, RecentReceipts } from './receipts/recent.js';
 import { redactSecrets } from './redact.js';
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { classifyPrompt, warmUpClassifier } from './routing/classifier.js';
@@ -61,11 +62,8 @@ export interface AppStore extends CatalogStore {
   pricing: { listBudgets(): Promise<BudgetRecord[]> };
 }
 
-export interface AppJournal extends JournalStatsSource {
-  /** Resolves once the receipt is in the WAL; signing happens off the request path. */
-  append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
-  /** Signs on demand (a receipt asked for before its batch was signed). */
-  sign(receipt: UnsignedReceipt): Receipt;
+/** Appends resolve once the receipt is in the WAL; signing happens off the request path. */
+export interface AppJournal extends JournalStatsSource, LandingJournal {
   flush(): Promise<void>;
 }
 
@@ -110,49 +108,6 @@ export interface App {
   start(): Promise<number>;
   /** Stops accepting, lets in-flight requests finish (bounded), flushes receipts. */
   stop(): Promise<void>;
-}
-
-/** Receipts made moments ago may not be in ClickHouse yet; serve them from memory. */
-class RecentReceipts implements ReceiptSink {
-  // Two generations instead of one map trimmed from its front: deleting a Map's oldest key
-  // and asking keys().next() again walks the deleted slots, which showed up in the proxy's
-  // profile. The young one becomes the old one (the previous old is dropped) when it holds
-  // `limit` receipts or is `holdMs` old, so a receipt is held for at least `holdMs` or the next
-  // `limit` receipts, whichever comes first: at ~5,000 requests/s that is 2 s, past the
-  // ~1.5 s a receipt takes to land with 1000 ms batches; at a quiet 50 requests/s, memory
-  // holds a minute or two of receipts instead of filling towards 20,000 for minutes.
-  private young = new Map<string, UnsignedReceipt | Receipt>();
-  private old = new Map<string, UnsignedReceipt | Receipt>();
-  private youngSince = performance.now();
-
-  constructor(
-    private readonly journal: AppJournal,
-    private readonly limit = 10_000,
-    private readonly holdMs = 60_000,
-  ) {}
-
-  async append(draft: ReceiptDraft): Promise<UnsignedReceipt> {
-    const receipt = await this.journal.append(draft);
-    const now = performance.now();
-    if (this.young.size >= this.limit || now - this.youngSince >= this.holdMs) {
-      this.old = this.young;
-      this.young = new Map();
-      this.youngSince = now;
-    }
-    this.young.set(receipt.receipt_id, receipt);
-    return receipt;
-  }
-
-  get(id: string): Receipt | undefined {
-    const generation = this.young.has(id) ? this.young : this.old;
-    const held = generation.get(id);
-    if (!held) return undefined;
-    if ('signature' in held) return held;
-    // Signed once, on first request (Ed25519 is deterministic: the worker signs identically).
-    const signed = this.journal.sign(held);
-    generation.set(id, signed);
-    return signed;
-  }
 }
 
 export function buildApp(deps: AppDeps): App {

@@ -38,8 +38,12 @@ export interface BatcherOptions {
   durable: boolean;
   retryMaxDelayMs: number;
   log: LogFn;
-  onInserted: (segment: SealedSegment, receipts: number) => void;
+  /** After each segment's insert was acknowledged; `lastSeq` is its last receipt's seq (0: none). */
+  onInserted: (segment: SealedSegment, receipts: number, lastSeq: number) => void;
 }
+
+/** What #insert reports when stop() interrupted it: nothing inserted by this call. */
+const STOPPED = { records: 0, lastSeq: 0 } as const;
 
 export class SegmentBatcher {
   readonly #o: BatcherOptions;
@@ -86,14 +90,14 @@ export class SegmentBatcher {
     while (!this.#stopped && this.#queue.length > 0) {
       const segment = this.#queue[0];
       try {
-        const inserted = await this.#insert(segment);
+        const { records: inserted, lastSeq } = await this.#insert(segment);
         if (this.#stopped) return;
         this.#queue.shift();
         this.#prepared = null;
         if (failures > 0) this.#o.log('receipts insert succeeded again', { segment: segment.number, failedAttempts: failures });
         failures = 0;
         this.insertedRecords += inserted;
-        this.#o.onInserted(segment, inserted);
+        this.#o.onInserted(segment, inserted, lastSeq);
       } catch (err) {
         if (this.#stopped) return;
         failures++;
@@ -118,7 +122,7 @@ export class SegmentBatcher {
     }
   }
 
-  async #insert(segment: SealedSegment): Promise<number> {
+  async #insert(segment: SealedSegment): Promise<{ records: number; lastSeq: number }> {
     const { walDir, instanceId, client, table } = this.#o;
     const file = path.join(walDir, segmentFileName(segment.number));
     // A retried insert sends the body made for its first attempt again: no second signing.
@@ -128,7 +132,7 @@ export class SegmentBatcher {
       prepared = await this.#o.preparer.prepare(file);
       this.#prepared = { number: segment.number, body: prepared };
     }
-    if (this.#stopped) return 0;
+    if (this.#stopped) return STOPPED;
     if (prepared.invalidLines > 0) {
       // Only a write cut short by a crash leaves such lines, and its append never resolved.
       this.#o.log('receipts WAL segment has incomplete lines, skipping them', { segment: segment.number, invalidLines: prepared.invalidLines });
@@ -151,14 +155,14 @@ export class SegmentBatcher {
       });
       // The (empty) response must be read to the end, or an HTTP socket stays busy.
       await finished(result.stream.resume());
-      if (this.#stopped) return 0;
+      if (this.#stopped) return STOPPED;
       // Before the last segment disappears, the chain head and the segment counter must
       // survive somewhere: a new segment must never reuse this number.
       await writeHead(walDir, { segment: segment.number, seq: prepared.lastSeq, hash: prepared.chainHash }, this.#o.durable);
     }
-    if (this.#stopped) return 0;
+    if (this.#stopped) return STOPPED;
     await unlink(file);
-    return prepared.records;
+    return { records: prepared.records, lastSeq: prepared.lastSeq };
   }
 
   #sleep(ms: number): Promise<void> {

@@ -125,6 +125,7 @@ export class ReceiptJournal {
   readonly #held: OpenSegment[] = [];
   #flushWaiters: Array<{ upTo: number; resolve: () => void; reject: (err: Error) => void }> = [];
   #appended = 0;
+  #landedSeq = 0;
   #closed = false;
 
   private constructor(o: ReceiptJournalOptions, init: { instanceId: string; dir: string; chain: ChainHead; nextSegment: number; releaseLock: () => void }) {
@@ -149,7 +150,11 @@ export class ReceiptJournal {
       durable: this.#fsync,
       retryMaxDelayMs: o.retryMaxDelayMs ?? 5000,
       log: this.#log,
-      onInserted: () => this.#notifyFlushWaiters(),
+      onInserted: (_segment, _receipts, lastSeq) => {
+        // Segments are inserted in order, so every receipt up to lastSeq is in ClickHouse.
+        if (lastSeq > this.#landedSeq) this.#landedSeq = lastSeq;
+        this.#notifyFlushWaiters();
+      },
     });
   }
 
@@ -240,6 +245,11 @@ export class ReceiptJournal {
    */
   sign(receipt: UnsignedReceipt): Receipt {
     return { ...receipt, signature: this.#signer.sign(receipt) };
+  }
+
+  /** seq of the newest receipt this process knows is in ClickHouse (0: none yet). */
+  get landedSeq(): number {
+    return this.#landedSeq;
   }
 
   /** Seals the open segment and waits until every receipt appended so far is in ClickHouse. */

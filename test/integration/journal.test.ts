@@ -16,6 +16,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal, type ReceiptJournalOptions } from '../../src/receipts/journal.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from '../../src/receipts/receipt.js';
+import { RecentReceipts } from '../../src/receipts/recent.js';
 import { fetchReceipt, rowToReceipt, unsignedReceipt } from '../../src/receipts/rows.js';
 import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
 import { canonicalReceiptJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
@@ -634,6 +635,47 @@ describe('signing off the request path', () => {
     // The new receipt links to the last old one by the current definition.
     expect(next.prev_hash).toBe(receiptHash(stored[3]));
     await expectExactlyOnce(team, 5);
+    await journal.close();
+  });
+});
+
+describe('recent receipts (served by id until they land)', () => {
+  it('holds each receipt until its segment is in ClickHouse, then lets the generation go', async () => {
+    const { journal, signer } = await openJournal('recent', { batchMaxRows: 100, batchMaxMs: 10_000 });
+    const recent = new RecentReceipts(journal, { generationSize: 5 });
+    const appended = await Promise.all(Array.from({ length: 12 }, () => recent.append(draft('team_recent'))));
+    expect(recent.size).toBe(12);
+    expect(journal.landedSeq).toBe(0);
+    for (const r of appended) {
+      const served = recent.get(r.receipt_id)!;
+      expect(served).toMatchObject({ receipt_id: r.receipt_id, seq: r.seq });
+      expect(verifyReceipt(served, signer.jwks())).toEqual({ valid: true });
+    }
+
+    await journal.flush();
+    expect(journal.landedSeq).toBe(appended.at(-1)!.seq);
+    // The next append finds every earlier generation landed and drops it.
+    const next = await recent.append(draft('team_recent'));
+    expect(recent.size).toBe(1);
+    expect(recent.get(appended[0]!.receipt_id)).toBeUndefined();
+    expect(recent.get(next.receipt_id)?.receipt_id).toBe(next.receipt_id);
+    // What memory let go of, ClickHouse serves, signed identically.
+    for (const r of appended) expect(await fetchReceipt(store.client, r.receipt_id)).toEqual(recent.get(r.receipt_id) ?? journal.sign(r));
+    await journal.close();
+  });
+
+  it('with ClickHouse unreachable, holds at most its limit: the newest receipts', async () => {
+    const down = clientWithInsert(() => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123')));
+    const { journal } = await openJournal('recent-down', { clickhouse: down, batchMaxRows: 5, closeTimeoutMs: 100 });
+    const recent = new RecentReceipts(journal, { generationSize: 4, limit: 10 });
+    const appended: UnsignedReceipt[] = [];
+    for (let i = 0; i < 30; i++) appended.push(await recent.append(draft('team_recent_down')));
+    expect(journal.landedSeq).toBe(0);
+    // Whole generations go: at most limit + one generation, never fewer than the limit.
+    expect(recent.size).toBeGreaterThanOrEqual(10);
+    expect(recent.size).toBeLessThanOrEqual(14);
+    expect(recent.get(appended[0]!.receipt_id)).toBeUndefined();
+    for (const r of appended.slice(-10)) expect(recent.get(r.receipt_id)?.receipt_id).toBe(r.receipt_id);
     await journal.close();
   });
 });
