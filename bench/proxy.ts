@@ -95,6 +95,17 @@ function cpuByThreadGroup(pid: number): ThreadGroups {
   groups.engine = cpuSeconds(pid) - groups.main - groups.node;
   return groups;
 }
+/** The V8 heap of a Tollgate process, from its /metrics (prom-client's default gauges), in MB. */
+async function v8HeapMb(origin: string): Promise<{ committed: number; used: number; external: number }> {
+  const text = await (await fetch(`${origin}/metrics`)).text();
+  const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) / 2 ** 20;
+  return {
+    committed: gauge('tollgate_nodejs_heap_size_total_bytes'),
+    used: gauge('tollgate_nodejs_heap_size_used_bytes'),
+    external: gauge('tollgate_nodejs_external_memory_bytes'),
+  };
+}
+
 function rssMb(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
     .split('\n')
@@ -328,6 +339,14 @@ async function main() {
     return performance.now() - t0;
   }
 
+  // ── memory at rest: each proxy process after its start, before any proxied request ──
+  const rssAtStart: Partial<Record<ProxyArm, number>> = {
+    bare: rssMb(bare.child.pid!),
+    floor: rssMb(floor.child.pid!),
+    tollgate: rssMb(tollgate.child.pid!),
+    ...(ext ? { 'tollgate-ext': rssMb(ext.proc.child.pid!) } : {}),
+  };
+
   // ── warm-up ──
   for (const arm of ARMS) for (let i = 0; i < WARMUP; i++) await once(arm);
 
@@ -360,7 +379,9 @@ async function main() {
   const rps = perArm((): number[] => [], TP_ARMS);
   const cpuPer1k = perArm((): number[] => [], TP_ARMS);
   const threadUs = perArm(() => ({ main: [] as number[], node: [] as number[], engine: [] as number[] }));
-  const rssMax = perArm(() => 0);
+  const rssMax = perArm(() => 0, TP_ARMS);
+  /** Each Tollgate arm's V8 heap when its max RSS was sampled: how much of the RSS is JS. */
+  const heapAtRssMax = perArm((): Awaited<ReturnType<typeof v8HeapMb>> | null => null);
   let chRssMax = 0;
   const pids: Partial<Record<ProxyArm, number>> = {
     bare: bare.child.pid!,
@@ -390,7 +411,10 @@ async function main() {
         const threads1 = cpuByThreadGroup(pid);
         for (const g of ['main', 'node', 'engine'] as const) threadUs[arm][g].push(((threads1[g] - threads0[g]) / done) * 1e6);
       }
-      if (isTollgate(arm)) rssMax[arm] = Math.max(rssMax[arm], rssMb(pid));
+      if (pid && rssMb(pid) > rssMax[arm]) {
+        rssMax[arm] = rssMb(pid);
+        if (isTollgate(arm)) heapAtRssMax[arm] = await v8HeapMb(bases[arm].origin);
+      }
       // The endpoint takes tollgate-ext's receipt batches, which may land after its round.
       if (ext) chRssMax = Math.max(chRssMax, rssMb(ext.chPid));
     }
@@ -419,6 +443,19 @@ async function main() {
   const byThread = (arm: Arm) => ({ main: median(threadUs[arm].main), node: median(threadUs[arm].node), engine: median(threadUs[arm].engine) });
   const rpsMedian = perArm((a) => median(rps[a]), TP_ARMS);
 
+  /**
+   * Where a Tollgate arm's RSS under load comes from: its RSS at start (modules, schema, the
+   * stores' clients), its V8 heap when the max was sampled (committed, and used of that), and
+   * the bare proxy's and the floor's RSS under the same load.
+   */
+  const memoryOf = (arm: 'tollgate' | 'tollgate-ext') => ({
+    rssAtStart: rssAtStart[arm]!,
+    rssUnderLoad: rssMax[arm],
+    v8HeapAtMax: heapAtRssMax[arm],
+    bareRssUnderLoad: rssMax.bare,
+    floorRssUnderLoad: rssMax.floor,
+  });
+
   const externalStores = ext
     ? {
         clickhouse: 'CLICKHOUSE_URL → test-only ClickHouse HTTP endpoint over chDB (test/faults/clickhouse-http.ts), its own process',
@@ -435,6 +472,7 @@ async function main() {
         cpuRatioVsBare: median(cpuPer1k['tollgate-ext']) / median(cpuPer1k.bare),
         /** Max VmRSS of the Tollgate process over the throughput rounds. */
         tollgateRssMb: rssMax['tollgate-ext'],
+        memoryMb: memoryOf('tollgate-ext'),
         /** Info: max VmRSS of the ClickHouse endpoint process, sampled after every throughput round. */
         clickhouseEndpointRssMb: chRssMax,
       }
@@ -464,6 +502,7 @@ async function main() {
     /** The profiled instance's throughput and CPU per request (slower than unprofiled: the profiler samples). */
     profile: { rps: profile.rps, cpuUsPerRequest: profile.cpuUsPerRequest, threads: profile.threads, file: 'bench/results/proxy-profile.json' },
     tollgateRssMb: rssMax.tollgate,
+    memoryMb: memoryOf('tollgate'),
     /** Tollgate (embedded) at c=1 per client protocol; p50OverChatMs: what translation adds. */
     protocolLatencyMs: protoStats,
     concurrency: TP_CONCURRENCY,
@@ -484,6 +523,11 @@ async function main() {
 
   const f = (n: number) => n.toFixed(3);
   const x = results.externalStores;
+  const memoryRow = (m: ReturnType<typeof memoryOf>): [string, string, string] => [
+    '  at start / V8 heap at the max (used) / bare / floor',
+    `${m.rssAtStart.toFixed(0)} / ${m.v8HeapAtMax?.committed.toFixed(0)} (${m.v8HeapAtMax?.used.toFixed(0)}) / ${m.bareRssUnderLoad.toFixed(0)} / ${m.floorRssUnderLoad.toFixed(0)} MB`,
+    '',
+  ];
   const names = x ? 'direct / bare / tollgate / tollgate-ext' : 'direct / bare / tollgate';
   const rows: Array<[string, string, string]> = [
     ['added latency p50 (c=1), embedded stores', `${f(results.addedLatencyMs.p50)} ms`, '≤ 0.4 ms'],
@@ -526,6 +570,7 @@ async function main() {
     }),
     ['  of which: one receipt signature (Ed25519)', `${results.receiptSignatureUs.toFixed(1)} µs`, '(in the segment worker)'],
     ['tollgate RSS under load, embedded stores', `${rssMax.tollgate.toFixed(0)} MB`, '≤ 400 MB'],
+    memoryRow(results.memoryMb),
     ...protocolNames
       .filter((p) => p !== 'chat')
       .map((p): [string, string, string] => [
@@ -536,6 +581,7 @@ async function main() {
     ...(x
       ? ([
           ['tollgate RSS under load, external stores', `${x.tollgateRssMb.toFixed(0)} MB`, '≤ 200 MB'],
+          memoryRow(x.memoryMb),
           ['ClickHouse test endpoint RSS (chDB)', `${x.clickhouseEndpointRssMb.toFixed(0)} MB`, '(info)'],
         ] as Array<[string, string, string]>)
       : ([['external stores arm (tollgate-ext)', 'skipped', 'DATABASE_URL not set']] as Array<[string, string, string]>)),

@@ -65,6 +65,11 @@ const BENCHES: Bench[] = [
           : '') +
         (j.floor ? `; floor (Tollgate's server and upstream client, empty handler) ${Math.round(j.floor.cpuUsPerRequest)} µs` : '') +
         `; one Ed25519 receipt signature ${j.receiptSignatureUs.toFixed(1)} µs`;
+      type Memory = { rssAtStart: number; v8HeapAtMax: { committed: number; used: number } | null; bareRssUnderLoad: number; floorRssUnderLoad: number };
+      const memoryNote = (m: Memory | undefined) =>
+        m
+          ? `; ${Math.round(m.rssAtStart)} MB at start, V8 heap ${Math.round(m.v8HeapAtMax?.committed ?? Number.NaN)} MB at the max (${Math.round(m.v8HeapAtMax?.used ?? Number.NaN)} used); under the same load the bare proxy ${Math.round(m.bareRssUnderLoad)} MB, the floor ${Math.round(m.floorRssUnderLoad)} MB`
+          : '';
       // The tollgate-ext arm (bench/proxy.ts, with DATABASE_URL): CLICKHOUSE_URL → the test
       // ClickHouse HTTP endpoint (chDB in its own process), DATABASE_URL → a scratch database.
       const x = j.externalStores;
@@ -110,7 +115,7 @@ const BENCHES: Bench[] = [
               value: x.tollgateRssMb,
               unit: 'MB',
               target: { op: '≤', value: 200 },
-              note: `max over throughput rounds (VmRSS of the Tollgate process; ClickHouse over HTTP: test endpoint over chDB, its own process, max ${Math.round(x.clickhouseEndpointRssMb)} MB, not counted; PostgreSQL: scratch database)`,
+              note: `max over throughput rounds (VmRSS of the Tollgate process; ClickHouse over HTTP: test endpoint over chDB, its own process, max ${Math.round(x.clickhouseEndpointRssMb)} MB, not counted; PostgreSQL: scratch database)${memoryNote(x.memoryMb)}`,
             },
           ]
         : [
@@ -153,7 +158,7 @@ const BENCHES: Bench[] = [
           value: j.tollgateRssMb,
           unit: 'MB',
           target: { op: '≤', value: 400 },
-          note: 'max over throughput rounds (VmRSS, embedded stores included)',
+          note: `max over throughput rounds (VmRSS, embedded stores included)${memoryNote(j.memoryMb)}`,
         },
         ...extFigures,
       ];
