@@ -524,8 +524,19 @@ function soakRowsOf(name: string, stores: 'embedded' | 'external', previousTable
         ]
       : []),
     `| soak, ${ran} stores: receipts = requests | all found, no duplicate | ${c.receiptsEqualRequests.value.receipts} / ${c.receiptsEqualRequests.value.sent} | ${pf(c.receiptsEqualRequests.pass)} | ${c.receiptsEqualRequests.value.completedFound} of ${c.receiptsEqualRequests.value.completed} completed ids found |`,
-    `| soak, ${ran} stores: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
+    `| soak, ${ran} stores: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}${controlNote(j, c.p99Stable.comparedMinutes)}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
   ];
+}
+
+/**
+ * The direct control (the same requests straight to the simulator) in the minutes the p99 check
+ * compares: when its own p99 moved as much, the machine moved, not Tollgate.
+ */
+function controlNote(j: any, minutes: number[]): string {
+  const at = (m: number) => j.perMinute?.find((r: { minute: number }) => r.minute === m)?.directP99Ms as number | undefined;
+  const [second, last] = minutes.map(at);
+  if (second === undefined || last === undefined) return '';
+  return ` (direct control p99 ${second.toFixed(2)} → ${last.toFixed(2)} ms, ${(last / second).toFixed(2)}×)`;
 }
 
 main().catch((err) => {
