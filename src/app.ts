@@ -135,7 +135,8 @@ export function buildApp(deps: AppDeps): App {
       return address && typeof address === 'object' ? [{ address: address.address, port: address.port }] : [];
     });
   const upstream = new UpstreamClient(config.timeouts, { hopMarker, listeners });
-  const recent = new RecentReceipts(deps.journal);
+  // A replica may serve a read before it has fetched a freshly inserted part.
+  const recent = new RecentReceipts(deps.journal, { landedGraceMs: config.clickhouse?.cluster ? 10_000 : 0 });
   if (deps.answers) metrics.watchCache(deps.answers);
   const cache = deps.answers
     ? new CacheStage(

@@ -21,12 +21,20 @@ export interface RecentReceiptsOptions {
    * they wait in the WAL, and a GET finds them once they are inserted.
    */
   limit?: number;
+  /**
+   * How long a landed generation is still served from memory. 0 on one server: the insert is
+   * acknowledged and readable. On a cluster, a read may reach a replica that has not fetched
+   * the part yet, so the receipt stays here that much longer.
+   */
+  landedGraceMs?: number;
 }
 
 interface Generation {
   receipts: Map<string, UnsignedReceipt | Receipt>;
   lastSeq: number;
   since: number;
+  /** When landedSeq was first seen to cover it. */
+  landedAt: number | null;
 }
 
 /**
@@ -41,6 +49,7 @@ export class RecentReceipts {
   readonly #generationSize: number;
   readonly #generationMs: number;
   readonly #limit: number;
+  readonly #landedGraceMs: number;
   readonly #generations: Generation[] = [];
   #held = 0;
 
@@ -49,20 +58,21 @@ export class RecentReceipts {
     this.#generationSize = options.generationSize ?? 1000;
     this.#generationMs = options.generationMs ?? 1000;
     this.#limit = Math.max(options.limit ?? 20_000, this.#generationSize);
+    this.#landedGraceMs = options.landedGraceMs ?? 0;
   }
 
-  /** Receipts held now (metrics, tests). */
+  /** Receipts held now (tests). */
   get size(): number {
     return this.#held;
   }
 
   async append(draft: ReceiptDraft): Promise<UnsignedReceipt> {
     const receipt = await this.#journal.append(draft);
-    this.#dropLanded();
     const now = performance.now();
+    this.#dropLanded(now);
     let young = this.#generations.at(-1);
     if (!young || young.receipts.size >= this.#generationSize || now - young.since >= this.#generationMs) {
-      young = { receipts: new Map(), lastSeq: 0, since: now };
+      young = { receipts: new Map(), lastSeq: 0, since: now, landedAt: null };
       this.#generations.push(young);
     }
     young.receipts.set(receipt.receipt_id, receipt);
@@ -85,12 +95,16 @@ export class RecentReceipts {
     return undefined;
   }
 
-  /** Drops the oldest generations that are in ClickHouse, then any over the limit. */
-  #dropLanded(): void {
+  /** Drops the oldest generations that are in ClickHouse (after the grace), then any over the limit. */
+  #dropLanded(now: number): void {
     const landed = this.#journal.landedSeq;
     while (this.#generations.length > 0) {
       const oldest = this.#generations[0]!;
-      if (oldest.lastSeq > landed && this.#held <= this.#limit) break;
+      if (this.#held <= this.#limit) {
+        if (oldest.lastSeq > landed) break;
+        oldest.landedAt ??= now;
+        if (now - oldest.landedAt < this.#landedGraceMs) break;
+      }
       this.#generations.shift();
       this.#held -= oldest.receipts.size;
     }

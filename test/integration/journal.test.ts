@@ -664,6 +664,25 @@ describe('recent receipts (served by id until they land)', () => {
     await journal.close();
   });
 
+  it('on a cluster, keeps a landed generation for the grace period (a replica may lag)', async () => {
+    const { journal } = await openJournal('recent-grace', { batchMaxRows: 100, batchMaxMs: 10_000 });
+    const recent = new RecentReceipts(journal, { generationSize: 1, landedGraceMs: 300 });
+    const first = await recent.append(draft('team_recent_grace'));
+    await journal.flush();
+    expect(journal.landedSeq).toBe(first.seq);
+    // Landed, but within the grace: still served from memory.
+    const second = await recent.append(draft('team_recent_grace'));
+    expect(recent.get(first.receipt_id)?.receipt_id).toBe(first.receipt_id);
+    expect(recent.size).toBe(2);
+    await new Promise((r) => setTimeout(r, 350));
+    const third = await recent.append(draft('team_recent_grace'));
+    expect(recent.get(first.receipt_id)).toBeUndefined();
+    // The second never landed: it is held whatever the grace.
+    expect(recent.get(second.receipt_id)?.receipt_id).toBe(second.receipt_id);
+    expect(recent.get(third.receipt_id)?.receipt_id).toBe(third.receipt_id);
+    await journal.close();
+  });
+
   it('with ClickHouse unreachable, holds at most its limit: the newest receipts', async () => {
     const down = clientWithInsert(() => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123')));
     const { journal } = await openJournal('recent-down', { clickhouse: down, batchMaxRows: 5, closeTimeoutMs: 100 });
