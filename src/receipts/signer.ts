@@ -118,132 +118,144 @@ async function createKeyFile(file: string): Promise<string> {
 // Canonical JSON of a receipt.
 //
 // Equal to the `canonicalize` package (RFC 8785) for every normalized receipt, which the
-// tests check, but several times faster: the keys of each receipt version are known, so
-// they are sorted once here instead of on every call, and every field is read directly.
-// Values are serialized with JSON.stringify, exactly as RFC 8785 (ECMAScript number and
-// string serialization) requires; null, booleans and finite numbers included.
+// tests check, but several times faster and with a fraction of the garbage: the keys of each
+// receipt version are known, so the members are copied into an object literal whose keys
+// are already in RFC 8785 order, and ONE JSON.stringify writes it. RFC 8785 serializes
+// numbers and strings exactly as JSON.stringify does; it sorts keys by UTF-16 code units,
+// and these keys are ASCII, so plain string order. (Building the text member by member made
+// ~100 intermediate strings, 7.4 KB of the proxy's ~64 KB allocated per request.)
 //
-// RFC 8785 sorts by UTF-16 code units; the keys are ASCII, so that is plain string order.
-// `signature` sorts between `seq` and `started_at`: the members before it are the head of
-// the text, the members after it the tail, and the unsigned and the signed text share both.
+// A normalized receipt (rows.ts: unsignedReceipt) has every member of its version, none
+// undefined. `signature` is a member like the others: undefined, it is left out.
 
-const j = JSON.stringify;
-
-const V1_KEYS = [
-  'api_key_id',
-  'attempts',
-  'cache_similarity',
-  'cache_status',
-  'cached_tokens',
-  'completion_tokens',
-  'cost_usd',
-  'end_user',
-  'endpoint',
-  'error_code',
-  'feature',
-  'finished_at',
-  'http_status',
-  'instance_id',
-  'key_id',
-  'latency_ms',
-  'model',
-  'overhead_ms',
-  'prev_hash',
-  'price_version',
-  'prompt_tokens',
-  'provider',
-  'receipt_id',
-  'request_id',
-  'request_sha256',
-  'requested_model',
-  'response_sha256',
-  'route',
-  'saved_cost_usd',
-  'seq',
-  'started_at',
-  'status',
-  'strategy',
-  'stream',
-  'task_id',
-  'team_id',
-  'ttft_ms',
-  'upstream_ms',
-  'usage_estimated',
-] as const;
-const V2_KEYS = [
-  ...V1_KEYS,
-  'receipt_version',
-  'task_type',
-  'rule',
-  'classifier_tier',
-  'experiment',
-  'variant',
-  'accepted',
-  'reasoning_tokens',
-  'cache_write_tokens',
-].sort();
-const V1_ATTEMPT_KEYS = ['error', 'latency_ms', 'model', 'provider', 'status'] as const;
-const V2_ATTEMPT_KEYS = [...V1_ATTEMPT_KEYS, 'prompt_tokens', 'completion_tokens', 'cost_usd', 'accepted', 'reject_reason'].sort();
-
-interface Layout {
-  /** Members before `signature`, each as [key, `"key":` or `,"key":`]. */
-  head: Array<[string, string]>;
-  tail: Array<[string, string]>;
-  attempt: Array<[string, string]>;
+function canonicalAttemptV1(a: Attempt) {
+  return { error: a.error, latency_ms: a.latency_ms, model: a.model, provider: a.provider, status: a.status };
 }
 
-function layout(keys: readonly string[], attemptKeys: readonly string[]): Layout {
-  const prefixed = (list: readonly string[]) => list.map((k, i): [string, string] => [k, `${i === 0 ? '' : ','}${j(k)}:`]);
+function canonicalAttemptV2(a: Attempt) {
   return {
-    head: prefixed(keys.filter((k) => k < 'signature')),
-    tail: prefixed(keys.filter((k) => k > 'signature')),
-    attempt: prefixed(attemptKeys),
+    accepted: a.accepted,
+    completion_tokens: a.completion_tokens,
+    cost_usd: a.cost_usd,
+    error: a.error,
+    latency_ms: a.latency_ms,
+    model: a.model,
+    prompt_tokens: a.prompt_tokens,
+    provider: a.provider,
+    reject_reason: a.reject_reason,
+    status: a.status,
   };
 }
 
-const LAYOUTS = { 1: layout(V1_KEYS, V1_ATTEMPT_KEYS), 2: layout(V2_KEYS, V2_ATTEMPT_KEYS) };
-
-function members(obj: Record<string, unknown>, list: Array<[string, string]>, attempts: Array<[string, string]> | null): string {
-  let out = '';
-  for (const [key, prefix] of list) {
-    out += prefix;
-    out += key === 'attempts' && attempts ? attemptsJson(obj.attempts as Attempt[], attempts) : j(obj[key]);
-  }
-  return out;
+function canonicalV1(r: UnsignedReceipt, signature: string | undefined) {
+  return {
+    api_key_id: r.api_key_id,
+    attempts: r.attempts.map(canonicalAttemptV1),
+    cache_similarity: r.cache_similarity,
+    cache_status: r.cache_status,
+    cached_tokens: r.cached_tokens,
+    completion_tokens: r.completion_tokens,
+    cost_usd: r.cost_usd,
+    end_user: r.end_user,
+    endpoint: r.endpoint,
+    error_code: r.error_code,
+    feature: r.feature,
+    finished_at: r.finished_at,
+    http_status: r.http_status,
+    instance_id: r.instance_id,
+    key_id: r.key_id,
+    latency_ms: r.latency_ms,
+    model: r.model,
+    overhead_ms: r.overhead_ms,
+    prev_hash: r.prev_hash,
+    price_version: r.price_version,
+    prompt_tokens: r.prompt_tokens,
+    provider: r.provider,
+    receipt_id: r.receipt_id,
+    request_id: r.request_id,
+    request_sha256: r.request_sha256,
+    requested_model: r.requested_model,
+    response_sha256: r.response_sha256,
+    route: r.route,
+    saved_cost_usd: r.saved_cost_usd,
+    seq: r.seq,
+    signature: signature,
+    started_at: r.started_at,
+    status: r.status,
+    strategy: r.strategy,
+    stream: r.stream,
+    task_id: r.task_id,
+    team_id: r.team_id,
+    ttft_ms: r.ttft_ms,
+    upstream_ms: r.upstream_ms,
+    usage_estimated: r.usage_estimated,
+  };
 }
 
-function attemptsJson(list: Attempt[], keys: Array<[string, string]>): string {
-  let out = '[';
-  for (let i = 0; i < list.length; i++) out += `${i > 0 ? ',' : ''}{${members(list[i] as unknown as Record<string, unknown>, keys, null)}}`;
-  return `${out}]`;
-}
-
-function texts(r: UnsignedReceipt): { head: string; tail: string } {
-  const l = r.receipt_version === 2 ? LAYOUTS[2] : LAYOUTS[1];
-  const obj = r as unknown as Record<string, unknown>;
-  return { head: `{${members(obj, l.head, l.attempt)}`, tail: `${members(obj, l.tail, l.attempt)}}` };
+function canonicalV2(r: UnsignedReceipt, signature: string | undefined) {
+  return {
+    accepted: r.accepted,
+    api_key_id: r.api_key_id,
+    attempts: r.attempts.map(canonicalAttemptV2),
+    cache_similarity: r.cache_similarity,
+    cache_status: r.cache_status,
+    cache_write_tokens: r.cache_write_tokens,
+    cached_tokens: r.cached_tokens,
+    classifier_tier: r.classifier_tier,
+    completion_tokens: r.completion_tokens,
+    cost_usd: r.cost_usd,
+    end_user: r.end_user,
+    endpoint: r.endpoint,
+    error_code: r.error_code,
+    experiment: r.experiment,
+    feature: r.feature,
+    finished_at: r.finished_at,
+    http_status: r.http_status,
+    instance_id: r.instance_id,
+    key_id: r.key_id,
+    latency_ms: r.latency_ms,
+    model: r.model,
+    overhead_ms: r.overhead_ms,
+    prev_hash: r.prev_hash,
+    price_version: r.price_version,
+    prompt_tokens: r.prompt_tokens,
+    provider: r.provider,
+    reasoning_tokens: r.reasoning_tokens,
+    receipt_id: r.receipt_id,
+    receipt_version: r.receipt_version,
+    request_id: r.request_id,
+    request_sha256: r.request_sha256,
+    requested_model: r.requested_model,
+    response_sha256: r.response_sha256,
+    route: r.route,
+    rule: r.rule,
+    saved_cost_usd: r.saved_cost_usd,
+    seq: r.seq,
+    signature: signature,
+    started_at: r.started_at,
+    status: r.status,
+    strategy: r.strategy,
+    stream: r.stream,
+    task_id: r.task_id,
+    task_type: r.task_type,
+    team_id: r.team_id,
+    ttft_ms: r.ttft_ms,
+    upstream_ms: r.upstream_ms,
+    usage_estimated: r.usage_estimated,
+    variant: r.variant,
+  };
 }
 
 /**
  * Canonical JSON of a normalized receipt without its signature: the signed text, the WAL
- * line, and (its sha256) the next receipt's prev_hash. Fields other than the receipt's
+ * line, and (its sha256) the next receipt's prev_hash. Members other than the receipt's
  * version's (a `signature` among them) are ignored.
  */
 export function canonicalUnsignedJson(r: UnsignedReceipt): string {
-  const { head, tail } = texts(r);
-  return `${head},${tail}`;
-}
-
-/**
- * Canonical JSON of a normalized receipt: `unsigned` is the signed text, `signed(sig)` the
- * text of the receipt with that signature.
- */
-export function canonicalReceiptTexts(r: UnsignedReceipt): { unsigned: string; signed: (signature: string) => string } {
-  const { head, tail } = texts(r);
-  return { unsigned: `${head},${tail}`, signed: (signature) => `${head},"signature":${j(signature)},${tail}` };
+  return canonicalReceiptJson(r);
 }
 
 /** Canonical JSON of a normalized receipt, with `signature` when it is given. */
 export function canonicalReceiptJson(r: UnsignedReceipt, signature?: string): string {
-  return signature === undefined ? canonicalUnsignedJson(r) : canonicalReceiptTexts(r).signed(signature);
+  return JSON.stringify(r.receipt_version === 2 ? canonicalV2(r, signature) : canonicalV1(r, signature));
 }

@@ -105,6 +105,37 @@ describe('canonical JSON', () => {
       { cost_usd: 123456.123456789, latency_ms: 1e-7, cache_similarity: 0.987654321, price_version: 4294967295 },
       { feature: '\u0000\u001f\u2028\u2029 😀 \ud800 lone', end_user: '</script>', error_code: 'upstream_error' },
       { attempts: [{ provider: 'p', model: 'm', status: 65535, error: '', latency_ms: -0 }] },
+      // Version 2: its own members, and its attempts' usage.
+      { receipt_version: 2, task_type: 'code', rule: 'r\u00e9gle', accepted: false, reasoning_tokens: 7, variant: null },
+      {
+        receipt_version: 2,
+        attempts: [
+          {
+            provider: 'a',
+            model: 'small',
+            status: 200,
+            error: null,
+            latency_ms: 12.5,
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            cost_usd: 1e-9,
+            accepted: false,
+            reject_reason: 'too short',
+          },
+          {
+            provider: 'b',
+            model: 'big',
+            status: 200,
+            error: null,
+            latency_ms: 80,
+            prompt_tokens: null,
+            completion_tokens: null,
+            cost_usd: null,
+            accepted: null,
+            reject_reason: null,
+          },
+        ],
+      },
     ];
     for (const v of variants) {
       const r = signed(signer, draft(v));
