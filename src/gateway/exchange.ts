@@ -124,8 +124,13 @@ export class Exchange {
     const attempts = this.attempts.map((a, i): Attempt => {
       if (a.prompt_tokens !== undefined) return a; // a cascade step, settled when it was checked
       const mine = i === answering;
+      // Spelled out: `{ ...a, more }` cost ~5 µs a request in the proxy's profile.
       return {
-        ...a,
+        provider: a.provider,
+        model: a.model,
+        status: a.status,
+        error: a.error,
+        latency_ms: a.latency_ms,
         prompt_tokens: mine ? usage.promptTokens : null,
         completion_tokens: mine ? usage.completionTokens : null,
         cost_usd: mine ? cost : null,
