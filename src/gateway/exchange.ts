@@ -124,7 +124,8 @@ export class Exchange {
     const attempts = this.attempts.map((a, i): Attempt => {
       if (a.prompt_tokens !== undefined) return a; // a cascade step, settled when it was checked
       const mine = i === answering;
-      // Spelled out: `{ ...a, more }` cost ~5 µs a request in the proxy's profile.
+      // Spelled out (`{ ...a, more }` cost ~5 µs a request in the proxy's profile); `satisfies`
+      // makes a field added to Attempt a compile error here instead of one left out.
       return {
         provider: a.provider,
         model: a.model,
@@ -136,7 +137,7 @@ export class Exchange {
         cost_usd: mine ? cost : null,
         accepted: mine ? this.accepted : null,
         reject_reason: null,
-      };
+      } satisfies Record<keyof Required<Attempt>, unknown>;
     });
     return {
       receipt_version: RECEIPT_VERSION,

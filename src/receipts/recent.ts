@@ -1,5 +1,6 @@
 // Receipts made moments ago are not in ClickHouse yet: GET /v1/receipts/:id serves them from
-// here until their segment's insert is acknowledged, then from ClickHouse.
+// here until their segment's insert is acknowledged (on a cluster, a grace period longer),
+// then from ClickHouse.
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipt.js';
 
 export interface LandingJournal {
@@ -33,16 +34,17 @@ interface Generation {
   receipts: Map<string, UnsignedReceipt | Receipt>;
   lastSeq: number;
   since: number;
-  /** When landedSeq was first seen to cover it. */
+  /** When landedSeq was first seen to cover it (at an append: time enough for the grace). */
   landedAt: number | null;
 }
 
 /**
  * Held in generations, oldest first, so that nothing is deleted from the front of one big
  * Map (asking keys().next() again walks the deleted slots, which showed up in the proxy's
- * profile). A generation is dropped as soon as its last receipt has landed: memory holds the
- * ~1.5 s of receipts that are on their way to ClickHouse with 1000 ms batches, not a fixed
- * count, and the old-generation heap V8 keeps (a multiple of the live one) shrinks with it.
+ * profile). A generation is dropped as soon as its last receipt has landed (plus the grace on
+ * a cluster): memory holds the ~1.5 s of receipts that are on their way to ClickHouse with
+ * 1000 ms batches, not a fixed count, and the old-generation heap V8 keeps (a multiple of the
+ * live one) shrinks with it.
  */
 export class RecentReceipts {
   readonly #journal: LandingJournal;
@@ -98,13 +100,16 @@ export class RecentReceipts {
   /** Drops the oldest generations that are in ClickHouse (after the grace), then any over the limit. */
   #dropLanded(now: number): void {
     const landed = this.#journal.landedSeq;
+    // Every landed generation starts its grace now, not when it becomes the oldest: else one
+    // would go per grace period while a new one starts every second.
+    for (const generation of this.#generations) {
+      if (generation.lastSeq > landed) break;
+      generation.landedAt ??= now;
+    }
     while (this.#generations.length > 0) {
       const oldest = this.#generations[0]!;
-      if (this.#held <= this.#limit) {
-        if (oldest.lastSeq > landed) break;
-        oldest.landedAt ??= now;
-        if (now - oldest.landedAt < this.#landedGraceMs) break;
-      }
+      const inGrace = oldest.landedAt === null || now - oldest.landedAt < this.#landedGraceMs;
+      if (inGrace && this.#held <= this.#limit) break;
       this.#generations.shift();
       this.#held -= oldest.receipts.size;
     }

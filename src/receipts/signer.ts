@@ -5,7 +5,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, typ
 import { constants } from 'node:fs';
 import { chmod, link, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { Attempt, UnsignedReceipt } from './receipt.js';
+import type { Attempt, UnsignedReceipt, UnsignedReceiptV1 } from './receipt.js';
 
 export const SIGNING_KEY_FILE = 'receipt-signing-key.pem';
 
@@ -128,8 +128,12 @@ async function createKeyFile(file: string): Promise<string> {
 // A normalized receipt (rows.ts: unsignedReceipt) has every member of its version, none
 // undefined. `signature` is a member like the others: undefined, it is left out.
 
+// `satisfies`: a member added to a receipt type and forgotten here is a compile error, not a
+// member silently left out of the signed text.
+type V1AttemptKeys = 'error' | 'latency_ms' | 'model' | 'provider' | 'status';
+
 function canonicalAttemptV1(a: Attempt) {
-  return { error: a.error, latency_ms: a.latency_ms, model: a.model, provider: a.provider, status: a.status };
+  return { error: a.error, latency_ms: a.latency_ms, model: a.model, provider: a.provider, status: a.status } satisfies Record<V1AttemptKeys, unknown>;
 }
 
 function canonicalAttemptV2(a: Attempt) {
@@ -144,7 +148,7 @@ function canonicalAttemptV2(a: Attempt) {
     provider: a.provider,
     reject_reason: a.reject_reason,
     status: a.status,
-  };
+  } satisfies Record<keyof Required<Attempt>, unknown>;
 }
 
 function canonicalV1(r: UnsignedReceipt, signature: string | undefined) {
@@ -189,7 +193,7 @@ function canonicalV1(r: UnsignedReceipt, signature: string | undefined) {
     ttft_ms: r.ttft_ms,
     upstream_ms: r.upstream_ms,
     usage_estimated: r.usage_estimated,
-  };
+  } satisfies Record<keyof UnsignedReceiptV1 | 'signature', unknown>;
 }
 
 function canonicalV2(r: UnsignedReceipt, signature: string | undefined) {
@@ -243,7 +247,7 @@ function canonicalV2(r: UnsignedReceipt, signature: string | undefined) {
     upstream_ms: r.upstream_ms,
     usage_estimated: r.usage_estimated,
     variant: r.variant,
-  };
+  } satisfies Record<keyof Required<UnsignedReceipt> | 'signature', unknown>;
 }
 
 /**
