@@ -5,7 +5,8 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, typ
 import { constants } from 'node:fs';
 import { chmod, link, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { Attempt, UnsignedReceipt, UnsignedReceiptV1 } from './receipt.js';
+import type { Attempt, UnsignedReceipt } from './receipt.js';
+import { RECEIPT_V1_FIELDS } from './rows.js';
 
 export const SIGNING_KEY_FILE = 'receipt-signing-key.pem';
 
@@ -151,49 +152,20 @@ function canonicalAttemptV2(a: Attempt) {
   } satisfies Record<keyof Required<Attempt>, unknown>;
 }
 
-function canonicalV1(r: UnsignedReceipt, signature: string | undefined) {
-  return {
-    api_key_id: r.api_key_id,
-    attempts: r.attempts.map(canonicalAttemptV1),
-    cache_similarity: r.cache_similarity,
-    cache_status: r.cache_status,
-    cached_tokens: r.cached_tokens,
-    completion_tokens: r.completion_tokens,
-    cost_usd: r.cost_usd,
-    end_user: r.end_user,
-    endpoint: r.endpoint,
-    error_code: r.error_code,
-    feature: r.feature,
-    finished_at: r.finished_at,
-    http_status: r.http_status,
-    instance_id: r.instance_id,
-    key_id: r.key_id,
-    latency_ms: r.latency_ms,
-    model: r.model,
-    overhead_ms: r.overhead_ms,
-    prev_hash: r.prev_hash,
-    price_version: r.price_version,
-    prompt_tokens: r.prompt_tokens,
-    provider: r.provider,
-    receipt_id: r.receipt_id,
-    request_id: r.request_id,
-    request_sha256: r.request_sha256,
-    requested_model: r.requested_model,
-    response_sha256: r.response_sha256,
-    route: r.route,
-    saved_cost_usd: r.saved_cost_usd,
-    seq: r.seq,
-    signature: signature,
-    started_at: r.started_at,
-    status: r.status,
-    strategy: r.strategy,
-    stream: r.stream,
-    task_id: r.task_id,
-    team_id: r.team_id,
-    ttft_ms: r.ttft_ms,
-    upstream_ms: r.upstream_ms,
-    usage_estimated: r.usage_estimated,
-  } satisfies Record<keyof UnsignedReceiptV1 | 'signature', unknown>;
+/** RFC 8785 order of version 1's members (`signature` among them). */
+const V1_KEYS: readonly string[] = [...RECEIPT_V1_FIELDS].sort();
+
+/**
+ * Version 1 receipts only come from WALs and tables written before version 2: off the hot
+ * path, so built from the key list (the same key order as a literal would have).
+ */
+function canonicalV1(r: UnsignedReceipt, signature: string | undefined): Record<string, unknown> {
+  const members: Record<string, unknown> = {};
+  const fields = r as unknown as Record<string, unknown>;
+  for (const key of V1_KEYS) {
+    members[key] = key === 'signature' ? signature : key === 'attempts' ? r.attempts.map(canonicalAttemptV1) : fields[key];
+  }
+  return members;
 }
 
 function canonicalV2(r: UnsignedReceipt, signature: string | undefined) {
