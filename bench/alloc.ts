@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import WebSocket from 'ws';
 import { startTollgateProcess } from '../test/support/processes.js';
-import { BUILT, Cleanups, createKey, forkTs, stopTollgate } from './support/processes.js';
+import { shortLocation } from './support/cpu-profile.js';
+import { BUILT, Cleanups, createKey, forkTs, stopTollgate, writeSimConfig } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(here);
@@ -81,15 +82,6 @@ async function inspector(port: number) {
   };
 }
 
-function shortLocation(url: string, line: number): string {
-  if (!url) return '';
-  let p = url.startsWith('file://') ? fileURLToPath(url) : url;
-  const nm = p.lastIndexOf('node_modules/');
-  if (nm >= 0) p = p.slice(nm + 'node_modules/'.length);
-  else if (p.startsWith(root)) p = path.relative(root, p);
-  return `${p}:${line + 1}`;
-}
-
 /** Bytes per request by allocating function (name and location), largest first. */
 function perFunction(head: SamplingNode, requests: number): { totalPerRequest: number; rows: AllocRow[] } {
   const bytes = new Map<string, AllocRow>();
@@ -97,7 +89,7 @@ function perFunction(head: SamplingNode, requests: number): { totalPerRequest: n
   const visit = (node: SamplingNode) => {
     const { functionName, url, lineNumber } = node.callFrame;
     if (node.selfSize > 0) {
-      const location = shortLocation(url, lineNumber);
+      const location = shortLocation(url, lineNumber, root);
       const key = `${functionName}\u0000${location}`;
       const row = bytes.get(key) ?? { function: functionName || '(anonymous)', location: location || '(builtin or generated code)', bytesPerRequest: 0 };
       row.bytesPerRequest += node.selfSize;
@@ -119,11 +111,7 @@ async function main() {
     cleanups.defer('stop the simulated provider', () => sim.child.disconnect());
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-alloc-'));
     cleanups.defer('remove the data dir', () => rm(dataDir, { recursive: true, force: true }));
-    const configFile = path.join(dataDir, 'tollgate.yaml');
-    await writeFile(
-      configFile,
-      `providers:\n  - { name: sim, kind: SIMULATED, baseUrl: "${sim.message.url}" }\nroutes:\n  - name: chat-default\n    strategy: PRIORITY\n    targets: [{ provider: sim, model: sim-chat }]\nprices:\n  - { provider: sim, model: sim-chat, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`,
-    );
+    const configFile = await writeSimConfig(dataDir, sim.message.url);
     const port = await freePort();
     const env = { TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn' };
     const tollgate = await startTollgateProcess({ ...env, NODE_ARGS: `--inspect=127.0.0.1:${port}` }, BUILT);

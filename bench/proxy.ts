@@ -31,7 +31,7 @@ import { canonicalize } from '../src/receipts/verify.js';
 import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
 import { type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
 import { profileStart, type SelfTimeRow, selfTimeByModule, selfTimeTable } from './support/cpu-profile.js';
-import { BUILT, Cleanups, createKey, forkTs, stopTollgate } from './support/processes.js';
+import { BUILT, Cleanups, createKey, forkTs, stopTollgate, writeSimConfig } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -248,11 +248,7 @@ async function main() {
   defer('stop the floor proxy', () => floor.child.kill());
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-'));
   defer('remove the data dir', () => rm(dataDir, { recursive: true, force: true }));
-  const configFile = path.join(dataDir, 'tollgate.yaml');
-  await writeFile(
-    configFile,
-    `providers:\n  - { name: sim, kind: SIMULATED, baseUrl: "${simUrl}" }\nroutes:\n  - name: chat-default\n    strategy: PRIORITY\n    targets: [{ provider: sim, model: sim-chat }]\nprices:\n  - { provider: sim, model: sim-chat, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`,
-  );
+  const configFile = await writeSimConfig(dataDir, simUrl);
   // runTollgate passes only PATH and HOME from this process: the embedded arm stays embedded
   // even when DATABASE_URL is set here.
   const env = { TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn' };

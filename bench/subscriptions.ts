@@ -29,7 +29,7 @@ import { type Client, createClient } from 'graphql-ws';
 import { Pool } from 'undici';
 import WebSocket from 'ws';
 import { startTollgateProcess } from '../test/support/processes.js';
-import { forkTs } from './support/processes.js';
+import { forkTs, writeSimConfig } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -152,11 +152,7 @@ async function main(): Promise<void> {
   const sim = await forkTs(path.join(here, 'support/sim-process.ts'), [JSON.stringify({ completionTokens: 16 })]);
   const simUrl: string = sim.message.url;
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-subs-'));
-  const configFile = path.join(dataDir, 'tollgate.yaml');
-  await writeFile(
-    configFile,
-    `providers:\n  - { name: sim, kind: SIMULATED, baseUrl: "${simUrl}" }\nroutes:\n  - name: chat-default\n    strategy: PRIORITY\n    targets: [{ provider: sim, model: sim-chat }]\nprices:\n  - { provider: sim, model: sim-chat, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`,
-  );
+  const configFile = await writeSimConfig(dataDir, simUrl);
   const adminToken = `bench-admin-${randomBytes(16).toString('hex')}`;
   const tollgate = await startTollgateProcess(
     {

@@ -26,7 +26,7 @@ export interface SelfTimeRow {
 }
 
 /** Where a frame's code lives, short: `src/gateway/pipeline.ts:120`, `node:internal/…`, `undici/lib/…`. */
-function shortLocation(url: string, line: number, root: string): string {
+export function shortLocation(url: string, line: number, root: string): string {
   if (!url) return '';
   let p = url.startsWith('file://') ? new URL(url).pathname : url;
   const nm = p.lastIndexOf('node_modules/');

@@ -2,6 +2,8 @@
 // (simulator, bare proxy, subscribers) that reports when ready, Tollgate stopped gracefully,
 // an API key made through the CLI, and teardown that runs even when a bench fails midway.
 import { type ChildProcess, fork } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { runTollgate, type ServerProcess } from '../../test/support/processes.js';
 
 /** Tollgate runs as deployed: the compiled CLI (dist/), not src/ through tsx. */
@@ -14,6 +16,19 @@ export function forkTs(file: string, args: string[]): Promise<{ child: ChildProc
     child.once('message', (message) => resolve({ child, message }));
     child.once('exit', (code) => reject(new Error(`${file} exited ${code}`)));
   });
+}
+
+/**
+ * The benches' Tollgate config, written to `${dir}/tollgate.yaml`: one priced route,
+ * `chat-default`, to the simulated provider at `simUrl`. Returns the file's path.
+ */
+export async function writeSimConfig(dir: string, simUrl: string): Promise<string> {
+  const file = path.join(dir, 'tollgate.yaml');
+  await writeFile(
+    file,
+    `providers:\n  - { name: sim, kind: SIMULATED, baseUrl: "${simUrl}" }\nroutes:\n  - name: chat-default\n    strategy: PRIORITY\n    targets: [{ provider: sim, model: sim-chat }]\nprices:\n  - { provider: sim, model: sim-chat, inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }\n`,
+  );
+  return file;
 }
 
 /** SIGTERM (graceful drain and flush), SIGKILL if it has not exited after 30 s. */
