@@ -71,6 +71,29 @@ interface HeldAnswer extends Omit<CachedAnswer, 'answer'> {
 /** Shorter answers are kept as they are: deflate would save little and cost a call per hit. */
 const PACK_FROM_CHARS = 256;
 
+/**
+ * A preset deflate dictionary: the JSON envelope that every cached chat completion (and
+ * embeddings list) repeats, so each entry's packed bytes hold little more than its own text.
+ * Deflate matches against it as if it preceded the answer; the most common strings go last
+ * (nearest, cheapest to reference). Only the in-memory copy uses it: the log and Redis keep
+ * plain JSON, so changing it is safe at any time.
+ */
+const PACK_DICTIONARY = Buffer.from(
+  [
+    '{"object":"list","data":[{"object":"embedding","index":0,"embedding":[',
+    '"tool_calls":[{"id":"call_","type":"function","function":{"name":"","arguments":"{\\"',
+    '"finish_reason":"tool_calls"',
+    '"finish_reason":"length"',
+    '"system_fingerprint":null,"service_tier":"default"',
+    '"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}',
+    '"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":',
+    ',"completion_tokens":',
+    ',"total_tokens":',
+    '{"id":"chatcmpl-","object":"chat.completion","created":17',
+    ',"model":"","choices":[{"index":0,"message":{"role":"assistant","content":"',
+  ].join(''),
+);
+
 interface LogLine extends CachedAnswer {
   vector?: { ids: number[]; weights: number[] } | { dense: string };
 }
@@ -250,7 +273,7 @@ function pack(entry: CachedAnswer): HeldAnswer {
   let answerChars = 0;
   if (answer.length >= PACK_FROM_CHARS) {
     // Level 1: most of the saving of level 6 for a fraction of the time, on a path after the upstream call.
-    const packed = deflateRawSync(answer, { level: 1 });
+    const packed = deflateRawSync(answer, { level: 1, dictionary: PACK_DICTIONARY });
     if (packed.length < answer.length * 0.9) {
       body = packed.toString('latin1');
       answerChars = answer.length;
@@ -273,7 +296,7 @@ function pack(entry: CachedAnswer): HeldAnswer {
 }
 
 function unpack(held: HeldAnswer): CachedAnswer {
-  const answer = held.answerChars > 0 ? inflateRawSync(Buffer.from(held.body, 'latin1')).toString('utf8') : held.body;
+  const answer = held.answerChars > 0 ? inflateRawSync(Buffer.from(held.body, 'latin1'), { dictionary: PACK_DICTIONARY }).toString('utf8') : held.body;
   return {
     key: held.key,
     teamId: held.teamId,
