@@ -5,7 +5,7 @@
 //   - each upstream attempt (failover hops included): a CLIENT span `chat <model>` (an inference
 //     call), whose context goes upstream as `traceparent`.
 // Configuration comes only from the caller (src/config.ts): `@opentelemetry/sdk-trace` reads no
-// environment (unlike `sdk-trace-base`, which is now a shim adding process.env fallbacks to it).
+// environment (unlike `sdk-trace-base`, which is now a shim adding environment-variable fallbacks to it).
 
 import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';

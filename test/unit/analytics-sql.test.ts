@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DIMENSION_COLUMN, filterConditions, matchesNothing, rollupAnswers, scopeFilter } from '../../src/analytics/common.js';
 import { sql, trusted } from '../../src/analytics/sql.js';
-import { teamBatcher } from '../../src/graphql/schema/analytics.js';
+import { loadTeam } from '../../src/graphql/schema/teams.js';
 
 describe('sql tagged template', () => {
   it('turns every value into a typed parameter', () => {
@@ -67,7 +67,7 @@ describe('GroupKey.team batching', () => {
         },
       },
     } as never;
-    const got = await Promise.all([...ids, ...ids, 'not-a-uuid'].map((id) => teamBatcher(ctx).load(id)));
+    const got = await Promise.all([...ids, ...ids, 'not-a-uuid'].map((id) => loadTeam(ctx, id)));
     expect(calls.length).toBe(1);
     expect(got[0]).toEqual({ id: ids[0], name: 'name-00' });
     expect(got[got.length - 1]).toBeNull();

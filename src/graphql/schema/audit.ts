@@ -6,7 +6,8 @@
 import type { ObjectRef } from '@pothos/core';
 import type { AuditEntryRecord, AuditPage } from '../../store/admin/audit-log.js';
 import type { Builder } from '../builder.js';
-import { boundTeam, store } from './teams.js';
+import { store } from './errors.js';
+import { boundTeam } from './teams.js';
 
 type BuilderTypes = Builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
 

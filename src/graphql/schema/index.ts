@@ -5,6 +5,7 @@ import { registerAudit } from './audit.js';
 import { registerCandidate, registerLive } from './live.js';
 import { registerPricing } from './pricing.js';
 import { registerProviders } from './providers.js';
+import { registerReceipts } from './receipts.js';
 import { registerRouting } from './routing.js';
 import { registerTasks } from './tasks.js';
 import { registerTeams } from './teams.js';
@@ -18,7 +19,7 @@ export function buildSchema() {
   const candidate = registerCandidate(builder);
   registerRouting(builder, candidate);
   registerPricing(builder);
-  registerAnalytics(builder);
+  registerReceipts(builder, registerAnalytics(builder));
   registerAudit(builder);
   registerTasks(builder);
   registerLive(builder, candidate);

@@ -12,7 +12,8 @@ import { importSnapshot, type SnapshotImport } from '../../pricing/snapshot.js';
 import { BudgetAction, BudgetPeriod, BudgetScope, Prisma } from '../../store/prisma.js';
 import { type Builder, invalidInput } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { boundTeam, canSeeTeam, forbidden, isUuid, notFound, store, TeamRef, teamScopedWhere } from './teams.js';
+import { forbidden, notFound, store } from './errors.js';
+import { boundTeam, canSeeTeam, isUuid, TeamRef, teamScopedWhere } from './teams.js';
 
 /** A stored amount in USD: converted with `usdRate` when the price was set in another currency. */
 function usd(row: { currency: string; usdRate: Prisma.Decimal | null }, amount: Prisma.Decimal): number {

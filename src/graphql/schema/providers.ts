@@ -9,7 +9,7 @@
 import { redactUrl } from '../../redact.js';
 import { ProviderKind } from '../../store/prisma.js';
 import type { Builder } from '../builder.js';
-import { store } from './teams.js';
+import { store } from './errors.js';
 
 export function registerProviders(builder: Builder) {
   const ProviderKindEnum = builder.enumType(ProviderKind, { name: 'ProviderKind' });

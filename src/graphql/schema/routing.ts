@@ -12,8 +12,8 @@ import type { RouteExplanation } from '../../routing/explain.js';
 import { cachePolicyOf, type ExperimentRecord, type RouteRuleRecord, type RouteTargetRecord, type VariantRecord } from '../../store/admin/routing.js';
 import { AcceptCheck, CacheMode, RouteStrategy, StickyBy } from '../../store/prisma.js';
 import type { Builder } from '../builder.js';
+import { forbidden, notFound, store } from './errors.js';
 import type { registerCandidate } from './live.js';
-import { forbidden, notFound, store } from './teams.js';
 
 /** A target record in the shape of a RouteTarget row, so the one GraphQL type shows both. */
 const asTargetRow = (t: RouteTargetRecord) => ({ providerName: t.provider, model: t.model, weight: t.weight, priority: t.priority });

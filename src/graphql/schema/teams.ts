@@ -16,91 +16,18 @@
 // fields are read) nor exposed.
 import type { EnumRef, ObjectRef } from '@pothos/core';
 import { queryFromInfo } from '@pothos/plugin-prisma';
-import { GraphQLError } from 'graphql';
 import type { TeamRecord } from '../../store/admin/teams.js';
-import { AdminStoreError } from '../../store/admin/validators.js';
-import { Prisma } from '../../store/prisma.js';
 import { type Builder, invalidInput } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
+import { forbidden, notFound, store } from './errors.js';
 
 // ---------------------------------------------------------------------------------------
-// Shared helpers (also used by providers.ts and pricing.ts)
+// Team scoping (also used by pricing.ts and audit.ts)
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(value: string): boolean {
   return UUID.test(value);
-}
-
-export function notFound(what: string): GraphQLError {
-  return new GraphQLError(`${what} not found`, { extensions: { code: 'NOT_FOUND' } });
-}
-
-export function forbidden(message: string): GraphQLError {
-  return new GraphQLError(message, { extensions: { code: 'FORBIDDEN' } });
-}
-
-/**
- * AdminStoreError → GraphQLError with a stable `extensions.code`; anything else as is.
- * INVALID_INPUT names the offending field as a path in the operation's arguments
- * (`extensions.field`, e.g. `input.targets.0.model`): the store reports it relative to the
- * value it validated, which the caller passed as `argument` (`input`, or `input.name` when the
- * store was given that one string).
- */
-export function toGraphQLError(err: unknown, argument = 'input'): unknown {
-  if (err instanceof AdminStoreError) {
-    switch (err.code) {
-      case 'INVALID_INPUT': {
-        const { path, reason } = invalidInputParts(err);
-        const field = path === null ? argument : `${argument}.${path}`;
-        return new GraphQLError(`${field}: ${reason}`, { extensions: { code: 'BAD_USER_INPUT', field } });
-      }
-      case 'NOT_FOUND':
-        return new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } });
-      case 'CONFLICT':
-        return new GraphQLError(err.message, { extensions: { code: 'CONFLICT' } });
-      default:
-        return new GraphQLError('Internal error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
-    }
-  }
-  if (isStoreUnreachable(err)) {
-    return new GraphQLError('The configuration store is unreachable; try again shortly.', {
-      extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503 } },
-    });
-  }
-  return err;
-}
-
-// Prisma's codes for "cannot reach / lost the database" (P1001 unreachable, P1002 timed out,
-// P1008 operation timed out, P1017 server closed the connection), and the driver's own errors.
-const UNREACHABLE_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017']);
-
-function isStoreUnreachable(err: unknown): boolean {
-  if (err instanceof Prisma.PrismaClientInitializationError) return true;
-  if (err instanceof Prisma.PrismaClientKnownRequestError && UNREACHABLE_CODES.has(err.code)) return true;
-  const message = err instanceof Error ? err.message : '';
-  return /closed the connection|ECONNREFUSED|ECONNRESET|Connection terminated|Can't reach database/i.test(message);
-}
-
-/**
- * The store's INVALID_INPUT messages read `<path>: <reason>`, the path relative to the value it
- * validated (`input` when that value was a single string).
- */
-function invalidInputParts(err: AdminStoreError): { path: string | null; reason: string } {
-  const match = /^([\w.[\]]+): ([\s\S]*)$/.exec(err.message);
-  if (!match) return { path: null, reason: err.message };
-  // `rules[1].when` → `rules.1.when`, the form of GraphQL argument paths.
-  const path = match[1]!.replace(/\[(\d+)\]/g, '.$1');
-  return { path: path === 'input' ? null : path, reason: match[2]! };
-}
-
-/** Runs an AdminStore call, translating its errors (see toGraphQLError for `argument`). */
-export async function store<T>(fn: () => Promise<T>, argument?: string): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw toGraphQLError(err, argument);
-  }
 }
 
 /** The team a token is bound to, or null for an unbound (global) token. */
@@ -128,12 +55,12 @@ const AccessRole = 'AccessRole' as unknown as EnumRef<BuilderTypes, 'ADMIN' | 'A
 export const TeamRef = 'Team' as unknown as ObjectRef<BuilderTypes, TeamRecord>;
 
 // ---------------------------------------------------------------------------------------
-// Teams by id for types that are not Prisma-backed (e.g. analytics group keys)
+// Teams by id for types that are not Prisma-backed (analytics group keys)
 
 const TEAM_COLUMNS = { id: true, name: true, createdAt: true } as const;
 
 /** The teams with these ids, in ONE query (missing ids are simply absent). */
-export async function loadTeamsByIds(ctx: GraphQLContext, ids: readonly string[]): Promise<Map<string, TeamRecord>> {
+async function loadTeamsByIds(ctx: GraphQLContext, ids: readonly string[]): Promise<Map<string, TeamRecord>> {
   const wanted = [...new Set(ids)].filter(isUuid);
   if (wanted.length === 0) return new Map();
   const rows = await ctx.prisma.team.findMany({ where: { id: { in: wanted } }, select: TEAM_COLUMNS });
@@ -181,12 +108,6 @@ export function loadTeam(ctx: GraphQLContext, id: string): Promise<TeamRecord | 
   });
   b.cache.set(id, promise);
   return promise;
-}
-
-/** `loadTeam`, hiding a team the token may not see. */
-export async function visibleTeam(ctx: GraphQLContext, teamId: string | null): Promise<TeamRecord | null> {
-  if (teamId === null || !canSeeTeam(ctx, teamId)) return null;
-  return loadTeam(ctx, teamId);
 }
 
 /** `where` on Team for the teams this token may see. */
