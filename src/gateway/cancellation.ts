@@ -29,3 +29,16 @@ export function whenCancelled(signal: UpstreamSignal, listener: () => void): () 
   signal.addEventListener('abort', listener, { once: true });
   return () => signal.removeEventListener('abort', listener);
 }
+
+/** Waits `ms`, or less: resolves early when `signal` fires. */
+export function delay(ms: number, signal: UpstreamSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    const stopListening = whenCancelled(signal, done);
+    function done() {
+      clearTimeout(timer);
+      stopListening();
+      resolve();
+    }
+  });
+}

@@ -25,7 +25,7 @@ import { AttemptLog, answerText, ClientGone, send, type Unanswered, usageOf } fr
 import { type ApiKeyRecord, assertCredentialsOnce, type KeyAuthenticator } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
 import type { CacheHit, CacheStage } from './cache.js';
-import { Cancellation, whenCancelled } from './cancellation.js';
+import { Cancellation, delay } from './cancellation.js';
 import { Cascade, type CascadeStep, cascadeStep, climbTotals, isCascade } from './cascade.js';
 import { candidatesOf, publishDecision } from './decisions.js';
 import { Endings, ZERO_USAGE } from './endings.js';
@@ -209,7 +209,7 @@ export class Pipeline {
       let onlyRateLimited = true;
       let soonestRetryMs = Number.POSITIVE_INFINITY;
       attempts: for (let round = 0; round <= rounds; round++) {
-        if (round > 0) await backoff(round, signal);
+        if (round > 0) await delay(backoffMs(round), signal);
         for (const target of order) {
           if (signal.aborted) break attempts;
           const admission = health.admit(target.key);
@@ -323,7 +323,7 @@ export class Pipeline {
       : protocol.relayAnswer
         ? JSON.stringify(protocol.relayAnswer(json, ex.renderContext()))
         : buf;
-    const receipt = await this.endings.respond(ex, res, response.status, body, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: sha256(body) });
+    const receipt = await this.endings.respond(ex, res, response.status, body, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: hash('sha256', body) });
     this.remember(ex, answer, receipt.cost_usd, target);
     return 'answered';
   }
@@ -384,20 +384,7 @@ function servingRoute(route: Route, protocol: ClientProtocol, parsed: ParsedRequ
   return targets.length === route.targets.length ? route : { ...route, targets };
 }
 
-function sha256(body: string | Buffer): string {
-  return hash('sha256', body);
-}
-
-/** Exponential backoff with full jitter between retry rounds; wakes early on abort. */
-function backoff(round: number, signal: Cancellation): Promise<void> {
-  const ms = Math.random() * Math.min(MAX_BACKOFF_MS, 100 * 2 ** (round - 1));
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    const stopListening = whenCancelled(signal, done);
-    function done() {
-      clearTimeout(timer);
-      stopListening();
-      resolve();
-    }
-  });
+/** Exponential backoff with full jitter between retry rounds. */
+function backoffMs(round: number): number {
+  return Math.random() * Math.min(MAX_BACKOFF_MS, 100 * 2 ** (round - 1));
 }
