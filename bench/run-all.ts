@@ -64,7 +64,7 @@ const BENCHES: Bench[] = [
           ? `; main thread ${Math.round(t.main)}, other Node threads ${Math.round(t.node)} (receipt signing worker, GC, libuv), chDB engine threads ${Math.round(t.engine)}`
           : '') +
         (j.floor ? `; floor (Tollgate's server and upstream client, empty handler) ${Math.round(j.floor.cpuUsPerRequest)} µs` : '') +
-        `; one Ed25519 receipt signature ${j.receiptSignatureUs.toFixed(1)} µs`;
+        `; one Ed25519 receipt signature ${j.receiptSignatureUs.toFixed(1)} µs${j.receiptSignatureBy ? ` (${j.receiptSignatureBy})` : ''}`;
       type Memory = { rssAtStart: number; v8HeapAtMax: { committed: number; used: number } | null; bareRssUnderLoad: number; floorRssUnderLoad: number };
       const memoryNote = (m: Memory | undefined) =>
         m

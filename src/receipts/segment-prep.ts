@@ -5,8 +5,8 @@
 // The result is a pure function of the file and the key: Ed25519 signatures are
 // deterministic, so a segment prepared again after a crash or a failed insert gives the
 // same rows, byte for byte, under the same deduplication token.
-import { type KeyObject, sign } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import type { Ed25519Sign } from './ed25519.js';
 import type { Receipt } from './receipt.js';
 import { receiptToInsertValues } from './rows.js';
 import { chainHeadOfLine, sha256Hex } from './wal.js';
@@ -30,7 +30,7 @@ export class SigningKeyMismatchError extends Error {}
 
 const NEWLINE = 0x0a;
 
-export async function prepareSegment(file: string, key: KeyObject, keyId: string): Promise<PreparedSegment> {
+export async function prepareSegment(file: string, sign: Ed25519Sign, keyId: string): Promise<PreparedSegment> {
   const buf = await readFile(file);
   const rows: string[] = [];
   let invalidLines = 0;
@@ -55,7 +55,7 @@ export async function prepareSegment(file: string, key: KeyObject, keyId: string
             'restore the receipt-signing-key.pem that signed it',
         );
       }
-      receipt.signature = sign(null, buf.subarray(start, end), key).toString('base64url');
+      receipt.signature = sign(buf.subarray(start, end)).toString('base64url');
     }
     rows.push(JSON.stringify(receiptToInsertValues(receipt)));
     lastLine = line;

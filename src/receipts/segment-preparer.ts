@@ -1,11 +1,11 @@
-// Where sealed WAL segments are prepared for ClickHouse: in one worker thread (production),
-// or inline (tests, tools). See segment-prep.ts for what preparing means.
+// Where sealed WAL segments are prepared for ClickHouse: in one worker thread. See
+// segment-prep.ts for what preparing means.
 
 import type { KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { type PreparedSegment, prepareSegment, SigningKeyMismatchError } from './segment-prep.js';
+import { type PreparedSegment, SigningKeyMismatchError } from './segment-prep.js';
 import type { PrepareRequest, PrepareResponse, SegmentWorkerData } from './segment-worker.js';
 
 export type { PreparedSegment } from './segment-prep.js';
@@ -15,20 +15,6 @@ export interface SegmentPreparer {
   prepare(file: string): Promise<PreparedSegment>;
   /** Stops; a pending prepare rejects. */
   close(): Promise<void>;
-}
-
-/** Prepares on the calling thread. */
-export class InlineSegmentPreparer implements SegmentPreparer {
-  constructor(
-    private readonly key: KeyObject,
-    private readonly keyId: string,
-  ) {}
-
-  prepare(file: string): Promise<PreparedSegment> {
-    return prepareSegment(file, this.key, this.keyId);
-  }
-
-  async close(): Promise<void> {}
 }
 
 /**

@@ -5,6 +5,7 @@ import type { KeyObject } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { ed25519Signer } from './ed25519.js';
 import { prepareSegment } from './segment-prep.js';
 
 export interface SegmentWorkerData {
@@ -27,6 +28,7 @@ const WORKER_NICE = 10;
 const port = parentPort;
 if (!port) throw new Error('segment-worker.ts runs as a worker thread');
 const { key, keyId } = workerData as SegmentWorkerData;
+const sign = ed25519Signer(key);
 
 // Background work: on a busy machine the request path (main thread) should win the CPU.
 // On Linux a thread's nice value is its own, and /proc/thread-self names this thread.
@@ -39,7 +41,7 @@ if (process.platform === 'linux') {
 }
 
 port.on('message', (req: PrepareRequest) => {
-  prepareSegment(req.file, key, keyId).then(
+  prepareSegment(req.file, sign, keyId).then(
     (result) => port.postMessage({ id: req.id, ok: true, result } satisfies PrepareResponse, [result.body.buffer as ArrayBuffer]),
     (err: unknown) => {
       const e = err instanceof Error ? err : new Error(String(err));

@@ -1,10 +1,11 @@
 // Receipt signing (DESIGN §6): Ed25519 over the RFC 8785 canonical JSON of the receipt
 // without its `signature` field. The key pair is created once per data directory and its
 // public half is served as a JWK set at /.well-known/tollgate/receipt-keys.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, link, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { type Ed25519Sign, ed25519Signer } from './ed25519.js';
 import type { Attempt, UnsignedReceipt } from './receipt.js';
 import { RECEIPT_V1_FIELDS } from './rows.js';
 
@@ -26,6 +27,7 @@ export interface ReceiptJwks {
 export class ReceiptSigner {
   readonly keyId: string;
   readonly #privateKey: KeyObject;
+  readonly #sign: Ed25519Sign;
   readonly #jwk: ReceiptJwk;
 
   private constructor(privateKey: KeyObject) {
@@ -35,6 +37,7 @@ export class ReceiptSigner {
     const { x } = createPublicKey(privateKey).export({ format: 'jwk' });
     if (typeof x !== 'string') throw new Error('cannot export the receipt public key');
     this.#privateKey = privateKey;
+    this.#sign = ed25519Signer(privateKey);
     this.keyId = keyIdFor(x);
     this.#jwk = { kty: 'OKP', crv: 'Ed25519', kid: this.keyId, x, use: 'sig', alg: 'EdDSA' };
   }
@@ -71,7 +74,7 @@ export class ReceiptSigner {
 
   /** Signature of an already canonical JSON text. */
   signCanonical(canonical: string): string {
-    return sign(null, Buffer.from(canonical, 'utf8'), this.#privateKey).toString('base64url');
+    return this.#sign(Buffer.from(canonical, 'utf8')).toString('base64url');
   }
 
   /**
