@@ -7,7 +7,7 @@
 // The line is the canonical JSON of the receipt without signature, which is both the text
 // its signature covers and what the next receipt's prev_hash hashes (verify.ts), so the
 // append path never signs: the request path costs one serialization and one sha256.
-// Signing (Ed25519, ~60 µs a receipt) happens when a sealed segment is prepared for its
+// Signing (Ed25519, ~20–40 µs a receipt: ed25519.ts) happens when a sealed segment is prepared for its
 // insert, in a worker thread (segment-preparer.ts); a receipt asked for before that is
 // signed on demand with sign(). Signatures are deterministic, so both give the same bytes.
 //
@@ -239,7 +239,7 @@ export class ReceiptJournal {
   }
 
   /**
-   * The receipt as served (DESIGN §6), signed here, on the calling thread (~60 µs): for a
+   * The receipt as served (DESIGN §6), signed here, on the calling thread (~20–40 µs): for a
    * receipt asked for before it is in ClickHouse. Ed25519 is deterministic, so this is
    * exactly the signature stored with it. `receipt` must be as append() returned it.
    */
