@@ -2,7 +2,7 @@
 // SHA-256 hashes are held or looked up; the secret itself is never stored or logged.
 // Revocation reaches the proxy within the cache TTL (1 s by default), or at once through
 // `invalidate`.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LookupCache } from './auth-cache.js';
 import { badRequest, invalidApiKey } from './errors.js';
 
@@ -41,8 +41,8 @@ export class KeyAuthenticator {
   async authenticate(authorization: string | undefined): Promise<ApiKeyRecord> {
     const secret = bearer(authorization);
     if (!secret || !this.isWellFormed(secret)) throw invalidApiKey();
-    const hash = createHash('sha256').update(secret).digest('hex');
-    const key = await this.cache.get(hash);
+    const secretHash = hash('sha256', secret);
+    const key = await this.cache.get(secretHash);
     if (!key || key.revokedAt || (key.expiresAt && key.expiresAt.getTime() <= this.now())) throw invalidApiKey();
     return key;
   }
