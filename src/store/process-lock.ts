@@ -3,7 +3,8 @@
 // answers every connection with its pid. Whoever wants the lock tries to bind the path:
 //   - it binds: the lock is its own;
 //   - a connect to the path succeeds: a live process holds it (and says which);
-//   - the connect is refused: the socket file of a dead holder, removed and taken over.
+//   - the connect is refused: the socket file of a dead holder, removed (by one taker at a
+//     time: see removeDead) and taken over.
 // A pid file cannot tell a dead holder from an unrelated live process that was later given
 // the same pid; a refused connect can.
 //
@@ -14,8 +15,8 @@
 // from starting) and live in the network namespace, so two containers sharing a data volume
 // would not see each other's lock, as they do through a socket file in the volume. On
 // Windows a named pipe, derived the same way (pipes vanish with their process).
-import { createHash, randomUUID } from 'node:crypto';
-import { lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, unlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, readFileSync, realpathSync, rmdirSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,23 +32,34 @@ export type LockAttempt = { held: HeldLock } | { holderPid: number | null };
 const MAX_SOCKET_PATH = 103;
 /** How long a prober waits for a live holder to say its pid (it is alive either way). */
 const PID_WAIT_MS = 1000;
+/** How long takeLock keeps trying while the lock changes hands (takers racing for a dead one). */
+const TAKE_TIMEOUT_MS = 15_000;
+/** A takeover claim this old was left by a taker that died holding it. */
+const STALE_TAKEOVER_MS = 10_000;
 
 export async function takeLock(file: string): Promise<LockAttempt> {
   const address = lockAddress(file);
-  for (let attempt = 0; attempt < 5; attempt++) {
+  const deadline = Date.now() + TAKE_TIMEOUT_MS;
+  while (Date.now() < deadline) {
     const server = await bind(address);
     if (server) return { held: { release: () => void server.close() } };
-    const before = statOrNull(address);
     const found = await probe(address);
     if (found.state === 'alive') return { holderPid: found.pid };
     if (found.state === 'absent') continue; // released between our bind and the probe
     // A lock file of Tollgate versions before this one holds the owner's pid: honour it while
     // that process lives (an older server may still be running on this data dir).
-    if (before?.isFile()) {
-      const pid = Number.parseInt(readFileSync(address, 'utf8'), 10);
-      if (pid !== process.pid && isAlive(pid)) return { holderPid: pid };
+    const pid = pidInLockFile(address);
+    if (pid !== null && pid !== process.pid && isAlive(pid)) return { holderPid: pid };
+    // A dead holder's socket: one taker at a time removes it (see removeDead), then all race to bind.
+    if (claimTakeover(address)) {
+      try {
+        await removeDead(address);
+      } finally {
+        releaseTakeover(address);
+      }
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 10));
     }
-    if (before) removeIfUnchanged(address, before.ino);
   }
   throw new Error(`could not take the lock ${file}: it keeps changing hands`);
 }
@@ -155,17 +167,54 @@ function statOrNull(file: string) {
 }
 
 /**
- * Removes the dead lock at `address`, unless another taker replaced it meanwhile. The file is
- * first renamed aside (atomic: of two takers, one moves it and the other finds nothing) and
- * removed only if it is the one found dead; a live lock moved by mistake is put back.
+ * Removes the dead lock at `address`; the caller holds the takeover claim. Removals happen only
+ * under the claim, so a file found dead here stays there, dead, until this unlink: nobody can
+ * bind a live lock at the path meanwhile (the bind fails while the file exists), and no other
+ * taker removes or moves anything. Without the claim, a slow taker that had seen the dead file
+ * could remove (or move aside and put back) the live lock a faster one had just bound, and two
+ * processes would each hold "the" lock.
  */
-function removeIfUnchanged(address: string, deadIno: number): void {
-  const aside = `${address}.${process.pid}.${randomUUID().slice(0, 8)}.stale`;
+async function removeDead(address: string): Promise<void> {
+  if ((await probe(address)).state !== 'refused') return;
   try {
-    renameSync(address, aside);
-  } catch {
-    return; // another taker moved it first
+    unlinkSync(address);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  if (lstatSync(aside).ino === deadIno) unlinkSync(aside);
-  else renameSync(aside, address);
+}
+
+/**
+ * The takeover claim: a directory beside the lock (mkdir is atomic: one taker creates it). A
+ * takeover takes a millisecond; a claim older than STALE_TAKEOVER_MS was left by a taker that
+ * died holding it, and is broken so that the next attempt can claim it.
+ */
+function claimTakeover(address: string): boolean {
+  const claim = `${address}.takeover`;
+  try {
+    mkdirSync(claim, { mode: 0o700 });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const st = statOrNull(claim);
+    if (st && Date.now() - st.mtimeMs > STALE_TAKEOVER_MS) releaseTakeover(address);
+    return false;
+  }
+}
+
+function releaseTakeover(address: string): void {
+  try {
+    rmdirSync(`${address}.takeover`);
+  } catch {
+    // already broken as stale by another taker
+  }
+}
+
+/** The pid in an older version's lock file (a regular file holding it), else null. */
+function pidInLockFile(address: string): number | null {
+  if (!statOrNull(address)?.isFile()) return null;
+  try {
+    return Number.parseInt(readFileSync(address, 'utf8'), 10);
+  } catch {
+    return null;
+  }
 }

@@ -2,7 +2,7 @@
 // released by the kernel when its holder dies: no pid liveness check, so a pid reused by an
 // unrelated program blocks nothing, and kill -9 frees the lock.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,5 +121,29 @@ describe('process lock', () => {
     const winners = takers.filter((t) => t.said === 'held');
     expect(winners).toHaveLength(1);
     for (const loser of takers.filter((t) => t.said !== 'held')) expect(loser.said).toBe(`busy ${winners[0]!.child.pid}`);
+  });
+
+  it('removes a dead lock only under the takeover claim: waits while another taker holds one, breaks one left by a dead taker', async () => {
+    const file = path.join(tempDir(), 'owner.sock');
+    const claim = `${file}.takeover`;
+    writeFileSync(file, '0'); // dead: nothing listens there, and no live pid
+    mkdirSync(claim); // another taker is removing it right now
+    let settled = false;
+    const taking = takeLock(file).finally(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(settled).toBe(false);
+    expect(lstatSync(file).isFile()).toBe(true); // not touched without the claim
+    rmdirSync(claim); // that taker is done
+    mine(await taking);
+    expect(existsSync(claim)).toBe(false);
+    expect(lstatSync(file).isSocket()).toBe(true);
+
+    const other = path.join(tempDir(), 'owner.sock');
+    writeFileSync(other, '0');
+    mkdirSync(`${other}.takeover`);
+    const minuteAgo = new Date(Date.now() - 60_000);
+    utimesSync(`${other}.takeover`, minuteAgo, minuteAgo); // its taker died holding it
+    mine(await takeLock(other));
+    expect(existsSync(`${other}.takeover`)).toBe(false);
   });
 });
