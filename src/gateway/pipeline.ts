@@ -323,7 +323,12 @@ export class Pipeline {
       : protocol.relayAnswer
         ? JSON.stringify(protocol.relayAnswer(json, ex.renderContext()))
         : buf;
-    const receipt = await this.endings.respond(ex, res, response.status, body, { receiptStatus: 'ok', errorCode: null, usage, responseSha256: hash('sha256', body) });
+    const receipt = await this.endings.respond(ex, res, response.status, body, {
+      receiptStatus: 'ok',
+      errorCode: null,
+      usage,
+      responseSha256: hash('sha256', body),
+    });
     this.remember(ex, answer, receipt.cost_usd, target);
     return 'answered';
   }
