@@ -45,20 +45,24 @@ export async function takeLock(file: string): Promise<LockAttempt> {
     if (server) return { held: { release: () => void server.close() } };
     const found = await probe(address);
     if (found.state === 'alive') return { holderPid: found.pid };
-    if (found.state === 'absent') continue; // released between our bind and the probe
+    if (found.state === 'absent') {
+      await pause(); // released between our bind and the probe (or a dangling link: do not spin)
+      continue;
+    }
     // A lock file of Tollgate versions before this one holds the owner's pid: honour it while
     // that process lives (an older server may still be running on this data dir).
     const pid = pidInLockFile(address);
     if (pid !== null && pid !== process.pid && isAlive(pid)) return { holderPid: pid };
     // A dead holder's socket: one taker at a time removes it (see removeDead), then all race to bind.
-    if (claimTakeover(address)) {
-      try {
-        await removeDead(address);
-      } finally {
-        releaseTakeover(address);
-      }
-    } else {
-      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 10));
+    const claim = claimTakeover(address);
+    if (claim === null) {
+      await pause();
+      continue;
+    }
+    try {
+      await removeDead(address);
+    } finally {
+      releaseTakeover(address, claim);
     }
   }
   throw new Error(`could not take the lock ${file}: it keeps changing hands`);
@@ -175,7 +179,12 @@ function statOrNull(file: string) {
  * processes would each hold "the" lock.
  */
 async function removeDead(address: string): Promise<void> {
-  if ((await probe(address)).state !== 'refused') return;
+  const dead = statOrNull(address);
+  if (!dead || (await probe(address)).state !== 'refused') return;
+  // And still the same file (a bind makes a new one): a guard should a claim ever be broken
+  // under a taker that stalled past STALE_TAKEOVER_MS.
+  const now = statOrNull(address);
+  if (!now || now.ino !== dead.ino || now.dev !== dead.dev) return;
   try {
     unlinkSync(address);
   } catch (err) {
@@ -183,29 +192,38 @@ async function removeDead(address: string): Promise<void> {
   }
 }
 
+/** A short, jittered wait before trying again, so that racing takers do not spin in step. */
+function pause(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 10));
+}
+
 /**
- * The takeover claim: a directory beside the lock (mkdir is atomic: one taker creates it). A
- * takeover takes a millisecond; a claim older than STALE_TAKEOVER_MS was left by a taker that
- * died holding it, and is broken so that the next attempt can claim it.
+ * The takeover claim: a directory beside the lock (mkdir is atomic: one taker creates it).
+ * Returns its inode (what the claimant releases), null when another taker holds it. A takeover
+ * takes a millisecond; a claim older than STALE_TAKEOVER_MS was left by a taker that died
+ * holding it, and is broken so that the next attempt can claim it.
  */
-function claimTakeover(address: string): boolean {
+function claimTakeover(address: string): number | null {
   const claim = `${address}.takeover`;
   try {
     mkdirSync(claim, { mode: 0o700 });
-    return true;
+    return lstatSync(claim).ino;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     const st = statOrNull(claim);
-    if (st && Date.now() - st.mtimeMs > STALE_TAKEOVER_MS) releaseTakeover(address);
-    return false;
+    if (st && Date.now() - st.mtimeMs > STALE_TAKEOVER_MS) releaseTakeover(address, st.ino);
+    return null;
   }
 }
 
-function releaseTakeover(address: string): void {
+/** Removes the claim if it is still the one with inode `ino` (not a newer taker's). */
+function releaseTakeover(address: string, ino: number): void {
+  const claim = `${address}.takeover`;
+  if (statOrNull(claim)?.ino !== ino) return; // broken as stale, and maybe claimed again
   try {
-    rmdirSync(`${address}.takeover`);
+    rmdirSync(claim);
   } catch {
-    // already broken as stale by another taker
+    // broken by another taker meanwhile
   }
 }
 
