@@ -36,30 +36,53 @@ function loadSodium(): Sodium | null {
   return sodium;
 }
 
-/** Which implementation `ed25519Signer` uses here. */
+/** Which implementation `ed25519Signer` uses here (by default). */
 export function ed25519Implementation(): 'libsodium' | 'openssl' {
   return loadSodium() ? 'libsodium' : 'openssl';
 }
 
+/** PKCS #8 DER of an Ed25519 private key: these 16 bytes, then the 32-byte seed (RFC 8410). */
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
 /**
  * A signing function for `privateKey` (an Ed25519 KeyObject). `implementation` forces one
- * (tests, the bench); by default libsodium when it loads.
+ * (tests, the bench); by default libsodium, or OpenSSL where libsodium does not load or cannot
+ * take the key.
  */
-export function ed25519Signer(privateKey: KeyObject, implementation: 'libsodium' | 'openssl' = ed25519Implementation()): Ed25519Sign {
-  const lib = implementation === 'libsodium' ? loadSodium() : null;
-  if (implementation === 'libsodium' && !lib) throw new Error('libsodium (sodium-native) is not available on this platform');
-  if (!lib) return (message) => sign(null, message, privateKey);
-  const { d } = privateKey.export({ format: 'jwk' });
-  if (typeof d !== 'string') throw new Error('cannot read the Ed25519 private key');
-  // libsodium's secret key is seed || public key; sodium_malloc keeps it in locked memory
-  // with guard pages (never swapped out, not next to other heap data).
-  const secretKey = lib.sodium_malloc(lib.crypto_sign_SECRETKEYBYTES);
-  const seed = Buffer.from(d, 'base64url');
-  lib.crypto_sign_seed_keypair(Buffer.alloc(lib.crypto_sign_PUBLICKEYBYTES), secretKey, seed);
-  seed.fill(0);
-  return (message) => {
-    const signature = Buffer.allocUnsafe(lib.crypto_sign_BYTES);
-    lib.crypto_sign_detached(signature, message, secretKey);
-    return signature;
-  };
+export function ed25519Signer(privateKey: KeyObject, implementation?: 'libsodium' | 'openssl'): Ed25519Sign {
+  const openssl: Ed25519Sign = (message) => sign(null, message, privateKey);
+  if (implementation === 'openssl') return openssl;
+  const lib = loadSodium();
+  if (!lib) {
+    if (implementation === 'libsodium') throw new Error('libsodium (sodium-native) is not available on this platform');
+    return openssl;
+  }
+  try {
+    return sodiumSigner(lib, privateKey);
+  } catch (err) {
+    if (implementation === 'libsodium') throw err;
+    return openssl;
+  }
+}
+
+function sodiumSigner(lib: Sodium, privateKey: KeyObject): Ed25519Sign {
+  // The seed from the key's DER (a Buffer, wiped after use; a JWK would leave it in a string).
+  // The KeyObject keeps its own copy: this is one more copy, in memory that is locked and
+  // guarded (sodium_malloc), not the only one.
+  const der = privateKey.export({ format: 'der', type: 'pkcs8' });
+  try {
+    if (der.length !== PKCS8_ED25519_PREFIX.length + 32 || !der.subarray(0, PKCS8_ED25519_PREFIX.length).equals(PKCS8_ED25519_PREFIX)) {
+      throw new Error('not an Ed25519 private key in PKCS #8');
+    }
+    // libsodium's secret key is seed || public key.
+    const secretKey = lib.sodium_malloc(lib.crypto_sign_SECRETKEYBYTES);
+    lib.crypto_sign_seed_keypair(Buffer.alloc(lib.crypto_sign_PUBLICKEYBYTES), secretKey, der.subarray(PKCS8_ED25519_PREFIX.length));
+    return (message) => {
+      const signature = Buffer.allocUnsafe(lib.crypto_sign_BYTES);
+      lib.crypto_sign_detached(signature, message, secretKey);
+      return signature;
+    };
+  } finally {
+    der.fill(0);
+  }
 }

@@ -12,7 +12,9 @@ describe('Ed25519 receipt signing', () => {
     }
   });
 
-  it('gives the same signature bytes as OpenSSL (node:crypto), for any key and message', () => {
+  // Where libsodium does not load, OpenSSL signs and there is nothing to compare (the test above
+  // asserts that it loads on every platform sodium-native ships for).
+  it.skipIf(ed25519Implementation() === 'openssl')('gives the same signature bytes as OpenSSL (node:crypto), for any key and message', () => {
     const messages = [Buffer.alloc(0), Buffer.from('x'), Buffer.from('{"receipt_id":"é ✓ 😀"}'), randomBytes(1_400), randomBytes(70_000)];
     for (let k = 0; k < 5; k++) {
       const { privateKey, publicKey } = generateKeyPairSync('ed25519');

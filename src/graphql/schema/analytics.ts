@@ -23,6 +23,7 @@ import {
   type VariantResult,
 } from '../../analytics/index.js';
 import type { Builder } from '../builder.js';
+import { store } from './errors.js';
 import { loadTeam } from './teams.js';
 
 /** The GraphQL AnalyticsFilter input as the analytics queries take it. */
@@ -116,7 +117,11 @@ export function registerAnalytics(builder: Builder) {
       team: t.field({
         type: GroupTeam,
         nullable: true,
-        resolve: (k, _args, ctx) => (k.teamId ? loadTeam(ctx, k.teamId) : null),
+        // A failed read is the field's error, mapped like every admin read (503 when the store is down).
+        resolve: (k, _args, ctx) => {
+          const teamId = k.teamId;
+          return teamId ? store(() => loadTeam(ctx, teamId)) : null;
+        },
       }),
       feature: t.string({ nullable: true, resolve: (k) => k.feature ?? null }),
       apiKeyId: t.id({ nullable: true, resolve: (k) => k.apiKeyId ?? null }),
