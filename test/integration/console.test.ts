@@ -234,7 +234,8 @@ describe('console in Chromium, offline', () => {
     await signIn(page, createAccessToken.secret);
     await poll(() => page.locator('#viewer').textContent()).toBe('analyst token · team scoped-a');
     await waitLive(page);
-    expect(await page.locator('#live-team option').allTextContents()).toEqual(['All teams', 'scoped-a']);
+    // The filter options arrive with their own query, after the live stream may have connected.
+    await poll(() => page.locator('#live-team option').allTextContents()).toEqual(['All teams', 'scoped-a']);
     await untilSubscribed(page, a.secret);
     const theirs = await chat(b.secret);
     const ours = await chat(a.secret);
@@ -390,7 +391,7 @@ describe('console in Chromium, offline', () => {
     await signIn(second.page, scoped);
     await poll(() => second.page.locator('#viewer').textContent()).toBe('analyst token · team oidc-console-team');
     await waitLive(second.page);
-    expect(await second.page.locator('#live-team option').allTextContents()).toEqual(['All teams', 'oidc-console-team']);
+    await poll(() => second.page.locator('#live-team option').allTextContents()).toEqual(['All teams', 'oidc-console-team']);
     await untilSubscribed(second.page, team.secret);
 
     // An expired token from the same provider goes nowhere.
