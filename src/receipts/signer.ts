@@ -129,7 +129,7 @@ async function createKeyFile(file: string): Promise<string> {
 // and these keys are ASCII, so plain string order. (Building the text member by member made
 // ~100 intermediate strings, 7.4 KB of the proxy's ~64 KB allocated per request.)
 //
-// A normalized receipt (rows.ts: unsignedReceipt) has every member of its version, none
+// A normalized receipt (normalize.ts: unsignedReceipt) has every member of its version, none
 // undefined. `signature` is a member like the others: undefined, it is left out.
 
 // `satisfies`: a member added to a receipt type and forgotten here is a compile error, not a

@@ -15,9 +15,10 @@ import { type ClickHouseClient, ClickHouseLogLevel, createClient } from '@clickh
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal, type ReceiptJournalOptions } from '../../src/receipts/journal.js';
+import { unsignedReceipt } from '../../src/receipts/normalize.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from '../../src/receipts/receipt.js';
 import { RecentReceipts } from '../../src/receipts/recent.js';
-import { fetchReceipt, rowToReceipt, unsignedReceipt } from '../../src/receipts/rows.js';
+import { fetchReceipt, rowToReceipt } from '../../src/receipts/rows.js';
 import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
 import { canonicalReceiptJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';

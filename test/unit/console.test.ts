@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { usd } from '../../src/console/format.js';
 import { type Decision, LiveModel, RATE_SECONDS } from '../../src/console/live-model.js';
 import { verifyInBrowser } from '../../src/console/verify.js';
-import { unsignedReceipt } from '../../src/receipts/rows.js';
+import { unsignedReceipt } from '../../src/receipts/normalize.js';
 import { ReceiptSigner } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, verifyReceipt } from '../../src/receipts/verify.js';
 

@@ -12,8 +12,9 @@ import * as canonicalizeModule from 'canonicalize';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal } from '../../src/receipts/journal.js';
+import { InvalidReceiptError, unsignedReceipt } from '../../src/receipts/normalize.js';
 import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
-import { InvalidReceiptError, receiptToRow, rowToReceipt, unsignedReceipt, usdToDecimal } from '../../src/receipts/rows.js';
+import { receiptToRow, rowToReceipt, usdToDecimal } from '../../src/receipts/rows.js';
 import { canonicalReceiptJson, canonicalUnsignedJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 
