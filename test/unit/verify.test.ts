@@ -1,9 +1,9 @@
 // Receipt signing and verification without ClickHouse: the signer's key file, the
 // canonical form, verifyReceipt against single-field edits and wrong keys, the hash chain
-// (its definition; deletion, edit, reorder), the draft normalization and the receipt ⇄ row
-// mapping.
+// (its definition; deletion, edit, reorder), the draft normalization, the receipt ⇄ row
+// mapping and the insert body made of a WAL segment.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,10 +11,12 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import * as canonicalizeModule from 'canonicalize';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ed25519Signer } from '../../src/receipts/ed25519.js';
 import { ReceiptJournal } from '../../src/receipts/journal.js';
 import { InvalidReceiptError, unsignedReceipt } from '../../src/receipts/normalize.js';
 import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
-import { receiptToRow, rowToReceipt, usdToDecimal } from '../../src/receipts/rows.js';
+import { RECEIPT_COLUMNS, receiptToRow, rowToReceipt, usdToDecimal } from '../../src/receipts/rows.js';
+import { prepareSegment } from '../../src/receipts/segment-prep.js';
 import { canonicalReceiptJson, canonicalUnsignedJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 
@@ -405,5 +407,57 @@ describe('draft normalization and row mapping', () => {
       expect(Number(usdToDecimal(usd))).toBe(usd);
     }
     expect(() => unsignedReceipt(draft({ cost_usd: 1e6 }), chainFields)).toThrow(InvalidReceiptError);
+  });
+});
+
+describe('prepareSegment (a sealed WAL segment → its insert body)', () => {
+  it('signs every whole line, skips a torn tail, and writes rows that read back as the signed receipts', async () => {
+    const signer = ReceiptSigner.ephemeral();
+    // Non-ASCII text (up to 3 bytes a character), and a version 2 receipt of many attempts:
+    // its per-attempt usage makes its row larger than its line, so the body outgrows the
+    // segment's size, its first guess.
+    const attempt = {
+      provider: 'ark',
+      model: 'doubao',
+      status: 429,
+      error: 'rate_limited',
+      latency_ms: 1,
+      prompt_tokens: 1,
+      completion_tokens: 0,
+      cost_usd: 0,
+      accepted: null,
+      reject_reason: null,
+    };
+    const drafts = [
+      draft({ feature: '要約✨'.repeat(4000) }),
+      draft({ team_id: null, cost_usd: null, end_user: 'é'.repeat(9000) }),
+      draft({ receipt_version: 2, attempts: Array.from({ length: 400 }, () => attempt) }),
+    ];
+    const expected: Receipt[] = [];
+    let prev = GENESIS_PREV_HASH;
+    const lines = drafts.map((d, i) => {
+      const unsigned = unsignedReceipt(d, { instance_id: 'instance-1', seq: i + 1, prev_hash: prev, key_id: signer.keyId });
+      expected.push({ ...unsigned, signature: signer.sign(unsigned) });
+      const line = canonicalUnsignedJson(unsigned);
+      prev = createHash('sha256').update(line).digest('hex');
+      return line;
+    });
+    const file = path.join(tmp, 'segment.ndjson');
+    writeFileSync(file, `${lines.join('\n')}\n{"torn":`);
+
+    const prepared = await prepareSegment(file, ed25519Signer(ReceiptSigner.privateKeyOf(signer)), signer.keyId);
+    expect(prepared).toMatchObject({ records: drafts.length, invalidLines: 1, lastSeq: drafts.length, chainHash: prev });
+    // Its own ArrayBuffer, so the worker can transfer it without copying the pool.
+    expect(prepared.body.byteOffset).toBe(0);
+    const text = Buffer.from(prepared.body).toString('utf8');
+    expect(text.endsWith('\n')).toBe(true);
+    const rows = text.slice(0, -1).split('\n');
+    expect(rows).toHaveLength(drafts.length);
+    rows.forEach((row, i) => {
+      const values = JSON.parse(row) as unknown[];
+      const back = rowToReceipt(Object.fromEntries(RECEIPT_COLUMNS.map((column, c) => [column, values[c]])));
+      expect(back).toEqual(expected[i]);
+      expect(verifyReceipt(back, signer.jwks())).toEqual({ valid: true });
+    });
   });
 });
