@@ -15,8 +15,9 @@
 //                  end). Without DATABASE_URL it is skipped and proxy.json says so.
 // Then, after the measured rounds, a fresh Tollgate (embedded stores) runs the same c=32 load
 // under `--cpu-prof`: its top-15 functions by self time (main thread, load window only), and
-// each thread's share, go to bench/results/proxy-profile.json. The receipt signature's own cost
-// (one Ed25519 signature over a real receipt's canonical JSON) is measured in this process.
+// each thread's share (a worker's with its own top functions), go to
+// bench/results/proxy-profile.json. The receipt signature's own cost (one Ed25519 signature
+// over a real receipt's canonical JSON) is measured in this process.
 // Prints a table and writes bench/results/proxy.json. Ratios and differences are computed
 // within one run, so a noisy shared machine moves all arms together.
 import { generateKeyPairSync } from 'node:crypto';
@@ -43,6 +44,8 @@ const TP_SECONDS = Number(process.env.BENCH_TP_SECONDS ?? 4);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 300);
 const TP_CONCURRENCY = 32;
 const PROFILE_SECONDS = Number(process.env.BENCH_PROFILE_SECONDS ?? 8);
+/** Rows of each worker thread's own table (the segment worker: signing, insert bodies). */
+const WORKER_TOP = 8;
 const EXTERNAL_DB = process.env.DATABASE_URL;
 
 type Arm = 'direct' | 'bare' | 'floor' | 'tollgate' | 'tollgate-ext';
@@ -185,8 +188,8 @@ interface ProfileResult {
   top: Array<SelfTimeRow & { usPerRequest: number }>;
   /** The main thread's self time by where the code lives (our modules by file, libraries by package, Node by area). */
   byModule: Array<{ module: string; share: number; usPerRequest: number }>;
-  /** Each profiled thread's sampled time per request (main, segment worker, …). */
-  threads: Array<{ thread: string; usPerRequest: number }>;
+  /** Each profiled thread's sampled time per request (main, segment worker, …), with its top functions (main's are `top`). */
+  threads: Array<{ thread: string; usPerRequest: number; top?: Array<SelfTimeRow & { usPerRequest: number }> }>;
 }
 
 /**
@@ -230,9 +233,10 @@ async function profileTollgate(configFile: string, body: () => string): Promise<
   for (const f of files) {
     const { rows, totalMs } = await selfTimeTable(path.join(profDir, f), root, 15, { ...window, originUs });
     const thread = threadOf(f) === 0 ? 'main' : `worker ${threadOf(f)}`;
-    threads.push({ thread, usPerRequest: (totalMs / done) * 1000 });
+    const perRequest = rows.map((r) => ({ ...r, usPerRequest: (r.selfMs / done) * 1000 }));
+    threads.push({ thread, usPerRequest: (totalMs / done) * 1000, ...(threadOf(f) === 0 ? {} : { top: perRequest.slice(0, WORKER_TOP) }) });
     if (threadOf(f) === 0) {
-      top = rows.map((r) => ({ ...r, usPerRequest: (r.selfMs / done) * 1000 }));
+      top = perRequest;
       const modules = await selfTimeByModule(path.join(profDir, f), root, { ...window, originUs });
       byModule = modules.slice(0, 15).map((m) => ({ module: m.module, share: m.share, usPerRequest: (m.selfMs / done) * 1000 }));
     }
@@ -597,6 +601,11 @@ async function main() {
   process.stdout.write('\nthe same samples by module (main thread)\n');
   for (const m of profile.byModule) process.stdout.write(`  ${m.share.toFixed(1).padStart(5)} %  ${m.usPerRequest.toFixed(1).padStart(6)} µs  ${m.module}\n`);
   process.stdout.write(`  threads: ${profile.threads.map((t) => `${t.thread} ${t.usPerRequest.toFixed(0)} µs/req`).join(', ')}\n`);
+  for (const t of profile.threads.filter((t) => t.top)) {
+    process.stdout.write(`\ntop ${t.top!.length} functions by self time, Tollgate ${t.thread}\n`);
+    for (const r of t.top!)
+      process.stdout.write(`  ${r.share.toFixed(1).padStart(5)} %  ${r.usPerRequest.toFixed(1).padStart(6)} µs  ${r.function}  ${r.location}\n`);
+  }
   const out = path.join(here, 'results', 'proxy.json');
   await mkdir(path.dirname(out), { recursive: true });
   await writeFile(out, JSON.stringify(results, null, 2));
