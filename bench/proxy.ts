@@ -234,7 +234,11 @@ async function profileTollgate(configFile: string, body: () => string): Promise<
     const { rows, totalMs } = await selfTimeTable(path.join(profDir, f), root, 15, { ...window, originUs });
     const thread = threadOf(f) === 0 ? 'main' : `worker ${threadOf(f)}`;
     const perRequest = rows.map((r) => ({ ...r, usPerRequest: (r.selfMs / done) * 1000 }));
-    threads.push({ thread, usPerRequest: (totalMs / done) * 1000, ...(threadOf(f) === 0 ? {} : { top: perRequest.slice(0, WORKER_TOP) }) });
+    threads.push({
+      thread,
+      usPerRequest: (totalMs / done) * 1000,
+      ...(threadOf(f) === 0 || perRequest.length === 0 ? {} : { top: perRequest.slice(0, WORKER_TOP) }),
+    });
     if (threadOf(f) === 0) {
       top = perRequest;
       const modules = await selfTimeByModule(path.join(profDir, f), root, { ...window, originUs });
@@ -602,7 +606,7 @@ async function main() {
   for (const m of profile.byModule) process.stdout.write(`  ${m.share.toFixed(1).padStart(5)} %  ${m.usPerRequest.toFixed(1).padStart(6)} µs  ${m.module}\n`);
   process.stdout.write(`  threads: ${profile.threads.map((t) => `${t.thread} ${t.usPerRequest.toFixed(0)} µs/req`).join(', ')}\n`);
   for (const t of profile.threads.filter((t) => t.top)) {
-    process.stdout.write(`\ntop ${t.top!.length} functions by self time, Tollgate ${t.thread}\n`);
+    process.stdout.write(`\ntop ${t.top!.length} functions by self time, Tollgate ${t.thread} (share of its own time; µs per request)\n`);
     for (const r of t.top!)
       process.stdout.write(`  ${r.share.toFixed(1).padStart(5)} %  ${r.usPerRequest.toFixed(1).padStart(6)} µs  ${r.function}  ${r.location}\n`);
   }

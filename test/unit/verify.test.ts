@@ -429,9 +429,9 @@ describe('prepareSegment (a sealed WAL segment → its insert body)', () => {
       reject_reason: null,
     };
     const drafts = [
-      draft({ feature: '要約✨'.repeat(4000) }),
-      draft({ team_id: null, cost_usd: null, end_user: 'é'.repeat(9000) }),
       draft({ receipt_version: 2, attempts: Array.from({ length: 400 }, () => attempt) }),
+      draft({ team_id: null, cost_usd: null, end_user: 'é'.repeat(9000) }),
+      draft({ feature: '要約✨'.repeat(4000) }),
     ];
     const expected: Receipt[] = [];
     let prev = GENESIS_PREV_HASH;
@@ -447,8 +447,9 @@ describe('prepareSegment (a sealed WAL segment → its insert body)', () => {
 
     const prepared = await prepareSegment(file, ed25519Signer(ReceiptSigner.privateKeyOf(signer)), signer.keyId);
     expect(prepared).toMatchObject({ records: drafts.length, invalidLines: 1, lastSeq: drafts.length, chainHash: prev });
-    // Its own ArrayBuffer, so the worker can transfer it without copying the pool.
+    // An ArrayBuffer of its own, of its exact size: transferred by the worker, held until inserted.
     expect(prepared.body.byteOffset).toBe(0);
+    expect(prepared.body.buffer.byteLength).toBe(prepared.body.byteLength);
     const text = Buffer.from(prepared.body).toString('utf8');
     expect(text.endsWith('\n')).toBe(true);
     const rows = text.slice(0, -1).split('\n');
