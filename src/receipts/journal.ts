@@ -14,10 +14,9 @@
 // ClickHouse being down or slow never blocks an append; segments accumulate and drain when
 // it is back. After kill -9 at any point, reopening finds the chain head on disk and
 // replays every sealed segment; deduplication tokens make a replay exactly-once.
-import { closeSync, fdatasync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { GatewayError } from '../gateway/errors.js';
 import { RECEIPTS_DISTRIBUTED_TABLE } from '../store/clickhouse-migrate.js';
@@ -38,11 +37,9 @@ import {
   repairTail,
   segmentFileName,
   sha256Hex,
-  syncDir,
   WAL_DIR,
 } from './wal.js';
-
-const fdatasyncAsync = promisify(fdatasync);
+import { type OpenSegment, WalWriteError, WalWriter } from './wal-writer.js';
 
 export interface ReceiptJournalOptions {
   dataDir: string;
@@ -81,17 +78,6 @@ export interface ReceiptJournalStats {
   appendedRecords: number;
 }
 
-/** The segment receiving appends. */
-interface OpenSegment {
-  number: number;
-  fd: number;
-  bytes: number;
-  records: number;
-  timer: NodeJS.Timeout | null;
-  /** Created by this process and its directory entry not fsynced yet. */
-  fresh: boolean;
-}
-
 /** Appends of one event-loop turn, written together. */
 interface Group {
   lines: string[];
@@ -105,24 +91,17 @@ interface Group {
 export class ReceiptJournal {
   readonly instanceId: string;
   readonly #signer: ReceiptSigner;
-  readonly #dir: string;
   readonly #fsync: boolean;
-  readonly #maxRows: number;
-  readonly #maxMs: number;
   readonly #closeTimeoutMs: number;
   readonly #log: LogFn;
   readonly #batcher: SegmentBatcher;
+  readonly #wal: WalWriter;
   readonly #releaseLock: () => void;
 
   #chain: ChainHead;
-  #nextSegment: number;
-  #active: OpenSegment | null = null;
   #group: Group | null = null;
   #commitScheduled = false;
   #committing = false;
-  /** fsync mode: sealed while their last lines are being synced; closed after the sync. */
-  #holdSealed = false;
-  readonly #held: OpenSegment[] = [];
   #flushWaiters: Array<{ upTo: number; resolve: () => void; reject: (err: Error) => void }> = [];
   #appended = 0;
   #landedSeq = 0;
@@ -131,14 +110,10 @@ export class ReceiptJournal {
   private constructor(o: ReceiptJournalOptions, init: { instanceId: string; dir: string; chain: ChainHead; nextSegment: number; releaseLock: () => void }) {
     this.instanceId = init.instanceId;
     this.#signer = o.signer;
-    this.#dir = init.dir;
     this.#fsync = o.sync === 'fsync';
-    this.#maxRows = Math.max(1, Math.floor(o.batchMaxRows));
-    this.#maxMs = Math.max(1, o.batchMaxMs);
     this.#closeTimeoutMs = o.closeTimeoutMs ?? 5000;
     this.#log = o.log ?? (() => undefined);
     this.#chain = init.chain;
-    this.#nextSegment = init.nextSegment;
     this.#releaseLock = init.releaseLock;
     this.#batcher = new SegmentBatcher({
       walDir: init.dir,
@@ -155,6 +130,14 @@ export class ReceiptJournal {
         if (lastSeq > this.#landedSeq) this.#landedSeq = lastSeq;
         this.#notifyFlushWaiters();
       },
+    });
+    this.#wal = new WalWriter({
+      dir: init.dir,
+      firstSegment: init.nextSegment,
+      maxRows: Math.max(1, Math.floor(o.batchMaxRows)),
+      maxMs: Math.max(1, o.batchMaxMs),
+      log: this.#log,
+      onSealed: (segment) => this.#batcher.enqueue(segment),
     });
   }
 
@@ -256,8 +239,8 @@ export class ReceiptJournal {
   async flush(): Promise<void> {
     const group = this.#group;
     if (group) await group.done.catch(() => undefined);
-    this.#seal();
-    const upTo = this.#nextSegment - 1;
+    this.#wal.seal();
+    const upTo = this.#wal.lastSegment;
     if (this.#oldestPendingSegment() > upTo) return;
     await new Promise<void>((resolve, reject) => this.#flushWaiters.push({ upTo, resolve, reject }));
   }
@@ -288,14 +271,7 @@ export class ReceiptJournal {
       });
     }
     await this.#batcher.stop();
-    this.#seal();
-    this.#releaseHeld();
-    if (this.#active) {
-      // Only a segment whose first write failed is still open; recovery removes it.
-      if (this.#active.timer) clearTimeout(this.#active.timer);
-      closeSync(this.#active.fd);
-      this.#active = null;
-    }
+    this.#wal.close();
     const err = new Error('receipt journal closed before its receipts were inserted');
     for (const w of this.#flushWaiters) w.reject(err);
     this.#flushWaiters = [];
@@ -304,13 +280,12 @@ export class ReceiptJournal {
 
   stats(): ReceiptJournalStats {
     const queued = this.#batcher.queue;
-    const active = this.#active && this.#active.records > 0 ? this.#active : null;
-    let pendingRecords = active ? active.records : 0;
-    for (const s of this.#held) pendingRecords += s.records;
+    const written = this.#wal.pending();
+    let pendingRecords = written.records;
     for (const s of queued) pendingRecords += s.records;
     return {
       pendingRecords,
-      pendingSegments: (active ? 1 : 0) + this.#held.length + queued.length,
+      pendingSegments: written.segments + queued.length,
       insertedRecords: this.#batcher.insertedRecords,
       insertErrors: this.#batcher.insertErrors,
       appendedRecords: this.#appended,
@@ -327,19 +302,18 @@ export class ReceiptJournal {
     try {
       for (let group = this.#group; group !== null; group = this.#group) {
         this.#group = null;
-        // With fsync, segments filled by this group stay open until their lines are synced.
-        this.#holdSealed = this.#fsync;
+        // With fsync, segments filled by this group are not inserted before their lines are synced.
+        if (this.#fsync) this.#wal.hold();
         try {
           const touched = this.#write(group);
-          if (this.#fsync) await this.#sync(touched);
+          if (this.#fsync) await this.#wal.sync(touched);
           this.#appended += group.lines.length;
           group.resolve();
         } catch (err) {
           this.#log('receipts WAL write failed', { records: group.lines.length, error: (err as Error).message });
           group.reject(walUnavailable(err));
         } finally {
-          this.#holdSealed = false;
-          this.#releaseHeld();
+          this.#wal.release();
         }
       }
     } finally {
@@ -347,79 +321,16 @@ export class ReceiptJournal {
     }
   }
 
-  /** Writes a group's lines: one write per segment it spans. Returns the segments written. */
+  /** Writes a group's lines (synchronously: no append can slip in before the chain is put back). */
   #write(group: Group): OpenSegment[] {
-    const touched: OpenSegment[] = [];
-    let written = 0;
     try {
-      while (written < group.lines.length) {
-        const segment = this.#active ?? this.#openSegment();
-        const n = Math.min(group.lines.length - written, this.#maxRows - segment.records);
-        const chunk = n === group.lines.length ? group.lines : group.lines.slice(written, written + n);
-        const buf = Buffer.from(`${chunk.join('\n')}\n`, 'utf8');
-        try {
-          writeFully(segment.fd, buf, segment.bytes);
-        } catch (err) {
-          // Leave no partial line behind; if that fails too, the segment ends here (the
-          // reader skips a torn tail, but no line may follow one).
-          try {
-            ftruncateSync(segment.fd, segment.bytes);
-          } catch {
-            this.#seal();
-          }
-          throw err;
-        }
-        if (segment.records === 0) segment.timer = setTimeout(() => this.#seal(), this.#maxMs).unref();
-        segment.bytes += buf.length;
-        segment.records += n;
-        if (!touched.includes(segment)) touched.push(segment);
-        written += n;
-        if (segment.records >= this.#maxRows) this.#seal();
-      }
+      return this.#wal.write(group.lines);
     } catch (err) {
       // The unwritten receipts of this group were never acknowledged: put the chain back on
       // the last line on disk, so that the next receipts take their seq and link to it.
+      const written = err instanceof WalWriteError ? err.written : 0;
       this.#chain = written === 0 ? group.before : { seq: group.before.seq + written, hash: group.hashes[written - 1] };
-      throw err;
-    }
-    return touched;
-  }
-
-  async #sync(segments: OpenSegment[]): Promise<void> {
-    await Promise.all(segments.map((s) => fdatasyncAsync(s.fd)));
-    // A new file's directory entry must be durable too, or the file can vanish with the machine.
-    if (segments.some((s) => s.fresh)) {
-      await syncDir(this.#dir);
-      for (const s of segments) s.fresh = false;
-    }
-  }
-
-  #openSegment(): OpenSegment {
-    const number = this.#nextSegment++;
-    const fd = openSync(path.join(this.#dir, segmentFileName(number)), 'wx', 0o600);
-    this.#active = { number, fd, bytes: 0, records: 0, timer: null, fresh: true };
-    return this.#active;
-  }
-
-  /** Ends the open segment: no more lines go into it, and the batcher may insert it. */
-  #seal(): void {
-    const segment = this.#active;
-    if (!segment || segment.records === 0) return;
-    this.#active = null;
-    if (segment.timer) clearTimeout(segment.timer);
-    this.#held.push(segment);
-    if (!this.#holdSealed) this.#releaseHeld();
-  }
-
-  #releaseHeld(): void {
-    if (this.#holdSealed) return;
-    for (const segment of this.#held.splice(0)) {
-      try {
-        closeSync(segment.fd);
-      } catch (err) {
-        this.#log('receipts WAL: closing a segment failed', { segment: segment.number, error: (err as Error).message });
-      }
-      this.#batcher.enqueue({ number: segment.number, records: segment.records });
+      throw err instanceof WalWriteError ? err.cause : err;
     }
   }
 
@@ -427,12 +338,8 @@ export class ReceiptJournal {
   // flush()
 
   #oldestPendingSegment(): number {
-    let oldest = Infinity;
-    if (this.#active && this.#active.records > 0) oldest = this.#active.number;
-    if (this.#held.length > 0) oldest = Math.min(oldest, this.#held[0].number);
     const queued = this.#batcher.queue;
-    if (queued.length > 0) oldest = Math.min(oldest, queued[0].number);
-    return oldest;
+    return Math.min(this.#wal.pending().oldestSegment, queued[0]?.number ?? Infinity);
   }
 
   #notifyFlushWaiters(): void {
@@ -479,10 +386,4 @@ function newGroup(before: ChainHead): Group {
   // Rejections reach every append through .then(); this keeps an unobserved group quiet.
   done.catch(() => undefined);
   return { lines: [], hashes: [], before, done, resolve, reject };
-}
-
-function writeFully(fd: number, buf: Buffer, position: number): void {
-  for (let offset = 0; offset < buf.length; ) {
-    offset += writeSync(fd, buf, offset, buf.length - offset, position + offset);
-  }
 }

@@ -1,0 +1,179 @@
+// The WAL's write side (DESIGN §7): receipt lines go into numbered segment files; a segment
+// is sealed at `maxRows` lines or `maxMs` after its first one, and a sealed segment is handed
+// on (to the batcher, which inserts it into ClickHouse and then deletes it).
+//
+// The journal decides what the lines are and keeps the chain; this module only guarantees
+// that a line is either wholly in its segment or not there at all, and that a segment is
+// handed on only once all its lines are written (and, with fsync, synced).
+import { closeSync, fdatasync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { segmentFileName, syncDir } from './wal.js';
+
+const fdatasyncAsync = promisify(fdatasync);
+
+/** A segment that takes no more lines: what the batcher inserts. */
+export interface SealedSegment {
+  number: number;
+  records: number;
+}
+
+/** A segment being written. */
+export interface OpenSegment extends SealedSegment {
+  fd: number;
+  bytes: number;
+  timer: NodeJS.Timeout | null;
+  /** Created by this process and its directory entry not fsynced yet. */
+  fresh: boolean;
+}
+
+export interface WalWriterOptions {
+  dir: string;
+  /** Number of the first segment this writer creates (past every segment on disk). */
+  firstSegment: number;
+  maxRows: number;
+  maxMs: number;
+  log: (msg: string, fields: Record<string, unknown>) => void;
+  onSealed: (segment: SealedSegment) => void;
+}
+
+/** A write that failed after `written` of its lines were on disk (whole lines; none after them). */
+export class WalWriteError extends Error {
+  constructor(
+    readonly written: number,
+    override readonly cause: unknown,
+  ) {
+    super(`receipts WAL write failed after ${written} lines: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}
+
+export class WalWriter {
+  readonly #o: WalWriterOptions;
+  #nextSegment: number;
+  #active: OpenSegment | null = null;
+  /** While held, sealed segments stay open here (fsync mode: until their last lines are synced). */
+  #holding = false;
+  readonly #held: OpenSegment[] = [];
+
+  constructor(o: WalWriterOptions) {
+    this.#o = o;
+    this.#nextSegment = o.firstSegment;
+  }
+
+  /** Number of the newest segment created so far (firstSegment − 1 before the first). */
+  get lastSegment(): number {
+    return this.#nextSegment - 1;
+  }
+
+  /**
+   * Writes the lines, one write per segment they span, synchronously. Returns the segments
+   * written. Throws WalWriteError, with how many lines were written, if a write fails.
+   */
+  write(lines: string[]): OpenSegment[] {
+    const { maxRows } = this.#o;
+    const touched: OpenSegment[] = [];
+    let written = 0;
+    while (written < lines.length) {
+      const segment = this.#active ?? this.#openSegment(written);
+      const n = Math.min(lines.length - written, maxRows - segment.records);
+      const chunk = n === lines.length ? lines : lines.slice(written, written + n);
+      const buf = Buffer.from(`${chunk.join('\n')}\n`, 'utf8');
+      try {
+        writeFully(segment.fd, buf, segment.bytes);
+      } catch (err) {
+        // Leave no partial line behind; if that fails too, the segment ends here (the
+        // reader skips a torn tail, but no line may follow one).
+        try {
+          ftruncateSync(segment.fd, segment.bytes);
+        } catch {
+          this.seal();
+        }
+        throw new WalWriteError(written, err);
+      }
+      if (segment.records === 0) segment.timer = setTimeout(() => this.seal(), this.#o.maxMs).unref();
+      segment.bytes += buf.length;
+      segment.records += n;
+      if (!touched.includes(segment)) touched.push(segment);
+      written += n;
+      if (segment.records >= maxRows) this.seal();
+    }
+    return touched;
+  }
+
+  /** fdatasync of the segments, and of the directory when one of them is new. */
+  async sync(segments: OpenSegment[]): Promise<void> {
+    await Promise.all(segments.map((s) => fdatasyncAsync(s.fd)));
+    // A new file's directory entry must be durable too, or the file can vanish with the machine.
+    if (segments.some((s) => s.fresh)) {
+      await syncDir(this.#o.dir);
+      for (const s of segments) s.fresh = false;
+    }
+  }
+
+  /** From now until release(), sealed segments are not handed on. */
+  hold(): void {
+    this.#holding = true;
+  }
+
+  /** Hands on the segments sealed while held. */
+  release(): void {
+    this.#holding = false;
+    for (const segment of this.#held.splice(0)) {
+      try {
+        closeSync(segment.fd);
+      } catch (err) {
+        this.#o.log('receipts WAL: closing a segment failed', { segment: segment.number, error: (err as Error).message });
+      }
+      this.#o.onSealed({ number: segment.number, records: segment.records });
+    }
+  }
+
+  /** Ends the open segment: no more lines go into it, and it is handed on (unless held). */
+  seal(): void {
+    const segment = this.#active;
+    if (!segment || segment.records === 0) return;
+    this.#active = null;
+    if (segment.timer) clearTimeout(segment.timer);
+    this.#held.push(segment);
+    if (!this.#holding) this.release();
+  }
+
+  /** Receipts written and not handed on yet: the open segment's and the held ones'. */
+  pending(): { oldestSegment: number; records: number; segments: number } {
+    const active = this.#active && this.#active.records > 0 ? this.#active : null;
+    let records = active ? active.records : 0;
+    for (const s of this.#held) records += s.records;
+    const oldestSegment = this.#held[0]?.number ?? active?.number ?? Infinity;
+    return { oldestSegment, records, segments: this.#held.length + (active ? 1 : 0) };
+  }
+
+  /** Seals and hands on what was written; closes a segment left empty by a failed first write. */
+  close(): void {
+    this.seal();
+    this.release();
+    if (this.#active) {
+      // Only a segment whose first write failed is still open; recovery removes it.
+      if (this.#active.timer) clearTimeout(this.#active.timer);
+      closeSync(this.#active.fd);
+      this.#active = null;
+    }
+  }
+
+  #openSegment(written: number): OpenSegment {
+    const number = this.#nextSegment++; // a number whose file could not be made is not reused
+    let fd: number;
+    try {
+      fd = openSync(path.join(this.#o.dir, segmentFileName(number)), 'wx', 0o600);
+    } catch (err) {
+      throw new WalWriteError(written, err);
+    }
+    this.#active = { number, fd, bytes: 0, records: 0, timer: null, fresh: true };
+    return this.#active;
+  }
+}
+
+function writeFully(fd: number, buf: Buffer, position: number): void {
+  for (let offset = 0; offset < buf.length; ) {
+    offset += writeSync(fd, buf, offset, buf.length - offset, position + offset);
+  }
+}
