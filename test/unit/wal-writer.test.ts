@@ -1,0 +1,88 @@
+// The WAL's segment files on a real directory: lines split across segments at maxRows, a
+// segment handed on only when sealed (and, held, only on release), the seal timer, and a
+// failed write that reports how many whole lines it left on disk.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { segmentFileName } from '../../src/receipts/wal.js';
+import { type SealedSegment, WalWriteError, WalWriter } from '../../src/receipts/wal-writer.js';
+
+let dir: string;
+let sealed: SealedSegment[];
+const writer = (maxRows: number, maxMs = 60_000) =>
+  new WalWriter({ dir, firstSegment: 5, maxRows, maxMs, log: () => undefined, onSealed: (s) => sealed.push(s) });
+const linesOf = (n: number) => readFileSync(path.join(dir, segmentFileName(n)), 'utf8');
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-wal-writer-'));
+  sealed = [];
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('WalWriter', () => {
+  it('fills segments up to maxRows, hands on each full one, and keeps the last one open', () => {
+    const wal = writer(3);
+    const touched = wal.write(['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+    expect(touched.map((s) => s.number)).toEqual([5, 6, 7]);
+    expect(sealed).toEqual([
+      { number: 5, records: 3 },
+      { number: 6, records: 3 },
+    ]);
+    expect(linesOf(5)).toBe('a\nb\nc\n');
+    expect(linesOf(7)).toBe('g\n');
+    expect(wal.pending()).toEqual({ oldestSegment: 7, records: 1, segments: 1 });
+    wal.write(['h']);
+    expect(linesOf(7)).toBe('g\nh\n');
+    wal.close();
+    expect(sealed.at(-1)).toEqual({ number: 7, records: 2 });
+    expect(wal.lastSegment).toBe(7);
+    expect(wal.pending().records).toBe(0);
+  });
+
+  it('while held, keeps sealed segments back until release', async () => {
+    const wal = writer(2);
+    wal.hold();
+    const touched = wal.write(['a', 'b', 'c']);
+    expect(sealed).toEqual([]);
+    expect(wal.pending()).toEqual({ oldestSegment: 5, records: 3, segments: 2 });
+    await wal.sync(touched);
+    expect(touched.every((s) => !s.fresh)).toBe(true);
+    wal.release();
+    expect(sealed).toEqual([{ number: 5, records: 2 }]);
+    wal.close();
+  });
+
+  it('seals a segment maxMs after its first line', async () => {
+    const wal = writer(100, 30);
+    wal.write(['a']);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(sealed).toEqual([{ number: 5, records: 1 }]);
+    wal.write(['b']);
+    expect(wal.lastSegment).toBe(6);
+    wal.close();
+  });
+
+  it('reports the whole lines written before a failure, and none after them', () => {
+    const wal = writer(2);
+    wal.write(['a']);
+    // The open segment takes one more line; the next segment's file cannot be created.
+    writeFileSync(path.join(dir, segmentFileName(6)), 'somebody else\n');
+    let error: unknown;
+    try {
+      wal.write(['b', 'c', 'd']);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(WalWriteError);
+    expect((error as WalWriteError).written).toBe(1);
+    expect((error as WalWriteError).cause).toMatchObject({ code: 'EEXIST' });
+    expect(linesOf(5)).toBe('a\nb\n');
+    expect(linesOf(6)).toBe('somebody else\n');
+    expect(sealed).toEqual([{ number: 5, records: 2 }]);
+    // The number is not reused: the next line goes into a new segment.
+    wal.write(['c']);
+    expect(linesOf(7)).toBe('c\n');
+    wal.close();
+  });
+});
