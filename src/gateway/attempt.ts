@@ -12,9 +12,9 @@ import type { AttemptTrace } from '../telemetry/tracing.js';
 import { readUpstreamBody } from './body.js';
 import type { Cancellation } from './cancellation.js';
 import { publishDecision } from './decisions.js';
+import type { PipelineDeps } from './deps.js';
 import type { GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
-import type { PipelineDeps } from './pipeline.js';
 import { classify, parseRetryAfter, UpstreamFailure, type UpstreamResponse } from './upstream.js';
 import { estimateCompletionTokens, estimatePromptTokens, type Usage } from './usage.js';
 

@@ -15,9 +15,9 @@ import { receiptComment } from '../protocols/sse.js';
 import { Transcoder } from '../protocols/transcode.js';
 import type { ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import { publishDecision } from './decisions.js';
+import type { PipelineDeps } from './deps.js';
 import { GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
-import type { PipelineDeps } from './pipeline.js';
 import { toChatUsage, type Usage } from './usage.js';
 
 export const ZERO_USAGE: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, estimated: false };

@@ -5,74 +5,31 @@
 // completes (for streams: before their closing event); endings.ts writes those endings.
 import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { BudgetEnforcer } from '../budgets/enforcer.js';
-import type { Config } from '../config.js';
-import type { LiveBus } from '../live/events.js';
-import type { Metrics } from '../metrics.js';
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
 import { adapterFor, type UpstreamRequest } from '../providers/adapter.js';
-import type { ReceiptDraft, UnsignedReceipt } from '../receipts/receipt.js';
-import { type Catalog, isRouteAllowed, type Route, type Target } from '../routing/catalog.js';
-import { type DecideHooks, decideRoute } from '../routing/decide.js';
-import type { TargetHealth } from '../routing/health.js';
-import type { RetryBudgets } from '../routing/retry-budget.js';
+import { isRouteAllowed, type Route, type Target } from '../routing/catalog.js';
+import { decideRoute } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
-import type { Tracing } from '../telemetry/tracing.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
 import { AttemptLog, answerText, ClientGone, send, type Unanswered, usageOf } from './attempt.js';
-import { type ApiKeyRecord, assertCredentialsOnce, type KeyAuthenticator } from './auth.js';
+import { type ApiKeyRecord, assertCredentialsOnce } from './auth.js';
 import { readRequestBody, readUpstreamBody } from './body.js';
-import type { CacheHit, CacheStage } from './cache.js';
+import type { CacheHit } from './cache.js';
 import { Cancellation, delay } from './cancellation.js';
 import { Cascade, type CascadeStep, cascadeStep, climbTotals, isCascade } from './cascade.js';
 import { candidatesOf, publishDecision } from './decisions.js';
+import type { PipelineDeps } from './deps.js';
 import { Endings, ZERO_USAGE } from './endings.js';
 import { badRequest, GatewayError, modelNotFound, rateLimited, routeForbidden, serviceUnavailable, upstreamFailed } from './errors.js';
 import { Exchange } from './exchange.js';
-import type { Ingress } from './ingress.js';
-import type { RateLimiter } from './limits.js';
 import { relayStream } from './stream-relay.js';
-import { classify, type UpstreamClient, UpstreamFailure } from './upstream.js';
+import { classify, UpstreamFailure } from './upstream.js';
 import { maxCostOf, readUsage, type Usage } from './usage.js';
 import { parseJsonBody } from './validate.js';
 
 const MAX_BACKOFF_MS = 2_000;
-
-export interface ReceiptSink {
-  append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
-}
-
-export interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-export interface PipelineDeps {
-  config: Config;
-  auth: KeyAuthenticator;
-  /** Loop marker and failed-authentication throttle, before the key is looked at. */
-  ingress: Ingress;
-  limiter: RateLimiter;
-  catalog: () => Catalog;
-  health: TargetHealth;
-  retryBudgets: RetryBudgets;
-  upstream: UpstreamClient;
-  receipts: ReceiptSink;
-  /** Absent: no response cache at all. */
-  cache?: CacheStage | null;
-  /** Absent: budgets are not enforced. */
-  budgets?: BudgetEnforcer | null;
-  bus: LiveBus;
-  metrics: Metrics;
-  log: Logger;
-  /** The prompt classifier rules may read, and what to do with a rule that fails to evaluate. */
-  decide: DecideHooks;
-  /** OpenTelemetry spans; absent: tracing is off. */
-  tracing?: Tracing | null;
-}
 
 export class Pipeline {
   private readonly endings: Endings;

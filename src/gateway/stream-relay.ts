@@ -9,10 +9,10 @@ import type { UnsignedReceipt } from '../receipts/receipt.js';
 import { type AttemptLog, ClientGone, type Unanswered, usageOf } from './attempt.js';
 import { type Cancellation, whenCancelled } from './cancellation.js';
 import { publishDecision } from './decisions.js';
+import type { PipelineDeps } from './deps.js';
 import type { Endings } from './endings.js';
 import { GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
-import type { PipelineDeps } from './pipeline.js';
 import { classify, UpstreamFailure } from './upstream.js';
 import { readUsage } from './usage.js';
 
