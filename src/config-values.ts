@@ -2,7 +2,6 @@
 // connection URLs, lists, CORS origins, the OIDC issuer, key=value lists, egress allow-lists.
 // They read nothing themselves: src/config.ts applies them to the environment.
 import { z } from 'zod';
-import { httpsOrLoopbackProblem } from './gateway/oidc.js';
 import { CidrList, parseCidr } from './net/ip.js';
 
 export const optionalString = z
@@ -146,4 +145,18 @@ export function egressAllowList(entries: string[]): { hosts: string[]; cidrs: Ci
     }
   }
   return { hosts, cidrs: CidrList.parse(cidrs) };
+}
+
+/** Why `url` may not be an issuer or key-set URL, or null: https, or http on loopback only. */
+export function httpsOrLoopbackProblem(url: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return 'must be a URL';
+  }
+  if (u.protocol === 'https:') return null;
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (u.protocol === 'http:' && (host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host))) return null;
+  return 'must be an https URL (plain http only on loopback)';
 }

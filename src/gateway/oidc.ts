@@ -15,6 +15,7 @@
 // Every refusal looks the same to the caller (null), like an unknown Tollgate token.
 import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
 import type { OidcConfig } from '../config.js';
+import { httpsOrLoopbackProblem } from '../config-values.js';
 
 const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
 const CLOCK_TOLERANCE_SECONDS = 30;
@@ -40,20 +41,6 @@ export interface OidcDeps {
   teamIdByName: (name: string) => Promise<string | null>;
   onError: (err: unknown, what: string) => void;
   fetch?: typeof fetch;
-}
-
-/** Why `url` may not be an issuer or key-set URL, or null: https, or http on loopback only. */
-export function httpsOrLoopbackProblem(url: string): string | null {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return 'must be a URL';
-  }
-  if (u.protocol === 'https:') return null;
-  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (u.protocol === 'http:' && (host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host))) return null;
-  return 'must be an https URL (plain http only on loopback)';
 }
 
 export function looksLikeJwt(token: string): boolean {

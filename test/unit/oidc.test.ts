@@ -3,7 +3,8 @@
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, type OidcConfig } from '../../src/config.js';
-import { httpsOrLoopbackProblem, OidcVerifier } from '../../src/gateway/oidc.js';
+import { httpsOrLoopbackProblem } from '../../src/config-values.js';
+import { OidcVerifier } from '../../src/gateway/oidc.js';
 import { startIdentityProvider, type TestIdentityProvider, unsignedToken } from '../support/identity-provider.js';
 
 let idp: TestIdentityProvider;
