@@ -4,7 +4,8 @@
 // step's tokens, cost and verdict go on its Attempt; the pipeline decides whether to climb.
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { ParsedRequest } from '../protocols/protocol.js';
-import { adapterFor, type UpstreamRequest } from '../providers/adapter.js';
+import type { UpstreamRequest } from '../providers/adapter.js';
+import { adapterFor } from '../providers/registry.js';
 import { checkAnswer, type Verdict } from '../routing/accept.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
 import { type AttemptDeps, type AttemptLog, answerText, type Sent, send, usageOf } from './attempt.js';

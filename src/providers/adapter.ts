@@ -5,9 +5,7 @@ import type { GatewayError } from '../gateway/errors.js';
 import type { ChatCompletion, ChatRequest } from '../protocols/canonical.js';
 import type { Wire } from '../protocols/protocol.js';
 import type { ChunkDecoder } from '../protocols/transcode.js';
-import type { Provider, Target } from '../routing/catalog.js';
-import { anthropic } from './anthropic.js';
-import { openAiCompatible, openAiWithResponses } from './openai-compatible.js';
+import type { Target } from '../routing/catalog.js';
 
 export interface UpstreamRequest {
   /** Appended to the provider's base path, e.g. `/chat/completions`. */
@@ -31,10 +29,4 @@ export interface UpstreamAdapter {
   decoder(): ChunkDecoder;
   /** An error status and body from this upstream (4xx other than 429) as the error the client gets. */
   error(status: number, body: unknown): GatewayError;
-}
-
-/** Providers are data: the adapter follows from the API the provider's preset speaks. */
-export function adapterFor(provider: Provider): UpstreamAdapter {
-  if (provider.preset.api === 'anthropic') return anthropic;
-  return provider.preset.responses ? openAiWithResponses : openAiCompatible;
 }

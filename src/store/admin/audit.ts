@@ -12,7 +12,6 @@
 // `auditJson` below drops such fields and masks credentials inside URLs once more.
 import { redactDeep } from '../../redact.js';
 import { Prisma } from '../prisma.js';
-import type { Tx } from './validators.js';
 
 /** Who makes a change, as the audit log names them. */
 export interface Actor {
@@ -51,7 +50,7 @@ function auditJson(value: unknown): Prisma.InputJsonValue | typeof Prisma.DbNull
   return redactDeep(plain) as Prisma.InputJsonValue;
 }
 
-export async function appendAuditEntry(tx: Tx, actor: Actor, action: string, note: AuditNote): Promise<void> {
+export async function appendAuditEntry(tx: Prisma.TransactionClient, actor: Actor, action: string, note: AuditNote): Promise<void> {
   await tx.auditEntry.create({
     data: {
       actor: actor.id,
