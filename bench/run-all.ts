@@ -520,7 +520,10 @@ function soakRowsOf(name: string, stores: 'embedded' | 'external', previousTable
     `| soak, ${ran} stores: RSS slope after warm-up | ≤ ${c.rssFlat.bound} MB/min | ${fmt(c.rssFlat.value, 'MB/min')} | ${pf(c.rssFlat.pass)} | ${when}; max RSS ${fmt(j.rssMaxMb, 'MB')} |`,
     ...(c.heapFlat
       ? [
-          `| soak, ${ran} stores: JS heap slope after warm-up | ≤ ${c.heapFlat.bound} MB/min | ${fmt(c.heapFlat.value, 'MB/min')} | ${pf(c.heapFlat.pass)} | max heap used ${fmt(j.heapMaxMb, 'MB')} |`,
+          // Since 2026-12-05 the heap check reads the heap left by each full collection; before, sampled heap used.
+          c.heapFlat.fullCollections === undefined
+            ? `| soak, ${ran} stores: JS heap slope after warm-up | ≤ ${c.heapFlat.bound} MB/min | ${fmt(c.heapFlat.value, 'MB/min')} | ${pf(c.heapFlat.pass)} | max heap used ${fmt(j.heapMaxMb, 'MB')} |`
+            : `| soak, ${ran} stores: JS heap after full GCs, slope after warm-up | ≤ ${c.heapFlat.bound} MB/min | ${fmt(c.heapFlat.value, 'MB/min')} | ${pf(c.heapFlat.pass)} | ${c.heapFlat.fullCollections} full collections after warm-up; heap used sampled every 10 s: slope ${fmt(j.heapSlopeMbPerMin, 'MB/min')}, max ${fmt(j.heapMaxMb, 'MB')} |`,
         ]
       : []),
     `| soak, ${ran} stores: receipts = requests | all found, no duplicate | ${c.receiptsEqualRequests.value.receipts} / ${c.receiptsEqualRequests.value.sent} | ${pf(c.receiptsEqualRequests.pass)} | ${c.receiptsEqualRequests.value.completedFound} of ${c.receiptsEqualRequests.value.completed} completed ids found |`,

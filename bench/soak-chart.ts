@@ -16,6 +16,8 @@ interface Soak {
   loadSeconds: number;
   rssSamples: Array<{ at: number; mb: number }>;
   heapSamples: Array<{ at: number; usedMb: number }>;
+  /** Heap left by each full collection (soaks since 2026-12-05). */
+  fullGcSamples?: Array<{ at: number; afterMb: number }>;
   checks: { rssFlat: { value: number } };
 }
 
@@ -26,7 +28,7 @@ interface Series {
   points: Array<[number, number]>;
 }
 
-const W = 900;
+const W = 960;
 const PANEL_H = 300;
 const M = { left: 60, right: 20, top: 40, bottom: 40 };
 
@@ -63,7 +65,7 @@ function panel(title: string, series: Series[], top: number): string {
   series.forEach((s, i) => {
     const d = s.points.map((p, j) => `${j ? 'L' : 'M'}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(' ');
     svg += `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.dashed ? 1.5 : 2}"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`;
-    const lx = M.left + 10 + i * 280;
+    const lx = M.left + 10 + i * 205;
     svg += `<line x1="${lx}" x2="${lx + 24}" y1="${top + PANEL_H - 4}" y2="${top + PANEL_H - 4}" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/><text x="${lx + 30}" y="${top + PANEL_H}" font-size="11">${esc(s.label)}</text>`;
   });
   return svg;
@@ -77,6 +79,9 @@ function seriesOf(soak: Soak): Series[] {
   return [
     { label: 'RSS (VmRSS)', color: '#1f77b4', points: rss },
     { label: 'V8 heap used', color: '#2ca02c', points: soak.heapSamples.map((h): [number, number] => [h.at / 60, h.usedMb]) },
+    ...(soak.fullGcSamples?.length
+      ? [{ label: 'V8 heap after full GC', color: '#9467bd', points: soak.fullGcSamples.map((g): [number, number] => [g.at / 60, g.afterMb]) }]
+      : []),
     {
       label: `RSS trend after warm-up: ${slope.toFixed(2)} MB/min`,
       color: '#d62728',
