@@ -25,12 +25,13 @@
 // used and external memory (from its /metrics). Those heap samples land anywhere on the
 // garbage collector's saw-tooth (±7 MB within a minute), so the heap verdict is taken from the
 // live heap after each full garbage collection instead: Tollgate runs with --trace-gc, and
-// every Mark-Compact line of its main isolate gives the heap size the collection left. In embedded mode the RSS includes the native
-// engines' memory, which the V8 heap does not: a flat heap under a rising RSS points at the
-// engines, a rising heap at Tollgate's own JS. In external mode the ClickHouse endpoint's RSS
-// is sampled too (info only: where the engine's memory went). Per minute, the client-observed
-// added latency (response time − the answering model's configured latency, for non-streamed,
-// uncached, single-attempt requests) and the gateway's own overhead_ms from the receipts; at
+// every Mark-Compact line of its main isolate gives the heap size the collection left.
+// In embedded mode the RSS includes the native engines' memory, which the V8 heap does not:
+// a flat heap under a rising RSS points at the engines, a rising heap at Tollgate's own JS.
+// In external mode the ClickHouse endpoint's RSS is sampled too (info only: where the
+// engine's memory went). Per minute, the client-observed added latency (response time − the
+// answering model's configured latency, for non-streamed, uncached, single-attempt requests)
+// and the gateway's own overhead_ms from the receipts; at
 // the end, after SIGTERM drains the WAL, every completed request's x-tollgate-receipt-id looked
 // up in the receipts table (read from wherever Tollgate wrote it). Prints a verdict table and
 // writes bench/results/soak.json (soak-external.json with SOAK_STORES=external).
