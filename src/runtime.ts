@@ -16,7 +16,7 @@ import { ReceiptJournal } from './receipts/journal.js';
 import { fetchReceipt } from './receipts/rows.js';
 import { ReceiptSigner } from './receipts/signer.js';
 import { AdminStore } from './store/admin-store.js';
-import { type ClickHouseStore, openClickHouse } from './store/clickhouse.js';
+import { type ClickHouseStore, openClickHouse, tuneEmbeddedTables } from './store/clickhouse.js';
 import { MigrationError, migrateClickHouse, pendingMigrations } from './store/clickhouse-migrate.js';
 import { ensureAdminToken } from './store/credentials.js';
 import { type ConfigDb, openConfigDb } from './store/prisma.js';
@@ -87,7 +87,10 @@ async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config,
     const ch = await migrateClickHouse(clickhouse.client, { cluster: config.clickhouse?.cluster });
     if (ch.applied.length) log.info({ applied: ch.applied }, 'clickhouse migrated');
   };
-  if (clickhouse.kind === 'chdb') return attempt();
+  if (clickhouse.kind === 'chdb') {
+    await attempt();
+    return tuneEmbeddedTables(clickhouse.client);
+  }
   try {
     await attempt();
   } catch (err) {

@@ -129,3 +129,16 @@ describe('receipt chain', () => {
     expect(verifyChain(edited).valid).toBe(false);
   });
 });
+
+describe('embedded engine', () => {
+  it("removes merged-away parts of Tollgate's tables one at a time (no burst of idle threads); a server's tables are left alone", async () => {
+    const { client, kind } = gw.started.runtime.clickhouse;
+    const rs = await client.query({
+      query: "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'",
+      format: 'JSONEachRow',
+    });
+    const tables = await rs.json<{ name: string; engine_full: string }>();
+    expect(tables.map((t) => t.name)).toContain('receipts');
+    for (const t of tables) expect([t.name, t.engine_full.includes('concurrent_part_removal_threshold = 1000000')]).toEqual([t.name, kind === 'chdb']);
+  });
+});
