@@ -89,7 +89,8 @@ async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config,
   };
   if (clickhouse.kind === 'chdb') {
     await attempt();
-    return tuneEmbeddedTables(clickhouse.client);
+    // Memory, not correctness: a start is not refused for it.
+    return tuneEmbeddedTables(clickhouse.client).catch((err) => log.warn({ err: String(err) }, 'could not tune the embedded ClickHouse tables'));
   }
   try {
     await attempt();

@@ -1,7 +1,7 @@
 // Providers are data: an OpenAI-compatible provider is a base URL, an auth header, a model
 // name mapping and a few quirks. Adding a provider is adding a row here (or a `Provider`
 // row with kind OPENAI_COMPATIBLE and a base URL), never a new code path. Anthropic is the one
-// provider with its own API (adapter.ts picks the adapter from `api`); OpenAI also speaks the
+// provider with its own API (registry.ts picks the adapter from `api`); OpenAI also speaks the
 // Responses API natively (`responses`).
 
 export type ProviderKind = 'OPENAI_COMPATIBLE' | 'OPENROUTER' | 'ARK' | 'OPENAI' | 'DEEPSEEK' | 'QWEN' | 'ZHIPU' | 'ANTHROPIC' | 'SIMULATED';

@@ -39,7 +39,7 @@ import {
   sha256Hex,
   WAL_DIR,
 } from './wal.js';
-import { type OpenSegment, WalWriteError, WalWriter } from './wal-writer.js';
+import { type OpenSegment, type WalWriteError, WalWriter } from './wal-writer.js';
 
 export interface ReceiptJournalOptions {
   dataDir: string;
@@ -328,9 +328,9 @@ export class ReceiptJournal {
     } catch (err) {
       // The unwritten receipts of this group were never acknowledged: put the chain back on
       // the last line on disk, so that the next receipts take their seq and link to it.
-      const written = err instanceof WalWriteError ? err.written : 0;
+      const { written, cause } = err as WalWriteError;
       this.#chain = written === 0 ? group.before : { seq: group.before.seq + written, hash: group.hashes[written - 1] };
-      throw err instanceof WalWriteError ? err.cause : err;
+      throw cause;
     }
   }
 

@@ -8,15 +8,10 @@
 import { closeSync, fdatasync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { LogFn, SealedSegment } from './batcher.js';
 import { segmentFileName, syncDir } from './wal.js';
 
 const fdatasyncAsync = promisify(fdatasync);
-
-/** A segment that takes no more lines: what the batcher inserts. */
-export interface SealedSegment {
-  number: number;
-  records: number;
-}
 
 /** A segment being written. */
 export interface OpenSegment extends SealedSegment {
@@ -33,7 +28,7 @@ export interface WalWriterOptions {
   firstSegment: number;
   maxRows: number;
   maxMs: number;
-  log: (msg: string, fields: Record<string, unknown>) => void;
+  log: LogFn;
   onSealed: (segment: SealedSegment) => void;
 }
 
@@ -67,35 +62,39 @@ export class WalWriter {
 
   /**
    * Writes the lines, one write per segment they span, synchronously. Returns the segments
-   * written. Throws WalWriteError, with how many lines were written, if a write fails.
+   * written. Throws WalWriteError, with how many lines were written, if anything fails.
    */
   write(lines: string[]): OpenSegment[] {
     const { maxRows } = this.#o;
     const touched: OpenSegment[] = [];
     let written = 0;
-    while (written < lines.length) {
-      const segment = this.#active ?? this.#openSegment(written);
-      const n = Math.min(lines.length - written, maxRows - segment.records);
-      const chunk = n === lines.length ? lines : lines.slice(written, written + n);
-      const buf = Buffer.from(`${chunk.join('\n')}\n`, 'utf8');
-      try {
-        writeFully(segment.fd, buf, segment.bytes);
-      } catch (err) {
-        // Leave no partial line behind; if that fails too, the segment ends here (the
-        // reader skips a torn tail, but no line may follow one).
+    try {
+      while (written < lines.length) {
+        const segment = this.#active ?? this.#openSegment();
+        const n = Math.min(lines.length - written, maxRows - segment.records);
+        const chunk = n === lines.length ? lines : lines.slice(written, written + n);
+        const buf = Buffer.from(`${chunk.join('\n')}\n`, 'utf8');
         try {
-          ftruncateSync(segment.fd, segment.bytes);
-        } catch {
-          this.seal();
+          writeFully(segment.fd, buf, segment.bytes);
+        } catch (err) {
+          // Leave no partial line behind; if that fails too, the segment ends here (the
+          // reader skips a torn tail, but no line may follow one).
+          try {
+            ftruncateSync(segment.fd, segment.bytes);
+          } catch {
+            this.seal();
+          }
+          throw err;
         }
-        throw new WalWriteError(written, err);
+        if (segment.records === 0) segment.timer = setTimeout(() => this.seal(), this.#o.maxMs).unref();
+        segment.bytes += buf.length;
+        segment.records += n;
+        if (!touched.includes(segment)) touched.push(segment);
+        written += n;
+        if (segment.records >= maxRows) this.seal();
       }
-      if (segment.records === 0) segment.timer = setTimeout(() => this.seal(), this.#o.maxMs).unref();
-      segment.bytes += buf.length;
-      segment.records += n;
-      if (!touched.includes(segment)) touched.push(segment);
-      written += n;
-      if (segment.records >= maxRows) this.seal();
+    } catch (err) {
+      throw new WalWriteError(written, err);
     }
     return touched;
   }
@@ -147,10 +146,13 @@ export class WalWriter {
     return { oldestSegment, records, segments: this.#held.length + (active ? 1 : 0) };
   }
 
-  /** Seals and hands on what was written; closes a segment left empty by a failed first write. */
+  /**
+   * Seals and hands on what was written; closes a segment left empty by a failed first write.
+   * Segments held for a sync still running stay held: the commit releases them after it.
+   */
   close(): void {
     this.seal();
-    this.release();
+    if (!this.#holding) this.release();
     if (this.#active) {
       // Only a segment whose first write failed is still open; recovery removes it.
       if (this.#active.timer) clearTimeout(this.#active.timer);
@@ -159,14 +161,9 @@ export class WalWriter {
     }
   }
 
-  #openSegment(written: number): OpenSegment {
+  #openSegment(): OpenSegment {
     const number = this.#nextSegment++; // a number whose file could not be made is not reused
-    let fd: number;
-    try {
-      fd = openSync(path.join(this.#o.dir, segmentFileName(number)), 'wx', 0o600);
-    } catch (err) {
-      throw new WalWriteError(written, err);
-    }
+    const fd = openSync(path.join(this.#o.dir, segmentFileName(number)), 'wx', 0o600);
     this.#active = { number, fd, bytes: 0, records: 0, timer: null, fresh: true };
     return this.#active;
   }

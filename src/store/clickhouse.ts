@@ -123,18 +123,23 @@ async function withPerQuerySettings(connection: Connection): Promise<Connection>
   };
 }
 
+/** Above any number of parts Tollgate's tables have due for removal at once. */
+const SERIAL_PART_REMOVAL = 1_000_000;
+
 /**
  * Tunes Tollgate's tables for the embedded engine, after its migrations (every start: new
  * tables get it too). ClickHouse removes merged-away parts on up to 128 threads at once
  * (`cleanup_threads`) when more than `concurrent_part_removal_threshold` (100) are due, and
  * its global thread pool keeps idle threads for good: inside Tollgate's process, one such
  * round a few minutes into a steady load left ~125 idle threads and ~23 MB more RSS
- * (bench:chdb-memory). Tollgate's tables have few parts to remove at a time, so removing
- * them one after another costs nothing. A ClickHouse server is left as its operator set it.
+ * (bench:chdb-memory). Such a round is a few hundred small local part directories: removed
+ * one after another, it takes milliseconds. A ClickHouse server is left as its operator set it.
  */
 export async function tuneEmbeddedTables(client: ClickHouseClient): Promise<void> {
   const rs = await client.query({
-    query: "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'",
+    query: `SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'
+            AND engine_full NOT LIKE {tuned:String}`,
+    query_params: { tuned: `%concurrent_part_removal_threshold = ${SERIAL_PART_REMOVAL}%` },
     format: 'JSONEachRow',
   });
   for (const { name } of await rs.json<{ name: string }>()) {
@@ -144,6 +149,3 @@ export async function tuneEmbeddedTables(client: ClickHouseClient): Promise<void
     });
   }
 }
-
-/** Above any number of parts Tollgate's tables have due for removal at once. */
-const SERIAL_PART_REMOVAL = 1_000_000;

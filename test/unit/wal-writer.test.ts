@@ -5,8 +5,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { SealedSegment } from '../../src/receipts/batcher.js';
 import { segmentFileName } from '../../src/receipts/wal.js';
-import { type SealedSegment, WalWriteError, WalWriter } from '../../src/receipts/wal-writer.js';
+import { WalWriteError, WalWriter } from '../../src/receipts/wal-writer.js';
 
 let dir: string;
 let sealed: SealedSegment[];
@@ -50,7 +51,16 @@ describe('WalWriter', () => {
     expect(touched.every((s) => !s.fresh)).toBe(true);
     wal.release();
     expect(sealed).toEqual([{ number: 5, records: 2 }]);
+    // Closed while a sync still holds segments: they wait for the commit's release.
+    wal.hold();
+    wal.write(['d']);
     wal.close();
+    expect(sealed).toEqual([{ number: 5, records: 2 }]);
+    wal.release();
+    expect(sealed).toEqual([
+      { number: 5, records: 2 },
+      { number: 6, records: 2 },
+    ]);
   });
 
   it('seals a segment maxMs after its first line', async () => {
