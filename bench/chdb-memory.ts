@@ -14,8 +14,9 @@
 // A growth of RSS that MemoryTracking shares is ClickHouse holding data; one that only
 // jemalloc's resident shares is the allocator keeping freed pages; one that neither shares is
 // outside ClickHouse's allocator (thread stacks, Node). The threads are counted by name: a
-// pool that grows shows there (it found the part-removal burst that tuneEmbeddedTables stops). Prints a table and slopes after
-// warm-up (the first third), writes bench/results/chdb-memory.json.
+// pool that grows shows there (it found the part-removal burst that tuneEmbeddedTables
+// stops). Prints a table and slopes after warm-up (the first third), writes
+// bench/results/chdb-memory.json.
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -27,7 +28,7 @@ import type { ReceiptDraft } from '../src/receipts/receipt.js';
 import { ReceiptSigner } from '../src/receipts/signer.js';
 import { openClickHouse, tuneEmbeddedTables } from '../src/store/clickhouse.js';
 import { migrateClickHouse } from '../src/store/clickhouse-migrate.js';
-import { machine, rssMb, slope } from './support/stats.js';
+import { machine, slope } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RPS = Number(process.env.BENCH_RPS ?? 50);
@@ -110,10 +111,11 @@ function threadsByName(): Record<string, number> {
   return counts;
 }
 
-/** A field of /proc/self/status (kB fields in MB). */
-function status(field: string): number {
-  const value = Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? NaN);
-  return field === 'Threads' ? value : value / 1024;
+/** RSS (VmRSS = RssAnon + RssFile + RssShmem, the last ~0 here) and threads, from one /proc/self/status. */
+function processStatus(): { rssMb: number; rssAnonMb: number; rssFileMb: number; threads: number } {
+  const text = readFileSync('/proc/self/status', 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { rssMb: field('VmRSS') / 1024, rssAnonMb: field('RssAnon') / 1024, rssFileMb: field('RssFile') / 1024, threads: field('Threads') };
 }
 
 async function main(): Promise<void> {
@@ -142,17 +144,14 @@ async function main(): Promise<void> {
       const [metrics, [jemalloc], [parts]] = await Promise.all([
         query("SELECT metric, value FROM system.metrics WHERE metric = 'MemoryTracking'"),
         query('SELECT stats FROM system.jemalloc_stats'),
-        query('SELECT count() AS parts, sum(rows) AS rows FROM system.parts WHERE active'),
+        query('SELECT count() AS parts, sum(rows) AS rows FROM system.parts WHERE active AND database = currentDatabase()'),
       ]);
       // malloc_stats_print's totals line: "Allocated: A, active: B, metadata: C (…), resident: D, mapped: E, retained: F"
       const totals = /Allocated: (\d+), active: \d+, metadata: \d+.*?resident: (\d+), mapped: \d+, retained: (\d+)/s.exec(String(jemalloc?.stats ?? ''));
       samples.push({
         at: (performance.now() - t0) / 1000,
         receipts: sent,
-        rssMb: rssMb(process.pid),
-        rssAnonMb: status('RssAnon'),
-        rssFileMb: status('RssFile'),
-        threads: status('Threads'),
+        ...processStatus(),
         heapUsedMb: process.memoryUsage().heapUsed / MB,
         trackedMb: Number(metrics[0]?.value) / MB,
         jemallocAllocatedMb: Number(totals?.[1]) / MB,
@@ -188,7 +187,7 @@ async function main(): Promise<void> {
       ['jemallocResidentMb', 'jemalloc resident'],
       ['jemallocAllocatedMb', 'jemalloc allocated'],
       ['trackedMb', 'ClickHouse MemoryTracking'],
-      ['jemallocRetainedMb', 'jemalloc retained (unmapped, not in RSS)'],
+      ['jemallocRetainedMb', 'jemalloc retained (virtual, pages released)'],
       ['heapUsedMb', 'V8 heap used'],
     ];
     const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '—');

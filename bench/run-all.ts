@@ -518,17 +518,22 @@ function soakRowsOf(name: string, stores: 'embedded' | 'external', previousTable
   const when = `soak of ${j.date}, ${j.params.minutes} min at ${j.params.rps} req/s`;
   return [
     `| soak, ${ran} stores: RSS slope after warm-up | ≤ ${c.rssFlat.bound} MB/min | ${fmt(c.rssFlat.value, 'MB/min')} | ${pf(c.rssFlat.pass)} | ${when}; max RSS ${fmt(j.rssMaxMb, 'MB')} |`,
-    ...(c.heapFlat
-      ? [
-          // Since 2026-12-05 the heap check reads the heap left by each full collection; before, sampled heap used.
-          c.heapFlat.fullCollections === undefined
-            ? `| soak, ${ran} stores: JS heap slope after warm-up | ≤ ${c.heapFlat.bound} MB/min | ${fmt(c.heapFlat.value, 'MB/min')} | ${pf(c.heapFlat.pass)} | max heap used ${fmt(j.heapMaxMb, 'MB')} |`
-            : `| soak, ${ran} stores: JS heap after full GCs, slope after warm-up | ≤ ${c.heapFlat.bound} MB/min | ${fmt(c.heapFlat.value, 'MB/min')} | ${pf(c.heapFlat.pass)} | ${c.heapFlat.fullCollections} full collections after warm-up; heap used sampled every 10 s: slope ${fmt(j.heapSlopeMbPerMin, 'MB/min')}, max ${fmt(j.heapMaxMb, 'MB')} |`,
-        ]
-      : []),
+    ...(c.heapFlat ? [heapRow(ran, c.heapFlat, j, pf)] : []),
     `| soak, ${ran} stores: receipts = requests | all found, no duplicate | ${c.receiptsEqualRequests.value.receipts} / ${c.receiptsEqualRequests.value.sent} | ${pf(c.receiptsEqualRequests.pass)} | ${c.receiptsEqualRequests.value.completedFound} of ${c.receiptsEqualRequests.value.completed} completed ids found |`,
     `| soak, ${ran} stores: added p99, last / second minute | ≤ ${c.p99Stable.bound}× | ${fmt(c.p99Stable.value, '×')} | ${pf(c.p99Stable.pass)} | minutes ${c.p99Stable.comparedMinutes.map((x: number) => x + 1).join(' vs ')}${controlNote(j, c.p99Stable.comparedMinutes)}; whole run added p50 / p99 ${fmt(j.overall?.addedP50Ms, 'ms')} / ${fmt(j.overall?.addedP99Ms, 'ms')} |`,
   ];
+}
+
+/** Since 2026-12-05 the heap check reads the heap each full collection left; before, sampled heap used. */
+function heapRow(ran: string, heapFlat: any, j: any, pf: (b: boolean | null) => string): string {
+  const [label, note] =
+    heapFlat.fullCollections === undefined
+      ? ['JS heap slope after warm-up', `max heap used ${fmt(j.heapMaxMb, 'MB')}`]
+      : [
+          'JS heap after full GCs, slope after warm-up',
+          `${heapFlat.fullCollections} full collections after warm-up; heap used sampled every 10 s: slope ${fmt(j.heapSlopeMbPerMin, 'MB/min')}, max ${fmt(j.heapMaxMb, 'MB')}`,
+        ];
+  return `| soak, ${ran} stores: ${label} | ≤ ${heapFlat.bound} MB/min | ${fmt(heapFlat.value, 'MB/min')} | ${pf(heapFlat.pass)} | ${note} |`;
 }
 
 /**
