@@ -24,6 +24,8 @@ import { createConsoleHandler, GRAPHIQL_DEFAULT_QUERY, isConsolePath, renderGrap
 import { GatewayError } from '../gateway/errors.js';
 import { type SubscribeFn, WsFanout } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
+import { compiledQueries } from './jit.js';
+import { ANALYTICS_QUERY_FIELDS } from './schema/analytics.js';
 import { buildSchema } from './schema/index.js';
 
 export interface GraphQLOptions {
@@ -127,6 +129,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     maxAliasesPlugin({ n: limits.aliases, exposeLimits: true }),
     costLimitPlugin({ maxCost: limits.cost, exposeLimits: true }),
     maxTokensPlugin({ n: limits.tokens }),
+    compiledQueries({ fields: ANALYTICS_QUERY_FIELDS, mayCompile: (context) => (context as GraphQLContext).principal !== null }),
   ];
   if (options.production) plugins.push(useDisableIntrospection(), blockSuggestions());
   if (options.persistedOperations) {

@@ -76,6 +76,12 @@ function selectsField(info: GraphQLResolveInfo, field: string): boolean {
   return info.fieldNodes.some((node) => visit(node.selectionSet, new Set()));
 }
 
+/**
+ * The root query fields defined here: they resolve plain rows (no Prisma-backed types), so
+ * their operations may run compiled (src/graphql/jit.ts).
+ */
+export const ANALYTICS_QUERY_FIELDS: ReadonlySet<string> = new Set(['usage', 'costPerTask', 'latency', 'cacheStats', 'timeSeries', 'experimentResults']);
+
 export function registerAnalytics(builder: Builder) {
   const Dimension = builder.enumType('Dimension', { values: DIMENSIONS });
   const Interval = builder.enumType('Interval', { values: INTERVALS });
