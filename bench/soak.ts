@@ -128,6 +128,8 @@ interface HeapSample {
   /** Committed by V8 (RSS counts it): may grow while usedMb stays flat. */
   totalMb: number;
   externalMb: number;
+  /** Committed per V8 heap space (new, old, code, large objects…): which of them grows. */
+  spacesMb?: Record<string, number>;
 }
 
 /** The heap one full collection (Mark-Compact) left, from a --trace-gc line, in MB. */
@@ -156,6 +158,13 @@ function mainIsolateGcs(gcs: FullGcSample[]): FullGcSample[] {
 /** An unlabelled sample's value in Prometheus text (NaN when absent). */
 function metricValue(text: string, name: string): number {
   return Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? NaN);
+}
+
+/** Committed bytes per V8 heap space, from prom-client's nodejs_heap_space_size_total_bytes, in MB. */
+function heapSpacesMb(text: string): Record<string, number> {
+  const spaces: Record<string, number> = {};
+  for (const m of text.matchAll(/^tollgate_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\S+)$/gm)) spaces[m[1]!] = Number(m[2]) / MB;
+  return spaces;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -312,7 +321,7 @@ async function main(): Promise<void> {
         const totalMb = metricValue(text, 'tollgate_nodejs_heap_size_total_bytes') / MB;
         const externalMb = metricValue(text, 'tollgate_nodejs_external_memory_bytes') / MB;
         if (!Number.isFinite(usedMb) || !Number.isFinite(externalMb)) throw new Error('heap metrics missing from /metrics');
-        heap.push({ at, usedMb, totalMb, externalMb });
+        heap.push({ at, usedMb, totalMb, externalMb, spacesMb: heapSpacesMb(text) });
       } catch (err) {
         // A missed heap sample is reported, not fatal: the RSS sample above is already taken.
         console.warn(`  heap sample at ${at.toFixed(0)} s failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -437,6 +446,10 @@ async function main(): Promise<void> {
     if (fullGcs.length === 0) console.warn("soak: no Mark-Compact line in Tollgate's --trace-gc output: has its format changed? The heap check fails.");
     const externalMemorySlope = slopeAfterWarmUp(heap, (h) => h.externalMb);
     const heapTotalSlope = slopeAfterWarmUp(heap, (h) => h.totalMb);
+    // Which space the committed heap grows in (the samples before this field have none).
+    const spaceSlopes = Object.keys(heap.at(-1)?.spacesMb ?? {})
+      .map((space) => ({ space, slope: slopeAfterWarmUp(heap, (h) => h.spacesMb?.[space] ?? 0), lastMb: heap.at(-1)!.spacesMb![space]! }))
+      .filter((s) => s.lastMb > 0);
     const clickhouseRssSlope = slopeAfterWarmUp(clickhouseRss, (r) => r.mb);
     const second = perMinute[1] ?? perMinute[0];
     const last = perMinute.at(-1);
@@ -511,6 +524,12 @@ async function main(): Promise<void> {
         'info',
       ],
       [
+        'V8 committed heap by space, slope (size at the end)',
+        spaceSlopes.map((s) => `${s.space.replace(/_space$/, '')} ${f(s.slope)} (${f(s.lastMb, 0)} MB)`).join(', ') || 'n/a',
+        '',
+        'info',
+      ],
+      [
         'receipts = requests',
         `${receipts.rows} receipts / ${sent} sent; ${receipts.completedFound} of ${completed} completed ids found`,
         'all, no duplicate',
@@ -579,6 +598,7 @@ async function main(): Promise<void> {
       liveHeapSlopeMbPerMin: liveHeapSlope,
       externalMemorySlopeMbPerMin: externalMemorySlope,
       heapTotalSlopeMbPerMin: heapTotalSlope,
+      heapSpaceSlopesMbPerMin: Object.fromEntries(spaceSlopes.map((s) => [s.space, s.slope])),
       ...(EXTERNAL ? { clickhouseRssSamples: clickhouseRss, clickhouseRssSlopeMbPerMin: clickhouseRssSlope } : {}),
       overall,
       perMinute,
