@@ -1,6 +1,6 @@
 // kill -9 under load, restart on the same data dir: every response that completed has
 // exactly one receipt, in the receipts table and in every rollup. Also: SIGTERM drains.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -95,6 +95,15 @@ function load(url: string, secret: string, workers: number) {
   };
 }
 
+/** For each id, the files of the data dir (WAL segments, chDB's text files) that hold it. */
+async function findOnDisk(ids: string[]) {
+  const files = (await readdir(dataDir, { recursive: true, withFileTypes: true })).filter((f) => f.isFile() && !f.name.endsWith('.bin'));
+  const texts = await Promise.all(
+    files.map(async (f) => ({ file: path.join(f.parentPath, f.name), text: await readFile(path.join(f.parentPath, f.name), 'latin1') })),
+  );
+  return ids.map((id) => ({ id, in: texts.filter((f) => f.text.includes(id)).map((f) => path.relative(dataDir, f.file)) }));
+}
+
 describe('durability', () => {
   it('loses no receipt and duplicates none across kill -9 and restart', async () => {
     const secret = await (async () => {
@@ -108,6 +117,7 @@ describe('durability', () => {
     })();
 
     const completed: string[] = [];
+    const killedOutputs: string[] = [];
     for (let round = 0; round < 2; round++) {
       const server = await startTollgateProcess(env);
       const traffic = load(server.url, secret, 8);
@@ -115,14 +125,24 @@ describe('durability', () => {
       server.child.kill('SIGKILL');
       await server.exited;
       await traffic.stop();
+      killedOutputs.push(server.output());
       completed.push(...traffic.completed);
       expect(traffic.completed.length).toBeGreaterThan(20);
     }
 
-    // Restart on the same data dir: replay happens at start; SIGTERM flushes the rest.
-    const last = await startTollgateProcess(env);
-    last.child.kill('SIGTERM');
-    expect(await last.exited).toBe(0);
+    // Restart on the same data dir: replay happens at start; SIGTERM flushes the rest within
+    // the journal's close timeout (5 s). On a loaded machine the replay can outlast it: the
+    // rest then stays in the WAL (Tollgate says so) and the next start inserts it. Lost is
+    // only what no restart brings back.
+    const outputs: string[] = [];
+    for (let start = 0; start < 5; start++) {
+      const next = await startTollgateProcess(env);
+      next.child.kill('SIGTERM');
+      expect(await next.exited).toBe(0);
+      outputs.push(next.output());
+      if (!next.output().includes('not yet in ClickHouse')) break;
+    }
+    expect(outputs.at(-1), outputs.join('\n---\n')).not.toContain('not yet in ClickHouse');
 
     const ch = await openClickHouse({ dataDir });
     try {
@@ -130,6 +150,22 @@ describe('durability', () => {
         ((await (await ch.client.query({ query, query_params: params, format: 'JSONEachRow' })).json()) as any[])[0];
       const totals = await q('SELECT count() AS rows, uniqExact(receipt_id) AS ids FROM receipts');
       expect(Number(totals.rows)).toBe(Number(totals.ids));
+      // Which completed responses have no receipt, and whether their lines are still in a file
+      // of the data dir (in the WAL, not inserted) or nowhere (lost): said when this fails.
+      const inserted = new Set(
+        (
+          (await (
+            await ch.client.query({
+              query: 'SELECT receipt_id FROM receipts WHERE receipt_id IN {ids:Array(String)}',
+              query_params: { ids: completed },
+              format: 'JSONEachRow',
+            })
+          ).json()) as Array<{ receipt_id: string }>
+        ).map((r) => r.receipt_id),
+      );
+      const missing = completed.filter((id) => !inserted.has(id));
+      const whereMissing = missing.length === 0 ? [] : await findOnDisk(missing);
+      expect(whereMissing, [...killedOutputs, ...outputs].join('\n---\n')).toEqual([]);
       const found = await q('SELECT count() AS n, uniqExact(receipt_id) AS u FROM receipts WHERE receipt_id IN {ids:Array(String)}', { ids: completed });
       expect(Number(found.n)).toBe(completed.length);
       expect(Number(found.u)).toBe(completed.length);
