@@ -11,14 +11,22 @@
 // - @pothos/plugin-prisma plans its SQL from graphql's resolve info, and under graphql-jit it
 //   loads nested relations with more statements (the N+1 test in graphql-admin.test.ts);
 // - mutations and subscriptions are small, and keep yoga's own executor.
-// Variables are checked by graphql's own coercion first, so a bad one gets graphql's error
-// (graphql-jit's errors have a read-only message, which the production masking rewrites).
+// Variables are checked by graphql's own coercion first, so a bad one gets graphql's error,
+// and graphql-jit's errors (its own class, with a read-only message) are turned into graphql's
+// before yoga's masking, which may rewrite a message, sees them.
 //
 // Not @envelop/graphql-jit: it caches the compiled form by document alone, so a document
 // holding several operations would run whichever was compiled first, whatever operationName
 // the request names.
-import { type DocumentNode, type ExecutionArgs, type ExecutionResult, getOperationAST, type OperationDefinitionNode } from 'graphql';
-import { getVariableValues } from 'graphql/execution/values.js';
+import {
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  GraphQLError,
+  getOperationAST,
+  getVariableValues,
+  type OperationDefinitionNode,
+} from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 import type { Plugin } from 'graphql-yoga';
 
@@ -27,6 +35,17 @@ export interface CompiledQueriesOptions {
   fields: ReadonlySet<string>;
   /** Whether this caller's operations may be compiled (a valid token). */
   mayCompile: (contextValue: unknown) => boolean;
+}
+
+/** graphql's own error for one of graphql-jit's (same message, path, locations, cause and extensions). */
+function asGraphQLError(error: GraphQLError): GraphQLError {
+  const copy = new GraphQLError(error.message, { path: error.path, originalError: error.originalError, extensions: error.extensions });
+  // graphql-jit gives locations, not the nodes graphql derives them from.
+  return Object.assign(copy, { locations: error.locations });
+}
+
+function withGraphQLErrors(result: ExecutionResult): ExecutionResult {
+  return result.errors ? { ...result, errors: result.errors.map(asGraphQLError) } : result;
 }
 
 const onlyFieldsIn = (operation: OperationDefinitionNode, fields: ReadonlySet<string>) =>
@@ -63,7 +82,8 @@ export function compiledQueries({ fields, mayCompile }: CompiledQueriesOptions):
         const variables = getVariableValues(run.schema, operation.variableDefinitions ?? [], run.variableValues ?? {});
         if (variables.errors) return { errors: variables.errors };
         // graphql-jit coerces the raw values again: it takes them as the request sent them.
-        return query.query(run.rootValue, run.contextValue, run.variableValues) as ExecutionResult | Promise<ExecutionResult>;
+        const result = query.query(run.rootValue, run.contextValue, run.variableValues);
+        return result instanceof Promise ? result.then(withGraphQLErrors) : withGraphQLErrors(result);
       });
     },
   };

@@ -108,7 +108,8 @@ const SUGGESTION = /\s*Did you mean [\s\S]*\?$/;
  * ("Did you mean the enum value …?") and variables.
  */
 function withoutSuggestions<E extends Error>(error: E): E {
-  error.message = error.message.replace(SUGGESTION, '');
+  const message = error.message.replace(SUGGESTION, '');
+  if (message !== error.message) error.message = message;
   return error;
 }
 

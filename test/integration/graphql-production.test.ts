@@ -65,6 +65,15 @@ describe('field suggestions', () => {
     for (const e of r.errors!) expect(e.message).not.toMatch(/Did you mean/);
   });
 
+  // Analytics queries run compiled (src/graphql/jit.ts): a resolver's own error keeps its
+  // message and code through the production masking, as with yoga's executor.
+  it('a compiled analytics query keeps its resolver error', async () => {
+    const r = await gql(graphqlUrl, gw.adminToken, '{ usage(filter: {from: "2026-01-02", to: "2026-01-01"}) { requests } }');
+    expect(r.status).toBe(200);
+    expect(r.errors?.map((e) => [e.message, e.extensions?.code])).toEqual([['filter.to must not be before filter.from.', 'BAD_USER_INPUT']]);
+    expect(r.errors?.[0]?.path).toEqual(['usage']);
+  });
+
   it('none over websockets', async () => {
     const client = createClient({
       url: `${graphqlUrl.replace('http', 'ws')}/graphql`,
