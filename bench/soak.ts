@@ -525,7 +525,7 @@ async function main(): Promise<void> {
       ],
       [
         'V8 committed heap by space, slope (size at the end)',
-        spaceSlopes.map((s) => `${s.space.replace(/_space$/, '')} ${f(s.slope)} (${f(s.lastMb, 0)} MB)`).join(', ') || 'n/a',
+        spaceSlopes.map((s) => `${s.space} ${f(s.slope)} (${f(s.lastMb, 0)} MB)`).join(', ') || 'n/a',
         '',
         'info',
       ],

@@ -146,22 +146,15 @@ describe('durability', () => {
 
     const ch = await openClickHouse({ dataDir });
     try {
-      const q = async (query: string, params: Record<string, unknown> = {}) =>
-        ((await (await ch.client.query({ query, query_params: params, format: 'JSONEachRow' })).json()) as any[])[0];
+      const rows = async (query: string, params: Record<string, unknown> = {}) =>
+        (await (await ch.client.query({ query, query_params: params, format: 'JSONEachRow' })).json()) as any[];
+      const q = async (query: string, params: Record<string, unknown> = {}) => (await rows(query, params))[0];
       const totals = await q('SELECT count() AS rows, uniqExact(receipt_id) AS ids FROM receipts');
       expect(Number(totals.rows)).toBe(Number(totals.ids));
       // Which completed responses have no receipt, and whether their lines are still in a file
       // of the data dir (in the WAL, not inserted) or nowhere (lost): said when this fails.
       const inserted = new Set(
-        (
-          (await (
-            await ch.client.query({
-              query: 'SELECT receipt_id FROM receipts WHERE receipt_id IN {ids:Array(String)}',
-              query_params: { ids: completed },
-              format: 'JSONEachRow',
-            })
-          ).json()) as Array<{ receipt_id: string }>
-        ).map((r) => r.receipt_id),
+        (await rows('SELECT receipt_id FROM receipts WHERE receipt_id IN {ids:Array(String)}', { ids: completed })).map((r) => r.receipt_id),
       );
       const missing = completed.filter((id) => !inserted.has(id));
       const whereMissing = missing.length === 0 ? [] : await findOnDisk(missing);
