@@ -56,7 +56,7 @@ export async function openStores(config: Config, log: Logger): Promise<Stores> {
   try {
     const pg = await migrateConfigDb(configDb);
     if (pg.applied.length) log.info({ applied: pg.applied }, 'config database migrated');
-    clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir });
+    clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, log: (msg, fields) => log.warn(fields, msg) });
     await migrateReceiptsStore(clickhouse, config, log);
     const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });
     const adminStore = new AdminStore(configDb.prisma, secretBox);

@@ -4,6 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { type ClickHouseClient, createClient } from '@clickhouse/client';
+import { repairDeduplicationLogs } from './chdb-dedup-log.js';
 
 export interface ClickHouseStore {
   client: ClickHouseClient;
@@ -24,6 +25,8 @@ export interface OpenClickHouseOptions {
   /** Where the embedded engine keeps its data: `${dataDir}/clickhouse`. */
   dataDir: string;
   requestTimeoutMs?: number;
+  /** Told what the crash repair of the embedded engine's deduplication logs did. */
+  log?: (msg: string, fields: object) => void;
 }
 
 type ClientConfig = NonNullable<Parameters<typeof createClient>[0]>;
@@ -47,6 +50,13 @@ export async function openClickHouse(opts: OpenClickHouseOptions): Promise<Click
   const { createChdbConnection } = await loadChdb();
   const dir = path.join(opts.dataDir, 'clickhouse');
   await mkdir(dir, { recursive: true });
+  // Before chDB loads them: records of inserts that a kill cut short would drop their replay.
+  for (const repair of await repairDeduplicationLogs(dir)) {
+    opts.log?.(
+      repair.skipped ? 'could not check a deduplication log of the embedded ClickHouse' : 'dropped deduplication records of inserts a crash cut short',
+      repair,
+    );
+  }
   // chDB binds one data directory per process: opening a second, different path while
   // this one is open throws "only one active data directory per process".
   const raw = createChdbConnection({ path: dir });
