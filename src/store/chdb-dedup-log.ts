@@ -20,7 +20,7 @@
 // Only the embedded engine's own directory is touched, only while no chDB has it open (the
 // data dir is claimed by this process), and only a log whose every line has the expected
 // shape: anything else is left alone and reported.
-import { appendFile, readdir, readFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 
 const LOG_DIR = 'deduplication_logs';
@@ -43,7 +43,7 @@ interface BlockRange {
 }
 
 export interface DeduplicationLogRepair {
-  /** The table's directory, relative to the engine's data directory. */
+  /** `database.table` (or its directory, relative to the engine's data directory). */
   table: string;
   /** "Added" records without a part, now dropped. */
   dropped: number;
@@ -57,9 +57,10 @@ export interface DeduplicationLogRepair {
  */
 export async function repairDeduplicationLogs(engineDir: string): Promise<DeduplicationLogRepair[]> {
   const repairs: DeduplicationLogRepair[] = [];
+  const names = await tableNames(engineDir);
   for (const tableDir of await tableDirs(engineDir)) {
     const repair = await repairTable(tableDir);
-    if (repair.dropped > 0 || repair.skipped) repairs.push({ ...repair, table: path.relative(engineDir, tableDir) });
+    if (repair.dropped > 0 || repair.skipped) repairs.push({ ...repair, table: names.get(await realpath(tableDir)) ?? path.relative(engineDir, tableDir) });
   }
   return repairs;
 }
@@ -75,6 +76,19 @@ async function tableDirs(engineDir: string): Promise<string[]> {
     }
   }
   return dirs;
+}
+
+/** `database.table` by table directory, from the engine's `data/<database>/<table>` links. */
+async function tableNames(engineDir: string): Promise<Map<string, string>> {
+  const names = new Map<string, string>();
+  const data = path.join(engineDir, 'data');
+  for (const database of await listDirs(data)) {
+    for (const table of await readdir(path.join(data, database))) {
+      const dir = await realpath(path.join(data, database, table)).catch(() => null);
+      if (dir) names.set(dir, `${database}.${table}`);
+    }
+  }
+  return names;
 }
 
 async function repairTable(tableDir: string): Promise<Omit<DeduplicationLogRepair, 'table'>> {
