@@ -116,10 +116,10 @@ export function registerAnalytics(builder: Builder) {
   GroupKeyRef.implement({
     description: 'The values of the grouped dimensions; dimensions not grouped by are null.',
     fields: (t) => ({
-      model: t.string({ nullable: true, resolve: (k) => k.model ?? null }),
-      provider: t.string({ nullable: true, resolve: (k) => k.provider ?? null }),
-      route: t.string({ nullable: true, resolve: (k) => k.route ?? null }),
-      teamId: t.id({ nullable: true, resolve: (k) => k.teamId ?? null }),
+      model: t.exposeString('model', { nullable: true }),
+      provider: t.exposeString('provider', { nullable: true }),
+      route: t.exposeString('route', { nullable: true }),
+      teamId: t.exposeID('teamId', { nullable: true }),
       team: t.field({
         type: GroupTeam,
         nullable: true,
@@ -129,22 +129,22 @@ export function registerAnalytics(builder: Builder) {
           return teamId ? store(() => loadTeam(ctx, teamId)) : null;
         },
       }),
-      feature: t.string({ nullable: true, resolve: (k) => k.feature ?? null }),
-      apiKeyId: t.id({ nullable: true, resolve: (k) => k.apiKeyId ?? null }),
-      endUser: t.string({ nullable: true, resolve: (k) => k.endUser ?? null }),
-      status: t.string({ nullable: true, resolve: (k) => k.status ?? null }),
-      cacheStatus: t.string({ nullable: true, resolve: (k) => k.cacheStatus ?? null }),
-      taskType: t.string({ nullable: true, resolve: (k) => k.taskType ?? null }),
-      rule: t.string({ nullable: true, resolve: (k) => k.rule ?? null }),
-      experiment: t.string({ nullable: true, resolve: (k) => k.experiment ?? null }),
-      variant: t.string({ nullable: true, resolve: (k) => k.variant ?? null }),
+      feature: t.exposeString('feature', { nullable: true }),
+      apiKeyId: t.exposeID('apiKeyId', { nullable: true }),
+      endUser: t.exposeString('endUser', { nullable: true }),
+      status: t.exposeString('status', { nullable: true }),
+      cacheStatus: t.exposeString('cacheStatus', { nullable: true }),
+      taskType: t.exposeString('taskType', { nullable: true }),
+      rule: t.exposeString('rule', { nullable: true }),
+      experiment: t.exposeString('experiment', { nullable: true }),
+      variant: t.exposeString('variant', { nullable: true }),
     }),
   });
 
   const UsageRowRef = builder.objectRef<UsageRow>('UsageRow');
   UsageRowRef.implement({
     fields: (t) => ({
-      key: t.field({ type: GroupKeyRef, resolve: (r) => r.key }),
+      key: t.expose('key', { type: GroupKeyRef }),
       requests: t.exposeInt('requests'),
       errors: t.exposeInt('errors', { description: 'Receipts whose status is not ok' }),
       promptTokens: t.exposeFloat('promptTokens'),
@@ -166,7 +166,7 @@ export function registerAnalytics(builder: Builder) {
   const TaskCostRowRef = builder.objectRef<TaskCostRow>('TaskCostRow');
   TaskCostRowRef.implement({
     fields: (t) => ({
-      key: t.field({ type: GroupKeyRef, resolve: (r) => r.key }),
+      key: t.expose('key', { type: GroupKeyRef }),
       tasks: t.exposeInt('tasks'),
       succeededTasks: t.exposeInt('succeededTasks'),
       failedTasks: t.exposeInt('failedTasks'),
@@ -181,7 +181,7 @@ export function registerAnalytics(builder: Builder) {
   const LatencyRowRef = builder.objectRef<LatencyRow>('LatencyRow');
   LatencyRowRef.implement({
     fields: (t) => ({
-      key: t.field({ type: GroupKeyRef, resolve: (r) => r.key }),
+      key: t.expose('key', { type: GroupKeyRef }),
       requests: t.exposeInt('requests'),
       p50Ms: t.exposeFloat('p50Ms', { nullable: true }),
       p90Ms: t.exposeFloat('p90Ms', { nullable: true }),
@@ -199,7 +199,7 @@ export function registerAnalytics(builder: Builder) {
   const CacheRowRef = builder.objectRef<CacheRow>('CacheRow');
   CacheRowRef.implement({
     fields: (t) => ({
-      key: t.field({ type: GroupKeyRef, resolve: (r) => r.key }),
+      key: t.expose('key', { type: GroupKeyRef }),
       requests: t.exposeInt('requests'),
       hits: t.exposeInt('hits'),
       exactHits: t.exposeInt('exactHits'),
@@ -212,8 +212,8 @@ export function registerAnalytics(builder: Builder) {
   const TimeBucketRef = builder.objectRef<TimeBucket>('TimeBucket');
   TimeBucketRef.implement({
     fields: (t) => ({
-      start: t.field({ type: 'DateTime', resolve: (b) => b.start }),
-      key: t.field({ type: GroupKeyRef, resolve: (b) => b.key }),
+      start: t.expose('start', { type: 'DateTime' }),
+      key: t.expose('key', { type: GroupKeyRef }),
       requests: t.exposeInt('requests'),
       errors: t.exposeInt('errors'),
       promptTokens: t.exposeFloat('promptTokens'),
