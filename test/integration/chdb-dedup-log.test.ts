@@ -139,6 +139,23 @@ describe('deduplication logs after a crash (embedded ClickHouse)', () => {
     expect(repairs).toEqual([{ table: 'default.t', dropped: 0, skipped: expect.stringMatching(/unexpected line/) }]);
     expect(await readFile(log, 'utf8')).toBe(before);
     await rm(log); // so that the engine opens again
+  });
+
+  it('appends nothing after a record cut short', async () => {
+    await insertBatch(1);
+    const part = await newestPart('t');
+    await ch.close();
+    await rm(part.path, { recursive: true }); // an orphan the repair would drop…
+    const logDir = await findLogDir('t');
+    const log = path.join(logDir, (await readdir(logDir))[0]);
+    await appendFile(log, '1\tall_9_9_0\tall_12'); // …but the log ends mid-record
+    const before = await readFile(log, 'utf8');
+    expect(await repairDeduplicationLogs(path.join(dataDir, 'clickhouse'))).toEqual([
+      { table: 'default.t', dropped: 0, skipped: expect.stringMatching(/incomplete record/) },
+    ]);
+    expect(await readFile(log, 'utf8')).toBe(before);
+    await rm(log);
+    ch = await open();
     ch = await open();
   });
 });
