@@ -25,6 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { BudgetEvent, LiveBus, RoutingDecision, Topic } from './events.js';
+import { type CooldownMessage, type CtlMessage, channels, type KeysMessage, type LiveMessage, MAX_COOLDOWN_MS, TOPICS, type TopicName } from './redis-wire.js';
 
 export interface BridgeLogger {
   warn(obj: object, msg?: string): void;
@@ -74,34 +75,6 @@ export interface RedisBridge {
   close(): Promise<void>;
 }
 
-type TopicName = 'decisions' | 'budgets';
-const TOPICS: readonly TopicName[] = ['decisions', 'budgets'];
-
-interface LiveMessage {
-  from: string;
-  d?: RoutingDecision[];
-  b?: BudgetEvent[];
-}
-interface CtlMessage {
-  from: string;
-  /** `interest`: the topics the sender has subscribers on now; `query`: please announce. */
-  type: 'interest' | 'query';
-  topics?: TopicName[];
-}
-interface CooldownMessage {
-  from: string;
-  target: string;
-  ms: number;
-}
-
-/** Upstreams' Retry-After is capped where it is read (gateway/upstream.ts); so is a peer's. */
-const MAX_COOLDOWN_MS = 60_000;
-
-interface KeysMessage {
-  from: string;
-  keyIds: string[];
-}
-
 export function defaultInstanceId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
@@ -121,10 +94,7 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
 
   const me = options.instanceId;
   const prefix = options.prefix ?? 'tollgate';
-  const liveChannel = `${prefix}:live`;
-  const ctlChannel = `${prefix}:ctl`;
-  const keysChannel = `${prefix}:keys`;
-  const cooldownsChannel = `${prefix}:cooldowns`;
+  const { liveChannel, ctlChannel, keysChannel, cooldownsChannel } = channels(prefix);
   const maxBacklog = options.maxBacklog ?? 10_000;
   const maxBatch = options.maxBatch ?? 256;
   const heartbeatMs = options.heartbeatMs ?? 2_000;
