@@ -85,15 +85,25 @@ export async function timeSeries(
   }
   if (matchesNothing(filter)) return [];
   const rows = await runQuery(ctx, timeSeriesQuery(ctx, filter, interval, dims).query);
-  return rows.map((r) => ({
-    start: new Date(num(r.m_bucket) * 1000),
-    key: groupKeyOf(r, dims),
-    requests: num(r.m_requests),
-    errors: num(r.m_errors),
-    promptTokens: num(r.m_prompt_tokens),
-    completionTokens: num(r.m_completion_tokens),
-    costUsd: num(r.m_cost_usd),
-    unpricedRequests: num(r.m_unpriced_requests),
-    cacheHits: num(r.m_cache_hits),
-  }));
+  // Rows come bucket by bucket (ORDER BY m_bucket first), one per group: a bucket's rows share its Date.
+  let bucketSeconds = Number.NaN;
+  let start = new Date(0);
+  return rows.map((r) => {
+    const seconds = num(r.m_bucket);
+    if (seconds !== bucketSeconds) {
+      bucketSeconds = seconds;
+      start = new Date(seconds * 1000);
+    }
+    return {
+      start,
+      key: groupKeyOf(r, dims),
+      requests: num(r.m_requests),
+      errors: num(r.m_errors),
+      promptTokens: num(r.m_prompt_tokens),
+      completionTokens: num(r.m_completion_tokens),
+      costUsd: num(r.m_cost_usd),
+      unpricedRequests: num(r.m_unpriced_requests),
+      cacheHits: num(r.m_cache_hits),
+    };
+  });
 }
