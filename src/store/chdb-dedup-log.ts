@@ -151,19 +151,9 @@ function landedBlocks(parts: BlockRange[]): Map<string, Array<[number, number]>>
   return byPartition;
 }
 
-function isLanded(landed: Map<string, Array<[number, number]>>, r: BlockRange): boolean {
-  const ranges = landed.get(r.partition) ?? [];
-  // The last range starting at or before r.min (binary search).
-  let lo = 0;
-  let hi = ranges.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (ranges[mid][0] <= r.min) lo = mid;
-    else hi = mid - 1;
-  }
-  const range = ranges[lo];
-  return range !== undefined && range[0] <= r.min && r.max <= range[1];
-}
+/** Whether one merged range covers r (the parts on disk leave few gaps: a linear scan will do). */
+const isLanded = (landed: Map<string, Array<[number, number]>>, r: BlockRange) =>
+  (landed.get(r.partition) ?? []).some(([min, max]) => min <= r.min && r.max <= max);
 
 /** An inserted part spans one block number (a few at most): one key per block. */
 const blockKeys = (r: BlockRange) => Array.from({ length: Math.min(r.max - r.min + 1, 1000) }, (_, i) => `${r.partition}_${r.min + i}`);

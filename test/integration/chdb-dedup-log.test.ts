@@ -118,8 +118,7 @@ describe('deduplication logs after a crash (embedded ClickHouse)', () => {
     await ch.close();
     // A log from before this repair: the first record is a crash's orphan, the next start gave
     // its block number to another insert (whose part now covers it), recorded after it.
-    const logDir = await findLogDir('t');
-    const log = path.join(logDir, (await readdir(logDir))[0]);
+    const log = await logFile('t');
     const lines = (await readFile(log, 'utf8')).trim().split('\n');
     const [, part, blockId] = lines[0].split('\t');
     await appendFile(log, `1\t${part}\tall_1_2\n`);
@@ -131,8 +130,7 @@ describe('deduplication logs after a crash (embedded ClickHouse)', () => {
   it('leaves a log it does not understand alone, and says so', async () => {
     await insertBatch(1);
     await ch.close();
-    const logDir = await findLogDir('t');
-    const log = path.join(logDir, (await readdir(logDir))[0]);
+    const log = await logFile('t');
     const before = `${await readFile(log, 'utf8')}9\tsomething new\n`;
     await appendFile(log, '9\tsomething new\n');
     const repairs = await repairDeduplicationLogs(path.join(dataDir, 'clickhouse'));
@@ -146,8 +144,7 @@ describe('deduplication logs after a crash (embedded ClickHouse)', () => {
     const part = await newestPart('t');
     await ch.close();
     await rm(part.path, { recursive: true }); // an orphan the repair would drop…
-    const logDir = await findLogDir('t');
-    const log = path.join(logDir, (await readdir(logDir))[0]);
+    const log = await logFile('t');
     await appendFile(log, '1\tall_9_9_0\tall_12'); // …but the log ends mid-record
     const before = await readFile(log, 'utf8');
     expect(await repairDeduplicationLogs(path.join(dataDir, 'clickhouse'))).toEqual([
@@ -160,5 +157,8 @@ describe('deduplication logs after a crash (embedded ClickHouse)', () => {
   });
 });
 
-/** A table's deduplication log directory, through the engine's `data/<db>/<table>` link. */
-const findLogDir = async (table: string) => path.join(dataDir, 'clickhouse', 'data', 'default', table, 'deduplication_logs');
+/** A table's (single) deduplication log file, through the engine's `data/<db>/<table>` link. */
+async function logFile(table: string): Promise<string> {
+  const dir = path.join(dataDir, 'clickhouse', 'data', 'default', table, 'deduplication_logs');
+  return path.join(dir, (await readdir(dir))[0]);
+}
