@@ -249,6 +249,21 @@ try {
     const s = [...xs].sort((a, b) => a - b);
     return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
   };
+  /** p50 of V8's JSON.stringify plus JSON.parse of one answer, 21 of each. */
+  const jsonRoundTrip = (text: string) => {
+    const value: unknown = JSON.parse(text);
+    const stringify: number[] = [];
+    const parse: number[] = [];
+    for (let i = 0; i < 21; i++) {
+      let t0 = performance.now();
+      JSON.stringify(value);
+      stringify.push(performance.now() - t0);
+      t0 = performance.now();
+      JSON.parse(text);
+      parse.push(performance.now() - t0);
+    }
+    return pct(stringify, 0.5) + pct(parse, 0.5);
+  };
   const results: Array<Record<string, unknown>> = [];
   for (const c of cases) {
     const usesGroupBy = c.gql.includes('$g');
@@ -266,9 +281,11 @@ try {
         headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
         body,
       });
-      const json = (await res.json()) as { errors?: unknown };
+      answer = await res.text();
+      const json = JSON.parse(answer) as { errors?: unknown };
       if (json.errors) throw new Error(JSON.stringify(json.errors));
     };
+    let answer = '';
     // warm-up
     await c.direct();
     await viaGraphQL();
@@ -288,6 +305,7 @@ try {
       await c.library();
       l.push(performance.now() - t);
     }
+    const json = jsonRoundTrip(answer);
     const srv = await serverStats(c.sqlOf());
     console.log(
       `  ${c.name}: server ${srv.serverElapsedMs} ms, read ${srv.rowsRead} rows from ${srv.readsFrom.join('+')}, granules ${srv.granules.join(' ')}, ${srv.resultRows} result rows`,
@@ -301,6 +319,11 @@ try {
       directP95Ms: +pct(d, 0.95).toFixed(1),
       ratioP50: +(pct(g, 0.5) / pct(d, 0.5)).toFixed(3),
       ratioP95: +(pct(g, 0.95) / pct(d, 0.95)).toFixed(3),
+      // What an answer of this size costs as JSON over HTTP before GraphQL does anything (the
+      // server's JSON.stringify and the client's JSON.parse): the ratio's floor on this Node.
+      answerKb: +(Buffer.byteLength(answer) / 1024).toFixed(1),
+      jsonRoundTripMs: +json.toFixed(2),
+      jsonFloorRatioP50: +((pct(d, 0.5) + json) / pct(d, 0.5)).toFixed(3),
       // the exported resolver function without GraphQL: SQL + row mapping
       libraryP50Ms: +pct(l, 0.5).toFixed(1),
       resultRows: srv.resultRows,

@@ -52,7 +52,7 @@ type Arm = 'direct' | 'bare' | 'floor' | 'tollgate' | 'tollgate-ext';
 type ProxyArm = Exclude<Arm, 'direct'>;
 const BASE_ARMS = ['direct', 'bare', 'tollgate'] as const;
 const ARMS: Arm[] = EXTERNAL_DB ? [...BASE_ARMS, 'tollgate-ext'] : [...BASE_ARMS];
-/** The throughput rounds also run the floor: Tollgate's own server and upstream client, empty handler. */
+/** The throughput and c=1 rounds also run the floor: Tollgate's own server and upstream client, empty handler. */
 const TP_ARMS: Arm[] = [...ARMS.slice(0, 2), 'floor', ...ARMS.slice(2)];
 const isTollgate = (arm: Arm) => arm === 'tollgate' || arm === 'tollgate-ext';
 /** One value per arm that runs (no 'tollgate-ext' entry when it is skipped). */
@@ -354,17 +354,17 @@ async function main() {
   };
 
   // ── warm-up ──
-  for (const arm of ARMS) for (let i = 0; i < WARMUP; i++) await once(arm);
+  for (const arm of TP_ARMS) for (let i = 0; i < WARMUP; i++) await once(arm);
 
   // ── latency at concurrency 1, interleaved rounds ──
-  const lat = perArm((): number[] => []);
+  const lat = perArm((): number[] => [], TP_ARMS);
   for (let round = 0; round < LAT_ROUNDS; round++) {
-    for (const arm of ARMS) for (let i = 0; i < LAT_PER_ROUND; i++) lat[arm].push(await once(arm));
+    for (const arm of TP_ARMS) for (let i = 0; i < LAT_PER_ROUND; i++) lat[arm].push(await once(arm));
   }
   const latStats = perArm((a) => {
     const s = [...lat[a]].sort((x, y) => x - y);
     return { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length };
-  });
+  }, TP_ARMS);
 
   // ── the same at concurrency 1 per client protocol, interleaved ──
   const protocolNames = Object.keys(protocols) as Protocol[];
@@ -395,7 +395,6 @@ async function main() {
     tollgate: tollgate.child.pid!,
     ...(ext ? { 'tollgate-ext': ext.proc.child.pid! } : {}),
   };
-  for (let i = 0; i < WARMUP; i++) await once('floor');
   for (let round = 0; round < TP_ROUNDS; round++) {
     for (const arm of TP_ARMS) {
       const pid = arm !== 'direct' ? pids[arm]! : 0;
@@ -490,6 +489,8 @@ async function main() {
     latencyC1Ms: baseOnly(latStats),
     addedLatencyMs: { p50: latStats.tollgate.p50 - latStats.direct.p50, p99: latStats.tollgate.p99 - latStats.direct.p99 },
     bareAddedLatencyMs: { p50: latStats.bare.p50 - latStats.direct.p50, p99: latStats.bare.p99 - latStats.direct.p99 },
+    /** What Tollgate's own server and upstream client add with an empty handler, c=1: the latency floor of this design. */
+    floorAddedLatencyMs: { p50: latStats.floor.p50 - latStats.direct.p50, p99: latStats.floor.p99 - latStats.direct.p99 },
     throughputRps: baseOnly(rpsMedian),
     throughputRatioVsBare: rpsMedian.tollgate / rpsMedian.bare,
     streamTtftMs: baseOnly(ttftStats),
@@ -547,6 +548,7 @@ async function main() {
         ] as Array<[string, string, string]>)
       : []),
     ['bare proxy added p50 / p99', `${f(results.bareAddedLatencyMs.p50)} / ${f(results.bareAddedLatencyMs.p99)} ms`, '(reference)'],
+    ['floor (empty handler) added p50 / p99', `${f(results.floorAddedLatencyMs.p50)} / ${f(results.floorAddedLatencyMs.p99)} ms`, '(reference)'],
     [`throughput c=${TP_CONCURRENCY} ${names}`, `${ARMS.map((a) => Math.round(rpsMedian[a])).join(' / ')} rps`, ''],
     [
       'floor (Tollgate server + upstream client, empty handler)',

@@ -49,6 +49,7 @@ interface Bench {
 }
 
 const ms = (value: number, target?: Target) => ({ value, unit: 'ms', target });
+const f3 = (x: number) => x.toFixed(3);
 
 const BENCHES: Bench[] = [
   {
@@ -56,7 +57,11 @@ const BENCHES: Bench[] = [
     json: 'proxy.json',
     quickEnv: { BENCH_ROUNDS: '2', BENCH_TP_ROUNDS: '1', BENCH_TP_SECONDS: '1', BENCH_WARMUP: '50' },
     figures: (j) => {
-      const lat = `${j.latencyC1Ms.tollgate.n} requests per arm, c=1, interleaved with direct`;
+      const lat =
+        `${j.latencyC1Ms.tollgate.n} requests per arm, c=1, interleaved with direct` +
+        (j.floorAddedLatencyMs
+          ? `; same rounds: bare proxy adds ${f3(j.bareAddedLatencyMs.p50)} / ${f3(j.bareAddedLatencyMs.p99)} ms (p50 / p99), Tollgate's server and upstream client with an empty handler (floor) ${f3(j.floorAddedLatencyMs.p50)} / ${f3(j.floorAddedLatencyMs.p99)} ms`
+          : '');
       // CPU of all the Tollgate process's threads from /proc, per request at c=32, by thread group.
       const cpuNote = (secondsPer1k: number, t: { main: number; node: number; engine: number } | undefined) =>
         `Tollgate ${Math.round(secondsPer1k * 1000)} µs, bare ${Math.round(j.cpuSecondsPer1k.bare * 1000)} µs` +
@@ -186,7 +191,11 @@ const BENCHES: Bench[] = [
             value: r.ratioP50,
             unit: '×',
             target: { op: '≤', value: 1.15 },
-            note: `p95 ratio ${r.ratioP95}`,
+            note:
+              `p95 ratio ${r.ratioP95}` +
+              (r.jsonRoundTripMs == null
+                ? ''
+                : `; answer ${r.answerKb} KB, its JSON stringify + parse alone ${r.jsonRoundTripMs} ms: floor ${r.jsonFloorRatioP50}×`),
           },
         ];
       }),
