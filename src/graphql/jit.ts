@@ -15,6 +15,12 @@
 // and graphql-jit's errors (its own class, with a read-only message) are turned into graphql's
 // before yoga's masking, which may rewrite a message, sees them.
 //
+// Built-in scalars and enums are not serialized again (graphql-jit's disableLeafSerialization):
+// the analytics rows already hold what those types carry (finite numbers, strings, enum names
+// as values), and the ~15,000 serializer calls of a 2,100-row timeSeries were ~0.3 ms of its
+// ~4 ms over direct SQL. Custom scalars (DateTime) keep their serializers. The difference:
+// a count past 2^31 in an Int field is answered as the number, where graphql would fail it.
+//
 // Not @envelop/graphql-jit: it caches the compiled form by document alone, so a document
 // holding several operations would run whichever was compiled first, whatever operationName
 // the request names.
@@ -65,7 +71,7 @@ export function compiledQueries({ fields, mayCompile }: CompiledQueriesOptions):
     const name = args.operationName ?? '';
     let query = byOperation.get(name);
     if (query === undefined) {
-      const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
+      const result = compileQuery(args.schema, args.document, args.operationName ?? undefined, { disableLeafSerialization: true });
       query = isCompiledQuery(result) ? result : null;
       byOperation.set(name, query);
     }

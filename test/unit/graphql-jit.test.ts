@@ -2,7 +2,7 @@
 // compiled (counted at graphql-jit's compileQuery), that a document with several operations
 // runs the one the request names, and that the answers and a bad variable's error are
 // graphql's own.
-import { GraphQLInt, GraphQLList, GraphQLObjectType, GraphQLSchema, GraphQLString } from 'graphql';
+import { GraphQLInt, GraphQLList, GraphQLObjectType, GraphQLScalarType, GraphQLSchema, GraphQLString } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { compiledQueries } from '../../src/graphql/jit.js';
@@ -21,9 +21,15 @@ vi.mock('graphql-jit', async (importOriginal) => {
   };
 });
 
+// A custom scalar keeps its serializer when compiled (built-in scalars and enums skip theirs).
+const Day = new GraphQLScalarType({ name: 'Day', serialize: (d) => (d as Date).toISOString().slice(0, 10) });
 const Row = new GraphQLObjectType({
   name: 'Row',
-  fields: { n: { type: GraphQLInt }, label: { type: GraphQLString, resolve: (r: { n: number }) => `row ${r.n}` } },
+  fields: {
+    n: { type: GraphQLInt },
+    label: { type: GraphQLString, resolve: (r: { n: number }) => `row ${r.n}` },
+    day: { type: Day, resolve: (r: { n: number }) => new Date(Date.UTC(2026, 11, 1 + r.n)) },
+  },
 });
 const rowsArgs = { count: { type: GraphQLInt } };
 const schema = new GraphQLSchema({
@@ -62,14 +68,14 @@ afterEach(() => {
 describe('compiled analytics queries', () => {
   it('compiles a query on its listed fields once, and answers as graphql does', async () => {
     const yoga = server();
-    const query = 'query($c: Int) { rows(count: $c) { n label } }';
+    const query = 'query($c: Int) { rows(count: $c) { n label day } }';
     const first = await post(yoga, { query, variables: { c: 2 } });
     const second = await post(yoga, { query, variables: { c: 3 } });
     expect(first).toEqual({
       data: {
         rows: [
-          { n: 0, label: 'row 0' },
-          { n: 1, label: 'row 1' },
+          { n: 0, label: 'row 0', day: '2026-12-01' },
+          { n: 1, label: 'row 1', day: '2026-12-02' },
         ],
       },
     });
