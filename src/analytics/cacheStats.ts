@@ -5,7 +5,7 @@ import {
   type Dimension,
   type GroupKey,
   groupedSelect,
-  groupKeyOf,
+  groupKeyReader,
   matchesNothing,
   num,
   rollupAnswers,
@@ -46,13 +46,14 @@ export async function cacheStats(ctx: AnalyticsContext, rawFilter: AnalyticsFilt
   const dims = uniqueDimensions(groupBy);
   if (matchesNothing(filter)) return [];
   const rows = await runQuery(ctx, cacheStatsQuery(ctx, filter, dims).query);
+  const keyOf = groupKeyReader(dims);
   return rows.map((r) => {
     const requests = num(r.m_requests);
     const exactHits = num(r.m_exact_hits);
     const semanticHits = num(r.m_semantic_hits);
     const hits = exactHits + semanticHits;
     return {
-      key: groupKeyOf(r, dims),
+      key: keyOf(r),
       requests,
       hits,
       exactHits,

@@ -17,7 +17,7 @@ import {
   fromTable,
   type GroupKey,
   groupByClause,
-  groupKeyOf,
+  groupKeyReader,
   matchesNothing,
   num,
   orderByClause,
@@ -93,12 +93,13 @@ export async function costPerTask(ctx: AnalyticsContext, rawFilter: AnalyticsFil
   const dims = uniqueDimensions(groupBy);
   if (matchesNothing(filter)) return [];
   const rows = await runQuery(ctx, costPerTaskQuery(ctx, filter, dims));
+  const keyOf = groupKeyReader(dims);
   return rows.map((r) => {
     const tasks = num(r.m_tasks);
     const succeededTasks = num(r.m_succeeded);
     const costUsd = num(r.m_cost_usd);
     return {
-      key: groupKeyOf(r, dims),
+      key: keyOf(r),
       tasks,
       succeededTasks,
       failedTasks: tasks - succeededTasks,

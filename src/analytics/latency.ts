@@ -28,7 +28,7 @@ import {
   type GroupKey,
   groupByClause,
   groupedSelect,
-  groupKeyOf,
+  groupKeyReader,
   groupKeyString,
   matchesNothing,
   needsRawReceipts,
@@ -132,13 +132,13 @@ function q(arr: unknown, i: number, present = true): number | null {
   return numOrNull(arr[i]);
 }
 
-function toRow(r: Record<string, unknown>, dims: Dimension[], method: LatencyRow['method']): LatencyRow {
+function toRow(r: Record<string, unknown>, keyOf: (row: Record<string, unknown>) => GroupKey, method: LatencyRow['method']): LatencyRow {
   const requests = num(r.m_requests);
   // A sketch with no values merges to NaN (null in JSON); exact quantiles of nothing are 0.
   const ttftPresent = method === 'sketch' || num(r.m_ttft_n) > 0;
   const ovhPresent = method === 'sketch' || num(r.m_ovh_n) > 0;
   return {
-    key: groupKeyOf(r, dims),
+    key: keyOf(r),
     requests,
     p50Ms: q(r.m_lat, 0, requests > 0),
     p90Ms: q(r.m_lat, 1, requests > 0),
@@ -157,12 +157,13 @@ export async function latency(ctx: AnalyticsContext, rawFilter: AnalyticsFilter,
   const filter = scopeFilter(rawFilter, ctx.principal);
   const dims = uniqueDimensions(groupBy);
   if (matchesNothing(filter)) return [];
+  const keyOf = groupKeyReader(dims);
   if (!sketchAnswers(filter, dims)) {
-    return (await runQuery(ctx, latencyExactQuery(ctx, filter, dims))).map((r) => toRow(r, dims, 'exact'));
+    return (await runQuery(ctx, latencyExactQuery(ctx, filter, dims))).map((r) => toRow(r, keyOf, 'exact'));
   }
   const approx = await runQuery(ctx, latencySketchQuery(ctx, filter, dims));
   const small = approx.filter((r) => num(r.m_requests) < EXACT_BELOW);
-  if (small.length === 0) return approx.map((r) => toRow(r, dims, 'sketch'));
+  if (small.length === 0) return approx.map((r) => toRow(r, keyOf, 'sketch'));
 
   // Exact percentiles for the small groups: raw receipts restricted to a superset of those
   // groups (each dimension's values among them), then matched back by group key.
@@ -176,8 +177,8 @@ export async function latency(ctx: AnalyticsContext, rawFilter: AnalyticsFilter,
   const exact = await runQuery(ctx, latencyExactQuery(ctx, filter, dims, restrict));
   const exactByKey = new Map(exact.map((r) => [groupKeyString(r, dims), r]));
   return approx.map((r) => {
-    if (num(r.m_requests) >= EXACT_BELOW) return toRow(r, dims, 'sketch');
+    if (num(r.m_requests) >= EXACT_BELOW) return toRow(r, keyOf, 'sketch');
     const e = exactByKey.get(groupKeyString(r, dims));
-    return e ? toRow(e, dims, 'exact') : toRow(r, dims, 'sketch');
+    return e ? toRow(e, keyOf, 'exact') : toRow(r, keyOf, 'sketch');
   });
 }

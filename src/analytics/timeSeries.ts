@@ -10,7 +10,7 @@ import {
   fromTable,
   type GroupKey,
   groupByClause,
-  groupKeyOf,
+  groupKeyReader,
   matchesNothing,
   num,
   orderByClause,
@@ -85,6 +85,7 @@ export async function timeSeries(
   }
   if (matchesNothing(filter)) return [];
   const rows = await runQuery(ctx, timeSeriesQuery(ctx, filter, interval, dims).query);
+  const keyOf = groupKeyReader(dims);
   // Rows come bucket by bucket (ORDER BY m_bucket first), one per group: a bucket's rows share its Date.
   let bucketSeconds = Number.NaN;
   let start = new Date(0);
@@ -96,7 +97,7 @@ export async function timeSeries(
     }
     return {
       start,
-      key: groupKeyOf(r, dims),
+      key: keyOf(r),
       requests: num(r.m_requests),
       errors: num(r.m_errors),
       promptTokens: num(r.m_prompt_tokens),

@@ -10,7 +10,7 @@ import {
   type Dimension,
   type GroupKey,
   groupedSelect,
-  groupKeyOf,
+  groupKeyReader,
   matchesNothing,
   num,
   rollupAnswers,
@@ -64,8 +64,9 @@ export async function usage(
   const dims = uniqueDimensions(groupBy);
   if (matchesNothing(filter)) return [];
   const rows = await runQuery(ctx, usageQuery(ctx, filter, dims, opts).query);
+  const keyOf = groupKeyReader(dims);
   return rows.map((r) => ({
-    key: groupKeyOf(r, dims),
+    key: keyOf(r),
     requests: num(r.m_requests),
     errors: num(r.m_errors),
     promptTokens: num(r.m_prompt_tokens),
