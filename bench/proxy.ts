@@ -95,8 +95,9 @@ function cpuByThreadGroup(pid: number): ThreadGroups {
     else if (name === 'node') groups.node += seconds;
   }
   // The engine's threads come and go: what the process used beyond the main and Node threads
-  // (counted whole, dead threads included, by /proc/<pid>/stat) is theirs.
-  groups.engine = cpuSeconds(pid) - groups.main - groups.node;
+  // (counted whole, dead threads included, by /proc/<pid>/stat) is theirs. The kernel ticks the
+  // process total and each thread apart, so with no engine the rest can come out a tick below 0.
+  groups.engine = Math.max(0, cpuSeconds(pid) - groups.main - groups.node);
   return groups;
 }
 /** The V8 heap of a Tollgate process, from its /metrics (prom-client's default gauges), in MB. */

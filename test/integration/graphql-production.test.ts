@@ -57,6 +57,13 @@ describe('field suggestions', () => {
       variables: { g: ['MODL'] },
       message: 'Variable "$g" got invalid value "MODL" at "g[0]"; Value "MODL" does not exist in "Dimension" enum.',
     },
+    {
+      name: 'input field in a variable',
+      query: 'query($f: AnalyticsFilter!) { usage(filter: $f) { requests } }',
+      variables: { f: { from: '2026-01-01', to: '2026-01-02', fro: '2026-01-01' } },
+      message:
+        'Variable "$f" got invalid value { from: "2026-01-01", to: "2026-01-02", fro: "2026-01-01" }; Field "fro" is not defined by type "AnalyticsFilter".',
+    },
   ];
 
   it.each(typos)('none for a mistyped $name', async ({ query, variables, message }) => {
