@@ -95,9 +95,8 @@ function cpuByThreadGroup(pid: number): ThreadGroups {
     else if (name === 'node') groups.node += seconds;
   }
   // The engine's threads come and go: what the process used beyond the main and Node threads
-  // (counted whole, dead threads included, by /proc/<pid>/stat) is theirs. The kernel ticks the
-  // process total and each thread apart, so with no engine the rest can come out a tick below 0.
-  groups.engine = Math.max(0, cpuSeconds(pid) - groups.main - groups.node);
+  // (counted whole, dead threads included, by /proc/<pid>/stat) is theirs.
+  groups.engine = cpuSeconds(pid) - groups.main - groups.node;
   return groups;
 }
 /** The V8 heap of a Tollgate process, from its /metrics (prom-client's default gauges), in MB. */
@@ -415,7 +414,9 @@ async function main() {
       if (pid) cpuPer1k[arm].push(((cpuSeconds(pid) - cpu0) / done) * 1000);
       if (threads0) {
         const threads1 = cpuByThreadGroup(pid);
-        for (const g of ['main', 'node', 'engine'] as const) threadUs[arm][g].push(((threads1[g] - threads0[g]) / done) * 1e6);
+        // The kernel ticks the process total and each thread apart: with no engine threads the
+        // rest can come out a tick below 0.
+        for (const g of ['main', 'node', 'engine'] as const) threadUs[arm][g].push(Math.max(0, ((threads1[g] - threads0[g]) / done) * 1e6));
       }
       if (pid && rssMb(pid) > rssMax[arm]) {
         rssMax[arm] = rssMb(pid);
