@@ -275,6 +275,8 @@ try {
         ...c.vars,
       },
     });
+    /** The last GraphQL answer, as sent (for its size and its JSON cost). */
+    let answer = '';
     const viaGraphQL = async () => {
       const res = await graphql.yoga.fetch('http://bench/graphql', {
         method: 'POST',
@@ -285,7 +287,6 @@ try {
       const json = JSON.parse(answer) as { errors?: unknown };
       if (json.errors) throw new Error(JSON.stringify(json.errors));
     };
-    let answer = '';
     // warm-up
     await c.direct();
     await viaGraphQL();

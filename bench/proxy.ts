@@ -53,7 +53,7 @@ type ProxyArm = Exclude<Arm, 'direct'>;
 const BASE_ARMS = ['direct', 'bare', 'tollgate'] as const;
 const ARMS: Arm[] = EXTERNAL_DB ? [...BASE_ARMS, 'tollgate-ext'] : [...BASE_ARMS];
 /** The throughput and c=1 rounds also run the floor: Tollgate's own server and upstream client, empty handler. */
-const TP_ARMS: Arm[] = [...ARMS.slice(0, 2), 'floor', ...ARMS.slice(2)];
+const ARMS_WITH_FLOOR: Arm[] = [...ARMS.slice(0, 2), 'floor', ...ARMS.slice(2)];
 const isTollgate = (arm: Arm) => arm === 'tollgate' || arm === 'tollgate-ext';
 /** One value per arm that runs (no 'tollgate-ext' entry when it is skipped). */
 const perArm = <T>(make: (arm: Arm) => T, arms = ARMS) => Object.fromEntries(arms.map((a) => [a, make(a)])) as Record<Arm, T>;
@@ -286,10 +286,13 @@ async function main() {
     if (a === 'bare') return new URL(`http://127.0.0.1:${bare.message.port}/v1`);
     if (a === 'floor') return new URL(`http://127.0.0.1:${floor.message.port}/v1`);
     return new URL(`${(a === 'tollgate' ? tollgate : ext!.proc).url}/v1`);
-  }, TP_ARMS);
-  const pools = perArm((a) => new Pool(bases[a].origin, { connections: 64 }), TP_ARMS);
-  defer('close the client pools', () => Promise.all(TP_ARMS.map((a) => pools[a].close())));
-  const headers = perArm((a) => ({ 'content-type': 'application/json', authorization: `Bearer ${a === 'tollgate-ext' ? ext!.secret : secret}` }), TP_ARMS);
+  }, ARMS_WITH_FLOOR);
+  const pools = perArm((a) => new Pool(bases[a].origin, { connections: 64 }), ARMS_WITH_FLOOR);
+  defer('close the client pools', () => Promise.all(ARMS_WITH_FLOOR.map((a) => pools[a].close())));
+  const headers = perArm(
+    (a) => ({ 'content-type': 'application/json', authorization: `Bearer ${a === 'tollgate-ext' ? ext!.secret : secret}` }),
+    ARMS_WITH_FLOOR,
+  );
   const jsonBody = (arm: Arm) =>
     JSON.stringify({ model: isTollgate(arm) ? 'chat-default' : 'sim-chat', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] });
   const streamBody = (arm: Arm) =>
@@ -354,17 +357,17 @@ async function main() {
   };
 
   // ── warm-up ──
-  for (const arm of TP_ARMS) for (let i = 0; i < WARMUP; i++) await once(arm);
+  for (const arm of ARMS_WITH_FLOOR) for (let i = 0; i < WARMUP; i++) await once(arm);
 
   // ── latency at concurrency 1, interleaved rounds ──
-  const lat = perArm((): number[] => [], TP_ARMS);
+  const lat = perArm((): number[] => [], ARMS_WITH_FLOOR);
   for (let round = 0; round < LAT_ROUNDS; round++) {
-    for (const arm of TP_ARMS) for (let i = 0; i < LAT_PER_ROUND; i++) lat[arm].push(await once(arm));
+    for (const arm of ARMS_WITH_FLOOR) for (let i = 0; i < LAT_PER_ROUND; i++) lat[arm].push(await once(arm));
   }
   const latStats = perArm((a) => {
     const s = [...lat[a]].sort((x, y) => x - y);
     return { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length };
-  }, TP_ARMS);
+  }, ARMS_WITH_FLOOR);
 
   // ── the same at concurrency 1 per client protocol, interleaved ──
   const protocolNames = Object.keys(protocols) as Protocol[];
@@ -382,10 +385,10 @@ async function main() {
   for (const p of protocolNames) protoStats[p].p50OverChatMs = protoStats[p].p50 - protoStats.chat.p50;
 
   // ── throughput at fixed concurrency, interleaved ──
-  const rps = perArm((): number[] => [], TP_ARMS);
-  const cpuPer1k = perArm((): number[] => [], TP_ARMS);
+  const rps = perArm((): number[] => [], ARMS_WITH_FLOOR);
+  const cpuPer1k = perArm((): number[] => [], ARMS_WITH_FLOOR);
   const threadUs = perArm(() => ({ main: [] as number[], node: [] as number[], engine: [] as number[] }));
-  const rssMax = perArm(() => 0, TP_ARMS);
+  const rssMax = perArm(() => 0, ARMS_WITH_FLOOR);
   /** Each Tollgate arm's V8 heap when its max RSS was sampled: how much of the RSS is JS. */
   const heapAtRssMax = perArm((): Awaited<ReturnType<typeof v8HeapMb>> | null => null);
   let chRssMax = 0;
@@ -396,7 +399,7 @@ async function main() {
     ...(ext ? { 'tollgate-ext': ext.proc.child.pid! } : {}),
   };
   for (let round = 0; round < TP_ROUNDS; round++) {
-    for (const arm of TP_ARMS) {
+    for (const arm of ARMS_WITH_FLOOR) {
       const pid = arm !== 'direct' ? pids[arm]! : 0;
       const cpu0 = pid ? cpuSeconds(pid) : 0;
       const threads0 = isTollgate(arm) ? cpuByThreadGroup(pid) : null;
@@ -448,7 +451,7 @@ async function main() {
   const ttftStats = perArm((a) => median(ttft[a]));
   /** Median µs per request of each thread group (main / other Node threads / chDB engine). */
   const byThread = (arm: Arm) => ({ main: median(threadUs[arm].main), node: median(threadUs[arm].node), engine: median(threadUs[arm].engine) });
-  const rpsMedian = perArm((a) => median(rps[a]), TP_ARMS);
+  const rpsMedian = perArm((a) => median(rps[a]), ARMS_WITH_FLOOR);
 
   /**
    * Where a Tollgate arm's RSS under load comes from: its RSS at start (modules, schema, the
@@ -500,7 +503,7 @@ async function main() {
     streamEventsPerResponse: baseOnly(perArm((a) => median(events[a]))),
     cpuSecondsPer1k: { bare: median(cpuPer1k.bare), tollgate: median(cpuPer1k.tollgate) },
     /** CPU time of all the process's threads (/proc utime + stime) per request, c=32. */
-    cpuUsPerRequest: Object.fromEntries(TP_ARMS.filter((a) => a !== 'direct').map((a) => [a, median(cpuPer1k[a]) * 1000])),
+    cpuUsPerRequest: Object.fromEntries(ARMS_WITH_FLOOR.filter((a) => a !== 'direct').map((a) => [a, median(cpuPer1k[a]) * 1000])),
     /** Tollgate's server and upstream client with an empty handler (bench/support/floor-proxy.ts): the transport's floor. */
     floor: { throughputRps: rpsMedian.floor, cpuUsPerRequest: median(cpuPer1k.floor) * 1000, throughputRatioVsBare: rpsMedian.floor / rpsMedian.bare },
     cpuRatioVsBare: median(cpuPer1k.tollgate) / median(cpuPer1k.bare),

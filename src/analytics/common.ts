@@ -267,13 +267,15 @@ const KEY_SETTER: Readonly<Record<Dimension, (alias: string) => (key: GroupKey, 
   VARIANT: (a) => (k, r) => void (k.variant = keyValue(r[a])),
 };
 
+export type GroupKeyReader = (row: Record<string, unknown>) => GroupKey;
+
 /**
  * Reads the GroupKey of a result row: only grouped dimensions are set; '' (absent) becomes
  * null. Built once per query. Each dimension writes its field by name: one computed
  * `key[field]` store for every dimension of every row was most of the time of mapping a
  * 2,100-row timeSeries (0.24 → 0.08 ms).
  */
-export function groupKeyReader(dims: readonly Dimension[]): (row: Record<string, unknown>) => GroupKey {
+export function groupKeyReader(dims: readonly Dimension[]): GroupKeyReader {
   const setters = dims.map((d) => KEY_SETTER[d](DIMENSION_ALIAS[d]));
   return (row) => {
     const key: GroupKey = {};

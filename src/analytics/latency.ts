@@ -26,6 +26,7 @@ import {
   filterConditions,
   fromTable,
   type GroupKey,
+  type GroupKeyReader,
   groupByClause,
   groupedSelect,
   groupKeyReader,
@@ -132,7 +133,7 @@ function q(arr: unknown, i: number, present = true): number | null {
   return numOrNull(arr[i]);
 }
 
-function toRow(r: Record<string, unknown>, keyOf: (row: Record<string, unknown>) => GroupKey, method: LatencyRow['method']): LatencyRow {
+function toRow(r: Record<string, unknown>, keyOf: GroupKeyReader, method: LatencyRow['method']): LatencyRow {
   const requests = num(r.m_requests);
   // A sketch with no values merges to NaN (null in JSON); exact quantiles of nothing are 0.
   const ttftPresent = method === 'sketch' || num(r.m_ttft_n) > 0;
