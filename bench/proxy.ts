@@ -66,9 +66,19 @@ const median = (xs: number[]) =>
     50,
   );
 
+function procStat(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+}
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const fields = procStat(pid);
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100 Hz)
+}
+/**
+ * Minor page faults of a process so far (all its threads). Each is memory the kernel maps in
+ * on first touch; on these VMs one costs ~11 µs, so a few per request show in CPU and latency.
+ */
+function minorFaults(pid: number): number {
+  return Number(procStat(pid)[7]);
 }
 /**
  * CPU seconds of a process's threads in three groups: the main (event-loop) thread; the other
@@ -387,6 +397,7 @@ async function main() {
   // ── throughput at fixed concurrency, interleaved ──
   const rps = perArm((): number[] => [], ARMS_WITH_FLOOR);
   const cpuPer1k = perArm((): number[] => [], ARMS_WITH_FLOOR);
+  const faultsPerRequest = perArm((): number[] => [], ARMS_WITH_FLOOR);
   const threadUs = perArm(() => ({ main: [] as number[], node: [] as number[], engine: [] as number[] }));
   const rssMax = perArm(() => 0, ARMS_WITH_FLOOR);
   /** Each Tollgate arm's V8 heap when its max RSS was sampled: how much of the RSS is JS. */
@@ -402,6 +413,7 @@ async function main() {
     for (const arm of ARMS_WITH_FLOOR) {
       const pid = arm !== 'direct' ? pids[arm]! : 0;
       const cpu0 = pid ? cpuSeconds(pid) : 0;
+      const faults0 = pid ? minorFaults(pid) : 0;
       const threads0 = isTollgate(arm) ? cpuByThreadGroup(pid) : null;
       let done = 0;
       const end = performance.now() + TP_SECONDS * 1000;
@@ -414,7 +426,10 @@ async function main() {
         }),
       );
       rps[arm].push(done / TP_SECONDS);
-      if (pid) cpuPer1k[arm].push(((cpuSeconds(pid) - cpu0) / done) * 1000);
+      if (pid) {
+        cpuPer1k[arm].push(((cpuSeconds(pid) - cpu0) / done) * 1000);
+        faultsPerRequest[arm].push((minorFaults(pid) - faults0) / done);
+      }
       if (threads0) {
         const threads1 = cpuByThreadGroup(pid);
         // The kernel ticks the process total and each thread apart: with no engine threads the
@@ -507,6 +522,8 @@ async function main() {
     /** Tollgate's server and upstream client with an empty handler (bench/support/floor-proxy.ts): the transport's floor. */
     floor: { throughputRps: rpsMedian.floor, cpuUsPerRequest: median(cpuPer1k.floor) * 1000, throughputRatioVsBare: rpsMedian.floor / rpsMedian.bare },
     cpuRatioVsBare: median(cpuPer1k.tollgate) / median(cpuPer1k.bare),
+    /** Minor page faults per request (all threads, /proc minflt), c=32: memory mapped in on first touch. */
+    minorFaultsPerRequest: Object.fromEntries(ARMS_WITH_FLOOR.filter((a) => a !== 'direct').map((a) => [a, median(faultsPerRequest[a])])),
     /** The Tollgate arm's CPU per request by thread group: main (event loop), other Node threads (receipt worker, GC, libuv), engine (chDB). */
     cpuUsPerRequestByThread: byThread('tollgate'),
     /** One Ed25519 signature over a real receipt's RFC 8785 JSON, in this process (median of 2000). */
@@ -579,6 +596,14 @@ async function main() {
       '',
     ],
     ['CPU per request, tollgate / bare', `${results.cpuRatioVsBare.toFixed(2)}×`, '≤ 2×'],
+    [
+      `minor page faults per request ${names.replace('direct / ', '')} / floor`,
+      [...ARMS, 'floor' as const]
+        .filter((a) => a !== 'direct')
+        .map((a) => results.minorFaultsPerRequest[a]!.toFixed(2))
+        .join(' / '),
+      '',
+    ],
     ...ARMS.filter(isTollgate).map((a): [string, string, string] => {
       const t = byThread(a);
       return [`  ${a}: main / other Node threads / chDB engine`, `${t.main.toFixed(0)} / ${t.node.toFixed(0)} / ${t.engine.toFixed(0)} µs`, ''];
