@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     journal = await ReceiptJournal.open({
       dataDir,
       signer: ReceiptSigner.ephemeral(),
-      clickhouse: ch.client,
+      insertRows: ch.insertRows,
       sync: 'write',
       batchMaxRows: 1000,
       batchMaxMs: 1000,

@@ -119,7 +119,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     const journal = await ReceiptJournal.open({
       dataDir: config.dataDir,
       signer,
-      clickhouse: clickhouse.client,
+      insertRows: clickhouse.insertRows,
       sync: config.walSync,
       batchMaxRows: config.batchMaxRows,
       batchMaxMs: config.batchMaxMs,

@@ -7,14 +7,11 @@
 // retried with capped exponential backoff forever: a receipt is never dropped.
 //
 // The insert body (signed receipts as JSONCompactEachRow rows) is made by a SegmentPreparer, in a
-// worker thread; this thread only sends the bytes, as they are, with `exec`
-// (`client.insert` would serialize row objects again).
+// worker thread; this thread only hands the bytes, as they are, to the store's inserter.
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import type { ClickHouseClient } from '@clickhouse/client';
-import { insertStatement } from './rows.js';
+import type { RowsInserter } from '../store/clickhouse.js';
+import { RECEIPT_COLUMNS } from './rows.js';
 import type { PreparedSegment, SegmentPreparer } from './segment-preparer.js';
 import { segmentFileName, writeHead } from './wal.js';
 
@@ -29,7 +26,7 @@ export interface SealedSegment {
 export interface BatcherOptions {
   walDir: string;
   instanceId: string;
-  client: ClickHouseClient;
+  insertRows: RowsInserter;
   preparer: SegmentPreparer;
   /** `receipts`, or `receipts_distributed` on a cluster. */
   table: string;
@@ -123,7 +120,7 @@ export class SegmentBatcher {
   }
 
   async #insert(segment: SealedSegment): Promise<{ records: number; lastSeq: number }> {
-    const { walDir, instanceId, client, table } = this.#o;
+    const { walDir, instanceId, insertRows, table } = this.#o;
     const file = path.join(walDir, segmentFileName(segment.number));
     // A retried insert sends the body made for its first attempt again: no second signing.
     let prepared = this.#prepared?.number === segment.number ? this.#prepared.body : null;
@@ -140,11 +137,12 @@ export class SegmentBatcher {
     if (prepared.records > 0) {
       // The last line's hash chains over every line before it: with the instance and the
       // segment number, the token names exactly this content, even if a WAL were reset.
-      const result = await client.exec({
-        query: insertStatement(table),
-        values: Readable.from([Buffer.from(prepared.body.buffer, prepared.body.byteOffset, prepared.body.byteLength)], { objectMode: false }),
-        abort_signal: this.#abort.signal,
-        clickhouse_settings: {
+      await insertRows({
+        table,
+        columns: RECEIPT_COLUMNS,
+        body: prepared.body,
+        signal: this.#abort.signal,
+        settings: {
           insert_deduplicate: 1,
           insert_deduplication_token: `${instanceId}:${segment.number}:${prepared.lastLineHash}`,
           deduplicate_blocks_in_dependent_materialized_views: 1,
@@ -153,8 +151,6 @@ export class SegmentBatcher {
           ...(this.#o.distributed ? { distributed_foreground_insert: 1 } : {}),
         },
       });
-      // The (empty) response must be read to the end, or an HTTP socket stays busy.
-      await finished(result.stream.resume());
       if (this.#stopped) return STOPPED;
       // Before the last segment disappears, the chain head and the segment counter must
       // survive somewhere: a new segment must never reuse this number.

@@ -17,8 +17,8 @@
 import { mkdirSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { ClickHouseClient } from '@clickhouse/client';
 import { GatewayError } from '../gateway/errors.js';
+import type { RowsInserter } from '../store/clickhouse.js';
 import { RECEIPTS_DISTRIBUTED_TABLE } from '../store/clickhouse-migrate.js';
 import { type LogFn, SegmentBatcher } from './batcher.js';
 import { unsignedReceipt } from './normalize.js';
@@ -44,7 +44,8 @@ import { type OpenSegment, type WalWriteError, WalWriter } from './wal-writer.js
 export interface ReceiptJournalOptions {
   dataDir: string;
   signer: ReceiptSigner;
-  clickhouse: ClickHouseClient;
+  /** Inserts the segments' rows: the ClickHouse store's `insertRows`. */
+  insertRows: RowsInserter;
   /** `write` survives a crash of the process; `fsync` also a crash of the machine. */
   sync: 'write' | 'fsync';
   /** A segment is sealed (becomes one insert) at this many receipts… */
@@ -118,7 +119,7 @@ export class ReceiptJournal {
     this.#batcher = new SegmentBatcher({
       walDir: init.dir,
       instanceId: init.instanceId,
-      client: o.clickhouse,
+      insertRows: o.insertRows,
       preparer: o.preparer ?? new SegmentWorker(ReceiptSigner.privateKeyOf(o.signer), o.signer.keyId),
       table: o.cluster ? RECEIPTS_DISTRIBUTED_TABLE : 'receipts',
       distributed: Boolean(o.cluster),

@@ -231,9 +231,6 @@ export function receiptToInsertValues(r: Receipt): unknown[] {
   return RECEIPT_COLUMNS.map((column) => row[column]);
 }
 
-/** The statement that inserts receiptToInsertValues() lines into `table`. */
-export const insertStatement = (table: string) => `INSERT INTO ${table} (${RECEIPT_COLUMNS.join(', ')}) FORMAT JSONCompactEachRow`;
-
 /**
  * The receipt a `receipts` row (JSONEachRow output) stores. Tolerates either output
  * setting for dates (simple / iso), decimals and 64-bit integers (quoted or not) and

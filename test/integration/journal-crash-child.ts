@@ -54,7 +54,7 @@ const draft = (i: number): ReceiptDraft => ({
 const store = await openClickHouse({ dataDir: clickhouseDir });
 await migrateClickHouse(store.client);
 const signer = await ReceiptSigner.open(walDir);
-const journal = await ReceiptJournal.open({ dataDir: walDir, signer, clickhouse: store.client, sync: 'write', batchMaxRows: 40, batchMaxMs: 15 });
+const journal = await ReceiptJournal.open({ dataDir: walDir, signer, insertRows: store.insertRows, sync: 'write', batchMaxRows: 40, batchMaxMs: 15 });
 writeSync(1, 'ready\n');
 for (let i = 0; ; i++) {
   const receipts = await Promise.all(Array.from({ length: 1 + (i % 7) }, (_, k) => journal.append(draft(i * 7 + k))));

@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ClickHouseClient, ClickHouseLogLevel, createClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient } from '@clickhouse/client';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal, type ReceiptJournalOptions } from '../../src/receipts/journal.js';
@@ -23,7 +23,7 @@ import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
 import { canonicalReceiptJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 import { sha256Hex } from '../../src/receipts/wal.js';
-import { type ClickHouseStore, openClickHouse } from '../../src/store/clickhouse.js';
+import { type ClickHouseStore, execRowsInserter, openClickHouse, type RowsInserter } from '../../src/store/clickhouse.js';
 import { clusterStatements, loadMigrations, MigrationError, migrateClickHouse, migrationsDir, splitStatements } from '../../src/store/clickhouse-migrate.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'tollgate-journal-test-'));
@@ -154,7 +154,7 @@ async function openJournal(name: string, overrides: Partial<ReceiptJournalOption
   const journal = await ReceiptJournal.open({
     dataDir,
     signer,
-    clickhouse: store.client,
+    insertRows: store.insertRows,
     sync: 'write',
     batchMaxRows: 10,
     batchMaxMs: 20,
@@ -163,18 +163,6 @@ async function openJournal(name: string, overrides: Partial<ReceiptJournalOption
     ...overrides,
   });
   return { journal, signer, dataDir };
-}
-
-type ExecParams = Parameters<ClickHouseClient['exec']>[0];
-
-/**
- * A client whose `exec` calls (the journal inserts its batches with exec, sending the
- * prepared JSONEachRow body as is) go through `insert`, everything else unchanged.
- */
-function clientWithInsert(insert: (params: ExecParams) => Promise<unknown>): ClickHouseClient {
-  return new Proxy(store.client, {
-    get: (target, prop, receiver) => (prop === 'exec' ? insert : Reflect.get(target, prop, receiver)),
-  });
 }
 
 async function until(condition: () => boolean, timeoutMs = 10_000) {
@@ -197,6 +185,33 @@ describe('ClickHouse store (chDB)', () => {
     expect(await iso.json()).toEqual([{ t: '2026-11-21T22:00:00.123Z' }]);
     const plain = await store.client.query({ query: `SELECT toDateTime64('2026-11-21 22:00:00.123', 3, 'UTC') AS t`, format: 'JSONEachRow' });
     expect(await plain.json()).toEqual([{ t: '2026-11-21 22:00:00.123' }]);
+  });
+
+  it('inserts encoded rows once per deduplication token, and keeps the insert settings out of later queries', async () => {
+    await store.client.command({
+      query: `CREATE TABLE rows_insert_test (n UInt32, s String) ENGINE = MergeTree ORDER BY n SETTINGS non_replicated_deduplication_window = 100`,
+    });
+    const insert = (token: string) =>
+      store.insertRows({
+        table: 'rows_insert_test',
+        columns: ['n', 's'],
+        body: Buffer.from('[1,"é"]\n[2,"two"]\n'),
+        settings: { insert_deduplicate: 1, insert_deduplication_token: token },
+      });
+    await insert('token-a');
+    await insert('token-a'); // a retried insert: a no-op
+    await insert('token-b');
+    expect(await rows('SELECT n, s FROM rows_insert_test ORDER BY n, s')).toEqual([
+      { n: 1, s: 'é' },
+      { n: 1, s: 'é' },
+      { n: 2, s: 'two' },
+      { n: 2, s: 'two' },
+    ]);
+    expect(await rows(`SELECT getSetting('insert_deduplication_token') AS token`)).toEqual([{ token: '' }]);
+    await expect(
+      store.insertRows({ table: 'rows_insert_test', columns: ['n', 's'], body: Buffer.from('[3,\n'), settings: { insert_deduplication_token: 'token-c' } }),
+    ).rejects.toThrow(/Cannot parse/);
+    expect(await rows('SELECT count() AS c FROM rows_insert_test')).toEqual([{ c: 4 }]);
   });
 
   it('refuses a second data directory in the same process', async () => {
@@ -339,8 +354,8 @@ describe('receipt journal', () => {
   });
 
   it('writes the appends of one event-loop turn with one write', async () => {
-    const never = clientWithInsert(() => new Promise(() => undefined));
-    const { journal, dataDir } = await openJournal('group-commit', { clickhouse: never, batchMaxRows: 20, batchMaxMs: 60_000, closeTimeoutMs: 10 });
+    const never: RowsInserter = () => new Promise(() => undefined);
+    const { journal, dataDir } = await openJournal('group-commit', { insertRows: never, batchMaxRows: 20, batchMaxMs: 60_000, closeTimeoutMs: 10 });
     const writeSync = fs.writeSync;
     let writes = 0;
     fs.writeSync = ((...args: Parameters<typeof fs.writeSync>) => {
@@ -372,13 +387,13 @@ describe('receipt journal', () => {
   it('counts an insert once when its acknowledgement was lost and it is retried', async () => {
     const team = 'team_lost_ack';
     let calls = 0;
-    const flaky = clientWithInsert(async (params) => {
+    const flaky: RowsInserter = async (params) => {
       calls++;
-      const result = await store.client.exec(params);
+      const result = await store.insertRows(params);
       if (calls === 1) throw new Error('socket hang up');
       return result;
-    });
-    const { journal } = await openJournal('lost-ack', { clickhouse: flaky });
+    };
+    const { journal } = await openJournal('lost-ack', { insertRows: flaky });
     await Promise.all(Array.from({ length: 25 }, () => journal.append(draft(team))));
     await journal.flush();
     expect(calls).toBeGreaterThan(3);
@@ -392,12 +407,12 @@ describe('receipt journal', () => {
     let firstInsertDone!: () => void;
     const inserted = new Promise<void>((r) => (firstInsertDone = r));
     // Inserts for real, then "crashes": the acknowledgement never reaches the journal.
-    const crashing = clientWithInsert(async (params) => {
-      await store.client.exec(params);
+    const crashing: RowsInserter = async (params) => {
+      await store.insertRows(params);
       firstInsertDone();
       return new Promise(() => undefined);
-    });
-    const first = await openJournal('crash-window', { clickhouse: crashing, closeTimeoutMs: 50 });
+    };
+    const first = await openJournal('crash-window', { insertRows: crashing, closeTimeoutMs: 50 });
     const before = await Promise.all(Array.from({ length: 35 }, () => first.journal.append(draft(team))));
     await inserted;
     await first.journal.close();
@@ -424,8 +439,8 @@ describe('receipt journal', () => {
 
   it('cuts a torn last line off at open and continues the chain after the last whole receipt', async () => {
     const team = 'team_torn';
-    const down = clientWithInsert(() => Promise.reject(new Error('ClickHouse is down')));
-    const first = await openJournal('torn', { clickhouse: down, batchMaxMs: 60_000, closeTimeoutMs: 10 });
+    const down: RowsInserter = () => Promise.reject(new Error('ClickHouse is down'));
+    const first = await openJournal('torn', { insertRows: down, batchMaxMs: 60_000, closeTimeoutMs: 10 });
     const receipts = await Promise.all(Array.from({ length: 3 }, () => first.journal.append(draft(team))));
     await first.journal.close();
     const [segment] = segmentsIn(first.dataDir);
@@ -434,7 +449,7 @@ describe('receipt journal', () => {
     appendFileSync(path.join(first.dataDir, 'wal', segment), torn);
 
     const logs: Array<{ msg: string; fields?: object }> = [];
-    const second = await openJournal('torn', { clickhouse: down, batchMaxMs: 60_000, closeTimeoutMs: 10, log: (msg, fields) => logs.push({ msg, fields }) });
+    const second = await openJournal('torn', { insertRows: down, batchMaxMs: 60_000, closeTimeoutMs: 10, log: (msg, fields) => logs.push({ msg, fields }) });
     expect(logs).toContainEqual({ msg: 'receipts WAL: cut a torn tail off the last segment', fields: { segment: 1, bytes: torn.length } });
     expect(readFileSync(path.join(first.dataDir, 'wal', segment), 'utf8').endsWith('}\n')).toBe(true);
     const next = await second.journal.append(draft(team));
@@ -452,8 +467,8 @@ describe('receipt journal', () => {
   it('keeps accepting receipts while ClickHouse is down, and drains the WAL when it is back', async () => {
     const team = 'team_outage';
     let up = false;
-    const outage = clientWithInsert((params) => (up ? store.client.exec(params) : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123'))));
-    const { journal, dataDir } = await openJournal('outage', { clickhouse: outage, batchMaxRows: 5 });
+    const outage: RowsInserter = (params) => (up ? store.insertRows(params) : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123')));
+    const { journal, dataDir } = await openJournal('outage', { insertRows: outage, batchMaxRows: 5 });
     for (let i = 0; i < 6; i++) await Promise.all(Array.from({ length: 4 }, () => journal.append(draft(team))));
     await until(() => journal.stats().insertErrors >= 2);
     expect(journal.stats()).toMatchObject({ pendingRecords: 24, insertedRecords: 0, appendedRecords: 24 });
@@ -477,7 +492,7 @@ describe('receipt journal', () => {
       });
     });
     const unreachable = createClient({ url: `http://127.0.0.1:${port}`, request_timeout: 1000, log: { level: ClickHouseLogLevel.OFF } });
-    const first = await openJournal('closed-port', { clickhouse: unreachable, closeTimeoutMs: 100 });
+    const first = await openJournal('closed-port', { insertRows: execRowsInserter(unreachable), closeTimeoutMs: 100 });
     const appended = await Promise.all(Array.from({ length: 7 }, () => first.journal.append(draft(team))));
     expect(appended).toHaveLength(7);
     await until(() => first.journal.stats().insertErrors >= 1);
@@ -529,8 +544,8 @@ describe('signing off the request path', () => {
   it('serves a receipt appended but not yet signed: sign() verifies and equals what is stored later', async () => {
     const team = 'team_sign_on_demand';
     let up = false;
-    const gated = clientWithInsert((params) => (up ? store.client.exec(params) : Promise.reject(new Error('ClickHouse is down'))));
-    const { journal, signer } = await openJournal('sign-on-demand', { clickhouse: gated, batchMaxRows: 4 });
+    const gated: RowsInserter = (params) => (up ? store.insertRows(params) : Promise.reject(new Error('ClickHouse is down')));
+    const { journal, signer } = await openJournal('sign-on-demand', { insertRows: gated, batchMaxRows: 4 });
     const appended = await Promise.all(Array.from({ length: 6 }, () => journal.append(draft(team))));
     // The journal hands out the receipt before any signature exists.
     for (const r of appended) expect(r).not.toHaveProperty('signature');
@@ -584,8 +599,8 @@ describe('signing off the request path', () => {
 
   it('never stores a receipt under a signing key other than the one it names', async () => {
     const team = 'team_key_swap';
-    const down = clientWithInsert(() => Promise.reject(new Error('ClickHouse is down')));
-    const first = await openJournal('key-swap', { clickhouse: down, closeTimeoutMs: 10 });
+    const down: RowsInserter = () => Promise.reject(new Error('ClickHouse is down'));
+    const first = await openJournal('key-swap', { insertRows: down, closeTimeoutMs: 10 });
     await Promise.all(Array.from({ length: 3 }, () => first.journal.append(draft(team))));
     await first.journal.close();
     // The key file is lost and a new key is made: the WAL's receipts name the old one.
@@ -619,11 +634,11 @@ describe('signing off the request path', () => {
     }
     writeFileSync(path.join(walDir, '000000000001.jsonl'), `${lines.join('\n')}\n`);
     const tokens: string[] = [];
-    const recording = clientWithInsert((params) => {
-      tokens.push(String(params.clickhouse_settings?.insert_deduplication_token));
-      return store.client.exec(params);
-    });
-    const { journal } = await openJournal('legacy-wal', { clickhouse: recording });
+    const recording: RowsInserter = (params) => {
+      tokens.push(String(params.settings.insert_deduplication_token));
+      return store.insertRows(params);
+    };
+    const { journal } = await openJournal('legacy-wal', { insertRows: recording });
     await journal.flush();
     // Same token as the previous version gave this segment: a replay of an insert it made is a no-op.
     expect(tokens).toEqual([`${instanceId}:1:${sha256Hex(lines[3])}`]);
@@ -686,8 +701,8 @@ describe('recent receipts (served by id until they land)', () => {
   });
 
   it('with ClickHouse unreachable, holds at most its limit: the newest receipts', async () => {
-    const down = clientWithInsert(() => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123')));
-    const { journal } = await openJournal('recent-down', { clickhouse: down, batchMaxRows: 5, closeTimeoutMs: 100 });
+    const down: RowsInserter = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123'));
+    const { journal } = await openJournal('recent-down', { insertRows: down, batchMaxRows: 5, closeTimeoutMs: 100 });
     const recent = new RecentReceipts(journal, { generationSize: 4, limit: 10 });
     const appended: UnsignedReceipt[] = [];
     for (let i = 0; i < 30; i++) appended.push(await recent.append(draft('team_recent_down')));
@@ -744,7 +759,7 @@ describe('kill -9', () => {
     store = await openClickHouse({ dataDir: root });
 
     const signer = await ReceiptSigner.open(walDir);
-    const journal = await ReceiptJournal.open({ dataDir: walDir, signer, clickhouse: store.client, sync: 'write', batchMaxRows: 40, batchMaxMs: 15 });
+    const journal = await ReceiptJournal.open({ dataDir: walDir, signer, insertRows: store.insertRows, sync: 'write', batchMaxRows: 40, batchMaxMs: 15 });
     await journal.flush();
     await journal.close();
 

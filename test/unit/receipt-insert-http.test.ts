@@ -17,6 +17,7 @@ import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
 import { canonicalUnsignedJson, ReceiptSigner } from '../../src/receipts/signer.js';
 import { verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 import { sha256Hex } from '../../src/receipts/wal.js';
+import { execRowsInserter } from '../../src/store/clickhouse.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'tollgate-insert-http-'));
 const requests: Array<{ method: string; url: URL; body: string }> = [];
@@ -97,7 +98,7 @@ it('sends the prepared rows as is, with the dedup token, and retries the same by
   const journal = await ReceiptJournal.open({
     dataDir,
     signer,
-    clickhouse: client,
+    insertRows: execRowsInserter(client),
     sync: 'write',
     batchMaxRows: 5,
     batchMaxMs: 20,

@@ -19,6 +19,7 @@ import { RECEIPT_COLUMNS, receiptToRow, rowToReceipt, usdToDecimal } from '../..
 import { prepareSegment } from '../../src/receipts/segment-prep.js';
 import { canonicalReceiptJson, canonicalUnsignedJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
+import { execRowsInserter } from '../../src/store/clickhouse.js';
 
 const canonicalize = ((canonicalizeModule as unknown as { default?: (v: unknown) => string }).default ?? canonicalizeModule) as unknown as (
   v: unknown,
@@ -229,7 +230,7 @@ describe('verifyChain', () => {
         return { stream: Readable.from([]) };
       },
     } as unknown as ClickHouseClient;
-    const journal = await ReceiptJournal.open({ dataDir, signer, clickhouse: client, sync: 'write', batchMaxRows: 3, batchMaxMs: 1000 });
+    const journal = await ReceiptJournal.open({ dataDir, signer, insertRows: execRowsInserter(client), sync: 'write', batchMaxRows: 3, batchMaxMs: 1000 });
     chain = [];
     for (let i = 0; i < 4; i++) chain.push(journal.sign(await journal.append(draft({ request_id: `req_${i}` }))));
     const burst = await Promise.all([5, 6, 7].map((i) => journal.append(draft({ request_id: `req_${i}`, cost_usd: null }))));
