@@ -1,12 +1,13 @@
 // The receipts journal's worker thread (started by SegmentWorker in segment-preparer.ts):
 // prepares sealed WAL segments for ClickHouse — reads, signs, maps to rows — so that none
-// of that runs on the main thread. One request at a time; the body is transferred back.
+// of that runs on the main thread. One request at a time, in the order they come, with one
+// scratch for them all; the body is transferred back.
 import type { KeyObject } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ed25519Signer } from './ed25519.js';
-import { prepareSegment } from './segment-prep.js';
+import { prepareSegment, SegmentScratch } from './segment-prep.js';
 
 export interface SegmentWorkerData {
   key: KeyObject;
@@ -40,8 +41,11 @@ if (process.platform === 'linux') {
   }
 }
 
-port.on('message', (req: PrepareRequest) => {
-  prepareSegment(req.file, sign, keyId).then(
+const scratch = new SegmentScratch();
+let previous: Promise<unknown> = Promise.resolve();
+
+const prepare = (req: PrepareRequest): Promise<void> =>
+  prepareSegment(req.file, sign, keyId, scratch).then(
     (result) => port.postMessage({ id: req.id, ok: true, result } satisfies PrepareResponse, [result.body.buffer as ArrayBuffer]),
     (err: unknown) => {
       const e = err instanceof Error ? err : new Error(String(err));
@@ -49,4 +53,7 @@ port.on('message', (req: PrepareRequest) => {
       port.postMessage({ id: req.id, ok: false, error: { message: e.message, name: e.name, ...(code ? { code } : {}) } } satisfies PrepareResponse);
     },
   );
+
+port.on('message', (req: PrepareRequest) => {
+  previous = previous.then(() => prepare(req));
 });

@@ -16,7 +16,7 @@ import { ReceiptJournal } from '../../src/receipts/journal.js';
 import { InvalidReceiptError, unsignedReceipt } from '../../src/receipts/normalize.js';
 import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
 import { RECEIPT_COLUMNS, receiptToRow, rowToReceipt, usdToDecimal } from '../../src/receipts/rows.js';
-import { prepareSegment } from '../../src/receipts/segment-prep.js';
+import { prepareSegment, SegmentScratch } from '../../src/receipts/segment-prep.js';
 import { canonicalReceiptJson, canonicalUnsignedJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 import { execRowsInserter } from '../../src/store/clickhouse.js';
@@ -461,5 +461,33 @@ describe('prepareSegment (a sealed WAL segment → its insert body)', () => {
       expect(back).toEqual(expected[i]);
       expect(verifyReceipt(back, signer.jwks())).toEqual({ valid: true });
     });
+  });
+
+  it('gives the same body with a scratch that prepared a larger segment before (nothing of it shows through)', async () => {
+    const signer = ReceiptSigner.ephemeral();
+    const sign = ed25519Signer(ReceiptSigner.privateKeyOf(signer));
+    const segment = (name: string, feature: string, count: number) => {
+      let prev = GENESIS_PREV_HASH;
+      const lines = Array.from({ length: count }, (_, i) => {
+        const line = canonicalUnsignedJson(
+          unsignedReceipt(draft({ feature }), { instance_id: 'instance-1', seq: i + 1, prev_hash: prev, key_id: signer.keyId }),
+        );
+        prev = createHash('sha256').update(line).digest('hex');
+        return line;
+      });
+      const file = path.join(tmp, name);
+      writeFileSync(file, `${lines.join('\n')}\n`);
+      return file;
+    };
+    const large = segment('large.ndjson', 'x'.repeat(5000), 40);
+    const small = segment('small.ndjson', 'short', 3);
+    const scratch = new SegmentScratch();
+    const first = await prepareSegment(large, sign, signer.keyId, scratch);
+    const reused = await prepareSegment(small, sign, signer.keyId, scratch);
+    expect(scratch.file.length).toBeGreaterThan(statSync(small).size);
+    expect(reused).toEqual(await prepareSegment(small, sign, signer.keyId));
+    expect(reused.records).toBe(3);
+    // The first body is its own: preparing again into the same scratch did not touch it.
+    expect(first).toEqual(await prepareSegment(large, sign, signer.keyId));
   });
 });
