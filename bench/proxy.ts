@@ -271,7 +271,13 @@ async function main() {
   const configFile = await writeSimConfig(dataDir, simUrl);
   // runTollgate passes only PATH and HOME from this process: the embedded arm stays embedded
   // even when DATABASE_URL is set here.
-  const env = { TOLLGATE_DATA_DIR: dataDir, TOLLGATE_CONFIG: configFile, TOLLGATE_LOG_LEVEL: 'warn' };
+  const env = {
+    TOLLGATE_DATA_DIR: dataDir,
+    TOLLGATE_CONFIG: configFile,
+    TOLLGATE_LOG_LEVEL: 'warn',
+    // Experiments: node flags for both Tollgate arms (not the profiled instance).
+    ...(process.env.BENCH_NODE_ARGS ? { NODE_ARGS: process.env.BENCH_NODE_ARGS } : {}),
+  };
   const tollgate = await startTollgateProcess(env, BUILT);
   defer('stop Tollgate (embedded stores)', () => stopTollgate(tollgate));
   const secret = await createKey(env);
