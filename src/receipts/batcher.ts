@@ -90,6 +90,8 @@ export class SegmentBatcher {
         const { records: inserted, lastSeq } = await this.#insert(segment);
         if (this.#stopped) return;
         this.#queue.shift();
+        // Acknowledged: nothing reads the body any more, and its buffer can take the next one.
+        if (this.#prepared) this.#o.preparer.recycle(this.#prepared.body.body);
         this.#prepared = null;
         if (failures > 0) this.#o.log('receipts insert succeeded again', { segment: segment.number, failedAttempts: failures });
         failures = 0;

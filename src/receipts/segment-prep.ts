@@ -12,7 +12,11 @@ import { receiptToInsertValues } from './rows.js';
 import { chainHeadOfLine, sha256Hex } from './wal.js';
 
 export interface PreparedSegment {
-  /** The insert body: one JSONCompactEachRow row per receipt (UTF-8, its own ArrayBuffer, transferable). */
+  /**
+   * The insert body: one JSONCompactEachRow row per receipt (UTF-8). It starts its own
+   * ArrayBuffer (transferable), which may be longer than the body: the buffer it was written
+   * in, handed back to a scratch for the next segment once the insert is acknowledged.
+   */
   body: Uint8Array;
   /** Receipts in the body. */
   records: number;
@@ -33,12 +37,18 @@ const NEWLINE = 0x0a;
 /**
  * The two large buffers of a prepare, kept for the next one by the thread that prepares: a
  * fresh multi-megabyte buffer is fresh pages, and on the VMs measured the kernel maps each 4 KB
- * page in at ~11 µs, more than writing the rows into it costs. One scratch serves one prepare
- * at a time.
+ * page in at ~11 µs, more than writing the rows into it costs. The body buffer leaves with the
+ * prepared body and comes back through recycle() once its insert is acknowledged. One scratch
+ * serves one prepare at a time.
  */
 export class SegmentScratch {
   file: Buffer = Buffer.allocUnsafeSlow(0);
   body: Buffer = Buffer.allocUnsafeSlow(0);
+
+  /** Takes back the buffer of a body whose insert was acknowledged (nothing reads it any more). */
+  recycle(body: Uint8Array): void {
+    if (body.byteOffset === 0 && body.buffer.byteLength > this.body.length) this.body = Buffer.from(body.buffer as ArrayBuffer);
+  }
 }
 
 export async function prepareSegment(file: string, sign: Ed25519Sign, keyId: string, scratch = new SegmentScratch()): Promise<PreparedSegment> {
@@ -137,12 +147,10 @@ class BodyWriter {
     buf[this.#length++] = NEWLINE;
   }
 
-  /**
-   * The body in an ArrayBuffer of its own exact size: the batcher holds it until its insert
-   * succeeds, and the buffer it was written in is up to twice the body (one copy, ~1 ms for a
-   * full segment).
-   */
+  /** The body, in the buffer it was written in, which leaves the scratch with it. */
   bytes(): Uint8Array {
-    return new Uint8Array(this.#scratch.body.subarray(0, this.#length));
+    const { body } = this.#scratch;
+    this.#scratch.body = Buffer.allocUnsafeSlow(0);
+    return new Uint8Array(body.buffer, body.byteOffset, this.#length);
   }
 }

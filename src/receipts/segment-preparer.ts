@@ -6,13 +6,15 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { type PreparedSegment, SigningKeyMismatchError } from './segment-prep.js';
-import type { PrepareRequest, PrepareResponse, SegmentWorkerData } from './segment-worker.js';
+import type { PrepareRequest, PrepareResponse, RecycleRequest, SegmentWorkerData } from './segment-worker.js';
 
 export type { PreparedSegment } from './segment-prep.js';
 
 export interface SegmentPreparer {
   /** The insert body of a sealed segment file. Rejects if the file cannot be read or signed. */
   prepare(file: string): Promise<PreparedSegment>;
+  /** Hands back a body whose insert was acknowledged: the next prepare may write into its buffer. */
+  recycle(body: Uint8Array): void;
   /** Stops; a pending prepare rejects. */
   close(): Promise<void>;
 }
@@ -51,6 +53,12 @@ export class SegmentWorker implements SegmentPreparer {
       worker.ref();
       worker.postMessage({ id, file } satisfies PrepareRequest);
     });
+  }
+
+  recycle(body: Uint8Array): void {
+    if (!this.#worker) return; // no thread (closed, or dead until the next prepare): the GC takes it
+    const buffer = body.buffer as ArrayBuffer;
+    this.#worker.postMessage({ recycle: buffer } satisfies RecycleRequest, [buffer]);
   }
 
   /** Ends the thread as a crash would (tests); a pending prepare rejects, the next one starts a new thread. */

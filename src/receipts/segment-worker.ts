@@ -1,7 +1,8 @@
 // The receipts journal's worker thread (started by SegmentWorker in segment-preparer.ts):
 // prepares sealed WAL segments for ClickHouse — reads, signs, maps to rows — so that none
 // of that runs on the main thread. One request at a time, in the order they come, with one
-// scratch for them all; the body is transferred back.
+// scratch for them all; the body is transferred back, and its buffer returns (a RecycleRequest)
+// once its insert was acknowledged.
 import type { KeyObject } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
@@ -17,6 +18,11 @@ export interface SegmentWorkerData {
 export interface PrepareRequest {
   id: number;
   file: string;
+}
+
+/** The buffer of a body whose insert was acknowledged, for the next prepare to write into. */
+export interface RecycleRequest {
+  recycle: ArrayBuffer;
 }
 
 export type PrepareResponse =
@@ -54,6 +60,9 @@ const prepare = (req: PrepareRequest): Promise<void> =>
     },
   );
 
-port.on('message', (req: PrepareRequest) => {
-  previous = previous.then(() => prepare(req));
+port.on('message', (req: PrepareRequest | RecycleRequest) => {
+  // The body is written synchronously, after the file is read: taking a buffer back between
+  // two prepares, or while one reads its file, never changes a body being written.
+  if ('recycle' in req) scratch.recycle(new Uint8Array(req.recycle));
+  else previous = previous.then(() => prepare(req));
 });

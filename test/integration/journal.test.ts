@@ -580,6 +580,7 @@ describe('signing off the request path', () => {
         }
         return prepared;
       },
+      recycle: (body: Uint8Array) => worker.recycle(body),
       close: () => worker.close(),
     };
     const { journal } = await openJournal('worker-crash', { preparer, batchMaxRows: 10 });

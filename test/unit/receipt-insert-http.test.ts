@@ -93,6 +93,7 @@ it('sends the prepared rows as is, with the dedup token, and retries the same by
       prepared.push(path.basename(file));
       return worker.prepare(file);
     },
+    recycle: (body: Uint8Array) => worker.recycle(body),
     close: () => worker.close(),
   };
   const journal = await ReceiptJournal.open({

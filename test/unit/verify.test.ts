@@ -448,9 +448,10 @@ describe('prepareSegment (a sealed WAL segment → its insert body)', () => {
 
     const prepared = await prepareSegment(file, ed25519Signer(ReceiptSigner.privateKeyOf(signer)), signer.keyId);
     expect(prepared).toMatchObject({ records: drafts.length, invalidLines: 1, lastSeq: drafts.length, chainHash: prev });
-    // An ArrayBuffer of its own, of its exact size: transferred by the worker, held until inserted.
+    // An ArrayBuffer of its own that starts with the body: transferred by the worker, held until
+    // inserted, then handed back for the next body.
     expect(prepared.body.byteOffset).toBe(0);
-    expect(prepared.body.buffer.byteLength).toBe(prepared.body.byteLength);
+    expect(prepared.body.buffer.byteLength).toBeGreaterThanOrEqual(prepared.body.byteLength);
     const text = Buffer.from(prepared.body).toString('utf8');
     expect(text.endsWith('\n')).toBe(true);
     const rows = text.slice(0, -1).split('\n');
@@ -463,7 +464,7 @@ describe('prepareSegment (a sealed WAL segment → its insert body)', () => {
     });
   });
 
-  it('gives the same body with a scratch that prepared a larger segment before (nothing of it shows through)', async () => {
+  it('gives the same body with a scratch that prepared a larger segment before, and with a body buffer handed back (nothing of them shows through)', async () => {
     const signer = ReceiptSigner.ephemeral();
     const sign = ed25519Signer(ReceiptSigner.privateKeyOf(signer));
     const segment = (name: string, feature: string, count: number) => {
@@ -483,11 +484,17 @@ describe('prepareSegment (a sealed WAL segment → its insert body)', () => {
     const small = segment('small.ndjson', 'short', 3);
     const scratch = new SegmentScratch();
     const first = await prepareSegment(large, sign, signer.keyId, scratch);
-    const reused = await prepareSegment(small, sign, signer.keyId, scratch);
+    const second = await prepareSegment(small, sign, signer.keyId, scratch);
     expect(scratch.file.length).toBeGreaterThan(statSync(small).size);
-    expect(reused).toEqual(await prepareSegment(small, sign, signer.keyId));
-    expect(reused.records).toBe(3);
-    // The first body is its own: preparing again into the same scratch did not touch it.
+    expect(second).toEqual(await prepareSegment(small, sign, signer.keyId));
+    expect(second.records).toBe(3);
+    // A body leaves with its buffer: preparing again into the same scratch did not touch it…
+    expect(second.body.buffer).not.toBe(first.body.buffer);
     expect(first).toEqual(await prepareSegment(large, sign, signer.keyId));
+    // …until it is handed back: then the next body is written in it.
+    scratch.recycle(first.body);
+    const third = await prepareSegment(small, sign, signer.keyId, scratch);
+    expect(third.body.buffer).toBe(first.body.buffer);
+    expect(third).toEqual(second);
   });
 });
