@@ -48,7 +48,7 @@ export class SegmentBatcher {
   readonly #abort = new AbortController();
   #running: Promise<void> | null = null;
   /** The oldest segment's insert body, kept while its insert is retried (a sealed file never changes). */
-  #prepared: { number: number; body: PreparedSegment } | null = null;
+  #prepared: { number: number; result: PreparedSegment } | null = null;
   #stopped = false;
   #wake: (() => void) | null = null;
   insertedRecords = 0;
@@ -91,7 +91,7 @@ export class SegmentBatcher {
         if (this.#stopped) return;
         this.#queue.shift();
         // Acknowledged: nothing reads the body any more, and its buffer can take the next one.
-        if (this.#prepared) this.#o.preparer.recycle(this.#prepared.body.body);
+        if (this.#prepared) this.#o.preparer.recycle(this.#prepared.result.body);
         this.#prepared = null;
         if (failures > 0) this.#o.log('receipts insert succeeded again', { segment: segment.number, failedAttempts: failures });
         failures = 0;
@@ -125,11 +125,11 @@ export class SegmentBatcher {
     const { walDir, instanceId, insertRows, table } = this.#o;
     const file = path.join(walDir, segmentFileName(segment.number));
     // A retried insert sends the body made for its first attempt again: no second signing.
-    let prepared = this.#prepared?.number === segment.number ? this.#prepared.body : null;
+    let prepared = this.#prepared?.number === segment.number ? this.#prepared.result : null;
     if (!prepared) {
       this.#prepared = null;
       prepared = await this.#o.preparer.prepare(file);
-      this.#prepared = { number: segment.number, body: prepared };
+      this.#prepared = { number: segment.number, result: prepared };
     }
     if (this.#stopped) return STOPPED;
     if (prepared.invalidLines > 0) {
