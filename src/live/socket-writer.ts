@@ -28,6 +28,9 @@ export interface WriterLimits {
 /** Close code and reason for a socket that fell too far behind (1008: policy violation). */
 const SLOW_CONSUMER = { code: 1008, reason: 'slow consumer' } as const;
 
+/** How long one turn of the event loop may spend writing to sockets (ms). */
+const FLUSH_SLICE_MS = 1;
+
 /** The writers of one fan-out, one per socket; those with frames are flushed together. */
 export class SocketWriters {
   private readonly writers = new Map<WebSocket, SocketWriter>();
@@ -64,11 +67,23 @@ export class SocketWriters {
     setImmediate(this.flushAll);
   }
 
+  /**
+   * Flushes the sockets with frames for at most FLUSH_SLICE_MS, then lets the event loop serve
+   * what arrived meanwhile before going on: sockets written together come due together, and
+   * one turn writing them all held up the proxy's requests behind it.
+   */
   private readonly flushAll = (): void => {
     this.flushScheduled = false;
-    const writers = [...this.dirty];
-    this.dirty.clear();
-    for (const w of writers) w.flush();
+    const deadline = performance.now() + FLUSH_SLICE_MS;
+    for (const w of this.dirty) {
+      this.dirty.delete(w);
+      w.flush();
+      if (performance.now() >= deadline) break;
+    }
+    if (this.dirty.size > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushAll);
+    }
   };
 }
 
