@@ -4,13 +4,18 @@
 // rows of eight fields in bench:analytics), where the walk, not the resolvers, was most of
 // the GraphQL time.
 //
+// Subscriptions run compiled too: each live event is one execution of the subscription's
+// selection set, once per fan-out group (src/live/fanout.ts). Under bench:subscriptions (~1,000
+// decisions/s, two executions each) graphql-tools' executor took ~34 µs an execution, most of
+// it walking the document and coercing the root field's literal arguments again per event.
+//
 // Only for a caller with a valid token, and only for queries whose root fields are all in
 // `fields` (the analytics ones, which resolve plain rows):
 // - compiling a new document costs about a millisecond, which an anonymous client must not be
 //   able to make us pay over and over;
 // - @pothos/plugin-prisma plans its SQL from graphql's resolve info, and under graphql-jit it
 //   loads nested relations with more statements (the N+1 test in graphql-admin.test.ts);
-// - mutations and subscriptions are small, and keep yoga's own executor.
+// - mutations are small, and keep yoga's own executor.
 // Variables are checked by graphql's own coercion first, so a bad one gets graphql's error,
 // and graphql-jit's errors (its own class, with a read-only message) are turned into graphql's
 // before yoga's masking, which may rewrite a message, sees them.
@@ -20,11 +25,14 @@
 // as values), and the ~15,000 serializer calls of a 2,100-row timeSeries were ~0.3 ms of its
 // ~4 ms over direct SQL. Custom scalars (DateTime) keep their serializers. The difference:
 // a count past 2^31 in an Int field is answered as the number, where graphql would fail it.
+// Subscriptions keep every serializer: live events carry enums by internal value ('closed' for
+// BreakerState CLOSED).
 //
 // Not @envelop/graphql-jit: it caches the compiled form by document alone, so a document
 // holding several operations would run whichever was compiled first, whatever operationName
 // the request names.
 import {
+  createSourceEventStream,
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
@@ -32,26 +40,45 @@ import {
   getOperationAST,
   getVariableValues,
   type OperationDefinitionNode,
+  type Source,
+  type SourceLocation,
 } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 import type { Plugin } from 'graphql-yoga';
+import { isAsyncIterable, mapAsyncIterator } from 'graphql-yoga';
 
 export interface CompiledQueriesOptions {
-  /** Root query fields whose operations may run compiled. */
+  /** Root query fields whose operations may run compiled (every subscription may). */
   fields: ReadonlySet<string>;
   /** Whether this caller's operations may be compiled (a valid token). */
   mayCompile: (contextValue: unknown) => boolean;
 }
 
-/** graphql's own error for one of graphql-jit's (same message, path, locations, cause and extensions). */
-function asGraphQLError(error: GraphQLError): GraphQLError {
-  const copy = new GraphQLError(error.message, { path: error.path, originalError: error.originalError, extensions: error.extensions });
-  // graphql-jit gives locations, not the nodes graphql derives them from.
-  return Object.assign(copy, { locations: error.locations });
+/** Offset in `body` of a line and column (both from 1), counting line breaks as graphql does. */
+function positionOf(body: string, { line, column }: SourceLocation): number {
+  const lineBreak = /\r\n|[\n\r]/g;
+  let lineStart = 0;
+  for (let l = 1; l < line; l++) {
+    const found = lineBreak.exec(body);
+    if (!found) break;
+    lineStart = found.index + found[0].length;
+  }
+  return lineStart + column - 1;
 }
 
-function withGraphQLErrors(result: ExecutionResult): ExecutionResult {
-  return result.errors ? { ...result, errors: result.errors.map(asGraphQLError) } : result;
+/**
+ * graphql's own error for one of graphql-jit's (same message, path, locations, cause and
+ * extensions). graphql-jit gives locations, not the nodes graphql derives them from; yoga
+ * rebuilds every error it sends from nodes or source positions, so the locations are given
+ * back as positions in the document's source.
+ */
+function asGraphQLError(error: GraphQLError, source: Source | undefined): GraphQLError {
+  const positions = source && error.locations?.map((location) => positionOf(source.body, location));
+  return new GraphQLError(error.message, { source, positions, path: error.path, originalError: error.originalError, extensions: error.extensions });
+}
+
+function withGraphQLErrors(result: ExecutionResult, source: Source | undefined): ExecutionResult {
+  return result.errors ? { ...result, errors: result.errors.map((e) => asGraphQLError(e, source)) } : result;
 }
 
 const onlyFieldsIn = (operation: OperationDefinitionNode, fields: ReadonlySet<string>) =>
@@ -62,7 +89,7 @@ export function compiledQueries({ fields, mayCompile }: CompiledQueriesOptions):
   // cache holds. null: graphql-jit could not compile it (yoga's executor runs it).
   const compiled = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();
 
-  function compiledFor(args: ExecutionArgs): CompiledQuery | null {
+  function compiledFor(args: ExecutionArgs, operation: OperationDefinitionNode): CompiledQuery | null {
     let byOperation = compiled.get(args.document);
     if (!byOperation) {
       byOperation = new Map();
@@ -71,7 +98,7 @@ export function compiledQueries({ fields, mayCompile }: CompiledQueriesOptions):
     const name = args.operationName ?? '';
     let query = byOperation.get(name);
     if (query === undefined) {
-      const result = compileQuery(args.schema, args.document, args.operationName ?? undefined, { disableLeafSerialization: true });
+      const result = compileQuery(args.schema, args.document, args.operationName ?? undefined, { disableLeafSerialization: operation.operation === 'query' });
       query = isCompiledQuery(result) ? result : null;
       byOperation.set(name, query);
     }
@@ -82,14 +109,33 @@ export function compiledQueries({ fields, mayCompile }: CompiledQueriesOptions):
     onExecute({ args, setExecuteFn }) {
       const operation = getOperationAST(args.document, args.operationName);
       if (operation?.operation !== 'query' || !onlyFieldsIn(operation, fields) || !mayCompile(args.contextValue)) return;
-      const query = compiledFor(args);
+      const query = compiledFor(args, operation);
       if (!query) return;
       setExecuteFn((run: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> => {
         const variables = getVariableValues(run.schema, operation.variableDefinitions ?? [], run.variableValues ?? {});
         if (variables.errors) return { errors: variables.errors };
         // graphql-jit coerces the raw values again: it takes them as the request sent them.
         const result = query.query(run.rootValue, run.contextValue, run.variableValues);
-        return result instanceof Promise ? result.then(withGraphQLErrors) : withGraphQLErrors(result);
+        const source = run.document.loc?.source;
+        return result instanceof Promise ? result.then((r) => withGraphQLErrors(r, source)) : withGraphQLErrors(result, source);
+      });
+    },
+    onSubscribe({ args, setSubscribeFn }) {
+      const operation = getOperationAST(args.document, args.operationName);
+      if (operation?.operation !== 'subscription' || !mayCompile(args.contextValue)) return;
+      const query = compiledFor(args, operation);
+      if (!query) return;
+      setSubscribeFn(async (run: ExecutionArgs) => {
+        // The event stream as graphql opens it: the root field's arguments coerced once and its
+        // subscribe resolver called (graphql-jit's own subscribe would pass that resolver the
+        // operation's variables as its arguments). Then each event runs compiled.
+        const stream = await createSourceEventStream(run);
+        if (!isAsyncIterable(stream)) return stream;
+        const source = run.document.loc?.source;
+        return mapAsyncIterator(stream, (event) => {
+          const result = query.query(event, run.contextValue, run.variableValues);
+          return result instanceof Promise ? result.then((r) => withGraphQLErrors(r, source)) : withGraphQLErrors(result, source);
+        });
       });
     },
   };
