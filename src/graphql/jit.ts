@@ -9,8 +9,8 @@
 // decisions/s, two executions each) graphql-tools' executor took ~34 µs an execution, most of
 // it walking the document and coercing the root field's literal arguments again per event.
 //
-// Only for a caller with a valid token, and only for queries whose root fields are all in
-// `fields` (the analytics ones, which resolve plain rows):
+// Only for a caller with a valid token; queries only when their root fields are all in
+// `fields` (the analytics ones, which resolve plain rows), subscriptions always (live events):
 // - compiling a new document costs about a millisecond, which an anonymous client must not be
 //   able to make us pay over and over;
 // - @pothos/plugin-prisma plans its SQL from graphql's resolve info, and under graphql-jit it
@@ -81,6 +81,14 @@ function withGraphQLErrors(result: ExecutionResult, source: Source | undefined):
   return result.errors ? { ...result, errors: result.errors.map((e) => asGraphQLError(e, source)) } : result;
 }
 
+/** Runs a compiled operation on `root`; its errors come back as graphql's. */
+function runCompiled(query: CompiledQuery, root: unknown, run: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> {
+  // graphql-jit coerces the raw variables again: it takes them as the request sent them.
+  const result = query.query(root, run.contextValue, run.variableValues);
+  const source = run.document.loc?.source;
+  return result instanceof Promise ? result.then((r) => withGraphQLErrors(r, source)) : withGraphQLErrors(result, source);
+}
+
 const onlyFieldsIn = (operation: OperationDefinitionNode, fields: ReadonlySet<string>) =>
   operation.selectionSet.selections.every((s) => s.kind === 'Field' && (fields.has(s.name.value) || s.name.value === '__typename'));
 
@@ -114,10 +122,7 @@ export function compiledQueries({ fields, mayCompile }: CompiledQueriesOptions):
       setExecuteFn((run: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> => {
         const variables = getVariableValues(run.schema, operation.variableDefinitions ?? [], run.variableValues ?? {});
         if (variables.errors) return { errors: variables.errors };
-        // graphql-jit coerces the raw values again: it takes them as the request sent them.
-        const result = query.query(run.rootValue, run.contextValue, run.variableValues);
-        const source = run.document.loc?.source;
-        return result instanceof Promise ? result.then((r) => withGraphQLErrors(r, source)) : withGraphQLErrors(result, source);
+        return runCompiled(query, run.rootValue, run);
       });
     },
     onSubscribe({ args, setSubscribeFn }) {
@@ -130,12 +135,7 @@ export function compiledQueries({ fields, mayCompile }: CompiledQueriesOptions):
         // subscribe resolver called (graphql-jit's own subscribe would pass that resolver the
         // operation's variables as its arguments). Then each event runs compiled.
         const stream = await createSourceEventStream(run);
-        if (!isAsyncIterable(stream)) return stream;
-        const source = run.document.loc?.source;
-        return mapAsyncIterator(stream, (event) => {
-          const result = query.query(event, run.contextValue, run.variableValues);
-          return result instanceof Promise ? result.then((r) => withGraphQLErrors(r, source)) : withGraphQLErrors(result, source);
-        });
+        return isAsyncIterable(stream) ? mapAsyncIterator(stream, (event) => runCompiled(query, event, run)) : stream;
       });
     },
   };
