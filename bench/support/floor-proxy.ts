@@ -3,7 +3,7 @@
 // the answer read whole and sent back. No auth, parsing, routing, limits or receipts.
 // bench:proxy runs it beside the bare proxy and Tollgate: Tollgate − floor is what the
 // pipeline costs per request, floor − bare what Tollgate's servers and client add.
-import { readRequestBody, readUpstreamBody } from '../../src/gateway/body.js';
+import { readRequestBody } from '../../src/gateway/body.js';
 import { InboundServer } from '../../src/gateway/inbound.js';
 import { UpstreamClient } from '../../src/gateway/upstream.js';
 import type { Provider } from '../../src/routing/catalog.js';
@@ -14,7 +14,7 @@ const client = new UpstreamClient({ connectMs: 5_000, firstByteMs: 30_000, idleM
 const server = new InboundServer({ headersMs: 10_000, requestMs: 30_000 }, async (req, res) => {
   const body = await readRequestBody(req, 1 << 20);
   const answer = await client.post(provider, req.url!.replace(/^\/v1/, ''), body.toString('utf8'), new AbortController().signal);
-  const bytes = await readUpstreamBody(answer.body);
+  const bytes = await answer.body.read();
   res.writeHead(answer.status, { 'content-type': String(answer.headers['content-type']) });
   res.end(bytes);
 });

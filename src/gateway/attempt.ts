@@ -9,7 +9,6 @@ import type { Attempt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import type { Target } from '../routing/catalog.js';
 import type { AttemptTrace } from '../telemetry/tracing.js';
-import { readUpstreamBody } from './body.js';
 import type { Cancellation } from './cancellation.js';
 import { publishDecision } from './decisions.js';
 import type { PipelineDeps } from './deps.js';
@@ -116,7 +115,7 @@ export async function send(deps: AttemptDeps, log: AttemptLog, adapter: Upstream
 
   let errorBody: unknown = null;
   try {
-    const buf = await readUpstreamBody(response.body, MAX_ERROR_BODY);
+    const buf = await response.body.read(MAX_ERROR_BODY);
     errorBody = JSON.parse(buf.toString('utf8'));
   } catch {
     response.body.destroy();

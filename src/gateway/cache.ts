@@ -8,7 +8,6 @@ import { callsTools } from '../protocols/assemble.js';
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { CacheStatus } from '../receipts/receipt.js';
 import type { Catalog, Route, Target } from '../routing/catalog.js';
-import { readUpstreamBody } from './body.js';
 import type { UpstreamClient } from './upstream.js';
 
 export interface CacheHit {
@@ -100,7 +99,7 @@ export class CacheStage {
     if (!embedder) {
       embedder = new ProviderEmbedder(`provider:${target.key}`, async (input, signal = AbortSignal.timeout(EMBEDDING_TIMEOUT_MS)) => {
         const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal);
-        const buf = await readUpstreamBody(response.body, MAX_EMBEDDING_RESPONSE);
+        const buf = await response.body.read(MAX_EMBEDDING_RESPONSE);
         if (response.status !== 200) throw new Error(`embeddings call answered ${response.status}`);
         return JSON.parse(buf.toString('utf8'));
       });

@@ -9,7 +9,6 @@ import { adapterFor } from '../providers/registry.js';
 import { checkAnswer, type Verdict } from '../routing/accept.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
 import { type AttemptDeps, type AttemptLog, answerText, type Sent, send, usageOf } from './attempt.js';
-import { readUpstreamBody } from './body.js';
 import type { Cancellation } from './cancellation.js';
 import type { Exchange } from './exchange.js';
 import { classify, UpstreamFailure } from './upstream.js';
@@ -45,7 +44,7 @@ export async function cascadeStep(
 
   let answer: ChatCompletion;
   try {
-    const buf = await readUpstreamBody(sent.ok.body);
+    const buf = await sent.ok.body.read();
     answer = adapter.answer(JSON.parse(buf.toString('utf8')));
   } catch (err) {
     const failure = err instanceof SyntaxError ? new UpstreamFailure('network_error', 'upstream sent invalid JSON') : classify(err, signal);

@@ -16,7 +16,7 @@ import { orderTargets } from '../routing/strategy.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
 import { AttemptLog, answerText, ClientGone, send, type Unanswered, usageOf } from './attempt.js';
 import { type ApiKeyRecord, assertCredentialsOnce } from './auth.js';
-import { readRequestBody, readUpstreamBody } from './body.js';
+import { readRequestBody } from './body.js';
 import type { CacheHit } from './cache.js';
 import { Cancellation, delay } from './cancellation.js';
 import { Cascade, type CascadeStep, cascadeStep, climbTotals, isCascade } from './cascade.js';
@@ -263,7 +263,7 @@ export class Pipeline {
     let json: unknown;
     let answer: ChatCompletion;
     try {
-      buf = await readUpstreamBody(response.body);
+      buf = await response.body.read();
       json = JSON.parse(buf.toString('utf8'));
       // Chat-like answers are read as canonical (receipt, cache) even when they pass through.
       answer = native && !parsed.chat ? (json as ChatCompletion) : adapter.answer(json, native ? protocol.wire : undefined);

@@ -1,11 +1,13 @@
 // Upstream HTTP: one undici Pool per provider origin, per-request timeouts, and a single
 // classification of what went wrong so routing can decide whether to fail over.
+import type { IncomingHttpHeaders } from 'node:http';
 import { type buildConnector, type Dispatcher, Pool, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config.js';
 import { type Listener, policedConnector, providerPolicy, type Resolver } from '../net/egress.js';
 import { HOP_HEADER } from '../net/hop.js';
 import type { Provider } from '../routing/catalog.js';
-import type { UpstreamSignal } from './cancellation.js';
+import { type UpstreamSignal, whenCancelled } from './cancellation.js';
+import { UpstreamBody } from './upstream-body.js';
 
 export type FailureKind =
   | 'connect_refused'
@@ -31,8 +33,8 @@ export class UpstreamFailure extends Error {
 
 export interface UpstreamResponse {
   status: number;
-  headers: Dispatcher.ResponseData['headers'];
-  body: Dispatcher.ResponseData['body'];
+  headers: IncomingHttpHeaders;
+  body: UpstreamBody;
 }
 
 export interface UpstreamOptions {
@@ -82,39 +84,112 @@ export class UpstreamClient {
    * total timeout); idle time between body chunks is bounded by `idleMs`. `headers` (trace
    * context) go first, so they can never replace the provider's own or the loop marker.
    */
-  async post(
+  post(
     provider: Provider,
     path: string,
     body: string,
     signal: UpstreamSignal,
     options: { firstByteMs?: number; headers?: Record<string, string> } = {},
   ): Promise<UpstreamResponse> {
-    try {
-      const res = await this.pool(provider.origin).request({
-        method: 'POST',
-        path: provider.basePath + path,
-        headers: {
-          ...options.headers,
-          ...provider.headers,
-          'content-type': 'application/json',
-          accept: 'application/json, text/event-stream',
-          ...this.hopHeaders,
-        },
-        body,
-        signal,
-        headersTimeout: options.firstByteMs ?? this.timeouts.firstByteMs,
-        bodyTimeout: this.timeouts.idleMs,
-      });
-      return { status: res.statusCode, headers: res.headers, body: res.body };
-    } catch (err) {
-      throw classify(err, signal);
-    }
+    if (signal.aborted) return Promise.reject(classify(null, signal));
+    return new Promise((resolve, reject) => {
+      const handler = new ResponseHandler(signal, resolve, reject);
+      try {
+        this.pool(provider.origin).dispatch(
+          {
+            method: 'POST',
+            path: provider.basePath + path,
+            headers: {
+              ...options.headers,
+              ...provider.headers,
+              'content-type': 'application/json',
+              accept: 'application/json, text/event-stream',
+              ...this.hopHeaders,
+            },
+            body,
+            headersTimeout: options.firstByteMs ?? this.timeouts.firstByteMs,
+            bodyTimeout: this.timeouts.idleMs,
+          },
+          handler,
+        );
+      } catch (err) {
+        handler.onResponseError(null, err as Error);
+      }
+    });
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.destroy().catch(() => undefined)));
     this.pools.clear();
   }
+}
+
+/**
+ * One upstream call as undici reports it: resolves `post` when the final response headers
+ * arrive, then feeds the body; rejects with an UpstreamFailure when no response comes.
+ * `signal` aborts the call at any point (as undici's own `request` does with one).
+ */
+class ResponseHandler implements Dispatcher.DispatchHandler {
+  #controller: Dispatcher.DispatchController | null = null;
+  #body: UpstreamBody | null = null;
+  #settled = false;
+  readonly #stopListening: () => void;
+
+  constructor(
+    private readonly signal: UpstreamSignal,
+    private readonly resolve: (response: UpstreamResponse) => void,
+    private readonly reject: (failure: UpstreamFailure) => void,
+  ) {
+    this.#stopListening = whenCancelled(signal, () => this.#abort());
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    // Aborted while it waited for a connection: undici calls back with the reason.
+    if (this.signal.aborted) controller.abort(abortReason(this.signal));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return; // 1xx: the final response is still to come
+    this.#body = new UpstreamBody(controller);
+    this.resolve({ status: statusCode, headers, body: this.#body });
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#body?.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.#finish();
+    this.#body?.end();
+  }
+
+  /** Before the headers: `post` rejects. After: the body's reader gets the error. */
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    if (this.#finish()) return;
+    if (this.#body) this.#body.fail(err);
+    else this.reject(classify(err, this.signal));
+  }
+
+  #abort(): void {
+    const reason = abortReason(this.signal);
+    this.#controller?.abort(reason);
+    // A reader waiting now learns at once, whenever undici reports the abort.
+    this.onResponseError(null, reason);
+  }
+
+  /** Stops listening to the signal; true when the call had already finished. */
+  #finish(): boolean {
+    if (this.#settled) return true;
+    this.#settled = true;
+    this.#stopListening();
+    return false;
+  }
+}
+
+function abortReason(signal: UpstreamSignal): Error {
+  const reason = signal.reason;
+  return reason instanceof Error ? reason : new undiciErrors.RequestAbortedError();
 }
 
 /** Maps undici / socket errors to the failure kinds routing and receipts speak. */

@@ -235,7 +235,7 @@ describe('upstream connections', () => {
   async function failureOf(client: UpstreamClient, baseUrl: string): Promise<UpstreamFailure | null> {
     try {
       const res = await client.post(provider(baseUrl), '/chat/completions', '{}', new AbortController().signal);
-      await res.body.dump();
+      await res.body.read();
       return null;
     } catch (err) {
       return err as UpstreamFailure;

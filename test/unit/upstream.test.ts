@@ -138,7 +138,7 @@ describe('UpstreamClient on loopback sockets', () => {
   it('posts to origin + basePath + path with the provider headers and resolves on headers', async () => {
     const res = await client.post(provider(`http://127.0.0.1:${port}`), '/chat/completions', '{"model":"m"}', new AbortController().signal);
     expect(res.status).toBe(200);
-    expect(await res.body.text()).toBe('{"ok":true}');
+    expect((await res.body.read()).toString()).toBe('{"ok":true}');
     expect(seen[0]!.url).toBe('/v1/chat/completions');
     expect(seen[0]!.headers.authorization).toBe('Bearer sk-local');
     expect(seen[0]!.headers['content-type']).toBe('application/json');
