@@ -1,9 +1,11 @@
 // The floor of Tollgate's own transport: its inbound server (InboundServer) and upstream
 // client (UpstreamClient, with its connection policy), the request body read and forwarded,
-// the answer read whole and sent back. No auth, parsing, routing, limits or receipts.
+// the answer read whole and sent back, with the cancellation signal the pipeline passes. No
+// auth, parsing, routing, limits or receipts.
 // bench:proxy runs it beside the bare proxy and Tollgate: Tollgate − floor is what the
 // pipeline costs per request, floor − bare what Tollgate's servers and client add.
 import { readRequestBody } from '../../src/gateway/body.js';
+import { Cancellation } from '../../src/gateway/cancellation.js';
 import { InboundServer } from '../../src/gateway/inbound.js';
 import { UpstreamClient } from '../../src/gateway/upstream.js';
 import type { Provider } from '../../src/routing/catalog.js';
@@ -13,7 +15,7 @@ const provider = { origin: upstream.origin, basePath: upstream.pathname.replace(
 const client = new UpstreamClient({ connectMs: 5_000, firstByteMs: 30_000, idleMs: 30_000, totalMs: 60_000 });
 const server = new InboundServer({ headersMs: 10_000, requestMs: 30_000 }, async (req, res) => {
   const body = await readRequestBody(req, 1 << 20);
-  const answer = await client.post(provider, req.url!.replace(/^\/v1/, ''), body.toString('utf8'), new AbortController().signal);
+  const answer = await client.post(provider, req.url!.replace(/^\/v1/, ''), body.toString('utf8'), new Cancellation());
   const bytes = await answer.body.read();
   res.writeHead(answer.status, { 'content-type': String(answer.headers['content-type']) });
   res.end(bytes);
