@@ -34,6 +34,7 @@ import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
 import { type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
 import { profileStart, type SelfTimeRow, selfTimeByModule, selfTimeTable } from './support/cpu-profile.js';
 import { BUILT, Cleanups, createKey, forkTs, stopTollgate, writeSimConfig } from './support/processes.js';
+import { cpuSeconds } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -68,10 +69,6 @@ const median = (xs: number[]) =>
 
 function procStat(pid: number): string[] {
   return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-}
-function cpuSeconds(pid: number): number {
-  const fields = procStat(pid);
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100 Hz)
 }
 /**
  * Minor page faults of a process so far (all its threads). Each is memory the kernel maps in

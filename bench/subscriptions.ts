@@ -30,6 +30,7 @@ import { Pool } from 'undici';
 import WebSocket from 'ws';
 import { startTollgateProcess } from '../test/support/processes.js';
 import { forkTs, writeSimConfig } from './support/processes.js';
+import { cpuSeconds } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -43,10 +44,6 @@ const ROUNDS = env('BENCH_ROUNDS', 2);
 const percentile = (sorted: number[], p: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! : NaN;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime at 100 Hz
-}
 /** CPU time of the whole machine (all cores) at 100 Hz: used by its processes, and stolen by the hypervisor. */
 function machineCpuSeconds(): { busy: number; stolen: number } {
   const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);

@@ -30,6 +30,12 @@ export function slope(points: Array<[number, number]>): number {
   return den === 0 ? NaN : num / den;
 }
 
+/** CPU time of a process so far, all its threads (utime + stime at 100 Hz, from /proc; Linux only). */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 /** Resident set size of a process in MB, from /proc (Linux only). */
 export function rssMb(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
