@@ -27,13 +27,13 @@ const ARM = process.env.AB_ARM === 'floor' ? 'floor' : 'tollgate';
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 20);
 const ROUND_SECONDS = Number(process.env.AB_ROUND_SECONDS ?? 2);
 const CONCURRENCY = 32;
+const REQUEST_PATH = '/v1/chat/completions';
 
 interface Build {
   label: 'A' | 'B';
   root: string;
   child: ChildProcess;
   pool: Pool;
-  path: string;
   headers: Record<string, string>;
   cpuUsPerRequest: number[];
   rps: number[];
@@ -66,7 +66,7 @@ async function startBuild(label: 'A' | 'B', root: string, simUrl: string): Promi
     const child = fork(path.join(root, 'bench/support/floor-proxy.ts'), [simUrl], { execArgv: ['--import', 'tsx'], cwd: root });
     cleanups.defer(`stop floor ${label}`, () => child.kill());
     const { port } = await new Promise<{ port: number }>((resolve) => child.once('message', (m) => resolve(m as { port: number })));
-    return blank(label, root, child, `http://127.0.0.1:${port}`, { 'content-type': 'application/json' });
+    return runningBuild(label, root, child, `http://127.0.0.1:${port}`, { 'content-type': 'application/json' });
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), `tollgate-ab-${label}-`));
   cleanups.defer(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
@@ -77,11 +77,11 @@ async function startBuild(label: 'A' | 'B', root: string, simUrl: string): Promi
   // Nothing of its state is kept: no graceful drain to wait for.
   cleanups.defer(`stop Tollgate ${label}`, () => child.kill('SIGKILL'));
   const url = await output(child, /(http:\/\/127\.0\.0\.1:\d+)/);
-  return blank(label, root, child, url, { 'content-type': 'application/json', authorization: `Bearer ${secret}` });
+  return runningBuild(label, root, child, url, { 'content-type': 'application/json', authorization: `Bearer ${secret}` });
 }
 
-function blank(label: 'A' | 'B', root: string, child: ChildProcess, url: string, headers: Record<string, string>): Build {
-  return { label, root, child, pool: new Pool(url, { connections: 64 }), path: '/v1/chat/completions', headers, cpuUsPerRequest: [], rps: [] };
+function runningBuild(label: 'A' | 'B', root: string, child: ChildProcess, url: string, headers: Record<string, string>): Build {
+  return { label, root, child, pool: new Pool(url, { connections: 64 }), headers, cpuUsPerRequest: [], rps: [] };
 }
 
 async function load(build: Build, body: string, seconds: number): Promise<number> {
@@ -90,7 +90,7 @@ async function load(build: Build, body: string, seconds: number): Promise<number
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < end) {
-        const res = await build.pool.request({ method: 'POST', path: build.path, headers: build.headers, body });
+        const res = await build.pool.request({ method: 'POST', path: REQUEST_PATH, headers: build.headers, body });
         await res.body.arrayBuffer();
         if (res.statusCode !== 200) throw new Error(`${build.label}: HTTP ${res.statusCode}`);
         done++;

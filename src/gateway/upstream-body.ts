@@ -2,10 +2,11 @@
 //
 // Why not undici's `request()` and its Readable: every proxied request paid for the stream
 // machinery (a Readable per response, its events and nextTicks, an AsyncResource) to carry
-// what is usually one chunk. A loopback client at c=32 posting 600-byte answers spent 42–60 µs
-// of CPU a request with a dispatch handler against 50–93 µs with `request()` (8 interleaved
-// rounds, AMD EPYC). This is the little a body needs here: read it whole under a size limit,
-// or iterate its chunks with backpressure, or drop it.
+// what is usually one chunk. A loopback client at c=32 (600-byte answers, a Cancellation as the
+// signal) spent 32–36 µs of CPU a request with a dispatch handler against 43–56 µs with
+// `request()` (8 interleaved rounds, AMD EPYC); `AB_ARM=floor npm run bench:ab` shows it in
+// Tollgate's own server and client. This is the little a body needs here: read it whole under a
+// size limit, or iterate its chunks with backpressure, or drop it.
 import type { Dispatcher } from 'undici';
 
 /** Bytes queued for a reader that iterates before the upstream is paused. */
