@@ -34,7 +34,7 @@ import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
 import { type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
 import { profileStart, type SelfTimeRow, selfTimeByModule, selfTimeTable } from './support/cpu-profile.js';
 import { BUILT, Cleanups, createKey, forkTs, stopTollgate, writeSimConfig } from './support/processes.js';
-import { cpuSeconds } from './support/stats.js';
+import { cpuSeconds, mainThreadCpuSeconds } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -372,11 +372,29 @@ async function main() {
   // ── warm-up ──
   for (const arm of ARMS_WITH_FLOOR) for (let i = 0; i < WARMUP; i++) await once(arm);
 
+  const pids: Partial<Record<Arm, number>> = {
+    bare: bare.child.pid!,
+    floor: floor.child.pid!,
+    tollgate: tollgate.child.pid!,
+    ...(ext ? { 'tollgate-ext': ext.proc.child.pid! } : {}),
+  };
+
   // ── latency at concurrency 1, interleaved rounds ──
+  // With each proxy's main-thread CPU over its rounds: at c=1 that thread's work is the
+  // request's critical path, so Tollgate − floor here is what its pipeline adds to the p50.
   const lat = perArm((): number[] => [], ARMS_WITH_FLOOR);
+  const c1MainSeconds = perArm(() => 0, ARMS_WITH_FLOOR);
   for (let round = 0; round < LAT_ROUNDS; round++) {
-    for (const arm of ARMS_WITH_FLOOR) for (let i = 0; i < LAT_PER_ROUND; i++) lat[arm].push(await once(arm));
+    for (const arm of ARMS_WITH_FLOOR) {
+      const pid = pids[arm];
+      const main0 = pid ? mainThreadCpuSeconds(pid) : 0;
+      for (let i = 0; i < LAT_PER_ROUND; i++) lat[arm].push(await once(arm));
+      if (pid) c1MainSeconds[arm] += mainThreadCpuSeconds(pid) - main0;
+    }
   }
+  const c1MainUsPerRequest = Object.fromEntries(
+    ARMS_WITH_FLOOR.filter((a) => pids[a]).map((a) => [a, (c1MainSeconds[a] / (LAT_ROUNDS * LAT_PER_ROUND)) * 1e6]),
+  ) as Partial<Record<Arm, number>>;
   const latStats = perArm((a) => {
     const s = [...lat[a]].sort((x, y) => x - y);
     return { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length };
@@ -406,12 +424,6 @@ async function main() {
   /** Each Tollgate arm's V8 heap when its max RSS was sampled: how much of the RSS is JS. */
   const heapAtRssMax = perArm((): Awaited<ReturnType<typeof v8HeapMb>> | null => null);
   let chRssMax = 0;
-  const pids: Partial<Record<ProxyArm, number>> = {
-    bare: bare.child.pid!,
-    floor: floor.child.pid!,
-    tollgate: tollgate.child.pid!,
-    ...(ext ? { 'tollgate-ext': ext.proc.child.pid! } : {}),
-  };
   for (let round = 0; round < TP_ROUNDS; round++) {
     for (const arm of ARMS_WITH_FLOOR) {
       const pid = arm !== 'direct' ? pids[arm]! : 0;
@@ -514,6 +526,8 @@ async function main() {
     bareAddedLatencyMs: { p50: latStats.bare.p50 - latStats.direct.p50, p99: latStats.bare.p99 - latStats.direct.p99 },
     /** What Tollgate's own server and upstream client add with an empty handler, c=1: the latency floor of this design. */
     floorAddedLatencyMs: { p50: latStats.floor.p50 - latStats.direct.p50, p99: latStats.floor.p99 - latStats.direct.p99 },
+    /** Main-thread CPU (utime + stime) per request over the c=1 rounds, per proxy process. */
+    c1MainThreadCpuUsPerRequest: c1MainUsPerRequest,
     throughputRps: baseOnly(rpsMedian),
     throughputRatioVsBare: rpsMedian.tollgate / rpsMedian.bare,
     streamTtftMs: baseOnly(ttftStats),
@@ -574,6 +588,11 @@ async function main() {
       : []),
     ['bare proxy added p50 / p99', `${f(results.bareAddedLatencyMs.p50)} / ${f(results.bareAddedLatencyMs.p99)} ms`, '(reference)'],
     ['floor (empty handler) added p50 / p99', `${f(results.floorAddedLatencyMs.p50)} / ${f(results.floorAddedLatencyMs.p99)} ms`, '(reference)'],
+    [
+      `main-thread CPU per request at c=1, bare / floor / ${x ? 'tollgate / tollgate-ext' : 'tollgate'}`,
+      `${(['bare', 'floor', 'tollgate', ...(x ? ['tollgate-ext'] : [])] as ProxyArm[]).map((a) => (c1MainUsPerRequest[a] ?? 0).toFixed(0)).join(' / ')} µs`,
+      '(reference)',
+    ],
     [`throughput c=${TP_CONCURRENCY} ${names}`, `${ARMS.map((a) => Math.round(rpsMedian[a])).join(' / ')} rps`, ''],
     [
       'floor (Tollgate server + upstream client, empty handler)',

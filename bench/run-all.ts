@@ -61,6 +61,9 @@ const BENCHES: Bench[] = [
         `${j.latencyC1Ms.tollgate.n} requests per arm, c=1, interleaved with direct` +
         (j.floorAddedLatencyMs
           ? `; same rounds: bare proxy adds ${f3(j.bareAddedLatencyMs.p50)} / ${f3(j.bareAddedLatencyMs.p99)} ms (p50 / p99), Tollgate's server and upstream client with an empty handler (floor) ${f3(j.floorAddedLatencyMs.p50)} / ${f3(j.floorAddedLatencyMs.p99)} ms`
+          : '') +
+        (j.c1MainThreadCpuUsPerRequest
+          ? `; main-thread CPU per request in these rounds: bare ${Math.round(j.c1MainThreadCpuUsPerRequest.bare)}, floor ${Math.round(j.c1MainThreadCpuUsPerRequest.floor)}, Tollgate ${Math.round(j.c1MainThreadCpuUsPerRequest.tollgate)} µs`
           : '');
       // CPU of all the Tollgate process's threads from /proc, per request at c=32, by thread group.
       const cpuNote = (secondsPer1k: number, t: { main: number; node: number; engine: number } | undefined) =>
