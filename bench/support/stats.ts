@@ -30,16 +30,20 @@ export function slope(points: Array<[number, number]>): number {
   return den === 0 ? NaN : num / den;
 }
 
-/** CPU time of a process so far, all its threads (utime + stime at 100 Hz, from /proc; Linux only). */
-export function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+/** utime + stime of a /proc stat file, in seconds (the kernel counts at 100 Hz). */
+function statCpuSeconds(file: string): number {
+  const fields = readFileSync(file, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** CPU time of a process's main thread so far (utime + stime at 100 Hz, from /proc; Linux only). */
+/** CPU time of a process so far, all its threads (from /proc; Linux only). */
+export function cpuSeconds(pid: number): number {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/** CPU time of a process's main thread so far (from /proc; Linux only). */
 export function mainThreadCpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
 }
 
 /** Resident set size of a process in MB, from /proc (Linux only). */
