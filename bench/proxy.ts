@@ -34,7 +34,7 @@ import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
 import { type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
 import { profileStart, type SelfTimeRow, selfTimeByModule, selfTimeTable } from './support/cpu-profile.js';
 import { BUILT, Cleanups, createKey, forkTs, stopTollgate, writeSimConfig } from './support/processes.js';
-import { cpuSeconds, mainThreadCpuSeconds } from './support/stats.js';
+import { cpuSeconds, mainThreadCpuSeconds, minorFaults } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -67,16 +67,6 @@ const median = (xs: number[]) =>
     50,
   );
 
-function procStat(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-}
-/**
- * Minor page faults of a process so far (all its threads). Each is memory the kernel maps in
- * on first touch; on these VMs one costs ~11 µs, so a few per request show in CPU and latency.
- */
-function minorFaults(pid: number): number {
-  return Number(procStat(pid)[7]);
-}
 /**
  * CPU seconds of a process's threads in three groups: the main (event-loop) thread; the other
  * Node threads (the receipt worker that signs segments, V8's GC helpers, libuv's pool: Node 20
