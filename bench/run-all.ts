@@ -198,7 +198,7 @@ const BENCHES: Bench[] = [
               `p95 ratio ${r.ratioP95}` +
               (r.jsonRoundTripMs == null
                 ? ''
-                : `; answer ${r.answerKb} KB, its JSON stringify + parse alone ${r.jsonRoundTripMs} ms: floor ${r.jsonFloorRatioP50}×`),
+                : `; answer ${r.answerKb} KB, its JSON alone ${r.jsonRoundTripMs} ms${r.jsonMs ? ` (stringify ${r.jsonMs.stringify}, first read ${r.jsonMs.firstRead}, parse ${r.jsonMs.parse})` : ''}: floor ${r.jsonFloorRatioP50}×`),
           },
         ];
       }),
