@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createKeyThrough, type GraphQLCall, graphqlClient, owningServer } from './admin-client.js';
 import { type Config, loadConfig } from './config.js';
-import { createLogger, startServer } from './main.js';
+import { createLogger, limitHeapGrowth, startServer } from './main.js';
 import { type RepricingResult, repriceReceipts } from './pricing/reprice.js';
 import { importSnapshot } from './pricing/snapshot.js';
 import { verifyReceipt } from './receipts/verify.js';
@@ -36,6 +36,7 @@ export async function runCli(argv: string[]): Promise<number> {
   const config = loadConfig();
   switch (command) {
     case 'start':
+      limitHeapGrowth(config.heapGrowthPercent);
       await startServer(config, { installSignalHandlers: true });
       return -1; // keep running
     case 'migrate':

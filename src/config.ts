@@ -68,6 +68,13 @@ const EnvSchema = z.object({
   TOLLGATE_TOTAL_TIMEOUT_MS: intFrom(600_000, 1),
   TOLLGATE_DRAIN_TIMEOUT_MS: intFrom(30_000, 0),
   TOLLGATE_ANALYTICS_TIMEOUT_MS: intFrom(10_000, 100),
+  // How far V8 lets the old generation grow past what its last full collection kept (0: V8's
+  // own sizing). Under c=32 V8's own sizing let it reach ~2× the ~50 MB live heap (77–113 MB
+  // committed): every receipt is promoted, since it is held until it lands (~1.5 s). At 50 %
+  // the external-stores process's RSS under load was 226–231 MB instead of 264 (bench:proxy,
+  // runs alternated), CPU per request within the runs' noise; at 20 %, 205 MB but 15–20 % more
+  // CPU, each full collection marking the live heap again.
+  TOLLGATE_HEAP_GROWTH_PERCENT: intFrom(50, 0),
   /** HMAC key for budget webhooks (default: derived from the admin token). */
   TOLLGATE_WEBHOOK_SECRET: optionalString,
   /** Completion tokens a budget reserves for a request that sets no max_tokens. */
@@ -162,6 +169,8 @@ export interface Config {
   drainTimeoutMs: number;
   /** Upper bound for one analytics query (ClickHouse max_execution_time). */
   analyticsTimeoutMs: number;
+  /** `tollgate start`: V8's old-generation growth past its live size, in percent (0: V8's own). */
+  heapGrowthPercent: number;
   budgets: { webhookSecret?: string; defaultMaxTokens: number };
   /** Response cache: bytes held in memory (0 turns the cache off) and the largest answer kept. */
   cache: { maxBytes: number; maxEntryBytes: number };
@@ -247,6 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     },
     drainTimeoutMs: e.TOLLGATE_DRAIN_TIMEOUT_MS,
     analyticsTimeoutMs: e.TOLLGATE_ANALYTICS_TIMEOUT_MS,
+    heapGrowthPercent: e.TOLLGATE_HEAP_GROWTH_PERCENT,
     budgets: { webhookSecret: e.TOLLGATE_WEBHOOK_SECRET, defaultMaxTokens: e.TOLLGATE_BUDGET_DEFAULT_MAX_TOKENS },
     cache: { maxBytes: e.TOLLGATE_CACHE_MAX_BYTES, maxEntryBytes: e.TOLLGATE_CACHE_MAX_ENTRY_BYTES },
     responsesRetentionMs: e.TOLLGATE_RESPONSES_RETENTION_HOURS * 3_600_000,

@@ -1,5 +1,6 @@
 // Composition root for `tollgate start`: config → stores → app → listen; SIGTERM drains.
 import path from 'node:path';
+import v8 from 'node:v8';
 import { type DestinationStream, pino } from 'pino';
 import { graphqlUrlFor } from './admin-client.js';
 import type { Config } from './config.js';
@@ -25,6 +26,15 @@ export function createLogger(config: Config, destination?: DestinationStream) {
     },
     destination,
   );
+}
+
+/**
+ * For the process `tollgate start` owns (not a gateway embedded in another program): V8's old
+ * generation may grow `percent` past the heap its last full collection kept. V8 reads this at
+ * every collection, so setting it at start takes effect (unlike the young generation's size).
+ */
+export function limitHeapGrowth(percent: number): void {
+  if (percent > 0) v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
 }
 
 export interface Started {

@@ -12,6 +12,13 @@ describe('edge settings', () => {
     expect(c.trustedProxies.size).toBe(0);
     expect(c.egressAllow.hosts).toEqual([]);
     expect(c.egressAllow.cidrs.size).toBe(0);
+    expect(c.heapGrowthPercent).toBe(50);
+  });
+
+  it('takes a heap growth percent, 0 for V8 own sizing, and refuses a negative one', () => {
+    expect(loadConfig({ TOLLGATE_HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent).toBe(0);
+    expect(loadConfig({ TOLLGATE_HEAP_GROWTH_PERCENT: '100' }).heapGrowthPercent).toBe(100);
+    expect(() => loadConfig({ TOLLGATE_HEAP_GROWTH_PERCENT: '-5' })).toThrow(/TOLLGATE_HEAP_GROWTH_PERCENT/);
   });
 
   it('reads lists of CIDRs and host names', () => {
