@@ -8,9 +8,13 @@
 // its requests per second; the verdict is the median of the per-round ratios B / A.
 //
 // AB_A: the root of the other checkout (built: `npm ci && npm run build` there, or a `git
-// worktree` with node_modules linked); B is this one. AB_ARM=floor compares the floor proxies
-// (bench/support/floor-proxy.ts: server + upstream client only) instead of whole Tollgates
-// with embedded stores. AB_ROUNDS (20), AB_ROUND_SECONDS (2). Writes bench/results/ab.json.
+// worktree` with node_modules linked); B is this one. Without AB_A both are this checkout, and
+// AB_A_ENV / AB_B_ENV ("K=V K2=V2"; NODE_ARGS=--flag,--flag2 for node's own) make the difference:
+// a V8 flag, glibc's MALLOC_ARENA_MAX, a TOLLGATE_ setting. AB_ARM=floor compares the floor
+// proxies (bench/support/floor-proxy.ts: server + upstream client only) instead of whole
+// Tollgates with embedded stores. AB_ROUNDS (20), AB_ROUND_SECONDS (2). Each round also reads
+// each process's RSS (its largest over the rounds is reported, with how much of it is mapped
+// files). Writes bench/results/ab.json.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -18,11 +22,20 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { Cleanups, forkTs, writeSimConfig } from './support/processes.js';
-import { cpuSeconds, machine, median } from './support/stats.js';
+import { cpuSeconds, machine, median, rssFileMb, rssMb } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOT_B = path.resolve(here, '..');
-const ROOT_A = process.env.AB_A ? path.resolve(process.env.AB_A) : null;
+const ROOT_A = process.env.AB_A ? path.resolve(process.env.AB_A) : ROOT_B;
+/** "K=V K2=V2" → { K: 'V', K2: 'V2' } (a value may hold '=' but no space). */
+const envList = (text = '') =>
+  Object.fromEntries(
+    text
+      .split(' ')
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  ) as Record<string, string>;
+const EXTRA_ENV = { A: envList(process.env.AB_A_ENV), B: envList(process.env.AB_B_ENV) };
 const ARM = process.env.AB_ARM === 'floor' ? 'floor' : 'tollgate';
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 20);
 const ROUND_SECONDS = Number(process.env.AB_ROUND_SECONDS ?? 2);
@@ -37,13 +50,14 @@ interface Build {
   headers: Record<string, string>;
   cpuUsPerRequest: number[];
   rps: number[];
+  rssMb: number[];
 }
 
 const cleanups = new Cleanups('bench:ab');
 
-/** Runs `bin/tollgate.js` of `root` with only `env` (and PATH, HOME), its stdout piped. */
-function tollgateCli(root: string, args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [path.join(root, 'bin/tollgate.js'), ...args], {
+/** Runs `bin/tollgate.js` of `root` with only `env` (and PATH, HOME), its stdout piped; env.NODE_ARGS are node's flags. */
+function tollgateCli(root: string, args: string[], { NODE_ARGS, ...env }: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [...(NODE_ARGS ? NODE_ARGS.split(',') : []), path.join(root, 'bin/tollgate.js'), ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -73,7 +87,7 @@ async function startBuild(label: 'A' | 'B', root: string, simUrl: string): Promi
   const env = { TOLLGATE_DATA_DIR: path.join(dir, 'data'), TOLLGATE_CONFIG: await writeSimConfig(dir, simUrl), TOLLGATE_LOG_LEVEL: 'warn' };
   const keys = tollgateCli(root, ['keys', 'create', '--team', 'ab', '--json'], env);
   const secret = JSON.parse((await output(keys, /(\{[^\n]*"secret"[^\n]*\})\n/)).trim()).secret as string;
-  const child = tollgateCli(root, ['start'], { ...env, TOLLGATE_PORT: '0', TOLLGATE_HOST: '127.0.0.1' });
+  const child = tollgateCli(root, ['start'], { ...env, ...EXTRA_ENV[label], TOLLGATE_PORT: '0', TOLLGATE_HOST: '127.0.0.1' });
   // Nothing of its state is kept: no graceful drain to wait for.
   cleanups.defer(`stop Tollgate ${label}`, () => child.kill('SIGKILL'));
   const url = await output(child, /(http:\/\/127\.0\.0\.1:\d+)/);
@@ -81,7 +95,7 @@ async function startBuild(label: 'A' | 'B', root: string, simUrl: string): Promi
 }
 
 function runningBuild(label: 'A' | 'B', root: string, child: ChildProcess, url: string, headers: Record<string, string>): Build {
-  return { label, root, child, pool: new Pool(url, { connections: 64 }), headers, cpuUsPerRequest: [], rps: [] };
+  return { label, root, child, pool: new Pool(url, { connections: 64 }), headers, cpuUsPerRequest: [], rps: [], rssMb: [] };
 }
 
 async function load(build: Build, body: string, seconds: number): Promise<number> {
@@ -101,7 +115,8 @@ async function load(build: Build, body: string, seconds: number): Promise<number
 }
 
 async function main(): Promise<void> {
-  if (!ROOT_A) throw new Error('AB_A must name the root of the other (built) checkout');
+  if (ROOT_A === ROOT_B && !process.env.AB_A_ENV && !process.env.AB_B_ENV)
+    throw new Error('nothing to compare: set AB_A (another built checkout) or AB_A_ENV / AB_B_ENV');
   const sim = await forkTs(path.join(here, 'support/sim-process.ts'), [JSON.stringify({ completionTokens: 16 })]);
   cleanups.defer('stop the simulated provider', () => sim.child.disconnect());
   const builds = [await startBuild('A', ROOT_A, sim.message.url), await startBuild('B', ROOT_B, sim.message.url)];
@@ -113,6 +128,7 @@ async function main(): Promise<void> {
       const done = await load(b, body, ROUND_SECONDS);
       b.cpuUsPerRequest.push(((cpuSeconds(b.child.pid!) - cpu0) / done) * 1e6);
       b.rps.push(done / ROUND_SECONDS);
+      b.rssMb.push(rssMb(b.child.pid!));
     }
   }
   const [a, b] = builds as [Build, Build];
@@ -121,21 +137,30 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     machine: machine(),
     arm: ARM,
-    a: ROOT_A,
-    b: ROOT_B,
+    a: { root: ROOT_A, env: EXTRA_ENV.A },
+    b: { root: ROOT_B, env: EXTRA_ENV.B },
     rounds: ROUNDS,
     roundSeconds: ROUND_SECONDS,
     cpuUsPerRequest: { a: median(a.cpuUsPerRequest), b: median(b.cpuUsPerRequest), bOverA: ratio(a.cpuUsPerRequest, b.cpuUsPerRequest) },
     rps: { a: median(a.rps), b: median(b.rps), bOverA: ratio(a.rps, b.rps) },
-    perRound: { cpuUsPerRequest: { a: a.cpuUsPerRequest, b: b.cpuUsPerRequest }, rps: { a: a.rps, b: b.rps } },
+    rssMaxMb: { a: Math.max(...a.rssMb), b: Math.max(...b.rssMb) },
+    rssFileMbAtEnd: { a: rssFileMb(a.child.pid!), b: rssFileMb(b.child.pid!) },
+    perRound: { cpuUsPerRequest: { a: a.cpuUsPerRequest, b: b.cpuUsPerRequest }, rps: { a: a.rps, b: b.rps }, rssMb: { a: a.rssMb, b: b.rssMb } },
   };
   console.log(`A/B of ${ARM === 'floor' ? 'the floor proxies' : 'Tollgate (embedded stores)'}, ${ROUNDS} rounds × ${ROUND_SECONDS} s, c=${CONCURRENCY}`);
-  console.log(`  A ${ROOT_A}\n  B ${ROOT_B}`);
+  for (const [label, root] of [
+    ['A', ROOT_A],
+    ['B', ROOT_B],
+  ] as const)
+    console.log(`  ${label} ${root} ${JSON.stringify(EXTRA_ENV[label])}`);
   console.log('                          A          B          B / A (median of rounds)');
   console.log(
     `  CPU µs per request   ${result.cpuUsPerRequest.a.toFixed(1).padStart(8)}   ${result.cpuUsPerRequest.b.toFixed(1).padStart(8)}   ${result.cpuUsPerRequest.bOverA.toFixed(3)}`,
   );
   console.log(`  requests per second  ${result.rps.a.toFixed(0).padStart(8)}   ${result.rps.b.toFixed(0).padStart(8)}   ${result.rps.bOverA.toFixed(3)}`);
+  console.log(
+    `  RSS max MB           ${result.rssMaxMb.a.toFixed(0).padStart(8)}   ${result.rssMaxMb.b.toFixed(0).padStart(8)}   (mapped files at the end: ${result.rssFileMbAtEnd.a.toFixed(0)} / ${result.rssFileMbAtEnd.b.toFixed(0)})`,
+  );
   const file = path.join(here, 'results/ab.json');
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${path.relative(process.cwd(), file)}`);

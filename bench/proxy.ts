@@ -34,7 +34,7 @@ import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
 import { type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
 import { profileStart, type SelfTimeRow, selfTimeByModule, selfTimeTable } from './support/cpu-profile.js';
 import { BUILT, Cleanups, createKey, forkTs, stopTollgate, writeSimConfig } from './support/processes.js';
-import { cpuSeconds, mainThreadCpuSeconds, minorFaults } from './support/stats.js';
+import { cpuSeconds, mainThreadCpuSeconds, minorFaults, rssMb } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -105,13 +105,6 @@ async function v8HeapMb(origin: string): Promise<{ committed: number; used: numb
     used: gauge('tollgate_nodejs_heap_size_used_bytes'),
     external: gauge('tollgate_nodejs_external_memory_bytes'),
   };
-}
-
-function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('VmRSS:'))!;
-  return Number(line.split(/\s+/)[1]) / 1024;
 }
 
 const cleanups = new Cleanups('proxy bench');

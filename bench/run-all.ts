@@ -13,6 +13,10 @@
 // bench/results/faults.json). With DATABASE_URL and REDIS_URL set, its PostgreSQL- and
 // Redis-stop scenarios run too; otherwise the table says they were skipped.
 // Read when present, never run from here: bench/results/soak.json (`npm run soak`, 10 minutes).
+//
+//   npm run bench -- --soaks   runs nothing: replaces only the soak rows of bench/RESULTS.md with
+//                              those of the soak JSON files (after an `npm run soak`); the rest
+//                              stays as the last full run wrote it
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -356,7 +360,20 @@ function runScript(script: string, env: Record<string, string>): Promise<number 
 const mtime = (file: string) => (existsSync(file) ? statSync(file).mtimeMs : 0);
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
 
+/** `--soaks`: the last full run's table with its soak rows rebuilt from the soak JSON files. */
+async function rerenderSoakRows(): Promise<void> {
+  const resultsFile = path.join(here, 'RESULTS.md');
+  const table = readFileSync(resultsFile, 'utf8').split('\n');
+  const first = table.findIndex((l) => l.startsWith('| soak'));
+  if (first < 0) throw new Error('bench/RESULTS.md has no soak rows to replace: run npm run bench');
+  const count = table.slice(first).findIndex((l) => !l.startsWith('| soak'));
+  table.splice(first, count < 0 ? table.length - first : count, ...soakRows(table.join('\n')));
+  await writeFile(resultsFile, table.join('\n'));
+  console.log('replaced the soak rows of bench/RESULTS.md');
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--soaks')) return rerenderSoakRows();
   const startedAt = new Date();
   const machineAtStart = machine(); // load average before our own benches add to it
   const outcomes: BenchOutcome[] = [];

@@ -59,13 +59,19 @@ export function minorFaults(pid: number): number {
   return Number(statFields(`/proc/${pid}/stat`)[7]);
 }
 
-/** Resident set size of a process in MB, from /proc (Linux only). */
-export function rssMb(pid: number): number {
+/** A memory line of /proc/<pid>/status (kB there) in MB (Linux only). */
+function statusMb(pid: number, field: 'VmRSS' | 'RssFile'): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
     .split('\n')
-    .find((l) => l.startsWith('VmRSS:'))!;
+    .find((l) => l.startsWith(`${field}:`))!;
   return Number(line.split(/\s+/)[1]) / 1024;
 }
+
+/** Resident set size of a process in MB. */
+export const rssMb = (pid: number): number => statusMb(pid, 'VmRSS');
+
+/** The part of a process's RSS that is mapped files (its code: node, shared libraries such as chDB's), MB. */
+export const rssFileMb = (pid: number): number => statusMb(pid, 'RssFile');
 
 /** What the figures were measured on; the load average says how busy the machine already was. */
 export function machine() {
