@@ -115,8 +115,9 @@ async function load(build: Build, body: string, seconds: number): Promise<number
 }
 
 async function main(): Promise<void> {
-  if (ROOT_A === ROOT_B && !process.env.AB_A_ENV && !process.env.AB_B_ENV)
-    throw new Error('nothing to compare: set AB_A (another built checkout) or AB_A_ENV / AB_B_ENV');
+  // The floor proxies take no environment: only another checkout differs there.
+  if (ROOT_A === ROOT_B && (ARM === 'floor' || (!process.env.AB_A_ENV && !process.env.AB_B_ENV)))
+    throw new Error('nothing to compare: set AB_A (another built checkout), or AB_A_ENV / AB_B_ENV for whole Tollgates');
   const sim = await forkTs(path.join(here, 'support/sim-process.ts'), [JSON.stringify({ completionTokens: 16 })]);
   cleanups.defer('stop the simulated provider', () => sim.child.disconnect());
   const builds = [await startBuild('A', ROOT_A, sim.message.url), await startBuild('B', ROOT_B, sim.message.url)];
@@ -148,11 +149,7 @@ async function main(): Promise<void> {
     perRound: { cpuUsPerRequest: { a: a.cpuUsPerRequest, b: b.cpuUsPerRequest }, rps: { a: a.rps, b: b.rps }, rssMb: { a: a.rssMb, b: b.rssMb } },
   };
   console.log(`A/B of ${ARM === 'floor' ? 'the floor proxies' : 'Tollgate (embedded stores)'}, ${ROUNDS} rounds × ${ROUND_SECONDS} s, c=${CONCURRENCY}`);
-  for (const [label, root] of [
-    ['A', ROOT_A],
-    ['B', ROOT_B],
-  ] as const)
-    console.log(`  ${label} ${root} ${JSON.stringify(EXTRA_ENV[label])}`);
+  console.log(`  A ${ROOT_A} ${JSON.stringify(EXTRA_ENV.A)}\n  B ${ROOT_B} ${JSON.stringify(EXTRA_ENV.B)}`);
   console.log('                          A          B          B / A (median of rounds)');
   console.log(
     `  CPU µs per request   ${result.cpuUsPerRequest.a.toFixed(1).padStart(8)}   ${result.cpuUsPerRequest.b.toFixed(1).padStart(8)}   ${result.cpuUsPerRequest.bOverA.toFixed(3)}`,
