@@ -1,6 +1,7 @@
 // Run by test/unit/heap-growth.test.ts in a process of its own (V8 flags are per process):
 // limitHeapGrowth(percent) as `tollgate start` calls it, then a load that promotes a few hundred MB of
-// short-lived objects past a 20 MB live heap. Prints the old generation's peak size and the
+// short-lived objects over a ~60 MB live heap (~20 MB held throughout, the rest the ring of the
+// latest 400k objects). Prints the old generation's peak size and the
 // number of full (mark-compact) collections as JSON.
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
