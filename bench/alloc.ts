@@ -9,8 +9,9 @@
 //              This is what the scavenger, the GC share of the CPU profile and the promotion
 //              into the old generation are paid for.
 //   live       only what is still reachable at the end of the window: what requests leave
-//              behind (the recent receipts on their way to ClickHouse). If this grows with
-//              the window, something leaks.
+//              behind (the receipts on their way to ClickHouse are only positions in the
+//              WAL, outside the heap: receipts/wal-index.ts). If this grows with the window,
+//              something leaks.
 //
 // Prints the top allocators per request and writes bench/results/alloc.json.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -37,8 +37,7 @@ import { embeddingsProtocol } from './protocols/embeddings.js';
 import { messagesProtocol } from './protocols/messages/protocol.js';
 import type { ClientProtocol } from './protocols/protocol.js';
 import { responsesProtocol } from './protocols/responses/protocol.js';
-import type { Receipt } from './receipts/receipt.js';
-import { type LandingJournal, RecentReceipts } from './receipts/recent.js';
+import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipts/receipt.js';
 import { redactSecrets } from './redact.js';
 import { CatalogSource, type CatalogStore } from './routing/catalog-source.js';
 import { classifyPrompt, warmUpClassifier } from './routing/classifier.js';
@@ -64,7 +63,11 @@ export interface AppStore extends CatalogStore {
 }
 
 /** Appends resolve once the receipt is in the WAL; signing happens off the request path. */
-export interface AppJournal extends JournalStatsSource, LandingJournal {
+export interface AppJournal extends JournalStatsSource {
+  /** Resolves once the receipt is in the WAL. */
+  append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
+  /** A receipt not in ClickHouse yet, from the WAL (undefined: ClickHouse has it, if anyone does). */
+  find(id: string): Promise<Receipt | undefined>;
   flush(): Promise<void>;
 }
 
@@ -136,8 +139,6 @@ export function buildApp(deps: AppDeps): App {
       return address && typeof address === 'object' ? [{ address: address.address, port: address.port }] : [];
     });
   const upstream = new UpstreamClient(config.timeouts, { hopMarker, listeners });
-  // A replica may serve a read before it has fetched a freshly inserted part.
-  const recent = new RecentReceipts(deps.journal, { landedGraceMs: config.clickhouse?.cluster ? 10_000 : 0 });
   if (deps.answers) metrics.watchCache(deps.answers);
   const cache = deps.answers
     ? new CacheStage(
@@ -183,7 +184,7 @@ export function buildApp(deps: AppDeps): App {
     health,
     retryBudgets,
     upstream,
-    receipts: recent,
+    receipts: deps.journal,
     cache,
     budgets,
     bus,
@@ -193,7 +194,8 @@ export function buildApp(deps: AppDeps): App {
     tracing: deps.tracing,
   });
 
-  const findReceipt = async (id: string) => recent.get(id) ?? deps.findStoredReceipt(id);
+  // The WAL first: a receipt whose segment lands meanwhile is in ClickHouse by then.
+  const findReceipt = async (id: string) => (await deps.journal.find(id)) ?? deps.findStoredReceipt(id);
   const graphql = deps.graphql
     ? createGraphQL(
         {

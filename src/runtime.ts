@@ -124,6 +124,8 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       batchMaxRows: config.batchMaxRows,
       batchMaxMs: config.batchMaxMs,
       cluster: config.clickhouse?.cluster,
+      // A replica may serve a read before it has fetched a freshly inserted part.
+      landedGraceMs: config.clickhouse?.cluster ? 10_000 : 0,
       log: (msg, fields) => log.warn(fields ?? {}, msg),
     });
     const redis = openCommandRedis(config);

@@ -5,7 +5,7 @@
 // base64url of JSON [started_at ms, receipt_id] of the last receipt of a page.
 
 import type { Receipt } from '../receipts/receipt.js';
-import { fetchReceipt, RECEIPT_COLUMNS, rowToReceipt } from '../receipts/rows.js';
+import { RECEIPT_COLUMNS, rowToReceipt } from '../receipts/rows.js';
 import { type JwkLike, verifyReceipt as verifySignature } from '../receipts/verify.js';
 import {
   type AnalyticsContext,
@@ -78,7 +78,7 @@ export async function receipts(ctx: AnalyticsContext, rawFilter: AnalyticsFilter
   };
 }
 
-export interface ReceiptLookup extends Pick<AnalyticsContext, 'clickhouse' | 'receiptsTable'> {
+export interface ReceiptLookup {
   principal: Principal | null;
   findReceipt: (id: string) => Promise<Receipt | null>;
 }
@@ -87,10 +87,7 @@ export interface ReceiptLookup extends Pick<AnalyticsContext, 'clickhouse' | 're
 export async function receipt(ctx: ReceiptLookup, id: string): Promise<Receipt | null> {
   const normalized = String(id).toLowerCase();
   if (!UUID.test(normalized)) return null;
-  let r = await ctx.findReceipt(normalized);
-  // A receipt served from the gateway's recent-receipts memory may not be signed yet (the
-  // journal signs off the request path): then the stored, signed copy is the answer.
-  if (!r?.signature) r = (await fetchReceipt(ctx.clickhouse, normalized, { table: ctx.receiptsTable })) ?? (r?.signature ? r : null);
+  const r = await ctx.findReceipt(normalized);
   if (!r) return null;
   const teamId = ctx.principal?.teamId ?? null;
   if (teamId !== null && r.team_id !== teamId) return null;

@@ -34,6 +34,12 @@ export interface BatcherOptions {
   /** fsync head.json (TOLLGATE_WAL_SYNC=fsync). */
   durable: boolean;
   retryMaxDelayMs: number;
+  /**
+   * On a cluster: how long an inserted segment's file is kept, so the journal can still serve
+   * its receipts while replicas fetch the part (0: deleted at once). A crash meanwhile
+   * leaves it to be replayed, which its deduplication token makes a no-op.
+   */
+  landedGraceMs: number;
   log: LogFn;
   /** After each segment's insert was acknowledged; `lastSeq` is its last receipt's seq (0: none). */
   onInserted: (segment: SealedSegment, receipts: number, lastSeq: number) => void;
@@ -51,6 +57,8 @@ export class SegmentBatcher {
   #prepared: { number: number; result: PreparedSegment } | null = null;
   #stopped = false;
   #wake: (() => void) | null = null;
+  /** Inserted segments' files kept for landedGraceMs: file → its deletion timer. */
+  readonly #landedFiles = new Map<string, NodeJS.Timeout>();
   insertedRecords = 0;
   insertErrors = 0;
 
@@ -75,10 +83,16 @@ export class SegmentBatcher {
    * Stops after the current attempt; an insert in flight is aborted and a file is never
    * touched after stop, because a journal reopened on the same WAL owns the files then.
    */
-  stop(): Promise<void> {
+  async stop(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort(new Error('receipt journal closed'));
     this.#wake?.();
+    // Inserted: no reason to replay them at the next start.
+    for (const [file, timer] of this.#landedFiles) {
+      clearTimeout(timer);
+      await unlink(file).catch(() => undefined);
+    }
+    this.#landedFiles.clear();
     return this.#o.preparer.close();
   }
 
@@ -159,8 +173,17 @@ export class SegmentBatcher {
       await writeHead(walDir, { segment: segment.number, seq: prepared.lastSeq, hash: prepared.chainHash }, this.#o.durable);
     }
     if (this.#stopped) return STOPPED;
-    await unlink(file);
+    if (this.#o.landedGraceMs > 0) this.#deleteLater(file);
+    else await unlink(file);
     return { records: prepared.records, lastSeq: prepared.lastSeq };
+  }
+
+  #deleteLater(file: string): void {
+    const timer = setTimeout(() => {
+      this.#landedFiles.delete(file);
+      unlink(file).catch((err: Error) => this.#o.log('receipts WAL: deleting an inserted segment failed', { file, error: err.message }));
+    }, this.#o.landedGraceMs);
+    this.#landedFiles.set(file, timer.unref());
   }
 
   #sleep(ms: number): Promise<void> {

@@ -14,6 +14,9 @@
 // ClickHouse being down or slow never blocks an append; segments accumulate and drain when
 // it is back. After kill -9 at any point, reopening finds the chain head on disk and
 // replays every sealed segment; deduplication tokens make a replay exactly-once.
+//
+// Until its segment is in ClickHouse, find() serves a receipt from its line in the WAL
+// (wal-index.ts holds where each line is).
 import { mkdirSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -34,11 +37,13 @@ import {
   loadInstanceId,
   lockWal,
   readHead,
+  readLineAt,
   repairTail,
   segmentFileName,
   sha256Hex,
   WAL_DIR,
 } from './wal.js';
+import { WalIndex } from './wal-index.js';
 import { type OpenSegment, type WalWriteError, WalWriter } from './wal-writer.js';
 
 export interface ReceiptJournalOptions {
@@ -64,6 +69,14 @@ export interface ReceiptJournalOptions {
    * thread (SegmentWorker). Closed by close().
    */
   preparer?: SegmentPreparer;
+  /**
+   * On a cluster: how long find() still serves a segment from the WAL after its insert was
+   * acknowledged (its file is kept that long). A read may reach a replica that has not
+   * fetched the part yet. Default 0: on one server an acknowledged insert is readable.
+   */
+  landedGraceMs?: number;
+  /** At most this many receipts not in ClickHouse yet are found by find(): the newest (default 20,000). */
+  findLimit?: number;
 }
 
 export interface ReceiptJournalStats {
@@ -83,6 +96,8 @@ export interface ReceiptJournalStats {
 interface Group {
   lines: string[];
   hashes: string[];
+  /** receipt_id of each line. */
+  ids: string[];
   before: ChainHead;
   done: Promise<void>;
   resolve: () => void;
@@ -97,6 +112,8 @@ export class ReceiptJournal {
   readonly #log: LogFn;
   readonly #batcher: SegmentBatcher;
   readonly #wal: WalWriter;
+  readonly #dir: string;
+  readonly #index: WalIndex;
   readonly #releaseLock: () => void;
 
   #chain: ChainHead;
@@ -116,6 +133,9 @@ export class ReceiptJournal {
     this.#log = o.log ?? (() => undefined);
     this.#chain = init.chain;
     this.#releaseLock = init.releaseLock;
+    this.#dir = init.dir;
+    this.#index = new WalIndex(o.findLimit);
+    const graceMs = o.landedGraceMs ?? 0;
     this.#batcher = new SegmentBatcher({
       walDir: init.dir,
       instanceId: init.instanceId,
@@ -126,9 +146,12 @@ export class ReceiptJournal {
       durable: this.#fsync,
       retryMaxDelayMs: o.retryMaxDelayMs ?? 5000,
       log: this.#log,
-      onInserted: (_segment, _receipts, lastSeq) => {
+      landedGraceMs: graceMs,
+      onInserted: (segment, _receipts, lastSeq) => {
         // Segments are inserted in order, so every receipt up to lastSeq is in ClickHouse.
         if (lastSeq > this.#landedSeq) this.#landedSeq = lastSeq;
+        if (graceMs > 0) setTimeout(() => this.#index.landed(segment.number), graceMs).unref();
+        else this.#index.landed(segment.number);
         this.#notifyFlushWaiters();
       },
     });
@@ -215,6 +238,7 @@ export class ReceiptJournal {
     this.#chain = { seq: receipt.seq, hash };
     group.lines.push(line);
     group.hashes.push(hash);
+    group.ids.push(receipt.receipt_id);
     if (!this.#commitScheduled) {
       this.#commitScheduled = true;
       setImmediate(() => void this.#commit());
@@ -229,6 +253,20 @@ export class ReceiptJournal {
    */
   sign(receipt: UnsignedReceipt): Receipt {
     return { ...receipt, signature: this.#signer.sign(receipt) };
+  }
+
+  /**
+   * A receipt appended by this process and not in ClickHouse yet (within findLimit), read
+   * from its WAL line and signed; undefined otherwise, and then ClickHouse has it if anyone
+   * does: a segment's file is deleted only after its insert was acknowledged.
+   */
+  async find(id: string): Promise<Receipt | undefined> {
+    const at = this.#index.find(id);
+    if (!at) return undefined;
+    const line = await readLineAt(path.join(this.#dir, segmentFileName(at.segment)), at.offset);
+    if (line === null) return undefined;
+    const receipt = JSON.parse(line) as UnsignedReceipt;
+    return receipt.receipt_id === id ? this.sign(receipt) : undefined;
   }
 
   /** seq of the newest receipt this process knows is in ClickHouse (0: none yet). */
@@ -325,7 +363,7 @@ export class ReceiptJournal {
   /** Writes a group's lines (synchronously: no append can slip in before the chain is put back). */
   #write(group: Group): OpenSegment[] {
     try {
-      return this.#wal.write(group.lines);
+      return this.#wal.write(group.lines, (segment, offset, i) => this.#index.add(segment, group.ids[i]!, offset));
     } catch (err) {
       // The unwritten receipts of this group were never acknowledged: put the chain back on
       // the last line on disk, so that the next receipts take their seq and link to it.
@@ -386,5 +424,5 @@ function newGroup(before: ChainHead): Group {
   });
   // Rejections reach every append through .then(); this keeps an unobserved group quiet.
   done.catch(() => undefined);
-  return { lines: [], hashes: [], before, done, resolve, reject };
+  return { lines: [], hashes: [], ids: [], before, done, resolve, reject };
 }

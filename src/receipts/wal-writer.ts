@@ -12,6 +12,7 @@ import type { LogFn, SealedSegment } from './batcher.js';
 import { segmentFileName, syncDir } from './wal.js';
 
 const fdatasyncAsync = promisify(fdatasync);
+const NEWLINE = 0x0a;
 
 /** A segment being written. */
 export interface OpenSegment extends SealedSegment {
@@ -62,9 +63,10 @@ export class WalWriter {
 
   /**
    * Writes the lines, one write per segment they span, synchronously. Returns the segments
-   * written. Throws WalWriteError, with how many lines were written, if anything fails.
+   * written; `placed` learns where each written line starts (segment, byte offset, index in
+   * `lines`). Throws WalWriteError, with how many lines were written, if anything fails.
    */
-  write(lines: string[]): OpenSegment[] {
+  write(lines: string[], placed?: (segment: number, offset: number, line: number) => void): OpenSegment[] {
     const { maxRows } = this.#o;
     const touched: OpenSegment[] = [];
     let written = 0;
@@ -85,6 +87,10 @@ export class WalWriter {
             this.seal();
           }
           throw err;
+        }
+        if (placed) {
+          // Lines hold no raw newline (JSON escapes it): each one starts after the previous newline.
+          for (let i = 0, at = 0; i < n; i++, at = buf.indexOf(NEWLINE, at) + 1) placed(segment.number, segment.bytes + at, written + i);
         }
         if (segment.records === 0) segment.timer = setTimeout(() => this.seal(), this.#o.maxMs).unref();
         segment.bytes += buf.length;

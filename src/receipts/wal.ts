@@ -143,6 +143,37 @@ export function countRecords(file: string): number {
   }
 }
 
+/** Longest line readLineAt() reads; a receipt line is ~1.5 KB. */
+const MAX_LINE_BYTES = 1 << 20;
+
+/**
+ * The line of a segment that starts at byte `offset`, without its newline; null when the
+ * file is gone (its insert was acknowledged and it was deleted) or holds no whole line there.
+ */
+export async function readLineAt(file: string, offset: number): Promise<string | null> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    let buf = Buffer.allocUnsafe(4096);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, length, buf.length - length, offset + length);
+      const end = buf.subarray(0, length + bytesRead).indexOf(0x0a, length);
+      if (end !== -1) return buf.toString('utf8', 0, end);
+      length += bytesRead;
+      if (bytesRead === 0 || length >= MAX_LINE_BYTES) return null;
+      if (length === buf.length) buf = Buffer.concat([buf, Buffer.allocUnsafe(buf.length)]);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 /** `${dataDir}/instance-id`: this gateway's identity in receipts, created once. */
 export async function loadInstanceId(dataDir: string): Promise<string> {
   const file = path.join(dataDir, 'instance-id');

@@ -17,7 +17,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReceiptJournal, type ReceiptJournalOptions } from '../../src/receipts/journal.js';
 import { unsignedReceipt } from '../../src/receipts/normalize.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from '../../src/receipts/receipt.js';
-import { RecentReceipts } from '../../src/receipts/recent.js';
 import { fetchReceipt, rowToReceipt } from '../../src/receipts/rows.js';
 import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
 import { canonicalReceiptJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
@@ -656,63 +655,69 @@ describe('signing off the request path', () => {
   });
 });
 
-describe('recent receipts (served by id until they land)', () => {
-  it('holds each receipt until its segment is in ClickHouse, then lets the generation go', async () => {
-    const { journal, signer } = await openJournal('recent', { batchMaxRows: 100, batchMaxMs: 10_000 });
-    const recent = new RecentReceipts(journal, { generationSize: 5 });
-    const appended = await Promise.all(Array.from({ length: 12 }, () => recent.append(draft('team_recent'))));
-    expect(recent.size).toBe(12);
+describe('find: receipts served from the WAL until they land', () => {
+  it('reads each receipt from its WAL line, signed as ClickHouse will hold it, until its segment is inserted', async () => {
+    const { journal, signer, dataDir } = await openJournal('find', { batchMaxRows: 100, batchMaxMs: 10_000 });
+    // Multi-byte features (the draft's) and a line longer than the reader's first 4 KB read.
+    const manyAttempts = Array.from({ length: 80 }, (_, i) => ({ provider: 'ark', model: `doubao-${i}`, status: 503, error: 'http_503', latency_ms: i }));
+    const drafts = [...Array.from({ length: 11 }, () => draft('team_find')), draft('team_find', { attempts: manyAttempts })];
+    const appended = await Promise.all(drafts.map((d) => journal.append(d)));
+    expect(Buffer.byteLength(canonicalReceiptJson(appended.at(-1)!))).toBeGreaterThan(4096);
     expect(journal.landedSeq).toBe(0);
     for (const r of appended) {
-      const served = recent.get(r.receipt_id)!;
-      expect(served).toMatchObject({ receipt_id: r.receipt_id, seq: r.seq });
-      expect(verifyReceipt(served, signer.jwks())).toEqual({ valid: true });
+      const served = await journal.find(r.receipt_id);
+      expect(served).toEqual(journal.sign(r));
+      expect(verifyReceipt(served!, signer.jwks())).toEqual({ valid: true });
     }
+    expect(await journal.find(uuidv7())).toBeUndefined();
 
     await journal.flush();
     expect(journal.landedSeq).toBe(appended.at(-1)!.seq);
-    // The next append finds every earlier generation landed and drops it.
-    const next = await recent.append(draft('team_recent'));
-    expect(recent.size).toBe(1);
-    expect(recent.get(appended[0]!.receipt_id)).toBeUndefined();
-    expect(recent.get(next.receipt_id)?.receipt_id).toBe(next.receipt_id);
-    // What memory let go of, ClickHouse serves, signed identically.
-    for (const r of appended) expect(await fetchReceipt(store.client, r.receipt_id)).toEqual(recent.get(r.receipt_id) ?? journal.sign(r));
+    // Inserted: the segment file is gone, find() says so, and ClickHouse serves the same bytes.
+    expect(readdirSync(path.join(dataDir, 'wal')).filter((f) => f.endsWith('.jsonl'))).toEqual([]);
+    for (const r of appended) {
+      expect(await journal.find(r.receipt_id)).toBeUndefined();
+      expect(await fetchReceipt(store.client, r.receipt_id)).toEqual(journal.sign(r));
+    }
+    const next = await journal.append(draft('team_find'));
+    expect((await journal.find(next.receipt_id))?.seq).toBe(next.seq);
     await journal.close();
   });
 
-  it('on a cluster, keeps landed generations for the grace period (a replica may lag), then lets them all go', async () => {
-    const { journal } = await openJournal('recent-grace', { batchMaxRows: 100, batchMaxMs: 10_000 });
-    const recent = new RecentReceipts(journal, { generationSize: 1, landedGraceMs: 300 });
-    const landed = [await recent.append(draft('team_recent_grace')), await recent.append(draft('team_recent_grace'))];
+  it('on a cluster, keeps serving an inserted segment for the grace period (a replica may lag), then deletes its file', async () => {
+    const { journal, dataDir } = await openJournal('find-grace', { batchMaxRows: 100, batchMaxMs: 10_000, landedGraceMs: 300 });
+    const walFiles = () => readdirSync(path.join(dataDir, 'wal')).filter((f) => f.endsWith('.jsonl'));
+    const landed = [await journal.append(draft('team_find_grace')), await journal.append(draft('team_find_grace'))];
     await journal.flush();
     expect(journal.landedSeq).toBe(landed[1]!.seq);
-    // Landed, but within the grace: still served from memory.
-    const pending = await recent.append(draft('team_recent_grace'));
-    for (const r of landed) expect(recent.get(r.receipt_id)?.receipt_id).toBe(r.receipt_id);
-    expect(recent.size).toBe(3);
-    await new Promise((r) => setTimeout(r, 350));
-    // Both landed generations went at once; the one that never landed is held whatever the grace.
-    const last = await recent.append(draft('team_recent_grace'));
-    for (const r of landed) expect(recent.get(r.receipt_id)).toBeUndefined();
-    expect(recent.get(pending.receipt_id)?.receipt_id).toBe(pending.receipt_id);
-    expect(recent.get(last.receipt_id)?.receipt_id).toBe(last.receipt_id);
-    expect(recent.size).toBe(2);
+    // Inserted, but within the grace: still served from the WAL.
+    const pending = await journal.append(draft('team_find_grace'));
+    for (const r of landed) expect((await journal.find(r.receipt_id))?.receipt_id).toBe(r.receipt_id);
+    expect(walFiles()).toHaveLength(2);
+    await new Promise((r) => setTimeout(r, 400));
+    for (const r of landed) expect(await journal.find(r.receipt_id)).toBeUndefined();
+    // The one that never landed is served whatever the grace.
+    expect((await journal.find(pending.receipt_id))?.receipt_id).toBe(pending.receipt_id);
+    expect(walFiles()).toHaveLength(1);
+    // Closing deletes files still in their grace: they are inserted, nothing to replay.
+    await journal.flush();
+    expect(walFiles()).toHaveLength(1);
     await journal.close();
+    expect(walFiles()).toEqual([]);
   });
 
-  it('with ClickHouse unreachable, holds at most its limit: the newest receipts', async () => {
+  it('with ClickHouse unreachable, finds at most its limit: the newest receipts', async () => {
     const down: RowsInserter = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123'));
-    const { journal } = await openJournal('recent-down', { insertRows: down, batchMaxRows: 5, closeTimeoutMs: 100 });
-    const recent = new RecentReceipts(journal, { generationSize: 4, limit: 10 });
+    const { journal } = await openJournal('find-down', { insertRows: down, batchMaxRows: 4, closeTimeoutMs: 100, findLimit: 10 });
     const appended: UnsignedReceipt[] = [];
-    for (let i = 0; i < 30; i++) appended.push(await recent.append(draft('team_recent_down')));
+    for (let i = 0; i < 30; i++) appended.push(await journal.append(draft('team_find_down')));
     expect(journal.landedSeq).toBe(0);
-    // Whole generations go: at most limit + one generation, never fewer than the limit.
-    expect(recent.size).toBeGreaterThanOrEqual(10);
-    expect(recent.size).toBeLessThanOrEqual(14);
-    expect(recent.get(appended[0]!.receipt_id)).toBeUndefined();
-    for (const r of appended.slice(-10)) expect(recent.get(r.receipt_id)?.receipt_id).toBe(r.receipt_id);
+    // Whole segments go: between the limit and the limit plus one segment are found.
+    const found = [];
+    for (const r of appended) if (await journal.find(r.receipt_id)) found.push(r.seq);
+    expect(found.length).toBeGreaterThanOrEqual(10);
+    expect(found.length).toBeLessThanOrEqual(13);
+    expect(found).toEqual(appended.slice(-found.length).map((r) => r.seq));
     await journal.close();
   });
 });

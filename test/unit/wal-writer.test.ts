@@ -1,12 +1,13 @@
 // The WAL's segment files on a real directory: lines split across segments at maxRows, a
 // segment handed on only when sealed (and, held, only on release), the seal timer, and a
-// failed write that reports how many whole lines it left on disk.
+// failed write that reports how many whole lines it left on disk; where each line starts, read
+// back by readLineAt.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SealedSegment } from '../../src/receipts/batcher.js';
-import { segmentFileName } from '../../src/receipts/wal.js';
+import { readLineAt, segmentFileName } from '../../src/receipts/wal.js';
 import { WalWriteError, WalWriter } from '../../src/receipts/wal-writer.js';
 
 let dir: string;
@@ -39,6 +40,25 @@ describe('WalWriter', () => {
     expect(sealed.at(-1)).toEqual({ number: 7, records: 2 });
     expect(wal.lastSegment).toBe(7);
     expect(wal.pending().records).toBe(0);
+  });
+
+  it('tells where each written line starts (segment, byte offset), multi-byte text included', async () => {
+    const wal = writer(3);
+    const lines = ['{"a":"résumé ✨"}', '{"b":"要約"}', '{"c":1}', '{"d":"🙂"}'];
+    const placed: Array<[number, number, number]> = [];
+    wal.write(lines.slice(0, 1), (segment, offset, line) => placed.push([segment, offset, line]));
+    wal.write(lines.slice(1), (segment, offset, line) => placed.push([segment, offset, line + 1]));
+    expect(placed.map(([segment, , line]) => [segment, line])).toEqual([
+      [5, 0],
+      [5, 1],
+      [5, 2],
+      [6, 3],
+    ]);
+    for (const [segment, offset, line] of placed) expect(await readLineAt(path.join(dir, segmentFileName(segment)), offset)).toBe(lines[line]);
+    // A deleted segment reads as null, and so does an offset past its last line.
+    expect(await readLineAt(path.join(dir, segmentFileName(6)), 100)).toBeNull();
+    expect(await readLineAt(path.join(dir, segmentFileName(99)), 0)).toBeNull();
+    wal.close();
   });
 
   it('while held, keeps sealed segments back until release', async () => {
