@@ -70,10 +70,11 @@ const EnvSchema = z.object({
   TOLLGATE_ANALYTICS_TIMEOUT_MS: intFrom(10_000, 100),
   // How far V8 lets the old generation grow past what its last full collection kept (0: V8's
   // own sizing). Under c=32 V8's own sizing let it reach ~2× the ~50 MB live heap (77–113 MB
-  // committed): every receipt is promoted, since it is held until it lands (~1.5 s). At 50 %
-  // the external-stores process's RSS under load was 226–231 MB instead of 264 (bench:proxy,
-  // runs alternated), CPU per request within the runs' noise; at 20 %, 205 MB but 15–20 % more
-  // CPU, each full collection marking the live heap again.
+  // committed), when every receipt was still held in the heap until it landed (~1.5 s; now
+  // only its WAL position is, outside the heap: receipts/wal-index.ts). At 50 % the
+  // external-stores process's RSS under load was 226–231 MB instead of 264 (bench:proxy, runs
+  // alternated), CPU per request within the runs' noise; at 20 %, 205 MB but 15–20 % more CPU,
+  // each full collection marking the live heap again.
   TOLLGATE_HEAP_GROWTH_PERCENT: intFrom(50, 0),
   /** HMAC key for budget webhooks (default: derived from the admin token). */
   TOLLGATE_WEBHOOK_SECRET: optionalString,

@@ -265,7 +265,12 @@ export class ReceiptJournal {
     if (!at) return undefined;
     const line = await readLineAt(path.join(this.#dir, segmentFileName(at.segment)), at.offset);
     if (line === null) return undefined;
-    const receipt = JSON.parse(line) as UnsignedReceipt;
+    let receipt: UnsignedReceipt;
+    try {
+      receipt = JSON.parse(line) as UnsignedReceipt;
+    } catch {
+      return undefined; // a damaged line: the segment's insert skips it too
+    }
     return receipt.receipt_id === id ? this.sign(receipt) : undefined;
   }
 
