@@ -122,3 +122,27 @@ export function sanitizeUpstreamMessage(message: string): string {
 function truncate(s: string, max: number): string {
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
+
+/**
+ * Policy when the WAL cannot be appended (disk full, quota, I/O error): the request is
+ * refused, never answered without its receipt and never dropped silently. The pipeline
+ * answers a GatewayError as is, so this becomes an OpenAI-shaped 503 with Retry-After instead
+ * of a generic 500 (a full disk is an outage of this instance, not a bug; a load balancer
+ * should retry elsewhere). Found by test/faults/wal-full.test.ts.
+ */
+export function receiptsUnavailable(err: unknown): unknown {
+  if (err instanceof GatewayError) return err;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'it cannot be written';
+  const refused = new GatewayError(
+    503,
+    'api_error',
+    'receipts_unavailable',
+    `Tollgate cannot record receipts right now (${reason}); try again shortly.`,
+    null,
+    {
+      'retry-after': '5',
+    },
+  );
+  return Object.assign(refused, { cause: err });
+}

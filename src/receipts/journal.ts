@@ -18,9 +18,8 @@
 // Until its segment is in ClickHouse, find() serves a receipt from its line in the WAL
 // (wal-index.ts holds where each line is).
 import { mkdirSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { GatewayError } from '../gateway/errors.js';
+import { receiptsUnavailable } from '../gateway/errors.js';
 import type { RowsInserter } from '../store/clickhouse.js';
 import { RECEIPTS_DISTRIBUTED_TABLE } from '../store/clickhouse-migrate.js';
 import { type LogFn, SegmentBatcher } from './batcher.js';
@@ -28,21 +27,7 @@ import { unsignedReceipt } from './normalize.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipt.js';
 import { type SegmentPreparer, SegmentWorker } from './segment-preparer.js';
 import { canonicalUnsignedJson, ReceiptSigner } from './signer.js';
-import { GENESIS_PREV_HASH } from './verify.js';
-import {
-  type ChainHead,
-  chainHeadOfLine,
-  countRecords,
-  listSegments,
-  loadInstanceId,
-  lockWal,
-  readHead,
-  readLineAt,
-  repairTail,
-  segmentFileName,
-  sha256Hex,
-  WAL_DIR,
-} from './wal.js';
+import { type ChainHead, loadInstanceId, lockWal, readLineAt, recoverWal, segmentFileName, sha256Hex, WAL_DIR } from './wal.js';
 import { WalIndex } from './wal-index.js';
 import { type OpenSegment, type WalWriteError, WalWriter } from './wal-writer.js';
 
@@ -176,29 +161,8 @@ export class ReceiptJournal {
     try {
       const instanceId = await loadInstanceId(o.dataDir);
       const log = o.log ?? (() => undefined);
-      const segments = await listSegments(dir);
-      const head = await readHead(dir);
-
-      // Only the newest segment can be torn. Segments left empty by the repair never held
-      // an acknowledged receipt: drop them and look at the one before.
-      let chain: ChainHead | null = null;
-      while (segments.length > 0 && chain === null) {
-        const newest = segments[segments.length - 1];
-        const file = path.join(dir, segmentFileName(newest));
-        const repaired = await repairTail(file);
-        if (repaired.truncatedBytes > 0) log('receipts WAL: cut a torn tail off the last segment', { segment: newest, bytes: repaired.truncatedBytes });
-        if (repaired.lastLine === null) {
-          await unlink(file);
-          segments.pop();
-          continue;
-        }
-        chain = chainHeadOfLine(repaired.lastLine);
-      }
-      chain ??= head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_PREV_HASH };
-      const nextSegment = Math.max(segments.at(-1) ?? 0, head?.segment ?? 0) + 1;
-
+      const { chain, nextSegment, pending } = await recoverWal(dir, log);
       const journal = new ReceiptJournal(o, { instanceId, dir, chain, nextSegment, releaseLock });
-      const pending = segments.map((n) => ({ number: n, records: countRecords(path.join(dir, segmentFileName(n))) }));
       if (pending.length > 0) {
         log('receipts WAL: replaying segments left by the previous run', {
           segments: pending.length,
@@ -355,7 +319,7 @@ export class ReceiptJournal {
           group.resolve();
         } catch (err) {
           this.#log('receipts WAL write failed', { records: group.lines.length, error: (err as Error).message });
-          group.reject(walUnavailable(err));
+          group.reject(receiptsUnavailable(err));
         } finally {
           this.#wal.release();
         }
@@ -394,30 +358,6 @@ export class ReceiptJournal {
       return oldest <= w.upTo;
     });
   }
-}
-
-/**
- * Policy when the WAL cannot be appended (disk full, quota, I/O error): the request is
- * refused, never answered without its receipt and never dropped silently. The pipeline
- * answers a GatewayError as is, so this becomes an OpenAI-shaped 503 with Retry-After instead
- * of a generic 500 (a full disk is an outage of this instance, not a bug; a load balancer
- * should retry elsewhere). Found by test/faults/wal-full.test.ts.
- */
-function walUnavailable(err: unknown): unknown {
-  if (err instanceof GatewayError) return err;
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'it cannot be written';
-  const refused = new GatewayError(
-    503,
-    'api_error',
-    'receipts_unavailable',
-    `Tollgate cannot record receipts right now (${reason}); try again shortly.`,
-    null,
-    {
-      'retry-after': '5',
-    },
-  );
-  return Object.assign(refused, { cause: err });
 }
 
 function newGroup(before: ChainHead): Group {

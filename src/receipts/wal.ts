@@ -20,6 +20,7 @@ import path from 'node:path';
 import { takeLock } from '../store/process-lock.js';
 import type { UnsignedReceipt } from './receipt.js';
 import { canonicalUnsignedJson } from './signer.js';
+import { GENESIS_PREV_HASH } from './verify.js';
 
 export const WAL_DIR = 'wal';
 export const HEAD_FILE = 'head.json';
@@ -141,6 +142,44 @@ export function countRecords(file: string): number {
   } finally {
     closeSync(fd);
   }
+}
+
+/** A WAL directory made consistent after a stop or a crash: where appending goes on. */
+export interface RecoveredWal {
+  /** The chain head the next receipt links to. */
+  chain: ChainHead;
+  /** Number of the next segment: past every segment on disk and the one head.json names. */
+  nextSegment: number;
+  /** Segments left to insert, oldest first, with their number of complete lines. */
+  pending: Array<{ number: number; records: number }>;
+}
+
+/**
+ * Only the newest segment can be torn: its torn tail is cut off. Segments left empty by the
+ * repair never held an acknowledged receipt: they are deleted, and the one before is looked at.
+ */
+export async function recoverWal(dir: string, log: (msg: string, fields?: object) => void): Promise<RecoveredWal> {
+  const segments = await listSegments(dir);
+  const head = await readHead(dir);
+  let chain: ChainHead | null = null;
+  while (segments.length > 0 && chain === null) {
+    const newest = segments[segments.length - 1]!;
+    const file = path.join(dir, segmentFileName(newest));
+    const repaired = await repairTail(file);
+    if (repaired.truncatedBytes > 0) log('receipts WAL: cut a torn tail off the last segment', { segment: newest, bytes: repaired.truncatedBytes });
+    if (repaired.lastLine === null) {
+      await unlink(file);
+      segments.pop();
+      continue;
+    }
+    chain = chainHeadOfLine(repaired.lastLine);
+  }
+  chain ??= head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_PREV_HASH };
+  return {
+    chain,
+    nextSegment: Math.max(segments.at(-1) ?? 0, head?.segment ?? 0) + 1,
+    pending: segments.map((n) => ({ number: n, records: countRecords(path.join(dir, segmentFileName(n))) })),
+  };
 }
 
 /** Longest line readLineAt() reads; a receipt line is ~1.5 KB. */
