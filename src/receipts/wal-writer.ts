@@ -50,6 +50,13 @@ export class WalWriter {
   /** While held, sealed segments stay open here (fsync mode: until their last lines are synced). */
   #holding = false;
   readonly #held: OpenSegment[] = [];
+  /**
+   * Where a write's lines are encoded, reused by every write (writes are synchronous): no joined
+   * string and no fresh Buffer per group commit, and each line's offset is known as it is encoded.
+   */
+  #scratch = Buffer.allocUnsafeSlow(64 * 1024);
+  /** Where each line of the last encoding starts in #scratch. */
+  readonly #starts: number[] = [];
 
   constructor(o: WalWriterOptions) {
     this.#o = o;
@@ -74,8 +81,7 @@ export class WalWriter {
       while (written < lines.length) {
         const segment = this.#active ?? this.#openSegment();
         const n = Math.min(lines.length - written, maxRows - segment.records);
-        const chunk = n === lines.length ? lines : lines.slice(written, written + n);
-        const buf = Buffer.from(`${chunk.join('\n')}\n`, 'utf8');
+        const buf = this.#encode(lines, written, n);
         try {
           writeFully(segment.fd, buf, segment.bytes);
         } catch (err) {
@@ -88,10 +94,7 @@ export class WalWriter {
           }
           throw err;
         }
-        if (placed) {
-          // Lines hold no raw newline (JSON escapes it): each one starts after the previous newline.
-          for (let i = 0, at = 0; i < n; i++, at = buf.indexOf(NEWLINE, at) + 1) placed(segment.number, segment.bytes + at, written + i);
-        }
+        if (placed) for (let i = 0; i < n; i++) placed(segment.number, segment.bytes + this.#starts[i]!, written + i);
         if (segment.records === 0) segment.timer = setTimeout(() => this.seal(), this.#o.maxMs).unref();
         segment.bytes += buf.length;
         segment.records += n;
@@ -165,6 +168,23 @@ export class WalWriter {
       closeSync(this.#active.fd);
       this.#active = null;
     }
+  }
+
+  /** Lines [from, from + n) as UTF-8, each ended by a newline, in #scratch (grown to fit). */
+  #encode(lines: string[], from: number, n: number): Buffer {
+    // A UTF-16 code unit is at most 3 bytes of UTF-8, and Buffer.write() cuts what does not fit.
+    let capacity = 0;
+    for (let i = from; i < from + n; i++) capacity += lines[i]!.length * 3 + 1;
+    if (capacity > this.#scratch.length) this.#scratch = Buffer.allocUnsafeSlow(Math.max(capacity, this.#scratch.length * 2));
+    const buf = this.#scratch;
+    this.#starts.length = 0;
+    let at = 0;
+    for (let i = from; i < from + n; i++) {
+      this.#starts.push(at);
+      at += buf.write(lines[i]!, at);
+      buf[at++] = NEWLINE;
+    }
+    return buf.subarray(0, at);
   }
 
   #openSegment(): OpenSegment {

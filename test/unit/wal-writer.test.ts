@@ -61,6 +61,19 @@ describe('WalWriter', () => {
     wal.close();
   });
 
+  it('writes a group larger than its encoding buffer whole, and a small one after it without leftovers', async () => {
+    const wal = writer(100);
+    // ~300 KB of 3- and 4-byte characters: past the 64 KB the writer starts with.
+    const big = Array.from({ length: 6 }, (_, i) => JSON.stringify({ i, text: `要約✨🙂${i}`.repeat(4000) }));
+    const placed: number[] = [];
+    wal.write(big, (_segment, offset) => placed.push(offset));
+    wal.write(['{"small":1}'], (_segment, offset) => placed.push(offset));
+    const lines = [...big, '{"small":1}'];
+    expect(linesOf(5)).toBe(`${lines.join('\n')}\n`);
+    for (const [i, offset] of placed.entries()) expect(await readLineAt(path.join(dir, segmentFileName(5)), offset)).toBe(lines[i]);
+    wal.close();
+  });
+
   it('while held, keeps sealed segments back until release', async () => {
     const wal = writer(2);
     wal.hold();
