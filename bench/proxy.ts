@@ -16,8 +16,10 @@
 // Then, after the measured rounds, a fresh Tollgate (embedded stores) runs the same c=32 load
 // under `--cpu-prof`: its top-15 functions by self time (main thread, load window only), and
 // each thread's share (a worker's with its own top functions), go to
-// bench/results/proxy-profile.json. The receipt signature's own cost (one Ed25519 signature
-// over a real receipt's canonical JSON) is measured in this process.
+// bench/results/proxy-profile.json; and another one at c=1 (`c1` there), where each request
+// runs on an idle event loop and costs ~3× the main-thread CPU it costs under load. The
+// receipt signature's own cost (one Ed25519 signature over a real receipt's canonical JSON) is
+// measured in this process.
 // Prints a table and writes bench/results/proxy.json. Ratios and differences are computed
 // within one run, so a noisy shared machine moves all arms together.
 import { generateKeyPairSync } from 'node:crypto';
@@ -129,11 +131,11 @@ async function scratchDatabase(base: string): Promise<{ url: string; name: strin
   return { url: url.toString(), name, drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
-async function load(pool: Pool, headers: Record<string, string>, body: string, seconds: number): Promise<number> {
+async function load(pool: Pool, headers: Record<string, string>, body: string, seconds: number, concurrency = TP_CONCURRENCY): Promise<number> {
   let done = 0;
   const end = performance.now() + seconds * 1000;
   await Promise.all(
-    Array.from({ length: TP_CONCURRENCY }, async () => {
+    Array.from({ length: concurrency }, async () => {
       while (performance.now() < end) {
         const res = await pool.request({ method: 'POST', path: '/v1/chat/completions', headers, body });
         await res.body.arrayBuffer();
@@ -183,10 +185,10 @@ interface ProfileResult {
 }
 
 /**
- * A fresh Tollgate with `--cpu-prof` under the throughput load, its profiles cut to the load
+ * A fresh Tollgate with `--cpu-prof` under `concurrency` clients, its profiles cut to the load
  * window (start-up and shutdown left out). Its own data dir: two instances never share one.
  */
-async function profileTollgate(configFile: string, body: () => string): Promise<ProfileResult> {
+async function profileTollgate(configFile: string, body: () => string, concurrency: number): Promise<ProfileResult> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-bench-prof-'));
   defer("remove the profiled instance's dir", () => rm(dataDir, { recursive: true, force: true }));
   const profDir = path.join(dataDir, 'profiles');
@@ -199,10 +201,10 @@ async function profileTollgate(configFile: string, body: () => string): Promise<
   let cpu: number;
   let window: { fromMs: number; toMs: number };
   try {
-    await load(pool, headers, body(), 2); // warm-up
+    await load(pool, headers, body(), 2, concurrency); // warm-up
     const cpu0 = cpuSeconds(proc.child.pid!);
     const fromMs = performance.now() - spawnedAt;
-    done = await load(pool, headers, body(), PROFILE_SECONDS);
+    done = await load(pool, headers, body(), PROFILE_SECONDS, concurrency);
     window = { fromMs, toMs: performance.now() - spawnedAt };
     cpu = cpuSeconds(proc.child.pid!) - cpu0;
   } finally {
@@ -459,7 +461,9 @@ async function main() {
   const signatureUs = await measureSignature(pools.tollgate, headers.tollgate, jsonBody('tollgate'));
 
   // ── where the Tollgate arm's CPU goes: a fresh instance under --cpu-prof, same load ──
-  const profile = await profileTollgate(configFile, () => jsonBody('tollgate'));
+  const profile = await profileTollgate(configFile, () => jsonBody('tollgate'), TP_CONCURRENCY);
+  // …and at c=1, where the added latency is measured: every request runs on an idle loop.
+  const profileC1 = await profileTollgate(configFile, () => jsonBody('tollgate'), 1);
 
   const ttftStats = perArm((a) => median(ttft[a]));
   /** Median µs per request of each thread group (main / other Node threads / chDB engine). */
@@ -532,6 +536,8 @@ async function main() {
     receiptSignatureBy: ed25519Implementation(),
     /** The profiled instance's throughput and CPU per request (slower than unprofiled: the profiler samples). */
     profile: { rps: profile.rps, cpuUsPerRequest: profile.cpuUsPerRequest, threads: profile.threads, file: 'bench/results/proxy-profile.json' },
+    /** The same at c=1 (its tables are `c1` in proxy-profile.json). */
+    profileC1: { rps: profileC1.rps, cpuUsPerRequest: profileC1.cpuUsPerRequest, threads: profileC1.threads },
     tollgateRssMb: rssMax.tollgate,
     memoryMb: memoryOf('tollgate'),
     /** Tollgate (embedded) at c=1 per client protocol; p50OverChatMs: what translation adds. */
@@ -634,25 +640,31 @@ async function main() {
   const w = Math.max(...rows.map((r) => r[0].length));
   process.stdout.write(`\nproxy benchmark (${results.machine.cores} cores, node ${process.version})\n`);
   for (const [k, v, t] of rows) process.stdout.write(`  ${k.padEnd(w)}  ${v.padEnd(28)} ${t}\n`);
-  process.stdout.write(
-    `\ntop ${profile.top.length} functions by self time, Tollgate main thread under c=${TP_CONCURRENCY} (${profile.rps.toFixed(0)} rps profiled; µs per request)\n`,
-  );
-  for (const r of profile.top)
-    process.stdout.write(`  ${r.share.toFixed(1).padStart(5)} %  ${r.usPerRequest.toFixed(1).padStart(6)} µs  ${r.function}  ${r.location}\n`);
-  process.stdout.write('\nthe same samples by module (main thread)\n');
-  for (const m of profile.byModule) process.stdout.write(`  ${m.share.toFixed(1).padStart(5)} %  ${m.usPerRequest.toFixed(1).padStart(6)} µs  ${m.module}\n`);
-  process.stdout.write(`  threads: ${profile.threads.map((t) => `${t.thread} ${t.usPerRequest.toFixed(0)} µs/req`).join(', ')}\n`);
-  for (const t of profile.threads.filter((t) => t.top)) {
-    process.stdout.write(`\ntop ${t.top!.length} functions by self time, Tollgate ${t.thread} (share of its own time; µs per request)\n`);
-    for (const r of t.top!)
+  const printRows = (rows: Array<{ share: number; usPerRequest: number; function: string; location: string }>) => {
+    for (const r of rows)
       process.stdout.write(`  ${r.share.toFixed(1).padStart(5)} %  ${r.usPerRequest.toFixed(1).padStart(6)} µs  ${r.function}  ${r.location}\n`);
-  }
+  };
+  const printProfile = (p: ProfileResult, concurrency: number, workers: boolean) => {
+    process.stdout.write(
+      `\ntop ${p.top.length} functions by self time, Tollgate main thread under c=${concurrency} (${p.rps.toFixed(0)} rps profiled; µs per request)\n`,
+    );
+    printRows(p.top);
+    process.stdout.write(`\nthe same samples by module (main thread, c=${concurrency})\n`);
+    printRows(p.byModule.map((m) => ({ ...m, function: m.module, location: '' })));
+    process.stdout.write(`  threads: ${p.threads.map((t) => `${t.thread} ${t.usPerRequest.toFixed(0)} µs/req`).join(', ')}\n`);
+    for (const t of workers ? p.threads.filter((t) => t.top) : []) {
+      process.stdout.write(`\ntop ${t.top!.length} functions by self time, Tollgate ${t.thread} (share of its own time; µs per request)\n`);
+      printRows(t.top!);
+    }
+  };
+  printProfile(profile, TP_CONCURRENCY, true);
+  printProfile(profileC1, 1, false);
   const out = path.join(here, 'results', 'proxy.json');
   await mkdir(path.dirname(out), { recursive: true });
   await writeFile(out, JSON.stringify(results, null, 2));
   await writeFile(
     path.join(here, 'results', 'proxy-profile.json'),
-    JSON.stringify({ date: results.date, concurrency: TP_CONCURRENCY, seconds: PROFILE_SECONDS, ...profile }, null, 2),
+    JSON.stringify({ date: results.date, concurrency: TP_CONCURRENCY, seconds: PROFILE_SECONDS, ...profile, c1: profileC1 }, null, 2),
   );
   process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
 }
