@@ -16,7 +16,7 @@ import { Transcoder } from '../protocols/transcode.js';
 import type { ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import { publishDecision } from './decisions.js';
 import type { PipelineDeps } from './deps.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, receiptsUnavailable } from './errors.js';
 import type { Exchange } from './exchange.js';
 import { toChatUsage, type Usage } from './usage.js';
 
@@ -24,8 +24,6 @@ export const ZERO_USAGE: Usage = { promptTokens: 0, completionTokens: 0, cachedT
 
 /** A decoder that has nothing more to say: a replay feeds its chunks directly. */
 const FINISHED = { push: () => [], end: () => [], done: true };
-
-const receiptsUnavailable = () => new GatewayError(503, 'api_error', 'receipts_unavailable', 'Tollgate could not record the receipt of this answer.');
 
 export class Endings {
   constructor(private readonly deps: Pick<PipelineDeps, 'receipts' | 'budgets' | 'metrics' | 'bus' | 'log'>) {}
@@ -89,7 +87,7 @@ export class Endings {
     try {
       receipt = await this.record(ex, 'ok', 200, null, usage, responseHash.digest('hex'));
     } catch (err) {
-      const error = err instanceof GatewayError ? err : receiptsUnavailable();
+      const error = receiptsUnavailable(err);
       this.deps.log.error({ err: String(err), requestId: ex.requestId }, 'stream ended without its receipt');
       res.end(pump.fail(error));
       this.observe(ex, error.status, error.code ?? error.type);

@@ -130,7 +130,7 @@ function truncate(s: string, max: number): string {
  * of a generic 500 (a full disk is an outage of this instance, not a bug; a load balancer
  * should retry elsewhere). Found by test/faults/wal-full.test.ts.
  */
-export function receiptsUnavailable(err: unknown): unknown {
+export function receiptsUnavailable(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = (err as NodeJS.ErrnoException | null)?.code;
   const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'its disk is full' : 'it cannot be written';

@@ -18,6 +18,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { link, open, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { takeLock } from '../store/process-lock.js';
+import type { LogFn } from './batcher.js';
 import type { UnsignedReceipt } from './receipt.js';
 import { canonicalUnsignedJson } from './signer.js';
 import { GENESIS_PREV_HASH } from './verify.js';
@@ -158,7 +159,7 @@ export interface RecoveredWal {
  * Only the newest segment can be torn: its torn tail is cut off. Segments left empty by the
  * repair never held an acknowledged receipt: they are deleted, and the one before is looked at.
  */
-export async function recoverWal(dir: string, log: (msg: string, fields?: object) => void): Promise<RecoveredWal> {
+export async function recoverWal(dir: string, log: LogFn): Promise<RecoveredWal> {
   const segments = await listSegments(dir);
   const head = await readHead(dir);
   let chain: ChainHead | null = null;
