@@ -12,7 +12,8 @@
 // AB_A_ENV / AB_B_ENV ("K=V K2=V2"; NODE_ARGS=--flag,--flag2 for node's own) make the difference:
 // a V8 flag, glibc's MALLOC_ARENA_MAX, a TOLLGATE_ setting. AB_ARM=floor compares the floor
 // proxies (bench/support/floor-proxy.ts: server + upstream client only) instead of whole
-// Tollgates with embedded stores. AB_ROUNDS (20), AB_ROUND_SECONDS (2). Each round also reads
+// Tollgates with embedded stores. AB_ROUNDS (20), AB_ROUND_SECONDS (2), AB_CONCURRENCY (32; 1 for
+// the c=1 latency targets: each side's p50 and p99 over all its requests are printed). Each round also reads
 // each process's RSS (its largest over the rounds is reported, with how much of it is mapped
 // files). Writes bench/results/ab.json.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
@@ -39,7 +40,7 @@ const EXTRA_ENV = { A: envList(process.env.AB_A_ENV), B: envList(process.env.AB_
 const ARM = process.env.AB_ARM === 'floor' ? 'floor' : 'tollgate';
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 20);
 const ROUND_SECONDS = Number(process.env.AB_ROUND_SECONDS ?? 2);
-const CONCURRENCY = 32;
+const CONCURRENCY = Number(process.env.AB_CONCURRENCY ?? 32);
 const REQUEST_PATH = '/v1/chat/completions';
 
 interface Build {
@@ -51,6 +52,8 @@ interface Build {
   cpuUsPerRequest: number[];
   rps: number[];
   rssMb: number[];
+  /** Every request's latency (ms), all rounds: the c=1 targets are p50 and p99. */
+  latenciesMs: number[];
 }
 
 const cleanups = new Cleanups('bench:ab');
@@ -95,23 +98,32 @@ async function startBuild(label: 'A' | 'B', root: string, simUrl: string): Promi
 }
 
 function runningBuild(label: 'A' | 'B', root: string, child: ChildProcess, url: string, headers: Record<string, string>): Build {
-  return { label, root, child, pool: new Pool(url, { connections: 64 }), headers, cpuUsPerRequest: [], rps: [], rssMb: [] };
+  return { label, root, child, pool: new Pool(url, { connections: 64 }), headers, cpuUsPerRequest: [], rps: [], rssMb: [], latenciesMs: [] };
 }
 
-async function load(build: Build, body: string, seconds: number): Promise<number> {
+async function load(build: Build, body: string, seconds: number, record = true): Promise<number> {
   let done = 0;
   const end = performance.now() + seconds * 1000;
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < end) {
+        const t0 = performance.now();
         const res = await build.pool.request({ method: 'POST', path: REQUEST_PATH, headers: build.headers, body });
         await res.body.arrayBuffer();
         if (res.statusCode !== 200) throw new Error(`${build.label}: HTTP ${res.statusCode}`);
+        if (record) build.latenciesMs.push(performance.now() - t0);
         done++;
       }
     }),
   );
   return done;
+}
+
+/** p50 and p99 of a side's request latencies (client to Tollgate to the simulator and back). */
+function latencyOf(ms: number[]): { p50: number; p99: number } {
+  const sorted = [...ms].sort((x, y) => x - y);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+  return { p50: at(0.5), p99: at(0.99) };
 }
 
 async function main(): Promise<void> {
@@ -122,7 +134,7 @@ async function main(): Promise<void> {
   cleanups.defer('stop the simulated provider', () => sim.child.disconnect());
   const builds = [await startBuild('A', ROOT_A, sim.message.url), await startBuild('B', ROOT_B, sim.message.url)];
   const body = JSON.stringify({ model: ARM === 'floor' ? 'sim-chat' : 'chat-default', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] });
-  for (const b of builds) await load(b, body, 2); // warm-up
+  for (const b of builds) await load(b, body, 2, false); // warm-up
   for (let round = 0; round < ROUNDS; round++) {
     for (const b of round % 2 === 0 ? builds : [...builds].reverse()) {
       const cpu0 = cpuSeconds(b.child.pid!);
@@ -141,9 +153,11 @@ async function main(): Promise<void> {
     a: { root: ROOT_A, env: EXTRA_ENV.A },
     b: { root: ROOT_B, env: EXTRA_ENV.B },
     rounds: ROUNDS,
+    concurrency: CONCURRENCY,
     roundSeconds: ROUND_SECONDS,
     cpuUsPerRequest: { a: median(a.cpuUsPerRequest), b: median(b.cpuUsPerRequest), bOverA: ratio(a.cpuUsPerRequest, b.cpuUsPerRequest) },
     rps: { a: median(a.rps), b: median(b.rps), bOverA: ratio(a.rps, b.rps) },
+    latencyMs: { a: latencyOf(a.latenciesMs), b: latencyOf(b.latenciesMs) },
     rssMaxMb: { a: Math.max(...a.rssMb), b: Math.max(...b.rssMb) },
     rssFileMbAtEnd: { a: rssFileMb(a.child.pid!), b: rssFileMb(b.child.pid!) },
     perRound: { cpuUsPerRequest: { a: a.cpuUsPerRequest, b: b.cpuUsPerRequest }, rps: { a: a.rps, b: b.rps }, rssMb: { a: a.rssMb, b: b.rssMb } },
@@ -155,6 +169,10 @@ async function main(): Promise<void> {
     `  CPU µs per request   ${result.cpuUsPerRequest.a.toFixed(1).padStart(8)}   ${result.cpuUsPerRequest.b.toFixed(1).padStart(8)}   ${result.cpuUsPerRequest.bOverA.toFixed(3)}`,
   );
   console.log(`  requests per second  ${result.rps.a.toFixed(0).padStart(8)}   ${result.rps.b.toFixed(0).padStart(8)}   ${result.rps.bOverA.toFixed(3)}`);
+  for (const p of ['p50', 'p99'] as const)
+    console.log(
+      `  latency ${p} ms       ${result.latencyMs.a[p].toFixed(3).padStart(8)}   ${result.latencyMs.b[p].toFixed(3).padStart(8)}   ${(result.latencyMs.b[p] - result.latencyMs.a[p]).toFixed(3)} (B − A, all requests)`,
+    );
   console.log(
     `  RSS max MB           ${result.rssMaxMb.a.toFixed(0).padStart(8)}   ${result.rssMaxMb.b.toFixed(0).padStart(8)}   (mapped files at the end: ${result.rssFileMbAtEnd.a.toFixed(0)} / ${result.rssFileMbAtEnd.b.toFixed(0)})`,
   );
