@@ -44,7 +44,14 @@ const LAT_PER_ROUND = 200;
 // Smaller values only for smoke-testing the runner (BENCH_QUICK=1 npm run bench).
 const TP_ROUNDS = Number(process.env.BENCH_TP_ROUNDS ?? 3);
 const TP_SECONDS = Number(process.env.BENCH_TP_SECONDS ?? 4);
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 300);
+/**
+ * c=1 requests per arm before anything is measured. Every process here (client, simulator,
+ * proxies) is slower for its first few thousand requests: measured 2026-12-06 in one run,
+ * interleaved rounds after 500 warm-up requests per arm gave p50 0.72 ms through Tollgate and
+ * 0.34 ms through the bare proxy, the same rounds right after them 0.36 and 0.22 ms; after 3000
+ * the first rounds are already there (0.37 / 0.28). With 300 the c=1 figures measured warm-up.
+ */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 3000);
 const TP_CONCURRENCY = 32;
 const PROFILE_SECONDS = Number(process.env.BENCH_PROFILE_SECONDS ?? 8);
 /** Rows of each worker thread's own table (the segment worker: signing, insert bodies). */
