@@ -213,6 +213,16 @@ describe('ClickHouse store (chDB)', () => {
     expect(await rows('SELECT count() AS c FROM rows_insert_test')).toEqual([{ c: 4 }]);
   });
 
+  it('runs its inserts at nice 10', async () => {
+    // Background work yields the gateway's cores to the event loop (src/store/clickhouse.ts).
+    // A column default is computed in the insert, with the insert's settings.
+    await store.client.command({
+      query: `CREATE TABLE nice_insert_test (n UInt64, nice Int64 DEFAULT toInt64(getSetting('os_thread_priority'))) ENGINE = MergeTree ORDER BY n`,
+    });
+    await store.insertRows({ table: 'nice_insert_test', columns: ['n'], body: Buffer.from('[1]\n'), settings: {} });
+    expect(await rows('SELECT n, nice FROM nice_insert_test')).toEqual([{ n: 1, nice: 10 }]);
+  });
+
   it('refuses a second data directory in the same process', async () => {
     await expect(openClickHouse({ dataDir: path.join(root, 'other-store') })).rejects.toThrow(/only one active data directory per process/);
     // …and the open store is unaffected.
