@@ -23,7 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { Cleanups, forkTs, writeSimConfig } from './support/processes.js';
-import { cpuSeconds, machine, median, rssFileMb, rssMb } from './support/stats.js';
+import { cpuSeconds, machine, median, percentile, rssFileMb, rssMb } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOT_B = path.resolve(here, '..');
@@ -122,8 +122,7 @@ async function load(build: Build, body: string, seconds: number, record = true):
 /** p50 and p99 of a side's request latencies (client to Tollgate to the simulator and back). */
 function latencyOf(ms: number[]): { p50: number; p99: number } {
   const sorted = [...ms].sort((x, y) => x - y);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
-  return { p50: at(0.5), p99: at(0.99) };
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
 }
 
 async function main(): Promise<void> {

@@ -36,7 +36,7 @@ import { startClickHouseHttp } from '../test/faults/clickhouse-http.js';
 import { type ServerProcess, startTollgateProcess } from '../test/support/processes.js';
 import { profileStart, type SelfTimeRow, selfTimeByModule, selfTimeTable } from './support/cpu-profile.js';
 import { BUILT, Cleanups, createKey, forkTs, stopTollgate, writeSimConfig } from './support/processes.js';
-import { cpuSeconds, mainThreadCpuSeconds, minorFaults, rssMb } from './support/stats.js';
+import { cpuSeconds, mainThreadCpuSeconds, median, minorFaults, percentile, rssMb } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
@@ -68,13 +68,6 @@ const isTollgate = (arm: Arm) => arm === 'tollgate' || arm === 'tollgate-ext';
 /** One value per arm that runs (no 'tollgate-ext' entry when it is skipped). */
 const perArm = <T>(make: (arm: Arm) => T, arms = ARMS) => Object.fromEntries(arms.map((a) => [a, make(a)])) as Record<Arm, T>;
 const baseOnly = <T>(r: Record<Arm, T>) => Object.fromEntries(BASE_ARMS.map((a) => [a, r[a]])) as Record<(typeof BASE_ARMS)[number], T>;
-
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-const median = (xs: number[]) =>
-  percentile(
-    [...xs].sort((a, b) => a - b),
-    50,
-  );
 
 /**
  * CPU seconds of a process's threads in three groups: the main (event-loop) thread; the other

@@ -30,7 +30,7 @@ import { Pool } from 'undici';
 import WebSocket from 'ws';
 import { startTollgateProcess } from '../test/support/processes.js';
 import { forkTs, writeSimConfig } from './support/processes.js';
-import { cpuSeconds } from './support/stats.js';
+import { cpuSeconds, percentile } from './support/stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -41,8 +41,6 @@ const RPS = env('BENCH_RPS', 500); // × 2 decisions = ~1000 decisions/s
 const SECONDS = env('BENCH_SECONDS', 8);
 const ROUNDS = env('BENCH_ROUNDS', 2);
 
-const percentile = (sorted: number[], p: number) =>
-  sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! : NaN;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** CPU time of the whole machine (all cores) at 100 Hz: used by its processes, and stolen by the hypervisor. */
 function machineCpuSeconds(): { busy: number; stolen: number } {
