@@ -11,7 +11,7 @@
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { RowsInserter } from '../store/clickhouse.js';
-import { RECEIPT_COLUMNS } from './rows.js';
+import { RECEIPT_COLUMNS, RECEIPT_INSERT_SETTINGS } from './rows.js';
 import type { PreparedSegment, SegmentPreparer } from './segment-preparer.js';
 import { segmentFileName, writeHead } from './wal.js';
 
@@ -159,6 +159,7 @@ export class SegmentBatcher {
         body: prepared.body,
         signal: this.#abort.signal,
         settings: {
+          ...RECEIPT_INSERT_SETTINGS,
           insert_deduplicate: 1,
           insert_deduplication_token: `${instanceId}:${segment.number}:${prepared.lastLineHash}`,
           deduplicate_blocks_in_dependent_materialized_views: 1,

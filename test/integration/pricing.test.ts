@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap } from '../../src/bootstrap.js';
 import { PRICE_SNAPSHOT } from '../../src/pricing/snapshot.js';
 import type { Receipt } from '../../src/receipts/receipt.js';
-import { fetchReceipt, receiptToRow } from '../../src/receipts/rows.js';
+import { fetchReceipt, RECEIPT_INSERT_SETTINGS, receiptToRow } from '../../src/receipts/rows.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { type GraphQLResult, gql, gqlOk } from '../support/graphql.js';
 import { runTollgate } from '../support/processes.js';
@@ -296,7 +296,12 @@ describe('repriceReceipts', () => {
       cache_status: 'exact' as const,
       cost_usd: 0,
     };
-    await ch().insert({ table: 'receipts', values: [receiptToRow(miss), receiptToRow(hit)], format: 'JSONEachRow' });
+    await ch().insert({
+      table: 'receipts',
+      values: [receiptToRow(miss), receiptToRow(hit)],
+      format: 'JSONEachRow',
+      clickhouse_settings: RECEIPT_INSERT_SETTINGS,
+    });
     await store().pricing.setPrice({ ...model, inputPerMTokUsd: 2, outputPerMTokUsd: 8, cachedInputPerMTokUsd: 0.5 });
     const row = (await reprice(model)).data.repriceReceipts.rows[0];
     expect(row).toMatchObject({ receipts: 1, unpricedBefore: 1 });

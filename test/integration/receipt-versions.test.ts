@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unsignedReceipt } from '../../src/receipts/normalize.js';
 import type { ReceiptDraft } from '../../src/receipts/receipt.js';
-import { fetchReceipt, RECEIPT_V1_FIELDS, receiptToRow } from '../../src/receipts/rows.js';
+import { fetchReceipt, RECEIPT_INSERT_SETTINGS, RECEIPT_V1_FIELDS, receiptToRow } from '../../src/receipts/rows.js';
 import { canonicalUnsignedJson, ReceiptSigner } from '../../src/receipts/signer.js';
 import { canonicalJson, verifyReceipt } from '../../src/receipts/verify.js';
 import { type ClickHouseStore, openClickHouse } from '../../src/store/clickhouse.js';
@@ -85,7 +85,7 @@ describe('receipt versions', () => {
     // Written as the old gateway wrote it: the version 1 columns only.
     const row = receiptToRow(signed) as unknown as Record<string, unknown>;
     const oldRow = Object.fromEntries(RECEIPT_V1_FIELDS.map((f) => [f, row[f]]));
-    await store.client.insert({ table: 'receipts', values: [oldRow], format: 'JSONEachRow' });
+    await store.client.insert({ table: 'receipts', values: [oldRow], format: 'JSONEachRow', clickhouse_settings: RECEIPT_INSERT_SETTINGS });
 
     const upgrade = await migrateClickHouse(store.client);
     expect(upgrade.applied).toContain('005_receipt_v2.sql');
@@ -143,7 +143,7 @@ describe('receipt versions', () => {
     // The fast canonical form is RFC 8785's, for the new layout as for the old.
     expect(canonicalUnsignedJson(v2)).toBe(canonicalJson(v2));
     const signed = { ...v2, signature: signer.sign(v2) };
-    await store.client.insert({ table: 'receipts', values: [receiptToRow(signed)], format: 'JSONEachRow' });
+    await store.client.insert({ table: 'receipts', values: [receiptToRow(signed)], format: 'JSONEachRow', clickhouse_settings: RECEIPT_INSERT_SETTINGS });
 
     const back = (await fetchReceipt(store.client, v2.receipt_id))!;
     expect(back).toMatchObject({
@@ -179,7 +179,7 @@ describe('receipt versions', () => {
       chain(3),
     );
     const signed = { ...v2, signature: signer.sign(v2) };
-    await store.client.insert({ table: 'receipts', values: [receiptToRow(signed)], format: 'JSONEachRow' });
+    await store.client.insert({ table: 'receipts', values: [receiptToRow(signed)], format: 'JSONEachRow', clickhouse_settings: RECEIPT_INSERT_SETTINGS });
     const back = (await fetchReceipt(store.client, v2.receipt_id))!;
     expect(back).toMatchObject({ receipt_version: 2, task_type: null, rule: null, accepted: null, reasoning_tokens: 0, cache_write_tokens: 0 });
     expect(back.attempts[0]).toMatchObject({ prompt_tokens: null, cost_usd: null, accepted: null, reject_reason: null });

@@ -15,7 +15,7 @@ import { ed25519Signer } from '../../src/receipts/ed25519.js';
 import { ReceiptJournal } from '../../src/receipts/journal.js';
 import { InvalidReceiptError, unsignedReceipt } from '../../src/receipts/normalize.js';
 import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
-import { RECEIPT_COLUMNS, receiptToRow, rowToReceipt, usdToDecimal } from '../../src/receipts/rows.js';
+import { RECEIPT_COLUMNS, receiptToInsertValues, receiptToRow, rowToReceipt, usdToDecimal } from '../../src/receipts/rows.js';
 import { prepareSegment, SegmentScratch } from '../../src/receipts/segment-prep.js';
 import { canonicalReceiptJson, canonicalUnsignedJson, ReceiptSigner, SIGNING_KEY_FILE } from '../../src/receipts/signer.js';
 import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
@@ -397,6 +397,11 @@ describe('draft normalization and row mapping', () => {
       expect(row.started_at).toBe('2026-11-21 22:00:00.123');
       const back = rowToReceipt(JSON.parse(JSON.stringify(row)));
       expect(back).toEqual(r);
+      // The insert line: one value per column, tuples as arrays (no key names for the engine to match).
+      const line = JSON.stringify(receiptToInsertValues(r));
+      expect(JSON.parse(line)).toHaveLength(RECEIPT_COLUMNS.length);
+      expect(line).not.toMatch(/"provider":|"prompt_tokens":/);
+      expect(row.attempts[0]).toEqual([r.attempts[0]!.provider, r.attempts[0]!.model, r.attempts[0]!.status, r.attempts[0]!.error, r.attempts[0]!.latency_ms]);
       expect(verifyReceipt(back, signer.jwks()).valid).toBe(true);
     }
     expect(usdToDecimal(1.5e-7)).toBe('0.000000150');
