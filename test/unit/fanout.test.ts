@@ -297,4 +297,52 @@ describe('websocket fan-out', () => {
     bus.decisions.publish(decision('r0'));
     await vi.waitFor(() => expect(s.ids()).toEqual(['r0']));
   });
+
+  it('writes sockets in short slices while they keep up, and in longer ones once a socket has waited too long', async () => {
+    // A fake clock: each write costs 0.125 ms of it (exact in binary, so no rounding moves a
+    // deadline), and the writes of one turn of the event loop (one flush) are counted together.
+    let clock = 1_000;
+    let writeCost = 0.125;
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      const bus = new LiveBus();
+      const fanout = new WsFanout(bus);
+      const { subscribe } = fakeSubscribe(bus);
+      const sockets = Array.from({ length: 20 }, () => fakeSocket());
+      const turns: number[] = [];
+      let writesThisTurn = 0;
+      for (const s of sockets) {
+        const send = s.socket.send.bind(s.socket);
+        s.socket.send = ((data: string, cb?: (err?: Error) => void) => {
+          clock += writeCost;
+          writeCost = 0.125;
+          if (writesThisTurn++ === 0) {
+            queueMicrotask(() => {
+              turns.push(writesThisTurn);
+              writesThisTurn = 0;
+            });
+          }
+          send(data, cb);
+        }) as typeof s.socket.send;
+      }
+      for (const [i, s] of sockets.entries()) await join(fanout, 'k', subscribe, s.socket, `s${i}`);
+
+      // On time: 0.25 ms a turn, so two writes, then the event loop's other work.
+      bus.decisions.publish(decision('on-time'));
+      await vi.waitFor(() => expect(sockets.every((s) => s.frames.length === 1)).toBe(true));
+      expect(turns).toEqual(Array(10).fill(2));
+
+      // A first write that takes 12 ms leaves every other socket waiting longer than the
+      // catch-up threshold (10 ms): the turns that follow take 1 ms (eight writes) each until all
+      // are written.
+      turns.length = 0;
+      clock += 25; // past every socket's minimum write interval
+      writeCost = 12;
+      bus.decisions.publish(decision('late'));
+      await vi.waitFor(() => expect(sockets.every((s) => s.frames.length === 2)).toBe(true));
+      expect(turns).toEqual([1, 8, 8, 3]);
+    } finally {
+      now.mockRestore();
+    }
+  });
 });
