@@ -6,12 +6,12 @@
 // every rollup. The file is deleted only after the insert was acknowledged; failures are
 // retried with capped exponential backoff forever: a receipt is never dropped.
 //
-// The insert body (signed receipts as JSONCompactEachRow rows) is made by a SegmentPreparer, in a
+// The insert body (signed receipts as RowBinary rows) is made by a SegmentPreparer, in a
 // worker thread; this thread only hands the bytes, as they are, to the store's inserter.
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { RowsInserter } from '../store/clickhouse.js';
-import { RECEIPT_COLUMNS, RECEIPT_INSERT_SETTINGS } from './rows.js';
+import { RECEIPT_COLUMNS } from './rows.js';
 import type { PreparedSegment, SegmentPreparer } from './segment-preparer.js';
 import { segmentFileName, writeHead } from './wal.js';
 
@@ -159,7 +159,6 @@ export class SegmentBatcher {
         body: prepared.body,
         signal: this.#abort.signal,
         settings: {
-          ...RECEIPT_INSERT_SETTINGS,
           insert_deduplicate: 1,
           insert_deduplication_token: `${instanceId}:${segment.number}:${prepared.lastLineHash}`,
           deduplicate_blocks_in_dependent_materialized_views: 1,

@@ -8,7 +8,9 @@
 //
 //   GET  /ping                        → "Ok.\n"
 //   POST /?query=…&param_x=…&<setting>=…   SQL in `query`, and the request body is data
-//                                      (exec / insert: `INSERT … FORMAT <format>` + rows)
+//                                      (exec / insert: `INSERT … FORMAT <format>` + rows; a
+//                                      RowBinary body is read through a file, as chDB's inline
+//                                      data is text only: see src/store/clickhouse.ts)
 //   POST /?param_x=…&<setting>=…      SQL in the body (query / command)
 //   multipart/form-data bodies         (`query` and `param_*` parts, clickhouse-js's long-params mode)
 //   settings                           every other URL parameter; applied to that statement
@@ -24,6 +26,8 @@
 // Usage: `startClickHouseHttp(dataDir)` from a test spawns `node --import tsx <this file> <dataDir>`
 // and resolves with its URL once it listens.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -117,6 +121,8 @@ async function serve(dataDir: string): Promise<void> {
   const specifier = 'chdb/connection';
   const { createChdbConnection } = (await import(specifier)) as { createChdbConnection(o: { path: string }): any };
   const connection = createChdbConnection({ path: dataDir });
+  const insertsDir = `${dataDir}-inserts`;
+  mkdirSync(insertsDir, { recursive: true });
 
   // A server applies URL settings to one query; chDB's connection SETs them on its single
   // session. Reset every setting a previous statement changed (like src/store/clickhouse.ts).
@@ -154,6 +160,7 @@ async function serve(dataDir: string): Promise<void> {
     const params: Record<string, string> = {};
     const settings: Record<string, string> = {};
     let sql: string;
+    let insertFile: string | null = null;
     const contentType = String(req.headers['content-type'] ?? '');
     const form = contentType.startsWith('multipart/form-data') ? parseMultipart(body, contentType) : null;
     for (const [k, v] of url.searchParams) {
@@ -165,8 +172,16 @@ async function serve(dataDir: string): Promise<void> {
       sql = form.query ?? url.searchParams.get('query') ?? '';
     } else {
       const inUrl = url.searchParams.get('query');
-      const text = body.toString('utf8');
-      sql = inUrl === null ? text : text.length > 0 ? `${inUrl}\n${text}` : inUrl;
+      const binary = inUrl === null ? null : /\bFORMAT\s+(RowBinary\w*)\s*$/i.exec(inUrl);
+      if (inUrl !== null && binary) {
+        insertFile = path.join(insertsDir, `${randomUUID()}.bin`);
+        writeFileSync(insertFile, body);
+        params.insert_file = insertFile;
+        sql = `${inUrl.slice(0, binary.index)}SELECT * FROM file({insert_file:String}, '${binary[1]}')`;
+      } else {
+        const text = body.toString('utf8');
+        sql = inUrl === null ? text : text.length > 0 ? `${inUrl}\n${text}` : inUrl;
+      }
     }
     const compress = settings.enable_http_compression === '1' && /gzip/.test(String(req.headers['accept-encoding'] ?? ''));
 
@@ -220,6 +235,8 @@ async function serve(dataDir: string): Promise<void> {
       const text = /Code: \d+\. DB::Exception/.test(message) ? message : `Code: ${code}. DB::Exception: ${message}`;
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=UTF-8', 'x-clickhouse-exception-code': code });
       res.end(`${text}\n`);
+    } finally {
+      if (insertFile) rmSync(insertFile, { force: true });
     }
   });
   server.keepAliveTimeout = 60_000;

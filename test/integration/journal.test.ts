@@ -24,6 +24,7 @@ import { GENESIS_PREV_HASH, receiptHash, verifyChain, verifyReceipt } from '../.
 import { sha256Hex } from '../../src/receipts/wal.js';
 import { type ClickHouseStore, execRowsInserter, openClickHouse, type RowsInserter } from '../../src/store/clickhouse.js';
 import { clusterStatements, loadMigrations, MigrationError, migrateClickHouse, migrationsDir, splitStatements } from '../../src/store/clickhouse-migrate.js';
+import { RowBinaryWriter } from '../../src/store/row-binary.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'tollgate-journal-test-'));
 let store: ClickHouseStore;
@@ -190,11 +191,30 @@ describe('ClickHouse store (chDB)', () => {
     await store.client.command({
       query: `CREATE TABLE rows_insert_test (n UInt32, s String) ENGINE = MergeTree ORDER BY n SETTINGS non_replicated_deduplication_window = 100`,
     });
+    const body = (columns: Array<readonly [string, string]>, rows: Array<[number, string]>) => {
+      const w = new RowBinaryWriter();
+      w.header(columns);
+      for (const [n, s] of rows) {
+        w.uint32(n);
+        w.string(s);
+      }
+      return w.bytes();
+    };
+    const columns = [
+      ['n', 'UInt32'],
+      ['s', 'String'],
+    ] as const;
     const insert = (token: string) =>
       store.insertRows({
         table: 'rows_insert_test',
         columns: ['n', 's'],
-        body: Buffer.from('[1,"é"]\n[2,"two"]\n'),
+        body: body(
+          [...columns],
+          [
+            [1, 'é'],
+            [2, 'two'],
+          ],
+        ),
         settings: { insert_deduplicate: 1, insert_deduplication_token: token },
       });
     await insert('token-a');
@@ -207,10 +227,29 @@ describe('ClickHouse store (chDB)', () => {
       { n: 2, s: 'two' },
     ]);
     expect(await rows(`SELECT getSetting('insert_deduplication_token') AS token`)).toEqual([{ token: '' }]);
+    // A body cut short, and one whose header's types are not the table's: refused, nothing stored.
+    const whole = body([...columns], [[3, 'three']]);
     await expect(
-      store.insertRows({ table: 'rows_insert_test', columns: ['n', 's'], body: Buffer.from('[3,\n'), settings: { insert_deduplication_token: 'token-c' } }),
-    ).rejects.toThrow(/Cannot parse/);
+      store.insertRows({
+        table: 'rows_insert_test',
+        columns: ['n', 's'],
+        body: whole.subarray(0, whole.length - 2),
+        settings: { insert_deduplication_token: 'token-c' },
+      }),
+    ).rejects.toThrow(/Cannot read all data/);
+    const wrongTypes = body(
+      [
+        ['n', 'UInt32'],
+        ['s', 'UInt32'],
+      ] as const as Array<readonly [string, string]>,
+      [],
+    );
+    await expect(store.insertRows({ table: 'rows_insert_test', columns: ['n', 's'], body: wrongTypes, settings: {} })).rejects.toThrow(
+      /Type of 's' must be String/,
+    );
     expect(await rows('SELECT count() AS c FROM rows_insert_test')).toEqual([{ c: 4 }]);
+    // Each body's file lives only as long as its insert.
+    expect(readdirSync(path.join(root, 'clickhouse-inserts'))).toEqual([]);
   });
 
   it('runs its inserts at nice 10', async () => {
@@ -219,7 +258,10 @@ describe('ClickHouse store (chDB)', () => {
     await store.client.command({
       query: `CREATE TABLE nice_insert_test (n UInt64, nice Int64 DEFAULT toInt64(getSetting('os_thread_priority'))) ENGINE = MergeTree ORDER BY n`,
     });
-    await store.insertRows({ table: 'nice_insert_test', columns: ['n'], body: Buffer.from('[1]\n'), settings: {} });
+    const w = new RowBinaryWriter();
+    w.header([['n', 'UInt64']]);
+    w.int64(1);
+    await store.insertRows({ table: 'nice_insert_test', columns: ['n'], body: w.bytes(), settings: {} });
     expect(await rows('SELECT n, nice FROM nice_insert_test')).toEqual([{ n: 1, nice: 10 }]);
   });
 
@@ -359,6 +401,51 @@ describe('receipt journal', () => {
     expect(chain.map((r) => r.seq)).toEqual(appended.map((_, i) => i + 1));
     expect(chain[0].prev_hash).toBe(GENESIS_PREV_HASH);
     expect(verifyChain(chain)).toEqual({ valid: true, breaks: [] });
+    await journal.close();
+  });
+
+  it('stores version 2 receipts with every kind of value byte for byte: long and non-ASCII text, many attempts, nulls, extreme numbers', async () => {
+    const team = 'team_values';
+    const { journal, signer } = await openJournal('values');
+    const attempt = (i: number) => ({
+      provider: i % 2 ? 'ark' : 'openrouter',
+      model: i % 3 ? 'doubao-✨' : 'gpt',
+      status: i % 2 ? 429 : 200,
+      error: i % 2 ? 'rate_limited' : null,
+      latency_ms: 0.001 * i,
+      prompt_tokens: i % 4 === 0 ? null : i,
+      completion_tokens: i % 5 === 0 ? null : 4_294_967_295 - i,
+      cost_usd: i % 6 === 0 ? null : i * 1e-9,
+      accepted: [null, true, false][i % 3]!,
+      reject_reason: i % 3 === 2 ? `too short ${'é'.repeat(i)}` : null,
+    });
+    const v2 = (overrides: Partial<ReceiptDraft>): ReceiptDraft => ({
+      ...draft(team),
+      receipt_version: 2,
+      task_type: 'code',
+      rule: 'long-prompts',
+      classifier_tier: null,
+      experiment: 'exp-1',
+      variant: 'b',
+      accepted: null,
+      reasoning_tokens: 12,
+      cache_write_tokens: 0,
+      ...overrides,
+    });
+    const appended = [
+      // 400 attempts: the row outgrows its WAL line; lengths of 2 and 3 LEB128 bytes.
+      await journal.append(v2({ attempts: Array.from({ length: 400 }, (_, i) => attempt(i)), accepted: true })),
+      await journal.append(v2({ end_user: 'é'.repeat(9000), feature: '要約✨'.repeat(40), cost_usd: 999_999.999999999, saved_cost_usd: 0.000000001 })),
+      await journal.append(v2({ task_id: 'x'.repeat(127), request_id: 'y'.repeat(128), prompt_tokens: 4_294_967_295, cost_usd: null, accepted: false })),
+      await journal.append(draft(team, { feature: 'v1 after v2' })),
+    ];
+    await journal.flush();
+    for (const r of appended) {
+      const stored = await fetchReceipt(store.client, r.receipt_id);
+      expect(stored).toEqual(journal.sign(r));
+      expect(verifyReceipt(stored!, signer.jwks())).toEqual({ valid: true });
+    }
+    expect(verifyChain(await storedReceipts(journal.instanceId))).toEqual({ valid: true, breaks: [] });
     await journal.close();
   });
 

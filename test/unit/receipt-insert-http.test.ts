@@ -1,7 +1,8 @@
 // What the receipts journal sends to a ClickHouse server over HTTP: the batch body that the
-// worker thread prepared, as is (JSONEachRow, signed rows), with the deduplication token
-// and the insert settings, and only then is the WAL segment released. A stand-in server
-// records the requests; the embedded engine is covered by test/integration/journal.test.ts.
+// worker thread prepared, as is (RowBinaryWithNamesAndTypes, signed rows), with the
+// deduplication token and the insert settings, and only then is the WAL segment released. A
+// stand-in server records the requests; the bodies it received are then inserted into the
+// embedded engine and read back (the embedded path: test/integration/journal.test.ts).
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,23 +12,23 @@ import { ClickHouseLogLevel, createClient } from '@clickhouse/client';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ReceiptJournal } from '../../src/receipts/journal.js';
-import type { ReceiptDraft } from '../../src/receipts/receipt.js';
-import { RECEIPT_COLUMNS, rowToReceipt } from '../../src/receipts/rows.js';
+import type { Receipt, ReceiptDraft } from '../../src/receipts/receipt.js';
+import { fetchReceipt, RECEIPT_COLUMNS } from '../../src/receipts/rows.js';
 import { SegmentWorker } from '../../src/receipts/segment-preparer.js';
 import { canonicalUnsignedJson, ReceiptSigner } from '../../src/receipts/signer.js';
 import { verifyChain, verifyReceipt } from '../../src/receipts/verify.js';
 import { sha256Hex } from '../../src/receipts/wal.js';
-import { execRowsInserter } from '../../src/store/clickhouse.js';
+import { execRowsInserter, openClickHouse } from '../../src/store/clickhouse.js';
+import { migrateClickHouse } from '../../src/store/clickhouse-migrate.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'tollgate-insert-http-'));
-const requests: Array<{ method: string; url: URL; body: string }> = [];
+const requests: Array<{ method: string; url: URL; body: Buffer }> = [];
 let failNext = 0;
 const server = http.createServer((req, res) => {
-  let body = '';
-  req.setEncoding('utf8');
-  req.on('data', (c) => (body += c));
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
-    requests.push({ method: req.method!, url: new URL(req.url!, 'http://x'), body });
+    requests.push({ method: req.method!, url: new URL(req.url!, 'http://x'), body: Buffer.concat(chunks) });
     if (failNext > 0) {
       failNext--;
       res.writeHead(500, { 'x-clickhouse-exception-code': '999' }).end('Code: 999. DB::Exception: simulated failure');
@@ -116,30 +117,41 @@ it('sends the prepared rows as is, with the dedup token, and retries the same by
   expect(requests).toHaveLength(3);
   expect(prepared).toEqual(['000000000001.jsonl', '000000000002.jsonl']);
   const [failed, first, second] = requests;
-  expect(failed.body).toBe(first.body);
+  expect(failed.body.equals(first.body)).toBe(true);
   for (const r of requests) {
     expect(r.method).toBe('POST');
-    expect(r.url.searchParams.get('query')).toBe(`INSERT INTO receipts (${RECEIPT_COLUMNS.join(', ')}) FORMAT JSONCompactEachRow`);
+    expect(r.url.searchParams.get('query')).toBe(`INSERT INTO receipts (${RECEIPT_COLUMNS.join(', ')}) FORMAT RowBinaryWithNamesAndTypes`);
     expect(r.url.searchParams.get('insert_deduplicate')).toBe('1');
     expect(r.url.searchParams.get('deduplicate_blocks_in_dependent_materialized_views')).toBe('1');
     expect(r.url.searchParams.get('async_insert')).toBe('0');
   }
-  const lines = (body: string) => body.split('\n').filter(Boolean);
-  expect(lines(first.body)).toHaveLength(5);
-  expect(lines(second.body)).toHaveLength(2);
   // The token names the segment and the hash of its last WAL line (the receipt without signature).
   expect(first.url.searchParams.get('insert_deduplication_token')).toBe(`${journal.instanceId}:1:${sha256Hex(canonicalUnsignedJson(appended[4]))}`);
   expect(second.url.searchParams.get('insert_deduplication_token')).toBe(`${journal.instanceId}:2:${sha256Hex(canonicalUnsignedJson(appended[6]))}`);
 
-  // Every row is the stored form of a signed receipt that verifies, in chain order: its values
-  // in RECEIPT_COLUMNS order.
-  const asRow = (line: string) => Object.fromEntries(RECEIPT_COLUMNS.map((c, i) => [c, (JSON.parse(line) as unknown[])[i]]));
-  const receipts = [...lines(first.body), ...lines(second.body)].map((l) => rowToReceipt(asRow(l)));
-  expect(receipts).toEqual(appended.map((r) => journal.sign(r)));
-  for (const r of receipts) expect(verifyReceipt(r, signer.jwks())).toEqual({ valid: true });
-  expect(verifyChain(receipts).valid).toBe(true);
-  const row = asRow(lines(first.body)[1]!);
-  expect(row).toMatchObject({ started_at: '2026-11-21 22:00:00.123', feature: 'résumé ✨', api_key_id: '', cost_usd: '0.000000150' });
+  // Every row is the stored form of a signed receipt that verifies, in chain order: the bodies
+  // as received, inserted into the engine and read back.
+  const store = await openClickHouse({ dataDir: path.join(tmp, 'engine') });
+  try {
+    await migrateClickHouse(store.client, {});
+    const count = async () =>
+      Number((await (await store.client.query({ query: 'SELECT count() AS c FROM receipts', format: 'JSONEachRow' })).json<{ c: string }>())[0]!.c);
+    await store.insertRows({ table: 'receipts', columns: RECEIPT_COLUMNS, body: first.body, settings: {} });
+    expect(await count()).toBe(5);
+    await store.insertRows({ table: 'receipts', columns: RECEIPT_COLUMNS, body: second.body, settings: {} });
+    expect(await count()).toBe(7);
+    const receipts = await Promise.all(appended.map((r) => fetchReceipt(store.client, r.receipt_id)));
+    expect(receipts).toEqual(appended.map((r) => journal.sign(r)));
+    for (const r of receipts) expect(verifyReceipt(r!, signer.jwks())).toEqual({ valid: true });
+    expect(verifyChain(receipts as Receipt[]).valid).toBe(true);
+    const rs = await store.client.query({
+      query: 'SELECT toString(started_at) AS started_at, feature, api_key_id, toString(cost_usd) AS cost_usd FROM receipts WHERE seq = 2',
+      format: 'JSONEachRow',
+    });
+    expect(await rs.json()).toEqual([{ started_at: '2026-11-21 22:00:00.123', feature: 'résumé ✨', api_key_id: '', cost_usd: '0.00000015' }]);
+  } finally {
+    await store.close();
+  }
   // Acknowledged: the WAL segments are gone.
   expect(readdirSync(path.join(dataDir, 'wal')).filter((f) => f.endsWith('.jsonl'))).toEqual([]);
 });
