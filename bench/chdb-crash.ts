@@ -9,7 +9,8 @@
 // replays every batch attempted but not acknowledged, with the same token (the WAL replay),
 // then counts every attempted batch in the table and in the view: a batch short in either is
 // lost. The child opens the engine as Tollgate does (openClickHouse, which repairs the
-// deduplication logs first); BENCH_REPAIR=0 opens chDB bare, to see the loss. Prints a table,
+// deduplication logs first) and inserts as the receipts journal does (a RowBinary body through
+// the store's insertRows); BENCH_REPAIR=0 opens chDB bare and inserts JSON, to see the loss. Prints a table,
 // writes bench/results/chdb-crash.json.
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
@@ -17,8 +18,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient } from '@clickhouse/client';
+import { type ClickHouseSettings, createClient } from '@clickhouse/client';
 import { openClickHouse } from '../src/store/clickhouse.js';
+import { RowBinaryWriter } from '../src/store/row-binary.js';
 import { machine } from './support/stats.js';
 
 const here = fileURLToPath(import.meta.url);
@@ -39,9 +41,9 @@ else await parent();
 
 async function child(dir: string): Promise<void> {
   const repairs: string[] = [];
-  const client = REPAIR
-    ? (await openClickHouse({ dataDir: dir, log: (_msg, fields) => repairs.push(JSON.stringify(fields)) })).client
-    : createClient({ connection: (await import('chdb/connection' as string)).createChdbConnection({ path: path.join(dir, 'clickhouse') }) });
+  const store = REPAIR ? await openClickHouse({ dataDir: dir, log: (_msg, fields) => repairs.push(JSON.stringify(fields)) }) : null;
+  const client =
+    store?.client ?? createClient({ connection: (await import('chdb/connection' as string)).createChdbConnection({ path: path.join(dir, 'clickhouse') }) });
   for (const query of [
     'CREATE TABLE IF NOT EXISTS t (id UInt64, batch UInt64, pad String) ENGINE = MergeTree ORDER BY (pad, id) SETTINGS non_replicated_deduplication_window = 10000',
     'CREATE TABLE IF NOT EXISTS per_batch (batch UInt64, n AggregateFunction(count)) ENGINE = AggregatingMergeTree ORDER BY batch SETTINGS non_replicated_deduplication_window = 10000',
@@ -58,17 +60,30 @@ async function child(dir: string): Promise<void> {
     if (op === 'd') acknowledged.add(Number(n));
   }
   const insert = async (batch: number) => {
-    await client.insert({
-      table: 't',
-      values: Array.from({ length: ROWS }, (_, i) => ({ id: batch * ROWS + i, batch, pad: `${'x'.repeat(200)}${i}` })),
-      format: 'JSONEachRow',
-      clickhouse_settings: {
-        insert_deduplicate: 1,
-        insert_deduplication_token: `batch-${batch}`,
-        deduplicate_blocks_in_dependent_materialized_views: 1,
-        async_insert: 0,
-      },
-    });
+    const rows = Array.from({ length: ROWS }, (_, i) => ({ id: batch * ROWS + i, batch, pad: `${'x'.repeat(200)}${i}` }));
+    const settings = {
+      insert_deduplicate: 1,
+      insert_deduplication_token: `batch-${batch}`,
+      deduplicate_blocks_in_dependent_materialized_views: 1,
+      async_insert: 0,
+    };
+    if (store) {
+      // As the receipts journal inserts: a RowBinary body through the store's inserter.
+      const body = new RowBinaryWriter();
+      body.header([
+        ['id', 'UInt64'],
+        ['batch', 'UInt64'],
+        ['pad', 'String'],
+      ]);
+      for (const row of rows) {
+        body.int64(row.id);
+        body.int64(row.batch);
+        body.string(row.pad);
+      }
+      await store.insertRows({ table: 't', columns: ['id', 'batch', 'pad'], body: body.bytes(), settings });
+    } else {
+      await client.insert({ table: 't', values: rows, format: 'JSONEachRow', clickhouse_settings: settings as ClickHouseSettings });
+    }
     appendFileSync(log, `d ${batch}\n`);
   };
   let replayed = 0;

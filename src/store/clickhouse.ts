@@ -111,11 +111,11 @@ interface ChdbConnectionModule {
  * reads RowBinary as a server does. A segment's file lives as long as its insert: the WAL
  * segment stays the record, and openClickHouse empties `dir` after a crash.
  */
-export function fileRowsInserter(client: ClickHouseClient, dir: string): RowsInserter {
+function fileRowsInserter(client: ClickHouseClient, dir: string): RowsInserter {
   return async ({ table, columns, body, settings, signal }) => {
     const file = path.join(dir, `${randomUUID()}.rowbinary`);
-    await writeFile(file, body, { signal });
     try {
+      await writeFile(file, body, { signal });
       await client.command({
         query: `INSERT INTO ${table} (${columns.join(', ')}) SELECT * FROM file({file:String}, 'RowBinaryWithNamesAndTypes')`,
         query_params: { file },
