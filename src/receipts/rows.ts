@@ -403,7 +403,7 @@ export const RECEIPT_BODY_COLUMNS = RECEIPT_COLUMNS.map((column) => [column, REC
 /**
  * Writes a receipt's row as RowBinary, its values in RECEIPT_COLUMNS order (after a header
  * of RECEIPT_BODY_COLUMNS). The values are receiptToRow's: the same row, byte for byte once
- * stored (test/integration/receipt-insert.test.ts). Money is written as its 9-decimal integer,
+ * stored (test/integration/journal.test.ts). Money is written as its 9-decimal integer,
  * the value usdToDecimal prints.
  */
 export function writeReceiptRow(w: RowBinaryWriter, r: Receipt): void {
