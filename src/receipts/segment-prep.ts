@@ -1,5 +1,5 @@
 // Turns one sealed WAL segment into the body of its ClickHouse insert (DESIGN §7): every
-// line signed, mapped to a `receipts` row, and written as RowBinaryWithNamesAndTypes (rows.ts).
+// line signed, mapped to a `receipts` row, and written as RowBinaryWithNamesAndTypes (insert-body.ts).
 // Runs in the journal's worker thread (segment-worker.ts), off the request path and the main thread.
 //
 // The result is a pure function of the file and the key: Ed25519 signatures are
@@ -8,8 +8,8 @@
 import { open } from 'node:fs/promises';
 import { RowBinaryWriter } from '../store/row-binary.js';
 import type { Ed25519Sign } from './ed25519.js';
+import { RECEIPT_BODY_COLUMNS, writeReceiptRow } from './insert-body.js';
 import type { Receipt } from './receipt.js';
-import { RECEIPT_BODY_COLUMNS, writeReceiptRow } from './rows.js';
 import { chainHeadOfLine, sha256Hex } from './wal.js';
 
 export interface PreparedSegment {
