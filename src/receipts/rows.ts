@@ -1,5 +1,6 @@
 // How a signed receipt is stored in ClickHouse (its columns and its row; insert-body.ts writes
-// that row in binary for the journal's inserts) and rebuilt from it. A rebuilt receipt must be byte-for-byte the signed object (its canonical JSON), or
+// that row in binary for the journal's inserts) and rebuilt from it. A rebuilt receipt must
+// be byte-for-byte the signed object (its canonical JSON), or
 // its signature stops verifying; normalize.ts puts every draft, before it is signed, in the
 // form this mapping round-trips.
 import type { ClickHouseClient } from '@clickhouse/client';
