@@ -80,8 +80,19 @@ export async function openClickHouse(opts: OpenClickHouseOptions): Promise<Click
     return { client, kind: 'server', insertRows: execRowsInserter(client), close: () => client.close() };
   }
 
+  const dataDir = path.resolve(opts.dataDir);
+  // Insert bodies are read through file(), which takes its path as a glob. `{a,b}` or `{x}`
+  // name other files: an insert would read none, store nothing and succeed, and its WAL
+  // segment would be deleted as landed. `*` and `?` would make every insert list directories
+  // to find its own file. So such a directory is refused, before anything is opened.
+  if (GLOB_CHARACTERS.test(dataDir)) {
+    throw new Error(
+      `The data directory ${JSON.stringify(dataDir)} has one of { } * ? in its path, which the embedded ClickHouse reads as a pattern; ` +
+        'choose a directory without them, or point CLICKHOUSE_URL at a ClickHouse server.',
+    );
+  }
   const { createChdbConnection } = await loadChdb();
-  const dir = path.join(opts.dataDir, 'clickhouse');
+  const dir = path.join(dataDir, 'clickhouse');
   await mkdir(dir, { recursive: true });
   // Before chDB loads them: records of inserts that a kill cut short would drop their replay.
   for (const repair of await repairDeduplicationLogs(dir)) {
@@ -94,7 +105,7 @@ export async function openClickHouse(opts: OpenClickHouseOptions): Promise<Click
   // this one is open throws "only one active data directory per process".
   const connection = await withPerQuerySettings(createChdbConnection({ path: dir }));
   const client = createClient({ connection, request_timeout: opts.requestTimeoutMs });
-  const insertsDir = path.join(opts.dataDir, 'clickhouse-inserts');
+  const insertsDir = path.join(dataDir, 'clickhouse-inserts');
   await rm(insertsDir, { recursive: true, force: true }); // bodies of inserts a crash cut short
   await mkdir(insertsDir);
   return { client, kind: 'chdb', insertRows: fileRowsInserter(client, insertsDir), close: () => client.close() };
@@ -103,6 +114,9 @@ export async function openClickHouse(opts: OpenClickHouseOptions): Promise<Click
 interface ChdbConnectionModule {
   createChdbConnection(opts: { path: string }): Connection;
 }
+
+/** What ClickHouse's file() reads as a glob in a path (a backslash does not escape them in chDB 3.4). */
+const GLOB_CHARACTERS = /[{}*?]/;
 
 /**
  * Inserts into chDB through a file: the body is written to `dir` and read by the engine's

@@ -265,6 +265,16 @@ describe('ClickHouse store (chDB)', () => {
     expect(await rows('SELECT n, nice FROM nice_insert_test')).toEqual([{ n: 1, nice: 10 }]);
   });
 
+  it('refuses a data directory whose path file() would read as a glob, before opening anything', async () => {
+    // Inserts read their body through file(), which expands `{…}` in a path: under `tollgate{prod}`
+    // an insert read no file, stored nothing and succeeded, and its WAL segment was deleted.
+    for (const name of ['tollgate{prod}', 'data{1..2}', 'star*dir', 'what?']) {
+      const dataDir = path.join(root, 'glob', name);
+      await expect(openClickHouse({ dataDir })).rejects.toThrow(/has one of \{ \} \* \? in its path/);
+      expect(fs.existsSync(dataDir)).toBe(false);
+    }
+  });
+
   it('refuses a second data directory in the same process', async () => {
     await expect(openClickHouse({ dataDir: path.join(root, 'other-store') })).rejects.toThrow(/only one active data directory per process/);
     // …and the open store is unaffected.
