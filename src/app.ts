@@ -68,7 +68,8 @@ export interface AppJournal extends JournalStatsSource {
   append(draft: ReceiptDraft): Promise<UnsignedReceipt>;
   /** A receipt not in ClickHouse yet, from the WAL (undefined: ClickHouse has it, if anyone does). */
   find(id: string): Promise<Receipt | undefined>;
-  flush(): Promise<void>;
+  /** Resolves once the receipts appended so far are in ClickHouse (true), or after `timeoutMs` (false). */
+  flush(timeoutMs?: number): Promise<boolean>;
 }
 
 export interface AppDeps {
@@ -330,6 +331,7 @@ export function buildApp(deps: AppDeps): App {
       return (server.address() as AddressInfo).port;
     },
     async stop() {
+      const deadline = performance.now() + config.drainTimeoutMs;
       draining = true;
       catalog.stopPolling();
       if (purge) clearInterval(purge);
@@ -339,7 +341,11 @@ export function buildApp(deps: AppDeps): App {
       inbound.closeAll();
       await upstream.close();
       await webhooks.close();
-      await deps.journal.flush().catch((err) => log.error({ err: String(err) }, 'receipt flush at shutdown failed; the WAL keeps them for replay'));
+      // The receipts get what is left of the drain to reach ClickHouse, not more: while it is
+      // down they would never land. The journal's close says how many stay in the WAL for the next start.
+      await deps.journal
+        .flush(Math.max(0, deadline - performance.now()))
+        .catch((err) => log.error({ err: String(err) }, 'receipt flush at shutdown failed; the WAL keeps them for replay'));
     },
   };
 }

@@ -243,14 +243,27 @@ export class ReceiptJournal {
     return this.#landedSeq;
   }
 
-  /** Seals the open segment and waits until every receipt appended so far is in ClickHouse. */
-  async flush(): Promise<void> {
+  /**
+   * Seals the open segment and waits until every receipt appended so far is in ClickHouse, or
+   * at most `timeoutMs` (ClickHouse may be down for longer): resolves whether they all are.
+   */
+  async flush(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     const group = this.#group;
     if (group) await group.done.catch(() => undefined);
     this.#wal.seal();
     const upTo = this.#wal.lastSegment;
-    if (this.#oldestPendingSegment() > upTo) return;
-    await new Promise<void>((resolve, reject) => this.#flushWaiters.push({ upTo, resolve, reject }));
+    if (this.#oldestPendingSegment() > upTo) return true;
+    const landed = new Promise<boolean>((resolve, reject) => this.#flushWaiters.push({ upTo, resolve: () => resolve(true), reject }));
+    if (timeoutMs === Number.POSITIVE_INFINITY) return landed;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      return await Promise.race([landed, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
@@ -260,17 +273,7 @@ export class ReceiptJournal {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.flush(),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, this.#closeTimeoutMs);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await this.flush(this.#closeTimeoutMs);
     const stats = this.stats();
     if (stats.pendingRecords > 0) {
       this.#log('receipts journal closed with receipts not yet in ClickHouse; they stay in the WAL for the next start', {

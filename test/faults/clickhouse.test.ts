@@ -2,7 +2,7 @@
 // unavailable for a while, then slow past the client's timeout. ClickHouse here is the
 // test-only HTTP endpoint over chDB in a child process (clickhouse-http.ts), behind a TCP
 // fault proxy (tcp-proxy.ts); the Tollgate under test runs in this process without chDB.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type ClickHouseClient, createClient } from '@clickhouse/client';
@@ -17,11 +17,13 @@ import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 // Tollgate has no environment variable for the ClickHouse request timeout (the client's
 // default is 30 s); the test sets it on the parsed config so "slow" need not mean 30 s.
 const CLICKHOUSE_TIMEOUT_MS = 1500;
+const DRAIN_TIMEOUT_MS = 2000;
 
 let tmp: string;
 let ch: ClickHouseHttp;
 let proxy: TcpProxy;
 let sim: SimulatedProvider;
+let config: ReturnType<typeof loadConfig>;
 let gw: Started;
 let secret: string;
 let direct: ClickHouseClient;
@@ -33,12 +35,12 @@ beforeAll(async () => {
   ch = await startClickHouseHttp(path.join(tmp, 'chdb'));
   proxy = await startTcpProxy({ host: '127.0.0.1', port: ch.port });
   sim = await startSimulatedProvider({ defaults: { completionTokens: 6 } });
-  const config = loadConfig({
+  config = loadConfig({
     TOLLGATE_DATA_DIR: path.join(tmp, 'data'),
     TOLLGATE_PORT: '0',
     TOLLGATE_LOG_LEVEL: 'silent',
     TOLLGATE_BATCH_MAX_MS: '50',
-    TOLLGATE_DRAIN_TIMEOUT_MS: '2000',
+    TOLLGATE_DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS),
     CLICKHOUSE_URL: proxy.via(ch.url),
   } as NodeJS.ProcessEnv);
   (config.clickhouse as { requestTimeoutMs?: number }).requestTimeoutMs = CLICKHOUSE_TIMEOUT_MS;
@@ -163,11 +165,38 @@ describe('ClickHouse faults (server path over HTTP)', () => {
     expect(Object.values(tokens).some((n) => n >= 2)).toBe(true);
   }, 90_000);
 
+  it('down at SIGTERM: the shutdown is bounded, the WAL keeps the receipts, the next start inserts them', async ({ annotate }) => {
+    const before = await count();
+    proxy.setMode('reset');
+    let stopMs: number;
+    try {
+      expect((await traffic(10, 'stop')).ok).toBe(10);
+      const t0 = Date.now();
+      await gw.stop(); // what SIGTERM runs
+      stopMs = Date.now() - t0;
+    } finally {
+      proxy.setMode('pass');
+    }
+    // The drain, then the journal's own bounded close (5 s); it used to wait for ClickHouse for ever.
+    expect(stopMs).toBeLessThan(DRAIN_TIMEOUT_MS + 5000 + 3000);
+    const kept = (await readdir(path.join(tmp, 'data', 'wal'))).filter((f) => f.endsWith('.jsonl'));
+    expect(kept.length).toBeGreaterThan(0);
+    expect(await count()).toBe(before);
+
+    gw = await startServer(config, { quiet: true });
+    await eventually(async () => (await metric(gw.url, 'tollgate_receipts_queued')) === 0, 20_000, 'WAL replay after the restart');
+    expect(await count()).toBe(before + 10);
+    await annotate(
+      `ClickHouse down at SIGTERM: stopped in ${stopMs} ms, ${kept.length} WAL segment(s) kept; after the restart all 10 receipts inserted`,
+      'observed',
+    );
+  }, 90_000);
+
   it('nothing lost: one receipt per completed response, spend and chain check out', async ({ annotate }) => {
     await gw.runtime.journal.flush();
     const jwks = await (await fetch(`${gw.url}/.well-known/tollgate/receipt-keys`)).json();
     const report = await expectNothingLost(direct, { completed, clientCosts, jwks: jwks as any, total: completed.length });
-    expect(report.rows).toBe(90);
+    expect(report.rows).toBe(100);
     await annotate(
       `${completed.length} completed → ${report.rows} receipts, no duplicate after the outage and the retried inserts; spend $${report.spendUsd.toFixed(6)} = rollup = client-reported; chain and signatures verify`,
       'observed',
