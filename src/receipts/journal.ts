@@ -29,7 +29,7 @@ import { type SegmentPreparer, SegmentWorker } from './segment-preparer.js';
 import { canonicalUnsignedJson, ReceiptSigner } from './signer.js';
 import { type ChainHead, loadInstanceId, lockWal, readLineAt, recoverWal, segmentFileName, sha256Hex, WAL_DIR } from './wal.js';
 import { WalIndex } from './wal-index.js';
-import { type OpenSegment, type WalWriteError, WalWriter } from './wal-writer.js';
+import { type OpenSegment, WalWriteError, WalWriter } from './wal-writer.js';
 
 export interface ReceiptJournalOptions {
   dataDir: string;
@@ -84,6 +84,8 @@ interface Group {
   /** receipt_id of each line. */
   ids: string[];
   before: ChainHead;
+  /** Set when its write failed part-way: how many of its lines are in the WAL all the same. */
+  written: number;
   done: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -199,6 +201,7 @@ export class ReceiptJournal {
     const line = canonicalUnsignedJson(receipt);
     const hash = sha256Hex(line);
     const group = (this.#group ??= newGroup(this.#chain));
+    const index = group.lines.length;
     this.#chain = { seq: receipt.seq, hash };
     group.lines.push(line);
     group.hashes.push(hash);
@@ -207,7 +210,15 @@ export class ReceiptJournal {
       this.#commitScheduled = true;
       setImmediate(() => void this.#commit());
     }
-    return group.done.then(() => receipt);
+    // A line that reached the WAL before its group's write failed is a receipt like any other:
+    // it will be inserted, so its request is answered, not refused.
+    return group.done.then(
+      () => receipt,
+      (err: unknown) => {
+        if (index < group.written) return receipt;
+        throw err;
+      },
+    );
   }
 
   /**
@@ -321,8 +332,7 @@ export class ReceiptJournal {
           this.#appended += group.lines.length;
           group.resolve();
         } catch (err) {
-          this.#log('receipts WAL write failed', { records: group.lines.length, error: (err as Error).message });
-          group.reject(receiptsUnavailable(err));
+          await this.#refuse(group, err);
         } finally {
           this.#wal.release();
         }
@@ -339,10 +349,27 @@ export class ReceiptJournal {
     } catch (err) {
       // The unwritten receipts of this group were never acknowledged: put the chain back on
       // the last line on disk, so that the next receipts take their seq and link to it.
-      const { written, cause } = err as WalWriteError;
+      const { written } = err as WalWriteError;
       this.#chain = written === 0 ? group.before : { seq: group.before.seq + written, hash: group.hashes[written - 1] };
-      throw cause;
+      throw err;
     }
+  }
+
+  /**
+   * After a failed write or sync, the group's appends are refused, except those whose lines the
+   * write had put in the WAL before it failed (with fsync: and that sync now). Those are
+   * receipts like any other, inserted in their turn, so their requests are answered.
+   */
+  async #refuse(group: Group, err: unknown): Promise<void> {
+    let cause = err;
+    if (err instanceof WalWriteError) {
+      cause = err.cause;
+      group.written = err.written;
+      if (this.#fsync && err.written > 0) await this.#wal.sync(err.touched).catch(() => (group.written = 0));
+    }
+    this.#appended += group.written;
+    this.#log('receipts WAL write failed', { records: group.lines.length, written: group.written, error: (cause as Error).message });
+    group.reject(receiptsUnavailable(cause));
   }
 
   // -------------------------------------------------------------------------------------
@@ -372,5 +399,5 @@ function newGroup(before: ChainHead): Group {
   });
   // Rejections reach every append through .then(); this keeps an unobserved group quiet.
   done.catch(() => undefined);
-  return { lines: [], hashes: [], ids: [], before, done, resolve, reject };
+  return { lines: [], hashes: [], ids: [], before, written: 0, done, resolve, reject };
 }

@@ -33,10 +33,14 @@ export interface WalWriterOptions {
   onSealed: (segment: SealedSegment) => void;
 }
 
-/** A write that failed after `written` of its lines were on disk (whole lines; none after them). */
+/**
+ * A write that failed after `written` of its lines were on disk (whole lines; none after them),
+ * in the segments `touched`.
+ */
 export class WalWriteError extends Error {
   constructor(
     readonly written: number,
+    readonly touched: OpenSegment[],
     override readonly cause: unknown,
   ) {
     super(`receipts WAL write failed after ${written} lines: ${(cause as Error)?.message ?? String(cause)}`);
@@ -103,7 +107,7 @@ export class WalWriter {
         if (segment.records >= maxRows) this.seal();
       }
     } catch (err) {
-      throw new WalWriteError(written, err);
+      throw new WalWriteError(written, touched, err);
     }
     return touched;
   }

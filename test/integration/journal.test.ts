@@ -490,6 +490,37 @@ describe('receipt journal', () => {
     await journal.close();
   });
 
+  it('answers the appends whose lines reached the WAL before a write failed, and refuses the rest', async () => {
+    const team = 'team_partial_write';
+    const { journal } = await openJournal('partial-write', { batchMaxRows: 5, batchMaxMs: 60_000 });
+    const openSync = fs.openSync;
+    let segmentsOpened = 0;
+    fs.openSync = ((...args: Parameters<typeof fs.openSync>) => {
+      if (String(args[0]).endsWith('.jsonl') && ++segmentsOpened === 2) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+      return (openSync as (...a: unknown[]) => number)(...args);
+    }) as typeof fs.openSync;
+    syncBuiltinESMExports();
+    let outcomes: Array<PromiseSettledResult<UnsignedReceipt>>;
+    try {
+      // One turn, one write: five lines fill the first segment, then the second cannot be opened.
+      outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => journal.append(draft(team))));
+    } finally {
+      fs.openSync = openSync;
+      syncBuiltinESMExports();
+    }
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected', 'rejected']);
+    expect((outcomes[5] as PromiseRejectedResult).reason).toMatchObject({ status: 503, code: 'receipts_unavailable' });
+    const lastWritten = (outcomes[4] as PromiseFulfilledResult<UnsignedReceipt>).value;
+    // The chain goes on from the last line in the WAL; the refused receipts are nowhere.
+    const next = await journal.append(draft(team));
+    expect(next.seq).toBe(lastWritten.seq + 1);
+    expect(next.prev_hash).toBe(receiptHash(lastWritten));
+    await journal.flush();
+    await expectExactlyOnce(team, 6);
+    expect(journal.stats().appendedRecords).toBe(6);
+    await journal.close();
+  });
+
   it('counts an insert once when its acknowledgement was lost and it is retried', async () => {
     const team = 'team_lost_ack';
     let calls = 0;
