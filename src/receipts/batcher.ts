@@ -170,7 +170,19 @@ export class SegmentBatcher {
       if (this.#stopped) return STOPPED;
       // Before the last segment disappears, the chain head and the segment counter must
       // survive somewhere: a new segment must never reuse this number.
-      await writeHead(walDir, { segment: segment.number, seq: prepared.lastSeq, hash: prepared.chainHash }, this.#o.durable);
+      try {
+        await writeHead(walDir, { segment: segment.number, seq: prepared.lastSeq, hash: prepared.chainHash }, this.#o.durable);
+      } catch (err) {
+        // head.json is read only once no segment is left; until then recovery takes the chain
+        // from the newest. On a full disk it cannot be replaced, and waiting for it would keep
+        // every segment, and the disk full, for ever: while a later sealed segment (whole lines)
+        // is on disk, this one is deleted all the same, and frees its space.
+        if (this.#queue.length < 2) throw err;
+        this.#o.log('receipts WAL: head.json could not be written; a later segment keeps the chain', {
+          segment: segment.number,
+          error: (err as Error).message,
+        });
+      }
     }
     if (this.#stopped) return STOPPED;
     if (this.#o.landedGraceMs > 0) this.#deleteLater(file);

@@ -521,6 +521,38 @@ describe('receipt journal', () => {
     await journal.close();
   });
 
+  it('drains the WAL on a full disk: a segment is deleted without head.json while a later one keeps the chain', async () => {
+    const team = 'team_disk_full';
+    const { journal, dataDir } = await openJournal('disk-full', { batchMaxRows: 5, batchMaxMs: 60_000 });
+    const first = path.join(dataDir, 'wal', '000000000001.jsonl');
+    // The disk is full until the first segment's file is gone: head.json cannot be replaced.
+    const promises = fs.promises;
+    const open = promises.open;
+    let refused = 0;
+    promises.open = ((...args: Parameters<typeof promises.open>) => {
+      if (String(args[0]).endsWith('head.json.tmp') && fs.existsSync(first)) {
+        refused++;
+        return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+      }
+      return open(...args);
+    }) as typeof promises.open;
+    syncBuiltinESMExports();
+    let landed: boolean;
+    try {
+      await Promise.all(Array.from({ length: 12 }, () => journal.append(draft(team))));
+      landed = await journal.flush(10_000);
+    } finally {
+      promises.open = open;
+      syncBuiltinESMExports();
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(landed).toBe(true);
+    await expectExactlyOnce(team, 12);
+    expect(segmentsIn(dataDir)).toEqual([]);
+    expect(JSON.parse(readFileSync(path.join(dataDir, 'wal', 'head.json'), 'utf8'))).toMatchObject({ segment: 3, seq: 12 });
+    await journal.close();
+  });
+
   it('counts an insert once when its acknowledgement was lost and it is retried', async () => {
     const team = 'team_lost_ack';
     let calls = 0;
