@@ -19,6 +19,7 @@
 // (wal-index.ts holds where each line is).
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { receiptsUnavailable } from '../gateway/errors.js';
 import type { RowsInserter } from '../store/clickhouse.js';
 import { RECEIPTS_DISTRIBUTED_TABLE } from '../store/clickhouse-migrate.js';
@@ -214,10 +215,7 @@ export class ReceiptJournal {
     // it will be inserted, so its request is answered, not refused.
     return group.done.then(
       () => receipt,
-      (err: unknown) => {
-        if (index < group.written) return receipt;
-        throw err;
-      },
+      (err: unknown) => (index < group.written ? receipt : Promise.reject(err)),
     );
   }
 
@@ -266,14 +264,11 @@ export class ReceiptJournal {
     if (this.#oldestPendingSegment() > upTo) return true;
     const landed = new Promise<boolean>((resolve, reject) => this.#flushWaiters.push({ upTo, resolve: () => resolve(true), reject }));
     if (timeoutMs === Number.POSITIVE_INFINITY) return landed;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), timeoutMs);
-    });
+    const timer = new AbortController();
     try {
-      return await Promise.race([landed, timeout]);
+      return await Promise.race([landed, sleep(timeoutMs, false, { signal: timer.signal })]);
     } finally {
-      clearTimeout(timer);
+      timer.abort();
     }
   }
 
