@@ -17,7 +17,9 @@ export type FailureKind =
   | 'timeout_total'
   | 'connection_reset'
   | 'aborted'
-  | 'network_error';
+  | 'network_error'
+  /** The upstream's stream carried an error event (the answer is cut short, whatever end followed). */
+  | 'stream_error';
 
 export class UpstreamFailure extends Error {
   constructor(

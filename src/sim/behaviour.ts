@@ -32,6 +32,11 @@ export interface SimBehaviour {
   hang?: 'before-headers' | 'after-headers' | 'after-first-chunk';
   /** Stream: close the connection after N token chunks, without the terminating chunk (mid-stream break). */
   breakAfterChunks?: number;
+  /**
+   * OpenAI chat stream: after N token chunks, an error chunk (`data: {"error": …}`) and then
+   * `data: [DONE]`, as vLLM ends a generation that fails mid-stream.
+   */
+  errorAfterChunks?: number;
   /** Stream: wait this long between consecutive writes (slow drip, for idle timeouts). */
   dripMs?: number;
   /** Never send usage (JSON: no usage field; stream: no usage chunk even if asked). */

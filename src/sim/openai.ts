@@ -225,6 +225,12 @@ async function streamChat(
         breakConnection(res);
         return false;
       }
+      if (b.errorAfterChunks !== undefined && sent >= b.errorAfterChunks) {
+        res.end(
+          `data: {"error":{"object":"error","message":"generation failed (simulated)","type":"InternalServerError","param":null,"code":500}}\n\ndata: [DONE]\n\n`,
+        );
+        return false;
+      }
       const piece = JSON.stringify(p.pieces[step]);
       res.write(
         chunk(

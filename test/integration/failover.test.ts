@@ -203,6 +203,25 @@ describe('streams', () => {
     expect(got).toBeGreaterThan(0);
   });
 
+  it('an error chunk after the first byte, then [DONE] (vLLM): the client gets an error, the receipt is partial', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { errorAfterChunks: 3, completionTokens: 20, times: 1 });
+    const res = await fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'fail half way' }] }),
+    });
+    const text = await res.text();
+    // Until now the [DONE] that follows the error chunk ended it as a complete answer: `ok`, cached.
+    expect(text).toContain('upstream_stream_interrupted');
+    expect(text).not.toContain('data: [DONE]');
+    expect(gw.sim.requests.filter((r) => r.body?.model === backup)).toHaveLength(0);
+    const r = await receipt(res.headers.get('x-tollgate-receipt-id'));
+    expect(r).toMatchObject({ status: 'partial', error_code: 'upstream_stream_interrupted' });
+    expect(r.attempts).toMatchObject([{ model: primary, status: 200, error: 'stream_error' }]);
+    expect(r.completion_tokens).toBeLessThan(20);
+  });
+
   it('aborts the upstream and writes a cancelled receipt when the client goes away', async () => {
     const { route, primary } = await freshRoute();
     gw.sim.behave(primary, { dripMs: 150, completionTokens: 50, times: 1 });
