@@ -9,7 +9,7 @@ import type { Attempt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import type { Target } from '../routing/catalog.js';
 import type { AttemptTrace } from '../telemetry/tracing.js';
-import type { Cancellation } from './cancellation.js';
+import { type Cancellation, ClientGone } from './cancellation.js';
 import { publishDecision } from './decisions.js';
 import type { PipelineDeps } from './deps.js';
 import type { GatewayError } from './errors.js';
@@ -18,9 +18,6 @@ import { classify, parseRetryAfter, UpstreamFailure, type UpstreamResponse } fro
 import { estimateCompletionTokens, estimatePromptTokens, type Usage } from './usage.js';
 
 const MAX_ERROR_BODY = 64 * 1024;
-
-/** Why the signal fired: the client went away (else: the route's total timeout passed). */
-export class ClientGone extends Error {}
 
 /** Why an attempt did not answer: the failure to fail over from, and any Retry-After hint. */
 export interface Unanswered {

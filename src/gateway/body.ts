@@ -1,5 +1,6 @@
 // Reading request bodies with a hard size limit (upstream bodies: upstream-body.ts).
 import type { IncomingMessage } from 'node:http';
+import { ClientGone } from './cancellation.js';
 import { bodyTooLarge, requestTimeout } from './errors.js';
 import { cutForTime } from './inbound.js';
 
@@ -8,7 +9,7 @@ export function readRequestBody(req: IncomingMessage, limit: number): Promise<Bu
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(bodyTooLarge(limit));
   // Cut while we were still authenticating: its 'error' has passed, and no 'end' will come.
-  if (req.destroyed && !req.complete) return Promise.reject(cutForTime(req) ? requestTimeout() : new Error('request aborted'));
+  if (req.destroyed && !req.complete) return Promise.reject(cutShort(req));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -25,10 +26,9 @@ export function readRequestBody(req: IncomingMessage, limit: number): Promise<Bu
       cleanup();
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
-    const onError = (err: Error) => {
+    const onError = () => {
       cleanup();
-      // Cut by the server (request timeout, or shutdown while it was still arriving): a 408 in its receipt.
-      reject(cutForTime(req) ? requestTimeout() : err);
+      reject(cutShort(req));
     };
     const cleanup = () => {
       req.off('data', onData);
@@ -39,4 +39,12 @@ export function readRequestBody(req: IncomingMessage, limit: number): Promise<Bu
     req.on('end', onEnd);
     req.on('error', onError);
   });
+}
+
+/**
+ * Why a request's body stopped arriving: cut by the server (request timeout, or shutdown while
+ * it was still arriving: a 408 in its receipt), or the client went away (a `cancelled` receipt).
+ */
+function cutShort(req: IncomingMessage): Error {
+  return cutForTime(req) ? requestTimeout() : new ClientGone('client closed the connection while sending its request');
 }

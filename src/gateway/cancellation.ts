@@ -5,6 +5,9 @@
 // listen to). It is made for every proxied request, so the difference is worth a class.
 import { EventEmitter } from 'node:events';
 
+/** Why a request's work stopped: the client went away (else: the route's total timeout passed). */
+export class ClientGone extends Error {}
+
 export class Cancellation extends EventEmitter {
   aborted = false;
   reason: unknown = undefined;

@@ -14,6 +14,7 @@ import type { StreamPump } from '../protocols/protocol.js';
 import { receiptComment } from '../protocols/sse.js';
 import { Transcoder } from '../protocols/transcode.js';
 import type { ReceiptStatus, UnsignedReceipt } from '../receipts/receipt.js';
+import { ClientGone } from './cancellation.js';
 import { publishDecision } from './decisions.js';
 import type { PipelineDeps } from './deps.js';
 import { GatewayError, receiptsUnavailable } from './errors.js';
@@ -126,6 +127,13 @@ export class Endings {
 
   /** Answers an error in the client's protocol, after its receipt is in the WAL. */
   async fail(ex: Exchange, res: ServerResponse, err: unknown, status?: ReceiptStatus): Promise<void> {
+    if (err instanceof ClientGone) {
+      // Gone while its request was still arriving: nobody to answer, and a `cancelled` receipt.
+      publishDecision(this.deps.bus, ex, null, 'CANCELLED', 'client_cancelled', null, []);
+      await this.cancelled(ex).catch((walErr) => this.deps.log.error({ err: String(walErr) }, 'could not append receipt'));
+      res.destroy();
+      return;
+    }
     let error: GatewayError;
     if (err instanceof GatewayError) error = err;
     else {

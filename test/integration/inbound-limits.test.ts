@@ -103,6 +103,23 @@ describe('request timeouts and body limits', () => {
     expect(await metric(gw, /^tollgate_request_errors_total\{.*code="request_timeout"/)).toBe(1);
   });
 
+  it('records a client that leaves while sending its body as cancelled (499), not as an internal error', async () => {
+    const before = gw.started.runtime.journal.stats().appendedRecords;
+    const body = JSON.stringify({ model: 'chat-default', messages: [{ role: 'user', content: 'gone half way' }] });
+    const socket = net.connect(mainPort, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer ${secret}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 20)}`,
+    );
+    await sleep(100);
+    socket.destroy();
+    await expect.poll(() => gw.started.runtime.journal.stats().appendedRecords - before).toBe(1);
+    expect(await metric(gw, /^tollgate_request_errors_total\{.*code="client_cancelled"/)).toBe(1);
+    expect(await metric(gw, /^tollgate_request_errors_total\{.*code="internal_error"/)).toBe(0);
+  });
+
   it('does not cut a streamed response that lasts longer than the request timeout', async () => {
     gw.sim.behave('long-stream', { tokensPerSecond: 4, completionTokens: 10 }); // ~2.5 s
     const t0 = Date.now();
