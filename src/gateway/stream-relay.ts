@@ -62,7 +62,8 @@ export async function relayStream(
     // the error chunk has no event of its own) hide the error from the client.
     else if (pump.tally.upstreamError) breakage = new UpstreamFailure('stream_error', 'upstream sent an error event mid-stream');
   } catch (err) {
-    breakage = classify(err, signal);
+    // After its end event the answer is whole: a connection that breaks then takes nothing from it.
+    if (!pump.tally.done) breakage = classify(err, signal);
   }
 
   if (!started) {

@@ -37,6 +37,8 @@ export interface SimBehaviour {
    * `data: [DONE]`, as vLLM ends a generation that fails mid-stream.
    */
   errorAfterChunks?: number;
+  /** OpenAI chat stream: after `data: [DONE]`, break the connection instead of ending it cleanly. */
+  breakAfterDone?: boolean;
   /** Stream: wait this long between consecutive writes (slow drip, for idle timeouts). */
   dripMs?: number;
   /** Never send usage (JSON: no usage field; stream: no usage chunk even if asked). */

@@ -222,6 +222,22 @@ describe('streams', () => {
     expect(r.completion_tokens).toBeLessThan(20);
   });
 
+  it('a connection that breaks after [DONE] takes nothing from the answer: [DONE] and an ok receipt', async () => {
+    const { route, primary } = await freshRoute();
+    gw.sim.behave(primary, { breakAfterDone: true, completionTokens: 12, times: 1 });
+    const res = await fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'then hang up' }] }),
+    });
+    const text = await res.text();
+    expect(text).toContain('data: [DONE]');
+    expect(text).not.toContain('upstream_stream_interrupted');
+    const r = await receipt(res.headers.get('x-tollgate-receipt-id'));
+    expect(r).toMatchObject({ status: 'ok', completion_tokens: 12, usage_estimated: false });
+    expect(r.attempts).toMatchObject([{ model: primary, status: 200, error: null }]);
+  });
+
   it('aborts the upstream and writes a cancelled receipt when the client goes away', async () => {
     const { route, primary } = await freshRoute();
     gw.sim.behave(primary, { dripMs: 150, completionTokens: 50, times: 1 });
