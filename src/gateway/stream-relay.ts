@@ -57,14 +57,14 @@ export async function relayStream(
       res.write(tail);
     }
     if (!pump.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
-    // Some servers (vLLM) send an error chunk after the first byte, then [DONE]: the answer is
-    // still cut short. Ending it as complete would bill it `ok`, cache it, and (transcoded, where
-    // the error chunk has no event of its own) hide the error from the client.
-    else if (pump.tally.upstreamError) breakage = new UpstreamFailure('stream_error', 'upstream sent an error event mid-stream');
   } catch (err) {
     // After its end event the answer is whole: a connection that breaks then takes nothing from it.
     if (!pump.tally.done) breakage = classify(err, signal);
   }
+  // Some servers (vLLM) send an error chunk after the first byte, then [DONE]: the answer is
+  // still cut short. Ending it as complete would bill it `ok`, cache it, and (transcoded, where
+  // the error chunk has no event of its own) hide the error from the client.
+  if (!breakage && pump.tally.upstreamError) breakage = new UpstreamFailure('stream_error', 'upstream sent an error event mid-stream');
 
   if (!started) {
     ex.target = null;
