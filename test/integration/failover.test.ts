@@ -51,6 +51,16 @@ async function receipt(id: string | null): Promise<Record<string, any>> {
   return res.json() as Promise<Record<string, any>>;
 }
 
+/** A streamed chat request sent raw (fetch), to read its SSE text and headers as they went out. */
+async function rawStream(route: string, content: string): Promise<{ res: Response; text: string }> {
+  const res = await fetch(`${gw.baseURL}/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content }] }),
+  });
+  return { res, text: await res.text() };
+}
+
 async function chat(route: string, extra: Record<string, unknown> = {}) {
   return gw
     .client(secret)
@@ -176,12 +186,7 @@ describe('streams', () => {
   it('never fails over after the first byte: a broken stream gets an error event and a partial receipt', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { breakAfterChunks: 3, completionTokens: 20, times: 1 });
-    const res = await fetch(`${gw.baseURL}/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'tell me a long story' }] }),
-    });
-    const text = await res.text();
+    const { res, text } = await rawStream(route, 'tell me a long story');
     expect(text).toContain('event: error');
     expect(text).toContain('upstream_stream_interrupted');
     expect(text).not.toContain('data: [DONE]');
@@ -206,12 +211,7 @@ describe('streams', () => {
   it('an error chunk after the first byte, then [DONE] (vLLM): the client gets an error, the receipt is partial', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { errorAfterChunks: 3, completionTokens: 20, times: 1 });
-    const res = await fetch(`${gw.baseURL}/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'fail half way' }] }),
-    });
-    const text = await res.text();
+    const { res, text } = await rawStream(route, 'fail half way');
     // Until now the [DONE] that follows the error chunk ended it as a complete answer: `ok`, cached.
     expect(text).toContain('upstream_stream_interrupted');
     expect(text).not.toContain('data: [DONE]');
@@ -225,12 +225,7 @@ describe('streams', () => {
   it('a connection that breaks after [DONE] takes nothing from the answer: [DONE] and an ok receipt', async () => {
     const { route, primary } = await freshRoute();
     gw.sim.behave(primary, { breakAfterDone: true, completionTokens: 12, times: 1 });
-    const res = await fetch(`${gw.baseURL}/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'then hang up' }] }),
-    });
-    const text = await res.text();
+    const { res, text } = await rawStream(route, 'then hang up');
     expect(text).toContain('data: [DONE]');
     expect(text).not.toContain('upstream_stream_interrupted');
     const r = await receipt(res.headers.get('x-tollgate-receipt-id'));
