@@ -150,6 +150,9 @@ export class Pipeline {
       if (!res.writableFinished) signal.abort(new ClientGone('client closed the connection'));
     };
     res.on('close', onClose);
+    // A client that left while the request waited for limits, budgets or a semantic-cache
+    // embedding has already closed: its 'close' came before the listener, so look now.
+    if (res.destroyed) onClose();
     const totalMs = route.timeoutMs ?? route.targets[0]?.provider.timeoutMs ?? config.timeouts.totalMs;
     const totalTimer = setTimeout(() => signal.abort(new UpstreamFailure('timeout_total', 'request exceeded its total timeout')), totalMs);
     try {

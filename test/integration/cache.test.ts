@@ -46,6 +46,12 @@ async function ask(secret: string, body: Record<string, unknown>, headers: Recor
 const upstreamCalls = (model: string) => gw.sim.requests.filter((r) => r.path.endsWith('/chat/completions') && r.body?.model === model).length;
 const msg = (content: string) => [{ role: 'user', content }];
 
+async function cancelledCount(): Promise<number> {
+  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => /^tollgate_request_errors_total\{.*code="client_cancelled"/.test(l));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
 beforeAll(async () => {
   gw = await startTestGateway();
   secretA = (await gw.createKey('team-a')).secret;
@@ -250,6 +256,31 @@ describe('semantic cache (local embedder)', () => {
     const second = await ask(secretA, { model: 'semantic-remote', messages: msg('how do I list the files in a directory?') });
     expect([first.cache, second.cache]).toEqual(['miss', 'semantic']);
     expect(embedCalls() - before).toBe(2);
+  });
+});
+
+describe('a client that leaves before the upstream call', () => {
+  it('is recorded as cancelled and never forwarded, even when it left during a slow embedding', async () => {
+    await route('semantic-slow', 'm-sem-slow', { mode: 'SEMANTIC', embeddingModel: 'embed-default', similarityThreshold: 0.8 });
+    gw.sim.behave('sim-embed', { latencyMs: 600, times: 1 });
+    const appended = () => gw.started.runtime.journal.stats().appendedRecords;
+    const before = appended();
+    const cancelledBefore = await cancelledCount();
+    const leave = new AbortController();
+    const sent = fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secretA}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'semantic-slow', stream: true, temperature: 0, messages: msg('gone before the answer') }),
+      signal: leave.signal,
+    }).catch((err: unknown) => err);
+    await new Promise((r) => setTimeout(r, 200));
+    leave.abort();
+    await sent;
+    // One receipt, soon after the embedding returns (not at the route's total timeout), and
+    // the chat upstream never called: nothing to bill, no failure counted against the target.
+    await expect.poll(appended, { timeout: 5_000 }).toBe(before + 1);
+    expect(upstreamCalls('m-sem-slow')).toBe(0);
+    expect((await cancelledCount()) - cancelledBefore).toBe(1);
   });
 });
 
