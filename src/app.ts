@@ -340,6 +340,7 @@ export function buildApp(deps: AppDeps): App {
       await inbound.drain(config.drainTimeoutMs);
       inbound.closeAll();
       await upstream.close();
+      await budgets?.close();
       await webhooks.close();
       // The receipts get what is left of the drain to reach ClickHouse, not more: while it is
       // down they would never land. The journal's close says how many stay in the WAL for the next start.

@@ -25,6 +25,9 @@ import { ResponseStore } from './store/responses.js';
 import { SecretBox } from './store/secret-box.js';
 import { openTracing, type Tracing } from './telemetry/tracing.js';
 
+/** A Redis command that has not answered in this long has failed (a stalled server, a lost link). */
+const COMMAND_TIMEOUT_MS = 2_000;
+
 export interface Runtime {
   app: App;
   adminStore: AdminStore;
@@ -215,12 +218,20 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
 
 /**
  * The Redis connection for the cache and budget counters (live events have their own, in the
- * bridge). Commands fail at once while Redis is down instead of queueing: each caller decides
- * what that means (the cache misses, budgets fail closed or open).
+ * bridge). Commands fail at once while Redis is down instead of queueing, and after
+ * COMMAND_TIMEOUT_MS when it stalls: each caller decides what that means (the cache misses,
+ * budgets fail closed or open and retry their settlements). Nothing is re-sent by ioredis
+ * after a reconnect: the caller has already been told the command failed.
  */
 function openCommandRedis(config: Config): Redis | null {
   if (!config.redisUrl) return null;
-  const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: 'tollgate-commands' });
+  const redis = new Redis(config.redisUrl, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    autoResendUnfulfilledCommands: false,
+    connectionName: 'tollgate-commands',
+  });
   redis.on('error', () => undefined); // reported per failed command by the cache and the budgets
   return redis;
 }

@@ -9,17 +9,28 @@
 // request's feature, in every team or in the budget's team). ALERT budgets count but never
 // block. Thresholds 50 %, 80 % and 100 % are reported once per period each (the settlement
 // that crosses one reports it), and so are blocks (at most one event per budget per 5 s).
-// If the counter store is unreachable, a budget fails closed (503) unless it is set failOpen.
+// If the counter store is unreachable, a budget fails closed (503) unless it is set failOpen;
+// a request admitted open still has its cost booked when it ends. A settlement the counters
+// cannot take is retried in the background (they make repeats harmless) for up to
+// SETTLE_RETRY_MS; a reservation whose settlement never comes is released by the counters at
+// the request's timeout plus HOLD_GRACE_MS.
 import { budgetExceeded, budgetStoreUnavailable, GatewayError } from '../gateway/errors.js';
 import type { BudgetEvent, LiveBus } from '../live/events.js';
 import type { BudgetRecord } from '../store/admin/pricing.js';
-import { type BudgetCounters, NANO, type ReserveItem } from './counters.js';
+import { type BudgetCounters, type Hold, NANO, type ReserveItem } from './counters.js';
 import { type PeriodWindow, periodWindow } from './periods.js';
 
 const THRESHOLDS = [50, 80, 100];
 const BLOCK_EVENT_INTERVAL_MS = 5_000;
 /** Counters outlive their period a little, for late settlements and the budgets query. */
 const COUNTER_GRACE_MS = 2 * 86_400_000;
+/** How long a failed settlement is retried; shorter than HOLD_GRACE_MS, so it finds its hold. */
+const SETTLE_RETRY_MS = 10 * 60_000;
+/** A reservation outlives its request's timeout by this much before the counters release it. */
+const HOLD_GRACE_MS = 15 * 60_000;
+/** Failed settlements kept for retry at most (the oldest go first, reported). */
+const MAX_UNSETTLED = 100_000;
+const MAX_RETRY_DELAY_MS = 30_000;
 
 export interface BudgetSubject {
   teamId: string;
@@ -29,7 +40,17 @@ export interface BudgetSubject {
 
 /** What an admitted request holds until its receipt settles it. */
 export interface BudgetTicket {
+  hold: Hold;
+  /** False: admitted open while the counters were unreachable; nothing is reserved. */
+  held: boolean;
   items: Array<{ budget: BudgetRecord; key: string; amount: number; ttlMs: number | null }>;
+}
+
+interface Unsettled {
+  ticket: BudgetTicket;
+  cost: number;
+  requestId: string;
+  since: number;
 }
 
 export interface BudgetStatus {
@@ -49,14 +70,20 @@ export interface BudgetEnforcerDeps {
   notify?: (budget: BudgetRecord, event: BudgetEvent) => void;
   onError: (err: unknown, what: string) => void;
   now?: () => number;
+  /** First wait before a failed settlement is tried again (doubles up to 30 s). */
+  settleRetryMs?: number;
 }
 
 export class BudgetEnforcer {
   private readonly now: () => number;
   private readonly lastBlockEvent = new Map<string, number>();
+  private unsettled: Unsettled[] = [];
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryDelayMs: number;
 
   constructor(private readonly deps: BudgetEnforcerDeps) {
     this.now = deps.now ?? Date.now;
+    this.retryDelayMs = deps.settleRetryMs ?? 1_000;
   }
 
   covering(subject: BudgetSubject): BudgetRecord[] {
@@ -64,15 +91,18 @@ export class BudgetEnforcer {
   }
 
   /**
-   * Reserves `estimateUsd()` on every covering budget, or throws 429 budget_exceeded (or 503
-   * when the counters cannot be reached). Null: no budget covers the request.
+   * Reserves `estimateUsd()` on every covering budget until the request settles or
+   * `timeoutMs` (plus a grace) passes, or throws 429 budget_exceeded (or 503 when the counters
+   * cannot be reached). Null: no budget covers the request.
    */
-  async admit(subject: BudgetSubject, estimateUsd: () => Promise<number>, requestId: string): Promise<BudgetTicket | null> {
+  async admit(subject: BudgetSubject, estimateUsd: () => Promise<number>, requestId: string, timeoutMs: number): Promise<BudgetTicket | null> {
     const budgets = this.covering(subject);
     if (budgets.length === 0) return null;
     const amount = Math.ceil((await estimateUsd()) * NANO);
     const now = this.now();
     const ticket: BudgetTicket = {
+      hold: { id: requestId, ms: timeoutMs + HOLD_GRACE_MS },
+      held: true,
       items: budgets.map((budget) => {
         const { key, ttlMs } = counterSlot(budget, now);
         return { budget, key, amount, ttlMs };
@@ -86,7 +116,7 @@ export class BudgetEnforcer {
     }));
     try {
       for (let attempt = 0; ; attempt++) {
-        const outcome = await this.deps.counters.reserve(items);
+        const outcome = await this.deps.counters.reserve(ticket.hold, items);
         if (outcome.kind === 'reserved') return ticket;
         if (outcome.kind === 'blocked') {
           const { budget } = ticket.items[outcome.index];
@@ -101,26 +131,82 @@ export class BudgetEnforcer {
     } catch (err) {
       if (err instanceof GatewayError) throw err;
       this.deps.onError(err, 'budget admission');
-      if (budgets.every((b) => b.failOpen || b.action === 'ALERT')) return null;
+      // Admitted open: nothing reserved, but the cost is still booked when it settles.
+      if (budgets.every((b) => b.failOpen || b.action === 'ALERT')) return { ...ticket, held: false };
       throw budgetStoreUnavailable();
     }
   }
 
-  /** Releases the reservation and books the actual cost (null = unpriced: books nothing). */
+  /**
+   * Releases the reservation and books the actual cost (null = unpriced: books nothing). When
+   * the counters cannot take it, it is retried in the background; resolves after the first try.
+   */
   async settle(ticket: BudgetTicket, costUsd: number | null, requestId: string): Promise<void> {
     const cost = Math.max(0, Math.round((costUsd ?? 0) * NANO));
-    const items = ticket.items.map(({ key, amount, ttlMs }) => ({ key, reserved: amount, cost, ttlMs }));
-    let results: Array<{ spentBefore: number; spentAfter: number }> | null = null;
-    for (let attempt = 0; attempt < 3 && !results; attempt++) {
-      try {
-        results = await this.deps.counters.settle(items);
-      } catch (err) {
-        if (attempt === 2) return this.deps.onError(err, 'budget settlement');
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
-      }
+    if (!(await this.trySettle({ ticket, cost, requestId, since: this.now() }))) this.scheduleRetry();
+  }
+
+  /** Tries pending settlements once more (at shutdown); stops the background retries. */
+  async close(): Promise<void> {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const pending = this.unsettled;
+    this.unsettled = [];
+    for (const [i, entry] of pending.entries()) {
+      if (await this.trySettle(entry)) continue;
+      this.unsettled.push(...pending.slice(i + 1));
+      break;
     }
+    if (this.unsettled.length) this.deps.onError(new Error(`${this.unsettled.length} settlements not booked`), 'budget settlement at shutdown');
+  }
+
+  /** One settlement try; on failure the entry joins the retry queue. */
+  private async trySettle(entry: Unsettled): Promise<boolean> {
+    const { ticket, cost, requestId } = entry;
+    const items = ticket.items.map(({ key, amount, ttlMs }) => ({ key, reserved: amount, cost, ttlMs }));
+    let results: Array<{ spentBefore: number; spentAfter: number }>;
+    try {
+      results = await this.deps.counters.settle(ticket.hold, ticket.held, items);
+    } catch (err) {
+      if (this.unsettled.length === 0) this.deps.onError(err, 'budget settlement (retrying)');
+      if (this.unsettled.length >= MAX_UNSETTLED) {
+        this.unsettled.shift();
+        this.deps.onError(new Error(`more than ${MAX_UNSETTLED} settlements pending; dropped the oldest`), 'budget settlement');
+      }
+      this.unsettled.push(entry);
+      return false;
+    }
+    this.report(ticket, results, requestId);
+    return true;
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.unsettled.length === 0) return;
+    this.retryTimer = setTimeout(() => void this.retryUnsettled(), this.retryDelayMs);
+    this.retryTimer.unref();
+  }
+
+  private async retryUnsettled(): Promise<void> {
+    const pending = this.unsettled;
+    this.unsettled = [];
+    const oldest = this.now() - SETTLE_RETRY_MS;
+    const live = pending.filter((e) => e.since >= oldest);
+    const expired = pending.length - live.length;
+    if (expired) this.deps.onError(new Error(`${expired} settlements not booked for ${SETTLE_RETRY_MS / 60_000} minutes; given up`), 'budget settlement');
+    let failed = false;
+    for (const entry of live) {
+      if (failed) this.unsettled.push(entry);
+      else failed = !(await this.trySettle(entry));
+    }
+    this.retryDelayMs = failed ? Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS) : (this.deps.settleRetryMs ?? 1_000);
+    this.retryTimer = null;
+    this.scheduleRetry();
+  }
+
+  /** Threshold events for the settlement that crossed them. */
+  private report(ticket: BudgetTicket, results: Array<{ spentBefore: number; spentAfter: number }>, requestId: string): void {
     ticket.items.forEach(({ budget }, i) => {
-      const { spentBefore, spentAfter } = results![i];
+      const { spentBefore, spentAfter } = results[i];
       const limit = budget.limitUsd * NANO;
       for (const pct of THRESHOLDS) {
         const line = (limit * pct) / 100;

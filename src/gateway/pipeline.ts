@@ -79,6 +79,7 @@ export class Pipeline {
           subject,
           () => maxCostOf(served.targets, request, this.deps.config.budgets.defaultMaxTokens, climbs),
           ex.requestId,
+          this.totalTimeoutMs(served),
         );
       }
 
@@ -153,8 +154,7 @@ export class Pipeline {
     // A client that left while the request waited for limits, budgets or a semantic-cache
     // embedding has already closed: its 'close' came before the listener, so look now.
     if (res.destroyed) onClose();
-    const totalMs = route.timeoutMs ?? route.targets[0]?.provider.timeoutMs ?? config.timeouts.totalMs;
-    const totalTimer = setTimeout(() => signal.abort(new UpstreamFailure('timeout_total', 'request exceeded its total timeout')), totalMs);
+    const totalTimer = setTimeout(() => signal.abort(new UpstreamFailure('timeout_total', 'request exceeded its total timeout')), this.totalTimeoutMs(route));
     try {
       const order = orderTargets(route, health);
       const candidates = this.deps.bus.decisions.hasListeners ? candidatesOf(order, this.deps.health) : [];
@@ -221,6 +221,11 @@ export class Pipeline {
       clearTimeout(totalTimer);
       res.off('close', onClose);
     }
+  }
+
+  /** How long forwarding to `route` may take in all: its attempts, backoffs and stream. */
+  private totalTimeoutMs(route: Route): number {
+    return route.timeoutMs ?? route.targets[0]?.provider.timeoutMs ?? this.deps.config.timeouts.totalMs;
   }
 
   /**

@@ -11,6 +11,7 @@ import { type BudgetEvent, LiveBus } from '../../src/live/events.js';
 import type { BudgetRecord } from '../../src/store/admin/pricing.js';
 
 const subject: BudgetSubject = { teamId: 'team-1', apiKeyId: 'key-1', feature: 'chat' };
+const TIMEOUT_MS = 60_000;
 
 function budget(over: Partial<BudgetRecord> = {}): BudgetRecord {
   return {
@@ -30,29 +31,47 @@ function budget(over: Partial<BudgetRecord> = {}): BudgetRecord {
   };
 }
 
+/** In-process counters that can be made unreachable, as Redis can be. */
+class SwitchedCounters extends MemoryCounters {
+  down = false;
+  override async reserve(...args: Parameters<MemoryCounters['reserve']>) {
+    if (this.down) throw new Error('counters unreachable');
+    return super.reserve(...args);
+  }
+  override async settle(...args: Parameters<MemoryCounters['settle']>) {
+    if (this.down) throw new Error('counters unreachable');
+    return super.settle(...args);
+  }
+}
+
 function setup(budgets: BudgetRecord[], start: string) {
   const clock = { t: Date.parse(start) };
   const ledger: Array<{ at: number; usd: number }> = [];
   const events: BudgetEvent[] = [];
+  const errors: string[] = [];
   const bus = new LiveBus();
   bus.budgets.subscribe((e) => events.push(e));
+  const counters = new SwitchedCounters(() => clock.t);
   const enforcer = new BudgetEnforcer({
-    counters: new MemoryCounters(() => clock.t),
+    counters,
     budgets: () => budgets,
     spentSince: async (_b, w) => ledger.filter((r) => r.at >= w.startMs && (w.endMs === null || r.at < w.endMs)).reduce((s, r) => s + r.usd, 0),
     bus,
-    onError: (err) => {
-      throw err;
+    // Only an unreachable store is an expected error here.
+    onError: (err, what) => {
+      if (!counters.down) throw err;
+      errors.push(what);
     },
     now: () => clock.t,
+    settleRetryMs: 10,
   });
   /** One request: admit with `estimate`, settle with `cost` (recorded in the ledger like a receipt). */
   const spend = async (estimate: number, cost: number) => {
-    const ticket = await enforcer.admit(subject, async () => estimate, 'req');
+    const ticket = await enforcer.admit(subject, async () => estimate, 'req', TIMEOUT_MS);
     ledger.push({ at: clock.t, usd: cost });
     if (ticket) await enforcer.settle(ticket, cost, 'req');
   };
-  return { clock, ledger, events, enforcer, spend };
+  return { clock, ledger, events, errors, counters, enforcer, spend };
 }
 
 async function refusal(p: Promise<unknown>): Promise<GatewayError> {
@@ -79,36 +98,36 @@ describe('budget enforcement', () => {
   it('blocks at the limit and starts again at the next UTC midnight', async () => {
     const { clock, spend, enforcer } = setup([budget()], '2026-11-21T23:00:00Z');
     for (let i = 0; i < 4; i++) await spend(0.25, 0.25);
-    const e = await refusal(enforcer.admit(subject, async () => 0.01, 'r'));
+    const e = await refusal(enforcer.admit(subject, async () => 0.01, 'r', TIMEOUT_MS));
     expect([e.status, e.type, e.code]).toEqual([429, 'insufficient_quota', 'budget_exceeded']);
     clock.t = Date.parse('2026-11-21T23:59:59.999Z');
-    await refusal(enforcer.admit(subject, async () => 0.01, 'r'));
+    await refusal(enforcer.admit(subject, async () => 0.01, 'r', TIMEOUT_MS));
     clock.t = Date.parse('2026-11-22T00:00:00.000Z');
-    expect(await enforcer.admit(subject, async () => 0.5, 'r')).not.toBeNull();
+    expect(await enforcer.admit(subject, async () => 0.5, 'r', TIMEOUT_MS)).not.toBeNull();
   });
 
   it('a MONTH budget keeps counting across days; TOTAL never resets', async () => {
     const month = setup([budget({ period: 'MONTH' })], '2026-11-01T10:00:00Z');
     await month.spend(0.6, 0.6);
     month.clock.t = Date.parse('2026-11-20T10:00:00Z');
-    await refusal(month.enforcer.admit(subject, async () => 0.5, 'r'));
+    await refusal(month.enforcer.admit(subject, async () => 0.5, 'r', TIMEOUT_MS));
     month.clock.t = Date.parse('2026-12-01T00:00:00Z');
-    expect(await month.enforcer.admit(subject, async () => 0.5, 'r')).not.toBeNull();
+    expect(await month.enforcer.admit(subject, async () => 0.5, 'r', TIMEOUT_MS)).not.toBeNull();
 
     const total = setup([budget({ period: 'TOTAL' })], '2026-01-01T00:00:00Z');
     await total.spend(0.9, 0.9);
     total.clock.t = Date.parse('2030-01-01T00:00:00Z');
-    await refusal(total.enforcer.admit(subject, async () => 0.2, 'r'));
+    await refusal(total.enforcer.admit(subject, async () => 0.2, 'r', TIMEOUT_MS));
   });
 
   it('reservations hold the estimate until settled, and settlement books the actual cost', async () => {
     const { enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
-    const held = [await enforcer.admit(subject, async () => 0.4, 'a'), await enforcer.admit(subject, async () => 0.4, 'b')];
-    await refusal(enforcer.admit(subject, async () => 0.4, 'c'));
+    const held = [await enforcer.admit(subject, async () => 0.4, 'a', TIMEOUT_MS), await enforcer.admit(subject, async () => 0.4, 'b', TIMEOUT_MS)];
+    await refusal(enforcer.admit(subject, async () => 0.4, 'c', TIMEOUT_MS));
     expect(await enforcer.status(budget())).toMatchObject({ spentUsd: 0, reservedUsd: 0.8 });
     await enforcer.settle(held[0]!, 0.1, 'a');
     expect(await enforcer.status(budget())).toMatchObject({ spentUsd: 0.1, reservedUsd: 0.4 });
-    expect(await enforcer.admit(subject, async () => 0.4, 'c')).not.toBeNull();
+    expect(await enforcer.admit(subject, async () => 0.4, 'c', TIMEOUT_MS)).not.toBeNull();
     await enforcer.settle(held[1]!, null, 'b'); // unpriced: books nothing
     const s = await enforcer.status(budget());
     expect(s.spentUsd).toBeCloseTo(0.1, 12);
@@ -119,8 +138,8 @@ describe('budget enforcement', () => {
   it('rebuilds spend from the source of truth for a counter it has not seen', async () => {
     const { ledger, clock, enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
     ledger.push({ at: clock.t - 3_600_000, usd: 0.95 }, { at: clock.t - 86_400_000, usd: 5 }); // yesterday does not count
-    await refusal(enforcer.admit(subject, async () => 0.1, 'r'));
-    expect(await enforcer.admit(subject, async () => 0.05, 'r')).not.toBeNull();
+    await refusal(enforcer.admit(subject, async () => 0.1, 'r', TIMEOUT_MS));
+    expect(await enforcer.admit(subject, async () => 0.05, 'r', TIMEOUT_MS)).not.toBeNull();
   });
 
   it('ALERT budgets count and report thresholds once each, but never block', async () => {
@@ -147,7 +166,59 @@ describe('budget enforcement', () => {
   it('a request covered by several budgets is refused by the first that cannot fit it, and reserves on none', async () => {
     const budgets = [budget({ id: 'team', limitUsd: 10 }), budget({ id: 'key', scope: 'API_KEY', apiKeyId: 'key-1', limitUsd: 0.3 })];
     const { enforcer } = setup(budgets, '2026-11-21T12:00:00Z');
-    await refusal(enforcer.admit(subject, async () => 0.5, 'r'));
+    await refusal(enforcer.admit(subject, async () => 0.5, 'r', TIMEOUT_MS));
     expect((await enforcer.status(budgets[0])).reservedUsd).toBe(0);
+  });
+});
+
+describe('reservations that are never settled, and settlements that cannot be made at once', () => {
+  it("releases a reservation whose settlement never comes at the request's timeout plus the grace, even on a TOTAL budget", async () => {
+    const { clock, enforcer } = setup([budget({ period: 'TOTAL' })], '2026-11-21T12:00:00Z');
+    expect(await enforcer.admit(subject, async () => 0.8, 'crashed', TIMEOUT_MS)).not.toBeNull(); // never settled
+    await refusal(enforcer.admit(subject, async () => 0.4, 'r1', TIMEOUT_MS));
+    clock.t += TIMEOUT_MS + 15 * 60_000 - 1;
+    await refusal(enforcer.admit(subject, async () => 0.4, 'r2', TIMEOUT_MS));
+    clock.t += 2;
+    expect(await enforcer.admit(subject, async () => 0.4, 'r3', TIMEOUT_MS)).not.toBeNull();
+    expect(await enforcer.status(budget({ period: 'TOTAL' }))).toMatchObject({ spentUsd: 0, reservedUsd: 0.4 });
+  });
+
+  it('a repeated reservation holds once and a repeated settlement books once', async () => {
+    const { counters, enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
+    const ticket = (await enforcer.admit(subject, async () => 0.3, 'a', TIMEOUT_MS))!;
+    const items = ticket.items.map(({ key, amount, ttlMs }) => ({ key, limit: 1e9, amount, ttlMs }));
+    expect(await counters.reserve(ticket.hold, items)).toEqual({ kind: 'reserved' });
+    expect(await enforcer.status(budget())).toMatchObject({ spentUsd: 0, reservedUsd: 0.3 });
+    await enforcer.settle(ticket, 0.1, 'a');
+    await enforcer.settle(ticket, 0.1, 'a');
+    expect(await enforcer.status(budget())).toMatchObject({ spentUsd: 0.1, reservedUsd: 0 });
+  });
+
+  it('books the cost of a request admitted open while the counters were down, once they are back', async () => {
+    const failOpen = budget({ failOpen: true });
+    const { counters, enforcer, errors } = setup([failOpen], '2026-11-21T12:00:00Z');
+    await enforcer.settle((await enforcer.admit(subject, async () => 0.1, 'before', TIMEOUT_MS))!, 0.1, 'before');
+    counters.down = true;
+    const open = await enforcer.admit(subject, async () => 0.3, 'open', TIMEOUT_MS);
+    expect(open?.held).toBe(false);
+    await enforcer.settle(open!, 0.25, 'open');
+    await enforcer.settle(open!, 0.25, 'open'); // a repeat (the first reply lost) books nothing more
+    expect(errors).toContain('budget admission');
+    counters.down = false;
+    await expect.poll(async () => (await enforcer.status(failOpen)).spentUsd).toBeCloseTo(0.35, 9);
+    await new Promise((r) => setTimeout(r, 50)); // the retry queue has nothing left to book twice
+    expect((await enforcer.status(failOpen)).spentUsd).toBeCloseTo(0.35, 9);
+  });
+
+  it('retries a settlement the counters could not take, releasing its reservation when they are back', async () => {
+    const { counters, enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
+    const ticket = (await enforcer.admit(subject, async () => 0.6, 'slow', TIMEOUT_MS))!;
+    counters.down = true;
+    await enforcer.settle(ticket, 0.2, 'slow');
+    await new Promise((r) => setTimeout(r, 50)); // a few retries fail
+    counters.down = false;
+    await expect.poll(async () => (await enforcer.status(budget())).reservedUsd).toBe(0);
+    expect((await enforcer.status(budget())).spentUsd).toBeCloseTo(0.2, 9);
+    expect(await enforcer.admit(subject, async () => 0.8, 'next', TIMEOUT_MS)).not.toBeNull();
   });
 });
