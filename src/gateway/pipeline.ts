@@ -145,7 +145,7 @@ export class Pipeline {
   // ── Routing and failover ─────────────────────────────────────────────────────────────
 
   private async forward(ex: Exchange, route: Route, res: ServerResponse): Promise<void> {
-    const { config, health } = this.deps;
+    const { health } = this.deps;
     const signal = new Cancellation();
     const onClose = () => {
       if (!res.writableFinished) signal.abort(new ClientGone('client closed the connection'));
