@@ -6,8 +6,10 @@
 // Exchange, and every head is built (and its values made safe) *before* the receipt, so
 // nothing after the receipt can fail into a second one or into an error for an answer the
 // receipt already calls good.
+
 import { createHash, hash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { budgetCostOf } from '../budgets/spend.js';
 import { completionChunks } from '../protocols/assemble.js';
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { StreamPump } from '../protocols/protocol.js';
@@ -218,7 +220,7 @@ export class Endings {
     const ticket = ex.budgetTicket;
     if (ticket) {
       ex.budgetTicket = null;
-      void this.deps.budgets!.settle(ticket, draft.cost_usd, ex.requestId);
+      void this.deps.budgets!.settle(ticket, budgetCostOf(draft), ex.requestId);
     }
     ex.receipt = this.deps.receipts.append(draft).then((receipt) => {
       ex.recorded = true;

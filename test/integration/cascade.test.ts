@@ -6,6 +6,8 @@
 // accepted. One receipt per request, with the steps' tokens and costs added up.
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { periodWindow } from '../../src/budgets/periods.js';
+import { spentInWindow } from '../../src/budgets/spend.js';
 import { maxCostOf } from '../../src/gateway/usage.js';
 import type { RoutingDecision } from '../../src/live/events.js';
 import type { Receipt } from '../../src/receipts/receipt.js';
@@ -413,5 +415,32 @@ describe('a cheap-first cascade', () => {
       );
     }
     expect(byRoute.smart.costPerSucceededTaskUsd).toBeLessThan(byRoute['strong-only'].costPerSucceededTaskUsd / 3);
+  });
+});
+
+describe('budgets', () => {
+  it('a climb through an unpriced step books what its priced steps cost, live and when rebuilt from the receipts', async () => {
+    const store = gw.started.runtime.adminStore;
+    const team = await gw.createKey('team-cascade-budget');
+    await store.routing.upsertRoute({ name: 'half-priced', strategy: 'CASCADE', accept: ['NON_EMPTY'], targets: [CHEAP, { provider: 'sim-b', model: 'unpriced' }] });
+    await store.pricing.setBudget({ scope: 'TEAM', teamId: team.teamId, period: 'DAY', limitUsd: 100, action: 'BLOCK' });
+    await gw.started.runtime.app.catalog.refresh();
+    gw.sim.behave('cheap', { content: '   ', times: 1 });
+    const { response } = await gw
+      .client(team.secret)
+      .chat.completions.create({ model: 'half-priced', messages: [{ role: 'user', content: 'climb' }] })
+      .withResponse();
+    expect(response.headers.get('x-tollgate-attempts')).toBe('2');
+    await gw.started.runtime.journal.flush();
+    const receipt = (await storedReceipts(gw, team.teamId)).find((r) => r.receipt_id === response.headers.get('x-tollgate-receipt-id'))!;
+    expect(receipt.cost_usd).toBeNull(); // unknown in all: never a fake sum
+    const cheapCost = receipt.attempts[0].cost_usd!;
+    expect(cheapCost).toBeGreaterThan(0);
+    const budgets = gw.started.runtime.app.budgets!;
+    const budget = gw.started.runtime.app.catalog.budgets.find((b) => b.teamId === team.teamId)!;
+    await expect.poll(async () => (await budgets.status(budget)).spentUsd).toBeCloseTo(cheapCost, 9);
+    const window = periodWindow('DAY', Date.now());
+    const ch = gw.started.runtime.clickhouse;
+    expect(await spentInWindow(ch.client, 'receipts', budget, window)).toBeCloseTo(cheapCost, 9);
   });
 });
