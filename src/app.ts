@@ -214,10 +214,7 @@ export function buildApp(deps: AppDeps): App {
                 hooks: decideHooks,
                 budgetHasRoom: budgets
                   ? async (subject, served, parsed) =>
-                      budgets.hasRoom(
-                        subject,
-                        await maxCostOf(served.targets, parsed.chat ?? parsed.body, config.budgets.defaultMaxTokens, isCascade(served, parsed)),
-                      )
+                      budgets.hasRoom(subject, await maxCostOf(served.targets, parsed, config.budgets.defaultMaxTokens, isCascade(served, parsed)))
                   : undefined,
               },
               { body: input.body, protocol: [...protocols.values()].find((p) => p.endpoint === input.endpoint)!, headers: input.headers, team: input.team },

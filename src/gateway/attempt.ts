@@ -134,7 +134,7 @@ export async function send(deps: AttemptDeps, log: AttemptLog, adapter: Upstream
 export async function usageOf(reported: Omit<Usage, 'estimated'> | null, parsed: ParsedRequest, deliveredText: () => string): Promise<Usage> {
   if (reported) return { ...reported, estimated: false };
   return {
-    promptTokens: await estimatePromptTokens(parsed.chat ?? parsed.body),
+    promptTokens: await estimatePromptTokens(parsed.body),
     completionTokens: await estimateCompletionTokens(deliveredText()),
     cachedTokens: 0,
     cacheWriteTokens: 0,

@@ -73,11 +73,10 @@ export class Pipeline {
       if (budgets) {
         const { key } = ex;
         const subject = { teamId: key.teamId, apiKeyId: key.id, feature: ex.feature };
-        const request = parsed.chat ?? parsed.body;
         const climbs = isCascade(served, parsed);
         ex.budgetTicket = await budgets.admit(
           subject,
-          () => maxCostOf(served.targets, request, this.deps.config.budgets.defaultMaxTokens, climbs),
+          () => maxCostOf(served.targets, parsed, this.deps.config.budgets.defaultMaxTokens, climbs),
           ex.requestId,
           this.totalTimeoutMs(served),
         );

@@ -3,6 +3,7 @@
 // (o200k, gpt-tokenizer) and the receipt says `usage_estimated`.
 
 import type { ChatUsage } from '../protocols/canonical.js';
+import type { ParsedRequest } from '../protocols/protocol.js';
 import { roundUsd } from '../receipts/receipt.js';
 import type { PriceInput } from '../routing/catalog.js';
 
@@ -31,19 +32,23 @@ function tokenCounter(): Promise<CountTokens> {
 
 /**
  * The most a request can cost on a route: prompt tokens (estimated) plus the completion
- * tokens it allows (max_completion_tokens, max_tokens, or `defaultMaxTokens`) times n, at the
- * dearest target's prices (failover may land anywhere), or at every target's prices added up
- * for a cascade, which may pay each step. Unpriced targets count as 0.
+ * tokens it allows (max_completion_tokens, max_tokens, max_output_tokens, or
+ * `defaultMaxTokens`) times n, at the dearest target's prices (failover may land anywhere),
+ * or at every target's prices added up for a cascade, which may pay each step. Unpriced
+ * targets count as 0; embeddings have no completion.
  */
 export async function maxCostOf(
   targets: ReadonlyArray<{ price: PriceInput | null }>,
-  body: Record<string, unknown>,
+  parsed: Pick<ParsedRequest, 'body' | 'chat'>,
   defaultMaxTokens: number,
   paysEveryTarget = false,
 ): Promise<number> {
-  const prompt = Array.isArray(body.messages) ? await estimatePromptTokens(body) : Math.ceil(JSON.stringify(body.input ?? '').length / 2);
+  const { body } = parsed;
+  const prompt = await estimatePromptTokens(body);
   const positive = (v: unknown) => (typeof v === 'number' && v > 0 ? v : undefined);
-  const perChoice = Array.isArray(body.messages) ? (positive(body.max_completion_tokens) ?? positive(body.max_tokens) ?? defaultMaxTokens) : 0;
+  const perChoice = parsed.chat
+    ? (positive(body.max_completion_tokens) ?? positive(body.max_tokens) ?? positive(body.max_output_tokens) ?? defaultMaxTokens)
+    : 0;
   const completion = perChoice * (positive(body.n) ?? 1);
   let max = 0;
   for (const { price } of targets) {
@@ -54,28 +59,62 @@ export async function maxCostOf(
   return max;
 }
 
-/** OpenAI's chat format adds ~3 tokens per message and 3 for the reply priming. */
+// What a request's non-text parts count for, as providers bill them, taking the worst case
+// where it depends on what Tollgate does not look at (an image's size, a document's pages):
+// an image is at most ~1,600 tokens (Anthropic scales it to ≤ 1.15 megapixels, ~750 pixels a
+// token; OpenAI's high detail is ≤ 1,445: 85 + 170 for each of ≤ 8 tiles), 85 at low detail.
+// Documents and audio are counted from their size: about 3,000 tokens a PDF page (its text
+// plus the page as an image) of ~30 KB, so one token for every 10 bytes; a file named only by
+// id or URL counts as FILE_BY_REFERENCE_TOKENS.
+const IMAGE_TOKENS = 1_600;
+const LOW_DETAIL_IMAGE_TOKENS = 85;
+const FILE_BYTES_PER_TOKEN = 10;
+const FILE_BY_REFERENCE_TOKENS = 10_000;
+const IMAGE_TYPES = new Set(['image_url', 'image', 'input_image']);
+const FILE_TYPES = new Set(['file', 'document', 'input_file', 'input_audio']);
+
+/**
+ * Prompt tokens of a request in any client protocol's shape (chat completions, Responses,
+ * Messages, embeddings): its text with a BPE tokenizer, its images and files as above, and
+ * OpenAI's chat overhead (~3 tokens a message and 3 for the reply priming).
+ */
 export async function estimatePromptTokens(body: Record<string, unknown>): Promise<number> {
   const count = await tokenCounter();
   const messages = Array.isArray(body.messages) ? body.messages : [];
-  let tokens = 3;
-  for (const m of messages) {
-    tokens += 3;
-    const content = (m as { content?: unknown })?.content;
-    if (typeof content === 'string') tokens += count(content);
-    else if (Array.isArray(content)) {
-      for (const part of content) {
-        const text = (part as { text?: unknown })?.text;
-        if (typeof text === 'string') tokens += count(text);
-      }
-    }
-    const toolCalls = (m as { tool_calls?: unknown })?.tool_calls;
-    if (toolCalls) tokens += count(JSON.stringify(toolCalls));
-  }
+  let tokens = 3 + 3 * messages.length;
+  for (const m of messages) tokens += contentTokens(m, count);
+  for (const field of ['system', 'instructions', 'input'] as const) tokens += contentTokens(body[field], count);
   if (body.tools) tokens += count(JSON.stringify(body.tools));
-  if (typeof body.input === 'string') tokens += count(body.input);
-  else if (Array.isArray(body.input)) for (const s of body.input) if (typeof s === 'string') tokens += count(s);
   return tokens;
+}
+
+/** Tokens of one message, part, item or list of them (token-id arrays count one a number). */
+function contentTokens(value: unknown, count: CountTokens): number {
+  if (typeof value === 'string') return count(value);
+  if (typeof value === 'number') return 1;
+  if (Array.isArray(value)) {
+    let tokens = 0;
+    for (const item of value) tokens += contentTokens(item, count);
+    return tokens;
+  }
+  if (!value || typeof value !== 'object') return 0;
+  const part = value as Record<string, unknown>;
+  if (IMAGE_TYPES.has(part.type as string)) return isLowDetail(part) ? LOW_DETAIL_IMAGE_TOKENS : IMAGE_TOKENS;
+  if (FILE_TYPES.has(part.type as string)) {
+    const size = JSON.stringify(part).length;
+    return size < 1_000 ? FILE_BY_REFERENCE_TOKENS : Math.ceil((size * 3) / 4 / FILE_BYTES_PER_TOKEN);
+  }
+  let tokens = 0;
+  // text parts, tool calls and results in each protocol's spelling; nested content (tool results).
+  for (const field of ['text', 'arguments', 'output', 'content'] as const) tokens += contentTokens(part[field], count);
+  if (part.tool_calls) tokens += count(JSON.stringify(part.tool_calls));
+  if (part.type === 'tool_use' && part.input) tokens += count(JSON.stringify(part.input));
+  return tokens;
+}
+
+function isLowDetail(part: Record<string, unknown>): boolean {
+  const image = part.image_url as { detail?: unknown } | undefined;
+  return (image && typeof image === 'object' ? image.detail : part.detail) === 'low';
 }
 
 export async function estimateCompletionTokens(text: string): Promise<number> {

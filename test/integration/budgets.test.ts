@@ -18,7 +18,11 @@ const msg = (content: string) => [{ role: 'user' as const, content }];
 const body = (content: string) => ({ model: 'budgeted', messages: msg(content), max_tokens: 8 });
 
 async function estimateOf(content: string): Promise<number> {
-  return maxCostOf([{ price: { version: 1, provider: 'sim', model: 'm-budget', ...PRICE, cachedInputPerMTokUsd: null } }], body(content), 4096);
+  return maxCostOf(
+    [{ price: { version: 1, provider: 'sim', model: 'm-budget', ...PRICE, cachedInputPerMTokUsd: null } }],
+    { body: body(content), chat: body(content) },
+    4096,
+  );
 }
 
 /** Status and error code of one request. */

@@ -348,7 +348,8 @@ describe('a cheap-first cascade', () => {
 
   it('budgets reserve what every step could cost', async () => {
     const targets = [{ price: { inputPerMTokUsd: 1, outputPerMTokUsd: 2 } }, { price: { inputPerMTokUsd: 10, outputPerMTokUsd: 30 } }] as any;
-    const body = { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 };
+    const chat = { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 };
+    const body = { body: chat, chat } as any;
     const one = await maxCostOf(targets, body, 4096);
     const every = await maxCostOf(targets, body, 4096, true);
     const cheapOnly = await maxCostOf([targets[0]], body, 4096);
@@ -422,7 +423,12 @@ describe('budgets', () => {
   it('a climb through an unpriced step books what its priced steps cost, live and when rebuilt from the receipts', async () => {
     const store = gw.started.runtime.adminStore;
     const team = await gw.createKey('team-cascade-budget');
-    await store.routing.upsertRoute({ name: 'half-priced', strategy: 'CASCADE', accept: ['NON_EMPTY'], targets: [CHEAP, { provider: 'sim-b', model: 'unpriced' }] });
+    await store.routing.upsertRoute({
+      name: 'half-priced',
+      strategy: 'CASCADE',
+      accept: ['NON_EMPTY'],
+      targets: [CHEAP, { provider: 'sim-b', model: 'unpriced' }],
+    });
     await store.pricing.setBudget({ scope: 'TEAM', teamId: team.teamId, period: 'DAY', limitUsd: 100, action: 'BLOCK' });
     await gw.started.runtime.app.catalog.refresh();
     gw.sim.behave('cheap', { content: '   ', times: 1 });

@@ -1,0 +1,81 @@
+// The prompt estimate budgets reserve on (and receipts fall back to when an upstream omits
+// usage), in each client protocol's own shape: text through the tokenizer, images and
+// documents at what providers bill for them, the completion limit each protocol spells.
+import { describe, expect, it } from 'vitest';
+import { estimatePromptTokens, maxCostOf } from '../../src/gateway/usage.js';
+
+const TEXT = 'Describe what you see, in one short paragraph.';
+const PNG = `data:image/png;base64,${'A'.repeat(40_000)}`;
+const PDF = 'J'.repeat(400_000); // base64 of a ~300 KB document
+const PRICE = [{ price: { inputPerMTokUsd: 1e6, outputPerMTokUsd: 0 } }] as any; // $1 a prompt token
+
+async function extra(body: Record<string, unknown>, textOnly: Record<string, unknown>): Promise<number> {
+  return (await estimatePromptTokens(body)) - (await estimatePromptTokens(textOnly));
+}
+
+describe('prompt estimate', () => {
+  it('counts an image at most providers bill for one, whatever the protocol spells it', async () => {
+    const chat = (parts: unknown[]) => ({ messages: [{ role: 'user', content: [{ type: 'text', text: TEXT }, ...parts] }] });
+    const messages = (parts: unknown[]) => ({ max_tokens: 100, messages: [{ role: 'user', content: [{ type: 'text', text: TEXT }, ...parts] }] });
+    const responses = (parts: unknown[]) => ({ input: [{ role: 'user', content: [{ type: 'input_text', text: TEXT }, ...parts] }] });
+
+    expect(await extra(chat([{ type: 'image_url', image_url: { url: PNG } }]), chat([]))).toBe(1_600);
+    expect(await extra(chat([{ type: 'image_url', image_url: { url: PNG, detail: 'low' } }]), chat([]))).toBe(85);
+    const anthropicImage = { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'A'.repeat(40_000) } };
+    expect(await extra(messages([anthropicImage]), messages([]))).toBe(1_600);
+    expect(await extra(responses([{ type: 'input_image', image_url: PNG, detail: 'low' }]), responses([]))).toBe(85);
+    // The text itself is counted in each shape, not skipped.
+    expect(await estimatePromptTokens(responses([]))).toBeGreaterThan(10);
+  });
+
+  it('counts a document by its size, and one named only by id as a fixed large share', async () => {
+    const doc = { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: PDF } };
+    const withDoc = { messages: [{ role: 'user', content: [doc, { type: 'text', text: TEXT }] }] };
+    const textOnly = { messages: [{ role: 'user', content: [{ type: 'text', text: TEXT }] }] };
+    const docTokens = await extra(withDoc, textOnly);
+    expect(docTokens).toBeGreaterThan(29_000); // ~300 KB at 10 bytes a token
+    expect(docTokens).toBeLessThan(31_000);
+    const byId = { input: [{ role: 'user', content: [{ type: 'input_file', file_id: 'file-abc' }] }] };
+    expect(await estimatePromptTokens(byId)).toBeGreaterThanOrEqual(10_000);
+  });
+
+  it('counts system prompts, tool calls and tool results in each shape', async () => {
+    const long = 'word '.repeat(200);
+    const base = { messages: [{ role: 'user', content: 'hi' }] };
+    expect(await extra({ ...base, system: long }, base)).toBeGreaterThanOrEqual(200);
+    expect(await extra({ ...base, system: [{ type: 'text', text: long }] }, base)).toBeGreaterThanOrEqual(200);
+    expect(await extra({ ...base, instructions: long }, base)).toBeGreaterThanOrEqual(200);
+    const toolResult = { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: long }] }] };
+    expect(await extra({ messages: [...base.messages, toolResult] }, base)).toBeGreaterThanOrEqual(200);
+    const call = { type: 'function_call', call_id: 'c1', name: 'f', arguments: JSON.stringify({ q: long }) };
+    const output = { type: 'function_call_output', call_id: 'c1', output: long };
+    expect(await extra({ input: ['hi', call, output] }, { input: ['hi'] })).toBeGreaterThanOrEqual(400);
+  });
+});
+
+describe('most a request can cost', () => {
+  it("reserves a multimodal request's images, and each protocol's completion limit", async () => {
+    const body = {
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: TEXT },
+            { type: 'image_url', image_url: { url: PNG } },
+          ],
+        },
+      ],
+    };
+    const textOnly = { messages: [{ role: 'user', content: [{ type: 'text', text: TEXT }] }] };
+    const usd = async (b: Record<string, unknown>) => maxCostOf(PRICE, { body: b, chat: b as any }, 0);
+    expect((await usd(body)) - (await usd(textOnly))).toBe(1_600);
+
+    const output = [{ price: { inputPerMTokUsd: 0, outputPerMTokUsd: 1e6 } }] as any; // $1 an output token
+    const responses = { input: 'hi', max_output_tokens: 300 };
+    expect(await maxCostOf(output, { body: responses, chat: {} as any }, 4096)).toBe(300);
+    // Embeddings have no completion; token-id inputs count one token a number.
+    const embeddings = { input: [[1, 2, 3, 4, 5]] };
+    expect(await maxCostOf(output, { body: embeddings, chat: null }, 4096)).toBe(0);
+    expect(await estimatePromptTokens(embeddings)).toBe(3 + 5);
+  });
+});
