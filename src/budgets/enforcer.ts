@@ -246,8 +246,26 @@ export class BudgetEnforcer {
 
   private async load(budget: BudgetRecord, now: number): Promise<void> {
     const { window, key, ttlMs } = counterSlot(budget, now);
-    const spent = await this.deps.spentSince(budget, window);
+    let spent: number;
+    try {
+      spent = await this.deps.spentSince(budget, window);
+    } catch (err) {
+      // The receipts cannot be read (ClickHouse down). At a period's rollover the counter is
+      // still complete if the previous period's counter is loaded: the counters have then
+      // been kept since before this period began (a flush or a restart would have dropped
+      // it, and nothing loads a past period), so every settlement of this period is in the
+      // live value, which load() keeps. Otherwise the budget cannot be known: fail as before.
+      if (!(await this.keptSincePeriodStart(budget, window))) throw err;
+      spent = 0;
+    }
     await this.deps.counters.load(key, Math.round(spent * NANO), ttlMs);
+  }
+
+  private async keptSincePeriodStart(budget: BudgetRecord, window: PeriodWindow): Promise<boolean> {
+    if (window.endMs === null) return false; // TOTAL: no previous period
+    const previous = counterSlot(budget, window.startMs - 1);
+    const [state] = await this.deps.counters.read([previous.key]);
+    return state?.loaded === true;
   }
 
   private blocked(budget: BudgetRecord, subject: BudgetSubject, spentUsd: number, requestId: string): void {

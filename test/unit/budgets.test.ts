@@ -52,14 +52,18 @@ function setup(budgets: BudgetRecord[], start: string) {
   const bus = new LiveBus();
   bus.budgets.subscribe((e) => events.push(e));
   const counters = new SwitchedCounters(() => clock.t);
+  const receipts = { down: false };
   const enforcer = new BudgetEnforcer({
     counters,
     budgets: () => budgets,
-    spentSince: async (_b, w) => ledger.filter((r) => r.at >= w.startMs && (w.endMs === null || r.at < w.endMs)).reduce((s, r) => s + r.usd, 0),
+    spentSince: async (_b, w) => {
+      if (receipts.down) throw new Error('receipts unreachable');
+      return ledger.filter((r) => r.at >= w.startMs && (w.endMs === null || r.at < w.endMs)).reduce((s, r) => s + r.usd, 0);
+    },
     bus,
     // Only an unreachable store is an expected error here.
     onError: (err, what) => {
-      if (!counters.down) throw err;
+      if (!counters.down && !receipts.down) throw err;
       errors.push(what);
     },
     now: () => clock.t,
@@ -71,7 +75,7 @@ function setup(budgets: BudgetRecord[], start: string) {
     ledger.push({ at: clock.t, usd: cost });
     if (ticket) await enforcer.settle(ticket, cost, 'req');
   };
-  return { clock, ledger, events, errors, counters, enforcer, spend };
+  return { clock, ledger, events, errors, counters, receipts, enforcer, spend };
 }
 
 async function refusal(p: Promise<unknown>): Promise<GatewayError> {
@@ -220,5 +224,24 @@ describe('reservations that are never settled, and settlements that cannot be ma
     await expect.poll(async () => (await enforcer.status(budget())).reservedUsd).toBe(0);
     expect((await enforcer.status(budget())).spentUsd).toBeCloseTo(0.2, 9);
     expect(await enforcer.admit(subject, async () => 0.8, 'next', TIMEOUT_MS)).not.toBeNull();
+  });
+});
+
+describe('a new period while the receipts cannot be read', () => {
+  it('starts counting from the live counter when the previous period was kept, and fails closed when it was not', async () => {
+    const { clock, receipts, enforcer, spend } = setup([budget()], '2026-11-21T23:00:00Z');
+    await spend(0.5, 0.5);
+    clock.t = Date.parse('2026-11-22T00:00:01Z');
+    receipts.down = true; // ClickHouse is down across midnight
+    for (let i = 0; i < 3; i++) await spend(0.3, 0.3);
+    expect(await enforcer.status(budget())).toMatchObject({ reservedUsd: 0 });
+    expect((await enforcer.status(budget())).spentUsd).toBeCloseTo(0.9, 9);
+    await refusal(enforcer.admit(subject, async () => 0.2, 'over', TIMEOUT_MS)); // still enforced
+
+    // A fresh instance (counters lost) cannot know what today has spent: 503, as before.
+    const fresh = setup([budget()], '2026-11-22T00:00:05Z');
+    fresh.receipts.down = true;
+    const e = await refusal(fresh.enforcer.admit(subject, async () => 0.1, 'r', TIMEOUT_MS));
+    expect([e.status, e.code]).toEqual([503, 'budget_store_unavailable']);
   });
 });
