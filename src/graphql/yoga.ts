@@ -53,6 +53,8 @@ export const DEFAULT_LIMITS = {
   wsSubscriptions: 100,
   /** graphql-ws: bytes not yet sent to one socket before it is closed as a slow consumer. */
   wsBufferBytes: 4 * 1024 * 1024,
+  /** graphql-ws: every open socket's token is verified again this often (revoked, expired: 4403). */
+  wsReverifyMs: 5000,
 };
 
 /** graphql-ws close code for a connection refused by the failed-authentication throttle. */
@@ -123,6 +125,18 @@ function blockSuggestions(): Plugin {
   };
 }
 
+/**
+ * The query a websocket operation names in persisted-operations mode (as yoga's plugin reads
+ * it over HTTP: `extensions.persistedQuery.sha256Hash`), or the error yoga's plugin gives.
+ */
+function persistedQuery(payload: SubscribePayload, store: Record<string, string>): string | GraphQLError {
+  if (payload.query) return new GraphQLError('PersistedQueryOnly', { extensions: { code: 'CANNOT_SEND_PQ_ID_AND_BODY' } });
+  const named = (payload.extensions?.persistedQuery ?? null) as { version?: unknown; sha256Hash?: unknown } | null;
+  const id = named?.version === 1 && typeof named.sha256Hash === 'string' ? named.sha256Hash : null;
+  if (id === null) return new GraphQLError('PersistedQueryKeyNotFound', { extensions: { code: 'PERSISTED_QUERY_ID_REQUIRED' } });
+  return Object.hasOwn(store, id) ? store[id] : new GraphQLError('PersistedQueryNotFound', { extensions: { code: 'PERSISTED_QUERY_NOT_IN_LIST' } });
+}
+
 export function createGraphQL(services: GraphQLServices, options: GraphQLOptions) {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const plugins: Plugin[] = [
@@ -133,9 +147,11 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     compiledQueries({ fields: ANALYTICS_QUERY_FIELDS, mayCompile: (context) => (context as GraphQLContext).principal !== null }),
   ];
   if (options.production) plugins.push(useDisableIntrospection(), blockSuggestions());
-  if (options.persistedOperations) {
-    const store = options.persistedOperations;
-    plugins.push(usePersistedOperations({ getPersistedOperation: (hash) => store[hash] ?? null, allowArbitraryOperations: false }));
+  const persisted = options.persistedOperations;
+  if (persisted) {
+    plugins.push(
+      usePersistedOperations({ getPersistedOperation: (hash) => (Object.hasOwn(persisted, hash) ? persisted[hash] : null), allowArbitraryOperations: false }),
+    );
   }
 
   const yoga = createYoga<{ req?: IncomingMessage } & WsContextExtra>({
@@ -211,6 +227,19 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
         throw err;
       });
 
+    // Sockets past connection_init, with what their token is verified from. A token revoked
+    // or expired since closes its socket within wsReverifyMs, live subscriptions included.
+    const open = new Map<WebSocket, { params: Record<string, unknown> | undefined; req: IncomingMessage }>();
+    const reverify = setInterval(() => {
+      for (const [socket, { params, req }] of open) {
+        void principalOf(params, req).then(
+          (principal) => principal === null && socket.close(CloseCode.Forbidden, 'Token no longer valid'),
+          (err: unknown) => err instanceof GatewayError && socket.close(CloseCode.Forbidden, 'Token no longer valid'),
+        );
+      }
+    }, limits.wsReverifyMs);
+    reverify.unref();
+
     const disposable = useServer(
       {
         connectionInitWaitTimeout: limits.connectionInitMs,
@@ -227,6 +256,10 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
           }
           const principal = await principalOf(ctx.connectionParams, ctx.extra.request);
           if (!principal) throttle?.fail(ctx.extra.request);
+          else {
+            open.set(ctx.extra.socket, { params: ctx.connectionParams, req: ctx.extra.request });
+            ctx.extra.socket.once('close', () => open.delete(ctx.extra.socket));
+          }
           return principal !== null;
         },
         onSubscribe: async (ctx, id, payload: SubscribePayload) => {
@@ -243,6 +276,12 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
           if ((await principalOf(ctx.connectionParams, ctx.extra.request)) === null) {
             ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden');
             return [new GraphQLError('Token no longer valid.', { extensions: { code: 'UNAUTHENTICATED' } })];
+          }
+          // Persisted-operations mode holds here too (yoga's plugin sees only HTTP requests).
+          if (persisted) {
+            const query = persistedQuery(payload, persisted);
+            if (query instanceof GraphQLError) return [query];
+            payload = { ...payload, query };
           }
           const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
             ...ctx,
@@ -281,6 +320,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
       /** Bytes waiting to be sent to websocket subscribers (for /metrics). */
       bufferedBytes: () => fanout.bufferedBytes,
       close: async () => {
+        clearInterval(reverify);
         for (const client of wss.clients) client.terminate();
         await disposable.dispose();
       },

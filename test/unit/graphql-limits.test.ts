@@ -1,7 +1,11 @@
 // GraphQL hardening, on the real schema without stores: depth, aliases, cost, batch size,
 // introspection in production, persisted-operations mode, GET queries.
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Client, createClient } from 'graphql-ws';
 import { describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { TokenVerifier } from '../../src/gateway/tokens.js';
 import type { GraphQLServices } from '../../src/graphql/context.js';
 import { createGraphQL, type GraphQLOptions } from '../../src/graphql/yoga.js';
@@ -10,13 +14,29 @@ import { CidrList } from '../../src/net/ip.js';
 import { AdminStore } from '../../src/store/admin-store.js';
 
 const ADMIN = 'admin-token-for-tests';
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
-function server(options: Partial<GraphQLOptions> = {}) {
+/** One access token the tests may revoke or let expire. */
+const ANALYST = { secret: `tga-${'a'.repeat(40)}`, revokedAt: null as Date | null, expiresAt: null as Date | null };
+
+function server(options: Partial<GraphQLOptions> = {}, bus = new LiveBus()) {
+  const analystRecord = () => ({
+    id: '11111111-1111-4111-8111-111111111111',
+    name: 'dashboard',
+    role: 'ANALYST' as const,
+    teamId: null,
+    allowedCidrs: [],
+    expiresAt: ANALYST.expiresAt,
+    revokedAt: ANALYST.revokedAt,
+  });
   const services = {
-    bus: new LiveBus(),
+    bus,
     tokens: new TokenVerifier(
       ADMIN,
-      { findAccessTokenBySecretHash: async () => null, teamIdByName: async () => null },
+      {
+        findAccessTokenBySecretHash: async (hash: string) => (hash === sha256(ANALYST.secret) ? analystRecord() : null),
+        teamIdByName: async () => null,
+      },
       { cacheMs: 0, trustedProxies: CidrList.parse([]), onError: () => undefined },
     ),
     // Never reached by these operations; each request's context names its actor on it.
@@ -104,5 +124,86 @@ describe('GraphQL limits', () => {
     expect(arbitrary.body.errors?.length).toBeGreaterThan(0);
     const unknown = await post(g, { extensions: { persistedQuery: { version: 1, sha256Hash: 'f'.repeat(64) } } });
     expect(unknown.body.errors?.length).toBeGreaterThan(0);
+  });
+});
+
+describe('GraphQL over websockets', () => {
+  /** The server on a loopback port with graphql-ws attached; a client with `token`. */
+  async function listen(options: Partial<GraphQLOptions>, bus = new LiveBus()) {
+    const g = server(options, bus);
+    const http = createServer((req, res) => void g.handle(req, res));
+    const ws = g.attachWebSocket(http);
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    const url = `ws://127.0.0.1:${(http.address() as AddressInfo).port}/graphql`;
+    const clients: Client[] = [];
+    const connect = (token: string) => {
+      const closed: number[] = [];
+      const client = createClient({
+        url,
+        webSocketImpl: WebSocket,
+        connectionParams: { authorization: `Bearer ${token}` },
+        retryAttempts: 0,
+        on: { closed: (event) => closed.push((event as CloseEvent).code) },
+      });
+      clients.push(client);
+      return { client, closed };
+    };
+    const close = async () => {
+      for (const c of clients) await c.dispose();
+      await ws.close();
+      await new Promise((r) => http.close(r));
+    };
+    return { connect, close };
+  }
+
+  /** The first result (or error) of one operation. */
+  function once(client: Client, payload: { query: string; extensions?: Record<string, unknown> }): Promise<any> {
+    return new Promise((resolve) => {
+      let result: unknown;
+      client.subscribe(payload, { next: (v) => (result ??= v), error: (e) => resolve({ errors: e }), complete: () => resolve(result) });
+    });
+  }
+
+  it('runs only registered operations in persisted-operations mode, as over HTTP', async () => {
+    const query = '{ viewer { kind } }';
+    const hash = sha256(query);
+    const s = await listen({ persistedOperations: { [hash]: query } });
+    try {
+      const { client } = s.connect(ADMIN);
+      expect((await once(client, { query: '', extensions: { persistedQuery: { version: 1, sha256Hash: hash } } })).data.viewer.kind).toBe('admin');
+      const arbitrary = await once(client, { query: '{ viewer { kind actor } }' });
+      expect(arbitrary.errors[0].extensions.code).toBe('CANNOT_SEND_PQ_ID_AND_BODY');
+      const unknown = await once(client, { query: '', extensions: { persistedQuery: { version: 1, sha256Hash: '__proto__' } } });
+      expect(unknown.errors[0].extensions.code).toBe('PERSISTED_QUERY_NOT_IN_LIST');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('closes a live subscription whose token is revoked or expires (4403)', async () => {
+    const bus = new LiveBus();
+    const s = await listen({ limits: { wsReverifyMs: 50 } }, bus);
+    try {
+      for (const end of ['revoked', 'expired'] as const) {
+        Object.assign(ANALYST, { revokedAt: null, expiresAt: null });
+        const { client, closed } = s.connect(ANALYST.secret);
+        const events: unknown[] = [];
+        const ended = new Promise((resolve) =>
+          client.subscribe(
+            { query: 'subscription { budgetEvents { budgetId } }' },
+            { next: (v) => events.push(v), error: resolve, complete: () => resolve(null) },
+          ),
+        );
+        await new Promise((r) => setTimeout(r, 150)); // connected and verified a few times
+        expect(closed).toEqual([]);
+        if (end === 'revoked') ANALYST.revokedAt = new Date();
+        else ANALYST.expiresAt = new Date(Date.now() - 1);
+        await ended;
+        expect(closed).toEqual([4403]);
+      }
+    } finally {
+      Object.assign(ANALYST, { revokedAt: null, expiresAt: null });
+      await s.close();
+    }
   });
 });
