@@ -33,7 +33,12 @@ function request(chat: ChatRequest, target: Target, stream: boolean): UpstreamRe
   if (stream) {
     body.stream = true;
     body.stream_options = { include_usage: true };
-  } else delete body.stream;
+  } else {
+    // A streamed request answered in one piece (a cascade step): OpenAI refuses
+    // stream_options without stream (400).
+    delete body.stream;
+    delete body.stream_options;
+  }
   return { path: '/chat/completions', body: JSON.stringify(body) };
 }
 

@@ -89,8 +89,12 @@ export async function chat(res: http.ServerResponse, body: any, book: BehaviourB
     return sendError(res, 400, 'n must be an integer between 1 and 128.', 'invalid_request_error', 'n', 'invalid_value');
   }
 
-  const b = book.resolve(model);
   const stream = body.stream === true;
+  if (body.stream_options != null && !stream) {
+    // OpenAI's own refusal, word for word: clients send stream_options only with stream.
+    return sendError(res, 400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'invalid_request_error', 'stream_options', null);
+  }
+  const b = book.resolve(model);
   // Waits and hangs need the cancellable plumbing; the default path stays synchronous.
   const ex = b.latencyMs || b.ttftMs || b.tokensPerSecond || b.hang || b.dripMs || stream ? new Exchange(res) : undefined;
 
