@@ -134,7 +134,8 @@ export function readUsage(usage: unknown): Omit<Usage, 'estimated'> | null {
   return {
     promptTokens: prompt,
     completionTokens: count(u.completion_tokens),
-    cachedTokens: count(input?.cached_tokens),
+    // DeepSeek reports cache reads only in its own top-level field.
+    cachedTokens: count(input?.cached_tokens ?? u.prompt_cache_hit_tokens),
     cacheWriteTokens: count(input?.cache_write_tokens),
     reasoningTokens: count(output?.reasoning_tokens),
   };

@@ -1,8 +1,9 @@
 // The prompt estimate budgets reserve on (and receipts fall back to when an upstream omits
 // usage), in each client protocol's own shape: text through the tokenizer, images and
 // documents at what providers bill for them, the completion limit each protocol spells.
+// And the usage upstreams report, in their own spellings.
 import { describe, expect, it } from 'vitest';
-import { estimatePromptTokens, maxCostOf } from '../../src/gateway/usage.js';
+import { costOf, estimatePromptTokens, maxCostOf, readUsage } from '../../src/gateway/usage.js';
 
 const TEXT = 'Describe what you see, in one short paragraph.';
 const PNG = `data:image/png;base64,${'A'.repeat(40_000)}`;
@@ -77,5 +78,16 @@ describe('most a request can cost', () => {
     const embeddings = { input: [[1, 2, 3, 4, 5]] };
     expect(await maxCostOf(output, { body: embeddings, chat: null }, 4096)).toBe(0);
     expect(await estimatePromptTokens(embeddings)).toBe(3 + 5);
+  });
+});
+
+describe('reported usage', () => {
+  it("reads DeepSeek's cache hits (its own top-level field) and bills them at the cached price", () => {
+    const usage = readUsage({ prompt_tokens: 10_000, prompt_cache_hit_tokens: 9_000, prompt_cache_miss_tokens: 1_000, completion_tokens: 100 });
+    expect(usage?.cachedTokens).toBe(9_000);
+    const price = { version: 1, inputPerMTokUsd: 0.27, cachedInputPerMTokUsd: 0.07, outputPerMTokUsd: 1.1 } as any;
+    expect(costOf({ ...usage!, estimated: false }, price)).toBeCloseTo((1_000 * 0.27 + 9_000 * 0.07 + 100 * 1.1) / 1e6, 12);
+    // OpenAI's nested field wins where both are present.
+    expect(readUsage({ prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 4 }, prompt_cache_hit_tokens: 9 })?.cachedTokens).toBe(4);
   });
 });
