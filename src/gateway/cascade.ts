@@ -43,16 +43,20 @@ export async function cascadeStep(
   if (!('ok' in sent)) return sent;
 
   let answer: ChatCompletion;
+  let usage: Usage;
+  let verdict: Verdict;
   try {
     const buf = await sent.ok.body.read();
     answer = adapter.answer(JSON.parse(buf.toString('utf8')));
+    usage = await usageOf(readUsage(answer.usage), ex.parsed!, () => answerText(answer));
+    verdict = checkAnswer(accept, chat, answer);
   } catch (err) {
-    const failure = err instanceof SyntaxError ? new UpstreamFailure('network_error', 'upstream sent invalid JSON') : classify(err, signal);
-    return { unanswered: log.failover(failure, err instanceof SyntaxError ? sent.ok.status : 0) };
+    // Whatever the answer was, the attempt ends here (a half-open target's probe included).
+    const malformed = err instanceof SyntaxError || err instanceof TypeError;
+    const failure = malformed ? new UpstreamFailure('network_error', 'upstream sent an answer that is not valid chat JSON') : classify(err, signal);
+    return { unanswered: log.failover(failure, malformed ? sent.ok.status : 0) };
   }
-  const usage = await usageOf(readUsage(answer.usage), ex.parsed!, () => answerText(answer));
   const cost = costOf(usage, target.price);
-  const verdict = checkAnswer(accept, chat, answer);
   log.succeeded(sent.ok.status, verdict);
   Object.assign(log.entry!, {
     prompt_tokens: usage.promptTokens,

@@ -46,6 +46,17 @@ function answer(json: unknown, passedThrough?: Wire): ChatCompletion {
   if (passedThrough === 'responses') return responseToCompletion(json);
   const completion = json as ChatCompletion;
   if (!completion || typeof completion !== 'object' || !Array.isArray(completion.choices)) throw new SyntaxError('upstream answer has no choices');
+  for (const choice of completion.choices) {
+    const message = (choice as { message?: unknown } | null)?.message as Record<string, unknown> | undefined;
+    if (!message || typeof message !== 'object') throw new SyntaxError('upstream answer has a choice without a message');
+    // Some compatible servers answer the content as a list of parts: read as its text.
+    if (Array.isArray(message.content)) message.content = message.content.map((part) => (typeof part?.text === 'string' ? part.text : '')).join('');
+    else if (message.content != null && typeof message.content !== 'string') throw new SyntaxError('upstream answer has a message content that is not text');
+    const calls = message.tool_calls;
+    if (calls != null && !(Array.isArray(calls) && calls.every((c) => typeof c?.function?.name === 'string'))) {
+      throw new SyntaxError('upstream answer has a malformed tool call');
+    }
+  }
   return completion;
 }
 

@@ -67,6 +67,8 @@ export interface SimBehaviour {
   refusal?: string;
   /** Stop for this reason whatever the answer (a truncation, a content filter). */
   finishReason?: 'length' | 'content_filter';
+  /** OpenAI wire, JSON: the message's content as a list of text parts, as some compatible servers send it. */
+  contentParts?: boolean;
 }
 
 /** Models listed by GET /models, besides any model named in behave(). Any model name is accepted. */

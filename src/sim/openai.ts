@@ -132,7 +132,7 @@ export async function chat(res: http.ServerResponse, body: any, book: BehaviourB
         }
       : p.refusal
         ? { role: 'assistant', content: null, refusal: p.pieces.join(''), annotations: [] }
-        : { role: 'assistant', content: p.pieces.join(''), refusal: null, annotations: [] },
+        : { role: 'assistant', content: b.contentParts ? [{ type: 'text', text: p.pieces.join('') }] : p.pieces.join(''), refusal: null, annotations: [] },
     logprobs: null,
     finish_reason: p.finish,
   }));

@@ -192,6 +192,18 @@ describe('a cheap-first cascade', () => {
     expect((await receiptOf(response.headers.get('x-tollgate-receipt-id')!)).accepted).toBe(true);
   });
 
+  it('reads a step whose content is a list of text parts as its text, and checks it like any other', async () => {
+    gw.sim.behave('cheap', { content: 'Paris.', contentParts: true, times: 1 });
+    const { data, response } = await gw
+      .client(key.secret)
+      .chat.completions.create({ model: 'lenient', messages: [{ role: 'user', content: 'parts' }] })
+      .withResponse();
+    receiptIds.push(response.headers.get('x-tollgate-receipt-id')!);
+    expect(upstreamModels()).toEqual(['cheap']);
+    expect(data.choices[0].message.content).toBe('Paris.');
+    expect((await receiptOf(response.headers.get('x-tollgate-receipt-id')!)).accepted).toBe(true);
+  });
+
   it('every step rejected: the last answer with x-tollgate-accepted: false, status ok, and nothing cached', async () => {
     gw.sim.behave('cheap', { content: 'not json' });
     gw.sim.behave('strong', { content: 'still not json' });
