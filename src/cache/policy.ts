@@ -34,7 +34,7 @@ export interface CachePlan {
   semantic: boolean;
   ttlMs: number;
   threshold: number;
-  /** Team + route + endpoint + the canonical request: the exact-match key. */
+  /** Team + served route and its targets + endpoint + the canonical request: the exact-match key. */
   exactKey: string;
   /** For semantic lookups: the last user turn, and a hash of everything else in the request. */
   lastUserText: string | null;
@@ -52,7 +52,10 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
   if (endpoint === 'chat' && !policy.cacheSampled && isSampled(body)) return null;
 
   const question = canonicalQuestion(body);
-  const exactKey = digest([teamId, route.name, endpoint, question]);
+  // The route as served (after rules and experiments) and the models it may answer with: a
+  // request routed elsewhere, or a route whose targets changed, never gets another model's answer.
+  const servedBy = [route.name, targetsOf(route)];
+  const exactKey = digest([teamId, servedBy, endpoint, question]);
   const semantic = policy.mode === 'SEMANTIC' && endpoint === 'chat';
   let lastUserText: string | null = null;
   let context = '';
@@ -61,7 +64,7 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
     const last = messages[messages.length - 1] as { role?: unknown; content?: unknown } | undefined;
     if (last?.role === 'user' && typeof last.content === 'string') {
       lastUserText = last.content;
-      context = digest([teamId, route.name, endpoint, { ...question, messages: messages.slice(0, -1) }]);
+      context = digest([teamId, servedBy, endpoint, { ...question, messages: messages.slice(0, -1) }]);
     }
   }
   return {
@@ -78,6 +81,18 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
     toolCalls: policy.cacheToolCalls,
     embeddingModel: policy.embeddingModel,
   };
+}
+
+const targetLists = new WeakMap<Route, string[]>();
+
+/** `provider/model` of each target, in order (per route object: the catalog makes new ones when it changes). */
+function targetsOf(route: Route): string[] {
+  let list = targetLists.get(route);
+  if (!list) {
+    list = route.targets.map((t) => `${t.provider.name}/${t.model}`);
+    targetLists.set(route, list);
+  }
+  return list;
 }
 
 /** Sampled: the same request may rightly get a different answer each time. */

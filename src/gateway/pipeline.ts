@@ -82,7 +82,7 @@ export class Pipeline {
         );
       }
 
-      const hit = await this.lookInCache(ex, route, parsed, req.headers['x-tollgate-cache']);
+      const hit = await this.lookInCache(ex, served, parsed, req.headers['x-tollgate-cache']);
       if (hit) return await this.answerFromCache(ex, hit, res);
       await this.forward(ex, served, res);
     } catch (err) {

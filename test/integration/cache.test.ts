@@ -259,6 +259,37 @@ describe('semantic cache (local embedder)', () => {
   });
 });
 
+describe('the route a request is served by', () => {
+  it('answers a request a rule sends elsewhere from that route, and misses once a route changes its model', async () => {
+    const routing = gw.started.runtime.adminStore.routing;
+    await routing.upsertRoute({ name: 'ruled', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm-ruled' }], cache: { mode: 'EXACT' } as any });
+    await routing.upsertRoute({
+      name: 'ruling',
+      strategy: 'PRIORITY',
+      targets: [{ provider: 'sim', model: 'm-ruling' }],
+      cache: { mode: 'EXACT' } as any,
+      rules: [
+        { name: 'legal', when: 'request.feature == "legal"', route: 'ruled' },
+        { name: 'vip', when: 'request.feature == "vip"', targets: [{ provider: 'sim', model: 'm-vip' }] },
+      ],
+    } as any);
+    await gw.started.runtime.app.catalog.refresh();
+    const body = { model: 'ruling', messages: msg('Which court hears this?') };
+    expect((await ask(secretA, body)).cache).toBe('miss');
+    expect((await ask(secretA, body)).cache).toBe('exact');
+    // The same question, routed to another route or to a rule's own targets: not the cheap model's answer.
+    expect((await ask(secretA, body, { 'x-tollgate-feature': 'legal' })).cache).toBe('miss');
+    expect((await ask(secretA, body, { 'x-tollgate-feature': 'vip' })).cache).toBe('miss');
+    expect([upstreamCalls('m-ruling'), upstreamCalls('m-ruled'), upstreamCalls('m-vip')]).toEqual([1, 1, 1]);
+    expect((await ask(secretA, body, { 'x-tollgate-feature': 'legal' })).cache).toBe('exact');
+    // An admin moves the route to another model: its old answers are not served for it.
+    await routing.upsertRoute({ name: 'ruled', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'm-ruled-v2' }], cache: { mode: 'EXACT' } as any });
+    await gw.started.runtime.app.catalog.refresh();
+    expect((await ask(secretA, body, { 'x-tollgate-feature': 'legal' })).cache).toBe('miss');
+    expect(upstreamCalls('m-ruled-v2')).toBe(1);
+  });
+});
+
 describe('a client that leaves before the upstream call', () => {
   it('is recorded as cancelled and never forwarded, even when it left during a slow embedding', async () => {
     await route('semantic-slow', 'm-sem-slow', { mode: 'SEMANTIC', embeddingModel: 'embed-default', similarityThreshold: 0.8 });
