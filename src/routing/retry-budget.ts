@@ -75,6 +75,12 @@ export class RetryBudget {
 }
 
 /** The budgets of all routes, created on first use. */
+/**
+ * Budgets kept at most: a client may pin any `provider/model` name, and each is a route of its
+ * own here. Past the bound the least recently created is dropped (it only starts counting again).
+ */
+const MAX_BUDGETS = 10_000;
+
 export class RetryBudgets {
   private readonly byRoute = new Map<string, RetryBudget>();
 
@@ -87,8 +93,13 @@ export class RetryBudgets {
     let budget = this.byRoute.get(route);
     if (!budget) {
       budget = new RetryBudget(this.opts, this.now);
+      if (this.byRoute.size >= MAX_BUDGETS) this.byRoute.delete(this.byRoute.keys().next().value!);
       this.byRoute.set(route, budget);
     }
     return budget;
+  }
+
+  get size(): number {
+    return this.byRoute.size;
   }
 }

@@ -54,3 +54,14 @@ describe('RetryBudget', () => {
     expect(budgets.for('a')).toBe(budgets.for('a'));
   });
 });
+
+describe('RetryBudgets', () => {
+  it('keeps a bounded number of budgets, however many pinned model names clients send', () => {
+    const budgets = new RetryBudgets();
+    const first = budgets.for('openrouter/x-0');
+    expect(budgets.for('openrouter/x-0')).toBe(first);
+    for (let i = 1; i < 25_000; i++) budgets.for(`openrouter/x-${i}`);
+    expect(budgets.size).toBe(10_000);
+    expect(budgets.for('openrouter/x-24999')).toBe(budgets.for('openrouter/x-24999'));
+  });
+});
