@@ -43,11 +43,21 @@ export function decideRoute(catalog: Catalog, requested: Route, request: Decisio
   }
 
   let ctx: RuleContext | null = null;
+  let ctxHasPromptTokens = false;
   for (let hop = 0; hop < MAX_RULE_HOPS; hop++) {
     const route = decision.route;
     let next: Route | null = null;
     for (const rule of route.rules) {
-      ctx ??= { request: requestFacts(request, route.rulesReadPromptTokens), classifier: UNCLASSIFIED, now: nowFacts(now) };
+      // Built once, and again with the prompt's length when a route handed the request needs it.
+      if (!ctx || (route.rulesReadPromptTokens && !ctxHasPromptTokens)) {
+        const previous = ctx as RuleContext | null;
+        ctx = {
+          request: requestFacts(request, route.rulesReadPromptTokens),
+          classifier: previous?.classifier ?? UNCLASSIFIED,
+          now: previous?.now ?? nowFacts(now),
+        };
+        ctxHasPromptTokens = route.rulesReadPromptTokens;
+      }
       if (rule.condition.readsClassifier && !decision.classifier) {
         decision.classifier = hooks.classify(classifierInput(request.chat));
         ctx.classifier = new ClassifierFacts(decision.classifier.tier, decision.classifier.confidence);

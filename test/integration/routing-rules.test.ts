@@ -71,6 +71,31 @@ async function ask(content: string, opts: { headers?: Record<string, string>; me
 }
 
 describe('rules decide where a request goes', () => {
+  it("a route handed a request reads that request's prompt length, though the route before it did not", async () => {
+    const routing = gw.started.runtime.adminStore.routing;
+    await routing.upsertRoute({
+      name: 'desk',
+      strategy: 'PRIORITY',
+      targets: T('desk-model'),
+      rules: [{ name: 'desk-long', when: 'request.promptTokens > 2000', targets: T('desk-long-model') }],
+    } as any);
+    await routing.upsertRoute({
+      name: 'front',
+      strategy: 'PRIORITY',
+      targets: T('front-model'),
+      rules: [{ name: 'to-desk', when: 'request.feature == "legal"', route: 'desk' }],
+    } as any);
+    await gw.started.runtime.app.catalog.refresh();
+    const send = async (content: string) => {
+      await gw
+        .client(key.secret, { defaultHeaders: { 'x-tollgate-feature': 'legal' } })
+        .chat.completions.create({ model: 'front', messages: [{ role: 'user', content }] });
+      return gw.sim.requests.at(-1)!.body.model;
+    };
+    expect(await send('short')).toBe('desk-model');
+    expect(await send(`Summarize: ${'The quarterly report says revenue grew. '.repeat(300)}`)).toBe('desk-long-model');
+  });
+
   it('first match wins, by header, task type, metadata, prompt length, team, key and classifier; none: the route itself', async () => {
     const plain = await ask('What is the capital of France?');
     expect(plain).toMatchObject({ upstreamModel: 'cheap-model', rule: null, route: 'smart' });
