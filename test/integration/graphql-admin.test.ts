@@ -368,13 +368,21 @@ describe('providers and routes', () => {
     expect(providers.find((p: { name: string }) => p.name === 'sim')).toMatchObject({ kind: 'SIMULATED', hasApiKey: true });
     expect(codeOf(await gql(admin, '{ providers { apiKey } }'))).toBe('GRAPHQL_VALIDATION_FAILED');
 
-    // Same name replaces; an omitted apiKey keeps the stored one.
-    const replaced = await ok(admin, upsertProvider, { in: { name: 'gql-prov', kind: 'DEEPSEEK', baseUrl: 'https://other.invalid' } });
+    // Same name replaces; an omitted apiKey keeps the stored one, but only where it already went:
+    // pointing the provider at another URL or kind takes the key again (else an admin could send
+    // the stored key to a server of their own and read it there).
+    const moved = await gql(admin, upsertProvider, { in: { name: 'gql-prov', kind: 'DEEPSEEK', baseUrl: 'https://attacker.invalid' } });
+    expect(codeOf(moved)).toBe('BAD_USER_INPUT');
+    expect(JSON.stringify(moved)).toContain('apiKey: required when baseUrl or kind changes');
+    expect(codeOf(await gql(admin, upsertProvider, { in: { name: 'gql-prov', kind: 'OPENAI_COMPATIBLE', baseUrl: null } }))).toBe('BAD_USER_INPUT');
+    const retimed = await ok(admin, upsertProvider, { in: { name: 'gql-prov', kind: 'OPENAI_COMPATIBLE', timeoutMs: 6000 } });
+    expect(retimed.upsertProvider).toMatchObject({ baseUrl: 'https://example.invalid/v1', timeoutMs: 6000, hasApiKey: true });
+    const replaced = await ok(admin, upsertProvider, { in: { name: 'gql-prov', kind: 'DEEPSEEK', baseUrl: 'https://other.invalid', apiKey: rawSecret } });
     expect(replaced.upsertProvider).toMatchObject({
       id: created.upsertProvider.id,
       kind: 'DEEPSEEK',
       baseUrl: 'https://other.invalid',
-      timeoutMs: 5000,
+      timeoutMs: 6000,
       hasApiKey: true,
     });
     const after = (await ok(admin, '{ providers { name } }')).providers.filter((p: { name: string }) => p.name === 'gql-prov');

@@ -84,6 +84,13 @@ export class ProviderStore {
     };
     const row = await this.mutations.run('upsertProvider', async (tx, audit) => {
       const before = await tx.provider.findUnique({ where: { name: p.name } });
+      // The stored key goes wherever the provider points: moving it elsewhere (another URL or
+      // kind) takes the key again, or its removal, so that nobody can send it to a server of
+      // their own and read it there (provider keys are write-only).
+      const moved = before && ((p.baseUrl !== undefined && p.baseUrl !== before.baseUrl) || p.kind !== before.kind);
+      if (moved && before.apiKeyCiphertext !== null && p.apiKey === undefined) {
+        throw new AdminStoreError('INVALID_INPUT', `apiKey: required when baseUrl or kind changes (send the key again, or null to remove it)`);
+      }
       const after = await tx.provider.upsert({
         where: { name: p.name },
         create: {
