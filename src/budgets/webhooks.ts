@@ -75,7 +75,9 @@ export class WebhookSender {
       }
       if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, base * 2 ** (attempt - 1) * (0.5 + Math.random() / 2)));
     }
-    // fetch's own errors quote the URL too: mask credentials in the whole message.
-    this.opts.onError(new Error(redactSecrets(`${url}: ${last}`)), 'budget webhook delivery');
+    // Only the URL's origin is logged (Slack's and Discord's carry their secret in the path);
+    // fetch's own errors quote the URL too.
+    const origin = new URL(url).origin;
+    this.opts.onError(new Error(redactSecrets(`${origin}: ${last.split(url).join(origin)}`)), 'budget webhook delivery');
   }
 }

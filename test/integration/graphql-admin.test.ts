@@ -496,6 +496,17 @@ describe('prices and budgets', () => {
     );
   });
 
+  it('a budget webhook URL stays write-only: the audit log keeps only its origin', async () => {
+    const hook = 'https://hooks.slack.com/services/T0001/B0002/XXXXsecretYYYY';
+    secretsThatMustNotAppear.push('XXXXsecretYYYY');
+    const q = 'mutation($in: BudgetInput!) { setBudget(input: $in) { id } }';
+    await ok(admin, q, { in: { scope: 'FEATURE', feature: 'webhooked', period: 'DAY', limitUsd: 1, action: 'ALERT', webhookUrl: hook } });
+    const log = await ok(admin, '{ auditLog(filter: { actions: ["setBudget"] }) { edges { node { before after } } } }');
+    const text = JSON.stringify(log);
+    expect(text).toContain('https://hooks.slack.com');
+    expect(text).not.toContain('XXXXsecret');
+  });
+
   it('setBudget upserts by scope+target+period; team-bound tokens see their own budgets only', async () => {
     const q = 'mutation($in: BudgetInput!) { setBudget(input: $in) { id scope teamId apiKeyId feature period limitUsd action createdAt team { id } } }';
     const first = await ok(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'MONTH', limitUsd: 100, action: 'ALERT' } });

@@ -206,8 +206,7 @@ export class PricingStore {
       const where = { scope_targetKey_period: { scope: p.scope, targetKey, period: p.period } };
       const before = await tx.budget.findUnique({ where });
       const after = await tx.budget.upsert({ where, create: { scope: p.scope, targetKey, period: p.period, ...fields }, update: fields });
-      // The webhook URL's credentials are masked when the entry is written.
-      audit.change(`budget:${after.id}`, after.teamId, before && toBudget(before), toBudget(after));
+      audit.change(`budget:${after.id}`, after.teamId, before && budgetAudit(before), budgetAudit(after));
       return after;
     });
     return toBudget(row);
@@ -255,6 +254,15 @@ function toPrice(r: PriceRow): PriceRecord {
     effectiveFrom: r.effectiveFrom,
     createdAt: r.createdAt,
   };
+}
+
+/**
+ * A budget as the audit log keeps it: the webhook only by its origin. Webhook URLs carry their
+ * credentials in the path (Slack's, Discord's), so the URL itself stays write-only there too.
+ */
+function budgetAudit(r: BudgetRow): Omit<BudgetRecord, 'webhookUrl'> & { webhookOrigin: string | null } {
+  const { webhookUrl, ...rest } = toBudget(r);
+  return { ...rest, webhookOrigin: webhookUrl === null ? null : new URL(webhookUrl).origin };
 }
 
 function toBudget(r: BudgetRow): BudgetRecord {
