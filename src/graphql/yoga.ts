@@ -24,6 +24,7 @@ import { createConsoleHandler, GRAPHIQL_DEFAULT_QUERY, isConsolePath, renderGrap
 import { GatewayError } from '../gateway/errors.js';
 import { type SubscribeFn, WsFanout } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
+import { costLimitWithVariables } from './cost.js';
 import { compiledQueries } from './jit.js';
 import { ANALYTICS_QUERY_FIELDS } from './schema/analytics.js';
 import { buildSchema } from './schema/index.js';
@@ -42,7 +43,11 @@ export interface GraphQLOptions {
 export const DEFAULT_LIMITS = {
   depth: 10,
   aliases: 15,
-  cost: 5000,
+  /**
+   * graphql-armor's cost: an object 2, a scalar 1, ×1.5 a level, × a list's `first` (literal or
+   * variable): a page of 100 receipts with every field is ~13,000, one of 500 with a few ~21,000.
+   */
+  cost: 50_000,
   tokens: 2000,
   batch: 10,
   /** graphql-ws: close with 4408 when connection_init has not come within this. */
@@ -143,6 +148,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     maxDepthPlugin({ n: limits.depth, exposeLimits: true }),
     maxAliasesPlugin({ n: limits.aliases, exposeLimits: true }),
     costLimitPlugin({ maxCost: limits.cost, exposeLimits: true }),
+    costLimitWithVariables(limits.cost),
     maxTokensPlugin({ n: limits.tokens }),
     compiledQueries({ fields: ANALYTICS_QUERY_FIELDS, mayCompile: (context) => (context as GraphQLContext).principal !== null }),
   ];

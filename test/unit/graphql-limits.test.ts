@@ -114,6 +114,22 @@ describe('GraphQL limits', () => {
     expect(res.body.data ?? null).toBeNull();
   });
 
+  it('counts a page size given as a variable in the cost limit, as a literal one', async () => {
+    const receipts = (first: string) =>
+      `receipts(filter: { from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z" }, first: ${first}) { edges { node { receiptId model costUsd attempts { provider model status } } } }`;
+    const g = server();
+    const aliased = (first: string) => Array.from({ length: 15 }, (_, i) => `r${i}: ${receipts(first)}`).join(' ');
+    const literal = await post(g, { query: `{ ${aliased('500')} }` });
+    expect(literal.body.errors[0].message).toMatch(/Cost limit of 50000 exceeded/);
+    const variable = await post(g, { query: `query($n: Int) { ${aliased('$n')} }`, variables: { n: 500 } });
+    expect(variable.body.errors[0].message).toMatch(/Cost limit of 50000 exceeded, found 311718.75/);
+    expect(variable.body.data ?? null).toBeNull();
+    // One full page through the same variable is not refused for its cost (it fails later here:
+    // this server has no ClickHouse).
+    const page = await post(g, { query: `query($n: Int) { ${receipts('$n')} }`, variables: { n: 500 } });
+    expect(JSON.stringify(page.body)).not.toMatch(/Cost limit/);
+  });
+
   it('runs only registered operations in persisted-operations mode', async () => {
     const query = '{ viewer { kind } }';
     const hash = createHash('sha256').update(query).digest('hex');
