@@ -54,4 +54,13 @@ export class CidrList {
     for (const range of this.ranges) if (range[0].kind() === ip.kind() && ip.match(range)) return true;
     return false;
   }
+
+  /** Whether the whole of `cidr` (a range or an address) lies inside one of these ranges. */
+  covers(cidr: string): boolean {
+    const inner = parseCidr(cidr);
+    if (!inner) return false;
+    const [ip, bits] = inner;
+    for (const range of this.ranges) if (range[0].kind() === ip.kind() && bits >= range[1] && ip.match(range)) return true;
+    return false;
+  }
 }

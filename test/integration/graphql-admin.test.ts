@@ -169,6 +169,28 @@ describe('API keys', () => {
 });
 
 describe('access tokens', () => {
+  it('a token may not mint one that outlives it or works from elsewhere', async () => {
+    const q = 'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id expiresAt allowedCidrs } } }';
+    const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
+    const parent = (await ok(admin, q, { in: { name: 'limited-admin', role: 'ADMIN', expiresAt, allowedCidrs: ['127.0.0.0/8'] } })).createAccessToken;
+    secretsThatMustNotAppear.push(sha256(parent.secret));
+    const sooner = new Date(Date.now() + 3_600_000).toISOString();
+    const refused = async (input: Record<string, unknown>, field: string) => {
+      const r = await gql(parent.secret, q, { in: { name: 'child', role: 'ADMIN', ...input } });
+      expect(codeOf(r)).toBe('BAD_USER_INPUT');
+      expect(r.errors?.[0]?.extensions?.field).toBe(field);
+    };
+    await refused({ allowedCidrs: ['127.0.0.1'] }, 'input.expiresAt'); // never expires
+    await refused({ expiresAt: new Date(Date.now() + 2 * 86_400_000).toISOString(), allowedCidrs: ['127.0.0.1'] }, 'input.expiresAt');
+    await refused({ expiresAt: sooner }, 'input.allowedCidrs'); // usable anywhere
+    await refused({ expiresAt: sooner, allowedCidrs: ['10.0.0.0/8'] }, 'input.allowedCidrs');
+    await refused({ expiresAt: sooner, allowedCidrs: ['0.0.0.0/0'] }, 'input.allowedCidrs');
+    const child = (await ok(parent.secret, q, { in: { name: 'child', role: 'ANALYST', expiresAt: sooner, allowedCidrs: ['127.0.0.1', '127.1.0.0/16'] } }))
+      .createAccessToken;
+    secretsThatMustNotAppear.push(sha256(child.secret));
+    expect(child.token.allowedCidrs).toEqual(['127.0.0.1/32', '127.1.0.0/16']);
+  });
+
   it('createAccessToken returns a working token once; a team-bound admin only for its own team', async () => {
     const q =
       'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id name role teamId revokedAt createdAt team { id } } } }';

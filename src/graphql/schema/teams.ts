@@ -16,6 +16,7 @@
 // fields are read) nor exposed.
 import type { EnumRef, ObjectRef } from '@pothos/core';
 import { queryFromInfo } from '@pothos/plugin-prisma';
+import { CidrList } from '../../net/ip.js';
 import type { TeamRecord } from '../../store/admin/teams.js';
 import { type Builder, invalidInput } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
@@ -346,6 +347,7 @@ export function registerTeams(builder: Builder) {
           if (teamId === null) throw forbidden('A team-bound token may only create tokens bound to its own team (set teamId).');
           if (teamId !== bound) throw notFound('team');
         }
+        await assertNoWiderThanCaller(ctx, input.expiresAt ?? null, input.allowedCidrs ?? null);
         const created = await store(() =>
           ctx.admin.teams.createAccessToken({ name: input.name, role: input.role, teamId, expiresAt: input.expiresAt, allowedCidrs: input.allowedCidrs }),
         );
@@ -373,4 +375,25 @@ export function registerTeams(builder: Builder) {
       },
     }),
   }));
+}
+
+/**
+ * An access token may not mint a token that outlives it or works from where it does not: the
+ * new token's expiry and allowlist must lie within the caller's (else revoking or letting the
+ * caller expire would not end what it made).
+ */
+async function assertNoWiderThanCaller(ctx: GraphQLContext, expiresAt: Date | null, allowedCidrs: readonly string[] | null): Promise<void> {
+  const caller = ctx.principal;
+  if (caller?.kind !== 'access_token' || !caller.tokenId) return;
+  const own = await ctx.prisma.accessToken.findUnique({ where: { id: caller.tokenId }, select: { expiresAt: true, allowedCidrs: true } });
+  if (!own) throw forbidden('The calling token no longer exists.');
+  if (own.expiresAt && (!expiresAt || expiresAt > own.expiresAt)) {
+    throw invalidInput(`expiresAt: may not be later than the calling token's own expiry (${own.expiresAt.toISOString()})`, 'input.expiresAt');
+  }
+  if (own.allowedCidrs.length > 0) {
+    const mine = CidrList.parse(own.allowedCidrs);
+    if (!allowedCidrs?.length || !allowedCidrs.every((cidr) => mine.covers(cidr))) {
+      throw invalidInput(`allowedCidrs: must lie within the calling token's own (${own.allowedCidrs.join(', ')})`, 'input.allowedCidrs');
+    }
+  }
 }
