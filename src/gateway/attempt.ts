@@ -104,7 +104,9 @@ export class AttemptLog {
 export async function send(deps: AttemptDeps, log: AttemptLog, adapter: UpstreamAdapter, request: UpstreamRequest, signal: Cancellation): Promise<Sent> {
   let response: UpstreamResponse;
   try {
-    response = await deps.upstream.post(log.target.provider, request.path, request.body, signal, { headers: log.calling() });
+    const trace = log.calling();
+    const headers = request.headers ? { ...trace, ...request.headers } : trace;
+    response = await deps.upstream.post(log.target.provider, request.path, request.body, signal, { headers });
   } catch (err) {
     return { unanswered: log.failover(classify(err, signal), 0) };
   }

@@ -24,6 +24,8 @@ export class Exchange {
   readonly t0 = performance.now();
   key: ApiKeyRecord | null = null;
   parsed: ParsedRequest | null = null;
+  /** Client headers that go upstream with a body passed through (ClientProtocol.passthroughHeaders). */
+  passthroughHeaders: Record<string, string> | null = null;
   feature: string | null = null;
   taskId: string | null = null;
   taskType: string | null = null;

@@ -4,7 +4,7 @@
 // Every request ends in exactly one receipt, appended to the WAL before the response
 // completes (for streams: before their closing event); endings.ts writes those endings.
 import { hash } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
@@ -47,6 +47,7 @@ export class Pipeline {
       ex.key = await this.deps.ingress.admit(req, () => this.authenticate(protocol.authorization(req)));
       // A key with an IP allowlist used from elsewhere: 403 ip_not_allowed, with its receipt.
       assertAllowedFrom(ex.key.allowedCidrs, req, this.deps.config.trustedProxies);
+      if (protocol.passthroughHeaders) ex.passthroughHeaders = pickHeaders(req.headers, protocol.passthroughHeaders);
       const raw = await readRequestBody(req, this.deps.config.maxBodyBytes);
       ex.requestSha256 = hash('sha256', raw);
       const parsed = protocol.parse(parseJsonBody(raw));
@@ -242,6 +243,7 @@ export class Pipeline {
     let request: UpstreamRequest;
     try {
       request = native ? adapter.passthrough(protocol.wire, parsed.body, target, ex.stream) : adapter.request(parsed.chat!, target, ex.stream);
+      if (native && ex.passthroughHeaders) request.headers = ex.passthroughHeaders;
     } catch (err) {
       log.release(); // admitted, never called: what the upstream cannot take is a 400
       throw err;
@@ -352,6 +354,16 @@ function servingRoute(route: Route, protocol: ClientProtocol, parsed: ParsedRequ
     );
   }
   return targets.length === route.targets.length ? route : { ...route, targets };
+}
+
+/** The named request headers that are present (null: none). */
+function pickHeaders(headers: IncomingHttpHeaders, names: readonly string[]): Record<string, string> | null {
+  let picked: Record<string, string> | null = null;
+  for (const name of names) {
+    const value = headers[name];
+    if (value !== undefined) (picked ??= {})[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  return picked;
 }
 
 /** Exponential backoff with full jitter between retry rounds. */

@@ -54,6 +54,11 @@ export interface ClientProtocol {
   readonly path: string;
   /** Same wire upstream: the request and answer pass through unchanged (byte for byte where possible). */
   readonly wire: Wire;
+  /**
+   * Request headers that go with a body passing through to an upstream of this wire (Messages:
+   * `anthropic-beta`, which the beta fields of such a body need). Lower case.
+   */
+  readonly passthroughHeaders?: readonly string[];
   /** The credential as an Authorization header value (Anthropic clients may send `x-api-key`). */
   authorization(req: IncomingMessage): string | undefined;
   /** Validates a JSON body and builds the canonical request; throws a 400 GatewayError naming the field. */

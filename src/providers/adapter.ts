@@ -11,6 +11,8 @@ export interface UpstreamRequest {
   /** Appended to the provider's base path, e.g. `/chat/completions`. */
   path: string;
   body: string;
+  /** The client's headers that go with a body passed through (ClientProtocol.passthroughHeaders). */
+  headers?: Record<string, string>;
 }
 
 export interface UpstreamAdapter {

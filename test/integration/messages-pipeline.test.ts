@@ -311,6 +311,23 @@ describe('cache on /v1/messages: what only Anthropic reads is part of the questi
   });
 });
 
+describe('beta features on /v1/messages', () => {
+  it('a beta request passed through to an Anthropic upstream keeps its anthropic-beta header; one translated does not send it', async () => {
+    const betas = ['context-management-2025-06-27', 'interleaved-thinking-2025-05-14'];
+    const create = (model: string) =>
+      claude.beta.messages.create({ model, max_tokens: 32, betas, messages: [{ role: 'user', content: 'beta please' }] } as any);
+    await create('mp-claude');
+    const passed = gw.sim.requests.at(-1)!;
+    expect(passed.path).toBe('/v1/messages');
+    expect(passed.headers['anthropic-beta']).toBe(betas.join(','));
+    expect(passed.headers['anthropic-version']).toBe('2023-06-01'); // the provider's own
+    await create('chat-default');
+    const translated = gw.sim.requests.at(-1)!;
+    expect(translated.path).toBe('/v1/chat/completions');
+    expect(translated.headers['anthropic-beta']).toBeUndefined();
+  });
+});
+
 describe('presets from the environment (DESIGN §5 Providers)', () => {
   /** What a start with these variables does: loadConfig reads them, bootstrap creates the presets. */
   async function startWith(env: Record<string, string>) {
@@ -355,8 +372,8 @@ describe('presets from the environment (DESIGN §5 Providers)', () => {
   });
 
   it('a Messages client reaches the zhipu preset (pointed at the simulator) with its key, billed at the snapshot price', async () => {
-    // Same preset, its base URL moved to the simulator: the key and the prices stay.
-    await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'zhipu', kind: 'ZHIPU', baseUrl: gw.sim.url });
+    // Same preset, its base URL moved to the simulator (which takes its key again): the prices stay.
+    await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'zhipu', kind: 'ZHIPU', baseUrl: gw.sim.url, apiKey: 'sk-zhipu-test' });
     await gw.started.runtime.app.catalog.refresh();
     const { data, response } = await claude.messages
       .create({ model: 'zhipu/glm-4.5', max_tokens: 32, messages: [{ role: 'user', content: 'Hello GLM.' }] })

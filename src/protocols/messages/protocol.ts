@@ -28,6 +28,7 @@ export const messagesProtocol: ClientProtocol = {
   endpoint: 'messages',
   path: '/v1/messages',
   wire: 'messages',
+  passthroughHeaders: ['anthropic-beta'],
   authorization,
   parse(body): ParsedRequest {
     const t = parseMessagesRequest(body);
