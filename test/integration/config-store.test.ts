@@ -402,7 +402,11 @@ describe(`config store on ${KIND}`, () => {
 
     it('upserts by name: undefined keeps a field, null clears it', async () => {
       const first = await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: 'ark-1', timeoutMs: 1000 });
-      const second = await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://ark.example.test/api/v3' });
+      // Moving a provider with a stored key elsewhere takes the key again (it is write-only).
+      await rejectsWith(store.providers.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://ark.example.test/api/v3' }), 'INVALID_INPUT');
+      await rejectsWith(store.providers.upsertProvider({ name: 'ark', kind: 'OPENAI_COMPATIBLE' }), 'INVALID_INPUT');
+      await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', timeoutMs: 1000 }); // staying put keeps it
+      const second = await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://ark.example.test/api/v3', apiKey: 'ark-1' });
       expect(second.id).toBe(first.id);
       const rows = await db.prisma.provider.count({ where: { name: 'ark' } });
       expect(rows).toBe(1);
@@ -427,7 +431,7 @@ describe(`config store on ${KIND}`, () => {
   describe('routes', () => {
     it('replaces a route and its targets atomically, keeping target order', async () => {
       for (const name of ['openrouter', 'ark', 'deepseek'])
-        await store.providers.upsertProvider({ name, kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
+        await store.providers.upsertProvider({ name, kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1', apiKey: null });
       const r1 = await store.routing.upsertRoute({
         name: 'chat-default',
         strategy: 'PRIORITY',
@@ -754,7 +758,7 @@ describe(`config store on ${KIND}`, () => {
       });
       expect(provider2!.before).toMatchObject({ timeoutMs: null });
       expect(provider2!.after).toMatchObject({ timeoutMs: 5000, hasApiKey: true, apiKeyChanged: false });
-      expect(budget!.after).toMatchObject({ limitUsd: 5, webhookUrl: 'https://hooks.example.com/b?token=***' });
+      expect(budget!.after).toMatchObject({ limitUsd: 5, webhookOrigin: 'https://hooks.example.com' });
 
       // Secrets never: not in the API rows, not in the database.
       const raw = JSON.stringify(await db.prisma.$queryRaw`SELECT "actor", "action", "target", "before"::text, "after"::text FROM "AuditEntry"`);
