@@ -105,10 +105,11 @@ export class Pipeline {
 
   private async lookInCache(ex: Exchange, route: Route, parsed: ParsedRequest, header: string | string[] | undefined): Promise<CacheHit | null> {
     const cache = this.deps.cache;
-    // A native-only request says things its canonical question leaves out (a built-in or
-    // server tool, a document block, extended thinking, top_k): keyed on that question it
+    // A native-only chat-like request says things its canonical question leaves out (a built-in
+    // or server tool, a document block, extended thinking, top_k): keyed on that question it
     // would be answered with another request's answer, so it is neither looked up nor stored.
-    if (cache && parsed.nativeOnly) {
+    // (Embeddings are native-only too, but keyed on their own body.)
+    if (cache && parsed.nativeOnly && parsed.chat) {
       ex.cacheStatus = 'bypass';
       return null;
     }

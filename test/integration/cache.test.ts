@@ -259,6 +259,27 @@ describe('semantic cache (local embedder)', () => {
   });
 });
 
+describe('embeddings', () => {
+  it('are answered from the exact cache when the route caches (README: embeddings always)', async () => {
+    await route('embed-cached', 'sim-embed', { mode: 'EXACT', ttlSeconds: 600 });
+    const embedCalls = () => gw.sim.requests.filter((r) => r.path.endsWith('/embeddings') && r.body?.model === 'sim-embed').length;
+    const before = embedCalls();
+    const client = gw.client(secretA);
+    const first = await client.embeddings.create({ model: 'embed-cached', input: ['cache me', 'and me'] }).withResponse();
+    const second = await client.embeddings.create({ model: 'embed-cached', input: ['cache me', 'and me'] }).withResponse();
+    expect([first.response.headers.get('x-tollgate-cache'), second.response.headers.get('x-tollgate-cache')]).toEqual(['miss', 'exact']);
+    expect(second.data.data.map((d) => d.embedding)).toEqual(first.data.data.map((d) => d.embedding));
+    expect(second.data.usage).toEqual(first.data.usage);
+    expect(embedCalls() - before).toBe(1);
+    // Another team's identical request is its own.
+    const other = await gw
+      .client(secretB)
+      .embeddings.create({ model: 'embed-cached', input: ['cache me', 'and me'] })
+      .withResponse();
+    expect(other.response.headers.get('x-tollgate-cache')).toBe('miss');
+  });
+});
+
 describe('the route a request is served by', () => {
   it('answers a request a rule sends elsewhere from that route, and misses once a route changes its model', async () => {
     const routing = gw.started.runtime.adminStore.routing;
