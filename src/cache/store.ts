@@ -38,6 +38,8 @@ export interface CacheStats {
   evictions: number;
   expirations: number;
   redisErrors: number;
+  /** Rewrites of the log file with only the live entries. */
+  compactions: number;
 }
 
 export interface AnswerStoreOptions {
@@ -66,6 +68,8 @@ interface HeldAnswer extends Omit<CachedAnswer, 'answer'> {
   body: string;
   /** Length of the answer text when `body` is deflated, else 0. */
   answerChars: number;
+  /** What its vector holds in the semantic index (0: none). */
+  vectorBytes: number;
 }
 
 /** Shorter answers are kept as they are: deflate would save little and cost a call per hit. */
@@ -103,8 +107,10 @@ export class AnswerStore {
   private readonly semantic = new SemanticIndex();
   private log: WriteStream | null = null;
   private logBytes = 0;
+  /** The log's size after its last compaction: the next one waits until it has doubled. */
+  private compactedBytes = 0;
   private compacting: Promise<void> | null = null;
-  private readonly counters = { evictions: 0, expirations: 0, redisErrors: 0 };
+  private readonly counters = { evictions: 0, expirations: 0, redisErrors: 0, compactions: 0 };
   private readonly now: () => number;
 
   private constructor(private readonly opts: AnswerStoreOptions) {
@@ -176,7 +182,7 @@ export class AnswerStore {
     if (this.log) {
       this.log.write(`${line}\n`);
       this.logBytes += line.length + 1;
-      if (this.logBytes > 2 * this.opts.maxBytes) void this.compact();
+      if (this.logBytes > this.compactAt()) void this.compact();
     }
     if (this.opts.redis) {
       const shared = JSON.stringify({ ...entry, semantic: null });
@@ -192,6 +198,7 @@ export class AnswerStore {
 
   private remember(entry: CachedAnswer, vector: Vector | null, ttl: number): void {
     const held = pack(entry);
+    if (entry.semantic && vector) held.vectorBytes = vectorBytes(vector);
     this.lru.set(entry.key, held, { ttl });
     if (!this.lru.has(entry.key)) return; // too large for this cache
     if (entry.semantic && vector) {
@@ -226,7 +233,7 @@ export class AnswerStore {
     this.logBytes = size;
     this.log = createWriteStream(file, { flags: 'a' });
     this.log.on('error', (err) => this.opts.onError?.(err, 'cache log'));
-    if (this.logBytes > 2 * this.opts.maxBytes) await this.compact();
+    if (this.logBytes > this.compactAt()) await this.compact();
   }
 
   /** Rewrites the log with only the live entries, oldest first (so a reload keeps LRU order). */
@@ -244,6 +251,8 @@ export class AnswerStore {
       this.log = createWriteStream(file, { flags: 'a' });
       this.log.on('error', (err) => this.opts.onError?.(err, 'cache log'));
       this.logBytes = Buffer.byteLength(body);
+      this.compactedBytes = this.logBytes;
+      this.counters.compactions++;
       await endStream(old);
     })()
       .catch((err: unknown) => this.opts.onError?.(err, 'cache log compaction'))
@@ -251,6 +260,15 @@ export class AnswerStore {
         this.compacting = null;
       });
     return this.compacting;
+  }
+
+  /**
+   * Twice the cache's size, or twice what the last compaction left when that was more (the log
+   * writes dense vectors in base64, larger than the memory they take): else every put would
+   * compact again.
+   */
+  private compactAt(): number {
+    return 2 * Math.max(this.opts.maxBytes, this.compactedBytes);
   }
 
   private redisFailed(err: unknown, what: string): void {
@@ -264,7 +282,16 @@ function entrySize(entry: HeldAnswer): number {
   // on the text as given, not as packed: the limit keeps meaning what it did before packing,
   // and the memory held stays below it.
   const answer = entry.answerChars || entry.body.length;
-  return 300 + answer + (entry.semantic ? entry.semantic.text.length + 600 : 0);
+  return 300 + answer + (entry.semantic ? entry.semantic.text.length + entry.vectorBytes : 0);
+}
+
+/**
+ * A vector's share of memory: its numbers, and for a dense one hnswlib's links (M = 16: up to
+ * 32 neighbours of 4 bytes on the base layer) and label bookkeeping. A provider's embedding of
+ * 1,536 dimensions is ~6 KB, ten times a sparse local one.
+ */
+function vectorBytes(vector: Vector): number {
+  return isSparse(vector) ? vector.ids.byteLength + vector.weights.byteLength + 100 : vector.byteLength + 200;
 }
 
 function pack(entry: CachedAnswer): HeldAnswer {
@@ -288,6 +315,7 @@ function pack(entry: CachedAnswer): HeldAnswer {
     expiresAt: entry.expiresAt,
     body,
     answerChars,
+    vectorBytes: 0,
     costUsd: entry.costUsd,
     provider: entry.provider,
     model: entry.model,

@@ -276,18 +276,38 @@ function mix(id: number): number {
   return Math.imul(id ^ (id >>> 16), 0x45d9f3b) >>> 0;
 }
 
+/**
+ * Dense vectors (a provider's embeddings). Up to `flatLimit` of them are searched exactly, by
+ * brute force over unit-length copies; past that they move into hnswlib (HNSW). An hnswlib index
+ * costs ~2.6 MB before its first vector (65,536 label locks, whatever its capacity), too much for
+ * each of the many small namespaces (team × route × embedder) a semantic cache holds, and 256
+ * dot products of 1,536 dimensions take ~0.3 ms.
+ */
 export class DenseIndex implements VectorIndex<Float32Array> {
   private index: hnswlib.HierarchicalNSW | null = null;
   private readonly live = new Set<number>();
+  /** Unit-length vectors while the index is flat; null once they are in hnswlib. */
+  private flat: Map<number, Float32Array> | null = new Map();
+  private dimensions = 0;
 
-  constructor(private readonly initialCapacity = 1024) {}
+  constructor(
+    private readonly initialCapacity = 1024,
+    private readonly flatLimit = 256,
+  ) {}
 
   get size(): number {
     return this.live.size;
   }
 
   add(label: number, vector: Float32Array): void {
-    const index = this.ensure(vector.length);
+    if (this.dimensions === 0) this.dimensions = vector.length;
+    else if (vector.length !== this.dimensions) throw new Error(`embedding has ${vector.length} dimensions, the index ${this.dimensions}`);
+    if (this.flat && (this.flat.size < this.flatLimit || this.flat.has(label))) {
+      this.flat.set(label, unit(vector));
+      this.live.add(label);
+      return;
+    }
+    const index = this.flat ? this.promote() : this.index!;
     if (this.live.has(label)) this.remove(label);
     // Grow before full; with allowReplaceDeleted the slots of removed entries are reused first.
     if (index.getCurrentCount() >= index.getMaxElements() && this.live.size >= index.getMaxElements() / 2) {
@@ -298,34 +318,58 @@ export class DenseIndex implements VectorIndex<Float32Array> {
   }
 
   remove(label: number): void {
-    if (!this.index || !this.live.delete(label)) return;
-    this.index.markDelete(label);
+    if (!this.live.delete(label)) return;
+    if (this.flat) this.flat.delete(label);
+    else this.index!.markDelete(label);
   }
 
   get(label: number): Float32Array | undefined {
-    return this.index && this.live.has(label) ? Float32Array.from(this.index.getPoint(label)) : undefined;
+    if (!this.live.has(label)) return undefined;
+    return this.flat ? Float32Array.from(this.flat.get(label)!) : Float32Array.from(this.index!.getPoint(label));
   }
 
   search(vector: Float32Array, k: number, accept: (label: number) => boolean): Neighbour[] {
-    if (!this.index || this.live.size === 0 || vector.length !== this.index.getNumDimensions()) return [];
+    if (this.live.size === 0 || vector.length !== this.dimensions) return [];
+    if (this.flat) {
+      const query = unit(vector);
+      const best: Neighbour[] = [];
+      for (const [label, v] of this.flat) {
+        if (!accept(label)) continue;
+        let dot = 0;
+        for (let d = 0; d < v.length; d++) dot += query[d] * v[d];
+        if (best.length < k || dot > best[best.length - 1].similarity) insertSorted(best, { label, similarity: dot }, k);
+      }
+      return best;
+    }
     const n = Math.min(k, this.live.size);
-    const found = this.index.searchKnn(Array.from(vector), n, (label) => this.live.has(label) && accept(label));
+    const found = this.index!.searchKnn(Array.from(vector), n, (label) => this.live.has(label) && accept(label));
     // hnswlib's cosine space reports distance = 1 - cosine.
     return found.neighbors.map((label, i) => ({ label, similarity: 1 - found.distances[i] }));
   }
 
-  private ensure(dimensions: number): hnswlib.HierarchicalNSW {
-    if (this.index) {
-      if (this.index.getNumDimensions() !== dimensions) throw new Error(`embedding has ${dimensions} dimensions, the index ${this.index.getNumDimensions()}`);
-      return this.index;
-    }
-    const index = new hnswlib.HierarchicalNSW('cosine', dimensions);
+  /** Moves the flat vectors into a new hnswlib index. */
+  private promote(): hnswlib.HierarchicalNSW {
+    const flat = this.flat!;
+    this.flat = null;
+    const index = new hnswlib.HierarchicalNSW('cosine', this.dimensions);
     // M=16, efConstruction=100: hnswlib's recommended middle ground of recall and build time.
-    index.initIndex({ maxElements: this.initialCapacity, m: 16, efConstruction: 100, randomSeed: 100, allowReplaceDeleted: true });
+    index.initIndex({ maxElements: Math.max(this.initialCapacity, 2 * flat.size), m: 16, efConstruction: 100, randomSeed: 100, allowReplaceDeleted: true });
     index.setEf(64);
+    for (const [label, v] of flat) index.addPoint(Array.from(v), label);
     this.index = index;
     return index;
   }
+}
+
+/** `v` scaled to length 1 (a copy; zeros stay zeros). */
+function unit(v: Float32Array): Float32Array {
+  let norm = 0;
+  for (let d = 0; d < v.length; d++) norm += v[d] * v[d];
+  const out = new Float32Array(v.length);
+  if (norm === 0) return out;
+  const scale = 1 / Math.sqrt(norm);
+  for (let d = 0; d < v.length; d++) out[d] = v[d] * scale;
+  return out;
 }
 
 function insertSorted(best: Neighbour[], item: Neighbour, k: number): void {

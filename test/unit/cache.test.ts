@@ -196,7 +196,7 @@ describe('vector indexes', () => {
   });
 
   it('the dense (HNSW) index finds the nearest vector, grows past its capacity and reuses deleted slots', () => {
-    const index = new DenseIndex(4);
+    const index = new DenseIndex(4, 0); // straight into hnswlib
     const vec = (i: number) => Float32Array.from({ length: 16 }, (_, d) => Math.sin(i * 7 + d) + (d === i % 16 ? 3 : 0));
     for (let i = 1; i <= 40; i++) index.add(i, vec(i));
     expect(index.size).toBe(40);
@@ -207,6 +207,24 @@ describe('vector indexes', () => {
     expect(index.size).toBe(30);
     expect(index.search(vec(17), 5, () => true).map((n) => n.label)).not.toContain(17);
     expect(index.search(vec(55), 1, (l) => l !== 55)[0].label).not.toBe(55);
+  });
+
+  it('the dense index searches exactly while small, and finds the same once its vectors move into hnswlib', () => {
+    const vec = (i: number) => Float32Array.from({ length: 32 }, (_, d) => Math.sin(i * 7 + d) + (d === i % 32 ? 3 : 0));
+    const index = new DenseIndex(8, 20);
+    for (let i = 1; i <= 20; i++) index.add(i, vec(i));
+    const flat = index.search(vec(17), 3, () => true);
+    expect(flat[0]).toMatchObject({ label: 17 });
+    expect(flat[0].similarity).toBeCloseTo(1, 5);
+    expect(index.search(vec(17), 3, (l) => l !== 17).map((n) => n.label)).not.toContain(17);
+    index.remove(17);
+    for (let i = 21; i <= 60; i++) index.add(i, vec(i)); // past the flat limit
+    expect(index.size).toBe(59);
+    expect(index.search(vec(17), 5, () => true).map((n) => n.label)).not.toContain(17);
+    const moved = index.search(vec(12), 1, () => true)[0];
+    expect(moved.label).toBe(12);
+    expect(moved.similarity).toBeCloseTo(1, 5);
+    expect(index.get(12)!.length).toBe(32);
   });
 });
 
@@ -273,6 +291,27 @@ describe('answer store', () => {
     now += 2;
     expect(await store.getExact('a')).toBeNull();
     expect(store.stats().expirations).toBe(1);
+  });
+
+  it("counts a provider's dense embeddings at their size, and its log does not compact on every put", async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-dense-'));
+    const store = await AnswerStore.open({ maxBytes: 1_000_000, maxEntryBytes: 100_000, dir });
+    const rss = process.memoryUsage().rss;
+    const dense = (i: number) => Float32Array.from({ length: 1536 }, (_, d) => Math.sin(i * 7 + d));
+    for (let i = 0; i < 600; i++) {
+      // Each in a namespace of its own (a team each), as many teams' first answers would be.
+      await store.put(entry(`d${i}`, Date.now(), 60_000, { teamId: `t${i}`, semantic: { namespace: `ns${i}`, context: 'c', text: `q${i}` } }), dense(i));
+    }
+    const stats = store.stats();
+    expect(stats.bytes).toBeLessThanOrEqual(1_000_000);
+    expect(stats.entries).toBeLessThan(200); // ~6.7 KB each: not the ~1,200 bytes counted before
+    expect(stats.evictions).toBeGreaterThan(400);
+    // A namespace's index starts small: 600 of them held ~13 MB, not 600 × 6 MB preallocated.
+    expect(process.memoryUsage().rss - rss).toBeLessThan(300 * 1024 * 1024);
+    // The log (vectors in base64, larger than their count) was compacted now and then, not on every put.
+    await store.close();
+    expect(store.stats().compactions).toBeGreaterThan(0);
+    expect(store.stats().compactions).toBeLessThan(20);
   });
 
   it('stays under its byte limit by evicting the least recently used, semantic index included', async () => {
