@@ -32,7 +32,8 @@ export class StreamAssembler {
         const at = typeof tc.index === 'number' ? tc.index : calls.length;
         const call = (calls[at] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
         if (tc.id) call.id = tc.id;
-        if (tc.function?.name) call.function.name += tc.function.name;
+        // As the openai SDK reads it: a name sent again replaces, it is not appended.
+        if (tc.function?.name) call.function.name = tc.function.name;
         if (typeof tc.function?.arguments === 'string') call.function.arguments += tc.function.arguments;
       }
       if (c.finish_reason) choice.finish_reason = c.finish_reason;

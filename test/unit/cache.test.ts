@@ -255,7 +255,11 @@ describe('stream assembly and replay', () => {
         { index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"ci' } }] } },
       ],
     });
-    a.add({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: 'ty":"Oslo"}' } }] }, finish_reason: 'tool_calls' }] });
+    // Some servers send the name again with later pieces: read as the openai SDK does (replaced).
+    a.add({
+      ...base,
+      choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { name: 'get', arguments: 'ty":"Oslo"}' } }] }, finish_reason: 'tool_calls' }],
+    });
     expect(a.completion()!.choices[0].message.tool_calls).toEqual([
       { id: 'call_1', type: 'function', function: { name: 'get', arguments: '{"city":"Oslo"}' } },
     ]);
