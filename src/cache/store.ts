@@ -68,8 +68,6 @@ interface HeldAnswer extends Omit<CachedAnswer, 'answer'> {
   body: string;
   /** Length of the answer text when `body` is deflated, else 0. */
   answerChars: number;
-  /** What its vector holds in the semantic index (0: none). */
-  vectorBytes: number;
 }
 
 /** Shorter answers are kept as they are: deflate would save little and cost a call per hit. */
@@ -198,8 +196,8 @@ export class AnswerStore {
 
   private remember(entry: CachedAnswer, vector: Vector | null, ttl: number): void {
     const held = pack(entry);
-    if (entry.semantic && vector) held.vectorBytes = vectorBytes(vector);
-    this.lru.set(entry.key, held, { ttl });
+    // Its vector's size is given here: the entry does not keep it (a field more on 100k entries).
+    this.lru.set(entry.key, held, { ttl, size: entrySize(held, entry.semantic && vector ? vectorBytes(vector) : 0) });
     if (!this.lru.has(entry.key)) return; // too large for this cache
     if (entry.semantic && vector) {
       // Hold the index's shared copies of the namespace and context strings, not this request's.
@@ -277,12 +275,12 @@ export class AnswerStore {
   }
 }
 
-function entrySize(entry: HeldAnswer): number {
+function entrySize(entry: HeldAnswer, vectorBytes = 0): number {
   // Approximate bytes of the answer's text, the prompt and its vector, fixed overhead. Counted
   // on the text as given, not as packed: the limit keeps meaning what it did before packing,
   // and the memory held stays below it.
   const answer = entry.answerChars || entry.body.length;
-  return 300 + answer + (entry.semantic ? entry.semantic.text.length + entry.vectorBytes : 0);
+  return 300 + answer + (entry.semantic ? entry.semantic.text.length + vectorBytes : 0);
 }
 
 /**
@@ -315,7 +313,6 @@ function pack(entry: CachedAnswer): HeldAnswer {
     expiresAt: entry.expiresAt,
     body,
     answerChars,
-    vectorBytes: 0,
     costUsd: entry.costUsd,
     provider: entry.provider,
     model: entry.model,
