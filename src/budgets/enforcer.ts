@@ -14,6 +14,7 @@
 // cannot take is retried in the background (they make repeats harmless) for up to
 // SETTLE_RETRY_MS; a reservation whose settlement never comes is released by the counters at
 // the request's timeout plus HOLD_GRACE_MS.
+import { randomUUID } from 'node:crypto';
 import { budgetExceeded, budgetStoreUnavailable, GatewayError } from '../gateway/errors.js';
 import type { BudgetEvent, LiveBus } from '../live/events.js';
 import type { BudgetRecord } from '../store/admin/pricing.js';
@@ -78,6 +79,8 @@ export class BudgetEnforcer {
   private readonly now: () => number;
   private readonly lastBlockEvent = new Map<string, number>();
   private unsettled: Unsettled[] = [];
+  /** After close(): a settlement that fails is reported at once, not queued for a retry nobody runs. */
+  private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryDelayMs: number;
 
@@ -101,7 +104,9 @@ export class BudgetEnforcer {
     const amount = Math.ceil((await estimateUsd()) * NANO);
     const now = this.now();
     const ticket: BudgetTicket = {
-      hold: { id: requestId, ms: timeoutMs + HOLD_GRACE_MS },
+      // Named by Tollgate, never by the client's x-request-id: two requests sharing one would
+      // share a hold (the second reserving nothing, its cost never booked).
+      hold: { id: randomUUID(), ms: timeoutMs + HOLD_GRACE_MS },
       held: true,
       items: budgets.map((budget) => {
         const { key, ttlMs } = counterSlot(budget, now);
@@ -148,16 +153,17 @@ export class BudgetEnforcer {
 
   /** Tries pending settlements once more (at shutdown); stops the background retries. */
   async close(): Promise<void> {
+    this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     const pending = this.unsettled;
     this.unsettled = [];
     for (const [i, entry] of pending.entries()) {
       if (await this.trySettle(entry)) continue;
-      this.unsettled.push(...pending.slice(i + 1));
+      const rest = pending.length - i - 1; // the failed one is reported by trySettle
+      if (rest > 0) this.deps.onError(new Error(`${rest} more settlements not booked`), 'budget settlement at shutdown');
       break;
     }
-    if (this.unsettled.length) this.deps.onError(new Error(`${this.unsettled.length} settlements not booked`), 'budget settlement at shutdown');
   }
 
   /** One settlement try; on failure the entry joins the retry queue. */
@@ -168,6 +174,10 @@ export class BudgetEnforcer {
     try {
       results = await this.deps.counters.settle(ticket.hold, ticket.held, items);
     } catch (err) {
+      if (this.closed) {
+        this.deps.onError(err, 'budget settlement at shutdown');
+        return false;
+      }
       if (this.unsettled.length === 0) this.deps.onError(err, 'budget settlement (retrying)');
       if (this.unsettled.length >= MAX_UNSETTLED) {
         this.unsettled.shift();
@@ -181,7 +191,7 @@ export class BudgetEnforcer {
   }
 
   private scheduleRetry(): void {
-    if (this.retryTimer || this.unsettled.length === 0) return;
+    if (this.closed || this.retryTimer || this.unsettled.length === 0) return;
     this.retryTimer = setTimeout(() => void this.retryUnsettled(), this.retryDelayMs);
     this.retryTimer.unref();
   }
@@ -255,6 +265,8 @@ export class BudgetEnforcer {
       // been kept since before this period began (a flush or a restart would have dropped
       // it, and nothing loads a past period), so every settlement of this period is in the
       // live value, which load() keeps. Otherwise the budget cannot be known: fail as before.
+      // (Assumes the store keeps its keys: a Redis evicting them under maxmemory, or restored
+      // from an older snapshot, could have lost this period's counter and kept the previous one.)
       if (!(await this.keptSincePeriodStart(budget, window))) throw err;
       spent = 0;
     }

@@ -187,6 +187,12 @@ describe('reservations that are never settled, and settlements that cannot be ma
     expect(await enforcer.status(budget({ period: 'TOTAL' }))).toMatchObject({ spentUsd: 0, reservedUsd: 0.4 });
   });
 
+  it("two requests sharing a client's x-request-id hold one reservation each", async () => {
+    const { enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
+    expect(await enforcer.admit(subject, async () => 0.6, 'same-id', TIMEOUT_MS)).not.toBeNull();
+    await refusal(enforcer.admit(subject, async () => 0.6, 'same-id', TIMEOUT_MS));
+  });
+
   it('a repeated reservation holds once and a repeated settlement books once', async () => {
     const { counters, enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
     const ticket = (await enforcer.admit(subject, async () => 0.3, 'a', TIMEOUT_MS))!;
