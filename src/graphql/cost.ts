@@ -44,10 +44,17 @@ export function operationCost(document: DocumentNode, operationName: string | nu
   const spreadCost = new Map<string, number>();
 
   const childrenCost = (selections: readonly SelectionNode[]) => selections.reduce((sum, child) => sum + DEPTH_COST_FACTOR * cost(child), 0);
+  // A variable's value as execution will see it: sent, or else its declared default.
+  const variableValue = (name: string): unknown => {
+    if (variables[name] !== undefined) return variables[name];
+    const fallback = operation!.variableDefinitions?.find((v) => v.variable.name.value === name)?.defaultValue;
+    return fallback?.kind === Kind.INT ? Number.parseInt(fallback.value, 10) : undefined;
+  };
   const listSize = (field: FieldNode): number => {
     const arg = field.arguments?.find((a) => a.name.value === 'first' || a.name.value === 'last');
     if (!arg) return 1;
-    const value = arg.value.kind === Kind.INT ? Number.parseInt(arg.value.value, 10) : arg.value.kind === Kind.VARIABLE ? variables[arg.value.name.value] : 1;
+    const value =
+      arg.value.kind === Kind.INT ? Number.parseInt(arg.value.value, 10) : arg.value.kind === Kind.VARIABLE ? variableValue(arg.value.name.value) : 1;
     return typeof value === 'number' && Number.isFinite(value) ? Math.max(value, 1) : 1;
   };
   function cost(node: SelectionNode | FragmentDefinitionNode): number {

@@ -45,9 +45,10 @@ export const DEFAULT_LIMITS = {
   aliases: 15,
   /**
    * graphql-armor's cost: an object 2, a scalar 1, ×1.5 a level, × a list's `first` (literal or
-   * variable): a page of 100 receipts with every field is ~13,000, one of 500 with a few ~21,000.
+   * variable): the largest page of receipts (500) with every field is ~81,000; aliases or
+   * several lists multiplying it are refused.
    */
-  cost: 50_000,
+  cost: 100_000,
   tokens: 2000,
   batch: 10,
   /** graphql-ws: close with 4408 when connection_init has not come within this. */
@@ -261,10 +262,12 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
             return false;
           }
           const principal = await principalOf(ctx.connectionParams, ctx.extra.request);
+          const { socket } = ctx.extra;
           if (!principal) throttle?.fail(ctx.extra.request);
-          else {
-            open.set(ctx.extra.socket, { params: ctx.connectionParams, req: ctx.extra.request });
-            ctx.extra.socket.once('close', () => open.delete(ctx.extra.socket));
+          else if (socket.readyState === socket.OPEN) {
+            // (A socket that closed while its token was checked has had its 'close' already.)
+            open.set(socket, { params: ctx.connectionParams, req: ctx.extra.request });
+            socket.once('close', () => open.delete(socket));
           }
           return principal !== null;
         },

@@ -244,7 +244,7 @@ async function walk(filter: Record<string, unknown>): Promise<R[]> {
   const out: R[] = [];
   let after: string | null = null;
   for (;;) {
-    // `first` as a variable: the cost limit multiplies a literal one into the query's cost.
+    // The largest page (500) with every field: within the cost limit, as a variable or a literal.
     const d: any = await gqlOk(
       gw.url,
       admin,

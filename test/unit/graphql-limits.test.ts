@@ -120,10 +120,13 @@ describe('GraphQL limits', () => {
     const g = server();
     const aliased = (first: string) => Array.from({ length: 15 }, (_, i) => `r${i}: ${receipts(first)}`).join(' ');
     const literal = await post(g, { query: `{ ${aliased('500')} }` });
-    expect(literal.body.errors[0].message).toMatch(/Cost limit of 50000 exceeded/);
+    expect(literal.body.errors[0].message).toMatch(/Cost limit of 100000 exceeded/);
     const variable = await post(g, { query: `query($n: Int) { ${aliased('$n')} }`, variables: { n: 500 } });
-    expect(variable.body.errors[0].message).toMatch(/Cost limit of 50000 exceeded, found 311718.75/);
+    expect(variable.body.errors[0].message).toMatch(/Cost limit of 100000 exceeded, found 311718.75/);
     expect(variable.body.data ?? null).toBeNull();
+    // A variable's declared default counts too.
+    const byDefault = await post(g, { query: `query($n: Int = 500) { ${aliased('$n')} }` });
+    expect(byDefault.body.errors[0].message).toMatch(/Cost limit of 100000 exceeded, found 311718.75/);
     // One full page through the same variable is not refused for its cost (it fails later here:
     // this server has no ClickHouse).
     const page = await post(g, { query: `query($n: Int) { ${receipts('$n')} }`, variables: { n: 500 } });
