@@ -49,15 +49,27 @@ function answer(json: unknown, passedThrough?: Wire): ChatCompletion {
   for (const choice of completion.choices) {
     const message = (choice as { message?: unknown } | null)?.message as Record<string, unknown> | undefined;
     if (!message || typeof message !== 'object') throw new SyntaxError('upstream answer has a choice without a message');
-    // Some compatible servers answer the content as a list of parts: read as its text.
-    if (Array.isArray(message.content)) message.content = message.content.map((part) => (typeof part?.text === 'string' ? part.text : '')).join('');
+    // Some compatible servers answer the content as a list of parts: read as its text (and refusal).
+    if (Array.isArray(message.content)) Object.assign(message, fromParts(message.content));
     else if (message.content != null && typeof message.content !== 'string') throw new SyntaxError('upstream answer has a message content that is not text');
+    // A function call names its function; other kinds (OpenAI's custom tools) carry their own shape.
     const calls = message.tool_calls;
-    if (calls != null && !(Array.isArray(calls) && calls.every((c) => typeof c?.function?.name === 'string'))) {
-      throw new SyntaxError('upstream answer has a malformed tool call');
-    }
+    const wellFormed = (c: { type?: unknown; function?: { name?: unknown } } | null) =>
+      !!c && typeof c === 'object' && (c.type !== 'function' || typeof c.function?.name === 'string');
+    if (calls != null && !(Array.isArray(calls) && calls.every(wellFormed))) throw new SyntaxError('upstream answer has a malformed tool call');
   }
   return completion;
+}
+
+/** A content given as parts: the text parts joined, and a refusal part as the refusal. */
+function fromParts(parts: unknown[]): { content: string; refusal?: string } {
+  let content = '';
+  let refusal: string | undefined;
+  for (const part of parts as Array<{ type?: unknown; text?: unknown; refusal?: unknown } | null>) {
+    if (typeof part?.text === 'string') content += part.text;
+    else if (part?.type === 'refusal' && typeof part.refusal === 'string') refusal = (refusal ?? '') + part.refusal;
+  }
+  return refusal === undefined ? { content } : { content, refusal };
 }
 
 export const openAiCompatible: UpstreamAdapter = {

@@ -73,7 +73,8 @@ export function checkAnswer(checks: readonly AcceptCheck[], request: ChatRequest
       }
       case 'TOOL_ARGS': {
         for (const call of message.tool_calls ?? []) {
-          const tool = request.tools?.find((t) => t.function.name === call.function.name);
+          if (call.type !== 'function') continue; // a custom tool's input has no schema to check
+          const tool = request.tools?.find((t) => t.function?.name === call.function.name);
           if (!tool) return reject('tool_args', `${call.function.name}: not a tool of the request`);
           let args: unknown;
           try {

@@ -1,0 +1,39 @@
+// How an OpenAI-compatible JSON answer is read: the shapes compatible servers send are taken
+// (content as parts, custom tool calls, tool calls without content), malformed ones refused
+// as such (a SyntaxError: the attempt fails over) instead of throwing later in the checks.
+import { describe, expect, it } from 'vitest';
+import { openAiCompatible } from '../../src/providers/openai-compatible.js';
+import { checkAnswer } from '../../src/routing/accept.js';
+
+const answerOf = (message: Record<string, unknown>) =>
+  openAiCompatible.answer({ id: 'x', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message, finish_reason: 'stop' }] });
+
+describe('an OpenAI-compatible answer', () => {
+  it('reads content given as parts as its text, and a refusal part as the refusal', () => {
+    const parts = answerOf({
+      role: 'assistant',
+      content: [
+        { type: 'text', text: 'Par' },
+        { type: 'text', text: 'is.' },
+      ],
+    });
+    expect(parts.choices[0].message).toMatchObject({ content: 'Paris.' });
+    const refused = answerOf({ role: 'assistant', content: [{ type: 'refusal', refusal: 'I cannot help with that.' }] });
+    expect(refused.choices[0].message).toMatchObject({ content: '', refusal: 'I cannot help with that.' });
+    expect(checkAnswer(['NOT_REFUSED'], { model: 'm', messages: [] }, refused)).toMatchObject({ accepted: false });
+  });
+
+  it("takes tool calls without content, and custom tools' calls, which the checks leave alone", () => {
+    const custom = answerOf({ role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'custom', custom: { name: 'grammar', input: 'SELECT 1' } }] });
+    const request = { model: 'm', messages: [], tools: [{ type: 'custom', custom: { name: 'grammar' } }] } as any;
+    expect(checkAnswer(['TOOL_ARGS', 'NON_EMPTY'], request, custom)).toMatchObject({ accepted: true });
+    const call = answerOf({ role: 'assistant', content: null, tool_calls: [{ id: 'c2', type: 'function', function: { name: 'f', arguments: '{}' } }] });
+    expect(call.choices[0].message.tool_calls).toHaveLength(1);
+  });
+
+  it('refuses a choice without a message, or a function call without its function, as a malformed answer', () => {
+    expect(() => openAiCompatible.answer({ choices: [{ index: 0, finish_reason: 'stop' }] })).toThrow(SyntaxError);
+    expect(() => answerOf({ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function' }] })).toThrow(SyntaxError);
+    expect(() => answerOf({ role: 'assistant', content: 42 })).toThrow(SyntaxError);
+  });
+});
