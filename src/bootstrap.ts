@@ -12,15 +12,18 @@ import type { PriceRecord, SetPriceInput } from './store/admin/pricing.js';
 export interface BootstrapStore {
   teams: { ensureTeam(name: string): Promise<unknown> };
   providers: {
-    upsertProvider(input: {
-      name: string;
-      kind: ProviderKind;
-      baseUrl?: string | null;
-      apiKey?: string | null;
-      timeoutMs?: number | null;
-      extraHeaders?: Record<string, string>;
-      modelMap?: Record<string, string>;
-    }): Promise<unknown>;
+    upsertProvider(
+      input: {
+        name: string;
+        kind: ProviderKind;
+        baseUrl?: string | null;
+        apiKey?: string | null;
+        timeoutMs?: number | null;
+        extraHeaders?: Record<string, string>;
+        modelMap?: Record<string, string>;
+      },
+      opts?: { fromConfigFile?: boolean },
+    ): Promise<unknown>;
   };
   routing: { applyRouting(batch: { routes: DeclaredRoute[]; experiments: DeclaredExperiment[] }): Promise<unknown> };
   pricing: {
@@ -157,15 +160,18 @@ async function applyConfigFile(configFile: string, config: Config, store: Bootst
   const file = await loadConfigFile(configFile, config.envForReferences);
   for (const t of file.teams) await store.teams.ensureTeam(typeof t === 'string' ? t : t.name);
   for (const p of file.providers) {
-    await store.providers.upsertProvider({
-      name: p.name,
-      kind: p.kind,
-      baseUrl: p.baseUrl ?? null,
-      apiKey: p.apiKey,
-      timeoutMs: p.timeoutMs ?? null,
-      extraHeaders: p.headers ?? {},
-      modelMap: p.modelMap ?? {},
-    });
+    await store.providers.upsertProvider(
+      {
+        name: p.name,
+        kind: p.kind,
+        baseUrl: p.baseUrl ?? null,
+        apiKey: p.apiKey,
+        timeoutMs: p.timeoutMs ?? null,
+        extraHeaders: p.headers ?? {},
+        modelMap: p.modelMap ?? {},
+      },
+      { fromConfigFile: true },
+    );
   }
   // Routes and experiments land together, so they may refer to each other in any order.
   await store.routing.applyRouting({ routes: file.routes, experiments: file.experiments });

@@ -406,6 +406,9 @@ describe(`config store on ${KIND}`, () => {
       await rejectsWith(store.providers.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://ark.example.test/api/v3' }), 'INVALID_INPUT');
       await rejectsWith(store.providers.upsertProvider({ name: 'ark', kind: 'OPENAI_COMPATIBLE' }), 'INVALID_INPUT');
       await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', timeoutMs: 1000 }); // staying put keeps it
+      // The operator's config file at start may move it keeping the key (it holds the keys too).
+      await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://proxy.example.test/v3' }, { fromConfigFile: true });
+      expect((await store.providers.loadProvidersWithSecrets()).find((p) => p.name === 'ark')).toMatchObject({ apiKey: 'ark-1' });
       const second = await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', baseUrl: 'https://ark.example.test/api/v3', apiKey: 'ark-1' });
       expect(second.id).toBe(first.id);
       const rows = await db.prisma.provider.count({ where: { name: 'ark' } });

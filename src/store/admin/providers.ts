@@ -69,7 +69,11 @@ export class ProviderStore {
 
   // --- providers ----------------------------------------------------------------------
 
-  async upsertProvider(input: UpsertProviderInput): Promise<ProviderInfo> {
+  /**
+   * `fromConfigFile`: the operator's own file at start, trusted to move a provider that keeps
+   * its stored key (its keys come from the same place); everyone else sends the key again.
+   */
+  async upsertProvider(input: UpsertProviderInput, opts: { fromConfigFile?: boolean } = {}): Promise<ProviderInfo> {
     const p = parse(upsertProviderInput, input);
     // Sealed outside the transaction (pure CPU), bound to the provider's name.
     const sealed = p.apiKey === undefined ? undefined : p.apiKey === null ? null : this.secretBox.seal(p.apiKey, providerAad(p.name));
@@ -88,7 +92,7 @@ export class ProviderStore {
       // kind) takes the key again, or its removal, so that nobody can send it to a server of
       // their own and read it there (provider keys are write-only).
       const moved = before && ((p.baseUrl !== undefined && p.baseUrl !== before.baseUrl) || p.kind !== before.kind);
-      if (moved && before.apiKeyCiphertext !== null && p.apiKey === undefined) {
+      if (moved && before.apiKeyCiphertext !== null && p.apiKey === undefined && !opts.fromConfigFile) {
         throw new AdminStoreError('INVALID_INPUT', `apiKey: required when baseUrl or kind changes (send the key again, or null to remove it)`);
       }
       const after = await tx.provider.upsert({
