@@ -63,15 +63,18 @@ export async function maxCostOf(
 // where it depends on what Tollgate does not look at (an image's size, a document's pages):
 // an image is at most ~1,600 tokens (Anthropic scales it to ≤ 1.15 megapixels, ~750 pixels a
 // token; OpenAI's high detail is ≤ 1,445: 85 + 170 for each of ≤ 8 tiles), 85 at low detail.
-// Documents and audio are counted from their size: about 3,000 tokens a PDF page (its text
-// plus the page as an image) of ~30 KB, so one token for every 10 bytes; a file named only by
-// id or URL counts as FILE_BY_REFERENCE_TOKENS.
+// Documents are counted from their size: about 3,000 tokens a PDF page (its text plus the page
+// as an image) of ~30 KB, so one token for every 10 bytes; a plain-text document by its text; a
+// file named only by id or URL counts as FILE_BY_REFERENCE_TOKENS. Audio is billed by duration
+// (~10 tokens a second): one token for every 1,000 bytes is above that for compressed audio
+// (16 KB/s) and well above for WAV (32 KB/s).
 const IMAGE_TOKENS = 1_600;
 const LOW_DETAIL_IMAGE_TOKENS = 85;
 const FILE_BYTES_PER_TOKEN = 10;
+const AUDIO_BYTES_PER_TOKEN = 1_000;
 const FILE_BY_REFERENCE_TOKENS = 10_000;
 const IMAGE_TYPES = new Set(['image_url', 'image', 'input_image']);
-const FILE_TYPES = new Set(['file', 'document', 'input_file', 'input_audio']);
+const FILE_TYPES = new Set(['file', 'document', 'input_file']);
 
 /**
  * Prompt tokens of a request in any client protocol's shape (chat completions, Responses,
@@ -100,7 +103,10 @@ function contentTokens(value: unknown, count: CountTokens): number {
   if (!value || typeof value !== 'object') return 0;
   const part = value as Record<string, unknown>;
   if (IMAGE_TYPES.has(part.type as string)) return isLowDetail(part) ? LOW_DETAIL_IMAGE_TOKENS : IMAGE_TOKENS;
+  if (part.type === 'input_audio') return Math.ceil((JSON.stringify(part).length * 3) / 4 / AUDIO_BYTES_PER_TOKEN);
   if (FILE_TYPES.has(part.type as string)) {
+    const source = part.source as { type?: unknown; data?: unknown } | undefined;
+    if (source?.type === 'text' && typeof source.data === 'string') return count(source.data);
     const size = JSON.stringify(part).length;
     return size < 1_000 ? FILE_BY_REFERENCE_TOKENS : Math.ceil((size * 3) / 4 / FILE_BYTES_PER_TOKEN);
   }

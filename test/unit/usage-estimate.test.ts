@@ -38,6 +38,13 @@ describe('prompt estimate', () => {
     expect(docTokens).toBeLessThan(31_000);
     const byId = { input: [{ role: 'user', content: [{ type: 'input_file', file_id: 'file-abc' }] }] };
     expect(await estimatePromptTokens(byId)).toBeGreaterThanOrEqual(10_000);
+    // A plain-text document counts its text; audio is billed by duration, not near its bytes.
+    const text = { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'word '.repeat(3_000) } };
+    expect(await extra({ messages: [{ role: 'user', content: [text] }] }, { messages: [{ role: 'user', content: [] }] })).toBeGreaterThanOrEqual(3_000);
+    const minuteOfMp3 = { type: 'input_audio', input_audio: { format: 'mp3', data: 'A'.repeat(1_280_000) } }; // ~960 KB
+    const audio = await extra({ messages: [{ role: 'user', content: [minuteOfMp3] }] }, { messages: [{ role: 'user', content: [] }] });
+    expect(audio).toBeGreaterThan(600); // ~10 tokens a second
+    expect(audio).toBeLessThan(2_000);
   });
 
   it('counts system prompts, tool calls and tool results in each shape', async () => {
