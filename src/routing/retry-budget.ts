@@ -77,7 +77,7 @@ export class RetryBudget {
 /** The budgets of all routes, created on first use. */
 /**
  * Budgets kept at most: a client may pin any `provider/model` name, and each is a route of its
- * own here. Past the bound the least recently created is dropped (it only starts counting again).
+ * own here. Past the bound the least recently used is dropped (it only starts counting again).
  */
 const MAX_BUDGETS = 10_000;
 
@@ -91,11 +91,17 @@ export class RetryBudgets {
 
   for(route: string): RetryBudget {
     let budget = this.byRoute.get(route);
-    if (!budget) {
-      budget = new RetryBudget(this.opts, this.now);
-      if (this.byRoute.size >= MAX_BUDGETS) this.byRoute.delete(this.byRoute.keys().next().value!);
-      this.byRoute.set(route, budget);
+    if (budget) {
+      // Most recently used last (a Map keeps insertion order), once the bound is in play.
+      if (this.byRoute.size >= MAX_BUDGETS / 2) {
+        this.byRoute.delete(route);
+        this.byRoute.set(route, budget);
+      }
+      return budget;
     }
+    budget = new RetryBudget(this.opts, this.now);
+    if (this.byRoute.size >= MAX_BUDGETS) this.byRoute.delete(this.byRoute.keys().next().value!);
+    this.byRoute.set(route, budget);
     return budget;
   }
 

@@ -60,8 +60,14 @@ describe('RetryBudgets', () => {
     const budgets = new RetryBudgets();
     const first = budgets.for('openrouter/x-0');
     expect(budgets.for('openrouter/x-0')).toBe(first);
-    for (let i = 1; i < 25_000; i++) budgets.for(`openrouter/x-${i}`);
+    const busy = budgets.for('chat-default');
+    for (let i = 1; i < 25_000; i++) {
+      budgets.for(`openrouter/x-${i}`);
+      if (i % 1000 === 0) budgets.for('chat-default'); // a configured route in use
+    }
     expect(budgets.size).toBe(10_000);
+    expect(budgets.for('chat-default')).toBe(busy); // used recently: kept
+    expect(budgets.for('openrouter/x-0')).not.toBe(first); // unused since: dropped
     expect(budgets.for('openrouter/x-24999')).toBe(budgets.for('openrouter/x-24999'));
   });
 });
