@@ -52,13 +52,15 @@ function answer(json: unknown, passedThrough?: Wire): ChatCompletion {
     // Some compatible servers answer the content as a list of parts: read as its text (and refusal).
     if (Array.isArray(message.content)) Object.assign(message, fromParts(message.content));
     else if (message.content != null && typeof message.content !== 'string') throw new SyntaxError('upstream answer has a message content that is not text');
-    // A function call names its function; other kinds (OpenAI's custom tools) carry their own shape.
     const calls = message.tool_calls;
-    const wellFormed = (c: { type?: unknown; function?: { name?: unknown } } | null) =>
-      !!c && typeof c === 'object' && (c.type !== 'function' || typeof c.function?.name === 'string');
-    if (calls != null && !(Array.isArray(calls) && calls.every(wellFormed))) throw new SyntaxError('upstream answer has a malformed tool call');
+    if (calls != null && !(Array.isArray(calls) && calls.every(isWellFormedCall))) throw new SyntaxError('upstream answer has a malformed tool call');
   }
   return completion;
+}
+
+/** A function call names its function; other kinds (OpenAI's custom tools) carry their own shape. */
+function isWellFormedCall(call: { type?: unknown; function?: { name?: unknown } } | null): boolean {
+  return !!call && typeof call === 'object' && (call.type !== 'function' || typeof call.function?.name === 'string');
 }
 
 /** A content given as parts: the text parts joined, and a refusal part as the refusal. */
