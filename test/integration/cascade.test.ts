@@ -69,6 +69,17 @@ async function ask(body: Record<string, unknown>, headers: Record<string, string
   };
 }
 
+/** One plain request to the 'lenient' route (checks only NON_EMPTY), through the official client; its answer and receipt. */
+async function askLenient(content: string) {
+  const { data, response } = await gw
+    .client(key.secret)
+    .chat.completions.create({ model: 'lenient', messages: [{ role: 'user', content }] })
+    .withResponse();
+  const id = response.headers.get('x-tollgate-receipt-id')!;
+  receiptIds.push(id);
+  return { data, receipt: await receiptOf(id) };
+}
+
 const CITY_SCHEMA = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false };
 const WEATHER_TOOL = {
   type: 'function',
@@ -182,26 +193,18 @@ describe('a cheap-first cascade', () => {
     // A truncated answer on a route that only checks for emptiness.
     gw.sim.reset();
     gw.sim.behave('cheap', { finishReason: 'length', times: 1 });
-    const { data, response } = await gw
-      .client(key.secret)
-      .chat.completions.create({ model: 'lenient', messages: [{ role: 'user', content: 'hello' }] })
-      .withResponse();
-    receiptIds.push(response.headers.get('x-tollgate-receipt-id')!);
+    const { data, receipt } = await askLenient('hello');
     expect(upstreamModels()).toEqual(['cheap']);
     expect(data.choices[0].finish_reason).toBe('length');
-    expect((await receiptOf(response.headers.get('x-tollgate-receipt-id')!)).accepted).toBe(true);
+    expect(receipt.accepted).toBe(true);
   });
 
   it('reads a step whose content is a list of text parts as its text, and checks it like any other', async () => {
     gw.sim.behave('cheap', { content: 'Paris.', contentParts: true, times: 1 });
-    const { data, response } = await gw
-      .client(key.secret)
-      .chat.completions.create({ model: 'lenient', messages: [{ role: 'user', content: 'parts' }] })
-      .withResponse();
-    receiptIds.push(response.headers.get('x-tollgate-receipt-id')!);
+    const { data, receipt } = await askLenient('parts');
     expect(upstreamModels()).toEqual(['cheap']);
     expect(data.choices[0].message.content).toBe('Paris.');
-    expect((await receiptOf(response.headers.get('x-tollgate-receipt-id')!)).accepted).toBe(true);
+    expect(receipt.accepted).toBe(true);
   });
 
   it('every step rejected: the last answer with x-tollgate-accepted: false, status ok, and nothing cached', async () => {
