@@ -223,7 +223,7 @@ export class Endings {
       void this.deps.budgets!.settle(ticket, budgetCostOf(draft), ex.requestId);
     }
     ex.receipt = this.deps.receipts.append(draft).then((receipt) => {
-      ex.recorded = true;
+      ex.markRecorded();
       return receipt;
     });
     return ex.receipt;

@@ -62,6 +62,8 @@ export class Exchange {
   receipt: Promise<UnsignedReceipt> | null = null;
   /** Its append succeeded: the request's outcome is on record and must not change. */
   recorded = false;
+  /** What waits for the receipt to be in the WAL (RenderContext.whenRecorded). */
+  private afterRecord: Array<() => void> | null = null;
   /** Its OpenTelemetry span; null when tracing is off. */
   trace: RequestTrace | null = null;
 
@@ -107,7 +109,24 @@ export class Exchange {
 
   /** What a protocol needs to render this request's answer. */
   renderContext(): RenderContext {
-    return { id: this.protocol.answerId(this.receiptId), teamId: this.key!.teamId, created: Math.floor(this.startedAt / 1000), request: this.parsed! };
+    return {
+      id: this.protocol.answerId(this.receiptId),
+      teamId: this.key!.teamId,
+      created: Math.floor(this.startedAt / 1000),
+      request: this.parsed!,
+      whenRecorded: (then) => {
+        // Once the receipt is written, nothing more waits for it.
+        if (this.receipt === null) (this.afterRecord ??= []).push(then);
+      },
+    };
+  }
+
+  /** The receipt is in the WAL: runs what waited for it. */
+  markRecorded(): void {
+    this.recorded = true;
+    const waiting = this.afterRecord;
+    this.afterRecord = null;
+    for (const then of waiting ?? []) then();
   }
 
   /** The receipt content for how this request ended. */

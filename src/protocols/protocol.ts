@@ -46,6 +46,11 @@ export interface RenderContext {
   /** Seconds since the epoch. */
   created: number;
   request: ParsedRequest;
+  /**
+   * Runs `then` once this request's receipt is in the WAL, and never if it could not be
+   * written: what the answer leaves behind (a stored response) must not outlive a missing receipt.
+   */
+  whenRecorded(then: () => void): void;
 }
 
 export interface ClientProtocol {

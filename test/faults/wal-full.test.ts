@@ -52,6 +52,24 @@ async function fill(): Promise<string> {
   return file;
 }
 
+/** A Responses request; returns the response id the client learnt (header or response.created) and whether it completed. */
+async function respond(stream: boolean, tag: string): Promise<{ id: string; status: number; completed: boolean }> {
+  sent++;
+  const r = await fetch(`${gw.baseURL}/responses`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'chat-default', stream, input: tag }),
+  });
+  const text = await r.text();
+  const receiptId = r.headers.get('x-tollgate-receipt-id')!;
+  const id = stream ? (/"id":"(resp_[0-9a-f]+)"/.exec(text)?.[1] ?? '') : `resp_${receiptId.replaceAll('-', '')}`;
+  const done = stream ? /event: response\.completed\n[\s\S]*: tollgate-receipt /.test(text) : r.status === 200;
+  if (done) completed.push(receiptId);
+  return { id, status: r.status, completed: done };
+}
+
+const stored = async (id: string) => (await fetch(`${gw.baseURL}/responses/${id}`, { headers: { authorization: `Bearer ${secret}` } })).status;
+
 async function send(stream: boolean, tag: string) {
   sent++;
   const r = await chat(gw.baseURL, secret, { model: 'chat-default', stream, messages: [{ role: 'user', content: tag }] });
@@ -83,14 +101,28 @@ describe('WAL disk full', () => {
     expect(stream.text).not.toContain('data: [DONE]');
     expect(stream.text).toMatch(/event: error\ndata: .*"code":"receipts_unavailable"/);
     expect(stream.text).not.toMatch(/: tollgate-receipt /);
+    // Responses: refused the same way, and the answers are not kept either: no client can
+    // fetch by id (GET, previous_response_id) an answer that has no receipt.
+    const refused = [await respond(false, 'full responses json'), await respond(true, 'full responses stream')];
+    expect(refused.map((r) => [r.status, r.completed])).toEqual([
+      [503, false],
+      [200, false],
+    ]);
+    for (const r of refused) expect(r.id).toMatch(/^resp_[0-9a-f]{32}$/);
 
     await unlink(filler);
+    for (const r of refused) expect(await stored(r.id), `GET ${r.id} after space returned`).toBe(404);
+    for (const streamed of [false, true]) {
+      const kept = await respond(streamed, `after, responses ${streamed}`);
+      expect(kept.completed).toBe(true);
+      expect(await stored(kept.id)).toBe(200);
+    }
     for (let i = 0; i < 5; i++) expect((await send(i % 2 === 0, `after ${i}`)).completed).toBe(true);
     await gw.started.runtime.journal.flush();
     // Every response that completed has its receipt; the refused ones have none, and the
     // chain has no gap where they failed.
     const report = await expectNothingLost(gw.started.runtime.clickhouse.client, { completed, total: completed.length });
-    expect(report.rows).toBe(10);
-    expect(sent).toBe(12);
+    expect(report.rows).toBe(12);
+    expect(sent).toBe(16);
   }, 60_000);
 });

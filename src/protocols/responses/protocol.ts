@@ -15,7 +15,8 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
   const keep = (ctx: RenderContext, response: ResponseObject | Record<string, unknown>) => {
     const t = translated(ctx.request);
     if (!store || t.body.store === false) return;
-    store.save({ id: ctx.id, teamId: ctx.teamId, previousId: t.body.previous_response_id ?? null, input: t.items, response });
+    // Kept only once its receipt is written: no answer is retrievable that has no receipt.
+    ctx.whenRecorded(() => store.save({ id: ctx.id, teamId: ctx.teamId, previousId: t.body.previous_response_id ?? null, input: t.items, response }));
   };
 
   return {
