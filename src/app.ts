@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { recordTaskOutcome, TaskOutcomeInput } from './analytics/outcomes.js';
 import type { BudgetCounters } from './budgets/counters.js';
 import { BudgetEnforcer } from './budgets/enforcer.js';
-import { spentInWindow } from './budgets/spend.js';
+import { type LeftoverSpend, spentInWindow } from './budgets/spend.js';
 import { WebhookSender } from './budgets/webhooks.js';
 import type { AnswerStore } from './cache/store.js';
 import type { Config } from './config.js';
@@ -88,6 +88,8 @@ export interface AppDeps {
   answers?: AnswerStore | null;
   /** Budget counters (Redis or this process); budgets are enforced only with the receipts store too. */
   budgetCounters?: BudgetCounters;
+  /** What the receipts the previous run left in the WAL cost, until ClickHouse has them all. */
+  leftoverSpend?: LeftoverSpend;
   /** Rate-limit windows shared by every instance (Redis); none = this process's own. */
   rateWindows?: WindowStore | null;
   /** Called after an admin change that affects admission (other instances must hear of it). */
@@ -160,7 +162,7 @@ export function buildApp(deps: AppDeps): App {
       ? new BudgetEnforcer({
           counters: deps.budgetCounters,
           budgets: () => catalog.budgets,
-          spentSince: (budget, window) => spentInWindow(receiptsStore.clickhouse, receiptsStore.receiptsTable, budget, window),
+          spentSince: (budget, window) => spentInWindow(receiptsStore.clickhouse, receiptsStore.receiptsTable, budget, window, deps.leftoverSpend ?? null),
           bus,
           notify: (budget, event) => webhooks.send(budget.webhookUrl!, event),
           onError: (err, what) => log.warn({ err: String(err) }, `${what} failed`),

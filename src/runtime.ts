@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { type App, buildApp } from './app.js';
 import { bootstrap } from './bootstrap.js';
 import { MemoryCounters, RedisCounters } from './budgets/counters.js';
+import { LeftoverSpend } from './budgets/spend.js';
 import { AnswerStore } from './cache/store.js';
 import type { Config } from './config.js';
 import type { Logger } from './gateway/deps.js';
@@ -119,6 +120,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     const bootstrapped = await bootstrap(config, adminStore);
     const adminToken = await ensureAdminToken({ dataDir: config.dataDir, configured: config.adminToken });
     const signer = await ReceiptSigner.open(config.dataDir);
+    const leftoverSpend = new LeftoverSpend();
     const journal = await ReceiptJournal.open({
       dataDir: config.dataDir,
       signer,
@@ -130,6 +132,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       // A replica may serve a read before it has fetched a freshly inserted part.
       landedGraceMs: config.clickhouse?.cluster ? 10_000 : 0,
       log: (msg, fields) => log.warn(fields ?? {}, msg),
+      onLeftover: (receipt) => leftoverSpend.add(receipt),
     });
     const redis = openCommandRedis(config);
     const answers = await openAnswerStore(config, redis, log);
@@ -144,6 +147,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       answers,
       responses,
       budgetCounters: redis ? new RedisCounters(redis) : new MemoryCounters(),
+      leftoverSpend,
       rateWindows: redis ? new RedisWindows(redis) : null,
       config,
       log,

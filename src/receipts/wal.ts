@@ -183,6 +183,19 @@ export async function recoverWal(dir: string, log: LogFn): Promise<RecoveredWal>
   };
 }
 
+/** The receipts of a segment, parsed; a line that is not whole JSON is skipped, as its insert skips it. */
+export async function segmentReceipts(file: string): Promise<UnsignedReceipt[]> {
+  const receipts: UnsignedReceipt[] = [];
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    try {
+      if (line) receipts.push(JSON.parse(line) as UnsignedReceipt);
+    } catch {
+      // torn or damaged
+    }
+  }
+  return receipts;
+}
+
 /** Longest line readLineAt() reads; a receipt line is ~1.5 KB. */
 const MAX_LINE_BYTES = 1 << 20;
 
