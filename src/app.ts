@@ -219,7 +219,13 @@ export function buildApp(deps: AppDeps): App {
                       budgets.hasRoom(subject, await maxCostOf(served.targets, parsed, config.budgets.defaultMaxTokens, isCascade(served, parsed)))
                   : undefined,
               },
-              { body: input.body, protocol: [...protocols.values()].find((p) => p.endpoint === input.endpoint)!, headers: input.headers, team: input.team },
+              {
+                body: input.body,
+                protocol: [...protocols.values()].find((p) => p.endpoint === input.endpoint)!,
+                headers: input.headers,
+                team: input.team,
+                apiKey: input.apiKey,
+              },
             ),
           budgetStatus: budgets
             ? async (id) => {

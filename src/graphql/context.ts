@@ -33,6 +33,7 @@ export interface GraphQLServices {
     endpoint: Endpoint;
     headers: Record<string, string>;
     team: { id: string; name: string } | null;
+    apiKey: { id: string; name: string } | null;
   }) => Promise<RouteExplanation>;
   /** Live spend of a budget in its current period; absent when budgets are not enforced. */
   budgetStatus?: (budgetId: string) => Promise<BudgetStatus | null>;

@@ -19,6 +19,8 @@ export interface ExplainRequest {
   /** Lower-case names. */
   headers: IncomingHttpHeaders;
   team: { id: string; name: string } | null;
+  /** The API key sending it (of `team`): what experiments stick to, rules read, and its budgets. */
+  apiKey: { id: string; name: string } | null;
 }
 
 export interface ExplainedCandidate {
@@ -84,8 +86,8 @@ export async function explainRoute(deps: ExplainDeps, input: ExplainRequest, now
       ...attribution,
       teamId: input.team?.id ?? '',
       team: input.team?.name ?? '',
-      apiKeyId: '',
-      apiKeyName: '',
+      apiKeyId: input.apiKey?.id ?? '',
+      apiKeyName: input.apiKey?.name ?? '',
       requestId: 'explain',
       headers: input.headers,
       metadata: parsed.metadata,
@@ -98,8 +100,9 @@ export async function explainRoute(deps: ExplainDeps, input: ExplainRequest, now
   const overBudget =
     input.team !== null &&
     deps.budgetHasRoom !== undefined &&
-    !(await deps.budgetHasRoom({ teamId: input.team.id, apiKeyId: '', feature: attribution.feature }, served, parsed));
-  const budget = deps.retryBudgets.for(requested.name);
+    !(await deps.budgetHasRoom({ teamId: input.team.id, apiKeyId: input.apiKey?.id ?? '', feature: attribution.feature }, served, parsed));
+  // The route that serves the request spends its retry budget, as in the pipeline.
+  const budget = deps.retryBudgets.for(served.name);
   let tried = 0;
   const candidates = orderTargets(served, deps.health, () => 0.5).map((t): ExplainedCandidate => {
     let skipReason: string | null = overBudget ? 'budget_exceeded' : deps.health.skipReason(t.key);

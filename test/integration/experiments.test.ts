@@ -5,7 +5,7 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { gqlOk } from '../support/graphql.js';
+import { gql, gqlOk } from '../support/graphql.js';
 import { storedReceipts } from '../support/receipts.js';
 
 let gw: TestGateway;
@@ -131,6 +131,23 @@ describe('an A/B experiment sticky by end user', () => {
       },
     });
     expect(`${d.explainRoute.experiment}/${d.explainRoute.variant}`).toBe(assigned.get(user));
+  });
+
+  it('explainRoute names the variant of the API key that sends it (no end user: the assignment sticks to the key)', async () => {
+    const team = await gw.started.runtime.adminStore.teams.ensureTeam('team-exp');
+    const keys = await Promise.all(Array.from({ length: 30 }, (_, i) => gw.started.runtime.adminStore.teams.createApiKey({ teamId: team.id, name: `k${i}` })));
+    const explain = (apiKeyId: string, token = gw.adminToken) =>
+      gql(gw.url, token, `query($r: ExplainRouteInput!) { explainRoute(input: $r) { variant } }`, {
+        r: { request: { model: 'exp-chat', messages: [{ role: 'user', content: 'hello' }] }, apiKeyId },
+      });
+    const real = await Promise.all(keys.map(async (k) => (await ask(gw, null, 'exp-chat', k.secret)).variant));
+    const explained = await Promise.all(keys.map(async (k) => `ab/${(await explain(k.apiKey.id)).data.explainRoute.variant}`));
+    expect(new Set(real).size, 'the keys fall into both variants').toBe(2);
+    expect(explained).toEqual(real);
+    // A team-bound token cannot explain for another team's key.
+    const other = await gw.createKey('team-exp-other');
+    const { secret: bound } = await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'exp-analyst', role: 'ADMIN', teamId: team.id });
+    expect((await explain(other.id, bound)).errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   });
 
   it('assignments survive a restart of the gateway', async () => {

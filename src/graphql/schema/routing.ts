@@ -174,6 +174,10 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
       request: t.field({ type: 'JSON', required: true, description: 'The body a client would send.' }),
       headers: t.field({ type: [HeaderInput] }),
       teamId: t.id({ description: 'The team sending it (request.team in rules); a team-bound token always explains for its own team.' }),
+      apiKeyId: t.id({
+        description:
+          "The API key sending it (its team's, the team when teamId is absent): experiments that stick to the key, rules on request.apiKeyName, the key's budgets.",
+      }),
       endpoint: t.string({ description: `The client protocol: ${ENDPOINTS.join(', ')} (default chat).` }),
     }),
   });
@@ -230,13 +234,27 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
         }
         const bound = ctx.principal?.teamId ?? null;
         if (bound && input.teamId && input.teamId !== bound) throw forbidden('A team-bound token explains requests of its own team only.');
-        const teamId = bound ?? input.teamId ?? null;
+        const key = input.apiKeyId ? await store(() => ctx.admin.teams.getApiKey(String(input.apiKeyId))) : null;
+        // Another team's key reads as not found to a team-bound token.
+        if (input.apiKeyId && (!key || (bound && key.teamId !== bound))) throw notFound('API key');
+        const teamId = bound ?? input.teamId ?? key?.teamId ?? null;
+        if (key && key.teamId !== teamId) {
+          throw new GraphQLError('input.apiKeyId: the key belongs to another team than input.teamId.', {
+            extensions: { code: 'BAD_USER_INPUT', field: 'input.apiKeyId' },
+          });
+        }
         const team = teamId ? await store(() => ctx.admin.teams.getTeam(teamId)) : null;
         if (teamId && !team) throw notFound('Team');
         const headers: Record<string, string> = {};
         for (const h of input.headers ?? []) headers[h.name.toLowerCase()] = h.value;
         try {
-          return await ctx.explainRoute({ body: request as Record<string, unknown>, endpoint: endpoint as (typeof ENDPOINTS)[number], headers, team });
+          return await ctx.explainRoute({
+            body: request as Record<string, unknown>,
+            endpoint: endpoint as (typeof ENDPOINTS)[number],
+            headers,
+            team,
+            apiKey: key && { id: key.id, name: key.name },
+          });
         } catch (err) {
           // The request body is invalid for its protocol: the same 400 a client would get.
           if (err instanceof GatewayError && err.status < 500) {
