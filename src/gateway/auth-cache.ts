@@ -4,6 +4,12 @@
 // `invalidate`.
 const MAX_ENTRIES = 50_000;
 
+/** Told before a lookup the cache cannot answer: the failed-authentication throttle (auth-throttle.ts). */
+export interface LookupGate {
+  /** Throws (a 429) to refuse the lookup. */
+  lookingUp(): void;
+}
+
 interface Entry<T> {
   value: T | null;
   fetchedAt: number;
@@ -12,6 +18,8 @@ interface Entry<T> {
 export class LookupCache<T> {
   private readonly entries = new Map<string, Entry<T>>();
   private readonly inflight = new Map<string, Promise<T | null>>();
+  /** Bumped by invalidate(): a lookup begun before it may have read what was since revoked. */
+  private generation = 0;
 
   constructor(
     private readonly lookup: (key: string) => Promise<T | null>,
@@ -19,14 +27,18 @@ export class LookupCache<T> {
     private readonly now: () => number = Date.now,
   ) {}
 
-  get(key: string): Promise<T | null> {
+  get(key: string, gate?: LookupGate): Promise<T | null> {
     const cached = this.entries.get(key);
     if (cached && this.now() - cached.fetchedAt < this.ttlMs) return Promise.resolve(cached.value);
     // One lookup per key at a time: a burst with a fresh key makes one query, not hundreds.
     let pending = this.inflight.get(key);
     if (!pending) {
+      gate?.lookingUp();
+      const generation = this.generation;
       pending = this.lookup(key)
         .then((value) => {
+          // Read before an invalidation: answers this caller, is not kept.
+          if (generation !== this.generation) return value;
           if (this.entries.size >= MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
           this.entries.set(key, { value, fetchedAt: this.now() });
           return value;
@@ -41,14 +53,26 @@ export class LookupCache<T> {
           }
           throw err;
         })
-        .finally(() => this.inflight.delete(key));
+        .finally(() => {
+          if (this.inflight.get(key) === pending) this.inflight.delete(key);
+        });
       this.inflight.set(key, pending);
     }
     return pending;
   }
 
+  /**
+   * Forgets `key` (or everything). A lookup still running was maybe read before the change
+   * that invalidates: it is not kept, and nobody joins it any more.
+   */
   invalidate(key?: string): void {
-    if (key) this.entries.delete(key);
-    else this.entries.clear();
+    this.generation++;
+    if (key) {
+      this.entries.delete(key);
+      this.inflight.delete(key);
+    } else {
+      this.entries.clear();
+      this.inflight.clear();
+    }
   }
 }

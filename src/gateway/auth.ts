@@ -3,7 +3,8 @@
 // Revocation reaches the proxy within the cache TTL (1 s by default), or at once through
 // `invalidate`.
 import { hash } from 'node:crypto';
-import { LookupCache } from './auth-cache.js';
+import { isWellFormedApiKey } from '../store/credentials.js';
+import { LookupCache, type LookupGate } from './auth-cache.js';
 import { badRequest, invalidApiKey } from './errors.js';
 
 export interface ApiKeyRecord {
@@ -23,26 +24,28 @@ export interface KeyLookup {
   findApiKeyBySecretHash(hash: string): Promise<ApiKeyRecord | null>;
 }
 
-const KEY_SHAPE = /^tg-[A-Za-z0-9_-]{20,200}$/;
-
 export class KeyAuthenticator {
   private readonly cache: LookupCache<ApiKeyRecord>;
 
   constructor(
     lookup: KeyLookup,
     ttlMs: number,
-    private readonly isWellFormed: (secret: string) => boolean = (s) => KEY_SHAPE.test(s),
+    /** Whether a secret could be a key at all (its checksum): refused without a lookup when not. */
+    private readonly isWellFormed: (secret: string) => boolean = isWellFormedApiKey,
     private readonly now: () => number = Date.now,
   ) {
     this.cache = new LookupCache((hash) => lookup.findApiKeyBySecretHash(hash), ttlMs, now);
   }
 
-  /** Resolves the key for an Authorization header or throws the one 401 every failure shares. */
-  async authenticate(authorization: string | undefined): Promise<ApiKeyRecord> {
+  /**
+   * Resolves the key for an Authorization header or throws the one 401 every failure shares.
+   * `gate` hears of a lookup in the store before it starts (the failed-authentication throttle).
+   */
+  async authenticate(authorization: string | undefined, gate?: LookupGate): Promise<ApiKeyRecord> {
     const secret = bearer(authorization);
     if (!secret || !this.isWellFormed(secret)) throw invalidApiKey();
     const secretHash = hash('sha256', secret);
-    const key = await this.cache.get(secretHash);
+    const key = await this.cache.get(secretHash, gate);
     if (!key || key.revokedAt || (key.expiresAt && key.expiresAt.getTime() <= this.now())) throw invalidApiKey();
     return key;
   }

@@ -159,7 +159,7 @@ export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graph
  * throttle), used from an address its allowlist admits (else 403).
  */
 async function authenticateKey(deps: HttpDeps, req: IncomingMessage, authorization = req.headers.authorization): Promise<ApiKeyRecord> {
-  const key = await deps.authThrottle.guard(req, () => deps.keys.authenticate(authorization));
+  const key = await deps.authThrottle.guard(req, (gate) => deps.keys.authenticate(authorization, gate));
   assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
   return key;
 }
@@ -186,10 +186,10 @@ function listModels(catalog: Catalog, key: ApiKeyRecord) {
  */
 async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   // One failed authentication at most per request: the key is tried inside the same guard.
-  const teamId = await deps.authThrottle.guard(req, async () => {
-    const principal = await deps.tokens.verify(req.headers.authorization, req);
+  const teamId = await deps.authThrottle.guard(req, async (gate) => {
+    const principal = await deps.tokens.verify(req.headers.authorization, req, gate);
     if (principal) return principal.teamId;
-    const key = await deps.keys.authenticate(req.headers.authorization);
+    const key = await deps.keys.authenticate(req.headers.authorization, gate);
     assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
     return key.teamId;
   });
@@ -201,8 +201,8 @@ async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, re
 
 async function createKeyForCli(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'POST') throw methodNotAllowed();
-  const principal = await deps.authThrottle.guard(req, async () => {
-    const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req);
+  const principal = await deps.authThrottle.guard(req, async (gate) => {
+    const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req, gate);
     if (found?.role !== 'ADMIN' || found.teamId) {
       throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
     }

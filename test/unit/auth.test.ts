@@ -38,7 +38,12 @@ function setup(ttlMs = 1_000) {
   const c = { t: 1_000_000 };
   const lookup = new FakeLookup();
   lookup.keys.set(sha(SECRET), record());
-  const auth = new KeyAuthenticator(lookup, ttlMs, undefined, () => c.t);
+  const auth = new KeyAuthenticator(
+    lookup,
+    ttlMs,
+    (s) => /^tg-[A-Za-z0-9_-]{20,200}$/.test(s),
+    () => c.t,
+  );
   return { c, lookup, auth };
 }
 
@@ -197,6 +202,31 @@ describe('KeyAuthenticator', () => {
     // The failure is not cached: once the store is back the key works.
     lookup.fail = null;
     expect((await auth.authenticate(`Bearer ${SECRET}`)).id).toBe('key_1');
+  });
+
+  it('a revocation during a lookup: nobody joins the lookup begun before it, and its answer is not kept', async () => {
+    const { auth, lookup } = setup();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The first lookup reads the row, then its answer is slow to come back.
+    const read = lookup.findApiKeyBySecretHash.bind(lookup);
+    lookup.findApiKeyBySecretHash = async (hash) => {
+      const row = await read(hash);
+      if (lookup.calls.length === 1) await held;
+      return row;
+    };
+    const before = auth.authenticate(`Bearer ${SECRET}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    lookup.keys.set(sha(SECRET), record({ revokedAt: new Date() }));
+    auth.invalidate();
+    const after = rejection(auth.authenticate(`Bearer ${SECRET}`));
+    release();
+    expect((await before).id).toBe('key_1'); // it arrived before the revocation
+    expect((await after) as GatewayError).toMatchObject({ status: 401 });
+    await expect401(auth.authenticate(`Bearer ${SECRET}`));
+    expect(lookup.calls).toHaveLength(2);
   });
 
   it('accepts a custom well-formedness check', async () => {

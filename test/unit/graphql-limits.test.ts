@@ -12,12 +12,13 @@ import { createGraphQL, type GraphQLOptions } from '../../src/graphql/yoga.js';
 import { LiveBus } from '../../src/live/events.js';
 import { CidrList } from '../../src/net/ip.js';
 import { AdminStore } from '../../src/store/admin-store.js';
+import { generateAccessTokenSecret } from '../../src/store/credentials.js';
 
 const ADMIN = 'admin-token-for-tests';
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 /** One access token the tests may revoke or let expire. */
-const ANALYST = { secret: `tga-${'a'.repeat(40)}`, revokedAt: null as Date | null, expiresAt: null as Date | null };
+const ANALYST = { secret: generateAccessTokenSecret(), revokedAt: null as Date | null, expiresAt: null as Date | null };
 
 function server(options: Partial<GraphQLOptions> = {}, bus = new LiveBus()) {
   const analystRecord = () => ({

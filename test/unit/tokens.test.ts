@@ -7,10 +7,11 @@ import { isAllowedFrom, normalizeCidr } from '../../src/gateway/allowed-cidrs.js
 import { GatewayError } from '../../src/gateway/errors.js';
 import { type AccessTokenRecord, TokenVerifier } from '../../src/gateway/tokens.js';
 import { CidrList } from '../../src/net/ip.js';
+import { generateAccessTokenSecret } from '../../src/store/credentials.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
-const TOKEN = `tga-${'x'.repeat(40)}`;
+const TOKEN = generateAccessTokenSecret();
 const NONE = CidrList.parse([]);
 
 /** What the allowlist reads of a request: the socket's peer and X-Forwarded-For. */
@@ -56,7 +57,7 @@ describe('TokenVerifier', () => {
     expect(await verifier.verify(bearerOf(TOKEN), from('127.0.0.1'))).not.toBeNull();
     clock.t += 500;
     expect(await verifier.verify(bearerOf(TOKEN), from('127.0.0.1'))).toBeNull();
-    expect(await verifier.verify(bearerOf(`tga-${'y'.repeat(40)}`), from('127.0.0.1'))).toBeNull();
+    expect(await verifier.verify(bearerOf(generateAccessTokenSecret()), from('127.0.0.1'))).toBeNull();
   });
 
   it('a revoked token stops working within the cache window, or at once after invalidate()', async () => {
