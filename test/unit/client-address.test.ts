@@ -36,9 +36,18 @@ describe('clientAddress', () => {
     expect(addr(req('2001:db8:1::5', '2001:db8:ffff::9, 2001:db8:1::6'), proxies)).toBe('2001:db8:ffff::9');
   });
 
-  it('stops at garbage: the last hop it could trust is the answer', () => {
-    expect(addr(req('10.0.0.1', '203.0.113.9, not-an-ip, 10.0.0.7'), proxies)).toBe('10.0.0.7');
-    expect(addr(req('10.0.0.1', 'unknown'), proxies)).toBe('10.0.0.1');
+  it('reads entries with a port or in brackets (Azure Application Gateway, IIS ARR)', () => {
+    expect(addr(req('10.0.0.4', '203.0.113.9:51234'), proxies)).toBe('203.0.113.9');
+    expect(addr(req('10.0.0.4', '[2001:db8:ffff::9]:443'), proxies)).toBe('2001:db8:ffff::9');
+    expect(addr(req('10.0.0.4', '[2001:db8:ffff::9]'), proxies)).toBe('2001:db8:ffff::9');
+    expect(addr(req('10.0.0.4', '1.1.1.1, 203.0.113.9:51234, 10.0.0.7:80'), proxies)).toBe('203.0.113.9');
+  });
+
+  it('is unknown (null) when a trusted hop wrote something that is not an address: never the proxy itself', () => {
+    expect(addr(req('10.0.0.1', '203.0.113.9, not-an-ip, 10.0.0.7'), proxies)).toBeNull();
+    expect(addr(req('10.0.0.1', 'unknown'), proxies)).toBeNull();
+    expect(addr(req('10.0.0.1', '203.0.113.9:99999'), proxies)).toBeNull();
+    // No header at all: the trusted proxy is the client (its own health checks).
     expect(addr(req('10.0.0.1', ''), proxies)).toBe('10.0.0.1');
   });
 
