@@ -64,6 +64,7 @@ const EnvSchema = z.object({
   TOLLGATE_RETRY_BUDGET_MIN_PER_SECOND: intFrom(10, 0),
   TOLLGATE_CONNECT_TIMEOUT_MS: intFrom(5_000, 1),
   TOLLGATE_FIRST_BYTE_TIMEOUT_MS: intFrom(60_000, 1),
+  TOLLGATE_ANSWER_TIMEOUT_MS: intFrom(300_000, 1),
   TOLLGATE_IDLE_TIMEOUT_MS: intFrom(60_000, 1),
   TOLLGATE_TOTAL_TIMEOUT_MS: intFrom(600_000, 1),
   TOLLGATE_DRAIN_TIMEOUT_MS: intFrom(30_000, 0),
@@ -130,7 +131,10 @@ const EnvSchema = z.object({
 
 export interface TimeoutConfig {
   connectMs: number;
+  /** A streamed request: until the upstream's headers. */
   firstByteMs: number;
+  /** A request answered in one piece: until its headers, which come with the whole answer. */
+  answerMs: number;
   idleMs: number;
   totalMs: number;
 }
@@ -252,6 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     timeouts: {
       connectMs: e.TOLLGATE_CONNECT_TIMEOUT_MS,
       firstByteMs: e.TOLLGATE_FIRST_BYTE_TIMEOUT_MS,
+      answerMs: e.TOLLGATE_ANSWER_TIMEOUT_MS,
       idleMs: e.TOLLGATE_IDLE_TIMEOUT_MS,
       totalMs: e.TOLLGATE_TOTAL_TIMEOUT_MS,
     },

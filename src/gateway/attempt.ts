@@ -101,12 +101,19 @@ export class AttemptLog {
  * Posts a request and classifies the answer: 2xx, or something to fail over from (connection
  * errors, timeouts, 429 with its Retry-After, 5xx, 408), or a refusal of the request itself.
  */
-export async function send(deps: AttemptDeps, log: AttemptLog, adapter: UpstreamAdapter, request: UpstreamRequest, signal: Cancellation): Promise<Sent> {
+export async function send(
+  deps: AttemptDeps,
+  log: AttemptLog,
+  adapter: UpstreamAdapter,
+  request: UpstreamRequest,
+  signal: Cancellation,
+  stream: boolean,
+): Promise<Sent> {
   let response: UpstreamResponse;
   try {
     const trace = log.calling();
     const headers = request.headers ? { ...trace, ...request.headers } : trace;
-    response = await deps.upstream.post(log.target.provider, request.path, request.body, signal, { headers });
+    response = await deps.upstream.post(log.target.provider, request.path, request.body, signal, { headers, whole: !stream });
   } catch (err) {
     return { unanswered: log.failover(classify(err, signal), 0) };
   }

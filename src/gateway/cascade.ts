@@ -39,7 +39,7 @@ export async function cascadeStep(
     log.release(); // admitted, never called: what the upstream cannot take is a 400
     throw err;
   }
-  const sent = await send(deps, log, adapter, request, signal);
+  const sent = await send(deps, log, adapter, request, signal, false);
   if (!('ok' in sent)) return sent;
 
   let answer: ChatCompletion;

@@ -250,7 +250,7 @@ export class Pipeline {
       log.release(); // admitted, never called: what the upstream cannot take is a 400
       throw err;
     }
-    const sent = await send(this.deps, log, adapter, request, signal);
+    const sent = await send(this.deps, log, adapter, request, signal, ex.stream);
     if ('unanswered' in sent) return sent.unanswered;
     ex.target = target;
     if ('refused' in sent) {

@@ -91,7 +91,8 @@ export class UpstreamClient {
     path: string,
     body: string,
     signal: UpstreamSignal,
-    options: { firstByteMs?: number; headers?: Record<string, string> } = {},
+    /** `whole`: the answer comes in one piece, with the headers (TimeoutConfig.answerMs applies, not firstByteMs). */
+    options: { whole?: boolean; headers?: Record<string, string> } = {},
   ): Promise<UpstreamResponse> {
     if (signal.aborted) return Promise.reject(classify(null, signal));
     return new Promise((resolve, reject) => {
@@ -109,7 +110,7 @@ export class UpstreamClient {
               ...this.hopHeaders,
             },
             body,
-            headersTimeout: options.firstByteMs ?? this.timeouts.firstByteMs,
+            headersTimeout: options.whole ? this.timeouts.answerMs : this.timeouts.firstByteMs,
             bodyTimeout: this.timeouts.idleMs,
           },
           handler,

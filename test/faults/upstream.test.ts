@@ -30,6 +30,7 @@ beforeAll(async () => {
   gw = await startTestGateway({
     env: {
       TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '400',
+      TOLLGATE_ANSWER_TIMEOUT_MS: '400',
       TOLLGATE_IDLE_TIMEOUT_MS: '400',
       TOLLGATE_BREAKER_FAILURES: '5',
       TOLLGATE_BREAKER_COOLDOWN_MS: '1000',

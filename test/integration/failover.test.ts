@@ -12,6 +12,7 @@ beforeAll(async () => {
   gw = await startTestGateway({
     env: {
       TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '400',
+      TOLLGATE_ANSWER_TIMEOUT_MS: '1200',
       TOLLGATE_IDLE_TIMEOUT_MS: '400',
       TOLLGATE_BREAKER_FAILURES: '3',
       TOLLGATE_BREAKER_COOLDOWN_MS: '800',
@@ -97,14 +98,32 @@ describe('failover before the first byte', () => {
     expect(gw.sim.requests.filter((r) => r.body?.model === primary)).toHaveLength(1);
   });
 
-  it('fails over when the upstream hangs before headers (first-byte timeout)', async () => {
+  it('fails over when the upstream hangs before headers (an answer in one piece: the answer timeout)', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { hang: 'before-headers', times: 1 });
     const t0 = Date.now();
     const { data, response } = await chat(route);
     expect(data.model).toBe(backup);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1150);
     const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
+    expect(r.attempts[0]).toMatchObject({ model: primary, status: 0, error: 'timeout_first_byte' });
+  });
+
+  it("waits for an answer in one piece longer than for a stream's first byte (its headers come with the whole answer)", async () => {
+    const { route, primary, backup } = await freshRoute();
+    // 700 ms before the headers: past the first-byte timeout (400), within the answer timeout (1200).
+    gw.sim.behave(primary, { latencyMs: 700, times: 2 });
+    const whole = await chat(route);
+    expect(whole.data.model).toBe(primary);
+    expect(whole.response.headers.get('x-tollgate-attempts')).toBe('1');
+    const stream = await gw
+      .client(secret)
+      .chat.completions.create({ model: route, stream: true, messages: [{ role: 'user', content: 'hi' }] })
+      .withResponse();
+    let model = '';
+    for await (const chunk of stream.data) model ||= chunk.model;
+    expect(model).toBe(backup);
+    const r = await receipt(stream.response.headers.get('x-tollgate-receipt-id'));
     expect(r.attempts[0]).toMatchObject({ model: primary, status: 0, error: 'timeout_first_byte' });
   });
 

@@ -51,7 +51,7 @@ async function ask(model: string, content: string, client = claude) {
 }
 
 beforeAll(async () => {
-  gw = await startTestGateway({ env: { TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '1500' } });
+  gw = await startTestGateway({ env: { TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '1500', TOLLGATE_ANSWER_TIMEOUT_MS: '1500' } });
   const store = gw.started.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
   await store.routing.upsertRoute({ name: 'mp-claude', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'claude', model: 'claude-plain' }] });

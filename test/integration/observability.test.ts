@@ -22,6 +22,7 @@ beforeAll(async () => {
       OTEL_BSP_SCHEDULE_DELAY: '20',
       OTEL_SERVICE_NAME: 'tollgate-under-test',
       TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '400',
+      TOLLGATE_ANSWER_TIMEOUT_MS: '400',
     },
   });
   secret = (await gw.createKey('team-traced')).secret;

@@ -16,7 +16,7 @@ let key: { secret: string; id: string; teamId: string };
 const PRICE = { in: 1, out: 2, cached: 0.5 };
 
 beforeAll(async () => {
-  gw = await startTestGateway({ env: { TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '500', TOLLGATE_IDLE_TIMEOUT_MS: '500' } });
+  gw = await startTestGateway({ env: { TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '500', TOLLGATE_ANSWER_TIMEOUT_MS: '500', TOLLGATE_IDLE_TIMEOUT_MS: '500' } });
   const store = gw.started.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'oai', kind: 'OPENAI', baseUrl: gw.sim.url, apiKey: 'sk-oai-upstream' });
   await store.routing.upsertRoute({ name: 'r-native', strategy: 'PRIORITY', targets: [{ provider: 'oai', model: 'gpt-native' }] });

@@ -61,7 +61,10 @@ const withoutIds = (output: unknown[]) => JSON.parse(JSON.stringify(output, (k, 
 const RETENTION_MS = 4_000;
 
 beforeAll(async () => {
-  gw = await startTestGateway({ env: { TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '1500' }, config: { responsesRetentionMs: RETENTION_MS } });
+  gw = await startTestGateway({
+    env: { TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '1500', TOLLGATE_ANSWER_TIMEOUT_MS: '1500' },
+    config: { responsesRetentionMs: RETENTION_MS },
+  });
   key = await gw.createKey('team-resp-pipeline');
   await route('r-exact', 'rp-exact', { cache: { mode: 'EXACT', ttlSeconds: 600 } });
   await route('r-sem', 'rp-sem', { cache: { mode: 'SEMANTIC', ttlSeconds: 600 } });

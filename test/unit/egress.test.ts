@@ -230,7 +230,7 @@ describe('upstream connections', () => {
       modelMap: {},
     };
   };
-  const timeouts = { connectMs: 1_000, firstByteMs: 5_000, idleMs: 5_000, totalMs: 10_000 };
+  const timeouts = { connectMs: 1_000, firstByteMs: 5_000, answerMs: 5_000, idleMs: 5_000, totalMs: 10_000 };
 
   async function failureOf(client: UpstreamClient, baseUrl: string): Promise<UpstreamFailure | null> {
     try {

@@ -10,7 +10,7 @@ import type { Provider } from '../../src/routing/catalog.js';
 
 let server: http.Server;
 let provider: Provider;
-const client = new UpstreamClient({ connectMs: 1_000, firstByteMs: 5_000, idleMs: 1_000, totalMs: 10_000 });
+const client = new UpstreamClient({ connectMs: 1_000, firstByteMs: 5_000, answerMs: 5_000, idleMs: 1_000, totalMs: 10_000 });
 /** Bytes the /flood response managed to write before the server's socket buffer filled. */
 let floodWritten = 0;
 
