@@ -11,6 +11,22 @@ export interface Attribution {
   endUser: string | null;
 }
 
+/** The body's attribution keys: Tollgate's, never sent upstream (upstreamMetadata). */
+const ATTRIBUTION_KEYS = ['feature', 'task_id', 'task_type'];
+
+/**
+ * A request's `metadata` as an upstream gets it: without Tollgate's attribution keys, and
+ * absent when nothing else is in it. (Chat metadata without `store` is Tollgate's alone, for
+ * attribution and rules: OpenAI refuses it; the caller decides that.)
+ */
+export function upstreamMetadata(metadata: unknown): Record<string, unknown> | undefined {
+  if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata)) return undefined;
+  const rest = { ...(metadata as Record<string, unknown>) };
+  for (const key of ATTRIBUTION_KEYS) delete rest[key];
+  for (const _ in rest) return rest;
+  return undefined;
+}
+
 /** Attribution (DESIGN §4): headers win over the body. Empty strings count as absent. */
 export function attributionOf(headers: IncomingHttpHeaders, parsed: ParsedRequest): Attribution {
   const { metadata } = parsed;

@@ -3,6 +3,7 @@
 // clients pass through byte for byte apart from the model; other protocols are translated.
 // A provider whose preset serves the Responses API too (OpenAI) gets the variant that also
 // passes Responses requests through (`openAiWithResponses`).
+import { upstreamMetadata } from '../gateway/attribution.js';
 import { fromUpstreamClientError } from '../gateway/errors.js';
 import type { ChatCompletion, ChatRequest } from '../protocols/canonical.js';
 import { ChatDecoder } from '../protocols/chat.js';
@@ -16,15 +17,27 @@ const PATHS: Partial<Record<Wire, string>> = { chat: '/chat/completions', embedd
 function passthrough(wire: Wire, body: Record<string, unknown>, target: Target, stream: boolean): UpstreamRequest {
   // Tollgate always asks a chat stream for its usage (receipts bill from it); the relay hides
   // the usage chunk from a client that did not ask. Responses streams always end with it.
-  const upstreamBody =
+  const upstreamBody: Record<string, unknown> =
     stream && wire === 'chat'
       ? { ...body, model: target.upstreamModel, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
       : { ...body, model: target.upstreamModel };
+  if (body.metadata !== undefined) upstreamBody.metadata = metadataFor(wire, body.metadata, body.store);
   return { path: PATHS[wire]!, body: JSON.stringify(upstreamBody) };
+}
+
+/**
+ * What of a request's metadata an upstream of `wire` takes: chat only with `store: true` (OpenAI
+ * refuses it otherwise; without it, metadata is the client's word to Tollgate), Responses
+ * always, embeddings never (no such field); Tollgate's attribution keys never.
+ */
+function metadataFor(wire: Wire, metadata: unknown, store: unknown): Record<string, unknown> | undefined {
+  if (wire === 'embeddings' || (wire === 'chat' && store !== true)) return undefined;
+  return upstreamMetadata(metadata);
 }
 
 function request(chat: ChatRequest, target: Target, stream: boolean): UpstreamRequest {
   const body: ChatRequest = { ...chat, model: target.upstreamModel };
+  if (chat.metadata !== undefined) body.metadata = metadataFor('chat', chat.metadata, chat.store) as ChatRequest['metadata'];
   const field = target.provider.preset.maxTokensField;
   if (field === 'max_tokens' && body.max_completion_tokens !== undefined) {
     body.max_tokens ??= body.max_completion_tokens;

@@ -94,6 +94,10 @@ export async function chat(res: http.ServerResponse, body: any, book: BehaviourB
     // OpenAI's own refusal, word for word: clients send stream_options only with stream.
     return sendError(res, 400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'invalid_request_error', 'stream_options', null);
   }
+  if (body.metadata != null && body.store !== true) {
+    // OpenAI's refusal too: chat metadata tags stored completions.
+    return sendError(res, 400, "The 'metadata' parameter is only allowed when 'store' is enabled.", 'invalid_request_error', 'metadata', null);
+  }
   const b = book.resolve(model);
   // Waits and hangs need the cancellable plumbing; the default path stays synchronous.
   const ex = b.latencyMs || b.ttftMs || b.tokensPerSecond || b.hang || b.dripMs || stream ? new Exchange(res) : undefined;

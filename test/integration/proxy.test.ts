@@ -138,6 +138,35 @@ describe('chat completions', () => {
     expect(receipt.feature).toBe('search');
     expect(receipt.task_id).toBe('task-1');
   });
+
+  it('reads attribution from metadata and keeps it from the upstream (OpenAI refuses chat metadata without store)', async () => {
+    const client = gw.client(secret);
+    for (const stream of [false, true]) {
+      const { response } = await client.chat.completions
+        .create({
+          model: 'chat-default',
+          stream,
+          messages: [{ role: 'user', content: 'hi' }],
+          metadata: { feature: 'billing', task_id: 't-9', task_type: 'triage' },
+        })
+        .withResponse();
+      expect(response.status).toBe(200);
+      expect(gw.sim.requests.at(-1)!.body).not.toHaveProperty('metadata');
+      const receipt = await fetchReceipt(response.headers.get('x-tollgate-receipt-id')!);
+      expect([receipt.feature, receipt.task_id, receipt.task_type]).toEqual(['billing', 't-9', 'triage']);
+    }
+    // With store, the other keys are the client's own tags for an upstream that stores completions.
+    await client.chat.completions.create({
+      model: 'chat-default',
+      store: true,
+      messages: [{ role: 'user', content: 'hi' }],
+      metadata: { feature: 'billing', run: '7' },
+    });
+    expect(gw.sim.requests.at(-1)!.body.metadata).toEqual({ run: '7' });
+    // Without store, metadata is Tollgate's alone (attribution, routing rules).
+    await client.chat.completions.create({ model: 'chat-default', messages: [{ role: 'user', content: 'hi' }], metadata: { run: '7' } });
+    expect(gw.sim.requests.at(-1)!.body).not.toHaveProperty('metadata');
+  });
 });
 
 describe('embeddings and models', () => {

@@ -103,7 +103,7 @@ describe('native passthrough', () => {
       instructions: 'Be brief.',
       input: 'What is a gateway?',
       max_output_tokens: 50,
-      metadata: { feature: 'docs' },
+      // metadata.feature is Tollgate's attribution, not the upstream's
     });
 
     // The upstream's answer (its item ids, its model), under the gateway's id.
