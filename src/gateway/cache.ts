@@ -98,7 +98,9 @@ export class CacheStage {
     let embedder = this.providerEmbedders.get(target);
     if (!embedder) {
       embedder = new ProviderEmbedder(`provider:${target.key}`, async (input, signal = AbortSignal.timeout(EMBEDDING_TIMEOUT_MS)) => {
-        const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal);
+        const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal, {
+          whole: true,
+        });
         const buf = await response.body.read(MAX_EMBEDDING_RESPONSE);
         if (response.status !== 200) throw new Error(`embeddings call answered ${response.status}`);
         return JSON.parse(buf.toString('utf8'));

@@ -63,19 +63,24 @@ export class UpstreamClient {
     this.hopHeaders = options.hopMarker ? { [HOP_HEADER]: options.hopMarker } : {};
   }
 
-  private pool(origin: string): Pool {
-    let pool = this.pools.get(origin);
+  /**
+   * The origin's pool for streams, or for answers in one piece (`whole`): each has its own
+   * headers timeout. undici keeps a connection's headers timer from one request to the next
+   * on a kept-alive socket, so a per-request value is not reliable when requests differ.
+   */
+  private pool(origin: string, whole: boolean): Pool {
+    const key = whole ? `${origin} whole` : origin;
+    let pool = this.pools.get(key);
     if (!pool) {
       pool = new Pool(origin, {
         connections: 256,
         pipelining: 1,
         connect: this.connect,
         keepAliveTimeout: 30_000,
-        // Timeouts are set per request; these are only the pool's ceilings.
-        headersTimeout: 0,
-        bodyTimeout: 0,
+        headersTimeout: whole ? this.timeouts.answerMs : this.timeouts.firstByteMs,
+        bodyTimeout: this.timeouts.idleMs,
       });
-      this.pools.set(origin, pool);
+      this.pools.set(key, pool);
     }
     return pool;
   }
@@ -98,7 +103,7 @@ export class UpstreamClient {
     return new Promise((resolve, reject) => {
       const handler = new ResponseHandler(signal, resolve, reject);
       try {
-        this.pool(provider.origin).dispatch(
+        this.pool(provider.origin, options.whole === true).dispatch(
           {
             method: 'POST',
             path: provider.basePath + path,
@@ -110,8 +115,6 @@ export class UpstreamClient {
               ...this.hopHeaders,
             },
             body,
-            headersTimeout: options.whole ? this.timeouts.answerMs : this.timeouts.firstByteMs,
-            bodyTimeout: this.timeouts.idleMs,
           },
           handler,
         );
