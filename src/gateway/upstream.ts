@@ -63,24 +63,21 @@ export class UpstreamClient {
     this.hopHeaders = options.hopMarker ? { [HOP_HEADER]: options.hopMarker } : {};
   }
 
-  /**
-   * The origin's pool for streams, or for answers in one piece (`whole`): each has its own
-   * headers timeout. undici keeps a connection's headers timer from one request to the next
-   * on a kept-alive socket, so a per-request value is not reliable when requests differ.
-   */
-  private pool(origin: string, whole: boolean): Pool {
-    const key = whole ? `${origin} whole` : origin;
-    let pool = this.pools.get(key);
+  private pool(origin: string): Pool {
+    let pool = this.pools.get(origin);
     if (!pool) {
       pool = new Pool(origin, {
         connections: 256,
         pipelining: 1,
         connect: this.connect,
         keepAliveTimeout: 30_000,
-        headersTimeout: whole ? this.timeouts.answerMs : this.timeouts.firstByteMs,
+        // The wait for headers is timed by ResponseHandler: undici's headers timer is not
+        // re-armed reliably on a kept-alive socket (measured with undici 7.30: on a reused
+        // connection a 400-ms headersTimeout let 700-ms waits through, most of the time).
+        headersTimeout: 0,
         bodyTimeout: this.timeouts.idleMs,
       });
-      this.pools.set(key, pool);
+      this.pools.set(origin, pool);
     }
     return pool;
   }
@@ -101,9 +98,9 @@ export class UpstreamClient {
   ): Promise<UpstreamResponse> {
     if (signal.aborted) return Promise.reject(classify(null, signal));
     return new Promise((resolve, reject) => {
-      const handler = new ResponseHandler(signal, resolve, reject);
+      const handler = new ResponseHandler(signal, options.whole ? this.timeouts.answerMs : this.timeouts.firstByteMs, resolve, reject);
       try {
-        this.pool(provider.origin, options.whole === true).dispatch(
+        this.pool(provider.origin).dispatch(
           {
             method: 'POST',
             path: provider.basePath + path,
@@ -140,23 +137,31 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
   #body: UpstreamBody | null = null;
   #settled = false;
   readonly #stopListening: () => void;
+  /** Until the final response headers: then the body's idle timeout (undici's) takes over. */
+  #headersTimer: NodeJS.Timeout | null;
+  #abortedWith: Error | null = null;
 
   constructor(
     private readonly signal: UpstreamSignal,
+    headersTimeoutMs: number,
     private readonly resolve: (response: UpstreamResponse) => void,
     private readonly reject: (failure: UpstreamFailure) => void,
   ) {
     this.#stopListening = whenCancelled(signal, () => this.#abort());
+    this.#headersTimer = setTimeout(() => this.#noHeaders(), headersTimeoutMs);
+    this.#headersTimer.unref();
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    // Aborted while it waited for a connection: undici calls back with the reason.
-    if (this.signal.aborted) controller.abort(abortReason(this.signal));
+    // Aborted (or out of time) while it waited for a connection: undici calls back with the reason.
+    const reason = this.#abortedWith ?? (this.signal.aborted ? abortReason(this.signal) : null);
+    if (reason) controller.abort(reason);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: the final response is still to come
+    this.#stopHeadersTimer();
     this.#body = new UpstreamBody(controller);
     this.resolve({ status: statusCode, headers, body: this.#body });
   }
@@ -177,18 +182,29 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     else this.reject(classify(err, this.signal));
   }
 
-  #abort(): void {
-    const reason = abortReason(this.signal);
+  #abort(reason: Error = abortReason(this.signal)): void {
+    this.#abortedWith = reason;
     this.#controller?.abort(reason);
     // A reader waiting now learns at once, whenever undici reports the abort.
     this.onResponseError(null, reason);
   }
 
-  /** Stops listening to the signal; true when the call had already finished. */
+  #noHeaders(): void {
+    this.#headersTimer = null;
+    this.#abort(new UpstreamFailure('timeout_first_byte', 'upstream sent no response headers in time'));
+  }
+
+  #stopHeadersTimer(): void {
+    if (this.#headersTimer) clearTimeout(this.#headersTimer);
+    this.#headersTimer = null;
+  }
+
+  /** Stops listening to the signal and the clock; true when the call had already finished. */
   #finish(): boolean {
     if (this.#settled) return true;
     this.#settled = true;
     this.#stopListening();
+    this.#stopHeadersTimer();
     return false;
   }
 }

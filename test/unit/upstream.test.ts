@@ -117,6 +117,7 @@ describe('UpstreamClient on loopback sockets', () => {
       req.on('end', () => {
         seen.push({ url: req.url, headers: req.headers, body });
         if (req.url === '/v1/hang') return; // never answers
+        if (req.url === '/v1/slow') return void setTimeout(() => res.end('{"ok":true}'), 300);
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end('{"ok":true}');
       });
@@ -159,6 +160,29 @@ describe('UpstreamClient on loopback sockets', () => {
       expect(took).toBeGreaterThanOrEqual(ms - 20);
       expect(took).toBeLessThan(ms + 2_000);
     }
+  });
+
+  it('times the wait for headers on a kept-alive connection too (undici does not re-arm its own timer reliably)', async () => {
+    const origin = provider(`http://127.0.0.1:${port}`);
+    const outcomes: string[] = [];
+    for (const path of ['/ok', '/ok', '/slow', '/ok', '/slow', '/slow', '/ok', '/slow']) {
+      const outcome = await client.post(origin, path, '{}', new AbortController().signal).then(
+        async (r) => `${path}:${(await r.body.read()).length > 0 ? 'ok' : 'empty'}`,
+        (e: UpstreamFailure) => `${path}:${e.kind}`,
+      );
+      outcomes.push(outcome);
+    }
+    // 300 ms to the headers against a first-byte timeout of 150: every slow one times out.
+    expect(outcomes).toEqual([
+      '/ok:ok',
+      '/ok:ok',
+      '/slow:timeout_first_byte',
+      '/ok:ok',
+      '/slow:timeout_first_byte',
+      '/slow:timeout_first_byte',
+      '/ok:ok',
+      '/slow:timeout_first_byte',
+    ]);
   });
 
   it('an abort whose reason is an UpstreamFailure surfaces that failure', async () => {
