@@ -31,31 +31,41 @@ export async function relayStream(
   const decoder = new StringDecoder('utf8');
   const responseHash = createHash('sha256');
   let started = false;
+  // What came before the answer began (SSE comments, a role-only chunk): held, so that an
+  // upstream failing after them can still be failed over; it goes out with the first part.
+  let held = '';
   let breakage: UpstreamFailure | null = null;
+  /** Writes to the client once the answer has begun; false while the attempt is still undecided. */
+  const deliver = (out: string): boolean => {
+    if (!started) {
+      if (!pump.tally.answering && !pump.tally.done) {
+        held += out;
+        return false;
+      }
+      started = true;
+      ex.ttftMs = ex.elapsed();
+      // The attempt that is streaming is recorded when it ends: count it in the header now.
+      endings.startStream(ex, res, log.number);
+      out = held + out;
+      held = '';
+    }
+    responseHash.update(out);
+    return res.write(out);
+  };
   try {
     for await (const chunk of upstreamBody) {
       const out = pump.push(decoder.write(chunk));
       if (!out) continue;
-      if (!started) {
-        // Nothing has reached the client yet: an error event up front can still fail over.
-        if (pump.tally.upstreamError && pump.tally.contentChunks === 0) {
-          upstreamBody.destroy();
-          ex.target = null;
-          return { unanswered: log.failover(new UpstreamFailure('network_error', 'upstream stream began with an error'), 200) };
-        }
-        started = true;
-        ex.ttftMs = ex.elapsed();
-        // The attempt that is streaming is recorded when it ends: count it in the header now.
-        endings.startStream(ex, res, log.number);
+      // Nothing has reached the client yet: an error event up front can still fail over.
+      if (!started && pump.tally.upstreamError && pump.tally.contentChunks === 0) {
+        upstreamBody.destroy();
+        ex.target = null;
+        return { unanswered: log.failover(new UpstreamFailure('network_error', 'upstream stream began with an error'), 200) };
       }
-      responseHash.update(out);
-      if (!res.write(out)) await drained(res, signal);
+      if (!deliver(out) && started) await drained(res, signal);
     }
     const tail = pump.push(decoder.end()) + pump.end();
-    if (tail && started) {
-      responseHash.update(tail);
-      res.write(tail);
-    }
+    if (tail) deliver(tail);
     if (!pump.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
   } catch (err) {
     // After its end event the answer is whole: a connection that breaks then takes nothing from it.

@@ -99,6 +99,16 @@ function wordChunks(text: string): string[] {
 }
 
 /** What a receipt needs from one canonical chunk: usage, delivered text, upstream errors. */
+/** A delta that carries part of the answer (anything but a role and empty fields). */
+function answerBegins(delta: any): boolean {
+  if (!delta || typeof delta !== 'object') return false;
+  for (const key in delta) {
+    const value = delta[key];
+    if (key !== 'role' && value != null && value !== '' && !(Array.isArray(value) && value.length === 0)) return true;
+  }
+  return false;
+}
+
 export function tallyChunk(tally: StreamTally, chunk: any): void {
   if (chunk?.error) tally.upstreamError = chunk.error;
   if (chunk?.usage) tally.usage = chunk.usage;
@@ -106,6 +116,7 @@ export function tallyChunk(tally: StreamTally, chunk: any): void {
   if (!Array.isArray(choices)) return;
   for (const c of choices) {
     const delta = c?.delta;
+    if (!tally.answering) tally.answering = c?.finish_reason != null || answerBegins(delta);
     if (typeof delta?.content === 'string' && delta.content) {
       tally.deliveredText += delta.content;
       tally.contentChunks++;

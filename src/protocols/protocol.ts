@@ -121,6 +121,12 @@ export interface StreamTally {
   /** Text and tool arguments delivered, for an estimate when usage never came. */
   deliveredText: string;
   contentChunks: number;
+  /**
+   * The answer has begun: text, a refusal, reasoning, a tool call or a finish reason. Before
+   * it, what an upstream sends (SSE comments such as OpenRouter's `: OPENROUTER PROCESSING`, a
+   * role-only first chunk) says nothing yet, and the attempt may still fail over.
+   */
+  answering: boolean;
   /** The upstream said it was done ([DONE], message_stop, response.completed). */
   done: boolean;
   /** An error event/object inside the upstream stream. */
@@ -128,5 +134,5 @@ export interface StreamTally {
 }
 
 export function newTally(): StreamTally {
-  return { usage: null, deliveredText: '', contentChunks: 0, done: false, upstreamError: null };
+  return { usage: null, deliveredText: '', contentChunks: 0, answering: false, done: false, upstreamError: null };
 }

@@ -30,6 +30,8 @@ export interface SimBehaviour {
    * after the role chunk and the first token chunk (JSON: after the first bytes of the body).
    */
   hang?: 'before-headers' | 'after-headers' | 'after-first-chunk';
+  /** OpenAI chat stream: an SSE comment before the first chunk, as OpenRouter sends while it reaches the model. */
+  processingComment?: boolean;
   /** Stream: close the connection after N token chunks, without the terminating chunk (mid-stream break). */
   breakAfterChunks?: number;
   /**

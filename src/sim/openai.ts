@@ -252,6 +252,7 @@ async function streamChat(
     return true;
   };
 
+  if (b.processingComment) res.write(': OPENROUTER PROCESSING\n\n');
   // Step 0: one role chunk per choice, then the first token.
   for (let i = 0; i < plans.length; i++) {
     const tool = plans[i].tool;

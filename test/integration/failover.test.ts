@@ -12,7 +12,7 @@ beforeAll(async () => {
   gw = await startTestGateway({
     env: {
       TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '400',
-      TOLLGATE_ANSWER_TIMEOUT_MS: '1200',
+      TOLLGATE_ANSWER_TIMEOUT_MS: '2000',
       TOLLGATE_IDLE_TIMEOUT_MS: '400',
       TOLLGATE_BREAKER_FAILURES: '3',
       TOLLGATE_BREAKER_COOLDOWN_MS: '800',
@@ -104,14 +104,15 @@ describe('failover before the first byte', () => {
     const t0 = Date.now();
     const { data, response } = await chat(route);
     expect(data.model).toBe(backup);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(1150);
+    // Past the first-byte timeout (400 ms): undici's timers above 1 s run on a ~0.5-s tick.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
     const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
     expect(r.attempts[0]).toMatchObject({ model: primary, status: 0, error: 'timeout_first_byte' });
   });
 
   it("waits for an answer in one piece longer than for a stream's first byte (its headers come with the whole answer)", async () => {
     const { route, primary, backup } = await freshRoute();
-    // 700 ms before the headers: past the first-byte timeout (400), within the answer timeout (1200).
+    // 700 ms before the headers: past the first-byte timeout (400), within the answer timeout (2000).
     gw.sim.behave(primary, { latencyMs: 700, times: 2 });
     const whole = await chat(route);
     expect(whole.data.model).toBe(primary);
@@ -225,6 +226,28 @@ describe('streams', () => {
     })().catch((e) => e);
     expect(thrown).toBeInstanceOf(Error);
     expect(got).toBeGreaterThan(0);
+  });
+
+  it('fails over from a stream that broke before its answer began (an SSE comment and a role chunk are not an answer)', async () => {
+    const { route, primary, backup } = await freshRoute();
+    for (const behaviour of [
+      { processingComment: true, breakAfterChunks: 0 },
+      { processingComment: true, errorAfterChunks: 0 },
+    ]) {
+      gw.sim.behave(primary, { ...behaviour, times: 1 });
+      const { res, text } = await rawStream(route, 'hello');
+      expect(res.headers.get('x-tollgate-model')).toBe(backup);
+      expect(text).not.toContain('upstream_stream_interrupted');
+      expect(text).toContain('data: [DONE]');
+      const r = await receipt(res.headers.get('x-tollgate-receipt-id'));
+      expect(r.status).toBe('ok');
+      expect(r.attempts.map((a: { model: string }) => a.model)).toEqual([primary, backup]);
+    }
+    // A stream that goes on after its comment passes it through to the client, in place.
+    gw.sim.behave(primary, { processingComment: true, times: 1 });
+    const { res, text } = await rawStream(route, 'hello');
+    expect(res.headers.get('x-tollgate-model')).toBe(primary);
+    expect(text.startsWith(': OPENROUTER PROCESSING\n\ndata: ')).toBe(true);
   });
 
   it('an error chunk after the first byte, then [DONE] (vLLM): the client gets an error, the receipt is partial', async () => {
