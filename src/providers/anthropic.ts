@@ -76,7 +76,7 @@ export function toMessagesRequest(chat: ChatRequest, model: string, stream: bool
         system.push(textOf(m.content));
         break;
       case 'assistant':
-        add('assistant', assistantBlocks(m));
+        add('assistant', assistantBlocks(m, i));
         break;
       case 'tool':
         add('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id ?? '', content: textOf(m.content) }]);
@@ -97,11 +97,15 @@ export function toMessagesRequest(chat: ChatRequest, model: string, stream: bool
   };
   if (system.length) body.system = system.join('\n\n');
   if (chat.tools?.length) {
-    body.tools = chat.tools.map((t) => ({
-      name: t.function.name,
+    body.tools = chat.tools.map((t, i) => {
+      // Custom (free-form) tools have no JSON schema for Anthropic's input_schema.
+      if (t.type !== 'function' || !t.function) throw unsupported(`a '${String(t.type).slice(0, 32)}' tool`, `tools[${i}]`);
+      return {
+        name: t.function.name,
       ...(t.function.description ? { description: t.function.description } : {}),
-      input_schema: t.function.parameters ?? { type: 'object', properties: {} },
-    }));
+        input_schema: t.function.parameters ?? { type: 'object', properties: {} },
+      };
+    });
     const choice = toolChoice(chat);
     if (choice) body.tool_choice = choice;
   }
@@ -124,15 +128,21 @@ function toolChoice(chat: ChatRequest): Record<string, unknown> | undefined {
   const parallel = chat.parallel_tool_calls === false ? { disable_parallel_tool_use: true } : {};
   if (c === 'none') return { type: 'none' };
   if (c === 'required') return { type: 'any', ...parallel };
-  if (c && typeof c === 'object') return { type: 'tool', name: c.function.name, ...parallel };
+  if (c && typeof c === 'object') {
+    if (c.type === 'function' && c.function?.name) return { type: 'tool', name: c.function.name, ...parallel };
+    throw unsupported(`a tool_choice of type '${String(c.type).slice(0, 32)}'`, 'tool_choice');
+  }
   return chat.parallel_tool_calls === false ? { type: 'auto', ...parallel } : undefined;
 }
 
-function assistantBlocks(m: ChatMessage): Block[] {
+function assistantBlocks(m: ChatMessage, i: number): Block[] {
   const blocks: Block[] = [];
   const text = textOf(m.content);
   if (text) blocks.push({ type: 'text', text });
-  for (const call of m.tool_calls ?? []) blocks.push(toolUseBlock(call));
+  for (const [j, call] of (m.tool_calls ?? []).entries()) {
+    if (call.type !== 'function' || !call.function) throw unsupported(`a '${String(call.type).slice(0, 32)}' tool call`, `messages[${i}].tool_calls[${j}]`);
+    blocks.push(toolUseBlock(call));
+  }
   return blocks;
 }
 

@@ -245,6 +245,22 @@ describe('canonical → Messages request (the Anthropic adapter)', () => {
       param: 'messages[0].content[0].type',
     });
     expect(refuse({ messages: [{ role: 'function' as any, content: 'x' }] })).toMatchObject({ status: 400, param: 'messages[0].role' });
+    // Custom (free-form) tools, their calls and an allowed_tools choice: a 400, not a TypeError's 500.
+    expect(refuse({ tools: [{ type: 'custom', custom: { name: 'grammar' } } as any] })).toMatchObject({ status: 400, param: 'tools[0]' });
+    expect(
+      refuse({
+        tools: [{ type: 'function', function: { name: 'f' } }],
+        tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [] } } as any,
+      }),
+    ).toMatchObject({ status: 400, param: 'tool_choice' });
+    expect(
+      refuse({
+        messages: [
+          { role: 'user', content: 'x' },
+          { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'custom', custom: { name: 'g', input: 'x' } } as any] },
+        ],
+      }),
+    ).toMatchObject({ status: 400, param: 'messages[1].tool_calls[0]' });
   });
 });
 
@@ -336,6 +352,31 @@ describe('Messages stream → canonical chunks', () => {
       expect(json.choices).toEqual(completion.choices.map((c) => ({ ...c, logprobs: null })));
       expect(json.usage).toEqual(completion.usage);
     }
+  });
+
+  it('a tool called without arguments has arguments "{}" streamed as in one piece, never ""', () => {
+    const stream = [
+      sse('message_start', { message: { id: 'msg_2', model: 'claude-x', usage: { input_tokens: 5, output_tokens: 1 } } }),
+      sse('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 'toolu_1', name: 'now', input: {} } }),
+      sse('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: '' } }),
+      sse('content_block_stop', { index: 0 }),
+      sse('message_delta', { delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 9 } }),
+      sse('message_stop'),
+    ].join('');
+    const decoder = new MessagesDecoder();
+    const assembler = new StreamAssembler();
+    for (const chunk of [...decoder.push(stream), ...decoder.end()]) assembler.add(chunk);
+    const call = assembler.completion()!.choices[0]!.message.tool_calls![0]!;
+    expect(call.function).toEqual({ name: 'now', arguments: '{}' });
+    const json = messageToCompletion({
+      id: 'msg_2',
+      type: 'message',
+      model: 'claude-x',
+      content: [{ type: 'tool_use', id: 'toolu_1', name: 'now', input: {} }],
+      stop_reason: 'tool_use',
+      usage: { input_tokens: 5, output_tokens: 9 },
+    });
+    expect(json.choices[0]!.message.tool_calls![0]!.function.arguments).toBe('{}');
   });
 
   it('an error right after message_start comes before anything a client would see', () => {

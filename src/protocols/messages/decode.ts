@@ -50,6 +50,8 @@ export class MessagesEventReader {
   private roleSent = false;
   /** Content block index → tool-call index. */
   private readonly tools = new Map<number, number>();
+  /** Tool-call blocks whose arguments are still empty. */
+  private readonly argumentless = new Set<number>();
 
   /** The canonical chunks of one event's data (an `event:` line only repeats data's `type`). */
   read(data: any): ChatChunk[] {
@@ -68,6 +70,7 @@ export class MessagesEventReader {
         this.tools.set(data.index, index);
         // Deferred tool calls may come with their whole input at once.
         const input = block.input && typeof block.input === 'object' && Object.keys(block.input).length ? JSON.stringify(block.input) : '';
+        if (!input) this.argumentless.add(data.index);
         return this.delta({
           tool_calls: [{ index, id: String(block.id ?? ''), type: 'function', function: { name: String(block.name ?? ''), arguments: input } }],
         });
@@ -77,6 +80,7 @@ export class MessagesEventReader {
         if (d.type === 'text_delta' && typeof d.text === 'string') return this.delta({ content: d.text });
         const tool = this.tools.get(data.index);
         if (d.type === 'input_json_delta' && tool !== undefined && typeof d.partial_json === 'string') {
+          if (d.partial_json) this.argumentless.delete(data.index);
           return this.delta({ tool_calls: [{ index: tool, function: { arguments: d.partial_json } }] });
         }
         return []; // thinking, signatures, citations
@@ -92,8 +96,15 @@ export class MessagesEventReader {
         return [];
       case 'error':
         return [{ ...this.head, error: data.error ?? { type: 'api_error', message: 'upstream stream error' } } as unknown as ChatChunk];
+      case 'content_block_stop': {
+        // A tool called without arguments streams `input: {}` and an empty partial_json: its
+        // arguments are `{}`, as the answer in one piece says, never "" (which JSON.parse refuses).
+        const tool = this.tools.get(data.index);
+        if (tool === undefined || !this.argumentless.delete(data.index)) return [];
+        return this.delta({ tool_calls: [{ index: tool, function: { arguments: '{}' } }] });
+      }
       default:
-        return []; // ping, content_block_stop, events added later
+        return []; // ping, events added later
     }
   }
 
