@@ -131,8 +131,10 @@ export async function send(
     const retryAfterMs = parseRetryAfter(response.headers['retry-after']) ?? 1_000;
     return { unanswered: log.failover(new UpstreamFailure('network_error', `upstream rate limited (429)`), status, retryAfterMs) };
   }
-  // 508: the provider is (a path back to) this Tollgate; another try goes round again.
-  if ((status >= 500 && status !== 508) || status === 408) {
+  // 508: the provider is (a path back to) this Tollgate; another try goes round again. A 3xx
+  // (redirects are not followed: a base URL on http:// where the provider wants https://) is
+  // the provider's configuration, not the client's request: another target may answer.
+  if ((status >= 500 && status !== 508) || status === 408 || (status >= 300 && status < 400)) {
     return { unanswered: log.failover(new UpstreamFailure('network_error', `upstream answered ${status}`), status) };
   }
   log.refused(status);

@@ -102,7 +102,7 @@ export function toMessagesRequest(chat: ChatRequest, model: string, stream: bool
       if (t.type !== 'function' || !t.function) throw unsupported(`a '${String(t.type).slice(0, 32)}' tool`, `tools[${i}]`);
       return {
         name: t.function.name,
-      ...(t.function.description ? { description: t.function.description } : {}),
+        ...(t.function.description ? { description: t.function.description } : {}),
         input_schema: t.function.parameters ?? { type: 'object', properties: {} },
       };
     });

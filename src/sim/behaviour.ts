@@ -21,7 +21,7 @@ export interface SimBehaviour {
    * divided into this many slices when set, else into one piece per word.
    */
   completionTokens?: number;
-  /** Answer with this HTTP error status (>= 400) and an error body in the wire's shape. */
+  /** Answer with this HTTP error status (>= 400) and an error body in the wire's shape; a 3xx redirects to https. */
   status?: number;
   /** With status 429 (or any status): send a Retry-After header with this many seconds. */
   retryAfterSeconds?: number;

@@ -41,6 +41,12 @@ export function internalError(res: http.ServerResponse, err: unknown): void {
  * An injected error status, in the shape OpenAI uses for it. 429 mirrors OpenAI's per-minute
  * request limit (type 'requests', code 'rate_limit_exceeded'); 5xx are 'server_error'.
  */
+/** What a server on http:// answers when it wants https:// (redirects are not followed upstream). */
+function sendRedirect(res: http.ServerResponse, status: number): void {
+  res.writeHead(status, { location: 'https://sim.invalid/v1/chat/completions', 'content-type': 'text/html' });
+  res.end('<html><body>Moved</body></html>');
+}
+
 export function sendBehaviourError(res: http.ServerResponse, status: number, b: SimBehaviour, model: string): void {
   const extra = b.retryAfterSeconds !== undefined ? { 'retry-after': String(b.retryAfterSeconds) } : undefined;
   let message: string;
@@ -105,6 +111,7 @@ export async function chat(res: http.ServerResponse, body: any, book: BehaviourB
   if (ex && b.latencyMs && !(await ex.sleep(b.latencyMs))) return;
   if (b.hang === 'before-headers') return; // the client or close() ends it
   if (b.status !== undefined && b.status >= 400) return sendBehaviourError(res, b.status, b, model);
+  if (b.status !== undefined && b.status >= 300) return sendRedirect(res, b.status);
 
   const prompt = scanPrompt(messages, body.tools);
   const plans = planChoices(answerRequest(body), b, prompt, n, ids, 'call_sim');
@@ -317,6 +324,7 @@ export async function embeddings(res: http.ServerResponse, body: any, book: Beha
     }
   }
   if (b.status !== undefined && b.status >= 400) return sendBehaviourError(res, b.status, b, model);
+  if (b.status !== undefined && b.status >= 300) return sendRedirect(res, b.status);
 
   const base64 = body.encoding_format === 'base64';
   let tokens = 0;

@@ -136,6 +136,15 @@ describe('failover before the first byte', () => {
     expect(r.attempts[0]).toMatchObject({ provider: 'dead', status: 0, error: 'connect_refused' });
   });
 
+  it("fails over from a redirect (a misconfigured base URL), which is not the client's doing", async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { status: 301, times: 1 });
+    const { data, response } = await chat(route);
+    expect(data.model).toBe(backup);
+    const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
+    expect(r.attempts[0]).toMatchObject({ model: primary, status: 301 });
+  });
+
   it('does not fail over on a 400: the client gets the upstream error, sanitized', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { status: 400, times: 1 });
