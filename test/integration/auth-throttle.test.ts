@@ -143,4 +143,17 @@ describe('failed authentication throttle', () => {
     for (let i = 0; i < LIMIT; i++) expect(await attempt('wrong')).toBe(4403);
     expect(await attempt(gw.adminToken)).toBe(4429);
   });
+
+  it('refuses /v1/messages/count_tokens from an address over the limit with Retry-After, in Anthropic shape', async () => {
+    const client = '203.0.113.77';
+    for (let i = 0; i < LIMIT; i++) expect((await chat(client, BAD_KEY)).status).toBe(401);
+    const res = await fetch(`${gw.url}/v1/messages/count_tokens`, {
+      method: 'POST',
+      headers: { 'x-api-key': key.secret, 'content-type': 'application/json', 'x-forwarded-for': client, 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({ model: 'chat-default', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(((await res.json()) as any).type).toBe('error');
+  });
 });

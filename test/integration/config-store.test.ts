@@ -685,6 +685,24 @@ describe(`config store on ${KIND}`, () => {
   });
 
   describe('audit log', () => {
+    it('two revokes of one key or token at once: one sets the time, both return it, one change is recorded', async () => {
+      const actor = { id: `token:${randomUUID()}`, name: 'revoker' };
+      const as = store.as(actor);
+      const team = await as.teams.createTeam(`revoke-${randomUUID().slice(0, 8)}`);
+      const { apiKey } = await as.teams.createApiKey({ teamId: team.id, name: 'k' });
+      const { token } = await as.teams.createAccessToken({ name: 't', role: 'ANALYST', teamId: team.id });
+      const keys = await Promise.all([as.teams.revokeApiKey(apiKey.id), as.teams.revokeApiKey(apiKey.id)]);
+      const tokens = await Promise.all([as.teams.revokeAccessToken(token.id), as.teams.revokeAccessToken(token.id)]);
+      expect(keys[0].revokedAt!.getTime()).toBe(keys[1].revokedAt!.getTime());
+      expect(tokens[0].revokedAt!.getTime()).toBe(tokens[1].revokedAt!.getTime());
+      const entries = (await store.audit.list({ actors: [actor.id] }, 50)).entries.map((e) => e.entry);
+      for (const action of ['revokeApiKey', 'revokeAccessToken']) {
+        const revokes = entries.filter((e) => e.action === action);
+        expect(revokes).toHaveLength(2);
+        expect(revokes.filter((e) => (e.before as { revokedAt: unknown }).revokedAt === null)).toHaveLength(1);
+      }
+    });
+
     it('every mutation appends one entry in its own transaction, naming the actor; a failed one appends none', async () => {
       const actor = { id: `token:${randomUUID()}`, name: 'auditor' };
       const as = store.as(actor);

@@ -82,6 +82,8 @@ export async function serveCountTokens(deps: CountTokensDeps, req: IncomingMessa
     const error = err instanceof GatewayError ? err : new GatewayError(500, 'api_error', 'internal_error', 'Tollgate failed to count the tokens.');
     status = error.status;
     body = messagesErrorBody(error);
+    // Retry-After of a 429 (the failed-authentication limit) or a 503.
+    for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
     if (status === 413) res.setHeader('connection', 'close');
   }
   const text = JSON.stringify(body);

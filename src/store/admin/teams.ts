@@ -148,8 +148,11 @@ export class TeamStore {
     return this.mutations.run('revokeApiKey', async (tx, audit) => {
       const row = await tx.apiKey.findUnique({ where: { id } });
       if (!row) throw new AdminStoreError('NOT_FOUND', 'API key not found');
-      const after = row.revokedAt ? row : await tx.apiKey.update({ where: { id }, data: { revokedAt: new Date() } });
-      audit.change(`api_key:${id}`, row.teamId, toApiKey(row), toApiKey(after));
+      // Of two revokes at once, one sets the time: the condition is checked again under the
+      // row's lock, so the other finds it set and keeps it (and records no change).
+      const { count } = await tx.apiKey.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
+      const after = await tx.apiKey.findUniqueOrThrow({ where: { id } });
+      audit.change(`api_key:${id}`, row.teamId, toApiKey(count > 0 ? row : after), toApiKey(after));
       return toApiKey(after);
     });
   }
@@ -213,8 +216,9 @@ export class TeamStore {
     return this.mutations.run('revokeAccessToken', async (tx, audit) => {
       const row = await tx.accessToken.findUnique({ where: { id } });
       if (!row) throw new AdminStoreError('NOT_FOUND', 'access token not found');
-      const after = row.revokedAt ? row : await tx.accessToken.update({ where: { id }, data: { revokedAt: new Date() } });
-      audit.change(`access_token:${id}`, row.teamId, toAccessToken(row), toAccessToken(after));
+      const { count } = await tx.accessToken.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
+      const after = await tx.accessToken.findUniqueOrThrow({ where: { id } });
+      audit.change(`access_token:${id}`, row.teamId, toAccessToken(count > 0 ? row : after), toAccessToken(after));
       return toAccessToken(after);
     });
   }
