@@ -22,13 +22,19 @@ export interface ApiKeyRecord {
 
 export interface KeyLookup {
   findApiKeyBySecretHash(hash: string): Promise<ApiKeyRecord | null>;
+  /** Records when a key was last used (ApiKey.lastUsedAt, for admins looking for unused keys). */
+  touchApiKey?(id: string, at: Date): Promise<void>;
 }
+
+/** lastUsedAt is kept to the minute: one write per key and minute, not one per request. */
+const TOUCH_EVERY_MS = 60_000;
 
 export class KeyAuthenticator {
   private readonly cache: LookupCache<ApiKeyRecord>;
+  private readonly lastTouched = new Map<string, number>();
 
   constructor(
-    lookup: KeyLookup,
+    private readonly lookup: KeyLookup,
     ttlMs: number,
     /** Whether a secret could be a key at all (its checksum): refused without a lookup when not. */
     private readonly isWellFormed: (secret: string) => boolean = isWellFormedApiKey,
@@ -46,8 +52,18 @@ export class KeyAuthenticator {
     if (!secret || !this.isWellFormed(secret)) throw invalidApiKey();
     const secretHash = hash('sha256', secret);
     const key = await this.cache.get(secretHash, gate);
-    if (!key || key.revokedAt || (key.expiresAt && key.expiresAt.getTime() <= this.now())) throw invalidApiKey();
+    const now = this.now();
+    if (!key || key.revokedAt || (key.expiresAt && key.expiresAt.getTime() <= now)) throw invalidApiKey();
+    this.touch(key.id, now);
     return key;
+  }
+
+  private touch(id: string, now: number): void {
+    const last = this.lastTouched.get(id);
+    if (!this.lookup.touchApiKey || (last !== undefined && now - last < TOUCH_EVERY_MS)) return;
+    this.lastTouched.set(id, now);
+    // Advisory: a store that cannot take it now (down) gets the next minute's.
+    this.lookup.touchApiKey(id, new Date(now)).catch(() => undefined);
   }
 
   invalidate(hash?: string): void {

@@ -129,6 +129,14 @@ describe('API keys', () => {
     const { apiKeys } = await ok(admin, `query($t: ID) { apiKeys(teamId: $t) { ${API_KEY_FIELDS} } }`, { t: teamA.id });
     const listed = apiKeys.find((k: { id: string }) => k.id === apiKey.id);
     expect(listed).toBeDefined();
+    // Its use is on record (to the minute), for admins looking for keys nobody uses.
+    await expect
+      .poll(
+        async () =>
+          (await ok(admin, `query($t: ID) { apiKeys(teamId: $t) { id lastUsedAt } }`, { t: teamA.id })).apiKeys.find((k: { id: string }) => k.id === apiKey.id)
+            .lastUsedAt,
+      )
+      .not.toBeNull();
     expect(JSON.stringify(apiKeys)).not.toContain(secret);
     const noSecretField = await gql(admin, '{ apiKeys { id secret } }');
     expect(noSecretField.errors?.[0]?.message).toMatch(/Cannot query field "secret"/);

@@ -25,6 +25,7 @@ class FakeLookup implements KeyLookup {
   calls: string[] = [];
   keys = new Map<string, ApiKeyRecord>();
   fail: Error | null = null;
+  touchApiKey?: (id: string, at: Date) => Promise<void>;
   gate: Promise<void> | null = null;
   async findApiKeyBySecretHash(hash: string): Promise<ApiKeyRecord | null> {
     this.calls.push(hash);
@@ -227,6 +228,26 @@ describe('KeyAuthenticator', () => {
     expect((await after) as GatewayError).toMatchObject({ status: 401 });
     await expect401(auth.authenticate(`Bearer ${SECRET}`));
     expect(lookup.calls).toHaveLength(2);
+  });
+
+  it('records when a key was last used, at most once a minute per key', async () => {
+    const { auth, lookup, c } = setup();
+    const touched: Array<[string, number]> = [];
+    lookup.touchApiKey = async (id, at) => {
+      touched.push([id, at.getTime()]);
+    };
+    const start = c.t;
+    await auth.authenticate(`Bearer ${SECRET}`);
+    c.t += 30_000;
+    await auth.authenticate(`Bearer ${SECRET}`);
+    c.t += 30_000;
+    await auth.authenticate(`Bearer ${SECRET}`);
+    expect(touched).toEqual([
+      ['key_1', start],
+      ['key_1', start + 60_000],
+    ]);
+    await expect401(auth.authenticate(`Bearer ${OTHER}`)); // an unknown key touches nothing
+    expect(touched).toHaveLength(2);
   });
 
   it('accepts a custom well-formedness check', async () => {

@@ -162,7 +162,11 @@ export function registerTeams(builder: Builder) {
       expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true }),
       revokedAt: t.expose('revokedAt', { type: 'DateTime', nullable: true }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
-      lastUsedAt: t.expose('lastUsedAt', { type: 'DateTime', nullable: true }),
+      lastUsedAt: t.expose('lastUsedAt', {
+        type: 'DateTime',
+        nullable: true,
+        description: 'When the key last authenticated a request, to the minute (null: never).',
+      }),
     }),
   });
 
