@@ -31,6 +31,8 @@ export interface Take {
   tokensUsed: number;
   /** null: admitted and counted; otherwise the limit that refused it. */
   refusedBy: 'requests' | 'tokens' | null;
+  /** Refused: how long until that limit admits a request, if nothing more is counted meanwhile. */
+  waitMs: number;
 }
 
 export interface WindowStore {
@@ -44,24 +46,42 @@ function overlap(now: number): number {
   return (WINDOW_MS - (now % WINDOW_MS)) / WINDOW_MS;
 }
 
+/**
+ * How long until `current + previous × overlap` falls to `room`: within this minute as the
+ * previous one's weight decays, or, when this minute's count alone is over, in the next one,
+ * as this minute's count decays in its turn. (The next minute boundary is not the answer: right
+ * after it the minute before still counts almost in full.)
+ */
+export function slidingWaitMs(current: number, previous: number, room: number, now: number): number {
+  const toBoundary = WINDOW_MS - (now % WINDOW_MS);
+  if (current <= room) return previous > 0 ? Math.max(0, toBoundary - ((room - current) / previous) * WINDOW_MS) : 0;
+  return toBoundary + (1 - Math.max(0, room) / current) * WINDOW_MS;
+}
+
+/** The wait of a refusal: requests need room for one more; tokens need the count below the limit. */
+function refusalWaitMs(refusedBy: Take['refusedBy'], r: [number, number], t: [number, number], rpm: number, tpm: number, now: number): number {
+  if (refusedBy === 'requests') return slidingWaitMs(r[0], r[1], rpm - 1, now);
+  if (refusedBy === 'tokens') return slidingWaitMs(t[0], t[1], tpm - 1e-9, now) + 1;
+  return 0;
+}
+
 export class MemoryWindows implements WindowStore {
   private readonly windows = new Map<string, { start: number; current: number; previous: number }>();
 
   async take(keyId: string, rpm: number | null, tpm: number | null, now: number): Promise<Take> {
-    const requestsUsed = this.used(`r:${keyId}`, now);
-    const tokensUsed = this.used(`t:${keyId}`, now);
+    const r = this.window(`r:${keyId}`, now);
+    const t = this.window(`t:${keyId}`, now);
+    const weight = overlap(now);
+    const requestsUsed = r.current + r.previous * weight;
+    const tokensUsed = t.current + t.previous * weight;
     const refusedBy = rpm && requestsUsed + 1 > rpm ? 'requests' : tpm && tokensUsed >= tpm ? 'tokens' : null;
-    if (!refusedBy && rpm) this.window(`r:${keyId}`, now).current += 1;
-    return { requestsUsed, tokensUsed, refusedBy };
+    if (!refusedBy && rpm) r.current += 1;
+    const waitMs = refusalWaitMs(refusedBy, [r.current, r.previous], [t.current, t.previous], rpm ?? 0, tpm ?? 0, now);
+    return { requestsUsed, tokensUsed, refusedBy, waitMs };
   }
 
   async addTokens(keyId: string, tokens: number, now: number): Promise<void> {
     this.window(`t:${keyId}`, now).current += tokens;
-  }
-
-  private used(key: string, now: number): number {
-    const w = this.window(key, now);
-    return w.current + w.previous * overlap(now);
   }
 
   private window(key: string, now: number) {
@@ -81,8 +101,12 @@ export class MemoryWindows implements WindowStore {
 // ARGV: rpm (0 = none), tpm (0 = none), weight of the previous minute.
 const TAKE = `
 local weight = tonumber(ARGV[3])
-local r = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(redis.call('GET', KEYS[2]) or '0') * weight
-local t = tonumber(redis.call('GET', KEYS[3]) or '0') + tonumber(redis.call('GET', KEYS[4]) or '0') * weight
+local rc = tonumber(redis.call('GET', KEYS[1]) or '0')
+local rp = tonumber(redis.call('GET', KEYS[2]) or '0')
+local tc = tonumber(redis.call('GET', KEYS[3]) or '0')
+local tp = tonumber(redis.call('GET', KEYS[4]) or '0')
+local r = rc + rp * weight
+local t = tc + tp * weight
 local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local refused = 0
@@ -91,11 +115,13 @@ if refused == 0 and rpm > 0 then
   redis.call('INCR', KEYS[1])
   redis.call('PEXPIRE', KEYS[1], 180000)
 end
-return {refused, tostring(r), tostring(t)}
+return {refused, tostring(r), tostring(t), rc, rp, tc, tp}
 `;
 
 export class RedisWindows implements WindowStore {
-  private readonly redis: Redis & { rateTake(n: number, ...args: Array<string | number>): Promise<[number, string, string]> };
+  private readonly redis: Redis & {
+    rateTake(n: number, ...args: Array<string | number>): Promise<[number, string, string, number, number, number, number]>;
+  };
 
   constructor(
     redis: Redis,
@@ -108,7 +134,7 @@ export class RedisWindows implements WindowStore {
   async take(keyId: string, rpm: number | null, tpm: number | null, now: number): Promise<Take> {
     const minute = Math.floor(now / WINDOW_MS);
     const k = (kind: 'r' | 't', m: number) => this.key(keyId, kind, m);
-    const [refused, r, t] = await this.redis.rateTake(
+    const [refused, r, t, rc, rp, tc, tp] = await this.redis.rateTake(
       4,
       k('r', minute),
       k('r', minute - 1),
@@ -118,7 +144,9 @@ export class RedisWindows implements WindowStore {
       tpm ?? 0,
       overlap(now),
     );
-    return { requestsUsed: Number(r), tokensUsed: Number(t), refusedBy: refused === 1 ? 'requests' : refused === 2 ? 'tokens' : null };
+    const refusedBy = refused === 1 ? 'requests' : refused === 2 ? 'tokens' : null;
+    const waitMs = refusalWaitMs(refusedBy, [Number(rc), Number(rp)], [Number(tc), Number(tp)], rpm ?? 0, tpm ?? 0, now);
+    return { requestsUsed: Number(r), tokensUsed: Number(t), refusedBy, waitMs };
   }
 
   async addTokens(keyId: string, tokens: number, now: number): Promise<void> {
@@ -159,10 +187,14 @@ export class RateLimiter {
       admission.tokens = { limit: tpm, remaining: Math.max(0, Math.floor(tpm - taken.tokensUsed)), resetMs };
       setHeaders(headers, 'tokens', admission.tokens);
     }
+    // Retry-After is when the sliding window admits again, not the next minute boundary.
     if (taken.refusedBy === 'requests') {
-      throw rateLimited(`Rate limit reached: ${rpm} requests per minute for this key.`, resetMs / 1000, { ...headers, 'x-ratelimit-remaining-requests': '0' });
+      throw rateLimited(`Rate limit reached: ${rpm} requests per minute for this key.`, taken.waitMs / 1000, {
+        ...headers,
+        'x-ratelimit-remaining-requests': '0',
+      });
     }
-    if (taken.refusedBy === 'tokens') throw rateLimited(`Rate limit reached: ${tpm} tokens per minute for this key.`, resetMs / 1000, headers);
+    if (taken.refusedBy === 'tokens') throw rateLimited(`Rate limit reached: ${tpm} tokens per minute for this key.`, taken.waitMs / 1000, headers);
     return admission;
   }
 

@@ -35,13 +35,41 @@ describe('RateLimiter: RPM', () => {
     expect(e.status).toBe(429);
     expect(e.type).toBe('rate_limit_error');
     expect(e.code).toBe('rate_limit_exceeded');
-    expect(e.headers['retry-after']).toBe('50');
+    // Not the boundary (50 s): just after it this minute's 5 still count in full. 4 of 5 fit at
+    // 12 s into the next minute (5 × 48/60 = 4): 62 s from now.
+    expect(e.headers['retry-after']).toBe('62');
     expect(e.headers['x-ratelimit-limit-requests']).toBe('5');
     expect(e.headers['x-ratelimit-remaining-requests']).toBe('0');
     expect(e.headers['x-ratelimit-reset-requests']).toBe('50s');
     // Still rejected a moment later; rejected requests do not count (see the sliding test below).
     c.t += 1_000;
-    expect((await rejection(() => rl.admit('k', 5, null))).headers['retry-after']).toBe('49');
+    expect((await rejection(() => rl.admit('k', 5, null))).headers['retry-after']).toBe('61');
+  });
+
+  it('a client that waits Retry-After is admitted; one that retries earlier is not', async () => {
+    for (const [start, rpm, burst] of [
+      [10_000, 5, 5],
+      [59_000, 10, 10],
+      [30_000, 3, 3],
+    ] as const) {
+      for (const early of [true, false]) {
+        const c = clock(start);
+        const rl = new RateLimiter(c.now);
+        for (let i = 0; i < burst; i++) await rl.admit('k', rpm, null);
+        const wait = Number((await rejection(() => rl.admit('k', rpm, null))).headers['retry-after']) * 1000;
+        c.t += early ? wait - 2_000 : wait;
+        if (early) await rejection(() => rl.admit('k', rpm, null));
+        else expect((await rl.admit('k', rpm, null)).requests).toBeDefined();
+      }
+    }
+    // Tokens: 1,000 of 1,000 used at 30 s; below the limit once they decay in the next minute.
+    const c = clock(30_000);
+    const rl = new RateLimiter(c.now);
+    await rl.admit('k', null, 1_000);
+    rl.recordTokens('k', 1_000, 1_000);
+    const wait = Number((await rejection(() => rl.admit('k', null, 1_000))).headers['retry-after']) * 1000;
+    c.t += wait;
+    expect((await rl.admit('k', null, 1_000)).tokens).toBeDefined();
   });
 
   it('retry-after is at least 1 s even at the very end of a window', async () => {
