@@ -103,7 +103,7 @@ export class UpstreamClient {
         this.pool(provider.origin).dispatch(
           {
             method: 'POST',
-            path: provider.basePath + path,
+            path: provider.basePath + path + provider.query,
             headers: {
               ...options.headers,
               ...provider.headers,

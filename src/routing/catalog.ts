@@ -27,6 +27,8 @@ export interface Provider {
   origin: string;
   /** e.g. /api/v1 — prefixed to /chat/completions. */
   basePath: string;
+  /** The base URL's query (`?api-version=…`, as Azure OpenAI needs), appended to every path; usually ''. */
+  query: string;
   /** Precomputed request headers (auth + preset + extra), so the hot path only spreads them. */
   headers: Record<string, string>;
   timeoutMs: number | null;
@@ -215,6 +217,10 @@ function buildProvider(p: ProviderInput): Provider | null {
   if (!base) return null; // a generic provider without a base URL cannot be called
   const url = new URL(base);
   const headers: Record<string, string> = { ...preset.headers, ...p.extraHeaders };
+  // Credentials in the URL (https://user:pass@host) are HTTP Basic auth; an API key goes over them.
+  if (url.username || url.password) {
+    headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+  }
   if (p.apiKey) {
     if (preset.authHeader === 'authorization') headers.authorization = `Bearer ${p.apiKey}`;
     else headers[preset.authHeader] = p.apiKey;
@@ -225,6 +231,7 @@ function buildProvider(p: ProviderInput): Provider | null {
     preset,
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
+    query: url.search,
     headers,
     timeoutMs: p.timeoutMs,
     modelMap: p.modelMap,

@@ -31,6 +31,8 @@ export { SIM_EMBEDDING_DIMS } from './openai.js';
 export interface RecordedRequest {
   method: string;
   path: string;
+  /** The query string, without its `?` ('' when none). */
+  query: string;
   headers: Record<string, string | string[] | undefined>;
   /** Parsed JSON body; the raw text when it was not JSON; undefined when empty. */
   body: any;
@@ -132,7 +134,7 @@ export async function startSimulatedProvider(opts: SimulatedProviderOptions = {}
       }
     }
     if (record) {
-      requests.push({ method: req.method ?? 'GET', path, headers: req.headers, body, at: Date.now() });
+      requests.push({ method: req.method ?? 'GET', path, query: q < 0 ? '' : url.slice(q + 1), headers: req.headers, body, at: Date.now() });
       // shift() on a 10k array is a few microseconds; keeps the ring exact and oldest-first.
       if (requests.length > maxRecorded) requests.shift();
     }

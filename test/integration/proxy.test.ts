@@ -128,6 +128,19 @@ describe('chat completions', () => {
     expect(gw.sim.requests.at(-1)!.headers.authorization).toBe('Bearer sim-upstream-secret-b');
   });
 
+  it("keeps a base URL's query (Azure's api-version) on every call, and its credentials as Basic auth", async () => {
+    const store = gw.started.runtime.adminStore;
+    const base = new URL(gw.sim.url);
+    await store.providers.upsertProvider({ name: 'azure-like', kind: 'OPENAI_COMPATIBLE', baseUrl: `${gw.sim.url}?api-version=2024-10-21` });
+    await store.providers.upsertProvider({ name: 'basic', kind: 'OPENAI_COMPATIBLE', baseUrl: `http://gw%40user:p%3Ass@${base.host}${base.pathname}` });
+    await gw.started.runtime.app.catalog.refresh();
+    const client = gw.client(secret);
+    await client.chat.completions.create({ model: 'azure-like/gpt', messages: [{ role: 'user', content: 'hi' }] });
+    expect(gw.sim.requests.at(-1)).toMatchObject({ path: '/v1/chat/completions', query: 'api-version=2024-10-21' });
+    await client.chat.completions.create({ model: 'basic/gpt', messages: [{ role: 'user', content: 'hi' }] });
+    expect(gw.sim.requests.at(-1)!.headers.authorization).toBe(`Basic ${Buffer.from('gw@user:p:ss').toString('base64')}`);
+  });
+
   it('honours n and passes attribution through headers and metadata', async () => {
     const client = gw.client(secret, { defaultHeaders: { 'x-tollgate-feature': 'search', 'x-tollgate-task-id': 'task-1' } });
     const { data, response } = await client.chat.completions

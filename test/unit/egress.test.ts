@@ -225,6 +225,7 @@ describe('upstream connections', () => {
       preset: PRESETS.OPENAI_COMPATIBLE,
       origin: url.origin,
       basePath: url.pathname.replace(/\/+$/, ''),
+      query: '',
       headers: { 'x-tollgate-hop': 'forged-by-extra-headers' },
       timeoutMs: null,
       modelMap: {},

@@ -53,7 +53,17 @@ beforeAll(async () => {
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  provider = { name: 'local', kind: 'OPENAI_COMPATIBLE', preset: PRESETS.OPENAI_COMPATIBLE, origin, basePath: '', headers: {}, timeoutMs: null, modelMap: {} };
+  provider = {
+    name: 'local',
+    kind: 'OPENAI_COMPATIBLE',
+    preset: PRESETS.OPENAI_COMPATIBLE,
+    origin,
+    basePath: '',
+    query: '',
+    headers: {},
+    timeoutMs: null,
+    modelMap: {},
+  };
 });
 afterAll(async () => {
   await client.close();

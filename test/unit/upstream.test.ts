@@ -103,6 +103,7 @@ describe('UpstreamClient on loopback sockets', () => {
     preset: PRESETS.OPENAI_COMPATIBLE,
     origin,
     basePath: '/v1',
+    query: '',
     headers: { authorization: 'Bearer sk-local' },
     timeoutMs: null,
     modelMap: {},
