@@ -57,16 +57,15 @@ export async function receipts(ctx: AnalyticsContext, rawFilter: AnalyticsFilter
   if (matchesNothing(filter)) return { edges: [], pageInfo: { hasNextPage: false, endCursor: null }, totalCount: 0 };
   const where = filterConditions(filter, 'raw');
   const page = cursor ? sql` AND (started_at < ${cursor.at} OR (started_at = ${cursor.at} AND receipt_id < ${sql.typed(cursor.id, 'UUID')}))` : sql.empty();
+  // One row past the page says whether there is a next one (first: 0 too).
   const [rows, count] = await Promise.all([
-    limit === 0
-      ? Promise.resolve([])
-      : runQuery(
-          ctx,
-          sql`SELECT ${trusted(COLUMNS, 'all')} FROM ${fromTable(ctx, 'raw')}
-              WHERE ${where}${page}
-              ORDER BY started_at DESC, receipt_id DESC
-              LIMIT ${limit + 1}`,
-        ),
+    runQuery(
+      ctx,
+      sql`SELECT ${trusted(COLUMNS, 'all')} FROM ${fromTable(ctx, 'raw')}
+          WHERE ${where}${page}
+          ORDER BY started_at DESC, receipt_id DESC
+          LIMIT ${limit + 1}`,
+    ),
     runQuery(ctx, sql`SELECT count() AS n FROM ${fromTable(ctx, 'raw')} WHERE ${where}`),
   ]);
   const nodes = rows.slice(0, limit).map(rowToReceipt);

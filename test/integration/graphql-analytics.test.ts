@@ -467,6 +467,15 @@ describe('analytics truth', () => {
       expect(walked.map((r) => r.receiptId)).toEqual(all.map((r) => r.receiptId));
     }
     for (let i = 1; i < all.length; i++) expect(Date.parse(all[i - 1]!.startedAt)).toBeGreaterThanOrEqual(Date.parse(all[i]!.startedAt));
+    // first: 0 sizes a result without reading it: no edges, and whether there is anything to read.
+    const q = `query($f: AnalyticsFilter!, $a: String) { receipts(filter: $f, first: 0, after: $a) { totalCount edges { cursor } pageInfo { hasNextPage } } }`;
+    const sized: any = await gqlOk(gw.url, admin, q, { f: filterVar() });
+    expect(sized.receipts).toMatchObject({ totalCount: all.length, edges: [], pageInfo: { hasNextPage: true } });
+    const lastPage: any = await gqlOk(gw.url, admin, `query($f: AnalyticsFilter!) { receipts(filter: $f, first: ${all.length}) { pageInfo { endCursor } } }`, {
+      f: filterVar(),
+    });
+    const atEnd: any = await gqlOk(gw.url, admin, q, { f: filterVar(), a: lastPage.receipts.pageInfo.endCursor });
+    expect(atEnd.receipts.pageInfo.hasNextPage).toBe(false);
   });
 
   it('a team-bound ANALYST token sees only its team', async () => {
