@@ -11,6 +11,7 @@ import type { Actor } from '../store/admin/audit.js';
 import type { ResponseStore } from '../store/responses.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
 import { type ApiKeyRecord, assertCredentialsOnce, type KeyAuthenticator } from './auth.js';
+import type { LookupGate } from './auth-cache.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import { readRequestBody } from './body.js';
 import { isConsolePath } from './console.js';
@@ -159,9 +160,19 @@ export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graph
  * throttle), used from an address its allowlist admits (else 403).
  */
 async function authenticateKey(deps: HttpDeps, req: IncomingMessage, authorization = req.headers.authorization): Promise<ApiKeyRecord> {
-  const key = await deps.authThrottle.guard(req, (gate) => deps.keys.authenticate(authorization, gate));
+  const key = await guarded(deps, req, (gate) => deps.keys.authenticate(authorization, gate));
   assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
   return key;
+}
+
+/**
+ * A credential checked under the failed-authentication throttle. A store that cannot answer
+ * the lookup (the config database is down) is a 503, as on the proxy path, not a 500.
+ */
+function guarded<T>(deps: HttpDeps, req: IncomingMessage, authenticate: (gate: LookupGate) => Promise<T>): Promise<T> {
+  return deps.authThrottle.guard(req, authenticate).catch((err: unknown) => {
+    throw err instanceof GatewayError ? err : serviceUnavailable('Tollgate cannot verify credentials right now; try again shortly.');
+  });
 }
 
 function listModels(catalog: Catalog, key: ApiKeyRecord) {
@@ -186,7 +197,7 @@ function listModels(catalog: Catalog, key: ApiKeyRecord) {
  */
 async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   // One failed authentication at most per request: the key is tried inside the same guard.
-  const teamId = await deps.authThrottle.guard(req, async (gate) => {
+  const teamId = await guarded(deps, req, async (gate) => {
     const principal = await deps.tokens.verify(req.headers.authorization, req, gate);
     if (principal) return principal.teamId;
     const key = await deps.keys.authenticate(req.headers.authorization, gate);
@@ -201,7 +212,7 @@ async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, re
 
 async function createKeyForCli(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'POST') throw methodNotAllowed();
-  const principal = await deps.authThrottle.guard(req, async (gate) => {
+  const principal = await guarded(deps, req, async (gate) => {
     const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req, gate);
     if (found?.role !== 'ADMIN' || found.teamId) {
       throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
@@ -221,12 +232,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 }
 
 function sendError(res: ServerResponse, err: unknown): void {
-  const error =
-    err instanceof GatewayError
-      ? err
-      : (err as { code?: string })?.code === 'STORE_UNAVAILABLE'
-        ? serviceUnavailable('A store Tollgate depends on is unavailable.')
-        : new GatewayError(500, 'api_error', 'internal_error', 'Tollgate failed to process the request.');
+  const error = err instanceof GatewayError ? err : new GatewayError(500, 'api_error', 'internal_error', 'Tollgate failed to process the request.');
   if (res.headersSent) {
     res.destroy();
     return;

@@ -53,6 +53,10 @@ describe.runIf(DATABASE_URL)('PostgreSQL stopped mid-run', () => {
     expect(JSON.parse(cappedDuring.text).error.code).toBe('budget_exceeded');
     const unknown = await send(generateApiKeySecret(), 'unknown');
     expect(unknown.status).toBe(503); // a well-formed key nobody has seen: cannot be verified now
+    // The REST endpoints say the same (they answered 500 internal_error).
+    const models = await fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${generateApiKeySecret()}` } });
+    expect(models.status).toBe(503);
+    expect(((await models.json()) as any).error.type).toBe('api_error');
     const mutation = await gql(
       gw.url,
       gw.adminToken,
