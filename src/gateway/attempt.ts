@@ -27,6 +27,11 @@ export interface Unanswered {
   retryAfterMs?: number;
 }
 
+/** A target whose adapter cannot put this request in its wire format (its 400); never called. */
+export interface Untakeable {
+  untakeable: GatewayError;
+}
+
 /** What the upstream did with a request: answered (2xx), failed, or refused it (a 4xx for the client). */
 export type Sent = { ok: UpstreamResponse } | { unanswered: Unanswered } | { refused: GatewayError };
 

@@ -14,7 +14,7 @@ import { isRouteAllowed, type Route, type Target } from '../routing/catalog.js';
 import { decideRoute } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
-import { AttemptLog, answerText, send, type Unanswered, usageOf } from './attempt.js';
+import { AttemptLog, answerText, send, type Unanswered, type Untakeable, usageOf } from './attempt.js';
 import { type ApiKeyRecord, assertCredentialsOnce } from './auth.js';
 import type { LookupGate } from './auth-cache.js';
 import { readRequestBody } from './body.js';
@@ -171,6 +171,8 @@ export class Pipeline {
       // failed otherwise), the client gets a 429 with the smallest wait, not a 502.
       let onlyRateLimited = true;
       let soonestRetryMs = Number.POSITIVE_INFINITY;
+      // The 400 of a target that cannot take this request: the answer when no target was called.
+      let untakeable: GatewayError | null = null;
       attempts: for (let round = 0; round <= rounds; round++) {
         if (round > 0) await delay(backoffMs(round), signal);
         for (const target of order) {
@@ -194,6 +196,11 @@ export class Pipeline {
           const outcome = cascade ? await this.climb(ex, cascade, log, res, signal) : await this.attempt(ex, log, res, signal);
           if (outcome === 'answered') return;
           if (outcome === 'rejected') continue;
+          if ('untakeable' in outcome) {
+            publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'unsupported', null, candidates);
+            untakeable ??= outcome.untakeable;
+            continue;
+          }
           last = outcome;
           if (outcome.rateLimited) soonestRetryMs = Math.min(soonestRetryMs, outcome.retryAfterMs ?? Number.POSITIVE_INFINITY);
           else onlyRateLimited = false;
@@ -206,6 +213,7 @@ export class Pipeline {
       }
       // Steps answered, none acceptably, and no stronger one could: the best there is (DESIGN §5).
       if (cascade?.lastAnswer) return await this.settleClimb(ex, cascade.lastAnswer, res);
+      if (untakeable && ex.attempts.length === 0) throw untakeable;
       if (onlyRateLimited && !outOfBudget && !(reason instanceof UpstreamFailure)) {
         const waitMs = Number.isFinite(soonestRetryMs) ? soonestRetryMs : this.deps.config.breaker.cooldownMs;
         throw rateLimited(
@@ -234,7 +242,7 @@ export class Pipeline {
    * One call to one target. Returns 'answered' once the client has its response (success,
    * or an upstream 4xx passed through), or what to fail over from.
    */
-  private async attempt(ex: Exchange, log: AttemptLog, res: ServerResponse, signal: Cancellation): Promise<'answered' | Unanswered> {
+  private async attempt(ex: Exchange, log: AttemptLog, res: ServerResponse, signal: Cancellation): Promise<'answered' | Unanswered | Untakeable> {
     const { protocol } = ex;
     const parsed = ex.parsed!;
     const { target } = log;
@@ -247,7 +255,9 @@ export class Pipeline {
       request = native ? adapter.passthrough(protocol.wire, parsed.body, target, ex.stream) : adapter.request(parsed.chat!, target, ex.stream);
       if (native && ex.passthroughHeaders) request.headers = ex.passthroughHeaders;
     } catch (err) {
-      log.release(); // admitted, never called: what the upstream cannot take is a 400
+      log.release(); // admitted, never called
+      // What this upstream cannot take (n > 1 for Anthropic) another target of the route may.
+      if (err instanceof GatewayError && err.status === 400) return { untakeable: err };
       throw err;
     }
     const sent = await send(this.deps, log, adapter, request, signal, ex.stream);

@@ -145,6 +145,28 @@ describe('failover before the first byte', () => {
     expect(r.attempts[0]).toMatchObject({ model: primary, status: 301 });
   });
 
+  it('skips a target that cannot take the request (n > 1 on Anthropic) for one that can; 400 when none can', async () => {
+    const store = gw.started.runtime.adminStore;
+    await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
+    await store.routing.upsertRoute({
+      name: 'mixed-n',
+      strategy: 'PRIORITY',
+      targets: [
+        { provider: 'claude', model: 'claude-x', priority: 0 },
+        { provider: 'sim', model: 'n-model', priority: 1 },
+      ],
+    });
+    await store.routing.upsertRoute({ name: 'claude-only', strategy: 'PRIORITY', targets: [{ provider: 'claude', model: 'claude-x' }] });
+    await gw.started.runtime.app.catalog.refresh();
+    const { data, response } = await chat('mixed-n', { n: 2 });
+    expect(data.choices).toHaveLength(2);
+    expect(response.headers.get('x-tollgate-model')).toBe('n-model');
+    expect(response.headers.get('x-tollgate-attempts')).toBe('1');
+    const err: any = await chat('claude-only', { n: 2 }).catch((e) => e);
+    expect(err.status).toBe(400);
+    expect(err.error?.param ?? err.param).toBe('n');
+  });
+
   it('does not fail over on a 400: the client gets the upstream error, sanitized', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { status: 400, times: 1 });
