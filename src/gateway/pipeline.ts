@@ -252,7 +252,10 @@ export class Pipeline {
     const native = adapter.wires.has(protocol.wire);
     let request: UpstreamRequest;
     try {
-      request = native ? adapter.passthrough(protocol.wire, parsed.body, target, ex.stream) : adapter.request(parsed.chat!, target, ex.stream);
+      // Only chat-like requests translate: an upstream that does not speak this one's wire cannot take it.
+      if (native) request = adapter.passthrough(protocol.wire, parsed.body, target, ex.stream);
+      else if (parsed.chat) request = adapter.request(parsed.chat, target, ex.stream);
+      else throw badRequest(`The provider '${target.provider.name}' does not serve ${protocol.path}.`, 'model', 'unsupported_value');
       if (native && ex.passthroughHeaders) request.headers = ex.passthroughHeaders;
     } catch (err) {
       log.release(); // admitted, never called

@@ -4,7 +4,7 @@
 // A provider whose preset serves the Responses API too (OpenAI) gets the variant that also
 // passes Responses requests through (`openAiWithResponses`).
 import { upstreamMetadata } from '../gateway/attribution.js';
-import { fromUpstreamClientError } from '../gateway/errors.js';
+import { badRequest, fromUpstreamClientError } from '../gateway/errors.js';
 import type { ChatCompletion, ChatRequest } from '../protocols/canonical.js';
 import { ChatDecoder } from '../protocols/chat.js';
 import type { Wire } from '../protocols/protocol.js';
@@ -15,6 +15,9 @@ import type { UpstreamAdapter, UpstreamRequest } from './adapter.js';
 const PATHS: Partial<Record<Wire, string>> = { chat: '/chat/completions', embeddings: '/embeddings', responses: '/responses' };
 
 function passthrough(wire: Wire, body: Record<string, unknown>, target: Target, stream: boolean): UpstreamRequest {
+  if (wire === 'embeddings' && !target.provider.preset.embeddings) {
+    throw badRequest(`The provider '${target.provider.name}' does not serve embeddings.`, 'model', 'unsupported_value');
+  }
   // Tollgate always asks a chat stream for its usage (receipts bill from it); the relay hides
   // the usage chunk from a client that did not ask. Responses streams always end with it.
   const upstreamBody: Record<string, unknown> =

@@ -17,9 +17,7 @@ export interface ProviderPreset {
   authHeader: 'authorization' | 'api-key' | 'x-api-key';
   /** Headers the provider wants on every request (OpenRouter attribution, …). */
   headers: Record<string, string>;
-  /** Whether the provider honours `stream_options.include_usage`. */
-  streamUsage: boolean;
-  /** Whether the provider serves `/embeddings`. */
+  /** Whether the provider serves `/embeddings` (a target that does not is skipped for embeddings). */
   embeddings: boolean;
   /**
    * The field a translated request's output limit goes in: OpenAI and OpenRouter take
@@ -39,7 +37,6 @@ const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defa
   api: 'openai-compatible',
   authHeader: 'authorization',
   headers: {},
-  streamUsage: true,
   embeddings: true,
   maxTokensField: 'max_tokens',
   responses: false,

@@ -195,6 +195,30 @@ describe('embeddings and models', () => {
     for (const [i, v] of floats.data[0]!.embedding.entries()) expect(v).toBeCloseTo(base64.data[0]!.embedding[i]!, 5);
   });
 
+  it('skips targets that serve no embeddings (an Anthropic or OpenRouter target) for one that does', async () => {
+    const store = gw.started.runtime.adminStore;
+    await store.providers.upsertProvider({ name: 'claude-e', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant' });
+    await store.providers.upsertProvider({ name: 'router-e', kind: 'OPENROUTER', baseUrl: gw.sim.url, apiKey: 'sk-or' });
+    await store.routing.upsertRoute({
+      name: 'embed-mixed',
+      strategy: 'PRIORITY',
+      targets: [
+        { provider: 'claude-e', model: 'c', priority: 0 },
+        { provider: 'router-e', model: 'r', priority: 1 },
+        { provider: 'sim', model: 'sim-embed', priority: 2 },
+      ],
+    });
+    await store.routing.upsertRoute({ name: 'embed-none', strategy: 'PRIORITY', targets: [{ provider: 'claude-e', model: 'c' }] });
+    await gw.started.runtime.app.catalog.refresh();
+    const client = gw.client(secret);
+    const { data, response } = await client.embeddings.create({ model: 'embed-mixed', input: 'hello' }).withResponse();
+    expect(data.data).toHaveLength(1);
+    expect(response.headers.get('x-tollgate-model')).toBe('sim-embed');
+    const err: any = await client.embeddings.create({ model: 'embed-none', input: 'hello' }).catch((e) => e);
+    expect(err.status).toBe(400);
+    expect(err.error?.param ?? err.param).toBe('model');
+  });
+
   it('lists the routes and pins the key may use', async () => {
     const client = gw.client(secret);
     const ids = (await client.models.list()).data.map((m) => m.id);
