@@ -65,7 +65,8 @@ export async function relayStream(
       if (!deliver(out) && started) await drained(res, signal);
     }
     const tail = pump.push(decoder.end()) + pump.end();
-    if (tail) deliver(tail);
+    // An answer whose last part wrote nothing here (a held final event, an empty finish) starts now.
+    if (tail || (!started && (pump.tally.answering || pump.tally.done))) deliver(tail);
     if (!pump.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
   } catch (err) {
     // After its end event the answer is whole: a connection that breaks then takes nothing from it.

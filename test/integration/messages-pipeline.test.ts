@@ -79,6 +79,21 @@ afterAll(async () => {
   await gw?.close();
 });
 
+describe('an empty answer streamed from a chat upstream', () => {
+  it('ends as a complete message (its finish writes nothing until the stream closes), not a failover', async () => {
+    await gw.started.runtime.adminStore.routing.upsertRoute({ name: 'mp-empty', strategy: 'PRIORITY', targets: [{ provider: 'sim', model: 'gpt-empty' }] });
+    await gw.started.runtime.app.catalog.refresh();
+    gw.sim.behave('gpt-empty', { completionTokens: 0, finishReason: 'length', times: 1 });
+    const stream = claude.messages.stream({ model: 'mp-empty', max_tokens: 16, messages: [{ role: 'user', content: 'think only' }] });
+    const message = await stream.finalMessage();
+    expect(message.stop_reason).toBe('max_tokens');
+    expect(message.content).toEqual([]);
+    const rec = await receipt((await stream.withResponse()).response.headers.get('x-tollgate-receipt-id'));
+    expect(rec).toMatchObject({ status: 'ok', model: 'gpt-empty' });
+    expect(rec.attempts).toHaveLength(1);
+  });
+});
+
 describe('budgets on /v1/messages', () => {
   it('an exhausted budget is a 429 in Anthropic shape (rate_limit_error) with a receipt; the SDK raises RateLimitError; nothing goes upstream', async () => {
     const team = await gw.createKey('team-msg-budget');
