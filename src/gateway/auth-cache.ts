@@ -4,12 +4,6 @@
 // `invalidate`.
 const MAX_ENTRIES = 50_000;
 
-/** Told before a lookup the cache cannot answer: the failed-authentication throttle (auth-throttle.ts). */
-export interface LookupGate {
-  /** Throws (a 429) to refuse the lookup. */
-  lookingUp(): void;
-}
-
 interface Entry<T> {
   value: T | null;
   fetchedAt: number;
@@ -27,13 +21,12 @@ export class LookupCache<T> {
     private readonly now: () => number = Date.now,
   ) {}
 
-  get(key: string, gate?: LookupGate): Promise<T | null> {
+  get(key: string): Promise<T | null> {
     const cached = this.entries.get(key);
     if (cached && this.now() - cached.fetchedAt < this.ttlMs) return Promise.resolve(cached.value);
     // One lookup per key at a time: a burst with a fresh key makes one query, not hundreds.
     let pending = this.inflight.get(key);
     if (!pending) {
-      gate?.lookingUp();
       const generation = this.generation;
       pending = this.lookup(key)
         .then((value) => {

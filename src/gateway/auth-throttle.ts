@@ -1,9 +1,6 @@
 // Failed authentications per client address (TOLLGATE_AUTH_FAIL_LIMIT a minute): beyond the
 // limit, every credential from that address is refused with 429 until its minute is over,
 // a correct one included, so guessing cannot go on at full speed. Successes are not counted.
-// A credential the auth cache cannot answer counts as a failure from the moment its lookup
-// starts until it succeeds, so a burst of guesses sent at once is held to the limit too (not
-// one lookup in the store per guess).
 //
 // Counted per address (IPv6 per /64, what one subscriber usually gets), in this process, in a
 // fixed window that starts at the address's first failure. Memory is bounded: at most
@@ -11,7 +8,6 @@
 import type { IncomingMessage } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { CidrList, IP } from '../net/ip.js';
-import type { LookupGate } from './auth-cache.js';
 import { clientAddress } from './client-address.js';
 import { authRateLimited, GatewayError } from './errors.js';
 
@@ -49,39 +45,23 @@ export class AuthThrottle {
     if (left > 0) throw authRateLimited(left / 1000);
   }
 
-  /** Counts one refused credential from the address of `req`; returns the window it counts in. */
-  fail(req: IncomingMessage): Window | null {
-    if (this.opts.limit === 0) return null;
+  /** Counts one refused credential from the address of `req`. */
+  fail(req: IncomingMessage): void {
+    if (this.opts.limit === 0) return;
     const address = this.addressOf(req);
     const now = this.now();
-    let window = this.windows.get(address);
+    const window = this.windows.get(address);
     if (window && now < window.startedAt + WINDOW_MS) window.failures++;
-    else this.windows.set(address, (window = { startedAt: now, failures: 1 }));
-    return window;
+    else this.windows.set(address, { startedAt: now, failures: 1 });
   }
 
-  /**
-   * `check`, then `authenticate`; a 401 it throws counts as a failure. A lookup it starts
-   * (told through the gate) counts as one at once, taken back if it succeeds.
-   */
-  async guard<T>(req: IncomingMessage, authenticate: (gate: LookupGate) => Promise<T>): Promise<T> {
+  /** `check`, then `authenticate`; a 401 it throws counts as a failure. */
+  async guard<T>(req: IncomingMessage, authenticate: () => Promise<T>): Promise<T> {
     this.check(req);
-    let provisional: Window | null = null;
-    const gate: LookupGate = {
-      lookingUp: () => {
-        if (provisional) return;
-        this.check(req);
-        provisional = this.fail(req);
-      },
-    };
     try {
-      const result = await authenticate(gate);
-      if (provisional) (provisional as Window).failures--;
-      return result;
+      return await authenticate();
     } catch (err) {
-      const refused = err instanceof GatewayError && err.status === 401;
-      if (provisional && !refused) (provisional as Window).failures--;
-      else if (!provisional && refused) this.fail(req);
+      if (err instanceof GatewayError && err.status === 401) this.fail(req);
       throw err;
     }
   }

@@ -4,7 +4,7 @@
 // `invalidate`.
 import { hash } from 'node:crypto';
 import { isWellFormedApiKey } from '../store/credentials.js';
-import { LookupCache, type LookupGate } from './auth-cache.js';
+import { LookupCache } from './auth-cache.js';
 import { badRequest, invalidApiKey } from './errors.js';
 
 export interface ApiKeyRecord {
@@ -43,15 +43,12 @@ export class KeyAuthenticator {
     this.cache = new LookupCache((hash) => lookup.findApiKeyBySecretHash(hash), ttlMs, now);
   }
 
-  /**
-   * Resolves the key for an Authorization header or throws the one 401 every failure shares.
-   * `gate` hears of a lookup in the store before it starts (the failed-authentication throttle).
-   */
-  async authenticate(authorization: string | undefined, gate?: LookupGate): Promise<ApiKeyRecord> {
+  /** Resolves the key for an Authorization header or throws the one 401 every failure shares. */
+  async authenticate(authorization: string | undefined): Promise<ApiKeyRecord> {
     const secret = bearer(authorization);
     if (!secret || !this.isWellFormed(secret)) throw invalidApiKey();
     const secretHash = hash('sha256', secret);
-    const key = await this.cache.get(secretHash, gate);
+    const key = await this.cache.get(secretHash);
     const now = this.now();
     if (!key || key.revokedAt || (key.expiresAt && key.expiresAt.getTime() <= now)) throw invalidApiKey();
     this.touch(key.id, now);

@@ -11,7 +11,6 @@ import type { Actor } from '../store/admin/audit.js';
 import type { ResponseStore } from '../store/responses.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
 import { type ApiKeyRecord, assertCredentialsOnce, type KeyAuthenticator } from './auth.js';
-import type { LookupGate } from './auth-cache.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import { readRequestBody } from './body.js';
 import { isConsolePath } from './console.js';
@@ -160,7 +159,7 @@ export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graph
  * throttle), used from an address its allowlist admits (else 403).
  */
 async function authenticateKey(deps: HttpDeps, req: IncomingMessage, authorization = req.headers.authorization): Promise<ApiKeyRecord> {
-  const key = await guarded(deps, req, (gate) => deps.keys.authenticate(authorization, gate));
+  const key = await guarded(deps, req, () => deps.keys.authenticate(authorization));
   assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
   return key;
 }
@@ -169,7 +168,7 @@ async function authenticateKey(deps: HttpDeps, req: IncomingMessage, authorizati
  * A credential checked under the failed-authentication throttle. A store that cannot answer
  * the lookup (the config database is down) is a 503, as on the proxy path, not a 500.
  */
-function guarded<T>(deps: HttpDeps, req: IncomingMessage, authenticate: (gate: LookupGate) => Promise<T>): Promise<T> {
+function guarded<T>(deps: HttpDeps, req: IncomingMessage, authenticate: () => Promise<T>): Promise<T> {
   return deps.authThrottle.guard(req, authenticate).catch((err: unknown) => {
     throw err instanceof GatewayError ? err : serviceUnavailable('Tollgate cannot verify credentials right now; try again shortly.');
   });
@@ -197,10 +196,10 @@ function listModels(catalog: Catalog, key: ApiKeyRecord) {
  */
 async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   // One failed authentication at most per request: the key is tried inside the same guard.
-  const teamId = await guarded(deps, req, async (gate) => {
-    const principal = await deps.tokens.verify(req.headers.authorization, req, gate);
+  const teamId = await guarded(deps, req, async () => {
+    const principal = await deps.tokens.verify(req.headers.authorization, req);
     if (principal) return principal.teamId;
-    const key = await deps.keys.authenticate(req.headers.authorization, gate);
+    const key = await deps.keys.authenticate(req.headers.authorization);
     assertAllowedFrom(key.allowedCidrs, req, deps.trustedProxies);
     return key.teamId;
   });
@@ -212,8 +211,8 @@ async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, re
 
 async function createKeyForCli(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'POST') throw methodNotAllowed();
-  const principal = await guarded(deps, req, async (gate) => {
-    const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req, gate);
+  const principal = await guarded(deps, req, async () => {
+    const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req);
     if (found?.role !== 'ADMIN' || found.teamId) {
       throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
     }

@@ -4,7 +4,6 @@
 // Both refusals are thrown inside the pipeline, so each still ends in one receipt.
 import type { IncomingMessage } from 'node:http';
 import { carriesMarker } from '../net/hop.js';
-import type { LookupGate } from './auth-cache.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import { loopDetected } from './errors.js';
 
@@ -14,7 +13,7 @@ export class Ingress {
     private readonly throttle: AuthThrottle,
   ) {}
 
-  async admit<T>(req: IncomingMessage, authenticate: (gate: LookupGate) => Promise<T>): Promise<T> {
+  async admit<T>(req: IncomingMessage, authenticate: () => Promise<T>): Promise<T> {
     if (carriesMarker(req.headers, this.marker)) throw loopDetected();
     return this.throttle.guard(req, authenticate);
   }

@@ -16,7 +16,6 @@ import { orderTargets } from '../routing/strategy.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
 import { AttemptLog, answerText, send, type Unanswered, type Untakeable, usageOf } from './attempt.js';
 import { type ApiKeyRecord, assertCredentialsOnce } from './auth.js';
-import type { LookupGate } from './auth-cache.js';
 import { readRequestBody } from './body.js';
 import type { CacheHit } from './cache.js';
 import { Cancellation, ClientGone, delay } from './cancellation.js';
@@ -45,7 +44,7 @@ export class Pipeline {
     ex.trace = this.deps.tracing?.startRequest(req.headers, protocol) ?? null;
     try {
       assertCredentialsOnce(req.rawHeaders);
-      ex.key = await this.deps.ingress.admit(req, (gate) => this.authenticate(protocol.authorization(req), gate));
+      ex.key = await this.deps.ingress.admit(req, () => this.authenticate(protocol.authorization(req)));
       // A key with an IP allowlist used from elsewhere: 403 ip_not_allowed, with its receipt.
       assertAllowedFrom(ex.key.allowedCidrs, req, this.deps.config.trustedProxies);
       if (protocol.passthroughHeaders) ex.passthroughHeaders = pickHeaders(req.headers, protocol.passthroughHeaders);
@@ -92,9 +91,9 @@ export class Pipeline {
     }
   }
 
-  private async authenticate(authorization: string | undefined, gate: LookupGate): Promise<ApiKeyRecord> {
+  private async authenticate(authorization: string | undefined): Promise<ApiKeyRecord> {
     try {
-      return await this.deps.auth.authenticate(authorization, gate);
+      return await this.deps.auth.authenticate(authorization);
     } catch (err) {
       if (err instanceof GatewayError) throw err;
       this.deps.log.error({ err: String(err) }, 'key lookup failed');
