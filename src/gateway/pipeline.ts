@@ -170,8 +170,9 @@ export class Pipeline {
       // failed otherwise), the client gets a 429 with the smallest wait, not a 502.
       let onlyRateLimited = true;
       let soonestRetryMs = Number.POSITIVE_INFINITY;
-      // The 400 of a target that cannot take this request: the answer when no target was called.
+      // The 400 of a target that cannot take this request: the answer when none of them can.
       let untakeable: GatewayError | null = null;
+      const untakeableTargets = new Set<string>();
       attempts: for (let round = 0; round <= rounds; round++) {
         if (round > 0) await delay(backoffMs(round), signal);
         for (const target of order) {
@@ -198,6 +199,7 @@ export class Pipeline {
           if ('untakeable' in outcome) {
             publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'unsupported', null, candidates);
             untakeable ??= outcome.untakeable;
+            untakeableTargets.add(target.key);
             continue;
           }
           last = outcome;
@@ -212,7 +214,7 @@ export class Pipeline {
       }
       // Steps answered, none acceptably, and no stronger one could: the best there is (DESIGN §5).
       if (cascade?.lastAnswer) return await this.settleClimb(ex, cascade.lastAnswer, res);
-      if (untakeable && ex.attempts.length === 0) throw untakeable;
+      if (untakeable && untakeableTargets.size === order.length) throw untakeable;
       if (onlyRateLimited && !outOfBudget && !(reason instanceof UpstreamFailure)) {
         const waitMs = Number.isFinite(soonestRetryMs) ? soonestRetryMs : this.deps.config.breaker.cooldownMs;
         throw rateLimited(

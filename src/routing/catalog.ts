@@ -219,7 +219,7 @@ function buildProvider(p: ProviderInput): Provider | null {
   const headers: Record<string, string> = { ...preset.headers, ...p.extraHeaders };
   // Credentials in the URL (https://user:pass@host) are HTTP Basic auth; an API key goes over them.
   if (url.username || url.password) {
-    headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+    headers.authorization = `Basic ${Buffer.from(`${percentDecoded(url.username)}:${percentDecoded(url.password)}`).toString('base64')}`;
   }
   if (p.apiKey) {
     if (preset.authHeader === 'authorization') headers.authorization = `Bearer ${p.apiKey}`;
@@ -236,6 +236,15 @@ function buildProvider(p: ProviderInput): Provider | null {
     timeoutMs: p.timeoutMs,
     modelMap: p.modelMap,
   };
+}
+
+/** A URL's user or password as written, its %-escapes decoded where they are valid (a stray `%` stays). */
+function percentDecoded(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 /** Route names are allowed per key; `provider/*` allows every pin on that provider. */

@@ -165,6 +165,22 @@ describe('failover before the first byte', () => {
     const err: any = await chat('claude-only', { n: 2 }).catch((e) => e);
     expect(err.status).toBe(400);
     expect(err.error?.param ?? err.param).toBe('n');
+    // A target that could take it but is out (its circuit open) is not a 400: no target is available.
+    await store.routing.upsertRoute({
+      name: 'open-n',
+      strategy: 'PRIORITY',
+      targets: [
+        { provider: 'sim', model: 'open-model', priority: 0 },
+        { provider: 'claude', model: 'claude-x', priority: 1 },
+      ],
+    });
+    await gw.started.runtime.app.catalog.refresh();
+    gw.sim.behave('open-model', { status: 500, times: 3 });
+    for (let i = 0; i < 3; i++) await chat('open-n');
+    expect(gw.started.runtime.app.health.state('sim/open-model')).toBe('open');
+    const out: any = await chat('open-n', { n: 2 }).catch((e) => e);
+    expect(out.status).toBe(502);
+    expect(out.message).toMatch(/No upstream target is available/);
   });
 
   it('does not fail over on a 400: the client gets the upstream error, sanitized', async () => {

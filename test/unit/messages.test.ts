@@ -261,6 +261,20 @@ describe('canonical → Messages request (the Anthropic adapter)', () => {
         ],
       }),
     ).toMatchObject({ status: 400, param: 'messages[1].tool_calls[0]' });
+    // A replayed call that leaves its type out is a function call, as before.
+    const untyped = toMessagesRequest(
+      {
+        model: 'r',
+        messages: [
+          { role: 'user', content: 'x' },
+          { role: 'assistant', content: null, tool_calls: [{ id: 'c1', function: { name: 'f', arguments: '{}' } } as any] },
+          { role: 'tool', tool_call_id: 'c1', content: 'ok' },
+        ],
+      },
+      'c',
+      false,
+    );
+    expect((untyped.messages as any[])[1].content).toEqual([{ type: 'tool_use', id: 'c1', name: 'f', input: {} }]);
   });
 });
 

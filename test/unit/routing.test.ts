@@ -117,6 +117,20 @@ describe('Catalog', () => {
     expect(catalog().price('ark', 'nope')).toBeNull();
   });
 
+  it("keeps a base URL's query and its credentials (Basic); a stray % in them does not break the catalog", () => {
+    const c = new Catalog(
+      [
+        provider({ name: 'azure', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://a.example.com/openai/deployments/d?api-version=2024-10-21' }),
+        provider({ name: 'basic', kind: 'OPENAI_COMPATIBLE', baseUrl: 'https://u%40x:p%zz@b.example.com/v1' }),
+      ],
+      [],
+      [],
+      'v',
+    );
+    expect(c.resolve('azure/m')!.targets[0]!.provider).toMatchObject({ basePath: '/openai/deployments/d', query: '?api-version=2024-10-21' });
+    expect(c.resolve('basic/m')!.targets[0]!.provider.headers.authorization).toBe(`Basic ${Buffer.from('u@x:p%zz').toString('base64')}`);
+  });
+
   it('knownPins lists route targets and priced models of known providers', () => {
     const c = new Catalog(
       [provider({ name: 'p', kind: 'OPENAI' })],
