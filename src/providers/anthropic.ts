@@ -141,7 +141,8 @@ function assistantBlocks(m: ChatMessage, i: number): Block[] {
   if (text) blocks.push({ type: 'text', text });
   for (const [j, call] of (m.tool_calls ?? []).entries()) {
     // A replayed call may leave its type out: it is a function call unless it says otherwise.
-    if ((call.type ?? 'function') !== 'function' || !call.function) throw unsupported(`a '${String(call.type).slice(0, 32)}' tool call`, `messages[${i}].tool_calls[${j}]`);
+    if ((call.type ?? 'function') !== 'function' || !call.function)
+      throw unsupported(`a '${String(call.type).slice(0, 32)}' tool call`, `messages[${i}].tool_calls[${j}]`);
     blocks.push(toolUseBlock(call));
   }
   return blocks;
