@@ -11,7 +11,7 @@ import { UpstreamClient } from '../../src/gateway/upstream.js';
 import type { Provider } from '../../src/routing/catalog.js';
 
 const upstream = new URL(process.argv[2]!);
-const provider = { origin: upstream.origin, basePath: upstream.pathname.replace(/\/$/, ''), headers: {} } as Provider;
+const provider = { origin: upstream.origin, basePath: upstream.pathname.replace(/\/$/, ''), query: '', headers: {} } as Provider;
 const client = new UpstreamClient({ connectMs: 5_000, firstByteMs: 30_000, answerMs: 30_000, idleMs: 30_000, totalMs: 60_000 });
 const server = new InboundServer({ headersMs: 10_000, requestMs: 30_000 }, async (req, res) => {
   const body = await readRequestBody(req, 1 << 20);
