@@ -36,8 +36,15 @@ function base62(value: bigint, width: number): string {
   return out.padStart(width, '0');
 }
 
+/** base62 of the CRC32, in plain numbers (a CRC32 is exact in a double): it is checked on every request. */
 function checksum(prefixAndBody: string): string {
-  return base62(BigInt(crc32(prefixAndBody)), CHECK_CHARS);
+  let v = crc32(prefixAndBody);
+  let out = '';
+  for (let i = 0; i < CHECK_CHARS; i++) {
+    out = ALPHABET[v % 62] + out;
+    v = Math.floor(v / 62);
+  }
+  return out;
 }
 
 function generate(prefix: string): string {
