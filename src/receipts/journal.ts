@@ -28,7 +28,7 @@ import { unsignedReceipt } from './normalize.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipt.js';
 import { type SegmentPreparer, SegmentWorker } from './segment-preparer.js';
 import { canonicalUnsignedJson, ReceiptSigner } from './signer.js';
-import { type ChainHead, loadInstanceId, lockWal, readLineAt, recoverWal, segmentFileName, segmentReceipts, sha256Hex, WAL_DIR } from './wal.js';
+import { type ChainHead, loadInstanceId, lockWal, readLineAt, recoverWal, segmentFileName, sha256Hex, WAL_DIR } from './wal.js';
 import { WalIndex } from './wal-index.js';
 import { type OpenSegment, WalWriteError, WalWriter } from './wal-writer.js';
 
@@ -46,10 +46,7 @@ export interface ReceiptJournalOptions {
   log?: LogFn;
   /** Cluster mode: insert through the Distributed table made by migrateClickHouse({ cluster }). */
   cluster?: string;
-  /**
-   * Sees each receipt the previous run left in the WAL, before its replay begins (budgets
-   * count them until ClickHouse has them: budgets/spend.ts).
-   */
+  /** Sees each receipt the previous run left in the WAL, before its replay (budgets/spend.ts). */
   onLeftover?: (receipt: UnsignedReceipt) => void;
   /** How long close() waits for pending segments to be inserted (default 5 s). */
   closeTimeoutMs?: number;
@@ -169,7 +166,7 @@ export class ReceiptJournal {
     try {
       const instanceId = await loadInstanceId(o.dataDir);
       const log = o.log ?? (() => undefined);
-      const { chain, nextSegment, pending } = await recoverWal(dir, log);
+      const { chain, nextSegment, pending } = await recoverWal(dir, log, o.onLeftover);
       const journal = new ReceiptJournal(o, { instanceId, dir, chain, nextSegment, releaseLock });
       if (pending.length > 0) {
         log('receipts WAL: replaying segments left by the previous run', {
@@ -177,10 +174,7 @@ export class ReceiptJournal {
           records: pending.reduce((s, p) => s + p.records, 0),
         });
       }
-      for (const segment of pending) {
-        if (o.onLeftover) for (const receipt of await segmentReceipts(path.join(dir, segmentFileName(segment.number)))) o.onLeftover(receipt);
-        journal.#batcher.enqueue(segment);
-      }
+      for (const segment of pending) journal.#batcher.enqueue(segment);
       return journal;
     } catch (err) {
       releaseLock();

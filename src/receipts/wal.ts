@@ -159,7 +159,7 @@ export interface RecoveredWal {
  * Only the newest segment can be torn: its torn tail is cut off. Segments left empty by the
  * repair never held an acknowledged receipt: they are deleted, and the one before is looked at.
  */
-export async function recoverWal(dir: string, log: LogFn): Promise<RecoveredWal> {
+export async function recoverWal(dir: string, log: LogFn, onLeftover?: (receipt: UnsignedReceipt) => void): Promise<RecoveredWal> {
   const segments = await listSegments(dir);
   const head = await readHead(dir);
   let chain: ChainHead | null = null;
@@ -176,24 +176,32 @@ export async function recoverWal(dir: string, log: LogFn): Promise<RecoveredWal>
     chain = chainHeadOfLine(repaired.lastLine);
   }
   chain ??= head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_PREV_HASH };
+  // One segment at a time: a long outage's backlog is not held in memory at once.
+  const pending: RecoveredWal['pending'] = [];
+  for (const n of segments) {
+    const file = path.join(dir, segmentFileName(n));
+    pending.push({ number: n, records: onLeftover ? await readLeftover(file, onLeftover) : countRecords(file) });
+  }
   return {
     chain,
     nextSegment: Math.max(segments.at(-1) ?? 0, head?.segment ?? 0) + 1,
-    pending: segments.map((n) => ({ number: n, records: countRecords(path.join(dir, segmentFileName(n))) })),
+    pending,
   };
 }
 
-/** The receipts of a segment, parsed; a line that is not whole JSON is skipped, as its insert skips it. */
-export async function segmentReceipts(file: string): Promise<UnsignedReceipt[]> {
-  const receipts: UnsignedReceipt[] = [];
-  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+/** Shows each receipt of a segment to `visit` (a line that is not whole JSON is skipped, as its insert skips it); returns its complete lines. */
+async function readLeftover(file: string, visit: (receipt: UnsignedReceipt) => void): Promise<number> {
+  const lines = (await readFile(file, 'utf8')).split('\n');
+  for (const line of lines) {
+    let receipt: UnsignedReceipt;
     try {
-      if (line) receipts.push(JSON.parse(line) as UnsignedReceipt);
+      receipt = JSON.parse(line) as UnsignedReceipt;
     } catch {
-      // torn or damaged
+      continue; // torn, damaged, or the empty rest after the last newline
     }
+    if (receipt && typeof receipt === 'object') visit(receipt);
   }
-  return receipts;
+  return lines.length - 1;
 }
 
 /** Longest line readLineAt() reads; a receipt line is ~1.5 KB. */

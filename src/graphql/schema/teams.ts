@@ -162,11 +162,7 @@ export function registerTeams(builder: Builder) {
       expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true }),
       revokedAt: t.expose('revokedAt', { type: 'DateTime', nullable: true }),
       createdAt: t.expose('createdAt', { type: 'DateTime' }),
-      lastUsedAt: t.expose('lastUsedAt', {
-        type: 'DateTime',
-        nullable: true,
-        description: 'When the key last authenticated a request, to the minute (null: never).',
-      }),
+      lastUsedAt: t.expose('lastUsedAt', { type: 'DateTime', nullable: true, description: 'Last use, to the minute (null: never).' }),
     }),
   });
 
