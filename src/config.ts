@@ -67,6 +67,7 @@ const EnvSchema = z.object({
   TOLLGATE_ANSWER_TIMEOUT_MS: intFrom(300_000, 1),
   TOLLGATE_IDLE_TIMEOUT_MS: intFrom(60_000, 1),
   TOLLGATE_TOTAL_TIMEOUT_MS: intFrom(600_000, 1),
+  TOLLGATE_STREAM_HOLD_MS: intFrom(10_000, 0),
   TOLLGATE_DRAIN_TIMEOUT_MS: intFrom(30_000, 0),
   TOLLGATE_ANALYTICS_TIMEOUT_MS: intFrom(10_000, 100),
   // How far V8 lets the old generation grow past what its last full collection kept (0: V8's
@@ -171,6 +172,12 @@ export interface Config {
   breaker: { failures: number; cooldownMs: number };
   retryBudget: RetryBudgetOptions;
   timeouts: TimeoutConfig;
+  /**
+   * A stream: how long what comes before its answer (SSE comments, a role-only chunk) is held
+   * back so that the attempt can still fail over; past it, it goes on to the client, whose
+   * proxies would otherwise cut a connection that has been silent while a model thinks.
+   */
+  streamHoldMs: number;
   drainTimeoutMs: number;
   /** Upper bound for one analytics query (ClickHouse max_execution_time). */
   analyticsTimeoutMs: number;
@@ -260,6 +267,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       idleMs: e.TOLLGATE_IDLE_TIMEOUT_MS,
       totalMs: e.TOLLGATE_TOTAL_TIMEOUT_MS,
     },
+    streamHoldMs: e.TOLLGATE_STREAM_HOLD_MS,
     drainTimeoutMs: e.TOLLGATE_DRAIN_TIMEOUT_MS,
     analyticsTimeoutMs: e.TOLLGATE_ANALYTICS_TIMEOUT_MS,
     heapGrowthPercent: e.TOLLGATE_HEAP_GROWTH_PERCENT,

@@ -1,6 +1,10 @@
 // An upstream stream on its way to the client. Until its first byte reaches the client the
 // attempt may still fail over; after it, never (DESIGN §5): a stream that breaks gets an error
 // event in the client's protocol and a `partial` receipt with the tokens actually delivered.
+// What precedes the answer (SSE comments, a role-only chunk) is held back, for at most
+// `streamHoldMs`: a provider that keeps a connection alive with comments while its model thinks
+// (OpenRouter) must keep the client's alive too, or a proxy in front cuts it (many close a
+// connection silent for 30–60 s).
 import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
@@ -19,7 +23,7 @@ import { readUsage } from './usage.js';
 export type Relayed = { unanswered: Unanswered } | { delivered: true; receipt: UnsignedReceipt | null };
 
 export async function relayStream(
-  deps: Pick<PipelineDeps, 'limiter' | 'health' | 'bus'>,
+  deps: Pick<PipelineDeps, 'limiter' | 'health' | 'bus' | 'config'>,
   endings: Endings,
   ex: Exchange,
   log: AttemptLog,
@@ -32,23 +36,27 @@ export async function relayStream(
   const responseHash = createHash('sha256');
   let started = false;
   // What came before the answer began (SSE comments, a role-only chunk): held, so that an
-  // upstream failing after them can still be failed over; it goes out with the first part.
+  // upstream failing after them can still be failed over; it goes out with the first part, or
+  // once it has been held for streamHoldMs.
   let held = '';
+  const holdUntil = ex.elapsed() + deps.config.streamHoldMs;
   let breakage: UpstreamFailure | null = null;
-  /** Writes to the client once the answer has begun; false while the attempt is still undecided. */
+  /** Writes to the client once the answer has begun (or the hold is over); false while the attempt is still undecided. */
   const deliver = (out: string): boolean => {
+    const answering = pump.tally.answering || pump.tally.done;
     if (!started) {
-      if (!pump.tally.answering && !pump.tally.done) {
+      if (!answering && ex.elapsed() < holdUntil) {
         held += out;
         return false;
       }
       started = true;
-      ex.ttftMs = ex.elapsed();
       // The attempt that is streaming is recorded when it ends: count it in the header now.
       endings.startStream(ex, res, log.number);
       out = held + out;
       held = '';
     }
+    // TTFT is the answer's first part, not a comment that went ahead of it.
+    if (answering && ex.ttftMs === null) ex.ttftMs = ex.elapsed();
     responseHash.update(out);
     return res.write(out);
   };

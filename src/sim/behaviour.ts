@@ -32,6 +32,8 @@ export interface SimBehaviour {
   hang?: 'before-headers' | 'after-headers' | 'after-first-chunk';
   /** OpenAI chat stream: an SSE comment before the first chunk, as OpenRouter sends while it reaches the model. */
   processingComment?: boolean;
+  /** With processingComment and ttftMs: the comment again every this many ms while ttftMs runs (OpenRouter's keep-alive). */
+  processingEveryMs?: number;
   /** Stream: close the connection after N token chunks, without the terminating chunk (mid-stream break). */
   breakAfterChunks?: number;
   /**

@@ -14,6 +14,9 @@ import { breakConnection, Exchange, sendJson, startEventStream } from './http.js
 
 export const SIM_EMBEDDING_DIMS = 256;
 
+/** The SSE comment OpenRouter sends while it reaches the model (and then as a keep-alive). */
+const PROCESSING = ': OPENROUTER PROCESSING\n\n';
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 
@@ -216,7 +219,16 @@ async function streamChat(
   const includeUsage = body.stream_options?.include_usage === true;
   startEventStream(res);
   if (b.hang === 'after-headers') return;
-  if (b.ttftMs && !(await ex.sleep(b.ttftMs))) return;
+  if (b.processingComment) res.write(PROCESSING);
+  // The model "thinks" for ttftMs; with processingEveryMs the comment comes again at each
+  // interval meanwhile, as OpenRouter keeps a connection alive.
+  const every = b.processingComment ? (b.processingEveryMs ?? 0) : 0;
+  for (let thinking = b.ttftMs ?? 0; thinking > 0; ) {
+    const step = every > 0 ? Math.min(every, thinking) : thinking;
+    if (!(await ex.sleep(step))) return;
+    thinking -= step;
+    if (every > 0 && thinking > 0) res.write(PROCESSING);
+  }
 
   // Everything up to the choice object is the same for every chunk of this response.
   const head = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"service_tier":"default","system_fingerprint":"fp_sim","choices":[`;
@@ -259,7 +271,6 @@ async function streamChat(
     return true;
   };
 
-  if (b.processingComment) res.write(': OPENROUTER PROCESSING\n\n');
   // Step 0: one role chunk per choice, then the first token.
   for (let i = 0; i < plans.length; i++) {
     const tool = plans[i].tool;

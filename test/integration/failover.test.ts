@@ -14,6 +14,7 @@ beforeAll(async () => {
       TOLLGATE_FIRST_BYTE_TIMEOUT_MS: '400',
       TOLLGATE_ANSWER_TIMEOUT_MS: '2000',
       TOLLGATE_IDLE_TIMEOUT_MS: '400',
+      TOLLGATE_STREAM_HOLD_MS: '300',
       TOLLGATE_BREAKER_FAILURES: '3',
       TOLLGATE_BREAKER_COOLDOWN_MS: '800',
     },
@@ -295,6 +296,41 @@ describe('streams', () => {
     const { res, text } = await rawStream(route, 'hello');
     expect(res.headers.get('x-tollgate-model')).toBe(primary);
     expect(text.startsWith(': OPENROUTER PROCESSING\n\ndata: ')).toBe(true);
+  });
+
+  it('a model that thinks long: the keep-alive comments go on once held for TOLLGATE_STREAM_HOLD_MS; TTFT is the answer', async () => {
+    const { route, primary } = await freshRoute();
+    // Comments every 50 ms (inside the 400-ms idle timeout) while the model thinks for 1.2 s.
+    gw.sim.behave(primary, { processingComment: true, processingEveryMs: 50, ttftMs: 1200, times: 1 });
+    const res = await fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'think hard' }] }),
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const first = await reader.read();
+    // Held until the answer began, the comments would arrive in one write with it.
+    expect(first.value).toContain(': OPENROUTER PROCESSING');
+    expect(first.value).not.toContain('data:');
+    let text = first.value!;
+    for (let part = await reader.read(); !part.done; part = await reader.read()) text += part.value;
+    expect(res.headers.get('x-tollgate-model')).toBe(primary);
+    expect(text).toContain('data: [DONE]');
+    const r = await receipt(res.headers.get('x-tollgate-receipt-id'));
+    expect(r.status).toBe('ok');
+    expect(r.ttft_ms).toBeGreaterThanOrEqual(1100);
+  });
+
+  it('a stream past its hold that breaks before its answer is not failed over: an error event, a partial receipt', async () => {
+    const { route, primary, backup } = await freshRoute();
+    gw.sim.behave(primary, { processingComment: true, processingEveryMs: 50, ttftMs: 700, breakAfterChunks: 0, times: 1 });
+    const { res, text } = await rawStream(route, 'think, then fail');
+    expect(text.startsWith(': OPENROUTER PROCESSING')).toBe(true);
+    expect(text).toContain('upstream_stream_interrupted');
+    expect(gw.sim.requests.filter((q) => q.body?.model === backup)).toHaveLength(0);
+    const r = await receipt(res.headers.get('x-tollgate-receipt-id'));
+    expect(r).toMatchObject({ status: 'partial', error_code: 'upstream_stream_interrupted', completion_tokens: 0, ttft_ms: null });
+    expect(r.attempts).toMatchObject([{ model: primary, status: 200, error: 'connection_reset' }]);
   });
 
   it('an error chunk after the first byte, then [DONE] (vLLM): the client gets an error, the receipt is partial', async () => {
