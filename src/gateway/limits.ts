@@ -15,6 +15,7 @@ const WINDOW_MS = 60_000;
 export interface LimitSnapshot {
   limit: number;
   remaining: number;
+  /** Until the window is back to its initial state (OpenAI's meaning of x-ratelimit-reset-*). */
   resetMs: number;
 }
 
@@ -25,14 +26,17 @@ export interface Admission {
   headers: Record<string, string>;
 }
 
+/** A window's counts: this minute's (this request included when counted) and the previous minute's. */
+type Window = readonly [current: number, previous: number];
+
 /** What a window store reports for one key: what is used, and whether the request was counted. */
 export interface Take {
   requestsUsed: number;
   tokensUsed: number;
   /** null: admitted and counted; otherwise the limit that refused it. */
   refusedBy: 'requests' | 'tokens' | null;
-  /** Refused: how long until that limit admits a request, if nothing more is counted meanwhile. */
-  waitMs: number;
+  requests: Window;
+  tokens: Window;
 }
 
 export interface WindowStore {
@@ -58,13 +62,6 @@ export function slidingWaitMs(current: number, previous: number, room: number, n
   return toBoundary + (1 - Math.max(0, room) / current) * WINDOW_MS;
 }
 
-/** The wait of a refusal: requests need room for one more; tokens need the count below the limit. */
-function refusalWaitMs(refusedBy: Take['refusedBy'], r: [number, number], t: [number, number], rpm: number, tpm: number, now: number): number {
-  if (refusedBy === 'requests') return slidingWaitMs(r[0], r[1], rpm - 1, now);
-  if (refusedBy === 'tokens') return slidingWaitMs(t[0], t[1], tpm - 1e-9, now) + 1;
-  return 0;
-}
-
 export class MemoryWindows implements WindowStore {
   private readonly windows = new Map<string, { start: number; current: number; previous: number }>();
 
@@ -76,8 +73,7 @@ export class MemoryWindows implements WindowStore {
     const tokensUsed = t.current + t.previous * weight;
     const refusedBy = rpm && requestsUsed + 1 > rpm ? 'requests' : tpm && tokensUsed >= tpm ? 'tokens' : null;
     if (!refusedBy && rpm) r.current += 1;
-    const waitMs = refusalWaitMs(refusedBy, [r.current, r.previous], [t.current, t.previous], rpm ?? 0, tpm ?? 0, now);
-    return { requestsUsed, tokensUsed, refusedBy, waitMs };
+    return { requestsUsed, tokensUsed, refusedBy, requests: [r.current, r.previous], tokens: [t.current, t.previous] };
   }
 
   async addTokens(keyId: string, tokens: number, now: number): Promise<void> {
@@ -145,8 +141,9 @@ export class RedisWindows implements WindowStore {
       overlap(now),
     );
     const refusedBy = refused === 1 ? 'requests' : refused === 2 ? 'tokens' : null;
-    const waitMs = refusalWaitMs(refusedBy, [Number(rc), Number(rp)], [Number(tc), Number(tp)], rpm ?? 0, tpm ?? 0, now);
-    return { requestsUsed: Number(r), tokensUsed: Number(t), refusedBy, waitMs };
+    // rc is read before the script counts this request.
+    const counted = refusedBy === null && rpm ? 1 : 0;
+    return { requestsUsed: Number(r), tokensUsed: Number(t), refusedBy, requests: [Number(rc) + counted, Number(rp)], tokens: [Number(tc), Number(tp)] };
   }
 
   async addTokens(keyId: string, tokens: number, now: number): Promise<void> {
@@ -177,24 +174,28 @@ export class RateLimiter {
     if (!rpm && !tpm) return admission;
     const now = this.now();
     const taken = await this.take(keyId, rpm, tpm, now);
-    const resetMs = WINDOW_MS - (now % WINDOW_MS);
+    const [rc, rp] = taken.requests;
+    const [tc, tp] = taken.tokens;
     if (rpm) {
       // What is left after this request, as OpenAI reports it.
-      admission.requests = { limit: rpm, remaining: Math.max(0, Math.floor(rpm - taken.requestsUsed - 1)), resetMs };
+      admission.requests = { limit: rpm, remaining: Math.max(0, Math.floor(rpm - taken.requestsUsed - 1)), resetMs: slidingWaitMs(rc, rp, 0, now) };
       setHeaders(headers, 'requests', admission.requests);
     }
     if (tpm) {
-      admission.tokens = { limit: tpm, remaining: Math.max(0, Math.floor(tpm - taken.tokensUsed)), resetMs };
+      admission.tokens = { limit: tpm, remaining: Math.max(0, Math.floor(tpm - taken.tokensUsed)), resetMs: slidingWaitMs(tc, tp, 0, now) };
       setHeaders(headers, 'tokens', admission.tokens);
     }
-    // Retry-After is when the sliding window admits again, not the next minute boundary.
+    // Retry-After is when the sliding window admits again (requests: room for one more; tokens:
+    // the count below the limit), not the next minute boundary.
     if (taken.refusedBy === 'requests') {
-      throw rateLimited(`Rate limit reached: ${rpm} requests per minute for this key.`, taken.waitMs / 1000, {
+      throw rateLimited(`Rate limit reached: ${rpm} requests per minute for this key.`, slidingWaitMs(rc, rp, (rpm ?? 0) - 1, now) / 1000, {
         ...headers,
         'x-ratelimit-remaining-requests': '0',
       });
     }
-    if (taken.refusedBy === 'tokens') throw rateLimited(`Rate limit reached: ${tpm} tokens per minute for this key.`, taken.waitMs / 1000, headers);
+    if (taken.refusedBy === 'tokens') {
+      throw rateLimited(`Rate limit reached: ${tpm} tokens per minute for this key.`, (slidingWaitMs(tc, tp, (tpm ?? 0) - 1e-9, now) + 1) / 1000, headers);
+    }
     return admission;
   }
 

@@ -2,8 +2,10 @@
 // key's RPM and a team's budget are one limit, whichever instance a request reaches.
 // Needs REDIS_URL and DATABASE_URL (npm run test:stores in .ci/run); the first block always runs.
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RateLimiter, type WindowStore } from '../../src/gateway/limits.js';
+import type { GatewayError } from '../../src/gateway/errors.js';
+import { MemoryWindows, RateLimiter, RedisWindows, type WindowStore } from '../../src/gateway/limits.js';
 import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 import { scratchDatabase } from '../support/gateway.js';
 import { gqlOk } from '../support/graphql.js';
@@ -27,6 +29,42 @@ describe('rate limiter with unreachable shared windows (always runs)', () => {
     await rl.admit('k', 2, null);
     await expect(rl.admit('k', 2, null)).rejects.toMatchObject({ status: 429 });
     expect(errors.length).toBe(3);
+  });
+});
+
+describe.runIf(REDIS_URL)('Redis windows', () => {
+  it("admit and refuse exactly as this process's windows, with the same headers", async () => {
+    const redis = new Redis(REDIS_URL!);
+    try {
+      const clock = { t: 7 * 60_000 + 20_000 };
+      const shared = new RateLimiter(() => clock.t, new RedisWindows(redis, `tollgate:test:${randomBytes(6).toString('hex')}:`));
+      const local = new RateLimiter(() => clock.t, new MemoryWindows());
+      const outcome = (rl: RateLimiter) =>
+        rl.admit('k', 5, 2_000).then(
+          (a) => a.headers,
+          (e: GatewayError) => ({ status: String(e.status), ...e.headers }),
+        );
+      const seen: Array<Record<string, string>> = [];
+      // A burst past the request limit, then tokens past theirs, as the windows slide.
+      const steps = [0, 0, 0, 0, 0, 0, 1_000, 45_000, 10_000, 20_000, 30_000, 0, 0, 70_000, 1_000, 1_000];
+      for (const [i, step] of steps.entries()) {
+        clock.t += step;
+        const [a, b] = await Promise.all([outcome(shared), outcome(local)]);
+        expect(a).toEqual(b);
+        seen.push(a);
+        // Tokens only after the burst, enough to be refused by the token limit later.
+        const spent = i < 7 ? 0 : 700;
+        shared.recordTokens('k', spent, 2_000);
+        local.recordTokens('k', spent, 2_000);
+        await new Promise((r) => setTimeout(r, 20)); // the Redis token count lands
+      }
+      // The sequence had refusals by both limits, and admissions.
+      expect(seen.some((h) => h.status === '429' && h['x-ratelimit-remaining-requests'] === '0')).toBe(true);
+      expect(seen.some((h) => h.status === '429' && h['x-ratelimit-remaining-requests'] !== '0')).toBe(true);
+      expect(seen.some((h) => h.status === undefined)).toBe(true);
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 

@@ -40,7 +40,9 @@ describe('RateLimiter: RPM', () => {
     expect(e.headers['retry-after']).toBe('62');
     expect(e.headers['x-ratelimit-limit-requests']).toBe('5');
     expect(e.headers['x-ratelimit-remaining-requests']).toBe('0');
-    expect(e.headers['x-ratelimit-reset-requests']).toBe('50s');
+    // Reset: back to the initial state (OpenAI's meaning), when this minute's 5 have decayed to
+    // nothing at the end of the next one: 110 s. Never sooner than Retry-After.
+    expect(e.headers['x-ratelimit-reset-requests']).toBe('110s');
     // Still rejected a moment later; rejected requests do not count (see the sliding test below).
     c.t += 1_000;
     expect((await rejection(() => rl.admit('k', 5, null))).headers['retry-after']).toBe('61');
@@ -70,6 +72,30 @@ describe('RateLimiter: RPM', () => {
     const wait = Number((await rejection(() => rl.admit('k', null, 1_000))).headers['retry-after']) * 1000;
     c.t += wait;
     expect((await rl.admit('k', null, 1_000)).tokens).toBeDefined();
+  });
+
+  it('x-ratelimit-reset-* is when the window is empty again, never sooner than Retry-After', async () => {
+    const c = clock(0);
+    const rl = new RateLimiter(c.now);
+    await rl.admit('k', 4, 1_000);
+    rl.recordTokens('k', 1_000, 1_000);
+    // 30 s into the next minute: the tokens are all the previous minute's (half weight now),
+    // gone at its end; the requests include this one, gone at the end of the minute after.
+    c.t = 90_000;
+    const a = await rl.admit('k', 4, 1_000);
+    expect(a.headers['x-ratelimit-reset-tokens']).toBe('30s');
+    expect(a.headers['x-ratelimit-reset-requests']).toBe('90s');
+    for (const [start, rpm] of [
+      [0, 3],
+      [20_000, 5],
+      [59_500, 2],
+    ] as const) {
+      const c2 = clock(start);
+      const limited = new RateLimiter(c2.now);
+      for (let i = 0; i < rpm; i++) await limited.admit('k', rpm, null);
+      const e = await rejection(() => limited.admit('k', rpm, null));
+      expect(Number.parseInt(e.headers['x-ratelimit-reset-requests']!, 10)).toBeGreaterThanOrEqual(Number(e.headers['retry-after']));
+    }
   });
 
   it('retry-after is at least 1 s even at the very end of a window', async () => {
