@@ -9,11 +9,15 @@ interface Entry<T> {
   fetchedAt: number;
 }
 
+/** A lookup under way. `stale`: invalidated while it ran (maybe read before the change). */
+interface Lookup<T> {
+  promise: Promise<T | null>;
+  stale: boolean;
+}
+
 export class LookupCache<T> {
   private readonly entries = new Map<string, Entry<T>>();
-  private readonly inflight = new Map<string, Promise<T | null>>();
-  /** Bumped by invalidate(): a lookup begun before it may have read what was since revoked. */
-  private generation = 0;
+  private readonly inflight = new Map<string, Lookup<T>>();
 
   constructor(
     private readonly lookup: (key: string) => Promise<T | null>,
@@ -27,11 +31,11 @@ export class LookupCache<T> {
     // One lookup per key at a time: a burst with a fresh key makes one query, not hundreds.
     let pending = this.inflight.get(key);
     if (!pending) {
-      const generation = this.generation;
-      pending = this.lookup(key)
+      const running: Lookup<T> = { promise: Promise.resolve(null), stale: false };
+      running.promise = this.lookup(key)
         .then((value) => {
           // Read before an invalidation: answers this caller, is not kept.
-          if (generation !== this.generation) return value;
+          if (running.stale) return value;
           if (this.entries.size >= MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
           this.entries.set(key, { value, fetchedAt: this.now() });
           return value;
@@ -47,11 +51,11 @@ export class LookupCache<T> {
           throw err;
         })
         .finally(() => {
-          if (this.inflight.get(key) === pending) this.inflight.delete(key);
+          if (this.inflight.get(key) === running) this.inflight.delete(key);
         });
-      this.inflight.set(key, pending);
+      this.inflight.set(key, (pending = running));
     }
-    return pending;
+    return pending.promise;
   }
 
   /**
@@ -59,12 +63,14 @@ export class LookupCache<T> {
    * that invalidates: it is not kept, and nobody joins it any more.
    */
   invalidate(key?: string): void {
-    this.generation++;
     if (key) {
       this.entries.delete(key);
+      const running = this.inflight.get(key);
+      if (running) running.stale = true;
       this.inflight.delete(key);
     } else {
       this.entries.clear();
+      for (const running of this.inflight.values()) running.stale = true;
       this.inflight.clear();
     }
   }

@@ -58,7 +58,14 @@ export class KeyAuthenticator {
   private touch(id: string, now: number): void {
     const last = this.lastTouched.get(id);
     if (!this.lookup.touchApiKey || (last !== undefined && now - last < TOUCH_EVERY_MS)) return;
+    // In the order they were touched: those touched over a minute ago are forgotten from the
+    // front, so the map holds the keys of the last minute, not every key ever used.
+    this.lastTouched.delete(id);
     this.lastTouched.set(id, now);
+    for (const [oldId, at] of this.lastTouched) {
+      if (now - at < TOUCH_EVERY_MS) break;
+      this.lastTouched.delete(oldId);
+    }
     // Advisory: a store that cannot take it now (down) gets the next minute's.
     this.lookup.touchApiKey(id, new Date(now)).catch(() => undefined);
   }

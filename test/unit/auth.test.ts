@@ -230,6 +230,51 @@ describe('KeyAuthenticator', () => {
     expect(lookup.calls).toHaveLength(2);
   });
 
+  it("invalidating one key drops only that key's lookup in flight: another's answer is still kept", async () => {
+    const { auth, lookup } = setup();
+    let release!: () => void;
+    lookup.gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const running = auth.authenticate(`Bearer ${SECRET}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    auth.invalidate(sha(OTHER)); // another key revoked meanwhile
+    release();
+    expect((await running).id).toBe('key_1');
+    lookup.gate = null;
+    await auth.authenticate(`Bearer ${SECRET}`);
+    expect(lookup.calls).toHaveLength(1); // kept: no second lookup
+    // Its own invalidation while it runs: not kept, and not joined.
+    auth.invalidate(sha(SECRET));
+    lookup.gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const again = auth.authenticate(`Bearer ${SECRET}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    auth.invalidate(sha(SECRET));
+    const joined = auth.authenticate(`Bearer ${SECRET}`);
+    release();
+    await Promise.all([again, joined]);
+    lookup.gate = null;
+    await auth.authenticate(`Bearer ${SECRET}`);
+    // 1 + the one invalidated + the one begun after it (kept: the last call needed none).
+    expect(lookup.calls).toHaveLength(3);
+  });
+
+  it('remembers when keys were touched for a minute only, not every key ever used', async () => {
+    const { auth, lookup, c } = setup();
+    lookup.touchApiKey = async () => undefined;
+    const secrets = ['b', 'c', 'd'].map((ch) => `tg-${ch.repeat(24)}`);
+    for (const [i, secret] of secrets.entries()) {
+      lookup.keys.set(sha(secret), record({ id: `key_${i + 2}` }));
+      await auth.authenticate(`Bearer ${secret}`);
+    }
+    expect((auth as unknown as { lastTouched: Map<string, number> }).lastTouched.size).toBe(3);
+    c.t += 61_000;
+    await auth.authenticate(`Bearer ${SECRET}`);
+    expect([...(auth as unknown as { lastTouched: Map<string, number> }).lastTouched.keys()]).toEqual(['key_1']);
+  });
+
   it('records when a key was last used, at most once a minute per key', async () => {
     const { auth, lookup, c } = setup();
     const touched: Array<[string, number]> = [];
