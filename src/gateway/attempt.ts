@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { Candidate } from '../live/events.js';
 import type { ParsedRequest } from '../protocols/protocol.js';
 import type { UpstreamAdapter, UpstreamRequest } from '../providers/adapter.js';
+import { adapterFor } from '../providers/registry.js';
 import type { Attempt } from '../receipts/receipt.js';
 import { roundMs } from '../receipts/receipt.js';
 import type { Target } from '../routing/catalog.js';
@@ -12,7 +13,7 @@ import type { AttemptTrace } from '../telemetry/tracing.js';
 import { type Cancellation, ClientGone } from './cancellation.js';
 import { publishDecision } from './decisions.js';
 import type { PipelineDeps } from './deps.js';
-import type { GatewayError } from './errors.js';
+import { badRequest, GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
 import { classify, parseRetryAfter, UpstreamFailure, type UpstreamResponse } from './upstream.js';
 import { estimateCompletionTokens, estimatePromptTokens, type Usage } from './usage.js';
@@ -30,6 +31,38 @@ export interface Unanswered {
 /** A target whose adapter cannot put this request in its wire format (its 400); never called. */
 export interface Untakeable {
   untakeable: GatewayError;
+}
+
+/** A request as one target takes it: its adapter, and whether the client's body goes through as it is. */
+export interface Prepared {
+  adapter: UpstreamAdapter;
+  request: UpstreamRequest;
+  native: boolean;
+}
+
+/**
+ * The request in `target`'s wire format, or the 400 saying it cannot take it (n > 1 for
+ * Anthropic, a custom tool, a protocol it does not serve), decided before the target is called
+ * or counted as an attempt: another target of the route may take it. Same protocol on both
+ * sides: the client's body goes through; otherwise the canonical form is translated. A cascade
+ * step is always asked for a whole canonical answer.
+ */
+export function prepareRequest(ex: Exchange, target: Target, cascadeStep: boolean): Prepared | Untakeable {
+  const { protocol } = ex;
+  const parsed = ex.parsed!;
+  const adapter = adapterFor(target.provider);
+  const native = !cascadeStep && adapter.wires.has(protocol.wire);
+  try {
+    let request: UpstreamRequest;
+    if (native) request = adapter.passthrough(protocol.wire, parsed.body, target, ex.stream);
+    else if (parsed.chat) request = adapter.request(parsed.chat, target, ex.stream && !cascadeStep);
+    else throw badRequest(`The provider '${target.provider.name}' does not serve ${protocol.path}.`, 'model', 'unsupported_value');
+    if (native && ex.passthroughHeaders) request.headers = ex.passthroughHeaders;
+    return { adapter, request, native };
+  } catch (err) {
+    if (err instanceof GatewayError && err.status === 400) return { untakeable: err };
+    throw err;
+  }
 }
 
 /** What the upstream did with a request: answered (2xx), failed, or refused it (a 4xx for the client). */

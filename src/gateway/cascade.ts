@@ -4,11 +4,9 @@
 // step's tokens, cost and verdict go on its Attempt; the pipeline decides whether to climb.
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { ParsedRequest } from '../protocols/protocol.js';
-import type { UpstreamRequest } from '../providers/adapter.js';
-import { adapterFor } from '../providers/registry.js';
 import { checkAnswer, type Verdict } from '../routing/accept.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
-import { type AttemptDeps, type AttemptLog, answerText, type Sent, send, usageOf } from './attempt.js';
+import { type AttemptDeps, type AttemptLog, answerText, type Prepared, type Sent, send, usageOf } from './attempt.js';
 import type { Cancellation } from './cancellation.js';
 import type { Exchange } from './exchange.js';
 import { classify, UpstreamFailure } from './upstream.js';
@@ -26,19 +24,12 @@ export async function cascadeStep(
   deps: AttemptDeps,
   ex: Exchange,
   log: AttemptLog,
+  { adapter, request }: Prepared,
   accept: readonly AcceptCheck[],
   signal: Cancellation,
 ): Promise<Exclude<Sent, { ok: unknown }> | { step: CascadeStep }> {
   const { target } = log;
   const chat = ex.parsed!.chat!;
-  const adapter = adapterFor(target.provider);
-  let request: UpstreamRequest;
-  try {
-    request = adapter.request(chat, target, false);
-  } catch (err) {
-    log.release(); // admitted, never called: what the upstream cannot take is a 400
-    throw err;
-  }
   const sent = await send(deps, log, adapter, request, signal, false);
   if (!('ok' in sent)) return sent;
 

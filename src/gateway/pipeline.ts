@@ -8,13 +8,12 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { ChatCompletion } from '../protocols/canonical.js';
 import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
-import type { UpstreamRequest } from '../providers/adapter.js';
 import { adapterFor } from '../providers/registry.js';
 import { isRouteAllowed, type Route, type Target } from '../routing/catalog.js';
 import { decideRoute } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
-import { AttemptLog, answerText, send, type Unanswered, type Untakeable, usageOf } from './attempt.js';
+import { AttemptLog, answerText, type Prepared, prepareRequest, send, type Unanswered, usageOf } from './attempt.js';
 import { type ApiKeyRecord, assertCredentialsOnce } from './auth.js';
 import { readRequestBody } from './body.js';
 import type { CacheHit } from './cache.js';
@@ -184,6 +183,15 @@ export class Pipeline {
             else onlyRateLimited = false;
             continue;
           }
+          // A target that cannot take this request is passed over before it costs a retry or an attempt.
+          const prepared = prepareRequest(ex, target, cascade !== null);
+          if ('untakeable' in prepared) {
+            health.release(target.key); // admitted, never called
+            publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'unsupported', null, candidates);
+            untakeable ??= prepared.untakeable;
+            untakeableTargets.add(target.key);
+            continue;
+          }
           // Climbing past a rejected answer is an escalation, not a retry: the budget is for failures.
           if (ex.attempts.length > 0 && !cascade?.escalating && !budget.tryRetry()) {
             health.release(target.key); // admitted, never called
@@ -193,15 +201,9 @@ export class Pipeline {
             break attempts;
           }
           const log = new AttemptLog(this.deps, ex, target, candidates, signal);
-          const outcome = cascade ? await this.climb(ex, cascade, log, res, signal) : await this.attempt(ex, log, res, signal);
+          const outcome = cascade ? await this.climb(ex, cascade, log, prepared, res, signal) : await this.attempt(ex, log, prepared, res, signal);
           if (outcome === 'answered') return;
           if (outcome === 'rejected') continue;
-          if ('untakeable' in outcome) {
-            publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'unsupported', null, candidates);
-            untakeable ??= outcome.untakeable;
-            untakeableTargets.add(target.key);
-            continue;
-          }
           last = outcome;
           if (outcome.rateLimited) soonestRetryMs = Math.min(soonestRetryMs, outcome.retryAfterMs ?? Number.POSITIVE_INFINITY);
           else onlyRateLimited = false;
@@ -243,27 +245,16 @@ export class Pipeline {
    * One call to one target. Returns 'answered' once the client has its response (success,
    * or an upstream 4xx passed through), or what to fail over from.
    */
-  private async attempt(ex: Exchange, log: AttemptLog, res: ServerResponse, signal: Cancellation): Promise<'answered' | Unanswered | Untakeable> {
+  private async attempt(
+    ex: Exchange,
+    log: AttemptLog,
+    { adapter, request, native }: Prepared,
+    res: ServerResponse,
+    signal: Cancellation,
+  ): Promise<'answered' | Unanswered> {
     const { protocol } = ex;
     const parsed = ex.parsed!;
     const { target } = log;
-
-    // Same protocol on both sides: the client's body goes through; otherwise it is translated.
-    const adapter = adapterFor(target.provider);
-    const native = adapter.wires.has(protocol.wire);
-    let request: UpstreamRequest;
-    try {
-      // Only chat-like requests translate: an upstream that does not speak this one's wire cannot take it.
-      if (native) request = adapter.passthrough(protocol.wire, parsed.body, target, ex.stream);
-      else if (parsed.chat) request = adapter.request(parsed.chat, target, ex.stream);
-      else throw badRequest(`The provider '${target.provider.name}' does not serve ${protocol.path}.`, 'model', 'unsupported_value');
-      if (native && ex.passthroughHeaders) request.headers = ex.passthroughHeaders;
-    } catch (err) {
-      log.release(); // admitted, never called
-      // What this upstream cannot take (n > 1 for Anthropic) another target of the route may.
-      if (err instanceof GatewayError && err.status === 400) return { untakeable: err };
-      throw err;
-    }
     const sent = await send(this.deps, log, adapter, request, signal, ex.stream);
     if ('unanswered' in sent) return sent.unanswered;
     ex.target = target;
@@ -324,10 +315,11 @@ export class Pipeline {
     ex: Exchange,
     cascade: Cascade,
     log: AttemptLog,
+    prepared: Prepared,
     res: ServerResponse,
     signal: Cancellation,
   ): Promise<'answered' | 'rejected' | Unanswered> {
-    const outcome = await cascadeStep(this.deps, ex, log, cascade.accept, signal);
+    const outcome = await cascadeStep(this.deps, ex, log, prepared, cascade.accept, signal);
     if ('unanswered' in outcome) {
       cascade.escalating = false;
       return outcome.unanswered;

@@ -184,6 +184,49 @@ describe('failover before the first byte', () => {
     expect(out.message).toMatch(/No upstream target is available/);
   });
 
+  it('a target that cannot take the request is passed over before it counts: no attempt after a failure, no end to a cascade', async () => {
+    const store = gw.started.runtime.adminStore;
+    await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
+    await store.routing.upsertRoute({
+      name: 'fail-then-n',
+      strategy: 'PRIORITY',
+      targets: [
+        { provider: 'sim', model: 'n-fails', priority: 0 },
+        { provider: 'claude', model: 'claude-x', priority: 1 },
+        { provider: 'sim', model: 'n-answers', priority: 2 },
+      ],
+    });
+    await store.routing.upsertRoute({
+      name: 'climb-n',
+      strategy: 'CASCADE',
+      accept: ['NON_EMPTY'],
+      targets: [
+        { provider: 'claude', model: 'claude-x', priority: 0 },
+        { provider: 'sim', model: 'n-climbs', priority: 1 },
+      ],
+    });
+    await gw.started.runtime.app.catalog.refresh();
+    const decisions: RoutingDecision[] = [];
+    const unsubscribe = gw.started.runtime.app.bus.decisions.subscribe((d) => decisions.push(d));
+    try {
+      gw.sim.behave('n-fails', { status: 500, times: 1 });
+      const { data, response } = await chat('fail-then-n', { n: 2 });
+      expect(data.choices).toHaveLength(2);
+      expect(response.headers.get('x-tollgate-model')).toBe('n-answers');
+      const mine = decisions.filter((d) => d.requestId === response.headers.get('x-request-id'));
+      expect(mine.filter((d) => d.outcome === 'ATTEMPT').map((d) => d.model)).toEqual(['n-fails', 'n-answers']);
+      expect(mine.find((d) => d.model === 'claude-x')).toMatchObject({ outcome: 'SKIPPED', reason: 'unsupported' });
+      const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
+      expect(r.attempts.map((a: { model: string }) => a.model)).toEqual(['n-fails', 'n-answers']);
+
+      // A cascade's first step that cannot take it is climbed past, not the end of the request.
+      const climbed = await chat('climb-n', { n: 2 });
+      expect(climbed.response.headers.get('x-tollgate-model')).toBe('n-climbs');
+    } finally {
+      unsubscribe();
+    }
+  });
+
   it('does not fail over on a 400: the client gets the upstream error, sanitized', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { status: 400, times: 1 });
