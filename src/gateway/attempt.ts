@@ -180,8 +180,15 @@ export async function send(
 }
 
 /** The usage the upstream reported, or an estimate from the request and the text delivered. */
-export async function usageOf(reported: Omit<Usage, 'estimated'> | null, parsed: ParsedRequest, deliveredText: () => string): Promise<Usage> {
+export async function usageOf(
+  reported: Omit<Usage, 'estimated'> | null,
+  parsed: ParsedRequest,
+  deliveredText: () => string,
+  /** The prompt's part, where the upstream reported it before the answer (a stream cut short). */
+  reportedPrompt: Omit<Usage, 'estimated'> | null = null,
+): Promise<Usage> {
   if (reported) return { ...reported, estimated: false };
+  if (reportedPrompt) return { ...reportedPrompt, completionTokens: await estimateCompletionTokens(deliveredText()), reasoningTokens: 0, estimated: true };
   return {
     promptTokens: await estimatePromptTokens(parsed.body),
     completionTokens: await estimateCompletionTokens(deliveredText()),

@@ -92,7 +92,7 @@ export async function relayStream(
 
   // From here on the client has bytes: no failover, whatever happens.
   const tally = pump.tally;
-  const usage = await usageOf(readUsage(tally.usage), ex.parsed!, () => tally.deliveredText);
+  const usage = await usageOf(readUsage(tally.usage), ex.parsed!, () => tally.deliveredText, readUsage(tally.promptUsage));
   deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
   if (signal.reason instanceof ClientGone) {
     log.finish(200, 'client_cancelled');

@@ -118,6 +118,11 @@ export interface StreamPump {
 export interface StreamTally {
   /** The upstream's usage (canonical shape), when it reported one. */
   usage: ChatUsage | null;
+  /**
+   * The prompt's usage as the upstream reported it before the answer (Anthropic's
+   * message_start: input, cache reads and writes), for a stream cut before its final usage.
+   */
+  promptUsage: ChatUsage | null;
   /** Text and tool arguments delivered, for an estimate when usage never came. */
   deliveredText: string;
   contentChunks: number;
@@ -134,5 +139,5 @@ export interface StreamTally {
 }
 
 export function newTally(): StreamTally {
-  return { usage: null, deliveredText: '', contentChunks: 0, answering: false, done: false, upstreamError: null };
+  return { usage: null, promptUsage: null, deliveredText: '', contentChunks: 0, answering: false, done: false, upstreamError: null };
 }

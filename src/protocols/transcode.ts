@@ -11,6 +11,8 @@ export interface ChunkDecoder {
   end(): ChatChunk[];
   /** The upstream said its answer is complete. */
   readonly done: boolean;
+  /** The prompt's usage, where the upstream reports it before the answer (StreamTally.promptUsage). */
+  readonly promptUsage?: ChatUsage | null;
 }
 
 export class Transcoder implements StreamPump {
@@ -39,6 +41,7 @@ export class Transcoder implements StreamPump {
       out += this.encoder.push(chunk);
     }
     this.tally.done = this.decoder.done;
+    this.tally.promptUsage = this.decoder.promptUsage ?? null;
     return out;
   }
 

@@ -202,7 +202,8 @@ describe('the contract rows as the SDK raises them', () => {
 
 describe('broken streams', () => {
   it('an Anthropic stream that breaks mid-way ends with an error event the SDK raises; the receipt says partial', async () => {
-    gw.sim.behave('claude-sim', { breakAfterChunks: 2, completionTokens: 6, times: 1 });
+    // The prompt's usage (cache reads and writes included) came in message_start: it is billed as reported.
+    gw.sim.behave('claude-sim', { breakAfterChunks: 2, completionTokens: 6, cacheReadTokens: 400, cacheWriteTokens: 100, times: 1 });
     sent++;
     const stream = claude.messages.stream(ok as any);
     const text: string[] = [];
@@ -214,6 +215,22 @@ describe('broken streams', () => {
     const receiptId = stream.response!.headers.get('x-tollgate-receipt-id');
     const r: any = await (await fetch(`${gw.baseURL}/receipts/${receiptId}`, { headers: { authorization: `Bearer ${key.secret}` } })).json();
     expect(r).toMatchObject({ status: 'partial', endpoint: '/v1/messages', error_code: 'upstream_stream_interrupted', stream: true });
+    expect(r).toMatchObject({ cached_tokens: 400, cache_write_tokens: 100, usage_estimated: true });
+    expect(r.prompt_tokens).toBeGreaterThan(500);
+  });
+
+  it('the same through a chat client (transcoded): the prompt as message_start reported it', async () => {
+    gw.sim.behave('claude-sim', { breakAfterChunks: 2, completionTokens: 6, cacheReadTokens: 400, times: 1 });
+    const res = await fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm-claude', stream: true, messages: [{ role: 'user', content: 'break, please' }] }),
+    });
+    expect(await res.text()).toContain('upstream_stream_interrupted');
+    const r: any = await (
+      await fetch(`${gw.baseURL}/receipts/${res.headers.get('x-tollgate-receipt-id')}`, { headers: { authorization: `Bearer ${key.secret}` } })
+    ).json();
+    expect(r).toMatchObject({ status: 'partial', endpoint: '/v1/chat/completions', cached_tokens: 400, usage_estimated: true });
   });
 });
 

@@ -2,7 +2,7 @@
 // chat.completion, and the event stream as chat.completion.chunks (for clients of another
 // protocol, for the receipt's tally and for the cache). Upstream data is untrusted: every
 // field is read defensively.
-import type { ChatChunk, ChatCompletion, ChunkChoice, ToolCall } from '../canonical.js';
+import type { ChatChunk, ChatCompletion, ChatUsage, ChunkChoice, ToolCall } from '../canonical.js';
 import { eventData, SseFramer } from '../sse.js';
 import type { ChunkDecoder } from '../transcode.js';
 import { canonicalUsage, finishReasonOf, type MessagesUsage } from './wire.js';
@@ -47,6 +47,8 @@ export class MessagesEventReader {
   private head: Omit<ChatChunk, 'choices' | 'usage'> = { id: '', object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: '' };
   private usage: MessagesUsage = {};
   private sawUsage = false;
+  /** The prompt's usage from message_start (its output_tokens is a placeholder). */
+  promptUsage: ChatUsage | null = null;
   private roleSent = false;
   /** Content block index → tool-call index. */
   private readonly tools = new Map<number, number>();
@@ -60,6 +62,7 @@ export class MessagesEventReader {
         const m = data.message ?? {};
         this.head = { ...this.head, id: String(m.id ?? ''), model: String(m.model ?? '') };
         this.addUsage(m.usage);
+        if (this.sawUsage) this.promptUsage = canonicalUsage({ ...this.usage, output_tokens: 0 });
         return [];
       }
       case 'content_block_start': {
@@ -133,6 +136,10 @@ export class MessagesDecoder implements ChunkDecoder {
 
   get done(): boolean {
     return this.reader.done;
+  }
+
+  get promptUsage(): ChatUsage | null {
+    return this.reader.promptUsage;
   }
 
   push(text: string): ChatChunk[] {

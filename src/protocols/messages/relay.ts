@@ -34,6 +34,7 @@ export class MessagesRelay extends EventRelay {
       this.assembler?.add(chunk);
     }
     this.tally.done = this.reader.done;
+    this.tally.promptUsage = this.reader.promptUsage;
     const text = `${event}\n\n`;
     switch (data?.type) {
       case 'message_stop':
