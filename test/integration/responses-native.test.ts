@@ -109,6 +109,8 @@ describe('native passthrough', () => {
     // The upstream's answer (its item ids, its model), under the gateway's id.
     const receiptId = response.headers.get('x-tollgate-receipt-id');
     expect(r.id).toBe(gatewayId(receiptId));
+    // The client's metadata, as it sent it (OpenAI echoes a request's metadata).
+    expect(r.metadata).toEqual({ feature: 'docs' });
     expect(r.model).toBe('gpt-native');
     expect(r.output).toHaveLength(1);
     expect(r.output[0]).toMatchObject({ type: 'message', id: expect.stringMatching(/^msg_sim/), role: 'assistant', status: 'completed' });
@@ -167,7 +169,7 @@ describe('native passthrough', () => {
     expect(chatCalls()).toHaveLength(0);
 
     // Raw: no [DONE], the receipt comment last, and the receipt bills the upstream's usage.
-    const res = await rawStream('r-native', 'Raw stream please.');
+    const res = await rawStream('r-native', 'Raw stream please.', { metadata: { feature: 'raw', ticket: 't-1' } });
     const raw = await res.text();
     expect(raw).not.toContain('[DONE]');
     const events = raw.trimEnd().split('\n\n');
@@ -179,6 +181,8 @@ describe('native passthrough', () => {
     expect(trailer).toMatchObject({ receipt_id: receiptId, status: 'ok' });
     const completed = JSON.parse(events.at(-2)!.split('\ndata: ')[1]!).response;
     expect(completed.id).toBe(gatewayId(receiptId));
+    expect(completed.metadata).toEqual({ feature: 'raw', ticket: 't-1' });
+    expect(responsesCalls().at(-1)!.body.metadata).toEqual({ ticket: 't-1' });
     const input = promptEstimate(responsesCalls().at(-1)!.body);
     expect(completed.usage).toMatchObject({ input_tokens: input, output_tokens: 8 });
     const rec = await receipt(receiptId);

@@ -85,7 +85,7 @@ const upstreamResponse = (status: string, extra: Record<string, unknown> = {}) =
   usage: null,
   ...extra,
 });
-const identity = { id: 'resp_gateway', previousResponseId: 'resp_before' };
+const identity = { id: 'resp_gateway', previousResponseId: 'resp_before', metadata: { feature: 'search' } };
 
 describe('ResponsesRelay', () => {
   it('holds the opening events until content, rewrites response ids, holds the final event for close', () => {

@@ -12,6 +12,13 @@ import { ResponsesEncoder } from './stream.js';
 export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
   const translated = (parsed: ParsedRequest) => parsed.state as TranslatedRequest;
   const shell = (ctx: RenderContext): ResponseShell => ({ id: ctx.id, created: ctx.created, model: ctx.request.model, body: translated(ctx.request).body });
+  // What a relayed response echoes of the client's request, not of the upstream's: the upstream
+  // never saw the previous_response_id (Tollgate sent the history), nor Tollgate's attribution
+  // keys in metadata.
+  const echoed = (ctx: RenderContext) => {
+    const { body } = translated(ctx.request);
+    return { previousResponseId: body.previous_response_id ?? null, metadata: body.metadata ?? {} };
+  };
   const keep = (ctx: RenderContext, response: ResponseObject | Record<string, unknown>) => {
     const t = translated(ctx.request);
     if (!store || t.body.store === false) return;
@@ -77,14 +84,12 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
     },
     encoder: (ctx) => new ResponsesEncoder(shell(ctx), (response) => keep(ctx, response)),
     relayAnswer(json, ctx) {
-      const response = { ...(json as Record<string, unknown>), id: ctx.id, previous_response_id: translated(ctx.request).body.previous_response_id ?? null };
+      const { previousResponseId, metadata } = echoed(ctx);
+      const response = { ...(json as Record<string, unknown>), id: ctx.id, previous_response_id: previousResponseId, metadata };
       keep(ctx, response);
       return response;
     },
-    relay: (ctx, assemble) =>
-      new ResponsesRelay({ id: ctx.id, previousResponseId: translated(ctx.request).body.previous_response_id ?? null }, assemble, (response) =>
-        keep(ctx, response),
-      ),
+    relay: (ctx, assemble) => new ResponsesRelay({ id: ctx.id, ...echoed(ctx) }, assemble, (response) => keep(ctx, response)),
   };
 }
 

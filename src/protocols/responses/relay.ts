@@ -21,6 +21,8 @@ export interface RelayedIdentity {
   id: string;
   /** The client's previous_response_id (the upstream never saw it: Tollgate sent the history). */
   previousResponseId: string | null;
+  /** The client's metadata (the upstream saw it without Tollgate's attribution keys). */
+  metadata: Record<string, string>;
 }
 
 export class ResponsesRelay extends EventRelay {
@@ -91,7 +93,8 @@ export class ResponsesRelay extends EventRelay {
 
   /** The event with its response object under the gateway's id. */
   private rewritten(event: string, data: Record<string, any>): string {
-    data.response = { ...data.response, id: this.identity.id, previous_response_id: this.identity.previousResponseId };
+    const { id, previousResponseId, metadata } = this.identity;
+    data.response = { ...data.response, id, previous_response_id: previousResponseId, metadata };
     this.snapshot = data.response;
     return sseEvent(eventName(event), data);
   }
