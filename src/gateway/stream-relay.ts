@@ -62,7 +62,10 @@ export async function relayStream(
   };
   try {
     for await (const chunk of upstreamBody) {
-      const out = pump.push(decoder.write(chunk));
+      let out = pump.push(decoder.write(chunk));
+      // Held long enough: what the pump holds of the opening (an Anthropic ping, a Responses
+      // response.created) goes out with this chunk's text, so that the client hears something.
+      if (!started && ex.elapsed() >= holdUntil && pump.releaseOpening) out = pump.releaseOpening() + out;
       if (!out) continue;
       // Nothing has reached the client yet: an error event up front can still fail over.
       if (!started && pump.tally.upstreamError && pump.tally.contentChunks === 0) {

@@ -29,6 +29,10 @@ export abstract class EventRelay implements StreamPump {
     return (rest === null ? '' : this.handle(rest)) + this.release();
   }
 
+  releaseOpening(): string {
+    return this.release();
+  }
+
   completion(): ChatCompletion | null {
     return this.assembler?.completion() ?? null;
   }

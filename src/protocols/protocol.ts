@@ -108,6 +108,11 @@ export interface StreamPump {
   push(text: string): string;
   /** The upstream ended: whatever was still buffered. */
   end(): string;
+  /**
+   * The opening events the pump holds back until content (Messages' message_start and pings,
+   * Responses' response.created), given up now: the stream is committed without its answer.
+   */
+  releaseOpening?(): string;
   readonly tally: StreamTally;
   /** The whole answer as delivered, canonical; null when it said nothing usable. */
   completion(): ChatCompletion | null;

@@ -145,11 +145,25 @@ async function streamMessage(
   const res = ex.res;
   startEventStream(res);
   if (b.hang === 'after-headers') return;
-  if (b.ttftMs && !(await ex.sleep(b.ttftMs))) return;
-
   const message = { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null };
-  res.write(event('message_start', { type: 'message_start', message: usage ? { ...message, usage: { ...usage, output_tokens: 1 } } : message }));
-  res.write(event('ping', { type: 'ping' }));
+  const start = () => {
+    res.write(event('message_start', { type: 'message_start', message: usage ? { ...message, usage: { ...usage, output_tokens: 1 } } : message }));
+    res.write(event('ping', { type: 'ping' }));
+  };
+  const every = b.processingEveryMs ?? 0;
+  if (every > 0) {
+    // As Anthropic does while a model is slow to begin: the message at once, then pings.
+    start();
+    for (let thinking = b.ttftMs ?? 0; thinking > 0; ) {
+      const step = Math.min(every, thinking);
+      if (!(await ex.sleep(step))) return;
+      thinking -= step;
+      if (thinking > 0) res.write(event('ping', { type: 'ping' }));
+    }
+  } else {
+    if (b.ttftMs && !(await ex.sleep(b.ttftMs))) return;
+    start();
+  }
   const block = plan.tool ? { type: 'tool_use', id: plan.tool.id, name: plan.tool.name, input: {} } : { type: 'text', text: '' };
   res.write(event('content_block_start', { type: 'content_block_start', index: 0, content_block: block }));
   const delta = (piece: string) =>

@@ -32,7 +32,11 @@ export interface SimBehaviour {
   hang?: 'before-headers' | 'after-headers' | 'after-first-chunk';
   /** OpenAI chat stream: an SSE comment before the first chunk, as OpenRouter sends while it reaches the model. */
   processingComment?: boolean;
-  /** With processingComment and ttftMs: the comment again every this many ms while ttftMs runs (OpenRouter's keep-alive). */
+  /**
+   * Keep-alives while the model thinks (ttftMs): OpenAI chat stream with processingComment,
+   * the comment again every this many ms (OpenRouter); Anthropic stream, message_start at once
+   * and then a ping every this many ms.
+   */
   processingEveryMs?: number;
   /** Stream: close the connection after N token chunks, without the terminating chunk (mid-stream break). */
   breakAfterChunks?: number;

@@ -12,7 +12,7 @@ let claude: Anthropic;
 let sent = 0;
 
 beforeAll(async () => {
-  gw = await startTestGateway({ env: { TOLLGATE_MAX_BODY_BYTES: String(64 * 1024), TOLLGATE_AUTH_CACHE_MS: '0' } });
+  gw = await startTestGateway({ env: { TOLLGATE_MAX_BODY_BYTES: String(64 * 1024), TOLLGATE_AUTH_CACHE_MS: '0', TOLLGATE_STREAM_HOLD_MS: '300' } });
   const store = gw.started.runtime.adminStore;
   await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
   await store.providers.upsertProvider({ name: 'claude-b', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream-b' });
@@ -231,6 +231,31 @@ describe('broken streams', () => {
       await fetch(`${gw.baseURL}/receipts/${res.headers.get('x-tollgate-receipt-id')}`, { headers: { authorization: `Bearer ${key.secret}` } })
     ).json();
     expect(r).toMatchObject({ status: 'partial', endpoint: '/v1/chat/completions', cached_tokens: 400, usage_estimated: true });
+  });
+});
+
+describe('a model slow to begin', () => {
+  it("message_start and the pings go on once held for TOLLGATE_STREAM_HOLD_MS; TTFT is the answer's", async () => {
+    gw.sim.behave('claude-sim', { processingEveryMs: 50, ttftMs: 1200, times: 1 });
+    sent++;
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key.secret, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...ok, stream: true }),
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const first = (await reader.read()).value!;
+    // Held until the answer began, they would arrive in one write with it.
+    expect(first.startsWith('event: message_start\n')).toBe(true);
+    expect(first).not.toContain('content_block_delta');
+    let text = first;
+    for (let part = await reader.read(); !part.done; part = await reader.read()) text += part.value;
+    expect(text).toContain('event: message_stop');
+    const r: any = await (
+      await fetch(`${gw.baseURL}/receipts/${res.headers.get('x-tollgate-receipt-id')}`, { headers: { authorization: `Bearer ${key.secret}` } })
+    ).json();
+    expect(r.status).toBe('ok');
+    expect(r.ttft_ms).toBeGreaterThanOrEqual(1100);
   });
 });
 
