@@ -236,9 +236,12 @@ export class Pipeline {
     }
   }
 
-  /** How long forwarding to `route` may take in all: its attempts, backoffs and stream. */
+  /**
+   * How long forwarding to `route` may take in all: its attempts, backoffs and stream. (A
+   * provider's own timeoutMs bounds each call to it: UpstreamClient.)
+   */
   private totalTimeoutMs(route: Route): number {
-    return route.timeoutMs ?? route.targets[0]?.provider.timeoutMs ?? this.deps.config.timeouts.totalMs;
+    return route.timeoutMs ?? this.deps.config.timeouts.totalMs;
   }
 
   /**

@@ -85,7 +85,8 @@ export class UpstreamClient {
   /**
    * POSTs `body` to `provider.basePath + path`. Resolves once response headers arrive (any
    * status); rejects with an UpstreamFailure when none do. `signal` aborts (client gone or
-   * total timeout); idle time between body chunks is bounded by `idleMs`. `headers` (trace
+   * total timeout); idle time between body chunks is bounded by `idleMs`, and the whole call,
+   * its body included, by the provider's own `timeoutMs` when it has one. `headers` (trace
    * context) go first, so they can never replace the provider's own or the loop marker.
    */
   post(
@@ -98,7 +99,8 @@ export class UpstreamClient {
   ): Promise<UpstreamResponse> {
     if (signal.aborted) return Promise.reject(classify(null, signal));
     return new Promise((resolve, reject) => {
-      const handler = new ResponseHandler(signal, options.whole ? this.timeouts.answerMs : this.timeouts.firstByteMs, resolve, reject);
+      const headersTimeoutMs = options.whole ? this.timeouts.answerMs : this.timeouts.firstByteMs;
+      const handler = new ResponseHandler(signal, headersTimeoutMs, provider.timeoutMs, resolve, reject);
       try {
         this.pool(provider.origin).dispatch(
           {
@@ -139,17 +141,25 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
   readonly #stopListening: () => void;
   /** Until the final response headers: then the body's idle timeout (undici's) takes over. */
   #headersTimer: NodeJS.Timeout | null;
+  /** The provider's limit on the whole call (Provider.timeoutMs), until its body ends. */
+  #callTimer: NodeJS.Timeout | null = null;
   #abortedWith: Error | null = null;
 
   constructor(
     private readonly signal: UpstreamSignal,
     headersTimeoutMs: number,
+    callTimeoutMs: number | null,
     private readonly resolve: (response: UpstreamResponse) => void,
     private readonly reject: (failure: UpstreamFailure) => void,
   ) {
     this.#stopListening = whenCancelled(signal, () => this.#abort());
     this.#headersTimer = setTimeout(() => this.#noHeaders(), headersTimeoutMs);
     this.#headersTimer.unref();
+    if (callTimeoutMs) {
+      const failure = new UpstreamFailure('timeout_total', `the call to the provider took longer than its timeoutMs (${callTimeoutMs} ms)`);
+      this.#callTimer = setTimeout(() => this.#abort(failure), callTimeoutMs);
+      this.#callTimer.unref();
+    }
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -205,6 +215,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     this.#settled = true;
     this.#stopListening();
     this.#stopHeadersTimer();
+    if (this.#callTimer) clearTimeout(this.#callTimer);
     return false;
   }
 }

@@ -119,6 +119,14 @@ describe('UpstreamClient on loopback sockets', () => {
         seen.push({ url: req.url, headers: req.headers, body });
         if (req.url === '/v1/hang') return; // never answers
         if (req.url === '/v1/slow') return void setTimeout(() => res.end('{"ok":true}'), 300);
+        if (req.url === '/v1/drip') {
+          // Headers at once, then a chunk every 50 ms for 600 ms.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          let n = 0;
+          const timer = setInterval(() => (++n < 12 ? res.write(`data: ${n}\n\n`) : (clearInterval(timer), res.end())), 50);
+          res.on('close', () => clearInterval(timer));
+          return;
+        }
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end('{"ok":true}');
       });
@@ -184,6 +192,21 @@ describe('UpstreamClient on loopback sockets', () => {
       '/ok:ok',
       '/slow:timeout_first_byte',
     ]);
+  });
+
+  it("a provider's timeoutMs bounds the whole call, its body included: 'timeout_total'", async () => {
+    const origin = `http://127.0.0.1:${port}`;
+    // Without one, the 600-ms drip is read to its end (no chunk is late for the idle timeout).
+    const whole = await client.post(provider(origin), '/drip', '{}', new AbortController().signal);
+    expect((await whole.body.read()).toString()).toContain('data: 11');
+    const limited = await client.post({ ...provider(origin), timeoutMs: 250 }, '/drip', '{}', new AbortController().signal);
+    expect(limited.status).toBe(200);
+    const err = await limited.body.read().catch((e) => e);
+    expect(err).toBeInstanceOf(UpstreamFailure);
+    expect((err as UpstreamFailure).kind).toBe('timeout_total');
+    // Before the headers too.
+    const hung = await client.post({ ...provider(origin), timeoutMs: 100 }, '/hang', '{}', new AbortController().signal).catch((e) => e);
+    expect((hung as UpstreamFailure).kind).toBe('timeout_total');
   });
 
   it('an abort whose reason is an UpstreamFailure surfaces that failure', async () => {
