@@ -44,7 +44,8 @@ export class LookupCache<T> {
           // The store is down: what we already knew keeps its answer (stale but known;
           // re-checked after another TTL, so only one request per TTL waits on the broken
           // store); what we never saw cannot be checked, and the error goes to the caller.
-          if (cached) {
+          // Invalidated meanwhile (revoked): what we knew is what was revoked; no answer then.
+          if (cached && !running.stale) {
             cached.fetchedAt = this.now();
             return cached.value;
           }

@@ -184,7 +184,13 @@ export class Pipeline {
             continue;
           }
           // A target that cannot take this request is passed over before it costs a retry or an attempt.
-          const prepared = prepareRequest(ex, target, cascade !== null);
+          let prepared: ReturnType<typeof prepareRequest>;
+          try {
+            prepared = prepareRequest(ex, target, cascade !== null);
+          } catch (err) {
+            health.release(target.key); // admitted, never called (a half-open target's probe slot)
+            throw err;
+          }
           if ('untakeable' in prepared) {
             health.release(target.key); // admitted, never called
             publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'unsupported', null, candidates);

@@ -185,6 +185,22 @@ describe('KeyAuthenticator', () => {
     expect(lookup.calls).toHaveLength(2); // it did try the store
   });
 
+  it('store down while a revoked key is looked up: the old answer is not used', async () => {
+    const { auth, lookup, c } = setup(1_000);
+    await auth.authenticate(`Bearer ${SECRET}`);
+    c.t += 5_000; // the cached answer is stale: the next request looks the key up again
+    let release!: () => void;
+    lookup.gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    lookup.fail = new Error('connection refused');
+    const running = auth.authenticate(`Bearer ${SECRET}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    auth.invalidate(sha(SECRET)); // revoked meanwhile
+    release();
+    await expect(running).rejects.toThrow('connection refused');
+  });
+
   it('store down with a stale negative entry: still a 401', async () => {
     const { auth, lookup, c } = setup(1_000);
     await expect401(auth.authenticate(`Bearer ${OTHER}`));

@@ -327,6 +327,18 @@ const STREAM = [
 ].join('');
 
 describe('Messages stream → canonical chunks', () => {
+  it("keeps the prompt's usage from message_start only when it counts one", () => {
+    const decoder = new MessagesDecoder();
+    decoder.push(STREAM.slice(0, STREAM.indexOf('event: ping')));
+    expect(decoder.promptUsage).toMatchObject({ prompt_tokens: 20, completion_tokens: 0, prompt_tokens_details: { cached_tokens: 8 } });
+    // A server that reports its input only at the end: no prompt of 0 to bill a cut stream by.
+    for (const usage of [{}, { output_tokens: 1 }, { input_tokens: 0, output_tokens: 1 }]) {
+      const silent = new MessagesDecoder();
+      silent.push(sse('message_start', { message: { id: 'msg_3', model: 'claude-x', usage } }));
+      expect(silent.promptUsage).toBeNull();
+    }
+  });
+
   it('decodes text and tool calls, with usage kept from message_start, in any split', () => {
     for (const size of [STREAM.length, 7, 1]) {
       const decoder = new MessagesDecoder();

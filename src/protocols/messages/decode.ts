@@ -62,7 +62,10 @@ export class MessagesEventReader {
         const m = data.message ?? {};
         this.head = { ...this.head, id: String(m.id ?? ''), model: String(m.model ?? '') };
         this.addUsage(m.usage);
-        if (this.sawUsage) this.promptUsage = canonicalUsage({ ...this.usage, output_tokens: 0 });
+        // Only a prompt the upstream counted: one that reports its input only at the end (some
+        // Anthropic-compatible servers) would otherwise bill a cut stream's prompt as 0.
+        const prompt = canonicalUsage({ ...this.usage, output_tokens: 0 });
+        if (prompt.prompt_tokens > 0) this.promptUsage = prompt;
         return [];
       }
       case 'content_block_start': {
