@@ -31,11 +31,13 @@ function tokenCounter(): Promise<CountTokens> {
 }
 
 /**
- * The most a request can cost on a route: prompt tokens (estimated) plus the completion
- * tokens it allows (max_completion_tokens, max_tokens, max_output_tokens, or
- * `defaultMaxTokens`) times n, at the dearest target's prices (failover may land anywhere),
- * or at every target's prices added up for a cascade, which may pay each step. Unpriced
- * targets count as 0; embeddings have no completion.
+ * The most a request can cost on a route: prompt tokens (estimated, at the dearer of the input
+ * and cache-write prices: a provider may write the prompt to its cache) plus the completion
+ * tokens it allows (the largest of max_completion_tokens, max_tokens and max_output_tokens:
+ * which one an upstream obeys depends on the protocol and the provider, so a small one beside
+ * a large one must not decide; or `defaultMaxTokens`) times n, at the dearest target's prices
+ * (failover may land anywhere), or at every target's prices added up for a cascade, which may
+ * pay each step. Unpriced targets count as 0; embeddings have no completion.
  */
 export async function maxCostOf(
   targets: ReadonlyArray<{ price: PriceInput | null }>,
@@ -45,15 +47,15 @@ export async function maxCostOf(
 ): Promise<number> {
   const { body } = parsed;
   const prompt = await estimatePromptTokens(body);
-  const positive = (v: unknown) => (typeof v === 'number' && v > 0 ? v : undefined);
-  const perChoice = parsed.chat
-    ? (positive(body.max_completion_tokens) ?? positive(body.max_tokens) ?? positive(body.max_output_tokens) ?? defaultMaxTokens)
-    : 0;
-  const completion = perChoice * (positive(body.n) ?? 1);
+  const positive = (v: unknown) => (typeof v === 'number' && v > 0 ? v : 0);
+  const limit = Math.max(positive(body.max_completion_tokens), positive(body.max_tokens), positive(body.max_output_tokens));
+  const perChoice = parsed.chat ? limit || defaultMaxTokens : 0;
+  const completion = perChoice * (positive(body.n) || 1);
   let max = 0;
   for (const { price } of targets) {
     if (!price) continue;
-    const cost = (prompt * price.inputPerMTokUsd + completion * price.outputPerMTokUsd) / 1e6;
+    const inputPrice = Math.max(price.inputPerMTokUsd, price.cacheWritePerMTokUsd ?? 0);
+    const cost = (prompt * inputPrice + completion * price.outputPerMTokUsd) / 1e6;
     max = paysEveryTarget ? max + cost : Math.max(max, cost);
   }
   return max;
@@ -87,7 +89,12 @@ export async function estimatePromptTokens(body: Record<string, unknown>): Promi
   let tokens = 3 + 3 * messages.length;
   for (const m of messages) tokens += contentTokens(m, count);
   for (const field of ['system', 'instructions', 'input'] as const) tokens += contentTokens(body[field], count);
-  if (body.tools) tokens += count(JSON.stringify(body.tools));
+  // Billed as input too: tool and function definitions, and output schemas (chat
+  // response_format, Responses text.format, Messages output_format).
+  for (const field of ['tools', 'functions', 'response_format', 'text', 'output_format'] as const) {
+    const value = body[field];
+    if (value && typeof value === 'object') tokens += count(JSON.stringify(value));
+  }
   return tokens;
 }
 

@@ -88,6 +88,37 @@ describe('most a request can cost', () => {
   });
 });
 
+describe('what a client cannot reserve around', () => {
+  const output = [{ price: { inputPerMTokUsd: 0, outputPerMTokUsd: 1e6 } }] as any; // $1 an output token
+  it('the largest completion limit counts, not the first one spelled', async () => {
+    for (const body of [
+      { messages: [{ role: 'user', content: 'hi' }], max_tokens: 64_000, max_completion_tokens: 1 },
+      { input: 'hi', max_output_tokens: 64_000, max_tokens: 1 },
+    ]) {
+      expect(await maxCostOf(output, { body, chat: {} as any }, 4096)).toBe(64_000);
+    }
+  });
+
+  it('output schemas and legacy functions are input; a prompt the provider may cache is priced at the cache write', async () => {
+    const schema = {
+      type: 'object',
+      properties: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`field_${i}`, { type: 'string', description: TEXT }])),
+    };
+    const plain = { messages: [{ role: 'user', content: 'hi' }] };
+    for (const extra of [
+      { response_format: { type: 'json_schema', json_schema: { name: 's', schema } } },
+      { functions: [{ name: 'f', parameters: schema }] },
+      { text: { format: { type: 'json_schema', name: 's', schema } } },
+      { output_format: { type: 'json_schema', schema } },
+    ]) {
+      expect((await estimatePromptTokens({ ...plain, ...extra })) - (await estimatePromptTokens(plain))).toBeGreaterThan(500);
+    }
+    const prompt = await estimatePromptTokens(plain);
+    const input = [{ price: { inputPerMTokUsd: 1e6, outputPerMTokUsd: 0, cacheWritePerMTokUsd: 1.25e6 } }] as any;
+    expect(await maxCostOf(input, { body: plain, chat: {} as any }, 0)).toBeCloseTo(prompt * 1.25, 6);
+  });
+});
+
 describe('reported usage', () => {
   it("reads DeepSeek's cache hits (its own top-level field) and bills them at the cached price", () => {
     const usage = readUsage({ prompt_tokens: 10_000, prompt_cache_hit_tokens: 9_000, prompt_cache_miss_tokens: 1_000, completion_tokens: 100 });
