@@ -190,6 +190,23 @@ describe('parseResponsesRequest: what only a native upstream takes', () => {
     expect(parseResponsesRequest(user([{ type: 'input_file', file_id: 'f' }])).nativeOnly?.param).toBe('input[0].content[0].type');
     expect(parseResponsesRequest(user([{ type: 'input_image', file_id: 'f' }])).nativeOnly?.param).toBe('input[0].content[0].image_url');
     expect(parseResponsesRequest({ model: 'm', input: [{ type: 'item_reference', id: 'msg_1' }] }).nativeOnly?.param).toBe('input[0].type');
+    // A screenshot returned by a function: no chat tool message holds it (and the cache key would lose it).
+    const screenshot = (url: string) =>
+      parseResponsesRequest({
+        model: 'm',
+        input: [
+          {
+            type: 'function_call_output',
+            call_id: 'c1',
+            output: [
+              { type: 'input_text', text: 'see' },
+              { type: 'input_image', image_url: url },
+            ],
+          },
+        ],
+      });
+    expect(screenshot('data:image/png;base64,AAAA').nativeOnly?.param).toBe('input[0].output[1].type');
+    expect(screenshot('https://example.com/b.png').chat.messages[0]).toMatchObject({ role: 'tool', content: 'see' });
     expect(parseResponsesRequest({ model: 'm', input: 'x', prompt: { id: 'pmpt_1' } }).nativeOnly?.param).toBe('prompt');
     expect(parseResponsesRequest({ model: 'm', input: 'x', tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [] } }).nativeOnly?.param).toBe(
       'tool_choice',

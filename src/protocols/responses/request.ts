@@ -275,9 +275,22 @@ function contentPart(part: unknown, at: string, native: Native): ContentPart | n
   }
 }
 
+/**
+ * A function call's output as the text of a chat tool message. An image in it has no place
+ * there (chat tool results are text): only a native upstream takes it, and it is not dropped
+ * from what the cache keys on either.
+ */
 function outputText(output: unknown, at: string, native: Native): string {
   if (typeof output === 'string') return output;
-  if (Array.isArray(output)) return output.map((part, i) => (contentPart(part, `${at}[${i}]`, native) as { text?: string } | null)?.text ?? '').join('');
+  if (Array.isArray(output)) {
+    return output
+      .map((part, i) => {
+        const translated = contentPart(part, `${at}[${i}]`, native);
+        if (translated?.type === 'image_url') native("an image in a function call's output", `${at}[${i}].type`);
+        return translated?.type === 'text' ? translated.text : '';
+      })
+      .join('');
+  }
   throw badRequest(`Invalid value for '${at}': expected a string.`, at, 'invalid_value');
 }
 
