@@ -47,8 +47,14 @@ export interface CachePlan {
 export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route, body: Record<string, unknown>, header: string | undefined): CachePlan | null {
   const policy = route.cache;
   if (!policy || policy.mode === 'OFF') return null;
-  const directive = (header ?? '').trim().toLowerCase();
-  if (directive === 'no-store') return null;
+  // A list, as Node joins a repeated header ("no-cache, no-store"): the strictest one counts.
+  const directives = new Set(
+    (header ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((d) => d.trim()),
+  );
+  if (directives.has('no-store')) return null;
   if (endpoint === 'chat' && !policy.cacheSampled && isSampled(body)) return null;
 
   const question = canonicalQuestion(body);
@@ -70,7 +76,7 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
   return {
     teamId,
     routeName: route.name,
-    lookup: directive !== 'no-cache',
+    lookup: !directives.has('no-cache'),
     store: true,
     semantic: semantic && lastUserText !== null,
     ttlMs: (policy.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000,

@@ -154,7 +154,15 @@ export class AnswerStore {
       return null;
     }
     if (!raw) return null;
-    const entry = JSON.parse(raw) as CachedAnswer;
+    // Redis is shared: a value that is not an entry of this version is a miss, not a failed request.
+    let entry: CachedAnswer;
+    try {
+      entry = JSON.parse(raw) as CachedAnswer;
+      if (typeof entry?.answer !== 'string' || typeof entry.expiresAt !== 'number') throw new Error('not a cache entry');
+    } catch (err) {
+      this.redisFailed(err, 'cache lookup (unreadable entry)');
+      return null;
+    }
     if (entry.expiresAt <= this.now()) return null;
     this.lru.set(key, pack({ ...entry, semantic: null }), { ttl: entry.expiresAt - this.now() });
     return entry;
@@ -229,7 +237,8 @@ export class AnswerStore {
       }
     }
     this.logBytes = size;
-    this.log = createWriteStream(file, { flags: 'a' });
+    // Every team's prompts and answers: readable by this user only, like the WAL.
+    this.log = createWriteStream(file, { flags: 'a', mode: 0o600 });
     this.log.on('error', (err) => this.opts.onError?.(err, 'cache log'));
     if (this.logBytes > this.compactAt()) await this.compact();
   }
@@ -243,17 +252,22 @@ export class AnswerStore {
       const lines: string[] = [];
       for (const [key, entry] of [...this.lru.entries()].reverse()) lines.push(serialize(unpack(entry), this.semantic.vectorOf(key) ?? null));
       const body = lines.length ? `${lines.join('\n')}\n` : '';
-      await writeFile(`${file}.tmp`, body);
+      await writeFile(`${file}.tmp`, body, { mode: 0o600 });
       const old = this.log;
       await rename(`${file}.tmp`, file);
-      this.log = createWriteStream(file, { flags: 'a' });
+      this.log = createWriteStream(file, { flags: 'a', mode: 0o600 });
       this.log.on('error', (err) => this.opts.onError?.(err, 'cache log'));
       this.logBytes = Buffer.byteLength(body);
       this.compactedBytes = this.logBytes;
       this.counters.compactions++;
       await endStream(old);
     })()
-      .catch((err: unknown) => this.opts.onError?.(err, 'cache log compaction'))
+      .catch((err: unknown) => {
+        // Not again at the next put (each would serialize the whole cache to fail the same
+        // way): once the log has grown as much again.
+        this.compactedBytes = this.logBytes;
+        this.opts.onError?.(err, 'cache log compaction');
+      })
       .finally(() => {
         this.compacting = null;
       });

@@ -40,7 +40,7 @@ export class CacheStage {
   ) {}
 
   plan(endpoint: CacheEndpoint, teamId: string, route: Route, body: Record<string, unknown>, header: string | string[] | undefined): CachePlan | null {
-    return planCache(endpoint, teamId, route, body, Array.isArray(header) ? header[0] : header);
+    return planCache(endpoint, teamId, route, body, Array.isArray(header) ? header.join(',') : header);
   }
 
   /** Exact first, then semantic. Returns the hit, and what a later store needs. */

@@ -4,6 +4,7 @@
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AnswerStore } from '../../src/cache/store.js';
 import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 import { scratchDatabase, startTestGateway } from '../support/gateway.js';
 import { type Instances, runTollgate, type ServerProcess, startInstances } from '../support/processes.js';
@@ -32,6 +33,25 @@ describe('cache with an unreachable Redis (always runs)', () => {
       expect(gw.started.runtime.answers!.stats().redisErrors).toBeGreaterThan(0);
     } finally {
       await gw.close();
+    }
+  });
+});
+
+describe.runIf(REDIS_URL)('an entry in Redis that is not one', () => {
+  it('is a miss (and a counted Redis error), not a failed request', async () => {
+    const redis = new Redis(REDIS_URL!);
+    try {
+      const store = await AnswerStore.open({ maxBytes: 100_000, maxEntryBytes: 10_000, redis });
+      const key = `corrupt-${Date.now()}`;
+      for (const value of ['{"key":"torn', '{"hello":"world"}', 'null']) {
+        await redis.set(`tollgate:cache:v1:${key}`, value, 'PX', 60_000);
+        expect(await store.getExact(key)).toBeNull();
+      }
+      expect(store.stats().redisErrors).toBe(3);
+      await redis.del(`tollgate:cache:v1:${key}`);
+      await store.close();
+    } finally {
+      redis.disconnect();
     }
   });
 });

@@ -1,6 +1,6 @@
 // Cache building blocks without the proxy: the cacheability rule and keys, text analysis,
 // vector indexes, replay, and the answer store (TTL on a controlled clock, eviction, log).
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -76,6 +76,10 @@ describe('cache policy', () => {
   it('honours no-cache and no-store; other header values mean the default', () => {
     expect(planCache('chat', 't', route(), chat('a'), 'no-store')).toBeNull();
     expect(planCache('chat', 't', route(), chat('a'), 'no-cache')).toMatchObject({ lookup: false, store: true });
+    // Repeated (Node joins them) or listed: the strictest directive counts, never the default.
+    expect(planCache('chat', 't', route(), chat('a'), 'no-store, no-store')).toBeNull();
+    expect(planCache('chat', 't', route(), chat('a'), 'no-cache, no-store')).toBeNull();
+    expect(planCache('chat', 't', route(), chat('a'), 'No-Cache, no-cache')).toMatchObject({ lookup: false, store: true });
     expect(planCache('chat', 't', route(), chat('a'), 'default')).toMatchObject({ lookup: true, store: true });
     expect(planCache('chat', 't', route(), chat('a'), '"; DROP TABLE x; --')).toMatchObject({ lookup: true });
     expect(planCache('chat', 't', route({ mode: 'OFF' }), chat('a'), undefined)).toBeNull();
@@ -358,6 +362,21 @@ describe('answer store', () => {
     const second = await AnswerStore.open({ maxBytes: 1e6, maxEntryBytes: 1e5, dir });
     expect((await second.getExact('long'))?.answer).toBe(answer);
     await second.close();
+  });
+
+  it('keeps its log to this user (0600), and a compaction that fails is not retried at every put', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-perm-'));
+    // The rewrite's temporary file cannot be created (a directory is in its place).
+    await mkdir(path.join(dir, 'answers.jsonl.tmp'));
+    const failures: string[] = [];
+    const store = await AnswerStore.open({ maxBytes: 5_000, maxEntryBytes: 2_000, dir, onError: (_err, what) => failures.push(what) });
+    for (let i = 0; i < 400; i++) await store.put(entry(`p${i}`, Date.now()), null);
+    await store.close();
+    expect((await stat(path.join(dir, 'answers.jsonl'))).mode & 0o777).toBe(0o600);
+    const compactions = failures.filter((w) => w === 'cache log compaction').length;
+    expect(compactions).toBeGreaterThan(0);
+    // ~100 KB written against a 10-KB threshold: every put past it tried again before.
+    expect(compactions).toBeLessThan(10);
   });
 
   it('reloads live entries from its log, skips expired and torn lines, and compacts the log', async () => {
