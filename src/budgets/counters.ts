@@ -67,6 +67,11 @@ export interface BudgetCounters {
   read(keys: string[]): Promise<Array<(CounterState & { loaded: boolean }) | null>>;
   /** Sets the rebuilt spend of a counter not loaded yet (keeps a higher live value). */
   load(key: string, spent: number, ttlMs: number | null): Promise<void>;
+  /**
+   * Marks counters as not rebuilt: the next reservation rebuilds them from the receipts (after
+   * settlements that could not be booked; their receipts have the cost).
+   */
+  unload(keys: string[]): Promise<void>;
 }
 
 interface MemoryCounter extends CounterState {
@@ -122,6 +127,13 @@ export class MemoryCounters implements BudgetCounters {
       if (book) c.spent += item.cost;
       return { spentBefore, spentAfter: c.spent };
     });
+  }
+
+  async unload(keys: string[]): Promise<void> {
+    for (const key of keys) {
+      const c = this.get(key);
+      if (c) c.loaded = false;
+    }
   }
 
   async read(keys: string[]): Promise<Array<(CounterState & { loaded: boolean }) | null>> {
@@ -312,6 +324,10 @@ export class RedisCounters implements BudgetCounters {
 
   async load(key: string, spent: number, ttlMs: number | null): Promise<void> {
     await this.redis.budgetLoad(this.prefix + key, Math.round(spent), ttlMs ?? -1);
+  }
+
+  async unload(keys: string[]): Promise<void> {
+    await Promise.all(keys.map((key) => this.redis.hdel(this.prefix + key, 'l')));
   }
 
   /** Each counter's two keys: its hash and its holds. */

@@ -79,6 +79,8 @@ export class BudgetEnforcer {
   private readonly now: () => number;
   private readonly lastBlockEvent = new Map<string, number>();
   private unsettled: Unsettled[] = [];
+  /** Counters whose given-up settlements are to be rebuilt from the receipts. */
+  private readonly unbooked = new Set<string>();
   /** After close(): a settlement that fails is reported at once, not queued for a retry nobody runs. */
   private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -138,6 +140,9 @@ export class BudgetEnforcer {
       this.deps.onError(err, 'budget admission');
       // Admitted open: nothing reserved, but the cost is still booked when it settles.
       if (budgets.every((b) => b.failOpen || b.action === 'ALERT')) return { ...ticket, held: false };
+      // A reservation whose reply was lost (a stalled Redis still runs the script) may have
+      // landed: released in the background, or it would block the budget until its deadline.
+      void this.settle(ticket, 0, requestId);
       throw budgetStoreUnavailable();
     }
   }
@@ -180,7 +185,7 @@ export class BudgetEnforcer {
       }
       if (this.unsettled.length === 0) this.deps.onError(err, 'budget settlement (retrying)');
       if (this.unsettled.length >= MAX_UNSETTLED) {
-        this.unsettled.shift();
+        this.givenUp([this.unsettled.shift()!]);
         this.deps.onError(new Error(`more than ${MAX_UNSETTLED} settlements pending; dropped the oldest`), 'budget settlement');
       }
       this.unsettled.push(entry);
@@ -190,8 +195,29 @@ export class BudgetEnforcer {
     return true;
   }
 
+  /**
+   * Settlements given up: their counters miss those costs until rebuilt from the receipts,
+   * which have them. Marked for a rebuild as soon as the counters can be reached.
+   */
+  private givenUp(entries: Unsettled[]): void {
+    for (const { ticket } of entries) for (const { key } of ticket.items) this.unbooked.add(key);
+  }
+
+  /** Marks the counters of given-up settlements for a rebuild; false while they cannot be reached. */
+  private async unloadUnbooked(): Promise<boolean> {
+    if (this.unbooked.size === 0) return true;
+    const keys = [...this.unbooked];
+    try {
+      await this.deps.counters.unload(keys);
+    } catch {
+      return false;
+    }
+    for (const key of keys) this.unbooked.delete(key);
+    return true;
+  }
+
   private scheduleRetry(): void {
-    if (this.closed || this.retryTimer || this.unsettled.length === 0) return;
+    if (this.closed || this.retryTimer || (this.unsettled.length === 0 && this.unbooked.size === 0)) return;
     this.retryTimer = setTimeout(() => void this.retryUnsettled(), this.retryDelayMs);
     this.retryTimer.unref();
   }
@@ -202,8 +228,14 @@ export class BudgetEnforcer {
     const oldest = this.now() - SETTLE_RETRY_MS;
     const live = pending.filter((e) => e.since >= oldest);
     const expired = pending.length - live.length;
-    if (expired) this.deps.onError(new Error(`${expired} settlements not booked for ${SETTLE_RETRY_MS / 60_000} minutes; given up`), 'budget settlement');
-    let failed = false;
+    if (expired) {
+      this.givenUp(pending.filter((e) => e.since < oldest));
+      this.deps.onError(
+        new Error(`${expired} settlements not booked for ${SETTLE_RETRY_MS / 60_000} minutes; given up (their budgets are rebuilt from the receipts)`),
+        'budget settlement',
+      );
+    }
+    let failed = !(await this.unloadUnbooked());
     for (const entry of live) {
       if (failed) this.unsettled.push(entry);
       else failed = !(await this.trySettle(entry));

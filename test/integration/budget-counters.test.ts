@@ -58,6 +58,16 @@ function contract(make: () => BudgetCounters) {
     expect(await counters.read([key])).toEqual([{ spent: 10, reserved: 0, loaded: true }]);
   });
 
+  it('unload marks a counter for a rebuild, which keeps the higher of live and rebuilt spend', async () => {
+    const key = await ready(randomUUID());
+    await counters.settle({ id: 'seen', ms: MINUTE }, false, [{ key, reserved: 0, cost: 4, ttlMs: MINUTE }]);
+    await counters.unload([key, randomUUID()]); // a counter that is not there is no error
+    expect(await counters.read([key])).toEqual([{ spent: 4, reserved: 0, loaded: false }]);
+    expect(await counters.reserve({ id: 'r', ms: MINUTE }, [{ key, limit: 100, amount: 1, ttlMs: MINUTE }])).toEqual({ kind: 'unloaded', indexes: [0] });
+    await counters.load(key, 9, MINUTE); // the receipts have a settlement the counter never got
+    expect(await counters.read([key])).toEqual([{ spent: 9, reserved: 0, loaded: true }]);
+  });
+
   it('releases a hold at its deadline (a crashed instance, a settlement given up)', async () => {
     const key = await ready(randomUUID());
     await counters.reserve({ id: 'abandoned', ms: 150 }, [{ key, limit: 100, amount: 90, ttlMs: null }]);

@@ -34,9 +34,13 @@ function budget(over: Partial<BudgetRecord> = {}): BudgetRecord {
 /** In-process counters that can be made unreachable, as Redis can be. */
 class SwitchedCounters extends MemoryCounters {
   down = false;
+  /** The reservation is made, but its reply is lost (a stalled Redis that still runs the script). */
+  replyLost = false;
   override async reserve(...args: Parameters<MemoryCounters['reserve']>) {
     if (this.down) throw new Error('counters unreachable');
-    return super.reserve(...args);
+    const outcome = await super.reserve(...args);
+    if (this.replyLost) throw new Error('reply lost');
+    return outcome;
   }
   override async settle(...args: Parameters<MemoryCounters['settle']>) {
     if (this.down) throw new Error('counters unreachable');
@@ -63,7 +67,7 @@ function setup(budgets: BudgetRecord[], start: string) {
     bus,
     // Only an unreachable store is an expected error here.
     onError: (err, what) => {
-      if (!counters.down && !receipts.down) throw err;
+      if (!counters.down && !counters.replyLost && !receipts.down) throw err;
       errors.push(what);
     },
     now: () => clock.t,
@@ -218,6 +222,35 @@ describe('reservations that are never settled, and settlements that cannot be ma
     await expect.poll(async () => (await enforcer.status(failOpen)).spentUsd).toBeCloseTo(0.35, 9);
     await new Promise((r) => setTimeout(r, 50)); // the retry queue has nothing left to book twice
     expect((await enforcer.status(failOpen)).spentUsd).toBeCloseTo(0.35, 9);
+  });
+
+  it('a reservation whose reply was lost (503 for the request) is released, not left to block the budget', async () => {
+    const { counters, enforcer, spend } = setup([budget()], '2026-11-21T12:00:00Z');
+    await spend(0.1, 0); // the counter is loaded: the next reservation is made
+    counters.replyLost = true;
+    const e = await refusal(enforcer.admit(subject, async () => 0.7, 'stalled', TIMEOUT_MS));
+    expect([e.status, e.code]).toEqual([503, 'budget_store_unavailable']);
+    counters.replyLost = false;
+    await expect.poll(async () => (await enforcer.status(budget())).reservedUsd).toBe(0);
+    expect(await enforcer.admit(subject, async () => 0.7, 'next', TIMEOUT_MS)).not.toBeNull();
+    expect((await enforcer.status(budget())).spentUsd).toBe(0);
+  });
+
+  it('a settlement given up after 10 minutes is not lost: its counter is rebuilt from the receipts once reachable', async () => {
+    const { clock, counters, ledger, enforcer } = setup([budget()], '2026-11-21T12:00:00Z');
+    const ticket = (await enforcer.admit(subject, async () => 0.3, 'lost', TIMEOUT_MS))!;
+    counters.down = true;
+    ledger.push({ at: clock.t, usd: 0.25 }); // its receipt
+    await enforcer.settle(ticket, 0.25, 'lost');
+    clock.t += 11 * 60_000; // the retries give it up
+    await new Promise((r) => setTimeout(r, 60));
+    counters.down = false;
+    await expect
+      .poll(async () => {
+        await enforcer.admit(subject, async () => 0.01, 'probe', TIMEOUT_MS);
+        return (await enforcer.status(budget())).spentUsd;
+      })
+      .toBeCloseTo(0.25, 9);
   });
 
   it('retries a settlement the counters could not take, releasing its reservation when they are back', async () => {
