@@ -22,6 +22,9 @@ import { readUsage } from './usage.js';
 
 export type Relayed = { unanswered: Unanswered } | { delivered: true; receipt: UnsignedReceipt | null };
 
+/** An SSE comment: every client's parser skips it; proxies see a connection in use. */
+const KEEP_ALIVE = ': keep-alive\n\n';
+
 export async function relayStream(
   deps: Pick<PipelineDeps, 'limiter' | 'health' | 'bus' | 'config'>,
   endings: Endings,
@@ -40,6 +43,10 @@ export async function relayStream(
   // once it has been held for streamHoldMs.
   let held = '';
   const holdUntil = ex.elapsed() + deps.config.streamHoldMs;
+  // When the client last heard from this stream (or when it began).
+  let lastWrite = ex.elapsed();
+  // As long as an opening is held, and 10 s when nothing is held (a hold of 0).
+  const keepAliveMs = deps.config.streamHoldMs || 10_000;
   let breakage: UpstreamFailure | null = null;
   /** Writes to the client once the answer has begun (or the hold is over); false while the attempt is still undecided. */
   const deliver = (out: string): boolean => {
@@ -57,6 +64,7 @@ export async function relayStream(
     }
     // TTFT is the answer's first part, not a comment that went ahead of it.
     if (answering && ex.ttftMs === null) ex.ttftMs = ex.elapsed();
+    lastWrite = ex.elapsed();
     responseHash.update(out);
     return res.write(out);
   };
@@ -66,6 +74,10 @@ export async function relayStream(
       // Held long enough: what the pump holds of the opening (an Anthropic ping, a Responses
       // response.created) goes out with this chunk's text, so that the client hears something.
       if (!started && ex.elapsed() >= holdUntil && pump.releaseOpening) out = pump.releaseOpening() + out;
+      // The upstream is at work but the client would hear nothing (a transcoded stream drops
+      // the upstream's keep-alives; a model's thinking has no place in a chat stream): a
+      // comment of our own, at most every keepAliveMs, keeps the client's connection alive.
+      if (!out && ex.elapsed() - lastWrite >= keepAliveMs) out = KEEP_ALIVE;
       if (!out) continue;
       // Nothing has reached the client yet: an error event up front can still fail over.
       if (!started && pump.tally.upstreamError && pump.tally.contentChunks === 0) {

@@ -260,6 +260,30 @@ describe('a model slow to begin', () => {
   });
 });
 
+describe('a transcoded stream whose upstream keeps it alive', () => {
+  it("gets Tollgate's own keep-alive comments: the upstream's cannot be said in the client's protocol", async () => {
+    const store = gw.started.runtime.adminStore;
+    await store.routing.upsertRoute({ name: 'm-openrouterish', strategy: 'PRIORITY', retries: 0, targets: [{ provider: 'sim', model: 'or-thinks' }] });
+    await gw.started.runtime.app.catalog.refresh();
+    gw.sim.behave('or-thinks', { processingComment: true, processingEveryMs: 50, ttftMs: 1200, times: 1 });
+    sent++;
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key.secret, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...ok, model: 'm-openrouterish', stream: true }),
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const first = (await reader.read()).value!;
+    expect(first).toContain(': keep-alive\n\n');
+    expect(first).not.toContain('content_block');
+    let text = first;
+    for (let part = await reader.read(); !part.done; part = await reader.read()) text += part.value;
+    expect(text).toContain('event: message_stop');
+    // Not too many: one each hold interval (300 ms here), not one for each upstream comment (every 50 ms).
+    expect(text.split(': keep-alive').length - 1).toBeLessThanOrEqual(5);
+  });
+});
+
 describe('nothing lost', () => {
   it('left exactly one receipt per request in ClickHouse', async () => {
     await gw.started.runtime.journal.flush();
