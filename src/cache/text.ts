@@ -57,9 +57,11 @@ const CONTRACTIONS: Array<[RegExp, string]> = [
   [/['’]s\b/gi, ''],
 ];
 
-// Sentence punctuation; a number (decimals, thousands separators, an attached unit: 3pm, 5GB);
-// an operator (==, ===, ->, &&: code questions differ by them); a run of letters/digits.
-const TOKEN = /[.!?:;\n]|\d[\d,]*(?:\.\d+)?[\p{L}%°]*|(?=[!-]*[=<>&|+*/%^~])[=<>&|+*/%^~!-]{2,}|[\p{L}\p{N}°]+/gu;
+// Sentence punctuation; a number (a sign where it stands alone, "-5" but not the "-" of
+// "2020-2021"; decimals, thousands separators, an attached unit: 3pm, 5GB); an operator (==,
+// ===, ->, &&, and single ones: "17*23" and "17+23", "5 < 3" and "5 > 3" ask different
+// questions; not "-", a hyphen in prose); a run of letters/digits.
+const TOKEN = /[.!?:;\n]|(?:(?<![\p{L}\p{N}.,])-)?\d[\d,]*(?:\.\d+)?[\p{L}%°]*|(?=[!-]*[=<>&|+*/%^~])[=<>&|+*/%^~!-]{2,}|[=<>&|+*/^~]|[\p{L}\p{N}°]+/gu;
 
 /** Ways of asking that add nothing to the question (removed before tokenizing). */
 const FILLER_PHRASES =
@@ -112,7 +114,7 @@ export function analyze(text: string): TextAnalysis {
     }
     const atStart = sentenceStart;
     sentenceStart = false;
-    if (/^\d/.test(word)) {
+    if (/^-?\d/.test(word)) {
       const n = normalizeNumber(word.toLowerCase());
       details.push(n);
       tokens.push(n);
@@ -206,7 +208,7 @@ function isName(word: string, atStart: boolean): boolean {
 
 /** "1,000" and "1000" are one number; an attached unit stays with it ("3pm" ≠ "3am"). */
 function normalizeNumber(token: string): string {
-  const m = /^([\d,]+(?:\.\d+)?)(.*)$/u.exec(token)!;
+  const m = /^(-?[\d,]+(?:\.\d+)?)(.*)$/u.exec(token)!;
   const value = Number(m[1].replace(/,/g, ''));
   return `${Number.isFinite(value) ? value : m[1]}${m[2]}`;
 }

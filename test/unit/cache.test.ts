@@ -126,6 +126,13 @@ describe('text analysis', () => {
     expect(agree('Migrate from MySQL to PostgreSQL', 'Migrate from PostgreSQL to MySQL')).toBe(false);
     expect(agree('Convert 3pm Eastern to London time', 'Convert 3am Eastern to London time')).toBe(false);
     expect(agree('What is the difference between == and === in JS?', 'What is the difference between = and == in JS?')).toBe(false);
+    // One-character operators and a number's sign change the answer too.
+    expect(agree('What is 17*23?', 'What is 17+23?')).toBe(false);
+    expect(agree('Is 5 < 3?', 'Is 5 > 3?')).toBe(false);
+    expect(agree('what is -5 squared', 'what is 5 squared')).toBe(false);
+    // …while a hyphen is not a sign, and the same sum asked twice agrees.
+    expect(agree('sales in 2020-2021', 'sales in 2020-2021 please')).toBe(true);
+    expect(agree('What is 17*23?', 'hey, what is 17 * 23')).toBe(true);
   });
 });
 
