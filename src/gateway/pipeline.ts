@@ -113,7 +113,12 @@ export class Pipeline {
       return null;
     }
     // Chat-like protocols share one canonical question, and so their answers.
-    const plan = cache?.plan(parsed.chat ? 'chat' : 'embeddings', ex.key!.teamId, route, parsed.chat ?? parsed.body, header);
+    // What a native upstream gets beyond the canonical question (and the headers that go with it) keys too.
+    const question =
+      parsed.chat && (parsed.untranslated || ex.passthroughHeaders)
+        ? { ...parsed.chat, untranslated: [parsed.untranslated, ex.passthroughHeaders] }
+        : parsed.chat;
+    const plan = cache?.plan(parsed.chat ? 'chat' : 'embeddings', ex.key!.teamId, route, question ?? parsed.body, header);
     if (!cache || !plan) return null;
     ex.cacheStatus = plan.lookup ? 'miss' : 'bypass';
     const { hit, lookup } = await cache.lookup(plan);

@@ -36,6 +36,36 @@ export interface ParsedRequest {
   nativeOnly?: { reason: string; param: string };
   /** Protocol-private state from parse to render (Responses: its input items). */
   state?: unknown;
+  /**
+   * What of the client's body the canonical form does not carry (Responses' `include` or
+   * `text.verbosity`, a beta field of Messages) and a native upstream still gets: part of what
+   * the cache keys an answer on. Absent when there is none.
+   */
+  untranslated?: Record<string, unknown>;
+}
+
+/**
+ * The members of `body` a protocol's translation does not read: every member but those in
+ * `read` (and their nested members named in `readInside`), null ones left out.
+ */
+export function untranslatedMembers(
+  body: Record<string, unknown>,
+  read: ReadonlySet<string>,
+  readInside: Readonly<Record<string, readonly string[]>>,
+): Record<string, unknown> | undefined {
+  let rest: Record<string, unknown> | undefined;
+  for (const [field, value] of Object.entries(body)) {
+    if (read.has(field) || value === null || value === undefined) continue;
+    let left = value;
+    const inside = readInside[field];
+    if (inside && typeof value === 'object' && !Array.isArray(value)) {
+      const members = Object.entries(value as Record<string, unknown>).filter(([k, v]) => !inside.includes(k) && v !== null && v !== undefined);
+      if (members.length === 0) continue;
+      left = Object.fromEntries(members);
+    }
+    (rest ??= {})[field] = left;
+  }
+  return rest;
 }
 
 /** What a rendered answer needs to know beyond the canonical answer. */

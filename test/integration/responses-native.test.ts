@@ -303,6 +303,15 @@ describe('cache', () => {
       expect(r.data.output[0]!.type).toBe('web_search_call');
     }
     expect(responsesCalls()).toHaveLength(3);
+
+    // What the chat form does not carry but the native upstream gets is part of the key:
+    // another verbosity or `include` is another answer; the same one again is a hit.
+    const terse = await ask({ text: { verbosity: 'low' } });
+    const verbose = await ask({ text: { verbosity: 'high' } });
+    const logprobs = await ask({ include: ['message.output_text.logprobs'] });
+    const terseAgain = await ask({ text: { verbosity: 'low' } });
+    expect([terse, verbose, logprobs, terseAgain].map((r) => r.response.headers.get('x-tollgate-cache'))).toEqual(['miss', 'miss', 'miss', 'exact']);
+    expect(responsesCalls()).toHaveLength(6);
   });
 });
 

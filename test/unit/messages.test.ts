@@ -7,9 +7,10 @@ import { completionChunks, StreamAssembler } from '../../src/protocols/assemble.
 import type { ChatChunk, ChatRequest } from '../../src/protocols/canonical.js';
 import { MessagesDecoder, messageToCompletion } from '../../src/protocols/messages/decode.js';
 import { MessagesRelay } from '../../src/protocols/messages/relay.js';
-import { parseMessagesRequest } from '../../src/protocols/messages/request.js';
+import { parseMessagesRequest, TRANSLATED } from '../../src/protocols/messages/request.js';
 import { MessagesEncoder } from '../../src/protocols/messages/stream.js';
 import { canonicalUsage, messagesErrorBody, messagesUsage } from '../../src/protocols/messages/wire.js';
+import { untranslatedMembers } from '../../src/protocols/protocol.js';
 import { toMessagesRequest } from '../../src/providers/anthropic.js';
 
 const sse = (type: string, data: object = {}) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
@@ -325,6 +326,28 @@ const STREAM = [
   sse('message_delta', { delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 20 } }),
   sse('message_stop'),
 ].join('');
+
+describe('what the chat form does not carry (part of the cache key)', () => {
+  it('is every member the translation does not read, nested ones included', () => {
+    const body = {
+      model: 'm',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'hi' }],
+      temperature: 0,
+      metadata: { user_id: 'u' },
+      output_config: { effort: 'low', format: null, task_budget: 5 },
+      service_tier: 'standard_only',
+      beta_feature: { on: true },
+    };
+    expect(untranslatedMembers(body, TRANSLATED.read, TRANSLATED.inside)).toEqual({
+      output_config: { task_budget: 5 },
+      beta_feature: { on: true },
+    });
+    expect(
+      untranslatedMembers({ ...body, output_config: { effort: 'low' }, service_tier: null, beta_feature: undefined }, TRANSLATED.read, TRANSLATED.inside),
+    ).toBeUndefined();
+  });
+});
 
 describe('Messages stream → canonical chunks', () => {
   it("keeps the prompt's usage from message_start only when it counts one", () => {

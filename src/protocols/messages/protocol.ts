@@ -11,10 +11,10 @@ import { GatewayError, methodNotAllowed, modelNotFound, routeForbidden, serviceU
 import { estimatePromptTokens } from '../../gateway/usage.js';
 import { parseJsonBody } from '../../gateway/validate.js';
 import { type Catalog, isRouteAllowed } from '../../routing/catalog.js';
-import type { ClientProtocol, ParsedRequest } from '../protocol.js';
+import { type ClientProtocol, type ParsedRequest, untranslatedMembers } from '../protocol.js';
 import { MessagesRelay } from './relay.js';
 import { renderMessage } from './render.js';
-import { parseMessagesRequest } from './request.js';
+import { parseMessagesRequest, TRANSLATED } from './request.js';
 import { MessagesEncoder } from './stream.js';
 import { messagesErrorBody } from './wire.js';
 
@@ -42,6 +42,7 @@ export const messagesProtocol: ClientProtocol = {
       endUser: t.body.metadata?.user_id ?? null,
       metadata,
       nativeOnly: t.nativeOnly,
+      untranslated: untranslatedMembers(body, TRANSLATED.read, TRANSLATED.inside),
     };
   },
   answerId: (receiptId) => `msg_${receiptId.replaceAll('-', '')}`,

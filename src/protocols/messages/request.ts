@@ -54,6 +54,25 @@ const fields = {
 };
 
 const MessagesRequest = z.looseObject(fields);
+
+/** What the translation to chat reads (or what never changes the answer); the rest is `untranslated`. */
+export const TRANSLATED = {
+  read: new Set([
+    'model',
+    'messages',
+    'system',
+    'max_tokens',
+    'tools',
+    'tool_choice',
+    'stop_sequences',
+    'temperature',
+    'top_p',
+    'metadata',
+    'stream',
+    'service_tier',
+  ]),
+  inside: { output_config: ['format', 'effort'] },
+};
 /** count_tokens takes the same body without max_tokens. */
 const CountTokensRequest = z.looseObject({ ...fields, max_tokens: fields.max_tokens.optional() });
 

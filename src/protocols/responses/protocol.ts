@@ -3,10 +3,10 @@
 // answers kept (unless `store: false`) for previous_response_id and GET /v1/responses/{id}.
 import { GatewayError } from '../../gateway/errors.js';
 import type { ResponseStore } from '../../store/responses.js';
-import type { ClientProtocol, ParsedRequest, RenderContext } from '../protocol.js';
+import { type ClientProtocol, type ParsedRequest, type RenderContext, untranslatedMembers } from '../protocol.js';
 import { ResponsesRelay } from './relay.js';
 import { type ResponseObject, type ResponseShell, renderResponse } from './render.js';
-import { type Item, itemsToMessages, nativeOnlyCollector, parseResponsesRequest, type TranslatedRequest } from './request.js';
+import { type Item, itemsToMessages, nativeOnlyCollector, parseResponsesRequest, TRANSLATED, type TranslatedRequest } from './request.js';
 import { ResponsesEncoder } from './stream.js';
 
 export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
@@ -43,6 +43,7 @@ export function responsesProtocol(store: ResponseStore | null): ClientProtocol {
         metadata: t.body.metadata ?? {},
         nativeOnly: t.nativeOnly,
         state: t,
+        untranslated: untranslatedMembers(body, TRANSLATED.read, TRANSLATED.inside),
       };
     },
     async prepare(parsed, teamId) {

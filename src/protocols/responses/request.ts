@@ -49,6 +49,31 @@ const ResponsesRequest = z.looseObject({
 
 export type ResponsesBody = z.infer<typeof ResponsesRequest>;
 
+/** What the translation to chat reads (or what never changes the answer); the rest is `untranslated`. */
+export const TRANSLATED = {
+  read: new Set([
+    'model',
+    'input',
+    'instructions',
+    'tools',
+    'tool_choice',
+    'parallel_tool_calls',
+    'max_output_tokens',
+    'temperature',
+    'top_p',
+    'user',
+    'stream',
+    'stream_options',
+    'metadata',
+    'store',
+    'previous_response_id',
+    'service_tier',
+    'prompt_cache_key',
+    'safety_identifier',
+  ]),
+  inside: { text: ['format'], reasoning: ['effort'] },
+};
+
 /** An input item as stored for `previous_response_id` (input and output items alike). */
 export type Item = Record<string, unknown>;
 
