@@ -55,7 +55,7 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
       .map((d) => d.trim()),
   );
   if (directives.has('no-store')) return null;
-  if (endpoint === 'chat' && !policy.cacheSampled && isSampled(body)) return null;
+  if (endpoint === 'chat' && !policy.cacheSampled && isSampled(body, seedHonoured(route))) return null;
 
   const question = canonicalQuestion(body);
   // The route as served (after rules and experiments) and the models it may answer with: a
@@ -101,11 +101,19 @@ function targetsOf(route: Route): string[] {
   return list;
 }
 
-/** Sampled: the same request may rightly get a different answer each time. */
-export function isSampled(body: Record<string, unknown>): boolean {
+/**
+ * Sampled: the same request may rightly get a different answer each time. A seed makes it
+ * reproducible only where every target honours one (`seedCounts`).
+ */
+export function isSampled(body: Record<string, unknown>, seedCounts = true): boolean {
   if (typeof body.n === 'number' && body.n > 1) return true;
   if (body.temperature === 0) return false;
-  return typeof body.seed !== 'number';
+  return !seedCounts || typeof body.seed !== 'number';
+}
+
+/** Anthropic's Messages API has no seed: a seeded request answered there is sampled all the same. */
+function seedHonoured(route: Route): boolean {
+  return route.targets.every((t) => t.provider.kind !== 'ANTHROPIC');
 }
 
 /**

@@ -41,6 +41,11 @@ describe('cache policy', () => {
     expect(isSampled({ temperature: 0 })).toBe(false);
     expect(isSampled({ temperature: 0.8, seed: 7 })).toBe(false);
     expect(isSampled({ temperature: 0, n: 2 })).toBe(true);
+    // A seed counts only where every target honours one (Anthropic has none).
+    expect(isSampled({ temperature: 0.8, seed: 7 }, false)).toBe(true);
+    const anthropic = { ...route(), targets: [{ provider: { kind: 'ANTHROPIC' } }] } as unknown as Route;
+    expect(planCache('chat', 't', anthropic, { model: 'r', seed: 7, messages: [] }, undefined)).toBeNull();
+    expect(planCache('chat', 't', route(), { model: 'r', seed: 7, messages: [] }, undefined)).not.toBeNull();
     expect(planCache('chat', 't', route(), { model: 'r', messages: [] }, undefined)).toBeNull();
     expect(planCache('chat', 't', route({ cacheSampled: true }), { model: 'r', messages: [] }, undefined)).not.toBeNull();
     // Embeddings are deterministic: always cacheable.
