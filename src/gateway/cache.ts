@@ -6,9 +6,25 @@ import type { AnswerStore, CachedAnswer } from '../cache/store.js';
 import type { Vector } from '../cache/vector-index.js';
 import { callsTools } from '../protocols/assemble.js';
 import type { ChatCompletion } from '../protocols/canonical.js';
-import type { CacheStatus } from '../receipts/receipt.js';
+import type { CacheStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import type { Catalog, Route, Target } from '../routing/catalog.js';
 import type { UpstreamClient } from './upstream.js';
+import { readUsage, toChatUsage } from './usage.js';
+
+/**
+ * A receipt's token counts as an answer's usage: for an answer the upstream reported none for,
+ * so that a hit reports the original's tokens, not 0/0.
+ */
+function receiptUsage(r: UnsignedReceipt) {
+  return toChatUsage({
+    promptTokens: r.prompt_tokens,
+    completionTokens: r.completion_tokens,
+    cachedTokens: r.cached_tokens,
+    cacheWriteTokens: r.cache_write_tokens ?? 0,
+    reasoningTokens: r.reasoning_tokens ?? 0,
+    estimated: r.usage_estimated,
+  });
+}
 
 export interface CacheHit {
   status: Extract<CacheStatus, 'exact' | 'semantic'>;
@@ -66,11 +82,12 @@ export class CacheStage {
   }
 
   /** Stores a complete answer (never errors, partial or cancelled streams: callers decide). */
-  async store(lookup: CacheLookup, answer: Record<string, unknown>, costUsd: number | null, provider: string, model: string): Promise<void> {
+  /** Stores a complete answer with what its request cost (`receipt`: the saved cost of a hit). */
+  async store(lookup: CacheLookup, answer: Record<string, unknown>, receipt: UnsignedReceipt, provider: string, model: string): Promise<void> {
     const { plan } = lookup;
     if (!plan.store) return;
     if (answer.object === 'chat.completion' && !plan.toolCalls && callsTools(answer as unknown as ChatCompletion)) return;
-    const json = JSON.stringify(answer);
+    const json = JSON.stringify(answer.object === 'chat.completion' && !readUsage(answer.usage) ? { ...answer, usage: receiptUsage(receipt) } : answer);
     const now = Date.now();
     const entry: CachedAnswer = {
       key: plan.exactKey,
@@ -78,7 +95,7 @@ export class CacheStage {
       createdAt: now,
       expiresAt: now + plan.ttlMs,
       answer: json,
-      costUsd,
+      costUsd: receipt.cost_usd,
       provider,
       model,
       semantic: lookup.namespace && plan.lastUserText !== null ? { namespace: lookup.namespace, context: plan.context, text: plan.lastUserText } : null,

@@ -9,6 +9,7 @@ import type { ChatCompletion } from '../protocols/canonical.js';
 import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
 import { adapterFor } from '../providers/registry.js';
+import type { UnsignedReceipt } from '../receipts/receipt.js';
 import { isRouteAllowed, type Route, type Target } from '../routing/catalog.js';
 import { decideRoute } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
@@ -140,10 +141,10 @@ export class Pipeline {
   }
 
   /** After a complete, successful answer: keep it for the next identical (or similar) request. */
-  private remember(ex: Exchange, answer: unknown, costUsd: number | null, target: Target): void {
+  private remember(ex: Exchange, answer: unknown, receipt: UnsignedReceipt, target: Target): void {
     if (!ex.cacheLookup || !this.deps.cache || !answer || typeof answer !== 'object') return;
     this.deps.cache
-      .store(ex.cacheLookup, answer as Record<string, unknown>, costUsd, target.provider.name, target.model)
+      .store(ex.cacheLookup, answer as Record<string, unknown>, receipt, target.provider.name, target.model)
       .catch((err: unknown) => this.deps.log.warn({ err: String(err), requestId: ex.requestId }, 'could not store the answer in the cache'));
   }
 
@@ -285,7 +286,7 @@ export class Pipeline {
         : new Transcoder(adapter.decoder(), protocol.encoder(ex.renderContext()));
       const relayed = await relayStream(this.deps, this.endings, ex, log, pump, response.body, res, signal);
       if ('unanswered' in relayed) return relayed.unanswered;
-      if (relayed.receipt) this.remember(ex, pump.completion(), relayed.receipt.cost_usd, target);
+      if (relayed.receipt) this.remember(ex, pump.completion(), relayed.receipt, target);
       return 'answered';
     }
 
@@ -317,7 +318,7 @@ export class Pipeline {
       usage,
       responseSha256: hash('sha256', body),
     });
-    this.remember(ex, answer, receipt.cost_usd, target);
+    this.remember(ex, answer, receipt, target);
     return 'answered';
   }
 
@@ -356,7 +357,7 @@ export class Pipeline {
     ex.target = step.target;
     ex.accepted = step.verdict.accepted;
     const receipt = await this.endings.deliver(ex, res, step.answer, step.usage);
-    if (receipt && step.verdict.accepted) this.remember(ex, step.answer, receipt.cost_usd, step.target);
+    if (receipt && step.verdict.accepted) this.remember(ex, step.answer, receipt, step.target);
   }
 }
 

@@ -176,6 +176,21 @@ describe('streaming', () => {
     expect(streamed2.text).toBe(json2.text);
     expect(streamed2.usage).toBeNull(); // not asked for
   });
+
+  it("an answer the upstream sent without usage is replayed with its receipt's token counts, not 0/0", async () => {
+    gw.sim.behave('m-exact', { omitUsage: true, times: 1 });
+    const first = await ask(secretA, { model: 'exact', messages: msg('no usage from upstream'), stream: true });
+    const hit = await ask(secretA, { model: 'exact', messages: msg('no usage from upstream') });
+    expect(hit.cache).toBe('exact');
+    await gw.started.runtime.journal.flush();
+    const receipt = async (id: string) => (await fetchReceipt(gw.started.runtime.clickhouse.client, id))!;
+    const original = await receipt(first.receiptId);
+    expect(original.usage_estimated).toBe(true);
+    expect(original.completion_tokens).toBeGreaterThan(0);
+    expect(hit.usage).toMatchObject({ prompt_tokens: original.prompt_tokens, completion_tokens: original.completion_tokens });
+    const replayed = await receipt(hit.receiptId);
+    expect([replayed.prompt_tokens, replayed.completion_tokens]).toEqual([original.prompt_tokens, original.completion_tokens]);
+  });
 });
 
 describe('never cached', () => {
