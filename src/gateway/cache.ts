@@ -86,6 +86,8 @@ export class CacheStage {
   async store(lookup: CacheLookup, answer: Record<string, unknown>, receipt: UnsignedReceipt, provider: string, model: string): Promise<void> {
     const { plan } = lookup;
     if (!plan.store) return;
+    // Only an answer in its shape: a 200 whose body is an error object is replayed for no one.
+    if (answer.object === 'chat.completion' ? !Array.isArray(answer.choices) : !Array.isArray(answer.data)) return;
     if (answer.object === 'chat.completion' && !plan.toolCalls && callsTools(answer as unknown as ChatCompletion)) return;
     const json = JSON.stringify(answer.object === 'chat.completion' && !readUsage(answer.usage) ? { ...answer, usage: receiptUsage(receipt) } : answer);
     const now = Date.now();

@@ -18,6 +18,8 @@ const replaySse = (completion: Parameters<typeof completionChunks>[0], id: strin
 import { AnswerStore, type CachedAnswer } from '../../src/cache/store.js';
 import { analyze, detailsAgree } from '../../src/cache/text.js';
 import { DenseIndex, SparseIndex } from '../../src/cache/vector-index.js';
+import { CacheStage } from '../../src/gateway/cache.js';
+import { UpstreamClient } from '../../src/gateway/upstream.js';
 import type { Route } from '../../src/routing/catalog.js';
 
 const route = (cache: Partial<Route['cache']> = {}): Route => ({
@@ -415,5 +417,30 @@ describe('answer store', () => {
     await second.close();
     const size = (await stat(path.join(dir, 'answers.jsonl'))).size;
     expect(size).toBeLessThan(2 * 20_000 + 5_000);
+  });
+});
+
+describe('the cache stage stores answers only', () => {
+  it('a 200 whose body is an error object (embeddings or chat) is not stored', async () => {
+    const answers = await AnswerStore.open({ maxBytes: 100_000, maxEntryBytes: 10_000 });
+    const upstream = new UpstreamClient({ connectMs: 1_000, firstByteMs: 1_000, answerMs: 1_000, idleMs: 1_000, totalMs: 1_000 });
+    const stage = new CacheStage(
+      answers,
+      () => ({}) as never,
+      upstream,
+      () => undefined,
+    );
+    const receipt = { cost_usd: 0.01, prompt_tokens: 3, completion_tokens: 0, cached_tokens: 0, usage_estimated: false } as never;
+    for (const [endpoint, answer] of [
+      ['embeddings', { error: { message: 'overloaded' } }],
+      ['chat', { object: 'chat.completion', error: { message: 'overloaded' } }],
+      ['embeddings', { object: 'list', data: [{ embedding: [0.1] }] }],
+    ] as const) {
+      const plan = stage.plan(endpoint, 't', route(), { model: 'r', temperature: 0, input: endpoint, messages: [] }, undefined)!;
+      await stage.store({ plan, namespace: null, vector: null }, answer, receipt, 'p', 'm');
+    }
+    expect(answers.stats().entries).toBe(1);
+    await upstream.close();
+    await answers.close();
   });
 });
