@@ -48,6 +48,11 @@ describe('cache policy', () => {
     const anthropic = { ...route(), targets: [{ provider: { kind: 'ANTHROPIC' } }] } as unknown as Route;
     expect(planCache('chat', 't', anthropic, { model: 'r', seed: 7, messages: [] }, undefined)).toBeNull();
     expect(planCache('chat', 't', route(), { model: 'r', seed: 7, messages: [] }, undefined)).not.toBeNull();
+    // What a replay would lose is not cached: log probabilities, audio.
+    for (const extra of [{ logprobs: true }, { logprobs: true, top_logprobs: 3 }, { modalities: ['text', 'audio'] }]) {
+      expect(planCache('chat', 't', route(), chat('a', extra), undefined)).toBeNull();
+    }
+    expect(planCache('chat', 't', route(), chat('a', { logprobs: false }), undefined)).not.toBeNull();
     expect(planCache('chat', 't', route(), { model: 'r', messages: [] }, undefined)).toBeNull();
     expect(planCache('chat', 't', route({ cacheSampled: true }), { model: 'r', messages: [] }, undefined)).not.toBeNull();
     // Embeddings are deterministic: always cacheable.
