@@ -98,20 +98,27 @@ export class BudgetEnforcer {
   /**
    * Reserves `estimateUsd()` on every covering budget until the request settles or
    * `timeoutMs` (plus a grace) passes, or throws 429 budget_exceeded (or 503 when the counters
-   * cannot be reached). Null: no budget covers the request.
+   * cannot be reached). Null: no budget covers the request. `startedAt`: when the request
+   * began, which its receipt's `started_at` says: its period is that one's, also when admission
+   * comes a moment later (a request arriving at 23:59:59.8 is the old day's, live and rebuilt).
    */
-  async admit(subject: BudgetSubject, estimateUsd: () => Promise<number>, requestId: string, timeoutMs: number): Promise<BudgetTicket | null> {
+  async admit(
+    subject: BudgetSubject,
+    estimateUsd: () => Promise<number>,
+    requestId: string,
+    timeoutMs: number,
+    startedAt = this.now(),
+  ): Promise<BudgetTicket | null> {
     const budgets = this.covering(subject);
     if (budgets.length === 0) return null;
     const amount = Math.ceil((await estimateUsd()) * NANO);
-    const now = this.now();
     const ticket: BudgetTicket = {
       // Named by Tollgate, never by the client's x-request-id: two requests sharing one would
       // share a hold (the second reserving nothing, its cost never booked).
       hold: { id: randomUUID(), ms: timeoutMs + HOLD_GRACE_MS },
       held: true,
       items: budgets.map((budget) => {
-        const { key, ttlMs } = counterSlot(budget, now);
+        const { key, ttlMs } = counterSlot(budget, startedAt);
         return { budget, key, amount, ttlMs };
       }),
     };
@@ -133,7 +140,7 @@ export class BudgetEnforcer {
           );
         }
         if (attempt > 0) throw new Error('budget counters did not load');
-        await Promise.all(outcome.indexes.map((i) => this.load(ticket.items[i].budget, now)));
+        await Promise.all(outcome.indexes.map((i) => this.load(ticket.items[i].budget, startedAt)));
       }
     } catch (err) {
       if (err instanceof GatewayError) throw err;

@@ -80,6 +80,7 @@ export class Pipeline {
           () => maxCostOf(served.targets, parsed, this.deps.config.budgets.defaultMaxTokens, climbs),
           ex.requestId,
           this.totalTimeoutMs(served),
+          ex.startedAt,
         );
       }
 

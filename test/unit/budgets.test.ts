@@ -114,6 +114,19 @@ describe('budget enforcement', () => {
     expect(await enforcer.admit(subject, async () => 0.5, 'r', TIMEOUT_MS)).not.toBeNull();
   });
 
+  it('a request that began before midnight counts in its own day, however late its admission', async () => {
+    const { clock, enforcer } = setup([budget()], '2026-11-21T23:00:00Z');
+    const began = Date.parse('2026-11-21T23:59:59.800Z');
+    clock.t = Date.parse('2026-11-22T00:00:00.300Z'); // admitted after auth, the body, limits…
+    const ticket = (await enforcer.admit(subject, async () => 0.4, 'late', TIMEOUT_MS, began))!;
+    await enforcer.settle(ticket, 0.4, 'late');
+    // Its receipt says 23:59:59.8: a rebuild puts it in the 21st, and so does the live counter.
+    clock.t = Date.parse('2026-11-21T23:59:59.900Z');
+    expect((await enforcer.status(budget())).spentUsd).toBeCloseTo(0.4, 9);
+    clock.t = Date.parse('2026-11-22T00:00:01Z');
+    expect((await enforcer.status(budget())).spentUsd).toBe(0);
+  });
+
   it('a MONTH budget keeps counting across days; TOTAL never resets', async () => {
     const month = setup([budget({ period: 'MONTH' })], '2026-11-01T10:00:00Z');
     await month.spend(0.6, 0.6);
