@@ -75,6 +75,9 @@ export interface BudgetEnforcerDeps {
   settleRetryMs?: number;
 }
 
+/** A budget whose counters being out of reach never refuses a request. */
+const lenient = (b: BudgetRecord) => b.failOpen || b.action === 'ALERT';
+
 export class BudgetEnforcer {
   private readonly now: () => number;
   private readonly lastBlockEvent = new Map<string, number>();
@@ -128,25 +131,41 @@ export class BudgetEnforcer {
       amount,
       ttlMs,
     }));
+    // The items reserved on: all, less those whose counters cannot be rebuilt and may be skipped.
+    let reserving = items.map((_, i) => i);
     try {
       for (let attempt = 0; ; attempt++) {
-        const outcome = await this.deps.counters.reserve(ticket.hold, items);
+        const outcome = await this.deps.counters.reserve(
+          ticket.hold,
+          reserving.map((i) => items[i]),
+        );
         if (outcome.kind === 'reserved') return ticket;
         if (outcome.kind === 'blocked') {
-          const { budget } = ticket.items[outcome.index];
+          const { budget } = ticket.items[reserving[outcome.index]];
           this.blocked(budget, subject, outcome.spent / NANO, requestId);
           throw budgetExceeded(
             `${describe(budget)} is exhausted: $${(outcome.spent / NANO).toFixed(6)} spent and $${(outcome.reserved / NANO).toFixed(6)} reserved of $${budget.limitUsd} for this ${budget.period.toLowerCase()} period.`,
           );
         }
         if (attempt > 0) throw new Error('budget counters did not load');
-        await Promise.all(outcome.indexes.map((i) => this.load(ticket.items[i].budget, startedAt)));
+        const unloaded = outcome.indexes.map((j) => reserving[j]);
+        const loads = await Promise.allSettled(unloaded.map((i) => this.load(ticket.items[i].budget, startedAt)));
+        const failed = unloaded.filter((_, j) => loads[j].status === 'rejected');
+        if (failed.length === 0) continue;
+        // A counter that cannot be rebuilt (ClickHouse down) holds back its own budget only: an
+        // ALERT or failOpen one is left out of the reservation (rebuilt, its cost included, once
+        // it can be), and the others still decide.
+        const { reason } = loads.find((l) => l.status === 'rejected') as PromiseRejectedResult;
+        if (!failed.every((i) => lenient(ticket.items[i].budget))) throw reason;
+        this.deps.onError(reason, 'budget admission');
+        reserving = reserving.filter((i) => !failed.includes(i));
+        if (reserving.length === 0) return { ...ticket, held: false };
       }
     } catch (err) {
       if (err instanceof GatewayError) throw err;
       this.deps.onError(err, 'budget admission');
       // Admitted open: nothing reserved, but the cost is still booked when it settles.
-      if (budgets.every((b) => b.failOpen || b.action === 'ALERT')) return { ...ticket, held: false };
+      if (budgets.every(lenient)) return { ...ticket, held: false };
       // A reservation whose reply was lost (a stalled Redis still runs the script) may have
       // landed: released in the background, or it would block the budget until its deadline.
       void this.settle(ticket, 0, requestId);

@@ -279,6 +279,22 @@ describe('reservations that are never settled, and settlements that cannot be ma
   });
 });
 
+describe('a budget whose counter cannot be rebuilt', () => {
+  it('holds back only itself when it is ALERT or failOpen: the other budgets still decide', async () => {
+    const budgets = [budget({ id: 'team', limitUsd: 1 })];
+    const { receipts, enforcer, spend } = setup(budgets, '2026-11-21T12:00:00Z');
+    await spend(0.5, 0.5); // the team's counter is rebuilt and live
+    budgets.push(budget({ id: 'alert', scope: 'FEATURE', teamId: null, feature: 'chat', action: 'ALERT' }));
+    receipts.down = true; // the new ALERT budget's counter cannot be rebuilt
+    const ticket = await enforcer.admit(subject, async () => 0.2, 'fits', TIMEOUT_MS);
+    expect(ticket?.held).toBe(true); // was a 503: an alert blocked traffic
+    expect((await enforcer.status(budgets[0])).reservedUsd).toBeCloseTo(0.2, 9);
+    // …and the team's BLOCK budget still refuses what does not fit (was admitted open, unchecked).
+    const e = await refusal(enforcer.admit(subject, async () => 0.4, 'too much', TIMEOUT_MS));
+    expect(e.code).toBe('budget_exceeded');
+  });
+});
+
 describe('a new period while the receipts cannot be read', () => {
   it('starts counting from the live counter when the previous period was kept, and fails closed when it was not', async () => {
     const { clock, receipts, enforcer, spend } = setup([budget()], '2026-11-21T23:00:00Z');
