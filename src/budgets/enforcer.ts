@@ -32,6 +32,8 @@ const HOLD_GRACE_MS = 15 * 60_000;
 /** Failed settlements kept for retry at most (the oldest go first, reported). */
 const MAX_UNSETTLED = 100_000;
 const MAX_RETRY_DELAY_MS = 30_000;
+/** When a reservation whose reply was lost is released (a stalled Redis recovers within these). */
+const LOST_RELEASE_DELAYS_MS = [1_000, 10_000, 60_000];
 
 export interface BudgetSubject {
   teamId: string;
@@ -44,7 +46,8 @@ export interface BudgetTicket {
   hold: Hold;
   /** False: admitted open while the counters were unreachable; nothing is reserved. */
   held: boolean;
-  items: Array<{ budget: BudgetRecord; key: string; amount: number; ttlMs: number | null }>;
+  /** `unheld`: left out of the reservation (its counter could not be rebuilt); settled as admitted open. */
+  items: Array<{ budget: BudgetRecord; key: string; amount: number; ttlMs: number | null; unheld?: boolean }>;
 }
 
 interface Unsettled {
@@ -159,6 +162,7 @@ export class BudgetEnforcer {
         if (!failed.every((i) => lenient(ticket.items[i].budget))) throw reason;
         this.deps.onError(reason, 'budget admission');
         reserving = reserving.filter((i) => !failed.includes(i));
+        for (const i of failed) ticket.items[i].unheld = true;
         if (reserving.length === 0) return { ...ticket, held: false };
       }
     } catch (err) {
@@ -168,7 +172,7 @@ export class BudgetEnforcer {
       if (budgets.every(lenient)) return { ...ticket, held: false };
       // A reservation whose reply was lost (a stalled Redis still runs the script) may have
       // landed: released in the background, or it would block the budget until its deadline.
-      void this.settle(ticket, 0, requestId);
+      this.releaseLost(ticket);
       throw budgetStoreUnavailable();
     }
   }
@@ -197,13 +201,38 @@ export class BudgetEnforcer {
     }
   }
 
+  /**
+   * Releases a reservation that may have landed without its reply: a few tries, a while apart.
+   * Not a settlement: nothing to book, so not queued or given up (while the counters are simply
+   * down, no reservation was made and every refused request would queue one). Its hold's
+   * deadline releases it all the same if every try fails.
+   */
+  private releaseLost(ticket: BudgetTicket, delays = LOST_RELEASE_DELAYS_MS): void {
+    const [delay, ...later] = delays;
+    if (delay === undefined || this.closed) return;
+    const items = ticket.items.map(({ key, amount, ttlMs }) => ({ key, reserved: amount, cost: 0, ttlMs }));
+    const timer = setTimeout(() => {
+      this.deps.counters.settle(ticket.hold, true, items).catch(() => this.releaseLost(ticket, later));
+    }, delay);
+    timer.unref();
+  }
+
   /** One settlement try; on failure the entry joins the retry queue. */
   private async trySettle(entry: Unsettled): Promise<boolean> {
     const { ticket, cost, requestId } = entry;
-    const items = ticket.items.map(({ key, amount, ttlMs }) => ({ key, reserved: amount, cost, ttlMs }));
-    let results: Array<{ spentBefore: number; spentAfter: number }>;
+    const results: Array<{ spentBefore: number; spentAfter: number }> = [];
     try {
-      results = await this.deps.counters.settle(ticket.hold, ticket.held, items);
+      // Items reserved on, then those admitted open (each settlement is idempotent: a retry after
+      // the first part went through books nothing twice).
+      for (const held of [true, false]) {
+        const part = ticket.items.flatMap((item, i) => ((ticket.held && !item.unheld) === held ? [i] : []));
+        if (part.length === 0) continue;
+        const items = part.map((i) => ({ key: ticket.items[i].key, reserved: ticket.items[i].amount, cost, ttlMs: ticket.items[i].ttlMs }));
+        const settled = await this.deps.counters.settle(ticket.hold, held, items);
+        part.forEach((i, j) => {
+          results[i] = settled[j];
+        });
+      }
     } catch (err) {
       if (this.closed) {
         this.deps.onError(err, 'budget settlement at shutdown');

@@ -244,7 +244,7 @@ describe('reservations that are never settled, and settlements that cannot be ma
     const e = await refusal(enforcer.admit(subject, async () => 0.7, 'stalled', TIMEOUT_MS));
     expect([e.status, e.code]).toEqual([503, 'budget_store_unavailable']);
     counters.replyLost = false;
-    await expect.poll(async () => (await enforcer.status(budget())).reservedUsd).toBe(0);
+    await expect.poll(async () => (await enforcer.status(budget())).reservedUsd, { timeout: 5_000 }).toBe(0);
     expect(await enforcer.admit(subject, async () => 0.7, 'next', TIMEOUT_MS)).not.toBeNull();
     expect((await enforcer.status(budget())).spentUsd).toBe(0);
   });
@@ -282,7 +282,7 @@ describe('reservations that are never settled, and settlements that cannot be ma
 describe('a budget whose counter cannot be rebuilt', () => {
   it('holds back only itself when it is ALERT or failOpen: the other budgets still decide', async () => {
     const budgets = [budget({ id: 'team', limitUsd: 1 })];
-    const { receipts, enforcer, spend } = setup(budgets, '2026-11-21T12:00:00Z');
+    const { counters, receipts, enforcer, spend } = setup(budgets, '2026-11-21T12:00:00Z');
     await spend(0.5, 0.5); // the team's counter is rebuilt and live
     budgets.push(budget({ id: 'alert', scope: 'FEATURE', teamId: null, feature: 'chat', action: 'ALERT' }));
     receipts.down = true; // the new ALERT budget's counter cannot be rebuilt
@@ -292,6 +292,20 @@ describe('a budget whose counter cannot be rebuilt', () => {
     // …and the team's BLOCK budget still refuses what does not fit (was admitted open, unchecked).
     const e = await refusal(enforcer.admit(subject, async () => 0.4, 'too much', TIMEOUT_MS));
     expect(e.code).toBe('budget_exceeded');
+    // The budget left out is still charged when the request settles (as admitted open).
+    await enforcer.settle(ticket!, 0.2, 'fits');
+    const [alert] = await counters.read([ticket!.items.find((i) => i.budget.id === 'alert')!.key]);
+    expect(alert?.spent).toBe(0.2 * 1e9);
+    expect((await enforcer.status(budgets[0])).spentUsd).toBeCloseTo(0.7, 9);
+  });
+
+  it('requests refused while the counters are down queue nothing (no release to retry, no rebuild later)', async () => {
+    const { counters, enforcer, errors, spend } = setup([budget()], '2026-11-21T12:00:00Z');
+    await spend(0.1, 0.1);
+    counters.down = true;
+    for (let i = 0; i < 20; i++) await refusal(enforcer.admit(subject, async () => 0.1, `down-${i}`, TIMEOUT_MS));
+    expect(errors.filter((w) => w === 'budget admission')).toHaveLength(20);
+    expect(errors).not.toContain('budget settlement (retrying)');
   });
 });
 
