@@ -25,6 +25,7 @@ const NOT_PART_OF_THE_QUESTION = ['model', 'user', 'stream', 'stream_options', '
 export type CacheEndpoint = 'chat' | 'embeddings';
 
 export interface CachePlan {
+  endpoint: CacheEndpoint;
   teamId: string;
   routeName: string;
   /** Look for a stored answer before calling upstream. */
@@ -56,7 +57,6 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
   );
   if (directives.has('no-store')) return null;
   if (endpoint === 'chat' && !policy.cacheSampled && isSampled(body, seedHonoured(route))) return null;
-  if (endpoint === 'chat' && asksForUnreplayable(body)) return null;
 
   const question = canonicalQuestion(body);
   // The route as served (after rules and experiments) and the models it may answer with: a
@@ -75,6 +75,7 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
     }
   }
   return {
+    endpoint,
     teamId,
     routeName: route.name,
     lookup: !directives.has('no-cache'),
@@ -110,14 +111,6 @@ export function isSampled(body: Record<string, unknown>, seedCounts = true): boo
   if (typeof body.n === 'number' && body.n > 1) return true;
   if (body.temperature === 0) return false;
   return !seedCounts || typeof body.seed !== 'number';
-}
-
-/**
- * Log probabilities and audio: a stream assembled for the cache does not keep them, and a
- * replay as a stream does not carry them; such a request is answered by its upstream.
- */
-function asksForUnreplayable(body: Record<string, unknown>): boolean {
-  return Boolean(body.logprobs) || body.top_logprobs != null || (Array.isArray(body.modalities) && body.modalities.includes('audio'));
 }
 
 /** Anthropic's Messages API has no seed: a seeded request answered there is sampled all the same. */

@@ -8,7 +8,7 @@
 // With Redis: exact entries are also written there (with the same TTL), so every instance
 // finds what any instance stored; this instance's memory stays a first-level cache in front.
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
@@ -237,7 +237,9 @@ export class AnswerStore {
       }
     }
     this.logBytes = size;
-    // Every team's prompts and answers: readable by this user only, like the WAL.
+    // Every team's prompts and answers: readable by this user only, like the WAL (a log from
+    // before this rule too).
+    if (size > 0) await chmod(file, 0o600).catch((err: unknown) => this.opts.onError?.(err, 'cache log'));
     this.log = createWriteStream(file, { flags: 'a', mode: 0o600 });
     this.log.on('error', (err) => this.opts.onError?.(err, 'cache log'));
     if (this.logBytes > this.compactAt()) await this.compact();

@@ -86,10 +86,11 @@ export class CacheStage {
   async store(lookup: CacheLookup, answer: Record<string, unknown>, receipt: UnsignedReceipt, provider: string, model: string): Promise<void> {
     const { plan } = lookup;
     if (!plan.store) return;
+    const chat = plan.endpoint === 'chat';
     // Only an answer in its shape: a 200 whose body is an error object is replayed for no one.
-    if (answer.object === 'chat.completion' ? !Array.isArray(answer.choices) : !Array.isArray(answer.data)) return;
-    if (answer.object === 'chat.completion' && !plan.toolCalls && callsTools(answer as unknown as ChatCompletion)) return;
-    const json = JSON.stringify(answer.object === 'chat.completion' && !readUsage(answer.usage) ? { ...answer, usage: receiptUsage(receipt) } : answer);
+    if (!Array.isArray(chat ? answer.choices : answer.data)) return;
+    if (chat && !plan.toolCalls && callsTools(answer as unknown as ChatCompletion)) return;
+    const json = JSON.stringify(chat && !readUsage(answer.usage) ? { ...answer, usage: receiptUsage(receipt) } : answer);
     const now = Date.now();
     const entry: CachedAnswer = {
       key: plan.exactKey,

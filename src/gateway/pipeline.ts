@@ -6,7 +6,7 @@
 import { hash } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatCompletion } from '../protocols/canonical.js';
-import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
+import { asksForUnreplayable, type ClientProtocol, type ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
 import { adapterFor } from '../providers/registry.js';
 import type { UnsignedReceipt } from '../receipts/receipt.js';
@@ -109,8 +109,9 @@ export class Pipeline {
     // A native-only chat-like request says things its canonical question leaves out (a built-in
     // or server tool, a document block, extended thinking, top_k): keyed on that question it
     // would be answered with another request's answer, so it is neither looked up nor stored.
-    // (Embeddings are native-only too, but keyed on their own body.)
-    if (cache && parsed.nativeOnly && parsed.chat) {
+    // (Embeddings are native-only too, but keyed on their own body.) Nor is one asking for what
+    // a cached answer cannot give back (log probabilities, included extras).
+    if (cache && parsed.chat && (parsed.nativeOnly || asksForUnreplayable(parsed.body))) {
       ex.cacheStatus = 'bypass';
       return null;
     }

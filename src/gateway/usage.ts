@@ -90,8 +90,8 @@ export async function estimatePromptTokens(body: Record<string, unknown>): Promi
   for (const m of messages) tokens += contentTokens(m, count);
   for (const field of ['system', 'instructions', 'input'] as const) tokens += contentTokens(body[field], count);
   // Billed as input too: tool and function definitions, and output schemas (chat
-  // response_format, Responses text.format, Messages output_format).
-  for (const field of ['tools', 'functions', 'response_format', 'text', 'output_format'] as const) {
+  // response_format, Responses text.format, Messages output_config.format and the beta output_format).
+  for (const field of ['tools', 'functions', 'response_format', 'text', 'output_config', 'output_format'] as const) {
     const value = body[field];
     if (value && typeof value === 'object') tokens += count(JSON.stringify(value));
   }

@@ -55,17 +55,34 @@ export function untranslatedMembers(
 ): Record<string, unknown> | undefined {
   let rest: Record<string, unknown> | undefined;
   for (const [field, value] of Object.entries(body)) {
-    if (read.has(field) || value === null || value === undefined) continue;
+    if (read.has(field) || isUnset(value)) continue;
     let left = value;
     const inside = readInside[field];
     if (inside && typeof value === 'object' && !Array.isArray(value)) {
-      const members = Object.entries(value as Record<string, unknown>).filter(([k, v]) => !inside.includes(k) && v !== null && v !== undefined);
+      const members = Object.entries(value as Record<string, unknown>).filter(([k, v]) => !inside.includes(k) && !isUnset(v));
       if (members.length === 0) continue;
       left = Object.fromEntries(members);
     }
     (rest ??= {})[field] = left;
   }
   return rest;
+}
+
+/** Null, false or empty: the same as absent (`background: false`, `include: []`). */
+function isUnset(value: unknown): boolean {
+  return value === null || value === undefined || value === false || (Array.isArray(value) && value.length === 0);
+}
+
+/**
+ * Whether a request (its body as the client sent it) asks for what a cached answer cannot give
+ * back: log probabilities, audio, Responses extras (`include`, a reasoning summary). It is
+ * answered by its upstream.
+ */
+export function asksForUnreplayable(body: Record<string, unknown>): boolean {
+  if (body.logprobs || body.top_logprobs != null) return true;
+  if (Array.isArray(body.modalities) && body.modalities.includes('audio')) return true;
+  if (Array.isArray(body.include) && body.include.length > 0) return true;
+  return (body.reasoning as { summary?: unknown } | null | undefined)?.summary != null;
 }
 
 /** What a rendered answer needs to know beyond the canonical answer. */

@@ -305,13 +305,21 @@ describe('cache', () => {
     expect(responsesCalls()).toHaveLength(3);
 
     // What the chat form does not carry but the native upstream gets is part of the key:
-    // another verbosity or `include` is another answer; the same one again is a hit.
+    // another verbosity is another answer, the same one again a hit; what a cached answer
+    // cannot give back (`include`d extras) is not cached at all.
     const terse = await ask({ text: { verbosity: 'low' } });
     const verbose = await ask({ text: { verbosity: 'high' } });
-    const logprobs = await ask({ include: ['message.output_text.logprobs'] });
     const terseAgain = await ask({ text: { verbosity: 'low' } });
-    expect([terse, verbose, logprobs, terseAgain].map((r) => r.response.headers.get('x-tollgate-cache'))).toEqual(['miss', 'miss', 'miss', 'exact']);
-    expect(responsesCalls()).toHaveLength(6);
+    const logprobs = await ask({ include: ['message.output_text.logprobs'] });
+    const logprobsAgain = await ask({ include: ['message.output_text.logprobs'] });
+    expect([terse, verbose, terseAgain, logprobs, logprobsAgain].map((r) => r.response.headers.get('x-tollgate-cache'))).toEqual([
+      'miss',
+      'miss',
+      'exact',
+      'bypass',
+      'bypass',
+    ]);
+    expect(responsesCalls()).toHaveLength(7);
   });
 });
 

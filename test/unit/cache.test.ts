@@ -1,6 +1,6 @@
 // Cache building blocks without the proxy: the cacheability rule and keys, text analysis,
 // vector indexes, replay, and the answer store (TTL on a controlled clock, eviction, log).
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ import { analyze, detailsAgree } from '../../src/cache/text.js';
 import { DenseIndex, SparseIndex } from '../../src/cache/vector-index.js';
 import { CacheStage } from '../../src/gateway/cache.js';
 import { UpstreamClient } from '../../src/gateway/upstream.js';
+import { asksForUnreplayable } from '../../src/protocols/protocol.js';
 import type { Route } from '../../src/routing/catalog.js';
 
 const route = (cache: Partial<Route['cache']> = {}): Route => ({
@@ -48,11 +49,19 @@ describe('cache policy', () => {
     const anthropic = { ...route(), targets: [{ provider: { kind: 'ANTHROPIC' } }] } as unknown as Route;
     expect(planCache('chat', 't', anthropic, { model: 'r', seed: 7, messages: [] }, undefined)).toBeNull();
     expect(planCache('chat', 't', route(), { model: 'r', seed: 7, messages: [] }, undefined)).not.toBeNull();
-    // What a replay would lose is not cached: log probabilities, audio.
-    for (const extra of [{ logprobs: true }, { logprobs: true, top_logprobs: 3 }, { modalities: ['text', 'audio'] }]) {
-      expect(planCache('chat', 't', route(), chat('a', extra), undefined)).toBeNull();
+    // What a replay would lose is not cached: log probabilities, audio, Responses extras.
+    for (const extra of [
+      { logprobs: true },
+      { logprobs: true, top_logprobs: 3 },
+      { modalities: ['text', 'audio'] },
+      { include: ['message.output_text.logprobs'] },
+      { reasoning: { effort: 'low', summary: 'auto' } },
+    ]) {
+      expect(asksForUnreplayable(chat('a', extra))).toBe(true);
     }
-    expect(planCache('chat', 't', route(), chat('a', { logprobs: false }), undefined)).not.toBeNull();
+    for (const extra of [{ logprobs: false }, { include: [] }, { reasoning: { effort: 'low' } }, { modalities: ['text'] }]) {
+      expect(asksForUnreplayable(chat('a', extra))).toBe(false);
+    }
     expect(planCache('chat', 't', route(), { model: 'r', messages: [] }, undefined)).toBeNull();
     expect(planCache('chat', 't', route({ cacheSampled: true }), { model: 'r', messages: [] }, undefined)).not.toBeNull();
     // Embeddings are deterministic: always cacheable.
@@ -385,6 +394,9 @@ describe('answer store', () => {
 
   it('keeps its log to this user (0600), and a compaction that fails is not retried at every put', async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-perm-'));
+    // A log from before the rule, readable by all.
+    await writeFile(path.join(dir, 'answers.jsonl'), '', { mode: 0o644 });
+    await appendFile(path.join(dir, 'answers.jsonl'), `${JSON.stringify({ ...entry('old', Date.now()), vector: null })}\n`);
     // The rewrite's temporary file cannot be created (a directory is in its place).
     await mkdir(path.join(dir, 'answers.jsonl.tmp'));
     const failures: string[] = [];
@@ -410,7 +422,6 @@ describe('answer store', () => {
     );
     await first.close();
     await readFile(path.join(dir, 'answers.jsonl'), 'utf8').then((s) => expect(s.split('\n').filter(Boolean)).toHaveLength(2));
-    const { appendFile } = await import('node:fs/promises');
     await appendFile(path.join(dir, 'answers.jsonl'), '{"key":"torn","teamId"');
     now += 5_000;
     const second = await AnswerStore.open({ maxBytes: 20_000, maxEntryBytes: 5_000, dir, now: () => now });
@@ -440,11 +451,13 @@ describe('the cache stage stores answers only', () => {
       ['embeddings', { error: { message: 'overloaded' } }],
       ['chat', { object: 'chat.completion', error: { message: 'overloaded' } }],
       ['embeddings', { object: 'list', data: [{ embedding: [0.1] }] }],
+      // A chat answer from a server that sends no `object` is still a chat answer.
+      ['chat', { id: 'x', choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }] }],
     ] as const) {
       const plan = stage.plan(endpoint, 't', route(), { model: 'r', temperature: 0, input: endpoint, messages: [] }, undefined)!;
       await stage.store({ plan, namespace: null, vector: null }, answer, receipt, 'p', 'm');
     }
-    expect(answers.stats().entries).toBe(1);
+    expect(answers.stats().entries).toBe(2);
     await upstream.close();
     await answers.close();
   });

@@ -110,6 +110,7 @@ describe('what a client cannot reserve around', () => {
       { functions: [{ name: 'f', parameters: schema }] },
       { text: { format: { type: 'json_schema', name: 's', schema } } },
       { output_format: { type: 'json_schema', schema } },
+      { output_config: { format: { type: 'json_schema', schema } } },
     ]) {
       expect((await estimatePromptTokens({ ...plain, ...extra })) - (await estimatePromptTokens(plain))).toBeGreaterThan(500);
     }

@@ -70,6 +70,8 @@ export const TRANSLATED = {
     'metadata',
     'stream',
     'service_tier',
+    // Enabled, it makes the request native-only (never cached); disabled, it is the default.
+    'thinking',
   ]),
   inside: { output_config: ['format', 'effort'] },
 };
