@@ -10,51 +10,30 @@
 // block. Thresholds 50 %, 80 % and 100 % are reported once per period each (the settlement
 // that crosses one reports it), and so are blocks (at most one event per budget per 5 s).
 // If the counter store is unreachable, a budget fails closed (503) unless it is set failOpen;
-// a request admitted open still has its cost booked when it ends. A settlement the counters
-// cannot take is retried in the background (they make repeats harmless) for up to
-// SETTLE_RETRY_MS; a reservation whose settlement never comes is released by the counters at
-// the request's timeout plus HOLD_GRACE_MS.
+// a request admitted open still has its cost booked when it ends (settlements.ts: retries,
+// given-up settlements); a reservation whose settlement never comes is released by the
+// counters at the request's timeout plus HOLD_GRACE_MS.
 import { randomUUID } from 'node:crypto';
 import { budgetExceeded, budgetStoreUnavailable, GatewayError } from '../gateway/errors.js';
 import type { BudgetEvent, LiveBus } from '../live/events.js';
 import type { BudgetRecord } from '../store/admin/pricing.js';
-import { type BudgetCounters, type Hold, NANO, type ReserveItem } from './counters.js';
+import { type BudgetCounters, NANO, type ReserveItem } from './counters.js';
 import { type PeriodWindow, periodWindow } from './periods.js';
+import { type BudgetTicket, type Settled, Settlements } from './settlements.js';
+
+export type { BudgetTicket } from './settlements.js';
 
 const THRESHOLDS = [50, 80, 100];
 const BLOCK_EVENT_INTERVAL_MS = 5_000;
 /** Counters outlive their period a little, for late settlements and the budgets query. */
 const COUNTER_GRACE_MS = 2 * 86_400_000;
-/** How long a failed settlement is retried; shorter than HOLD_GRACE_MS, so it finds its hold. */
-const SETTLE_RETRY_MS = 10 * 60_000;
 /** A reservation outlives its request's timeout by this much before the counters release it. */
 const HOLD_GRACE_MS = 15 * 60_000;
-/** Failed settlements kept for retry at most (the oldest go first, reported). */
-const MAX_UNSETTLED = 100_000;
-const MAX_RETRY_DELAY_MS = 30_000;
-/** When a reservation whose reply was lost is released (a stalled Redis recovers within these). */
-const LOST_RELEASE_DELAYS_MS = [1_000, 10_000, 60_000];
 
 export interface BudgetSubject {
   teamId: string;
   apiKeyId: string;
   feature: string | null;
-}
-
-/** What an admitted request holds until its receipt settles it. */
-export interface BudgetTicket {
-  hold: Hold;
-  /** False: admitted open while the counters were unreachable; nothing is reserved. */
-  held: boolean;
-  /** `unheld`: left out of the reservation (its counter could not be rebuilt); settled as admitted open. */
-  items: Array<{ budget: BudgetRecord; key: string; amount: number; ttlMs: number | null; unheld?: boolean }>;
-}
-
-interface Unsettled {
-  ticket: BudgetTicket;
-  cost: number;
-  requestId: string;
-  since: number;
 }
 
 export interface BudgetStatus {
@@ -84,17 +63,17 @@ const lenient = (b: BudgetRecord) => b.failOpen || b.action === 'ALERT';
 export class BudgetEnforcer {
   private readonly now: () => number;
   private readonly lastBlockEvent = new Map<string, number>();
-  private unsettled: Unsettled[] = [];
-  /** Counters whose given-up settlements are to be rebuilt from the receipts. */
-  private readonly unbooked = new Set<string>();
-  /** After close(): a settlement that fails is reported at once, not queued for a retry nobody runs. */
-  private closed = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private retryDelayMs: number;
+  private readonly settlements: Settlements;
 
   constructor(private readonly deps: BudgetEnforcerDeps) {
     this.now = deps.now ?? Date.now;
-    this.retryDelayMs = deps.settleRetryMs ?? 1_000;
+    this.settlements = new Settlements({
+      counters: deps.counters,
+      onError: deps.onError,
+      now: this.now,
+      settleRetryMs: deps.settleRetryMs,
+      report: (ticket, results, requestId) => this.report(ticket, results, requestId),
+    });
   }
 
   covering(subject: BudgetSubject): BudgetRecord[] {
@@ -172,7 +151,7 @@ export class BudgetEnforcer {
       if (budgets.every(lenient)) return { ...ticket, held: false };
       // A reservation whose reply was lost (a stalled Redis still runs the script) may have
       // landed: released in the background, or it would block the budget until its deadline.
-      this.releaseLost(ticket);
+      this.settlements.releaseLost(ticket);
       throw budgetStoreUnavailable();
     }
   }
@@ -181,127 +160,17 @@ export class BudgetEnforcer {
    * Releases the reservation and books the actual cost (null = unpriced: books nothing). When
    * the counters cannot take it, it is retried in the background; resolves after the first try.
    */
-  async settle(ticket: BudgetTicket, costUsd: number | null, requestId: string): Promise<void> {
-    const cost = Math.max(0, Math.round((costUsd ?? 0) * NANO));
-    if (!(await this.trySettle({ ticket, cost, requestId, since: this.now() }))) this.scheduleRetry();
+  settle(ticket: BudgetTicket, costUsd: number | null, requestId: string): Promise<void> {
+    return this.settlements.settle(ticket, Math.max(0, Math.round((costUsd ?? 0) * NANO)), requestId);
   }
 
   /** Tries pending settlements once more (at shutdown); stops the background retries. */
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    const pending = this.unsettled;
-    this.unsettled = [];
-    for (const [i, entry] of pending.entries()) {
-      if (await this.trySettle(entry)) continue;
-      const rest = pending.length - i - 1; // the failed one is reported by trySettle
-      if (rest > 0) this.deps.onError(new Error(`${rest} more settlements not booked`), 'budget settlement at shutdown');
-      break;
-    }
-  }
-
-  /**
-   * Releases a reservation that may have landed without its reply: a few tries, a while apart.
-   * Not a settlement: nothing to book, so not queued or given up (while the counters are simply
-   * down, no reservation was made and every refused request would queue one). Its hold's
-   * deadline releases it all the same if every try fails.
-   */
-  private releaseLost(ticket: BudgetTicket, delays = LOST_RELEASE_DELAYS_MS): void {
-    const [delay, ...later] = delays;
-    if (delay === undefined || this.closed) return;
-    const items = ticket.items.map(({ key, amount, ttlMs }) => ({ key, reserved: amount, cost: 0, ttlMs }));
-    const timer = setTimeout(() => {
-      this.deps.counters.settle(ticket.hold, true, items).catch(() => this.releaseLost(ticket, later));
-    }, delay);
-    timer.unref();
-  }
-
-  /** One settlement try; on failure the entry joins the retry queue. */
-  private async trySettle(entry: Unsettled): Promise<boolean> {
-    const { ticket, cost, requestId } = entry;
-    const results: Array<{ spentBefore: number; spentAfter: number }> = [];
-    try {
-      // Items reserved on, then those admitted open (each settlement is idempotent: a retry after
-      // the first part went through books nothing twice).
-      for (const held of [true, false]) {
-        const part = ticket.items.flatMap((item, i) => ((ticket.held && !item.unheld) === held ? [i] : []));
-        if (part.length === 0) continue;
-        const items = part.map((i) => ({ key: ticket.items[i].key, reserved: ticket.items[i].amount, cost, ttlMs: ticket.items[i].ttlMs }));
-        const settled = await this.deps.counters.settle(ticket.hold, held, items);
-        part.forEach((i, j) => {
-          results[i] = settled[j];
-        });
-      }
-    } catch (err) {
-      if (this.closed) {
-        this.deps.onError(err, 'budget settlement at shutdown');
-        return false;
-      }
-      if (this.unsettled.length === 0) this.deps.onError(err, 'budget settlement (retrying)');
-      if (this.unsettled.length >= MAX_UNSETTLED) {
-        this.givenUp([this.unsettled.shift()!]);
-        this.deps.onError(new Error(`more than ${MAX_UNSETTLED} settlements pending; dropped the oldest`), 'budget settlement');
-      }
-      this.unsettled.push(entry);
-      return false;
-    }
-    this.report(ticket, results, requestId);
-    return true;
-  }
-
-  /**
-   * Settlements given up: their counters miss those costs until rebuilt from the receipts,
-   * which have them. Marked for a rebuild as soon as the counters can be reached.
-   */
-  private givenUp(entries: Unsettled[]): void {
-    for (const { ticket } of entries) for (const { key } of ticket.items) this.unbooked.add(key);
-  }
-
-  /** Marks the counters of given-up settlements for a rebuild; false while they cannot be reached. */
-  private async unloadUnbooked(): Promise<boolean> {
-    if (this.unbooked.size === 0) return true;
-    const keys = [...this.unbooked];
-    try {
-      await this.deps.counters.unload(keys);
-    } catch {
-      return false;
-    }
-    for (const key of keys) this.unbooked.delete(key);
-    return true;
-  }
-
-  private scheduleRetry(): void {
-    if (this.closed || this.retryTimer || (this.unsettled.length === 0 && this.unbooked.size === 0)) return;
-    this.retryTimer = setTimeout(() => void this.retryUnsettled(), this.retryDelayMs);
-    this.retryTimer.unref();
-  }
-
-  private async retryUnsettled(): Promise<void> {
-    const pending = this.unsettled;
-    this.unsettled = [];
-    const oldest = this.now() - SETTLE_RETRY_MS;
-    const live = pending.filter((e) => e.since >= oldest);
-    const expired = pending.length - live.length;
-    if (expired) {
-      this.givenUp(pending.filter((e) => e.since < oldest));
-      this.deps.onError(
-        new Error(`${expired} settlements not booked for ${SETTLE_RETRY_MS / 60_000} minutes; given up (their budgets are rebuilt from the receipts)`),
-        'budget settlement',
-      );
-    }
-    let failed = !(await this.unloadUnbooked());
-    for (const entry of live) {
-      if (failed) this.unsettled.push(entry);
-      else failed = !(await this.trySettle(entry));
-    }
-    this.retryDelayMs = failed ? Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS) : (this.deps.settleRetryMs ?? 1_000);
-    this.retryTimer = null;
-    this.scheduleRetry();
+  close(): Promise<void> {
+    return this.settlements.close();
   }
 
   /** Threshold events for the settlement that crossed them. */
-  private report(ticket: BudgetTicket, results: Array<{ spentBefore: number; spentAfter: number }>, requestId: string): void {
+  private report(ticket: BudgetTicket, results: Settled, requestId: string): void {
     ticket.items.forEach(({ budget }, i) => {
       const { spentBefore, spentAfter } = results[i];
       const limit = budget.limitUsd * NANO;
