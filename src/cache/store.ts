@@ -26,6 +26,8 @@ export interface CachedAnswer {
   answer: string;
   /** What the original request cost (null when unpriced): a hit's saved cost. */
   costUsd: number | null;
+  /** The original's token counts were estimated (the upstream reported none): so are a hit's. */
+  usageEstimated?: boolean;
   provider: string;
   model: string;
   semantic: { namespace: string; context: string; text: string } | null;
@@ -330,6 +332,7 @@ function pack(entry: CachedAnswer): HeldAnswer {
     body,
     answerChars,
     costUsd: entry.costUsd,
+    usageEstimated: entry.usageEstimated === true,
     provider: entry.provider,
     model: entry.model,
     semantic: entry.semantic,
@@ -345,6 +348,7 @@ function unpack(held: HeldAnswer): CachedAnswer {
     expiresAt: held.expiresAt,
     answer,
     costUsd: held.costUsd,
+    usageEstimated: held.usageEstimated,
     provider: held.provider,
     model: held.model,
     semantic: held.semantic,

@@ -99,6 +99,7 @@ export class CacheStage {
       expiresAt: now + plan.ttlMs,
       answer: json,
       costUsd: receipt.cost_usd,
+      usageEstimated: receipt.usage_estimated,
       provider,
       model,
       semantic: lookup.namespace && plan.lastUserText !== null ? { namespace: lookup.namespace, context: plan.context, text: plan.lastUserText } : null,

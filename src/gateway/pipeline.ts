@@ -136,7 +136,7 @@ export class Pipeline {
     ex.responseHeaders['x-tollgate-cache-similarity'] = hit.similarity.toFixed(4);
     publishDecision(this.deps.bus, ex, null, 'CACHE_HIT', `cache_${hit.status}`, null, []);
     const stored = JSON.parse(entry.answer) as Record<string, unknown>;
-    const usage: Usage = { ...(readUsage(stored.usage) ?? ZERO_USAGE), estimated: false };
+    const usage: Usage = { ...(readUsage(stored.usage) ?? ZERO_USAGE), estimated: entry.usageEstimated === true };
     // A fresh answer: new id and time, same content and usage.
     const answer = stored.object === 'chat.completion' ? { ...stored, id: ex.renderContext().id, created: Math.floor(Date.now() / 1000) } : stored;
     await this.endings.deliver(ex, res, answer as unknown as ChatCompletion, usage);

@@ -190,6 +190,7 @@ describe('streaming', () => {
     expect(hit.usage).toMatchObject({ prompt_tokens: original.prompt_tokens, completion_tokens: original.completion_tokens });
     const replayed = await receipt(hit.receiptId);
     expect([replayed.prompt_tokens, replayed.completion_tokens]).toEqual([original.prompt_tokens, original.completion_tokens]);
+    expect(replayed.usage_estimated).toBe(true); // estimated then, so estimated now
   });
 });
 
