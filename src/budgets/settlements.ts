@@ -3,7 +3,7 @@
 // in the background (the counters make repeats harmless) for up to SETTLE_RETRY_MS; past it, it
 // is given up and its counters are marked for a rebuild from the receipts, which have its cost.
 import type { BudgetRecord } from '../store/admin/pricing.js';
-import type { BudgetCounters, Hold } from './counters.js';
+import type { BudgetCounters, Hold, SettleItem } from './counters.js';
 
 /** How long a failed settlement is retried; shorter than the hold's grace, so it finds its hold. */
 const SETTLE_RETRY_MS = 10 * 60_000;
@@ -84,7 +84,7 @@ export class Settlements {
   releaseLost(ticket: BudgetTicket, delays = LOST_RELEASE_DELAYS_MS): void {
     const [delay, ...later] = delays;
     if (delay === undefined || this.closed) return;
-    const items = ticket.items.map(({ key, amount, ttlMs }) => ({ key, reserved: amount, cost: 0, ttlMs }));
+    const items = settleItems(ticket.items, 0);
     const timer = setTimeout(() => {
       this.deps.counters.settle(ticket.hold, true, items).catch(() => this.releaseLost(ticket, later));
     }, delay);
@@ -101,8 +101,14 @@ export class Settlements {
       for (const held of [true, false]) {
         const part = ticket.items.flatMap((item, i) => ((ticket.held && !item.unheld) === held ? [i] : []));
         if (part.length === 0) continue;
-        const items = part.map((i) => ({ key: ticket.items[i].key, reserved: ticket.items[i].amount, cost, ttlMs: ticket.items[i].ttlMs }));
-        const settled = await this.deps.counters.settle(ticket.hold, held, items);
+        const settled = await this.deps.counters.settle(
+          ticket.hold,
+          held,
+          settleItems(
+            part.map((i) => ticket.items[i]),
+            cost,
+          ),
+        );
         part.forEach((i, j) => {
           results[i] = settled[j];
         });
@@ -173,4 +179,9 @@ export class Settlements {
     this.retryTimer = null;
     this.scheduleRetry();
   }
+}
+
+/** Ticket items as the counters settle them: each releases its reservation and books `cost`. */
+function settleItems(items: BudgetTicket['items'], cost: number): SettleItem[] {
+  return items.map(({ key, amount, ttlMs }) => ({ key, reserved: amount, cost, ttlMs }));
 }

@@ -113,6 +113,18 @@ export function isSampled(body: Record<string, unknown>, seedCounts = true): boo
   return !seedCounts || typeof body.seed !== 'number';
 }
 
+/**
+ * Whether a request (its body as the client sent it) asks for what a cached answer cannot give
+ * back: log probabilities, audio, Responses extras (`include`, a reasoning summary). It is
+ * answered by its upstream.
+ */
+export function asksForUnreplayable(body: Record<string, unknown>): boolean {
+  if (body.logprobs || body.top_logprobs != null) return true;
+  if (Array.isArray(body.modalities) && body.modalities.includes('audio')) return true;
+  if (Array.isArray(body.include) && body.include.length > 0) return true;
+  return (body.reasoning as { summary?: unknown } | null | undefined)?.summary != null;
+}
+
 /** Anthropic's Messages API has no seed: a seeded request answered there is sampled all the same. */
 function seedHonoured(route: Route): boolean {
   return route.targets.every((t) => t.provider.kind !== 'ANTHROPIC');

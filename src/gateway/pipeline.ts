@@ -5,8 +5,9 @@
 // completes (for streams: before their closing event); endings.ts writes those endings.
 import { hash } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { asksForUnreplayable } from '../cache/policy.js';
 import type { ChatCompletion } from '../protocols/canonical.js';
-import { asksForUnreplayable, type ClientProtocol, type ParsedRequest } from '../protocols/protocol.js';
+import type { ClientProtocol, ParsedRequest } from '../protocols/protocol.js';
 import { Transcoder } from '../protocols/transcode.js';
 import { adapterFor } from '../providers/registry.js';
 import type { UnsignedReceipt } from '../receipts/receipt.js';

@@ -73,18 +73,6 @@ function isUnset(value: unknown): boolean {
   return value === null || value === undefined || value === false || (Array.isArray(value) && value.length === 0);
 }
 
-/**
- * Whether a request (its body as the client sent it) asks for what a cached answer cannot give
- * back: log probabilities, audio, Responses extras (`include`, a reasoning summary). It is
- * answered by its upstream.
- */
-export function asksForUnreplayable(body: Record<string, unknown>): boolean {
-  if (body.logprobs || body.top_logprobs != null) return true;
-  if (Array.isArray(body.modalities) && body.modalities.includes('audio')) return true;
-  if (Array.isArray(body.include) && body.include.length > 0) return true;
-  return (body.reasoning as { summary?: unknown } | null | undefined)?.summary != null;
-}
-
 /** What a rendered answer needs to know beyond the canonical answer. */
 export interface RenderContext {
   /** The id the client sees (chatcmpl-…, resp_…, msg_…), derived from the receipt id. */

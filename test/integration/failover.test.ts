@@ -21,6 +21,8 @@ beforeAll(async () => {
   });
   secret = (await gw.createKey('team-failover')).secret;
   await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'dead', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:1/v1' });
+  // An Anthropic upstream (on the simulator's Messages wire), for what it cannot take (n > 1).
+  await gw.started.runtime.adminStore.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
 });
 afterAll(async () => {
   await gw?.close();
@@ -148,7 +150,6 @@ describe('failover before the first byte', () => {
 
   it('skips a target that cannot take the request (n > 1 on Anthropic) for one that can; 400 when none can', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
     await store.routing.upsertRoute({
       name: 'mixed-n',
       strategy: 'PRIORITY',
@@ -186,7 +187,6 @@ describe('failover before the first byte', () => {
 
   it('a target that cannot take the request is passed over before it counts: no attempt after a failure, no end to a cascade', async () => {
     const store = gw.started.runtime.adminStore;
-    await store.providers.upsertProvider({ name: 'claude', kind: 'ANTHROPIC', baseUrl: gw.sim.origin, apiKey: 'sk-ant-upstream' });
     await store.routing.upsertRoute({
       name: 'fail-then-n',
       strategy: 'PRIORITY',

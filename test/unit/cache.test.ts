@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalEmbedder } from '../../src/cache/embedders.js';
-import { canonicalQuestion, isSampled, planCache } from '../../src/cache/policy.js';
+import { asksForUnreplayable, canonicalQuestion, isSampled, planCache } from '../../src/cache/policy.js';
 import { completionChunks, StreamAssembler } from '../../src/protocols/assemble.js';
 import { ChatEncoder } from '../../src/protocols/chat.js';
 
@@ -20,7 +20,6 @@ import { analyze, detailsAgree } from '../../src/cache/text.js';
 import { DenseIndex, SparseIndex } from '../../src/cache/vector-index.js';
 import { CacheStage } from '../../src/gateway/cache.js';
 import { UpstreamClient } from '../../src/gateway/upstream.js';
-import { asksForUnreplayable } from '../../src/protocols/protocol.js';
 import type { Route } from '../../src/routing/catalog.js';
 
 const route = (cache: Partial<Route['cache']> = {}): Route => ({
