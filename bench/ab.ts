@@ -13,7 +13,9 @@
 // a V8 flag, glibc's MALLOC_ARENA_MAX, a TOLLGATE_ setting. AB_ARM=floor compares the floor
 // proxies (bench/support/floor-proxy.ts: server + upstream client only) instead of whole
 // Tollgates with embedded stores. AB_ROUNDS (20), AB_ROUND_SECONDS (2), AB_CONCURRENCY (32; 1 for
-// the c=1 latency targets: each side's p50 and p99 over all its requests are printed). Each round also reads
+// the c=1 latency targets: each side's p50 and p99 over all its requests are printed); AB_STREAM=1
+// asks for streamed answers, and the latency is then the time to the first chunk holding content
+// (TTFT, as bench:proxy measures it; AB_CONCURRENCY=1 for its target). Each round also reads
 // each process's RSS (its largest over the rounds is reported, with how much of it is mapped
 // files). Writes bench/results/ab.json.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
@@ -41,6 +43,7 @@ const ARM = process.env.AB_ARM === 'floor' ? 'floor' : 'tollgate';
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 20);
 const ROUND_SECONDS = Number(process.env.AB_ROUND_SECONDS ?? 2);
 const CONCURRENCY = Number(process.env.AB_CONCURRENCY ?? 32);
+const STREAM = process.env.AB_STREAM === '1';
 const REQUEST_PATH = '/v1/chat/completions';
 
 interface Build {
@@ -52,7 +55,7 @@ interface Build {
   cpuUsPerRequest: number[];
   rps: number[];
   rssMb: number[];
-  /** Every request's latency (ms), all rounds: the c=1 targets are p50 and p99. */
+  /** Every request's latency (ms; streamed: time to first content), all rounds: the c=1 targets are p50 and p99. */
   latenciesMs: number[];
 }
 
@@ -109,9 +112,15 @@ async function load(build: Build, body: string, seconds: number, record = true):
       while (performance.now() < end) {
         const t0 = performance.now();
         const res = await build.pool.request({ method: 'POST', path: REQUEST_PATH, headers: build.headers, body });
-        await res.body.arrayBuffer();
-        if (res.statusCode !== 200) throw new Error(`${build.label}: HTTP ${res.statusCode}`);
-        if (record) build.latenciesMs.push(performance.now() - t0);
+        let latency = -1;
+        if (STREAM) {
+          for await (const chunk of res.body) if (latency < 0 && chunk.toString().includes('"content"')) latency = performance.now() - t0;
+        } else {
+          await res.body.arrayBuffer();
+          latency = performance.now() - t0;
+        }
+        if (res.statusCode !== 200 || latency < 0) throw new Error(`${build.label}: HTTP ${res.statusCode}${latency < 0 ? ', no content' : ''}`);
+        if (record) build.latenciesMs.push(latency);
         done++;
       }
     }),
@@ -132,7 +141,11 @@ async function main(): Promise<void> {
   const sim = await forkTs(path.join(here, 'support/sim-process.ts'), [JSON.stringify({ completionTokens: 16 })]);
   cleanups.defer('stop the simulated provider', () => sim.child.disconnect());
   const builds = [await startBuild('A', ROOT_A, sim.message.url), await startBuild('B', ROOT_B, sim.message.url)];
-  const body = JSON.stringify({ model: ARM === 'floor' ? 'sim-chat' : 'chat-default', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }] });
+  const body = JSON.stringify({
+    model: ARM === 'floor' ? 'sim-chat' : 'chat-default',
+    ...(STREAM && { stream: true }),
+    messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
+  });
   for (const b of builds) await load(b, body, 2, false); // warm-up
   for (let round = 0; round < ROUNDS; round++) {
     for (const b of round % 2 === 0 ? builds : [...builds].reverse()) {
@@ -153,6 +166,7 @@ async function main(): Promise<void> {
     b: { root: ROOT_B, env: EXTRA_ENV.B },
     rounds: ROUNDS,
     concurrency: CONCURRENCY,
+    stream: STREAM,
     roundSeconds: ROUND_SECONDS,
     cpuUsPerRequest: { a: median(a.cpuUsPerRequest), b: median(b.cpuUsPerRequest), bOverA: ratio(a.cpuUsPerRequest, b.cpuUsPerRequest) },
     rps: { a: median(a.rps), b: median(b.rps), bOverA: ratio(a.rps, b.rps) },
@@ -161,7 +175,9 @@ async function main(): Promise<void> {
     rssFileMbAtEnd: { a: rssFileMb(a.child.pid!), b: rssFileMb(b.child.pid!) },
     perRound: { cpuUsPerRequest: { a: a.cpuUsPerRequest, b: b.cpuUsPerRequest }, rps: { a: a.rps, b: b.rps }, rssMb: { a: a.rssMb, b: b.rssMb } },
   };
-  console.log(`A/B of ${ARM === 'floor' ? 'the floor proxies' : 'Tollgate (embedded stores)'}, ${ROUNDS} rounds × ${ROUND_SECONDS} s, c=${CONCURRENCY}`);
+  console.log(
+    `A/B of ${ARM === 'floor' ? 'the floor proxies' : 'Tollgate (embedded stores)'}, ${STREAM ? 'streamed, ' : ''}${ROUNDS} rounds × ${ROUND_SECONDS} s, c=${CONCURRENCY}`,
+  );
   console.log(`  A ${ROOT_A} ${JSON.stringify(EXTRA_ENV.A)}\n  B ${ROOT_B} ${JSON.stringify(EXTRA_ENV.B)}`);
   console.log('                          A          B          B / A (median of rounds)');
   console.log(
@@ -170,7 +186,7 @@ async function main(): Promise<void> {
   console.log(`  requests per second  ${result.rps.a.toFixed(0).padStart(8)}   ${result.rps.b.toFixed(0).padStart(8)}   ${result.rps.bOverA.toFixed(3)}`);
   for (const p of ['p50', 'p99'] as const)
     console.log(
-      `  latency ${p} ms       ${result.latencyMs.a[p].toFixed(3).padStart(8)}   ${result.latencyMs.b[p].toFixed(3).padStart(8)}   ${(result.latencyMs.b[p] - result.latencyMs.a[p]).toFixed(3)} (B − A, all requests)`,
+      `  ${STREAM ? 'TTFT' : 'latency'} ${p} ms${STREAM ? '   ' : ''}       ${result.latencyMs.a[p].toFixed(3).padStart(8)}   ${result.latencyMs.b[p].toFixed(3).padStart(8)}   ${(result.latencyMs.b[p] - result.latencyMs.a[p]).toFixed(3)} (B − A, all requests)`,
     );
   console.log(
     `  RSS max MB           ${result.rssMaxMb.a.toFixed(0).padStart(8)}   ${result.rssMaxMb.b.toFixed(0).padStart(8)}   (mapped files at the end: ${result.rssFileMbAtEnd.a.toFixed(0)} / ${result.rssFileMbAtEnd.b.toFixed(0)})`,
