@@ -151,6 +151,18 @@ export class Pipeline {
       .catch((err: unknown) => this.deps.log.warn({ err: String(err), requestId: ex.requestId }, 'could not store the answer in the cache'));
   }
 
+  /**
+   * What a client that left during an upstream call (before any byte of an answer reached it)
+   * is billed: the provider has its prompt and bills it whether or not the answer is read, so
+   * the prompt is estimated and charged at that target's prices. Booked as $0, leaving would be
+   * a way around budgets. Gone between calls (a backoff), nothing is billed.
+   */
+  private async abandonedCall(ex: Exchange, called: Target | null): Promise<Usage> {
+    if (!called || ex.attempts.at(-1)?.error !== 'aborted') return ZERO_USAGE;
+    ex.target = called;
+    return usageOf(null, ex.parsed!, () => '');
+  }
+
   // ── Routing and failover ─────────────────────────────────────────────────────────────
 
   private async forward(ex: Exchange, route: Route, res: ServerResponse): Promise<void> {
@@ -181,6 +193,8 @@ export class Pipeline {
       // The 400 of a target that cannot take this request: the answer when none of them can.
       let untakeable: GatewayError | null = null;
       const untakeableTargets = new Set<string>();
+      // The target last called: a client that leaves during its call leaves its prompt billed.
+      let called: Target | null = null;
       attempts: for (let round = 0; round <= rounds; round++) {
         if (round > 0) await delay(backoffMs(round), signal);
         for (const target of order) {
@@ -216,6 +230,7 @@ export class Pipeline {
             break attempts;
           }
           const log = new AttemptLog(this.deps, ex, target, candidates, signal);
+          called = target;
           const outcome = cascade ? await this.climb(ex, cascade, log, prepared, res, signal) : await this.attempt(ex, log, prepared, res, signal);
           if (outcome === 'answered') return;
           if (outcome === 'rejected') continue;
@@ -227,7 +242,7 @@ export class Pipeline {
       const reason = signal.reason;
       if (reason instanceof ClientGone) {
         publishDecision(this.deps.bus, ex, null, 'CANCELLED', 'client_cancelled', null, []);
-        return await this.endings.cancelled(ex);
+        return await this.endings.cancelled(ex, await this.abandonedCall(ex, called));
       }
       // Steps answered, none acceptably, and no stronger one could: the best there is (DESIGN §5).
       if (cascade?.lastAnswer) return await this.settleClimb(ex, cascade.lastAnswer, res);

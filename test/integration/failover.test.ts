@@ -433,6 +433,49 @@ describe('streams', () => {
     expect(r?.attempts[0].latency_ms).toBeLessThan(3000);
   });
 
+  it('bills the prompt of a client that left during an upstream call, estimated, at the called target', async () => {
+    const { route, primary } = await freshRoute();
+    await gw.started.runtime.adminStore.pricing.setPrice({ provider: 'sim', model: primary, inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 });
+    await gw.started.runtime.app.catalog.load();
+    gw.sim.behave(primary, { latencyMs: 350, times: 2 });
+    const decisions: RoutingDecision[] = [];
+    const unsubscribe = gw.started.runtime.app.bus.decisions.subscribe((d) => decisions.push(d));
+    try {
+      const cancelledReceipt = async (stream: boolean): Promise<Record<string, any>> => {
+        const requestId = `left-${stream}-${routeNo}`;
+        const controller = new AbortController();
+        setTimeout(() => controller.abort(), 120);
+        const content = 'a prompt the provider has read, '.repeat(20);
+        const sent = fetch(`${gw.baseURL}/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json', 'x-request-id': requestId },
+          body: JSON.stringify({ model: route, stream, messages: [{ role: 'user', content }] }),
+          signal: controller.signal,
+        });
+        await expect(sent).rejects.toThrow();
+        // The first estimate loads the tokenizer's tables: seconds on a cold, busy machine.
+        const deadline = Date.now() + 15_000;
+        while (Date.now() < deadline) {
+          const cancelled = decisions.find((d) => d.requestId === requestId && d.outcome === 'CANCELLED');
+          const got = cancelled && (await fetch(`${gw.baseURL}/receipts/${cancelled.receiptId}`, { headers: { authorization: `Bearer ${secret}` } }));
+          if (got && got.status === 200) return (await got.json()) as Record<string, any>;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        throw new Error(`no cancelled receipt for ${requestId}: ${JSON.stringify(decisions.map((d) => [d.requestId, d.outcome, d.receiptId]))}`);
+      };
+      for (const stream of [false, true]) {
+        const r = await cancelledReceipt(stream);
+        // Left before any byte of an answer (a stream's headers wait for its first part).
+        expect(r).toMatchObject({ status: 'cancelled', http_status: 499, provider: 'sim', model: primary, usage_estimated: true, completion_tokens: 0 });
+        expect(r.prompt_tokens).toBeGreaterThan(100);
+        expect(r.cost_usd).toBeCloseTo(r.prompt_tokens / 1000, 6);
+        expect(r.attempts).toMatchObject([{ model: primary, error: 'aborted', prompt_tokens: r.prompt_tokens, cost_usd: r.cost_usd }]);
+      }
+    } finally {
+      unsubscribe();
+    }
+  });
+
   it('fails over when an upstream idles past the idle timeout before any byte reached the client', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { hang: 'after-headers', times: 1 });
