@@ -26,6 +26,7 @@ import { type SubscribeFn, WsFanout } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
 import { costLimitWithVariables } from './cost.js';
 import { compiledQueries } from './jit.js';
+import { noRepeatedListRelations } from './relation-cycles.js';
 import { ANALYTICS_QUERY_FIELDS } from './schema/analytics.js';
 import { buildSchema } from './schema/index.js';
 
@@ -150,6 +151,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     maxAliasesPlugin({ n: limits.aliases, exposeLimits: true }),
     costLimitPlugin({ maxCost: limits.cost, exposeLimits: true }),
     costLimitWithVariables(limits.cost),
+    noRepeatedListRelations(),
     maxTokensPlugin({ n: limits.tokens }),
     compiledQueries({ fields: ANALYTICS_QUERY_FIELDS, mayCompile: (context) => (context as GraphQLContext).principal !== null }),
   ];

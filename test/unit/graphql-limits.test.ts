@@ -84,6 +84,29 @@ describe('GraphQL limits', () => {
     expect(deep.body.data ?? null).toBeNull();
   });
 
+  it('refuses a list relation selected inside itself, however it is spelled', async () => {
+    const g = server();
+    const refused = /'Team\.apiKeys' is selected inside itself/;
+    // Within the depth limit and at a cost of ~124: each loop multiplied the answer by the keys a team has.
+    const loop = await post(g, { query: nested(7) });
+    expect(loop.body.errors?.[0]?.message).toMatch(refused);
+    expect(loop.body.data ?? null).toBeNull();
+    // Through a fragment, an inline fragment and an alias.
+    const spelled = await post(g, {
+      query: 'fragment K on ApiKey { owner: team { ... on Team { keys: apiKeys { id } } } } { teams { apiKeys { ...K } } }',
+    });
+    expect(spelled.body.errors?.[0]?.message).toMatch(refused);
+    // Two lists side by side, or one relation followed once each way, are not loops.
+    for (const query of [
+      '{ teams { apiKeys { id } } accessTokens { team { apiKeys { id } } } }',
+      '{ teams { apiKeys { team { name } } } }',
+      '{ apiKeys { team { apiKeys { id } } } }',
+    ]) {
+      const fine = await post(g, { query });
+      expect(JSON.stringify(fine.body), query).not.toMatch(/inside itself|GRAPHQL_VALIDATION_FAILED/);
+    }
+  });
+
   it('refuses too many aliases', async () => {
     const g = server();
     const fields = Array.from({ length: 20 }, (_, i) => `a${i}: viewer { kind }`).join(' ');
