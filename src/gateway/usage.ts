@@ -135,16 +135,34 @@ export async function estimateCompletionTokens(text: string): Promise<number> {
   return (await tokenCounter())(text);
 }
 
-/** Reads a canonical (OpenAI) `usage` object; null when absent or malformed. */
+/**
+ * More tokens than any model reads or writes in one request: an upstream reporting more (or a
+ * fraction, or a negative prompt) is broken or hostile, and its figures would not fit a receipt
+ * (UInt32 counts, summed over a cascade's steps), which would then refuse to be written.
+ */
+const MAX_REPORTED_TOKENS = 100_000_000;
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_REPORTED_TOKENS;
+
+/**
+ * Reads a canonical (OpenAI) `usage` object; null (so estimated) when absent or malformed: a
+ * count that is not a whole number of tokens in range makes all of it unreadable. A negative
+ * detail (cache, reasoning) reads as 0, as providers that send -1 for "none" mean.
+ */
 export function readUsage(usage: unknown): Omit<Usage, 'estimated'> | null {
   if (!usage || typeof usage !== 'object') return null;
   const u = usage as Record<string, unknown>;
   const prompt = u.prompt_tokens;
-  if (typeof prompt !== 'number') return null;
-  const count = (v: unknown) => (typeof v === 'number' && v >= 0 ? v : 0);
+  if (!isCount(prompt)) return null;
+  let malformed = false;
+  const count = (v: unknown): number => {
+    if (v === undefined || v === null || (typeof v === 'number' && v < 0)) return 0;
+    if (isCount(v)) return v;
+    malformed = true;
+    return 0;
+  };
   const input = u.prompt_tokens_details as { cached_tokens?: unknown; cache_write_tokens?: unknown } | null | undefined;
   const output = u.completion_tokens_details as { reasoning_tokens?: unknown } | null | undefined;
-  return {
+  const read = {
     promptTokens: prompt,
     completionTokens: count(u.completion_tokens),
     // DeepSeek reports cache reads only in its own top-level field.
@@ -152,6 +170,7 @@ export function readUsage(usage: unknown): Omit<Usage, 'estimated'> | null {
     cacheWriteTokens: count(input?.cache_write_tokens),
     reasoningTokens: count(output?.reasoning_tokens),
   };
+  return malformed ? null : read;
 }
 
 /** Normalised usage back in the canonical shape (what a protocol's closing events report). */

@@ -51,6 +51,8 @@ export interface SimBehaviour {
   dripMs?: number;
   /** Never send usage (JSON: no usage field; stream: no usage chunk even if asked). */
   omitUsage?: boolean;
+  /** OpenAI wire: these members replace the usage object's (a broken provider's counts: 12.5, -1, 5e9). */
+  usageOverride?: Record<string, unknown>;
   /**
    * Prompt tokens reported as read from the provider's prompt cache, on top of the prompt's own
    * estimate (OpenAI wire: in prompt_tokens and prompt_tokens_details.cached_tokens; Anthropic

@@ -120,7 +120,8 @@ export async function chat(res: http.ServerResponse, body: any, book: BehaviourB
   const plans = planChoices(answerRequest(body), b, prompt, n, ids, 'call_sim');
   let completionTokens = 0;
   for (const p of plans) completionTokens += p.pieces.length;
-  const usage = b.omitUsage ? undefined : usageJson(prompt.tokens, completionTokens, b.cacheReadTokens ?? 0, b.reasoningTokens ?? 0);
+  let usage = b.omitUsage ? undefined : usageJson(prompt.tokens, completionTokens, b.cacheReadTokens ?? 0, b.reasoningTokens ?? 0);
+  if (usage && b.usageOverride) usage = JSON.stringify({ ...JSON.parse(usage), ...b.usageOverride });
   const id = `chatcmpl-sim${(++ids.n).toString(36)}`;
   const created = Math.floor(Date.now() / 1000);
 

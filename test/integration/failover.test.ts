@@ -65,6 +65,16 @@ async function rawStream(route: string, content: string): Promise<{ res: Respons
   return { res, text: await res.text() };
 }
 
+/** rawStream with more members in the body. */
+async function rawStreamWith(route: string, extra: Record<string, unknown>): Promise<{ res: Response; text: string }> {
+  const res = await fetch(`${gw.baseURL}/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: route, stream: true, messages: [{ role: 'user', content: 'count me' }], ...extra }),
+  });
+  return { res, text: await res.text() };
+}
+
 async function chat(route: string, extra: Record<string, unknown> = {}) {
   return gw
     .client(secret)
@@ -224,6 +234,24 @@ describe('failover before the first byte', () => {
       expect(climbed.response.headers.get('x-tollgate-model')).toBe('n-climbs');
     } finally {
       unsubscribe();
+    }
+  });
+
+  it('answers and records a request whose upstream reported impossible token counts, with the usage estimated', async () => {
+    const { route, primary } = await freshRoute();
+    for (const override of [{ prompt_tokens: 12.5 }, { prompt_tokens: -1 }, { completion_tokens: 5e9 }, { prompt_tokens_details: { cached_tokens: 0.5 } }]) {
+      gw.sim.behave(primary, { usageOverride: override, times: 2 });
+      const { data, response } = await chat(route);
+      expect(data.choices[0]?.message.content, JSON.stringify(override)).toBeTruthy();
+      const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
+      expect(r).toMatchObject({ status: 'ok', usage_estimated: true });
+      expect(r.prompt_tokens).toBeGreaterThan(0);
+      expect(Number.isInteger(r.completion_tokens)).toBe(true);
+      // Streamed, the client has the whole answer before the usage chunk: it must still end in a receipt.
+      const { res, text } = await rawStreamWith(route, { stream_options: { include_usage: true } });
+      expect(text).toContain('data: [DONE]');
+      expect(text).not.toContain('"error"');
+      expect(await receipt(res.headers.get('x-tollgate-receipt-id'))).toMatchObject({ status: 'ok', usage_estimated: true });
     }
   });
 

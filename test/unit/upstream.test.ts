@@ -123,7 +123,11 @@ describe('UpstreamClient on loopback sockets', () => {
           // Headers at once, then a chunk every 50 ms for 600 ms.
           res.writeHead(200, { 'content-type': 'text/event-stream' });
           let n = 0;
-          const timer = setInterval(() => (++n < 12 ? res.write(`data: ${n}\n\n`) : (clearInterval(timer), res.end())), 50);
+          const timer = setInterval(() => {
+            if (++n < 12) return res.write(`data: ${n}\n\n`);
+            clearInterval(timer);
+            res.end();
+          }, 50);
           res.on('close', () => clearInterval(timer));
           return;
         }
