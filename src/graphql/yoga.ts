@@ -66,6 +66,8 @@ export const DEFAULT_LIMITS = {
 
 /** graphql-ws close code for a connection refused by the failed-authentication throttle. */
 const TOO_MANY_FAILED_AUTHENTICATIONS = 4429;
+/** How long a closing websocket may take to finish its close handshake before it is cut. */
+const WS_CLOSE_TIMEOUT_MS = 5000;
 
 /** A refusal before yoga runs, in GraphQL's response shape (`extensions.code` upper-cased). */
 function refuse(res: ServerResponse, err: unknown): void {
@@ -218,7 +220,11 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
 
   /** graphql-ws on the same server and path, subprotocol graphql-transport-ws. */
   function attachWebSocket(server: Server) {
-    const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+    // A peer that stopped reading never completes a close handshake: what ws still holds for it
+    // (its close frame behind everything unsent) goes after closeTimeout, not ws's default 30 s.
+    // (ws ≥ 8.18 takes closeTimeout; @types/ws does not list it yet.)
+    const wsOptions = { noServer: true, maxPayload: 1024 * 1024, closeTimeout: WS_CLOSE_TIMEOUT_MS };
+    const wss = new WebSocketServer(wsOptions);
     server.on('upgrade', (req, socket, head) => {
       const path = (req.url ?? '').split('?')[0];
       if (path !== '/graphql') {
@@ -228,6 +234,14 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     });
     const fanout = new WsFanout(services.bus, { maxBufferedBytes: limits.wsBufferBytes, onSlowConsumer: options.onSlowConsumer ?? (() => undefined) });
+    // graphql-ws answers a ping with a pong repeating its payload (up to maxPayload), before
+    // connection_init too, and ws answers control pings: a client that sends them and reads
+    // nothing would have the server hold every answer. Each message it sends checks the limit.
+    wss.on('connection', (socket: WebSocket) => {
+      const check = () => fanout.checkBuffer(socket);
+      socket.on('message', check);
+      socket.on('ping', check);
+    });
     const operations = new WeakMap<ExecutionArgs, WsOperation>();
     const authorizationOf = (params: Record<string, unknown> | undefined) => (typeof params?.authorization === 'string' ? params.authorization : undefined);
     const principalOf = (params: Record<string, unknown> | undefined, req: IncomingMessage) =>

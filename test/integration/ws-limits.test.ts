@@ -173,4 +173,28 @@ describe('a socket that stops reading', () => {
     slow.ws.resume();
     expect(await slow.closed).toEqual({ code: 1008, reason: 'slow consumer' });
   }, 60_000);
+
+  it('bounds what it holds for a client that sends pings and reads nothing, before connection_init too', async () => {
+    const slowClosesBefore = await metric('tollgate_ws_slow_consumer_closes_total');
+    const ws = new WebSocket(wsUrl, 'graphql-transport-ws');
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.pause();
+    // Each answered with a pong that repeats its ~0.9 MB payload: 18 MB unread without the limit.
+    const ping = JSON.stringify({ type: 'ping', payload: { pad: 'x'.repeat(900 * 1024) } });
+    let peakBuffered = 0;
+    for (let i = 0; i < 20 && ws.readyState === WebSocket.OPEN; i++) {
+      ws.send(ping);
+      await sleep(20);
+      peakBuffered = Math.max(peakBuffered, await metric('tollgate_ws_buffered_bytes'));
+    }
+    expect(await metric('tollgate_ws_slow_consumer_closes_total')).toBe(slowClosesBefore + 1);
+    // The limit, plus the pong that crossed it (and the kernel's buffers, not counted here).
+    expect(peakBuffered).toBeLessThan(MAX_BUFFER + 1024 * 1024);
+    // A peer that never reads never completes the close handshake: it is cut within seconds
+    // (ws's default waits 30 s), and what was held for it is let go.
+    const cutBy = Date.now() + 10_000;
+    while ((await metric('tollgate_ws_buffered_bytes')) > 1024 * 1024 && Date.now() < cutBy) await sleep(100);
+    expect(await metric('tollgate_ws_buffered_bytes')).toBeLessThan(1024 * 1024);
+    ws.terminate();
+  }, 30_000);
 });
