@@ -341,6 +341,7 @@ export function buildApp(deps: AppDeps): App {
       catalog.stopPolling();
       if (purge) clearInterval(purge);
       await websocket?.close();
+      graphql?.httpSubscriptions.endAll();
       adminInbound?.closeAll();
       await inbound.drain(config.drainTimeoutMs);
       inbound.closeAll();

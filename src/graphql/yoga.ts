@@ -25,6 +25,7 @@ import { GatewayError } from '../gateway/errors.js';
 import { type SubscribeFn, WsFanout } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
 import { costLimitWithVariables } from './cost.js';
+import { HttpSubscriptions } from './http-subscriptions.js';
 import { compiledQueries } from './jit.js';
 import { noRepeatedListRelations } from './relation-cycles.js';
 import { ANALYTICS_QUERY_FIELDS } from './schema/analytics.js';
@@ -157,6 +158,9 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     maxTokensPlugin({ n: limits.tokens }),
     compiledQueries({ fields: ANALYTICS_QUERY_FIELDS, mayCompile: (context) => (context as GraphQLContext).principal !== null }),
   ];
+  // Subscriptions over HTTP: their token checked again as a websocket's is, and ended at shutdown.
+  const httpSubscriptions = new HttpSubscriptions((authorization, req) => services.tokens.verify(authorization, req), limits.wsReverifyMs);
+  plugins.push(httpSubscriptions.plugin());
   if (options.production) plugins.push(useDisableIntrospection(), blockSuggestions());
   const persisted = options.persistedOperations;
   if (persisted) {
@@ -352,7 +356,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     };
   }
 
-  return { yoga, handle, attachWebSocket };
+  return { yoga, handle, attachWebSocket, httpSubscriptions };
 }
 
 export type GraphQLServer = ReturnType<typeof createGraphQL>;

@@ -170,6 +170,56 @@ describe('GraphQL limits', () => {
   });
 });
 
+describe('GraphQL subscriptions over HTTP (server-sent events)', () => {
+  /** Opens `subscription { budgetEvents … }` as SSE with `token`; resolves when the stream ends. */
+  async function sse(g: ReturnType<typeof server>, token: string) {
+    const res = await g.yoga.fetch('http://localhost/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: 'subscription { budgetEvents { budgetId } }' }),
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let text = '';
+    const ended = (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return text;
+        text += new TextDecoder().decode(value);
+      }
+    })();
+    return { ended, text: () => text };
+  }
+  const settled = (p: Promise<unknown>, ms: number) => Promise.race([p.then(() => true), new Promise((r) => setTimeout(() => r(false), ms))]);
+
+  it('ends a stream whose token is revoked or expires, as a websocket is closed', async () => {
+    const g = server({ limits: { wsReverifyMs: 50 } });
+    try {
+      for (const end of ['revoked', 'expired'] as const) {
+        Object.assign(ANALYST, { revokedAt: null, expiresAt: null });
+        const stream = await sse(g, ANALYST.secret);
+        expect(await settled(stream.ended, 200)).toBe(false); // verified a few times, still open
+        if (end === 'revoked') ANALYST.revokedAt = new Date();
+        else ANALYST.expiresAt = new Date(Date.now() - 1);
+        expect(await settled(stream.ended, 2000)).toBe(true);
+        expect(stream.text()).toContain('event: complete');
+        expect(g.httpSubscriptions.size).toBe(0);
+      }
+    } finally {
+      Object.assign(ANALYST, { revokedAt: null, expiresAt: null });
+    }
+  });
+
+  it('ends every stream at shutdown, so that the drain need not wait for them', async () => {
+    const g = server();
+    const streams = [await sse(g, ADMIN), await sse(g, ANALYST.secret)];
+    expect(g.httpSubscriptions.size).toBe(2);
+    g.httpSubscriptions.endAll();
+    for (const s of streams) expect(await settled(s.ended, 2000)).toBe(true);
+    expect(g.httpSubscriptions.size).toBe(0);
+  });
+});
+
 describe('GraphQL over websockets', () => {
   /** The server on a loopback port with graphql-ws attached; a client with `token`. */
   async function listen(options: Partial<GraphQLOptions>, bus = new LiveBus()) {
