@@ -47,7 +47,7 @@ const FORBIDDEN = 4403;
 const isClose = (e: unknown): e is CloseEvent => typeof e === 'object' && e !== null && 'code' in e && 'reason' in e;
 
 /** Reconnect delays: 1 s, 2 s, 4 s … up to 30 s, each with jitter so a wall of screens does not reconnect in step. */
-function backoffMs(retries: number): number {
+export function backoffMs(retries: number): number {
   const base = Math.min(30_000, 1000 * 2 ** retries);
   return Math.round(base * (0.5 + Math.random() / 2));
 }

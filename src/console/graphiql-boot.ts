@@ -29,6 +29,12 @@ function tokenFromConsole(): string | null {
 window.addEventListener('DOMContentLoaded', () => {
   const options = JSON.parse(document.getElementById('graphiql-options')?.textContent ?? '{}') as Record<string, unknown>;
   const token = tokenFromConsole();
+  // The token is kept in this page's memory only: not in GraphiQL's saved tabs (localStorage,
+  // which outlives the tab and sign-out), nor in the copy of the console's sessionStorage a
+  // window opened by it is given. Tabs an earlier version saved with a token are dropped.
+  options.shouldPersistHeaders = false;
+  sessionStorage.removeItem(TOKEN_KEY);
+  for (const key of ['graphiql:tabState', 'graphiql:headers']) if (localStorage.getItem(key)?.includes('Bearer ')) localStorage.removeItem(key);
   if (token) {
     options.headers = JSON.stringify({ Authorization: `Bearer ${token}` }, null, 2);
     options.defaultEditorToolsVisibility = 'headers';

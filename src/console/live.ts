@@ -3,7 +3,7 @@
 // candidates, skips and hops. Cost per second comes from the receipts (the `usage` query
 // over the last minute, every few seconds): decisions carry no cost.
 import type { Client } from 'graphql-ws';
-import { type LiveState, liveClient } from './api.js';
+import { backoffMs, type LiveState, liveClient } from './api.js';
 import { lineChart } from './charts.js';
 import type { Ctx, View } from './context.js';
 import { fill, h } from './dom.js';
@@ -81,6 +81,11 @@ export function liveView(ctx: Ctx): View {
   const client: Client = liveClient(ctx.token, setState, ctx.authRejected);
   let unsubscribe = subscribe();
   let renderTimer: ReturnType<typeof setTimeout> | null = null;
+  // A stream the server ended (closes graphql-ws does not retry: 1008 slow consumer, 1011, 4429)
+  // is started again after a backoff that grows while it keeps failing, with jitter: a wall of
+  // screens dropped together must not come back in step.
+  let restartTimer: ReturnType<typeof setTimeout> | null = null;
+  let failedRestarts = 0;
   const tick = setInterval(renderRates, 1000);
   const costTimer = setInterval(() => void pollCosts(), COST_POLL_MS);
   void loadFilterOptions();
@@ -103,6 +108,7 @@ export function liveView(ctx: Ctx): View {
       },
       {
         next: (result) => {
+          failedRestarts = 0;
           if (result.data) {
             model.add(result.data.routingDecisions);
             scheduleRender();
@@ -114,7 +120,14 @@ export function liveView(ctx: Ctx): View {
           if (typeof err === 'object' && err !== null && 'code' in err && (err as CloseEvent).code === 4403) return; // liveClient signs out
           // The server ended the stream (e.g. too slow a reader): start it again shortly.
           setState({ state: 'lost' });
-          setTimeout(() => restart(false), 3000);
+          if (restartTimer) clearTimeout(restartTimer);
+          restartTimer = setTimeout(
+            () => {
+              restartTimer = null;
+              restart(false);
+            },
+            backoffMs(2 + failedRestarts++),
+          ); // 2–4 s, then 4–8 s, … up to 30 s
         },
         complete: () => undefined,
       },
@@ -123,6 +136,8 @@ export function liveView(ctx: Ctx): View {
 
   /** A new filter (or a stream ended by the server): fresh numbers from a fresh subscription. */
   function restart(resetNumbers = true): void {
+    if (restartTimer) clearTimeout(restartTimer);
+    restartTimer = null;
     unsubscribe();
     if (resetNumbers) {
       model = new LiveModel();
@@ -299,6 +314,8 @@ export function liveView(ctx: Ctx): View {
       clearInterval(tick);
       clearInterval(costTimer);
       if (renderTimer) clearTimeout(renderTimer);
+      // A pending restart would open a new socket after dispose (graphql-ws allows it).
+      if (restartTimer) clearTimeout(restartTimer);
       unsubscribe();
       void client.dispose();
       chart.destroy();

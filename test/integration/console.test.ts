@@ -301,6 +301,11 @@ describe('console in Chromium, offline', () => {
     await poll(() => editorText(graphiql, 'body')).toContain(`"Authorization": "Bearer ${gw.adminToken}"`);
     await graphiql.click('.graphiql-execute-button');
     await poll(() => editorText(graphiql, '.graphiql-response'), 10_000).toContain('"kind": "admin"');
+    // The token is in GraphiQL's memory only: not saved with its tabs (localStorage outlives the
+    // tab and sign-out), nor left in the sessionStorage copy a window opened by the console gets.
+    const stored = await graphiql.evaluate(() => JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage } }));
+    expect(stored).toContain('graphiql'); // GraphiQL did save its tabs
+    expect(stored).not.toContain(gw.adminToken);
     expectOffline(offline);
 
     // Opened by itself (no console, a fresh browser): no token anywhere.
@@ -492,8 +497,23 @@ describe('console in Chromium, offline', () => {
     expect(sockets).toHaveLength(2);
     // The subscription is back: new requests show again.
     await untilSubscribed(page, secret);
+
+    // A close graphql-ws does not retry itself (1008, a slow consumer): the view starts its
+    // stream again after a backoff.
+    await sockets[1]!.close({ code: 1008, reason: 'slow consumer' });
+    await poll(() => status.getAttribute('data-state')).toBe('lost');
+    await poll(() => status.getAttribute('data-state'), 10_000).toBe('live');
+    expect(sockets).toHaveLength(3);
+    await untilSubscribed(page, secret);
+
+    // Dropped again, then the view is left before its restart: no socket opens behind it.
+    await sockets[2]!.close({ code: 1008, reason: 'slow consumer' });
+    await poll(() => status.getAttribute('data-state')).toBe('lost');
+    await page.click('nav a[data-view="analytics"]');
+    await new Promise((resolve) => setTimeout(resolve, 5000)); // past the restart's 2–4 s
+    expect(sockets).toHaveLength(3);
     expectOffline(offline);
-  });
+  }, 60_000);
 });
 
 describe('console secrets stay out of the logs', () => {
