@@ -48,6 +48,57 @@ interface Receipt {
   attempts: Attempt[];
 }
 
+/**
+ * What the page shows of a receipt: its signed object's fields, not the GraphQL ones beside it,
+ * so that "signature valid" covers every figure on the page (an answer edited on its way, or
+ * another receipt's signed object, cannot show one cost under a verdict about another).
+ */
+function shownFrom(signed: Record<string, unknown>, r: Receipt): Receipt {
+  const str = (k: string) => (typeof signed[k] === 'string' ? (signed[k] as string) : null);
+  const num = (k: string) => (typeof signed[k] === 'number' ? (signed[k] as number) : null);
+  const attempts = Array.isArray(signed.attempts) ? (signed.attempts as Array<Record<string, unknown>>) : [];
+  return {
+    receiptId: str('receipt_id') ?? '',
+    requestId: str('request_id') ?? '',
+    startedAt: str('started_at') ?? '',
+    finishedAt: str('finished_at'),
+    teamId: str('team_id'),
+    feature: str('feature'),
+    taskId: str('task_id'),
+    endUser: str('end_user'),
+    endpoint: str('endpoint') ?? '',
+    requestedModel: str('requested_model'),
+    route: str('route'),
+    strategy: str('strategy'),
+    provider: str('provider'),
+    model: str('model'),
+    status: str('status') ?? '',
+    httpStatus: num('http_status'),
+    errorCode: str('error_code'),
+    stream: signed.stream === true,
+    ttftMs: num('ttft_ms'),
+    latencyMs: num('latency_ms') ?? 0,
+    overheadMs: num('overhead_ms'),
+    promptTokens: num('prompt_tokens'),
+    completionTokens: num('completion_tokens'),
+    cachedTokens: num('cached_tokens'),
+    costUsd: num('cost_usd'),
+    cacheStatus: str('cache_status'),
+    savedCostUsd: num('saved_cost_usd'),
+    seq: num('seq') ?? 0,
+    keyId: str('key_id') ?? '',
+    signature: r.signature,
+    signedJson: signed,
+    attempts: attempts.map((a) => ({
+      provider: String(a.provider ?? ''),
+      model: String(a.model ?? ''),
+      status: typeof a.status === 'number' ? a.status : 0,
+      error: typeof a.error === 'string' ? a.error : null,
+      latencyMs: typeof a.latency_ms === 'number' ? a.latency_ms : 0,
+    })),
+  };
+}
+
 const RECEIPT_QUERY = `query ConsoleReceipt($id: ID!) { receipt(id: $id) {
   receiptId requestId startedAt finishedAt teamId feature taskId endUser endpoint requestedModel route strategy
   provider model status httpStatus errorCode stream ttftMs latencyMs overheadMs promptTokens completionTokens
@@ -146,6 +197,7 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
       fill(body, h('div', { class: 'error', role: 'alert', id: 'receipt-missing' }, `No receipt ${receiptId} that this token may see.`));
       return;
     }
+    r = shownFrom(r.signedJson ?? {}, r);
     const verdict = h('div', { id: 'receipt-verification', class: 'verdict', 'data-status': 'checking' }, 'Checking the signature in this browser…');
     const fields: Array<[string, string]> = [
       ['receipt', r.receiptId],
@@ -210,10 +262,15 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
         ),
       ),
     );
-    await verify(r, verdict);
+    await verify(r, verdict, receiptId);
   }
 
-  async function verify(r: Receipt, verdict: HTMLElement): Promise<void> {
+  async function verify(r: Receipt, verdict: HTMLElement, asked: string): Promise<void> {
+    if (r.receiptId.toLowerCase() !== asked.toLowerCase()) {
+      verdict.dataset.status = 'invalid';
+      verdict.textContent = `✗ The signed receipt is ${r.receiptId || 'unnamed'}, not the one asked for.`;
+      return;
+    }
     let jwks: { keys?: Jwk[] };
     try {
       jwks = (await (await fetch('/.well-known/tollgate/receipt-keys')).json()) as { keys?: Jwk[] };

@@ -289,6 +289,35 @@ describe('console in Chromium, offline', () => {
     await page.reload();
     await poll(() => page.locator('#receipt-verification').getAttribute('data-status')).toBe('invalid');
     await poll(() => page.locator('#receipt-verification').textContent()).toContain('does not match');
+
+    // Edited beside the signed object (the GraphQL cost field): the page shows the signed figures.
+    const other = await chat(secret);
+    await gw.started.runtime.journal.flush();
+    const { receipt: otherReceipt } = await gqlOk(gw.url, gw.adminToken, 'query ($id: ID!) { receipt(id: $id) { signature signedJson } }', { id: other });
+    let edit: (receipt: Record<string, unknown>) => void = (receipt) => {
+      receipt.costUsd = 123456;
+      receipt.model = 'an-edited-model';
+    };
+    await page.unroute(`${gw.url}/graphql`);
+    await page.route(`${gw.url}/graphql`, async (route) => {
+      if (!route.request().postData()?.includes('ConsoleReceipt')) return route.continue();
+      const response = await route.fetch();
+      const json = await response.json();
+      edit(json.data.receipt);
+      return route.fulfill({ response, json });
+    });
+    await page.reload();
+    await poll(() => page.locator('#receipt-verification').getAttribute('data-status')).toBe('valid');
+    const shown = await page.locator('table.fields').textContent();
+    expect(shown).toContain(id);
+    expect(shown).not.toContain('123456');
+    expect(shown).not.toContain('an-edited-model');
+
+    // Another receipt's signed object and signature, genuine both, in place of this one's: refused.
+    edit = (receipt) => Object.assign(receipt, otherReceipt);
+    await page.reload();
+    await poll(() => page.locator('#receipt-verification').getAttribute('data-status')).toBe('invalid');
+    await poll(() => page.locator('#receipt-verification').textContent()).toContain('not the one asked for');
     expectOffline(offline);
   });
 
