@@ -23,6 +23,8 @@ export interface RouteSpec {
   targets: TargetSpec[];
   rules: RuleSpec[];
   accept: string[];
+  /** A semantic cache's embeddings model: a route's name or `provider/model`. */
+  cache?: { embeddingModel: string | null } | null;
 }
 
 export interface VariantSpec {
@@ -100,6 +102,14 @@ function checkRoute(route: RouteSpec, spec: RoutingSpec, routes: Map<string, Rou
     const badTarget = checkTargets(rule.targets, `${at}.targets`, spec.providers);
     if (badTarget) return { subject, ...badTarget };
     if (rule.route && !routes.has(rule.route)) return problem(`${at}.route`, `unknown route "${rule.route}"`);
+  }
+  // Resolved as a request's model is (Catalog.resolve): unknown, the semantic cache would be
+  // off for the route with an error logged on every request.
+  const embeddings = route.cache?.embeddingModel;
+  const slash = embeddings?.indexOf('/') ?? -1;
+  const pinned = embeddings && slash > 0 && slash < embeddings.length - 1 && spec.providers.has(embeddings.slice(0, slash));
+  if (embeddings && !routes.has(embeddings) && !pinned) {
+    return problem('cache.embeddingModel', `"${embeddings}" is neither a route nor provider/model with a known provider`);
   }
   const cycle = ruleCycle(route.name, routes);
   if (cycle) return problem(`rules[${cycle.rule}].route`, `rules lead in a circle: ${cycle.path.join(' → ')}`);

@@ -535,6 +535,13 @@ describe(`config store on ${KIND}`, () => {
       );
       await refused({ name: 'smart', ...base, rules: [{ name: 'self', when: 'true', route: 'smart' }] }, /circle: smart → smart/);
       await refused({ name: 'smart', ...base, strategy: 'CASCADE' }, /^accept: a CASCADE route needs at least one acceptance check/);
+      for (const embeddingModel of ['no-such-route', 'nope/embed', 'p1/'])
+        await refused(
+          { name: 'smart', ...base, cache: { mode: 'SEMANTIC', embeddingModel } },
+          /^cache\.embeddingModel: ".*" is neither a route nor provider\/model/,
+        );
+      for (const embeddingModel of ['strong', 'p1/embed'])
+        await store.routing.upsertRoute({ name: 'embedded', ...base, cache: { mode: 'SEMANTIC', embeddingModel } });
       const kept = (await store.routing.listRoutes()).find((r) => r.name === 'smart')!;
       expect(kept.rules).toEqual([{ name: 'hard', when: 'request.promptTokens > 6000', targets: null, route: 'strong' }]);
 

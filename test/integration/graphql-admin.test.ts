@@ -365,6 +365,10 @@ describe('audit log', () => {
     expect(first.edges).toHaveLength(3);
     const { auditLog: counted } = await ok(admin, '{ auditLog(first: 0) { totalCount edges { cursor } } }');
     expect(counted.edges).toEqual([]);
+    // An empty page keeps its place: following its endCursor does not start over from the top.
+    const empty = (await ok(admin, log, { first: 0, after: first.pageInfo.endCursor })).auditLog;
+    expect(empty.pageInfo).toEqual({ hasNextPage: true, endCursor: first.pageInfo.endCursor });
+    expect(codeOf(await gql(admin, log, { f: { actors: Array.from({ length: 101 }, (_, i) => `actor-${i}`) } }))).toBe('BAD_USER_INPUT');
     expect(counted.totalCount).toBe(await gw.started.runtime.configDb.prisma.auditEntry.count());
     expect(first.pageInfo).toEqual({ hasNextPage: true, endCursor: first.edges[2].cursor });
     const second = (await ok(admin, log, { first: 3, after: first.pageInfo.endCursor })).auditLog;
@@ -521,6 +525,10 @@ describe('prices and budgets', () => {
     expect(current).toEqual([{ version: setPrice.version, provider: 'sim', model: 'sim-large' }]);
 
     expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: -1, outputPerMTokUsd: 1 } }))).toBe('BAD_USER_INPUT');
+    // Past what the stored Decimal(18, 9) holds: the field is named, not an internal error.
+    const huge = await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: 1e9, outputPerMTokUsd: 1 } });
+    expect(codeOf(huge)).toBe('BAD_USER_INPUT');
+    expect(huge.errors[0].extensions.field).toBe('input.inputPerMTokUsd');
     expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'CNY' } }))).toBe(
       'BAD_USER_INPUT',
     );
@@ -555,6 +563,11 @@ describe('prices and budgets', () => {
 
     const keyBudget = await ok(admin, q, { in: { scope: 'API_KEY', apiKeyId: keyB.id, period: 'DAY', limitUsd: 5, action: 'BLOCK' } });
     expect(keyBudget.setBudget).toMatchObject({ scope: 'API_KEY', apiKeyId: keyB.id, teamId: teamB.id });
+    for (const limitUsd of [1e9, 5e11]) {
+      const tooLarge = await gql(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'DAY', limitUsd, action: 'ALERT' } });
+      expect(codeOf(tooLarge)).toBe('BAD_USER_INPUT');
+      expect(tooLarge.errors[0].extensions.field).toBe('input.limitUsd');
+    }
     const feature = await ok(admin, q, { in: { scope: 'FEATURE', feature: 'summarize', period: 'TOTAL', limitUsd: 1000, action: 'ALERT' } });
     expect(feature.setBudget).toMatchObject({ scope: 'FEATURE', feature: 'summarize', teamId: null, team: null });
 

@@ -36,6 +36,8 @@ export interface AuditPage {
 
 const AUDIT_DEFAULT_PAGE = 50;
 const AUDIT_MAX_PAGE = 500;
+/** Values one filter list may hold (each is a query parameter). */
+const AUDIT_MAX_FILTER_VALUES = 100;
 
 /** Newest first; the cursor is the entry's id (insertion order), opaque to clients. */
 export class AuditLog {
@@ -45,6 +47,12 @@ export class AuditLog {
     const limit = first ?? AUDIT_DEFAULT_PAGE;
     if (!Number.isInteger(limit) || limit < 0 || limit > AUDIT_MAX_PAGE) {
       throw new AdminStoreError('INVALID_INPUT', `first: must be between 0 and ${AUDIT_MAX_PAGE}`);
+    }
+    for (const [name, list] of [
+      ['actors', query.actors],
+      ['actions', query.actions],
+    ] as const) {
+      if (list && list.length > AUDIT_MAX_FILTER_VALUES) throw new AdminStoreError('INVALID_INPUT', `${name}: at most ${AUDIT_MAX_FILTER_VALUES} values`);
     }
     const before = after ? decodeCursor(after) : null;
     const matching: Prisma.AuditEntryWhereInput = {
@@ -63,7 +71,8 @@ export class AuditLog {
     return {
       entries: page,
       hasNextPage: rows.length > limit,
-      endCursor: page.at(-1)?.cursor ?? null,
+      // An empty page (first: 0) keeps the cursor it was given: null would start over from the top.
+      endCursor: page.at(-1)?.cursor ?? after ?? null,
       totalCount: () => this.prisma.auditEntry.count({ where: matching }),
     };
   }

@@ -3,7 +3,21 @@
 // upserted by scope + target + period.
 import { z } from 'zod';
 import { BudgetAction, BudgetPeriod, BudgetScope, Prisma, type PrismaClient } from '../prisma.js';
-import { AdminStoreError, date, decimal, httpUrl, label, type Mutations, modelName, parse, requireTeam, slug, usd, uuid } from './validators.js';
+import {
+  AdminStoreError,
+  date,
+  decimal,
+  httpUrl,
+  label,
+  MAX_STORED_USD,
+  type Mutations,
+  modelName,
+  parse,
+  requireTeam,
+  slug,
+  usd,
+  uuid,
+} from './validators.js';
 
 export interface PriceRecord {
   /** The Price row id: the `price_version` receipts carry. */
@@ -75,7 +89,7 @@ const setBudgetInput = z.object({
   apiKeyId: uuid.nullish(),
   feature: label.nullish(),
   period: z.enum(BudgetPeriod),
-  limitUsd: z.number().positive().max(1e12),
+  limitUsd: z.number().positive().max(MAX_STORED_USD),
   action: z.enum(BudgetAction),
   webhookUrl: httpUrl.nullish(),
   failOpen: z.boolean().nullish(),

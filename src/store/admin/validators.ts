@@ -90,7 +90,9 @@ export const httpUrl = z
     }
   }, 'must be an http(s) URL');
 export const date = z.union([z.date(), z.iso.datetime({ offset: true })]).transform((d) => (d instanceof Date ? d : new Date(d)));
-export const usd = z.number().nonnegative().max(1e9);
+/** The stored columns are Decimal(18, 9): at most 999,999,999.999999999. */
+export const MAX_STORED_USD = 999_999_999;
+export const usd = z.number().nonnegative().max(MAX_STORED_USD);
 /** IP allowlist entries (IPv4 or IPv6 CIDRs, or single addresses), stored normalized and deduplicated. */
 export const cidrs = z
   .array(
