@@ -40,6 +40,8 @@ export class Member implements AsyncIterableIterator<ExecutionResult>, Subscribe
   private bytes = 0;
   private readonly untrack: () => void;
   private ended = false;
+  /** A failure that ended the group while no next() waited: the next one rejects with it. */
+  private failure: unknown = null;
   private waiter: { resolve: (r: IteratorResult<ExecutionResult>) => void; reject: (err: unknown) => void } | null = null;
 
   constructor(
@@ -138,6 +140,11 @@ export class Member implements AsyncIterableIterator<ExecutionResult>, Subscribe
   }
 
   next(): Promise<IteratorResult<ExecutionResult>> {
+    if (this.failure !== null) {
+      const failure = this.failure;
+      this.failure = null;
+      return Promise.reject(failure);
+    }
     if (this.ended) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
   }
@@ -164,11 +171,14 @@ export class Member implements AsyncIterableIterator<ExecutionResult>, Subscribe
 
   /** The group's execution ended: graphql-ws then sends `complete` (or `error` with `failure`). */
   end(failure: unknown): void {
-    if (!this.finish()) return;
+    // Taken before finish(), which resolves a waiting next() as done: a failure must reach the
+    // client as an error, not as a normal end. Without a waiter, the next next() gets it.
     const w = this.waiter;
     this.waiter = null;
-    if (failure !== null) w?.reject(failure);
-    else w?.resolve({ value: undefined, done: true });
+    if (!this.finish()) return;
+    if (failure === null) w?.resolve({ value: undefined, done: true });
+    else if (w) w.reject(failure);
+    else this.failure = failure;
   }
 
   private finish(): boolean {

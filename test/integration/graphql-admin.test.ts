@@ -528,7 +528,7 @@ describe('prices and budgets', () => {
     // Past what the stored Decimal(18, 9) holds: the field is named, not an internal error.
     const huge = await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: 1e9, outputPerMTokUsd: 1 } });
     expect(codeOf(huge)).toBe('BAD_USER_INPUT');
-    expect(huge.errors[0].extensions.field).toBe('input.inputPerMTokUsd');
+    expect(huge.errors?.[0]?.extensions?.field).toBe('input.inputPerMTokUsd');
     expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: 1, outputPerMTokUsd: 1, currency: 'CNY' } }))).toBe(
       'BAD_USER_INPUT',
     );
@@ -566,7 +566,7 @@ describe('prices and budgets', () => {
     for (const limitUsd of [1e9, 5e11]) {
       const tooLarge = await gql(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'DAY', limitUsd, action: 'ALERT' } });
       expect(codeOf(tooLarge)).toBe('BAD_USER_INPUT');
-      expect(tooLarge.errors[0].extensions.field).toBe('input.limitUsd');
+      expect(tooLarge.errors?.[0]?.extensions?.field).toBe('input.limitUsd');
     }
     const feature = await ok(admin, q, { in: { scope: 'FEATURE', feature: 'summarize', period: 'TOTAL', limitUsd: 1000, action: 'ALERT' } });
     expect(feature.setBudget).toMatchObject({ scope: 'FEATURE', feature: 'summarize', teamId: null, team: null });

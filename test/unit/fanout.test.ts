@@ -283,6 +283,39 @@ describe('websocket fan-out', () => {
     expect(bus.subscriberCount).toBe(0);
   });
 
+  it("ends every member with the shared execution's failure as an error, not as a normal end", async () => {
+    const bus = new LiveBus();
+    const fanout = new WsFanout(bus);
+    const failing: SubscribeFn = (a) => {
+      const source = (a.contextValue as { openLiveStream: LiveStreamOpener }).openLiveStream(bus.decisions, () => true);
+      return {
+        [Symbol.asyncIterator]: () => ({
+          next: async () => {
+            const r = await source.next();
+            if (r.done) return { done: true as const, value: undefined };
+            throw new Error('execution failed');
+          },
+          return: async () => {
+            await source.return?.();
+            return { done: true as const, value: undefined };
+          },
+        }),
+      };
+    };
+    const waiting = await join(fanout, 'failing', failing, fakeSocket().socket, 'waits');
+    const late = await join(fanout, 'failing', failing, fakeSocket().socket, 'late');
+    const waited = waiting.next().then(
+      (r) => `resolved ${JSON.stringify(r)}`,
+      (e: Error) => `rejected: ${e.message}`,
+    );
+    bus.decisions.publish(decision('r0'));
+    expect(await waited).toBe('rejected: execution failed');
+    // A member that was not waiting when it failed hears of it at its next read, then the end.
+    await vi.waitFor(() => expect(fanout.groupCount).toBe(0));
+    await expect(late.next()).rejects.toThrow('execution failed');
+    await expect(late.next()).resolves.toEqual({ done: true, value: undefined });
+  });
+
   it('forgets a group whose subscribe threw, so the next subscriber starts afresh', async () => {
     const bus = new LiveBus();
     const fanout = new WsFanout(bus);
