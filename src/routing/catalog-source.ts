@@ -1,5 +1,6 @@
 // Keeps the live Catalog current: loads it from the config store at start, then polls the
-// store's catalog version (one tiny query) and rebuilds only when it changed. A failing
+// store's catalog version (one tiny query) and rebuilds only when it changed, or when a price
+// scheduled for later takes effect. A failing
 // store keeps the last good catalog: routing must not stop because Postgres blinked.
 import type { BudgetRecord } from '../store/admin/pricing.js';
 import { Catalog, type ExperimentInput, type PriceInput, type ProviderInput, type RouteInput } from './catalog.js';
@@ -13,12 +14,16 @@ export interface CatalogStore {
     budgets: BudgetRecord[];
     experiments?: ExperimentInput[];
     teams?: ReadonlyArray<{ id: string; name: string }>;
+    /** When a scheduled price takes effect: the catalog is loaded again then, its version unchanged. */
+    pricesChangeAt?: Date | null;
   }>;
 }
 
 export class CatalogSource {
   private current: Catalog = new Catalog([], [], [], 'empty');
   private currentBudgets: readonly BudgetRecord[] = [];
+  /** Epoch ms at which a scheduled price takes effect; null when none is scheduled. */
+  private reloadAt: number | null = null;
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
@@ -40,7 +45,8 @@ export class CatalogSource {
   /** `knownVersion`: the version the caller just read, so it is not asked for twice. */
   async load(knownVersion?: string): Promise<Catalog> {
     const version = knownVersion ?? (await this.store.catalogVersion());
-    const { providers, routes, prices, budgets, experiments, teams } = await this.store.loadCatalog();
+    const { providers, routes, prices, budgets, experiments, teams, pricesChangeAt } = await this.store.loadCatalog();
+    this.reloadAt = pricesChangeAt ? pricesChangeAt.getTime() : null;
     this.current = new Catalog(providers, routes, prices, version, {
       experiments,
       teams,
@@ -66,7 +72,8 @@ export class CatalogSource {
     this.refreshing = (async () => {
       try {
         const version = await this.store.catalogVersion();
-        if (version !== this.current.version) await this.load(version);
+        const priceDue = this.reloadAt !== null && Date.now() >= this.reloadAt;
+        if (version !== this.current.version || priceDue) await this.load(version);
       } catch (err) {
         this.onError(err);
       }

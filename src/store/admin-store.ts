@@ -33,6 +33,8 @@ export interface CatalogRecords {
   prices: PriceRecord[];
   budgets: BudgetRecord[];
   teams: TeamRecord[];
+  /** When a price version scheduled for later takes effect (the catalog is loaded again then). */
+  pricesChangeAt: Date | null;
 }
 
 export class AdminStore {
@@ -68,14 +70,16 @@ export class AdminStore {
 
   /** The gateway's one read across domains. */
   async loadCatalog(): Promise<CatalogRecords> {
-    const [providers, routes, experiments, prices, budgets, teams] = await Promise.all([
+    const at = new Date();
+    const [providers, routes, experiments, prices, budgets, teams, pricesChangeAt] = await Promise.all([
       this.providers.loadProvidersWithSecrets(),
       this.routing.listRoutes(),
       this.routing.listExperiments(),
-      this.pricing.currentPrices(),
+      this.pricing.currentPrices(at),
       this.pricing.listBudgets(),
       this.teams.listTeams(),
+      this.pricing.nextPriceChange(at),
     ]);
-    return { providers, routes, experiments, prices, budgets, teams };
+    return { providers, routes, experiments, prices, budgets, teams, pricesChangeAt };
   }
 }

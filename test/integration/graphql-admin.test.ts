@@ -524,6 +524,28 @@ describe('prices and budgets', () => {
     );
     expect(current).toEqual([{ version: setPrice.version, provider: 'sim', model: 'sim-large' }]);
 
+    // A version scheduled for later is not in effect until its time: not in `prices`, not billed.
+    const catalog = gw.started.runtime.app.catalog;
+    const inputNow = async () => {
+      await catalog.refresh();
+      const listed = (await ok(admin, '{ prices { provider model inputPerMTokUsd } }')).prices.find(
+        (p: { provider: string; model: string }) => p.provider === 'sim' && p.model === 'sim-large',
+      );
+      expect(catalog.catalog.price('sim', 'sim-large')?.inputPerMTokUsd).toBe(listed.inputPerMTokUsd);
+      return listed.inputPerMTokUsd as number;
+    };
+    const soon = new Date(Date.now() + 1500);
+    await ok(admin, q, { in: { provider: 'sim', model: 'sim-large', inputPerMTokUsd: 50, outputPerMTokUsd: 50, effectiveFrom: soon.toISOString() } });
+    expect(await inputNow()).toBe(0.2);
+    // Dated back, a version is in effect from its date to the next one's: history, not the price now.
+    await ok(admin, q, { in: { provider: 'sim', model: 'sim-large', inputPerMTokUsd: 7, outputPerMTokUsd: 7, effectiveFrom: '2001-01-01T00:00:00Z' } });
+    expect(await inputNow()).toBe(0.2);
+    // Its time come, the catalog loads it although nothing else changed (same catalog version).
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, soon.getTime() - Date.now()) + 50));
+    expect(await inputNow()).toBe(50);
+    await ok(admin, q, { in: { provider: 'sim', model: 'sim-large', inputPerMTokUsd: 0.2, outputPerMTokUsd: 0.8, cachedInputPerMTokUsd: 0.05 } });
+    expect(await inputNow()).toBe(0.2);
+
     expect(codeOf(await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: -1, outputPerMTokUsd: 1 } }))).toBe('BAD_USER_INPUT');
     // Past what the stored Decimal(18, 9) holds: the field is named, not an internal error.
     const huge = await gql(admin, q, { in: { provider: 'sim', model: 'x', inputPerMTokUsd: 1e9, outputPerMTokUsd: 1 } });

@@ -190,18 +190,14 @@ export function registerPricing(builder: Builder) {
     prices: t.prismaField({
       type: [Price],
       authScopes: { authenticated: true },
-      description: 'The current price of every provider+model.',
+      description: 'The price of every provider+model in effect now (a version scheduled for later is not, yet).',
       resolve: async (query, _root, _args, ctx) => {
-        // The current version of each provider+model (DISTINCT ON, served by the
-        // (provider, model, id) index), then those rows with the planned selection.
-        const current = await ctx.prisma.$queryRaw<Array<{ id: number }>>`
-          SELECT DISTINCT ON ("provider", "model") "id"
-          FROM "Price"
-          ORDER BY "provider", "model", "id" DESC`;
+        // The version in effect for each provider+model, then those rows with the planned selection.
+        const current = await store(() => ctx.admin.pricing.currentVersionIds());
         if (current.length === 0) return [];
         return ctx.prisma.price.findMany({
           ...query,
-          where: { id: { in: current.map((r) => Number(r.id)) } },
+          where: { id: { in: current } },
           orderBy: [{ provider: 'asc' }, { model: 'asc' }],
         });
       },

@@ -157,15 +157,32 @@ export class PricingStore {
     return row ? toPrice(row) : null;
   }
 
-  /** The latest version of every provider+model price, in USD. */
-  async currentPrices(): Promise<PriceRecord[]> {
-    // DISTINCT ON picks the highest id per (provider, model), served by the
-    // (provider, model, id) index.
-    const rows = await this.prisma.$queryRaw<PriceRow[]>`
-      SELECT DISTINCT ON ("provider", "model") *
+  /**
+   * The id of the version in effect at `at` for every provider+model: the latest
+   * `effectiveFrom` not after it (a later id breaks a tie). A version scheduled for later is not
+   * in effect yet; one dated back is in effect only from its date to the next version's.
+   */
+  async currentVersionIds(at = new Date()): Promise<number[]> {
+    const rows = await this.prisma.$queryRaw<Array<{ id: number }>>`
+      SELECT DISTINCT ON ("provider", "model") "id"
       FROM "Price"
-      ORDER BY "provider", "model", "id" DESC`;
+      WHERE "effectiveFrom" <= ${at}
+      ORDER BY "provider", "model", "effectiveFrom" DESC, "id" DESC`;
+    return rows.map((r) => Number(r.id));
+  }
+
+  /** The version of every provider+model price in effect now, in USD. */
+  async currentPrices(at = new Date()): Promise<PriceRecord[]> {
+    const ids = await this.currentVersionIds(at);
+    if (ids.length === 0) return [];
+    const rows = await this.prisma.price.findMany({ where: { id: { in: ids } }, orderBy: [{ provider: 'asc' }, { model: 'asc' }] });
     return rows.map(toPrice);
+  }
+
+  /** When the next scheduled price version takes effect after `at` (the catalog reloads then); null if none. */
+  async nextPriceChange(at = new Date()): Promise<Date | null> {
+    const next = await this.prisma.price.aggregate({ where: { effectiveFrom: { gt: at } }, _min: { effectiveFrom: true } });
+    return next._min.effectiveFrom;
   }
 
   /** Every version of one provider+model price, newest first. */
