@@ -75,6 +75,7 @@ const budget = (b: Pick<BudgetRecord, 'scope' | 'teamId' | 'apiKeyId' | 'feature
   action: 'BLOCK',
   webhookUrl: null,
   failOpen: false,
+  imposed: true,
   createdAt: new Date(),
   updatedAt: new Date(),
   ...b,

@@ -604,6 +604,34 @@ describe('prices and budgets', () => {
     expect(codeOf(await gql(admin, q, { in: { scope: 'TEAM', teamId: teamA.id, period: 'DAY', limitUsd: 0, action: 'BLOCK' } }))).toBe('BAD_USER_INPUT');
     expect(codeOf(await gql(admin, q, { in: { scope: 'FEATURE', period: 'DAY', limitUsd: 1, action: 'BLOCK' } }))).toBe('BAD_USER_INPUT');
   });
+
+  it("a budget a global admin set on a team: the team's own admin may tighten it, not loosen it", async () => {
+    const q = 'mutation($in: BudgetInput!) { setBudget(input: $in) { id limitUsd action failOpen imposed } }';
+    // A feature within team A (other tests here hold team A's own TEAM budgets).
+    const imposed = { scope: 'FEATURE', teamId: teamA.id, feature: 'imposed-check', period: 'DAY', limitUsd: 100, action: 'BLOCK', failOpen: false };
+    const set = (await ok(admin, q, { in: imposed })).setBudget;
+    expect(set).toMatchObject({ limitUsd: 100, action: 'BLOCK', failOpen: false, imposed: true });
+    for (const looser of [{ limitUsd: 999_999 }, { action: 'ALERT' }, { failOpen: true }]) {
+      const refused = await gql(teamAdmin, q, { in: { ...imposed, ...looser } });
+      expect(codeOf(refused), JSON.stringify(looser)).toBe('FORBIDDEN');
+      expect(refused.errors?.[0]?.message).toMatch(/set by a global admin/);
+    }
+    const budgetRow = () => gw.started.runtime.configDb.prisma.budget.findUniqueOrThrow({ where: { id: set.id } });
+    expect(Number((await budgetRow()).limitUsd)).toBe(100);
+    // Tighter is allowed, and the budget stays imposed (it cannot then be loosened back).
+    expect((await ok(teamAdmin, q, { in: { ...imposed, limitUsd: 40 } })).setBudget).toMatchObject({ id: set.id, limitUsd: 40, imposed: true });
+    expect(codeOf(await gql(teamAdmin, q, { in: { ...imposed, limitUsd: 100 } }))).toBe('FORBIDDEN');
+    // A budget the team's admin created itself is its own to change either way.
+    const own = { ...imposed, period: 'TOTAL', limitUsd: 10, action: 'ALERT' };
+    expect((await ok(teamAdmin, q, { in: own })).setBudget).toMatchObject({ imposed: false });
+    expect((await ok(teamAdmin, q, { in: { ...own, limitUsd: 20, failOpen: true } })).setBudget).toMatchObject({
+      limitUsd: 20,
+      failOpen: true,
+      imposed: false,
+    });
+    // The global admin's word makes it imposed.
+    expect((await ok(admin, q, { in: { ...own, limitUsd: 20 } })).setBudget).toMatchObject({ imposed: true });
+  });
 });
 
 describe('auth matrix', () => {

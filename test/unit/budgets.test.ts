@@ -25,6 +25,7 @@ function budget(over: Partial<BudgetRecord> = {}): BudgetRecord {
     action: 'BLOCK',
     webhookUrl: null,
     failOpen: false,
+    imposed: true,
     createdAt: new Date(0),
     updatedAt: new Date(0),
     ...over,

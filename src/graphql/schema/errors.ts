@@ -33,6 +33,8 @@ function toGraphQLError(err: unknown, argument = 'input'): unknown {
         return new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } });
       case 'CONFLICT':
         return new GraphQLError(err.message, { extensions: { code: 'CONFLICT' } });
+      case 'FORBIDDEN':
+        return forbidden(err.message);
       default:
         return new GraphQLError('Internal error.', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
     }

@@ -71,6 +71,9 @@ export function registerPricing(builder: Builder) {
       limitUsd: t.float({ resolve: (b) => new Prisma.Decimal(b.limitUsd).toNumber() }),
       action: t.expose('action', { type: BudgetActionEnum }),
       failOpen: t.exposeBoolean('failOpen', { description: 'When the counter store is unreachable: admit (true) or refuse with 503 (false).' }),
+      imposed: t.exposeBoolean('imposed', {
+        description: "Set by a global admin (or the configuration): the team's own admins may tighten it (a lower limit, BLOCK, fail-closed), not loosen it.",
+      }),
       hasWebhook: t.boolean({
         description: 'Whether alerts are also POSTed to a webhook (the URL itself is write-only).',
         resolve: (b) => b.webhookUrl !== null,
@@ -294,17 +297,20 @@ export function registerPricing(builder: Builder) {
           }
         }
         const budget = await store(() =>
-          ctx.admin.pricing.setBudget({
-            scope: input.scope,
-            teamId,
-            apiKeyId,
-            feature: input.feature,
-            period: input.period,
-            limitUsd: input.limitUsd,
-            action: input.action,
-            webhookUrl: input.webhookUrl,
-            failOpen: input.failOpen,
-          }),
+          ctx.admin.pricing.setBudget(
+            {
+              scope: input.scope,
+              teamId,
+              apiKeyId,
+              feature: input.feature,
+              period: input.period,
+              limitUsd: input.limitUsd,
+              action: input.action,
+              webhookUrl: input.webhookUrl,
+              failOpen: input.failOpen,
+            },
+            { teamBound: boundTeam(ctx) !== null },
+          ),
         );
         await ctx.configChanged();
         return ctx.prisma.budget.findUniqueOrThrow({ ...query, where: { id: budget.id } });

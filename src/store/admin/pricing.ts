@@ -51,6 +51,8 @@ export interface BudgetRecord {
   webhookUrl: string | null;
   /** When the counter store is unreachable: admit (true) or refuse with 503 (false). */
   failOpen: boolean;
+  /** Set by a global admin (or the configuration): its team's own admins may only tighten it. */
+  imposed: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -193,8 +195,12 @@ export class PricingStore {
 
   // --- budgets ------------------------------------------------------------------------
 
-  /** Creates or replaces the budget of scope+target+period. */
-  async setBudget(input: SetBudgetInput): Promise<BudgetRecord> {
+  /**
+   * Creates or replaces the budget of scope+target+period. `teamBound`: the caller is a team's
+   * own admin, who may set its team's budgets but only tighten one imposed on it (a lower limit,
+   * ALERT to BLOCK, fail-open to fail-closed): a budget is a control on the team, not of it.
+   */
+  async setBudget(input: SetBudgetInput, { teamBound = false } = {}): Promise<BudgetRecord> {
     const p = parse(setBudgetInput, input);
     const row = await this.mutations.run('setBudget', async (tx, audit) => {
       let teamId: string | null = null;
@@ -236,7 +242,13 @@ export class PricingStore {
       };
       const where = { scope_targetKey_period: { scope: p.scope, targetKey, period: p.period } };
       const before = await tx.budget.findUnique({ where });
-      const after = await tx.budget.upsert({ where, create: { scope: p.scope, targetKey, period: p.period, ...fields }, update: fields });
+      if (teamBound && before?.imposed) assertTightens(before, fields);
+      const imposed = teamBound ? (before?.imposed ?? false) : true;
+      const after = await tx.budget.upsert({
+        where,
+        create: { scope: p.scope, targetKey, period: p.period, ...fields, imposed },
+        update: { ...fields, imposed },
+      });
       audit.change(`budget:${after.id}`, after.teamId, before && budgetAudit(before), budgetAudit(after));
       return after;
     });
@@ -296,6 +308,18 @@ function budgetAudit(r: BudgetRow): Omit<BudgetRecord, 'webhookUrl'> & { webhook
   return { ...rest, webhookOrigin: webhookUrl === null ? null : new URL(webhookUrl).origin };
 }
 
+/** Refuses a team-bound change that would loosen an imposed budget. */
+function assertTightens(before: BudgetRow, after: { limitUsd: Prisma.Decimal; action: BudgetAction; failOpen: boolean }): void {
+  const loosened = [
+    after.limitUsd.greaterThan(before.limitUsd) && 'raise its limit',
+    before.action === BudgetAction.BLOCK && after.action !== BudgetAction.BLOCK && 'turn BLOCK into ALERT',
+    !before.failOpen && after.failOpen && 'make it fail open',
+  ].filter(Boolean);
+  if (loosened.length > 0) {
+    throw new AdminStoreError('FORBIDDEN', `This budget was set by a global admin: a team's own admin may tighten it, not ${loosened.join(' or ')}.`);
+  }
+}
+
 function toBudget(r: BudgetRow): BudgetRecord {
   return {
     id: r.id,
@@ -308,6 +332,7 @@ function toBudget(r: BudgetRow): BudgetRecord {
     action: r.action,
     webhookUrl: r.webhookUrl,
     failOpen: r.failOpen,
+    imposed: r.imposed,
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
   };

@@ -12,7 +12,7 @@ export type Tx = Prisma.TransactionClient;
 // ---------------------------------------------------------------------------------------
 // Errors
 
-export type AdminStoreErrorCode = 'NOT_FOUND' | 'CONFLICT' | 'INVALID_INPUT' | 'SECRET_UNREADABLE';
+export type AdminStoreErrorCode = 'NOT_FOUND' | 'CONFLICT' | 'INVALID_INPUT' | 'FORBIDDEN' | 'SECRET_UNREADABLE';
 
 export class AdminStoreError extends Error {
   constructor(
