@@ -18,6 +18,7 @@
 // Until its segment is in ClickHouse, find() serves a receipt from its line in the WAL
 // (wal-index.ts holds where each line is).
 import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { receiptsUnavailable } from '../gateway/errors.js';
@@ -174,11 +175,26 @@ export class ReceiptJournal {
           records: pending.reduce((s, p) => s + p.records, 0),
         });
       }
+      await journal.#indexLeftovers(pending);
       for (const segment of pending) journal.#batcher.enqueue(segment);
       return journal;
     } catch (err) {
       releaseLock();
       throw err;
+    }
+  }
+
+  /**
+   * The newest receipts the previous run left (as many as the index holds) are found by id
+   * from the WAL until their segments land: a client holding a receipt id from before a
+   * restart gets it, not a 404, while ClickHouse is down or behind.
+   */
+  async #indexLeftovers(pending: ReadonlyArray<{ number: number; records: number }>): Promise<void> {
+    let from = pending.length;
+    for (let held = 0; from > 0 && held < this.#index.limit; ) held += pending[--from]!.records;
+    for (const segment of pending.slice(from)) {
+      const file = await readFile(path.join(this.#dir, segmentFileName(segment.number))).catch(() => null);
+      if (file) this.#index.addLines(segment.number, file);
     }
   }
 
@@ -231,9 +247,10 @@ export class ReceiptJournal {
   }
 
   /**
-   * A receipt appended by this process and not in ClickHouse yet (within findLimit), read
-   * from its WAL line and signed; undefined otherwise, and then ClickHouse has it if anyone
-   * does: a segment's file is deleted only after its insert was acknowledged.
+   * A receipt not in ClickHouse yet (appended by this process, or left by the previous run;
+   * within findLimit), read from its WAL line and signed; undefined otherwise, and then
+   * ClickHouse has it if anyone does: a segment's file is deleted only after its insert was
+   * acknowledged.
    */
   async find(id: string): Promise<Receipt | undefined> {
     const at = this.#index.find(id);

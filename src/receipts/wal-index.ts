@@ -15,6 +15,9 @@
 const ID_BYTES = 36;
 /** One position: the id, then the offset of its line as a 32-bit integer. */
 const RECORD_BYTES = ID_BYTES + 4;
+/** How a line names its receipt (canonical JSON: no space after the colon). */
+const RECEIPT_ID_KEY = '"receipt_id":"';
+const NEWLINE = 0x0a;
 /** Records a segment's buffer starts with; it doubles when full. */
 const FIRST_CAPACITY = 512;
 
@@ -46,6 +49,24 @@ export class WalIndex {
   /** Positions held now. */
   get size(): number {
     return this.#held;
+  }
+
+  /** At most this many positions are held. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /**
+   * Every line of a segment file (one the previous run left, being replayed): its receipts are
+   * served from the WAL, as if this process had appended them, until the segment lands.
+   */
+  addLines(segment: number, file: Buffer): void {
+    for (let start = 0, end = file.indexOf(NEWLINE); end !== -1; start = end + 1, end = file.indexOf(NEWLINE, start)) {
+      const key = file.indexOf(RECEIPT_ID_KEY, start, 'latin1');
+      if (key === -1 || key > end) continue; // a damaged line: its segment's insert skips it too
+      const id = file.toString('latin1', key + RECEIPT_ID_KEY.length, key + RECEIPT_ID_KEY.length + ID_BYTES);
+      this.add(segment, id, start);
+    }
   }
 
   add(segment: number, id: string, offset: number): void {

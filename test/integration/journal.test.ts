@@ -892,6 +892,40 @@ describe('find: receipts served from the WAL until they land', () => {
   });
 });
 
+describe('find after a restart', () => {
+  it('serves the receipts the previous run left in the WAL (the newest, within the limit) until they land', async () => {
+    const down: RowsInserter = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8123'));
+    const first = await openJournal('find-restart', { insertRows: down, batchMaxRows: 4, closeTimeoutMs: 100 });
+    const appended: UnsignedReceipt[] = [];
+    for (let i = 0; i < 30; i++) appended.push(await first.journal.append(draft('team_find_restart')));
+    await first.journal.close();
+
+    // Still down: the ids a client holds from before the restart are found in the WAL.
+    const second = await openJournal('find-restart', { insertRows: down, batchMaxRows: 4, closeTimeoutMs: 100, findLimit: 10 });
+    const found: number[] = [];
+    for (const r of appended) {
+      const served = await second.journal.find(r.receipt_id);
+      if (served) {
+        expect(served).toEqual(second.journal.sign(r));
+        found.push(r.seq);
+      }
+    }
+    expect(found.length).toBeGreaterThanOrEqual(10);
+    expect(found).toEqual(appended.slice(-found.length).map((r) => r.seq));
+    // This run's receipts come after them, found too.
+    const next = await second.journal.append(draft('team_find_restart'));
+    expect((await second.journal.find(next.receipt_id))?.seq).toBe(next.seq);
+    await second.journal.close();
+
+    // Up again: they land, and are no longer served from the WAL.
+    const third = await openJournal('find-restart');
+    await third.journal.flush();
+    expect(await third.journal.find(appended.at(-1)!.receipt_id)).toBeUndefined();
+    expect(await fetchReceipt(store.client, appended.at(-1)!.receipt_id)).toEqual(third.journal.sign(appended.at(-1)!));
+    await third.journal.close();
+  });
+});
+
 describe('kill -9', () => {
   const child = fileURLToPath(new URL('./journal-crash-child.ts', import.meta.url));
 
