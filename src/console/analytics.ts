@@ -76,20 +76,20 @@ function intervalFor(spanMs: number): Interval {
 export function analyticsView(ctx: Ctx): View {
   const rangeSel = h(
     'select',
-    { id: 'analytics-range-select', onchange: () => onRangeChange() },
+    { id: 'analytics-range-select', 'aria-label': 'Time range', onchange: () => onRangeChange() },
     ...RANGES.map(([label, span], i) => h('option', { value: span, selected: i === 1 }, label)),
     h('option', { value: 'custom' }, 'Custom…'),
   );
-  const fromInput = h('input', { id: 'analytics-from', type: 'datetime-local', hidden: true });
-  const toInput = h('input', { id: 'analytics-to', type: 'datetime-local', hidden: true });
+  const fromInput = h('input', { id: 'analytics-from', 'aria-label': 'From', type: 'datetime-local', hidden: true });
+  const toInput = h('input', { id: 'analytics-to', 'aria-label': 'To', type: 'datetime-local', hidden: true });
   const groupSel = h(
     'select',
-    { id: 'analytics-group', onchange: () => void refresh() },
+    { id: 'analytics-group', 'aria-label': 'Group by', onchange: () => void refresh() },
     ...DIMENSIONS.map((d) => h('option', { value: d }, `by ${d.toLowerCase()}`)),
   );
   const teamSel = h(
     'select',
-    { id: 'analytics-team', onchange: () => void refresh() },
+    { id: 'analytics-team', 'aria-label': 'Team', onchange: () => void refresh() },
     h('option', { value: '' }, 'All teams'),
     ...[...ctx.teams].map(([id, name]) => h('option', { value: id }, name)),
   );
@@ -117,8 +117,11 @@ export function analyticsView(ctx: Ctx): View {
   let trafficChart: Chart | null = null;
   let costChart: Chart | null = null;
   let generation = 0;
+  // The timer's refresh waits for one still running (slow 30-day queries must not stack up on
+  // ClickHouse); a user's change starts one at once, the older answer then discarded.
+  let loading = false;
   const timer = setInterval(() => {
-    if (rangeSel.value !== 'custom') void refresh();
+    if (rangeSel.value !== 'custom' && !loading) void refresh();
   }, REFRESH_MS);
   void refresh();
 
@@ -155,11 +158,14 @@ export function analyticsView(ctx: Ctx): View {
     const interval = intervalFor(r.to.getTime() - r.from.getTime());
     const filter = { from: r.from.toISOString(), to: r.to.toISOString(), ...(teamSel.value ? { teamIds: [teamSel.value] } : {}) };
     el.dataset.state = 'loading';
+    loading = true;
     try {
       const [answers, series] = await Promise.all([
         ctx.query<Answers>(ANALYTICS_QUERY, { filter, groupBy: [dim] }),
         ctx.query<Series>(SERIES_QUERY, { filter, interval, groupBy: [dim] }),
-      ]);
+      ]).finally(() => {
+        if (mine === generation) loading = false;
+      });
       if (mine !== generation) return; // a newer refresh is on its way
       errorBox.textContent = '';
       rangeNote.dataset.from = filter.from;
@@ -272,9 +278,11 @@ export function analyticsView(ctx: Ctx): View {
       hits[i] = b.cacheHits;
     }
     const per = interval.toLowerCase();
-    trafficTitle.textContent = `Requests, errors and cache hits per ${per}`;
+    // Days are UTC days (analytics buckets on UTC boundaries): drawn and labelled in UTC.
+    const utc = interval === 'DAY';
+    trafficTitle.textContent = `Requests, errors and cache hits per ${per}${utc ? ' (UTC)' : ''}`;
     trafficChart?.destroy();
-    trafficChart = lineChart(trafficBox, { series: [{ label: 'requests' }, { label: 'errors' }, { label: 'cache hits' }], value: count });
+    trafficChart = lineChart(trafficBox, { series: [{ label: 'requests' }, { label: 'errors' }, { label: 'cache hits' }], value: count, utc });
     trafficChart.setData([xs.map((t) => t / 1000), requests, errors, hits]);
 
     // Cost per bucket for the most expensive groups; the rest summed as "other".
@@ -296,11 +304,12 @@ export function analyticsView(ctx: Ctx): View {
       else cols[g]![i] += b.costUsd;
     }
     const hasOther = other.some((v) => v > 0);
-    costTitle.textContent = `Cost per ${per} ${label(dim)}`;
+    costTitle.textContent = `Cost per ${per}${utc ? ' (UTC)' : ''} ${label(dim)}`;
     costChart?.destroy();
     costChart = lineChart(costBox, {
       series: [...top.map(([, e], i) => ({ label: e.label, color: PALETTE[i] })), ...(hasOther ? [{ label: 'other', color: PALETTE[6] }] : [])],
       value: usd,
+      utc,
     });
     costChart.setData([xs.map((t) => t / 1000), ...cols, ...(hasOther ? [other] : [])]);
   }

@@ -44,6 +44,8 @@ export const fetchViewer = (token: string) => graphql<{ viewer: Viewer }>(token,
 export type LiveState = { state: 'connecting' } | { state: 'live' } | { state: 'lost' } | { state: 'reconnecting'; attempt: number; inMs: number };
 
 const FORBIDDEN = 4403;
+/** How long a ping may wait for its pong before the socket counts as dead (laptop asleep, a proxy that dropped it). */
+const PONG_TIMEOUT_MS = 5000;
 const isClose = (e: unknown): e is CloseEvent => typeof e === 'object' && e !== null && 'code' in e && 'reason' in e;
 
 /** Reconnect delays: 1 s, 2 s, 4 s … up to 30 s, each with jitter so a wall of screens does not reconnect in step. */
@@ -57,7 +59,10 @@ export function backoffMs(retries: number): number {
  * onState), except when the server refuses the token (close 4403): then onAuthRejected.
  */
 export function liveClient(token: string, onState: (s: LiveState) => void, onAuthRejected: () => void): Client {
-  return createClient({
+  // graphql-ws sends the pings but waits for their pongs forever: a ping unanswered within
+  // PONG_TIMEOUT_MS terminates the socket (then retried with backoff, as any lost connection).
+  let pongTimer: ReturnType<typeof setTimeout> | undefined;
+  const client = createClient({
     url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`,
     connectionParams: { authorization: `Bearer ${token}` },
     retryAttempts: Infinity,
@@ -70,13 +75,21 @@ export function liveClient(token: string, onState: (s: LiveState) => void, onAut
       await new Promise((resolve) => setTimeout(resolve, inMs));
     },
     on: {
+      ping: (received) => {
+        if (!received) pongTimer = setTimeout(() => client.terminate(), PONG_TIMEOUT_MS);
+      },
+      pong: (received) => {
+        if (received) clearTimeout(pongTimer);
+      },
       connecting: () => onState({ state: 'connecting' }),
       connected: () => onState({ state: 'live' }),
       closed: (e) => {
+        clearTimeout(pongTimer);
         if (isClose(e) && e.code === FORBIDDEN) onAuthRejected();
         // 1000 is our own close (sign-out, a filter change): nothing was lost.
         else if (!(isClose(e) && e.code === 1000)) onState({ state: 'lost' });
       },
     },
   });
+  return client;
 }

@@ -13,6 +13,8 @@ interface ChartOptions {
   /** How the y values read in the legend (e.g. "$0.0012", "3.2/s"). */
   value?: (v: number | null) => string;
   height?: number;
+  /** Times read in UTC (buckets that start at UTC midnight: a local clock would put them on the day before, west of Greenwich). */
+  utc?: boolean;
 }
 
 const AXIS = { stroke: '#9aa4b2', grid: { stroke: '#2a3140', width: 1 }, ticks: { stroke: '#2a3140', width: 1 } };
@@ -25,6 +27,7 @@ export function lineChart(container: HTMLElement, opts: ChartOptions): Chart {
       width: width(),
       height: opts.height ?? 220,
       cursor: { drag: { x: false, y: false } },
+      ...(opts.utc && { tzDate: (ts: number) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC') }),
       scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
         AXIS,

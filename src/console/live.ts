@@ -30,11 +30,13 @@ export function liveView(ctx: Ctx): View {
   let reconnectAt = 0;
   let reconnectAttempt = 0;
   const expanded = new Set<string>();
+  /** The requests on screen (frozen while paused). */
+  let shown: RequestTrace[] = [];
 
-  const status = h('span', { id: 'live-status', class: 'status', 'data-state': 'connecting' }, 'Connecting…');
-  const teamSel = h('select', { id: 'live-team', onchange: () => restart() }, h('option', { value: '' }, 'All teams'));
-  const routeSel = h('select', { id: 'live-route', onchange: () => restart() }, h('option', { value: '' }, 'All routes'));
-  const providerSel = h('select', { id: 'live-provider', onchange: () => restart() }, h('option', { value: '' }, 'All providers'));
+  const status = h('span', { id: 'live-status', class: 'status', 'data-state': 'connecting', role: 'status', 'aria-live': 'polite' }, 'Connecting…');
+  const teamSel = h('select', { id: 'live-team', 'aria-label': 'Team', onchange: () => restart() }, h('option', { value: '' }, 'All teams'));
+  const routeSel = h('select', { id: 'live-route', 'aria-label': 'Route', onchange: () => restart() }, h('option', { value: '' }, 'All routes'));
+  const providerSel = h('select', { id: 'live-provider', 'aria-label': 'Provider', onchange: () => restart() }, h('option', { value: '' }, 'All providers'));
   const pauseBtn = h('button', { id: 'live-pause', type: 'button', onclick: () => togglePause() }, 'Pause');
   const pausedNote = h('span', { id: 'live-paused-note', class: 'note' });
   const droppedNote = h('span', { class: 'note warn' });
@@ -180,6 +182,7 @@ export function liveView(ctx: Ctx): View {
   }
 
   async function pollCosts(): Promise<void> {
+    const asked = JSON.stringify(filter());
     const to = new Date();
     const from = new Date(to.getTime() - COST_WINDOW_S * 1000);
     const data = await ctx
@@ -188,7 +191,8 @@ export function liveView(ctx: Ctx): View {
         { filter: { from: from.toISOString(), to: to.toISOString(), ...filter() } },
       )
       .catch(() => null);
-    if (data) costs = new Map(data.usage.map((r) => [targetKey(r.key.provider, r.key.model), r.costUsd / COST_WINDOW_S]));
+    // An answer for the filter before a change would show the old filter's costs until the next poll.
+    if (data && asked === JSON.stringify(filter())) costs = new Map(data.usage.map((r) => [targetKey(r.key.provider, r.key.model), r.costUsd / COST_WINDOW_S]));
   }
 
   function togglePause(): void {
@@ -238,13 +242,13 @@ export function liveView(ctx: Ctx): View {
     if (paused) pausedNote.textContent = `Paused: ${model.received - receivedAtPause} new decisions`;
   }
 
-  function renderDecisions(): void {
-    if (paused) {
-      pausedNote.textContent = `Paused: ${model.received - receivedAtPause} new decisions`;
-      return;
-    }
-    pausedNote.textContent = '';
-    const traces = model.latest(SHOWN_REQUESTS);
+  /** `shownAgain`: the rows as they are, with a request opened or closed (also while paused). */
+  function renderDecisions(shownAgain = false): void {
+    if (paused) pausedNote.textContent = `Paused: ${model.received - receivedAtPause} new decisions`;
+    if (paused && !shownAgain) return;
+    if (!paused) pausedNote.textContent = '';
+    const traces = paused ? shown : model.latest(SHOWN_REQUESTS);
+    shown = traces;
     fill(decisionsBody, ...traces.flatMap((t) => (expanded.has(t.requestId) ? [requestRow(t), detailRow(t)] : [requestRow(t)])));
     if (traces.length === 0) decisionsBody.append(h('tr', {}, h('td', { colspan: 8, class: 'empty' }, 'Waiting for requests…')));
   }
@@ -261,9 +265,15 @@ export function liveView(ctx: Ctx): View {
         'data-request-id': t.requestId,
         'data-receipt-id': t.receiptId,
         'data-outcome': outcome,
-        onclick: () => {
-          if (!expanded.delete(t.requestId)) expanded.add(t.requestId);
-          renderDecisions();
+        // Opened by click, Enter or Space: the row is a control (keyboard users and screen readers too).
+        tabindex: '0',
+        role: 'button',
+        'aria-expanded': String(expanded.has(t.requestId)),
+        onclick: () => toggle(t.requestId),
+        onkeydown: (e: Event) => {
+          if ((e as KeyboardEvent).key !== 'Enter' && (e as KeyboardEvent).key !== ' ') return;
+          e.preventDefault();
+          toggle(t.requestId);
         },
       },
       h('td', {}, clock(t.firstAt)),
@@ -275,6 +285,13 @@ export function liveView(ctx: Ctx): View {
       h('td', {}, ms(f?.latencyMs)),
       h('td', { class: 'hops' }, ...hops.flatMap((x, i) => (i === 0 ? [x] : [h('span', { class: 'arrow' }, '→'), x]))),
     );
+  }
+
+  function toggle(requestId: string): void {
+    if (!expanded.delete(requestId)) expanded.add(requestId);
+    renderDecisions(true);
+    // The row was drawn again: the keyboard stays on it.
+    decisionsBody.querySelector<HTMLElement>(`tr.decision[data-request-id="${CSS.escape(requestId)}"]`)?.focus();
   }
 
   function detailRow(t: RequestTrace): HTMLTableRowElement {

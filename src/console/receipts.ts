@@ -113,6 +113,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function receiptsView(ctx: Ctx, id: string | null): View {
   const input = h('input', {
     id: 'receipt-id',
+    'aria-label': 'Receipt id',
     type: 'search',
     placeholder: 'receipt id (from the x-tollgate-receipt-id header)',
     value: id ?? '',
@@ -198,7 +199,11 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
       return;
     }
     r = shownFrom(r.signedJson ?? {}, r);
-    const verdict = h('div', { id: 'receipt-verification', class: 'verdict', 'data-status': 'checking' }, 'Checking the signature in this browser…');
+    const verdict = h(
+      'div',
+      { id: 'receipt-verification', class: 'verdict', 'data-status': 'checking', role: 'status', 'aria-live': 'polite' },
+      'Checking the signature in this browser…',
+    );
     const fields: Array<[string, string]> = [
       ['receipt', r.receiptId],
       ['request', r.requestId],

@@ -49,6 +49,17 @@ const CONSOLE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
+/**
+ * The headers of the GraphiQL page (yoga writes the page; these go with it): the console's
+ * policy, and Monaco's editor workers come from this server too. Not framed by another site.
+ */
+export const GRAPHIQL_PAGE_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy': `${CONSOLE_CSP}; worker-src 'self'`,
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
 const asset = (body: Buffer, type: string): Asset => ({ body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
 
 interface ConsoleOptions {

@@ -20,7 +20,7 @@ import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { AuthThrottle } from '../gateway/auth-throttle.js';
 import { readRequestBody } from '../gateway/body.js';
-import { createConsoleHandler, GRAPHIQL_DEFAULT_QUERY, isConsolePath, renderGraphiQLPage } from '../gateway/console.js';
+import { createConsoleHandler, GRAPHIQL_DEFAULT_QUERY, GRAPHIQL_PAGE_HEADERS, isConsolePath, renderGraphiQLPage } from '../gateway/console.js';
 import { GatewayError } from '../gateway/errors.js';
 import { type SubscribeFn, WsFanout } from '../live/fanout.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
@@ -218,6 +218,10 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
       }
     } catch (err) {
       return refuse(res, err);
+    }
+    // A browser's GET is GraphiQL's page (yoga renders it): sent with the console's protections.
+    if (!options.production && req.method === 'GET' && req.headers.accept?.includes('text/html')) {
+      for (const [name, value] of Object.entries(GRAPHIQL_PAGE_HEADERS)) res.setHeader(name, value);
     }
     await yoga(req, res);
   }

@@ -6,7 +6,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Page, WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { rate } from '../../src/console/format.js';
 import { launchChromium, type OfflineContext, offlineContext } from '../support/browser.js';
@@ -157,6 +157,14 @@ describe('console in Chromium, offline', () => {
     const whilePaused = await chat(secret);
     await poll(() => page.locator('#live-paused-note').textContent()).toMatch(/Paused: [1-9]\d* new decisions/);
     expect(await decisionRow(page, whilePaused).count()).toBe(0);
+    // Paused is when a request is read: it opens and closes still (by keyboard too), the list held.
+    await decisionRow(page, failedOver).click(); // it was open: now closed
+    await poll(() => page.locator('tr.detail').count()).toBe(0);
+    await decisionRow(page, failedOver).focus();
+    await page.keyboard.press('Enter');
+    await poll(() => page.locator('tr.detail').textContent()).toContain('sim-b/backup');
+    expect(await decisionRow(page, failedOver).getAttribute('aria-expanded')).toBe('true');
+    expect(await decisionRow(page, whilePaused).count()).toBe(0);
     await page.click('#live-pause');
     await decisionRow(page, whilePaused).waitFor({ timeout: 1000 });
 
@@ -216,6 +224,12 @@ describe('console in Chromium, offline', () => {
     await poll(() => feature.getAttribute('data-value')).toBe('4');
     await poll(() => page.locator('#analytics-cost tr[data-key="search"] [data-field="succeededTasks"]').getAttribute('data-value')).toBe('1');
     await expectPageEqualsGraphQL(page, 'FEATURE', [x.teamId]);
+    // Days are UTC days (buckets start at UTC midnight): said so, and drawn so.
+    await page.selectOption('#analytics-range-select', String(30 * 86_400_000));
+    await page.waitForSelector('section.analytics[data-state="ready"]');
+    await poll(() => page.locator('h2', { hasText: 'Requests, errors and cache hits per' }).textContent()).toBe(
+      'Requests, errors and cache hits per day (UTC)',
+    );
     expectOffline(offline);
   });
 
@@ -339,7 +353,10 @@ describe('console in Chromium, offline', () => {
 
     // Opened by itself (no console, a fresh browser): no token anywhere.
     const direct = await offlinePage();
-    await direct.page.goto(`${gw.url}/graphql`);
+    const page_ = await direct.page.goto(`${gw.url}/graphql`);
+    // The console's protections: its policy (GraphiQL still runs under it, below), never framed.
+    expect(page_?.headers()['content-security-policy']).toContain("frame-ancestors 'none'");
+    expect(page_?.headers()['x-frame-options']).toBe('DENY');
     await direct.page.waitForSelector('.graphiql-container', { timeout: 20_000 });
     await direct.page.click('.graphiql-execute-button');
     await poll(() => editorText(direct.page, '.graphiql-response'), 10_000).toContain('UNAUTHENTICATED');
@@ -509,9 +526,10 @@ describe('console in Chromium, offline', () => {
   it('says when the live stream drops, and reconnects with backoff', async () => {
     const { secret } = await gw.createKey('reconnect-team');
     const { page, offline } = await offlinePage();
-    const sockets: Array<{ close(o?: { code?: number; reason?: string }): Promise<void> }> = [];
+    const sockets: WebSocketRoute[] = [];
+    const servers: WebSocketRoute[] = [];
     await page.routeWebSocket(/\/graphql$/, (ws) => {
-      ws.connectToServer();
+      servers.push(ws.connectToServer());
       sockets.push(ws);
     });
     await signIn(page, gw.adminToken);
@@ -535,12 +553,22 @@ describe('console in Chromium, offline', () => {
     expect(sockets).toHaveLength(3);
     await untilSubscribed(page, secret);
 
+    // A socket that went silent (pings unanswered: a laptop asleep, a proxy that dropped it)
+    // is noticed within a ping and its timeout, and replaced.
+    servers[2]!.onMessage((m) => {
+      if (!String(m).includes('"pong"')) sockets[2]!.send(m);
+    });
+    await poll(() => status.getAttribute('data-state'), 20_000).toBe('reconnecting');
+    await poll(() => status.getAttribute('data-state'), 10_000).toBe('live');
+    expect(sockets).toHaveLength(4);
+    await untilSubscribed(page, secret);
+
     // Dropped again, then the view is left before its restart: no socket opens behind it.
-    await sockets[2]!.close({ code: 1008, reason: 'slow consumer' });
+    await sockets[3]!.close({ code: 1008, reason: 'slow consumer' });
     await poll(() => status.getAttribute('data-state')).toBe('lost');
     await page.click('nav a[data-view="analytics"]');
     await new Promise((resolve) => setTimeout(resolve, 5000)); // past the restart's 2–4 s
-    expect(sockets).toHaveLength(3);
+    expect(sockets).toHaveLength(4);
     expectOffline(offline);
   }, 60_000);
 });
