@@ -173,7 +173,9 @@ export class Endings {
       this.deps.log.error({ err: String(walErr) }, 'could not append receipt');
       const refused = walErr instanceof GatewayError ? walErr : error;
       for (const [k, v] of Object.entries(refused.headers)) ex.responseHeaders[k] = v;
-      res.writeHead(refused.status, this.head(ex, 'application/json'));
+      const head = this.head(ex, 'application/json');
+      delete head['x-tollgate-receipt-id']; // there is none to look up
+      res.writeHead(refused.status, head);
       res.end(JSON.stringify(ex.protocol.errorBody(refused)));
       this.observe(ex, refused.status, refused.code ?? refused.type);
     }
