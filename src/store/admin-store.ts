@@ -63,6 +63,11 @@ export class AdminStore {
     return new AdminStore(this.prisma, this.secretBox, actor);
   }
 
+  /** Audits an admin action on data rather than configuration (see Mutations.record). */
+  recordAction(action: string, target: string, teamId: string | null, after: unknown): Promise<void> {
+    return this.mutations.record(action, target, teamId, after);
+  }
+
   /** Opaque; changes with every mutation of any domain. */
   catalogVersion(): Promise<string> {
     return this.mutations.catalogVersion();

@@ -52,6 +52,11 @@ describe('task outcomes', () => {
     });
     expect(data.recordTaskOutcome).toEqual({ taskId: 'task-ok', success: true, teamId: key.teamId });
     expect(await costPerTask()).toMatchObject({ succeededTasks: 1, failedTasks: 0 });
+    // An admin's verdict is on record, as every admin mutation.
+    const log = await gqlOk(gw.url, gw.adminToken, '{ auditLog(filter: { actions: ["recordTaskOutcome"] }) { edges { node { actor target after } } } }');
+    expect(log.auditLog.edges.map((e: { node: unknown }) => e.node)).toEqual([
+      { actor: 'admin', target: 'task:task-ok', after: { success: true, score: 0.9 } },
+    ]);
   });
 
   it('refuses bad input, bad keys and read-only tokens', async () => {

@@ -323,6 +323,15 @@ describe('repriceReceipts', () => {
       expect(Number(written.cost)).toBeCloseTo(expectedCost(r, { input: 1.1, output: 4.4 }), 9);
     }
 
+    // An apply is an admin action on record (a dry run changes nothing and is not).
+    const audited = await gql(gw.url, admin, '{ auditLog(filter: { actions: ["repriceReceipts"] }) { edges { node { actor target after } } } }');
+    expect(audited.data.auditLog.edges).toHaveLength(1);
+    expect(audited.data.auditLog.edges[0].node).toMatchObject({
+      actor: 'admin',
+      target: `receipts:${UNPRICED.provider}/${UNPRICED.model}`,
+      after: { priceVersion: current.version, written: unpricedIds.length },
+    });
+
     const again = (await reprice({ ...UNPRICED, apply: true })).data.repriceReceipts;
     expect(again).toMatchObject({ applied: true, written: 0 });
     expect(await repricingRows(unpricedIds)).toHaveLength(unpricedIds.length);

@@ -264,10 +264,17 @@ export function registerPricing(builder: Builder) {
       args: { input: t.arg({ type: RepriceReceiptsInput, required: true }) },
       resolve: async (_root, { input }, ctx) => {
         try {
-          return await repriceReceipts(
+          const result = await repriceReceipts(
             { clickhouse: ctx.clickhouse, receiptsTable: ctx.receiptsTable, prices: ctx.admin.pricing },
             { ...input, priceVersion: input.priceVersion ?? null },
           );
+          // What an apply changed (the costs analytics report) is on record; a dry run changes nothing.
+          if (result.applied) {
+            const { from, to, provider, model } = input;
+            const after = { from, to, priceVersion: result.priceVersion, written: result.written };
+            await store(() => ctx.admin.recordAction('repriceReceipts', `receipts:${provider}/${model}`, null, after));
+          }
+          return result;
         } catch (err) {
           if (err instanceof RepriceError)
             throw err.code === 'NOT_FOUND' ? new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } }) : invalidInput(err.message);

@@ -2,6 +2,7 @@
 import { GraphQLError } from 'graphql';
 import { recordTaskOutcome, type TaskOutcome, TaskOutcomeInput } from '../../analytics/outcomes.js';
 import { type Builder, invalidInput } from '../builder.js';
+import { store } from './errors.js';
 
 export function registerTasks(builder: Builder) {
   const Outcome = builder.objectRef<TaskOutcome>('TaskOutcome').implement({
@@ -45,7 +46,11 @@ export function registerTasks(builder: Builder) {
           const field = ['input', ...issue.path].join('.');
           throw invalidInput(`${field}: ${issue.message}`, field);
         }
-        return recordTaskOutcome(ctx.clickhouse, teamId, parsed.data);
+        const outcome = await recordTaskOutcome(ctx.clickhouse, teamId, parsed.data);
+        // It changes what costPerTask reports for the team: on record, as every admin mutation.
+        const { taskId, success, score } = parsed.data;
+        await store(() => ctx.admin.recordAction('recordTaskOutcome', `task:${taskId}`, teamId, { success, score: score ?? null }));
+        return outcome;
       },
     }),
   );

@@ -164,6 +164,18 @@ export class Mutations {
   }
 
   /**
+   * The audit entry of an admin action that changes data, not configuration (repricing
+   * receipts, a task's outcome): no transaction around it and no catalog version bump.
+   */
+  async record(action: string, target: string, teamId: string | null, after: unknown): Promise<void> {
+    const audit = new AuditNote();
+    audit.change(target, teamId, null, after);
+    await appendAuditEntry(this.prisma, this.actor, action, audit).catch((err: unknown) => {
+      throw translatePrismaError(err);
+    });
+  }
+
+  /**
    * Runs `fn` in a transaction that also appends the audit entry of `action` (the mutation's
    * GraphQL name; `fn` describes its change on the note) and bumps the catalog version.
    */
