@@ -542,6 +542,16 @@ describe(`config store on ${KIND}`, () => {
         );
       for (const embeddingModel of ['strong', 'p1/embed'])
         await store.routing.upsertRoute({ name: 'embedded', ...base, cache: { mode: 'SEMANTIC', embeddingModel } });
+      // Two writes at once that close a circle together (each alone is fine): one lands, the
+      // other is refused. On PostgreSQL each transaction would see the other's route unchanged.
+      await store.routing.upsertRoute({ name: 'ring-a', ...base });
+      await store.routing.upsertRoute({ name: 'ring-b', ...base });
+      const both = await Promise.allSettled([
+        store.routing.upsertRoute({ name: 'ring-a', ...base, rules: [{ name: 'to-b', when: 'true', route: 'ring-b' }] }),
+        store.routing.upsertRoute({ name: 'ring-b', ...base, rules: [{ name: 'to-a', when: 'true', route: 'ring-a' }] }),
+      ]);
+      expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+      expect(String((both.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason)).toMatch(/circle/);
       const kept = (await store.routing.listRoutes()).find((r) => r.name === 'smart')!;
       expect(kept.rules).toEqual([{ name: 'hard', when: 'request.promptTokens > 6000', targets: null, route: 'strong' }]);
 

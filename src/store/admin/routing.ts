@@ -132,6 +132,7 @@ export class RoutingStore {
   async upsertRoute(input: UpsertRouteInput): Promise<RouteRecord> {
     const p = parse(upsertRouteInput, input);
     const row = await this.mutations.run('upsertRoute', async (tx, audit) => {
+      await lockRouting(tx);
       const before = await tx.route.findUnique({ where: { name: p.name }, include: withTargets });
       const route = await writeRoute(tx, p);
       await assertValid(tx, { route: p.name });
@@ -149,6 +150,7 @@ export class RoutingStore {
   async upsertExperiment(input: UpsertExperimentInput): Promise<ExperimentRecord> {
     const p = parse(upsertExperimentInput, input);
     const row = await this.mutations.run('upsertExperiment', async (tx, audit) => {
+      await lockRouting(tx);
       const before = await tx.experiment.findUnique({ where: { name: p.name } });
       const experiment = await writeExperiment(tx, p);
       await assertValid(tx, { experiment: p.name });
@@ -162,6 +164,7 @@ export class RoutingStore {
   async deleteExperiment(name: string): Promise<boolean> {
     const n = parse(slug, name);
     return this.mutations.run('deleteExperiment', async (tx, audit) => {
+      await lockRouting(tx);
       const before = await tx.experiment.findUnique({ where: { name: n } });
       if (!before) return false;
       await tx.experiment.delete({ where: { name: n } });
@@ -183,6 +186,7 @@ export class RoutingStore {
     const experiments = batch.experiments.map((e, i) => parseAt(upsertExperimentInput, e, `experiments[${i}]`));
     if (routes.length === 0 && experiments.length === 0) return;
     await this.mutations.run('applyRouting', async (tx, audit) => {
+      await lockRouting(tx);
       const written = [];
       for (const r of routes) written.push(toRoute(await writeRoute(tx, r)));
       const trials = [];
@@ -191,6 +195,18 @@ export class RoutingStore {
       audit.change('routing', null, null, { routes: written, experiments: trials });
     });
   }
+}
+
+/** Any constant: the one advisory lock every routing write takes. */
+const ROUTING_LOCK = 7_351_001;
+
+/**
+ * Routing writes one at a time. Each validates the whole configuration as its transaction sees
+ * it (READ COMMITTED): two at once (A's rule to B, B's to A; two experiments made active on one
+ * route) could each pass and together commit what neither check allows. Held to the commit.
+ */
+async function lockRouting(tx: Tx): Promise<void> {
+  await tx.$queryRaw`SELECT 1 AS locked FROM pg_advisory_xact_lock(${ROUTING_LOCK}::bigint)`;
 }
 
 function parseAt<T extends z.ZodType>(schema: T, input: unknown, at: string): z.output<T> {
