@@ -238,8 +238,11 @@ export class BudgetEnforcer {
 
   private blocked(budget: BudgetRecord, subject: BudgetSubject, spentUsd: number, requestId: string): void {
     const now = this.now();
-    if (now - (this.lastBlockEvent.get(budget.id) ?? -Infinity) < BLOCK_EVENT_INTERVAL_MS) return;
-    this.lastBlockEvent.set(budget.id, now);
+    // Per team: a budget several teams share (a FEATURE budget for all) blocks each of them,
+    // and each team's subscribers hear of their own block.
+    const key = `${budget.id}:${subject.teamId ?? ''}`;
+    if (now - (this.lastBlockEvent.get(key) ?? -Infinity) < BLOCK_EVENT_INTERVAL_MS) return;
+    this.lastBlockEvent.set(key, now);
     this.emit(budget, 'BLOCKED', spentUsd, null, requestId, subject.teamId);
   }
 

@@ -115,6 +115,19 @@ describe('budget enforcement', () => {
     expect(await enforcer.admit(subject, async () => 0.5, 'r', TIMEOUT_MS)).not.toBeNull();
   });
 
+  it('a budget teams share reports a block to each team it blocks, not only to the first', async () => {
+    const shared = budget({ scope: 'FEATURE', teamId: null, feature: 'chat' });
+    const { spend, enforcer, events } = setup([shared], '2026-11-21T12:00:00Z');
+    for (let i = 0; i < 4; i++) await spend(0.25, 0.25);
+    for (const teamId of ['team-1', 'team-2', 'team-2']) await refusal(enforcer.admit({ ...subject, teamId }, async () => 0.01, `r-${teamId}`, TIMEOUT_MS));
+    const blocked = events.filter((e) => e.kind === 'BLOCKED');
+    // One each (the second of team-2 within the interval is not repeated).
+    expect(blocked.map((e) => [e.teamId, e.budgetId])).toEqual([
+      ['team-1', shared.id],
+      ['team-2', shared.id],
+    ]);
+  });
+
   it('a request that began before midnight counts in its own day, however late its admission', async () => {
     const { clock, enforcer } = setup([budget()], '2026-11-21T23:00:00Z');
     const began = Date.parse('2026-11-21T23:59:59.800Z');
