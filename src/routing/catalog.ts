@@ -203,7 +203,8 @@ export class Catalog {
       key: `${provider.name}/${model}`,
       provider,
       model,
-      upstreamModel: provider.modelMap[model] ?? model,
+      // Own keys only: a model named "constructor" or "__proto__" is not a mapping.
+      upstreamModel: Object.hasOwn(provider.modelMap, model) ? provider.modelMap[model]! : model,
       weight: Math.max(weight, 0),
       priority,
       price: this.price(provider.name, model),
@@ -216,7 +217,10 @@ function buildProvider(p: ProviderInput): Provider | null {
   const base = p.baseUrl ?? preset.baseUrl;
   if (!base) return null; // a generic provider without a base URL cannot be called
   const url = new URL(base);
-  const headers: Record<string, string> = { ...preset.headers, ...p.extraHeaders };
+  // Lower-cased (HTTP names are case-insensitive): an extra `Authorization` or `X-Title` replaces
+  // the preset's or the key's header instead of going out beside it.
+  const headers: Record<string, string> = { ...preset.headers };
+  for (const [name, value] of Object.entries(p.extraHeaders)) headers[name.toLowerCase()] = value;
   // Credentials in the URL (https://user:pass@host) are HTTP Basic auth; an API key goes over them.
   if (url.username || url.password) {
     headers.authorization = `Basic ${Buffer.from(`${percentDecoded(url.username)}:${percentDecoded(url.password)}`).toString('base64')}`;

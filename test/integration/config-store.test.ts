@@ -428,6 +428,9 @@ describe(`config store on ${KIND}`, () => {
       await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'NOPE' as never }), 'INVALID_INPUT');
       await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'OPENAI', baseUrl: 'file:///etc/passwd' }), 'INVALID_INPUT');
       await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'OPENAI', extraHeaders: { 'bad header': 'v' } }), 'INVALID_INPUT');
+      // Headers of the connection itself would make every call fail in the HTTP client.
+      for (const name of ['Content-Length', 'transfer-encoding', 'Connection', 'host'])
+        await rejectsWith(store.providers.upsertProvider({ name: 'x', kind: 'OPENAI', extraHeaders: { [name]: '1' } }), 'INVALID_INPUT');
     });
   });
 

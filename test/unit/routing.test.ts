@@ -93,6 +93,22 @@ describe('Catalog', () => {
     expect(viaRoute.upstreamModel).toBe('ep-20250101-abc');
     expect(c.resolve('ark/doubao')!.targets[0]!.upstreamModel).toBe('ep-20250101-abc');
     expect(c.resolve('ark/other')!.targets[0]!.upstreamModel).toBe('other');
+    // Only the map's own entries: not what every object inherits.
+    for (const model of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) expect(c.resolve(`ark/${model}`)!.targets[0]!.upstreamModel).toBe(model);
+  });
+
+  it('lower-cases extra header names, so that one replaces the preset or key header instead of going out beside it', () => {
+    const c = new Catalog(
+      [provider({ name: 'or', kind: 'OPENROUTER', apiKey: 'sk-or', extraHeaders: { 'X-Title': 'Mine', 'HTTP-Referer': 'https://me.test' } })],
+      [],
+      [],
+      'v1',
+    );
+    const headers = c.providers.get('or')!.headers;
+    expect(headers['x-title']).toBe('Mine');
+    expect(headers['http-referer']).toBe('https://me.test');
+    expect(Object.keys(headers).filter((k) => k.toLowerCase() === 'x-title')).toEqual(['x-title']);
+    expect(Object.keys(headers).every((k) => k === k.toLowerCase())).toBe(true);
   });
 
   it('builds origin, basePath and auth headers from presets and overrides', () => {

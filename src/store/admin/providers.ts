@@ -8,6 +8,20 @@ import { Prisma, type PrismaClient, ProviderKind } from '../prisma.js';
 import type { SecretBox } from '../secret-box.js';
 import { AdminStoreError, asStringMap, HEADER_NAME, httpUrl, type Mutations, parse, positiveInt, slug, stringMap } from './validators.js';
 
+/** Headers about the connection and the body's framing: set by the HTTP client, and an extra one fails every call. */
+const TRANSPORT_HEADERS = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'content-length',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+]);
+
 /** A provider as any admin may see it: the API key is write-only. */
 export interface ProviderInfo {
   id: string;
@@ -46,7 +60,11 @@ const upsertProviderInput = z.object({
     .nullish(),
   apiKey: z.string().trim().min(1).max(8192).nullish(),
   timeoutMs: positiveInt.nullish(),
-  extraHeaders: stringMap(HEADER_NAME).nullish(),
+  extraHeaders: stringMap(HEADER_NAME)
+    .refine((headers) => !Object.keys(headers).some((name) => TRANSPORT_HEADERS.has(name.toLowerCase())), {
+      message: 'may not set a header of the connection itself (host, connection, content-length, transfer-encoding, …): Tollgate sets those',
+    })
+    .nullish(),
   modelMap: stringMap().nullish(),
 });
 /**
