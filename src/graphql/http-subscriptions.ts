@@ -18,6 +18,7 @@ interface OpenStream {
 export class HttpSubscriptions {
   private readonly open = new Set<OpenStream>();
   private timer: NodeJS.Timeout | null = null;
+  private closed = false;
 
   constructor(
     private readonly verify: Verify,
@@ -41,8 +42,9 @@ export class HttpSubscriptions {
     };
   }
 
-  /** Ends every stream (shutdown): each client gets its stream's end, then the response ends. */
+  /** Ends every stream (shutdown), and any opened from now on at once: each client gets its end. */
   endAll(): void {
+    this.closed = true;
     for (const stream of [...this.open]) stream.end();
   }
 
@@ -53,9 +55,11 @@ export class HttpSubscriptions {
   private track<T>(source: AsyncIterable<T>, authorization: string | undefined, req: IncomingMessage | undefined): AsyncIterableIterator<T> {
     const iterator = source[Symbol.asyncIterator]();
     const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
-    let ended = false;
-    let wake: () => void = () => undefined;
-    const endedSignal = new Promise<IteratorResult<T>>((resolve) => (wake = () => resolve(done)));
+    let ended = this.closed;
+    // The read waiting for the source, if any: end() answers it as done. One per read, so
+    // nothing of what earlier reads returned stays reachable (a race against one long-lived
+    // promise would keep every event until the stream ended).
+    let waiting: ((r: IteratorResult<T>) => void) | null = null;
     const stream: OpenStream = {
       authorization,
       req,
@@ -63,14 +67,36 @@ export class HttpSubscriptions {
         if (ended) return;
         ended = true;
         this.forget(stream);
-        wake();
+        waiting?.(done);
+        waiting = null;
         void iterator.return?.();
       },
     };
-    this.open.add(stream);
-    this.timer ??= setInterval(() => this.reverify(), this.reverifyMs).unref();
+    if (ended) void iterator.return?.();
+    else {
+      this.open.add(stream);
+      this.timer ??= setInterval(() => this.reverify(), this.reverifyMs).unref();
+    }
     return {
-      next: () => (ended ? Promise.resolve(done) : Promise.race([iterator.next(), endedSignal])),
+      next: () => {
+        if (ended) return Promise.resolve(done);
+        return new Promise<IteratorResult<T>>((resolve, reject) => {
+          waiting = resolve;
+          iterator.next().then(
+            (result) => {
+              waiting = null;
+              // The source is over (yoga does not always call return() then): not checked any more.
+              if (result.done) this.forget(stream);
+              resolve(result);
+            },
+            (err: unknown) => {
+              waiting = null;
+              this.forget(stream);
+              reject(err);
+            },
+          );
+        });
+      },
       return: async () => {
         stream.end();
         return done;

@@ -67,6 +67,25 @@ export interface ChatRequest {
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'function_call';
 
+/**
+ * Finish reasons OpenAI-compatible providers send beyond OpenAI's, as OpenAI's: Zhipu's content
+ * filter (`sensitive`), answers cut short by the provider (Zhipu's `network_error` and
+ * `model_context_window_exceeded`, DeepSeek's `insufficient_system_resource`). Read as `stop`
+ * (unknown to the cascade's checks), a cut or filtered answer was accepted and cached.
+ */
+const PROVIDER_FINISH_REASONS: Readonly<Record<string, FinishReason>> = {
+  sensitive: 'content_filter',
+  network_error: 'length',
+  model_context_window_exceeded: 'length',
+  insufficient_system_resource: 'length',
+};
+
+/** Rewrites a choice's provider-specific finish reason (in place) as OpenAI's. */
+export function canonicalFinishReason(choice: { finish_reason?: unknown } | null | undefined): void {
+  const reason = choice?.finish_reason;
+  if (typeof reason === 'string' && Object.hasOwn(PROVIDER_FINISH_REASONS, reason)) choice!.finish_reason = PROVIDER_FINISH_REASONS[reason];
+}
+
 /** OpenAI's usage object. `cache_write_tokens` is ours: prompt tokens written to a provider's cache. */
 export interface ChatUsage {
   prompt_tokens: number;

@@ -5,7 +5,7 @@
 import type { GatewayError } from '../gateway/errors.js';
 import { validateChat } from '../gateway/validate.js';
 import { tallyChunk } from './assemble.js';
-import type { ChatChunk, ChatRequest } from './canonical.js';
+import { type ChatChunk, type ChatRequest, canonicalFinishReason } from './canonical.js';
 import { EventRelay } from './event-relay.js';
 import type { ClientProtocol, ParsedRequest, StreamEncoder } from './protocol.js';
 import { eventData, SseFramer, sseEvent } from './sse.js';
@@ -139,11 +139,14 @@ export class ChatDecoder {
         this.done = true;
         continue;
       }
+      let chunk: ChatChunk;
       try {
-        chunks.push(JSON.parse(data));
+        chunk = JSON.parse(data);
       } catch {
-        // not JSON: nothing a client of another protocol could use
+        continue; // not JSON: nothing a client of another protocol could use
       }
+      if (Array.isArray(chunk?.choices)) for (const choice of chunk.choices) canonicalFinishReason(choice);
+      chunks.push(chunk);
     }
     return chunks;
   }

@@ -5,7 +5,7 @@
 // passes Responses requests through (`openAiWithResponses`).
 import { upstreamMetadata } from '../gateway/attribution.js';
 import { badRequest, fromUpstreamClientError } from '../gateway/errors.js';
-import type { ChatCompletion, ChatRequest } from '../protocols/canonical.js';
+import { type ChatCompletion, type ChatRequest, canonicalFinishReason } from '../protocols/canonical.js';
 import { ChatDecoder } from '../protocols/chat.js';
 import type { Wire } from '../protocols/protocol.js';
 import { responseToCompletion } from '../protocols/responses/decode.js';
@@ -70,6 +70,7 @@ function answer(json: unknown, passedThrough?: Wire): ChatCompletion {
     else if (message.content != null && typeof message.content !== 'string') throw new SyntaxError('upstream answer has a message content that is not text');
     const calls = message.tool_calls;
     if (calls != null && !(Array.isArray(calls) && calls.every(isWellFormedCall))) throw new SyntaxError('upstream answer has a malformed tool call');
+    canonicalFinishReason(choice);
   }
   return completion;
 }
