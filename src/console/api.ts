@@ -44,8 +44,11 @@ export const fetchViewer = (token: string) => graphql<{ viewer: Viewer }>(token,
 export type LiveState = { state: 'connecting' } | { state: 'live' } | { state: 'lost' } | { state: 'reconnecting'; attempt: number; inMs: number };
 
 const FORBIDDEN = 4403;
-/** How long a ping may wait for its pong before the socket counts as dead (laptop asleep, a proxy that dropped it). */
-const PONG_TIMEOUT_MS = 5000;
+/**
+ * How long a ping may wait for its pong before the socket counts as dead (laptop asleep, a proxy
+ * that dropped it): generous, since the pong queues behind the events the server is still sending.
+ */
+const PONG_TIMEOUT_MS = 15_000;
 const isClose = (e: unknown): e is CloseEvent => typeof e === 'object' && e !== null && 'code' in e && 'reason' in e;
 
 /** Reconnect delays: 1 s, 2 s, 4 s … up to 30 s, each with jitter so a wall of screens does not reconnect in step. */

@@ -54,7 +54,8 @@ const CONSOLE_CSP =
  * policy, and Monaco's editor workers come from this server too. Not framed by another site.
  */
 export const GRAPHIQL_PAGE_HEADERS: Readonly<Record<string, string>> = {
-  'content-security-policy': `${CONSOLE_CSP}; worker-src 'self'`,
+  // GraphiQL's bundle carries its fonts (Monaco's icons among them) as data: URLs.
+  'content-security-policy': `${CONSOLE_CSP}; worker-src 'self'; font-src 'self' data:`,
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',

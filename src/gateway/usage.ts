@@ -154,8 +154,8 @@ export function readUsage(usage: unknown): Omit<Usage, 'estimated'> | null {
   const prompt = u.prompt_tokens;
   if (!isCount(prompt)) return null;
   let malformed = false;
-  const count = (v: unknown): number => {
-    if (v === undefined || v === null || (typeof v === 'number' && v < 0)) return 0;
+  const count = (v: unknown, negativeIsNone = true): number => {
+    if (v === undefined || v === null || (negativeIsNone && typeof v === 'number' && v < 0)) return 0;
     if (isCount(v)) return v;
     malformed = true;
     return 0;
@@ -164,7 +164,7 @@ export function readUsage(usage: unknown): Omit<Usage, 'estimated'> | null {
   const output = u.completion_tokens_details as { reasoning_tokens?: unknown } | null | undefined;
   const read = {
     promptTokens: prompt,
-    completionTokens: count(u.completion_tokens),
+    completionTokens: count(u.completion_tokens, false), // -1 output tokens is not "none"
     // DeepSeek reports cache reads only in its own top-level field.
     cachedTokens: count(input?.cached_tokens ?? u.prompt_cache_hit_tokens),
     cacheWriteTokens: count(input?.cache_write_tokens),

@@ -230,7 +230,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
   function attachWebSocket(server: Server) {
     // A peer that stopped reading never completes a close handshake: what ws still holds for it
     // (its close frame behind everything unsent) goes after closeTimeout, not ws's default 30 s.
-    // (ws ≥ 8.18 takes closeTimeout; @types/ws does not list it yet.)
+    // (ws ≥ 8.19 takes closeTimeout; @types/ws does not list it yet.)
     const wsOptions = { noServer: true, maxPayload: 1024 * 1024, closeTimeout: WS_CLOSE_TIMEOUT_MS };
     const wss = new WebSocketServer(wsOptions);
     server.on('upgrade', (req, socket, head) => {

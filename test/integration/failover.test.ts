@@ -239,7 +239,13 @@ describe('failover before the first byte', () => {
 
   it('answers and records a request whose upstream reported impossible token counts, with the usage estimated', async () => {
     const { route, primary } = await freshRoute();
-    for (const override of [{ prompt_tokens: 12.5 }, { prompt_tokens: -1 }, { completion_tokens: 5e9 }, { prompt_tokens_details: { cached_tokens: 0.5 } }]) {
+    for (const override of [
+      { prompt_tokens: 12.5 },
+      { prompt_tokens: -1 },
+      { completion_tokens: -1 },
+      { completion_tokens: 5e9 },
+      { prompt_tokens_details: { cached_tokens: 0.5 } },
+    ]) {
       gw.sim.behave(primary, { usageOverride: override, times: 2 });
       const { data, response } = await chat(route);
       expect(data.choices[0]?.message.content, JSON.stringify(override)).toBeTruthy();

@@ -621,6 +621,12 @@ describe('prices and budgets', () => {
     // Tighter is allowed, and the budget stays imposed (it cannot then be loosened back).
     expect((await ok(teamAdmin, q, { in: { ...imposed, limitUsd: 40 } })).setBudget).toMatchObject({ id: set.id, limitUsd: 40, imposed: true });
     expect(codeOf(await gql(teamAdmin, q, { in: { ...imposed, limitUsd: 100 } }))).toBe('FORBIDDEN');
+    // The platform's alert channel: kept when a tighter call leaves it out, never replaced.
+    await ok(admin, q, { in: { ...imposed, limitUsd: 40, webhookUrl: 'https://platform.example/alerts' } });
+    await ok(teamAdmin, q, { in: { ...imposed, limitUsd: 30 } });
+    expect((await budgetRow()).webhookUrl).toBe('https://platform.example/alerts');
+    expect(codeOf(await gql(teamAdmin, q, { in: { ...imposed, limitUsd: 30, webhookUrl: 'https://team.example/mute' } }))).toBe('FORBIDDEN');
+    expect((await budgetRow()).webhookUrl).toBe('https://platform.example/alerts');
     // A budget the team's admin created itself is its own to change either way.
     const own = { ...imposed, period: 'TOTAL', limitUsd: 10, action: 'ALERT' };
     expect((await ok(teamAdmin, q, { in: own })).setBudget).toMatchObject({ imposed: false });
@@ -631,6 +637,7 @@ describe('prices and budgets', () => {
     });
     // The global admin's word makes it imposed.
     expect((await ok(admin, q, { in: { ...own, limitUsd: 20 } })).setBudget).toMatchObject({ imposed: true });
+    expect(Number((await budgetRow()).limitUsd)).toBe(30);
   });
 });
 

@@ -242,7 +242,11 @@ export class PricingStore {
       };
       const where = { scope_targetKey_period: { scope: p.scope, targetKey, period: p.period } };
       const before = await tx.budget.findUnique({ where });
-      if (teamBound && before?.imposed) assertTightens(before, fields);
+      if (teamBound && before?.imposed) {
+        // The platform's alert channel stays: left out, it is kept; another one is refused.
+        if (p.webhookUrl === undefined || p.webhookUrl === null) fields.webhookUrl = before.webhookUrl;
+        assertTightens(before, fields);
+      }
       const imposed = teamBound ? (before?.imposed ?? false) : true;
       const after = await tx.budget.upsert({
         where,
@@ -309,11 +313,12 @@ function budgetAudit(r: BudgetRow): Omit<BudgetRecord, 'webhookUrl'> & { webhook
 }
 
 /** Refuses a team-bound change that would loosen an imposed budget. */
-function assertTightens(before: BudgetRow, after: { limitUsd: Prisma.Decimal; action: BudgetAction; failOpen: boolean }): void {
+function assertTightens(before: BudgetRow, after: { limitUsd: Prisma.Decimal; action: BudgetAction; failOpen: boolean; webhookUrl: string | null }): void {
   const loosened = [
     after.limitUsd.greaterThan(before.limitUsd) && 'raise its limit',
     before.action === BudgetAction.BLOCK && after.action !== BudgetAction.BLOCK && 'turn BLOCK into ALERT',
     !before.failOpen && after.failOpen && 'make it fail open',
+    before.webhookUrl !== null && after.webhookUrl !== before.webhookUrl && 'change its webhook',
   ].filter(Boolean);
   if (loosened.length > 0) {
     throw new AdminStoreError('FORBIDDEN', `This budget was set by a global admin: a team's own admin may tighten it, not ${loosened.join(' or ')}.`);
