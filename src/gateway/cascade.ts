@@ -60,7 +60,7 @@ export async function cascadeStep(
 }
 
 /** What the receipt says of a climb: the tokens of every step added up, and their costs. */
-export function climbTotals(steps: readonly CascadeStep[]): { usage: Usage; cost: number | null } {
+export function climbTotals(steps: ReadonlyArray<Pick<CascadeStep, 'usage' | 'cost'>>): { usage: Usage; cost: number | null } {
   const usage: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, estimated: false };
   let cost: number | null = 0;
   for (const s of steps) {

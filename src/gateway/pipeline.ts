@@ -28,7 +28,7 @@ import { badRequest, GatewayError, modelNotFound, rateLimited, routeForbidden, s
 import { Exchange } from './exchange.js';
 import { relayStream } from './stream-relay.js';
 import { classify, UpstreamFailure } from './upstream.js';
-import { maxCostOf, readUsage, type Usage } from './usage.js';
+import { costOf, maxCostOf, readUsage, type Usage } from './usage.js';
 import { parseJsonBody } from './validate.js';
 
 const MAX_BACKOFF_MS = 2_000;
@@ -154,13 +154,23 @@ export class Pipeline {
   /**
    * What a client that left during an upstream call (before any byte of an answer reached it)
    * is billed: the provider has its prompt and bills it whether or not the answer is read, so
-   * the prompt is estimated and charged at that target's prices. Booked as $0, leaving would be
-   * a way around budgets. Gone between calls (a backoff), nothing is billed.
+   * the prompt is estimated and charged at that target's prices (in a cascade, on top of the
+   * steps that answered). Booked as $0, leaving would be a way around budgets. Gone between
+   * calls (a backoff), nothing is billed.
    */
   private async abandonedCall(ex: Exchange, called: Target | null): Promise<Usage> {
-    if (!called || ex.attempts.at(-1)?.error !== 'aborted') return ZERO_USAGE;
-    ex.target = called;
-    return usageOf(null, ex.parsed!, () => '');
+    const attempt = ex.attempts.at(-1);
+    if (!called || attempt?.error !== 'aborted') return ZERO_USAGE;
+    const usage = await usageOf(null, ex.parsed!, () => '');
+    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens, ex.key!.tpmLimit);
+    if (!ex.climb) {
+      ex.target = called;
+      return usage;
+    }
+    const cost = costOf(usage, called.price);
+    Object.assign(attempt, { prompt_tokens: usage.promptTokens, completion_tokens: 0, cost_usd: cost, accepted: null, reject_reason: null });
+    ex.climb = climbTotals([ex.climb, { usage, cost }]);
+    return usage;
   }
 
   // ── Routing and failover ─────────────────────────────────────────────────────────────

@@ -510,6 +510,60 @@ describe('streams', () => {
     }
   });
 
+  it('bills a cascade client that left during a later step for that step too, on top of the steps that answered', async () => {
+    routeNo++;
+    const [cheap, strong] = [`cheap-${routeNo}`, `strong-${routeNo}`];
+    await gw.started.runtime.adminStore.routing.upsertRoute({
+      name: `climb-${routeNo}`,
+      strategy: 'CASCADE',
+      accept: ['NOT_TRUNCATED'],
+      targets: [
+        { provider: 'sim', model: cheap, priority: 0 },
+        { provider: 'sim', model: strong, priority: 1 },
+      ],
+    });
+    await gw.started.runtime.adminStore.pricing.setPrice({ provider: 'sim', model: cheap, inputPerMTokUsd: 1, outputPerMTokUsd: 1 });
+    await gw.started.runtime.adminStore.pricing.setPrice({ provider: 'sim', model: strong, inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 });
+    await gw.started.runtime.app.catalog.load();
+    gw.sim.behave(cheap, { finishReason: 'length', times: 1 }); // rejected: the climb goes on
+    gw.sim.behave(strong, { latencyMs: 350, times: 1 });
+    const decisions: RoutingDecision[] = [];
+    const unsubscribe = gw.started.runtime.app.bus.decisions.subscribe((d) => decisions.push(d));
+    try {
+      const requestId = `left-climb-${routeNo}`;
+      const controller = new AbortController();
+      const sent = fetch(`${gw.baseURL}/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json', 'x-request-id': requestId },
+        body: JSON.stringify({ model: `climb-${routeNo}`, messages: [{ role: 'user', content: 'a prompt both steps read, '.repeat(20) }] }),
+        signal: controller.signal,
+      });
+      // Gone once the strong step is under way.
+      const deadline = Date.now() + 15_000;
+      while (!decisions.some((d) => d.requestId === requestId && d.model === strong) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      controller.abort();
+      await expect(sent).rejects.toThrow();
+      let r: Record<string, any> | null = null;
+      while (!r && Date.now() < deadline) {
+        const cancelled = decisions.find((d) => d.requestId === requestId && d.outcome === 'CANCELLED');
+        const got = cancelled && (await fetch(`${gw.baseURL}/receipts/${cancelled.receiptId}`, { headers: { authorization: `Bearer ${secret}` } }));
+        if (got && got.status === 200) r = (await got.json()) as Record<string, any>;
+        else await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(r).toMatchObject({ status: 'cancelled', usage_estimated: true });
+      const [first, second] = r!.attempts;
+      expect(first).toMatchObject({ model: cheap, accepted: false });
+      expect(second).toMatchObject({ model: strong, error: 'aborted', completion_tokens: 0 });
+      expect(second.prompt_tokens).toBeGreaterThan(100);
+      expect(second.cost_usd).toBeCloseTo(second.prompt_tokens / 1000, 6);
+      // The receipt bills both steps.
+      expect(r!.prompt_tokens).toBe(first.prompt_tokens + second.prompt_tokens);
+      expect(r!.cost_usd).toBeCloseTo(first.cost_usd + second.cost_usd, 9);
+    } finally {
+      unsubscribe();
+    }
+  });
+
   it('fails over when an upstream idles past the idle timeout before any byte reached the client', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { hang: 'after-headers', times: 1 });
