@@ -36,4 +36,31 @@ describe('an OpenAI-compatible answer', () => {
     expect(() => answerOf({ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function' }] })).toThrow(SyntaxError);
     expect(() => answerOf({ role: 'assistant', content: 42 })).toThrow(SyntaxError);
   });
+
+  it("reads providers' own finish reasons as OpenAI's, so a cut or filtered answer is not accepted as whole", () => {
+    const ended = (finish_reason: string) =>
+      openAiCompatible.answer({
+        id: 'x',
+        object: 'chat.completion',
+        created: 1,
+        model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'Half an ans' }, finish_reason }],
+      });
+    const checks = ['NOT_TRUNCATED', 'NOT_REFUSED'] as const;
+    const request = { model: 'm', messages: [] };
+    for (const [theirs, ours, reject] of [
+      ['sensitive', 'content_filter', 'not_refused'], // Zhipu's content filter
+      ['network_error', 'length', 'not_truncated'], // Zhipu: cut off
+      ['model_context_window_exceeded', 'length', 'not_truncated'],
+      ['insufficient_system_resource', 'length', 'not_truncated'], // DeepSeek: cut off
+    ] as const) {
+      const answer = ended(theirs);
+      expect(answer.choices[0]!.finish_reason, theirs).toBe(ours);
+      expect(checkAnswer([...checks], request, answer)).toMatchObject({ accepted: false, rejectReason: expect.stringMatching(new RegExp(`^${reject}:`)) });
+    }
+    expect(ended('stop').choices[0]!.finish_reason).toBe('stop');
+    // Streamed, the same (a stream transcoded for another protocol's client).
+    const [chunk] = openAiCompatible.decoder().push(`data: {"choices":[{"index":0,"delta":{},"finish_reason":"sensitive"}]}\n\n`);
+    expect(chunk!.choices[0]!.finish_reason).toBe('content_filter');
+  });
 });
