@@ -56,13 +56,16 @@ export interface RoutingProblem {
 }
 
 /** The first problem, the focused object's first; null when the configuration is sound. */
-export function validateRouting(spec: RoutingSpec, focus?: { route?: string; experiment?: string }): RoutingProblem | null {
+export function validateRouting(spec: RoutingSpec, focus?: { route?: string; experiment?: string; written?: readonly string[] }): RoutingProblem | null {
+  // Checks added over time hold for the routes being written: a route stored before one existed
+  // must not make every other change (and the configuration applied at start) fail.
+  const written = new Set(focus?.written ?? (focus?.route ? [focus.route] : []));
   const routes = new Map(spec.routes.map((r) => [r.name, r]));
   const routeOrder = [...spec.routes].sort((a, b) => Number(b.name === focus?.route) - Number(a.name === focus?.route));
   const experimentOrder = [...spec.experiments].sort((a, b) => Number(b.name === focus?.experiment) - Number(a.name === focus?.experiment));
   const checks = [
     ...(focus?.experiment ? experimentOrder.map((e) => () => checkExperiment(e, spec, routes)) : []),
-    ...routeOrder.map((r) => () => checkRoute(r, spec, routes)),
+    ...routeOrder.map((r) => () => checkRoute(r, spec, routes) ?? (written.has(r.name) ? checkEmbeddingModel(r, spec, routes) : null)),
     ...experimentOrder.map((e) => () => checkExperiment(e, spec, routes)),
     () => checkOneActiveExperimentPerRoute(spec.experiments, focus?.experiment),
   ];
@@ -103,17 +106,25 @@ function checkRoute(route: RouteSpec, spec: RoutingSpec, routes: Map<string, Rou
     if (badTarget) return { subject, ...badTarget };
     if (rule.route && !routes.has(rule.route)) return problem(`${at}.route`, `unknown route "${rule.route}"`);
   }
-  // Resolved as a request's model is (Catalog.resolve): unknown, the semantic cache would be
-  // off for the route with an error logged on every request.
-  const embeddings = route.cache?.embeddingModel;
-  const slash = embeddings?.indexOf('/') ?? -1;
-  const pinned = embeddings && slash > 0 && slash < embeddings.length - 1 && spec.providers.has(embeddings.slice(0, slash));
-  if (embeddings && !routes.has(embeddings) && !pinned) {
-    return problem('cache.embeddingModel', `"${embeddings}" is neither a route nor provider/model with a known provider`);
-  }
   const cycle = ruleCycle(route.name, routes);
   if (cycle) return problem(`rules[${cycle.rule}].route`, `rules lead in a circle: ${cycle.path.join(' → ')}`);
   return null;
+}
+
+/**
+ * A semantic cache's embeddings model, resolved as a request's model is (Catalog.resolve):
+ * unknown, the semantic cache would be off for the route with an error logged on every request.
+ */
+function checkEmbeddingModel(route: RouteSpec, spec: RoutingSpec, routes: Map<string, RouteSpec>): RoutingProblem | null {
+  const embeddings = route.cache?.embeddingModel;
+  if (!embeddings || routes.has(embeddings)) return null;
+  const slash = embeddings.indexOf('/');
+  if (slash > 0 && slash < embeddings.length - 1 && spec.providers.has(embeddings.slice(0, slash))) return null;
+  return {
+    subject: `route ${route.name}`,
+    path: 'cache.embeddingModel',
+    message: `"${embeddings}" is neither a route nor provider/model with a known provider`,
+  };
 }
 
 /** A path of rule delegations from `start` back to a route already on it, if there is one. */

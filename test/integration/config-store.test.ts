@@ -545,6 +545,12 @@ describe(`config store on ${KIND}`, () => {
         );
       for (const embeddingModel of ['strong', 'p1/embed'])
         await store.routing.upsertRoute({ name: 'embedded', ...base, cache: { mode: 'SEMANTIC', embeddingModel } });
+      // One stored before the check existed (or whose model went since) does not block other changes.
+      await db.prisma.route.update({ where: { name: 'embedded' }, data: { cacheEmbeddingModel: 'gone-route' } });
+      await store.routing.upsertRoute({ name: 'strong', ...base });
+      await store.routing.applyRouting({ routes: [{ name: 'strong', ...base }], experiments: [] });
+      await refused({ name: 'embedded', ...base, cache: { mode: 'SEMANTIC', embeddingModel: 'gone-route' } }, /^cache\.embeddingModel/);
+      await store.routing.upsertRoute({ name: 'embedded', ...base });
       // Two writes at once that close a circle together (each alone is fine): one lands, the
       // other is refused. On PostgreSQL each transaction would see the other's route unchanged.
       await store.routing.upsertRoute({ name: 'ring-a', ...base });

@@ -191,7 +191,7 @@ export class RoutingStore {
       for (const r of routes) written.push(toRoute(await writeRoute(tx, r)));
       const trials = [];
       for (const e of experiments) trials.push(toExperiment(await writeExperiment(tx, e)));
-      await assertValid(tx);
+      await assertValid(tx, { written: routes.map((r) => r.name) });
       audit.change('routing', null, null, { routes: written, experiments: trials });
     });
   }
@@ -272,7 +272,7 @@ function targetRecord(t: z.output<typeof targetInput>): RouteTargetRecord {
 }
 
 /** Validates the configuration as the transaction sees it; throws INVALID_INPUT naming the field. */
-async function assertValid(tx: Tx, focus?: { route?: string; experiment?: string }): Promise<void> {
+async function assertValid(tx: Tx, focus?: { route?: string; experiment?: string; written?: readonly string[] }): Promise<void> {
   const [providers, routes, experiments] = await Promise.all([
     tx.provider.findMany({ select: { name: true } }),
     tx.route.findMany({ include: withTargets }),
