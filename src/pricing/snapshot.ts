@@ -89,8 +89,11 @@ function toPriceInput(provider: string, model: string, e: SnapshotEntry, snapsho
   };
 }
 
+/** Far enough ahead that every price version is in effect by then (and a date the stores take). */
+const LAST_DATE = new Date('9999-12-31T00:00:00Z');
+
 export interface SnapshotStore {
-  currentPrices(): Promise<Array<Pick<PriceRecord, 'provider' | 'model'>>>;
+  currentPrices(at?: Date): Promise<Array<Pick<PriceRecord, 'provider' | 'model'>>>;
   setPriceIfChanged(input: SetPriceInput): Promise<{ price: PriceRecord; created: boolean }>;
 }
 
@@ -118,7 +121,8 @@ export async function importSnapshot(
   const snapshot = opts.snapshot ?? PRICE_SNAPSHOT;
   const plan = planSnapshotPrices(targets, snapshot);
   const result: SnapshotImport = { snapshot: snapshot.id, asOf: snapshot.asOf, created: [], unchanged: 0, skipped: 0 };
-  const priced = opts.onlyMissing ? new Set((await store.currentPrices()).map((p) => `${p.provider}/${p.model}`)) : null;
+  // Priced: any version, one scheduled for later included (the operator's, which the list must not pre-empt).
+  const priced = opts.onlyMissing ? new Set((await store.currentPrices(LAST_DATE)).map((p) => `${p.provider}/${p.model}`)) : null;
   for (const input of plan) {
     if (priced?.has(`${input.provider}/${input.model}`)) {
       result.skipped++;

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap } from '../../src/bootstrap.js';
-import { PRICE_SNAPSHOT } from '../../src/pricing/snapshot.js';
+import { importSnapshot, PRICE_SNAPSHOT } from '../../src/pricing/snapshot.js';
 import type { Receipt } from '../../src/receipts/receipt.js';
 import { fetchReceipt, RECEIPT_INSERT_SETTINGS, receiptToRow } from '../../src/receipts/rows.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -128,6 +128,23 @@ describe('cache-write prices', () => {
       cacheWritePerMTokUsd: 6,
     });
     expect(changed).toMatchObject({ created: true, price: { cacheWritePerMTokUsd: 6 } });
+
+    // A version scheduled for later: today's amounts imported again are still no change, and a
+    // snapshot import that fills only what has no price leaves a model priced only later alone.
+    const prices = { inputPerMTokUsd: 3, outputPerMTokUsd: 15, cachedInputPerMTokUsd: 0.3, cacheWritePerMTokUsd: 6 };
+    await store().pricing.setPrice({ ...model, ...prices, inputPerMTokUsd: 4, effectiveFrom: new Date(Date.now() + 86_400_000) });
+    expect(await store().pricing.setPriceIfChanged({ ...model, ...prices })).toMatchObject({ created: false, price: { version: changed.price.version } });
+    const entry = { ...PRICE_SNAPSHOT.entries.find((e) => e.kind === 'OPENROUTER')!, model: 'priced-later' };
+    await store().pricing.setPrice({
+      provider: 'later-prov',
+      model: 'priced-later',
+      inputPerMTokUsd: 9,
+      outputPerMTokUsd: 9,
+      effectiveFrom: new Date(Date.now() + 86_400_000),
+    });
+    const snapshot = { ...PRICE_SNAPSHOT, entries: [entry] };
+    const imported = await importSnapshot(store().pricing, [{ name: 'later-prov', kind: 'OPENROUTER' }], { onlyMissing: true, snapshot });
+    expect(imported).toMatchObject({ created: [], skipped: 1 });
   });
 });
 

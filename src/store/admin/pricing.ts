@@ -147,7 +147,10 @@ export class PricingStore {
    */
   async setPriceIfChanged(input: SetPriceInput): Promise<{ price: PriceRecord; created: boolean }> {
     const p = parse(setPriceInput, input);
-    const latest = await this.prisma.price.findFirst({ where: { provider: p.provider, model: p.model }, orderBy: { id: 'desc' } });
+    // Compared with the version in effect when this one would take effect (not merely the newest
+    // row: one scheduled for later must not make today's amounts look new).
+    const ids = await this.currentVersionIds(p.effectiveFrom ?? new Date());
+    const latest = await this.prisma.price.findFirst({ where: { provider: p.provider, model: p.model, id: { in: ids } } });
     if (latest && samePrice(latest, p)) return { price: toPrice(latest), created: false };
     return { price: await this.setPrice(input), created: true };
   }
