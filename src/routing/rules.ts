@@ -113,6 +113,14 @@ export function compileCondition(source: string): CompiledCondition {
   if (!checked.valid) throw new RuleSyntaxError(firstLine(checked.error));
   if (checked.type !== 'bool') throw new RuleSyntaxError(`must be a bool expression, not ${checked.type}`);
   const program = environment.parse(source);
+  if (callsFunction(program.ast, 'matches')) {
+    // cel-js runs it as a JavaScript RegExp, which backtracks: a pattern like ^([a-z]+-?)*$ over
+    // a header the client chose took a second per 28 characters, the event loop (every tenant's
+    // requests) blocked meanwhile. cel-js does not let it be replaced by a linear-time engine.
+    throw new RuleSyntaxError(
+      'matches() is not allowed in rules: a regular expression over what a client sends can take seconds; use contains, startsWith, endsWith or in',
+    );
+  }
   const reads = memberReads(program.ast);
   return {
     source,
@@ -125,6 +133,15 @@ export function compileCondition(source: string): CompiledCondition {
 function firstLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String((err as { message?: unknown })?.message ?? err);
   return message.split('\n')[0]!.trim().slice(0, 300);
+}
+
+/** Whether an expression calls `name`, as a function or a method. */
+function callsFunction(ast: unknown, name: string): boolean {
+  if (!ast || typeof ast !== 'object') return false;
+  const { op, args } = ast as { op?: unknown; args?: unknown };
+  if ((op === 'call' || op === 'rcall') && Array.isArray(args) && args[0] === name) return true;
+  if (Array.isArray(args)) return args.some((a) => callsFunction(a, name));
+  return callsFunction(args, name);
 }
 
 /** `id` and `id.field` paths an expression reads (the whole variable when used bare). */

@@ -525,6 +525,9 @@ describe(`config store on ${KIND}`, () => {
         { name: 'smart', ...base, rules: [{ name: 'num', when: 'request.promptTokens', route: 'strong' }] },
         /^rules\[0\]\.when: invalid CEL: must be a bool/,
       );
+      // A backtracking regular expression over a client's header froze the event loop for seconds.
+      for (const when of ['request.headers["x-app"].matches("^([a-z]+-?)*$")', 'request.feature.matches(request.team)'])
+        await refused({ name: 'smart', ...base, rules: [{ name: 're', when, route: 'strong' }] }, /^rules\[0\]\.when: invalid CEL: matches\(\) is not allowed/);
       await refused({ name: 'smart', strategy: 'PRIORITY', targets: [{ provider: 'nope', model: 'm' }] }, /^targets\[0\]\.provider: unknown provider "nope"/);
       await refused(
         { name: 'smart', ...base, rules: [{ name: 'r', when: 'true', targets: [{ provider: 'nope', model: 'm' }] }] },
