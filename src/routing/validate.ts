@@ -65,7 +65,7 @@ export function validateRouting(spec: RoutingSpec, focus?: { route?: string; exp
   const experimentOrder = [...spec.experiments].sort((a, b) => Number(b.name === focus?.experiment) - Number(a.name === focus?.experiment));
   const checks = [
     ...(focus?.experiment ? experimentOrder.map((e) => () => checkExperiment(e, spec, routes)) : []),
-    ...routeOrder.map((r) => () => checkRoute(r, spec, routes) ?? (written.has(r.name) ? checkEmbeddingModel(r, spec, routes) : null)),
+    ...routeOrder.map((r) => () => checkRoute(r, spec, routes, written.has(r.name)) ?? (written.has(r.name) ? checkEmbeddingModel(r, spec, routes) : null)),
     ...experimentOrder.map((e) => () => checkExperiment(e, spec, routes)),
     () => checkOneActiveExperimentPerRoute(spec.experiments, focus?.experiment),
   ];
@@ -83,7 +83,8 @@ function checkTargets(targets: readonly TargetSpec[] | null | undefined, at: str
   return null;
 }
 
-function checkRoute(route: RouteSpec, spec: RoutingSpec, routes: Map<string, RouteSpec>): RoutingProblem | null {
+/** `beingWritten`: a stored route's rule that no longer compiles (a function refused since) is left out by the catalog, not a reason to refuse other changes. */
+function checkRoute(route: RouteSpec, spec: RoutingSpec, routes: Map<string, RouteSpec>, beingWritten: boolean): RoutingProblem | null {
   const subject = `route ${route.name}`;
   const problem = (path: string, message: string): RoutingProblem => ({ subject, path, message });
   const bad = checkTargets(route.targets, 'targets', spec.providers);
@@ -97,8 +98,8 @@ function checkRoute(route: RouteSpec, spec: RoutingSpec, routes: Map<string, Rou
     try {
       compileCondition(rule.when);
     } catch (err) {
-      if (err instanceof RuleSyntaxError) return problem(`${at}.when`, `invalid CEL: ${err.message}`);
-      throw err;
+      if (!(err instanceof RuleSyntaxError)) throw err;
+      if (beingWritten) return problem(`${at}.when`, `invalid CEL: ${err.message}`);
     }
     const hasTargets = (rule.targets?.length ?? 0) > 0;
     if (hasTargets === Boolean(rule.route)) return problem(at, 'a rule needs either targets or a route, not both');

@@ -554,6 +554,13 @@ describe(`config store on ${KIND}`, () => {
       await store.routing.applyRouting({ routes: [{ name: 'strong', ...base }], experiments: [] });
       await refused({ name: 'embedded', ...base, cache: { mode: 'SEMANTIC', embeddingModel: 'gone-route' } }, /^cache\.embeddingModel/);
       await store.routing.upsertRoute({ name: 'embedded', ...base });
+      // Nor does a stored rule that no longer compiles (matches(), refused since): the catalog leaves it out.
+      await db.prisma.route.update({
+        where: { name: 'embedded' },
+        data: { rules: [{ name: 'old-regex', when: 'request.feature.matches("^a")', targets: null, route: 'strong' }] },
+      });
+      await store.routing.upsertRoute({ name: 'strong', ...base });
+      await store.routing.upsertRoute({ name: 'embedded', ...base });
       // Two writes at once that close a circle together (each alone is fine): one lands, the
       // other is refused. On PostgreSQL each transaction would see the other's route unchanged.
       await store.routing.upsertRoute({ name: 'ring-a', ...base });
