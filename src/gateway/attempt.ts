@@ -82,6 +82,8 @@ export class AttemptLog {
     readonly target: Target,
     readonly candidates: Candidate[],
     private readonly signal: Cancellation,
+    /** Admitted as the half-open probe: its outcome decides the breaker. */
+    readonly probe: boolean,
   ) {
     this.number = ex.attempts.length + 1;
     publishDecision(deps.bus, ex, target, 'ATTEMPT', null, null, candidates, this.number);
@@ -110,28 +112,28 @@ export class AttemptLog {
 
   failover(failure: UpstreamFailure, status: number, retryAfterMs?: number): Unanswered {
     const latency = this.finish(status, failure.kind);
-    if (failure.kind === 'aborted' || this.signal.reason instanceof ClientGone) this.deps.health.release(this.target.key);
-    else this.deps.health.onFailure(this.target.key, { retryAfterMs, latencyMs: latency });
+    if (failure.kind === 'aborted' || this.signal.reason instanceof ClientGone) this.deps.health.release(this.target.key, this);
+    else this.deps.health.onFailure(this.target.key, { retryAfterMs, latencyMs: latency, probe: this.probe });
     publishDecision(this.deps.bus, this.ex, this.target, 'FAILOVER', failure.kind, latency, this.candidates, this.number);
     return { failure, rateLimited: status === 429, retryAfterMs };
   }
 
   succeeded(status: number, acceptance: { accepted: boolean; rejectReason: string | null } | null = null): void {
     const latency = this.finish(status, null);
-    this.deps.health.onSuccess(this.target.key, latency);
+    this.deps.health.onSuccess(this.target.key, latency, this);
     publishDecision(this.deps.bus, this.ex, this.target, 'SUCCESS', null, latency, this.candidates, this.number, acceptance);
   }
 
   /** The upstream refused the request itself (a 4xx other than 429): no failover. */
   refused(status: number): void {
     const latency = this.finish(status, `http_${status}`);
-    this.deps.health.release(this.target.key);
+    this.deps.health.release(this.target.key, this);
     publishDecision(this.deps.bus, this.ex, this.target, 'FAILED', `http_${status}`, latency, this.candidates, this.number);
   }
 
   /** Admitted but never called (the request cannot be put to this upstream). */
   release(): void {
-    this.deps.health.release(this.target.key);
+    this.deps.health.release(this.target.key, this);
   }
 }
 

@@ -221,11 +221,11 @@ export class Pipeline {
           try {
             prepared = prepareRequest(ex, target, cascade !== null);
           } catch (err) {
-            health.release(target.key); // admitted, never called (a half-open target's probe slot)
+            health.release(target.key, admission); // admitted, never called (a half-open target's probe slot)
             throw err;
           }
           if ('untakeable' in prepared) {
-            health.release(target.key); // admitted, never called
+            health.release(target.key, admission); // admitted, never called
             publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'unsupported', null, candidates);
             untakeable ??= prepared.untakeable;
             untakeableTargets.add(target.key);
@@ -233,13 +233,13 @@ export class Pipeline {
           }
           // Climbing past a rejected answer is an escalation, not a retry: the budget is for failures.
           if (ex.attempts.length > 0 && !cascade?.escalating && !budget.tryRetry()) {
-            health.release(target.key); // admitted, never called
+            health.release(target.key, admission); // admitted, never called
             publishDecision(this.deps.bus, ex, target, 'SKIPPED', 'retry_budget_exhausted', null, candidates);
             this.deps.metrics.retriesRefused.inc({ route: route.name });
             outOfBudget = true;
             break attempts;
           }
-          const log = new AttemptLog(this.deps, ex, target, candidates, signal);
+          const log = new AttemptLog(this.deps, ex, target, candidates, signal, admission.probe);
           called = target;
           const outcome = cascade ? await this.climb(ex, cascade, log, prepared, res, signal) : await this.attempt(ex, log, prepared, res, signal);
           if (outcome === 'answered') return;

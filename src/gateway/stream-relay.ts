@@ -118,7 +118,7 @@ export async function relayStream(
   }
   if (breakage) {
     const latency = log.finish(200, breakage.kind);
-    deps.health.onFailure(log.target.key, { latencyMs: latency });
+    deps.health.onFailure(log.target.key, { latencyMs: latency, probe: log.probe });
     publishDecision(deps.bus, ex, log.target, 'FAILED', `mid_stream_${breakage.kind}`, latency, log.candidates, log.number);
     const error = new GatewayError(
       502,

@@ -75,33 +75,45 @@ export class TargetHealth {
     return null;
   }
 
-  onSuccess(key: string, latencyMs: number): void {
+  /**
+   * A call succeeded. `probe`: it was admitted as the half-open probe (Admission.probe). While
+   * the breaker is not closed only the probe decides: a call admitted before it opened (a long
+   * stream) that ends well says nothing about the target now, and closed it with no probe.
+   */
+  onSuccess(key: string, latencyMs: number, { probe = false } = {}): void {
     const e = this.entry(key);
+    e.ewmaMs = e.ewmaMs === undefined ? latencyMs : e.ewmaMs + EWMA_ALPHA * (latencyMs - e.ewmaMs);
+    if (e.state !== 'closed' && !probe) return;
     e.consecutiveFailures = 0;
     e.state = 'closed';
     e.probeInFlight = false;
-    e.ewmaMs = e.ewmaMs === undefined ? latencyMs : e.ewmaMs + EWMA_ALPHA * (latencyMs - e.ewmaMs);
   }
 
-  /** `retryAfterMs` (from a 429) keeps the target out of rotation without counting as broken. */
-  onFailure(key: string, opts: { retryAfterMs?: number; latencyMs?: number } = {}): void {
+  /**
+   * A call failed. `retryAfterMs` (from a 429) keeps the target out of rotation without counting
+   * as broken. `probe` as for onSuccess: a stale call's failure while the breaker is open or
+   * half-open neither frees the probe's slot nor restarts the cooldown.
+   */
+  onFailure(key: string, opts: { retryAfterMs?: number; latencyMs?: number; probe?: boolean } = {}): void {
     const e = this.entry(key);
     const now = this.now();
-    e.probeInFlight = false;
+    const stale = e.state !== 'closed' && !opts.probe;
+    if (opts.probe) e.probeInFlight = false;
+    // Failures count as slow for LEAST_LATENCY so a broken target sinks in the order.
+    if (opts.latencyMs !== undefined) {
+      const penalty = Math.max(opts.latencyMs, e.ewmaMs ?? 0) * 2;
+      e.ewmaMs = e.ewmaMs === undefined ? penalty : e.ewmaMs + EWMA_ALPHA * (penalty - e.ewmaMs);
+    }
     if (opts.retryAfterMs !== undefined) {
       this.coolDown(key, opts.retryAfterMs);
       this.onCooldown?.(key, opts.retryAfterMs);
       return;
     }
+    if (stale) return;
     e.consecutiveFailures++;
     if (e.state === 'half_open' || e.consecutiveFailures >= this.opts.failures) {
       e.state = 'open';
       e.openedAt = now;
-    }
-    // Failures count as slow for LEAST_LATENCY so a broken target sinks in the order.
-    if (opts.latencyMs !== undefined) {
-      const penalty = Math.max(opts.latencyMs, e.ewmaMs ?? 0) * 2;
-      e.ewmaMs = e.ewmaMs === undefined ? penalty : e.ewmaMs + EWMA_ALPHA * (penalty - e.ewmaMs);
     }
   }
 
@@ -114,10 +126,13 @@ export class TargetHealth {
     e.cooldownUntil = Math.max(e.cooldownUntil, this.now() + ms);
   }
 
-  /** A request that ended for reasons unrelated to the target (client gone) frees its probe slot. */
-  release(key: string): void {
+  /**
+   * A call that ended for reasons unrelated to the target (client gone, a 4xx about the request,
+   * never made): the probe's frees its slot; any other's changes nothing.
+   */
+  release(key: string, { probe = false } = {}): void {
     const e = this.entries.get(key);
-    if (e) e.probeInFlight = false;
+    if (e && probe) e.probeInFlight = false;
   }
 
   ewma(key: string): number | undefined {

@@ -379,8 +379,8 @@ describe('TargetHealth', () => {
     const { h, c } = setup();
     openIt(h);
     c.t += 10_000;
-    h.admit(K);
-    h.onSuccess(K, 50);
+    const probe = h.admit(K);
+    h.onSuccess(K, 50, probe as { probe: boolean });
     expect(h.state(K)).toBe('closed');
     expect(h.admit(K)).toEqual({ ok: true, probe: false });
     expect(h.admit(K)).toEqual({ ok: true, probe: false });
@@ -393,12 +393,34 @@ describe('TargetHealth', () => {
     const { h, c } = setup();
     openIt(h);
     c.t += 10_000;
-    expect(h.admit(K).ok).toBe(true);
-    h.onFailure(K);
+    expect(h.admit(K)).toEqual({ ok: true, probe: true });
+    h.onFailure(K, { probe: true });
     expect(h.state(K)).toBe('open');
     expect(h.admit(K)).toEqual({ ok: false, reason: 'circuit_open', untilMs: c.t + 10_000 });
     c.t += 10_000;
     expect(h.admit(K)).toEqual({ ok: true, probe: true });
+  });
+
+  it('only the probe decides a breaker that is not closed: calls admitted before it opened do not', () => {
+    const { h, c } = setup();
+    openIt(h);
+    // Still open: a stale success (a long stream admitted earlier) does not close it.
+    h.onSuccess(K, 40);
+    expect(h.state(K)).toBe('open');
+    c.t += 10_000;
+    expect(h.admit(K)).toEqual({ ok: true, probe: true });
+    // Half-open with the probe out: stale outcomes neither free its slot nor decide.
+    h.release(K);
+    h.onFailure(K, { retryAfterMs: 1 });
+    h.onFailure(K);
+    h.onSuccess(K, 40);
+    c.t += 5; // past the 429's cooldown
+    expect(h.state(K)).toBe('half_open');
+    expect(h.admit(K)).toMatchObject({ ok: false, reason: 'probe_in_flight' });
+    // The probe's own outcome does.
+    h.onSuccess(K, 40, { probe: true });
+    expect(h.state(K)).toBe('closed');
+    expect(h.admit(K)).toEqual({ ok: true, probe: false });
   });
 
   it('release frees the probe slot', () => {
@@ -406,7 +428,7 @@ describe('TargetHealth', () => {
     openIt(h);
     c.t += 10_000;
     expect(h.admit(K)).toEqual({ ok: true, probe: true });
-    h.release(K);
+    h.release(K, { probe: true });
     expect(h.state(K)).toBe('half_open');
     expect(h.admit(K)).toEqual({ ok: true, probe: true });
     h.release('unknown/target'); // no-op, no throw
