@@ -25,6 +25,7 @@ function passthrough(wire: Wire, body: Record<string, unknown>, target: Target, 
       ? { ...body, model: target.upstreamModel, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
       : { ...body, model: target.upstreamModel };
   if (body.metadata !== undefined) upstreamBody.metadata = metadataFor(wire, body.metadata, body.store);
+  if (wire === 'chat' && target.provider.preset.onlyMaxTokens) moveToMaxTokens(upstreamBody);
   return { path: PATHS[wire]!, body: JSON.stringify(upstreamBody) };
 }
 
@@ -38,14 +39,17 @@ function metadataFor(wire: Wire, metadata: unknown, store: unknown): Record<stri
   return upstreamMetadata(metadata);
 }
 
+/** The output limit in `max_tokens`, the field older compatible APIs read (presets.ts). */
+function moveToMaxTokens(body: { max_tokens?: unknown; max_completion_tokens?: unknown }): void {
+  if (body.max_completion_tokens === undefined) return;
+  body.max_tokens ??= body.max_completion_tokens;
+  delete body.max_completion_tokens;
+}
+
 function request(chat: ChatRequest, target: Target, stream: boolean): UpstreamRequest {
   const body: ChatRequest = { ...chat, model: target.upstreamModel };
   if (chat.metadata !== undefined) body.metadata = metadataFor('chat', chat.metadata, chat.store) as ChatRequest['metadata'];
-  const field = target.provider.preset.maxTokensField;
-  if (field === 'max_tokens' && body.max_completion_tokens !== undefined) {
-    body.max_tokens ??= body.max_completion_tokens;
-    delete body.max_completion_tokens;
-  }
+  if (target.provider.preset.maxTokensField === 'max_tokens') moveToMaxTokens(body);
   if (stream) {
     body.stream = true;
     body.stream_options = { include_usage: true };

@@ -25,6 +25,13 @@ export interface ProviderPreset {
    */
   maxTokensField: 'max_completion_tokens' | 'max_tokens';
   /**
+   * Known to ignore `max_completion_tokens`: a client's chat request, passed through, gets its
+   * limit moved to `max_tokens` (ignored, the answer would be uncapped and cost more than its
+   * budget reservation). Not assumed of a generic compatible URL (it may be OpenAI's, whose
+   * reasoning models refuse `max_tokens`).
+   */
+  onlyMaxTokens: boolean;
+  /**
    * Whether the provider serves OpenAI's Responses API (`POST {baseUrl}/responses`): then
    * Responses clients' requests pass through to it natively (built-in tools such as
    * web_search included) instead of being translated to chat completions. Only OpenAI's own
@@ -39,6 +46,7 @@ const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defa
   headers: {},
   embeddings: true,
   maxTokensField: 'max_tokens',
+  onlyMaxTokens: false,
   responses: false,
   ...p,
 });
@@ -55,13 +63,13 @@ export const PRESETS: Record<ProviderKind, ProviderPreset> = {
   }),
   // Volcengine ARK (Doubao). Model names (doubao-seed-1-6-250615) and endpoint ids (ep-…) are
   // both valid `model` values upstream, so no mapping is needed.
-  ARK: preset({ kind: 'ARK', defaultName: 'ark', baseUrl: 'https://ark.cn-beijing.volces.com/api/v3' }),
+  ARK: preset({ kind: 'ARK', defaultName: 'ark', baseUrl: 'https://ark.cn-beijing.volces.com/api/v3', onlyMaxTokens: true }),
   OPENAI: preset({ kind: 'OPENAI', defaultName: 'openai', baseUrl: 'https://api.openai.com/v1', maxTokensField: 'max_completion_tokens', responses: true }),
-  DEEPSEEK: preset({ kind: 'DEEPSEEK', defaultName: 'deepseek', baseUrl: 'https://api.deepseek.com/v1', embeddings: false }),
+  DEEPSEEK: preset({ kind: 'DEEPSEEK', defaultName: 'deepseek', baseUrl: 'https://api.deepseek.com/v1', embeddings: false, onlyMaxTokens: true }),
   // Alibaba DashScope in OpenAI-compatible mode.
-  QWEN: preset({ kind: 'QWEN', defaultName: 'qwen', baseUrl: 'https://dashscope.aliyuncs.com/compatible-mode/v1' }),
+  QWEN: preset({ kind: 'QWEN', defaultName: 'qwen', baseUrl: 'https://dashscope.aliyuncs.com/compatible-mode/v1', onlyMaxTokens: true }),
   // Zhipu GLM: OpenAI-compatible under /api/paas/v4.
-  ZHIPU: preset({ kind: 'ZHIPU', defaultName: 'zhipu', baseUrl: 'https://open.bigmodel.cn/api/paas/v4' }),
+  ZHIPU: preset({ kind: 'ZHIPU', defaultName: 'zhipu', baseUrl: 'https://open.bigmodel.cn/api/paas/v4', onlyMaxTokens: true }),
   // Anthropic's Messages API ({baseUrl}/v1/messages): its own adapter, not OpenAI-compatible.
   ANTHROPIC: preset({
     kind: 'ANTHROPIC',

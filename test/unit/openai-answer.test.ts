@@ -3,6 +3,7 @@
 // as such (a SyntaxError: the attempt fails over) instead of throwing later in the checks.
 import { describe, expect, it } from 'vitest';
 import { openAiCompatible } from '../../src/providers/openai-compatible.js';
+import { PRESETS } from '../../src/providers/presets.js';
 import { checkAnswer } from '../../src/routing/accept.js';
 
 const answerOf = (message: Record<string, unknown>) =>
@@ -62,5 +63,19 @@ describe('an OpenAI-compatible answer', () => {
     // Streamed, the same (a stream transcoded for another protocol's client).
     const [chunk] = openAiCompatible.decoder().push(`data: {"choices":[{"index":0,"delta":{},"finish_reason":"sensitive"}]}\n\n`);
     expect(chunk!.choices[0]!.finish_reason).toBe('content_filter');
+  });
+
+  it("moves a passed-through chat request's max_completion_tokens to max_tokens for providers that read only that", () => {
+    const target = (kind: string) => ({ upstreamModel: 'm', provider: { name: 'p', preset: PRESETS[kind as keyof typeof PRESETS] } }) as never;
+    const sent = (kind: string, body: Record<string, unknown>) =>
+      JSON.parse(openAiCompatible.passthrough('chat', { model: 'x', messages: [], ...body }, target(kind), false).body as string);
+    for (const kind of ['DEEPSEEK', 'QWEN', 'ZHIPU', 'ARK']) {
+      expect(sent(kind, { max_completion_tokens: 200 }), kind).toMatchObject({ max_tokens: 200 });
+      expect(sent(kind, { max_completion_tokens: 200 })).not.toHaveProperty('max_completion_tokens');
+      expect(sent(kind, { max_completion_tokens: 200, max_tokens: 50 })).toMatchObject({ max_tokens: 50 });
+    }
+    // OpenAI (its reasoning models refuse max_tokens), OpenRouter and a generic URL: as sent.
+    for (const kind of ['OPENAI', 'OPENROUTER', 'OPENAI_COMPATIBLE'])
+      expect(sent(kind, { max_completion_tokens: 200 }), kind).toEqual({ model: 'm', messages: [], max_completion_tokens: 200 });
   });
 });
