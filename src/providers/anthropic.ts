@@ -111,8 +111,10 @@ export function toMessagesRequest(chat: ChatRequest, model: string, stream: bool
   }
   const stop = typeof chat.stop === 'string' ? [chat.stop] : chat.stop;
   if (stop?.length) body.stop_sequences = stop;
-  if (chat.temperature != null) body.temperature = chat.temperature;
-  if (chat.top_p != null) body.top_p = chat.top_p;
+  // OpenAI's temperature runs 0–2, Anthropic's 0–1: above 1 is sent as 1 (refused otherwise).
+  // Recent Claude models refuse temperature and top_p together: the temperature is kept.
+  if (chat.temperature != null) body.temperature = Math.min(chat.temperature, 1);
+  else if (chat.top_p != null) body.top_p = chat.top_p;
   if (typeof chat.user === 'string' && chat.user) body.metadata = { user_id: chat.user };
   const format = chat.response_format?.type === 'json_schema' ? chat.response_format.json_schema.schema : undefined;
   const effort = EFFORT[chat.reasoning_effort ?? ''];

@@ -231,6 +231,16 @@ describe('canonical → Messages request (the Anthropic adapter)', () => {
     });
   });
 
+  it("puts OpenAI's sampling settings in Anthropic's range: temperature at most 1, and not with top_p", () => {
+    const sampling = (chat: Partial<ChatRequest>) => {
+      const body = toMessagesRequest({ model: 'r', messages: [{ role: 'user', content: 'x' }], ...chat } as ChatRequest, 'c', false);
+      return { temperature: body.temperature, top_p: body.top_p };
+    };
+    expect(sampling({ temperature: 1.6 })).toEqual({ temperature: 1, top_p: undefined });
+    expect(sampling({ temperature: 0.3, top_p: 0.9 })).toEqual({ temperature: 0.3, top_p: undefined });
+    expect(sampling({ top_p: 0.9 })).toEqual({ temperature: undefined, top_p: 0.9 });
+  });
+
   it('refuses what Anthropic cannot take with a 400 naming the field', () => {
     const refuse = (chat: Partial<ChatRequest>) => {
       try {
