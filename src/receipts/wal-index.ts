@@ -61,6 +61,12 @@ export class WalIndex {
    * served from the WAL, as if this process had appended them, until the segment lands.
    */
   addLines(segment: number, file: Buffer): void {
+    // Sized to its lines: after a long outage the WAL may hold thousands of one-line segments,
+    // and a buffer of FIRST_CAPACITY each would be 20 KB apiece.
+    let lines = 0;
+    for (let at = file.indexOf(NEWLINE); at !== -1; at = file.indexOf(NEWLINE, at + 1)) lines++;
+    if (lines === 0) return;
+    this.#start(segment, lines);
     for (let start = 0, end = file.indexOf(NEWLINE); end !== -1; start = end + 1, end = file.indexOf(NEWLINE, start)) {
       const key = file.indexOf(RECEIPT_ID_KEY, start, 'latin1');
       if (key === -1 || key > end) continue; // a damaged line: its segment's insert skips it too
@@ -73,12 +79,7 @@ export class WalIndex {
     // Not a receipt id this gateway made, or a segment past 4 GB: served from ClickHouse once inserted.
     if (id.length !== ID_BYTES || offset > 0xffff_ffff) return;
     let positions = this.#segments.at(-1);
-    if (positions?.segment !== segment) {
-      const records = this.#spare ?? Buffer.allocUnsafeSlow(FIRST_CAPACITY * RECORD_BYTES);
-      this.#spare = null;
-      positions = { segment, records, count: 0 };
-      this.#segments.push(positions);
-    }
+    if (positions?.segment !== segment) positions = this.#start(segment, FIRST_CAPACITY);
     let at = positions.count * RECORD_BYTES;
     if (at + RECORD_BYTES > positions.records.length) {
       const grown = Buffer.allocUnsafeSlow(positions.records.length * 2);
@@ -109,6 +110,16 @@ export class WalIndex {
   landed(segment: number): void {
     const i = this.#segments.findIndex((p) => p.segment === segment);
     if (i !== -1) this.#drop(i);
+  }
+
+  /** A new segment's positions, room for `capacity` to begin with (it grows). */
+  #start(segment: number, capacity: number): SegmentPositions {
+    const spare = this.#spare && this.#spare.length >= capacity * RECORD_BYTES ? this.#spare : null;
+    const records = spare ?? Buffer.allocUnsafeSlow(capacity * RECORD_BYTES);
+    if (spare) this.#spare = null;
+    const positions = { segment, records, count: 0 };
+    this.#segments.push(positions);
+    return positions;
   }
 
   #drop(i: number): void {

@@ -58,4 +58,25 @@ describe('WalIndex', () => {
     expect(index.find(`${id}x`)).toBeUndefined();
     expect(index.find(id)).toEqual({ segment: 1, offset: 7 });
   });
+
+  it('reads a leftover segment file line by line, each buffer sized to its lines', () => {
+    const index = new WalIndex(100_000);
+    const line = (id: string) => `{"attempts":[],"receipt_id":"${id}","seq":1}\n`;
+    const ids: string[] = [];
+    const before = process.memoryUsage().arrayBuffers;
+    // After a long outage at low traffic: many segments of one receipt each.
+    for (let segment = 1; segment <= 2000; segment++) {
+      const id = uuidv7();
+      ids.push(id);
+      index.addLines(segment, Buffer.from(`${line(id)}{"damaged":`));
+    }
+    // 40 bytes a position; FIRST_CAPACITY records each would be 2000 × 20 KB = 40 MB.
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(4 * 1024 * 1024);
+    expect(index.size).toBe(2000);
+    for (const [i, id] of ids.entries()) expect(index.find(id)).toEqual({ segment: i + 1, offset: 0 });
+    // Several lines: each at its own offset.
+    const [a, b] = [uuidv7(), uuidv7()];
+    index.addLines(5000, Buffer.from(line(a) + line(b)));
+    expect(index.find(b)).toEqual({ segment: 5000, offset: Buffer.byteLength(line(a)) });
+  });
 });
