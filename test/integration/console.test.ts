@@ -558,7 +558,7 @@ describe('console in Chromium, offline', () => {
     servers[2]!.onMessage((m) => {
       if (!String(m).includes('"pong"')) sockets[2]!.send(m);
     });
-    await poll(() => status.getAttribute('data-state'), 20_000).toBe('reconnecting');
+    await poll(() => status.getAttribute('data-state'), 35_000).toBe('reconnecting'); // a ping every 10 s, then 15 s for its pong
     await poll(() => status.getAttribute('data-state'), 10_000).toBe('live');
     expect(sockets).toHaveLength(4);
     await untilSubscribed(page, secret);
@@ -570,7 +570,7 @@ describe('console in Chromium, offline', () => {
     await new Promise((resolve) => setTimeout(resolve, 5000)); // past the restart's 2–4 s
     expect(sockets).toHaveLength(4);
     expectOffline(offline);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('console secrets stay out of the logs', () => {
