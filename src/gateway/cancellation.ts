@@ -45,3 +45,11 @@ export function delay(ms: number, signal: UpstreamSignal): Promise<void> {
     }
   });
 }
+
+/** Longest wait between retry rounds. */
+const MAX_BACKOFF_MS = 2_000;
+
+/** Exponential backoff with full jitter between retry rounds. */
+export function backoffMs(round: number): number {
+  return Math.random() * Math.min(MAX_BACKOFF_MS, 100 * 2 ** (round - 1));
+}

@@ -8,6 +8,7 @@ import { checkAnswer, type Verdict } from '../routing/accept.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
 import { type AttemptDeps, type AttemptLog, answerText, type Prepared, type Sent, send, usageOf } from './attempt.js';
 import type { Cancellation } from './cancellation.js';
+import type { PipelineDeps } from './deps.js';
 import type { Exchange } from './exchange.js';
 import { classify, UpstreamFailure } from './upstream.js';
 import { costOf, readUsage, type Usage } from './usage.js';
@@ -97,4 +98,26 @@ export class Cascade {
 /** Cascades check whole chat answers; a request that can only pass through natively cannot climb. */
 export function isCascade(route: Route, parsed: ParsedRequest): boolean {
   return route.strategy === 'CASCADE' && parsed.chat !== null && !parsed.nativeOnly;
+}
+
+/**
+ * What a client that left during an upstream call (before any byte of an answer reached it)
+ * is billed: the provider has its prompt and bills it whether or not the answer is read, so
+ * the prompt is estimated and charged at that target's prices (in a cascade, on top of the
+ * steps that answered). Booked as $0, leaving would be a way around budgets. Gone between
+ * calls (a backoff), nothing is billed (undefined). Sets what the receipt bills on `ex`.
+ */
+export async function abandonedCallUsage(limiter: PipelineDeps['limiter'], ex: Exchange, called: Target | null): Promise<Usage | undefined> {
+  const attempt = ex.attempts.at(-1);
+  if (!called || attempt?.error !== 'aborted') return undefined;
+  const usage = await usageOf(null, ex.parsed!, () => '');
+  limiter.recordTokens(ex.key!.id, usage.promptTokens, ex.key!.tpmLimit);
+  if (!ex.climb) {
+    ex.target = called;
+    return usage;
+  }
+  const cost = costOf(usage, called.price);
+  Object.assign(attempt, { prompt_tokens: usage.promptTokens, completion_tokens: 0, cost_usd: cost, accepted: null, reject_reason: null });
+  ex.climb = climbTotals([ex.climb, { usage, cost }]);
+  return usage;
 }

@@ -19,8 +19,8 @@ import { AttemptLog, answerText, type Prepared, prepareRequest, send, type Unans
 import { type ApiKeyRecord, assertCredentialsOnce } from './auth.js';
 import { readRequestBody } from './body.js';
 import type { CacheHit } from './cache.js';
-import { Cancellation, ClientGone, delay } from './cancellation.js';
-import { Cascade, type CascadeStep, cascadeStep, climbTotals, isCascade } from './cascade.js';
+import { backoffMs, Cancellation, ClientGone, delay } from './cancellation.js';
+import { abandonedCallUsage, Cascade, type CascadeStep, cascadeStep, climbTotals, isCascade } from './cascade.js';
 import { candidatesOf, publishDecision } from './decisions.js';
 import type { PipelineDeps } from './deps.js';
 import { Endings, ZERO_USAGE } from './endings.js';
@@ -28,10 +28,8 @@ import { badRequest, GatewayError, modelNotFound, rateLimited, routeForbidden, s
 import { Exchange } from './exchange.js';
 import { relayStream } from './stream-relay.js';
 import { classify, UpstreamFailure } from './upstream.js';
-import { costOf, maxCostOf, readUsage, type Usage } from './usage.js';
+import { maxCostOf, readUsage, type Usage } from './usage.js';
 import { parseJsonBody } from './validate.js';
-
-const MAX_BACKOFF_MS = 2_000;
 
 export class Pipeline {
   private readonly endings: Endings;
@@ -151,28 +149,6 @@ export class Pipeline {
       .catch((err: unknown) => this.deps.log.warn({ err: String(err), requestId: ex.requestId }, 'could not store the answer in the cache'));
   }
 
-  /**
-   * What a client that left during an upstream call (before any byte of an answer reached it)
-   * is billed: the provider has its prompt and bills it whether or not the answer is read, so
-   * the prompt is estimated and charged at that target's prices (in a cascade, on top of the
-   * steps that answered). Booked as $0, leaving would be a way around budgets. Gone between
-   * calls (a backoff), nothing is billed.
-   */
-  private async abandonedCall(ex: Exchange, called: Target | null): Promise<Usage> {
-    const attempt = ex.attempts.at(-1);
-    if (!called || attempt?.error !== 'aborted') return ZERO_USAGE;
-    const usage = await usageOf(null, ex.parsed!, () => '');
-    this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens, ex.key!.tpmLimit);
-    if (!ex.climb) {
-      ex.target = called;
-      return usage;
-    }
-    const cost = costOf(usage, called.price);
-    Object.assign(attempt, { prompt_tokens: usage.promptTokens, completion_tokens: 0, cost_usd: cost, accepted: null, reject_reason: null });
-    ex.climb = climbTotals([ex.climb, { usage, cost }]);
-    return usage;
-  }
-
   // ── Routing and failover ─────────────────────────────────────────────────────────────
 
   private async forward(ex: Exchange, route: Route, res: ServerResponse): Promise<void> {
@@ -252,7 +228,7 @@ export class Pipeline {
       const reason = signal.reason;
       if (reason instanceof ClientGone) {
         publishDecision(this.deps.bus, ex, null, 'CANCELLED', 'client_cancelled', null, []);
-        return await this.endings.cancelled(ex, await this.abandonedCall(ex, called));
+        return await this.endings.cancelled(ex, await abandonedCallUsage(this.deps.limiter, ex, called));
       }
       // Steps answered, none acceptably, and no stronger one could: the best there is (DESIGN §5).
       if (cascade?.lastAnswer) return await this.settleClimb(ex, cascade.lastAnswer, res);
@@ -415,9 +391,4 @@ function pickHeaders(headers: IncomingHttpHeaders, names: readonly string[]): Re
     if (value !== undefined) (picked ??= {})[name] = Array.isArray(value) ? value.join(',') : value;
   }
   return picked;
-}
-
-/** Exponential backoff with full jitter between retry rounds. */
-function backoffMs(round: number): number {
-  return Math.random() * Math.min(MAX_BACKOFF_MS, 100 * 2 ** (round - 1));
 }

@@ -18,7 +18,6 @@
 // Until its segment is in ClickHouse, find() serves a receipt from its line in the WAL
 // (wal-index.ts holds where each line is).
 import { mkdirSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { receiptsUnavailable } from '../gateway/errors.js';
@@ -29,7 +28,7 @@ import { unsignedReceipt } from './normalize.js';
 import type { Receipt, ReceiptDraft, UnsignedReceipt } from './receipt.js';
 import { type SegmentPreparer, SegmentWorker } from './segment-preparer.js';
 import { canonicalUnsignedJson, ReceiptSigner } from './signer.js';
-import { type ChainHead, loadInstanceId, lockWal, readLineAt, recoverWal, segmentFileName, sha256Hex, WAL_DIR } from './wal.js';
+import { type ChainHead, indexLeftovers, loadInstanceId, lockWal, readLineAt, recoverWal, segmentFileName, sha256Hex, WAL_DIR } from './wal.js';
 import { WalIndex } from './wal-index.js';
 import { type OpenSegment, WalWriteError, WalWriter } from './wal-writer.js';
 
@@ -169,32 +168,14 @@ export class ReceiptJournal {
       const log = o.log ?? (() => undefined);
       const { chain, nextSegment, pending } = await recoverWal(dir, log, o.onLeftover);
       const journal = new ReceiptJournal(o, { instanceId, dir, chain, nextSegment, releaseLock });
-      if (pending.length > 0) {
-        log('receipts WAL: replaying segments left by the previous run', {
-          segments: pending.length,
-          records: pending.reduce((s, p) => s + p.records, 0),
-        });
-      }
-      await journal.#indexLeftovers(pending);
+      const records = pending.reduce((s, p) => s + p.records, 0);
+      if (pending.length > 0) log('receipts WAL: replaying segments left by the previous run', { segments: pending.length, records });
+      await indexLeftovers(journal.#index, dir, pending);
       for (const segment of pending) journal.#batcher.enqueue(segment);
       return journal;
     } catch (err) {
       releaseLock();
       throw err;
-    }
-  }
-
-  /**
-   * The newest receipts the previous run left (as many as the index holds) are found by id
-   * from the WAL until their segments land: a client holding a receipt id from before a
-   * restart gets it, not a 404, while ClickHouse is down or behind.
-   */
-  async #indexLeftovers(pending: ReadonlyArray<{ number: number; records: number }>): Promise<void> {
-    let from = pending.length;
-    for (let held = 0; from > 0 && held < this.#index.limit; ) held += pending[--from]!.records;
-    for (const segment of pending.slice(from)) {
-      const file = await readFile(path.join(this.#dir, segmentFileName(segment.number))).catch(() => null);
-      if (file) this.#index.addLines(segment.number, file);
     }
   }
 

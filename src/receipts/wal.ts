@@ -22,6 +22,7 @@ import type { LogFn } from './batcher.js';
 import type { UnsignedReceipt } from './receipt.js';
 import { canonicalUnsignedJson } from './signer.js';
 import { GENESIS_PREV_HASH } from './verify.js';
+import type { WalIndex } from './wal-index.js';
 
 export const WAL_DIR = 'wal';
 export const HEAD_FILE = 'head.json';
@@ -206,6 +207,20 @@ async function readLeftover(file: string, visit: (receipt: UnsignedReceipt) => v
 
 /** Longest line readLineAt() reads; a receipt line is ~1.5 KB. */
 const MAX_LINE_BYTES = 1 << 20;
+
+/**
+ * The newest receipts the previous run left in `pending` segments (as many as the index holds),
+ * indexed so that they are served by id until their segments land: a client holding a receipt
+ * id from before a restart gets it, not a 404, while ClickHouse is down or behind.
+ */
+export async function indexLeftovers(index: WalIndex, dir: string, pending: ReadonlyArray<{ number: number; records: number }>): Promise<void> {
+  let from = pending.length;
+  for (let held = 0; from > 0 && held < index.limit; ) held += pending[--from]!.records;
+  for (const segment of pending.slice(from)) {
+    const file = await readFile(path.join(dir, segmentFileName(segment.number))).catch(() => null);
+    if (file) index.addLines(segment.number, file);
+  }
+}
 
 /**
  * The line of a segment that starts at byte `offset`, without its newline; null when the

@@ -1,6 +1,5 @@
 // The simulator's OpenAI wire: POST /chat/completions (JSON and SSE, exactly as OpenAI sends
 // them), POST /embeddings, and OpenAI-shaped errors.
-//
 // Order of effects for one chat request: latencyMs → hang 'before-headers' → status (error
 // body) → normal answer. A streamed answer then waits ttftMs, sends the role chunk and the
 // first token chunk, then the remaining tokens (paced by tokensPerSecond and/or dripMs), then
@@ -120,8 +119,8 @@ export async function chat(res: http.ServerResponse, body: any, book: BehaviourB
   const plans = planChoices(answerRequest(body), b, prompt, n, ids, 'call_sim');
   let completionTokens = 0;
   for (const p of plans) completionTokens += p.pieces.length;
-  let usage = b.omitUsage ? undefined : usageJson(prompt.tokens, completionTokens, b.cacheReadTokens ?? 0, b.reasoningTokens ?? 0);
-  if (usage && b.usageOverride) usage = JSON.stringify({ ...JSON.parse(usage), ...b.usageOverride });
+  const reported = b.omitUsage ? undefined : usageJson(prompt.tokens, completionTokens, b.cacheReadTokens ?? 0, b.reasoningTokens ?? 0);
+  const usage = reported && b.usageOverride ? JSON.stringify({ ...JSON.parse(reported), ...b.usageOverride }) : reported;
   const id = `chatcmpl-sim${(++ids.n).toString(36)}`;
   const created = Math.floor(Date.now() / 1000);
 
