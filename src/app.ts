@@ -51,6 +51,9 @@ import { AdminStoreError } from './store/admin/validators.js';
 import type { ResponseStore } from './store/responses.js';
 import type { Tracing } from './telemetry/tracing.js';
 
+/** The longest shutdown waits for budget alerts still being delivered. */
+const WEBHOOK_DRAIN_MS = 5_000;
+
 export interface AppStore extends CatalogStore {
   /** The same store, naming `actor` in the audit log. */
   as(actor: Actor): AppStore;
@@ -347,12 +350,15 @@ export function buildApp(deps: AppDeps): App {
       inbound.closeAll();
       await upstream.close();
       await budgets?.close();
-      await webhooks.close();
       // The receipts get what is left of the drain to reach ClickHouse, not more: while it is
       // down they would never land. The journal's close says how many stay in the WAL for the next start.
       await deps.journal
         .flush(Math.max(0, deadline - performance.now()))
         .catch((err) => log.error({ err: String(err) }, 'receipt flush at shutdown failed; the WAL keeps them for replay'));
+      // Budget alerts on their way (retries included) get what is left too, at most a few
+      // seconds: a receiver that is down must not hold a restart. Undelivered ones are logged.
+      await webhooks.drain(Math.min(WEBHOOK_DRAIN_MS, Math.max(0, deadline - performance.now())));
+      await webhooks.close();
     },
   };
 }

@@ -37,9 +37,13 @@ export class WebhookSender {
     this.inFlight.add(delivery);
   }
 
-  /** Waits for deliveries under way (shutdown, tests). */
-  async drain(): Promise<void> {
-    await Promise.all([...this.inFlight]);
+  /** Waits for deliveries under way (shutdown, tests), at most `timeoutMs`. */
+  async drain(timeoutMs = Number.POSITIVE_INFINITY): Promise<void> {
+    const all = Promise.all([...this.inFlight]);
+    if (!Number.isFinite(timeoutMs)) return void (await all);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** Closes the connections kept for deliveries (shutdown does not wait for a slow receiver). */

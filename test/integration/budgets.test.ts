@@ -224,6 +224,50 @@ describe('without the counter store', () => {
   });
 });
 
+describe('at shutdown', () => {
+  it('delivers the budget alerts still on their way before the connections close', async () => {
+    const received: string[] = [];
+    // A receiver that takes its time: the alert is still being delivered when the gateway stops.
+    const receiver = http.createServer((req, res) => {
+      let data = '';
+      req.on('data', (c) => (data += c));
+      req.on('end', () =>
+        setTimeout(() => {
+          received.push(data);
+          res.writeHead(204).end();
+        }, 400),
+      );
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const gw = await startTestGateway({ env: { TOLLGATE_EGRESS_ALLOW: '127.0.0.1' } });
+    try {
+      await setup(gw);
+      const key = await gw.createKey('team-shutdown-alert');
+      const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      const budget = await gw.started.runtime.adminStore.pricing.setBudget({
+        scope: 'TEAM',
+        teamId: key.teamId,
+        period: 'DAY',
+        limitUsd: 0.01,
+        action: 'ALERT',
+        webhookUrl: hookUrl,
+      });
+      await gw.started.runtime.app.catalog.refresh();
+      const events: BudgetEvent[] = [];
+      gw.started.runtime.app.bus.budgets.subscribe((e) => events.push(e));
+      for (let i = 0; i < 10 && events.length === 0; i++) await call(gw, key.secret, 'spend a little');
+      const deadline = Date.now() + 5000;
+      while (!events.some((e) => e.budgetId === budget.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(events.some((e) => e.budgetId === budget.id)).toBe(true);
+    } finally {
+      await gw.close(); // at once: the first alert is still on its way
+    }
+    expect(received.length).toBeGreaterThan(0);
+    expect(JSON.parse(received[0]!)).toMatchObject({ kind: expect.stringMatching(/THRESHOLD|EXCEEDED/) });
+    receiver.close();
+  });
+});
+
 describe('after a restart', () => {
   it('rebuilds spend from the receipts and keeps blocking', async () => {
     const first = await startTestGateway({ keepDataDir: true, env: { REDIS_URL: '' } });
