@@ -73,6 +73,8 @@ export type AttemptDeps = Pick<PipelineDeps, 'health' | 'metrics' | 'bus' | 'ups
 export class AttemptLog {
   readonly number: number;
   private readonly started = performance.now();
+  /** When the answer's first token reached the client (a stream's), for LEAST_LATENCY. */
+  private firstTokenAt: number | null = null;
   /** The attempt's span (tracing on), started when the call is made. */
   private span: AttemptTrace | null = null;
 
@@ -113,14 +115,21 @@ export class AttemptLog {
   failover(failure: UpstreamFailure, status: number, retryAfterMs?: number): Unanswered {
     const latency = this.finish(status, failure.kind);
     if (failure.kind === 'aborted' || this.signal.reason instanceof ClientGone) this.deps.health.release(this.target.key, this);
-    else this.deps.health.onFailure(this.target.key, { retryAfterMs, latencyMs: latency, probe: this.probe });
+    else this.deps.health.onFailure(this.target.key, { retryAfterMs, probe: this.probe });
     publishDecision(this.deps.bus, this.ex, this.target, 'FAILOVER', failure.kind, latency, this.candidates, this.number);
     return { failure, rateLimited: status === 429, retryAfterMs };
   }
 
+  /** The streamed answer's first token went to the client. */
+  firstToken(): void {
+    this.firstTokenAt ??= performance.now();
+  }
+
   succeeded(status: number, acceptance: { accepted: boolean; rejectReason: string | null } | null = null): void {
     const latency = this.finish(status, null);
-    this.deps.health.onSuccess(this.target.key, latency, this);
+    // A stream is judged by its first token: its whole time is the answer's length.
+    const stream = this.firstTokenAt !== null;
+    this.deps.health.onSuccess(this.target.key, stream ? this.firstTokenAt! - this.started : latency, { probe: this.probe, stream });
     publishDecision(this.deps.bus, this.ex, this.target, 'SUCCESS', null, latency, this.candidates, this.number, acceptance);
   }
 

@@ -7,12 +7,12 @@ import type { TargetHealth } from '../routing/health.js';
 import type { Exchange } from './exchange.js';
 
 /** The targets in the order they will be tried, with their health as the router saw it. */
-export function candidatesOf(order: Target[], health: TargetHealth): Candidate[] {
+export function candidatesOf(order: Target[], health: TargetHealth, stream: boolean): Candidate[] {
   return order.map((t) => ({
     provider: t.provider.name,
     model: t.model,
     state: health.state(t.key),
-    ewmaLatencyMs: health.ewma(t.key) ?? null,
+    ewmaLatencyMs: health.ewma(t.key, stream) ?? null,
     skipReason: health.skipReason(t.key),
   }));
 }

@@ -163,8 +163,8 @@ export class Pipeline {
     if (res.destroyed) onClose();
     const totalTimer = setTimeout(() => signal.abort(new UpstreamFailure('timeout_total', 'request exceeded its total timeout')), this.totalTimeoutMs(route));
     try {
-      const order = orderTargets(route, health);
-      const candidates = this.deps.bus.decisions.hasListeners ? candidatesOf(order, this.deps.health) : [];
+      const order = orderTargets(route, health, { stream: ex.stream });
+      const candidates = this.deps.bus.decisions.hasListeners ? candidatesOf(order, this.deps.health, ex.stream) : [];
       const budget = this.deps.retryBudgets.for(route.name);
       budget.request();
       // A cascade climbs its steps once, cheap first (DESIGN §5); `retries` does not re-run it.

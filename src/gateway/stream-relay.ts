@@ -63,7 +63,10 @@ export async function relayStream(
       held = '';
     }
     // TTFT is the answer's first part, not a comment that went ahead of it.
-    if (answering && ex.ttftMs === null) ex.ttftMs = ex.elapsed();
+    if (answering && ex.ttftMs === null) {
+      ex.ttftMs = ex.elapsed();
+      log.firstToken();
+    }
     lastWrite = ex.elapsed();
     responseHash.update(out);
     return res.write(out);
@@ -118,7 +121,7 @@ export async function relayStream(
   }
   if (breakage) {
     const latency = log.finish(200, breakage.kind);
-    deps.health.onFailure(log.target.key, { latencyMs: latency, probe: log.probe });
+    deps.health.onFailure(log.target.key, { probe: log.probe });
     publishDecision(deps.bus, ex, log.target, 'FAILED', `mid_stream_${breakage.kind}`, latency, log.candidates, log.number);
     const error = new GatewayError(
       502,
@@ -130,6 +133,7 @@ export async function relayStream(
     return { delivered: true, receipt: null };
   }
 
+  log.firstToken(); // an answer without a token (an empty finish) is judged by its end
   log.succeeded(200);
   return { delivered: true, receipt: await endings.endStream(ex, res, pump, usage, responseHash) };
 }

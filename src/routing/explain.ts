@@ -104,11 +104,18 @@ export async function explainRoute(deps: ExplainDeps, input: ExplainRequest, now
   // The route that serves the request spends its retry budget, as in the pipeline.
   const budget = deps.retryBudgets.for(served.name);
   let tried = 0;
-  const candidates = orderTargets(served, deps.health, () => 0.5).map((t): ExplainedCandidate => {
+  // No random draw: an explanation neither shuffles nor claims a stale target's re-measurement.
+  const candidates = orderTargets(served, deps.health, { random: () => 0.5, stream: parsed.stream }).map((t): ExplainedCandidate => {
     let skipReason: string | null = overBudget ? 'budget_exceeded' : deps.health.skipReason(t.key);
     if (!skipReason && tried > 0 && !budget.hasRoom()) skipReason = 'retry_budget_exhausted';
     if (!skipReason) tried++;
-    return { provider: t.provider.name, model: t.model, state: deps.health.state(t.key), ewmaLatencyMs: deps.health.ewma(t.key) ?? null, skipReason };
+    return {
+      provider: t.provider.name,
+      model: t.model,
+      state: deps.health.state(t.key),
+      ewmaLatencyMs: deps.health.ewma(t.key, parsed.stream) ?? null,
+      skipReason,
+    };
   });
   return {
     route: requested.name,

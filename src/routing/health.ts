@@ -1,6 +1,6 @@
 // Per-target health: a circuit breaker (closed → open after N consecutive failures → half-open
-// after a cooldown, where one probe decides), a Retry-After cooldown after 429s, and an EWMA
-// of latency for LEAST_LATENCY. Keyed by `provider/model`, in-process: each instance judges
+// after a cooldown, where one probe decides), a Retry-After cooldown after 429s, and the speed
+// estimates LEAST_LATENCY ranks by. Keyed by `provider/model`, in-process: each instance judges
 // the upstreams it talks to.
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
@@ -13,10 +13,28 @@ interface Entry {
   state: BreakerState;
   probeInFlight: boolean;
   cooldownUntil: number;
-  ewmaMs: number | undefined;
+  /** EWMA of a JSON answer's whole time (ms). */
+  jsonMs: number | undefined;
+  /** EWMA of a stream's time to its first token (ms): a stream's length is the answer's, not the target's. */
+  ttftMs: number | undefined;
+  /** EWMA of outcomes (1 failed, 0 answered): how many tries an answer takes here. */
+  failureRate: number;
+  /** When an outcome last came in. */
+  measuredAt: number;
+  /** When a request was last sent to re-measure the target (claimRemeasure). */
+  remeasuredAt: number;
 }
 
 const EWMA_ALPHA = 0.3;
+/**
+ * An estimate's weight fades with its age (time constant): a sample after a quiet spell mostly
+ * replaces what was known, so a target that was slow once is judged by how it is now.
+ */
+const ESTIMATE_FADE_MS = 10_000;
+/** A target not heard from for this long is stale: one request may be sent to re-measure it. */
+export const STALE_AFTER_MS = 30_000;
+/** The failure rate at which a target's score stops growing (×10 its latency). */
+const MAX_FAILURE_RATE = 0.9;
 
 export class TargetHealth {
   private readonly entries = new Map<string, Entry>();
@@ -31,7 +49,18 @@ export class TargetHealth {
   private entry(key: string): Entry {
     let e = this.entries.get(key);
     if (!e) {
-      e = { consecutiveFailures: 0, openedAt: 0, state: 'closed', probeInFlight: false, cooldownUntil: 0, ewmaMs: undefined };
+      e = {
+        consecutiveFailures: 0,
+        openedAt: 0,
+        state: 'closed',
+        probeInFlight: false,
+        cooldownUntil: 0,
+        jsonMs: undefined,
+        ttftMs: undefined,
+        failureRate: 0,
+        measuredAt: this.now(),
+        remeasuredAt: 0,
+      };
       this.entries.set(key, e);
     }
     return e;
@@ -76,13 +105,17 @@ export class TargetHealth {
   }
 
   /**
-   * A call succeeded. `probe`: it was admitted as the half-open probe (Admission.probe). While
+   * A call succeeded: `latencyMs` is a JSON answer's whole time, or a stream's time to its first
+   * token (`stream`). `probe`: it was admitted as the half-open probe (Admission.probe). While
    * the breaker is not closed only the probe decides: a call admitted before it opened (a long
    * stream) that ends well says nothing about the target now, and closed it with no probe.
    */
-  onSuccess(key: string, latencyMs: number, { probe = false } = {}): void {
+  onSuccess(key: string, latencyMs: number, { probe = false, stream = false } = {}): void {
     const e = this.entry(key);
-    e.ewmaMs = e.ewmaMs === undefined ? latencyMs : e.ewmaMs + EWMA_ALPHA * (latencyMs - e.ewmaMs);
+    const weight = this.sampleWeight(e);
+    if (stream) e.ttftMs = e.ttftMs === undefined ? latencyMs : e.ttftMs + weight * (latencyMs - e.ttftMs);
+    else e.jsonMs = e.jsonMs === undefined ? latencyMs : e.jsonMs + weight * (latencyMs - e.jsonMs);
+    e.failureRate -= weight * e.failureRate;
     if (e.state !== 'closed' && !probe) return;
     e.consecutiveFailures = 0;
     e.state = 'closed';
@@ -94,21 +127,19 @@ export class TargetHealth {
    * as broken. `probe` as for onSuccess: a stale call's failure while the breaker is open or
    * half-open neither frees the probe's slot nor restarts the cooldown.
    */
-  onFailure(key: string, opts: { retryAfterMs?: number; latencyMs?: number; probe?: boolean } = {}): void {
+  onFailure(key: string, opts: { retryAfterMs?: number; probe?: boolean } = {}): void {
     const e = this.entry(key);
     const now = this.now();
     const stale = e.state !== 'closed' && !opts.probe;
     if (opts.probe) e.probeInFlight = false;
-    // Failures count as slow for LEAST_LATENCY so a broken target sinks in the order.
-    if (opts.latencyMs !== undefined) {
-      const penalty = Math.max(opts.latencyMs, e.ewmaMs ?? 0) * 2;
-      e.ewmaMs = e.ewmaMs === undefined ? penalty : e.ewmaMs + EWMA_ALPHA * (penalty - e.ewmaMs);
-    }
     if (opts.retryAfterMs !== undefined) {
       this.coolDown(key, opts.retryAfterMs);
       this.onCooldown?.(key, opts.retryAfterMs);
       return;
     }
+    // A failure raises the failure rate, never the latency: a target that fails fast is not fast.
+    // (A 429 above is not one: its cooldown keeps the target out while it lasts.)
+    e.failureRate += this.sampleWeight(e) * (1 - e.failureRate);
     if (stale) return;
     e.consecutiveFailures++;
     if (e.state === 'half_open' || e.consecutiveFailures >= this.opts.failures) {
@@ -135,7 +166,42 @@ export class TargetHealth {
     if (e && probe) e.probeInFlight = false;
   }
 
-  ewma(key: string): number | undefined {
-    return this.entries.get(key)?.ewmaMs;
+  /** The latency estimate for a request's mode (a stream's first token, or a whole JSON answer). */
+  ewma(key: string, stream = false): number | undefined {
+    const e = this.entries.get(key);
+    return stream ? e?.ttftMs : e?.jsonMs;
+  }
+
+  /**
+   * LEAST_LATENCY's rank (lower first): the latency estimate over the share of calls that answer,
+   * roughly the time an answer takes here counting the retries its failures cost. A target not
+   * yet measured in this mode goes first (so it gets measured), or last if it mostly fails.
+   */
+  latencyScore(key: string, stream = false): number {
+    const e = this.entries.get(key);
+    if (!e) return 0;
+    const latency = stream ? e.ttftMs : e.jsonMs;
+    if (latency === undefined) return e.failureRate < 0.5 ? 0 : Number.POSITIVE_INFINITY;
+    return latency / (1 - Math.min(e.failureRate, MAX_FAILURE_RATE));
+  }
+
+  /**
+   * Whether a request should go to this target to re-measure it: nothing heard for STALE_AFTER_MS.
+   * Claims it, so one request per STALE_AFTER_MS goes, however many arrive meanwhile.
+   */
+  claimRemeasure(key: string): boolean {
+    const e = this.entries.get(key);
+    const now = this.now();
+    if (!e || now - Math.max(e.measuredAt, e.remeasuredAt) < STALE_AFTER_MS) return false;
+    e.remeasuredAt = now;
+    return true;
+  }
+
+  /** A new sample's weight: EWMA_ALPHA, more when the estimate is old (see ESTIMATE_FADE_MS). */
+  private sampleWeight(e: Entry): number {
+    const now = this.now();
+    const weight = Math.max(EWMA_ALPHA, 1 - Math.exp(-(now - e.measuredAt) / ESTIMATE_FADE_MS));
+    e.measuredAt = now;
+    return weight;
   }
 }

@@ -3,20 +3,43 @@
 import type { Route, Target } from './catalog.js';
 import type { TargetHealth } from './health.js';
 
-export function orderTargets(route: Route, health: TargetHealth, random: () => number = Math.random): Target[] {
+/**
+ * A share of LEAST_LATENCY requests that may re-measure a stale target (one not heard from for
+ * STALE_AFTER_MS) by trying it first. Without it a target that was slow or failing once is never
+ * tried again; the share bounds what a quiet route spends on it, the claim what a busy one does.
+ */
+export const REMEASURE_SHARE = 0.02;
+
+export interface OrderOptions {
+  random?: () => number;
+  /** Streamed: LEAST_LATENCY ranks by time to first token, not a whole answer's time. */
+  stream?: boolean;
+}
+
+export function orderTargets(route: Route, health: TargetHealth, { random = Math.random, stream = false }: OrderOptions = {}): Target[] {
   const targets = route.targets;
   if (targets.length <= 1) return targets.slice();
   switch (route.strategy) {
     case 'WEIGHTED':
       return weightedShuffle(targets, random);
     case 'LEAST_LATENCY':
-      // Unmeasured targets go first (latency 0) so every target gets measured.
-      return stableSort(targets, (a, b) => (health.ewma(a.key) ?? 0) - (health.ewma(b.key) ?? 0) || a.priority - b.priority);
+      return leastLatency(targets, health, random, stream);
     case 'LOWEST_COST':
       return stableSort(targets, (a, b) => costRank(a) - costRank(b) || a.priority - b.priority);
     default:
       return stableSort(targets, (a, b) => a.priority - b.priority);
   }
+}
+
+function leastLatency(targets: readonly Target[], health: TargetHealth, random: () => number, stream: boolean): Target[] {
+  const score = (t: Target) => health.latencyScore(t.key, stream);
+  // Two targets that only fail (+∞ each) compare NaN, so by priority.
+  const ranked = stableSort(targets, (a, b) => score(a) - score(b) || a.priority - b.priority);
+  if (random() < REMEASURE_SHARE) {
+    const stale = ranked.findIndex((t, i) => i > 0 && health.claimRemeasure(t.key));
+    if (stale > 0) ranked.unshift(...ranked.splice(stale, 1));
+  }
+  return ranked;
 }
 
 /** A blended per-token price for ranking (3:1 input:output, a typical chat mix); unpriced last. */

@@ -327,6 +327,36 @@ describe('circuit breaker', () => {
   });
 });
 
+describe('LEAST_LATENCY', () => {
+  it('ranks streams by time to first token: a target that starts at once wins, however long its answers run', async () => {
+    routeNo++;
+    const route = `ll-${routeNo}`;
+    const [quickStart, quickEnd] = [`quick-start-${routeNo}`, `quick-end-${routeNo}`];
+    await gw.started.runtime.adminStore.routing.upsertRoute({
+      name: route,
+      strategy: 'LEAST_LATENCY',
+      targets: [
+        { provider: 'sim', model: quickStart, priority: 0 },
+        { provider: 'sim-b', model: quickEnd, priority: 1 },
+      ],
+    });
+    await gw.started.runtime.app.catalog.load();
+    // First token at once, then 8 tokens at 20/s (≈ 400 ms a stream); against 120 ms to the first token, then all at once.
+    gw.sim.behave(quickStart, { tokensPerSecond: 20 });
+    gw.sim.behave(quickEnd, { ttftMs: 120 });
+    const served: string[] = [];
+    for (let i = 0; i < 4; i++) served.push((await rawStream(route, `tell me ${i}`)).res.headers.get('x-tollgate-model')!);
+    // Each is measured once (unmeasured go first), then the quick starter keeps the traffic; ranked by
+    // whole streams (the old measure), the later two went to the quick ender.
+    expect(served).toEqual([quickStart, quickEnd, quickStart, quickStart]);
+    // A JSON answer is judged whole: the quick ender (≈ 120 ms) beats 400 ms once both are measured.
+    const json: string[] = [];
+    for (let i = 0; i < 3; i++)
+      json.push((await chat(route, { messages: [{ role: 'user', content: `answer ${i}` }] })).response.headers.get('x-tollgate-model')!);
+    expect(json).toEqual([quickStart, quickEnd, quickEnd]);
+  });
+});
+
 describe('streams', () => {
   it('never fails over after the first byte: a broken stream gets an error event and a partial receipt', async () => {
     const { route, primary, backup } = await freshRoute();

@@ -1,8 +1,8 @@
 // Catalog resolution, target ordering strategies and the per-target circuit breaker.
 import { describe, expect, it } from 'vitest';
 import { Catalog, isRouteAllowed, type PriceInput, type ProviderInput, type Route, type RouteInput } from '../../src/routing/catalog.js';
-import { TargetHealth } from '../../src/routing/health.js';
-import { orderTargets } from '../../src/routing/strategy.js';
+import { STALE_AFTER_MS, TargetHealth } from '../../src/routing/health.js';
+import { orderTargets, REMEASURE_SHARE } from '../../src/routing/strategy.js';
 
 const provider = (over: Partial<ProviderInput> & Pick<ProviderInput, 'name' | 'kind'>): ProviderInput => ({
   baseUrl: null,
@@ -253,7 +253,7 @@ describe('orderTargets', () => {
     const random = seeded(42);
     const first: Record<string, number> = { w0: 0, w1: 0, w2: 0, w7: 0 };
     for (let i = 0; i < 10_000; i++) {
-      const order = orderTargets(r, health(), random);
+      const order = orderTargets(r, health(), { random });
       if (order.length !== 4) throw new Error('a target went missing');
       first[order[0]!.model]!++;
       if (order[3]!.model !== 'w0') throw new Error('zero-weight target must come last');
@@ -268,12 +268,12 @@ describe('orderTargets', () => {
 
   it('WEIGHTED with equal weights is roughly uniform and uses the injected random', () => {
     const r = strategyRoute('WEIGHTED', [{ model: 'a' }, { model: 'b' }]);
-    const a = models(orderTargets(r, health(), seeded(7)));
-    const b = models(orderTargets(r, health(), seeded(7)));
+    const a = models(orderTargets(r, health(), { random: seeded(7) }));
+    const b = models(orderTargets(r, health(), { random: seeded(7) }));
     expect(a).toEqual(b);
     const random = seeded(1);
     let aFirst = 0;
-    for (let i = 0; i < 10_000; i++) if (orderTargets(r, health(), random)[0]!.model === 'a') aFirst++;
+    for (let i = 0; i < 10_000; i++) if (orderTargets(r, health(), { random })[0]!.model === 'a') aFirst++;
     expect(aFirst).toBeGreaterThan(4_700);
     expect(aFirst).toBeLessThan(5_300);
   });
@@ -287,10 +287,74 @@ describe('orderTargets', () => {
     ]);
     h.onSuccess('p/slow', 900);
     h.onSuccess('p/fast', 100);
-    expect(models(orderTargets(r, h))).toEqual(['new', 'fast', 'slow']);
+    expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['new', 'fast', 'slow']);
     // Make 'fast' slow: EWMA 100 → many 2000 ms samples.
     for (let i = 0; i < 10; i++) h.onSuccess('p/fast', 2_000);
-    expect(models(orderTargets(r, h))).toEqual(['new', 'slow', 'fast']);
+    expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['new', 'slow', 'fast']);
+  });
+
+  it('LEAST_LATENCY ranks a target that fails fast after a slower one that answers', () => {
+    const h = health();
+    const r = strategyRoute('LEAST_LATENCY', [
+      { model: 'flaky', priority: 0 },
+      { model: 'steady', priority: 1 },
+    ]);
+    h.onSuccess('p/flaky', 100);
+    h.onSuccess('p/steady', 150);
+    expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['flaky', 'steady']);
+    // Two failures within a millisecond: the old penalty (max(latency, ewma) × 2) left it first.
+    h.onFailure('p/flaky');
+    h.onFailure('p/flaky');
+    expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['steady', 'flaky']);
+  });
+
+  it('LEAST_LATENCY puts a target that has only failed last, and one never seen first', () => {
+    const h = health();
+    const r = strategyRoute('LEAST_LATENCY', [
+      { model: 'broken', priority: 0 },
+      { model: 'known', priority: 1 },
+      { model: 'new', priority: 2 },
+    ]);
+    h.onSuccess('p/known', 500);
+    for (let i = 0; i < 2; i++) h.onFailure('p/broken');
+    expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['new', 'known', 'broken']);
+  });
+
+  it('LEAST_LATENCY ranks a stream by first-token time, a JSON request by whole time', () => {
+    const h = health();
+    const r = strategyRoute('LEAST_LATENCY', [
+      { model: 'quick-start', priority: 0 },
+      { model: 'quick-end', priority: 1 },
+    ]);
+    h.onSuccess('p/quick-start', 900);
+    h.onSuccess('p/quick-start', 50, { stream: true });
+    h.onSuccess('p/quick-end', 400);
+    h.onSuccess('p/quick-end', 300, { stream: true });
+    expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['quick-end', 'quick-start']);
+    expect(models(orderTargets(r, h, { random: () => 1, stream: true }))).toEqual(['quick-start', 'quick-end']);
+  });
+
+  it('LEAST_LATENCY sends one of a share of requests to re-measure a stale target', () => {
+    const c = { t: 0 };
+    const h = new TargetHealth({ failures: 3, cooldownMs: 1_000 }, () => c.t);
+    const r = strategyRoute('LEAST_LATENCY', [
+      { model: 'fast', priority: 0 },
+      { model: 'slow', priority: 1 },
+    ]);
+    h.onSuccess('p/fast', 100);
+    h.onSuccess('p/slow', 2_000);
+    c.t += STALE_AFTER_MS;
+    h.onSuccess('p/fast', 100); // the best target stays in use: never stale
+    const drawn = () => REMEASURE_SHARE / 2;
+    expect(models(orderTargets(r, h, { random: () => REMEASURE_SHARE }))).toEqual(['fast', 'slow']);
+    expect(models(orderTargets(r, h, { random: drawn }))).toEqual(['slow', 'fast']);
+    // Claimed: the requests that follow while it is re-measured keep the order.
+    expect(models(orderTargets(r, h, { random: drawn }))).toEqual(['fast', 'slow']);
+    // It recovered: its answer after the quiet spell (95 % of the weight after 30 s) puts it first.
+    h.onSuccess('p/slow', 60);
+    expect(h.ewma('p/slow')).toBeLessThan(160);
+    h.onSuccess('p/fast', 500); // meanwhile 'fast' slowed: 100 → 220
+    expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['slow', 'fast']);
   });
 
   it('LEAST_LATENCY ties break by priority', () => {
@@ -461,13 +525,52 @@ describe('TargetHealth', () => {
     expect(h.admit('p/other').ok).toBe(true);
   });
 
-  it('tracks an EWMA of latency; failures with latency push it up', () => {
+  it('tracks an EWMA of latency per mode: JSON answers whole, streams to their first token', () => {
     const { h } = setup();
     h.onSuccess(K, 100);
     expect(h.ewma(K)).toBe(100);
     h.onSuccess(K, 200);
     expect(h.ewma(K)).toBeCloseTo(130, 6);
-    h.onFailure(K, { latencyMs: 50 }); // penalty = max(50, 130) * 2 = 260
-    expect(h.ewma(K)).toBeCloseTo(130 + 0.3 * (260 - 130), 6);
+    h.onSuccess(K, 40, { stream: true });
+    expect(h.ewma(K, true)).toBe(40);
+    expect(h.ewma(K)).toBeCloseTo(130, 6);
+  });
+
+  it('a failure raises the failure rate, never the latency; a 429 is neither', () => {
+    const { h } = setup();
+    h.onSuccess(K, 100);
+    expect(h.latencyScore(K)).toBe(100);
+    h.onFailure(K, { retryAfterMs: 1_000 });
+    expect(h.latencyScore(K)).toBe(100);
+    h.onFailure(K);
+    expect(h.ewma(K)).toBe(100);
+    expect(h.latencyScore(K)).toBeCloseTo(100 / 0.7, 6);
+    h.onSuccess(K, 100);
+    expect(h.latencyScore(K)).toBeCloseTo(100 / (1 - 0.21), 6);
+  });
+
+  it('a sample after a quiet spell mostly replaces the old estimate', () => {
+    const { h, c } = setup();
+    h.onSuccess(K, 2_000);
+    h.onSuccess(K, 2_000);
+    c.t += 5 * 60_000;
+    h.onSuccess(K, 100);
+    // 1 − e^(−30) of the way: the target is judged by how it answers now.
+    expect(h.ewma(K)).toBeLessThan(101);
+    h.onSuccess(K, 1_000);
+    expect(h.ewma(K)).toBeCloseTo(100 + 0.3 * 900, 0);
+  });
+
+  it('claims a stale target’s re-measurement once per quiet spell', () => {
+    const { h, c } = setup();
+    expect(h.claimRemeasure(K)).toBe(false); // never seen: nothing to re-measure
+    h.onSuccess(K, 100);
+    c.t += STALE_AFTER_MS - 1;
+    expect(h.claimRemeasure(K)).toBe(false);
+    c.t += 1;
+    expect(h.claimRemeasure(K)).toBe(true);
+    expect(h.claimRemeasure(K)).toBe(false);
+    c.t += STALE_AFTER_MS;
+    expect(h.claimRemeasure(K)).toBe(true);
   });
 });
