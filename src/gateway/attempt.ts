@@ -191,32 +191,41 @@ export async function send(
 }
 
 /** The usage the upstream reported, or an estimate from the request and the text delivered. */
+/** What an answer generated, for an estimate when its usage is missing. */
+export interface Generated {
+  /** Text and tool arguments. */
+  text: string;
+  /** Reasoning, billed as output whether or not the client saw it. */
+  reasoning: string;
+}
+
 export async function usageOf(
   reported: Omit<Usage, 'estimated'> | null,
   parsed: ParsedRequest,
-  deliveredText: () => string,
+  generated: () => Generated,
   /** The prompt's part, where the upstream reported it before the answer (a stream cut short). */
   reportedPrompt: Omit<Usage, 'estimated'> | null = null,
 ): Promise<Usage> {
   if (reported) return { ...reported, estimated: false };
-  if (reportedPrompt) return { ...reportedPrompt, completionTokens: await estimateCompletionTokens(deliveredText()), reasoningTokens: 0, estimated: true };
-  return {
-    promptTokens: await estimatePromptTokens(parsed.body),
-    completionTokens: await estimateCompletionTokens(deliveredText()),
-    cachedTokens: 0,
-    cacheWriteTokens: 0,
-    reasoningTokens: 0,
-    estimated: true,
-  };
+  const { text, reasoning } = generated();
+  // As the providers count it: completion tokens include the reasoning ones.
+  const reasoningTokens = await estimateCompletionTokens(reasoning);
+  const output = { completionTokens: (await estimateCompletionTokens(text)) + reasoningTokens, reasoningTokens, estimated: true };
+  if (reportedPrompt) return { ...reportedPrompt, ...output };
+  return { promptTokens: await estimatePromptTokens(parsed.body), cachedTokens: 0, cacheWriteTokens: 0, ...output };
 }
 
-/** The text and tool arguments of a canonical answer (for an estimate when usage is missing). */
+/** What a canonical answer generated (for an estimate when usage is missing). */
 // biome-ignore lint/suspicious/noExplicitAny: an upstream's answer, read defensively before any codec has checked it
-export function answerText(answer: any): string {
+export function answerGenerated(answer: any): Generated {
   let text = '';
+  let reasoning = '';
   for (const c of answer?.choices ?? []) {
-    if (typeof c?.message?.content === 'string') text += c.message.content;
-    for (const tc of c?.message?.tool_calls ?? []) if (typeof tc?.function?.arguments === 'string') text += tc.function.arguments;
+    const message = c?.message;
+    if (typeof message?.content === 'string') text += message.content;
+    for (const tc of message?.tool_calls ?? []) if (typeof tc?.function?.arguments === 'string') text += tc.function.arguments;
+    const thought = message?.reasoning_content ?? message?.reasoning;
+    if (typeof thought === 'string') reasoning += thought;
   }
-  return text;
+  return { text, reasoning };
 }

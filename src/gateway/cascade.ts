@@ -6,7 +6,7 @@ import type { ChatCompletion } from '../protocols/canonical.js';
 import type { ParsedRequest } from '../protocols/protocol.js';
 import { checkAnswer, type Verdict } from '../routing/accept.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
-import { type AttemptDeps, type AttemptLog, answerText, type Prepared, type Sent, send, usageOf } from './attempt.js';
+import { type AttemptDeps, type AttemptLog, answerGenerated, type Prepared, type Sent, send, usageOf } from './attempt.js';
 import type { Cancellation } from './cancellation.js';
 import type { PipelineDeps } from './deps.js';
 import type { Exchange } from './exchange.js';
@@ -40,7 +40,7 @@ export async function cascadeStep(
   try {
     const buf = await sent.ok.body.read();
     answer = adapter.answer(JSON.parse(buf.toString('utf8')));
-    usage = await usageOf(readUsage(answer.usage), ex.parsed!, () => answerText(answer));
+    usage = await usageOf(readUsage(answer.usage), ex.parsed!, () => answerGenerated(answer));
     verdict = checkAnswer(accept, chat, answer);
   } catch (err) {
     // Whatever the answer was, the attempt ends here (a half-open target's probe included).
@@ -110,7 +110,7 @@ export function isCascade(route: Route, parsed: ParsedRequest): boolean {
 export async function abandonedCallUsage(limiter: PipelineDeps['limiter'], ex: Exchange, called: Target | null): Promise<Usage | undefined> {
   const attempt = ex.attempts.at(-1);
   if (!called || attempt?.error !== 'aborted') return undefined;
-  const usage = await usageOf(null, ex.parsed!, () => '');
+  const usage = await usageOf(null, ex.parsed!, () => ({ text: '', reasoning: '' }));
   limiter.recordTokens(ex.key!.id, usage.promptTokens, ex.key!.tpmLimit);
   if (!ex.climb) {
     ex.target = called;

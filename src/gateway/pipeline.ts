@@ -15,7 +15,7 @@ import { isRouteAllowed, type Route, type Target } from '../routing/catalog.js';
 import { decideRoute } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
-import { AttemptLog, answerText, type Prepared, prepareRequest, send, type Unanswered, usageOf } from './attempt.js';
+import { AttemptLog, answerGenerated, type Prepared, prepareRequest, send, type Unanswered, usageOf } from './attempt.js';
 import { type ApiKeyRecord, assertCredentialsOnce } from './auth.js';
 import { readRequestBody } from './body.js';
 import type { CacheHit } from './cache.js';
@@ -309,7 +309,7 @@ export class Pipeline {
     }
     log.succeeded(response.status);
 
-    const usage = await usageOf(readUsage(answer?.usage), parsed, () => answerText(answer));
+    const usage = await usageOf(readUsage(answer?.usage), parsed, () => answerGenerated(answer));
     this.deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
     const body = !native
       ? JSON.stringify(protocol.render(answer, ex.renderContext()))

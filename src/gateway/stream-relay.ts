@@ -42,7 +42,7 @@ export async function relayStream(
   // upstream failing after them can still be failed over; it goes out with the first part, or
   // once it has been held for streamHoldMs.
   let held = '';
-  const holdUntil = ex.elapsed() + deps.config.streamHoldMs;
+  let holdUntil = ex.elapsed() + deps.config.streamHoldMs;
   // When the client last heard from this stream (or when it began).
   let lastWrite = ex.elapsed();
   // As long as an opening is held, and 10 s when nothing is held (a hold of 0).
@@ -71,46 +71,68 @@ export async function relayStream(
     responseHash.update(out);
     return res.write(out);
   };
+  /** Nothing reached the client: the attempt fails over. */
+  const failedBeforeStart = (failure: UpstreamFailure | null = null): Relayed => {
+    upstreamBody.destroy();
+    ex.target = null;
+    return { unanswered: log.failover(failure ?? new UpstreamFailure('network_error', 'upstream stream began with an error'), 200) };
+  };
+  // On a clock, not on the upstream's chunks (a model may think in silence after its opening):
+  // once the hold is over, what was held goes out, with what the pump holds of the opening (an
+  // Anthropic ping, a Responses response.created); from then on a comment of our own whenever
+  // the client heard nothing for keepAliveMs (a transcoded stream drops the upstream's
+  // keep-alives; a model's thinking has no place in a chat stream), so that the client's
+  // connection and its proxies stay alive. An upstream that has sent nothing at all is not
+  // committed to: the idle timeout may still fail it over.
+  let heard = false;
+  const ticker = setInterval(() => {
+    if (res.destroyed || signal.aborted) return;
+    if (!started) {
+      if (!heard) return;
+      holdUntil = 0; // the tick is the hold's end, whatever the clock's rounding
+      deliver(pump.releaseOpening?.() || (held ? '' : KEEP_ALIVE));
+    } else if (ex.elapsed() - lastWrite >= keepAliveMs) deliver(KEEP_ALIVE);
+  }, keepAliveMs);
+  // Once the upstream said it is done, the answer is whole: an upstream that then keeps its
+  // connection open does not hold the client's end (and its receipt) until the idle timeout.
+  let endGrace: NodeJS.Timeout | undefined;
   try {
     for await (const chunk of upstreamBody) {
-      let out = pump.push(decoder.write(chunk));
-      // Held long enough: what the pump holds of the opening (an Anthropic ping, a Responses
-      // response.created) goes out with this chunk's text, so that the client hears something.
-      if (!started && ex.elapsed() >= holdUntil && pump.releaseOpening) out = pump.releaseOpening() + out;
-      // The upstream is at work but the client would hear nothing (a transcoded stream drops
-      // the upstream's keep-alives; a model's thinking has no place in a chat stream): a
-      // comment of our own, at most every keepAliveMs, keeps the client's connection alive.
-      if (!out && ex.elapsed() - lastWrite >= keepAliveMs) out = KEEP_ALIVE;
-      if (!out) continue;
-      // Nothing has reached the client yet: an error event up front can still fail over.
-      if (!started && pump.tally.upstreamError && pump.tally.contentChunks === 0) {
-        upstreamBody.destroy();
-        ex.target = null;
-        return { unanswered: log.failover(new UpstreamFailure('network_error', 'upstream stream began with an error'), 200) };
-      }
-      if (!deliver(out) && started) await drained(res, signal);
+      heard = true;
+      const out = pump.push(decoder.write(chunk));
+      // Nothing has reached the client yet: an error in the stream can still fail over.
+      if (!started && pump.tally.upstreamError) return failedBeforeStart();
+      if (out && !deliver(out) && started) await drained(res, signal);
+      if (pump.tally.done) endGrace ??= setTimeout(() => upstreamBody.destroy(), END_GRACE_MS);
     }
     const tail = pump.push(decoder.end()) + pump.end();
-    // An answer whose last part wrote nothing here (a held final event, an empty finish) starts now.
+    // An upstream that sent an error event and closed ended in its error, not a reset.
+    if (!pump.tally.done && !pump.tally.upstreamError) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
+    // An answer whose last part wrote nothing here (a held final event, an empty finish) starts
+    // now; one that broke or ended in an error before anything went out fails over instead.
+    if (!started && (breakage || pump.tally.upstreamError)) return failedBeforeStart(breakage);
     if (tail || (!started && (pump.tally.answering || pump.tally.done))) deliver(tail);
-    if (!pump.tally.done) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
   } catch (err) {
     // After its end event the answer is whole: a connection that breaks then takes nothing from it.
     if (!pump.tally.done) breakage = classify(err, signal);
+  } finally {
+    clearInterval(ticker);
+    clearTimeout(endGrace);
   }
   // Some servers (vLLM) send an error chunk after the first byte, then [DONE]: the answer is
   // still cut short. Ending it as complete would bill it `ok`, cache it, and (transcoded, where
   // the error chunk has no event of its own) hide the error from the client.
   if (!breakage && pump.tally.upstreamError) breakage = new UpstreamFailure('stream_error', 'upstream sent an error event mid-stream');
-
-  if (!started) {
-    ex.target = null;
-    return { unanswered: log.failover(breakage ?? new UpstreamFailure('network_error', 'upstream stream was empty'), 200) };
-  }
+  if (!started) return failedBeforeStart(breakage ?? new UpstreamFailure('network_error', 'upstream stream was empty'));
 
   // From here on the client has bytes: no failover, whatever happens.
   const tally = pump.tally;
-  const usage = await usageOf(readUsage(tally.usage), ex.parsed!, () => tally.deliveredText, readUsage(tally.promptUsage));
+  const usage = await usageOf(
+    readUsage(tally.usage),
+    ex.parsed!,
+    () => ({ text: tally.deliveredText, reasoning: tally.reasoningText }),
+    readUsage(tally.promptUsage),
+  );
   deps.limiter.recordTokens(ex.key!.id, usage.promptTokens + usage.completionTokens, ex.key!.tpmLimit);
   if (signal.reason instanceof ClientGone) {
     log.finish(200, 'client_cancelled');
@@ -137,6 +159,9 @@ export async function relayStream(
   log.succeeded(200);
   return { delivered: true, receipt: await endings.endStream(ex, res, pump, usage, responseHash) };
 }
+
+/** How long an upstream may keep its connection open after its end event. */
+const END_GRACE_MS = 1_000;
 
 /** The client has read enough to take more, or the request is cancelled. */
 function drained(res: ServerResponse, signal: Cancellation): Promise<void> {

@@ -243,6 +243,7 @@ export function classify(err: unknown, signal?: UpstreamSignal): UpstreamFailure
   if (err instanceof undiciErrors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new UpstreamFailure('connect_timeout', 'connecting to upstream timed out');
   }
+  if (code === 'SSE_EVENT_TOO_LARGE') return new UpstreamFailure('network_error', 'upstream sent an event larger than 16 MiB');
   if (code === 'EGRESS_DENIED') {
     // The reason names internal addresses: clients read these messages, so it stays out.
     return new UpstreamFailure('connect_refused', "Tollgate's egress policy refused the provider's address");

@@ -127,5 +127,8 @@ export function tallyChunk(tally: StreamTally, chunk: any): void {
         if (typeof args === 'string') tally.deliveredText += args;
       }
     }
+    // DeepSeek and Qwen stream `reasoning_content`, OpenRouter `reasoning`.
+    const reasoning = delta?.reasoning_content ?? delta?.reasoning;
+    if (typeof reasoning === 'string') tally.reasoningText += reasoning;
   }
 }

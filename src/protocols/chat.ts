@@ -8,7 +8,7 @@ import { tallyChunk } from './assemble.js';
 import { type ChatChunk, type ChatRequest, canonicalFinishReason } from './canonical.js';
 import { EventRelay } from './event-relay.js';
 import type { ClientProtocol, ParsedRequest, StreamEncoder } from './protocol.js';
-import { eventData, SseFramer, sseEvent } from './sse.js';
+import { eventData, NOT_JSON_ERROR, SseFramer, sseEvent } from './sse.js';
 
 export const chatProtocol: ClientProtocol = {
   endpoint: 'chat',
@@ -94,7 +94,8 @@ export class ChatRelay extends EventRelay {
     try {
       parsed = JSON.parse(data);
     } catch {
-      return `${event}\n\n`;
+      this.tally.upstreamError = NOT_JSON_ERROR;
+      return '';
     }
     tallyChunk(this.tally, parsed);
     this.assembler?.add(parsed);
@@ -143,7 +144,8 @@ export class ChatDecoder {
       try {
         chunk = JSON.parse(data);
       } catch {
-        continue; // not JSON: nothing a client of another protocol could use
+        chunks.push({ error: NOT_JSON_ERROR } as unknown as ChatChunk);
+        continue;
       }
       if (Array.isArray(chunk?.choices)) for (const choice of chunk.choices) canonicalFinishReason(choice);
       chunks.push(chunk);

@@ -165,6 +165,11 @@ export interface StreamTally {
   promptUsage: ChatUsage | null;
   /** Text and tool arguments delivered, for an estimate when usage never came. */
   deliveredText: string;
+  /**
+   * The reasoning the upstream streamed (relayed or not), for the same estimate: the provider
+   * bills it as output, and a client that leaves mid-thought must not leave it unbilled.
+   */
+  reasoningText: string;
   contentChunks: number;
   /**
    * The answer has begun: text, a refusal, reasoning, a tool call or a finish reason. Before
@@ -179,5 +184,5 @@ export interface StreamTally {
 }
 
 export function newTally(): StreamTally {
-  return { usage: null, promptUsage: null, deliveredText: '', contentChunks: 0, answering: false, done: false, upstreamError: null };
+  return { usage: null, promptUsage: null, deliveredText: '', reasoningText: '', contentChunks: 0, answering: false, done: false, upstreamError: null };
 }

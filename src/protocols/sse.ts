@@ -2,6 +2,9 @@
 // protocol's streams are SSE (OpenAI chat: `data:` only; Responses and Anthropic: `event:`
 // plus `data:`), and every stream Tollgate writes ends with its receipt as an SSE comment.
 
+/** The longest event an upstream may send (a whole answer in one event is far shorter). */
+export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+
 /**
  * Splits an SSE byte stream (already decoded to text) into complete events. SSE allows CRLF,
  * LF and lone CR line ends; folding them to LF makes event boundaries one search. A CR at the
@@ -11,16 +14,23 @@ export class SseFramer {
   private buffer = '';
   private pendingCR = false;
 
-  /** The complete events (without their blank-line terminator) that `text` finished. */
+  /**
+   * The complete events (without their blank-line terminator) that `text` finished. Throws when
+   * an unfinished event grows past MAX_EVENT_CHARS (an upstream that never ends one would grow it,
+   * and the time to search it, until the total timeout).
+   */
   push(text: string): string[] {
+    // Only the new text (with the one character before it) can finish an event.
+    const from = Math.max(0, this.buffer.length - 1);
     this.buffer += this.normalize(text);
     const events: string[] = [];
     let start = 0;
-    for (let end = this.buffer.indexOf('\n\n'); end !== -1; end = this.buffer.indexOf('\n\n', start)) {
+    for (let end = this.buffer.indexOf('\n\n', from); end !== -1; end = this.buffer.indexOf('\n\n', start)) {
       events.push(this.buffer.slice(start, end));
       start = end + 2;
     }
     this.buffer = start === 0 ? this.buffer : this.buffer.slice(start);
+    if (this.buffer.length > MAX_EVENT_CHARS) throw Object.assign(new Error('upstream event too large'), { code: 'SSE_EVENT_TOO_LARGE' });
     return events;
   }
 
@@ -39,6 +49,12 @@ export class SseFramer {
     return text.includes('\r') ? text.replace(/\r\n?/g, '\n') : text;
   }
 }
+
+/**
+ * An upstream event whose data is not JSON breaks its stream (StreamTally.upstreamError): it is
+ * not relayed (a client's SDK would throw on it), and an answer with a hole is neither `ok` nor cached.
+ */
+export const NOT_JSON_ERROR = { type: 'api_error', message: 'the upstream sent an event whose data is not JSON' } as const;
 
 /** The joined `data:` lines of one event, or null when it has none. */
 export function eventData(event: string): string | null {

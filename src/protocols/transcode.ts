@@ -13,6 +13,8 @@ export interface ChunkDecoder {
   readonly done: boolean;
   /** The prompt's usage, where the upstream reports it before the answer (StreamTally.promptUsage). */
   readonly promptUsage?: ChatUsage | null;
+  /** Reasoning no canonical chunk carries (Anthropic's thinking), for StreamTally.reasoningText. */
+  readonly reasoning?: string;
 }
 
 export class Transcoder implements StreamPump {
@@ -42,6 +44,7 @@ export class Transcoder implements StreamPump {
     }
     this.tally.done = this.decoder.done;
     this.tally.promptUsage = this.decoder.promptUsage ?? null;
+    if (this.decoder.reasoning !== undefined) this.tally.reasoningText = this.decoder.reasoning;
     return out;
   }
 

@@ -27,9 +27,10 @@ export interface SimBehaviour {
   retryAfterSeconds?: number;
   /**
    * Never finish (until the client goes away or the server closes). 'after-first-chunk' means
-   * after the role chunk and the first token chunk (JSON: after the first bytes of the body).
+   * after the role chunk and the first token chunk (JSON: after the first bytes of the body);
+   * 'after-done' (OpenAI chat stream) after `data: [DONE]`, the connection left open.
    */
-  hang?: 'before-headers' | 'after-headers' | 'after-first-chunk';
+  hang?: 'before-headers' | 'after-headers' | 'after-first-chunk' | 'after-done';
   /** OpenAI chat stream: an SSE comment before the first chunk, as OpenRouter sends while it reaches the model. */
   processingComment?: boolean;
   /**

@@ -297,11 +297,9 @@ async function streamChat(
   if (drip > 0 && !(await ex.sleep(drip))) return;
   for (let i = 0; i < plans.length; i++) res.write(chunk(i, '{}', `"${plans[i].finish}"`));
   if (includeUsage && usage) res.write(`${head}],"usage":${usage}}\n\n`);
-  if (b.breakAfterDone) {
-    res.write('data: [DONE]\n\n');
-    return breakConnection(res);
-  }
-  res.end('data: [DONE]\n\n');
+  if (!b.breakAfterDone && b.hang !== 'after-done') return void res.end('data: [DONE]\n\n');
+  res.write('data: [DONE]\n\n');
+  if (b.breakAfterDone) breakConnection(res); // 'after-done': the connection stays open
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -260,6 +260,75 @@ describe('a model slow to begin', () => {
   });
 });
 
+describe('a model that thinks in silence after its opening', () => {
+  it('message_start goes out once held for TOLLGATE_STREAM_HOLD_MS, on a clock: the upstream sends nothing more to wait for', async () => {
+    // message_start and a ping at once, then 1.2 s without a byte before the answer.
+    gw.sim.behave('claude-sim', { processingEveryMs: 5_000, ttftMs: 1200, times: 1 });
+    sent++;
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key.secret, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...ok, stream: true }),
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const first = (await reader.read()).value!;
+    // Held until the next upstream byte, it went out in one write with the answer.
+    expect(first.startsWith('event: message_start\n')).toBe(true);
+    expect(first).not.toContain('content_block_start');
+    let text = first;
+    for (let part = await reader.read(); !part.done; part = await reader.read()) text += part.value;
+    expect(text).toContain('event: message_stop');
+  });
+});
+
+describe('a chat upstream behind /v1/messages', () => {
+  beforeAll(async () => {
+    await gw.started.runtime.adminStore.routing.upsertRoute({
+      name: 'm-chat-first',
+      strategy: 'PRIORITY',
+      retries: 0,
+      targets: [
+        { provider: 'sim', model: 'gpt-first', priority: 0 },
+        { provider: 'claude', model: 'claude-sim', priority: 1 },
+      ],
+    });
+    await gw.started.runtime.app.catalog.refresh();
+  });
+
+  async function stream(): Promise<{ res: Response; text: string }> {
+    sent++;
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key.secret, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...ok, model: 'm-chat-first', stream: true }),
+    });
+    return { res, text: await res.text() };
+  }
+
+  it('an error chunk and [DONE] before any answer fails over: nothing had reached the client', async () => {
+    gw.sim.behave('gpt-first', { errorAfterChunks: 0, times: 1 });
+    const { res, text } = await stream();
+    expect(res.headers.get('x-tollgate-model')).toBe('claude-sim');
+    expect(res.headers.get('x-tollgate-attempts')).toBe('2');
+    expect(text).not.toContain('event: error');
+    expect(text).toContain('event: message_stop');
+  });
+
+  it('an upstream that leaves its connection open after [DONE] does not hold the answer until the idle timeout (60 s)', async () => {
+    gw.sim.behave('gpt-first', { hang: 'after-done', times: 1 });
+    const started = performance.now();
+    const { res, text } = await stream();
+    expect(performance.now() - started).toBeLessThan(4_000);
+    expect(res.headers.get('x-tollgate-model')).toBe('gpt-first');
+    expect(text).toContain('event: message_stop');
+    expect(text).not.toContain('event: error');
+    const r: any = await (
+      await fetch(`${gw.baseURL}/receipts/${res.headers.get('x-tollgate-receipt-id')}`, { headers: { authorization: `Bearer ${key.secret}` } })
+    ).json();
+    expect(r.status).toBe('ok');
+  });
+});
+
 describe('a transcoded stream whose upstream keeps it alive', () => {
   it("gets Tollgate's own keep-alive comments: the upstream's cannot be said in the client's protocol", async () => {
     const store = gw.started.runtime.adminStore;

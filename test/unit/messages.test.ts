@@ -11,6 +11,7 @@ import { parseMessagesRequest, TRANSLATED } from '../../src/protocols/messages/r
 import { MessagesEncoder } from '../../src/protocols/messages/stream.js';
 import { canonicalUsage, messagesErrorBody, messagesUsage } from '../../src/protocols/messages/wire.js';
 import { untranslatedMembers } from '../../src/protocols/protocol.js';
+import { NOT_JSON_ERROR } from '../../src/protocols/sse.js';
 import { toMessagesRequest } from '../../src/providers/anthropic.js';
 
 const sse = (type: string, data: object = {}) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
@@ -460,6 +461,30 @@ describe('the native relay', () => {
     });
     expect(relay.completion()!.choices[0]!.message.tool_calls).toHaveLength(1);
     expect(relay.close()).toBe(sse('message_stop'));
+  });
+
+  it('tallies the thinking it relays, for the estimate of a stream cut before its usage', () => {
+    const relay = new MessagesRelay(false);
+    relay.push(STREAM.split('event: content_block_start')[0]!);
+    relay.push(sse('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '' } }));
+    for (const thinking of ['Weighing ', 'the options.'])
+      relay.push(sse('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking } }));
+    expect(relay.tally.reasoningText).toBe('Weighing the options.');
+    expect(relay.tally.deliveredText).toBe('');
+    // Transcoded (to another protocol's client) the same thinking is counted: the provider bills it.
+    const decoder = new MessagesDecoder();
+    decoder.push(sse('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'Hmm.' } }));
+    expect(decoder.reasoning).toBe('Hmm.');
+  });
+
+  it('an event whose data is not JSON is an error, sent as one (never as it came)', () => {
+    const relay = new MessagesRelay(false);
+    const out = relay.push('event: content_block_delta\ndata: {"type":"content_bl\n\n');
+    expect(relay.tally.upstreamError).toEqual(NOT_JSON_ERROR);
+    expect(out).not.toContain('content_bl\n');
+    expect(events(out).map((e) => e.type)).toEqual(['error']);
+    // Transcoded: an error chunk, so the stream ends as broken.
+    expect(new MessagesDecoder().push('data: nope\n\n')).toMatchObject([{ error: NOT_JSON_ERROR }]);
   });
 
   it("forwards the upstream's error event once, and adds none of its own", () => {

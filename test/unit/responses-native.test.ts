@@ -7,6 +7,7 @@ import { GatewayError } from '../../src/gateway/errors.js';
 import { responseToCompletion } from '../../src/protocols/responses/decode.js';
 import { ResponsesRelay } from '../../src/protocols/responses/relay.js';
 import { parseResponsesRequest } from '../../src/protocols/responses/request.js';
+import { NOT_JSON_ERROR } from '../../src/protocols/sse.js';
 
 const usage = {
   input_tokens: 120,
@@ -138,6 +139,16 @@ describe('ResponsesRelay', () => {
       finish_reason: 'tool_calls',
       message: { content: 'Hi', tool_calls: [{ id: 'call_1', function: { name: 'lookup', arguments: '{"q":1}' } }] },
     });
+  });
+
+  it('tallies reasoning (or its summary) for the estimate; an event that is not JSON breaks the stream and is not relayed', () => {
+    const relay = new ResponsesRelay(identity, false);
+    relay.push(ev('response.reasoning_summary_text.delta', { delta: 'Thinking about it.' }, 1));
+    relay.push(ev('response.reasoning_text.delta', { delta: ' More.' }, 2));
+    expect(relay.tally.reasoningText).toBe('Thinking about it. More.');
+    expect(relay.tally.upstreamError).toBeNull();
+    expect(relay.push('event: response.output_text.delta\ndata: {"delta":\n\n')).toBe('');
+    expect(relay.tally.upstreamError).toEqual(NOT_JSON_ERROR);
   });
 
   it('an error right after the opening events comes before any content (the pipeline fails over)', () => {

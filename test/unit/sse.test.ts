@@ -2,7 +2,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { describe, expect, it } from 'vitest';
 import { ChatRelay } from '../../src/protocols/chat.js';
-import { receiptComment, sseEvent } from '../../src/protocols/sse.js';
+import { MAX_EVENT_CHARS, NOT_JSON_ERROR, receiptComment, SseFramer, sseEvent } from '../../src/protocols/sse.js';
 
 const chunk = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [{ index: 0, delta }], ...extra });
@@ -119,13 +119,24 @@ describe('ChatRelay: framing', () => {
     expect(relay.tally.done).toBe(true);
   });
 
-  it('forwards comments / keep-alives and non-JSON data unchanged', () => {
+  it('forwards comments / keep-alives unchanged; data that is not JSON is not forwarded and breaks the stream', () => {
     const relay = new ChatRelay(false, false);
     expect(relay.push(': OPENROUTER PROCESSING\n\n')).toBe(': OPENROUTER PROCESSING\n\n');
     expect(relay.push(':\n\n')).toBe(':\n\n');
-    expect(relay.push('data: not json\n\n')).toBe('data: not json\n\n');
+    expect(relay.tally.upstreamError).toBeNull();
+    expect(relay.push('data: not json\n\n')).toBe('');
+    expect(relay.tally.upstreamError).toEqual(NOT_JSON_ERROR);
     expect(relay.tally.contentChunks).toBe(0);
     expect(relay.tally.done).toBe(false);
+  });
+
+  it('tallies reasoning (reasoning_content, reasoning) apart from the answer, for the estimate', () => {
+    const relay = new ChatRelay(false, false);
+    relay.push(`data: ${chunk({ reasoning_content: 'Let me think. ' })}\n\n`);
+    relay.push(`data: ${chunk({ reasoning: 'Still thinking.' })}\n\n`);
+    relay.push(`data: ${chunk({ content: 'Yes.' })}\n\n`);
+    expect(relay.tally.reasoningText).toBe('Let me think. Still thinking.');
+    expect(relay.tally.deliveredText).toBe('Yes.');
   });
 
   it('detects [DONE] and does not forward it, but still forwards what came before in the same push', () => {
@@ -269,5 +280,28 @@ describe('sseEvent', () => {
     const relay = new ChatRelay(false, false);
     expect(relay.push(line)).toBe(line); // a comment: forwarded, never parsed as data
     expect(relay.tally.contentChunks).toBe(0);
+  });
+});
+
+describe('SseFramer: one long event', () => {
+  it('finds the end of an event split over many pieces, with its blank line split too', () => {
+    const framer = new SseFramer();
+    const data = `data: ${'x'.repeat(10_000)}`;
+    for (let i = 0; i < data.length; i += 1_000) expect(framer.push(data.slice(i, i + 1_000))).toEqual([]);
+    expect(framer.push('\n')).toEqual([]);
+    expect(framer.push('\ndata: next')).toEqual([data]);
+    expect(framer.push('\r\n\r\n')).toEqual(['data: next']);
+  });
+
+  it('refuses an event that grows past MAX_EVENT_CHARS (an upstream that never ends one)', () => {
+    const framer = new SseFramer();
+    const piece = `data: ${'y'.repeat(1024 * 1024)}`;
+    let thrown: unknown = null;
+    try {
+      for (let sent = 0; sent <= MAX_EVENT_CHARS; sent += piece.length) framer.push(piece);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toMatchObject({ code: 'SSE_EVENT_TOO_LARGE' });
   });
 });

@@ -3,7 +3,8 @@
 // documents at what providers bill for them, the completion limit each protocol spells.
 // And the usage upstreams report, in their own spellings.
 import { describe, expect, it } from 'vitest';
-import { costOf, estimatePromptTokens, maxCostOf, readUsage } from '../../src/gateway/usage.js';
+import { usageOf } from '../../src/gateway/attempt.js';
+import { costOf, estimateCompletionTokens, estimatePromptTokens, maxCostOf, readUsage } from '../../src/gateway/usage.js';
 
 const TEXT = 'Describe what you see, in one short paragraph.';
 const PNG = `data:image/png;base64,${'A'.repeat(40_000)}`;
@@ -128,5 +129,25 @@ describe('reported usage', () => {
     expect(costOf({ ...usage!, estimated: false }, price)).toBeCloseTo((1_000 * 0.27 + 9_000 * 0.07 + 100 * 1.1) / 1e6, 12);
     // OpenAI's nested field wins where both are present.
     expect(readUsage({ prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 4 }, prompt_cache_hit_tokens: 9 })?.cachedTokens).toBe(4);
+  });
+});
+
+describe('usage estimated from what an answer generated', () => {
+  it('counts its reasoning as output, as providers bill it, beside a prompt reported or estimated', async () => {
+    const parsed = { body: { messages: [{ role: 'user', content: TEXT }] } } as any;
+    const reasoning = 'First I weigh the question, then I check each option against the facts. '.repeat(20);
+    const thought = await estimateCompletionTokens(reasoning);
+    const answer = await estimateCompletionTokens('Yes.');
+    expect(thought).toBeGreaterThan(200);
+    const estimated = await usageOf(null, parsed, () => ({ text: 'Yes.', reasoning }));
+    expect(estimated).toMatchObject({ completionTokens: answer + thought, reasoningTokens: thought, estimated: true });
+    expect(estimated.promptTokens).toBe(await estimatePromptTokens(parsed.body));
+    const prompt = { promptTokens: 42, completionTokens: 0, cachedTokens: 7, cacheWriteTokens: 0, reasoningTokens: 0 };
+    expect(await usageOf(null, parsed, () => ({ text: 'Yes.', reasoning }), prompt)).toMatchObject({
+      promptTokens: 42,
+      cachedTokens: 7,
+      completionTokens: answer + thought,
+      reasoningTokens: thought,
+    });
   });
 });

@@ -3,7 +3,7 @@
 // protocol, for the receipt's tally and for the cache). Upstream data is untrusted: every
 // field is read defensively.
 import type { ChatChunk, ChatCompletion, ChatUsage, ChunkChoice, ToolCall } from '../canonical.js';
-import { eventData, SseFramer } from '../sse.js';
+import { eventData, NOT_JSON_ERROR, SseFramer } from '../sse.js';
 import type { ChunkDecoder } from '../transcode.js';
 import { canonicalUsage, finishReasonOf, type MessagesUsage } from './wire.js';
 
@@ -49,6 +49,8 @@ export class MessagesEventReader {
   private sawUsage = false;
   /** The prompt's usage from message_start (its output_tokens is a placeholder). */
   promptUsage: ChatUsage | null = null;
+  /** The thinking streamed so far (StreamTally.reasoningText): no canonical chunk carries it. */
+  reasoning = '';
   private roleSent = false;
   /** Content block index → tool-call index. */
   private readonly tools = new Map<number, number>();
@@ -84,6 +86,7 @@ export class MessagesEventReader {
       case 'content_block_delta': {
         const d = data.delta ?? {};
         if (d.type === 'text_delta' && typeof d.text === 'string') return this.delta({ content: d.text });
+        if (d.type === 'thinking_delta' && typeof d.thinking === 'string') this.reasoning += d.thinking;
         const tool = this.tools.get(data.index);
         if (d.type === 'input_json_delta' && tool !== undefined && typeof d.partial_json === 'string') {
           if (d.partial_json) this.argumentless.delete(data.index);
@@ -145,6 +148,10 @@ export class MessagesDecoder implements ChunkDecoder {
     return this.reader.promptUsage;
   }
 
+  get reasoning(): string {
+    return this.reader.reasoning;
+  }
+
   push(text: string): ChatChunk[] {
     return this.decode(this.framer.push(text));
   }
@@ -164,13 +171,15 @@ export class MessagesDecoder implements ChunkDecoder {
   }
 }
 
-/** An event's JSON data; undefined for comments, keep-alives and anything not JSON. */
+/** An event's JSON data; undefined for comments and keep-alives; data not JSON reads as an error event. */
 export function parseData(event: string): unknown {
   const data = eventData(event);
   if (data === null) return undefined;
   try {
     return JSON.parse(data);
   } catch {
-    return undefined;
+    return NOT_JSON_EVENT;
   }
 }
+
+const NOT_JSON_EVENT = { type: 'error', error: NOT_JSON_ERROR };

@@ -7,6 +7,7 @@
 import type { GatewayError } from '../../gateway/errors.js';
 import { tallyChunk } from '../assemble.js';
 import { EventRelay } from '../event-relay.js';
+import { NOT_JSON_ERROR, sseEvent } from '../sse.js';
 import { MessagesEventReader, parseData } from './decode.js';
 import { MessagesEncoder } from './stream.js';
 
@@ -35,6 +36,7 @@ export class MessagesRelay extends EventRelay {
     }
     this.tally.done = this.reader.done;
     this.tally.promptUsage = this.reader.promptUsage;
+    this.tally.reasoningText = this.reader.reasoning;
     const text = `${event}\n\n`;
     switch (data?.type) {
       case 'message_stop':
@@ -49,7 +51,8 @@ export class MessagesRelay extends EventRelay {
         return text;
       case 'error':
         this.forwardedError = true;
-        return this.release() + text;
+        // An event that was not JSON goes out as the error it is, not as it came.
+        return this.release() + ((data as { error?: unknown }).error === NOT_JSON_ERROR ? sseEvent('error', data) : text);
       default:
         return this.release() + text;
     }

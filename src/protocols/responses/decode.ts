@@ -96,6 +96,8 @@ export class ResponsesEventReader {
   done = false;
   /** The upstream's error (an `error` event, or response.failed's error). */
   error: unknown = null;
+  /** The reasoning (or its summary, a lower bound) streamed so far (StreamTally.reasoningText). */
+  reasoning = '';
   private head: Omit<ChatChunk, 'choices' | 'usage'> = { id: '', object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: '' };
   /** Output index of a function_call item → tool-call index. */
   private readonly calls = new Map<number, number>();
@@ -114,6 +116,10 @@ export class ResponsesEventReader {
         return typeof e.delta === 'string' && e.delta ? [this.chunk({ content: e.delta })] : [];
       case 'response.refusal.delta':
         return typeof e.delta === 'string' && e.delta ? [this.chunk({ refusal: e.delta })] : [];
+      case 'response.reasoning_text.delta':
+      case 'response.reasoning_summary_text.delta':
+        if (typeof e.delta === 'string') this.reasoning += e.delta;
+        return [];
       case 'response.output_item.added': {
         const item = e.item;
         if (item?.type !== 'function_call') return [];

@@ -11,7 +11,7 @@
 import type { GatewayError } from '../../gateway/errors.js';
 import { tallyChunk } from '../assemble.js';
 import { EventRelay } from '../event-relay.js';
-import { eventData, eventName, sseEvent } from '../sse.js';
+import { eventData, eventName, NOT_JSON_ERROR, sseEvent } from '../sse.js';
 import { FINAL_EVENTS, ResponsesEventReader } from './decode.js';
 
 const OPENING_EVENTS = new Set(['response.created', 'response.in_progress', 'response.queued']);
@@ -67,13 +67,15 @@ export class ResponsesRelay extends EventRelay {
     try {
       data = raw === null ? undefined : JSON.parse(raw);
     } catch {
-      data = undefined; // not JSON: relayed as is, read as nothing
+      this.tally.upstreamError = NOT_JSON_ERROR;
+      return '';
     }
     for (const chunk of data === undefined ? [] : this.reader.read(data)) {
       tallyChunk(this.tally, chunk);
       this.assembler?.add(chunk);
     }
     this.tally.done = this.reader.done;
+    this.tally.reasoningText = this.reader.reasoning;
     if (this.reader.error) this.tally.upstreamError = this.reader.error;
     if (typeof data?.sequence_number === 'number') this.lastSequence = Math.max(this.lastSequence, data.sequence_number);
 
