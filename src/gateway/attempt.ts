@@ -16,7 +16,7 @@ import type { PipelineDeps } from './deps.js';
 import { badRequest, GatewayError } from './errors.js';
 import type { Exchange } from './exchange.js';
 import { classify, parseRetryAfter, UpstreamFailure, type UpstreamResponse } from './upstream.js';
-import { estimateCompletionTokens, estimatePromptTokens, type Usage } from './usage.js';
+import { billedTotal, costOf, estimateCompletionTokens, estimatePromptTokens, type Usage } from './usage.js';
 
 const MAX_ERROR_BODY = 64 * 1024;
 
@@ -213,6 +213,29 @@ export async function usageOf(
   const output = { completionTokens: (await estimateCompletionTokens(text)) + reasoningTokens, reasoningTokens, estimated: true };
   if (reportedPrompt) return { ...reportedPrompt, ...output };
   return { promptTokens: await estimatePromptTokens(parsed.body), cachedTokens: 0, cacheWriteTokens: 0, ...output };
+}
+
+/**
+ * Failures after which the provider bills the call: it had read the prompt and was at work on
+ * it when the client left ('aborted') or the gateway stopped waiting (a timeout after the
+ * request went out; a connect timeout never reached it). Errors (5xx) and refusals are not billed.
+ */
+const BILLED_FAILURES = new Set(['aborted', 'timeout_first_byte', 'timeout_idle', 'timeout_total']);
+
+/**
+ * A call that answered nothing but that the provider bills (BILLED_FAILURES): its prompt,
+ * estimated, at the called target's prices, goes on its attempt and on top of what the receipt
+ * bills (ex.unanswered), and counts for TPM. Booked as $0, leaving mid-call or a request made to
+ * time out (a huge max_tokens, a model that thinks past the timeouts) would be ways around budgets.
+ */
+export async function billUnansweredCall(limiter: PipelineDeps['limiter'], ex: Exchange, target: Target, failure: UpstreamFailure): Promise<void> {
+  if (!BILLED_FAILURES.has(failure.kind)) return;
+  const usage = await usageOf(null, ex.parsed!, () => ({ text: '', reasoning: '' }));
+  limiter.recordTokens(ex.key!.id, usage.promptTokens, ex.key!.tpmLimit);
+  const cost = costOf(usage, target.price);
+  Object.assign(ex.attempts.at(-1)!, { prompt_tokens: usage.promptTokens, completion_tokens: 0, cost_usd: cost, accepted: null, reject_reason: null });
+  const billed = ex.unanswered ? billedTotal([ex.unanswered, { usage, cost }]) : { usage, cost };
+  ex.unanswered = { ...billed, target };
 }
 
 /** What a canonical answer generated (for an estimate when usage is missing). */

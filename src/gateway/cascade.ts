@@ -8,7 +8,6 @@ import { checkAnswer, type Verdict } from '../routing/accept.js';
 import type { AcceptCheck, Route, Target } from '../routing/catalog.js';
 import { type AttemptDeps, type AttemptLog, answerGenerated, type Prepared, type Sent, send, usageOf } from './attempt.js';
 import type { Cancellation } from './cancellation.js';
-import type { PipelineDeps } from './deps.js';
 import type { Exchange } from './exchange.js';
 import { classify, UpstreamFailure } from './upstream.js';
 import { costOf, readUsage, type Usage } from './usage.js';
@@ -60,23 +59,6 @@ export async function cascadeStep(
   return { step: { target, answer, usage, cost, verdict } };
 }
 
-/** What the receipt says of a climb: the tokens of every step added up, and their costs. */
-export function climbTotals(steps: ReadonlyArray<Pick<CascadeStep, 'usage' | 'cost'>>): { usage: Usage; cost: number | null } {
-  const usage: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, estimated: false };
-  let cost: number | null = 0;
-  for (const s of steps) {
-    usage.promptTokens += s.usage.promptTokens;
-    usage.completionTokens += s.usage.completionTokens;
-    usage.cachedTokens += s.usage.cachedTokens;
-    usage.cacheWriteTokens += s.usage.cacheWriteTokens;
-    usage.reasoningTokens += s.usage.reasoningTokens;
-    usage.estimated ||= s.usage.estimated;
-    // An unpriced step makes the total unknown: never a fake sum.
-    cost = cost === null || s.cost === null ? null : cost + s.cost;
-  }
-  return { usage, cost };
-}
-
 /** A climb in progress: the steps that answered, and whether the next call escalates past a rejection. */
 export class Cascade {
   readonly steps: CascadeStep[] = [];
@@ -98,26 +80,4 @@ export class Cascade {
 /** Cascades check whole chat answers; a request that can only pass through natively cannot climb. */
 export function isCascade(route: Route, parsed: ParsedRequest): boolean {
   return route.strategy === 'CASCADE' && parsed.chat !== null && !parsed.nativeOnly;
-}
-
-/**
- * What a client that left during an upstream call (before any byte of an answer reached it)
- * is billed: the provider has its prompt and bills it whether or not the answer is read, so
- * the prompt is estimated and charged at that target's prices (in a cascade, on top of the
- * steps that answered). Booked as $0, leaving would be a way around budgets. Gone between
- * calls (a backoff), nothing is billed (undefined). Sets what the receipt bills on `ex`.
- */
-export async function abandonedCallUsage(limiter: PipelineDeps['limiter'], ex: Exchange, called: Target | null): Promise<Usage | undefined> {
-  const attempt = ex.attempts.at(-1);
-  if (!called || attempt?.error !== 'aborted') return undefined;
-  const usage = await usageOf(null, ex.parsed!, () => ({ text: '', reasoning: '' }));
-  limiter.recordTokens(ex.key!.id, usage.promptTokens, ex.key!.tpmLimit);
-  if (!ex.climb) {
-    ex.target = called;
-    return usage;
-  }
-  const cost = costOf(usage, called.price);
-  Object.assign(attempt, { prompt_tokens: usage.promptTokens, completion_tokens: 0, cost_usd: cost, accepted: null, reject_reason: null });
-  ex.climb = climbTotals([ex.climb, { usage, cost }]);
-  return usage;
 }

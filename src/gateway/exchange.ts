@@ -12,7 +12,7 @@ import type { RequestTrace } from '../telemetry/tracing.js';
 import { attributionOf } from './attribution.js';
 import type { ApiKeyRecord } from './auth.js';
 import type { CacheLookup } from './cache.js';
-import { costOf, type Usage } from './usage.js';
+import { type Billed, billedTotal, costOf, type Usage } from './usage.js';
 
 const EMPTY_SHA256 = hash('sha256', '');
 
@@ -57,7 +57,13 @@ export class Exchange {
   /** CASCADE: whether the answer given passed its acceptance checks (null: none ran). */
   accepted: boolean | null = null;
   /** CASCADE: the tokens and cost of every step climbed so far, which the receipt bills. */
-  climb: { usage: Usage; cost: number | null } | null = null;
+  climb: Billed | null = null;
+  /**
+   * Calls that answered nothing but that the provider bills (billUnansweredCall): their sum,
+   * which the receipt bills on top of its answer, and the last one's target, which it names
+   * when nothing answered.
+   */
+  unanswered: (Billed & { target: Target }) | null = null;
   /** The one receipt, once its append was attempted (endings.ts: exactly one per request). */
   receipt: Promise<UnsignedReceipt> | null = null;
   /** Its append succeeded: the request's outcome is on record and must not change. */
@@ -134,16 +140,21 @@ export class Exchange {
     const latency = this.elapsed();
     const target = this.target;
     const hit = this.cacheHit;
-    const price = target?.price ?? null;
     // A cascade bills every step it climbed (DESIGN §5), whichever answer the client got.
     if (this.climb) usage = this.climb.usage;
     // A cache hit costs nothing; what it saved is what the original answer cost.
-    const cost = hit ? 0 : this.climb ? this.climb.cost : target ? costOf(usage, price) : null;
-    const hadUpstream = this.attempts.length > 0;
+    let cost = hit ? 0 : this.climb ? this.climb.cost : target ? costOf(usage, target.price) : null;
     // The attempt that answered carries the answer's tokens and cost; the others, none.
     const answering = target && !hit && !this.climb ? this.attempts.length - 1 : -1;
+    const [answerUsage, answerCost] = [usage, cost];
+    // Calls that answered nothing but were billed come on top (or are all there is).
+    const unanswered = this.unanswered;
+    if (unanswered) ({ usage, cost } = target || this.climb ? billedTotal([{ usage, cost }, unanswered]) : unanswered);
+    const named = target ?? unanswered?.target ?? null;
+    const price = named?.price ?? null;
+    const hadUpstream = this.attempts.length > 0;
     const attempts = this.attempts.map((a, i): Attempt => {
-      if (a.prompt_tokens !== undefined) return a; // a cascade step, settled when it was checked
+      if (a.prompt_tokens !== undefined) return a; // settled already: a cascade step, a billed call that answered nothing
       const mine = i === answering;
       // Spelled out (`{ ...a, more }` cost ~5 µs a request in the proxy's profile); `satisfies`
       // makes a field added to Attempt a compile error here instead of one left out.
@@ -153,9 +164,9 @@ export class Exchange {
         status: a.status,
         error: a.error,
         latency_ms: a.latency_ms,
-        prompt_tokens: mine ? usage.promptTokens : null,
-        completion_tokens: mine ? usage.completionTokens : null,
-        cost_usd: mine ? cost : null,
+        prompt_tokens: mine ? answerUsage.promptTokens : null,
+        completion_tokens: mine ? answerUsage.completionTokens : null,
+        cost_usd: mine ? answerCost : null,
         accepted: mine ? this.accepted : null,
         reject_reason: null,
       } satisfies Record<keyof Required<Attempt>, unknown>;
@@ -175,8 +186,8 @@ export class Exchange {
       requested_model: this.requestedModel,
       route: this.route?.name ?? null,
       strategy: (this.served ?? this.route)?.strategy ?? null,
-      provider: hit?.provider ?? target?.provider.name ?? null,
-      model: hit?.model ?? target?.model ?? null,
+      provider: hit?.provider ?? named?.provider.name ?? null,
+      model: hit?.model ?? named?.model ?? null,
       attempts,
       status,
       http_status: httpStatus,

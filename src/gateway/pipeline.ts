@@ -15,12 +15,12 @@ import { isRouteAllowed, type Route, type Target } from '../routing/catalog.js';
 import { decideRoute } from '../routing/decide.js';
 import { orderTargets } from '../routing/strategy.js';
 import { assertAllowedFrom } from './allowed-cidrs.js';
-import { AttemptLog, answerGenerated, type Prepared, prepareRequest, send, type Unanswered, usageOf } from './attempt.js';
+import { AttemptLog, answerGenerated, billUnansweredCall, type Prepared, prepareRequest, send, type Unanswered, usageOf } from './attempt.js';
 import { type ApiKeyRecord, assertCredentialsOnce } from './auth.js';
 import { readRequestBody } from './body.js';
 import type { CacheHit } from './cache.js';
 import { backoffMs, Cancellation, ClientGone, delay } from './cancellation.js';
-import { abandonedCallUsage, Cascade, type CascadeStep, cascadeStep, climbTotals, isCascade } from './cascade.js';
+import { Cascade, type CascadeStep, cascadeStep, isCascade } from './cascade.js';
 import { candidatesOf, publishDecision } from './decisions.js';
 import type { PipelineDeps } from './deps.js';
 import { Endings, ZERO_USAGE } from './endings.js';
@@ -28,7 +28,7 @@ import { badRequest, GatewayError, modelNotFound, rateLimited, routeForbidden, s
 import { Exchange } from './exchange.js';
 import { relayStream } from './stream-relay.js';
 import { classify, UpstreamFailure } from './upstream.js';
-import { maxCostOf, readUsage, type Usage } from './usage.js';
+import { billedTotal, maxCostOf, readUsage, type Usage } from './usage.js';
 import { parseJsonBody } from './validate.js';
 
 export class Pipeline {
@@ -179,8 +179,6 @@ export class Pipeline {
       // The 400 of a target that cannot take this request: the answer when none of them can.
       let untakeable: GatewayError | null = null;
       const untakeableTargets = new Set<string>();
-      // The target last called: a client that leaves during its call leaves its prompt billed.
-      let called: Target | null = null;
       attempts: for (let round = 0; round <= rounds; round++) {
         if (round > 0) await delay(backoffMs(round), signal);
         for (const target of order) {
@@ -216,11 +214,11 @@ export class Pipeline {
             break attempts;
           }
           const log = new AttemptLog(this.deps, ex, target, candidates, signal, admission.probe);
-          called = target;
           const outcome = cascade ? await this.climb(ex, cascade, log, prepared, res, signal) : await this.attempt(ex, log, prepared, res, signal);
           if (outcome === 'answered') return;
           if (outcome === 'rejected') continue;
           last = outcome;
+          await billUnansweredCall(this.deps.limiter, ex, target, outcome.failure);
           if (outcome.rateLimited) soonestRetryMs = Math.min(soonestRetryMs, outcome.retryAfterMs ?? Number.POSITIVE_INFINITY);
           else onlyRateLimited = false;
         }
@@ -228,7 +226,7 @@ export class Pipeline {
       const reason = signal.reason;
       if (reason instanceof ClientGone) {
         publishDecision(this.deps.bus, ex, null, 'CANCELLED', 'client_cancelled', null, []);
-        return await this.endings.cancelled(ex, await abandonedCallUsage(this.deps.limiter, ex, called));
+        return await this.endings.cancelled(ex);
       }
       // Steps answered, none acceptably, and no stronger one could: the best there is (DESIGN §5).
       if (cascade?.lastAnswer) return await this.settleClimb(ex, cascade.lastAnswer, res);
@@ -349,7 +347,7 @@ export class Pipeline {
       return 'answered';
     }
     cascade.answered(outcome.step);
-    ex.climb = climbTotals(cascade.steps);
+    ex.climb = billedTotal(cascade.steps);
     this.deps.limiter.recordTokens(ex.key!.id, outcome.step.usage.promptTokens + outcome.step.usage.completionTokens, ex.key!.tpmLimit);
     if (!outcome.step.verdict.accepted) return 'rejected';
     await this.settleClimb(ex, outcome.step, res);

@@ -189,6 +189,29 @@ export function toChatUsage(usage: Usage): ChatUsage {
  * at the input price, cache reads at the cached-input price, cache writes at the cache-write
  * price (each falling back to the input price), output at the output price.
  */
+/** Tokens and what they cost, together (one call's, or a sum of calls'). */
+export interface Billed {
+  usage: Usage;
+  cost: number | null;
+}
+
+/** The sum of calls billed together (a cascade's steps, calls that answered nothing). */
+export function billedTotal(parts: readonly Billed[]): Billed {
+  const usage: Usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, estimated: false };
+  let cost: number | null = 0;
+  for (const p of parts) {
+    usage.promptTokens += p.usage.promptTokens;
+    usage.completionTokens += p.usage.completionTokens;
+    usage.cachedTokens += p.usage.cachedTokens;
+    usage.cacheWriteTokens += p.usage.cacheWriteTokens;
+    usage.reasoningTokens += p.usage.reasoningTokens;
+    usage.estimated ||= p.usage.estimated;
+    // An unpriced part makes the total unknown: never a fake sum.
+    cost = cost === null || p.cost === null ? null : cost + p.cost;
+  }
+  return { usage, cost };
+}
+
 export function costOf(usage: Usage, price: PriceInput | null): number | null {
   if (!price) return null;
   const cached = Math.min(usage.cachedTokens, usage.promptTokens);

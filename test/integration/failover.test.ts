@@ -123,6 +123,48 @@ describe('failover before the first byte', () => {
     expect(r.attempts[0]).toMatchObject({ model: primary, status: 0, error: 'timeout_first_byte' });
   });
 
+  it('bills the prompt of a call that timed out (the provider read it) on top of the answer; a 5xx call, nothing', async () => {
+    const { route, primary, backup } = await freshRoute();
+    await gw.started.runtime.adminStore.pricing.setPrice({ provider: 'sim', model: primary, inputPerMTokUsd: 1000, outputPerMTokUsd: 1000 });
+    await gw.started.runtime.app.catalog.load();
+    const content = 'a prompt the provider has read, '.repeat(20);
+    const streamed = async () => {
+      const stream = await gw
+        .client(secret)
+        .chat.completions.create({ model: route, stream: true, messages: [{ role: 'user', content }] })
+        .withResponse();
+      for await (const _ of stream.data);
+      return receipt(stream.response.headers.get('x-tollgate-receipt-id'));
+    };
+    gw.sim.behave(primary, { hang: 'before-headers', times: 1 });
+    const r = await streamed();
+    const [timedOut, answered] = r.attempts;
+    expect(timedOut).toMatchObject({ model: primary, error: 'timeout_first_byte', completion_tokens: 0 });
+    expect(timedOut.prompt_tokens).toBeGreaterThan(100);
+    expect(timedOut.cost_usd).toBeCloseTo(timedOut.prompt_tokens / 1000, 6);
+    expect(answered).toMatchObject({ model: backup, error: null });
+    expect(r).toMatchObject({ status: 'ok', provider: 'sim-b', model: backup, usage_estimated: true });
+    expect(r.prompt_tokens).toBe(timedOut.prompt_tokens + answered.prompt_tokens);
+    expect(r.cost_usd).toBeCloseTo(timedOut.cost_usd + answered.cost_usd, 9);
+
+    // Every target timed out: the error receipt bills both prompts, naming the last target called.
+    gw.sim.behave(primary, { hang: 'before-headers', times: 1 });
+    gw.sim.behave(backup, { hang: 'before-headers', times: 1 });
+    const failed = await rawStream(route, content);
+    expect(failed.res.status).toBe(504);
+    const e = await receipt(failed.res.headers.get('x-tollgate-receipt-id'));
+    expect(e).toMatchObject({ status: 'error', http_status: 504, provider: 'sim-b', model: backup });
+    expect(e.attempts.map((a: any) => a.error)).toEqual(['timeout_first_byte', 'timeout_first_byte']);
+    expect(e.prompt_tokens).toBe(e.attempts[0].prompt_tokens + e.attempts[1].prompt_tokens);
+    expect(e.cost_usd).toBeCloseTo(e.attempts[0].cost_usd + e.attempts[1].cost_usd, 9);
+
+    // A 5xx is an error the provider does not bill.
+    gw.sim.behave(primary, { status: 503, times: 1 });
+    const after5xx = await streamed();
+    expect(after5xx.attempts[0]).toMatchObject({ model: primary, status: 503, prompt_tokens: null, cost_usd: null });
+    expect(after5xx.cost_usd).toBeCloseTo(after5xx.attempts[1].cost_usd, 9);
+  });
+
   it("waits for an answer in one piece longer than for a stream's first byte (its headers come with the whole answer)", async () => {
     const { route, primary, backup } = await freshRoute();
     // 700 ms before the headers: past the first-byte timeout (400), within the answer timeout (2000).
