@@ -63,6 +63,8 @@ const lenient = (b: BudgetRecord) => b.failOpen || b.action === 'ALERT';
 export class BudgetEnforcer {
   private readonly now: () => number;
   private readonly lastBlockEvent = new Map<string, number>();
+  /** The period whose BLOCKED went to the budget's webhook, per budget and team. */
+  private readonly blockWebhookPeriod = new Map<string, string>();
   private readonly settlements: Settlements;
 
   constructor(private readonly deps: BudgetEnforcerDeps) {
@@ -243,7 +245,12 @@ export class BudgetEnforcer {
     const key = `${budget.id}:${subject.teamId ?? ''}`;
     if (now - (this.lastBlockEvent.get(key) ?? -Infinity) < BLOCK_EVENT_INTERVAL_MS) return;
     this.lastBlockEvent.set(key, now);
-    this.emit(budget, 'BLOCKED', spentUsd, null, requestId, subject.teamId);
+    // Live panels hear of it every few seconds while clients retry; a webhook (a pager, a chat
+    // channel) once a period: one POST every 5 s all day would be a flood.
+    const period = periodWindow(budget.period, now).id;
+    const notify = this.blockWebhookPeriod.get(key) !== period;
+    this.blockWebhookPeriod.set(key, period);
+    this.emit(budget, 'BLOCKED', spentUsd, null, requestId, subject.teamId, notify);
   }
 
   private emit(
@@ -253,6 +260,7 @@ export class BudgetEnforcer {
     thresholdPct: number | null,
     requestId: string,
     teamId = budget.teamId,
+    notify = true,
   ): void {
     const event: BudgetEvent = {
       teamId,
@@ -270,7 +278,7 @@ export class BudgetEnforcer {
       at: new Date(this.now()).toISOString(),
     };
     this.deps.bus.budgets.publish(event);
-    if (budget.webhookUrl) this.deps.notify?.(budget, event);
+    if (budget.webhookUrl && notify) this.deps.notify?.(budget, event);
   }
 }
 

@@ -67,8 +67,9 @@ export class WebhookSender {
         await res.body.dump().catch(() => undefined);
         if (res.statusCode >= 200 && res.statusCode < 300) return;
         last = `HTTP ${res.statusCode}`;
-        // The receiver rejected the request itself: sending it again will not help.
-        if (res.statusCode >= 400 && res.statusCode < 500 && res.statusCode !== 408 && res.statusCode !== 429) break;
+        // The receiver rejected the request itself, or sent it elsewhere (redirects are not
+        // followed): sending it again will not help.
+        if (res.statusCode >= 300 && res.statusCode < 500 && res.statusCode !== 408 && res.statusCode !== 429) break;
       } catch (err) {
         last = err instanceof Error ? err.message : String(err);
         // The egress policy will refuse it again.

@@ -53,6 +53,7 @@ function setup(budgets: BudgetRecord[], start: string) {
   const clock = { t: Date.parse(start) };
   const ledger: Array<{ at: number; usd: number }> = [];
   const events: BudgetEvent[] = [];
+  const notified: BudgetEvent[] = [];
   const errors: string[] = [];
   const bus = new LiveBus();
   bus.budgets.subscribe((e) => events.push(e));
@@ -73,6 +74,7 @@ function setup(budgets: BudgetRecord[], start: string) {
     },
     now: () => clock.t,
     settleRetryMs: 10,
+    notify: (_b, e) => notified.push(e),
   });
   /** One request: admit with `estimate`, settle with `cost` (recorded in the ledger like a receipt). */
   const spend = async (estimate: number, cost: number) => {
@@ -80,7 +82,7 @@ function setup(budgets: BudgetRecord[], start: string) {
     ledger.push({ at: clock.t, usd: cost });
     if (ticket) await enforcer.settle(ticket, cost, 'req');
   };
-  return { clock, ledger, events, errors, counters, receipts, enforcer, spend };
+  return { clock, ledger, events, notified, errors, counters, receipts, enforcer, spend };
 }
 
 async function refusal(p: Promise<unknown>): Promise<GatewayError> {
@@ -126,6 +128,23 @@ describe('budget enforcement', () => {
       ['team-1', shared.id],
       ['team-2', shared.id],
     ]);
+  });
+
+  it("a block goes to the budget's webhook once a period, to live panels every few seconds", async () => {
+    const hooked = budget({ webhookUrl: 'https://hooks.example/budget' });
+    const { clock, spend, enforcer, events, notified } = setup([hooked], '2026-11-21T12:00:00Z');
+    for (let i = 0; i < 4; i++) await spend(0.25, 0.25);
+    for (let i = 0; i < 5; i++) {
+      await refusal(enforcer.admit(subject, async () => 0.01, `r-${i}`, TIMEOUT_MS));
+      clock.t += 6_000;
+    }
+    expect(events.filter((e) => e.kind === 'BLOCKED')).toHaveLength(5);
+    expect(notified.filter((e) => e.kind === 'BLOCKED')).toHaveLength(1);
+    // The next day, blocked again: one more.
+    clock.t = Date.parse('2026-11-22T12:00:00Z');
+    for (let i = 0; i < 4; i++) await spend(0.25, 0.25);
+    await refusal(enforcer.admit(subject, async () => 0.01, 'next-day', TIMEOUT_MS));
+    expect(notified.filter((e) => e.kind === 'BLOCKED')).toHaveLength(2);
   });
 
   it('a request that began before midnight counts in its own day, however late its admission', async () => {
