@@ -127,8 +127,12 @@ export class BudgetEnforcer {
         if (outcome.kind === 'blocked') {
           const { budget } = ticket.items[reserving[outcome.index]];
           this.blocked(budget, subject, outcome.spent / NANO, requestId);
+          const period = `this ${budget.period.toLowerCase()} period`;
+          // A budget every team shares: its figures are every team's spend, not this caller's to read.
           throw budgetExceeded(
-            `${describe(budget)} is exhausted: $${(outcome.spent / NANO).toFixed(6)} spent and $${(outcome.reserved / NANO).toFixed(6)} reserved of $${budget.limitUsd} for this ${budget.period.toLowerCase()} period.`,
+            budget.teamId === null && budget.scope === 'FEATURE'
+              ? `${describe(budget)}, shared by every team, is exhausted for ${period}.`
+              : `${describe(budget)} is exhausted: $${(outcome.spent / NANO).toFixed(6)} spent and $${(outcome.reserved / NANO).toFixed(6)} reserved of $${budget.limitUsd} for ${period}.`,
           );
         }
         if (attempt > 0) throw new Error('budget counters did not load');

@@ -121,7 +121,11 @@ describe('budget enforcement', () => {
     const shared = budget({ scope: 'FEATURE', teamId: null, feature: 'chat' });
     const { spend, enforcer, events } = setup([shared], '2026-11-21T12:00:00Z');
     for (let i = 0; i < 4; i++) await spend(0.25, 0.25);
-    for (const teamId of ['team-1', 'team-2', 'team-2']) await refusal(enforcer.admit({ ...subject, teamId }, async () => 0.01, `r-${teamId}`, TIMEOUT_MS));
+    for (const teamId of ['team-1', 'team-2', 'team-2']) {
+      const e = await refusal(enforcer.admit({ ...subject, teamId }, async () => 0.01, `r-${teamId}`, TIMEOUT_MS));
+      // Every team's spend is not one caller's to read.
+      expect(e.message).toBe("The budget of feature 'chat', shared by every team, is exhausted for this day period.");
+    }
     const blocked = events.filter((e) => e.kind === 'BLOCKED');
     // One each (the second of team-2 within the interval is not repeated).
     expect(blocked.map((e) => [e.teamId, e.budgetId])).toEqual([
