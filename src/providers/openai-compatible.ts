@@ -25,8 +25,21 @@ function passthrough(wire: Wire, body: Record<string, unknown>, target: Target, 
       ? { ...body, model: target.upstreamModel, stream_options: { ...(body.stream_options as object | undefined), include_usage: true } }
       : { ...body, model: target.upstreamModel };
   if (body.metadata !== undefined) upstreamBody.metadata = metadataFor(wire, body.metadata, body.store);
-  if (wire === 'chat' && target.provider.preset.onlyMaxTokens) moveToMaxTokens(upstreamBody);
+  if (wire === 'chat') {
+    refuseUntakeableFormat(body.response_format, target);
+    if (target.provider.preset.onlyMaxTokens) moveToMaxTokens(upstreamBody);
+  }
   return { path: PATHS[wire]!, body: JSON.stringify(upstreamBody) };
+}
+
+/** A response format the provider refuses: the request is not this target's to take (presets.ts). */
+function refuseUntakeableFormat(format: unknown, target: Target): void {
+  if (target.provider.preset.jsonSchema || (format as { type?: unknown } | null)?.type !== 'json_schema') return;
+  throw badRequest(
+    `The provider '${target.provider.name}' does not take response_format 'json_schema' (only 'json_object').`,
+    'response_format',
+    'unsupported_value',
+  );
 }
 
 /**
@@ -47,6 +60,7 @@ function moveToMaxTokens(body: { max_tokens?: unknown; max_completion_tokens?: u
 }
 
 function request(chat: ChatRequest, target: Target, stream: boolean): UpstreamRequest {
+  refuseUntakeableFormat(chat.response_format, target);
   const body: ChatRequest = { ...chat, model: target.upstreamModel };
   if (chat.metadata !== undefined) body.metadata = metadataFor('chat', chat.metadata, chat.store) as ChatRequest['metadata'];
   if (target.provider.preset.maxTokensField === 'max_tokens') moveToMaxTokens(body);

@@ -38,6 +38,12 @@ export interface ProviderPreset {
    * API does; a compatible provider that gains it is a preset change here.
    */
   responses: boolean;
+  /**
+   * Whether the provider takes `response_format: {type: 'json_schema'}` (structured outputs).
+   * DeepSeek takes only `json_object` and refuses a schema (400): such a request skips it for a
+   * target that can take it, instead of failing there.
+   */
+  jsonSchema: boolean;
 }
 
 const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defaultName' | 'baseUrl'>): ProviderPreset => ({
@@ -48,6 +54,7 @@ const preset = (p: Partial<ProviderPreset> & Pick<ProviderPreset, 'kind' | 'defa
   maxTokensField: 'max_tokens',
   onlyMaxTokens: false,
   responses: false,
+  jsonSchema: true,
   ...p,
 });
 
@@ -65,7 +72,14 @@ export const PRESETS: Record<ProviderKind, ProviderPreset> = {
   // both valid `model` values upstream, so no mapping is needed.
   ARK: preset({ kind: 'ARK', defaultName: 'ark', baseUrl: 'https://ark.cn-beijing.volces.com/api/v3', onlyMaxTokens: true }),
   OPENAI: preset({ kind: 'OPENAI', defaultName: 'openai', baseUrl: 'https://api.openai.com/v1', maxTokensField: 'max_completion_tokens', responses: true }),
-  DEEPSEEK: preset({ kind: 'DEEPSEEK', defaultName: 'deepseek', baseUrl: 'https://api.deepseek.com/v1', embeddings: false, onlyMaxTokens: true }),
+  DEEPSEEK: preset({
+    kind: 'DEEPSEEK',
+    defaultName: 'deepseek',
+    baseUrl: 'https://api.deepseek.com/v1',
+    embeddings: false,
+    onlyMaxTokens: true,
+    jsonSchema: false,
+  }),
   // Alibaba DashScope in OpenAI-compatible mode.
   QWEN: preset({ kind: 'QWEN', defaultName: 'qwen', baseUrl: 'https://dashscope.aliyuncs.com/compatible-mode/v1', onlyMaxTokens: true }),
   // Zhipu GLM: OpenAI-compatible under /api/paas/v4.

@@ -237,6 +237,31 @@ describe('failover before the first byte', () => {
     expect(out.message).toMatch(/No upstream target is available/);
   });
 
+  it('skips DeepSeek for a json_schema response format (it refuses one) and takes it there for json_object', async () => {
+    const store = gw.started.runtime.adminStore;
+    await store.providers.upsertProvider({ name: 'ds', kind: 'DEEPSEEK', baseUrl: gw.sim.url, apiKey: 'sk-ds-upstream' });
+    await store.routing.upsertRoute({
+      name: 'ds-first',
+      strategy: 'PRIORITY',
+      targets: [
+        { provider: 'ds', model: 'ds-chat', priority: 0 },
+        { provider: 'sim-b', model: 'schema-model', priority: 1 },
+      ],
+    });
+    await store.routing.upsertRoute({ name: 'ds-only', strategy: 'PRIORITY', targets: [{ provider: 'ds', model: 'ds-chat' }] });
+    await gw.started.runtime.app.catalog.refresh();
+    const schema = { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { a: { type: 'string' } } } } };
+    const structured = await chat('ds-first', { response_format: schema, messages: [{ role: 'user', content: 'json please' }] });
+    expect(structured.response.headers.get('x-tollgate-model')).toBe('schema-model');
+    expect(structured.response.headers.get('x-tollgate-attempts')).toBe('1');
+    const plain = await chat('ds-first', { response_format: { type: 'json_object' }, messages: [{ role: 'user', content: 'json please' }] });
+    expect(plain.response.headers.get('x-tollgate-model')).toBe('ds-chat');
+    const err: any = await chat('ds-only', { response_format: schema }).catch((e) => e);
+    expect(err.status).toBe(400);
+    expect(err.error?.param ?? err.param).toBe('response_format');
+    expect(gw.sim.requests.filter((r) => r.body?.model === 'ds-chat' && r.body?.response_format?.type === 'json_schema')).toHaveLength(0);
+  });
+
   it('a target that cannot take the request is passed over before it counts: no attempt after a failure, no end to a cascade', async () => {
     const store = gw.started.runtime.adminStore;
     await store.routing.upsertRoute({

@@ -78,4 +78,18 @@ describe('an OpenAI-compatible answer', () => {
     for (const kind of ['OPENAI', 'OPENROUTER', 'OPENAI_COMPATIBLE'])
       expect(sent(kind, { max_completion_tokens: 200 }), kind).toEqual({ model: 'm', messages: [], max_completion_tokens: 200 });
   });
+
+  it('a json_schema response format is not DeepSeek’s to take (it refuses it), passed through or translated; json_object is', () => {
+    const target = (kind: string) => ({ upstreamModel: 'm', provider: { name: 'ds', preset: PRESETS[kind as keyof typeof PRESETS] } }) as never;
+    const schema = { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } };
+    const chat = { model: 'x', messages: [{ role: 'user', content: 'json please' }] } as never;
+    for (const send of [
+      (kind: string, format: unknown) => openAiCompatible.passthrough('chat', { ...(chat as object), response_format: format }, target(kind), false),
+      (kind: string, format: unknown) => openAiCompatible.request({ ...(chat as object), response_format: format } as never, target(kind), false),
+    ]) {
+      expect(() => send('DEEPSEEK', schema)).toThrow(expect.objectContaining({ status: 400, param: 'response_format' }));
+      expect(() => send('DEEPSEEK', { type: 'json_object' })).not.toThrow();
+      for (const kind of ['OPENAI', 'QWEN', 'OPENAI_COMPATIBLE']) expect(() => send(kind, schema), kind).not.toThrow();
+    }
+  });
 });
