@@ -88,6 +88,12 @@ export function toMessagesRequest(chat: ChatRequest, model: string, stream: bool
         throw unsupported(`the '${String(m.role).slice(0, 32)}' role`, `messages[${i}].role`);
     }
   });
+  // System messages alone (OpenAI answers them): Anthropic wants a message, so they are the user's turn.
+  const instructions = system.join('\n\n');
+  if (messages.length === 0 && instructions) {
+    messages.push({ role: 'user', content: [{ type: 'text', text: instructions }] });
+    system.length = 0;
+  }
   if (chat.response_format?.type === 'json_object') system.push(JSON_INSTRUCTION);
 
   const body: Record<string, unknown> = {
@@ -150,9 +156,10 @@ function assistantBlocks(m: ChatMessage, i: number): Block[] {
   return blocks;
 }
 
+/** Empty text is left out: Anthropic refuses an empty text block (400) where OpenAI takes it. */
 function userBlocks(content: ChatMessage['content'], at: string): Block[] {
-  if (typeof content === 'string') return [{ type: 'text', text: content }];
-  return (content ?? []).map((part, j) => userBlock(part, `${at}[${j}]`));
+  if (typeof content === 'string') return content ? [{ type: 'text', text: content }] : [];
+  return (content ?? []).flatMap((part, j) => (part.type === 'text' && !part.text ? [] : [userBlock(part, `${at}[${j}]`)]));
 }
 
 function userBlock(part: ContentPart, at: string): Block {

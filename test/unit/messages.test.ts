@@ -148,6 +148,33 @@ describe('Messages request → canonical', () => {
 });
 
 describe('canonical → Messages request (the Anthropic adapter)', () => {
+  it('leaves empty text out (Anthropic refuses an empty block), and makes system messages alone the user’s turn', () => {
+    const empty: ChatRequest = {
+      model: 'route',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: '' },
+            { type: 'text', text: 'Hi' },
+          ],
+        },
+        { role: 'assistant', content: 'Hello.' },
+        { role: 'user', content: '' },
+        { role: 'user', content: 'Again?' },
+      ],
+    };
+    expect(toMessagesRequest(empty, 'claude-x', false).messages).toEqual([
+      { role: 'user', content: [{ type: 'text', text: 'Hi' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'Hello.' }] },
+      { role: 'user', content: [{ type: 'text', text: 'Again?' }] },
+    ]);
+    const systemOnly: ChatRequest = { model: 'route', messages: [{ role: 'system', content: 'Write a haiku about rain.' }] };
+    const body = toMessagesRequest(systemOnly, 'claude-x', false);
+    expect(body.messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'Write a haiku about rain.' }] }]);
+    expect(body).not.toHaveProperty('system');
+  });
+
   it('hoists system messages, merges turns, turns tool results into tool_result blocks', () => {
     const chat: ChatRequest = {
       model: 'route',
