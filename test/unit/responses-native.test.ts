@@ -7,6 +7,7 @@ import { GatewayError } from '../../src/gateway/errors.js';
 import { responseToCompletion } from '../../src/protocols/responses/decode.js';
 import { ResponsesRelay } from '../../src/protocols/responses/relay.js';
 import { parseResponsesRequest } from '../../src/protocols/responses/request.js';
+import { ResponsesEncoder } from '../../src/protocols/responses/stream.js';
 import { NOT_JSON_ERROR } from '../../src/protocols/sse.js';
 
 const usage = {
@@ -242,5 +243,22 @@ describe('parseResponsesRequest: what only a native upstream takes', () => {
       { role: 'user', content: 'News?' },
       { role: 'assistant', content: 'Here.' },
     ]);
+  });
+});
+
+describe('ResponsesEncoder (a transcoded stream)', () => {
+  it('a stream that breaks before its first event still opens with response.created, as the SDKs expect', () => {
+    const encoder = new ResponsesEncoder({ id: 'resp_gateway', created: 1, model: 'm', body: { model: 'm', input: 'hi' } as never });
+    const out = encoder.fail(new GatewayError(502, 'api_error', 'upstream_stream_interrupted', 'broke'));
+    const events = out
+      .split('\n\n')
+      .filter(Boolean)
+      .map((e) => JSON.parse(e.split('\ndata: ')[1]!));
+    expect(events.map((e) => [e.type, e.sequence_number])).toEqual([
+      ['response.created', 0],
+      ['response.in_progress', 1],
+      ['response.failed', 2],
+    ]);
+    expect(events[2].response).toMatchObject({ id: 'resp_gateway', status: 'failed', error: { message: 'broke' } });
   });
 });

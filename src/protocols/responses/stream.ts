@@ -67,7 +67,7 @@ export class ResponsesEncoder implements StreamEncoder {
   }
 
   close(usage: ChatUsage | null): string {
-    let out = this.started ? '' : this.push({ id: '', object: 'chat.completion.chunk', created: 0, model: this.shell.model, choices: [] });
+    let out = this.opening();
     out += this.closeMessage();
     for (const call of this.calls.values()) out += this.closeCall(call);
     const { status, incomplete } = statusOf(this.finishReason);
@@ -76,9 +76,16 @@ export class ResponsesEncoder implements StreamEncoder {
     return out + this.event(status === 'completed' ? 'response.completed' : 'response.incomplete', { response });
   }
 
+  /** A stream that broke before its first event (begun with keep-alives) still opens first: the SDKs expect response.created. */
   fail(error: GatewayError): string {
+    const out = this.opening();
     const response = this.snapshot('failed', { error: { code: 'server_error', message: error.message } });
-    return this.event('response.failed', { response });
+    return out + this.event('response.failed', { response });
+  }
+
+  /** response.created and in_progress, unless they went out already. */
+  private opening(): string {
+    return this.started ? '' : this.push({ id: '', object: 'chat.completion.chunk', created: 0, model: this.shell.model, choices: [] });
   }
 
   private text(kind: 'output_text' | 'refusal', delta: string): string {
