@@ -1,6 +1,6 @@
 // GraphQL admin API (DESIGN §8, issue 3 §3 "Admin"): teams, API keys, access tokens,
 // providers, routes, prices and budgets, end to end against a real gateway.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { type GraphQLResult, gql as rawGql } from '../support/graphql.js';
@@ -639,6 +639,33 @@ describe('prices and budgets', () => {
     expect((await ok(admin, q, { in: { ...own, limitUsd: 20 } })).setBudget).toMatchObject({ imposed: true });
     expect(Number((await budgetRow()).limitUsd)).toBe(30);
   });
+
+  it('deleteBudget removes a budget (a period changed is a new budget and the old one deleted); a team admin, only its own', async () => {
+    const set = 'mutation($in: BudgetInput!) { setBudget(input: $in) { id } }';
+    const del = 'mutation($id: ID!) { deleteBudget(id: $id) }';
+    const daily = { scope: 'FEATURE', teamId: teamA.id, feature: 'delete-check', period: 'DAY', limitUsd: 5, action: 'BLOCK' };
+    const imposed = (await ok(admin, set, { in: daily })).setBudget.id;
+    const own = (await ok(teamAdmin, set, { in: { ...daily, period: 'MONTH' } })).setBudget.id;
+    const other = (await ok(admin, set, { in: { ...daily, teamId: teamB.id } })).setBudget.id;
+    // Imposed on the team: FORBIDDEN to its admin; another team's: none.
+    expect(codeOf(await gql(teamAdmin, del, { id: imposed }))).toBe('FORBIDDEN');
+    expect((await ok(teamAdmin, del, { id: other })).deleteBudget).toBe(false);
+    expect((await ok(teamAdmin, del, { id: own })).deleteBudget).toBe(true);
+    expect((await ok(teamAdmin, del, { id: own })).deleteBudget).toBe(false);
+    expect((await ok(admin, del, { id: imposed })).deleteBudget).toBe(true);
+    expect((await ok(admin, del, { id: 'not-a-uuid' })).deleteBudget).toBe(false);
+    const left = (await ok(admin, '{ budgets { id } }')).budgets.map((b: { id: string }) => b.id);
+    expect(left).toContain(other);
+    expect(left).not.toContain(imposed);
+    expect(left).not.toContain(own);
+    const log = await ok(admin, '{ auditLog(filter: { actions: ["deleteBudget"] }) { edges { node { target before after } } } }');
+    expect(log.auditLog.edges.map((e: any) => [e.node.target, e.node.after])).toEqual(
+      expect.arrayContaining([
+        [`budget:${own}`, null],
+        [`budget:${imposed}`, null],
+      ]),
+    );
+  });
 });
 
 describe('auth matrix', () => {
@@ -721,6 +748,12 @@ describe('auth matrix', () => {
       field: 'setBudget',
       query: 'mutation($t: ID) { setBudget(input: { scope: TEAM, teamId: $t, period: DAY, limitUsd: 3, action: ALERT }) { id } }',
       vars: () => ({ t: teamA.id }),
+      allowed: admins,
+    },
+    {
+      field: 'deleteBudget',
+      query: 'mutation($id: ID!) { deleteBudget(id: $id) }',
+      vars: () => ({ id: randomUUID() }),
       allowed: admins,
     },
   ];

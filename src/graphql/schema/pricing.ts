@@ -323,6 +323,24 @@ export function registerPricing(builder: Builder) {
         return ctx.prisma.budget.findUniqueOrThrow({ ...query, where: { id: budget.id } });
       },
     }),
+
+    deleteBudget: t.boolean({
+      authScopes: { admin: true },
+      description: 'Removes a budget; false when there is none (a team-bound token: none of its team, or one imposed on it: FORBIDDEN).',
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (_root, { id }, ctx) => {
+        const budgetId = String(id);
+        if (!isUuid(budgetId)) return false;
+        // A team-bound admin: another team's budget reads as none.
+        if (boundTeam(ctx) !== null) {
+          const budget = await ctx.prisma.budget.findUnique({ where: { id: budgetId }, select: { teamId: true } });
+          if (!budget || !canSeeTeam(ctx, budget.teamId)) return false;
+        }
+        const deleted = await store(() => ctx.admin.pricing.deleteBudget(budgetId, { teamBound: boundTeam(ctx) !== null }), 'id');
+        if (deleted) await ctx.configChanged();
+        return deleted;
+      },
+    }),
   }));
 }
 

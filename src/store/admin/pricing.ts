@@ -262,6 +262,24 @@ export class PricingStore {
     return toBudget(row);
   }
 
+  /**
+   * Removes a budget (its period or scope changes by setting a new one and deleting the old:
+   * both are upserts on scope+target+period). `teamBound` as for setBudget: a team's own admin
+   * may remove its team's own budgets, not one imposed on it. False when there is none.
+   */
+  async deleteBudget(id: string, { teamBound = false } = {}): Promise<boolean> {
+    const budgetId = parse(z.uuid(), id);
+    return this.mutations.run('deleteBudget', async (tx, audit) => {
+      const before = await tx.budget.findUnique({ where: { id: budgetId } });
+      if (!before) return false;
+      if (teamBound && before.imposed)
+        throw new AdminStoreError('FORBIDDEN', 'this budget was set for the team by the platform: a team admin may tighten it, not remove it');
+      await tx.budget.delete({ where: { id: budgetId } });
+      audit.change(`budget:${before.id}`, before.teamId, budgetAudit(before), null);
+      return true;
+    });
+  }
+
   async listBudgets(): Promise<BudgetRecord[]> {
     const rows = await this.prisma.budget.findMany({ orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] });
     return rows.map(toBudget);
