@@ -72,6 +72,12 @@ export async function prepareSegment(file: string, sign: Ed25519Sign, keyId: str
       invalidLines++;
       continue;
     }
+    // JSON that is not a receipt (a line damaged into other JSON) is skipped like a torn one:
+    // refused by the insert, it would hold back this segment and every later one for ever.
+    if (!isReceiptLine(receipt)) {
+      invalidLines++;
+      continue;
+    }
     // A line written by an older version is already signed; every other line is the
     // canonical text its signature covers, so the line's bytes are signed as they are.
     if (receipt.signature === undefined) {
@@ -83,7 +89,14 @@ export async function prepareSegment(file: string, sign: Ed25519Sign, keyId: str
       }
       receipt.signature = sign(buf.subarray(start, end)).toString('base64url');
     }
-    writeReceiptRow(body, receipt);
+    const rowStart = body.position;
+    try {
+      writeReceiptRow(body, receipt);
+    } catch {
+      body.rewind(rowStart); // a field that cannot be written (damaged): the line is skipped
+      invalidLines++;
+      continue;
+    }
     records++;
     lastLine = line;
     lastSeq = receipt.seq;
@@ -123,4 +136,18 @@ async function readInto(scratch: SegmentScratch, file: string): Promise<Buffer> 
   } finally {
     await handle.close();
   }
+}
+
+/** The members every receipt line has, with their types (a damaged line may parse as other JSON). */
+function isReceiptLine(r: unknown): r is Receipt {
+  const x = r as Partial<Record<keyof Receipt, unknown>> | null;
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof x.receipt_id === 'string' &&
+    Number.isSafeInteger(x.seq) &&
+    typeof x.key_id === 'string' &&
+    typeof x.prev_hash === 'string' &&
+    Array.isArray(x.attempts)
+  );
 }

@@ -47,6 +47,16 @@ export class RowBinaryWriter {
     return this.#buf.subarray(0, this.#pos);
   }
 
+  /** How many bytes are written (for rewind). */
+  get position(): number {
+    return this.#pos;
+  }
+
+  /** Drops what was written after `position` (a row that could not be written whole). */
+  rewind(position: number): void {
+    this.#pos = Math.min(this.#pos, position);
+  }
+
   /** The RowBinaryWithNamesAndTypes header of these columns. */
   header(columns: ReadonlyArray<readonly [name: string, type: string]>): void {
     this.varUInt(columns.length);

@@ -460,6 +460,23 @@ describe('prepareSegment (a sealed WAL segment → its insert body)', () => {
     expect(prepared.body.length).toBeGreaterThan(header.bytes().length + 400 * 20 + 9000 * 2 + 4000 * 10);
   });
 
+  it('skips lines damaged into other JSON or into a receipt it cannot write, as it skips torn ones: they held back every later segment', async () => {
+    const signer = ReceiptSigner.ephemeral();
+    const sign = ed25519Signer(ReceiptSigner.privateKeyOf(signer));
+    const line = (seq: number, prev: string) =>
+      canonicalUnsignedJson(unsignedReceipt(draft({}), { instance_id: 'instance-1', seq, prev_hash: prev, key_id: signer.keyId }));
+    const first = line(1, GENESIS_PREV_HASH);
+    const second = line(2, createHash('sha256').update(first).digest('hex'));
+    const { endpoint: _, ...unwritable } = JSON.parse(second);
+    const file = path.join(tmp, 'damaged.ndjson');
+    writeFileSync(file, [first, '{}', '[1,2]', 'null', JSON.stringify({ ...unwritable, seq: 3 }), second, ''].join('\n'));
+    const prepared = await prepareSegment(file, sign, signer.keyId);
+    expect(prepared).toMatchObject({ records: 2, invalidLines: 4, lastSeq: 2, chainHash: createHash('sha256').update(second).digest('hex') });
+    // The body is the two good rows and nothing of the one rolled back.
+    writeFileSync(file, [first, second, ''].join('\n'));
+    expect(Buffer.from(prepared.body).equals(Buffer.from((await prepareSegment(file, sign, signer.keyId)).body))).toBe(true);
+  });
+
   it('gives the same body with a scratch that prepared a larger segment before, and with a body buffer handed back (nothing of them shows through)', async () => {
     const signer = ReceiptSigner.ephemeral();
     const sign = ed25519Signer(ReceiptSigner.privateKeyOf(signer));
