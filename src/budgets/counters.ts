@@ -47,6 +47,12 @@ export interface SettleItem {
   ttlMs: number | null;
 }
 
+export interface SettledCounter {
+  spentBefore: number;
+  spentAfter: number;
+  loaded: boolean;
+}
+
 /** How long a settlement of a request admitted without a hold is remembered (for repeats). */
 export const SETTLED_MARK_MS = 30 * 60_000;
 
@@ -61,9 +67,11 @@ export interface BudgetCounters {
   /**
    * Releases each reservation and adds the actual cost, once per request whatever the
    * repeats; `held` false: the request was admitted without a reservation (counters down).
-   * Returns spend before and after (equal when nothing was booked).
+   * Returns spend before and after (equal when nothing was booked), and whether the counter
+   * holds the period's whole spend (rebuilt from the receipts): one that does not counts from
+   * what it was told since, and its figures cross no alert line.
    */
-  settle(hold: Hold, held: boolean, items: SettleItem[]): Promise<Array<{ spentBefore: number; spentAfter: number }>>;
+  settle(hold: Hold, held: boolean, items: SettleItem[]): Promise<SettledCounter[]>;
   read(keys: string[]): Promise<Array<(CounterState & { loaded: boolean }) | null>>;
   /** Sets the rebuilt spend of a counter not loaded yet (keeps a higher live value). */
   load(key: string, spent: number, ttlMs: number | null): Promise<void>;
@@ -110,7 +118,7 @@ export class MemoryCounters implements BudgetCounters {
     return { kind: 'reserved' };
   }
 
-  async settle(hold: Hold, held: boolean, items: SettleItem[]): Promise<Array<{ spentBefore: number; spentAfter: number }>> {
+  async settle(hold: Hold, held: boolean, items: SettleItem[]): Promise<SettledCounter[]> {
     return items.map((item) => {
       const c = this.get(item.key) ?? this.create(item.key, item.ttlMs, false);
       const spentBefore = c.spent;
@@ -125,7 +133,7 @@ export class MemoryCounters implements BudgetCounters {
         }
       }
       if (book) c.spent += item.cost;
-      return { spentBefore, spentAfter: c.spent };
+      return { spentBefore, spentAfter: c.spent, loaded: c.loaded };
     });
   }
 
@@ -256,6 +264,7 @@ for i = 1, n do
   keepFor(i, ARGV[3 * i + 3])
   out[#out + 1] = tostring(before)
   out[#out + 1] = tostring(after)
+  out[#out + 1] = redis.call('HEXISTS', counter, 'l')
 end
 return out
 `;
@@ -306,11 +315,11 @@ export class RedisCounters implements BudgetCounters {
     return { kind: 'blocked', index: rest[0] - 1, spent: rest[1], reserved: rest[2] };
   }
 
-  async settle(hold: Hold, held: boolean, items: SettleItem[]): Promise<Array<{ spentBefore: number; spentAfter: number }>> {
+  async settle(hold: Hold, held: boolean, items: SettleItem[]): Promise<SettledCounter[]> {
     const keys = this.keys(items.map((i) => i.key));
     const args = items.flatMap((i) => [i.reserved, i.cost, i.ttlMs ?? -1]);
     const reply = (await this.redis.budgetSettle(keys.length, ...keys, hold.id, held ? 1 : 0, SETTLED_MARK_MS, ...args)).map(Number);
-    return items.map((_, i) => ({ spentBefore: reply[2 * i], spentAfter: reply[2 * i + 1] }));
+    return items.map((_, i) => ({ spentBefore: reply[3 * i], spentAfter: reply[3 * i + 1], loaded: reply[3 * i + 2] === 1 }));
   }
 
   async read(keys: string[]): Promise<Array<(CounterState & { loaded: boolean }) | null>> {

@@ -175,10 +175,15 @@ export class BudgetEnforcer {
     return this.settlements.close();
   }
 
-  /** Threshold events for the settlement that crossed them. */
+  /**
+   * Threshold events for the settlement that crossed them, on counters that hold the period's
+   * whole spend: one not rebuilt (ClickHouse was out of reach) counts from 0 and crossed 50 %
+   * again with a figure far below the real spend.
+   */
   private report(ticket: BudgetTicket, results: Settled, requestId: string): void {
     ticket.items.forEach(({ budget }, i) => {
-      const { spentBefore, spentAfter } = results[i];
+      const { spentBefore, spentAfter, loaded } = results[i];
+      if (!loaded) return;
       const limit = budget.limitUsd * NANO;
       for (const pct of THRESHOLDS) {
         const line = (limit * pct) / 100;

@@ -3,7 +3,7 @@
 // in the background (the counters make repeats harmless) for up to SETTLE_RETRY_MS; past it, it
 // is given up and its counters are marked for a rebuild from the receipts, which have its cost.
 import type { BudgetRecord } from '../store/admin/pricing.js';
-import type { BudgetCounters, Hold, SettleItem } from './counters.js';
+import type { BudgetCounters, Hold, SettledCounter, SettleItem } from './counters.js';
 
 /** How long a failed settlement is retried; shorter than the hold's grace, so it finds its hold. */
 const SETTLE_RETRY_MS = 10 * 60_000;
@@ -23,7 +23,7 @@ export interface BudgetTicket {
 }
 
 /** Spend of each ticket item before and after its settlement (equal when nothing was booked). */
-export type Settled = Array<{ spentBefore: number; spentAfter: number }>;
+export type Settled = SettledCounter[];
 
 export interface SettlementsDeps {
   counters: BudgetCounters;

@@ -43,8 +43,8 @@ function contract(make: () => BudgetCounters) {
     const hold = { id: 'r1', ms: MINUTE };
     await counters.reserve(hold, [{ key, limit: 100, amount: 40, ttlMs: MINUTE }]);
     const settle = () => counters.settle(hold, true, [{ key, reserved: 40, cost: 7, ttlMs: MINUTE }]);
-    expect(await settle()).toEqual([{ spentBefore: 0, spentAfter: 7 }]);
-    expect(await settle()).toEqual([{ spentBefore: 7, spentAfter: 7 }]);
+    expect(await settle()).toEqual([{ spentBefore: 0, spentAfter: 7, loaded: true }]);
+    expect(await settle()).toEqual([{ spentBefore: 7, spentAfter: 7, loaded: true }]);
     expect(await counters.read([key])).toEqual([{ spent: 7, reserved: 0, loaded: true }]);
   });
 
@@ -52,9 +52,9 @@ function contract(make: () => BudgetCounters) {
     const key = await ready(randomUUID());
     await counters.reserve({ id: 'lost-reply', ms: MINUTE }, [{ key, limit: 100, amount: 25, ttlMs: MINUTE }]);
     const settle = (id: string) => counters.settle({ id, ms: MINUTE }, false, [{ key, reserved: 25, cost: 5, ttlMs: MINUTE }]);
-    expect(await settle('lost-reply')).toEqual([{ spentBefore: 0, spentAfter: 5 }]);
-    expect(await settle('lost-reply')).toEqual([{ spentBefore: 5, spentAfter: 5 }]);
-    expect(await settle('never-reserved')).toEqual([{ spentBefore: 5, spentAfter: 10 }]);
+    expect(await settle('lost-reply')).toEqual([{ spentBefore: 0, spentAfter: 5, loaded: true }]);
+    expect(await settle('lost-reply')).toEqual([{ spentBefore: 5, spentAfter: 5, loaded: true }]);
+    expect(await settle('never-reserved')).toEqual([{ spentBefore: 5, spentAfter: 10, loaded: true }]);
     expect(await counters.read([key])).toEqual([{ spent: 10, reserved: 0, loaded: true }]);
   });
 
@@ -63,8 +63,12 @@ function contract(make: () => BudgetCounters) {
     await counters.settle({ id: 'seen', ms: MINUTE }, false, [{ key, reserved: 0, cost: 4, ttlMs: MINUTE }]);
     await counters.unload([key, randomUUID()]); // a counter that is not there is no error
     expect(await counters.read([key])).toEqual([{ spent: 4, reserved: 0, loaded: false }]);
+    // Settled meanwhile: counted, and said to count from less than the period's whole spend.
+    expect(await counters.settle({ id: 'while-unloaded', ms: MINUTE }, false, [{ key, reserved: 0, cost: 1, ttlMs: MINUTE }])).toEqual([
+      { spentBefore: 4, spentAfter: 5, loaded: false },
+    ]);
     expect(await counters.reserve({ id: 'r', ms: MINUTE }, [{ key, limit: 100, amount: 1, ttlMs: MINUTE }])).toEqual({ kind: 'unloaded', indexes: [0] });
-    await counters.load(key, 9, MINUTE); // the receipts have a settlement the counter never got
+    await counters.load(key, 9, MINUTE); // the receipts have settlements the counter never got
     expect(await counters.read([key])).toEqual([{ spent: 9, reserved: 0, loaded: true }]);
   });
 
@@ -78,7 +82,7 @@ function contract(make: () => BudgetCounters) {
     expect(await counters.reserve({ id: 'waits', ms: MINUTE }, [{ key, limit: 100, amount: 20, ttlMs: null }])).toEqual({ kind: 'reserved' });
     // The late settlement of the released hold books nothing: it was given up for.
     expect(await counters.settle({ id: 'abandoned', ms: 150 }, true, [{ key, reserved: 90, cost: 3, ttlMs: null }])).toEqual([
-      { spentBefore: 0, spentAfter: 0 },
+      { spentBefore: 0, spentAfter: 0, loaded: true },
     ]);
   });
 }

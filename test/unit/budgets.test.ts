@@ -336,6 +336,17 @@ describe('a budget whose counter cannot be rebuilt', () => {
     expect((await enforcer.status(budgets[0])).spentUsd).toBeCloseTo(0.7, 9);
   });
 
+  it('a counter that could not be rebuilt reports no alert lines: it counts from 0, not from the period’s spend', async () => {
+    const alert = budget({ id: 'alert', action: 'ALERT', limitUsd: 1 });
+    const { ledger, receipts, enforcer, events } = setup([alert], '2026-11-21T12:00:00Z');
+    ledger.push({ at: Date.parse('2026-11-21T01:00:00Z'), usd: 0.9 }); // spent before this instance started
+    receipts.down = true; // ClickHouse out of reach: the ALERT budget is admitted open
+    const ticket = (await enforcer.admit(subject, async () => 0.6, 'r', TIMEOUT_MS))!;
+    await enforcer.settle(ticket, 0.6, 'r');
+    // The counter went 0 → 0.6: "50 % at $0.60" would be wrong (the spend is $1.50), so nothing.
+    expect(events.filter((e) => e.kind === 'THRESHOLD' || e.kind === 'EXCEEDED')).toEqual([]);
+  });
+
   it('requests refused while the counters are down queue nothing (no release to retry, no rebuild later)', async () => {
     const { counters, enforcer, errors, spend } = setup([budget()], '2026-11-21T12:00:00Z');
     await spend(0.1, 0.1);
