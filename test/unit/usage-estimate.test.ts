@@ -151,3 +151,19 @@ describe('usage estimated from what an answer generated', () => {
     });
   });
 });
+
+describe('the tokenizer on long runs', () => {
+  it('counts a run of letters without a space in slices: linear (a 4 MiB one held the event loop for hours), within a token a slice', async () => {
+    const { countTokens } = await import('gpt-tokenizer');
+    // Without the slices this one call would not return before the test's timeout.
+    expect(await estimateCompletionTokens('a'.repeat(4 << 20))).toBe((4 << 20) / 8);
+    expect(await estimateCompletionTokens('!'.repeat(1 << 20))).toBeGreaterThan(0);
+    const letters = Array.from({ length: 1_000 }, (_, i) => 'abcdefghijklmnopqrstuvwxyz'[(i * 7919 + (i >> 3) * 31) % 26]).join('');
+    const sliced = await estimateCompletionTokens(letters);
+    expect(Math.abs(sliced - countTokens(letters))).toBeLessThanOrEqual(1_000 / 64);
+    // Text with spaces, and CJK shorter than a slice, are counted as they are.
+    const prose = 'The quick brown fox jumps over the lazy dog, twice: 12345. '.repeat(50);
+    expect(await estimateCompletionTokens(prose)).toBe(countTokens(prose));
+    expect(await estimateCompletionTokens('你好，世界。')).toBe(countTokens('你好，世界。'));
+  });
+});
