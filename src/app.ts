@@ -179,13 +179,14 @@ export function buildApp(deps: AppDeps): App {
       log.warn({ route, rule, err: String(err).split('\n')[0] }, 'routing rule failed to evaluate; counted as false');
     },
   };
+  const limiter = new RateLimiter(Date.now, deps.rateWindows ?? null, (err) =>
+    log.warn({ err: String(err) }, 'shared rate-limit windows unreachable; counting in this process'),
+  );
   const pipeline = new Pipeline({
     config,
     auth: keys,
     ingress: new Ingress(hopMarker, authThrottle),
-    limiter: new RateLimiter(Date.now, deps.rateWindows ?? null, (err) =>
-      log.warn({ err: String(err) }, 'shared rate-limit windows unreachable; counting in this process'),
-    ),
+    limiter,
     catalog: () => catalog.catalog,
     health,
     retryBudgets,
@@ -286,6 +287,7 @@ export function buildApp(deps: AppDeps): App {
       return { ok, checks };
     },
     maxBodyBytes: config.maxBodyBytes,
+    limiter,
     trustedProxies: config.trustedProxies,
     createKey: async ({ team, name }, actor) => {
       const teams = store.as(actor).teams;

@@ -16,6 +16,7 @@ import { readRequestBody } from './body.js';
 import { isConsolePath } from './console.js';
 import type { CorsPolicy } from './cors.js';
 import { badRequest, GatewayError, methodNotAllowed, notFound, serviceUnavailable } from './errors.js';
+import type { RateLimiter } from './limits.js';
 import type { Pipeline } from './pipeline.js';
 import type { Principal, TokenVerifier } from './tokens.js';
 import { parseJsonBody } from './validate.js';
@@ -36,6 +37,8 @@ export interface HttpDeps {
   metrics: { contentType: string; render(): Promise<string> };
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   maxBodyBytes: number;
+  /** The keys' rate limits (the pipeline's): count_tokens is held to the key's RPM too. */
+  limiter: RateLimiter;
   /** Peers whose X-Forwarded-For names the client address (for key and token allowlists). */
   trustedProxies: CidrList;
   /** Creates a key for the CLI when this server owns the data dir; `actor` for the audit log. */
@@ -76,8 +79,13 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   if (path === COUNT_TOKENS_PATH) {
     assertCredentialsOnce(req.rawHeaders);
     const authenticate = (r: IncomingMessage, authorization: string | undefined) => authenticateKey(deps, r, authorization);
-    return serveCountTokens({ authenticate, catalog: deps.catalog, maxBodyBytes: deps.maxBodyBytes }, req, res);
+    // A window of its own at the key's RPM (Anthropic limits it apart from messages): counting
+    // is CPU (up to 4 MB of text a call) and was not limited at all.
+    const admit = async (key: ApiKeyRecord) => void (await deps.limiter.admit(`${key.id}:count_tokens`, key.rpmLimit, null));
+    return serveCountTokens({ authenticate, admit, catalog: deps.catalog, maxBodyBytes: deps.maxBodyBytes }, req, res);
   }
+  // Two credentials a proxy in front and Node may read differently: refused everywhere below.
+  assertCredentialsOnce(req.rawHeaders);
   const responseMatch = RESPONSE_PATH.exec(path);
   if (responseMatch) {
     // Reads and deletes of stored responses are not model calls: no receipt (DESIGN §6).
@@ -87,7 +95,6 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
     const body = method === 'GET' ? await storedResponse(deps.responses, key.teamId, id) : await deleteStoredResponse(deps.responses, key.teamId, id);
     return sendJson(res, 200, body);
   }
-  assertCredentialsOnce(req.rawHeaders);
   if (path === '/v1/models') {
     if (method !== 'GET') throw methodNotAllowed();
     const key = await authenticateKey(deps, req);

@@ -258,6 +258,8 @@ describe('credential headers sent twice', () => {
       { line: 'POST /v1/chat/completions HTTP/1.1', auth: [key.secret, other], body },
       { line: 'POST /v1/embeddings HTTP/1.1', auth: [key.secret, other], body: JSON.stringify({ model: 'embed-default', input: 'x' }) },
       { line: 'GET /v1/models HTTP/1.1', auth: [key.secret, other] },
+      { line: 'GET /v1/responses/resp_abc HTTP/1.1', auth: [key.secret, other] },
+      { line: 'DELETE /v1/responses/resp_abc HTTP/1.1', auth: [other, key.secret] },
       { line: 'GET /v1/receipts/00000000-0000-7000-8000-000000000000 HTTP/1.1', auth: [admin, key.secret] },
       { line: 'POST /v1/tasks/t1/outcome HTTP/1.1', auth: [other, key.secret], body: '{"success":true}' },
       { line: 'POST /admin/v1/keys HTTP/1.1', auth: [admin, other], body: '{"team":"dup"}' },

@@ -556,6 +556,18 @@ describe('count_tokens', () => {
     expect(invalid).toBeInstanceOf(Anthropic.BadRequestError);
     expect(invalid.error.error.message).toMatch(/^messages\[0\]\.content\[0\]\.type: Content blocks of type 'bogus' are not supported/);
   });
+
+  it("is held to the key's RPM, in a window of its own (messages keep theirs)", async () => {
+    const limited = await gw.createKey('team-count-limit', { rpmLimit: 2 });
+    const counter = new Anthropic({ baseURL: gw.url, apiKey: limited.secret, maxRetries: 0 });
+    for (let i = 0; i < 2; i++) await counter.messages.countTokens(body);
+    const refused = await counter.messages.countTokens(body).catch((e) => e);
+    expect(refused).toBeInstanceOf(Anthropic.RateLimitError);
+    expect(refused.error).toEqual({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringMatching(/2 requests per minute/) } });
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    // The key's messages still have their own two a minute.
+    expect((await counter.messages.create({ model: 'm-openai', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] })).type).toBe('message');
+  });
 });
 
 async function receiptCount(teamId: string): Promise<number> {

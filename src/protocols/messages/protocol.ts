@@ -57,6 +57,8 @@ export const COUNT_TOKENS_PATH = '/v1/messages/count_tokens';
 export interface CountTokensDeps {
   /** The key behind this credential (an Authorization value), checked as every REST request's is. */
   authenticate(req: IncomingMessage, authorization: string | undefined): Promise<ApiKeyRecord>;
+  /** Counts the call against the key's rate limit, or throws its 429. */
+  admit(key: ApiKeyRecord): Promise<void>;
   catalog: () => Catalog;
   maxBodyBytes: number;
 }
@@ -74,6 +76,7 @@ export async function serveCountTokens(deps: CountTokensDeps, req: IncomingMessa
     const key = await deps.authenticate(req, authorization(req)).catch((err) => {
       throw err instanceof GatewayError ? err : serviceUnavailable('Tollgate cannot verify API keys right now; try again shortly.');
     });
+    await deps.admit(key);
     const { chat } = parseMessagesRequest(parseJsonBody(await readRequestBody(req, deps.maxBodyBytes)), true);
     const route = deps.catalog().resolve(chat.model);
     if (!route) throw modelNotFound(chat.model);
