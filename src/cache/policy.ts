@@ -42,6 +42,8 @@ export interface CachePlan {
   context: string;
   /** Answers with tool calls may be stored. */
   toolCalls: boolean;
+  /** The request's own output limit (the largest it names), or null: an answer cut there may be kept. */
+  outputLimit: number | null;
   embeddingModel: string | null;
 }
 
@@ -71,7 +73,8 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
     const last = messages[messages.length - 1] as { role?: unknown; content?: unknown } | undefined;
     if (last?.role === 'user' && typeof last.content === 'string') {
       lastUserText = last.content;
-      context = digest([teamId, servedBy, endpoint, { ...question, messages: messages.slice(0, -1) }]);
+      // All but the last turn's text, which is compared by meaning: its other members (a name) too.
+      context = digest([teamId, servedBy, endpoint, { ...question, messages: [...messages.slice(0, -1), { ...last, content: null }] }]);
     }
   }
   return {
@@ -87,6 +90,7 @@ export function planCache(endpoint: CacheEndpoint, teamId: string, route: Route,
     lastUserText,
     context,
     toolCalls: policy.cacheToolCalls,
+    outputLimit: outputLimitOf(body),
     embeddingModel: policy.embeddingModel,
   };
 }
@@ -97,7 +101,8 @@ const targetLists = new WeakMap<Route, string[]>();
 function targetsOf(route: Route): string[] {
   let list = targetLists.get(route);
   if (!list) {
-    list = route.targets.map((t) => `${t.provider.name}/${t.model}`);
+    // The upstream model too: a modelMap change sends the same name to another model.
+    list = route.targets.map((t) => `${t.provider.name}/${t.model}/${t.upstreamModel}`);
     targetLists.set(route, list);
   }
   return list;
@@ -153,4 +158,13 @@ function normalizeMessage(message: unknown): unknown {
 
 function digest(value: unknown): string {
   return hash('sha256', canonicalize(value) ?? '');
+}
+
+function outputLimitOf(body: Record<string, unknown>): number | null {
+  let limit = 0;
+  for (const field of ['max_completion_tokens', 'max_tokens', 'max_output_tokens']) {
+    const v = body[field];
+    if (typeof v === 'number' && v > limit) limit = v;
+  }
+  return limit || null;
 }

@@ -5,7 +5,7 @@ import { type CacheEndpoint, type CachePlan, planCache } from '../cache/policy.j
 import type { AnswerStore, CachedAnswer } from '../cache/store.js';
 import type { Vector } from '../cache/vector-index.js';
 import { callsTools } from '../protocols/assemble.js';
-import type { ChatCompletion } from '../protocols/canonical.js';
+import { type ChatCompletion, isProviderEnding } from '../protocols/canonical.js';
 import type { CacheStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import type { Catalog, Route, Target } from '../routing/catalog.js';
 import type { UpstreamClient } from './upstream.js';
@@ -90,6 +90,7 @@ export class CacheStage {
     // Only an answer in its shape: a 200 whose body is an error object is replayed for no one.
     if (!Array.isArray(chat ? answer.choices : answer.data)) return;
     if (chat && !plan.toolCalls && callsTools(answer as unknown as ChatCompletion)) return;
+    if (chat && !endedWhole(answer as unknown as ChatCompletion, plan.outputLimit, receipt)) return;
     const json = JSON.stringify(chat && !readUsage(answer.usage) ? { ...answer, usage: receiptUsage(receipt) } : answer);
     const now = Date.now();
     const entry: CachedAnswer = {
@@ -118,7 +119,8 @@ export class CacheStage {
     }
     let embedder = this.providerEmbedders.get(target);
     if (!embedder) {
-      embedder = new ProviderEmbedder(`provider:${target.key}`, async (input, signal = AbortSignal.timeout(EMBEDDING_TIMEOUT_MS)) => {
+      // The upstream model too: another one (a modelMap change) has vectors of another length.
+      embedder = new ProviderEmbedder(`provider:${target.key}:${target.upstreamModel}`, async (input, signal = AbortSignal.timeout(EMBEDDING_TIMEOUT_MS)) => {
         const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal, {
           whole: true,
         });
@@ -130,4 +132,21 @@ export class CacheStage {
     }
     return embedder;
   }
+}
+
+/**
+ * Whether an answer may be kept for the next identical request: one its provider filtered, or
+ * cut short for reasons of its own (its resources, its context window), would be served again
+ * as if whole. A cut at the request's own output limit repeats and is kept: the completion
+ * reached the limit (`outputLimit` × choices).
+ */
+function endedWhole(answer: ChatCompletion, outputLimit: number | null, receipt: UnsignedReceipt): boolean {
+  let cut = false;
+  for (const choice of answer.choices ?? []) {
+    // A stream relayed as sent keeps its provider's own reasons: each is a filter or a cut.
+    const reason = choice?.finish_reason;
+    if (reason === 'content_filter' || isProviderEnding(reason)) return false;
+    if (reason === 'length') cut = true;
+  }
+  return !cut || (outputLimit !== null && receipt.completion_tokens >= outputLimit * answer.choices.length);
 }

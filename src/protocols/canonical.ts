@@ -80,6 +80,11 @@ const PROVIDER_FINISH_REASONS: Readonly<Record<string, FinishReason>> = {
   insufficient_system_resource: 'length',
 };
 
+/** A provider's own finish reason (each of them a filter or a cut, never a whole answer). */
+export function isProviderEnding(reason: unknown): boolean {
+  return typeof reason === 'string' && Object.hasOwn(PROVIDER_FINISH_REASONS, reason);
+}
+
 /** Rewrites a choice's provider-specific finish reason (in place) as OpenAI's. */
 export function canonicalFinishReason(choice: { finish_reason?: unknown } | null | undefined): void {
   const reason = choice?.finish_reason;

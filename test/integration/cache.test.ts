@@ -202,6 +202,19 @@ describe('never cached', () => {
     expect((await ask(secretA, { model: 'exact', messages: msg('error once') })).cache).toBe('miss');
   });
 
+  it('answers cut short or filtered by the provider are not cached; one cut at its own max_tokens is', async () => {
+    for (const finishReason of ['length', 'content_filter'] as const) {
+      gw.sim.behave('m-exact', { finishReason, times: 1 });
+      const question = msg(`cut or filtered: ${finishReason}`);
+      expect((await ask(secretA, { model: 'exact', messages: question })).data.choices[0].finish_reason).toBe(finishReason);
+      expect((await ask(secretA, { model: 'exact', messages: question })).cache).toBe('miss');
+    }
+    // Its own limit cut it (8 tokens asked, 8 given): the next identical request is cut the same.
+    const limited = { model: 'exact', messages: msg('a long story, please, in many many words'), max_tokens: 4 };
+    expect((await ask(secretA, limited)).data.choices[0].finish_reason).toBe('length');
+    expect((await ask(secretA, limited)).cache).toBe('exact');
+  });
+
   it('partial and cancelled streams are not cached', async () => {
     const client = gw.client(secretA);
     const drain = async (stream: any, each: () => void = () => undefined) => {
@@ -255,6 +268,13 @@ describe('semantic cache (local embedder)', () => {
     const inConversation = [{ role: 'system', content: 'Answer in French.' }, ...msg('What is the capital of France?')];
     expect((await ask(secretA, { model: 'semantic', messages: inConversation })).cache).toBe('miss');
     expect((await ask(secretB, { model: 'semantic', messages: msg('what is the capital of france') })).cache).toBe('miss');
+  });
+
+  it('a last turn that differs in more than its text (its name) is a miss', async () => {
+    const named = (name: string) => [{ role: 'user', content: 'What is the capital of Italy?', name }];
+    expect((await ask(secretA, { model: 'semantic', messages: named('alice') })).cache).toBe('miss');
+    expect((await ask(secretA, { model: 'semantic', messages: named('alice') })).cache).toBe('exact');
+    expect((await ask(secretA, { model: 'semantic', messages: named('bob') })).cache).toBe('miss');
   });
 
   it('a number that differs is a miss even when almost every word matches', async () => {
@@ -324,6 +344,31 @@ describe('the route a request is served by', () => {
     await gw.started.runtime.app.catalog.refresh();
     expect((await ask(secretA, body, { 'x-tollgate-feature': 'legal' })).cache).toBe('miss');
     expect(upstreamCalls('m-ruled-v2')).toBe(1);
+  });
+
+  it("misses once the provider's modelMap sends the same model name to another model", async () => {
+    const providers = gw.started.runtime.adminStore.providers;
+    await providers.upsertProvider({
+      name: 'sim-mapped',
+      kind: 'SIMULATED',
+      baseUrl: gw.sim.url,
+      apiKey: 'sim-upstream-secret',
+      modelMap: { alias: 'real-1' },
+    });
+    await route('mapped', 'alias', { mode: 'EXACT' }, 'sim-mapped');
+    const body = { model: 'mapped', messages: msg('Which model are you?') };
+    expect((await ask(secretA, body)).cache).toBe('miss');
+    expect((await ask(secretA, body)).cache).toBe('exact');
+    await providers.upsertProvider({
+      name: 'sim-mapped',
+      kind: 'SIMULATED',
+      baseUrl: gw.sim.url,
+      apiKey: 'sim-upstream-secret',
+      modelMap: { alias: 'real-2' },
+    });
+    await gw.started.runtime.app.catalog.refresh();
+    expect((await ask(secretA, body)).cache).toBe('miss');
+    expect(upstreamCalls('real-2')).toBe(1);
   });
 });
 
