@@ -53,11 +53,17 @@ export class SemanticIndex {
     this.remove(key);
     let ns = this.namespaces.get(namespace);
     if (!ns) this.namespaces.set(namespace, (ns = { name: namespace, index: isSparse(vector) ? new SparseIndex() : new DenseIndex(), members: new Map() }));
+    const label = this.nextLabel++;
+    // First, as it may throw (a vector of another length than the namespace's): nothing else changed then.
+    try {
+      ns.index.add(label, vector as never);
+    } catch (err) {
+      if (ns.members.size === 0) this.namespaces.delete(namespace);
+      throw err;
+    }
     let shared = this.contexts.get(context);
     if (!shared) this.contexts.set(context, (shared = { context, refs: 0 }));
     shared.refs++;
-    const label = this.nextLabel++;
-    ns.index.add(label, vector as never);
     ns.members.set(label, { key, context: shared.context, text });
     this.byKey.set(key, { namespace: ns.name, label });
     return { namespace: ns.name, context: shared.context, text };

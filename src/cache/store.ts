@@ -210,8 +210,15 @@ export class AnswerStore {
     this.lru.set(entry.key, held, { ttl, size: entrySize(held, entry.semantic && vector ? vectorBytes(vector) : 0) });
     if (!this.lru.has(entry.key)) return; // too large for this cache
     if (entry.semantic && vector) {
-      // Hold the index's shared copies of the namespace and context strings, not this request's.
-      held.semantic = this.semantic.add(entry.semantic.namespace, entry.key, entry.semantic.context, entry.semantic.text, vector);
+      try {
+        // Hold the index's shared copies of the namespace and context strings, not this request's.
+        held.semantic = this.semantic.add(entry.semantic.namespace, entry.key, entry.semantic.context, entry.semantic.text, vector);
+      } catch (err) {
+        // A vector of another length than its namespace's (a log from before a model change):
+        // kept for exact lookups; thrown at load, it stopped the start.
+        held.semantic = null;
+        this.opts.onError?.(err, 'semantic cache');
+      }
     }
   }
 

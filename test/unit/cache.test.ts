@@ -391,6 +391,26 @@ describe('answer store', () => {
     await second.close();
   });
 
+  it('an embedding of another length than its namespace’s (a model changed) is kept for exact lookups; it stopped the start when logged', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-dims-'));
+    const failures: string[] = [];
+    const onError = (_err: unknown, what: string) => failures.push(what);
+    const semantic = (text: string) => ({ semantic: { namespace: 'ns', context: 'c', text } });
+    const first = await AnswerStore.open({ maxBytes: 1e6, maxEntryBytes: 1e5, dir, onError });
+    await first.put(entry('four', Date.now(), 600_000, semantic('four')), Float32Array.from([1, 0, 0, 0]));
+    await first.put(entry('eight', Date.now(), 600_000, semantic('eight')), Float32Array.from([1, 0, 0, 0, 0, 0, 0, 1]));
+    expect(failures).toEqual(['semantic cache']);
+    expect(await first.getExact('eight')).not.toBeNull();
+    expect(first.stats().semanticEntries).toBe(1);
+    await first.close();
+    // The log holds both: the next start loads them (it threw here, and the gateway did not start).
+    const second = await AnswerStore.open({ maxBytes: 1e6, maxEntryBytes: 1e5, dir, onError });
+    expect(await second.getExact('four')).not.toBeNull();
+    expect(await second.getExact('eight')).not.toBeNull();
+    expect(second.stats().semanticEntries).toBe(1);
+    await second.close();
+  });
+
   it('keeps its log to this user (0600), and a compaction that fails is not retried at every put', async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-perm-'));
     // A log from before the rule, readable by all.
