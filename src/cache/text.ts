@@ -21,6 +21,14 @@ const FILLER = new Set(
 /** Prepositions that fix roles ("from X to Y"): kept as tokens so bigrams see direction. */
 const ROLE_WORDS = new Set(['to', 'from', 'into', 'vs', 'versus', 'than', 'before', 'after', 'over', 'under', 'between']);
 
+/**
+ * Filler to the embedding, yet they change the answer: which thing a question asks for (when,
+ * where, who…: "what" and "which" are how a rewording says "tell me"), and the past ("who was
+ * the CEO" is not "who is"). They must agree, as details do.
+ */
+const QUESTION_KINDS = new Set(['who', 'whom', 'whose', 'when', 'where', 'why', 'how']);
+const PAST = new Set(['was', 'were', 'did', 'had']);
+
 const NEGATIONS = new Set(['not', 'no', 'never', 'without', 'except', 'none', 'nor', 'neither', 'nothing', 'nobody', 'cannot', 'excluding', 'unless']);
 
 const UNITS = new Set(
@@ -105,6 +113,8 @@ export function analyze(text: string): TextAnalysis {
   const names: string[] = [];
   const details: string[] = [];
   let negations = 0;
+  let past = false;
+  const kinds = new Set<string>();
   let sentenceStart = true;
   for (const m of expanded.matchAll(TOKEN)) {
     const word = m[0];
@@ -134,6 +144,8 @@ export function analyze(text: string): TextAnalysis {
       continue;
     }
     if (NEGATIONS.has(lower)) negations++;
+    if (QUESTION_KINDS.has(lower)) kinds.add(lower === 'whom' || lower === 'whose' ? 'who' : lower);
+    if (PAST.has(lower)) past = true;
     if (NUMBER_WORDS.has(lower)) {
       // "five ideas" and "5 ideas" ask the same.
       const n = SMALL_NUMBERS.indexOf(lower);
@@ -149,7 +161,7 @@ export function analyze(text: string): TextAnalysis {
   }
   details.sort();
   // Parity, not count: "not … no" and "never" both negate once as far as the answer goes.
-  const fingerprint = `${details.join(',')}|${negations % 2}|${roleFrames(tokens).join(',')}`;
+  const fingerprint = `${details.join(',')}|${negations % 2}|${[...kinds].sort().join(',')}|${past ? 'past' : ''}|${roleFrames(tokens).join(',')}`;
   return { tokens, fingerprint, names };
 }
 

@@ -154,6 +154,13 @@ describe('text analysis', () => {
     expect(agree('sales in 2020-2021', 'sales in 2020-2021 please')).toBe(true);
     expect(agree('What is 17*23?', 'hey, what is 17 * 23')).toBe(true);
   });
+  it('disagrees on what a question asks for (when, where, who, why, how) and on the past; "what" is a rewording', () => {
+    expect(agree('When did Napoleon die?', 'Where did Napoleon die?')).toBe(false);
+    expect(agree('How do I install numpy?', 'Why do I install numpy?')).toBe(false);
+    expect(agree('Who is the CEO of Apple?', 'Who was the CEO of Apple?')).toBe(false);
+    expect(agree('Why is the sky blue?', 'Can you explain why the sky is blue?')).toBe(true);
+    expect(agree('What is the capital of Peru?', 'Tell me the capital of Peru')).toBe(true);
+  });
 });
 
 describe('vector indexes', () => {
