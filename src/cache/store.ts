@@ -8,7 +8,7 @@
 // With Redis: exact entries are also written there (with the same TTL), so every instance
 // finds what any instance stored; this instance's memory stays a first-level cache in front.
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { chmod, mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
@@ -110,6 +110,8 @@ export class AnswerStore {
   /** The log's size after its last compaction: the next one waits until it has doubled. */
   private compactedBytes = 0;
   private compacting: Promise<void> | null = null;
+  /** While a compaction writes the new log: the lines put meanwhile, for it too. */
+  private putWhileCompacting: string[] | null = null;
   private readonly counters = { evictions: 0, expirations: 0, redisErrors: 0, compactions: 0 };
   private readonly now: () => number;
 
@@ -189,6 +191,7 @@ export class AnswerStore {
     this.remember(entry, vector, ttl);
     if (this.log) {
       this.log.write(`${line}\n`);
+      this.putWhileCompacting?.push(`${line}\n`);
       this.logBytes += line.length + 1;
       if (this.logBytes > this.compactAt()) void this.compact();
     }
@@ -260,15 +263,37 @@ export class AnswerStore {
     const dir = this.opts.dir;
     this.compacting = (async () => {
       const file = path.join(dir, LOG_FILE);
-      const lines: string[] = [];
-      for (const [key, entry] of [...this.lru.entries()].reverse()) lines.push(serialize(unpack(entry), this.semantic.vectorOf(key) ?? null));
-      const body = lines.length ? `${lines.join('\n')}\n` : '';
-      await writeFile(`${file}.tmp`, body, { mode: 0o600 });
-      const old = this.log;
+      const tmp = await open(`${file}.tmp`, 'w', 0o600);
+      let bytes = 0;
+      try {
+        this.putWhileCompacting = [];
+        // Oldest first (a reload keeps LRU order), a slice at a time with the event loop turning
+        // between writes: serialized and joined at once, 31 MB of cache held every request for
+        // 1.7 s (and past V8's longest string, ~512 MB, it could not be done at all).
+        const keys = [...this.lru.keys()].reverse();
+        let slice = '';
+        for (const key of keys) {
+          const entry = this.lru.peek(key);
+          if (entry) slice += `${serialize(unpack(entry), this.semantic.vectorOf(key) ?? null)}\n`;
+          if (slice.length < COMPACTION_SLICE_CHARS) continue;
+          bytes += (await tmp.write(slice)).bytesWritten;
+          slice = '';
+        }
+        bytes += (await tmp.write(slice)).bytesWritten;
+      } finally {
+        await tmp.close();
+      }
       await rename(`${file}.tmp`, file);
+      // From here to the swap, nothing awaits: a put lands in the new log or in what is copied to it.
+      const old = this.log;
       this.log = createWriteStream(file, { flags: 'a', mode: 0o600 });
       this.log.on('error', (err) => this.opts.onError?.(err, 'cache log'));
-      this.logBytes = Buffer.byteLength(body);
+      for (const line of this.putWhileCompacting) {
+        this.log.write(line);
+        bytes += Buffer.byteLength(line);
+      }
+      this.putWhileCompacting = null;
+      this.logBytes = bytes;
       this.compactedBytes = this.logBytes;
       this.counters.compactions++;
       await endStream(old);
@@ -281,6 +306,7 @@ export class AnswerStore {
       })
       .finally(() => {
         this.compacting = null;
+        this.putWhileCompacting = null;
       });
     return this.compacting;
   }
@@ -361,6 +387,9 @@ function unpack(held: HeldAnswer): CachedAnswer {
     semantic: held.semantic,
   };
 }
+
+/** How much of the rewritten log is written at a time (a few ms of serialising). */
+const COMPACTION_SLICE_CHARS = 64 * 1024;
 
 function serialize(entry: CachedAnswer, vector: Vector | null): string {
   const line: LogLine = { ...entry };

@@ -418,6 +418,33 @@ describe('answer store', () => {
     await second.close();
   });
 
+  it('a compaction writes the log a slice at a time, and keeps what is put while it runs', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-compact-'));
+    const store = await AnswerStore.open({ maxBytes: 1_000_000, maxEntryBytes: 100_000, dir });
+    const big = (key: string) => entry(key, Date.now(), 600_000, { answer: JSON.stringify({ object: 'chat.completion', text: key.repeat(2_000) }) });
+    const compacting = () => (store as unknown as { compacting: Promise<void> | null }).compacting;
+    let i = 0;
+    while (!compacting()) await store.put(big(`k${i++}`), null);
+    // The event loop turns while it writes (it serialised the whole cache in one go before)…
+    let turns = 0;
+    let spinning = true;
+    const spin = () => {
+      turns++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    // …and what is put meanwhile is in the new log (it went only to the old one, replaced).
+    await store.put(big('during'), null);
+    await compacting();
+    spinning = false;
+    expect(turns).toBeGreaterThan(2);
+    await store.close();
+    const reopened = await AnswerStore.open({ maxBytes: 1_000_000, maxEntryBytes: 100_000, dir });
+    expect(await reopened.getExact('during')).not.toBeNull();
+    expect(await reopened.getExact(`k${i - 1}`)).not.toBeNull();
+    await reopened.close();
+  });
+
   it('keeps its log to this user (0600), and a compaction that fails is not retried at every put', async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'tollgate-cache-perm-'));
     // A log from before the rule, readable by all.
