@@ -157,7 +157,8 @@ describe('the tokenizer on long runs', () => {
     const { countTokens } = await import('gpt-tokenizer');
     // Without the slices this one call would not return before the test's timeout.
     expect(await estimateCompletionTokens('a'.repeat(4 << 20))).toBe((4 << 20) / 8);
-    expect(await estimateCompletionTokens('!'.repeat(1 << 20))).toBeGreaterThan(0);
+    // Punctuation, whitespace and newlines are pieces too, and punctuation mixing ASCII and not.
+    for (const run of ['!', ' ', '\n', '!¡']) expect(await estimateCompletionTokens(run.repeat(1 << 19))).toBeGreaterThan(0);
     const letters = Array.from({ length: 1_000 }, (_, i) => 'abcdefghijklmnopqrstuvwxyz'[(i * 7919 + (i >> 3) * 31) % 26]).join('');
     const sliced = await estimateCompletionTokens(letters);
     expect(Math.abs(sliced - countTokens(letters))).toBeLessThanOrEqual(1_000 / 64);
