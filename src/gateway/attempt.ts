@@ -115,7 +115,7 @@ export class AttemptLog {
   failover(failure: UpstreamFailure, status: number, retryAfterMs?: number): Unanswered {
     const latency = this.finish(status, failure.kind);
     if (failure.kind === 'aborted' || this.signal.reason instanceof ClientGone) this.deps.health.release(this.target.key, this);
-    else this.deps.health.onFailure(this.target.key, { retryAfterMs, probe: this.probe });
+    else this.deps.health.onFailure(this.target.key, { retryAfterMs, probe: this.probe, latencyMs: latency });
     publishDecision(this.deps.bus, this.ex, this.target, 'FAILOVER', failure.kind, latency, this.candidates, this.number);
     return { failure, rateLimited: status === 429, retryAfterMs };
   }

@@ -143,6 +143,7 @@ export async function relayStream(
   }
   if (breakage) {
     const latency = log.finish(200, breakage.kind);
+    // A failure rate's sample; not a failover's cost (it broke after the answer began).
     deps.health.onFailure(log.target.key, { probe: log.probe });
     publishDecision(deps.bus, ex, log.target, 'FAILED', `mid_stream_${breakage.kind}`, latency, log.candidates, log.number);
     const error = new GatewayError(

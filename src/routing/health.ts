@@ -19,6 +19,8 @@ interface Entry {
   ttftMs: number | undefined;
   /** EWMA of outcomes (1 failed, 0 answered): how many tries an answer takes here. */
   failureRate: number;
+  /** EWMA of how long a failed call took (ms): what each failure costs before failover. */
+  failMs: number | undefined;
   /** When an outcome last came in. */
   measuredAt: number;
   /** When a request was last sent to re-measure the target (claimRemeasure). */
@@ -33,8 +35,14 @@ const EWMA_ALPHA = 0.3;
 const ESTIMATE_FADE_MS = 10_000;
 /** A target not heard from for this long is stale: one request may be sent to re-measure it. */
 export const STALE_AFTER_MS = 30_000;
-/** The failure rate at which a target's score stops growing (×10 its latency). */
+/** The failure rate at which a target's expected failures stop growing (9 a success). */
 const MAX_FAILURE_RATE = 0.9;
+/**
+ * A target failing this often (two failures in a row, or about half its calls) ranks after every
+ * target that does not: its failures each spend the route's retry budget (20 % of requests), and
+ * past it requests end in their error although a healthy target was there.
+ */
+export const FAILING_RATE = 0.5;
 
 export class TargetHealth {
   private readonly entries = new Map<string, Entry>();
@@ -58,6 +66,7 @@ export class TargetHealth {
         jsonMs: undefined,
         ttftMs: undefined,
         failureRate: 0,
+        failMs: undefined,
         measuredAt: this.now(),
         remeasuredAt: 0,
       };
@@ -127,7 +136,7 @@ export class TargetHealth {
    * as broken. `probe` as for onSuccess: a stale call's failure while the breaker is open or
    * half-open neither frees the probe's slot nor restarts the cooldown.
    */
-  onFailure(key: string, opts: { retryAfterMs?: number; probe?: boolean } = {}): void {
+  onFailure(key: string, opts: { retryAfterMs?: number; probe?: boolean; latencyMs?: number } = {}): void {
     const e = this.entry(key);
     const now = this.now();
     const stale = e.state !== 'closed' && !opts.probe;
@@ -139,7 +148,9 @@ export class TargetHealth {
     }
     // A failure raises the failure rate, never the latency: a target that fails fast is not fast.
     // (A 429 above is not one: its cooldown keeps the target out while it lasts.)
-    e.failureRate += this.sampleWeight(e) * (1 - e.failureRate);
+    const weight = this.sampleWeight(e);
+    e.failureRate += weight * (1 - e.failureRate);
+    if (opts.latencyMs !== undefined) e.failMs = e.failMs === undefined ? opts.latencyMs : e.failMs + weight * (opts.latencyMs - e.failMs);
     if (stale) return;
     e.consecutiveFailures++;
     if (e.state === 'half_open' || e.consecutiveFailures >= this.opts.failures) {
@@ -173,16 +184,23 @@ export class TargetHealth {
   }
 
   /**
-   * LEAST_LATENCY's rank (lower first): the latency estimate over the share of calls that answer,
-   * roughly the time an answer takes here counting the retries its failures cost. A target not
-   * yet measured in this mode goes first (so it gets measured), or last if it mostly fails.
+   * LEAST_LATENCY's rank (lower first): the time an answer takes here, its latency estimate plus
+   * what its failures cost before failover (failure rate p: p/(1−p) failures an answer, each as
+   * long as failures take here). A target not yet measured in this mode goes first (so it gets
+   * measured), or last if it mostly fails.
    */
   latencyScore(key: string, stream = false): number {
     const e = this.entries.get(key);
     if (!e) return 0;
     const latency = stream ? e.ttftMs : e.jsonMs;
-    if (latency === undefined) return e.failureRate < 0.5 ? 0 : Number.POSITIVE_INFINITY;
-    return latency / (1 - Math.min(e.failureRate, MAX_FAILURE_RATE));
+    if (latency === undefined) return e.failureRate < FAILING_RATE ? 0 : Number.POSITIVE_INFINITY;
+    const p = Math.min(e.failureRate, MAX_FAILURE_RATE);
+    return latency + (p / (1 - p)) * (e.failMs ?? 0);
+  }
+
+  /** Failing often enough to rank after every target that is not (FAILING_RATE). */
+  isFailing(key: string): boolean {
+    return (this.entries.get(key)?.failureRate ?? 0) >= FAILING_RATE;
   }
 
   /**

@@ -33,8 +33,9 @@ export function orderTargets(route: Route, health: TargetHealth, { random = Math
 
 function leastLatency(targets: readonly Target[], health: TargetHealth, random: () => number, stream: boolean): Target[] {
   const score = (t: Target) => health.latencyScore(t.key, stream);
+  const failing = (t: Target) => (health.isFailing(t.key) ? 1 : 0);
   // Two targets that only fail (+∞ each) compare NaN, so by priority.
-  const ranked = stableSort(targets, (a, b) => score(a) - score(b) || a.priority - b.priority);
+  const ranked = stableSort(targets, (a, b) => failing(a) - failing(b) || score(a) - score(b) || a.priority - b.priority);
   if (random() < REMEASURE_SHARE) {
     const stale = ranked.findIndex((t, i) => i > 0 && health.claimRemeasure(t.key));
     if (stale > 0) ranked.unshift(...ranked.splice(stale, 1));

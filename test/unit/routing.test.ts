@@ -308,6 +308,25 @@ describe('orderTargets', () => {
     expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['steady', 'flaky']);
   });
 
+  it('LEAST_LATENCY weighs what failures cost: a fast target whose failures are timeouts ranks after a steady slower one', () => {
+    const h = health();
+    const r = strategyRoute('LEAST_LATENCY', [
+      { model: 'fast-flaky', priority: 0 },
+      { model: 'steady', priority: 1 },
+    ]);
+    for (let i = 0; i < 5; i++) h.onSuccess('p/fast-flaky', 100);
+    h.onSuccess('p/steady', 1_000);
+    h.onFailure('p/fast-flaky', { latencyMs: 30_000 }); // one timeout: p = 0.3, not "failing"
+    expect(h.isFailing('p/fast-flaky')).toBe(false);
+    expect(models(orderTargets(r, h, { random: () => 1 }))).toEqual(['steady', 'fast-flaky']);
+    // A failure that costs little (3 ms) leaves a much faster target first.
+    const quick = health();
+    for (let i = 0; i < 5; i++) quick.onSuccess('p/fast-flaky', 100);
+    quick.onSuccess('p/steady', 1_000);
+    quick.onFailure('p/fast-flaky', { latencyMs: 3 });
+    expect(models(orderTargets(r, quick, { random: () => 1 }))).toEqual(['fast-flaky', 'steady']);
+  });
+
   it('LEAST_LATENCY puts a target that has only failed last, and one never seen first', () => {
     const h = health();
     const r = strategyRoute('LEAST_LATENCY', [
@@ -536,17 +555,21 @@ describe('TargetHealth', () => {
     expect(h.ewma(K)).toBeCloseTo(130, 6);
   });
 
-  it('a failure raises the failure rate, never the latency; a 429 is neither', () => {
+  it('a failure raises the failure rate and what failures cost, never the latency; a 429 is neither', () => {
     const { h } = setup();
     h.onSuccess(K, 100);
     expect(h.latencyScore(K)).toBe(100);
     h.onFailure(K, { retryAfterMs: 1_000 });
     expect(h.latencyScore(K)).toBe(100);
-    h.onFailure(K);
+    h.onFailure(K, { latencyMs: 50 });
     expect(h.ewma(K)).toBe(100);
-    expect(h.latencyScore(K)).toBeCloseTo(100 / 0.7, 6);
+    // p = 0.3: 0.3/0.7 failures an answer, 50 ms each.
+    expect(h.latencyScore(K)).toBeCloseTo(100 + (0.3 / 0.7) * 50, 6);
+    expect(h.isFailing(K)).toBe(false);
+    h.onFailure(K, { latencyMs: 50 });
+    expect(h.isFailing(K)).toBe(true); // two in a row: p = 0.51
     h.onSuccess(K, 100);
-    expect(h.latencyScore(K)).toBeCloseTo(100 / (1 - 0.21), 6);
+    expect(h.isFailing(K)).toBe(false);
   });
 
   it('a sample after a quiet spell mostly replaces the old estimate', () => {
