@@ -105,19 +105,21 @@ export async function relayStream(
       if (out && !deliver(out) && started) await drained(res, signal);
       if (pump.tally.done) endGrace ??= setTimeout(() => upstreamBody.destroy(), END_GRACE_MS);
     }
+  } catch (err) {
+    // After its end event the answer is whole: a connection that breaks then (or that the end
+    // grace closes) takes nothing from it.
+    if (!pump.tally.done) breakage = classify(err, signal);
+  } finally {
+    clearInterval(ticker);
+    clearTimeout(endGrace);
+  }
+  if (!breakage) {
     const tail = pump.push(decoder.end()) + pump.end();
     // An upstream that sent an error event and closed ended in its error, not a reset.
     if (!pump.tally.done && !pump.tally.upstreamError) breakage = new UpstreamFailure('connection_reset', 'upstream stream ended before its end event');
     // An answer whose last part wrote nothing here (a held final event, an empty finish) starts
     // now; one that broke or ended in an error before anything went out fails over instead.
-    if (!started && (breakage || pump.tally.upstreamError)) return failedBeforeStart(breakage);
-    if (tail || (!started && (pump.tally.answering || pump.tally.done))) deliver(tail);
-  } catch (err) {
-    // After its end event the answer is whole: a connection that breaks then takes nothing from it.
-    if (!pump.tally.done) breakage = classify(err, signal);
-  } finally {
-    clearInterval(ticker);
-    clearTimeout(endGrace);
+    else if (!pump.tally.upstreamError && (tail || (!started && (pump.tally.answering || pump.tally.done)))) deliver(tail);
   }
   // Some servers (vLLM) send an error chunk after the first byte, then [DONE]: the answer is
   // still cut short. Ending it as complete would bill it `ok`, cache it, and (transcoded, where

@@ -235,3 +235,30 @@ async function fetchReceipt(id: string) {
   expect(res.status).toBe(200);
   return (await res.json()) as Record<string, any>;
 }
+
+describe('an upstream that keeps its connection open after its end event', () => {
+  it('an empty answer is answered when the end grace closes it, not failed over (the hold, 10 s, is longer than the grace)', async () => {
+    // Nothing of it reaches the client before its end (message_start is held, the finish waits
+    // for message_delta): closed by the end grace, it was taken for an empty stream.
+    await gw.started.runtime.adminStore.routing.upsertRoute({
+      name: 'empty-after-done',
+      strategy: 'PRIORITY',
+      targets: [
+        { provider: 'sim', model: 'empty-first', priority: 0 },
+        { provider: 'sim-b', model: 'empty-backup', priority: 1 },
+      ],
+    });
+    await gw.started.runtime.app.catalog.refresh();
+    gw.sim.behave('empty-first', { hang: 'after-done', content: '', completionTokens: 0, times: 1 });
+    const res = await fetch(`${gw.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': secret, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'empty-after-done', max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'say nothing' }] }),
+    });
+    const text = await res.text();
+    expect(res.headers.get('x-tollgate-model')).toBe('empty-first');
+    expect(res.headers.get('x-tollgate-attempts')).toBe('1');
+    expect(text).toContain('event: message_stop');
+    expect(text).not.toContain('event: error');
+  });
+});
