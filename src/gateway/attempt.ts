@@ -190,7 +190,6 @@ export async function send(
   return { refused: adapter.error(status, errorBody) };
 }
 
-/** The usage the upstream reported, or an estimate from the request and the text delivered. */
 /** What an answer generated, for an estimate when its usage is missing. */
 export interface Generated {
   /** Text and tool arguments. */
@@ -199,6 +198,7 @@ export interface Generated {
   reasoning: string;
 }
 
+/** The usage the upstream reported, or an estimate from the request and what was generated. */
 export async function usageOf(
   reported: Omit<Usage, 'estimated'> | null,
   parsed: ParsedRequest,
@@ -215,6 +215,8 @@ export async function usageOf(
   return { promptTokens: await estimatePromptTokens(parsed.body), cachedTokens: 0, cacheWriteTokens: 0, ...output };
 }
 
+const NOTHING_GENERATED: Generated = { text: '', reasoning: '' };
+
 /**
  * Failures after which the provider bills the call: it had read the prompt and was at work on
  * it when the client left ('aborted') or the gateway stopped waiting (a timeout after the
@@ -230,7 +232,9 @@ const BILLED_FAILURES = new Set(['aborted', 'timeout_first_byte', 'timeout_idle'
  */
 export async function billUnansweredCall(limiter: PipelineDeps['limiter'], ex: Exchange, target: Target, failure: UpstreamFailure): Promise<void> {
   if (!BILLED_FAILURES.has(failure.kind)) return;
-  const usage = await usageOf(null, ex.parsed!, () => ({ text: '', reasoning: '' }));
+  // One estimate for the request, however many of its calls time out.
+  ex.unansweredUsage ??= usageOf(null, ex.parsed!, () => NOTHING_GENERATED);
+  const usage = await ex.unansweredUsage;
   limiter.recordTokens(ex.key!.id, usage.promptTokens, ex.key!.tpmLimit);
   const cost = costOf(usage, target.price);
   Object.assign(ex.attempts.at(-1)!, { prompt_tokens: usage.promptTokens, completion_tokens: 0, cost_usd: cost, accepted: null, reject_reason: null });

@@ -241,11 +241,6 @@ export function toChatUsage(usage: Usage): ChatUsage {
   };
 }
 
-/**
- * Cost in USD, or null when the model has no price (unpriced is never free): uncached input
- * at the input price, cache reads at the cached-input price, cache writes at the cache-write
- * price (each falling back to the input price), output at the output price.
- */
 /** Tokens and what they cost, together (one call's, or a sum of calls'). */
 export interface Billed {
   usage: Usage;
@@ -269,6 +264,11 @@ export function billedTotal(parts: readonly Billed[]): Billed {
   return { usage, cost };
 }
 
+/**
+ * Cost in USD, or null when the model has no price (unpriced is never free): uncached input
+ * at the input price, cache reads at the cached-input price, cache writes at the cache-write
+ * price (each falling back to the input price), output at the output price.
+ */
 export function costOf(usage: Usage, price: PriceInput | null): number | null {
   if (!price) return null;
   const cached = Math.min(usage.cachedTokens, usage.promptTokens);
