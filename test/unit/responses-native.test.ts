@@ -142,6 +142,21 @@ describe('ResponsesRelay', () => {
     });
   });
 
+  it('a stream begun with keep-alives alone that breaks opens with a response.created of its own', () => {
+    const relay = new ResponsesRelay(identity, false);
+    const out = relay.fail(new GatewayError(502, 'api_error', 'upstream_stream_interrupted', 'broke'));
+    const events = out
+      .split('\n\n')
+      .filter(Boolean)
+      .map((e) => JSON.parse(e.split('\ndata: ')[1]!));
+    expect(events.map((e) => [e.type, e.sequence_number])).toEqual([
+      ['response.created', 0],
+      ['response.failed', 1],
+    ]);
+    expect(events[0].response).toMatchObject({ id: 'resp_gateway', status: 'in_progress' });
+    expect(events[1].response).toMatchObject({ id: 'resp_gateway', status: 'failed', error: { message: 'broke' } });
+  });
+
   it('tallies reasoning (or its summary) for the estimate; an event that is not JSON breaks the stream and is not relayed', () => {
     const relay = new ResponsesRelay(identity, false);
     relay.push(ev('response.reasoning_summary_text.delta', { delta: 'Thinking about it.' }, 1));

@@ -53,12 +53,16 @@ export class ResponsesRelay extends EventRelay {
   /** The stream broke: a response.failed event, unless the upstream's own error already went out. */
   fail(error: GatewayError): string {
     if (this.forwardedError) return '';
-    const response = {
-      ...(this.snapshot ?? { id: this.identity.id, object: 'response', output: [] }),
-      status: 'failed',
-      error: { code: 'server_error', message: error.message },
-    };
-    return sseEvent('response.failed', { type: 'response.failed', sequence_number: this.lastSequence + 1, response });
+    let out = '';
+    if (!this.snapshot) {
+      // Begun with keep-alives alone (the upstream's response.created never came): one of ours
+      // first, as the SDKs' stream helpers throw on a response.failed without it.
+      const { id, previousResponseId, metadata } = this.identity;
+      this.snapshot = { id, object: 'response', status: 'in_progress', output: [], previous_response_id: previousResponseId, metadata };
+      out = sseEvent('response.created', { type: 'response.created', sequence_number: ++this.lastSequence, response: this.snapshot });
+    }
+    const response = { ...this.snapshot, status: 'failed', error: { code: 'server_error', message: error.message } };
+    return out + sseEvent('response.failed', { type: 'response.failed', sequence_number: this.lastSequence + 1, response });
   }
 
   protected handle(event: string): string {
