@@ -235,50 +235,36 @@ describe('broken streams', () => {
 });
 
 describe('a model slow to begin', () => {
-  it("message_start and the pings go on once held for TOLLGATE_STREAM_HOLD_MS; TTFT is the answer's", async () => {
-    gw.sim.behave('claude-sim', { processingEveryMs: 50, ttftMs: 1200, times: 1 });
-    sent++;
-    const res = await fetch(`${gw.url}/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key.secret, 'content-type': 'application/json' },
-      body: JSON.stringify({ ...ok, stream: true }),
+  // Pings every 50 ms while it thinks; or message_start and one ping, then 1.2 s of silence (the
+  // hold ends on a clock: held until the next upstream byte, all went out with the answer).
+  for (const [pinging, processingEveryMs] of [
+    ['pings', 50],
+    ['thinks in silence after its opening', 5_000],
+  ] as const) {
+    it(`message_start goes out once held for TOLLGATE_STREAM_HOLD_MS (${pinging}); TTFT is the answer's`, async () => {
+      gw.sim.behave('claude-sim', { processingEveryMs, ttftMs: 1200, times: 1 });
+      sent++;
+      const res = await fetch(`${gw.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': key.secret, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...ok, stream: true }),
+      });
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      const first = (await reader.read()).value!;
+      // Held until the answer began, they would arrive in one write with it.
+      expect(first.startsWith('event: message_start\n')).toBe(true);
+      expect(first).toContain('event: ping');
+      expect(first).not.toContain('content_block_start');
+      let text = first;
+      for (let part = await reader.read(); !part.done; part = await reader.read()) text += part.value;
+      expect(text).toContain('event: message_stop');
+      const r: any = await (
+        await fetch(`${gw.baseURL}/receipts/${res.headers.get('x-tollgate-receipt-id')}`, { headers: { authorization: `Bearer ${key.secret}` } })
+      ).json();
+      expect(r.status).toBe('ok');
+      expect(r.ttft_ms).toBeGreaterThanOrEqual(1100);
     });
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    const first = (await reader.read()).value!;
-    // Held until the answer began, they would arrive in one write with it.
-    expect(first.startsWith('event: message_start\n')).toBe(true);
-    expect(first).toContain('event: ping');
-    expect(first).not.toContain('content_block_start');
-    let text = first;
-    for (let part = await reader.read(); !part.done; part = await reader.read()) text += part.value;
-    expect(text).toContain('event: message_stop');
-    const r: any = await (
-      await fetch(`${gw.baseURL}/receipts/${res.headers.get('x-tollgate-receipt-id')}`, { headers: { authorization: `Bearer ${key.secret}` } })
-    ).json();
-    expect(r.status).toBe('ok');
-    expect(r.ttft_ms).toBeGreaterThanOrEqual(1100);
-  });
-});
-
-describe('a model that thinks in silence after its opening', () => {
-  it('message_start goes out once held for TOLLGATE_STREAM_HOLD_MS, on a clock: the upstream sends nothing more to wait for', async () => {
-    // message_start and a ping at once, then 1.2 s without a byte before the answer.
-    gw.sim.behave('claude-sim', { processingEveryMs: 5_000, ttftMs: 1200, times: 1 });
-    sent++;
-    const res = await fetch(`${gw.url}/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key.secret, 'content-type': 'application/json' },
-      body: JSON.stringify({ ...ok, stream: true }),
-    });
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    const first = (await reader.read()).value!;
-    // Held until the next upstream byte, it went out in one write with the answer.
-    expect(first.startsWith('event: message_start\n')).toBe(true);
-    expect(first).not.toContain('content_block_start');
-    let text = first;
-    for (let part = await reader.read(); !part.done; part = await reader.read()) text += part.value;
-    expect(text).toContain('event: message_stop');
-  });
+  }
 });
 
 describe('a chat upstream behind /v1/messages', () => {

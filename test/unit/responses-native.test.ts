@@ -145,10 +145,7 @@ describe('ResponsesRelay', () => {
   it('a stream begun with keep-alives alone that breaks opens with a response.created of its own', () => {
     const relay = new ResponsesRelay(identity, false);
     const out = relay.fail(new GatewayError(502, 'api_error', 'upstream_stream_interrupted', 'broke'));
-    const events = out
-      .split('\n\n')
-      .filter(Boolean)
-      .map((e) => JSON.parse(e.split('\ndata: ')[1]!));
+    const events = dataOf(out);
     expect(events.map((e) => [e.type, e.sequence_number])).toEqual([
       ['response.created', 0],
       ['response.failed', 1],
@@ -265,10 +262,7 @@ describe('ResponsesEncoder (a transcoded stream)', () => {
   it('a stream that breaks before its first event still opens with response.created, as the SDKs expect', () => {
     const encoder = new ResponsesEncoder({ id: 'resp_gateway', created: 1, model: 'm', body: { model: 'm', input: 'hi' } as never });
     const out = encoder.fail(new GatewayError(502, 'api_error', 'upstream_stream_interrupted', 'broke'));
-    const events = out
-      .split('\n\n')
-      .filter(Boolean)
-      .map((e) => JSON.parse(e.split('\ndata: ')[1]!));
+    const events = dataOf(out);
     expect(events.map((e) => [e.type, e.sequence_number])).toEqual([
       ['response.created', 0],
       ['response.in_progress', 1],
@@ -277,3 +271,11 @@ describe('ResponsesEncoder (a transcoded stream)', () => {
     expect(events[2].response).toMatchObject({ id: 'resp_gateway', status: 'failed', error: { message: 'broke' } });
   });
 });
+
+/** The data of each SSE event in `out`. */
+function dataOf(out: string): any[] {
+  return out
+    .split('\n\n')
+    .filter(Boolean)
+    .map((e) => JSON.parse(e.split('\ndata: ')[1]!));
+}
