@@ -41,7 +41,10 @@ export class WalIndex {
   /** The buffer of the last segment let go of, for the next one: fresh pages cost page faults. */
   #spare: Buffer | null = null;
 
-  /** `limit`: at most this many positions are held, the newest; older receipts wait for ClickHouse. */
+  /**
+   * `limit`: the newest receipts held, at least this many (once there are) and less than one
+   * segment more (whole segments go); older receipts wait for ClickHouse.
+   */
   constructor(limit = 20_000) {
     this.#limit = limit;
   }
@@ -91,8 +94,10 @@ export class WalIndex {
     positions.count++;
     this.#held++;
     // With ClickHouse down the WAL grows; what is held does not. Whole segments go, oldest
-    // first, never the one being written.
-    while (this.#held > this.#limit && this.#segments.length > 1) this.#drop(0);
+    // first, never the one being written, and only while the limit is still held without them
+    // (dropping whenever it was passed left as few as the limit less a segment: a restart's
+    // leftovers in segments of 4 and 3 kept 8 of the newest 10).
+    while (this.#segments.length > 1 && this.#held - this.#segments[0]!.count >= this.#limit) this.#drop(0);
   }
 
   find(id: string): WalPosition | undefined {

@@ -29,6 +29,18 @@ describe('WalIndex', () => {
     index.landed(7);
     expect(index.find(ids[29]!)).toBeUndefined();
     expect(index.find(ids[27]!)).toEqual({ segment: 6, offset: 27 });
+    // However the segments fall, the newest `limit` are held: 3 + 4 + 1 + 4 over a limit of 10.
+    const uneven = new WalIndex(10);
+    const sizes = [3, 4, 1, 4];
+    const added: string[] = [];
+    sizes.forEach((size, segment) => {
+      for (let i = 0; i < size; i++) {
+        added.push(uuidv7());
+        uneven.add(segment, added.at(-1)!, i);
+      }
+    });
+    expect(uneven.size).toBeGreaterThanOrEqual(10);
+    expect(added.slice(-10).every((id) => uneven.find(id))).toBe(true);
     // One segment over the limit stays whole: it is the one being written.
     const big = new WalIndex(3);
     const many = Array.from({ length: 5 }, () => uuidv7());
