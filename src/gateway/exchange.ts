@@ -145,13 +145,12 @@ export class Exchange {
     // A cascade bills every step it climbed (DESIGN §5), whichever answer the client got.
     if (this.climb) usage = this.climb.usage;
     // A cache hit costs nothing; what it saved is what the original answer cost.
-    let cost = hit ? 0 : this.climb ? this.climb.cost : target ? costOf(usage, target.price) : null;
+    const cost = hit ? 0 : this.climb ? this.climb.cost : target ? costOf(usage, target.price) : null;
     // The attempt that answered carries the answer's tokens and cost; the others, none.
     const answering = target && !hit && !this.climb ? this.attempts.length - 1 : -1;
-    const [answerUsage, answerCost] = [usage, cost];
     // Calls that answered nothing but were billed come on top (or are all there is).
     const unanswered = this.unanswered;
-    if (unanswered) ({ usage, cost } = target || this.climb ? billedTotal([{ usage, cost }, unanswered]) : unanswered);
+    const billed = !unanswered ? { usage, cost } : target || this.climb ? billedTotal([{ usage, cost }, unanswered]) : unanswered;
     const named = target ?? unanswered?.target ?? null;
     const price = named?.price ?? null;
     const hadUpstream = this.attempts.length > 0;
@@ -166,9 +165,9 @@ export class Exchange {
         status: a.status,
         error: a.error,
         latency_ms: a.latency_ms,
-        prompt_tokens: mine ? answerUsage.promptTokens : null,
-        completion_tokens: mine ? answerUsage.completionTokens : null,
-        cost_usd: mine ? answerCost : null,
+        prompt_tokens: mine ? usage.promptTokens : null,
+        completion_tokens: mine ? usage.completionTokens : null,
+        cost_usd: mine ? cost : null,
         accepted: mine ? this.accepted : null,
         reject_reason: null,
       } satisfies Record<keyof Required<Attempt>, unknown>;
@@ -199,12 +198,12 @@ export class Exchange {
       latency_ms: roundMs(latency),
       upstream_ms: hadUpstream ? roundMs(this.upstreamMs) : null,
       overhead_ms: hadUpstream ? roundMs(Math.max(0, latency - this.upstreamMs)) : null,
-      prompt_tokens: usage.promptTokens,
-      completion_tokens: usage.completionTokens,
-      cached_tokens: usage.cachedTokens,
-      usage_estimated: usage.estimated,
-      cost_usd: cost,
-      price_version: cost === null || hit ? null : (price?.version ?? null),
+      prompt_tokens: billed.usage.promptTokens,
+      completion_tokens: billed.usage.completionTokens,
+      cached_tokens: billed.usage.cachedTokens,
+      usage_estimated: billed.usage.estimated,
+      cost_usd: billed.cost,
+      price_version: billed.cost === null || hit ? null : (price?.version ?? null),
       cache_status: this.cacheStatus,
       cache_similarity: hit ? hit.similarity : null,
       saved_cost_usd: hit ? hit.savedCostUsd : null,
@@ -216,8 +215,8 @@ export class Exchange {
       experiment: this.experiment,
       variant: this.variant,
       accepted: this.accepted,
-      reasoning_tokens: usage.reasoningTokens,
-      cache_write_tokens: usage.cacheWriteTokens,
+      reasoning_tokens: billed.usage.reasoningTokens,
+      cache_write_tokens: billed.usage.cacheWriteTokens,
     };
   }
 }

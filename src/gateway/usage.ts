@@ -55,9 +55,10 @@ function countBounded(count: CountTokens, text: string): number {
 }
 
 /**
- * A pass over the characters (~4 µs a KB, the count ~25; the regular expression costs ~20 a KB): whether a run of letters, of punctuation or of whitespace may be longer than
- * MAX_PIECE. A non-ASCII character may be any of them, so it counts for all three. Most prompts
- * have no such run and are counted as they are.
+ * Whether a run of letters, of punctuation or of whitespace may be longer than MAX_PIECE: a
+ * pass over the characters (~4 µs a KB, the count ~25, the regular expression ~20). A non-ASCII
+ * character may be any of them, so it counts for all three. Most prompts have no such run and
+ * are counted as they are.
  */
 function mayHaveLongRun(text: string): boolean {
   if (text.length <= MAX_PIECE) return false;
