@@ -29,7 +29,7 @@ export const ZERO_USAGE: Usage = { promptTokens: 0, completionTokens: 0, cachedT
 const FINISHED = { push: () => [], end: () => [], done: true };
 
 export class Endings {
-  constructor(private readonly deps: Pick<PipelineDeps, 'receipts' | 'budgets' | 'metrics' | 'bus' | 'log'>) {}
+  constructor(private readonly deps: Pick<PipelineDeps, 'receipts' | 'budgets' | 'limiter' | 'metrics' | 'bus' | 'log'>) {}
 
   /** A complete (non-streamed) answer: its receipt goes to the WAL, then the response. */
   async respond(
@@ -218,7 +218,12 @@ export class Endings {
     if (ex.receipt) return ex.receipt;
     const draft = ex.toReceiptDraft(status, httpStatus, errorCode, usage, responseSha256);
     ex.trace?.recorded(draft);
-    // Every request ends in exactly one receipt: that is where its budget reservation settles.
+    // Every request ends in exactly one receipt: that is where its reservations end (its
+    // tokens were recorded for TPM as its calls answered).
+    if (ex.tokenReservation) {
+      this.deps.limiter.release(ex.tokenReservation);
+      ex.tokenReservation = null;
+    }
     const ticket = ex.budgetTicket;
     if (ticket) {
       ex.budgetTicket = null;

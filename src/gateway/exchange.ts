@@ -12,6 +12,7 @@ import type { RequestTrace } from '../telemetry/tracing.js';
 import { attributionOf } from './attribution.js';
 import type { ApiKeyRecord } from './auth.js';
 import type { CacheLookup } from './cache.js';
+import type { TokenReservation } from './limits.js';
 import { type Billed, billedTotal, costOf, type Usage } from './usage.js';
 
 const EMPTY_SHA256 = hash('sha256', '');
@@ -45,6 +46,8 @@ export class Exchange {
   cacheStatus: CacheStatus = 'bypass';
   /** A cache miss's lookup: what storing the answer afterwards needs (key, vector). */
   cacheLookup: CacheLookup | null = null;
+  /** The TPM reservation this request holds until its receipt releases it. */
+  tokenReservation: TokenReservation | null = null;
   /** The budget reservation this request holds until its receipt settles it. */
   budgetTicket: BudgetTicket | null = null;
   /** Set when the answer came from the cache: where it originally came from, and what it cost then. */

@@ -28,7 +28,7 @@ import { badRequest, GatewayError, modelNotFound, rateLimited, routeForbidden, s
 import { Exchange } from './exchange.js';
 import { relayStream } from './stream-relay.js';
 import { classify, UpstreamFailure } from './upstream.js';
-import { billedTotal, maxCostOf, readUsage, type Usage } from './usage.js';
+import { billedTotal, maxCostOf, readUsage, tokenCeilingOf, type Usage } from './usage.js';
 import { parseJsonBody } from './validate.js';
 
 export class Pipeline {
@@ -68,7 +68,11 @@ export class Pipeline {
       ex.variant = decision.variant;
       const served = servingRoute(decision.route, protocol, parsed);
       ex.served = served;
-      ex.responseHeaders = (await this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit)).headers;
+      // With a TPM limit a request reserves its prompt and the output it asks for (no default).
+      const ceiling = ex.key.tpmLimit ? await tokenCeilingOf(parsed, 0) : null;
+      const limits = await this.deps.limiter.admit(ex.key.id, ex.key.rpmLimit, ex.key.tpmLimit, ceiling ? ceiling.prompt + ceiling.completion : 0);
+      ex.responseHeaders = limits.headers;
+      ex.tokenReservation = limits.reservation;
       const budgets = this.deps.budgets;
       if (budgets) {
         const { key } = ex;

@@ -89,13 +89,25 @@ function mayHaveLongRun(text: string): boolean {
 }
 
 /**
- * The most a request can cost on a route: prompt tokens (estimated, at the dearer of the input
- * and cache-write prices: a provider may write the prompt to its cache) plus the completion
- * tokens it allows (the largest of max_completion_tokens, max_tokens and max_output_tokens:
- * which one an upstream obeys depends on the protocol and the provider, so a small one beside
- * a large one must not decide; or `defaultMaxTokens`) times n, at the dearest target's prices
- * (failover may land anywhere), or at every target's prices added up for a cascade, which may
- * pay each step. Unpriced targets count as 0; embeddings have no completion.
+ * The tokens a request may use: its prompt (estimated) and the completion tokens it allows
+ * (the largest of max_completion_tokens, max_tokens and max_output_tokens: which one an
+ * upstream obeys depends on the protocol and the provider, so a small one beside a large one
+ * must not decide; or `defaultMaxTokens`) times n. Embeddings have no completion.
+ */
+export async function tokenCeilingOf(parsed: Pick<ParsedRequest, 'body' | 'chat'>, defaultMaxTokens: number): Promise<{ prompt: number; completion: number }> {
+  const { body } = parsed;
+  const prompt = await estimatePromptTokens(body);
+  const positive = (v: unknown) => (typeof v === 'number' && v > 0 ? v : 0);
+  const limit = Math.max(positive(body.max_completion_tokens), positive(body.max_tokens), positive(body.max_output_tokens));
+  const perChoice = parsed.chat ? limit || defaultMaxTokens : 0;
+  return { prompt, completion: perChoice * (positive(body.n) || 1) };
+}
+
+/**
+ * The most a request can cost on a route: its token ceiling (tokenCeilingOf), the prompt at
+ * the dearer of the input and cache-write prices (a provider may write the prompt to its
+ * cache), at the dearest target's prices (failover may land anywhere), or at every target's
+ * prices added up for a cascade, which may pay each step. Unpriced targets count as 0.
  */
 export async function maxCostOf(
   targets: ReadonlyArray<{ price: PriceInput | null }>,
@@ -103,12 +115,7 @@ export async function maxCostOf(
   defaultMaxTokens: number,
   paysEveryTarget = false,
 ): Promise<number> {
-  const { body } = parsed;
-  const prompt = await estimatePromptTokens(body);
-  const positive = (v: unknown) => (typeof v === 'number' && v > 0 ? v : 0);
-  const limit = Math.max(positive(body.max_completion_tokens), positive(body.max_tokens), positive(body.max_output_tokens));
-  const perChoice = parsed.chat ? limit || defaultMaxTokens : 0;
-  const completion = perChoice * (positive(body.n) || 1);
+  const { prompt, completion } = await tokenCeilingOf(parsed, defaultMaxTokens);
   let max = 0;
   for (const { price } of targets) {
     if (!price) continue;

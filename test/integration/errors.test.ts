@@ -162,6 +162,24 @@ describe('413, 404, 403, 429, 405', () => {
     expect(third.headers.get('x-ratelimit-remaining-requests')).toBe('0');
   });
 
+  it('TPM: concurrent requests reserve what they may use, so they cannot all pass; the reservation ends with them', async () => {
+    const limited = await gw.createKey('team-errors', { tpmLimit: 1_000 });
+    const h = { authorization: `Bearer ${limited.secret}` };
+    // Each asks for up to 300 output tokens and uses ~20: nothing is recorded while they run.
+    const asking = { ...ok, max_tokens: 300 };
+    gw.sim.behave('sim-large', { latencyMs: 400, times: 6 });
+    const burst = await Promise.all(Array.from({ length: 6 }, () => post(asking, h)));
+    const statuses = burst.map((r) => r.status).sort();
+    // ~310 tokens reserved each: the fourth still finds the count under 1,000, the rest do not.
+    expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
+    for (const r of burst.filter((x) => x.status === 429)) expect(r.json.error.message).toMatch(/tokens per minute/);
+    gw.sim.reset();
+    // Their receipts released the reservations; only what they used still counts.
+    const next = await post(asking, h);
+    expect(next.status).toBe(200);
+    expect(Number(next.headers.get('x-ratelimit-remaining-tokens'))).toBeGreaterThan(500);
+  });
+
   it('405 for the wrong method and an OpenAI-shaped 404 for unknown paths', async () => {
     const get = await fetch(`${gw.url}/v1/chat/completions`, { headers: { authorization: `Bearer ${key.secret}` } });
     expect(get.status).toBe(405);

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GatewayError } from '../../src/gateway/errors.js';
-import { MemoryWindows, RateLimiter, RedisWindows, type WindowStore } from '../../src/gateway/limits.js';
+import { MemoryWindows, RateLimiter, RedisWindows, type TokenReservation, type WindowStore } from '../../src/gateway/limits.js';
 import { type SimulatedProvider, startSimulatedProvider } from '../../src/sim/simulated.js';
 import { scratchDatabase } from '../support/gateway.js';
 import { gqlOk } from '../support/graphql.js';
@@ -19,6 +19,7 @@ describe('rate limiter with unreachable shared windows (always runs)', () => {
     const broken: WindowStore = {
       take: () => Promise.reject(new Error('connection refused')),
       addTokens: () => Promise.reject(new Error('connection refused')),
+      release: () => Promise.reject(new Error('connection refused')),
     };
     const rl = new RateLimiter(
       () => 0,
@@ -62,6 +63,44 @@ describe.runIf(REDIS_URL)('Redis windows', () => {
       expect(seen.some((h) => h.status === '429' && h['x-ratelimit-remaining-requests'] === '0')).toBe(true);
       expect(seen.some((h) => h.status === '429' && h['x-ratelimit-remaining-requests'] !== '0')).toBe(true);
       expect(seen.some((h) => h.status === undefined)).toBe(true);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it("reserve and release tokens exactly as this process's windows, across a minute boundary", async () => {
+    const redis = new Redis(REDIS_URL!);
+    try {
+      const clock = { t: 9 * 60_000 + 50_000 };
+      const shared = new RateLimiter(() => clock.t, new RedisWindows(redis, `tollgate:test:${randomBytes(6).toString('hex')}:`));
+      const local = new RateLimiter(() => clock.t, new MemoryWindows());
+      type Outcome = { headers: Record<string, string>; reservation: TokenReservation | null };
+      const both = async (reserve: number) => {
+        const [a, b] = await Promise.all(
+          [shared, local].map((rl) =>
+            rl.admit('k', null, 1_000, reserve).then(
+              (x): Outcome => ({ headers: x.headers, reservation: x.reservation }),
+              (e: GatewayError): Outcome => ({ headers: { status: String(e.status), ...e.headers }, reservation: null }),
+            ),
+          ),
+        );
+        expect(a!.headers).toEqual(b!.headers);
+        return [a!, b!] as const;
+      };
+      const first = await both(450);
+      const second = await both(450);
+      expect(first[0].headers['x-ratelimit-remaining-tokens']).toBe('550');
+      expect((await both(450))[0].headers.status).toBeUndefined(); // 900 used: still under
+      expect((await both(10))[0].headers.status).toBe('429'); // 1,350 used
+      // Into the next minute: the first is released from the previous minute's count.
+      clock.t += 20_000;
+      for (const [i, rl] of [shared, local].entries()) rl.release(first[i]!.reservation!);
+      await new Promise((r) => setTimeout(r, 20));
+      const after = await both(0);
+      expect(after[0].headers['x-ratelimit-remaining-tokens']).toBe(String(Math.floor(1_000 - 900 * (50 / 60))));
+      for (const [i, rl] of [shared, local].entries()) rl.release(second[i]!.reservation!);
+      await new Promise((r) => setTimeout(r, 20));
+      await both(0);
     } finally {
       redis.disconnect();
     }

@@ -151,7 +151,7 @@ describe('RateLimiter: RPM', () => {
       const a = await rl.admit('k', null, null);
       expect(a.headers).toEqual({});
     }
-    await expect(rl.admit('k', 0, 0)).resolves.toEqual({ headers: {} });
+    await expect(rl.admit('k', 0, 0)).resolves.toEqual({ headers: {}, reservation: null });
   });
 });
 
@@ -198,5 +198,40 @@ describe('RateLimiter: TPM', () => {
     // Had the 5 rejections counted as requests, remaining-requests would be 0 here.
     const e = await rejection(() => rl.admit('k', 2, 10));
     expect(e.headers['x-ratelimit-remaining-requests']).toBe('1');
+  });
+
+  it('an admitted request reserves its tokens until released: concurrent requests cannot all pass', async () => {
+    const c = clock(10_000);
+    const rl = new RateLimiter(c.now);
+    // Nothing recorded yet: without the reservation all five would be admitted.
+    const admitted = [];
+    for (let i = 0; i < 3; i++) admitted.push(await rl.admit('k', null, 1_000, 400));
+    expect(admitted.map((a) => a.headers['x-ratelimit-remaining-tokens'])).toEqual(['600', '200', '0']);
+    await rejection(() => rl.admit('k', null, 1_000, 400));
+    // Their answers used 50 tokens each: recorded, and the reservations given back.
+    for (const a of admitted) {
+      rl.recordTokens('k', 50, 1_000);
+      rl.release(a.reservation!);
+    }
+    await Promise.resolve();
+    expect((await rl.admit('k', null, 1_000)).headers['x-ratelimit-remaining-tokens']).toBe('850');
+    // No reservation without a TPM limit, or when the request is refused.
+    expect((await rl.admit('other', 10, null, 400)).reservation).toBeNull();
+  });
+
+  it("a reservation is released from its own minute's window, never below zero", async () => {
+    const c = clock(59_000);
+    const rl = new RateLimiter(c.now);
+    const a = await rl.admit('k', null, 1_000, 600);
+    // Released 31 s into the next minute: the reservation is the previous minute's count.
+    c.t = 90_000;
+    rl.release(a.reservation!);
+    await Promise.resolve();
+    expect((await rl.admit('k', null, 1_000)).headers['x-ratelimit-remaining-tokens']).toBe('1000');
+    // Released twice: no negative count that would lend tokens to the next requests.
+    rl.release(a.reservation!);
+    await Promise.resolve();
+    rl.recordTokens('k', 1_000, 1_000);
+    await rejection(() => rl.admit('k', null, 1_000));
   });
 });
