@@ -584,6 +584,30 @@ describe('canonical chunks → Messages events', () => {
     expect([...out.matchAll(/^event: (\w+)$/gm)].map((m) => m[1])).toEqual(events(out).map((e) => e.type));
   });
 
+  it("a tool call's id and name that come after its first delta still start its block", () => {
+    const encoder = new MessagesEncoder('msg_late', 'route');
+    let out = '';
+    for (const c of [
+      chunk({ tool_calls: [{ index: 0, type: 'function', function: { arguments: '{"q":' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { name: 'search', arguments: '"x"' } }] }),
+      chunk({ tool_calls: [{ index: 0, id: 'call_late', function: { arguments: '}' } }] }),
+      // One that never names itself is still sent, when the answer ends.
+      chunk({ tool_calls: [{ index: 1, function: { name: 'other', arguments: '{}' } }] }),
+      chunk({}, 'tool_calls'),
+    ])
+      out += encoder.push(c);
+    out += encoder.close(null);
+    const blocks = events(out).filter((e) => e.type.startsWith('content_block'));
+    expect(blocks).toEqual([
+      { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: 'call_late', name: 'search', input: {} } },
+      { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '{"q":"x"}' } },
+      { type: 'content_block_stop', index: 0 },
+      { type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: '', name: 'other', input: {} } },
+      { type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{}' } },
+      { type: 'content_block_stop', index: 1 },
+    ]);
+  });
+
   it('replays a cached answer as a complete stream; an empty one still starts and stops', () => {
     const encoder = new MessagesEncoder('msg_x', 'route');
     const replay = completionChunks(

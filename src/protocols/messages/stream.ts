@@ -18,6 +18,12 @@ export class MessagesEncoder implements StreamEncoder {
   private blocks = 0;
   /** Tool-call index → its block's index. */
   private readonly toolBlocks = new Map<number, number>();
+  /**
+   * Tool calls whose id or name has not come yet (an upstream may send them after the first
+   * delta): a tool_use block names both at its start, and the SDK takes them from there only.
+   * Opened once both are known, or when anything else has to be sent.
+   */
+  private readonly pendingCalls = new Map<number, { id: string; name: string; args: string }>();
   private finishReason: string | null = null;
 
   constructor(
@@ -40,6 +46,7 @@ export class MessagesEncoder implements StreamEncoder {
   close(usage: ChatUsage | null): string {
     return (
       this.start('') +
+      this.openPendingCalls() +
       this.closeBlock() +
       event('message_delta', { delta: { stop_reason: stopReasonOf(this.finishReason), stop_sequence: null }, usage: messagesUsage(usage) }) +
       event('message_stop')
@@ -68,24 +75,40 @@ export class MessagesEncoder implements StreamEncoder {
   }
 
   private text(text: string): string {
-    let out = '';
+    let out = this.openPendingCalls();
     if (!this.open || this.open.tool !== null) out += this.openBlock(null, { type: 'text', text: '' });
     return out + event('content_block_delta', { index: this.open!.index, delta: { type: 'text_delta', text } });
   }
 
   private toolCall(tc: ToolCallDelta): string {
-    let out = '';
-    const key = typeof tc.index === 'number' ? tc.index : this.toolBlocks.size;
-    let index = this.toolBlocks.get(key);
-    if (index === undefined) {
-      out += this.openBlock(key, { type: 'tool_use', id: tc.id ?? '', name: tc.function?.name ?? '', input: {} });
-      index = this.open!.index;
-      this.toolBlocks.set(key, index);
-    }
+    const key = typeof tc.index === 'number' ? tc.index : this.toolBlocks.size + this.pendingCalls.size;
     const args = tc.function?.arguments;
+    const index = this.toolBlocks.get(key);
     // A late delta for a call whose block is closed still goes to that block's index.
-    if (typeof args === 'string' && args) out += event('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: args } });
+    if (index !== undefined) return typeof args === 'string' && args ? this.argumentsDelta(index, args) : '';
+    let call = this.pendingCalls.get(key);
+    if (!call) this.pendingCalls.set(key, (call = { id: '', name: '', args: '' }));
+    call.id ||= tc.id ?? '';
+    call.name ||= tc.function?.name ?? '';
+    if (typeof args === 'string') call.args += args;
+    return call.id && call.name ? this.openPendingCalls(key) : '';
+  }
+
+  /** Opens the pending tool calls that came before `upTo` (all of them without it), and it. */
+  private openPendingCalls(upTo?: number): string {
+    let out = '';
+    for (const [key, call] of this.pendingCalls) {
+      this.pendingCalls.delete(key);
+      out += this.openBlock(key, { type: 'tool_use', id: call.id, name: call.name, input: {} });
+      this.toolBlocks.set(key, this.open!.index);
+      if (call.args) out += this.argumentsDelta(this.open!.index, call.args);
+      if (key === upTo) break;
+    }
     return out;
+  }
+
+  private argumentsDelta(index: number, json: string): string {
+    return event('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: json } });
   }
 
   private openBlock(tool: number | null, block: Record<string, unknown>): string {
