@@ -103,6 +103,8 @@ export async function relayStream(
       // Nothing has reached the client yet: an error in the stream can still fail over.
       if (!started && pump.tally.upstreamError) return failedBeforeStart();
       if (out && !deliver(out) && started) await drained(res, signal);
+      // The answer ended in an error: whatever the upstream sends after it is not waited for.
+      if (pump.tally.upstreamError) break;
       if (pump.tally.done) endGrace ??= setTimeout(() => upstreamBody.destroy(), END_GRACE_MS);
     }
   } catch (err) {

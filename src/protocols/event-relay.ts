@@ -20,11 +20,16 @@ export abstract class EventRelay implements StreamPump {
 
   push(text: string): string {
     let out = '';
-    for (const event of this.framer.push(text)) out += this.handle(event);
+    for (const event of this.framer.push(text)) {
+      // An error (or data that is not JSON) ends the answer: what follows it is not relayed.
+      if (this.tally.upstreamError) break;
+      out += this.handle(event);
+    }
     return out;
   }
 
   end(): string {
+    if (this.tally.upstreamError) return '';
     const rest = this.framer.rest();
     return (rest === null ? '' : this.handle(rest)) + this.release();
   }

@@ -38,6 +38,8 @@ export class Transcoder implements StreamPump {
   encode(chunks: ChatChunk[]): string {
     let out = '';
     for (const chunk of chunks) {
+      // An error (or data that is not JSON) ends the answer: what follows it is not sent.
+      if (this.tally.upstreamError) break;
       tallyChunk(this.tally, chunk);
       this.assembler.add(chunk);
       out += this.encoder.push(chunk);

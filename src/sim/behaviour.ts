@@ -46,6 +46,8 @@ export interface SimBehaviour {
    * `data: [DONE]`, as vLLM ends a generation that fails mid-stream.
    */
   errorAfterChunks?: number;
+  /** With errorAfterChunks: the rest of the answer after the error chunk, as if nothing happened. */
+  continueAfterError?: boolean;
   /** OpenAI chat stream: after `data: [DONE]`, break the connection instead of ending it cleanly. */
   breakAfterDone?: boolean;
   /** Stream: wait this long between consecutive writes (slow drip, for idle timeouts). */

@@ -16,7 +16,6 @@ export const SIM_EMBEDDING_DIMS = 256;
 /** The SSE comment OpenRouter sends while it reaches the model (and then as a keep-alive). */
 const PROCESSING = ': OPENROUTER PROCESSING\n\n';
 
-// ---------------------------------------------------------------------------------------------
 // Errors
 
 export function sendError(
@@ -80,7 +79,6 @@ export function sendBehaviourError(res: http.ServerResponse, status: number, b: 
   sendError(res, status, message, type, null, code, extra);
 }
 
-// ---------------------------------------------------------------------------------------------
 // Chat completions
 
 export async function chat(res: http.ServerResponse, body: any, book: BehaviourBook, ids: { n: number }): Promise<void> {
@@ -241,6 +239,7 @@ async function streamChat(
   let steps = 0;
   for (const p of plans) steps = Math.max(steps, p.pieces.length);
   let sent = 0; // token chunks written, over all choices
+  let erred = false; // the error chunk went out (continueAfterError)
   let due = 0; // absolute time the next token step is due (tokensPerSecond pacing)
 
   // Returns false when the stream must stop (client gone, break or hang).
@@ -252,11 +251,14 @@ async function streamChat(
         breakConnection(res);
         return false;
       }
-      if (b.errorAfterChunks !== undefined && sent >= b.errorAfterChunks) {
-        res.end(
-          `data: {"error":{"object":"error","message":"generation failed (simulated)","type":"InternalServerError","param":null,"code":500}}\n\ndata: [DONE]\n\n`,
-        );
-        return false;
+      if (b.errorAfterChunks !== undefined && sent >= b.errorAfterChunks && !erred) {
+        const error = `data: {"error":{"object":"error","message":"generation failed (simulated)","type":"InternalServerError","param":null,"code":500}}\n\n`;
+        erred = true;
+        res.write(error);
+        if (!b.continueAfterError) {
+          res.end('data: [DONE]\n\n');
+          return false;
+        }
       }
       const piece = JSON.stringify(p.pieces[step]);
       res.write(
@@ -302,7 +304,6 @@ async function streamChat(
   if (b.breakAfterDone) breakConnection(res); // 'after-done': the connection stays open
 }
 
-// ---------------------------------------------------------------------------------------------
 // Embeddings
 
 export async function embeddings(res: http.ServerResponse, body: any, book: BehaviourBook): Promise<void> {

@@ -521,6 +521,22 @@ describe('streams', () => {
     expect(r.completion_tokens).toBeLessThan(20);
   });
 
+  it('what an upstream sends after its error chunk is not relayed: the answer ends at the error', async () => {
+    const { route, primary } = await freshRoute();
+    gw.sim.behave(primary, { errorAfterChunks: 3, continueAfterError: true, completionTokens: 20, times: 1 });
+    const { res, text } = await rawStream(route, 'fail, then go on');
+    const contents = [...text.matchAll(/^data: (\{.*\})$/gm)]
+      .map((m) => JSON.parse(m[1]!))
+      .map((c) => c.choices?.[0]?.delta?.content)
+      .filter((c) => typeof c === 'string' && c);
+    // The 17 tokens the upstream sent after its error were relayed before the error went out.
+    expect(contents).toHaveLength(3);
+    expect(text.indexOf('generation failed (simulated)')).toBeLessThan(text.indexOf('upstream_stream_interrupted'));
+    const r = await receipt(res.headers.get('x-tollgate-receipt-id'));
+    expect(r).toMatchObject({ status: 'partial', error_code: 'upstream_stream_interrupted' });
+    expect(r.completion_tokens).toBeLessThan(20);
+  });
+
   it('a connection that breaks after [DONE] takes nothing from the answer: [DONE] and an ok receipt', async () => {
     const { route, primary } = await freshRoute();
     gw.sim.behave(primary, { breakAfterDone: true, completionTokens: 12, times: 1 });

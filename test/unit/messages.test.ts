@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/gateway/errors.js';
 import { completionChunks, StreamAssembler } from '../../src/protocols/assemble.js';
 import type { ChatChunk, ChatRequest } from '../../src/protocols/canonical.js';
+import { ChatDecoder } from '../../src/protocols/chat.js';
 import { MessagesDecoder, messageToCompletion } from '../../src/protocols/messages/decode.js';
 import { MessagesRelay } from '../../src/protocols/messages/relay.js';
 import { parseMessagesRequest, TRANSLATED } from '../../src/protocols/messages/request.js';
@@ -12,6 +13,7 @@ import { MessagesEncoder } from '../../src/protocols/messages/stream.js';
 import { canonicalUsage, messagesErrorBody, messagesUsage } from '../../src/protocols/messages/wire.js';
 import { untranslatedMembers } from '../../src/protocols/protocol.js';
 import { NOT_JSON_ERROR } from '../../src/protocols/sse.js';
+import { Transcoder } from '../../src/protocols/transcode.js';
 import { toMessagesRequest } from '../../src/providers/anthropic.js';
 
 const sse = (type: string, data: object = {}) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
@@ -582,6 +584,22 @@ describe('canonical chunks → Messages events', () => {
       { type: 'message_stop' },
     ]);
     expect([...out.matchAll(/^event: (\w+)$/gm)].map((m) => m[1])).toEqual(events(out).map((e) => e.type));
+  });
+
+  it('a transcoded stream ends at an error chunk: what the upstream sends after it is not encoded', () => {
+    const pump = new Transcoder(new ChatDecoder(), new MessagesEncoder('msg_err', 'route'));
+    const data = (c: object) => `data: ${JSON.stringify(c)}\n\n`;
+    const out =
+      pump.push(data(chunk({ content: 'Before' })) + data({ error: { message: 'boom' } }) + data(chunk({ content: ' after' }))) +
+      pump.push(`${data(chunk({ content: ' more' }))}data: [DONE]\n\n`) +
+      pump.end();
+    const text = events(out)
+      .filter((e) => e.type === 'content_block_delta')
+      .map((e) => e.delta.text)
+      .join('');
+    expect(text).toBe('Before');
+    expect(pump.tally.deliveredText).toBe('Before');
+    expect(pump.tally.upstreamError).toEqual({ message: 'boom' });
   });
 
   it("a tool call's id and name that come after its first delta still start its block", () => {

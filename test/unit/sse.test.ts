@@ -128,6 +128,11 @@ describe('ChatRelay: framing', () => {
     expect(relay.tally.upstreamError).toEqual(NOT_JSON_ERROR);
     expect(relay.tally.contentChunks).toBe(0);
     expect(relay.tally.done).toBe(false);
+    // The answer ended there: what follows is neither relayed nor counted.
+    expect(relay.push(`data: ${chunk({ content: 'after' })}\n\ndata: [DONE]\n\n`)).toBe('');
+    expect(relay.end()).toBe('');
+    expect(relay.tally.deliveredText).toBe('');
+    expect(relay.tally.done).toBe(false);
   });
 
   it('tallies reasoning (reasoning_content, reasoning) apart from the answer, for the estimate', () => {
