@@ -98,7 +98,6 @@ function wordChunks(text: string): string[] {
   return text.match(/\s*\S+\s*/g) ?? (text ? [text] : []);
 }
 
-/** What a receipt needs from one canonical chunk: usage, delivered text, upstream errors. */
 /** A delta that carries part of the answer (anything but a role and empty fields). */
 function answerBegins(delta: any): boolean {
   if (!delta || typeof delta !== 'object') return false;
@@ -109,6 +108,7 @@ function answerBegins(delta: any): boolean {
   return false;
 }
 
+/** What a receipt needs from one canonical chunk: usage, delivered text, upstream errors. */
 export function tallyChunk(tally: StreamTally, chunk: any): void {
   if (chunk?.error) tally.upstreamError = chunk.error;
   if (chunk?.usage) tally.usage = chunk.usage;

@@ -158,7 +158,10 @@ describe('ResponsesRelay', () => {
     const relay = new ResponsesRelay(identity, false);
     relay.push(ev('response.reasoning_summary_text.delta', { delta: 'Thinking about it.' }, 1));
     relay.push(ev('response.reasoning_text.delta', { delta: ' More.' }, 2));
-    expect(relay.tally.reasoningText).toBe('Thinking about it. More.');
+    // A summary and the text it summarises are the same thinking: counted once, the fuller one.
+    expect(relay.tally.reasoningText).toBe('Thinking about it.');
+    relay.push(ev('response.reasoning_text.delta', { delta: ' Much more than the summary said.' }, 3));
+    expect(relay.tally.reasoningText).toBe(' More. Much more than the summary said.');
     expect(relay.tally.upstreamError).toBeNull();
     expect(relay.push('event: response.output_text.delta\ndata: {"delta":\n\n')).toBe('');
     expect(relay.tally.upstreamError).toEqual(NOT_JSON_ERROR);

@@ -96,12 +96,20 @@ export class ResponsesEventReader {
   done = false;
   /** The upstream's error (an `error` event, or response.failed's error). */
   error: unknown = null;
-  /** The reasoning (or its summary, a lower bound) streamed so far (StreamTally.reasoningText). */
-  reasoning = '';
+  private reasoningText = '';
+  private reasoningSummary = '';
   private head: Omit<ChatChunk, 'choices' | 'usage'> = { id: '', object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: '' };
   /** Output index of a function_call item → tool-call index. */
   private readonly calls = new Map<number, number>();
   private roleSent = false;
+
+  /**
+   * The reasoning streamed so far (StreamTally.reasoningText): its text, or its summary (a lower
+   * bound) when only that came; not both, which are the same thinking twice.
+   */
+  get reasoning(): string {
+    return this.reasoningText.length >= this.reasoningSummary.length ? this.reasoningText : this.reasoningSummary;
+  }
 
   read(data: unknown): ChatChunk[] {
     const e = data as Json | null;
@@ -117,8 +125,10 @@ export class ResponsesEventReader {
       case 'response.refusal.delta':
         return typeof e.delta === 'string' && e.delta ? [this.chunk({ refusal: e.delta })] : [];
       case 'response.reasoning_text.delta':
+        if (typeof e.delta === 'string') this.reasoningText += e.delta;
+        return [];
       case 'response.reasoning_summary_text.delta':
-        if (typeof e.delta === 'string') this.reasoning += e.delta;
+        if (typeof e.delta === 'string') this.reasoningSummary += e.delta;
         return [];
       case 'response.output_item.added': {
         const item = e.item;
