@@ -28,6 +28,22 @@ const ROLE_WORDS = new Set(['to', 'from', 'into', 'vs', 'versus', 'than', 'befor
  */
 const QUESTION_KINDS = new Set(['who', 'whom', 'whose', 'when', 'where', 'why', 'how']);
 const PAST = new Set(['was', 'were', 'did', 'had']);
+/**
+ * What the asker asks about themselves: whether they can ("can I") or whether they should
+ * ("should I", "must we"). Only before "I"/"we": "can you explain" is politeness.
+ */
+const MODALITY = new Map([
+  ['can', 'can'],
+  ['could', 'can'],
+  ['may', 'can'],
+  ['might', 'can'],
+  ['should', 'should'],
+  ['must', 'should'],
+  ['shall', 'should'],
+  ['ought', 'should'],
+]);
+/** A choice between things ("Rust or Go") is not a question about both ("Rust and Go"). */
+const CHOICE = new Set(['or', 'vs', 'versus', 'either']);
 
 const NEGATIONS = new Set(['not', 'no', 'never', 'without', 'except', 'none', 'nor', 'neither', 'nothing', 'nobody', 'cannot', 'excluding', 'unless']);
 
@@ -114,7 +130,10 @@ export function analyze(text: string): TextAnalysis {
   const details: string[] = [];
   let negations = 0;
   let past = false;
+  let choice = false;
   const kinds = new Set<string>();
+  const modality = new Set<string>();
+  let previous = '';
   let sentenceStart = true;
   for (const m of expanded.matchAll(TOKEN)) {
     const word = m[0];
@@ -137,6 +156,8 @@ export function analyze(text: string): TextAnalysis {
       continue;
     }
     const lower = word.toLowerCase();
+    const before = previous;
+    previous = lower;
     // "product A but not product B": a lone capital mid-sentence is a label, not the article.
     if (/^\p{Lu}$/u.test(word) && word !== 'I' && !atStart && !shouting) {
       tokens.push(lower);
@@ -146,6 +167,8 @@ export function analyze(text: string): TextAnalysis {
     if (NEGATIONS.has(lower)) negations++;
     if (QUESTION_KINDS.has(lower)) kinds.add(lower === 'whom' || lower === 'whose' ? 'who' : lower);
     if (PAST.has(lower)) past = true;
+    if (CHOICE.has(lower)) choice = true;
+    if ((lower === 'i' || lower === 'we') && MODALITY.has(before)) modality.add(MODALITY.get(before)!);
     if (NUMBER_WORDS.has(lower)) {
       // "five ideas" and "5 ideas" ask the same.
       const n = SMALL_NUMBERS.indexOf(lower);
@@ -161,7 +184,8 @@ export function analyze(text: string): TextAnalysis {
   }
   details.sort();
   // Parity, not count: "not … no" and "never" both negate once as far as the answer goes.
-  const fingerprint = `${details.join(',')}|${negations % 2}|${[...kinds].sort().join(',')}|${past ? 'past' : ''}|${roleFrames(tokens).join(',')}`;
+  const asked = [...kinds, ...modality].sort().join(',');
+  const fingerprint = `${details.join(',')}|${negations % 2}|${asked}|${past ? 'past' : ''}|${choice ? 'choice' : ''}|${roleFrames(tokens).join(',')}`;
   return { tokens, fingerprint, names };
 }
 

@@ -161,6 +161,13 @@ describe('text analysis', () => {
     expect(agree('Why is the sky blue?', 'Can you explain why the sky is blue?')).toBe(true);
     expect(agree('What is the capital of Peru?', 'Tell me the capital of Peru')).toBe(true);
   });
+  it('disagrees on whether the asker can or should, and on a choice against both; politeness is not either', () => {
+    expect(agree('Can I take ibuprofen with coffee?', 'Should I take ibuprofen with coffee?')).toBe(false);
+    expect(agree('Can I file my tax return online?', 'Must I file my tax return online?')).toBe(false);
+    expect(agree('Should I learn Rust or Go?', 'Should I learn Rust and Go?')).toBe(false);
+    expect(agree('Can I get a refund after 30 days?', 'Could I get a refund after 30 days?')).toBe(true);
+    expect(agree('Can you explain how vaccines work?', 'Explain how vaccines work')).toBe(true);
+  });
 });
 
 describe('vector indexes', () => {
