@@ -151,6 +151,7 @@ export function buildApp(deps: AppDeps): App {
         deps.answers,
         () => catalog.catalog,
         upstream,
+        health,
         (err, what) => log.warn({ err: String(err) }, `${what} failed`),
       )
     : null;

@@ -1,5 +1,6 @@
 // The cache stage of the proxy path: plan (may this request use the cache?), look up (exact,
 // then semantic), and store a complete answer after a miss. The rules are in cache/policy.ts.
+import { performance } from 'node:perf_hooks';
 import { type Embedder, LocalEmbedder, ProviderEmbedder } from '../cache/embedders.js';
 import { type CacheEndpoint, type CachePlan, planCache } from '../cache/policy.js';
 import type { AnswerStore, CachedAnswer } from '../cache/store.js';
@@ -8,6 +9,7 @@ import { callsTools } from '../protocols/assemble.js';
 import { type ChatCompletion, isProviderEnding } from '../protocols/canonical.js';
 import type { CacheStatus, UnsignedReceipt } from '../receipts/receipt.js';
 import type { Catalog, Route, Target } from '../routing/catalog.js';
+import type { TargetHealth } from '../routing/health.js';
 import type { UpstreamClient } from './upstream.js';
 import { readUsage, toChatUsage } from './usage.js';
 
@@ -52,6 +54,8 @@ export class CacheStage {
     private readonly answers: AnswerStore,
     private readonly catalog: () => Catalog,
     private readonly upstream: UpstreamClient,
+    /** The embeddings model's breaker: while it is open, lookups go without (a miss), not wait on it. */
+    private readonly health: TargetHealth,
     private readonly onError: (err: unknown, what: string) => void,
   ) {}
 
@@ -81,8 +85,10 @@ export class CacheStage {
     return { hit: similar ? { status: 'semantic', entry: similar.entry, similarity: similar.similarity } : null, lookup };
   }
 
-  /** Stores a complete answer (never errors, partial or cancelled streams: callers decide). */
-  /** Stores a complete answer with what its request cost (`receipt`: the saved cost of a hit). */
+  /**
+   * Stores a complete answer (never errors, partial or cancelled streams: callers decide) with
+   * what its request cost (`receipt`: the saved cost of a hit).
+   */
   async store(lookup: CacheLookup, answer: Record<string, unknown>, receipt: UnsignedReceipt, provider: string, model: string): Promise<void> {
     const { plan } = lookup;
     if (!plan.store) return;
@@ -121,12 +127,23 @@ export class CacheStage {
     if (!embedder) {
       // The upstream model too: another one (a modelMap change) has vectors of another length.
       embedder = new ProviderEmbedder(`provider:${target.key}:${target.upstreamModel}`, async (input, signal = AbortSignal.timeout(EMBEDDING_TIMEOUT_MS)) => {
-        const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal, {
-          whole: true,
-        });
-        const buf = await response.body.read(MAX_EMBEDDING_RESPONSE);
-        if (response.status !== 200) throw new Error(`embeddings call answered ${response.status}`);
-        return JSON.parse(buf.toString('utf8'));
+        // A model that is down or hanging would add up to the timeout to every request.
+        const admission = this.health.admit(target.key);
+        if (!admission.ok) throw new Error(`embeddings model ${target.key} skipped (${admission.reason})`);
+        const started = performance.now();
+        try {
+          const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal, {
+            whole: true,
+          });
+          const buf = await response.body.read(MAX_EMBEDDING_RESPONSE);
+          if (response.status !== 200) throw new Error(`embeddings call answered ${response.status}`);
+          const body = JSON.parse(buf.toString('utf8'));
+          this.health.onSuccess(target.key, performance.now() - started, { probe: admission.probe });
+          return body;
+        } catch (err) {
+          this.health.onFailure(target.key, { probe: admission.probe, latencyMs: performance.now() - started });
+          throw err;
+        }
       });
       this.providerEmbedders.set(target, embedder);
     }

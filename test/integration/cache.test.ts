@@ -293,6 +293,21 @@ describe('semantic cache (local embedder)', () => {
     expect([first.cache, second.cache]).toEqual(['miss', 'semantic']);
     expect(embedCalls() - before).toBe(2);
   });
+
+  it('an embeddings model that keeps failing is skipped by its breaker: requests go on as misses without waiting on it', async () => {
+    // A model of its own: the breaker it opens must not affect the other tests' embeddings.
+    await route('embed-broken', 'sim-embed-broken', { mode: 'OFF' });
+    await route('semantic-broken', 'm-sem-broken', { mode: 'SEMANTIC', embeddingModel: 'embed-broken', similarityThreshold: 0.8 });
+    gw.sim.behave('sim-embed-broken', { status: 500 });
+    const embedCalls = () => gw.sim.requests.filter((r) => r.path.endsWith('/embeddings') && r.body?.model === 'sim-embed-broken').length;
+    const failures = gw.config.breaker.failures;
+    for (let i = 0; i < failures + 3; i++) {
+      const answered = await ask(secretA, { model: 'semantic-broken', messages: msg(`question number ${i}`) });
+      expect(answered.cache).toBe('miss');
+    }
+    // Called until the breaker opened, then not at all (each call was the request's time before).
+    expect(embedCalls()).toBe(failures);
+  });
 });
 
 describe('embeddings', () => {

@@ -21,6 +21,7 @@ import { DenseIndex, SparseIndex } from '../../src/cache/vector-index.js';
 import { CacheStage } from '../../src/gateway/cache.js';
 import { UpstreamClient } from '../../src/gateway/upstream.js';
 import type { Route } from '../../src/routing/catalog.js';
+import { TargetHealth } from '../../src/routing/health.js';
 
 const route = (cache: Partial<Route['cache']> = {}): Route => ({
   name: 'r',
@@ -504,6 +505,7 @@ describe('the cache stage stores answers only', () => {
       answers,
       () => ({}) as never,
       upstream,
+      new TargetHealth({ failures: 5, cooldownMs: 30_000 }),
       () => undefined,
     );
     const receipt = { cost_usd: 0.01, prompt_tokens: 3, completion_tokens: 0, cached_tokens: 0, usage_estimated: false } as never;
