@@ -8,6 +8,7 @@
 //   non_empty      it says something (text, or a tool call);
 //   not_refused    the model did not refuse (a refusal field, or a content filter stop).
 import { Ajv, type ValidateFunction } from 'ajv';
+import { RE2JS } from 're2js';
 import type { ChatCompletion, ChatRequest } from '../protocols/canonical.js';
 import type { AcceptCheck } from './catalog.js';
 
@@ -16,8 +17,32 @@ export type Verdict = { accepted: true; rejectReason: null } | { accepted: false
 const ACCEPTED: Verdict = { accepted: true, rejectReason: null };
 const reject = (check: string, why: string): Verdict => ({ accepted: false, rejectReason: `${check}: ${why}`.slice(0, 500) });
 
-// One validator per distinct schema (requests repeat theirs); bounded like any cache of client data.
-const ajv = new Ajv({ strict: false, allErrors: false, validateFormats: false });
+/**
+ * The schemas are the client's: their `pattern`s run on RE2 (re2js: linear time), since a
+ * backtracking pattern (`^(a+)+$`) against the model's answer would hold the event loop for
+ * everyone. A pattern RE2 cannot run (lookaround, backreferences) is not checked.
+ */
+const linearRegExp = Object.assign(
+  (pattern: string, flags: string) => {
+    // Ajv shares compiled patterns by their toString(): each must name its own.
+    const name = () => `/${pattern}/${flags}`;
+    try {
+      const re = RE2JS.compile(pattern, flags.includes('i') ? RE2JS.CASE_INSENSITIVE : 0);
+      return { test: (text: string) => re.test(text), toString: name };
+    } catch {
+      return { test: () => true, toString: name };
+    }
+  },
+  { code: 're2js' },
+);
+
+// One validator per distinct schema (requests repeat theirs), bounded like any cache of client
+// data. Ajv keeps what it compiled (schemas, patterns) for its lifetime: a new instance every
+// MAX_VALIDATORS compilations bounds that too (an old one goes once its validators are evicted).
+// Schemas are not registered by their `$id`: one tenant's must not clash with another's.
+const newAjv = () => new Ajv({ strict: false, allErrors: false, validateFormats: false, addUsedSchema: false, code: { regExp: linearRegExp } });
+let ajv = newAjv();
+let compiledByThisAjv = 0;
 const validators = new Map<string, ValidateFunction | Error>();
 const MAX_VALIDATORS = 1000;
 
@@ -25,6 +50,10 @@ function validatorFor(schema: unknown): ValidateFunction | Error {
   const key = JSON.stringify(schema);
   let v = validators.get(key);
   if (!v) {
+    if (compiledByThisAjv++ >= MAX_VALIDATORS) {
+      ajv = newAjv();
+      compiledByThisAjv = 1;
+    }
     try {
       v = ajv.compile(schema as object);
     } catch (err) {
