@@ -135,35 +135,43 @@ function firstLine(err: unknown): string {
   return message.split('\n')[0]!.trim().slice(0, 300);
 }
 
-/** Whether an expression calls `name`, as a function or a method. */
+type CelNode = { op?: unknown; args?: unknown };
+
+/**
+ * Visits every node of a cel-js AST: a node is `{op, args}`, and its args nest further nodes
+ * inside arrays at any depth (a call's argument list, a map literal's entries). `enter` says
+ * whether to go on into a node's args.
+ */
+function visit(value: unknown, enter: (node: CelNode) => boolean): void {
+  if (Array.isArray(value)) {
+    for (const v of value) visit(v, enter);
+  } else if (value && typeof value === 'object' && enter(value as CelNode)) {
+    visit((value as CelNode).args, enter);
+  }
+}
+
+/** Whether an expression calls `name`, as a function or a method, anywhere. */
 function callsFunction(ast: unknown, name: string): boolean {
-  if (!ast || typeof ast !== 'object') return false;
-  const { op, args } = ast as { op?: unknown; args?: unknown };
-  if ((op === 'call' || op === 'rcall') && Array.isArray(args) && args[0] === name) return true;
-  if (Array.isArray(args)) return args.some((a) => callsFunction(a, name));
-  return callsFunction(args, name);
+  let found = false;
+  visit(ast, ({ op, args }) => {
+    if ((op === 'call' || op === 'rcall') && Array.isArray(args) && args[0] === name) found = true;
+    return !found;
+  });
+  return found;
 }
 
 /** `id` and `id.field` paths an expression reads (the whole variable when used bare). */
 function memberReads(ast: unknown): Set<string> {
   const reads = new Set<string>();
-  type CelNode = { op?: unknown; args?: unknown };
-  const walk = (node: unknown): void => {
-    if (!node || typeof node !== 'object') return;
-    const { op, args } = node as CelNode;
+  visit(ast, ({ op, args }) => {
     const target = Array.isArray(args) ? (args[0] as CelNode | undefined) : undefined;
     if (op === '.' && target?.op === 'id' && typeof (args as unknown[])[1] === 'string') {
       reads.add(`${target.args}.${(args as unknown[])[1]}`);
       if (target.args === 'classifier') reads.add('classifier');
-      return;
+      return false;
     }
-    if (op === 'id' && typeof args === 'string') {
-      reads.add(args);
-      return;
-    }
-    if (Array.isArray(args)) for (const a of args) walk(a);
-    else if (args && typeof args === 'object') walk(args);
-  };
-  walk(ast);
+    if (op === 'id' && typeof args === 'string') reads.add(args);
+    return true;
+  });
   return reads;
 }

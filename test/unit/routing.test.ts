@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { Catalog, isRouteAllowed, type PriceInput, type ProviderInput, type Route, type RouteInput } from '../../src/routing/catalog.js';
 import { STALE_AFTER_MS, TargetHealth } from '../../src/routing/health.js';
+import { compileCondition } from '../../src/routing/rules.js';
 import { orderTargets, REMEASURE_SHARE } from '../../src/routing/strategy.js';
 
 const provider = (over: Partial<ProviderInput> & Pick<ProviderInput, 'name' | 'kind'>): ProviderInput => ({
@@ -595,5 +596,31 @@ describe('TargetHealth', () => {
     expect(h.claimRemeasure(K)).toBe(false);
     c.t += STALE_AFTER_MS;
     expect(h.claimRemeasure(K)).toBe(true);
+  });
+});
+
+describe('rule conditions (compileCondition)', () => {
+  it('refuses matches() wherever it is called: inside a call, a method, a macro or a map literal', () => {
+    for (const when of [
+      'request.model.matches("^(a+)+$")',
+      'bool(request.model.matches("^(a+)+$"))',
+      'request.headers.exists(k, request.headers[k].matches("^([a-z]+-?)*$"))',
+      '{"x": request.model.matches("a")}["x"]',
+    ]) {
+      expect(() => compileCondition(when), when).toThrow(/matches\(\) is not allowed/);
+    }
+  });
+
+  it('knows when a rule reads the classifier or the prompt length, however deep the read', () => {
+    // Missed, the classifier never ran (the rule saw MEDIUM, confidence 0) or promptTokens was 0.
+    for (const when of [
+      'size(classifier.tier) > 0',
+      '["COMPLEX", "REASONING"].exists(t, t == classifier.tier)',
+      'request.headers.exists(k, classifier.tier == "COMPLEX")',
+    ]) {
+      expect(compileCondition(when).readsClassifier, when).toBe(true);
+    }
+    expect(compileCondition('int(request.promptTokens) > 6000').readsPromptTokens).toBe(true);
+    expect(compileCondition('request.model == "x"')).toMatchObject({ readsClassifier: false, readsPromptTokens: false });
   });
 });
