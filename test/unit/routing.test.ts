@@ -4,6 +4,7 @@ import { Catalog, isRouteAllowed, type PriceInput, type ProviderInput, type Rout
 import { STALE_AFTER_MS, TargetHealth } from '../../src/routing/health.js';
 import { compileCondition } from '../../src/routing/rules.js';
 import { orderTargets, REMEASURE_SHARE } from '../../src/routing/strategy.js';
+import { type RouteSpec, validateRouting } from '../../src/routing/validate.js';
 
 const provider = (over: Partial<ProviderInput> & Pick<ProviderInput, 'name' | 'kind'>): ProviderInput => ({
   baseUrl: null,
@@ -622,5 +623,35 @@ describe('rule conditions (compileCondition)', () => {
     }
     expect(compileCondition('int(request.promptTokens) > 6000').readsPromptTokens).toBe(true);
     expect(compileCondition('request.model == "x"')).toMatchObject({ readsClassifier: false, readsPromptTokens: false });
+  });
+});
+
+describe('validateRouting: hand-off cycles', () => {
+  /** Routes r0 → r1 → … each handing off to the next by two rules (a search of every path costs 2^n); counts the reads of their rules. */
+  const chain = (n: number, back: boolean) => {
+    const reads = { count: 0 };
+    const routes = Array.from({ length: n }, (_, i): RouteSpec => {
+      const rules =
+        i < n - 1
+          ? [
+              { name: 'a', when: 'true', route: `r${i + 1}` },
+              { name: 'b', when: 'false', route: `r${i + 1}` },
+            ]
+          : back
+            ? [{ name: 'back', when: 'true', route: 'r0' }]
+            : [];
+      const route = { name: `r${i}`, strategy: 'PRIORITY', targets: [{ provider: 'p', model: 'm' }], accept: [] } as unknown as RouteSpec;
+      Object.defineProperty(route, 'rules', { get: () => (reads.count++, rules), enumerable: true });
+      return route;
+    });
+    return { spec: { providers: new Set(['p']), routes, experiments: [] }, reads };
+  };
+
+  it('a long chain of hand-offs is checked in linear time per route, and a cycle at its end is still found', () => {
+    const open = chain(24, false);
+    expect(validateRouting(open.spec)).toBeNull();
+    // Every path followed: ~2^25 reads (24 routes took 8.6 s).
+    expect(open.reads.count).toBeLessThan(24 * 24 * 4);
+    expect(validateRouting(chain(24, true).spec)?.message).toMatch(/r0 → r1 → .* → r23 → r0/);
   });
 });
