@@ -373,6 +373,8 @@ export class Pipeline {
  * those is a 400).
  */
 function servingRoute(route: Route, protocol: ClientProtocol, parsed: ParsedRequest): Route {
+  // A rule's or variant's targets whose provider cannot be called (stored before it was refused).
+  if (route.targets.length === 0) throw serviceUnavailable(`The route '${route.name.slice(0, 200)}' has no target that can be called.`);
   if (!parsed.nativeOnly) return route;
   const targets = route.targets.filter((t) => adapterFor(t.provider).wires.has(protocol.wire));
   if (targets.length === 0) {

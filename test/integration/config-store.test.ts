@@ -400,6 +400,16 @@ describe(`config store on ${KIND}`, () => {
       expect((await store.providers.loadProvidersWithSecrets()).find((p) => p.name === 'openrouter')?.apiKey).toBe(plain);
     });
 
+    it('a kind with no URL of its own needs a baseUrl (without one the catalog left it out, its rules with no target)', async () => {
+      for (const kind of ['OPENAI_COMPATIBLE', 'SIMULATED'] as const) {
+        await rejectsWith(store.providers.upsertProvider({ name: `nourl-${kind.toLowerCase()}`, kind }), 'INVALID_INPUT');
+      }
+      await store.providers.upsertProvider({ name: 'hasurl', kind: 'OPENAI_COMPATIBLE', baseUrl: 'http://127.0.0.1:9/v1' });
+      await store.providers.upsertProvider({ name: 'hasurl', kind: 'OPENAI_COMPATIBLE', timeoutMs: 5000 }); // keeps its URL
+      await rejectsWith(store.providers.upsertProvider({ name: 'hasurl', kind: 'OPENAI_COMPATIBLE', baseUrl: null }), 'INVALID_INPUT');
+      await store.providers.upsertProvider({ name: 'preset', kind: 'DEEPSEEK' }); // a preset's own URL
+    });
+
     it('upserts by name: undefined keeps a field, null clears it', async () => {
       const first = await store.providers.upsertProvider({ name: 'ark', kind: 'ARK', apiKey: 'ark-1', timeoutMs: 1000 });
       // Moving a provider with a stored key elsewhere takes the key again (it is write-only).
@@ -887,7 +897,7 @@ describe(`config store on ${KIND}`, () => {
         keyId = (await store.teams.createApiKey({ teamId: team.id, name: 'c' })).apiKey.id;
       });
       await expectBump('revokeApiKey', () => store.teams.revokeApiKey(keyId));
-      await expectBump('upsertProvider', () => store.providers.upsertProvider({ name: 'cat', kind: 'SIMULATED' }));
+      await expectBump('upsertProvider', () => store.providers.upsertProvider({ name: 'cat', kind: 'SIMULATED', baseUrl: 'http://127.0.0.1:9/v1' }));
       await expectBump('upsertRoute', () => store.routing.upsertRoute({ name: 'cat', strategy: 'PRIORITY', targets: [{ provider: 'cat', model: 'm' }] }));
       await expectBump('setPrice', () => store.pricing.setPrice({ provider: 'cat', model: 'm', inputPerMTokUsd: 1, outputPerMTokUsd: 2 }));
       await expectBump('setBudget', () => store.pricing.setBudget({ scope: 'TEAM', teamId: team.id, period: 'TOTAL', limitUsd: 9, action: 'ALERT' }));

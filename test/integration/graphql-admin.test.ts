@@ -728,7 +728,7 @@ describe('auth matrix', () => {
     },
     {
       field: 'upsertProvider',
-      query: 'mutation($n: String!) { upsertProvider(input: { name: $n, kind: SIMULATED }) { id } }',
+      query: 'mutation($n: String!) { upsertProvider(input: { name: $n, kind: SIMULATED, baseUrl: "http://127.0.0.1:9/v1" }) { id } }',
       vars: () => ({ n: unique('m-prov') }),
       allowed: globalOnly,
     },

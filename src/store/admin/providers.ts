@@ -4,6 +4,7 @@
 
 import { z } from 'zod';
 import { providerBaseUrlProblem } from '../../net/egress.js';
+import { PRESETS } from '../../providers/presets.js';
 import { Prisma, type PrismaClient, ProviderKind } from '../prisma.js';
 import type { SecretBox } from '../secret-box.js';
 import { AdminStoreError, asStringMap, HEADER_NAME, httpUrl, type Mutations, parse, positiveInt, slug, stringMap } from './validators.js';
@@ -112,6 +113,11 @@ export class ProviderStore {
       const moved = before && ((p.baseUrl !== undefined && p.baseUrl !== before.baseUrl) || p.kind !== before.kind);
       if (moved && before.apiKeyCiphertext !== null && p.apiKey === undefined && !opts.fromConfigFile) {
         throw new AdminStoreError('INVALID_INPUT', `apiKey: required when baseUrl or kind changes (send the key again, or null to remove it)`);
+      }
+      // A kind with no URL of its own cannot be called without one: the catalog would leave the
+      // provider out, and the rules and variants naming it with no target at all.
+      if (!PRESETS[p.kind].baseUrl && !(p.baseUrl !== undefined ? p.baseUrl : before?.baseUrl)) {
+        throw new AdminStoreError('INVALID_INPUT', `baseUrl: required for a provider of kind ${p.kind}`);
       }
       const after = await tx.provider.upsert({
         where: { name: p.name },
