@@ -9,22 +9,35 @@ export const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
-/** An integer >= min; absent or blank: undefined. */
-export const integer = (min: number) =>
+/** One of `values`; absent or blank: undefined (as OpenTelemetry's variables mean it too). */
+export const optionalEnum = <const T extends readonly [string, ...string[]]>(values: T) => optionalString.pipe(z.enum(values).optional());
+
+/** An integer from min to max, in decimal digits; absent or blank: undefined. */
+export const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z
     .string()
     .optional()
     .transform((v, ctx): number | undefined => {
       if (v === undefined || v.trim() === '') return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min) {
-        ctx.addIssue({ code: 'custom', message: `must be an integer >= ${min}` });
+      // Digits only: Number() also reads 0x1F90 and 8e3.
+      const n = /^\s*-?\d+\s*$/.test(v) ? Number(v) : Number.NaN;
+      if (!Number.isSafeInteger(n) || n < min || n > max) {
+        ctx.addIssue({
+          code: 'custom',
+          message: max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`,
+        });
         return z.NEVER;
       }
       return n;
     });
 
-export const intFrom = (def: number, min = 0) => integer(min).transform((n) => n ?? def);
+export const intFrom = (def: number, min = 0, max?: number) => integer(min, max).transform((n) => n ?? def);
+
+/** The longest delay a Node timer takes: past it, setTimeout fires after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+/** A duration in milliseconds that a timer will run (a larger one would fire at once). */
+export const msFrom = (def: number, min = 0) => intFrom(def, min, MAX_TIMER_MS);
+export const portFrom = (def: number) => intFrom(def, 0, 65_535);
 
 /**
  * A connection URL with one of these schemes. The error names the variable but never shows
@@ -127,8 +140,8 @@ export const keyValueList = z
     return pairs;
   });
 
-export const otlpProtocol = z.enum(['http/protobuf', 'http/json']).optional();
-export const otlpCompression = z.enum(['gzip', 'none']).optional();
+export const otlpProtocol = optionalEnum(['http/protobuf', 'http/json']);
+export const otlpCompression = optionalEnum(['gzip', 'none']);
 
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$/;
 

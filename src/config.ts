@@ -10,9 +10,12 @@ import {
   issuerUrl,
   keyValueList,
   listOf,
+  msFrom,
+  optionalEnum,
   optionalString,
   otlpCompression,
   otlpProtocol,
+  portFrom,
 } from './config-values.js';
 import { CidrList } from './net/ip.js';
 import type { RetryBudgetOptions } from './routing/retry-budget.js';
@@ -20,18 +23,18 @@ import { TRACE_SAMPLERS, type TracingConfig } from './telemetry/tracing.js';
 
 const EnvSchema = z.object({
   NODE_ENV: optionalString,
-  TOLLGATE_PORT: intFrom(8787),
+  TOLLGATE_PORT: portFrom(8787),
   TOLLGATE_HOST: optionalString,
-  TOLLGATE_ADMIN_PORT: intFrom(0),
+  TOLLGATE_ADMIN_PORT: portFrom(0),
   TOLLGATE_DATA_DIR: optionalString,
   TOLLGATE_CONFIG: optionalString,
   TOLLGATE_ADMIN_TOKEN: optionalString,
   TOLLGATE_SECRET_KEY: optionalString,
   TOLLGATE_MAX_BODY_BYTES: intFrom(4 * 1024 * 1024, 1024),
-  TOLLGATE_LOG_LEVEL: optionalString,
+  TOLLGATE_LOG_LEVEL: optionalEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   /** Request side of every port: headers, and the whole request, must arrive within these. */
-  TOLLGATE_HEADERS_TIMEOUT_MS: intFrom(15_000, 1),
-  TOLLGATE_REQUEST_TIMEOUT_MS: intFrom(60_000, 1),
+  TOLLGATE_HEADERS_TIMEOUT_MS: msFrom(15_000, 1),
+  TOLLGATE_REQUEST_TIMEOUT_MS: msFrom(60_000, 1),
   /** graphql-ws: operations open at once on one socket, and bytes waiting to be sent to it. */
   TOLLGATE_WS_MAX_SUBSCRIPTIONS: intFrom(100, 1),
   TOLLGATE_WS_MAX_BUFFER_BYTES: intFrom(4 * 1024 * 1024, 64 * 1024),
@@ -48,28 +51,28 @@ const EnvSchema = z.object({
   TOLLGATE_OIDC_ROLE_CLAIM: optionalString,
   TOLLGATE_OIDC_TEAM_CLAIM: optionalString,
   /** WAL durability: `write` survives a process crash (kill -9); `fsync` also survives power loss. */
-  TOLLGATE_WAL_SYNC: z.enum(['write', 'fsync']).optional().default('write'),
+  TOLLGATE_WAL_SYNC: optionalEnum(['write', 'fsync']).transform((v) => v ?? 'write'),
   TOLLGATE_BATCH_MAX_ROWS: intFrom(5000, 1),
   // About one insert a second, as ClickHouse advises: every insert makes a part in `receipts`
   // and in each rollup, and merges them later. At c=32 on the embedded engine, 1000 ms against
   // 250 ms took Tollgate's CPU per request from 277 to 243 µs (engine threads 49 → 25 µs,
   // signing worker 49 → 40 µs). A receipt is served from memory until it lands.
-  TOLLGATE_BATCH_MAX_MS: intFrom(1000, 1),
-  TOLLGATE_AUTH_CACHE_MS: intFrom(1000, 0),
-  TOLLGATE_CATALOG_REFRESH_MS: intFrom(2000, 100),
+  TOLLGATE_BATCH_MAX_MS: msFrom(1000, 1),
+  TOLLGATE_AUTH_CACHE_MS: msFrom(1000, 0),
+  TOLLGATE_CATALOG_REFRESH_MS: msFrom(2000, 100),
   TOLLGATE_BREAKER_FAILURES: intFrom(5, 1),
-  TOLLGATE_BREAKER_COOLDOWN_MS: intFrom(30_000, 1),
+  TOLLGATE_BREAKER_COOLDOWN_MS: msFrom(30_000, 1),
   /** Retry budget per route: retries per 100 requests (10 s window), and the floor per second. */
   TOLLGATE_RETRY_BUDGET_PERCENT: intFrom(20, 0),
   TOLLGATE_RETRY_BUDGET_MIN_PER_SECOND: intFrom(10, 0),
-  TOLLGATE_CONNECT_TIMEOUT_MS: intFrom(5_000, 1),
-  TOLLGATE_FIRST_BYTE_TIMEOUT_MS: intFrom(60_000, 1),
-  TOLLGATE_ANSWER_TIMEOUT_MS: intFrom(300_000, 1),
-  TOLLGATE_IDLE_TIMEOUT_MS: intFrom(60_000, 1),
-  TOLLGATE_TOTAL_TIMEOUT_MS: intFrom(600_000, 1),
-  TOLLGATE_STREAM_HOLD_MS: intFrom(10_000, 0),
-  TOLLGATE_DRAIN_TIMEOUT_MS: intFrom(30_000, 0),
-  TOLLGATE_ANALYTICS_TIMEOUT_MS: intFrom(10_000, 100),
+  TOLLGATE_CONNECT_TIMEOUT_MS: msFrom(5_000, 1),
+  TOLLGATE_FIRST_BYTE_TIMEOUT_MS: msFrom(60_000, 1),
+  TOLLGATE_ANSWER_TIMEOUT_MS: msFrom(300_000, 1),
+  TOLLGATE_IDLE_TIMEOUT_MS: msFrom(60_000, 1),
+  TOLLGATE_TOTAL_TIMEOUT_MS: msFrom(600_000, 1),
+  TOLLGATE_STREAM_HOLD_MS: msFrom(10_000, 0),
+  TOLLGATE_DRAIN_TIMEOUT_MS: msFrom(30_000, 0),
+  TOLLGATE_ANALYTICS_TIMEOUT_MS: msFrom(10_000, 100),
   // How far V8 lets the old generation grow past what its last full collection kept (0: V8's
   // own sizing). Under c=32 V8's own sizing let it reach ~2× the ~50 MB live heap (77–113 MB
   // committed), when every receipt was still held in the heap until it landed (~1.5 s; now
@@ -116,16 +119,16 @@ const EnvSchema = z.object({
   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol,
   OTEL_EXPORTER_OTLP_HEADERS: keyValueList,
   OTEL_EXPORTER_OTLP_TRACES_HEADERS: keyValueList,
-  OTEL_EXPORTER_OTLP_TIMEOUT: integer(1),
-  OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: integer(1),
+  OTEL_EXPORTER_OTLP_TIMEOUT: integer(1, 2_147_483_647),
+  OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: integer(1, 2_147_483_647),
   OTEL_EXPORTER_OTLP_COMPRESSION: otlpCompression,
   OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: otlpCompression,
   OTEL_SERVICE_NAME: optionalString,
   OTEL_RESOURCE_ATTRIBUTES: keyValueList,
-  OTEL_TRACES_SAMPLER: z.enum(TRACE_SAMPLERS).optional(),
+  OTEL_TRACES_SAMPLER: optionalEnum(TRACE_SAMPLERS),
   OTEL_TRACES_SAMPLER_ARG: optionalString.refine((v) => v === undefined || (Number(v) >= 0 && Number(v) <= 1), { message: 'must be a number from 0 to 1' }),
-  OTEL_BSP_SCHEDULE_DELAY: intFrom(5_000, 0),
-  OTEL_BSP_EXPORT_TIMEOUT: intFrom(30_000, 1),
+  OTEL_BSP_SCHEDULE_DELAY: msFrom(5_000, 0),
+  OTEL_BSP_EXPORT_TIMEOUT: msFrom(30_000, 1),
   OTEL_BSP_MAX_QUEUE_SIZE: intFrom(2_048, 1),
   OTEL_BSP_MAX_EXPORT_BATCH_SIZE: intFrom(512, 1),
 });

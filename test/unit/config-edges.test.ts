@@ -39,4 +39,27 @@ describe('edge settings', () => {
     expect(() => loadConfig({ TOLLGATE_HEADERS_TIMEOUT_MS: '90000' })).toThrow(ConfigError);
     expect(() => loadConfig({ TOLLGATE_WS_MAX_BUFFER_BYTES: '1000' })).toThrow(/TOLLGATE_WS_MAX_BUFFER_BYTES/);
   });
+
+  it('refuses durations a timer cannot run (Node fires them after 1 ms), ports past 65535 and numbers that are not decimal digits', () => {
+    expect(() => loadConfig({ TOLLGATE_TOTAL_TIMEOUT_MS: '9999999999' })).toThrow(/TOLLGATE_TOTAL_TIMEOUT_MS: must be an integer from 1 to 2147483647/);
+    expect(loadConfig({ TOLLGATE_TOTAL_TIMEOUT_MS: '2147483647' }).timeouts.totalMs).toBe(2_147_483_647);
+    expect(() => loadConfig({ TOLLGATE_CATALOG_REFRESH_MS: '3000000000' })).toThrow(/TOLLGATE_CATALOG_REFRESH_MS/);
+    expect(() => loadConfig({ TOLLGATE_PORT: '70000' })).toThrow(/TOLLGATE_PORT: must be an integer from 0 to 65535/);
+    for (const port of ['0x1F90', '8e3', '80.5']) expect(() => loadConfig({ TOLLGATE_PORT: port }), port).toThrow(/TOLLGATE_PORT/);
+    expect(loadConfig({ TOLLGATE_PORT: ' 8080 ' }).port).toBe(8080);
+  });
+
+  it('takes an empty enumerated variable as unset (Helm and compose write them), and refuses an unknown log level by name', () => {
+    const c = loadConfig({
+      TOLLGATE_WAL_SYNC: '',
+      TOLLGATE_LOG_LEVEL: '',
+      OTEL_TRACES_SAMPLER: ' ',
+      OTEL_EXPORTER_OTLP_PROTOCOL: '',
+      OTEL_EXPORTER_OTLP_COMPRESSION: '',
+    });
+    expect(c.walSync).toBe('write');
+    expect(c.logLevel).toBe('info');
+    expect(() => loadConfig({ TOLLGATE_LOG_LEVEL: 'warning' })).toThrow(/TOLLGATE_LOG_LEVEL/);
+    expect(loadConfig({ TOLLGATE_LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
+  });
 });
