@@ -60,7 +60,10 @@ export async function openStores(config: Config, log: Logger): Promise<Stores> {
   try {
     const pg = await migrateConfigDb(configDb);
     if (pg.applied.length) log.info({ applied: pg.applied }, 'config database migrated');
-    clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, log: (msg, fields) => log.warn(fields, msg) });
+    // The client's own timeout (30 s by default) must not end an analytics query before the
+    // server's limit does: that one is answered as ANALYTICS_TIMEOUT, the client's as an error.
+    const requestTimeoutMs = Math.max(30_000, config.analyticsTimeoutMs + 5_000);
+    clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, requestTimeoutMs, log: (msg, fields) => log.warn(fields, msg) });
     await migrateReceiptsStore(clickhouse, config, log);
     const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });
     const adminStore = new AdminStore(configDb.prisma, secretBox);

@@ -161,8 +161,8 @@ export function scopeFilter(filter: AnalyticsFilter, principal: Principal | null
 // both ends stay whole hours for the rollups). No receipt lies outside it, so clamping a
 // range like 0001..9999 ("everything") changes no answer, and no server version is ever
 // asked to parse a time it may reject or wrap.
-const EARLIEST_RECEIPT_MS = Date.UTC(1900, 0, 1);
-const LATEST_RECEIPT_MS = Date.UTC(2299, 11, 31, 23);
+export const EARLIEST_RECEIPT_MS = Date.UTC(1900, 0, 1);
+export const LATEST_RECEIPT_MS = Date.UTC(2299, 11, 31, 23);
 
 function clampToReceiptTime(d: Date): Date {
   const ms = d.getTime();

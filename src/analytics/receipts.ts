@@ -11,8 +11,10 @@ import {
   type AnalyticsContext,
   type AnalyticsFilter,
   badInput,
+  EARLIEST_RECEIPT_MS,
   filterConditions,
   fromTable,
+  LATEST_RECEIPT_MS,
   matchesNothing,
   num,
   type Principal,
@@ -38,7 +40,9 @@ export function encodeCursor(r: Pick<Receipt, 'started_at' | 'receipt_id'>): str
 export function decodeCursor(cursor: string): { at: Date; id: string } {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string' && UUID.test(v[1])) {
+    // Only times a receipt can have: anything else is not a cursor this API gave out.
+    const inRange = (t: unknown) => Number.isSafeInteger(t) && (t as number) >= EARLIEST_RECEIPT_MS && (t as number) <= LATEST_RECEIPT_MS;
+    if (Array.isArray(v) && v.length === 2 && inRange(v[0]) && typeof v[1] === 'string' && UUID.test(v[1])) {
       return { at: new Date(v[0] as number), id: v[1] };
     }
   } catch {

@@ -81,7 +81,9 @@ export async function timeSeries(
   const filter = scopeFilter(rawFilter, ctx.principal);
   const dims = uniqueDimensions(groupBy);
   if ((filter.to.getTime() - filter.from.getTime()) / INTERVAL_MS[interval] > MAX_BUCKETS) {
-    throw badInput(`too many ${interval.toLowerCase()} buckets in this range (at most ${MAX_BUCKETS}); use a longer interval.`);
+    throw badInput(
+      `too many ${interval.toLowerCase()} buckets in this range (at most ${MAX_BUCKETS}); narrow the range${interval === 'DAY' ? '' : ' or use a longer interval'}.`,
+    );
   }
   if (matchesNothing(filter)) return [];
   const rows = await runQuery(ctx, timeSeriesQuery(ctx, filter, interval, dims).query);

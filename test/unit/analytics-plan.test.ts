@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { AnalyticsContext } from '../../src/analytics/common.js';
 import { costPerTaskQuery } from '../../src/analytics/costPerTask.js';
 import { latencySketchQuery, sketchAnswers, wholeDays } from '../../src/analytics/latency.js';
+import { decodeCursor } from '../../src/analytics/receipts.js';
 
 const ctx = { receiptsTable: 'receipts' } as AnalyticsContext;
 const day = (d: number, ms = 0) => new Date(Date.UTC(2026, 9, d) + ms);
@@ -56,6 +57,25 @@ describe('costPerTask plan', () => {
       expect(tablesRead(q).filter((t) => t === 'receipts')).toHaveLength(1);
       // a window over the task only when a group can split it
       expect(q.query.includes('OVER (PARTITION BY')).toBe(dims.some((d) => d !== 'TEAM'));
+    }
+  });
+});
+
+describe('receipts cursors', () => {
+  const cursor = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const id = '01890000-0000-7000-8000-000000000000';
+
+  it('a cursor this API gave out round-trips; a crafted time no receipt can have is BAD_USER_INPUT, not an internal error', () => {
+    expect(decodeCursor(cursor([Date.UTC(2026, 11, 7), id]))).toEqual({ at: new Date(Date.UTC(2026, 11, 7)), id });
+    // Number.MAX_SAFE_INTEGER made an Invalid Date (a TypeError building the query); year 10000, a date ClickHouse refused.
+    for (const at of [Number.MAX_SAFE_INTEGER, 253_402_300_800_000, -1e15]) {
+      let thrown: unknown;
+      try {
+        decodeCursor(cursor([at, id]));
+      } catch (err) {
+        thrown = err;
+      }
+      expect((thrown as { extensions?: { code?: string } })?.extensions?.code, String(at)).toBe('BAD_USER_INPUT');
     }
   });
 });
