@@ -70,7 +70,7 @@ async function migrate(config: Config): Promise<number> {
   }
   const claim = await claimDataDir(config.dataDir);
   try {
-    const stores = await openStores(config, createLogger(config));
+    const stores = await openStores(config, createLogger(config), { waitForClickHouse: false });
     await stores.close();
     process.stdout.write('migrations applied\n');
     return 0;

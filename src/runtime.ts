@@ -54,7 +54,11 @@ export interface Stores {
 }
 
 /** Config DB and ClickHouse, migrated. Also what `tollgate migrate` runs. */
-export async function openStores(config: Config, log: Logger): Promise<Stores> {
+/**
+ * `waitForClickHouse: false` (`tollgate migrate`): ClickHouse out of reach fails the call
+ * instead of being migrated in the background later.
+ */
+export async function openStores(config: Config, log: Logger, { waitForClickHouse = true } = {}): Promise<Stores> {
   const configDb = await openConfigDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   let clickhouse: ClickHouseStore | null = null;
   try {
@@ -64,7 +68,7 @@ export async function openStores(config: Config, log: Logger): Promise<Stores> {
     // server's limit does: that one is answered as ANALYTICS_TIMEOUT, the client's as an error.
     const requestTimeoutMs = Math.max(30_000, config.analyticsTimeoutMs + 5_000);
     clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, requestTimeoutMs, log: (msg, fields) => log.warn(fields, msg) });
-    await migrateReceiptsStore(clickhouse, config, log);
+    await migrateReceiptsStore(clickhouse, config, log, waitForClickHouse);
     const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });
     const adminStore = new AdminStore(configDb.prisma, secretBox);
     const ch2 = clickhouse;
@@ -89,7 +93,10 @@ export async function openStores(config: Config, log: Logger): Promise<Stores> {
  * gateway starts; requests still flow (receipts wait in the WAL) and the migrations are
  * retried in the background until they apply. /readyz says not ready until then.
  */
-async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config, log: Logger): Promise<void> {
+/** Errors of the connection itself, not of ClickHouse answering: a server that is down or on its way. */
+const UNREACHABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|socket hang up|timeout/i;
+
+async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config, log: Logger, waitForClickHouse: boolean): Promise<void> {
   const attempt = async () => {
     const ch = await migrateClickHouse(clickhouse.client, { cluster: config.clickhouse?.cluster });
     if (ch.applied.length) log.info({ applied: ch.applied }, 'clickhouse migrated');
@@ -102,7 +109,12 @@ async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config,
   try {
     await attempt();
   } catch (err) {
-    if (err instanceof MigrationError && !(err.cause instanceof Error && /ECONNREFUSED|ETIMEDOUT|socket|timeout/i.test(err.cause.message))) throw err;
+    // Only a server out of reach is waited for: a refused password, an unknown database or a
+    // failed migration stop the start (they were taken for "unreachable", and `migrate` said
+    // "migrations applied" having applied none).
+    const cause = err instanceof MigrationError && err.cause instanceof Error ? err.cause : err;
+    const text = cause instanceof Error ? `${cause.message} ${(cause as { code?: unknown }).code ?? ''}` : String(cause);
+    if (!waitForClickHouse || !UNREACHABLE.test(text)) throw err;
     log.warn({ err: String(err) }, 'ClickHouse is unreachable; starting anyway, receipts wait in the WAL');
     const retry = async (delayMs: number): Promise<void> => {
       await new Promise((r) => setTimeout(r, delayMs).unref());
