@@ -40,7 +40,12 @@ const name = z
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits, . _ : - only');
 const strategy = z.enum(['PRIORITY', 'WEIGHTED', 'LEAST_LATENCY', 'LOWEST_COST', 'CASCADE']);
-const TargetDecl = z.strictObject({ provider: name, model: z.string().min(1), weight: z.number().min(0).optional(), priority: z.number().int().optional() });
+const TargetDecl = z.strictObject({
+  provider: name,
+  model: z.string().min(1),
+  weight: z.coerce.number().min(0).optional(),
+  priority: z.coerce.number().int().optional(),
+});
 /** `accept: [json, tool_args]` in the file (DESIGN §5); the enum's names elsewhere. */
 const acceptCheck = z
   .string()
@@ -52,20 +57,20 @@ const ProviderDecl = z.strictObject({
   kind,
   baseUrl: z.url().optional(),
   apiKey: z.string().optional(),
-  timeoutMs: z.number().int().positive().optional(),
+  timeoutMs: z.coerce.number().int().positive().optional(),
   headers: z.record(z.string(), z.string()).optional(),
   modelMap: z.record(z.string(), z.string()).optional(),
 });
 const RouteDecl = z.strictObject({
   name: z.string().min(1).max(128),
   strategy: strategy.default('PRIORITY'),
-  retries: z.number().int().min(0).max(10).optional(),
-  timeoutMs: z.number().int().positive().optional(),
+  retries: z.coerce.number().int().min(0).max(10).optional(),
+  timeoutMs: z.coerce.number().int().positive().optional(),
   cache: z
     .strictObject({
       mode: z.enum(['OFF', 'EXACT', 'SEMANTIC']),
-      ttlSeconds: z.number().int().positive().optional(),
-      similarityThreshold: z.number().min(0).max(1).optional(),
+      ttlSeconds: z.coerce.number().int().positive().optional(),
+      similarityThreshold: z.coerce.number().min(0).max(1).optional(),
       embeddingModel: z.string().min(1).optional(),
       cacheSampled: z.boolean().optional(),
       cacheToolCalls: z.boolean().optional(),
@@ -80,15 +85,15 @@ const ExperimentDecl = z.strictObject({
   route: name,
   stickyBy: z.enum(['END_USER', 'TASK', 'API_KEY', 'REQUEST']).default('END_USER'),
   active: z.boolean().optional(),
-  variants: z.array(z.strictObject({ name, weight: z.number().min(0), targets: z.array(TargetDecl).optional(), route: name.optional() })).min(1),
+  variants: z.array(z.strictObject({ name, weight: z.coerce.number().min(0), targets: z.array(TargetDecl).optional(), route: name.optional() })).min(1),
 });
 const PriceDecl = z.strictObject({
   provider: name,
   model: z.string().min(1),
-  inputPerMTokUsd: z.number().min(0),
-  outputPerMTokUsd: z.number().min(0),
-  cachedInputPerMTokUsd: z.number().min(0).optional(),
-  cacheWritePerMTokUsd: z.number().min(0).optional(),
+  inputPerMTokUsd: z.coerce.number().min(0),
+  outputPerMTokUsd: z.coerce.number().min(0),
+  cachedInputPerMTokUsd: z.coerce.number().min(0).optional(),
+  cacheWritePerMTokUsd: z.coerce.number().min(0).optional(),
   source: z.string().optional(),
 });
 const ConfigFile = z.strictObject({
@@ -103,18 +108,30 @@ export type DeclaredRoute = z.infer<typeof RouteDecl>;
 export type DeclaredExperiment = z.infer<typeof ExperimentDecl>;
 export type DeclaredPrice = z.infer<typeof PriceDecl>;
 
-/** `${VAR}` → the variable's value; an unset variable is an error, not an empty secret. */
-export function substituteEnv(text: string, env: Readonly<Record<string, string | undefined>>): string {
-  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
-    const value = env[variable];
-    if (value === undefined) throw new Error(`config file references \${${variable}}, which is not set`);
-    return value;
-  });
+/**
+ * `${VAR}` → the variable's value, in every string of the parsed file (an unset variable is an
+ * error, not an empty secret). After parsing, not in the text: a value is never read as YAML
+ * (a key starting with `@` or holding ` #` was cut or refused, the parser's error showing it),
+ * and a number in a variable is read as one by the fields that take numbers (z.coerce).
+ */
+export function substituteEnv<T>(value: T, env: Readonly<Record<string, string | undefined>>): T {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
+      const set = env[variable];
+      if (set === undefined) throw new Error(`config file references \${${variable}}, which is not set`);
+      return set;
+    }) as T;
+  }
+  if (Array.isArray(value)) return value.map((v) => substituteEnv(v, env)) as T;
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env)])) as T;
+  }
+  return value;
 }
 
 export async function loadConfigFile(path: string, env: Readonly<Record<string, string | undefined>>) {
   const text = await readFile(path, 'utf8');
-  const parsed = ConfigFile.safeParse(parseYaml(substituteEnv(text, env)) ?? {});
+  const parsed = ConfigFile.safeParse(substituteEnv(parseYaml(text) ?? {}, env));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
     throw new Error(`invalid config file ${path}: ${problems}`);

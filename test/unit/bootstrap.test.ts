@@ -127,4 +127,16 @@ prices:
   it('rejects a missing file', async () => {
     await expect(loadConfigFile(path.join(dir, 'does-not-exist.yaml'), {})).rejects.toThrow();
   });
+
+  it('a variable is a value, never YAML: ` #`, a leading @ or a number-like key come through whole, and unparsed text never shows them', async () => {
+    const file = await write('providers:\n  - name: p\n    kind: OPENAI\n    apiKey: ${K}\n    timeoutMs: ${T}\n');
+    for (const key of ['sk-abc #tail', '@sk-secret-value-123', '`sk-quoted', '12345678']) {
+      const loaded = await loadConfigFile(file, { K: key, T: '5000' });
+      expect(loaded.providers[0]).toMatchObject({ apiKey: key, timeoutMs: 5000 });
+    }
+    // A file that does not parse says so without any variable's value in the message.
+    const broken = await write('providers:\n  - name: p\n    apiKey: ${K}\n   kind: [\n');
+    const err = await loadConfigFile(broken, { K: '@sk-secret-value-123' }).catch((e: Error) => e);
+    expect(String(err)).not.toContain('sk-secret-value-123');
+  });
 });
