@@ -348,9 +348,10 @@ export function buildApp(deps: AppDeps): App {
       if (purge) clearInterval(purge);
       await websocket?.close();
       graphql?.httpSubscriptions.endAll();
-      adminInbound?.closeAll();
-      await inbound.drain(config.drainTimeoutMs);
+      // The admin port's requests (a mutation, an analytics query) are finished like the proxy's.
+      await Promise.all([inbound.drain(config.drainTimeoutMs), adminInbound?.drain(config.drainTimeoutMs)]);
       inbound.closeAll();
+      adminInbound?.closeAll();
       await upstream.close();
       await budgets?.close();
       // The receipts get what is left of the drain to reach ClickHouse, not more: while it is
