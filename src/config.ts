@@ -28,7 +28,9 @@ const EnvSchema = z.object({
   TOLLGATE_ADMIN_PORT: portFrom(0),
   TOLLGATE_DATA_DIR: optionalString,
   TOLLGATE_CONFIG: optionalString,
-  TOLLGATE_ADMIN_TOKEN: optionalString,
+  // Root of every credential (and, hashed, of the loop marker every upstream call carries, which
+  // a short token could be guessed back from offline): a generated one has 256 bits.
+  TOLLGATE_ADMIN_TOKEN: optionalString.refine((v) => v === undefined || v.length >= 32, { message: 'must be at least 32 characters' }),
   TOLLGATE_SECRET_KEY: optionalString,
   TOLLGATE_MAX_BODY_BYTES: intFrom(4 * 1024 * 1024, 1024),
   TOLLGATE_LOG_LEVEL: optionalEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),

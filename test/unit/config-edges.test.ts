@@ -62,4 +62,18 @@ describe('edge settings', () => {
     expect(() => loadConfig({ TOLLGATE_LOG_LEVEL: 'warning' })).toThrow(/TOLLGATE_LOG_LEVEL/);
     expect(loadConfig({ TOLLGATE_LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
   });
+
+  it('refuses an admin token shorter than 32 characters, naming the variable but never the token', () => {
+    const err = (() => {
+      try {
+        loadConfig({ TOLLGATE_ADMIN_TOKEN: 'changeme2024' });
+      } catch (e) {
+        return e as Error;
+      }
+      return null;
+    })();
+    expect(err?.message).toMatch(/TOLLGATE_ADMIN_TOKEN: must be at least 32 characters/);
+    expect(err?.message).not.toContain('changeme2024');
+    expect(loadConfig({ TOLLGATE_ADMIN_TOKEN: 'x'.repeat(32) }).adminToken).toBe('x'.repeat(32));
+  });
 });
