@@ -197,7 +197,8 @@ export interface Config {
   /** Origins whose browser pages may call Tollgate (CORS); `*` = any; empty = none. */
   corsOrigins: string[];
   databaseUrl?: string;
-  clickhouse?: { url: string; username?: string; password?: string; database?: string; cluster?: string };
+  /** `requestTimeoutMs`: the client's own timeout (no variable; by default it outlasts the analytics timeout). */
+  clickhouse?: { url: string; username?: string; password?: string; database?: string; cluster?: string; requestTimeoutMs?: number };
   redisUrl?: string;
   /** Provider presets configured from well-known environment variables. */
   presetKeys: { openrouter?: string; ark?: string; openai?: string; deepseek?: string; qwen?: string; zhipu?: string; anthropic?: string };

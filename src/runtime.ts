@@ -66,7 +66,7 @@ export async function openStores(config: Config, log: Logger, { waitForClickHous
     if (pg.applied.length) log.info({ applied: pg.applied }, 'config database migrated');
     // The client's own timeout (30 s by default) must not end an analytics query before the
     // server's limit does: that one is answered as ANALYTICS_TIMEOUT, the client's as an error.
-    const requestTimeoutMs = Math.max(30_000, config.analyticsTimeoutMs + 5_000);
+    const requestTimeoutMs = config.clickhouse?.requestTimeoutMs ?? Math.min(2_147_483_647, Math.max(30_000, config.analyticsTimeoutMs + 5_000));
     clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, requestTimeoutMs, log: (msg, fields) => log.warn(fields, msg) });
     await migrateReceiptsStore(clickhouse, config, log, waitForClickHouse);
     const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });
@@ -94,7 +94,7 @@ export async function openStores(config: Config, log: Logger, { waitForClickHous
  * retried in the background until they apply. /readyz says not ready until then.
  */
 /** Errors of the connection itself, not of ClickHouse answering: a server that is down or on its way. */
-const UNREACHABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|socket hang up|timeout/i;
+const UNREACHABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|socket hang up|^Timeout error/i;
 
 async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config, log: Logger, waitForClickHouse: boolean): Promise<void> {
   const attempt = async () => {
