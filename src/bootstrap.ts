@@ -39,12 +39,18 @@ const name = z
   .min(1)
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits, . _ : - only');
+/**
+ * A number in the file, or one from a `${VAR}` (a string of decimal digits: nothing else, a
+ * blank included, becomes one); likewise `true`/`false` for a boolean.
+ */
+const fileNumber = (n: z.ZodNumber) => z.preprocess((v) => (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v), n);
+const fileBoolean = () => z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
 const strategy = z.enum(['PRIORITY', 'WEIGHTED', 'LEAST_LATENCY', 'LOWEST_COST', 'CASCADE']);
 const TargetDecl = z.strictObject({
   provider: name,
   model: z.string().min(1),
-  weight: z.coerce.number().min(0).optional(),
-  priority: z.coerce.number().int().optional(),
+  weight: fileNumber(z.number().min(0)).optional(),
+  priority: fileNumber(z.number().int()).optional(),
 });
 /** `accept: [json, tool_args]` in the file (DESIGN §5); the enum's names elsewhere. */
 const acceptCheck = z
@@ -57,23 +63,23 @@ const ProviderDecl = z.strictObject({
   kind,
   baseUrl: z.url().optional(),
   apiKey: z.string().optional(),
-  timeoutMs: z.coerce.number().int().positive().optional(),
+  timeoutMs: fileNumber(z.number().int().positive()).optional(),
   headers: z.record(z.string(), z.string()).optional(),
   modelMap: z.record(z.string(), z.string()).optional(),
 });
 const RouteDecl = z.strictObject({
   name: z.string().min(1).max(128),
   strategy: strategy.default('PRIORITY'),
-  retries: z.coerce.number().int().min(0).max(10).optional(),
-  timeoutMs: z.coerce.number().int().positive().optional(),
+  retries: fileNumber(z.number().int().min(0).max(10)).optional(),
+  timeoutMs: fileNumber(z.number().int().positive()).optional(),
   cache: z
     .strictObject({
       mode: z.enum(['OFF', 'EXACT', 'SEMANTIC']),
-      ttlSeconds: z.coerce.number().int().positive().optional(),
-      similarityThreshold: z.coerce.number().min(0).max(1).optional(),
+      ttlSeconds: fileNumber(z.number().int().positive()).optional(),
+      similarityThreshold: fileNumber(z.number().min(0).max(1)).optional(),
       embeddingModel: z.string().min(1).optional(),
-      cacheSampled: z.boolean().optional(),
-      cacheToolCalls: z.boolean().optional(),
+      cacheSampled: fileBoolean().optional(),
+      cacheToolCalls: fileBoolean().optional(),
     })
     .optional(),
   targets: z.array(TargetDecl).min(1),
@@ -84,16 +90,16 @@ const ExperimentDecl = z.strictObject({
   name,
   route: name,
   stickyBy: z.enum(['END_USER', 'TASK', 'API_KEY', 'REQUEST']).default('END_USER'),
-  active: z.boolean().optional(),
-  variants: z.array(z.strictObject({ name, weight: z.coerce.number().min(0), targets: z.array(TargetDecl).optional(), route: name.optional() })).min(1),
+  active: fileBoolean().optional(),
+  variants: z.array(z.strictObject({ name, weight: fileNumber(z.number().min(0)), targets: z.array(TargetDecl).optional(), route: name.optional() })).min(1),
 });
 const PriceDecl = z.strictObject({
   provider: name,
   model: z.string().min(1),
-  inputPerMTokUsd: z.coerce.number().min(0),
-  outputPerMTokUsd: z.coerce.number().min(0),
-  cachedInputPerMTokUsd: z.coerce.number().min(0).optional(),
-  cacheWritePerMTokUsd: z.coerce.number().min(0).optional(),
+  inputPerMTokUsd: fileNumber(z.number().min(0)),
+  outputPerMTokUsd: fileNumber(z.number().min(0)),
+  cachedInputPerMTokUsd: fileNumber(z.number().min(0)).optional(),
+  cacheWritePerMTokUsd: fileNumber(z.number().min(0)).optional(),
   source: z.string().optional(),
 });
 const ConfigFile = z.strictObject({
@@ -108,30 +114,40 @@ export type DeclaredRoute = z.infer<typeof RouteDecl>;
 export type DeclaredExperiment = z.infer<typeof ExperimentDecl>;
 export type DeclaredPrice = z.infer<typeof PriceDecl>;
 
+/** A `${VAR}` reference. */
+const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/** What a reference is while the file is parsed: plain text wherever YAML takes text (a flow mapping, a key). */
+const PLACEHOLDER = /tollgate-env-ref--([A-Za-z_][A-Za-z0-9_]*)--/g;
+
 /**
- * `${VAR}` → the variable's value, in every string of the parsed file (an unset variable is an
- * error, not an empty secret). After parsing, not in the text: a value is never read as YAML
- * (a key starting with `@` or holding ` #` was cut or refused, the parser's error showing it),
- * and a number in a variable is read as one by the fields that take numbers (z.coerce).
+ * References → the variables' values, in every string (and key) of `value`; an unset variable
+ * is an error, not an empty secret.
  */
-export function substituteEnv<T>(value: T, env: Readonly<Record<string, string | undefined>>): T {
+export function substituteEnv<T>(value: T, env: Readonly<Record<string, string | undefined>>, pattern = REFERENCE): T {
   if (typeof value === 'string') {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
+    return value.replace(pattern, (_, variable: string) => {
       const set = env[variable];
       if (set === undefined) throw new Error(`config file references \${${variable}}, which is not set`);
       return set;
     }) as T;
   }
-  if (Array.isArray(value)) return value.map((v) => substituteEnv(v, env)) as T;
+  if (Array.isArray(value)) return value.map((v) => substituteEnv(v, env, pattern)) as T;
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env)])) as T;
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [substituteEnv(k, env, pattern), substituteEnv(v, env, pattern)])) as T;
   }
   return value;
 }
 
+/**
+ * The file, its references replaced after it is parsed, not before: a value is never read as
+ * YAML (a key holding ` #` was cut, one starting with `@` or a backtick refused with the
+ * parser's error showing it, a number-like one read as a number). Fields that take numbers or
+ * booleans read them from a variable's text (fileNumber, fileBoolean).
+ */
 export async function loadConfigFile(path: string, env: Readonly<Record<string, string | undefined>>) {
   const text = await readFile(path, 'utf8');
-  const parsed = ConfigFile.safeParse(substituteEnv(parseYaml(text) ?? {}, env));
+  const marked = text.replace(REFERENCE, 'tollgate-env-ref--$1--');
+  const parsed = ConfigFile.safeParse(substituteEnv(parseYaml(marked) ?? {}, env, PLACEHOLDER));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
     throw new Error(`invalid config file ${path}: ${problems}`);

@@ -139,4 +139,20 @@ prices:
     const err = await loadConfigFile(broken, { K: '@sk-secret-value-123' }).catch((e: Error) => e);
     expect(String(err)).not.toContain('sk-secret-value-123');
   });
+
+  it('references work where YAML takes text (a flow mapping, a key), give numbers and booleans to the fields that take them, and a blank is no number', async () => {
+    const file = await write(
+      'providers:\n  - { name: p, kind: OPENAI, apiKey: ${K}, modelMap: { ${ALIAS}: real } }\n' +
+        'routes:\n  - name: r\n    retries: ${RETRIES}\n    cache: { mode: EXACT, cacheToolCalls: ${TOOLS} }\n    targets: [{ provider: p, model: m }]\n',
+    );
+    const loaded = await loadConfigFile(file, { K: 'sk-x #y', ALIAS: 'small', RETRIES: '2', TOOLS: 'true' });
+    expect(loaded.providers[0]).toMatchObject({ apiKey: 'sk-x #y', modelMap: { small: 'real' } });
+    expect(loaded.routes[0]).toMatchObject({ retries: 2, cache: { cacheToolCalls: true } });
+    // A blank or non-decimal number is refused, not read as 0 (a 0 threshold makes every lookup a hit).
+    for (const RETRIES of ['', ' ', '0x1', 'two']) {
+      await expect(loadConfigFile(file, { K: 'k', ALIAS: 'a', RETRIES, TOOLS: 'false' }), RETRIES).rejects.toThrow(/routes\.0\.retries/);
+    }
+    const nulls = await write('routes:\n  - name: r\n    retries:\n    targets: [{ provider: p, model: m }]\n');
+    await expect(loadConfigFile(nulls, {})).rejects.toThrow(/routes\.0\.retries/);
+  });
 });
