@@ -30,7 +30,8 @@ const QUESTION_KINDS = new Set(['who', 'whom', 'whose', 'when', 'where', 'why', 
 const PAST = new Set(['was', 'were', 'did', 'had']);
 /**
  * What the asker asks about themselves: whether they can ("can I") or whether they should
- * ("should I", "must we"). Only before "I"/"we": "can you explain" is politeness.
+ * ("should I", "must we"). Only before "I"/"we" ("can you explain" is politeness), and not
+ * after a question word.
  */
 const MODALITY = new Map([
   ['can', 'can'],
@@ -42,6 +43,7 @@ const MODALITY = new Map([
   ['shall', 'should'],
   ['ought', 'should'],
 ]);
+const QUESTION_WORDS = new Set([...QUESTION_KINDS, 'what', 'which']);
 /** A choice between things ("Rust or Go") is not a question about both ("Rust and Go"). */
 const CHOICE = new Set(['or', 'vs', 'versus', 'either']);
 
@@ -134,6 +136,7 @@ export function analyze(text: string): TextAnalysis {
   const kinds = new Set<string>();
   const modality = new Set<string>();
   let previous = '';
+  let earlier = '';
   let sentenceStart = true;
   for (const m of expanded.matchAll(TOKEN)) {
     const word = m[0];
@@ -156,7 +159,8 @@ export function analyze(text: string): TextAnalysis {
       continue;
     }
     const lower = word.toLowerCase();
-    const before = previous;
+    const [twoBefore, before] = [earlier, previous];
+    earlier = previous;
     previous = lower;
     // "product A but not product B": a lone capital mid-sentence is a label, not the article.
     if (/^\p{Lu}$/u.test(word) && word !== 'I' && !atStart && !shouting) {
@@ -168,7 +172,8 @@ export function analyze(text: string): TextAnalysis {
     if (QUESTION_KINDS.has(lower)) kinds.add(lower === 'whom' || lower === 'whose' ? 'who' : lower);
     if (PAST.has(lower)) past = true;
     if (CHOICE.has(lower)) choice = true;
-    if ((lower === 'i' || lower === 'we') && MODALITY.has(before)) modality.add(MODALITY.get(before)!);
+    // "How can I…" is "How do I…": after a question word the modal asks nothing of its own.
+    if ((lower === 'i' || lower === 'we') && MODALITY.has(before) && !QUESTION_WORDS.has(twoBefore)) modality.add(MODALITY.get(before)!);
     if (NUMBER_WORDS.has(lower)) {
       // "five ideas" and "5 ideas" ask the same.
       const n = SMALL_NUMBERS.indexOf(lower);

@@ -168,6 +168,8 @@ describe('text analysis', () => {
     expect(agree('Should I learn Rust or Go?', 'Should I learn Rust and Go?')).toBe(false);
     expect(agree('Can I get a refund after 30 days?', 'Could I get a refund after 30 days?')).toBe(true);
     expect(agree('Can you explain how vaccines work?', 'Explain how vaccines work')).toBe(true);
+    expect(agree('How do I install pandas?', 'How can I install pandas?')).toBe(true);
+    expect(agree('What should I pack for Iceland?', 'What do I pack for Iceland?')).toBe(true);
   });
 });
 
