@@ -131,18 +131,25 @@ export class CacheStage {
         const admission = this.health.admit(target.key);
         if (!admission.ok) throw new Error(`embeddings model ${target.key} skipped (${admission.reason})`);
         const started = performance.now();
+        // A refusal of this input (a 4xx: too long, say) says nothing about the model.
+        let outcome: 'answered' | 'refused' | 'failed' = 'failed';
         try {
           const response = await this.upstream.post(target.provider, '/embeddings', JSON.stringify({ model: target.upstreamModel, input }), signal, {
             whole: true,
           });
           const buf = await response.body.read(MAX_EMBEDDING_RESPONSE);
-          if (response.status !== 200) throw new Error(`embeddings call answered ${response.status}`);
+          if (response.status !== 200) {
+            if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) outcome = 'refused';
+            throw new Error(`embeddings call answered ${response.status}`);
+          }
           const body = JSON.parse(buf.toString('utf8'));
-          this.health.onSuccess(target.key, performance.now() - started, { probe: admission.probe });
+          outcome = 'answered';
           return body;
-        } catch (err) {
-          this.health.onFailure(target.key, { probe: admission.probe, latencyMs: performance.now() - started });
-          throw err;
+        } finally {
+          const { probe } = admission;
+          if (outcome === 'answered') this.health.onSuccess(target.key, performance.now() - started, { probe });
+          else if (outcome === 'refused') this.health.release(target.key, { probe });
+          else this.health.onFailure(target.key, { probe, latencyMs: performance.now() - started });
         }
       });
       this.providerEmbedders.set(target, embedder);

@@ -231,7 +231,8 @@ export class RateLimiter {
     const admission: Admission = { headers, reservation: null };
     if (!rpm && !tpm) return admission;
     const now = this.now();
-    const reserve = tpm ? Math.max(0, Math.ceil(reserveTokens)) : 0;
+    // At most the limit: a request asking for more is admitted as one that fills it.
+    const reserve = tpm ? Math.min(tpm, Math.max(0, Math.ceil(reserveTokens))) : 0;
     const { taken, store } = await this.take(keyId, rpm, tpm, now, reserve);
     const [rc, rp] = taken.requests;
     const [tc, tp] = taken.tokens;

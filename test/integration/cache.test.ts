@@ -298,15 +298,19 @@ describe('semantic cache (local embedder)', () => {
     // A model of its own: the breaker it opens must not affect the other tests' embeddings.
     await route('embed-broken', 'sim-embed-broken', { mode: 'OFF' });
     await route('semantic-broken', 'm-sem-broken', { mode: 'SEMANTIC', embeddingModel: 'embed-broken', similarityThreshold: 0.8 });
-    gw.sim.behave('sim-embed-broken', { status: 500 });
     const embedCalls = () => gw.sim.requests.filter((r) => r.path.endsWith('/embeddings') && r.body?.model === 'sim-embed-broken').length;
     const failures = gw.config.breaker.failures;
+    // Refusals of the input (400) say nothing about the model: they never open it.
+    gw.sim.behave('sim-embed-broken', { status: 400 });
+    for (let i = 0; i <= failures; i++) expect((await ask(secretA, { model: 'semantic-broken', messages: msg(`refused ${i}`) })).cache).toBe('miss');
+    expect(embedCalls()).toBe(failures + 1);
+    gw.sim.behave('sim-embed-broken', { status: 500 });
     for (let i = 0; i < failures + 3; i++) {
       const answered = await ask(secretA, { model: 'semantic-broken', messages: msg(`question number ${i}`) });
       expect(answered.cache).toBe('miss');
     }
     // Called until the breaker opened, then not at all (each call was the request's time before).
-    expect(embedCalls()).toBe(failures);
+    expect(embedCalls()).toBe(2 * failures + 1);
   });
 });
 

@@ -215,8 +215,9 @@ describe('RateLimiter: TPM', () => {
     }
     await Promise.resolve();
     expect((await rl.admit('k', null, 1_000)).headers['x-ratelimit-remaining-tokens']).toBe('850');
-    // No reservation without a TPM limit, or when the request is refused.
+    // No reservation without a TPM limit, or when the request is refused; never more than the limit.
     expect((await rl.admit('other', 10, null, 400)).reservation).toBeNull();
+    expect((await rl.admit('big', null, 1_000, 1e20)).reservation?.tokens).toBe(1_000);
   });
 
   it("a reservation is released from its own minute's window, never below zero", async () => {
