@@ -27,7 +27,7 @@ const linearRegExp = Object.assign(
     // Ajv shares compiled patterns by their toString(): each must name its own.
     const name = () => `/${pattern}/${flags}`;
     try {
-      const re = RE2JS.compile(pattern, flags.includes('i') ? RE2JS.CASE_INSENSITIVE : 0);
+      const re = RE2JS.compile(inRe2Syntax(pattern));
       return { test: (text: string) => re.test(text), toString: name };
     } catch {
       return { test: () => true, toString: name };
@@ -35,6 +35,40 @@ const linearRegExp = Object.assign(
   },
   { code: 're2js' },
 );
+
+/** JavaScript's `\s` (Unicode spaces; RE2's is ASCII only), spelled out for a character class. */
+const JS_SPACES = '\\t\\n\\v\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}\\x{feff}';
+
+/** A JavaScript pattern in RE2's syntax where they differ: `\s`, `\S`, `\uXXXX` and `\u{X…}`. */
+function inRe2Syntax(pattern: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      const next = pattern[i + 1] ?? '';
+      const code = /^u\{([0-9a-fA-F]+)\}|^u([0-9a-fA-F]{4})/.exec(pattern.slice(i + 1));
+      if (code) {
+        out += `\\x{${code[1] ?? code[2]}}`;
+        i += code[0].length;
+      } else if (next === 's') {
+        out += inClass ? JS_SPACES : `[${JS_SPACES}]`;
+        i++;
+      } else if (next === 'S' && !inClass) {
+        out += `[^${JS_SPACES}]`;
+        i++;
+      } else {
+        out += c + next;
+        i++;
+      }
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === ']') inClass = false;
+    out += c;
+  }
+  return out;
+}
 
 // One validator per distinct schema (requests repeat theirs), bounded like any cache of client
 // data. Ajv keeps what it compiled (schemas, patterns) for its lifetime: a new instance every
