@@ -224,8 +224,10 @@ describe('RateLimiter: TPM', () => {
     const c = clock(59_000);
     const rl = new RateLimiter(c.now);
     const a = await rl.admit('k', null, 1_000, 600);
-    // Released 31 s into the next minute: the reservation is the previous minute's count.
+    // Released 31 s into the next minute, once the window has rolled over: the reservation is
+    // the previous minute's count (30 s in, it weighs half: 700 left without the release).
     c.t = 90_000;
+    expect((await rl.admit('k', null, 1_000)).headers['x-ratelimit-remaining-tokens']).toBe('700');
     rl.release(a.reservation!);
     await Promise.resolve();
     expect((await rl.admit('k', null, 1_000)).headers['x-ratelimit-remaining-tokens']).toBe('1000');

@@ -620,7 +620,7 @@ describe('canonical chunks → Messages events', () => {
       { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: 'call_late', name: 'search', input: {} } },
       { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '{"q":"x"}' } },
       { type: 'content_block_stop', index: 0 },
-      { type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: '', name: 'other', input: {} } },
+      { type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'toolu_msg_late_1', name: 'other', input: {} } },
       { type: 'content_block_delta', index: 1, delta: { type: 'input_json_delta', partial_json: '{}' } },
       { type: 'content_block_stop', index: 1 },
     ]);

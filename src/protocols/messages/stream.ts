@@ -99,7 +99,8 @@ export class MessagesEncoder implements StreamEncoder {
     let out = '';
     for (const [key, call] of this.pendingCalls) {
       this.pendingCalls.delete(key);
-      out += this.openBlock(key, { type: 'tool_use', id: call.id, name: call.name, input: {} });
+      // One that never got an id still needs one the client can answer with.
+      out += this.openBlock(key, { type: 'tool_use', id: call.id || `toolu_${this.id}_${key}`, name: call.name, input: {} });
       this.toolBlocks.set(key, this.open!.index);
       if (call.args) out += this.argumentsDelta(this.open!.index, call.args);
       if (key === upTo) break;
