@@ -34,7 +34,7 @@ export const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 export const intFrom = (def: number, min = 0, max?: number) => integer(min, max).transform((n) => n ?? def);
 
 /** The longest delay a Node timer takes: past it, setTimeout fires after 1 ms. */
-const MAX_TIMER_MS = 2_147_483_647;
+export const MAX_TIMER_MS = 2_147_483_647;
 /** A duration in milliseconds that a timer will run (a larger one would fire at once). */
 export const msFrom = (def: number, min = 0) => intFrom(def, min, MAX_TIMER_MS);
 export const portFrom = (def: number) => intFrom(def, 0, 65_535);

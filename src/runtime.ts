@@ -10,6 +10,7 @@ import { MemoryCounters, RedisCounters } from './budgets/counters.js';
 import { LeftoverSpend } from './budgets/spend.js';
 import { AnswerStore } from './cache/store.js';
 import type { Config } from './config.js';
+import { MAX_TIMER_MS } from './config-values.js';
 import type { Logger } from './gateway/deps.js';
 import { RedisWindows } from './gateway/limits.js';
 import { defaultInstanceId, type RedisBridge, startRedisBridge } from './live/redis-bridge.js';
@@ -66,7 +67,7 @@ export async function openStores(config: Config, log: Logger, { waitForClickHous
     if (pg.applied.length) log.info({ applied: pg.applied }, 'config database migrated');
     // The client's own timeout (30 s by default) must not end an analytics query before the
     // server's limit does: that one is answered as ANALYTICS_TIMEOUT, the client's as an error.
-    const requestTimeoutMs = config.clickhouse?.requestTimeoutMs ?? Math.min(2_147_483_647, Math.max(30_000, config.analyticsTimeoutMs + 5_000));
+    const requestTimeoutMs = config.clickhouse?.requestTimeoutMs ?? Math.min(MAX_TIMER_MS, Math.max(30_000, config.analyticsTimeoutMs + 5_000));
     clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, requestTimeoutMs, log: (msg, fields) => log.warn(fields, msg) });
     await migrateReceiptsStore(clickhouse, config, log, waitForClickHouse);
     const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });

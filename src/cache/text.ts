@@ -159,7 +159,8 @@ export function analyze(text: string): TextAnalysis {
       continue;
     }
     const lower = word.toLowerCase();
-    const [twoBefore, before] = [earlier, previous];
+    const twoBefore = earlier;
+    const before = previous;
     earlier = previous;
     previous = lower;
     // "product A but not product B": a lone capital mid-sentence is a label, not the article.

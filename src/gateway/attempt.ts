@@ -232,9 +232,8 @@ const BILLED_FAILURES = new Set(['aborted', 'timeout_first_byte', 'timeout_idle'
  */
 export async function billUnansweredCall(limiter: PipelineDeps['limiter'], ex: Exchange, target: Target, failure: UpstreamFailure): Promise<void> {
   if (!BILLED_FAILURES.has(failure.kind)) return;
-  // One estimate for the request, however many of its calls time out.
-  ex.unansweredUsage ??= usageOf(null, ex.parsed!, () => NOTHING_GENERATED);
-  const usage = await ex.unansweredUsage;
+  // The prompt is estimated once a request (estimatePromptTokens), however many calls time out.
+  const usage = await usageOf(null, ex.parsed!, () => NOTHING_GENERATED);
   limiter.recordTokens(ex.key!.id, usage.promptTokens, ex.key!.tpmLimit);
   const cost = costOf(usage, target.price);
   Object.assign(ex.attempts.at(-1)!, { prompt_tokens: usage.promptTokens, completion_tokens: 0, cost_usd: cost, accepted: null, reject_reason: null });

@@ -67,8 +67,6 @@ export class Exchange {
    * when nothing answered.
    */
   unanswered: (Billed & { target: Target }) | null = null;
-  /** The usage one such call is billed (its estimated prompt), estimated once. */
-  unansweredUsage: Promise<Usage> | null = null;
   /** The one receipt, once its append was attempted (endings.ts: exactly one per request). */
   receipt: Promise<UnsignedReceipt> | null = null;
   /** Its append succeeded: the request's outcome is on record and must not change. */

@@ -148,7 +148,16 @@ const FILE_TYPES = new Set(['file', 'document', 'input_file']);
  * Messages, embeddings): its text with a BPE tokenizer, its images and files as above, and
  * OpenAI's chat overhead (~3 tokens a message and 3 for the reply priming).
  */
-export async function estimatePromptTokens(body: Record<string, unknown>): Promise<number> {
+export function estimatePromptTokens(body: Record<string, unknown>): Promise<number> {
+  let estimate = promptEstimates.get(body);
+  if (!estimate) promptEstimates.set(body, (estimate = countPromptTokens(body)));
+  return estimate;
+}
+
+/** One estimate a request body, however many stages ask for it (TPM, budgets, a usage estimate). */
+const promptEstimates = new WeakMap<Record<string, unknown>, Promise<number>>();
+
+async function countPromptTokens(body: Record<string, unknown>): Promise<number> {
   const count = await tokenCounter();
   const messages = Array.isArray(body.messages) ? body.messages : [];
   let tokens = 3 + 3 * messages.length;
