@@ -87,12 +87,21 @@ try {
   console.log('tables', JSON.stringify(tables));
   console.log('data shape', JSON.stringify(shape));
 
-  const ctx: AnalyticsContext = { clickhouse: ch.client, receiptsTable: 'receipts', analyticsTimeoutMs: 60_000, principal: { role: 'ADMIN', teamId: null } };
+  const ctx: AnalyticsContext = {
+    clickhouse: ch.client,
+    receiptsTable: 'receipts',
+    analyticsTimeoutMs: 60_000,
+    analyticsMaxRows: 10_000_000,
+    analyticsMaxMemoryBytes: 0,
+    principal: { role: 'ADMIN', teamId: null },
+  };
   const graphql = createGraphQL(
     {
       clickhouse: ch.client,
       receiptsTable: 'receipts',
       analyticsTimeoutMs: 60_000,
+      analyticsMaxRows: 10_000_000,
+      analyticsMaxMemoryBytes: 0,
       tokens: new TokenVerifier(
         ADMIN,
         { findAccessTokenBySecretHash: async () => null, teamIdByName: async () => null },

@@ -98,7 +98,10 @@ export interface AppDeps {
   /** Called after an admin change that affects admission (other instances must hear of it). */
   onConfigChanged?: () => void;
   /** The stores the GraphQL API reads and writes; no GraphQL endpoint without them. */
-  graphql?: Pick<GraphQLServices, 'prisma' | 'admin' | 'clickhouse' | 'receiptsTable' | 'analyticsTimeoutMs'> & {
+  graphql?: Pick<
+    GraphQLServices,
+    'prisma' | 'admin' | 'clickhouse' | 'receiptsTable' | 'analyticsTimeoutMs' | 'analyticsMaxRows' | 'analyticsMaxMemoryBytes'
+  > & {
     persistedOperations?: Record<string, string>;
   };
   /** OpenTelemetry spans for proxied requests; none = tracing off. */

@@ -76,6 +76,8 @@ const EnvSchema = z.object({
   TOLLGATE_STREAM_HOLD_MS: msFrom(10_000, 0),
   TOLLGATE_DRAIN_TIMEOUT_MS: msFrom(30_000, 0),
   TOLLGATE_ANALYTICS_TIMEOUT_MS: msFrom(10_000, 100),
+  TOLLGATE_ANALYTICS_MAX_ROWS: intFrom(100_000, 1, 10_000_000),
+  TOLLGATE_ANALYTICS_MAX_MEMORY_MB: intFrom(0, 0, 1_048_576),
   // How far V8 lets the old generation grow past what its last full collection kept (0: V8's
   // own sizing). Under c=32 V8's own sizing let it reach ~2× the ~50 MB live heap (77–113 MB
   // committed), when every receipt was still held in the heap until it landed (~1.5 s; now
@@ -187,6 +189,10 @@ export interface Config {
   drainTimeoutMs: number;
   /** Upper bound for one analytics query (ClickHouse max_execution_time). */
   analyticsTimeoutMs: number;
+  /** Most rows one analytics query may return. */
+  analyticsMaxRows: number;
+  /** ClickHouse max_memory_usage of one analytics query, in bytes (0: the server's own limits). */
+  analyticsMaxMemoryBytes: number;
   /** `tollgate start`: V8's old-generation growth past its live size, in percent (0: V8's own). */
   heapGrowthPercent: number;
   budgets: { webhookSecret?: string; defaultMaxTokens: number };
@@ -277,6 +283,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     streamHoldMs: e.TOLLGATE_STREAM_HOLD_MS,
     drainTimeoutMs: e.TOLLGATE_DRAIN_TIMEOUT_MS,
     analyticsTimeoutMs: e.TOLLGATE_ANALYTICS_TIMEOUT_MS,
+    analyticsMaxRows: e.TOLLGATE_ANALYTICS_MAX_ROWS,
+    analyticsMaxMemoryBytes: e.TOLLGATE_ANALYTICS_MAX_MEMORY_MB * 1024 * 1024,
     heapGrowthPercent: e.TOLLGATE_HEAP_GROWTH_PERCENT,
     budgets: { webhookSecret: e.TOLLGATE_WEBHOOK_SECRET, defaultMaxTokens: e.TOLLGATE_BUDGET_DEFAULT_MAX_TOKENS },
     cache: { maxBytes: e.TOLLGATE_CACHE_MAX_BYTES, maxEntryBytes: e.TOLLGATE_CACHE_MAX_ENTRY_BYTES },

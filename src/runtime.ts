@@ -180,6 +180,8 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
         clickhouse: clickhouse.client,
         receiptsTable: config.clickhouse?.cluster ? 'receipts_distributed' : 'receipts',
         analyticsTimeoutMs: config.analyticsTimeoutMs,
+        analyticsMaxRows: config.analyticsMaxRows,
+        analyticsMaxMemoryBytes: config.analyticsMaxMemoryBytes,
         persistedOperations: config.persistedOperationsFile
           ? (JSON.parse(await readFile(config.persistedOperationsFile, 'utf8')) as Record<string, string>)
           : undefined,

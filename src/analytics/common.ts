@@ -134,6 +134,10 @@ export interface AnalyticsContext {
   clickhouse: ClickHouseClient;
   receiptsTable: string;
   analyticsTimeoutMs: number;
+  /** Most rows one analytics query may bring into the process. */
+  analyticsMaxRows: number;
+  /** ClickHouse max_memory_usage of one query (0: the server's own limits). */
+  analyticsMaxMemoryBytes: number;
   principal: Principal | null;
 }
 
@@ -332,11 +336,12 @@ export function groupedSelect(
     ${orderByClause(dims)}`;
 }
 
-/** Settings of every analytics query: bounded time, numbers as JSON numbers. */
+/** Settings of every analytics query: bounded time and memory, numbers as JSON numbers. */
 export function querySettings(ctx: AnalyticsContext): Record<string, unknown> {
   return {
     max_execution_time: Math.max(0.001, ctx.analyticsTimeoutMs / 1000),
     timeout_overflow_mode: 'throw',
+    ...(ctx.analyticsMaxMemoryBytes > 0 ? { max_memory_usage: ctx.analyticsMaxMemoryBytes } : {}),
     output_format_json_quote_64bit_integers: 0,
     output_format_json_quote_decimals: 0,
     output_format_json_quote_denormals: 0,
@@ -345,20 +350,47 @@ export function querySettings(ctx: AnalyticsContext): Record<string, unknown> {
   };
 }
 
+/**
+ * Runs an analytics query and collects its rows, at most `ctx.analyticsMaxRows` of them: a
+ * fine grouping over a long range (minutes × end users × models) can be millions of rows,
+ * which would be held in this process and then serialized as one GraphQL answer. Past the
+ * bound the read stops (closing the response ends the query) with a clear error.
+ */
 export async function runQuery<T = Record<string, unknown>>(ctx: AnalyticsContext, q: SqlFragment): Promise<T[]> {
   const { query, query_params } = q.toQuery();
   try {
     const rs = await ctx.clickhouse.query({ query, query_params, format: 'JSONEachRow', clickhouse_settings: querySettings(ctx) as never });
-    return await rs.json<T>();
-  } catch (err) {
-    const message = (err as Error)?.message ?? String(err);
-    if (/TIMEOUT_EXCEEDED|Timeout exceeded|code: 159/i.test(message)) {
-      throw createGraphQLError('The analytics query took too long; narrow the range or the grouping.', {
-        extensions: { code: 'ANALYTICS_TIMEOUT' },
-      });
+    const rows: T[] = [];
+    for await (const batch of rs.stream<T>()) {
+      if (rows.length + batch.length > ctx.analyticsMaxRows) {
+        rs.close();
+        throw createGraphQLError(
+          `The analytics answer has more than ${ctx.analyticsMaxRows} rows; narrow the range, use a longer interval or fewer groupings (TOLLGATE_ANALYTICS_MAX_ROWS raises the bound).`,
+          { extensions: { code: 'ANALYTICS_RESULT_TOO_LARGE' } },
+        );
+      }
+      for (const row of batch) rows.push(row.json());
     }
-    throw err;
+    return rows;
+  } catch (err) {
+    throw analyticsError(err);
   }
+}
+
+/** ClickHouse's refusals of a query that asked too much, as errors a client can act on. */
+function analyticsError(err: unknown): unknown {
+  const message = (err as Error)?.message ?? String(err);
+  if (/TIMEOUT_EXCEEDED|Timeout exceeded|code: 159/i.test(message)) {
+    return createGraphQLError('The analytics query took too long; narrow the range or the grouping.', {
+      extensions: { code: 'ANALYTICS_TIMEOUT' },
+    });
+  }
+  if (/MEMORY_LIMIT_EXCEEDED|Memory limit .*exceeded|code: 241/i.test(message)) {
+    return createGraphQLError('The analytics query needed more memory than ClickHouse allows it; narrow the range or the grouping.', {
+      extensions: { code: 'ANALYTICS_RESULT_TOO_LARGE' },
+    });
+  }
+  return err;
 }
 
 /** A ClickHouse number that may be null, NaN (`null` in JSON) or a string. */

@@ -27,6 +27,8 @@ export interface GraphQLServices {
   configChanged: () => Promise<void>;
   /** Upper bound for one analytics query in ClickHouse. */
   analyticsTimeoutMs: number;
+  analyticsMaxRows: number;
+  analyticsMaxMemoryBytes: number;
   /** A dry run of the router for a request body (absent: not offered). */
   explainRoute?: (input: {
     body: Record<string, unknown>;

@@ -25,7 +25,14 @@ beforeAll(async () => {
   await insertSyntheticReceipts(ch.client, { rows: 100_000, from, spanMs: 86_400_000, models: 3, teams: 4 });
   // A second day (distinct receipts), for ranges that end or start inside a day.
   await insertSyntheticReceipts(ch.client, { rows: 100_000, offset: 100_000, from: to, spanMs: 86_400_000, models: 3, teams: 4 });
-  ctx = { clickhouse: ch.client, receiptsTable: 'receipts', analyticsTimeoutMs: 30_000, principal: { role: 'ADMIN', teamId: null } };
+  ctx = {
+    clickhouse: ch.client,
+    receiptsTable: 'receipts',
+    analyticsTimeoutMs: 30_000,
+    analyticsMaxRows: 100_000,
+    analyticsMaxMemoryBytes: 0,
+    principal: { role: 'ADMIN', teamId: null },
+  };
 }, 120_000);
 
 afterAll(async () => {

@@ -47,6 +47,8 @@ function server(options: Partial<GraphQLOptions> = {}, bus = new LiveBus()) {
     configChanged: async () => undefined,
     receiptsTable: 'receipts',
     analyticsTimeoutMs: 1000,
+    analyticsMaxRows: 100_000,
+    analyticsMaxMemoryBytes: 0,
   } as unknown as GraphQLServices;
   return createGraphQL(services, { production: false, ...options });
 }
