@@ -317,7 +317,8 @@ export function buildApp(deps: AppDeps): App {
 
   const timeouts = { headersMs: config.inbound.headersTimeoutMs, requestMs: config.inbound.requestTimeoutMs };
   const inbound = new InboundServer(timeouts, handler);
-  const adminInbound = graphql && config.adminPort ? new InboundServer(timeouts, createAdminRequestHandler({ cors, graphql: graphql.handle })) : null;
+  const adminInbound =
+    graphql && config.adminPort ? new InboundServer(timeouts, createAdminRequestHandler({ cors, jwks: deps.jwks, graphql: graphql.handle })) : null;
   const server = inbound.server;
   const websocket = graphql ? graphql.attachWebSocket(adminInbound?.server ?? server) : null;
   if (websocket) metrics.watchWebsockets(websocket);

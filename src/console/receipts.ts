@@ -276,11 +276,12 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
       verdict.textContent = `✗ The signed receipt is ${r.receiptId || 'unnamed'}, not the one asked for.`;
       return;
     }
-    let jwks: { keys?: Jwk[] };
+    let jwks: { keys?: Jwk[] } | null = null;
     try {
-      jwks = (await (await fetch('/.well-known/tollgate/receipt-keys')).json()) as { keys?: Jwk[] };
+      const res = await fetch('/.well-known/tollgate/receipt-keys', { signal: AbortSignal.timeout(10_000) });
+      if (res.ok) jwks = (await res.json()) as { keys?: Jwk[] };
     } catch {
-      jwks = {};
+      // Unread: verifyInBrowser says "unavailable" and the server's own check is shown.
     }
     const v = await verifyInBrowser(r.signedJson, r.signature, jwks);
     if (stopped) return;
@@ -295,7 +296,7 @@ export function receiptsView(ctx: Ctx, id: string | null): View {
           id: r.receiptId,
         })
         .catch(() => null);
-      verdict.textContent = `This browser cannot verify signatures here (${v.reason}). Tollgate's own check: ${server ? (server.verifyReceipt.valid ? 'valid' : `invalid (${server.verifyReceipt.reason})`) : 'unavailable'}.`;
+      verdict.textContent = `Not verified in this browser (${v.reason}). Tollgate's own check: ${server ? (server.verifyReceipt.valid ? 'valid' : `invalid (${server.verifyReceipt.reason})`) : 'unavailable'}.`;
     }
   }
 

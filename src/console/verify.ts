@@ -32,25 +32,32 @@ function base64urlBytes(s: string): Uint8Array<ArrayBuffer> | null {
   }
 }
 
-export async function verifyInBrowser(signed: Record<string, unknown>, signature: string, jwks: { keys?: Jwk[] }): Promise<BrowserVerification> {
+/**
+ * `jwks` null: the published key set could not be read (an error page, the network), which
+ * says nothing about the receipt, so the answer is "unavailable", never "invalid".
+ */
+export async function verifyInBrowser(signed: Record<string, unknown>, signature: string, jwks: { keys?: unknown } | null): Promise<BrowserVerification> {
   if (!globalThis.crypto?.subtle) {
     return { status: 'unavailable', reason: 'WebCrypto is only available on HTTPS or localhost pages.' };
   }
+  if (!Array.isArray(jwks?.keys)) return { status: 'unavailable', reason: 'the published key set could not be read' };
   const keyId = signed.key_id;
   if (typeof keyId !== 'string') return { status: 'invalid', reason: 'the receipt names no key_id' };
-  const jwk = jwks.keys?.find((k) => k.kid === keyId);
+  const jwk = (jwks.keys as Jwk[]).find((k) => k?.kid === keyId);
   if (!jwk) return { status: 'invalid', reason: `key ${keyId} is not in the published key set` };
-  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') return { status: 'invalid', reason: `key ${keyId} is not an Ed25519 key` };
+  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string' || base64urlBytes(jwk.x)?.length !== 32) {
+    return { status: 'invalid', reason: `key ${keyId} is not an Ed25519 key` };
+  }
   const sig = base64urlBytes(signature);
   if (sig?.length !== 64) return { status: 'invalid', reason: 'the signature is not 64 bytes of base64url' };
   const text = canonicalize(signed);
   if (text === undefined) return { status: 'invalid', reason: 'the receipt cannot be canonicalized' };
-  let key: CryptoKey;
   try {
-    key = await crypto.subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, false, ['verify']);
+    const key = await crypto.subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, { name: 'Ed25519' }, false, ['verify']);
+    const ok = await crypto.subtle.verify({ name: 'Ed25519' }, key, sig, new TextEncoder().encode(text));
+    return ok ? { status: 'valid', keyId } : { status: 'invalid', reason: 'the signature does not match the receipt' };
   } catch {
+    // The key is well-formed (checked above): what failed is this browser's WebCrypto.
     return { status: 'unavailable', reason: 'this browser has no Ed25519 in WebCrypto' };
   }
-  const ok = await crypto.subtle.verify({ name: 'Ed25519' }, key, sig, new TextEncoder().encode(text));
-  return ok ? { status: 'valid', keyId } : { status: 'invalid', reason: 'the signature does not match the receipt' };
 }

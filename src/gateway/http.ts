@@ -135,9 +135,8 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
       res.end(text);
       return;
     }
-    case '/.well-known/tollgate/receipt-keys':
-      res.setHeader('cache-control', 'public, max-age=300');
-      return sendJson(res, 200, deps.jwks());
+    case RECEIPT_KEYS_PATH:
+      return sendReceiptKeys(deps, res);
     case '/admin/v1/keys':
       return createKeyForCli(deps, req, res);
     default:
@@ -145,15 +144,26 @@ async function route(deps: HttpDeps, path: string, req: IncomingMessage, res: Se
   }
 }
 
-/** The admin port (TOLLGATE_ADMIN_PORT): /graphql only, under the same CORS and header rules. */
-export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors'> & { graphql: (req: IncomingMessage, res: ServerResponse) => Promise<void> }) {
+const RECEIPT_KEYS_PATH = '/.well-known/tollgate/receipt-keys';
+
+function sendReceiptKeys(deps: Pick<HttpDeps, 'jwks'>, res: ServerResponse): void {
+  res.setHeader('cache-control', 'public, max-age=300');
+  sendJson(res, 200, deps.jwks());
+}
+
+/**
+ * The admin port (TOLLGATE_ADMIN_PORT): /graphql and /console, under the same CORS and header
+ * rules, and the receipt keys, which the console served from this port verifies receipts with.
+ */
+export function createAdminRequestHandler(deps: Pick<HttpDeps, 'cors' | 'jwks'> & { graphql: (req: IncomingMessage, res: ServerResponse) => Promise<void> }) {
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (deps.cors(req, res)) return;
     try {
       assertCredentialsOnce(req.rawHeaders);
       const path = (req.url ?? '').split('?')[0]!;
+      if (path === RECEIPT_KEYS_PATH && (req.method === 'GET' || req.method === 'HEAD')) return sendReceiptKeys(deps, res);
       if (path !== '/graphql' && !isConsolePath(path))
-        throw new GatewayError(404, 'invalid_request_error', 'not_found', 'Only /graphql and /console are served on the admin port.');
+        throw new GatewayError(404, 'invalid_request_error', 'not_found', 'Only /graphql, /console and the receipt keys are served on the admin port.');
       await deps.graphql(req, res);
     } catch (err) {
       sendError(res, err);

@@ -133,3 +133,15 @@ describe('credential headers sent twice', () => {
     expect(once.status).toBe(200);
   });
 });
+
+describe('the admin port', () => {
+  it('serves the receipt keys its console verifies receipts with, the same set as the proxy port', async () => {
+    const admin = await fetch(`${graphqlUrl}/.well-known/tollgate/receipt-keys`);
+    expect(admin.status).toBe(200);
+    const keys = await admin.json();
+    expect(keys.keys.length).toBeGreaterThan(0);
+    expect(keys).toEqual(await (await fetch(`${gw.url}/.well-known/tollgate/receipt-keys`)).json());
+    // Nothing else of the proxy port's.
+    expect((await fetch(`${graphqlUrl}/v1/models`, { headers: { authorization: `Bearer ${gw.adminToken}` } })).status).toBe(404);
+  });
+});

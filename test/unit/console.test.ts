@@ -75,6 +75,18 @@ describe('verifyInBrowser', () => {
     expect((await verifyInBrowser(signedJson, signature.slice(2), signer.jwks())).status).toBe('invalid');
     expect((await verifyInBrowser(signedJson, `${signature.slice(0, -1)}+`, signer.jwks())).status).toBe('invalid');
   });
+
+  it('is unavailable, not invalid, when the key set could not be read; a malformed published key is invalid', async () => {
+    // An error page's JSON (`{"error":…}`), a failed fetch (null), keys that are not a list.
+    for (const jwks of [{ error: { message: 'not found' } }, null, { keys: 'x' }]) {
+      expect((await verifyInBrowser(signedJson, signature, jwks)).status).toBe('unavailable');
+    }
+    const key = signer.jwks().keys[0]!;
+    expect(await verifyInBrowser(signedJson, signature, { keys: [{ ...key, x: key.x.slice(0, 20) }] })).toEqual({
+      status: 'invalid',
+      reason: `key ${signer.keyId} is not an Ed25519 key`,
+    });
+  });
 });
 
 function decision(over: Partial<Decision>): Decision {
