@@ -199,6 +199,25 @@ describe('access tokens', () => {
     expect(child.token.allowedCidrs).toEqual(['127.0.0.1/32', '127.1.0.0/16']);
   });
 
+  it("a token revoked or expired on another instance (still in this one's auth cache) mints nothing", async () => {
+    const mint = 'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret } }';
+    const key = 'mutation($in: CreateApiKeyInput!) { createApiKey(input: $in) { secret } }';
+    const prisma = gw.started.runtime.configDb.prisma;
+    for (const end of [{ revokedAt: new Date() }, { expiresAt: new Date(Date.now() - 1000) }]) {
+      const { createAccessToken: parent } = await ok(admin, 'mutation { createAccessToken(input: { name: "leaky", role: ADMIN }) { secret token { id } } }');
+      secretsThatMustNotAppear.push(sha256(parent.secret));
+      expect((await ok(parent.secret, '{ viewer { tokenId } }')).viewer.tokenId).toBe(parent.token.id); // cached as valid
+      // Another instance revokes it (or its expiry is moved into the past): this one's cache has not heard.
+      await prisma.accessToken.update({ where: { id: parent.token.id }, data: end });
+      const child = await gql(parent.secret, mint, { in: { name: 'forever', role: 'ADMIN' } });
+      expect(codeOf(child)).toBe('FORBIDDEN');
+      const apiKey = await gql(parent.secret, key, { in: { teamId: teamA.id, name: 'forever' } });
+      expect(codeOf(apiKey)).toBe('FORBIDDEN');
+    }
+    expect(await prisma.accessToken.count({ where: { name: 'forever' } })).toBe(0);
+    expect(await prisma.apiKey.count({ where: { name: 'forever' } })).toBe(0);
+  });
+
   it('createAccessToken returns a working token once; a team-bound admin only for its own team', async () => {
     const q =
       'mutation($in: CreateAccessTokenInput!) { createAccessToken(input: $in) { secret token { id name role teamId revokedAt createdAt team { id } } } }';

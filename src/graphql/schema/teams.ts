@@ -301,6 +301,7 @@ export function registerTeams(builder: Builder) {
       resolve: async (_root, { input }, ctx, info) => {
         const teamId = String(input.teamId);
         if (!canSeeTeam(ctx, teamId)) throw notFound('team');
+        await assertCallerStillValid(ctx);
         const created = await store(() =>
           ctx.admin.teams.createApiKey({
             teamId,
@@ -378,15 +379,31 @@ export function registerTeams(builder: Builder) {
 }
 
 /**
+ * The calling access token's row, read now rather than from the authentication cache: a
+ * credential minted by a token revoked (or expired) a moment ago would outlive it for good,
+ * turning the cache's second of grace into a permanent key. Null for other principals.
+ */
+async function assertCallerStillValid(ctx: GraphQLContext): Promise<{ expiresAt: Date | null; allowedCidrs: string[] } | null> {
+  const caller = ctx.principal;
+  if (caller?.kind !== 'access_token' || !caller.tokenId) return null;
+  const own = await ctx.prisma.accessToken.findUnique({
+    where: { id: caller.tokenId },
+    select: { expiresAt: true, allowedCidrs: true, revokedAt: true },
+  });
+  if (!own || own.revokedAt || (own.expiresAt && own.expiresAt.getTime() <= Date.now())) {
+    throw forbidden('The calling token has been revoked or has expired.');
+  }
+  return own;
+}
+
+/**
  * An access token may not mint a token that outlives it or works from where it does not: the
- * new token's expiry and allowlist must lie within the caller's (else revoking or letting the
- * caller expire would not end what it made).
+ * new token's expiry and allowlist must lie within the caller's (else letting the caller
+ * expire would not end what it made). Revoking the caller does not revoke what it made.
  */
 async function assertNoWiderThanCaller(ctx: GraphQLContext, expiresAt: Date | null, allowedCidrs: readonly string[] | null): Promise<void> {
-  const caller = ctx.principal;
-  if (caller?.kind !== 'access_token' || !caller.tokenId) return;
-  const own = await ctx.prisma.accessToken.findUnique({ where: { id: caller.tokenId }, select: { expiresAt: true, allowedCidrs: true } });
-  if (!own) throw forbidden('The calling token no longer exists.');
+  const own = await assertCallerStillValid(ctx);
+  if (!own) return;
   if (own.expiresAt && (!expiresAt || expiresAt > own.expiresAt)) {
     throw invalidInput(`expiresAt: may not be later than the calling token's own expiry (${own.expiresAt.toISOString()})`, 'input.expiresAt');
   }
