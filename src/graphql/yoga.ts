@@ -13,7 +13,7 @@ import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { usePersistedOperations } from '@graphql-yoga/plugin-persisted-operations';
-import { type ExecutionArgs, GraphQLError, type execute as graphqlExecute } from 'graphql';
+import { type ExecutionArgs, GraphQLError, getOperationAST, type execute as graphqlExecute } from 'graphql';
 import { CloseCode, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
@@ -30,6 +30,7 @@ import { compiledQueries } from './jit.js';
 import { noRepeatedListRelations } from './relation-cycles.js';
 import { ANALYTICS_QUERY_FIELDS } from './schema/analytics.js';
 import { buildSchema } from './schema/index.js';
+import { type Arrival, OperationArrivals } from './ws-operation-ids.js';
 
 export interface GraphQLOptions {
   production: boolean;
@@ -95,6 +96,7 @@ interface WsOperation {
   id: string;
   /** Subscriptions with the same key share one execution (see fanoutKey). */
   key: string;
+  arrival: Arrival;
 }
 
 /**
@@ -251,6 +253,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
       socket.on('ping', check);
     });
     const operations = new WeakMap<ExecutionArgs, WsOperation>();
+    const arrivals = new OperationArrivals();
     const authorizationOf = (params: Record<string, unknown> | undefined) => (typeof params?.authorization === 'string' ? params.authorization : undefined);
     const principalOf = (params: Record<string, unknown> | undefined, req: IncomingMessage) =>
       services.tokens.verify(authorizationOf(params), req).catch((err: unknown) => {
@@ -296,24 +299,29 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
           return principal !== null;
         },
         onSubscribe: async (ctx, id, payload: SubscribePayload) => {
+          const arrival = arrivals.arrive(ctx.extra.socket, id);
+          const refuse = (errors: readonly GraphQLError[]) => {
+            arrivals.settle(arrival);
+            return errors;
+          };
           // graphql-ws has already entered this one in ctx.subscriptions.
           if (Object.keys(ctx.subscriptions).length > limits.wsSubscriptions) {
-            return [
+            return refuse([
               new GraphQLError(`Too many operations on this connection (at most ${limits.wsSubscriptions}); complete one first.`, {
                 extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
               }),
-            ];
+            ]);
           }
           const authorization = authorizationOf(ctx.connectionParams);
           // The token is checked again on every subscribe: a revoked token stops here.
           if ((await principalOf(ctx.connectionParams, ctx.extra.request)) === null) {
             ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden');
-            return [new GraphQLError('Token no longer valid.', { extensions: { code: 'UNAUTHENTICATED' } })];
+            return refuse([new GraphQLError('Token no longer valid.', { extensions: { code: 'UNAUTHENTICATED' } })]);
           }
           // Persisted-operations mode holds here too (yoga's plugin sees only HTTP requests).
           if (persisted) {
             const query = persistedQuery(payload, persisted);
-            if (query instanceof GraphQLError) return [query];
+            if (query instanceof GraphQLError) return refuse([query]);
             payload = { ...payload, query };
           }
           const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
@@ -327,23 +335,38 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
           try {
             document = parse(payload.query);
           } catch (err) {
-            return [err instanceof GraphQLError ? err : new GraphQLError('Invalid query.')];
+            return refuse([err instanceof GraphQLError ? err : new GraphQLError('Invalid query.')]);
           }
           const errors = validate(schema, document);
-          if (errors.length > 0) return errors;
+          if (errors.length > 0) return refuse(errors);
+          if (!getOperationAST(document, payload.operationName)) return refuse([new GraphQLError('Unable to identify operation.')]);
           // yoga's `context` option above (createContext) makes it a GraphQLContext; envelop's type does not know.
           const contextValue = (await contextFactory()) as unknown as GraphQLContext;
           const args: ExecutionArgs = { schema, document, operationName: payload.operationName, variableValues: payload.variables, contextValue };
-          operations.set(args, { execute, subscribe: subscribe as SubscribeFn, socket: ctx.extra.socket, id, key: fanoutKey(payload, contextValue) });
+          operations.set(args, { execute, subscribe: subscribe as SubscribeFn, socket: ctx.extra.socket, id, key: fanoutKey(payload, contextValue), arrival });
           return args;
         },
         // What graphql-ws writes itself (query results, subscriptions that run on their own)
         // counts against the socket's byte limit too: checked before each result.
         onNext: (ctx) => void fanout.checkBuffer(ctx.extra.socket),
-        execute: (args: ExecutionArgs) => operations.get(args)!.execute(args),
-        subscribe: (args: ExecutionArgs) => {
+        execute: (args: ExecutionArgs) => {
           const op = operations.get(args)!;
-          return fanout.subscribe({ key: op.key, args, subscribe: op.subscribe, socket: op.socket, id: op.id });
+          arrivals.settle(op.arrival);
+          return op.execute(args);
+        },
+        subscribe: async (args: ExecutionArgs) => {
+          const op = operations.get(args)!;
+          let result: Awaited<ReturnType<SubscribeFn>>;
+          try {
+            result = await fanout.subscribe({ key: op.key, args, subscribe: op.subscribe, socket: op.socket, id: op.id });
+          } finally {
+            if (!arrivals.settle(op.arrival)) op.socket.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${op.id} already exists`);
+          }
+          if (op.socket.readyState === op.socket.OPEN) return result;
+          // Superseded by a newer subscribe with its id (ws-operation-ids.ts), or its socket is
+          // gone: graphql-ws would keep it in the newer one's place, so it ends here.
+          if (Symbol.asyncIterator in result) void result[Symbol.asyncIterator]().return?.();
+          return { errors: [new GraphQLError(`Subscriber for ${op.id} already exists.`)] };
         },
       },
       wss,

@@ -64,7 +64,12 @@ export class SocketWriters {
       // A socket already closed would never say so again: it is not kept.
       if (socket.readyState !== socket.CLOSED) {
         this.writers.set(socket, writer);
-        socket.once('close', () => this.writers.delete(socket));
+        const closed = writer;
+        socket.once('close', () => {
+          this.writers.delete(socket);
+          // graphql-ws ends the subscriptions it knows of; whatever it lost track of ends too.
+          closed.stopAll();
+        });
       }
     }
     return writer;
@@ -185,6 +190,10 @@ export class SocketWriter {
     this.closed = true;
     onSlowConsumer();
     this.socket.close(SLOW_CONSUMER.code, SLOW_CONSUMER.reason);
+    this.stopAll();
+  }
+
+  stopAll(): void {
     for (const source of [...this.sources]) source.stop();
     this.pending.clear();
   }

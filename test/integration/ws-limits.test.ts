@@ -123,6 +123,26 @@ describe('operations per socket', () => {
   });
 });
 
+describe('an operation id reused while its subscription is starting', () => {
+  it('leaves no subscription behind: the socket is closed 4409 and every subscriber it opened ends', async () => {
+    const { ws, closed } = await rawSocket();
+    const before = bus.subscriberCount;
+    // subscribe, complete, subscribe … with one id, in one TCP write: each subscribe is still
+    // starting (its token check) when the next arrives.
+    const raw = (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+    raw.cork();
+    for (let i = 0; i < 2 * MAX_SUBSCRIPTIONS; i++) {
+      ws.send(JSON.stringify({ id: 'same', type: 'subscribe', payload: { query: subscription(i) } }));
+      if (i < 2 * MAX_SUBSCRIPTIONS - 1) ws.send(JSON.stringify({ id: 'same', type: 'complete' }));
+    }
+    raw.uncork();
+    expect((await closed).code).toBe(4409);
+    await until(() => bus.subscriberCount === before, 'every subscriber to end');
+    await sleep(200); // anything still starting would have joined by now
+    expect(bus.subscriberCount).toBe(before);
+  });
+});
+
 describe('a socket that stops reading', () => {
   it('is closed with 1008 "slow consumer" once it holds TOLLGATE_WS_MAX_BUFFER_BYTES, its memory bounded, while a reading client loses nothing', async () => {
     const slowClosesBefore = await metric('tollgate_ws_slow_consumer_closes_total');
