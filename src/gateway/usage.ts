@@ -4,7 +4,7 @@
 
 import type { ChatUsage } from '../protocols/canonical.js';
 import type { ParsedRequest } from '../protocols/protocol.js';
-import { roundUsd } from '../receipts/receipt.js';
+import { MAX_ABS_USD, roundUsd } from '../receipts/receipt.js';
 import type { PriceInput } from '../routing/catalog.js';
 
 /**
@@ -278,7 +278,7 @@ export function billedTotal(parts: readonly Billed[]): Billed {
     // An unpriced part makes the total unknown: never a fake sum.
     cost = cost === null || p.cost === null ? null : cost + p.cost;
   }
-  return { usage, cost };
+  return { usage, cost: cost === null ? null : receiptCost(cost) };
 }
 
 /**
@@ -298,5 +298,14 @@ export function costOf(usage: Usage, price: PriceInput | null): number | null {
       written * writeRate +
       usage.completionTokens * price.outputPerMTokUsd) /
     1e6;
-  return roundUsd(usd);
+  return receiptCost(usd);
+}
+
+/**
+ * A cost no receipt can hold (prices stored before setPrice bounded them, figures at the bound
+ * of what an upstream may report, summed over a cascade) is recorded as unknown: the receipt
+ * refused it, and the request was then answered with no receipt at all.
+ */
+function receiptCost(usd: number): number | null {
+  return Math.abs(usd) < MAX_ABS_USD ? roundUsd(usd) : null;
 }

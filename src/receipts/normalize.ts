@@ -5,16 +5,11 @@
 //   - timestamps: `YYYY-MM-DDTHH:MM:SS.mmmZ` (DateTime64(3, 'UTC'));
 //   - money: rounded to 9 decimals (Decimal(18, 9)); durations: rounded to 3 decimals;
 //   - nothing a column would reject (an unparseable row would block its whole WAL segment).
-import { type Attempt, type CacheStatus, type ReceiptDraft, type ReceiptStatus, roundMs, roundUsd, type UnsignedReceipt } from './receipt.js';
+import { type Attempt, type CacheStatus, MAX_ABS_USD, type ReceiptDraft, type ReceiptStatus, roundMs, roundUsd, type UnsignedReceipt } from './receipt.js';
 
 const STATUSES: ReadonlySet<string> = new Set<ReceiptStatus>(['ok', 'error', 'partial', 'rejected', 'cancelled']);
 const CACHE_STATUSES: ReadonlySet<string> = new Set<CacheStatus>(['miss', 'exact', 'semantic', 'bypass']);
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/**
- * Decimal(18, 9) would hold ±1e9, but a double only round-trips decimals of up to 15
- * significant digits: with 9 decimals that is below one million dollars per request.
- */
-const MAX_ABS_USD = 1_000_000;
 const MIN_TIME = Date.UTC(1970, 0, 1);
 const MAX_TIME = Date.UTC(2299, 11, 31);
 

@@ -109,3 +109,8 @@ export type ReceiptDraft = Omit<UnsignedReceipt, 'seq' | 'prev_hash' | 'key_id' 
 
 export const roundMs = (ms: number): number => Math.round(ms * 1000) / 1000;
 export const roundUsd = (usd: number): number => Math.round(usd * 1e9) / 1e9;
+/**
+ * Decimal(18, 9) would hold ±1e9, but a double only round-trips decimals of up to 15
+ * significant digits: with 9 decimals that is below one million dollars per request.
+ */
+export const MAX_ABS_USD = 1_000_000;

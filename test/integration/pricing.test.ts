@@ -248,6 +248,34 @@ describe('unpriced is null, never 0', () => {
   });
 });
 
+describe('a cost no receipt can hold', () => {
+  it('setPrice refuses a price past 10,000 USD per million tokens (in USD, after a currency rate)', async () => {
+    const q = 'mutation ($in: PriceInput!) { setPrice(input: $in) { version } }';
+    const slip = await gql(gw.url, admin, q, { in: { provider: 'sim-b', model: 'slip', inputPerMTokUsd: 1, outputPerMTokUsd: 15_000 } });
+    expect(slip.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.outputPerMTokUsd' });
+    expect(slip.errors?.[0]?.message).toMatch(/per token or per thousand/);
+    // 60,000 JPY at 0.0067 USD a yen is 402 USD: fine.
+    await gqlOk(gw.url, admin, q, {
+      in: { provider: 'sim-b', model: 'slip', inputPerMTokUsd: 60_000, outputPerMTokUsd: 60_000, currency: 'JPY', usdRate: 0.0067 },
+    });
+  });
+
+  it('a price stored before that bound still gets every request its receipt, its cost unknown (null)', async () => {
+    await gw.started.runtime.configDb.prisma.price.create({
+      data: { provider: 'sim-b', model: 'overpriced', inputPerMTok: 900_000_000, outputPerMTok: 900_000_000 },
+    });
+    await gw.started.runtime.app.catalog.load();
+    const { response, data } = await gw
+      .client(secret)
+      .chat.completions.create({ model: 'sim-b/overpriced', messages: [{ role: 'user', content: 'word '.repeat(1_500) }] })
+      .withResponse();
+    expect(data.usage!.prompt_tokens).toBeGreaterThan(1_200); // × 900 USD a token: past a million
+    await gw.started.runtime.journal.flush();
+    const [receipt] = await receiptsOf([response.headers.get('x-tollgate-receipt-id')!]);
+    expect(receipt).toMatchObject({ status: 'ok', cost_usd: null, price_version: null });
+  });
+});
+
 describe('repriceReceipts', () => {
   it('needs a price: an unpriced model cannot be re-priced yet', async () => {
     const r = await reprice(UNPRICED);

@@ -57,6 +57,14 @@ export interface BudgetRecord {
   updatedAt: Date;
 }
 
+const PRICE_FIELDS = ['inputPerMTokUsd', 'outputPerMTokUsd', 'cachedInputPerMTokUsd', 'cacheWritePerMTokUsd'] as const;
+/**
+ * Far above any model's price (the dearest are a few hundred dollars), and low enough that no
+ * request's cost passes what a receipt holds: a unit slip (a price per token entered per million)
+ * is refused here rather than turning every request of the model into an unpriced one.
+ */
+const MAX_PRICE_PER_MTOK_USD = 10_000;
+
 const setPriceInput = z
   .object({
     provider: slug,
@@ -78,6 +86,19 @@ const setPriceInput = z
   .refine((p) => (p.currency ?? 'USD') === 'USD' || p.usdRate != null, {
     message: 'usdRate (USD per unit of currency) is required when currency is not USD',
     path: ['usdRate'],
+  })
+  .superRefine((p, ctx) => {
+    const rate = (p.currency ?? 'USD') === 'USD' ? 1 : (p.usdRate ?? 1);
+    for (const field of PRICE_FIELDS) {
+      const perMTok = p[field];
+      if (perMTok != null && perMTok * rate > MAX_PRICE_PER_MTOK_USD) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: `at most ${MAX_PRICE_PER_MTOK_USD} USD per million tokens (a cent a token); is this a price per token or per thousand?`,
+        });
+      }
+    }
   });
 /**
  * Amounts are per million tokens in `currency` (default USD; the `…Usd` names are the
