@@ -394,8 +394,15 @@ describe('audit log', () => {
     const both = (await ok(admin, log, { first: 6 })).auditLog.edges.map((e: { cursor: string }) => e.cursor);
     expect([...first.edges, ...second.edges].map((e: { cursor: string }) => e.cursor)).toEqual(both);
     expect(both).toHaveLength(6);
-    expect(codeOf(await gql(admin, log, { first: 501 }))).toBe('BAD_USER_INPUT');
-    expect(codeOf(await gql(admin, log, { after: 'garbage' }))).toBe('BAD_USER_INPUT');
+    // Each refusal names the argument it is about (there is no `input` here).
+    const refused = async (variables: Record<string, unknown>, field: string) => {
+      const r = await gql(admin, log, variables);
+      expect(r.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field });
+    };
+    await refused({ first: 501 }, 'first');
+    await refused({ after: 'garbage' }, 'after');
+    await refused({ f: { actors: Array.from({ length: 101 }, (_, i) => `actor-${i}`) } }, 'filter.actors');
+    await refused({ f: { actions: ['setBudget\u0000'] } }, 'filter.actions'); // was an internal error from PostgreSQL
   });
 });
 
@@ -584,6 +591,26 @@ describe('prices and budgets', () => {
     const text = JSON.stringify(log);
     expect(text).toContain('https://hooks.slack.com');
     expect(text).not.toContain('XXXXsecret');
+  });
+
+  it('a NUL in a URL, a price source or a rule is a clear input error, not an internal one', async () => {
+    const budget = await gql(admin, 'mutation($in: BudgetInput!) { setBudget(input: $in) { id } }', {
+      in: { scope: 'FEATURE', feature: 'nul', period: 'DAY', limitUsd: 1, action: 'ALERT', webhookUrl: 'https://hooks.example.com/a\u0000b' },
+    });
+    expect(budget.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.webhookUrl' });
+    const price = await gql(admin, 'mutation($in: PriceInput!) { setPrice(input: $in) { version } }', {
+      in: { provider: 'sim', model: 'nul', inputPerMTokUsd: 1, outputPerMTokUsd: 1, source: 'list\u0000price' },
+    });
+    expect(price.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.source' });
+    const route = await gql(admin, 'mutation($in: RouteInput!) { upsertRoute(input: $in) { name } }', {
+      in: {
+        name: 'nul-rule',
+        strategy: 'PRIORITY',
+        targets: [{ provider: 'sim', model: 'sim-large' }],
+        rules: [{ name: 'r', when: "feature == 'a\u0000'", route: 'chat-default' }],
+      },
+    });
+    expect(route.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.rules.0.when' });
   });
 
   it('setBudget upserts by scope+target+period; team-bound tokens see their own budgets only', async () => {

@@ -60,8 +60,14 @@ export function registerAudit(builder: Builder) {
       description: 'Admin mutations, newest first (a team-bound admin: those about its team). `first` ≤ 500, default 50.',
       args: { filter: t.arg({ type: AuditFilter }), first: t.arg.int(), after: t.arg.string() },
       resolve: (_root, { filter, first, after }, ctx) =>
-        store(() =>
-          ctx.admin.audit.list({ from: filter?.from, to: filter?.to, actors: filter?.actors, actions: filter?.actions, teamId: boundTeam(ctx) }, first, after),
+        store(
+          () =>
+            ctx.admin.audit.list(
+              { from: filter?.from, to: filter?.to, actors: filter?.actors, actions: filter?.actions, teamId: boundTeam(ctx) },
+              first,
+              after,
+            ),
+          '', // the store names `first`, `after` and `filter.…`: the field's own arguments
         ),
     }),
   );

@@ -19,14 +19,14 @@ export function forbidden(message: string): GraphQLError {
  * INVALID_INPUT names the offending field as a path in the operation's arguments
  * (`extensions.field`, e.g. `input.targets.0.model`): the store reports it relative to the
  * value it validated, which the caller passed as `argument` (`input`, or `input.name` when the
- * store was given that one string).
+ * store was given that one string; '' when its paths are the field's arguments themselves).
  */
 function toGraphQLError(err: unknown, argument = 'input'): unknown {
   if (err instanceof AdminStoreError) {
     switch (err.code) {
       case 'INVALID_INPUT': {
         const { path, reason } = invalidInputParts(err);
-        const field = path === null ? argument : `${argument}.${path}`;
+        const field = path === null ? argument : argument ? `${argument}.${path}` : path;
         return new GraphQLError(`${field}: ${reason}`, { extensions: { code: 'BAD_USER_INPUT', field } });
       }
       case 'NOT_FOUND':

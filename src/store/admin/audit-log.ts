@@ -52,7 +52,10 @@ export class AuditLog {
       ['actors', query.actors],
       ['actions', query.actions],
     ] as const) {
-      if (list && list.length > AUDIT_MAX_FILTER_VALUES) throw new AdminStoreError('INVALID_INPUT', `${name}: at most ${AUDIT_MAX_FILTER_VALUES} values`);
+      if (list && list.length > AUDIT_MAX_FILTER_VALUES)
+        throw new AdminStoreError('INVALID_INPUT', `filter.${name}: at most ${AUDIT_MAX_FILTER_VALUES} values`);
+      // PostgreSQL's text holds no NUL: such a value would fail the query, not just match nothing.
+      if (list?.some((v) => v.includes('\u0000'))) throw new AdminStoreError('INVALID_INPUT', `filter.${name}: must not contain NUL characters`);
     }
     const before = after ? decodeCursor(after) : null;
     const matching: Prisma.AuditEntryWhereInput = {

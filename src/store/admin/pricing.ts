@@ -12,6 +12,7 @@ import {
   MAX_STORED_USD,
   type Mutations,
   modelName,
+  NO_CONTROL,
   parse,
   requireTeam,
   slug,
@@ -80,7 +81,7 @@ const setPriceInput = z
       .transform((s) => s.toUpperCase())
       .optional(),
     usdRate: z.number().positive().max(1e6).nullish(),
-    source: z.string().trim().max(512).nullish(),
+    source: z.string().trim().max(512).regex(NO_CONTROL, 'must not contain control characters').nullish(),
     effectiveFrom: date.optional(),
   })
   .refine((p) => (p.currency ?? 'USD') === 'USD' || p.usdRate != null, {

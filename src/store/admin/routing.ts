@@ -96,7 +96,17 @@ const upsertRouteInput = z.object({
     })
     .nullish(),
   rules: z
-    .array(z.object({ name: label, when: z.string().max(4096), targets: targetsInput.nullish(), route: slug.nullish() }))
+    .array(
+      z.object({
+        name: label,
+        when: z
+          .string()
+          .max(4096)
+          .refine((w) => !w.includes('\u0000'), 'must not contain NUL characters'),
+        targets: targetsInput.nullish(),
+        route: slug.nullish(),
+      }),
+    )
     .max(1000)
     .nullish(),
   accept: z.array(z.enum(AcceptCheck)).max(8).nullish(),

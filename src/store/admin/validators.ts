@@ -81,6 +81,8 @@ export const httpUrl = z
   .string()
   .trim()
   .max(2048)
+  // WHATWG URL parsing keeps a NUL (and drops tabs and newlines) where PostgreSQL text holds none.
+  .regex(NO_CONTROL, 'must not contain control characters')
   .refine((s) => {
     try {
       const u = new URL(s);
