@@ -3,9 +3,10 @@
 // literal `first`/`last`: `receipts(first: $n)` counts as one row, so fifteen aliases of it with
 // n = 500 pass a limit that refuses one `receipts(first: 500)`. This applies armor's formula
 // (objectCost 2, scalarCost 1, depthCostFactor 1.5, fragments not flattened, introspection
-// free) with a variable's value as well; for an operation without variables it gives armor's
-// number, which validation has already accepted. Written here because no library computes the
-// cost with the variables.
+// free) with a variable's value as well, and a paginated field without `first` counted at its
+// default page (armor counts it as one row: fourteen `receipts` aliases without `first` beside a
+// `receipts(first: 500)` passed, ~1,200 full receipts). Written here because no library
+// computes the cost with the variables.
 import { type DocumentNode, type FieldNode, type FragmentDefinitionNode, GraphQLError, Kind, type OperationDefinitionNode, type SelectionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
@@ -13,10 +14,13 @@ const OBJECT_COST = 2;
 const SCALAR_COST = 1;
 const DEPTH_COST_FACTOR = 1.5;
 
+/** Field name → the page it returns when `first` is not given. */
+export type DefaultPages = Readonly<Record<string, number>>;
+
 /** Refuses an operation whose cost with its variables is over `maxCost` (HTTP and websockets). */
-export function costLimitWithVariables(maxCost: number): Plugin {
+export function costLimitWithVariables(maxCost: number, defaultPages: DefaultPages = {}): Plugin {
   const check = (args: { document: DocumentNode; operationName?: string | null; variableValues?: Record<string, unknown> | null }) => {
-    const cost = operationCost(args.document, args.operationName ?? null, args.variableValues ?? {});
+    const cost = operationCost(args.document, args.operationName ?? null, args.variableValues ?? {}, defaultPages);
     if (cost <= maxCost) return null;
     return new GraphQLError(`Query Cost limit of ${maxCost} exceeded, found ${cost}.`, { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } });
   };
@@ -32,7 +36,12 @@ export function costLimitWithVariables(maxCost: number): Plugin {
   };
 }
 
-export function operationCost(document: DocumentNode, operationName: string | null, variables: Record<string, unknown>): number {
+export function operationCost(
+  document: DocumentNode,
+  operationName: string | null,
+  variables: Record<string, unknown>,
+  defaultPages: DefaultPages = {},
+): number {
   const fragments = new Map<string, FragmentDefinitionNode>();
   let operation: OperationDefinitionNode | undefined;
   for (const d of document.definitions) {
@@ -52,10 +61,11 @@ export function operationCost(document: DocumentNode, operationName: string | nu
   };
   const listSize = (field: FieldNode): number => {
     const arg = field.arguments?.find((a) => a.name.value === 'first' || a.name.value === 'last');
-    if (!arg) return 1;
     const value =
-      arg.value.kind === Kind.INT ? Number.parseInt(arg.value.value, 10) : arg.value.kind === Kind.VARIABLE ? variableValue(arg.value.name.value) : 1;
-    return typeof value === 'number' && Number.isFinite(value) ? Math.max(value, 1) : 1;
+      arg?.value.kind === Kind.INT ? Number.parseInt(arg.value.value, 10) : arg?.value.kind === Kind.VARIABLE ? variableValue(arg.value.name.value) : null;
+    if (typeof value === 'number' && Number.isFinite(value)) return Math.max(value, 1);
+    // Not given, null, or not a number (then execution refuses it anyway).
+    return Object.hasOwn(defaultPages, field.name.value) ? defaultPages[field.name.value]! : 1;
   };
   function cost(node: SelectionNode | FragmentDefinitionNode): number {
     if (node.kind === Kind.FIELD) {

@@ -18,11 +18,13 @@ import { CloseCode, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, maskError, type Plugin } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { DEFAULT_PAGE as RECEIPTS_DEFAULT_PAGE } from '../analytics/receipts.js';
 import type { AuthThrottle } from '../gateway/auth-throttle.js';
 import { readRequestBody } from '../gateway/body.js';
 import { createConsoleHandler, GRAPHIQL_DEFAULT_QUERY, GRAPHIQL_PAGE_HEADERS, isConsolePath, renderGraphiQLPage } from '../gateway/console.js';
 import { GatewayError } from '../gateway/errors.js';
 import { type SubscribeFn, WsFanout } from '../live/fanout.js';
+import { AUDIT_DEFAULT_PAGE } from '../store/admin/audit-log.js';
 import { createContext, type GraphQLContext, type GraphQLServices } from './context.js';
 import { costLimitWithVariables } from './cost.js';
 import { HttpSubscriptions } from './http-subscriptions.js';
@@ -155,7 +157,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     maxDepthPlugin({ n: limits.depth, exposeLimits: true }),
     maxAliasesPlugin({ n: limits.aliases, exposeLimits: true }),
     costLimitPlugin({ maxCost: limits.cost, exposeLimits: true }),
-    costLimitWithVariables(limits.cost),
+    costLimitWithVariables(limits.cost, { receipts: RECEIPTS_DEFAULT_PAGE, auditLog: AUDIT_DEFAULT_PAGE }),
     noRepeatedListRelations(),
     maxTokensPlugin({ n: limits.tokens }),
     compiledQueries({ fields: ANALYTICS_QUERY_FIELDS, mayCompile: (context) => (context as GraphQLContext).principal !== null }),

@@ -3,11 +3,13 @@
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { parse } from 'graphql';
 import { type Client, createClient } from 'graphql-ws';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { TokenVerifier } from '../../src/gateway/tokens.js';
 import type { GraphQLServices } from '../../src/graphql/context.js';
+import { operationCost } from '../../src/graphql/cost.js';
 import { createGraphQL, type GraphQLOptions } from '../../src/graphql/yoga.js';
 import { LiveBus } from '../../src/live/events.js';
 import { CidrList } from '../../src/net/ip.js';
@@ -157,6 +159,17 @@ describe('GraphQL limits', () => {
     // this server has no ClickHouse).
     const page = await post(g, { query: `query($n: Int) { ${receipts('$n')} }`, variables: { n: 500 } });
     expect(JSON.stringify(page.body)).not.toMatch(/Cost limit/);
+  });
+
+  it('counts a page whose size is not given (or null) at its default, not as one row', () => {
+    const doc = (args: string) =>
+      parse(`query($n: Int) { receipts(filter: { from: "2000-01-01", to: "2100-01-01" }${args}) { edges { node { receiptId } } } }`);
+    const pages = { receipts: 50 };
+    const one = operationCost(doc(', first: 1'), null, {}, pages);
+    expect(operationCost(doc(''), null, {}, pages)).toBe(50 * one);
+    expect(operationCost(doc(', first: $n'), null, { n: null }, pages)).toBe(50 * one);
+    expect(operationCost(doc(', first: $n'), null, { n: 7 }, pages)).toBe(7 * one);
+    expect(operationCost(doc(''), null, {}, {})).toBe(one); // a field with no default page: one row
   });
 
   it('runs only registered operations in persisted-operations mode', async () => {

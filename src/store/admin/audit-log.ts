@@ -34,7 +34,7 @@ export interface AuditPage {
   totalCount: () => Promise<number>;
 }
 
-const AUDIT_DEFAULT_PAGE = 50;
+export const AUDIT_DEFAULT_PAGE = 50;
 const AUDIT_MAX_PAGE = 500;
 /** Values one filter list may hold (each is a query parameter). */
 const AUDIT_MAX_FILTER_VALUES = 100;
