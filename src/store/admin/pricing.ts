@@ -5,9 +5,11 @@ import { z } from 'zod';
 import { BudgetAction, BudgetPeriod, BudgetScope, Prisma, type PrismaClient } from '../prisma.js';
 import {
   AdminStoreError,
+  advisoryLock,
   date,
   decimal,
   httpUrl,
+  LOCKS,
   label,
   MAX_STORED_USD,
   type Mutations,
@@ -228,6 +230,10 @@ export class PricingStore {
   async setBudget(input: SetBudgetInput, { teamBound = false } = {}): Promise<BudgetRecord> {
     const p = parse(setBudgetInput, input);
     const row = await this.mutations.run('setBudget', async (tx, audit) => {
+      // Budget writes one at a time: a team admin's write read no budget (so nothing imposed to
+      // tighten) while the platform's imposed one was being created, then overwrote it, looser
+      // and no longer imposed.
+      await advisoryLock(tx, LOCKS.budgets);
       let teamId: string | null = null;
       let apiKeyId: string | null = null;
       let feature: string | null = null;
@@ -292,6 +298,7 @@ export class PricingStore {
   async deleteBudget(id: string, { teamBound = false } = {}): Promise<boolean> {
     const budgetId = parse(z.uuid(), id);
     return this.mutations.run('deleteBudget', async (tx, audit) => {
+      await advisoryLock(tx, LOCKS.budgets); // as setBudget: it reads `imposed` before it acts
       const before = await tx.budget.findUnique({ where: { id: budgetId } });
       if (!before) return false;
       if (teamBound && before.imposed)

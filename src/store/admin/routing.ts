@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { type RoutingProblem, validateRouting } from '../../routing/validate.js';
 import { AcceptCheck, CacheMode, type Prisma, type PrismaClient, RouteStrategy, StickyBy } from '../prisma.js';
-import { AdminStoreError, label, type Mutations, modelName, parse, positiveInt, slug, type Tx } from './validators.js';
+import { AdminStoreError, advisoryLock, LOCKS, label, type Mutations, modelName, parse, positiveInt, slug, type Tx } from './validators.js';
 
 export interface RouteTargetRecord {
   provider: string;
@@ -207,17 +207,12 @@ export class RoutingStore {
   }
 }
 
-/** Any constant: the one advisory lock every routing write takes. */
-const ROUTING_LOCK = 7_351_001;
-
 /**
  * Routing writes one at a time. Each validates the whole configuration as its transaction sees
  * it (READ COMMITTED): two at once (A's rule to B, B's to A; two experiments made active on one
- * route) could each pass and together commit what neither check allows. Held to the commit.
+ * route) could each pass and together commit what neither check allows.
  */
-async function lockRouting(tx: Tx): Promise<void> {
-  await tx.$queryRaw`SELECT 1 AS locked FROM pg_advisory_xact_lock(${ROUTING_LOCK}::bigint)`;
-}
+const lockRouting = (tx: Tx) => advisoryLock(tx, LOCKS.routing);
 
 function parseAt<T extends z.ZodType>(schema: T, input: unknown, at: string): z.output<T> {
   try {

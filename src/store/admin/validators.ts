@@ -9,6 +9,14 @@ import { type Actor, AuditNote, appendAuditEntry, SYSTEM_ACTOR } from './audit.j
 
 export type Tx = Prisma.TransactionClient;
 
+/** Keys of the advisory locks (any constants, one per kind of write that must not interleave). */
+export const LOCKS = { routing: 7_351_001, budgets: 7_351_002 } as const;
+
+/** Writes of one kind one at a time: the lock is held to the transaction's commit. */
+export async function advisoryLock(tx: Tx, key: (typeof LOCKS)[keyof typeof LOCKS]): Promise<void> {
+  await tx.$queryRaw`SELECT 1 AS locked FROM pg_advisory_xact_lock(${key}::bigint)`;
+}
+
 // ---------------------------------------------------------------------------------------
 // Errors
 
