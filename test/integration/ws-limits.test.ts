@@ -123,6 +123,27 @@ describe('operations per socket', () => {
   });
 });
 
+describe("a filter too large to hold for a subscription's life", () => {
+  it('is refused with BAD_USER_INPUT naming the list; the socket stays open', async () => {
+    const { ws, messages } = await rawSocket();
+    const before = bus.subscriberCount;
+    const query = 'subscription($f: DecisionFilter) { routingDecisions(filter: $f) { requestId } }';
+    const features = Array.from({ length: 101 }, (_, i) => `feature-${i}`);
+    ws.send(JSON.stringify({ id: 'many', type: 'subscribe', payload: { query, variables: { f: { features } } } }));
+    ws.send(JSON.stringify({ id: 'long', type: 'subscribe', payload: { query, variables: { f: { routes: ['r'.repeat(257)] } } } }));
+    ws.send(JSON.stringify({ id: 'fine', type: 'subscribe', payload: { query, variables: { f: { features: features.slice(0, 100) } } } }));
+    await until(() => ['many', 'long'].every((id) => messages.some((m) => m.id === id)), 'both refusals');
+    // A subscription's own error: a `next` with errors, then `complete`.
+    const refusal = (id: string) => messages.find((m) => m.id === id && m.type === 'next')?.payload.errors[0].extensions;
+    expect(refusal('many')).toMatchObject({ code: 'BAD_USER_INPUT', field: 'filter.features' });
+    expect(refusal('long')).toMatchObject({ code: 'BAD_USER_INPUT', field: 'filter.routes' });
+    await until(() => bus.subscriberCount === before + 1, 'the bounded one to open');
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.close();
+    await until(() => bus.subscriberCount === before, 'it to end');
+  });
+});
+
 describe('an operation id reused while its subscription is starting', () => {
   it('leaves no subscription behind: the socket is closed 4409 and every subscriber it opened ends', async () => {
     const { ws, closed } = await rawSocket();

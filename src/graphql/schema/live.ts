@@ -2,6 +2,8 @@
 // LiveBus through a bounded per-subscriber queue (src/live/stream.ts); over websockets, identical
 // subscriptions share one execution per event (src/live/fanout.ts). A team-bound token
 // only ever receives its own team's events: the team filter is forced, whatever the query says.
+
+import { GraphQLError } from 'graphql';
 import {
   BUDGET_EVENT_KINDS,
   type BudgetEvent,
@@ -27,6 +29,24 @@ interface DecisionFilterInput {
 
 const setOf = (xs: readonly string[] | null | undefined) => (xs && xs.length > 0 ? new Set(xs) : null);
 
+/**
+ * A filter is held for the subscription's life (its variables are its fan-out key too), outside
+ * any byte limit of its socket: 100 subscriptions each naming 100k features held hundreds of MB.
+ */
+const MAX_FILTER_VALUES = 100;
+const MAX_FILTER_VALUE_LENGTH = 256;
+
+function assertBoundedFilter(filter: DecisionFilterInput | null | undefined): void {
+  for (const [name, values] of Object.entries(filter ?? {})) {
+    if (!Array.isArray(values)) continue;
+    if (values.length > MAX_FILTER_VALUES || values.some((v) => typeof v === 'string' && v.length > MAX_FILTER_VALUE_LENGTH)) {
+      throw new GraphQLError(`filter.${name}: at most ${MAX_FILTER_VALUES} values of at most ${MAX_FILTER_VALUE_LENGTH} characters`, {
+        extensions: { code: 'BAD_USER_INPUT', field: `filter.${name}` },
+      });
+    }
+  }
+}
+
 /** The team filter a principal gets: a team-bound token sees its team only, whatever it asked. */
 function forcedTeams(ctx: GraphQLContext, asked: readonly string[] | null | undefined): Set<string> | null {
   const bound = ctx.principal?.teamId ?? null;
@@ -36,6 +56,7 @@ function forcedTeams(ctx: GraphQLContext, asked: readonly string[] | null | unde
 
 /** Compiles a filter into one cheap predicate (it runs inside the proxy's publish call). */
 export function decisionPredicate(ctx: GraphQLContext, filter: DecisionFilterInput | null | undefined): (d: RoutingDecision) => boolean {
+  assertBoundedFilter(filter);
   const teams = forcedTeams(ctx, filter?.teamIds);
   const routes = setOf(filter?.routes);
   const models = setOf(filter?.models);
@@ -149,7 +170,8 @@ export function registerLive(builder: Builder, CandidateRef: ReturnType<typeof r
   });
 
   const DecisionFilter = builder.inputType('DecisionFilter', {
-    description: 'Every list is an OR of its values; lists are ANDed. A team-bound token always gets its own team only.',
+    description:
+      'Every list is an OR of its values (at most 100, of at most 256 characters); lists are ANDed. A team-bound token always gets its own team only.',
     fields: (t) => ({
       teamIds: t.idList({ required: false }),
       routes: t.stringList({ required: false }),
