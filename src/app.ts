@@ -29,7 +29,7 @@ import { maxCostOf } from './gateway/usage.js';
 import type { GraphQLServices } from './graphql/context.js';
 import { createGraphQL } from './graphql/yoga.js';
 import { LiveBus } from './live/events.js';
-import { createMetrics, type JournalStatsSource } from './metrics.js';
+import { createMetrics, type JournalStatsSource, type Metrics } from './metrics.js';
 import { type Listener, webhookAgent } from './net/egress.js';
 import { deploymentMarker } from './net/hop.js';
 import { chatProtocol } from './protocols/chat.js';
@@ -111,6 +111,7 @@ export interface AppDeps {
 export interface App {
   server: http.Server;
   bus: LiveBus;
+  metrics: Metrics;
   catalog: CatalogSource;
   health: TargetHealth;
   keys: KeyAuthenticator;
@@ -326,6 +327,7 @@ export function buildApp(deps: AppDeps): App {
   return {
     server,
     bus,
+    metrics,
     catalog,
     health,
     keys,

@@ -167,6 +167,31 @@ export function createMetrics() {
     },
   });
 
+  // The Redis bridge (REDIS_URL): what other instances' subscribers miss from this one.
+  let bridge: BridgeStatsSource | null = null;
+  const bridgeStat = (read: (s: ReturnType<BridgeStatsSource['stats']>) => number) =>
+    function (this: client.Gauge) {
+      if (bridge) this.set(read(bridge.stats()));
+    };
+  new client.Gauge({
+    name: 'tollgate_live_bridge_connected',
+    help: '1 while both Redis connections of the live bridge are ready (REDIS_URL)',
+    registers: [registry],
+    collect: bridgeStat((s) => (s.connected ? 1 : 0)),
+  });
+  new client.Gauge({
+    name: 'tollgate_live_bridge_dropped_events',
+    help: 'Live events for other instances dropped since start (backlog full, publish failed or timed out)',
+    registers: [registry],
+    collect: bridgeStat((s) => s.dropped),
+  });
+  new client.Gauge({
+    name: 'tollgate_live_bridge_backlog',
+    help: 'Live events waiting to be published to other instances',
+    registers: [registry],
+    collect: bridgeStat((s) => s.backlog),
+  });
+
   return {
     registry,
     wsSlowConsumers,
@@ -190,7 +215,14 @@ export function createMetrics() {
     watchWebsockets(source: { bufferedBytes(): number }) {
       websockets = source;
     },
+    watchBridge(source: BridgeStatsSource) {
+      bridge = source;
+    },
   };
+}
+
+export interface BridgeStatsSource {
+  stats(): { connected: boolean; dropped: number; backlog: number };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -204,6 +204,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       app.tokens.invalidate();
     });
     if (bridge) {
+      app.metrics.watchBridge(bridge);
       // A target's Retry-After holds for every instance (DESIGN §4).
       const peers = bridge;
       bridge.onCooldown((target, ms) => app.health.coolDown(target, ms));

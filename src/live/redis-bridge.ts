@@ -107,7 +107,15 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
     lazyConnect: false,
   };
   // pub: no offline queue, so a publish while disconnected fails at once instead of piling up.
-  const pub = new Redis(options.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: `tollgate-pub-${me}` });
+  // A publish that hangs on a connection still called ready would hold an in-flight slot for
+  // good (and with all of them, every later event would wait in the backlog): 2 s, then dropped.
+  const pub = new Redis(options.url, {
+    ...common,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 2_000,
+    connectionName: `tollgate-pub-${me}`,
+  });
   const sub = new Redis(options.url, { ...common, maxRetriesPerRequest: null, connectionName: `tollgate-sub-${me}` });
 
   let lastErrorLog = 0;
@@ -135,11 +143,19 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
   const backlogSize = () => backlog.length - backlogHead;
   function enqueue(item: Outbound): void {
     if (backlogSize() >= maxBacklog) {
-      backlogHead++; // drop the oldest
+      backlog[backlogHead++] = undefined as never; // drop the oldest, and let it go
       stats.dropped++;
     }
     backlog.push(item);
+    compact(); // here, not only in flush: that returns early while the publishing connection is down
     scheduleFlush();
+  }
+  /** Drops the slots before the head once they are most of the array. */
+  function compact(): void {
+    if (backlogHead > 4096 && backlogHead * 2 > backlog.length) {
+      backlog = backlog.slice(backlogHead);
+      backlogHead = 0;
+    }
   }
   function scheduleFlush(): void {
     if (flushScheduled || closed) return;
@@ -172,10 +188,7 @@ export function startRedisBridge(bus: LiveBus, options: RedisBridgeOptions): Red
         },
       );
     }
-    if (backlogHead > 4096 && backlogHead * 2 > backlog.length) {
-      backlog = backlog.slice(backlogHead);
-      backlogHead = 0;
-    }
+    compact();
   }
   pub.on('ready', () => {
     scheduleFlush();

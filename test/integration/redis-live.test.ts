@@ -303,4 +303,11 @@ describe.runIf(REDIS_URL)('two Tollgate instances sharing Redis', () => {
       await client.dispose();
     }
   });
+  it("shows the bridge on /metrics: connected, and what other instances' subscribers missed", async () => {
+    const text = await (await fetch(`${instB.url}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    expect(value('tollgate_live_bridge_connected')).toBe(1);
+    expect(value('tollgate_live_bridge_dropped_events')).toBe(0);
+    expect(value('tollgate_live_bridge_backlog')).toBeGreaterThanOrEqual(0);
+  });
 });
