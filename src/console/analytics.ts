@@ -52,7 +52,7 @@ const ANALYTICS_QUERY = `query ConsoleAnalytics($filter: AnalyticsFilter!, $grou
   totalTasks: costPerTask(filter: $filter) { tasks succeededTasks costPerTaskUsd costPerSucceededTaskUsd }
   totalLatency: latency(filter: $filter) { p50Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms }
   totalCache: cacheStats(filter: $filter) { hits hitRate savedCostUsd }
-  usage(filter: $filter, groupBy: $groupBy) { ${KEY} requests errors costUsd }
+  usage(filter: $filter, groupBy: $groupBy) { ${KEY} requests errors costUsd unpricedRequests }
   costPerTask(filter: $filter, groupBy: $groupBy) { ${KEY} tasks succeededTasks costPerTaskUsd costPerSucceededTaskUsd }
   latency(filter: $filter, groupBy: $groupBy) { ${KEY} requests p50Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms }
   cacheStats(filter: $filter, groupBy: $groupBy) { ${KEY} requests hits hitRate savedCostUsd }
@@ -193,6 +193,8 @@ export function analyticsView(ctx: Ctx): View {
       stat('requests', 'totalUsage', 'requests', u, 'count'),
       stat('errors', 'totalUsage', 'errors', u, 'count'),
       stat('cost', 'totalUsage', 'costUsd', u, 'usd'),
+      // A model with no price adds nothing to the cost: how many requests that is, beside it.
+      stat('unpriced requests (not in cost)', 'totalUsage', 'unpricedRequests', u, 'count'),
       stat('tasks', 'totalTasks', 'tasks', t, 'count'),
       stat('cost / task', 'totalTasks', 'costPerTaskUsd', t, 'usd'),
       stat('cost / successful task', 'totalTasks', 'costPerSucceededTaskUsd', t, 'usd'),
@@ -219,12 +221,13 @@ export function analyticsView(ctx: Ctx): View {
       table(
         'analytics-cost',
         `Cost ${label(dim)}`,
-        ['requests', 'errors', 'cost', 'tasks', 'successful tasks', 'cost / task', 'cost / successful task'],
+        ['requests', 'errors', 'cost', 'unpriced', 'tasks', 'successful tasks', 'cost / task', 'cost / successful task'],
         costRows.map(([k, key]) =>
           groupRow(k, keyLabel(key, dim), [
             cell('usage', 'requests', usage.get(k), 'count'),
             cell('usage', 'errors', usage.get(k), 'count'),
             cell('usage', 'costUsd', usage.get(k), 'usd'),
+            cell('usage', 'unpricedRequests', usage.get(k), 'count'),
             cell('costPerTask', 'tasks', tasks.get(k), 'count'),
             cell('costPerTask', 'succeededTasks', tasks.get(k), 'count'),
             cell('costPerTask', 'costPerTaskUsd', tasks.get(k), 'usd'),

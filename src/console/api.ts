@@ -18,6 +18,9 @@ interface GraphQLError {
   extensions?: { code?: string };
 }
 
+/** Past the server's own analytics bound (TOLLGATE_ANALYTICS_TIMEOUT_MS, 10 s by default). */
+const REQUEST_TIMEOUT_MS = 60_000;
+
 export async function graphql<T>(token: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
   let res: Response;
   try {
@@ -25,8 +28,11 @@ export async function graphql<T>(token: string, query: string, variables: Record
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify({ query, variables }),
+      // A request that never ends would hold its view in "loading" for good (auto-refresh included).
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
-  } catch {
+  } catch (err) {
+    if ((err as Error)?.name === 'TimeoutError') throw new Error(`Tollgate did not answer within ${REQUEST_TIMEOUT_MS / 1000} s.`);
     throw new Error('Tollgate is unreachable: is the server running?');
   }
   const body = (await res.json().catch(() => null)) as { data?: T; errors?: GraphQLError[] } | null;
@@ -69,6 +75,9 @@ export function liveClient(token: string, onState: (s: LiveState) => void, onAut
     url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`,
     connectionParams: { authorization: `Bearer ${token}` },
     retryAttempts: Infinity,
+    // The server answers pings before it acknowledges: a token check that hangs would leave
+    // "Connecting…" for good. Past this, the socket is closed and retried like any other.
+    connectionAckWaitTimeout: 15_000,
     // A ping every 10 s: a socket that died silently (a laptop asleep, a proxy) is noticed.
     keepAlive: 10_000,
     shouldRetry: (e) => !(isClose(e) && e.code === FORBIDDEN),

@@ -80,6 +80,8 @@ export function liveView(ctx: Ctx): View {
     value: (v) => (v === null ? '—' : rate(v)),
   });
 
+  /** The server refused the subscription (its message); cleared by a new one. Before the client: it reports at once. */
+  let refusal: string | null = null;
   const client: Client = liveClient(ctx.token, setState, ctx.authRejected);
   let unsubscribe = subscribe();
   let renderTimer: ReturnType<typeof setTimeout> | null = null;
@@ -117,9 +119,15 @@ export function liveView(ctx: Ctx): View {
           }
         },
         error: (err) => {
-          const errors = Array.isArray(err) ? (err as Array<{ extensions?: { code?: string } }>) : [];
+          const errors = Array.isArray(err) ? (err as Array<{ message?: string; extensions?: { code?: string } }>) : [];
           if (errors.some((e) => e.extensions?.code === 'UNAUTHENTICATED')) return ctx.authRejected();
           if (typeof err === 'object' && err !== null && 'code' in err && (err as CloseEvent).code === 4403) return; // liveClient signs out
+          if (errors.length > 0) {
+            // The server refused the subscription itself (a limit, an invalid filter): the same
+            // request would be refused again, so it is said, not retried; a new filter tries anew.
+            refusal = errors.map((e) => e.message ?? 'refused').join('; ');
+            return setState({ state: 'lost' });
+          }
           // The server ended the stream (e.g. too slow a reader): start it again shortly.
           setState({ state: 'lost' });
           if (restartTimer) clearTimeout(restartTimer);
@@ -148,28 +156,28 @@ export function liveView(ctx: Ctx): View {
       costs = new Map();
       void pollCosts();
     }
+    // After a refusal the socket itself stayed up (a drop would have cleared it): live again.
+    if (refusal) setState({ state: 'live' });
     unsubscribe = subscribe();
     renderRates();
     renderDecisions();
   }
 
   function setState(s: LiveState): void {
-    status.dataset.state = s.state;
+    if (s.state !== 'lost') refusal = null;
+    status.dataset.state = refusal ? 'refused' : s.state;
     reconnectAt = s.state === 'reconnecting' ? Date.now() + s.inMs : 0;
     reconnectAttempt = s.state === 'reconnecting' ? s.attempt : 0;
     renderStatus(s.state);
   }
 
   function renderStatus(state: string): void {
-    const text =
-      state === 'live'
-        ? 'Live'
-        : state === 'connecting'
-          ? 'Connecting…'
-          : state === 'reconnecting'
-            ? `Connection lost: reconnecting in ${Math.max(0, Math.ceil((reconnectAt - Date.now()) / 1000))} s (attempt ${reconnectAttempt})`
-            : 'Connection lost';
-    status.textContent = text;
+    if (refusal) fill(status, `Live stream refused: ${refusal}`);
+    else if (state === 'reconnecting') {
+      // The seconds change every second: kept out of the live region, else read out each time.
+      const seconds = Math.max(0, Math.ceil((reconnectAt - Date.now()) / 1000));
+      fill(status, 'Connection lost: reconnecting', h('span', { 'aria-hidden': 'true' }, ` in ${seconds} s`), ` (attempt ${reconnectAttempt})`);
+    } else fill(status, state === 'live' ? 'Live' : state === 'connecting' ? 'Connecting…' : 'Connection lost');
   }
 
   async function loadFilterOptions(): Promise<void> {

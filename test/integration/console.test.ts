@@ -188,7 +188,8 @@ describe('console in Chromium, offline', () => {
     }
     gw.sim.behave('primary', { status: 503, times: 1 });
     await chat(x.secret, 'failover', { 'x-tollgate-feature': 'agent', 'x-tollgate-task-id': 'ax-2' });
-    sent.x++;
+    await chat(x.secret, 'sim-b/no-price-for-this', { 'x-tollgate-feature': 'agent' }); // unpriced: not in any cost
+    sent.x += 2;
     const stream = await gw
       .client(y.secret)
       .chat.completions.create(
@@ -219,6 +220,7 @@ describe('console in Chromium, offline', () => {
     await page.waitForSelector('section.analytics[data-state="ready"]');
     await poll(() => page.locator('[data-query="totalUsage"][data-field="requests"]').getAttribute('data-value')).toBe(String(sent.x));
     await poll(() => page.locator('[data-query="totalTasks"][data-field="tasks"]').getAttribute('data-value')).toBe('3');
+    await poll(() => page.locator('[data-query="totalUsage"][data-field="unpricedRequests"]').getAttribute('data-value')).toBe('1');
     const feature = page.locator('#analytics-cost tr[data-key="search"] [data-field="requests"]');
     await page.selectOption('#analytics-group', 'FEATURE');
     await poll(() => feature.getAttribute('data-value')).toBe('4');
@@ -571,6 +573,34 @@ describe('console in Chromium, offline', () => {
     expect(sockets).toHaveLength(4);
     expectOffline(offline);
   }, 120_000);
+
+  it('says why the server refused the live stream, and does not ask again until the filter changes', async () => {
+    const { page, offline } = await offlinePage();
+    let subscribes = 0;
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => {
+        const message = JSON.parse(String(m));
+        if (message.type !== 'subscribe') return server.send(m);
+        subscribes++;
+        ws.send(
+          JSON.stringify({
+            id: message.id,
+            type: 'error',
+            payload: [{ message: 'Too many operations on this connection (at most 100); complete one first.', extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } }],
+          }),
+        );
+      });
+    });
+    await signIn(page, gw.adminToken);
+    const status = page.locator('#live-status');
+    await poll(() => status.getAttribute('data-state')).toBe('refused');
+    await poll(() => status.textContent()).toBe('Live stream refused: Too many operations on this connection (at most 100); complete one first.');
+    await new Promise((resolve) => setTimeout(resolve, 5000)); // past any restart's backoff
+    expect(subscribes).toBe(1);
+    expect(await status.getAttribute('data-state')).toBe('refused');
+    expectOffline(offline);
+  });
 });
 
 describe('console secrets stay out of the logs', () => {
@@ -677,11 +707,11 @@ async function expectPageEqualsGraphQL(page: Page, dim: string, teamIds?: string
     gw.url,
     gw.adminToken,
     `query ($filter: AnalyticsFilter!, $groupBy: [Dimension!]) {
-      totalUsage: usage(filter: $filter) { requests errors costUsd }
+      totalUsage: usage(filter: $filter) { requests errors costUsd unpricedRequests }
       totalTasks: costPerTask(filter: $filter) { tasks costPerTaskUsd costPerSucceededTaskUsd }
       totalLatency: latency(filter: $filter) { p50Ms p95Ms p99Ms ttftP50Ms ttftP95Ms }
       totalCache: cacheStats(filter: $filter) { hitRate savedCostUsd }
-      usage(filter: $filter, groupBy: $groupBy) { ${key} requests errors costUsd }
+      usage(filter: $filter, groupBy: $groupBy) { ${key} requests errors costUsd unpricedRequests }
       costPerTask(filter: $filter, groupBy: $groupBy) { ${key} tasks succeededTasks costPerTaskUsd costPerSucceededTaskUsd }
       latency(filter: $filter, groupBy: $groupBy) { ${key} requests p50Ms p95Ms p99Ms ttftP50Ms ttftP95Ms ttftP99Ms }
       cacheStats(filter: $filter, groupBy: $groupBy) { ${key} requests hits hitRate savedCostUsd }
