@@ -297,6 +297,11 @@ describe('explainRoute', () => {
       (await explain({ request: { model: 'smart', input: 'hi', metadata: { task_type: 'extract' } }, endpoint: 'responses' })).data.explainRoute.rule,
     ).toBe('extract');
 
+    // A team-bound token: another team's id reads as not found, as everywhere else.
+    const bound = (await gw.started.runtime.adminStore.teams.createAccessToken({ name: 'explainer', role: 'ADMIN', teamId: key.teamId })).secret;
+    const other = await explain({ request: { model: 'smart', messages: [{ role: 'user', content: 'hi' }] }, teamId: vipTeam.id }, bound);
+    expect(other.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+
     expect(gw.sim.requests.length).toBe(calls);
     expect((await storedReceipts(gw, key.teamId)).length).toBe(receipts);
   });

@@ -233,7 +233,8 @@ export function registerRouting(builder: Builder, Candidate: ReturnType<typeof r
           throw new GraphQLError(`input.endpoint: one of ${ENDPOINTS.join(', ')}.`, { extensions: { code: 'BAD_USER_INPUT', field: 'input.endpoint' } });
         }
         const bound = ctx.principal?.teamId ?? null;
-        if (bound && input.teamId && input.teamId !== bound) throw forbidden('A team-bound token explains requests of its own team only.');
+        // Another team reads as not found to a team-bound token, as everywhere else.
+        if (bound && input.teamId && input.teamId !== bound) throw notFound('team');
         const key = input.apiKeyId ? await store(() => ctx.admin.teams.getApiKey(String(input.apiKeyId))) : null;
         // Another team's key reads as not found to a team-bound token.
         if (input.apiKeyId && (!key || (bound && key.teamId !== bound))) throw notFound('API key');

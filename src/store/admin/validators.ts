@@ -187,13 +187,16 @@ export class Mutations {
 
   /**
    * Runs `fn` in a transaction that also appends the audit entry of `action` (the mutation's
-   * GraphQL name; `fn` describes its change on the note) and bumps the catalog version.
+   * GraphQL name; `fn` describes its change on the note) and bumps the catalog version. A call
+   * that changed nothing (deleting what is not there: no change on the note) leaves neither an
+   * entry nor a new version, which every instance would reload the catalog for.
    */
   run<T>(action: string, fn: (tx: Tx, audit: AuditNote) => Promise<T>): Promise<T> {
     return this.prisma
       .$transaction(async (tx) => {
         const audit = new AuditNote();
         const result = await fn(tx, audit);
+        if (audit.target === null) return result;
         await appendAuditEntry(tx, this.actor, action, audit);
         await this.bumpCatalogVersion(tx);
         return result;
