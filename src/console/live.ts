@@ -220,7 +220,8 @@ export function liveView(ctx: Ctx): View {
 
   function renderRates(): void {
     if (reconnectAt) renderStatus('reconnecting');
-    const { total, byTarget } = model.rates();
+    const { total, byTarget, seconds } = model.rates();
+    tiles.dataset.seconds = String(seconds); // the time the rates are over
     const totalCost = [...costs.values()].reduce((a, b) => a + b, 0);
     fill(
       tiles,

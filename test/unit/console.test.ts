@@ -112,6 +112,24 @@ function decision(over: Partial<Decision>): Decision {
 }
 
 describe('LiveModel', () => {
+  it('shows a steady rate as it is, whenever it is read and from the first seconds on', () => {
+    let now = 5_000_250;
+    const model = new LiveModel(() => now);
+    const readings: Array<[number, number]> = [];
+    // 10 requests a second for 30 s, read every 370 ms.
+    for (let t = 0; t < 30_000; t += 10) {
+      now = 5_000_250 + t;
+      if (t % 100 === 0) model.add(decision({ requestId: `s${t}`, outcome: 'SUCCESS' }));
+      if (t % 370 === 0 && t >= 1_000) readings.push([t, model.rates().total.requests]);
+    }
+    // Off by at most the one request that has just arrived, over the time covered. Before, a
+    // full window read 9.0–10.0 (a sawtooth) and the first seconds ramped up from 0.
+    for (const [t, r] of readings) {
+      const covered = Math.min(t, RATE_SECONDS * 1000 - 1000) / 1000;
+      expect(Math.abs(r - 10), `at ${t} ms`).toBeLessThanOrEqual(1 / covered + 1e-9);
+    }
+  });
+
   it('counts final outcomes as requests, per provider/model, over the last seconds', () => {
     let now = 1_000_000;
     const model = new LiveModel(() => now);
@@ -121,11 +139,14 @@ describe('LiveModel', () => {
     model.add(decision({ requestId: 'r1', outcome: 'SUCCESS', provider: 'b', attempt: 2 }));
     model.add(decision({ requestId: 'r2', outcome: 'CACHE_HIT', provider: 'b' }));
     model.add(decision({ requestId: 'r3', outcome: 'REJECTED', provider: null, model: null, droppedBefore: 2 }));
+    // Over the full window (listening for RATE_SECONDS by now): per second of it.
+    now += RATE_SECONDS * 1000 - 1;
     const { total, byTarget } = model.rates();
-    expect(total).toEqual({ requests: 3 / RATE_SECONDS, errors: 1 / RATE_SECONDS, failovers: 1 / RATE_SECONDS, cacheHits: 1 / RATE_SECONDS });
-    expect(byTarget.get('a/m')).toEqual({ requests: 0, errors: 0, failovers: 0.1, cacheHits: 0 });
-    expect(byTarget.get('b/m')!.requests).toBe(0.2);
-    expect(byTarget.get('(no provider)')!.errors).toBe(0.1);
+    const perSecond = (n: number) => n / ((RATE_SECONDS * 1000 - 1) / 1000);
+    expect(total).toEqual({ requests: perSecond(3), errors: perSecond(1), failovers: perSecond(1), cacheHits: perSecond(1) });
+    expect(byTarget.get('a/m')).toEqual({ requests: 0, errors: 0, failovers: perSecond(1), cacheHits: 0 });
+    expect(byTarget.get('b/m')!.requests).toBe(perSecond(2));
+    expect(byTarget.get('(no provider)')!.errors).toBe(perSecond(1));
     expect(model.dropped).toBe(2);
 
     const [first] = model.latest(1);
@@ -135,7 +156,7 @@ describe('LiveModel', () => {
     expect(r1.final!.provider).toBe('b');
 
     // Ten seconds on, the rates are back to zero; the chart (the last minute so far) still has them.
-    now += RATE_SECONDS * 1000;
+    now += 1;
     expect(model.rates().total.requests).toBe(0);
     const [seconds, requests] = model.series();
     expect(seconds).toHaveLength(60);
