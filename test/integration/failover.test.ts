@@ -340,6 +340,27 @@ describe('failover before the first byte', () => {
     expect(r.http_status).toBe(400);
   });
 
+  it("fails over when a provider refuses the gateway's own key or account (401, 402): never the client's 401", async () => {
+    for (const status of [401, 402]) {
+      const { route, primary, backup } = await freshRoute();
+      gw.sim.behave(primary, { status, times: 1 });
+      const { data, response } = await chat(route);
+      expect(data.model).toBe(backup);
+      const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
+      expect(r.attempts.map((a: any) => [a.model, a.status, a.error])).toEqual([
+        [primary, status, 'network_error'],
+        [backup, 200, null],
+      ]);
+      // Every target refusing: 502 upstream_error, not the provider's 401 as if the client's key were wrong.
+      const both = await freshRoute();
+      gw.sim.behave(both.primary, { status, times: 1 });
+      gw.sim.behave(both.backup, { status, times: 1 });
+      const err: any = await chat(both.route).catch((e) => e);
+      expect(err.status).toBe(502);
+      expect(err.error).toMatchObject({ type: 'api_error', code: 'upstream_error' });
+    }
+  });
+
   it('answers 502 when every target fails, and 504 when they time out', async () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { status: 503, times: 1 });
