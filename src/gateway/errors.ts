@@ -98,17 +98,23 @@ export const serviceUnavailable = (message: string) => new GatewayError(503, 'ap
  */
 export function fromUpstreamClientError(status: number, upstreamBody: unknown): GatewayError {
   const err = (upstreamBody as { error?: Record<string, unknown> } | null)?.error;
-  const type = typeof err?.type === 'string' ? err.type : 'invalid_request_error';
-  const code = typeof err?.code === 'string' ? err.code : null;
-  const param = typeof err?.param === 'string' ? err.param : null;
+  // Identifiers only: they become the receipt's error_code and a metric label, where any
+  // string an upstream invents would be a new series.
+  const type = isIdentifier(err?.type) ? err.type : 'invalid_request_error';
+  const code = isIdentifier(err?.code) ? err.code : null;
+  const param = typeof err?.param === 'string' ? truncate(err.param, 128) : null;
   const message = typeof err?.message === 'string' ? sanitizeUpstreamMessage(err.message) : `Upstream rejected the request (${status}).`;
   return new GatewayError(status, type, code, message, param);
 }
 
+const isIdentifier = (v: unknown): v is string => typeof v === 'string' && /^[A-Za-z0-9_.:-]{1,64}$/.test(v);
+
 const SECRET_PATTERNS = [
   /\b(sk|tg|tga|pk|rk)-[A-Za-z0-9_\-*.]{6,}/g, // OpenAI-style and our own keys
   /\bBearer\s+[A-Za-z0-9_\-.=]+/gi,
-  /\b[A-Za-z0-9_-]{32,}\b/g, // long opaque tokens (ARK keys are UUID-like, hex blobs, …)
+  // Long opaque tokens (ARK keys are UUID-like, hex blobs, …), with a dotted secret after one
+  // (Zhipu's keys are `<id>.<secret>`).
+  /\b[A-Za-z0-9_-]{32,}(\.[A-Za-z0-9_-]+)?\b/g,
   /https?:\/\/[^\s'"]+/g, // upstream URLs may carry credentials or internal hosts
 ];
 
@@ -117,6 +123,15 @@ export function sanitizeUpstreamMessage(message: string): string {
   let out = message;
   for (const pattern of SECRET_PATTERNS) out = out.replace(pattern, '[redacted]');
   return `Upstream error: ${truncate(out, 500)}`;
+}
+
+/**
+ * What an upstream's error event in a stream said, sanitized, for the gateway's own error
+ * event (the upstream's is not relayed: its message may carry what a 4xx body's may).
+ */
+export function upstreamStreamError(error: unknown): string {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && message ? sanitizeUpstreamMessage(message) : 'the upstream sent an error event';
 }
 
 function truncate(s: string, max: number): string {

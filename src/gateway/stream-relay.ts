@@ -15,7 +15,7 @@ import { type Cancellation, ClientGone, whenCancelled } from './cancellation.js'
 import { publishDecision } from './decisions.js';
 import type { PipelineDeps } from './deps.js';
 import type { Endings } from './endings.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, upstreamStreamError } from './errors.js';
 import type { Exchange } from './exchange.js';
 import { classify, UpstreamFailure } from './upstream.js';
 import { readUsage } from './usage.js';
@@ -126,7 +126,7 @@ export async function relayStream(
   // Some servers (vLLM) send an error chunk after the first byte, then [DONE]: the answer is
   // still cut short. Ending it as complete would bill it `ok`, cache it, and (transcoded, where
   // the error chunk has no event of its own) hide the error from the client.
-  if (!breakage && pump.tally.upstreamError) breakage = new UpstreamFailure('stream_error', 'upstream sent an error event mid-stream');
+  if (!breakage && pump.tally.upstreamError) breakage = new UpstreamFailure('stream_error', upstreamStreamError(pump.tally.upstreamError));
   if (!started) return failedBeforeStart(breakage ?? new UpstreamFailure('network_error', 'upstream stream was empty'));
 
   // From here on the client has bytes: no failover, whatever happens.

@@ -98,6 +98,9 @@ export class ChatRelay extends EventRelay {
       return '';
     }
     tallyChunk(this.tally, parsed);
+    // An error chunk ends the answer with the gateway's own error event (fail()), its message
+    // sanitized: the upstream's is not relayed.
+    if (this.tally.upstreamError) return '';
     this.assembler?.add(parsed);
     if (parsed?.usage && !this.includeUsage) {
       // Usage Tollgate asked for and the client did not: a usage-only chunk is dropped, usage

@@ -48,6 +48,8 @@ export interface SimBehaviour {
   errorAfterChunks?: number;
   /** With errorAfterChunks: the rest of the answer after the error chunk, as if nothing happened. */
   continueAfterError?: boolean;
+  /** With errorAfterChunks: the error chunk's message (default "generation failed (simulated)"). */
+  errorMessage?: string;
   /** OpenAI chat stream: after `data: [DONE]`, break the connection instead of ending it cleanly. */
   breakAfterDone?: boolean;
   /** Stream: wait this long between consecutive writes (slow drip, for idle timeouts). */

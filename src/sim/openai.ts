@@ -252,7 +252,7 @@ async function streamChat(
         return false;
       }
       if (b.errorAfterChunks !== undefined && sent >= b.errorAfterChunks && !erred) {
-        const error = `data: {"error":{"object":"error","message":"generation failed (simulated)","type":"InternalServerError","param":null,"code":500}}\n\n`;
+        const error = `data: {"error":{"object":"error","message":${JSON.stringify(b.errorMessage ?? 'generation failed (simulated)')},"type":"InternalServerError","param":null,"code":500}}\n\n`;
         erred = true;
         res.write(error);
         if (!b.continueAfterError) {

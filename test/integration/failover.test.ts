@@ -542,6 +542,20 @@ describe('streams', () => {
     expect(r.completion_tokens).toBeLessThan(20);
   });
 
+  it("an upstream's error chunk is not relayed: one error event of the gateway's, the upstream's message sanitized", async () => {
+    const { route, primary } = await freshRoute();
+    const leak = 'backend 10.0.0.7 rejected key sk-live-abcdefghijklmnop1234 at https://internal.example/v1';
+    gw.sim.behave(primary, { errorAfterChunks: 3, errorMessage: leak, completionTokens: 20, times: 1 });
+    const { text } = await rawStream(route, 'fail with details');
+    expect(text).not.toContain('sk-live-abcdefghijklmnop1234');
+    expect(text).not.toContain('internal.example');
+    expect(text).not.toContain('InternalServerError'); // the upstream's chunk itself
+    const errors = text.split('\n\n').filter((e) => e.includes('"error"'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain('upstream_stream_interrupted');
+    expect(errors[0]).toContain('backend 10.0.0.7 rejected key [redacted]'); // what it said, minus secrets
+  });
+
   it('what an upstream sends after its error chunk is not relayed: the answer ends at the error', async () => {
     const { route, primary } = await freshRoute();
     gw.sim.behave(primary, { errorAfterChunks: 3, continueAfterError: true, completionTokens: 20, times: 1 });

@@ -93,6 +93,16 @@ describe('fromUpstreamClientError', () => {
     }
   });
 
+  it('keeps only identifier-like type and code (they become a receipt field and a metric label)', () => {
+    const e = fromUpstreamClientError(400, { error: { message: 'm', type: 'bad type with spaces', code: `c${'x'.repeat(80)}` } });
+    expect(shape(e)).toEqual({ status: 400, type: 'invalid_request_error', code: null, param: null });
+  });
+
+  it('redacts a Zhipu-style key whole (`<id>.<secret>`), not only its id', () => {
+    const message = sanitizeUpstreamMessage('bad key 0123456789abcdef0123456789abcdef.SeCrEtPaRt1234AB given');
+    expect(message).toBe('Upstream error: bad key [redacted] given');
+  });
+
   it('drops non-string code/param/type (some providers send numbers)', () => {
     const e = fromUpstreamClientError(400, { error: { message: 'm', type: 7, code: 400, param: ['x'] } });
     expect(shape(e)).toEqual({ status: 400, type: 'invalid_request_error', code: null, param: null });

@@ -171,11 +171,10 @@ describe('ResponsesRelay', () => {
     const relay = new ResponsesRelay(identity, false);
     expect(relay.push(ev('response.created', { response: upstreamResponse('in_progress') }, 0))).toBe('');
     const out = relay.push(ev('error', { code: 'server_error', message: 'overloaded' }, 1));
-    expect(out).toContain('event: response.created');
-    expect(out).toContain('event: error');
+    expect(out).toBe(''); // the opening still held, the upstream's error not relayed
     expect(relay.tally).toMatchObject({ contentChunks: 0, done: false, upstreamError: { code: 'server_error', message: 'overloaded' } });
-    // Its own error went out: the gateway adds none.
-    expect(relay.fail(new GatewayError(502, 'api_error', 'upstream_stream_interrupted', 'broke'))).toBe('');
+    // The gateway's own ends it (after a break that came too late to fail over).
+    expect(relay.fail(new GatewayError(502, 'api_error', 'upstream_stream_interrupted', 'broke'))).toContain('event: response.failed');
   });
 
   it('response.failed is an upstream error, never done; a break gets a response.failed numbered after the last event', () => {

@@ -231,11 +231,11 @@ describe('ChatRelay: tally', () => {
     expect(relay.tally.contentChunks).toBe(2);
   });
 
-  it('records an upstream error object and still forwards it', () => {
+  it("records an upstream error object and does not relay it (the gateway's own error event ends the stream)", () => {
     const relay = new ChatRelay(false, false);
     const err = { message: 'overloaded', type: 'server_error', code: 502 };
     const ev = `data: ${JSON.stringify({ error: err })}\n\n`;
-    expect(relay.push(ev)).toBe(ev);
+    expect(relay.push(ev)).toBe('');
     expect(relay.tally.upstreamError).toEqual(err);
     expect(relay.tally.contentChunks).toBe(0);
   });

@@ -7,7 +7,6 @@
 import type { GatewayError } from '../../gateway/errors.js';
 import { tallyChunk } from '../assemble.js';
 import { EventRelay } from '../event-relay.js';
-import { NOT_JSON_ERROR, sseEvent } from '../sse.js';
 import { MessagesEventReader, parseData } from './decode.js';
 import { MessagesEncoder } from './stream.js';
 
@@ -17,15 +16,14 @@ export class MessagesRelay extends EventRelay {
   private held = '';
   private holding = true;
   private stop: string | null = null;
-  private forwardedError = false;
 
   close(): string {
     return this.release() + (this.stop ?? 'event: message_stop\ndata: {"type":"message_stop"}\n\n');
   }
 
-  /** The stream broke: an error event, unless the upstream's own already went out. */
+  /** The stream broke (or the upstream sent an error event, which is not relayed): ours. */
   fail(error: GatewayError): string {
-    return this.forwardedError ? '' : new MessagesEncoder('', '').fail(error);
+    return new MessagesEncoder('', '').fail(error);
   }
 
   protected handle(event: string): string {
@@ -50,9 +48,8 @@ export class MessagesRelay extends EventRelay {
         }
         return text;
       case 'error':
-        this.forwardedError = true;
-        // An event that was not JSON goes out as the error it is, not as it came.
-        return this.release() + ((data as { error?: unknown }).error === NOT_JSON_ERROR ? sseEvent('error', data) : text);
+        // The answer ends here with the gateway's own error event (fail()), its message sanitized.
+        return '';
       default:
         return this.release() + text;
     }

@@ -30,7 +30,6 @@ export class ResponsesRelay extends EventRelay {
   private held = '';
   private holding = true;
   private final: { text: string; response: Record<string, unknown> } | null = null;
-  private forwardedError = false;
   /** The latest response object seen (rewritten), for a response.failed of our own. */
   private snapshot: Record<string, unknown> | null = null;
   private lastSequence = -1;
@@ -50,9 +49,8 @@ export class ResponsesRelay extends EventRelay {
     return this.release() + (this.final?.text ?? '');
   }
 
-  /** The stream broke: a response.failed event, unless the upstream's own error already went out. */
+  /** The stream broke (or the upstream sent an error, which is not relayed): a response.failed event of ours. */
   fail(error: GatewayError): string {
-    if (this.forwardedError) return '';
     let out = '';
     if (!this.snapshot) {
       // Begun with keep-alives alone (the upstream's response.created never came): one of ours
@@ -93,7 +91,8 @@ export class ResponsesRelay extends EventRelay {
       this.held += text;
       return '';
     }
-    if (type === 'error' || type === 'response.failed') this.forwardedError = true;
+    // The answer ends here with the gateway's own response.failed (fail()), its message sanitized.
+    if (type === 'error' || type === 'response.failed') return '';
     return this.release() + text;
   }
 
