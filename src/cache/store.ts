@@ -122,7 +122,11 @@ export class AnswerStore {
     let entry: CachedAnswer;
     try {
       entry = JSON.parse(raw) as CachedAnswer;
-      if (typeof entry?.answer !== 'string' || typeof entry.expiresAt !== 'number') throw new Error('not a cache entry');
+      // Its own key (the team is in it), and an answer that is an object: a request it would
+      // answer must not fail on it (every identical one, on every instance, until it expired).
+      if (typeof entry?.answer !== 'string' || typeof entry.expiresAt !== 'number' || entry.key !== key) throw new Error('not a cache entry');
+      const answer = JSON.parse(entry.answer) as unknown;
+      if (!answer || typeof answer !== 'object' || Array.isArray(answer)) throw new Error('not a cached answer');
     } catch (err) {
       this.redisFailed(err, 'cache lookup (unreadable entry)');
       return null;

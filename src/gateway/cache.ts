@@ -95,6 +95,7 @@ export class CacheStage {
     const chat = plan.endpoint === 'chat';
     // Only an answer in its shape: a 200 whose body is an error object is replayed for no one.
     if (!Array.isArray(chat ? answer.choices : answer.data)) return;
+    if (chat ? !hasContent(answer as unknown as ChatCompletion) : (answer.data as unknown[]).length === 0) return;
     if (chat && !plan.toolCalls && callsTools(answer as unknown as ChatCompletion)) return;
     if (chat && !endedWhole(answer as unknown as ChatCompletion, plan.outputLimit, receipt)) return;
     const json = JSON.stringify(chat && !readUsage(answer.usage) ? { ...answer, usage: receiptUsage(receipt) } : answer);
@@ -156,6 +157,20 @@ export class CacheStage {
     }
     return embedder;
   }
+}
+
+/**
+ * Something in it: text, a refusal or a tool call in some choice. A 200 with no choices, or only
+ * empty ones (an upstream's glitch, a filter that says nothing), would be every identical
+ * request's answer until it expired.
+ */
+function hasContent(answer: ChatCompletion): boolean {
+  return (answer.choices ?? []).some((choice) => {
+    const m = choice?.message;
+    if (!m) return false;
+    const content = m.content as unknown;
+    return (typeof content === 'string' || Array.isArray(content) ? content.length > 0 : false) || !!m.refusal || (m.tool_calls?.length ?? 0) > 0;
+  });
 }
 
 /**

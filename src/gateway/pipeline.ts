@@ -141,7 +141,7 @@ export class Pipeline {
     const stored = JSON.parse(entry.answer) as Record<string, unknown>;
     const usage: Usage = { ...(readUsage(stored.usage) ?? ZERO_USAGE), estimated: entry.usageEstimated === true };
     // A fresh answer: new id and time, same content and usage.
-    const answer = stored.object === 'chat.completion' ? { ...stored, id: ex.renderContext().id, created: Math.floor(Date.now() / 1000) } : stored;
+    const answer = Array.isArray(stored.choices) ? { ...stored, id: ex.renderContext().id, created: Math.floor(Date.now() / 1000) } : stored;
     await this.endings.deliver(ex, res, answer as unknown as ChatCompletion, usage);
   }
 

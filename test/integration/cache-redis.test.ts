@@ -43,11 +43,21 @@ describe.runIf(REDIS_URL)('an entry in Redis that is not one', () => {
     try {
       const store = await AnswerStore.open({ maxBytes: 100_000, maxEntryBytes: 10_000, redis });
       const key = `corrupt-${Date.now()}`;
-      for (const value of ['{"key":"torn', '{"hello":"world"}', 'null']) {
+      const future = Date.now() + 60_000;
+      const values = [
+        '{"key":"torn',
+        '{"hello":"world"}',
+        'null',
+        // Shaped like an entry, but its answer is not an object: every request it answered failed (500).
+        JSON.stringify({ key, answer: 'x', expiresAt: future }),
+        // A whole entry, stored under another key than its own.
+        JSON.stringify({ key: 'someone-else', answer: '{"choices":[]}', expiresAt: future }),
+      ];
+      for (const value of values) {
         await redis.set(`tollgate:cache:v1:${key}`, value, 'PX', 60_000);
         expect(await store.getExact(key)).toBeNull();
       }
-      expect(store.stats().redisErrors).toBe(3);
+      expect(store.stats().redisErrors).toBe(values.length);
       await redis.del(`tollgate:cache:v1:${key}`);
       await store.close();
     } finally {

@@ -215,6 +215,14 @@ describe('never cached', () => {
     expect((await ask(secretA, limited)).cache).toBe('exact');
   });
 
+  it('an answer with nothing in it (empty text, no tool call or refusal) is not cached', async () => {
+    gw.sim.behave('m-exact', { content: '', times: 1 });
+    const question = msg('answered with nothing');
+    expect((await ask(secretA, { model: 'exact', messages: question })).data.choices[0].message.content).toBe('');
+    expect((await ask(secretA, { model: 'exact', messages: question })).cache).toBe('miss');
+    expect((await ask(secretA, { model: 'exact', messages: question })).cache).toBe('exact'); // the second had text
+  });
+
   it('partial and cancelled streams are not cached', async () => {
     const client = gw.client(secretA);
     const drain = async (stream: any, each: () => void = () => undefined) => {
