@@ -111,6 +111,9 @@ export class UpstreamClient {
               ...provider.headers,
               'content-type': 'application/json',
               accept: 'application/json, text/event-stream',
+              // Nothing here decodes gzip or br: without this, any coding is acceptable (RFC 9110)
+              // and a compressed answer read as garbage, a failure of a target that was fine.
+              'accept-encoding': 'identity',
               ...this.hopHeaders,
             },
             body,

@@ -87,6 +87,8 @@ describe('failover before the first byte', () => {
     const { route, primary, backup } = await freshRoute();
     gw.sim.behave(primary, { status: 500, times: 1 });
     const { data, response } = await chat(route);
+    // Asked for an answer it can read: no gzip or br (nothing decodes them).
+    expect(gw.sim.requests.at(-1)!.headers['accept-encoding']).toBe('identity');
     expect(data.model).toBe(backup);
     expect(response.headers.get('x-tollgate-attempts')).toBe('2');
     const r = await receipt(response.headers.get('x-tollgate-receipt-id'));
