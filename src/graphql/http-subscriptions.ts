@@ -1,7 +1,10 @@
 // Subscriptions served over HTTP (server-sent events, multipart) hold their token for as long
 // as they stream, as websockets do: checked again every `reverifyMs`, a revoked or expired token
 // ends its streams; and shutdown ends them all, since a stream never finishes by itself and
-// would hold the drain until its timeout (receipts are flushed only after it).
+// would hold the drain until its timeout (receipts are flushed only after it). A client that
+// stops reading (its stream has not taken an event for `stallMs`) is ended too, its connection
+// closed: the stream held its 1,000 undelivered events and the socket for good (a websocket's
+// rule is its unsent bytes; here the write waits for the socket, so time is what shows).
 import type { IncomingMessage } from 'node:http';
 import type { Plugin } from 'graphql-yoga';
 import { GatewayError } from '../gateway/errors.js';
@@ -13,6 +16,8 @@ interface OpenStream {
   authorization: string | undefined;
   req: IncomingMessage | undefined;
   end: () => void;
+  /** Since when it has not asked for an event (opened, or the last one handed out); null while it waits for one. */
+  stalledSince: () => number | null;
 }
 
 export class HttpSubscriptions {
@@ -23,6 +28,7 @@ export class HttpSubscriptions {
   constructor(
     private readonly verify: Verify,
     private readonly reverifyMs: number,
+    private readonly stallMs = 30_000,
   ) {}
 
   /** The envelop plugin: wraps each HTTP subscription's stream so that it can be ended. */
@@ -60,9 +66,11 @@ export class HttpSubscriptions {
     // nothing of what earlier reads returned stays reachable (a race against one long-lived
     // promise would keep every event until the stream ended).
     let waiting: ((r: IteratorResult<T>) => void) | null = null;
+    let idleSince = performance.now();
     const stream: OpenStream = {
       authorization,
       req,
+      stalledSince: () => (waiting === null ? idleSince : null),
       end: () => {
         if (ended) return;
         ended = true;
@@ -85,6 +93,7 @@ export class HttpSubscriptions {
           iterator.next().then(
             (result) => {
               waiting = null;
+              idleSince = performance.now();
               // The source is over (yoga does not always call return() then): not checked any more.
               if (result.done) this.forget(stream);
               resolve(result);
@@ -120,7 +129,14 @@ export class HttpSubscriptions {
   }
 
   private reverify(): void {
-    for (const stream of this.open) {
+    const now = performance.now();
+    for (const stream of [...this.open]) {
+      const since = stream.stalledSince();
+      if (since !== null && now - since > this.stallMs) {
+        stream.end();
+        stream.req?.socket.destroy();
+        continue;
+      }
       void this.verify(stream.authorization, stream.req).then(
         (principal) => principal === null && stream.end(),
         (err: unknown) => err instanceof GatewayError && stream.end(),

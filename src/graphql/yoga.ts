@@ -66,6 +66,8 @@ export const DEFAULT_LIMITS = {
   wsBufferBytes: 4 * 1024 * 1024,
   /** graphql-ws: every open socket's token is verified again this often (revoked, expired: 4403). */
   wsReverifyMs: 5000,
+  /** Subscriptions over HTTP (SSE): a client that has not read the next event within this is cut. */
+  sseStallMs: 30_000,
 };
 
 /** graphql-ws close code for a connection refused by the failed-authentication throttle. */
@@ -163,7 +165,7 @@ export function createGraphQL(services: GraphQLServices, options: GraphQLOptions
     compiledQueries({ fields: ANALYTICS_QUERY_FIELDS, mayCompile: (context) => (context as GraphQLContext).principal !== null }),
   ];
   // Subscriptions over HTTP: their token checked again as a websocket's is, and ended at shutdown.
-  const httpSubscriptions = new HttpSubscriptions((authorization, req) => services.tokens.verify(authorization, req), limits.wsReverifyMs);
+  const httpSubscriptions = new HttpSubscriptions((authorization, req) => services.tokens.verify(authorization, req), limits.wsReverifyMs, limits.sseStallMs);
   plugins.push(httpSubscriptions.plugin());
   if (options.production) plugins.push(useDisableIntrospection(), blockSuggestions());
   const persisted = options.persistedOperations;

@@ -225,6 +225,45 @@ describe('GraphQL subscriptions over HTTP (server-sent events)', () => {
     }
   });
 
+  it('ends a stream whose client stopped reading (no event taken for sseStallMs); one that reads stays', async () => {
+    const bus = new LiveBus();
+    const g = server({ limits: { wsReverifyMs: 50, sseStallMs: 300 } }, bus);
+    const open = (token: string) =>
+      g.yoga.fetch('http://localhost/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: 'subscription { budgetEvents { budgetId spentUsd } }' }),
+      });
+    const stalled = await open(ADMIN); // never read
+    const reading = await sse(g, ADMIN);
+    expect(stalled.status).toBe(200);
+    expect(g.httpSubscriptions.size).toBe(2);
+    const event = (i: number) => ({
+      teamId: null,
+      budgetId: `b-${i}`,
+      kind: 'THRESHOLD' as const,
+      scope: 'TEAM' as const,
+      apiKeyId: null,
+      feature: null,
+      period: 'DAY' as const,
+      action: 'ALERT' as const,
+      spentUsd: i,
+      limitUsd: 10,
+      thresholdPct: 80,
+      requestId: null,
+      at: new Date().toISOString(),
+    });
+    const deadline = Date.now() + 5000;
+    for (let i = 0; g.httpSubscriptions.size > 1 && Date.now() < deadline; i++) {
+      bus.budgets.publish(event(i));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(g.httpSubscriptions.size).toBe(1); // the stalled one ended, the reader goes on
+    expect(await settled(reading.ended, 100)).toBe(false);
+    expect(reading.text()).toContain('b-0');
+    g.httpSubscriptions.endAll();
+  });
+
   it('ends every stream at shutdown, so that the drain need not wait for them', async () => {
     const g = server();
     const streams = [await sse(g, ADMIN), await sse(g, ANALYST.secret)];
