@@ -33,6 +33,16 @@ const USAGE = `Usage: tollgate <command>
 
 export async function runCli(argv: string[]): Promise<number> {
   const [command = 'start', ...rest] = argv;
+  // Without configuration: help must work where the environment does not (yet) parse.
+  switch (command) {
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    case 'verify-receipt':
+      return verify(rest);
+  }
   const config = loadConfig();
   switch (command) {
     case 'start':
@@ -45,17 +55,10 @@ export async function runCli(argv: string[]): Promise<number> {
       return keys(config, rest);
     case 'prices':
       return prices(config, rest);
-    case 'verify-receipt':
-      return verify(rest);
     case 'demo': {
       const { runDemo } = await import('./demo.js');
       return runDemo(config, rest);
     }
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return 0;
     default:
       process.stderr.write(`unknown command '${command}'\n\n${USAGE}`);
       return 2;

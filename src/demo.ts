@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 import { createKeyThrough, graphqlClient, graphqlUrlFor, owningServer, type ServerAccess } from './admin-client.js';
 import type { Config } from './config.js';
+import { MAX_TIMER_MS } from './config-values.js';
 import { printBanner, type Started, startServer } from './main.js';
 import { type SimulatedProvider, startSimulatedProvider } from './sim/simulated.js';
 
@@ -54,7 +55,10 @@ function parseDuration(text: string | undefined): number | null {
   if (text === undefined) return null;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (!m) throw new Error(`--duration: expected a number of seconds or e.g. 90s, 5m, 1h; got '${text}'`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  const ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  // A timer past this fires at once (Node warns and takes 1 ms): the demo would stop as it began.
+  if (ms > MAX_TIMER_MS) throw new Error(`--duration: at most ${MAX_TIMER_MS / 3_600_000} h; got '${text}'`);
+  return ms;
 }
 
 export async function runDemo(config: Config, args: string[]): Promise<number> {

@@ -93,6 +93,16 @@ describe('first run', () => {
     expect(existsSync(path.join(env.TOLLGATE_DATA_DIR, 'owner.json'))).toBe(false);
   }, 120_000);
 
+  it('help works where the environment does not parse; a demo duration past what a timer holds is refused', async () => {
+    const help = runTollgate(['help'], { TOLLGATE_PORT: 'not-a-port' });
+    expect(await help.exited).toBe(0);
+    expect(help.output()).toContain('verify-receipt');
+    // 1000 h is past Node's longest timer, which would fire at once: the demo stopped as it began.
+    const demo = runTollgate(['demo', '--duration', '1000h'], { TOLLGATE_DATA_DIR: await dataDir(), TOLLGATE_PORT: '0' });
+    expect(await demo.exited).not.toBe(0);
+    expect(demo.output()).toContain('--duration: at most');
+  }, 60_000);
+
   for (const [how, stop] of [
     ['SIGTERM to npm', (npmPid: number) => process.kill(npmPid, 'SIGTERM')],
     ['Ctrl-C (SIGINT to the process group)', (npmPid: number) => process.kill(-npmPid, 'SIGINT')],
