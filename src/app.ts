@@ -129,6 +129,7 @@ export function buildApp(deps: AppDeps): App {
   const metrics = createMetrics();
   metrics.watchJournal(deps.journal);
   const bus = new LiveBus();
+  bus.maxSubscribers = config.liveMaxSubscribers;
   metrics.watchBus(bus);
   const catalog = new CatalogSource(store, (err) => log.warn({ err: String(err) }, 'catalog refresh failed; keeping the last good catalog'));
   const health = new TargetHealth(config.breaker);

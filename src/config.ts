@@ -40,6 +40,7 @@ const EnvSchema = z.object({
   TOLLGATE_REQUEST_TIMEOUT_MS: msFrom(60_000, 1),
   /** graphql-ws: operations open at once on one socket, and bytes waiting to be sent to it. */
   TOLLGATE_WS_MAX_SUBSCRIPTIONS: intFrom(100, 1),
+  TOLLGATE_LIVE_MAX_SUBSCRIBERS: intFrom(10_000, 1),
   TOLLGATE_WS_MAX_BUFFER_BYTES: intFrom(4 * 1024 * 1024, 64 * 1024),
   /** Failed authentications allowed per client address and minute (0: unlimited). */
   TOLLGATE_AUTH_FAIL_LIMIT: intFrom(50, 0),
@@ -163,6 +164,8 @@ export interface Config {
   inbound: { headersTimeoutMs: number; requestTimeoutMs: number };
   /** graphql-ws limits per socket. */
   websocket: { maxSubscriptions: number; maxBufferBytes: number };
+  /** Live subscriptions (websocket and SSE) this instance serves at once; the next is refused. */
+  liveMaxSubscribers: number;
   /** Failed authentications per client address and minute before 429 (0: unlimited). */
   authFailLimit: number;
   /** Peers whose X-Forwarded-For names the client address. */
@@ -254,6 +257,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     maxBodyBytes: e.TOLLGATE_MAX_BODY_BYTES,
     inbound: { headersTimeoutMs: e.TOLLGATE_HEADERS_TIMEOUT_MS, requestTimeoutMs: e.TOLLGATE_REQUEST_TIMEOUT_MS },
     websocket: { maxSubscriptions: e.TOLLGATE_WS_MAX_SUBSCRIPTIONS, maxBufferBytes: e.TOLLGATE_WS_MAX_BUFFER_BYTES },
+    liveMaxSubscribers: e.TOLLGATE_LIVE_MAX_SUBSCRIBERS,
     authFailLimit: e.TOLLGATE_AUTH_FAIL_LIMIT,
     trustedProxies: e.TOLLGATE_TRUSTED_PROXIES,
     egressAllow: e.TOLLGATE_EGRESS_ALLOW,

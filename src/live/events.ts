@@ -159,6 +159,17 @@ export class LiveBus {
   readonly budgets = new Topic<BudgetEvent>();
   /** Buffer size given to each new subscription. */
   subscriberCapacity = DEFAULT_SUBSCRIBER_CAPACITY;
+  /**
+   * Subscriptions served at once. Each costs the proxy a little on every event it publishes
+   * (a filter, a push), inside the request: without a bound, one token opening sockets and
+   * streams by the thousand slowed every request.
+   */
+  maxSubscribers = Number.POSITIVE_INFINITY;
+
+  /** No room for another subscription. */
+  get full(): boolean {
+    return this.subscribers.size >= this.maxSubscribers;
+  }
 
   private dropped = 0;
   private readonly subscribers = new Set<SubscriberStats>();

@@ -24,7 +24,7 @@
 // `subscribe` hook returns, and `return()` (client `complete`, socket closed) ends it. The
 // member never yields: its `next` frames, in graphql-ws's exact format, are written by its
 // socket's writer.
-import type { ExecutionArgs, ExecutionResult } from 'graphql';
+import { type ExecutionArgs, type ExecutionResult, GraphQLError } from 'graphql';
 import type { WebSocket } from 'ws';
 import type { Delivered, LiveBus, LiveStreamOpener } from './events.js';
 import { Member, type MemberGroup, type Shared } from './fanout-member.js';
@@ -46,6 +46,13 @@ export interface FanoutSubscription {
 
 const isAsyncIterable = (x: unknown): x is AsyncIterable<ExecutionResult> =>
   typeof x === 'object' && x !== null && typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+
+/** TOLLGATE_LIVE_MAX_SUBSCRIBERS reached: a new subscription (a group's first, or a member joining one) is refused. */
+export function tooManySubscribers(): GraphQLError {
+  return new GraphQLError('This instance serves as many live subscriptions as it may (TOLLGATE_LIVE_MAX_SUBSCRIBERS); try again later.', {
+    extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
+  });
+}
 
 /** The `payload` of a graphql-ws `next` message, as graphql-ws itself would write it. */
 function nextPayload(result: ExecutionResult): string {
@@ -88,6 +95,8 @@ export class WsFanout {
     // gets that result; the others run on their own, exactly as without the fan-out.
     if (standalone !== null) return existing ? sub.subscribe(sub.args) : standalone;
     if (group.closed) return this.subscribe(sub); // it ended while we waited: start afresh
+    // A group's first member was counted by its resolver (openStream); one joining it, here.
+    if (existing && this.bus.full) return { errors: [tooManySubscribers()] };
     const member = group.join(this.writers.for(sub.socket), sub.id);
     group.run();
     return member;

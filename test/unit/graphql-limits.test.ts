@@ -327,6 +327,34 @@ describe('GraphQL over websockets', () => {
     }
   });
 
+  it('refuses a live subscription past TOLLGATE_LIVE_MAX_SUBSCRIBERS, a new group or a member joining one', async () => {
+    const bus = new LiveBus();
+    bus.maxSubscribers = 2;
+    const s = await listen({}, bus);
+    try {
+      const { client } = s.connect(ADMIN);
+      const open = (query: string) => {
+        const got: { errors?: any; next: number } = { next: 0 };
+        // Refused as a result with errors (a resolver's), or as an error message (graphql-ws's).
+        client.subscribe({ query }, { next: (v) => (v.errors ? (got.errors = v.errors) : got.next++), error: (e) => (got.errors = e), complete: () => undefined });
+        return got;
+      };
+      const same = 'subscription { budgetEvents { budgetId } }';
+      const first = open(same);
+      const second = open('subscription { budgetEvents { budgetId spentUsd } }');
+      for (let i = 0; i < 100 && bus.subscriberCount < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(bus.subscriberCount).toBe(2);
+      const joining = open(same); // would share the first's group
+      const another = open('subscription { budgetEvents { budgetId limitUsd } }'); // would start a group
+      for (let i = 0; i < 100 && !(joining.errors && another.errors); i++) await new Promise((r) => setTimeout(r, 10));
+      for (const refused of [joining, another]) expect(refused.errors?.[0]?.extensions?.code).toBe('TOO_MANY_SUBSCRIPTIONS');
+      expect(bus.subscriberCount).toBe(2);
+      expect(first.errors ?? second.errors).toBeUndefined();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('closes a live subscription whose token is revoked or expires (4403)', async () => {
     const bus = new LiveBus();
     const s = await listen({ limits: { wsReverifyMs: 50 } }, bus);

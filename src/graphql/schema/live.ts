@@ -13,6 +13,7 @@ import {
   type RoutingDecision,
   type Topic,
 } from '../../live/events.js';
+import { tooManySubscribers } from '../../live/fanout.js';
 import type { Builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 
@@ -78,6 +79,7 @@ export function decisionPredicate(ctx: GraphQLContext, filter: DecisionFilterInp
 
 /** The subscription's event stream: its own bus stream, or its websocket fan-out group's. */
 function openStream<T extends object>(ctx: GraphQLContext, topic: Topic<T>, accept: (event: T) => boolean): AsyncIterableIterator<Delivered<T>> {
+  if (ctx.bus.full) throw tooManySubscribers();
   return ctx.openLiveStream ? ctx.openLiveStream(topic, accept) : ctx.bus.stream(topic, accept);
 }
 
