@@ -100,7 +100,7 @@ export interface AppDeps {
   /** The stores the GraphQL API reads and writes; no GraphQL endpoint without them. */
   graphql?: Pick<
     GraphQLServices,
-    'prisma' | 'admin' | 'clickhouse' | 'receiptsTable' | 'analyticsTimeoutMs' | 'analyticsMaxRows' | 'analyticsMaxMemoryBytes'
+    'prisma' | 'admin' | 'clickhouse' | 'receiptsTable' | 'analyticsTimeoutMs' | 'analyticsMaxRows' | 'analyticsMaxMemoryBytes' | 'analyticsEmbedded'
   > & {
     persistedOperations?: Record<string, string>;
   };

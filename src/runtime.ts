@@ -182,6 +182,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
         analyticsTimeoutMs: config.analyticsTimeoutMs,
         analyticsMaxRows: config.analyticsMaxRows,
         analyticsMaxMemoryBytes: config.analyticsMaxMemoryBytes,
+        analyticsEmbedded: clickhouse.kind === 'chdb',
         persistedOperations: config.persistedOperationsFile
           ? (JSON.parse(await readFile(config.persistedOperationsFile, 'utf8')) as Record<string, string>)
           : undefined,

@@ -138,6 +138,12 @@ export interface AnalyticsContext {
   analyticsMaxRows: number;
   /** ClickHouse max_memory_usage of one query (0: the server's own limits). */
   analyticsMaxMemoryBytes: number;
+  /**
+   * The embedded engine: it hands over a result whole, so the row bound is also given to it
+   * (max_result_rows, which chDB applies to the final result only). Not to a server, where the
+   * answer streams and older versions (and a cluster's shards) apply it to subqueries too.
+   */
+  analyticsEmbedded?: boolean;
   principal: Principal | null;
 }
 
@@ -342,6 +348,7 @@ export function querySettings(ctx: AnalyticsContext): Record<string, unknown> {
     max_execution_time: Math.max(0.001, ctx.analyticsTimeoutMs / 1000),
     timeout_overflow_mode: 'throw',
     ...(ctx.analyticsMaxMemoryBytes > 0 ? { max_memory_usage: ctx.analyticsMaxMemoryBytes } : {}),
+    ...(ctx.analyticsEmbedded ? { max_result_rows: ctx.analyticsMaxRows + 1, result_overflow_mode: 'throw' } : {}),
     output_format_json_quote_64bit_integers: 0,
     output_format_json_quote_decimals: 0,
     output_format_json_quote_denormals: 0,
@@ -364,22 +371,27 @@ export async function runQuery<T = Record<string, unknown>>(ctx: AnalyticsContex
     for await (const batch of rs.stream<T>()) {
       if (rows.length + batch.length > ctx.analyticsMaxRows) {
         rs.close();
-        throw createGraphQLError(
-          `The analytics answer has more than ${ctx.analyticsMaxRows} rows; narrow the range, use a longer interval or fewer groupings (TOLLGATE_ANALYTICS_MAX_ROWS raises the bound).`,
-          { extensions: { code: 'ANALYTICS_RESULT_TOO_LARGE' } },
-        );
+        throw tooManyRows(ctx);
       }
       for (const row of batch) rows.push(row.json());
     }
     return rows;
   } catch (err) {
-    throw analyticsError(err);
+    throw analyticsError(err, ctx);
   }
 }
 
+function tooManyRows(ctx: AnalyticsContext): Error {
+  return createGraphQLError(
+    `The analytics answer has more than ${ctx.analyticsMaxRows} rows; narrow the range, use a longer interval or fewer groupings (TOLLGATE_ANALYTICS_MAX_ROWS raises the bound).`,
+    { extensions: { code: 'ANALYTICS_RESULT_TOO_LARGE' } },
+  );
+}
+
 /** ClickHouse's refusals of a query that asked too much, as errors a client can act on. */
-function analyticsError(err: unknown): unknown {
+function analyticsError(err: unknown, ctx: AnalyticsContext): unknown {
   const message = (err as Error)?.message ?? String(err);
+  if (/TOO_MANY_ROWS_OR_BYTES|code: 396/i.test(message)) return tooManyRows(ctx);
   if (/TIMEOUT_EXCEEDED|Timeout exceeded|code: 159/i.test(message)) {
     return createGraphQLError('The analytics query took too long; narrow the range or the grouping.', {
       extensions: { code: 'ANALYTICS_TIMEOUT' },

@@ -29,6 +29,8 @@ export interface GraphQLServices {
   analyticsTimeoutMs: number;
   analyticsMaxRows: number;
   analyticsMaxMemoryBytes: number;
+  /** The receipts store is the embedded engine (see AnalyticsContext). */
+  analyticsEmbedded?: boolean;
   /** A dry run of the router for a request body (absent: not offered). */
   explainRoute?: (input: {
     body: Record<string, unknown>;

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AnalyticsContext, usage } from '../../src/analytics/index.js';
+import { type AnalyticsContext, costPerTask, usage } from '../../src/analytics/index.js';
 import { insertSyntheticReceipts } from '../../src/analytics/synthetic.js';
 import { type ClickHouseStore, openClickHouse } from '../../src/store/clickhouse.js';
 import { migrateClickHouse } from '../../src/store/clickhouse-migrate.js';
@@ -52,11 +52,21 @@ describe('analytics bounds', () => {
   it('an answer past TOLLGATE_ANALYTICS_MAX_ROWS is refused with a clear error, not held', async () => {
     const n = (await usage(context(embedded), { from, to }, ['END_USER'])).length;
     expect(n).toBeGreaterThan(190); // 2 teams × 100 end users, hashed
-    const err = await usage(context(embedded, { analyticsMaxRows: n - 1 }), { from, to }, ['END_USER']).catch((e) => e);
-    expect(err.extensions?.code).toBe('ANALYTICS_RESULT_TOO_LARGE');
-    expect(err.message).toContain(`more than ${n - 1} rows`);
-    // The bound is on the answer: exactly at it still answers.
-    expect((await usage(context(embedded, { analyticsMaxRows: n }), { from, to }, ['END_USER'])).length).toBe(n);
+    // The embedded engine stops the query itself (it hands a result over whole); a server's
+    // streamed answer is cut as it comes; either way the same error.
+    for (const [store, analyticsEmbedded] of [
+      [embedded, true],
+      [embedded, false],
+      [server, false],
+    ] as const) {
+      const err = await usage(context(store, { analyticsEmbedded, analyticsMaxRows: n - 1 }), { from, to }, ['END_USER']).catch((e) => e);
+      expect(err.extensions?.code).toBe('ANALYTICS_RESULT_TOO_LARGE');
+      expect(err.message).toContain(`more than ${n - 1} rows`);
+      // The bound is on the answer: exactly at it still answers.
+      expect((await usage(context(store, { analyticsEmbedded, analyticsMaxRows: n }), { from, to }, ['END_USER'])).length).toBe(n);
+    }
+    // Not on a subquery: costPerTask's has a row per task, far past 2.
+    expect((await costPerTask(context(embedded, { analyticsEmbedded: true, analyticsMaxRows: 2 }), { from, to }, ['TEAM'])).length).toBe(2);
   });
 
   it('a query past TOLLGATE_ANALYTICS_MAX_MEMORY_MB is refused with a clear error', async () => {
