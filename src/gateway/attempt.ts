@@ -148,7 +148,7 @@ export class AttemptLog {
 
 /**
  * Posts a request and classifies the answer: 2xx, or something to fail over from (connection
- * errors, timeouts, 429 with its Retry-After, 5xx, 408, 3xx, 401 and 402), or a refusal of the
+ * errors, timeouts, 429 with its Retry-After, 5xx, 408, 3xx, 401), or a refusal of the
  * request itself.
  */
 export async function send(
@@ -187,12 +187,13 @@ export async function send(
   if ((status >= 500 && status !== 508) || status === 408 || (status >= 300 && status < 400)) {
     return { unanswered: log.failover(new UpstreamFailure('network_error', `upstream answered ${status}`), status) };
   }
-  // 401 and 402 are about Tollgate's own credentials or account at the provider (a wrong or
-  // revoked key, no credit left), never the client's: that target can answer nobody, so it
-  // fails over and counts for its breaker. Passed on, the client read its own key refused
-  // (401 invalid_api_key) and every request went to the same dead target.
-  if (status === 401 || status === 402) {
-    return { unanswered: log.failover(new UpstreamFailure('network_error', `the provider refused the gateway's credentials or account (${status})`), status) };
+  // A 401 is about Tollgate's own key at the provider (wrong, revoked), never the client's:
+  // that target answers nobody, so it fails over and counts for its breaker. Passed on, the
+  // client read its own key refused (401 invalid_api_key) while every request went to the
+  // same dead target. (A 402 is not: OpenRouter's may ask for fewer max_tokens, the request's
+  // own doing, and would open the breaker for everyone.)
+  if (status === 401) {
+    return { unanswered: log.failover(new UpstreamFailure('network_error', "the provider refused the gateway's credentials (401)"), status) };
   }
   log.refused(status);
   return { refused: adapter.error(status, errorBody) };
