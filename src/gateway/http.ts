@@ -229,7 +229,8 @@ async function serveReceipt(deps: HttpDeps, id: string, req: IncomingMessage, re
 async function createKeyForCli(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'POST') throw methodNotAllowed();
   const principal = await guarded(deps, req, async () => {
-    const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req);
+    // Read fresh: a key minted by a token revoked a moment ago (on another instance) would outlive it.
+    const found: Principal | null = await deps.tokens.verify(req.headers.authorization, req, { fresh: true });
     if (found?.role !== 'ADMIN' || found.teamId) {
       throw new GatewayError(401, 'invalid_request_error', 'invalid_admin_token', 'An admin token is required.');
     }

@@ -64,7 +64,7 @@ export class TokenVerifier {
 
   constructor(
     adminToken: string,
-    lookup: AccessTokenLookup,
+    private readonly lookup: AccessTokenLookup,
     private readonly options: TokenVerifierOptions,
   ) {
     this.adminDigest = createHash('sha256').update(adminToken).digest();
@@ -79,14 +79,14 @@ export class TokenVerifier {
    * Throws the 403 `ip_not_allowed` GatewayError for a valid access token used from outside
    * its allowlist (`req` is where the request comes from).
    */
-  async verify(authorization: string | undefined, req: IncomingMessage | undefined): Promise<Principal | null> {
+  async verify(authorization: string | undefined, req: IncomingMessage | undefined, { fresh = false } = {}): Promise<Principal | null> {
     const secret = bearer(authorization);
     if (!secret) return null;
     const digest = createHash('sha256').update(secret).digest();
     // Compare digests so the comparison is constant-time and length-independent.
     if (timingSafeEqual(digest, this.adminDigest)) return ADMIN;
     // A malformed token (its checksum does not match) is refused without a lookup.
-    if (secret.startsWith('tga-')) return isWellFormedAccessToken(secret) ? this.accessToken(digest.toString('hex'), req) : null;
+    if (secret.startsWith('tga-')) return isWellFormedAccessToken(secret) ? this.accessToken(digest.toString('hex'), req, fresh) : null;
     if (this.oidc && looksLikeJwt(secret)) {
       const identity = await this.oidc.verify(secret);
       if (!identity) return null;
@@ -101,8 +101,9 @@ export class TokenVerifier {
     this.accessTokens.invalidate();
   }
 
-  private async accessToken(hash: string, req: IncomingMessage | undefined): Promise<Principal | null> {
-    const token = await this.accessTokens.get(hash);
+  /** `fresh`: read now, not from the cache (what mints a credential must not outlive a revocation by a second). */
+  private async accessToken(hash: string, req: IncomingMessage | undefined, fresh: boolean): Promise<Principal | null> {
+    const token = await (fresh ? this.lookup.findAccessTokenBySecretHash(hash) : this.accessTokens.get(hash));
     if (!token || token.revokedAt || (token.expiresAt && token.expiresAt.getTime() <= this.now())) return null;
     // No request to judge the address of: refused, never waved through.
     if (token.allowedCidrs.length > 0 && !(req && isAllowedFrom(token.allowedCidrs, req, this.options.trustedProxies))) throw ipNotAllowed();

@@ -213,6 +213,13 @@ describe('access tokens', () => {
       expect(codeOf(child)).toBe('FORBIDDEN');
       const apiKey = await gql(parent.secret, key, { in: { teamId: teamA.id, name: 'forever' } });
       expect(codeOf(apiKey)).toBe('FORBIDDEN');
+      // The CLI's REST way to a key, too.
+      const rest = await fetch(`${gw.url}/admin/v1/keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${parent.secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ team: 'team-forever', name: 'forever' }),
+      });
+      expect(rest.status).toBe(401);
     }
     expect(await prisma.accessToken.count({ where: { name: 'forever' } })).toBe(0);
     expect(await prisma.apiKey.count({ where: { name: 'forever' } })).toBe(0);

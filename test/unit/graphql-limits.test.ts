@@ -336,7 +336,10 @@ describe('GraphQL over websockets', () => {
       const open = (query: string) => {
         const got: { errors?: any; next: number } = { next: 0 };
         // Refused as a result with errors (a resolver's), or as an error message (graphql-ws's).
-        client.subscribe({ query }, { next: (v) => (v.errors ? (got.errors = v.errors) : got.next++), error: (e) => (got.errors = e), complete: () => undefined });
+        client.subscribe(
+          { query },
+          { next: (v) => (v.errors ? (got.errors = v.errors) : got.next++), error: (e) => (got.errors = e), complete: () => undefined },
+        );
         return got;
       };
       const same = 'subscription { budgetEvents { budgetId } }';
