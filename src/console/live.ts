@@ -22,6 +22,11 @@ interface Filter {
   providers?: string[];
 }
 
+type GraphQLErrorLike = { message?: string; extensions?: { code?: string } };
+
+/** What the server says when it will not serve a subscription as asked (retrying changes nothing). */
+const REFUSALS = new Set(['TOO_MANY_SUBSCRIPTIONS', 'BAD_USER_INPUT', 'GRAPHQL_VALIDATION_FAILED', 'FORBIDDEN', 'PERSISTED_QUERY_NOT_IN_LIST']);
+
 export function liveView(ctx: Ctx): View {
   let model = new LiveModel();
   let paused = false;
@@ -29,6 +34,7 @@ export function liveView(ctx: Ctx): View {
   let costs = new Map<string, number>();
   let reconnectAt = 0;
   let reconnectAttempt = 0;
+  const countdown = h('span', { 'aria-hidden': 'true' });
   const expanded = new Set<string>();
   /** The requests on screen (frozen while paused). */
   let shown: RequestTrace[] = [];
@@ -112,6 +118,8 @@ export function liveView(ctx: Ctx): View {
       },
       {
         next: (result) => {
+          // A refusal from the resolver (the instance's subscription limit) comes as a result.
+          if (result.errors && refused(result.errors as GraphQLErrorLike[])) return;
           failedRestarts = 0;
           if (result.data) {
             model.add(result.data.routingDecisions);
@@ -119,16 +127,11 @@ export function liveView(ctx: Ctx): View {
           }
         },
         error: (err) => {
-          const errors = Array.isArray(err) ? (err as Array<{ message?: string; extensions?: { code?: string } }>) : [];
+          const errors = Array.isArray(err) ? (err as GraphQLErrorLike[]) : [];
           if (errors.some((e) => e.extensions?.code === 'UNAUTHENTICATED')) return ctx.authRejected();
           if (typeof err === 'object' && err !== null && 'code' in err && (err as CloseEvent).code === 4403) return; // liveClient signs out
-          if (errors.length > 0) {
-            // The server refused the subscription itself (a limit, an invalid filter): the same
-            // request would be refused again, so it is said, not retried; a new filter tries anew.
-            refusal = errors.map((e) => e.message ?? 'refused').join('; ');
-            return setState({ state: 'lost' });
-          }
-          // The server ended the stream (e.g. too slow a reader): start it again shortly.
+          if (refused(errors)) return;
+          // The server ended the stream (e.g. too slow a reader, a failure): start it again shortly.
           setState({ state: 'lost' });
           if (restartTimer) clearTimeout(restartTimer);
           restartTimer = setTimeout(
@@ -156,8 +159,11 @@ export function liveView(ctx: Ctx): View {
       costs = new Map();
       void pollCosts();
     }
-    // After a refusal the socket itself stayed up (a drop would have cleared it): live again.
-    if (refusal) setState({ state: 'live' });
+    // After a refusal the client closed its idle socket: the new subscription connects again.
+    if (refusal) {
+      refusal = null;
+      setState({ state: 'connecting' });
+    }
     unsubscribe = subscribe();
     renderRates();
     renderDecisions();
@@ -171,13 +177,28 @@ export function liveView(ctx: Ctx): View {
     renderStatus(s.state);
   }
 
+  /**
+   * The server refused the subscription itself (a limit, an invalid filter): the same request
+   * would be refused again, so it is said, not retried; a new filter tries anew.
+   */
+  function refused(errors: GraphQLErrorLike[]): boolean {
+    if (!errors.some((e) => REFUSALS.has(e.extensions?.code ?? ''))) return false;
+    refusal = errors.map((e) => e.message ?? 'refused').join('; ');
+    setState({ state: 'lost' });
+    return true;
+  }
+
   function renderStatus(state: string): void {
     if (refusal) fill(status, `Live stream refused: ${refusal}`);
     else if (state === 'reconnecting') {
-      // The seconds change every second: kept out of the live region, else read out each time.
-      const seconds = Math.max(0, Math.ceil((reconnectAt - Date.now()) / 1000));
-      fill(status, 'Connection lost: reconnecting', h('span', { 'aria-hidden': 'true' }, ` in ${seconds} s`), ` (attempt ${reconnectAttempt})`);
+      fill(status, 'Connection lost: reconnecting', countdown, ` (attempt ${reconnectAttempt})`);
+      tickCountdown();
     } else fill(status, state === 'live' ? 'Live' : state === 'connecting' ? 'Connecting…' : 'Connection lost');
+  }
+
+  /** The seconds change every second: only they change, out of the live region (else read out each time). */
+  function tickCountdown(): void {
+    countdown.textContent = ` in ${Math.max(0, Math.ceil((reconnectAt - Date.now()) / 1000))} s`;
   }
 
   async function loadFilterOptions(): Promise<void> {
@@ -219,7 +240,7 @@ export function liveView(ctx: Ctx): View {
   }
 
   function renderRates(): void {
-    if (reconnectAt) renderStatus('reconnecting');
+    if (reconnectAt) tickCountdown();
     const { total, byTarget, seconds } = model.rates();
     tiles.dataset.seconds = String(seconds); // the time the rates are over
     const totalCost = [...costs.values()].reduce((a, b) => a + b, 0);
