@@ -2,6 +2,8 @@
 // protocol's streams are SSE (OpenAI chat: `data:` only; Responses and Anthropic: `event:`
 // plus `data:`), and every stream Tollgate writes ends with its receipt as an SSE comment.
 
+const LF = 10;
+
 /** The longest event an upstream may send (a whole answer in one event is far shorter). */
 export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
@@ -11,35 +13,55 @@ export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
  * end of a piece waits for the next one (it may be half of a CRLF).
  */
 export class SseFramer {
-  private buffer = '';
+  /**
+   * The unfinished event, in the pieces it came in: joined once, when it ends. Appended to one
+   * string, a long event arriving in many pieces was copied whole for every piece (quadratic).
+   */
+  private parts: string[] = [];
+  private partsChars = 0;
   private pendingCR = false;
 
   /**
    * The complete events (without their blank-line terminator) that `text` finished. Throws when
-   * an unfinished event grows past MAX_EVENT_CHARS (an upstream that never ends one would grow it,
-   * and the time to search it, until the total timeout).
+   * an unfinished event grows past MAX_EVENT_CHARS (an upstream that never ends one would grow it
+   * until the total timeout).
    */
   push(text: string): string[] {
-    // Only the new text (with the one character before it) can finish an event.
-    const from = Math.max(0, this.buffer.length - 1);
-    this.buffer += this.normalize(text);
+    const chunk = this.normalize(text);
     const events: string[] = [];
     let start = 0;
-    for (let end = this.buffer.indexOf('\n\n', from); end !== -1; end = this.buffer.indexOf('\n\n', start)) {
-      events.push(this.buffer.slice(start, end));
+    // A blank line split between pieces: the unfinished event ends in a line end, this one starts with one.
+    if (this.partsChars > 0 && chunk.charCodeAt(0) === LF && this.parts[this.parts.length - 1]!.endsWith('\n')) {
+      events.push(this.take().slice(0, -1));
+      start = 1;
+    }
+    for (let end = chunk.indexOf('\n\n', start); end !== -1; end = chunk.indexOf('\n\n', start)) {
+      const piece = chunk.slice(start, end);
+      events.push(this.partsChars > 0 ? this.take() + piece : piece);
       start = end + 2;
     }
-    this.buffer = start === 0 ? this.buffer : this.buffer.slice(start);
-    if (this.buffer.length > MAX_EVENT_CHARS) throw Object.assign(new Error('upstream event too large'), { code: 'SSE_EVENT_TOO_LARGE' });
+    if (start < chunk.length) {
+      const unfinished = start === 0 ? chunk : chunk.slice(start);
+      this.parts.push(unfinished);
+      this.partsChars += unfinished.length;
+      if (this.partsChars > MAX_EVENT_CHARS) throw Object.assign(new Error('upstream event too large'), { code: 'SSE_EVENT_TOO_LARGE' });
+    }
     return events;
   }
 
   /** What is left without a terminating blank line (a stream that ended oddly), or null. */
   rest(): string | null {
-    const rest = this.buffer;
-    this.buffer = '';
+    const rest = this.take();
     this.pendingCR = false;
     return rest.trim() ? rest : null;
+  }
+
+  /** The unfinished event so far, whole; the framer starts the next. */
+  private take(): string {
+    const whole = this.parts.length === 1 ? this.parts[0]! : this.parts.join('');
+    this.parts = [];
+    this.partsChars = 0;
+    return whole;
   }
 
   private normalize(chunk: string): string {

@@ -288,6 +288,32 @@ describe('sseEvent', () => {
   });
 });
 
+describe('SseFramer: pieces', () => {
+  it('gives the same events however a stream is cut into pieces (line ends of every kind, blank lines split)', () => {
+    const alphabet = ['a', 'b', '\n', '\r', ':', ' '];
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
+    const framed = (pieces: string[]) => {
+      const framer = new SseFramer();
+      const events = pieces.flatMap((p) => framer.push(p));
+      return [...events, framer.rest()];
+    };
+    for (let round = 0; round < 2000; round++) {
+      const text = Array.from({ length: Math.floor(random() * 60) }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+      const pieces: string[] = [];
+      for (let i = 0; i < text.length; ) {
+        const k = 1 + Math.floor(random() * 8);
+        pieces.push(text.slice(i, i + k));
+        i += k;
+      }
+      expect(framed(pieces), JSON.stringify(text)).toEqual(framed([text]));
+    }
+  });
+});
+
 describe('SseFramer: one long event', () => {
   it('finds the end of an event split over many pieces, with its blank line split too', () => {
     const framer = new SseFramer();
