@@ -69,7 +69,7 @@ export async function openStores(config: Config, log: Logger, { waitForClickHous
     // server's limit does: that one is answered as ANALYTICS_TIMEOUT, the client's as an error.
     const requestTimeoutMs = config.clickhouse?.requestTimeoutMs ?? Math.min(MAX_TIMER_MS, Math.max(30_000, config.analyticsTimeoutMs + 5_000));
     clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, requestTimeoutMs, log: (msg, fields) => log.warn(fields, msg) });
-    await migrateReceiptsStore(clickhouse, config, log, waitForClickHouse);
+    const stopMigrating = await migrateReceiptsStore(clickhouse, config, log, waitForClickHouse);
     const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });
     const adminStore = new AdminStore(configDb.prisma, secretBox);
     const ch2 = clickhouse;
@@ -78,6 +78,7 @@ export async function openStores(config: Config, log: Logger, { waitForClickHous
       adminStore,
       clickhouse: ch2,
       close: async () => {
+        stopMigrating();
         await ch2.close();
         await configDb.close();
       },
@@ -97,35 +98,55 @@ export async function openStores(config: Config, log: Logger, { waitForClickHous
 /** Errors of the connection itself, not of ClickHouse answering: a server that is down or on its way. */
 const UNREACHABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|socket hang up|^Timeout error/i;
 
-async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config, log: Logger, waitForClickHouse: boolean): Promise<void> {
+/** Returns what stops the background retries (the stores' close). */
+function isUnreachable(err: unknown): boolean {
+  const cause = err instanceof MigrationError && err.cause instanceof Error ? err.cause : err;
+  const text = cause instanceof Error ? `${cause.message} ${(cause as { code?: unknown }).code ?? ''}` : String(cause);
+  return UNREACHABLE.test(text);
+}
+
+async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config, log: Logger, waitForClickHouse: boolean): Promise<() => void> {
   const attempt = async () => {
     const ch = await migrateClickHouse(clickhouse.client, { cluster: config.clickhouse?.cluster });
     if (ch.applied.length) log.info({ applied: ch.applied }, 'clickhouse migrated');
   };
+  const nothingToStop = () => undefined;
   if (clickhouse.kind === 'chdb') {
     await attempt();
     // Memory, not correctness: a start is not refused for it.
-    return tuneEmbeddedTables(clickhouse.client).catch((err) => log.warn({ err: String(err) }, 'could not tune the embedded ClickHouse tables'));
+    await tuneEmbeddedTables(clickhouse.client).catch((err) => log.warn({ err: String(err) }, 'could not tune the embedded ClickHouse tables'));
+    return nothingToStop;
   }
   try {
     await attempt();
+    return nothingToStop;
   } catch (err) {
     // Only a server out of reach is waited for: a refused password, an unknown database or a
     // failed migration stop the start (they were taken for "unreachable", and `migrate` said
     // "migrations applied" having applied none).
-    const cause = err instanceof MigrationError && err.cause instanceof Error ? err.cause : err;
-    const text = cause instanceof Error ? `${cause.message} ${(cause as { code?: unknown }).code ?? ''}` : String(cause);
-    if (!waitForClickHouse || !UNREACHABLE.test(text)) throw err;
+    if (!waitForClickHouse || !isUnreachable(err)) throw err;
     log.warn({ err: String(err) }, 'ClickHouse is unreachable; starting anyway, receipts wait in the WAL');
-    const retry = async (delayMs: number): Promise<void> => {
-      await new Promise((r) => setTimeout(r, delayMs).unref());
-      try {
-        await attempt();
-      } catch {
-        return retry(Math.min(delayMs * 2, 30_000));
-      }
+    // Retried in the background until it applies (said so, and a failure that is not the
+    // server being away, said each time), or until the stores close: not against a closed client.
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const retry = (delayMs: number) => {
+      timer = setTimeout(async () => {
+        try {
+          await attempt();
+          log.info({}, 'ClickHouse is reachable: its migrations are applied');
+        } catch (err) {
+          if (stopped) return;
+          if (!isUnreachable(err)) log.error({ err: String(err) }, 'ClickHouse migrations failed; retrying');
+          retry(Math.min(delayMs * 2, 30_000));
+        }
+      }, delayMs).unref();
     };
-    void retry(1_000);
+    retry(1_000);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
   }
 }
 

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/main.js';
 import { openStores } from '../../src/runtime.js';
+import { startClickHouseHttp } from '../faults/clickhouse-http.js';
+import { startTcpProxy } from '../faults/tcp-proxy.js';
 import { scratchDatabase } from '../support/gateway.js';
 
 let dataDir: string;
@@ -36,4 +38,30 @@ describe('ClickHouse out of reach', () => {
     const stores = await openStores(c, createLogger(c));
     await stores.close();
   });
+
+  it('a start migrates it in the background once it comes, and stops trying when its stores close', async () => {
+    const ch = await startClickHouseHttp(path.join(dataDir, 'chdb'));
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: ch.port });
+    try {
+      proxy.setMode('reset');
+      const c = { ...config(), clickhouse: { url: proxy.via(ch.url) } };
+      const stores = await openStores(c, createLogger(c));
+      proxy.setMode('pass');
+      const deadline = Date.now() + 15_000;
+      while ((await ch.stats()).statements < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect((await ch.stats()).statements).toBeGreaterThanOrEqual(5); // the migrations, once it answered
+      await stores.close();
+
+      // Away at the start and closed at once: no attempt after the close (it went on every 1…30 s, against a closed client).
+      proxy.setMode('reset');
+      const other = await openStores(c, createLogger(c));
+      await other.close();
+      const attempts = proxy.accepted();
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(proxy.accepted()).toBe(attempts);
+    } finally {
+      await proxy.close();
+      await ch.close();
+    }
+  }, 60_000);
 });
