@@ -62,6 +62,7 @@ export interface Stores {
 export async function openStores(config: Config, log: Logger, { waitForClickHouse = true } = {}): Promise<Stores> {
   const configDb = await openConfigDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   let clickhouse: ClickHouseStore | null = null;
+  let stopMigrating = () => undefined as void;
   try {
     const pg = await migrateConfigDb(configDb);
     if (pg.applied.length) log.info({ applied: pg.applied }, 'config database migrated');
@@ -69,7 +70,7 @@ export async function openStores(config: Config, log: Logger, { waitForClickHous
     // server's limit does: that one is answered as ANALYTICS_TIMEOUT, the client's as an error.
     const requestTimeoutMs = config.clickhouse?.requestTimeoutMs ?? Math.min(MAX_TIMER_MS, Math.max(30_000, config.analyticsTimeoutMs + 5_000));
     clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, requestTimeoutMs, log: (msg, fields) => log.warn(fields, msg) });
-    const stopMigrating = await migrateReceiptsStore(clickhouse, config, log, waitForClickHouse);
+    stopMigrating = await migrateReceiptsStore(clickhouse, config, log, waitForClickHouse);
     const secretBox = await SecretBox.open({ dataDir: config.dataDir, secretKey: config.secretKey });
     const adminStore = new AdminStore(configDb.prisma, secretBox);
     const ch2 = clickhouse;
@@ -84,27 +85,29 @@ export async function openStores(config: Config, log: Logger, { waitForClickHous
       },
     };
   } catch (err) {
+    stopMigrating();
     await clickhouse?.close().catch(() => undefined);
     await configDb.close().catch(() => undefined);
     throw err;
   }
 }
 
-/**
- * The embedded engine is local: a failure is fatal. A ClickHouse server may be down while the
- * gateway starts; requests still flow (receipts wait in the WAL) and the migrations are
- * retried in the background until they apply. /readyz says not ready until then.
- */
 /** Errors of the connection itself, not of ClickHouse answering: a server that is down or on its way. */
 const UNREACHABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|socket hang up|^Timeout error/i;
 
-/** Returns what stops the background retries (the stores' close). */
+/** Unreachable, through a MigrationError too. */
 function isUnreachable(err: unknown): boolean {
   const cause = err instanceof MigrationError && err.cause instanceof Error ? err.cause : err;
   const text = cause instanceof Error ? `${cause.message} ${(cause as { code?: unknown }).code ?? ''}` : String(cause);
   return UNREACHABLE.test(text);
 }
 
+/**
+ * The embedded engine is local: a failure is fatal. A ClickHouse server may be down while the
+ * gateway starts; requests still flow (receipts wait in the WAL) and the migrations are
+ * retried in the background until they apply. /readyz says not ready until then. Returns what
+ * stops those retries (the stores' close, or a start that failed after them).
+ */
 async function migrateReceiptsStore(clickhouse: ClickHouseStore, config: Config, log: Logger, waitForClickHouse: boolean): Promise<() => void> {
   const attempt = async () => {
     const ch = await migrateClickHouse(clickhouse.client, { cluster: config.clickhouse?.cluster });

@@ -25,7 +25,8 @@ interface Filter {
 type GraphQLErrorLike = { message?: string; extensions?: { code?: string } };
 
 /** What the server says when it will not serve a subscription as asked (retrying changes nothing). */
-const REFUSALS = new Set(['TOO_MANY_SUBSCRIPTIONS', 'BAD_USER_INPUT', 'GRAPHQL_VALIDATION_FAILED', 'FORBIDDEN', 'PERSISTED_QUERY_NOT_IN_LIST']);
+// (Not TOO_MANY_SUBSCRIPTIONS: the instance's limit frees up; it is retried with backoff.)
+const REFUSALS = new Set(['BAD_USER_INPUT', 'GRAPHQL_VALIDATION_FAILED', 'FORBIDDEN', 'PERSISTED_QUERY_NOT_IN_LIST']);
 
 export function liveView(ctx: Ctx): View {
   let model = new LiveModel();
@@ -118,8 +119,9 @@ export function liveView(ctx: Ctx): View {
       },
       {
         next: (result) => {
-          // A refusal from the resolver (the instance's subscription limit) comes as a result.
-          if (result.errors && refused(result.errors as GraphQLErrorLike[])) return;
+          // A subscription refused or ended by its resolver (an invalid filter, the instance's
+          // limit) comes as a result with errors, then complete.
+          if (result.errors && !result.data) return ended(result.errors as GraphQLErrorLike[]);
           failedRestarts = 0;
           if (result.data) {
             model.add(result.data.routingDecisions);
@@ -130,17 +132,7 @@ export function liveView(ctx: Ctx): View {
           const errors = Array.isArray(err) ? (err as GraphQLErrorLike[]) : [];
           if (errors.some((e) => e.extensions?.code === 'UNAUTHENTICATED')) return ctx.authRejected();
           if (typeof err === 'object' && err !== null && 'code' in err && (err as CloseEvent).code === 4403) return; // liveClient signs out
-          if (refused(errors)) return;
-          // The server ended the stream (e.g. too slow a reader, a failure): start it again shortly.
-          setState({ state: 'lost' });
-          if (restartTimer) clearTimeout(restartTimer);
-          restartTimer = setTimeout(
-            () => {
-              restartTimer = null;
-              restart(false);
-            },
-            backoffMs(2 + failedRestarts++),
-          ); // 2–4 s, then 4–8 s, … up to 30 s
+          ended(errors);
         },
         complete: () => undefined,
       },
@@ -160,10 +152,7 @@ export function liveView(ctx: Ctx): View {
       void pollCosts();
     }
     // After a refusal the client closed its idle socket: the new subscription connects again.
-    if (refusal) {
-      refusal = null;
-      setState({ state: 'connecting' });
-    }
+    if (refusal) setState({ state: 'connecting' });
     unsubscribe = subscribe();
     renderRates();
     renderDecisions();
@@ -178,14 +167,25 @@ export function liveView(ctx: Ctx): View {
   }
 
   /**
-   * The server refused the subscription itself (a limit, an invalid filter): the same request
-   * would be refused again, so it is said, not retried; a new filter tries anew.
+   * The stream ended on the server's side. Refused as asked (an invalid filter): the same request
+   * would be refused again, so it is said, not retried; a new filter tries anew. Otherwise (too
+   * slow a reader, a failure, the instance's limit): started again after a growing backoff.
    */
-  function refused(errors: GraphQLErrorLike[]): boolean {
-    if (!errors.some((e) => REFUSALS.has(e.extensions?.code ?? ''))) return false;
-    refusal = errors.map((e) => e.message ?? 'refused').join('; ');
+  function ended(errors: GraphQLErrorLike[]): void {
+    if (errors.some((e) => REFUSALS.has(e.extensions?.code ?? ''))) {
+      refusal = errors.map((e) => e.message ?? 'refused').join('; ');
+      setState({ state: 'lost' });
+      return;
+    }
     setState({ state: 'lost' });
-    return true;
+    if (restartTimer) clearTimeout(restartTimer);
+    restartTimer = setTimeout(
+      () => {
+        restartTimer = null;
+        restart(false);
+      },
+      backoffMs(2 + failedRestarts++),
+    ); // 2–4 s, then 4–8 s, … up to 30 s
   }
 
   function renderStatus(state: string): void {

@@ -83,6 +83,8 @@ export class WsFanout {
 
   /** What graphql-ws's `subscribe` hook returns for one subscription. */
   async subscribe(sub: FanoutSubscription): Promise<OperationResult> {
+    // Checked here, once per subscriber (a group's re-executions after a gap open no stream).
+    if (this.bus.full) return { errors: [tooManySubscribers()] };
     const existing = this.groups.get(sub.key);
     let group = existing;
     if (!group) {
@@ -95,8 +97,6 @@ export class WsFanout {
     // gets that result; the others run on their own, exactly as without the fan-out.
     if (standalone !== null) return existing ? sub.subscribe(sub.args) : standalone;
     if (group.closed) return this.subscribe(sub); // it ended while we waited: start afresh
-    // A group's first member was counted by its resolver (openStream); one joining it, here.
-    if (existing && this.bus.full) return { errors: [tooManySubscribers()] };
     const member = group.join(this.writers.for(sub.socket), sub.id);
     group.run();
     return member;

@@ -3,6 +3,8 @@
 // plus `data:`), and every stream Tollgate writes ends with its receipt as an SSE comment.
 
 const LF = 10;
+/** Pieces of an unfinished event are joined into blocks of about this many characters. */
+const BLOCK_CHARS = 16 * 1024;
 
 /** The longest event an upstream may send (a whole answer in one event is far shorter). */
 export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
@@ -14,11 +16,15 @@ export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
  */
 export class SseFramer {
   /**
-   * The unfinished event, in the pieces it came in: joined once, when it ends. Appended to one
-   * string, a long event arriving in many pieces was copied whole for every piece (quadratic).
+   * The unfinished event: whole blocks, then the latest pieces, joined once when it ends (into a
+   * block when they reach BLOCK_CHARS: an array of tiny pieces cost ~25 bytes a character).
+   * Appended to one string, a long event was copied whole at every piece (quadratic).
    */
-  private parts: string[] = [];
-  private partsChars = 0;
+  private blocks: string[] = [];
+  private pieces: string[] = [];
+  private piecesChars = 0;
+  private unfinishedChars = 0;
+  private endsWithLF = false;
   private pendingCR = false;
 
   /**
@@ -31,21 +37,16 @@ export class SseFramer {
     const events: string[] = [];
     let start = 0;
     // A blank line split between pieces: the unfinished event ends in a line end, this one starts with one.
-    if (this.partsChars > 0 && chunk.charCodeAt(0) === LF && this.parts[this.parts.length - 1]!.endsWith('\n')) {
+    if (this.endsWithLF && chunk.charCodeAt(0) === LF) {
       events.push(this.take().slice(0, -1));
       start = 1;
     }
     for (let end = chunk.indexOf('\n\n', start); end !== -1; end = chunk.indexOf('\n\n', start)) {
       const piece = chunk.slice(start, end);
-      events.push(this.partsChars > 0 ? this.take() + piece : piece);
+      events.push(this.unfinishedChars > 0 ? this.take() + piece : piece);
       start = end + 2;
     }
-    if (start < chunk.length) {
-      const unfinished = start === 0 ? chunk : chunk.slice(start);
-      this.parts.push(unfinished);
-      this.partsChars += unfinished.length;
-      if (this.partsChars > MAX_EVENT_CHARS) throw Object.assign(new Error('upstream event too large'), { code: 'SSE_EVENT_TOO_LARGE' });
-    }
+    if (start < chunk.length) this.keep(start === 0 ? chunk : chunk.slice(start));
     return events;
   }
 
@@ -56,11 +57,28 @@ export class SseFramer {
     return rest.trim() ? rest : null;
   }
 
+  private keep(unfinished: string): void {
+    this.pieces.push(unfinished);
+    this.piecesChars += unfinished.length;
+    this.unfinishedChars += unfinished.length;
+    this.endsWithLF = unfinished.charCodeAt(unfinished.length - 1) === LF;
+    if (this.unfinishedChars > MAX_EVENT_CHARS) throw Object.assign(new Error('upstream event too large'), { code: 'SSE_EVENT_TOO_LARGE' });
+    if (this.piecesChars >= BLOCK_CHARS) {
+      this.blocks.push(this.pieces.join(''));
+      this.pieces = [];
+      this.piecesChars = 0;
+    }
+  }
+
   /** The unfinished event so far, whole; the framer starts the next. */
   private take(): string {
-    const whole = this.parts.length === 1 ? this.parts[0]! : this.parts.join('');
-    this.parts = [];
-    this.partsChars = 0;
+    const tail = this.pieces.length === 1 ? this.pieces[0]! : this.pieces.join('');
+    const whole = this.blocks.length === 0 ? tail : this.blocks.join('') + tail;
+    this.blocks = [];
+    this.pieces = [];
+    this.piecesChars = 0;
+    this.unfinishedChars = 0;
+    this.endsWithLF = false;
     return whole;
   }
 

@@ -605,7 +605,7 @@ describe('console in Chromium, offline', () => {
           JSON.stringify({
             id: message.id,
             type: 'error',
-            payload: [{ message: 'Too many operations on this connection (at most 100); complete one first.', extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } }],
+            payload: [{ message: 'filter.routes: at most 100 values of at most 256 characters', extensions: { code: 'BAD_USER_INPUT', field: 'filter.routes' } }],
           }),
         );
       });
@@ -613,7 +613,7 @@ describe('console in Chromium, offline', () => {
     await signIn(page, gw.adminToken);
     const status = page.locator('#live-status');
     await poll(() => status.getAttribute('data-state')).toBe('refused');
-    await poll(() => status.textContent()).toBe('Live stream refused: Too many operations on this connection (at most 100); complete one first.');
+    await poll(() => status.textContent()).toBe('Live stream refused: filter.routes: at most 100 values of at most 256 characters');
     await new Promise((resolve) => setTimeout(resolve, 5000)); // past any restart's backoff
     expect(subscribes).toBe(1);
     expect(await status.getAttribute('data-state')).toBe('refused');

@@ -79,8 +79,9 @@ export function decisionPredicate(ctx: GraphQLContext, filter: DecisionFilterInp
 
 /** The subscription's event stream: its own bus stream, or its websocket fan-out group's. */
 function openStream<T extends object>(ctx: GraphQLContext, topic: Topic<T>, accept: (event: T) => boolean): AsyncIterableIterator<Delivered<T>> {
+  if (ctx.openLiveStream) return ctx.openLiveStream(topic, accept); // a websocket's: the fan-out checks the cap
   if (ctx.bus.full) throw tooManySubscribers();
-  return ctx.openLiveStream ? ctx.openLiveStream(topic, accept) : ctx.bus.stream(topic, accept);
+  return ctx.bus.stream(topic, accept);
 }
 
 /**
