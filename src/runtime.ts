@@ -62,7 +62,7 @@ export interface Stores {
 export async function openStores(config: Config, log: Logger, { waitForClickHouse = true } = {}): Promise<Stores> {
   const configDb = await openConfigDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   let clickhouse: ClickHouseStore | null = null;
-  let stopMigrating = () => undefined as void;
+  let stopMigrating: () => void = () => undefined;
   try {
     const pg = await migrateConfigDb(configDb);
     if (pg.applied.length) log.info({ applied: pg.applied }, 'config database migrated');

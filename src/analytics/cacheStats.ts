@@ -7,12 +7,11 @@ import {
   groupedSelect,
   groupKeyReader,
   matchesNothing,
-  num,
   rollupAnswers,
-  runQuery,
   scopeFilter,
   uniqueDimensions,
 } from './common.js';
+import { num, runQuery } from './run.js';
 import { sql } from './sql.js';
 
 export interface CacheRow {

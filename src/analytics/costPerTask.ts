@@ -19,12 +19,11 @@ import {
   groupByClause,
   groupKeyReader,
   matchesNothing,
-  num,
   orderByClause,
-  runQuery,
   scopeFilter,
   uniqueDimensions,
 } from './common.js';
+import { num, runQuery } from './run.js';
 import { sql } from './sql.js';
 
 export interface TaskCostRow {

@@ -33,13 +33,11 @@ import {
   groupKeyString,
   matchesNothing,
   needsRawReceipts,
-  num,
-  numOrNull,
   orderByClause,
-  runQuery,
   scopeFilter,
   uniqueDimensions,
 } from './common.js';
+import { num, numOrNull, runQuery } from './run.js';
 import { type SqlFragment, sql, trusted } from './sql.js';
 
 /** Groups with fewer requests than this get exact percentiles. */

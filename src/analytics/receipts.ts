@@ -16,11 +16,10 @@ import {
   fromTable,
   LATEST_RECEIPT_MS,
   matchesNothing,
-  num,
   type Principal,
-  runQuery,
   scopeFilter,
 } from './common.js';
+import { num, runQuery } from './run.js';
 import { sql, trusted } from './sql.js';
 
 export const DEFAULT_PAGE = 50;

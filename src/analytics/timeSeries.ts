@@ -12,14 +12,13 @@ import {
   groupByClause,
   groupKeyReader,
   matchesNothing,
-  num,
   orderByClause,
   rollupAnswers,
-  runQuery,
   type Source,
   scopeFilter,
   uniqueDimensions,
 } from './common.js';
+import { num, runQuery } from './run.js';
 import { sql, trusted } from './sql.js';
 
 export const INTERVALS = ['MINUTE', 'HOUR', 'DAY'] as const;

@@ -18,6 +18,16 @@ interface GraphQLError {
   extensions?: { code?: string };
 }
 
+export type GraphQLErrorLike = Partial<GraphQLError>;
+
+/**
+ * What the server says when it will not serve a subscription as asked (retrying changes
+ * nothing). Not TOO_MANY_SUBSCRIPTIONS: the instance's limit frees up; it is retried.
+ */
+const REFUSALS = new Set(['BAD_USER_INPUT', 'GRAPHQL_VALIDATION_FAILED', 'FORBIDDEN', 'PERSISTED_QUERY_NOT_IN_LIST']);
+
+export const isRefusal = (errors: GraphQLErrorLike[]) => errors.some((e) => REFUSALS.has(e.extensions?.code ?? ''));
+
 /** Past the server's own analytics bound (TOLLGATE_ANALYTICS_TIMEOUT_MS, 10 s by default). */
 const REQUEST_TIMEOUT_MS = 60_000;
 

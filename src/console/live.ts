@@ -3,7 +3,7 @@
 // candidates, skips and hops. Cost per second comes from the receipts (the `usage` query
 // over the last minute, every few seconds): decisions carry no cost.
 import type { Client } from 'graphql-ws';
-import { backoffMs, type LiveState, liveClient } from './api.js';
+import { backoffMs, type GraphQLErrorLike, isRefusal, type LiveState, liveClient } from './api.js';
 import { lineChart } from './charts.js';
 import type { Ctx, View } from './context.js';
 import { fill, h } from './dom.js';
@@ -21,12 +21,6 @@ interface Filter {
   routes?: string[];
   providers?: string[];
 }
-
-type GraphQLErrorLike = { message?: string; extensions?: { code?: string } };
-
-/** What the server says when it will not serve a subscription as asked (retrying changes nothing). */
-// (Not TOO_MANY_SUBSCRIPTIONS: the instance's limit frees up; it is retried with backoff.)
-const REFUSALS = new Set(['BAD_USER_INPUT', 'GRAPHQL_VALIDATION_FAILED', 'FORBIDDEN', 'PERSISTED_QUERY_NOT_IN_LIST']);
 
 export function liveView(ctx: Ctx): View {
   let model = new LiveModel();
@@ -172,7 +166,7 @@ export function liveView(ctx: Ctx): View {
    * slow a reader, a failure, the instance's limit): started again after a growing backoff.
    */
   function ended(errors: GraphQLErrorLike[]): void {
-    if (errors.some((e) => REFUSALS.has(e.extensions?.code ?? ''))) {
+    if (isRefusal(errors)) {
       refusal = errors.map((e) => e.message ?? 'refused').join('; ');
       setState({ state: 'lost' });
       return;

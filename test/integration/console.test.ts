@@ -605,7 +605,9 @@ describe('console in Chromium, offline', () => {
           JSON.stringify({
             id: message.id,
             type: 'error',
-            payload: [{ message: 'filter.routes: at most 100 values of at most 256 characters', extensions: { code: 'BAD_USER_INPUT', field: 'filter.routes' } }],
+            payload: [
+              { message: 'filter.routes: at most 100 values of at most 256 characters', extensions: { code: 'BAD_USER_INPUT', field: 'filter.routes' } },
+            ],
           }),
         );
       });

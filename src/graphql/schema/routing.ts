@@ -12,7 +12,7 @@ import type { RouteExplanation } from '../../routing/explain.js';
 import { cachePolicyOf, type ExperimentRecord, type RouteRuleRecord, type RouteTargetRecord, type VariantRecord } from '../../store/admin/routing.js';
 import { AcceptCheck, CacheMode, RouteStrategy, StickyBy } from '../../store/prisma.js';
 import type { Builder } from '../builder.js';
-import { forbidden, notFound, store } from './errors.js';
+import { notFound, store } from './errors.js';
 import type { registerCandidate } from './live.js';
 
 /** A target record in the shape of a RouteTarget row, so the one GraphQL type shows both. */
