@@ -62,10 +62,7 @@ export function createMetrics() {
     registers: [registry],
   });
   let cache: { stats(): CacheStats } | null = null;
-  const cacheStat = (pick: (s: CacheStats) => number) =>
-    function (this: client.Gauge) {
-      if (cache) this.set(pick(cache.stats()));
-    };
+  const cacheStat = (pick: (s: CacheStats) => number) => collectFrom(() => cache, pick);
   new client.Gauge({ name: 'tollgate_cache_entries', help: 'Answers held in the response cache', registers: [registry], collect: cacheStat((s) => s.entries) });
   new client.Gauge({
     name: 'tollgate_cache_bytes',
@@ -99,10 +96,7 @@ export function createMetrics() {
   });
 
   let journal: JournalStatsSource | null = null;
-  const stat = (pick: (s: ReturnType<JournalStatsSource['stats']>) => number) =>
-    function (this: client.Gauge) {
-      if (journal) this.set(pick(journal.stats()));
-    };
+  const stat = (pick: (s: ReturnType<JournalStatsSource['stats']>) => number) => collectFrom(() => journal, pick);
   new client.Gauge({
     name: 'tollgate_receipts_appended',
     help: 'Receipts appended to the WAL since start',
@@ -169,10 +163,7 @@ export function createMetrics() {
 
   // The Redis bridge (REDIS_URL): what other instances' subscribers miss from this one.
   let bridge: BridgeStatsSource | null = null;
-  const bridgeStat = (read: (s: ReturnType<BridgeStatsSource['stats']>) => number) =>
-    function (this: client.Gauge) {
-      if (bridge) this.set(read(bridge.stats()));
-    };
+  const bridgeStat = (pick: (s: ReturnType<BridgeStatsSource['stats']>) => number) => collectFrom(() => bridge, pick);
   new client.Gauge({
     name: 'tollgate_live_bridge_connected',
     help: '1 while both Redis connections of the live bridge are ready (REDIS_URL)',
@@ -218,6 +209,14 @@ export function createMetrics() {
     watchBridge(source: BridgeStatsSource) {
       bridge = source;
     },
+  };
+}
+
+/** A gauge's collect: one figure of a source's stats, once the source is watched (until then, unset). */
+function collectFrom<S>(source: () => { stats(): S } | null, pick: (stats: S) => number) {
+  return function (this: client.Gauge) {
+    const watched = source();
+    if (watched) this.set(pick(watched.stats()));
   };
 }
 

@@ -169,7 +169,7 @@ function hasContent(answer: ChatCompletion): boolean {
     const m = choice?.message;
     if (!m) return false;
     const content = m.content as unknown;
-    return (typeof content === 'string' || Array.isArray(content) ? content.length > 0 : false) || !!m.refusal || (m.tool_calls?.length ?? 0) > 0;
+    return ((typeof content === 'string' || Array.isArray(content)) && content.length > 0) || !!m.refusal || (m.tool_calls?.length ?? 0) > 0;
   });
 }
 
